@@ -1,0 +1,105 @@
+/* hl_config: the gateway's configuration, loaded from YAML.
+ *
+ * The file is parsed with libyaml into a node tree and mapped onto the structs below through
+ * tables of {key, handler}. Every error names file, line and key and says what was expected,
+ * e.g. "gw.yaml:12: backends[1].kind: expected one of openai, anthropic; got 'ollama'".
+ * Unknown keys are errors (a typo must not silently fall back to a default). Secrets never
+ * live in the file: a backend names the environment variable that holds its key.
+ *
+ * Ownership: hl_config_load() returns a config the caller frees with hl_config_free(); all
+ * strings inside are owned by the config. The config is immutable once loaded and is shared
+ * read-only by every event-loop thread. */
+#ifndef HL_CONFIG_H
+#define HL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "hl_err.h"
+
+typedef enum hl_provider_kind {
+    HL_PROVIDER_OPENAI,    /* OpenAI API and OpenAI-compatible servers (vLLM, llama.cpp, Ollama) */
+    HL_PROVIDER_ANTHROPIC, /* Anthropic Messages API */
+} hl_provider_kind;
+
+typedef enum hl_location {
+    HL_LOCATION_LOCAL, /* runs on our hardware: data never leaves the machine */
+    HL_LOCATION_CLOUD, /* a third party's service */
+} hl_location;
+
+typedef struct hl_backend_cfg {
+    char *name;             /* unique; also accepted as `model` to force this backend */
+    hl_provider_kind kind;
+    hl_location location;
+    char **base_urls;       /* 1 or more: with several, the first that answers at start wins
+                               (how the default config finds a local server on 8000/8080/11434) */
+    size_t n_base_urls;
+    char *api_key_env;      /* name of the environment variable with the key; NULL: none */
+    char *model;            /* default upstream model; "auto": first id from GET /models */
+    char **models;          /* more model names this backend serves (forced by name) */
+    size_t n_models;
+    double hourly_cost_usd; /* local cost model: busy time x this (default 0.05, the brief's) */
+    long timeout_ms;        /* whole upstream attempt (default 600000) */
+    long connect_timeout_ms;/* default 5000 */
+    int line;               /* where it was declared, for later diagnostics */
+} hl_backend_cfg;
+
+typedef struct hl_price {
+    char *model;               /* exact upstream model name */
+    double input_per_mtok;     /* USD per 1M input tokens */
+    double output_per_mtok;    /* USD per 1M output tokens */
+    double cached_input_per_mtok; /* cache reads; default: input_per_mtok */
+    double cache_write_per_mtok;  /* cache creation (Anthropic); default: input_per_mtok */
+} hl_price;
+
+/* One routing rule. A rule matches when every condition it sets holds (unset conditions
+ * match anything). Rules are tried in order; the first match wins. */
+typedef enum hl_tristate { HL_ANY = 0, HL_YES, HL_NO } hl_tristate;
+
+typedef struct hl_route_rule {
+    char *name;            /* shown in x-hybridllm-route-reason and the ledger */
+    char **task_types;     /* when.task_type: list; NULL/0: any */
+    size_t n_task_types;
+    hl_tristate sensitive; /* when.sensitive: the request is regulated or PII-bearing */
+    char **to;             /* backend names in preference order: the first usable one wins */
+    size_t n_to;
+    int line;
+} hl_route_rule;
+
+typedef struct hl_config {
+    char *path;                /* the file it came from */
+    /* server: */
+    char *listen_host;         /* default "127.0.0.1" */
+    int listen_port;           /* default 8741 */
+    int threads;               /* event loops; 0 = one per core (default) */
+    size_t max_body_bytes;     /* default 4 MiB */
+    size_t max_header_bytes;   /* whole request head; default 16 KiB */
+    int max_headers;           /* default 64 */
+    long read_timeout_ms;      /* a request must arrive completely within this; default 30000 */
+    long idle_timeout_ms;      /* keep-alive idle close; default 60000 */
+    long shutdown_timeout_ms;  /* graceful drain limit on SIGTERM; default 30000 */
+    char *api_keys_env;        /* env var with comma-separated client keys; NULL: no auth */
+    /* ledger: */
+    char *ledger_path;         /* default "hybridllm-ledger.jsonl" */
+    /* backends, prices, routes: */
+    hl_backend_cfg *backends;
+    size_t n_backends;
+    hl_price *prices;
+    size_t n_prices;
+    hl_route_rule *routes;
+    size_t n_routes;
+} hl_config;
+
+/* Loads and validates path. On error returns non-zero, *out is NULL and errbuf holds one
+ * line "file:line: key: problem" (never truncated mid-word: errbuf_len >= 256 advised). */
+hl_err hl_config_load(const char *path, hl_config **out, char *errbuf, size_t errbuf_len);
+/* Same, from memory; name is used in messages in place of a file name. */
+hl_err hl_config_parse(const char *name, const char *text, size_t len, hl_config **out,
+                       char *errbuf, size_t errbuf_len);
+void hl_config_free(hl_config *cfg);
+
+const hl_backend_cfg *hl_config_backend(const hl_config *cfg, const char *name);
+/* Price for an upstream model name: exact match first, then the longest configured name that
+ * is a prefix of model followed by '-' (so "gpt-4o" prices "gpt-4o-2024-08-06"). NULL if none. */
+const hl_price *hl_config_price(const hl_config *cfg, const char *model);
+
+#endif

@@ -1,0 +1,121 @@
+/* hl_buf: see hl_buf.h. */
+#include "hl_buf.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void hl_buf_init(hl_buf *b, size_t max) {
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->max = max ? max : SIZE_MAX / 2;
+}
+
+void hl_buf_release(hl_buf *b) {
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+void hl_buf_reset(hl_buf *b) {
+    b->len = 0;
+    if (b->data) b->data[0] = '\0';
+}
+
+hl_err hl_buf_reserve(hl_buf *b, size_t extra) {
+    if (extra > b->max - b->len) return HL_ERR_LIMIT;
+    size_t need = b->len + extra + 1; /* + NUL */
+    if (need <= b->cap) return HL_OK;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need) cap *= 2;
+    if (cap > b->max + 1) cap = b->max + 1;
+    char *p = realloc(b->data, cap);
+    if (!p) return HL_ERR_NOMEM;
+    b->data = p;
+    b->cap = cap;
+    return HL_OK;
+}
+
+hl_err hl_buf_append(hl_buf *b, const void *p, size_t n) {
+    hl_err err = hl_buf_reserve(b, n);
+    if (err) return err;
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return HL_OK;
+}
+
+hl_err hl_buf_puts(hl_buf *b, const char *s) { return hl_buf_append(b, s, strlen(s)); }
+
+hl_err hl_buf_vprintf(hl_buf *b, const char *fmt, va_list ap) {
+    va_list ap2;
+    va_copy(ap2, ap);
+    char small[256];
+    int n = vsnprintf(small, sizeof small, fmt, ap2);
+    va_end(ap2);
+    if (n < 0) return HL_ERR_INVAL;
+    if ((size_t)n < sizeof small) return hl_buf_append(b, small, (size_t)n);
+    hl_err err = hl_buf_reserve(b, (size_t)n);
+    if (err) return err;
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+    return HL_OK;
+}
+
+hl_err hl_buf_printf(hl_buf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    hl_err err = hl_buf_vprintf(b, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+hl_err hl_buf_json_str(hl_buf *b, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    hl_err err = hl_buf_reserve(b, n + 2);
+    if (err) return err;
+    b->data[b->len++] = '"';
+    size_t run = 0; /* start of the pending run of bytes that need no escape */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        if ((err = hl_buf_append(b, s + run, i - run))) return err;
+        char esc[6] = {'\\', 0, 0, 0, 0, 0};
+        size_t elen = 2;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            esc[1] = 'u'; esc[2] = '0'; esc[3] = '0';
+            esc[4] = hex[c >> 4]; esc[5] = hex[c & 15];
+            elen = 6;
+        }
+        if ((err = hl_buf_append(b, esc, elen))) return err;
+        run = i + 1;
+    }
+    if ((err = hl_buf_append(b, s + run, n - run))) return err;
+    return hl_buf_append(b, "\"", 1);
+}
+
+void hl_buf_consume(hl_buf *b, size_t n) {
+    if (n >= b->len) {
+        hl_buf_reset(b);
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+    b->data[b->len] = '\0';
+}
+
+char *hl_buf_steal(hl_buf *b) {
+    char *p = b->data;
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return p;
+}

@@ -1,0 +1,40 @@
+/* hl_buf: a growable byte buffer with a hard ceiling.
+ *
+ * Every buffer that grows with untrusted input is created with a maximum size; reaching it
+ * is HL_ERR_LIMIT, never a silent cut. The data is always NUL-terminated (the terminator is
+ * not counted in len) so text can be handed to C string functions. */
+#ifndef HL_BUF_H
+#define HL_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include "hl_err.h"
+
+typedef struct hl_buf {
+    char *data;   /* owned; NULL until the first append */
+    size_t len;   /* bytes in use */
+    size_t cap;   /* bytes allocated */
+    size_t max;   /* ceiling for len; 0 means SIZE_MAX/2 */
+} hl_buf;
+
+/* Initializes an empty buffer that may hold at most max bytes (0: no practical limit). */
+void hl_buf_init(hl_buf *b, size_t max);
+/* Frees the data and resets the buffer to empty; the ceiling is kept. */
+void hl_buf_release(hl_buf *b);
+/* Empties the buffer but keeps its allocation. */
+void hl_buf_reset(hl_buf *b);
+/* Ensures room for extra more bytes. HL_ERR_LIMIT past the ceiling, HL_ERR_NOMEM. */
+hl_err hl_buf_reserve(hl_buf *b, size_t extra);
+/* Appends n bytes from p (copies). */
+hl_err hl_buf_append(hl_buf *b, const void *p, size_t n);
+hl_err hl_buf_puts(hl_buf *b, const char *s);
+hl_err hl_buf_printf(hl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+hl_err hl_buf_vprintf(hl_buf *b, const char *fmt, va_list ap);
+/* Appends s as a JSON string literal, quotes included, escaping as RFC 8259 requires. */
+hl_err hl_buf_json_str(hl_buf *b, const char *s, size_t n);
+/* Removes the first n bytes (n <= len), moving the rest to the front. */
+void hl_buf_consume(hl_buf *b, size_t n);
+/* Takes ownership of the data: returns it (caller frees with free()) and empties b. */
+char *hl_buf_steal(hl_buf *b);
+
+#endif
