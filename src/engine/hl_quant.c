@@ -1,0 +1,437 @@
+/* hl_quant: scalar reference kernels, conversions and kernel selection; see hl_quant.h.
+ * The SIMD kernels live in hl_quant_x86.c and are checked against the ones here. */
+#include "hl_quant.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hl_quant_x86.h"
+
+_Static_assert(sizeof(hl_block_q8_0) == 34, "Q8_0 block is 34 bytes");
+_Static_assert(sizeof(hl_block_q4_0) == 18, "Q4_0 block is 18 bytes");
+_Static_assert(sizeof(hl_block_q4_k) == 144, "Q4_K block is 144 bytes");
+_Static_assert(sizeof(hl_block_q6_k) == 210, "Q6_K block is 210 bytes");
+
+/* ---- scalar conversions ---------------------------------------------------------------- */
+
+float hl_quant_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        /* zero or subnormal: man * 2^-24, exact in float */
+        float f = (float)man * 5.9604644775390625e-8f;
+        return sign ? -f : f;
+    }
+    if (exp == 31) bits = sign | 0x7f800000u | man << 13;
+    else bits = sign | (exp + 112) << 23 | man << 13;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t hl_quant_f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) return sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 : 0);
+    if (ax >= 0x477ff000u) return sign | 0x7c00; /* rounds past 65504: infinity */
+    if (ax < 0x38800000u) {
+        /* below the smallest normal half (2^-14): a subnormal half is round(|f| * 2^24);
+         * the scaling by a power of two is exact and lrintf rounds to nearest even. */
+        float a;
+        memcpy(&a, &ax, 4);
+        return sign | (uint16_t)lrintf(a * 16777216.0f);
+    }
+    uint32_t h = ((ax >> 23) - 112) << 10 | (ax & 0x7fffffu) >> 13;
+    uint32_t rem = ax & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return sign | (uint16_t)h;
+}
+
+float hl_quant_bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t hl_quant_f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
+    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
+}
+
+bool hl_quant_supported(uint32_t type) {
+    switch (type) {
+    case HL_GGUF_F32: case HL_GGUF_F16: case HL_GGUF_BF16: case HL_GGUF_Q8_0:
+    case HL_GGUF_Q4_0: case HL_GGUF_Q4_K: case HL_GGUF_Q6_K:
+        return true;
+    default:
+        return false;
+    }
+}
+
+void hl_quant_q4k_scale_min(const uint8_t *q, int j, uint8_t *s, uint8_t *m) {
+    /* 12 bytes hold eight 6-bit scales and eight 6-bit mins: bytes 0-3 hold scales 0-3 in
+     * their low 6 bits, bytes 4-7 mins 0-3; scales and mins 4-7 keep their low 4 bits in
+     * bytes 8-11 (scale low nibble, min high nibble) and their top 2 bits in the top bits
+     * of bytes 0-3 (scales) and 4-7 (mins). */
+    if (j < 4) {
+        *s = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *s = (uint8_t)((q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+/* ---- dequantization --------------------------------------------------------------------- */
+
+static void dequant_q8_0(const hl_block_q8_0 *b, float *y) {
+    float d = hl_quant_f16_to_f32(b->d);
+    for (int j = 0; j < 32; j++) y[j] = d * b->qs[j];
+}
+
+static void dequant_q4_0(const hl_block_q4_0 *b, float *y) {
+    float d = hl_quant_f16_to_f32(b->d);
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * ((b->qs[j] & 0xf) - 8);
+        y[j + 16] = d * ((b->qs[j] >> 4) - 8);
+    }
+}
+
+static void dequant_q4_k(const hl_block_q4_k *b, float *y) {
+    float d = hl_quant_f16_to_f32(b->d), dmin = hl_quant_f16_to_f32(b->dmin);
+    for (int p = 0; p < 4; p++) {
+        uint8_t s0, m0, s1, m1;
+        hl_quant_q4k_scale_min(b->scales, 2 * p, &s0, &m0);
+        hl_quant_q4k_scale_min(b->scales, 2 * p + 1, &s1, &m1);
+        const uint8_t *q = b->qs + 32 * p;
+        for (int l = 0; l < 32; l++) {
+            y[64 * p + l] = d * s0 * (q[l] & 0xf) - dmin * m0;
+            y[64 * p + 32 + l] = d * s1 * (q[l] >> 4) - dmin * m1;
+        }
+    }
+}
+
+/* The 6-bit value k (0..255) of a Q6_K block, before the -32 offset. */
+static inline int q6k_value(const hl_block_q6_k *b, int k) {
+    int h = k / 128, r = k % 128, quarter = r / 32, l = r % 32;
+    const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+    int lo = quarter & 1 ? ql[l + 32] : ql[l];
+    lo = quarter & 2 ? lo >> 4 : lo & 0xf;
+    int hi = (qh[l] >> (2 * quarter)) & 3;
+    return lo | hi << 4;
+}
+
+static void dequant_q6_k(const hl_block_q6_k *b, float *y) {
+    float d = hl_quant_f16_to_f32(b->d);
+    for (int k = 0; k < 256; k++) y[k] = d * b->scales[k / 16] * (q6k_value(b, k) - 32);
+}
+
+void hl_quant_dequant_row(uint32_t type, const void *src, float *dst, int64_t n) {
+    const uint8_t *p = src;
+    switch (type) {
+    case HL_GGUF_F32: memcpy(dst, src, (size_t)n * 4); break;
+    case HL_GGUF_F16:
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            dst[i] = hl_quant_f16_to_f32(h);
+        }
+        break;
+    case HL_GGUF_BF16:
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            dst[i] = hl_quant_bf16_to_f32(h);
+        }
+        break;
+    case HL_GGUF_Q8_0:
+        for (int64_t i = 0; i < n / 32; i++) dequant_q8_0((const hl_block_q8_0 *)p + i, dst + 32 * i);
+        break;
+    case HL_GGUF_Q4_0:
+        for (int64_t i = 0; i < n / 32; i++) dequant_q4_0((const hl_block_q4_0 *)p + i, dst + 32 * i);
+        break;
+    case HL_GGUF_Q4_K:
+        for (int64_t i = 0; i < n / 256; i++)
+            dequant_q4_k((const hl_block_q4_k *)p + i, dst + 256 * i);
+        break;
+    case HL_GGUF_Q6_K:
+        for (int64_t i = 0; i < n / 256; i++)
+            dequant_q6_k((const hl_block_q6_k *)p + i, dst + 256 * i);
+        break;
+    default: memset(dst, 0, (size_t)n * 4); break;
+    }
+}
+
+double hl_quant_dot_ref(uint32_t type, const void *w, const float *x, int n) {
+    uint32_t blk = hl_gguf_type_block(type), bsz = hl_gguf_type_size(type);
+    float tmp[256];
+    double acc = 0;
+    for (int i = 0; i < n; i += (int)blk) {
+        const uint8_t *b = (const uint8_t *)w + (size_t)(i / blk) * bsz;
+        hl_quant_dequant_row(type, b, tmp, blk);
+        for (uint32_t j = 0; j < blk; j++) acc += (double)tmp[j] * x[i + j];
+    }
+    return acc;
+}
+
+/* ---- quantization ----------------------------------------------------------------------- */
+
+void hl_quant_quantize_q8_0(const float *x, void *dst, int64_t n) {
+    hl_block_q8_0 *b = dst;
+    for (int64_t i = 0; i < n / 32; i++, x += 32) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127, id = d ? 1 / d : 0;
+        b[i].d = hl_quant_f32_to_f16(d);
+        for (int j = 0; j < 32; j++) b[i].qs[j] = (int8_t)roundf(x[j] * id);
+    }
+}
+
+void hl_quant_quantize_q4_0(const float *x, void *dst, int64_t n) {
+    hl_block_q4_0 *b = dst;
+    for (int64_t i = 0; i < n / 32; i++, x += 32) {
+        /* The value of largest magnitude maps to -8, so its sign picks the direction and the
+         * full range -8..7 is used on the side that needs it. */
+        float amax = 0, vmax = 0;
+        for (int j = 0; j < 32; j++)
+            if (fabsf(x[j]) > amax) {
+                amax = fabsf(x[j]);
+                vmax = x[j];
+            }
+        float d = vmax / -8, id = d ? 1 / d : 0;
+        b[i].d = hl_quant_f32_to_f16(d);
+        for (int j = 0; j < 16; j++) {
+            int q0 = (int)(x[j] * id + 8.5f), q1 = (int)(x[j + 16] * id + 8.5f);
+            q0 = q0 < 0 ? 0 : q0 > 15 ? 15 : q0;
+            q1 = q1 < 0 ? 0 : q1 > 15 ? 15 : q1;
+            b[i].qs[j] = (uint8_t)(q0 | q1 << 4);
+        }
+    }
+}
+
+/* ---- activations ----------------------------------------------------------------------- */
+
+hl_quant_act hl_quant_act_for(uint32_t type) {
+    switch (type) {
+    case HL_GGUF_Q8_0: case HL_GGUF_Q4_0: return HL_ACT_Q8;
+    case HL_GGUF_Q4_K: case HL_GGUF_Q6_K: return HL_ACT_Q8K;
+    default: return HL_ACT_F32;
+    }
+}
+
+size_t hl_quant_act_size(hl_quant_act act, int n) {
+    switch (act) {
+    case HL_ACT_Q8: return (size_t)(n / 32) * sizeof(hl_act_q8);
+    case HL_ACT_Q8K: return (size_t)(n / 256) * sizeof(hl_act_q8k);
+    default: return (size_t)n * sizeof(float);
+    }
+}
+
+static void quantize_act_q8_scalar(const float *x, hl_act_q8 *b, int n) {
+    for (int i = 0; i < n / 32; i++, x += 32) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127, id = d ? 1 / d : 0;
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) {
+            b[i].qs[j] = (int8_t)lrintf(x[j] * id);
+            sum += b[i].qs[j];
+        }
+        b[i].d = d;
+        b[i].sum = sum;
+    }
+}
+
+static void quantize_act_q8k_scalar(const float *x, hl_act_q8k *b, int n) {
+    for (int i = 0; i < n / 256; i++, x += 256) {
+        float amax = 0;
+        for (int j = 0; j < 256; j++) amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127, id = d ? 1 / d : 0;
+        for (int g = 0; g < 16; g++) {
+            int sum = 0;
+            for (int j = 16 * g; j < 16 * g + 16; j++) {
+                b[i].qs[j] = (int8_t)lrintf(x[j] * id);
+                sum += b[i].qs[j];
+            }
+            b[i].bsums[g] = (int16_t)sum;
+        }
+        b[i].d = d;
+    }
+}
+
+void hl_quant_act_quantize(hl_quant_act act, const float *x, void *dst, int n) {
+    switch (act) {
+    case HL_ACT_Q8: quantize_act_q8_scalar(x, dst, n); break;
+    case HL_ACT_Q8K: quantize_act_q8k_scalar(x, dst, n); break;
+    default: memcpy(dst, x, (size_t)n * sizeof(float)); break;
+    }
+}
+
+/* ---- scalar kernels -------------------------------------------------------------------- */
+
+static float dot_f32(int n, const void *w, const void *act) {
+    const float *a = w, *x = act;
+    float s = 0;
+    for (int i = 0; i < n; i++) s += a[i] * x[i];
+    return s;
+}
+
+static float dot_f16(int n, const void *w, const void *act) {
+    const uint16_t *a = w;
+    const float *x = act;
+    float s = 0;
+    for (int i = 0; i < n; i++) s += hl_quant_f16_to_f32(a[i]) * x[i];
+    return s;
+}
+
+static float dot_bf16(int n, const void *w, const void *act) {
+    const uint16_t *a = w;
+    const float *x = act;
+    float s = 0;
+    for (int i = 0; i < n; i++) s += hl_quant_bf16_to_f32(a[i]) * x[i];
+    return s;
+}
+
+static float dot_q8_0(int n, const void *w, const void *act) {
+    const hl_block_q8_0 *b = w;
+    const hl_act_q8 *a = act;
+    float s = 0;
+    for (int i = 0; i < n / 32; i++) {
+        int32_t isum = 0;
+        for (int j = 0; j < 32; j++) isum += b[i].qs[j] * a[i].qs[j];
+        s += hl_quant_f16_to_f32(b[i].d) * a[i].d * (float)isum;
+    }
+    return s;
+}
+
+static float dot_q4_0(int n, const void *w, const void *act) {
+    const hl_block_q4_0 *b = w;
+    const hl_act_q8 *a = act;
+    float s = 0;
+    for (int i = 0; i < n / 32; i++) {
+        int32_t isum = 0;
+        for (int j = 0; j < 16; j++)
+            isum += (b[i].qs[j] & 0xf) * a[i].qs[j] + (b[i].qs[j] >> 4) * a[i].qs[j + 16];
+        isum -= 8 * a[i].sum;
+        s += hl_quant_f16_to_f32(b[i].d) * a[i].d * (float)isum;
+    }
+    return s;
+}
+
+static float dot_q4_k(int n, const void *w, const void *act) {
+    const hl_block_q4_k *b = w;
+    const hl_act_q8k *a = act;
+    float s = 0;
+    for (int i = 0; i < n / 256; i++) {
+        int32_t sum_qs = 0, sum_mins = 0;
+        for (int p = 0; p < 4; p++) {
+            uint8_t s0, m0, s1, m1;
+            hl_quant_q4k_scale_min(b[i].scales, 2 * p, &s0, &m0);
+            hl_quant_q4k_scale_min(b[i].scales, 2 * p + 1, &s1, &m1);
+            const uint8_t *q = b[i].qs + 32 * p;
+            const int8_t *y = a[i].qs + 64 * p;
+            int32_t i0 = 0, i1 = 0;
+            for (int l = 0; l < 32; l++) {
+                i0 += (q[l] & 0xf) * y[l];
+                i1 += (q[l] >> 4) * y[l + 32];
+            }
+            sum_qs += s0 * i0 + s1 * i1;
+            sum_mins += m0 * (a[i].bsums[4 * p] + a[i].bsums[4 * p + 1]) +
+                        m1 * (a[i].bsums[4 * p + 2] + a[i].bsums[4 * p + 3]);
+        }
+        s += a[i].d * (hl_quant_f16_to_f32(b[i].d) * (float)sum_qs -
+                       hl_quant_f16_to_f32(b[i].dmin) * (float)sum_mins);
+    }
+    return s;
+}
+
+static float dot_q6_k(int n, const void *w, const void *act) {
+    const hl_block_q6_k *b = w;
+    const hl_act_q8k *a = act;
+    float s = 0;
+    for (int i = 0; i < n / 256; i++) {
+        int32_t isum = 0;
+        for (int g = 0; g < 16; g++) {
+            int32_t gs = 0;
+            for (int k = 16 * g; k < 16 * g + 16; k++) gs += q6k_value(&b[i], k) * a[i].qs[k];
+            isum += b[i].scales[g] * (gs - 32 * a[i].bsums[g]);
+        }
+        s += a[i].d * hl_quant_f16_to_f32(b[i].d) * (float)isum;
+    }
+    return s;
+}
+
+static hl_quant_dot_fn scalar_kernel(uint32_t type) {
+    switch (type) {
+    case HL_GGUF_F32: return dot_f32;
+    case HL_GGUF_F16: return dot_f16;
+    case HL_GGUF_BF16: return dot_bf16;
+    case HL_GGUF_Q8_0: return dot_q8_0;
+    case HL_GGUF_Q4_0: return dot_q4_0;
+    case HL_GGUF_Q4_K: return dot_q4_k;
+    case HL_GGUF_Q6_K: return dot_q6_k;
+    default: return NULL;
+    }
+}
+
+/* ---- selection ------------------------------------------------------------------------- */
+
+const char *hl_quant_isa_name(hl_quant_isa isa) {
+    switch (isa) {
+    case HL_ISA_SCALAR: return "scalar";
+    case HL_ISA_AVX2: return "avx2";
+    case HL_ISA_AVX512: return "avx512";
+    default: return "?";
+    }
+}
+
+static bool cpu_has(hl_quant_isa isa) {
+    switch (isa) {
+    case HL_ISA_SCALAR: return true;
+    case HL_ISA_AVX2: return hl_quant_x86_has_avx2();
+    case HL_ISA_AVX512: return hl_quant_x86_has_avx512();
+    default: return false;
+    }
+}
+
+hl_quant_isa hl_quant_best_isa(void) {
+    hl_quant_isa cap = HL_ISA_AVX512;
+    const char *env = getenv("HL_QUANT_ISA");
+    if (env && strcmp(env, "scalar") == 0) cap = HL_ISA_SCALAR;
+    else if (env && strcmp(env, "avx2") == 0) cap = HL_ISA_AVX2;
+    for (int i = cap; i > HL_ISA_SCALAR; i--)
+        if (cpu_has((hl_quant_isa)i)) return (hl_quant_isa)i;
+    return HL_ISA_SCALAR;
+}
+
+hl_quant_dot_fn hl_quant_kernel(uint32_t type, hl_quant_isa isa) {
+    if (!cpu_has(isa)) return NULL;
+    switch (isa) {
+    case HL_ISA_SCALAR: return scalar_kernel(type);
+    case HL_ISA_AVX2: return hl_quant_x86_kernel_avx2(type);
+    case HL_ISA_AVX512: return hl_quant_x86_kernel_avx512(type);
+    default: return NULL;
+    }
+}
+
+hl_quant_dot_fn hl_quant_dot_fn_for(uint32_t type) {
+    for (int i = hl_quant_best_isa(); i >= HL_ISA_SCALAR; i--) {
+        hl_quant_dot_fn f = hl_quant_kernel(type, (hl_quant_isa)i);
+        if (f) return f;
+    }
+    return NULL;
+}
+
+void hl_quant_axpy(int n, float a, const float *x, float *y) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+float hl_quant_dot_f32(int n, const float *x, const float *y) {
+    return dot_f32(n, x, y);
+}

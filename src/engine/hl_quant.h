@@ -1,0 +1,134 @@
+/* hl_quant: tensor element types and the dot products the engine spends its time in.
+ *
+ * Weights stay in the file's format (the blocks below, byte-compatible with ggml's) and are
+ * read straight from the mmap. A matrix-vector product is one dot product per weight row
+ * against the activation vector. For the quantized weight types the activation vector is
+ * first quantized once per matmul to 8-bit blocks (hl_quant_act_*), as llama.cpp does, so the
+ * inner loops are integer multiply-adds; F32/F16/BF16 rows are dotted with f32 activations.
+ *
+ * Every kernel has a scalar version, which is the reference: the SIMD versions (AVX2+FMA,
+ * AVX-512 with VNNI, in hl_quant_x86.c) must agree with it, and the scalar versions must
+ * agree with hl_quant_dot_ref(), a plain "dequantize, multiply, add in double" definition.
+ * hl_quant_dot_fn_for() returns the best kernel the running CPU supports.
+ *
+ * Block layouts (little-endian; d/dmin are IEEE half floats):
+ *   Q8_0  32 values, 34 bytes: d; int8 q[32].                    x = d*q
+ *   Q4_0  32 values, 18 bytes: d; u8 qs[16]: value j (< 16) is the low nibble of qs[j],
+ *         value j+16 the high nibble.                             x = d*(nibble - 8)
+ *   Q4_K 256 values, 144 bytes: d, dmin; u8 scales[12]; u8 qs[128]. Eight sub-blocks of 32
+ *         with a 6-bit scale s and a 6-bit min m each (packing: hl_quant_q4k_scale_min()).
+ *         qs[32*p + l] holds value 64*p + l (low nibble, sub-block 2p) and value 64*p+32+l
+ *         (high nibble, sub-block 2p+1).                           x = d*s*q - dmin*m
+ *   Q6_K 256 values, 210 bytes: u8 ql[128]; u8 qh[64]; int8 scales[16]; d. Two halves of
+ *         128; in half h, for l < 32, the four values l, l+32, l+64, l+96 take their low 4
+ *         bits from ql[64h+l] (low nibble), ql[64h+l+32] (low), ql[64h+l] (high),
+ *         ql[64h+l+32] (high), and their top 2 bits from qh[32h+l] bits 0-1, 2-3, 4-5, 6-7.
+ *         Each 16 values share one scale.                          x = d*scale*(q - 32) */
+#ifndef HL_QUANT_H
+#define HL_QUANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "hl_gguf.h"
+
+typedef struct hl_block_q8_0 {
+    uint16_t d;
+    int8_t qs[32];
+} hl_block_q8_0;
+
+typedef struct hl_block_q4_0 {
+    uint16_t d;
+    uint8_t qs[16];
+} hl_block_q4_0;
+
+typedef struct hl_block_q4_k {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[12];
+    uint8_t qs[128];
+} hl_block_q4_k;
+
+typedef struct hl_block_q6_k {
+    uint8_t ql[128];
+    uint8_t qh[64];
+    int8_t scales[16];
+    uint16_t d;
+} hl_block_q6_k;
+
+/* Activation blocks (ours, never in files). Q8: for 32-element weight blocks; sum is the sum
+ * of qs, which the Q4_0 kernels need for the "- 8" offset. Q8K: for 256-element super-blocks;
+ * bsums[i] sums qs[16i .. 16i+15], which the K-quant kernels need for mins and offsets. */
+typedef struct hl_act_q8 {
+    float d;
+    int32_t sum;
+    int8_t qs[32];
+} hl_act_q8;
+
+typedef struct hl_act_q8k {
+    float d;
+    int16_t bsums[16];
+    int8_t qs[256];
+} hl_act_q8k;
+
+typedef enum hl_quant_act {
+    HL_ACT_F32,  /* plain floats */
+    HL_ACT_Q8,   /* hl_act_q8 blocks */
+    HL_ACT_Q8K,  /* hl_act_q8k blocks */
+} hl_quant_act;
+
+/* Instruction-set levels with kernels. */
+typedef enum hl_quant_isa {
+    HL_ISA_SCALAR,
+    HL_ISA_AVX2,    /* AVX2 + FMA + F16C */
+    HL_ISA_AVX512,  /* AVX-512 F/BW/VL + VNNI */
+    HL_ISA_COUNT
+} hl_quant_isa;
+
+/* Dot product of a weight row of n elements (in the weight type's layout) with an
+ * activation vector in that type's activation format. */
+typedef float (*hl_quant_dot_fn)(int n, const void *w, const void *act);
+
+float hl_quant_f16_to_f32(uint16_t h);
+uint16_t hl_quant_f32_to_f16(float f);  /* round to nearest even */
+float hl_quant_bf16_to_f32(uint16_t h);
+uint16_t hl_quant_f32_to_bf16(float f); /* round to nearest even */
+
+/* Whether the engine can compute with this tensor type (F32, F16, BF16, Q8_0, Q4_0, Q4_K,
+ * Q6_K). */
+bool hl_quant_supported(uint32_t type);
+
+/* Unpacks the 6-bit scale and min of sub-block j (0..7) of a Q4_K block. */
+void hl_quant_q4k_scale_min(const uint8_t *scales, int j, uint8_t *s, uint8_t *m);
+
+/* Dequantizes n elements (a multiple of the type's block) from src to dst. */
+void hl_quant_dequant_row(uint32_t type, const void *src, float *dst, int64_t n);
+/* The reference: sum of dequantized weights times x, accumulated in double. */
+double hl_quant_dot_ref(uint32_t type, const void *w, const float *x, int n);
+
+/* Quantizes n floats (a multiple of 32) to Q8_0 / Q4_0 weight blocks (for our tools and
+ * tests). */
+void hl_quant_quantize_q8_0(const float *x, void *dst, int64_t n);
+void hl_quant_quantize_q4_0(const float *x, void *dst, int64_t n);
+
+/* Activation format wanted by a weight type's kernels, its byte size for n elements, and
+ * the conversion (dst must hold hl_quant_act_size(act, n) bytes). */
+hl_quant_act hl_quant_act_for(uint32_t type);
+size_t hl_quant_act_size(hl_quant_act act, int n);
+void hl_quant_act_quantize(hl_quant_act act, const float *x, void *dst, int n);
+
+/* The kernel for a weight type at an ISA level: NULL when not implemented there or not
+ * supported by this CPU. hl_quant_dot_fn_for() picks the best available. */
+hl_quant_dot_fn hl_quant_kernel(uint32_t type, hl_quant_isa isa);
+hl_quant_dot_fn hl_quant_dot_fn_for(uint32_t type);
+/* The best ISA level this CPU runs (HL_QUANT_ISA=scalar|avx2|avx512 in the environment
+ * caps it, for benchmarks and for testing the fallbacks). */
+hl_quant_isa hl_quant_best_isa(void);
+const char *hl_quant_isa_name(hl_quant_isa isa);
+
+/* Element-wise helpers used by the model, with SIMD versions chosen like the kernels:
+ * y[i] += a * x[i]. */
+void hl_quant_axpy(int n, float a, const float *x, float *y);
+float hl_quant_dot_f32(int n, const float *x, const float *y);
+
+#endif

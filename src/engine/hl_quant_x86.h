@@ -1,0 +1,17 @@
+/* hl_quant_x86: the x86 SIMD kernels behind hl_quant (private to hl_quant.c and its tests).
+ * Each is compiled for its instruction set with __attribute__((target(...))), so the rest of
+ * the build stays baseline x86-64, and is only handed out when __builtin_cpu_supports says
+ * the running CPU has that instruction set. */
+#ifndef HL_QUANT_X86_H
+#define HL_QUANT_X86_H
+
+#include <stdbool.h>
+#include "hl_quant.h"
+
+bool hl_quant_x86_has_avx2(void);   /* AVX2, FMA and F16C */
+bool hl_quant_x86_has_avx512(void); /* AVX-512 F, BW, VL and VNNI */
+/* Kernels for a weight type; NULL where none exists at that level. */
+hl_quant_dot_fn hl_quant_x86_kernel_avx2(uint32_t type);
+hl_quant_dot_fn hl_quant_x86_kernel_avx512(uint32_t type);
+
+#endif

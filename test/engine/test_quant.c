@@ -1,0 +1,277 @@
+/* Tests for hl_quant: half/bfloat conversions, block layouts (hand-packed known values and
+ * the real quantized test models against their F32 originals), and every dot-product kernel
+ * (scalar and each SIMD level this CPU has) against the double-precision reference on
+ * random data. */
+#include <math.h>
+#include <string.h>
+
+#include "hl_gguf.h"
+#include "hl_quant.h"
+#include "hl_test.h"
+#include "test_models_dir.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+static float rndf(void) { return (float)((rnd() & 0xffffff) / 16777216.0 * 2 - 1); }
+
+HL_TEST(f16_known_values) {
+    HL_CHECK_INT_EQ(hl_quant_f32_to_f16(1.0f), 0x3c00);
+    HL_CHECK_INT_EQ(hl_quant_f32_to_f16(-2.0f), 0xc000);
+    HL_CHECK_INT_EQ(hl_quant_f32_to_f16(65504.0f), 0x7bff);
+    HL_CHECK_INT_EQ(hl_quant_f32_to_f16(65519.0f), 0x7bff);
+    HL_CHECK_INT_EQ(hl_quant_f32_to_f16(65520.0f), 0x7c00); /* tie rounds to even: inf */
+    HL_CHECK_INT_EQ(hl_quant_f32_to_f16(5.9604644775390625e-8f), 0x0001);
+    HL_CHECK_INT_EQ(hl_quant_f32_to_f16(2.9802322387695312e-8f), 0x0000); /* tie to even */
+    HL_CHECK_INT_EQ(hl_quant_f32_to_f16(0.1f), 0x2e66);
+    HL_CHECK_INT_EQ(hl_quant_f32_to_f16(1.0f + 1.0f / 2048), 0x3c00); /* tie to even */
+    HL_CHECK_INT_EQ(hl_quant_f32_to_f16(1.0f + 3.0f / 2048), 0x3c02); /* tie to even */
+    HL_CHECK_INT_EQ(hl_quant_f32_to_f16(INFINITY), 0x7c00);
+    HL_CHECK((hl_quant_f32_to_f16(NAN) & 0x7c00) == 0x7c00 && (hl_quant_f32_to_f16(NAN) & 0x3ff));
+    HL_CHECK_NEAR(hl_quant_f16_to_f32(0x3555), 0.333251953125, 0);
+    HL_CHECK_NEAR(hl_quant_f16_to_f32(0x0001), 5.9604644775390625e-8, 0);
+    HL_CHECK_NEAR(hl_quant_f16_to_f32(0x8400), -6.103515625e-05, 0);
+    /* Every finite half survives the round trip exactly. */
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7c00) == 0x7c00) continue;
+        if (hl_quant_f32_to_f16(hl_quant_f16_to_f32((uint16_t)h)) != h) bad++;
+    }
+    HL_CHECK_INT_EQ(bad, 0);
+}
+
+HL_TEST(bf16_known_values) {
+    HL_CHECK_INT_EQ(hl_quant_f32_to_bf16(1.0f), 0x3f80);
+    HL_CHECK_INT_EQ(hl_quant_f32_to_bf16(-3.0f), 0xc040);
+    HL_CHECK_INT_EQ(hl_quant_f32_to_bf16(1.0f + 1.0f / 256), 0x3f80); /* tie to even */
+    HL_CHECK_INT_EQ(hl_quant_f32_to_bf16(1.0f + 3.0f / 256), 0x3f82);
+    HL_CHECK_NEAR(hl_quant_bf16_to_f32(0x4049), 3.140625, 0);
+}
+
+HL_TEST(q8_0_q4_0_round_trip) {
+    float x[256], y[256];
+    hl_block_q8_0 q8[8];
+    hl_block_q4_0 q4[8];
+    for (int i = 0; i < 256; i++) x[i] = rndf() * 3;
+    hl_quant_quantize_q8_0(x, q8, 256);
+    hl_quant_dequant_row(HL_GGUF_Q8_0, q8, y, 256);
+    for (int i = 0; i < 256; i++) {
+        float d = hl_quant_f16_to_f32(q8[i / 32].d);
+        HL_CHECK(fabsf(x[i] - y[i]) <= d * 0.5f + 1e-3f * fabsf(x[i]));
+    }
+    hl_quant_quantize_q4_0(x, q4, 256);
+    hl_quant_dequant_row(HL_GGUF_Q4_0, q4, y, 256);
+    for (int i = 0; i < 256; i++) {
+        float d = fabsf(hl_quant_f16_to_f32(q4[i / 32].d));
+        HL_CHECK(fabsf(x[i] - y[i]) <= d * 1.0f + 1e-3f * fabsf(x[i]));
+    }
+}
+
+HL_TEST(q4_0_known_block) {
+    hl_block_q4_0 b;
+    memset(&b, 0x88, sizeof b); /* every nibble 8: zero */
+    b.d = 0x3800;               /* 0.5 */
+    b.qs[0] = 0x9f;             /* value 0: 15 -> 3.5; value 16: 9 -> 0.5 */
+    b.qs[15] = 0x01;            /* value 15: 1 -> -3.5; value 31: 0 -> -4 */
+    float y[32];
+    hl_quant_dequant_row(HL_GGUF_Q4_0, &b, y, 32);
+    HL_CHECK_NEAR(y[0], 3.5, 0);
+    HL_CHECK_NEAR(y[16], 0.5, 0);
+    HL_CHECK_NEAR(y[15], -3.5, 0);
+    HL_CHECK_NEAR(y[31], -4.0, 0);
+    HL_CHECK_NEAR(y[1], 0, 0);
+}
+
+/* Packs scales/mins the way hl_quant.h describes, independently of the unpacker. */
+static void pack_q4k_scales(const uint8_t *s, const uint8_t *m, uint8_t *out) {
+    memset(out, 0, 12);
+    for (int j = 0; j < 4; j++) {
+        out[j] = (uint8_t)((s[j] & 63) | (s[j + 4] >> 4) << 6);
+        out[j + 4] = (uint8_t)((m[j] & 63) | (m[j + 4] >> 4) << 6);
+        out[j + 8] = (uint8_t)((s[j + 4] & 15) | (m[j + 4] & 15) << 4);
+    }
+}
+
+HL_TEST(q4_k_known_block) {
+    uint8_t s[8] = {1, 2, 63, 4, 5, 33, 62, 17}, m[8] = {0, 9, 63, 1, 47, 2, 31, 16};
+    hl_block_q4_k b;
+    pack_q4k_scales(s, m, b.scales);
+    for (int j = 0; j < 8; j++) {
+        uint8_t gs, gm;
+        hl_quant_q4k_scale_min(b.scales, j, &gs, &gm);
+        HL_CHECK_INT_EQ(gs, s[j]);
+        HL_CHECK_INT_EQ(gm, m[j]);
+    }
+    b.d = 0x3c00;    /* 1 */
+    b.dmin = 0x3800; /* 0.5 */
+    /* value k gets the nibble k % 16 */
+    for (int p = 0; p < 4; p++)
+        for (int l = 0; l < 32; l++)
+            b.qs[32 * p + l] = (uint8_t)(((64 * p + l) % 16) | ((64 * p + 32 + l) % 16) << 4);
+    float y[256];
+    hl_quant_dequant_row(HL_GGUF_Q4_K, &b, y, 256);
+    for (int k = 0; k < 256; k++) HL_CHECK_NEAR(y[k], s[k / 32] * (k % 16) - 0.5 * m[k / 32], 0);
+}
+
+HL_TEST(q6_k_known_block) {
+    hl_block_q6_k b;
+    memset(&b, 0, sizeof b);
+    int q[256];
+    for (int k = 0; k < 256; k++) q[k] = (k * 37 + 11) % 64;
+    /* Pack per the layout comment: half h, quarter r/32, lane l. */
+    for (int k = 0; k < 256; k++) {
+        int h = k / 128, r = k % 128, quarter = r / 32, l = r % 32;
+        int qli = 64 * h + l + (quarter & 1 ? 32 : 0);
+        b.ql[qli] |= (uint8_t)((q[k] & 15) << (quarter & 2 ? 4 : 0));
+        b.qh[32 * h + l] |= (uint8_t)((q[k] >> 4) << (2 * quarter));
+    }
+    for (int g = 0; g < 16; g++) b.scales[g] = (int8_t)(g * 9 - 70);
+    b.d = 0x3400; /* 0.25 */
+    float y[256];
+    hl_quant_dequant_row(HL_GGUF_Q6_K, &b, y, 256);
+    for (int k = 0; k < 256; k++) HL_CHECK_NEAR(y[k], 0.25 * b.scales[k / 16] * (q[k] - 32), 0);
+}
+
+/* Relative RMS error of a quantized model's tensor against the same tensor in the F32
+ * model it was made from. A wrong block layout gives errors of order 1. */
+static void compare_file_tensor(const char *qrel, const char *frel, const char *name,
+                                int want_type, double max_rel_rms) {
+    char qp[4096], fp[4096];
+    if (!hl_test_model_path(qp, sizeof qp, qrel) || !hl_test_model_path(fp, sizeof fp, frel))
+        return;
+    hl_gguf *gq, *gf;
+    HL_REQUIRE(hl_gguf_open(&gq, qp, NULL, 0) == HL_OK);
+    HL_REQUIRE(hl_gguf_open(&gf, fp, NULL, 0) == HL_OK);
+    const hl_gguf_tensor *tq = hl_gguf_find_tensor(gq, name), *tf = hl_gguf_find_tensor(gf, name);
+    HL_REQUIRE(tq && tf);
+    HL_CHECK_INT_EQ(tq->type, want_type);
+    HL_CHECK_INT_EQ(tf->type, HL_GGUF_F32);
+    int64_t cols = (int64_t)tq->ne[0], rows = (int64_t)(tq->ne[1] * tq->ne[2] * tq->ne[3]);
+    float *row = malloc((size_t)cols * sizeof *row);
+    double se = 0, sv = 0;
+    size_t rs = hl_gguf_row_size(tq->type, tq->ne[0]);
+    for (int64_t r = 0; r < rows; r++) {
+        hl_quant_dequant_row(tq->type, (const uint8_t *)tq->data + r * rs, row, cols);
+        const float *ref = (const float *)tf->data + r * cols;
+        for (int64_t c = 0; c < cols; c++) {
+            se += (row[c] - ref[c]) * (double)(row[c] - ref[c]);
+            sv += (double)ref[c] * ref[c];
+        }
+    }
+    double rel = sqrt(se / sv);
+    printf("  %s %s: relative rms error %.4f\n", qrel, name, rel);
+    HL_CHECK(rel < max_rel_rms);
+    free(row);
+    hl_gguf_free(gq);
+    hl_gguf_free(gf);
+}
+
+HL_TEST(real_files_match_f32) {
+    compare_file_tensor("derived/stories260K-Q8_0.gguf", "stories260K.gguf",
+                        "blk.0.attn_q.weight", HL_GGUF_Q8_0, 0.02);
+    compare_file_tensor("derived/stories260K-Q8_0.gguf", "stories260K.gguf",
+                        "blk.0.ffn_down.weight", HL_GGUF_F16, 0.001);
+    compare_file_tensor("derived/stories260K-Q4_0.gguf", "stories260K.gguf",
+                        "blk.1.ffn_up.weight", HL_GGUF_Q4_0, 0.2);
+    compare_file_tensor("derived/synth-tiny256-Q6_K.gguf", "derived/synth-tiny256-f32.gguf",
+                        "blk.0.attn_q.weight", HL_GGUF_Q6_K, 0.05);
+    compare_file_tensor("derived/synth-tiny256-Q4_K_M.gguf", "derived/synth-tiny256-f32.gguf",
+                        "blk.0.ffn_up.weight", HL_GGUF_Q4_K, 0.15);
+    compare_file_tensor("derived/synth-tiny256-Q4_K_M.gguf", "derived/synth-tiny256-f32.gguf",
+                        "output.weight", HL_GGUF_Q6_K, 0.05);
+}
+
+/* Random row bytes of a type, with block scales kept small and finite. */
+static void random_row(uint32_t type, uint8_t *w, int n) {
+    size_t bytes = hl_gguf_row_size(type, (uint64_t)n);
+    for (size_t i = 0; i < bytes; i++) w[i] = (uint8_t)rnd();
+    uint32_t blk = hl_gguf_type_block(type), bs = hl_gguf_type_size(type);
+    for (int b = 0; b < n / (int)blk; b++) {
+        uint8_t *p = w + (size_t)b * bs;
+        uint16_t d = hl_quant_f32_to_f16(0.01f + 0.02f * (rndf() + 1));
+        uint16_t dm = hl_quant_f32_to_f16(0.005f * (rndf() + 1));
+        switch (type) {
+        case HL_GGUF_F32: { float f = rndf(); memcpy(p, &f, 4); break; }
+        case HL_GGUF_F16: { uint16_t h = hl_quant_f32_to_f16(rndf()); memcpy(p, &h, 2); break; }
+        case HL_GGUF_BF16: { uint16_t h = hl_quant_f32_to_bf16(rndf()); memcpy(p, &h, 2); break; }
+        case HL_GGUF_Q8_0: case HL_GGUF_Q4_0: memcpy(p, &d, 2); break;
+        case HL_GGUF_Q4_K: memcpy(p, &d, 2); memcpy(p + 2, &dm, 2); break;
+        case HL_GGUF_Q6_K: memcpy(p + 208, &d, 2); break;
+        }
+    }
+}
+
+static const uint32_t all_types[] = {HL_GGUF_F32, HL_GGUF_F16, HL_GGUF_BF16, HL_GGUF_Q8_0,
+                                     HL_GGUF_Q4_0, HL_GGUF_Q4_K, HL_GGUF_Q6_K};
+
+/* The activation a kernel actually sees, back in floats. */
+static void act_to_f32(hl_quant_act act, const void *a, float *x, int n) {
+    if (act == HL_ACT_Q8) {
+        const hl_act_q8 *b = a;
+        for (int i = 0; i < n; i++) x[i] = b[i / 32].d * b[i / 32].qs[i % 32];
+    } else if (act == HL_ACT_Q8K) {
+        const hl_act_q8k *b = a;
+        for (int i = 0; i < n; i++) x[i] = b[i / 256].d * b[i / 256].qs[i % 256];
+    } else {
+        memcpy(x, a, (size_t)n * 4);
+    }
+}
+
+/* Each kernel at each ISA level against the reference, with the activation the kernel saw:
+ * the only differences left are float rounding, so the tolerance is a few ulps of the sum
+ * of |terms|. Lengths include ones that are not multiples of the SIMD width (F32/F16/BF16
+ * rows of 172, like stories260K's ffn_down). */
+HL_TEST(kernels_match_reference) {
+    static const int lens[] = {32, 64, 172, 256, 512, 768, 2048, 5632};
+    float *x = malloc(5632 * sizeof *x), *xs = malloc(5632 * sizeof *xs);
+    float *wf = malloc(5632 * sizeof *wf);
+    uint8_t *w = malloc(5632 * 4);
+    void *act = malloc(5632 * 8);
+    for (size_t t = 0; t < sizeof all_types / sizeof *all_types; t++) {
+        uint32_t type = all_types[t];
+        hl_quant_act at = hl_quant_act_for(type);
+        for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+            int n = lens[li];
+            if (n % (int)hl_gguf_type_block(type)) continue;
+            for (int trial = 0; trial < 20; trial++) {
+                random_row(type, w, n);
+                float scale = trial % 3 == 0 ? 100.f : 1.f;
+                for (int i = 0; i < n; i++) x[i] = rndf() * scale;
+                if (trial == 5) memset(x, 0, (size_t)n * 4); /* all-zero activations */
+                hl_quant_act_quantize(at, x, act, n);
+                act_to_f32(at, act, xs, n);
+                double ref = hl_quant_dot_ref(type, w, xs, n);
+                hl_quant_dequant_row(type, w, wf, n);
+                double mag = 0;
+                for (int i = 0; i < n; i++) mag += fabs((double)wf[i] * xs[i]);
+                for (int isa = 0; isa < HL_ISA_COUNT; isa++) {
+                    hl_quant_dot_fn f = hl_quant_kernel(type, (hl_quant_isa)isa);
+                    if (!f) continue;
+                    double got = f(n, w, act);
+                    if (!(fabs(got - ref) <= 2e-6 * mag + 1e-30))
+                        HL_FAIL_("%s n=%d %s: %.9g vs ref %.9g (mag %g)",
+                                 hl_gguf_type_name(type), n,
+                                 hl_quant_isa_name((hl_quant_isa)isa), got, ref, mag);
+                }
+                /* The quantized activation itself stays close to x. */
+                double ref_x = hl_quant_dot_ref(type, w, x, n), magx = 0;
+                for (int i = 0; i < n; i++) magx += fabs((double)wf[i] * x[i]);
+                if (!(fabs(ref_x - ref) <= magx / 127.0 + 1e-30))
+                    HL_FAIL_("%s n=%d: activation quantization error too large",
+                             hl_gguf_type_name(type), n);
+            }
+        }
+    }
+    printf("  best isa here: %s\n", hl_quant_isa_name(hl_quant_best_isa()));
+    free(x);
+    free(xs);
+    free(wf);
+    free(w);
+    free(act);
+}
+
+HL_TEST_MAIN()

@@ -1,0 +1,62 @@
+/* fuzz_gguf: libFuzzer target for the GGUF reader. It opens the input from memory and then
+ * uses everything the reader hands out (every key, string array, numeric array, tensor
+ * name and the first and last byte of every tensor's data), so that any bounds check the
+ * reader forgot shows up as an ASan report here. The corpus (test/fuzz/corpus/gguf/) holds
+ * tiny valid GGUFs written by tools/hl_mkgguf and the test writer. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hl_gguf.h"
+
+static volatile uint8_t sink;
+
+static void touch_str(hl_gguf_str s) {
+    if (s.n) sink ^= (uint8_t)(s.p[0] ^ s.p[s.n - 1]);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    hl_gguf *g = NULL;
+    char err[HL_GGUF_ERR_MAX];
+    if (hl_gguf_open_buffer(&g, data, size, err, sizeof err) != HL_OK) return 0;
+    char key[256];
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        const hl_gguf_kv *kv = &g->kv[i];
+        touch_str(kv->key);
+        if (kv->key.n < sizeof key && !memchr(kv->key.p, 0, kv->key.n)) {
+            memcpy(key, kv->key.p, kv->key.n);
+            key[kv->key.n] = 0;
+            if (hl_gguf_find_kv(g, key) != kv) abort();
+            uint32_t u;
+            float f;
+            hl_gguf_str s;
+            (void)hl_gguf_get_u32(g, key, &u);
+            (void)hl_gguf_get_f32(g, key, &f);
+            if (hl_gguf_get_str(g, key, &s) == HL_OK) touch_str(s);
+        }
+        if (kv->type != HL_GGUF_V_ARRAY || kv->arr_n == 0) continue;
+        if (kv->arr_type == HL_GGUF_V_STRING) {
+            if (kv->arr_n > (1u << 20)) continue;
+            hl_gguf_str *strs = malloc(kv->arr_n * sizeof *strs);
+            if (!strs) continue;
+            if (hl_gguf_arr_strings(kv, strs) == HL_OK)
+                for (uint64_t j = 0; j < kv->arr_n; j++) touch_str(strs[j]);
+            free(strs);
+        } else {
+            double a = hl_gguf_arr_num(kv, 0), z = hl_gguf_arr_num(kv, kv->arr_n - 1);
+            sink ^= (uint8_t)(a > 0 && a < 256) ^ (uint8_t)(z > 0 && z < 256);
+        }
+    }
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const hl_gguf_tensor *t = &g->tensors[i];
+        touch_str(t->name);
+        if (t->nbytes) {
+            const uint8_t *p = t->data;
+            sink ^= p[0] ^ p[t->nbytes - 1];
+        }
+    }
+    hl_gguf_free(g);
+    return 0;
+}
