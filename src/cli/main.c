@@ -1,1 +1,174 @@
-int main(void){return 0;}
+/* hybridllm: the command line. One binary, a table of subcommands.
+ *
+ *   hybridllm serve --config FILE     run the gateway
+ *   hybridllm version
+ *
+ * Usage errors print the usage and exit 2; runtime failures exit 1. */
+#include <curl/curl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "hl_backend.h"
+#include "hl_config.h"
+#include "hl_gateway.h"
+#include "hl_ledger.h"
+#include "hl_log.h"
+#include "hl_server.h"
+
+#define HL_VERSION "0.1.0"
+
+static int usage(FILE *f) {
+    fprintf(f,
+            "usage: hybridllm <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  serve --config FILE [--log-level debug|info|warn|error]\n"
+            "                         run the gateway (OpenAI-compatible HTTP API)\n"
+            "  version                print the version\n"
+            "  help                   print this help\n");
+    return f == stderr ? 2 : 0;
+}
+
+static void *signal_thread(void *arg) {
+    hl_server *srv = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig;
+    if (sigwait(&set, &sig) != 0) return NULL;
+    hl_log(HL_LOG_INFO, "received %s: draining (finishing requests in flight; send it again to stop now)",
+           sig == SIGINT ? "SIGINT" : "SIGTERM");
+    hl_server_stop(srv);
+    if (sigwait(&set, &sig) == 0) {
+        hl_log(HL_LOG_WARN, "second signal: exiting without waiting for requests in flight");
+        _exit(1);
+    }
+    return NULL;
+}
+
+static int cmd_serve(int argc, char **argv) {
+    const char *config_path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (!strcmp(argv[i], "--log-level") && i + 1 < argc) {
+            const char *l = argv[++i];
+            if (!strcmp(l, "debug")) hl_log_set_level(HL_LOG_DEBUG);
+            else if (!strcmp(l, "info")) hl_log_set_level(HL_LOG_INFO);
+            else if (!strcmp(l, "warn")) hl_log_set_level(HL_LOG_WARN);
+            else if (!strcmp(l, "error")) hl_log_set_level(HL_LOG_ERROR);
+            else {
+                fprintf(stderr, "hybridllm serve: unknown log level '%s'\n", l);
+                return usage(stderr);
+            }
+        } else {
+            fprintf(stderr, "hybridllm serve: unexpected argument '%s'\n", argv[i]);
+            return usage(stderr);
+        }
+    }
+    if (!config_path) {
+        fprintf(stderr, "hybridllm serve: --config FILE is required\n");
+        return usage(stderr);
+    }
+
+    char err[512];
+    hl_config *cfg = NULL;
+    if (hl_config_load(config_path, &cfg, err, sizeof err) != HL_OK) {
+        fprintf(stderr, "hybridllm: bad config: %s\n", err);
+        return 1;
+    }
+    int rc = 1;
+    hl_ledger ledger = {.fd = -1};
+    hl_backends bs = {0};
+    hl_gateway *gw = NULL;
+    hl_server *srv = NULL;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    if (hl_ledger_open(&ledger, cfg->ledger_path) != HL_OK) {
+        hl_log(HL_LOG_ERROR, "cannot open ledger %s: %m", cfg->ledger_path);
+        goto out;
+    }
+    if (hl_backends_init(&bs, cfg, true) != HL_OK) {
+        hl_log(HL_LOG_ERROR, "out of memory while resolving backends");
+        goto out;
+    }
+    for (size_t i = 0; i < bs.n; i++) {
+        const hl_backend *b = &bs.v[i];
+        hl_log(atomic_load(&b->ready) ? HL_LOG_INFO : HL_LOG_WARN, "backend %s (%s, %s, %s, model %s): %s",
+               b->cfg->name, b->cfg->kind == HL_PROVIDER_ANTHROPIC ? "anthropic" : "openai",
+               hl_backend_is_cloud(b) ? "cloud" : "local", b->base_url, b->model, b->status);
+        if (hl_backend_is_cloud(b) && atomic_load(&b->ready) && !b->price)
+            hl_log(HL_LOG_WARN, "backend %s: no price for model %s in `prices`: its ledger cost will be null",
+                   b->cfg->name, b->model);
+    }
+    if (!hl_backends_ready_count(&bs))
+        hl_log(HL_LOG_WARN, "no backend is ready: requests will get 503. Set ANTHROPIC_API_KEY or "
+                            "OPENAI_API_KEY, or start vLLM (:8000), a llama.cpp server (:8080) or "
+                            "Ollama (:11434), then restart. GET /readyz shows the details.");
+    if (hl_gateway_init(&gw, cfg, &bs, &ledger) != HL_OK) goto out;
+
+    /* Workers inherit this mask: only the signal thread sees SIGINT/SIGTERM. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (hl_server_init(&srv, cfg, hl_gateway_hooks(gw), err, sizeof err) != HL_OK) {
+        hl_log(HL_LOG_ERROR, "%s", err);
+        goto out;
+    }
+    pthread_t sig_thread;
+    pthread_create(&sig_thread, NULL, signal_thread, srv);
+    pthread_detach(sig_thread);
+    hl_log(HL_LOG_INFO, "hybridllm %s listening on http://%s%s%s:%d (%d event loops), ledger %s",
+           HL_VERSION, strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
+           strchr(cfg->listen_host, ':') ? "]" : "", hl_server_port(srv), hl_server_workers(srv),
+           cfg->ledger_path);
+    rc = hl_server_run(srv);
+    hl_log(HL_LOG_INFO, "stopped: %lu ledger records written, %lu write errors",
+           atomic_load(&ledger.records), atomic_load(&ledger.write_errors));
+out:
+    hl_server_free(srv);
+    hl_gateway_free(gw);
+    hl_backends_release(&bs);
+    if (ledger.fd >= 0) hl_ledger_close(&ledger);
+    hl_config_free(cfg);
+    curl_global_cleanup();
+    return rc;
+}
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} command;
+
+static int cmd_version(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    printf("hybridllm %s\n", HL_VERSION);
+    return 0;
+}
+
+static int cmd_help(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    return usage(stdout);
+}
+
+static const command commands[] = {
+    {"serve", cmd_serve},
+    {"version", cmd_version},
+    {"help", cmd_help},
+};
+
+int main(int argc, char **argv) {
+    if (argc < 2) return usage(stderr);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "hybridllm: unknown command '%s'\n", argv[1]);
+    return usage(stderr);
+}

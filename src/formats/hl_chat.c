@@ -1,0 +1,110 @@
+/* hl_chat: lifetime helpers for the internal request/response model (see hl_chat.h). */
+#include "hl_chat.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void tool_calls_free(hl_tool_call *tc, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free(tc[i].id);
+        free(tc[i].name);
+        free(tc[i].arguments);
+    }
+    free(tc);
+}
+
+void hl_chat_request_init(hl_chat_request *r) {
+    memset(r, 0, sizeof *r);
+    r->max_tokens = -1;
+    r->top_logprobs = -1;
+}
+
+void hl_chat_request_release(hl_chat_request *r) {
+    free(r->model);
+    for (size_t i = 0; i < r->n_messages; i++) {
+        hl_message *m = &r->messages[i];
+        free(m->text);
+        tool_calls_free(m->tool_calls, m->n_tool_calls);
+        free(m->tool_call_id);
+        free(m->name);
+    }
+    free(r->messages);
+    for (size_t i = 0; i < r->n_stop; i++) free(r->stop[i]);
+    free(r->stop);
+    json_decref(r->tools);
+    json_decref(r->tool_choice);
+    json_decref(r->passthrough);
+    free(r->task_type);
+    hl_chat_request_init(r);
+}
+
+void hl_chat_response_init(hl_chat_response *r) { memset(r, 0, sizeof *r); }
+
+void hl_chat_response_release(hl_chat_response *r) {
+    free(r->id);
+    free(r->model);
+    free(r->text);
+    tool_calls_free(r->tool_calls, r->n_tool_calls);
+    json_decref(r->logprobs);
+    hl_chat_response_init(r);
+}
+
+const char *hl_role_name(hl_role role) {
+    switch (role) {
+    case HL_ROLE_SYSTEM: return "system";
+    case HL_ROLE_USER: return "user";
+    case HL_ROLE_ASSISTANT: return "assistant";
+    case HL_ROLE_TOOL: return "tool";
+    }
+    return "user";
+}
+
+const char *hl_finish_openai(hl_finish f) {
+    switch (f) {
+    case HL_FINISH_NONE: return NULL;
+    case HL_FINISH_STOP: return "stop";
+    case HL_FINISH_LENGTH: return "length";
+    case HL_FINISH_TOOL_CALLS: return "tool_calls";
+    case HL_FINISH_CONTENT_FILTER: return "content_filter";
+    }
+    return NULL;
+}
+
+long hl_tokens_estimate(size_t bytes) { return (long)((bytes + 3) / 4); }
+
+hl_err hl_strdup(char **dst, const char *s) {
+    *dst = s ? strdup(s) : NULL;
+    return (s && !*dst) ? HL_ERR_NOMEM : HL_OK;
+}
+
+hl_err hl_api_error_set(hl_api_error *e, int status, hl_api_error_kind kind, const char *param,
+                        const char *code, const char *fmt, ...) {
+    e->status = status;
+    e->kind = kind;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    snprintf(e->code, sizeof e->code, "%s", code ? code : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return HL_ERR_INVAL;
+}
+
+void hl_upstream_error_parse(const char *body, size_t len, char *msg, size_t msg_len, char *type,
+                           size_t type_len) {
+    json_t *root = json_loadb(body, len, 0, NULL);
+    const json_t *err = json_object_get(root, "error");
+    const char *m = json_string_value(json_object_get(err, "message"));
+    const char *t = json_string_value(json_object_get(err, "type"));
+    if (!m && json_is_string(err)) m = json_string_value(err); /* some local servers send a string */
+    if (m) {
+        snprintf(msg, msg_len, "%s", m);
+    } else {
+        int n = len > 200 ? 200 : (int)len;
+        snprintf(msg, msg_len, "%.*s%s", n, body ? body : "", len > 200 ? "..." : "");
+    }
+    snprintf(type, type_len, "%s", t ? t : "");
+    json_decref(root);
+}

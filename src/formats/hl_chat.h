@@ -1,0 +1,169 @@
+/* hl_chat: the internal request/response model every API format maps into and every
+ * provider maps out of.
+ *
+ * With N ingress formats and M provider kinds this keeps translation at N + M pieces, not
+ * N x M: the OpenAI ingress parses into hl_chat_request, the Anthropic provider writes a
+ * Messages request from it, the Anthropic provider's replies decode into hl_chat_response
+ * or a sequence of hl_stream_event, and the OpenAI ingress encodes those for the client.
+ *
+ * Ownership: an hl_chat_request or hl_chat_response owns every string and json_t inside it;
+ * release with hl_chat_request_release() / hl_chat_response_release(). Stream events only
+ * borrow their strings for the duration of one callback. */
+#ifndef HL_CHAT_H
+#define HL_CHAT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include "hl_err.h"
+
+typedef enum hl_role { HL_ROLE_SYSTEM, HL_ROLE_USER, HL_ROLE_ASSISTANT, HL_ROLE_TOOL } hl_role;
+
+typedef struct hl_tool_call {
+    char *id;
+    char *name;
+    char *arguments; /* JSON text, as OpenAI carries it */
+} hl_tool_call;
+
+typedef struct hl_message {
+    hl_role role;
+    char *text;               /* all text parts joined; "" when none */
+    hl_tool_call *tool_calls; /* assistant turns that called tools */
+    size_t n_tool_calls;
+    char *tool_call_id;       /* role tool: the call this result answers */
+    char *name;               /* optional participant name; NULL when absent */
+} hl_message;
+
+typedef struct hl_chat_request {
+    char *model;               /* as the client sent it: "auto", a backend or a model name */
+    hl_message *messages;
+    size_t n_messages;
+    long max_tokens;           /* -1 when unset */
+    bool has_temperature, has_top_p;
+    double temperature, top_p;
+    char **stop;
+    size_t n_stop;
+    bool stream;
+    bool include_usage;        /* stream_options.include_usage */
+    bool logprobs;
+    int top_logprobs;          /* -1 when unset */
+    json_t *tools;             /* OpenAI `tools` array or NULL (owned reference) */
+    json_t *tool_choice;       /* OpenAI `tool_choice` or NULL (owned reference) */
+    json_t *passthrough;       /* other OpenAI fields forwarded as-is to OpenAI-kind backends
+                                  (seed, response_format, penalties, ...); object, may be empty */
+    /* Routing hints, never forwarded upstream. */
+    char *task_type;           /* NULL when not declared */
+    bool regulated;            /* declared regulated data */
+    bool pii;                  /* declared PII-bearing */
+    size_t text_bytes;         /* total bytes of message text, for token estimates */
+} hl_chat_request;
+
+typedef enum hl_finish {
+    HL_FINISH_NONE = 0, /* not finished (stream cut short) */
+    HL_FINISH_STOP,
+    HL_FINISH_LENGTH,
+    HL_FINISH_TOOL_CALLS,
+    HL_FINISH_CONTENT_FILTER,
+} hl_finish;
+
+/* Token usage as the upstream reported it. input_tokens counts every prompt token, cached or
+ * not; cached_input_tokens and cache_write_tokens are the parts of it billed differently. */
+typedef struct hl_usage {
+    long input_tokens;
+    long output_tokens;
+    long cached_input_tokens;
+    long cache_write_tokens;
+    long reasoning_tokens;
+    bool known;     /* the upstream reported usage */
+    bool estimated; /* figures are our estimate (upstream sent none) */
+} hl_usage;
+
+typedef struct hl_chat_response {
+    char *id;
+    char *model;
+    long created;
+    char *text;
+    hl_tool_call *tool_calls;
+    size_t n_tool_calls;
+    hl_finish finish;
+    hl_usage usage;
+    json_t *logprobs; /* OpenAI choice logprobs object or NULL (owned) */
+} hl_chat_response;
+
+typedef enum hl_stream_event_type {
+    HL_EV_START,     /* id, model known */
+    HL_EV_TEXT,      /* text delta */
+    HL_EV_TOOL_CALL, /* tool call delta: index, id/name on the first, argument fragments */
+    HL_EV_FINISH,    /* finish reason */
+    HL_EV_USAGE,     /* usage so far (cumulative: replaces, never adds) */
+    HL_EV_LOGPROBS,  /* logprobs content entries for the preceding text */
+    HL_EV_ERROR,     /* the upstream reported an error mid-stream */
+    HL_EV_DONE,      /* the upstream ended the stream properly */
+} hl_stream_event_type;
+
+typedef struct hl_stream_event {
+    hl_stream_event_type type;
+    const char *id, *model;        /* START */
+    const char *text;              /* TEXT: delta; TOOL_CALL: arguments fragment; ERROR: message */
+    size_t text_len;
+    int index;                     /* TOOL_CALL */
+    const char *tool_id, *tool_name; /* TOOL_CALL, first fragment only */
+    hl_finish finish;              /* FINISH */
+    hl_usage usage;                /* USAGE */
+    const json_t *logprobs;        /* LOGPROBS: borrowed array */
+    const char *error_type;        /* ERROR */
+} hl_stream_event;
+
+/* An error for the client, independent of its API format: each ingress format renders it
+ * in its own shape (OpenAI {"error":{...}}, Anthropic {"type":"error",...}). */
+typedef enum hl_api_error_kind {
+    HL_AE_INVALID_REQUEST, /* 400 */
+    HL_AE_AUTHENTICATION,  /* 401 */
+    HL_AE_PERMISSION,      /* 403, privacy refusals included */
+    HL_AE_NOT_FOUND,       /* 404 */
+    HL_AE_TOO_LARGE,       /* 413 */
+    HL_AE_RATE_LIMIT,      /* 429 */
+    HL_AE_API,             /* 500, 502 */
+    HL_AE_UNAVAILABLE,     /* 503 */
+    HL_AE_TIMEOUT,         /* 504 */
+    HL_AE_OVERLOADED,      /* 529 from an upstream */
+} hl_api_error_kind;
+
+typedef struct hl_api_error {
+    int status;             /* HTTP status for the client */
+    hl_api_error_kind kind;
+    char message[1024];
+    char param[96];         /* offending request field, "" when none */
+    char code[48];          /* machine-readable code, "" when none (e.g. model_not_found) */
+} hl_api_error;
+
+/* Fills e; message is printf-style. Returns HL_ERR_INVAL so callers can `return hl_api_error_set(...)`. */
+hl_err hl_api_error_set(hl_api_error *e, int status, hl_api_error_kind kind, const char *param,
+                        const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* Extracts error.message / error.type from an upstream error body (OpenAI and Anthropic
+ * both nest them under "error") into msg/type; best effort: falls back to the raw body,
+ * cut at 200 bytes with "..." marking the cut. */
+void hl_upstream_error_parse(const char *body, size_t len, char *msg, size_t msg_len, char *type,
+                             size_t type_len);
+
+/* Receives decoded stream events; a non-zero return stops decoding and is passed back. */
+typedef int (*hl_stream_sink)(void *ud, const hl_stream_event *ev);
+
+void hl_chat_request_init(hl_chat_request *r);
+void hl_chat_request_release(hl_chat_request *r);
+void hl_chat_response_init(hl_chat_response *r);
+void hl_chat_response_release(hl_chat_response *r);
+
+const char *hl_role_name(hl_role role);
+/* OpenAI finish_reason string, or NULL for HL_FINISH_NONE. */
+const char *hl_finish_openai(hl_finish f);
+
+/* A rough token count for text when an upstream gives none: 1 token per 4 bytes, rounded
+ * up, as OpenAI's own rule of thumb. Always marked `estimated` in the ledger. */
+long hl_tokens_estimate(size_t bytes);
+
+/* strdup that reports failure through the error code (dst set to NULL on error). */
+hl_err hl_strdup(char **dst, const char *s);
+
+#endif

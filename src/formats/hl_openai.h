@@ -1,0 +1,72 @@
+/* hl_openai: the OpenAI Chat Completions wire format, both ways.
+ *
+ * Ingress (clients that speak OpenAI to us): parse a request body into hl_chat_request,
+ * render hl_chat_response, stream chunks and errors exactly as the OpenAI contract says
+ * (../shared/reference/api-contracts.md).
+ * Provider side (OpenAI and OpenAI-compatible upstreams: vLLM, llama.cpp server, Ollama):
+ * write the upstream request body, parse its reply, decode its SSE chunks into
+ * hl_stream_event.
+ *
+ * All writers append to an hl_buf and fail only with the buffer's errors. */
+#ifndef HL_OPENAI_H
+#define HL_OPENAI_H
+
+#include <stdbool.h>
+#include "hl_buf.h"
+#include "hl_chat.h"
+#include "hl_sse.h"
+
+/* ---- ingress ---- */
+
+/* Parses and validates a client's request body into req (initialized by the caller).
+ * On a bad request returns HL_ERR_INVAL with err filled (status 400, param named);
+ * HL_ERR_NOMEM otherwise. req must be released by the caller in every case. */
+hl_err hl_openai_parse_request(const char *body, size_t len, hl_chat_request *req,
+                               hl_api_error *err);
+
+/* Renders a complete chat.completion object. id and model are what the client sees. */
+hl_err hl_openai_write_response(hl_buf *out, const hl_chat_response *resp, const char *id,
+                                long created);
+
+/* Renders {"error":{"message","type","param","code"}}. */
+hl_err hl_openai_write_error(hl_buf *out, const hl_api_error *err);
+
+/* Stream encoder: turns hl_stream_event into chat.completion.chunk frames. */
+typedef struct hl_openai_encoder {
+    const char *id;      /* borrowed; same on every chunk */
+    char model[128];     /* upstream model, from HL_EV_START */
+    long created;
+    bool include_usage;  /* client asked stream_options.include_usage */
+    bool started;        /* the role chunk has been sent */
+    bool finished;       /* a finish_reason chunk has been sent */
+    hl_usage usage;      /* last usage seen (cumulative) */
+} hl_openai_encoder;
+
+void hl_openai_encoder_init(hl_openai_encoder *enc, const char *id, const char *model,
+                            long created, bool include_usage);
+/* Appends the frames for ev (possibly none) to out. */
+hl_err hl_openai_encode_event(hl_openai_encoder *enc, const hl_stream_event *ev, hl_buf *out);
+/* Appends the usage chunk (when the client asked for it) and data: [DONE]. usage is the
+ * final figure the ledger recorded. */
+hl_err hl_openai_encode_end(hl_openai_encoder *enc, const hl_usage *usage, hl_buf *out);
+/* Appends an error frame (data: {"error":{...}}) for a stream that cannot go on. */
+hl_err hl_openai_encode_error(const hl_api_error *err, hl_buf *out);
+
+/* ---- provider side ---- */
+
+/* Writes the body for POST {base_url}/chat/completions. model is the upstream model.
+ * Streams always ask for usage (stream_options.include_usage) so the ledger gets real
+ * figures. */
+hl_err hl_openai_write_upstream_request(hl_buf *out, const hl_chat_request *req,
+                                        const char *model);
+
+/* Parses an upstream chat.completion body. HL_ERR_PARSE when it is not one. */
+hl_err hl_openai_parse_upstream_response(const char *body, size_t len, hl_chat_response *resp);
+
+/* Decodes one SSE event of an upstream stream into zero or more hl_stream_event.
+ * *started tracks whether HL_EV_START was emitted (init false). Returns 0, the sink's
+ * non-zero result, or HL_ERR_PARSE for a frame that is not JSON. */
+int hl_openai_decode_stream_event(bool *started, const hl_sse_event *sse, hl_stream_sink sink,
+                                  void *ud);
+
+#endif

@@ -1,0 +1,817 @@
+/* hl_gateway: endpoints and the chat exchange (see hl_gateway.h).
+ *
+ * An exchange lives from the moment a chat request is parsed until its response ends or its
+ * client goes away. It is owned by the connection (hl_conn_set_data) and freed in exactly one
+ * of three places: after the response was written (finish_*), in on_abort (client gone), or
+ * when the request fails before any upstream call. */
+#include "hl_gateway.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include "hl_log.h"
+#include "hl_openai.h"
+#include "hl_pricing.h"
+#include "hl_provider.h"
+#include "hl_router.h"
+#include "hl_upstream.h"
+
+#define MAX_UPSTREAM_BODY (64u << 20)
+#define MAX_SSE_EVENT (16u << 20)
+#define MAX_CLIENT_KEYS 64
+
+struct hl_gateway {
+    const hl_config *cfg;
+    hl_backends *bs;
+    hl_ledger *ledger;
+    hl_server_hooks hooks;
+    long started;
+    char *keys[MAX_CLIENT_KEYS]; /* client API keys; none: no auth */
+    int n_keys;
+};
+
+typedef struct gw_worker {
+    hl_gateway *gw;
+    hl_upstream *up;
+    uint64_t rng;
+} gw_worker;
+
+typedef struct exchange {
+    hl_gateway *gw;
+    gw_worker *gwk;
+    hl_conn *conn;
+    char request_id[64];
+    char chat_id[80];
+    long created;
+    hl_chat_request req;
+    bool sensitive;
+    hl_route route;
+    int cand;                  /* index into route.candidates of the current attempt */
+    int attempt;               /* 1-based count of upstream calls */
+    hl_backend *backend;
+    const char *model;
+    const hl_provider *prov;
+    hl_upstream_call *call;
+    /* per attempt: */
+    double t0;                 /* uv_hrtime at start, ms */
+    double wall0;              /* Unix time at start */
+    double ttft_ms;
+    int up_status;
+    bool up_sse;
+    hl_buf up_body;
+    hl_sse sse;
+    hl_provider_decoder dec;
+    hl_usage usage;
+    hl_finish finish;
+    bool got_done;
+    bool stream_error;
+    char stream_errmsg[256];
+    size_t out_bytes;          /* generated text bytes seen, for estimates */
+    bool paused;
+    /* client side of a stream: */
+    bool client_started;
+    hl_openai_encoder enc;
+    hl_buf out;
+} exchange;
+
+/* ------------------------------------------------------------------ small helpers */
+
+static double now_ms(void) { return (double)uv_hrtime() / 1e6; }
+
+static double wall_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static bool slice_eq(hl_slice s, const char *lit) {
+    size_t n = strlen(lit);
+    return s.n == n && memcmp(s.p, lit, n) == 0;
+}
+
+static bool header_truthy(const hl_http_req *req, const char *name) {
+    const hl_slice *v = hl_http_header_get(req, name);
+    if (!v) return false;
+    return (v->n == 4 && !strncasecmp(v->p, "true", 4)) || (v->n == 1 && v->p[0] == '1') ||
+           (v->n == 3 && !strncasecmp(v->p, "yes", 3));
+}
+
+/* Constant-time comparison: time depends on the lengths only, never on where bytes differ. */
+static bool ct_equal(const char *a, size_t alen, const char *b, size_t blen) {
+    unsigned char diff = (unsigned char)(alen != blen);
+    for (size_t i = 0; i < blen; i++) diff |= (unsigned char)((i < alen ? a[i] : 0) ^ b[i]);
+    return diff == 0;
+}
+
+static uint64_t rng_next(uint64_t *s) {
+    /* splitmix64: ids need to be unique, not secret. */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Takes the client's x-request-id when it is a sane token, else makes one. */
+static void make_request_id(gw_worker *gwk, const hl_http_req *req, char *out, size_t n) {
+    const hl_slice *v = hl_http_header_get(req, "x-request-id");
+    if (v && v->n > 0 && v->n < 64) {
+        bool ok = true;
+        for (size_t i = 0; i < v->n && ok; i++) {
+            char ch = v->p[i];
+            ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '-' || ch == '_' || ch == '.';
+        }
+        if (ok) {
+            snprintf(out, n, "%.*s", (int)v->n, v->p);
+            return;
+        }
+    }
+    uint64_t a = rng_next(&gwk->rng), b = rng_next(&gwk->rng);
+    snprintf(out, n, "req_%016llx%08llx", (unsigned long long)a, (unsigned long long)(b >> 32));
+}
+
+static int error_to_status_body(const hl_api_error *err, hl_buf *body) {
+    hl_openai_write_error(body, err);
+    return err->status;
+}
+
+static void respond_error(hl_conn *c, const char *request_id, const hl_api_error *err,
+                          const char *extra_headers) {
+    hl_buf body, hdr;
+    hl_buf_init(&body, 0);
+    hl_buf_init(&hdr, 0);
+    int status = error_to_status_body(err, &body);
+    hl_buf_printf(&hdr, "x-request-id: %s\r\n%s", request_id, extra_headers ? extra_headers : "");
+    hl_conn_respond(c, status, hdr.data, "application/json", body.data ? body.data : "", body.len);
+    hl_buf_release(&body);
+    hl_buf_release(&hdr);
+}
+
+/* ------------------------------------------------------------------ exchange lifecycle */
+
+static void exchange_free(exchange *ex) {
+    if (ex->call) hl_upstream_cancel(ex->call);
+    hl_chat_request_release(&ex->req);
+    hl_buf_release(&ex->up_body);
+    hl_sse_release(&ex->sse);
+    hl_buf_release(&ex->out);
+    free(ex);
+}
+
+static void route_headers(const exchange *ex, hl_buf *h) {
+    hl_buf_printf(h, "x-request-id: %s\r\n", ex->request_id);
+    if (ex->backend) hl_buf_printf(h, "x-hybridllm-backend: %s\r\n", ex->backend->cfg->name);
+    if (ex->route.reason[0]) hl_buf_printf(h, "x-hybridllm-route-reason: %s\r\n", ex->route.reason);
+    if (ex->model) hl_buf_printf(h, "x-hybridllm-model: %s\r\n", ex->model);
+}
+
+/* Final usage for the ledger: the upstream's, or an estimate marked as such. */
+static hl_usage final_usage(const exchange *ex) {
+    hl_usage u = ex->usage;
+    if (!u.known) {
+        u.input_tokens = hl_tokens_estimate(ex->req.text_bytes);
+        u.output_tokens = hl_tokens_estimate(ex->out_bytes);
+        u.estimated = true;
+    }
+    return u;
+}
+
+/* Writes the ledger line of the current attempt; returns its cost. */
+static double record_attempt(exchange *ex, const char *status, const hl_usage *u, const char *error) {
+    hl_ledger_record r = {0};
+    double latency = now_ms() - ex->t0;
+    r.timestamp = ex->wall0;
+    r.request_id = ex->request_id;
+    r.attempt = ex->attempt;
+    r.cloud = hl_backend_is_cloud(ex->backend);
+    r.backend = ex->backend->cfg->name;
+    r.model = ex->model;
+    r.route_reason = ex->route.reason;
+    r.status = status;
+    r.task_type = ex->req.task_type;
+    r.sensitive = ex->sensitive;
+    r.stream = ex->req.stream;
+    r.usage = *u;
+    r.latency_ms = latency;
+    r.ttft_ms = ex->ttft_ms;
+    r.http_status = ex->up_status;
+    r.error = error;
+    if (r.cloud) {
+        const hl_price *p = hl_config_price(ex->gw->cfg, ex->model);
+        r.cost_known = p != NULL;
+        r.cost_usd = p ? hl_pricing_cloud(p, u) : 0;
+    } else {
+        r.cost_known = true;
+        r.cost_usd = hl_pricing_local(ex->backend->cfg->hourly_cost_usd, latency);
+    }
+    if (hl_ledger_append(ex->gw->ledger, &r) != HL_OK)
+        hl_log(HL_LOG_ERROR, "ledger write failed for %s: %m", ex->request_id);
+    return r.cost_usd;
+}
+
+static void start_attempt(exchange *ex);
+
+/* Maps an upstream HTTP error to the client's error. */
+static void upstream_http_error(exchange *ex, hl_api_error *err) {
+    char msg[300], type[64];
+    hl_upstream_error_parse(ex->up_body.data, ex->up_body.len, msg, sizeof msg, type, sizeof type);
+    int s = ex->up_status;
+    const char *name = ex->backend->cfg->name;
+    if (s == 429)
+        hl_api_error_set(err, 429, HL_AE_RATE_LIMIT, NULL, "upstream_rate_limited",
+                         "Backend '%s' is rate limited: %s", name, msg);
+    else if (s == 401 || s == 403)
+        hl_api_error_set(err, 502, HL_AE_API, NULL, "upstream_auth_failed",
+                         "Backend '%s' refused the gateway's credentials (HTTP %d): %s. Check %s.",
+                         name, s, msg, ex->backend->cfg->api_key_env ? ex->backend->cfg->api_key_env : "its API key");
+    else if (s == 413)
+        hl_api_error_set(err, 413, HL_AE_TOO_LARGE, NULL, "upstream_request_too_large",
+                         "Backend '%s': %s", name, msg);
+    else if (s >= 400 && s < 500)
+        hl_api_error_set(err, s == 404 ? 404 : 400, s == 404 ? HL_AE_NOT_FOUND : HL_AE_INVALID_REQUEST,
+                         NULL, "upstream_invalid_request", "Backend '%s' rejected the request (HTTP %d): %s",
+                         name, s, msg);
+    else if (s == 529 || s == 503)
+        hl_api_error_set(err, 503, HL_AE_OVERLOADED, NULL, "upstream_overloaded",
+                         "Backend '%s' is overloaded (HTTP %d): %s", name, s, msg);
+    else
+        hl_api_error_set(err, 502, HL_AE_API, NULL, "upstream_error",
+                         "Backend '%s' failed (HTTP %d): %s", name, s, msg);
+}
+
+static bool retryable_status(int s) { return s == 408 || s == 409 || s == 429 || s >= 500; }
+
+/* Ends a request that has sent nothing yet: the next candidate, or the error. */
+static void fail_or_fallback(exchange *ex, const hl_api_error *err) {
+    if (ex->cand + 1 < ex->route.n) {
+        ex->cand++;
+        start_attempt(ex);
+        return;
+    }
+    hl_buf h;
+    hl_buf_init(&h, 0);
+    route_headers(ex, &h);
+    hl_buf body;
+    hl_buf_init(&body, 0);
+    int status = error_to_status_body(err, &body);
+    hl_conn_respond(ex->conn, status, h.data, "application/json", body.data ? body.data : "", body.len);
+    hl_buf_release(&h);
+    hl_buf_release(&body);
+    exchange_free(ex);
+}
+
+static void flush_out(exchange *ex) {
+    if (!ex->out.len) return;
+    if (!ex->client_started) {
+        hl_buf h;
+        hl_buf_init(&h, 0);
+        route_headers(ex, &h);
+        hl_conn_stream_begin(ex->conn, 200, h.data, "text/event-stream; charset=utf-8");
+        hl_buf_release(&h);
+        ex->client_started = true;
+    }
+    hl_conn_stream_write(ex->conn, ex->out.data, ex->out.len);
+    hl_buf_reset(&ex->out);
+}
+
+static void finish_stream(exchange *ex, hl_err err, const char *errmsg) {
+    hl_usage u = final_usage(ex);
+    bool ok = err == HL_OK && !ex->stream_error && (ex->got_done || ex->finish != HL_FINISH_NONE);
+    char why[320];
+    if (ok) {
+        record_attempt(ex, "ok", &u, NULL);
+        hl_openai_encode_end(&ex->enc, &u, &ex->out);
+    } else {
+        if (ex->stream_error) snprintf(why, sizeof why, "upstream stream error: %s", ex->stream_errmsg);
+        else if (err) snprintf(why, sizeof why, "upstream connection failed mid-stream: %s", errmsg);
+        else snprintf(why, sizeof why, "upstream stream ended without finishing");
+        record_attempt(ex, "error", &u, why);
+        hl_api_error e;
+        hl_api_error_set(&e, 502, HL_AE_API, NULL, "upstream_stream_error", "Backend '%s': %s",
+                         ex->backend->cfg->name, why);
+        hl_openai_encode_error(&e, &ex->out);
+    }
+    flush_out(ex);
+    hl_conn_stream_end(ex->conn);
+    exchange_free(ex);
+}
+
+/* ---- stream decoding: upstream SSE -> internal events -> OpenAI chunks */
+
+static int on_stream_event(void *ud, const hl_stream_event *ev) {
+    exchange *ex = ud;
+    switch (ev->type) {
+    case HL_EV_TEXT:
+        ex->out_bytes += ev->text_len;
+        /* fall through */
+    case HL_EV_TOOL_CALL:
+        if (ex->ttft_ms < 0) ex->ttft_ms = now_ms() - ex->t0;
+        if (ev->type == HL_EV_TOOL_CALL) ex->out_bytes += ev->text_len;
+        break;
+    case HL_EV_FINISH:
+        ex->finish = ev->finish;
+        break;
+    case HL_EV_USAGE:
+        ex->usage = ev->usage; /* cumulative: replace, never add */
+        break;
+    case HL_EV_ERROR:
+        ex->stream_error = true;
+        snprintf(ex->stream_errmsg, sizeof ex->stream_errmsg, "%.*s", (int)ev->text_len, ev->text);
+        return 0;
+    case HL_EV_DONE:
+        ex->got_done = true;
+        return 0;
+    default:
+        break;
+    }
+    return hl_openai_encode_event(&ex->enc, ev, &ex->out) ? -1 : 0;
+}
+
+static int on_sse(void *ud, const hl_sse_event *sse) {
+    exchange *ex = ud;
+    if (ex->got_done || ex->stream_error) return 0; /* ignore anything after the end */
+    int rc = ex->prov->decode(&ex->dec, sse, on_stream_event, ex);
+    if (rc == HL_ERR_PARSE) {
+        ex->stream_error = true;
+        snprintf(ex->stream_errmsg, sizeof ex->stream_errmsg, "malformed stream event");
+    }
+    return 0;
+}
+
+/* ---- upstream callbacks */
+
+static void up_status(void *ud, int status, const char *content_type) {
+    exchange *ex = ud;
+    ex->up_status = status;
+    ex->up_sse = !strncasecmp(content_type, "text/event-stream", 17);
+}
+
+static int up_data(void *ud, const char *data, size_t len) {
+    exchange *ex = ud;
+    if (!(ex->req.stream && ex->up_status / 100 == 2 && ex->up_sse)) {
+        return hl_buf_append(&ex->up_body, data, len) ? HL_UPSTREAM_ABORT : HL_UPSTREAM_CONTINUE;
+    }
+    if (hl_sse_feed(&ex->sse, data, len, on_sse, ex) != 0) {
+        ex->stream_error = true;
+        snprintf(ex->stream_errmsg, sizeof ex->stream_errmsg, "stream event over the size limit");
+        return HL_UPSTREAM_ABORT;
+    }
+    flush_out(ex);
+    if (hl_conn_congested(ex->conn)) {
+        ex->paused = true;
+        return HL_UPSTREAM_PAUSE;
+    }
+    return HL_UPSTREAM_CONTINUE;
+}
+
+static void up_done(void *ud, hl_err err, const char *errmsg) {
+    exchange *ex = ud;
+    ex->call = NULL;
+    if (ex->client_started) {
+        finish_stream(ex, err, errmsg);
+        return;
+    }
+    hl_api_error cerr;
+    if (err != HL_OK) {
+        hl_usage none = {0};
+        char why[320];
+        snprintf(why, sizeof why, "%s", errmsg);
+        record_attempt(ex, "error", &none, why);
+        hl_log(HL_LOG_WARN, "%s: backend %s: %s", ex->request_id, ex->backend->cfg->name, errmsg);
+        if (err == HL_ERR_TIMEOUT)
+            hl_api_error_set(&cerr, 504, HL_AE_TIMEOUT, NULL, "upstream_timeout",
+                             "Backend '%s' did not answer in time: %s", ex->backend->cfg->name, errmsg);
+        else
+            hl_api_error_set(&cerr, 502, HL_AE_API, NULL, "upstream_unreachable",
+                             "Backend '%s' could not be reached: %s", ex->backend->cfg->name, errmsg);
+        fail_or_fallback(ex, &cerr);
+        return;
+    }
+    if (ex->up_status / 100 != 2) {
+        upstream_http_error(ex, &cerr);
+        hl_usage none = {0};
+        record_attempt(ex, "error", &none, cerr.message);
+        if (retryable_status(ex->up_status)) {
+            fail_or_fallback(ex, &cerr);
+        } else {
+            ex->cand = ex->route.n; /* not worth another backend: the request itself is at fault */
+            fail_or_fallback(ex, &cerr);
+        }
+        return;
+    }
+    if (ex->req.stream) {
+        if (!ex->up_sse) {
+            hl_usage none = {0};
+            hl_api_error_set(&cerr, 502, HL_AE_API, NULL, "upstream_not_streaming",
+                             "Backend '%s' answered a streaming request without an event stream.",
+                             ex->backend->cfg->name);
+            record_attempt(ex, "error", &none, cerr.message);
+            fail_or_fallback(ex, &cerr);
+            return;
+        }
+        hl_sse_finish(&ex->sse);
+        finish_stream(ex, HL_OK, "");
+        return;
+    }
+    hl_chat_response resp;
+    hl_chat_response_init(&resp);
+    if (ex->prov->parse_response(ex->up_body.data ? ex->up_body.data : "", ex->up_body.len, &resp) != HL_OK) {
+        hl_usage none = {0};
+        hl_api_error_set(&cerr, 502, HL_AE_API, NULL, "upstream_invalid_response",
+                         "Backend '%s' sent a response that is not a valid completion.", ex->backend->cfg->name);
+        record_attempt(ex, "error", &none, cerr.message);
+        hl_chat_response_release(&resp);
+        fail_or_fallback(ex, &cerr);
+        return;
+    }
+    ex->usage = resp.usage;
+    ex->out_bytes = resp.text ? strlen(resp.text) : 0;
+    hl_usage u = final_usage(ex);
+    double cost = record_attempt(ex, "ok", &u, NULL);
+    resp.usage = u;
+    if (!resp.model || !resp.model[0]) {
+        free(resp.model);
+        resp.model = strdup(ex->model);
+    }
+    hl_buf body, h;
+    hl_buf_init(&body, 0);
+    hl_buf_init(&h, 0);
+    hl_openai_write_response(&body, &resp, ex->chat_id, ex->created);
+    route_headers(ex, &h);
+    hl_buf_printf(&h, "x-hybridllm-cost-usd: %.10f\r\n", cost);
+    hl_conn_respond(ex->conn, 200, h.data, "application/json", body.data ? body.data : "", body.len);
+    hl_buf_release(&body);
+    hl_buf_release(&h);
+    hl_chat_response_release(&resp);
+    exchange_free(ex);
+}
+
+static const hl_upstream_handlers up_handlers = {up_status, up_data, up_done};
+
+static void start_attempt(exchange *ex) {
+    hl_api_error err = {0};
+    for (; ex->cand < ex->route.n; ex->cand++) {
+        hl_backend *b = ex->route.candidates[ex->cand];
+        /* The privacy guarantee, checked where it matters: right before data leaves. */
+        if (ex->sensitive && hl_backend_is_cloud(b)) {
+            hl_log(HL_LOG_ERROR, "%s: refused to send a sensitive request to cloud backend %s",
+                   ex->request_id, b->cfg->name);
+            continue;
+        }
+        const hl_provider *p = hl_provider_for(b->cfg->kind);
+        if (p->check && p->check(&ex->req, &err) != HL_OK) continue;
+        ex->backend = b;
+        ex->model = ex->route.models[ex->cand];
+        ex->prov = p;
+        break;
+    }
+    if (ex->cand >= ex->route.n) {
+        if (!ex->backend) {
+            if (!err.message[0])
+                hl_api_error_set(&err, 503, HL_AE_UNAVAILABLE, NULL, "no_backend",
+                                 "No backend can serve this request.");
+            respond_error(ex->conn, ex->request_id, &err, NULL);
+            exchange_free(ex);
+            return;
+        }
+        ex->cand = ex->route.n - 1;
+        fail_or_fallback(ex, &err);
+        return;
+    }
+    ex->attempt++;
+    ex->t0 = now_ms();
+    ex->wall0 = wall_now();
+    ex->ttft_ms = -1;
+    ex->up_status = 0;
+    ex->up_sse = false;
+    memset(&ex->usage, 0, sizeof ex->usage);
+    ex->finish = HL_FINISH_NONE;
+    ex->got_done = ex->stream_error = ex->paused = false;
+    ex->out_bytes = 0;
+    hl_buf_reset(&ex->up_body);
+    hl_sse_release(&ex->sse);
+    hl_sse_init(&ex->sse, MAX_SSE_EVENT);
+    ex->prov->decoder_init(&ex->dec);
+    hl_openai_encoder_init(&ex->enc, ex->chat_id, ex->model, ex->created, ex->req.include_usage);
+
+    hl_buf url, body;
+    hl_buf_init(&url, 4096);
+    hl_buf_init(&body, 0);
+    struct curl_slist *headers = NULL;
+    hl_err e = ex->prov->build(ex->backend, &ex->req, ex->model, &url, &body, &headers);
+    if (!e) {
+        hl_upstream_opts o = {
+            .url = url.data,
+            .headers = headers,
+            .body_len = body.len,
+            .timeout_ms = ex->backend->cfg->timeout_ms,
+            .connect_timeout_ms = ex->backend->cfg->connect_timeout_ms,
+        };
+        o.body = hl_buf_steal(&body);
+        headers = NULL;
+        e = hl_upstream_start(ex->gwk->up, &o, &up_handlers, ex, &ex->call);
+    }
+    curl_slist_free_all(headers);
+    hl_buf_release(&url);
+    hl_buf_release(&body);
+    if (e) {
+        hl_api_error_set(&err, 500, HL_AE_API, NULL, NULL, "Could not start the upstream call: %s.",
+                         hl_err_str(e));
+        respond_error(ex->conn, ex->request_id, &err, NULL);
+        exchange_free(ex);
+    }
+}
+
+static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_http_req *hreq, const char *body,
+                        size_t len, const char *request_id) {
+    hl_gateway *gw = gwk->gw;
+    exchange *ex = calloc(1, sizeof *ex);
+    hl_api_error err = {0};
+    if (!ex) {
+        hl_api_error_set(&err, 500, HL_AE_API, NULL, NULL, "Out of memory.");
+        respond_error(c, request_id, &err, NULL);
+        return;
+    }
+    ex->gw = gw;
+    ex->gwk = gwk;
+    ex->conn = c;
+    snprintf(ex->request_id, sizeof ex->request_id, "%s", request_id);
+    snprintf(ex->chat_id, sizeof ex->chat_id, "chatcmpl-%s", request_id);
+    ex->created = (long)time(NULL);
+    hl_buf_init(&ex->up_body, MAX_UPSTREAM_BODY);
+    hl_buf_init(&ex->out, 0);
+    hl_sse_init(&ex->sse, MAX_SSE_EVENT);
+    hl_chat_request_init(&ex->req);
+
+    if (hl_openai_parse_request(body, len, &ex->req, &err) != HL_OK) {
+        if (!err.status) hl_api_error_set(&err, 500, HL_AE_API, NULL, NULL, "Out of memory.");
+        respond_error(c, request_id, &err, NULL);
+        exchange_free(ex);
+        return;
+    }
+    /* Routing hints from headers override or add to the body's metadata. */
+    const hl_slice *tt = hl_http_header_get(hreq, "x-hybridllm-task-type");
+    if (tt && tt->n && tt->n < 64) {
+        free(ex->req.task_type);
+        ex->req.task_type = strndup(tt->p, tt->n);
+    }
+    if (header_truthy(hreq, "x-hybridllm-regulated")) ex->req.regulated = true;
+    if (header_truthy(hreq, "x-hybridllm-pii")) ex->req.pii = true;
+    ex->sensitive = ex->req.regulated || ex->req.pii;
+
+    hl_route_input in = {ex->req.model, ex->req.task_type, ex->sensitive};
+    if (hl_router_route(gw->cfg, gw->bs, &in, &ex->route, &err) != HL_OK) {
+        hl_buf h;
+        hl_buf_init(&h, 0);
+        if (ex->route.reason[0]) hl_buf_printf(&h, "x-hybridllm-route-reason: %s\r\n", ex->route.reason);
+        respond_error(c, request_id, &err, h.data);
+        hl_buf_release(&h);
+        exchange_free(ex);
+        return;
+    }
+    hl_conn_set_data(c, ex);
+    start_attempt(ex);
+}
+
+/* ------------------------------------------------------------------ other endpoints */
+
+static void handle_healthz(hl_conn *c, const char *rid) {
+    char h[128];
+    snprintf(h, sizeof h, "x-request-id: %s\r\n", rid);
+    static const char body[] = "{\"status\":\"ok\"}";
+    hl_conn_respond(c, 200, h, "application/json", body, sizeof body - 1);
+}
+
+static void handle_readyz(hl_gateway *gw, hl_conn *c, const char *rid) {
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    size_t ready = hl_backends_ready_count(gw->bs);
+    hl_buf_printf(&b, "{\"status\":\"%s\",\"ready_backends\":%zu,\"backends\":[",
+                  ready ? "ready" : "unavailable", ready);
+    for (size_t i = 0; i < gw->bs->n; i++) {
+        const hl_backend *be = &gw->bs->v[i];
+        hl_buf_printf(&b, "%s{\"name\":", i ? "," : "");
+        hl_buf_json_str(&b, be->cfg->name, strlen(be->cfg->name));
+        hl_buf_printf(&b, ",\"kind\":\"%s\",\"location\":\"%s\",\"ready\":%s,\"model\":",
+                      be->cfg->kind == HL_PROVIDER_ANTHROPIC ? "anthropic" : "openai",
+                      hl_backend_is_cloud(be) ? "cloud" : "local", atomic_load(&be->ready) ? "true" : "false");
+        hl_buf_json_str(&b, be->model, strlen(be->model));
+        hl_buf_puts(&b, ",\"base_url\":");
+        hl_buf_json_str(&b, be->base_url, strlen(be->base_url));
+        hl_buf_puts(&b, ",\"status\":");
+        hl_buf_json_str(&b, be->status, strlen(be->status));
+        hl_buf_puts(&b, "}");
+    }
+    hl_buf_puts(&b, "]");
+    if (!ready)
+        hl_buf_puts(&b, ",\"hint\":\"No backend is usable. Set ANTHROPIC_API_KEY or OPENAI_API_KEY "
+                        "for a cloud backend, or start a local OpenAI-compatible server (vLLM on "
+                        ":8000, llama.cpp server on :8080, Ollama on :11434), then restart.\"");
+    hl_buf_puts(&b, "}");
+    char h[128];
+    snprintf(h, sizeof h, "x-request-id: %s\r\n", rid);
+    hl_conn_respond(c, ready ? 200 : 503, h, "application/json", b.data, b.len);
+    hl_buf_release(&b);
+}
+
+static void models_add(hl_buf *b, bool *first, const char *id, const char *owner, long created,
+                       const char **seen, size_t *n_seen) {
+    for (size_t i = 0; i < *n_seen; i++)
+        if (!strcmp(seen[i], id)) return;
+    seen[(*n_seen)++] = id;
+    hl_buf_puts(b, *first ? "{\"id\":" : ",{\"id\":");
+    *first = false;
+    hl_buf_json_str(b, id, strlen(id));
+    hl_buf_printf(b, ",\"object\":\"model\",\"created\":%ld,\"owned_by\":", created);
+    hl_buf_json_str(b, owner, strlen(owner));
+    hl_buf_puts(b, "}");
+}
+
+static void handle_models(hl_gateway *gw, hl_conn *c, const char *rid) {
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    hl_buf_puts(&b, "{\"object\":\"list\",\"data\":[");
+    bool first = true;
+    size_t cap = 1, n_seen = 0;
+    for (size_t i = 0; i < gw->bs->n; i++) cap += 2 + gw->bs->v[i].cfg->n_models;
+    const char **seen = calloc(cap, sizeof *seen);
+    if (seen) {
+        models_add(&b, &first, "auto", "hybridllm", gw->started, seen, &n_seen);
+        for (size_t i = 0; i < gw->bs->n; i++)
+            models_add(&b, &first, gw->bs->v[i].cfg->name, "hybridllm", gw->started, seen, &n_seen);
+        for (size_t i = 0; i < gw->bs->n; i++) {
+            const hl_backend *be = &gw->bs->v[i];
+            if (strcmp(be->model, "auto") != 0)
+                models_add(&b, &first, be->model, be->cfg->name, gw->started, seen, &n_seen);
+            for (size_t j = 0; j < be->cfg->n_models; j++)
+                models_add(&b, &first, be->cfg->models[j], be->cfg->name, gw->started, seen, &n_seen);
+        }
+        free(seen);
+    }
+    hl_buf_puts(&b, "]}");
+    char h[128];
+    snprintf(h, sizeof h, "x-request-id: %s\r\n", rid);
+    hl_conn_respond(c, 200, h, "application/json", b.data, b.len);
+    hl_buf_release(&b);
+}
+
+/* True when the client presented one of the configured keys (or none are configured). */
+static bool authorized(const hl_gateway *gw, const hl_http_req *req) {
+    if (!gw->n_keys) return true;
+    const hl_slice *v = hl_http_header_get(req, "authorization");
+    const char *key = NULL;
+    size_t klen = 0;
+    if (v && v->n > 7 && !strncasecmp(v->p, "Bearer ", 7)) {
+        key = v->p + 7;
+        klen = v->n - 7;
+    } else if ((v = hl_http_header_get(req, "x-api-key"))) {
+        key = v->p;
+        klen = v->n;
+    }
+    if (!key) return false;
+    bool ok = false;
+    for (int i = 0; i < gw->n_keys; i++)
+        if (gw->keys[i]) ok |= ct_equal(key, klen, gw->keys[i], strlen(gw->keys[i]));
+    return ok;
+}
+
+/* ------------------------------------------------------------------ server hooks */
+
+static void on_request(hl_conn *c, const hl_http_req *req, const char *body, size_t len) {
+    gw_worker *gwk = hl_worker_data(hl_conn_worker(c));
+    hl_gateway *gw = gwk->gw;
+    char rid[64];
+    make_request_id(gwk, req, rid, sizeof rid);
+    hl_api_error err = {0};
+    hl_slice path = req->path;
+    bool get = slice_eq(req->method, "GET"), post = slice_eq(req->method, "POST");
+    bool is_chat = slice_eq(path, "/v1/chat/completions"), is_models = slice_eq(path, "/v1/models");
+
+    if (slice_eq(path, "/healthz") || slice_eq(path, "/readyz")) {
+        if (!get) goto method;
+        if (path.p[1] == 'h') handle_healthz(c, rid);
+        else handle_readyz(gw, c, rid);
+        return;
+    }
+    if (!is_chat && !is_models) {
+        hl_api_error_set(&err, 404, HL_AE_NOT_FOUND, NULL, "unknown_url", "Unknown request URL: %s %.*s.",
+                         post ? "POST" : get ? "GET" : "?", (int)(path.n > 200 ? 200 : path.n), path.p);
+        respond_error(c, rid, &err, NULL);
+        return;
+    }
+    if (!authorized(gw, req)) {
+        hl_api_error_set(&err, 401, HL_AE_AUTHENTICATION, NULL, "invalid_api_key",
+                         "Missing or incorrect API key for this gateway. Send it as "
+                         "'Authorization: Bearer <key>'.");
+        respond_error(c, rid, &err, NULL);
+        return;
+    }
+    if (is_models) {
+        if (!get) goto method;
+        handle_models(gw, c, rid);
+        return;
+    }
+    if (!post) goto method;
+    handle_chat(gwk, c, req, body, len, rid);
+    return;
+method:
+    hl_api_error_set(&err, 405, HL_AE_INVALID_REQUEST, NULL, "method_not_allowed",
+                     "Method %.*s is not allowed for %.*s.", (int)(req->method.n > 16 ? 16 : req->method.n),
+                     req->method.p, (int)(path.n > 200 ? 200 : path.n), path.p);
+    respond_error(c, rid, &err, is_chat ? "Allow: POST\r\n" : "Allow: GET\r\n");
+}
+
+static void on_abort(hl_conn *c) {
+    exchange *ex = hl_conn_data(c);
+    if (!ex) return;
+    if (ex->call && ex->backend) {
+        hl_upstream_cancel(ex->call);
+        ex->call = NULL;
+        hl_usage u = final_usage(ex);
+        record_attempt(ex, "cancelled", &u, "client disconnected");
+    }
+    exchange_free(ex);
+}
+
+static void on_drain(hl_conn *c) {
+    exchange *ex = hl_conn_data(c);
+    if (ex && ex->paused && ex->call) {
+        ex->paused = false;
+        hl_upstream_resume(ex->call);
+    }
+}
+
+static void render_error(int status, const char *path, const char *message, char *out, size_t out_len) {
+    (void)path;
+    hl_api_error err;
+    hl_api_error_kind k = status == 413 || status == 431 ? HL_AE_TOO_LARGE
+                          : status == 408 ? HL_AE_TIMEOUT : HL_AE_INVALID_REQUEST;
+    hl_api_error_set(&err, status, k, NULL, NULL, "%s", message);
+    hl_buf b;
+    hl_buf_init(&b, out_len - 1);
+    if (hl_openai_write_error(&b, &err) == HL_OK) snprintf(out, out_len, "%s", b.data);
+    else snprintf(out, out_len, "{\"error\":{\"message\":\"error\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}");
+    hl_buf_release(&b);
+}
+
+static void *worker_start(hl_worker *w, void *ud) {
+    gw_worker *gwk = calloc(1, sizeof *gwk);
+    if (!gwk) return NULL;
+    gwk->gw = ud;
+    if (getrandom(&gwk->rng, sizeof gwk->rng, 0) != sizeof gwk->rng)
+        gwk->rng = uv_hrtime() ^ (uint64_t)hl_worker_index(w) << 32;
+    if (hl_upstream_init(&gwk->up, hl_worker_loop(w)) != HL_OK) {
+        free(gwk);
+        return NULL;
+    }
+    return gwk;
+}
+
+static void worker_stop(void *data) {
+    gw_worker *gwk = data;
+    if (!gwk) return;
+    hl_upstream_close(gwk->up);
+    free(gwk);
+}
+
+hl_err hl_gateway_init(hl_gateway **out, const hl_config *cfg, hl_backends *bs, hl_ledger *ledger) {
+    hl_gateway *gw = calloc(1, sizeof *gw);
+    if (!gw) return HL_ERR_NOMEM;
+    gw->cfg = cfg;
+    gw->bs = bs;
+    gw->ledger = ledger;
+    gw->started = (long)time(NULL);
+    if (cfg->api_keys_env) {
+        const char *env = getenv(cfg->api_keys_env);
+        char *copy = env ? strdup(env) : NULL;
+        char *save = NULL;
+        for (char *tok = copy ? strtok_r(copy, ", ", &save) : NULL; tok && gw->n_keys < MAX_CLIENT_KEYS;
+             tok = strtok_r(NULL, ", ", &save))
+            gw->keys[gw->n_keys++] = strdup(tok);
+        if (copy) explicit_bzero(copy, strlen(copy));
+        free(copy);
+        if (!gw->n_keys)
+            hl_log(HL_LOG_WARN, "server.api_keys_env names %s, but it is empty or unset: every "
+                                "/v1 request will be refused with 401", cfg->api_keys_env);
+    }
+    gw->hooks = (hl_server_hooks){worker_start, worker_stop, on_request, on_abort, on_drain, render_error, gw};
+    if (cfg->api_keys_env && !gw->n_keys) {
+        /* A configured but empty key list must not mean "no auth": refuse everything. */
+        gw->keys[gw->n_keys++] = NULL;
+    }
+    *out = gw;
+    return HL_OK;
+}
+
+void hl_gateway_free(hl_gateway *gw) {
+    if (!gw) return;
+    for (int i = 0; i < gw->n_keys; i++) {
+        if (gw->keys[i]) explicit_bzero(gw->keys[i], strlen(gw->keys[i]));
+        free(gw->keys[i]);
+    }
+    free(gw);
+}
+
+const hl_server_hooks *hl_gateway_hooks(hl_gateway *gw) { return &gw->hooks; }

@@ -1,0 +1,154 @@
+/* hl_backend: start-time resolution of backends (see hl_backend.h). */
+#include "hl_backend.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "hl_buf.h"
+
+static size_t probe_write(char *p, size_t size, size_t n, void *ud) {
+    return hl_buf_append(ud, p, size * n) ? 0 : size * n;
+}
+
+/* GET {url}/models with short timeouts; on 2xx returns the first model id (caller frees)
+ * or an empty string, else NULL. */
+static char *probe_models(const char *url, const char *api_key) {
+    CURL *h = curl_easy_init();
+    if (!h) return NULL;
+    char full[1024];
+    snprintf(full, sizeof full, "%s/models", url);
+    hl_buf body;
+    hl_buf_init(&body, 1 << 20);
+    struct curl_slist *hdrs = NULL;
+    char auth[512];
+    if (api_key) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", api_key);
+        hdrs = curl_slist_append(hdrs, auth);
+    }
+    curl_easy_setopt(h, CURLOPT_URL, full);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 300L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 1500L);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, probe_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+    char *model = NULL;
+    long code = 0;
+    if (curl_easy_perform(h) == CURLE_OK &&
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && code / 100 == 2) {
+        json_t *root = json_loadb(body.data ? body.data : "", body.len, 0, NULL);
+        const char *id = json_string_value(json_object_get(json_array_get(json_object_get(root, "data"), 0), "id"));
+        model = strdup(id ? id : "");
+        json_decref(root);
+    }
+    explicit_bzero(auth, sizeof auth);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(h);
+    hl_buf_release(&body);
+    return model;
+}
+
+static hl_err resolve(hl_backend *b, const hl_config *cfg, bool probe) {
+    const hl_backend_cfg *c = b->cfg;
+    if (c->api_key_env) {
+        const char *k = getenv(c->api_key_env);
+        if (k && *k && !(b->api_key = strdup(k))) return HL_ERR_NOMEM;
+    }
+    b->price = hl_config_price(cfg, c->model);
+    bool needs_probe = probe && (c->location == HL_LOCATION_LOCAL || c->n_base_urls > 1 ||
+                                 !strcmp(c->model, "auto"));
+    if (c->api_key_env && !b->api_key && c->location == HL_LOCATION_CLOUD) {
+        snprintf(b->status, sizeof b->status, "missing API key: set %s in the gateway's environment",
+                 c->api_key_env);
+        if (!(b->base_url = strdup(c->base_urls[0]))) return HL_ERR_NOMEM;
+        if (!(b->model = strdup(c->model))) return HL_ERR_NOMEM;
+        return HL_OK;
+    }
+    if (!needs_probe) {
+        if (!(b->base_url = strdup(c->base_urls[0])) || !(b->model = strdup(c->model))) return HL_ERR_NOMEM;
+        atomic_store(&b->ready, true);
+        snprintf(b->status, sizeof b->status, "ready");
+        return HL_OK;
+    }
+    for (size_t i = 0; i < c->n_base_urls; i++) {
+        char *first = probe_models(c->base_urls[i], b->api_key);
+        if (!first) continue;
+        b->base_url = strdup(c->base_urls[i]);
+        if (!strcmp(c->model, "auto")) {
+            if (!first[0]) {
+                snprintf(b->status, sizeof b->status,
+                         "%s answers but lists no model: load one, or set `model:` for backend %s",
+                         c->base_urls[i], c->name);
+                free(first);
+                return b->base_url ? HL_OK : HL_ERR_NOMEM;
+            }
+            b->model = first;
+        } else {
+            free(first);
+            b->model = strdup(c->model);
+        }
+        if (!b->base_url || !b->model) return HL_ERR_NOMEM;
+        b->price = hl_config_price(cfg, b->model);
+        atomic_store(&b->ready, true);
+        snprintf(b->status, sizeof b->status, "ready");
+        return HL_OK;
+    }
+    hl_buf tried;
+    hl_buf_init(&tried, 200);
+    for (size_t i = 0; i < c->n_base_urls; i++)
+        if (hl_buf_printf(&tried, "%s%s", i ? ", " : "", c->base_urls[i])) break;
+    snprintf(b->status, sizeof b->status,
+             "no server answered at %s; start an OpenAI-compatible server there (vLLM :8000, "
+             "llama.cpp server :8080, Ollama :11434) or set base_url for backend %s",
+             tried.data ? tried.data : "?", c->name);
+    hl_buf_release(&tried);
+    if (!(b->base_url = strdup(c->base_urls[0])) || !(b->model = strdup(c->model))) return HL_ERR_NOMEM;
+    return HL_OK;
+}
+
+hl_err hl_backends_init(hl_backends *bs, const hl_config *cfg, bool probe) {
+    bs->n = 0;
+    bs->v = calloc(cfg->n_backends ? cfg->n_backends : 1, sizeof *bs->v);
+    if (!bs->v) return HL_ERR_NOMEM;
+    for (size_t i = 0; i < cfg->n_backends; i++) {
+        bs->v[i].cfg = &cfg->backends[i];
+        bs->n = i + 1;
+        hl_err e = resolve(&bs->v[i], cfg, probe);
+        if (e) return e;
+    }
+    return HL_OK;
+}
+
+void hl_backends_release(hl_backends *bs) {
+    for (size_t i = 0; i < bs->n; i++) {
+        if (bs->v[i].api_key) explicit_bzero(bs->v[i].api_key, strlen(bs->v[i].api_key));
+        free(bs->v[i].api_key);
+        free(bs->v[i].base_url);
+        free(bs->v[i].model);
+    }
+    free(bs->v);
+    bs->v = NULL;
+    bs->n = 0;
+}
+
+hl_backend *hl_backends_find(hl_backends *bs, const char *name) {
+    for (size_t i = 0; i < bs->n; i++)
+        if (!strcmp(bs->v[i].cfg->name, name)) return &bs->v[i];
+    return NULL;
+}
+
+size_t hl_backends_ready_count(const hl_backends *bs) {
+    size_t n = 0;
+    for (size_t i = 0; i < bs->n; i++) n += atomic_load(&bs->v[i].ready);
+    return n;
+}
+
+bool hl_backend_serves(const hl_backend *b, const char *model) {
+    if (b->model && !strcmp(b->model, model)) return true;
+    if (strcmp(b->cfg->model, "auto") != 0 && !strcmp(b->cfg->model, model)) return true;
+    for (size_t i = 0; i < b->cfg->n_models; i++)
+        if (!strcmp(b->cfg->models[i], model)) return true;
+    return false;
+}

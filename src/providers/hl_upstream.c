@@ -1,0 +1,260 @@
+/* hl_upstream: libcurl multi-socket on libuv (see hl_upstream.h).
+ *
+ * The shape follows curl's docs/examples/multi-uv.c: a socket callback that starts and stops
+ * a uv_poll per socket, a timer callback that arms one uv_timer, and a completion sweep after
+ * every curl_multi_socket_action(). Two subtleties:
+ *  - curl may call back into us (write callback) from inside curl_multi_socket_action() and
+ *    curl_easy_pause(); handlers must not cancel their own call from there, they return
+ *    HL_UPSTREAM_ABORT instead.
+ *  - a poll handle is closed asynchronously; its memory is freed in the close callback. */
+#include "hl_upstream.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct hl_upstream {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+    size_t active;
+    struct hl_upstream_call *calls; /* in flight, doubly linked */
+};
+
+struct hl_upstream_call {
+    hl_upstream *u;
+    struct hl_upstream_call *prev, *next;
+    CURL *easy;
+    struct curl_slist *headers;
+    char *body;
+    hl_upstream_handlers h;
+    void *ud;
+    bool status_sent;
+    bool paused;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+typedef struct poll_ctx {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    hl_upstream *u;
+} poll_ctx;
+
+static void call_free(hl_upstream_call *c) {
+    if (c->prev) c->prev->next = c->next;
+    else c->u->calls = c->next;
+    if (c->next) c->next->prev = c->prev;
+    curl_multi_remove_handle(c->u->multi, c->easy);
+    curl_easy_cleanup(c->easy);
+    curl_slist_free_all(c->headers);
+    free(c->body);
+    c->u->active--;
+    free(c);
+}
+
+static void send_status(hl_upstream_call *c) {
+    if (c->status_sent) return;
+    c->status_sent = true;
+    long code = 0;
+    char *ct = NULL;
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ct);
+    c->h.on_status(c->ud, (int)code, ct ? ct : "");
+}
+
+static size_t write_cb(char *p, size_t size, size_t n, void *ud) {
+    hl_upstream_call *c = ud;
+    size_t len = size * n;
+    send_status(c);
+    int r = c->h.on_data(c->ud, p, len);
+    if (r == HL_UPSTREAM_PAUSE) {
+        /* curl keeps this chunk and delivers it again after the pause ends; only pause before
+         * consuming it. The handler has already consumed it, so report it consumed and pause
+         * the transfer for what follows. */
+        c->paused = true;
+        curl_easy_pause(c->easy, CURLPAUSE_RECV);
+        return len;
+    }
+    return r == HL_UPSTREAM_ABORT ? 0 : len;
+}
+
+static void check_done(hl_upstream *u) {
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(u->multi, &left))) {
+        if (m->msg != CURLMSG_DONE) continue;
+        hl_upstream_call *c = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+        CURLcode res = m->data.result;
+        hl_err err = HL_OK;
+        const char *msg = "";
+        if (res == CURLE_OPERATION_TIMEDOUT) {
+            err = HL_ERR_TIMEOUT;
+            msg = c->errbuf[0] ? c->errbuf : curl_easy_strerror(res);
+        } else if (res == CURLE_WRITE_ERROR) {
+            err = HL_ERR_CANCELLED;
+            msg = "aborted by the gateway";
+        } else if (res != CURLE_OK) {
+            err = HL_ERR_UPSTREAM;
+            msg = c->errbuf[0] ? c->errbuf : curl_easy_strerror(res);
+        } else {
+            send_status(c); /* a response with an empty body */
+        }
+        char msgcopy[CURL_ERROR_SIZE];
+        snprintf(msgcopy, sizeof msgcopy, "%s", msg);
+        hl_upstream_handlers h = c->h;
+        void *ud = c->ud;
+        call_free(c);
+        h.on_done(ud, err, msgcopy);
+    }
+}
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+    poll_ctx *ctx = p->data;
+    int flags = 0;
+    if (status < 0) flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+    int running;
+    hl_upstream *u = ctx->u;
+    curl_multi_socket_action(u->multi, ctx->fd, flags, &running);
+    check_done(u);
+}
+
+static void on_timer(uv_timer_t *t) {
+    hl_upstream *u = t->data;
+    int running;
+    curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(u);
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *ud) {
+    (void)multi;
+    hl_upstream *u = ud;
+    if (timeout_ms < 0) uv_timer_stop(&u->timer);
+    else uv_timer_start(&u->timer, on_timer, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+static void poll_closed(uv_handle_t *h) { free(h->data); }
+
+static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *ud, void *sockp) {
+    (void)easy;
+    hl_upstream *u = ud;
+    poll_ctx *ctx = sockp;
+    if (what == CURL_POLL_REMOVE) {
+        if (ctx) {
+            uv_poll_stop(&ctx->poll);
+            curl_multi_assign(u->multi, fd, NULL);
+            uv_close((uv_handle_t *)&ctx->poll, poll_closed);
+        }
+        return 0;
+    }
+    if (!ctx) {
+        ctx = calloc(1, sizeof *ctx);
+        if (!ctx) return -1;
+        ctx->fd = fd;
+        ctx->u = u;
+        if (uv_poll_init_socket(u->loop, &ctx->poll, fd) != 0) {
+            free(ctx);
+            return -1;
+        }
+        ctx->poll.data = ctx;
+        curl_multi_assign(u->multi, fd, ctx);
+    }
+    int events = 0;
+    if (what & CURL_POLL_IN) events |= UV_READABLE;
+    if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
+    uv_poll_start(&ctx->poll, events, on_poll);
+    return 0;
+}
+
+hl_err hl_upstream_init(hl_upstream **out, uv_loop_t *loop) {
+    hl_upstream *u = calloc(1, sizeof *u);
+    if (!u) return HL_ERR_NOMEM;
+    u->loop = loop;
+    u->multi = curl_multi_init();
+    if (!u->multi) {
+        free(u);
+        return HL_ERR_NOMEM;
+    }
+    uv_timer_init(loop, &u->timer);
+    u->timer.data = u;
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, 256L);
+    *out = u;
+    return HL_OK;
+}
+
+static void timer_closed(uv_handle_t *h) { free(h->data); }
+
+void hl_upstream_close(hl_upstream *u) {
+    while (u->calls) call_free(u->calls);
+    curl_multi_cleanup(u->multi); /* closes sockets through socket_cb(REMOVE) */
+    uv_close((uv_handle_t *)&u->timer, timer_closed);
+}
+
+hl_err hl_upstream_start(hl_upstream *u, hl_upstream_opts *o, const hl_upstream_handlers *h,
+                         void *ud, hl_upstream_call **out) {
+    hl_upstream_call *c = calloc(1, sizeof *c);
+    CURL *e = c ? curl_easy_init() : NULL;
+    if (!e) {
+        free(c);
+        curl_slist_free_all(o->headers);
+        free(o->body);
+        return HL_ERR_NOMEM;
+    }
+    c->u = u;
+    c->easy = e;
+    c->headers = o->headers;
+    c->body = o->body;
+    c->h = *h;
+    c->ud = ud;
+    curl_easy_setopt(e, CURLOPT_URL, o->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* gzip/deflate/br if built in */
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (c->body) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
+    }
+    o->headers = NULL;
+    o->body = NULL;
+    if (curl_multi_add_handle(u->multi, e) != CURLM_OK) {
+        curl_easy_cleanup(e);
+        curl_slist_free_all(c->headers);
+        free(c->body);
+        free(c);
+        return HL_ERR_NOMEM;
+    }
+    u->active++;
+    c->next = u->calls;
+    if (u->calls) u->calls->prev = c;
+    u->calls = c;
+    *out = c;
+    return HL_OK;
+}
+
+void hl_upstream_resume(hl_upstream_call *c) {
+    if (!c->paused) return;
+    c->paused = false;
+    /* May deliver buffered data to write_cb before returning. */
+    curl_easy_pause(c->easy, CURLPAUSE_CONT);
+}
+
+void hl_upstream_cancel(hl_upstream_call *c) { call_free(c); }
+
+size_t hl_upstream_active(const hl_upstream *u) { return u->active; }

@@ -1,0 +1,58 @@
+/* hl_upstream: HTTP calls to upstream LLM APIs, on the event loop.
+ *
+ * One hl_upstream per event loop wraps a libcurl multi handle driven through the
+ * multi-socket interface: curl tells us which sockets to watch (uv_poll) and when to wake it
+ * (uv_timer), so thousands of upstream calls share the loop with no thread per request, and
+ * the multi handle's connection cache reuses TLS connections across requests.
+ *
+ * A call streams: on_data receives the body as it arrives (after on_status), and may return
+ * HL_UPSTREAM_PAUSE to stop the flow until hl_upstream_resume() (backpressure from a slow
+ * client). on_done ends every call that was not cancelled; the call is freed after it returns.
+ * hl_upstream_cancel() aborts a call (client went away): no callback follows. */
+#ifndef HL_UPSTREAM_H
+#define HL_UPSTREAM_H
+
+#include <curl/curl.h>
+#include <stddef.h>
+#include <uv.h>
+#include "hl_err.h"
+
+typedef struct hl_upstream hl_upstream;
+typedef struct hl_upstream_call hl_upstream_call;
+
+enum { HL_UPSTREAM_CONTINUE = 0, HL_UPSTREAM_PAUSE = 1, HL_UPSTREAM_ABORT = 2 };
+
+typedef struct hl_upstream_handlers {
+    /* Response status and Content-Type ("" when none) known; called once, before on_data. */
+    void (*on_status)(void *ud, int status, const char *content_type);
+    /* A piece of the body. Returns HL_UPSTREAM_CONTINUE, _PAUSE or _ABORT. */
+    int (*on_data)(void *ud, const char *data, size_t len);
+    /* The call ended: err HL_OK (complete body), HL_ERR_TIMEOUT or HL_ERR_UPSTREAM (message in
+     * errmsg: connection refused, reset, TLS, ...), HL_ERR_CANCELLED after _ABORT. */
+    void (*on_done)(void *ud, hl_err err, const char *errmsg);
+} hl_upstream_handlers;
+
+typedef struct hl_upstream_opts {
+    const char *url;
+    struct curl_slist *headers; /* takes ownership */
+    char *body;                 /* takes ownership (freed with free()); POST when non-NULL */
+    size_t body_len;
+    long timeout_ms;
+    long connect_timeout_ms;
+} hl_upstream_opts;
+
+/* Creates the client for loop. Caller frees with hl_upstream_close() on the same loop. */
+hl_err hl_upstream_init(hl_upstream **out, uv_loop_t *loop);
+/* Cancels every call in flight (no callbacks) and closes the handles; the memory is released
+ * once the loop has run their close callbacks. */
+void hl_upstream_close(hl_upstream *u);
+
+/* Starts a call. On error the ownership-taking fields of opts are released. */
+hl_err hl_upstream_start(hl_upstream *u, hl_upstream_opts *opts, const hl_upstream_handlers *h,
+                         void *ud, hl_upstream_call **out);
+void hl_upstream_resume(hl_upstream_call *c);
+void hl_upstream_cancel(hl_upstream_call *c);
+/* Calls in flight on this client. */
+size_t hl_upstream_active(const hl_upstream *u);
+
+#endif
