@@ -35,7 +35,7 @@ static void consider(hl_route *route, hl_backend *b, const char *model, bool sen
 }
 
 static hl_err none_available(const hl_route *route, hl_backends *bs, bool sensitive,
-                             int privacy_skipped, hl_api_error *err) {
+                             hl_api_error *err) {
     char detail[700] = "";
     size_t off = 0;
     for (size_t i = 0; i < bs->n && off < sizeof detail - 1; i++) {
@@ -47,7 +47,7 @@ static hl_err none_available(const hl_route *route, hl_backends *bs, bool sensit
         off += (size_t)w;
     }
     if (off && off < sizeof detail - 1) snprintf(detail + off, sizeof detail - off, ")");
-    if (sensitive && privacy_skipped)
+    if (sensitive)
         return hl_api_error_set(err, 503, HL_AE_UNAVAILABLE, NULL, "no_local_backend",
                                 "This request is marked sensitive (regulated or PII) and may only "
                                 "be served by a local backend, but none is available for route "
@@ -89,7 +89,7 @@ hl_err hl_router_route(const hl_config *cfg, hl_backends *bs, const hl_route_inp
                              "Use \"auto\" or a local backend.", in->model);
             return HL_ERR_UNSUPPORTED;
         }
-        return none_available(route, bs, in->sensitive, privacy_skipped, err);
+        return none_available(route, bs, in->sensitive, err);
     }
 
     for (size_t i = 0; i < cfg->n_routes; i++) {
@@ -101,7 +101,7 @@ hl_err hl_router_route(const hl_config *cfg, hl_backends *bs, const hl_route_inp
             if (b) consider(route, b, NULL, in->sensitive, &privacy_skipped, &not_ready);
         }
         if (route->n) return HL_OK;
-        return none_available(route, bs, in->sensitive, privacy_skipped, err);
+        return none_available(route, bs, in->sensitive, err);
     }
     snprintf(route->reason, sizeof route->reason, "no-rule");
     return hl_api_error_set(err, 503, HL_AE_UNAVAILABLE, NULL, "no_route",

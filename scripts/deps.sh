@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages hybridllm needs to build, run and test. Idempotent: it
+# only calls apt-get when something is missing. Run as root (or with sudo).
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libyaml-dev
+      libjansson-dev ca-certificates)
+if [[ "${1:-}" == "--test" ]]; then
+    # clang: libFuzzer targets; nodejs/npm: the official SDK clients in the integration tests.
+    pkgs+=(clang)
+    command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+    command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+fi
+if [[ "${1:-}" == "--bench" ]]; then
+    pkgs+=(wrk nginx-light)
+    command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    SUDO=""
+    [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    echo "installing: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

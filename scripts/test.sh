@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, then builds twice (optimized, and with
+# AddressSanitizer + UndefinedBehaviorSanitizer) and runs, against each build, the C unit
+# tests, the fuzz-corpus replays and the integration tests that drive the real gateway with
+# the official OpenAI and Anthropic SDKs (installed with npm ci from package-lock.json).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh --test
+npm ci --no-audit --no-fund --loglevel=error
+
+jobs=$(nproc)
+status=0
+for variant in release asan; do
+    dir="build-test-$variant"
+    flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+    [[ $variant == asan ]] && flags+=(-DHL_SANITIZE=ON)
+    echo "=== [$variant] build"
+    cmake -S . -B "$dir" "${flags[@]}" >/dev/null
+    cmake --build "$dir" -j"$jobs"
+    echo "=== [$variant] unit tests and fuzz-corpus replays"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        ctest --test-dir "$dir" --output-on-failure -j"$jobs" || status=1
+    echo "=== [$variant] integration tests (official SDKs against the real gateway)"
+    HL_BIN="$PWD/$dir/hybridllm" ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        npm run --silent test:integration || status=1
+done
+exit $status

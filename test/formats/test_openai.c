@@ -1,0 +1,190 @@
+/* Tests for hl_openai: request validation, exact bytes to upstream and to the client,
+ * stream chunk encoding and upstream chunk decoding. */
+#include "hl_openai.h"
+#include "hl_test.h"
+
+static hl_err parse(const char *body, hl_chat_request *req, hl_api_error *err) {
+    hl_chat_request_init(req);
+    memset(err, 0, sizeof *err);
+    return hl_openai_parse_request(body, strlen(body), req, err);
+}
+
+HL_TEST(parse_full_request) {
+    hl_chat_request r;
+    hl_api_error e;
+    const char *body =
+        "{\"model\":\"auto\",\"messages\":[{\"role\":\"developer\",\"content\":\"be brief\"},"
+        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"text\",\"text\":\"b\"}]}],"
+        "\"max_completion_tokens\":50,\"temperature\":0.5,\"stop\":\"END\",\"stream\":true,"
+        "\"stream_options\":{\"include_usage\":true},\"seed\":7,"
+        "\"metadata\":{\"task_type\":\"classification\",\"pii_present\":\"true\"}}";
+    HL_REQUIRE(parse(body, &r, &e) == HL_OK);
+    HL_CHECK_STR_EQ(r.model, "auto");
+    HL_CHECK_INT_EQ(r.n_messages, 2);
+    HL_CHECK_INT_EQ(r.messages[0].role, HL_ROLE_SYSTEM);
+    HL_CHECK_STR_EQ(r.messages[1].text, "ab");
+    HL_CHECK_INT_EQ(r.max_tokens, 50);
+    HL_CHECK(r.has_temperature);
+    HL_CHECK_INT_EQ(r.n_stop, 1);
+    HL_CHECK(r.stream && r.include_usage);
+    HL_CHECK_STR_EQ(r.task_type, "classification");
+    HL_CHECK(r.pii && !r.regulated);
+    HL_CHECK(json_object_get(r.passthrough, "seed") != NULL);
+    HL_CHECK(json_object_get(r.passthrough, "metadata") == NULL); /* never forwarded */
+    hl_chat_request_release(&r);
+}
+
+typedef struct { const char *body; const char *param; const char *needle; } bad_case;
+
+HL_TEST(rejects_bad_requests_with_param) {
+    static const bad_case cases[] = {
+        {"{", NULL, "could not parse the JSON"},
+        {"[]", NULL, "must be a JSON object"},
+        {"{\"messages\":[]}", "model", "Missing required parameter"},
+        {"{\"model\":3,\"messages\":[]}", "model", "expected a non-empty string"},
+        {"{\"model\":\"m\"}", "messages", "Missing required parameter"},
+        {"{\"model\":\"m\",\"messages\":{}}", "messages", "expected an array"},
+        {"{\"model\":\"m\",\"messages\":[]}", "messages", "empty array"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"bot\",\"content\":\"x\"}]}", "messages[0].role", "'bot'"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}]}", "messages[0].content", "Missing"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}",
+         "messages[0].content[0].type", "not supported"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", "messages[0].tool_call_id", "Missing"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"temperature\":3}", "temperature", "out of range"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":0}", "max_tokens", "integer >= 1"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":2}", "n", "n must be 1"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stream\":\"yes\"}", "stream", "boolean"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stream_options\":{}}", "stream_options", "only allowed"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[1]}", "stop", "at most 4"},
+        {"{\"model\":\"m\",\"model\":\"n\",\"messages\":[]}", NULL, "could not parse"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        hl_chat_request r;
+        hl_api_error e;
+        hl_err rc = parse(cases[i].body, &r, &e);
+        if (rc == HL_OK) {
+            HL_FAIL_("case %zu accepted: %s", i, cases[i].body);
+        } else {
+            HL_CHECK_INT_EQ(e.status, 400);
+            HL_CHECK_STR_EQ(e.param, cases[i].param ? cases[i].param : "");
+            if (!strstr(e.message, cases[i].needle)) HL_FAIL_("case %zu: message '%s' lacks '%s'", i, e.message, cases[i].needle);
+        }
+        hl_chat_request_release(&r);
+    }
+}
+
+HL_TEST(upstream_request_bytes) {
+    hl_chat_request r;
+    hl_api_error e;
+    HL_REQUIRE(parse("{\"model\":\"auto\",\"messages\":[{\"role\":\"user\",\"content\":\"hi \\\"x\\\"\"}],"
+                     "\"max_tokens\":5,\"stream\":true,\"user\":\"u1\",\"metadata\":{\"task_type\":\"x\"}}",
+                     &r, &e) == HL_OK);
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_openai_write_upstream_request(&b, &r, "mistral-7b") == HL_OK);
+    HL_CHECK_STR_EQ(b.data, "{\"model\":\"mistral-7b\",\"messages\":[{\"role\":\"user\",\"content\":\"hi \\\"x\\\"\"}],"
+                            "\"max_tokens\":5,\"stream\":true,\"stream_options\":{\"include_usage\":true},\"user\":\"u1\"}");
+    hl_buf_release(&b);
+    hl_chat_request_release(&r);
+}
+
+HL_TEST(response_and_error_bytes) {
+    hl_chat_response resp;
+    hl_chat_response_init(&resp);
+    resp.model = strdup("gpt-4o");
+    resp.text = strdup("hello");
+    resp.finish = HL_FINISH_STOP;
+    resp.usage = (hl_usage){.input_tokens = 10, .output_tokens = 2, .cached_input_tokens = 4, .known = true};
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_openai_write_response(&b, &resp, "chatcmpl-1", 1700000000) == HL_OK);
+    HL_CHECK_STR_EQ(b.data,
+        "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1700000000,\"model\":\"gpt-4o\","
+        "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"hello\",\"refusal\":null},"
+        "\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":2,"
+        "\"total_tokens\":12,\"prompt_tokens_details\":{\"cached_tokens\":4},"
+        "\"completion_tokens_details\":{\"reasoning_tokens\":0}}}");
+    hl_buf_reset(&b);
+    hl_api_error e;
+    hl_api_error_set(&e, 404, HL_AE_NOT_FOUND, "model", "model_not_found", "no \"%s\"", "x");
+    HL_REQUIRE(hl_openai_write_error(&b, &e) == HL_OK);
+    HL_CHECK_STR_EQ(b.data, "{\"error\":{\"message\":\"no \\\"x\\\"\",\"type\":\"invalid_request_error\","
+                            "\"param\":\"model\",\"code\":\"model_not_found\"}}");
+    hl_buf_release(&b);
+    hl_chat_response_release(&resp);
+}
+
+typedef struct { hl_stream_event_type types[32]; int n; hl_usage usage; char text[256]; } collected;
+
+static int collect(void *ud, const hl_stream_event *ev) {
+    collected *c = ud;
+    if (c->n < 32) c->types[c->n++] = ev->type;
+    if (ev->type == HL_EV_TEXT) strncat(c->text, ev->text, ev->text_len);
+    if (ev->type == HL_EV_USAGE) c->usage = ev->usage;
+    return 0;
+}
+
+static void decode(bool *started, const char *data, collected *c) {
+    hl_sse_event ev = {"", data, strlen(data), ""};
+    HL_CHECK_INT_EQ(hl_openai_decode_stream_event(started, &ev, collect, c), 0);
+}
+
+HL_TEST(decode_upstream_chunks_usage_is_final_not_summed) {
+    collected c = {0};
+    bool started = false;
+    decode(&started, "{\"id\":\"x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}],\"usage\":null}", &c);
+    decode(&started, "{\"id\":\"x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"He\"}}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1}}", &c);
+    decode(&started, "{\"id\":\"x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"llo\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}", &c);
+    decode(&started, "[DONE]", &c);
+    HL_CHECK_STR_EQ(c.text, "Hello");
+    HL_CHECK_INT_EQ(c.usage.input_tokens, 5);
+    HL_CHECK_INT_EQ(c.usage.output_tokens, 2); /* the last cumulative figure, not 1 + 2 */
+    HL_CHECK_INT_EQ(c.types[0], HL_EV_START);
+    HL_CHECK_INT_EQ(c.types[c.n - 1], HL_EV_DONE);
+    hl_sse_event bad = {"", "{not json", 9, ""};
+    HL_CHECK_INT_EQ(hl_openai_decode_stream_event(&started, &bad, collect, &c), HL_ERR_PARSE);
+}
+
+HL_TEST(encode_stream_exact_contract) {
+    hl_openai_encoder enc;
+    hl_openai_encoder_init(&enc, "chatcmpl-1", "m0", 1, true);
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    hl_stream_event ev = {0};
+    ev.type = HL_EV_START;
+    ev.model = "m1";
+    HL_CHECK_INT_EQ(hl_openai_encode_event(&enc, &ev, &b), HL_OK);
+    ev.type = HL_EV_TEXT;
+    ev.text = "hi";
+    ev.text_len = 2;
+    HL_CHECK_INT_EQ(hl_openai_encode_event(&enc, &ev, &b), HL_OK);
+    ev.type = HL_EV_FINISH;
+    ev.finish = HL_FINISH_LENGTH;
+    HL_CHECK_INT_EQ(hl_openai_encode_event(&enc, &ev, &b), HL_OK);
+    hl_usage u = {.input_tokens = 3, .output_tokens = 1, .known = true};
+    HL_CHECK_INT_EQ(hl_openai_encode_end(&enc, &u, &b), HL_OK);
+    const char *pre = "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m1\",\"system_fingerprint\":null,";
+    hl_buf want;
+    hl_buf_init(&want, 0);
+    hl_buf_printf(&want, "%s\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n", pre);
+    hl_buf_printf(&want, "%s\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n", pre);
+    hl_buf_printf(&want, "%s\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"length\"}],\"usage\":null}\n\n", pre);
+    hl_buf_printf(&want, "%s\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4,\"prompt_tokens_details\":{\"cached_tokens\":0},\"completion_tokens_details\":{\"reasoning_tokens\":0}}}\n\ndata: [DONE]\n\n", pre);
+    HL_CHECK_STR_EQ(b.data, want.data);
+    hl_buf_release(&want);
+    hl_buf_release(&b);
+}
+
+HL_TEST(no_usage_chunk_without_include_usage) {
+    hl_openai_encoder enc;
+    hl_openai_encoder_init(&enc, "c", "m", 1, false);
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    hl_usage u = {.input_tokens = 3, .output_tokens = 1, .known = true};
+    HL_CHECK_INT_EQ(hl_openai_encode_end(&enc, &u, &b), HL_OK);
+    HL_CHECK(strstr(b.data, "\"usage\"") == NULL);
+    HL_CHECK(strstr(b.data, "data: [DONE]\n\n") != NULL);
+    hl_buf_release(&b);
+}
+
+HL_TEST_MAIN()
