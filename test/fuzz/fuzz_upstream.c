@@ -1,0 +1,64 @@
+/* Fuzz target: whatever an upstream may send back. The input is split into an SSE stream
+ * (decoded by both providers' stream decoders and re-encoded as OpenAI chunks) and also taken
+ * whole as a non-streaming body for both providers' response parsers. */
+#include <stdint.h>
+#include <string.h>
+#include "hl_anthropic.h"
+#include "hl_openai.h"
+#include "hl_sse.h"
+
+typedef struct {
+    int kind;
+    bool started;
+    hl_anthropic_decoder dec;
+    hl_openai_encoder enc;
+    hl_buf out;
+} ctx;
+
+static int sink(void *ud, const hl_stream_event *ev) {
+    ctx *c = ud;
+    hl_openai_encode_event(&c->enc, ev, &c->out);
+    if (c->out.len > (1 << 16)) hl_buf_reset(&c->out);
+    return 0;
+}
+
+static int on_event(void *ud, const hl_sse_event *ev) {
+    ctx *c = ud;
+    if (c->kind == 0) hl_openai_decode_stream_event(&c->started, ev, sink, c);
+    else hl_anthropic_decode_stream_event(&c->dec, ev, sink, c);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    for (int kind = 0; kind < 2; kind++) {
+        ctx c;
+        memset(&c, 0, sizeof c);
+        c.kind = kind;
+        hl_anthropic_decoder_init(&c.dec);
+        hl_openai_encoder_init(&c.enc, "id", "m", 1, true);
+        hl_buf_init(&c.out, 0);
+        hl_sse sse;
+        hl_sse_init(&sse, 1 << 20);
+        hl_sse_feed(&sse, (const char *)data, size, on_event, &c);
+        hl_sse_finish(&sse);
+        hl_usage u = c.enc.usage;
+        hl_openai_encode_end(&c.enc, &u, &c.out);
+        hl_sse_release(&sse);
+        hl_buf_release(&c.out);
+
+        hl_chat_response resp;
+        hl_chat_response_init(&resp);
+        hl_err e = kind == 0 ? hl_openai_parse_upstream_response((const char *)data, size, &resp)
+                             : hl_anthropic_parse_upstream_response((const char *)data, size, &resp);
+        if (e == HL_OK) {
+            hl_buf b;
+            hl_buf_init(&b, 0);
+            hl_openai_write_response(&b, &resp, "id", 1);
+            hl_buf_release(&b);
+        }
+        hl_chat_response_release(&resp);
+    }
+    char msg[128], type[32];
+    hl_upstream_error_parse((const char *)data, size, msg, sizeof msg, type, sizeof type);
+    return 0;
+}
