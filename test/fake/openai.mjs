@@ -1,0 +1,282 @@
+// Fake OpenAI Chat Completions upstream (also plays an OpenAI-compatible local server, vLLM).
+//
+//   import { startFakeOpenAI } from './openai.mjs';
+//   const fake = await startFakeOpenAI({ key: 'sk-test', models: ['gpt-4o'] });
+//   // base_url for clients: fake.url + '/v1'
+//
+// Standalone: node test/fake/openai.mjs --port 0 --key sk-test [--models gpt-4o,gpt-4o-mini]
+//   prints "listening <port>"; control with POST /_control, GET /_requests, POST /_reset.
+//
+// Options: port, host, key (require `Authorization: Bearer <key>`), models (when set, other
+// models get 404 model_not_found and GET /v1/models lists these; default: any model accepted).
+//
+// Reply: "echo: " + text of the last user message, cut to max_completion_tokens/max_tokens
+// words (finish_reason "length"). Usage: prompt_tokens = words of all messages + 3 per message;
+// completion_tokens = words of the reply. See common.mjs for the control keys.
+
+import { pathToFileURL } from 'node:url';
+import {
+  createFake,
+  randomId,
+  tokenize,
+  countWords,
+  contentText,
+  lastUserText,
+  sendJSON,
+  sseWriter,
+  runStandalone,
+} from './common.mjs';
+
+const ERRORS = {
+  400: ['invalid_request_error', null, 'Invalid request.'],
+  401: ['invalid_request_error', 'invalid_api_key', 'Incorrect API key provided.'],
+  403: ['invalid_request_error', 'unsupported_country_region_territory', 'Country, region, or territory not supported'],
+  404: ['invalid_request_error', 'model_not_found', 'The model does not exist or you do not have access to it.'],
+  408: ['invalid_request_error', 'timeout', 'Request timed out.'],
+  409: ['invalid_request_error', 'conflict', 'Conflict.'],
+  413: ['invalid_request_error', 'request_too_large', 'Request too large.'],
+  422: ['invalid_request_error', null, 'Unprocessable entity.'],
+  429: ['requests', 'rate_limit_exceeded', 'Rate limit reached for requests. Please try again in 1s.'],
+  500: ['server_error', null, 'The server had an error while processing your request. Sorry about that!'],
+  502: ['server_error', null, 'Bad gateway.'],
+  503: ['server_error', null, 'The engine is currently overloaded, please try again later.'],
+  504: ['server_error', 'timeout', 'Gateway timeout.'],
+  529: ['server_error', null, 'The server is overloaded, please try again later.'],
+};
+
+export function openaiError(status, { message, type, code, param = null } = {}) {
+  const d = ERRORS[status] ?? (status >= 500 ? ['server_error', null, 'Server error.'] : ['invalid_request_error', null, 'Request failed.']);
+  return { error: { message: message ?? d[2], type: type ?? d[0], param, code: code === undefined ? d[1] : code } };
+}
+
+function errorReply(status, ctl) {
+  return {
+    body: openaiError(status, { message: ctl.message, type: ctl.error_type, code: ctl.error_code }),
+    headers: {},
+  };
+}
+
+// Deterministic token accounting shared with the tests.
+export function promptTokens(messages) {
+  let n = 0;
+  for (const m of messages) {
+    n += 3 + countWords(contentText(m?.content));
+    if (Array.isArray(m?.tool_calls)) {
+      for (const tc of m.tool_calls) n += countWords(tc?.function?.arguments ?? '');
+    }
+  }
+  return n;
+}
+
+function logprobEntry(token, i, topN) {
+  const bytes = Array.from(Buffer.from(token, 'utf8'));
+  const logprob = -Math.round((0.01 * ((i % 7) + 1)) * 1e6) / 1e6;
+  const top = [];
+  for (let k = 0; k < topN; k++) {
+    const t = k === 0 ? token : `${token}~${k}`;
+    top.push({ token: t, logprob: k === 0 ? logprob : logprob - k, bytes: Array.from(Buffer.from(t, 'utf8')) });
+  }
+  return { token, logprob, bytes, top_logprobs: top };
+}
+
+function validate(body, opts) {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    return [400, openaiError(400, {
+      message: "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If you have trouble figuring out how to fix this, please contact us through our help center at help.openai.com.)",
+    })];
+  }
+  if (body.model === undefined) {
+    return [400, openaiError(400, { message: 'you must provide a model parameter', param: null })];
+  }
+  if (typeof body.model !== 'string') {
+    return [400, openaiError(400, { message: `Invalid type for 'model': expected a string, but got ${typeof body.model} instead.`, param: 'model', code: 'invalid_type' })];
+  }
+  if (body.messages === undefined) {
+    return [400, openaiError(400, { message: "Missing required parameter: 'messages'.", param: 'messages', code: 'missing_required_parameter' })];
+  }
+  if (!Array.isArray(body.messages)) {
+    return [400, openaiError(400, { message: `Invalid type for 'messages': expected an array, but got ${typeof body.messages} instead.`, param: 'messages', code: 'invalid_type' })];
+  }
+  if (body.messages.length === 0) {
+    return [400, openaiError(400, { message: "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.", param: 'messages', code: 'empty_array' })];
+  }
+  for (let i = 0; i < body.messages.length; i++) {
+    const m = body.messages[i];
+    if (typeof m !== 'object' || m === null || typeof m.role !== 'string') {
+      return [400, openaiError(400, { message: `Missing required parameter: 'messages[${i}].role'.`, param: `messages[${i}].role`, code: 'missing_required_parameter' })];
+    }
+    if (!['system', 'developer', 'user', 'assistant', 'tool', 'function'].includes(m.role)) {
+      return [400, openaiError(400, { message: `Invalid value: '${m.role}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.`, param: `messages[${i}].role`, code: 'invalid_value' })];
+    }
+    const c = m.content;
+    if (!(c === undefined || c === null || typeof c === 'string' || Array.isArray(c))) {
+      return [400, openaiError(400, { message: `Invalid type for 'messages[${i}].content'.`, param: `messages[${i}].content`, code: 'invalid_type' })];
+    }
+  }
+  if (opts.models && !opts.models.includes(body.model)) {
+    return [404, openaiError(404, { message: `The model \`${body.model}\` does not exist or you do not have access to it.`, code: 'model_not_found' })];
+  }
+  const mt = body.max_completion_tokens ?? body.max_tokens;
+  if (mt != null && !(Number.isInteger(mt) && mt >= 1)) {
+    return [400, openaiError(400, { message: `Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but got ${mt} instead.`, param: 'max_tokens', code: 'integer_below_min_value' })];
+  }
+  return null;
+}
+
+async function handleChat(req, res, rec, body, ctl, reqId, opts) {
+  const bad = validate(body, opts);
+  if (bad) {
+    rec.response = { status: bad[0], error: bad[1] };
+    return sendJSON(res, bad[0], bad[1], { 'x-request-id': reqId });
+  }
+  const id = randomId('chatcmpl-', 29);
+  const created = Math.floor(Date.now() / 1000);
+  const model = body.model;
+  const userText = lastUserText(body.messages);
+  const wantTool = Array.isArray(body.tools) && body.tools.length > 0 && /call a tool/i.test(userText) && body.tool_choice !== 'none';
+  const prompt_tokens = promptTokens(body.messages);
+  const maxTok = body.max_completion_tokens ?? body.max_tokens ?? Infinity;
+  const wantLogprobs = body.logprobs === true;
+  const topN = Number.isInteger(body.top_logprobs) ? body.top_logprobs : 0;
+
+  let pieces = [];
+  let finish_reason = 'stop';
+  let toolCall = null;
+  if (wantTool) {
+    const fn = body.tools[0]?.function?.name ?? 'tool';
+    toolCall = { id: randomId('call_', 24), type: 'function', function: { name: fn, arguments: JSON.stringify({ text: userText }) } };
+    finish_reason = 'tool_calls';
+  } else {
+    let full = ctl.reply ?? `echo: ${userText}`;
+    const stops = typeof body.stop === 'string' ? [body.stop] : Array.isArray(body.stop) ? body.stop : [];
+    let at = -1;
+    for (const s of stops) {
+      const k = typeof s === 'string' && s ? full.indexOf(s) : -1;
+      if (k >= 0 && (at < 0 || k < at)) at = k;
+    }
+    if (at >= 0) full = full.slice(0, at);
+    const all = tokenize(full);
+    pieces = all.slice(0, maxTok);
+    if (all.length > maxTok) finish_reason = 'length';
+  }
+  const text = pieces.join('');
+  const completion_tokens = toolCall ? countWords(toolCall.function.arguments) : pieces.length;
+  const usage = {
+    prompt_tokens,
+    completion_tokens,
+    total_tokens: prompt_tokens + completion_tokens,
+    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+    completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+  };
+  rec.response = { status: 200, usage, text, finish_reason, id, stream: !!body.stream };
+  const headers = { 'x-request-id': reqId, 'openai-processing-ms': '1' };
+
+  if (!body.stream) {
+    const message = { role: 'assistant', content: toolCall ? null : text, refusal: null, annotations: [] };
+    if (toolCall) message.tool_calls = [toolCall];
+    const choice = {
+      index: 0,
+      message,
+      logprobs: wantLogprobs ? { content: pieces.map((p, i) => logprobEntry(p, i, topN)), refusal: null } : null,
+      finish_reason,
+    };
+    return sendJSON(res, 200, {
+      id,
+      object: 'chat.completion',
+      created,
+      model,
+      choices: [choice],
+      usage,
+      service_tier: 'default',
+      system_fingerprint: 'fp_fake',
+    }, headers);
+  }
+
+  // Streaming.
+  const includeUsage = body.stream_options?.include_usage === true;
+  const mode = ctl.stream_usage ?? 'requested';
+  const sendUsage = mode === 'always' || (mode === 'requested' && includeUsage);
+  const usageField = sendUsage ? { usage: null } : {};
+  const w = sseWriter(req, res, rec, ctl, headers);
+  const frame = (choices, extra = {}) =>
+    `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, service_tier: 'default', system_fingerprint: 'fp_fake', choices, ...usageField, ...extra })}\n\n`;
+  const errorFrame = () => `data: ${JSON.stringify(openaiError(500, { message: ctl.message ?? 'The server had an error while processing your request.' }))}\n\n`;
+  const frames = [];
+  if (toolCall) {
+    frames.push(frame([{ index: 0, delta: { role: 'assistant', content: null, tool_calls: [{ index: 0, id: toolCall.id, type: 'function', function: { name: toolCall.function.name, arguments: '' } }] }, logprobs: null, finish_reason: null }]));
+    for (const part of toolCall.function.arguments.match(/.{1,8}/gs) ?? []) {
+      frames.push(frame([{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: part } }] }, logprobs: null, finish_reason: null }]));
+    }
+  } else {
+    frames.push(frame([{ index: 0, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }]));
+    pieces.forEach((p, i) => {
+      frames.push(frame([{ index: 0, delta: { content: p }, logprobs: wantLogprobs ? { content: [logprobEntry(p, i, topN)], refusal: null } : null, finish_reason: null }]));
+    });
+  }
+  frames.push(frame([{ index: 0, delta: {}, logprobs: null, finish_reason }]));
+  if (sendUsage) frames.push(frame([], { usage }));
+  frames.push('data: [DONE]\n\n');
+
+  for (let i = 0; i < frames.length; i++) {
+    if (ctl.error_after_chunks != null && i === ctl.error_after_chunks) {
+      await w.write(errorFrame());
+      rec.erroredMidStream = true;
+      return w.end();
+    }
+    if (!(await w.write(frames[i]))) return;
+  }
+  w.end();
+}
+
+export function startFakeOpenAI(opts = {}) {
+  return createFake({
+    name: 'openai',
+    opts,
+    requestIdHeader: 'x-request-id',
+    requestIdPrefix: 'req_',
+    errorReply,
+    inferencePaths: ['/v1/chat/completions'],
+    async handler(req, res, rec, body, ctl, reqId) {
+      const p = rec.path;
+      const isChat = p === '/v1/chat/completions';
+      const isModels = p === '/v1/models';
+      if (!isChat && !isModels) {
+        rec.response = { status: 404 };
+        return sendJSON(res, 404, openaiError(404, { message: `Invalid URL (${req.method} ${p})`, code: null }), { 'x-request-id': reqId });
+      }
+      if (opts.key) {
+        const auth = String(req.headers.authorization ?? '');
+        if (auth !== `Bearer ${opts.key}`) {
+          const shown = auth.startsWith('Bearer ') ? auth.slice(7) : '';
+          const masked = shown.length > 8 ? `${shown.slice(0, 3)}*****${shown.slice(-4)}` : shown;
+          const message = auth === ''
+            ? "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if you're accessing the API from your browser and are prompted for a username and password. You can obtain an API key from https://platform.openai.com/account/api-keys."
+            : `Incorrect API key provided: ${masked}. You can find your API key at https://platform.openai.com/account/api-keys.`;
+          rec.response = { status: 401 };
+          return sendJSON(res, 401, { error: { message, type: 'invalid_request_error', param: null, code: auth === '' ? null : 'invalid_api_key' } }, { 'x-request-id': reqId });
+        }
+      }
+      if (isModels) {
+        if (req.method !== 'GET') {
+          rec.response = { status: 405 };
+          return sendJSON(res, 405, openaiError(405, { message: `Invalid method for URL (${req.method} ${p})`, code: null }), { 'x-request-id': reqId });
+        }
+        const ids = opts.models ?? ['gpt-4o', 'gpt-4o-mini'];
+        rec.response = { status: 200 };
+        return sendJSON(res, 200, {
+          object: 'list',
+          data: ids.map((id) => ({ id, object: 'model', created: 1715367049, owned_by: 'system' })),
+        }, { 'x-request-id': reqId });
+      }
+      if (req.method !== 'POST') {
+        rec.response = { status: 405 };
+        return sendJSON(res, 405, openaiError(405, { message: `Invalid method for URL (${req.method} ${p})`, code: null }), { 'x-request-id': reqId });
+      }
+      return handleChat(req, res, rec, body, ctl, reqId, opts);
+    },
+  });
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  runStandalone(startFakeOpenAI, process.argv.slice(2));
+}
