@@ -1,0 +1,609 @@
+/* Tests for hl_config: the shipped config, defaults, size suffixes, price lookup, and the
+ * exact message (file, line, key path, problem) for each kind of mistake in a config. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hl_config.h"
+#include "hl_test.h"
+
+/* The smallest valid config; bad cases below are built around it so line numbers are easy
+ * to count. */
+#define MIN_BACKENDS                                                                       \
+    "backends:\n"                                                                          \
+    "  - name: a\n"                                                                        \
+    "    kind: openai\n"                                                                   \
+    "    location: local\n"                                                                \
+    "    base_url: http://127.0.0.1:8000/v1\n"                                             \
+    "    model: auto\n"
+#define MIN_ROUTES                                                                         \
+    "routes:\n"                                                                            \
+    "  - name: r\n"                                                                        \
+    "    to: a\n"
+#define MIN MIN_BACKENDS MIN_ROUTES
+
+static hl_config *parse_ok(const char *text) {
+    hl_config *cfg = NULL;
+    char err[512];
+    hl_err e = hl_config_parse("t.yaml", text, strlen(text), &cfg, err, sizeof err);
+    if (e != HL_OK) fprintf(stderr, "  unexpected error: %s\n", err);
+    return cfg;
+}
+
+HL_TEST(shipped_config) {
+    const char *dir = getenv("HL_SRC_DIR");
+    char path[4096], err[512];
+    snprintf(path, sizeof path, "%s/config/hybridllm.yaml", dir ? dir : ".");
+    hl_config *cfg = NULL;
+    hl_err e = hl_config_load(path, &cfg, err, sizeof err);
+    if (e != HL_OK) fprintf(stderr, "  %s\n", err);
+    HL_REQUIRE(e == HL_OK && cfg);
+
+    HL_CHECK_STR_EQ(cfg->path, path);
+    HL_CHECK_STR_EQ(cfg->listen_host, "127.0.0.1");
+    HL_CHECK_INT_EQ(cfg->listen_port, 8741);
+    HL_CHECK_INT_EQ(cfg->threads, 0);
+    HL_CHECK_INT_EQ(cfg->max_body_bytes, 4 * 1024 * 1024);
+    HL_CHECK_INT_EQ(cfg->max_header_bytes, 16 * 1024);
+    HL_CHECK_INT_EQ(cfg->max_headers, 64);
+    HL_CHECK_INT_EQ(cfg->read_timeout_ms, 30000);
+    HL_CHECK_INT_EQ(cfg->idle_timeout_ms, 60000);
+    HL_CHECK_INT_EQ(cfg->shutdown_timeout_ms, 30000);
+    HL_CHECK(cfg->api_keys_env == NULL);
+    HL_CHECK_STR_EQ(cfg->ledger_path, "hybridllm-ledger.jsonl");
+
+    HL_REQUIRE(cfg->n_backends == 3);
+    const hl_backend_cfg *an = hl_config_backend(cfg, "anthropic");
+    HL_REQUIRE(an == &cfg->backends[0]);
+    HL_CHECK_INT_EQ(an->kind, HL_PROVIDER_ANTHROPIC);
+    HL_CHECK_INT_EQ(an->location, HL_LOCATION_CLOUD);
+    HL_REQUIRE(an->n_base_urls == 1);
+    HL_CHECK_STR_EQ(an->base_urls[0], "https://api.anthropic.com");
+    HL_CHECK_STR_EQ(an->api_key_env, "ANTHROPIC_API_KEY");
+    HL_CHECK_STR_EQ(an->model, "claude-3-5-sonnet-20241022");
+    HL_CHECK_INT_EQ(an->timeout_ms, 600000);
+    HL_CHECK_INT_EQ(an->connect_timeout_ms, 5000);
+
+    const hl_backend_cfg *oa = hl_config_backend(cfg, "openai");
+    HL_REQUIRE(oa == &cfg->backends[1]);
+    HL_CHECK_INT_EQ(oa->kind, HL_PROVIDER_OPENAI);
+    HL_CHECK_INT_EQ(oa->location, HL_LOCATION_CLOUD);
+    HL_REQUIRE(oa->n_base_urls == 1);
+    HL_CHECK_STR_EQ(oa->base_urls[0], "https://api.openai.com/v1");
+    HL_CHECK_STR_EQ(oa->api_key_env, "OPENAI_API_KEY");
+    HL_CHECK_STR_EQ(oa->model, "gpt-4o");
+    HL_REQUIRE(oa->n_models == 1);
+    HL_CHECK_STR_EQ(oa->models[0], "gpt-4o-mini");
+
+    const hl_backend_cfg *lo = hl_config_backend(cfg, "local");
+    HL_REQUIRE(lo == &cfg->backends[2]);
+    HL_CHECK_INT_EQ(lo->kind, HL_PROVIDER_OPENAI);
+    HL_CHECK_INT_EQ(lo->location, HL_LOCATION_LOCAL);
+    HL_REQUIRE(lo->n_base_urls == 3);
+    HL_CHECK_STR_EQ(lo->base_urls[0], "http://127.0.0.1:8000/v1");
+    HL_CHECK_STR_EQ(lo->base_urls[1], "http://127.0.0.1:8080/v1");
+    HL_CHECK_STR_EQ(lo->base_urls[2], "http://127.0.0.1:11434/v1");
+    HL_CHECK(lo->api_key_env == NULL);
+    HL_CHECK_STR_EQ(lo->model, "auto");
+    HL_CHECK_NEAR(lo->hourly_cost_usd, 0.05, 1e-12);
+
+    HL_REQUIRE(cfg->n_prices == 4);
+    const hl_price *p = hl_config_price(cfg, "gpt-4o");
+    HL_REQUIRE(p);
+    HL_CHECK_NEAR(p->input_per_mtok, 5.0, 1e-12);
+    HL_CHECK_NEAR(p->output_per_mtok, 15.0, 1e-12);
+    HL_CHECK_NEAR(p->cached_input_per_mtok, 2.5, 1e-12);
+    HL_CHECK_NEAR(p->cache_write_per_mtok, 5.0, 1e-12);
+    p = hl_config_price(cfg, "gpt-4o-mini");
+    HL_REQUIRE(p);
+    HL_CHECK_NEAR(p->input_per_mtok, 0.15, 1e-12);
+    HL_CHECK_NEAR(p->output_per_mtok, 0.60, 1e-12);
+    HL_CHECK_NEAR(p->cached_input_per_mtok, 0.075, 1e-12);
+    p = hl_config_price(cfg, "claude-3-5-sonnet-20241022");
+    HL_REQUIRE(p);
+    HL_CHECK_NEAR(p->input_per_mtok, 3.0, 1e-12);
+    HL_CHECK_NEAR(p->output_per_mtok, 15.0, 1e-12);
+    HL_CHECK_NEAR(p->cached_input_per_mtok, 0.30, 1e-12);
+    HL_CHECK_NEAR(p->cache_write_per_mtok, 3.75, 1e-12);
+    p = hl_config_price(cfg, "claude-3-5-haiku-20241022");
+    HL_REQUIRE(p);
+    HL_CHECK_NEAR(p->input_per_mtok, 0.80, 1e-12);
+    HL_CHECK_NEAR(p->output_per_mtok, 4.0, 1e-12);
+    HL_CHECK_NEAR(p->cached_input_per_mtok, 0.08, 1e-12);
+    HL_CHECK_NEAR(p->cache_write_per_mtok, 1.0, 1e-12);
+
+    /* Privacy first, then the brief's router in its order. */
+    HL_REQUIRE(cfg->n_routes == 4);
+    const hl_route_rule *r = &cfg->routes[0];
+    HL_CHECK_STR_EQ(r->name, "privacy");
+    HL_CHECK_INT_EQ(r->sensitive, HL_YES);
+    HL_CHECK_INT_EQ(r->n_task_types, 0);
+    HL_REQUIRE(r->n_to == 1);
+    HL_CHECK_STR_EQ(r->to[0], "local");
+
+    r = &cfg->routes[1];
+    HL_CHECK_STR_EQ(r->name, "complex-task");
+    HL_CHECK_INT_EQ(r->sensitive, HL_ANY);
+    HL_REQUIRE(r->n_task_types == 3);
+    HL_CHECK_STR_EQ(r->task_types[0], "code_generation");
+    HL_CHECK_STR_EQ(r->task_types[1], "analysis");
+    HL_CHECK_STR_EQ(r->task_types[2], "reasoning");
+    HL_REQUIRE(r->n_to == 2);
+    HL_CHECK_STR_EQ(r->to[0], "anthropic");
+    HL_CHECK_STR_EQ(r->to[1], "openai");
+
+    r = &cfg->routes[2];
+    HL_CHECK_STR_EQ(r->name, "simple-task");
+    HL_REQUIRE(r->n_task_types == 2);
+    HL_CHECK_STR_EQ(r->task_types[0], "classification");
+    HL_CHECK_STR_EQ(r->task_types[1], "extraction");
+    HL_REQUIRE(r->n_to == 1);
+    HL_CHECK_STR_EQ(r->to[0], "local");
+
+    r = &cfg->routes[3];
+    HL_CHECK_STR_EQ(r->name, "default");
+    HL_CHECK_INT_EQ(r->sensitive, HL_ANY);
+    HL_CHECK_INT_EQ(r->n_task_types, 0);
+    HL_REQUIRE(r->n_to == 3);
+    HL_CHECK_STR_EQ(r->to[0], "local");
+    HL_CHECK_STR_EQ(r->to[1], "anthropic");
+    HL_CHECK_STR_EQ(r->to[2], "openai");
+    hl_config_free(cfg);
+}
+
+HL_TEST(defaults) {
+    hl_config *cfg = parse_ok(MIN);
+    HL_REQUIRE(cfg);
+    HL_CHECK_STR_EQ(cfg->path, "t.yaml");
+    HL_CHECK_STR_EQ(cfg->listen_host, "127.0.0.1");
+    HL_CHECK_INT_EQ(cfg->listen_port, 8741);
+    HL_CHECK_INT_EQ(cfg->threads, 0);
+    HL_CHECK_INT_EQ(cfg->max_body_bytes, 4194304);
+    HL_CHECK_INT_EQ(cfg->max_header_bytes, 16384);
+    HL_CHECK_INT_EQ(cfg->max_headers, 64);
+    HL_CHECK_INT_EQ(cfg->read_timeout_ms, 30000);
+    HL_CHECK_INT_EQ(cfg->idle_timeout_ms, 60000);
+    HL_CHECK_INT_EQ(cfg->shutdown_timeout_ms, 30000);
+    HL_CHECK(cfg->api_keys_env == NULL);
+    HL_CHECK_STR_EQ(cfg->ledger_path, "hybridllm-ledger.jsonl");
+    HL_REQUIRE(cfg->n_backends == 1);
+    const hl_backend_cfg *b = &cfg->backends[0];
+    HL_CHECK(b->api_key_env == NULL);
+    HL_CHECK_INT_EQ(b->n_models, 0);
+    HL_CHECK_NEAR(b->hourly_cost_usd, 0.05, 1e-12);
+    HL_CHECK_INT_EQ(b->timeout_ms, 600000);
+    HL_CHECK_INT_EQ(b->connect_timeout_ms, 5000);
+    HL_CHECK_INT_EQ(b->line, 2);
+    HL_CHECK_INT_EQ(cfg->n_prices, 0);
+    HL_REQUIRE(cfg->n_routes == 1);
+    HL_CHECK_INT_EQ(cfg->routes[0].sensitive, HL_ANY);
+    HL_CHECK_INT_EQ(cfg->routes[0].n_task_types, 0);
+    HL_CHECK_INT_EQ(cfg->routes[0].line, 8);
+    HL_REQUIRE(cfg->routes[0].n_to == 1);
+    HL_CHECK_STR_EQ(cfg->routes[0].to[0], "a");
+    HL_CHECK(hl_config_price(cfg, "gpt-4o") == NULL);
+    HL_CHECK(hl_config_backend(cfg, "b") == NULL);
+    hl_config_free(cfg);
+}
+
+HL_TEST(every_setting) {
+    hl_config *cfg = parse_ok(
+        "routes:\n" /* before backends: the names are still checked */
+        "  - name: r.1\n"
+        "    when: {sensitive: false, task_type: chat}\n"
+        "    to: [b_2]\n"
+        "server:\n"
+        "  listen: \"[::1]:9000\"\n"
+        "  threads: 8\n"
+        "  max_body_bytes: 1GiB\n"
+        "  max_header_bytes: 1024\n"
+        "  max_headers: 128\n"
+        "  read_timeout_ms: 1\n"
+        "  idle_timeout_ms: 86400000\n"
+        "  shutdown_timeout_ms: 5\n"
+        "  api_keys_env: _MY_KEYS2\n"
+        "ledger:\n"
+        "  path: /var/log/x.jsonl\n"
+        "backends:\n"
+        "  - name: b_2\n"
+        "    kind: anthropic\n"
+        "    location: cloud\n"
+        "    base_url: [\"https://h.example/v1///\", http://h2]\n"
+        "    api_key_env: K\n"
+        "    model: m\n"
+        "    models: [x, y]\n"
+        "    hourly_cost_usd: 0\n"
+        "    timeout_ms: 7\n"
+        "    connect_timeout_ms: 8\n"
+        "prices:\n"
+        "  - {model: m, input_per_mtok: 1, output_per_mtok: 2.5e0, cache_write_per_mtok: 1.25}\n");
+    HL_REQUIRE(cfg);
+    HL_CHECK_STR_EQ(cfg->listen_host, "::1");
+    HL_CHECK_INT_EQ(cfg->listen_port, 9000);
+    HL_CHECK_INT_EQ(cfg->threads, 8);
+    HL_CHECK_INT_EQ(cfg->max_body_bytes, 1073741824);
+    HL_CHECK_INT_EQ(cfg->max_header_bytes, 1024);
+    HL_CHECK_INT_EQ(cfg->max_headers, 128);
+    HL_CHECK_INT_EQ(cfg->read_timeout_ms, 1);
+    HL_CHECK_INT_EQ(cfg->idle_timeout_ms, 86400000);
+    HL_CHECK_INT_EQ(cfg->shutdown_timeout_ms, 5);
+    HL_CHECK_STR_EQ(cfg->api_keys_env, "_MY_KEYS2");
+    HL_CHECK_STR_EQ(cfg->ledger_path, "/var/log/x.jsonl");
+    const hl_backend_cfg *b = hl_config_backend(cfg, "b_2");
+    HL_REQUIRE(b);
+    HL_CHECK_INT_EQ(b->kind, HL_PROVIDER_ANTHROPIC);
+    HL_CHECK_INT_EQ(b->location, HL_LOCATION_CLOUD);
+    HL_REQUIRE(b->n_base_urls == 2);
+    HL_CHECK_STR_EQ(b->base_urls[0], "https://h.example/v1");
+    HL_CHECK_STR_EQ(b->base_urls[1], "http://h2");
+    HL_CHECK_STR_EQ(b->api_key_env, "K");
+    HL_REQUIRE(b->n_models == 2);
+    HL_CHECK_STR_EQ(b->models[1], "y");
+    HL_CHECK_NEAR(b->hourly_cost_usd, 0.0, 0);
+    HL_CHECK_INT_EQ(b->timeout_ms, 7);
+    HL_CHECK_INT_EQ(b->connect_timeout_ms, 8);
+    HL_CHECK_INT_EQ(b->line, 18);
+    HL_REQUIRE(cfg->n_prices == 1);
+    HL_CHECK_NEAR(cfg->prices[0].input_per_mtok, 1.0, 0);
+    HL_CHECK_NEAR(cfg->prices[0].output_per_mtok, 2.5, 0);
+    HL_CHECK_NEAR(cfg->prices[0].cached_input_per_mtok, 1.0, 0);
+    HL_CHECK_NEAR(cfg->prices[0].cache_write_per_mtok, 1.25, 0);
+    HL_REQUIRE(cfg->n_routes == 1);
+    const hl_route_rule *r = &cfg->routes[0];
+    HL_CHECK_STR_EQ(r->name, "r.1");
+    HL_CHECK_INT_EQ(r->sensitive, HL_NO);
+    HL_REQUIRE(r->n_task_types == 1);
+    HL_CHECK_STR_EQ(r->task_types[0], "chat");
+    HL_CHECK_INT_EQ(r->line, 2);
+    hl_config_free(cfg);
+}
+
+HL_TEST(empty_sections) {
+    /* Every line under server: commented out leaves an empty value: defaults, not an error. */
+    hl_config *cfg = parse_ok("server:\n#  threads: 4\nledger:\nprices:\n" MIN);
+    HL_REQUIRE(cfg);
+    HL_CHECK_INT_EQ(cfg->listen_port, 8741);
+    HL_CHECK_INT_EQ(cfg->n_prices, 0);
+    hl_config_free(cfg);
+}
+
+HL_TEST(size_suffixes) {
+    static const struct { const char *text; size_t bytes; } cases[] = {
+        {"1", 1},
+        {"4194304", 4194304},
+        {"16KiB", 16384},
+        {"4MiB", 4194304},
+        {"4 MiB", 4194304},
+        {"1GiB", 1073741824},
+        {"1024MiB", 1073741824},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "server:\n  max_body_bytes: %s\n" MIN, cases[i].text);
+        hl_config *cfg = parse_ok(text);
+        HL_CHECK(cfg != NULL);
+        if (!cfg) continue;
+        if (cfg->max_body_bytes != cases[i].bytes)
+            HL_FAIL_("%s: got %zu, expected %zu", cases[i].text, cfg->max_body_bytes,
+                     cases[i].bytes);
+        hl_config_free(cfg);
+    }
+}
+
+HL_TEST(price_prefix) {
+    hl_config *cfg = parse_ok(
+        MIN
+        "prices:\n"
+        "  - {model: gpt-4o, input_per_mtok: 5, output_per_mtok: 15}\n"
+        "  - {model: gpt-4o-mini, input_per_mtok: 0.15, output_per_mtok: 0.6}\n"
+        "  - {model: claude-3-5-sonnet, input_per_mtok: 3, output_per_mtok: 15}\n");
+    HL_REQUIRE(cfg);
+    const hl_price *p4o = &cfg->prices[0], *mini = &cfg->prices[1], *son = &cfg->prices[2];
+    HL_CHECK(hl_config_price(cfg, "gpt-4o") == p4o);
+    HL_CHECK(hl_config_price(cfg, "gpt-4o-2024-08-06") == p4o);
+    HL_CHECK(hl_config_price(cfg, "gpt-4o-mini") == mini);               /* exact beats prefix */
+    HL_CHECK(hl_config_price(cfg, "gpt-4o-mini-2024-07-18") == mini);    /* longest prefix */
+    HL_CHECK(hl_config_price(cfg, "claude-3-5-sonnet-20241022") == son);
+    HL_CHECK(hl_config_price(cfg, "gpt-4omni") == NULL);                 /* needs the '-' */
+    HL_CHECK(hl_config_price(cfg, "gpt-4") == NULL);
+    HL_CHECK(hl_config_price(cfg, "gpt-4o-") == p4o);
+    HL_CHECK(hl_config_price(cfg, "") == NULL);
+    HL_CHECK(hl_config_price(cfg, NULL) == NULL);
+    HL_CHECK(hl_config_price(NULL, "gpt-4o") == NULL);
+    hl_config_free(cfg);
+}
+
+/* Each bad config and the one line it must produce. */
+static const struct bad_case {
+    const char *text;
+    const char *msg;
+} bad_cases[] = {
+    /* structure */
+    {"", "t.yaml:1: backends: required key is missing"},
+    {"- a\n", "t.yaml:1: expected a mapping (key: value lines); got a list"},
+    {MIN_BACKENDS, "t.yaml:1: routes: required key is missing"},
+    {"serverr: {}\n" MIN,
+     "t.yaml:1: serverr: unknown key 'serverr' (expected one of: server, ledger, backends, "
+     "prices, routes)"},
+    {"server:\n  threds: 4\n" MIN,
+     "t.yaml:2: server.threds: unknown key 'threds' (expected one of: listen, threads, "
+     "max_body_bytes, max_header_bytes, max_headers, read_timeout_ms, idle_timeout_ms, "
+     "shutdown_timeout_ms, api_keys_env)"},
+    {"server:\n  threads: 1\n  threads: 2\n" MIN,
+     "t.yaml:3: server.threads: duplicate key (first set on line 2)"},
+    {"server: [1]\n" MIN, "t.yaml:1: server: expected a mapping (key: value lines); got a list"},
+    {"server:\n  [a]: 1\n" MIN, "t.yaml:2: server: expected a key name; got a list"},
+    {"ledger: {path: \"\"}\n" MIN, "t.yaml:1: ledger.path: must not be empty"},
+    {"ledger: {path: \"a\\0b\"}\n" MIN, "t.yaml:1: ledger.path: must not contain a NUL character"},
+    /* YAML itself */
+    {"server:\n  listen: [\n",
+     "t.yaml:3: YAML syntax error: did not find expected node content (while parsing a flow "
+     "node at line 3)"},
+    {"a: b\n c: d\n",
+     "t.yaml:2: YAML syntax error: mapping values are not allowed in this context"},
+    {"\xff\n", "t.yaml:1: YAML syntax error: invalid leading UTF-8 octet"},
+    {"x: 1\n\xc3\n", "t.yaml:2: YAML syntax error: invalid trailing UTF-8 octet"},
+    {"x: 1\n\n\xc3", "t.yaml:3: YAML syntax error: incomplete UTF-8 octet sequence"},
+    {"routes: *r\n", "t.yaml:1: YAML syntax error: found undefined alias"},
+    {MIN "---\nx: 1\n", "t.yaml:10: only one YAML document is allowed (found a second '---')"},
+    {"backends:\n  - &b\n    name: a\n    kind: openai\n    location: local\n"
+     "    base_url: http://x\n    model: m\n  - *b\n" MIN_ROUTES,
+     "t.yaml:2: backends[1]: YAML aliases (*name) are not supported; write the value out"},
+    {"x: &a [*a]\n", "t.yaml:1: x: unknown key 'x' (expected one of: server, ledger, backends, "
+     "prices, routes)"},
+    {"backends: &a [*a]\n" MIN_ROUTES,
+     "t.yaml:1: backends[0]: YAML aliases (*name) are not supported; write the value out"},
+    /* server */
+    /* The first mistake in the file is the one reported. */
+    {"server:\n  read_timeout_ms: 0\n  max_body_bytes: 0\n" MIN,
+     "t.yaml:2: server.read_timeout_ms: must be between 1 and 86400000; got '0'"},
+    {"routes: [{name: r, to: [a, b]}]\nserver: {threads: x}\n" MIN_BACKENDS,
+     "t.yaml:2: server.threads: expected an integer; got 'x'"},
+    {"server:\n  threads: four\n" MIN, "t.yaml:2: server.threads: expected an integer; got 'four'"},
+    {"server:\n  threads: \"4\"\n" MIN,
+     "t.yaml:2: server.threads: expected an integer; got a quoted string (remove the quotes)"},
+    {"server:\n  threads: 1.5\n" MIN, "t.yaml:2: server.threads: expected an integer; got '1.5'"},
+    {"server:\n  threads:\n" MIN,
+     "t.yaml:2: server.threads: expected an integer; got an empty value"},
+    {"server:\n  threads: 257\n" MIN,
+     "t.yaml:2: server.threads: must be between 0 and 256; got '257'"},
+    {"server:\n  threads: -1\n" MIN, "t.yaml:2: server.threads: must be between 0 and 256; got '-1'"},
+    {"server:\n  read_timeout_ms: 99999999999999999999999\n" MIN,
+     "t.yaml:2: server.read_timeout_ms: must be between 1 and 86400000; got "
+     "'99999999999999999999999'"},
+    {"server:\n  idle_timeout_ms: 0\n" MIN,
+     "t.yaml:2: server.idle_timeout_ms: must be between 1 and 86400000; got '0'"},
+    {"server:\n  max_headers: 129\n" MIN,
+     "t.yaml:2: server.max_headers: must be between 1 and 128; got '129'"},
+    {"server:\n  max_body_bytes: 4MB\n" MIN,
+     "t.yaml:2: server.max_body_bytes: unknown size suffix 'MB' (use KiB, MiB, GiB or plain "
+     "bytes)"},
+    {"server:\n  max_body_bytes: 2GiB\n" MIN,
+     "t.yaml:2: server.max_body_bytes: must be between 1 and 1073741824 bytes; got '2GiB'"},
+    {"server:\n  max_body_bytes: 99999999999999GiB\n" MIN,
+     "t.yaml:2: server.max_body_bytes: must be between 1 and 1073741824 bytes; got "
+     "'99999999999999GiB'"},
+    {"server:\n  max_body_bytes: 0\n" MIN,
+     "t.yaml:2: server.max_body_bytes: must be between 1 and 1073741824 bytes; got '0'"},
+    {"server:\n  max_header_bytes: MiB\n" MIN,
+     "t.yaml:2: server.max_header_bytes: expected a size in bytes (e.g. 4194304 or 4MiB); got "
+     "'MiB'"},
+    {"server:\n  listen: 8741\n" MIN,
+     "t.yaml:2: server.listen: expected host:port (e.g. 127.0.0.1:8741 or [::1]:8741); got "
+     "'8741'"},
+    {"server:\n  listen: \":8741\"\n" MIN,
+     "t.yaml:2: server.listen: expected host:port (e.g. 127.0.0.1:8741 or [::1]:8741); got "
+     "':8741'"},
+    {"server:\n  listen: \"::1:8741\"\n" MIN,
+     "t.yaml:2: server.listen: an IPv6 address needs brackets, e.g. [::1]:8741; got '::1:8741'"},
+    {"server:\n  listen: \"[::1]8741\"\n" MIN,
+     "t.yaml:2: server.listen: expected host:port (e.g. 127.0.0.1:8741 or [::1]:8741); got "
+     "'[::1]8741'"},
+    {"server:\n  listen: localhost:0\n" MIN,
+     "t.yaml:2: server.listen: port must be between 1 and 65535; got 'localhost:0'"},
+    {"server:\n  listen: localhost:65536\n" MIN,
+     "t.yaml:2: server.listen: port must be between 1 and 65535; got 'localhost:65536'"},
+    {"server:\n  listen: \"localhost:http\"\n" MIN,
+     "t.yaml:2: server.listen: port must be between 1 and 65535; got 'localhost:http'"},
+    {"server:\n  api_keys_env: sk-abc123\n" MIN,
+     "t.yaml:2: server.api_keys_env: expected the name of an environment variable (letters, "
+     "digits and _, not starting with a digit), not its value"},
+    {"server:\n  api_keys: [k1]\n" MIN,
+     "t.yaml:2: server.api_keys: secrets are not read from the config file; put the keys in an "
+     "environment variable and name it with api_keys_env"},
+    /* backends */
+    {"backends:\n" MIN_ROUTES, "t.yaml:1: backends: at least one backend is required"},
+    {"backends: []\n" MIN_ROUTES, "t.yaml:1: backends: at least one backend is required"},
+    {"backends: a\n" MIN_ROUTES, "t.yaml:1: backends: expected a list of backends; got 'a'"},
+    {"backends:\n  - foo\n" MIN_ROUTES,
+     "t.yaml:2: backends[0]: expected a mapping (key: value lines); got 'foo'"},
+    {"backends:\n  - name: a\n    kind: openai\n    base_url: http://x\n    model: m\n" MIN_ROUTES,
+     "t.yaml:2: backends[0].location: required key is missing"},
+    {MIN_BACKENDS "  - name: b\n    kind: ollama\n    location: local\n"
+                  "    base_url: http://x\n    model: m\n" MIN_ROUTES,
+     "t.yaml:8: backends[1].kind: expected one of openai, anthropic; got 'ollama'"},
+    {MIN_BACKENDS "  - name: b\n    kind: openai\n    location: edge\n"
+                  "    base_url: http://x\n    model: m\n" MIN_ROUTES,
+     "t.yaml:9: backends[1].location: expected one of local, cloud; got 'edge'"},
+    {MIN_BACKENDS "  - name: a\n    kind: openai\n    location: local\n"
+                  "    base_url: http://x\n    model: m\n" MIN_ROUTES,
+     "t.yaml:7: backends[1].name: duplicate backend name 'a' (backends[0], line 2)"},
+    {"backends:\n  - name: my backend\n    kind: openai\n    location: local\n"
+     "    base_url: http://x\n    model: m\n" MIN_ROUTES,
+     "t.yaml:2: backends[0].name: expected a name of letters, digits, '.', '_' and '-'; got 'my "
+     "backend'"},
+    {MIN_BACKENDS "    api_key: sk-secret\n" MIN_ROUTES,
+     "t.yaml:7: backends[0].api_key: secrets are not read from the config file; put the key in "
+     "an environment variable and name it with api_key_env"},
+    {MIN_BACKENDS "    apiKey: sk-secret\n" MIN_ROUTES,
+     "t.yaml:7: backends[0].apiKey: secrets are not read from the config file; put the key in "
+     "an environment variable and name it with api_key_env"},
+    {MIN_BACKENDS "    key: sk-secret\n" MIN_ROUTES,
+     "t.yaml:7: backends[0].key: secrets are not read from the config file; put the key in an "
+     "environment variable and name it with api_key_env"},
+    {MIN_BACKENDS "    api_key_env: 9KEY\n" MIN_ROUTES,
+     "t.yaml:7: backends[0].api_key_env: expected the name of an environment variable (letters, "
+     "digits and _, not starting with a digit), not its value"},
+    {MIN_BACKENDS "    modle: x\n" MIN_ROUTES,
+     "t.yaml:7: backends[0].modle: unknown key 'modle' (expected one of: name, kind, location, "
+     "base_url, api_key_env, model, models, hourly_cost_usd, timeout_ms, connect_timeout_ms)"},
+    {"backends:\n  - name: a\n    kind: openai\n    location: local\n    base_url: ftp://x\n"
+     "    model: m\n" MIN_ROUTES,
+     "t.yaml:5: backends[0].base_url: expected an http:// or https:// URL; got 'ftp://x'"},
+    {"backends:\n  - name: a\n    kind: openai\n    location: local\n"
+     "    base_url: [http://x, \"https:///\"]\n    model: m\n" MIN_ROUTES,
+     "t.yaml:5: backends[0].base_url[1]: expected an http:// or https:// URL; got 'https:///'"},
+    {"backends:\n  - name: a\n    kind: openai\n    location: local\n    base_url: []\n"
+     "    model: m\n" MIN_ROUTES,
+     "t.yaml:5: backends[0].base_url: expected at least one URL"},
+    {"backends:\n  - name: a\n    kind: openai\n    location: local\n    base_url: {u: 1}\n"
+     "    model: m\n" MIN_ROUTES,
+     "t.yaml:5: backends[0].base_url: expected a string or a list of strings; got a mapping"},
+    {"backends:\n  - name: a\n    kind: openai\n    location: local\n    base_url: http://x\n"
+     "    model: \"my model\"\n" MIN_ROUTES,
+     "t.yaml:6: backends[0].model: expected a name without spaces; got 'my model'"},
+    {MIN_BACKENDS "    models: gpt-4o\n" MIN_ROUTES,
+     "t.yaml:7: backends[0].models: expected a list of strings; got 'gpt-4o'"},
+    {MIN_BACKENDS "    models:\n      - x\n      - [y]\n" MIN_ROUTES,
+     "t.yaml:9: backends[0].models[1]: expected a string; got a list"},
+    {MIN_BACKENDS "    hourly_cost_usd: -1\n" MIN_ROUTES,
+     "t.yaml:7: backends[0].hourly_cost_usd: must be >= 0; got '-1'"},
+    {MIN_BACKENDS "    hourly_cost_usd: .inf\n" MIN_ROUTES,
+     "t.yaml:7: backends[0].hourly_cost_usd: expected a number; got '.inf'"},
+    {MIN_BACKENDS "    hourly_cost_usd: nan\n" MIN_ROUTES,
+     "t.yaml:7: backends[0].hourly_cost_usd: expected a number; got 'nan'"},
+    {MIN_BACKENDS "    hourly_cost_usd: 0x10\n" MIN_ROUTES,
+     "t.yaml:7: backends[0].hourly_cost_usd: expected a number; got '0x10'"},
+    {MIN_BACKENDS "    hourly_cost_usd: 1e999\n" MIN_ROUTES,
+     "t.yaml:7: backends[0].hourly_cost_usd: must be a finite number; got '1e999'"},
+    {MIN_BACKENDS "    timeout_ms: 0\n" MIN_ROUTES,
+     "t.yaml:7: backends[0].timeout_ms: must be between 1 and 86400000; got '0'"},
+    {MIN_BACKENDS "    connect_timeout_ms: [1]\n" MIN_ROUTES,
+     "t.yaml:7: backends[0].connect_timeout_ms: expected an integer; got a list"},
+    /* prices */
+    {MIN "prices:\n  - model: m\n    output_per_mtok: 1\n",
+     "t.yaml:11: prices[0].input_per_mtok: required key is missing"},
+    {MIN "prices:\n  - {model: m, input_per_mtok: 1, output_per_mtok: 1}\n"
+         "  - {model: m, input_per_mtok: 2, output_per_mtok: 2}\n",
+     "t.yaml:12: prices[1].model: duplicate price for 'm' (also prices[0])"},
+    {MIN "prices:\n  - {model: m, input_per_mtok: \"1\", output_per_mtok: 1}\n",
+     "t.yaml:11: prices[0].input_per_mtok: expected a number; got a quoted string (remove the "
+     "quotes)"},
+    {MIN "prices:\n  - {model: m, input_per_mtok: 1, output_per_mtok: 1, cached_per_mtok: 1}\n",
+     "t.yaml:11: prices[0].cached_per_mtok: unknown key 'cached_per_mtok' (expected one of: "
+     "model, input_per_mtok, output_per_mtok, cached_input_per_mtok, cache_write_per_mtok)"},
+    {MIN "prices: {gpt-4o: 5}\n", "t.yaml:10: prices: expected a list of prices; got a mapping"},
+    /* routes */
+    {MIN_BACKENDS "routes: []\n", "t.yaml:7: routes: at least one route is required"},
+    {MIN_BACKENDS "routes:\n  - name: r\n    to: [a, b]\n",
+     "t.yaml:9: routes[0].to[1]: unknown backend 'b' (declared: a)"},
+    {MIN_BACKENDS "routes:\n  - name: r\n    to: b\n",
+     "t.yaml:9: routes[0].to: unknown backend 'b' (declared: a)"},
+    {MIN_BACKENDS "routes:\n  - name: r\n    to: []\n",
+     "t.yaml:9: routes[0].to: expected at least one backend name"},
+    {MIN_BACKENDS "routes:\n  - name: r\n    to:\n",
+     "t.yaml:9: routes[0].to: expected a string or a list of strings; got an empty value"},
+    {MIN_BACKENDS "routes:\n  - name: r\n",
+     "t.yaml:8: routes[0].to: required key is missing"},
+    {MIN "  - name: r\n    to: a\n",
+     "t.yaml:10: routes[1].name: duplicate route name 'r' (routes[0], line 8)"},
+    {MIN_BACKENDS "routes:\n  - name: r\n    when:\n      sensitive: yes\n    to: a\n",
+     "t.yaml:10: routes[0].when.sensitive: expected true or false; got 'yes'"},
+    {MIN_BACKENDS "routes:\n  - name: r\n    when:\n      sensitive: \"true\"\n    to: a\n",
+     "t.yaml:10: routes[0].when.sensitive: expected true or false; got a quoted string (remove "
+     "the quotes)"},
+    {MIN_BACKENDS "routes:\n  - name: r\n    when:\n      task_type: {a: 1}\n    to: a\n",
+     "t.yaml:10: routes[0].when.task_type: expected a string or a list of strings; got a "
+     "mapping"},
+    {MIN_BACKENDS "routes:\n  - name: r\n    when:\n      task_type: [code, [x]]\n    to: a\n",
+     "t.yaml:10: routes[0].when.task_type[1]: expected a string; got a list"},
+    {MIN_BACKENDS "routes:\n  - name: r\n    when:\n      task_types: code\n    to: a\n",
+     "t.yaml:10: routes[0].when.task_types: unknown key 'task_types' (expected one of: "
+     "sensitive, task_type)"},
+    {MIN_BACKENDS "routes:\n  - name: r\n    when: sensitive\n    to: a\n",
+     "t.yaml:9: routes[0].when: expected a mapping (key: value lines); got 'sensitive'"},
+};
+
+HL_TEST(bad_configs) {
+    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+        const struct bad_case *bc = &bad_cases[i];
+        hl_config *cfg = (hl_config *)1;
+        char err[512];
+        memset(err, 'x', sizeof err);
+        hl_err e = hl_config_parse("t.yaml", bc->text, strlen(bc->text), &cfg, err, sizeof err);
+        if (e == HL_OK) {
+            HL_FAIL_("case %zu: loaded, expected: %s", i, bc->msg);
+            hl_config_free(cfg);
+            continue;
+        }
+        HL_CHECK(cfg == NULL);
+        if (strcmp(err, bc->msg) != 0)
+            HL_FAIL_("case %zu:\n    got:      %s\n    expected: %s", i, err, bc->msg);
+    }
+}
+
+HL_TEST(error_codes) {
+    hl_config *cfg;
+    char err[512];
+    HL_CHECK_INT_EQ(hl_config_parse("t.yaml", "a: [", 4, &cfg, err, sizeof err), HL_ERR_PARSE);
+    HL_CHECK_INT_EQ(hl_config_parse("t.yaml", "a: 1", 4, &cfg, err, sizeof err), HL_ERR_INVAL);
+    size_t big = (1u << 20) + 1;
+    char *text = malloc(big);
+    HL_REQUIRE(text);
+    memset(text, '#', big);
+    HL_CHECK_INT_EQ(hl_config_parse("t.yaml", text, big, &cfg, err, sizeof err), HL_ERR_LIMIT);
+    HL_CHECK_STR_EQ(err, "t.yaml:1: config is too large (1048577 bytes; the limit is 1048576)");
+    free(text);
+}
+
+HL_TEST(load_missing_file) {
+    hl_config *cfg = (hl_config *)1;
+    char err[512];
+    HL_CHECK_INT_EQ(hl_config_load("/nonexistent/hybridllm.yaml", &cfg, err, sizeof err),
+                    HL_ERR_IO);
+    HL_CHECK(cfg == NULL);
+    HL_CHECK_STR_EQ(err, "/nonexistent/hybridllm.yaml: cannot open: No such file or directory");
+}
+
+HL_TEST(load_reports_file_name) {
+    char path[] = "/tmp/hl_config_test_XXXXXX";
+    int fd = mkstemp(path);
+    HL_REQUIRE(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    HL_REQUIRE(f);
+    fputs(MIN "  - name: s\n    to: [a, nope]\n", f);
+    fclose(f);
+    hl_config *cfg = NULL;
+    char err[512], want[600];
+    HL_CHECK_INT_EQ(hl_config_load(path, &cfg, err, sizeof err), HL_ERR_INVAL);
+    snprintf(want, sizeof want, "%s:11: routes[1].to[1]: unknown backend 'nope' (declared: a)",
+             path);
+    HL_CHECK_STR_EQ(err, want);
+    remove(path);
+}
+
+HL_TEST(small_errbuf_cuts_at_a_word) {
+    const char *text = "server:\n  threds: 4\n" MIN;
+    hl_config *cfg;
+    char err[48];
+    HL_CHECK(hl_config_parse("t.yaml", text, strlen(text), &cfg, err, sizeof err) != HL_OK);
+    HL_CHECK_STR_EQ(err, "t.yaml:2: server.threds: unknown key...");
+    char tiny[5];
+    HL_CHECK(hl_config_parse("t.yaml", text, strlen(text), &cfg, tiny, sizeof tiny) != HL_OK);
+    HL_CHECK_STR_EQ(tiny, "t.ya");
+    /* No buffer at all is allowed too. */
+    HL_CHECK(hl_config_parse("t.yaml", text, strlen(text), &cfg, NULL, 0) != HL_OK);
+}
+
+HL_TEST(messages_stay_on_one_line) {
+    const char *text = "server:\n  \"th\\nre\\u00e9ds\": 4\n" MIN;
+    hl_config *cfg;
+    char err[512];
+    HL_CHECK(hl_config_parse("t.yaml", text, strlen(text), &cfg, err, sizeof err) != HL_OK);
+    HL_CHECK(strchr(err, '\n') == NULL);
+    const char want[] = "t.yaml:2: server.th?re??ds: unknown key 'th?re??ds' (expected";
+    HL_CHECK(strncmp(err, want, sizeof want - 1) == 0);
+}
+
+HL_TEST_MAIN()
