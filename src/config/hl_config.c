@@ -525,9 +525,6 @@ static hl_err get_str_list(cfg_ctx *c, const yaml_node_t *v, bool scalar_ok, con
 
 /* ---- mappings ---------------------------------------------------------------------------- */
 
-static hl_err map_walk(cfg_ctx *c, const yaml_node_t *m, const cfg_key *keys, size_t nkeys,
-                       void *obj);
-
 /* "unknown key 'x' (expected one of: a, b, c)" */
 static hl_err fail_unknown(cfg_ctx *c, const yaml_node_t *kn, const cfg_key *keys, size_t nkeys) {
     char list[300] = "", d[64];
