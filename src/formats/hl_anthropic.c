@@ -149,12 +149,13 @@ hl_err hl_anthropic_write_upstream_request(hl_buf *out, const hl_chat_request *r
             return HL_ERR_NOMEM;
         }
     }
+    hl_err e = HL_OK;
     if (sys.len) {
-        hl_err e = hl_buf_puts(out, ",\"system\":");
+        e = hl_buf_puts(out, ",\"system\":");
         if (!e) e = hl_buf_json_str(out, sys.data, sys.len);
-        hl_buf_release(&sys);
-        TRY(e);
     }
+    hl_buf_release(&sys);
+    TRY(e);
     TRY(hl_buf_puts(out, ",\"messages\":["));
     /* Consecutive turns of the same Anthropic role merge into one message. */
     const char *open_role = NULL;
@@ -246,15 +247,20 @@ hl_err hl_anthropic_parse_upstream_response(const char *body, size_t len, hl_cha
             const char *t = json_string_value(json_object_get(block, "text"));
             if (t && hl_buf_puts(&text, t)) rc = HL_ERR_NOMEM;
         } else if (!strcmp(type, "tool_use")) {
+            const char *id = json_string_value(json_object_get(block, "id"));
+            const char *name = json_string_value(json_object_get(block, "name"));
+            if (!id || !name) {
+                rc = HL_ERR_PARSE; /* a tool call we could not hand on */
+                break;
+            }
             hl_tool_call *tc = &resp->tool_calls[resp->n_tool_calls++];
             char *args = json_dumps(json_object_get(block, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
             tc->arguments = args ? args : strdup("{}");
-            if (hl_strdup(&tc->id, json_string_value(json_object_get(block, "id"))) ||
-                hl_strdup(&tc->name, json_string_value(json_object_get(block, "name"))) || !tc->arguments)
+            if (hl_strdup(&tc->id, id) || hl_strdup(&tc->name, name) || !tc->arguments)
                 rc = HL_ERR_NOMEM;
         }
     }
-    if (rc == HL_ERR_NOMEM) {
+    if (rc != HL_OK) {
         hl_buf_release(&text);
         goto out;
     }

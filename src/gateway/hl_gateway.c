@@ -151,6 +151,10 @@ static void respond_error(hl_conn *c, const char *request_id, const hl_api_error
 
 /* ------------------------------------------------------------------ exchange lifecycle */
 
+/* The response is about to end: from here a failing write must not make the server call
+ * on_abort for this exchange, which its caller frees itself. */
+static void detach(exchange *ex) { hl_conn_set_data(ex->conn, NULL); }
+
 static void exchange_free(exchange *ex) {
     if (ex->call) hl_upstream_cancel(ex->call);
     hl_chat_request_release(&ex->req);
@@ -256,6 +260,7 @@ static void fail_or_fallback(exchange *ex, const hl_api_error *err) {
     hl_buf body;
     hl_buf_init(&body, 0);
     int status = error_to_status_body(err, &body);
+    detach(ex);
     hl_conn_respond(ex->conn, status, h.data, "application/json", body.data ? body.data : "", body.len);
     hl_buf_release(&h);
     hl_buf_release(&body);
@@ -293,6 +298,7 @@ static void finish_stream(exchange *ex, hl_err err, const char *errmsg) {
                          ex->backend->cfg->name, why);
         hl_openai_encode_error(&e, &ex->out);
     }
+    detach(ex);
     flush_out(ex);
     hl_conn_stream_end(ex->conn);
     exchange_free(ex);
@@ -441,6 +447,7 @@ static void up_done(void *ud, hl_err err, const char *errmsg) {
     hl_openai_write_response(&body, &resp, ex->chat_id, ex->created);
     route_headers(ex, &h);
     hl_buf_printf(&h, "x-hybridllm-cost-usd: %.10f\r\n", cost);
+    detach(ex);
     hl_conn_respond(ex->conn, 200, h.data, "application/json", body.data ? body.data : "", body.len);
     hl_buf_release(&body);
     hl_buf_release(&h);
@@ -472,6 +479,7 @@ static void start_attempt(exchange *ex) {
             if (!err.message[0])
                 hl_api_error_set(&err, 503, HL_AE_UNAVAILABLE, NULL, "no_backend",
                                  "No backend can serve this request.");
+            detach(ex);
             respond_error(ex->conn, ex->request_id, &err, NULL);
             exchange_free(ex);
             return;
@@ -519,6 +527,7 @@ static void start_attempt(exchange *ex) {
     if (e) {
         hl_api_error_set(&err, 500, HL_AE_API, NULL, NULL, "Could not start the upstream call: %s.",
                          hl_err_str(e));
+        detach(ex);
         respond_error(ex->conn, ex->request_id, &err, NULL);
         exchange_free(ex);
     }
@@ -743,8 +752,13 @@ static void on_drain(hl_conn *c) {
     }
 }
 
-static void render_error(int status, const char *path, const char *message, char *out, size_t out_len) {
+static void render_error(hl_worker *w, int status, const char *path, const char *message,
+                         char *headers, size_t headers_len, char *out, size_t out_len) {
     (void)path;
+    gw_worker *gwk = hl_worker_data(w);
+    uint64_t a = rng_next(&gwk->rng), b2 = rng_next(&gwk->rng);
+    snprintf(headers, headers_len, "x-request-id: req_%016llx%08llx\r\n", (unsigned long long)a,
+             (unsigned long long)(b2 >> 32));
     hl_api_error err;
     hl_api_error_kind k = status == 413 || status == 431 ? HL_AE_TOO_LARGE
                           : status == 408 ? HL_AE_TIMEOUT : HL_AE_INVALID_REQUEST;

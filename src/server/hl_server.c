@@ -28,7 +28,11 @@
 #define LOW_WATERMARK (256u << 10)
 #define READ_CHUNK 65536
 
-enum conn_state { CONN_HEAD, CONN_BODY, CONN_BUSY, CONN_CLOSING };
+/* CONN_LINGER: the response is out and our side is shut down; what the client still sends
+ * (say the rest of a body we refused) is read and dropped for a moment before closing, so
+ * the kernel does not answer it with a reset that could destroy the response in flight. */
+enum conn_state { CONN_HEAD, CONN_BODY, CONN_BUSY, CONN_LINGER, CONN_CLOSING };
+#define LINGER_MS 2000
 
 struct hl_conn {
     uv_tcp_t tcp;
@@ -217,11 +221,21 @@ static void on_timeout(uv_timer_t *t);
 
 static void timer_arm(hl_conn *c, long ms) { uv_timer_start(&c->timer, on_timeout, (uint64_t)ms, 0); }
 
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
 static void on_shutdown(uv_shutdown_t *req, int status) {
-    (void)status;
     hl_conn *c = req->data;
     free(req);
-    conn_close(c);
+    if (c->state == CONN_CLOSING) return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    c->state = CONN_LINGER;
+    hl_buf_reset(&c->in);
+    timer_arm(c, LINGER_MS);
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
 }
 
 /* Closes once queued bytes are out: uv_shutdown completes after pending writes. */
@@ -239,9 +253,6 @@ static void conn_close_after_writes(hl_conn *c) {
     c->keep_alive = false;
     c->data = NULL;
 }
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
 /* The request in progress is answered: go on with the next one or close. */
 static void request_done(hl_conn *c) {
@@ -265,12 +276,13 @@ static void request_done(hl_conn *c) {
 
 /* Answers a request the server itself refused, then closes (the framing is unknown). */
 static void protocol_error(hl_conn *c, int status, const char *path, const char *msg) {
-    char body[768];
-    c->w->s->hooks->render_error(status, path, msg, body, sizeof body);
+    char body[768], headers[256];
+    body[0] = headers[0] = '\0';
+    c->w->s->hooks->render_error(c->w, status, path, msg, headers, sizeof headers, body, sizeof body);
     c->keep_alive = false;
     hl_buf head;
     hl_buf_init(&head, 0);
-    if (write_head(c, &head, status, NULL, "application/json", (long long)strlen(body)) == HL_OK &&
+    if (write_head(c, &head, status, headers, "application/json", (long long)strlen(body)) == HL_OK &&
         hl_buf_puts(&head, body) == HL_OK)
         conn_write(c, head.data, head.len);
     hl_buf_release(&head);
@@ -379,6 +391,11 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     (void)buf;
     hl_conn *c = st->data;
     if (c->state == CONN_CLOSING) return;
+    if (c->state == CONN_LINGER) {
+        if (n < 0) conn_close(c);
+        else hl_buf_reset(&c->in); /* dropped */
+        return;
+    }
     if (n == UV_ENOBUFS) {
         /* Input ceiling reached. While busy: wait for the response to end. */
         if (c->state == CONN_BUSY) {
@@ -411,6 +428,10 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
 
 static void on_timeout(uv_timer_t *t) {
     hl_conn *c = t->data;
+    if (c->state == CONN_LINGER) {
+        conn_close(c);
+        return;
+    }
     if (c->state == CONN_HEAD && c->in.len == 0) {
         conn_close(c); /* idle keep-alive connection */
         return;

@@ -41,9 +41,10 @@ typedef struct hl_server_hooks {
     /* Queued response bytes on c fell below the low watermark (see hl_conn_congested). */
     void (*on_drain)(hl_conn *c);
     /* A request the parser refused (status 400, 408, 413, 414, 431, 501, 505). path is the
-     * request path when the head was readable, else NULL. Write the error body into out;
-     * content type is application/json. */
-    void (*render_error)(int status, const char *path, const char *message, char *out, size_t out_len);
+     * request path when the head was readable, else NULL. Write extra header lines (each
+     * ending in "\r\n", e.g. x-request-id) into headers and the JSON error body into body. */
+    void (*render_error)(hl_worker *w, int status, const char *path, const char *message,
+                         char *headers, size_t headers_len, char *body, size_t body_len);
     void *ud;
 } hl_server_hooks;
 

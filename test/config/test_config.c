@@ -88,13 +88,17 @@ HL_TEST(shipped_config) {
     HL_CHECK_STR_EQ(lo->model, "auto");
     HL_CHECK_NEAR(lo->hourly_cost_usd, 0.05, 1e-12);
 
-    HL_REQUIRE(cfg->n_prices == 4);
-    const hl_price *p = hl_config_price(cfg, "gpt-4o");
+    HL_REQUIRE(cfg->n_prices == 5);
+    const hl_price *p = hl_config_price(cfg, "gpt-4o-2024-08-06");
+    HL_REQUIRE(p);
+    HL_CHECK_NEAR(p->input_per_mtok, 2.5, 1e-12);
+    HL_CHECK_NEAR(p->output_per_mtok, 10.0, 1e-12);
+    HL_CHECK_NEAR(p->cached_input_per_mtok, 1.25, 1e-12);
+    HL_CHECK_NEAR(p->cache_write_per_mtok, 2.5, 1e-12);
+    p = hl_config_price(cfg, "gpt-4o-2024-05-13"); /* the brief's $5 / $15 */
     HL_REQUIRE(p);
     HL_CHECK_NEAR(p->input_per_mtok, 5.0, 1e-12);
     HL_CHECK_NEAR(p->output_per_mtok, 15.0, 1e-12);
-    HL_CHECK_NEAR(p->cached_input_per_mtok, 2.5, 1e-12);
-    HL_CHECK_NEAR(p->cache_write_per_mtok, 5.0, 1e-12);
     p = hl_config_price(cfg, "gpt-4o-mini");
     HL_REQUIRE(p);
     HL_CHECK_NEAR(p->input_per_mtok, 0.15, 1e-12);
