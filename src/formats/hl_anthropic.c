@@ -374,3 +374,512 @@ int hl_anthropic_decode_stream_event(hl_anthropic_decoder *d, const hl_sse_event
     json_decref(root);
     return rc;
 }
+
+/* ------------------------------------------------------------------ ingress parsing */
+
+static hl_err bad(hl_api_error *err, const char *param, const char *msg) {
+    return hl_api_error_set(err, 400, HL_AE_INVALID_REQUEST, param, NULL, "%s: %s", param, msg);
+}
+
+/* A growable list of internal messages: one Messages turn may become several (tool results
+ * become tool messages). */
+static hl_message *push_message(hl_chat_request *req, size_t *cap) {
+    if (req->n_messages == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 8;
+        hl_message *m = realloc(req->messages, ncap * sizeof *m);
+        if (!m) return NULL;
+        req->messages = m;
+        *cap = ncap;
+    }
+    hl_message *m = &req->messages[req->n_messages++];
+    memset(m, 0, sizeof *m);
+    return m;
+}
+
+/* Text of a string or an array of text blocks (system prompts, tool_result content). */
+static hl_err text_of(const json_t *v, const char *param, hl_buf *out, hl_api_error *err) {
+    if (json_is_string(v)) return hl_buf_append(out, json_string_value(v), json_string_length(v));
+    if (!json_is_array(v)) return bad(err, param, "expected a string or an array of text blocks");
+    size_t i;
+    const json_t *b;
+    json_array_foreach(v, i, b) {
+        const char *type = json_string_value(json_object_get(b, "type"));
+        const json_t *text = json_object_get(b, "text");
+        if (!type || strcmp(type, "text") != 0 || !json_is_string(text))
+            return bad(err, param, "only text blocks are supported here");
+        TRY(hl_buf_append(out, json_string_value(text), json_string_length(text)));
+    }
+    return HL_OK;
+}
+
+static hl_err add_text_message(hl_chat_request *req, size_t *cap, hl_role role, hl_buf *text) {
+    hl_message *m = push_message(req, cap);
+    if (!m) return HL_ERR_NOMEM;
+    m->role = role;
+    m->text = text->data ? hl_buf_steal(text) : strdup("");
+    if (!m->text) return HL_ERR_NOMEM;
+    req->text_bytes += strlen(m->text);
+    return HL_OK;
+}
+
+static hl_err parse_turn(const json_t *msg, size_t mi, hl_chat_request *req, size_t *cap,
+                         hl_api_error *err) {
+    char param[96];
+    snprintf(param, sizeof param, "messages.%zu.role", mi);
+    const char *role = json_string_value(json_object_get(msg, "role"));
+    if (!json_is_object(msg) || !role) return bad(err, param, "Field required");
+    bool user = !strcmp(role, "user");
+    if (!user && strcmp(role, "assistant") != 0)
+        return bad(err, param, "Input should be 'user' or 'assistant'");
+    const json_t *content = json_object_get(msg, "content");
+    snprintf(param, sizeof param, "messages.%zu.content", mi);
+    hl_buf text;
+    hl_buf_init(&text, 0);
+    hl_err rc = HL_OK;
+    if (json_is_string(content)) {
+        rc = hl_buf_append(&text, json_string_value(content), json_string_length(content));
+        if (!rc) rc = add_text_message(req, cap, user ? HL_ROLE_USER : HL_ROLE_ASSISTANT, &text);
+        hl_buf_release(&text);
+        return rc;
+    }
+    if (!json_is_array(content)) {
+        hl_buf_release(&text);
+        return bad(err, param, "expected a string or an array of content blocks");
+    }
+    hl_message *assistant = NULL; /* the assistant turn, created at the end */
+    size_t n_tools = 0, i;
+    const json_t *b;
+    json_array_foreach(content, i, b) {
+        const char *type = json_string_value(json_object_get(b, "type"));
+        if (type && !strcmp(type, "tool_use")) n_tools++;
+    }
+    hl_tool_call *calls = n_tools ? calloc(n_tools, sizeof *calls) : NULL;
+    size_t n_calls = 0;
+    if (n_tools && !calls) rc = HL_ERR_NOMEM;
+    json_array_foreach(content, i, b) {
+        if (rc) break;
+        snprintf(param, sizeof param, "messages.%zu.content.%zu", mi, i);
+        const char *type = json_string_value(json_object_get(b, "type"));
+        if (!type) {
+            rc = bad(err, param, "each content block needs a 'type'");
+        } else if (!strcmp(type, "text")) {
+            const json_t *t = json_object_get(b, "text");
+            if (!json_is_string(t)) rc = bad(err, param, "text blocks need a string 'text'");
+            else rc = hl_buf_append(&text, json_string_value(t), json_string_length(t));
+        } else if (!strcmp(type, "tool_use") && !user) {
+            const char *id = json_string_value(json_object_get(b, "id"));
+            const char *name = json_string_value(json_object_get(b, "name"));
+            const json_t *input = json_object_get(b, "input");
+            if (!id || !name || !json_is_object(input)) {
+                rc = bad(err, param, "tool_use blocks need 'id', 'name' and an object 'input'");
+            } else {
+                hl_tool_call *tc = &calls[n_calls++];
+                tc->arguments = json_dumps(input, JSON_COMPACT);
+                if (hl_strdup(&tc->id, id) || hl_strdup(&tc->name, name) || !tc->arguments) rc = HL_ERR_NOMEM;
+            }
+        } else if (!strcmp(type, "tool_result") && user) {
+            const char *id = json_string_value(json_object_get(b, "tool_use_id"));
+            if (!id) {
+                rc = bad(err, param, "tool_result blocks need 'tool_use_id'");
+                break;
+            }
+            hl_buf result;
+            hl_buf_init(&result, 0);
+            const json_t *c = json_object_get(b, "content");
+            rc = c ? text_of(c, param, &result, err) : HL_OK;
+            hl_message *m = rc ? NULL : push_message(req, cap);
+            if (!rc && !m) rc = HL_ERR_NOMEM;
+            if (m) {
+                m->role = HL_ROLE_TOOL;
+                m->text = result.data ? hl_buf_steal(&result) : strdup("");
+                if (!m->text || hl_strdup(&m->tool_call_id, id)) rc = HL_ERR_NOMEM;
+                else req->text_bytes += strlen(m->text);
+            }
+            hl_buf_release(&result);
+        } else if (!strcmp(type, "thinking") || !strcmp(type, "redacted_thinking")) {
+            /* Earlier turns' reasoning: not carried (no backend of ours can take it back). */
+        } else {
+            rc = hl_api_error_set(err, 400, HL_AE_INVALID_REQUEST, param, "unsupported_content",
+                                  "%s: content blocks of type '%.40s' are not supported by this "
+                                  "gateway yet (text, tool_use and tool_result are).", param, type);
+        }
+    }
+    if (!rc && user && text.len) rc = add_text_message(req, cap, HL_ROLE_USER, &text);
+    if (!rc && !user) {
+        assistant = push_message(req, cap);
+        if (!assistant) {
+            rc = HL_ERR_NOMEM;
+        } else {
+            assistant->role = HL_ROLE_ASSISTANT;
+            assistant->text = text.data ? hl_buf_steal(&text) : strdup("");
+            assistant->tool_calls = calls;
+            assistant->n_tool_calls = n_calls;
+            calls = NULL;
+            if (!assistant->text) rc = HL_ERR_NOMEM;
+            else req->text_bytes += strlen(assistant->text);
+        }
+    }
+    if (calls) {
+        for (size_t k = 0; k < n_tools; k++) {
+            free(calls[k].id);
+            free(calls[k].name);
+            free(calls[k].arguments);
+        }
+        free(calls);
+    }
+    hl_buf_release(&text);
+    return rc;
+}
+
+static hl_err parse_tools(const json_t *tools, hl_chat_request *req, hl_api_error *err) {
+    if (!json_is_array(tools)) return bad(err, "tools", "expected an array");
+    json_t *out = json_array();
+    if (!out) return HL_ERR_NOMEM;
+    size_t i;
+    const json_t *t;
+    json_array_foreach(tools, i, t) {
+        const char *name = json_string_value(json_object_get(t, "name"));
+        const char *type = json_string_value(json_object_get(t, "type"));
+        const json_t *schema = json_object_get(t, "input_schema");
+        char param[48];
+        snprintf(param, sizeof param, "tools.%zu", i);
+        if (type && strcmp(type, "custom") != 0) {
+            json_decref(out);
+            return hl_api_error_set(err, 400, HL_AE_INVALID_REQUEST, param, "unsupported_tool",
+                                    "%s: server tools ('%.40s') are not supported by this gateway.", param, type);
+        }
+        if (!name || !json_is_object(schema)) {
+            json_decref(out);
+            return bad(err, param, "tools need 'name' and an object 'input_schema'");
+        }
+        json_t *fn = json_pack("{s:s, s:O}", "name", name, "parameters", schema);
+        const json_t *desc = json_object_get(t, "description");
+        if (fn && json_is_string(desc)) json_object_set(fn, "description", (json_t *)desc);
+        json_t *tool = fn ? json_pack("{s:s, s:o}", "type", "function", "function", fn) : NULL;
+        if (!tool || json_array_append_new(out, tool)) {
+            json_decref(out);
+            return HL_ERR_NOMEM;
+        }
+    }
+    req->tools = out;
+    return HL_OK;
+}
+
+static hl_err parse_tool_choice(const json_t *tc, hl_chat_request *req, hl_api_error *err) {
+    const char *type = json_string_value(json_object_get(tc, "type"));
+    if (!type) return bad(err, "tool_choice", "expected an object with a 'type'");
+    if (!strcmp(type, "auto")) req->tool_choice = json_string("auto");
+    else if (!strcmp(type, "any")) req->tool_choice = json_string("required");
+    else if (!strcmp(type, "none")) req->tool_choice = json_string("none");
+    else if (!strcmp(type, "tool")) {
+        const char *name = json_string_value(json_object_get(tc, "name"));
+        if (!name) return bad(err, "tool_choice.name", "Field required");
+        req->tool_choice = json_pack("{s:s, s:{s:s}}", "type", "function", "function", "name", name);
+    } else {
+        return bad(err, "tool_choice.type", "Input should be 'auto', 'any', 'tool' or 'none'");
+    }
+    if (!req->tool_choice) return HL_ERR_NOMEM;
+    if (json_is_true(json_object_get(tc, "disable_parallel_tool_use")) &&
+        json_object_set_new(req->passthrough, "parallel_tool_calls", json_false()))
+        return HL_ERR_NOMEM;
+    return HL_OK;
+}
+
+static const char *const anthropic_fields[] = {
+    "model", "messages", "max_tokens", "system", "stop_sequences", "temperature", "top_p",
+    "top_k", "stream", "tools", "tool_choice", "metadata", NULL,
+};
+
+hl_err hl_anthropic_parse_request(const char *body, size_t len, hl_chat_request *req,
+                                  hl_api_error *err) {
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    hl_err rc = HL_OK;
+    size_t cap = 0;
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return hl_api_error_set(err, 400, HL_AE_INVALID_REQUEST, NULL, NULL,
+                                root ? "The request body must be a JSON object."
+                                     : "The request body is not valid JSON: %s (at byte %d).",
+                                jerr.text, jerr.position);
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(root, key, val) {
+        bool known = false;
+        for (int i = 0; anthropic_fields[i] && !known; i++) known = !strcmp(key, anthropic_fields[i]);
+        if (!known) {
+            rc = hl_api_error_set(err, 400, HL_AE_INVALID_REQUEST, key, "unsupported_parameter",
+                                  "%.60s: not supported by this gateway (or not a Messages API field).", key);
+            goto out;
+        }
+    }
+    const json_t *v = json_object_get(root, "model");
+    if (!json_is_string(v) || !json_string_length(v)) { rc = bad(err, "model", "Field required (a non-empty string)"); goto out; }
+    if ((rc = hl_strdup(&req->model, json_string_value(v)))) goto out;
+    v = json_object_get(root, "max_tokens");
+    if (!json_is_integer(v) || json_integer_value(v) < 1) { rc = bad(err, "max_tokens", "Field required (an integer >= 1)"); goto out; }
+    req->max_tokens = json_integer_value(v) > 1000000000 ? 1000000000 : (long)json_integer_value(v);
+    req->passthrough = json_object();
+    if (!req->passthrough) { rc = HL_ERR_NOMEM; goto out; }
+
+    if ((v = json_object_get(root, "system"))) {
+        hl_buf sys;
+        hl_buf_init(&sys, 0);
+        rc = text_of(v, "system", &sys, err);
+        if (!rc && sys.len) rc = add_text_message(req, &cap, HL_ROLE_SYSTEM, &sys);
+        hl_buf_release(&sys);
+        if (rc) goto out;
+    }
+    const json_t *msgs = json_object_get(root, "messages");
+    if (!json_is_array(msgs) || !json_array_size(msgs)) { rc = bad(err, "messages", "Field required (a non-empty array)"); goto out; }
+    size_t i;
+    const json_t *m;
+    json_array_foreach(msgs, i, m) {
+        if ((rc = parse_turn(m, i, req, &cap, err))) goto out;
+    }
+    if ((v = json_object_get(root, "stop_sequences"))) {
+        if (!json_is_array(v)) { rc = bad(err, "stop_sequences", "expected an array of strings"); goto out; }
+        size_t n = json_array_size(v);
+        if (n && !(req->stop = calloc(n, sizeof *req->stop))) { rc = HL_ERR_NOMEM; goto out; }
+        for (size_t k = 0; k < n; k++) {
+            const char *s = json_string_value(json_array_get(v, k));
+            if (!s) { rc = bad(err, "stop_sequences", "expected an array of strings"); goto out; }
+            req->n_stop = k + 1;
+            if ((rc = hl_strdup(&req->stop[k], s))) goto out;
+        }
+    }
+    if ((v = json_object_get(root, "temperature"))) {
+        if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1) { rc = bad(err, "temperature", "expected a number between 0 and 1"); goto out; }
+        req->has_temperature = true;
+        req->temperature = json_number_value(v);
+    }
+    if ((v = json_object_get(root, "top_p"))) {
+        if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1) { rc = bad(err, "top_p", "expected a number between 0 and 1"); goto out; }
+        req->has_top_p = true;
+        req->top_p = json_number_value(v);
+    }
+    if ((v = json_object_get(root, "top_k"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0) { rc = bad(err, "top_k", "expected an integer >= 0"); goto out; }
+        if (json_object_set(req->passthrough, "top_k", (json_t *)v)) { rc = HL_ERR_NOMEM; goto out; }
+    }
+    if ((v = json_object_get(root, "stream"))) {
+        if (!json_is_boolean(v)) { rc = bad(err, "stream", "expected a boolean"); goto out; }
+        req->stream = req->include_usage = json_is_true(v);
+    }
+    if ((v = json_object_get(root, "tools")) && (rc = parse_tools(v, req, err))) goto out;
+    if ((v = json_object_get(root, "tool_choice")) && (rc = parse_tool_choice(v, req, err))) goto out;
+    if ((v = json_object_get(root, "metadata"))) {
+        if ((rc = hl_chat_parse_metadata(v, req, err))) goto out;
+        const json_t *uid = json_object_get(v, "user_id");
+        if (json_is_string(uid) && json_object_set(req->passthrough, "user", (json_t *)uid)) { rc = HL_ERR_NOMEM; goto out; }
+    }
+out:
+    json_decref(root);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ ingress rendering */
+
+static const char *stop_reason_of(hl_finish f) {
+    switch (f) {
+    case HL_FINISH_LENGTH: return "max_tokens";
+    case HL_FINISH_TOOL_CALLS: return "tool_use";
+    case HL_FINISH_CONTENT_FILTER: return "refusal";
+    case HL_FINISH_STOP:
+    case HL_FINISH_NONE: return "end_turn";
+    }
+    return "end_turn";
+}
+
+static hl_err put_usage_anthropic(hl_buf *out, const hl_usage *u) {
+    long plain = u->input_tokens - u->cached_input_tokens - u->cache_write_tokens;
+    return hl_buf_printf(out, "{\"input_tokens\":%ld,\"cache_creation_input_tokens\":%ld,"
+                              "\"cache_read_input_tokens\":%ld,\"output_tokens\":%ld}",
+                         plain < 0 ? 0 : plain, u->cache_write_tokens, u->cached_input_tokens,
+                         u->output_tokens);
+}
+
+/* tool arguments (JSON text from an OpenAI-style upstream) as an input object */
+static hl_err put_input(hl_buf *out, const char *args) {
+    json_t *input = json_loads(args && *args ? args : "{}", 0, NULL);
+    hl_err e = json_is_object(input) ? put_json(out, input) : hl_buf_puts(out, "{}");
+    json_decref(input);
+    return e;
+}
+
+hl_err hl_anthropic_write_response(hl_buf *out, const hl_chat_response *resp, const char *id,
+                                   long created) {
+    (void)created;
+    TRY(hl_buf_puts(out, "{\"id\":"));
+    TRY(put_str(out, id));
+    TRY(hl_buf_puts(out, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":"));
+    TRY(put_str(out, resp->model ? resp->model : ""));
+    TRY(hl_buf_puts(out, ",\"content\":["));
+    bool first = true;
+    if (resp->text && resp->text[0]) {
+        TRY(hl_buf_puts(out, "{\"type\":\"text\",\"text\":"));
+        TRY(put_str(out, resp->text));
+        TRY(hl_buf_puts(out, "}"));
+        first = false;
+    }
+    for (size_t i = 0; i < resp->n_tool_calls; i++) {
+        const hl_tool_call *tc = &resp->tool_calls[i];
+        TRY(hl_buf_puts(out, first ? "{\"type\":\"tool_use\",\"id\":" : ",{\"type\":\"tool_use\",\"id\":"));
+        first = false;
+        TRY(put_str(out, tc->id ? tc->id : ""));
+        TRY(hl_buf_puts(out, ",\"name\":"));
+        TRY(put_str(out, tc->name ? tc->name : ""));
+        TRY(hl_buf_puts(out, ",\"input\":"));
+        TRY(put_input(out, tc->arguments));
+        TRY(hl_buf_puts(out, "}"));
+    }
+    TRY(hl_buf_printf(out, "],\"stop_reason\":\"%s\",\"stop_sequence\":null,\"usage\":",
+                      stop_reason_of(resp->finish)));
+    TRY(put_usage_anthropic(out, &resp->usage));
+    return hl_buf_puts(out, "}");
+}
+
+static const char *anthropic_error_type(const hl_api_error *e) {
+    switch (e->kind) {
+    case HL_AE_INVALID_REQUEST: return e->status == 413 ? "request_too_large" : "invalid_request_error";
+    case HL_AE_AUTHENTICATION: return "authentication_error";
+    case HL_AE_PERMISSION: return "permission_error";
+    case HL_AE_NOT_FOUND: return "not_found_error";
+    case HL_AE_TOO_LARGE: return "request_too_large";
+    case HL_AE_RATE_LIMIT: return "rate_limit_error";
+    case HL_AE_API: return "api_error";
+    case HL_AE_UNAVAILABLE: return "api_error";
+    case HL_AE_TIMEOUT: return "timeout_error";
+    case HL_AE_OVERLOADED: return "overloaded_error";
+    }
+    return "api_error";
+}
+
+int hl_anthropic_error_status(const hl_api_error *err) {
+    return err->kind == HL_AE_OVERLOADED ? 529 : err->status;
+}
+
+static hl_err put_error(hl_buf *out, const hl_api_error *err) {
+    TRY(hl_buf_printf(out, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":", anthropic_error_type(err)));
+    TRY(put_str(out, err->message));
+    return hl_buf_puts(out, "}");
+}
+
+hl_err hl_anthropic_write_error(hl_buf *out, const hl_api_error *err, const char *request_id) {
+    TRY(put_error(out, err));
+    TRY(hl_buf_puts(out, ",\"request_id\":"));
+    TRY(request_id ? put_str(out, request_id) : hl_buf_puts(out, "null"));
+    return hl_buf_puts(out, "}");
+}
+
+void hl_anthropic_encoder_init(hl_anthropic_encoder *enc, const char *id, const char *model) {
+    memset(enc, 0, sizeof *enc);
+    enc->id = id;
+    snprintf(enc->model, sizeof enc->model, "%s", model ? model : "");
+    enc->open_block = -1;
+    for (size_t i = 0; i < sizeof enc->block_of_tool / sizeof enc->block_of_tool[0]; i++)
+        enc->block_of_tool[i] = -1;
+}
+
+static hl_err event_head(hl_buf *out, const char *type) {
+    return hl_buf_printf(out, "event: %s\ndata: {\"type\":\"%s\"", type, type);
+}
+
+static hl_err ensure_message_start(hl_anthropic_encoder *enc, hl_buf *out) {
+    if (enc->started) return HL_OK;
+    enc->started = true;
+    TRY(event_head(out, "message_start"));
+    TRY(hl_buf_puts(out, ",\"message\":{\"id\":"));
+    TRY(put_str(out, enc->id));
+    TRY(hl_buf_puts(out, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":"));
+    TRY(put_str(out, enc->model));
+    TRY(hl_buf_puts(out, ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":"));
+    TRY(put_usage_anthropic(out, &enc->usage));
+    TRY(hl_buf_puts(out, "}}\n\n"));
+    return hl_buf_puts(out, "event: ping\ndata: {\"type\":\"ping\"}\n\n");
+}
+
+static hl_err close_block(hl_anthropic_encoder *enc, hl_buf *out) {
+    if (enc->open_block < 0) return HL_OK;
+    TRY(event_head(out, "content_block_stop"));
+    TRY(hl_buf_printf(out, ",\"index\":%d}\n\n", enc->open_block));
+    enc->open_block = -1;
+    return HL_OK;
+}
+
+hl_err hl_anthropic_encode_event(hl_anthropic_encoder *enc, const hl_stream_event *ev, hl_buf *out) {
+    switch (ev->type) {
+    case HL_EV_START:
+        /* message_start waits for the first content: by then an Anthropic upstream has
+         * reported the input tokens, which clients read from message_start. */
+        if (ev->model && ev->model[0]) snprintf(enc->model, sizeof enc->model, "%s", ev->model);
+        return HL_OK;
+    case HL_EV_TEXT:
+        if (!ev->text_len) return HL_OK;
+        TRY(ensure_message_start(enc, out));
+        if (enc->open_block < 0 || enc->open_is_tool) {
+            TRY(close_block(enc, out));
+            enc->open_block = enc->next_block++;
+            enc->open_is_tool = false;
+            TRY(event_head(out, "content_block_start"));
+            TRY(hl_buf_printf(out, ",\"index\":%d,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n", enc->open_block));
+        }
+        TRY(event_head(out, "content_block_delta"));
+        TRY(hl_buf_printf(out, ",\"index\":%d,\"delta\":{\"type\":\"text_delta\",\"text\":", enc->open_block));
+        TRY(hl_buf_json_str(out, ev->text, ev->text_len));
+        return hl_buf_puts(out, "}}\n\n");
+    case HL_EV_TOOL_CALL: {
+        TRY(ensure_message_start(enc, out));
+        int ti = ev->index;
+        if (ti < 0 || ti >= 64) return HL_OK;
+        if (enc->block_of_tool[ti] < 0) {
+            TRY(close_block(enc, out));
+            enc->block_of_tool[ti] = enc->open_block = enc->next_block++;
+            enc->open_is_tool = true;
+            enc->open_tool = ti;
+            TRY(event_head(out, "content_block_start"));
+            TRY(hl_buf_printf(out, ",\"index\":%d,\"content_block\":{\"type\":\"tool_use\",\"id\":", enc->open_block));
+            TRY(put_str(out, ev->tool_id ? ev->tool_id : ""));
+            TRY(hl_buf_puts(out, ",\"name\":"));
+            TRY(put_str(out, ev->tool_name ? ev->tool_name : ""));
+            TRY(hl_buf_puts(out, ",\"input\":{}}}\n\n"));
+        }
+        if (!ev->text_len) return HL_OK;
+        TRY(event_head(out, "content_block_delta"));
+        TRY(hl_buf_printf(out, ",\"index\":%d,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":",
+                          enc->block_of_tool[ti]));
+        TRY(hl_buf_json_str(out, ev->text, ev->text_len));
+        return hl_buf_puts(out, "}}\n\n");
+    }
+    case HL_EV_FINISH:
+        enc->finish = ev->finish;
+        return HL_OK;
+    case HL_EV_USAGE:
+        enc->usage = ev->usage;
+        return HL_OK;
+    case HL_EV_LOGPROBS: /* the Messages API has none */
+    case HL_EV_ERROR:
+    case HL_EV_DONE:
+        return HL_OK;
+    }
+    return HL_OK;
+}
+
+hl_err hl_anthropic_encode_end(hl_anthropic_encoder *enc, const hl_usage *usage, hl_buf *out) {
+    TRY(ensure_message_start(enc, out));
+    TRY(close_block(enc, out));
+    TRY(event_head(out, "message_delta"));
+    TRY(hl_buf_printf(out, ",\"delta\":{\"stop_reason\":\"%s\",\"stop_sequence\":null},\"usage\":",
+                      stop_reason_of(enc->finish)));
+    TRY(put_usage_anthropic(out, usage));
+    TRY(hl_buf_puts(out, "}\n\n"));
+    TRY(event_head(out, "message_stop"));
+    return hl_buf_puts(out, "}\n\n");
+}
+
+hl_err hl_anthropic_encode_error(const hl_api_error *err, const char *request_id, hl_buf *out) {
+    TRY(hl_buf_puts(out, "event: error\ndata: "));
+    TRY(hl_anthropic_write_error(out, err, request_id));
+    return hl_buf_puts(out, "\n\n");
+}

@@ -108,3 +108,32 @@ void hl_upstream_error_parse(const char *body, size_t len, char *msg, size_t msg
     snprintf(type, type_len, "%s", t ? t : "");
     json_decref(root);
 }
+
+static bool json_truthy(const json_t *v) {
+    if (json_is_true(v)) return true;
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        return !strcmp(s, "true") || !strcmp(s, "1") || !strcmp(s, "yes");
+    }
+    return false;
+}
+
+hl_err hl_chat_parse_metadata(const json_t *md, hl_chat_request *req, hl_api_error *err) {
+    if (json_is_null(md)) return HL_OK;
+    if (!json_is_object(md))
+        return hl_api_error_set(err, 400, HL_AE_INVALID_REQUEST, "metadata", NULL,
+                                "Invalid type for 'metadata': expected an object.");
+    const json_t *tt = json_object_get(md, "task_type");
+    if (tt) {
+        if (!json_is_string(tt))
+            return hl_api_error_set(err, 400, HL_AE_INVALID_REQUEST, "metadata.task_type", NULL,
+                                    "Invalid type for 'metadata.task_type': expected a string.");
+        free(req->task_type);
+        if (hl_strdup(&req->task_type, json_string_value(tt))) return HL_ERR_NOMEM;
+    }
+    if (json_truthy(json_object_get(md, "is_regulated")) || json_truthy(json_object_get(md, "regulated")))
+        req->regulated = true;
+    if (json_truthy(json_object_get(md, "pii_present")) || json_truthy(json_object_get(md, "pii")))
+        req->pii = true;
+    return HL_OK;
+}

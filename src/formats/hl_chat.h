@@ -141,6 +141,11 @@ typedef struct hl_api_error {
 hl_err hl_api_error_set(hl_api_error *e, int status, hl_api_error_kind kind, const char *param,
                         const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* Reads the gateway's routing hints from a request's `metadata` object (either API format):
+ * task_type, is_regulated / regulated, pii_present / pii (booleans or "true"/"1"/"yes").
+ * Other keys are ignored. 400 in err when metadata is not an object. */
+hl_err hl_chat_parse_metadata(const json_t *md, hl_chat_request *req, hl_api_error *err);
+
 /* Extracts error.message / error.type from an upstream error body (OpenAI and Anthropic
  * both nest them under "error") into msg/type; best effort: falls back to the raw body,
  * cut at 200 bytes with "..." marking the cut. */

@@ -17,15 +17,6 @@ static hl_err bad(hl_api_error *err, const char *param, const char *fmt, const c
     return hl_api_error_set(err, 400, HL_AE_INVALID_REQUEST, param, NULL, fmt, detail);
 }
 
-static bool json_truthy(const json_t *v) {
-    if (json_is_true(v)) return true;
-    if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        return !strcmp(s, "true") || !strcmp(s, "1") || !strcmp(s, "yes");
-    }
-    return false;
-}
-
 /* Joins the text of a content value (string, null, or an array of parts) into *out. */
 static hl_err parse_content(const json_t *content, const char *param, char **out,
                             hl_api_error *err) {
@@ -176,22 +167,6 @@ static hl_err parse_number(const json_t *v, const char *param, double lo, double
     return HL_OK;
 }
 
-static hl_err parse_metadata(const json_t *md, hl_chat_request *req, hl_api_error *err) {
-    if (json_is_null(md)) return HL_OK;
-    if (!json_is_object(md)) return bad(err, "metadata", "Invalid type for '%s': expected an object.", "metadata");
-    const json_t *tt = json_object_get(md, "task_type");
-    if (tt) {
-        if (!json_is_string(tt))
-            return bad(err, "metadata.task_type", "Invalid type for '%s': expected a string.", "metadata.task_type");
-        TRY(hl_strdup(&req->task_type, json_string_value(tt)));
-    }
-    if (json_truthy(json_object_get(md, "is_regulated"))) req->regulated = true;
-    if (json_truthy(json_object_get(md, "regulated"))) req->regulated = true;
-    if (json_truthy(json_object_get(md, "pii_present"))) req->pii = true;
-    if (json_truthy(json_object_get(md, "pii"))) req->pii = true;
-    return HL_OK;
-}
-
 /* Fields we understand; everything else is forwarded verbatim to OpenAI-kind upstreams. */
 static const char *const known_fields[] = {
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop",
@@ -278,7 +253,7 @@ hl_err hl_openai_parse_request(const char *body, size_t len, hl_chat_request *re
     }
     if ((v = json_object_get(root, "tool_choice")) && !json_is_null(v))
         req->tool_choice = json_incref((json_t *)v);
-    if ((v = json_object_get(root, "metadata")) && (rc = parse_metadata(v, req, err))) goto out;
+    if ((v = json_object_get(root, "metadata")) && (rc = hl_chat_parse_metadata(v, req, err))) goto out;
 
     req->passthrough = json_object();
     if (!req->passthrough) { rc = HL_ERR_NOMEM; goto out; }

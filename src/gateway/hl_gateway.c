@@ -12,7 +12,7 @@
 #include <sys/random.h>
 #include <time.h>
 #include "hl_log.h"
-#include "hl_openai.h"
+#include "hl_ingress.h"
 #include "hl_pricing.h"
 #include "hl_provider.h"
 #include "hl_router.h"
@@ -42,6 +42,7 @@ typedef struct exchange {
     hl_gateway *gw;
     gw_worker *gwk;
     hl_conn *conn;
+    const hl_ingress *ing;     /* the client's API format */
     char request_id[64];
     char chat_id[80];
     long created;
@@ -72,7 +73,7 @@ typedef struct exchange {
     bool paused;
     /* client side of a stream: */
     bool client_started;
-    hl_openai_encoder enc;
+    hl_stream_encoder enc;
     hl_buf out;
 } exchange;
 
@@ -132,18 +133,20 @@ static void make_request_id(gw_worker *gwk, const hl_http_req *req, char *out, s
     snprintf(out, n, "req_%016llx%08llx", (unsigned long long)a, (unsigned long long)(b >> 32));
 }
 
-static int error_to_status_body(const hl_api_error *err, hl_buf *body) {
-    hl_openai_write_error(body, err);
-    return err->status;
+/* x-request-id for everyone; Anthropic's SDK reads request-id. */
+static void id_headers(const hl_ingress *ing, const char *request_id, hl_buf *h) {
+    hl_buf_printf(h, "x-request-id: %s\r\n", request_id);
+    if (ing == &hl_ingress_anthropic) hl_buf_printf(h, "request-id: %s\r\n", request_id);
 }
 
-static void respond_error(hl_conn *c, const char *request_id, const hl_api_error *err,
-                          const char *extra_headers) {
+static void respond_error(hl_conn *c, const hl_ingress *ing, const char *request_id,
+                          const hl_api_error *err, const char *extra_headers) {
     hl_buf body, hdr;
     hl_buf_init(&body, 0);
     hl_buf_init(&hdr, 0);
-    int status = error_to_status_body(err, &body);
-    hl_buf_printf(&hdr, "x-request-id: %s\r\n%s", request_id, extra_headers ? extra_headers : "");
+    int status = ing->write_error(&body, err, request_id);
+    id_headers(ing, request_id, &hdr);
+    if (extra_headers) hl_buf_puts(&hdr, extra_headers);
     hl_conn_respond(c, status, hdr.data, "application/json", body.data ? body.data : "", body.len);
     hl_buf_release(&body);
     hl_buf_release(&hdr);
@@ -165,7 +168,7 @@ static void exchange_free(exchange *ex) {
 }
 
 static void route_headers(const exchange *ex, hl_buf *h) {
-    hl_buf_printf(h, "x-request-id: %s\r\n", ex->request_id);
+    id_headers(ex->ing, ex->request_id, h);
     if (ex->backend) hl_buf_printf(h, "x-hybridllm-backend: %s\r\n", ex->backend->cfg->name);
     if (ex->route.reason[0]) hl_buf_printf(h, "x-hybridllm-route-reason: %s\r\n", ex->route.reason);
     if (ex->model) hl_buf_printf(h, "x-hybridllm-model: %s\r\n", ex->model);
@@ -259,7 +262,7 @@ static void fail_or_fallback(exchange *ex, const hl_api_error *err) {
     route_headers(ex, &h);
     hl_buf body;
     hl_buf_init(&body, 0);
-    int status = error_to_status_body(err, &body);
+    int status = ex->ing->write_error(&body, err, ex->request_id);
     detach(ex);
     hl_conn_respond(ex->conn, status, h.data, "application/json", body.data ? body.data : "", body.len);
     hl_buf_release(&h);
@@ -287,7 +290,7 @@ static void finish_stream(exchange *ex, hl_err err, const char *errmsg) {
     char why[320];
     if (ok) {
         record_attempt(ex, "ok", &u, NULL);
-        hl_openai_encode_end(&ex->enc, &u, &ex->out);
+        ex->ing->encode_end(&ex->enc, &u, &ex->out);
     } else {
         if (ex->stream_error) snprintf(why, sizeof why, "upstream stream error: %s", ex->stream_errmsg);
         else if (err) snprintf(why, sizeof why, "upstream connection failed mid-stream: %s", errmsg);
@@ -296,7 +299,7 @@ static void finish_stream(exchange *ex, hl_err err, const char *errmsg) {
         hl_api_error e;
         hl_api_error_set(&e, 502, HL_AE_API, NULL, "upstream_stream_error", "Backend '%s': %s",
                          ex->backend->cfg->name, why);
-        hl_openai_encode_error(&e, &ex->out);
+        ex->ing->encode_error(&ex->enc, &e, &ex->out);
     }
     detach(ex);
     flush_out(ex);
@@ -332,7 +335,7 @@ static int on_stream_event(void *ud, const hl_stream_event *ev) {
     default:
         break;
     }
-    return hl_openai_encode_event(&ex->enc, ev, &ex->out) ? -1 : 0;
+    return ex->ing->encode_event(&ex->enc, ev, &ex->out) ? -1 : 0;
 }
 
 static int on_sse(void *ud, const hl_sse_event *sse) {
@@ -444,7 +447,7 @@ static void up_done(void *ud, hl_err err, const char *errmsg) {
     hl_buf body, h;
     hl_buf_init(&body, 0);
     hl_buf_init(&h, 0);
-    hl_openai_write_response(&body, &resp, ex->chat_id, ex->created);
+    ex->ing->write_response(&body, &resp, ex->chat_id, ex->created);
     route_headers(ex, &h);
     hl_buf_printf(&h, "x-hybridllm-cost-usd: %.10f\r\n", cost);
     detach(ex);
@@ -480,7 +483,7 @@ static void start_attempt(exchange *ex) {
                 hl_api_error_set(&err, 503, HL_AE_UNAVAILABLE, NULL, "no_backend",
                                  "No backend can serve this request.");
             detach(ex);
-            respond_error(ex->conn, ex->request_id, &err, NULL);
+            respond_error(ex->conn, ex->ing, ex->request_id, &err, NULL);
             exchange_free(ex);
             return;
         }
@@ -502,7 +505,8 @@ static void start_attempt(exchange *ex) {
     hl_sse_release(&ex->sse);
     hl_sse_init(&ex->sse, MAX_SSE_EVENT);
     ex->prov->decoder_init(&ex->dec);
-    hl_openai_encoder_init(&ex->enc, ex->chat_id, ex->model, ex->created, ex->req.include_usage);
+    ex->ing->encoder_init(&ex->enc, ex->chat_id, ex->model, ex->created, ex->req.include_usage,
+                          ex->request_id);
 
     hl_buf url, body;
     hl_buf_init(&url, 4096);
@@ -528,35 +532,36 @@ static void start_attempt(exchange *ex) {
         hl_api_error_set(&err, 500, HL_AE_API, NULL, NULL, "Could not start the upstream call: %s.",
                          hl_err_str(e));
         detach(ex);
-        respond_error(ex->conn, ex->request_id, &err, NULL);
+        respond_error(ex->conn, ex->ing, ex->request_id, &err, NULL);
         exchange_free(ex);
     }
 }
 
-static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_http_req *hreq, const char *body,
-                        size_t len, const char *request_id) {
+static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_ingress *ing, const hl_http_req *hreq,
+                        const char *body, size_t len, const char *request_id) {
     hl_gateway *gw = gwk->gw;
     exchange *ex = calloc(1, sizeof *ex);
     hl_api_error err = {0};
     if (!ex) {
         hl_api_error_set(&err, 500, HL_AE_API, NULL, NULL, "Out of memory.");
-        respond_error(c, request_id, &err, NULL);
+        respond_error(c, ing, request_id, &err, NULL);
         return;
     }
+    ex->ing = ing;
     ex->gw = gw;
     ex->gwk = gwk;
     ex->conn = c;
     snprintf(ex->request_id, sizeof ex->request_id, "%s", request_id);
-    snprintf(ex->chat_id, sizeof ex->chat_id, "chatcmpl-%s", request_id);
+    snprintf(ex->chat_id, sizeof ex->chat_id, "%s%s", ing->id_prefix, request_id);
     ex->created = (long)time(NULL);
     hl_buf_init(&ex->up_body, MAX_UPSTREAM_BODY);
     hl_buf_init(&ex->out, 0);
     hl_sse_init(&ex->sse, MAX_SSE_EVENT);
     hl_chat_request_init(&ex->req);
 
-    if (hl_openai_parse_request(body, len, &ex->req, &err) != HL_OK) {
+    if (ing->parse_request(body, len, &ex->req, &err) != HL_OK) {
         if (!err.status) hl_api_error_set(&err, 500, HL_AE_API, NULL, NULL, "Out of memory.");
-        respond_error(c, request_id, &err, NULL);
+        respond_error(c, ing, request_id, &err, NULL);
         exchange_free(ex);
         return;
     }
@@ -575,7 +580,7 @@ static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_http_req *hreq, con
         hl_buf h;
         hl_buf_init(&h, 0);
         if (ex->route.reason[0]) hl_buf_printf(&h, "x-hybridllm-route-reason: %s\r\n", ex->route.reason);
-        respond_error(c, request_id, &err, h.data);
+        respond_error(c, ing, request_id, &err, h.data);
         hl_buf_release(&h);
         exchange_free(ex);
         return;
@@ -688,6 +693,11 @@ static bool authorized(const hl_gateway *gw, const hl_http_req *req) {
 
 /* ------------------------------------------------------------------ server hooks */
 
+/* The API format of a path: Anthropic's for /v1/messages, OpenAI's for everything else. */
+static const hl_ingress *ingress_of(hl_slice path) {
+    return slice_eq(path, "/v1/messages") ? &hl_ingress_anthropic : &hl_ingress_openai;
+}
+
 static void on_request(hl_conn *c, const hl_http_req *req, const char *body, size_t len) {
     gw_worker *gwk = hl_worker_data(hl_conn_worker(c));
     hl_gateway *gw = gwk->gw;
@@ -695,8 +705,10 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
     make_request_id(gwk, req, rid, sizeof rid);
     hl_api_error err = {0};
     hl_slice path = req->path;
+    const hl_ingress *ing = ingress_of(path);
     bool get = slice_eq(req->method, "GET"), post = slice_eq(req->method, "POST");
-    bool is_chat = slice_eq(path, "/v1/chat/completions"), is_models = slice_eq(path, "/v1/models");
+    bool is_chat = slice_eq(path, "/v1/chat/completions") || slice_eq(path, "/v1/messages");
+    bool is_models = slice_eq(path, "/v1/models");
 
     if (slice_eq(path, "/healthz") || slice_eq(path, "/readyz")) {
         if (!get) goto method;
@@ -707,14 +719,14 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
     if (!is_chat && !is_models) {
         hl_api_error_set(&err, 404, HL_AE_NOT_FOUND, NULL, "unknown_url", "Unknown request URL: %s %.*s.",
                          post ? "POST" : get ? "GET" : "?", (int)(path.n > 200 ? 200 : path.n), path.p);
-        respond_error(c, rid, &err, NULL);
+        respond_error(c, ing, rid, &err, NULL);
         return;
     }
     if (!authorized(gw, req)) {
         hl_api_error_set(&err, 401, HL_AE_AUTHENTICATION, NULL, "invalid_api_key",
                          "Missing or incorrect API key for this gateway. Send it as "
-                         "'Authorization: Bearer <key>'.");
-        respond_error(c, rid, &err, NULL);
+                         "'Authorization: Bearer <key>' or 'x-api-key: <key>'.");
+        respond_error(c, ing, rid, &err, NULL);
         return;
     }
     if (is_models) {
@@ -723,13 +735,13 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
         return;
     }
     if (!post) goto method;
-    handle_chat(gwk, c, req, body, len, rid);
+    handle_chat(gwk, c, ing, req, body, len, rid);
     return;
 method:
     hl_api_error_set(&err, 405, HL_AE_INVALID_REQUEST, NULL, "method_not_allowed",
                      "Method %.*s is not allowed for %.*s.", (int)(req->method.n > 16 ? 16 : req->method.n),
                      req->method.p, (int)(path.n > 200 ? 200 : path.n), path.p);
-    respond_error(c, rid, &err, is_chat ? "Allow: POST\r\n" : "Allow: GET\r\n");
+    respond_error(c, ing, rid, &err, is_chat ? "Allow: POST\r\n" : "Allow: GET\r\n");
 }
 
 static void on_abort(hl_conn *c) {
@@ -763,9 +775,10 @@ static void render_error(hl_worker *w, int status, const char *path, const char 
     hl_api_error_kind k = status == 413 || status == 431 ? HL_AE_TOO_LARGE
                           : status == 408 ? HL_AE_TIMEOUT : HL_AE_INVALID_REQUEST;
     hl_api_error_set(&err, status, k, NULL, NULL, "%s", message);
+    const hl_ingress *ing = path && !strcmp(path, "/v1/messages") ? &hl_ingress_anthropic : &hl_ingress_openai;
     hl_buf b;
     hl_buf_init(&b, out_len - 1);
-    if (hl_openai_write_error(&b, &err) == HL_OK) snprintf(out, out_len, "%s", b.data);
+    if (ing->write_error(&b, &err, NULL) && b.data) snprintf(out, out_len, "%s", b.data);
     else snprintf(out, out_len, "{\"error\":{\"message\":\"error\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}");
     hl_buf_release(&b);
 }

@@ -275,9 +275,25 @@ static void request_done(hl_conn *c) {
 }
 
 /* Answers a request the server itself refused, then closes (the framing is unknown). */
-static void protocol_error(hl_conn *c, int status, const char *path, const char *msg) {
-    char body[768], headers[256];
+/* The path of the request line at the start of buf, when it is readable, into out. */
+static const char *request_path(const char *buf, size_t len, char *out, size_t out_len) {
+    const char *sp = buf ? memchr(buf, ' ', len < 32 ? len : 32) : NULL;
+    if (!sp) return NULL;
+    size_t i = 0;
+    for (const char *p = sp + 1; p < buf + len && *p != ' ' && *p != '?' && *p != '\r'; p++) {
+        if (i + 1 >= out_len) return NULL;
+        out[i++] = *p;
+    }
+    out[i] = '\0';
+    return i ? out : NULL;
+}
+
+static void protocol_error(hl_conn *c, int status, const char *msg) {
+    char body[768], headers[256], pathbuf[64];
     body[0] = headers[0] = '\0';
+    /* Before the head is parsed it is at the start of `in`; after, in `head`. */
+    const char *path = c->state == CONN_HEAD ? request_path(c->in.data, c->in.len, pathbuf, sizeof pathbuf)
+                                             : request_path(c->head.data, c->head.len, pathbuf, sizeof pathbuf);
     c->w->s->hooks->render_error(c->w, status, path, msg, headers, sizeof headers, body, sizeof body);
     c->keep_alive = false;
     hl_buf head;
@@ -319,7 +335,7 @@ static void conn_process(hl_conn *c) {
             hl_err e = hl_http_parse_head(c->in.data, c->in.len, &s->limits, &c->req, &c->head_len, &status);
             if (e == HL_ERR_AGAIN) break;
             if (e) {
-                protocol_error(c, status, NULL, status == 431 ? "Request header fields too large."
+                protocol_error(c, status, status == 431 ? "Request header fields too large."
                                : status == 413 ? "Request body too large."
                                : status == 414 ? "Request target too long."
                                : status == 501 ? "Transfer-Encoding not implemented."
@@ -333,7 +349,7 @@ static void conn_process(hl_conn *c) {
              * `head`, and rebase the slices onto it. */
             hl_buf_reset(&c->head);
             if (hl_buf_append(&c->head, c->in.data, c->head_len)) {
-                protocol_error(c, 431, NULL, "Request header fields too large.");
+                protocol_error(c, 431, "Request header fields too large.");
                 break;
             }
             rebase_head(&c->req, c->in.data, c->head.data);
@@ -353,20 +369,20 @@ static void conn_process(hl_conn *c) {
             hl_err e = hl_http_chunked_decode(&c->chunked, c->in.data ? c->in.data : (char *)"", c->in.len,
                                               &consumed, &out_len, &status);
             if (out_len && hl_buf_append(&c->body, c->in.data, out_len)) {
-                protocol_error(c, 413, NULL, "Request body too large.");
+                protocol_error(c, 413, "Request body too large.");
                 break;
             }
             hl_buf_consume(&c->in, consumed);
             if (e == HL_ERR_AGAIN) break;
             if (e) {
-                protocol_error(c, status, NULL, status == 413 ? "Request body too large." : "Malformed chunked body.");
+                protocol_error(c, status, status == 413 ? "Request body too large." : "Malformed chunked body.");
                 break;
             }
         } else if (c->req.content_length > 0) {
             size_t want = (size_t)c->req.content_length - c->body.len;
             size_t take = c->in.len < want ? c->in.len : want;
             if (take && hl_buf_append(&c->body, c->in.data, take)) {
-                protocol_error(c, 413, NULL, "Request body too large.");
+                protocol_error(c, 413, "Request body too large.");
                 break;
             }
             hl_buf_consume(&c->in, take);
@@ -402,7 +418,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
             uv_read_stop(st);
             c->read_paused = true;
         } else {
-            protocol_error(c, 431, NULL, "Request too large.");
+            protocol_error(c, 431, "Request too large.");
         }
         return;
     }
@@ -437,7 +453,7 @@ static void on_timeout(uv_timer_t *t) {
         return;
     }
     if (c->state == CONN_HEAD || c->state == CONN_BODY) {
-        protocol_error(c, 408, NULL, "Request not received in time.");
+        protocol_error(c, 408, "Request not received in time.");
     }
 }
 
