@@ -13,7 +13,11 @@
  * 413 Content-Length over max_body_bytes, 414 target too long, 431 head or header count over
  * their limit, 501 unknown Transfer-Encoding, 505 version other than HTTP/1.0 or 1.1.
  * Requests with both Content-Length and Transfer-Encoding, or with conflicting
- * Content-Length values, are rejected (request smuggling). */
+ * Content-Length values, are rejected (request smuggling); so are Transfer-Encoding in an
+ * HTTP/1.0 request, two Host fields, obs-fold, bare CR, and NUL or control bytes (400). Only
+ * origin-form targets and "*" are accepted. A bare LF is accepted as a line end in the head
+ * but not in chunked framing, which must use CRLF. The result never depends on how the
+ * bytes were split: a prefix of a request gives HL_ERR_AGAIN or the whole request's answer. */
 #ifndef HL_HTTP_H
 #define HL_HTTP_H
 
@@ -34,6 +38,7 @@ typedef struct hl_http_header {
     hl_slice value; /* leading/trailing whitespace removed */
 } hl_http_header;
 
+/* Every limit is taken literally (0 allows nothing), except max_target_bytes. */
 typedef struct hl_http_limits {
     size_t max_head_bytes; /* request line + headers + CRLFs */
     size_t max_body_bytes;
@@ -56,7 +61,8 @@ typedef struct hl_http_req {
 
 /* Parses the head at the start of buf[0..len). Returns HL_OK and sets *head_len, or
  * HL_ERR_AGAIN (need more bytes; but HL_ERR_LIMIT/431 once len passes max_head_bytes without a
- * complete head), or HL_ERR_PARSE / HL_ERR_LIMIT / HL_ERR_UNSUPPORTED with *status set. */
+ * complete head), or HL_ERR_PARSE / HL_ERR_LIMIT / HL_ERR_UNSUPPORTED with *status set
+ * (*status is 0 with HL_OK and HL_ERR_AGAIN). Allocates nothing. */
 hl_err hl_http_parse_head(const char *buf, size_t len, const hl_http_limits *limits,
                           hl_http_req *req, size_t *head_len, int *status);
 
@@ -77,7 +83,9 @@ void hl_http_chunked_init(hl_http_chunked *c, size_t max_body);
 /* Decodes buf[0..len) in place. On return *consumed input bytes were used (the rest belong to
  * the next request or have not arrived), *out_len decoded bytes sit at buf[0..*out_len).
  * Returns HL_OK when the final chunk and trailers are complete, HL_ERR_AGAIN when more input
- * is needed, HL_ERR_PARSE (400) or HL_ERR_LIMIT (413) with *status set. */
+ * is needed (then all of buf was consumed), HL_ERR_PARSE (400) or HL_ERR_LIMIT (413: body
+ * over max_body, or a chunk-size line over 4 KiB or trailers over 16 KiB) with *status set.
+ * Once done or failed, later calls consume nothing and return the same result. */
 hl_err hl_http_chunked_decode(hl_http_chunked *c, char *buf, size_t len, size_t *consumed,
                               size_t *out_len, int *status);
 
