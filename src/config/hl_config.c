@@ -47,7 +47,7 @@
 #define CFG_MAX_BYTES (1u << 20) /* a hand-written config is a few KiB; more is a mistake */
 #define CFG_PATH_MAX 160         /* key paths are short: routes[12].when.task_type[3] */
 #define CFG_SHOW_MAX 40          /* longest piece of user text quoted back in a message */
-#define CFG_MAX_KEYS 16          /* most rows one table may have (checked per table) */
+#define CFG_MAX_KEYS 32          /* most rows one table may have (checked per table) */
 #define CFG_MAX_MS 86400000LL    /* one day: no timeout is longer; keeps ms*1e6 in range */
 #define GIB (1024LL * 1024 * 1024)
 #define MIB (1024LL * 1024)
@@ -665,6 +665,7 @@ static const cfg_key server_keys[] = {
     {"read_timeout_ms", h_long, offsetof(hl_config, read_timeout_ms), 1, CFG_MAX_MS, 0},
     {"idle_timeout_ms", h_long, offsetof(hl_config, idle_timeout_ms), 1, CFG_MAX_MS, 0},
     {"shutdown_timeout_ms", h_long, offsetof(hl_config, shutdown_timeout_ms), 1, CFG_MAX_MS, 0},
+    {"request_timeout_ms", h_long, offsetof(hl_config, request_timeout_ms), 1, CFG_MAX_MS, 0},
     {"api_keys_env", h_env, offsetof(hl_config, api_keys_env), 0, 0, 0},
     {"api_keys", h_secret_server, 0, 0, 0, KEY_SECRET},
 };
@@ -763,6 +764,13 @@ static const cfg_key backend_keys[] = {
     {"hourly_cost_usd", h_double, offsetof(hl_backend_cfg, hourly_cost_usd), 0, 0, 0},
     {"timeout_ms", h_long, offsetof(hl_backend_cfg, timeout_ms), 1, CFG_MAX_MS, 0},
     {"connect_timeout_ms", h_long, offsetof(hl_backend_cfg, connect_timeout_ms), 1, CFG_MAX_MS, 0},
+    {"max_retries", h_int, offsetof(hl_backend_cfg, max_retries), 0, 10, 0},
+    {"retry_base_ms", h_long, offsetof(hl_backend_cfg, retry_base_ms), 1, CFG_MAX_MS, 0},
+    {"retry_max_ms", h_long, offsetof(hl_backend_cfg, retry_max_ms), 1, CFG_MAX_MS, 0},
+    {"breaker_failures", h_int, offsetof(hl_backend_cfg, breaker_failures), 1, 1000000, 0},
+    {"breaker_window_ms", h_long, offsetof(hl_backend_cfg, breaker_window_ms), 1, CFG_MAX_MS, 0},
+    {"breaker_open_ms", h_long, offsetof(hl_backend_cfg, breaker_open_ms), 1, CFG_MAX_MS, 0},
+    {"context_window", h_long, offsetof(hl_backend_cfg, context_window), 1, 100000000, 0},
     {"api_key", h_secret_backend, 0, 0, 0, KEY_SECRET},
     {"apiKey", h_secret_backend, 0, 0, 0, KEY_SECRET},
     {"key", h_secret_backend, 0, 0, 0, KEY_SECRET},
@@ -786,6 +794,12 @@ static hl_err h_backends(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, voi
         b->hourly_cost_usd = 0.05;
         b->timeout_ms = 600000;
         b->connect_timeout_ms = 5000;
+        b->max_retries = 2;
+        b->retry_base_ms = 500;
+        b->retry_max_ms = 8000;
+        b->breaker_failures = 5;
+        b->breaker_window_ms = 30000;
+        b->breaker_open_ms = 15000;
         b->line = line_of(item);
         if ((err = map_walk(c, item, backend_keys, ARRAY_LEN(backend_keys), b))) return err;
         path_pop(c, mark);
@@ -854,7 +868,7 @@ static hl_err h_route_name(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, v
 }
 
 static hl_err h_sensitive(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
-    bool b;
+    bool b = false;
     hl_err err = get_bool(c, v, &b);
     (void)k;
     if (!err) ((hl_route_rule *)obj)->sensitive = b ? HL_YES : HL_NO;
@@ -951,6 +965,7 @@ static hl_config *config_new(const char *name) {
     cfg->read_timeout_ms = 30000;
     cfg->idle_timeout_ms = 60000;
     cfg->shutdown_timeout_ms = 30000;
+    cfg->request_timeout_ms = 600000;
     if (!cfg->path || !cfg->listen_host || !cfg->ledger_path) {
         hl_config_free(cfg);
         return NULL;

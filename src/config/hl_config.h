@@ -40,6 +40,19 @@ typedef struct hl_backend_cfg {
     double hourly_cost_usd; /* local cost model: busy time x this (default 0.05, the brief's) */
     long timeout_ms;        /* whole upstream attempt (default 600000) */
     long connect_timeout_ms;/* default 5000 */
+    /* Retries of a failed attempt on this backend before the next candidate is tried:
+     * exponential backoff from retry_base_ms (x2 per retry, up to retry_max_ms, minus up to
+     * 25% jitter), or what the upstream's retry-after-ms / retry-after asks for. */
+    int max_retries;        /* default 2 */
+    long retry_base_ms;     /* default 500 */
+    long retry_max_ms;      /* default 8000 */
+    /* Circuit breaker: open after breaker_failures failed attempts within breaker_window_ms;
+     * while open the backend is skipped; after breaker_open_ms one probe request is let
+     * through (half-open) and its outcome closes or re-opens the breaker. */
+    int breaker_failures;   /* default 5 */
+    long breaker_window_ms; /* default 30000 */
+    long breaker_open_ms;   /* default 15000 */
+    long context_window;    /* tokens the model takes; 0: unknown (not checked) */
     int line;               /* where it was declared, for later diagnostics */
 } hl_backend_cfg;
 
@@ -77,6 +90,7 @@ typedef struct hl_config {
     long read_timeout_ms;      /* a request must arrive completely within this; default 30000 */
     long idle_timeout_ms;      /* keep-alive idle close; default 60000 */
     long shutdown_timeout_ms;  /* graceful drain limit on SIGTERM; default 30000 */
+    long request_timeout_ms;   /* a chat request's whole life, retries included; default 600000 */
     char *api_keys_env;        /* env var with comma-separated client keys; NULL: no auth */
     /* ledger: */
     char *ledger_path;         /* default "hybridllm-ledger.jsonl" */

@@ -55,7 +55,15 @@ typedef struct exchange {
     const char *model;
     const hl_provider *prov;
     hl_upstream_call *call;
+    double deadline;           /* ms (uv_hrtime clock): the request's whole life ends here */
+    int retries;               /* retries done on the current candidate */
+    uv_timer_t timer;          /* waits between retries */
+    bool timer_inited;
     /* per attempt: */
+    bool probe;                /* this attempt is its backend's half-open breaker probe */
+    double retry_after_ms;     /* from retry-after-ms / retry-after; < 0: none */
+    int should_retry;          /* x-should-retry: -1 absent, 0 false, 1 true */
+    bool no_retry;             /* a 429 caused by a spend limit: retrying cannot help */
     double t0;                 /* uv_hrtime at start, ms */
     double wall0;              /* Unix time at start */
     double ttft_ms;
@@ -158,12 +166,20 @@ static void respond_error(hl_conn *c, const hl_ingress *ing, const char *request
  * on_abort for this exchange, which its caller frees itself. */
 static void detach(exchange *ex) { hl_conn_set_data(ex->conn, NULL); }
 
+static void exchange_closed(uv_handle_t *h) { free(h->data); }
+
 static void exchange_free(exchange *ex) {
     if (ex->call) hl_upstream_cancel(ex->call);
     hl_chat_request_release(&ex->req);
     hl_buf_release(&ex->up_body);
     hl_sse_release(&ex->sse);
     hl_buf_release(&ex->out);
+    if (ex->timer_inited) {
+        /* The timer handle lives in ex: free ex once the loop is done with it. */
+        ex->timer.data = ex;
+        uv_close((uv_handle_t *)&ex->timer, exchange_closed);
+        return;
+    }
     free(ex);
 }
 
@@ -252,8 +268,9 @@ static bool retryable_status(int s) { return s == 408 || s == 409 || s == 429 ||
 
 /* Ends a request that has sent nothing yet: the next candidate, or the error. */
 static void fail_or_fallback(exchange *ex, const hl_api_error *err) {
-    if (ex->cand + 1 < ex->route.n) {
+    if (ex->cand + 1 < ex->route.n && now_ms() < ex->deadline) {
         ex->cand++;
+        ex->retries = 0;
         start_attempt(ex);
         return;
     }
@@ -268,6 +285,49 @@ static void fail_or_fallback(exchange *ex, const hl_api_error *err) {
     hl_buf_release(&h);
     hl_buf_release(&body);
     exchange_free(ex);
+}
+
+static void retry_fire(uv_timer_t *t) { start_attempt(t->data); }
+
+/* Backoff before retry n (0-based) on b: base x 2^n capped at max, minus up to 25% jitter,
+ * as the official SDKs do; an upstream's retry-after wins when it asks for at most a minute. */
+static double retry_delay_ms(exchange *ex) {
+    if (ex->retry_after_ms >= 0 && ex->retry_after_ms <= 60000) return ex->retry_after_ms;
+    const hl_backend_cfg *c = ex->backend->cfg;
+    double d = (double)c->retry_base_ms;
+    for (int i = 0; i < ex->retries && d < (double)c->retry_max_ms; i++) d *= 2;
+    if (d > (double)c->retry_max_ms) d = (double)c->retry_max_ms;
+    double jitter = (double)(rng_next(&ex->gwk->rng) >> 11) / (double)(1ull << 53);
+    return d * (1.0 - 0.25 * jitter);
+}
+
+/* An attempt failed before anything reached the client. retryable: the failure may pass
+ * (connection errors, timeouts, 408/409/429/5xx/529); backend_fault: it counts against the
+ * backend's circuit breaker. */
+static void attempt_failed(exchange *ex, const hl_api_error *err, bool retryable, bool backend_fault) {
+    hl_backend_report(ex->backend, !backend_fault, ex->probe, now_ms());
+    ex->probe = false;
+    if (ex->should_retry >= 0) retryable = ex->should_retry == 1;
+    if (ex->no_retry) retryable = false;
+    if (!retryable) {
+        ex->cand = ex->route.n; /* another backend would fail the same way */
+        fail_or_fallback(ex, err);
+        return;
+    }
+    if (ex->retries < ex->backend->cfg->max_retries) {
+        double delay = retry_delay_ms(ex);
+        if (now_ms() + delay < ex->deadline) {
+            ex->retries++;
+            if (!ex->timer_inited) {
+                uv_timer_init(hl_worker_loop(hl_conn_worker(ex->conn)), &ex->timer);
+                ex->timer_inited = true;
+            }
+            ex->timer.data = ex;
+            uv_timer_start(&ex->timer, retry_fire, (uint64_t)delay, 0);
+            return;
+        }
+    }
+    fail_or_fallback(ex, err);
 }
 
 static void flush_out(exchange *ex) {
@@ -351,6 +411,37 @@ static int on_sse(void *ud, const hl_sse_event *sse) {
 
 /* ---- upstream callbacks */
 
+static bool name_is(const char *p, size_t n, const char *lit) {
+    return n == strlen(lit) && !strncasecmp(p, lit, n);
+}
+
+/* Retry hints: retry-after-ms (milliseconds), retry-after (seconds or an HTTP date),
+ * x-should-retry (true/false, overrides the status). */
+static void up_header(void *ud, const char *name, size_t nlen, const char *value, size_t vlen) {
+    exchange *ex = ud;
+    char v[64];
+    if (vlen >= sizeof v) return;
+    memcpy(v, value, vlen);
+    v[vlen] = '\0';
+    if (name_is(name, nlen, "retry-after-ms")) {
+        char *end;
+        double ms = strtod(v, &end);
+        if (end != v && ms >= 0) ex->retry_after_ms = ms;
+    } else if (name_is(name, nlen, "retry-after") && ex->retry_after_ms < 0) {
+        char *end;
+        double secs = strtod(v, &end);
+        struct tm tm = {0};
+        if (end != v && *end == '\0' && secs >= 0) {
+            ex->retry_after_ms = secs * 1000.0;
+        } else if (strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm)) {
+            double d = ((double)timegm(&tm) - wall_now()) * 1000.0;
+            ex->retry_after_ms = d > 0 ? d : 0;
+        }
+    } else if (name_is(name, nlen, "x-should-retry")) {
+        ex->should_retry = !strcasecmp(v, "true") ? 1 : !strcasecmp(v, "false") ? 0 : -1;
+    }
+}
+
 static void up_status(void *ud, int status, const char *content_type) {
     exchange *ex = ud;
     ex->up_status = status;
@@ -395,19 +486,17 @@ static void up_done(void *ud, hl_err err, const char *errmsg) {
         else
             hl_api_error_set(&cerr, 502, HL_AE_API, NULL, "upstream_unreachable",
                              "Backend '%s' could not be reached: %s", ex->backend->cfg->name, errmsg);
-        fail_or_fallback(ex, &cerr);
+        attempt_failed(ex, &cerr, true, true);
         return;
     }
     if (ex->up_status / 100 != 2) {
         upstream_http_error(ex, &cerr);
         hl_usage none = {0};
         record_attempt(ex, "error", &none, cerr.message);
-        if (retryable_status(ex->up_status)) {
-            fail_or_fallback(ex, &cerr);
-        } else {
-            ex->cand = ex->route.n; /* not worth another backend: the request itself is at fault */
-            fail_or_fallback(ex, &cerr);
-        }
+        /* OpenAI's insufficient_quota is a 429 for a spend limit: no retry can fix it. */
+        if (ex->up_status == 429 && ex->up_body.data && strstr(ex->up_body.data, "insufficient_quota"))
+            ex->no_retry = true;
+        attempt_failed(ex, &cerr, retryable_status(ex->up_status), ex->up_status >= 500);
         return;
     }
     if (ex->req.stream) {
@@ -417,9 +506,11 @@ static void up_done(void *ud, hl_err err, const char *errmsg) {
                              "Backend '%s' answered a streaming request without an event stream.",
                              ex->backend->cfg->name);
             record_attempt(ex, "error", &none, cerr.message);
-            fail_or_fallback(ex, &cerr);
+            attempt_failed(ex, &cerr, false, true);
             return;
         }
+        hl_backend_report(ex->backend, true, ex->probe, now_ms());
+        ex->probe = false;
         hl_sse_finish(&ex->sse);
         finish_stream(ex, HL_OK, "");
         return;
@@ -432,9 +523,11 @@ static void up_done(void *ud, hl_err err, const char *errmsg) {
                          "Backend '%s' sent a response that is not a valid completion.", ex->backend->cfg->name);
         record_attempt(ex, "error", &none, cerr.message);
         hl_chat_response_release(&resp);
-        fail_or_fallback(ex, &cerr);
+        attempt_failed(ex, &cerr, true, true);
         return;
     }
+    hl_backend_report(ex->backend, true, ex->probe, now_ms());
+    ex->probe = false;
     ex->usage = resp.usage;
     ex->out_bytes = resp.text ? strlen(resp.text) : 0;
     hl_usage u = final_usage(ex);
@@ -458,7 +551,15 @@ static void up_done(void *ud, hl_err err, const char *errmsg) {
     exchange_free(ex);
 }
 
-static const hl_upstream_handlers up_handlers = {up_status, up_data, up_done};
+static const hl_upstream_handlers up_handlers = {up_status, up_data, up_header, up_done};
+
+/* The backend's own timeout, cut to what is left of the request's. */
+static long attempt_timeout_ms(const exchange *ex) {
+    double left = ex->deadline - now_ms();
+    long t = ex->backend->cfg->timeout_ms;
+    if (left < (double)t) t = left < 1 ? 1 : (long)left;
+    return t;
+}
 
 static void start_attempt(exchange *ex) {
     hl_api_error err = {0};
@@ -472,6 +573,14 @@ static void start_attempt(exchange *ex) {
         }
         const hl_provider *p = hl_provider_for(b->cfg->kind);
         if (p->check && p->check(&ex->req, &err) != HL_OK) continue;
+        if (!hl_backend_admit(b, now_ms(), &ex->probe)) {
+            if (!err.message[0])
+                hl_api_error_set(&err, 503, HL_AE_UNAVAILABLE, NULL, "circuit_open",
+                                 "Backend '%s' is failing (circuit breaker open); no other backend "
+                                 "could take the request.", b->cfg->name);
+            ex->retries = 0;
+            continue;
+        }
         ex->backend = b;
         ex->model = ex->route.models[ex->cand];
         ex->prov = p;
@@ -500,6 +609,9 @@ static void start_attempt(exchange *ex) {
     memset(&ex->usage, 0, sizeof ex->usage);
     ex->finish = HL_FINISH_NONE;
     ex->got_done = ex->stream_error = ex->paused = false;
+    ex->retry_after_ms = -1;
+    ex->should_retry = -1;
+    ex->no_retry = false;
     ex->out_bytes = 0;
     hl_buf_reset(&ex->up_body);
     hl_sse_release(&ex->sse);
@@ -518,7 +630,7 @@ static void start_attempt(exchange *ex) {
             .url = url.data,
             .headers = headers,
             .body_len = body.len,
-            .timeout_ms = ex->backend->cfg->timeout_ms,
+            .timeout_ms = attempt_timeout_ms(ex),
             .connect_timeout_ms = ex->backend->cfg->connect_timeout_ms,
         };
         o.body = hl_buf_steal(&body);
@@ -575,7 +687,7 @@ static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_ingress *ing, const
     if (header_truthy(hreq, "x-hybridllm-pii")) ex->req.pii = true;
     ex->sensitive = ex->req.regulated || ex->req.pii;
 
-    hl_route_input in = {ex->req.model, ex->req.task_type, ex->sensitive};
+    hl_route_input in = {ex->req.model, ex->req.task_type, ex->sensitive, now_ms()};
     if (hl_router_route(gw->cfg, gw->bs, &in, &ex->route, &err) != HL_OK) {
         hl_buf h;
         hl_buf_init(&h, 0);
@@ -586,6 +698,7 @@ static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_ingress *ing, const
         return;
     }
     hl_conn_set_data(c, ex);
+    ex->deadline = now_ms() + (double)gw->cfg->request_timeout_ms;
     start_attempt(ex);
 }
 
@@ -614,7 +727,7 @@ static void handle_readyz(hl_gateway *gw, hl_conn *c, const char *rid) {
         hl_buf_json_str(&b, be->model, strlen(be->model));
         hl_buf_puts(&b, ",\"base_url\":");
         hl_buf_json_str(&b, be->base_url, strlen(be->base_url));
-        hl_buf_puts(&b, ",\"status\":");
+        hl_buf_printf(&b, ",\"breaker\":\"%s\",\"status\":", hl_breaker_state_name((hl_backend *)be));
         hl_buf_json_str(&b, be->status, strlen(be->status));
         hl_buf_puts(&b, "}");
     }
@@ -752,6 +865,7 @@ static void on_abort(hl_conn *c) {
         ex->call = NULL;
         hl_usage u = final_usage(ex);
         record_attempt(ex, "cancelled", &u, "client disconnected");
+        if (ex->probe) hl_backend_probe_abandoned(ex->backend, now_ms());
     }
     exchange_free(ex);
 }

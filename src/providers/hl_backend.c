@@ -115,6 +115,9 @@ hl_err hl_backends_init(hl_backends *bs, const hl_config *cfg, bool probe) {
     for (size_t i = 0; i < cfg->n_backends; i++) {
         bs->v[i].cfg = &cfg->backends[i];
         bs->n = i + 1;
+        pthread_mutex_init(&bs->v[i].breaker.mu, NULL);
+        bs->v[i].breaker.failures = calloc((size_t)cfg->backends[i].breaker_failures + 1, sizeof(double));
+        if (!bs->v[i].breaker.failures) return HL_ERR_NOMEM;
         hl_err e = resolve(&bs->v[i], cfg, probe);
         if (e) return e;
     }
@@ -127,6 +130,8 @@ void hl_backends_release(hl_backends *bs) {
         free(bs->v[i].api_key);
         free(bs->v[i].base_url);
         free(bs->v[i].model);
+        free(bs->v[i].breaker.failures);
+        pthread_mutex_destroy(&bs->v[i].breaker.mu);
     }
     free(bs->v);
     bs->v = NULL;
@@ -151,4 +156,80 @@ bool hl_backend_serves(const hl_backend *b, const char *model) {
     for (size_t i = 0; i < b->cfg->n_models; i++)
         if (!strcmp(b->cfg->models[i], model)) return true;
     return false;
+}
+
+/* ---- circuit breaker ---- */
+
+static void set_state(hl_breaker *br, hl_breaker_state st) {
+    br->state = st;
+    atomic_store(&br->open_flag, st != HL_BREAKER_CLOSED);
+}
+
+bool hl_backend_breaker_allows(hl_backend *b, double now_ms) {
+    if (!atomic_load(&b->breaker.open_flag)) return true;
+    pthread_mutex_lock(&b->breaker.mu);
+    bool ok = b->breaker.state == HL_BREAKER_OPEN &&
+              now_ms - b->breaker.opened_at >= (double)b->cfg->breaker_open_ms;
+    pthread_mutex_unlock(&b->breaker.mu);
+    return ok;
+}
+
+bool hl_backend_admit(hl_backend *b, double now_ms, bool *probe) {
+    *probe = false;
+    if (!atomic_load(&b->breaker.open_flag)) return true;
+    hl_breaker *br = &b->breaker;
+    bool ok = false;
+    pthread_mutex_lock(&br->mu);
+    if (br->state == HL_BREAKER_CLOSED) {
+        ok = true;
+    } else if (br->state == HL_BREAKER_OPEN && now_ms - br->opened_at >= (double)b->cfg->breaker_open_ms) {
+        set_state(br, HL_BREAKER_HALF_OPEN);
+        br->probe_out = true;
+        *probe = ok = true;
+    }
+    pthread_mutex_unlock(&br->mu);
+    return ok;
+}
+
+void hl_backend_report(hl_backend *b, bool ok, bool probe, double now_ms) {
+    hl_breaker *br = &b->breaker;
+    int n = b->cfg->breaker_failures;
+    if (ok && !probe && !atomic_load(&br->open_flag)) return; /* the common case: no lock */
+    pthread_mutex_lock(&br->mu);
+    if (probe) {
+        br->probe_out = false;
+        if (ok) {
+            set_state(br, HL_BREAKER_CLOSED);
+            br->count = br->head = 0;
+        } else {
+            set_state(br, HL_BREAKER_OPEN);
+            br->opened_at = now_ms;
+        }
+    } else if (!ok && br->state == HL_BREAKER_CLOSED) {
+        br->failures[br->head] = now_ms;
+        br->head = (br->head + 1) % n;
+        if (br->count < n) br->count++;
+        /* the oldest of the last n failures */
+        double oldest = br->failures[br->count < n ? 0 : br->head];
+        if (br->count >= n && now_ms - oldest <= (double)b->cfg->breaker_window_ms) {
+            set_state(br, HL_BREAKER_OPEN);
+            br->opened_at = now_ms;
+        }
+    }
+    pthread_mutex_unlock(&br->mu);
+}
+
+void hl_backend_probe_abandoned(hl_backend *b, double now_ms) {
+    pthread_mutex_lock(&b->breaker.mu);
+    b->breaker.probe_out = false;
+    set_state(&b->breaker, HL_BREAKER_OPEN);
+    b->breaker.opened_at = now_ms - (double)b->cfg->breaker_open_ms;
+    pthread_mutex_unlock(&b->breaker.mu);
+}
+
+const char *hl_breaker_state_name(hl_backend *b) {
+    pthread_mutex_lock(&b->breaker.mu);
+    hl_breaker_state st = b->breaker.state;
+    pthread_mutex_unlock(&b->breaker.mu);
+    return st == HL_BREAKER_CLOSED ? "closed" : st == HL_BREAKER_OPEN ? "open" : "half_open";
 }

@@ -11,9 +11,23 @@
 #ifndef HL_BACKEND_H
 #define HL_BACKEND_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include "hl_config.h"
+
+/* Circuit breaker state (see hl_backend_cfg for the policy). Shared by all event loops. */
+typedef enum hl_breaker_state { HL_BREAKER_CLOSED, HL_BREAKER_OPEN, HL_BREAKER_HALF_OPEN } hl_breaker_state;
+
+typedef struct hl_breaker {
+    pthread_mutex_t mu;
+    hl_breaker_state state;
+    double opened_at;      /* ms, monotonic */
+    double *failures;      /* ring of the last breaker_failures failure times (ms) */
+    int head, count;
+    bool probe_out;        /* half-open: the one probe is in flight */
+    atomic_int open_flag;  /* state != CLOSED, readable without the lock */
+} hl_breaker;
 
 typedef struct hl_backend {
     const hl_backend_cfg *cfg; /* borrowed from the config */
@@ -23,6 +37,7 @@ typedef struct hl_backend {
     const hl_price *price;     /* borrowed; NULL when the model has no price */
     atomic_bool ready;
     char status[320];          /* "ready" or why not, with a hint */
+    hl_breaker breaker;
 } hl_backend;
 
 typedef struct hl_backends {
@@ -40,6 +55,18 @@ hl_backend *hl_backends_find(hl_backends *bs, const char *name);
 size_t hl_backends_ready_count(const hl_backends *bs);
 /* Does backend b serve upstream model `model` (its default or one of its `models`)? */
 bool hl_backend_serves(const hl_backend *b, const char *model);
+/* May an attempt go to b now? False while its breaker is open. When the open period is
+ * over, the first caller gets the half-open probe (*probe set) and the others false.
+ * now_ms is a monotonic clock in milliseconds. */
+bool hl_backend_admit(hl_backend *b, double now_ms, bool *probe);
+/* Cheap check for routing: false while the breaker is open and its open period runs. */
+bool hl_backend_breaker_allows(hl_backend *b, double now_ms);
+/* The outcome of an admitted attempt (failures: connection errors, timeouts, 5xx, 529). */
+void hl_backend_report(hl_backend *b, bool ok, bool probe, double now_ms);
+/* An admitted probe ended without an outcome (client gone): let the next request probe. */
+void hl_backend_probe_abandoned(hl_backend *b, double now_ms);
+const char *hl_breaker_state_name(hl_backend *b);
+
 static inline bool hl_backend_is_cloud(const hl_backend *b) {
     return b->cfg->location == HL_LOCATION_CLOUD;
 }

@@ -79,6 +79,19 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud) {
     return r == HL_UPSTREAM_ABORT ? 0 : len;
 }
 
+static size_t header_cb(char *p, size_t size, size_t n, void *ud) {
+    hl_upstream_call *c = ud;
+    size_t len = size * n;
+    const char *colon = memchr(p, ':', len);
+    if (colon && c->h.on_header) {
+        const char *v = colon + 1, *end = p + len;
+        while (v < end && (*v == ' ' || *v == '\t')) v++;
+        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ')) end--;
+        c->h.on_header(c->ud, p, (size_t)(colon - p), v, (size_t)(end - v));
+    }
+    return len;
+}
+
 static void check_done(hl_upstream *u) {
     CURLMsg *m;
     int left;
@@ -221,6 +234,10 @@ hl_err hl_upstream_start(hl_upstream *u, hl_upstream_opts *o, const hl_upstream_
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    if (h->on_header) {
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
+    }
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);

@@ -27,6 +27,9 @@ typedef struct hl_upstream_handlers {
     void (*on_status)(void *ud, int status, const char *content_type);
     /* A piece of the body. Returns HL_UPSTREAM_CONTINUE, _PAUSE or _ABORT. */
     int (*on_data)(void *ud, const char *data, size_t len);
+    /* A response header line (optional; NULL: not wanted). Strings are not NUL-terminated
+     * and valid only during the call. */
+    void (*on_header)(void *ud, const char *name, size_t name_len, const char *value, size_t value_len);
     /* The call ended: err HL_OK (complete body), HL_ERR_TIMEOUT or HL_ERR_UPSTREAM (message in
      * errmsg: connection refused, reset, TLS, ...), HL_ERR_CANCELLED after _ABORT. */
     void (*on_done)(void *ud, hl_err err, const char *errmsg);

@@ -18,13 +18,13 @@ static bool rule_matches(const hl_route_rule *r, const hl_route_input *in) {
 }
 
 /* Adds b if privacy allows and it is ready; counts why others were left out. */
-static void consider(hl_route *route, hl_backend *b, const char *model, bool sensitive,
+static void consider(hl_route *route, hl_backend *b, const char *model, const hl_route_input *in,
                      int *privacy_skipped, int *not_ready) {
-    if (sensitive && hl_backend_is_cloud(b)) {
+    if (in->sensitive && hl_backend_is_cloud(b)) {
         (*privacy_skipped)++;
         return;
     }
-    if (!atomic_load(&b->ready)) {
+    if (!atomic_load(&b->ready) || !hl_backend_breaker_allows(b, in->now_ms)) {
         (*not_ready)++;
         return;
     }
@@ -66,14 +66,14 @@ hl_err hl_router_route(const hl_config *cfg, hl_backends *bs, const hl_route_inp
         hl_backend *forced = hl_backends_find(bs, in->model);
         if (forced) {
             snprintf(route->reason, sizeof route->reason, "forced:backend");
-            consider(route, forced, NULL, in->sensitive, &privacy_skipped, &not_ready);
+            consider(route, forced, NULL, in, &privacy_skipped, &not_ready);
         } else {
             snprintf(route->reason, sizeof route->reason, "forced:model");
             bool known = false;
             for (size_t i = 0; i < bs->n; i++) {
                 if (!hl_backend_serves(&bs->v[i], in->model)) continue;
                 known = true;
-                consider(route, &bs->v[i], in->model, in->sensitive, &privacy_skipped, &not_ready);
+                consider(route, &bs->v[i], in->model, in, &privacy_skipped, &not_ready);
             }
             if (!known)
                 return hl_api_error_set(err, 404, HL_AE_NOT_FOUND, "model", "model_not_found",
@@ -98,7 +98,7 @@ hl_err hl_router_route(const hl_config *cfg, hl_backends *bs, const hl_route_inp
         snprintf(route->reason, sizeof route->reason, "rule:%s", r->name);
         for (size_t j = 0; j < r->n_to; j++) {
             hl_backend *b = hl_backends_find(bs, r->to[j]);
-            if (b) consider(route, b, NULL, in->sensitive, &privacy_skipped, &not_ready);
+            if (b) consider(route, b, NULL, in, &privacy_skipped, &not_ready);
         }
         if (route->n) return HL_OK;
         return none_available(route, bs, in->sensitive, err);

@@ -26,6 +26,7 @@ typedef struct hl_route_input {
     const char *model;     /* as the client sent it */
     const char *task_type; /* NULL when undeclared */
     bool sensitive;        /* regulated or PII-bearing */
+    double now_ms;         /* monotonic clock, for circuit breakers */
 } hl_route_input;
 
 typedef struct hl_route {

@@ -13,7 +13,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, readJSONL, sleep } from './util.mjs';
+import assert from 'node:assert/strict';
+import { freePort, readJSONL, sleep, waitFor } from './util.mjs';
 import { startFakeOpenAI } from '../fake/openai.mjs';
 import { startFakeAnthropic } from '../fake/anthropic.mjs';
 
@@ -49,11 +50,14 @@ export const ROUTES = [
 
 // The three backends of the standard test config. Each url is the fake's root URL
 // (http://127.0.0.1:PORT); OpenAI-kind base_urls get /v1 appended.
+// Retries and the circuit breaker are off here (one ledger line per request, errors reach the
+// client at once); resilience.test.mjs turns them on.
 export function standardBackends({ anthropicUrl, openaiUrl, localUrl }) {
+  const noRetry = { max_retries: 0, breaker_failures: 1000000 };
   return [
-    { name: 'cloud-anthropic', kind: 'anthropic', location: 'cloud', base_url: anthropicUrl, api_key_env: 'HL_TEST_ANTHROPIC_KEY', model: MODELS.anthropic },
-    { name: 'cloud-openai', kind: 'openai', location: 'cloud', base_url: `${openaiUrl}/v1`, api_key_env: 'HL_TEST_OPENAI_KEY', model: MODELS.openai },
-    { name: 'local', kind: 'openai', location: 'local', base_url: `${localUrl}/v1`, model: MODELS.local, hourly_cost_usd: LOCAL_HOURLY_COST_USD },
+    { name: 'cloud-anthropic', kind: 'anthropic', location: 'cloud', base_url: anthropicUrl, api_key_env: 'HL_TEST_ANTHROPIC_KEY', model: MODELS.anthropic, ...noRetry },
+    { name: 'cloud-openai', kind: 'openai', location: 'cloud', base_url: `${openaiUrl}/v1`, api_key_env: 'HL_TEST_OPENAI_KEY', model: MODELS.openai, ...noRetry },
+    { name: 'local', kind: 'openai', location: 'local', base_url: `${localUrl}/v1`, model: MODELS.local, hourly_cost_usd: LOCAL_HOURLY_COST_USD, ...noRetry },
   ];
 }
 
@@ -268,4 +272,126 @@ export async function startStack({ extraServer = {}, routes = ROUTES } = {}) {
       return r;
     },
   };
+}
+
+// --- shared checks (used by messages.test.mjs and tools.test.mjs) ---
+
+export const BACKEND_MODEL = { 'cloud-anthropic': MODELS.anthropic, 'cloud-openai': MODELS.openai, local: MODELS.local };
+export const BACKEND_SOURCE = { 'cloud-anthropic': 'cloud', 'cloud-openai': 'cloud', local: 'local' };
+export const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)$/;
+
+// Inference requests a fake received (POSTs; a gateway's readiness probes are GETs).
+export const posts = (fake) => fake.requests.filter((r) => r.method === 'POST');
+
+// Tokens the fake reported for a recorded request, in the ledger's terms ({input, output}).
+export function fakeUsage(rec) {
+  const u = rec?.response?.usage;
+  assert.ok(u, `the fake recorded no usage for its request (response: ${JSON.stringify(rec?.response)})`);
+  if ('prompt_tokens' in u) return { input: u.prompt_tokens, output: u.completion_tokens };
+  return { input: u.input_tokens + (u.cache_creation_input_tokens ?? 0) + (u.cache_read_input_tokens ?? 0), output: u.output_tokens };
+}
+
+// Waits for the ledger line of one request (by request_id) and checks there is exactly one.
+export async function ledgerLine(gw, requestId, timeoutMs = 5000) {
+  assert.ok(requestId, 'no request id to look up in the ledger');
+  const lines = await waitFor(
+    () => {
+      const m = gw.ledger().filter((l) => l.request_id === requestId);
+      return m.length ? m : null;
+    },
+    timeoutMs,
+    `ledger line with request_id ${requestId} in ${gw.ledgerPath}`,
+  );
+  const bad = gw.ledger().filter((l) => l.__unparseable);
+  assert.deepEqual(bad, [], 'every ledger line is JSON');
+  assert.equal(lines.length, 1, `exactly one ledger line for ${requestId}: ${JSON.stringify(lines)}`);
+  return lines[0];
+}
+
+export function assertCloseTo(actual, expected, tol, what) {
+  assert.equal(typeof actual, 'number', `${what}: expected a number, got ${JSON.stringify(actual)}`);
+  assert.ok(Math.abs(actual - expected) <= tol, `${what}: ${actual} is not within ${tol} of ${expected}`);
+}
+
+export function expectedCloudCost(model, input, output) {
+  const p = PRICES.find((x) => x.model === model);
+  return (input * p.input_per_mtok) / 1e6 + (output * p.output_per_mtok) / 1e6;
+}
+
+// Full check of one ledger record: {requestId, backend, reason (string or RegExp), stream,
+// status ('ok'), usage ({input, output}: the tokens the upstream reported)}.
+export function checkLedger(l, { requestId, backend, reason, stream, status = 'ok', usage }) {
+  const ctx = JSON.stringify(l);
+  assert.match(String(l.timestamp), ISO_UTC, `timestamp is ISO 8601 UTC: ${ctx}`);
+  assert.equal(l.request_id, requestId, 'request_id equals the request id header');
+  assert.equal(l.backend, backend, `backend: ${ctx}`);
+  assert.equal(l.source, BACKEND_SOURCE[backend], `source: ${ctx}`);
+  assert.equal(l.model, BACKEND_MODEL[backend], `model is the upstream model: ${ctx}`);
+  if (reason instanceof RegExp) assert.match(String(l.route_reason), reason, `route_reason: ${ctx}`);
+  else if (reason) assert.equal(l.route_reason, reason, `route_reason: ${ctx}`);
+  assert.equal(l.status, status, `status: ${ctx}`);
+  assert.equal(l.stream, stream, `stream: ${ctx}`);
+  assert.equal(typeof l.latency_ms, 'number', `latency_ms: ${ctx}`);
+  assert.equal(typeof l.input_tokens, 'number', `input_tokens: ${ctx}`);
+  assert.equal(typeof l.output_tokens, 'number', `output_tokens: ${ctx}`);
+  assert.equal(typeof l.cost_usd, 'number', `cost_usd: ${ctx}`);
+  if (usage) {
+    assert.equal(l.input_tokens, usage.input, `input_tokens equal the upstream's usage: ${ctx}`);
+    assert.equal(l.output_tokens, usage.output, `output_tokens equal the upstream's usage: ${ctx}`);
+  }
+  if (status === 'ok') {
+    if (l.source === 'cloud') assertCloseTo(l.cost_usd, expectedCloudCost(l.model, l.input_tokens, l.output_tokens), 6e-7, `cloud cost_usd ${ctx}`);
+    else assertCloseTo(l.cost_usd, (l.latency_ms / 3600000) * LOCAL_HOURLY_COST_USD, 6e-7, `local cost_usd ${ctx}`);
+  }
+  if (stream && status === 'ok') {
+    assert.equal(typeof l.ttft_ms, 'number', `ttft_ms on a stream: ${ctx}`);
+    assert.ok(l.ttft_ms >= 0 && l.ttft_ms <= l.latency_ms + 1, `0 <= ttft_ms <= latency_ms: ${ctx}`);
+  }
+}
+
+// Test-suite scaffolding shared by the SDK test files: starts the standard stack in before(),
+// resets the fakes before each test, reports a gateway crash on the test during which it
+// happened. Returns {get stack, get gw, ready(t), startError()} -- call inside describe().
+export function useStack({ before, after, beforeEach, afterEach }, opts = {}) {
+  const h = { stack: null, gw: null, startError: null };
+  let deathReported = false;
+  let tailShown = false;
+  before(async () => {
+    try {
+      h.stack = await startStack(opts);
+      h.gw = h.stack.gw;
+    } catch (e) {
+      h.startError = e;
+    }
+  });
+  after(async () => {
+    if (h.stack) await h.stack.close();
+  });
+  beforeEach(() => h.stack?.resetFakes());
+  afterEach(() => {
+    if (h.gw?.exitInfo && !deathReported) {
+      deathReported = true;
+      throw new Error(`the gateway exited during this test (code ${h.gw.exitInfo.code}, signal ${h.gw.exitInfo.signal})\n--- gateway output (tail) ---\n${h.gw.output().slice(-4000)}`);
+    }
+  });
+  // The first test to call it throws the start error; later ones skip when the gateway did not
+  // start, and throw when it has died.
+  let startReported = false;
+  h.ready = (t) => {
+    if (h.startError && !startReported) {
+      startReported = true;
+      throw h.startError;
+    }
+    if (!h.stack) {
+      t.skip('gateway did not start');
+      return false;
+    }
+    if (h.gw.exitInfo) {
+      const tail = tailShown ? '' : `\n--- gateway output (tail) ---\n${h.gw.output().slice(-4000)}`;
+      tailShown = true;
+      throw new Error(`gateway is not running: it exited (code ${h.gw.exitInfo.code}, signal ${h.gw.exitInfo.signal}) during an earlier test${tail}`);
+    }
+    return true;
+  };
+  return h;
 }
