@@ -221,6 +221,7 @@ hl_quant_act hl_quant_act_for(uint32_t type) {
     switch (type) {
     case HL_GGUF_Q8_0: case HL_GGUF_Q4_0: return HL_ACT_Q8;
     case HL_GGUF_Q4_K: case HL_GGUF_Q6_K: return HL_ACT_Q8K;
+    case HL_GGUF_F16: return HL_ACT_F16;
     default: return HL_ACT_F32;
     }
 }
@@ -229,6 +230,7 @@ size_t hl_quant_act_size(hl_quant_act act, int n) {
     switch (act) {
     case HL_ACT_Q8: return (size_t)(n / 32) * sizeof(hl_act_q8);
     case HL_ACT_Q8K: return (size_t)(n / 256) * sizeof(hl_act_q8k);
+    case HL_ACT_F16: return (size_t)n * sizeof(uint16_t);
     default: return (size_t)n * sizeof(float);
     }
 }
@@ -237,13 +239,13 @@ static void quantize_act_q8_scalar(const float *x, hl_act_q8 *b, int n) {
     for (int i = 0; i < n / 32; i++, x += 32) {
         float amax = 0;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
-        float d = amax / 127, id = d ? 1 / d : 0;
+        float id = amax != 0 ? 127.0f / amax : 0;
         int32_t sum = 0;
         for (int j = 0; j < 32; j++) {
             b[i].qs[j] = (int8_t)lrintf(x[j] * id);
             sum += b[i].qs[j];
         }
-        b[i].d = d;
+        b[i].d = hl_quant_f16_to_f32(hl_quant_f32_to_f16(amax / 127));
         b[i].sum = sum;
     }
 }
@@ -269,6 +271,11 @@ void hl_quant_act_quantize(hl_quant_act act, const float *x, void *dst, int n) {
     switch (act) {
     case HL_ACT_Q8: quantize_act_q8_scalar(x, dst, n); break;
     case HL_ACT_Q8K: quantize_act_q8k_scalar(x, dst, n); break;
+    case HL_ACT_F16: {
+        uint16_t *h = dst;
+        for (int i = 0; i < n; i++) h[i] = hl_quant_f32_to_f16(x[i]);
+        break;
+    }
     default: memcpy(dst, x, (size_t)n * sizeof(float)); break;
     }
 }
@@ -283,10 +290,9 @@ static float dot_f32(int n, const void *w, const void *act) {
 }
 
 static float dot_f16(int n, const void *w, const void *act) {
-    const uint16_t *a = w;
-    const float *x = act;
+    const uint16_t *a = w, *x = act;
     float s = 0;
-    for (int i = 0; i < n; i++) s += hl_quant_f16_to_f32(a[i]) * x[i];
+    for (int i = 0; i < n; i++) s += hl_quant_f16_to_f32(a[i]) * hl_quant_f16_to_f32(x[i]);
     return s;
 }
 
@@ -428,10 +434,41 @@ hl_quant_dot_fn hl_quant_dot_fn_for(uint32_t type) {
     return NULL;
 }
 
-void hl_quant_axpy(int n, float a, const float *x, float *y) {
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
+/* ---- vector helpers ----------------------------------------------------------------- */
+
+static float vdot_f16(int n, const uint16_t *x, const uint16_t *y) {
+    return dot_f16(n, x, y);
 }
 
-float hl_quant_dot_f32(int n, const float *x, const float *y) {
-    return dot_f32(n, x, y);
+static void vmad_f16(int n, uint16_t *y, const uint16_t *x, float v) {
+    for (int i = 0; i < n; i++)
+        y[i] = hl_quant_f32_to_f16(fmaf(hl_quant_f16_to_f32(x[i]), v, hl_quant_f16_to_f32(y[i])));
+}
+
+static void vscale_f16(int n, uint16_t *y, float v) {
+    for (int i = 0; i < n; i++) y[i] = hl_quant_f32_to_f16(hl_quant_f16_to_f32(y[i]) * v);
+}
+
+static void vto_f16(int n, const float *x, uint16_t *y) {
+    for (int i = 0; i < n; i++) y[i] = hl_quant_f32_to_f16(x[i]);
+}
+
+static void vfrom_f16(int n, const uint16_t *x, float *y) {
+    for (int i = 0; i < n; i++) y[i] = hl_quant_f16_to_f32(x[i]);
+}
+
+static const hl_quant_vec_ops vec_scalar = {vdot_f16, vmad_f16, vscale_f16, vto_f16, vfrom_f16};
+
+const hl_quant_vec_ops *hl_quant_vec(hl_quant_isa isa) {
+    if (!cpu_has(isa)) return NULL;
+    if (isa == HL_ISA_SCALAR) return &vec_scalar;
+    return hl_quant_x86_vec(isa);
+}
+
+const hl_quant_vec_ops *hl_quant_vec_best(void) {
+    for (int i = hl_quant_best_isa(); i > HL_ISA_SCALAR; i--) {
+        const hl_quant_vec_ops *v = hl_quant_vec((hl_quant_isa)i);
+        if (v) return v;
+    }
+    return &vec_scalar;
 }

@@ -58,7 +58,12 @@ typedef struct hl_block_q6_k {
 
 /* Activation blocks (ours, never in files). Q8: for 32-element weight blocks; sum is the sum
  * of qs, which the Q4_0 kernels need for the "- 8" offset. Q8K: for 256-element super-blocks;
- * bsums[i] sums qs[16i .. 16i+15], which the K-quant kernels need for mins and offsets. */
+ * bsums[i] sums qs[16i .. 16i+15], which the K-quant kernels need for mins and offsets.
+ *
+ * The roundings copy llama.cpp's on purpose (Q8's d is rounded to half precision, values to
+ * nearest-even of x * 127/amax; F16 weights see half-precision activations), because the
+ * reference outputs we are checked against were made with them: with the same roundings our
+ * logits agree with llama.cpp's to about 1e-6 instead of 1e-1 on the quantized models. */
 typedef struct hl_act_q8 {
     float d;
     int32_t sum;
@@ -72,9 +77,11 @@ typedef struct hl_act_q8k {
 } hl_act_q8k;
 
 typedef enum hl_quant_act {
-    HL_ACT_F32,  /* plain floats */
-    HL_ACT_Q8,   /* hl_act_q8 blocks */
-    HL_ACT_Q8K,  /* hl_act_q8k blocks */
+    HL_ACT_F32,  /* plain floats (F32 and BF16 weights) */
+    HL_ACT_Q8,   /* hl_act_q8 blocks (Q8_0, Q4_0) */
+    HL_ACT_Q8K,  /* hl_act_q8k blocks (Q4_K, Q6_K) */
+    HL_ACT_F16,  /* half floats (F16 weights) */
+    HL_ACT_COUNT
 } hl_quant_act;
 
 /* Instruction-set levels with kernels. */
@@ -126,9 +133,20 @@ hl_quant_dot_fn hl_quant_dot_fn_for(uint32_t type);
 hl_quant_isa hl_quant_best_isa(void);
 const char *hl_quant_isa_name(hl_quant_isa isa);
 
-/* Element-wise helpers used by the model, with SIMD versions chosen like the kernels:
- * y[i] += a * x[i]. */
-void hl_quant_axpy(int n, float a, const float *x, float *y);
-float hl_quant_dot_f32(int n, const float *x, const float *y);
+/* Vector helpers for attention over the half-precision KV cache, with SIMD versions chosen
+ * like the kernels. */
+typedef struct hl_quant_vec_ops {
+    /* sum x[i]*y[i] over halves, accumulated in float */
+    float (*dot_f16)(int n, const uint16_t *x, const uint16_t *y);
+    /* y[i] = half(y[i] + x[i]*v) */
+    void (*mad_f16)(int n, uint16_t *y, const uint16_t *x, float v);
+    /* y[i] = half(y[i]*v) */
+    void (*scale_f16)(int n, uint16_t *y, float v);
+    void (*to_f16)(int n, const float *x, uint16_t *y);
+    void (*from_f16)(int n, const uint16_t *x, float *y);
+} hl_quant_vec_ops;
+
+const hl_quant_vec_ops *hl_quant_vec(hl_quant_isa isa); /* NULL if isa unavailable */
+const hl_quant_vec_ops *hl_quant_vec_best(void);
 
 #endif

@@ -31,3 +31,8 @@ hl_quant_dot_fn hl_quant_x86_kernel_avx512(uint32_t type) {
     (void)type;
     return NULL;
 }
+
+const hl_quant_vec_ops *hl_quant_x86_vec(hl_quant_isa isa) {
+    (void)isa;
+    return NULL;
+}

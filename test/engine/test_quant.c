@@ -216,6 +216,9 @@ static void act_to_f32(hl_quant_act act, const void *a, float *x, int n) {
     } else if (act == HL_ACT_Q8K) {
         const hl_act_q8k *b = a;
         for (int i = 0; i < n; i++) x[i] = b[i / 256].d * b[i / 256].qs[i % 256];
+    } else if (act == HL_ACT_F16) {
+        const uint16_t *h = a;
+        for (int i = 0; i < n; i++) x[i] = hl_quant_f16_to_f32(h[i]);
     } else {
         memcpy(x, a, (size_t)n * 4);
     }

@@ -1,0 +1,99 @@
+/* hl_model: the llama-architecture transformer (Llama 2/3, Mistral, TinyLlama, the stories
+ * models) over a GGUF file, in the spirit of llama2.c's run.c.
+ *
+ * Hyper-parameters come from the file's "<arch>.*" metadata with llama.cpp's defaults (RoPE
+ * base 10000, KV heads = heads, RoPE dimensions = head size, rms epsilon 1e-5). Weights are
+ * used in place in the mmap, whatever their type (hl_quant); nothing quantized is copied.
+ * Every activation buffer and the KV cache are allocated once in hl_model_load(), sized for
+ * n_ctx positions and batches of up to max_batch tokens, so hl_model_forward() never
+ * allocates.
+ *
+ * RoPE is llama.cpp's "normal" style for this architecture: within each head, dimensions
+ * (2i, 2i+1) are rotated by pos * base^(-2i/rope_dim). (GGUF converters permute Q and K of
+ * Hugging Face checkpoints so that this style is right for them.)
+ *
+ * Threads: forward() splits each matmul's rows over the model's thread pool. One model
+ * serves one sequence at a time; calls must not overlap.
+ *
+ * Ownership: hl_model_load() opens and owns the GGUF; hl_model_free() releases everything.
+ * hl_model_gguf() borrows it (for the tokenizer, which reads its own metadata). */
+#ifndef HL_MODEL_H
+#define HL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "hl_err.h"
+#include "hl_gguf.h"
+#include "hl_quant.h"
+
+typedef struct hl_model_params {
+    uint32_t n_ctx;     /* positions in the KV cache; 0: the trained length, capped at 4096 */
+    uint32_t max_batch; /* tokens per forward() call; 0: 64 */
+    int n_threads;      /* matmul threads including the caller; 0: 1 */
+} hl_model_params;
+
+typedef struct hl_model_hparams {
+    uint32_t n_ctx_train; /* <arch>.context_length */
+    uint32_t dim;         /* embedding_length */
+    uint32_t n_layers;    /* block_count */
+    uint32_t n_heads;     /* attention.head_count */
+    uint32_t n_kv_heads;  /* attention.head_count_kv (GQA); default n_heads */
+    uint32_t head_dim;    /* attention.key_length; default dim / n_heads */
+    uint32_t ffn;         /* feed_forward_length */
+    uint32_t vocab;       /* rows of token_embd */
+    uint32_t rope_dim;    /* rope.dimension_count; default head_dim */
+    float rope_base;      /* rope.freq_base; default 10000 */
+    float rope_scale;     /* position multiplier: 1 / rope.scaling.factor for "linear" */
+    float norm_eps;       /* attention.layer_norm_rms_epsilon; default 1e-5 */
+} hl_model_hparams;
+
+/* A weight matrix in place in the file: rows x cols, row-major, each row row_bytes long. */
+typedef struct hl_model_mat {
+    const void *data;    /* borrows the mmap */
+    hl_gguf_type type;
+    uint32_t rows, cols;
+    size_t row_bytes;
+    hl_quant_dot_fn dot; /* kernel for this type on this CPU */
+    hl_quant_act act;    /* activation format dot wants */
+} hl_model_mat;
+
+typedef struct hl_model_layer {
+    const float *attn_norm; /* [dim] */
+    hl_model_mat wq;        /* [n_heads * head_dim rows, dim cols] */
+    hl_model_mat wk;        /* [n_kv_heads * head_dim, dim] */
+    hl_model_mat wv;        /* [n_kv_heads * head_dim, dim] */
+    hl_model_mat wo;        /* [dim, n_heads * head_dim] */
+    const float *ffn_norm;  /* [dim] */
+    hl_model_mat w_gate;    /* [ffn, dim] */
+    hl_model_mat w_up;      /* [ffn, dim] */
+    hl_model_mat w_down;    /* [dim, ffn] */
+} hl_model_layer;
+
+typedef struct hl_model hl_model;
+
+/* Opens path and builds the model. On failure *out is NULL and err (HL_GGUF_ERR_MAX bytes is
+ * enough; may be NULL) says why: a parse error in the file, a missing or misshapen tensor, an
+ * unsupported architecture or type. */
+hl_err hl_model_load(hl_model **out, const char *path, const hl_model_params *params,
+                     char *err, size_t err_size);
+/* The same over an already opened file; takes ownership of g (also on failure). */
+hl_err hl_model_load_gguf(hl_model **out, hl_gguf *g, const hl_model_params *params,
+                          char *err, size_t err_size);
+void hl_model_free(hl_model *m);
+
+const hl_model_hparams *hl_model_hp(const hl_model *m);
+const hl_gguf *hl_model_gguf(const hl_model *m);
+uint32_t hl_model_n_ctx(const hl_model *m);
+uint32_t hl_model_max_batch(const hl_model *m);
+/* Bytes of weights read per token (every matrix once), for bandwidth estimates. */
+uint64_t hl_model_weight_bytes(const hl_model *m);
+
+/* Runs n tokens (1..max_batch) at positions pos .. pos+n-1, writing their keys and values
+ * into the cache, and leaves the logits of the last one in hl_model_logits(). Positions past
+ * pos+n-1 in the cache are ignored, so rewinding (pos smaller than before) just overwrites.
+ * HL_ERR_LIMIT when pos + n > n_ctx; HL_ERR_INVAL for a token id outside the vocabulary. */
+hl_err hl_model_forward(hl_model *m, const int32_t *tokens, int n, uint32_t pos);
+/* The last forward()'s logits: vocab floats, borrowed until the next forward(). */
+const float *hl_model_logits(const hl_model *m);
+
+#endif

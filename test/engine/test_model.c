@@ -1,0 +1,222 @@
+/* Tests for hl_model against llama.cpp's reference outputs in ../shared/models/reference/
+ * (prompt "Once upon a time", made with llama.cpp v0.4.0; see that README): first-step
+ * logits within a per-file tolerance and the 32 greedy ids.
+ *
+ * Tolerances. F32 and F16 weights: 1e-3 (the issue's figure; we measure about 1e-5, since we
+ * reproduce llama.cpp's roundings: half-precision KV cache and attention accumulation,
+ * half-precision activations for F16 weights). Quantized files: the README's "how much
+ * quantization moves the step-1 logits" maximum for that type (Q8_0 0.215, Q4_0 2.67, Q6_K
+ * 0.37, Q4_K_M 1.65). The reasoning: two engines running the same quantized weights may
+ * legitimately differ in how they round activations, and that difference is of the order
+ * of the weight-quantization error itself, never larger; an engine that misreads a block
+ * layout is off by whole logits (several units), far outside. We measure much less than
+ * these ceilings: about 1e-6 on Q4_0, Q6_K and Q4_K_M, where our activation rounding copies
+ * llama.cpp's, and 0.18 on Q8_0 (see the report printed by the test).
+ *
+ * Greedy ids: compared while the top-2 gap of every step so far exceeds tie_gap: past a
+ * near-tie two correct engines may part ways, and from then on the sequences are not
+ * comparable. tie_gap is 1e-3 for F32/F16 and the README's rms quantization error for the
+ * quantized files (Q8_0 0.055, Q4_0 0.98, Q6_K 0.12, Q4_K_M 0.50): llama.cpp decodes single
+ * tokens with different kernels from the ones it runs the prompt with, and on the
+ * random-weight synth models its decode-time logits drift from ours by a few hundredths
+ * within 20 steps (we measured a 0.036 disagreement at step 24 of the Q6_K file). */
+#include <math.h>
+#include <string.h>
+
+#include "hl_model.h"
+#include "hl_test.h"
+#include "test_models_dir.h"
+
+typedef struct ref {
+    int32_t prompt[16];
+    int n_prompt;
+    int32_t gen[64];
+    int n_gen;
+    float *logits; /* [n_vocab] */
+    int n_vocab;
+} ref;
+
+static int read_ids(const char *line, const char *tag, int32_t *out, int max) {
+    size_t tl = strlen(tag);
+    if (strncmp(line, tag, tl) != 0) return -1;
+    int n = 0;
+    const char *p = line + tl;
+    char *end;
+    for (;;) {
+        long v = strtol(p, &end, 10);
+        if (end == p || n >= max) break;
+        out[n++] = (int32_t)v;
+        p = end;
+    }
+    return n;
+}
+
+static int load_ref(ref *r, const char *name) {
+    char path[4096], rel[512], line[8192];
+    memset(r, 0, sizeof *r);
+    snprintf(rel, sizeof rel, "reference/%s.greedy.txt", name);
+    if (!hl_test_model_path(path, sizeof path, rel)) return 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f)) {
+        int k;
+        if ((k = read_ids(line, "prompt_ids ", r->prompt, 16)) >= 0) r->n_prompt = k;
+        if ((k = read_ids(line, "gen_ids ", r->gen, 64)) >= 0) r->n_gen = k;
+        if (strncmp(line, "n_vocab ", 8) == 0) r->n_vocab = atoi(line + 8);
+    }
+    fclose(f);
+    snprintf(rel, sizeof rel, "reference/%s.step1_logits.tsv", name);
+    if (!hl_test_model_path(path, sizeof path, rel) || r->n_vocab <= 0) return 0;
+    r->logits = calloc((size_t)r->n_vocab, sizeof *r->logits);
+    f = fopen(path, "r");
+    int id;
+    float v;
+    while (f && fscanf(f, "%d\t%f", &id, &v) == 2)
+        if (id >= 0 && id < r->n_vocab) r->logits[id] = v;
+    if (f) fclose(f);
+    return 1;
+}
+
+static int argmax(const float *x, int n, float *gap) {
+    int best = 0, second = -1;
+    for (int i = 1; i < n; i++) {
+        if (x[i] > x[best]) {
+            second = best;
+            best = i;
+        } else if (second < 0 || x[i] > x[second]) {
+            second = i;
+        }
+    }
+    if (gap) *gap = second >= 0 ? x[best] - x[second] : INFINITY;
+    return best;
+}
+
+/* Loads model rel, checks its step-1 logits against the reference within tol, and its
+ * greedy continuation: ids must equal the reference's for as long as every step so far had
+ * a top-2 gap larger than 2*tol (past a near-tie two correct engines may part ways). */
+static void check_model(const char *rel, const char *refname, double tol, double tie_gap,
+                        int n_threads) {
+    char path[4096];
+    ref r;
+    if (!hl_test_model_path(path, sizeof path, rel) || !load_ref(&r, refname)) return;
+    hl_model *m;
+    char err[HL_GGUF_ERR_MAX];
+    hl_model_params p = {.n_ctx = 64, .n_threads = n_threads};
+    hl_err e = hl_model_load(&m, path, &p, err, sizeof err);
+    if (e) HL_FAIL_("load %s: %s", rel, err);
+    HL_REQUIRE(e == HL_OK);
+    HL_REQUIRE((int)hl_model_hp(m)->vocab == r.n_vocab);
+    HL_REQUIRE(hl_model_forward(m, r.prompt, r.n_prompt, 0) == HL_OK);
+    const float *lg = hl_model_logits(m);
+    double maxerr = 0;
+    int worst = 0;
+    for (int i = 0; i < r.n_vocab; i++)
+        if (fabs(lg[i] - r.logits[i]) > maxerr) {
+            maxerr = fabs(lg[i] - r.logits[i]);
+            worst = i;
+        }
+    float rgap;
+    int ref_top = argmax(r.logits, r.n_vocab, &rgap);
+    printf("  %s: step-1 max |logit - ref| = %.3g (token %d), tol %g; ref top-2 gap %.3g\n",
+           rel, maxerr, worst, tol, rgap);
+    HL_CHECK(maxerr <= tol);
+    int pos = r.n_prompt, matched = 0, checked = 0;
+    bool tie = false;
+    for (int i = 0; i < r.n_gen; i++) {
+        float gap;
+        int tok = argmax(hl_model_logits(m), r.n_vocab, &gap);
+        if (i == 0 && rgap > tie_gap) HL_CHECK_INT_EQ(tok, ref_top);
+        if (gap <= tie_gap) tie = true;
+        if (!tie) {
+            checked++;
+            if (tok != r.gen[i]) HL_FAIL_("%s: greedy id %d: %d, reference %d (our top-2 gap %.3g, our logit of the reference id %.6g vs %.6g)", rel, i, tok, r.gen[i], gap, hl_model_logits(m)[r.gen[i]], hl_model_logits(m)[tok]);
+        }
+        if (tok == r.gen[i]) matched++;
+        HL_REQUIRE(hl_model_forward(m, &tok, 1, (uint32_t)pos++) == HL_OK);
+    }
+    printf("  %s: %d/%d greedy ids equal the reference (%d before any near-tie)\n", rel,
+           matched, r.n_gen, checked);
+    hl_model_free(m);
+    free(r.logits);
+}
+
+HL_TEST(stories260k_f32) {
+    char path[4096];
+    ref r;
+    if (!hl_test_model_path(path, sizeof path, "stories260K.gguf") || !load_ref(&r, "stories260K"))
+        return;
+    static const int32_t want_prompt[] = {1, 403, 407, 261, 378};
+    HL_REQUIRE(r.n_prompt == 5 && memcmp(r.prompt, want_prompt, sizeof want_prompt) == 0);
+    free(r.logits);
+    check_model("stories260K.gguf", "stories260K", 1e-3, 1e-3, 1);
+}
+
+HL_TEST(stories260k_f32_two_threads) {
+    check_model("stories260K.gguf", "stories260K", 1e-3, 1e-3, 2);
+}
+
+HL_TEST(stories260k_q8_0) {
+    check_model("derived/stories260K-Q8_0.gguf", "stories260K-Q8_0", 0.215, 0.055, 1);
+}
+
+HL_TEST(stories260k_q4_0) {
+    check_model("derived/stories260K-Q4_0.gguf", "stories260K-Q4_0", 2.67, 0.98, 1);
+}
+
+HL_TEST(synth_f32) {
+    check_model("derived/synth-tiny256-f32.gguf", "synth-tiny256-f32", 1e-3, 1e-3, 1);
+}
+
+HL_TEST(synth_q6_k) {
+    check_model("derived/synth-tiny256-Q6_K.gguf", "synth-tiny256-Q6_K", 0.37, 0.12, 1);
+}
+
+HL_TEST(synth_q4_k_m) {
+    check_model("derived/synth-tiny256-Q4_K_M.gguf", "synth-tiny256-Q4_K_M", 1.65, 0.50, 1);
+}
+
+HL_TEST(llama2_tiny_random_f16) {
+    check_model("llama-2-tiny-random.gguf", "llama-2-tiny-random", 1e-3, 1e-3, 1);
+}
+
+/* Feeding the prompt one token at a time gives the batch's logits: the batch path and the
+ * decode path are the same computation. */
+HL_TEST(batch_equals_one_by_one) {
+    char path[4096];
+    if (!hl_test_model_path(path, sizeof path, "derived/synth-tiny256-Q4_K_M.gguf")) return;
+    hl_model *a, *b;
+    hl_model_params p = {.n_ctx = 32, .max_batch = 8};
+    HL_REQUIRE(hl_model_load(&a, path, &p, NULL, 0) == HL_OK);
+    HL_REQUIRE(hl_model_load(&b, path, &p, NULL, 0) == HL_OK);
+    static const int32_t toks[] = {1, 403, 407, 261, 378, 300, 12, 499};
+    HL_REQUIRE(hl_model_forward(a, toks, 8, 0) == HL_OK);
+    for (int i = 0; i < 8; i++) HL_REQUIRE(hl_model_forward(b, toks + i, 1, (uint32_t)i) == HL_OK);
+    double mx = 0;
+    for (uint32_t i = 0; i < hl_model_hp(a)->vocab; i++)
+        mx = fmax(mx, fabs(hl_model_logits(a)[i] - hl_model_logits(b)[i]));
+    HL_CHECK(mx < 1e-5);
+    /* Limits: past the context, a batch too large, a token outside the vocabulary. */
+    HL_CHECK_INT_EQ(hl_model_forward(a, toks, 1, 32), HL_ERR_LIMIT);
+    HL_CHECK_INT_EQ(hl_model_forward(a, toks, 8, 30), HL_ERR_LIMIT);
+    HL_CHECK_INT_EQ(hl_model_forward(a, toks, 9, 0), HL_ERR_INVAL);
+    int32_t bad = 512;
+    HL_CHECK_INT_EQ(hl_model_forward(a, &bad, 1, 0), HL_ERR_INVAL);
+    hl_model_free(a);
+    hl_model_free(b);
+}
+
+HL_TEST(load_errors) {
+    hl_model *m = NULL;
+    char err[HL_GGUF_ERR_MAX] = "";
+    HL_CHECK_INT_EQ(hl_model_load(&m, "/nonexistent.gguf", NULL, err, sizeof err), HL_ERR_NOTFOUND);
+    HL_CHECK(m == NULL && strstr(err, "/nonexistent.gguf"));
+    char path[4096];
+    if (!hl_test_model_path(path, sizeof path, "vocab/ggml-vocab-llama-spm.gguf")) return;
+    /* A tokenizer-only file has no weights. */
+    HL_CHECK(hl_model_load(&m, path, NULL, err, sizeof err) != HL_OK);
+    HL_CHECK(m == NULL);
+    HL_CHECK(err[0] != 0);
+    printf("  %s\n", err);
+}
+
+HL_TEST_MAIN()
