@@ -14,7 +14,10 @@
 // message roles must be "user" or "assistant" (system goes in the top-level `system`).
 //
 // Reply: "echo: " + text of the last user message, cut to max_tokens words (stop_reason
-// "max_tokens"). Usage: input_tokens = words of system + words of all messages + 3 per message;
+// "max_tokens"). Tools: when `tools` is set and the last user message says "call a tool", the
+// reply is a tool_use of the first tool with input {"text": <that message>} (stop_reason
+// "tool_use"); a last user turn with tool_result blocks gets "echo: " + its text (tool results
+// included) and no tool call. Usage: input_tokens = words of system + words of all messages + 3 per message;
 // output_tokens = words of the reply. See common.mjs for the control keys.
 
 import { pathToFileURL } from 'node:url';
@@ -164,7 +167,11 @@ async function handleMessages(req, res, rec, body, ctl, reqId, opts) {
   const id = randomId('msg_01', 22);
   const model = body.model;
   const userText = lastUserText(body.messages);
-  const wantTool = Array.isArray(body.tools) && body.tools.length > 0 && /call a tool/i.test(userText) && body.tool_choice?.type !== 'none';
+  // A user turn carrying tool_result blocks answers a tool call: reply (with "echo: " + the
+  // turn's text, tool results included) instead of calling a tool again.
+  const lastMsg = body.messages[body.messages.length - 1];
+  const afterTool = lastMsg?.role === 'user' && Array.isArray(lastMsg.content) && lastMsg.content.some((b) => b?.type === 'tool_result');
+  const wantTool = !afterTool && Array.isArray(body.tools) && body.tools.length > 0 && /call a tool/i.test(userText) && body.tool_choice?.type !== 'none';
   const input_tokens = inputTokens(body);
 
   let pieces = [];
@@ -174,6 +181,8 @@ async function handleMessages(req, res, rec, body, ctl, reqId, opts) {
   if (wantTool) {
     toolUse = { type: 'tool_use', id: randomId('toolu_01', 22), name: body.tools[0]?.name ?? 'tool', input: { text: userText } };
     stop_reason = 'tool_use';
+    // control tool_text: a text block before the tool_use block
+    if (ctl.tool_text) pieces = tokenize(ctl.tool_text);
   } else {
     let full = ctl.reply ?? `echo: ${userText}`;
     if (Array.isArray(body.stop_sequences)) {
@@ -199,7 +208,7 @@ async function handleMessages(req, res, rec, body, ctl, reqId, opts) {
   }
   const text = pieces.join('');
   const toolJson = toolUse ? JSON.stringify(toolUse.input) : '';
-  const output_tokens = toolUse ? countWords(toolJson) : pieces.length;
+  const output_tokens = toolUse ? countWords(toolJson) + pieces.length : pieces.length;
   const usage = {
     input_tokens,
     cache_creation_input_tokens: 0,
@@ -207,9 +216,9 @@ async function handleMessages(req, res, rec, body, ctl, reqId, opts) {
     output_tokens,
     service_tier: 'standard',
   };
-  rec.response = { status: 200, usage, text, stop_reason, id, stream: !!body.stream };
+  rec.response = { status: 200, usage, text, stop_reason, id, stream: !!body.stream, ...(toolUse ? { tool_use: toolUse } : {}) };
   const headers = { 'request-id': reqId, 'anthropic-organization-id': 'org-fake' };
-  const content = toolUse ? [toolUse] : [{ type: 'text', text }];
+  const content = toolUse ? [...(text ? [{ type: 'text', text }] : []), toolUse] : [{ type: 'text', text }];
 
   if (!body.stream) {
     return sendJSON(res, 200, {
@@ -241,19 +250,27 @@ async function handleMessages(req, res, rec, body, ctl, reqId, opts) {
     },
   }));
   if (toolUse) {
-    frames.push(ev({ type: 'content_block_start', index: 0, content_block: { type: 'tool_use', id: toolUse.id, name: toolUse.name, input: {} } }));
+    let bi = 0;
+    if (pieces.length) {
+      frames.push(ev({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }));
+      for (const p of pieces) frames.push(ev({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: p } }));
+      frames.push(ev({ type: 'content_block_stop', index: 0 }));
+      bi = 1;
+    }
+    frames.push(ev({ type: 'content_block_start', index: bi, content_block: { type: 'tool_use', id: toolUse.id, name: toolUse.name, input: {} } }));
     frames.push(ev({ type: 'ping' }));
     for (const part of toolJson.match(/.{1,8}/gs) ?? []) {
-      frames.push(ev({ type: 'content_block_delta', index: 0, delta: { type: 'input_json_delta', partial_json: part } }));
+      frames.push(ev({ type: 'content_block_delta', index: bi, delta: { type: 'input_json_delta', partial_json: part } }));
     }
+    frames.push(ev({ type: 'content_block_stop', index: bi }));
   } else {
     frames.push(ev({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }));
     frames.push(ev({ type: 'ping' }));
     for (const p of pieces) {
       frames.push(ev({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: p } }));
     }
+    frames.push(ev({ type: 'content_block_stop', index: 0 }));
   }
-  frames.push(ev({ type: 'content_block_stop', index: 0 }));
   const deltaUsage = ctl.delta_usage_full
     ? { input_tokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens }
     : { output_tokens };

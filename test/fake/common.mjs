@@ -17,6 +17,8 @@
 //   disconnect_after_chunks  destroy the socket after writing N stream chunks
 //   error_after_chunks   send the provider's in-stream error event after N chunks, then end
 //   reply                fixed reply text instead of "echo: <last user text>"
+//   tool_text            when the reply is a tool call: text said before it (OpenAI: content
+//                        along with tool_calls; Anthropic: a text block before the tool_use)
 //   stream_usage         (OpenAI only) "requested" (default, like vLLM/OpenAI: usage chunk only
 //                        with stream_options.include_usage), "always" (like llama.cpp), "never"
 //                        (like some Ollama versions)

@@ -11,7 +11,10 @@
 // models get 404 model_not_found and GET /v1/models lists these; default: any model accepted).
 //
 // Reply: "echo: " + text of the last user message, cut to max_completion_tokens/max_tokens
-// words (finish_reason "length"). Usage: prompt_tokens = words of all messages + 3 per message;
+// words (finish_reason "length"). Tools: when `tools` is set and the last user message says
+// "call a tool", the reply is a call of the first tool with arguments {"text": <that message>}
+// (finish_reason "tool_calls"); when the last message is a tool result (role "tool"), the reply
+// is "echo: " + the result's text and no tool is called. Usage: prompt_tokens = words of all messages + 3 per message;
 // completion_tokens = words of the reply. See common.mjs for the control keys.
 
 import { pathToFileURL } from 'node:url';
@@ -133,7 +136,11 @@ async function handleChat(req, res, rec, body, ctl, reqId, opts) {
   const created = Math.floor(Date.now() / 1000);
   const model = body.model;
   const userText = lastUserText(body.messages);
-  const wantTool = Array.isArray(body.tools) && body.tools.length > 0 && /call a tool/i.test(userText) && body.tool_choice !== 'none';
+  // After a tool result (the last message has role "tool"), answer instead of calling again:
+  // "echo: <the tool's result>", so that tool loops (runTools) end.
+  const lastMsg = body.messages[body.messages.length - 1];
+  const afterTool = lastMsg?.role === 'tool';
+  const wantTool = !afterTool && Array.isArray(body.tools) && body.tools.length > 0 && /call a tool/i.test(userText) && body.tool_choice !== 'none';
   const prompt_tokens = promptTokens(body.messages);
   const maxTok = body.max_completion_tokens ?? body.max_tokens ?? Infinity;
   const wantLogprobs = body.logprobs === true;
@@ -146,8 +153,10 @@ async function handleChat(req, res, rec, body, ctl, reqId, opts) {
     const fn = body.tools[0]?.function?.name ?? 'tool';
     toolCall = { id: randomId('call_', 24), type: 'function', function: { name: fn, arguments: JSON.stringify({ text: userText }) } };
     finish_reason = 'tool_calls';
+    // control tool_text: content sent along with the tool call (before it, when streamed)
+    if (ctl.tool_text) pieces = tokenize(ctl.tool_text);
   } else {
-    let full = ctl.reply ?? `echo: ${userText}`;
+    let full = ctl.reply ?? `echo: ${afterTool ? contentText(lastMsg.content) : userText}`;
     const stops = typeof body.stop === 'string' ? [body.stop] : Array.isArray(body.stop) ? body.stop : [];
     let at = -1;
     for (const s of stops) {
@@ -160,7 +169,7 @@ async function handleChat(req, res, rec, body, ctl, reqId, opts) {
     if (all.length > maxTok) finish_reason = 'length';
   }
   const text = pieces.join('');
-  const completion_tokens = toolCall ? countWords(toolCall.function.arguments) : pieces.length;
+  const completion_tokens = toolCall ? countWords(toolCall.function.arguments) + pieces.length : pieces.length;
   const usage = {
     prompt_tokens,
     completion_tokens,
@@ -168,11 +177,11 @@ async function handleChat(req, res, rec, body, ctl, reqId, opts) {
     prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
     completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
   };
-  rec.response = { status: 200, usage, text, finish_reason, id, stream: !!body.stream };
+  rec.response = { status: 200, usage, text, finish_reason, id, stream: !!body.stream, ...(toolCall ? { tool_call: toolCall } : {}) };
   const headers = { 'x-request-id': reqId, 'openai-processing-ms': '1' };
 
   if (!body.stream) {
-    const message = { role: 'assistant', content: toolCall ? null : text, refusal: null, annotations: [] };
+    const message = { role: 'assistant', content: toolCall && !text ? null : text, refusal: null, annotations: [] };
     if (toolCall) message.tool_calls = [toolCall];
     const choice = {
       index: 0,
@@ -202,7 +211,14 @@ async function handleChat(req, res, rec, body, ctl, reqId, opts) {
     `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, service_tier: 'default', system_fingerprint: 'fp_fake', choices, ...usageField, ...extra })}\n\n`;
   const errorFrame = () => `data: ${JSON.stringify(openaiError(500, { message: ctl.message ?? 'The server had an error while processing your request.' }))}\n\n`;
   const frames = [];
-  if (toolCall) {
+  if (toolCall && pieces.length) {
+    frames.push(frame([{ index: 0, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }]));
+    for (const p of pieces) frames.push(frame([{ index: 0, delta: { content: p }, logprobs: null, finish_reason: null }]));
+    frames.push(frame([{ index: 0, delta: { tool_calls: [{ index: 0, id: toolCall.id, type: 'function', function: { name: toolCall.function.name, arguments: '' } }] }, logprobs: null, finish_reason: null }]));
+    for (const part of toolCall.function.arguments.match(/.{1,8}/gs) ?? []) {
+      frames.push(frame([{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: part } }] }, logprobs: null, finish_reason: null }]));
+    }
+  } else if (toolCall) {
     frames.push(frame([{ index: 0, delta: { role: 'assistant', content: null, tool_calls: [{ index: 0, id: toolCall.id, type: 'function', function: { name: toolCall.function.name, arguments: '' } }] }, logprobs: null, finish_reason: null }]));
     for (const part of toolCall.function.arguments.match(/.{1,8}/gs) ?? []) {
       frames.push(frame([{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: part } }] }, logprobs: null, finish_reason: null }]));
