@@ -881,9 +881,26 @@ static hl_err h_task_type(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, vo
     return get_str_list(c, v, true, "task type", check_token, &r->task_types, &r->n_task_types);
 }
 
+static hl_err h_when_model(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    hl_route_rule *r = obj;
+    (void)k;
+    return get_str_list(c, v, true, "model alias", check_token, &r->models, &r->n_models);
+}
+
+static hl_err h_tenant(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    hl_route_rule *r = obj;
+    (void)k;
+    return get_str_list(c, v, true, "tenant", check_token, &r->tenants, &r->n_tenants);
+}
+
 static const cfg_key when_keys[] = {
     {"sensitive", h_sensitive, 0, 0, 0, 0},
     {"task_type", h_task_type, 0, 0, 0, 0},
+    {"model", h_when_model, 0, 0, 0, 0},
+    {"tenant", h_tenant, 0, 0, 0, 0},
+    {"min_prompt_tokens", h_long, offsetof(hl_route_rule, min_prompt_tokens), 1, 100000000, 0},
+    {"max_prompt_tokens", h_long, offsetof(hl_route_rule, max_prompt_tokens), 1, 100000000, 0},
+    {"latency_budget_below_ms", h_long, offsetof(hl_route_rule, latency_budget_below_ms), 1, CFG_MAX_MS, 0},
 };
 
 static hl_err h_when(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
@@ -897,10 +914,97 @@ static hl_err h_to(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj
     return get_str_list(c, v, true, "backend name", check_backend_ref, &r->to, &r->n_to);
 }
 
+static hl_err h_split_to(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    hl_split *sp = obj;
+    const char *s;
+    (void)k;
+    hl_err err = get_text(c, v, "a backend name", &s);
+    if (!err && !(sp->to = strdup(s))) err = oom(c, line_of(v));
+    if (!err) err = check_backend_ref(c, v, sp->to);
+    return err;
+}
+
+static hl_err h_split_weight(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    long long x;
+    hl_err err = get_ll(c, v, k, &x);
+    if (!err) ((hl_split *)obj)->weight = (unsigned)x;
+    return err;
+}
+
+static const cfg_key split_keys[] = {
+    {"to", h_split_to, 0, 0, 0, KEY_REQUIRED},
+    {"weight", h_split_weight, 0, 1, 1000000, KEY_REQUIRED},
+};
+
+static hl_err h_split(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    hl_route_rule *r = obj;
+    size_t n;
+    (void)k;
+    hl_err err = get_seq(c, v, "split", &n);
+    if (err) return err;
+    if (n < 2) return fail(c, line_of(v), "a split needs at least two entries ({to, weight})");
+    if (!(r->split = calloc(n, sizeof *r->split))) return oom(c, line_of(v));
+    r->n_split = n;
+    for (size_t i = 0; i < n; i++) {
+        const yaml_node_t *item;
+        size_t mark = path_push_index(c, i);
+        if ((err = visit(c, v->data.sequence.items.start[i], line_of(v), &item))) return err;
+        if ((err = map_walk(c, item, split_keys, ARRAY_LEN(split_keys), &r->split[i]))) return err;
+        path_pop(c, mark);
+    }
+    return HL_OK;
+}
+
+static hl_err h_sticky(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    static const char *const words[] = {[HL_STICKY_REQUEST] = "request", [HL_STICKY_TENANT] = "tenant"};
+    int i;
+    (void)k;
+    hl_err err = get_word(c, v, words, ARRAY_LEN(words), &i);
+    if (!err) ((hl_route_rule *)obj)->sticky = (hl_sticky)i;
+    return err;
+}
+
+static hl_err h_escalate_below(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    hl_err err = h_double(c, v, k, obj);
+    double x = ((hl_route_rule *)obj)->escalate_below;
+    if (!err && !(x > 0 && x <= 1)) return fail(c, line_of(v), "must be in (0, 1]");
+    return err;
+}
+
+static hl_err h_escalate_to(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    hl_route_rule *r = obj;
+    (void)k;
+    return get_str_list(c, v, true, "backend name", check_backend_ref, &r->escalate_to, &r->n_escalate_to);
+}
+
+static hl_err h_escalate_stream(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    static const char *const words[] = {"off", "buffer"};
+    int i;
+    (void)k;
+    hl_err err = get_word(c, v, words, ARRAY_LEN(words), &i);
+    if (!err) ((hl_route_rule *)obj)->escalate_streams = i == 1;
+    return err;
+}
+
+static const cfg_key escalate_keys[] = {
+    {"below", h_escalate_below, offsetof(hl_route_rule, escalate_below), 0, 0, KEY_REQUIRED},
+    {"to", h_escalate_to, 0, 0, 0, KEY_REQUIRED},
+    {"stream", h_escalate_stream, 0, 0, 0, 0},
+};
+
+static hl_err h_escalate(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    (void)k;
+    ((hl_route_rule *)obj)->escalate_streams = true;
+    return map_walk(c, v, escalate_keys, ARRAY_LEN(escalate_keys), obj);
+}
+
 static const cfg_key route_keys[] = {
     {"name", h_route_name, offsetof(hl_route_rule, name), 0, 0, KEY_REQUIRED},
     {"when", h_when, 0, 0, 0, 0},
-    {"to", h_to, 0, 0, 0, KEY_REQUIRED},
+    {"to", h_to, 0, 0, 0, 0},
+    {"split", h_split, 0, 0, 0, 0},
+    {"sticky", h_sticky, 0, 0, 0, 0},
+    {"escalate", h_escalate, 0, 0, 0, 0},
 };
 
 static hl_err h_routes(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
@@ -919,6 +1023,9 @@ static hl_err h_routes(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void 
         if ((err = visit(c, v->data.sequence.items.start[i], line_of(v), &item))) return err;
         r->line = line_of(item);
         if ((err = map_walk(c, item, route_keys, ARRAY_LEN(route_keys), r))) return err;
+        if (!r->n_to == !r->n_split)
+            return fail(c, r->line, "a route needs exactly one of `to` (a preference list) and "
+                                    "`split` (weighted backends)");
         path_pop(c, mark);
     }
     return HL_OK;
@@ -1099,6 +1206,11 @@ void hl_config_free(hl_config *cfg) {
         free(r->name);
         free_strv(r->task_types, r->n_task_types);
         free_strv(r->to, r->n_to);
+        free_strv(r->models, r->n_models);
+        free_strv(r->tenants, r->n_tenants);
+        free_strv(r->escalate_to, r->n_escalate_to);
+        for (size_t j = 0; j < r->n_split; j++) free(r->split[j].to);
+        free(r->split);
     }
     free(cfg->backends);
     free(cfg->prices);

@@ -68,13 +68,42 @@ typedef struct hl_price {
  * match anything). Rules are tried in order; the first match wins. */
 typedef enum hl_tristate { HL_ANY = 0, HL_YES, HL_NO } hl_tristate;
 
+typedef struct hl_split {
+    char *to;              /* backend name */
+    unsigned weight;       /* relative share, > 0 */
+} hl_split;
+
+typedef enum hl_sticky {
+    HL_STICKY_REQUEST = 0, /* each request draws anew (hash of its request id) */
+    HL_STICKY_TENANT,      /* a tenant (x-hybridllm-tenant, else the client's API key) always
+                              lands on the same side of the split */
+} hl_sticky;
+
 typedef struct hl_route_rule {
     char *name;            /* shown in x-hybridllm-route-reason and the ledger */
-    char **task_types;     /* when.task_type: list; NULL/0: any */
+    /* when: */
+    char **task_types;     /* when.task_type (declared, else inferred); NULL/0: any */
     size_t n_task_types;
-    hl_tristate sensitive; /* when.sensitive: the request is regulated or PII-bearing */
+    hl_tristate sensitive; /* when.sensitive: declared regulated/PII, or PII detected */
+    char **models;         /* when.model: aliases a client may send as `model` */
+    size_t n_models;
+    char **tenants;        /* when.tenant */
+    size_t n_tenants;
+    long min_prompt_tokens;/* when.min_prompt_tokens: estimated prompt size at least; 0: unset */
+    long max_prompt_tokens;/* when.max_prompt_tokens: at most; 0: unset */
+    long latency_budget_below_ms; /* when.latency_budget_below_ms: the request's latency budget
+                              (x-hybridllm-latency-budget-ms) is below this; 0: unset */
+    /* then: exactly one of `to` and `split` */
     char **to;             /* backend names in preference order: the first usable one wins */
     size_t n_to;
+    hl_split *split;       /* weighted split; the drawn backend first, the others as fallbacks */
+    size_t n_split;
+    hl_sticky sticky;
+    /* escalate: local first, cloud when the local answer's confidence is low */
+    double escalate_below; /* 0: no escalation; else threshold on confidence in (0, 1] */
+    char **escalate_to;
+    size_t n_escalate_to;
+    bool escalate_streams; /* escalate.stream: buffer (true, default) or off */
     int line;
 } hl_route_rule;
 

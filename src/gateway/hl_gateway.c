@@ -6,6 +6,7 @@
  * when the request fails before any upstream call. */
 #include "hl_gateway.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "hl_pricing.h"
 #include "hl_provider.h"
 #include "hl_router.h"
+#include "hl_task.h"
 #include "hl_upstream.h"
 
 #define MAX_UPSTREAM_BODY (64u << 20)
@@ -29,6 +31,7 @@ struct hl_gateway {
     hl_server_hooks hooks;
     long started;
     char *keys[MAX_CLIENT_KEYS]; /* client API keys; none: no auth */
+    char *key_names[MAX_CLIENT_KEYS]; /* "name" of a "name:key" entry, the tenant; or NULL */
     int n_keys;
 };
 
@@ -105,6 +108,18 @@ static bool header_truthy(const hl_http_req *req, const char *name) {
     if (!v) return false;
     return (v->n == 4 && !strncasecmp(v->p, "true", 4)) || (v->n == 1 && v->p[0] == '1') ||
            (v->n == 3 && !strncasecmp(v->p, "yes", 3));
+}
+
+/* A non-negative integer header, 0 when absent or malformed. */
+static long header_long(const hl_http_req *req, const char *name) {
+    const hl_slice *v = hl_http_header_get(req, name);
+    if (!v || v->n == 0 || v->n > 9) return 0;
+    long x = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->p[i] < '0' || v->p[i] > '9') return 0;
+        x = x * 10 + (v->p[i] - '0');
+    }
+    return x;
 }
 
 /* Constant-time comparison: time depends on the lengths only, never on where bytes differ. */
@@ -213,7 +228,8 @@ static double record_attempt(exchange *ex, const char *status, const hl_usage *u
     r.model = ex->model;
     r.route_reason = ex->route.reason;
     r.status = status;
-    r.task_type = ex->req.task_type;
+    r.task_type = ex->route.task_type;
+    r.task_inferred = !ex->req.task_type && ex->route.task_type;
     r.sensitive = ex->sensitive;
     r.stream = ex->req.stream;
     r.usage = *u;
@@ -349,6 +365,7 @@ static void finish_stream(exchange *ex, hl_err err, const char *errmsg) {
     bool ok = err == HL_OK && !ex->stream_error && (ex->got_done || ex->finish != HL_FINISH_NONE);
     char why[320];
     if (ok) {
+        if (ex->ttft_ms >= 0) hl_backend_record_latency(ex->backend, ex->ttft_ms);
         record_attempt(ex, "ok", &u, NULL);
         ex->ing->encode_end(&ex->enc, &u, &ex->out);
     } else {
@@ -530,6 +547,7 @@ static void up_done(void *ud, hl_err err, const char *errmsg) {
     ex->probe = false;
     ex->usage = resp.usage;
     ex->out_bytes = resp.text ? strlen(resp.text) : 0;
+    hl_backend_record_latency(ex->backend, now_ms() - ex->t0);
     hl_usage u = final_usage(ex);
     double cost = record_attempt(ex, "ok", &u, NULL);
     resp.usage = u;
@@ -649,8 +667,24 @@ static void start_attempt(exchange *ex) {
     }
 }
 
+/* The tenant a request belongs to: x-hybridllm-tenant when it is a sane token, else the name of
+ * the client key it used. NULL when neither. */
+static const char *request_tenant(const hl_http_req *req, const char *key_tenant, char *buf, size_t len) {
+    const hl_slice *v = hl_http_header_get(req, "x-hybridllm-tenant");
+    if (v && v->n > 0 && v->n < len) {
+        for (size_t i = 0; i < v->n; i++) {
+            char ch = v->p[i];
+            if (!(isalnum((unsigned char)ch) || ch == '-' || ch == '_' || ch == '.')) return key_tenant;
+        }
+        memcpy(buf, v->p, v->n);
+        buf[v->n] = '\0';
+        return buf;
+    }
+    return key_tenant;
+}
+
 static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_ingress *ing, const hl_http_req *hreq,
-                        const char *body, size_t len, const char *request_id) {
+                        const char *body, size_t len, const char *request_id, const char *key_tenant) {
     hl_gateway *gw = gwk->gw;
     exchange *ex = calloc(1, sizeof *ex);
     hl_api_error err = {0};
@@ -687,8 +721,20 @@ static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_ingress *ing, const
     if (header_truthy(hreq, "x-hybridllm-pii")) ex->req.pii = true;
     ex->sensitive = ex->req.regulated || ex->req.pii;
 
-    hl_route_input in = {ex->req.model, ex->req.task_type, ex->sensitive, now_ms()};
-    if (hl_router_route(gw->cfg, gw->bs, &in, &ex->route, &err) != HL_OK) {
+    char tenant[64];
+    hl_route_input in = {
+        .model = ex->req.model,
+        .task_type = ex->req.task_type,
+        .inferred_task = ex->req.task_type ? NULL : hl_task_infer(&ex->req),
+        .sensitive = ex->sensitive,
+        .tenant = request_tenant(hreq, key_tenant, tenant, sizeof tenant),
+        .sticky_key = ex->request_id,
+        .prompt_tokens = hl_tokens_estimate(ex->req.text_bytes),
+        .max_tokens = ex->req.max_tokens,
+        .latency_budget_ms = header_long(hreq, "x-hybridllm-latency-budget-ms"),
+        .now_ms = now_ms(),
+    };
+    if (hl_router_route(gw->cfg, gw->bs, &in, &ex->route, &err, NULL) != HL_OK) {
         hl_buf h;
         hl_buf_init(&h, 0);
         if (ex->route.reason[0]) hl_buf_printf(&h, "x-hybridllm-route-reason: %s\r\n", ex->route.reason);
@@ -784,8 +830,10 @@ static void handle_models(hl_gateway *gw, hl_conn *c, const char *rid) {
     hl_buf_release(&b);
 }
 
-/* True when the client presented one of the configured keys (or none are configured). */
-static bool authorized(const hl_gateway *gw, const hl_http_req *req) {
+/* True when the client presented one of the configured keys (or none are configured);
+ * *tenant is then the key's name, or NULL. */
+static bool authorized(const hl_gateway *gw, const hl_http_req *req, const char **tenant) {
+    *tenant = NULL;
     if (!gw->n_keys) return true;
     const hl_slice *v = hl_http_header_get(req, "authorization");
     const char *key = NULL;
@@ -799,8 +847,12 @@ static bool authorized(const hl_gateway *gw, const hl_http_req *req) {
     }
     if (!key) return false;
     bool ok = false;
-    for (int i = 0; i < gw->n_keys; i++)
-        if (gw->keys[i]) ok |= ct_equal(key, klen, gw->keys[i], strlen(gw->keys[i]));
+    for (int i = 0; i < gw->n_keys; i++) {
+        /* Every key is compared, matched or not, so timing says nothing about which. */
+        bool eq = gw->keys[i] && ct_equal(key, klen, gw->keys[i], strlen(gw->keys[i]));
+        if (eq) *tenant = gw->key_names[i];
+        ok |= eq;
+    }
     return ok;
 }
 
@@ -835,7 +887,8 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
         respond_error(c, ing, rid, &err, NULL);
         return;
     }
-    if (!authorized(gw, req)) {
+    const char *key_tenant;
+    if (!authorized(gw, req, &key_tenant)) {
         hl_api_error_set(&err, 401, HL_AE_AUTHENTICATION, NULL, "invalid_api_key",
                          "Missing or incorrect API key for this gateway. Send it as "
                          "'Authorization: Bearer <key>' or 'x-api-key: <key>'.");
@@ -848,7 +901,7 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
         return;
     }
     if (!post) goto method;
-    handle_chat(gwk, c, ing, req, body, len, rid);
+    handle_chat(gwk, c, ing, req, body, len, rid, key_tenant);
     return;
 method:
     hl_api_error_set(&err, 405, HL_AE_INVALID_REQUEST, NULL, "method_not_allowed",
@@ -928,9 +981,14 @@ hl_err hl_gateway_init(hl_gateway **out, const hl_config *cfg, hl_backends *bs, 
         const char *env = getenv(cfg->api_keys_env);
         char *copy = env ? strdup(env) : NULL;
         char *save = NULL;
+        /* "key" or "name:key" entries, comma-separated; the name becomes the tenant. */
         for (char *tok = copy ? strtok_r(copy, ", ", &save) : NULL; tok && gw->n_keys < MAX_CLIENT_KEYS;
-             tok = strtok_r(NULL, ", ", &save))
-            gw->keys[gw->n_keys++] = strdup(tok);
+             tok = strtok_r(NULL, ", ", &save)) {
+            char *colon = strchr(tok, ':');
+            if (colon) *colon = '\0';
+            gw->key_names[gw->n_keys] = colon ? strdup(tok) : NULL;
+            gw->keys[gw->n_keys++] = strdup(colon ? colon + 1 : tok);
+        }
         if (copy) explicit_bzero(copy, strlen(copy));
         free(copy);
         if (!gw->n_keys)
@@ -951,6 +1009,7 @@ void hl_gateway_free(hl_gateway *gw) {
     for (int i = 0; i < gw->n_keys; i++) {
         if (gw->keys[i]) explicit_bzero(gw->keys[i], strlen(gw->keys[i]));
         free(gw->keys[i]);
+        free(gw->key_names[i]);
     }
     free(gw);
 }

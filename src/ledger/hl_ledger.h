@@ -8,8 +8,8 @@
  *
  * Fields: the brief's (timestamp, source, input_tokens, output_tokens, latency_ms, cost_usd)
  * plus request_id, attempt, backend, model, route_reason, status, stream, ttft_ms,
- * cached_input_tokens, cache_write_tokens, usage_estimated, task_type, sensitive,
- * http_status and error. */
+ * cached_input_tokens, cache_write_tokens, usage_estimated, task_type, task_inferred,
+ * sensitive, http_status and error. */
 #ifndef HL_LEDGER_H
 #define HL_LEDGER_H
 
@@ -32,7 +32,8 @@ typedef struct hl_ledger_record {
     bool cloud;                /* source: "cloud" or "local" */
     const char *backend, *model, *route_reason;
     const char *status;        /* ok | error | cancelled | rejected */
-    const char *task_type;     /* NULL when undeclared */
+    const char *task_type;     /* declared or inferred; NULL when neither */
+    bool task_inferred;        /* task_type is the router's guess, not the client's */
     bool sensitive;
     bool stream;
     hl_usage usage;

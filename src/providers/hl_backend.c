@@ -2,6 +2,7 @@
 #include "hl_backend.h"
 
 #include <curl/curl.h>
+#include <math.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,6 +117,8 @@ hl_err hl_backends_init(hl_backends *bs, const hl_config *cfg, bool probe) {
         bs->v[i].cfg = &cfg->backends[i];
         bs->n = i + 1;
         pthread_mutex_init(&bs->v[i].breaker.mu, NULL);
+        pthread_mutex_init(&bs->v[i].lat_mu, NULL);
+        atomic_store(&bs->v[i].lat_p95, -1.0);
         bs->v[i].breaker.failures = calloc((size_t)cfg->backends[i].breaker_failures + 1, sizeof(double));
         if (!bs->v[i].breaker.failures) return HL_ERR_NOMEM;
         hl_err e = resolve(&bs->v[i], cfg, probe);
@@ -132,6 +135,7 @@ void hl_backends_release(hl_backends *bs) {
         free(bs->v[i].model);
         free(bs->v[i].breaker.failures);
         pthread_mutex_destroy(&bs->v[i].breaker.mu);
+        pthread_mutex_destroy(&bs->v[i].lat_mu);
     }
     free(bs->v);
     bs->v = NULL;
@@ -232,4 +236,29 @@ const char *hl_breaker_state_name(hl_backend *b) {
     hl_breaker_state st = b->breaker.state;
     pthread_mutex_unlock(&b->breaker.mu);
     return st == HL_BREAKER_CLOSED ? "closed" : st == HL_BREAKER_OPEN ? "open" : "half_open";
+}
+
+/* ---- latency ---- */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+void hl_backend_record_latency(hl_backend *b, double ms) {
+    enum { CAP = sizeof b->lat / sizeof b->lat[0] };
+    double copy[CAP];
+    int n = 0;
+    pthread_mutex_lock(&b->lat_mu);
+    b->lat[b->lat_head] = ms;
+    b->lat_head = (b->lat_head + 1) % CAP;
+    if (b->lat_n < CAP) b->lat_n++;
+    if (b->lat_n >= 16 && b->lat_head % 8 == 0) {
+        n = b->lat_n;
+        memcpy(copy, b->lat, (size_t)n * sizeof copy[0]);
+    }
+    pthread_mutex_unlock(&b->lat_mu);
+    if (!n) return;
+    qsort(copy, (size_t)n, sizeof copy[0], cmp_double);
+    atomic_store(&b->lat_p95, copy[(int)ceil(0.95 * n) - 1]);
 }

@@ -38,6 +38,12 @@ typedef struct hl_backend {
     atomic_bool ready;
     char status[320];          /* "ready" or why not, with a hint */
     hl_breaker breaker;
+    /* Observed latency of successful attempts (whole response, or time to first token for
+     * streams), for routing on a client's latency budget. */
+    pthread_mutex_t lat_mu;
+    double lat[128];           /* ring of recent samples, ms */
+    int lat_n, lat_head;
+    _Atomic double lat_p95;    /* -1 until 16 samples exist */
 } hl_backend;
 
 typedef struct hl_backends {
@@ -63,6 +69,10 @@ bool hl_backend_admit(hl_backend *b, double now_ms, bool *probe);
 bool hl_backend_breaker_allows(hl_backend *b, double now_ms);
 /* The outcome of an admitted attempt (failures: connection errors, timeouts, 5xx, 529). */
 void hl_backend_report(hl_backend *b, bool ok, bool probe, double now_ms);
+/* Adds a latency sample (ms) and refreshes the p95 every 8 samples. */
+void hl_backend_record_latency(hl_backend *b, double ms);
+/* Observed p95 latency in ms, or -1 when there are too few samples. */
+static inline double hl_backend_p95(hl_backend *b) { return atomic_load(&b->lat_p95); }
 /* An admitted probe ended without an outcome (client gone): let the next request probe. */
 void hl_backend_probe_abandoned(hl_backend *b, double now_ms);
 const char *hl_breaker_state_name(hl_backend *b);

@@ -511,7 +511,8 @@ static const struct bad_case {
     {MIN_BACKENDS "routes:\n  - name: r\n    to:\n",
      "t.yaml:9: routes[0].to: expected a string or a list of strings; got an empty value"},
     {MIN_BACKENDS "routes:\n  - name: r\n",
-     "t.yaml:8: routes[0].to: required key is missing"},
+     "t.yaml:8: routes[0]: a route needs exactly one of `to` (a preference list) and `split` "
+     "(weighted backends)"},
     {MIN "  - name: r\n    to: a\n",
      "t.yaml:10: routes[1].name: duplicate route name 'r' (routes[0], line 8)"},
     {MIN_BACKENDS "routes:\n  - name: r\n    when:\n      sensitive: yes\n    to: a\n",
@@ -526,7 +527,8 @@ static const struct bad_case {
      "t.yaml:10: routes[0].when.task_type[1]: expected a string; got a list"},
     {MIN_BACKENDS "routes:\n  - name: r\n    when:\n      task_types: code\n    to: a\n",
      "t.yaml:10: routes[0].when.task_types: unknown key 'task_types' (expected one of: "
-     "sensitive, task_type)"},
+     "sensitive, task_type, model, tenant, min_prompt_tokens, max_prompt_tokens, "
+     "latency_budget_below_ms)"},
     {MIN_BACKENDS "routes:\n  - name: r\n    when: sensitive\n    to: a\n",
      "t.yaml:9: routes[0].when: expected a mapping (key: value lines); got 'sensitive'"},
 };

@@ -1,0 +1,159 @@
+/* hl_pii: the PII detector the router runs on every request's text (all message text, the
+ * system prompt, tool arguments) before it picks a backend. A request in which it finds
+ * anything is sensitive and is never sent to a backend marked cloud; the ledger records the
+ * types found. The detector reports types and counts, never the values. hl_pii_redact()
+ * instead replaces each value with a typed placeholder ("[EMAIL_1]") for the optional redact
+ * mode.
+ *
+ * What counts. Recall matters more than precision (a miss leaks data to a cloud provider; a
+ * false positive only keeps a request local), but false positives are not free, so every
+ * rule below says where it draws the line. "Boundary" means: the value is not glued to a
+ * letter, digit or '_' on either side, is not preceded by "<alnum>." or "<digit>-" (it
+ * would be the tail of a dotted version or a dashed id), and is not followed by '@',
+ * "%40", or '.'/'-' and a letter or digit.
+ *
+ *   email        local@domain. Local part: 1-64 of A-Z a-z 0-9 . _ + - (plus-addressing).
+ *                Domain: two or more labels of letters, digits, '-' or non-ASCII (IDN)
+ *                bytes; the last label (the TLD) is two or more ASCII letters or "xn--"
+ *                punycode. The '@' may also be written "%40" (URL-encoded text in tool
+ *                arguments), "＠" (full width), or obfuscated as "[at]", "(at)", "{at}" with
+ *                optional spaces, dots then as "." or "[dot]"/"(dot)"/"{dot}". Not counted:
+ *                bare " at " / " dot " (too common in prose), npm-style "pkg@1.2.3" (numeric
+ *                TLD), Retina assets "icon@2x.png", scp/URL targets "git@host:path" (a ':'
+ *                and a non-space right after the domain). Known misses: non-ASCII local
+ *                parts, Unicode TLDs, quoted local parts.
+ *   phone        7-15 digits (E.164 caps at 15) in groups separated by single ' ', '-',
+ *                '.', '/' or parentheses, counted when one of these holds:
+ *                  - it starts with '+' and has 8-15 digits, any grouping ("+14155552671",
+ *                    "+44 20 7946 0958", "+49 (0)30 123456");
+ *                  - North American shape [1] NXX NXX XXXX with separators ("415-555-2671",
+ *                    "(415) 555-2671", "1 415 555 2671", "415.555.2671");
+ *                  - it starts with a trunk '0' ("020 7946 0958", "06 12 34 56 78",
+ *                    "0044 20 7946 0958"), has 9-15 digits, at least one separator, one
+ *                    kind of separator (parentheses aside), every group after the first of
+ *                    2-8 digits;
+ *                  - a phone word precedes it within 48 bytes ("phone", "tel", "mobile",
+ *                    "cell", "call", "fax", "sms", "whatsapp", "handy") and it is either a
+ *                    bare run of 10-15 digits, a 10-15 digit grouping, or a local "555-2671".
+ *                Bare 10-15 digit runs without '+' or a phone word are NOT phones: they are
+ *                far more often epoch timestamps, order ids and account numbers. Dates
+ *                (8 digits), version numbers (1-digit groups), number lists ("100 200 300
+ *                400": no trunk 0, not NANP) fall outside these shapes.
+ *   ssn          US Social Security numbers AAA-GG-SSSS, separated by '-' or ' '
+ *                consistently, or a bare 9-digit run when "ssn", "social security", "ss#"
+ *                or "ss no" precedes it within 48 bytes. Invalid numbers are rejected:
+ *                area 000, 666, 900-999; group 00; serial 0000.
+ *   credit_card  13-19 digits, bare or grouped by one kind of separator (' ' or '-') with a
+ *                first group of 4 ("4111 1111 1111 1111", Amex "3782 822463 10005"),
+ *                a card-network prefix (4, 5, 6, 2221-2720, 30, 34-39) and a valid Luhn
+ *                check digit. The prefix rule drops epoch-millisecond timestamps and
+ *                "2024..." date stamps that happen to pass Luhn (1 in 10 do). Published
+ *                test numbers (4111..., 4242...) count: their shape is a real card's.
+ *   iban         A known country code, 2 check digits and that country's exact length,
+ *                bare or in groups of 4 separated by single spaces or dashes, letters in
+ *                either case, passing the ISO 13616 mod-97 check.
+ *   ipv4         Four dotted decimal octets 0-255 ("/24" CIDR, ":8080" port and "-" ranges
+ *                may follow). Not counted: 0.x.x.x, loopback 127.x.x.x and 255.x.x.x
+ *                (netmasks, broadcast): these name no one and fill coding prompts. Private
+ *                ranges (10/8, 172.16/12, 192.168/16) DO count: they map a company's
+ *                network. A preceding "version", "ver", "v", "release", "build",
+ *                "firmware", "fw" or "rev", or a "Product/" token ("Chrome/120.0.0.0"),
+ *                marks a version number instead.
+ *   ipv6         RFC 4291 text forms: 8 groups, or "::" compression, optionally ending in
+ *                an IPv4 tail ("::ffff:192.0.2.1"); a "%zone" is left out of the value.
+ *                A compressed form must contain a decimal digit and a group of 3-4 hex
+ *                digits, which keeps C++/Rust paths ("Cafe::add") and Python slices
+ *                ("a[1::2]") out. "::" and "::1" are not counted.
+ *   custom       Each configured PCRE2 pattern (compiled with UTF and JIT); every
+ *                non-empty match counts, independently of the built-in types.
+ *
+ * Encodings. JSON escapes are gone by the time text gets here (the JSON parser undid them).
+ * Full-width forms (U+FF01-U+FF5E: "４１１１", "＠") and the ideographic space read as their
+ * ASCII twins in every built-in rule. Other Unicode digits (Arabic-Indic, Devanagari) are
+ * not read as digits. Percent-encoding is decoded for '@' only ("%40"); a phone or card
+ * number is digits either way. Custom patterns see the raw bytes.
+ *
+ * Failing closed. A custom pattern that hits PCRE2's match limit (pathological
+ * backtracking) counts as one match of that pattern: the text is treated as sensitive
+ * rather than waved through unchecked.
+ *
+ * Threads. A detector is immutable once created and may be shared by any number of threads;
+ * scans keep all their state on the stack (PCRE2's match data comes from an on-stack arena),
+ * so hl_pii_scan() never allocates. */
+#ifndef HL_PII_H
+#define HL_PII_H
+
+#include <stddef.h>
+#include "hl_err.h"
+
+typedef enum hl_pii_type {
+    HL_PII_EMAIL,
+    HL_PII_PHONE,
+    HL_PII_SSN,
+    HL_PII_CREDIT_CARD,
+    HL_PII_IBAN,
+    HL_PII_IPV4,
+    HL_PII_IPV6,
+    HL_PII_CUSTOM,
+    HL_PII_NTYPES
+} hl_pii_type;
+
+#define HL_PII_MAX_CUSTOM 32 /* custom patterns per detector */
+#define HL_PII_MAX_NAME 32   /* bytes in a custom pattern's name */
+
+/* What a scan found: occurrences, never values. Zero it before the first scan
+ * (hl_pii_report r = {0};); scans add to it, so one report can cover all of a request's
+ * texts. Counts saturate at INT_MAX. */
+typedef struct hl_pii_report {
+    int counts[HL_PII_NTYPES];     /* per type; counts[HL_PII_CUSTOM] is the sum of custom[] */
+    int custom[HL_PII_MAX_CUSTOM]; /* per custom pattern, in the order given at creation */
+    int total;                     /* sum of counts[] */
+} hl_pii_report;
+
+typedef struct hl_pii_detector hl_pii_detector;
+
+/* Creates a detector with the built-in types and n_custom custom patterns. patterns[i] is a
+ * PCRE2 pattern (UTF), names[i] its name: 1-32 characters of [A-Za-z0-9_], unique; the name
+ * appears in reports and, upper-cased, in placeholders ("employee_id" -> "[EMPLOYEE_ID_1]").
+ * Both arrays are borrowed (copied or compiled). On failure *out is NULL and errbuf (if
+ * errlen > 0) says which pattern failed and why, with PCRE2's message and offset:
+ * HL_ERR_INVAL for a bad name or pattern, HL_ERR_LIMIT past HL_PII_MAX_CUSTOM,
+ * HL_ERR_NOMEM. Caller frees with hl_pii_detector_free(). */
+hl_err hl_pii_detector_new(hl_pii_detector **out, const char *const *patterns,
+                           const char *const *names, size_t n_custom, char *errbuf,
+                           size_t errlen);
+void hl_pii_detector_free(hl_pii_detector *d);
+
+/* Scans len bytes of text (borrowed; need not be NUL-terminated or valid UTF-8) and adds
+ * what it finds to *report. Never allocates; safe to call from many threads at once. */
+void hl_pii_scan(const hl_pii_detector *d, const char *text, size_t len, hl_pii_report *report);
+
+/* Like hl_pii_scan(), and also produces a copy of text in which every detected value is
+ * replaced by "[TYPE_n]": TYPE is EMAIL, PHONE, SSN, CREDIT_CARD, IBAN, IPV4, IPV6 or the
+ * custom pattern's upper-cased name; n counts distinct values of that type within this call
+ * from 1, so the same value gets the same placeholder each time it appears. Where a custom
+ * match overlaps another value, one placeholder (the earlier-starting value's type) covers
+ * both.
+ *
+ * When nothing is found, *out is NULL, *out_len 0 and nothing is allocated: send the text
+ * as it is. Otherwise *out is NUL-terminated and the caller frees it with free(). The report
+ * is updated exactly as hl_pii_scan() would update it, also on error, so a caller that gives
+ * up on redaction still knows the text is sensitive. HL_ERR_LIMIT when a custom pattern hit
+ * PCRE2's match limit (the text cannot be proven clean), HL_ERR_NOMEM. */
+hl_err hl_pii_redact(const hl_pii_detector *d, const char *text, size_t len, char **out,
+                     size_t *out_len, hl_pii_report *report);
+
+/* "email", "phone", "ssn", "credit_card", "iban", "ipv4", "ipv6", "custom"; "unknown" for
+ * anything else. Static strings. */
+const char *hl_pii_type_name(hl_pii_type t);
+/* The name of custom pattern i, NULL when there is none. Borrowed from d. */
+const char *hl_pii_custom_name(const hl_pii_detector *d, size_t i);
+
+/* Writes the report as "email:2,credit_card:1" (types in enum order, zero counts left out,
+ * "" when nothing was found) into buf. With a detector, custom matches are listed per
+ * pattern as "custom.<name>:n"; without one, as "custom:n". HL_ERR_LIMIT when buf is too
+ * small: buf then holds "" (a cut list would under-report). */
+hl_err hl_pii_report_format(const hl_pii_report *r, const hl_pii_detector *d, char *buf,
+                            size_t len);
+
+#endif
