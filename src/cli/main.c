@@ -1,6 +1,7 @@
 /* hybridllm: the command line. One binary, a table of subcommands.
  *
  *   hybridllm serve --config FILE     run the gateway
+ *   hybridllm route --explain ...     show a routing decision
  *   hybridllm version
  *
  * Usage errors print the usage and exit 2; runtime failures exit 1. */
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "hl_backend.h"
+#include "hl_buf.h"
 #include "hl_config.h"
 #include "hl_gateway.h"
 #include "hl_ledger.h"
@@ -27,6 +29,9 @@ static int usage(FILE *f) {
             "commands:\n"
             "  serve --config FILE [--log-level debug|info|warn|error]\n"
             "                         run the gateway (OpenAI-compatible HTTP API)\n"
+            "  route --explain --config FILE [--format openai|anthropic] [--header 'Name: value']...\n"
+            "                         read a request body on stdin and print the routing decision\n"
+            "                         and every rule that matched or not; calls no backend\n"
             "  version                print the version\n"
             "  help                   print this help\n");
     return f == stderr ? 2 : 0;
@@ -141,6 +146,81 @@ out:
     return rc;
 }
 
+/* Reads all of stdin (at most max bytes) into b. */
+static int read_stdin(hl_buf *b) {
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0)
+        if (hl_buf_append(b, chunk, n)) return -1;
+    return ferror(stdin) ? -1 : 0;
+}
+
+/* hybridllm route --explain: the router's decision for one request, rule by rule, without
+ * calling any backend. Every backend is taken as ready (no probes), so the output shows the
+ * policy itself; circuit breakers and observed latency start empty. */
+static int cmd_route(int argc, char **argv) {
+    const char *config_path = NULL;
+    bool explain = false, anthropic = false;
+    hl_http_req req;
+    memset(&req, 0, sizeof req);
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--explain")) {
+            explain = true;
+        } else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (!strcmp(argv[i], "--format") && i + 1 < argc) {
+            const char *f = argv[++i];
+            if (!strcmp(f, "anthropic")) anthropic = true;
+            else if (strcmp(f, "openai") != 0) {
+                fprintf(stderr, "hybridllm route: --format is openai or anthropic, not '%s'\n", f);
+                return usage(stderr);
+            }
+        } else if (!strcmp(argv[i], "--header") && i + 1 < argc) {
+            const char *h = argv[++i], *colon = strchr(h, ':');
+            if (!colon || colon == h || req.n_headers >= HL_HTTP_MAX_HEADERS) {
+                fprintf(stderr, "hybridllm route: --header wants 'Name: value', got '%s'\n", h);
+                return usage(stderr);
+            }
+            const char *v = colon + 1;
+            while (*v == ' ') v++;
+            req.headers[req.n_headers].name = (hl_slice){h, (size_t)(colon - h)};
+            req.headers[req.n_headers++].value = (hl_slice){v, strlen(v)};
+        } else {
+            fprintf(stderr, "hybridllm route: unexpected argument '%s'\n", argv[i]);
+            return usage(stderr);
+        }
+    }
+    if (!explain || !config_path) {
+        fprintf(stderr, "hybridllm route: --explain and --config FILE are required\n");
+        return usage(stderr);
+    }
+    char err[512];
+    hl_config *cfg = NULL;
+    if (hl_config_load(config_path, &cfg, err, sizeof err) != HL_OK) {
+        fprintf(stderr, "hybridllm: bad config: %s\n", err);
+        return 1;
+    }
+    hl_backends bs = {0};
+    hl_buf body, out;
+    hl_buf_init(&body, 64u << 20);
+    hl_buf_init(&out, 0);
+    int rc = 1;
+    if (read_stdin(&body) != 0) {
+        fprintf(stderr, "hybridllm route: could not read the request from stdin (64 MiB at most)\n");
+        goto out;
+    }
+    if (hl_backends_init(&bs, cfg, false) != HL_OK) goto out;
+    for (size_t i = 0; i < bs.n; i++) atomic_store(&bs.v[i].ready, true);
+    rc = hl_gateway_explain(cfg, &bs, anthropic, &req, body.data ? body.data : "", body.len, &out) ? 1 : 0;
+    fputs(out.data ? out.data : "", stdout);
+out:
+    hl_buf_release(&body);
+    hl_buf_release(&out);
+    hl_backends_release(&bs);
+    hl_config_free(cfg);
+    return rc;
+}
+
 typedef struct command {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -161,6 +241,7 @@ static int cmd_help(int argc, char **argv) {
 
 static const command commands[] = {
     {"serve", cmd_serve},
+    {"route", cmd_route},
     {"version", cmd_version},
     {"help", cmd_help},
 };

@@ -119,3 +119,12 @@ char *hl_buf_steal(hl_buf *b) {
     b->len = b->cap = 0;
     return p;
 }
+
+hl_err hl_buf_double(hl_buf *b, double x) {
+    char tmp[40];
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, x);
+        if (strtod(tmp, NULL) == x) break;
+    }
+    return hl_buf_puts(b, tmp);
+}

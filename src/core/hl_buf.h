@@ -32,6 +32,9 @@ hl_err hl_buf_printf(hl_buf *b, const char *fmt, ...) __attribute__((format(prin
 hl_err hl_buf_vprintf(hl_buf *b, const char *fmt, va_list ap);
 /* Appends s as a JSON string literal, quotes included, escaping as RFC 8259 requires. */
 hl_err hl_buf_json_str(hl_buf *b, const char *s, size_t n);
+/* Appends x in the shortest decimal form that reads back as the same double ("0.9", not
+ * "0.90000000000000002"). */
+hl_err hl_buf_double(hl_buf *b, double x);
 /* Removes the first n bytes (n <= len), moving the rest to the front. */
 void hl_buf_consume(hl_buf *b, size_t n);
 /* Takes ownership of the data: returns it (caller frees with free()) and empties b. */

@@ -17,9 +17,10 @@ static hl_err put_json(hl_buf *b, const json_t *v) {
     return e;
 }
 
-/* OpenAI fields we cannot honour on a Messages backend and refuse; the rest of the
- * passthrough set (user, seed, penalties, logit_bias, parallel_tool_calls, service_tier,
- * store) has no Messages equivalent and is dropped, as documented in the README. */
+/* OpenAI fields we cannot honour on a Messages backend and refuse. `user`, `top_k` and
+ * `parallel_tool_calls` are translated; the rest of the passthrough set (seed, penalties,
+ * logit_bias, service_tier, store) has no Messages equivalent and is dropped, as documented in
+ * the README. */
 static const char *const refused_fields[] = {"audio", "modalities", "prediction", NULL};
 
 hl_err hl_anthropic_check_request(const hl_chat_request *req, hl_api_error *err) {
@@ -118,17 +119,18 @@ static hl_err put_tools(hl_buf *out, const json_t *tools) {
     return hl_buf_puts(out, "]");
 }
 
-static hl_err put_tool_choice(hl_buf *out, const json_t *tc) {
+/* OpenAI tool_choice (NULL: auto) and parallel_tool_calls: false -> Messages tool_choice. */
+static hl_err put_tool_choice(hl_buf *out, const json_t *tc, bool no_parallel) {
     const char *s = json_string_value(tc);
-    if (s) {
-        if (!strcmp(s, "required")) return hl_buf_puts(out, ",\"tool_choice\":{\"type\":\"any\"}");
-        if (!strcmp(s, "none")) return hl_buf_puts(out, ",\"tool_choice\":{\"type\":\"none\"}");
-        return hl_buf_puts(out, ",\"tool_choice\":{\"type\":\"auto\"}");
-    }
     const char *name = json_string_value(json_object_get(json_object_get(tc, "function"), "name"));
-    if (!name) return HL_OK;
-    TRY(hl_buf_puts(out, ",\"tool_choice\":{\"type\":\"tool\",\"name\":"));
-    TRY(put_str(out, name));
+    const char *type = s && !strcmp(s, "required") ? "any" : s && !strcmp(s, "none") ? "none"
+                       : name ? "tool" : "auto";
+    TRY(hl_buf_printf(out, ",\"tool_choice\":{\"type\":\"%s\"", type));
+    if (name && !s) {
+        TRY(hl_buf_puts(out, ",\"name\":"));
+        TRY(put_str(out, name));
+    }
+    if (no_parallel && strcmp(type, "none") != 0) TRY(hl_buf_puts(out, ",\"disable_parallel_tool_use\":true"));
     return hl_buf_puts(out, "}");
 }
 
@@ -150,7 +152,10 @@ hl_err hl_anthropic_write_upstream_request(hl_buf *out, const hl_chat_request *r
         }
     }
     hl_err e = HL_OK;
-    if (sys.len) {
+    if (req->system_blocks) { /* an Anthropic client's own blocks: cache_control survives */
+        e = hl_buf_puts(out, ",\"system\":");
+        if (!e) e = put_json(out, req->system_blocks);
+    } else if (sys.len) {
         e = hl_buf_puts(out, ",\"system\":");
         if (!e) e = hl_buf_json_str(out, sys.data, sys.len);
     }
@@ -174,8 +179,22 @@ hl_err hl_anthropic_write_upstream_request(hl_buf *out, const hl_chat_request *r
     }
     if (open_role) TRY(hl_buf_puts(out, "]}"));
     TRY(hl_buf_puts(out, "]"));
-    if (req->has_temperature) TRY(hl_buf_printf(out, ",\"temperature\":%.17g", req->temperature));
-    if (req->has_top_p) TRY(hl_buf_printf(out, ",\"top_p\":%.17g", req->top_p));
+    if (req->has_temperature) {
+        TRY(hl_buf_puts(out, ",\"temperature\":"));
+        TRY(hl_buf_double(out, req->temperature));
+    }
+    if (req->has_top_p) {
+        TRY(hl_buf_puts(out, ",\"top_p\":"));
+        TRY(hl_buf_double(out, req->top_p));
+    }
+    const json_t *top_k = json_object_get(req->passthrough, "top_k");
+    if (json_is_integer(top_k)) TRY(hl_buf_printf(out, ",\"top_k\":%lld", (long long)json_integer_value(top_k)));
+    const char *user = json_string_value(json_object_get(req->passthrough, "user"));
+    if (user) {
+        TRY(hl_buf_puts(out, ",\"metadata\":{\"user_id\":"));
+        TRY(put_str(out, user));
+        TRY(hl_buf_puts(out, "}"));
+    }
     if (req->n_stop) {
         TRY(hl_buf_puts(out, ",\"stop_sequences\":["));
         for (size_t i = 0; i < req->n_stop; i++) {
@@ -185,7 +204,8 @@ hl_err hl_anthropic_write_upstream_request(hl_buf *out, const hl_chat_request *r
         TRY(hl_buf_puts(out, "]"));
     }
     if (req->tools && json_array_size(req->tools)) TRY(put_tools(out, req->tools));
-    if (req->tool_choice) TRY(put_tool_choice(out, req->tool_choice));
+    bool no_parallel = json_is_false(json_object_get(req->passthrough, "parallel_tool_calls"));
+    if (req->tool_choice || (no_parallel && req->tools)) TRY(put_tool_choice(out, req->tool_choice, no_parallel));
     if (req->stream) TRY(hl_buf_puts(out, ",\"stream\":true"));
     return hl_buf_puts(out, "}");
 }
@@ -266,6 +286,11 @@ hl_err hl_anthropic_parse_upstream_response(const char *body, size_t len, hl_cha
     }
     resp->text = text.data ? hl_buf_steal(&text) : (n_tools ? NULL : strdup(""));
     resp->finish = parse_stop_reason(json_string_value(json_object_get(root, "stop_reason")));
+    const char *seq = json_string_value(json_object_get(root, "stop_sequence"));
+    if (seq && hl_strdup(&resp->stop_sequence, seq)) {
+        rc = HL_ERR_NOMEM;
+        goto out;
+    }
     apply_usage(json_object_get(root, "usage"), &resp->usage);
     rc = HL_OK;
 out:
@@ -351,10 +376,12 @@ int hl_anthropic_decode_stream_event(hl_anthropic_decoder *d, const hl_sse_event
         /* thinking, signature and citations deltas have no OpenAI chat equivalent. */
     } else if (!strcmp(type, "message_delta")) {
         apply_usage(json_object_get(root, "usage"), &d->usage);
-        const char *sr = json_string_value(json_object_get(json_object_get(root, "delta"), "stop_reason"));
+        const json_t *delta = json_object_get(root, "delta");
+        const char *sr = json_string_value(json_object_get(delta, "stop_reason"));
         if (sr) {
             ev.type = HL_EV_FINISH;
             ev.finish = parse_stop_reason(sr);
+            ev.stop_sequence = json_string_value(json_object_get(delta, "stop_sequence"));
             rc = sink(ud, &ev);
         }
         if (!rc) rc = emit_usage(d, sink, ud);
@@ -397,7 +424,7 @@ static hl_message *push_message(hl_chat_request *req, size_t *cap) {
 }
 
 /* Text of a string or an array of text blocks (system prompts, tool_result content). */
-static hl_err text_of(const json_t *v, const char *param, hl_buf *out, hl_api_error *err) {
+static hl_err text_of(const json_t *v, const char *param, const char *sep, hl_buf *out, hl_api_error *err) {
     if (json_is_string(v)) return hl_buf_append(out, json_string_value(v), json_string_length(v));
     if (!json_is_array(v)) return bad(err, param, "expected a string or an array of text blocks");
     size_t i;
@@ -407,6 +434,7 @@ static hl_err text_of(const json_t *v, const char *param, hl_buf *out, hl_api_er
         const json_t *text = json_object_get(b, "text");
         if (!type || strcmp(type, "text") != 0 || !json_is_string(text))
             return bad(err, param, "only text blocks are supported here");
+        if (i > 0) TRY(hl_buf_puts(out, sep));
         TRY(hl_buf_append(out, json_string_value(text), json_string_length(text)));
     }
     return HL_OK;
@@ -486,7 +514,7 @@ static hl_err parse_turn(const json_t *msg, size_t mi, hl_chat_request *req, siz
             hl_buf result;
             hl_buf_init(&result, 0);
             const json_t *c = json_object_get(b, "content");
-            rc = c ? text_of(c, param, &result, err) : HL_OK;
+            rc = c ? text_of(c, param, "", &result, err) : HL_OK;
             hl_message *m = rc ? NULL : push_message(req, cap);
             if (!rc && !m) rc = HL_ERR_NOMEM;
             if (m) {
@@ -626,7 +654,8 @@ hl_err hl_anthropic_parse_request(const char *body, size_t len, hl_chat_request 
     if ((v = json_object_get(root, "system"))) {
         hl_buf sys;
         hl_buf_init(&sys, 0);
-        rc = text_of(v, "system", &sys, err);
+        rc = text_of(v, "system", "\n\n", &sys, err);
+        if (!rc && json_is_array(v)) req->system_blocks = json_incref((json_t *)v);
         if (!rc && sys.len) rc = add_text_message(req, &cap, HL_ROLE_SYSTEM, &sys);
         hl_buf_release(&sys);
         if (rc) goto out;
@@ -681,7 +710,8 @@ out:
 
 /* ------------------------------------------------------------------ ingress rendering */
 
-static const char *stop_reason_of(hl_finish f) {
+static const char *stop_reason_of(hl_finish f, const char *stop_sequence) {
+    if (stop_sequence && f == HL_FINISH_STOP) return "stop_sequence";
     switch (f) {
     case HL_FINISH_LENGTH: return "max_tokens";
     case HL_FINISH_TOOL_CALLS: return "tool_use";
@@ -734,8 +764,10 @@ hl_err hl_anthropic_write_response(hl_buf *out, const hl_chat_response *resp, co
         TRY(put_input(out, tc->arguments));
         TRY(hl_buf_puts(out, "}"));
     }
-    TRY(hl_buf_printf(out, "],\"stop_reason\":\"%s\",\"stop_sequence\":null,\"usage\":",
-                      stop_reason_of(resp->finish)));
+    TRY(hl_buf_printf(out, "],\"stop_reason\":\"%s\",\"stop_sequence\":",
+                      stop_reason_of(resp->finish, resp->stop_sequence)));
+    TRY(resp->stop_sequence ? put_str(out, resp->stop_sequence) : hl_buf_puts(out, "null"));
+    TRY(hl_buf_puts(out, ",\"usage\":"));
     TRY(put_usage_anthropic(out, &resp->usage));
     return hl_buf_puts(out, "}");
 }
@@ -854,6 +886,9 @@ hl_err hl_anthropic_encode_event(hl_anthropic_encoder *enc, const hl_stream_even
     }
     case HL_EV_FINISH:
         enc->finish = ev->finish;
+        enc->stop_sequence[0] = '\0';
+        enc->has_stop_sequence = ev->stop_sequence != NULL;
+        if (ev->stop_sequence) snprintf(enc->stop_sequence, sizeof enc->stop_sequence, "%s", ev->stop_sequence);
         return HL_OK;
     case HL_EV_USAGE:
         enc->usage = ev->usage;
@@ -870,8 +905,10 @@ hl_err hl_anthropic_encode_end(hl_anthropic_encoder *enc, const hl_usage *usage,
     TRY(ensure_message_start(enc, out));
     TRY(close_block(enc, out));
     TRY(event_head(out, "message_delta"));
-    TRY(hl_buf_printf(out, ",\"delta\":{\"stop_reason\":\"%s\",\"stop_sequence\":null},\"usage\":",
-                      stop_reason_of(enc->finish)));
+    TRY(hl_buf_printf(out, ",\"delta\":{\"stop_reason\":\"%s\",\"stop_sequence\":",
+                      stop_reason_of(enc->finish, enc->has_stop_sequence ? enc->stop_sequence : NULL)));
+    TRY(enc->has_stop_sequence ? put_str(out, enc->stop_sequence) : hl_buf_puts(out, "null"));
+    TRY(hl_buf_puts(out, "},\"usage\":"));
     TRY(put_usage_anthropic(out, usage));
     TRY(hl_buf_puts(out, "}\n\n"));
     TRY(event_head(out, "message_stop"));

@@ -72,6 +72,8 @@ typedef struct hl_anthropic_encoder {
     int open_tool;        /* tool index of the open tool_use block */
     int block_of_tool[64];/* tool index -> block index, -1 unknown */
     hl_finish finish;
+    bool has_stop_sequence;
+    char stop_sequence[256]; /* the matched stop sequence (the API caps them well below this) */
     hl_usage usage;
 } hl_anthropic_encoder;
 

@@ -36,6 +36,7 @@ void hl_chat_request_release(hl_chat_request *r) {
     json_decref(r->tools);
     json_decref(r->tool_choice);
     json_decref(r->passthrough);
+    json_decref(r->system_blocks);
     free(r->task_type);
     hl_chat_request_init(r);
 }
@@ -46,6 +47,7 @@ void hl_chat_response_release(hl_chat_response *r) {
     free(r->id);
     free(r->model);
     free(r->text);
+    free(r->stop_sequence);
     tool_calls_free(r->tool_calls, r->n_tool_calls);
     json_decref(r->logprobs);
     hl_chat_response_init(r);

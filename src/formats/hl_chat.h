@@ -39,6 +39,8 @@ typedef struct hl_chat_request {
     hl_message *messages;
     size_t n_messages;
     long max_tokens;           /* -1 when unset */
+    bool max_completion_tokens;/* the client named it max_completion_tokens (OpenAI's newer
+                                  name, the only one o-series models accept): kept upstream */
     bool has_temperature, has_top_p;
     double temperature, top_p;
     char **stop;
@@ -50,7 +52,11 @@ typedef struct hl_chat_request {
     json_t *tools;             /* OpenAI `tools` array or NULL (owned reference) */
     json_t *tool_choice;       /* OpenAI `tool_choice` or NULL (owned reference) */
     json_t *passthrough;       /* other OpenAI fields forwarded as-is to OpenAI-kind backends
-                                  (seed, response_format, penalties, ...); object, may be empty */
+                                  (seed, response_format, penalties, ...); object, may be empty.
+                                  Anthropic backends take `user` (as metadata.user_id), `top_k`
+                                  and `parallel_tool_calls` (as disable_parallel_tool_use). */
+    json_t *system_blocks;     /* an Anthropic client's system blocks as sent (cache_control
+                                  kept), for Anthropic backends; NULL otherwise (owned) */
     /* Routing hints, never forwarded upstream. */
     char *task_type;           /* NULL when not declared */
     bool regulated;            /* declared regulated data */
@@ -86,6 +92,7 @@ typedef struct hl_chat_response {
     hl_tool_call *tool_calls;
     size_t n_tool_calls;
     hl_finish finish;
+    char *stop_sequence; /* the stop sequence that ended generation, when the upstream said */
     hl_usage usage;
     json_t *logprobs; /* OpenAI choice logprobs object or NULL (owned) */
 } hl_chat_response;
@@ -109,6 +116,7 @@ typedef struct hl_stream_event {
     int index;                     /* TOOL_CALL */
     const char *tool_id, *tool_name; /* TOOL_CALL, first fragment only */
     hl_finish finish;              /* FINISH */
+    const char *stop_sequence;     /* FINISH: the matched stop sequence, or NULL */
     hl_usage usage;                /* USAGE */
     const json_t *logprobs;        /* LOGPROBS: borrowed array */
     const char *error_type;        /* ERROR */

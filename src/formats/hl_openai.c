@@ -210,6 +210,7 @@ hl_err hl_openai_parse_request(const char *body, size_t len, hl_chat_request *re
             goto out;
         }
         req->max_tokens = json_integer_value(v) > 1000000000 ? 1000000000 : (long)json_integer_value(v);
+        req->max_completion_tokens = mt_name[4] == 'c';
     }
     if ((v = json_object_get(root, "temperature")) && !json_is_null(v)) {
         if ((rc = parse_number(v, "temperature", 0, 2, &req->temperature, err))) goto out;
@@ -511,9 +512,17 @@ hl_err hl_openai_write_upstream_request(hl_buf *out, const hl_chat_request *req,
         TRY(hl_buf_puts(out, "}"));
     }
     TRY(hl_buf_puts(out, "]"));
-    if (req->max_tokens > 0) TRY(hl_buf_printf(out, ",\"max_tokens\":%ld", req->max_tokens));
-    if (req->has_temperature) TRY(hl_buf_printf(out, ",\"temperature\":%.17g", req->temperature));
-    if (req->has_top_p) TRY(hl_buf_printf(out, ",\"top_p\":%.17g", req->top_p));
+    if (req->max_tokens > 0)
+        TRY(hl_buf_printf(out, ",\"%s\":%ld", req->max_completion_tokens ? "max_completion_tokens" : "max_tokens",
+                          req->max_tokens));
+    if (req->has_temperature) {
+        TRY(hl_buf_puts(out, ",\"temperature\":"));
+        TRY(hl_buf_double(out, req->temperature));
+    }
+    if (req->has_top_p) {
+        TRY(hl_buf_puts(out, ",\"top_p\":"));
+        TRY(hl_buf_double(out, req->top_p));
+    }
     if (req->n_stop) {
         TRY(hl_buf_puts(out, ",\"stop\":["));
         for (size_t i = 0; i < req->n_stop; i++) {

@@ -80,6 +80,7 @@ typedef struct exchange {
     bool got_done;
     bool stream_error;
     char stream_errmsg[256];
+    char stream_errtype[48];   /* the upstream's error type ("overloaded_error", ...) */
     size_t out_bytes;          /* generated text bytes seen, for estimates */
     bool paused;
     /* client side of a stream: */
@@ -373,9 +374,13 @@ static void finish_stream(exchange *ex, hl_err err, const char *errmsg) {
         else if (err) snprintf(why, sizeof why, "upstream connection failed mid-stream: %s", errmsg);
         else snprintf(why, sizeof why, "upstream stream ended without finishing");
         record_attempt(ex, "error", &u, why);
+        /* Keep what kind of failure it was: clients treat overload and rate limits apart. */
         hl_api_error e;
-        hl_api_error_set(&e, 502, HL_AE_API, NULL, "upstream_stream_error", "Backend '%s': %s",
-                         ex->backend->cfg->name, why);
+        bool overloaded = !strcmp(ex->stream_errtype, "overloaded_error");
+        bool limited = !strcmp(ex->stream_errtype, "rate_limit_error");
+        hl_api_error_set(&e, overloaded ? 529 : limited ? 429 : 502,
+                         overloaded ? HL_AE_OVERLOADED : limited ? HL_AE_RATE_LIMIT : HL_AE_API, NULL,
+                         "upstream_stream_error", "Backend '%s': %s", ex->backend->cfg->name, why);
         ex->ing->encode_error(&ex->enc, &e, &ex->out);
     }
     detach(ex);
@@ -405,6 +410,7 @@ static int on_stream_event(void *ud, const hl_stream_event *ev) {
     case HL_EV_ERROR:
         ex->stream_error = true;
         snprintf(ex->stream_errmsg, sizeof ex->stream_errmsg, "%.*s", (int)ev->text_len, ev->text);
+        snprintf(ex->stream_errtype, sizeof ex->stream_errtype, "%s", ev->error_type ? ev->error_type : "");
         return 0;
     case HL_EV_DONE:
         ex->got_done = true;
@@ -627,6 +633,7 @@ static void start_attempt(exchange *ex) {
     memset(&ex->usage, 0, sizeof ex->usage);
     ex->finish = HL_FINISH_NONE;
     ex->got_done = ex->stream_error = ex->paused = false;
+    ex->stream_errtype[0] = '\0';
     ex->retry_after_ms = -1;
     ex->should_retry = -1;
     ex->no_retry = false;
@@ -683,6 +690,38 @@ static const char *request_tenant(const hl_http_req *req, const char *key_tenant
     return key_tenant;
 }
 
+/* Reads the routing hints of a parsed request (headers override or add to the body's
+ * metadata), decides whether it is sensitive, and fills the router's input. Returns whether
+ * the request is sensitive. The gateway and `hybridllm route --explain` share this, so the
+ * explanation is the decision. */
+static bool prepare_route(hl_chat_request *req, const hl_http_req *hreq, const char *key_tenant,
+                          const char *request_id, char *tenant, size_t tenant_len, hl_route_input *in) {
+    const hl_slice *tt = hl_http_header_get(hreq, "x-hybridllm-task-type");
+    if (tt && tt->n && tt->n < 64) {
+        char *t = strndup(tt->p, tt->n);
+        if (t) {
+            free(req->task_type);
+            req->task_type = t;
+        }
+    }
+    if (header_truthy(hreq, "x-hybridllm-regulated")) req->regulated = true;
+    if (header_truthy(hreq, "x-hybridllm-pii")) req->pii = true;
+    bool sensitive = req->regulated || req->pii;
+    *in = (hl_route_input){
+        .model = req->model,
+        .task_type = req->task_type,
+        .inferred_task = req->task_type ? NULL : hl_task_infer(req),
+        .sensitive = sensitive,
+        .tenant = request_tenant(hreq, key_tenant, tenant, tenant_len),
+        .sticky_key = request_id,
+        .prompt_tokens = hl_tokens_estimate(req->text_bytes),
+        .max_tokens = req->max_tokens,
+        .latency_budget_ms = header_long(hreq, "x-hybridllm-latency-budget-ms"),
+        .now_ms = now_ms(),
+    };
+    return sensitive;
+}
+
 static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_ingress *ing, const hl_http_req *hreq,
                         const char *body, size_t len, const char *request_id, const char *key_tenant) {
     hl_gateway *gw = gwk->gw;
@@ -711,29 +750,9 @@ static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_ingress *ing, const
         exchange_free(ex);
         return;
     }
-    /* Routing hints from headers override or add to the body's metadata. */
-    const hl_slice *tt = hl_http_header_get(hreq, "x-hybridllm-task-type");
-    if (tt && tt->n && tt->n < 64) {
-        free(ex->req.task_type);
-        ex->req.task_type = strndup(tt->p, tt->n);
-    }
-    if (header_truthy(hreq, "x-hybridllm-regulated")) ex->req.regulated = true;
-    if (header_truthy(hreq, "x-hybridllm-pii")) ex->req.pii = true;
-    ex->sensitive = ex->req.regulated || ex->req.pii;
-
     char tenant[64];
-    hl_route_input in = {
-        .model = ex->req.model,
-        .task_type = ex->req.task_type,
-        .inferred_task = ex->req.task_type ? NULL : hl_task_infer(&ex->req),
-        .sensitive = ex->sensitive,
-        .tenant = request_tenant(hreq, key_tenant, tenant, sizeof tenant),
-        .sticky_key = ex->request_id,
-        .prompt_tokens = hl_tokens_estimate(ex->req.text_bytes),
-        .max_tokens = ex->req.max_tokens,
-        .latency_budget_ms = header_long(hreq, "x-hybridllm-latency-budget-ms"),
-        .now_ms = now_ms(),
-    };
+    hl_route_input in;
+    ex->sensitive = prepare_route(&ex->req, hreq, key_tenant, ex->request_id, tenant, sizeof tenant, &in);
     if (hl_router_route(gw->cfg, gw->bs, &in, &ex->route, &err, NULL) != HL_OK) {
         hl_buf h;
         hl_buf_init(&h, 0);
@@ -935,17 +954,22 @@ static void render_error(hl_worker *w, int status, const char *path, const char 
                          char *headers, size_t headers_len, char *out, size_t out_len) {
     (void)path;
     gw_worker *gwk = hl_worker_data(w);
+    char rid[64];
     uint64_t a = rng_next(&gwk->rng), b2 = rng_next(&gwk->rng);
-    snprintf(headers, headers_len, "x-request-id: req_%016llx%08llx\r\n", (unsigned long long)a,
-             (unsigned long long)(b2 >> 32));
+    snprintf(rid, sizeof rid, "req_%016llx%08llx", (unsigned long long)a, (unsigned long long)(b2 >> 32));
     hl_api_error err;
     hl_api_error_kind k = status == 413 || status == 431 ? HL_AE_TOO_LARGE
                           : status == 408 ? HL_AE_TIMEOUT : HL_AE_INVALID_REQUEST;
     hl_api_error_set(&err, status, k, NULL, NULL, "%s", message);
     const hl_ingress *ing = path && !strcmp(path, "/v1/messages") ? &hl_ingress_anthropic : &hl_ingress_openai;
+    hl_buf h;
+    hl_buf_init(&h, headers_len - 1);
+    id_headers(ing, rid, &h);
+    snprintf(headers, headers_len, "%s", h.data ? h.data : "");
+    hl_buf_release(&h);
     hl_buf b;
     hl_buf_init(&b, out_len - 1);
-    if (ing->write_error(&b, &err, NULL) && b.data) snprintf(out, out_len, "%s", b.data);
+    if (ing->write_error(&b, &err, rid) && b.data) snprintf(out, out_len, "%s", b.data);
     else snprintf(out, out_len, "{\"error\":{\"message\":\"error\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}");
     hl_buf_release(&b);
 }
@@ -1015,3 +1039,37 @@ void hl_gateway_free(hl_gateway *gw) {
 }
 
 const hl_server_hooks *hl_gateway_hooks(hl_gateway *gw) { return &gw->hooks; }
+
+hl_err hl_gateway_explain(const hl_config *cfg, hl_backends *bs, bool anthropic_format,
+                          const hl_http_req *hreq, const char *body, size_t len, hl_buf *out) {
+    const hl_ingress *ing = anthropic_format ? &hl_ingress_anthropic : &hl_ingress_openai;
+    hl_chat_request req;
+    hl_chat_request_init(&req);
+    hl_api_error err = {0};
+    hl_err rc = ing->parse_request(body, len, &req, &err);
+    if (rc) {
+        hl_buf_printf(out, "request rejected (HTTP %d): %s%s%s\n", err.status, err.message,
+                      err.param[0] ? " [param " : "", err.param[0] ? err.param : "");
+        if (err.param[0]) hl_buf_puts(out, "]\n");
+        hl_chat_request_release(&req);
+        return rc;
+    }
+    char tenant[64];
+    hl_route_input in;
+    prepare_route(&req, hreq, NULL, "explain", tenant, sizeof tenant, &in);
+    hl_route route;
+    hl_route_trace trace = {0};
+    rc = hl_router_route(cfg, bs, &in, &route, &err, &trace);
+    for (int i = 0; i < trace.n; i++) hl_buf_printf(out, "%s\n", trace.lines[i]);
+    if (rc) {
+        hl_buf_printf(out, "result: HTTP %d %s: %s\n", err.status, err.code, err.message);
+    } else {
+        hl_buf_printf(out, "result: %s (model %s), route reason %s", route.candidates[0]->cfg->name,
+                      route.models[0], route.reason);
+        for (int i = 1; i < route.n; i++)
+            hl_buf_printf(out, "%s%s", i == 1 ? "; then " : ", ", route.candidates[i]->cfg->name);
+        hl_buf_puts(out, "\n");
+    }
+    hl_chat_request_release(&req);
+    return rc;
+}

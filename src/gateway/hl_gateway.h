@@ -14,7 +14,9 @@
 #ifndef HL_GATEWAY_H
 #define HL_GATEWAY_H
 
+#include <stdbool.h>
 #include "hl_backend.h"
+#include "hl_buf.h"
 #include "hl_config.h"
 #include "hl_ledger.h"
 #include "hl_server.h"
@@ -27,5 +29,12 @@ hl_err hl_gateway_init(hl_gateway **out, const hl_config *cfg, hl_backends *bs, 
 void hl_gateway_free(hl_gateway *gw);
 /* The server hooks that run this gateway (ud is set to gw). */
 const hl_server_hooks *hl_gateway_hooks(hl_gateway *gw);
+
+/* hybridllm route --explain: parses body (OpenAI, or Anthropic when anthropic_format) with
+ * the routing headers of hreq, runs the router exactly as a live request would, and writes
+ * every rule's verdict and the decision to out. No backend is called. Returns non-zero when
+ * the request would be refused (the reason is in out). */
+hl_err hl_gateway_explain(const hl_config *cfg, hl_backends *bs, bool anthropic_format,
+                          const hl_http_req *hreq, const char *body, size_t len, hl_buf *out);
 
 #endif

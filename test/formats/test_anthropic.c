@@ -30,7 +30,7 @@ HL_TEST(request_translation_bytes) {
         "{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"t1\",\"name\":\"f\",\"input\":{\"a\":1}}]},"
         "{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t1\",\"content\":\"42\"},"
         "{\"type\":\"text\",\"text\":\"and?\"}]}],"
-        "\"temperature\":0.20000000000000001,\"stop_sequences\":[\"X\"],"
+        "\"temperature\":0.2,\"stop_sequences\":[\"X\"],"
         "\"tools\":[{\"name\":\"f\",\"description\":\"d\",\"input_schema\":{\"type\":\"object\"}}],"
         "\"tool_choice\":{\"type\":\"any\"},\"stream\":true}");
     hl_buf_release(&b);
