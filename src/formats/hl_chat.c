@@ -1,6 +1,7 @@
 /* hl_chat: lifetime helpers for the internal request/response model (see hl_chat.h). */
 #include "hl_chat.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,4 +139,20 @@ hl_err hl_chat_parse_metadata(const json_t *md, hl_chat_request *req, hl_api_err
     if (json_truthy(json_object_get(md, "pii_present")) || json_truthy(json_object_get(md, "pii")))
         req->pii = true;
     return HL_OK;
+}
+
+double hl_confidence(const json_t *logprobs) {
+    const json_t *content = json_object_get(logprobs, "content");
+    double sum = 0;
+    size_t n = 0, i;
+    const json_t *tok;
+    json_array_foreach(content, i, tok) {
+        const json_t *lp = json_object_get(tok, "logprob");
+        if (!json_is_number(lp)) continue;
+        double x = json_number_value(lp);
+        if (x > 0) x = 0; /* a probability cannot exceed 1 */
+        sum += x;
+        n++;
+    }
+    return n ? exp(sum / (double)n) : -1;
 }

@@ -176,6 +176,12 @@ const char *hl_finish_openai(hl_finish f);
  * up, as OpenAI's own rule of thumb. Always marked `estimated` in the ledger. */
 long hl_tokens_estimate(size_t bytes);
 
+/* The confidence of an answer from its OpenAI-style logprobs object ({"content":[{"logprob"}]}):
+ * the geometric mean of the token probabilities, exp(mean logprob), in [0, 1]. It rewards
+ * answers whose every token the model was sure of and is length-neutral. -1 when the object
+ * has no token logprobs. */
+double hl_confidence(const json_t *logprobs);
+
 /* strdup that reports failure through the error code (dst set to NULL on error). */
 hl_err hl_strdup(char **dst, const char *s);
 

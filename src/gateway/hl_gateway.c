@@ -53,6 +53,19 @@ typedef struct exchange {
     bool sensitive;
     hl_route route;
     int cand;                  /* index into route.candidates of the current attempt */
+    /* Confidence escalation (the route's `escalate`): the local attempt runs non-streaming
+     * with logprobs; below the threshold its answer is held and the escalation targets are
+     * asked; should they all fail, the held answer is served. */
+    bool escalation_armed;     /* the next local attempt is the one to judge */
+    bool attempt_stream;       /* the current attempt streams from its upstream */
+    bool attempt_judged;       /* the current attempt is judged on confidence */
+    bool client_logprobs;      /* the client asked for logprobs itself */
+    double confidence;         /* of the judged answer; < 0 unknown */
+    hl_chat_response held;     /* the local answer kept while escalating */
+    bool have_held;
+    double held_cost;
+    hl_backend *held_backend;  /* who produced the held answer */
+    const char *held_model;
     int attempt;               /* 1-based count of upstream calls */
     hl_backend *backend;
     const char *model;
@@ -190,6 +203,7 @@ static void exchange_free(exchange *ex) {
     hl_buf_release(&ex->up_body);
     hl_sse_release(&ex->sse);
     hl_buf_release(&ex->out);
+    hl_chat_response_release(&ex->held);
     if (ex->timer_inited) {
         /* The timer handle lives in ex: free ex once the loop is done with it. */
         ex->timer.data = ex;
@@ -233,6 +247,7 @@ static double record_attempt(exchange *ex, const char *status, const hl_usage *u
     r.task_inferred = !ex->req.task_type && ex->route.task_type;
     r.sensitive = ex->sensitive;
     r.stream = ex->req.stream;
+    r.confidence = ex->attempt_judged ? ex->confidence : -1;
     r.usage = *u;
     r.latency_ms = latency;
     r.ttft_ms = ex->ttft_ms;
@@ -284,11 +299,22 @@ static void upstream_http_error(exchange *ex, hl_api_error *err) {
 static bool retryable_status(int s) { return s == 408 || s == 409 || s == 429 || s >= 500; }
 
 /* Ends a request that has sent nothing yet: the next candidate, or the error. */
+static void deliver(exchange *ex, hl_chat_response *resp, double cost);
+
 static void fail_or_fallback(exchange *ex, const hl_api_error *err) {
     if (ex->cand + 1 < ex->route.n && now_ms() < ex->deadline) {
         ex->cand++;
         ex->retries = 0;
         start_attempt(ex);
+        return;
+    }
+    if (ex->have_held) {
+        /* Escalation failed everywhere: the local answer is better than an error. */
+        hl_log(HL_LOG_WARN, "%s: escalation failed (%s); serving the local answer", ex->request_id, err->message);
+        ex->backend = ex->held_backend;
+        ex->model = ex->held_model;
+        deliver(ex, &ex->held, ex->held_cost);
+        exchange_free(ex);
         return;
     }
     hl_buf h;
@@ -473,7 +499,7 @@ static void up_status(void *ud, int status, const char *content_type) {
 
 static int up_data(void *ud, const char *data, size_t len) {
     exchange *ex = ud;
-    if (!(ex->req.stream && ex->up_status / 100 == 2 && ex->up_sse)) {
+    if (!(ex->attempt_stream && ex->up_status / 100 == 2 && ex->up_sse)) {
         return hl_buf_append(&ex->up_body, data, len) ? HL_UPSTREAM_ABORT : HL_UPSTREAM_CONTINUE;
     }
     if (hl_sse_feed(&ex->sse, data, len, on_sse, ex) != 0) {
@@ -487,6 +513,72 @@ static int up_data(void *ud, const char *data, size_t len) {
         return HL_UPSTREAM_PAUSE;
     }
     return HL_UPSTREAM_CONTINUE;
+}
+
+/* Sends a complete answer in the client's shape: a response, or (for a client that asked to
+ * stream while the attempt did not) the same answer as a stream. Ends the request; the caller
+ * frees the exchange. */
+static void deliver(exchange *ex, hl_chat_response *resp, double cost) {
+    if (!ex->client_logprobs) {
+        json_decref(resp->logprobs); /* asked for our confidence, not the client's */
+        resp->logprobs = NULL;
+    }
+    if (ex->req.stream) {
+        /* Replay the answer through the stream encoder, as if the upstream had streamed it. */
+        hl_stream_event ev = {0};
+        ev.type = HL_EV_START;
+        ev.id = resp->id;
+        ev.model = resp->model;
+        ex->ing->encode_event(&ex->enc, &ev, &ex->out);
+        if (resp->text && resp->text[0]) {
+            ev = (hl_stream_event){.type = HL_EV_TEXT, .text = resp->text, .text_len = strlen(resp->text)};
+            ex->ing->encode_event(&ex->enc, &ev, &ex->out);
+        }
+        for (size_t i = 0; i < resp->n_tool_calls; i++) {
+            const hl_tool_call *tc = &resp->tool_calls[i];
+            ev = (hl_stream_event){.type = HL_EV_TOOL_CALL, .index = (int)i, .tool_id = tc->id,
+                                   .tool_name = tc->name, .text = tc->arguments,
+                                   .text_len = tc->arguments ? strlen(tc->arguments) : 0};
+            ex->ing->encode_event(&ex->enc, &ev, &ex->out);
+        }
+        ev = (hl_stream_event){.type = HL_EV_FINISH, .finish = resp->finish, .stop_sequence = resp->stop_sequence};
+        ex->ing->encode_event(&ex->enc, &ev, &ex->out);
+        ex->ing->encode_end(&ex->enc, &resp->usage, &ex->out);
+        detach(ex);
+        flush_out(ex);
+        hl_conn_stream_end(ex->conn);
+        return;
+    }
+    hl_buf body, h;
+    hl_buf_init(&body, 0);
+    hl_buf_init(&h, 0);
+    ex->ing->write_response(&body, resp, ex->chat_id, ex->created);
+    route_headers(ex, &h);
+    hl_buf_printf(&h, "x-hybridllm-cost-usd: %.10f\r\n", cost);
+    if (ex->confidence >= 0) hl_buf_printf(&h, "x-hybridllm-confidence: %.4f\r\n", ex->confidence);
+    detach(ex);
+    hl_conn_respond(ex->conn, 200, h.data, "application/json", body.data ? body.data : "", body.len);
+    hl_buf_release(&body);
+    hl_buf_release(&h);
+}
+
+/* The judged local answer was below the threshold: the escalation targets become the
+ * candidates (privacy-filtered by the router already). */
+static void escalate(exchange *ex) {
+    hl_route *r = &ex->route;
+    for (int i = 0; i < r->n_escalate; i++) {
+        r->candidates[i] = r->escalate[i];
+        r->models[i] = r->escalate[i]->model;
+    }
+    r->n = r->n_escalate;
+    r->n_escalate = 0;
+    size_t n = strlen(r->reason);
+    snprintf(r->reason + n, sizeof r->reason - n, "+escalated");
+    ex->cand = 0;
+    ex->retries = 0;
+    ex->attempt_judged = false;
+    ex->escalation_armed = false;
+    start_attempt(ex);
 }
 
 static void up_done(void *ud, hl_err err, const char *errmsg) {
@@ -522,7 +614,7 @@ static void up_done(void *ud, hl_err err, const char *errmsg) {
         attempt_failed(ex, &cerr, retryable_status(ex->up_status), ex->up_status >= 500);
         return;
     }
-    if (ex->req.stream) {
+    if (ex->attempt_stream) {
         if (!ex->up_sse) {
             hl_usage none = {0};
             hl_api_error_set(&cerr, 502, HL_AE_API, NULL, "upstream_not_streaming",
@@ -555,22 +647,26 @@ static void up_done(void *ud, hl_err err, const char *errmsg) {
     ex->out_bytes = resp.text ? strlen(resp.text) : 0;
     hl_backend_record_latency(ex->backend, now_ms() - ex->t0);
     hl_usage u = final_usage(ex);
-    double cost = record_attempt(ex, "ok", &u, NULL);
     resp.usage = u;
     if (!resp.model || !resp.model[0]) {
         free(resp.model);
         resp.model = strdup(ex->model);
     }
-    hl_buf body, h;
-    hl_buf_init(&body, 0);
-    hl_buf_init(&h, 0);
-    ex->ing->write_response(&body, &resp, ex->chat_id, ex->created);
-    route_headers(ex, &h);
-    hl_buf_printf(&h, "x-hybridllm-cost-usd: %.10f\r\n", cost);
-    detach(ex);
-    hl_conn_respond(ex->conn, 200, h.data, "application/json", body.data ? body.data : "", body.len);
-    hl_buf_release(&body);
-    hl_buf_release(&h);
+    if (ex->attempt_judged) {
+        ex->confidence = hl_confidence(resp.logprobs);
+        if (ex->confidence >= 0 && ex->confidence < ex->route.escalate_below && ex->route.n_escalate) {
+            /* Not sure enough: hold this answer, ask the escalation targets. */
+            ex->held_cost = record_attempt(ex, "escalated", &u, NULL);
+            ex->held = resp;
+            ex->have_held = true;
+            ex->held_backend = ex->backend;
+            ex->held_model = ex->model;
+            escalate(ex);
+            return;
+        }
+    }
+    double cost = record_attempt(ex, "ok", &u, NULL);
+    deliver(ex, &resp, cost);
     hl_chat_response_release(&resp);
     exchange_free(ex);
 }
@@ -645,11 +741,22 @@ static void start_attempt(exchange *ex) {
     ex->ing->encoder_init(&ex->enc, ex->chat_id, ex->model, ex->created, ex->req.include_usage,
                           ex->request_id);
 
+    /* A local answer to be judged on confidence is asked for whole, with logprobs (an
+     * OpenAI-compatible server's; Messages backends have none and are not judged). */
+    ex->attempt_judged = ex->escalation_armed && !hl_backend_is_cloud(ex->backend) &&
+                         ex->backend->cfg->kind == HL_PROVIDER_OPENAI;
+    ex->attempt_stream = ex->req.stream && !ex->attempt_judged;
+    ex->confidence = -1;
+    bool stream = ex->req.stream, logprobs = ex->req.logprobs;
+    ex->req.stream = ex->attempt_stream;
+    if (ex->attempt_judged) ex->req.logprobs = true;
     hl_buf url, body;
     hl_buf_init(&url, 4096);
     hl_buf_init(&body, 0);
     struct curl_slist *headers = NULL;
     hl_err e = ex->prov->build(ex->backend, &ex->req, ex->model, &url, &body, &headers);
+    ex->req.stream = stream;
+    ex->req.logprobs = logprobs;
     if (!e) {
         hl_upstream_opts o = {
             .url = url.data,
@@ -764,6 +871,10 @@ static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_ingress *ing, const
     }
     hl_conn_set_data(c, ex);
     ex->deadline = now_ms() + (double)gw->cfg->request_timeout_ms;
+    ex->client_logprobs = ex->req.logprobs;
+    ex->confidence = -1;
+    ex->escalation_armed = ex->route.escalate_below > 0 && ex->route.n_escalate > 0 &&
+                           (!ex->req.stream || ex->route.escalate_streams);
     start_attempt(ex);
 }
 

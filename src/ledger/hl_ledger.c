@@ -60,8 +60,10 @@ hl_err hl_ledger_format(const hl_ledger_record *r, hl_buf *b) {
                               r->usage.estimated ? "true" : "false");
     if (!e) e = put_opt_str(b, "task_type", r->task_type);
     if (!e) e = hl_buf_printf(b, ",\"task_inferred\":%s", r->task_inferred ? "true" : "false");
-    if (!e) e = hl_buf_printf(b, ",\"sensitive\":%s,\"http_status\":%d",
-                              r->sensitive ? "true" : "false", r->http_status);
+    if (!e) e = hl_buf_printf(b, ",\"sensitive\":%s", r->sensitive ? "true" : "false");
+    if (!e) e = r->confidence >= 0 ? hl_buf_printf(b, ",\"confidence\":%.4f", r->confidence)
+                                   : hl_buf_puts(b, ",\"confidence\":null");
+    if (!e) e = hl_buf_printf(b, ",\"http_status\":%d", r->http_status);
     if (!e) e = put_opt_str(b, "error", r->error);
     if (!e) e = hl_buf_puts(b, "}\n");
     return e;

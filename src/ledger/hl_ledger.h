@@ -9,7 +9,7 @@
  * Fields: the brief's (timestamp, source, input_tokens, output_tokens, latency_ms, cost_usd)
  * plus request_id, attempt, backend, model, route_reason, status, stream, ttft_ms,
  * cached_input_tokens, cache_write_tokens, usage_estimated, task_type, task_inferred,
- * sensitive, http_status and error. */
+ * sensitive, confidence, http_status and error. */
 #ifndef HL_LEDGER_H
 #define HL_LEDGER_H
 
@@ -31,7 +31,8 @@ typedef struct hl_ledger_record {
     int attempt;               /* 1 for the first upstream call of a request */
     bool cloud;                /* source: "cloud" or "local" */
     const char *backend, *model, *route_reason;
-    const char *status;        /* ok | error | cancelled | rejected */
+    const char *status;        /* ok | error | cancelled | escalated (a local answer below the
+                                  confidence threshold, held while the cloud was asked) */
     const char *task_type;     /* declared or inferred; NULL when neither */
     bool task_inferred;        /* task_type is the router's guess, not the client's */
     bool sensitive;
@@ -39,6 +40,7 @@ typedef struct hl_ledger_record {
     hl_usage usage;
     double latency_ms;
     double ttft_ms;            /* < 0: none (not streamed or no token arrived) */
+    double confidence;         /* of a local answer judged for escalation; < 0: not judged */
     double cost_usd;
     bool cost_known;           /* false: a cloud model with no configured price */
     int http_status;           /* status the upstream answered, 0 when none */

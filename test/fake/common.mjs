@@ -23,6 +23,8 @@
 //                        with stream_options.include_usage), "always" (like llama.cpp), "never"
 //                        (like some Ollama versions)
 //   delta_usage_full     (Anthropic only) message_delta.usage also carries the input/cache counts
+//   logprob              (OpenAI only) every token's logprob, when logprobs are requested (a
+//                        model that is unsure of its answer: -1 gives a confidence of e^-1)
 //
 // Each request record: {id, method, path, headers, body, raw, time, closed, closedAt,
 //   finished, disconnected, response: {status, usage?, text?}}

@@ -71,9 +71,9 @@ export function promptTokens(messages) {
   return n;
 }
 
-function logprobEntry(token, i, topN) {
+function logprobEntry(token, i, topN, fixed) {
   const bytes = Array.from(Buffer.from(token, 'utf8'));
-  const logprob = -Math.round((0.01 * ((i % 7) + 1)) * 1e6) / 1e6;
+  const logprob = fixed ?? -Math.round((0.01 * ((i % 7) + 1)) * 1e6) / 1e6;
   const top = [];
   for (let k = 0; k < topN; k++) {
     const t = k === 0 ? token : `${token}~${k}`;
@@ -186,7 +186,7 @@ async function handleChat(req, res, rec, body, ctl, reqId, opts) {
     const choice = {
       index: 0,
       message,
-      logprobs: wantLogprobs ? { content: pieces.map((p, i) => logprobEntry(p, i, topN)), refusal: null } : null,
+      logprobs: wantLogprobs ? { content: pieces.map((p, i) => logprobEntry(p, i, topN, ctl.logprob)), refusal: null } : null,
       finish_reason,
     };
     return sendJSON(res, 200, {

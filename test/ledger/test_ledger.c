@@ -35,6 +35,7 @@ HL_TEST(record_format) {
     r.latency_ms = 850;
     r.ttft_ms = 120.5;
     r.cost_usd = 0.00435;
+    r.confidence = -1;
     r.cost_known = true;
     r.http_status = 200;
     hl_buf b;
@@ -46,7 +47,7 @@ HL_TEST(record_format) {
         "\"attempt\":1,\"backend\":\"anthropic\",\"model\":\"claude\",\"route_reason\":\"rule:x\","
         "\"status\":\"ok\",\"stream\":true,\"ttft_ms\":120.500,\"cached_input_tokens\":0,"
         "\"cache_write_tokens\":0,\"usage_estimated\":false,\"task_type\":null,\"task_inferred\":false,\"sensitive\":false,"
-        "\"http_status\":200,\"error\":null}\n");
+        "\"confidence\":null,\"http_status\":200,\"error\":null}\n");
     hl_buf_release(&b);
 }
 
