@@ -1,0 +1,105 @@
+/* hl_engine: text generation with an in-process model: the API the `builtin` provider and
+ * the `hybridllm run` command use.
+ *
+ * An engine is a loaded model (hl_model), its tokenizer (hl_tok) and the scratch memory for
+ * sampling, all allocated by hl_engine_open(). hl_engine_generate() tokenizes a prompt, runs
+ * it through the model in batches, then samples one token at a time until EOS (or another
+ * end-of-generation token), max_tokens, the end of the context, or the callback asks to
+ * stop. Each token is handed to the callback as it is produced (for streaming), with its
+ * text and its log-probability.
+ *
+ * Sampling follows llama.cpp's default order: repetition penalty, top-k, top-p, min-p (the
+ * last three on the distribution at temperature 1), then temperature and a draw from a
+ * seeded generator. temperature <= 0 is greedy (argmax after the penalty). The same seed,
+ * prompt and settings give the same tokens.
+ *
+ * Threads: one generation at a time per engine (the model has one KV cache); the engine's
+ * matmuls use n_threads threads. The gateway runs generation on a worker thread and posts
+ * tokens back to its event loop from the callback.
+ *
+ * Ownership: hl_engine_open() returns an engine the caller frees with hl_engine_free(). The
+ * token passed to the callback (its text included) is borrowed for the call only. */
+#ifndef HL_ENGINE_H
+#define HL_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "hl_err.h"
+#include "hl_model.h"
+#include "hl_tok.h"
+
+typedef struct hl_engine hl_engine;
+
+typedef struct hl_engine_params {
+    const char *model_path;
+    int n_threads;      /* 0: 1 */
+    uint32_t n_ctx;     /* 0: the model's trained context, capped at 4096 */
+    uint32_t n_batch;   /* prompt tokens per forward pass; 0: 64 */
+} hl_engine_params;
+
+typedef struct hl_engine_sampling {
+    float temperature;    /* <= 0: greedy */
+    int top_k;            /* <= 0: off */
+    float top_p;          /* >= 1: off */
+    float min_p;          /* <= 0: off */
+    float repeat_penalty; /* 1: off; applied to the last repeat_last_n tokens */
+    int repeat_last_n;    /* 0: 64 */
+    uint64_t seed;
+} hl_engine_sampling;
+
+/* llama.cpp's defaults: temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, no penalty. */
+hl_engine_sampling hl_engine_sampling_default(void);
+
+typedef struct hl_engine_token {
+    int32_t id;
+    const char *text; /* the token's bytes (may be part of a UTF-8 character); borrowed */
+    size_t len;
+    float logprob;    /* log-probability under the model's distribution (before sampling
+                         settings), the figure the router's confidence check reads */
+} hl_engine_token;
+
+/* Returns 0 to go on, anything else to stop (cancellation). */
+typedef int (*hl_engine_token_cb)(void *ctx, const hl_engine_token *tok);
+
+typedef enum hl_engine_stop {
+    HL_ENGINE_STOP_EOG,       /* the model ended its turn */
+    HL_ENGINE_STOP_LENGTH,    /* max_tokens reached */
+    HL_ENGINE_STOP_CONTEXT,   /* the KV cache is full */
+    HL_ENGINE_STOP_CANCELLED, /* the callback asked to stop */
+} hl_engine_stop;
+
+typedef struct hl_engine_request {
+    const char *prompt;
+    size_t prompt_len;
+    bool add_bos;         /* prepend BOS if the model wants it (usually true) */
+    bool parse_special;   /* recognise special tokens such as <|eot_id|> in the prompt */
+    int max_tokens;       /* <= 0: until EOG or the context is full */
+    hl_engine_sampling sampling;
+    hl_engine_token_cb on_token; /* may be NULL */
+    void *cb_ctx;
+} hl_engine_request;
+
+typedef struct hl_engine_result {
+    int n_prompt, n_gen;
+    double prefill_s, decode_s; /* wall time of the prompt pass and of generation */
+    hl_engine_stop stop;
+} hl_engine_result;
+
+hl_err hl_engine_open(hl_engine **out, const hl_engine_params *p, char *err, size_t err_size);
+void hl_engine_free(hl_engine *e);
+
+hl_model *hl_engine_model(hl_engine *e);
+const hl_tok *hl_engine_tok(const hl_engine *e);
+
+/* Generates a continuation of req->prompt. HL_ERR_LIMIT when the prompt does not fit in the
+ * context; errors of the model otherwise. The KV cache is reused from position 0. */
+hl_err hl_engine_generate(hl_engine *e, const hl_engine_request *req, hl_engine_result *res);
+
+/* Picks the next token from logits (vocab entries) under s, given the recent tokens for the
+ * repetition penalty; rng is the generator state (seeded from s->seed by the caller).
+ * Exposed for tests; uses the engine's scratch, so it does not allocate. */
+int32_t hl_engine_sample(hl_engine *e, const float *logits, const hl_engine_sampling *s,
+                         const int32_t *recent, int n_recent, uint64_t *rng);
+
+#endif

@@ -1,0 +1,305 @@
+/* Tests for hl_engine (generation, sampling, streaming, cancellation, logprobs) and the CLI
+ * entry points in hl_engine_cli. */
+#include <fcntl.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hl_engine.h"
+#include "hl_engine_cli.h"
+#include "hl_gguf_write.h"
+#include "hl_test.h"
+#include "test_models_dir.h"
+
+static const int32_t stories_greedy[32] = {432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426,
+                                           338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322,
+                                           265, 282, 295, 433, 426, 385, 328, 432, 358, 394};
+
+typedef struct collect {
+    int32_t ids[2048];
+    float logprob[2048];
+    char text[8192];
+    size_t text_len;
+    int n, stop_after;
+} collect;
+
+static int on_token(void *ctx, const hl_engine_token *tk) {
+    collect *c = ctx;
+    if (c->n < 2048) {
+        c->ids[c->n] = tk->id;
+        c->logprob[c->n] = tk->logprob;
+    }
+    c->n++;
+    if (c->text_len + tk->len < sizeof c->text) {
+        memcpy(c->text + c->text_len, tk->text, tk->len);
+        c->text_len += tk->len;
+        c->text[c->text_len] = 0;
+    }
+    return c->stop_after && c->n >= c->stop_after;
+}
+
+static hl_engine *open_stories(int threads) {
+    char path[4096];
+    if (!hl_test_model_path(path, sizeof path, "stories260K.gguf")) return NULL;
+    hl_engine *e;
+    char err[512];
+    hl_engine_params p = {.model_path = path, .n_threads = threads, .n_ctx = 256};
+    if (hl_engine_open(&e, &p, err, sizeof err) != HL_OK) {
+        HL_FAIL_("%s", err);
+        return NULL;
+    }
+    return e;
+}
+
+static hl_engine_request request(collect *c, int max_tokens, hl_engine_sampling s) {
+    static const char prompt[] = "Once upon a time";
+    return (hl_engine_request){.prompt = prompt, .prompt_len = sizeof prompt - 1, .add_bos = true,
+                               .max_tokens = max_tokens, .sampling = s, .on_token = on_token,
+                               .cb_ctx = c};
+}
+
+HL_TEST(greedy_matches_reference_and_streams) {
+    hl_engine *e = open_stories(2);
+    if (!e) return;
+    collect *c = calloc(1, sizeof *c);
+    hl_engine_sampling s = {.temperature = 0};
+    hl_engine_request req = request(c, 32, s);
+    hl_engine_result res;
+    HL_REQUIRE(hl_engine_generate(e, &req, &res) == HL_OK);
+    HL_CHECK_INT_EQ(res.n_prompt, 5);
+    HL_CHECK_INT_EQ(res.n_gen, 32);
+    HL_CHECK_INT_EQ(res.stop, HL_ENGINE_STOP_LENGTH);
+    HL_CHECK(memcmp(c->ids, stories_greedy, sizeof stories_greedy) == 0);
+    HL_CHECK_STR_EQ(c->text, ", there was a little girl named Lily. She loved to play outside in "
+                             "the park. One day, she saw");
+    /* The first token's logprob is the reference logits' log-softmax at 432. */
+    char path[4096];
+    if (hl_test_model_path(path, sizeof path, "reference/stories260K.step1_logits.tsv")) {
+        FILE *f = fopen(path, "r");
+        double mx = -1e30, v432 = 0, sum = 0;
+        float lg[512];
+        int id;
+        float v;
+        while (f && fscanf(f, "%d\t%f", &id, &v) == 2)
+            if (id >= 0 && id < 512) lg[id] = v;
+        if (f) fclose(f);
+        for (int i = 0; i < 512; i++) mx = fmax(mx, lg[i]);
+        for (int i = 0; i < 512; i++) sum += exp(lg[i] - mx);
+        v432 = lg[432] - mx - log(sum);
+        HL_CHECK_NEAR(c->logprob[0], v432, 1e-4);
+    }
+    for (int i = 0; i < 32; i++) HL_CHECK(c->logprob[i] <= 0 && c->logprob[i] > -50);
+    /* A second generation on the same engine starts afresh. */
+    memset(c, 0, sizeof *c);
+    HL_REQUIRE(hl_engine_generate(e, &req, &res) == HL_OK);
+    HL_CHECK(memcmp(c->ids, stories_greedy, sizeof stories_greedy) == 0);
+    free(c);
+    hl_engine_free(e);
+}
+
+HL_TEST(seeded_sampling_is_reproducible) {
+    hl_engine *e = open_stories(1);
+    if (!e) return;
+    collect *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b), *d = calloc(1, sizeof *d);
+    hl_engine_sampling s = hl_engine_sampling_default();
+    s.temperature = 1.0f;
+    s.seed = 7;
+    hl_engine_result res;
+    hl_engine_request ra = request(a, 64, s), rb = request(b, 64, s);
+    HL_REQUIRE(hl_engine_generate(e, &ra, &res) == HL_OK);
+    HL_REQUIRE(hl_engine_generate(e, &rb, &res) == HL_OK);
+    HL_CHECK(a->n == 64 && b->n == 64 && memcmp(a->ids, b->ids, 64 * sizeof(int32_t)) == 0);
+    s.seed = 8;
+    hl_engine_request rd = request(d, 64, s);
+    HL_REQUIRE(hl_engine_generate(e, &rd, &res) == HL_OK);
+    HL_CHECK(memcmp(a->ids, d->ids, 64 * sizeof(int32_t)) != 0);
+    /* top-k 1 is greedy whatever the temperature. */
+    memset(d, 0, sizeof *d);
+    s.top_k = 1;
+    rd = request(d, 32, s);
+    HL_REQUIRE(hl_engine_generate(e, &rd, &res) == HL_OK);
+    HL_CHECK(memcmp(d->ids, stories_greedy, sizeof stories_greedy) == 0);
+    free(a);
+    free(b);
+    free(d);
+    hl_engine_free(e);
+}
+
+HL_TEST(cancel_from_callback) {
+    hl_engine *e = open_stories(1);
+    if (!e) return;
+    collect *c = calloc(1, sizeof *c);
+    c->stop_after = 3;
+    hl_engine_sampling s = {.temperature = 0};
+    hl_engine_request req = request(c, 100, s);
+    hl_engine_result res;
+    HL_REQUIRE(hl_engine_generate(e, &req, &res) == HL_OK);
+    HL_CHECK_INT_EQ(res.n_gen, 3);
+    HL_CHECK_INT_EQ(res.stop, HL_ENGINE_STOP_CANCELLED);
+    /* Unbounded generation stops when the 256-position context is full. */
+    memset(c, 0, sizeof *c);
+    req = request(c, 0, s);
+    HL_REQUIRE(hl_engine_generate(e, &req, &res) == HL_OK);
+    HL_CHECK_INT_EQ(res.stop, HL_ENGINE_STOP_CONTEXT);
+    HL_CHECK_INT_EQ(res.n_prompt + res.n_gen, 256);
+    free(c);
+    hl_engine_free(e);
+}
+
+HL_TEST(sampler_filters) {
+    hl_engine *e = open_stories(1);
+    if (!e) return;
+    float lg[512];
+    for (int i = 0; i < 512; i++) lg[i] = -1e9f;
+    lg[5] = 2.0f;
+    lg[7] = 1.0f;
+    lg[9] = 0.0f;
+    uint64_t rng = 1;
+    hl_engine_sampling s = {.temperature = 1.0f, .top_p = 0.5f};
+    for (int i = 0; i < 200; i++) HL_CHECK_INT_EQ(hl_engine_sample(e, lg, &s, NULL, 0, &rng), 5);
+    s = (hl_engine_sampling){.temperature = 1.0f, .top_p = 1.0f, .min_p = 0.5f};
+    for (int i = 0; i < 200; i++) HL_CHECK_INT_EQ(hl_engine_sample(e, lg, &s, NULL, 0, &rng), 5);
+    /* min-p 0.3 keeps 5 and 7 (p7/p5 = e^-1 = 0.37) but not 9 (e^-2 = 0.14): their shares
+     * follow the renormalised softmax, 0.73 and 0.27. */
+    s.min_p = 0.3f;
+    int counts[512] = {0};
+    for (int i = 0; i < 4000; i++) counts[hl_engine_sample(e, lg, &s, NULL, 0, &rng)]++;
+    HL_CHECK_INT_EQ(counts[5] + counts[7], 4000);
+    HL_CHECK_NEAR(counts[7] / 4000.0, 1 / (1 + exp(1.0)), 0.03);
+    /* top-k 2 at high temperature: only the best two. */
+    s = (hl_engine_sampling){.temperature = 100.0f, .top_k = 2, .top_p = 1.0f};
+    memset(counts, 0, sizeof counts);
+    for (int i = 0; i < 2000; i++) counts[hl_engine_sample(e, lg, &s, NULL, 0, &rng)]++;
+    HL_CHECK_INT_EQ(counts[5] + counts[7], 2000);
+    HL_CHECK(counts[7] > 800);
+    /* Repetition penalty: a recent 5 (2.0 -> 1.33) loses to 7 (1.9) under greedy. */
+    lg[7] = 1.9f;
+    int32_t recent[] = {5, 5, 5};
+    s = (hl_engine_sampling){.temperature = 0, .repeat_penalty = 1.5f};
+    HL_CHECK_INT_EQ(hl_engine_sample(e, lg, &s, recent, 3, &rng), 7);
+    s.repeat_penalty = 1.0f;
+    HL_CHECK_INT_EQ(hl_engine_sample(e, lg, &s, recent, 3, &rng), 5);
+    hl_engine_free(e);
+}
+
+/* A miniature model whose every output favours token 2 (EOS): all blocks are zero, so the
+ * residual stream is the token embedding (all ones), and only output row 2 is non-zero. */
+static int write_eos_model(char *path, size_t n) {
+    snprintf(path, n, "/tmp/hl_test_eos_XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0) return 0;
+    enum { DIM = 32, FFN = 32, VOCAB = 8 };
+    hl_gguf_writer w;
+    hl_gguf_writer_init(&w);
+    hl_gguf_writer_kv_str(&w, "general.architecture", "llama");
+    hl_gguf_writer_kv_u32(&w, "llama.context_length", 64);
+    hl_gguf_writer_kv_u32(&w, "llama.embedding_length", DIM);
+    hl_gguf_writer_kv_u32(&w, "llama.block_count", 1);
+    hl_gguf_writer_kv_u32(&w, "llama.feed_forward_length", FFN);
+    hl_gguf_writer_kv_u32(&w, "llama.attention.head_count", 2);
+    hl_gguf_writer_kv_str(&w, "tokenizer.ggml.model", "llama");
+    const char *toks[VOCAB] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b", "\xe2\x96\x81" "a", "c"};
+    int32_t types[VOCAB] = {2, 3, 3, 1, 1, 1, 1, 1};
+    float scores[VOCAB] = {0, 0, 0, -1, -2, -3, -1, -4};
+    hl_gguf_writer_kv_arr_str(&w, "tokenizer.ggml.tokens", toks, NULL, VOCAB);
+    hl_gguf_writer_kv_arr(&w, "tokenizer.ggml.scores", HL_GGUF_V_FLOAT32, scores, VOCAB);
+    hl_gguf_writer_kv_arr(&w, "tokenizer.ggml.token_type", HL_GGUF_V_INT32, types, VOCAB);
+    static const struct { const char *name; uint64_t ne0, ne1; int fill; } t[] = {
+        {"token_embd.weight", DIM, VOCAB, 1}, {"output_norm.weight", DIM, 1, 1},
+        {"output.weight", DIM, VOCAB, 2},     {"blk.0.attn_norm.weight", DIM, 1, 1},
+        {"blk.0.attn_q.weight", DIM, DIM, 0}, {"blk.0.attn_k.weight", DIM, DIM, 0},
+        {"blk.0.attn_v.weight", DIM, DIM, 0}, {"blk.0.attn_output.weight", DIM, DIM, 0},
+        {"blk.0.ffn_norm.weight", DIM, 1, 1}, {"blk.0.ffn_gate.weight", DIM, FFN, 0},
+        {"blk.0.ffn_up.weight", DIM, FFN, 0}, {"blk.0.ffn_down.weight", FFN, DIM, 0},
+    };
+    int nt = sizeof t / sizeof *t;
+    for (int i = 0; i < nt; i++) {
+        uint64_t ne[2] = {t[i].ne0, t[i].ne1};
+        hl_gguf_writer_tensor(&w, t[i].name, HL_GGUF_F32, t[i].ne1 > 1 ? 2 : 1, ne);
+    }
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    hl_gguf_writer_header(&w, &b);
+    for (int i = 0; i < nt; i++) {
+        size_t cnt = (size_t)(t[i].ne0 * t[i].ne1);
+        for (size_t k = 0; k < cnt; k++) {
+            float v = t[i].fill == 1 ? 1.0f : t[i].fill == 2 ? (k / t[i].ne0 == 2 ? 1.0f : 0.0f) : 0;
+            hl_buf_append(&b, &v, 4);
+        }
+        static const char z[64];
+        hl_buf_append(&b, z, hl_gguf_writer_pad(&w, cnt * 4));
+    }
+    int ok = write(fd, b.data, b.len) == (ssize_t)b.len;
+    close(fd);
+    hl_buf_release(&b);
+    hl_gguf_writer_release(&w);
+    return ok;
+}
+
+HL_TEST(stops_at_eos) {
+    char path[64];
+    HL_REQUIRE(write_eos_model(path, sizeof path));
+    hl_engine *e;
+    char err[512];
+    hl_engine_params p = {.model_path = path};
+    hl_err r = hl_engine_open(&e, &p, err, sizeof err);
+    if (r) HL_FAIL_("%s", err);
+    HL_REQUIRE(r == HL_OK);
+    collect *c = calloc(1, sizeof *c);
+    hl_engine_sampling s = {.temperature = 0};
+    hl_engine_request req = {.prompt = "a b", .prompt_len = 3, .add_bos = true, .max_tokens = 10,
+                             .sampling = s, .on_token = on_token, .cb_ctx = c};
+    hl_engine_result res;
+    HL_REQUIRE(hl_engine_generate(e, &req, &res) == HL_OK);
+    HL_CHECK_INT_EQ(res.stop, HL_ENGINE_STOP_EOG);
+    HL_CHECK_INT_EQ(res.n_gen, 0);
+    HL_CHECK_INT_EQ(c->n, 0);
+    free(c);
+    hl_engine_free(e);
+    unlink(path);
+}
+
+/* Runs fn with stdout and stderr sent to /dev/null; returns its status. */
+static int quietly(int (*fn)(int, char **), int argc, char **argv) {
+    fflush(stdout);
+    fflush(stderr);
+    int o = dup(1), e = dup(2), null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    int rc = fn(argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(o, 1);
+    dup2(e, 2);
+    close(o);
+    close(e);
+    close(null);
+    return rc;
+}
+
+HL_TEST(cli_usage_and_errors) {
+    char *a1[] = {"run"};
+    HL_CHECK_INT_EQ(quietly(hl_engine_cli_run, 1, a1), 2);
+    char *a2[] = {"run", "m.gguf", "--bogus", "1"};
+    HL_CHECK_INT_EQ(quietly(hl_engine_cli_run, 4, a2), 2);
+    char *a3[] = {"run", "m.gguf", "-p"};
+    HL_CHECK_INT_EQ(quietly(hl_engine_cli_run, 3, a3), 2);
+    char *a4[] = {"run", "m.gguf", "-p", "x", "-n", "abc"};
+    HL_CHECK_INT_EQ(quietly(hl_engine_cli_run, 6, a4), 2);
+    char *a5[] = {"run", "/nonexistent.gguf", "-p", "x"};
+    HL_CHECK_INT_EQ(quietly(hl_engine_cli_run, 4, a5), 1);
+    char *g1[] = {"gguf"};
+    HL_CHECK_INT_EQ(quietly(hl_engine_cli_gguf, 1, g1), 2);
+    char *g2[] = {"gguf", "show", "x"};
+    HL_CHECK_INT_EQ(quietly(hl_engine_cli_gguf, 3, g2), 2);
+    char *g3[] = {"gguf", "info", "/nonexistent.gguf"};
+    HL_CHECK_INT_EQ(quietly(hl_engine_cli_gguf, 3, g3), 1);
+    char path[4096];
+    if (!hl_test_model_path(path, sizeof path, "stories260K.gguf")) return;
+    char *g4[] = {"gguf", "info", path};
+    HL_CHECK_INT_EQ(quietly(hl_engine_cli_gguf, 3, g4), 0);
+    char *r1[] = {"run", path, "-p", "Once upon a time", "-n", "8", "--temp", "0", "--threads", "2"};
+    HL_CHECK_INT_EQ(quietly(hl_engine_cli_run, 10, r1), 0);
+}
+
+HL_TEST_MAIN()
