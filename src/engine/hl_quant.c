@@ -436,8 +436,20 @@ hl_quant_dot_fn hl_quant_dot_fn_for(uint32_t type) {
 
 /* ---- vector helpers ----------------------------------------------------------------- */
 
+/* Attention scores. The sum runs in 8 lanes reduced pairwise, the order of the AVX2 version
+ * (and of llama.cpp's): the online softmax over a half-precision accumulator is so sensitive
+ * to score rounding that a plain left-to-right sum moved stories260K-Q8_0's step-1 logits by
+ * 0.18 from llama.cpp's; in lane order the scalar build is within 0.05, and the SIMD builds
+ * reproduce them exactly. */
 static float vdot_f16(int n, const uint16_t *x, const uint16_t *y) {
-    return dot_f16(n, x, y);
+    float lane[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++)
+            lane[l] = fmaf(hl_quant_f16_to_f32(x[i + l]), hl_quant_f16_to_f32(y[i + l]), lane[l]);
+    float s = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+    for (; i < n; i++) s += hl_quant_f16_to_f32(x[i]) * hl_quant_f16_to_f32(y[i]);
+    return s;
 }
 
 static void vmad_f16(int n, uint16_t *y, const uint16_t *x, float v) {

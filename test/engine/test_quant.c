@@ -277,4 +277,42 @@ HL_TEST(kernels_match_reference) {
     free(act);
 }
 
+/* The attention helpers at each ISA level give the scalar version's bits (the half-precision
+ * roundings are all round-to-nearest-even of an fma or a product), and dot_f16 its value
+ * within float reordering. */
+HL_TEST(vec_ops_match_scalar) {
+    const hl_quant_vec_ops *ref = hl_quant_vec(HL_ISA_SCALAR);
+    static const int lens[] = {1, 7, 8, 15, 16, 17, 64, 100, 128};
+    uint16_t x[128], y0[128], y1[128];
+    float f[128], g0[128], g1[128];
+    for (int isa = HL_ISA_AVX2; isa < HL_ISA_COUNT; isa++) {
+        const hl_quant_vec_ops *v = hl_quant_vec((hl_quant_isa)isa);
+        if (!v) continue;
+        for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+            int n = lens[li];
+            for (int i = 0; i < n; i++) {
+                f[i] = rndf() * 4;
+                x[i] = hl_quant_f32_to_f16(rndf());
+                y0[i] = y1[i] = hl_quant_f32_to_f16(rndf() * 2);
+            }
+            float a = rndf();
+            ref->mad_f16(n, y0, x, a);
+            v->mad_f16(n, y1, x, a);
+            HL_CHECK(memcmp(y0, y1, (size_t)n * 2) == 0);
+            ref->scale_f16(n, y0, a);
+            v->scale_f16(n, y1, a);
+            HL_CHECK(memcmp(y0, y1, (size_t)n * 2) == 0);
+            ref->to_f16(n, f, y0);
+            v->to_f16(n, f, y1);
+            HL_CHECK(memcmp(y0, y1, (size_t)n * 2) == 0);
+            ref->from_f16(n, y0, g0);
+            v->from_f16(n, y1, g1);
+            HL_CHECK(memcmp(g0, g1, (size_t)n * 4) == 0);
+            double mag = 0;
+            for (int i = 0; i < n; i++) mag += fabs(hl_quant_f16_to_f32(x[i]) * (double)g0[i]);
+            HL_CHECK_NEAR(v->dot_f16(n, x, y0), ref->dot_f16(n, x, y0), 1e-6 * mag + 1e-30);
+        }
+    }
+}
+
 HL_TEST_MAIN()
