@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "hl_backend.h"
 #include "hl_buf.h"
@@ -91,6 +92,7 @@ static int cmd_serve(int argc, char **argv) {
     hl_backends bs = {0};
     hl_gateway *gw = NULL;
     hl_server *srv = NULL;
+    hl_budgets *budgets = NULL;
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     if (hl_ledger_open(&ledger, cfg->ledger_path) != HL_OK) {
@@ -114,7 +116,13 @@ static int cmd_serve(int argc, char **argv) {
         hl_log(HL_LOG_WARN, "no backend is ready: requests will get 503. Set ANTHROPIC_API_KEY or "
                             "OPENAI_API_KEY, or start vLLM (:8000), a llama.cpp server (:8080) or "
                             "Ollama (:11434), then restart. GET /readyz shows the details.");
-    if (hl_gateway_init(&gw, cfg, &bs, &ledger) != HL_OK) goto out;
+    if (hl_budgets_new(&budgets, cfg) != HL_OK) goto out;
+    size_t replayed = 0;
+    if (hl_budgets_load_ledger(budgets, cfg->ledger_path, time(NULL), &replayed) != HL_OK)
+        hl_log(HL_LOG_WARN, "could not read %s for the budgets' running totals: %m", cfg->ledger_path);
+    else if (budgets)
+        hl_log(HL_LOG_INFO, "budgets: %zu ledger lines of the current periods replayed", replayed);
+    if (hl_gateway_init(&gw, cfg, &bs, &ledger, budgets) != HL_OK) goto out;
 
     /* Workers inherit this mask: only the signal thread sees SIGINT/SIGTERM. */
     sigset_t set;
@@ -139,6 +147,7 @@ static int cmd_serve(int argc, char **argv) {
 out:
     hl_server_free(srv);
     hl_gateway_free(gw);
+    hl_budgets_free(budgets);
     hl_backends_release(&bs);
     if (ledger.fd >= 0) hl_ledger_close(&ledger);
     hl_config_free(cfg);

@@ -296,7 +296,7 @@ static bool is_int_text(const char *s) {
 }
 
 static hl_err get_ll(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, long long *out) {
-    const char *s;
+    const char *s = NULL;
     hl_err err = get_plain(c, v, "an integer", &s);
     if (err) return err;
     char d[64];
@@ -330,7 +330,7 @@ static hl_err h_size(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *o
     static const struct { const char *suffix; long long mult; } units[] = {
         {"", 1}, {"KiB", KIB}, {"MiB", MIB}, {"GiB", GIB},
     };
-    const char *s;
+    const char *s = NULL;
     hl_err err = get_plain(c, v, "a size in bytes (e.g. 4194304 or 4MiB)", &s);
     if (err) return err;
     char d[64];
@@ -364,7 +364,7 @@ static hl_err h_size(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *o
 
 /* A finite decimal number >= k->lo. strtod alone would also take "nan", "inf" and hex. */
 static hl_err h_double(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
-    const char *s;
+    const char *s = NULL;
     hl_err err = get_plain(c, v, "a number", &s);
     if (err) return err;
     char d[64];
@@ -382,7 +382,7 @@ static hl_err h_double(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void 
 }
 
 static hl_err get_bool(cfg_ctx *c, const yaml_node_t *v, bool *out) {
-    const char *s;
+    const char *s = NULL;
     hl_err err = get_plain(c, v, "true or false", &s);
     if (err) return err;
     char d[64];
@@ -399,7 +399,7 @@ static hl_err get_bool(cfg_ctx *c, const yaml_node_t *v, bool *out) {
 
 /* Any non-empty text, e.g. a file path. */
 static hl_err h_str(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
-    const char *s;
+    const char *s = NULL;
     hl_err err = get_text(c, v, "a string", &s);
     if (err) return err;
     if (!*s) return fail(c, line_of(v), "must not be empty");
@@ -409,7 +409,7 @@ static hl_err h_str(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *ob
 /* The name of an environment variable. The value is never quoted back: the usual mistake is
  * pasting the key itself here. */
 static hl_err h_env(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
-    const char *s;
+    const char *s = NULL;
     hl_err err = get_text(c, v, "the name of an environment variable", &s);
     if (err) return err;
     bool ok = (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_';
@@ -446,7 +446,7 @@ static hl_err check_token(cfg_ctx *c, const yaml_node_t *v, char *s) {
 }
 
 static hl_err h_model(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
-    const char *s;
+    const char *s = NULL;
     hl_err err = get_text(c, v, "a model name", &s);
     if (!err) err = check_token(c, v, (char *)s); /* check_token only reads */
     if (!err) err = set_str(c, v, (char **)(void *)((char *)obj + k->off), s);
@@ -490,7 +490,7 @@ static hl_err get_str_list(cfg_ctx *c, const yaml_node_t *v, bool scalar_ok, con
                            hl_err (*check)(cfg_ctx *, const yaml_node_t *, char *),
                            char ***out, size_t *n_out) {
     char d[64];
-    size_t n;
+    size_t n = 0;
     if (scalar_ok && v->type == YAML_SCALAR_NODE && !is_null(v))
         n = 1;
     else if (v->type == YAML_SEQUENCE_NODE)
@@ -508,7 +508,7 @@ static hl_err get_str_list(cfg_ctx *c, const yaml_node_t *v, bool scalar_ok, con
     for (size_t i = 0; i < n; i++) {
         const yaml_node_t *item = v;
         size_t mark = c->plen;
-        const char *s;
+        const char *s = NULL;
         hl_err err = HL_OK;
         if (v->type == YAML_SEQUENCE_NODE) {
             mark = path_push_index(c, i);
@@ -557,7 +557,7 @@ static hl_err map_walk(cfg_ctx *c, const yaml_node_t *m, const cfg_key *keys, si
     size_t npairs = pairs ? (size_t)(m->data.mapping.pairs.top - pairs) : 0;
 
     for (size_t p = 0; p < npairs; p++) {
-        const yaml_node_t *kn;
+        const yaml_node_t *kn = NULL;
         if ((err = visit(c, pairs[p].key, line_of(m), &kn))) return err;
         if (kn->type != YAML_SCALAR_NODE)
             return fail(c, line_of(kn), "expected a key name; got %s", describe(kn, d, sizeof d));
@@ -624,7 +624,7 @@ static hl_err h_secret_server(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k
 /* "host:port" or "[ipv6]:port"; the host is stored without brackets. */
 static hl_err h_listen(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
     hl_config *cfg = obj;
-    const char *s;
+    const char *s = NULL;
     char d[64];
     hl_err err = get_text(c, v, "host:port", &s);
     if (err) return err;
@@ -689,7 +689,7 @@ static hl_err h_ledger(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void 
 
 static hl_err h_backend_name(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
     hl_backend_cfg *b = obj;
-    const char *s;
+    const char *s = NULL;
     char d[64];
     hl_err err = get_name(c, v, &s);
     if (err) return err;
@@ -703,7 +703,7 @@ static hl_err h_backend_name(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k,
 /* One of a fixed set of words; "expected one of openai, anthropic; got 'ollama'". */
 static hl_err get_word(cfg_ctx *c, const yaml_node_t *v, const char *const *words, size_t n,
                        int *out) {
-    const char *s;
+    const char *s = NULL;
     char d[64], list[128] = "";
     hl_err err = get_text(c, v, "a word", &s);
     if (err) return err;
@@ -722,7 +722,7 @@ static hl_err h_kind(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *o
     static const char *const words[] = {
         [HL_PROVIDER_OPENAI] = "openai", [HL_PROVIDER_ANTHROPIC] = "anthropic",
     };
-    int i;
+    int i = 0;
     hl_err err = get_word(c, v, words, ARRAY_LEN(words), &i);
     (void)k;
     if (!err) ((hl_backend_cfg *)obj)->kind = (hl_provider_kind)i;
@@ -733,7 +733,7 @@ static hl_err h_location(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, voi
     static const char *const words[] = {
         [HL_LOCATION_LOCAL] = "local", [HL_LOCATION_CLOUD] = "cloud",
     };
-    int i;
+    int i = 0;
     hl_err err = get_word(c, v, words, ARRAY_LEN(words), &i);
     (void)k;
     if (!err) ((hl_backend_cfg *)obj)->location = (hl_location)i;
@@ -779,7 +779,7 @@ _Static_assert(ARRAY_LEN(backend_keys) <= CFG_MAX_KEYS, "backend_keys too long")
 
 static hl_err h_backends(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
     hl_config *cfg = obj;
-    size_t n;
+    size_t n = 0;
     hl_err err = get_seq(c, v, "backends", &n);
     (void)k;
     if (err) return err;
@@ -788,7 +788,7 @@ static hl_err h_backends(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, voi
     cfg->n_backends = n;
     for (size_t i = 0; i < n; i++) {
         hl_backend_cfg *b = &cfg->backends[i];
-        const yaml_node_t *item;
+        const yaml_node_t *item = NULL;
         size_t mark = path_push_index(c, i);
         if ((err = visit(c, v->data.sequence.items.start[i], line_of(v), &item))) return err;
         b->hourly_cost_usd = 0.05;
@@ -831,7 +831,7 @@ static const cfg_key price_keys[] = {
 
 static hl_err h_prices(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
     hl_config *cfg = obj;
-    size_t n;
+    size_t n = 0;
     hl_err err = get_seq(c, v, "prices", &n);
     (void)k;
     if (err || n == 0) return err;
@@ -839,7 +839,7 @@ static hl_err h_prices(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void 
     cfg->n_prices = n;
     for (size_t i = 0; i < n; i++) {
         hl_price *p = &cfg->prices[i];
-        const yaml_node_t *item;
+        const yaml_node_t *item = NULL;
         size_t mark = path_push_index(c, i);
         if ((err = visit(c, v->data.sequence.items.start[i], line_of(v), &item))) return err;
         /* NAN marks "not given" (the handler accepts only finite numbers). */
@@ -856,7 +856,7 @@ static hl_err h_prices(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void 
 
 static hl_err h_route_name(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
     hl_route_rule *r = obj;
-    const char *s;
+    const char *s = NULL;
     char d[64];
     hl_err err = get_name(c, v, &s);
     if (err) return err;
@@ -916,7 +916,7 @@ static hl_err h_to(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj
 
 static hl_err h_split_to(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
     hl_split *sp = obj;
-    const char *s;
+    const char *s = NULL;
     (void)k;
     hl_err err = get_text(c, v, "a backend name", &s);
     if (!err && !(sp->to = strdup(s))) err = oom(c, line_of(v));
@@ -938,7 +938,7 @@ static const cfg_key split_keys[] = {
 
 static hl_err h_split(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
     hl_route_rule *r = obj;
-    size_t n;
+    size_t n = 0;
     (void)k;
     hl_err err = get_seq(c, v, "split", &n);
     if (err) return err;
@@ -946,7 +946,7 @@ static hl_err h_split(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *
     if (!(r->split = calloc(n, sizeof *r->split))) return oom(c, line_of(v));
     r->n_split = n;
     for (size_t i = 0; i < n; i++) {
-        const yaml_node_t *item;
+        const yaml_node_t *item = NULL;
         size_t mark = path_push_index(c, i);
         if ((err = visit(c, v->data.sequence.items.start[i], line_of(v), &item))) return err;
         if ((err = map_walk(c, item, split_keys, ARRAY_LEN(split_keys), &r->split[i]))) return err;
@@ -957,7 +957,7 @@ static hl_err h_split(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *
 
 static hl_err h_sticky(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
     static const char *const words[] = {[HL_STICKY_REQUEST] = "request", [HL_STICKY_TENANT] = "tenant"};
-    int i;
+    int i = 0;
     (void)k;
     hl_err err = get_word(c, v, words, ARRAY_LEN(words), &i);
     if (!err) ((hl_route_rule *)obj)->sticky = (hl_sticky)i;
@@ -979,7 +979,7 @@ static hl_err h_escalate_to(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, 
 
 static hl_err h_escalate_stream(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
     static const char *const words[] = {"off", "buffer"};
-    int i;
+    int i = 0;
     (void)k;
     hl_err err = get_word(c, v, words, ARRAY_LEN(words), &i);
     if (!err) ((hl_route_rule *)obj)->escalate_streams = i == 1;
@@ -1009,7 +1009,7 @@ static const cfg_key route_keys[] = {
 
 static hl_err h_routes(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
     hl_config *cfg = obj;
-    size_t n;
+    size_t n = 0;
     hl_err err = get_seq(c, v, "routes", &n);
     (void)k;
     if (err) return err;
@@ -1018,7 +1018,7 @@ static hl_err h_routes(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void 
     cfg->n_routes = n;
     for (size_t i = 0; i < n; i++) {
         hl_route_rule *r = &cfg->routes[i];
-        const yaml_node_t *item;
+        const yaml_node_t *item = NULL;
         size_t mark = path_push_index(c, i);
         if ((err = visit(c, v->data.sequence.items.start[i], line_of(v), &item))) return err;
         r->line = line_of(item);
@@ -1031,12 +1031,91 @@ static hl_err h_routes(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void 
     return HL_OK;
 }
 
+/* ---- budgets ----------------------------------------------------------------------------- */
+
+static hl_err h_budget_name(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    hl_budget_cfg *b = obj;
+    const char *s = NULL;
+    char d[64];
+    hl_err err = get_name(c, v, &s);
+    if (err) return err;
+    for (const hl_budget_cfg *o = c->cfg->budgets; o < b; o++)
+        if (!strcmp(o->name, s))
+            return fail(c, line_of(v), "duplicate budget name %s", describe(v, d, sizeof d));
+    return set_str(c, v, (char **)(void *)((char *)obj + k->off), s);
+}
+
+static hl_err h_period(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    static const char *const words[] = {[HL_BUDGET_MONTH] = "month", [HL_BUDGET_DAY] = "day"};
+    int i = 0;
+    (void)k;
+    hl_err err = get_word(c, v, words, ARRAY_LEN(words), &i);
+    if (!err) ((hl_budget_cfg *)obj)->period = (hl_budget_period)i;
+    return err;
+}
+
+static hl_err h_scope(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    static const char *const words[] = {"global", "tenant"};
+    int i = 0;
+    (void)k;
+    hl_err err = get_word(c, v, words, ARRAY_LEN(words), &i);
+    if (!err) ((hl_budget_cfg *)obj)->per_tenant = i == 1;
+    return err;
+}
+
+static hl_err h_budget_action(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    static const char *const words[] = {[HL_BUDGET_LOCAL] = "local", [HL_BUDGET_REJECT] = "reject"};
+    int i = 0;
+    (void)k;
+    hl_err err = get_word(c, v, words, ARRAY_LEN(words), &i);
+    if (!err) ((hl_budget_cfg *)obj)->action = (hl_budget_action)i;
+    return err;
+}
+
+static hl_err h_budget_tenant(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    const char *s = NULL;
+    hl_err err = get_text(c, v, "a tenant name", &s);
+    if (!err) err = set_str(c, v, (char **)(void *)((char *)obj + k->off), s);
+    if (!err) err = check_token(c, v, ((hl_budget_cfg *)obj)->tenant);
+    return err;
+}
+
+static const cfg_key budget_keys[] = {
+    {"name", h_budget_name, offsetof(hl_budget_cfg, name), 0, 0, KEY_REQUIRED},
+    {"period", h_period, 0, 0, 0, KEY_REQUIRED},
+    {"limit_usd", h_double, offsetof(hl_budget_cfg, limit_usd), 0, 0, KEY_REQUIRED},
+    {"scope", h_scope, 0, 0, 0, 0},
+    {"tenant", h_budget_tenant, offsetof(hl_budget_cfg, tenant), 0, 0, 0},
+    {"action", h_budget_action, 0, 0, 0, 0},
+};
+
+static hl_err h_budgets(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    hl_config *cfg = obj;
+    size_t n = 0;
+    hl_err err = get_seq(c, v, "budgets", &n);
+    (void)k;
+    if (err || n == 0) return err;
+    if (!(cfg->budgets = calloc(n, sizeof *cfg->budgets))) return oom(c, line_of(v));
+    cfg->n_budgets = n;
+    for (size_t i = 0; i < n; i++) {
+        hl_budget_cfg *b = &cfg->budgets[i];
+        const yaml_node_t *item = NULL;
+        size_t mark = path_push_index(c, i);
+        if ((err = visit(c, v->data.sequence.items.start[i], line_of(v), &item))) return err;
+        b->line = line_of(item);
+        if ((err = map_walk(c, item, budget_keys, ARRAY_LEN(budget_keys), b))) return err;
+        path_pop(c, mark);
+    }
+    return HL_OK;
+}
+
 /* The top level. routes comes last so that it can check its targets against backends. */
 static const cfg_key root_keys[] = {
     {"server", h_server, 0, 0, 0, 0},
     {"ledger", h_ledger, 0, 0, 0, 0},
     {"backends", h_backends, 0, 0, 0, KEY_REQUIRED},
     {"prices", h_prices, 0, 0, 0, 0},
+    {"budgets", h_budgets, 0, 0, 0, 0},
     {"routes", h_routes, 0, 0, 0, KEY_REQUIRED | KEY_LAST},
 };
 
@@ -1163,7 +1242,7 @@ hl_err hl_config_load(const char *path, hl_config **out, char *errbuf, size_t er
         err = HL_ERR_IO;
         goto out;
     }
-    size_t n;
+    size_t n = 0;
     while (!err && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
         err = hl_buf_append(&b, chunk, n);
     if (err || ferror(f)) {
@@ -1212,6 +1291,11 @@ void hl_config_free(hl_config *cfg) {
         for (size_t j = 0; j < r->n_split; j++) free(r->split[j].to);
         free(r->split);
     }
+    for (size_t i = 0; i < cfg->n_budgets; i++) {
+        free(cfg->budgets[i].name);
+        free(cfg->budgets[i].tenant);
+    }
+    free(cfg->budgets);
     free(cfg->backends);
     free(cfg->prices);
     free(cfg->routes);

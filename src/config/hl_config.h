@@ -107,6 +107,23 @@ typedef struct hl_route_rule {
     int line;
 } hl_route_rule;
 
+/* A cloud spend cap, from the ledger's running totals. */
+typedef enum hl_budget_period { HL_BUDGET_MONTH, HL_BUDGET_DAY } hl_budget_period;
+typedef enum hl_budget_action {
+    HL_BUDGET_LOCAL,  /* at the cap, cloud backends are skipped: requests go local */
+    HL_BUDGET_REJECT, /* at the cap, requests that would need the cloud get a 429 */
+} hl_budget_action;
+
+typedef struct hl_budget_cfg {
+    char *name;
+    hl_budget_period period; /* calendar month or day, UTC */
+    double limit_usd;
+    bool per_tenant;         /* scope: tenant (each tenant its own cap) or global */
+    char *tenant;            /* only this tenant; NULL: all (with per_tenant: each) */
+    hl_budget_action action;
+    int line;
+} hl_budget_cfg;
+
 typedef struct hl_config {
     char *path;                /* the file it came from */
     /* server: */
@@ -130,6 +147,8 @@ typedef struct hl_config {
     size_t n_prices;
     hl_route_rule *routes;
     size_t n_routes;
+    hl_budget_cfg *budgets;
+    size_t n_budgets;
 } hl_config;
 
 /* Loads and validates path. On error returns non-zero, *out is NULL and errbuf holds one

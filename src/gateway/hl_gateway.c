@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <time.h>
 #include "hl_log.h"
+#include "hl_budget.h"
 #include "hl_ingress.h"
 #include "hl_pricing.h"
 #include "hl_provider.h"
@@ -28,6 +29,7 @@ struct hl_gateway {
     const hl_config *cfg;
     hl_backends *bs;
     hl_ledger *ledger;
+    hl_budgets *budgets;       /* NULL when no budget is configured */
     hl_server_hooks hooks;
     long started;
     char *keys[MAX_CLIENT_KEYS]; /* client API keys; none: no auth */
@@ -48,6 +50,7 @@ typedef struct exchange {
     const hl_ingress *ing;     /* the client's API format */
     char request_id[64];
     char chat_id[80];
+    char tenant[64];           /* "" when none */
     long created;
     hl_chat_request req;
     bool sensitive;
@@ -261,6 +264,8 @@ static double record_attempt(exchange *ex, const char *status, const hl_usage *u
         r.cost_known = true;
         r.cost_usd = hl_pricing_local(ex->backend->cfg->hourly_cost_usd, latency);
     }
+    r.tenant = ex->tenant[0] ? ex->tenant : NULL;
+    if (r.cloud && r.cost_known) hl_budgets_add(ex->gw->budgets, r.tenant, r.cost_usd, (time_t)wall_now());
     if (hl_ledger_append(ex->gw->ledger, &r) != HL_OK)
         hl_log(HL_LOG_ERROR, "ledger write failed for %s: %m", ex->request_id);
     return r.cost_usd;
@@ -857,15 +862,29 @@ static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_ingress *ing, const
         exchange_free(ex);
         return;
     }
-    char tenant[64];
     hl_route_input in;
-    ex->sensitive = prepare_route(&ex->req, hreq, key_tenant, ex->request_id, tenant, sizeof tenant, &in);
+    ex->sensitive = prepare_route(&ex->req, hreq, key_tenant, ex->request_id, ex->tenant, sizeof ex->tenant, &in);
+    if (in.tenant != ex->tenant) snprintf(ex->tenant, sizeof ex->tenant, "%s", in.tenant ? in.tenant : "");
+    in.tenant = ex->tenant[0] ? ex->tenant : NULL;
+    double spent, limit;
+    const hl_budget_cfg *over = hl_budgets_exceeded(gw->budgets, in.tenant, (time_t)wall_now(), &spent, &limit);
+    if (over && over->action == HL_BUDGET_LOCAL) in.budget_local = over->name;
     if (hl_router_route(gw->cfg, gw->bs, &in, &ex->route, &err, NULL) != HL_OK) {
         hl_buf h;
         hl_buf_init(&h, 0);
         if (ex->route.reason[0]) hl_buf_printf(&h, "x-hybridllm-route-reason: %s\r\n", ex->route.reason);
         respond_error(c, ing, request_id, &err, h.data);
         hl_buf_release(&h);
+        exchange_free(ex);
+        return;
+    }
+    if (over && over->action == HL_BUDGET_REJECT && hl_backend_is_cloud(ex->route.candidates[0])) {
+        hl_api_error_set(&err, 429, HL_AE_RATE_LIMIT, NULL, "budget_exceeded",
+                         "The cloud budget '%s' is spent ($%.2f of $%.2f this %s%s%s); requests that need "
+                         "the cloud are refused until it resets.", over->name, spent, limit,
+                         over->period == HL_BUDGET_MONTH ? "month" : "day", in.tenant ? " for tenant " : "",
+                         in.tenant ? in.tenant : "");
+        respond_error(c, ing, request_id, &err, "x-should-retry: false\r\n");
         exchange_free(ex);
         return;
     }
@@ -905,6 +924,20 @@ static void handle_readyz(hl_gateway *gw, hl_conn *c, const char *rid) {
         hl_buf_json_str(&b, be->base_url, strlen(be->base_url));
         hl_buf_printf(&b, ",\"breaker\":\"%s\",\"status\":", hl_breaker_state_name((hl_backend *)be));
         hl_buf_json_str(&b, be->status, strlen(be->status));
+        hl_buf_puts(&b, "}");
+    }
+    hl_buf_puts(&b, "],\"budgets\":[");
+    time_t now = time(NULL);
+    for (size_t i = 0; i < gw->cfg->n_budgets; i++) {
+        const hl_budget_cfg *bc = &gw->cfg->budgets[i];
+        hl_buf_printf(&b, "%s{\"name\":", i ? "," : "");
+        hl_buf_json_str(&b, bc->name, strlen(bc->name));
+        hl_buf_printf(&b, ",\"period\":\"%s\",\"limit_usd\":", bc->period == HL_BUDGET_MONTH ? "month" : "day");
+        hl_buf_double(&b, bc->limit_usd);
+        if (!bc->per_tenant) {
+            hl_buf_puts(&b, ",\"spent_usd\":");
+            hl_buf_double(&b, hl_budgets_spent(gw->budgets, i, bc->tenant, now));
+        }
         hl_buf_puts(&b, "}");
     }
     hl_buf_puts(&b, "]");
@@ -1105,12 +1138,14 @@ static void worker_stop(void *data) {
     free(gwk);
 }
 
-hl_err hl_gateway_init(hl_gateway **out, const hl_config *cfg, hl_backends *bs, hl_ledger *ledger) {
+hl_err hl_gateway_init(hl_gateway **out, const hl_config *cfg, hl_backends *bs, hl_ledger *ledger,
+                       hl_budgets *budgets) {
     hl_gateway *gw = calloc(1, sizeof *gw);
     if (!gw) return HL_ERR_NOMEM;
     gw->cfg = cfg;
     gw->bs = bs;
     gw->ledger = ledger;
+    gw->budgets = budgets;
     gw->started = (long)time(NULL);
     if (cfg->api_keys_env) {
         const char *env = getenv(cfg->api_keys_env);

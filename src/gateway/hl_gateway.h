@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include "hl_backend.h"
+#include "hl_budget.h"
 #include "hl_buf.h"
 #include "hl_config.h"
 #include "hl_ledger.h"
@@ -23,9 +24,10 @@
 
 typedef struct hl_gateway hl_gateway;
 
-/* Creates the gateway over cfg, bs and ledger (borrowed: they must outlive it). Reads the
- * client API keys from cfg->api_keys_env. */
-hl_err hl_gateway_init(hl_gateway **out, const hl_config *cfg, hl_backends *bs, hl_ledger *ledger);
+/* Creates the gateway over cfg, bs, ledger and budgets (borrowed: they must outlive it;
+ * budgets may be NULL). Reads the client API keys from cfg->api_keys_env. */
+hl_err hl_gateway_init(hl_gateway **out, const hl_config *cfg, hl_backends *bs, hl_ledger *ledger,
+                       hl_budgets *budgets);
 void hl_gateway_free(hl_gateway *gw);
 /* The server hooks that run this gateway (ud is set to gw). */
 const hl_server_hooks *hl_gateway_hooks(hl_gateway *gw);

@@ -58,6 +58,7 @@ hl_err hl_ledger_format(const hl_ledger_record *r, hl_buf *b) {
                                  "\"usage_estimated\":%s",
                               r->usage.cached_input_tokens, r->usage.cache_write_tokens,
                               r->usage.estimated ? "true" : "false");
+    if (!e) e = put_opt_str(b, "tenant", r->tenant);
     if (!e) e = put_opt_str(b, "task_type", r->task_type);
     if (!e) e = hl_buf_printf(b, ",\"task_inferred\":%s", r->task_inferred ? "true" : "false");
     if (!e) e = hl_buf_printf(b, ",\"sensitive\":%s", r->sensitive ? "true" : "false");

@@ -12,7 +12,9 @@
  * would be the tail of a dotted version or a dashed id), and is not followed by '@',
  * "%40", or '.'/'-' and a letter or digit.
  *
- *   email        local@domain. Local part: 1-64 of A-Z a-z 0-9 . _ + - (plus-addressing).
+ *   email        local@domain. Local part: 1-64 of A-Z a-z 0-9 . _ + - (plus-addressing)
+ *                and two-byte UTF-8 letters (é, ß, Cyrillic), but not CJK: in text without
+ *                spaces that would swallow the sentence before the address.
  *                Domain: two or more labels of letters, digits, '-' or non-ASCII (IDN)
  *                bytes; the last label (the TLD) is two or more ASCII letters or "xn--"
  *                punycode. The '@' may also be written "%40" (URL-encoded text in tool
@@ -20,8 +22,9 @@
  *                optional spaces, dots then as "." or "[dot]"/"(dot)"/"{dot}". Not counted:
  *                bare " at " / " dot " (too common in prose), npm-style "pkg@1.2.3" (numeric
  *                TLD), Retina assets "icon@2x.png", scp/URL targets "git@host:path" (a ':'
- *                and a non-space right after the domain). Known misses: non-ASCII local
- *                parts, Unicode TLDs, quoted local parts.
+ *                and a non-space right after the domain). Known misses: CJK local parts,
+ *                Unicode TLDs, quoted local parts. Known false positive: Python matmul on
+ *                attributes ("a@b.shape").
  *   phone        7-15 digits (E.164 caps at 15) in groups separated by single ' ', '-',
  *                '.', '/' or parentheses, counted when one of these holds:
  *                  - it starts with '+' and has 8-15 digits, any grouping ("+14155552671",
@@ -29,12 +32,14 @@
  *                  - North American shape [1] NXX NXX XXXX with separators ("415-555-2671",
  *                    "(415) 555-2671", "1 415 555 2671", "415.555.2671");
  *                  - it starts with a trunk '0' ("020 7946 0958", "06 12 34 56 78",
- *                    "0044 20 7946 0958"), has 9-15 digits, at least one separator, one
+ *                    "0044 20 7946 0958"), has 10-15 digits, at least one separator, one
  *                    kind of separator (parentheses aside), every group after the first of
- *                    2-8 digits;
+ *                    2-8 digits, a first group that is not all zeros, and not every
+ *                    group starting with 0 (zero-padded lists: "001 002 003 004");
  *                  - a phone word precedes it within 48 bytes ("phone", "tel", "mobile",
- *                    "cell", "call", "fax", "sms", "whatsapp", "handy") and it is either a
- *                    bare run of 10-15 digits, a 10-15 digit grouping, or a local "555-2671".
+ *                    "cell", "call", "fax", "sms", "whatsapp", "handy", 电话, 手机, 電話,
+ *                    携帯, 전화) and it is a bare run of 10-15 digits ("手机13800138000"),
+ *                    a grouping of 10-15 digits, or a local "555-2671".
  *                Bare 10-15 digit runs without '+' or a phone word are NOT phones: they are
  *                far more often epoch timestamps, order ids and account numbers. Dates
  *                (8 digits), version numbers (1-digit groups), number lists ("100 200 300
@@ -45,13 +50,17 @@
  *                area 000, 666, 900-999; group 00; serial 0000.
  *   credit_card  13-19 digits, bare or grouped by one kind of separator (' ' or '-') with a
  *                first group of 4 ("4111 1111 1111 1111", Amex "3782 822463 10005"),
- *                a card-network prefix (4, 5, 6, 2221-2720, 30, 34-39) and a valid Luhn
- *                check digit. The prefix rule drops epoch-millisecond timestamps and
- *                "2024..." date stamps that happen to pass Luhn (1 in 10 do). Published
- *                test numbers (4111..., 4242...) count: their shape is a real card's.
+ *                a card-network prefix with a length that network issues (Visa 4: 13/16/
+ *                19, Mastercard 51-55 and 2221-2720: 16, Amex 34/37: 15, Diners/JCB 30,
+ *                35-39, Maestro/Discover/UnionPay 50, 56-69: 13-19) and a valid Luhn check
+ *                digit. The prefix rule drops epoch-millisecond timestamps and "2024..."
+ *                date stamps that happen to pass Luhn (1 in 10 do). Published test numbers
+ *                (4111..., 4242...) count: their shape is a real card's.
  *   iban         A known country code, 2 check digits and that country's exact length,
  *                bare or in groups of 4 separated by single spaces or dashes, letters in
- *                either case, passing the ISO 13616 mod-97 check.
+ *                either case, passing the ISO 13616 mod-97 check. An IBAN-shaped value
+ *                that fails the check is skipped whole (its digit groups are not offered
+ *                to the card and phone rules).
  *   ipv4         Four dotted decimal octets 0-255 ("/24" CIDR, ":8080" port and "-" ranges
  *                may follow). Not counted: 0.x.x.x, loopback 127.x.x.x and 255.x.x.x
  *                (netmasks, broadcast): these name no one and fill coding prompts. Private
@@ -125,7 +134,8 @@ hl_err hl_pii_detector_new(hl_pii_detector **out, const char *const *patterns,
 void hl_pii_detector_free(hl_pii_detector *d);
 
 /* Scans len bytes of text (borrowed; need not be NUL-terminated or valid UTF-8) and adds
- * what it finds to *report. Never allocates; safe to call from many threads at once. */
+ * what it finds to *report (NULL: discard). d may be NULL: built-in types only. Never
+ * allocates; safe to call from many threads at once. */
 void hl_pii_scan(const hl_pii_detector *d, const char *text, size_t len, hl_pii_report *report);
 
 /* Like hl_pii_scan(), and also produces a copy of text in which every detected value is

@@ -57,7 +57,7 @@ static const char *rule_mismatch(const hl_route_rule *r, const hl_route_input *i
 }
 
 typedef struct skips {
-    int privacy, not_ready, too_long;
+    int privacy, not_ready, too_long, budget;
     long largest_window;
 } skips;
 
@@ -69,6 +69,11 @@ static void consider(hl_route *route, hl_backend *b, const char *model, const hl
     if (in->sensitive && hl_backend_is_cloud(b)) {
         sk->privacy++;
         note(t, "  skip %s: cloud backend, request is sensitive", b->cfg->name);
+        return;
+    }
+    if (in->budget_local && hl_backend_is_cloud(b)) {
+        sk->budget++;
+        note(t, "  skip %s: cloud budget %s reached", b->cfg->name, in->budget_local);
         return;
     }
     if (!atomic_load(&b->ready)) {
@@ -272,6 +277,13 @@ hl_err hl_router_route(const hl_config *cfg, hl_backends *bs, const hl_route_inp
         snprintf(route->reason, sizeof route->reason, "rule:%s", r->name);
         rule_candidates(r, bs, in, route, &sk, t);
         rule_escalation(r, bs, in, route, t);
+        if (!route->n && sk.budget) {
+            /* The budget says local: any ready local backend rather than none. */
+            for (size_t j = 0; j < bs->n; j++)
+                if (!hl_backend_is_cloud(&bs->v[j])) consider(route, &bs->v[j], NULL, in, &sk, t);
+            size_t n = strlen(route->reason);
+            if (route->n) snprintf(route->reason + n, sizeof route->reason - n, "+budget-local");
+        }
         if (route->n) {
             apply_latency_budget(route, in, t);
             note(t, "decision: %s via %s", route->candidates[0]->cfg->name, route->reason);

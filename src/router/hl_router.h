@@ -39,6 +39,9 @@ typedef struct hl_route_input {
     long max_tokens;           /* requested output ceiling; <= 0: unknown */
     long latency_budget_ms;    /* from x-hybridllm-latency-budget-ms; 0: none */
     double now_ms;             /* monotonic clock, for circuit breakers */
+    const char *budget_local;  /* a budget reached with action local: its name; cloud backends
+                                  are skipped and, when the rule has no local one left, any
+                                  ready local backend serves */
 } hl_route_input;
 
 typedef struct hl_route {

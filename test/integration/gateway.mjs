@@ -117,6 +117,9 @@ process.on('exit', () => {
 
 // Starts the gateway. Options:
 //   backends, routes, prices   config sections (defaults: none / ROUTES / PRICES)
+//   budgets                    the `budgets` section (default: none)
+//   ledgerPath                 an existing ledger to continue (default: a new one in the temp dir;
+//                              a given one is kept, not deleted with the temp dir)
 //   extraServer                merged into the `server:` section (e.g. {max_body_bytes: 65536})
 //   env                        extra environment for the child (default: KEYS)
 //   unsetEnv                   names removed from the child's environment
@@ -126,6 +129,8 @@ export async function startGateway({
   backends = [],
   routes = ROUTES,
   prices = PRICES,
+  budgets = undefined,
+  ledgerPath: givenLedger = undefined,
   extraServer = {},
   env = KEYS,
   unsetEnv = [],
@@ -135,12 +140,13 @@ export async function startGateway({
   if (missing) throw new Error(missing);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hltest-'));
   const port = await freePort();
-  const ledgerPath = path.join(dir, 'ledger.jsonl');
+  const ledgerPath = givenLedger ?? path.join(dir, 'ledger.jsonl');
   const config = {
     server: { listen: `127.0.0.1:${port}`, threads: 2, ...extraServer },
     ledger: { path: ledgerPath },
     backends,
     prices,
+    ...(budgets ? { budgets } : {}),
     routes,
   };
   const configPath = path.join(dir, 'hybridllm.yaml');

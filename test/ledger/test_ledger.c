@@ -46,7 +46,7 @@ HL_TEST(record_format) {
         "\"output_tokens\":200,\"latency_ms\":850.000,\"cost_usd\":0.0043500000,\"request_id\":\"req_1\","
         "\"attempt\":1,\"backend\":\"anthropic\",\"model\":\"claude\",\"route_reason\":\"rule:x\","
         "\"status\":\"ok\",\"stream\":true,\"ttft_ms\":120.500,\"cached_input_tokens\":0,"
-        "\"cache_write_tokens\":0,\"usage_estimated\":false,\"task_type\":null,\"task_inferred\":false,\"sensitive\":false,"
+        "\"cache_write_tokens\":0,\"usage_estimated\":false,\"tenant\":null,\"task_type\":null,\"task_inferred\":false,\"sensitive\":false,"
         "\"confidence\":null,\"http_status\":200,\"error\":null}\n");
     hl_buf_release(&b);
 }
