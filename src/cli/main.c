@@ -17,6 +17,7 @@
 #include "hl_buf.h"
 #include "hl_config.h"
 #include "hl_gateway.h"
+#include "hl_health.h"
 #include "hl_ledger.h"
 #include "hl_log.h"
 #include "hl_server.h"
@@ -93,6 +94,7 @@ static int cmd_serve(int argc, char **argv) {
     hl_gateway *gw = NULL;
     hl_server *srv = NULL;
     hl_budgets *budgets = NULL;
+    hl_health *health = NULL;
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     if (hl_ledger_open(&ledger, cfg->ledger_path) != HL_OK) {
@@ -112,6 +114,7 @@ static int cmd_serve(int argc, char **argv) {
             hl_log(HL_LOG_WARN, "backend %s: no price for model %s in `prices`: its ledger cost will be null",
                    b->cfg->name, b->model);
     }
+    hl_health_warmup(&bs);
     if (!hl_backends_ready_count(&bs))
         hl_log(HL_LOG_WARN, "no backend is ready: requests will get 503. Set ANTHROPIC_API_KEY or "
                             "OPENAI_API_KEY, or start vLLM (:8000), a llama.cpp server (:8080) or "
@@ -134,6 +137,7 @@ static int cmd_serve(int argc, char **argv) {
         hl_log(HL_LOG_ERROR, "%s", err);
         goto out;
     }
+    if (hl_health_start(&health, &bs, cfg) != HL_OK) hl_log(HL_LOG_WARN, "health thread not started: backends are not re-probed");
     pthread_t sig_thread;
     pthread_create(&sig_thread, NULL, signal_thread, srv);
     pthread_detach(sig_thread);
@@ -145,6 +149,7 @@ static int cmd_serve(int argc, char **argv) {
     hl_log(HL_LOG_INFO, "stopped: %lu ledger records written, %lu write errors",
            atomic_load(&ledger.records), atomic_load(&ledger.write_errors));
 out:
+    hl_health_stop(health);
     hl_server_free(srv);
     hl_gateway_free(gw);
     hl_budgets_free(budgets);

@@ -666,6 +666,7 @@ static const cfg_key server_keys[] = {
     {"idle_timeout_ms", h_long, offsetof(hl_config, idle_timeout_ms), 1, CFG_MAX_MS, 0},
     {"shutdown_timeout_ms", h_long, offsetof(hl_config, shutdown_timeout_ms), 1, CFG_MAX_MS, 0},
     {"request_timeout_ms", h_long, offsetof(hl_config, request_timeout_ms), 1, CFG_MAX_MS, 0},
+    {"health_interval_ms", h_long, offsetof(hl_config, health_interval_ms), 100, CFG_MAX_MS, 0},
     {"api_keys_env", h_env, offsetof(hl_config, api_keys_env), 0, 0, 0},
     {"api_keys", h_secret_server, 0, 0, 0, KEY_SECRET},
 };
@@ -753,6 +754,13 @@ static hl_err h_models(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void 
     return get_str_list(c, v, false, NULL, check_token, &b->models, &b->n_models);
 }
 
+static hl_err h_tristate(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    bool b = false;
+    hl_err err = get_bool(c, v, &b);
+    if (!err) *(hl_tristate *)((char *)obj + k->off) = b ? HL_YES : HL_NO;
+    return err;
+}
+
 static const cfg_key backend_keys[] = {
     {"name", h_backend_name, offsetof(hl_backend_cfg, name), 0, 0, KEY_REQUIRED},
     {"kind", h_kind, 0, 0, 0, KEY_REQUIRED},
@@ -771,6 +779,8 @@ static const cfg_key backend_keys[] = {
     {"breaker_window_ms", h_long, offsetof(hl_backend_cfg, breaker_window_ms), 1, CFG_MAX_MS, 0},
     {"breaker_open_ms", h_long, offsetof(hl_backend_cfg, breaker_open_ms), 1, CFG_MAX_MS, 0},
     {"context_window", h_long, offsetof(hl_backend_cfg, context_window), 1, 100000000, 0},
+    {"warmup", h_tristate, offsetof(hl_backend_cfg, warmup), 0, 0, 0},
+    {"keep_warm_ms", h_long, offsetof(hl_backend_cfg, keep_warm_ms), 1000, CFG_MAX_MS, 0},
     {"api_key", h_secret_backend, 0, 0, 0, KEY_SECRET},
     {"apiKey", h_secret_backend, 0, 0, 0, KEY_SECRET},
     {"key", h_secret_backend, 0, 0, 0, KEY_SECRET},
@@ -802,6 +812,7 @@ static hl_err h_backends(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, voi
         b->breaker_open_ms = 15000;
         b->line = line_of(item);
         if ((err = map_walk(c, item, backend_keys, ARRAY_LEN(backend_keys), b))) return err;
+        if (b->warmup == HL_ANY) b->warmup = b->location == HL_LOCATION_LOCAL ? HL_YES : HL_NO;
         path_pop(c, mark);
     }
     return HL_OK;
@@ -1152,6 +1163,7 @@ static hl_config *config_new(const char *name) {
     cfg->idle_timeout_ms = 60000;
     cfg->shutdown_timeout_ms = 30000;
     cfg->request_timeout_ms = 600000;
+    cfg->health_interval_ms = 10000;
     if (!cfg->path || !cfg->listen_host || !cfg->ledger_path) {
         hl_config_free(cfg);
         return NULL;

@@ -26,6 +26,8 @@ typedef enum hl_location {
     HL_LOCATION_CLOUD, /* a third party's service */
 } hl_location;
 
+typedef enum hl_tristate { HL_ANY = 0, HL_YES, HL_NO } hl_tristate; /* HL_ANY: not set */
+
 typedef struct hl_backend_cfg {
     char *name;             /* unique; also accepted as `model` to force this backend */
     hl_provider_kind kind;
@@ -53,6 +55,9 @@ typedef struct hl_backend_cfg {
     long breaker_window_ms; /* default 30000 */
     long breaker_open_ms;   /* default 15000 */
     long context_window;    /* tokens the model takes; 0: unknown (not checked) */
+    hl_tristate warmup;     /* HL_YES: send one tiny completion at start (the brief's cold-start
+                               failure mode); default: HL_YES for local backends */
+    long keep_warm_ms;      /* ping a local backend idle this long; 0: off (default) */
     int line;               /* where it was declared, for later diagnostics */
 } hl_backend_cfg;
 
@@ -66,7 +71,6 @@ typedef struct hl_price {
 
 /* One routing rule. A rule matches when every condition it sets holds (unset conditions
  * match anything). Rules are tried in order; the first match wins. */
-typedef enum hl_tristate { HL_ANY = 0, HL_YES, HL_NO } hl_tristate;
 
 typedef struct hl_split {
     char *to;              /* backend name */
@@ -137,6 +141,7 @@ typedef struct hl_config {
     long idle_timeout_ms;      /* keep-alive idle close; default 60000 */
     long shutdown_timeout_ms;  /* graceful drain limit on SIGTERM; default 30000 */
     long request_timeout_ms;   /* a chat request's whole life, retries included; default 600000 */
+    long health_interval_ms;   /* re-probe backends that are not ready; default 10000 */
     char *api_keys_env;        /* env var with comma-separated client keys; NULL: no auth */
     /* ledger: */
     char *ledger_path;         /* default "hybridllm-ledger.jsonl" */

@@ -727,6 +727,7 @@ static void start_attempt(exchange *ex) {
     }
     ex->attempt++;
     ex->t0 = now_ms();
+    atomic_store(&ex->backend->last_used_ms, ex->t0);
     ex->wall0 = wall_now();
     ex->ttft_ms = -1;
     ex->up_status = 0;
@@ -913,17 +914,23 @@ static void handle_readyz(hl_gateway *gw, hl_conn *c, const char *rid) {
     hl_buf_printf(&b, "{\"status\":\"%s\",\"ready_backends\":%zu,\"backends\":[",
                   ready ? "ready" : "unavailable", ready);
     for (size_t i = 0; i < gw->bs->n; i++) {
-        const hl_backend *be = &gw->bs->v[i];
+        hl_backend *be = &gw->bs->v[i];
         hl_buf_printf(&b, "%s{\"name\":", i ? "," : "");
         hl_buf_json_str(&b, be->cfg->name, strlen(be->cfg->name));
-        hl_buf_printf(&b, ",\"kind\":\"%s\",\"location\":\"%s\",\"ready\":%s,\"model\":",
+        hl_buf_printf(&b, ",\"kind\":\"%s\",\"location\":\"%s\",\"ready\":%s,\"warm\":%s,\"breaker\":\"%s\"",
                       be->cfg->kind == HL_PROVIDER_ANTHROPIC ? "anthropic" : "openai",
-                      hl_backend_is_cloud(be) ? "cloud" : "local", atomic_load(&be->ready) ? "true" : "false");
+                      hl_backend_is_cloud(be) ? "cloud" : "local", atomic_load(&be->ready) ? "true" : "false",
+                      atomic_load(&be->warm) ? "true" : "false", hl_breaker_state_name(be));
+        double p95 = hl_backend_p95(be);
+        if (p95 >= 0) hl_buf_printf(&b, ",\"p95_ms\":%.1f", p95);
+        pthread_mutex_lock(&be->mu);
+        hl_buf_puts(&b, ",\"model\":");
         hl_buf_json_str(&b, be->model, strlen(be->model));
         hl_buf_puts(&b, ",\"base_url\":");
         hl_buf_json_str(&b, be->base_url, strlen(be->base_url));
-        hl_buf_printf(&b, ",\"breaker\":\"%s\",\"status\":", hl_breaker_state_name((hl_backend *)be));
+        hl_buf_puts(&b, ",\"status\":");
         hl_buf_json_str(&b, be->status, strlen(be->status));
+        pthread_mutex_unlock(&be->mu);
         hl_buf_puts(&b, "}");
     }
     hl_buf_puts(&b, "],\"budgets\":[");
@@ -978,9 +985,11 @@ static void handle_models(hl_gateway *gw, hl_conn *c, const char *rid) {
         for (size_t i = 0; i < gw->bs->n; i++)
             models_add(&b, &first, gw->bs->v[i].cfg->name, "hybridllm", gw->started, seen, &n_seen);
         for (size_t i = 0; i < gw->bs->n; i++) {
-            const hl_backend *be = &gw->bs->v[i];
+            hl_backend *be = &gw->bs->v[i];
+            pthread_mutex_lock(&be->mu);
             if (strcmp(be->model, "auto") != 0)
                 models_add(&b, &first, be->model, be->cfg->name, gw->started, seen, &n_seen);
+            pthread_mutex_unlock(&be->mu);
             for (size_t j = 0; j < be->cfg->n_models; j++)
                 models_add(&b, &first, be->cfg->models[j], be->cfg->name, gw->started, seen, &n_seen);
         }

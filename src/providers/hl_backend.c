@@ -4,9 +4,11 @@
 #include <curl/curl.h>
 #include <math.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "hl_buf.h"
 
 static size_t probe_write(char *p, size_t size, size_t n, void *ud) {
@@ -51,6 +53,70 @@ static char *probe_models(const char *url, const char *api_key) {
     return model;
 }
 
+/* Sets the URL, model and status of b under its lock (they are read by /readyz and error
+ * messages while the health thread may change them). Takes ownership of url and model. */
+static void set_state(hl_backend *b, char *url, char *model, bool ready, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void set_state(hl_backend *b, char *url, char *model, bool ready, const char *fmt, ...) {
+    pthread_mutex_lock(&b->mu);
+    /* Old strings are retired, not freed: a worker that saw the backend ready keeps using its
+     * pointers; a backend only ever goes from not ready to ready, so at most one swap each. */
+    if (url) {
+        if (b->base_url) b->retired_url = b->base_url;
+        b->base_url = url;
+    }
+    if (model) {
+        if (b->model) b->retired_model = b->model;
+        b->model = model;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b->status, sizeof b->status, fmt, ap);
+    va_end(ap);
+    pthread_mutex_unlock(&b->mu);
+    if (ready) atomic_store(&b->ready, true); /* after the strings: readers check ready first */
+}
+
+/* Probes b's base URLs; on the first that answers, takes it (and its first model for "auto")
+ * and marks b ready. Blocking (short timeouts). */
+static hl_err probe_into(hl_backend *b, const hl_config *cfg) {
+    const hl_backend_cfg *c = b->cfg;
+    for (size_t i = 0; i < c->n_base_urls; i++) {
+        char *first = probe_models(c->base_urls[i], b->api_key);
+        if (!first) continue;
+        char *url = strdup(c->base_urls[i]);
+        char *model = !strcmp(c->model, "auto") && first[0] ? first : strdup(c->model);
+        if (model != first) free(first);
+        if (!url || !model) {
+            free(url);
+            free(model);
+            return HL_ERR_NOMEM;
+        }
+        if (!strcmp(model, "auto")) {
+            set_state(b, url, model, false, "%s answers but lists no model: load one, or set `model:` "
+                      "for backend %s", c->base_urls[i], c->name);
+            return HL_OK;
+        }
+        b->price = hl_config_price(cfg, model);
+        set_state(b, url, model, true, "ready");
+        return HL_OK;
+    }
+    hl_buf tried;
+    hl_buf_init(&tried, 200);
+    for (size_t i = 0; i < c->n_base_urls; i++)
+        if (hl_buf_printf(&tried, "%s%s", i ? ", " : "", c->base_urls[i])) break;
+    set_state(b, NULL, NULL, false,
+              "no server answered at %s; start an OpenAI-compatible server there (vLLM :8000, "
+              "llama.cpp server :8080, Ollama :11434) or set base_url for backend %s",
+              tried.data ? tried.data : "?", c->name);
+    hl_buf_release(&tried);
+    return HL_OK;
+}
+
+static bool wants_probe(const hl_backend_cfg *c) {
+    return c->location == HL_LOCATION_LOCAL || c->n_base_urls > 1 || !strcmp(c->model, "auto");
+}
+
 static hl_err resolve(hl_backend *b, const hl_config *cfg, bool probe) {
     const hl_backend_cfg *c = b->cfg;
     if (c->api_key_env) {
@@ -58,55 +124,75 @@ static hl_err resolve(hl_backend *b, const hl_config *cfg, bool probe) {
         if (k && *k && !(b->api_key = strdup(k))) return HL_ERR_NOMEM;
     }
     b->price = hl_config_price(cfg, c->model);
-    bool needs_probe = probe && (c->location == HL_LOCATION_LOCAL || c->n_base_urls > 1 ||
-                                 !strcmp(c->model, "auto"));
+    b->base_url = strdup(c->base_urls[0]);
+    b->model = strdup(c->model);
+    if (!b->base_url || !b->model) return HL_ERR_NOMEM;
     if (c->api_key_env && !b->api_key && c->location == HL_LOCATION_CLOUD) {
-        snprintf(b->status, sizeof b->status, "missing API key: set %s in the gateway's environment",
-                 c->api_key_env);
-        if (!(b->base_url = strdup(c->base_urls[0]))) return HL_ERR_NOMEM;
-        if (!(b->model = strdup(c->model))) return HL_ERR_NOMEM;
+        set_state(b, NULL, NULL, false, "missing API key: set %s in the gateway's environment",
+                  c->api_key_env);
         return HL_OK;
     }
-    if (!needs_probe) {
-        if (!(b->base_url = strdup(c->base_urls[0])) || !(b->model = strdup(c->model))) return HL_ERR_NOMEM;
-        atomic_store(&b->ready, true);
-        snprintf(b->status, sizeof b->status, "ready");
-        return HL_OK;
-    }
-    for (size_t i = 0; i < c->n_base_urls; i++) {
-        char *first = probe_models(c->base_urls[i], b->api_key);
-        if (!first) continue;
-        b->base_url = strdup(c->base_urls[i]);
-        if (!strcmp(c->model, "auto")) {
-            if (!first[0]) {
-                snprintf(b->status, sizeof b->status,
-                         "%s answers but lists no model: load one, or set `model:` for backend %s",
-                         c->base_urls[i], c->name);
-                free(first);
-                return b->base_url ? HL_OK : HL_ERR_NOMEM;
-            }
-            b->model = first;
-        } else {
-            free(first);
-            b->model = strdup(c->model);
-        }
-        if (!b->base_url || !b->model) return HL_ERR_NOMEM;
-        b->price = hl_config_price(cfg, b->model);
-        atomic_store(&b->ready, true);
-        snprintf(b->status, sizeof b->status, "ready");
-        return HL_OK;
-    }
-    hl_buf tried;
-    hl_buf_init(&tried, 200);
-    for (size_t i = 0; i < c->n_base_urls; i++)
-        if (hl_buf_printf(&tried, "%s%s", i ? ", " : "", c->base_urls[i])) break;
-    snprintf(b->status, sizeof b->status,
-             "no server answered at %s; start an OpenAI-compatible server there (vLLM :8000, "
-             "llama.cpp server :8080, Ollama :11434) or set base_url for backend %s",
-             tried.data ? tried.data : "?", c->name);
-    hl_buf_release(&tried);
-    if (!(b->base_url = strdup(c->base_urls[0])) || !(b->model = strdup(c->model))) return HL_ERR_NOMEM;
+    if (probe && wants_probe(c)) return probe_into(b, cfg);
+    set_state(b, NULL, NULL, true, "ready");
     return HL_OK;
+}
+
+bool hl_backend_reprobe(hl_backend *b, const hl_config *cfg) {
+    if (atomic_load(&b->ready)) return true;
+    if (!wants_probe(b->cfg)) return false; /* a missing key does not appear by itself */
+    probe_into(b, cfg);
+    return atomic_load(&b->ready);
+}
+
+void hl_backend_status(hl_backend *b, char *buf, size_t len) {
+    pthread_mutex_lock(&b->mu);
+    snprintf(buf, len, "%s", b->status);
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* One tiny completion ("ping", 1 token), to load the model and prime caches. Returns the
+ * latency in ms, or -1 when it failed. Blocking. */
+double hl_backend_ping(hl_backend *b) {
+    CURL *h = curl_easy_init();
+    if (!h) return -1;
+    char url[1100], auth[600] = "";
+    bool anthropic = b->cfg->kind == HL_PROVIDER_ANTHROPIC;
+    snprintf(url, sizeof url, anthropic ? "%s/v1/messages" : "%s/chat/completions", b->base_url);
+    hl_buf body, sink;
+    hl_buf_init(&body, 0);
+    hl_buf_init(&sink, 1 << 20);
+    hl_buf_puts(&body, "{\"model\":");
+    hl_buf_json_str(&body, b->model, strlen(b->model));
+    hl_buf_puts(&body, ",\"max_tokens\":1,\"messages\":[{\"role\":\"user\",\"content\":\"ping\"}]}");
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    if (anthropic) hdrs = curl_slist_append(hdrs, "anthropic-version: 2023-06-01");
+    if (b->api_key) {
+        snprintf(auth, sizeof auth, anthropic ? "x-api-key: %s" : "Authorization: Bearer %s", b->api_key);
+        hdrs = curl_slist_append(hdrs, auth);
+        explicit_bzero(auth, sizeof auth);
+    }
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, b->cfg->connect_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 120000L); /* a model may take a while to load */
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, probe_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long code = 0;
+    double ms = -1;
+    if (curl_easy_perform(h) == CURLE_OK && curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK &&
+        code / 100 == 2) {
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    }
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(h);
+    hl_buf_release(&body);
+    hl_buf_release(&sink);
+    return ms;
 }
 
 hl_err hl_backends_init(hl_backends *bs, const hl_config *cfg, bool probe) {
@@ -116,6 +202,7 @@ hl_err hl_backends_init(hl_backends *bs, const hl_config *cfg, bool probe) {
     for (size_t i = 0; i < cfg->n_backends; i++) {
         bs->v[i].cfg = &cfg->backends[i];
         bs->n = i + 1;
+        pthread_mutex_init(&bs->v[i].mu, NULL);
         pthread_mutex_init(&bs->v[i].breaker.mu, NULL);
         pthread_mutex_init(&bs->v[i].lat_mu, NULL);
         atomic_store(&bs->v[i].lat_p95, -1.0);
@@ -133,6 +220,9 @@ void hl_backends_release(hl_backends *bs) {
         free(bs->v[i].api_key);
         free(bs->v[i].base_url);
         free(bs->v[i].model);
+        free(bs->v[i].retired_url);
+        free(bs->v[i].retired_model);
+        pthread_mutex_destroy(&bs->v[i].mu);
         free(bs->v[i].breaker.failures);
         pthread_mutex_destroy(&bs->v[i].breaker.mu);
         pthread_mutex_destroy(&bs->v[i].lat_mu);
@@ -164,7 +254,7 @@ bool hl_backend_serves(const hl_backend *b, const char *model) {
 
 /* ---- circuit breaker ---- */
 
-static void set_state(hl_breaker *br, hl_breaker_state st) {
+static void breaker_set(hl_breaker *br, hl_breaker_state st) {
     br->state = st;
     atomic_store(&br->open_flag, st != HL_BREAKER_CLOSED);
 }
@@ -187,7 +277,7 @@ bool hl_backend_admit(hl_backend *b, double now_ms, bool *probe) {
     if (br->state == HL_BREAKER_CLOSED) {
         ok = true;
     } else if (br->state == HL_BREAKER_OPEN && now_ms - br->opened_at >= (double)b->cfg->breaker_open_ms) {
-        set_state(br, HL_BREAKER_HALF_OPEN);
+        breaker_set(br, HL_BREAKER_HALF_OPEN);
         br->probe_out = true;
         *probe = ok = true;
     }
@@ -203,10 +293,10 @@ void hl_backend_report(hl_backend *b, bool ok, bool probe, double now_ms) {
     if (probe) {
         br->probe_out = false;
         if (ok) {
-            set_state(br, HL_BREAKER_CLOSED);
+            breaker_set(br, HL_BREAKER_CLOSED);
             br->count = br->head = 0;
         } else {
-            set_state(br, HL_BREAKER_OPEN);
+            breaker_set(br, HL_BREAKER_OPEN);
             br->opened_at = now_ms;
         }
     } else if (!ok && br->state == HL_BREAKER_CLOSED) {
@@ -216,7 +306,7 @@ void hl_backend_report(hl_backend *b, bool ok, bool probe, double now_ms) {
         /* the oldest of the last n failures */
         double oldest = br->failures[br->count < n ? 0 : br->head];
         if (br->count >= n && now_ms - oldest <= (double)b->cfg->breaker_window_ms) {
-            set_state(br, HL_BREAKER_OPEN);
+            breaker_set(br, HL_BREAKER_OPEN);
             br->opened_at = now_ms;
         }
     }
@@ -226,7 +316,7 @@ void hl_backend_report(hl_backend *b, bool ok, bool probe, double now_ms) {
 void hl_backend_probe_abandoned(hl_backend *b, double now_ms) {
     pthread_mutex_lock(&b->breaker.mu);
     b->breaker.probe_out = false;
-    set_state(&b->breaker, HL_BREAKER_OPEN);
+    breaker_set(&b->breaker, HL_BREAKER_OPEN);
     b->breaker.opened_at = now_ms - (double)b->cfg->breaker_open_ms;
     pthread_mutex_unlock(&b->breaker.mu);
 }

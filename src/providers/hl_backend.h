@@ -32,11 +32,17 @@ typedef struct hl_breaker {
 typedef struct hl_backend {
     const hl_backend_cfg *cfg; /* borrowed from the config */
     char *api_key;             /* owned; NULL when none; never logged */
+    /* base_url, model and status change only while the backend is not ready (the health thread
+     * re-probes it), under `mu`. The request path reads them only after seeing `ready`. */
+    pthread_mutex_t mu;
     char *base_url;            /* owned; the URL in use */
     char *model;               /* owned; resolved default upstream model */
+    char *retired_url, *retired_model; /* replaced strings, freed at release */
     const hl_price *price;     /* borrowed; NULL when the model has no price */
     atomic_bool ready;
-    char status[320];          /* "ready" or why not, with a hint */
+    atomic_bool warm;          /* a warm-up or keep-warm completion succeeded */
+    _Atomic double last_used_ms; /* monotonic ms of the last attempt sent to it */
+    char status[320];          /* "ready" or why not, with a hint; read with hl_backend_status */
     hl_breaker breaker;
     /* Observed latency of successful attempts (whole response, or time to first token for
      * streams), for routing on a client's latency budget. */
@@ -58,6 +64,13 @@ typedef struct hl_backends {
 hl_err hl_backends_init(hl_backends *bs, const hl_config *cfg, bool probe);
 void hl_backends_release(hl_backends *bs);
 hl_backend *hl_backends_find(hl_backends *bs, const char *name);
+/* Probes a backend that is not ready again (blocking, short timeouts); true when ready now.
+ * Called by the health thread. */
+bool hl_backend_reprobe(hl_backend *b, const hl_config *cfg);
+/* Copies the status line into buf. */
+void hl_backend_status(hl_backend *b, char *buf, size_t len);
+/* Sends one 1-token completion; its latency in ms, or -1 on failure. Blocking. */
+double hl_backend_ping(hl_backend *b);
 size_t hl_backends_ready_count(const hl_backends *bs);
 /* Does backend b serve upstream model `model` (its default or one of its `models`)? */
 bool hl_backend_serves(const hl_backend *b, const char *model);

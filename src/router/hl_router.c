@@ -78,7 +78,11 @@ static void consider(hl_route *route, hl_backend *b, const char *model, const hl
     }
     if (!atomic_load(&b->ready)) {
         sk->not_ready++;
-        note(t, "  skip %s: not ready (%s)", b->cfg->name, b->status);
+        if (t) {
+            char st[320];
+            hl_backend_status(b, st, sizeof st);
+            note(t, "  skip %s: not ready (%s)", b->cfg->name, st);
+        }
         return;
     }
     if (!hl_backend_breaker_allows(b, in->now_ms)) {
@@ -136,8 +140,10 @@ static hl_err none_available(const hl_route *route, hl_backends *bs, const hl_ro
     for (size_t i = 0; i < bs->n && off < sizeof detail - 1; i++) {
         if (atomic_load(&bs->v[i].ready)) continue;
         if (in->sensitive && hl_backend_is_cloud(&bs->v[i])) continue;
+        char st[320];
+        hl_backend_status(&bs->v[i], st, sizeof st);
         int w = snprintf(detail + off, sizeof detail - off, "%s%s: %s", off ? "; " : " (",
-                         bs->v[i].cfg->name, bs->v[i].status);
+                         bs->v[i].cfg->name, st);
         if (w < 0) break;
         off += (size_t)w;
     }

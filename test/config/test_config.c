@@ -333,7 +333,7 @@ static const struct bad_case {
     {"server:\n  threds: 4\n" MIN,
      "t.yaml:2: server.threds: unknown key 'threds' (expected one of: listen, threads, "
      "max_body_bytes, max_header_bytes, max_headers, read_timeout_ms, idle_timeout_ms, "
-     "shutdown_timeout_ms, request_timeout_ms, api_keys_env)"},
+     "shutdown_timeout_ms, request_timeout_ms, health_interval_ms, api_keys_env)"},
     {"server:\n  threads: 1\n  threads: 2\n" MIN,
      "t.yaml:3: server.threads: duplicate key (first set on line 2)"},
     {"server: [1]\n" MIN, "t.yaml:1: server: expected a mapping (key: value lines); got a list"},
@@ -453,7 +453,7 @@ static const struct bad_case {
      "t.yaml:7: backends[0].modle: unknown key 'modle' (expected one of: name, kind, location, "
      "base_url, api_key_env, model, models, hourly_cost_usd, timeout_ms, connect_timeout_ms, "
      "max_retries, retry_base_ms, retry_max_ms, breaker_failures, breaker_window_ms, "
-     "breaker_open_ms, context_window)"},
+     "breaker_open_ms, context_window, warmup, keep_warm_ms)"},
     {"backends:\n  - name: a\n    kind: openai\n    location: local\n    base_url: ftp://x\n"
      "    model: m\n" MIN_ROUTES,
      "t.yaml:5: backends[0].base_url: expected an http:// or https:// URL; got 'ftp://x'"},
