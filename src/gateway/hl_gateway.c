@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <time.h>
 #include "hl_log.h"
+#include "hl_metrics.h"
 #include "hl_budget.h"
 #include "hl_ingress.h"
 #include "hl_pricing.h"
@@ -24,6 +25,7 @@
 #define MAX_UPSTREAM_BODY (64u << 20)
 #define MAX_SSE_EVENT (16u << 20)
 #define MAX_CLIENT_KEYS 64
+#define HL_MAX_WORKERS 256 /* the config caps server.threads at 256 */
 
 struct hl_gateway {
     const hl_config *cfg;
@@ -35,11 +37,13 @@ struct hl_gateway {
     char *keys[MAX_CLIENT_KEYS]; /* client API keys; none: no auth */
     char *key_names[MAX_CLIENT_KEYS]; /* "name" of a "name:key" entry, the tenant; or NULL */
     int n_keys;
+    hl_metrics *metrics[HL_MAX_WORKERS]; /* per worker, set at worker start */
 };
 
 typedef struct gw_worker {
     hl_gateway *gw;
     hl_upstream *up;
+    hl_metrics *metrics;
     uint64_t rng;
 } gw_worker;
 
@@ -201,6 +205,7 @@ static void detach(exchange *ex) { hl_conn_set_data(ex->conn, NULL); }
 static void exchange_closed(uv_handle_t *h) { free(h->data); }
 
 static void exchange_free(exchange *ex) {
+    hl_metrics_in_flight(ex->gwk->metrics, -1);
     if (ex->call) hl_upstream_cancel(ex->call);
     hl_chat_request_release(&ex->req);
     hl_buf_release(&ex->up_body);
@@ -264,6 +269,8 @@ static double record_attempt(exchange *ex, const char *status, const hl_usage *u
         r.cost_known = true;
         r.cost_usd = hl_pricing_local(ex->backend->cfg->hourly_cost_usd, latency);
     }
+    hl_metrics_attempt(ex->gwk->metrics, (size_t)(ex->backend - ex->gw->bs->v), hl_metrics_status_of(status),
+                       u->input_tokens, u->output_tokens, r.cost_usd, latency, ex->ttft_ms);
     r.tenant = ex->tenant[0] ? ex->tenant : NULL;
     if (r.cloud && r.cost_known) hl_budgets_add(ex->gw->budgets, r.tenant, r.cost_usd, (time_t)wall_now());
     if (hl_ledger_append(ex->gw->ledger, &r) != HL_OK)
@@ -848,6 +855,7 @@ static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_ingress *ing, const
     ex->ing = ing;
     ex->gw = gw;
     ex->gwk = gwk;
+    hl_metrics_in_flight(gwk->metrics, 1);
     ex->conn = c;
     snprintf(ex->request_id, sizeof ex->request_id, "%s", request_id);
     snprintf(ex->chat_id, sizeof ex->chat_id, "%s%s", ing->id_prefix, request_id);
@@ -1047,6 +1055,19 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
     bool is_chat = slice_eq(path, "/v1/chat/completions") || slice_eq(path, "/v1/messages");
     bool is_models = slice_eq(path, "/v1/models");
 
+    if (slice_eq(path, "/metrics")) {
+        if (!get) goto method;
+        hl_buf b;
+        hl_buf_init(&b, 0);
+        char h[128];
+        snprintf(h, sizeof h, "x-request-id: %s\r\n", rid);
+        if (hl_metrics_render(gw->metrics, HL_MAX_WORKERS, gw->bs, gw->cfg, gw->budgets, gw->ledger, &b) == HL_OK)
+            hl_conn_respond(c, 200, h, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+        else
+            hl_conn_respond(c, 500, h, "text/plain", "out of memory\n", 14);
+        hl_buf_release(&b);
+        return;
+    }
     if (slice_eq(path, "/healthz") || slice_eq(path, "/readyz")) {
         if (!get) goto method;
         if (path.p[1] == 'h') handle_healthz(c, rid);
@@ -1133,10 +1154,13 @@ static void *worker_start(hl_worker *w, void *ud) {
     gwk->gw = ud;
     if (getrandom(&gwk->rng, sizeof gwk->rng, 0) != sizeof gwk->rng)
         gwk->rng = uv_hrtime() ^ (uint64_t)hl_worker_index(w) << 32;
-    if (hl_upstream_init(&gwk->up, hl_worker_loop(w)) != HL_OK) {
+    gwk->metrics = hl_metrics_new(gwk->gw->bs->n);
+    if (!gwk->metrics || hl_upstream_init(&gwk->up, hl_worker_loop(w)) != HL_OK) {
+        hl_metrics_free(gwk->metrics);
         free(gwk);
         return NULL;
     }
+    if (hl_worker_index(w) < HL_MAX_WORKERS) gwk->gw->metrics[hl_worker_index(w)] = gwk->metrics;
     return gwk;
 }
 
@@ -1185,6 +1209,7 @@ hl_err hl_gateway_init(hl_gateway **out, const hl_config *cfg, hl_backends *bs, 
 
 void hl_gateway_free(hl_gateway *gw) {
     if (!gw) return;
+    for (int i = 0; i < HL_MAX_WORKERS; i++) hl_metrics_free(gw->metrics[i]);
     for (int i = 0; i < gw->n_keys; i++) {
         if (gw->keys[i]) explicit_bzero(gw->keys[i], strlen(gw->keys[i]));
         free(gw->keys[i]);
