@@ -16,6 +16,7 @@
 #include "hl_backend.h"
 #include "hl_buf.h"
 #include "hl_config.h"
+#include "hl_engine_cli.h"
 #include "hl_gateway.h"
 #include "hl_health.h"
 #include "hl_ledger.h"
@@ -34,6 +35,9 @@ static int usage(FILE *f) {
             "  route --explain --config FILE [--format openai|anthropic] [--header 'Name: value']...\n"
             "                         read a request body on stdin and print the routing decision\n"
             "                         and every rule that matched or not; calls no backend\n"
+            "  run MODEL.gguf -p PROMPT [-n N] [--temp T] [--threads T] [--seed S]\n"
+            "                         generate with the embedded CPU engine; prints tokens/s\n"
+            "  gguf info MODEL.gguf   print a GGUF file's metadata and tensors\n"
             "  version                print the version\n"
             "  help                   print this help\n");
     return f == stderr ? 2 : 0;
@@ -247,6 +251,9 @@ static int cmd_version(int argc, char **argv) {
     return 0;
 }
 
+/* hybridllm gguf info MODEL.gguf */
+static int cmd_gguf(int argc, char **argv) { return hl_engine_cli_gguf(argc, argv); }
+
 static int cmd_help(int argc, char **argv) {
     (void)argc;
     (void)argv;
@@ -256,6 +263,8 @@ static int cmd_help(int argc, char **argv) {
 static const command commands[] = {
     {"serve", cmd_serve},
     {"route", cmd_route},
+    {"run", hl_engine_cli_run},
+    {"gguf", cmd_gguf},
     {"version", cmd_version},
     {"help", cmd_help},
 };

@@ -1,6 +1,6 @@
 /* Fuzz target: whatever an upstream may send back. The input is split into an SSE stream
- * (decoded by both providers' stream decoders and re-encoded as OpenAI chunks) and also taken
- * whole as a non-streaming body for both providers' response parsers. */
+ * (decoded by both providers' stream decoders and re-encoded for both client formats) and also
+ * taken whole as a non-streaming body for both providers' response parsers and renderers. */
 #include <stdint.h>
 #include <string.h>
 #include "hl_anthropic.h"
@@ -12,12 +12,14 @@ typedef struct {
     bool started;
     hl_anthropic_decoder dec;
     hl_openai_encoder enc;
+    hl_anthropic_encoder aenc;
     hl_buf out;
 } ctx;
 
 static int sink(void *ud, const hl_stream_event *ev) {
     ctx *c = ud;
     hl_openai_encode_event(&c->enc, ev, &c->out);
+    hl_anthropic_encode_event(&c->aenc, ev, &c->out);
     if (c->out.len > (1 << 16)) hl_buf_reset(&c->out);
     return 0;
 }
@@ -36,6 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         c.kind = kind;
         hl_anthropic_decoder_init(&c.dec);
         hl_openai_encoder_init(&c.enc, "id", "m", 1, true);
+        hl_anthropic_encoder_init(&c.aenc, "id", "m");
         hl_buf_init(&c.out, 0);
         hl_sse sse;
         hl_sse_init(&sse, 1 << 20);
@@ -43,6 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         hl_sse_finish(&sse);
         hl_usage u = c.enc.usage;
         hl_openai_encode_end(&c.enc, &u, &c.out);
+        hl_anthropic_encode_end(&c.aenc, &u, &c.out);
         hl_sse_release(&sse);
         hl_buf_release(&c.out);
 
@@ -54,6 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             hl_buf b;
             hl_buf_init(&b, 0);
             hl_openai_write_response(&b, &resp, "id", 1);
+            hl_anthropic_write_response(&b, &resp, "id", 1);
             hl_buf_release(&b);
         }
         hl_chat_response_release(&resp);
