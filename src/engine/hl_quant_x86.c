@@ -101,7 +101,7 @@ T_AVX2 static float dot_q8_0_avx2(int n, const void *w, const void *act) {
         __m256i qw = _mm256_loadu_si256((const __m256i *)b[i].qs);
         __m256i qa = _mm256_loadu_si256((const __m256i *)a[i].qs);
         __m256i p = dot_us8_avx2(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qa, qw));
-        __m256 d = _mm256_set1_ps(hl_quant_f16_to_f32(b[i].d) * a[i].d);
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(b[i].d) * a[i].d);
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
     }
     return hsum8(acc);
@@ -110,13 +110,16 @@ T_AVX2 static float dot_q8_0_avx2(int n, const void *w, const void *act) {
 T_AVX2 static float dot_q4_0_avx2(int n, const void *w, const void *act) {
     const hl_block_q4_0 *b = w;
     const hl_act_q8 *a = act;
-    float s = 0;
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0;
     for (int i = 0; i < n / 32; i++) {
         __m256i qa = _mm256_loadu_si256((const __m256i *)a[i].qs);
-        int isum = hsum8i(dot_us8_avx2(q4_unpack(b[i].qs), qa)) - 8 * a[i].sum;
-        s += hl_quant_f16_to_f32(b[i].d) * a[i].d * (float)isum;
+        __m256i p = dot_us8_avx2(q4_unpack(b[i].qs), qa);
+        float d = _cvtsh_ss(b[i].d) * a[i].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc);
+        off += d * (float)a[i].sum;
     }
-    return s;
+    return hsum8(acc) - 8 * off;
 }
 
 T_AVX2 static float dot_q4_k_avx2(int n, const void *w, const void *act) {
@@ -141,8 +144,8 @@ T_AVX2 static float dot_q4_k_avx2(int n, const void *w, const void *act) {
             sum_mins += m0 * (a[i].bsums[4 * p] + a[i].bsums[4 * p + 1]) +
                         m1 * (a[i].bsums[4 * p + 2] + a[i].bsums[4 * p + 3]);
         }
-        s += a[i].d * (hl_quant_f16_to_f32(b[i].d) * (float)hsum8i(acc) -
-                       hl_quant_f16_to_f32(b[i].dmin) * (float)sum_mins);
+        s += a[i].d * (_cvtsh_ss(b[i].d) * (float)hsum8i(acc) -
+                       _cvtsh_ss(b[i].dmin) * (float)sum_mins);
     }
     return s;
 }
@@ -186,7 +189,7 @@ T_AVX2 static float dot_q6_k_avx2(int n, const void *w, const void *act) {
         }
         int off = 0;
         for (int g = 0; g < 16; g++) off += b[i].scales[g] * a[i].bsums[g];
-        s += a[i].d * hl_quant_f16_to_f32(b[i].d) * (float)(hsum8i(acc) - 32 * off);
+        s += a[i].d * _cvtsh_ss(b[i].d) * (float)(hsum8i(acc) - 32 * off);
     }
     return s;
 }
@@ -303,7 +306,7 @@ T_AVX512 static float dot_q8_0_avx512(int n, const void *w, const void *act) {
         __m256i qa = _mm256_loadu_si256((const __m256i *)a[i].qs);
         __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(qw),
                                         _mm256_sign_epi8(qa, qw));
-        __m256 d = _mm256_set1_ps(hl_quant_f16_to_f32(b[i].d) * a[i].d);
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(b[i].d) * a[i].d);
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
     }
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
@@ -315,17 +318,23 @@ T_AVX512 static float dot_q8_0_avx512(int n, const void *w, const void *act) {
 T_AVX512 static float dot_q4_0_avx512(int n, const void *w, const void *act) {
     const hl_block_q4_0 *b = w;
     const hl_act_q8 *a = act;
-    float s = 0;
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0;
     for (int i = 0; i < n / 32; i++) {
         __m128i raw = _mm_loadu_si128((const __m128i *)b[i].qs);
         __m128i lo = _mm_and_si128(raw, _mm_set1_epi8(0x0f));
         __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0f));
         __m256i q = _mm256_set_m128i(hi, lo);
         __m256i qa = _mm256_loadu_si256((const __m256i *)a[i].qs);
-        int isum = hsum8i_512(_mm256_dpbusd_epi32(_mm256_setzero_si256(), q, qa)) - 8 * a[i].sum;
-        s += hl_quant_f16_to_f32(b[i].d) * a[i].d * (float)isum;
+        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, qa);
+        float d = _cvtsh_ss(b[i].d) * a[i].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc);
+        off += d * (float)a[i].sum;
     }
-    return s;
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s) - 8 * off;
 }
 
 T_AVX512 static float dot_q4_k_avx512(int n, const void *w, const void *act) {
@@ -351,8 +360,8 @@ T_AVX512 static float dot_q4_k_avx512(int n, const void *w, const void *act) {
             sum_mins += m0 * (a[i].bsums[4 * p] + a[i].bsums[4 * p + 1]) +
                         m1 * (a[i].bsums[4 * p + 2] + a[i].bsums[4 * p + 3]);
         }
-        s += a[i].d * (hl_quant_f16_to_f32(b[i].d) * (float)hsum8i_512(acc) -
-                       hl_quant_f16_to_f32(b[i].dmin) * (float)sum_mins);
+        s += a[i].d * (_cvtsh_ss(b[i].d) * (float)hsum8i_512(acc) -
+                       _cvtsh_ss(b[i].dmin) * (float)sum_mins);
     }
     return s;
 }
@@ -388,7 +397,7 @@ T_AVX512 static float dot_q6_k_avx512(int n, const void *w, const void *act) {
         }
         int off = 0;
         for (int g = 0; g < 16; g++) off += b[i].scales[g] * a[i].bsums[g];
-        s += a[i].d * hl_quant_f16_to_f32(b[i].d) * (float)(hsum8i_512(acc) - 32 * off);
+        s += a[i].d * _cvtsh_ss(b[i].d) * (float)(hsum8i_512(acc) - 32 * off);
     }
     return s;
 }
