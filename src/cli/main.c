@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include "hl_backend.h"
 #include "hl_buf.h"
+#include "hl_builtin.h"
 #include "hl_config.h"
 #include "hl_engine_cli.h"
 #include "hl_gateway.h"
@@ -86,7 +87,16 @@ static int cmd_serve(int argc, char **argv) {
         return usage(stderr);
     }
 
-    char err[512];
+    /* Every thread started from here on (engines, workers, health) inherits this mask: only
+     * the signal thread sees SIGINT/SIGTERM, so a signal never lands on a thread that would
+     * take the default action and kill the process mid-request. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    char err[1024];
     hl_config *cfg = NULL;
     if (hl_config_load(config_path, &cfg, err, sizeof err) != HL_OK) {
         fprintf(stderr, "hybridllm: bad config: %s\n", err);
@@ -110,9 +120,25 @@ static int cmd_serve(int argc, char **argv) {
         goto out;
     }
     for (size_t i = 0; i < bs.n; i++) {
+        hl_backend *b = &bs.v[i];
+        if (b->cfg->kind != HL_PROVIDER_BUILTIN) continue;
+        char berr[512];
+        if (hl_builtin_open(&b->builtin, b->cfg, berr, sizeof berr) == HL_OK) {
+            char st[320];
+            snprintf(st, sizeof st, "ready: %.250s", hl_builtin_describe(b->builtin));
+            hl_backend_set_ready(b, true, st);
+            atomic_store(&b->warm, true);
+        } else {
+            char st[320];
+            snprintf(st, sizeof st, "cannot load %.100s: %.200s", b->cfg->model_path, berr);
+            hl_backend_set_ready(b, false, st);
+        }
+    }
+    for (size_t i = 0; i < bs.n; i++) {
         const hl_backend *b = &bs.v[i];
         hl_log(atomic_load(&b->ready) ? HL_LOG_INFO : HL_LOG_WARN, "backend %s (%s, %s, %s, model %s): %s",
-               b->cfg->name, b->cfg->kind == HL_PROVIDER_ANTHROPIC ? "anthropic" : "openai",
+               b->cfg->name, b->cfg->kind == HL_PROVIDER_ANTHROPIC ? "anthropic"
+                             : b->cfg->kind == HL_PROVIDER_BUILTIN ? "builtin" : "openai",
                hl_backend_is_cloud(b) ? "cloud" : "local", b->base_url, b->model, b->status);
         if (hl_backend_is_cloud(b) && atomic_load(&b->ready) && !b->price)
             hl_log(HL_LOG_WARN, "backend %s: no price for model %s in `prices`: its ledger cost will be null",
@@ -131,12 +157,6 @@ static int cmd_serve(int argc, char **argv) {
         hl_log(HL_LOG_INFO, "budgets: %zu ledger lines of the current periods replayed", replayed);
     if (hl_gateway_init(&gw, cfg, &bs, &ledger, budgets) != HL_OK) goto out;
 
-    /* Workers inherit this mask: only the signal thread sees SIGINT/SIGTERM. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
     if (hl_server_init(&srv, cfg, hl_gateway_hooks(gw), err, sizeof err) != HL_OK) {
         hl_log(HL_LOG_ERROR, "%s", err);
         goto out;
@@ -157,6 +177,7 @@ out:
     hl_server_free(srv);
     hl_gateway_free(gw);
     hl_budgets_free(budgets);
+    for (size_t i = 0; i < bs.n; i++) hl_builtin_free(bs.v[i].builtin);
     hl_backends_release(&bs);
     if (ledger.fd >= 0) hl_ledger_close(&ledger);
     hl_config_free(cfg);
@@ -212,7 +233,7 @@ static int cmd_route(int argc, char **argv) {
         fprintf(stderr, "hybridllm route: --explain and --config FILE are required\n");
         return usage(stderr);
     }
-    char err[512];
+    char err[1024];
     hl_config *cfg = NULL;
     if (hl_config_load(config_path, &cfg, err, sizeof err) != HL_OK) {
         fprintf(stderr, "hybridllm: bad config: %s\n", err);

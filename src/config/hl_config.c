@@ -155,7 +155,7 @@ static void put_err(char *buf, size_t cap, const char *msg) {
 
 /* Writes "name:line: path: problem" and returns code. */
 static hl_err cfg_failv(cfg_ctx *c, int line, hl_err code, const char *fmt, va_list ap) {
-    char msg[512], full[1024];
+    char msg[1024], full[1400];
     vsnprintf(msg, sizeof msg, fmt, ap);
     if (c->plen)
         snprintf(full, sizeof full, "%s:%d: %s: %s", c->name, line, c->path, msg);
@@ -527,12 +527,17 @@ static hl_err get_str_list(cfg_ctx *c, const yaml_node_t *v, bool scalar_ok, con
 
 /* "unknown key 'x' (expected one of: a, b, c)" */
 static hl_err fail_unknown(cfg_ctx *c, const yaml_node_t *kn, const cfg_key *keys, size_t nkeys) {
-    char list[300] = "", d[64];
+    char list[600] = "", d[64];
     size_t o = 0;
     for (size_t i = 0; i < nkeys; i++) {
         if (keys[i].flags & KEY_SECRET) continue;
         int n = snprintf(list + o, sizeof list - o, "%s%s", o ? ", " : "", keys[i].name);
-        if (n < 0 || (size_t)n >= sizeof list - o) break;
+        if (n < 0 || (size_t)n >= sizeof list - o) {
+            /* Never a cut name: drop the partial one and say the list goes on. */
+            list[o] = '\0';
+            if (o + 5 < sizeof list) memcpy(list + o, ", ...", 6);
+            break;
+        }
         o += (size_t)n;
     }
     return fail(c, line_of(kn), "unknown key %s (expected one of: %s)", describe(kn, d, sizeof d),
@@ -722,6 +727,7 @@ static hl_err get_word(cfg_ctx *c, const yaml_node_t *v, const char *const *word
 static hl_err h_kind(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
     static const char *const words[] = {
         [HL_PROVIDER_OPENAI] = "openai", [HL_PROVIDER_ANTHROPIC] = "anthropic",
+        [HL_PROVIDER_BUILTIN] = "builtin",
     };
     int i = 0;
     hl_err err = get_word(c, v, words, ARRAY_LEN(words), &i);
@@ -754,6 +760,14 @@ static hl_err h_models(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void 
     return get_str_list(c, v, false, NULL, check_token, &b->models, &b->n_models);
 }
 
+static hl_err h_template_name(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    static const char *const words[] = {"plain", "chatml", "llama-2", "llama-3", "mistral", "phi-3"};
+    int i = 0;
+    hl_err err = get_word(c, v, words, ARRAY_LEN(words), &i);
+    if (!err) err = set_str(c, v, (char **)(void *)((char *)obj + k->off), words[i]);
+    return err;
+}
+
 static hl_err h_tristate(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
     bool b = false;
     hl_err err = get_bool(c, v, &b);
@@ -765,7 +779,7 @@ static const cfg_key backend_keys[] = {
     {"name", h_backend_name, offsetof(hl_backend_cfg, name), 0, 0, KEY_REQUIRED},
     {"kind", h_kind, 0, 0, 0, KEY_REQUIRED},
     {"location", h_location, 0, 0, 0, KEY_REQUIRED},
-    {"base_url", h_base_url, 0, 0, 0, KEY_REQUIRED},
+    {"base_url", h_base_url, 0, 0, 0, 0}, /* required unless kind is builtin: checked after */
     {"api_key_env", h_env, offsetof(hl_backend_cfg, api_key_env), 0, 0, 0},
     {"model", h_model, offsetof(hl_backend_cfg, model), 0, 0, KEY_REQUIRED},
     {"models", h_models, 0, 0, 0, 0},
@@ -781,11 +795,49 @@ static const cfg_key backend_keys[] = {
     {"context_window", h_long, offsetof(hl_backend_cfg, context_window), 1, 100000000, 0},
     {"warmup", h_tristate, offsetof(hl_backend_cfg, warmup), 0, 0, 0},
     {"keep_warm_ms", h_long, offsetof(hl_backend_cfg, keep_warm_ms), 1000, CFG_MAX_MS, 0},
+    {"model_path", h_str, offsetof(hl_backend_cfg, model_path), 0, 0, 0},
+    {"threads", h_int, offsetof(hl_backend_cfg, threads), 0, 256, 0},
+    {"context_size", h_long, offsetof(hl_backend_cfg, context_size), 16, 10000000, 0},
+    {"chat_template", h_template_name, offsetof(hl_backend_cfg, chat_template), 0, 0, 0},
+    {"max_queue", h_int, offsetof(hl_backend_cfg, max_queue), 1, 100000, 0},
     {"api_key", h_secret_backend, 0, 0, 0, KEY_SECRET},
     {"apiKey", h_secret_backend, 0, 0, 0, KEY_SECRET},
     {"key", h_secret_backend, 0, 0, 0, KEY_SECRET},
 };
 _Static_assert(ARRAY_LEN(backend_keys) <= CFG_MAX_KEYS, "backend_keys too long");
+
+/* What depends on the kind: a builtin backend runs a model file here, so it has a model_path
+ * and no URL, and is local by nature; the others need a base_url. */
+static hl_err check_backend_kind(cfg_ctx *c, const yaml_node_t *item, hl_backend_cfg *b) {
+    hl_err err = HL_OK;
+    if (b->kind == HL_PROVIDER_BUILTIN) {
+        const char *bad = b->n_base_urls ? "base_url" : b->api_key_env ? "api_key_env" : NULL;
+        if (bad) {
+            path_push_key(c, bad, strlen(bad));
+            err = fail(c, line_of(item), "not used by a builtin backend (it runs model_path in this process)");
+        } else if (!b->model_path) {
+            path_push_key(c, "model_path", 10);
+            err = fail(c, line_of(item), "required key is missing (the GGUF file of a builtin backend)");
+        } else if (b->location != HL_LOCATION_LOCAL) {
+            path_push_key(c, "location", 8);
+            err = fail(c, line_of(item), "a builtin backend runs on this machine: expected local");
+        } else {
+            return HL_OK;
+        }
+    } else {
+        const char *bad = b->model_path ? "model_path" : b->chat_template ? "chat_template" : NULL;
+        if (!b->n_base_urls) {
+            path_push_key(c, "base_url", 8);
+            err = fail(c, line_of(item), "required key is missing");
+        } else if (bad) {
+            path_push_key(c, bad, strlen(bad));
+            err = fail(c, line_of(item), "only a builtin backend takes this key");
+        } else {
+            return HL_OK;
+        }
+    }
+    return err;
+}
 
 static hl_err h_backends(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
     hl_config *cfg = obj;
@@ -811,8 +863,10 @@ static hl_err h_backends(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, voi
         b->breaker_window_ms = 30000;
         b->breaker_open_ms = 15000;
         b->line = line_of(item);
+        b->max_queue = 16;
         if ((err = map_walk(c, item, backend_keys, ARRAY_LEN(backend_keys), b))) return err;
         if (b->warmup == HL_ANY) b->warmup = b->location == HL_LOCATION_LOCAL ? HL_YES : HL_NO;
+        if ((err = check_backend_kind(c, item, b))) return err;
         path_pop(c, mark);
     }
     return HL_OK;
@@ -1290,6 +1344,8 @@ void hl_config_free(hl_config *cfg) {
         free(b->api_key_env);
         free(b->model);
         free_strv(b->models, b->n_models);
+        free(b->model_path);
+        free(b->chat_template);
     }
     for (size_t i = 0; i < cfg->n_prices; i++) free(cfg->prices[i].model);
     for (size_t i = 0; i < cfg->n_routes; i++) {

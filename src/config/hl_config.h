@@ -19,6 +19,7 @@
 typedef enum hl_provider_kind {
     HL_PROVIDER_OPENAI,    /* OpenAI API and OpenAI-compatible servers (vLLM, llama.cpp, Ollama) */
     HL_PROVIDER_ANTHROPIC, /* Anthropic Messages API */
+    HL_PROVIDER_BUILTIN,   /* the embedded CPU engine, a GGUF model in this process */
 } hl_provider_kind;
 
 typedef enum hl_location {
@@ -32,8 +33,9 @@ typedef struct hl_backend_cfg {
     char *name;             /* unique; also accepted as `model` to force this backend */
     hl_provider_kind kind;
     hl_location location;
-    char **base_urls;       /* 1 or more: with several, the first that answers at start wins
-                               (how the default config finds a local server on 8000/8080/11434) */
+    char **base_urls;       /* 1 or more (none for builtin): with several, the first that answers
+                               at start wins (how the default config finds a local server on
+                               8000/8080/11434) */
     size_t n_base_urls;
     char *api_key_env;      /* name of the environment variable with the key; NULL: none */
     char *model;            /* default upstream model; "auto": first id from GET /models */
@@ -58,6 +60,12 @@ typedef struct hl_backend_cfg {
     hl_tristate warmup;     /* HL_YES: send one tiny completion at start (the brief's cold-start
                                failure mode); default: HL_YES for local backends */
     long keep_warm_ms;      /* ping a local backend idle this long; 0: off (default) */
+    /* kind builtin only: */
+    char *model_path;       /* GGUF file (required) */
+    int threads;            /* matmul threads; 0: one per core */
+    long context_size;      /* tokens; 0: the model's, at most 4096 */
+    char *chat_template;    /* template family name; NULL: from the model's metadata */
+    int max_queue;          /* requests waiting for the engine before 503; default 16 */
     int line;               /* where it was declared, for later diagnostics */
 } hl_backend_cfg;
 

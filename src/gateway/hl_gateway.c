@@ -15,6 +15,7 @@
 #include "hl_log.h"
 #include "hl_metrics.h"
 #include "hl_budget.h"
+#include "hl_builtin.h"
 #include "hl_ingress.h"
 #include "hl_pricing.h"
 #include "hl_provider.h"
@@ -43,6 +44,7 @@ struct hl_gateway {
 typedef struct gw_worker {
     hl_gateway *gw;
     hl_upstream *up;
+    hl_builtin_mailbox *mailbox; /* where builtin engines post tokens for this loop */
     hl_metrics *metrics;
     uint64_t rng;
 } gw_worker;
@@ -77,7 +79,8 @@ typedef struct exchange {
     hl_backend *backend;
     const char *model;
     const hl_provider *prov;
-    hl_upstream_call *call;
+    hl_upstream_call *call;    /* the attempt in flight on an HTTP backend */
+    hl_builtin_call *job;      /* ... or on the builtin engine */
     double deadline;           /* ms (uv_hrtime clock): the request's whole life ends here */
     int retries;               /* retries done on the current candidate */
     uv_timer_t timer;          /* waits between retries */
@@ -207,6 +210,7 @@ static void exchange_closed(uv_handle_t *h) { free(h->data); }
 static void exchange_free(exchange *ex) {
     hl_metrics_in_flight(ex->gwk->metrics, -1);
     if (ex->call) hl_upstream_cancel(ex->call);
+    if (ex->job) hl_builtin_cancel(ex->job);
     hl_chat_request_release(&ex->req);
     hl_buf_release(&ex->up_body);
     hl_sse_release(&ex->sse);
@@ -596,6 +600,7 @@ static void escalate(exchange *ex) {
 static void up_done(void *ud, hl_err err, const char *errmsg) {
     exchange *ex = ud;
     ex->call = NULL;
+    ex->job = NULL;
     if (ex->client_started) {
         finish_stream(ex, err, errmsg);
         return;
@@ -757,9 +762,19 @@ static void start_attempt(exchange *ex) {
     /* A local answer to be judged on confidence is asked for whole, with logprobs (an
      * OpenAI-compatible server's; Messages backends have none and are not judged). */
     ex->attempt_judged = ex->escalation_armed && !hl_backend_is_cloud(ex->backend) &&
-                         ex->backend->cfg->kind == HL_PROVIDER_OPENAI;
+                         ex->backend->cfg->kind != HL_PROVIDER_ANTHROPIC;
     ex->attempt_stream = ex->req.stream && !ex->attempt_judged;
     ex->confidence = -1;
+    if (ex->backend->builtin) {
+        hl_err be = hl_builtin_start(ex->backend->builtin, ex->gwk->mailbox, &ex->req, ex->model,
+                                     ex->attempt_stream, &up_handlers, ex, &ex->job);
+        if (be == HL_OK) return;
+        hl_api_error_set(&err, 503, HL_AE_UNAVAILABLE, NULL, "backend_busy",
+                         "Backend '%s' (builtin engine) has %d requests waiting already.",
+                         ex->backend->cfg->name, ex->backend->cfg->max_queue);
+        attempt_failed(ex, &err, be == HL_ERR_LIMIT, false);
+        return;
+    }
     bool stream = ex->req.stream, logprobs = ex->req.logprobs;
     ex->req.stream = ex->attempt_stream;
     if (ex->attempt_judged) ex->req.logprobs = true;
@@ -926,7 +941,8 @@ static void handle_readyz(hl_gateway *gw, hl_conn *c, const char *rid) {
         hl_buf_printf(&b, "%s{\"name\":", i ? "," : "");
         hl_buf_json_str(&b, be->cfg->name, strlen(be->cfg->name));
         hl_buf_printf(&b, ",\"kind\":\"%s\",\"location\":\"%s\",\"ready\":%s,\"warm\":%s,\"breaker\":\"%s\"",
-                      be->cfg->kind == HL_PROVIDER_ANTHROPIC ? "anthropic" : "openai",
+                      be->cfg->kind == HL_PROVIDER_ANTHROPIC ? "anthropic"
+                      : be->cfg->kind == HL_PROVIDER_BUILTIN ? "builtin" : "openai",
                       hl_backend_is_cloud(be) ? "cloud" : "local", atomic_load(&be->ready) ? "true" : "false",
                       atomic_load(&be->warm) ? "true" : "false", hl_breaker_state_name(be));
         double p95 = hl_backend_p95(be);
@@ -1106,9 +1122,11 @@ method:
 static void on_abort(hl_conn *c) {
     exchange *ex = hl_conn_data(c);
     if (!ex) return;
-    if (ex->call && ex->backend) {
-        hl_upstream_cancel(ex->call);
+    if ((ex->call || ex->job) && ex->backend) {
+        if (ex->call) hl_upstream_cancel(ex->call);
+        if (ex->job) hl_builtin_cancel(ex->job);
         ex->call = NULL;
+        ex->job = NULL;
         hl_usage u = final_usage(ex);
         record_attempt(ex, "cancelled", &u, "client disconnected");
         if (ex->probe) hl_backend_probe_abandoned(ex->backend, now_ms());
@@ -1155,7 +1173,13 @@ static void *worker_start(hl_worker *w, void *ud) {
     if (getrandom(&gwk->rng, sizeof gwk->rng, 0) != sizeof gwk->rng)
         gwk->rng = uv_hrtime() ^ (uint64_t)hl_worker_index(w) << 32;
     gwk->metrics = hl_metrics_new(gwk->gw->bs->n);
-    if (!gwk->metrics || hl_upstream_init(&gwk->up, hl_worker_loop(w)) != HL_OK) {
+    if (!gwk->metrics || hl_builtin_mailbox_new(&gwk->mailbox, hl_worker_loop(w)) != HL_OK) {
+        hl_metrics_free(gwk->metrics);
+        free(gwk);
+        return NULL;
+    }
+    if (hl_upstream_init(&gwk->up, hl_worker_loop(w)) != HL_OK) {
+        hl_builtin_mailbox_close(gwk->mailbox);
         hl_metrics_free(gwk->metrics);
         free(gwk);
         return NULL;
@@ -1168,6 +1192,7 @@ static void worker_stop(void *data) {
     gw_worker *gwk = data;
     if (!gwk) return;
     hl_upstream_close(gwk->up);
+    hl_builtin_mailbox_close(gwk->mailbox);
     free(gwk);
 }
 

@@ -114,7 +114,12 @@ static hl_err probe_into(hl_backend *b, const hl_config *cfg) {
 }
 
 static bool wants_probe(const hl_backend_cfg *c) {
+    if (c->kind == HL_PROVIDER_BUILTIN) return false; /* loaded, not probed */
     return c->location == HL_LOCATION_LOCAL || c->n_base_urls > 1 || !strcmp(c->model, "auto");
+}
+
+void hl_backend_set_ready(hl_backend *b, bool ready, const char *status) {
+    set_state(b, NULL, NULL, ready, "%s", status);
 }
 
 static hl_err resolve(hl_backend *b, const hl_config *cfg, bool probe) {
@@ -124,9 +129,13 @@ static hl_err resolve(hl_backend *b, const hl_config *cfg, bool probe) {
         if (k && *k && !(b->api_key = strdup(k))) return HL_ERR_NOMEM;
     }
     b->price = hl_config_price(cfg, c->model);
-    b->base_url = strdup(c->base_urls[0]);
+    b->base_url = strdup(c->kind == HL_PROVIDER_BUILTIN ? c->model_path : c->base_urls[0]);
     b->model = strdup(c->model);
     if (!b->base_url || !b->model) return HL_ERR_NOMEM;
+    if (c->kind == HL_PROVIDER_BUILTIN) {
+        set_state(b, NULL, NULL, false, "loading %s", c->model_path);
+        return HL_OK;
+    }
     if (c->api_key_env && !b->api_key && c->location == HL_LOCATION_CLOUD) {
         set_state(b, NULL, NULL, false, "missing API key: set %s in the gateway's environment",
                   c->api_key_env);

@@ -43,6 +43,7 @@ typedef struct hl_backend {
     atomic_bool warm;          /* a warm-up or keep-warm completion succeeded */
     _Atomic double last_used_ms; /* monotonic ms of the last attempt sent to it */
     char status[320];          /* "ready" or why not, with a hint; read with hl_backend_status */
+    struct hl_builtin *builtin;/* kind builtin: the loaded engine (owned by main); else NULL */
     hl_breaker breaker;
     /* Observed latency of successful attempts (whole response, or time to first token for
      * streams), for routing on a client's latency budget. */
@@ -93,5 +94,8 @@ const char *hl_breaker_state_name(hl_backend *b);
 static inline bool hl_backend_is_cloud(const hl_backend *b) {
     return b->cfg->location == HL_LOCATION_CLOUD;
 }
+
+/* Marks a backend ready or not, with a status line (for builtin backends, once loaded). */
+void hl_backend_set_ready(hl_backend *b, bool ready, const char *status);
 
 #endif

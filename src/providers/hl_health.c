@@ -29,7 +29,8 @@ static void ping_and_log(hl_backend *b, const char *why) {
 void hl_health_warmup(hl_backends *bs) {
     for (size_t i = 0; i < bs->n; i++) {
         hl_backend *b = &bs->v[i];
-        if (b->cfg->warmup == HL_YES && atomic_load(&b->ready)) ping_and_log(b, "warm-up");
+        /* builtin backends warm themselves up when they load */
+        if (b->cfg->warmup == HL_YES && atomic_load(&b->ready) && !b->builtin) ping_and_log(b, "warm-up");
     }
 }
 
@@ -59,7 +60,7 @@ static void *health_main(void *arg) {
                 }
                 continue;
             }
-            if (b->cfg->keep_warm_ms > 0 && now - atomic_load(&b->last_used_ms) >= (double)b->cfg->keep_warm_ms) {
+            if (b->cfg->keep_warm_ms > 0 && !b->builtin && now - atomic_load(&b->last_used_ms) >= (double)b->cfg->keep_warm_ms) {
                 atomic_store(&b->last_used_ms, now);
                 ping_and_log(b, "keep-warm");
             }

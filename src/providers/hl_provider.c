@@ -71,6 +71,9 @@ static const hl_provider providers[] = {
     [HL_PROVIDER_ANTHROPIC] = {"anthropic", hl_anthropic_check_request, anthropic_build,
                                hl_anthropic_parse_upstream_response, anthropic_decoder_init,
                                anthropic_decode},
+    /* The builtin engine emits what an OpenAI-compatible server would (hl_builtin.h). */
+    [HL_PROVIDER_BUILTIN] = {"builtin", NULL, NULL, hl_openai_parse_upstream_response,
+                             openai_decoder_init, openai_decode},
 };
 
 const hl_provider *hl_provider_for(hl_provider_kind kind) { return &providers[kind]; }

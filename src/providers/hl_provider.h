@@ -24,7 +24,8 @@ typedef struct hl_provider {
     const char *name;
     /* Refuses requests this kind cannot honour (err filled); NULL: accepts all. */
     hl_err (*check)(const hl_chat_request *req, hl_api_error *err);
-    /* Fills url and body and returns the headers (caller frees with curl_slist_free_all). */
+    /* Fills url and body and returns the headers (caller frees with curl_slist_free_all).
+     * NULL for builtin, which is not called over HTTP. */
     hl_err (*build)(const hl_backend *b, const hl_chat_request *req, const char *model,
                     hl_buf *url, hl_buf *body, struct curl_slist **headers);
     hl_err (*parse_response)(const char *body, size_t len, hl_chat_response *resp);

@@ -426,7 +426,7 @@ static const struct bad_case {
      "t.yaml:2: backends[0].location: required key is missing"},
     {MIN_BACKENDS "  - name: b\n    kind: ollama\n    location: local\n"
                   "    base_url: http://x\n    model: m\n" MIN_ROUTES,
-     "t.yaml:8: backends[1].kind: expected one of openai, anthropic; got 'ollama'"},
+     "t.yaml:8: backends[1].kind: expected one of openai, anthropic, builtin; got 'ollama'"},
     {MIN_BACKENDS "  - name: b\n    kind: openai\n    location: edge\n"
                   "    base_url: http://x\n    model: m\n" MIN_ROUTES,
      "t.yaml:9: backends[1].location: expected one of local, cloud; got 'edge'"},
@@ -453,7 +453,8 @@ static const struct bad_case {
      "t.yaml:7: backends[0].modle: unknown key 'modle' (expected one of: name, kind, location, "
      "base_url, api_key_env, model, models, hourly_cost_usd, timeout_ms, connect_timeout_ms, "
      "max_retries, retry_base_ms, retry_max_ms, breaker_failures, breaker_window_ms, "
-     "breaker_open_ms, context_window, warmup, keep_warm_ms)"},
+     "breaker_open_ms, context_window, warmup, keep_warm_ms, model_path, threads, context_size, "
+     "chat_template, max_queue)"},
     {"backends:\n  - name: a\n    kind: openai\n    location: local\n    base_url: ftp://x\n"
      "    model: m\n" MIN_ROUTES,
      "t.yaml:5: backends[0].base_url: expected an http:// or https:// URL; got 'ftp://x'"},

@@ -1,0 +1,53 @@
+/* hl_builtin: the `builtin` provider, a GGUF model run in this process by the embedded CPU
+ * engine (src/engine), behind the same call interface as an upstream HTTP server.
+ *
+ * Each builtin backend owns one engine and one generation thread. Requests queue FIFO (at most
+ * max_queue waiting; past that a call fails at once, so the router can try another backend);
+ * the thread renders nothing and allocates little: the prompt is rendered on the event loop
+ * when the call starts, tokens are appended to the call's buffer under its lock, and the
+ * worker's mailbox (a uv_async) wakes the loop, which turns them into exactly the bytes an
+ * OpenAI-compatible server would send (SSE chunks with a final usage chunk, or one
+ * chat.completion with usage and per-token logprobs) and hands them to the caller's
+ * hl_upstream_handlers. The gateway then decodes them with the OpenAI provider, so streaming,
+ * ledger, confidence escalation and both client formats work unchanged.
+ *
+ * Cancellation (client gone) sets a flag the engine's token callback reads: generation stops
+ * at the next token. The model is one KV cache: requests are served one at a time, in order.
+ *
+ * Threads: hl_builtin_start/cancel and the mailbox run on the event-loop thread that owns the
+ * mailbox; the engine runs on the backend's thread. */
+#ifndef HL_BUILTIN_H
+#define HL_BUILTIN_H
+
+#include <stdbool.h>
+#include <uv.h>
+#include "hl_chat.h"
+#include "hl_config.h"
+#include "hl_upstream.h"
+
+typedef struct hl_builtin hl_builtin;
+typedef struct hl_builtin_call hl_builtin_call;
+typedef struct hl_builtin_mailbox hl_builtin_mailbox;
+
+/* Loads cfg->model_path, starts the generation thread and runs a 1-token warm-up. On error
+ * returns non-zero with a message in err. Caller frees with hl_builtin_free(). */
+hl_err hl_builtin_open(hl_builtin **out, const hl_backend_cfg *cfg, char *err, size_t err_len);
+/* Stops the thread (waiting for the generation in progress to see its cancel flag) and frees
+ * the engine. Every mailbox must be closed first. */
+void hl_builtin_free(hl_builtin *b);
+/* A description for logs and /readyz: "stories260K.gguf (llama, 0.26M params, template plain)". */
+const char *hl_builtin_describe(const hl_builtin *b);
+
+/* One per event loop; closed (asynchronously) with hl_builtin_mailbox_close(). */
+hl_err hl_builtin_mailbox_new(hl_builtin_mailbox **out, uv_loop_t *loop);
+void hl_builtin_mailbox_close(hl_builtin_mailbox *mb);
+
+/* Starts a generation for req (copied: req may go away). model is the name reported back.
+ * stream: SSE bytes, else one JSON body. HL_ERR_LIMIT when the queue is full. */
+hl_err hl_builtin_start(hl_builtin *b, hl_builtin_mailbox *mb, const hl_chat_request *req,
+                        const char *model, bool stream, const hl_upstream_handlers *h, void *ud,
+                        hl_builtin_call **out);
+/* Stops a call: no callback follows; its memory goes when the engine lets go of it. */
+void hl_builtin_cancel(hl_builtin_call *c);
+
+#endif

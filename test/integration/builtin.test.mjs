@@ -1,0 +1,87 @@
+// The builtin provider through the real gateway: a GGUF model run in-process by the embedded
+// engine, served to both official SDKs, streaming and not, with its answer equal to
+// llama.cpp's greedy reference, its logprobs feeding confidence escalation, and the ledger.
+// Needs ../shared/models (or HL_MODELS_DIR); says so plainly and skips when absent.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import OpenAI from 'openai';
+import Anthropic from '@anthropic-ai/sdk';
+import { startFakeAnthropic } from '../fake/anthropic.mjs';
+import { gatewayBinaryMissing, KEYS, MODELS, ROOT, posts, startGateway } from './gateway.mjs';
+
+const MODELS_DIR = process.env.HL_MODELS_DIR ?? path.join(ROOT, '..', 'shared', 'models');
+const STORIES = path.join(MODELS_DIR, 'stories260K.gguf');
+// llama.cpp's greedy continuation of "Once upon a time" (reference/stories260K.greedy.txt).
+const GREEDY_32 = ', there was a little girl named Lily. She loved to play outside in the park. One day, she saw';
+
+const skip = gatewayBinaryMissing() ?? (fs.existsSync(STORIES) ? false : `SKIP: test models not found at ${MODELS_DIR}`);
+
+const embedded = { name: 'embedded', kind: 'builtin', location: 'local', model_path: STORIES, model: 'stories260K', threads: 1 };
+
+describe('builtin engine provider', { skip }, () => {
+  test('OpenAI and Anthropic SDKs, streaming and not, greedy text equals llama.cpp', async () => {
+    const gw = await startGateway({ backends: [embedded], routes: [{ name: 'default', to: ['embedded'] }] });
+    try {
+      const c = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const ask = { model: 'auto', max_tokens: 32, temperature: 0, messages: [{ role: 'user', content: 'Once upon a time' }] };
+      const { data, response } = await c.chat.completions.create(ask).withResponse();
+      assert.equal(data.choices[0].message.content, GREEDY_32);
+      assert.equal(data.choices[0].finish_reason, 'length');
+      assert.deepEqual([data.usage.prompt_tokens, data.usage.completion_tokens], [5, 32]);
+      assert.equal(response.headers.get('x-hybridllm-backend'), 'embedded');
+
+      let text = '', usage = null;
+      const stream = await c.chat.completions.create({ ...ask, stream: true, stream_options: { include_usage: true } });
+      for await (const chunk of stream) {
+        text += chunk.choices[0]?.delta?.content ?? '';
+        if (chunk.usage) usage = chunk.usage;
+      }
+      assert.equal(text, GREEDY_32);
+      assert.equal(usage.completion_tokens, 32);
+
+      const a = new Anthropic({ baseURL: gw.url, apiKey: 'unused', maxRetries: 0 });
+      const ms = a.messages.stream({ model: 'stories260K', max_tokens: 32, temperature: 0, messages: [{ role: 'user', content: 'Once upon a time' }] });
+      const final = await ms.finalMessage();
+      assert.equal(final.content[0].text, GREEDY_32);
+      assert.equal(final.stop_reason, 'max_tokens');
+      assert.equal(final.usage.output_tokens, 32);
+
+      // stop sequences end the generation where they begin
+      const stopped = await c.chat.completions.create({ ...ask, stop: ['Lily'] });
+      assert.equal(stopped.choices[0].message.content, ', there was a little girl named ');
+      assert.equal(stopped.choices[0].finish_reason, 'stop');
+
+      const lines = gw.ledger();
+      assert.ok(lines.length >= 4 && lines.every((l) => l.source === 'local' && l.status === 'ok' && l.backend === 'embedded'));
+    } finally {
+      assert.equal((await gw.stop()).code, 0);
+    }
+  });
+
+  test('its logprobs drive confidence escalation', async () => {
+    const cloud = await startFakeAnthropic({ key: KEYS.HL_TEST_ANTHROPIC_KEY, models: [MODELS.anthropic] });
+    const gw = await startGateway({
+      backends: [embedded, { name: 'cloud', kind: 'anthropic', location: 'cloud', base_url: cloud.url,
+        api_key_env: 'HL_TEST_ANTHROPIC_KEY', model: MODELS.anthropic }],
+      routes: [{ name: 'default', to: ['embedded'], escalate: { below: 0.999, to: ['cloud'] } }],
+    });
+    try {
+      const c = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const { data, response } = await c.chat.completions
+        .create({ model: 'auto', max_tokens: 16, temperature: 0, messages: [{ role: 'user', content: 'Once upon a time' }] })
+        .withResponse();
+      // A 260K-parameter model is never 99.9% sure of 16 tokens: the cloud answers.
+      assert.equal(response.headers.get('x-hybridllm-backend'), 'cloud');
+      assert.equal(data.model, MODELS.anthropic);
+      assert.equal(posts(cloud).length, 1);
+      const [local] = gw.ledger().filter((l) => l.backend === 'embedded');
+      assert.equal(local.status, 'escalated');
+      assert.ok(local.confidence > 0 && local.confidence < 0.999, `confidence ${local.confidence}`);
+    } finally {
+      await gw.stop();
+      await cloud.close();
+    }
+  });
+});
