@@ -43,6 +43,7 @@
 
 #include "hl_buf.h"
 #include "hl_http.h"
+#include "hl_pii.h"
 
 #define CFG_MAX_BYTES (1u << 20) /* a hand-written config is a few KiB; more is a mistake */
 #define CFG_PATH_MAX 160         /* key paths are short: routes[12].when.task_type[3] */
@@ -1174,6 +1175,84 @@ static hl_err h_budgets(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void
     return HL_OK;
 }
 
+/* ---- privacy ----------------------------------------------------------------------------- */
+
+typedef struct custom_pattern { char *name, *pattern; } custom_pattern;
+
+static hl_err h_cp_name(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    const char *s = NULL;
+    (void)k;
+    hl_err err = get_text(c, v, "a pattern name", &s);
+    if (err) return err;
+    size_t n = strlen(s);
+    if (n == 0 || n > HL_PII_MAX_NAME || strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != n)
+        return fail(c, line_of(v), "expected 1-%d letters, digits or _", HL_PII_MAX_NAME);
+    return set_str(c, v, &((custom_pattern *)obj)->name, s);
+}
+
+static hl_err h_cp_pattern(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    const char *s = NULL;
+    (void)k;
+    hl_err err = get_text(c, v, "a PCRE2 pattern", &s);
+    if (err) return err;
+    /* Compile it now, so that a bad pattern stops the start with its line. */
+    hl_pii_detector *d = NULL;
+    const char *name = "pattern";
+    char msg[256];
+    if (hl_pii_detector_new(&d, &s, &name, 1, msg, sizeof msg) != HL_OK) return fail(c, line_of(v), "%s", msg);
+    hl_pii_detector_free(d);
+    return set_str(c, v, &((custom_pattern *)obj)->pattern, s);
+}
+
+static const cfg_key custom_pattern_keys[] = {
+    {"name", h_cp_name, 0, 0, 0, KEY_REQUIRED},
+    {"pattern", h_cp_pattern, 0, 0, 0, KEY_REQUIRED},
+};
+
+static hl_err h_custom_patterns(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    hl_privacy_cfg *p = obj;
+    size_t n = 0;
+    (void)k;
+    hl_err err = get_seq(c, v, "custom_patterns", &n);
+    if (err || n == 0) return err;
+    if (n > HL_PII_MAX_CUSTOM) return fail(c, line_of(v), "at most %d custom patterns", HL_PII_MAX_CUSTOM);
+    if (!(p->custom_names = calloc(n, sizeof(char *))) || !(p->custom_patterns = calloc(n, sizeof(char *))))
+        return oom(c, line_of(v));
+    for (size_t i = 0; i < n; i++) {
+        const yaml_node_t *item = NULL;
+        custom_pattern cp = {0};
+        size_t mark = path_push_index(c, i);
+        if ((err = visit(c, v->data.sequence.items.start[i], line_of(v), &item))) return err;
+        err = map_walk(c, item, custom_pattern_keys, ARRAY_LEN(custom_pattern_keys), &cp);
+        p->custom_names[i] = cp.name;
+        p->custom_patterns[i] = cp.pattern;
+        p->n_custom = i + 1;
+        if (err) return err;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(p->custom_names[j], cp.name)) return fail(c, line_of(item), "duplicate pattern name '%s'", cp.name);
+        path_pop(c, mark);
+    }
+    return HL_OK;
+}
+
+static hl_err h_bool(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    bool b = false;
+    hl_err err = get_bool(c, v, &b);
+    if (!err) *(bool *)((char *)obj + k->off) = b;
+    return err;
+}
+
+static const cfg_key privacy_keys[] = {
+    {"detect_pii", h_bool, offsetof(hl_privacy_cfg, detect_pii), 0, 0, 0},
+    {"redact", h_bool, offsetof(hl_privacy_cfg, redact), 0, 0, 0},
+    {"custom_patterns", h_custom_patterns, 0, 0, 0, 0},
+};
+
+static hl_err h_privacy(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    (void)k;
+    return map_walk(c, v, privacy_keys, ARRAY_LEN(privacy_keys), &((hl_config *)obj)->privacy);
+}
+
 /* The top level. routes comes last so that it can check its targets against backends. */
 static const cfg_key root_keys[] = {
     {"server", h_server, 0, 0, 0, 0},
@@ -1181,6 +1260,7 @@ static const cfg_key root_keys[] = {
     {"backends", h_backends, 0, 0, 0, KEY_REQUIRED},
     {"prices", h_prices, 0, 0, 0, 0},
     {"budgets", h_budgets, 0, 0, 0, 0},
+    {"privacy", h_privacy, 0, 0, 0, 0},
     {"routes", h_routes, 0, 0, 0, KEY_REQUIRED | KEY_LAST},
 };
 
@@ -1218,6 +1298,7 @@ static hl_config *config_new(const char *name) {
     cfg->shutdown_timeout_ms = 30000;
     cfg->request_timeout_ms = 600000;
     cfg->health_interval_ms = 10000;
+    cfg->privacy.detect_pii = true;
     if (!cfg->path || !cfg->listen_host || !cfg->ledger_path) {
         hl_config_free(cfg);
         return NULL;
@@ -1359,6 +1440,8 @@ void hl_config_free(hl_config *cfg) {
         for (size_t j = 0; j < r->n_split; j++) free(r->split[j].to);
         free(r->split);
     }
+    free_strv(cfg->privacy.custom_names, cfg->privacy.n_custom);
+    free_strv(cfg->privacy.custom_patterns, cfg->privacy.n_custom);
     for (size_t i = 0; i < cfg->n_budgets; i++) {
         free(cfg->budgets[i].name);
         free(cfg->budgets[i].tenant);

@@ -136,6 +136,17 @@ typedef struct hl_budget_cfg {
     int line;
 } hl_budget_cfg;
 
+/* Privacy: the PII detector the router runs on every request (src/router/hl_pii.h). */
+typedef struct hl_privacy_cfg {
+    bool detect_pii;        /* default true: detected PII makes a request sensitive */
+    bool redact;            /* default false: replace detected values with typed placeholders
+                               before any upstream call instead (declared sensitivity still
+                               keeps a request local) */
+    char **custom_names;    /* custom PCRE2 patterns and their names (parallel arrays) */
+    char **custom_patterns;
+    size_t n_custom;
+} hl_privacy_cfg;
+
 typedef struct hl_config {
     char *path;                /* the file it came from */
     /* server: */
@@ -162,6 +173,7 @@ typedef struct hl_config {
     size_t n_routes;
     hl_budget_cfg *budgets;
     size_t n_budgets;
+    hl_privacy_cfg privacy;
 } hl_config;
 
 /* Loads and validates path. On error returns non-zero, *out is NULL and errbuf holds one

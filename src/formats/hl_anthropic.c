@@ -493,7 +493,10 @@ static hl_err parse_turn(const json_t *msg, size_t mi, hl_chat_request *req, siz
         } else if (!strcmp(type, "text")) {
             const json_t *t = json_object_get(b, "text");
             if (!json_is_string(t)) rc = bad(err, param, "text blocks need a string 'text'");
-            else rc = hl_buf_append(&text, json_string_value(t), json_string_length(t));
+            else {
+                rc = text.len ? hl_buf_puts(&text, "\n") : HL_OK; /* blocks stay apart, as parts do */
+                if (!rc) rc = hl_buf_append(&text, json_string_value(t), json_string_length(t));
+            }
         } else if (!strcmp(type, "tool_use") && !user) {
             const char *id = json_string_value(json_object_get(b, "id"));
             const char *name = json_string_value(json_object_get(b, "name"));

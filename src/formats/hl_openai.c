@@ -48,7 +48,9 @@ static hl_err parse_content(const json_t *content, const char *param, char **out
             hl_buf_release(&b);
             return bad(err, param, "Invalid text part in '%s': 'text' must be a string.", param);
         }
-        if (hl_buf_append(&b, json_string_value(text), json_string_length(text))) {
+        /* Parts are separate pieces of text: a line break keeps their words (and values such
+         * as "note." + "(415) 555-...") apart, as the model would see them. */
+        if ((b.len && hl_buf_puts(&b, "\n")) || hl_buf_append(&b, json_string_value(text), json_string_length(text))) {
             hl_buf_release(&b);
             return HL_ERR_NOMEM;
         }

@@ -14,6 +14,7 @@
 #include <time.h>
 #include "hl_log.h"
 #include "hl_metrics.h"
+#include "hl_pii.h"
 #include "hl_budget.h"
 #include "hl_builtin.h"
 #include "hl_ingress.h"
@@ -39,6 +40,7 @@ struct hl_gateway {
     char *key_names[MAX_CLIENT_KEYS]; /* "name" of a "name:key" entry, the tenant; or NULL */
     int n_keys;
     hl_metrics *metrics[HL_MAX_WORKERS]; /* per worker, set at worker start */
+    hl_pii_detector *pii;      /* NULL when privacy.detect_pii is off */
 };
 
 typedef struct gw_worker {
@@ -57,6 +59,7 @@ typedef struct exchange {
     char request_id[64];
     char chat_id[80];
     char tenant[64];           /* "" when none */
+    char pii[160];             /* what the detector found, "email:1,phone:2"; "" when nothing */
     long created;
     hl_chat_request req;
     bool sensitive;
@@ -230,6 +233,7 @@ static void route_headers(const exchange *ex, hl_buf *h) {
     if (ex->backend) hl_buf_printf(h, "x-hybridllm-backend: %s\r\n", ex->backend->cfg->name);
     if (ex->route.reason[0]) hl_buf_printf(h, "x-hybridllm-route-reason: %s\r\n", ex->route.reason);
     if (ex->model) hl_buf_printf(h, "x-hybridllm-model: %s\r\n", ex->model);
+    if (ex->pii[0]) hl_buf_printf(h, "x-hybridllm-pii-detected: %s\r\n", ex->pii);
 }
 
 /* Final usage for the ledger: the upstream's, or an estimate marked as such. */
@@ -276,6 +280,7 @@ static double record_attempt(exchange *ex, const char *status, const hl_usage *u
     hl_metrics_attempt(ex->gwk->metrics, (size_t)(ex->backend - ex->gw->bs->v), hl_metrics_status_of(status),
                        u->input_tokens, u->output_tokens, r.cost_usd, latency, ex->ttft_ms);
     r.tenant = ex->tenant[0] ? ex->tenant : NULL;
+    r.pii = ex->pii[0] ? ex->pii : NULL;
     if (r.cloud && r.cost_known) hl_budgets_add(ex->gw->budgets, r.tenant, r.cost_usd, (time_t)wall_now());
     if (hl_ledger_append(ex->gw->ledger, &r) != HL_OK)
         hl_log(HL_LOG_ERROR, "ledger write failed for %s: %m", ex->request_id);
@@ -829,8 +834,86 @@ static const char *request_tenant(const hl_http_req *req, const char *key_tenant
  * metadata), decides whether it is sensitive, and fills the router's input. Returns whether
  * the request is sensitive. The gateway and `hybridllm route --explain` share this, so the
  * explanation is the decision. */
+/* Runs the PII detector over everything of req that could reach an upstream: message text,
+ * tool-call arguments and string fields passed through (user, ...). With redact, detected
+ * values are replaced in place by typed placeholders. Fills pii with the types found. Returns
+ * whether anything was found (before redaction). */
+/* Scans (and with redact, rewrites) one text. */
+static void scan_text(const hl_pii_detector *d, bool redact, char **text, hl_pii_report *rep) {
+    char *t = *text;
+    if (!t) return;
+    if (!redact) {
+        hl_pii_scan(d, t, strlen(t), rep);
+        return;
+    }
+    char *red = NULL;
+    size_t red_len = 0;
+    if (hl_pii_redact(d, t, strlen(t), &red, &red_len, rep) == HL_OK && red) {
+        free(t);
+        *text = red;
+    }
+}
+
+/* Every string inside a JSON value, decoded: in JSON text an escape ("\n166.2...") would hide
+ * a value from the detector's boundary rules. Returns whether a string was rewritten. */
+static bool scan_json(const hl_pii_detector *d, bool redact, json_t *v, hl_pii_report *rep) {
+    bool changed = false;
+    if (json_is_string(v)) {
+        char *t = strndup(json_string_value(v), json_string_length(v));
+        if (!t) return false;
+        char *orig = t;
+        scan_text(d, redact, &t, rep);
+        if (t != orig) changed = !json_string_set(v, t);
+        free(t);
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+        json_object_foreach(v, k, x) changed |= scan_json(d, redact, x, rep);
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x) changed |= scan_json(d, redact, x, rep);
+    }
+    return changed;
+}
+
+/* Tool-call arguments are JSON text: scanned as decoded strings (and raw, in case they are
+ * not JSON at all). */
+static void scan_arguments(const hl_pii_detector *d, bool redact, char **args, hl_pii_report *rep) {
+    json_t *root = *args ? json_loads(*args, 0, NULL) : NULL;
+    if (!root) {
+        scan_text(d, redact, args, rep);
+        return;
+    }
+    if (scan_json(d, redact, root, rep)) {
+        char *s = json_dumps(root, JSON_COMPACT);
+        if (s) {
+            free(*args);
+            *args = s;
+        }
+    }
+    json_decref(root);
+}
+
+static bool scan_pii(const hl_pii_detector *d, bool redact, hl_chat_request *req, char *pii, size_t pii_len) {
+    hl_pii_report rep = {0};
+    for (size_t i = 0; i < req->n_messages; i++) {
+        hl_message *m = &req->messages[i];
+        scan_text(d, redact, &m->text, &rep);
+        for (size_t k = 0; k < m->n_tool_calls; k++) scan_arguments(d, redact, &m->tool_calls[k].arguments, &rep);
+    }
+    if (req->system_blocks) scan_json(d, redact, req->system_blocks, &rep);
+    const char *key;
+    json_t *val;
+    json_object_foreach(req->passthrough, key, val)
+        if (json_is_string(val)) hl_pii_scan(d, json_string_value(val), json_string_length(val), &rep);
+    if (hl_pii_report_format(&rep, d, pii, pii_len) != HL_OK) snprintf(pii, pii_len, "many");
+    return rep.total > 0;
+}
+
 static bool prepare_route(hl_chat_request *req, const hl_http_req *hreq, const char *key_tenant,
-                          const char *request_id, char *tenant, size_t tenant_len, hl_route_input *in) {
+                          const char *request_id, char *tenant, size_t tenant_len, const bool *pii_detected,
+                          hl_route_input *in) {
     const hl_slice *tt = hl_http_header_get(hreq, "x-hybridllm-task-type");
     if (tt && tt->n && tt->n < 64) {
         char *t = strndup(tt->p, tt->n);
@@ -841,7 +924,7 @@ static bool prepare_route(hl_chat_request *req, const hl_http_req *hreq, const c
     }
     if (header_truthy(hreq, "x-hybridllm-regulated")) req->regulated = true;
     if (header_truthy(hreq, "x-hybridllm-pii")) req->pii = true;
-    bool sensitive = req->regulated || req->pii;
+    bool sensitive = req->regulated || req->pii || *pii_detected;
     *in = (hl_route_input){
         .model = req->model,
         .task_type = req->task_type,
@@ -887,7 +970,11 @@ static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_ingress *ing, const
         return;
     }
     hl_route_input in;
-    ex->sensitive = prepare_route(&ex->req, hreq, key_tenant, ex->request_id, ex->tenant, sizeof ex->tenant, &in);
+    /* Detected PII makes a request sensitive, unless redact mode removed it first. */
+    bool detected = gw->pii && scan_pii(gw->pii, gw->cfg->privacy.redact, &ex->req, ex->pii, sizeof ex->pii) &&
+                    !gw->cfg->privacy.redact;
+    ex->sensitive = prepare_route(&ex->req, hreq, key_tenant, ex->request_id, ex->tenant, sizeof ex->tenant,
+                                  &detected, &in);
     if (in.tenant != ex->tenant) snprintf(ex->tenant, sizeof ex->tenant, "%s", in.tenant ? in.tenant : "");
     in.tenant = ex->tenant[0] ? ex->tenant : NULL;
     double spent, limit;
@@ -897,6 +984,7 @@ static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_ingress *ing, const
         hl_buf h;
         hl_buf_init(&h, 0);
         if (ex->route.reason[0]) hl_buf_printf(&h, "x-hybridllm-route-reason: %s\r\n", ex->route.reason);
+        if (ex->pii[0]) hl_buf_printf(&h, "x-hybridllm-pii-detected: %s\r\n", ex->pii);
         respond_error(c, ing, request_id, &err, h.data);
         hl_buf_release(&h);
         exchange_free(ex);
@@ -1224,6 +1312,16 @@ hl_err hl_gateway_init(hl_gateway **out, const hl_config *cfg, hl_backends *bs, 
                                 "/v1 request will be refused with 401", cfg->api_keys_env);
     }
     gw->hooks = (hl_server_hooks){worker_start, worker_stop, on_request, on_abort, on_drain, render_error, gw};
+    if (cfg->privacy.detect_pii) {
+        char perr[256];
+        if (hl_pii_detector_new(&gw->pii, (const char *const *)cfg->privacy.custom_patterns,
+                                (const char *const *)cfg->privacy.custom_names, cfg->privacy.n_custom, perr,
+                                sizeof perr) != HL_OK) {
+            hl_log(HL_LOG_ERROR, "PII detector: %s", perr);
+            hl_gateway_free(gw);
+            return HL_ERR_INVAL;
+        }
+    }
     if (cfg->api_keys_env && !gw->n_keys) {
         /* A configured but empty key list must not mean "no auth": refuse everything. */
         gw->keys[gw->n_keys++] = NULL;
@@ -1234,6 +1332,7 @@ hl_err hl_gateway_init(hl_gateway **out, const hl_config *cfg, hl_backends *bs, 
 
 void hl_gateway_free(hl_gateway *gw) {
     if (!gw) return;
+    hl_pii_detector_free(gw->pii);
     for (int i = 0; i < HL_MAX_WORKERS; i++) hl_metrics_free(gw->metrics[i]);
     for (int i = 0; i < gw->n_keys; i++) {
         if (gw->keys[i]) explicit_bzero(gw->keys[i], strlen(gw->keys[i]));
@@ -1259,9 +1358,18 @@ hl_err hl_gateway_explain(const hl_config *cfg, hl_backends *bs, bool anthropic_
         hl_chat_request_release(&req);
         return rc;
     }
-    char tenant[64];
+    char tenant[64], pii[160] = "";
     hl_route_input in;
-    prepare_route(&req, hreq, NULL, "explain", tenant, sizeof tenant, &in);
+    hl_pii_detector *d = NULL;
+    bool detected = false;
+    if (cfg->privacy.detect_pii &&
+        hl_pii_detector_new(&d, (const char *const *)cfg->privacy.custom_patterns,
+                            (const char *const *)cfg->privacy.custom_names, cfg->privacy.n_custom, NULL, 0) == HL_OK) {
+        detected = scan_pii(d, cfg->privacy.redact, &req, pii, sizeof pii) && !cfg->privacy.redact;
+        if (pii[0]) hl_buf_printf(out, "PII detected: %s%s\n", pii, cfg->privacy.redact ? " (redacted)" : "");
+    }
+    hl_pii_detector_free(d);
+    prepare_route(&req, hreq, NULL, "explain", tenant, sizeof tenant, &detected, &in);
     hl_route route;
     hl_route_trace trace = {0};
     rc = hl_router_route(cfg, bs, &in, &route, &err, &trace);

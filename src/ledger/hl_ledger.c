@@ -62,6 +62,7 @@ hl_err hl_ledger_format(const hl_ledger_record *r, hl_buf *b) {
     if (!e) e = put_opt_str(b, "task_type", r->task_type);
     if (!e) e = hl_buf_printf(b, ",\"task_inferred\":%s", r->task_inferred ? "true" : "false");
     if (!e) e = hl_buf_printf(b, ",\"sensitive\":%s", r->sensitive ? "true" : "false");
+    if (!e) e = put_opt_str(b, "pii", r->pii);
     if (!e) e = r->confidence >= 0 ? hl_buf_printf(b, ",\"confidence\":%.4f", r->confidence)
                                    : hl_buf_puts(b, ",\"confidence\":null");
     if (!e) e = hl_buf_printf(b, ",\"http_status\":%d", r->http_status);

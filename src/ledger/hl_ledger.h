@@ -9,7 +9,7 @@
  * Fields: the brief's (timestamp, source, input_tokens, output_tokens, latency_ms, cost_usd)
  * plus request_id, attempt, backend, model, route_reason, status, stream, ttft_ms,
  * cached_input_tokens, cache_write_tokens, usage_estimated, tenant, task_type, task_inferred,
- * sensitive, confidence, http_status and error. */
+ * sensitive, pii, confidence, http_status and error. */
 #ifndef HL_LEDGER_H
 #define HL_LEDGER_H
 
@@ -34,6 +34,7 @@ typedef struct hl_ledger_record {
     const char *status;        /* ok | error | cancelled | escalated (a local answer below the
                                   confidence threshold, held while the cloud was asked) */
     const char *tenant;        /* NULL when none */
+    const char *pii;           /* PII types the detector found ("email:1"), NULL when none */
     const char *task_type;     /* declared or inferred; NULL when neither */
     bool task_inferred;        /* task_type is the router's guess, not the client's */
     bool sensitive;

@@ -329,7 +329,7 @@ static const struct bad_case {
     {MIN_BACKENDS, "t.yaml:1: routes: required key is missing"},
     {"serverr: {}\n" MIN,
      "t.yaml:1: serverr: unknown key 'serverr' (expected one of: server, ledger, backends, "
-     "prices, budgets, routes)"},
+     "prices, budgets, privacy, routes)"},
     {"server:\n  threds: 4\n" MIN,
      "t.yaml:2: server.threds: unknown key 'threds' (expected one of: listen, threads, "
      "max_body_bytes, max_header_bytes, max_headers, read_timeout_ms, idle_timeout_ms, "
@@ -355,7 +355,7 @@ static const struct bad_case {
      "    base_url: http://x\n    model: m\n  - *b\n" MIN_ROUTES,
      "t.yaml:2: backends[1]: YAML aliases (*name) are not supported; write the value out"},
     {"x: &a [*a]\n", "t.yaml:1: x: unknown key 'x' (expected one of: server, ledger, backends, "
-     "prices, budgets, routes)"},
+     "prices, budgets, privacy, routes)"},
     {"backends: &a [*a]\n" MIN_ROUTES,
      "t.yaml:1: backends[0]: YAML aliases (*name) are not supported; write the value out"},
     /* server */

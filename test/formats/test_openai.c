@@ -22,7 +22,7 @@ HL_TEST(parse_full_request) {
     HL_CHECK_STR_EQ(r.model, "auto");
     HL_CHECK_INT_EQ(r.n_messages, 2);
     HL_CHECK_INT_EQ(r.messages[0].role, HL_ROLE_SYSTEM);
-    HL_CHECK_STR_EQ(r.messages[1].text, "ab");
+    HL_CHECK_STR_EQ(r.messages[1].text, "a\nb");
     HL_CHECK_INT_EQ(r.max_tokens, 50);
     HL_CHECK(r.has_temperature);
     HL_CHECK_INT_EQ(r.n_stop, 1);

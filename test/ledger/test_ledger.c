@@ -47,7 +47,7 @@ HL_TEST(record_format) {
         "\"attempt\":1,\"backend\":\"anthropic\",\"model\":\"claude\",\"route_reason\":\"rule:x\","
         "\"status\":\"ok\",\"stream\":true,\"ttft_ms\":120.500,\"cached_input_tokens\":0,"
         "\"cache_write_tokens\":0,\"usage_estimated\":false,\"tenant\":null,\"task_type\":null,\"task_inferred\":false,\"sensitive\":false,"
-        "\"confidence\":null,\"http_status\":200,\"error\":null}\n");
+        "\"pii\":null,\"confidence\":null,\"http_status\":200,\"error\":null}\n");
     hl_buf_release(&b);
 }
 

@@ -1,0 +1,208 @@
+// Privacy as a property, not an example: thousands of generated requests carry PII (emails,
+// phones, SSNs, Luhn-valid cards, mod-97-valid IBANs, IPv4/IPv6 addresses) planted in random
+// places (system prompt, user text, multi-part content, tool-call arguments, tool results, the
+// `user` field, Anthropic system blocks and tool_result blocks) and in random encodings
+// (plain, full-width digits, %40 for '@', surrounded by punctuation), through random routing
+// policies (cloud-first lists, splits, escalation to the cloud) and random model names
+// (auto, cloud backends, cloud models), in both API formats, streaming or not. The cloud fakes'
+// own records must contain none of the planted values; clean requests do reach the cloud, so
+// the test can fail.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startFakeAnthropic } from '../fake/anthropic.mjs';
+import { startFakeOpenAI } from '../fake/openai.mjs';
+import { gatewayBinaryMissing, KEYS, MODELS, posts, startGateway } from './gateway.mjs';
+
+const skip = gatewayBinaryMissing();
+const N_REQUESTS = Number(process.env.HL_PRIVACY_REQUESTS ?? 2400);
+
+// A small deterministic PRNG (mulberry32), so a failure can be replayed with its seed.
+function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const SEED = Number(process.env.HL_PRIVACY_SEED ?? 20261125);
+const rand = rng(SEED);
+const pick = (a) => a[Math.floor(rand() * a.length)];
+const digits = (n) => Array.from({ length: n }, () => Math.floor(rand() * 10)).join('');
+const int = (lo, hi) => lo + Math.floor(rand() * (hi - lo + 1));
+
+function luhnComplete(partial) {
+  let sum = 0;
+  for (let i = 0; i < partial.length; i++) {
+    let d = Number(partial[partial.length - 1 - i]);
+    if (i % 2 === 0) { d *= 2; if (d > 9) d -= 9; }
+    sum += d;
+  }
+  return partial + ((10 - (sum % 10)) % 10);
+}
+
+function ibanDE() {
+  const bban = digits(18);
+  const num = `${bban}131400`; // D=13 E=14, then "00"
+  let mod = 0;
+  for (const ch of num) mod = (mod * 10 + Number(ch)) % 97;
+  const check = String(98 - mod).padStart(2, '0');
+  return `DE${check}${bban}`;
+}
+
+const GENERATORS = {
+  email: () => `${pick(['alice', 'bob', 'chen', 'dana', 'eve'])}.${digits(3)}@${pick(['example', 'acme-corp', 'mail'])}.${pick(['com', 'org', 'de'])}`,
+  phone: () => pick([() => `+1 415 555 ${digits(4)}`, () => `(415) 555-${digits(4)}`, () => `+44 20 7946 ${digits(4)}`])(),
+  ssn: () => `${String(int(1, 665)).padStart(3, '0')}-${String(int(1, 99)).padStart(2, '0')}-${String(int(1, 9999)).padStart(4, '0')}`,
+  card: () => {
+    const n = luhnComplete(`4${digits(14)}`);
+    const sep = pick([' ', '-', '']);
+    return sep ? n.match(/.{4}/g).join(sep) : n;
+  },
+  iban: () => { const v = ibanDE(); return pick([true, false]) ? v.match(/.{1,4}/g).join(' ') : v; },
+  // Loopback (127/8) names no one and is not PII by the detector's documented rule.
+  ipv4: () => `${pick([int(11, 126), int(128, 223)])}.${int(0, 255)}.${int(0, 255)}.${int(1, 254)}`,
+  ipv6: () => `2001:db8:${int(1, 0xffff).toString(16)}::${int(1, 0xffff).toString(16)}:${int(0x1000, 0xffff).toString(16)}`,
+};
+
+const FULLWIDTH = (s) => s.replace(/[0-9]/g, (d) => String.fromCharCode(0xff10 + Number(d)));
+function encode(kind, value) {
+  const forms = [(v) => v, (v) => `(${v})`, (v) => `"${v}",`, (v) => `\n${v}\n`];
+  if (/[0-9]/.test(value) && kind !== 'ipv6' && kind !== 'ipv4') forms.push(FULLWIDTH);
+  if (kind === 'email') forms.push((v) => v.replace('@', '%40'));
+  return pick(forms)(value);
+}
+
+// The forms a leak could take in an upstream body: as sent, and its digits alone.
+function leakProbes(value) {
+  const probes = [value];
+  const d = value.replace(/[^0-9]/g, '');
+  if (d.length >= 9) probes.push(d);
+  return probes;
+}
+
+const FILLER = ['Please help with this.', 'Here is the record:', 'Summarize the following customer note.',
+  'Classify this ticket.', 'Write a Python function that validates the input.'];
+
+// Builds one request (format, body, headers) with a value planted somewhere.
+function plantedRequest(kind, value, models) {
+  const carrier = encode(kind, value);
+  const anthropic = rand() < 0.35;
+  const stream = rand() < 0.4;
+  const model = pick(models);
+  const where = pick(anthropic ? ['user', 'system', 'blocks', 'tool_result', 'sysblocks'] : ['user', 'system', 'parts', 'tool_args', 'tool_result', 'user_field']);
+  const text = `${pick(FILLER)} ${carrier} thanks`;
+  if (!anthropic) {
+    const body = { model, stream, messages: [] };
+    if (stream) body.stream_options = { include_usage: true };
+    if (where === 'system') body.messages.push({ role: 'system', content: text });
+    if (where === 'user') body.messages.push({ role: 'user', content: text });
+    if (where === 'parts') body.messages.push({ role: 'user', content: [{ type: 'text', text: pick(FILLER) }, { type: 'text', text: carrier }] });
+    if (where === 'tool_args' || where === 'tool_result') {
+      body.messages.push({ role: 'user', content: 'look it up' });
+      body.messages.push({ role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'lookup', arguments: JSON.stringify({ q: where === 'tool_args' ? carrier : 'x' }) } }] });
+      body.messages.push({ role: 'tool', tool_call_id: 'call_1', content: where === 'tool_result' ? text : 'none' });
+    }
+    if (where === 'user_field') { body.user = carrier.trim(); body.messages.push({ role: 'user', content: pick(FILLER) }); }
+    if (!body.messages.some((m) => m.role === 'user')) body.messages.push({ role: 'user', content: pick(FILLER) });
+    return { path: '/v1/chat/completions', body };
+  }
+  const body = { model, max_tokens: 64, stream, messages: [] };
+  if (where === 'system') body.system = text;
+  if (where === 'sysblocks') body.system = [{ type: 'text', text: 'You are careful.' }, { type: 'text', text }];
+  if (where === 'user') body.messages.push({ role: 'user', content: text });
+  if (where === 'blocks') body.messages.push({ role: 'user', content: [{ type: 'text', text: pick(FILLER) }, { type: 'text', text: carrier }] });
+  if (where === 'tool_result') {
+    body.messages.push({ role: 'user', content: 'look it up' });
+    body.messages.push({ role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'lookup', input: { q: 'x' } }] });
+    body.messages.push({ role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: text }] });
+  }
+  if (!body.messages.length) body.messages.push({ role: 'user', content: pick(FILLER) });
+  return { path: '/v1/messages', body };
+}
+
+function randomPolicy(clouds) {
+  const routes = [];
+  const tasks = ['code_generation', 'classification', 'summarization', 'analysis'];
+  for (let i = 0; i < int(1, 3); i++) {
+    const r = { name: `r${i}`, when: { task_type: [pick(tasks)] } };
+    const kind = pick(['to', 'split', 'escalate']);
+    if (kind === 'to') r.to = [pick(clouds), 'local'];
+    if (kind === 'split') r.split = [{ to: pick(clouds), weight: int(1, 9) }, { to: 'local', weight: int(1, 9) }];
+    if (kind === 'escalate') { r.to = ['local']; r.escalate = { below: 0.99, to: [pick(clouds)] }; }
+    routes.push(r);
+  }
+  routes.push({ name: 'default', to: [pick(clouds), 'local'] });
+  return routes;
+}
+
+describe('privacy property', { skip: skip ?? false }, () => {
+  let cloudA, cloudO, local;
+  const gateways = [];
+  before(async () => {
+    cloudA = await startFakeAnthropic({ key: KEYS.HL_TEST_ANTHROPIC_KEY });
+    cloudO = await startFakeOpenAI({ key: KEYS.HL_TEST_OPENAI_KEY });
+    local = await startFakeOpenAI({});
+    local.control({ logprob: -1 }); // unsure local answers: escalation is always tempted
+    const backends = [
+      { name: 'cloud-anthropic', kind: 'anthropic', location: 'cloud', base_url: cloudA.url, api_key_env: 'HL_TEST_ANTHROPIC_KEY', model: MODELS.anthropic },
+      { name: 'cloud-openai', kind: 'openai', location: 'cloud', base_url: `${cloudO.url}/v1`, api_key_env: 'HL_TEST_OPENAI_KEY', model: MODELS.openai },
+      { name: 'local', kind: 'openai', location: 'local', base_url: `${local.url}/v1`, model: MODELS.local, warmup: false },
+    ];
+    for (let g = 0; g < 3; g++)
+      gateways.push(await startGateway({ backends, routes: randomPolicy(['cloud-anthropic', 'cloud-openai']) }));
+  });
+  after(async () => {
+    for (const gw of gateways) await gw.stop();
+    await cloudA?.close();
+    await cloudO?.close();
+    await local?.close();
+  });
+
+  test(`${N_REQUESTS} PII-bearing requests never reach a cloud backend (seed ${SEED})`, async () => {
+    const models = ['auto', 'auto', 'auto', 'cloud-anthropic', 'cloud-openai', MODELS.openai, MODELS.anthropic, 'local'];
+    const planted = [];
+    const jobs = [];
+    for (let i = 0; i < N_REQUESTS; i++) {
+      const kind = pick(Object.keys(GENERATORS));
+      const value = GENERATORS[kind]();
+      planted.push({ kind, value });
+      jobs.push({ gw: gateways[i % gateways.length], ...plantedRequest(kind, value, models), kind, value });
+    }
+    // Clean requests: these may go to the cloud, which proves the cloud path is live.
+    for (let i = 0; i < 60; i++) jobs.push({ gw: gateways[i % gateways.length], path: '/v1/chat/completions', body: { model: 'cloud-openai', messages: [{ role: 'user', content: 'What is the capital of France?' }] }, clean: true });
+
+    const statuses = new Map();
+    let next = 0;
+    async function worker() {
+      while (next < jobs.length) {
+        const j = jobs[next++];
+        const res = await fetch(`${j.gw.url}${j.path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(j.body) });
+        const text = await res.text();
+        const key = j.clean ? `clean ${res.status}` : `pii ${res.status}`;
+        statuses.set(key, (statuses.get(key) ?? 0) + 1);
+        if (!j.clean) {
+          assert.ok([200, 403, 503].includes(res.status), `unexpected ${res.status} for ${j.kind} in ${JSON.stringify(j.body)}: ${text}`);
+          if (res.status === 200)
+            assert.equal(res.headers.get('x-hybridllm-backend'), 'local',
+              `${j.kind} ${JSON.stringify(j.value)} (pii: ${res.headers.get('x-hybridllm-pii-detected')}, reason ${res.headers.get('x-hybridllm-route-reason')}) in ${JSON.stringify(j.body)}`);
+          assert.ok(res.headers.get('x-hybridllm-pii-detected'), `PII not reported for ${j.kind} ${JSON.stringify(j.value)} in ${JSON.stringify(j.body)}`);
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: 8 }, worker));
+
+    const cloudBodies = [...posts(cloudA), ...posts(cloudO)].map((r) => (typeof r.body === 'string' ? r.body : JSON.stringify(r.body)));
+    assert.ok(cloudBodies.length >= 60, `the clean requests reached the cloud (${cloudBodies.length})`);
+    const leaks = [];
+    for (const { kind, value } of planted)
+      for (const probe of leakProbes(value))
+        for (const b of cloudBodies) if (b.includes(probe) || b.includes(FULLWIDTH(probe))) leaks.push(`${kind} ${probe}`);
+    assert.deepEqual(leaks, [], `PII reached a cloud backend: ${leaks.slice(0, 10).join('; ')}`);
+    const allowed = gateways.flatMap((g) => g.ledger()).filter((l) => l.source === 'cloud' && l.pii);
+    assert.deepEqual(allowed, [], 'no cloud ledger line carries detected PII');
+    console.log(`# privacy property: ${JSON.stringify(Object.fromEntries(statuses))}, cloud requests ${cloudBodies.length}`);
+  });
+});
