@@ -434,6 +434,18 @@ hl_quant_dot_fn hl_quant_dot_fn_for(uint32_t type) {
     return NULL;
 }
 
+hl_quant_tile_fn hl_quant_tile(uint32_t type, hl_quant_isa isa) {
+    if (!cpu_has(isa) || isa == HL_ISA_SCALAR) return NULL;
+    return hl_quant_x86_tile(type, isa);
+}
+
+/* Only when the dot kernel in use comes from the same level, so that the two agree. */
+hl_quant_tile_fn hl_quant_tile_fn_for(uint32_t type) {
+    for (int i = hl_quant_best_isa(); i >= HL_ISA_SCALAR; i--)
+        if (hl_quant_kernel(type, (hl_quant_isa)i)) return hl_quant_tile(type, (hl_quant_isa)i);
+    return NULL;
+}
+
 /* ---- vector helpers ----------------------------------------------------------------- */
 
 /* Attention scores. The sum runs in 8 lanes reduced pairwise, the order of the AVX2 version

@@ -96,6 +96,14 @@ typedef enum hl_quant_isa {
  * activation vector in that type's activation format. */
 typedef float (*hl_quant_dot_fn)(int n, const void *w, const void *act);
 
+/* A block of dot products: out[t*out_stride + r] = dot(row r, token t) for r < nr, t < nt,
+ * rows w_stride bytes apart, activations act_stride bytes apart. Faster than nr*nt dot calls
+ * where it exists (each weight row is unpacked once for several tokens), and equal to the
+ * type's dot kernel bit for bit, so callers may mix the two. */
+typedef void (*hl_quant_tile_fn)(int n, const void *w, size_t w_stride, int nr,
+                                 const void *act, size_t act_stride, int nt, float *out,
+                                 size_t out_stride);
+
 float hl_quant_f16_to_f32(uint16_t h);
 uint16_t hl_quant_f32_to_f16(float f);  /* round to nearest even */
 float hl_quant_bf16_to_f32(uint16_t h);
@@ -128,6 +136,10 @@ void hl_quant_act_quantize(hl_quant_act act, const float *x, void *dst, int n);
  * supported by this CPU. hl_quant_dot_fn_for() picks the best available. */
 hl_quant_dot_fn hl_quant_kernel(uint32_t type, hl_quant_isa isa);
 hl_quant_dot_fn hl_quant_dot_fn_for(uint32_t type);
+/* The tile kernel at an ISA level (NULL where none, or unavailable) and the one that goes
+ * with hl_quant_dot_fn_for() (NULL when the best level has none). */
+hl_quant_tile_fn hl_quant_tile(uint32_t type, hl_quant_isa isa);
+hl_quant_tile_fn hl_quant_tile_fn_for(uint32_t type);
 /* The best ISA level this CPU runs (HL_QUANT_ISA=scalar|avx2|avx512 in the environment
  * caps it, for benchmarks and for testing the fallbacks). */
 hl_quant_isa hl_quant_best_isa(void);

@@ -297,46 +297,6 @@ T_AVX512 static inline int hsum8i_512(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-T_AVX512 static float dot_q8_0_avx512(int n, const void *w, const void *act) {
-    const hl_block_q8_0 *b = w;
-    const hl_act_q8 *a = act;
-    __m256 acc = _mm256_setzero_ps();
-    for (int i = 0; i < n / 32; i++) {
-        __m256i qw = _mm256_loadu_si256((const __m256i *)b[i].qs);
-        __m256i qa = _mm256_loadu_si256((const __m256i *)a[i].qs);
-        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(qw),
-                                        _mm256_sign_epi8(qa, qw));
-        __m256 d = _mm256_set1_ps(_cvtsh_ss(b[i].d) * a[i].d);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
-    }
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-T_AVX512 static float dot_q4_0_avx512(int n, const void *w, const void *act) {
-    const hl_block_q4_0 *b = w;
-    const hl_act_q8 *a = act;
-    __m256 acc = _mm256_setzero_ps();
-    float off = 0;
-    for (int i = 0; i < n / 32; i++) {
-        __m128i raw = _mm_loadu_si128((const __m128i *)b[i].qs);
-        __m128i lo = _mm_and_si128(raw, _mm_set1_epi8(0x0f));
-        __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0f));
-        __m256i q = _mm256_set_m128i(hi, lo);
-        __m256i qa = _mm256_loadu_si256((const __m256i *)a[i].qs);
-        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, qa);
-        float d = _cvtsh_ss(b[i].d) * a[i].d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc);
-        off += d * (float)a[i].sum;
-    }
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s) - 8 * off;
-}
-
 T_AVX512 static float dot_q4_k_avx512(int n, const void *w, const void *act) {
     const hl_block_q4_k *b = w;
     const hl_act_q8k *a = act;
@@ -400,6 +360,156 @@ T_AVX512 static float dot_q6_k_avx512(int n, const void *w, const void *act) {
         s += a[i].d * _cvtsh_ss(b[i].d) * (float)(hsum8i_512(acc) - 32 * off);
     }
     return s;
+}
+
+/* [a x8, b x8] */
+T_AVX512 static inline __attribute__((always_inline)) __m512 pair_ps(float a, float b) {
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(a))),
+                                               _mm256_castps_pd(_mm256_set1_ps(b)), 1));
+}
+
+/* Tiles: up to 4 rows x 4 tokens of Q4_0 or Q8_0 weights against Q8 activations, two blocks
+ * per 512-bit vector. The weights become unsigned (Q4_0 nibbles 0..15, Q8_0 values + 128) so
+ * that one vpdpbusd multiplies them with the signed activations; the offset (8 or 128 times
+ * the activation sum) comes off with a second vpdpbusd per token, shared by the rows. Each
+ * (row, token) pair is accumulated the same way whatever the tile's shape, so a batch and a
+ * token-at-a-time pass give identical numbers. */
+T_AVX512 static inline __attribute__((always_inline)) __m512i
+tile_load_w(const uint8_t *row, int i, int q8) {
+    if (q8) {
+        const hl_block_q8_0 *b = (const hl_block_q8_0 *)row + i;
+        __m512i x = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[0].qs)),
+            _mm256_loadu_si256((const __m256i *)b[1].qs), 1);
+        return _mm512_xor_si512(x, _mm512_set1_epi8((char)0x80));
+    }
+    const hl_block_q4_0 *b = (const hl_block_q4_0 *)row + i;
+    __m256i raw = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)b[0].qs)),
+        _mm_loadu_si128((const __m128i *)b[1].qs), 1);
+    __m256i lo = _mm256_and_si256(raw, _mm256_set1_epi8(0x0f));
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), _mm256_set1_epi8(0x0f));
+    __m512i x = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    return _mm512_shuffle_i64x2(x, x, _MM_SHUFFLE(3, 1, 2, 0)); /* lo0 hi0 lo1 hi1 */
+}
+
+T_AVX512 static inline __attribute__((always_inline)) float tile_d(const uint8_t *row, int i, int q8) {
+    return q8 ? _cvtsh_ss(((const hl_block_q8_0 *)row)[i].d) : _cvtsh_ss(((const hl_block_q4_0 *)row)[i].d);
+}
+
+/* The last block of an odd count, in the low half of the vectors (the high half is zero). */
+T_AVX512 static inline __attribute__((always_inline)) __m512i
+tile_load_w1(const uint8_t *row, int i, int q8) {
+    if (q8) {
+        const hl_block_q8_0 *b = (const hl_block_q8_0 *)row + i;
+        __m256i x = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b->qs), _mm256_set1_epi8((char)0x80));
+        return _mm512_zextsi256_si512(x);
+    }
+    const hl_block_q4_0 *b = (const hl_block_q4_0 *)row + i;
+    __m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
+    __m128i lo = _mm_and_si128(raw, _mm_set1_epi8(0x0f));
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0f));
+    return _mm512_zextsi256_si512(_mm256_set_m128i(hi, lo));
+}
+
+T_AVX512 static inline __attribute__((always_inline)) void
+tile_body(int n, const uint8_t *w, size_t ws, const uint8_t *act, size_t as, float *out,
+          size_t os, const int NR, const int NT, const int q8) {
+    __m512 acc[4][4];
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
+    const __m512i offv = _mm512_set1_epi8(q8 ? (char)0x80 : 8);
+    int nb = n / 32, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        __m512i qw[4];
+        __m512 dw[4];
+        for (int r = 0; r < NR; r++) {
+            qw[r] = tile_load_w(w + r * ws, i, q8);
+            dw[r] = pair_ps(tile_d(w + r * ws, i, q8), tile_d(w + r * ws, i + 1, q8));
+        }
+        for (int t = 0; t < NT; t++) {
+            const hl_act_q8 *a = (const hl_act_q8 *)(act + t * as) + i;
+            __m512i qa = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[0].qs)),
+                _mm256_loadu_si256((const __m256i *)a[1].qs), 1);
+            __m512i off = _mm512_dpbusd_epi32(_mm512_setzero_si512(), offv, qa);
+            __m512 da = pair_ps(a[0].d, a[1].d);
+            for (int r = 0; r < NR; r++) {
+                __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qw[r], qa), off);
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw[r], da), acc[r][t]);
+            }
+        }
+    }
+    if (i < nb) {
+        __m512i qw[4];
+        __m512 dw[4];
+        for (int r = 0; r < NR; r++) {
+            qw[r] = tile_load_w1(w + r * ws, i, q8);
+            dw[r] = _mm512_zextps256_ps512(_mm256_set1_ps(tile_d(w + r * ws, i, q8)));
+        }
+        for (int t = 0; t < NT; t++) {
+            const hl_act_q8 *a = (const hl_act_q8 *)(act + t * as) + i;
+            __m512i qa = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)a->qs));
+            __m512i off = _mm512_dpbusd_epi32(_mm512_setzero_si512(), offv, qa);
+            __m512 da = _mm512_zextps256_ps512(_mm256_set1_ps(a->d));
+            for (int r = 0; r < NR; r++) {
+                __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qw[r], qa), off);
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw[r], da), acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) out[t * os + r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+#define HL_TILE(NAME, NR, NT, Q8)                                                            \
+    T_AVX512 static void NAME(int n, const uint8_t *w, size_t ws, const uint8_t *act,      \
+                              size_t as, float *out, size_t os) {                          \
+        tile_body(n, w, ws, act, as, out, os, NR, NT, Q8);                                 \
+    }
+HL_TILE(tile_q4_0_4x4, 4, 4, 0)
+HL_TILE(tile_q4_0_4x1, 4, 1, 0)
+HL_TILE(tile_q4_0_1x1, 1, 1, 0)
+HL_TILE(tile_q8_0_4x4, 4, 4, 1)
+HL_TILE(tile_q8_0_4x1, 4, 1, 1)
+HL_TILE(tile_q8_0_1x1, 1, 1, 1)
+
+typedef void (*tile_fn)(int, const uint8_t *, size_t, const uint8_t *, size_t, float *, size_t);
+
+/* Any tile shape: full 4x4 and 4x1 pieces, single pairs for the rest. */
+static void tile_any(int n, const void *w, size_t ws, int nr, const void *act, size_t as,
+                     int nt, float *out, size_t os, tile_fn f44, tile_fn f41, tile_fn f11) {
+    const uint8_t *W = w, *A = act;
+    int r = 0;
+    for (; r + 4 <= nr; r += 4) {
+        int t = 0;
+        for (; t + 4 <= nt; t += 4) f44(n, W + r * ws, ws, A + t * as, as, out + t * os + r, os);
+        for (; t < nt; t++) f41(n, W + r * ws, ws, A + t * as, as, out + t * os + r, os);
+    }
+    for (; r < nr; r++)
+        for (int t = 0; t < nt; t++) f11(n, W + r * ws, ws, A + t * as, as, out + t * os + r, os);
+}
+
+static void tile_q4_0_avx512(int n, const void *w, size_t ws, int nr, const void *act,
+                             size_t as, int nt, float *out, size_t os) {
+    tile_any(n, w, ws, nr, act, as, nt, out, os, tile_q4_0_4x4, tile_q4_0_4x1, tile_q4_0_1x1);
+}
+
+static void tile_q8_0_avx512(int n, const void *w, size_t ws, int nr, const void *act,
+                             size_t as, int nt, float *out, size_t os) {
+    tile_any(n, w, ws, nr, act, as, nt, out, os, tile_q8_0_4x4, tile_q8_0_4x1, tile_q8_0_1x1);
+}
+
+static float dot_q4_0_tile(int n, const void *w, const void *act) {
+    float r;
+    tile_q4_0_1x1(n, w, 0, act, 0, &r, 0);
+    return r;
+}
+
+static float dot_q8_0_tile(int n, const void *w, const void *act) {
+    float r;
+    tile_q8_0_1x1(n, w, 0, act, 0, &r, 0);
+    return r;
 }
 
 T_AVX512 static float vdot_f16_avx512(int n, const uint16_t *x, const uint16_t *y) {
@@ -475,13 +585,23 @@ hl_quant_dot_fn hl_quant_x86_kernel_avx512(uint32_t type) {
     case HL_GGUF_F32: return dot_f32_avx512;
     case HL_GGUF_F16: return dot_f16_avx512;
     case HL_GGUF_BF16: return dot_bf16_avx512;
-    case HL_GGUF_Q8_0: return dot_q8_0_avx512;
-    case HL_GGUF_Q4_0: return dot_q4_0_avx512;
+    case HL_GGUF_Q8_0: return dot_q8_0_tile;
+    case HL_GGUF_Q4_0: return dot_q4_0_tile;
     case HL_GGUF_Q4_K: return dot_q4_k_avx512;
     case HL_GGUF_Q6_K: return dot_q6_k_avx512;
     }
 #endif
     (void)type;
+    return NULL;
+}
+
+hl_quant_tile_fn hl_quant_x86_tile(uint32_t type, hl_quant_isa isa) {
+#if defined(__x86_64__)
+    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q4_0) return tile_q4_0_avx512;
+    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q8_0) return tile_q8_0_avx512;
+#endif
+    (void)type;
+    (void)isa;
     return NULL;
 }
 

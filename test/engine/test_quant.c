@@ -277,6 +277,51 @@ HL_TEST(kernels_match_reference) {
     free(act);
 }
 
+/* Tile kernels give exactly the numbers of their level's dot kernel, for every tile shape
+ * (full 4x4 tiles, 4x1 columns and single pairs) and odd block counts. */
+HL_TEST(tiles_match_dot) {
+    static const uint32_t types[] = {HL_GGUF_Q4_0, HL_GGUF_Q8_0};
+    static const int lens[] = {32, 96, 2048};
+    enum { NR = 9, NT = 6 };
+    int tested = 0;
+    for (size_t ti = 0; ti < 2; ti++)
+        for (int isa = 0; isa < HL_ISA_COUNT; isa++) {
+            hl_quant_tile_fn tile = hl_quant_tile(types[ti], (hl_quant_isa)isa);
+            hl_quant_dot_fn dot = hl_quant_kernel(types[ti], (hl_quant_isa)isa);
+            if (!tile) continue;
+            HL_REQUIRE(dot != NULL);
+            for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+                int n = lens[li];
+                size_t rs = hl_gguf_row_size(types[ti], (uint64_t)n), as = hl_quant_act_size(HL_ACT_Q8, n);
+                uint8_t *w = malloc(rs * NR), *act = malloc(as * NT);
+                float *x = malloc((size_t)n * sizeof *x), out[NT][NR];
+                for (int r = 0; r < NR; r++) random_row(types[ti], w + r * rs, n);
+                for (int t = 0; t < NT; t++) {
+                    for (int i = 0; i < n; i++) x[i] = rndf();
+                    hl_quant_act_quantize(HL_ACT_Q8, x, act + t * as, n);
+                }
+                for (int nr = 1; nr <= NR; nr += 4)
+                    for (int nt = 1; nt <= NT; nt++) {
+                        memset(out, 0, sizeof out);
+                        tile(n, w, rs, nr, act, as, nt, &out[0][0], NR);
+                        for (int r = 0; r < nr; r++)
+                            for (int t = 0; t < nt; t++) {
+                                float want = dot(n, w + r * rs, act + t * as);
+                                if (memcmp(&want, &out[t][r], 4) != 0)
+                                    HL_FAIL_("%s %s n=%d tile %dx%d (%d,%d): %.9g vs dot %.9g",
+                                             hl_gguf_type_name(types[ti]), hl_quant_isa_name((hl_quant_isa)isa),
+                                             n, nr, nt, r, t, out[t][r], want);
+                            }
+                        tested++;
+                    }
+                free(w);
+                free(act);
+                free(x);
+            }
+        }
+    printf("  %d tile shapes checked\n", tested);
+}
+
 /* The attention helpers at each ISA level give the scalar version's bits (the half-precision
  * roundings are all round-to-nearest-even of an fma or a product), and dot_f16 its value
  * within float reordering. */
