@@ -109,7 +109,7 @@ static hl_err get_mat(loader *ld, hl_model_mat *mat, const char *name, uint32_t 
     mat->row_bytes = hl_gguf_row_size(t->type, cols);
     mat->dot = hl_quant_dot_fn_for(t->type);
     mat->tile = hl_quant_tile_fn_for(t->type);
-    mat->act = hl_quant_act_for(t->type);
+    mat->act = hl_quant_act_for_isa(t->type, hl_quant_kernel_isa(t->type));
     if (!mat->dot)
         return errf(ld->err, ld->err_size, HL_ERR_UNSUPPORTED, "tensor %s: no kernel", name);
     return HL_OK;

@@ -226,8 +226,14 @@ hl_quant_act hl_quant_act_for(uint32_t type) {
     }
 }
 
+hl_quant_act hl_quant_act_for_isa(uint32_t type, hl_quant_isa isa) {
+    if (isa == HL_ISA_AVX512 && (type == HL_GGUF_Q8_0 || type == HL_GGUF_Q4_0)) return HL_ACT_Q8P;
+    return hl_quant_act_for(type);
+}
+
 size_t hl_quant_act_size(hl_quant_act act, int n) {
     switch (act) {
+    case HL_ACT_Q8P: return (size_t)((n / 32 + 1) / 2) * sizeof(hl_act_q8p);
     case HL_ACT_Q8: return (size_t)(n / 32) * sizeof(hl_act_q8);
     case HL_ACT_Q8K: return (size_t)(n / 256) * sizeof(hl_act_q8k);
     case HL_ACT_F16: return (size_t)n * sizeof(uint16_t);
@@ -267,8 +273,27 @@ static void quantize_act_q8k_scalar(const float *x, hl_act_q8k *b, int n) {
     }
 }
 
+/* Q8 blocks (same rounding as quantize_act_q8_scalar), repacked in pairs. */
+static void quantize_act_q8p(const float *x, hl_act_q8p *p, int n) {
+    int nb = n / 32;
+    for (int i = 0; i < nb; i += 2) {
+        hl_act_q8p *o = &p[i / 2];
+        memset(o, 0, sizeof *o);
+        for (int h = 0; h < 2 && i + h < nb; h++) {
+            hl_act_q8 b;
+            quantize_act_q8_scalar(x + 32 * (i + h), &b, 32);
+            memcpy(o->qs + 32 * h, b.qs, 32);
+            for (int l = 0; l < 8; l++) {
+                o->d[8 * h + l] = b.d;
+                o->off[8 * h + l] = 8 * (b.qs[4 * l] + b.qs[4 * l + 1] + b.qs[4 * l + 2] + b.qs[4 * l + 3]);
+            }
+        }
+    }
+}
+
 void hl_quant_act_quantize(hl_quant_act act, const float *x, void *dst, int n) {
     switch (act) {
+    case HL_ACT_Q8P: quantize_act_q8p(x, dst, n); break;
     case HL_ACT_Q8: quantize_act_q8_scalar(x, dst, n); break;
     case HL_ACT_Q8K: quantize_act_q8k_scalar(x, dst, n); break;
     case HL_ACT_F16: {
@@ -424,6 +449,12 @@ hl_quant_dot_fn hl_quant_kernel(uint32_t type, hl_quant_isa isa) {
     case HL_ISA_AVX512: return hl_quant_x86_kernel_avx512(type);
     default: return NULL;
     }
+}
+
+hl_quant_isa hl_quant_kernel_isa(uint32_t type) {
+    for (int i = hl_quant_best_isa(); i > HL_ISA_SCALAR; i--)
+        if (hl_quant_kernel(type, (hl_quant_isa)i)) return (hl_quant_isa)i;
+    return HL_ISA_SCALAR;
 }
 
 hl_quant_dot_fn hl_quant_dot_fn_for(uint32_t type) {

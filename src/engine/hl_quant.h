@@ -76,11 +76,22 @@ typedef struct hl_act_q8k {
     int8_t qs[256];
 } hl_act_q8k;
 
+/* The Q8 activations of two consecutive 32-value blocks laid out for the AVX-512 kernels:
+ * the 64 values, each block's scale repeated over 8 lanes, and 8 times the sums of each
+ * 4 consecutive values (the offset the unsigned-weight trick subtracts). Same values and
+ * scales as hl_act_q8; for an odd block count the last pair's second half is zero. */
+typedef struct hl_act_q8p {
+    int8_t qs[64];
+    float d[16];
+    int32_t off[16];
+} hl_act_q8p;
+
 typedef enum hl_quant_act {
     HL_ACT_F32,  /* plain floats (F32 and BF16 weights) */
     HL_ACT_Q8,   /* hl_act_q8 blocks (Q8_0, Q4_0) */
     HL_ACT_Q8K,  /* hl_act_q8k blocks (Q4_K, Q6_K) */
     HL_ACT_F16,  /* half floats (F16 weights) */
+    HL_ACT_Q8P,  /* hl_act_q8p pairs (Q8_0, Q4_0 with the AVX-512 kernels) */
     HL_ACT_COUNT
 } hl_quant_act;
 
@@ -129,6 +140,11 @@ void hl_quant_quantize_q4_0(const float *x, void *dst, int64_t n);
 /* Activation format wanted by a weight type's kernels, its byte size for n elements, and
  * the conversion (dst must hold hl_quant_act_size(act, n) bytes). */
 hl_quant_act hl_quant_act_for(uint32_t type);
+/* The format the kernel of that type at that ISA level wants (differs from
+ * hl_quant_act_for() where a SIMD kernel has its own layout). */
+hl_quant_act hl_quant_act_for_isa(uint32_t type, hl_quant_isa isa);
+/* The ISA level of the kernel hl_quant_dot_fn_for() returns. */
+hl_quant_isa hl_quant_kernel_isa(uint32_t type);
 size_t hl_quant_act_size(hl_quant_act act, int n);
 void hl_quant_act_quantize(hl_quant_act act, const float *x, void *dst, int n);
 

@@ -362,16 +362,11 @@ T_AVX512 static float dot_q6_k_avx512(int n, const void *w, const void *act) {
     return s;
 }
 
-/* [a x8, b x8] */
-T_AVX512 static inline __attribute__((always_inline)) __m512 pair_ps(float a, float b) {
-    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(a))),
-                                               _mm256_castps_pd(_mm256_set1_ps(b)), 1));
-}
-
-/* Tiles: up to 4 rows x 4 tokens of Q4_0 or Q8_0 weights against Q8 activations, two blocks
- * per 512-bit vector. The weights become unsigned (Q4_0 nibbles 0..15, Q8_0 values + 128) so
- * that one vpdpbusd multiplies them with the signed activations; the offset (8 or 128 times
- * the activation sum) comes off with a second vpdpbusd per token, shared by the rows. Each
+/* Tiles: up to 4 rows x 4 tokens of Q4_0 or Q8_0 weights against activations in pairs of
+ * blocks (hl_act_q8p), two blocks per 512-bit vector. The weights become unsigned (Q4_0
+ * nibbles 0..15, Q8_0 values + 128) so that one vpdpbusd multiplies them with the signed
+ * activations; the offset (8 or 128 times the activation sums) was computed once when the
+ * activations were quantized. Each
  * (row, token) pair is accumulated the same way whatever the tile's shape, so a batch and a
  * token-at-a-time pass give identical numbers. */
 T_AVX512 static inline __attribute__((always_inline)) __m512i
@@ -393,8 +388,15 @@ tile_load_w(const uint8_t *row, int i, int q8) {
     return _mm512_shuffle_i64x2(x, x, _MM_SHUFFLE(3, 1, 2, 0)); /* lo0 hi0 lo1 hi1 */
 }
 
-T_AVX512 static inline __attribute__((always_inline)) float tile_d(const uint8_t *row, int i, int q8) {
-    return q8 ? _cvtsh_ss(((const hl_block_q8_0 *)row)[i].d) : _cvtsh_ss(((const hl_block_q4_0 *)row)[i].d);
+/* The scales of blocks i and i+1 (or 0 when !two), each over 8 lanes. */
+T_AVX512 static inline __attribute__((always_inline)) __m512 tile_dw(const uint8_t *row, int i, int q8,
+                                                                     int two) {
+    size_t bs = q8 ? sizeof(hl_block_q8_0) : sizeof(hl_block_q4_0);
+    uint16_t d0, d1 = 0;
+    memcpy(&d0, row + (size_t)i * bs, 2);
+    if (two) memcpy(&d1, row + (size_t)(i + 1) * bs, 2);
+    __m256i h = _mm256_blend_epi32(_mm256_set1_epi16((short)d0), _mm256_set1_epi16((short)d1), 0xf0);
+    return _mm512_cvtph_ps(h);
 }
 
 /* The last block of an odd count, in the low half of the vectors (the high half is zero). */
@@ -418,22 +420,21 @@ tile_body(int n, const uint8_t *w, size_t ws, const uint8_t *act, size_t as, flo
     __m512 acc[4][4];
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
-    const __m512i offv = _mm512_set1_epi8(q8 ? (char)0x80 : 8);
     int nb = n / 32, i = 0;
     for (; i + 2 <= nb; i += 2) {
         __m512i qw[4];
         __m512 dw[4];
         for (int r = 0; r < NR; r++) {
             qw[r] = tile_load_w(w + r * ws, i, q8);
-            dw[r] = pair_ps(tile_d(w + r * ws, i, q8), tile_d(w + r * ws, i + 1, q8));
+            dw[r] = tile_dw(w + r * ws, i, q8, 1);
         }
         for (int t = 0; t < NT; t++) {
-            const hl_act_q8 *a = (const hl_act_q8 *)(act + t * as) + i;
-            __m512i qa = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[0].qs)),
-                _mm256_loadu_si256((const __m256i *)a[1].qs), 1);
-            __m512i off = _mm512_dpbusd_epi32(_mm512_setzero_si512(), offv, qa);
-            __m512 da = pair_ps(a[0].d, a[1].d);
+            const hl_act_q8p *a = (const hl_act_q8p *)(act + t * as) + i / 2;
+            __m512i qa = _mm512_loadu_si512(a->qs);
+            /* 8 x the sums for Q4_0's offset, 128 x (16 x that) for Q8_0's */
+            __m512i off = _mm512_loadu_si512(a->off);
+            if (q8) off = _mm512_slli_epi32(off, 4);
+            __m512 da = _mm512_loadu_ps(a->d);
             for (int r = 0; r < NR; r++) {
                 __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qw[r], qa), off);
                 acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw[r], da), acc[r][t]);
@@ -445,13 +446,14 @@ tile_body(int n, const uint8_t *w, size_t ws, const uint8_t *act, size_t as, flo
         __m512 dw[4];
         for (int r = 0; r < NR; r++) {
             qw[r] = tile_load_w1(w + r * ws, i, q8);
-            dw[r] = _mm512_zextps256_ps512(_mm256_set1_ps(tile_d(w + r * ws, i, q8)));
+            dw[r] = tile_dw(w + r * ws, i, q8, 0);
         }
         for (int t = 0; t < NT; t++) {
-            const hl_act_q8 *a = (const hl_act_q8 *)(act + t * as) + i;
-            __m512i qa = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)a->qs));
-            __m512i off = _mm512_dpbusd_epi32(_mm512_setzero_si512(), offv, qa);
-            __m512 da = _mm512_zextps256_ps512(_mm256_set1_ps(a->d));
+            const hl_act_q8p *a = (const hl_act_q8p *)(act + t * as) + i / 2;
+            __m512i qa = _mm512_loadu_si512(a->qs); /* second half zero */
+            __m512i off = _mm512_loadu_si512(a->off);
+            if (q8) off = _mm512_slli_epi32(off, 4);
+            __m512 da = _mm512_loadu_ps(a->d);
             for (int r = 0; r < NR; r++) {
                 __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qw[r], qa), off);
                 acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw[r], da), acc[r][t]);

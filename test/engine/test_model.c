@@ -10,9 +10,9 @@
  * legitimately differ in how they round activations, and that difference is of the order
  * of the weight-quantization error itself, never larger; an engine that misreads a block
  * layout is off by whole logits (several units), far outside. We measure far less than
- * these ceilings, because our activation rounding and (in the SIMD kernels) summation order
- * copy llama.cpp's: 0 (bit-identical) on Q8_0 and Q4_0 and about 1e-6 on Q6_K and Q4_K_M
- * with the AVX2/AVX-512 kernels; the scalar fallback (HL_QUANT_ISA=scalar) is within 0.05.
+ * these ceilings, because our activation rounding copies llama.cpp's: about 1e-6 on Q4_0,
+ * Q6_K and Q4_K_M and 0.016 on Q8_0 with the AVX-512 kernels (0 on Q8_0 with AVX2, whose
+ * summation order is llama.cpp's); the scalar fallback (HL_QUANT_ISA=scalar) is within 0.05.
  *
  * Greedy ids: compared while the top-2 gap of every step so far exceeds tie_gap: past a
  * near-tie two correct engines may part ways, and from then on the sequences are not
