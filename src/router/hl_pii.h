@@ -7,17 +7,21 @@
  *
  * What counts. Recall matters more than precision (a miss leaks data to a cloud provider; a
  * false positive only keeps a request local), but false positives are not free, so every
- * rule below says where it draws the line. "Boundary" means: the value is not glued to a
- * letter, digit or '_' on either side, is not preceded by "<alnum>." or "<digit>-" (it
- * would be the tail of a dotted version or a dashed id), and is not followed by '@',
- * "%40", or '.'/'-' and a letter or digit.
+ * rule below says where it draws the line. Every type but email needs a boundary: the
+ * value is not glued to a letter, digit or '_' on either side, is not preceded by
+ * "<alnum>." or "<digit>-" (it would be the tail of a dotted version or a dashed id), and
+ * is not followed by '@', '.' and a letter or digit, or '-' and a letter. Emails are found
+ * first, and an address's local part may swallow what would otherwise be another value
+ * ("4155550100@txt.example.net" is one email, not a phone number).
  *
  *   email        local@domain. Local part: 1-64 of A-Z a-z 0-9 . _ + - (plus-addressing)
  *                and two-byte UTF-8 letters (é, ß, Cyrillic), but not CJK: in text without
  *                spaces that would swallow the sentence before the address.
  *                Domain: two or more labels of letters, digits, '-' or non-ASCII (IDN)
- *                bytes; the last label (the TLD) is two or more ASCII letters or "xn--"
- *                punycode. The '@' may also be written "%40" (URL-encoded text in tool
+ *                bytes, ending after the last label that is a TLD (two or more ASCII
+ *                letters, or "xn--" punycode; "joe@example.com.123" ends at ".com"); a TLD
+ *                followed by non-ASCII text ends there ("joe@example.com谢谢"). The '@' may
+ *                also be written "%40" (URL-encoded text in tool
  *                arguments), "＠" (full width), or obfuscated as "[at]", "(at)", "{at}" with
  *                optional spaces, dots then as "." or "[dot]"/"(dot)"/"{dot}". Not counted:
  *                bare " at " / " dot " (too common in prose), npm-style "pkg@1.2.3" (numeric
@@ -62,8 +66,10 @@
  *                that fails the check is skipped whole (its digit groups are not offered
  *                to the card and phone rules).
  *   ipv4         Four dotted decimal octets 0-255 ("/24" CIDR, ":8080" port and "-" ranges
- *                may follow). Not counted: 0.x.x.x, loopback 127.x.x.x and 255.x.x.x
- *                (netmasks, broadcast): these name no one and fill coding prompts. Private
+ *                may follow). Not counted: 0.x.x.x, loopback 127.x.x.x, 255.x.x.x
+ *                (netmasks, broadcast) and the public DNS resolvers 8.8.8.8, 8.8.4.4,
+ *                1.1.1.1, 1.0.0.1, 9.9.9.9, 149.112.112.112: these name no one and fill
+ *                coding prompts. Private
  *                ranges (10/8, 172.16/12, 192.168/16) DO count: they map a company's
  *                network. A preceding "version", "ver", "v", "release", "build",
  *                "firmware", "fw" or "rev", or a "Product/" token ("Chrome/120.0.0.0"),
@@ -124,10 +130,11 @@ typedef struct hl_pii_detector hl_pii_detector;
 /* Creates a detector with the built-in types and n_custom custom patterns. patterns[i] is a
  * PCRE2 pattern (UTF), names[i] its name: 1-32 characters of [A-Za-z0-9_], unique; the name
  * appears in reports and, upper-cased, in placeholders ("employee_id" -> "[EMPLOYEE_ID_1]").
- * Both arrays are borrowed (copied or compiled). On failure *out is NULL and errbuf (if
- * errlen > 0) says which pattern failed and why, with PCRE2's message and offset:
- * HL_ERR_INVAL for a bad name or pattern, HL_ERR_LIMIT past HL_PII_MAX_CUSTOM,
- * HL_ERR_NOMEM. Caller frees with hl_pii_detector_free(). */
+ * A pattern may not match any placeholder ("\\d+" matches "[EMAIL_1]"): redacted text could
+ * then never come out clean. Both arrays are borrowed (copied or compiled). On failure
+ * *out is NULL and errbuf (if errlen > 0) says which pattern failed and why, with PCRE2's
+ * message and offset: HL_ERR_INVAL for a bad name or pattern, HL_ERR_LIMIT past
+ * HL_PII_MAX_CUSTOM, HL_ERR_NOMEM. Caller frees with hl_pii_detector_free(). */
 hl_err hl_pii_detector_new(hl_pii_detector **out, const char *const *patterns,
                            const char *const *names, size_t n_custom, char *errbuf,
                            size_t errlen);
@@ -145,11 +152,18 @@ void hl_pii_scan(const hl_pii_detector *d, const char *text, size_t len, hl_pii_
  * match overlaps another value, one placeholder (the earlier-starting value's type) covers
  * both.
  *
+ * The output, scanned again, finds nothing. Replacing values can change how the text
+ * around them reads (a shorter placeholder brings an "SSN" word within reach of a number
+ * further on; a custom match cuts a token whose rest then reads as a phone number), so
+ * redaction repeats on its own output, up to 4 passes, until a scan comes out clean; what
+ * later passes find gets placeholders too but is not counted in the report.
+ *
  * When nothing is found, *out is NULL, *out_len 0 and nothing is allocated: send the text
  * as it is. Otherwise *out is NUL-terminated and the caller frees it with free(). The report
  * is updated exactly as hl_pii_scan() would update it, also on error, so a caller that gives
- * up on redaction still knows the text is sensitive. HL_ERR_LIMIT when a custom pattern hit
- * PCRE2's match limit (the text cannot be proven clean), HL_ERR_NOMEM. */
+ * up on redaction still knows the text is sensitive. HL_ERR_LIMIT when the text cannot be
+ * made clean (a custom pattern hit PCRE2's match limit, or 4 passes were not enough),
+ * HL_ERR_NOMEM. */
 hl_err hl_pii_redact(const hl_pii_detector *d, const char *text, size_t len, char **out,
                      size_t *out_len, hl_pii_report *report);
 

@@ -1,0 +1,1449 @@
+/* hl_pii: see hl_pii.h for what counts as PII and why.
+ *
+ * The built-in types are found by one hand-written left-to-right pass. The main loop looks
+ * only at digits and a few trigger bytes ('(', '+', ':', and the lead byte of full-width
+ * forms); letters and spaces go by at the cost of a table lookup. A digit that starts a
+ * token (see starts_token()) is offered to the detectors, and when none matches the whole
+ * token is skipped, so the inside of a version string, UUID, hash or timestamp is never
+ * re-examined as if it were a fresh number. Values that start with letters (an IBAN's
+ * country code, an IPv6 group such as "fe80") are found by looking back from their first
+ * digit or ':'. Emails are found one ahead of the main loop (find_email()): from each '@'
+ * (or "%40", "[at]") back for the local part and on for the domain. Matches never overlap:
+ * a match moves the "floor" below which no later match may start.
+ *
+ * Redacted text, scanned again, must come out clean, so the pass reads the text around a
+ * value as it will read once the value is a placeholder "[TYPE_n]": right after a match
+ * the previous character reads as ']' (ch_before()), and up to the next email the text
+ * ends in '[' (ch_at()).
+ *
+ * Digit runs are read once into a numrun (groups of digits and the separators between them)
+ * and then offered to IPv4, SSN, card and phone, longest candidate first. A candidate may
+ * end at the run's true end or at a space between groups ("(415) 555"), because a space is
+ * also how prose separates a number from the next one ("call 415-555-2671 2 times").
+ *
+ * Every character is read through ch_at(), which folds full-width forms to ASCII, so
+ * "４１１１ １１１１ １１１１ １１１１" and "ｊｏｅ＠ｅｘａｍｐｌｅ．ｃｏｍ" take the same paths as their
+ * ASCII twins. Non-ASCII bytes that are not full-width forms read as NA, which no rule
+ * treats as a letter or digit: CJK text around a number is a boundary, as a space would be.
+ *
+ * Custom patterns run afterwards, one PCRE2 pass each, over the raw bytes. */
+#include "hl_pii.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "hl_buf.h"
+
+/* ---- Detector ------------------------------------------------------------------------ */
+
+/* PCRE2 limits for custom patterns. The match limit caps backtracking work per match
+ * attempt (the JIT honours it); hitting it fails closed (see hl_pii.h). */
+#define PII_MATCH_LIMIT 1000000u
+#define PII_HEAP_LIMIT_KIB 4096u
+
+typedef struct pii_custom {
+    pcre2_code *code;
+    char name[HL_PII_MAX_NAME + 1];
+    char tag[HL_PII_MAX_NAME + 1]; /* upper-cased name, for placeholders */
+} pii_custom;
+
+struct hl_pii_detector {
+    size_t n_custom;
+    pcre2_match_context *mctx; /* read-only after creation; shared by all scans */
+    pii_custom custom[HL_PII_MAX_CUSTOM];
+};
+
+static const char *const type_names[HL_PII_NTYPES] = {
+    "email", "phone", "ssn", "credit_card", "iban", "ipv4", "ipv6", "custom",
+};
+static const char *const type_tags[HL_PII_NTYPES] = {
+    "EMAIL", "PHONE", "SSN", "CREDIT_CARD", "IBAN", "IPV4", "IPV6", "CUSTOM",
+};
+
+const char *hl_pii_type_name(hl_pii_type t) {
+    return (unsigned)t < HL_PII_NTYPES ? type_names[t] : "unknown";
+}
+
+const char *hl_pii_custom_name(const hl_pii_detector *d, size_t i) {
+    return d && i < d->n_custom ? d->custom[i].name : NULL;
+}
+
+static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *errbuf, size_t errlen, const char *fmt, ...) {
+    if (!errbuf || errlen == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static bool name_ok(const char *name) {
+    size_t n = 0;
+    for (; name[n]; n++) {
+        unsigned char c = (unsigned char)name[n];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_'))
+            return false;
+    }
+    return n >= 1 && n <= HL_PII_MAX_NAME;
+}
+
+/* A custom pattern that matches a placeholder ("(?i)secret\\w*" named "secret" matches
+ * "[SECRET_1]") would make every redaction fail: the redacted text would never come out
+ * clean. Refused here rather than discovered on live traffic. */
+static hl_err check_placeholders(const hl_pii_detector *d, char *errbuf, size_t errlen) {
+    if (d->n_custom == 0) return HL_OK;
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    if (!md) return HL_ERR_NOMEM;
+    hl_err err = HL_OK;
+    for (size_t p = 0; p < d->n_custom && !err; p++) {
+        for (size_t t = 0; t < HL_PII_CUSTOM + d->n_custom && !err; t++) {
+            const char *tag = t < HL_PII_CUSTOM ? type_tags[t] : d->custom[t - HL_PII_CUSTOM].tag;
+            for (int num = 1; num <= 99 && !err; num += 98) {
+                char ph[HL_PII_MAX_NAME + 8];
+                size_t n = (size_t)snprintf(ph, sizeof ph, "[%s_%d]", tag, num);
+                bool hit = false;
+                for (size_t off = 0; off <= n && !hit;) { /* empty matches do not count */
+                    int rc = pcre2_match(d->custom[p].code, (PCRE2_SPTR)ph, n, off, 0, md,
+                                         d->mctx);
+                    if (rc < 0) break;
+                    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+                    hit = ov[1] > ov[0];
+                    off = (ov[1] > off ? ov[1] : off) + 1;
+                }
+                if (hit) {
+                    set_err(errbuf, errlen,
+                            "custom PII pattern '%s' matches the placeholder %s, so redacted "
+                            "text could never come out clean",
+                            d->custom[p].name, ph);
+                    err = HL_ERR_INVAL;
+                }
+            }
+        }
+    }
+    pcre2_match_data_free(md);
+    return err;
+}
+
+hl_err hl_pii_detector_new(hl_pii_detector **out, const char *const *patterns,
+                           const char *const *names, size_t n_custom, char *errbuf,
+                           size_t errlen) {
+    hl_err err = HL_OK;
+    *out = NULL;
+    if (errbuf && errlen) errbuf[0] = '\0';
+    if (n_custom > HL_PII_MAX_CUSTOM) {
+        set_err(errbuf, errlen, "%zu custom PII patterns; at most %d are allowed", n_custom,
+                HL_PII_MAX_CUSTOM);
+        return HL_ERR_LIMIT;
+    }
+    if (n_custom && (!patterns || !names)) {
+        set_err(errbuf, errlen, "custom PII patterns need both patterns and names");
+        return HL_ERR_INVAL;
+    }
+    hl_pii_detector *d = calloc(1, sizeof *d);
+    if (!d) return HL_ERR_NOMEM;
+    if (n_custom) {
+        d->mctx = pcre2_match_context_create(NULL);
+        if (!d->mctx) {
+            err = HL_ERR_NOMEM;
+            goto out;
+        }
+        pcre2_set_match_limit(d->mctx, PII_MATCH_LIMIT);
+        pcre2_set_heap_limit(d->mctx, PII_HEAP_LIMIT_KIB);
+    }
+    for (size_t i = 0; i < n_custom; i++) {
+        const char *name = names[i], *pat = patterns[i];
+        if (!name || !name_ok(name)) {
+            set_err(errbuf, errlen,
+                    "custom PII pattern #%zu: name must be 1-%d characters of [A-Za-z0-9_]",
+                    i + 1, HL_PII_MAX_NAME);
+            err = HL_ERR_INVAL;
+            goto out;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(d->custom[j].name, name) == 0) {
+                set_err(errbuf, errlen, "custom PII pattern '%s': name used twice", name);
+                err = HL_ERR_INVAL;
+                goto out;
+            }
+        }
+        if (!pat) {
+            set_err(errbuf, errlen, "custom PII pattern '%s': no pattern", name);
+            err = HL_ERR_INVAL;
+            goto out;
+        }
+        pii_custom *c = &d->custom[i];
+        size_t nl = strlen(name);
+        memcpy(c->name, name, nl + 1);
+        for (size_t j = 0; j <= nl; j++)
+            c->tag[j] = (char)(name[j] >= 'a' && name[j] <= 'z' ? name[j] - 32 : name[j]);
+        int code;
+        PCRE2_SIZE off;
+        /* MATCH_INVALID_UTF: request text may be any bytes, and an invalid-UTF error would
+         * silently skip the pattern (a miss). */
+        c->code = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+                                PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &code, &off, NULL);
+        if (!c->code) {
+            PCRE2_UCHAR msg[256];
+            if (pcre2_get_error_message(code, msg, sizeof msg) < 0)
+                snprintf((char *)msg, sizeof msg, "error %d", code);
+            set_err(errbuf, errlen, "custom PII pattern '%s': %s at offset %zu", name,
+                    (const char *)msg, (size_t)off);
+            err = code == PCRE2_ERROR_NOMEMORY ? HL_ERR_NOMEM : HL_ERR_INVAL;
+            goto out;
+        }
+        d->n_custom = i + 1;
+        /* Without JIT (unsupported platform) the interpreter gives the same answers. */
+        (void)pcre2_jit_compile(c->code, PCRE2_JIT_COMPLETE);
+    }
+    if ((err = check_placeholders(d, errbuf, errlen)) != HL_OK) goto out;
+    *out = d;
+    d = NULL;
+out:
+    hl_pii_detector_free(d);
+    return err;
+}
+
+void hl_pii_detector_free(hl_pii_detector *d) {
+    if (!d) return;
+    for (size_t i = 0; i < d->n_custom; i++) pcre2_code_free(d->custom[i].code);
+    pcre2_match_context_free(d->mctx);
+    free(d);
+}
+
+/* ---- Matches ------------------------------------------------------------------------- */
+
+typedef struct span {
+    size_t start, end;
+    uint8_t type;   /* hl_pii_type */
+    uint8_t custom; /* pattern index when type is HL_PII_CUSTOM */
+    int num;        /* placeholder number, assigned while redacting */
+} span;
+
+#define SINK_SMALL 32
+
+/* Where matches go: always counted into the report; also collected when redacting. The
+ * collected list has no ceiling of its own: matches are non-empty and built-in ones never
+ * overlap, so there are at most len * (1 + n_custom) of them. */
+typedef struct sink {
+    hl_pii_report *r;
+    bool collect;
+    bool nomem;
+    bool limit; /* a custom pattern hit PCRE2's match limit */
+    span *v;     /* collected spans: small until it outgrows it, then malloc'd */
+    span *small; /* the caller's stack array of SINK_SMALL spans */
+    size_t n, cap;
+} sink;
+
+static void bump(int *c) {
+    if (*c < INT_MAX) (*c)++;
+}
+
+static void sink_add(sink *k, hl_pii_type t, unsigned custom, size_t start, size_t end) {
+    bump(&k->r->counts[t]);
+    if (t == HL_PII_CUSTOM) bump(&k->r->custom[custom]);
+    bump(&k->r->total);
+    if (!k->collect || k->nomem) return;
+    if (k->n == k->cap) {
+        size_t cap = k->cap * 2;
+        span *v = k->v == k->small ? malloc(cap * sizeof *v) : realloc(k->v, cap * sizeof *v);
+        if (!v) {
+            k->nomem = true;
+            return;
+        }
+        if (k->v == k->small) memcpy(v, k->small, SINK_SMALL * sizeof *v);
+        k->v = v;
+        k->cap = cap;
+    }
+    k->v[k->n++] = (span){start, end, (uint8_t)t, (uint8_t)custom, 0};
+}
+
+/* ---- Characters ---------------------------------------------------------------------- */
+
+/* Bytes the main loop must look at: 1 = ASCII digit, 2 = a trigger ('(', '+', ':') or
+ * 0xEF, the lead byte of the full-width forms. */
+static const uint8_t byte_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 2, 0, 0, 0, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+#define NA 0x80u  /* what any non-ASCII character that is not a full-width form reads as */
+#define END 0x00u /* what reading past either end of the text gives */
+
+typedef struct scanner {
+    const uint8_t *s;
+    size_t n;
+    size_t lim;      /* reads at or past lim see '[' (the next email's placeholder) */
+    size_t floor;    /* end of the last match; nothing may start before it */
+    bool matched;    /* floor is a match end (not just the start of the text) */
+    size_t em_start; /* the next email, found ahead of the other types; SIZE_MAX: none */
+    size_t em_end;
+    size_t trig[6];  /* next offset of each email trigger byte (SIZE_MAX: not looked yet) */
+    sink *k;
+} scanner;
+
+/* The character at i, folded: ASCII as is; U+FF01-U+FF5E (full-width forms, 3 bytes) as
+ * U+0021-U+007E; U+3000 (ideographic space) as ' '; any other byte as NA. *w is the number
+ * of bytes read. Past the end: END, *w = 0. At the next email: '[', *w = 0, as if it were
+ * already its placeholder (see find_email()). */
+static inline unsigned ch_at(const scanner *sc, size_t i, size_t *w) {
+    if (i >= sc->lim) {
+        *w = 0;
+        return i >= sc->n ? END : '[';
+    }
+    const uint8_t *s = sc->s;
+    unsigned c = s[i];
+    *w = 1;
+    if (c < 0x80) return c;
+    if (i + 2 < sc->n) {
+        if (c == 0xEF && s[i + 1] == 0xBC && s[i + 2] >= 0x81 && s[i + 2] <= 0xBF) {
+            *w = 3;
+            return 0x21u + (s[i + 2] - 0x81u);
+        }
+        if (c == 0xEF && s[i + 1] == 0xBD && s[i + 2] >= 0x80 && s[i + 2] <= 0x9E) {
+            *w = 3;
+            return 0x60u + (s[i + 2] - 0x80u);
+        }
+        if (c == 0xE3 && s[i + 1] == 0x80 && s[i + 2] == 0x80) {
+            *w = 3;
+            return ' ';
+        }
+    }
+    return NA;
+}
+
+/* The folded character that ends just before i; END at the start of the text. Right after
+ * a match it is ']' (and *w = 0): what follows a value is judged as if the value had
+ * already been replaced by its placeholder, so that redacted text, scanned again, reads the
+ * same around each placeholder ("10.0.0.1-10.0.0.9" and "[IPV4_1]-10.0.0.9" both start a
+ * token at the second address). */
+static inline unsigned ch_before(const scanner *sc, size_t i, size_t *w) {
+    if (i == 0 || (sc->matched && i == sc->floor)) {
+        *w = 0;
+        return i == 0 ? END : ']';
+    }
+    unsigned c = sc->s[i - 1];
+    if (c < 0x80) {
+        *w = 1;
+        return c;
+    }
+    if (i >= 3) {
+        size_t w3;
+        unsigned f = ch_at(sc, i - 3, &w3);
+        if (w3 == 3) {
+            *w = 3;
+            return f;
+        }
+    }
+    *w = 1;
+    return NA;
+}
+
+static inline bool is_digit(unsigned c) { return c - '0' < 10u; }
+static inline bool is_alpha(unsigned c) { return c < 0x80 && (c | 0x20u) - 'a' < 26u; }
+static inline bool is_alnum(unsigned c) { return is_digit(c) || is_alpha(c); }
+static inline bool is_hex(unsigned c) { return is_digit(c) || (c < 0x80 && (c | 0x20u) - 'a' < 6u); }
+static inline unsigned lower(unsigned c) { return is_alpha(c) ? c | 0x20u : c; }
+static inline unsigned hexval(unsigned c) { return is_digit(c) ? c - '0' : (c | 0x20u) - 'a' + 10; }
+
+/* May a token start at i? Not when glued to a letter, digit or '_', nor when it would be
+ * the tail of "<alnum>.<here>" or "<digit>-<here>" (a dotted version, a dashed id), unless
+ * that '.' or '-' directly follows a match ("10.0.0.1-10.0.0.9", see ch_before()). */
+static bool starts_token(const scanner *sc, size_t i) {
+    size_t w, w2;
+    unsigned p = ch_before(sc, i, &w);
+    if (is_alnum(p) || p == '_') return false;
+    if (p == '.' || p == '-') {
+        unsigned pp = ch_before(sc, i - w, &w2);
+        if (p == '.' && is_alnum(pp)) return false;
+        if (p == '-' && is_digit(pp)) return false;
+    }
+    return true;
+}
+
+/* May a token end at pos? Not when a letter, digit, '_' or '@' follows, nor '.' or '-'
+ * followed by a letter or digit ('-' and a digit is allowed: ranges). */
+static bool ends_token(const scanner *sc, size_t pos) {
+    size_t w, w2;
+    unsigned c = ch_at(sc, pos, &w);
+    if (is_alnum(c) || c == '_' || c == '@') return false;
+    if (c == '.' || c == '-') {
+        unsigned c2 = ch_at(sc, pos + w, &w2);
+        if (c == '.' ? is_alnum(c2) : is_alpha(c2)) return false;
+    }
+    return true;
+}
+
+/* Skips a token that no detector took: letters, digits and the punctuation that holds
+ * versions, ids and timestamps together. */
+static size_t skip_cluster(const scanner *sc, size_t i) {
+    while (i < sc->n) {
+        size_t w;
+        unsigned c = ch_at(sc, i, &w);
+        if (!(is_alnum(c) || c == '.' || c == '-' || c == '_' || c == ':')) break;
+        i += w;
+    }
+    return i;
+}
+
+static void emit(scanner *sc, hl_pii_type t, size_t start, size_t end) {
+    sink_add(sc->k, t, 0, start, end);
+    sc->floor = end;
+    sc->matched = true;
+}
+
+/* Is [i, end) "_<digits>]", the tail of one of our own placeholders ("[PHONE_1]")? Then the
+ * word before it is no phone or SSN word: redacted text, scanned again, must come out clean
+ * ("[PHONE_1] 4155550132" was "+14155550100 4155550132", whose second number had no word). */
+static bool placeholder_tail(const scanner *sc, size_t i, size_t end) {
+    if (i >= end || sc->s[i] != '_') return false;
+    size_t j = i + 1;
+    while (j < end && is_digit(sc->s[j])) j++;
+    return j > i + 1 && j < end && sc->s[j] == ']';
+}
+
+/* Does one of words occur (case-insensitively) in the 48 bytes before pos? Words marked
+ * with a leading '^' must start a word ("tel" but not "hotel"). */
+#define KEYWORD_WINDOW 48
+static bool keyword_before(const scanner *sc, size_t pos, const char *const *words) {
+    size_t from = pos > KEYWORD_WINDOW ? pos - KEYWORD_WINDOW : 0;
+    uint64_t first[4] = {0}; /* the words' first bytes: most positions need no comparison */
+    for (const char *const *w = words; *w; w++) {
+        unsigned c = (unsigned char)(*w)[(*w)[0] == '^'];
+        first[c >> 6] |= 1ull << (c & 63);
+    }
+    for (size_t i = from; i < pos; i++) {
+        unsigned c0 = lower(sc->s[i]);
+        if (!(first[c0 >> 6] >> (c0 & 63) & 1)) continue;
+        for (const char *const *w = words; *w; w++) {
+            const char *k = *w;
+            bool at_start = k[0] == '^';
+            if (at_start) {
+                k++;
+                if (i > 0 && is_alpha(sc->s[i - 1])) continue;
+            }
+            size_t j = 0;
+            while (k[j] && i + j < pos && lower(sc->s[i + j]) == (unsigned char)k[j]) j++;
+            if (!k[j] && !placeholder_tail(sc, i + j, pos)) return true;
+        }
+    }
+    return false;
+}
+
+static const char *const phone_words[] = {
+    "phone", "^tel", "^mobile", "^cell", "^call", "^fax", "^sms", "^whatsapp", "^handy",
+    "\xe7\x94\xb5\xe8\xaf\x9d", /* 电话 */
+    "\xe6\x89\x8b\xe6\x9c\xba", /* 手机 */
+    "\xe9\x9b\xbb\xe8\xa9\xb1", /* 電話 */
+    "\xe6\x90\xba\xe5\xb8\xaf", /* 携帯 */
+    "\xec\xa0\x84\xed\x99\x94", /* 전화 */
+    NULL,
+};
+static const char *const ssn_words[] = {
+    "^ssn", "social security", "^ss#", "^ss no", NULL,
+};
+
+/* ---- Digit runs: IPv4, SSN, card, phone ---------------------------------------------- */
+
+enum { SEP_SPACE = 1, SEP_DASH = 2, SEP_DOT = 4, SEP_SLASH = 8, SEP_PAREN = 16 };
+#define NR_MAXG 12
+#define NR_MAXD 40
+
+typedef struct numrun {
+    size_t start;          /* the '+', '(' or first digit */
+    bool plus;             /* starts with '+' */
+    bool truncated;        /* stopped at NR_MAXG/NR_MAXD: the run's true end is unknown */
+    int ng, nd;
+    size_t gend[NR_MAXG];  /* offset just past group g (past its ')' when parenthesized) */
+    uint8_t glen[NR_MAXG]; /* digits in group g */
+    uint8_t gpos[NR_MAXG]; /* index in dig[] of group g's first digit */
+    uint8_t sep[NR_MAXG];  /* SEP_* before group g; sep[0] is SEP_PAREN for "(415) ..." */
+    uint8_t dig[NR_MAXD];  /* digit values */
+} numrun;
+
+static void numrun_read(const scanner *sc, size_t pos, numrun *r) {
+    size_t w;
+    r->start = pos;
+    r->plus = r->truncated = false;
+    r->ng = r->nd = 0;
+    if (ch_at(sc, pos, &w) == '+') {
+        r->plus = true;
+        pos += w;
+    }
+    uint8_t sep = 0;
+    for (;;) {
+        if (r->ng == NR_MAXG) {
+            r->truncated = true;
+            return;
+        }
+        bool paren = false;
+        unsigned c = ch_at(sc, pos, &w);
+        if (c == '(') {
+            paren = true;
+            pos += w;
+        }
+        int first = r->nd, len = 0;
+        while (is_digit(c = ch_at(sc, pos, &w))) {
+            if (r->nd == NR_MAXD) {
+                r->nd = first;
+                r->truncated = true;
+                return;
+            }
+            r->dig[r->nd++] = (uint8_t)(c - '0');
+            len++;
+            pos += w;
+        }
+        if (len == 0) return; /* only after '+' or a lone '(': the run is empty */
+        if (paren) {
+            if (c != ')') {
+                r->nd = first; /* "(415 555": no group here; the run ends before '(' */
+                return;
+            }
+            pos += w;
+        }
+        int g = r->ng++;
+        r->glen[g] = (uint8_t)len;
+        r->gpos[g] = (uint8_t)first;
+        r->sep[g] = (uint8_t)(sep | (paren ? SEP_PAREN : 0));
+        r->gend[g] = pos;
+
+        /* The separator before the next group: one of ' ' '-' '.' '/', or a parenthesis
+         * (")-", ") ", " (", "(" alone), and then a digit or '(' and a digit. */
+        sep = paren ? SEP_PAREN : 0;
+        size_t next = pos;
+        c = ch_at(sc, next, &w);
+        if (c == ' ' || c == '-' || c == '.' || c == '/') {
+            sep |= c == ' ' ? SEP_SPACE : c == '-' ? SEP_DASH : c == '.' ? SEP_DOT : SEP_SLASH;
+            next += w;
+            c = ch_at(sc, next, &w);
+        }
+        if (c == '(') {
+            size_t w2;
+            if (!is_digit(ch_at(sc, next + w, &w2))) return;
+            sep |= SEP_PAREN;
+        } else if (!is_digit(c) || sep == 0) {
+            return;
+        }
+        pos = next;
+    }
+}
+
+static int luhn_ok(const uint8_t *d, int n) {
+    int sum = 0;
+    for (int i = 0; i < n; i++) {
+        int v = d[n - 1 - i];
+        if (i & 1) {
+            v *= 2;
+            if (v > 9) v -= 9;
+        }
+        sum += v;
+    }
+    return sum % 10 == 0;
+}
+
+/* Network prefixes and the lengths they issue: Visa 4 (13, 16, 19), Mastercard 51-55 and
+ * 2221-2720 (16), Amex 34/37 (15), Diners 30/36/38/39, JCB 35, Maestro/Discover/UnionPay
+ * 50, 56-69 (13-19). */
+static bool card_prefix_ok(const uint8_t *d, int nd) {
+    int p2 = d[0] * 10 + d[1], p4 = p2 * 100 + d[2] * 10 + d[3];
+    switch (d[0]) {
+    case 4: return nd == 13 || nd == 16 || nd == 19;
+    case 5: return p2 >= 51 && p2 <= 55 ? nd == 16 : true;
+    case 6: return true;
+    case 3: return p2 == 34 || p2 == 37 ? nd == 15 : p2 == 30 || (p2 >= 35 && p2 <= 39);
+    case 2: return p4 >= 2221 && p4 <= 2720 && nd == 16;
+    default: return false;
+    }
+}
+
+typedef enum { NR_NO, NR_MATCH, NR_EXCLUDED } nr_verdict;
+
+/* IPv4 over groups 0..3. A candidate may also end where a non-dot separator follows
+ * ("10.0.0.0/24", "10.0.0.1-10.0.0.9"). */
+static nr_verdict check_ipv4(const scanner *sc, const numrun *r, int k, bool end_ok) {
+    if (k != 3 || r->plus || r->sep[0]) return NR_NO;
+    for (int g = 1; g <= 3; g++)
+        if (r->sep[g] != SEP_DOT) return NR_NO;
+    if (!end_ok) {
+        bool last = k == r->ng - 1;
+        if (last || (r->sep[4] & (SEP_DOT | SEP_PAREN))) return NR_NO;
+        if (!ends_token(sc, r->gend[3])) return NR_NO;
+    }
+    int oct[4];
+    for (int g = 0; g < 4; g++) {
+        if (r->glen[g] > 3) return NR_NO;
+        int v = 0;
+        for (int j = 0; j < r->glen[g]; j++) v = v * 10 + r->dig[r->gpos[g] + j];
+        if (v > 255) return NR_NO;
+        oct[g] = v;
+    }
+    if (oct[0] == 0 || oct[0] == 127 || oct[0] == 255) return NR_EXCLUDED;
+    /* Public DNS resolvers ("set DNS to 8.8.8.8") are infrastructure, not someone's host. */
+    static const uint8_t resolvers[][4] = {
+        {8, 8, 8, 8}, {8, 8, 4, 4}, {1, 1, 1, 1}, {1, 0, 0, 1}, {9, 9, 9, 9}, {149, 112, 112, 112},
+    };
+    for (size_t j = 0; j < sizeof resolvers / sizeof resolvers[0]; j++)
+        if (oct[0] == resolvers[j][0] && oct[1] == resolvers[j][1] &&
+            oct[2] == resolvers[j][2] && oct[3] == resolvers[j][3])
+            return NR_EXCLUDED;
+
+    /* Version numbers: "version 1.2.3.4", "v 1.2.3.4", "Chrome/120.0.0.0". */
+    size_t w, i = r->start;
+    unsigned c = ch_before(sc, i, &w);
+    if (c == '/') {
+        size_t w2;
+        return is_alnum(ch_before(sc, i - w, &w2)) ? NR_EXCLUDED : NR_MATCH;
+    }
+    for (int skipped = 0; skipped < 4 && (c == ' ' || c == ':' || c == '=' || c == '.');
+         skipped++) {
+        i -= w;
+        c = ch_before(sc, i, &w);
+    }
+    char word[10];
+    int wl = 0;
+    while (is_alpha(c) && wl < (int)sizeof word - 1) {
+        word[wl++] = (char)lower(c);
+        i -= w;
+        c = ch_before(sc, i, &w);
+    }
+    if (is_alpha(c)) return NR_MATCH; /* longer than any version word */
+    word[wl] = '\0';
+    static const char *const version_words[] = {
+        "noisrev", "rev", "v", "esaeler", "dliub", "erawmrif", "wf", "ver", NULL,
+    }; /* reversed: word[] was read backwards */
+    for (const char *const *v = version_words; *v; v++)
+        if (strcmp(word, *v) == 0) return NR_EXCLUDED;
+    return NR_MATCH;
+}
+
+static bool check_ssn(const scanner *sc, const numrun *r, int k) {
+    if (r->plus || r->sep[0]) return false;
+    const uint8_t *d = r->dig;
+    if (k == 2) {
+        if (r->glen[0] != 3 || r->glen[1] != 2 || r->glen[2] != 4) return false;
+        if (r->sep[1] != r->sep[2] || (r->sep[1] != SEP_DASH && r->sep[1] != SEP_SPACE))
+            return false;
+    } else if (k == 0) {
+        if (r->glen[0] != 9 || !keyword_before(sc, r->start, ssn_words)) return false;
+    } else {
+        return false;
+    }
+    int area = d[0] * 100 + d[1] * 10 + d[2], group = d[3] * 10 + d[4];
+    int serial = d[5] * 1000 + d[6] * 100 + d[7] * 10 + d[8];
+    return area != 0 && area != 666 && area < 900 && group != 0 && serial != 0;
+}
+
+static bool check_card(const numrun *r, int k, int nd) {
+    if (r->plus || r->sep[0] || nd < 13 || nd > 19) return false;
+    if (k > 0) {
+        uint8_t sep = r->sep[1];
+        if (sep != SEP_SPACE && sep != SEP_DASH) return false;
+        if (r->glen[0] != 4) return false;
+        for (int g = 1; g <= k; g++) {
+            if (r->sep[g] != sep) return false;
+            if (r->glen[g] > 6 || (g < k && r->glen[g] < 3)) return false;
+        }
+    }
+    return card_prefix_ok(r->dig, nd) && luhn_ok(r->dig, nd);
+}
+
+static bool check_phone(const scanner *sc, const numrun *r, int k, int nd, int *kw) {
+    if (nd > 15) return false;
+    if (r->plus) return nd >= 8;
+    int ng = k + 1;
+    uint8_t seps = 0;
+    for (int g = 0; g <= k; g++) seps |= r->sep[g];
+    const uint8_t *d = r->dig;
+
+    if (ng > 1) {
+        /* North American: [1] NXX NXX XXXX. */
+        int o = r->glen[0] == 1 && d[0] == 1 ? 1 : 0;
+        if (ng - o == 3 && r->glen[o] == 3 && r->glen[o + 1] == 3 && r->glen[o + 2] == 4 &&
+            d[o] >= 2 && d[o + 3] >= 2 && !(seps & SEP_SLASH))
+            return true;
+        /* Trunk 0 ("020 ...", or "00" and a country code): 10+ digits, one kind of
+         * separator besides parentheses, groups after the first of 2-8 digits. A first
+         * group of only zeros is no dialling prefix ("000-12-3456"), and when every group
+         * starts with 0 it is a zero-padded list ("001 002 003 004"). */
+        uint8_t plain = seps & (uint8_t)~SEP_PAREN;
+        bool zeros = true, all_lead0 = true;
+        for (int j = 0; j < r->glen[0]; j++) zeros &= d[j] == 0;
+        if (d[0] == 0 && !zeros && nd >= 10 && (plain & (plain - 1)) == 0) {
+            bool ok = true;
+            for (int g = 1; g <= k && ok; g++) {
+                ok = r->glen[g] >= 2 && r->glen[g] <= 8;
+                all_lead0 &= d[r->gpos[g]] == 0;
+            }
+            if (ok && !all_lead0) return true;
+        }
+    }
+    /* The shapes a phone word lets through; checked before looking for the word, since
+     * most digit runs in text are short numbers that need no look-back. */
+    bool shape = ng == 1 ? nd >= 10
+                         : (ng == 2 && r->glen[0] == 3 && r->glen[1] == 4 && d[0] >= 2);
+    if (!shape && ng > 1 && nd >= 10) {
+        shape = true;
+        for (int g = 1; g <= k; g++) shape &= r->glen[g] >= 2;
+    }
+    if (!shape) return false;
+    if (*kw < 0) *kw = keyword_before(sc, r->start, phone_words);
+    return *kw;
+}
+
+/* Offers the digit run at start to IPv4, SSN, card and phone, longest candidate first.
+ * Returns where to go on (past a match or an excluded value), or 0. */
+static size_t try_numbers(scanner *sc, size_t start) {
+    numrun r;
+    numrun_read(sc, start, &r);
+    if (r.ng == 0) return 0;
+    int kw = -1; /* phone word before the run: unknown until needed */
+    int cum[NR_MAXG];
+    for (int g = 0, t = 0; g < r.ng; g++) cum[g] = t += r.glen[g];
+    for (int k = r.ng - 1; k >= 0; k--) {
+        bool true_end = k == r.ng - 1 && !r.truncated;
+        bool end_ok = true_end ? ends_token(sc, r.gend[k])
+                               : k + 1 < r.ng && (r.sep[k + 1] & ~SEP_PAREN) == SEP_SPACE;
+        nr_verdict v = check_ipv4(sc, &r, k, end_ok);
+        if (v == NR_EXCLUDED) return r.gend[k];
+        if (v == NR_MATCH) {
+            emit(sc, HL_PII_IPV4, start, r.gend[k]);
+            return r.gend[k];
+        }
+        if (!end_ok) continue;
+        hl_pii_type t;
+        if (check_ssn(sc, &r, k))
+            t = HL_PII_SSN;
+        else if (check_card(&r, k, cum[k]))
+            t = HL_PII_CREDIT_CARD;
+        else if (check_phone(sc, &r, k, cum[k], &kw))
+            t = HL_PII_PHONE;
+        else
+            continue;
+        emit(sc, t, start, r.gend[k]);
+        return r.gend[k];
+    }
+    return 0;
+}
+
+/* ---- IPv6 ---------------------------------------------------------------------------- */
+
+/* Is there a run of 1-4 hex digits at i followed by ':'? */
+static bool hex_then_colon(const scanner *sc, size_t i) {
+    size_t w;
+    for (int n = 0; n < 5; n++) {
+        unsigned c = ch_at(sc, i, &w);
+        if (c == ':') return n > 0;
+        if (!is_hex(c)) return false;
+        i += w;
+    }
+    return false;
+}
+
+/* Dotted quad at i for an IPv6 tail; returns its end or 0. */
+static size_t ipv4_tail(const scanner *sc, size_t i) {
+    size_t w;
+    for (int g = 0; g < 4; g++) {
+        if (g) {
+            if (ch_at(sc, i, &w) != '.') return 0;
+            i += w;
+        }
+        int v = 0, len = 0;
+        unsigned c;
+        while (is_digit(c = ch_at(sc, i, &w)) && len < 4) {
+            v = v * 10 + (int)(c - '0');
+            len++;
+            i += w;
+        }
+        if (len == 0 || len > 3 || v > 255) return 0;
+    }
+    return i;
+}
+
+static size_t try_ipv6(scanner *sc, size_t start) {
+    size_t pos = start, w, w2;
+    int groups = 0, dc = -1;
+    bool digit = false, long_group = false, tail = false;
+    unsigned val[8] = {0};
+    if (ch_at(sc, pos, &w) == ':') {
+        if (ch_at(sc, pos + w, &w2) != ':') return 0;
+        dc = 0;
+        pos += w + w2;
+    }
+    for (;;) {
+        size_t gstart = pos;
+        unsigned v = 0, c;
+        int len = 0;
+        bool gdigit = false;
+        while (len < 5 && is_hex(c = ch_at(sc, pos, &w))) {
+            gdigit |= is_digit(c);
+            v = v * 16 + hexval(c);
+            len++;
+            pos += w;
+        }
+        if (len == 0) break;
+        if (ch_at(sc, pos, &w) == '.' && is_digit(ch_at(sc, pos + w, &w2))) {
+            size_t e = groups <= 6 ? ipv4_tail(sc, gstart) : 0;
+            if (!e) return 0;
+            pos = e;
+            groups += 2;
+            digit = long_group = tail = true;
+            break;
+        }
+        if (len > 4 || groups == 8) return 0;
+        digit |= gdigit;
+        long_group |= len >= 3;
+        val[groups++] = v;
+        if (ch_at(sc, pos, &w) != ':') break;
+        unsigned c2 = ch_at(sc, pos + w, &w2);
+        if (c2 == ':') {
+            if (dc >= 0) return 0;
+            dc = groups;
+            pos += w + w2;
+        } else if (is_hex(c2)) {
+            pos += w;
+        } else {
+            break;
+        }
+    }
+    if (dc < 0 ? groups != 8 : groups > 7) return 0;
+    if (dc >= 0 && (!digit || !long_group)) return 0;
+    if (!ends_token(sc, pos)) return 0;
+    /* "::", "::1" and their long forms name no one. */
+    bool zero = !tail;
+    for (int g = 0; zero && g + 1 < groups; g++) zero = val[g] == 0;
+    if (zero && (groups == 0 || val[groups - 1] <= 1)) return pos;
+    emit(sc, HL_PII_IPV6, start, pos);
+    return pos;
+}
+
+/* ---- IBAN ---------------------------------------------------------------------------- */
+
+/* ISO 13616 registry: country code and IBAN length. */
+static const struct { char cc[3]; uint8_t len; } iban_countries[] = {
+    {"AD", 24}, {"AE", 23}, {"AL", 28}, {"AT", 20}, {"AZ", 28}, {"BA", 20}, {"BE", 16},
+    {"BG", 22}, {"BH", 22}, {"BI", 27}, {"BR", 29}, {"BY", 28}, {"CH", 21}, {"CR", 22},
+    {"CY", 28}, {"CZ", 24}, {"DE", 22}, {"DJ", 27}, {"DK", 18}, {"DO", 28}, {"EE", 20},
+    {"EG", 29}, {"ES", 24}, {"FI", 18}, {"FK", 18}, {"FO", 18}, {"FR", 27}, {"GB", 22},
+    {"GE", 22}, {"GI", 23}, {"GL", 18}, {"GR", 27}, {"GT", 28}, {"HR", 21}, {"HU", 28},
+    {"IE", 22}, {"IL", 23}, {"IQ", 23}, {"IS", 26}, {"IT", 27}, {"JO", 30}, {"KW", 30},
+    {"KZ", 20}, {"LB", 28}, {"LC", 32}, {"LI", 21}, {"LT", 20}, {"LU", 20}, {"LV", 21},
+    {"LY", 25}, {"MC", 27}, {"MD", 24}, {"ME", 22}, {"MK", 19}, {"MN", 20}, {"MR", 27},
+    {"MT", 31}, {"MU", 30}, {"NI", 28}, {"NL", 18}, {"NO", 15}, {"OM", 23}, {"PK", 24},
+    {"PL", 28}, {"PS", 29}, {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22}, {"RU", 33},
+    {"SA", 24}, {"SC", 31}, {"SD", 18}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27},
+    {"SO", 23}, {"ST", 25}, {"SV", 28}, {"TL", 23}, {"TN", 24}, {"TR", 26}, {"UA", 29},
+    {"VA", 22}, {"VG", 24}, {"XK", 20}, {"YE", 30},
+};
+
+static int iban_length(unsigned a, unsigned b) {
+    for (size_t i = 0; i < sizeof iban_countries / sizeof iban_countries[0]; i++)
+        if ((unsigned char)iban_countries[i].cc[0] == a &&
+            (unsigned char)iban_countries[i].cc[1] == b)
+            return iban_countries[i].len;
+    return 0;
+}
+
+static size_t try_iban(scanner *sc, size_t start) {
+    char buf[34];
+    size_t pos = start, w;
+    unsigned sep = 0;
+    int n = 0;
+    unsigned a = lower(ch_at(sc, pos, &w)) - 32;
+    size_t w1;
+    unsigned b = lower(ch_at(sc, pos + w, &w1)) - 32;
+    int len = iban_length(a, b);
+    if (!len) return 0;
+    while (n < len) {
+        unsigned c = ch_at(sc, pos, &w);
+        if (is_alnum(c)) {
+            buf[n++] = (char)(is_alpha(c) ? (c | 0x20u) - 32 : c);
+            pos += w;
+            continue;
+        }
+        /* Printed IBANs are grouped by fours; a separator anywhere else ends the value. */
+        if ((c == ' ' || c == '-') && n % 4 == 0 && (sep == 0 || sep == c)) {
+            size_t w2;
+            if (!is_alnum(ch_at(sc, pos + w, &w2))) return 0;
+            sep = c;
+            pos += w;
+            continue;
+        }
+        return 0;
+    }
+    if (!is_digit((unsigned char)buf[2]) || !is_digit((unsigned char)buf[3])) return 0;
+    if (!ends_token(sc, pos)) return 0;
+    unsigned m = 0;
+    for (int i = 0; i < len; i++) {
+        unsigned c = (unsigned char)buf[(i + 4) % len];
+        m = is_digit(c) ? (m * 10 + (c - '0')) % 97 : (m * 100 + (c - 'A' + 10)) % 97;
+    }
+    /* A mistyped IBAN is skipped whole: its digit groups are no card or phone. */
+    if (m == 1) emit(sc, HL_PII_IBAN, start, pos);
+    return pos;
+}
+
+/* ---- Email --------------------------------------------------------------------------- */
+
+/* An obfuscated "[at]"/"(at)"/"{at}" (or "dot") at i, case-insensitive. Returns its length
+ * or 0. */
+static size_t obf_word(const scanner *sc, size_t i, const char *word) {
+    static const char open[] = "[({", close[] = "])}";
+    if (i >= sc->n) return 0;
+    const char *o = memchr(open, sc->s[i], 3);
+    if (!o) return 0;
+    size_t wl = strlen(word);
+    if (i + wl + 2 > sc->n) return 0;
+    for (size_t j = 0; j < wl; j++)
+        if (lower(sc->s[i + 1 + j]) != (unsigned char)word[j]) return 0;
+    return sc->s[i + 1 + wl] == (unsigned char)close[o - open] ? wl + 2 : 0;
+}
+
+enum { AT_PLAIN, AT_PCT, AT_OBF };
+
+static bool local_char(unsigned c) {
+    return is_alnum(c) || c == '.' || c == '_' || c == '+' || c == '-';
+}
+
+/* Where a domain whose last label is [ls, le) may end: after the whole label when it is a
+ * TLD (two or more ASCII letters, or punycode "xn--..."); after its letters when non-ASCII
+ * text follows them, which is the sentence after the address ("joe@example.com谢谢");
+ * otherwise 0. */
+static size_t tld_end(const scanner *sc, size_t ls, size_t le) {
+    size_t t = ls, w, letters = 0;
+    unsigned c;
+    while (t < le && is_alpha(c = ch_at(sc, t, &w))) {
+        letters++;
+        t += w;
+    }
+    if (t == le) return letters >= 2 ? le : 0;
+    if (le - ls > 4 && lower(sc->s[ls]) == 'x' && lower(sc->s[ls + 1]) == 'n' &&
+        sc->s[ls + 2] == '-' && sc->s[ls + 3] == '-') {
+        bool puny = true;
+        for (size_t i = ls; i < le && puny; i += w) {
+            c = ch_at(sc, i, &w);
+            puny = is_alnum(c) || c == '-';
+        }
+        if (puny) return le;
+    }
+    return letters >= 2 && ch_at(sc, t, &w) == NA ? t : 0;
+}
+
+/* An email around the '@' (or "%40", "[at]") at [at, at + aw). Returns its end (and its
+ * start in *start) or 0. */
+static size_t try_email(const scanner *sc, size_t at, size_t aw, int kind, size_t *start) {
+    size_t w, w2;
+    /* The local part, backwards; never below the last match. */
+    size_t le = at;
+    if (kind == AT_OBF && ch_before(sc, le, &w) == ' ') le -= w;
+    size_t ls = le;
+    int count = 0;
+    while (ls > sc->floor) {
+        unsigned c = ch_before(sc, ls, &w);
+        /* Two-byte UTF-8 (Latin, Greek, Cyrillic letters: "josé.garcía", "иван") belongs
+         * to the name; longer sequences (CJK) are the sentence around it. */
+        if (c == NA && ls - sc->floor >= 2 && (sc->s[ls - 1] & 0xC0) == 0x80 &&
+            sc->s[ls - 2] >= 0xC2 && sc->s[ls - 2] <= 0xDF)
+            w = 2;
+        else if (!local_char(c) || w > ls - sc->floor)
+            break;
+        if (++count > 64) return 0;
+        ls -= w;
+    }
+    bool alnum = false;
+    for (size_t i = ls; i < le; i += w) {
+        unsigned c = ch_at(sc, i, &w);
+        if (c == '.' && !alnum) ls = i + w; /* leading dots ("...joe@") are prose */
+        alnum |= is_alnum(c) || c == NA;
+    }
+    if (!alnum) return 0;
+
+    /* The domain: labels joined by dots. It ends after the last label that can be a TLD;
+     * when the last one cannot ("joe@example.com.123"), after an earlier one. */
+    size_t pos = at + aw;
+    if (kind == AT_OBF && ch_at(sc, pos, &w) == ' ') pos += w;
+    size_t ds = pos, first_end = 0, end = 0;
+    int labels = 0, end_labels = 0;
+    for (;;) {
+        size_t lstart = pos;
+        unsigned c;
+        while (pos < sc->n && ((c = ch_at(sc, pos, &w)) == NA || is_alnum(c) || c == '-'))
+            pos += w;
+        if (pos == lstart) break;
+        if (++labels == 1) {
+            first_end = pos;
+        } else {
+            size_t e = tld_end(sc, lstart, pos);
+            if (e && e - lstart <= 63) {
+                end = e;
+                end_labels = labels;
+            }
+        }
+        if (pos - lstart > 63) break; /* nothing after an over-long label can be a domain */
+        size_t dot = pos, dl = 0;
+        c = ch_at(sc, dot, &w);
+        if (c == '.') {
+            dl = w;
+        } else if (kind == AT_OBF) {
+            size_t sp = c == ' ' ? w : 0;
+            size_t o = obf_word(sc, dot + sp, "dot");
+            if (o) {
+                dl = sp + o;
+                if (ch_at(sc, dot + dl, &w2) == ' ') dl += w2;
+            }
+        }
+        if (!dl) break;
+        c = ch_at(sc, dot + dl, &w2);
+        if (!(is_alnum(c) || c == NA)) break; /* a sentence's full stop */
+        pos = dot + dl;
+    }
+    if (!end || first_end - ds > 63 || end - ds > 253) return 0;
+
+    /* Retina assets: "icon@2x.png". */
+    if (end_labels == 2 && first_end - ds >= 2 && lower(sc->s[first_end - 1]) == 'x') {
+        size_t i = ds;
+        while (i < first_end - 1 && is_digit(sc->s[i])) i++;
+        if (i == first_end - 1) return 0;
+    }
+    /* scp and URL authorities: "git@github.com:org/repo", "user@host:8080". */
+    if (ch_at(sc, end, &w) == ':') {
+        unsigned c = ch_at(sc, end + w, &w2);
+        if (c != END && c != ' ' && c != '\n' && c != '\t' && c != '\r') return 0;
+    }
+    *start = ls;
+    return end;
+}
+
+/* Emails are found ahead of everything else: from the end of the last match, the next
+ * email trigger that starts a valid address. Its local part claims whatever it covers
+ * ("10.0.0.1john@x.com", "fe80::1:ffika [at] x.com" leave no IPv4 or a shorter IPv6), and
+ * until the main loop reaches it, reads stop there as if it were already "[EMAIL_n]", so
+ * the text before it reads the same in redacted text scanned again. */
+static const uint8_t email_triggers[6] = {'@', '%', '[', '(', '{', 0xEF};
+
+/* The first email trigger byte at or after from (n if none). Each trigger byte's next
+ * offset is remembered, so every byte is searched once per trigger (by memchr, fast)
+ * however many times this is asked. */
+static size_t next_trigger(scanner *sc, size_t from) {
+    size_t best = sc->n;
+    for (int t = 0; t < 6; t++) {
+        if (sc->trig[t] == SIZE_MAX || sc->trig[t] < from) {
+            const uint8_t *p = from < sc->n ? memchr(sc->s + from, email_triggers[t], sc->n - from)
+                                            : NULL;
+            sc->trig[t] = p ? (size_t)(p - sc->s) : sc->n;
+        }
+        if (sc->trig[t] < best) best = sc->trig[t];
+    }
+    return best;
+}
+
+static void find_email(scanner *sc, size_t from) {
+    const uint8_t *s = sc->s;
+    sc->lim = sc->n;
+    sc->em_start = sc->em_end = SIZE_MAX;
+    for (size_t i = from; (i = next_trigger(sc, i)) < sc->n; i++) {
+        size_t w, o, start = 0, end = 0;
+        unsigned c = ch_at(sc, i, &w);
+        if (c == '@')
+            end = try_email(sc, i, w, AT_PLAIN, &start);
+        else if (c == '%' && i + 2 < sc->n && s[i + 1] == '4' && s[i + 2] == '0')
+            end = try_email(sc, i, 3, AT_PCT, &start);
+        else if ((c == '[' || c == '(' || c == '{') && (o = obf_word(sc, i, "at")) != 0)
+            end = try_email(sc, i, o, AT_OBF, &start);
+        if (end) {
+            sc->em_start = start;
+            sc->em_end = end;
+            sc->lim = start;
+            return;
+        }
+    }
+}
+
+/* ---- The pass ------------------------------------------------------------------------ */
+
+/* Walks back from i over up to 5 letters; returns how many there are and sets *ws to where
+ * the first of them starts. */
+static int letters_before(const scanner *sc, size_t i, size_t *ws, bool *hex) {
+    int n = 0;
+    size_t w;
+    *hex = true;
+    while (n < 5 && i > sc->floor) {
+        unsigned c = ch_before(sc, i, &w);
+        if (!is_alpha(c) || w > i - sc->floor) break;
+        *hex &= is_hex(c);
+        i -= w;
+        n++;
+    }
+    *ws = i;
+    return n;
+}
+
+/* A digit. Letters never stop the main loop: the only values that start with letters (an
+ * IBAN's country code, an IPv6 group such as "fe80") have a digit or ':' within five
+ * characters, and are picked up from there. */
+static size_t on_digit(scanner *sc, size_t i) {
+    size_t w, r = 0;
+    if (is_alpha(ch_before(sc, i, &w))) {
+        size_t ws;
+        bool hex;
+        int n = letters_before(sc, i, &ws, &hex);
+        if (n < 5 && starts_token(sc, ws)) {
+            if (n == 2) r = try_iban(sc, ws);
+            if (!r && hex && hex_then_colon(sc, ws)) r = try_ipv6(sc, ws);
+        }
+        return r ? r : skip_cluster(sc, i);
+    }
+    if (!starts_token(sc, i)) return skip_cluster(sc, i);
+    if (hex_then_colon(sc, i)) r = try_ipv6(sc, i);
+    if (!r) r = try_numbers(sc, i);
+    return r ? r : skip_cluster(sc, i);
+}
+
+/* A ':'. IPv6 addresses whose first group is all letters ("fe::1", "abcd:ef01::2") and
+ * those that start with "::". */
+static size_t on_colon(scanner *sc, size_t i, size_t w) {
+    size_t ws, w1;
+    bool hex;
+    int n = letters_before(sc, i, &ws, &hex);
+    if (n > 0) return n < 5 && hex && starts_token(sc, ws) ? try_ipv6(sc, ws) : 0;
+    unsigned p = ch_before(sc, i, &w1);
+    if (ch_at(sc, i + w, &w1) == ':' && !is_alnum(p) && p != ':') return try_ipv6(sc, i);
+    return 0;
+}
+
+static void scan_builtin(scanner *sc) {
+    const uint8_t *s = sc->s;
+    size_t n = sc->n, i = 0;
+    find_email(sc, 0);
+    while (i < n) {
+        if (i >= sc->em_start) {
+            emit(sc, HL_PII_EMAIL, sc->em_start, sc->em_end);
+            i = sc->em_end;
+            find_email(sc, i);
+            continue;
+        }
+        size_t stop = sc->em_start < n ? sc->em_start : n;
+        while (i < stop && byte_class[s[i]] == 0) i++;
+        if (i == stop) continue;
+        uint8_t cls = byte_class[s[i]];
+        if (cls == 1) {
+            i = on_digit(sc, i);
+            continue;
+        }
+        size_t w, w1, next = 0;
+        unsigned c = ch_at(sc, i, &w);
+        if (is_digit(c)) {
+            i = on_digit(sc, i);
+            continue;
+        }
+        switch (c) {
+        case '(':
+            if (is_digit(ch_at(sc, i + w, &w1)) && starts_token(sc, i))
+                next = try_numbers(sc, i);
+            break;
+        case '+':
+            if (is_digit(ch_at(sc, i + w, &w1)) && starts_token(sc, i))
+                next = try_numbers(sc, i);
+            break;
+        case ':':
+            next = on_colon(sc, i, w);
+            break;
+        default:
+            break;
+        }
+        i = next ? next : i + w;
+    }
+}
+
+/* ---- Custom patterns ----------------------------------------------------------------- */
+
+/* PCRE2 allocates its general context and match data through these, from an arena on the
+ * scanning thread's stack, so a scan neither calls malloc nor shares mutable state. Only
+ * the interpreter's backtracking frames (no JIT) can outgrow the arena; they fall back to
+ * malloc. */
+typedef struct pii_arena {
+    _Alignas(max_align_t) unsigned char buf[1024];
+    size_t used;
+} pii_arena;
+
+static void *arena_malloc(size_t size, void *ud) {
+    pii_arena *a = ud;
+    size_t need = (size + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
+    if (need >= size && need <= sizeof a->buf - a->used) {
+        void *p = a->buf + a->used;
+        a->used += need;
+        return p;
+    }
+    return malloc(size);
+}
+
+static void arena_free(void *p, void *ud) {
+    pii_arena *a = ud;
+    uintptr_t u = (uintptr_t)p, lo = (uintptr_t)a->buf;
+    if (u < lo || u >= lo + sizeof a->buf) free(p);
+}
+
+static void scan_custom(const hl_pii_detector *d, const uint8_t *s, size_t n, sink *k) {
+    if (d->n_custom == 0) return;
+    pii_arena arena;
+    arena.used = 0;
+    pcre2_general_context *gc = pcre2_general_context_create(arena_malloc, arena_free, &arena);
+    pcre2_match_data *md = gc ? pcre2_match_data_create(1, gc) : NULL;
+    if (!md) {
+        /* Cannot happen with the arena; if it ever does, fail closed. */
+        for (size_t p = 0; p < d->n_custom; p++) sink_add(k, HL_PII_CUSTOM, (unsigned)p, 0, 0);
+        k->limit = true;
+        goto out;
+    }
+    for (size_t p = 0; p < d->n_custom; p++) {
+        size_t off = 0;
+        while (off <= n) {
+            int rc = pcre2_match(d->custom[p].code, s, n, off, 0, md, d->mctx);
+            if (rc == PCRE2_ERROR_NOMATCH) break;
+            if (rc < 0) {
+                sink_add(k, HL_PII_CUSTOM, (unsigned)p, 0, 0);
+                k->limit = true;
+                break;
+            }
+            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+            size_t ms = ov[0], me = ov[1];
+            if (me > ms && me <= n) {
+                sink_add(k, HL_PII_CUSTOM, (unsigned)p, ms, me);
+                off = me;
+            } else {
+                /* An empty match (or a \K oddity): step one character on. */
+                off = (me > off ? me : off) + 1;
+                while (off < n && (s[off] & 0xC0) == 0x80) off++;
+            }
+        }
+    }
+out:
+    pcre2_match_data_free(md);
+    pcre2_general_context_free(gc);
+}
+
+static void scan_all(const hl_pii_detector *d, const char *text, size_t len, sink *k) {
+    scanner sc = {(const uint8_t *)text, len, len, 0, false, SIZE_MAX, SIZE_MAX,
+                  {SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX}, k};
+    scan_builtin(&sc);
+    if (d) scan_custom(d, (const uint8_t *)text, len, k);
+}
+
+void hl_pii_scan(const hl_pii_detector *d, const char *text, size_t len, hl_pii_report *report) {
+    hl_pii_report scratch;
+    if (!report) {
+        memset(&scratch, 0, sizeof scratch);
+        report = &scratch;
+    }
+    sink k = {.r = report};
+    scan_all(d, text, len, &k);
+}
+
+/* ---- Redaction ----------------------------------------------------------------------- */
+
+static int span_cmp(const void *a, const void *b) {
+    const span *x = a, *y = b;
+    if (x->start != y->start) return x->start < y->start ? -1 : 1;
+    if (x->type != y->type) return x->type < y->type ? -1 : 1; /* built-in first */
+    if (x->end != y->end) return x->end > y->end ? -1 : 1;
+    return x->custom < y->custom ? -1 : x->custom > y->custom;
+}
+
+/* Placeholder numbering is per tag: a built-in type, or one custom pattern. */
+#define NTAGS (HL_PII_CUSTOM + HL_PII_MAX_CUSTOM)
+static unsigned span_tag_index(const span *sp) {
+    return sp->type == HL_PII_CUSTOM ? HL_PII_CUSTOM + sp->custom : sp->type;
+}
+
+static const char *span_tag(const hl_pii_detector *d, const span *sp) {
+    return sp->type == HL_PII_CUSTOM && d && sp->custom < d->n_custom ? d->custom[sp->custom].tag
+                                                                      : type_tags[sp->type];
+}
+
+static uint64_t span_hash(const char *text, const span *sp) {
+    uint64_t h = 1469598103934665603ull ^ span_tag_index(sp);
+    for (size_t i = sp->start; i < sp->end; i++) h = (h ^ (uint8_t)text[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Gives each of the m spans its placeholder number: the number of an earlier identical
+ * value with the same tag, or the tag's next number (next[] carries on across passes). A
+ * hash set of first occurrences keeps this linear in the text, whatever the number of
+ * values. */
+static hl_err number_spans(const char *text, span *v, size_t m, int next[NTAGS]) {
+    size_t cap = 16;
+    while (cap < 2 * m) cap *= 2;
+    size_t *slot = calloc(cap, sizeof *slot); /* index + 1 of a first occurrence; 0: empty */
+    if (!slot) return HL_ERR_NOMEM;
+    for (size_t i = 0; i < m; i++) {
+        span *sp = &v[i];
+        unsigned tag = span_tag_index(sp);
+        size_t len = sp->end - sp->start;
+        for (size_t h = (size_t)span_hash(text, sp) & (cap - 1);; h = (h + 1) & (cap - 1)) {
+            if (!slot[h]) {
+                slot[h] = i + 1;
+                sp->num = next[tag] < INT_MAX ? ++next[tag] : INT_MAX;
+                break;
+            }
+            const span *q = &v[slot[h] - 1];
+            if (span_tag_index(q) == tag && q->end - q->start == len &&
+                memcmp(text + q->start, text + sp->start, len) == 0) {
+                sp->num = q->num;
+                break;
+            }
+        }
+    }
+    free(slot);
+    return HL_OK;
+}
+
+/* One redaction pass: scans text (counting into report) and, when anything is found,
+ * writes the text with placeholders into *b, which must be initialized and empty. *found
+ * gets the number of values found. */
+static hl_err redact_pass(const hl_pii_detector *d, const char *text, size_t len,
+                          hl_pii_report *report, int next[NTAGS], hl_buf *b, size_t *found) {
+    hl_err err = HL_OK;
+    span small[SINK_SMALL];
+    sink k = {.r = report, .collect = true, .v = small, .small = small, .cap = SINK_SMALL};
+    *found = 0;
+    scan_all(d, text, len, &k);
+    if (k.limit) {
+        err = HL_ERR_LIMIT;
+        goto out;
+    }
+    if (k.nomem) {
+        err = HL_ERR_NOMEM;
+        goto out;
+    }
+    *found = k.n;
+    if (k.n == 0) goto out;
+
+    /* Built-in spans are sorted and disjoint; custom ones may overlap anything. An overlap
+     * joins the earlier span, which grows to cover both. */
+    qsort(k.v, k.n, sizeof *k.v, span_cmp);
+    size_t m = 0;
+    for (size_t i = 0; i < k.n; i++) {
+        if (m && k.v[i].start < k.v[m - 1].end) {
+            if (k.v[i].end > k.v[m - 1].end) k.v[m - 1].end = k.v[i].end;
+            continue;
+        }
+        k.v[m++] = k.v[i];
+    }
+    if ((err = number_spans(text, k.v, m, next)) != HL_OK) goto out;
+
+    /* The output is at most the input plus one placeholder per value: "[" TAG "_" number
+     * "]", the number at most 10 digits. */
+    size_t ceiling = len;
+    for (size_t i = 0; i < m; i++) ceiling += strlen(span_tag(d, &k.v[i])) + 13;
+    hl_buf_init(b, ceiling);
+    size_t at = 0;
+    for (size_t i = 0; i < m; i++) {
+        const span *sp = &k.v[i];
+        if ((err = hl_buf_append(b, text + at, sp->start - at)) != HL_OK) goto out;
+        if ((err = hl_buf_printf(b, "[%s_%d]", span_tag(d, sp), sp->num)) != HL_OK) goto out;
+        at = sp->end;
+    }
+    err = hl_buf_append(b, text + at, len - at);
+out:
+    if (k.v != small) free(k.v);
+    return err;
+}
+
+/* Redaction passes before giving up. The second pass finds something only when replacing
+ * values changed how the text around them reads (a custom match that cut a token so its
+ * rest looks like a phone number; an SSN word that a shorter placeholder brought within
+ * reach of a number); a third is rarer still. */
+#define PII_MAX_PASSES 4
+
+hl_err hl_pii_redact(const hl_pii_detector *d, const char *text, size_t len, char **out,
+                     size_t *out_len, hl_pii_report *report) {
+    hl_err err;
+    hl_pii_report scratch;
+    int next[NTAGS] = {0};
+    hl_buf cur, nb;
+    size_t found;
+    *out = NULL;
+    *out_len = 0;
+    if (!report) {
+        memset(&scratch, 0, sizeof scratch);
+        report = &scratch;
+    }
+    hl_buf_init(&cur, 0);
+    hl_buf_init(&nb, 0);
+    /* The first pass is the one reported: later passes only redact what the first one's
+     * placeholders made visible. */
+    err = redact_pass(d, text, len, report, next, &cur, &found);
+    if (err != HL_OK || found == 0) goto out;
+    for (int pass = 2;; pass++) {
+        memset(&scratch, 0, sizeof scratch);
+        err = redact_pass(d, cur.data, cur.len, &scratch, next, &nb, &found);
+        if (err != HL_OK) goto out;
+        if (found == 0) break;
+        if (pass == PII_MAX_PASSES) {
+            err = HL_ERR_LIMIT; /* cannot be made clean: fail closed */
+            goto out;
+        }
+        hl_buf_release(&cur);
+        cur = nb;
+        hl_buf_init(&nb, 0);
+    }
+    *out_len = cur.len;
+    *out = hl_buf_steal(&cur);
+out:
+    hl_buf_release(&cur);
+    hl_buf_release(&nb);
+    return err;
+}
+
+/* ---- Report -------------------------------------------------------------------------- */
+
+hl_err hl_pii_report_format(const hl_pii_report *r, const hl_pii_detector *d, char *buf,
+                            size_t len) {
+    if (len == 0) return HL_ERR_LIMIT;
+    size_t at = 0;
+    buf[0] = '\0';
+    for (int t = 0; t < HL_PII_NTYPES; t++) {
+        if (t == HL_PII_CUSTOM && d) {
+            for (size_t i = 0; i < d->n_custom; i++) {
+                if (!r->custom[i]) continue;
+                int n = snprintf(buf + at, len - at, "%scustom.%s:%d", at ? "," : "",
+                                 d->custom[i].name, r->custom[i]);
+                if (n < 0 || (size_t)n >= len - at) goto full;
+                at += (size_t)n;
+            }
+            continue;
+        }
+        if (!r->counts[t]) continue;
+        int n = snprintf(buf + at, len - at, "%s%s:%d", at ? "," : "", type_names[t],
+                         r->counts[t]);
+        if (n < 0 || (size_t)n >= len - at) goto full;
+        at += (size_t)n;
+    }
+    return HL_OK;
+full:
+    buf[0] = '\0';
+    return HL_ERR_LIMIT;
+}
