@@ -1,0 +1,915 @@
+/* hl_advise: the break-even advisor (see hl_advise.h). The arithmetic is done once, in
+ * hl_advise_compute(), which also writes each step as {label, value, formula}; the text and
+ * JSON renderers only lay those out, so what is printed is exactly what was computed. */
+#include "hl_advise.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- prices ---- */
+
+typedef struct builtin_price {
+    hl_price p;
+    const char *source;
+} builtin_price;
+
+/* The brief's models at the brief's prices. gpt-4o-mini is here only so that the prefix rule
+ * does not bill it at gpt-4o's rate. */
+static const builtin_price builtin_prices[] = {
+    {{"gpt-4o", 5.00, 15.00, 5.00, 5.00},
+     "built-in: the product brief's table (March 2025); OpenAI lists $2.50/$10 for current gpt-4o "
+     "snapshots, use --config to price those"},
+    {{"gpt-4o-mini", 0.15, 0.60, 0.075, 0.15},
+     "built-in: OpenAI pricing page, https://openai.com/api/pricing/ (March 2025)"},
+    {{"claude-3-5-sonnet", 3.00, 15.00, 0.30, 3.75},
+     "built-in: the product brief's table, March 2025; Anthropic's pricing page agrees"},
+};
+
+const hl_price *hl_advise_price(const hl_config *cfg, const char *model, const char **source) {
+    if (!model) return NULL;
+    const hl_price *p = hl_config_price(cfg, model);
+    if (p) {
+        if (source) *source = cfg->path ? cfg->path : "config";
+        return p;
+    }
+    const builtin_price *best = NULL;
+    size_t best_len = 0;
+    for (size_t i = 0; i < sizeof builtin_prices / sizeof builtin_prices[0]; i++) {
+        const builtin_price *b = &builtin_prices[i];
+        size_t n = strlen(b->p.model);
+        if (!strcmp(b->p.model, model)) {
+            best = b;
+            break;
+        }
+        if (n > best_len && !strncmp(model, b->p.model, n) && model[n] == '-') {
+            best = b;
+            best_len = n;
+        }
+    }
+    if (best && source) *source = best->source;
+    return best ? &best->p : NULL;
+}
+
+/* ---- numbers as people read them ---- */
+
+/* Numbers are returned by value in small structs, so that several can be formatted within
+ * one printf call (the temporaries live until the end of the full expression). Up to 1e15
+ * with 4 decimals fits a grouped (24 characters and a sign); past that, %g. */
+typedef struct grpstr {
+    char s[28];
+} grpstr;
+
+typedef struct numstr {
+    char s[32];
+} numstr;
+
+/* x with `decimals` decimals (0..4) and thousands separators. */
+static grpstr grouped(double x, int decimals) {
+    grpstr r;
+    char tmp[64];
+    if (!isfinite(x) || fabs(x) >= 1e15) {
+        snprintf(r.s, sizeof r.s, "%.4g", x);
+        return r;
+    }
+    snprintf(tmp, sizeof tmp, "%.*f", decimals, fabs(x));
+    bool neg = x < 0 && strspn(tmp, "0.") != strlen(tmp); /* never "-0.00" */
+    const char *dot = strchr(tmp, '.');
+    size_t intlen = dot ? (size_t)(dot - tmp) : strlen(tmp), o = 0;
+    if (neg) r.s[o++] = '-';
+    for (size_t i = 0; i < intlen; i++) {
+        if (i && (intlen - i) % 3 == 0) r.s[o++] = ',';
+        r.s[o++] = tmp[i];
+    }
+    snprintf(r.s + o, sizeof r.s - o, "%s", dot ? dot : "");
+    return r;
+}
+
+static numstr usd(double x) {
+    /* cents, except for the small sums of a short ledger or one request */
+    grpstr g = grouped(x, fabs(x) >= 1 || x == 0 ? 2 : fabs(x) >= 0.01 ? 4 : 6);
+    numstr r;
+    if (g.s[0] == '-') snprintf(r.s, sizeof r.s, "-$%s", g.s + 1);
+    else snprintf(r.s, sizeof r.s, "$%s", g.s);
+    return r;
+}
+
+static grpstr tok(double x) { return grouped(round(x), 0); }
+
+void hl_advise_fmt_count(double x, int decimals, char *buf, size_t len) {
+    snprintf(buf, len, "%s", grouped(x, decimals).s);
+}
+
+void hl_advise_fmt_usd(double x, char *buf, size_t len) { snprintf(buf, len, "%s", usd(x).s); }
+
+static numstr pct(double share) {
+    numstr r;
+    snprintf(r.s, sizeof r.s, "%.1f%%", share * 100.0);
+    return r;
+}
+
+/* ---- the ledger ---- */
+
+double hl_advise_parse_time(const char *s) {
+    if (!s) return -1;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    int n = 0;
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &n) != 6 || n != 19)
+        return -1;
+    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+        tm.tm_min > 59 || tm.tm_sec > 60)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    double frac = 0, scale = 0.1;
+    const char *p = s + n;
+    if (*p == '.') {
+        for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10) frac += (*p - '0') * scale;
+    }
+    double offset = 0;
+    if (*p == 'Z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int hh, mm, k = 0;
+        if (sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &k) != 2 || k != 5) return -1;
+        offset = (hh * 3600.0 + mm * 60.0) * (*p == '+' ? 1 : -1);
+        p += 6;
+    }
+    if (*p) return -1;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1) return -1;
+    return (double)t + frac - offset;
+}
+
+static long json_long(const json_t *v) {
+    if (json_is_integer(v)) return (long)json_integer_value(v);
+    if (json_is_real(v)) return (long)json_real_value(v);
+    return 0;
+}
+
+static const char *json_str_or(const json_t *o, const char *key, const char *dflt) {
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : dflt;
+}
+
+/* Parses one line; *ok false when it is not a record. */
+static hl_err scan_line(const char *data, size_t len, size_t line_no, hl_advise_ledger_fn fn, void *ud,
+                        bool *ok) {
+    *ok = false;
+    json_t *o = json_loadb(data, len, 0, NULL);
+    const char *source = json_string_value(json_object_get(o, "source"));
+    if (!json_is_object(o) || !source) {
+        json_decref(o);
+        return HL_OK;
+    }
+    *ok = true;
+    hl_advise_ledger_line l;
+    memset(&l, 0, sizeof l);
+    l.line_no = line_no;
+    const json_t *ts = json_object_get(o, "timestamp");
+    l.timestamp = json_is_number(ts) ? json_number_value(ts) : hl_advise_parse_time(json_string_value(ts));
+    l.cloud = !strcmp(source, "cloud");
+    l.input_tokens = json_long(json_object_get(o, "input_tokens"));
+    l.output_tokens = json_long(json_object_get(o, "output_tokens"));
+    if (l.input_tokens < 0) l.input_tokens = 0;
+    if (l.output_tokens < 0) l.output_tokens = 0;
+    const json_t *v = json_object_get(o, "latency_ms");
+    l.latency_ms = json_is_number(v) ? json_number_value(v) : 0;
+    v = json_object_get(o, "cost_usd");
+    l.cost_known = json_is_number(v);
+    l.cost_usd = l.cost_known ? json_number_value(v) : 0;
+    l.status = json_str_or(o, "status", "ok");
+    l.task_type = json_str_or(o, "task_type", NULL);
+    l.request_id = json_str_or(o, "request_id", NULL);
+    l.model = json_str_or(o, "model", NULL);
+    l.backend = json_str_or(o, "backend", NULL);
+    l.sensitive = json_is_true(json_object_get(o, "sensitive"));
+    v = json_object_get(o, "confidence");
+    l.confidence = json_is_number(v) ? json_number_value(v) : -1;
+    hl_err e = fn(&l, ud);
+    json_decref(o);
+    return e;
+}
+
+static bool blank(const char *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r') return false;
+    return true;
+}
+
+hl_err hl_advise_ledger_scan(const char *path, hl_advise_ledger_fn fn, void *ud, size_t *lines, size_t *bad,
+                             char *errbuf, size_t errbuf_len) {
+    *lines = *bad = 0;
+    if (errbuf_len) errbuf[0] = '\0';
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        int saved = errno;
+        snprintf(errbuf, errbuf_len, "%s: %s", path, strerror(saved));
+        errno = saved;
+        return HL_ERR_IO;
+    }
+    hl_err rc = HL_OK;
+    hl_buf line;
+    hl_buf_init(&line, HL_ADVISE_MAX_LINE);
+    char chunk[65536];
+    size_t n, line_no = 0;
+    bool eof = false;
+    while (!rc && !eof) {
+        n = fread(chunk, 1, sizeof chunk, f);
+        if (n == 0) {
+            if (ferror(f)) {
+                snprintf(errbuf, errbuf_len, "%s: read error", path);
+                rc = HL_ERR_IO;
+                break;
+            }
+            eof = true;
+            if (!line.len) break;
+        }
+        size_t off = 0;
+        while (!rc && (off < n || (eof && line.len))) {
+            const char *nl = off < n ? memchr(chunk + off, '\n', n - off) : NULL;
+            size_t take = nl ? (size_t)(nl - (chunk + off)) : n - off;
+            if (take && (rc = hl_buf_append(&line, chunk + off, take))) {
+                if (rc == HL_ERR_LIMIT)
+                    snprintf(errbuf, errbuf_len, "%s:%zu: line longer than %u bytes", path, line_no + 1,
+                             HL_ADVISE_MAX_LINE);
+                break;
+            }
+            off += take + (nl ? 1 : 0);
+            if (!nl && !eof) break; /* the line goes on in the next chunk */
+            line_no++;
+            if (!blank(line.data ? line.data : "", line.len)) {
+                bool ok;
+                rc = scan_line(line.data, line.len, line_no, fn, ud, &ok);
+                if (ok) {
+                    (*lines)++;
+                } else if ((*bad)++ == 0) {
+                    snprintf(errbuf, errbuf_len, "%s:%zu: not a ledger record (a JSON object with \"source\")",
+                             path, line_no);
+                }
+            }
+            hl_buf_reset(&line);
+        }
+    }
+    hl_buf_release(&line);
+    fclose(f);
+    return rc;
+}
+
+typedef struct measure_ctx {
+    hl_advise_measured *m;
+} measure_ctx;
+
+static bool is_simple_task(const char *t) {
+    return t && (!strcmp(t, "classification") || !strcmp(t, "extraction"));
+}
+
+static bool is_complex_task(const char *t) {
+    return t && (!strcmp(t, "code_generation") || !strcmp(t, "analysis") || !strcmp(t, "reasoning"));
+}
+
+static hl_err measure_line(const hl_advise_ledger_line *l, void *ud) {
+    hl_advise_measured *m = ((measure_ctx *)ud)->m;
+    if (l->timestamp >= 0) {
+        if (m->first_ts < 0 || l->timestamp < m->first_ts) m->first_ts = l->timestamp;
+        if (l->timestamp > m->last_ts) m->last_ts = l->timestamp;
+    }
+    if (l->cost_known) {
+        if (l->cloud) m->cloud_cost_usd += l->cost_usd;
+        else m->local_cost_usd += l->cost_usd;
+    } else {
+        m->unknown_cost++;
+    }
+    if (!l->cloud) {
+        m->local_busy_ms += l->latency_ms;
+        m->local_tokens += l->input_tokens + l->output_tokens;
+    }
+    if (!strcmp(l->status, "escalated")) {
+        m->escalated++;
+    } else if (!strcmp(l->status, "ok")) {
+        m->requests++;
+        if (l->cloud) m->cloud_requests++;
+        else m->local_requests++;
+        m->input_tokens += l->input_tokens;
+        m->output_tokens += l->output_tokens;
+        m->sensitive += l->sensitive;
+        m->simple_tasks += is_simple_task(l->task_type);
+        m->complex_tasks += is_complex_task(l->task_type);
+    } else {
+        m->failed++;
+    }
+    return HL_OK;
+}
+
+hl_err hl_advise_measure(const char *path, double period_days, hl_advise_measured *m, char *errbuf,
+                         size_t errbuf_len) {
+    memset(m, 0, sizeof *m);
+    m->path = path;
+    m->first_ts = m->last_ts = -1;
+    measure_ctx ctx = {m};
+    hl_err rc = hl_advise_ledger_scan(path, measure_line, &ctx, &m->lines, &m->bad_lines, errbuf, errbuf_len);
+    if (rc) return rc;
+    if (!m->requests || m->input_tokens + m->output_tokens <= 0) {
+        snprintf(errbuf, errbuf_len, "%s: no served request with tokens (status \"ok\") in %zu records", path,
+                 m->lines);
+        return HL_ERR_INVAL;
+    }
+    m->period_days = period_days > 0 ? period_days : (m->last_ts - m->first_ts) / 86400.0;
+    if (!(m->period_days > 0)) {
+        snprintf(errbuf, errbuf_len,
+                 "%s: the records cover no span of time (%s); pass --period-days D to say how long the "
+                 "ledger covers",
+                 path, m->first_ts < 0 ? "no timestamps" : "one timestamp");
+        return HL_ERR_INVAL;
+    }
+    m->month_factor = 30.0 / m->period_days;
+    if (errbuf_len && !m->bad_lines) errbuf[0] = '\0';
+    return HL_OK;
+}
+
+/* ---- the advice ---- */
+
+void hl_advise_input_defaults(hl_advise_input *in) {
+    memset(in, 0, sizeof *in);
+    in->tokens_per_month = HL_ADVISE_BRIEF_TOKENS;
+    in->input_share = HL_ADVISE_INPUT_SHARE;
+    in->cloud_model = HL_ADVISE_CLOUD_MODEL;
+    in->hardware_usd = HL_ADVISE_HARDWARE_USD;
+    in->amortize_months = HL_ADVISE_AMORTIZE_MONTHS;
+    in->power_usd_month = HL_ADVISE_POWER_USD_MONTH;
+    in->busy_usd_hour = HL_ADVISE_BUSY_USD_HOUR;
+    in->brief_scenario = true;
+}
+
+const char *hl_advice_name(hl_advice a) {
+    switch (a) {
+    case HL_ADVICE_CLOUD: return "cloud";
+    case HL_ADVICE_LOCAL: return "local";
+    case HL_ADVICE_HYBRID: return "hybrid";
+    case HL_ADVICE_BREAK_EVEN: return "break-even";
+    }
+    return "?";
+}
+
+typedef struct brief_headline {
+    const char *name;
+    double in, out, headline;
+} brief_headline;
+
+/* "GPT-4o: ~$1,800/month token cost", "Claude 3.5 Sonnet: ~$1,080/month token cost". */
+static const brief_headline brief_headlines[] = {
+    {"GPT-4o", 5.00, 15.00, 1800.0},
+    {"Claude 3.5 Sonnet", 3.00, 15.00, 1080.0},
+};
+
+bool hl_advise_brief_headline(const char *model, double *headline_usd, double *in_per_mtok, double *out_per_mtok) {
+    const brief_headline *h = NULL;
+    if (!model) return false;
+    /* gpt-4o and its dated snapshots (gpt-4o-2024-05-13), not gpt-4o-mini */
+    if (!strcmp(model, "gpt-4o") || (!strncmp(model, "gpt-4o-", 7) && model[7] >= '0' && model[7] <= '9'))
+        h = &brief_headlines[0];
+    else if (!strncmp(model, "claude-3-5-sonnet", 17))
+        h = &brief_headlines[1];
+    if (!h) return false;
+    if (headline_usd) *headline_usd = h->headline;
+    if (in_per_mtok) *in_per_mtok = h->in;
+    if (out_per_mtok) *out_per_mtok = h->out;
+    return true;
+}
+
+static void add_step(hl_advise_result *r, int section, const char *label, const char *value, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void add_step(hl_advise_result *r, int section, const char *label, const char *value, const char *fmt, ...) {
+    if (r->n_steps >= (int)(sizeof r->steps / sizeof r->steps[0])) return;
+    hl_advise_step *s = &r->steps[r->n_steps++];
+    s->section = section;
+    snprintf(s->label, sizeof s->label, "%s", label);
+    snprintf(s->value, sizeof s->value, "%s", value);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->formula, sizeof s->formula, fmt, ap);
+    va_end(ap);
+}
+
+static void add_reason(hl_advise_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_reason(hl_advise_result *r, const char *fmt, ...) {
+    if (r->n_reasons >= (int)(sizeof r->reasons / sizeof r->reasons[0])) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->reasons[r->n_reasons++], sizeof r->reasons[0], fmt, ap);
+    va_end(ap);
+}
+
+static void iso_time(double t, char *buf, size_t len) {
+    time_t s = (time_t)t;
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void workload_steps(const hl_advise_input *in, hl_advise_result *r) {
+    const hl_advise_measured *m = in->measured;
+    char v[72];
+    if (m) {
+        double served = (double)(m->input_tokens + m->output_tokens);
+        snprintf(v, sizeof v, "%zu lines", m->lines);
+        if (m->bad_lines)
+            add_step(r, 0, "ledger records", v, "%s (%zu more lines skipped: not a ledger record)", m->path,
+                     m->bad_lines);
+        else
+            add_step(r, 0, "ledger records", v, "%s", m->path);
+        char a[32] = "?", b[32] = "?";
+        if (m->first_ts >= 0) iso_time(m->first_ts, a, sizeof a), iso_time(m->last_ts, b, sizeof b);
+        snprintf(v, sizeof v, "%.2f days", m->period_days);
+        add_step(r, 0, "period covered", v, "%s to %s%s", a, b,
+                 fabs(m->period_days - (m->last_ts - m->first_ts) / 86400.0) > 1e-9 ? " (set by --period-days)" : "");
+        snprintf(v, sizeof v, "x %.3f", m->month_factor);
+        add_step(r, 0, "to a 30-day month", v, "= 30 days / %.2f days%s", m->period_days,
+                 m->period_days < 7 ? " (under a week: a rough extrapolation)" : "");
+        snprintf(v, sizeof v, "%zu", m->requests);
+        add_step(r, 0, "served requests", v, "status ok: %zu local, %zu cloud; also %zu escalated and %zu failed attempts",
+                 m->local_requests, m->cloud_requests, m->escalated, m->failed);
+        add_step(r, 0, "tokens served", tok(served).s, "= %s input + %s output", tok((double)m->input_tokens).s,
+                 tok((double)m->output_tokens).s);
+        add_step(r, 0, "tokens per month", tok(r->tokens_per_month).s, "= %s x %.3f", tok(served).s, m->month_factor);
+        add_step(r, 0, "input share", pct(r->input_share).s, "= %s / %s (measured)", tok((double)m->input_tokens).s,
+                 tok(served).s);
+        double spend = m->cloud_cost_usd + m->local_cost_usd;
+        add_step(r, 0, "measured spend", usd(spend).s, "= %s cloud + %s local over the period (every attempt's cost_usd%s)",
+                 usd(m->cloud_cost_usd).s, usd(m->local_cost_usd).s, m->unknown_cost ? "; some unpriced" : "");
+        add_step(r, 0, "measured per month", usd(spend * m->month_factor).s, "= %s x %.3f", usd(spend).s,
+                 m->month_factor);
+        snprintf(v, sizeof v, "%zu", m->sensitive);
+        add_step(r, 0, "sensitive requests", v, "%s of served requests: these must stay local",
+                 pct((double)m->sensitive / (double)m->requests).s);
+        snprintf(v, sizeof v, "%zu / %zu / %zu", m->simple_tasks, m->complex_tasks,
+                 m->requests - m->simple_tasks - m->complex_tasks);
+        add_step(r, 0, "task mix", v, "classification+extraction / code+analysis+reasoning / other");
+    } else {
+        add_step(r, 0, "tokens per month", tok(r->tokens_per_month).s, "%s",
+                 in->brief_scenario ? "the product brief's scenario: \"10M tokens per month\"" : "--tokens-per-month");
+        add_step(r, 0, "input share", pct(r->input_share).s, "%s",
+                 fabs(r->input_share - HL_ADVISE_INPUT_SHARE) < 1e-12
+                     ? "assumed: the brief gives no split; its logged example is 450 in / 200 out = 69% input"
+                     : "--input-share");
+    }
+    add_step(r, 0, "input tokens", tok(r->input_tokens).s, "= %s x %.3f", tok(r->tokens_per_month).s, r->input_share);
+    add_step(r, 0, "output tokens", tok(r->output_tokens).s, "= %s - %s", tok(r->tokens_per_month).s,
+             tok(r->input_tokens).s);
+}
+
+hl_err hl_advise_compute(const hl_advise_input *in, hl_advise_result *r, char *errbuf, size_t errbuf_len) {
+    memset(r, 0, sizeof *r);
+    const hl_advise_measured *m = in->measured;
+    if (!in->cloud_model || !*in->cloud_model) {
+        snprintf(errbuf, errbuf_len, "no cloud model given");
+        return HL_ERR_INVAL;
+    }
+    if (!(in->hardware_usd >= 0) || !(in->amortize_months > 0) || !(in->power_usd_month >= 0) ||
+        !(in->busy_usd_hour >= 0)) {
+        snprintf(errbuf, errbuf_len, "hardware and power must be >= 0 and the amortization > 0 months");
+        return HL_ERR_INVAL;
+    }
+    if (m) {
+        double served = (double)(m->input_tokens + m->output_tokens);
+        if (!(served > 0) || !(m->month_factor > 0)) {
+            snprintf(errbuf, errbuf_len, "the ledger has no served tokens");
+            return HL_ERR_INVAL;
+        }
+        r->tokens_per_month = served * m->month_factor;
+        r->input_share = (double)m->input_tokens / served;
+    } else {
+        r->tokens_per_month = in->tokens_per_month;
+        r->input_share = in->input_share;
+    }
+    if (!(r->tokens_per_month >= 0) || !isfinite(r->tokens_per_month) || !(r->input_share >= 0) ||
+        !(r->input_share <= 1)) {
+        snprintf(errbuf, errbuf_len, "tokens per month must be >= 0 and the input share within 0..1");
+        return HL_ERR_INVAL;
+    }
+    const char *source = NULL;
+    const hl_price *p = hl_advise_price(in->prices, in->cloud_model, &source);
+    if (!p) {
+        snprintf(errbuf, errbuf_len,
+                 "no price for model '%s': add it to `prices` in a config given with --config, or use "
+                 "gpt-4o, gpt-4o-mini or claude-3-5-sonnet-20241022 (built in)",
+                 in->cloud_model);
+        return HL_ERR_NOTFOUND;
+    }
+    r->price = *p;
+    snprintf(r->price_source, sizeof r->price_source, "%s", source);
+
+    /* the arithmetic */
+    const double T = r->tokens_per_month, share = r->input_share;
+    r->input_tokens = T * share;
+    r->output_tokens = T - r->input_tokens;
+    r->cloud_input_usd = r->input_tokens / 1e6 * p->input_per_mtok;
+    r->cloud_output_usd = r->output_tokens / 1e6 * p->output_per_mtok;
+    r->cloud_usd = r->cloud_input_usd + r->cloud_output_usd;
+    r->blended_per_mtok = share * p->input_per_mtok + (1 - share) * p->output_per_mtok;
+    r->hardware_month_usd = in->hardware_usd / in->amortize_months;
+    r->local_usd = r->hardware_month_usd + in->power_usd_month;
+    r->saving_usd = r->cloud_usd - r->local_usd;
+    double net = r->cloud_usd - in->power_usd_month;
+    r->months_to_recover = net > 0 ? in->hardware_usd / net : -1;
+    r->break_even_tokens = r->blended_per_mtok > 0 ? r->local_usd / r->blended_per_mtok * 1e6 : -1;
+    r->six_month_tokens =
+        r->blended_per_mtok > 0 ? (in->hardware_usd / 6.0 + in->power_usd_month) / r->blended_per_mtok * 1e6 : -1;
+    r->busy_ms_per_token = HL_ADVISE_REQ_LOCAL_MS / HL_ADVISE_REQ_TOKENS;
+    if (m && m->local_tokens > 0 && m->local_busy_ms > 0) {
+        r->busy_ms_per_token = m->local_busy_ms / (double)m->local_tokens;
+        r->busy_measured = true;
+    }
+    r->busy_requests = T / HL_ADVISE_REQ_TOKENS;
+    r->busy_hours = T * r->busy_ms_per_token / 3.6e6;
+    r->busy_usd = r->busy_hours * in->busy_usd_hour;
+    r->cover_hours = in->busy_usd_hour > 0 ? r->local_usd / in->busy_usd_hour : -1;
+    r->brief_note = !m && fabs(T - HL_ADVISE_BRIEF_TOKENS) < 0.5 &&
+                    (in->brief_scenario || hl_advise_brief_headline(in->cloud_model, NULL, NULL, NULL));
+
+    /* the arithmetic, written down */
+    workload_steps(in, r);
+    char v[72];
+    snprintf(v, sizeof v, "%s / %s", usd(p->input_per_mtok).s, usd(p->output_per_mtok).s);
+    add_step(r, 1, "price per 1M in / out", v, "%s%s%s (%s)", in->cloud_model, strcmp(p->model, in->cloud_model) ? " priced as " : "",
+             strcmp(p->model, in->cloud_model) ? p->model : "", source);
+    add_step(r, 1, "input", usd(r->cloud_input_usd).s, "= %s / 1M x %s", tok(r->input_tokens).s,
+             usd(p->input_per_mtok).s);
+    add_step(r, 1, "output", usd(r->cloud_output_usd).s, "= %s / 1M x %s", tok(r->output_tokens).s,
+             usd(p->output_per_mtok).s);
+    add_step(r, 1, "cloud per month", usd(r->cloud_usd).s, "= %s + %s", usd(r->cloud_input_usd).s,
+             usd(r->cloud_output_usd).s);
+    snprintf(v, sizeof v, "%s per 1M", usd(r->blended_per_mtok).s);
+    add_step(r, 1, "blended price", v, "= %.3f x %s + %.3f x %s", share, usd(p->input_per_mtok).s, 1 - share,
+             usd(p->output_per_mtok).s);
+    if (m) {
+        double period_cloud = r->cloud_usd / m->month_factor, spend = m->cloud_cost_usd + m->local_cost_usd;
+        add_step(r, 1, "all-cloud, the period", usd(period_cloud).s, "= %s / %.3f: the served tokens at this price",
+                 usd(r->cloud_usd).s, m->month_factor);
+        add_step(r, 1, "saved against all-cloud", usd(period_cloud - spend).s, "= %s - %s measured; %s per month",
+                 usd(period_cloud).s, usd(spend).s, usd((period_cloud - spend) * m->month_factor).s);
+    }
+    bool hw_default = in->hardware_usd == HL_ADVISE_HARDWARE_USD && in->amortize_months == HL_ADVISE_AMORTIZE_MONTHS;
+    add_step(r, 2, "hardware", usd(r->hardware_month_usd).s, "= %s / %g months%s", usd(in->hardware_usd).s,
+             in->amortize_months, hw_default ? " (the brief: RTX 4070 ~$550, 3-year amortization)" : "");
+    add_step(r, 2, "power", usd(in->power_usd_month).s, "%s",
+             in->power_usd_month == HL_ADVISE_POWER_USD_MONTH
+                 ? "per month: our default, the brief gives no electricity figure (--power-usd-month)"
+                 : "per month (--power-usd-month)");
+    add_step(r, 2, "local per month", usd(r->local_usd).s, "= %s + %s", usd(r->hardware_month_usd).s,
+             usd(in->power_usd_month).s);
+    if (r->busy_measured)
+        add_step(r, 2, "busy-time view", usd(r->busy_usd).s,
+                 "= %s tokens x %.3f ms/token (measured locally) = %.3g h x $%g/h", tok(T).s, r->busy_ms_per_token,
+                 r->busy_hours, in->busy_usd_hour);
+    else
+        add_step(r, 2, "busy-time view", usd(r->busy_usd).s,
+                 "= %s requests of 650 tokens x 1,800 ms = %.3g h x $%g/h (the brief's CostTracker example)",
+                 tok(r->busy_requests).s, r->busy_hours, in->busy_usd_hour);
+    if (r->cover_hours >= 0) {
+        snprintf(v, sizeof v, "%.0f busy h/month", r->cover_hours);
+        add_step(r, 2, "busy rate pays local at", v, "= %s / $%g per hour (%.0f%% of a 720-hour month)",
+                 usd(r->local_usd).s, in->busy_usd_hour, r->cover_hours / 720.0 * 100);
+    }
+    snprintf(v, sizeof v, "%s per month", usd(r->saving_usd).s);
+    add_step(r, 3, "saving with local", v, "= %s cloud - %s local%s", usd(r->cloud_usd).s, usd(r->local_usd).s,
+             r->saving_usd < 0 ? ": the cloud is cheaper" : "");
+    if (r->months_to_recover >= 0) {
+        snprintf(v, sizeof v, "%.1f months", r->months_to_recover);
+        add_step(r, 3, "hardware recovered in", v, "= %s / (%s cloud - %s power)", usd(in->hardware_usd).s,
+                 usd(r->cloud_usd).s, usd(in->power_usd_month).s);
+    } else {
+        add_step(r, 3, "hardware recovered in", "never", "the cloud costs %s a month, no more than the power (%s)",
+                 usd(r->cloud_usd).s, usd(in->power_usd_month).s);
+    }
+    if (r->break_even_tokens >= 0) {
+        snprintf(v, sizeof v, "%s tokens/month", tok(r->break_even_tokens).s);
+        add_step(r, 3, "break-even volume", v, "= %s / %s per 1M: above it local is cheaper", usd(r->local_usd).s,
+                 usd(r->blended_per_mtok).s);
+        snprintf(v, sizeof v, "%s tokens/month", tok(r->six_month_tokens).s);
+        add_step(r, 3, "6-month payback from", v, "= (%s / 6 + %s) / %s per 1M", usd(in->hardware_usd).s,
+                 usd(in->power_usd_month).s, usd(r->blended_per_mtok).s);
+    }
+
+    /* question 1: volume, the brief's tiers, checked against the arithmetic */
+    char (*q)[320] = r->matrix[0];
+    char months[64];
+    if (r->months_to_recover >= 0) snprintf(months, sizeof months, "%.1f months", r->months_to_recover);
+    else snprintf(months, sizeof months, "never (the cloud costs no more than the power)");
+    if (T < 500e3) {
+        snprintf(r->tier, sizeof r->tier, "under 500K");
+        snprintf(q[0], sizeof q[0], "%s tokens/month is under 500K: \"Cloud APIs are cheaper. Use Claude 3.5 Sonnet.\"",
+                 tok(T).s);
+        snprintf(q[1], sizeof q[1], "cloud %s vs local %s per month%s", usd(r->cloud_usd).s, usd(r->local_usd).s,
+                 r->saving_usd > 0 ? ": local is cheaper at these prices, but the brief counts the setup overhead" : "");
+    } else if (T < 5e6) {
+        snprintf(r->tier, sizeof r->tier, "500K-5M");
+        snprintf(q[0], sizeof q[0],
+                 "%s tokens/month is 500K-5M: \"Break-even zone. Depends on accuracy needs and privacy constraints.\"",
+                 tok(T).s);
+        snprintf(q[1], sizeof q[1], "local %s vs cloud %s per month; hardware recovered: %s", usd(r->local_usd).s,
+                 usd(r->cloud_usd).s, months);
+    } else {
+        snprintf(r->tier, sizeof r->tier, "5M+");
+        snprintf(q[0], sizeof q[0],
+                 "%s tokens/month is 5M+: \"Local models pay for hardware within 6 months. Implement hybrid routing.\"",
+                 tok(T).s);
+        if (r->months_to_recover >= 0 && r->months_to_recover <= 6)
+            snprintf(q[1], sizeof q[1], "holds: the hardware is recovered in %s", months);
+        else if (r->months_to_recover >= 0)
+            snprintf(q[1], sizeof q[1],
+                     "does not hold at these prices: the hardware takes %s (6 months needs %s tokens/month)", months,
+                     tok(r->six_month_tokens).s);
+        else
+            snprintf(q[1], sizeof q[1], "does not hold: the hardware is never recovered, the cloud costs no more "
+                                        "than the power");
+    }
+    /* question 2: privacy */
+    q = r->matrix[1];
+    if (in->privacy == HL_PRIVACY_REQUIRED)
+        snprintf(q[0], sizeof q[0], "required: \"Go local, no debate. GDPR, HIPAA, and customer contracts often require it.\"");
+    else if (in->privacy == HL_PRIVACY_NO)
+        snprintf(q[0], sizeof q[0], "not required: \"Cloud API is simpler. Skip the infrastructure overhead.\"");
+    else
+        snprintf(q[0], sizeof q[0], "not given (--privacy required|no)");
+    if (m && m->sensitive)
+        snprintf(q[1], sizeof q[1], "the ledger has %zu sensitive requests (%s): they must stay local, whatever the rest does",
+                 m->sensitive, pct((double)m->sensitive / (double)m->requests).s);
+    /* question 3: accuracy */
+    q = r->matrix[2];
+    if (in->accuracy == HL_ACCURACY_CLASSIFICATION)
+        snprintf(q[0], sizeof q[0], "classification/extraction: \"Local 7B models work fine. Use Mistral 7B.\"");
+    else if (in->accuracy == HL_ACCURACY_REASONING)
+        snprintf(q[0], sizeof q[0], "reasoning/code generation: \"Cloud models are significantly better. Use Claude 3.5 Sonnet.\"");
+    else if (in->accuracy == HL_ACCURACY_UNSURE)
+        snprintf(q[0], sizeof q[0], "unsure: \"Start with cloud, measure quality, swap to local if it meets thresholds.\"");
+    else
+        snprintf(q[0], sizeof q[0], "not given (--accuracy classification|reasoning|unsure)");
+    if (m)
+        snprintf(q[1], sizeof q[1], "measured mix: %s classification/extraction, %s code/analysis/reasoning, %s other",
+                 pct((double)m->simple_tasks / (double)m->requests).s, pct((double)m->complex_tasks / (double)m->requests).s,
+                 pct((double)(m->requests - m->simple_tasks - m->complex_tasks) / (double)m->requests).s);
+
+    /* the recommendation: privacy first, then accuracy, then volume (the matrix's order of
+     * strength: privacy is "no debate", accuracy decides what local can do at all). */
+    if (in->privacy == HL_PRIVACY_REQUIRED) {
+        r->advice = HL_ADVICE_LOCAL;
+        add_reason(r, "Privacy is required: the data must not leave your hardware, whatever the volume or the price.");
+        if (in->accuracy == HL_ACCURACY_REASONING)
+            add_reason(r, "Reasoning and code on a local model will be weaker (MMLU: Mistral 7B 62%%, Llama 3.1 70B "
+                          "83%%, Claude 3.5 Sonnet 88%%): plan for a 70B model on a 24GB+ GPU.");
+        if (r->saving_usd < 0)
+            add_reason(r, "Local costs %s a month more than the cloud would at this volume; privacy decides, not price.",
+                       usd(-r->saving_usd).s);
+    } else if (in->accuracy == HL_ACCURACY_REASONING) {
+        r->advice = HL_ADVICE_CLOUD;
+        add_reason(r, "Reasoning and code generation: cloud models are significantly better; use Claude 3.5 Sonnet.");
+        if (T >= 5e6 && r->saving_usd > 0)
+            add_reason(r, "At %s tokens/month, any classification or extraction share could still run locally "
+                          "(hybrid): `hybridllm simulate` shows the split.",
+                       tok(T).s);
+    } else if (T < 500e3) {
+        r->advice = HL_ADVICE_CLOUD;
+        add_reason(r, "Under 500K tokens a month the cloud is %s a month against %s for local hardware, with no "
+                      "infrastructure to run.",
+                   usd(r->cloud_usd).s, usd(r->local_usd).s);
+    } else if (T < 5e6) {
+        if (in->accuracy == HL_ACCURACY_CLASSIFICATION) {
+            r->advice = r->saving_usd > 0 ? HL_ADVICE_LOCAL : HL_ADVICE_CLOUD;
+            add_reason(r, "Classification/extraction runs fine on a local 7B model, so price decides: local %s vs "
+                          "cloud %s a month.",
+                       usd(r->local_usd).s, usd(r->cloud_usd).s);
+        } else {
+            r->advice = HL_ADVICE_BREAK_EVEN;
+            add_reason(r, "Break-even zone: local %s vs cloud %s a month; hardware recovered: %s.",
+                       usd(r->local_usd).s, usd(r->cloud_usd).s, months);
+            if (T >= 2e6)
+                add_reason(r, "From 2M tokens a month the brief's advice: run the hybrid router on 10%% of the "
+                              "workload for 30 days, measure cost per inference on both sides, then decide.");
+            else
+                add_reason(r, "Start with the cloud, measure quality and cost in the ledger, and revisit.");
+        }
+    } else if (r->saving_usd <= 0) {
+        r->advice = HL_ADVICE_CLOUD;
+        add_reason(r, "The brief's 5M+ tier assumes local is cheaper; at these prices it is not (cloud %s vs local "
+                      "%s a month).",
+                   usd(r->cloud_usd).s, usd(r->local_usd).s);
+    } else if (in->accuracy == HL_ACCURACY_CLASSIFICATION) {
+        r->advice = HL_ADVICE_LOCAL;
+        add_reason(r, "A narrow classification/extraction workload at %s tokens/month: a local 7B model (Mistral "
+                      "7B) takes all of it and saves %s a month; hardware recovered: %s.",
+                   tok(T).s, usd(r->saving_usd).s, months);
+    } else {
+        r->advice = HL_ADVICE_HYBRID;
+        add_reason(r, "Route classification, extraction and summarization to a local 7B model and reasoning and "
+                      "code to the cloud; sensitive requests stay local.");
+        add_reason(r, "All-local would save %s a month and recover the hardware in %s; the hybrid saves less, in "
+                      "proportion to its local share (`hybridllm simulate`).",
+                   usd(r->saving_usd).s, months);
+        if (in->accuracy == HL_ACCURACY_UNSURE)
+            add_reason(r, "Accuracy unsure: start the local share on 10%% of the traffic and measure quality.");
+    }
+    return HL_OK;
+}
+
+/* ---- rendering ---- */
+
+static const char *section_title(int s) {
+    switch (s) {
+    case 0: return "Workload";
+    case 1: return "Cloud cost per month";
+    case 2: return "Local cost per month (amortized hardware)";
+    default: return "Break-even";
+    }
+}
+
+static hl_err render_brief_note(const hl_advise_result *r, hl_buf *o) {
+    enum { N = sizeof brief_headlines / sizeof brief_headlines[0] };
+    double share = r->input_share;
+    hl_err e = hl_buf_printf(o, "\nNote: the brief's headline figures do not follow from its own prices\n"
+                                "  The brief: 10M tokens a month cost ~$%s on %s and ~$%s on %s.\n"
+                                "  Its own per-token prices give, for 10M tokens:\n",
+                             tok(brief_headlines[0].headline).s, brief_headlines[0].name,
+                             tok(brief_headlines[1].headline).s, brief_headlines[1].name);
+    bool all_36 = true;
+    for (size_t i = 0; !e && i < N; i++) {
+        const brief_headline *h = &brief_headlines[i];
+        double lo = 10 * h->in, hi = 10 * h->out, mid = 10 * (share * h->in + (1 - share) * h->out);
+        e = hl_buf_printf(o, "    %-18s %s / %s  %s all input .. %s all output; %s at %.0f/%.0f\n", h->name,
+                          usd(h->in).s, usd(h->out).s, usd(lo).s, usd(hi).s, usd(mid).s, share * 100,
+                          (1 - share) * 100);
+        if (fabs(h->headline - h->in * 10 * 36) > 0.005) all_36 = false;
+    }
+    for (size_t i = 0; !e && i < N; i++)
+        e = hl_buf_printf(o, "%s~$%s is %.1fx", i ? " and " : "  ", tok(brief_headlines[i].headline).s,
+                          brief_headlines[i].headline / (10 * brief_headlines[i].out));
+    if (!e) e = hl_buf_puts(o, " the most any split costs.");
+    if (!e && all_36) {
+        e = hl_buf_puts(o, " Both equal 36 months of 10M tokens\n  at the input price (");
+        for (size_t i = 0; !e && i < N; i++)
+            e = hl_buf_printf(o, "%s%s x 10 x 36 = $%s", i ? "; " : "", usd(brief_headlines[i].in).s,
+                              tok(brief_headlines[i].headline).s);
+        if (!e) e = hl_buf_puts(o, "): three years of input, not a month of use.");
+    }
+    if (!e)
+        e = hl_buf_printf(o, "\n  Its local figures ($45-$60 a month) are not its footnote's RTX 4070 either: "
+                             "$550 / 36 = %s.\n"
+                             "  This advisor computes from per-token prices, never from the brief's totals.\n",
+                          usd(HL_ADVISE_HARDWARE_USD / HL_ADVISE_AMORTIZE_MONTHS).s);
+    return e;
+}
+
+hl_err hl_advise_render_text(const hl_advise_input *in, const hl_advise_result *r, hl_buf *o) {
+    hl_err e = hl_buf_printf(o, "hybridllm advise: cloud or local, from the product brief's decision matrix\n");
+    if (!e && !in->measured && in->brief_scenario)
+        e = hl_buf_puts(o, "(no workload flags: the brief's scenario, 10M tokens a month; see --help)\n");
+    int section = -1;
+    for (int i = 0; !e && i < r->n_steps; i++) {
+        const hl_advise_step *s = &r->steps[i];
+        if (s->section != section) {
+            section = s->section;
+            e = hl_buf_printf(o, "\n%s\n", section_title(section));
+        }
+        if (!e) e = hl_buf_printf(o, "  %-24s %-24s %s\n", s->label, s->value, s->formula);
+    }
+    static const char *const questions[] = {"1. tokens/month", "2. privacy", "3. accuracy"};
+    if (!e) e = hl_buf_puts(o, "\nDecision matrix (the brief's answers, then the arithmetic's check)\n");
+    for (int i = 0; !e && i < 3; i++) {
+        e = hl_buf_printf(o, "  %-16s %s\n", questions[i], r->matrix[i][0]);
+        if (!e && r->matrix[i][1][0]) e = hl_buf_printf(o, "  %-16s check: %s\n", "", r->matrix[i][1]);
+    }
+    if (!e) e = hl_buf_printf(o, "\nRecommendation: %s\n", hl_advice_name(r->advice));
+    for (int i = 0; !e && i < r->n_reasons; i++) e = hl_buf_printf(o, "  - %s\n", r->reasons[i]);
+    if (!e && r->brief_note) e = render_brief_note(r, o);
+    return e;
+}
+
+static int jset(json_t *o, const char *k, json_t *v) { return json_object_set_new(o, k, v); }
+
+static json_t *jnum_or_null(double x, bool ok) { return ok ? json_real(x) : json_null(); }
+
+hl_err hl_advise_render_json(const hl_advise_input *in, const hl_advise_result *r, hl_buf *out) {
+    const hl_advise_measured *m = in->measured;
+    json_t *root = json_object(), *w = json_object(), *c = json_object(), *l = json_object(), *b = json_object(),
+           *d = json_object(), *steps = json_array(), *matrix = json_array(), *reasons = json_array();
+    hl_err rc = HL_ERR_NOMEM;
+    if (!root || !w || !c || !l || !b || !d || !steps || !matrix || !reasons) goto out;
+    jset(w, "source", json_string(m ? "ledger" : in->brief_scenario ? "brief" : "flags"));
+    jset(w, "tokens_per_month", json_real(r->tokens_per_month));
+    jset(w, "input_share", json_real(r->input_share));
+    jset(w, "input_tokens_per_month", json_real(r->input_tokens));
+    jset(w, "output_tokens_per_month", json_real(r->output_tokens));
+    if (m) {
+        json_t *lg = json_object();
+        if (!lg) goto out;
+        jset(lg, "path", json_string(m->path));
+        jset(lg, "records", json_integer((json_int_t)m->lines));
+        jset(lg, "skipped_lines", json_integer((json_int_t)m->bad_lines));
+        jset(lg, "period_days", json_real(m->period_days));
+        jset(lg, "month_factor", json_real(m->month_factor));
+        jset(lg, "requests", json_integer((json_int_t)m->requests));
+        jset(lg, "local_requests", json_integer((json_int_t)m->local_requests));
+        jset(lg, "cloud_requests", json_integer((json_int_t)m->cloud_requests));
+        jset(lg, "escalated", json_integer((json_int_t)m->escalated));
+        jset(lg, "failed_attempts", json_integer((json_int_t)m->failed));
+        jset(lg, "sensitive_requests", json_integer((json_int_t)m->sensitive));
+        jset(lg, "input_tokens", json_integer((json_int_t)m->input_tokens));
+        jset(lg, "output_tokens", json_integer((json_int_t)m->output_tokens));
+        jset(lg, "cloud_cost_usd", json_real(m->cloud_cost_usd));
+        jset(lg, "local_cost_usd", json_real(m->local_cost_usd));
+        jset(lg, "unpriced_records", json_integer((json_int_t)m->unknown_cost));
+        jset(lg, "spend_usd_per_month", json_real((m->cloud_cost_usd + m->local_cost_usd) * m->month_factor));
+        jset(lg, "all_cloud_usd_per_month", json_real(r->cloud_usd));
+        jset(w, "ledger", lg);
+    }
+    jset(c, "model", json_string(in->cloud_model));
+    jset(c, "priced_as", json_string(r->price.model));
+    jset(c, "price_source", json_string(r->price_source));
+    jset(c, "input_per_mtok", json_real(r->price.input_per_mtok));
+    jset(c, "output_per_mtok", json_real(r->price.output_per_mtok));
+    jset(c, "input_usd", json_real(r->cloud_input_usd));
+    jset(c, "output_usd", json_real(r->cloud_output_usd));
+    jset(c, "usd_per_month", json_real(r->cloud_usd));
+    jset(c, "blended_per_mtok", json_real(r->blended_per_mtok));
+    jset(l, "hardware_usd", json_real(in->hardware_usd));
+    jset(l, "amortize_months", json_real(in->amortize_months));
+    jset(l, "hardware_usd_per_month", json_real(r->hardware_month_usd));
+    jset(l, "power_usd_per_month", json_real(in->power_usd_month));
+    jset(l, "usd_per_month", json_real(r->local_usd));
+    jset(l, "busy_usd_per_hour", json_real(in->busy_usd_hour));
+    jset(l, "busy_ms_per_token", json_real(r->busy_ms_per_token));
+    jset(l, "busy_hours_per_month", json_real(r->busy_hours));
+    jset(l, "busy_usd_per_month", json_real(r->busy_usd));
+    jset(l, "busy_hours_to_pay_local", jnum_or_null(r->cover_hours, r->cover_hours >= 0));
+    jset(b, "saving_usd_per_month", json_real(r->saving_usd));
+    jset(b, "months_to_recover", jnum_or_null(r->months_to_recover, r->months_to_recover >= 0));
+    jset(b, "break_even_tokens_per_month", jnum_or_null(r->break_even_tokens, r->break_even_tokens >= 0));
+    jset(b, "six_month_payback_tokens_per_month", jnum_or_null(r->six_month_tokens, r->six_month_tokens >= 0));
+    static const char *const qn[] = {"tokens_per_month", "privacy", "accuracy"};
+    for (int i = 0; i < 3; i++) {
+        json_t *q = json_pack("{s:s, s:s, s:s?}", "question", qn[i], "brief", r->matrix[i][0], "check",
+                              r->matrix[i][1][0] ? r->matrix[i][1] : NULL);
+        if (!q || json_array_append_new(matrix, q)) goto out;
+    }
+    for (int i = 0; i < r->n_reasons; i++)
+        if (json_array_append_new(reasons, json_string(r->reasons[i]))) goto out;
+    jset(d, "tier", json_string(r->tier));
+    jset(d, "matrix", matrix);
+    matrix = NULL;
+    jset(d, "advice", json_string(hl_advice_name(r->advice)));
+    jset(d, "reasons", reasons);
+    reasons = NULL;
+    static const char *const sn[] = {"workload", "cloud", "local", "break_even"};
+    for (int i = 0; i < r->n_steps; i++) {
+        const hl_advise_step *s = &r->steps[i];
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "section", sn[s->section], "label", s->label, "value", s->value,
+                              "formula", s->formula);
+        if (!j || json_array_append_new(steps, j)) goto out;
+    }
+    jset(root, "workload", w);
+    jset(root, "cloud", c);
+    jset(root, "local", l);
+    jset(root, "break_even", b);
+    jset(root, "decision", d);
+    jset(root, "arithmetic", steps);
+    w = c = l = b = d = steps = NULL;
+    if (r->brief_note) {
+        json_t *note = json_array();
+        if (!note) goto out;
+        for (size_t i = 0; i < sizeof brief_headlines / sizeof brief_headlines[0]; i++) {
+            const brief_headline *h = &brief_headlines[i];
+            json_t *j = json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:f}", "model", h->name, "brief_usd_per_month",
+                                  h->headline, "input_per_mtok", h->in, "output_per_mtok", h->out, "all_input_usd",
+                                  10 * h->in, "all_output_usd", 10 * h->out, "at_input_share_usd",
+                                  10 * (r->input_share * h->in + (1 - r->input_share) * h->out));
+            if (!j || json_array_append_new(note, j)) {
+                json_decref(note);
+                goto out;
+            }
+        }
+        jset(root, "brief_discrepancy", note);
+    }
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
+    if (!text) goto out;
+    rc = hl_buf_puts(out, text);
+    if (!rc) rc = hl_buf_puts(out, "\n");
+    free(text);
+out:
+    json_decref(root);
+    json_decref(w);
+    json_decref(c);
+    json_decref(l);
+    json_decref(b);
+    json_decref(d);
+    json_decref(steps);
+    json_decref(matrix);
+    json_decref(reasons);
+    return rc;
+}

@@ -1,0 +1,638 @@
+/* hl_simulate: replays a workload through the real router (see hl_simulate.h). */
+#include "hl_simulate.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "hl_advise.h"
+#include "hl_backend.h"
+#include "hl_pricing.h"
+#include "hl_router.h"
+
+/* The built-in workload is the brief's scenario, 10M tokens a month. The brief gives no task
+ * mix, so this one is ours, taken from what the brief says each side is for: routine work
+ * local ("classification, extraction, summarization ... simple Q&A: the gap doesn't matter")
+ * and complex work in the cloud ("code generation, analysis, reasoning"). Its closing advice
+ * is for workloads where "accuracy isn't critical", so routine work dominates: 80% of requests
+ * are routine (classification 30%, extraction 20%, summarization 20%, untyped Q&A 10%, which
+ * the router's catch-all rule takes) and 20% complex (code 10%, analysis 5%, reasoning 5%).
+ * Mean sizes give 550 input and 235 output tokens per request, 70% input (the share advise
+ * assumes), near the brief's logged example of 450 in / 200 out.
+ *
+ * Confidence is what a local 7B model's answer would score (the gateway's geometric-mean token
+ * probability). Assumed, not measured: high on narrow tasks, low on reasoning, where Mistral
+ * 7B's MMLU is 62%. With these normals the share below the brief's 0.7 threshold is about
+ * 0.6% for classification, 1.2% extraction, 6.7% summarization, 20% untyped Q&A, 55% analysis
+ * and 70% code and reasoning. Replace them with a measured ledger (--ledger) when you have one. */
+const hl_sim_task_profile hl_sim_default_mix[] = {
+    {"classification", 0.30, 300, 50, 0.90, 0.08},
+    {"extraction", 0.20, 600, 150, 0.88, 0.08},
+    {"summarization", 0.20, 1000, 300, 0.85, 0.10},
+    {NULL, 0.10, 300, 250, 0.80, 0.12},
+    {"code_generation", 0.10, 500, 600, 0.62, 0.15},
+    {"analysis", 0.05, 800, 400, 0.68, 0.15},
+    {"reasoning", 0.05, 400, 500, 0.62, 0.15},
+};
+const size_t hl_sim_default_mix_n = sizeof hl_sim_default_mix / sizeof hl_sim_default_mix[0];
+
+void hl_sim_gen_defaults(hl_sim_gen *g) {
+    memset(g, 0, sizeof *g);
+    g->tokens_per_month = HL_ADVISE_BRIEF_TOKENS;
+    g->sensitive_share = 0.10;
+    g->seed = 1;
+    g->mix = hl_sim_default_mix;
+    g->n_mix = hl_sim_default_mix_n;
+}
+
+/* ---- deterministic draws ---- */
+
+static uint64_t splitmix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* What request i draws from: its own stream, the same under every policy. */
+static uint64_t req_hash(uint64_t seed, size_t i) { return splitmix64(seed ^ splitmix64((uint64_t)i + 1)); }
+
+/* Uniform in [0, 1) for draw number k of a request. */
+static double u01(uint64_t h, uint64_t k) { return (double)(splitmix64(h ^ (k * 0x2545f4914f6cdd1dull)) >> 11) * 0x1p-53; }
+
+enum { DRAW_TASK = 1, DRAW_SENSITIVE, DRAW_IN, DRAW_OUT, DRAW_CONF1, DRAW_CONF2 };
+
+static double draw_confidence(uint64_t h, double mean, double sd) {
+    double a = 1.0 - u01(h, DRAW_CONF1), b = u01(h, DRAW_CONF2); /* a in (0, 1] */
+    double z = sqrt(-2.0 * log(a)) * cos(2.0 * M_PI * b);
+    double c = mean + sd * z;
+    return c < 0 ? 0 : c > 1 ? 1 : c;
+}
+
+static uint64_t fnv1a(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; s && *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* ---- workloads ---- */
+
+void hl_sim_workload_release(hl_sim_workload *w) {
+    free(w->v);
+    for (size_t i = 0; i < w->n_tasks; i++) free(w->tasks[i]);
+    memset(w, 0, sizeof *w);
+}
+
+/* Index of task in w->tasks, added when new; -1 for NULL. */
+static hl_err intern_task(hl_sim_workload *w, const char *task, int *idx) {
+    *idx = -1;
+    if (!task) return HL_OK;
+    for (size_t i = 0; i < w->n_tasks; i++)
+        if (!strcmp(w->tasks[i], task)) {
+            *idx = (int)i;
+            return HL_OK;
+        }
+    if (w->n_tasks >= HL_SIM_MAX_TASKS) return HL_ERR_LIMIT;
+    if (!(w->tasks[w->n_tasks] = strdup(task))) return HL_ERR_NOMEM;
+    *idx = (int)w->n_tasks++;
+    return HL_OK;
+}
+
+static hl_err push(hl_sim_workload *w, const hl_sim_request *q) {
+    if (w->n == w->cap) {
+        if (w->cap >= HL_SIM_MAX_REQUESTS) return HL_ERR_LIMIT;
+        size_t cap = w->cap ? w->cap * 2 : 4096;
+        if (cap > HL_SIM_MAX_REQUESTS) cap = HL_SIM_MAX_REQUESTS;
+        hl_sim_request *v = realloc(w->v, cap * sizeof *v);
+        if (!v) return HL_ERR_NOMEM;
+        w->v = v;
+        w->cap = cap;
+    }
+    w->v[w->n++] = *q;
+    w->input_tokens += q->input_tokens;
+    w->output_tokens += q->output_tokens;
+    w->sensitive += q->sensitive;
+    return HL_OK;
+}
+
+static long draw_tokens(uint64_t h, uint64_t k, long mean) {
+    long t = lround((double)mean * (0.5 + u01(h, k)));
+    return t < 1 ? 1 : t;
+}
+
+hl_err hl_sim_generate(const hl_sim_gen *g, hl_sim_workload *w) {
+    memset(w, 0, sizeof *w);
+    double total_share = 0;
+    for (size_t i = 0; i < g->n_mix; i++) {
+        if (!(g->mix[i].share >= 0) || g->mix[i].input_tokens < 0 || g->mix[i].output_tokens < 0 ||
+            g->mix[i].input_tokens + g->mix[i].output_tokens <= 0)
+            return HL_ERR_INVAL;
+        total_share += g->mix[i].share;
+    }
+    if (!(total_share > 0) || !(g->tokens_per_month > 0) || !isfinite(g->tokens_per_month) ||
+        !(g->sensitive_share >= 0 && g->sensitive_share <= 1))
+        return HL_ERR_INVAL;
+    int idx[64];
+    if (g->n_mix > sizeof idx / sizeof idx[0]) return HL_ERR_LIMIT;
+    hl_err rc = HL_OK;
+    for (size_t i = 0; !rc && i < g->n_mix; i++) rc = intern_task(w, g->mix[i].task, &idx[i]);
+    double target = g->tokens_per_month < HL_SIM_SAMPLE_TOKENS ? g->tokens_per_month : HL_SIM_SAMPLE_TOKENS;
+    double tokens = 0;
+    for (size_t i = 0; !rc && tokens < target; i++) {
+        uint64_t h = req_hash(g->seed, i);
+        double pick = u01(h, DRAW_TASK) * total_share, acc = 0;
+        size_t t = g->n_mix - 1;
+        for (size_t j = 0; j < g->n_mix; j++) {
+            acc += g->mix[j].share;
+            if (pick < acc) {
+                t = j;
+                break;
+            }
+        }
+        const hl_sim_task_profile *p = &g->mix[t];
+        hl_sim_request q = {
+            .task = idx[t],
+            .sensitive = u01(h, DRAW_SENSITIVE) < g->sensitive_share,
+            .input_tokens = p->input_tokens ? draw_tokens(h, DRAW_IN, p->input_tokens) : 0,
+            .output_tokens = p->output_tokens ? draw_tokens(h, DRAW_OUT, p->output_tokens) : 0,
+            .confidence = draw_confidence(h, p->conf_mean, p->conf_sd),
+        };
+        rc = push(w, &q);
+        tokens += (double)(q.input_tokens + q.output_tokens);
+    }
+    if (rc) {
+        hl_sim_workload_release(w);
+        return rc;
+    }
+    /* Within the sample cap the workload is the month (it overshoots by less than one
+     * request); past it, a sample scaled up. */
+    w->month_factor = g->tokens_per_month > HL_SIM_SAMPLE_TOKENS ? g->tokens_per_month / tokens : 1.0;
+    char t[48];
+    hl_advise_fmt_count(g->tokens_per_month, 0, t, sizeof t);
+    snprintf(w->source, sizeof w->source, "generated: %s tokens/month%s, seed %llu, %.0f%% sensitive%s", t,
+             fabs(g->tokens_per_month - HL_ADVISE_BRIEF_TOKENS) < 0.5 ? " (the brief's scenario)" : "",
+             (unsigned long long)g->seed, g->sensitive_share * 100,
+             w->month_factor != 1.0 ? ", a 50M-token sample scaled up" : "");
+    return HL_OK;
+}
+
+static const hl_sim_task_profile *default_profile(const char *task) {
+    const hl_sim_task_profile *none = NULL;
+    for (size_t i = 0; i < hl_sim_default_mix_n; i++) {
+        const hl_sim_task_profile *p = &hl_sim_default_mix[i];
+        if (!p->task) none = p;
+        else if (task && !strcmp(task, p->task)) return p;
+    }
+    return none;
+}
+
+typedef struct ledger_ctx {
+    hl_sim_workload *w;
+    uint64_t seed;
+    double first_ts, last_ts;
+    /* The gateway writes a held local answer's confidence on its "escalated" line; the
+     * served cloud answer follows with the same request id and no confidence. */
+    char escalated_id[128];
+    double escalated_conf;
+} ledger_ctx;
+
+static hl_err ledger_line(const hl_advise_ledger_line *l, void *ud) {
+    ledger_ctx *c = ud;
+    if (l->timestamp >= 0) {
+        if (c->first_ts < 0 || l->timestamp < c->first_ts) c->first_ts = l->timestamp;
+        if (l->timestamp > c->last_ts) c->last_ts = l->timestamp;
+    }
+    if (!strcmp(l->status, "escalated") && l->request_id && l->confidence >= 0 &&
+        strlen(l->request_id) < sizeof c->escalated_id) {
+        snprintf(c->escalated_id, sizeof c->escalated_id, "%s", l->request_id);
+        c->escalated_conf = l->confidence;
+    }
+    if (strcmp(l->status, "ok") != 0) return HL_OK;
+    hl_sim_request q = {.sensitive = l->sensitive, .input_tokens = l->input_tokens, .output_tokens = l->output_tokens};
+    hl_err rc = intern_task(c->w, l->task_type, &q.task);
+    if (rc) return rc;
+    double conf = l->confidence;
+    if (conf < 0 && l->request_id && c->escalated_id[0] && !strcmp(l->request_id, c->escalated_id))
+        conf = c->escalated_conf;
+    c->escalated_id[0] = '\0';
+    if (conf >= 0) {
+        q.confidence = conf > 1 ? 1 : conf;
+    } else {
+        const hl_sim_task_profile *p = default_profile(l->task_type);
+        q.confidence = draw_confidence(req_hash(c->seed, c->w->n), p->conf_mean, p->conf_sd);
+    }
+    return push(c->w, &q);
+}
+
+hl_err hl_sim_load_ledger(const char *path, double period_days, uint64_t seed, hl_sim_workload *w, char *errbuf,
+                          size_t errbuf_len) {
+    memset(w, 0, sizeof *w);
+    ledger_ctx c = {.w = w, .seed = seed, .first_ts = -1, .last_ts = -1};
+    size_t lines, bad;
+    hl_err rc = hl_advise_ledger_scan(path, ledger_line, &c, &lines, &bad, errbuf, errbuf_len);
+    if (rc == HL_ERR_LIMIT && !errbuf[0])
+        snprintf(errbuf, errbuf_len, "%s: more than %u served requests or %d task types", path, HL_SIM_MAX_REQUESTS,
+                 HL_SIM_MAX_TASKS);
+    if (!rc && !w->n) {
+        snprintf(errbuf, errbuf_len, "%s: no served request (status \"ok\") in %zu records", path, lines);
+        rc = HL_ERR_INVAL;
+    }
+    double days = period_days > 0 ? period_days : (c.last_ts - c.first_ts) / 86400.0;
+    if (!rc && !(days > 0)) {
+        snprintf(errbuf, errbuf_len, "%s: the records cover no span of time; pass --period-days D", path);
+        rc = HL_ERR_INVAL;
+    }
+    if (rc) {
+        hl_sim_workload_release(w);
+        return rc;
+    }
+    w->month_factor = 30.0 / days;
+    snprintf(w->source, sizeof w->source, "ledger %s: %zu served requests over %.2f days (money x %.3f to 30 days)%s",
+             path, w->n, days, w->month_factor, bad ? "; some lines skipped" : "");
+    if (!bad && errbuf_len) errbuf[0] = '\0';
+    return HL_OK;
+}
+
+/* ---- backends ---- */
+
+typedef struct latency_row {
+    const char *match; /* case-insensitive substring of the upstream model */
+    double lo, hi;
+} latency_row;
+
+/* The brief's latency figures: its "Inference latency (avg)" table, its AlgoVesta 400-token
+ * measurements (Llama 3.1 8B ~1,200 ms) and its hardware table (Llama 2 13B, Phi-3.5-mini). */
+static const latency_row brief_latency[] = {
+    {"claude-3-5-sonnet", 600, 900}, {"gpt-4o", 800, 1200}, {"70b", 2000, 4000}, {"13b", 2000, 3000},
+    {"mistral", 1500, 2500},         {"8b", 1200, 1200},    {"phi-3", 800, 1200},
+};
+static const latency_row cloud_default = {"(cloud default: the brief's cloud range)", 600, 1200};
+static const latency_row local_default = {"(local default: Mistral 7B)", 1500, 2500};
+
+typedef struct sim_backend {
+    double lo, hi;
+    uint64_t salt;            /* latency draws differ per backend, not per policy */
+    const hl_price *price;    /* NULL: unpriced */
+    const char *price_source;
+    bool cloud, judged, used;
+} sim_backend;
+
+static void backend_profile(const hl_backend *b, const hl_sim_options *o, sim_backend *s) {
+    memset(s, 0, sizeof *s);
+    s->cloud = hl_backend_is_cloud(b);
+    s->judged = !s->cloud && b->cfg->kind != HL_PROVIDER_ANTHROPIC;
+    s->salt = fnv1a(b->cfg->name);
+    const latency_row *row = s->cloud ? &cloud_default : &local_default;
+    for (size_t i = 0; i < sizeof brief_latency / sizeof brief_latency[0]; i++)
+        if (strcasestr(b->model, brief_latency[i].match)) {
+            row = &brief_latency[i];
+            break;
+        }
+    s->lo = row->lo;
+    s->hi = row->hi;
+    for (size_t i = 0; i < o->n_latency; i++)
+        if (!strcmp(o->latency[i].name, b->cfg->name) || !strcmp(o->latency[i].name, b->model)) {
+            s->lo = o->latency[i].lo_ms;
+            s->hi = o->latency[i].hi_ms;
+        }
+    if (s->cloud) {
+        s->price = b->price;
+        s->price_source = b->price ? "policy config" : NULL;
+        if (!s->price) s->price = hl_advise_price(o->prices, b->model, &s->price_source);
+    }
+}
+
+static double backend_latency(const sim_backend *s, uint64_t h) { return s->lo + (s->hi - s->lo) * u01(h, s->salt); }
+
+static void describe_backends(const hl_backends *bs, const sim_backend *sb, hl_sim_result *r) {
+    size_t off = 0;
+    for (size_t i = 0; i < bs->n && off < sizeof r->backends - 1; i++) {
+        if (!sb[i].used) continue;
+        const hl_backend *b = &bs->v[i];
+        char cost[160];
+        if (!sb[i].cloud) {
+            snprintf(cost, sizeof cost, "local, $%g/h busy", b->cfg->hourly_cost_usd);
+        } else if (sb[i].price) {
+            char a[48], c[48];
+            hl_advise_fmt_usd(sb[i].price->input_per_mtok, a, sizeof a);
+            hl_advise_fmt_usd(sb[i].price->output_per_mtok, c, sizeof c);
+            snprintf(cost, sizeof cost, "cloud, %s/%s per 1M (%s)", a, c,
+                     !strncmp(sb[i].price_source, "built-in", 8) ? "built-in" : sb[i].price_source);
+        } else {
+            snprintf(cost, sizeof cost, "cloud, NO PRICE (counted as $0)");
+        }
+        int n = snprintf(r->backends + off, sizeof r->backends - off, "%s%s (%s): %s, %.0f-%.0f ms", off ? "; " : "",
+                         b->cfg->name, b->model, cost, sb[i].lo, sb[i].hi);
+        if (n < 0) break;
+        off += (size_t)n;
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest rank. */
+static double percentile(const double *sorted, size_t n, double p) {
+    if (!n) return 0;
+    size_t k = (size_t)ceil(p * (double)n);
+    return sorted[k ? k - 1 : 0];
+}
+
+static int first_of(const hl_backends *bs, bool cloud) {
+    for (size_t i = 0; i < bs->n; i++)
+        if (hl_backend_is_cloud(&bs->v[i]) == cloud) return (int)i;
+    return -1;
+}
+
+hl_err hl_sim_run(const hl_sim_workload *w, const hl_sim_policy *p, const hl_sim_options *o, hl_sim_result *r,
+                  char *errbuf, size_t errbuf_len) {
+    memset(r, 0, sizeof *r);
+    snprintf(r->name, sizeof r->name, "%s", p->name);
+    r->requests = w->n;
+    hl_backends bs = {0};
+    sim_backend *sb = NULL;
+    double *lat = NULL;
+    hl_err rc = hl_backends_init(&bs, p->cfg, false);
+    if (rc) goto out;
+    rc = HL_ERR_NOMEM;
+    if (!(sb = calloc(bs.n ? bs.n : 1, sizeof *sb)) || !(lat = malloc((w->n ? w->n : 1) * sizeof *lat))) goto out;
+    for (size_t i = 0; i < bs.n; i++) {
+        atomic_store(&bs.v[i].ready, true);
+        backend_profile(&bs.v[i], o, &sb[i]);
+    }
+    int direct = -1;
+    if (p->kind != HL_SIM_ROUTER) {
+        direct = first_of(&bs, p->kind == HL_SIM_ALL_CLOUD);
+        if (direct < 0) {
+            snprintf(errbuf, errbuf_len, "policy %s: the config has no %s backend", p->name,
+                     p->kind == HL_SIM_ALL_CLOUD ? "cloud" : "local");
+            rc = HL_ERR_INVAL;
+            goto out;
+        }
+    }
+    size_t n_lat = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        const hl_sim_request *q = &w->v[i];
+        uint64_t h = req_hash(o->seed, i);
+        int first = direct, esc = -1;
+        if (p->kind == HL_SIM_ROUTER) {
+            char id[32];
+            snprintf(id, sizeof id, "sim-%zu", i);
+            hl_route_input in = {
+                .model = "auto",
+                .task_type = q->task >= 0 ? w->tasks[q->task] : NULL,
+                .sensitive = q->sensitive,
+                .sticky_key = id,
+                .prompt_tokens = q->input_tokens,
+                .max_tokens = q->output_tokens,
+            };
+            hl_route route;
+            hl_api_error e = {0};
+            if (hl_router_route(p->cfg, &bs, &in, &route, &e, NULL) != HL_OK) {
+                if (!r->refused++)
+                    snprintf(r->refusal, sizeof r->refusal, "%d %s: %.150s", e.status, e.code, e.message);
+                continue;
+            }
+            first = (int)(route.candidates[0] - bs.v);
+            /* As the gateway: a local answer is judged when the rule escalates. */
+            if (route.escalate_below > 0 && route.n_escalate > 0 && sb[first].judged &&
+                q->confidence < route.escalate_below)
+                esc = (int)(route.escalate[0] - bs.v);
+        }
+        double ms = 0;
+        bool reached_cloud = false;
+        int calls[2] = {first, esc};
+        for (int k = 0; k < 2 && calls[k] >= 0; k++) {
+            sim_backend *s = &sb[calls[k]];
+            double t = backend_latency(s, h);
+            s->used = true;
+            ms += t;
+            if (s->cloud) {
+                hl_usage u = {.input_tokens = q->input_tokens, .output_tokens = q->output_tokens};
+                if (s->price) r->cloud_usd += hl_pricing_cloud(s->price, &u);
+                else r->unpriced++;
+                r->cloud_tokens += q->input_tokens + q->output_tokens;
+                reached_cloud = true;
+            } else {
+                r->local_usd += hl_pricing_local(bs.v[calls[k]].cfg->hourly_cost_usd, t);
+                if (!r->fixed_usd_month) r->fixed_usd_month = o->local_fixed_usd_month;
+            }
+        }
+        if (q->sensitive && reached_cloud) r->violations++;
+        if (esc >= 0) r->escalated++;
+        if (sb[esc >= 0 ? esc : first].cloud) r->served_cloud++;
+        else r->served_local++;
+        r->tokens += q->input_tokens + q->output_tokens;
+        lat[n_lat++] = ms;
+    }
+    qsort(lat, n_lat, sizeof *lat, cmp_double);
+    r->p50_ms = percentile(lat, n_lat, 0.50);
+    r->p95_ms = percentile(lat, n_lat, 0.95);
+    r->usd_month = (r->cloud_usd + r->local_usd) * w->month_factor;
+    r->per_1k_requests = n_lat ? (r->cloud_usd + r->local_usd) / (double)n_lat * 1000.0 : 0;
+    describe_backends(&bs, sb, r);
+    rc = HL_OK;
+out:
+    if (rc == HL_ERR_NOMEM) snprintf(errbuf, errbuf_len, "out of memory");
+    free(lat);
+    free(sb);
+    hl_backends_release(&bs);
+    return rc;
+}
+
+/* ---- the brief's router ---- */
+
+static bool safe_name(const char *s) {
+    if (!s || !*s || strlen(s) > 128) return false;
+    for (; *s; s++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:/-", *s)) return false;
+    return true;
+}
+
+hl_err hl_sim_brief_config(const char *cloud_model, const char *local_model, double local_usd_hour, hl_config **out,
+                           char *errbuf, size_t errbuf_len) {
+    *out = NULL;
+    if (!cloud_model) cloud_model = HL_ADVISE_CLOUD_MODEL;
+    if (!local_model) local_model = "mistral-7b";
+    if (!safe_name(cloud_model) || !safe_name(local_model) || !(local_usd_hour >= 0) || !isfinite(local_usd_hour)) {
+        snprintf(errbuf, errbuf_len, "model names are letters, digits and ._:/- and the hourly cost >= 0");
+        return HL_ERR_INVAL;
+    }
+    bool anthropic = !strncmp(cloud_model, "claude", 6);
+    char text[2048];
+    int n = snprintf(
+        text, sizeof text,
+        "# The brief's InferenceRouter, privacy first.\n"
+        "backends:\n"
+        "  - {name: cloud, kind: %s, location: cloud, base_url: %s, model: \"%s\"}\n"
+        "  - {name: local, kind: openai, location: local, base_url: http://127.0.0.1:8000/v1, model: \"%s\", "
+        "hourly_cost_usd: %.17g}\n"
+        "routes:\n"
+        "  - {name: privacy, when: {sensitive: true}, to: [local]}\n"
+        "  - {name: complex-task, when: {task_type: [code_generation, analysis, reasoning]}, to: [cloud]}\n"
+        "  - {name: simple-task, when: {task_type: [classification, extraction]}, to: [local]}\n"
+        "  - {name: default, to: [local], escalate: {below: 0.7, to: [cloud]}}\n",
+        anthropic ? "anthropic" : "openai", anthropic ? "https://api.anthropic.com" : "https://api.openai.com/v1",
+        cloud_model, local_model, local_usd_hour);
+    if (n < 0 || (size_t)n >= sizeof text) return HL_ERR_LIMIT;
+    return hl_config_parse("(built-in brief router)", text, (size_t)n, out, errbuf, errbuf_len);
+}
+
+/* ---- reports ---- */
+
+typedef struct cell {
+    char s[48];
+} cell;
+
+static cell c_count(double x) {
+    cell c;
+    hl_advise_fmt_count(x, 0, c.s, sizeof c.s);
+    return c;
+}
+
+static cell c_usd(double x) {
+    cell c;
+    hl_advise_fmt_usd(x, c.s, sizeof c.s);
+    return c;
+}
+
+static cell c_pct(double part, double whole) {
+    cell c;
+    snprintf(c.s, sizeof c.s, "%.1f%%", whole > 0 ? part / whole * 100 : 0);
+    return c;
+}
+
+typedef cell (*cell_fn)(const hl_sim_result *r, const hl_sim_workload *w);
+
+static cell f_requests(const hl_sim_result *r, const hl_sim_workload *w) { (void)w; return c_count((double)r->requests); }
+static cell f_local(const hl_sim_result *r, const hl_sim_workload *w) { (void)w; return c_pct((double)r->served_local, (double)r->requests); }
+static cell f_cloud(const hl_sim_result *r, const hl_sim_workload *w) { (void)w; return c_pct((double)r->served_cloud, (double)r->requests); }
+static cell f_escalated(const hl_sim_result *r, const hl_sim_workload *w) { (void)w; return c_count((double)r->escalated); }
+static cell f_refused(const hl_sim_result *r, const hl_sim_workload *w) { (void)w; return c_count((double)r->refused); }
+static cell f_tokens(const hl_sim_result *r, const hl_sim_workload *w) { (void)w; return c_count((double)r->tokens); }
+static cell f_cloud_tokens(const hl_sim_result *r, const hl_sim_workload *w) { (void)w; return c_count((double)r->cloud_tokens); }
+static cell f_cloud_usd(const hl_sim_result *r, const hl_sim_workload *w) { return c_usd(r->cloud_usd * w->month_factor); }
+static cell f_local_usd(const hl_sim_result *r, const hl_sim_workload *w) { return c_usd(r->local_usd * w->month_factor); }
+static cell f_total(const hl_sim_result *r, const hl_sim_workload *w) { (void)w; return c_usd(r->usd_month); }
+static cell f_per_1k(const hl_sim_result *r, const hl_sim_workload *w) { (void)w; return c_usd(r->per_1k_requests); }
+static cell f_fixed(const hl_sim_result *r, const hl_sim_workload *w) { (void)w; return c_usd(r->fixed_usd_month); }
+static cell f_all_in(const hl_sim_result *r, const hl_sim_workload *w) { (void)w; return c_usd(r->usd_month + r->fixed_usd_month); }
+static cell f_p50(const hl_sim_result *r, const hl_sim_workload *w) { (void)w; return c_count(r->p50_ms); }
+static cell f_p95(const hl_sim_result *r, const hl_sim_workload *w) { (void)w; return c_count(r->p95_ms); }
+static cell f_violations(const hl_sim_result *r, const hl_sim_workload *w) { (void)w; return c_count((double)r->violations); }
+
+static const struct {
+    const char *label;
+    cell_fn fn;
+} rows[] = {
+    {"requests", f_requests},
+    {"served local", f_local},
+    {"served cloud", f_cloud},
+    {"escalated (conf < 0.7)", f_escalated},
+    {"refused by the router", f_refused},
+    {"tokens", f_tokens},
+    {"tokens sent to the cloud", f_cloud_tokens},
+    {"cloud $/month", f_cloud_usd},
+    {"local busy $/month", f_local_usd},
+    {"total $/month", f_total},
+    {"$ per 1K requests", f_per_1k},
+    {"local hardware $/month", f_fixed},
+    {"total with hardware", f_all_in},
+    {"p50 latency ms", f_p50},
+    {"p95 latency ms", f_p95},
+    {"privacy violations", f_violations},
+};
+
+hl_err hl_sim_render_text(const hl_sim_workload *w, const hl_sim_result *rs, size_t n, hl_buf *o) {
+    hl_err e = hl_buf_printf(o, "hybridllm simulate: policies side by side, replayed through the router\n\nworkload: %s\n",
+                             w->source);
+    /* the mix as replayed */
+    if (!e) e = hl_buf_puts(o, "  mix:");
+    for (int t = 0; !e && t <= (int)w->n_tasks; t++) {
+        if (t == (int)w->n_tasks) t = -1; /* the untyped requests last */
+        size_t k = 0;
+        for (size_t i = 0; i < w->n; i++) k += w->v[i].task == t;
+        if (k) e = hl_buf_printf(o, " %s %s,", t < 0 ? "(no task type)" : w->tasks[t], c_pct((double)k, (double)w->n).s);
+        if (t < 0) break;
+    }
+    if (!e) {
+        o->len--; /* the last comma */
+        o->data[o->len] = '\0';
+        e = hl_buf_printf(o, "\n  %s requests, %s tokens (%s input), %s sensitive\n\n", c_count((double)w->n).s,
+                          c_count((double)(w->input_tokens + w->output_tokens)).s,
+                          c_pct((double)w->input_tokens, (double)(w->input_tokens + w->output_tokens)).s,
+                          c_count((double)w->sensitive).s);
+    }
+    if (!e) e = hl_buf_printf(o, "%-26s", "");
+    for (size_t j = 0; !e && j < n; j++) e = hl_buf_printf(o, " %16.16s", rs[j].name);
+    for (size_t i = 0; !e && i < sizeof rows / sizeof rows[0]; i++) {
+        e = hl_buf_printf(o, "\n%-26s", rows[i].label);
+        for (size_t j = 0; !e && j < n; j++) e = hl_buf_printf(o, " %16s", rows[i].fn(&rs[j], w).s);
+    }
+    if (!e) e = hl_buf_puts(o, "\n\nbackends\n");
+    for (size_t j = 0; !e && j < n; j++) e = hl_buf_printf(o, "  %-16s %s\n", rs[j].name, rs[j].backends);
+    for (size_t j = 0; !e && j < n; j++)
+        if (rs[j].refusal[0]) e = hl_buf_printf(o, "  %s refused %zu, the first: %s\n", rs[j].name, rs[j].refused, rs[j].refusal);
+    for (size_t j = 0; !e && j < n; j++)
+        if (rs[j].unpriced)
+            e = hl_buf_printf(o, "  %s: %zu cloud calls to a model with no price, counted as $0: give prices with --config\n",
+                              rs[j].name, rs[j].unpriced);
+    if (!e)
+        e = hl_buf_puts(
+            o,
+            "\nhow to read it\n"
+            "  Latency is drawn uniformly within each backend's range (the brief's figures by model); an escalated\n"
+            "  request pays the local attempt and the cloud one. Local cost is the brief's busy-time model\n"
+            "  (hourly_cost_usd x latency); \"local hardware\" is advise's amortized hardware + power, carried by any\n"
+            "  policy that uses a local backend. A local answer's confidence per task type is an assumption\n"
+            "  (docs/advisor.md); a ledger's recorded confidences replace it. all-cloud and all-local bypass the\n"
+            "  router, as an application without the gateway would: only all-cloud can leak sensitive requests.\n"
+            "  $/month rows are scaled to a 30-day month; the other rows count the workload as replayed.\n");
+    return e;
+}
+
+hl_err hl_sim_render_json(const hl_sim_workload *w, const hl_sim_result *rs, size_t n, hl_buf *out) {
+    hl_err rc = HL_ERR_NOMEM;
+    json_t *root = json_object(), *mix = json_object(), *pol = json_array();
+    if (!root || !mix || !pol) goto out;
+    for (int t = -1; t < (int)w->n_tasks; t++) {
+        size_t k = 0;
+        for (size_t i = 0; i < w->n; i++) k += w->v[i].task == t;
+        if (k && json_object_set_new(mix, t < 0 ? "(none)" : w->tasks[t], json_integer((json_int_t)k))) goto out;
+    }
+    json_t *wj = json_pack("{s:s, s:I, s:I, s:I, s:I, s:f, s:o}", "source", w->source, "requests", (json_int_t)w->n,
+                           "input_tokens", (json_int_t)w->input_tokens, "output_tokens", (json_int_t)w->output_tokens,
+                           "sensitive", (json_int_t)w->sensitive, "month_factor", w->month_factor, "mix", mix);
+    mix = NULL;
+    if (!wj || json_object_set_new(root, "workload", wj)) goto out;
+    for (size_t j = 0; j < n; j++) {
+        const hl_sim_result *r = &rs[j];
+        json_t *p = json_pack(
+            "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:s?, s:s}", "name",
+            r->name, "requests", (json_int_t)r->requests, "served_local", (json_int_t)r->served_local, "served_cloud",
+            (json_int_t)r->served_cloud, "escalated", (json_int_t)r->escalated, "refused", (json_int_t)r->refused,
+            "privacy_violations", (json_int_t)r->violations, "unpriced_cloud_calls", (json_int_t)r->unpriced, "tokens",
+            (json_int_t)r->tokens, "cloud_tokens", (json_int_t)r->cloud_tokens, "cloud_usd_per_month",
+            r->cloud_usd * w->month_factor, "local_busy_usd_per_month", r->local_usd * w->month_factor, "usd_per_month",
+            r->usd_month, "usd_per_1k_requests", r->per_1k_requests, "local_hardware_usd_per_month", r->fixed_usd_month,
+            "p50_ms", r->p50_ms, "p95_ms", r->p95_ms, "first_refusal", r->refusal[0] ? r->refusal : NULL, "backends",
+            r->backends);
+        if (!p || json_array_append_new(pol, p)) goto out;
+    }
+    json_object_set_new(root, "policies", pol);
+    pol = NULL;
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
+    if (!text) goto out;
+    rc = hl_buf_puts(out, text);
+    if (!rc) rc = hl_buf_puts(out, "\n");
+    free(text);
+out:
+    json_decref(root);
+    json_decref(mix);
+    json_decref(pol);
+    return rc;
+}
