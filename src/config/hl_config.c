@@ -1177,7 +1177,10 @@ static hl_err h_budgets(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void
 
 /* ---- privacy ----------------------------------------------------------------------------- */
 
-typedef struct custom_pattern { char *name, *pattern; } custom_pattern;
+typedef struct custom_pattern {
+    char *name, *pattern;
+    int line; /* of the pattern, for its compile error */
+} custom_pattern;
 
 static hl_err h_cp_name(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
     const char *s = NULL;
@@ -1195,12 +1198,7 @@ static hl_err h_cp_pattern(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, v
     (void)k;
     hl_err err = get_text(c, v, "a PCRE2 pattern", &s);
     if (err) return err;
-    /* Compile it now, so that a bad pattern stops the start with its line. */
-    hl_pii_detector *d = NULL;
-    const char *name = "pattern";
-    char msg[256];
-    if (hl_pii_detector_new(&d, &s, &name, 1, msg, sizeof msg) != HL_OK) return fail(c, line_of(v), "%s", msg);
-    hl_pii_detector_free(d);
+    ((custom_pattern *)obj)->line = line_of(v);
     return set_str(c, v, &((custom_pattern *)obj)->pattern, s);
 }
 
@@ -1230,6 +1228,16 @@ static hl_err h_custom_patterns(cfg_ctx *c, const yaml_node_t *v, const cfg_key 
         if (err) return err;
         for (size_t j = 0; j < i; j++)
             if (!strcmp(p->custom_names[j], cp.name)) return fail(c, line_of(item), "duplicate pattern name '%s'", cp.name);
+        /* Compile it now, under its own name (placeholders depend on it), so that a bad
+         * pattern stops the start with its line. */
+        hl_pii_detector *d = NULL;
+        const char *name = cp.name, *pat = cp.pattern;
+        char msg[256];
+        if (hl_pii_detector_new(&d, &pat, &name, 1, msg, sizeof msg) != HL_OK) {
+            path_push_key(c, "pattern", 7);
+            return fail(c, cp.line, "%s", msg);
+        }
+        hl_pii_detector_free(d);
         path_pop(c, mark);
     }
     return HL_OK;

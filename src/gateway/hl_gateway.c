@@ -836,56 +836,64 @@ static const char *request_tenant(const hl_http_req *req, const char *key_tenant
  * explanation is the decision. */
 /* Runs the PII detector over everything of req that could reach an upstream: message text,
  * tool-call arguments and string fields passed through (user, ...). With redact, detected
- * values are replaced in place by typed placeholders. Fills pii with the types found. Returns
- * whether anything was found (before redaction). */
-/* Scans (and with redact, rewrites) one text. */
-static void scan_text(const hl_pii_detector *d, bool redact, char **text, hl_pii_report *rep) {
+ * values are replaced in place by typed placeholders, and *clean says whether that worked
+ * everywhere. Fills pii with the types found. Returns whether anything was found (before
+ * redaction). Passthrough strings are only scanned: with redact, PII there keeps the request
+ * local (*clean false). */
+/* Scans (and with redact, rewrites) one text. Returns false when redaction could not make
+ * the text clean (the caller must then keep the request local). */
+static bool scan_text(const hl_pii_detector *d, bool redact, char **text, hl_pii_report *rep) {
     char *t = *text;
-    if (!t) return;
+    if (!t) return true;
     if (!redact) {
         hl_pii_scan(d, t, strlen(t), rep);
-        return;
+        return true;
     }
     char *red = NULL;
     size_t red_len = 0;
-    if (hl_pii_redact(d, t, strlen(t), &red, &red_len, rep) == HL_OK && red) {
+    if (hl_pii_redact(d, t, strlen(t), &red, &red_len, rep) != HL_OK) return false;
+    if (red) {
         free(t);
         *text = red;
     }
+    return true;
 }
 
 /* Every string inside a JSON value, decoded: in JSON text an escape ("\n166.2...") would hide
  * a value from the detector's boundary rules. Returns whether a string was rewritten. */
-static bool scan_json(const hl_pii_detector *d, bool redact, json_t *v, hl_pii_report *rep) {
+static bool scan_json(const hl_pii_detector *d, bool redact, json_t *v, hl_pii_report *rep, bool *clean) {
     bool changed = false;
     if (json_is_string(v)) {
         char *t = strndup(json_string_value(v), json_string_length(v));
-        if (!t) return false;
+        if (!t) {
+            *clean = false; /* unscanned text is treated as unclean */
+            return false;
+        }
         char *orig = t;
-        scan_text(d, redact, &t, rep);
+        *clean &= scan_text(d, redact, &t, rep);
         if (t != orig) changed = !json_string_set(v, t);
         free(t);
     } else if (json_is_object(v)) {
         const char *k;
         json_t *x;
-        json_object_foreach(v, k, x) changed |= scan_json(d, redact, x, rep);
+        json_object_foreach(v, k, x) changed |= scan_json(d, redact, x, rep, clean);
     } else if (json_is_array(v)) {
         size_t i;
         json_t *x;
-        json_array_foreach(v, i, x) changed |= scan_json(d, redact, x, rep);
+        json_array_foreach(v, i, x) changed |= scan_json(d, redact, x, rep, clean);
     }
     return changed;
 }
 
 /* Tool-call arguments are JSON text: scanned as decoded strings (and raw, in case they are
  * not JSON at all). */
-static void scan_arguments(const hl_pii_detector *d, bool redact, char **args, hl_pii_report *rep) {
+static void scan_arguments(const hl_pii_detector *d, bool redact, char **args, hl_pii_report *rep, bool *clean) {
     json_t *root = *args ? json_loads(*args, 0, NULL) : NULL;
     if (!root) {
-        scan_text(d, redact, args, rep);
+        *clean &= scan_text(d, redact, args, rep);
         return;
     }
-    if (scan_json(d, redact, root, rep)) {
+    if (scan_json(d, redact, root, rep, clean)) {
         char *s = json_dumps(root, JSON_COMPACT);
         if (s) {
             free(*args);
@@ -895,18 +903,24 @@ static void scan_arguments(const hl_pii_detector *d, bool redact, char **args, h
     json_decref(root);
 }
 
-static bool scan_pii(const hl_pii_detector *d, bool redact, hl_chat_request *req, char *pii, size_t pii_len) {
+static bool scan_pii(const hl_pii_detector *d, bool redact, hl_chat_request *req, char *pii, size_t pii_len,
+                     bool *clean) {
     hl_pii_report rep = {0};
+    *clean = true;
     for (size_t i = 0; i < req->n_messages; i++) {
         hl_message *m = &req->messages[i];
-        scan_text(d, redact, &m->text, &rep);
-        for (size_t k = 0; k < m->n_tool_calls; k++) scan_arguments(d, redact, &m->tool_calls[k].arguments, &rep);
+        *clean &= scan_text(d, redact, &m->text, &rep);
+        for (size_t k = 0; k < m->n_tool_calls; k++) scan_arguments(d, redact, &m->tool_calls[k].arguments, &rep, clean);
     }
-    if (req->system_blocks) scan_json(d, redact, req->system_blocks, &rep);
+    if (req->system_blocks) scan_json(d, redact, req->system_blocks, &rep, clean);
     const char *key;
     json_t *val;
-    json_object_foreach(req->passthrough, key, val)
-        if (json_is_string(val)) hl_pii_scan(d, json_string_value(val), json_string_length(val), &rep);
+    json_object_foreach(req->passthrough, key, val) {
+        if (!json_is_string(val)) continue;
+        int before = rep.total;
+        hl_pii_scan(d, json_string_value(val), json_string_length(val), &rep);
+        if (rep.total > before && redact) *clean = false;
+    }
     if (hl_pii_report_format(&rep, d, pii, pii_len) != HL_OK) snprintf(pii, pii_len, "many");
     return rep.total > 0;
 }
@@ -971,8 +985,9 @@ static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_ingress *ing, const
     }
     hl_route_input in;
     /* Detected PII makes a request sensitive, unless redact mode removed it first. */
-    bool detected = gw->pii && scan_pii(gw->pii, gw->cfg->privacy.redact, &ex->req, ex->pii, sizeof ex->pii) &&
-                    !gw->cfg->privacy.redact;
+    bool clean = true;
+    bool detected = gw->pii && scan_pii(gw->pii, gw->cfg->privacy.redact, &ex->req, ex->pii, sizeof ex->pii, &clean) &&
+                    (!gw->cfg->privacy.redact || !clean);
     ex->sensitive = prepare_route(&ex->req, hreq, key_tenant, ex->request_id, ex->tenant, sizeof ex->tenant,
                                   &detected, &in);
     if (in.tenant != ex->tenant) snprintf(ex->tenant, sizeof ex->tenant, "%s", in.tenant ? in.tenant : "");
@@ -1365,7 +1380,8 @@ hl_err hl_gateway_explain(const hl_config *cfg, hl_backends *bs, bool anthropic_
     if (cfg->privacy.detect_pii &&
         hl_pii_detector_new(&d, (const char *const *)cfg->privacy.custom_patterns,
                             (const char *const *)cfg->privacy.custom_names, cfg->privacy.n_custom, NULL, 0) == HL_OK) {
-        detected = scan_pii(d, cfg->privacy.redact, &req, pii, sizeof pii) && !cfg->privacy.redact;
+        bool clean = true;
+        detected = scan_pii(d, cfg->privacy.redact, &req, pii, sizeof pii, &clean) && (!cfg->privacy.redact || !clean);
         if (pii[0]) hl_buf_printf(out, "PII detected: %s%s\n", pii, cfg->privacy.redact ? " (redacted)" : "");
     }
     hl_pii_detector_free(d);

@@ -354,6 +354,11 @@ static const struct bad_case {
     {"backends:\n  - &b\n    name: a\n    kind: openai\n    location: local\n"
      "    base_url: http://x\n    model: m\n  - *b\n" MIN_ROUTES,
      "t.yaml:2: backends[1]: YAML aliases (*name) are not supported; write the value out"},
+    {MIN_BACKENDS "privacy:\n  custom_patterns:\n    - name: emp\n      pattern: \"EMP-([\"\n" MIN_ROUTES,
+     "t.yaml:10: privacy.custom_patterns[0].pattern: custom PII pattern 'emp': missing terminating ] "
+     "for character class at offset 6"},
+    {MIN_BACKENDS "privacy:\n  detect_pii: maybe\n" MIN_ROUTES,
+     "t.yaml:8: privacy.detect_pii: expected true or false; got 'maybe'"},
     {"x: &a [*a]\n", "t.yaml:1: x: unknown key 'x' (expected one of: server, ledger, backends, "
      "prices, budgets, privacy, routes)"},
     {"backends: &a [*a]\n" MIN_ROUTES,

@@ -117,7 +117,7 @@ process.on('exit', () => {
 
 // Starts the gateway. Options:
 //   backends, routes, prices   config sections (defaults: none / ROUTES / PRICES)
-//   budgets                    the `budgets` section (default: none)
+//   budgets, privacy           the `budgets` and `privacy` sections (default: none)
 //   ledgerPath                 an existing ledger to continue (default: a new one in the temp dir;
 //                              a given one is kept, not deleted with the temp dir)
 //   extraServer                merged into the `server:` section (e.g. {max_body_bytes: 65536})
@@ -130,6 +130,7 @@ export async function startGateway({
   routes = ROUTES,
   prices = PRICES,
   budgets = undefined,
+  privacy = undefined,
   ledgerPath: givenLedger = undefined,
   extraServer = {},
   env = KEYS,
@@ -147,6 +148,7 @@ export async function startGateway({
     backends,
     prices,
     ...(budgets ? { budgets } : {}),
+    ...(privacy ? { privacy } : {}),
     routes,
   };
   const configPath = path.join(dir, 'hybridllm.yaml');

@@ -206,3 +206,37 @@ describe('privacy property', { skip: skip ?? false }, () => {
     console.log(`# privacy property: ${JSON.stringify(Object.fromEntries(statuses))}, cloud requests ${cloudBodies.length}`);
   });
 });
+
+describe('privacy: redact mode', { skip: skip ?? false }, () => {
+  test('detected values are replaced by placeholders before a cloud call; declared sensitivity stays local', async () => {
+    const cloud = await startFakeOpenAI({ key: KEYS.HL_TEST_OPENAI_KEY });
+    const local = await startFakeOpenAI({});
+    const gw = await startGateway({
+      backends: [
+        { name: 'cloud', kind: 'openai', location: 'cloud', base_url: `${cloud.url}/v1`, api_key_env: 'HL_TEST_OPENAI_KEY', model: MODELS.openai },
+        { name: 'local', kind: 'openai', location: 'local', base_url: `${local.url}/v1`, model: MODELS.local, warmup: false },
+      ],
+      routes: [{ name: 'privacy', when: { sensitive: true }, to: ['local'] }, { name: 'default', to: ['cloud'] }],
+      privacy: { redact: true, custom_patterns: [{ name: 'employee_id', pattern: 'EMP-[0-9]{6}' }] },
+    });
+    try {
+      const ask = (content, headers = {}) => fetch(`${gw.url}/v1/chat/completions`, {
+        method: 'POST', headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ model: 'auto', messages: [{ role: 'user', content }] }),
+      });
+      const r = await ask('Mail alice@example.com about EMP-123456, card 4111 1111 1111 1111');
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get('x-hybridllm-backend'), 'cloud');
+      assert.equal(r.headers.get('x-hybridllm-pii-detected'), 'email:1,credit_card:1,custom.employee_id:1');
+      const sent = posts(cloud)[0].body.messages[0].content;
+      assert.equal(sent, 'Mail [EMAIL_1] about [EMPLOYEE_ID_1], card [CREDIT_CARD_1]');
+      const declared = await ask('nothing detectable here', { 'x-hybridllm-pii': 'true' });
+      assert.equal(declared.headers.get('x-hybridllm-backend'), 'local');
+      assert.equal(posts(cloud).length, 1);
+    } finally {
+      await gw.stop();
+      await cloud.close();
+      await local.close();
+    }
+  });
+});
