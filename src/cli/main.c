@@ -16,6 +16,7 @@
 #include "hl_backend.h"
 #include "hl_buf.h"
 #include "hl_builtin.h"
+#include "hl_cli_report.h"
 #include "hl_config.h"
 #include "hl_engine_cli.h"
 #include "hl_gateway.h"
@@ -36,6 +37,12 @@ static int usage(FILE *f) {
             "  route --explain --config FILE [--format openai|anthropic] [--header 'Name: value']...\n"
             "                         read a request body on stdin and print the routing decision\n"
             "                         and every rule that matched or not; calls no backend\n"
+            "  advise [--tokens-per-month N | --ledger FILE] [--privacy required|no]\n"
+            "         [--accuracy classification|reasoning|unsure] [--json]\n"
+            "                         cloud or local: the brief's decision matrix and break-even\n"
+            "                         arithmetic, from flags or a measured ledger\n"
+            "  simulate [--policy FILE]... [--ledger FILE] [--seed N] [--json]\n"
+            "                         replay a workload through the router, policies side by side\n"
             "  run MODEL.gguf -p PROMPT [-n N] [--temp T] [--threads T] [--seed S]\n"
             "                         generate with the embedded CPU engine; prints tokens/s\n"
             "  gguf info MODEL.gguf   print a GGUF file's metadata and tensors\n"
@@ -284,6 +291,8 @@ static int cmd_help(int argc, char **argv) {
 static const command commands[] = {
     {"serve", cmd_serve},
     {"route", cmd_route},
+    {"advise", hl_cli_advise},
+    {"simulate", hl_cli_simulate},
     {"run", hl_engine_cli_run},
     {"gguf", cmd_gguf},
     {"version", cmd_version},
