@@ -620,6 +620,9 @@ static void up_done(void *ud, hl_err err, const char *errmsg) {
         if (err == HL_ERR_TIMEOUT)
             hl_api_error_set(&cerr, 504, HL_AE_TIMEOUT, NULL, "upstream_timeout",
                              "Backend '%s' did not answer in time: %s", ex->backend->cfg->name, errmsg);
+        else if (ex->up_status)
+            hl_api_error_set(&cerr, 502, HL_AE_API, NULL, "upstream_connection_lost",
+                             "Backend '%s' dropped the connection mid-response: %s", ex->backend->cfg->name, errmsg);
         else
             hl_api_error_set(&cerr, 502, HL_AE_API, NULL, "upstream_unreachable",
                              "Backend '%s' could not be reached: %s", ex->backend->cfg->name, errmsg);

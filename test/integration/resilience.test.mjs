@@ -139,6 +139,54 @@ describe('resilience', { skip: skip ?? false }, () => {
     }
   });
 
+  test('an attempt that times out is retried, then the next candidate serves; the ledger says timeout', async () => {
+    const gw4 = await startGateway({
+      backends: [
+        { name: 'slow', kind: 'openai', location: 'cloud', base_url: `${primary.url}/v1`, api_key_env: 'HL_TEST_OPENAI_KEY',
+          model: MODELS.openai, timeout_ms: 150, max_retries: 1, retry_base_ms: 10, breaker_failures: 1000 },
+        { name: 'secondary', kind: 'openai', location: 'local', base_url: `${secondary.url}/v1`, model: MODELS.local, warmup: false },
+      ],
+      routes: [{ name: 'chain', to: ['slow', 'secondary'] }],
+      prices: [{ model: MODELS.openai, input_per_mtok: 5, output_per_mtok: 15 }],
+    });
+    try {
+      primary.control({ delay_ms: 1000 });
+      const { response } = await ask(client(gw4));
+      assert.equal(response.headers.get('x-hybridllm-backend'), 'secondary');
+      const lines = await attempts(gw4, response.headers.get('x-request-id'), 3);
+      assert.deepEqual(lines.map((l) => [l.backend, l.status]), [['slow', 'error'], ['slow', 'error'], ['secondary', 'ok']]);
+      assert.match(lines[0].error, /timed? ?out|timeout/i);
+      // With nowhere else to go, the client gets a 504.
+      const only = await startGateway({
+        backends: [{ name: 'slow', kind: 'openai', location: 'cloud', base_url: `${primary.url}/v1`, api_key_env: 'HL_TEST_OPENAI_KEY',
+          model: MODELS.openai, timeout_ms: 150, max_retries: 0 }],
+        routes: [{ name: 'only', to: ['slow'] }],
+      });
+      try {
+        const err = await ask(client(only)).then(() => null, (e) => e);
+        assert.equal(err?.status, 504);
+      } finally {
+        await only.stop();
+      }
+    } finally {
+      await gw4.stop();
+    }
+  });
+
+  test('a connection reset before any content is retried, then reported as a 502', async () => {
+    primary.control({ disconnect_after_chunks: 0 }); // headers, then the socket is destroyed
+    const err = await c.chat.completions
+      .create({ model: 'primary', stream: true, messages: [{ role: 'user', content: 'hello there' }] })
+      .then(() => null, (e) => e);
+    assert.equal(err?.status, 502, 'nothing was streamed yet: a proper HTTP error');
+    assert.equal(posts(primary).length, 3, 'retried twice');
+    primary.reset();
+    const stream = await c.chat.completions.create({ model: 'primary', stream: true, messages: [{ role: 'user', content: 'hello there' }] });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+    assert.equal(text, 'echo: hello there');
+  });
+
   test('connection refused is retried, then falls back', async () => {
     const dead = await startFakeOpenAI({});
     const deadUrl = dead.url;
