@@ -3,7 +3,7 @@
  * side is given) in batches of 128 (one forward pass). Decode: N greedy tokens after it.
  * One warm-up run first so that the mmapped weights are in the page cache.
  *
- * Usage: hl_bench MODEL.gguf THREADS [N_DECODE]
+ * Usage: hl_bench MODEL.gguf THREADS [N_DECODE [N_PROMPT]]   (N_PROMPT 1..128, default 128)
  * Output (one line, for the script): hl prefill_tok_s=X decode_tok_s=Y weights_bytes=Z */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +23,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     int threads = atoi(argv[2]), n_dec = argc > 3 ? atoi(argv[3]) : 64;
+    int n_prompt = argc > 4 ? atoi(argv[4]) : 128;
+    if (n_prompt < 1 || n_prompt > 128 || n_dec < 0) return 2;
     hl_model *m;
     char err[512];
     hl_model_params p = {.n_ctx = 512, .max_batch = 128, .n_threads = threads};
@@ -36,7 +38,7 @@ int main(int argc, char **argv) {
     double best_pf = 1e30, best_dec = 1e30;
     for (int rep = 0; rep < 3; rep++) {
         double t0 = now_s();
-        if (hl_model_forward(m, prompt, 128, 0) != HL_OK) return 1;
+        if (hl_model_forward(m, prompt, n_prompt, 0) != HL_OK) return 1;
         double t1 = now_s();
         uint32_t vocab = hl_model_hp(m)->vocab;
         for (int i = 0; i < n_dec; i++) {
@@ -44,7 +46,7 @@ int main(int argc, char **argv) {
             int32_t best = 0;
             for (uint32_t k = 1; k < vocab; k++)
                 if (lg[k] > lg[best]) best = (int32_t)k;
-            if (hl_model_forward(m, &best, 1, (uint32_t)(128 + i)) != HL_OK) return 1;
+            if (hl_model_forward(m, &best, 1, (uint32_t)(n_prompt + i)) != HL_OK) return 1;
         }
         double t2 = now_s();
         if (rep > 0 || n_dec == 0) {
@@ -52,7 +54,7 @@ int main(int argc, char **argv) {
             if (t2 - t1 < best_dec) best_dec = t2 - t1;
         }
     }
-    printf("hl prefill_tok_s=%.2f decode_tok_s=%.2f weights_bytes=%llu\n", 128 / best_pf,
+    printf("hl prefill_tok_s=%.2f decode_tok_s=%.2f weights_bytes=%llu\n", n_prompt / best_pf,
            n_dec / best_dec, (unsigned long long)hl_model_weight_bytes(m));
     hl_model_free(m);
     return 0;
