@@ -21,6 +21,10 @@ typedef enum hl_err {
     HL_ERR_CANCELLED = -11,
 } hl_err;
 
+/* Returns from the calling function with x's error, if any: for functions that only chain
+ * calls and own nothing that needs releasing on the way out. */
+#define HL_TRY(x) do { hl_err hl_e_ = (x); if (hl_e_) return hl_e_; } while (0)
+
 /* Returns a static, human-readable name for err. */
 const char *hl_err_str(hl_err err);
 

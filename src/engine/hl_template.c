@@ -3,7 +3,6 @@
 
 #include <string.h>
 
-#define TRY(x) do { hl_err e_ = (x); if (e_) return e_; } while (0)
 
 static const char *const names[] = {
     [HL_TEMPLATE_PLAIN] = "plain",     [HL_TEMPLATE_CHATML] = "chatml",
@@ -47,10 +46,10 @@ bool hl_template_uses_special(hl_template t) { return t != HL_TEMPLATE_PLAIN; }
 /* The text of a message as the model should read it: tool results say which call they
  * answer, tool calls are written out as JSON. */
 static hl_err put_text(hl_buf *out, const hl_message *m) {
-    if (m->role == HL_ROLE_TOOL) TRY(hl_buf_printf(out, "[tool result %s] ", m->tool_call_id ? m->tool_call_id : ""));
-    TRY(hl_buf_puts(out, m->text));
+    if (m->role == HL_ROLE_TOOL) HL_TRY(hl_buf_printf(out, "[tool result %s] ", m->tool_call_id ? m->tool_call_id : ""));
+    HL_TRY(hl_buf_puts(out, m->text));
     for (size_t i = 0; i < m->n_tool_calls; i++)
-        TRY(hl_buf_printf(out, "%s[tool call %s] %s(%s)", m->text[0] || i ? "\n" : "", m->tool_calls[i].id,
+        HL_TRY(hl_buf_printf(out, "%s[tool call %s] %s(%s)", m->text[0] || i ? "\n" : "", m->tool_calls[i].id,
                           m->tool_calls[i].name, m->tool_calls[i].arguments ? m->tool_calls[i].arguments : "{}"));
     return HL_OK;
 }
@@ -59,9 +58,9 @@ static hl_err chatml(const hl_chat_request *req, hl_buf *out) {
     for (size_t i = 0; i < req->n_messages; i++) {
         const hl_message *m = &req->messages[i];
         const char *role = m->role == HL_ROLE_SYSTEM ? "system" : m->role == HL_ROLE_ASSISTANT ? "assistant" : "user";
-        TRY(hl_buf_printf(out, "<|im_start|>%s\n", role));
-        TRY(put_text(out, m));
-        TRY(hl_buf_puts(out, "<|im_end|>\n"));
+        HL_TRY(hl_buf_printf(out, "<|im_start|>%s\n", role));
+        HL_TRY(put_text(out, m));
+        HL_TRY(hl_buf_puts(out, "<|im_end|>\n"));
     }
     return hl_buf_puts(out, "<|im_start|>assistant\n");
 }
@@ -70,9 +69,9 @@ static hl_err llama3(const hl_chat_request *req, hl_buf *out) {
     for (size_t i = 0; i < req->n_messages; i++) {
         const hl_message *m = &req->messages[i];
         const char *role = m->role == HL_ROLE_SYSTEM ? "system" : m->role == HL_ROLE_ASSISTANT ? "assistant" : "user";
-        TRY(hl_buf_printf(out, "<|start_header_id|>%s<|end_header_id|>\n\n", role));
-        TRY(put_text(out, m));
-        TRY(hl_buf_puts(out, "<|eot_id|>"));
+        HL_TRY(hl_buf_printf(out, "<|start_header_id|>%s<|end_header_id|>\n\n", role));
+        HL_TRY(put_text(out, m));
+        HL_TRY(hl_buf_puts(out, "<|eot_id|>"));
     }
     return hl_buf_puts(out, "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
@@ -81,9 +80,9 @@ static hl_err phi3(const hl_chat_request *req, hl_buf *out) {
     for (size_t i = 0; i < req->n_messages; i++) {
         const hl_message *m = &req->messages[i];
         const char *role = m->role == HL_ROLE_SYSTEM ? "system" : m->role == HL_ROLE_ASSISTANT ? "assistant" : "user";
-        TRY(hl_buf_printf(out, "<|%s|>\n", role));
-        TRY(put_text(out, m));
-        TRY(hl_buf_puts(out, "<|end|>\n"));
+        HL_TRY(hl_buf_printf(out, "<|%s|>\n", role));
+        HL_TRY(put_text(out, m));
+        HL_TRY(hl_buf_puts(out, "<|end|>\n"));
     }
     return hl_buf_puts(out, "<|assistant|>\n");
 }
@@ -129,8 +128,8 @@ static hl_err inst(const hl_chat_request *req, hl_buf *out, bool sys_block) {
 
 static hl_err plain(const hl_chat_request *req, hl_buf *out) {
     for (size_t i = 0; i < req->n_messages; i++) {
-        if (i) TRY(hl_buf_puts(out, "\n\n"));
-        TRY(put_text(out, &req->messages[i]));
+        if (i) HL_TRY(hl_buf_puts(out, "\n\n"));
+        HL_TRY(put_text(out, &req->messages[i]));
     }
     return HL_OK;
 }

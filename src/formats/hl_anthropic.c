@@ -5,17 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRY(x) do { hl_err e_ = (x); if (e_) return e_; } while (0)
-
-static hl_err put_str(hl_buf *b, const char *s) { return hl_buf_json_str(b, s, strlen(s)); }
-
-static hl_err put_json(hl_buf *b, const json_t *v) {
-    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!s) return HL_ERR_NOMEM;
-    hl_err e = hl_buf_puts(b, s);
-    free(s);
-    return e;
-}
 
 /* OpenAI fields we cannot honour on a Messages backend and refuse. `user`, `top_k` and
  * `parallel_tool_calls` are translated; the rest of the passthrough set (seed, penalties,
@@ -58,43 +47,43 @@ static const char *anthropic_role(hl_role r) { return r == HL_ROLE_ASSISTANT ? "
 
 static hl_err put_block_text(hl_buf *out, bool *first, const char *text) {
     if (!text[0]) return HL_OK; /* the API rejects empty text blocks */
-    TRY(hl_buf_puts(out, *first ? "{\"type\":\"text\",\"text\":" : ",{\"type\":\"text\",\"text\":"));
+    HL_TRY(hl_buf_puts(out, *first ? "{\"type\":\"text\",\"text\":" : ",{\"type\":\"text\",\"text\":"));
     *first = false;
-    TRY(put_str(out, text));
+    HL_TRY(hl_json_put_str(out, text));
     return hl_buf_puts(out, "}");
 }
 
 static hl_err put_message_blocks(hl_buf *out, bool *first, const hl_message *m) {
     if (m->role == HL_ROLE_TOOL) {
-        TRY(hl_buf_puts(out, *first ? "" : ","));
+        HL_TRY(hl_buf_puts(out, *first ? "" : ","));
         *first = false;
-        TRY(hl_buf_puts(out, "{\"type\":\"tool_result\",\"tool_use_id\":"));
-        TRY(put_str(out, m->tool_call_id ? m->tool_call_id : ""));
-        TRY(hl_buf_puts(out, ",\"content\":"));
-        TRY(put_str(out, m->text));
+        HL_TRY(hl_buf_puts(out, "{\"type\":\"tool_result\",\"tool_use_id\":"));
+        HL_TRY(hl_json_put_str(out, m->tool_call_id ? m->tool_call_id : ""));
+        HL_TRY(hl_buf_puts(out, ",\"content\":"));
+        HL_TRY(hl_json_put_str(out, m->text));
         return hl_buf_puts(out, "}");
     }
-    TRY(put_block_text(out, first, m->text));
+    HL_TRY(put_block_text(out, first, m->text));
     for (size_t i = 0; i < m->n_tool_calls; i++) {
         const hl_tool_call *tc = &m->tool_calls[i];
-        TRY(hl_buf_puts(out, *first ? "" : ","));
+        HL_TRY(hl_buf_puts(out, *first ? "" : ","));
         *first = false;
-        TRY(hl_buf_puts(out, "{\"type\":\"tool_use\",\"id\":"));
-        TRY(put_str(out, tc->id));
-        TRY(hl_buf_puts(out, ",\"name\":"));
-        TRY(put_str(out, tc->name));
-        TRY(hl_buf_puts(out, ",\"input\":"));
+        HL_TRY(hl_buf_puts(out, "{\"type\":\"tool_use\",\"id\":"));
+        HL_TRY(hl_json_put_str(out, tc->id));
+        HL_TRY(hl_buf_puts(out, ",\"name\":"));
+        HL_TRY(hl_json_put_str(out, tc->name));
+        HL_TRY(hl_buf_puts(out, ",\"input\":"));
         json_t *input = json_loads(tc->arguments ? tc->arguments : "{}", 0, NULL);
-        hl_err e = json_is_object(input) ? put_json(out, input) : hl_buf_puts(out, "{}");
+        hl_err e = json_is_object(input) ? hl_json_put(out, input) : hl_buf_puts(out, "{}");
         json_decref(input);
-        TRY(e);
-        TRY(hl_buf_puts(out, "}"));
+        HL_TRY(e);
+        HL_TRY(hl_buf_puts(out, "}"));
     }
     return HL_OK;
 }
 
 static hl_err put_tools(hl_buf *out, const json_t *tools) {
-    TRY(hl_buf_puts(out, ",\"tools\":["));
+    HL_TRY(hl_buf_puts(out, ",\"tools\":["));
     size_t i;
     const json_t *t;
     bool first = true;
@@ -102,19 +91,19 @@ static hl_err put_tools(hl_buf *out, const json_t *tools) {
         const json_t *fn = json_object_get(t, "function");
         const char *name = json_string_value(json_object_get(fn, "name"));
         if (!name) continue;
-        TRY(hl_buf_puts(out, first ? "{\"name\":" : ",{\"name\":"));
+        HL_TRY(hl_buf_puts(out, first ? "{\"name\":" : ",{\"name\":"));
         first = false;
-        TRY(put_str(out, name));
+        HL_TRY(hl_json_put_str(out, name));
         const char *desc = json_string_value(json_object_get(fn, "description"));
         if (desc) {
-            TRY(hl_buf_puts(out, ",\"description\":"));
-            TRY(put_str(out, desc));
+            HL_TRY(hl_buf_puts(out, ",\"description\":"));
+            HL_TRY(hl_json_put_str(out, desc));
         }
-        TRY(hl_buf_puts(out, ",\"input_schema\":"));
+        HL_TRY(hl_buf_puts(out, ",\"input_schema\":"));
         const json_t *params = json_object_get(fn, "parameters");
-        if (json_is_object(params)) TRY(put_json(out, params));
-        else TRY(hl_buf_puts(out, "{\"type\":\"object\",\"properties\":{}}"));
-        TRY(hl_buf_puts(out, "}"));
+        if (json_is_object(params)) HL_TRY(hl_json_put(out, params));
+        else HL_TRY(hl_buf_puts(out, "{\"type\":\"object\",\"properties\":{}}"));
+        HL_TRY(hl_buf_puts(out, "}"));
     }
     return hl_buf_puts(out, "]");
 }
@@ -125,20 +114,20 @@ static hl_err put_tool_choice(hl_buf *out, const json_t *tc, bool no_parallel) {
     const char *name = json_string_value(json_object_get(json_object_get(tc, "function"), "name"));
     const char *type = s && !strcmp(s, "required") ? "any" : s && !strcmp(s, "none") ? "none"
                        : name ? "tool" : "auto";
-    TRY(hl_buf_printf(out, ",\"tool_choice\":{\"type\":\"%s\"", type));
+    HL_TRY(hl_buf_printf(out, ",\"tool_choice\":{\"type\":\"%s\"", type));
     if (name && !s) {
-        TRY(hl_buf_puts(out, ",\"name\":"));
-        TRY(put_str(out, name));
+        HL_TRY(hl_buf_puts(out, ",\"name\":"));
+        HL_TRY(hl_json_put_str(out, name));
     }
-    if (no_parallel && strcmp(type, "none") != 0) TRY(hl_buf_puts(out, ",\"disable_parallel_tool_use\":true"));
+    if (no_parallel && strcmp(type, "none") != 0) HL_TRY(hl_buf_puts(out, ",\"disable_parallel_tool_use\":true"));
     return hl_buf_puts(out, "}");
 }
 
 hl_err hl_anthropic_write_upstream_request(hl_buf *out, const hl_chat_request *req,
                                            const char *model) {
-    TRY(hl_buf_puts(out, "{\"model\":"));
-    TRY(put_str(out, model));
-    TRY(hl_buf_printf(out, ",\"max_tokens\":%ld",
+    HL_TRY(hl_buf_puts(out, "{\"model\":"));
+    HL_TRY(hl_json_put_str(out, model));
+    HL_TRY(hl_buf_printf(out, ",\"max_tokens\":%ld",
                       req->max_tokens > 0 ? req->max_tokens : (long)HL_ANTHROPIC_DEFAULT_MAX_TOKENS));
     /* The system prompt: every system/developer message, joined by blank lines. */
     hl_buf sys;
@@ -154,14 +143,14 @@ hl_err hl_anthropic_write_upstream_request(hl_buf *out, const hl_chat_request *r
     hl_err e = HL_OK;
     if (req->system_blocks) { /* an Anthropic client's own blocks: cache_control survives */
         e = hl_buf_puts(out, ",\"system\":");
-        if (!e) e = put_json(out, req->system_blocks);
+        if (!e) e = hl_json_put(out, req->system_blocks);
     } else if (sys.len) {
         e = hl_buf_puts(out, ",\"system\":");
         if (!e) e = hl_buf_json_str(out, sys.data, sys.len);
     }
     hl_buf_release(&sys);
-    TRY(e);
-    TRY(hl_buf_puts(out, ",\"messages\":["));
+    HL_TRY(e);
+    HL_TRY(hl_buf_puts(out, ",\"messages\":["));
     /* Consecutive turns of the same Anthropic role merge into one message. */
     const char *open_role = NULL;
     bool first_block = true;
@@ -170,43 +159,43 @@ hl_err hl_anthropic_write_upstream_request(hl_buf *out, const hl_chat_request *r
         if (m->role == HL_ROLE_SYSTEM) continue;
         const char *role = anthropic_role(m->role);
         if (!open_role || strcmp(open_role, role) != 0) {
-            if (open_role) TRY(hl_buf_puts(out, "]},"));
-            TRY(hl_buf_printf(out, "{\"role\":\"%s\",\"content\":[", role));
+            if (open_role) HL_TRY(hl_buf_puts(out, "]},"));
+            HL_TRY(hl_buf_printf(out, "{\"role\":\"%s\",\"content\":[", role));
             open_role = role;
             first_block = true;
         }
-        TRY(put_message_blocks(out, &first_block, m));
+        HL_TRY(put_message_blocks(out, &first_block, m));
     }
-    if (open_role) TRY(hl_buf_puts(out, "]}"));
-    TRY(hl_buf_puts(out, "]"));
+    if (open_role) HL_TRY(hl_buf_puts(out, "]}"));
+    HL_TRY(hl_buf_puts(out, "]"));
     if (req->has_temperature) {
-        TRY(hl_buf_puts(out, ",\"temperature\":"));
-        TRY(hl_buf_double(out, req->temperature));
+        HL_TRY(hl_buf_puts(out, ",\"temperature\":"));
+        HL_TRY(hl_buf_double(out, req->temperature));
     }
     if (req->has_top_p) {
-        TRY(hl_buf_puts(out, ",\"top_p\":"));
-        TRY(hl_buf_double(out, req->top_p));
+        HL_TRY(hl_buf_puts(out, ",\"top_p\":"));
+        HL_TRY(hl_buf_double(out, req->top_p));
     }
     const json_t *top_k = json_object_get(req->passthrough, "top_k");
-    if (json_is_integer(top_k)) TRY(hl_buf_printf(out, ",\"top_k\":%lld", (long long)json_integer_value(top_k)));
+    if (json_is_integer(top_k)) HL_TRY(hl_buf_printf(out, ",\"top_k\":%lld", (long long)json_integer_value(top_k)));
     const char *user = json_string_value(json_object_get(req->passthrough, "user"));
     if (user) {
-        TRY(hl_buf_puts(out, ",\"metadata\":{\"user_id\":"));
-        TRY(put_str(out, user));
-        TRY(hl_buf_puts(out, "}"));
+        HL_TRY(hl_buf_puts(out, ",\"metadata\":{\"user_id\":"));
+        HL_TRY(hl_json_put_str(out, user));
+        HL_TRY(hl_buf_puts(out, "}"));
     }
     if (req->n_stop) {
-        TRY(hl_buf_puts(out, ",\"stop_sequences\":["));
+        HL_TRY(hl_buf_puts(out, ",\"stop_sequences\":["));
         for (size_t i = 0; i < req->n_stop; i++) {
-            if (i) TRY(hl_buf_puts(out, ","));
-            TRY(put_str(out, req->stop[i]));
+            if (i) HL_TRY(hl_buf_puts(out, ","));
+            HL_TRY(hl_json_put_str(out, req->stop[i]));
         }
-        TRY(hl_buf_puts(out, "]"));
+        HL_TRY(hl_buf_puts(out, "]"));
     }
-    if (req->tools && json_array_size(req->tools)) TRY(put_tools(out, req->tools));
+    if (req->tools && json_array_size(req->tools)) HL_TRY(put_tools(out, req->tools));
     bool no_parallel = json_is_false(json_object_get(req->passthrough, "parallel_tool_calls"));
-    if (req->tool_choice || (no_parallel && req->tools)) TRY(put_tool_choice(out, req->tool_choice, no_parallel));
-    if (req->stream) TRY(hl_buf_puts(out, ",\"stream\":true"));
+    if (req->tool_choice || (no_parallel && req->tools)) HL_TRY(put_tool_choice(out, req->tool_choice, no_parallel));
+    if (req->stream) HL_TRY(hl_buf_puts(out, ",\"stream\":true"));
     return hl_buf_puts(out, "}");
 }
 
@@ -434,8 +423,8 @@ static hl_err text_of(const json_t *v, const char *param, const char *sep, hl_bu
         const json_t *text = json_object_get(b, "text");
         if (!type || strcmp(type, "text") != 0 || !json_is_string(text))
             return bad(err, param, "only text blocks are supported here");
-        if (i > 0) TRY(hl_buf_puts(out, sep));
-        TRY(hl_buf_append(out, json_string_value(text), json_string_length(text)));
+        if (i > 0) HL_TRY(hl_buf_puts(out, sep));
+        HL_TRY(hl_buf_append(out, json_string_value(text), json_string_length(text)));
     }
     return HL_OK;
 }
@@ -736,7 +725,7 @@ static hl_err put_usage_anthropic(hl_buf *out, const hl_usage *u) {
 /* tool arguments (JSON text from an OpenAI-style upstream) as an input object */
 static hl_err put_input(hl_buf *out, const char *args) {
     json_t *input = json_loads(args && *args ? args : "{}", 0, NULL);
-    hl_err e = json_is_object(input) ? put_json(out, input) : hl_buf_puts(out, "{}");
+    hl_err e = json_is_object(input) ? hl_json_put(out, input) : hl_buf_puts(out, "{}");
     json_decref(input);
     return e;
 }
@@ -744,34 +733,34 @@ static hl_err put_input(hl_buf *out, const char *args) {
 hl_err hl_anthropic_write_response(hl_buf *out, const hl_chat_response *resp, const char *id,
                                    long created) {
     (void)created;
-    TRY(hl_buf_puts(out, "{\"id\":"));
-    TRY(put_str(out, id));
-    TRY(hl_buf_puts(out, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":"));
-    TRY(put_str(out, resp->model ? resp->model : ""));
-    TRY(hl_buf_puts(out, ",\"content\":["));
+    HL_TRY(hl_buf_puts(out, "{\"id\":"));
+    HL_TRY(hl_json_put_str(out, id));
+    HL_TRY(hl_buf_puts(out, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":"));
+    HL_TRY(hl_json_put_str(out, resp->model ? resp->model : ""));
+    HL_TRY(hl_buf_puts(out, ",\"content\":["));
     bool first = true;
     if (resp->text && resp->text[0]) {
-        TRY(hl_buf_puts(out, "{\"type\":\"text\",\"text\":"));
-        TRY(put_str(out, resp->text));
-        TRY(hl_buf_puts(out, "}"));
+        HL_TRY(hl_buf_puts(out, "{\"type\":\"text\",\"text\":"));
+        HL_TRY(hl_json_put_str(out, resp->text));
+        HL_TRY(hl_buf_puts(out, "}"));
         first = false;
     }
     for (size_t i = 0; i < resp->n_tool_calls; i++) {
         const hl_tool_call *tc = &resp->tool_calls[i];
-        TRY(hl_buf_puts(out, first ? "{\"type\":\"tool_use\",\"id\":" : ",{\"type\":\"tool_use\",\"id\":"));
+        HL_TRY(hl_buf_puts(out, first ? "{\"type\":\"tool_use\",\"id\":" : ",{\"type\":\"tool_use\",\"id\":"));
         first = false;
-        TRY(put_str(out, tc->id ? tc->id : ""));
-        TRY(hl_buf_puts(out, ",\"name\":"));
-        TRY(put_str(out, tc->name ? tc->name : ""));
-        TRY(hl_buf_puts(out, ",\"input\":"));
-        TRY(put_input(out, tc->arguments));
-        TRY(hl_buf_puts(out, "}"));
+        HL_TRY(hl_json_put_str(out, tc->id ? tc->id : ""));
+        HL_TRY(hl_buf_puts(out, ",\"name\":"));
+        HL_TRY(hl_json_put_str(out, tc->name ? tc->name : ""));
+        HL_TRY(hl_buf_puts(out, ",\"input\":"));
+        HL_TRY(put_input(out, tc->arguments));
+        HL_TRY(hl_buf_puts(out, "}"));
     }
-    TRY(hl_buf_printf(out, "],\"stop_reason\":\"%s\",\"stop_sequence\":",
+    HL_TRY(hl_buf_printf(out, "],\"stop_reason\":\"%s\",\"stop_sequence\":",
                       stop_reason_of(resp->finish, resp->stop_sequence)));
-    TRY(resp->stop_sequence ? put_str(out, resp->stop_sequence) : hl_buf_puts(out, "null"));
-    TRY(hl_buf_puts(out, ",\"usage\":"));
-    TRY(put_usage_anthropic(out, &resp->usage));
+    HL_TRY(resp->stop_sequence ? hl_json_put_str(out, resp->stop_sequence) : hl_buf_puts(out, "null"));
+    HL_TRY(hl_buf_puts(out, ",\"usage\":"));
+    HL_TRY(put_usage_anthropic(out, &resp->usage));
     return hl_buf_puts(out, "}");
 }
 
@@ -796,15 +785,15 @@ int hl_anthropic_error_status(const hl_api_error *err) {
 }
 
 static hl_err put_error(hl_buf *out, const hl_api_error *err) {
-    TRY(hl_buf_printf(out, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":", anthropic_error_type(err)));
-    TRY(put_str(out, err->message));
+    HL_TRY(hl_buf_printf(out, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":", anthropic_error_type(err)));
+    HL_TRY(hl_json_put_str(out, err->message));
     return hl_buf_puts(out, "}");
 }
 
 hl_err hl_anthropic_write_error(hl_buf *out, const hl_api_error *err, const char *request_id) {
-    TRY(put_error(out, err));
-    TRY(hl_buf_puts(out, ",\"request_id\":"));
-    TRY(request_id ? put_str(out, request_id) : hl_buf_puts(out, "null"));
+    HL_TRY(put_error(out, err));
+    HL_TRY(hl_buf_puts(out, ",\"request_id\":"));
+    HL_TRY(request_id ? hl_json_put_str(out, request_id) : hl_buf_puts(out, "null"));
     return hl_buf_puts(out, "}");
 }
 
@@ -824,21 +813,21 @@ static hl_err event_head(hl_buf *out, const char *type) {
 static hl_err ensure_message_start(hl_anthropic_encoder *enc, hl_buf *out) {
     if (enc->started) return HL_OK;
     enc->started = true;
-    TRY(event_head(out, "message_start"));
-    TRY(hl_buf_puts(out, ",\"message\":{\"id\":"));
-    TRY(put_str(out, enc->id));
-    TRY(hl_buf_puts(out, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":"));
-    TRY(put_str(out, enc->model));
-    TRY(hl_buf_puts(out, ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":"));
-    TRY(put_usage_anthropic(out, &enc->usage));
-    TRY(hl_buf_puts(out, "}}\n\n"));
+    HL_TRY(event_head(out, "message_start"));
+    HL_TRY(hl_buf_puts(out, ",\"message\":{\"id\":"));
+    HL_TRY(hl_json_put_str(out, enc->id));
+    HL_TRY(hl_buf_puts(out, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":"));
+    HL_TRY(hl_json_put_str(out, enc->model));
+    HL_TRY(hl_buf_puts(out, ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":"));
+    HL_TRY(put_usage_anthropic(out, &enc->usage));
+    HL_TRY(hl_buf_puts(out, "}}\n\n"));
     return hl_buf_puts(out, "event: ping\ndata: {\"type\":\"ping\"}\n\n");
 }
 
 static hl_err close_block(hl_anthropic_encoder *enc, hl_buf *out) {
     if (enc->open_block < 0) return HL_OK;
-    TRY(event_head(out, "content_block_stop"));
-    TRY(hl_buf_printf(out, ",\"index\":%d}\n\n", enc->open_block));
+    HL_TRY(event_head(out, "content_block_stop"));
+    HL_TRY(hl_buf_printf(out, ",\"index\":%d}\n\n", enc->open_block));
     enc->open_block = -1;
     return HL_OK;
 }
@@ -852,39 +841,39 @@ hl_err hl_anthropic_encode_event(hl_anthropic_encoder *enc, const hl_stream_even
         return HL_OK;
     case HL_EV_TEXT:
         if (!ev->text_len) return HL_OK;
-        TRY(ensure_message_start(enc, out));
+        HL_TRY(ensure_message_start(enc, out));
         if (enc->open_block < 0 || enc->open_is_tool) {
-            TRY(close_block(enc, out));
+            HL_TRY(close_block(enc, out));
             enc->open_block = enc->next_block++;
             enc->open_is_tool = false;
-            TRY(event_head(out, "content_block_start"));
-            TRY(hl_buf_printf(out, ",\"index\":%d,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n", enc->open_block));
+            HL_TRY(event_head(out, "content_block_start"));
+            HL_TRY(hl_buf_printf(out, ",\"index\":%d,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n", enc->open_block));
         }
-        TRY(event_head(out, "content_block_delta"));
-        TRY(hl_buf_printf(out, ",\"index\":%d,\"delta\":{\"type\":\"text_delta\",\"text\":", enc->open_block));
-        TRY(hl_buf_json_str(out, ev->text, ev->text_len));
+        HL_TRY(event_head(out, "content_block_delta"));
+        HL_TRY(hl_buf_printf(out, ",\"index\":%d,\"delta\":{\"type\":\"text_delta\",\"text\":", enc->open_block));
+        HL_TRY(hl_buf_json_str(out, ev->text, ev->text_len));
         return hl_buf_puts(out, "}}\n\n");
     case HL_EV_TOOL_CALL: {
-        TRY(ensure_message_start(enc, out));
+        HL_TRY(ensure_message_start(enc, out));
         int ti = ev->index;
         if (ti < 0 || ti >= 64) return HL_OK;
         if (enc->block_of_tool[ti] < 0) {
-            TRY(close_block(enc, out));
+            HL_TRY(close_block(enc, out));
             enc->block_of_tool[ti] = enc->open_block = enc->next_block++;
             enc->open_is_tool = true;
             enc->open_tool = ti;
-            TRY(event_head(out, "content_block_start"));
-            TRY(hl_buf_printf(out, ",\"index\":%d,\"content_block\":{\"type\":\"tool_use\",\"id\":", enc->open_block));
-            TRY(put_str(out, ev->tool_id ? ev->tool_id : ""));
-            TRY(hl_buf_puts(out, ",\"name\":"));
-            TRY(put_str(out, ev->tool_name ? ev->tool_name : ""));
-            TRY(hl_buf_puts(out, ",\"input\":{}}}\n\n"));
+            HL_TRY(event_head(out, "content_block_start"));
+            HL_TRY(hl_buf_printf(out, ",\"index\":%d,\"content_block\":{\"type\":\"tool_use\",\"id\":", enc->open_block));
+            HL_TRY(hl_json_put_str(out, ev->tool_id ? ev->tool_id : ""));
+            HL_TRY(hl_buf_puts(out, ",\"name\":"));
+            HL_TRY(hl_json_put_str(out, ev->tool_name ? ev->tool_name : ""));
+            HL_TRY(hl_buf_puts(out, ",\"input\":{}}}\n\n"));
         }
         if (!ev->text_len) return HL_OK;
-        TRY(event_head(out, "content_block_delta"));
-        TRY(hl_buf_printf(out, ",\"index\":%d,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":",
+        HL_TRY(event_head(out, "content_block_delta"));
+        HL_TRY(hl_buf_printf(out, ",\"index\":%d,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":",
                           enc->block_of_tool[ti]));
-        TRY(hl_buf_json_str(out, ev->text, ev->text_len));
+        HL_TRY(hl_buf_json_str(out, ev->text, ev->text_len));
         return hl_buf_puts(out, "}}\n\n");
     }
     case HL_EV_FINISH:
@@ -905,21 +894,21 @@ hl_err hl_anthropic_encode_event(hl_anthropic_encoder *enc, const hl_stream_even
 }
 
 hl_err hl_anthropic_encode_end(hl_anthropic_encoder *enc, const hl_usage *usage, hl_buf *out) {
-    TRY(ensure_message_start(enc, out));
-    TRY(close_block(enc, out));
-    TRY(event_head(out, "message_delta"));
-    TRY(hl_buf_printf(out, ",\"delta\":{\"stop_reason\":\"%s\",\"stop_sequence\":",
+    HL_TRY(ensure_message_start(enc, out));
+    HL_TRY(close_block(enc, out));
+    HL_TRY(event_head(out, "message_delta"));
+    HL_TRY(hl_buf_printf(out, ",\"delta\":{\"stop_reason\":\"%s\",\"stop_sequence\":",
                       stop_reason_of(enc->finish, enc->has_stop_sequence ? enc->stop_sequence : NULL)));
-    TRY(enc->has_stop_sequence ? put_str(out, enc->stop_sequence) : hl_buf_puts(out, "null"));
-    TRY(hl_buf_puts(out, "},\"usage\":"));
-    TRY(put_usage_anthropic(out, usage));
-    TRY(hl_buf_puts(out, "}\n\n"));
-    TRY(event_head(out, "message_stop"));
+    HL_TRY(enc->has_stop_sequence ? hl_json_put_str(out, enc->stop_sequence) : hl_buf_puts(out, "null"));
+    HL_TRY(hl_buf_puts(out, "},\"usage\":"));
+    HL_TRY(put_usage_anthropic(out, usage));
+    HL_TRY(hl_buf_puts(out, "}\n\n"));
+    HL_TRY(event_head(out, "message_stop"));
     return hl_buf_puts(out, "}\n\n");
 }
 
 hl_err hl_anthropic_encode_error(const hl_api_error *err, const char *request_id, hl_buf *out) {
-    TRY(hl_buf_puts(out, "event: error\ndata: "));
-    TRY(hl_anthropic_write_error(out, err, request_id));
+    HL_TRY(hl_buf_puts(out, "event: error\ndata: "));
+    HL_TRY(hl_anthropic_write_error(out, err, request_id));
     return hl_buf_puts(out, "\n\n");
 }

@@ -156,3 +156,13 @@ double hl_confidence(const json_t *logprobs) {
     }
     return n ? exp(sum / (double)n) : -1;
 }
+
+hl_err hl_json_put_str(hl_buf *b, const char *s) { return hl_buf_json_str(b, s ? s : "", s ? strlen(s) : 0); }
+
+hl_err hl_json_put(hl_buf *b, const json_t *v) {
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!s) return HL_ERR_NOMEM;
+    hl_err e = hl_buf_puts(b, s);
+    free(s);
+    return e;
+}

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include "hl_buf.h"
 #include "hl_err.h"
 
 typedef enum hl_role { HL_ROLE_SYSTEM, HL_ROLE_USER, HL_ROLE_ASSISTANT, HL_ROLE_TOOL } hl_role;
@@ -181,6 +182,11 @@ long hl_tokens_estimate(size_t bytes);
  * answers whose every token the model was sure of and is length-neutral. -1 when the object
  * has no token logprobs. */
 double hl_confidence(const json_t *logprobs);
+
+/* Appends a NUL-terminated string as a JSON string literal ("" for NULL). */
+hl_err hl_json_put_str(hl_buf *b, const char *s);
+/* Appends v serialized compactly. */
+hl_err hl_json_put(hl_buf *b, const json_t *v);
 
 /* strdup that reports failure through the error code (dst set to NULL on error). */
 hl_err hl_strdup(char **dst, const char *s);

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRY(x) do { hl_err e_ = (x); if (e_) return e_; } while (0)
 
 /* ------------------------------------------------------------------ ingress parsing */
 
@@ -77,9 +76,9 @@ static hl_err parse_tool_calls(const json_t *arr, size_t mi, hl_message *m, hl_a
         const char *args = json_string_value(json_object_get(fn, "arguments"));
         if (!id || !name)
             return bad(err, param, "Invalid '%s': each tool call needs an id and function.name.", param);
-        TRY(hl_strdup(&m->tool_calls[i].id, id));
-        TRY(hl_strdup(&m->tool_calls[i].name, name));
-        TRY(hl_strdup(&m->tool_calls[i].arguments, args ? args : "{}"));
+        HL_TRY(hl_strdup(&m->tool_calls[i].id, id));
+        HL_TRY(hl_strdup(&m->tool_calls[i].name, name));
+        HL_TRY(hl_strdup(&m->tool_calls[i].arguments, args ? args : "{}"));
     }
     return HL_OK;
 }
@@ -117,18 +116,18 @@ static hl_err parse_messages(const json_t *msgs, hl_chat_request *req, hl_api_er
         const json_t *content = json_object_get(m, "content");
         if (!content && out->role != HL_ROLE_ASSISTANT)
             return bad(err, param, "Missing required parameter: '%s'.", param);
-        TRY(parse_content(content, param, &out->text, err));
+        HL_TRY(parse_content(content, param, &out->text, err));
         req->text_bytes += strlen(out->text);
         const json_t *name = json_object_get(m, "name");
-        if (json_is_string(name)) TRY(hl_strdup(&out->name, json_string_value(name)));
+        if (json_is_string(name)) HL_TRY(hl_strdup(&out->name, json_string_value(name)));
         const json_t *tcs = json_object_get(m, "tool_calls");
         if (tcs && out->role == HL_ROLE_ASSISTANT && !json_is_null(tcs))
-            TRY(parse_tool_calls(tcs, i, out, err));
+            HL_TRY(parse_tool_calls(tcs, i, out, err));
         if (out->role == HL_ROLE_TOOL) {
             const char *tcid = json_string_value(json_object_get(m, "tool_call_id"));
             snprintf(param, sizeof param, "messages[%zu].tool_call_id", i);
             if (!tcid) return bad(err, param, "Missing required parameter: '%s'.", param);
-            TRY(hl_strdup(&out->tool_call_id, tcid));
+            HL_TRY(hl_strdup(&out->tool_call_id, tcid));
         }
     }
     return HL_OK;
@@ -152,7 +151,7 @@ static hl_err parse_stop(const json_t *v, hl_chat_request *req, hl_api_error *er
         const char *s = json_string_value(json_array_get(v, i));
         if (!s) return bad(err, "stop", "Invalid '%s': expected a string or an array of at most 4 strings.", "stop");
         req->n_stop = i + 1;
-        TRY(hl_strdup(&req->stop[i], s));
+        HL_TRY(hl_strdup(&req->stop[i], s));
     }
     return HL_OK;
 }
@@ -275,26 +274,16 @@ out:
 
 /* ------------------------------------------------------------------ rendering helpers */
 
-static hl_err put_str(hl_buf *b, const char *s) { return hl_buf_json_str(b, s, strlen(s)); }
-
-static hl_err put_json(hl_buf *b, const json_t *v) {
-    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!s) return HL_ERR_NOMEM;
-    hl_err e = hl_buf_puts(b, s);
-    free(s);
-    return e;
-}
-
 static hl_err put_tool_calls(hl_buf *b, const hl_tool_call *tc, size_t n) {
-    TRY(hl_buf_puts(b, "["));
+    HL_TRY(hl_buf_puts(b, "["));
     for (size_t i = 0; i < n; i++) {
-        TRY(hl_buf_puts(b, i ? ",{\"id\":" : "{\"id\":"));
-        TRY(put_str(b, tc[i].id));
-        TRY(hl_buf_puts(b, ",\"type\":\"function\",\"function\":{\"name\":"));
-        TRY(put_str(b, tc[i].name));
-        TRY(hl_buf_puts(b, ",\"arguments\":"));
-        TRY(put_str(b, tc[i].arguments ? tc[i].arguments : ""));
-        TRY(hl_buf_puts(b, "}}"));
+        HL_TRY(hl_buf_puts(b, i ? ",{\"id\":" : "{\"id\":"));
+        HL_TRY(hl_json_put_str(b, tc[i].id));
+        HL_TRY(hl_buf_puts(b, ",\"type\":\"function\",\"function\":{\"name\":"));
+        HL_TRY(hl_json_put_str(b, tc[i].name));
+        HL_TRY(hl_buf_puts(b, ",\"arguments\":"));
+        HL_TRY(hl_json_put_str(b, tc[i].arguments ? tc[i].arguments : ""));
+        HL_TRY(hl_buf_puts(b, "}}"));
     }
     return hl_buf_puts(b, "]");
 }
@@ -312,25 +301,25 @@ static hl_err put_usage(hl_buf *b, const hl_usage *u) {
 
 hl_err hl_openai_write_response(hl_buf *out, const hl_chat_response *resp, const char *id,
                                 long created) {
-    TRY(hl_buf_puts(out, "{\"id\":"));
-    TRY(put_str(out, id));
-    TRY(hl_buf_printf(out, ",\"object\":\"chat.completion\",\"created\":%ld,\"model\":", created));
-    TRY(put_str(out, resp->model ? resp->model : ""));
-    TRY(hl_buf_puts(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"));
-    if (resp->text) TRY(put_str(out, resp->text));
-    else TRY(hl_buf_puts(out, "null"));
-    TRY(hl_buf_puts(out, ",\"refusal\":null"));
+    HL_TRY(hl_buf_puts(out, "{\"id\":"));
+    HL_TRY(hl_json_put_str(out, id));
+    HL_TRY(hl_buf_printf(out, ",\"object\":\"chat.completion\",\"created\":%ld,\"model\":", created));
+    HL_TRY(hl_json_put_str(out, resp->model ? resp->model : ""));
+    HL_TRY(hl_buf_puts(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"));
+    if (resp->text) HL_TRY(hl_json_put_str(out, resp->text));
+    else HL_TRY(hl_buf_puts(out, "null"));
+    HL_TRY(hl_buf_puts(out, ",\"refusal\":null"));
     if (resp->n_tool_calls) {
-        TRY(hl_buf_puts(out, ",\"tool_calls\":"));
-        TRY(put_tool_calls(out, resp->tool_calls, resp->n_tool_calls));
+        HL_TRY(hl_buf_puts(out, ",\"tool_calls\":"));
+        HL_TRY(put_tool_calls(out, resp->tool_calls, resp->n_tool_calls));
     }
-    TRY(hl_buf_puts(out, "},\"logprobs\":"));
-    if (resp->logprobs) TRY(put_json(out, resp->logprobs));
-    else TRY(hl_buf_puts(out, "null"));
+    HL_TRY(hl_buf_puts(out, "},\"logprobs\":"));
+    if (resp->logprobs) HL_TRY(hl_json_put(out, resp->logprobs));
+    else HL_TRY(hl_buf_puts(out, "null"));
     const char *fr = hl_finish_openai(resp->finish);
-    TRY(hl_buf_printf(out, ",\"finish_reason\":%s%s%s}],\"usage\":", fr ? "\"" : "",
+    HL_TRY(hl_buf_printf(out, ",\"finish_reason\":%s%s%s}],\"usage\":", fr ? "\"" : "",
                       fr ? fr : "null", fr ? "\"" : ""));
-    TRY(put_usage(out, &resp->usage));
+    HL_TRY(put_usage(out, &resp->usage));
     return hl_buf_puts(out, "}");
 }
 
@@ -351,16 +340,16 @@ static const char *openai_error_type(hl_api_error_kind k) {
 }
 
 static hl_err put_error_object(hl_buf *out, const hl_api_error *err) {
-    TRY(hl_buf_puts(out, "{\"error\":{\"message\":"));
-    TRY(put_str(out, err->message));
-    TRY(hl_buf_puts(out, ",\"type\":"));
-    TRY(put_str(out, openai_error_type(err->kind)));
-    TRY(hl_buf_puts(out, ",\"param\":"));
-    if (err->param[0]) TRY(put_str(out, err->param));
-    else TRY(hl_buf_puts(out, "null"));
-    TRY(hl_buf_puts(out, ",\"code\":"));
-    if (err->code[0]) TRY(put_str(out, err->code));
-    else TRY(hl_buf_puts(out, "null"));
+    HL_TRY(hl_buf_puts(out, "{\"error\":{\"message\":"));
+    HL_TRY(hl_json_put_str(out, err->message));
+    HL_TRY(hl_buf_puts(out, ",\"type\":"));
+    HL_TRY(hl_json_put_str(out, openai_error_type(err->kind)));
+    HL_TRY(hl_buf_puts(out, ",\"param\":"));
+    if (err->param[0]) HL_TRY(hl_json_put_str(out, err->param));
+    else HL_TRY(hl_buf_puts(out, "null"));
+    HL_TRY(hl_buf_puts(out, ",\"code\":"));
+    if (err->code[0]) HL_TRY(hl_json_put_str(out, err->code));
+    else HL_TRY(hl_buf_puts(out, "null"));
     return hl_buf_puts(out, "}}");
 }
 
@@ -379,36 +368,36 @@ void hl_openai_encoder_init(hl_openai_encoder *enc, const char *id, const char *
 
 /* Opens a chunk up to and including `"delta":`. */
 static hl_err chunk_open(hl_openai_encoder *enc, hl_buf *out) {
-    TRY(hl_buf_puts(out, "data: {\"id\":"));
-    TRY(put_str(out, enc->id));
-    TRY(hl_buf_printf(out, ",\"object\":\"chat.completion.chunk\",\"created\":%ld,\"model\":",
+    HL_TRY(hl_buf_puts(out, "data: {\"id\":"));
+    HL_TRY(hl_json_put_str(out, enc->id));
+    HL_TRY(hl_buf_printf(out, ",\"object\":\"chat.completion.chunk\",\"created\":%ld,\"model\":",
                       enc->created));
-    TRY(put_str(out, enc->model));
+    HL_TRY(hl_json_put_str(out, enc->model));
     return hl_buf_puts(out, ",\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"delta\":");
 }
 
 /* Closes a chunk opened by chunk_open, after the delta object. */
 static hl_err chunk_close(hl_openai_encoder *enc, hl_buf *out, const char *finish,
                           const json_t *logprobs) {
-    TRY(hl_buf_puts(out, ",\"logprobs\":"));
+    HL_TRY(hl_buf_puts(out, ",\"logprobs\":"));
     if (logprobs) {
-        TRY(hl_buf_puts(out, "{\"content\":"));
-        TRY(put_json(out, logprobs));
-        TRY(hl_buf_puts(out, ",\"refusal\":null}"));
+        HL_TRY(hl_buf_puts(out, "{\"content\":"));
+        HL_TRY(hl_json_put(out, logprobs));
+        HL_TRY(hl_buf_puts(out, ",\"refusal\":null}"));
     } else {
-        TRY(hl_buf_puts(out, "null"));
+        HL_TRY(hl_buf_puts(out, "null"));
     }
-    if (finish) TRY(hl_buf_printf(out, ",\"finish_reason\":\"%s\"}]", finish));
-    else TRY(hl_buf_puts(out, ",\"finish_reason\":null}]"));
-    if (enc->include_usage) TRY(hl_buf_puts(out, ",\"usage\":null"));
+    if (finish) HL_TRY(hl_buf_printf(out, ",\"finish_reason\":\"%s\"}]", finish));
+    else HL_TRY(hl_buf_puts(out, ",\"finish_reason\":null}]"));
+    if (enc->include_usage) HL_TRY(hl_buf_puts(out, ",\"usage\":null"));
     return hl_buf_puts(out, "}\n\n");
 }
 
 static hl_err ensure_started(hl_openai_encoder *enc, hl_buf *out) {
     if (enc->started) return HL_OK;
     enc->started = true;
-    TRY(chunk_open(enc, out));
-    TRY(hl_buf_puts(out, "{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}"));
+    HL_TRY(chunk_open(enc, out));
+    HL_TRY(hl_buf_puts(out, "{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}"));
     return chunk_close(enc, out, NULL, NULL);
 }
 
@@ -419,42 +408,42 @@ hl_err hl_openai_encode_event(hl_openai_encoder *enc, const hl_stream_event *ev,
         return ensure_started(enc, out);
     case HL_EV_TEXT:
         if (!ev->text_len) return HL_OK;
-        TRY(ensure_started(enc, out));
-        TRY(chunk_open(enc, out));
-        TRY(hl_buf_puts(out, "{\"content\":"));
-        TRY(hl_buf_json_str(out, ev->text, ev->text_len));
-        TRY(hl_buf_puts(out, "}"));
+        HL_TRY(ensure_started(enc, out));
+        HL_TRY(chunk_open(enc, out));
+        HL_TRY(hl_buf_puts(out, "{\"content\":"));
+        HL_TRY(hl_buf_json_str(out, ev->text, ev->text_len));
+        HL_TRY(hl_buf_puts(out, "}"));
         return chunk_close(enc, out, NULL, NULL);
     case HL_EV_LOGPROBS:
-        TRY(ensure_started(enc, out));
-        TRY(chunk_open(enc, out));
-        TRY(hl_buf_puts(out, "{}"));
+        HL_TRY(ensure_started(enc, out));
+        HL_TRY(chunk_open(enc, out));
+        HL_TRY(hl_buf_puts(out, "{}"));
         return chunk_close(enc, out, NULL, ev->logprobs);
     case HL_EV_TOOL_CALL:
-        TRY(ensure_started(enc, out));
-        TRY(chunk_open(enc, out));
-        TRY(hl_buf_printf(out, "{\"tool_calls\":[{\"index\":%d", ev->index));
+        HL_TRY(ensure_started(enc, out));
+        HL_TRY(chunk_open(enc, out));
+        HL_TRY(hl_buf_printf(out, "{\"tool_calls\":[{\"index\":%d", ev->index));
         if (ev->tool_id) {
-            TRY(hl_buf_puts(out, ",\"id\":"));
-            TRY(put_str(out, ev->tool_id));
-            TRY(hl_buf_puts(out, ",\"type\":\"function\""));
+            HL_TRY(hl_buf_puts(out, ",\"id\":"));
+            HL_TRY(hl_json_put_str(out, ev->tool_id));
+            HL_TRY(hl_buf_puts(out, ",\"type\":\"function\""));
         }
-        TRY(hl_buf_puts(out, ",\"function\":{"));
+        HL_TRY(hl_buf_puts(out, ",\"function\":{"));
         if (ev->tool_name) {
-            TRY(hl_buf_puts(out, "\"name\":"));
-            TRY(put_str(out, ev->tool_name));
-            TRY(hl_buf_puts(out, ","));
+            HL_TRY(hl_buf_puts(out, "\"name\":"));
+            HL_TRY(hl_json_put_str(out, ev->tool_name));
+            HL_TRY(hl_buf_puts(out, ","));
         }
-        TRY(hl_buf_puts(out, "\"arguments\":"));
-        TRY(hl_buf_json_str(out, ev->text ? ev->text : "", ev->text ? ev->text_len : 0));
-        TRY(hl_buf_puts(out, "}}]}"));
+        HL_TRY(hl_buf_puts(out, "\"arguments\":"));
+        HL_TRY(hl_buf_json_str(out, ev->text ? ev->text : "", ev->text ? ev->text_len : 0));
+        HL_TRY(hl_buf_puts(out, "}}]}"));
         return chunk_close(enc, out, NULL, NULL);
     case HL_EV_FINISH:
         if (enc->finished || ev->finish == HL_FINISH_NONE) return HL_OK;
-        TRY(ensure_started(enc, out));
+        HL_TRY(ensure_started(enc, out));
         enc->finished = true;
-        TRY(chunk_open(enc, out));
-        TRY(hl_buf_puts(out, "{}"));
+        HL_TRY(chunk_open(enc, out));
+        HL_TRY(hl_buf_puts(out, "{}"));
         return chunk_close(enc, out, hl_finish_openai(ev->finish), NULL);
     case HL_EV_USAGE:
         enc->usage = ev->usage;
@@ -467,23 +456,23 @@ hl_err hl_openai_encode_event(hl_openai_encoder *enc, const hl_stream_event *ev,
 }
 
 hl_err hl_openai_encode_end(hl_openai_encoder *enc, const hl_usage *usage, hl_buf *out) {
-    TRY(ensure_started(enc, out));
+    HL_TRY(ensure_started(enc, out));
     if (enc->include_usage) {
-        TRY(hl_buf_puts(out, "data: {\"id\":"));
-        TRY(put_str(out, enc->id));
-        TRY(hl_buf_printf(out, ",\"object\":\"chat.completion.chunk\",\"created\":%ld,\"model\":",
+        HL_TRY(hl_buf_puts(out, "data: {\"id\":"));
+        HL_TRY(hl_json_put_str(out, enc->id));
+        HL_TRY(hl_buf_printf(out, ",\"object\":\"chat.completion.chunk\",\"created\":%ld,\"model\":",
                           enc->created));
-        TRY(put_str(out, enc->model));
-        TRY(hl_buf_puts(out, ",\"system_fingerprint\":null,\"choices\":[],\"usage\":"));
-        TRY(put_usage(out, usage));
-        TRY(hl_buf_puts(out, "}\n\n"));
+        HL_TRY(hl_json_put_str(out, enc->model));
+        HL_TRY(hl_buf_puts(out, ",\"system_fingerprint\":null,\"choices\":[],\"usage\":"));
+        HL_TRY(put_usage(out, usage));
+        HL_TRY(hl_buf_puts(out, "}\n\n"));
     }
     return hl_buf_puts(out, "data: [DONE]\n\n");
 }
 
 hl_err hl_openai_encode_error(const hl_api_error *err, hl_buf *out) {
-    TRY(hl_buf_puts(out, "data: "));
-    TRY(put_error_object(out, err));
+    HL_TRY(hl_buf_puts(out, "data: "));
+    HL_TRY(put_error_object(out, err));
     return hl_buf_puts(out, "\n\n");
 }
 
@@ -491,67 +480,67 @@ hl_err hl_openai_encode_error(const hl_api_error *err, hl_buf *out) {
 
 hl_err hl_openai_write_upstream_request(hl_buf *out, const hl_chat_request *req,
                                         const char *model) {
-    TRY(hl_buf_puts(out, "{\"model\":"));
-    TRY(put_str(out, model));
-    TRY(hl_buf_puts(out, ",\"messages\":["));
+    HL_TRY(hl_buf_puts(out, "{\"model\":"));
+    HL_TRY(hl_json_put_str(out, model));
+    HL_TRY(hl_buf_puts(out, ",\"messages\":["));
     for (size_t i = 0; i < req->n_messages; i++) {
         const hl_message *m = &req->messages[i];
-        TRY(hl_buf_printf(out, "%s{\"role\":\"%s\",\"content\":", i ? "," : "", hl_role_name(m->role)));
-        if (m->role == HL_ROLE_ASSISTANT && m->n_tool_calls && !m->text[0]) TRY(hl_buf_puts(out, "null"));
-        else TRY(put_str(out, m->text));
+        HL_TRY(hl_buf_printf(out, "%s{\"role\":\"%s\",\"content\":", i ? "," : "", hl_role_name(m->role)));
+        if (m->role == HL_ROLE_ASSISTANT && m->n_tool_calls && !m->text[0]) HL_TRY(hl_buf_puts(out, "null"));
+        else HL_TRY(hl_json_put_str(out, m->text));
         if (m->name) {
-            TRY(hl_buf_puts(out, ",\"name\":"));
-            TRY(put_str(out, m->name));
+            HL_TRY(hl_buf_puts(out, ",\"name\":"));
+            HL_TRY(hl_json_put_str(out, m->name));
         }
         if (m->n_tool_calls) {
-            TRY(hl_buf_puts(out, ",\"tool_calls\":"));
-            TRY(put_tool_calls(out, m->tool_calls, m->n_tool_calls));
+            HL_TRY(hl_buf_puts(out, ",\"tool_calls\":"));
+            HL_TRY(put_tool_calls(out, m->tool_calls, m->n_tool_calls));
         }
         if (m->tool_call_id) {
-            TRY(hl_buf_puts(out, ",\"tool_call_id\":"));
-            TRY(put_str(out, m->tool_call_id));
+            HL_TRY(hl_buf_puts(out, ",\"tool_call_id\":"));
+            HL_TRY(hl_json_put_str(out, m->tool_call_id));
         }
-        TRY(hl_buf_puts(out, "}"));
+        HL_TRY(hl_buf_puts(out, "}"));
     }
-    TRY(hl_buf_puts(out, "]"));
+    HL_TRY(hl_buf_puts(out, "]"));
     if (req->max_tokens > 0)
-        TRY(hl_buf_printf(out, ",\"%s\":%ld", req->max_completion_tokens ? "max_completion_tokens" : "max_tokens",
+        HL_TRY(hl_buf_printf(out, ",\"%s\":%ld", req->max_completion_tokens ? "max_completion_tokens" : "max_tokens",
                           req->max_tokens));
     if (req->has_temperature) {
-        TRY(hl_buf_puts(out, ",\"temperature\":"));
-        TRY(hl_buf_double(out, req->temperature));
+        HL_TRY(hl_buf_puts(out, ",\"temperature\":"));
+        HL_TRY(hl_buf_double(out, req->temperature));
     }
     if (req->has_top_p) {
-        TRY(hl_buf_puts(out, ",\"top_p\":"));
-        TRY(hl_buf_double(out, req->top_p));
+        HL_TRY(hl_buf_puts(out, ",\"top_p\":"));
+        HL_TRY(hl_buf_double(out, req->top_p));
     }
     if (req->n_stop) {
-        TRY(hl_buf_puts(out, ",\"stop\":["));
+        HL_TRY(hl_buf_puts(out, ",\"stop\":["));
         for (size_t i = 0; i < req->n_stop; i++) {
-            if (i) TRY(hl_buf_puts(out, ","));
-            TRY(put_str(out, req->stop[i]));
+            if (i) HL_TRY(hl_buf_puts(out, ","));
+            HL_TRY(hl_json_put_str(out, req->stop[i]));
         }
-        TRY(hl_buf_puts(out, "]"));
+        HL_TRY(hl_buf_puts(out, "]"));
     }
-    if (req->stream) TRY(hl_buf_puts(out, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"));
-    if (req->logprobs) TRY(hl_buf_puts(out, ",\"logprobs\":true"));
-    if (req->top_logprobs >= 0) TRY(hl_buf_printf(out, ",\"top_logprobs\":%d", req->top_logprobs));
+    if (req->stream) HL_TRY(hl_buf_puts(out, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"));
+    if (req->logprobs) HL_TRY(hl_buf_puts(out, ",\"logprobs\":true"));
+    if (req->top_logprobs >= 0) HL_TRY(hl_buf_printf(out, ",\"top_logprobs\":%d", req->top_logprobs));
     if (req->tools) {
-        TRY(hl_buf_puts(out, ",\"tools\":"));
-        TRY(put_json(out, req->tools));
+        HL_TRY(hl_buf_puts(out, ",\"tools\":"));
+        HL_TRY(hl_json_put(out, req->tools));
     }
     if (req->tool_choice) {
-        TRY(hl_buf_puts(out, ",\"tool_choice\":"));
-        TRY(put_json(out, req->tool_choice));
+        HL_TRY(hl_buf_puts(out, ",\"tool_choice\":"));
+        HL_TRY(hl_json_put(out, req->tool_choice));
     }
     if (req->passthrough) {
         const char *key;
         json_t *val;
         json_object_foreach(req->passthrough, key, val) {
-            TRY(hl_buf_puts(out, ","));
-            TRY(put_str(out, key));
-            TRY(hl_buf_puts(out, ":"));
-            TRY(put_json(out, val));
+            HL_TRY(hl_buf_puts(out, ","));
+            HL_TRY(hl_json_put_str(out, key));
+            HL_TRY(hl_buf_puts(out, ":"));
+            HL_TRY(hl_json_put(out, val));
         }
     }
     return hl_buf_puts(out, "}");

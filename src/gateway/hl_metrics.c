@@ -74,7 +74,6 @@ static unsigned long long load(const atomic_ullong *c) {
     return atomic_load_explicit((atomic_ullong *)c, memory_order_relaxed);
 }
 
-#define TRY(x) do { hl_err e_ = (x); if (e_) return e_; } while (0)
 
 static hl_err render_histogram(hl_buf *out, const char *name, const char *backend,
                                hl_metrics *const *w, size_t nw, size_t bi, bool ttft) {
@@ -82,7 +81,7 @@ static hl_err render_histogram(hl_buf *out, const char *name, const char *backen
     for (size_t i = 0; i < N_BUCKETS; i++) {
         for (size_t k = 0; k < nw; k++)
             if (w[k]) cum += load(&(ttft ? &w[k]->b[bi].ttft : &w[k]->b[bi].duration)->counts[i]);
-        TRY(hl_buf_printf(out, "%s_bucket{backend=\"%s\",le=\"%g\"} %llu\n", name, backend, buckets_s[i], cum));
+        HL_TRY(hl_buf_printf(out, "%s_bucket{backend=\"%s\",le=\"%g\"} %llu\n", name, backend, buckets_s[i], cum));
     }
     for (size_t k = 0; k < nw; k++) {
         if (!w[k]) continue;
@@ -90,8 +89,8 @@ static hl_err render_histogram(hl_buf *out, const char *name, const char *backen
         total += load(&h->count);
         sum_us += load(&h->sum_us);
     }
-    TRY(hl_buf_printf(out, "%s_bucket{backend=\"%s\",le=\"+Inf\"} %llu\n", name, backend, total));
-    TRY(hl_buf_printf(out, "%s_sum{backend=\"%s\"} %.6f\n", name, backend, (double)sum_us / 1e6));
+    HL_TRY(hl_buf_printf(out, "%s_bucket{backend=\"%s\",le=\"+Inf\"} %llu\n", name, backend, total));
+    HL_TRY(hl_buf_printf(out, "%s_sum{backend=\"%s\"} %.6f\n", name, backend, (double)sum_us / 1e6));
     return hl_buf_printf(out, "%s_count{backend=\"%s\"} %llu\n", name, backend, total);
 }
 
@@ -99,66 +98,66 @@ hl_err hl_metrics_render(hl_metrics *const *w, size_t nw, hl_backends *bs, const
                          hl_budgets *budgets, hl_ledger *ledger, hl_buf *out) {
     static const char *const st_names[HL_MS_COUNT] = {"ok", "error", "cancelled", "escalated"};
     /* Backend names are config tokens ([A-Za-z0-9._-]): safe as label values as they are. */
-    TRY(hl_buf_puts(out, "# HELP hybridllm_attempts_total Upstream attempts by outcome.\n"
+    HL_TRY(hl_buf_puts(out, "# HELP hybridllm_attempts_total Upstream attempts by outcome.\n"
                          "# TYPE hybridllm_attempts_total counter\n"));
     for (size_t i = 0; i < bs->n; i++)
         for (int st = 0; st < HL_MS_COUNT; st++) {
             unsigned long long v = 0;
             for (size_t k = 0; k < nw; k++) if (w[k]) v += load(&w[k]->b[i].attempts[st]);
-            TRY(hl_buf_printf(out, "hybridllm_attempts_total{backend=\"%s\",source=\"%s\",status=\"%s\"} %llu\n",
+            HL_TRY(hl_buf_printf(out, "hybridllm_attempts_total{backend=\"%s\",source=\"%s\",status=\"%s\"} %llu\n",
                               bs->v[i].cfg->name, hl_backend_is_cloud(&bs->v[i]) ? "cloud" : "local", st_names[st], v));
         }
-    TRY(hl_buf_puts(out, "# HELP hybridllm_tokens_total Tokens by backend and direction.\n"
+    HL_TRY(hl_buf_puts(out, "# HELP hybridllm_tokens_total Tokens by backend and direction.\n"
                          "# TYPE hybridllm_tokens_total counter\n"));
     for (size_t i = 0; i < bs->n; i++) {
         unsigned long long in = 0, o = 0;
         for (size_t k = 0; k < nw; k++) if (w[k]) in += load(&w[k]->b[i].tokens_in), o += load(&w[k]->b[i].tokens_out);
-        TRY(hl_buf_printf(out, "hybridllm_tokens_total{backend=\"%s\",direction=\"input\"} %llu\n"
+        HL_TRY(hl_buf_printf(out, "hybridllm_tokens_total{backend=\"%s\",direction=\"input\"} %llu\n"
                                "hybridllm_tokens_total{backend=\"%s\",direction=\"output\"} %llu\n",
                           bs->v[i].cfg->name, in, bs->v[i].cfg->name, o));
     }
-    TRY(hl_buf_puts(out, "# HELP hybridllm_cost_usd_total Spend by backend (cloud: prices; local: busy time).\n"
+    HL_TRY(hl_buf_puts(out, "# HELP hybridllm_cost_usd_total Spend by backend (cloud: prices; local: busy time).\n"
                          "# TYPE hybridllm_cost_usd_total counter\n"));
     for (size_t i = 0; i < bs->n; i++) {
         unsigned long long c = 0;
         for (size_t k = 0; k < nw; k++) if (w[k]) c += load(&w[k]->b[i].cost_nusd);
-        TRY(hl_buf_printf(out, "hybridllm_cost_usd_total{backend=\"%s\"} %.9f\n", bs->v[i].cfg->name, (double)c / 1e9));
+        HL_TRY(hl_buf_printf(out, "hybridllm_cost_usd_total{backend=\"%s\"} %.9f\n", bs->v[i].cfg->name, (double)c / 1e9));
     }
-    TRY(hl_buf_puts(out, "# HELP hybridllm_attempt_duration_seconds Upstream attempt duration.\n"
+    HL_TRY(hl_buf_puts(out, "# HELP hybridllm_attempt_duration_seconds Upstream attempt duration.\n"
                          "# TYPE hybridllm_attempt_duration_seconds histogram\n"));
     for (size_t i = 0; i < bs->n; i++)
-        TRY(render_histogram(out, "hybridllm_attempt_duration_seconds", bs->v[i].cfg->name, w, nw, i, false));
-    TRY(hl_buf_puts(out, "# HELP hybridllm_ttft_seconds Time to first token of streamed attempts.\n"
+        HL_TRY(render_histogram(out, "hybridllm_attempt_duration_seconds", bs->v[i].cfg->name, w, nw, i, false));
+    HL_TRY(hl_buf_puts(out, "# HELP hybridllm_ttft_seconds Time to first token of streamed attempts.\n"
                          "# TYPE hybridllm_ttft_seconds histogram\n"));
     for (size_t i = 0; i < bs->n; i++)
-        TRY(render_histogram(out, "hybridllm_ttft_seconds", bs->v[i].cfg->name, w, nw, i, true));
+        HL_TRY(render_histogram(out, "hybridllm_ttft_seconds", bs->v[i].cfg->name, w, nw, i, true));
     long long inflight = 0;
     for (size_t k = 0; k < nw; k++) if (w[k]) inflight += atomic_load_explicit(&w[k]->in_flight, memory_order_relaxed);
-    TRY(hl_buf_printf(out, "# HELP hybridllm_requests_in_flight Chat requests being served.\n"
+    HL_TRY(hl_buf_printf(out, "# HELP hybridllm_requests_in_flight Chat requests being served.\n"
                            "# TYPE hybridllm_requests_in_flight gauge\nhybridllm_requests_in_flight %lld\n", inflight));
-    TRY(hl_buf_puts(out, "# HELP hybridllm_backend_ready 1 when the backend can be routed to.\n"
+    HL_TRY(hl_buf_puts(out, "# HELP hybridllm_backend_ready 1 when the backend can be routed to.\n"
                          "# TYPE hybridllm_backend_ready gauge\n"));
     for (size_t i = 0; i < bs->n; i++)
-        TRY(hl_buf_printf(out, "hybridllm_backend_ready{backend=\"%s\"} %d\n", bs->v[i].cfg->name,
+        HL_TRY(hl_buf_printf(out, "hybridllm_backend_ready{backend=\"%s\"} %d\n", bs->v[i].cfg->name,
                           atomic_load(&bs->v[i].ready) ? 1 : 0));
-    TRY(hl_buf_puts(out, "# HELP hybridllm_backend_breaker_state Circuit breaker: 0 closed, 1 open, 2 half-open.\n"
+    HL_TRY(hl_buf_puts(out, "# HELP hybridllm_backend_breaker_state Circuit breaker: 0 closed, 1 open, 2 half-open.\n"
                          "# TYPE hybridllm_backend_breaker_state gauge\n"));
     for (size_t i = 0; i < bs->n; i++) {
         const char *st = hl_breaker_state_name(&bs->v[i]);
-        TRY(hl_buf_printf(out, "hybridllm_backend_breaker_state{backend=\"%s\"} %d\n", bs->v[i].cfg->name,
+        HL_TRY(hl_buf_printf(out, "hybridllm_backend_breaker_state{backend=\"%s\"} %d\n", bs->v[i].cfg->name,
                           !strcmp(st, "closed") ? 0 : !strcmp(st, "open") ? 1 : 2));
     }
     if (cfg->n_budgets) {
         time_t now = time(NULL);
-        TRY(hl_buf_puts(out, "# HELP hybridllm_budget_spent_usd Cloud spend in the budget's current period (global budgets).\n"
+        HL_TRY(hl_buf_puts(out, "# HELP hybridllm_budget_spent_usd Cloud spend in the budget's current period (global budgets).\n"
                              "# TYPE hybridllm_budget_spent_usd gauge\n"));
         for (size_t i = 0; i < cfg->n_budgets; i++)
             if (!cfg->budgets[i].per_tenant)
-                TRY(hl_buf_printf(out, "hybridllm_budget_spent_usd{budget=\"%s\"} %.6f\n", cfg->budgets[i].name,
+                HL_TRY(hl_buf_printf(out, "hybridllm_budget_spent_usd{budget=\"%s\"} %.6f\n", cfg->budgets[i].name,
                                   hl_budgets_spent(budgets, i, cfg->budgets[i].tenant, now)));
-        TRY(hl_buf_puts(out, "# HELP hybridllm_budget_limit_usd The budget's cap.\n# TYPE hybridllm_budget_limit_usd gauge\n"));
+        HL_TRY(hl_buf_puts(out, "# HELP hybridllm_budget_limit_usd The budget's cap.\n# TYPE hybridllm_budget_limit_usd gauge\n"));
         for (size_t i = 0; i < cfg->n_budgets; i++)
-            TRY(hl_buf_printf(out, "hybridllm_budget_limit_usd{budget=\"%s\"} %.6f\n", cfg->budgets[i].name,
+            HL_TRY(hl_buf_printf(out, "hybridllm_budget_limit_usd{budget=\"%s\"} %.6f\n", cfg->budgets[i].name,
                               cfg->budgets[i].limit_usd));
     }
     return hl_buf_printf(out, "# HELP hybridllm_ledger_records_total Ledger lines written.\n"
