@@ -198,7 +198,7 @@ static int write_eos_model(char *path, size_t n) {
     hl_gguf_writer_kv_u32(&w, "llama.feed_forward_length", FFN);
     hl_gguf_writer_kv_u32(&w, "llama.attention.head_count", 2);
     hl_gguf_writer_kv_str(&w, "tokenizer.ggml.model", "llama");
-    const char *toks[VOCAB] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b", "\xe2\x96\x81" "a", "c"};
+    const char *toks[VOCAB] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b", ("\xe2\x96\x81" "a"), "c"};
     int32_t types[VOCAB] = {2, 3, 3, 1, 1, 1, 1, 1};
     float scores[VOCAB] = {0, 0, 0, -1, -2, -3, -1, -4};
     hl_gguf_writer_kv_arr_str(&w, "tokenizer.ggml.tokens", toks, NULL, VOCAB);

@@ -1,13 +1,18 @@
-/* fuzz_gguf: libFuzzer target for the GGUF reader. It opens the input from memory and then
- * uses everything the reader hands out (every key, string array, numeric array, tensor
- * name and the first and last byte of every tensor's data), so that any bounds check the
- * reader forgot shows up as an ASan report here. The corpus (test/fuzz/corpus/gguf/) holds
- * tiny valid GGUFs written by tools/hl_mkgguf and the test writer. */
+/* fuzz_gguf: libFuzzer target for the GGUF reader and for what reads its output. It opens the
+ * input from memory and then uses everything the reader hands out (every key, string array,
+ * numeric array, tensor name and the first and last byte of every tensor's data), so that
+ * any bounds check the reader forgot shows up as an ASan report here. Then, as a model file
+ * would be, it loads the tokenizer (tokenizing and decoding a short text) and the model
+ * (with a tiny context, running one token): their checks of metadata and tensor shapes are
+ * parsing of untrusted input too. The corpus (test/fuzz/corpus/gguf/) holds tiny valid GGUFs
+ * written by tools/hl_mkcorpus_gguf, a complete miniature llama model among them. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hl_gguf.h"
+#include "hl_model.h"
+#include "hl_tok.h"
 
 static volatile uint8_t sink;
 
@@ -55,6 +60,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (t->nbytes) {
             const uint8_t *p = t->data;
             sink ^= p[0] ^ p[t->nbytes - 1];
+        }
+    }
+
+    hl_tok *tok;
+    if (hl_tok_load(&tok, g, err, sizeof err) == HL_OK) {
+        static const char text[] = "Hello world, 'tis 33 caf\xc3\xa9s\n <s>";
+        int32_t ids[64];
+        size_t n;
+        (void)hl_tok_encode(tok, text, sizeof text - 1, true, true, ids, 64, &n);
+        char piece[64];
+        for (size_t i = 0; i < n; i++) (void)hl_tok_piece(tok, ids[i], true, piece, sizeof piece);
+        for (int32_t id = -1; id < 8; id++) (void)hl_tok_piece(tok, id, false, piece, sizeof piece);
+        hl_tok_free(tok);
+    }
+    /* The model takes ownership of its own view of the same bytes. */
+    hl_gguf *g2;
+    if (hl_gguf_open_buffer(&g2, data, size, err, sizeof err) == HL_OK) {
+        hl_model *m;
+        hl_model_params p = {.n_ctx = 4, .max_batch = 2, .n_threads = 1};
+        if (hl_model_load_gguf(&m, g2, &p, err, sizeof err) == HL_OK) {
+            int32_t t[2] = {0, (int32_t)(hl_model_hp(m)->vocab - 1)};
+            (void)hl_model_forward(m, t, 2, 0);
+            hl_model_free(m);
         }
     }
     hl_gguf_free(g);
