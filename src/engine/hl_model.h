@@ -12,6 +12,11 @@
  * (2i, 2i+1) are rotated by pos * base^(-2i/rope_dim). (GGUF converters permute Q and K of
  * Hugging Face checkpoints so that this style is right for them.)
  *
+ * The KV cache holds half floats (half the memory of floats), and attention follows
+ * llama.cpp's CPU flash-attention arithmetic (see att_worker in hl_model.c), which is what
+ * makes our logits agree with its reference outputs to about 1e-5. Matmuls against quantized
+ * weights quantize the activations first (hl_quant_act_*), as llama.cpp does.
+ *
  * Threads: forward() splits each matmul's rows over the model's thread pool. One model
  * serves one sequence at a time; calls must not overlap.
  *
