@@ -40,6 +40,7 @@ struct hl_tok {
     int16_t cp_byte[512];   /* BPE: the inverse, -1 for characters no byte maps to */
     int32_t bos, eos, unk;
     bool add_bos, add_space_prefix, ignore_merges;
+    int max_digits;         /* BPE pre-tokenizer: digits per piece (Llama 3: 3, Qwen2: 1) */
     int32_t eog[MAX_EOG];
     int n_eog;
     int32_t *special;       /* ids matched in text (control/user-defined), longest first */
@@ -208,13 +209,19 @@ hl_err hl_tok_load(hl_tok **out, const hl_gguf *g, char *err, size_t err_size) {
         t->kind = HL_TOK_SPM;
     } else if (hl_gguf_str_eq(model, "gpt2")) {
         t->kind = HL_TOK_BPE;
-        /* Only the Llama 3 pre-tokenizer is written; others split text differently. */
-        if (!hl_gguf_str_eq(pre, "llama-bpe") && !hl_gguf_str_eq(pre, "llama3")) {
+        /* The Llama 3 and Qwen2 pre-tokenizers are written (they differ only in how many
+         * digits go together); others split text differently, so they are refused. Llama 3
+         * also looks whole pieces up before merging, as llama.cpp does for it. */
+        if (hl_gguf_str_eq(pre, "llama-bpe") || hl_gguf_str_eq(pre, "llama3")) {
+            t->ignore_merges = true;
+            t->max_digits = 3;
+        } else if (hl_gguf_str_eq(pre, "qwen2")) {
+            t->max_digits = 1;
+        } else {
             e = errf(err, err_size, HL_ERR_UNSUPPORTED, "BPE pre-tokenizer '%.*s' is not "
-                     "supported (llama-bpe only)", (int)(pre.n < 32 ? pre.n : 32), pre.p);
+                     "supported (llama-bpe, qwen2)", (int)(pre.n < 32 ? pre.n : 32), pre.p);
             goto out;
         }
-        t->ignore_merges = true;
     } else {
         e = errf(err, err_size, HL_ERR_UNSUPPORTED, "tokenizer model '%.*s' is not supported",
                  (int)(model.n < 32 ? model.n : 32), model.p);
@@ -546,8 +553,9 @@ static uint32_t lower_ascii(uint32_t cp) { return cp >= 'A' && cp <= 'Z' ? cp + 
 /* Length in code points of the pre-token starting at cps[i], per the Llama 3 pattern
  *   (?i:'s|'t|'re|'ve|'m|'ll|'d) | [^\r\n\p{L}\p{N}]?\p{L}+ | \p{N}{1,3} |
  *    ?[^\s\p{L}\p{N}]+[\r\n]* | \s*[\r\n]+ | \s+(?!\S) | \s+
- * whose alternatives are tried in order, the first that matches winning. */
-static size_t llama3_match(const uint32_t *c, size_t i, size_t n) {
+ * whose alternatives are tried in order, the first that matches winning. Qwen2's pattern is
+ * the same with \p{N} (one digit) for \p{N}{1,3}: max_digits. */
+static size_t llama3_match(const uint32_t *c, size_t i, size_t n, size_t max_digits) {
     size_t left = n - i;
     if (c[i] == '\'' && left >= 2) {
         uint32_t a = lower_ascii(c[i + 1]), b = left >= 3 ? lower_ascii(c[i + 2]) : 0;
@@ -564,7 +572,7 @@ static size_t llama3_match(const uint32_t *c, size_t i, size_t n) {
     }
     if (is_number(c[i])) {
         size_t j = i;
-        while (j < n && j - i < 3 && is_number(c[j])) j++;
+        while (j < n && j - i < max_digits && is_number(c[j])) j++;
         return j - i;
     }
     {
@@ -605,7 +613,7 @@ static hl_err bpe_fragment(session *s, const char *text, size_t n) {
     }
     offs[nc] = n;
     for (size_t i = 0; i < nc && !e;) {
-        size_t k = llama3_match(cps, i, nc);
+        size_t k = llama3_match(cps, i, nc, (size_t)t->max_digits);
         size_t b0 = offs[i], b1 = offs[i + k], wl = 0;
         for (size_t b = b0; b < b1; b++) wl += utf8_encode(t->byte_cp[(uint8_t)text[b]], word + wl);
         int32_t id = t->ignore_merges ? strmap_get(&t->vocab, word, wl) : -1;

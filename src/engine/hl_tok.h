@@ -6,9 +6,10 @@
  *    gets a leading space (unless tokenizer.ggml.add_space_prefix is false), spaces become
  *    U+2581, and adjacent symbols are merged greedily, highest-scoring merged token first;
  *    characters that are not tokens fall back to their bytes (<0xXX> tokens).
- *  - "gpt2": byte-level BPE (Llama 3). The text is split by the Llama 3 pre-tokenizer
- *    pattern (written out by hand in hl_tok.c), each piece's bytes are mapped to printable
- *    characters, and the merges (tokenizer.ggml.merges) are applied lowest rank first.
+ *  - "gpt2": byte-level BPE (Llama 3, Qwen2). The text is split by the pre-tokenizer pattern
+ *    (tokenizer.ggml.pre "llama-bpe" or "qwen2", written out by hand in hl_tok.c; others are
+ *    refused), each piece's bytes are mapped to printable characters, and the merges
+ *    (tokenizer.ggml.merges) are applied lowest rank first.
  *
  * Special tokens (control tokens such as <s> or <|eot_id|>, and user-defined ones) are
  * recognised in the text only when asked (parse_special), except user-defined tokens, which

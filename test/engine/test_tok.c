@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "hl_gguf.h"
+#include "hl_gguf_write.h"
 #include "hl_tok.h"
 #include "hl_test.h"
 #include "test_models_dir.h"
@@ -99,16 +100,31 @@ HL_TEST(phi3_vectors) {
     HL_CHECK(n == 0 || n == 46);
 }
 
-/* Qwen2's pre-tokenizer is not written yet: a clear refusal, not wrong ids. */
-HL_TEST(qwen2_refused) {
-    char path[4096], err[HL_GGUF_ERR_MAX];
-    if (!hl_test_model_path(path, sizeof path, "vocab/ggml-vocab-qwen2.gguf")) return;
+HL_TEST(qwen2_vectors) {
+    int n = check_vectors("ggml-vocab-qwen2.gguf");
+    HL_CHECK(n == 0 || n == 46);
+}
+
+/* A pre-tokenizer we have not written is refused plainly, not approximated. */
+HL_TEST(unknown_pretokenizer_refused) {
+    hl_gguf_writer w;
+    hl_gguf_writer_init(&w);
+    hl_gguf_writer_kv_str(&w, "tokenizer.ggml.model", "gpt2");
+    hl_gguf_writer_kv_str(&w, "tokenizer.ggml.pre", "deepseek-coder");
+    const char *toks[] = {"a", "b"};
+    hl_gguf_writer_kv_arr_str(&w, "tokenizer.ggml.tokens", toks, NULL, 2);
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_gguf_writer_header(&w, &b) == HL_OK);
     hl_gguf *g;
-    HL_REQUIRE(hl_gguf_open(&g, path, NULL, 0) == HL_OK);
+    HL_REQUIRE(hl_gguf_open_buffer(&g, b.data, b.len, NULL, 0) == HL_OK);
     hl_tok *t = NULL;
+    char err[HL_GGUF_ERR_MAX];
     HL_CHECK_INT_EQ(hl_tok_load(&t, g, err, sizeof err), HL_ERR_UNSUPPORTED);
-    HL_CHECK(t == NULL && strstr(err, "qwen2") != NULL);
+    HL_CHECK(t == NULL && strstr(err, "deepseek-coder") != NULL);
     hl_gguf_free(g);
+    hl_buf_release(&b);
+    hl_gguf_writer_release(&w);
 }
 
 HL_TEST(stories_prompt_and_pieces) {
