@@ -6,8 +6,12 @@
  * are generated and quantized row by row while streaming to the file, so a 1.1B model needs
  * no more memory than one row.
  *
- * Usage: hl_mkgguf OUT.gguf [--type F32|Q8_0|Q4_0] [--tinyllama] [--dim N] [--layers N]
- *                  [--heads N] [--kv-heads N] [--ffn N] [--vocab N] [--ctx N] [--seed N] */
+ * --arch qwen2 writes the Qwen2 variant instead (qwen2.* keys, Q/K/V biases, which llama.cpp
+ * runs with NeoX-style RoPE), for checking that architecture against llama.cpp.
+ *
+ * Usage: hl_mkgguf OUT.gguf [--type F32|Q8_0|Q4_0] [--arch llama|qwen2] [--tinyllama]
+ *                  [--dim N] [--layers N] [--heads N] [--kv-heads N] [--ffn N] [--vocab N]
+ *                  [--ctx N] [--seed N] */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +34,9 @@ static float rnd_weight(void) {
 }
 
 static int usage(void) {
-    fputs("usage: hl_mkgguf OUT.gguf [--type F32|Q8_0|Q4_0] [--tinyllama] [--dim N] [--layers N]\n"
-          "                 [--heads N] [--kv-heads N] [--ffn N] [--vocab N] [--ctx N] [--seed N]\n"
+    fputs("usage: hl_mkgguf OUT.gguf [--type F32|Q8_0|Q4_0] [--arch llama|qwen2] [--tinyllama]\n"
+          "                 [--dim N] [--layers N] [--heads N] [--kv-heads N] [--ffn N] [--vocab N]\n"
+          "                 [--ctx N] [--seed N]\n"
           "  default shape: dim 256, 2 layers, 4 heads, 2 KV heads, ffn 768, vocab 512, ctx 2048\n"
           "  --tinyllama: dim 2048, 22 layers, 32 heads, 4 KV heads, ffn 5632, vocab 32000\n",
           stderr);
@@ -64,6 +69,7 @@ int main(int argc, char **argv) {
     const char *out = argv[1];
     shape s = {256, 2, 4, 2, 768, 512, 2048};
     hl_gguf_type type = HL_GGUF_F32;
+    const char *arch = "llama";
     unsigned long long seed = 1;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -73,6 +79,11 @@ int main(int argc, char **argv) {
         }
         if (i + 1 >= argc) return usage();
         const char *v = argv[++i];
+        if (strcmp(a, "--arch") == 0) {
+            if (strcmp(v, "llama") != 0 && strcmp(v, "qwen2") != 0) return usage();
+            arch = v;
+            continue;
+        }
         if (strcmp(a, "--type") == 0) {
             if (strcmp(v, "F32") == 0) type = HL_GGUF_F32;
             else if (strcmp(v, "Q8_0") == 0) type = HL_GGUF_Q8_0;
@@ -107,19 +118,23 @@ int main(int argc, char **argv) {
 
     hl_gguf_writer w;
     hl_gguf_writer_init(&w);
-    hl_gguf_writer_kv_str(&w, "general.architecture", "llama");
+    char key[96];
+#define ARCH_KEY(name) (snprintf(key, sizeof key, "%s." name, arch), key)
+    hl_gguf_writer_kv_str(&w, "general.architecture", arch);
     hl_gguf_writer_kv_str(&w, "general.name", "hl-mkgguf-random");
     hl_gguf_writer_kv_u32(&w, "general.file_type", type == HL_GGUF_F32 ? 0 : type == HL_GGUF_Q8_0 ? 7 : 2);
-    hl_gguf_writer_kv_u32(&w, "llama.context_length", s.ctx);
-    hl_gguf_writer_kv_u32(&w, "llama.embedding_length", s.dim);
-    hl_gguf_writer_kv_u32(&w, "llama.block_count", s.layers);
-    hl_gguf_writer_kv_u32(&w, "llama.feed_forward_length", s.ffn);
-    hl_gguf_writer_kv_u32(&w, "llama.attention.head_count", s.heads);
-    hl_gguf_writer_kv_u32(&w, "llama.attention.head_count_kv", s.kv_heads);
-    hl_gguf_writer_kv_u32(&w, "llama.rope.dimension_count", hd);
-    hl_gguf_writer_kv_f32(&w, "llama.rope.freq_base", 10000.0f);
-    hl_gguf_writer_kv_f32(&w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    hl_gguf_writer_kv_u32(&w, "llama.vocab_size", s.vocab);
+    hl_gguf_writer_kv_u32(&w, ARCH_KEY("context_length"), s.ctx);
+    hl_gguf_writer_kv_u32(&w, ARCH_KEY("embedding_length"), s.dim);
+    hl_gguf_writer_kv_u32(&w, ARCH_KEY("block_count"), s.layers);
+    hl_gguf_writer_kv_u32(&w, ARCH_KEY("feed_forward_length"), s.ffn);
+    hl_gguf_writer_kv_u32(&w, ARCH_KEY("attention.head_count"), s.heads);
+    hl_gguf_writer_kv_u32(&w, ARCH_KEY("attention.head_count_kv"), s.kv_heads);
+    hl_gguf_writer_kv_u32(&w, ARCH_KEY("rope.dimension_count"), hd);
+    hl_gguf_writer_kv_f32(&w, ARCH_KEY("rope.freq_base"), 10000.0f);
+    hl_gguf_writer_kv_f32(&w, ARCH_KEY("attention.layer_norm_rms_epsilon"), 1e-5f);
+    hl_gguf_writer_kv_u32(&w, ARCH_KEY("vocab_size"), s.vocab);
+#undef ARCH_KEY
+    int biases = strcmp(arch, "qwen2") == 0;
 
     /* Vocabulary: 3 specials, 256 bytes, then "▁" + a base-26 word per id. */
     char **toks = calloc(s.vocab, sizeof *toks);
@@ -157,7 +172,7 @@ int main(int argc, char **argv) {
 
     /* Tensors in llama.cpp's usual order. */
     typedef struct { char name[64]; uint64_t cols, rows; int ones; hl_gguf_type t; } tdesc;
-    unsigned nt = 3 + 9 * s.layers;
+    unsigned nt = 3 + 12 * s.layers;
     tdesc *td = calloc(nt, sizeof *td);
     if (!td) return 1;
     unsigned n = 0;
@@ -177,6 +192,12 @@ int main(int argc, char **argv) {
             td[n].ones = L[k].ones;
             td[n].t = L[k].ones ? HL_GGUF_F32 : type;
             n++;
+            if (biases && k >= 1 && k <= 3) {
+                snprintf(td[n].name, sizeof td[n].name, "blk.%u.%s.bias", l, L[k].nm);
+                td[n] = (tdesc){"", L[k].r, 1, 0, HL_GGUF_F32};
+                snprintf(td[n].name, sizeof td[n].name, "blk.%u.%s.bias", l, L[k].nm);
+                n++;
+            }
         }
     }
     td[n++] = (tdesc){"output_norm.weight", s.dim, 1, 1, HL_GGUF_F32};
@@ -204,8 +225,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "hl_mkgguf: writing %s: %s\n", out, strerror(errno));
         return 1;
     }
-    printf("%s: llama dim %u, %u layers, %u/%u heads, ffn %u, vocab %u, %s, %u tensors\n", out,
-           s.dim, s.layers, s.heads, s.kv_heads, s.ffn, s.vocab, hl_gguf_type_name(type), n);
+    printf("%s: %s dim %u, %u layers, %u/%u heads, ffn %u, vocab %u, %s, %u tensors\n", out,
+           arch, s.dim, s.layers, s.heads, s.kv_heads, s.ffn, s.vocab, hl_gguf_type_name(type), n);
     for (unsigned i = 0; i < s.vocab; i++) free(toks[i]);
     free(toks);
     free(scores);

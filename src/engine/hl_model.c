@@ -132,10 +132,15 @@ static hl_err read_hparams(loader *ld) {
     hl_gguf_str arch;
     if (hl_gguf_get_str(m->g, "general.architecture", &arch) != HL_OK)
         return errf(ld->err, ld->err_size, HL_ERR_PARSE, "missing general.architecture");
-    if (!hl_gguf_str_eq(arch, "llama"))
-        return errf(ld->err, ld->err_size, HL_ERR_UNSUPPORTED, "architecture '%.*s' is not supported "
-                    "(llama only)", (int)(arch.n < 32 ? arch.n : 32), arch.p);
-    snprintf(ld->arch, sizeof ld->arch, "llama");
+    if (hl_gguf_str_eq(arch, "llama")) {
+        hp->rope_neox = false;
+    } else if (hl_gguf_str_eq(arch, "qwen2")) {
+        hp->rope_neox = true;
+    } else {
+        return errf(ld->err, ld->err_size, HL_ERR_UNSUPPORTED, "architecture '%.*s' is not "
+                    "supported (llama, qwen2)", (int)(arch.n < 32 ? arch.n : 32), arch.p);
+    }
+    snprintf(ld->arch, sizeof ld->arch, "%.*s", (int)arch.n, arch.p);
     hl_err e;
     if ((e = arch_u32(ld, "context_length", &hp->n_ctx_train, true)) ||
         (e = arch_u32(ld, "embedding_length", &hp->dim, true)) ||
@@ -214,6 +219,16 @@ static hl_err load_weights(loader *ld) {
                                              "attn_output", "ffn_norm", "ffn_gate", "ffn_up",
                                              "ffn_down"};
         for (int i = 0; i < 9; i++) snprintf(n[i], sizeof n[i], "blk.%u.%s.weight", l, names[i]);
+        /* Q/K/V biases: Qwen2 has them; a llama file may too. */
+        static const char *const bias_names[3] = {"attn_q", "attn_k", "attn_v"};
+        const float **biases[3] = {&L->bq, &L->bk, &L->bv};
+        uint32_t bias_len[3] = {m->q_dim, m->kv_dim, m->kv_dim};
+        for (int i = 0; i < 3; i++) {
+            char bn[64];
+            snprintf(bn, sizeof bn, "blk.%u.%s.bias", l, bias_names[i]);
+            if (hl_gguf_find_tensor(m->g, bn) && (e = get_vec(ld, biases[i], bn, bias_len[i])))
+                return e;
+        }
         if ((e = get_vec(ld, &L->attn_norm, n[0], hp->dim)) ||
             (e = get_mat(ld, &L->wq, n[1], hp->dim, m->q_dim)) ||
             (e = get_mat(ld, &L->wk, n[2], hp->dim, m->kv_dim)) ||
@@ -442,17 +457,27 @@ static void rmsnorm(float *o, const float *x, const float *w, uint32_t n, float 
     for (uint32_t i = 0; i < n; i++) o[i] = x[i] * s * w[i];
 }
 
-/* Rotates each head of v (n_heads heads of head_dim) by the position's cos/sin table. */
+/* Rotates each head of v (n_heads heads of head_dim) by the position's cos/sin table. Pair i
+ * is dimensions (2i, 2i+1) in the normal style (llama), (i, i + rope_dim/2) in the NeoX style
+ * (qwen2). */
 static void rope(float *v, uint32_t n_heads, uint32_t head_dim, uint32_t rope_dim,
-                 const float *cs) {
+                 const float *cs, bool neox) {
+    uint32_t half = rope_dim / 2;
     for (uint32_t h = 0; h < n_heads; h++) {
         float *p = v + h * head_dim;
-        for (uint32_t i = 0; i < rope_dim / 2; i++) {
-            float c = cs[2 * i], s = cs[2 * i + 1], x0 = p[2 * i], x1 = p[2 * i + 1];
-            p[2 * i] = x0 * c - x1 * s;
-            p[2 * i + 1] = x0 * s + x1 * c;
+        for (uint32_t i = 0; i < half; i++) {
+            uint32_t a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+            float c = cs[2 * i], s = cs[2 * i + 1], x0 = p[a], x1 = p[b];
+            p[a] = x0 * c - x1 * s;
+            p[b] = x0 * s + x1 * c;
         }
     }
+}
+
+static void add_bias(float *x, const float *bias, uint32_t n, int n_tok, size_t stride) {
+    if (!bias) return;
+    for (int b = 0; b < n_tok; b++)
+        for (uint32_t i = 0; i < n; i++) x[(size_t)b * stride + i] += bias[i];
 }
 
 typedef struct att_job {
@@ -537,10 +562,13 @@ hl_err hl_model_forward(hl_model *m, const int32_t *tokens, int n, uint32_t pos)
             size_t strides[3] = {m->q_dim, m->kv_dim, m->kv_dim};
             matmul(m, n, m->xb, dim, 3, mats, outs, strides);
         }
+        add_bias(m->q, L->bq, m->q_dim, n, m->q_dim);
+        add_bias(m->k, L->bk, m->kv_dim, n, m->kv_dim);
+        add_bias(m->v, L->bv, m->kv_dim, n, m->kv_dim);
         for (int b = 0; b < n; b++) {
             const float *cs = m->rope_cs + (size_t)b * hp->rope_dim;
-            rope(m->q + (size_t)b * m->q_dim, hp->n_heads, hd, hp->rope_dim, cs);
-            rope(m->k + (size_t)b * m->kv_dim, hp->n_kv_heads, hd, hp->rope_dim, cs);
+            rope(m->q + (size_t)b * m->q_dim, hp->n_heads, hd, hp->rope_dim, cs, hp->rope_neox);
+            rope(m->k + (size_t)b * m->kv_dim, hp->n_kv_heads, hd, hp->rope_dim, cs, hp->rope_neox);
         }
         m->vec->to_f16((int)(n * m->q_dim), m->q, m->q16);
         m->vec->to_f16((int)(n * m->kv_dim), m->k, kc);

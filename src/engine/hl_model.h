@@ -1,5 +1,6 @@
 /* hl_model: the llama-architecture transformer (Llama 2/3, Mistral, TinyLlama, the stories
- * models) over a GGUF file, in the spirit of llama2.c's run.c.
+ * models, and Qwen2, which differs by Q/K/V biases and NeoX-style RoPE) over a GGUF file, in
+ * the spirit of llama2.c's run.c.
  *
  * Hyper-parameters come from the file's "<arch>.*" metadata with llama.cpp's defaults (RoPE
  * base 10000, KV heads = heads, RoPE dimensions = head size, rms epsilon 1e-5). Weights are
@@ -25,6 +26,7 @@
 #ifndef HL_MODEL_H
 #define HL_MODEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "hl_err.h"
@@ -50,6 +52,7 @@ typedef struct hl_model_hparams {
     float rope_base;      /* rope.freq_base; default 10000 */
     float rope_scale;     /* position multiplier: 1 / rope.scaling.factor for "linear" */
     float norm_eps;       /* attention.layer_norm_rms_epsilon; default 1e-5 */
+    bool rope_neox;       /* rotate dimension pairs (i, i + rope_dim/2): qwen2 */
 } hl_model_hparams;
 
 /* A weight matrix in place in the file: rows x cols, row-major, each row row_bytes long. */
@@ -68,6 +71,7 @@ typedef struct hl_model_layer {
     hl_model_mat wq;        /* [n_heads * head_dim rows, dim cols] */
     hl_model_mat wk;        /* [n_kv_heads * head_dim, dim] */
     hl_model_mat wv;        /* [n_kv_heads * head_dim, dim] */
+    const float *bq, *bk, *bv; /* [q_dim], [kv_dim], [kv_dim] biases, or NULL (qwen2 has them) */
     hl_model_mat wo;        /* [dim, n_heads * head_dim] */
     const float *ffn_norm;  /* [dim] */
     hl_model_mat w_gate;    /* [ffn, dim] */
