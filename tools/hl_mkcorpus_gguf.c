@@ -1,7 +1,7 @@
 /* hl_mkcorpus_gguf: writes the seed corpus of the GGUF fuzz target
  * (test/fuzz/corpus/gguf/): a handful of tiny, valid files that between them use every
  * value type, both versions, a non-default alignment, every tensor type the engine runs and
- * a complete miniature llama model with a tokenizer. libFuzzer mutates these, so each is
+ * complete miniature llama and qwen2 models with a tokenizer. libFuzzer mutates these, so each is
  * small (< 20 KB) and the set is diverse rather than large.
  *
  * Usage: hl_mkcorpus_gguf OUTDIR */
@@ -59,7 +59,7 @@ int main(int argc, char **argv) {
     }
     const char *dir = argv[1];
     hl_gguf_writer w;
-    uint64_t sz[16] = {0};
+    uint64_t sz[24] = {0};
     int rc = 0;
 
     /* 1: every scalar value type and arrays of each. */
@@ -151,5 +151,36 @@ int main(int argc, char **argv) {
     sz[n++] = add(&w, "blk.0.ffn_up.weight", HL_GGUF_Q4_0, 32, 64);
     sz[n++] = add(&w, "blk.0.ffn_down.weight", HL_GGUF_F32, 64, 32);
     rc |= write_file(dir, "tiny_llama.gguf", &w, sz, n);
+
+    /* 5: a whole qwen2 model (biases, NeoX RoPE) with the same kind of vocabulary. */
+    hl_gguf_writer_init(&w);
+    hl_gguf_writer_kv_str(&w, "general.architecture", "qwen2");
+    hl_gguf_writer_kv_u32(&w, "qwen2.context_length", 64);
+    hl_gguf_writer_kv_u32(&w, "qwen2.embedding_length", 32);
+    hl_gguf_writer_kv_u32(&w, "qwen2.block_count", 1);
+    hl_gguf_writer_kv_u32(&w, "qwen2.feed_forward_length", 64);
+    hl_gguf_writer_kv_u32(&w, "qwen2.attention.head_count", 2);
+    hl_gguf_writer_kv_u32(&w, "qwen2.attention.head_count_kv", 1);
+    hl_gguf_writer_kv_f32(&w, "qwen2.rope.freq_base", 1000000.0f);
+    hl_gguf_writer_kv_str(&w, "tokenizer.ggml.model", "llama");
+    hl_gguf_writer_kv_arr_str(&w, "tokenizer.ggml.tokens", toks, NULL, 40);
+    hl_gguf_writer_kv_arr(&w, "tokenizer.ggml.scores", HL_GGUF_V_FLOAT32, scores, 40);
+    hl_gguf_writer_kv_arr(&w, "tokenizer.ggml.token_type", HL_GGUF_V_INT32, ttypes, 40);
+    n = 0;
+    sz[n++] = add(&w, "token_embd.weight", HL_GGUF_Q8_0, 32, 40);
+    sz[n++] = add(&w, "output_norm.weight", HL_GGUF_F32, 32, 1);
+    sz[n++] = add(&w, "blk.0.attn_norm.weight", HL_GGUF_F32, 32, 1);
+    sz[n++] = add(&w, "blk.0.attn_q.weight", HL_GGUF_Q8_0, 32, 32);
+    sz[n++] = add(&w, "blk.0.attn_q.bias", HL_GGUF_F32, 32, 1);
+    sz[n++] = add(&w, "blk.0.attn_k.weight", HL_GGUF_Q8_0, 32, 16);
+    sz[n++] = add(&w, "blk.0.attn_k.bias", HL_GGUF_F32, 16, 1);
+    sz[n++] = add(&w, "blk.0.attn_v.weight", HL_GGUF_Q4_0, 32, 16);
+    sz[n++] = add(&w, "blk.0.attn_v.bias", HL_GGUF_F32, 16, 1);
+    sz[n++] = add(&w, "blk.0.attn_output.weight", HL_GGUF_Q8_0, 32, 32);
+    sz[n++] = add(&w, "blk.0.ffn_norm.weight", HL_GGUF_F32, 32, 1);
+    sz[n++] = add(&w, "blk.0.ffn_gate.weight", HL_GGUF_Q4_0, 32, 64);
+    sz[n++] = add(&w, "blk.0.ffn_up.weight", HL_GGUF_Q4_0, 32, 64);
+    sz[n++] = add(&w, "blk.0.ffn_down.weight", HL_GGUF_Q8_0, 64, 32);
+    rc |= write_file(dir, "tiny_qwen2.gguf", &w, sz, n);
     return rc;
 }
