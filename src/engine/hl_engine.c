@@ -15,6 +15,8 @@ struct hl_engine {
     float *work;     /* [vocab] logits after penalties */
     int32_t *cand;   /* [vocab] candidate ids */
     float *prob;     /* [vocab] candidate probabilities */
+    char *piece;     /* [piece_cap] text of the token being streamed */
+    size_t piece_cap;
 };
 
 hl_engine_sampling hl_engine_sampling_default(void) {
@@ -49,7 +51,9 @@ hl_err hl_engine_open(hl_engine **out, const hl_engine_params *p, char *err, siz
     e->work = malloc(e->vocab * sizeof *e->work);
     e->cand = malloc(e->vocab * sizeof *e->cand);
     e->prob = malloc(e->vocab * sizeof *e->prob);
-    if (!e->ids || !e->work || !e->cand || !e->prob) {
+    e->piece_cap = hl_tok_max_piece(e->tok);
+    e->piece = malloc(e->piece_cap);
+    if (!e->ids || !e->work || !e->cand || !e->prob || !e->piece) {
         r = HL_ERR_NOMEM;
         goto fail;
     }
@@ -68,6 +72,7 @@ void hl_engine_free(hl_engine *e) {
     free(e->work);
     free(e->cand);
     free(e->prob);
+    free(e->piece);
     free(e);
 }
 
@@ -216,7 +221,6 @@ hl_err hl_engine_generate(hl_engine *e, const hl_engine_request *req, hl_engine_
     res->prefill_s = t1 - t0;
     uint64_t rng = req->sampling.seed;
     size_t pos = n_prompt;
-    char piece[256];
     for (;;) {
         const float *logits = hl_model_logits(e->model);
         int32_t id = hl_engine_sample(e, logits, &req->sampling, e->ids, (int)pos, &rng);
@@ -231,9 +235,10 @@ hl_err hl_engine_generate(hl_engine *e, const hl_engine_request *req, hl_engine_
         res->n_gen++;
         e->ids[pos] = id;
         if (req->on_token) {
-            int len = hl_tok_piece(e->tok, id, false, piece, sizeof piece);
-            if (len < 0 || len > (int)sizeof piece) len = 0;
-            hl_engine_token tk = {id, piece, (size_t)len, logprob_of(logits, (int)e->vocab, id)};
+            /* piece_cap fits every token's text, so nothing is ever cut here. */
+            int len = hl_tok_piece(e->tok, id, false, e->piece, e->piece_cap);
+            if (len < 0 || (size_t)len > e->piece_cap) return HL_ERR_INVAL;
+            hl_engine_token tk = {id, e->piece, (size_t)len, logprob_of(logits, (int)e->vocab, id)};
             if (req->on_token(req->cb_ctx, &tk) != 0) {
                 res->stop = HL_ENGINE_STOP_CANCELLED;
                 break;

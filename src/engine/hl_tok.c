@@ -45,6 +45,8 @@ struct hl_tok {
     int n_eog;
     int32_t *special;       /* ids matched in text (control/user-defined), longest first */
     uint32_t n_special;
+    uint8_t special_first[32]; /* bitmap of the first bytes of special tokens */
+    size_t max_piece;          /* longest token text, bytes */
 };
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -295,9 +297,14 @@ hl_err hl_tok_load(hl_tok **out, const hl_gguf *g, char *err, size_t err_size) {
         e = errf(err, err_size, HL_ERR_NOMEM, "out of memory");
         goto out;
     }
-    for (uint32_t i = 0; i < t->n_vocab; i++)
-        if ((t->type[i] == TT_CONTROL || t->type[i] == TT_USER) && t->text[i].n > 0)
+    for (uint32_t i = 0; i < t->n_vocab; i++) {
+        if (t->text[i].n > t->max_piece) t->max_piece = (size_t)t->text[i].n;
+        if ((t->type[i] == TT_CONTROL || t->type[i] == TT_USER) && t->text[i].n > 0) {
             t->special[t->n_special++] = (int32_t)i;
+            uint8_t c = (uint8_t)t->text[i].p[0];
+            t->special_first[c >> 3] |= (uint8_t)(1u << (c & 7));
+        }
+    }
     qsort_r(t->special, t->n_special, sizeof *t->special, cmp_special_len, t);
 
     if (t->kind == HL_TOK_BPE) {
@@ -333,6 +340,7 @@ uint32_t hl_tok_n_vocab(const hl_tok *t) { return t->n_vocab; }
 int32_t hl_tok_bos(const hl_tok *t) { return t->bos; }
 int32_t hl_tok_eos(const hl_tok *t) { return t->eos; }
 bool hl_tok_add_bos(const hl_tok *t) { return t->add_bos && t->bos >= 0; }
+size_t hl_tok_max_piece(const hl_tok *t) { return t->max_piece > 3 ? t->max_piece : 3; }
 
 bool hl_tok_is_eog(const hl_tok *t, int32_t id) {
     for (int i = 0; i < t->n_eog; i++)
@@ -632,6 +640,8 @@ out:
 
 /* The longest special token at text[i..n), or -1. */
 static int32_t special_at(const hl_tok *t, const char *text, size_t i, size_t n, bool parse_special) {
+    uint8_t c = (uint8_t)text[i];
+    if (!(t->special_first[c >> 3] & (1u << (c & 7)))) return -1;
     for (uint32_t k = 0; k < t->n_special; k++) {
         int32_t id = t->special[k];
         const hl_gguf_str *s = &t->text[id];

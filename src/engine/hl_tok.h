@@ -47,6 +47,8 @@ int32_t hl_tok_eos(const hl_tok *t);
 bool hl_tok_is_eog(const hl_tok *t, int32_t id);
 /* Whether the vocabulary asks for BOS at the start (tokenizer.ggml.add_bos_token). */
 bool hl_tok_add_bos(const hl_tok *t);
+/* The longest text hl_tok_piece() can produce, in bytes (size buffers with it). */
+size_t hl_tok_max_piece(const hl_tok *t);
 
 /* Tokenizes len bytes of text into ids[0..cap). add_bos prepends BOS when the model has one.
  * *n is the number of ids; HL_ERR_LIMIT when more than cap would be needed (ids then holds
