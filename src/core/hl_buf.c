@@ -1,6 +1,7 @@
 /* hl_buf: see hl_buf.h. */
 #include "hl_buf.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,4 +128,51 @@ hl_err hl_buf_double(hl_buf *b, double x) {
         if (strtod(tmp, NULL) == x) break;
     }
     return hl_buf_puts(b, tmp);
+}
+
+hl_err hl_buf_i64(hl_buf *b, long long v) {
+    char tmp[24];
+    int i = (int)sizeof tmp;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) tmp[--i] = '-';
+    return hl_buf_append(b, tmp + i, sizeof tmp - (size_t)i);
+}
+
+hl_err hl_buf_fixed(hl_buf *b, double x, int decimals) {
+    static const double pow10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12};
+    if (decimals < 0 || decimals > 12 || !(x == x) || x * pow10[decimals] > 9e15 || x * pow10[decimals] < -9e15)
+        return hl_buf_printf(b, "%.*f", decimals < 0 ? 0 : decimals > 12 ? 12 : decimals, x);
+    bool neg = x < 0;
+    double scaled = (neg ? -x : x) * pow10[decimals] + 0.5;
+    unsigned long long u = (unsigned long long)scaled;
+    unsigned long long whole = u, frac = 0;
+    if (decimals) {
+        unsigned long long p = (unsigned long long)pow10[decimals];
+        whole = u / p;
+        frac = u % p;
+    }
+    char tmp[48];
+    int i = (int)sizeof tmp;
+    for (int d = 0; d < decimals; d++) {
+        tmp[--i] = (char)('0' + frac % 10);
+        frac /= 10;
+    }
+    if (decimals) tmp[--i] = '.';
+    do {
+        tmp[--i] = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole);
+    if (neg && u) tmp[--i] = '-';
+    return hl_buf_append(b, tmp + i, sizeof tmp - (size_t)i);
+}
+
+hl_err hl_buf_header(hl_buf *b, const char *name, const char *value) {
+    hl_err e = hl_buf_puts(b, name);
+    if (!e) e = hl_buf_append(b, ": ", 2);
+    if (!e) e = hl_buf_puts(b, value);
+    return e ? e : hl_buf_append(b, "\r\n", 2);
 }

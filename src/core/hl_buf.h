@@ -32,6 +32,13 @@ hl_err hl_buf_printf(hl_buf *b, const char *fmt, ...) __attribute__((format(prin
 hl_err hl_buf_vprintf(hl_buf *b, const char *fmt, va_list ap);
 /* Appends s as a JSON string literal, quotes included, escaping as RFC 8259 requires. */
 hl_err hl_buf_json_str(hl_buf *b, const char *s, size_t n);
+/* Appends "name: value\r\n" (an HTTP header line). */
+hl_err hl_buf_header(hl_buf *b, const char *name, const char *value);
+/* Appends a decimal integer (no printf: this is on the request path). */
+hl_err hl_buf_i64(hl_buf *b, long long v);
+/* Appends x with exactly `decimals` digits after the point (0..12), rounded half away from
+ * zero; for |x| < 9e15 / 10^decimals (money and milliseconds), else falls back to printf. */
+hl_err hl_buf_fixed(hl_buf *b, double x, int decimals);
 /* Appends x in the shortest decimal form that reads back as the same double ("0.9", not
  * "0.90000000000000002"). */
 hl_err hl_buf_double(hl_buf *b, double x);

@@ -289,12 +289,17 @@ static hl_err put_tool_calls(hl_buf *b, const hl_tool_call *tc, size_t n) {
 }
 
 static hl_err put_usage(hl_buf *b, const hl_usage *u) {
-    return hl_buf_printf(b,
-                         "{\"prompt_tokens\":%ld,\"completion_tokens\":%ld,\"total_tokens\":%ld,"
-                         "\"prompt_tokens_details\":{\"cached_tokens\":%ld},"
-                         "\"completion_tokens_details\":{\"reasoning_tokens\":%ld}}",
-                         u->input_tokens, u->output_tokens, u->input_tokens + u->output_tokens,
-                         u->cached_input_tokens, u->reasoning_tokens);
+    HL_TRY(hl_buf_puts(b, "{\"prompt_tokens\":"));
+    HL_TRY(hl_buf_i64(b, u->input_tokens));
+    HL_TRY(hl_buf_puts(b, ",\"completion_tokens\":"));
+    HL_TRY(hl_buf_i64(b, u->output_tokens));
+    HL_TRY(hl_buf_puts(b, ",\"total_tokens\":"));
+    HL_TRY(hl_buf_i64(b, u->input_tokens + u->output_tokens));
+    HL_TRY(hl_buf_puts(b, ",\"prompt_tokens_details\":{\"cached_tokens\":"));
+    HL_TRY(hl_buf_i64(b, u->cached_input_tokens));
+    HL_TRY(hl_buf_puts(b, "},\"completion_tokens_details\":{\"reasoning_tokens\":"));
+    HL_TRY(hl_buf_i64(b, u->reasoning_tokens));
+    return hl_buf_puts(b, "}}");
 }
 
 /* ------------------------------------------------------------------ ingress rendering */
@@ -303,7 +308,9 @@ hl_err hl_openai_write_response(hl_buf *out, const hl_chat_response *resp, const
                                 long created) {
     HL_TRY(hl_buf_puts(out, "{\"id\":"));
     HL_TRY(hl_json_put_str(out, id));
-    HL_TRY(hl_buf_printf(out, ",\"object\":\"chat.completion\",\"created\":%ld,\"model\":", created));
+    HL_TRY(hl_buf_puts(out, ",\"object\":\"chat.completion\",\"created\":"));
+    HL_TRY(hl_buf_i64(out, created));
+    HL_TRY(hl_buf_puts(out, ",\"model\":"));
     HL_TRY(hl_json_put_str(out, resp->model ? resp->model : ""));
     HL_TRY(hl_buf_puts(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"));
     if (resp->text) HL_TRY(hl_json_put_str(out, resp->text));
@@ -317,8 +324,9 @@ hl_err hl_openai_write_response(hl_buf *out, const hl_chat_response *resp, const
     if (resp->logprobs) HL_TRY(hl_json_put(out, resp->logprobs));
     else HL_TRY(hl_buf_puts(out, "null"));
     const char *fr = hl_finish_openai(resp->finish);
-    HL_TRY(hl_buf_printf(out, ",\"finish_reason\":%s%s%s}],\"usage\":", fr ? "\"" : "",
-                      fr ? fr : "null", fr ? "\"" : ""));
+    HL_TRY(hl_buf_puts(out, ",\"finish_reason\":"));
+    HL_TRY(fr ? hl_json_put_str(out, fr) : hl_buf_puts(out, "null"));
+    HL_TRY(hl_buf_puts(out, "}],\"usage\":"));
     HL_TRY(put_usage(out, &resp->usage));
     return hl_buf_puts(out, "}");
 }

@@ -185,8 +185,8 @@ static void make_request_id(gw_worker *gwk, const hl_http_req *req, char *out, s
 
 /* x-request-id for everyone; Anthropic's SDK reads request-id. */
 static void id_headers(const hl_ingress *ing, const char *request_id, hl_buf *h) {
-    hl_buf_printf(h, "x-request-id: %s\r\n", request_id);
-    if (ing == &hl_ingress_anthropic) hl_buf_printf(h, "request-id: %s\r\n", request_id);
+    hl_buf_header(h, "x-request-id", request_id);
+    if (ing == &hl_ingress_anthropic) hl_buf_header(h, "request-id", request_id);
 }
 
 static void respond_error(hl_conn *c, const hl_ingress *ing, const char *request_id,
@@ -230,10 +230,10 @@ static void exchange_free(exchange *ex) {
 
 static void route_headers(const exchange *ex, hl_buf *h) {
     id_headers(ex->ing, ex->request_id, h);
-    if (ex->backend) hl_buf_printf(h, "x-hybridllm-backend: %s\r\n", ex->backend->cfg->name);
-    if (ex->route.reason[0]) hl_buf_printf(h, "x-hybridllm-route-reason: %s\r\n", ex->route.reason);
-    if (ex->model) hl_buf_printf(h, "x-hybridllm-model: %s\r\n", ex->model);
-    if (ex->pii[0]) hl_buf_printf(h, "x-hybridllm-pii-detected: %s\r\n", ex->pii);
+    if (ex->backend) hl_buf_header(h, "x-hybridllm-backend", ex->backend->cfg->name);
+    if (ex->route.reason[0]) hl_buf_header(h, "x-hybridllm-route-reason", ex->route.reason);
+    if (ex->model) hl_buf_header(h, "x-hybridllm-model", ex->model);
+    if (ex->pii[0]) hl_buf_header(h, "x-hybridllm-pii-detected", ex->pii);
 }
 
 /* Final usage for the ledger: the upstream's, or an estimate marked as such. */
@@ -575,7 +575,9 @@ static void deliver(exchange *ex, hl_chat_response *resp, double cost) {
     hl_buf_init(&h, 0);
     ex->ing->write_response(&body, resp, ex->chat_id, ex->created);
     route_headers(ex, &h);
-    hl_buf_printf(&h, "x-hybridllm-cost-usd: %.10f\r\n", cost);
+    hl_buf_puts(&h, "x-hybridllm-cost-usd: ");
+    hl_buf_fixed(&h, cost, 10);
+    hl_buf_puts(&h, "\r\n");
     if (ex->confidence >= 0) hl_buf_printf(&h, "x-hybridllm-confidence: %.4f\r\n", ex->confidence);
     detach(ex);
     hl_conn_respond(ex->conn, 200, h.data, "application/json", body.data ? body.data : "", body.len);

@@ -352,7 +352,7 @@ void hl_backend_record_latency(hl_backend *b, double ms) {
     b->lat[b->lat_head] = ms;
     b->lat_head = (b->lat_head + 1) % CAP;
     if (b->lat_n < CAP) b->lat_n++;
-    if (b->lat_n >= 16 && b->lat_head % 8 == 0) {
+    if (b->lat_n >= 16 && (b->lat_n < 128 ? b->lat_head % 8 : b->lat_head % 64) == 0) {
         n = b->lat_n;
         memcpy(copy, b->lat, (size_t)n * sizeof copy[0]);
     }

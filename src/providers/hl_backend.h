@@ -83,7 +83,8 @@ bool hl_backend_admit(hl_backend *b, double now_ms, bool *probe);
 bool hl_backend_breaker_allows(hl_backend *b, double now_ms);
 /* The outcome of an admitted attempt (failures: connection errors, timeouts, 5xx, 529). */
 void hl_backend_report(hl_backend *b, bool ok, bool probe, double now_ms);
-/* Adds a latency sample (ms) and refreshes the p95 every 8 samples. */
+/* Adds a latency sample (ms) and refreshes the p95 (every 8 samples while the window fills,
+ * then every 64). */
 void hl_backend_record_latency(hl_backend *b, double ms);
 /* Observed p95 latency in ms, or -1 when there are too few samples. */
 static inline double hl_backend_p95(hl_backend *b) { return atomic_load(&b->lat_p95); }

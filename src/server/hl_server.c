@@ -111,8 +111,21 @@ static hl_err bind_socket(const hl_config *cfg, int *fd_out, int *port_out, char
         snprintf(errbuf, errlen, "cannot resolve listen address %s: %s", cfg->listen_host, gai_strerror(rc));
         return HL_ERR_IO;
     }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
+    if (!*port_out) {
+        /* SO_REUSEPORT would let a second gateway (same user) bind the same port and silently
+         * take half the traffic. A plain bind first fails if anyone holds the port. */
+        int probe = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0) setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (probe < 0 || bind(probe, res->ai_addr, res->ai_addrlen) != 0) {
+            snprintf(errbuf, errlen, "cannot listen on %s:%s: %s", cfg->listen_host, port, strerror(errno));
+            if (probe >= 0) close(probe);
+            freeaddrinfo(res);
+            return HL_ERR_IO;
+        }
+        close(probe);
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
         bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
@@ -204,9 +217,19 @@ static const char *date_header(hl_worker *w) {
 static hl_err write_head(hl_conn *c, hl_buf *b, int status, const char *headers,
                          const char *content_type, long long content_length) {
     bool close_after = !c->keep_alive || c->w->draining;
-    hl_err e = hl_buf_printf(b, "HTTP/1.1 %d %s\r\n%sServer: hybridllm\r\nContent-Type: %s\r\n",
-                             status, hl_http_reason(status), date_header(c->w), content_type);
-    if (!e && content_length >= 0) e = hl_buf_printf(b, "Content-Length: %lld\r\n", content_length);
+    hl_err e = hl_buf_puts(b, "HTTP/1.1 ");
+    if (!e) e = hl_buf_i64(b, status);
+    if (!e) e = hl_buf_append(b, " ", 1);
+    if (!e) e = hl_buf_puts(b, hl_http_reason(status));
+    if (!e) e = hl_buf_append(b, "\r\n", 2);
+    if (!e) e = hl_buf_puts(b, date_header(c->w));
+    if (!e) e = hl_buf_puts(b, "Server: hybridllm\r\n");
+    if (!e) e = hl_buf_header(b, "Content-Type", content_type);
+    if (!e && content_length >= 0) {
+        e = hl_buf_puts(b, "Content-Length: ");
+        if (!e) e = hl_buf_i64(b, content_length);
+        if (!e) e = hl_buf_append(b, "\r\n", 2);
+    }
     if (!e && content_length < 0 && c->chunked_out) e = hl_buf_puts(b, "Transfer-Encoding: chunked\r\n");
     if (!e && content_length < 0) e = hl_buf_puts(b, "Cache-Control: no-cache\r\n");
     if (!e) e = hl_buf_puts(b, close_after ? "Connection: close\r\n" : (c->http10 ? "Connection: keep-alive\r\n" : ""));

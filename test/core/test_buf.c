@@ -34,4 +34,34 @@ HL_TEST(printf_long) {
     hl_buf_release(&b);
 }
 
+HL_TEST(numbers_without_printf) {
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    hl_buf_i64(&b, 0);
+    hl_buf_puts(&b, " ");
+    hl_buf_i64(&b, -9223372036854775807LL - 1);
+    hl_buf_puts(&b, " ");
+    hl_buf_fixed(&b, 0.0000780000, 10);
+    hl_buf_puts(&b, " ");
+    hl_buf_fixed(&b, 850.0, 3);
+    hl_buf_puts(&b, " ");
+    hl_buf_fixed(&b, 12.3456, 2);
+    hl_buf_puts(&b, " ");
+    hl_buf_fixed(&b, -0.5, 0);
+    hl_buf_puts(&b, " ");
+    hl_buf_fixed(&b, 1e300, 3); /* out of the fast range: printf */
+    HL_CHECK(!strncmp(b.data, "0 -9223372036854775808 0.0000780000 850.000 12.35 -1 1", 54));
+    /* agrees with printf on a sweep */
+    for (int i = 0; i < 2000; i++) {
+        double x = (i * 7919 % 100003) / 997.0 - 40.0;
+        char want[64];
+        hl_buf_reset(&b);
+        hl_buf_fixed(&b, x, 3);
+        snprintf(want, sizeof want, "%.3f", x);
+        if (strcmp(b.data, want) != 0 && !(strcmp(want, "-0.000") == 0 && strcmp(b.data, "0.000") == 0))
+            HL_FAIL_("%.17g: %s vs printf %s", x, b.data, want);
+    }
+    hl_buf_release(&b);
+}
+
 HL_TEST_MAIN()
