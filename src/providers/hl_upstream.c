@@ -1,39 +1,64 @@
-/* hl_upstream: libcurl multi-socket on libuv (see hl_upstream.h).
+/* hl_upstream: the dispatcher, and the libcurl client (see hl_upstream.h, hl_upstream_int.h).
  *
- * The shape follows curl's docs/examples/multi-uv.c: a socket callback that starts and stops
- * a uv_poll per socket, a timer callback that arms one uv_timer, and a completion sweep after
- * every curl_multi_socket_action(). Two subtleties:
+ * hl_upstream_start() sends a plain http:// URL to the built-in HTTP/1.1 client
+ * (hl_upstream_http.c) and everything else (https://, and the rare http:// URL that client
+ * declines) to libcurl. Setting HL_UPSTREAM_CURL=1 in the environment sends every URL to
+ * libcurl: an escape hatch should some local server and the built-in client disagree.
+ *
+ * The libcurl half follows curl's docs/examples/multi-uv.c: a socket callback that starts and
+ * stops a uv_poll per socket, a timer callback that arms one uv_timer, and a completion sweep
+ * after every curl_multi_socket_action(). Two subtleties:
  *  - curl may call back into us (write callback) from inside curl_multi_socket_action() and
  *    curl_easy_pause(); handlers must not cancel their own call from there, they return
  *    HL_UPSTREAM_ABORT instead.
- *  - a poll handle is closed asynchronously; its memory is freed in the close callback. */
-#include "hl_upstream.h"
+ *  - a poll handle is closed asynchronously; its memory is freed in the close callback.
+ * Responses may come compressed (CURLOPT_ACCEPT_ENCODING): cloud answers cross the internet,
+ * and curl decodes them before on_data. The built-in client asks for identity bodies. */
+#include "hl_upstream_int.h"
 
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct hl_upstream {
-    uv_loop_t *loop;
-    CURLM *multi;
-    uv_timer_t timer;
-    size_t active;
-    struct hl_upstream_call *calls; /* in flight, doubly linked */
-};
+/* ------------------------------------------------------------------ shared */
 
-struct hl_upstream_call {
-    hl_upstream *u;
-    struct hl_upstream_call *prev, *next;
+void hl__upstream_link(hl_upstream *u, hl_upstream_call *c) {
+    c->u = u;
+    c->prev = NULL;
+    c->next = u->calls;
+    if (u->calls) u->calls->prev = c;
+    u->calls = c;
+    u->active++;
+}
+
+void hl__upstream_unlink(hl_upstream_call *c) {
+    hl_upstream *u = c->u;
+    if (c->prev) c->prev->next = c->next;
+    else u->calls = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    u->active--;
+}
+
+void hl__upstream_ref(hl_upstream *u) { u->refs++; }
+
+void hl__upstream_unref(hl_upstream *u) {
+    if (--u->refs > 0) return;
+    hl__upstream_http_free(u->http);
+    free(u);
+}
+
+/* ------------------------------------------------------------------ libcurl calls */
+
+typedef struct curl_call {
+    hl_upstream_call base; /* first: the dispatcher's view */
     CURL *easy;
     struct curl_slist *headers;
     char *body;
-    hl_upstream_handlers h;
-    void *ud;
     bool status_sent;
     bool paused;
     char errbuf[CURL_ERROR_SIZE];
-};
+} curl_call;
 
 typedef struct poll_ctx {
     uv_poll_t poll;
@@ -41,33 +66,30 @@ typedef struct poll_ctx {
     hl_upstream *u;
 } poll_ctx;
 
-static void call_free(hl_upstream_call *c) {
-    if (c->prev) c->prev->next = c->next;
-    else c->u->calls = c->next;
-    if (c->next) c->next->prev = c->prev;
-    curl_multi_remove_handle(c->u->multi, c->easy);
+static void curl_call_free(curl_call *c) {
+    hl__upstream_unlink(&c->base);
+    curl_multi_remove_handle(c->base.u->multi, c->easy);
     curl_easy_cleanup(c->easy);
     curl_slist_free_all(c->headers);
     free(c->body);
-    c->u->active--;
     free(c);
 }
 
-static void send_status(hl_upstream_call *c) {
+static void send_status(curl_call *c) {
     if (c->status_sent) return;
     c->status_sent = true;
     long code = 0;
     char *ct = NULL;
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
     curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ct);
-    c->h.on_status(c->ud, (int)code, ct ? ct : "");
+    c->base.h.on_status(c->base.ud, (int)code, ct ? ct : "");
 }
 
 static size_t write_cb(char *p, size_t size, size_t n, void *ud) {
-    hl_upstream_call *c = ud;
+    curl_call *c = ud;
     size_t len = size * n;
     send_status(c);
-    int r = c->h.on_data(c->ud, p, len);
+    int r = c->base.h.on_data(c->base.ud, p, len);
     if (r == HL_UPSTREAM_PAUSE) {
         /* curl keeps this chunk and delivers it again after the pause ends; only pause before
          * consuming it. The handler has already consumed it, so report it consumed and pause
@@ -80,14 +102,14 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud) {
 }
 
 static size_t header_cb(char *p, size_t size, size_t n, void *ud) {
-    hl_upstream_call *c = ud;
+    curl_call *c = ud;
     size_t len = size * n;
     const char *colon = memchr(p, ':', len);
-    if (colon && c->h.on_header) {
+    if (colon && c->base.h.on_header) {
         const char *v = colon + 1, *end = p + len;
         while (v < end && (*v == ' ' || *v == '\t')) v++;
         while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ')) end--;
-        c->h.on_header(c->ud, p, (size_t)(colon - p), v, (size_t)(end - v));
+        c->base.h.on_header(c->base.ud, p, (size_t)(colon - p), v, (size_t)(end - v));
     }
     return len;
 }
@@ -97,7 +119,7 @@ static void check_done(hl_upstream *u) {
     int left;
     while ((m = curl_multi_info_read(u->multi, &left))) {
         if (m->msg != CURLMSG_DONE) continue;
-        hl_upstream_call *c = NULL;
+        curl_call *c = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
         CURLcode res = m->data.result;
         hl_err err = HL_OK;
@@ -116,9 +138,9 @@ static void check_done(hl_upstream *u) {
         }
         char msgcopy[CURL_ERROR_SIZE];
         snprintf(msgcopy, sizeof msgcopy, "%s", msg);
-        hl_upstream_handlers h = c->h;
-        void *ud = c->ud;
-        call_free(c);
+        hl_upstream_handlers h = c->base.h;
+        void *ud = c->base.ud;
+        curl_call_free(c);
         h.on_done(ud, err, msgcopy);
     }
 }
@@ -183,50 +205,23 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *ud, void *soc
     return 0;
 }
 
-hl_err hl_upstream_init(hl_upstream **out, uv_loop_t *loop) {
-    hl_upstream *u = calloc(1, sizeof *u);
-    if (!u) return HL_ERR_NOMEM;
-    u->loop = loop;
-    u->multi = curl_multi_init();
-    if (!u->multi) {
-        free(u);
-        return HL_ERR_NOMEM;
-    }
-    uv_timer_init(loop, &u->timer);
-    u->timer.data = u;
-    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
-    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
-    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, 256L);
-    *out = u;
-    return HL_OK;
-}
-
-static void timer_closed(uv_handle_t *h) { free(h->data); }
-
-void hl_upstream_close(hl_upstream *u) {
-    while (u->calls) call_free(u->calls);
-    curl_multi_cleanup(u->multi); /* closes sockets through socket_cb(REMOVE) */
-    uv_close((uv_handle_t *)&u->timer, timer_closed);
-}
-
-hl_err hl_upstream_start(hl_upstream *u, hl_upstream_opts *o, const hl_upstream_handlers *h,
-                         void *ud, hl_upstream_call **out) {
-    hl_upstream_call *c = calloc(1, sizeof *c);
+static hl_err curl_start(hl_upstream *u, hl_upstream_opts *o, const hl_upstream_handlers *h, void *ud,
+                         hl_upstream_call **out) {
+    curl_call *c = calloc(1, sizeof *c);
     CURL *e = c ? curl_easy_init() : NULL;
     if (!e) {
         free(c);
         curl_slist_free_all(o->headers);
         free(o->body);
+        o->headers = NULL;
+        o->body = NULL;
         return HL_ERR_NOMEM;
     }
-    c->u = u;
     c->easy = e;
     c->headers = o->headers;
     c->body = o->body;
-    c->h = *h;
-    c->ud = ud;
+    c->base.h = *h;
+    c->base.ud = ud;
     curl_easy_setopt(e, CURLOPT_URL, o->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, c);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -257,21 +252,78 @@ hl_err hl_upstream_start(hl_upstream *u, hl_upstream_opts *o, const hl_upstream_
         free(c);
         return HL_ERR_NOMEM;
     }
-    u->active++;
-    c->next = u->calls;
-    if (u->calls) u->calls->prev = c;
-    u->calls = c;
-    *out = c;
+    hl__upstream_link(u, &c->base);
+    *out = &c->base;
     return HL_OK;
 }
 
-void hl_upstream_resume(hl_upstream_call *c) {
+static void curl_resume(curl_call *c) {
     if (!c->paused) return;
     c->paused = false;
     /* May deliver buffered data to write_cb before returning. */
     curl_easy_pause(c->easy, CURLPAUSE_CONT);
 }
 
-void hl_upstream_cancel(hl_upstream_call *c) { call_free(c); }
+/* ------------------------------------------------------------------ the public API */
+
+hl_err hl_upstream_init(hl_upstream **out, uv_loop_t *loop) {
+    hl_upstream *u = calloc(1, sizeof *u);
+    if (!u) return HL_ERR_NOMEM;
+    u->loop = loop;
+    u->refs = 1; /* open; hl_upstream_close() drops it */
+    const char *env = getenv("HL_UPSTREAM_CURL");
+    u->curl_only = env && !strcmp(env, "1");
+    u->multi = curl_multi_init();
+    if (!u->multi) {
+        free(u);
+        return HL_ERR_NOMEM;
+    }
+    hl_err e = hl__upstream_http_init(u);
+    if (e != HL_OK) {
+        curl_multi_cleanup(u->multi);
+        free(u);
+        return e;
+    }
+    uv_timer_init(loop, &u->timer);
+    u->timer.data = u;
+    hl__upstream_ref(u); /* the timer, until its close callback */
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, 256L);
+    *out = u;
+    return HL_OK;
+}
+
+static void timer_closed(uv_handle_t *h) { hl__upstream_unref(h->data); }
+
+void hl_upstream_close(hl_upstream *u) {
+    u->closing = true;
+    while (u->calls) hl_upstream_cancel(u->calls);
+    hl__upstream_http_close(u);
+    curl_multi_cleanup(u->multi); /* closes sockets through socket_cb(REMOVE) */
+    u->multi = NULL;
+    uv_close((uv_handle_t *)&u->timer, timer_closed);
+    hl__upstream_unref(u);
+}
+
+hl_err hl_upstream_start(hl_upstream *u, hl_upstream_opts *o, const hl_upstream_handlers *h,
+                         void *ud, hl_upstream_call **out) {
+    hl__upstream_url url;
+    if (!u->curl_only && hl__upstream_http_url(o->url, &url))
+        return hl__upstream_http_start(u, &url, o, h, ud, out);
+    return curl_start(u, o, h, ud, out);
+}
+
+void hl_upstream_resume(hl_upstream_call *c) {
+    if (c->builtin) hl__upstream_http_resume(c);
+    else curl_resume((curl_call *)c);
+}
+
+void hl_upstream_cancel(hl_upstream_call *c) {
+    if (c->builtin) hl__upstream_http_cancel(c);
+    else curl_call_free((curl_call *)c);
+}
 
 size_t hl_upstream_active(const hl_upstream *u) { return u->active; }

@@ -1,9 +1,13 @@
 /* hl_upstream: HTTP calls to upstream LLM APIs, on the event loop.
  *
- * One hl_upstream per event loop wraps a libcurl multi handle driven through the
- * multi-socket interface: curl tells us which sockets to watch (uv_poll) and when to wake it
- * (uv_timer), so thousands of upstream calls share the loop with no thread per request, and
- * the multi handle's connection cache reuses TLS connections across requests.
+ * One hl_upstream per event loop holds two clients behind this one API, so thousands of
+ * upstream calls share the loop with no thread per request:
+ *  - plain http:// URLs (local model servers: vLLM, llama.cpp server, Ollama) go to a small
+ *    built-in HTTP/1.1 client on libuv with a keep-alive connection pool per host, where the
+ *    per-request cost of the hop matters most (hl_upstream_http.c);
+ *  - https:// (cloud APIs: TLS, HTTP/2, proxies) goes to a libcurl multi handle driven through
+ *    the multi-socket interface, whose connection cache reuses TLS connections.
+ * HL_UPSTREAM_CURL=1 in the environment sends every URL to libcurl.
  *
  * A call streams: on_data receives the body as it arrives (after on_status), and may return
  * HL_UPSTREAM_PAUSE to stop the flow until hl_upstream_resume() (backpressure from a slow
@@ -53,7 +57,10 @@ void hl_upstream_close(hl_upstream *u);
 /* Starts a call. On error the ownership-taking fields of opts are released. */
 hl_err hl_upstream_start(hl_upstream *u, hl_upstream_opts *opts, const hl_upstream_handlers *h,
                          void *ud, hl_upstream_call **out);
+/* Ends a pause: may deliver buffered data (on_data) before it returns; on_done comes later,
+ * from the loop. */
 void hl_upstream_resume(hl_upstream_call *c);
+/* Frees the call; no callback follows. */
 void hl_upstream_cancel(hl_upstream_call *c);
 /* Calls in flight on this client. */
 size_t hl_upstream_active(const hl_upstream *u);
