@@ -331,6 +331,7 @@ export function expectedCloudCost(model, input, output) {
 export function checkLedger(l, { requestId, backend, reason, stream, status = 'ok', usage }) {
   const ctx = JSON.stringify(l);
   assert.match(String(l.timestamp), ISO_UTC, `timestamp is ISO 8601 UTC: ${ctx}`);
+  assert.ok(Math.abs(Date.parse(l.timestamp) - Date.now()) < 120000, `timestamp is recent: ${ctx}`);
   assert.equal(l.request_id, requestId, 'request_id equals the request id header');
   assert.equal(l.backend, backend, `backend: ${ctx}`);
   assert.equal(l.source, BACKEND_SOURCE[backend], `source: ${ctx}`);
@@ -340,12 +341,13 @@ export function checkLedger(l, { requestId, backend, reason, stream, status = 'o
   assert.equal(l.status, status, `status: ${ctx}`);
   assert.equal(l.stream, stream, `stream: ${ctx}`);
   assert.equal(typeof l.latency_ms, 'number', `latency_ms: ${ctx}`);
+  assert.ok(l.latency_ms >= 0, `latency_ms >= 0: ${ctx}`);
   assert.equal(typeof l.input_tokens, 'number', `input_tokens: ${ctx}`);
   assert.equal(typeof l.output_tokens, 'number', `output_tokens: ${ctx}`);
   assert.equal(typeof l.cost_usd, 'number', `cost_usd: ${ctx}`);
   if (usage) {
     assert.equal(l.input_tokens, usage.input, `input_tokens equal the upstream's usage: ${ctx}`);
-    assert.equal(l.output_tokens, usage.output, `output_tokens equal the upstream's usage: ${ctx}`);
+    assert.equal(l.output_tokens, usage.output, `output_tokens equal the upstream's usage (final, not summed): ${ctx}`);
   }
   if (status === 'ok') {
     if (l.source === 'cloud') assertCloseTo(l.cost_usd, expectedCloudCost(l.model, l.input_tokens, l.output_tokens), 6e-7, `cloud cost_usd ${ctx}`);

@@ -12,8 +12,10 @@ import { describe, it as nodeIt, before, after, beforeEach, afterEach } from 'no
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import {
-  HL_BIN, KEYS, MODELS, PRICES, LOCAL_HOURLY_COST_USD,
+  HL_BIN, KEYS, MODELS,
   gatewayBinaryMissing, startGateway, startStack, standardBackends,
+  posts, fakeUsage, ledgerLine, assertCloseTo, expectedCloudCost, checkLedger,
+  BACKEND_MODEL, BACKEND_SOURCE,
 } from './gateway.mjs';
 import { freePort, parseSSE, rawHttp, waitFor } from './util.mjs';
 import { startFakeOpenAI } from '../fake/openai.mjs';
@@ -27,87 +29,10 @@ const missing = gatewayBinaryMissing();
 if (missing) console.log(`# SKIP gateway tests: ${missing}`);
 const suiteOpts = missing ? { skip: missing } : {};
 
-const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)$/;
-const PRICE = Object.fromEntries(PRICES.map((p) => [p.model, p]));
-const BACKEND_MODEL = { 'cloud-anthropic': MODELS.anthropic, 'cloud-openai': MODELS.openai, local: MODELS.local };
-const BACKEND_SOURCE = { 'cloud-anthropic': 'cloud', 'cloud-openai': 'cloud', local: 'local' };
 const user = (content) => [{ role: 'user', content }];
-// Inference requests a fake received. Other requests (a gateway's GET /v1/models readiness
-// probes, say) are not counted: only POSTs carry prompts.
-const posts = (fake) => fake.requests.filter((r) => r.method === 'POST');
 
 function client(gw, opts = {}) {
   return new OpenAI({ baseURL: gw.url + '/v1', apiKey: 'unused', maxRetries: 0, timeout: 15000, ...opts });
-}
-
-// Tokens the fake reported for a recorded request, in the ledger's terms.
-function fakeUsage(rec) {
-  const u = rec?.response?.usage;
-  assert.ok(u, `the fake recorded no usage for its request (response: ${JSON.stringify(rec?.response)})`);
-  if ('prompt_tokens' in u) return { input: u.prompt_tokens, output: u.completion_tokens };
-  return { input: u.input_tokens + (u.cache_creation_input_tokens ?? 0) + (u.cache_read_input_tokens ?? 0), output: u.output_tokens };
-}
-
-// Waits for the ledger line of one request (by request_id) and checks there is exactly one.
-async function ledgerLine(gw, requestId, timeoutMs = 5000) {
-  assert.ok(requestId, 'no request id to look up in the ledger');
-  const lines = await waitFor(
-    () => {
-      const m = gw.ledger().filter((l) => l.request_id === requestId);
-      return m.length ? m : null;
-    },
-    timeoutMs,
-    `ledger line with request_id ${requestId} in ${gw.ledgerPath}`,
-  );
-  const bad = gw.ledger().filter((l) => l.__unparseable);
-  assert.deepEqual(bad, [], 'every ledger line is JSON');
-  assert.equal(lines.length, 1, `exactly one ledger line for ${requestId}: ${JSON.stringify(lines)}`);
-  return lines[0];
-}
-
-function assertCloseTo(actual, expected, tol, what) {
-  assert.equal(typeof actual, 'number', `${what}: expected a number, got ${JSON.stringify(actual)}`);
-  assert.ok(Math.abs(actual - expected) <= tol, `${what}: ${actual} is not within ${tol} of ${expected}`);
-}
-
-function expectedCloudCost(model, input, output) {
-  const p = PRICE[model];
-  return (input * p.input_per_mtok) / 1e6 + (output * p.output_per_mtok) / 1e6;
-}
-
-// Full check of one ledger record.
-function checkLedger(l, { requestId, backend, reason, stream, status = 'ok', usage }) {
-  const ctx = JSON.stringify(l);
-  assert.match(String(l.timestamp), ISO_UTC, `timestamp is ISO 8601 UTC: ${ctx}`);
-  assert.ok(Math.abs(Date.parse(l.timestamp) - Date.now()) < 120000, `timestamp is recent: ${ctx}`);
-  assert.equal(l.request_id, requestId, 'request_id equals the x-request-id header');
-  assert.equal(l.backend, backend, `backend: ${ctx}`);
-  assert.equal(l.source, BACKEND_SOURCE[backend], `source: ${ctx}`);
-  assert.equal(l.model, BACKEND_MODEL[backend], `model is the upstream model: ${ctx}`);
-  if (reason instanceof RegExp) assert.match(String(l.route_reason), reason, `route_reason: ${ctx}`);
-  else if (reason) assert.equal(l.route_reason, reason, `route_reason: ${ctx}`);
-  assert.equal(l.status, status, `status: ${ctx}`);
-  assert.equal(l.stream, stream, `stream: ${ctx}`);
-  assert.equal(typeof l.latency_ms, 'number', `latency_ms: ${ctx}`);
-  assert.ok(l.latency_ms >= 0, `latency_ms >= 0: ${ctx}`);
-  assert.equal(typeof l.input_tokens, 'number', `input_tokens: ${ctx}`);
-  assert.equal(typeof l.output_tokens, 'number', `output_tokens: ${ctx}`);
-  assert.equal(typeof l.cost_usd, 'number', `cost_usd: ${ctx}`);
-  if (usage) {
-    assert.equal(l.input_tokens, usage.input, `input_tokens equal the upstream's usage: ${ctx}`);
-    assert.equal(l.output_tokens, usage.output, `output_tokens equal the upstream's usage (final, not summed): ${ctx}`);
-  }
-  if (status === 'ok') {
-    if (l.source === 'cloud') {
-      assertCloseTo(l.cost_usd, expectedCloudCost(l.model, l.input_tokens, l.output_tokens), 6e-7, `cloud cost_usd ${ctx}`);
-    } else {
-      assertCloseTo(l.cost_usd, (l.latency_ms / 3600000) * LOCAL_HOURLY_COST_USD, 6e-7, `local cost_usd ${ctx}`);
-    }
-  }
-  if (stream && status === 'ok') {
-    assert.equal(typeof l.ttft_ms, 'number', `ttft_ms on a stream: ${ctx}`);
-    assert.ok(l.ttft_ms >= 0 && l.ttft_ms <= l.latency_ms + 1, `0 <= ttft_ms <= latency_ms: ${ctx}`);
-  }
 }
 
 function checkRouteHeaders(headers, { backend, reason }) {
