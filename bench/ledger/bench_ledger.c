@@ -1,0 +1,212 @@
+/* bench_ledger: how long the SQLite store takes to index a large ledger journal and to
+ * report on it (issue 5: "fast on a ledger of 10 million records").
+ *
+ * For each size N it writes N synthetic ledger lines with hl_ledger_format (30 days, 70%
+ * local, 5% of requests retried or escalated, 20 tenants, streaming, a few errors), indexes
+ * them into a fresh store in one hl_store_index() call, re-runs the index (nothing to do),
+ * then times `report` grouped by source, backend, model, tenant and day over all of it and
+ * by source over the last 7 days.
+ *
+ *   bench_ledger                 1M records
+ *   bench_ledger 200000 5000000  the sizes given
+ *   HL_BENCH_10M=1 bench_ledger  1M and 10M (the 10M case takes minutes and ~5 GB of disk)
+ *   HL_BENCH_DIR=/var/tmp ...    where the journal and database go (default /tmp)
+ *   bench_ledger --generate N FILE   only write a journal of N records (to try the CLI on)
+ *
+ * Build and run: bench/ledger/run.sh (the bench_ledger target, Release). */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "hl_ledger.h"
+#include "hl_report.h"
+#include "hl_store.h"
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+
+static uint64_t rng(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717ULL;
+}
+
+static double unit(void) {
+    return (double)(rng() >> 11) / 9007199254740992.0;
+}
+
+static long long file_size(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 ? (long long)st.st_size : 0;
+}
+
+/* Writes n attempts (not requests: retries count) to path. */
+static int generate(const char *path, long long n) {
+    static const char *const tenants[] = {"acme", "globex", "initech", "umbrella", "hooli",
+        "stark", "wayne", "wonka", "tyrell", "cyberdyne", "soylent", "aperture", "massive",
+        "oscorp", "vandelay", "prestige", "dunder", "pied", "bluth", "krusty"};
+    static const char *const tasks[] = {"chat", "code", "summarize", "classify", "extract"};
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    static char fbuf[1 << 22];
+    setvbuf(f, fbuf, _IOFBF, sizeof fbuf);
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    const double start = 1714521600.0, span = 30 * 86400.0; /* May 2024 */
+    char id[40];
+    long long req = 0;
+    for (long long i = 0; i < n; req++) {
+        snprintf(id, sizeof id, "req_%016llx%08llx", (unsigned long long)rng(), (unsigned long long)req);
+        bool retried = unit() < 0.05;
+        int attempts = retried ? 2 : 1;
+        const char *tenant = unit() < 0.1 ? NULL : tenants[rng() % 20];
+        const char *task = tasks[rng() % 5];
+        bool sensitive = unit() < 0.1;
+        for (int a = 1; a <= attempts && i < n; a++, i++) {
+            hl_ledger_record r = {0};
+            r.timestamp = start + span * (double)i / (double)n + unit() * 2.0;
+            r.request_id = id;
+            r.attempt = a;
+            /* Second attempts are the cloud: escalations and fallbacks. */
+            r.cloud = a == 2 ? true : unit() < 0.3;
+            bool vllm = unit() < 0.6, anthropic = unit() < 0.5;
+            r.backend = r.cloud ? (anthropic ? "anthropic" : "openai") : (vllm ? "vllm" : "llamacpp");
+            r.model = r.cloud ? (anthropic ? "claude-3-5-sonnet-20241022" : "gpt-4o") : "llama-3.1-8b-instruct";
+            r.route_reason = sensitive ? "rule:privacy" : r.cloud ? "rule:complex" : "rule:default";
+            r.status = a == 1 && retried ? (unit() < 0.5 ? "escalated" : "error")
+                       : unit() < 0.02 ? "error" : unit() < 0.01 ? "cancelled" : "ok";
+            r.tenant = tenant;
+            r.task_type = task;
+            r.task_inferred = unit() < 0.5;
+            r.sensitive = sensitive;
+            r.stream = unit() < 0.6;
+            long in = 50 + (long)(-log(1 - unit()) * 800), out = 10 + (long)(-log(1 - unit()) * 250);
+            r.usage = (hl_usage){.input_tokens = in, .output_tokens = out, .known = true};
+            r.latency_ms = (r.cloud ? 400 : 150) + -log(1 - unit()) * (r.cloud ? 1500 : 900);
+            r.ttft_ms = r.stream ? r.latency_ms * 0.15 : -1;
+            r.confidence = !strcmp(r.status, "escalated") ? 0.4 : -1;
+            r.cost_known = true;
+            r.cost_usd = r.cloud ? (in * 3.0 + out * 15.0) / 1e6 : r.latency_ms / 3.6e6 * 0.05;
+            r.http_status = !strcmp(r.status, "error") ? 529 : 200;
+            r.error = !strcmp(r.status, "error") ? "upstream overloaded" : NULL;
+            hl_buf_reset(&b);
+            if (hl_ledger_format(&r, &b) != HL_OK || fwrite(b.data, 1, b.len, f) != b.len) {
+                fclose(f);
+                return -1;
+            }
+        }
+    }
+    hl_buf_release(&b);
+    return fclose(f);
+}
+
+static void rm_db(const char *db) {
+    char p[600];
+    unlink(db);
+    snprintf(p, sizeof p, "%s-wal", db);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", db);
+    unlink(p);
+}
+
+static int report(hl_store *s, hl_store_group g, long long from, const char *what, unsigned long long n) {
+    static const hl_price price = {"gpt-4o", 2.5, 10, 1.25, 2.5};
+    hl_report_opts o = {.group_by = g, .from_ms = from, .to_ms = HL_STORE_TIME_MAX, .cloud_price = &price};
+    hl_report *r = NULL;
+    char err[512];
+    double t0 = now_s();
+    if (hl_report_build(s, &o, &r, err, sizeof err) != HL_OK) {
+        fprintf(stderr, "report: %s\n", err);
+        return 1;
+    }
+    hl_buf out;
+    hl_buf_init(&out, 0);
+    hl_report_render(r, HL_REPORT_TABLE, &out);
+    double dt = now_s() - t0;
+    printf("  report %-22s %8.2f s  %6.2f M records/s  (%zu groups, %llu attempts in range)\n", what, dt,
+           (double)r->total.attempts / dt / 1e6, r->n_rows, r->total.attempts);
+    if (g == HL_STORE_GROUP_SOURCE && from == HL_STORE_TIME_MIN) printf("%s", out.data);
+    (void)n;
+    hl_buf_release(&out);
+    hl_report_free(r);
+    return 0;
+}
+
+static int bench(const char *dir, long long n) {
+    char journal[512], db[512];
+    snprintf(journal, sizeof journal, "%s/hl_bench_ledger_%lld.jsonl", dir, n);
+    snprintf(db, sizeof db, "%s/hl_bench_ledger_%lld.db", dir, n);
+    printf("== %lld records ==\n", n);
+    double t0 = now_s();
+    if (generate(journal, n) != 0) {
+        perror(journal);
+        return 1;
+    }
+    printf("  generate journal          %8.2f s  (%.0f MB)\n", now_s() - t0, file_size(journal) / 1e6);
+    rm_db(db);
+    hl_store *s = NULL;
+    char err[512];
+    if (hl_store_open(&s, db, err, sizeof err) != HL_OK) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    hl_store_index_stats st;
+    t0 = now_s();
+    if (hl_store_index(s, journal, &st) != HL_OK) {
+        fprintf(stderr, "index: %s\n", hl_store_errmsg(s));
+        return 1;
+    }
+    double dt = now_s() - t0;
+    char wal[600];
+    snprintf(wal, sizeof wal, "%s-wal", db);
+    printf("  index (one pass)          %8.2f s  %6.2f M lines/s  (%llu inserted, %llu malformed; "
+           "db %.0f MB + wal %.0f MB)\n", dt, (double)st.lines / dt / 1e6, st.inserted, st.malformed,
+           file_size(db) / 1e6, file_size(wal) / 1e6);
+    t0 = now_s();
+    hl_store_index(s, journal, &st);
+    printf("  index again (no-op)       %8.4f s  (%llu lines)\n", now_s() - t0, st.lines);
+    int rc = 0;
+    rc |= report(s, HL_STORE_GROUP_SOURCE, HL_STORE_TIME_MIN, "by source", st.lines);
+    rc |= report(s, HL_STORE_GROUP_BACKEND, HL_STORE_TIME_MIN, "by backend", st.lines);
+    rc |= report(s, HL_STORE_GROUP_MODEL, HL_STORE_TIME_MIN, "by model", st.lines);
+    rc |= report(s, HL_STORE_GROUP_TENANT, HL_STORE_TIME_MIN, "by tenant", st.lines);
+    rc |= report(s, HL_STORE_GROUP_DAY, HL_STORE_TIME_MIN, "by day", st.lines);
+    rc |= report(s, HL_STORE_GROUP_SOURCE, (1714521600LL + 23 * 86400) * 1000, "by source, last 7 days", st.lines);
+    hl_store_close(s);
+    if (!getenv("HL_BENCH_KEEP")) {
+        rm_db(db);
+        unlink(journal);
+    }
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    const char *dir = getenv("HL_BENCH_DIR") ? getenv("HL_BENCH_DIR") : "/tmp";
+    setvbuf(stdout, NULL, _IOLBF, 0); /* figures as they come, also through a pipe */
+    int rc = 0;
+    if (argc == 4 && !strcmp(argv[1], "--generate")) {
+        if (generate(argv[3], atoll(argv[2])) != 0) {
+            perror(argv[3]);
+            return 1;
+        }
+        return 0;
+    }
+    if (argc > 1) {
+        for (int i = 1; i < argc; i++) rc |= bench(dir, atoll(argv[i]));
+        return rc;
+    }
+    rc |= bench(dir, 1000000);
+    if (getenv("HL_BENCH_10M")) rc |= bench(dir, 10000000);
+    else printf("(set HL_BENCH_10M=1 for the 10M-record case)\n");
+    return rc;
+}

@@ -1,0 +1,747 @@
+/* hl_store: the backend-neutral half of the store (see hl_store.h): reading the journal from
+ * the committed offset, parsing its lines, detecting rotation, batching the inserts with the
+ * offset, and the background indexer thread. The database work is behind hl_store_ops
+ * (hl_store_int.h).
+ *
+ * The journal, as hl_ledger writes it: UTF-8 text, one JSON object per line, each line ended
+ * by '\n' and written with a single write(), so a reader sees whole lines plus, at most, the
+ * beginning of one line still being written at the end. Lines are at most HL_STORE_MAX_LINE
+ * bytes. The object is flat; its fields are listed in hl_ledger.h. Required here: timestamp,
+ * source, input_tokens, output_tokens, latency_ms, cost_usd (number or null), request_id and
+ * attempt (>= 1); the others may be missing (older journals) and default to null, 0 or
+ * false. */
+#include "hl_store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "hl_buf.h"
+#include "hl_log.h"
+
+enum {
+    READ_CHUNK = 1 << 20, /* bytes read per pread() */
+    BATCH_LINES = 65536,  /* lines per transaction. Request ids are random, so each insert
+                             dirties a random page of the (request_id, attempt) index and each
+                             commit writes those pages to the WAL: bigger batches share them
+                             (1M lines: 26 s at 8192, 18 s at 65536). A crash replays at most
+                             one batch, which the key makes harmless. */
+    HEAD_MAX = 4096,      /* bytes of the journal's start hashed to recognize it */
+    LOG_LIMIT = 5,        /* malformed/conflicting lines logged per pass; the rest are counted */
+};
+
+/* ---- errors ---- */
+
+void hl_store_set_error(hl_store *s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
+    va_end(ap);
+}
+
+const char *hl_store_errmsg(const hl_store *s) {
+    return s && s->errmsg[0] ? s->errmsg : "no error";
+}
+
+/* ---- time ---- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+static long long days_from_civil(long long y, unsigned m, unsigned d) {
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (long long)doe - 719468;
+}
+
+static void civil_from_days(long long z, int *y, unsigned *m, unsigned *d) {
+    z += 719468;
+    long long era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    long long yy = (long long)yoe + era * 400;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int)(yy + (*m <= 2));
+}
+
+/* Reads exactly w digits at s[*i]. */
+static bool digits(const char *s, size_t n, size_t *i, int w, int *out) {
+    int v = 0;
+    for (int k = 0; k < w; k++) {
+        if (*i >= n || s[*i] < '0' || s[*i] > '9') return false;
+        v = v * 10 + (s[(*i)++] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+hl_err hl_store_parse_time(const char *s, size_t n, long long *ms_out) {
+    size_t i = 0;
+    int y, mo, d, h = 0, mi = 0, sec = 0, ms = 0;
+    if (!digits(s, n, &i, 4, &y) || i >= n || s[i++] != '-' || !digits(s, n, &i, 2, &mo) ||
+        i >= n || s[i++] != '-' || !digits(s, n, &i, 2, &d))
+        return HL_ERR_PARSE;
+    static const unsigned char mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (mo < 1 || mo > 12 || d < 1) return HL_ERR_PARSE;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > mdays[mo - 1] + (mo == 2 && leap)) return HL_ERR_PARSE;
+    long long offset_min = 0;
+    if (i < n && (s[i] == 'T' || s[i] == ' ')) {
+        i++;
+        if (!digits(s, n, &i, 2, &h) || i >= n || s[i++] != ':' || !digits(s, n, &i, 2, &mi))
+            return HL_ERR_PARSE;
+        if (i < n && s[i] == ':') {
+            i++;
+            if (!digits(s, n, &i, 2, &sec)) return HL_ERR_PARSE;
+            if (i < n && s[i] == '.') {
+                i++;
+                int nd = 0;
+                while (i < n && s[i] >= '0' && s[i] <= '9') {
+                    if (nd < 3) ms = ms * 10 + (s[i] - '0');
+                    nd++;
+                    i++;
+                }
+                if (nd == 0 || nd > 9) return HL_ERR_PARSE;
+                for (int k = nd; k < 3; k++) ms *= 10;
+            }
+        }
+        if (h > 23 || mi > 59 || sec > 59) return HL_ERR_PARSE;
+        if (i < n && s[i] == 'Z') {
+            i++;
+        } else if (i < n && (s[i] == '+' || s[i] == '-')) {
+            int sign = s[i++] == '-' ? -1 : 1, oh, om;
+            if (!digits(s, n, &i, 2, &oh)) return HL_ERR_PARSE;
+            if (i < n && s[i] == ':') i++;
+            if (!digits(s, n, &i, 2, &om) || oh > 23 || om > 59) return HL_ERR_PARSE;
+            offset_min = sign * (oh * 60 + om);
+        }
+    } else if (i < n && s[i] == 'Z') {
+        i++;
+    }
+    if (i != n) return HL_ERR_PARSE;
+    long long secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400LL + h * 3600LL +
+                     mi * 60LL + sec - offset_min * 60;
+    *ms_out = secs * 1000 + ms;
+    return HL_OK;
+}
+
+void hl_store_format_time(long long ms, char *out, size_t out_len) {
+    long long days = ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
+    long long rem = ms - days * 86400000;
+    int y;
+    unsigned m, d;
+    civil_from_days(days, &y, &m, &d);
+    snprintf(out, out_len, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", y, m, d, (int)(rem / 3600000),
+             (int)(rem / 60000 % 60), (int)(rem / 1000 % 60), (int)(rem % 1000));
+}
+
+/* ---- groups ---- */
+
+static const char *const group_names[] = {
+    [HL_STORE_GROUP_NONE] = "none",          [HL_STORE_GROUP_SOURCE] = "source",
+    [HL_STORE_GROUP_BACKEND] = "backend",    [HL_STORE_GROUP_MODEL] = "model",
+    [HL_STORE_GROUP_TASK_TYPE] = "task_type", [HL_STORE_GROUP_ROUTE_REASON] = "route_reason",
+    [HL_STORE_GROUP_TENANT] = "tenant",      [HL_STORE_GROUP_DAY] = "day",
+};
+
+const char *hl_store_group_name(hl_store_group g) {
+    return (unsigned)g < sizeof group_names / sizeof group_names[0] ? group_names[g] : "?";
+}
+
+hl_err hl_store_group_parse(const char *name, hl_store_group *out) {
+    for (size_t i = 0; i < sizeof group_names / sizeof group_names[0]; i++)
+        if (name && !strcmp(name, group_names[i])) {
+            *out = (hl_store_group)i;
+            return HL_OK;
+        }
+    return HL_ERR_INVAL;
+}
+
+/* ---- open, close, reading ---- */
+
+hl_err hl_store_open(hl_store **out, const char *location, char *errbuf, size_t errbuf_len) {
+    *out = NULL;
+    if (errbuf_len) errbuf[0] = '\0';
+    if (!location || !*location) {
+        snprintf(errbuf, errbuf_len, "store: no database path given");
+        return HL_ERR_INVAL;
+    }
+    hl_store *s = calloc(1, sizeof *s);
+    if (!s || !(s->location = strdup(location))) {
+        free(s);
+        snprintf(errbuf, errbuf_len, "store: out of memory");
+        return HL_ERR_NOMEM;
+    }
+    s->ops = &hl_store_sqlite_ops;
+    hl_err e = s->ops->open(s, location, errbuf, errbuf_len);
+    if (e) {
+        free(s->location);
+        free(s);
+        return e;
+    }
+    *out = s;
+    return HL_OK;
+}
+
+void hl_store_close(hl_store *s) {
+    if (!s) return;
+    hl_store_indexer_stop(s);
+    s->ops->close(s);
+    free(s->location);
+    free(s);
+}
+
+int hl_store_schema_version(hl_store *s) {
+    return s->ops->schema_version(s);
+}
+
+hl_err hl_store_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
+                     hl_store_row_fn fn, void *ctx) {
+    if ((unsigned)g > HL_STORE_GROUP_DAY || from_ms > to_ms || !fn) {
+        hl_store_set_error(s, "scan: invalid arguments");
+        return HL_ERR_INVAL;
+    }
+    return s->ops->scan(s, g, from_ms, to_ms, fn, ctx);
+}
+
+hl_err hl_store_count(hl_store *s, unsigned long long *out) {
+    return s->ops->count(s, out);
+}
+
+/* ---- parsing one line ---- */
+
+/* Each getter: missing or null is the default; a value of another type makes the line
+ * malformed (returns false). */
+static bool get_str(json_t *o, const char *k, const char **out) {
+    json_t *v = json_object_get(o, k);
+    *out = NULL;
+    if (!v || json_is_null(v)) return true;
+    if (!json_is_string(v)) return false;
+    *out = json_string_value(v);
+    return true;
+}
+
+static bool get_num(json_t *o, const char *k, double *out, bool *present) {
+    json_t *v = json_object_get(o, k);
+    *present = false;
+    if (!v || json_is_null(v)) return true;
+    if (!json_is_number(v)) return false;
+    *out = json_number_value(v);
+    *present = true;
+    return true;
+}
+
+static bool get_int(json_t *o, const char *k, long long *out) {
+    json_t *v = json_object_get(o, k);
+    if (!v || json_is_null(v)) return true;
+    if (!json_is_integer(v)) return false;
+    *out = (long long)json_integer_value(v);
+    return true;
+}
+
+static bool get_bool(json_t *o, const char *k, bool *out) {
+    json_t *v = json_object_get(o, k);
+    if (!v || json_is_null(v)) return true;
+    if (!json_is_boolean(v)) return false;
+    *out = json_is_true(v);
+    return true;
+}
+
+/* Fills r from a parsed line (strings borrowed from root). Returns NULL, or why the line is
+ * not a ledger record. */
+static const char *record_from_json(json_t *root, hl_store_record *r) {
+    memset(r, 0, sizeof *r);
+    if (!json_is_object(root)) return "not a JSON object";
+    const char *ts, *source;
+    if (!get_str(root, "timestamp", &ts) || !ts) return "timestamp missing or not a string";
+    if (hl_store_parse_time(ts, strlen(ts), &r->ts_ms) != HL_OK) return "timestamp is not ISO 8601";
+    if (r->ts_ms < 0) return "timestamp before 1970";
+    if (!get_str(root, "source", &source) || !source) return "source missing";
+    if (!strcmp(source, "cloud")) r->cloud = true;
+    else if (strcmp(source, "local") != 0) return "source is neither cloud nor local";
+    if (!json_is_integer(json_object_get(root, "input_tokens")) ||
+        !json_is_integer(json_object_get(root, "output_tokens")))
+        return "input_tokens/output_tokens missing";
+    get_int(root, "input_tokens", &r->input_tokens);
+    get_int(root, "output_tokens", &r->output_tokens);
+    bool present;
+    if (!get_num(root, "latency_ms", &r->latency_ms, &present) || !present)
+        return "latency_ms missing";
+    if (!json_object_get(root, "cost_usd") || !get_num(root, "cost_usd", &r->cost_usd, &r->cost_known))
+        return "cost_usd missing or not a number";
+    if (!r->cost_known) r->cost_usd = 0;
+    if (!get_str(root, "request_id", &r->request_id) || !r->request_id || !r->request_id[0])
+        return "request_id missing";
+    r->attempt = 0;
+    if (!get_int(root, "attempt", &r->attempt) || r->attempt < 1) return "attempt missing or < 1";
+    r->ttft_ms = r->confidence = -1;
+    if (!get_str(root, "backend", &r->backend) || !get_str(root, "model", &r->model) ||
+        !get_str(root, "route_reason", &r->route_reason) || !get_str(root, "status", &r->status) ||
+        !get_str(root, "tenant", &r->tenant) || !get_str(root, "task_type", &r->task_type) ||
+        !get_str(root, "error", &r->error))
+        return "a text field holds a non-string";
+    double d;
+    if (!get_num(root, "ttft_ms", &d, &present)) return "ttft_ms is not a number";
+    if (present) r->ttft_ms = d;
+    if (!get_num(root, "confidence", &d, &present)) return "confidence is not a number";
+    if (present) r->confidence = d;
+    if (!get_int(root, "cached_input_tokens", &r->cached_input_tokens) ||
+        !get_int(root, "cache_write_tokens", &r->cache_write_tokens) ||
+        !get_int(root, "http_status", &r->http_status))
+        return "an integer field holds something else";
+    if (!get_bool(root, "stream", &r->stream) || !get_bool(root, "usage_estimated", &r->usage_estimated) ||
+        !get_bool(root, "task_inferred", &r->task_inferred) || !get_bool(root, "sensitive", &r->sensitive))
+        return "a boolean field holds something else";
+    return NULL;
+}
+
+/* ---- one index pass over an open journal ---- */
+
+static uint64_t fnv1a(const void *p, size_t n) {
+    const unsigned char *b = p;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* pread() of exactly n bytes (fewer only at end of file). */
+static ssize_t pread_full(int fd, void *buf, size_t n, off_t off) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, (char *)buf + got, n - got, off + (off_t)got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+static bool head_hash(int fd, long long len, uint64_t *out) {
+    char b[HEAD_MAX];
+    if (len < 0 || len > HEAD_MAX) return false;
+    if (pread_full(fd, b, (size_t)len, 0) != (ssize_t)len) return false;
+    *out = fnv1a(b, (size_t)len);
+    return true;
+}
+
+/* Counters of the open transaction: they join the pass's stats only when it commits, so the
+ * stats say what is durable. */
+typedef struct counts {
+    unsigned long long lines, inserted, duplicates, conflicts, malformed;
+} counts;
+
+typedef struct pass {
+    hl_store *s;
+    const char *key;          /* the journal's name in journal_state */
+    int fd;
+    hl_store_journal_state st;
+    hl_store_index_stats *stats;
+    counts pending;
+    bool in_tx;
+    unsigned logged;          /* malformed or conflicting lines logged so far */
+} pass;
+
+static hl_err pass_begin(pass *p) {
+    if (p->in_tx) return HL_OK;
+    hl_err e = p->s->ops->begin(p->s);
+    if (!e) p->in_tx = true;
+    return e;
+}
+
+/* Saves offset with the records inserted so far and commits them together. */
+static hl_err pass_commit(pass *p, long long offset) {
+    hl_err e = pass_begin(p);
+    if (e) return e;
+    p->st.offset = offset;
+    if (p->st.head_len < HEAD_MAX && offset > p->st.head_len) {
+        long long len = offset < HEAD_MAX ? offset : HEAD_MAX;
+        if (!head_hash(p->fd, len, &p->st.head_hash)) {
+            hl_store_set_error(p->s, "%s: cannot read: %s", p->key, strerror(errno));
+            return HL_ERR_IO;
+        }
+        p->st.head_len = len;
+    }
+    if ((e = p->s->ops->save_state(p->s, p->key, &p->st)) || (e = p->s->ops->commit(p->s)))
+        return e;
+    p->in_tx = false;
+    hl_store_index_stats *t = p->stats;
+    t->lines += p->pending.lines;
+    t->inserted += p->pending.inserted;
+    t->duplicates += p->pending.duplicates;
+    t->conflicts += p->pending.conflicts;
+    t->malformed += p->pending.malformed;
+    t->offset = offset;
+    memset(&p->pending, 0, sizeof p->pending);
+    return HL_OK;
+}
+
+static void pass_malformed(pass *p, long long off, const char *why) {
+    p->pending.malformed++;
+    if (p->logged++ < LOG_LIMIT)
+        hl_log(HL_LOG_WARN, "ledger %s: line at byte %lld skipped: %s", p->key, off, why);
+}
+
+static hl_err pass_line(pass *p, const char *line, size_t n, long long off) {
+    p->pending.lines++;
+    while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t')) n--;
+    if (n == 0) return HL_OK;
+    json_error_t je;
+    json_t *root = json_loadb(line, n, 0, &je);
+    if (!root) {
+        pass_malformed(p, off, je.text);
+        return HL_OK;
+    }
+    hl_store_record r;
+    const char *why = record_from_json(root, &r);
+    hl_err e = HL_OK;
+    if (why) {
+        pass_malformed(p, off, why);
+    } else if (!(e = pass_begin(p))) {
+        hl_store_insert_result res;
+        if (!(e = p->s->ops->insert(p->s, &r, &res))) {
+            if (res == HL_STORE_INSERTED) {
+                p->pending.inserted++;
+            } else if (res == HL_STORE_DUPLICATE) {
+                p->pending.duplicates++;
+            } else {
+                p->pending.conflicts++;
+                if (p->logged++ < LOG_LIMIT)
+                    hl_log(HL_LOG_WARN, "ledger %s: line at byte %lld: request %s attempt %lld is "
+                           "already indexed from another line (another timestamp); the first is "
+                           "kept (a client reusing x-request-id?)", p->key, off, r.request_id, r.attempt);
+            }
+        }
+    }
+    json_decref(root);
+    return e;
+}
+
+/* Indexes the open journal fd, known as key. */
+static hl_err index_fd(hl_store *s, const char *key, int fd, hl_store_index_stats *stats) {
+    memset(stats, 0, sizeof *stats);
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        hl_store_set_error(s, "%s: %s", key, strerror(errno));
+        return HL_ERR_IO;
+    }
+    pass p = {.s = s, .key = key, .fd = fd, .stats = stats};
+    bool found = false;
+    hl_err e = s->ops->load_state(s, key, &p.st, &found);
+    if (e) return e;
+    /* Same file as last time: same identity, not shorter than what was read, and the same
+     * first bytes (a file truncated and written again past the offset keeps its inode). */
+    bool same = found && p.st.dev == (long long)sb.st_dev && p.st.ino == (long long)sb.st_ino &&
+                p.st.offset <= (long long)sb.st_size;
+    if (same && p.st.head_len > 0) {
+        uint64_t h;
+        same = head_hash(fd, p.st.head_len, &h) && h == p.st.head_hash;
+    }
+    if (!same) {
+        if (found) {
+            stats->restarted = true;
+            hl_log(HL_LOG_INFO, "ledger %s was rotated, truncated or replaced: indexing it from the start", key);
+        }
+        p.st = (hl_store_journal_state){.dev = (long long)sb.st_dev, .ino = (long long)sb.st_ino};
+    }
+    p.st.size = (long long)sb.st_size;
+    stats->size = (long long)sb.st_size;
+    stats->offset = p.st.offset;
+    long long start = p.st.offset, pos = start; /* pos: file offset of buf.data[0] */
+    /* A pass reads up to the size the file had when it began: a writer faster than the
+     * indexer must not keep one pass (and its stats) from ever ending. */
+    long long end = (long long)sb.st_size;
+    hl_buf buf;
+    hl_buf_init(&buf, READ_CHUNK + HL_STORE_MAX_LINE + 1);
+    for (;;) {
+        long long want = end - (pos + (long long)buf.len);
+        if (want <= 0) break;
+        if (want > READ_CHUNK) want = READ_CHUNK;
+        if ((e = hl_buf_reserve(&buf, (size_t)want))) {
+            hl_store_set_error(s, "%s: %s", key, hl_err_str(e));
+            goto out;
+        }
+        ssize_t got = pread_full(fd, buf.data + buf.len, (size_t)want, (off_t)(pos + (long long)buf.len));
+        if (got < 0) {
+            hl_store_set_error(s, "%s: cannot read: %s", key, strerror(errno));
+            e = HL_ERR_IO;
+            goto out;
+        }
+        if (got == 0) break;
+        buf.len += (size_t)got;
+        size_t at = 0;
+        char *nl;
+        while ((nl = memchr(buf.data + at, '\n', buf.len - at))) {
+            size_t n = (size_t)(nl - (buf.data + at));
+            if (n > HL_STORE_MAX_LINE) {
+                p.pending.lines++;
+                pass_malformed(&p, pos + (long long)at, "line longer than 1 MiB");
+            } else if ((e = pass_line(&p, buf.data + at, n, pos + (long long)at))) {
+                goto out;
+            }
+            at += n + 1;
+            if (p.pending.lines >= BATCH_LINES && (e = pass_commit(&p, pos + (long long)at)))
+                goto out;
+        }
+        hl_buf_consume(&buf, at);
+        pos += (long long)at;
+        /* No newline in more than a line's worth of bytes: not a ledger line. Skip what we
+         * have; the rest of it up to the next newline will fail to parse on its own. */
+        if (buf.len > HL_STORE_MAX_LINE) {
+            p.pending.lines++;
+            pass_malformed(&p, pos, "line longer than 1 MiB");
+            pos += (long long)buf.len;
+            hl_buf_reset(&buf);
+        }
+    }
+    if (pos != p.st.offset || !found || !same || p.pending.lines) e = pass_commit(&p, pos);
+out:
+    if (e && p.in_tx) s->ops->rollback(s);
+    stats->bytes = (unsigned long long)(stats->offset - start);
+    hl_buf_release(&buf);
+    return e;
+}
+
+/* The name a journal has in journal_state: its absolute path, resolved through the directory
+ * (so it is the same before the file exists and after it is replaced). */
+static void journal_key(const char *path, char *out, size_t out_len) {
+    char a[PATH_MAX], b[PATH_MAX], dir[PATH_MAX];
+    snprintf(a, sizeof a, "%s", path);
+    snprintf(b, sizeof b, "%s", path);
+    const char *base = basename(b);
+    if (realpath(dirname(a), dir)) snprintf(out, out_len, "%s/%s", strcmp(dir, "/") ? dir : "", base);
+    else snprintf(out, out_len, "%s", path);
+}
+
+hl_err hl_store_index(hl_store *s, const char *journal_path, hl_store_index_stats *stats) {
+    hl_store_index_stats local;
+    if (!stats) stats = &local;
+    memset(stats, 0, sizeof *stats);
+    int fd = open(journal_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return HL_OK;
+        hl_store_set_error(s, "%s: %s", journal_path, strerror(errno));
+        return HL_ERR_IO;
+    }
+    char key[PATH_MAX + 8];
+    journal_key(journal_path, key, sizeof key);
+    hl_err e = index_fd(s, key, fd, stats);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return e;
+}
+
+/* ---- the background indexer ---- */
+
+struct hl_store_indexer {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;        /* signalled by kick and stop */
+    pthread_cond_t done_cv;   /* broadcast after each pass */
+    /* Under mu: */
+    bool stop, kick;
+    unsigned long long requested; /* sync requests made */
+    unsigned long long served;    /* requests covered by a finished pass */
+    hl_err last_err;              /* of the last finished pass */
+    hl_store_indexer_stats stats;
+    /* Owned by the thread once it runs: */
+    hl_store *conn;           /* its own connection */
+    char *path;
+    char key[PATH_MAX + 8];
+    long interval_ms;
+    int fd;                   /* the journal file being followed; -1: none yet */
+    bool failing;             /* the last pass failed (logged once until it recovers) */
+};
+
+static void add_stats(hl_store_indexer_stats *t, const hl_store_index_stats *s) {
+    t->inserted += s->inserted;
+    t->duplicates += s->duplicates;
+    t->conflicts += s->conflicts;
+    t->malformed += s->malformed;
+}
+
+static void indexer_pass(hl_store_indexer *ix) {
+    hl_store_index_stats old_file = {0}, cur = {0};
+    hl_err e = HL_OK;
+    struct stat ps;
+    bool path_ok = stat(ix->path, &ps) == 0;
+    if (ix->fd >= 0) {
+        struct stat fs;
+        if (fstat(ix->fd, &fs) == 0 && (!path_ok || fs.st_ino != ps.st_ino || fs.st_dev != ps.st_dev)) {
+            /* The journal was renamed away (rotation): lines may have reached it after the last
+             * pass, so read it to its end before following the new file. */
+            e = index_fd(ix->conn, ix->key, ix->fd, &old_file);
+            close(ix->fd);
+            ix->fd = -1;
+        }
+    }
+    if (!e && ix->fd < 0 && path_ok) {
+        ix->fd = open(ix->path, O_RDONLY | O_CLOEXEC);
+        if (ix->fd < 0 && errno != ENOENT) {
+            hl_store_set_error(ix->conn, "%s: %s", ix->path, strerror(errno));
+            e = HL_ERR_IO;
+        }
+    }
+    if (!e && ix->fd >= 0) e = index_fd(ix->conn, ix->key, ix->fd, &cur);
+
+    pthread_mutex_lock(&ix->mu);
+    ix->last_err = e;
+    ix->stats.passes++;
+    add_stats(&ix->stats, &old_file);
+    add_stats(&ix->stats, &cur);
+    if (ix->fd >= 0) {
+        ix->stats.offset = cur.offset;
+        ix->stats.lag_bytes = cur.size > cur.offset ? cur.size - cur.offset : 0;
+    }
+    if (e) {
+        ix->stats.errors++;
+        snprintf(ix->stats.last_error, sizeof ix->stats.last_error, "%s", hl_store_errmsg(ix->conn));
+    } else {
+        ix->stats.last_error[0] = '\0';
+    }
+    pthread_mutex_unlock(&ix->mu);
+    if (e && !ix->failing) hl_log(HL_LOG_ERROR, "ledger indexer: %s (retrying every %ld ms)", hl_store_errmsg(ix->conn), ix->interval_ms);
+    if (!e && ix->failing) hl_log(HL_LOG_INFO, "ledger indexer: working again");
+    ix->failing = e != HL_OK;
+}
+
+static void *indexer_main(void *arg) {
+    hl_store_indexer *ix = arg;
+    pthread_mutex_lock(&ix->mu);
+    while (!ix->stop) {
+        if (!ix->kick) {
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_sec += ix->interval_ms / 1000;
+            until.tv_nsec += (ix->interval_ms % 1000) * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            while (!ix->stop && !ix->kick)
+                if (pthread_cond_timedwait(&ix->cv, &ix->mu, &until) != 0) break;
+        }
+        if (ix->stop) break;
+        ix->kick = false;
+        unsigned long long serving = ix->requested; /* requests made before this pass began */
+        pthread_mutex_unlock(&ix->mu);
+        indexer_pass(ix);
+        pthread_mutex_lock(&ix->mu);
+        ix->served = serving;
+        pthread_cond_broadcast(&ix->done_cv);
+    }
+    unsigned long long serving = ix->requested;
+    pthread_mutex_unlock(&ix->mu);
+    indexer_pass(ix); /* the last one: every line complete before stop() */
+    pthread_mutex_lock(&ix->mu);
+    ix->served = serving;
+    pthread_cond_broadcast(&ix->done_cv);
+    pthread_mutex_unlock(&ix->mu);
+    return NULL;
+}
+
+hl_err hl_store_indexer_start(hl_store *s, const char *journal_path, long interval_ms) {
+    if (s->indexer || !journal_path || interval_ms < 1) {
+        hl_store_set_error(s, s->indexer ? "an indexer already runs on this store" : "indexer: invalid arguments");
+        return HL_ERR_INVAL;
+    }
+    hl_store_indexer *ix = calloc(1, sizeof *ix);
+    if (!ix || !(ix->path = strdup(journal_path))) {
+        free(ix);
+        hl_store_set_error(s, "out of memory");
+        return HL_ERR_NOMEM;
+    }
+    ix->fd = -1;
+    ix->interval_ms = interval_ms;
+    journal_key(journal_path, ix->key, sizeof ix->key);
+    char err[512];
+    hl_err e = hl_store_open(&ix->conn, s->location, err, sizeof err);
+    if (e) {
+        hl_store_set_error(s, "indexer: %s", err);
+        free(ix->path);
+        free(ix);
+        return e;
+    }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ix->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&ix->done_cv, NULL);
+    pthread_mutex_init(&ix->mu, NULL);
+    if (pthread_create(&ix->thread, NULL, indexer_main, ix) != 0) {
+        hl_store_set_error(s, "indexer: cannot start a thread: %s", strerror(errno));
+        pthread_cond_destroy(&ix->cv);
+        pthread_cond_destroy(&ix->done_cv);
+        pthread_mutex_destroy(&ix->mu);
+        hl_store_close(ix->conn);
+        free(ix->path);
+        free(ix);
+        return HL_ERR_IO;
+    }
+    s->indexer = ix;
+    return HL_OK;
+}
+
+void hl_store_indexer_kick(hl_store *s) {
+    hl_store_indexer *ix = s ? s->indexer : NULL;
+    if (!ix) return;
+    pthread_mutex_lock(&ix->mu);
+    ix->kick = true;
+    pthread_cond_signal(&ix->cv);
+    pthread_mutex_unlock(&ix->mu);
+}
+
+hl_err hl_store_indexer_sync(hl_store *s) {
+    hl_store_indexer *ix = s ? s->indexer : NULL;
+    if (!ix) return HL_ERR_INVAL;
+    pthread_mutex_lock(&ix->mu);
+    unsigned long long seq = ++ix->requested;
+    ix->kick = true;
+    pthread_cond_signal(&ix->cv);
+    while (ix->served < seq) pthread_cond_wait(&ix->done_cv, &ix->mu);
+    hl_err e = ix->last_err;
+    pthread_mutex_unlock(&ix->mu);
+    return e;
+}
+
+void hl_store_indexer_stop(hl_store *s) {
+    hl_store_indexer *ix = s ? s->indexer : NULL;
+    if (!ix) return;
+    pthread_mutex_lock(&ix->mu);
+    ix->stop = true;
+    pthread_cond_signal(&ix->cv);
+    pthread_mutex_unlock(&ix->mu);
+    pthread_join(ix->thread, NULL);
+    s->indexer = NULL;
+    if (ix->fd >= 0) close(ix->fd);
+    hl_store_close(ix->conn);
+    pthread_cond_destroy(&ix->cv);
+    pthread_cond_destroy(&ix->done_cv);
+    pthread_mutex_destroy(&ix->mu);
+    free(ix->path);
+    free(ix);
+}
+
+void hl_store_indexer_stats_get(hl_store *s, hl_store_indexer_stats *out) {
+    memset(out, 0, sizeof *out);
+    hl_store_indexer *ix = s ? s->indexer : NULL;
+    if (!ix) return;
+    pthread_mutex_lock(&ix->mu);
+    *out = ix->stats;
+    pthread_mutex_unlock(&ix->mu);
+}

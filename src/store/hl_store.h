@@ -1,0 +1,171 @@
+/* hl_store: the queryable copy of the cost ledger.
+ *
+ * The JSONL journal written by hl_ledger stays the durable record: it is written before a
+ * client gets its last byte, and nothing on the request path waits for a database. A store
+ * is an index of that journal, built by tailing it: hl_store_index() reads from the last byte
+ * offset it committed, parses complete lines only (a partial last line waits for the next
+ * pass), inserts them in batches, and commits each batch together with the offset after its
+ * last line. Records are keyed by (request_id, attempt) and inserted with "insert or
+ * ignore", so a pass that died before its commit is simply replayed: no duplicates, no gaps.
+ *
+ * The journal's identity (device, inode, size, a hash of its first bytes) is kept with the
+ * offset, so a journal that was rotated, truncated or replaced is detected and read again
+ * from byte 0 (which the key makes harmless).
+ *
+ * The gateway runs the indexer on its own thread (hl_store_indexer_start) with its own
+ * database connection, so event loops never block on the database.
+ *
+ * Backends: SQLite (hl_store_sqlite.c), a file path. The journal tailing and parsing here are
+ * backend-neutral; a backend implements the few operations in hl_store_int.h.
+ *
+ * Threads: one hl_store is one connection, used by one thread at a time. The background
+ * indexer opens a second connection of its own. */
+#ifndef HL_STORE_H
+#define HL_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "hl_err.h"
+
+typedef struct hl_store hl_store;
+
+/* Time bounds meaning "no bound" for hl_store_scan() and the report. */
+#define HL_STORE_TIME_MIN (-(1LL << 62))
+#define HL_STORE_TIME_MAX (1LL << 62)
+
+/* Ceiling on one journal line: the ledger formats a record into a 1 MiB buffer, so anything
+ * longer is not a ledger record (it is skipped and counted as malformed). */
+#define HL_STORE_MAX_LINE (1u << 20)
+
+/* Opens (creating it if needed) the store at location, a SQLite file path, and applies any
+ * schema migrations it lacks. On error returns non-zero, *out is NULL and errbuf holds one
+ * line naming the file and the problem. Caller frees with hl_store_close(). */
+hl_err hl_store_open(hl_store **out, const char *location, char *errbuf, size_t errbuf_len);
+/* Stops the background indexer if it runs (see hl_store_indexer_stop), closes, frees. NULL ok. */
+void hl_store_close(hl_store *s);
+/* The message of the last failed call on s; never NULL (borrowed, valid until the next call). */
+const char *hl_store_errmsg(const hl_store *s);
+/* The schema version the store is at (the highest migration applied). */
+int hl_store_schema_version(hl_store *s);
+
+/* ---- indexing the journal ---- */
+
+typedef struct hl_store_index_stats {
+    unsigned long long lines;      /* complete lines read in this pass */
+    unsigned long long inserted;   /* new records */
+    unsigned long long duplicates; /* lines whose record was already there (a replayed tail) */
+    unsigned long long conflicts;  /* (request_id, attempt) already held by a different line
+                                      (another timestamp): the first one is kept. The gateway
+                                      accepts a client's x-request-id, so a client that reuses
+                                      ids can cause this; each one is logged. */
+    unsigned long long malformed;  /* lines skipped: not a ledger record (logged with offset) */
+    unsigned long long bytes;      /* journal bytes consumed */
+    long long offset;              /* committed offset after the pass */
+    long long size;                /* the journal's size when the pass began */
+    bool restarted;                /* the journal was rotated, truncated or replaced: it was
+                                      read again from byte 0 */
+} hl_store_index_stats;
+
+/* Indexes journal_path from the last committed offset to its last complete line (as of the
+ * call: what is appended meanwhile waits for the next call). stats may be
+ * NULL; when given it is zeroed first. A journal that does not exist yet is HL_OK with nothing
+ * read. HL_ERR_IO (errno set) when it cannot be read; a database failure returns its code
+ * and hl_store_errmsg() says what failed. Batches committed before a failure stay committed. */
+hl_err hl_store_index(hl_store *s, const char *journal_path, hl_store_index_stats *stats);
+
+/* ---- the background indexer ---- */
+
+typedef struct hl_store_indexer_stats {
+    unsigned long long passes;     /* index passes run */
+    unsigned long long inserted, duplicates, conflicts, malformed; /* totals over all passes */
+    unsigned long long errors;     /* passes that failed */
+    long long offset;              /* committed offset in the current journal */
+    long long lag_bytes;           /* journal bytes not yet indexed at the end of the last pass */
+    char last_error[512];          /* "" when the last pass succeeded */
+} hl_store_indexer_stats;
+
+/* Starts a thread that indexes journal_path every interval_ms (>= 1) milliseconds, on its own
+ * connection to s's database (opened here, so a failure is reported now). When the journal
+ * file is replaced (rotation), the rest of the old file is indexed before the new one.
+ * HL_ERR_INVAL if an indexer already runs on s. journal_path is copied. */
+hl_err hl_store_indexer_start(hl_store *s, const char *journal_path, long interval_ms);
+/* Asks for a pass now instead of at the next interval. Never blocks on the database. */
+void hl_store_indexer_kick(hl_store *s);
+/* Asks for a pass and waits until one that started after the call has finished, so every
+ * line complete before the call is indexed (unless the pass failed: its error is returned and
+ * hl_store_indexer_stats_get() has the message). HL_ERR_INVAL when no indexer runs. Blocks:
+ * not for an event loop. */
+hl_err hl_store_indexer_sync(hl_store *s);
+/* Runs one last pass (so every line complete before the call is indexed), joins the thread
+ * and closes its connection. No-op when no indexer runs. */
+void hl_store_indexer_stop(hl_store *s);
+/* Copies the indexer's counters (all zero when none runs). For /metrics: lag_bytes is the
+ * ledger queue depth, errors the write errors. */
+void hl_store_indexer_stats_get(hl_store *s, hl_store_indexer_stats *out);
+
+/* ---- reading ---- */
+
+/* What a scan groups by; each maps to one column (day: the UTC calendar day of timestamp). */
+typedef enum hl_store_group {
+    HL_STORE_GROUP_NONE,
+    HL_STORE_GROUP_SOURCE,
+    HL_STORE_GROUP_BACKEND,
+    HL_STORE_GROUP_MODEL,
+    HL_STORE_GROUP_TASK_TYPE,
+    HL_STORE_GROUP_ROUTE_REASON,
+    HL_STORE_GROUP_TENANT,
+    HL_STORE_GROUP_DAY,
+} hl_store_group;
+
+/* Name of g as the CLI spells it ("source", "day"...). */
+const char *hl_store_group_name(hl_store_group g);
+/* Parses a --group-by value. HL_ERR_INVAL for an unknown name. */
+hl_err hl_store_group_parse(const char *name, hl_store_group *out);
+
+typedef enum hl_store_status {
+    HL_STORE_STATUS_OK,
+    HL_STORE_STATUS_ERROR,
+    HL_STORE_STATUS_CANCELLED,
+    HL_STORE_STATUS_ESCALATED,
+    HL_STORE_STATUS_OTHER, /* NULL or a value this build does not know */
+} hl_store_status;
+
+/* One record as a scan hands it out. */
+typedef struct hl_store_row {
+    const char *group;       /* the group's value, borrowed until the callback returns; NULL when
+                                the record has none (no tenant, ...) or the scan is ungrouped */
+    long long ts_ms;         /* Unix time in milliseconds (UTC) */
+    bool cloud;
+    long long input_tokens, output_tokens, cached_input_tokens, cache_write_tokens;
+    double latency_ms;
+    double ttft_ms;          /* < 0: none */
+    double cost_usd;
+    bool cost_known;         /* false: cost_usd was null (a cloud model without a price) */
+    hl_store_status status;
+    bool stream;
+    /* For counting requests (distinct request ids) without a hash set: */
+    bool first_in_group;     /* no earlier attempt of this request is in the range and group */
+    bool first_in_range;     /* no earlier attempt of this request is in the range */
+} hl_store_row;
+
+/* Returns HL_OK to go on; anything else stops the scan and is returned by hl_store_scan(). */
+typedef hl_err (*hl_store_row_fn)(void *ctx, const hl_store_row *row);
+
+/* Calls fn for every record with from_ms <= ts < to_ms (HL_STORE_TIME_MIN/MAX: unbounded), in
+ * storage order. */
+hl_err hl_store_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
+                     hl_store_row_fn fn, void *ctx);
+/* Number of records in the store. */
+hl_err hl_store_count(hl_store *s, unsigned long long *out);
+
+/* ---- time ---- */
+
+/* Parses an ISO 8601 UTC time as the ledger writes it ("2024-05-01T12:00:00.250Z") and the
+ * shorter forms a person types: "2024-05-01", "2024-05-01T12:00", "2024-05-01 12:00:00",
+ * with an optional fraction and "Z" or "+HH:MM"/"-HH:MM" offset. s need not be terminated.
+ * HL_ERR_PARSE when it is none of these. */
+hl_err hl_store_parse_time(const char *s, size_t n, long long *ms_out);
+/* Formats ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" (out: at least 25 bytes). */
+void hl_store_format_time(long long ms, char *out, size_t out_len);
+
+#endif

@@ -1,0 +1,88 @@
+/* hl_store_int: what a store backend implements, private to src/store/.
+ *
+ * hl_store.c owns everything that does not depend on the database: reading and parsing the
+ * journal, detecting rotation, batching, the indexer thread. A backend (hl_store_sqlite.c;
+ * PostgreSQL later) provides the operations below over one connection. The indexer calls
+ * them in this shape, which is what makes a crashed pass replayable:
+ *
+ *     begin; insert...; save_state(offset after the last inserted line); commit
+ *
+ * so the offset is durable exactly when the records before it are. */
+#ifndef HL_STORE_INT_H
+#define HL_STORE_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "hl_store.h"
+
+/* One ledger line, parsed. Strings are borrowed from the parsed line; NULL means null. */
+typedef struct hl_store_record {
+    long long ts_ms;
+    bool cloud;
+    long long input_tokens, output_tokens;
+    double latency_ms;
+    double cost_usd;
+    bool cost_known;          /* false: cost_usd was null */
+    const char *request_id;   /* never NULL */
+    long long attempt;        /* >= 1 */
+    const char *backend, *model, *route_reason, *status;
+    bool stream;
+    double ttft_ms;           /* < 0: null */
+    long long cached_input_tokens, cache_write_tokens;
+    bool usage_estimated;
+    const char *tenant, *task_type;
+    bool task_inferred, sensitive;
+    double confidence;        /* < 0: null */
+    long long http_status;
+    const char *error;
+} hl_store_record;
+
+typedef enum hl_store_insert_result {
+    HL_STORE_INSERTED,
+    HL_STORE_DUPLICATE, /* same (request_id, attempt) and timestamp: the same line again */
+    HL_STORE_CONFLICT,  /* same (request_id, attempt), another timestamp: another line */
+} hl_store_insert_result;
+
+/* Where the indexer is in one journal. */
+typedef struct hl_store_journal_state {
+    long long dev, ino;       /* identity of the file the offset belongs to */
+    long long offset;         /* bytes indexed: always just after a '\n' (or 0) */
+    long long size;           /* file size when the state was saved */
+    long long head_len;       /* bytes hashed at the start of the file (<= HEAD_MAX) */
+    uint64_t head_hash;       /* FNV-1a of those bytes: tells a replaced file from a grown one */
+} hl_store_journal_state;
+
+typedef struct hl_store_ops {
+    const char *name;
+    /* Connects to location and migrates. Sets s->impl. On error fills errbuf. */
+    hl_err (*open)(hl_store *s, const char *location, char *errbuf, size_t errbuf_len);
+    void (*close)(hl_store *s);
+    int (*schema_version)(hl_store *s);
+    /* *found false when the journal was never indexed. */
+    hl_err (*load_state)(hl_store *s, const char *journal, hl_store_journal_state *st, bool *found);
+    hl_err (*begin)(hl_store *s);
+    hl_err (*insert)(hl_store *s, const hl_store_record *r, hl_store_insert_result *res);
+    hl_err (*save_state)(hl_store *s, const char *journal, const hl_store_journal_state *st);
+    hl_err (*commit)(hl_store *s);
+    void (*rollback)(hl_store *s);
+    hl_err (*scan)(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
+                   hl_store_row_fn fn, void *ctx);
+    hl_err (*count)(hl_store *s, unsigned long long *out);
+} hl_store_ops;
+
+typedef struct hl_store_indexer hl_store_indexer;
+
+struct hl_store {
+    const hl_store_ops *ops;
+    void *impl;               /* the backend's connection state (owned by the backend) */
+    char *location;           /* owned copy: the indexer thread opens its own connection */
+    char errmsg[512];
+    hl_store_indexer *indexer; /* owned; NULL when no background indexer runs */
+};
+
+/* Formats the store's error message (what hl_store_errmsg returns). */
+void hl_store_set_error(hl_store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+extern const hl_store_ops hl_store_sqlite_ops;
+
+#endif

@@ -1,0 +1,492 @@
+/* hl_store_sqlite: the embedded store backend (hl_store_int.h), one SQLite file.
+ *
+ * The schema is created and upgraded by numbered migrations applied when the store opens,
+ * each in the transaction that records it in schema_version, so a store is always exactly
+ * at one version and two processes opening a new file at once cannot both migrate it.
+ * Migrations are append-only: a released one is never edited; a change is a new one.
+ *
+ * WAL mode lets reports read while the indexer writes; synchronous=NORMAL is enough
+ * because the journal, not this file, is the durable record: a commit lost to a power cut
+ * is re-indexed from the journal (its offset was lost with it).
+ *
+ * Every statement that carries data is prepared once and bound. The only SQL assembled at
+ * run time is the scan, from the constant fragments in group_sql[] (never from input). */
+#include "hl_store_int.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- migrations ---- */
+
+static const char *const migrations[] = {
+    /* 1: the ledger's records, one row per journal line, every field a column; where the
+     * indexer is in each journal; a view that shows timestamps as the journal writes them. */
+    "CREATE TABLE inferences (\n"
+    "    id                  INTEGER PRIMARY KEY,\n"
+    "    ts                  INTEGER NOT NULL,  -- the line's timestamp: Unix time, ms, UTC\n"
+    "    source              TEXT NOT NULL CHECK (source IN ('cloud', 'local')),\n"
+    "    input_tokens        INTEGER NOT NULL,\n"
+    "    output_tokens       INTEGER NOT NULL,\n"
+    "    latency_ms          REAL NOT NULL,\n"
+    "    cost_usd            REAL,              -- NULL: a cloud model without a price\n"
+    "    request_id          TEXT NOT NULL,\n"
+    "    attempt             INTEGER NOT NULL CHECK (attempt >= 1),\n"
+    "    backend             TEXT,\n"
+    "    model               TEXT,\n"
+    "    route_reason        TEXT,\n"
+    "    status              TEXT,              -- ok | error | cancelled | escalated\n"
+    "    stream              INTEGER NOT NULL DEFAULT 0,\n"
+    "    ttft_ms             REAL,\n"
+    "    cached_input_tokens INTEGER NOT NULL DEFAULT 0,\n"
+    "    cache_write_tokens  INTEGER NOT NULL DEFAULT 0,\n"
+    "    usage_estimated     INTEGER NOT NULL DEFAULT 0,\n"
+    "    tenant              TEXT,\n"
+    "    task_type           TEXT,\n"
+    "    task_inferred       INTEGER NOT NULL DEFAULT 0,\n"
+    "    sensitive           INTEGER NOT NULL DEFAULT 0,\n"
+    "    confidence          REAL,\n"
+    "    http_status         INTEGER NOT NULL DEFAULT 0,\n"
+    "    error               TEXT,\n"
+    "    UNIQUE (request_id, attempt)\n"
+    ");\n"
+    "CREATE INDEX inferences_ts ON inferences (ts);\n"
+    "CREATE INDEX inferences_source_ts ON inferences (source, ts);\n"
+    "CREATE INDEX inferences_backend_ts ON inferences (backend, ts);\n"
+    "CREATE INDEX inferences_tenant_ts ON inferences (tenant, ts);\n"
+    "CREATE TABLE journal_state (\n"
+    "    journal     TEXT PRIMARY KEY,  -- absolute path of the journal\n"
+    "    dev         INTEGER NOT NULL,\n"
+    "    inode       INTEGER NOT NULL,\n"
+    "    byte_offset INTEGER NOT NULL,  -- indexed up to here (just after a newline)\n"
+    "    size        INTEGER NOT NULL,  -- the file's size at the last pass\n"
+    "    head_len    INTEGER NOT NULL,  -- bytes of the file's start that head_hash covers\n"
+    "    head_hash   INTEGER NOT NULL,  -- FNV-1a 64 of them, as a signed integer\n"
+    "    updated_at  TEXT NOT NULL\n"
+    ");\n"
+    "CREATE VIEW ledger AS SELECT\n"
+    "    strftime('%Y-%m-%dT%H:%M:%fZ', ts / 1000.0, 'unixepoch') AS timestamp, source,\n"
+    "    input_tokens, output_tokens, latency_ms, cost_usd, request_id, attempt, backend, model,\n"
+    "    route_reason, status, stream, ttft_ms, cached_input_tokens, cache_write_tokens,\n"
+    "    usage_estimated, tenant, task_type, task_inferred, sensitive, confidence, http_status,\n"
+    "    error\n"
+    "  FROM inferences;\n",
+};
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+/* ---- the connection ---- */
+
+typedef struct sq {
+    sqlite3 *db;
+    int version;
+    sqlite3_stmt *begin, *commit, *rollback;
+    sqlite3_stmt *insert, *lookup;
+    sqlite3_stmt *load_state, *save_state;
+    sqlite3_stmt *count, *bounds;
+    sqlite3_stmt *scan[HL_STORE_GROUP_DAY + 1]; /* prepared on first use */
+} sq;
+
+static hl_err map_rc(int rc) {
+    switch (rc & 0xff) {
+    case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW: return HL_OK;
+    case SQLITE_NOMEM: return HL_ERR_NOMEM;
+    case SQLITE_BUSY: case SQLITE_LOCKED: return HL_ERR_TIMEOUT;
+    case SQLITE_NOTADB: case SQLITE_CORRUPT: return HL_ERR_PARSE;
+    case SQLITE_TOOBIG: return HL_ERR_LIMIT;
+    default: return HL_ERR_IO;
+    }
+}
+
+/* Records sqlite's message for rc, prefixed with what was being done; returns the hl_err. */
+static hl_err fail(hl_store *s, int rc, const char *doing) {
+    sq *q = s->impl;
+    hl_store_set_error(s, "%s: %s: %s", s->location, doing,
+                       q && q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc));
+    return map_rc(rc);
+}
+
+static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **out) {
+    return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+}
+
+/* Steps a statement that returns no row we need, then resets it. */
+static int run(sqlite3_stmt *st) {
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+static int exec(sqlite3 *db, const char *sql) {
+    return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+/* Applies the migrations the file lacks, in one transaction. */
+static hl_err migrate(hl_store *s, sq *q, char *errbuf, size_t errbuf_len) {
+    const char *doing = "starting the migration";
+    sqlite3_stmt *cur = NULL, *rec = NULL;
+    int rc = exec(q->db, "BEGIN IMMEDIATE");
+    if (rc) goto fail;
+    doing = "creating schema_version";
+    rc = exec(q->db, "CREATE TABLE IF NOT EXISTS schema_version (\n"
+                     "    version    INTEGER PRIMARY KEY,\n"
+                     "    applied_at TEXT NOT NULL\n"
+                     ")");
+    if (rc) goto fail;
+    doing = "reading schema_version";
+    if ((rc = prep(q->db, "SELECT coalesce(max(version), 0) FROM schema_version", &cur))) goto fail;
+    if ((rc = sqlite3_step(cur)) != SQLITE_ROW) goto fail;
+    int have = sqlite3_column_int(cur, 0);
+    rc = SQLITE_OK;
+    if (have > N_MIGRATIONS) {
+        exec(q->db, "ROLLBACK");
+        sqlite3_finalize(cur);
+        snprintf(errbuf, errbuf_len, "%s: schema version %d is newer than this hybridllm knows (%d): "
+                 "use a newer hybridllm", s->location, have, N_MIGRATIONS);
+        return HL_ERR_UNSUPPORTED;
+    }
+    doing = "recording a migration";
+    if ((rc = prep(q->db, "INSERT INTO schema_version (version, applied_at) "
+                          "VALUES (?1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))", &rec)))
+        goto fail;
+    for (int v = have + 1; v <= N_MIGRATIONS; v++) {
+        doing = "applying a migration";
+        if ((rc = exec(q->db, migrations[v - 1]))) goto fail;
+        sqlite3_bind_int(rec, 1, v);
+        if ((rc = run(rec))) goto fail;
+    }
+    doing = "committing the migration";
+    if ((rc = exec(q->db, "COMMIT"))) goto fail;
+    q->version = N_MIGRATIONS;
+    sqlite3_finalize(cur);
+    sqlite3_finalize(rec);
+    return HL_OK;
+fail:
+    snprintf(errbuf, errbuf_len, "%s: %s: %s", s->location, doing, sqlite3_errmsg(q->db));
+    sqlite3_finalize(cur);
+    sqlite3_finalize(rec);
+    exec(q->db, "ROLLBACK");
+    return map_rc(rc ? rc : SQLITE_ERROR);
+}
+
+static void sq_close(hl_store *s) {
+    sq *q = s->impl;
+    if (!q) return;
+    sqlite3_stmt *all[] = {q->begin, q->commit, q->rollback, q->insert, q->lookup,
+                           q->load_state, q->save_state, q->count, q->bounds};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
+    for (size_t i = 0; i < sizeof q->scan / sizeof q->scan[0]; i++) sqlite3_finalize(q->scan[i]);
+    sqlite3_close(q->db);
+    free(q);
+    s->impl = NULL;
+}
+
+static hl_err sq_open(hl_store *s, const char *location, char *errbuf, size_t errbuf_len) {
+    sq *q = calloc(1, sizeof *q);
+    if (!q) {
+        snprintf(errbuf, errbuf_len, "%s: out of memory", location);
+        return HL_ERR_NOMEM;
+    }
+    s->impl = q;
+    /* NOMUTEX: a connection is used by one thread at a time (hl_store.h says so). */
+    int rc = sqlite3_open_v2(location, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                             SQLITE_OPEN_NOMUTEX, NULL);
+    const char *doing = "opening";
+    if (rc) goto fail;
+    sqlite3_busy_timeout(q->db, 10000);
+    sqlite3_extended_result_codes(q->db, 1);
+    /* journal_mode answers the mode it got: an in-memory database stays "memory". */
+    sqlite3_stmt *wal = NULL;
+    doing = "setting WAL mode";
+    if ((rc = prep(q->db, "PRAGMA journal_mode = WAL", &wal))) goto fail;
+    rc = sqlite3_step(wal);
+    const char *mode = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(wal, 0) : NULL;
+    bool ok = mode && (!strcmp(mode, "wal") || !strcmp(mode, "memory"));
+    sqlite3_finalize(wal);
+    if (rc != SQLITE_ROW) goto fail;
+    if (!ok) {
+        snprintf(errbuf, errbuf_len, "%s: the database refused WAL mode", location);
+        sq_close(s);
+        return HL_ERR_UNSUPPORTED;
+    }
+    doing = "setting pragmas";
+    if ((rc = exec(q->db, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;"
+                          "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 268435456")))
+        goto fail;
+    hl_err e = migrate(s, q, errbuf, errbuf_len);
+    if (e) {
+        sq_close(s);
+        return e;
+    }
+    doing = "preparing statements";
+    if ((rc = prep(q->db, "BEGIN IMMEDIATE", &q->begin)) || (rc = prep(q->db, "COMMIT", &q->commit)) ||
+        (rc = prep(q->db, "ROLLBACK", &q->rollback)) ||
+        (rc = prep(q->db,
+                   "INSERT OR IGNORE INTO inferences (ts, source, input_tokens, output_tokens,"
+                   " latency_ms, cost_usd, request_id, attempt, backend, model, route_reason, status,"
+                   " stream, ttft_ms, cached_input_tokens, cache_write_tokens, usage_estimated, tenant,"
+                   " task_type, task_inferred, sensitive, confidence, http_status, error)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
+                   " ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)", &q->insert)) ||
+        (rc = prep(q->db, "SELECT ts FROM inferences WHERE request_id = ?1 AND attempt = ?2", &q->lookup)) ||
+        (rc = prep(q->db, "SELECT dev, inode, byte_offset, size, head_len, head_hash"
+                          " FROM journal_state WHERE journal = ?1", &q->load_state)) ||
+        (rc = prep(q->db, "INSERT OR REPLACE INTO journal_state (journal, dev, inode, byte_offset,"
+                          " size, head_len, head_hash, updated_at)"
+                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                   &q->save_state)) ||
+        (rc = prep(q->db, "SELECT count(*) FROM inferences", &q->count)) ||
+        (rc = prep(q->db, "SELECT min(id), max(id) FROM inferences WHERE ts >= ?1 AND ts < ?2", &q->bounds)))
+        goto fail;
+    return HL_OK;
+fail:
+    snprintf(errbuf, errbuf_len, "%s: %s: %s", location, doing,
+             q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc));
+    sq_close(s);
+    return map_rc(rc ? rc : SQLITE_ERROR);
+}
+
+static int sq_schema_version(hl_store *s) {
+    return ((sq *)s->impl)->version;
+}
+
+/* ---- indexing ---- */
+
+static hl_err sq_begin(hl_store *s) {
+    int rc = run(((sq *)s->impl)->begin);
+    return rc ? fail(s, rc, "BEGIN") : HL_OK;
+}
+
+static hl_err sq_commit(hl_store *s) {
+    int rc = run(((sq *)s->impl)->commit);
+    return rc ? fail(s, rc, "COMMIT") : HL_OK;
+}
+
+static void sq_rollback(hl_store *s) {
+    sq *q = s->impl;
+    if (!sqlite3_get_autocommit(q->db)) run(q->rollback);
+}
+
+static void bind_opt_double(sqlite3_stmt *st, int i, double v, bool present) {
+    if (present) sqlite3_bind_double(st, i, v);
+    else sqlite3_bind_null(st, i);
+}
+
+static hl_err sq_insert(hl_store *s, const hl_store_record *r, hl_store_insert_result *res) {
+    sq *q = s->impl;
+    sqlite3_stmt *st = q->insert;
+    /* Strings are bound SQLITE_STATIC: r's strings outlive the step, and the bindings are
+     * cleared before returning. */
+    sqlite3_bind_int64(st, 1, r->ts_ms);
+    sqlite3_bind_text(st, 2, r->cloud ? "cloud" : "local", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, r->input_tokens);
+    sqlite3_bind_int64(st, 4, r->output_tokens);
+    sqlite3_bind_double(st, 5, r->latency_ms);
+    bind_opt_double(st, 6, r->cost_usd, r->cost_known);
+    sqlite3_bind_text(st, 7, r->request_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, r->attempt);
+    sqlite3_bind_text(st, 9, r->backend, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 10, r->model, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 11, r->route_reason, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 12, r->status, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 13, r->stream);
+    bind_opt_double(st, 14, r->ttft_ms, r->ttft_ms >= 0);
+    sqlite3_bind_int64(st, 15, r->cached_input_tokens);
+    sqlite3_bind_int64(st, 16, r->cache_write_tokens);
+    sqlite3_bind_int(st, 17, r->usage_estimated);
+    sqlite3_bind_text(st, 18, r->tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 19, r->task_type, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 20, r->task_inferred);
+    sqlite3_bind_int(st, 21, r->sensitive);
+    bind_opt_double(st, 22, r->confidence, r->confidence >= 0);
+    sqlite3_bind_int64(st, 23, r->http_status);
+    sqlite3_bind_text(st, 24, r->error, -1, SQLITE_STATIC);
+    int rc = run(st);
+    sqlite3_clear_bindings(st);
+    if (rc) return fail(s, rc, "inserting a record");
+    if (sqlite3_changes(q->db) == 1) {
+        *res = HL_STORE_INSERTED;
+        return HL_OK;
+    }
+    /* Ignored: tell a replayed line (same timestamp) from another line with the same key. */
+    sqlite3_bind_text(q->lookup, 1, r->request_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q->lookup, 2, r->attempt);
+    rc = sqlite3_step(q->lookup);
+    long long ts = rc == SQLITE_ROW ? sqlite3_column_int64(q->lookup, 0) : 0;
+    sqlite3_reset(q->lookup);
+    sqlite3_clear_bindings(q->lookup);
+    if (rc == SQLITE_DONE) {
+        hl_store_set_error(s, "%s: record %s/%lld refused by the schema", s->location, r->request_id, r->attempt);
+        return HL_ERR_INVAL;
+    }
+    if (rc != SQLITE_ROW) return fail(s, rc, "looking up a record");
+    *res = ts == r->ts_ms ? HL_STORE_DUPLICATE : HL_STORE_CONFLICT;
+    return HL_OK;
+}
+
+static hl_err sq_load_state(hl_store *s, const char *journal, hl_store_journal_state *js, bool *found) {
+    sq *q = s->impl;
+    sqlite3_stmt *st = q->load_state;
+    memset(js, 0, sizeof *js);
+    sqlite3_bind_text(st, 1, journal, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW;
+    if (*found) {
+        js->dev = sqlite3_column_int64(st, 0);
+        js->ino = sqlite3_column_int64(st, 1);
+        js->offset = sqlite3_column_int64(st, 2);
+        js->size = sqlite3_column_int64(st, 3);
+        js->head_len = sqlite3_column_int64(st, 4);
+        js->head_hash = (uint64_t)sqlite3_column_int64(st, 5);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? HL_OK : fail(s, rc, "reading journal_state");
+}
+
+static hl_err sq_save_state(hl_store *s, const char *journal, const hl_store_journal_state *js) {
+    sqlite3_stmt *st = ((sq *)s->impl)->save_state;
+    sqlite3_bind_text(st, 1, journal, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, js->dev);
+    sqlite3_bind_int64(st, 3, js->ino);
+    sqlite3_bind_int64(st, 4, js->offset);
+    sqlite3_bind_int64(st, 5, js->size);
+    sqlite3_bind_int64(st, 6, js->head_len);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)js->head_hash);
+    int rc = run(st);
+    sqlite3_clear_bindings(st);
+    return rc ? fail(s, rc, "saving journal_state") : HL_OK;
+}
+
+/* ---- reading ---- */
+
+static hl_err sq_count(hl_store *s, unsigned long long *out) {
+    sq *q = s->impl;
+    int rc = sqlite3_step(q->count);
+    *out = rc == SQLITE_ROW ? (unsigned long long)sqlite3_column_int64(q->count, 0) : 0;
+    sqlite3_reset(q->count);
+    return rc == SQLITE_ROW ? HL_OK : fail(s, rc, "counting records");
+}
+
+/* Per group: the value selected, and the condition that an earlier attempt j is in the same
+ * group as row i. Constant text: the only SQL not written out in full above. The unary +
+ * keeps these terms (and j's ts range below) from being used to pick an index: the probe
+ * must go through (request_id, attempt). Left free, the planner takes (source, ts) or
+ * (backend, ts) and each probe scans a whole source: quadratic (minutes at 1M records). */
+static const struct {
+    const char *col, *same;
+} group_sql[] = {
+    [HL_STORE_GROUP_NONE] = {"NULL", "1"},
+    [HL_STORE_GROUP_SOURCE] = {"i.source", "+j.source IS i.source"},
+    [HL_STORE_GROUP_BACKEND] = {"i.backend", "+j.backend IS i.backend"},
+    [HL_STORE_GROUP_MODEL] = {"i.model", "+j.model IS i.model"},
+    [HL_STORE_GROUP_TASK_TYPE] = {"i.task_type", "+j.task_type IS i.task_type"},
+    [HL_STORE_GROUP_ROUTE_REASON] = {"i.route_reason", "+j.route_reason IS i.route_reason"},
+    [HL_STORE_GROUP_TENANT] = {"i.tenant", "+j.tenant IS i.tenant"},
+    [HL_STORE_GROUP_DAY] = {"i.ts / 86400000", "+j.ts / 86400000 = i.ts / 86400000"},
+};
+
+/* The scan reads the table in id order (the journal's order, so nearly time order) between
+ * the first and last id in the range, which the ts index finds, and filters on ts again:
+ * sequential reads instead of one table lookup per index entry.
+ *
+ * first_in_group / first_in_range let the caller count distinct requests in one pass: a
+ * request is counted at its earliest attempt within the range (and group). Most rows are
+ * first attempts, which the CASE settles without the subquery; the others cost one probe of
+ * the (request_id, attempt) index. */
+static const char scan_fmt[] =
+    "SELECT %s, i.ts, i.source = 'cloud', i.input_tokens, i.output_tokens, i.cached_input_tokens,"
+    " i.cache_write_tokens, i.latency_ms, i.ttft_ms, i.cost_usd, i.status, i.stream,"
+    " CASE WHEN i.attempt <= 1 THEN 1 ELSE NOT EXISTS (SELECT 1 FROM inferences j"
+    "  WHERE j.request_id = i.request_id AND j.attempt < i.attempt AND +j.ts >= ?1 AND +j.ts < ?2"
+    "  AND %s) END,"
+    " CASE WHEN i.attempt <= 1 THEN 1 ELSE NOT EXISTS (SELECT 1 FROM inferences j"
+    "  WHERE j.request_id = i.request_id AND j.attempt < i.attempt AND +j.ts >= ?1 AND +j.ts < ?2) END"
+    " FROM inferences i NOT INDEXED WHERE i.id BETWEEN ?3 AND ?4 AND i.ts >= ?1 AND i.ts < ?2";
+
+static hl_store_status status_of(const unsigned char *t) {
+    const char *s = (const char *)t;
+    if (!s) return HL_STORE_STATUS_OTHER;
+    if (!strcmp(s, "ok")) return HL_STORE_STATUS_OK;
+    if (!strcmp(s, "error")) return HL_STORE_STATUS_ERROR;
+    if (!strcmp(s, "escalated")) return HL_STORE_STATUS_ESCALATED;
+    if (!strcmp(s, "cancelled")) return HL_STORE_STATUS_CANCELLED;
+    return HL_STORE_STATUS_OTHER;
+}
+
+static hl_err sq_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
+                      hl_store_row_fn fn, void *ctx) {
+    sq *q = s->impl;
+    int rc;
+    if (!q->scan[g]) {
+        char sql[sizeof scan_fmt + 128];
+        snprintf(sql, sizeof sql, scan_fmt, group_sql[g].col, group_sql[g].same);
+        if ((rc = prep(q->db, sql, &q->scan[g]))) return fail(s, rc, "preparing the scan");
+    }
+    long long lo = 0, hi = -1;
+    if (from_ms <= HL_STORE_TIME_MIN && to_ms >= HL_STORE_TIME_MAX) {
+        lo = -(1LL << 62);
+        hi = 1LL << 62;
+    } else {
+        sqlite3_bind_int64(q->bounds, 1, from_ms);
+        sqlite3_bind_int64(q->bounds, 2, to_ms);
+        rc = sqlite3_step(q->bounds);
+        if (rc == SQLITE_ROW && sqlite3_column_type(q->bounds, 0) != SQLITE_NULL) {
+            lo = sqlite3_column_int64(q->bounds, 0);
+            hi = sqlite3_column_int64(q->bounds, 1);
+        }
+        sqlite3_reset(q->bounds);
+        if (rc != SQLITE_ROW) return fail(s, rc, "finding the range");
+        if (hi < lo) return HL_OK; /* nothing in the range */
+    }
+    sqlite3_stmt *st = q->scan[g];
+    sqlite3_bind_int64(st, 1, from_ms);
+    sqlite3_bind_int64(st, 2, to_ms);
+    sqlite3_bind_int64(st, 3, lo);
+    sqlite3_bind_int64(st, 4, hi);
+    hl_err e = HL_OK;
+    char day[32];
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        hl_store_row r;
+        if (g == HL_STORE_GROUP_DAY) {
+            hl_store_format_time(sqlite3_column_int64(st, 0) * 86400000LL, day, sizeof day);
+            day[10] = '\0';
+            r.group = day;
+        } else {
+            r.group = (const char *)sqlite3_column_text(st, 0);
+        }
+        r.ts_ms = sqlite3_column_int64(st, 1);
+        r.cloud = sqlite3_column_int(st, 2) != 0;
+        r.input_tokens = sqlite3_column_int64(st, 3);
+        r.output_tokens = sqlite3_column_int64(st, 4);
+        r.cached_input_tokens = sqlite3_column_int64(st, 5);
+        r.cache_write_tokens = sqlite3_column_int64(st, 6);
+        r.latency_ms = sqlite3_column_double(st, 7);
+        r.ttft_ms = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_double(st, 8);
+        r.cost_known = sqlite3_column_type(st, 9) != SQLITE_NULL;
+        r.cost_usd = r.cost_known ? sqlite3_column_double(st, 9) : 0;
+        r.status = status_of(sqlite3_column_text(st, 10));
+        r.stream = sqlite3_column_int(st, 11) != 0;
+        r.first_in_group = sqlite3_column_int(st, 12) != 0;
+        r.first_in_range = sqlite3_column_int(st, 13) != 0;
+        if ((e = fn(ctx, &r))) break;
+    }
+    if (!e && rc != SQLITE_DONE) e = fail(s, rc, "scanning");
+    sqlite3_reset(st);
+    return e;
+}
+
+const hl_store_ops hl_store_sqlite_ops = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .schema_version = sq_schema_version,
+    .load_state = sq_load_state,
+    .begin = sq_begin,
+    .insert = sq_insert,
+    .save_state = sq_save_state,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .scan = sq_scan,
+    .count = sq_count,
+};

@@ -1,0 +1,658 @@
+/* Tests for hl_report: every figure of a small hand-computed ledger grouped by source,
+ * backend, day and tenant (requests counted once per group, exact nearest-rank percentiles,
+ * savings against all-cloud); time ranges that cut a request in two; percentiles and
+ * request counts checked against SQL over random data; the shapes of CSV, JSON and table;
+ * and, when the binary has the command, `hybridllm report` itself. */
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "hl_ledger.h"
+#include "hl_report.h"
+#include "hl_store.h"
+#include "hl_test.h"
+
+/* ---- fixtures ---- */
+
+typedef struct env {
+    char dir[64], journal[128], db[128];
+    hl_store *s;
+} env;
+
+static void env_init(env *v) {
+    snprintf(v->dir, sizeof v->dir, "/tmp/hl_report_test_XXXXXX");
+    if (!mkdtemp(v->dir)) abort();
+    snprintf(v->journal, sizeof v->journal, "%s/ledger.jsonl", v->dir);
+    snprintf(v->db, sizeof v->db, "%s/ledger.db", v->dir);
+    v->s = NULL;
+}
+
+static void env_cleanup(env *v) {
+    hl_store_close(v->s);
+    const char *f[] = {"ledger.jsonl", "ledger.db", "ledger.db-wal", "ledger.db-shm", "out.txt"};
+    char p[192];
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", v->dir, f[i]);
+        unlink(p);
+    }
+    rmdir(v->dir);
+}
+
+typedef struct rec {
+    const char *ts;      /* whole seconds: the ledger writes milliseconds */
+    const char *id;
+    int attempt;
+    bool cloud;
+    const char *backend, *status;
+    long in, out;
+    double latency, ttft; /* ttft < 0: not streamed */
+    double cost;          /* < 0: null */
+    const char *tenant;
+} rec;
+
+static void write_recs(const char *journal, const rec *rs, size_t n) {
+    int fd = open(journal, O_WRONLY | O_APPEND | O_CREAT, 0640);
+    if (fd < 0) abort();
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    for (size_t i = 0; i < n; i++) {
+        const rec *x = &rs[i];
+        long long ms;
+        if (hl_store_parse_time(x->ts, strlen(x->ts), &ms) != HL_OK) abort();
+        hl_ledger_record r = {0};
+        r.timestamp = (double)ms / 1000.0;
+        r.request_id = x->id;
+        r.attempt = x->attempt;
+        r.cloud = x->cloud;
+        r.backend = x->backend;
+        r.model = x->cloud ? "cloud-model" : "local-model";
+        r.route_reason = "rule:default";
+        r.status = x->status;
+        r.tenant = x->tenant;
+        r.stream = x->ttft >= 0;
+        r.usage = (hl_usage){.input_tokens = x->in, .output_tokens = x->out, .known = true};
+        r.latency_ms = x->latency;
+        r.ttft_ms = x->ttft;
+        r.confidence = -1;
+        r.cost_known = x->cost >= 0;
+        r.cost_usd = x->cost >= 0 ? x->cost : 0;
+        r.http_status = strcmp(x->status, "error") ? 200 : 529;
+        hl_buf_reset(&b);
+        if (hl_ledger_format(&r, &b) != HL_OK || write(fd, b.data, b.len) != (ssize_t)b.len) abort();
+    }
+    hl_buf_release(&b);
+    close(fd);
+}
+
+static bool open_and_index(env *v) {
+    char err[512];
+    return hl_store_open(&v->s, v->db, err, sizeof err) == HL_OK &&
+           hl_store_index(v->s, v->journal, NULL) == HL_OK;
+}
+
+static hl_report *build(env *v, hl_store_group g, const char *from, const char *to, const hl_price *price) {
+    hl_report_opts o = {.group_by = g, .from_ms = HL_STORE_TIME_MIN, .to_ms = HL_STORE_TIME_MAX,
+                        .cloud_price = price};
+    if (from && hl_store_parse_time(from, strlen(from), &o.from_ms) != HL_OK) return NULL;
+    if (to && hl_store_parse_time(to, strlen(to), &o.to_ms) != HL_OK) return NULL;
+    hl_report *r = NULL;
+    char err[512];
+    if (hl_report_build(v->s, &o, &r, err, sizeof err) != HL_OK) fprintf(stderr, "  report: %s\n", err);
+    return r;
+}
+
+static const hl_report_row *row(const hl_report *r, const char *group) {
+    for (size_t i = 0; i < r->n_rows; i++)
+        if (group ? r->rows[i].group && !strcmp(r->rows[i].group, group) : !r->rows[i].group)
+            return &r->rows[i];
+    return NULL;
+}
+
+/* The hand-computed ledger. Seven requests over two days:
+ *   r1, r2  answered locally
+ *   r3      answered locally below the confidence threshold (escalated), then by the cloud
+ *   r4      a cloud error (529) on anthropic, then answered by openai
+ *   r5      answered locally (day 2)
+ *   r6      answered by the cloud, model without a price (cost null)
+ *   r7      a local error, then answered by the cloud */
+static const rec fixture[] = {
+    {"2024-05-01T10:00:00Z", "r1", 1, false, "vllm", "ok", 1000, 200, 100, 10, 0.0001, "acme"},
+    {"2024-05-01T10:00:01Z", "r2", 1, false, "vllm", "ok", 2000, 400, 300, 30, 0.0003, "acme"},
+    {"2024-05-01T10:00:02Z", "r3", 1, false, "vllm", "escalated", 500, 100, 200, -1, 0.0002, "acme"},
+    {"2024-05-01T10:00:03Z", "r3", 2, true, "anthropic", "ok", 500, 100, 1000, -1, 0.003, "acme"},
+    {"2024-05-01T10:00:04Z", "r4", 1, true, "anthropic", "error", 0, 0, 50, -1, 0, NULL},
+    {"2024-05-01T10:00:05Z", "r4", 2, true, "openai", "ok", 1000, 100, 800, 200, 0.0045, NULL},
+    {"2024-05-02T10:00:00Z", "r5", 1, false, "vllm", "ok", 4000, 1000, 400, 40, 0.0004, NULL},
+    {"2024-05-02T10:00:01Z", "r6", 1, true, "openai", "ok", 100, 10, 600, 100, -1, NULL},
+    {"2024-05-02T10:00:02Z", "r7", 1, false, "vllm", "error", 0, 0, 20, -1, 0.00002, NULL},
+    {"2024-05-02T10:00:03Z", "r7", 2, true, "anthropic", "ok", 200, 50, 700, 150, 0.00135, NULL},
+};
+
+/* $3 in / $15 out per 1M tokens, cached reads at the input price. */
+static const hl_price price = {"cloud-3-15", 3.0, 15.0, 3.0, 3.0};
+
+static bool setup_fixture(env *v) {
+    env_init(v);
+    write_recs(v->journal, fixture, sizeof fixture / sizeof fixture[0]);
+    return open_and_index(v);
+}
+
+/* ---- figures ---- */
+
+HL_TEST(by_source_hand_computed) {
+    env v;
+    HL_REQUIRE(setup_fixture(&v));
+    hl_report *r = build(&v, HL_STORE_GROUP_SOURCE, NULL, NULL, &price);
+    HL_REQUIRE(r);
+    HL_CHECK_INT_EQ(r->n_rows, 2);
+    HL_CHECK_STR_EQ(r->rows[0].group, "cloud"); /* sorted */
+
+    const hl_report_row *l = row(r, "local");
+    HL_REQUIRE(l);
+    /* r1 r2 r3/1 r5 r7/1 */
+    HL_CHECK_INT_EQ(l->attempts, 5);
+    HL_CHECK_INT_EQ(l->requests, 5);
+    HL_CHECK_INT_EQ(l->input_tokens, 7500);
+    HL_CHECK_INT_EQ(l->output_tokens, 1700);
+    HL_CHECK_NEAR(l->cost_usd, 0.00102, 1e-12);
+    HL_CHECK_NEAR(l->cost_per_inference, 0.00102 / 5, 1e-12);
+    /* Answered latencies 100 300 200 400 -> sorted 100 200 300 400; ranks ceil(.5*4)=2,
+     * ceil(.95*4)=4, ceil(.99*4)=4. */
+    HL_CHECK_NEAR(l->latency_p50_ms, 200, 0);
+    HL_CHECK_NEAR(l->latency_p95_ms, 400, 0);
+    HL_CHECK_NEAR(l->latency_p99_ms, 400, 0);
+    HL_CHECK_NEAR(l->ttft_p50_ms, 30, 0); /* 10 30 40: rank 2 */
+    HL_CHECK_NEAR(l->error_rate, 1.0 / 5, 1e-12);
+    HL_CHECK_NEAR(l->escalation_rate, 1.0 / 5, 1e-12);
+    HL_CHECK_INT_EQ(l->unpriced, 0);
+    /* All-cloud price of the answered local attempts (r1 r2 r5; r3 escalated and r7 failed
+     * saved nothing): (1000x3 + 200x15) + (2000x3 + 400x15) + (4000x3 + 1000x15) = 45000
+     * USD per 1M = 0.045; minus every local attempt's cost 0.00102. */
+    HL_CHECK_NEAR(l->cloud_equiv_usd, 0.045, 1e-12);
+    HL_CHECK_NEAR(l->savings_usd, 0.045 - 0.00102, 1e-12);
+
+    const hl_report_row *c = row(r, "cloud");
+    HL_REQUIRE(c);
+    /* r3/2 r4/1 r4/2 r6 r7/2: r4 is one request */
+    HL_CHECK_INT_EQ(c->attempts, 5);
+    HL_CHECK_INT_EQ(c->requests, 4);
+    HL_CHECK_INT_EQ(c->input_tokens, 1800);
+    HL_CHECK_INT_EQ(c->output_tokens, 260);
+    HL_CHECK_NEAR(c->cost_usd, 0.00885, 1e-12);
+    HL_CHECK_NEAR(c->cost_per_inference, 0.00885 / 4, 1e-12);
+    HL_CHECK_INT_EQ(c->unpriced, 1);
+    /* 1000 800 600 700 -> 600 700 800 1000 */
+    HL_CHECK_NEAR(c->latency_p50_ms, 700, 0);
+    HL_CHECK_NEAR(c->latency_p95_ms, 1000, 0);
+    HL_CHECK_NEAR(c->latency_p99_ms, 1000, 0);
+    HL_CHECK_NEAR(c->ttft_p50_ms, 150, 0); /* 100 150 200 */
+    HL_CHECK_NEAR(c->error_rate, 1.0 / 5, 1e-12);
+    HL_CHECK_NEAR(c->escalation_rate, 0, 0);
+    HL_CHECK_NEAR(c->cloud_equiv_usd, 0, 0);
+    HL_CHECK_NEAR(c->savings_usd, 0, 0);
+
+    const hl_report_row *t = &r->total;
+    HL_CHECK(t->group == NULL);
+    HL_CHECK_INT_EQ(t->attempts, 10);
+    HL_CHECK_INT_EQ(t->requests, 7);
+    HL_CHECK_INT_EQ(t->input_tokens, 9300);
+    HL_CHECK_INT_EQ(t->output_tokens, 1960);
+    HL_CHECK_NEAR(t->cost_usd, 0.00987, 1e-12);
+    HL_CHECK_NEAR(t->cost_per_inference, 0.00141, 1e-12);
+    /* 100 200 300 400 600 700 800 1000: ranks 4, ceil(7.6)=8, ceil(7.92)=8 */
+    HL_CHECK_NEAR(t->latency_p50_ms, 400, 0);
+    HL_CHECK_NEAR(t->latency_p95_ms, 1000, 0);
+    HL_CHECK_NEAR(t->latency_p99_ms, 1000, 0);
+    HL_CHECK_NEAR(t->ttft_p50_ms, 40, 0); /* 10 30 40 100 150 200: rank 3 */
+    HL_CHECK_NEAR(t->error_rate, 0.2, 1e-12);
+    HL_CHECK_NEAR(t->escalation_rate, 1.0 / 7, 1e-12);
+    HL_CHECK_INT_EQ(t->unpriced, 1);
+    HL_CHECK_NEAR(t->savings_usd, 0.04398, 1e-12);
+    hl_report_free(r);
+    env_cleanup(&v);
+}
+
+HL_TEST(by_backend_counts_a_request_in_each_backend_it_touched) {
+    env v;
+    HL_REQUIRE(setup_fixture(&v));
+    hl_report *r = build(&v, HL_STORE_GROUP_BACKEND, NULL, NULL, NULL);
+    HL_REQUIRE(r);
+    HL_CHECK_INT_EQ(r->n_rows, 3);
+    const hl_report_row *a = row(r, "anthropic"), *o = row(r, "openai"), *l = row(r, "vllm");
+    HL_REQUIRE(a && o && l);
+    /* anthropic: r3/2 r4/1 r7/2 */
+    HL_CHECK_INT_EQ(a->attempts, 3);
+    HL_CHECK_INT_EQ(a->requests, 3);
+    HL_CHECK_NEAR(a->cost_usd, 0.00435, 1e-12);
+    HL_CHECK_NEAR(a->latency_p50_ms, 700, 0); /* 700 1000: rank 1 */
+    HL_CHECK_NEAR(a->latency_p95_ms, 1000, 0);
+    HL_CHECK_NEAR(a->error_rate, 1.0 / 3, 1e-12);
+    HL_CHECK_NEAR(a->ttft_p50_ms, 150, 0); /* only r7/2 streamed */
+    /* openai: r4/2 (its attempt 1 was anthropic's, so it is openai's first) and r6 */
+    HL_CHECK_INT_EQ(o->attempts, 2);
+    HL_CHECK_INT_EQ(o->requests, 2);
+    HL_CHECK_NEAR(o->cost_usd, 0.0045, 1e-12);
+    HL_CHECK_INT_EQ(o->unpriced, 1);
+    HL_CHECK_NEAR(o->latency_p50_ms, 600, 0);
+    HL_CHECK_INT_EQ(l->requests, 5);
+    HL_CHECK_INT_EQ(r->total.requests, 7);
+    /* No price: no savings figures. */
+    HL_CHECK(isnan(l->savings_usd) && isnan(r->total.cloud_equiv_usd));
+    HL_CHECK(!r->has_cloud_price);
+    hl_report_free(r);
+    env_cleanup(&v);
+}
+
+HL_TEST(by_day_and_time_range) {
+    env v;
+    HL_REQUIRE(setup_fixture(&v));
+    hl_report *r = build(&v, HL_STORE_GROUP_DAY, NULL, NULL, &price);
+    HL_REQUIRE(r);
+    HL_CHECK_INT_EQ(r->n_rows, 2);
+    const hl_report_row *d1 = row(r, "2024-05-01"), *d2 = row(r, "2024-05-02");
+    HL_REQUIRE(d1 && d2);
+    HL_CHECK_INT_EQ(d1->attempts, 6);
+    HL_CHECK_INT_EQ(d1->requests, 4);
+    HL_CHECK_NEAR(d1->cost_usd, 0.0081, 1e-12);
+    HL_CHECK_NEAR(d1->savings_usd, 0.018 - 0.0006, 1e-12); /* r1 r2 at cloud prices */
+    HL_CHECK_INT_EQ(d2->attempts, 4);
+    HL_CHECK_INT_EQ(d2->requests, 3);
+    HL_CHECK_NEAR(d2->cost_usd, 0.00177, 1e-12);
+    HL_CHECK_NEAR(d2->savings_usd, 0.027 - 0.00042, 1e-12);
+    hl_report_free(r);
+
+    /* Day 2 only, by source. --from inclusive, --to exclusive. */
+    r = build(&v, HL_STORE_GROUP_SOURCE, "2024-05-02", "2024-05-02T10:00:03Z", NULL);
+    HL_REQUIRE(r);
+    HL_CHECK_INT_EQ(r->total.attempts, 3); /* r5 r6 r7/1; r7/2 is at the exclusive end */
+    HL_CHECK_INT_EQ(r->total.requests, 3);
+    HL_CHECK_INT_EQ(r->n_rows, 2);
+    hl_report_free(r);
+    /* An empty range: a total of zeros and no groups. */
+    r = build(&v, HL_STORE_GROUP_SOURCE, "2023-01-01", "2023-02-01", NULL);
+    HL_REQUIRE(r);
+    HL_CHECK_INT_EQ(r->n_rows, 0);
+    HL_CHECK_INT_EQ(r->total.attempts, 0);
+    HL_CHECK(isnan(r->total.latency_p50_ms) && isnan(r->total.cost_per_inference));
+    hl_report_free(r);
+    env_cleanup(&v);
+}
+
+HL_TEST(a_request_cut_by_the_range_counts_where_its_attempts_are) {
+    env v;
+    env_init(&v);
+    const rec rs[] = {
+        {"2024-05-02T23:59:59Z", "r8", 1, false, "vllm", "escalated", 10, 10, 100, -1, 0.0001, NULL},
+        {"2024-05-03T00:00:01Z", "r8", 2, true, "anthropic", "ok", 10, 10, 900, -1, 0.001, NULL},
+    };
+    write_recs(v.journal, rs, 2);
+    HL_REQUIRE(open_and_index(&v));
+    hl_report *r = build(&v, HL_STORE_GROUP_DAY, NULL, NULL, NULL);
+    HL_REQUIRE(r);
+    HL_CHECK_INT_EQ(row(r, "2024-05-02")->requests, 1);
+    HL_CHECK_INT_EQ(row(r, "2024-05-03")->requests, 1);
+    HL_CHECK_INT_EQ(r->total.requests, 1);
+    hl_report_free(r);
+    /* From May 3rd, attempt 2 is the request's first in range. */
+    r = build(&v, HL_STORE_GROUP_NONE, "2024-05-03", NULL, NULL);
+    HL_REQUIRE(r);
+    HL_CHECK_INT_EQ(r->n_rows, 0);
+    HL_CHECK_INT_EQ(r->total.requests, 1);
+    HL_CHECK_INT_EQ(r->total.attempts, 1);
+    HL_CHECK_NEAR(r->total.escalation_rate, 0, 0);
+    hl_report_free(r);
+    env_cleanup(&v);
+}
+
+HL_TEST(by_tenant_puts_records_without_one_last) {
+    env v;
+    HL_REQUIRE(setup_fixture(&v));
+    hl_report *r = build(&v, HL_STORE_GROUP_TENANT, NULL, NULL, NULL);
+    HL_REQUIRE(r);
+    HL_CHECK_INT_EQ(r->n_rows, 2);
+    HL_CHECK_STR_EQ(r->rows[0].group, "acme");
+    HL_CHECK(r->rows[1].group == NULL);
+    HL_CHECK_INT_EQ(r->rows[0].requests, 3);
+    HL_CHECK_INT_EQ(r->rows[0].attempts, 4);
+    HL_CHECK_INT_EQ(r->rows[1].requests, 4);
+    HL_CHECK_INT_EQ(r->rows[1].attempts, 6);
+    hl_report_free(r);
+    env_cleanup(&v);
+}
+
+/* Appends an answered local request of its own on backend. */
+static void add_ok(rec *rs, char (*ids)[16], size_t *n, const char *backend, double latency, double ttft) {
+    snprintf(ids[*n], sizeof ids[*n], "id%zu", *n);
+    rs[*n] = (rec){"2024-05-01T00:00:00Z", ids[*n], 1, false, backend, "ok", 1, 1, latency, ttft, 0, NULL};
+    (*n)++;
+}
+
+HL_TEST(percentiles_nearest_rank) {
+    env v;
+    env_init(&v);
+    /* p20: 1..20 shuffled; p7: 7 values; p1: one value; p2: two. */
+    static const int order20[] = {13, 2, 20, 7, 1, 18, 5, 11, 16, 9, 3, 19, 14, 6, 10, 17, 4, 8, 15, 12};
+    static const int v7[] = {5, 1, 4, 2, 3, 7, 6};
+    rec rs[40];
+    char ids[40][16];
+    size_t n = 0;
+    for (int i = 0; i < 20; i++) add_ok(rs, ids, &n, "p20", order20[i], order20[i]);
+    for (int i = 0; i < 7; i++) add_ok(rs, ids, &n, "p7", v7[i], -1);
+    add_ok(rs, ids, &n, "p1", 42, -1);
+    add_ok(rs, ids, &n, "p2", 9, -1);
+    add_ok(rs, ids, &n, "p2", 3, -1);
+    write_recs(v.journal, rs, n);
+    HL_REQUIRE(open_and_index(&v));
+    hl_report *r = build(&v, HL_STORE_GROUP_BACKEND, NULL, NULL, NULL);
+    HL_REQUIRE(r);
+    const hl_report_row *p20 = row(r, "p20"), *p7 = row(r, "p7"), *p1 = row(r, "p1"), *p2 = row(r, "p2");
+    HL_REQUIRE(p20 && p7 && p1 && p2);
+    HL_CHECK_NEAR(p20->latency_p50_ms, 10, 0); /* rank 10 */
+    HL_CHECK_NEAR(p20->latency_p95_ms, 19, 0); /* rank 19 */
+    HL_CHECK_NEAR(p20->latency_p99_ms, 20, 0); /* rank ceil(19.8) = 20 */
+    HL_CHECK_NEAR(p20->ttft_p50_ms, 10, 0);
+    HL_CHECK_NEAR(p7->latency_p50_ms, 4, 0); /* rank ceil(3.5) = 4 */
+    HL_CHECK_NEAR(p7->latency_p95_ms, 7, 0); /* rank ceil(6.65) = 7 */
+    HL_CHECK_NEAR(p7->latency_p99_ms, 7, 0);
+    HL_CHECK(isnan(p7->ttft_p50_ms));
+    HL_CHECK_NEAR(p1->latency_p50_ms, 42, 0);
+    HL_CHECK_NEAR(p1->latency_p99_ms, 42, 0);
+    HL_CHECK_NEAR(p2->latency_p50_ms, 3, 0);
+    HL_CHECK_NEAR(p2->latency_p95_ms, 9, 0);
+    /* Total: 30 values, 1..20, 1..7, 42, 3, 9 -> sorted ranks 15, ceil(28.5)=29, ceil(29.7)=30:
+     * 1 1 2 2 3 3 3 4 4 5 5 6 6 7 7 8 9 9 10 11 12 13 14 15 16 17 18 19 20 42 */
+    HL_CHECK_NEAR(r->total.latency_p50_ms, 7, 0);
+    HL_CHECK_NEAR(r->total.latency_p95_ms, 20, 0);
+    HL_CHECK_NEAR(r->total.latency_p99_ms, 42, 0);
+    hl_report_free(r);
+    env_cleanup(&v);
+}
+
+/* The one-pass figures against SQL written the obvious way, over random data with retries
+ * that move between backends, ties among latencies, and every status. */
+HL_TEST(figures_match_sql_reference_on_random_data) {
+    env v;
+    env_init(&v);
+    enum { N = 4000 };
+    static rec rs[N];
+    static char ids[N][16];
+    static const char *const backends[] = {"b0", "b1", "b2", "b3"};
+    static const char *const statuses[] = {"ok", "ok", "ok", "ok", "error", "escalated", "cancelled"};
+    static char stamps[N][32];
+    unsigned seed = 12345;
+    size_t n = 0;
+    for (int req = 0; n < N; req++) {
+        int attempts = 1 + (int)((seed = seed * 1103515245 + 12345) >> 16) % 3;
+        for (int a = 1; a <= attempts && n < N; a++, n++) {
+            seed = seed * 1103515245 + 12345;
+            unsigned x = seed >> 8;
+            snprintf(ids[n], sizeof ids[n], "q%d", req);
+            snprintf(stamps[n], sizeof stamps[n], "2024-05-%02dT%02d:00:%02dZ", 1 + req % 5, req % 24, a);
+            bool cloud = x & 1;
+            rs[n] = (rec){stamps[n], ids[n], a, cloud, backends[(x >> 1) % 4], statuses[(x >> 3) % 7],
+                          (long)(x % 1000), (long)(x % 97), (double)((x >> 5) % 300), (x >> 9) % 2 ? (double)(x % 50) : -1,
+                          (double)(x % 1000) / 1e6, NULL};
+        }
+    }
+    write_recs(v.journal, rs, n);
+    HL_REQUIRE(open_and_index(&v));
+    hl_report *r = build(&v, HL_STORE_GROUP_BACKEND, "2024-05-02", "2024-05-05", NULL);
+    HL_REQUIRE(r);
+    sqlite3 *db;
+    HL_REQUIRE(sqlite3_open_v2(v.db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    sqlite3_stmt *agg, *pct;
+    const char *range = " ts >= 1714608000000 AND ts < 1714867200000 ";
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "SELECT count(DISTINCT request_id), count(*), sum(cost_usd), sum(status = 'error'),"
+             " sum(status = 'escalated'), sum(status IN ('ok', 'escalated'))"
+             " FROM inferences WHERE backend = ?1 AND %s", range);
+    HL_REQUIRE(sqlite3_prepare_v2(db, sql, -1, &agg, NULL) == SQLITE_OK);
+    snprintf(sql, sizeof sql,
+             "SELECT latency_ms FROM inferences WHERE backend = ?1 AND status IN ('ok', 'escalated')"
+             " AND %s ORDER BY latency_ms LIMIT 1 OFFSET ?2", range);
+    HL_REQUIRE(sqlite3_prepare_v2(db, sql, -1, &pct, NULL) == SQLITE_OK);
+    HL_CHECK_INT_EQ(r->n_rows, 4);
+    for (size_t i = 0; i < r->n_rows; i++) {
+        const hl_report_row *w = &r->rows[i];
+        sqlite3_bind_text(agg, 1, w->group, -1, SQLITE_STATIC);
+        HL_REQUIRE(sqlite3_step(agg) == SQLITE_ROW);
+        HL_CHECK_INT_EQ(w->requests, sqlite3_column_int64(agg, 0));
+        HL_CHECK_INT_EQ(w->attempts, sqlite3_column_int64(agg, 1));
+        HL_CHECK_NEAR(w->cost_usd, sqlite3_column_double(agg, 2), 1e-9);
+        HL_CHECK_INT_EQ(w->errors, sqlite3_column_int64(agg, 3));
+        HL_CHECK_INT_EQ(w->escalations, sqlite3_column_int64(agg, 4));
+        long long answered = sqlite3_column_int64(agg, 5);
+        sqlite3_reset(agg);
+        const int ps[] = {50, 95, 99};
+        const double got[] = {w->latency_p50_ms, w->latency_p95_ms, w->latency_p99_ms};
+        for (int k = 0; k < 3; k++) {
+            /* Nearest rank: the smallest value with at least p% of values at or below it. */
+            long long rank = 1;
+            while (rank * 100 < ps[k] * answered) rank++;
+            sqlite3_bind_text(pct, 1, w->group, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(pct, 2, rank - 1);
+            HL_REQUIRE(sqlite3_step(pct) == SQLITE_ROW);
+            HL_CHECK_NEAR(got[k], sqlite3_column_double(pct, 0), 0);
+            sqlite3_reset(pct);
+        }
+    }
+    sqlite3_finalize(pct);
+    sqlite3_finalize(agg);
+    snprintf(sql, sizeof sql, "SELECT count(DISTINCT request_id) FROM inferences WHERE %s", range);
+    HL_REQUIRE(sqlite3_prepare_v2(db, sql, -1, &agg, NULL) == SQLITE_OK);
+    HL_REQUIRE(sqlite3_step(agg) == SQLITE_ROW);
+    HL_CHECK_INT_EQ(r->total.requests, sqlite3_column_int64(agg, 0));
+    sqlite3_finalize(agg);
+    sqlite3_close(db);
+    hl_report_free(r);
+    env_cleanup(&v);
+}
+
+/* ---- formats ---- */
+
+/* Splits one CSV record (RFC 4180 quoting) into fields; returns how many. */
+static int csv_split(const char *line, char fields[][64], int max) {
+    int n = 0;
+    const char *p = line;
+    for (;;) {
+        char *f = n < max ? fields[n] : NULL;
+        size_t k = 0;
+        if (*p == '"') {
+            for (p++; *p && !(*p == '"' && p[1] != '"'); p++) {
+                if (*p == '"') p++;
+                if (f && k < 63) f[k++] = *p;
+            }
+            if (*p == '"') p++;
+        } else {
+            for (; *p && *p != ',' && *p != '\n'; p++)
+                if (f && k < 63) f[k++] = *p;
+        }
+        if (f) f[k] = '\0';
+        n++;
+        if (*p != ',') break;
+        p++;
+    }
+    return n;
+}
+
+HL_TEST(csv_shape) {
+    env v;
+    env_init(&v);
+    const rec rs[] = {
+        {"2024-05-01T00:00:00Z", "x1", 1, false, "vllm", "ok", 1, 2, 10, -1, 0.5, "acme, \"inc\""},
+        {"2024-05-01T00:00:01Z", "x2", 1, true, "openai", "ok", 3, 4, 20, -1, -1, NULL},
+    };
+    write_recs(v.journal, rs, 2);
+    HL_REQUIRE(open_and_index(&v));
+    hl_report *r = build(&v, HL_STORE_GROUP_TENANT, NULL, NULL, NULL);
+    HL_REQUIRE(r);
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_report_render(r, HL_REPORT_CSV, &b) == HL_OK);
+    const char *header =
+        "group_by,group,requests,attempts,input_tokens,output_tokens,cost_usd,cost_per_inference,"
+        "latency_p50_ms,latency_p95_ms,latency_p99_ms,ttft_p50_ms,error_rate,escalation_rate,"
+        "unpriced,cloud_equiv_usd,savings_usd\n";
+    HL_REQUIRE(strncmp(b.data, header, strlen(header)) == 0);
+    /* Header, two groups, the total; every record 17 fields. */
+    char *lines[8];
+    int nl = 0;
+    for (char *p = b.data; *p && nl < 8; p = strchr(p, '\n') + 1) lines[nl++] = p;
+    HL_CHECK_INT_EQ(nl, 4);
+    char f[20][64];
+    for (int i = 0; i < nl; i++) HL_CHECK_INT_EQ(csv_split(lines[i], f, 20), 17);
+    HL_CHECK(strncmp(lines[1], "tenant,\"acme, \"\"inc\"\"\",1,1,1,2,0.5,0.5,10,10,10,,0,0,0,,\n",
+                     strlen("tenant,\"acme, \"\"inc\"\"\",1,1,1,2,0.5,0.5,10,10,10,,0,0,0,,\n")) == 0);
+    csv_split(lines[1], f, 20);
+    HL_CHECK_STR_EQ(f[1], "acme, \"inc\"");
+    csv_split(lines[2], f, 20);
+    HL_CHECK_STR_EQ(f[1], ""); /* no tenant */
+    HL_CHECK_STR_EQ(f[14], "1"); /* unpriced */
+    csv_split(lines[3], f, 20);
+    HL_CHECK_STR_EQ(f[0], "total");
+    HL_CHECK_STR_EQ(f[2], "2");
+    HL_CHECK_STR_EQ(f[15], ""); /* no price given */
+    hl_buf_release(&b);
+    hl_report_free(r);
+    env_cleanup(&v);
+}
+
+HL_TEST(json_shape) {
+    env v;
+    HL_REQUIRE(setup_fixture(&v));
+    hl_report *r = build(&v, HL_STORE_GROUP_TENANT, "2024-05-01", NULL, &price);
+    HL_REQUIRE(r);
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_report_render(r, HL_REPORT_JSON, &b) == HL_OK);
+    json_error_t je;
+    json_t *root = json_loadb(b.data, b.len, 0, &je);
+    HL_REQUIRE(root);
+    HL_CHECK_STR_EQ(json_string_value(json_object_get(root, "group_by")), "tenant");
+    HL_CHECK_STR_EQ(json_string_value(json_object_get(root, "from")), "2024-05-01T00:00:00.000Z");
+    HL_CHECK(json_is_null(json_object_get(root, "to")));
+    json_t *cp = json_object_get(root, "cloud_price");
+    HL_CHECK_STR_EQ(json_string_value(json_object_get(cp, "model")), "cloud-3-15");
+    HL_CHECK_NEAR(json_number_value(json_object_get(cp, "output_per_mtok")), 15, 0);
+    json_t *groups = json_object_get(root, "groups");
+    HL_REQUIRE(json_array_size(groups) == 2);
+    json_t *acme = json_array_get(groups, 0), *none = json_array_get(groups, 1);
+    HL_CHECK_STR_EQ(json_string_value(json_object_get(acme, "group")), "acme");
+    HL_CHECK(json_is_null(json_object_get(none, "group")));
+    static const char *const keys[] = {
+        "requests", "attempts", "input_tokens", "output_tokens", "cost_usd", "cost_per_inference",
+        "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "ttft_p50_ms", "error_rate",
+        "escalation_rate", "unpriced", "cloud_equiv_usd", "savings_usd"};
+    HL_CHECK_INT_EQ(json_object_size(acme), 16);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        json_t *x = json_object_get(acme, keys[i]);
+        HL_CHECK(json_is_number(x));
+        if (!x) fprintf(stderr, "  missing %s\n", keys[i]);
+    }
+    HL_CHECK(json_is_integer(json_object_get(acme, "requests")));
+    HL_CHECK_INT_EQ(json_integer_value(json_object_get(acme, "requests")), 3);
+    HL_CHECK_NEAR(json_number_value(json_object_get(acme, "savings_usd")), 0.018 - 0.0006, 1e-12);
+    json_t *total = json_object_get(root, "total");
+    HL_CHECK_INT_EQ(json_object_size(total), 15); /* no "group" */
+    HL_CHECK_INT_EQ(json_integer_value(json_object_get(total, "requests")), 7);
+    json_decref(root);
+    hl_buf_release(&b);
+    hl_report_free(r);
+
+    /* No streams in range: ttft is null, not 0 or NaN; no price: cloud_price null. */
+    r = build(&v, HL_STORE_GROUP_NONE, "2024-05-01T10:00:02Z", "2024-05-01T10:00:05Z", NULL);
+    HL_REQUIRE(r);
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_report_render(r, HL_REPORT_JSON, &b) == HL_OK);
+    root = json_loadb(b.data, b.len, 0, &je);
+    HL_REQUIRE(root);
+    HL_CHECK(json_is_null(json_object_get(root, "cloud_price")));
+    HL_CHECK_INT_EQ(json_array_size(json_object_get(root, "groups")), 0);
+    HL_CHECK(json_is_null(json_object_get(json_object_get(root, "total"), "ttft_p50_ms")));
+    HL_CHECK(json_is_null(json_object_get(json_object_get(root, "total"), "savings_usd")));
+    json_decref(root);
+    hl_buf_release(&b);
+    hl_report_free(r);
+    env_cleanup(&v);
+}
+
+HL_TEST(table_shape) {
+    env v;
+    HL_REQUIRE(setup_fixture(&v));
+    hl_report *r = build(&v, HL_STORE_GROUP_SOURCE, NULL, NULL, &price);
+    HL_REQUIRE(r);
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_report_render(r, HL_REPORT_TABLE, &b) == HL_OK);
+    HL_CHECK(strstr(b.data, "ledger report, start .. end (UTC), by source; savings against cloud-3-15") != NULL);
+    HL_CHECK(strstr(b.data, "\nsource  requests  attempts") != NULL);
+    HL_CHECK(strstr(b.data, "saved $") != NULL);
+    HL_CHECK(strstr(b.data, "\nTOTAL ") != NULL);
+    HL_CHECK(strstr(b.data, "unpriced") != NULL);
+    HL_CHECK(strstr(b.data, "note: 1 cloud attempts have no price") != NULL);
+    /* Every table line as wide as the header. */
+    char *hdr = strstr(b.data, "\nsource") + 1;
+    size_t w = (size_t)(strchr(hdr, '\n') - hdr);
+    for (char *p = hdr; *p && *p != '\n'; p = strchr(p, '\n') + 1) HL_CHECK_INT_EQ(strchr(p, '\n') - p, w);
+    hl_buf_release(&b);
+    hl_report_free(r);
+
+    r = build(&v, HL_STORE_GROUP_SOURCE, "2024-05-01T10:00:02Z", "2024-05-01T10:00:05Z", NULL);
+    HL_REQUIRE(r);
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_report_render(r, HL_REPORT_TABLE, &b) == HL_OK);
+    HL_CHECK(strstr(b.data, "saved $") == NULL);
+    HL_CHECK(strstr(b.data, "savings against all-cloud: give --cloud-model") != NULL);
+    HL_CHECK(strstr(b.data, "2024-05-01T10:00:02.000Z .. 2024-05-01T10:00:05.000Z") != NULL);
+    hl_buf_release(&b);
+    hl_report_free(r);
+    env_cleanup(&v);
+}
+
+/* ---- the command ---- */
+
+/* Runs cmd, returns its stdout (at most out_len - 1 bytes) and exit status. */
+static int run_cmd(const char *cmd, char *out, size_t out_len) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, out_len - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+HL_TEST(cli_report_and_index) {
+    const char *bin = getenv("HL_BIN");
+    static char out[65536];
+    char cmd[1024];
+    if (bin) snprintf(cmd, sizeof cmd, "'%s' help 2>&1", bin);
+    if (!bin || run_cmd(cmd, out, sizeof out) != 0 || !strstr(out, "report --db")) {
+        printf("  (skipped: HL_BIN is not a hybridllm with `report`)\n");
+        return;
+    }
+    env v;
+    env_init(&v);
+    write_recs(v.journal, fixture, sizeof fixture / sizeof fixture[0]);
+    snprintf(cmd, sizeof cmd, "'%s' ledger index --journal '%s' --db '%s'", bin, v.journal, v.db);
+    HL_CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 0);
+    HL_CHECK(strstr(out, "10 lines, 10 new") != NULL);
+    snprintf(cmd, sizeof cmd, "'%s' report --db '%s' --journal '%s' --format csv --group-by day "
+                              "--cloud-price 3/15 2>/dev/null", bin, v.db, v.journal);
+    HL_CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 0);
+    HL_CHECK(strncmp(out, "group_by,group,requests,", 24) == 0);
+    HL_CHECK(strstr(out, "\nday,2024-05-01,4,6,") != NULL);
+    HL_CHECK(strstr(out, "\ntotal,,7,10,") != NULL);
+    snprintf(cmd, sizeof cmd, "'%s' report --db '%s' --group-by weekday 2>&1", bin, v.db);
+    HL_CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 2);
+    HL_CHECK(strstr(out, "unknown --group-by 'weekday'") != NULL);
+    snprintf(cmd, sizeof cmd, "'%s' report --db '%s' --from 2024-05-02 --to 2024-05-01 2>&1", bin, v.db);
+    HL_CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 2);
+    env_cleanup(&v);
+}
+
+HL_TEST_MAIN()

@@ -1,0 +1,611 @@
+/* Tests for hl_store over SQLite: migrations from an empty file and idempotent reopen; a
+ * journal indexed in pieces, a partial last line included; replay after a lost offset with
+ * no duplicates and no gaps; rotation, truncation and replacement; malformed and conflicting
+ * lines; the background indexer (rotation drained, final pass on stop); and the crash test
+ * of issue 5: a child appends and indexes concurrently, is SIGKILLed, and after a re-index
+ * every line of the journal is present exactly once. */
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "hl_ledger.h"
+#include "hl_store.h"
+#include "hl_test.h"
+
+/* ---- fixtures ---- */
+
+typedef struct paths {
+    char dir[64];
+    char journal[128];
+    char db[128];
+} paths;
+
+static void paths_init(paths *p) {
+    snprintf(p->dir, sizeof p->dir, "/tmp/hl_store_test_XXXXXX");
+    if (!mkdtemp(p->dir)) abort();
+    snprintf(p->journal, sizeof p->journal, "%s/ledger.jsonl", p->dir);
+    snprintf(p->db, sizeof p->db, "%s/ledger.db", p->dir);
+}
+
+static void paths_cleanup(paths *p) {
+    const char *suffixes[] = {"ledger.jsonl", "ledger.jsonl.1", "ledger.db", "ledger.db-wal",
+                              "ledger.db-shm", "other.db"};
+    char f[192];
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        snprintf(f, sizeof f, "%s/%s", p->dir, suffixes[i]);
+        unlink(f);
+    }
+    rmdir(p->dir);
+}
+
+/* The ledger line of record i of a synthetic workload (request req_<i>, attempt 1, one
+ * second apart from 2024-05-01T00:00:00Z), formatted by the ledger itself. */
+static void format_record(int i, const char *id_prefix, hl_buf *out) {
+    char id[64];
+    snprintf(id, sizeof id, "%s%06d", id_prefix, i);
+    hl_ledger_record r = {0};
+    r.timestamp = 1714521600.0 + i + 0.5;
+    r.request_id = id;
+    r.attempt = 1;
+    r.cloud = i % 3 == 0;
+    r.backend = r.cloud ? "anthropic" : "vllm";
+    r.model = r.cloud ? "claude-3-5-sonnet-20241022" : "llama-3.1-8b";
+    r.route_reason = "rule:default";
+    r.status = "ok";
+    r.stream = i % 2 == 0;
+    r.usage = (hl_usage){.input_tokens = 100 + i, .output_tokens = 10 + i, .known = true};
+    r.latency_ms = 100 + i;
+    r.ttft_ms = r.stream ? 5 + i : -1;
+    r.confidence = -1;
+    r.cost_usd = 0.001 * i;
+    r.cost_known = true;
+    r.http_status = 200;
+    hl_buf_reset(out);
+    if (hl_ledger_format(&r, out) != HL_OK) abort();
+}
+
+static void append_bytes(const char *path, const char *p, size_t n) {
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0640);
+    if (fd < 0 || write(fd, p, n) != (ssize_t)n) abort();
+    close(fd);
+}
+
+/* Appends records [from, to) and returns the journal's size afterwards. */
+static long long append_records(const char *path, int from, int to, const char *prefix) {
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    for (int i = from; i < to; i++) {
+        format_record(i, prefix, &b);
+        append_bytes(path, b.data, b.len);
+    }
+    hl_buf_release(&b);
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* One SQL query answering one integer, on a separate connection (what a user's sqlite3 sees). */
+static long long sql_int(const char *db, const char *sql) {
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    long long v = -1;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+        else if (rc == SQLITE_DONE) v = 0;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return v;
+}
+
+static unsigned long long count(hl_store *s) {
+    unsigned long long n = 0;
+    if (hl_store_count(s, &n) != HL_OK) return (unsigned long long)-1;
+    return n;
+}
+
+/* ---- time ---- */
+
+HL_TEST(parse_time_forms) {
+    long long ms;
+    HL_CHECK(hl_store_parse_time("2024-05-01T12:34:56.789Z", 24, &ms) == HL_OK);
+    HL_CHECK_INT_EQ(ms, 1714566896789LL);
+    HL_CHECK(hl_store_parse_time("2024-05-01", 10, &ms) == HL_OK);
+    HL_CHECK_INT_EQ(ms, 1714521600000LL);
+    HL_CHECK(hl_store_parse_time("2024-05-01T12:34", 16, &ms) == HL_OK);
+    HL_CHECK_INT_EQ(ms, 1714566840000LL);
+    HL_CHECK(hl_store_parse_time("2024-05-01 12:34:56", 19, &ms) == HL_OK);
+    HL_CHECK_INT_EQ(ms, 1714566896000LL);
+    HL_CHECK(hl_store_parse_time("2024-05-01T14:34:56.5+02:00", 27, &ms) == HL_OK);
+    HL_CHECK_INT_EQ(ms, 1714566896500LL);
+    HL_CHECK(hl_store_parse_time("2024-02-29T00:00:00Z", 20, &ms) == HL_OK);
+    HL_CHECK(hl_store_parse_time("2023-02-29", 10, &ms) == HL_ERR_PARSE);
+    HL_CHECK(hl_store_parse_time("2024-13-01", 10, &ms) == HL_ERR_PARSE);
+    HL_CHECK(hl_store_parse_time("2024-05-01T24:00", 16, &ms) == HL_ERR_PARSE);
+    HL_CHECK(hl_store_parse_time("2024-05-01T12:34:56.Z", 21, &ms) == HL_ERR_PARSE);
+    HL_CHECK(hl_store_parse_time("2024-05-01x", 11, &ms) == HL_ERR_PARSE);
+    HL_CHECK(hl_store_parse_time("yesterday", 9, &ms) == HL_ERR_PARSE);
+    HL_CHECK(hl_store_parse_time("2024-05", 7, &ms) == HL_ERR_PARSE);
+    char out[32];
+    hl_store_format_time(1714566896789LL, out, sizeof out);
+    HL_CHECK_STR_EQ(out, "2024-05-01T12:34:56.789Z");
+    hl_store_format_time(0, out, sizeof out);
+    HL_CHECK_STR_EQ(out, "1970-01-01T00:00:00.000Z");
+}
+
+/* ---- migrations ---- */
+
+HL_TEST(migrations_from_an_empty_file_and_reopen) {
+    paths p;
+    paths_init(&p);
+    append_bytes(p.db, "", 0); /* an empty file is a valid, empty database */
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    HL_CHECK_INT_EQ(hl_store_schema_version(s), 1);
+    HL_CHECK_INT_EQ(count(s), 0);
+    hl_store_close(s);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 1);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM sqlite_master WHERE name IN "
+                                  "('inferences', 'journal_state', 'ledger', 'inferences_ts',"
+                                  " 'inferences_source_ts', 'inferences_backend_ts',"
+                                  " 'inferences_tenant_ts')"), 7);
+    /* Every ledger field is a column. */
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM pragma_table_info('inferences')"), 25);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
+
+    /* Reopening applies nothing again. */
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    HL_CHECK_INT_EQ(hl_store_schema_version(s), 1);
+    hl_store_close(s);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 1);
+
+    /* A store written by a newer hybridllm is refused, not downgraded. */
+    HL_CHECK_INT_EQ(sql_int(p.db, "INSERT INTO schema_version VALUES (99, 'future')"), 0);
+    HL_CHECK(hl_store_open(&s, p.db, err, sizeof err) == HL_ERR_UNSUPPORTED);
+    HL_CHECK(s == NULL);
+    HL_CHECK(strstr(err, "newer") && strstr(err, p.db));
+    paths_cleanup(&p);
+}
+
+HL_TEST(open_errors_name_the_file) {
+    paths p;
+    paths_init(&p);
+    char err[512];
+    hl_store *s = NULL;
+    append_bytes(p.db, "this is not a database, it is a text file of some length.........\n", 66);
+    HL_CHECK(hl_store_open(&s, p.db, err, sizeof err) != HL_OK);
+    HL_CHECK(s == NULL);
+    HL_CHECK(strstr(err, p.db) != NULL);
+    HL_CHECK(hl_store_open(&s, "/nonexistent-dir/x/ledger.db", err, sizeof err) != HL_OK);
+    HL_CHECK(strstr(err, "/nonexistent-dir/x/ledger.db") != NULL);
+    paths_cleanup(&p);
+}
+
+/* ---- indexing ---- */
+
+HL_TEST(index_in_pieces_with_a_partial_last_line) {
+    paths p;
+    paths_init(&p);
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    hl_store_index_stats st;
+    /* No journal yet: nothing to do, no error. */
+    HL_CHECK(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.lines, 0);
+
+    long long size10 = append_records(p.journal, 0, 10, "req_");
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.inserted, 10);
+    HL_CHECK_INT_EQ(st.offset, size10);
+
+    /* Five lines and the first half of a sixth. */
+    long long size15 = append_records(p.journal, 10, 15, "req_");
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    format_record(15, "req_", &b);
+    size_t half = b.len / 2;
+    append_bytes(p.journal, b.data, half);
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.lines, 5);
+    HL_CHECK_INT_EQ(st.inserted, 5);
+    HL_CHECK_INT_EQ(st.offset, size15); /* stops before the partial line */
+    HL_CHECK_INT_EQ(count(s), 15);
+    /* Nothing new: the partial line is still waiting. */
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.lines, 0);
+    HL_CHECK_INT_EQ(st.offset, size15);
+
+    /* Its second half, and four more. */
+    append_bytes(p.journal, b.data + half, b.len - half);
+    long long size20 = append_records(p.journal, 16, 20, "req_");
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.inserted, 5);
+    HL_CHECK_INT_EQ(st.malformed, 0);
+    HL_CHECK_INT_EQ(st.offset, size20);
+    HL_CHECK_INT_EQ(count(s), 20);
+    hl_buf_release(&b);
+    hl_store_close(s);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(DISTINCT request_id) FROM inferences"), 20);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT byte_offset FROM journal_state"), size20);
+    paths_cleanup(&p);
+}
+
+HL_TEST(every_field_round_trips) {
+    paths p;
+    paths_init(&p);
+    hl_ledger_record r = {0};
+    r.timestamp = 1714566896.5;
+    r.request_id = "req_\"quoted\"";
+    r.attempt = 2;
+    r.cloud = true;
+    r.backend = "openai";
+    r.model = "gpt-4o";
+    r.route_reason = "fallback:overloaded";
+    r.status = "error";
+    r.tenant = "acme";
+    r.task_type = "code";
+    r.task_inferred = true;
+    r.sensitive = true;
+    r.stream = true;
+    r.usage = (hl_usage){.input_tokens = 1234, .output_tokens = 56, .cached_input_tokens = 1000,
+                         .cache_write_tokens = 7, .estimated = true};
+    r.latency_ms = 812.25;
+    r.ttft_ms = 99.5;
+    r.confidence = 0.75;
+    r.cost_usd = 0;
+    r.cost_known = false; /* null cost */
+    r.http_status = 529;
+    r.error = "overloaded \xc3\xa9\n";
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_ledger_format(&r, &b) == HL_OK);
+    append_bytes(p.journal, b.data, b.len);
+    hl_buf_release(&b);
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    HL_REQUIRE(hl_store_index(s, p.journal, NULL) == HL_OK);
+    hl_store_close(s);
+    HL_CHECK_INT_EQ(sql_int(p.db,
+        "SELECT count(*) FROM inferences WHERE ts = 1714566896500 AND source = 'cloud'"
+        " AND input_tokens = 1234 AND output_tokens = 56 AND latency_ms = 812.25"
+        " AND cost_usd IS NULL AND request_id = 'req_\"quoted\"' AND attempt = 2"
+        " AND backend = 'openai' AND model = 'gpt-4o' AND route_reason = 'fallback:overloaded'"
+        " AND status = 'error' AND stream = 1 AND ttft_ms = 99.5 AND cached_input_tokens = 1000"
+        " AND cache_write_tokens = 7 AND usage_estimated = 1 AND tenant = 'acme'"
+        " AND task_type = 'code' AND task_inferred = 1 AND sensitive = 1 AND confidence = 0.75"
+        " AND http_status = 529 AND error = 'overloaded ' || char(233) || char(10)"), 1);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM ledger WHERE timestamp = '2024-05-01T12:34:56.500Z'"), 1);
+    paths_cleanup(&p);
+}
+
+/* A pass whose commit never happened (the process died, or the database was restored from an
+ * older copy): the offset is behind the records. Re-indexing replays the tail. */
+HL_TEST(replay_after_a_lost_offset_no_duplicates_no_gaps) {
+    paths p;
+    paths_init(&p);
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    long long size50 = append_records(p.journal, 0, 50, "req_");
+    append_records(p.journal, 50, 100, "req_");
+    HL_REQUIRE(hl_store_index(s, p.journal, NULL) == HL_OK);
+    HL_CHECK_INT_EQ(count(s), 100);
+
+    char sql[128];
+    snprintf(sql, sizeof sql, "UPDATE journal_state SET byte_offset = %lld", size50);
+    HL_CHECK_INT_EQ(sql_int(p.db, sql), 0);
+    hl_store_index_stats st;
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.lines, 50);
+    HL_CHECK_INT_EQ(st.duplicates, 50);
+    HL_CHECK_INT_EQ(st.inserted, 0);
+    HL_CHECK_INT_EQ(st.conflicts, 0);
+
+    /* Rows committed, offset lost entirely; and new lines written meanwhile. */
+    HL_CHECK_INT_EQ(sql_int(p.db, "DELETE FROM journal_state"), 0);
+    HL_CHECK_INT_EQ(sql_int(p.db, "DELETE FROM inferences WHERE request_id IN ('req_000007', 'req_000077')"), 0);
+    long long size150 = append_records(p.journal, 100, 150, "req_");
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.lines, 150);
+    HL_CHECK_INT_EQ(st.inserted, 52); /* the 50 new ones and the 2 gaps */
+    HL_CHECK_INT_EQ(st.duplicates, 98);
+    HL_CHECK_INT_EQ(st.offset, size150);
+    HL_CHECK_INT_EQ(count(s), 150);
+    hl_store_close(s);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(DISTINCT request_id) FROM inferences"), 150);
+    paths_cleanup(&p);
+}
+
+HL_TEST(truncation_rotation_and_replacement_are_read_from_the_start) {
+    paths p;
+    paths_init(&p);
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    hl_store_index_stats st;
+    append_records(p.journal, 0, 20, "a_");
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK(!st.restarted);
+
+    /* Truncated (logrotate copytruncate) and written again, shorter than before. */
+    HL_REQUIRE(truncate(p.journal, 0) == 0);
+    long long size = append_records(p.journal, 0, 5, "b_");
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK(st.restarted);
+    HL_CHECK_INT_EQ(st.inserted, 5);
+    HL_CHECK_INT_EQ(st.offset, size);
+    HL_CHECK_INT_EQ(count(s), 25);
+
+    /* Rotated: renamed away and a new file created in its place. */
+    char rotated[192];
+    snprintf(rotated, sizeof rotated, "%s.1", p.journal);
+    HL_REQUIRE(rename(p.journal, rotated) == 0);
+    append_records(p.journal, 0, 3, "c_");
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK(st.restarted);
+    HL_CHECK_INT_EQ(st.inserted, 3);
+    HL_CHECK_INT_EQ(count(s), 28);
+
+    /* Truncated and written past the old offset before we looked: same inode, bigger file;
+     * its first bytes tell it apart. */
+    HL_REQUIRE(truncate(p.journal, 0) == 0);
+    append_records(p.journal, 0, 10, "d_");
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK(st.restarted);
+    HL_CHECK_INT_EQ(st.inserted, 10);
+    HL_CHECK_INT_EQ(count(s), 38);
+
+    /* And an unchanged file is not read again. */
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK(!st.restarted);
+    HL_CHECK_INT_EQ(st.lines, 0);
+    hl_store_close(s);
+    paths_cleanup(&p);
+}
+
+HL_TEST(malformed_and_conflicting_lines) {
+    paths p;
+    paths_init(&p);
+    append_records(p.journal, 0, 2, "req_");
+    const char *bad[] = {
+        "not json at all\n",
+        "\n",
+        "[1, 2, 3]\n",
+        "{\"timestamp\":\"2024-05-01T00:00:00.000Z\",\"source\":\"local\",\"input_tokens\":1,"
+        "\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":0,\"attempt\":1}\n", /* no request_id */
+        "{\"timestamp\":\"2024-05-01T00:00:00.000Z\",\"source\":\"local\",\"input_tokens\":1,"
+        "\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":0,\"request_id\":\"x\",\"attempt\":0}\n",
+        "{\"timestamp\":\"May 1st\",\"source\":\"local\",\"input_tokens\":1,"
+        "\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":0,\"request_id\":\"x\",\"attempt\":1}\n",
+        "{\"timestamp\":\"2024-05-01T00:00:00.000Z\",\"source\":\"mars\",\"input_tokens\":1,"
+        "\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":0,\"request_id\":\"x\",\"attempt\":1}\n",
+        "{\"timestamp\":\"2024-05-01T00:00:00.000Z\",\"source\":\"local\",\"input_tokens\":1,"
+        "\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":\"free\",\"request_id\":\"x\",\"attempt\":1}\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) append_bytes(p.journal, bad[i], strlen(bad[i]));
+    /* A line longer than any ledger line. */
+    size_t big = HL_STORE_MAX_LINE + 100;
+    char *junk = malloc(big + 1);
+    HL_REQUIRE(junk);
+    memset(junk, 'x', big);
+    junk[big] = '\n';
+    append_bytes(p.journal, junk, big + 1);
+    free(junk);
+    /* The oldest journals lack the newer fields: still records. */
+    const char *old = "{\"timestamp\":\"2024-05-01T00:00:01.000Z\",\"source\":\"local\",\"input_tokens\":3,"
+                      "\"output_tokens\":4,\"latency_ms\":5.5,\"cost_usd\":null,\"request_id\":\"old\",\"attempt\":1}\n";
+    append_bytes(p.journal, old, strlen(old));
+    /* The same request id and attempt again, from another request (another timestamp). */
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    format_record(0, "req_", &b);
+    char *ts = strstr(b.data, "00:00:00.500Z");
+    HL_REQUIRE(ts);
+    ts[7] = '9'; /* 00:00:09.500Z */
+    append_bytes(p.journal, b.data, b.len);
+    long long size = append_records(p.journal, 2, 4, "req_");
+    hl_buf_release(&b);
+
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    hl_store_index_stats st;
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.inserted, 5); /* req_0..3 and "old" */
+    HL_CHECK_INT_EQ(st.malformed, 8);
+    HL_CHECK_INT_EQ(st.conflicts, 1);
+    HL_CHECK_INT_EQ(st.offset, size);
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.lines, 0);
+    hl_store_close(s);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM inferences WHERE request_id = 'old'"
+                                  " AND cost_usd IS NULL AND status IS NULL AND stream = 0"), 1);
+    /* The first of the two conflicting lines is the one kept. */
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT ts FROM inferences WHERE request_id = 'req_000000'"),
+                    1714521600500LL);
+    paths_cleanup(&p);
+}
+
+HL_TEST(batches_commit_with_their_offset) {
+    /* More lines than one batch: the offset committed with each batch is just after its last
+     * line, and the whole journal ends up indexed. */
+    paths p;
+    paths_init(&p);
+    long long size = append_records(p.journal, 0, 20000, "req_");
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    hl_store_index_stats st;
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.inserted, 20000);
+    HL_CHECK_INT_EQ(st.offset, size);
+    HL_CHECK_INT_EQ(st.bytes, size);
+    hl_store_close(s);
+    paths_cleanup(&p);
+}
+
+/* ---- the background indexer ---- */
+
+HL_TEST(background_indexer_follows_rotation_and_finishes_on_stop) {
+    paths p;
+    paths_init(&p);
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    /* An hour between passes: only sync and stop make them happen. */
+    HL_REQUIRE(hl_store_indexer_start(s, p.journal, 3600 * 1000) == HL_OK);
+    HL_CHECK(hl_store_indexer_start(s, p.journal, 10) == HL_ERR_INVAL);
+    HL_CHECK(hl_store_indexer_sync(s) == HL_OK); /* no journal yet */
+    append_records(p.journal, 0, 10, "req_");
+    HL_CHECK(hl_store_indexer_sync(s) == HL_OK);
+    hl_store_indexer_stats ist;
+    hl_store_indexer_stats_get(s, &ist);
+    HL_CHECK_INT_EQ(ist.inserted, 10);
+    HL_CHECK_INT_EQ(ist.lag_bytes, 0);
+    HL_CHECK_INT_EQ(ist.errors, 0);
+
+    /* Lines reach the old file after the last pass, then it is rotated: they are indexed
+     * before the new file. */
+    append_records(p.journal, 10, 15, "req_");
+    char rotated[192];
+    snprintf(rotated, sizeof rotated, "%s.1", p.journal);
+    HL_REQUIRE(rename(p.journal, rotated) == 0);
+    append_records(p.journal, 15, 18, "req_");
+    HL_CHECK(hl_store_indexer_sync(s) == HL_OK);
+    hl_store_indexer_stats_get(s, &ist);
+    HL_CHECK_INT_EQ(ist.inserted, 18);
+
+    /* Lines written just before stop() are indexed by its last pass. */
+    append_records(p.journal, 18, 25, "req_");
+    hl_store_indexer_stop(s);
+    HL_CHECK_INT_EQ(count(s), 25);
+    hl_store_indexer_stats_get(s, &ist);
+    HL_CHECK_INT_EQ(ist.passes, 0); /* no indexer any more */
+    hl_store_close(s);
+    paths_cleanup(&p);
+}
+
+HL_TEST(background_indexer_reports_failures) {
+    paths p;
+    paths_init(&p);
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    append_records(p.journal, 0, 3, "req_");
+    HL_REQUIRE(chmod(p.journal, 0) == 0);
+    bool root = access(p.journal, R_OK) == 0; /* root reads it anyway */
+    HL_REQUIRE(hl_store_indexer_start(s, p.journal, 3600 * 1000) == HL_OK);
+    hl_err e = hl_store_indexer_sync(s);
+    hl_store_indexer_stats ist;
+    hl_store_indexer_stats_get(s, &ist);
+    if (!root) {
+        HL_CHECK(e == HL_ERR_IO);
+        HL_CHECK_INT_EQ(ist.errors, 1);
+        HL_CHECK(strstr(ist.last_error, "ledger.jsonl") != NULL);
+    }
+    HL_REQUIRE(chmod(p.journal, 0640) == 0);
+    HL_CHECK(hl_store_indexer_sync(s) == HL_OK);
+    hl_store_indexer_stats_get(s, &ist);
+    HL_CHECK_STR_EQ(ist.last_error, "");
+    HL_CHECK_INT_EQ(ist.inserted, 3);
+    hl_store_close(s); /* stops the indexer */
+    paths_cleanup(&p);
+}
+
+/* ---- crash replay (issue 5) ---- */
+
+/* The child: a gateway-like writer appending through hl_ledger while the background indexer
+ * indexes every millisecond; it reports progress on the pipe and runs until killed. */
+static void crash_child(const paths *p, int progress_fd) {
+    hl_ledger l;
+    char err[512];
+    hl_store *s = NULL;
+    if (hl_ledger_open(&l, p->journal) != HL_OK || hl_store_open(&s, p->db, err, sizeof err) != HL_OK ||
+        hl_store_indexer_start(s, p->journal, 1) != HL_OK)
+        _exit(3);
+    char id[32];
+    for (int i = 0; i < 2000000; i++) {
+        snprintf(id, sizeof id, "crash_%07d", i);
+        hl_ledger_record r = {0};
+        r.timestamp = 1714521600.0 + i;
+        r.request_id = id;
+        r.attempt = 1 + i % 2;
+        r.cloud = i % 2;
+        r.backend = r.model = r.route_reason = "x";
+        r.status = "ok";
+        r.ttft_ms = r.confidence = -1;
+        r.cost_known = true;
+        if (hl_ledger_append(&l, &r) != HL_OK) _exit(4);
+        if (i % 2000 == 1999) {
+            hl_store_indexer_stats ist;
+            hl_store_indexer_stats_get(s, &ist);
+            /* Progress once some lines are both written and indexed. */
+            if (ist.inserted > 0 && write(progress_fd, "x", 1) != 1) _exit(5);
+        }
+    }
+    _exit(6);
+}
+
+HL_TEST(crash_replay_sigkill_during_load) {
+    paths p;
+    paths_init(&p);
+    int pipefd[2];
+    HL_REQUIRE(pipe(pipefd) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    HL_REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(pipefd[0]);
+        crash_child(&p, pipefd[1]);
+    }
+    close(pipefd[1]);
+    /* Wait for several progress reports (lines written and indexed), then kill -9. */
+    char c;
+    int reports = 0;
+    while (reports < 5 && read(pipefd[0], &c, 1) == 1) reports++;
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    close(pipefd[0]);
+    HL_REQUIRE(reports == 5);
+    HL_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    /* Every complete line of the journal, and its (request_id, attempt). */
+    FILE *f = fopen(p.journal, "r");
+    HL_REQUIRE(f);
+    char line[4096];
+    long long lines = 0;
+    while (fgets(line, sizeof line, f))
+        if (strchr(line, '\n')) lines++;
+    fclose(f);
+    HL_CHECK(lines >= 10000);
+
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    unsigned long long before = count(s);
+    HL_CHECK(before > 0 && before <= (unsigned long long)lines);
+    hl_store_index_stats st;
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    /* What was committed before the kill had its offset committed with it: the re-index
+     * inserts exactly the rest, duplicates none. */
+    HL_CHECK_INT_EQ(st.inserted, (unsigned long long)lines - before);
+    HL_CHECK_INT_EQ(st.duplicates, 0);
+    HL_CHECK_INT_EQ(st.malformed, 0);
+    HL_CHECK_INT_EQ(count(s), lines);
+    hl_store_close(s);
+    /* Exactly once: as many distinct keys as rows and lines, ids 0..lines-1 without a hole,
+     * and an intact database. */
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM (SELECT DISTINCT request_id, attempt FROM inferences)"), lines);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT max(CAST(substr(request_id, 7) AS INTEGER)) + 1 FROM inferences"), lines);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+    paths_cleanup(&p);
+}
+
+HL_TEST_MAIN()
