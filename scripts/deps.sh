@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libyaml-dev
-      libjansson-dev libpcre2-dev ca-certificates)
+      libjansson-dev libpcre2-dev libsqlite3-dev ca-certificates)
 if [[ "${1:-}" == "--test" ]]; then
     # clang: libFuzzer targets; nodejs/npm: the official SDK clients in the integration tests.
     pkgs+=(clang)

@@ -17,6 +17,7 @@
 #include "hl_buf.h"
 #include "hl_builtin.h"
 #include "hl_cli_report.h"
+#include "hl_cli_store.h"
 #include "hl_config.h"
 #include "hl_engine_cli.h"
 #include "hl_gateway.h"
@@ -24,6 +25,7 @@
 #include "hl_ledger.h"
 #include "hl_log.h"
 #include "hl_server.h"
+#include "hl_store.h"
 
 #define HL_VERSION "0.1.0"
 
@@ -37,6 +39,12 @@ static int usage(FILE *f) {
             "  route --explain --config FILE [--format openai|anthropic] [--header 'Name: value']...\n"
             "                         read a request body on stdin and print the routing decision\n"
             "                         and every rule that matched or not; calls no backend\n"
+            "  ledger index --journal FILE --db FILE\n"
+            "                         index a JSONL ledger into SQLite (idempotent, resumable)\n"
+            "  report --db FILE [--journal FILE] [--from ISO] [--to ISO] [--group-by KEY]\n"
+            "         [--format table|json|csv] [--cloud-model NAME --config FILE]\n"
+            "                         requests, tokens, cost, latency, errors, escalations and\n"
+            "                         savings against all-cloud, grouped\n"
             "  advise [--tokens-per-month N | --ledger FILE] [--privacy required|no]\n"
             "         [--accuracy classification|reasoning|unsure] [--json]\n"
             "                         cloud or local: the brief's decision matrix and break-even\n"
@@ -116,11 +124,29 @@ static int cmd_serve(int argc, char **argv) {
     hl_server *srv = NULL;
     hl_budgets *budgets = NULL;
     hl_health *health = NULL;
+    hl_store *store = NULL;
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     if (hl_ledger_open(&ledger, cfg->ledger_path) != HL_OK) {
         hl_log(HL_LOG_ERROR, "cannot open ledger %s: %m", cfg->ledger_path);
         goto out;
+    }
+    char store_path[4096];
+    if (cfg->ledger_store_path) {
+        snprintf(store_path, sizeof store_path, "%s", cfg->ledger_store_path);
+    } else {
+        /* Beside the journal: ledger.jsonl -> ledger.db */
+        const char *dot = strrchr(cfg->ledger_path, '.'), *slash = strrchr(cfg->ledger_path, '/');
+        int stem = dot && (!slash || dot > slash) ? (int)(dot - cfg->ledger_path) : (int)strlen(cfg->ledger_path);
+        snprintf(store_path, sizeof store_path, "%.*s.db", stem, cfg->ledger_path);
+    }
+    if (store_path[0]) {
+        /* The SQLite index of the journal, kept up to date off the event loops. */
+        char serr[600];
+        if (hl_store_open(&store, store_path, serr, sizeof serr) != HL_OK)
+            hl_log(HL_LOG_WARN, "ledger store disabled: %s", serr);
+        else if (hl_store_indexer_start(store, cfg->ledger_path, 1000) != HL_OK)
+            hl_log(HL_LOG_WARN, "ledger indexer not started: %s", hl_store_errmsg(store));
     }
     if (hl_backends_init(&bs, cfg, true) != HL_OK) {
         hl_log(HL_LOG_ERROR, "out of memory while resolving backends");
@@ -183,6 +209,7 @@ out:
     hl_health_stop(health);
     hl_server_free(srv);
     hl_gateway_free(gw);
+    hl_store_close(store); /* its indexer's final pass takes the last lines */
     hl_budgets_free(budgets);
     for (size_t i = 0; i < bs.n; i++) hl_builtin_free(bs.v[i].builtin);
     hl_backends_release(&bs);
@@ -291,6 +318,8 @@ static int cmd_help(int argc, char **argv) {
 static const command commands[] = {
     {"serve", cmd_serve},
     {"route", cmd_route},
+    {"ledger", hl_cli_store_ledger},
+    {"report", hl_cli_store_report},
     {"advise", hl_cli_advise},
     {"simulate", hl_cli_simulate},
     {"run", hl_engine_cli_run},

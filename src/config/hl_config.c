@@ -678,8 +678,19 @@ static const cfg_key server_keys[] = {
 };
 _Static_assert(ARRAY_LEN(server_keys) <= CFG_MAX_KEYS, "server_keys too long");
 
+/* A string that may be empty ("" turns the thing it names off). */
+static hl_err h_str_empty_ok(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    const char *s = "";
+    if (!(v->type == YAML_SCALAR_NODE && v->data.scalar.length == 0)) {
+        hl_err err = get_text(c, v, "a string", &s);
+        if (err) return err;
+    }
+    return set_str(c, v, (char **)(void *)((char *)obj + k->off), s);
+}
+
 static const cfg_key ledger_keys[] = {
     {"path", h_str, offsetof(hl_config, ledger_path), 0, 0, 0},
+    {"store", h_str_empty_ok, offsetof(hl_config, ledger_store_path), 0, 0, 0},
 };
 
 static hl_err h_server(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
@@ -1462,6 +1473,7 @@ void hl_config_free(hl_config *cfg) {
     free(cfg->listen_host);
     free(cfg->api_keys_env);
     free(cfg->ledger_path);
+    free(cfg->ledger_store_path);
     free(cfg);
 }
 

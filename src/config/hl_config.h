@@ -164,6 +164,9 @@ typedef struct hl_config {
     char *api_keys_env;        /* env var with comma-separated client keys; NULL: no auth */
     /* ledger: */
     char *ledger_path;         /* default "hybridllm-ledger.jsonl" */
+    char *ledger_store_path;   /* SQLite index of the journal, kept by a background thread;
+                                  NULL (default): the journal's path with ".db" for its
+                                  extension; "" turns it off */
     /* backends, prices, routes: */
     hl_backend_cfg *backends;
     size_t n_backends;
