@@ -189,6 +189,7 @@ static int cmd_serve(int argc, char **argv) {
     else if (budgets)
         hl_log(HL_LOG_INFO, "budgets: %zu ledger lines of the current periods replayed", replayed);
     if (hl_gateway_init(&gw, cfg, &bs, &ledger, budgets) != HL_OK) goto out;
+    hl_gateway_set_store(gw, store);
 
     if (hl_server_init(&srv, cfg, hl_gateway_hooks(gw), err, sizeof err) != HL_OK) {
         hl_log(HL_LOG_ERROR, "%s", err);

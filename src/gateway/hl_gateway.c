@@ -41,6 +41,7 @@ struct hl_gateway {
     int n_keys;
     hl_metrics *metrics[HL_MAX_WORKERS]; /* per worker, set at worker start */
     hl_pii_detector *pii;      /* NULL when privacy.detect_pii is off */
+    hl_store *store;           /* the ledger's SQLite index, for /metrics; may be NULL */
 };
 
 typedef struct gw_worker {
@@ -1185,7 +1186,7 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
         hl_buf_init(&b, 0);
         char h[128];
         snprintf(h, sizeof h, "x-request-id: %s\r\n", rid);
-        if (hl_metrics_render(gw->metrics, HL_MAX_WORKERS, gw->bs, gw->cfg, gw->budgets, gw->ledger, &b) == HL_OK)
+        if (hl_metrics_render(gw->metrics, HL_MAX_WORKERS, gw->bs, gw->cfg, gw->budgets, gw->ledger, gw->store, &b) == HL_OK)
             hl_conn_respond(c, 200, h, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
         else
             hl_conn_respond(c, 500, h, "text/plain", "out of memory\n", 14);
@@ -1363,6 +1364,8 @@ void hl_gateway_free(hl_gateway *gw) {
 }
 
 const hl_server_hooks *hl_gateway_hooks(hl_gateway *gw) { return &gw->hooks; }
+
+void hl_gateway_set_store(hl_gateway *gw, hl_store *store) { gw->store = store; }
 
 hl_err hl_gateway_explain(const hl_config *cfg, hl_backends *bs, bool anthropic_format,
                           const hl_http_req *hreq, const char *body, size_t len, hl_buf *out) {

@@ -21,6 +21,7 @@
 #include "hl_config.h"
 #include "hl_ledger.h"
 #include "hl_server.h"
+#include "hl_store.h"
 
 typedef struct hl_gateway hl_gateway;
 
@@ -29,6 +30,8 @@ typedef struct hl_gateway hl_gateway;
 hl_err hl_gateway_init(hl_gateway **out, const hl_config *cfg, hl_backends *bs, hl_ledger *ledger,
                        hl_budgets *budgets);
 void hl_gateway_free(hl_gateway *gw);
+/* The SQLite index of the ledger, for /metrics (borrowed; may stay unset). */
+void hl_gateway_set_store(hl_gateway *gw, hl_store *store);
 /* The server hooks that run this gateway (ud is set to gw). */
 const hl_server_hooks *hl_gateway_hooks(hl_gateway *gw);
 

@@ -95,7 +95,7 @@ static hl_err render_histogram(hl_buf *out, const char *name, const char *backen
 }
 
 hl_err hl_metrics_render(hl_metrics *const *w, size_t nw, hl_backends *bs, const hl_config *cfg,
-                         hl_budgets *budgets, hl_ledger *ledger, hl_buf *out) {
+                         hl_budgets *budgets, hl_ledger *ledger, hl_store *store, hl_buf *out) {
     static const char *const st_names[HL_MS_COUNT] = {"ok", "error", "cancelled", "escalated"};
     /* Backend names are config tokens ([A-Za-z0-9._-]): safe as label values as they are. */
     HL_TRY(hl_buf_puts(out, "# HELP hybridllm_attempts_total Upstream attempts by outcome.\n"
@@ -159,6 +159,15 @@ hl_err hl_metrics_render(hl_metrics *const *w, size_t nw, hl_backends *bs, const
         for (size_t i = 0; i < cfg->n_budgets; i++)
             HL_TRY(hl_buf_printf(out, "hybridllm_budget_limit_usd{budget=\"%s\"} %.6f\n", cfg->budgets[i].name,
                               cfg->budgets[i].limit_usd));
+    }
+    if (store) {
+        hl_store_indexer_stats st;
+        hl_store_indexer_stats_get(store, &st);
+        HL_TRY(hl_buf_printf(out, "# HELP hybridllm_ledger_index_lag_bytes Journal bytes not yet in the SQLite index.\n"
+                                  "# TYPE hybridllm_ledger_index_lag_bytes gauge\nhybridllm_ledger_index_lag_bytes %lld\n"
+                                  "# HELP hybridllm_ledger_index_errors_total Index passes that failed.\n"
+                                  "# TYPE hybridllm_ledger_index_errors_total counter\nhybridllm_ledger_index_errors_total %llu\n",
+                             st.lag_bytes, st.errors));
     }
     return hl_buf_printf(out, "# HELP hybridllm_ledger_records_total Ledger lines written.\n"
                               "# TYPE hybridllm_ledger_records_total counter\nhybridllm_ledger_records_total %lu\n"

@@ -10,8 +10,10 @@
  * hybridllm_ttft_seconds histograms{backend}, hybridllm_requests_in_flight,
  * hybridllm_backend_ready{backend}, hybridllm_backend_breaker_state{backend} (0 closed, 1 open,
  * 2 half-open), hybridllm_budget_spent_usd / _limit_usd{budget}, hybridllm_ledger_records_total,
- * hybridllm_ledger_write_errors_total. The ledger has no queue (every line is written before
- * its response ends), so there is no queue-depth series. */
+ * hybridllm_ledger_write_errors_total, and for the SQLite index of the ledger
+ * hybridllm_ledger_index_lag_bytes (journal bytes not indexed yet: the only queue there is, since
+ * every journal line is written before its response ends) and
+ * hybridllm_ledger_index_errors_total. */
 #ifndef HL_METRICS_H
 #define HL_METRICS_H
 
@@ -20,6 +22,7 @@
 #include "hl_budget.h"
 #include "hl_buf.h"
 #include "hl_ledger.h"
+#include "hl_store.h"
 
 typedef struct hl_metrics hl_metrics;
 
@@ -37,6 +40,7 @@ void hl_metrics_attempt(hl_metrics *m, size_t backend, hl_metrics_status st, lon
 void hl_metrics_in_flight(hl_metrics *m, int delta);
 /* Renders the text exposition format (version 0.0.4) for all workers' metrics. */
 hl_err hl_metrics_render(hl_metrics *const *workers, size_t n_workers, hl_backends *bs,
-                         const hl_config *cfg, hl_budgets *budgets, hl_ledger *ledger, hl_buf *out);
+                         const hl_config *cfg, hl_budgets *budgets, hl_ledger *ledger,
+                         hl_store *store, hl_buf *out);
 
 #endif

@@ -49,6 +49,8 @@ describe('metrics', { skip: skip ?? false }, () => {
       assert.equal(m.get('hybridllm_backend_breaker_state{backend="local"}'), 0);
       assert.equal(m.get('hybridllm_budget_limit_usd{budget="monthly"}'), 100);
       assert.equal(m.get('hybridllm_ledger_records_total'), gw.ledger().length);
+      assert.ok(m.get('hybridllm_ledger_index_lag_bytes') >= 0, 'the SQLite index reports its lag');
+      assert.equal(m.get('hybridllm_ledger_index_errors_total'), 0);
     } finally {
       await gw.stop();
       await local.close();
