@@ -21,7 +21,9 @@
 #
 # Knobs (environment): BENCH_DURATION (s, default 8), BENCH_WARMUP (s, default 2),
 # BENCH_ROUNDS (default 3), BENCH_CONNS (default 32), BENCH_THREADS (wrk threads, default 1),
-# BENCH_CMAKE_ARGS (extra cmake configure arguments), BENCH_KEEP=1 (keep the temp dir).
+# BENCH_CMAKE_ARGS (extra cmake configure arguments), BENCH_KEEP=1 (keep the temp dir),
+# BENCH_LEDGER_STORE (a SQLite file: also run the background ledger indexer; default: off, so
+# the figures are the request path's; bench/ledger/ measures the indexer).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -201,6 +203,7 @@ server:
   shutdown_timeout_ms: 2000
 ledger:
   path: $TMP/ledger.jsonl
+  store: "${BENCH_LEDGER_STORE:-}"
 backends:
   - name: local
     kind: openai
