@@ -76,6 +76,7 @@ typedef struct exchange {
     double confidence;         /* of the judged answer; < 0 unknown */
     hl_chat_response held;     /* the local answer kept while escalating */
     bool have_held;
+    bool counted; /* still in the in-flight gauge */
     double held_cost;
     hl_backend *held_backend;  /* who produced the held answer */
     const char *held_model;
@@ -205,14 +206,25 @@ static void respond_error(hl_conn *c, const hl_ingress *ing, const char *request
 
 /* ------------------------------------------------------------------ exchange lifecycle */
 
+/* Leaves the in-flight gauge once: before the response's last byte is written, so a client
+ * that reads /metrics right after its answer never sees its own request still counted. */
+static void leave_in_flight(exchange *ex) {
+    if (!ex->counted) return;
+    ex->counted = false;
+    hl_metrics_in_flight(ex->gwk->metrics, -1);
+}
+
 /* The response is about to end: from here a failing write must not make the server call
  * on_abort for this exchange, which its caller frees itself. */
-static void detach(exchange *ex) { hl_conn_set_data(ex->conn, NULL); }
+static void detach(exchange *ex) {
+    leave_in_flight(ex);
+    hl_conn_set_data(ex->conn, NULL);
+}
 
 static void exchange_closed(uv_handle_t *h) { free(h->data); }
 
 static void exchange_free(exchange *ex) {
-    hl_metrics_in_flight(ex->gwk->metrics, -1);
+    leave_in_flight(ex);
     if (ex->call) hl_upstream_cancel(ex->call);
     if (ex->job) hl_builtin_cancel(ex->job);
     hl_chat_request_release(&ex->req);
@@ -974,6 +986,7 @@ static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_ingress *ing, const
     ex->gw = gw;
     ex->gwk = gwk;
     hl_metrics_in_flight(gwk->metrics, 1);
+    ex->counted = true;
     ex->conn = c;
     snprintf(ex->request_id, sizeof ex->request_id, "%s", request_id);
     snprintf(ex->chat_id, sizeof ex->chat_id, "%s%s", ing->id_prefix, request_id);
@@ -985,8 +998,8 @@ static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_ingress *ing, const
 
     if (ing->parse_request(body, len, &ex->req, &err) != HL_OK) {
         if (!err.status) hl_api_error_set(&err, 500, HL_AE_API, NULL, NULL, "Out of memory.");
-        respond_error(c, ing, request_id, &err, NULL);
         exchange_free(ex);
+        respond_error(c, ing, request_id, &err, NULL);
         return;
     }
     hl_route_input in;
@@ -1006,9 +1019,9 @@ static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_ingress *ing, const
         hl_buf_init(&h, 0);
         if (ex->route.reason[0]) hl_buf_printf(&h, "x-hybridllm-route-reason: %s\r\n", ex->route.reason);
         if (ex->pii[0]) hl_buf_printf(&h, "x-hybridllm-pii-detected: %s\r\n", ex->pii);
+        exchange_free(ex);
         respond_error(c, ing, request_id, &err, h.data);
         hl_buf_release(&h);
-        exchange_free(ex);
         return;
     }
     if (over && over->action == HL_BUDGET_REJECT && hl_backend_is_cloud(ex->route.candidates[0])) {
@@ -1017,8 +1030,8 @@ static void handle_chat(gw_worker *gwk, hl_conn *c, const hl_ingress *ing, const
                          "the cloud are refused until it resets.", over->name, spent, limit,
                          over->period == HL_BUDGET_MONTH ? "month" : "day", in.tenant ? " for tenant " : "",
                          in.tenant ? in.tenant : "");
-        respond_error(c, ing, request_id, &err, "x-should-retry: false\r\n");
         exchange_free(ex);
+        respond_error(c, ing, request_id, &err, "x-should-retry: false\r\n");
         return;
     }
     hl_conn_set_data(c, ex);
