@@ -42,6 +42,7 @@ struct hl_model {
     float *logits;             /* [vocab] */
     void *act[HL_ACT_COUNT];   /* [B][act_cap] activations in each non-F32 format */
     size_t act_cap;            /* bytes per token in each act buffer */
+    void *actx;                /* B tokens' activations for the GEMM kernels */
 };
 
 /* ---- loading ---------------------------------------------------------------------------- */
@@ -108,7 +109,7 @@ static hl_err get_mat(loader *ld, hl_model_mat *mat, const char *name, uint32_t 
     mat->cols = cols;
     mat->row_bytes = hl_gguf_row_size(t->type, cols);
     mat->dot = hl_quant_dot_fn_for(t->type);
-    mat->tile = hl_quant_tile_fn_for(t->type);
+    mat->gemm = hl_quant_gemm_fn_for(t->type);
     mat->act = hl_quant_act_for_isa(t->type, hl_quant_kernel_isa(t->type));
     if (!mat->dot)
         return errf(ld->err, ld->err_size, HL_ERR_UNSUPPORTED, "tensor %s: no kernel", name);
@@ -292,6 +293,7 @@ static hl_err alloc_state(loader *ld, const hl_model_params *p) {
     }
     for (int a = HL_ACT_Q8; a < HL_ACT_COUNT; a++)
         act_ok &= (m->act[a] = malloc(m->act_cap * B)) != NULL;
+    act_ok &= (m->actx = malloc(hl_quant_actx_size((int)wmax, (int)B))) != NULL;
     if (!m->k_cache || !m->v_cache || !m->x || !m->xb || !m->xb2 || !m->q || !m->hb ||
         !m->hb2 || !m->k || !m->v || !m->q16 || !m->acc16 || !m->rope_cs ||
         !m->rope_inv_freq || !m->logits || !act_ok)
@@ -359,6 +361,7 @@ void hl_model_free(hl_model *m) {
     free(m->rope_inv_freq);
     free(m->logits);
     for (int i = 0; i < HL_ACT_COUNT; i++) free(m->act[i]);
+    free(m->actx);
     hl_gguf_free(m->g);
     free(m);
 }
@@ -382,6 +385,10 @@ uint64_t hl_model_weight_bytes(const hl_model *m) {
 
 /* ---- forward ---------------------------------------------------------------------------- */
 
+/* Fewest tokens for which a matmul goes through the GEMM kernels rather than one dot product
+ * per row and token. */
+#define HL_MODEL_GEMM_MIN 4
+
 /* Up to three matrices that share one input (q/k/v, gate/up), run as one pool dispatch. */
 typedef struct mm_job {
     int n_mats, n_tok;
@@ -389,6 +396,7 @@ typedef struct mm_job {
     float *out[3];
     size_t out_stride[3];  /* floats between tokens' outputs */
     const uint8_t *act[3]; /* each matrix's activations, in its format */
+    bool gemm[3];          /* through mat->gemm, act being the token-interleaved layout */
     size_t act_stride[3];  /* bytes between tokens' activations */
     uint32_t total_rows;
 } mm_job;
@@ -402,12 +410,9 @@ static void mm_worker(void *ctx, int ith, int nth) {
         const hl_model_mat *w = j->mat[k];
         if (r1 <= base) break;
         uint32_t lo = r0 > base ? r0 - base : 0, hi = r1 - base < w->rows ? r1 - base : w->rows;
-        /* Tiles pay off when a row is reused for several tokens (prompts); for one token,
-         * reading four rows side by side measured slower than one row after another. */
-        if (w->tile && j->n_tok >= 4 && hi > lo) {
-            w->tile((int)w->cols, (const uint8_t *)w->data + (size_t)lo * w->row_bytes, w->row_bytes,
-                    (int)(hi - lo), j->act[k], j->act_stride[k], j->n_tok, j->out[k] + lo,
-                    j->out_stride[k]);
+        if (j->gemm[k] && hi > lo) {
+            w->gemm((int)w->cols, (const uint8_t *)w->data + (size_t)lo * w->row_bytes, w->row_bytes,
+                    (int)(hi - lo), j->act[k], j->n_tok, j->out[k] + lo, j->out_stride[k]);
             base += w->rows;
             continue;
         }
@@ -426,13 +431,22 @@ static void mm_worker(void *ctx, int ith, int nth) {
 static void matmul(hl_model *m, int n_tok, const float *in, size_t in_stride, int n_mats,
                    const hl_model_mat *const *mats, float *const *outs, const size_t *out_strides) {
     mm_job j = {.n_mats = n_mats, .n_tok = n_tok};
-    bool done[HL_ACT_COUNT] = {false};
+    bool done[HL_ACT_COUNT] = {false}, packed = false;
     for (int k = 0; k < n_mats; k++) {
         const hl_model_mat *w = mats[k];
         j.mat[k] = w;
         j.out[k] = outs[k];
         j.out_stride[k] = out_strides[k];
         j.total_rows += w->rows;
+        /* Several tokens: the GEMM kernels, where the type has one (they read each weight
+         * block once for up to 32 tokens). */
+        if (w->gemm && n_tok >= HL_MODEL_GEMM_MIN) {
+            if (!packed) hl_quant_actx_pack(in, in_stride, n_tok, (int)w->cols, m->actx);
+            packed = true;
+            j.act[k] = m->actx;
+            j.gemm[k] = true;
+            continue;
+        }
         if (w->act == HL_ACT_F32) {
             j.act[k] = (const uint8_t *)in;
             j.act_stride[k] = in_stride * sizeof(float);

@@ -62,7 +62,7 @@ typedef struct hl_model_mat {
     uint32_t rows, cols;
     size_t row_bytes;
     hl_quant_dot_fn dot; /* kernel for this type on this CPU */
-    hl_quant_tile_fn tile; /* several rows x tokens at once, when the type has one; else NULL */
+    hl_quant_gemm_fn gemm; /* several rows x tokens at once, when the type has one; else NULL */
     hl_quant_act act;    /* activation format dot wants */
 } hl_model_mat;
 

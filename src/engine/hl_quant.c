@@ -244,7 +244,10 @@ size_t hl_quant_act_size(hl_quant_act act, int n) {
 static void quantize_act_q8_scalar(const float *x, hl_act_q8 *b, int n) {
     for (int i = 0; i < n / 32; i++, x += 32) {
         float amax = 0;
-        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        for (int j = 0; j < 32; j++) {
+            float a = fabsf(x[j]); /* fmaxf() without the library call; same result */
+            amax = a > amax ? a : amax;
+        }
         float id = amax != 0 ? 127.0f / amax : 0;
         int32_t sum = 0;
         for (int j = 0; j < 32; j++) {
@@ -465,16 +468,78 @@ hl_quant_dot_fn hl_quant_dot_fn_for(uint32_t type) {
     return NULL;
 }
 
-hl_quant_tile_fn hl_quant_tile(uint32_t type, hl_quant_isa isa) {
+hl_quant_gemm_fn hl_quant_gemm(uint32_t type, hl_quant_isa isa) {
     if (!cpu_has(isa) || isa == HL_ISA_SCALAR) return NULL;
-    return hl_quant_x86_tile(type, isa);
+    return hl_quant_x86_gemm(type, isa);
 }
 
-/* Only when the dot kernel in use comes from the same level, so that the two agree. */
-hl_quant_tile_fn hl_quant_tile_fn_for(uint32_t type) {
-    for (int i = hl_quant_best_isa(); i >= HL_ISA_SCALAR; i--)
-        if (hl_quant_kernel(type, (hl_quant_isa)i)) return hl_quant_tile(type, (hl_quant_isa)i);
+hl_quant_gemm_fn hl_quant_gemm_fn_for(uint32_t type) {
+    for (int i = hl_quant_best_isa(); i > HL_ISA_SCALAR; i--) {
+        hl_quant_gemm_fn f = hl_quant_gemm(type, (hl_quant_isa)i);
+        if (f) return f;
+    }
     return NULL;
+}
+
+#define ACTX_BLOCK 576 /* bytes per (group of 16 tokens, 32-value block) */
+
+size_t hl_quant_actx_size(int n, int nt) {
+    return (size_t)((nt + 15) / 16) * (size_t)(n / 32) * ACTX_BLOCK;
+}
+
+void hl_quant_actx_pack(const float *x, size_t x_stride, int nt, int n, void *dst) {
+    int nb = n / 32, ng = (nt + 15) / 16;
+    uint8_t *o = dst;
+    for (int t = 0; t < ng * 16; t++) {
+        uint8_t *g = o + (size_t)(t / 16) * nb * ACTX_BLOCK + 4 * (t % 16);
+        for (int i = 0; i < nb; i++, g += ACTX_BLOCK) {
+            float d = 0;
+            if (t < nt) {
+                hl_act_q8 b;
+                quantize_act_q8_scalar(x + (size_t)t * x_stride + 32 * i, &b, 32);
+                for (int j = 0; j < 32; j++) g[64 * (j / 4) + j % 4] = (uint8_t)(b.qs[j] + 128);
+                d = b.d;
+            } else {
+                for (int j = 0; j < 32; j++) g[64 * (j / 4) + j % 4] = 128;
+            }
+            memcpy(g + 512, &d, 4); /* g is already at token t's lane */
+        }
+    }
+}
+
+void hl_quant_gemm_ref(uint32_t type, int n, const void *w, size_t w_stride, int nr,
+                       const void *actx, int nt, float *out, size_t out_stride) {
+    int nb = n / 32;
+    const uint8_t *A = actx;
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * w_stride;
+        for (int t = 0; t < nt; t++) {
+            float acc = 0;
+            for (int i = 0; i < nb; i++) {
+                const uint8_t *g = A + ((size_t)(t / 16) * nb + i) * ACTX_BLOCK + 4 * (t % 16);
+                float da;
+                memcpy(&da, g + 512, 4);
+                int8_t wq[32];
+                uint16_t dh;
+                if (type == HL_GGUF_Q8_0) {
+                    const hl_block_q8_0 *b = (const hl_block_q8_0 *)row + i;
+                    memcpy(wq, b->qs, 32);
+                    dh = b->d;
+                } else {
+                    const hl_block_q4_0 *b = (const hl_block_q4_0 *)row + i;
+                    for (int j = 0; j < 16; j++) {
+                        wq[j] = (int8_t)((b->qs[j] & 0xf) - 8);
+                        wq[j + 16] = (int8_t)((b->qs[j] >> 4) - 8);
+                    }
+                    dh = b->d;
+                }
+                int32_t isum = 0;
+                for (int j = 0; j < 32; j++) isum += wq[j] * (g[64 * (j / 4) + j % 4] - 128);
+                acc = fmaf((float)isum, hl_quant_f16_to_f32(dh) * da, acc);
+            }
+            out[(size_t)t * out_stride + r] = acc;
+        }
+    }
 }
 
 /* ---- vector helpers ----------------------------------------------------------------- */

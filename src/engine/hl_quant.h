@@ -107,13 +107,16 @@ typedef enum hl_quant_isa {
  * activation vector in that type's activation format. */
 typedef float (*hl_quant_dot_fn)(int n, const void *w, const void *act);
 
-/* A block of dot products: out[t*out_stride + r] = dot(row r, token t) for r < nr, t < nt,
- * rows w_stride bytes apart, activations act_stride bytes apart. Faster than nr*nt dot calls
- * where it exists (each weight row is unpacked once for several tokens), and equal to the
- * type's dot kernel bit for bit, so callers may mix the two. */
-typedef void (*hl_quant_tile_fn)(int n, const void *w, size_t w_stride, int nr,
-                                 const void *act, size_t act_stride, int nt, float *out,
-                                 size_t out_stride);
+/* Prompt matmuls (GEMM): out[t*out_stride + r] = dot(row r, token t) for r < nr, t < nt,
+ * weight rows w_stride bytes apart, the nt tokens' activations quantized once per matmul
+ * into the token-interleaved layout of hl_quant_actx_pack(). Each weight block is then
+ * read once for 16 or 32 tokens, one vector lane per token. For every (row, token) the sum
+ * is, block by block in order, acc = fmaf((float)isum, d_w * d_a, acc) with isum the exact
+ * integer dot product of the block and d_a, the values, the roundings those of hl_act_q8
+ * (hl_quant_gemm_ref() spells it out); so it agrees with the dot kernels to float rounding,
+ * not bit for bit. */
+typedef void (*hl_quant_gemm_fn)(int n, const void *w, size_t w_stride, int nr,
+                                 const void *actx, int nt, float *out, size_t out_stride);
 
 float hl_quant_f16_to_f32(uint16_t h);
 uint16_t hl_quant_f32_to_f16(float f);  /* round to nearest even */
@@ -152,10 +155,20 @@ void hl_quant_act_quantize(hl_quant_act act, const float *x, void *dst, int n);
  * supported by this CPU. hl_quant_dot_fn_for() picks the best available. */
 hl_quant_dot_fn hl_quant_kernel(uint32_t type, hl_quant_isa isa);
 hl_quant_dot_fn hl_quant_dot_fn_for(uint32_t type);
-/* The tile kernel at an ISA level (NULL where none, or unavailable) and the one that goes
- * with hl_quant_dot_fn_for() (NULL when the best level has none). */
-hl_quant_tile_fn hl_quant_tile(uint32_t type, hl_quant_isa isa);
-hl_quant_tile_fn hl_quant_tile_fn_for(uint32_t type);
+/* Token-interleaved activations for the GEMM kernels (Q8_0 and Q4_0 weights): per group of
+ * 16 tokens and per 32-value block, 8 x 64 bytes (value group g = values 4g..4g+3: token l's
+ * four values, each plus 128 as an unsigned byte, at bytes 64g + 4l) then the 16 tokens'
+ * scales as floats; 576 bytes. Padding tokens of the last group are zero (byte 128, scale
+ * 0). x holds nt rows of n floats (n a multiple of 32), x_stride floats apart. */
+size_t hl_quant_actx_size(int n, int nt);
+void hl_quant_actx_pack(const float *x, size_t x_stride, int nt, int n, void *dst);
+/* The GEMM kernel at an ISA level (NULL where none or unavailable: only AVX-512 has one, for
+ * Q4_0 and Q8_0), and the best one available. */
+hl_quant_gemm_fn hl_quant_gemm(uint32_t type, hl_quant_isa isa);
+hl_quant_gemm_fn hl_quant_gemm_fn_for(uint32_t type);
+/* The GEMM's arithmetic in plain C, for tests: the same numbers, bit for bit. */
+void hl_quant_gemm_ref(uint32_t type, int n, const void *w, size_t w_stride, int nr,
+                       const void *actx, int nt, float *out, size_t out_stride);
 /* The best ISA level this CPU runs (HL_QUANT_ISA=scalar|avx2|avx512 in the environment
  * caps it, for benchmarks and for testing the fallbacks). */
 hl_quant_isa hl_quant_best_isa(void);

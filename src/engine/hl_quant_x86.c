@@ -474,38 +474,8 @@ tile_body(int n, const uint8_t *w, size_t ws, const uint8_t *act, size_t as, flo
                               size_t as, float *out, size_t os) {                          \
         tile_body(n, w, ws, act, as, out, os, NR, NT, Q8);                                 \
     }
-HL_TILE(tile_q4_0_4x4, 4, 4, 0)
-HL_TILE(tile_q4_0_4x1, 4, 1, 0)
 HL_TILE(tile_q4_0_1x1, 1, 1, 0)
-HL_TILE(tile_q8_0_4x4, 4, 4, 1)
-HL_TILE(tile_q8_0_4x1, 4, 1, 1)
 HL_TILE(tile_q8_0_1x1, 1, 1, 1)
-
-typedef void (*tile_fn)(int, const uint8_t *, size_t, const uint8_t *, size_t, float *, size_t);
-
-/* Any tile shape: full 4x4 and 4x1 pieces, single pairs for the rest. */
-static void tile_any(int n, const void *w, size_t ws, int nr, const void *act, size_t as,
-                     int nt, float *out, size_t os, tile_fn f44, tile_fn f41, tile_fn f11) {
-    const uint8_t *W = w, *A = act;
-    int r = 0;
-    for (; r + 4 <= nr; r += 4) {
-        int t = 0;
-        for (; t + 4 <= nt; t += 4) f44(n, W + r * ws, ws, A + t * as, as, out + t * os + r, os);
-        for (; t < nt; t++) f41(n, W + r * ws, ws, A + t * as, as, out + t * os + r, os);
-    }
-    for (; r < nr; r++)
-        for (int t = 0; t < nt; t++) f11(n, W + r * ws, ws, A + t * as, as, out + t * os + r, os);
-}
-
-static void tile_q4_0_avx512(int n, const void *w, size_t ws, int nr, const void *act,
-                             size_t as, int nt, float *out, size_t os) {
-    tile_any(n, w, ws, nr, act, as, nt, out, os, tile_q4_0_4x4, tile_q4_0_4x1, tile_q4_0_1x1);
-}
-
-static void tile_q8_0_avx512(int n, const void *w, size_t ws, int nr, const void *act,
-                             size_t as, int nt, float *out, size_t os) {
-    tile_any(n, w, ws, nr, act, as, nt, out, os, tile_q8_0_4x4, tile_q8_0_4x1, tile_q8_0_1x1);
-}
 
 static float dot_q4_0_tile(int n, const void *w, const void *act) {
     float r;
@@ -517,6 +487,171 @@ static float dot_q8_0_tile(int n, const void *w, const void *act) {
     float r;
     tile_q8_0_1x1(n, w, 0, act, 0, &r, 0);
     return r;
+}
+
+/* ---- GEMM for prompts (AVX-512 VNNI) ----------------------------------------------------
+ *
+ * One 512-bit vector holds 16 tokens (one int32 lane each), so a block's integer dot product
+ * is finished in the lane, and the scale, conversion and fma happen once per block for 16
+ * (row, token) pairs instead of once per pair. For each group g of 4 weight values, one
+ * vpdpbusd multiplies the 16 tokens' activations (unsigned: value + 128, from
+ * hl_quant_actx_pack()) with the row's 4 signed weights broadcast to every lane; the +128
+ * costs 128 * (sum of the block's weights), subtracted by starting the lane there.
+ *
+ * A register tile is 4 rows x 32 tokens (8 integer and 8 float accumulators). The weights of
+ * 4 rows are first unpacked, a chunk of columns at a time, into signed bytes, float scales
+ * and the -128 * sum corrections on the stack (read by broadcasting loads); each chunk then
+ * serves up to 128 tokens, so unpacking costs little. */
+#define GEMM_KB 64   /* blocks per chunk of columns */
+#define GEMM_TOK 128 /* tokens per pass over a chunk */
+#define ACTX_BLOCK 576
+
+typedef struct gemm_rows {
+    int8_t q[4][GEMM_KB * 32];
+    float d[4][GEMM_KB];
+    int32_t corr[4][GEMM_KB];
+} gemm_rows;
+
+/* Unpacks blocks [i0, i0 + nbc) of row (q8: Q8_0, else Q4_0) into slot r. */
+T_AVX512 static void gemm_unpack(gemm_rows *u, int r, const uint8_t *row, int i0, int nbc, int q8) {
+    for (int i = 0; i < nbc; i++) {
+        __m256i v;
+        uint16_t dh;
+        int32_t sum;
+        if (q8) {
+            const hl_block_q8_0 *b = (const hl_block_q8_0 *)row + i0 + i;
+            v = _mm256_loadu_si256((const __m256i *)b->qs);
+            dh = b->d;
+            /* sum of (w + 128), less 32 * 128 */
+            __m256i s = _mm256_sad_epu8(_mm256_xor_si256(v, _mm256_set1_epi8((char)0x80)),
+                                        _mm256_setzero_si256());
+            __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            sum = (int32_t)(_mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1)) - 32 * 128;
+        } else {
+            const hl_block_q4_0 *b = (const hl_block_q4_0 *)row + i0 + i;
+            __m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
+            __m128i lo = _mm_and_si128(raw, _mm_set1_epi8(0x0f));
+            __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0f));
+            __m256i nib = _mm256_set_m128i(hi, lo);
+            dh = b->d;
+            __m256i s = _mm256_sad_epu8(nib, _mm256_setzero_si256());
+            __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            sum = (int32_t)(_mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1)) - 32 * 8;
+            v = _mm256_sub_epi8(nib, _mm256_set1_epi8(8));
+        }
+        _mm256_storeu_si256((__m256i *)(u->q[r] + 32 * i), v);
+        u->d[r][i] = _cvtsh_ss(dh);
+        u->corr[r][i] = -128 * sum;
+    }
+}
+
+static inline int32_t gemm_w4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* NR rows (slots 0..NR-1, or slot r0 for NR == 1) x NV vectors of 16 tokens over nbc blocks;
+ * acc holds the running sums (acc[r][v*16 + l]), ax the activations of the first token
+ * group at the chunk's first block, the second group gs bytes further. */
+T_AVX512 static inline __attribute__((always_inline)) void
+gemm_tile(const gemm_rows *u, int r0, int nbc, const uint8_t *ax, size_t gs, float *acc,
+          size_t acc_stride, const int NR, const int NV) {
+    __m512 f[4][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) f[r][v] = _mm512_loadu_ps(acc + (r0 + r) * acc_stride + 16 * v);
+    for (int i = 0; i < nbc; i++, ax += ACTX_BLOCK) {
+        __m512i s[4][2];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            __m512i c = _mm512_set1_epi32(u->corr[r0 + r][i]);
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++) s[r][v] = c;
+        }
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            __m512i a0 = _mm512_loadu_si512(ax + 64 * g), a1 = a0;
+            if (NV == 2) a1 = _mm512_loadu_si512(ax + gs + 64 * g);
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) {
+                __m512i wv = _mm512_set1_epi32(gemm_w4(u->q[r0 + r] + 32 * i + 4 * g));
+                s[r][0] = _mm512_dpbusd_epi32(s[r][0], a0, wv);
+                if (NV == 2) s[r][1] = _mm512_dpbusd_epi32(s[r][1], a1, wv);
+            }
+        }
+        __m512 da0 = _mm512_loadu_ps(ax + 512), da1 = da0;
+        if (NV == 2) da1 = _mm512_loadu_ps(ax + gs + 512);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            __m512 dw = _mm512_set1_ps(u->d[r0 + r][i]);
+            f[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][0]), _mm512_mul_ps(dw, da0), f[r][0]);
+            if (NV == 2)
+                f[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][1]), _mm512_mul_ps(dw, da1), f[r][1]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) _mm512_storeu_ps(acc + (r0 + r) * acc_stride + 16 * v, f[r][v]);
+}
+
+#define HL_GEMM_TILE(NAME, NR, NV)                                                          \
+    T_AVX512 static void NAME(const gemm_rows *u, int r0, int nbc, const uint8_t *ax,       \
+                              size_t gs, float *acc, size_t acc_stride) {                   \
+        gemm_tile(u, r0, nbc, ax, gs, acc, acc_stride, NR, NV);                             \
+    }
+HL_GEMM_TILE(gemm_tile_4x2, 4, 2)
+HL_GEMM_TILE(gemm_tile_4x1, 4, 1)
+HL_GEMM_TILE(gemm_tile_1x2, 1, 2)
+HL_GEMM_TILE(gemm_tile_1x1, 1, 1)
+
+T_AVX512 static void gemm_any(int n, const void *w, size_t ws, int nr, const void *actx, int nt,
+                              float *out, size_t os, int q8) {
+    int nb = n / 32, ng = (nt + 15) / 16;
+    size_t gs = (size_t)nb * ACTX_BLOCK;
+    gemm_rows u;
+    float acc[4][GEMM_TOK] __attribute__((aligned(64)));
+    for (int g0 = 0; g0 < ng; g0 += GEMM_TOK / 16) {
+        int g1 = g0 + GEMM_TOK / 16 < ng ? g0 + GEMM_TOK / 16 : ng;
+        for (int r0 = 0; r0 < nr; r0 += 4) {
+            int rn = nr - r0 < 4 ? nr - r0 : 4;
+            memset(acc, 0, sizeof acc);
+            for (int i0 = 0; i0 < nb; i0 += GEMM_KB) {
+                int nbc = nb - i0 < GEMM_KB ? nb - i0 : GEMM_KB;
+                for (int r = 0; r < rn; r++)
+                    gemm_unpack(&u, r, (const uint8_t *)w + (size_t)(r0 + r) * ws, i0, nbc, q8);
+                for (int g = g0; g < g1; g += 2) {
+                    const uint8_t *ax = (const uint8_t *)actx + (size_t)g * gs + (size_t)i0 * ACTX_BLOCK;
+                    float *a = &acc[0][16 * (g - g0)];
+                    int two = g + 1 < g1;
+                    if (rn == 4) {
+                        if (two) gemm_tile_4x2(&u, 0, nbc, ax, gs, a, GEMM_TOK);
+                        else gemm_tile_4x1(&u, 0, nbc, ax, gs, a, GEMM_TOK);
+                    } else {
+                        for (int r = 0; r < rn; r++) {
+                            if (two) gemm_tile_1x2(&u, r, nbc, ax, gs, a, GEMM_TOK);
+                            else gemm_tile_1x1(&u, r, nbc, ax, gs, a, GEMM_TOK);
+                        }
+                    }
+                }
+            }
+            int t1 = 16 * g1 < nt ? 16 * g1 : nt;
+            for (int r = 0; r < rn; r++)
+                for (int t = 16 * g0; t < t1; t++) out[(size_t)t * os + r0 + r] = acc[r][t - 16 * g0];
+        }
+    }
+}
+
+static void gemm_q4_0_avx512(int n, const void *w, size_t ws, int nr, const void *actx, int nt,
+                             float *out, size_t os) {
+    gemm_any(n, w, ws, nr, actx, nt, out, os, 0);
+}
+
+static void gemm_q8_0_avx512(int n, const void *w, size_t ws, int nr, const void *actx, int nt,
+                             float *out, size_t os) {
+    gemm_any(n, w, ws, nr, actx, nt, out, os, 1);
 }
 
 T_AVX512 static float vdot_f16_avx512(int n, const uint16_t *x, const uint16_t *y) {
@@ -611,10 +746,10 @@ hl_quant_dot_fn hl_quant_x86_kernel_avx512(uint32_t type) {
     return NULL;
 }
 
-hl_quant_tile_fn hl_quant_x86_tile(uint32_t type, hl_quant_isa isa) {
+hl_quant_gemm_fn hl_quant_x86_gemm(uint32_t type, hl_quant_isa isa) {
 #if defined(__x86_64__)
-    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q4_0) return tile_q4_0_avx512;
-    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q8_0) return tile_q8_0_avx512;
+    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q4_0) return gemm_q4_0_avx512;
+    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q8_0) return gemm_q8_0_avx512;
 #endif
     (void)type;
     (void)isa;

@@ -13,8 +13,8 @@ bool hl_quant_x86_has_avx512(void); /* AVX-512 F, BW, VL and VNNI */
 /* Kernels for a weight type; NULL where none exists at that level. */
 hl_quant_dot_fn hl_quant_x86_kernel_avx2(uint32_t type);
 hl_quant_dot_fn hl_quant_x86_kernel_avx512(uint32_t type);
-/* Tile kernels at an ISA level; NULL where none. */
-hl_quant_tile_fn hl_quant_x86_tile(uint32_t type, hl_quant_isa isa);
+/* GEMM kernels at an ISA level; NULL where none. */
+hl_quant_gemm_fn hl_quant_x86_gemm(uint32_t type, hl_quant_isa isa);
 /* Vector helpers at an ISA level; NULL where none. */
 const hl_quant_vec_ops *hl_quant_x86_vec(hl_quant_isa isa);
 

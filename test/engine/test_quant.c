@@ -3,6 +3,7 @@
  * (scalar and each SIMD level this CPU has) against the double-precision reference on
  * random data. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hl_gguf.h"
@@ -285,50 +286,65 @@ HL_TEST(kernels_match_reference) {
     free(act_isa);
 }
 
-/* Tile kernels give exactly the numbers of their level's dot kernel, for every tile shape
- * (full 4x4 tiles, 4x1 columns and single pairs) and odd block counts. */
-HL_TEST(tiles_match_dot) {
+/* GEMM kernels: exactly the numbers of hl_quant_gemm_ref() (the arithmetic spelled out in
+ * C), for every shape the kernel splits into (4-row tiles and single rows; pairs of 16-token
+ * groups and single groups, padding lanes), odd block counts and more than one chunk of
+ * columns; and within float rounding of the dot kernel with the same activations (about
+ * one float epsilon per block: the two round the per-block products differently). */
+HL_TEST(gemm_matches_reference) {
     static const uint32_t types[] = {HL_GGUF_Q4_0, HL_GGUF_Q8_0};
-    static const int lens[] = {32, 96, 2048};
-    enum { NR = 9, NT = 6 };
+    static const int lens[] = {32, 96, 2048, 2048 + 32 * 70};
+    static const int nrs[] = {1, 3, 4, 9};
+    static const int nts[] = {1, 5, 16, 17, 33, 130};
+    enum { NR = 9, NT = 130 };
     int tested = 0;
     for (size_t ti = 0; ti < 2; ti++)
         for (int isa = 0; isa < HL_ISA_COUNT; isa++) {
-            hl_quant_tile_fn tile = hl_quant_tile(types[ti], (hl_quant_isa)isa);
-            hl_quant_dot_fn dot = hl_quant_kernel(types[ti], (hl_quant_isa)isa);
-            if (!tile) continue;
-            HL_REQUIRE(dot != NULL);
+            hl_quant_gemm_fn gemm = hl_quant_gemm(types[ti], (hl_quant_isa)isa);
+            if (!gemm) continue;
+            hl_quant_dot_fn dot = hl_quant_kernel(types[ti], HL_ISA_SCALAR);
             for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
                 int n = lens[li];
-                hl_quant_act af = hl_quant_act_for_isa(types[ti], (hl_quant_isa)isa);
-                size_t rs = hl_gguf_row_size(types[ti], (uint64_t)n), as = hl_quant_act_size(af, n);
-                uint8_t *w = malloc(rs * NR), *act = malloc(as * NT);
-                float *x = malloc((size_t)n * sizeof *x), out[NT][NR];
+                size_t rs = hl_gguf_row_size(types[ti], (uint64_t)n);
+                size_t qs = hl_quant_act_size(HL_ACT_Q8, n);
+                uint8_t *w = malloc(rs * NR), *ax = malloc(hl_quant_actx_size(n, NT));
+                uint8_t *aq = malloc(qs);
+                float *x = malloc((size_t)n * NT * sizeof *x);
+                float *out = malloc(sizeof(float) * NR * NT), *want = malloc(sizeof(float) * NR * NT);
+                HL_REQUIRE(w && ax && aq && x && out && want);
                 for (int r = 0; r < NR; r++) random_row(types[ti], w + r * rs, n);
-                for (int t = 0; t < NT; t++) {
-                    for (int i = 0; i < n; i++) x[i] = rndf();
-                    hl_quant_act_quantize(af, x, act + t * as, n);
-                }
-                for (int nr = 1; nr <= NR; nr += 4)
-                    for (int nt = 1; nt <= NT; nt++) {
-                        memset(out, 0, sizeof out);
-                        tile(n, w, rs, nr, act, as, nt, &out[0][0], NR);
-                        for (int r = 0; r < nr; r++)
-                            for (int t = 0; t < nt; t++) {
-                                float want = dot(n, w + r * rs, act + t * as);
-                                if (memcmp(&want, &out[t][r], 4) != 0)
-                                    HL_FAIL_("%s %s n=%d tile %dx%d (%d,%d): %.9g vs dot %.9g",
-                                             hl_gguf_type_name(types[ti]), hl_quant_isa_name((hl_quant_isa)isa),
-                                             n, nr, nt, r, t, out[t][r], want);
+                for (int i = 0; i < n * NT; i++) x[i] = rndf();
+                for (size_t a = 0; a < sizeof nrs / sizeof *nrs; a++)
+                    for (size_t b = 0; b < sizeof nts / sizeof *nts; b++) {
+                        int nr = nrs[a], nt = nts[b];
+                        hl_quant_actx_pack(x, (size_t)n, nt, n, ax);
+                        for (int i = 0; i < NR * NT; i++) out[i] = want[i] = -1234.5f;
+                        gemm(n, w, rs, nr, ax, nt, out, NR);
+                        hl_quant_gemm_ref(types[ti], n, w, rs, nr, ax, nt, want, NR);
+                        HL_CHECK(memcmp(out, want, sizeof(float) * NR * NT) == 0);
+                        for (int t = 0; t < nt; t++) {
+                            hl_quant_act_quantize(HL_ACT_Q8, x + (size_t)t * n, aq, n);
+                            for (int r = 0; r < nr; r++) {
+                                float d = dot(n, w + r * rs, aq), g = out[t * NR + r];
+                                if (memcmp(&g, &want[t * NR + r], 4) != 0 ||
+                                    !(fabsf(g - d) <= 5e-7f * (float)(n / 32) * (1 + fabsf(d))))
+                                    HL_FAIL_("%s %s n=%d %dx%d (%d,%d): gemm %.9g ref %.9g dot %.9g",
+                                             hl_gguf_type_name(types[ti]),
+                                             hl_quant_isa_name((hl_quant_isa)isa), n, nr, nt, r, t,
+                                             g, want[t * NR + r], d);
                             }
+                        }
                         tested++;
                     }
                 free(w);
-                free(act);
+                free(ax);
+                free(aq);
                 free(x);
+                free(out);
+                free(want);
             }
         }
-    printf("  %d tile shapes checked\n", tested);
+    printf("  %d GEMM shapes checked\n", tested);
 }
 
 /* The attention helpers at each ISA level give the scalar version's bits (the half-precision
