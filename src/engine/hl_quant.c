@@ -488,6 +488,8 @@ size_t hl_quant_actx_size(int n, int nt) {
 }
 
 void hl_quant_actx_pack(const float *x, size_t x_stride, int nt, int n, void *dst) {
+    if (hl_quant_best_isa() == HL_ISA_AVX512 && hl_quant_x86_actx_pack(x, x_stride, nt, n, dst))
+        return;
     int nb = n / 32, ng = (nt + 15) / 16;
     uint8_t *o = dst;
     for (int t = 0; t < ng * 16; t++) {

@@ -10,6 +10,7 @@
  * (AVX512VL), since a block is 32 values. */
 #include "hl_quant_x86.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -504,6 +505,7 @@ static float dot_q8_0_tile(int n, const void *w, const void *act) {
  * serves up to 128 tokens, so unpacking costs little. */
 #define GEMM_KB 64   /* blocks per chunk of columns */
 #define GEMM_TOK 128 /* tokens per pass over a chunk */
+#define GEMM_ROWS 16 /* rows whose sums are kept before they are written out */
 #define ACTX_BLOCK 576
 
 typedef struct gemm_rows {
@@ -612,34 +614,69 @@ T_AVX512 static void gemm_any(int n, const void *w, size_t ws, int nr, const voi
     int nb = n / 32, ng = (nt + 15) / 16;
     size_t gs = (size_t)nb * ACTX_BLOCK;
     gemm_rows u;
-    float acc[4][GEMM_TOK] __attribute__((aligned(64)));
+    /* Sums for 16 rows, written out at the end as one 64-byte line per token: the output's
+     * rows are a matrix row apart, and 4-byte stores a row apart missed the cache. */
+    float acc[GEMM_ROWS][GEMM_TOK] __attribute__((aligned(64)));
     for (int g0 = 0; g0 < ng; g0 += GEMM_TOK / 16) {
         int g1 = g0 + GEMM_TOK / 16 < ng ? g0 + GEMM_TOK / 16 : ng;
-        for (int r0 = 0; r0 < nr; r0 += 4) {
-            int rn = nr - r0 < 4 ? nr - r0 : 4;
+        for (int R0 = 0; R0 < nr; R0 += GEMM_ROWS) {
+            int Rn = nr - R0 < GEMM_ROWS ? nr - R0 : GEMM_ROWS;
             memset(acc, 0, sizeof acc);
             for (int i0 = 0; i0 < nb; i0 += GEMM_KB) {
                 int nbc = nb - i0 < GEMM_KB ? nb - i0 : GEMM_KB;
-                for (int r = 0; r < rn; r++)
-                    gemm_unpack(&u, r, (const uint8_t *)w + (size_t)(r0 + r) * ws, i0, nbc, q8);
-                for (int g = g0; g < g1; g += 2) {
-                    const uint8_t *ax = (const uint8_t *)actx + (size_t)g * gs + (size_t)i0 * ACTX_BLOCK;
-                    float *a = &acc[0][16 * (g - g0)];
-                    int two = g + 1 < g1;
-                    if (rn == 4) {
-                        if (two) gemm_tile_4x2(&u, 0, nbc, ax, gs, a, GEMM_TOK);
-                        else gemm_tile_4x1(&u, 0, nbc, ax, gs, a, GEMM_TOK);
-                    } else {
-                        for (int r = 0; r < rn; r++) {
-                            if (two) gemm_tile_1x2(&u, r, nbc, ax, gs, a, GEMM_TOK);
-                            else gemm_tile_1x1(&u, r, nbc, ax, gs, a, GEMM_TOK);
+                for (int r0 = 0; r0 < Rn; r0 += 4) {
+                    int rn = Rn - r0 < 4 ? Rn - r0 : 4;
+                    for (int r = 0; r < rn; r++)
+                        gemm_unpack(&u, r, (const uint8_t *)w + (size_t)(R0 + r0 + r) * ws, i0, nbc, q8);
+                    for (int g = g0; g < g1; g += 2) {
+                        const uint8_t *ax = (const uint8_t *)actx + (size_t)g * gs + (size_t)i0 * ACTX_BLOCK;
+                        float *a = &acc[r0][16 * (g - g0)];
+                        int two = g + 1 < g1;
+                        if (rn == 4) {
+                            if (two) gemm_tile_4x2(&u, 0, nbc, ax, gs, a, GEMM_TOK);
+                            else gemm_tile_4x1(&u, 0, nbc, ax, gs, a, GEMM_TOK);
+                        } else {
+                            for (int r = 0; r < rn; r++) {
+                                if (two) gemm_tile_1x2(&u, r, nbc, ax, gs, a, GEMM_TOK);
+                                else gemm_tile_1x1(&u, r, nbc, ax, gs, a, GEMM_TOK);
+                            }
                         }
                     }
                 }
             }
             int t1 = 16 * g1 < nt ? 16 * g1 : nt;
-            for (int r = 0; r < rn; r++)
-                for (int t = 16 * g0; t < t1; t++) out[(size_t)t * os + r0 + r] = acc[r][t - 16 * g0];
+            for (int t = 16 * g0; t < t1; t++)
+                for (int r = 0; r < Rn; r++) out[(size_t)t * os + R0 + r] = acc[r][t - 16 * g0];
+        }
+    }
+}
+
+/* hl_quant_actx_pack() with AVX-512: the same roundings as quantize_act_q8_scalar() (the
+ * scale rounded to half precision, x * (127 / amax) rounded to nearest even by the current
+ * rounding mode, as lrintf() does), so the same bytes. */
+T_AVX512 static void actx_pack_avx512(const float *x, size_t x_stride, int nt, int n, void *dst) {
+    int nb = n / 32, ng = (nt + 15) / 16;
+    uint8_t *o = dst;
+    for (int t = 0; t < ng * 16; t++) {
+        uint8_t *g = o + (size_t)(t / 16) * nb * ACTX_BLOCK + 4 * (t % 16);
+        const float *xt = x + (size_t)t * x_stride;
+        for (int i = 0; i < nb; i++, g += ACTX_BLOCK) {
+            __m128i q0 = _mm_set1_epi8((char)0x80), q1 = q0;
+            float d = 0;
+            if (t < nt) {
+                __m512 x0 = _mm512_loadu_ps(xt + 32 * i), x1 = _mm512_loadu_ps(xt + 32 * i + 16);
+                float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+                float id = amax != 0 ? 127.0f / amax : 0;
+                d = _cvtsh_ss(_cvtss_sh(amax / 127, _MM_FROUND_TO_NEAREST_INT));
+                __m512 vid = _mm512_set1_ps(id);
+                q0 = _mm_xor_si128(_mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x0, vid))), q0);
+                q1 = _mm_xor_si128(_mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x1, vid))), q1);
+            }
+            uint32_t v[8];
+            _mm_storeu_si128((__m128i *)v, q0);
+            _mm_storeu_si128((__m128i *)(v + 4), q1);
+            for (int k = 0; k < 8; k++) memcpy(g + 64 * k, &v[k], 4);
+            memcpy(g + 512, &d, 4);
         }
     }
 }
@@ -754,6 +791,20 @@ hl_quant_gemm_fn hl_quant_x86_gemm(uint32_t type, hl_quant_isa isa) {
     (void)type;
     (void)isa;
     return NULL;
+}
+
+bool hl_quant_x86_actx_pack(const float *x, size_t x_stride, int nt, int n, void *dst) {
+#if defined(__x86_64__)
+    static atomic_int have = -1;
+    int h = atomic_load_explicit(&have, memory_order_relaxed);
+    if (h < 0) atomic_store_explicit(&have, h = hl_quant_x86_has_avx512(), memory_order_relaxed);
+    if (h) {
+        actx_pack_avx512(x, x_stride, nt, n, dst);
+        return true;
+    }
+#endif
+    (void)x, (void)x_stride, (void)nt, (void)n, (void)dst;
+    return false;
 }
 
 const hl_quant_vec_ops *hl_quant_x86_vec(hl_quant_isa isa) {

@@ -15,6 +15,8 @@ hl_quant_dot_fn hl_quant_x86_kernel_avx2(uint32_t type);
 hl_quant_dot_fn hl_quant_x86_kernel_avx512(uint32_t type);
 /* GEMM kernels at an ISA level; NULL where none. */
 hl_quant_gemm_fn hl_quant_x86_gemm(uint32_t type, hl_quant_isa isa);
+/* hl_quant_actx_pack() with SIMD where this CPU has it (same bytes); false where not. */
+bool hl_quant_x86_actx_pack(const float *x, size_t x_stride, int nt, int n, void *dst);
 /* Vector helpers at an ISA level; NULL where none. */
 const hl_quant_vec_ops *hl_quant_x86_vec(hl_quant_isa isa);
 

@@ -286,6 +286,40 @@ HL_TEST(kernels_match_reference) {
     free(act_isa);
 }
 
+/* The token-interleaved activations hold, for each token, the values and scale that
+ * hl_act_q8 quantization gives (plus 128), and zeros for the padding tokens; with the SIMD
+ * packer where this CPU has one and with the plain one (HL_QUANT_ISA=scalar). */
+HL_TEST(actx_pack_matches_q8) {
+    enum { N = 96, NT = 21 };
+    static float x[NT][N];
+    static uint8_t ax[2][((NT + 15) / 16) * (N / 32) * 576];
+    hl_act_q8 q[N / 32];
+    for (int t = 0; t < NT; t++)
+        for (int i = 0; i < N; i++) x[t][i] = rndf() * (float)(1 + t);
+    x[3][5] = 0; /* a block of zeros */
+    for (int i = 32; i < 64; i++) x[4][i] = 0;
+    HL_REQUIRE(hl_quant_actx_size(N, NT) == sizeof ax[0]);
+    for (int v = 0; v < 2; v++) {
+        const char *old = getenv("HL_QUANT_ISA");
+        if (v == 1) setenv("HL_QUANT_ISA", "scalar", 1);
+        hl_quant_actx_pack(&x[0][0], N, NT, N, ax[v]);
+        if (v == 1 && old) setenv("HL_QUANT_ISA", old, 1);
+        else if (v == 1) unsetenv("HL_QUANT_ISA");
+        for (int t = 0; t < 32; t++) {
+            if (t < NT) hl_quant_act_quantize(HL_ACT_Q8, x[t], q, N);
+            for (int b = 0; b < N / 32; b++) {
+                const uint8_t *g = ax[v] + ((size_t)(t / 16) * (N / 32) + b) * 576 + 4 * (t % 16);
+                float d;
+                memcpy(&d, g + 512, 4);
+                HL_CHECK(memcmp(&d, t < NT ? &q[b].d : &(float){0}, 4) == 0);
+                for (int j = 0; j < 32; j++)
+                    HL_CHECK_INT_EQ(g[64 * (j / 4) + j % 4], t < NT ? q[b].qs[j] + 128 : 128);
+            }
+        }
+    }
+    HL_CHECK(memcmp(ax[0], ax[1], sizeof ax[0]) == 0);
+}
+
 /* GEMM kernels: exactly the numbers of hl_quant_gemm_ref() (the arithmetic spelled out in
  * C), for every shape the kernel splits into (4-row tiles and single rows; pairs of 16-token
  * groups and single groups, padding lanes), odd block counts and more than one chunk of
