@@ -2,11 +2,20 @@
 # The whole test suite: installs what is missing, then builds twice (optimized, and with
 # AddressSanitizer + UndefinedBehaviorSanitizer) and runs, against each build, the C unit
 # tests, the fuzz-corpus replays and the integration tests that drive the real gateway with
-# the official OpenAI and Anthropic SDKs (installed with npm ci from package-lock.json).
+# the official OpenAI and Anthropic SDKs (installed with npm ci from package-lock.json). The
+# PostgreSQL store is tested against a real server started here (scripts/pg.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh --test
 npm ci --no-audit --no-fund --loglevel=error
+
+# A real PostgreSQL server for the PostgreSQL store's tests, unless HL_TEST_PG names one.
+# HL_REQUIRE_PG=1: here a missing server fails those tests instead of skipping them.
+if [[ -z ${HL_TEST_PG:-} ]]; then
+    eval "$(bash scripts/pg.sh start)"
+    trap 'bash scripts/pg.sh stop "$HL_TEST_PG_DIR"' EXIT
+fi
+export HL_TEST_PG HL_REQUIRE_PG=1
 
 jobs=$(nproc)
 status=0

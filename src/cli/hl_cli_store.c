@@ -14,10 +14,11 @@
 #include "hl_store.h"
 
 const char hl_cli_store_usage[] =
-    "  ledger index --journal FILE --db FILE\n"
-    "                         index the JSONL ledger into a SQLite store (from where the last\n"
-    "                         run stopped; safe to run again at any time)\n"
-    "  report --db FILE [--journal FILE] [--from ISO] [--to ISO]\n"
+    "  ledger index --journal FILE --db FILE|URI\n"
+    "                         index the JSONL ledger into a SQLite file or a PostgreSQL\n"
+    "                         database (postgresql://...), from where the last run stopped;\n"
+    "                         safe to run again at any time\n"
+    "  report --db FILE|URI [--journal FILE] [--from ISO] [--to ISO]\n"
     "         [--group-by source|backend|model|task_type|route_reason|tenant|day|none]\n"
     "         [--format table|json|csv]\n"
     "         [--cloud-model NAME --config FILE | --cloud-price IN/OUT[/CACHED]]\n"
@@ -61,9 +62,11 @@ static int run_index(const char *cmd, hl_store *s, const char *journal, const ch
         return 1;
     }
     FILE *f = quiet_stdout ? stderr : stdout;
+    char where[600];
+    hl_store_redact(db, where, sizeof where);
     fprintf(f, "indexed %s into %s: %llu lines, %llu new, %llu already indexed, %llu malformed, "
                "%llu conflicting; at byte %lld of %lld%s (%.2f s)\n",
-            journal, db, st.lines, st.inserted, st.duplicates, st.malformed, st.conflicts, st.offset,
+            journal, where, st.lines, st.inserted, st.duplicates, st.malformed, st.conflicts, st.offset,
             st.size, st.restarted ? "; the journal was rotated or truncated, so it was read from the start" : "",
             dt);
     return 0;
@@ -79,7 +82,7 @@ int hl_cli_store_ledger(int argc, char **argv) {
         else if (!strcmp(argv[i], "--db") && i + 1 < argc) db = argv[++i];
         else return usage_error(cmd, "unexpected argument '%s'", argv[i]);
     }
-    if (!journal || !db) return usage_error(cmd, "%s", "index: --journal FILE and --db FILE are required");
+    if (!journal || !db) return usage_error(cmd, "%s", "index: --journal FILE and --db FILE|URI are required");
     hl_store *s = open_store(cmd, db);
     if (!s) return 1;
     int rc = run_index(cmd, s, journal, db, false);
@@ -129,7 +132,7 @@ int hl_cli_store_report(int argc, char **argv) {
         if (!slot || i + 1 >= argc) return usage_error(cmd, "unexpected argument '%s'", a);
         *slot = argv[++i];
     }
-    if (!db) return usage_error(cmd, "%s", "--db FILE is required");
+    if (!db) return usage_error(cmd, "%s", "--db FILE|URI is required");
     hl_report_opts o = {.from_ms = HL_STORE_TIME_MIN, .to_ms = HL_STORE_TIME_MAX};
     hl_report_format fmt;
     if (hl_store_group_parse(group, &o.group_by) != HL_OK)

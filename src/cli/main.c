@@ -39,9 +39,10 @@ static int usage(FILE *f) {
             "  route --explain --config FILE [--format openai|anthropic] [--header 'Name: value']...\n"
             "                         read a request body on stdin and print the routing decision\n"
             "                         and every rule that matched or not; calls no backend\n"
-            "  ledger index --journal FILE --db FILE\n"
-            "                         index a JSONL ledger into SQLite (idempotent, resumable)\n"
-            "  report --db FILE [--journal FILE] [--from ISO] [--to ISO] [--group-by KEY]\n"
+            "  ledger index --journal FILE --db FILE|URI\n"
+            "                         index a JSONL ledger into SQLite (a file) or PostgreSQL\n"
+            "                         (postgresql://...); idempotent, resumable\n"
+            "  report --db FILE|URI [--journal FILE] [--from ISO] [--to ISO] [--group-by KEY]\n"
             "         [--format table|json|csv] [--cloud-model NAME --config FILE]\n"
             "                         requests, tokens, cost, latency, errors, escalations and\n"
             "                         savings against all-cloud, grouped\n"
@@ -57,6 +58,21 @@ static int usage(FILE *f) {
             "  version                print the version\n"
             "  help                   print this help\n");
     return f == stderr ? 2 : 0;
+}
+
+/* Budgets over a shared store (hl_budget.h): the indexer thread syncs them around each pass. */
+static void budget_sync_before(void *ctx) { hl_budgets_sync_begin(ctx, time(NULL)); }
+
+static void budget_spend(void *ctx, const char *tenant, double day_usd, double month_usd) {
+    hl_budgets_sync_add(ctx, tenant, day_usd, month_usd);
+}
+
+static void budget_sync_after(void *ctx, hl_store *conn) {
+    time_t now = time(NULL);
+    if (hl_store_cloud_spend(conn, (long long)now * 1000, budget_spend, ctx) == HL_OK)
+        hl_budgets_sync_end(ctx, now);
+    else
+        hl_log(HL_LOG_WARN, "budgets: cannot read the shared spend: %s", hl_store_errmsg(conn));
 }
 
 static void *signal_thread(void *arg) {
@@ -140,13 +156,33 @@ static int cmd_serve(int argc, char **argv) {
         int stem = dot && (!slash || dot > slash) ? (int)(dot - cfg->ledger_path) : (int)strlen(cfg->ledger_path);
         snprintf(store_path, sizeof store_path, "%.*s.db", stem, cfg->ledger_path);
     }
+    if (hl_budgets_new(&budgets, cfg) != HL_OK) goto out;
+    bool shared_budgets = false;
     if (store_path[0]) {
-        /* The SQLite index of the journal, kept up to date off the event loops. */
-        char serr[600];
-        if (hl_store_open(&store, store_path, serr, sizeof serr) != HL_OK)
+        /* The index of the journal, kept up to date off the event loops. With a shared
+         * store the budgets' running totals are every gateway's, re-read after each pass. */
+        char serr[600], where[600];
+        hl_store_redact(store_path, where, sizeof where);
+        hl_store_indexer_hooks hooks = {budget_sync_before, budget_sync_after, budgets};
+        if (hl_store_open(&store, store_path, serr, sizeof serr) != HL_OK) {
             hl_log(HL_LOG_WARN, "ledger store disabled: %s", serr);
-        else if (hl_store_indexer_start(store, cfg->ledger_path, 1000) != HL_OK)
+        } else if (hl_store_indexer_start(store, cfg->ledger_path, cfg->ledger_index_interval_ms,
+                                          budgets && hl_store_shared(store) ? &hooks : NULL) != HL_OK) {
             hl_log(HL_LOG_WARN, "ledger indexer not started: %s", hl_store_errmsg(store));
+        } else if (budgets && hl_store_shared(store)) {
+            /* The first pass, before serving: the budgets start from the fleet's spend. */
+            if (hl_store_indexer_sync(store) == HL_OK) {
+                shared_budgets = true;
+                hl_log(HL_LOG_INFO, "budgets: spend shared through %s (re-read every %ld ms)", where,
+                       cfg->ledger_index_interval_ms);
+            } else {
+                hl_store_indexer_stats ist;
+                hl_store_indexer_stats_get(store, &ist);
+                hl_log(HL_LOG_WARN, "budgets: %s is unreachable (%s): starting from this gateway's "
+                       "journal; the fleet's spend is read once it answers", where, ist.last_error);
+            }
+        }
+        if (store) hl_log(HL_LOG_INFO, "ledger store: %s (%s)", where, hl_store_kind(store));
     }
     if (hl_backends_init(&bs, cfg, true) != HL_OK) {
         hl_log(HL_LOG_ERROR, "out of memory while resolving backends");
@@ -182,9 +218,10 @@ static int cmd_serve(int argc, char **argv) {
         hl_log(HL_LOG_WARN, "no backend is ready: requests will get 503. Set ANTHROPIC_API_KEY or "
                             "OPENAI_API_KEY, or start vLLM (:8000), a llama.cpp server (:8080) or "
                             "Ollama (:11434), then restart. GET /readyz shows the details.");
-    if (hl_budgets_new(&budgets, cfg) != HL_OK) goto out;
     size_t replayed = 0;
-    if (hl_budgets_load_ledger(budgets, cfg->ledger_path, time(NULL), &replayed) != HL_OK)
+    if (shared_budgets) {
+        /* already loaded from the shared store */
+    } else if (hl_budgets_load_ledger(budgets, cfg->ledger_path, time(NULL), &replayed) != HL_OK)
         hl_log(HL_LOG_WARN, "could not read %s for the budgets' running totals: %m", cfg->ledger_path);
     else if (budgets)
         hl_log(HL_LOG_INFO, "budgets: %zu ledger lines of the current periods replayed", replayed);

@@ -691,6 +691,7 @@ static hl_err h_str_empty_ok(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k,
 static const cfg_key ledger_keys[] = {
     {"path", h_str, offsetof(hl_config, ledger_path), 0, 0, 0},
     {"store", h_str_empty_ok, offsetof(hl_config, ledger_store_path), 0, 0, 0},
+    {"index_interval_ms", h_long, offsetof(hl_config, ledger_index_interval_ms), 10, CFG_MAX_MS, 0},
 };
 
 static hl_err h_server(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
@@ -1307,6 +1308,7 @@ static hl_config *config_new(const char *name) {
     cfg->path = strdup(name);
     cfg->listen_host = strdup("127.0.0.1");
     cfg->ledger_path = strdup("hybridllm-ledger.jsonl");
+    cfg->ledger_index_interval_ms = 1000;
     cfg->listen_port = 8741;
     cfg->threads = 0;
     cfg->max_body_bytes = 4 * MIB;

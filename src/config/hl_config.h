@@ -164,9 +164,12 @@ typedef struct hl_config {
     char *api_keys_env;        /* env var with comma-separated client keys; NULL: no auth */
     /* ledger: */
     char *ledger_path;         /* default "hybridllm-ledger.jsonl" */
-    char *ledger_store_path;   /* SQLite index of the journal, kept by a background thread;
-                                  NULL (default): the journal's path with ".db" for its
-                                  extension; "" turns it off */
+    char *ledger_store_path;   /* index of the journal, kept by a background thread: a SQLite
+                                  file, or a postgresql:// URI (shared by several gateways,
+                                  with their budgets); NULL (default): the journal's path with
+                                  ".db" for its extension; "" turns it off */
+    long ledger_index_interval_ms; /* how often the store catches up with the journal (and a
+                                      shared store's spend is re-read); default 1000 */
     /* backends, prices, routes: */
     hl_backend_cfg *backends;
     size_t n_backends;

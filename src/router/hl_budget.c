@@ -14,17 +14,28 @@
 
 #define TENANT_SLOTS 4096 /* per per-tenant budget; more tenants than this share one bucket */
 
+/* One running total. Alone, only `local` is used. With a shared store the total is
+ * base + transit + local: base is the store's figure at the last sync (every instance's spend
+ * that reached the database), transit what this process added before the pass that is now
+ * syncing began (on its way into the database), local what it added since. */
+typedef struct spend {
+    double base, transit, local;
+    double stage; /* the next base, filled while a sync reads the store */
+} spend;
+
+static double spend_total(const spend *s) { return s->base + s->transit + s->local; }
+
 typedef struct tenant_slot {
     char name[64]; /* "" when free */
-    double spent;
+    spend spent;
 } tenant_slot;
 
 typedef struct budget {
     const hl_budget_cfg *cfg;
     long period;           /* yyyymm or yyyymmdd of the totals held */
-    double spent;          /* global scope */
+    spend spent;           /* global scope */
     tenant_slot *tenants;  /* per-tenant scope */
-    double overflow;       /* spend of tenants that found no free slot */
+    spend overflow;        /* spend of tenants that found no free slot */
 } budget;
 
 struct hl_budgets {
@@ -47,7 +58,7 @@ static uint64_t hash(const char *s) {
 }
 
 /* The spend cell of tenant in b (created on first use); caller holds the lock. */
-static double *cell(budget *b, const char *tenant) {
+static spend *cell(budget *b, const char *tenant) {
     if (!b->cfg->per_tenant) return &b->spent;
     if (!tenant || strlen(tenant) >= sizeof b->tenants[0].name) return &b->overflow;
     size_t i = hash(tenant) % TENANT_SLOTS;
@@ -71,7 +82,8 @@ static void roll(budget *b, time_t now) {
     long p = period_of(b->cfg->period, now);
     if (p == b->period) return;
     b->period = p;
-    b->spent = b->overflow = 0;
+    memset(&b->spent, 0, sizeof b->spent);
+    memset(&b->overflow, 0, sizeof b->overflow);
     if (b->tenants) memset(b->tenants, 0, TENANT_SLOTS * sizeof *b->tenants);
 }
 
@@ -112,7 +124,7 @@ void hl_budgets_add(hl_budgets *b, const char *tenant, double cost_usd, time_t w
         if (!applies(bu, tenant)) continue;
         if (!bu->period) roll(bu, when);
         if (period_of(bu->cfg->period, when) != bu->period) continue; /* an older period's line */
-        *cell(bu, tenant) += cost_usd;
+        cell(bu, tenant)->local += cost_usd;
     }
     pthread_mutex_unlock(&b->mu);
 }
@@ -126,7 +138,7 @@ const hl_budget_cfg *hl_budgets_exceeded(hl_budgets *b, const char *tenant, time
         budget *bu = &b->v[i];
         if (!applies(bu, tenant)) continue;
         roll(bu, now);
-        double s = *cell(bu, tenant);
+        double s = spend_total(cell(bu, tenant));
         if (s >= bu->cfg->limit_usd) {
             hit = bu->cfg;
             *spent = s;
@@ -141,9 +153,66 @@ double hl_budgets_spent(hl_budgets *b, size_t i, const char *tenant, time_t now)
     if (!b || i >= b->n) return 0;
     pthread_mutex_lock(&b->mu);
     roll(&b->v[i], now);
-    double s = *cell(&b->v[i], tenant);
+    double s = spend_total(cell(&b->v[i], tenant));
     pthread_mutex_unlock(&b->mu);
     return s;
+}
+
+/* ---- sync with a shared store ---- */
+
+/* Calls fn on every cell of b; caller holds the lock. */
+static void each_cell(budget *b, void (*fn)(spend *)) {
+    fn(&b->spent);
+    fn(&b->overflow);
+    if (b->tenants)
+        for (size_t i = 0; i < TENANT_SLOTS; i++)
+            if (b->tenants[i].name[0]) fn(&b->tenants[i].spent);
+}
+
+static void cell_begin(spend *s) {
+    s->transit += s->local;
+    s->local = 0;
+    s->stage = 0;
+}
+
+static void cell_end(spend *s) {
+    s->base = s->stage;
+    s->transit = 0;
+    s->stage = 0;
+}
+
+void hl_budgets_sync_begin(hl_budgets *b, time_t now) {
+    if (!b) return;
+    pthread_mutex_lock(&b->mu);
+    for (size_t i = 0; i < b->n; i++) {
+        roll(&b->v[i], now);
+        each_cell(&b->v[i], cell_begin);
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
+void hl_budgets_sync_add(hl_budgets *b, const char *tenant, double day_usd, double month_usd) {
+    if (!b) return;
+    if (tenant && !*tenant) tenant = NULL;
+    pthread_mutex_lock(&b->mu);
+    for (size_t i = 0; i < b->n; i++) {
+        budget *bu = &b->v[i];
+        if (!applies(bu, tenant)) continue;
+        cell(bu, tenant)->stage += bu->cfg->period == HL_BUDGET_MONTH ? month_usd : day_usd;
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
+void hl_budgets_sync_end(hl_budgets *b, time_t now) {
+    if (!b) return;
+    pthread_mutex_lock(&b->mu);
+    for (size_t i = 0; i < b->n; i++) {
+        budget *bu = &b->v[i];
+        /* A period that ended during the sync: what was read belongs to the old one. */
+        if (period_of(bu->cfg->period, now) != bu->period) roll(bu, now);
+        else each_cell(bu, cell_end);
+    }
+    pthread_mutex_unlock(&b->mu);
 }
 
 /* ---- ledger replay ---- */

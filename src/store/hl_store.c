@@ -185,7 +185,7 @@ hl_err hl_store_open(hl_store **out, const char *location, char *errbuf, size_t 
         snprintf(errbuf, errbuf_len, "store: out of memory");
         return HL_ERR_NOMEM;
     }
-    s->ops = &hl_store_sqlite_ops;
+    s->ops = hl_store_is_pg_location(location) ? &hl_store_pg_ops : &hl_store_sqlite_ops;
     hl_err e = s->ops->open(s, location, errbuf, errbuf_len);
     if (e) {
         free(s->location);
@@ -206,6 +206,50 @@ void hl_store_close(hl_store *s) {
 
 int hl_store_schema_version(hl_store *s) {
     return s->ops->schema_version(s);
+}
+
+const char *hl_store_kind(const hl_store *s) { return s->ops->name; }
+
+bool hl_store_shared(const hl_store *s) { return s && s->ops->shared; }
+
+bool hl_store_is_pg_location(const char *location) {
+    return !strncmp(location, "postgresql://", 13) || !strncmp(location, "postgres://", 11);
+}
+
+static void put(char *out, size_t len, size_t *o, const char *p, size_t n) {
+    while (n-- && *o + 1 < len) out[(*o)++] = *p++;
+    if (len) out[*o] = '\0';
+}
+
+void hl_store_redact(const char *location, char *out, size_t out_len) {
+    size_t o = 0;
+    const char *p = location;
+    if (out_len) out[0] = '\0';
+    /* scheme://user:password@host...: the user info ends at the first '@' before any '/' or '?' */
+    const char *scheme = strstr(location, "://");
+    const char *end = scheme ? strpbrk(scheme + 3, "@/?") : NULL;
+    const char *colon = end && *end == '@' ? memchr(scheme + 3, ':', (size_t)(end - scheme - 3)) : NULL;
+    if (colon) {
+        put(out, out_len, &o, p, (size_t)(colon + 1 - p));
+        put(out, out_len, &o, "***", 3);
+        p = end;
+    }
+    /* ...?password=secret&... */
+    const char *pw;
+    while ((pw = strstr(p, "password="))) {
+        put(out, out_len, &o, p, (size_t)(pw + 9 - p));
+        put(out, out_len, &o, "***", 3);
+        p = pw + 9 + strcspn(pw + 9, "&");
+    }
+    put(out, out_len, &o, p, strlen(p));
+}
+
+hl_err hl_store_cloud_spend(hl_store *s, long long now_ms, hl_store_spend_fn fn, void *ctx) {
+    long long day = now_ms / 86400000;
+    int y;
+    unsigned m, d;
+    civil_from_days(day, &y, &m, &d);
+    return s->ops->cloud_spend(s, day, days_from_civil(y, m, 1), fn, ctx);
 }
 
 hl_err hl_store_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
@@ -353,6 +397,13 @@ typedef struct pass {
     counts pending;
     bool in_tx;
     unsigned logged;          /* malformed or conflicting lines logged so far */
+    /* Records parsed but not yet inserted (the backend takes them ops->batch at a time),
+     * with the parsed lines their strings live in and the lines' offsets, for messages. */
+    hl_store_record *recs;
+    json_t **roots;
+    long long *offs;
+    hl_store_insert_result *res;
+    size_t n;
 } pass;
 
 static hl_err pass_begin(pass *p) {
@@ -362,9 +413,38 @@ static hl_err pass_begin(pass *p) {
     return e;
 }
 
+static void pass_drop(pass *p) {
+    for (size_t i = 0; i < p->n; i++) json_decref(p->roots[i]);
+    p->n = 0;
+}
+
+/* Inserts the records waiting in p's batch. */
+static hl_err pass_flush(pass *p) {
+    if (!p->n) return HL_OK;
+    hl_err e = pass_begin(p);
+    if (!e) e = p->s->ops->insert(p->s, p->recs, p->n, p->res);
+    for (size_t i = 0; i < p->n && !e; i++) {
+        if (p->res[i] == HL_STORE_INSERTED) {
+            p->pending.inserted++;
+        } else if (p->res[i] == HL_STORE_DUPLICATE) {
+            p->pending.duplicates++;
+        } else {
+            p->pending.conflicts++;
+            if (p->logged++ < LOG_LIMIT)
+                hl_log(HL_LOG_WARN, "ledger %s: line at byte %lld: request %s attempt %lld is "
+                       "already indexed from another line (another timestamp); the first is "
+                       "kept (a client reusing x-request-id?)", p->key, p->offs[i],
+                       p->recs[i].request_id, p->recs[i].attempt);
+        }
+    }
+    pass_drop(p);
+    return e;
+}
+
 /* Saves offset with the records inserted so far and commits them together. */
 static hl_err pass_commit(pass *p, long long offset) {
-    hl_err e = pass_begin(p);
+    hl_err e = pass_flush(p);
+    if (!e) e = pass_begin(p);
     if (e) return e;
     p->st.offset = offset;
     if (p->st.head_len < HEAD_MAX && offset > p->st.head_len) {
@@ -405,29 +485,15 @@ static hl_err pass_line(pass *p, const char *line, size_t n, long long off) {
         pass_malformed(p, off, je.text);
         return HL_OK;
     }
-    hl_store_record r;
-    const char *why = record_from_json(root, &r);
-    hl_err e = HL_OK;
+    const char *why = record_from_json(root, &p->recs[p->n]);
     if (why) {
         pass_malformed(p, off, why);
-    } else if (!(e = pass_begin(p))) {
-        hl_store_insert_result res;
-        if (!(e = p->s->ops->insert(p->s, &r, &res))) {
-            if (res == HL_STORE_INSERTED) {
-                p->pending.inserted++;
-            } else if (res == HL_STORE_DUPLICATE) {
-                p->pending.duplicates++;
-            } else {
-                p->pending.conflicts++;
-                if (p->logged++ < LOG_LIMIT)
-                    hl_log(HL_LOG_WARN, "ledger %s: line at byte %lld: request %s attempt %lld is "
-                           "already indexed from another line (another timestamp); the first is "
-                           "kept (a client reusing x-request-id?)", p->key, off, r.request_id, r.attempt);
-            }
-        }
+        json_decref(root);
+        return HL_OK;
     }
-    json_decref(root);
-    return e;
+    p->roots[p->n] = root;
+    p->offs[p->n] = off;
+    return ++p->n == p->s->ops->batch ? pass_flush(p) : HL_OK;
 }
 
 /* Indexes the open journal fd, known as key. */
@@ -439,9 +505,22 @@ static hl_err index_fd(hl_store *s, const char *key, int fd, hl_store_index_stat
         return HL_ERR_IO;
     }
     pass p = {.s = s, .key = key, .fd = fd, .stats = stats};
+    size_t nb = s->ops->batch;
+    p.recs = malloc(nb * sizeof *p.recs);
+    p.roots = malloc(nb * sizeof *p.roots);
+    p.offs = malloc(nb * sizeof *p.offs);
+    p.res = malloc(nb * sizeof *p.res);
+    hl_buf buf;
+    hl_buf_init(&buf, READ_CHUNK + HL_STORE_MAX_LINE + 1);
     bool found = false;
-    hl_err e = s->ops->load_state(s, key, &p.st, &found);
-    if (e) return e;
+    hl_err e = HL_OK;
+    long long start = 0;
+    if (!p.recs || !p.roots || !p.offs || !p.res) {
+        hl_store_set_error(s, "%s: out of memory", key);
+        e = HL_ERR_NOMEM;
+        goto out;
+    }
+    if ((e = s->ops->load_state(s, key, &p.st, &found))) goto out;
     /* Same file as last time: same identity, not shorter than what was read, and the same
      * first bytes (a file truncated and written again past the offset keeps its inode). */
     bool same = found && p.st.dev == (long long)sb.st_dev && p.st.ino == (long long)sb.st_ino &&
@@ -460,12 +539,11 @@ static hl_err index_fd(hl_store *s, const char *key, int fd, hl_store_index_stat
     p.st.size = (long long)sb.st_size;
     stats->size = (long long)sb.st_size;
     stats->offset = p.st.offset;
-    long long start = p.st.offset, pos = start; /* pos: file offset of buf.data[0] */
+    start = p.st.offset;
+    long long pos = start; /* pos: file offset of buf.data[0] */
     /* A pass reads up to the size the file had when it began: a writer faster than the
      * indexer must not keep one pass (and its stats) from ever ending. */
     long long end = (long long)sb.st_size;
-    hl_buf buf;
-    hl_buf_init(&buf, READ_CHUNK + HL_STORE_MAX_LINE + 1);
     for (;;) {
         long long want = end - (pos + (long long)buf.len);
         if (want <= 0) break;
@@ -509,9 +587,14 @@ static hl_err index_fd(hl_store *s, const char *key, int fd, hl_store_index_stat
     }
     if (pos != p.st.offset || !found || !same || p.pending.lines) e = pass_commit(&p, pos);
 out:
+    pass_drop(&p);
     if (e && p.in_tx) s->ops->rollback(s);
     stats->bytes = (unsigned long long)(stats->offset - start);
     hl_buf_release(&buf);
+    free(p.recs);
+    free(p.roots);
+    free(p.offs);
+    free(p.res);
     return e;
 }
 
@@ -565,6 +648,7 @@ struct hl_store_indexer {
     long interval_ms;
     int fd;                   /* the journal file being followed; -1: none yet */
     bool failing;             /* the last pass failed (logged once until it recovers) */
+    hl_store_indexer_hooks hooks;
 };
 
 static void add_stats(hl_store_indexer_stats *t, const hl_store_index_stats *s) {
@@ -577,6 +661,7 @@ static void add_stats(hl_store_indexer_stats *t, const hl_store_index_stats *s) 
 static void indexer_pass(hl_store_indexer *ix) {
     hl_store_index_stats old_file = {0}, cur = {0};
     hl_err e = HL_OK;
+    if (ix->hooks.before_pass) ix->hooks.before_pass(ix->hooks.ctx);
     struct stat ps;
     bool path_ok = stat(ix->path, &ps) == 0;
     if (ix->fd >= 0) {
@@ -597,6 +682,7 @@ static void indexer_pass(hl_store_indexer *ix) {
         }
     }
     if (!e && ix->fd >= 0) e = index_fd(ix->conn, ix->key, ix->fd, &cur);
+    if (!e && ix->hooks.after_pass) ix->hooks.after_pass(ix->hooks.ctx, ix->conn);
 
     pthread_mutex_lock(&ix->mu);
     ix->last_err = e;
@@ -654,7 +740,8 @@ static void *indexer_main(void *arg) {
     return NULL;
 }
 
-hl_err hl_store_indexer_start(hl_store *s, const char *journal_path, long interval_ms) {
+hl_err hl_store_indexer_start(hl_store *s, const char *journal_path, long interval_ms,
+                              const hl_store_indexer_hooks *hooks) {
     if (s->indexer || !journal_path || interval_ms < 1) {
         hl_store_set_error(s, s->indexer ? "an indexer already runs on this store" : "indexer: invalid arguments");
         return HL_ERR_INVAL;
@@ -667,6 +754,7 @@ hl_err hl_store_indexer_start(hl_store *s, const char *journal_path, long interv
     }
     ix->fd = -1;
     ix->interval_ms = interval_ms;
+    if (hooks) ix->hooks = *hooks;
     journal_key(journal_path, ix->key, sizeof ix->key);
     char err[512];
     hl_err e = hl_store_open(&ix->conn, s->location, err, sizeof err);

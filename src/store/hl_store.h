@@ -15,8 +15,15 @@
  * The gateway runs the indexer on its own thread (hl_store_indexer_start) with its own
  * database connection, so event loops never block on the database.
  *
- * Backends: SQLite (hl_store_sqlite.c), a file path. The journal tailing and parsing here are
- * backend-neutral; a backend implements the few operations in hl_store_int.h.
+ * Backends: SQLite (hl_store_sqlite.c), a file path: one gateway's index; PostgreSQL
+ * (hl_store_pg.c), a postgresql:// URI: one ledger for a fleet of gateways, each indexing its
+ * own journal into it, and the budgets' shared running totals. Both have the same schema and
+ * migration numbers. The journal tailing and parsing here are backend-neutral; a backend
+ * implements the few operations in hl_store_int.h.
+ *
+ * Both keep, in the transaction that inserts records, the cloud spend per tenant and UTC day
+ * (table cloud_spend, maintained by the database from the rows actually inserted, so a
+ * replayed journal adds nothing twice): the figure budgets are checked against.
  *
  * Threads: one hl_store is one connection, used by one thread at a time. The background
  * indexer opens a second connection of its own. */
@@ -37,9 +44,11 @@ typedef struct hl_store hl_store;
  * longer is not a ledger record (it is skipped and counted as malformed). */
 #define HL_STORE_MAX_LINE (1u << 20)
 
-/* Opens (creating it if needed) the store at location, a SQLite file path, and applies any
- * schema migrations it lacks. On error returns non-zero, *out is NULL and errbuf holds one
- * line naming the file and the problem. Caller frees with hl_store_close(). */
+/* Opens the store at location and applies any schema migrations it lacks: a SQLite file path
+ * (created if needed), or a PostgreSQL URI "postgresql://[user@]host[:port]/dbname[?...]"
+ * (the database must exist; a password belongs in PGPASSWORD or a passfile, not the URI).
+ * On error returns non-zero, *out is NULL and errbuf holds one line naming the store (any
+ * password masked) and the problem. Caller frees with hl_store_close(). */
 hl_err hl_store_open(hl_store **out, const char *location, char *errbuf, size_t errbuf_len);
 /* Stops the background indexer if it runs (see hl_store_indexer_stop), closes, frees. NULL ok. */
 void hl_store_close(hl_store *s);
@@ -47,6 +56,18 @@ void hl_store_close(hl_store *s);
 const char *hl_store_errmsg(const hl_store *s);
 /* The schema version the store is at (the highest migration applied). */
 int hl_store_schema_version(hl_store *s);
+/* location with any password in it replaced by "***", for messages and logs. */
+void hl_store_redact(const char *location, char *out, size_t out_len);
+/* "sqlite" or "postgresql". */
+const char *hl_store_kind(const hl_store *s);
+/* True when several gateways can share this store (PostgreSQL). */
+bool hl_store_shared(const hl_store *s);
+
+/* Receives one tenant's cloud spend (tenant "" for requests without one). */
+typedef void (*hl_store_spend_fn)(void *ctx, const char *tenant, double day_usd, double month_usd);
+/* Calls fn for every tenant with cloud spend in the current UTC month as of now_ms, with its
+ * spend in the current UTC day and month, read in one statement (a consistent snapshot). */
+hl_err hl_store_cloud_spend(hl_store *s, long long now_ms, hl_store_spend_fn fn, void *ctx);
 
 /* ---- indexing the journal ---- */
 
@@ -84,11 +105,22 @@ typedef struct hl_store_indexer_stats {
     char last_error[512];          /* "" when the last pass succeeded */
 } hl_store_indexer_stats;
 
+/* Called on the indexer thread around every pass: before_pass just before it reads the
+ * journal, after_pass after it committed, with the indexer's own connection (for
+ * hl_store_cloud_spend). after_pass is not called when the pass failed. */
+typedef struct hl_store_indexer_hooks {
+    void (*before_pass)(void *ctx);
+    void (*after_pass)(void *ctx, hl_store *conn);
+    void *ctx;
+} hl_store_indexer_hooks;
+
 /* Starts a thread that indexes journal_path every interval_ms (>= 1) milliseconds, on its own
  * connection to s's database (opened here, so a failure is reported now). When the journal
  * file is replaced (rotation), the rest of the old file is indexed before the new one.
- * HL_ERR_INVAL if an indexer already runs on s. journal_path is copied. */
-hl_err hl_store_indexer_start(hl_store *s, const char *journal_path, long interval_ms);
+ * hooks may be NULL (copied). HL_ERR_INVAL if an indexer already runs on s. journal_path is
+ * copied. */
+hl_err hl_store_indexer_start(hl_store *s, const char *journal_path, long interval_ms,
+                              const hl_store_indexer_hooks *hooks);
 /* Asks for a pass now instead of at the next interval. Never blocks on the database. */
 void hl_store_indexer_kick(hl_store *s);
 /* Asks for a pass and waits until one that started after the call has finished, so every

@@ -1,11 +1,11 @@
 /* hl_store_int: what a store backend implements, private to src/store/.
  *
  * hl_store.c owns everything that does not depend on the database: reading and parsing the
- * journal, detecting rotation, batching, the indexer thread. A backend (hl_store_sqlite.c;
- * PostgreSQL later) provides the operations below over one connection. The indexer calls
- * them in this shape, which is what makes a crashed pass replayable:
+ * journal, detecting rotation, batching, the indexer thread. A backend (hl_store_sqlite.c,
+ * hl_store_pg.c) provides the operations below over one connection. The indexer calls them
+ * in this shape, which is what makes a crashed pass replayable:
  *
- *     begin; insert...; save_state(offset after the last inserted line); commit
+ *     begin; insert(batch)...; save_state(offset after the last inserted line); commit
  *
  * so the offset is durable exactly when the records before it are. */
 #ifndef HL_STORE_INT_H
@@ -61,13 +61,19 @@ typedef struct hl_store_ops {
     /* *found false when the journal was never indexed. */
     hl_err (*load_state)(hl_store *s, const char *journal, hl_store_journal_state *st, bool *found);
     hl_err (*begin)(hl_store *s);
-    hl_err (*insert)(hl_store *s, const hl_store_record *r, hl_store_insert_result *res);
+    /* Inserts r[0..n) (n <= batch), setting res[i] for each. Records with the same key may
+     * occur within one call; the first one wins, as if they had come in separate calls. */
+    hl_err (*insert)(hl_store *s, const hl_store_record *r, size_t n, hl_store_insert_result *res);
+    size_t batch;
     hl_err (*save_state)(hl_store *s, const char *journal, const hl_store_journal_state *st);
     hl_err (*commit)(hl_store *s);
     void (*rollback)(hl_store *s);
     hl_err (*scan)(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
                    hl_store_row_fn fn, void *ctx);
     hl_err (*count)(hl_store *s, unsigned long long *out);
+    /* Cloud spend per tenant since day and since month_day (UTC days since 1970). */
+    hl_err (*cloud_spend)(hl_store *s, long long day, long long month_day, hl_store_spend_fn fn, void *ctx);
+    bool shared;              /* several gateways can use one store at once */
 } hl_store_ops;
 
 typedef struct hl_store_indexer hl_store_indexer;
@@ -84,5 +90,9 @@ struct hl_store {
 void hl_store_set_error(hl_store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 extern const hl_store_ops hl_store_sqlite_ops;
+extern const hl_store_ops hl_store_pg_ops;
+
+/* True when location names a PostgreSQL database (a postgresql:// or postgres:// URI). */
+bool hl_store_is_pg_location(const char *location);
 
 #endif

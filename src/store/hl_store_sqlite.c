@@ -72,6 +72,24 @@ static const char *const migrations[] = {
     "    usage_estimated, tenant, task_type, task_inferred, sensitive, confidence, http_status,\n"
     "    error\n"
     "  FROM inferences;\n",
+    /* 2: the cloud spend per tenant ('' for none) and UTC day, kept by a trigger from the rows
+     * actually inserted (an ignored duplicate adds nothing): what budgets are checked
+     * against without summing the month's records. */
+    "CREATE TABLE cloud_spend (\n"
+    "    tenant   TEXT NOT NULL,\n"
+    "    day      INTEGER NOT NULL,  -- UTC days since 1970-01-01 (ts / 86400000)\n"
+    "    cost_usd REAL NOT NULL,\n"
+    "    PRIMARY KEY (tenant, day)\n"
+    ") WITHOUT ROWID;\n"
+    "INSERT INTO cloud_spend (tenant, day, cost_usd)\n"
+    "  SELECT coalesce(tenant, ''), ts / 86400000, sum(cost_usd) FROM inferences\n"
+    "  WHERE source = 'cloud' AND cost_usd > 0 GROUP BY 1, 2;\n"
+    "CREATE TRIGGER inferences_cloud_spend AFTER INSERT ON inferences\n"
+    "  WHEN NEW.source = 'cloud' AND NEW.cost_usd > 0 BEGIN\n"
+    "    INSERT INTO cloud_spend (tenant, day, cost_usd)\n"
+    "      VALUES (coalesce(NEW.tenant, ''), NEW.ts / 86400000, NEW.cost_usd)\n"
+    "      ON CONFLICT (tenant, day) DO UPDATE SET cost_usd = cost_usd + excluded.cost_usd;\n"
+    "  END;\n",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -83,7 +101,7 @@ typedef struct sq {
     sqlite3_stmt *begin, *commit, *rollback;
     sqlite3_stmt *insert, *lookup;
     sqlite3_stmt *load_state, *save_state;
-    sqlite3_stmt *count, *bounds;
+    sqlite3_stmt *count, *bounds, *spend;
     sqlite3_stmt *scan[HL_STORE_GROUP_DAY + 1]; /* prepared on first use */
 } sq;
 
@@ -173,7 +191,7 @@ static void sq_close(hl_store *s) {
     sq *q = s->impl;
     if (!q) return;
     sqlite3_stmt *all[] = {q->begin, q->commit, q->rollback, q->insert, q->lookup,
-                           q->load_state, q->save_state, q->count, q->bounds};
+                           q->load_state, q->save_state, q->count, q->bounds, q->spend};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
     for (size_t i = 0; i < sizeof q->scan / sizeof q->scan[0]; i++) sqlite3_finalize(q->scan[i]);
     sqlite3_close(q->db);
@@ -236,7 +254,9 @@ static hl_err sq_open(hl_store *s, const char *location, char *errbuf, size_t er
                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
                    &q->save_state)) ||
         (rc = prep(q->db, "SELECT count(*) FROM inferences", &q->count)) ||
-        (rc = prep(q->db, "SELECT min(id), max(id) FROM inferences WHERE ts >= ?1 AND ts < ?2", &q->bounds)))
+        (rc = prep(q->db, "SELECT min(id), max(id) FROM inferences WHERE ts >= ?1 AND ts < ?2", &q->bounds)) ||
+        (rc = prep(q->db, "SELECT tenant, total(cost_usd) FILTER (WHERE day >= ?1), total(cost_usd)"
+                          " FROM cloud_spend WHERE day >= ?2 GROUP BY tenant", &q->spend)))
         goto fail;
     return HL_OK;
 fail:
@@ -272,7 +292,7 @@ static void bind_opt_double(sqlite3_stmt *st, int i, double v, bool present) {
     else sqlite3_bind_null(st, i);
 }
 
-static hl_err sq_insert(hl_store *s, const hl_store_record *r, hl_store_insert_result *res) {
+static hl_err sq_insert_one(hl_store *s, const hl_store_record *r, hl_store_insert_result *res) {
     sq *q = s->impl;
     sqlite3_stmt *st = q->insert;
     /* Strings are bound SQLITE_STATIC: r's strings outlive the step, and the bindings are
@@ -321,6 +341,15 @@ static hl_err sq_insert(hl_store *s, const hl_store_record *r, hl_store_insert_r
     }
     if (rc != SQLITE_ROW) return fail(s, rc, "looking up a record");
     *res = ts == r->ts_ms ? HL_STORE_DUPLICATE : HL_STORE_CONFLICT;
+    return HL_OK;
+}
+
+/* One statement per record: SQLite runs in-process, so a batch costs nothing to send. */
+static hl_err sq_insert(hl_store *s, const hl_store_record *r, size_t n, hl_store_insert_result *res) {
+    for (size_t i = 0; i < n; i++) {
+        hl_err e = sq_insert_one(s, &r[i], &res[i]);
+        if (e) return e;
+    }
     return HL_OK;
 }
 
@@ -476,6 +505,17 @@ static hl_err sq_scan(hl_store *s, hl_store_group g, long long from_ms, long lon
     return e;
 }
 
+static hl_err sq_cloud_spend(hl_store *s, long long day, long long month_day, hl_store_spend_fn fn, void *ctx) {
+    sqlite3_stmt *st = ((sq *)s->impl)->spend;
+    sqlite3_bind_int64(st, 1, day);
+    sqlite3_bind_int64(st, 2, month_day);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        fn(ctx, (const char *)sqlite3_column_text(st, 0), sqlite3_column_double(st, 1), sqlite3_column_double(st, 2));
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? HL_OK : fail(s, rc, "reading cloud_spend");
+}
+
 const hl_store_ops hl_store_sqlite_ops = {
     .name = "sqlite",
     .open = sq_open,
@@ -484,9 +524,11 @@ const hl_store_ops hl_store_sqlite_ops = {
     .load_state = sq_load_state,
     .begin = sq_begin,
     .insert = sq_insert,
+    .batch = 256,
     .save_state = sq_save_state,
     .commit = sq_commit,
     .rollback = sq_rollback,
     .scan = sq_scan,
     .count = sq_count,
+    .cloud_spend = sq_cloud_spend,
 };

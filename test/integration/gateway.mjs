@@ -121,6 +121,7 @@ process.on('exit', () => {
 //   ledgerPath                 an existing ledger to continue (default: a new one in the temp dir;
 //                              a given one is kept, not deleted with the temp dir)
 //   extraServer                merged into the `server:` section (e.g. {max_body_bytes: 65536})
+//   extraLedger                merged into the `ledger:` section (e.g. {store: 'postgresql://...'})
 //   env                        extra environment for the child (default: KEYS)
 //   unsetEnv                   names removed from the child's environment
 //   startTimeoutMs             how long /healthz may take to answer 200 (default 10000)
@@ -133,6 +134,7 @@ export async function startGateway({
   privacy = undefined,
   ledgerPath: givenLedger = undefined,
   extraServer = {},
+  extraLedger = {},
   env = KEYS,
   unsetEnv = [],
   startTimeoutMs = 10000,
@@ -144,7 +146,7 @@ export async function startGateway({
   const ledgerPath = givenLedger ?? path.join(dir, 'ledger.jsonl');
   const config = {
     server: { listen: `127.0.0.1:${port}`, threads: 2, ...extraServer },
-    ledger: { path: ledgerPath },
+    ledger: { path: ledgerPath, ...extraLedger },
     backends,
     prices,
     ...(budgets ? { budgets } : {}),

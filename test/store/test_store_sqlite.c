@@ -5,6 +5,7 @@
  * of issue 5: a child appends and indexes concurrently, is SIGKILLed, and after a re-index
  * every line of the journal is present exactly once. */
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -145,23 +146,23 @@ HL_TEST(migrations_from_an_empty_file_and_reopen) {
     char err[512];
     hl_store *s = NULL;
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
-    HL_CHECK_INT_EQ(hl_store_schema_version(s), 1);
+    HL_CHECK_INT_EQ(hl_store_schema_version(s), 2);
     HL_CHECK_INT_EQ(count(s), 0);
     hl_store_close(s);
-    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 1);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 2);
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM sqlite_master WHERE name IN "
                                   "('inferences', 'journal_state', 'ledger', 'inferences_ts',"
                                   " 'inferences_source_ts', 'inferences_backend_ts',"
-                                  " 'inferences_tenant_ts')"), 7);
+                                  " 'inferences_tenant_ts', 'cloud_spend', 'inferences_cloud_spend')"), 9);
     /* Every ledger field is a column. */
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM pragma_table_info('inferences')"), 25);
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
 
     /* Reopening applies nothing again. */
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
-    HL_CHECK_INT_EQ(hl_store_schema_version(s), 1);
+    HL_CHECK_INT_EQ(hl_store_schema_version(s), 2);
     hl_store_close(s);
-    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 1);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 2);
 
     /* A store written by a newer hybridllm is refused, not downgraded. */
     HL_CHECK_INT_EQ(sql_int(p.db, "INSERT INTO schema_version VALUES (99, 'future')"), 0);
@@ -450,6 +451,45 @@ HL_TEST(batches_commit_with_their_offset) {
     paths_cleanup(&p);
 }
 
+static void sum_spend(void *ctx, const char *tenant, double day_usd, double month_usd) {
+    double *t = ctx;
+    HL_CHECK_STR_EQ(tenant, "");
+    t[0] += day_usd;
+    t[1] += month_usd;
+}
+
+HL_TEST(cloud_spend_counts_inserted_cloud_rows_once) {
+    /* Records i % 3 == 0 are cloud with cost 0.001 * i, one a second from May 1: the spend
+     * the budgets read is their sum, and a replay of the whole journal adds nothing. */
+    paths p;
+    paths_init(&p);
+    append_records(p.journal, 0, 3000, "req_");
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    HL_REQUIRE(hl_store_index(s, p.journal, NULL) == HL_OK);
+    double want = 0;
+    for (int i = 0; i < 3000; i += 3) want += 0.001 * i;
+    double got[2] = {0, 0};
+    HL_REQUIRE(hl_store_cloud_spend(s, 1714521600000LL + 7200000, sum_spend, got) == HL_OK);
+    HL_CHECK(fabs(got[0] - want) < 1e-9 && fabs(got[1] - want) < 1e-9);
+    hl_store_close(s);
+    HL_CHECK_INT_EQ(sql_int(p.db, "DELETE FROM journal_state"), 0);
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    hl_store_index_stats st;
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.duplicates, 3000);
+    got[0] = got[1] = 0;
+    HL_REQUIRE(hl_store_cloud_spend(s, 1714521600000LL + 7200000, sum_spend, got) == HL_OK);
+    HL_CHECK(fabs(got[1] - want) < 1e-9);
+    /* The next day: a new day's total, the same month's. */
+    got[0] = got[1] = 0;
+    HL_REQUIRE(hl_store_cloud_spend(s, 1714521600000LL + 86400000, sum_spend, got) == HL_OK);
+    HL_CHECK(got[0] == 0 && fabs(got[1] - want) < 1e-9);
+    hl_store_close(s);
+    paths_cleanup(&p);
+}
+
 /* ---- the background indexer ---- */
 
 HL_TEST(background_indexer_follows_rotation_and_finishes_on_stop) {
@@ -459,8 +499,8 @@ HL_TEST(background_indexer_follows_rotation_and_finishes_on_stop) {
     hl_store *s = NULL;
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
     /* An hour between passes: only sync and stop make them happen. */
-    HL_REQUIRE(hl_store_indexer_start(s, p.journal, 3600 * 1000) == HL_OK);
-    HL_CHECK(hl_store_indexer_start(s, p.journal, 10) == HL_ERR_INVAL);
+    HL_REQUIRE(hl_store_indexer_start(s, p.journal, 3600 * 1000, NULL) == HL_OK);
+    HL_CHECK(hl_store_indexer_start(s, p.journal, 10, NULL) == HL_ERR_INVAL);
     HL_CHECK(hl_store_indexer_sync(s) == HL_OK); /* no journal yet */
     append_records(p.journal, 0, 10, "req_");
     HL_CHECK(hl_store_indexer_sync(s) == HL_OK);
@@ -500,7 +540,7 @@ HL_TEST(background_indexer_reports_failures) {
     append_records(p.journal, 0, 3, "req_");
     HL_REQUIRE(chmod(p.journal, 0) == 0);
     bool root = access(p.journal, R_OK) == 0; /* root reads it anyway */
-    HL_REQUIRE(hl_store_indexer_start(s, p.journal, 3600 * 1000) == HL_OK);
+    HL_REQUIRE(hl_store_indexer_start(s, p.journal, 3600 * 1000, NULL) == HL_OK);
     hl_err e = hl_store_indexer_sync(s);
     hl_store_indexer_stats ist;
     hl_store_indexer_stats_get(s, &ist);
@@ -527,7 +567,7 @@ static void crash_child(const paths *p, int progress_fd) {
     char err[512];
     hl_store *s = NULL;
     if (hl_ledger_open(&l, p->journal) != HL_OK || hl_store_open(&s, p->db, err, sizeof err) != HL_OK ||
-        hl_store_indexer_start(s, p->journal, 1) != HL_OK)
+        hl_store_indexer_start(s, p->journal, 1, NULL) != HL_OK)
         _exit(3);
     char id[32];
     for (int i = 0; i < 2000000; i++) {

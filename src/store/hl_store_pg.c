@@ -1,0 +1,616 @@
+/* hl_store_pg: the PostgreSQL store backend (hl_store_int.h), one libpq connection.
+ *
+ * Why: several gateways (one per machine, or per container) share one ledger and one set of
+ * budget totals. Each gateway indexes its own journal into the same tables; the key
+ * (request_id, attempt) makes every line land exactly once whichever instance replays it, and
+ * journal_state rows are named "hostname:path" so instances on different machines with the
+ * same journal path keep separate offsets.
+ *
+ * Same schema and migration numbers as the SQLite backend (hl_store_sqlite.c), in
+ * PostgreSQL's dialect. Migrations run at open under a transaction-scoped advisory lock, so
+ * gateways starting together against an empty database migrate it once.
+ *
+ * Inserts are batched: up to `batch` records per statement, one multi-row VALUES whose
+ * parameters go as text. The statement also reports, in the same round trip, which records
+ * were not inserted and the timestamp of the row already holding their key, which tells a
+ * replayed line (duplicate) from another line reusing the key (conflict).
+ *
+ * Budgets: a statement-level trigger adds the cloud cost of the rows each INSERT actually
+ * inserted (its transition table) to cloud_spend (tenant, day) in the same transaction, with
+ * one upsert per (tenant, day) in key order. The increment is atomic in the database: two
+ * gateways committing at once both land, and a replay adds nothing. Concurrent indexers
+ * touching the same (tenant, day) serialize on that row; a deadlock between two multi-batch
+ * transactions is detected by the server, fails one pass, and that pass is retried.
+ *
+ * synchronous_commit is off for this session: as with SQLite, the journal is the durable
+ * record and a commit lost with its offset is indexed again.
+ *
+ * A broken connection (server restarted) is reset at the start of the next transaction or
+ * read, so the indexer recovers by itself. */
+#include "hl_store_int.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "hl_buf.h"
+
+/* ---- migrations ---- */
+
+static const char *const migrations[] = {
+    /* 1: as in hl_store_sqlite.c. */
+    "CREATE TABLE inferences (\n"
+    "    id                  BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
+    "    ts                  BIGINT NOT NULL,   -- the line's timestamp: Unix time, ms, UTC\n"
+    "    source              TEXT NOT NULL CHECK (source IN ('cloud', 'local')),\n"
+    "    input_tokens        BIGINT NOT NULL,\n"
+    "    output_tokens       BIGINT NOT NULL,\n"
+    "    latency_ms          DOUBLE PRECISION NOT NULL,\n"
+    "    cost_usd            DOUBLE PRECISION,  -- NULL: a cloud model without a price\n"
+    "    request_id          TEXT NOT NULL,\n"
+    "    attempt             BIGINT NOT NULL CHECK (attempt >= 1),\n"
+    "    backend             TEXT,\n"
+    "    model               TEXT,\n"
+    "    route_reason        TEXT,\n"
+    "    status              TEXT,              -- ok | error | cancelled | escalated\n"
+    "    stream              BOOLEAN NOT NULL DEFAULT false,\n"
+    "    ttft_ms             DOUBLE PRECISION,\n"
+    "    cached_input_tokens BIGINT NOT NULL DEFAULT 0,\n"
+    "    cache_write_tokens  BIGINT NOT NULL DEFAULT 0,\n"
+    "    usage_estimated     BOOLEAN NOT NULL DEFAULT false,\n"
+    "    tenant              TEXT,\n"
+    "    task_type           TEXT,\n"
+    "    task_inferred       BOOLEAN NOT NULL DEFAULT false,\n"
+    "    sensitive           BOOLEAN NOT NULL DEFAULT false,\n"
+    "    confidence          DOUBLE PRECISION,\n"
+    "    http_status         BIGINT NOT NULL DEFAULT 0,\n"
+    "    error               TEXT,\n"
+    "    UNIQUE (request_id, attempt)\n"
+    ");\n"
+    "CREATE INDEX inferences_ts ON inferences (ts);\n"
+    "CREATE INDEX inferences_source_ts ON inferences (source, ts);\n"
+    "CREATE INDEX inferences_backend_ts ON inferences (backend, ts);\n"
+    "CREATE INDEX inferences_tenant_ts ON inferences (tenant, ts);\n"
+    "CREATE TABLE journal_state (\n"
+    "    journal     TEXT PRIMARY KEY,  -- hostname:absolute path of the journal\n"
+    "    dev         BIGINT NOT NULL,\n"
+    "    inode       BIGINT NOT NULL,\n"
+    "    byte_offset BIGINT NOT NULL,   -- indexed up to here (just after a newline)\n"
+    "    size        BIGINT NOT NULL,   -- the file's size at the last pass\n"
+    "    head_len    BIGINT NOT NULL,   -- bytes of the file's start that head_hash covers\n"
+    "    head_hash   BIGINT NOT NULL,   -- FNV-1a 64 of them, as a signed integer\n"
+    "    updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()\n"
+    ");\n"
+    "CREATE VIEW ledger AS SELECT\n"
+    "    to_char(to_timestamp(ts / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')\n"
+    "      AS timestamp, source, input_tokens, output_tokens, latency_ms, cost_usd, request_id,\n"
+    "    attempt, backend, model, route_reason, status, stream, ttft_ms, cached_input_tokens,\n"
+    "    cache_write_tokens, usage_estimated, tenant, task_type, task_inferred, sensitive,\n"
+    "    confidence, http_status, error\n"
+    "  FROM inferences;\n",
+    /* 2: the cloud spend per tenant ('' for none) and UTC day, kept by a trigger from the rows
+     * each statement actually inserted. */
+    "CREATE TABLE cloud_spend (\n"
+    "    tenant   TEXT NOT NULL,\n"
+    "    day      BIGINT NOT NULL,  -- UTC days since 1970-01-01 (ts / 86400000)\n"
+    "    cost_usd DOUBLE PRECISION NOT NULL,\n"
+    "    PRIMARY KEY (tenant, day)\n"
+    ");\n"
+    "INSERT INTO cloud_spend (tenant, day, cost_usd)\n"
+    "  SELECT coalesce(tenant, ''), ts / 86400000, sum(cost_usd) FROM inferences\n"
+    "  WHERE source = 'cloud' AND cost_usd > 0 GROUP BY 1, 2;\n"
+    "CREATE FUNCTION hybridllm_cloud_spend_add() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+    "BEGIN\n"
+    "  INSERT INTO cloud_spend (tenant, day, cost_usd)\n"
+    "    SELECT coalesce(tenant, ''), ts / 86400000, sum(cost_usd) FROM inserted\n"
+    "    WHERE source = 'cloud' AND cost_usd > 0 GROUP BY 1, 2 ORDER BY 1, 2\n"
+    "    ON CONFLICT (tenant, day) DO UPDATE SET cost_usd = cloud_spend.cost_usd + EXCLUDED.cost_usd;\n"
+    "  RETURN NULL;\n"
+    "END $$;\n"
+    "CREATE TRIGGER inferences_cloud_spend AFTER INSERT ON inferences\n"
+    "  REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT\n"
+    "  EXECUTE FUNCTION hybridllm_cloud_spend_add();\n",
+};
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+/* Any constant: the advisory lock that serializes migrations between gateways. */
+#define MIGRATION_LOCK "7236491013"
+
+enum {
+    BATCH = 1000,        /* records per INSERT: 24 parameters each, under libpq's 65535 */
+    NCOLS = 24,
+};
+
+#define FETCH_ROWS 10000  /* rows per FETCH of a scan (the number in fetch_sql) */
+static const char fetch_sql[] = "FETCH 10000 FROM hl_scan";
+
+static const char insert_cols[] =
+    "ts, source, input_tokens, output_tokens, latency_ms, cost_usd, request_id, attempt, backend,"
+    " model, route_reason, status, stream, ttft_ms, cached_input_tokens, cache_write_tokens,"
+    " usage_estimated, tenant, task_type, task_inferred, sensitive, confidence, http_status, error";
+static const char *const col_types[NCOLS] = {
+    "bigint", "text", "bigint", "bigint", "float8", "float8", "text", "bigint", "text", "text",
+    "text", "text", "bool", "float8", "bigint", "bigint", "bool", "text", "text", "bool", "bool",
+    "float8", "bigint", "text"};
+
+/* ---- the connection ---- */
+
+typedef struct pg {
+    PGconn *c;
+    int version;
+    char where[512];           /* the location with any password masked, for messages */
+    char host[256];            /* this machine's name: the prefix of journal_state keys */
+    char *insert_full;         /* the INSERT text for a full batch, built once */
+    const char *vals[BATCH * NCOLS];
+    char nums[BATCH][NCOLS][32]; /* numbers formatted for vals */
+    int slot[4 * BATCH];       /* open-addressing set: duplicate keys within a batch */
+    int sent[BATCH];           /* index into the batch of each record sent */
+} pg;
+
+static hl_err fail(hl_store *s, const char *doing, const PGresult *r) {
+    pg *q = s->impl;
+    const char *msg = r ? PQresultErrorMessage(r) : "";
+    if (!msg || !*msg) msg = q->c ? PQerrorMessage(q->c) : "out of memory";
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) n--;
+    hl_store_set_error(s, "%s: %s: %.*s", q->where, doing, (int)n, msg);
+    return HL_ERR_IO;
+}
+
+/* Runs sql (no parameters); HL_OK when the server answered `want`. */
+static hl_err exec(hl_store *s, const char *sql, ExecStatusType want, const char *doing) {
+    pg *q = s->impl;
+    PGresult *r = PQexec(q->c, sql);
+    hl_err e = PQresultStatus(r) == want ? HL_OK : fail(s, doing, r);
+    PQclear(r);
+    return e;
+}
+
+/* Per session: commits need not wait for the server's disk (see the top of the file), and
+ * the server's notices ("relation already exists, skipping") are not ours to print. */
+static hl_err session_setup(hl_store *s) {
+    return exec(s, "SET synchronous_commit = off; SET client_min_messages = warning", PGRES_COMMAND_OK,
+                "setting up the session");
+}
+
+/* A connection the server dropped (restart, failover) is opened again; the caller's
+ * transaction was lost with it, which is what a failed pass expects. */
+static hl_err ensure_connected(hl_store *s) {
+    pg *q = s->impl;
+    if (PQstatus(q->c) == CONNECTION_OK) return HL_OK;
+    PQreset(q->c);
+    if (PQstatus(q->c) != CONNECTION_OK) return fail(s, "reconnecting", NULL);
+    return session_setup(s);
+}
+
+static hl_err migrate(hl_store *s) {
+    pg *q = s->impl;
+    hl_err e;
+    if ((e = exec(s, "BEGIN", PGRES_COMMAND_OK, "starting the migration")) ||
+        (e = exec(s, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK ")", PGRES_TUPLES_OK, "taking the migration lock")) ||
+        (e = exec(s, "CREATE TABLE IF NOT EXISTS schema_version (\n"
+                     "    version    INTEGER PRIMARY KEY,\n"
+                     "    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()\n"
+                     ")", PGRES_COMMAND_OK, "creating schema_version")))
+        goto fail;
+    PGresult *r = PQexec(q->c, "SELECT coalesce(max(version), 0) FROM schema_version");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        e = fail(s, "reading schema_version", r);
+        PQclear(r);
+        goto fail;
+    }
+    int have = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (have > N_MIGRATIONS) {
+        hl_store_set_error(s, "%s: schema version %d is newer than this hybridllm knows (%d): use a newer hybridllm",
+                           q->where, have, N_MIGRATIONS);
+        e = HL_ERR_UNSUPPORTED;
+        goto fail;
+    }
+    for (int v = have + 1; v <= N_MIGRATIONS; v++) {
+        char rec[96];
+        snprintf(rec, sizeof rec, "INSERT INTO schema_version (version) VALUES (%d)", v);
+        if ((e = exec(s, migrations[v - 1], PGRES_COMMAND_OK, "applying a migration")) ||
+            (e = exec(s, rec, PGRES_COMMAND_OK, "recording a migration")))
+            goto fail;
+    }
+    if ((e = exec(s, "COMMIT", PGRES_COMMAND_OK, "committing the migration"))) goto fail;
+    q->version = N_MIGRATIONS;
+    return HL_OK;
+fail:
+    PQclear(PQexec(q->c, "ROLLBACK"));
+    return e;
+}
+
+static void pg_close(hl_store *s) {
+    pg *q = s->impl;
+    if (!q) return;
+    PQfinish(q->c);
+    free(q->insert_full);
+    free(q);
+    s->impl = NULL;
+}
+
+static hl_err pg_open(hl_store *s, const char *location, char *errbuf, size_t errbuf_len) {
+    pg *q = calloc(1, sizeof *q);
+    if (!q) {
+        snprintf(errbuf, errbuf_len, "postgresql: out of memory");
+        return HL_ERR_NOMEM;
+    }
+    s->impl = q;
+    hl_store_redact(location, q->where, sizeof q->where);
+    if (gethostname(q->host, sizeof q->host) != 0) snprintf(q->host, sizeof q->host, "localhost");
+    q->host[sizeof q->host - 1] = '\0';
+    q->c = PQconnectdb(location);
+    hl_err e;
+    if (PQstatus(q->c) != CONNECTION_OK) {
+        e = fail(s, "connecting", NULL);
+    } else if (!(e = session_setup(s))) {
+        e = migrate(s);
+    }
+    if (e) {
+        snprintf(errbuf, errbuf_len, "%s", hl_store_errmsg(s));
+        pg_close(s);
+    }
+    return e;
+}
+
+static int pg_schema_version(hl_store *s) {
+    return ((pg *)s->impl)->version;
+}
+
+/* ---- indexing ---- */
+
+static hl_err pg_begin(hl_store *s) {
+    hl_err e = ensure_connected(s);
+    return e ? e : exec(s, "BEGIN", PGRES_COMMAND_OK, "BEGIN");
+}
+
+static hl_err pg_commit(hl_store *s) {
+    return exec(s, "COMMIT", PGRES_COMMAND_OK, "COMMIT");
+}
+
+static void pg_rollback(hl_store *s) {
+    pg *q = s->impl;
+    if (PQtransactionStatus(q->c) != PQTRANS_IDLE) PQclear(PQexec(q->c, "ROLLBACK"));
+}
+
+/* The INSERT for n records: their values, the insert, and one row per record that was not
+ * inserted (its position in VALUES and the ts of the row holding its key). The CTE's
+ * final SELECT sees the table as it was before the INSERT, so e is the pre-existing row. */
+static char *insert_sql(size_t n) {
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    hl_buf_puts(&b, "WITH v (ord, ");
+    hl_buf_puts(&b, insert_cols);
+    hl_buf_puts(&b, ") AS (VALUES ");
+    for (size_t i = 0; i < n; i++) {
+        hl_buf_printf(&b, "%s(%zu", i ? "," : "", i);
+        for (int c = 0; c < NCOLS; c++) hl_buf_printf(&b, ",$%zu::%s", i * NCOLS + (size_t)c + 1, col_types[c]);
+        hl_buf_puts(&b, ")");
+    }
+    hl_buf_puts(&b, "), ins AS (INSERT INTO inferences (");
+    hl_buf_puts(&b, insert_cols);
+    hl_buf_puts(&b, ") SELECT ");
+    hl_buf_puts(&b, insert_cols);
+    hl_buf_puts(&b, " FROM v ORDER BY ord ON CONFLICT (request_id, attempt) DO NOTHING"
+                    " RETURNING request_id, attempt)"
+                    " SELECT v.ord, e.ts FROM v"
+                    " LEFT JOIN ins ON ins.request_id = v.request_id AND ins.attempt = v.attempt"
+                    " LEFT JOIN inferences e ON e.request_id = v.request_id AND e.attempt = v.attempt"
+                    " WHERE ins.request_id IS NULL");
+    return hl_buf_steal(&b); /* NULL when out of memory */
+}
+
+static uint64_t key_hash(const hl_store_record *r) {
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = r->request_id; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return (h ^ (uint64_t)r->attempt) * 1099511628211ULL;
+}
+
+/* The index in r of an earlier record with r[i]'s key, or -1 (and remembers i). */
+static int seen_before(pg *q, const hl_store_record *r, size_t n, size_t i) {
+    size_t mask = 1;
+    while (mask < 2 * n) mask <<= 1;
+    mask--;
+    for (size_t k = key_hash(&r[i]) & mask;; k = (k + 1) & mask) {
+        int j = q->slot[k];
+        if (j < 0) {
+            q->slot[k] = (int)i;
+            return -1;
+        }
+        if (r[j].attempt == r[i].attempt && !strcmp(r[j].request_id, r[i].request_id)) return j;
+    }
+}
+
+static const char *num_ll(char *buf, long long v) {
+    snprintf(buf, 32, "%lld", v);
+    return buf;
+}
+
+static const char *num_d(char *buf, double v) {
+    snprintf(buf, 32, "%.17g", v);
+    return buf;
+}
+
+static hl_err pg_insert(hl_store *s, const hl_store_record *r, size_t n, hl_store_insert_result *res) {
+    pg *q = s->impl;
+    if (n > BATCH) return HL_ERR_INVAL;
+    /* Records repeating a key seen earlier in this batch are settled here, not sent. */
+    size_t mask = 1;
+    while (mask < 2 * n) mask <<= 1;
+    for (size_t k = 0; k < mask; k++) q->slot[k] = -1;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        int j = seen_before(q, r, n, i);
+        if (j >= 0) {
+            res[i] = r[j].ts_ms == r[i].ts_ms ? HL_STORE_DUPLICATE : HL_STORE_CONFLICT;
+            continue;
+        }
+        res[i] = HL_STORE_INSERTED;
+        const hl_store_record *x = &r[i];
+        char (*nb)[32] = q->nums[m];
+        const char **v = &q->vals[m * NCOLS];
+        v[0] = num_ll(nb[0], x->ts_ms);
+        v[1] = x->cloud ? "cloud" : "local";
+        v[2] = num_ll(nb[2], x->input_tokens);
+        v[3] = num_ll(nb[3], x->output_tokens);
+        v[4] = num_d(nb[4], x->latency_ms);
+        v[5] = x->cost_known ? num_d(nb[5], x->cost_usd) : NULL;
+        v[6] = x->request_id;
+        v[7] = num_ll(nb[7], x->attempt);
+        v[8] = x->backend;
+        v[9] = x->model;
+        v[10] = x->route_reason;
+        v[11] = x->status;
+        v[12] = x->stream ? "t" : "f";
+        v[13] = x->ttft_ms >= 0 ? num_d(nb[13], x->ttft_ms) : NULL;
+        v[14] = num_ll(nb[14], x->cached_input_tokens);
+        v[15] = num_ll(nb[15], x->cache_write_tokens);
+        v[16] = x->usage_estimated ? "t" : "f";
+        v[17] = x->tenant;
+        v[18] = x->task_type;
+        v[19] = x->task_inferred ? "t" : "f";
+        v[20] = x->sensitive ? "t" : "f";
+        v[21] = x->confidence >= 0 ? num_d(nb[21], x->confidence) : NULL;
+        v[22] = num_ll(nb[22], x->http_status);
+        v[23] = x->error;
+        q->sent[m++] = (int)i;
+    }
+    if (!m) return HL_OK;
+    char *sql = NULL;
+    if (m == BATCH) {
+        if (!q->insert_full) q->insert_full = insert_sql(BATCH);
+        sql = q->insert_full;
+    } else {
+        sql = insert_sql(m);
+    }
+    if (!sql) {
+        hl_store_set_error(s, "%s: out of memory", q->where);
+        return HL_ERR_NOMEM;
+    }
+    PGresult *pr = PQexecParams(q->c, sql, (int)(m * NCOLS), NULL, q->vals, NULL, NULL, 0);
+    if (sql != q->insert_full) free(sql);
+    if (PQresultStatus(pr) != PGRES_TUPLES_OK) {
+        hl_err e = fail(s, "inserting records", pr);
+        PQclear(pr);
+        return e;
+    }
+    for (int row = 0; row < PQntuples(pr); row++) {
+        long ord = strtol(PQgetvalue(pr, row, 0), NULL, 10);
+        if (ord < 0 || (size_t)ord >= m) continue;
+        size_t i = (size_t)q->sent[ord];
+        if (PQgetisnull(pr, row, 1)) {
+            /* Refused without a row holding the key: cannot happen with ON CONFLICT DO NOTHING
+             * unless the row vanished meanwhile. Say so rather than count it as stored. */
+            hl_store_set_error(s, "%s: record %s/%lld was neither inserted nor found", q->where,
+                               r[i].request_id, r[i].attempt);
+            PQclear(pr);
+            return HL_ERR_INVAL;
+        }
+        long long ts = strtoll(PQgetvalue(pr, row, 1), NULL, 10);
+        res[i] = ts == r[i].ts_ms ? HL_STORE_DUPLICATE : HL_STORE_CONFLICT;
+    }
+    PQclear(pr);
+    return HL_OK;
+}
+
+/* The journal_state key: this host's name and the journal's path. */
+static void state_key(pg *q, const char *journal, hl_buf *out) {
+    hl_buf_printf(out, "%s:%s", q->host, journal);
+}
+
+static hl_err pg_load_state(hl_store *s, const char *journal, hl_store_journal_state *js, bool *found) {
+    pg *q = s->impl;
+    memset(js, 0, sizeof *js);
+    *found = false;
+    hl_err e = ensure_connected(s);
+    if (e) return e;
+    hl_buf key;
+    hl_buf_init(&key, 0);
+    state_key(q, journal, &key);
+    const char *p[1] = {key.data};
+    PGresult *r = PQexecParams(q->c, "SELECT dev, inode, byte_offset, size, head_len, head_hash"
+                                     " FROM journal_state WHERE journal = $1", 1, NULL, p, NULL, NULL, 0);
+    hl_buf_release(&key);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        e = fail(s, "reading journal_state", r);
+    } else if (PQntuples(r) == 1) {
+        *found = true;
+        js->dev = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        js->ino = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+        js->offset = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+        js->size = strtoll(PQgetvalue(r, 0, 3), NULL, 10);
+        js->head_len = strtoll(PQgetvalue(r, 0, 4), NULL, 10);
+        js->head_hash = (uint64_t)strtoll(PQgetvalue(r, 0, 5), NULL, 10);
+    }
+    PQclear(r);
+    return e;
+}
+
+static hl_err pg_save_state(hl_store *s, const char *journal, const hl_store_journal_state *js) {
+    pg *q = s->impl;
+    hl_buf key;
+    hl_buf_init(&key, 0);
+    state_key(q, journal, &key);
+    char n[6][32];
+    const char *p[7] = {key.data, num_ll(n[0], js->dev), num_ll(n[1], js->ino), num_ll(n[2], js->offset),
+                        num_ll(n[3], js->size), num_ll(n[4], js->head_len), num_ll(n[5], (long long)js->head_hash)};
+    PGresult *r = PQexecParams(q->c, "INSERT INTO journal_state (journal, dev, inode, byte_offset, size,"
+                                     " head_len, head_hash, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now())"
+                                     " ON CONFLICT (journal) DO UPDATE SET dev = EXCLUDED.dev,"
+                                     " inode = EXCLUDED.inode, byte_offset = EXCLUDED.byte_offset,"
+                                     " size = EXCLUDED.size, head_len = EXCLUDED.head_len,"
+                                     " head_hash = EXCLUDED.head_hash, updated_at = now()",
+                               7, NULL, p, NULL, NULL, 0);
+    hl_buf_release(&key);
+    hl_err e = PQresultStatus(r) == PGRES_COMMAND_OK ? HL_OK : fail(s, "saving journal_state", r);
+    PQclear(r);
+    return e;
+}
+
+/* ---- reading ---- */
+
+static hl_err pg_count(hl_store *s, unsigned long long *out) {
+    pg *q = s->impl;
+    *out = 0;
+    hl_err e = ensure_connected(s);
+    if (e) return e;
+    PGresult *r = PQexec(q->c, "SELECT count(*) FROM inferences");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) *out = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    else e = fail(s, "counting records", r);
+    PQclear(r);
+    return e;
+}
+
+/* Per group: the value selected and the condition that an earlier attempt j is in the same
+ * group as row i (constant text, as in hl_store_sqlite.c). */
+static const struct {
+    const char *col, *same;
+} group_sql[] = {
+    [HL_STORE_GROUP_NONE] = {"NULL::text", "true"},
+    [HL_STORE_GROUP_SOURCE] = {"i.source", "j.source IS NOT DISTINCT FROM i.source"},
+    [HL_STORE_GROUP_BACKEND] = {"i.backend", "j.backend IS NOT DISTINCT FROM i.backend"},
+    [HL_STORE_GROUP_MODEL] = {"i.model", "j.model IS NOT DISTINCT FROM i.model"},
+    [HL_STORE_GROUP_TASK_TYPE] = {"i.task_type", "j.task_type IS NOT DISTINCT FROM i.task_type"},
+    [HL_STORE_GROUP_ROUTE_REASON] = {"i.route_reason", "j.route_reason IS NOT DISTINCT FROM i.route_reason"},
+    [HL_STORE_GROUP_TENANT] = {"i.tenant", "j.tenant IS NOT DISTINCT FROM i.tenant"},
+    [HL_STORE_GROUP_DAY] = {"(i.ts / 86400000)::text", "j.ts / 86400000 = i.ts / 86400000"},
+};
+
+static const char scan_fmt[] =
+    "DECLARE hl_scan NO SCROLL CURSOR FOR"
+    " SELECT %s, i.ts, i.source = 'cloud', i.input_tokens, i.output_tokens, i.cached_input_tokens,"
+    " i.cache_write_tokens, i.latency_ms, i.ttft_ms, i.cost_usd, i.status, i.stream,"
+    " i.attempt <= 1 OR NOT EXISTS (SELECT 1 FROM inferences j WHERE j.request_id = i.request_id"
+    "  AND j.attempt < i.attempt AND j.ts >= $1 AND j.ts < $2 AND %s),"
+    " i.attempt <= 1 OR NOT EXISTS (SELECT 1 FROM inferences j WHERE j.request_id = i.request_id"
+    "  AND j.attempt < i.attempt AND j.ts >= $1 AND j.ts < $2)"
+    " FROM inferences i WHERE i.ts >= $1 AND i.ts < $2";
+
+static hl_store_status status_of(const char *t) {
+    if (!strcmp(t, "ok")) return HL_STORE_STATUS_OK;
+    if (!strcmp(t, "error")) return HL_STORE_STATUS_ERROR;
+    if (!strcmp(t, "escalated")) return HL_STORE_STATUS_ESCALATED;
+    if (!strcmp(t, "cancelled")) return HL_STORE_STATUS_CANCELLED;
+    return HL_STORE_STATUS_OTHER;
+}
+
+static bool is_t(const PGresult *r, int row, int col) { return PQgetvalue(r, row, col)[0] == 't'; }
+
+/* Rows come through a cursor in a read-only snapshot, FETCH_ROWS at a time: memory stays
+ * flat on any ledger size, and the report sees one consistent state while indexers write. */
+static hl_err pg_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
+                      hl_store_row_fn fn, void *ctx) {
+    pg *q = s->impl;
+    hl_err e = ensure_connected(s);
+    if (e) return e;
+    char sql[sizeof scan_fmt + 160];
+    snprintf(sql, sizeof sql, scan_fmt, group_sql[g].col, group_sql[g].same);
+    char b0[32], b1[32];
+    const char *p[2] = {num_ll(b0, from_ms), num_ll(b1, to_ms)};
+    if ((e = exec(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK, "starting the scan")))
+        return e;
+    PGresult *r = PQexecParams(q->c, sql, 2, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) e = fail(s, "declaring the scan", r);
+    PQclear(r);
+    char day[32];
+    while (!e) {
+        r = PQexec(q->c, fetch_sql);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            e = fail(s, "scanning", r);
+            PQclear(r);
+            break;
+        }
+        int rows = PQntuples(r);
+        for (int k = 0; k < rows && !e; k++) {
+            hl_store_row w;
+            if (PQgetisnull(r, k, 0)) {
+                w.group = NULL;
+            } else if (g == HL_STORE_GROUP_DAY) {
+                hl_store_format_time(strtoll(PQgetvalue(r, k, 0), NULL, 10) * 86400000LL, day, sizeof day);
+                day[10] = '\0';
+                w.group = day;
+            } else {
+                w.group = PQgetvalue(r, k, 0);
+            }
+            w.ts_ms = strtoll(PQgetvalue(r, k, 1), NULL, 10);
+            w.cloud = is_t(r, k, 2);
+            w.input_tokens = strtoll(PQgetvalue(r, k, 3), NULL, 10);
+            w.output_tokens = strtoll(PQgetvalue(r, k, 4), NULL, 10);
+            w.cached_input_tokens = strtoll(PQgetvalue(r, k, 5), NULL, 10);
+            w.cache_write_tokens = strtoll(PQgetvalue(r, k, 6), NULL, 10);
+            w.latency_ms = strtod(PQgetvalue(r, k, 7), NULL);
+            w.ttft_ms = PQgetisnull(r, k, 8) ? -1 : strtod(PQgetvalue(r, k, 8), NULL);
+            w.cost_known = !PQgetisnull(r, k, 9);
+            w.cost_usd = w.cost_known ? strtod(PQgetvalue(r, k, 9), NULL) : 0;
+            w.status = PQgetisnull(r, k, 10) ? HL_STORE_STATUS_OTHER : status_of(PQgetvalue(r, k, 10));
+            w.stream = is_t(r, k, 11);
+            w.first_in_group = is_t(r, k, 12);
+            w.first_in_range = is_t(r, k, 13);
+            e = fn(ctx, &w);
+        }
+        PQclear(r);
+        if (rows < FETCH_ROWS) break;
+    }
+    pg_rollback(s); /* read only: ends the snapshot and closes the cursor */
+    return e;
+}
+
+static hl_err pg_cloud_spend(hl_store *s, long long day, long long month_day, hl_store_spend_fn fn, void *ctx) {
+    pg *q = s->impl;
+    hl_err e = ensure_connected(s);
+    if (e) return e;
+    char b0[32], b1[32];
+    const char *p[2] = {num_ll(b0, day), num_ll(b1, month_day)};
+    PGresult *r = PQexecParams(q->c, "SELECT tenant, coalesce(sum(cost_usd) FILTER (WHERE day >= $1), 0),"
+                                     " sum(cost_usd) FROM cloud_spend WHERE day >= $2 GROUP BY tenant",
+                               2, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        e = fail(s, "reading cloud_spend", r);
+    } else {
+        for (int k = 0; k < PQntuples(r); k++)
+            fn(ctx, PQgetvalue(r, k, 0), strtod(PQgetvalue(r, k, 1), NULL), strtod(PQgetvalue(r, k, 2), NULL));
+    }
+    PQclear(r);
+    return e;
+}
+
+const hl_store_ops hl_store_pg_ops = {
+    .name = "postgresql",
+    .open = pg_open,
+    .close = pg_close,
+    .schema_version = pg_schema_version,
+    .load_state = pg_load_state,
+    .begin = pg_begin,
+    .insert = pg_insert,
+    .batch = BATCH,
+    .save_state = pg_save_state,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .scan = pg_scan,
+    .count = pg_count,
+    .cloud_spend = pg_cloud_spend,
+    .shared = true,
+};

@@ -1,0 +1,608 @@
+/* Tests for hl_store over PostgreSQL, against a real server: HL_TEST_PG is a libpq URI of a
+ * database on a server where the user may create databases (scripts/pg.sh starts a throwaway
+ * one; scripts/test.sh does so for the whole suite). Each test works in a database of its
+ * own, created here and dropped after.
+ *
+ * Covered: migrations (fresh, reopen, several gateways migrating one database at once, a
+ * newer schema refused), errors that name the server without its password, batched indexing
+ * across batch boundaries with malformed lines, conflicts and repeated keys within one batch,
+ * replay after a lost offset, two instances' journals in one database, the cloud spend the
+ * budgets read (exact, and unchanged by replays), report scans equal to SQLite's on the same
+ * journal, the background indexer's hooks, and the crash test of issue 5 (SIGKILL during
+ * load, restart, every line exactly once).
+ *
+ * Without HL_TEST_PG the tests say so and pass, unless HL_REQUIRE_PG=1 (the test script sets
+ * it: there, a missing server is a failure). */
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "hl_ledger.h"
+#include "hl_store.h"
+#include "hl_test.h"
+
+/* ---- fixtures ---- */
+
+static const char *base_uri(void) { return getenv("HL_TEST_PG"); }
+
+/* Runs sql on the database at uri; returns the first column of the first row as an integer
+ * (0 when no row), or -1 on error (printed). */
+static void quiet(void *arg, const char *message) {
+    (void)arg;
+    (void)message;
+}
+
+static long long pg_int(const char *uri, const char *sql) {
+    PGconn *c = PQconnectdb(uri);
+    PQsetNoticeProcessor(c, quiet, NULL);
+    long long v = -1;
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *r = PQexec(c, sql);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK) v = PQntuples(r) && !PQgetisnull(r, 0, 0) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+        else if (PQresultStatus(r) == PGRES_COMMAND_OK) v = 0;
+        else fprintf(stderr, "  sql failed: %s: %s", sql, PQresultErrorMessage(r));
+        PQclear(r);
+    } else {
+        fprintf(stderr, "  cannot connect: %s", PQerrorMessage(c));
+    }
+    PQfinish(c);
+    return v;
+}
+
+static double pg_double(const char *uri, const char *sql) {
+    PGconn *c = PQconnectdb(uri);
+    double v = NAN;
+    PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
+    if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) && !PQgetisnull(r, 0, 0)) v = strtod(PQgetvalue(r, 0, 0), NULL);
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+typedef struct fixture {
+    char name[64];
+    char uri[1024];
+    char dir[64];
+    char journal[128], journal2[128], sqlite[128];
+} fixture;
+
+static int fixtures_made;
+
+/* A fresh database and a temporary directory for journals. False when no server is set. */
+static bool fixture_init(fixture *f) {
+    memset(f, 0, sizeof *f);
+    if (!base_uri()) return false;
+    snprintf(f->name, sizeof f->name, "hl_test_%d_%d", (int)getpid(), fixtures_made++);
+    char sql[160];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", f->name);
+    pg_int(base_uri(), sql);
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", f->name);
+    if (pg_int(base_uri(), sql) != 0) abort();
+    /* Query parameters override the URI's path: the same server, this database. */
+    snprintf(f->uri, sizeof f->uri, "%s%sdbname=%s", base_uri(), strchr(base_uri(), '?') ? "&" : "?", f->name);
+    snprintf(f->dir, sizeof f->dir, "/tmp/hl_pg_test_XXXXXX");
+    if (!mkdtemp(f->dir)) abort();
+    snprintf(f->journal, sizeof f->journal, "%s/a.jsonl", f->dir);
+    snprintf(f->journal2, sizeof f->journal2, "%s/b.jsonl", f->dir);
+    snprintf(f->sqlite, sizeof f->sqlite, "%s/ledger.db", f->dir);
+    return true;
+}
+
+static void fixture_cleanup(fixture *f) {
+    char sql[160];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->name);
+    pg_int(base_uri(), sql);
+    const char *files[] = {"a.jsonl", "b.jsonl", "ledger.db", "ledger.db-wal", "ledger.db-shm"};
+    char p[192];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", f->dir, files[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+}
+
+#define NEED_SERVER(f)                                                                                 \
+    do {                                                                                               \
+        if (!fixture_init(f)) {                                                                        \
+            if (getenv("HL_REQUIRE_PG") && !strcmp(getenv("HL_REQUIRE_PG"), "1")) {                    \
+                HL_CHECK(!"HL_TEST_PG is not set but HL_REQUIRE_PG=1");                               \
+            } else {                                                                                   \
+                printf("  skipped: HL_TEST_PG is not set (eval \"$(scripts/pg.sh start)\" gives one)\n"); \
+            }                                                                                          \
+            return;                                                                                    \
+        }                                                                                              \
+    } while (0)
+
+static void append_bytes(const char *path, const char *p, size_t n) {
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0640);
+    if (fd < 0 || write(fd, p, n) != (ssize_t)n) abort();
+    close(fd);
+}
+
+/* Record i of a synthetic workload: one second apart from base_ts; every 7th is a second
+ * attempt of the request before it, on another backend; a third are cloud with a cost; four
+ * tenants and none. */
+static void format_record(int i, const char *prefix, double base_ts, hl_buf *out) {
+    char id[64];
+    bool retry = i > 0 && i % 7 == 0;
+    snprintf(id, sizeof id, "%s%06d", prefix, retry ? i - 1 : i);
+    static const char *const tenants[] = {"acme", "globex", "initech", "umbrella", NULL};
+    hl_ledger_record r = {0};
+    r.timestamp = base_ts + i + 0.25;
+    r.request_id = id;
+    r.attempt = retry ? 2 : 1;
+    r.cloud = i % 3 == 0;
+    r.backend = r.cloud ? "anthropic" : retry ? "ollama" : "vllm";
+    r.model = r.cloud ? "claude-3-5-sonnet-20241022" : "llama-3.1-8b";
+    r.route_reason = i % 5 == 0 ? "rule:code" : "rule:default";
+    r.task_type = i % 4 == 0 ? "code" : "chat";
+    r.tenant = tenants[i % 5];
+    r.status = i % 11 == 0 ? "error" : "ok";
+    r.stream = i % 2 == 0;
+    r.usage = (hl_usage){.input_tokens = 100 + i, .output_tokens = 10 + i % 50, .known = true};
+    r.latency_ms = 100 + i % 300;
+    r.ttft_ms = r.stream ? 5 + i % 40 : -1;
+    r.confidence = -1;
+    r.cost_usd = r.cloud ? 0.001 * (1 + i % 13) : 0;
+    r.cost_known = true;
+    r.http_status = 200;
+    hl_buf_reset(out);
+    if (hl_ledger_format(&r, out) != HL_OK) abort();
+}
+
+#define MAY_1 1714521600.0 /* 2024-05-01T00:00:00Z */
+
+static long long append_records(const char *path, int from, int to, const char *prefix, double base_ts) {
+    hl_buf b, all;
+    hl_buf_init(&b, 0);
+    hl_buf_init(&all, 0);
+    for (int i = from; i < to; i++) {
+        format_record(i, prefix, base_ts, &b);
+        hl_buf_append(&all, b.data, b.len);
+    }
+    append_bytes(path, all.data, all.len);
+    hl_buf_release(&b);
+    hl_buf_release(&all);
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+static unsigned long long count(hl_store *s) {
+    unsigned long long n = 0;
+    if (hl_store_count(s, &n) != HL_OK) return (unsigned long long)-1;
+    return n;
+}
+
+/* ---- migrations and errors ---- */
+
+HL_TEST(migrations_fresh_reopen_concurrent_and_newer) {
+    fixture f;
+    NEED_SERVER(&f);
+    /* Four gateways starting at once against the empty database: each opens and migrates;
+     * the advisory lock makes one of them do it and the others find it done. */
+    fflush(NULL);
+    pid_t kids[4];
+    for (int k = 0; k < 4; k++) {
+        kids[k] = fork();
+        HL_REQUIRE(kids[k] >= 0);
+        if (kids[k] == 0) {
+            char err[512];
+            hl_store *s = NULL;
+            int ok = hl_store_open(&s, f.uri, err, sizeof err) == HL_OK && hl_store_schema_version(s) == 2;
+            if (!ok) fprintf(stderr, "  child: %s\n", err);
+            hl_store_close(s);
+            _exit(ok ? 0 : 1);
+        }
+    }
+    for (int k = 0; k < 4; k++) {
+        int st = -1;
+        waitpid(kids[k], &st, 0);
+        HL_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 2);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM pg_class WHERE relname IN ('inferences', 'journal_state',"
+                                  " 'ledger', 'cloud_spend', 'inferences_ts', 'inferences_source_ts',"
+                                  " 'inferences_backend_ts', 'inferences_tenant_ts')"), 8);
+    /* Every ledger field is a column, as in SQLite. */
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'inferences'"), 25);
+
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, f.uri, err, sizeof err) == HL_OK);
+    HL_CHECK_STR_EQ(hl_store_kind(s), "postgresql");
+    HL_CHECK(hl_store_shared(s));
+    HL_CHECK_INT_EQ(count(s), 0);
+    hl_store_close(s);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 2);
+
+    /* A database migrated by a newer hybridllm is refused, not downgraded. */
+    HL_CHECK_INT_EQ(pg_int(f.uri, "INSERT INTO schema_version (version) VALUES (99)"), 0);
+    HL_CHECK(hl_store_open(&s, f.uri, err, sizeof err) == HL_ERR_UNSUPPORTED);
+    HL_CHECK(s == NULL);
+    HL_CHECK(strstr(err, "newer") != NULL);
+    fixture_cleanup(&f);
+}
+
+HL_TEST(open_errors_name_the_server_but_never_the_password) {
+    char err[512];
+    hl_store *s = NULL;
+    /* Port 1 on loopback: nothing listens there. */
+    HL_CHECK(hl_store_open(&s, "postgresql://alice:s3cret-pw@127.0.0.1:1/ledger?connect_timeout=2", err, sizeof err) != HL_OK);
+    HL_CHECK(s == NULL);
+    HL_CHECK(strstr(err, "postgresql://alice:***@127.0.0.1:1/ledger") != NULL);
+    HL_CHECK(strstr(err, "s3cret") == NULL);
+    HL_CHECK(strstr(err, "connecting") != NULL);
+    char red[256];
+    hl_store_redact("postgres://u@h/db?sslmode=require&password=hunter2&x=1", red, sizeof red);
+    HL_CHECK_STR_EQ(red, "postgres://u@h/db?sslmode=require&password=***&x=1");
+    hl_store_redact("postgresql://h:5432/db", red, sizeof red);
+    HL_CHECK_STR_EQ(red, "postgresql://h:5432/db");
+}
+
+/* ---- indexing ---- */
+
+HL_TEST(batched_index_conflicts_repeats_and_replay) {
+    fixture f;
+    NEED_SERVER(&f);
+    /* 2500 records: batches of 1000 plus a partial one; then malformed lines, a line reusing
+     * req_000001's key with another timestamp (conflict), and one repeating req_000002's line
+     * exactly (a duplicate within the same batch). */
+    append_records(f.journal, 0, 2500, "req_", MAY_1);
+    const char *bad = "not json\n{\"timestamp\":\"2024-05-01T00:00:00.000Z\"}\n";
+    append_bytes(f.journal, bad, strlen(bad));
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    format_record(1, "req_", MAY_1 + 3600, &b);
+    append_bytes(f.journal, b.data, b.len);
+    format_record(2, "req_", MAY_1, &b);
+    append_bytes(f.journal, b.data, b.len);
+    hl_buf_release(&b);
+    struct stat sb;
+    stat(f.journal, &sb);
+
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, f.uri, err, sizeof err) == HL_OK);
+    hl_store_index_stats st;
+    HL_REQUIRE(hl_store_index(s, f.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.inserted, 2500);
+    HL_CHECK_INT_EQ(st.malformed, 2);
+    HL_CHECK_INT_EQ(st.conflicts, 1);
+    HL_CHECK_INT_EQ(st.duplicates, 1);
+    HL_CHECK_INT_EQ(st.offset, (long long)sb.st_size);
+    HL_CHECK_INT_EQ(count(s), 2500);
+    /* Nothing new: nothing read. */
+    HL_REQUIRE(hl_store_index(s, f.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.lines, 0);
+    /* The first of two conflicting lines is kept. */
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT ts FROM inferences WHERE request_id = 'req_000001' AND attempt = 1"),
+                    1714521601250LL);
+    /* Every field as the journal has it, through the ledger view. */
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM ledger WHERE request_id = 'req_000016' AND attempt = 1"
+                                  " AND timestamp = '2024-05-01T00:00:16.250Z' AND source = 'local'"
+                                  " AND input_tokens = 116 AND output_tokens = 26 AND latency_ms = 116"
+                                  " AND ttft_ms = 21 AND stream AND backend = 'vllm' AND tenant = 'globex'"
+                                  " AND task_type = 'code' AND status = 'ok' AND http_status = 200"
+                                  " AND cost_usd = 0 AND confidence IS NULL"), 1);
+    /* A second attempt (every 7th record) and a cloud one with its cost. */
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM ledger WHERE request_id = 'req_000013' AND attempt = 2"
+                                  " AND backend = 'ollama' AND timestamp = '2024-05-01T00:00:14.250Z'"), 1);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM ledger WHERE request_id = 'req_000009' AND source = 'cloud'"
+                                  " AND abs(cost_usd - 0.010) < 1e-12 AND NOT stream AND ttft_ms IS NULL"), 1);
+
+    /* The offset is lost (a restored backup, a dropped row): everything is read again and
+     * lands as duplicates, nothing twice. */
+    HL_CHECK_INT_EQ(pg_int(f.uri, "DELETE FROM journal_state"), 0);
+    HL_REQUIRE(hl_store_index(s, f.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.inserted, 0);
+    HL_CHECK_INT_EQ(st.duplicates, 2501);
+    HL_CHECK_INT_EQ(st.conflicts, 1);
+    HL_CHECK_INT_EQ(count(s), 2500);
+    /* journal_state names the host, so two machines with the same path keep two offsets. */
+    char host[256] = "";
+    gethostname(host, sizeof host);
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM journal_state WHERE journal LIKE '%s:%%/a.jsonl'", host);
+    HL_CHECK_INT_EQ(pg_int(f.uri, sql), 1);
+    hl_store_close(s);
+    fixture_cleanup(&f);
+}
+
+/* ---- two instances and the budgets' spend ---- */
+
+typedef struct instance {
+    const char *uri, *journal, *prefix;
+    int from, to;
+    hl_err rc;
+    unsigned long long inserted;
+} instance;
+
+/* One gateway: appends its records in slices and indexes after each, as the background
+ * indexer does, concurrently with the other. */
+static void *instance_main(void *arg) {
+    instance *in = arg;
+    char err[512];
+    hl_store *s = NULL;
+    in->rc = hl_store_open(&s, in->uri, err, sizeof err);
+    for (int i = in->from; !in->rc && i < in->to; i += 250) {
+        append_records(in->journal, i, i + 250 < in->to ? i + 250 : in->to, in->prefix, MAY_1 - 86400);
+        hl_store_index_stats st;
+        in->rc = hl_store_index(s, in->journal, &st);
+        in->inserted += st.inserted;
+        /* A deadlock between the two instances' transactions fails a pass; the next retries. */
+        if (in->rc) {
+            fprintf(stderr, "  instance %s: %s (retrying)\n", in->prefix, hl_store_errmsg(s));
+            in->rc = hl_store_index(s, in->journal, &st);
+            in->inserted += st.inserted;
+        }
+    }
+    hl_store_close(s);
+    return NULL;
+}
+
+typedef struct spend_sum {
+    double day, month;
+    int tenants;
+    double acme_month;
+} spend_sum;
+
+static void on_spend(void *ctx, const char *tenant, double day_usd, double month_usd) {
+    spend_sum *t = ctx;
+    t->day += day_usd;
+    t->month += month_usd;
+    t->tenants++;
+    if (!strcmp(tenant, "acme")) t->acme_month = month_usd;
+}
+
+HL_TEST(two_instances_share_one_ledger_and_exact_cloud_spend) {
+    fixture f;
+    NEED_SERVER(&f);
+    /* Both instances write records from 2024-04-30T00:00Z, one a second, 3000 each. */
+    instance a = {.uri = f.uri, .journal = f.journal, .prefix = "a_", .from = 0, .to = 3000};
+    instance b = {.uri = f.uri, .journal = f.journal2, .prefix = "b_", .from = 0, .to = 3000};
+    pthread_t ta, tb;
+    HL_REQUIRE(pthread_create(&ta, NULL, instance_main, &a) == 0);
+    HL_REQUIRE(pthread_create(&tb, NULL, instance_main, &b) == 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    HL_CHECK_INT_EQ(a.rc, HL_OK);
+    HL_CHECK_INT_EQ(b.rc, HL_OK);
+    /* 3000 lines each, of which every 7th is a second attempt: all distinct keys. */
+    HL_CHECK_INT_EQ(a.inserted, 3000);
+    HL_CHECK_INT_EQ(b.inserted, 3000);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM inferences"), 6000);
+
+    /* Expected spend, from the generator: cloud records are i % 3 == 0 with cost
+     * 0.001 * (1 + i % 13); timestamps MAY_1 - 86400 + i. */
+    double all = 0;
+    for (int i = 0; i < 3000; i += 3) all += 2 * 0.001 * (1 + i % 13);
+    HL_CHECK(fabs(pg_double(f.uri, "SELECT sum(cost_usd) FROM cloud_spend") - all) < 1e-9);
+    HL_CHECK(fabs(pg_double(f.uri, "SELECT sum(cost_usd) FROM inferences WHERE source = 'cloud'") - all) < 1e-9);
+
+    /* The budgets' view as of 2024-04-30T12:00Z: all of it is this day and this month. */
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, f.uri, err, sizeof err) == HL_OK);
+    spend_sum t = {0};
+    HL_REQUIRE(hl_store_cloud_spend(s, (long long)(MAY_1 - 43200) * 1000, on_spend, &t) == HL_OK);
+    HL_CHECK(fabs(t.day - all) < 1e-9);
+    HL_CHECK(fabs(t.month - all) < 1e-9);
+    HL_CHECK_INT_EQ(t.tenants, 5); /* four tenants and "" */
+    double acme = 0;
+    for (int i = 0; i < 3000; i++)
+        if (i % 3 == 0 && i % 5 == 0) acme += 2 * 0.001 * (1 + i % 13);
+    HL_CHECK(fabs(t.acme_month - acme) < 1e-9);
+    /* As of May 1: a new day and a new month, nothing spent yet. */
+    t = (spend_sum){0};
+    HL_REQUIRE(hl_store_cloud_spend(s, (long long)(MAY_1 + 60) * 1000, on_spend, &t) == HL_OK);
+    HL_CHECK(t.month == 0 && t.day == 0 && t.tenants == 0);
+
+    /* Replaying both journals from the start adds nothing to the spend. */
+    HL_CHECK_INT_EQ(pg_int(f.uri, "DELETE FROM journal_state"), 0);
+    hl_store_index_stats st;
+    HL_REQUIRE(hl_store_index(s, f.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.duplicates, 3000);
+    HL_REQUIRE(hl_store_index(s, f.journal2, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.duplicates, 3000);
+    HL_CHECK(fabs(pg_double(f.uri, "SELECT sum(cost_usd) FROM cloud_spend") - all) < 1e-9);
+    hl_store_close(s);
+    fixture_cleanup(&f);
+}
+
+/* ---- reading: the same report as SQLite ---- */
+
+typedef struct agg {
+    double cost, latency, ttft;
+    long long rows, in, out, first_group, first_range, cloud, errors, streams, known;
+    unsigned long long group_hash;
+} agg;
+
+static hl_err on_row(void *ctx, const hl_store_row *r) {
+    agg *a = ctx;
+    a->rows++;
+    a->cost += r->cost_usd;
+    a->latency += r->latency_ms;
+    a->ttft += r->ttft_ms;
+    a->in += r->input_tokens;
+    a->out += r->output_tokens;
+    a->first_group += r->first_in_group;
+    a->first_range += r->first_in_range;
+    a->cloud += r->cloud;
+    a->errors += r->status == HL_STORE_STATUS_ERROR;
+    a->streams += r->stream;
+    a->known += r->cost_known;
+    /* Order-independent digest of the group values seen. */
+    unsigned long long h = 1469598103934665603ULL;
+    for (const char *p = r->group ? r->group : "(null)"; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    a->group_hash += h;
+    return HL_OK;
+}
+
+HL_TEST(scans_match_sqlite_for_every_grouping) {
+    fixture f;
+    NEED_SERVER(&f);
+    append_records(f.journal, 0, 4000, "req_", MAY_1 - 2000);
+    char err[512];
+    hl_store *pg = NULL, *sq = NULL;
+    HL_REQUIRE(hl_store_open(&pg, f.uri, err, sizeof err) == HL_OK);
+    HL_REQUIRE(hl_store_open(&sq, f.sqlite, err, sizeof err) == HL_OK);
+    HL_REQUIRE(hl_store_index(pg, f.journal, NULL) == HL_OK);
+    HL_REQUIRE(hl_store_index(sq, f.journal, NULL) == HL_OK);
+    const struct {
+        long long from, to;
+    } ranges[] = {{HL_STORE_TIME_MIN, HL_STORE_TIME_MAX},
+                  /* cuts between first and second attempts: first_in_range differs */
+                  {(long long)(MAY_1 - 1000) * 1000 + 500, (long long)(MAY_1 + 1000) * 1000}};
+    for (size_t k = 0; k < sizeof ranges / sizeof ranges[0]; k++) {
+        for (int g = HL_STORE_GROUP_NONE; g <= HL_STORE_GROUP_DAY; g++) {
+            agg a = {0}, b = {0};
+            HL_REQUIRE(hl_store_scan(pg, (hl_store_group)g, ranges[k].from, ranges[k].to, on_row, &a) == HL_OK);
+            HL_REQUIRE(hl_store_scan(sq, (hl_store_group)g, ranges[k].from, ranges[k].to, on_row, &b) == HL_OK);
+            HL_CHECK(a.rows > 1000);
+            HL_CHECK_INT_EQ(a.rows, b.rows);
+            HL_CHECK_INT_EQ(a.in, b.in);
+            HL_CHECK_INT_EQ(a.out, b.out);
+            HL_CHECK_INT_EQ(a.first_group, b.first_group);
+            HL_CHECK_INT_EQ(a.first_range, b.first_range);
+            HL_CHECK_INT_EQ(a.cloud, b.cloud);
+            HL_CHECK_INT_EQ(a.errors, b.errors);
+            HL_CHECK_INT_EQ(a.streams, b.streams);
+            HL_CHECK_INT_EQ(a.known, b.known);
+            HL_CHECK(a.group_hash == b.group_hash);
+            HL_CHECK(fabs(a.cost - b.cost) < 1e-9 && fabs(a.latency - b.latency) < 1e-6 && fabs(a.ttft - b.ttft) < 1e-6);
+        }
+    }
+    /* A range with a second attempt whose first is outside it: counted as first there. */
+    agg a = {0};
+    HL_REQUIRE(hl_store_scan(pg, HL_STORE_GROUP_NONE, (long long)(MAY_1 - 2000 + 7) * 1000,
+                             (long long)(MAY_1 - 2000 + 8) * 1000, on_row, &a) == HL_OK);
+    HL_CHECK_INT_EQ(a.rows, 1);
+    HL_CHECK_INT_EQ(a.first_range, 1);
+    hl_store_close(pg);
+    hl_store_close(sq);
+    fixture_cleanup(&f);
+}
+
+/* ---- the background indexer's hooks ---- */
+
+typedef struct hook_log {
+    int before, after;
+    spend_sum spend;
+} hook_log;
+
+static void hook_before(void *ctx) { ((hook_log *)ctx)->before++; }
+
+static void hook_after(void *ctx, hl_store *conn) {
+    hook_log *h = ctx;
+    h->after++;
+    h->spend = (spend_sum){0};
+    hl_store_cloud_spend(conn, (long long)(MAY_1 + 43200) * 1000, on_spend, &h->spend);
+}
+
+HL_TEST(indexer_hooks_run_around_each_pass_with_the_spend) {
+    fixture f;
+    NEED_SERVER(&f);
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, f.uri, err, sizeof err) == HL_OK);
+    hook_log h = {0};
+    hl_store_indexer_hooks hooks = {hook_before, hook_after, &h};
+    HL_REQUIRE(hl_store_indexer_start(s, f.journal, 3600 * 1000, &hooks) == HL_OK);
+    append_records(f.journal, 0, 30, "req_", MAY_1);
+    HL_REQUIRE(hl_store_indexer_sync(s) == HL_OK);
+    HL_CHECK(h.before >= 1 && h.after >= 1 && h.before >= h.after);
+    double want = 0;
+    for (int i = 0; i < 30; i += 3) want += 0.001 * (1 + i % 13);
+    HL_CHECK(fabs(h.spend.day - want) < 1e-9);
+    hl_store_indexer_stop(s);
+    hl_store_close(s);
+    fixture_cleanup(&f);
+}
+
+/* ---- crash replay (issue 5) ---- */
+
+static void crash_child(const fixture *f, int progress_fd) {
+    hl_ledger l;
+    char err[512];
+    hl_store *s = NULL;
+    if (hl_ledger_open(&l, f->journal) != HL_OK || hl_store_open(&s, f->uri, err, sizeof err) != HL_OK ||
+        hl_store_indexer_start(s, f->journal, 1, NULL) != HL_OK)
+        _exit(3);
+    char id[32];
+    for (int i = 0; i < 2000000; i++) {
+        snprintf(id, sizeof id, "crash_%07d", i);
+        hl_ledger_record r = {0};
+        r.timestamp = MAY_1 + i;
+        r.request_id = id;
+        r.attempt = 1 + i % 2;
+        r.cloud = i % 2;
+        r.backend = r.model = r.route_reason = "x";
+        r.status = "ok";
+        r.ttft_ms = r.confidence = -1;
+        r.cost_usd = r.cloud ? 0.5 : 0;
+        r.cost_known = true;
+        if (hl_ledger_append(&l, &r) != HL_OK) _exit(4);
+        if (i % 2000 == 1999) {
+            hl_store_indexer_stats ist;
+            hl_store_indexer_stats_get(s, &ist);
+            if (ist.inserted > 0 && write(progress_fd, "x", 1) != 1) _exit(5);
+        }
+    }
+    _exit(6);
+}
+
+HL_TEST(crash_replay_sigkill_during_load) {
+    fixture f;
+    NEED_SERVER(&f);
+    int pipefd[2];
+    HL_REQUIRE(pipe(pipefd) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    HL_REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(pipefd[0]);
+        crash_child(&f, pipefd[1]);
+    }
+    close(pipefd[1]);
+    char c;
+    int reports = 0;
+    while (reports < 5 && read(pipefd[0], &c, 1) == 1) reports++;
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    close(pipefd[0]);
+    HL_REQUIRE(reports == 5);
+    HL_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    FILE *fp = fopen(f.journal, "r");
+    HL_REQUIRE(fp);
+    char line[4096];
+    long long lines = 0;
+    while (fgets(line, sizeof line, fp))
+        if (strchr(line, '\n')) lines++;
+    fclose(fp);
+    HL_CHECK(lines >= 10000);
+
+    /* The server may still be finishing the killed connection's transaction: the restart
+     * waits on nothing but its own commit. */
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, f.uri, err, sizeof err) == HL_OK);
+    hl_store_index_stats st;
+    HL_REQUIRE(hl_store_index(s, f.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.duplicates, 0);
+    HL_CHECK_INT_EQ(st.malformed, 0);
+    HL_CHECK_INT_EQ(count(s), lines);
+    hl_store_close(s);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(DISTINCT (request_id, attempt)) FROM inferences"), lines);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT max(substr(request_id, 7)::int) + 1 FROM inferences"), lines);
+    /* The spend counts each cloud line once: half the lines, $0.50 each. */
+    HL_CHECK(fabs(pg_double(f.uri, "SELECT sum(cost_usd) FROM cloud_spend") - 0.5 * (double)(lines / 2)) < 1e-6);
+    fixture_cleanup(&f);
+}
+
+HL_TEST_MAIN()
