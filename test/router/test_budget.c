@@ -1,5 +1,6 @@
 /* Tests for hl_budget: caps per month and day, per tenant, period roll-over, rebuilding the
- * running totals from the ledger (read backwards, older periods ignored). */
+ * running totals from the ledger (read backwards, older periods ignored), and syncing with a
+ * shared store (the fleet's figure plus this process's spend since, never counted twice). */
 #include <stdlib.h>
 #include <unistd.h>
 #include "hl_budget.h"
@@ -88,6 +89,53 @@ HL_TEST(rebuilt_from_the_ledger) {
     HL_REQUIRE(hl_budgets_new(&b, cfg = load()) == HL_OK);
     HL_CHECK_INT_EQ(hl_budgets_load_ledger(b, "/nonexistent/ledger.jsonl", NOW, &lines), HL_OK);
     HL_CHECK_INT_EQ(lines, 0);
+    hl_budgets_free(b);
+    hl_config_free(cfg);
+}
+
+HL_TEST(sync_with_a_shared_store) {
+    hl_config *cfg = load();
+    hl_budgets *b;
+    HL_REQUIRE(hl_budgets_new(&b, cfg) == HL_OK && b);
+    /* This process spent 2 before the pass began: the pass indexes it. */
+    hl_budgets_add(b, "team-a", 2, NOW);
+    hl_budgets_sync_begin(b, NOW);
+    /* 0.25 more while the pass runs: not in what the pass reads. */
+    hl_budgets_add(b, "team-a", 0.25, NOW);
+    /* Still counted while the sync is under way (transit + local). */
+    HL_CHECK_NEAR(hl_budgets_spent(b, 0, NULL, NOW), 2.25, 1e-9);
+    /* The database: this process's 2 plus another instance's 5 (team-a 0.5 today, team-b the
+     * rest) this month, of which 0.5 + 0.1 today. */
+    hl_budgets_sync_add(b, "team-a", 0.5, 2.5);
+    hl_budgets_sync_add(b, "team-b", 0.1, 4.5);
+    HL_CHECK_NEAR(hl_budgets_spent(b, 0, NULL, NOW), 2.25, 1e-9); /* staged, not yet in force */
+    hl_budgets_sync_end(b, NOW);
+    HL_CHECK_NEAR(hl_budgets_spent(b, 0, NULL, NOW), 7.25, 1e-9);  /* 7 fleet + 0.25 local */
+    HL_CHECK_NEAR(hl_budgets_spent(b, 1, "team-a", NOW), 0.75, 1e-9); /* daily, per tenant */
+    HL_CHECK_NEAR(hl_budgets_spent(b, 1, "team-b", NOW), 0.1, 1e-9);
+    /* Another instance alone pushes the fleet over the monthly cap. */
+    hl_budgets_sync_begin(b, NOW);
+    hl_budgets_sync_add(b, "team-a", 0.75, 2.75);
+    hl_budgets_sync_add(b, "", 0, 7.5); /* requests without a tenant */
+    hl_budgets_sync_end(b, NOW);
+    double spent, limit;
+    const hl_budget_cfg *hit = hl_budgets_exceeded(b, "team-c", NOW, &spent, &limit);
+    HL_REQUIRE(hit);
+    HL_CHECK_STR_EQ(hit->name, "monthly");
+    HL_CHECK_NEAR(spent, 10.25, 1e-9);
+    /* A sync that failed after begin (sync_end never came) loses nothing. */
+    hl_budgets_add(b, NULL, 1, NOW);
+    hl_budgets_sync_begin(b, NOW);
+    hl_budgets_sync_add(b, "", 0, 99); /* staged by a read that then failed */
+    HL_CHECK_NEAR(hl_budgets_spent(b, 0, NULL, NOW), 11.25, 1e-9);
+    hl_budgets_sync_begin(b, NOW);
+    hl_budgets_sync_end(b, NOW); /* the database said nothing at all: its figure is 0 */
+    HL_CHECK_NEAR(hl_budgets_spent(b, 0, NULL, NOW), 0, 1e-9);
+    /* A new month: the fleet's figure of the old one is dropped. */
+    hl_budgets_sync_begin(b, NOW);
+    hl_budgets_sync_add(b, "team-a", 3, 3);
+    hl_budgets_sync_end(b, NOW + 40 * DAY);
+    HL_CHECK_NEAR(hl_budgets_spent(b, 0, NULL, NOW + 40 * DAY), 0, 1e-9);
     hl_budgets_free(b);
     hl_config_free(cfg);
 }
