@@ -227,13 +227,15 @@ hl_quant_act hl_quant_act_for(uint32_t type) {
 }
 
 hl_quant_act hl_quant_act_for_isa(uint32_t type, hl_quant_isa isa) {
-    if (isa == HL_ISA_AVX512 && (type == HL_GGUF_Q8_0 || type == HL_GGUF_Q4_0)) return HL_ACT_Q8P;
+    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q8_0) return HL_ACT_Q8P;
+    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q4_0) return HL_ACT_Q8Q;
     return hl_quant_act_for(type);
 }
 
 size_t hl_quant_act_size(hl_quant_act act, int n) {
     switch (act) {
     case HL_ACT_Q8P: return (size_t)((n / 32 + 1) / 2) * sizeof(hl_act_q8p);
+    case HL_ACT_Q8Q: return (size_t)((n / 32 + 3) / 4) * sizeof(hl_act_q8q);
     case HL_ACT_Q8: return (size_t)(n / 32) * sizeof(hl_act_q8);
     case HL_ACT_Q8K: return (size_t)(n / 256) * sizeof(hl_act_q8k);
     case HL_ACT_F16: return (size_t)n * sizeof(uint16_t);
@@ -288,7 +290,28 @@ static void quantize_act_q8p(const float *x, hl_act_q8p *p, int n) {
             memcpy(o->qs + 32 * h, b.qs, 32);
             for (int l = 0; l < 8; l++) {
                 o->d[8 * h + l] = b.d;
-                o->off[8 * h + l] = 8 * (b.qs[4 * l] + b.qs[4 * l + 1] + b.qs[4 * l + 2] + b.qs[4 * l + 3]);
+                o->off[8 * h + l] = -128 * (b.qs[4 * l] + b.qs[4 * l + 1] + b.qs[4 * l + 2] + b.qs[4 * l + 3]);
+            }
+        }
+    }
+}
+
+/* The same, repacked in quads in the Q4_0 nibbles' order. */
+static void quantize_act_q8q(const float *x, hl_act_q8q *p, int n) {
+    int nb = n / 32;
+    for (int i = 0; i < nb; i += 4) {
+        hl_act_q8q *o = &p[i / 4];
+        memset(o, 0, sizeof *o);
+        for (int k = 0; k < 4 && i + k < nb; k++) {
+            hl_act_q8 b;
+            quantize_act_q8_scalar(x + 32 * (i + k), &b, 32);
+            memcpy(o->lo + 16 * k, b.qs, 16);
+            memcpy(o->hi + 16 * k, b.qs + 16, 16);
+            for (int l = 0; l < 4; l++) {
+                int s = 0;
+                for (int j = 4 * l; j < 4 * l + 4; j++) s += b.qs[j] + b.qs[16 + j];
+                o->d[4 * k + l] = b.d;
+                o->off[4 * k + l] = -8 * s;
             }
         }
     }
@@ -297,6 +320,7 @@ static void quantize_act_q8p(const float *x, hl_act_q8p *p, int n) {
 void hl_quant_act_quantize(hl_quant_act act, const float *x, void *dst, int n) {
     switch (act) {
     case HL_ACT_Q8P: quantize_act_q8p(x, dst, n); break;
+    case HL_ACT_Q8Q: quantize_act_q8q(x, dst, n); break;
     case HL_ACT_Q8: quantize_act_q8_scalar(x, dst, n); break;
     case HL_ACT_Q8K: quantize_act_q8k_scalar(x, dst, n); break;
     case HL_ACT_F16: {

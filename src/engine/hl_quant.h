@@ -76,22 +76,36 @@ typedef struct hl_act_q8k {
     int8_t qs[256];
 } hl_act_q8k;
 
-/* The Q8 activations of two consecutive 32-value blocks laid out for the AVX-512 kernels:
- * the 64 values, each block's scale repeated over 8 lanes, and 8 times the sums of each
- * 4 consecutive values (the offset the unsigned-weight trick subtracts). Same values and
- * scales as hl_act_q8; for an odd block count the last pair's second half is zero. */
+/* The Q8 activations of two consecutive 32-value blocks laid out for the AVX-512 Q8_0
+ * kernel: the 64 values, each block's scale repeated over 8 lanes, and -128 times the sum of
+ * each 4 consecutive values (the offset the unsigned-weight trick subtracts: the kernel
+ * multiplies w + 128). Same values and scales as hl_act_q8; for an odd block count the last
+ * pair's second half is zero. */
 typedef struct hl_act_q8p {
     int8_t qs[64];
     float d[16];
     int32_t off[16];
 } hl_act_q8p;
 
+/* The Q8 activations of four consecutive blocks for the AVX-512 Q4_0 kernel, in the order of
+ * the weights' nibbles: lo holds values 0..15 of each block (block k at bytes 16k..16k+15),
+ * hi values 16..31; lane l (block l / 4) has the scale of its block and -8 times the sum of
+ * its 4 lo and 4 hi values (the nibbles are multiplied unsigned, without their - 8). Blocks
+ * past the end are zero. */
+typedef struct hl_act_q8q {
+    int8_t lo[64];
+    int8_t hi[64];
+    float d[16];
+    int32_t off[16];
+} hl_act_q8q;
+
 typedef enum hl_quant_act {
     HL_ACT_F32,  /* plain floats (F32 and BF16 weights) */
     HL_ACT_Q8,   /* hl_act_q8 blocks (Q8_0, Q4_0) */
     HL_ACT_Q8K,  /* hl_act_q8k blocks (Q4_K, Q6_K) */
     HL_ACT_F16,  /* half floats (F16 weights) */
-    HL_ACT_Q8P,  /* hl_act_q8p pairs (Q8_0, Q4_0 with the AVX-512 kernels) */
+    HL_ACT_Q8P,  /* hl_act_q8p pairs (Q8_0 with the AVX-512 kernel) */
+    HL_ACT_Q8Q,  /* hl_act_q8q quads (Q4_0 with the AVX-512 kernel) */
     HL_ACT_COUNT
 } hl_quant_act;
 
