@@ -1,5 +1,6 @@
-/* bench_ledger: how long the SQLite store takes to index a large ledger journal and to
- * report on it (issue 5: "fast on a ledger of 10 million records").
+/* bench_ledger: how long the SQLite store (and the PostgreSQL one, with HL_BENCH_PG) takes
+ * to index a large ledger journal and to report on it (issue 5: "fast on a ledger of 10
+ * million records").
  *
  * For each size N it writes N synthetic ledger lines with hl_ledger_format (30 days, 70%
  * local, 5% of requests retried or escalated, 20 tenants, streaming, a few errors), indexes
@@ -11,10 +12,14 @@
  *   bench_ledger 200000 5000000  the sizes given
  *   HL_BENCH_10M=1 bench_ledger  1M and 10M (the 10M case takes minutes and ~5 GB of disk)
  *   HL_BENCH_DIR=/var/tmp ...    where the journal and database go (default /tmp)
+ *   HL_BENCH_PG=postgresql://... also into that database (its hybridllm tables are dropped
+ *                                first), the same journal, side by side
  *   bench_ledger --generate N FILE   only write a journal of N records (to try the CLI on)
  *
  * Build and run: bench/ledger/run.sh (the bench_ledger target, Release). */
+#include <libpq-fe.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,36 +147,48 @@ static int report(hl_store *s, hl_store_group g, long long from, const char *wha
     return 0;
 }
 
-static int bench(const char *dir, long long n) {
-    char journal[512], db[512];
-    snprintf(journal, sizeof journal, "%s/hl_bench_ledger_%lld.jsonl", dir, n);
-    snprintf(db, sizeof db, "%s/hl_bench_ledger_%lld.db", dir, n);
-    printf("== %lld records ==\n", n);
-    double t0 = now_s();
-    if (generate(journal, n) != 0) {
-        perror(journal);
-        return 1;
-    }
-    printf("  generate journal          %8.2f s  (%.0f MB)\n", now_s() - t0, file_size(journal) / 1e6);
-    rm_db(db);
+/* Empties the PostgreSQL database at uri of hybridllm's tables, so each run starts fresh. */
+static int pg_reset(const char *uri) {
+    PGconn *c = PQconnectdb(uri);
+    PGresult *r = PQstatus(c) == CONNECTION_OK
+                      ? PQexec(c, "SET client_min_messages = warning; DROP VIEW IF EXISTS ledger;"
+                                  " DROP TABLE IF EXISTS inferences, journal_state, cloud_spend, schema_version;"
+                                  " DROP FUNCTION IF EXISTS hybridllm_cloud_spend_add()")
+                      : NULL;
+    int ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok) fprintf(stderr, "%s: %s", uri, r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+    return ok ? 0 : 1;
+}
+
+/* Indexes journal into the store at location (emptied first) and runs the reports. */
+static int bench_store(const char *journal, const char *location, bool pg) {
+    char where[600];
+    hl_store_redact(location, where, sizeof where);
+    printf(" -- %s\n", pg ? "PostgreSQL" : "SQLite");
+    if (pg ? pg_reset(location) : (rm_db(location), 0)) return 1;
     hl_store *s = NULL;
     char err[512];
-    if (hl_store_open(&s, db, err, sizeof err) != HL_OK) {
+    if (hl_store_open(&s, location, err, sizeof err) != HL_OK) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
     hl_store_index_stats st;
-    t0 = now_s();
+    double t0 = now_s();
     if (hl_store_index(s, journal, &st) != HL_OK) {
         fprintf(stderr, "index: %s\n", hl_store_errmsg(s));
+        hl_store_close(s);
         return 1;
     }
     double dt = now_s() - t0;
-    char wal[600];
-    snprintf(wal, sizeof wal, "%s-wal", db);
-    printf("  index (one pass)          %8.2f s  %6.2f M lines/s  (%llu inserted, %llu malformed; "
-           "db %.0f MB + wal %.0f MB)\n", dt, (double)st.lines / dt / 1e6, st.inserted, st.malformed,
-           file_size(db) / 1e6, file_size(wal) / 1e6);
+    printf("  index (one pass)          %8.2f s  %6.2f M lines/s  (%llu inserted, %llu malformed)\n", dt,
+           (double)st.lines / dt / 1e6, st.inserted, st.malformed);
+    if (!pg) {
+        char wal[600];
+        snprintf(wal, sizeof wal, "%s-wal", location);
+        printf("  files                     db %.0f MB + wal %.0f MB\n", file_size(location) / 1e6, file_size(wal) / 1e6);
+    }
     t0 = now_s();
     hl_store_index(s, journal, &st);
     printf("  index again (no-op)       %8.4f s  (%llu lines)\n", now_s() - t0, st.lines);
@@ -183,10 +200,25 @@ static int bench(const char *dir, long long n) {
     rc |= report(s, HL_STORE_GROUP_DAY, HL_STORE_TIME_MIN, "by day", st.lines);
     rc |= report(s, HL_STORE_GROUP_SOURCE, (1714521600LL + 23 * 86400) * 1000, "by source, last 7 days", st.lines);
     hl_store_close(s);
-    if (!getenv("HL_BENCH_KEEP")) {
-        rm_db(db);
-        unlink(journal);
+    if (!pg && !getenv("HL_BENCH_KEEP")) rm_db(location);
+    return rc;
+}
+
+static int bench(const char *dir, long long n) {
+    char journal[512], db[512];
+    snprintf(journal, sizeof journal, "%s/hl_bench_ledger_%lld.jsonl", dir, n);
+    snprintf(db, sizeof db, "%s/hl_bench_ledger_%lld.db", dir, n);
+    printf("== %lld records ==\n", n);
+    double t0 = now_s();
+    if (generate(journal, n) != 0) {
+        perror(journal);
+        return 1;
     }
+    printf("  generate journal          %8.2f s  (%.0f MB)\n", now_s() - t0, file_size(journal) / 1e6);
+    int rc = bench_store(journal, db, false);
+    const char *pg = getenv("HL_BENCH_PG");
+    if (pg && *pg) rc |= bench_store(journal, pg, true);
+    if (!getenv("HL_BENCH_KEEP")) unlink(journal);
     return rc;
 }
 
