@@ -603,7 +603,7 @@ static void vfrom_f16(int n, const uint16_t *x, float *y) {
     for (int i = 0; i < n; i++) y[i] = hl_quant_f16_to_f32(x[i]);
 }
 
-static const hl_quant_vec_ops vec_scalar = {vdot_f16, vmad_f16, vscale_f16, vto_f16, vfrom_f16};
+static const hl_quant_vec_ops vec_scalar = {vdot_f16, vmad_f16, vscale_f16, vto_f16, vfrom_f16, NULL};
 
 const hl_quant_vec_ops *hl_quant_vec(hl_quant_isa isa) {
     if (!cpu_has(isa)) return NULL;

@@ -10,6 +10,7 @@
  * (AVX512VL), since a block is 32 values. */
 #include "hl_quant_x86.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -239,7 +240,7 @@ T_AVX2 static void vfrom_f16_avx2(int n, const uint16_t *x, float *y) {
 }
 
 static const hl_quant_vec_ops vec_avx2 = {vdot_f16_avx2, vmad_f16_avx2, vscale_f16_avx2,
-                                          vto_f16_avx2, vfrom_f16_avx2};
+                                          vto_f16_avx2, vfrom_f16_avx2, NULL};
 
 /* ---- AVX-512 + VNNI --------------------------------------------------------------------- */
 
@@ -689,8 +690,69 @@ T_AVX512 static void vscale_f16_avx512(int n, uint16_t *y, float v) {
     if (i < n) vscale_f16_avx2(n - i, y + i, v);
 }
 
+/* The attention steps of hl_quant_vec_ops.attn_f16 with the accumulator in registers as
+ * floats that are always half-representable (each step rounds through half precision, as
+ * storing it would). Head sizes that are multiples of 16 up to 256; others take the steps
+ * one call at a time. */
+#define ATTN_MAXC 16
+T_AVX512 static float vattn_f16_avx512(int hd, int n_pos, const uint16_t *q, const uint16_t *k,
+                                       const uint16_t *v, size_t stride, float scale, uint16_t *acc) {
+    float mx = -INFINITY, sum = 0;
+    if (hd % 16 || hd > 16 * ATTN_MAXC) {
+        memset(acc, 0, (size_t)hd * sizeof *acc);
+        for (int s = 0; s < n_pos; s++) {
+            float sc = vdot_f16_avx512(hd, q, k + (size_t)s * stride) * scale;
+            float ms = 1, vs = 1;
+            if (sc > mx) {
+                ms = expf(mx - sc);
+                mx = sc;
+                vscale_f16_avx512(hd, acc, ms);
+            } else {
+                vs = expf(sc - mx);
+            }
+            vmad_f16_avx512(hd, acc, v + (size_t)s * stride, vs);
+            float t = sum * ms; /* two statements: never contracted into an fma */
+            sum = t + vs;
+        }
+        return sum;
+    }
+    int nc = hd / 16;
+    __m512 qv[ATTN_MAXC], a[ATTN_MAXC];
+    for (int c = 0; c < nc; c++) {
+        qv[c] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(q + 16 * c)));
+        a[c] = _mm512_setzero_ps();
+    }
+    for (int s = 0; s < n_pos; s++) {
+        const uint16_t *ks = k + (size_t)s * stride, *vs_ = v + (size_t)s * stride;
+        __m512 d = _mm512_setzero_ps();
+        for (int c = 0; c < nc; c++)
+            d = _mm512_fmadd_ps(qv[c], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ks + 16 * c))), d);
+        float sc = _mm512_reduce_add_ps(d) * scale;
+        float ms = 1, vs = 1;
+        if (sc > mx) {
+            ms = expf(mx - sc);
+            mx = sc;
+            __m512 m = _mm512_set1_ps(ms);
+            for (int c = 0; c < nc; c++)
+                a[c] = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(a[c], m), _MM_FROUND_TO_NEAREST_INT));
+        } else {
+            vs = expf(sc - mx);
+        }
+        __m512 w = _mm512_set1_ps(vs);
+        for (int c = 0; c < nc; c++)
+            a[c] = _mm512_cvtph_ps(_mm512_cvtps_ph(
+                _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vs_ + 16 * c))), w, a[c]),
+                _MM_FROUND_TO_NEAREST_INT));
+        float t = sum * ms;
+        sum = t + vs;
+    }
+    for (int c = 0; c < nc; c++)
+        _mm256_storeu_si256((__m256i *)(acc + 16 * c), _mm512_cvtps_ph(a[c], _MM_FROUND_TO_NEAREST_INT));
+    return sum;
+}
+
 static const hl_quant_vec_ops vec_avx512 = {vdot_f16_avx512, vmad_f16_avx512, vscale_f16_avx512,
-                                            vto_f16_avx2, vfrom_f16_avx2};
+                                            vto_f16_avx2, vfrom_f16_avx2, vattn_f16_avx512};
 
 #endif /* __x86_64__ */
 
