@@ -813,6 +813,7 @@ static const cfg_key backend_keys[] = {
     {"context_size", h_long, offsetof(hl_backend_cfg, context_size), 16, 10000000, 0},
     {"chat_template", h_template_name, offsetof(hl_backend_cfg, chat_template), 0, 0, 0},
     {"max_queue", h_int, offsetof(hl_backend_cfg, max_queue), 1, 100000, 0},
+    {"max_sequences", h_int, offsetof(hl_backend_cfg, max_sequences), 1, 256, 0},
     {"api_key", h_secret_backend, 0, 0, 0, KEY_SECRET},
     {"apiKey", h_secret_backend, 0, 0, 0, KEY_SECRET},
     {"key", h_secret_backend, 0, 0, 0, KEY_SECRET},
@@ -877,6 +878,7 @@ static hl_err h_backends(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, voi
         b->breaker_open_ms = 15000;
         b->line = line_of(item);
         b->max_queue = 16;
+        b->max_sequences = 4;
         if ((err = map_walk(c, item, backend_keys, ARRAY_LEN(backend_keys), b))) return err;
         if (b->warmup == HL_ANY) b->warmup = b->location == HL_LOCATION_LOCAL ? HL_YES : HL_NO;
         if ((err = check_backend_kind(c, item, b))) return err;

@@ -1,4 +1,4 @@
-/* hl_engine: generation loop and sampling; see hl_engine.h. */
+/* hl_engine: generation (one or several sequences) and sampling; see hl_engine.h. */
 #include "hl_engine.h"
 
 #include <math.h>
@@ -7,11 +7,31 @@
 #include <string.h>
 #include <time.h>
 
+typedef enum seq_state { SEQ_PREFILL, SEQ_DECODE, SEQ_DONE } seq_state;
+
+struct hl_engine_seq {
+    hl_engine *e;
+    hl_engine_request req;  /* prompt cleared: only the settings and the callback are kept */
+    uint32_t slot;          /* KV slot while unfinished */
+    seq_state state;
+    int32_t *ids;           /* [n_ctx] prompt + generated tokens, owned */
+    uint32_t n_prompt, fed; /* prompt tokens, and how many are in the cache */
+    uint32_t pos;           /* while decoding: where `pending` goes (= tokens in ids) */
+    int32_t pending;        /* the last token sampled, fed at the next step */
+    uint64_t rng;
+    double t_start, t_first;
+    hl_engine_result res;
+    hl_err err;
+};
+
 struct hl_engine {
     hl_model *model; /* owned; owns the GGUF */
     hl_tok *tok;     /* owned; borrows the model's GGUF */
     uint32_t vocab;
-    int32_t *ids;    /* [n_ctx] prompt + generated tokens */
+    uint32_t n_seq;
+    hl_engine_seq **slots;     /* [n_seq] the unfinished sequence in each slot, or NULL */
+    hl_model_item *items;      /* [max_batch] the pass being built */
+    hl_engine_seq **owner;     /* [n_seq] whose logits the pass's k-th logits are */
     float *work;     /* [vocab] logits after penalties */
     int32_t *cand;   /* [vocab] candidate ids */
     float *prob;     /* [vocab] candidate probabilities */
@@ -28,7 +48,8 @@ hl_err hl_engine_open(hl_engine **out, const hl_engine_params *p, char *err, siz
     *out = NULL;
     hl_engine *e = calloc(1, sizeof *e);
     if (!e) return HL_ERR_NOMEM;
-    hl_model_params mp = {.n_ctx = p->n_ctx, .max_batch = p->n_batch, .n_threads = p->n_threads};
+    hl_model_params mp = {.n_ctx = p->n_ctx, .max_batch = p->n_batch, .n_threads = p->n_threads,
+                          .n_seq = p->n_seq};
     hl_err r = hl_model_load(&e->model, p->model_path, &mp, err, err_size);
     if (r) goto fail;
     char msg[HL_GGUF_ERR_MAX];
@@ -47,13 +68,16 @@ hl_err hl_engine_open(hl_engine **out, const hl_engine_params *p, char *err, siz
         r = HL_ERR_PARSE;
         goto fail;
     }
-    e->ids = malloc(hl_model_n_ctx(e->model) * sizeof *e->ids);
+    e->n_seq = hl_model_n_seq(e->model);
+    e->slots = calloc(e->n_seq, sizeof *e->slots);
+    e->owner = calloc(e->n_seq, sizeof *e->owner);
+    e->items = calloc(hl_model_max_batch(e->model), sizeof *e->items);
     e->work = malloc(e->vocab * sizeof *e->work);
     e->cand = malloc(e->vocab * sizeof *e->cand);
     e->prob = malloc(e->vocab * sizeof *e->prob);
     e->piece_cap = hl_tok_max_piece(e->tok);
     e->piece = malloc(e->piece_cap);
-    if (!e->ids || !e->work || !e->cand || !e->prob || !e->piece) {
+    if (!e->slots || !e->owner || !e->items || !e->work || !e->cand || !e->prob || !e->piece) {
         r = HL_ERR_NOMEM;
         goto fail;
     }
@@ -68,7 +92,11 @@ void hl_engine_free(hl_engine *e) {
     if (!e) return;
     hl_tok_free(e->tok);
     hl_model_free(e->model);
-    free(e->ids);
+    for (uint32_t i = 0; e->slots && i < e->n_seq; i++)
+        if (e->slots[i]) e->slots[i]->e = NULL; /* outliving sequences no longer reach it */
+    free(e->slots);
+    free(e->owner);
+    free(e->items);
     free(e->work);
     free(e->cand);
     free(e->prob);
@@ -200,58 +228,165 @@ static float logprob_of(const float *logits, int n, int32_t id) {
     return (float)((double)logits[id] - mx - log(sum));
 }
 
+/* ---- sequences ------------------------------------------------------------------------ */
+
+static void seq_finish(hl_engine_seq *s, hl_engine_stop stop, hl_err err) {
+    if (s->state == SEQ_DONE) return;
+    s->state = SEQ_DONE;
+    s->res.stop = stop;
+    s->err = err;
+    double now = now_s();
+    if (s->t_first > 0) s->res.decode_s = now - s->t_first;
+    else s->res.prefill_s = now - s->t_start;
+    if (s->e) s->e->slots[s->slot] = NULL;
+}
+
+hl_err hl_engine_seq_start(hl_engine *e, const hl_engine_request *req, hl_engine_seq **out) {
+    *out = NULL;
+    uint32_t slot = 0;
+    while (slot < e->n_seq && e->slots[slot]) slot++;
+    if (slot == e->n_seq) return HL_ERR_LIMIT;
+    uint32_t n_ctx = hl_model_n_ctx(e->model);
+    hl_engine_seq *s = calloc(1, sizeof *s);
+    if (!s || !(s->ids = malloc(n_ctx * sizeof *s->ids))) {
+        free(s);
+        return HL_ERR_NOMEM;
+    }
+    size_t n_prompt = 0;
+    hl_err r = hl_tok_encode(e->tok, req->prompt, req->prompt_len, req->add_bos && hl_tok_add_bos(e->tok),
+                             req->parse_special, s->ids, n_ctx, &n_prompt);
+    if (!r && n_prompt == 0) r = HL_ERR_INVAL; /* nothing to continue from */
+    if (!r && n_prompt >= n_ctx) r = HL_ERR_LIMIT;
+    if (r) {
+        free(s->ids);
+        free(s);
+        return r;
+    }
+    s->e = e;
+    s->req = *req;
+    s->req.prompt = NULL;
+    s->req.prompt_len = 0;
+    s->slot = slot;
+    s->state = SEQ_PREFILL;
+    s->n_prompt = (uint32_t)n_prompt;
+    s->res.n_prompt = (int)n_prompt;
+    s->rng = req->sampling.seed;
+    s->t_start = now_s();
+    e->slots[slot] = s;
+    *out = s;
+    return HL_OK;
+}
+
+int hl_engine_free_slots(const hl_engine *e) {
+    int n = 0;
+    for (uint32_t i = 0; i < e->n_seq; i++) n += !e->slots[i];
+    return n;
+}
+
+/* s's logits are out: sample, hand the token over, decide whether s goes on. */
+static void seq_next(hl_engine *e, hl_engine_seq *s, const float *logits) {
+    uint32_t n_ctx = hl_model_n_ctx(e->model);
+    int32_t id = hl_engine_sample(e, logits, &s->req.sampling, s->ids, (int)s->pos, &s->rng);
+    if (hl_tok_is_eog(e->tok, id)) {
+        seq_finish(s, HL_ENGINE_STOP_EOG, HL_OK);
+        return;
+    }
+    if (s->pos >= n_ctx) {
+        seq_finish(s, HL_ENGINE_STOP_CONTEXT, HL_OK);
+        return;
+    }
+    s->res.n_gen++;
+    s->ids[s->pos] = id;
+    if (s->req.on_token) {
+        /* piece_cap fits every token's text, so nothing is ever cut here. */
+        int len = hl_tok_piece(e->tok, id, false, e->piece, e->piece_cap);
+        if (len < 0 || (size_t)len > e->piece_cap) {
+            seq_finish(s, HL_ENGINE_STOP_CANCELLED, HL_ERR_INVAL);
+            return;
+        }
+        hl_engine_token tk = {id, e->piece, (size_t)len, logprob_of(logits, (int)e->vocab, id)};
+        if (s->req.on_token(s->req.cb_ctx, &tk) != 0) {
+            seq_finish(s, HL_ENGINE_STOP_CANCELLED, HL_OK);
+            return;
+        }
+    }
+    if (s->req.max_tokens > 0 && s->res.n_gen >= s->req.max_tokens) {
+        seq_finish(s, HL_ENGINE_STOP_LENGTH, HL_OK);
+        return;
+    }
+    s->pending = id;
+    s->state = SEQ_DECODE;
+}
+
+hl_err hl_engine_step(hl_engine *e, int *active) {
+    uint32_t batch = hl_model_max_batch(e->model);
+    int n = 0, n_out = 0;
+    /* The next token of every sequence that is generating, then prompt chunks. */
+    for (uint32_t i = 0; i < e->n_seq; i++) {
+        hl_engine_seq *s = e->slots[i];
+        if (!s || s->state != SEQ_DECODE || (uint32_t)n == batch) continue;
+        e->items[n++] = (hl_model_item){s->pending, s->slot, s->pos, true};
+        e->owner[n_out++] = s;
+    }
+    for (uint32_t i = 0; i < e->n_seq && (uint32_t)n < batch; i++) {
+        hl_engine_seq *s = e->slots[i];
+        if (!s || s->state != SEQ_PREFILL) continue;
+        uint32_t k = s->n_prompt - s->fed;
+        if (k > batch - (uint32_t)n) k = batch - (uint32_t)n;
+        for (uint32_t j = 0; j < k; j++, s->fed++) {
+            bool last = s->fed == s->n_prompt - 1;
+            e->items[n++] = (hl_model_item){s->ids[s->fed], s->slot, s->fed, last};
+            if (last) e->owner[n_out++] = s;
+        }
+    }
+    hl_err r = HL_OK;
+    if (n > 0) r = hl_model_forward_batch(e->model, e->items, n);
+    if (r) {
+        /* Every sequence in the pass is finished with the error. */
+        for (int b = 0; b < n; b++)
+            if (e->slots[e->items[b].seq]) seq_finish(e->slots[e->items[b].seq], HL_ENGINE_STOP_CANCELLED, r);
+    } else {
+        double now = now_s();
+        for (int k = 0; k < n_out; k++) {
+            hl_engine_seq *s = e->owner[k];
+            if (s->state == SEQ_PREFILL) {
+                s->t_first = now;
+                s->res.prefill_s = now - s->t_start;
+                s->pos = s->n_prompt;
+            } else {
+                s->pos++;
+            }
+            seq_next(e, s, hl_model_logits_at(e->model, k));
+        }
+    }
+    if (active) *active = (int)e->n_seq - hl_engine_free_slots(e);
+    return r;
+}
+
+bool hl_engine_seq_finished(const hl_engine_seq *s, hl_engine_result *res, hl_err *err) {
+    if (s->state != SEQ_DONE) return false;
+    if (res) *res = s->res;
+    if (err) *err = s->err;
+    return true;
+}
+
+void hl_engine_seq_cancel(hl_engine_seq *s) { seq_finish(s, HL_ENGINE_STOP_CANCELLED, HL_OK); }
+
+void hl_engine_seq_free(hl_engine_seq *s) {
+    if (!s) return;
+    seq_finish(s, HL_ENGINE_STOP_CANCELLED, HL_OK);
+    free(s->ids);
+    free(s);
+}
+
 hl_err hl_engine_generate(hl_engine *e, const hl_engine_request *req, hl_engine_result *res) {
     memset(res, 0, sizeof *res);
-    uint32_t n_ctx = hl_model_n_ctx(e->model), batch = hl_model_max_batch(e->model);
-    size_t n_prompt;
-    hl_err r = hl_tok_encode(e->tok, req->prompt, req->prompt_len,
-                             req->add_bos && hl_tok_add_bos(e->tok), req->parse_special, e->ids,
-                             n_ctx, &n_prompt);
+    hl_engine_seq *s;
+    hl_err r = hl_engine_seq_start(e, req, &s);
     if (r) return r;
-    if (n_prompt == 0) return HL_ERR_INVAL; /* nothing to continue from */
-    if (n_prompt >= n_ctx) return HL_ERR_LIMIT;
-    res->n_prompt = (int)n_prompt;
-    double t0 = now_s();
-    for (size_t i = 0; i < n_prompt; i += batch) {
-        size_t k = n_prompt - i < batch ? n_prompt - i : batch;
-        r = hl_model_forward(e->model, e->ids + i, (int)k, (uint32_t)i);
-        if (r) return r;
-    }
-    double t1 = now_s();
-    res->prefill_s = t1 - t0;
-    uint64_t rng = req->sampling.seed;
-    size_t pos = n_prompt;
-    for (;;) {
-        const float *logits = hl_model_logits(e->model);
-        int32_t id = hl_engine_sample(e, logits, &req->sampling, e->ids, (int)pos, &rng);
-        if (hl_tok_is_eog(e->tok, id)) {
-            res->stop = HL_ENGINE_STOP_EOG;
-            break;
-        }
-        if (pos >= n_ctx) {
-            res->stop = HL_ENGINE_STOP_CONTEXT;
-            break;
-        }
-        res->n_gen++;
-        e->ids[pos] = id;
-        if (req->on_token) {
-            /* piece_cap fits every token's text, so nothing is ever cut here. */
-            int len = hl_tok_piece(e->tok, id, false, e->piece, e->piece_cap);
-            if (len < 0 || (size_t)len > e->piece_cap) return HL_ERR_INVAL;
-            hl_engine_token tk = {id, e->piece, (size_t)len, logprob_of(logits, (int)e->vocab, id)};
-            if (req->on_token(req->cb_ctx, &tk) != 0) {
-                res->stop = HL_ENGINE_STOP_CANCELLED;
-                break;
-            }
-        }
-        if (req->max_tokens > 0 && res->n_gen >= req->max_tokens) {
-            res->stop = HL_ENGINE_STOP_LENGTH;
-            break;
-        }
-        r = hl_model_forward(e->model, &id, 1, (uint32_t)pos);
-        if (r) return r;
-        pos++;
-    }
-    res->decode_s = now_s() - t1;
-    return HL_OK;
+    while (!hl_engine_seq_finished(s, NULL, NULL))
+        if ((r = hl_engine_step(e, NULL))) break;
+    hl_engine_seq_finished(s, res, &r);
+    hl_engine_seq_free(s);
+    return r;
 }

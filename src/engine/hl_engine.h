@@ -13,9 +13,17 @@
  * seeded generator. temperature <= 0 is greedy (argmax after the penalty). The same seed,
  * prompt and settings give the same tokens.
  *
- * Threads: one generation at a time per engine (the model has one KV cache); the engine's
- * matmuls use n_threads threads. The gateway runs generation on a worker thread and posts
- * tokens back to its event loop from the callback.
+ * Several generations at once: hl_engine_seq_start() admits a request into one of the
+ * model's n_seq KV slots, and each hl_engine_step() runs one forward pass for every admitted
+ * sequence together: the next token of each one that is generating, and as much of the
+ * waiting prompts as the batch has room for (decoding first, so a long prompt never stalls
+ * the others). Each weight row is read once per step for all of them, which is what makes
+ * serving n requests together cost far less than n times one. hl_engine_generate() is the
+ * one-request loop over the same steps.
+ *
+ * Threads: an engine and its sequences are used by one thread at a time; the matmuls use
+ * n_threads threads. The gateway runs the steps on a worker thread and posts tokens back to
+ * its event loop from the callback.
  *
  * Ownership: hl_engine_open() returns an engine the caller frees with hl_engine_free(). The
  * token passed to the callback (its text included) is borrowed for the call only. */
@@ -35,7 +43,8 @@ typedef struct hl_engine_params {
     const char *model_path;
     int n_threads;      /* 0: 1 */
     uint32_t n_ctx;     /* 0: the model's trained context, capped at 4096 */
-    uint32_t n_batch;   /* prompt tokens per forward pass; 0: 64 */
+    uint32_t n_batch;   /* tokens per forward pass; 0: 64 */
+    uint32_t n_seq;     /* sequences generated together (KV cache slots); 0: 1 */
 } hl_engine_params;
 
 typedef struct hl_engine_sampling {
@@ -95,6 +104,28 @@ const hl_tok *hl_engine_tok(const hl_engine *e);
 /* Generates a continuation of req->prompt. HL_ERR_LIMIT when the prompt does not fit in the
  * context; errors of the model otherwise. The KV cache is reused from position 0. */
 hl_err hl_engine_generate(hl_engine *e, const hl_engine_request *req, hl_engine_result *res);
+
+/* ---- several generations at once ---- */
+
+typedef struct hl_engine_seq hl_engine_seq;
+
+/* Tokenizes req->prompt and admits it into a free slot; req is copied, its prompt is not kept
+ * (the callback context must outlive the sequence). HL_ERR_LIMIT when no slot is free
+ * (hl_engine_free_slots) or the prompt does not fit the context, HL_ERR_INVAL for an empty
+ * one. The caller frees *out with hl_engine_seq_free(). */
+hl_err hl_engine_seq_start(hl_engine *e, const hl_engine_request *req, hl_engine_seq **out);
+/* Slots not held by an unfinished sequence. */
+int hl_engine_free_slots(const hl_engine *e);
+/* One forward pass for all admitted sequences (see the top of the file); callbacks run from
+ * here. *active (may be NULL) is the number still unfinished afterwards. An error of the
+ * model finishes every sequence of the pass with it. */
+hl_err hl_engine_step(hl_engine *e, int *active);
+/* True once s has finished; then *res and *err (each may be NULL) say how. */
+bool hl_engine_seq_finished(const hl_engine_seq *s, hl_engine_result *res, hl_err *err);
+/* Finishes s now as cancelled (no callback) and frees its slot. */
+void hl_engine_seq_cancel(hl_engine_seq *s);
+/* Cancels s if it is unfinished, then frees it. NULL ok. */
+void hl_engine_seq_free(hl_engine_seq *s);
 
 /* Picks the next token from logits (vocab entries) under s, given the recent tokens for the
  * repetition penalty; rng is the generator state (seeded from s->seed by the caller).

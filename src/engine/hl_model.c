@@ -22,10 +22,10 @@ struct hl_model {
     const float *out_norm;     /* [dim] */
     hl_model_mat output;       /* [vocab, dim]; token_embd when the file ties them */
     hl_model_layer *layers;    /* [n_layers]; owned */
-    uint32_t n_ctx, max_batch;
+    uint32_t n_ctx, max_batch, n_seq;
     hl_engine_pool *pool;      /* owned */
     uint32_t q_dim, kv_dim;    /* n_heads * head_dim, n_kv_heads * head_dim */
-    /* KV cache in half precision, owned: [n_layers][n_ctx][kv_dim] each. */
+    /* KV cache in half precision, owned: [n_seq][n_layers][n_ctx][kv_dim] each. */
     uint16_t *k_cache, *v_cache;
     /* Activations, owned, allocated once; B = max_batch. */
     float *x;                  /* [B][dim] residual stream */
@@ -39,7 +39,9 @@ struct hl_model {
     float *hb, *hb2;           /* [B][ffn] gate and up */
     float *rope_cs;            /* [B][rope_dim] cos/sin pairs per position */
     float *rope_inv_freq;      /* [rope_dim / 2] */
-    float *logits;             /* [vocab] */
+    float *logits;             /* [n_seq][vocab] */
+    const hl_model_item *items; /* the batch being run (borrowed during forward_batch) */
+    hl_model_item *run;        /* [max_batch] forward()'s batch, owned */
     void *act[HL_ACT_COUNT];   /* [B][act_cap] activations in each non-F32 format */
     size_t act_cap;            /* bytes per token in each act buffer */
     void *actx;                /* B tokens' activations for the GEMM kernels */
@@ -258,16 +260,17 @@ static hl_err alloc_state(loader *ld, const hl_model_params *p) {
     const hl_model_hparams *hp = &m->hp;
     m->n_ctx = p && p->n_ctx ? p->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
     m->max_batch = p && p->max_batch ? p->max_batch : 64;
-    if (m->n_ctx > (1u << 20) || m->max_batch > 4096)
-        return errf(ld->err, ld->err_size, HL_ERR_LIMIT, "n_ctx %u or max_batch %u too large",
-                    m->n_ctx, m->max_batch);
+    m->n_seq = p && p->n_seq ? p->n_seq : 1;
+    if (m->n_ctx > (1u << 20) || m->max_batch > 4096 || m->n_seq > 256)
+        return errf(ld->err, ld->err_size, HL_ERR_LIMIT, "n_ctx %u, max_batch %u or n_seq %u too large",
+                    m->n_ctx, m->max_batch, m->n_seq);
     int nt = p && p->n_threads > 0 ? p->n_threads : 1;
     if (hl_engine_pool_new(&m->pool, nt) != HL_OK)
         return errf(ld->err, ld->err_size, HL_ERR_NOMEM, "cannot start %d threads", nt);
     uint32_t B = m->max_batch, xdim = hp->dim > m->q_dim ? hp->dim : m->q_dim;
     /* alloc_f counts floats: halves need half as many. */
-    m->k_cache = (uint16_t *)alloc_f(hp->n_layers, m->n_ctx, (m->kv_dim + 1) / 2);
-    m->v_cache = (uint16_t *)alloc_f(hp->n_layers, m->n_ctx, (m->kv_dim + 1) / 2);
+    m->k_cache = (uint16_t *)alloc_f((uint64_t)m->n_seq * hp->n_layers, m->n_ctx, (m->kv_dim + 1) / 2);
+    m->v_cache = (uint16_t *)alloc_f((uint64_t)m->n_seq * hp->n_layers, m->n_ctx, (m->kv_dim + 1) / 2);
     m->k = alloc_f(B, m->kv_dim, 1);
     m->v = alloc_f(B, m->kv_dim, 1);
     m->q16 = (uint16_t *)alloc_f(B, (m->q_dim + 1) / 2, 1);
@@ -281,7 +284,8 @@ static hl_err alloc_state(loader *ld, const hl_model_params *p) {
     m->hb2 = alloc_f(B, hp->ffn, 1);
     m->rope_cs = alloc_f(B, hp->rope_dim, 1);
     m->rope_inv_freq = alloc_f(hp->rope_dim / 2, 1, 1);
-    m->logits = alloc_f(hp->vocab, 1, 1);
+    m->logits = alloc_f(m->n_seq, hp->vocab, 1);
+    m->run = calloc(B, sizeof *m->run);
     /* Quantized activations for the widest input (dim, q_dim or ffn), rounded up to whole
      * super-blocks; Q8K blocks are the larger per element. */
     uint32_t wmax = xdim > hp->ffn ? xdim : hp->ffn;
@@ -296,9 +300,9 @@ static hl_err alloc_state(loader *ld, const hl_model_params *p) {
     act_ok &= (m->actx = malloc(hl_quant_actx_size((int)wmax, (int)B))) != NULL;
     if (!m->k_cache || !m->v_cache || !m->x || !m->xb || !m->xb2 || !m->q || !m->hb ||
         !m->hb2 || !m->k || !m->v || !m->q16 || !m->acc16 || !m->rope_cs ||
-        !m->rope_inv_freq || !m->logits || !act_ok)
+        !m->rope_inv_freq || !m->logits || !m->run || !act_ok)
         return errf(ld->err, ld->err_size, HL_ERR_NOMEM, "out of memory for the KV cache "
-                    "(%u positions) and activations", m->n_ctx);
+                    "(%u positions x %u sequences) and activations", m->n_ctx, m->n_seq);
     for (uint32_t i = 0; i < hp->rope_dim / 2; i++)
         m->rope_inv_freq[i] = (float)pow(hp->rope_base, -2.0 * i / hp->rope_dim);
     return HL_OK;
@@ -360,6 +364,7 @@ void hl_model_free(hl_model *m) {
     free(m->rope_cs);
     free(m->rope_inv_freq);
     free(m->logits);
+    free(m->run);
     for (int i = 0; i < HL_ACT_COUNT; i++) free(m->act[i]);
     free(m->actx);
     hl_gguf_free(m->g);
@@ -370,7 +375,9 @@ const hl_model_hparams *hl_model_hp(const hl_model *m) { return &m->hp; }
 const hl_gguf *hl_model_gguf(const hl_model *m) { return m->g; }
 uint32_t hl_model_n_ctx(const hl_model *m) { return m->n_ctx; }
 uint32_t hl_model_max_batch(const hl_model *m) { return m->max_batch; }
+uint32_t hl_model_n_seq(const hl_model *m) { return m->n_seq; }
 const float *hl_model_logits(const hl_model *m) { return m->logits; }
+const float *hl_model_logits_at(const hl_model *m, int k) { return m->logits + (size_t)k * m->hp.vocab; }
 
 uint64_t hl_model_weight_bytes(const hl_model *m) {
     uint64_t b = (uint64_t)m->output.row_bytes * m->output.rows;
@@ -387,7 +394,7 @@ uint64_t hl_model_weight_bytes(const hl_model *m) {
 
 /* Fewest tokens for which a matmul goes through the GEMM kernels rather than one dot product
  * per row and token. */
-#define HL_MODEL_GEMM_MIN 4
+#define HL_MODEL_GEMM_MIN 8
 
 /* Up to three matrices that share one input (q/k/v, gate/up), run as one pool dispatch. */
 typedef struct mm_job {
@@ -496,7 +503,7 @@ static void add_bias(float *x, const float *bias, uint32_t n, int n_tok, size_t 
 
 typedef struct att_job {
     hl_model *m;
-    uint32_t layer, pos;
+    uint32_t layer;
     int n_tok;
 } att_job;
 
@@ -535,16 +542,15 @@ static void att_worker(void *ctx, int ith, int nth) {
     const hl_model_hparams *hp = &m->hp;
     const hl_quant_vec_ops *vec = m->vec;
     uint32_t hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads;
-    const uint16_t *kc = m->k_cache + (size_t)j->layer * m->n_ctx * m->kv_dim;
-    const uint16_t *vc = m->v_cache + (size_t)j->layer * m->n_ctx * m->kv_dim;
     uint16_t *acc = m->acc16 + (size_t)ith * hd;
     float scale = 1.0f / sqrtf((float)hd);
     int tasks = j->n_tok * (int)hp->n_heads;
     for (int t = ith; t < tasks; t += nth) {
         int b = t / (int)hp->n_heads;
-        uint32_t h = (uint32_t)t % hp->n_heads, kvh = h / group, p = j->pos + (uint32_t)b;
+        uint32_t h = (uint32_t)t % hp->n_heads, kvh = h / group, p = m->items[b].pos;
+        size_t slot = ((size_t)m->items[b].seq * hp->n_layers + j->layer) * m->n_ctx * m->kv_dim;
         const uint16_t *q = m->q16 + (size_t)b * m->q_dim + h * hd;
-        const uint16_t *k = kc + kvh * hd, *v = vc + kvh * hd;
+        const uint16_t *k = m->k_cache + slot + kvh * hd, *v = m->v_cache + slot + kvh * hd;
         float sum = vec->attn_f16 ? vec->attn_f16((int)hd, (int)p + 1, q, k, v, m->kv_dim, scale, acc)
                                   : attn_steps(vec, (int)hd, (int)p + 1, q, k, v, m->kv_dim, scale, acc);
         float *o = m->xb + (size_t)b * m->q_dim + h * hd, inv = sum != 0 ? 1.0f / sum : 0;
@@ -554,30 +560,39 @@ static void att_worker(void *ctx, int ith, int nth) {
 }
 
 hl_err hl_model_forward(hl_model *m, const int32_t *tokens, int n, uint32_t pos) {
-    const hl_model_hparams *hp = &m->hp;
     if (n < 1 || (uint32_t)n > m->max_batch) return HL_ERR_INVAL;
     if (pos > m->n_ctx || (uint32_t)n > m->n_ctx - pos) return HL_ERR_LIMIT;
-    for (int b = 0; b < n; b++)
-        if (tokens[b] < 0 || (uint32_t)tokens[b] >= hp->vocab) return HL_ERR_INVAL;
+    for (int b = 0; b < n; b++) m->run[b] = (hl_model_item){tokens[b], 0, pos + (uint32_t)b, b == n - 1};
+    return hl_model_forward_batch(m, m->run, n);
+}
+
+hl_err hl_model_forward_batch(hl_model *m, const hl_model_item *items, int n) {
+    const hl_model_hparams *hp = &m->hp;
+    if (n < 1 || (uint32_t)n > m->max_batch) return HL_ERR_INVAL;
+    int n_out = 0;
+    for (int b = 0; b < n; b++) {
+        if (items[b].token < 0 || (uint32_t)items[b].token >= hp->vocab) return HL_ERR_INVAL;
+        if (items[b].seq >= m->n_seq || items[b].pos >= m->n_ctx) return HL_ERR_LIMIT;
+        n_out += items[b].logits;
+    }
+    if ((uint32_t)n_out > m->n_seq) return HL_ERR_INVAL;
+    m->items = items;
     uint32_t dim = hp->dim, ffn = hp->ffn, hd = hp->head_dim;
 
     for (int b = 0; b < n; b++)
         hl_quant_dequant_row(m->tok_embd.type,
-                             (const uint8_t *)m->tok_embd.data + (size_t)tokens[b] * m->tok_embd.row_bytes,
+                             (const uint8_t *)m->tok_embd.data + (size_t)items[b].token * m->tok_embd.row_bytes,
                              m->x + (size_t)b * dim, dim);
     for (int b = 0; b < n; b++) {
-        double p = (double)(pos + (uint32_t)b) * hp->rope_scale;
+        double p = (double)items[b].pos * hp->rope_scale;
         for (uint32_t i = 0; i < hp->rope_dim / 2; i++) {
             double th = p * m->rope_inv_freq[i];
             m->rope_cs[(size_t)b * hp->rope_dim + 2 * i] = (float)cos(th);
             m->rope_cs[(size_t)b * hp->rope_dim + 2 * i + 1] = (float)sin(th);
         }
     }
-
     for (uint32_t l = 0; l < hp->n_layers; l++) {
         const hl_model_layer *L = &m->layers[l];
-        uint16_t *kc = m->k_cache + ((size_t)l * m->n_ctx + pos) * m->kv_dim;
-        uint16_t *vc = m->v_cache + ((size_t)l * m->n_ctx + pos) * m->kv_dim;
         for (int b = 0; b < n; b++)
             rmsnorm(m->xb + (size_t)b * dim, m->x + (size_t)b * dim, L->attn_norm, dim, hp->norm_eps);
         {
@@ -595,9 +610,15 @@ hl_err hl_model_forward(hl_model *m, const int32_t *tokens, int n, uint32_t pos)
             rope(m->k + (size_t)b * m->kv_dim, hp->n_kv_heads, hd, hp->rope_dim, cs, hp->rope_neox);
         }
         m->vec->to_f16((int)(n * m->q_dim), m->q, m->q16);
-        m->vec->to_f16((int)(n * m->kv_dim), m->k, kc);
-        m->vec->to_f16((int)(n * m->kv_dim), m->v, vc);
-        att_job aj = {.m = m, .layer = l, .pos = pos, .n_tok = n};
+        /* Keys and values into each token's slot: a run of one sequence's consecutive
+         * positions (a prompt) in one conversion. */
+        for (int b = 0, e; b < n; b = e) {
+            for (e = b + 1; e < n && items[e].seq == items[b].seq && items[e].pos == items[e - 1].pos + 1; e++) {}
+            size_t at = (((size_t)items[b].seq * hp->n_layers + l) * m->n_ctx + items[b].pos) * m->kv_dim;
+            m->vec->to_f16((int)((e - b) * m->kv_dim), m->k + (size_t)b * m->kv_dim, m->k_cache + at);
+            m->vec->to_f16((int)((e - b) * m->kv_dim), m->v + (size_t)b * m->kv_dim, m->v_cache + at);
+        }
+        att_job aj = {.m = m, .layer = l, .n_tok = n};
         hl_engine_pool_run(m->pool, att_worker, &aj);
         {
             const hl_model_mat *mats[1] = {&L->wo};
@@ -627,10 +648,13 @@ hl_err hl_model_forward(hl_model *m, const int32_t *tokens, int n, uint32_t pos)
         for (size_t i = 0; i < (size_t)n * dim; i++) m->x[i] += m->xb2[i];
     }
 
-    rmsnorm(m->xb, m->x + (size_t)(n - 1) * dim, m->out_norm, dim, hp->norm_eps);
+    int k = 0;
+    for (int b = 0; b < n; b++)
+        if (items[b].logits) rmsnorm(m->xb + (size_t)k++ * dim, m->x + (size_t)b * dim, m->out_norm, dim, hp->norm_eps);
     const hl_model_mat *mats[1] = {&m->output};
     float *outs[1] = {m->logits};
     size_t strides[1] = {hp->vocab};
-    matmul(m, 1, m->xb, dim, 1, mats, outs, strides);
+    if (k) matmul(m, k, m->xb, dim, 1, mats, outs, strides);
+    m->items = NULL;
     return HL_OK;
 }

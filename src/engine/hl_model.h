@@ -18,8 +18,13 @@
  * makes our logits agree with its reference outputs to about 1e-5. Matmuls against quantized
  * weights quantize the activations first (hl_quant_act_*), as llama.cpp does.
  *
- * Threads: forward() splits each matmul's rows over the model's thread pool. One model
- * serves one sequence at a time; calls must not overlap.
+ * Sequences: the KV cache has n_seq slots. hl_model_forward_batch() runs tokens of several
+ * sequences through the weights together (each weight row read once for all of them: what
+ * makes serving several requests at once cheaper than serving them in turn); each token
+ * attends only to its own slot. hl_model_forward() is the one-sequence case (slot 0).
+ *
+ * Threads: forward() splits each matmul's rows over the model's thread pool. Calls must not
+ * overlap.
  *
  * Ownership: hl_model_load() opens and owns the GGUF; hl_model_free() releases everything.
  * hl_model_gguf() borrows it (for the tokenizer, which reads its own metadata). */
@@ -37,6 +42,7 @@ typedef struct hl_model_params {
     uint32_t n_ctx;     /* positions in the KV cache; 0: the trained length, capped at 4096 */
     uint32_t max_batch; /* tokens per forward() call; 0: 64 */
     int n_threads;      /* matmul threads including the caller; 0: 1 */
+    uint32_t n_seq;     /* KV cache slots (sequences served together); 0: 1 */
 } hl_model_params;
 
 typedef struct hl_model_hparams {
@@ -103,7 +109,26 @@ uint64_t hl_model_weight_bytes(const hl_model *m);
  * pos+n-1 in the cache are ignored, so rewinding (pos smaller than before) just overwrites.
  * HL_ERR_LIMIT when pos + n > n_ctx; HL_ERR_INVAL for a token id outside the vocabulary. */
 hl_err hl_model_forward(hl_model *m, const int32_t *tokens, int n, uint32_t pos);
-/* The last forward()'s logits: vocab floats, borrowed until the next forward(). */
+/* The last forward()'s logits: vocab floats, borrowed until the next forward(). After
+ * forward_batch(), those of the first token that asked for logits. */
 const float *hl_model_logits(const hl_model *m);
+
+/* One token of a batch: its id, its sequence's KV slot and its position there, and whether
+ * its logits are wanted. */
+typedef struct hl_model_item {
+    int32_t token;
+    uint32_t seq;   /* < n_seq */
+    uint32_t pos;   /* < n_ctx */
+    bool logits;
+} hl_model_item;
+
+uint32_t hl_model_n_seq(const hl_model *m);
+/* Runs n items (1..max_batch), writing each one's key and value at (seq, pos) before any
+ * attention runs, so a token sees the earlier positions of its own sequence, from this batch
+ * or from before. At most n_seq items may ask for logits; hl_model_logits_at(m, k) returns
+ * those of the k-th that asked (in item order). HL_ERR_LIMIT for a position or slot out of
+ * range, HL_ERR_INVAL for a bad token or too many logits. */
+hl_err hl_model_forward_batch(hl_model *m, const hl_model_item *items, int n);
+const float *hl_model_logits_at(const hl_model *m, int k);
 
 #endif

@@ -155,23 +155,50 @@ static int on_token(void *ctx, const hl_engine_token *tok) {
     return stop;
 }
 
+/* The generation is over (or never started): hand the result to the loop. */
+static void call_finish(hl_builtin_call *c, const hl_engine_result *res, hl_err e) {
+    pthread_mutex_lock(&c->mu);
+    if (res) c->res = *res;
+    c->gen_err = e;
+    c->done = true;
+    pthread_mutex_unlock(&c->mu);
+    post(c);
+    call_release(c); /* the engine side's reference */
+}
+
+/* The backend's thread: admits queued calls while the engine has free slots, then runs one
+ * engine step for all admitted ones (their next tokens, and prompt chunks of new ones), and
+ * finishes the calls whose generation ended. */
 static void *generation_main(void *arg) {
     hl_builtin *b = arg;
+    hl_builtin_call **active = calloc((size_t)b->cfg->max_sequences, sizeof *active);
+    hl_engine_seq **seqs = calloc((size_t)b->cfg->max_sequences, sizeof *seqs);
+    int n_active = 0;
     for (;;) {
         pthread_mutex_lock(&b->mu);
-        while (!b->stop && !b->head) pthread_cond_wait(&b->cv, &b->mu);
-        hl_builtin_call *c = b->head;
-        if (c) {
+        while (!b->stop && !b->head && !n_active) pthread_cond_wait(&b->cv, &b->mu);
+        bool stopping = b->stop;
+        /* As many as there are free slots (cancelled ones take none: they end at once). */
+        hl_builtin_call *admit = NULL, **tail = &admit;
+        for (int room = b->cfg->max_sequences - n_active; b->head && (stopping || room > 0);) {
+            hl_builtin_call *c = b->head;
             b->head = c->q_next;
             if (!b->head) b->tail = NULL;
             b->queued--;
+            c->q_next = NULL;
+            *tail = c;
+            tail = &c->q_next;
+            room -= !atomic_load(&c->cancelled);
         }
-        bool stopping = b->stop;
         pthread_mutex_unlock(&b->mu);
-        if (!c) break;
-        hl_engine_result res = {0};
-        hl_err e = HL_OK;
-        if (!stopping && !atomic_load(&c->cancelled)) {
+        /* New calls into free slots (tokenizing their prompts here, off the loop). */
+        while (admit) {
+            hl_builtin_call *c = admit;
+            admit = c->q_next;
+            if (stopping || atomic_load(&c->cancelled) || !active || !seqs) {
+                call_finish(c, NULL, active && seqs ? HL_OK : HL_ERR_NOMEM);
+                continue;
+            }
             hl_engine_request r = {
                 .prompt = c->prompt,
                 .prompt_len = c->prompt_len,
@@ -182,16 +209,45 @@ static void *generation_main(void *arg) {
                 .on_token = on_token,
                 .cb_ctx = c,
             };
-            e = hl_engine_generate(b->engine, &r, &res);
+            int i = 0;
+            while (i < b->cfg->max_sequences && active[i]) i++;
+            hl_err e = i < b->cfg->max_sequences ? hl_engine_seq_start(b->engine, &r, &seqs[i]) : HL_ERR_LIMIT;
+            if (e) {
+                call_finish(c, NULL, e);
+                continue;
+            }
+            active[i] = c;
+            n_active++;
         }
-        pthread_mutex_lock(&c->mu);
-        c->res = res;
-        c->gen_err = e;
-        c->done = true;
-        pthread_mutex_unlock(&c->mu);
-        post(c);
-        call_release(c); /* the engine side's reference */
+        if (stopping) {
+            for (int i = 0; i < b->cfg->max_sequences; i++) {
+                if (!active[i]) continue;
+                hl_engine_result res;
+                hl_engine_seq_cancel(seqs[i]);
+                hl_engine_seq_finished(seqs[i], &res, NULL);
+                hl_engine_seq_free(seqs[i]);
+                call_finish(active[i], &res, HL_OK);
+                active[i] = NULL;
+            }
+            break;
+        }
+        /* Clients gone: their sequences stop before this step. */
+        for (int i = 0; i < b->cfg->max_sequences; i++)
+            if (active[i] && atomic_load(&active[i]->cancelled)) hl_engine_seq_cancel(seqs[i]);
+        if (n_active) hl_engine_step(b->engine, NULL);
+        for (int i = 0; i < b->cfg->max_sequences; i++) {
+            hl_engine_result res;
+            hl_err e;
+            if (!active[i] || !hl_engine_seq_finished(seqs[i], &res, &e)) continue;
+            hl_engine_seq_free(seqs[i]);
+            seqs[i] = NULL;
+            call_finish(active[i], &res, e);
+            active[i] = NULL;
+            n_active--;
+        }
     }
+    free(active);
+    free(seqs);
     return NULL;
 }
 
@@ -504,6 +560,7 @@ hl_err hl_builtin_open(hl_builtin **out, const hl_backend_cfg *cfg, char *err, s
         .model_path = cfg->model_path,
         .n_threads = cfg->threads > 0 ? cfg->threads : (int)uv_available_parallelism(),
         .n_ctx = (uint32_t)cfg->context_size,
+        .n_seq = (uint32_t)cfg->max_sequences,
     };
     hl_err e = hl_engine_open(&b->engine, &p, err, err_len);
     if (e) {
@@ -526,9 +583,10 @@ hl_err hl_builtin_open(hl_builtin **out, const hl_backend_cfg *cfg, char *err, s
         b->tpl = hl_template_detect(hl_model_gguf(hl_engine_model(b->engine)), &recognised);
     const hl_model_hparams *hp = hl_model_hp(hl_engine_model(b->engine));
     const char *base = strrchr(cfg->model_path, '/');
-    snprintf(b->desc, sizeof b->desc, "%s (%u layers, dim %u, context %u, template %s%s, %d threads)",
-             base ? base + 1 : cfg->model_path, hp->n_layers, hp->dim, hl_model_n_ctx(hl_engine_model(b->engine)),
-             hl_template_name(b->tpl), recognised ? "" : ", none in the model", p.n_threads);
+    snprintf(b->desc, sizeof b->desc, "%s (%u layers, dim %u, context %u, template %s%s, %d threads, "
+             "%d sequences at once)", base ? base + 1 : cfg->model_path, hp->n_layers, hp->dim,
+             hl_model_n_ctx(hl_engine_model(b->engine)), hl_template_name(b->tpl),
+             recognised ? "" : ", none in the model", p.n_threads, cfg->max_sequences);
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cv, NULL);
     if (pthread_create(&b->thread, NULL, generation_main, b) != 0) {

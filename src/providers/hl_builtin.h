@@ -1,8 +1,10 @@
 /* hl_builtin: the `builtin` provider, a GGUF model run in this process by the embedded CPU
  * engine (src/engine), behind the same call interface as an upstream HTTP server.
  *
- * Each builtin backend owns one engine and one generation thread. Requests queue FIFO (at most
- * max_queue waiting; past that a call fails at once, so the router can try another backend);
+ * Each builtin backend owns one engine and one generation thread, which generates up to
+ * max_sequences requests together (one engine step = one forward pass for all of them; see
+ * hl_engine.h). More requests queue FIFO (at most max_queue waiting; past that a call fails at
+ * once, so the router can try another backend);
  * the thread renders nothing and allocates little: the prompt is rendered on the event loop
  * when the call starts, tokens are appended to the call's buffer under its lock, and the
  * worker's mailbox (a uv_async) wakes the loop, which turns them into exactly the bytes an
@@ -11,8 +13,9 @@
  * hl_upstream_handlers. The gateway then decodes them with the OpenAI provider, so streaming,
  * ledger, confidence escalation and both client formats work unchanged.
  *
- * Cancellation (client gone) sets a flag the engine's token callback reads: generation stops
- * at the next token. The model is one KV cache: requests are served one at a time, in order.
+ * Cancellation (client gone) sets a flag that the thread checks before every step and the
+ * engine's token callback reads: the sequence stops at once and its slot goes to the next
+ * queued request.
  *
  * Threads: hl_builtin_start/cancel and the mailbox run on the event-loop thread that owns the
  * mailbox; the engine runs on the backend's thread. */

@@ -459,7 +459,7 @@ static const struct bad_case {
      "base_url, api_key_env, model, models, hourly_cost_usd, timeout_ms, connect_timeout_ms, "
      "max_retries, retry_base_ms, retry_max_ms, breaker_failures, breaker_window_ms, "
      "breaker_open_ms, context_window, warmup, keep_warm_ms, model_path, threads, context_size, "
-     "chat_template, max_queue)"},
+     "chat_template, max_queue, max_sequences)"},
     {"backends:\n  - name: a\n    kind: openai\n    location: local\n    base_url: ftp://x\n"
      "    model: m\n" MIN_ROUTES,
      "t.yaml:5: backends[0].base_url: expected an http:// or https:// URL; got 'ftp://x'"},

@@ -125,6 +125,77 @@ HL_TEST(seeded_sampling_is_reproducible) {
     hl_engine_free(e);
 }
 
+/* Several requests served together, admitted at different steps: each one's tokens are what
+ * it generates alone (greedy and seeded sampling alike); a full engine refuses another; a
+ * cancelled sequence frees its slot at once. */
+HL_TEST(sequences_together_equal_alone) {
+    char path[4096];
+    if (!hl_test_model_path(path, sizeof path, "stories260K.gguf")) return;
+    hl_engine *e;
+    char err[512];
+    hl_engine_params p = {.model_path = path, .n_threads = 2, .n_ctx = 256, .n_batch = 8, .n_seq = 3};
+    HL_REQUIRE(hl_engine_open(&e, &p, err, sizeof err) == HL_OK);
+    static const char *const prompts[3] = {"Once upon a time", "Lily and her mom went to the park to play",
+                                           "The dog"};
+    hl_engine_sampling samp[3] = {{.temperature = 0}, hl_engine_sampling_default(), {.temperature = 0}};
+    samp[1].seed = 11;
+    static const int max_tokens[3] = {40, 25, 30};
+    collect *alone = calloc(3, sizeof *alone), *together = calloc(3, sizeof *together);
+    HL_REQUIRE(alone && together);
+    hl_engine_request req[3];
+    for (int i = 0; i < 3; i++) {
+        req[i] = (hl_engine_request){.prompt = prompts[i], .prompt_len = strlen(prompts[i]), .add_bos = true,
+                                     .max_tokens = max_tokens[i], .sampling = samp[i], .on_token = on_token,
+                                     .cb_ctx = &alone[i]};
+        hl_engine_result res;
+        HL_REQUIRE(hl_engine_generate(e, &req[i], &res) == HL_OK);
+        HL_CHECK_INT_EQ(res.n_gen, max_tokens[i]);
+        req[i].cb_ctx = &together[i];
+    }
+    /* The first starts alone; the second joins after 3 steps (its 10-token prompt is longer
+     * than the batch's room: prefilled over two steps, while the first keeps decoding); the
+     * third after 6. */
+    hl_engine_seq *seq[3] = {NULL, NULL, NULL};
+    HL_REQUIRE(hl_engine_seq_start(e, &req[0], &seq[0]) == HL_OK);
+    HL_CHECK_INT_EQ(hl_engine_free_slots(e), 2);
+    int active = 1, steps = 0;
+    while (active > 0) {
+        if (steps == 3) HL_REQUIRE(hl_engine_seq_start(e, &req[1], &seq[1]) == HL_OK);
+        if (steps == 6) HL_REQUIRE(hl_engine_seq_start(e, &req[2], &seq[2]) == HL_OK);
+        HL_REQUIRE(hl_engine_step(e, &active) == HL_OK);
+        steps++;
+        HL_REQUIRE(steps < 200);
+    }
+    for (int i = 0; i < 3; i++) {
+        hl_engine_result res;
+        hl_err r;
+        HL_REQUIRE(seq[i] && hl_engine_seq_finished(seq[i], &res, &r));
+        HL_CHECK_INT_EQ(r, HL_OK);
+        HL_CHECK_INT_EQ(res.stop, HL_ENGINE_STOP_LENGTH);
+        HL_CHECK_INT_EQ(together[i].n, alone[i].n);
+        HL_CHECK(memcmp(together[i].ids, alone[i].ids, (size_t)alone[i].n * sizeof(int32_t)) == 0);
+        HL_CHECK_STR_EQ(together[i].text, alone[i].text);
+        for (int t = 0; t < alone[i].n; t++) HL_CHECK_NEAR(together[i].logprob[t], alone[i].logprob[t], 1e-4);
+        hl_engine_seq_free(seq[i]);
+    }
+    /* Together took fewer passes than the three alone (40 + 25 + 30 tokens). */
+    HL_CHECK(steps < 60);
+    /* Full: a fourth is refused; cancelling one frees its slot. */
+    hl_engine_seq *x[4] = {NULL, NULL, NULL, NULL};
+    for (int i = 0; i < 3; i++) HL_REQUIRE(hl_engine_seq_start(e, &req[0], &x[i]) == HL_OK);
+    HL_CHECK_INT_EQ(hl_engine_seq_start(e, &req[0], &x[3]), HL_ERR_LIMIT);
+    HL_CHECK(x[3] == NULL);
+    hl_engine_seq_cancel(x[1]);
+    hl_engine_result res;
+    HL_CHECK(hl_engine_seq_finished(x[1], &res, NULL) && res.stop == HL_ENGINE_STOP_CANCELLED);
+    HL_CHECK_INT_EQ(hl_engine_free_slots(e), 1);
+    for (int i = 0; i < 3; i++) hl_engine_seq_free(x[i]);
+    HL_CHECK_INT_EQ(hl_engine_free_slots(e), 3);
+    free(alone);
+    free(together);
+    hl_engine_free(e);
+}
+
 HL_TEST(cancel_from_callback) {
     hl_engine *e = open_stories(1);
     if (!e) return;

@@ -60,6 +60,49 @@ describe('builtin engine provider', { skip }, () => {
     }
   });
 
+  test('concurrent requests are generated together, each as it would be alone; cancellation frees its slot', async () => {
+    const gw = await startGateway({
+      backends: [{ ...embedded, max_sequences: 3, max_queue: 16 }],
+      routes: [{ name: 'default', to: ['embedded'] }],
+    });
+    try {
+      const c = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const prompts = ['Once upon a time', 'The little dog', 'Lily and Ben went to the park', 'One day, a bird',
+        'Tom had a red ball', 'The sun was hot'];
+      const ask = (content, extra = {}) => ({ model: 'auto', max_tokens: 24, temperature: 0, messages: [{ role: 'user', content }], ...extra });
+      // Alone, one after the other.
+      const alone = [];
+      for (const p of prompts) alone.push((await c.chat.completions.create(ask(p))).choices[0].message.content);
+      assert.equal(alone[0], GREEDY_32.slice(0, alone[0].length));
+      // All at once (3 slots: three generate together, the others wait their turn), half streaming.
+      const together = await Promise.all(prompts.map(async (p, i) => {
+        if (i % 2 === 0) return (await c.chat.completions.create(ask(p))).choices[0].message.content;
+        let text = '';
+        for await (const chunk of await c.chat.completions.create(ask(p, { stream: true }))) text += chunk.choices[0]?.delta?.content ?? '';
+        return text;
+      }));
+      assert.deepEqual(together, alone);
+      // A client that goes away mid-stream: its slot is freed and the others still finish.
+      const ac = new AbortController();
+      const gone = (async () => {
+        const s = await c.chat.completions.create(ask('The sun was hot', { max_tokens: 200 }), { signal: ac.signal });
+        for await (const chunk of s) if (chunk.choices[0]?.delta?.content) ac.abort();
+      })().catch(() => 'aborted');
+      assert.equal(await gone, 'aborted');
+      const after = await Promise.all(prompts.slice(0, 3).map(async (p) => (await c.chat.completions.create(ask(p))).choices[0].message.content));
+      assert.deepEqual(after, alone.slice(0, 3));
+      // One ledger line per request: 6 alone, 6 together, the abandoned one (cancelled, or ok
+      // when the tiny model finished first), 3 after.
+      const deadline = Date.now() + 5000;
+      while (gw.ledger().length < 16 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const lines = gw.ledger();
+      assert.equal(lines.length, 16);
+      assert.ok(lines.every((l) => l.backend === 'embedded' && ['ok', 'cancelled'].includes(l.status)));
+    } finally {
+      assert.equal((await gw.stop()).code, 0);
+    }
+  });
+
   test('its logprobs drive confidence escalation', async () => {
     const cloud = await startFakeAnthropic({ key: KEYS.HL_TEST_ANTHROPIC_KEY, models: [MODELS.anthropic] });
     const gw = await startGateway({
