@@ -39,6 +39,7 @@ struct hl_model {
     float *hb, *hb2;           /* [B][ffn] gate and up */
     float *rope_cs;            /* [B][rope_dim] cos/sin pairs per position */
     float *rope_inv_freq;      /* [rope_dim / 2] */
+    const float *rope_freqs;   /* [rope_dim / 2] frequency factors (borrows the mmap), or NULL */
     float *logits;             /* [n_seq][vocab] */
     const hl_model_item *items; /* the batch being run (borrowed during forward_batch) */
     hl_model_item *run;        /* [max_batch] forward()'s batch, owned */
@@ -189,9 +190,11 @@ static hl_err read_hparams(loader *ld) {
         if ((e = arch_f32(ld, "rope.scaling.factor", &lin))) return e;
     }
     if (lin > 0) hp->rope_scale = 1.0f / lin;
-    if (hl_gguf_find_tensor(m->g, "rope_freqs.weight"))
-        return errf(ld->err, ld->err_size, HL_ERR_UNSUPPORTED,
-                    "per-dimension rope frequencies (rope_freqs.weight) are not supported");
+    /* Llama 3.1/3.2 files carry their RoPE scaling as per-dimension frequency factors: pair i
+     * turns at base^(-2i/rope_dim) / factor[i] (llama.cpp's freq_factors). */
+    if (hl_gguf_find_tensor(m->g, "rope_freqs.weight") &&
+        (e = get_vec(ld, &m->rope_freqs, "rope_freqs.weight", hp->rope_dim / 2)))
+        return e;
     if (!(hp->rope_base > 0) || !(hp->norm_eps > 0) || !(hp->rope_scale > 0))
         return errf(ld->err, ld->err_size, HL_ERR_PARSE, "bad rope base, scale or norm epsilon");
     const hl_gguf_tensor *te = hl_gguf_find_tensor(m->g, "token_embd.weight");
@@ -303,8 +306,10 @@ static hl_err alloc_state(loader *ld, const hl_model_params *p) {
         !m->rope_inv_freq || !m->logits || !m->run || !act_ok)
         return errf(ld->err, ld->err_size, HL_ERR_NOMEM, "out of memory for the KV cache "
                     "(%u positions x %u sequences) and activations", m->n_ctx, m->n_seq);
-    for (uint32_t i = 0; i < hp->rope_dim / 2; i++)
+    for (uint32_t i = 0; i < hp->rope_dim / 2; i++) {
         m->rope_inv_freq[i] = (float)pow(hp->rope_base, -2.0 * i / hp->rope_dim);
+        if (m->rope_freqs) m->rope_inv_freq[i] /= m->rope_freqs[i];
+    }
     return HL_OK;
 }
 

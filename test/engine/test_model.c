@@ -307,7 +307,9 @@ HL_TEST(load_errors) {
  * dim 32, 2 layers, 4 heads, 2 KV heads, ffn 64, vocab 300, Q/K/V biases, weights uniform in
  * [-0.5, 0.5]. test/engine/data/qwen2_ref.tsv holds llama.cpp's (node-llama-cpp 3.21.1, 1
  * thread) next-token probabilities for the prompt 1 260 261 262 263 264 on exactly this
- * file: the file written by write_qwen2_model(), given to bench/engine's node-llama-cpp. */
+ * file: the file written by write_tiny_model(path, false), given to bench/engine's
+ * node-llama-cpp; test/engine/data/llama_rope_freqs_ref.tsv the same for write_tiny_model(path,
+ * true): the llama variant without biases and with rope_freqs.weight. */
 static uint64_t qrng = 88172645463325252ull;
 static float qrand(void) {
     qrng ^= qrng << 13;
@@ -316,20 +318,26 @@ static float qrand(void) {
     return (float)((qrng >> 40) / 16777216.0 - 0.5);
 }
 
-static int write_qwen2_model(const char *path) {
+/* A tiny random model: qwen2 (with Q/K/V biases, NeoX RoPE), or llama with per-dimension
+ * RoPE frequency factors (rope_freqs.weight, as Llama 3.1 and 3.2 files carry them). */
+static int write_tiny_model(const char *path, bool llama) {
     enum { DIM = 32, LAYERS = 2, HEADS = 4, KV = 2, FFN = 64, VOCAB = 300 };
     const unsigned hd = DIM / HEADS, kvd = hd * KV;
     hl_gguf_writer w;
     hl_gguf_writer_init(&w);
-    hl_gguf_writer_kv_str(&w, "general.architecture", "qwen2");
-    hl_gguf_writer_kv_u32(&w, "qwen2.context_length", 128);
-    hl_gguf_writer_kv_u32(&w, "qwen2.embedding_length", DIM);
-    hl_gguf_writer_kv_u32(&w, "qwen2.block_count", LAYERS);
-    hl_gguf_writer_kv_u32(&w, "qwen2.feed_forward_length", FFN);
-    hl_gguf_writer_kv_u32(&w, "qwen2.attention.head_count", HEADS);
-    hl_gguf_writer_kv_u32(&w, "qwen2.attention.head_count_kv", KV);
-    hl_gguf_writer_kv_f32(&w, "qwen2.rope.freq_base", 10000.0f);
-    hl_gguf_writer_kv_f32(&w, "qwen2.attention.layer_norm_rms_epsilon", 1e-6f);
+    const char *arch = llama ? "llama" : "qwen2";
+    char key[64];
+#define K(SUFFIX) (snprintf(key, sizeof key, "%s.%s", arch, SUFFIX), key)
+    hl_gguf_writer_kv_str(&w, "general.architecture", arch);
+    hl_gguf_writer_kv_u32(&w, K("context_length"), 128);
+    hl_gguf_writer_kv_u32(&w, K("embedding_length"), DIM);
+    hl_gguf_writer_kv_u32(&w, K("block_count"), LAYERS);
+    hl_gguf_writer_kv_u32(&w, K("feed_forward_length"), FFN);
+    hl_gguf_writer_kv_u32(&w, K("attention.head_count"), HEADS);
+    hl_gguf_writer_kv_u32(&w, K("attention.head_count_kv"), KV);
+    hl_gguf_writer_kv_f32(&w, K("rope.freq_base"), 10000.0f);
+    hl_gguf_writer_kv_f32(&w, K("attention.layer_norm_rms_epsilon"), 1e-6f);
+#undef K
     /* SentencePiece-style vocabulary: specials, bytes, then made-up pieces. */
     static char pieces[VOCAB][16];
     const char *toks[VOCAB];
@@ -349,7 +357,7 @@ static int write_qwen2_model(const char *path) {
     hl_gguf_writer_kv_arr(&w, "tokenizer.ggml.token_type", HL_GGUF_V_INT32, types, VOCAB);
     hl_gguf_writer_kv_u32(&w, "tokenizer.ggml.bos_token_id", 1);
     hl_gguf_writer_kv_u32(&w, "tokenizer.ggml.eos_token_id", 2);
-    struct { char name[48]; unsigned cols, rows; int ones; } t[3 + 12 * LAYERS];
+    struct { char name[48]; unsigned cols, rows; int ones; } t[4 + 12 * LAYERS];
     int nt = 0;
 #define T(NAME_FMT, L, C, R, ONES) \
     (snprintf(t[nt].name, sizeof t[nt].name, NAME_FMT, L), t[nt].cols = (C), t[nt].rows = (R), \
@@ -358,11 +366,11 @@ static int write_qwen2_model(const char *path) {
     for (int l = 0; l < LAYERS; l++) {
         T("blk.%d.attn_norm.weight", l, DIM, 1, 1);
         T("blk.%d.attn_q.weight", l, DIM, DIM, 0);
-        T("blk.%d.attn_q.bias", l, DIM, 1, 0);
+        if (!llama) T("blk.%d.attn_q.bias", l, DIM, 1, 0);
         T("blk.%d.attn_k.weight", l, DIM, kvd, 0);
-        T("blk.%d.attn_k.bias", l, kvd, 1, 0);
+        if (!llama) T("blk.%d.attn_k.bias", l, kvd, 1, 0);
         T("blk.%d.attn_v.weight", l, DIM, kvd, 0);
-        T("blk.%d.attn_v.bias", l, kvd, 1, 0);
+        if (!llama) T("blk.%d.attn_v.bias", l, kvd, 1, 0);
         T("blk.%d.attn_output.weight", l, DIM, DIM, 0);
         T("blk.%d.ffn_norm.weight", l, DIM, 1, 1);
         T("blk.%d.ffn_gate.weight", l, DIM, FFN, 0);
@@ -371,6 +379,7 @@ static int write_qwen2_model(const char *path) {
     }
     T("output_norm.weight%.0d", 0, DIM, 1, 1);
     T("output.weight%.0d", 0, DIM, VOCAB, 0);
+    if (llama) T("rope_freqs.weight%.0d", 0, hd / 2, 1, 2); /* factors 1, 4, 16, 64 */
 #undef T
     for (int i = 0; i < nt; i++) {
         uint64_t ne[2] = {t[i].cols, t[i].rows};
@@ -383,7 +392,7 @@ static int write_qwen2_model(const char *path) {
     for (int i = 0; i < nt; i++) {
         size_t cnt = (size_t)t[i].cols * t[i].rows;
         for (size_t k = 0; k < cnt; k++) {
-            float v = t[i].ones ? 1.0f : qrand();
+            float v = t[i].ones == 2 ? (float)(1 << (2 * k)) : t[i].ones ? 1.0f : qrand();
             hl_buf_append(&b, &v, 4);
         }
         static const char z[64];
@@ -397,21 +406,24 @@ static int write_qwen2_model(const char *path) {
     return ok;
 }
 
-HL_TEST(qwen2_matches_llama_cpp) {
-    char path[] = "/tmp/hl_test_qwen2_XXXXXX";
+/* Writes the tiny model, runs the prompt 1 260..264 through it and compares the next-token
+ * log-probabilities with llama.cpp's in test/engine/data/<refname>. HL_KEEP_TINY=1 keeps the
+ * model file (to make a reference with bench/engine/llama_probs.mjs). */
+static void check_tiny_vs_llama_cpp(bool llama, const char *refname, const char *label) {
+    char path[] = "/tmp/hl_test_tiny_XXXXXX";
     int fd = mkstemp(path);
     HL_REQUIRE(fd >= 0);
     close(fd);
-    HL_REQUIRE(write_qwen2_model(path));
-    if (getenv("HL_KEEP_QWEN2")) printf("  model kept at %s\n", path);
+    HL_REQUIRE(write_tiny_model(path, llama));
+    if (getenv("HL_KEEP_TINY")) printf("  model kept at %s\n", path);
     hl_model *m;
     char err[HL_GGUF_ERR_MAX];
     hl_model_params p = {.n_ctx = 16};
     hl_err e = hl_model_load(&m, path, &p, err, sizeof err);
     if (e) HL_FAIL_("%s", err);
-    if (!getenv("HL_KEEP_QWEN2")) unlink(path);
+    if (!getenv("HL_KEEP_TINY")) unlink(path);
     HL_REQUIRE(e == HL_OK);
-    HL_CHECK(hl_model_hp(m)->rope_neox);
+    HL_CHECK(hl_model_hp(m)->rope_neox == !llama);
     static const int32_t prompt[] = {1, 260, 261, 262, 263, 264};
     HL_REQUIRE(hl_model_forward(m, prompt, 6, 0) == HL_OK);
     const float *lg = hl_model_logits(m);
@@ -420,7 +432,7 @@ HL_TEST(qwen2_matches_llama_cpp) {
     for (int i = 0; i < 300; i++) sum += exp(lg[i] - mx);
     const char *src = getenv("HL_SRC_DIR");
     char refpath[4096];
-    snprintf(refpath, sizeof refpath, "%s/test/engine/data/qwen2_ref.tsv", src && *src ? src : ".");
+    snprintf(refpath, sizeof refpath, "%s/test/engine/data/%s", src && *src ? src : ".", refname);
     FILE *f = fopen(refpath, "r");
     if (!f) {
         printf("SKIP: reference not found at %s\n", refpath);
@@ -435,12 +447,19 @@ HL_TEST(qwen2_matches_llama_cpp) {
         n++;
     }
     fclose(f);
-    printf("  qwen2: max |log p - llama.cpp| = %.3g over %d tokens\n", worst, n);
+    printf("  %s: max |log p - llama.cpp| = %.3g over %d tokens\n", label, worst, n);
     HL_CHECK_INT_EQ(n, 300);
-    /* 1e-4: we measure 2.4e-6; rotating Qwen2's dimensions in llama's pairs instead gives 5.0
-     * here, dropping the biases 2.5. */
+    /* 1e-4: we measure about 2e-6. For qwen2, rotating its dimensions in llama's pairs instead
+     * gives 5.0 here, dropping the biases 2.5; for the llama file, ignoring its frequency
+     * factors gives 0.224. */
     HL_CHECK(worst < 1e-4);
     hl_model_free(m);
+}
+
+HL_TEST(qwen2_matches_llama_cpp) { check_tiny_vs_llama_cpp(false, "qwen2_ref.tsv", "qwen2"); }
+
+HL_TEST(llama_rope_freqs_match_llama_cpp) {
+    check_tiny_vs_llama_cpp(true, "llama_rope_freqs_ref.tsv", "llama with rope_freqs");
 }
 
 HL_TEST_MAIN()
