@@ -388,7 +388,7 @@ static const uint16_t q4q_didx[32] __attribute__((aligned(64))) = {
 
 static inline void dot_prefetch(const uint8_t *p, int lines) {
 #if DOT_PREFETCH > 0
-    for (int k = 0; k < lines; k++) _mm_prefetch((const char *)p + DOT_PREFETCH + 64 * k, _MM_HINT_T0);
+    for (int k = 0; k < lines; k++) __builtin_prefetch(p + DOT_PREFETCH + 64 * k, 0, 3);
 #else
     (void)p, (void)lines;
 #endif
