@@ -24,6 +24,7 @@
 #include "hl_ledger.h"
 #include "hl_store.h"
 #include "hl_test.h"
+#include "store_crash.h"
 
 /* ---- fixtures ---- */
 
@@ -525,66 +526,10 @@ HL_TEST(indexer_hooks_run_around_each_pass_with_the_spend) {
 
 /* ---- crash replay (issue 5) ---- */
 
-static void crash_child(const fixture *f, int progress_fd) {
-    hl_ledger l;
-    char err[512];
-    hl_store *s = NULL;
-    if (hl_ledger_open(&l, f->journal) != HL_OK || hl_store_open(&s, f->uri, err, sizeof err) != HL_OK ||
-        hl_store_indexer_start(s, f->journal, 1, NULL) != HL_OK)
-        _exit(3);
-    char id[32];
-    for (int i = 0; i < 2000000; i++) {
-        snprintf(id, sizeof id, "crash_%07d", i);
-        hl_ledger_record r = {0};
-        r.timestamp = MAY_1 + i;
-        r.request_id = id;
-        r.attempt = 1 + i % 2;
-        r.cloud = i % 2;
-        r.backend = r.model = r.route_reason = "x";
-        r.status = "ok";
-        r.ttft_ms = r.confidence = -1;
-        r.cost_usd = r.cloud ? 0.5 : 0;
-        r.cost_known = true;
-        if (hl_ledger_append(&l, &r) != HL_OK) _exit(4);
-        if (i % 2000 == 1999) {
-            hl_store_indexer_stats ist;
-            hl_store_indexer_stats_get(s, &ist);
-            if (ist.inserted > 0 && write(progress_fd, "x", 1) != 1) _exit(5);
-        }
-    }
-    _exit(6);
-}
-
 HL_TEST(crash_replay_sigkill_during_load) {
     fixture f;
     NEED_SERVER(&f);
-    int pipefd[2];
-    HL_REQUIRE(pipe(pipefd) == 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    HL_REQUIRE(pid >= 0);
-    if (pid == 0) {
-        close(pipefd[0]);
-        crash_child(&f, pipefd[1]);
-    }
-    close(pipefd[1]);
-    char c;
-    int reports = 0;
-    while (reports < 5 && read(pipefd[0], &c, 1) == 1) reports++;
-    kill(pid, SIGKILL);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    close(pipefd[0]);
-    HL_REQUIRE(reports == 5);
-    HL_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-
-    FILE *fp = fopen(f.journal, "r");
-    HL_REQUIRE(fp);
-    char line[4096];
-    long long lines = 0;
-    while (fgets(line, sizeof line, fp))
-        if (strchr(line, '\n')) lines++;
-    fclose(fp);
+    long long lines = crash_and_count(f.journal, f.uri);
     HL_CHECK(lines >= 10000);
 
     /* The server may still be finishing the killed connection's transaction: the restart

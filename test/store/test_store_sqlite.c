@@ -14,6 +14,7 @@
 #include "hl_ledger.h"
 #include "hl_store.h"
 #include "hl_test.h"
+#include "store_crash.h"
 
 /* ---- fixtures ---- */
 
@@ -560,70 +561,10 @@ HL_TEST(background_indexer_reports_failures) {
 
 /* ---- crash replay (issue 5) ---- */
 
-/* The child: a gateway-like writer appending through hl_ledger while the background indexer
- * indexes every millisecond; it reports progress on the pipe and runs until killed. */
-static void crash_child(const paths *p, int progress_fd) {
-    hl_ledger l;
-    char err[512];
-    hl_store *s = NULL;
-    if (hl_ledger_open(&l, p->journal) != HL_OK || hl_store_open(&s, p->db, err, sizeof err) != HL_OK ||
-        hl_store_indexer_start(s, p->journal, 1, NULL) != HL_OK)
-        _exit(3);
-    char id[32];
-    for (int i = 0; i < 2000000; i++) {
-        snprintf(id, sizeof id, "crash_%07d", i);
-        hl_ledger_record r = {0};
-        r.timestamp = 1714521600.0 + i;
-        r.request_id = id;
-        r.attempt = 1 + i % 2;
-        r.cloud = i % 2;
-        r.backend = r.model = r.route_reason = "x";
-        r.status = "ok";
-        r.ttft_ms = r.confidence = -1;
-        r.cost_known = true;
-        if (hl_ledger_append(&l, &r) != HL_OK) _exit(4);
-        if (i % 2000 == 1999) {
-            hl_store_indexer_stats ist;
-            hl_store_indexer_stats_get(s, &ist);
-            /* Progress once some lines are both written and indexed. */
-            if (ist.inserted > 0 && write(progress_fd, "x", 1) != 1) _exit(5);
-        }
-    }
-    _exit(6);
-}
-
 HL_TEST(crash_replay_sigkill_during_load) {
     paths p;
     paths_init(&p);
-    int pipefd[2];
-    HL_REQUIRE(pipe(pipefd) == 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    HL_REQUIRE(pid >= 0);
-    if (pid == 0) {
-        close(pipefd[0]);
-        crash_child(&p, pipefd[1]);
-    }
-    close(pipefd[1]);
-    /* Wait for several progress reports (lines written and indexed), then kill -9. */
-    char c;
-    int reports = 0;
-    while (reports < 5 && read(pipefd[0], &c, 1) == 1) reports++;
-    kill(pid, SIGKILL);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    close(pipefd[0]);
-    HL_REQUIRE(reports == 5);
-    HL_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-
-    /* Every complete line of the journal, and its (request_id, attempt). */
-    FILE *f = fopen(p.journal, "r");
-    HL_REQUIRE(f);
-    char line[4096];
-    long long lines = 0;
-    while (fgets(line, sizeof line, f))
-        if (strchr(line, '\n')) lines++;
-    fclose(f);
+    long long lines = crash_and_count(p.journal, p.db);
     HL_CHECK(lines >= 10000);
 
     char err[512];
