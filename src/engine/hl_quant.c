@@ -236,6 +236,7 @@ size_t hl_quant_act_size(hl_quant_act act, int n) {
     switch (act) {
     case HL_ACT_Q8P: return (size_t)((n / 32 + 1) / 2) * sizeof(hl_act_q8p);
     case HL_ACT_Q8Q: return (size_t)((n / 32 + 3) / 4) * sizeof(hl_act_q8q);
+    case HL_ACT_Q8X: return (size_t)(n / 32) * sizeof(hl_act_q8x);
     case HL_ACT_Q8: return (size_t)(n / 32) * sizeof(hl_act_q8);
     case HL_ACT_Q8K: return (size_t)(n / 256) * sizeof(hl_act_q8k);
     case HL_ACT_F16: return (size_t)n * sizeof(uint16_t);
@@ -317,10 +318,28 @@ static void quantize_act_q8q(const float *x, hl_act_q8q *p, int n) {
     }
 }
 
+/* The same, with both offsets of the repacked-weight kernels. */
+static void quantize_act_q8x(const float *x, hl_act_q8x *p, int n) {
+    for (int i = 0; i < n / 32; i++) {
+        hl_act_q8 b;
+        quantize_act_q8_scalar(x + 32 * i, &b, 32);
+        memset(&p[i], 0, sizeof p[i]);
+        memcpy(p[i].qs, b.qs, 32);
+        for (int l = 0; l < 8; l++) {
+            int s = b.qs[4 * l] + b.qs[4 * l + 1] + b.qs[4 * l + 2] + b.qs[4 * l + 3];
+            p[i].off8[l] = -128 * s;
+            if (l < 4) p[i].off4[l] = -8 * s;
+            else p[i].off4[l - 4] += -8 * s;
+        }
+        p[i].d = b.d;
+    }
+}
+
 void hl_quant_act_quantize(hl_quant_act act, const float *x, void *dst, int n) {
     switch (act) {
     case HL_ACT_Q8P: quantize_act_q8p(x, dst, n); break;
     case HL_ACT_Q8Q: quantize_act_q8q(x, dst, n); break;
+    case HL_ACT_Q8X: quantize_act_q8x(x, dst, n); break;
     case HL_ACT_Q8: quantize_act_q8_scalar(x, dst, n); break;
     case HL_ACT_Q8K: quantize_act_q8k_scalar(x, dst, n); break;
     case HL_ACT_F16: {
@@ -487,6 +506,52 @@ hl_quant_isa hl_quant_kernel_isa(uint32_t type) {
 hl_quant_dot_fn hl_quant_dot_fn_for(uint32_t type) {
     for (int i = hl_quant_best_isa(); i >= HL_ISA_SCALAR; i--) {
         hl_quant_dot_fn f = hl_quant_kernel(type, (hl_quant_isa)i);
+        if (f) return f;
+    }
+    return NULL;
+}
+
+size_t hl_quant_x4_block_bytes(uint32_t type) {
+    if (type == HL_GGUF_Q4_0) return 8 + 4 * 16;
+    if (type == HL_GGUF_Q8_0) return 8 + 4 * 32;
+    return 0;
+}
+
+void hl_quant_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32_t rows,
+                      uint32_t cols, void *dst) {
+    size_t bb = hl_quant_x4_block_bytes(type), bs = type == HL_GGUF_Q8_0 ? 34 : 18, qs = bs - 2;
+    uint32_t nb = cols / 32;
+    uint8_t *o = dst;
+    for (uint32_t g = 0; g < rows / 4; g++)
+        for (uint32_t i = 0; i < nb; i++, o += bb)
+            for (int r = 0; r < 4; r++) {
+                const uint8_t *blk = (const uint8_t *)src + (size_t)(4 * g + r) * row_bytes + i * bs;
+                memcpy(o + 2 * r, blk, 2);
+                memcpy(o + 8 + qs * r, blk + 2, qs);
+            }
+}
+
+hl_quant_x4_fn hl_quant_x4(uint32_t type, hl_quant_isa isa) {
+    if (!cpu_has(isa) || isa == HL_ISA_SCALAR) return NULL;
+    return hl_quant_x86_x4(type, isa);
+}
+
+hl_quant_x4_fn hl_quant_x4_fn_for(uint32_t type) {
+    for (int i = hl_quant_best_isa(); i > HL_ISA_SCALAR; i--) {
+        hl_quant_x4_fn f = hl_quant_x4(type, (hl_quant_isa)i);
+        if (f) return f;
+    }
+    return NULL;
+}
+
+hl_quant_gemm_fn hl_quant_gemm_x4(uint32_t type, hl_quant_isa isa) {
+    if (!cpu_has(isa) || isa == HL_ISA_SCALAR) return NULL;
+    return hl_quant_x86_gemm_x4(type, isa);
+}
+
+hl_quant_gemm_fn hl_quant_gemm_x4_fn_for(uint32_t type) {
+    for (int i = hl_quant_best_isa(); i > HL_ISA_SCALAR; i--) {
+        hl_quant_gemm_fn f = hl_quant_gemm_x4(type, (hl_quant_isa)i);
         if (f) return f;
     }
     return NULL;

@@ -99,6 +99,18 @@ typedef struct hl_act_q8q {
     int32_t off[16];
 } hl_act_q8q;
 
+/* Q8 activations of one block for the kernels on repacked weights (hl_quant_x4_*): the 32
+ * values in order, -8 times the sum of values 4l..4l+3 and 16+4l..16+4l+3 for l < 4 (Q4_0's
+ * nibbles are multiplied unsigned), -128 times the sum of values 4l..4l+3 for l < 8 (Q8_0's
+ * values are multiplied plus 128), and the scale; same values and scale as hl_act_q8. */
+typedef struct hl_act_q8x {
+    int8_t qs[32];
+    int32_t off4[4];
+    int32_t off8[8];
+    float d;
+    float pad[3];
+} hl_act_q8x;
+
 typedef enum hl_quant_act {
     HL_ACT_F32,  /* plain floats (F32 and BF16 weights) */
     HL_ACT_Q8,   /* hl_act_q8 blocks (Q8_0, Q4_0) */
@@ -106,6 +118,7 @@ typedef enum hl_quant_act {
     HL_ACT_F16,  /* half floats (F16 weights) */
     HL_ACT_Q8P,  /* hl_act_q8p pairs (Q8_0 with the AVX-512 kernel) */
     HL_ACT_Q8Q,  /* hl_act_q8q quads (Q4_0 with the AVX-512 kernel) */
+    HL_ACT_Q8X,  /* hl_act_q8x blocks (repacked Q4_0, Q8_0) */
     HL_ACT_COUNT
 } hl_quant_act;
 
@@ -169,6 +182,23 @@ void hl_quant_act_quantize(hl_quant_act act, const float *x, void *dst, int n);
  * supported by this CPU. hl_quant_dot_fn_for() picks the best available. */
 hl_quant_dot_fn hl_quant_kernel(uint32_t type, hl_quant_isa isa);
 hl_quant_dot_fn hl_quant_dot_fn_for(uint32_t type);
+/* Weights repacked four rows at a time, for decoding: a matrix-vector product then reads one
+ * stream for four rows and loads each block of activations once for them (four rows side by
+ * side in the file's layout measured half as fast: four streams). For each group of 4 rows
+ * and each 32-value block: the 4 rows' half-precision scales (8 bytes), then their values
+ * (Q4_0: 16 bytes each, Q8_0: 32) in row order; 72 or 136 bytes. Q4_0 and Q8_0 only, rows a
+ * multiple of 4. hl_quant_x4_block_bytes() is 0 for other types. */
+size_t hl_quant_x4_block_bytes(uint32_t type);
+void hl_quant_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32_t rows,
+                      uint32_t cols, void *dst);
+/* out[r] = dot(row r of the group at g, act) for r < 4, act in HL_ACT_Q8X. */
+typedef void (*hl_quant_x4_fn)(int n, const void *g, const void *act, float *out);
+hl_quant_x4_fn hl_quant_x4(uint32_t type, hl_quant_isa isa); /* NULL where none */
+hl_quant_x4_fn hl_quant_x4_fn_for(uint32_t type);
+/* The GEMM on repacked weights: w is the first row's group, w_stride the bytes of a group
+ * (all blocks), nr a multiple of 4; the same numbers as the GEMM on the file's layout. */
+hl_quant_gemm_fn hl_quant_gemm_x4(uint32_t type, hl_quant_isa isa);
+hl_quant_gemm_fn hl_quant_gemm_x4_fn_for(uint32_t type);
 /* Token-interleaved activations for the GEMM kernels (Q8_0 and Q4_0 weights): per group of
  * 16 tokens and per 32-value block, 8 x 64 bytes (value group g = values 4g..4g+3: token l's
  * four values, each plus 128 as an unsigned byte, at bytes 64g + 4l) then the 16 tokens'

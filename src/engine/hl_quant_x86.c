@@ -244,6 +244,8 @@ static const hl_quant_vec_ops vec_avx2 = {vdot_f16_avx2, vmad_f16_avx2, vscale_f
 
 /* ---- AVX-512 + VNNI --------------------------------------------------------------------- */
 
+T_AVX2 static inline float _mm256_reduce_add_ps_x(__m256 v) { return hsum8(v); }
+
 T_AVX512 static float dot_f32_avx512(int n, const void *w, const void *act) {
     const float *a = w, *x = act;
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
@@ -464,6 +466,65 @@ T_AVX512 static float dot_q8_0_avx512(int n, const void *w, const void *act) {
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+/* Decoding on repacked weights (hl_quant_x4_pack): four rows per group, one stream. Q4_0: a
+ * block of the 4 rows is one 512-bit load (128-bit lane r = row r's 16 bytes), multiplied
+ * with the block's activations broadcast to the 4 lanes; Q8_0: two loads, rows 0-1 and 2-3.
+ * The scales of the 4 rows are converted once and spread over their lanes. */
+static const uint32_t x4_q4_didx[16] __attribute__((aligned(64))) = {0, 0, 0, 0, 1, 1, 1, 1,
+                                                                     2, 2, 2, 2, 3, 3, 3, 3};
+static const uint32_t x4_q8_didx[32] __attribute__((aligned(64))) = {
+    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
+
+/* The 4 rows' scales at g times the activation's, as 4 floats. */
+T_AVX512 static inline __attribute__((always_inline)) __m128 x4_scales(const uint8_t *g, float da) {
+    return _mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)g)), _mm_set1_ps(da));
+}
+
+T_AVX512 static void x4_q4_0_avx512(int n, const void *w, const void *act, float *out) {
+    const uint8_t *g = w;
+    const hl_act_q8x *a = act;
+    const __m512i didx = _mm512_load_si512(x4_q4_didx), m4 = _mm512_set1_epi8(0x0f);
+    __m512 acc = _mm512_setzero_ps();
+    for (int i = 0; i < n / 32; i++, g += 72, a++) {
+        dot_prefetch(g, 1);
+        __m512i z = _mm512_loadu_si512(g + 8);
+        __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+        __m512i s = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)a->off4));
+        s = _mm512_dpbusd_epi32(s, lo, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)a->qs)));
+        s = _mm512_dpbusd_epi32(s, hi, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a->qs + 16))));
+        __m512 sc = _mm512_permutexvar_ps(didx, _mm512_castps128_ps512(x4_scales(g, a->d)));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, acc);
+    }
+    /* lanes 4r..4r+3 are row r's */
+    __m512 t = _mm512_add_ps(acc, _mm512_permute_ps(acc, _MM_SHUFFLE(2, 3, 0, 1)));
+    t = _mm512_add_ps(t, _mm512_permute_ps(t, _MM_SHUFFLE(1, 0, 3, 2)));
+    float v[16];
+    _mm512_storeu_ps(v, t);
+    for (int r = 0; r < 4; r++) out[r] = v[4 * r];
+}
+
+T_AVX512 static void x4_q8_0_avx512(int n, const void *w, const void *act, float *out) {
+    const uint8_t *g = w;
+    const hl_act_q8x *a = act;
+    const __m512i d01 = _mm512_load_si512(x4_q8_didx), d23 = _mm512_load_si512(x4_q8_didx + 16);
+    const __m512i x80 = _mm512_set1_epi8((char)0x80);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int i = 0; i < n / 32; i++, g += 136, a++) {
+        __m512i av = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)a->qs));
+        __m512i off = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)a->off8));
+        __m512i s0 = _mm512_dpbusd_epi32(off, _mm512_xor_si512(_mm512_loadu_si512(g + 8), x80), av);
+        __m512i s1 = _mm512_dpbusd_epi32(off, _mm512_xor_si512(_mm512_loadu_si512(g + 72), x80), av);
+        __m512 sc = _mm512_castps128_ps512(x4_scales(g, a->d));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_permutexvar_ps(d01, sc), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_permutexvar_ps(d23, sc), acc1);
+    }
+    /* lanes 0-7 and 8-15 of acc0 are rows 0 and 1, of acc1 rows 2 and 3 */
+    out[0] = _mm256_reduce_add_ps_x(_mm512_castps512_ps256(acc0));
+    out[1] = _mm256_reduce_add_ps_x(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc0), 1)));
+    out[2] = _mm256_reduce_add_ps_x(_mm512_castps512_ps256(acc1));
+    out[3] = _mm256_reduce_add_ps_x(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc1), 1)));
+}
+
 /* ---- GEMM for prompts (AVX-512 VNNI) ----------------------------------------------------
  *
  * One 512-bit vector holds 16 tokens (one int32 lane each), so a block's integer dot product
@@ -488,28 +549,40 @@ typedef struct gemm_rows {
     int32_t corr[4][GEMM_KB];
 } gemm_rows;
 
-/* Unpacks blocks [i0, i0 + nbc) of row (q8: Q8_0, else Q4_0) into slot r. */
-T_AVX512 static void gemm_unpack(gemm_rows *u, int r, const uint8_t *row, int i0, int nbc, int q8) {
+/* Where row r's blocks are: block i's scale at d + i * stride, its values at q + i * stride
+ * (the file's layout: stride = the block size; repacked: the 4-row group's block size). */
+typedef struct gemm_src {
+    const uint8_t *d, *q;
+    size_t stride;
+} gemm_src;
+
+static gemm_src gemm_row(const uint8_t *w, size_t ws, int row, int q8, int x4) {
+    size_t bs = q8 ? sizeof(hl_block_q8_0) : sizeof(hl_block_q4_0), qs = bs - 2;
+    if (!x4) return (gemm_src){w + (size_t)row * ws, w + (size_t)row * ws + 2, bs};
+    const uint8_t *g = w + (size_t)(row / 4) * ws;
+    return (gemm_src){g + 2 * (row % 4), g + 8 + qs * (row % 4), 8 + 4 * qs};
+}
+
+/* Unpacks blocks [i0, i0 + nbc) of a row (q8: Q8_0, else Q4_0) into slot r. */
+T_AVX512 static void gemm_unpack(gemm_rows *u, int r, gemm_src src, int i0, int nbc, int q8) {
     for (int i = 0; i < nbc; i++) {
         __m256i v;
         uint16_t dh;
         int32_t sum;
+        const uint8_t *bq = src.q + (size_t)(i0 + i) * src.stride;
+        memcpy(&dh, src.d + (size_t)(i0 + i) * src.stride, 2);
         if (q8) {
-            const hl_block_q8_0 *b = (const hl_block_q8_0 *)row + i0 + i;
-            v = _mm256_loadu_si256((const __m256i *)b->qs);
-            dh = b->d;
+            v = _mm256_loadu_si256((const __m256i *)bq);
             /* sum of (w + 128), less 32 * 128 */
             __m256i s = _mm256_sad_epu8(_mm256_xor_si256(v, _mm256_set1_epi8((char)0x80)),
                                         _mm256_setzero_si256());
             __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
             sum = (int32_t)(_mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1)) - 32 * 128;
         } else {
-            const hl_block_q4_0 *b = (const hl_block_q4_0 *)row + i0 + i;
-            __m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
+            __m128i raw = _mm_loadu_si128((const __m128i *)bq);
             __m128i lo = _mm_and_si128(raw, _mm_set1_epi8(0x0f));
             __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0f));
             __m256i nib = _mm256_set_m128i(hi, lo);
-            dh = b->d;
             __m256i s = _mm256_sad_epu8(nib, _mm256_setzero_si256());
             __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
             sum = (int32_t)(_mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1)) - 32 * 8;
@@ -584,7 +657,7 @@ HL_GEMM_TILE(gemm_tile_1x2, 1, 2)
 HL_GEMM_TILE(gemm_tile_1x1, 1, 1)
 
 T_AVX512 static void gemm_any(int n, const void *w, size_t ws, int nr, const void *actx, int nt,
-                              float *out, size_t os, int q8) {
+                              float *out, size_t os, int q8, int x4) {
     int nb = n / 32, ng = (nt + 15) / 16;
     size_t gs = (size_t)nb * ACTX_BLOCK;
     gemm_rows u;
@@ -601,7 +674,7 @@ T_AVX512 static void gemm_any(int n, const void *w, size_t ws, int nr, const voi
                 for (int r0 = 0; r0 < Rn; r0 += 4) {
                     int rn = Rn - r0 < 4 ? Rn - r0 : 4;
                     for (int r = 0; r < rn; r++)
-                        gemm_unpack(&u, r, (const uint8_t *)w + (size_t)(R0 + r0 + r) * ws, i0, nbc, q8);
+                        gemm_unpack(&u, r, gemm_row(w, ws, R0 + r0 + r, q8, x4), i0, nbc, q8);
                     for (int g = g0; g < g1; g += 2) {
                         const uint8_t *ax = (const uint8_t *)actx + (size_t)g * gs + (size_t)i0 * ACTX_BLOCK;
                         float *a = &acc[r0][16 * (g - g0)];
@@ -657,12 +730,22 @@ T_AVX512 static void actx_pack_avx512(const float *x, size_t x_stride, int nt, i
 
 static void gemm_q4_0_avx512(int n, const void *w, size_t ws, int nr, const void *actx, int nt,
                              float *out, size_t os) {
-    gemm_any(n, w, ws, nr, actx, nt, out, os, 0);
+    gemm_any(n, w, ws, nr, actx, nt, out, os, 0, 0);
 }
 
 static void gemm_q8_0_avx512(int n, const void *w, size_t ws, int nr, const void *actx, int nt,
                              float *out, size_t os) {
-    gemm_any(n, w, ws, nr, actx, nt, out, os, 1);
+    gemm_any(n, w, ws, nr, actx, nt, out, os, 1, 0);
+}
+
+static void gemm_q4_0_x4_avx512(int n, const void *w, size_t ws, int nr, const void *actx, int nt,
+                                float *out, size_t os) {
+    gemm_any(n, w, ws, nr, actx, nt, out, os, 0, 1);
+}
+
+static void gemm_q8_0_x4_avx512(int n, const void *w, size_t ws, int nr, const void *actx, int nt,
+                                float *out, size_t os) {
+    gemm_any(n, w, ws, nr, actx, nt, out, os, 1, 1);
 }
 
 T_AVX512 static float vdot_f16_avx512(int n, const uint16_t *x, const uint16_t *y) {
@@ -815,6 +898,26 @@ hl_quant_dot_fn hl_quant_x86_kernel_avx512(uint32_t type) {
     }
 #endif
     (void)type;
+    return NULL;
+}
+
+hl_quant_x4_fn hl_quant_x86_x4(uint32_t type, hl_quant_isa isa) {
+#if defined(__x86_64__)
+    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q4_0) return x4_q4_0_avx512;
+    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q8_0) return x4_q8_0_avx512;
+#endif
+    (void)type;
+    (void)isa;
+    return NULL;
+}
+
+hl_quant_gemm_fn hl_quant_x86_gemm_x4(uint32_t type, hl_quant_isa isa) {
+#if defined(__x86_64__)
+    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q4_0) return gemm_q4_0_x4_avx512;
+    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q8_0) return gemm_q8_0_x4_avx512;
+#endif
+    (void)type;
+    (void)isa;
     return NULL;
 }
 

@@ -13,6 +13,9 @@ bool hl_quant_x86_has_avx512(void); /* AVX-512 F, BW, VL and VNNI */
 /* Kernels for a weight type; NULL where none exists at that level. */
 hl_quant_dot_fn hl_quant_x86_kernel_avx2(uint32_t type);
 hl_quant_dot_fn hl_quant_x86_kernel_avx512(uint32_t type);
+/* Kernels on repacked weights (hl_quant_x4_*) at an ISA level; NULL where none. */
+hl_quant_x4_fn hl_quant_x86_x4(uint32_t type, hl_quant_isa isa);
+hl_quant_gemm_fn hl_quant_x86_gemm_x4(uint32_t type, hl_quant_isa isa);
 /* GEMM kernels at an ISA level; NULL where none. */
 hl_quant_gemm_fn hl_quant_x86_gemm(uint32_t type, hl_quant_isa isa);
 /* hl_quant_actx_pack() with SIMD where this CPU has it (same bytes); false where not. */
