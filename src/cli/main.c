@@ -165,11 +165,17 @@ static int cmd_serve(int argc, char **argv) {
         hl_store_redact(store_path, where, sizeof where);
         hl_store_indexer_hooks hooks = {budget_sync_before, budget_sync_after, budgets};
         if (hl_store_open(&store, store_path, serr, sizeof serr) != HL_OK) {
-            hl_log(HL_LOG_WARN, "ledger store disabled: %s", serr);
-        } else if (hl_store_indexer_start(store, cfg->ledger_path, cfg->ledger_index_interval_ms,
-                                          budgets && hl_store_shared(store) ? &hooks : NULL) != HL_OK) {
+            /* A database that is down now may be up in a minute: its indexer keeps trying.
+             * A SQLite file that cannot be opened is a configuration problem. */
+            if (hl_store_location_is_pg(store_path) && hl_store_open_later(&store, store_path) == HL_OK)
+                hl_log(HL_LOG_WARN, "ledger store: %s (indexing starts when it answers)", serr);
+            else
+                hl_log(HL_LOG_WARN, "ledger store disabled: %s", serr);
+        }
+        if (store && hl_store_indexer_start(store, cfg->ledger_path, cfg->ledger_index_interval_ms,
+                                            budgets && hl_store_shared(store) ? &hooks : NULL) != HL_OK) {
             hl_log(HL_LOG_WARN, "ledger indexer not started: %s", hl_store_errmsg(store));
-        } else if (budgets && hl_store_shared(store)) {
+        } else if (store && budgets && hl_store_shared(store)) {
             /* The first pass, before serving: the budgets start from the fleet's spend. */
             if (hl_store_indexer_sync(store) == HL_OK) {
                 shared_budgets = true;

@@ -185,7 +185,7 @@ hl_err hl_store_open(hl_store **out, const char *location, char *errbuf, size_t 
         snprintf(errbuf, errbuf_len, "store: out of memory");
         return HL_ERR_NOMEM;
     }
-    s->ops = hl_store_is_pg_location(location) ? &hl_store_pg_ops : &hl_store_sqlite_ops;
+    s->ops = hl_store_location_is_pg(location) ? &hl_store_pg_ops : &hl_store_sqlite_ops;
     hl_err e = s->ops->open(s, location, errbuf, errbuf_len);
     if (e) {
         free(s->location);
@@ -196,23 +196,41 @@ hl_err hl_store_open(hl_store **out, const char *location, char *errbuf, size_t 
     return HL_OK;
 }
 
+hl_err hl_store_open_later(hl_store **out, const char *location) {
+    hl_store *s = calloc(1, sizeof *s);
+    if (!s || !(s->location = strdup(location))) {
+        free(s);
+        return HL_ERR_NOMEM;
+    }
+    s->ops = hl_store_location_is_pg(location) ? &hl_store_pg_ops : &hl_store_sqlite_ops;
+    *out = s;
+    return HL_OK;
+}
+
 void hl_store_close(hl_store *s) {
     if (!s) return;
     hl_store_indexer_stop(s);
-    s->ops->close(s);
+    if (s->impl) s->ops->close(s);
     free(s->location);
     free(s);
 }
 
+/* False (with the error set) for a handle from hl_store_open_later: it has no connection. */
+static bool connected(hl_store *s) {
+    if (s->impl) return true;
+    hl_store_set_error(s, "store: not connected (opened for its background indexer only)");
+    return false;
+}
+
 int hl_store_schema_version(hl_store *s) {
-    return s->ops->schema_version(s);
+    return s->impl ? s->ops->schema_version(s) : 0;
 }
 
 const char *hl_store_kind(const hl_store *s) { return s->ops->name; }
 
 bool hl_store_shared(const hl_store *s) { return s && s->ops->shared; }
 
-bool hl_store_is_pg_location(const char *location) {
+bool hl_store_location_is_pg(const char *location) {
     return !strncmp(location, "postgresql://", 13) || !strncmp(location, "postgres://", 11);
 }
 
@@ -245,6 +263,7 @@ void hl_store_redact(const char *location, char *out, size_t out_len) {
 }
 
 hl_err hl_store_cloud_spend(hl_store *s, long long now_ms, hl_store_spend_fn fn, void *ctx) {
+    if (!connected(s)) return HL_ERR_IO;
     long long day = now_ms / 86400000;
     int y;
     unsigned m, d;
@@ -258,10 +277,13 @@ hl_err hl_store_scan(hl_store *s, hl_store_group g, long long from_ms, long long
         hl_store_set_error(s, "scan: invalid arguments");
         return HL_ERR_INVAL;
     }
+    if (!connected(s)) return HL_ERR_IO;
     return s->ops->scan(s, g, from_ms, to_ms, fn, ctx);
 }
 
 hl_err hl_store_count(hl_store *s, unsigned long long *out) {
+    *out = 0;
+    if (!connected(s)) return HL_ERR_IO;
     return s->ops->count(s, out);
 }
 
@@ -613,6 +635,7 @@ hl_err hl_store_index(hl_store *s, const char *journal_path, hl_store_index_stat
     hl_store_index_stats local;
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
+    if (!connected(s)) return HL_ERR_IO;
     int fd = open(journal_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT) return HL_OK;
@@ -642,10 +665,12 @@ struct hl_store_indexer {
     hl_err last_err;              /* of the last finished pass */
     hl_store_indexer_stats stats;
     /* Owned by the thread once it runs: */
-    hl_store *conn;           /* its own connection */
+    hl_store *conn;           /* its own connection; NULL until it could connect */
     char *path;
     char key[PATH_MAX + 8];
     long interval_ms;
+    char *location;           /* where to connect while conn is NULL */
+    char open_err[512];       /* why the last connection attempt failed */
     int fd;                   /* the journal file being followed; -1: none yet */
     bool failing;             /* the last pass failed (logged once until it recovers) */
     hl_store_indexer_hooks hooks;
@@ -658,10 +683,17 @@ static void add_stats(hl_store_indexer_stats *t, const hl_store_index_stats *s) 
     t->malformed += s->malformed;
 }
 
+static void indexer_pass_end(hl_store_indexer *ix, hl_err e, const hl_store_index_stats *old_file,
+                             const hl_store_index_stats *cur);
+
 static void indexer_pass(hl_store_indexer *ix) {
     hl_store_index_stats old_file = {0}, cur = {0};
     hl_err e = HL_OK;
     if (ix->hooks.before_pass) ix->hooks.before_pass(ix->hooks.ctx);
+    if (!ix->conn && hl_store_open(&ix->conn, ix->location, ix->open_err, sizeof ix->open_err) != HL_OK) {
+        indexer_pass_end(ix, HL_ERR_IO, &old_file, &cur);
+        return;
+    }
     struct stat ps;
     bool path_ok = stat(ix->path, &ps) == 0;
     if (ix->fd >= 0) {
@@ -683,24 +715,30 @@ static void indexer_pass(hl_store_indexer *ix) {
     }
     if (!e && ix->fd >= 0) e = index_fd(ix->conn, ix->key, ix->fd, &cur);
     if (!e && ix->hooks.after_pass) ix->hooks.after_pass(ix->hooks.ctx, ix->conn);
+    indexer_pass_end(ix, e, &old_file, &cur);
+}
 
+/* Publishes a pass's outcome (stats, error) and logs a failure once until it recovers. */
+static void indexer_pass_end(hl_store_indexer *ix, hl_err e, const hl_store_index_stats *old_file,
+                             const hl_store_index_stats *cur) {
+    const char *why = ix->conn ? hl_store_errmsg(ix->conn) : ix->open_err;
     pthread_mutex_lock(&ix->mu);
     ix->last_err = e;
     ix->stats.passes++;
-    add_stats(&ix->stats, &old_file);
-    add_stats(&ix->stats, &cur);
+    add_stats(&ix->stats, old_file);
+    add_stats(&ix->stats, cur);
     if (ix->fd >= 0) {
-        ix->stats.offset = cur.offset;
-        ix->stats.lag_bytes = cur.size > cur.offset ? cur.size - cur.offset : 0;
+        ix->stats.offset = cur->offset;
+        ix->stats.lag_bytes = cur->size > cur->offset ? cur->size - cur->offset : 0;
     }
     if (e) {
         ix->stats.errors++;
-        snprintf(ix->stats.last_error, sizeof ix->stats.last_error, "%s", hl_store_errmsg(ix->conn));
+        snprintf(ix->stats.last_error, sizeof ix->stats.last_error, "%s", why);
     } else {
         ix->stats.last_error[0] = '\0';
     }
     pthread_mutex_unlock(&ix->mu);
-    if (e && !ix->failing) hl_log(HL_LOG_ERROR, "ledger indexer: %s (retrying every %ld ms)", hl_store_errmsg(ix->conn), ix->interval_ms);
+    if (e && !ix->failing) hl_log(HL_LOG_ERROR, "ledger indexer: %s (retrying every %ld ms)", why, ix->interval_ms);
     if (!e && ix->failing) hl_log(HL_LOG_INFO, "ledger indexer: working again");
     ix->failing = e != HL_OK;
 }
@@ -747,7 +785,8 @@ hl_err hl_store_indexer_start(hl_store *s, const char *journal_path, long interv
         return HL_ERR_INVAL;
     }
     hl_store_indexer *ix = calloc(1, sizeof *ix);
-    if (!ix || !(ix->path = strdup(journal_path))) {
+    if (!ix || !(ix->path = strdup(journal_path)) || !(ix->location = strdup(s->location))) {
+        if (ix) free(ix->path);
         free(ix);
         hl_store_set_error(s, "out of memory");
         return HL_ERR_NOMEM;
@@ -757,10 +796,11 @@ hl_err hl_store_indexer_start(hl_store *s, const char *journal_path, long interv
     if (hooks) ix->hooks = *hooks;
     journal_key(journal_path, ix->key, sizeof ix->key);
     char err[512];
-    hl_err e = hl_store_open(&ix->conn, s->location, err, sizeof err);
+    hl_err e = s->impl ? hl_store_open(&ix->conn, s->location, err, sizeof err) : HL_OK;
     if (e) {
         hl_store_set_error(s, "indexer: %s", err);
         free(ix->path);
+        free(ix->location);
         free(ix);
         return e;
     }
@@ -778,6 +818,7 @@ hl_err hl_store_indexer_start(hl_store *s, const char *journal_path, long interv
         pthread_mutex_destroy(&ix->mu);
         hl_store_close(ix->conn);
         free(ix->path);
+        free(ix->location);
         free(ix);
         return HL_ERR_IO;
     }
@@ -822,6 +863,7 @@ void hl_store_indexer_stop(hl_store *s) {
     pthread_cond_destroy(&ix->done_cv);
     pthread_mutex_destroy(&ix->mu);
     free(ix->path);
+    free(ix->location);
     free(ix);
 }
 

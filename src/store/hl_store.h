@@ -50,6 +50,13 @@ typedef struct hl_store hl_store;
  * On error returns non-zero, *out is NULL and errbuf holds one line naming the store (any
  * password masked) and the problem. Caller frees with hl_store_close(). */
 hl_err hl_store_open(hl_store **out, const char *location, char *errbuf, size_t errbuf_len);
+/* For a gateway that must start while its database is down: a handle on location that is not
+ * connected. Only the indexer functions, hl_store_kind/shared and close work on it; the
+ * indexer connects (and migrates) from its own thread, retrying every interval until it can,
+ * and reports each failure in hl_store_indexer_stats_get(). HL_ERR_NOMEM only. */
+hl_err hl_store_open_later(hl_store **out, const char *location);
+/* True when location names a PostgreSQL database (a postgresql:// or postgres:// URI). */
+bool hl_store_location_is_pg(const char *location);
 /* Stops the background indexer if it runs (see hl_store_indexer_stop), closes, frees. NULL ok. */
 void hl_store_close(hl_store *s);
 /* The message of the last failed call on s; never NULL (borrowed, valid until the next call). */
@@ -115,7 +122,8 @@ typedef struct hl_store_indexer_hooks {
 } hl_store_indexer_hooks;
 
 /* Starts a thread that indexes journal_path every interval_ms (>= 1) milliseconds, on its own
- * connection to s's database (opened here, so a failure is reported now). When the journal
+ * connection to s's database (opened here, so a failure is reported now, unless s came from
+ * hl_store_open_later: then the thread connects when it can). When the journal
  * file is replaced (rotation), the rest of the old file is indexed before the new one.
  * hooks may be NULL (copied). HL_ERR_INVAL if an indexer already runs on s. journal_path is
  * copied. */

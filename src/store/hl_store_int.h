@@ -80,7 +80,8 @@ typedef struct hl_store_indexer hl_store_indexer;
 
 struct hl_store {
     const hl_store_ops *ops;
-    void *impl;               /* the backend's connection state (owned by the backend) */
+    void *impl;               /* the backend's connection state (owned by the backend); NULL:
+                                 opened with hl_store_open_later, not connected */
     char *location;           /* owned copy: the indexer thread opens its own connection */
     char errmsg[512];
     hl_store_indexer *indexer; /* owned; NULL when no background indexer runs */
@@ -92,7 +93,5 @@ void hl_store_set_error(hl_store *s, const char *fmt, ...) __attribute__((format
 extern const hl_store_ops hl_store_sqlite_ops;
 extern const hl_store_ops hl_store_pg_ops;
 
-/* True when location names a PostgreSQL database (a postgresql:// or postgres:// URI). */
-bool hl_store_is_pg_location(const char *location);
 
 #endif

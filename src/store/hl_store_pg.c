@@ -267,7 +267,11 @@ static hl_err pg_open(hl_store *s, const char *location, char *errbuf, size_t er
     hl_store_redact(location, q->where, sizeof q->where);
     if (gethostname(q->host, sizeof q->host) != 0) snprintf(q->host, sizeof q->host, "localhost");
     q->host[sizeof q->host - 1] = '\0';
-    q->c = PQconnectdb(location);
+    /* A 10 s connect timeout unless the URI sets one (its parameters come after, so they win):
+     * libpq's own default waits for as long as the kernel does on a host that is gone. */
+    static const char *const kw[] = {"connect_timeout", "dbname", NULL};
+    const char *const val[] = {"10", location, NULL};
+    q->c = PQconnectdbParams(kw, val, 1);
     hl_err e;
     if (PQstatus(q->c) != CONNECTION_OK) {
         e = fail(s, "connecting", NULL);

@@ -152,6 +152,30 @@ describe('PostgreSQL store shared by two gateways', { skip }, () => {
     }
   });
 
+  test('a database that is not there at start: the gateway serves, budgets from its journal, and indexes once it appears', async () => {
+    const name = `hl_it_${process.pid}_late`;
+    psql(BASE, `DROP DATABASE IF EXISTS ${name}`);
+    const db = { name, uri: `${BASE}${BASE.includes('?') ? '&' : '?'}dbname=${name}` };
+    const gw = await gateway(db, journal(), [{ name: 'cap', period: 'month', limit_usd: 100, action: 'reject' }]);
+    try {
+      const c = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      for (let i = 0; i < 3; i++) await c.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: 'early' }] });
+      assert.match(gw.output(), /ledger store: .*does not exist.*indexing starts when it answers/);
+      assert.doesNotMatch(gw.output(), /password/);
+      const spent = okCost(gw);
+      assert.ok(Math.abs((await readyz(gw)).budgets[0].spent_usd - spent) < 1e-9, 'budgets count this gateway\'s spend meanwhile');
+      psql(BASE, `CREATE DATABASE ${name}`);
+      await until('the indexer to connect, migrate and catch up', async () => {
+        try { return Number(psql(db.uri, 'SELECT count(*) FROM inferences')) === 3; } catch { return false; }
+      }, 10000);
+      await until('the budgets to read the database', async () =>
+        Math.abs((await readyz(gw)).budgets[0].spent_usd - spent) < 1e-9);
+    } finally {
+      await gw.stop();
+      dropDatabase(db);
+    }
+  });
+
   test('kill -9 under load, restart: every answered request is in the database once', async () => {
     const db = makeDatabase();
     const ledgerPath = journal();
