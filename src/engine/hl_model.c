@@ -329,13 +329,33 @@ static hl_err repack_mat(loader *ld, hl_model_mat *w) {
 #ifdef MADV_HUGEPAGE
     madvise(p, cap, MADV_HUGEPAGE);
 #endif
-    hl_quant_x4_pack(w->type, w->data, w->row_bytes, w->rows, w->cols, p);
-    w->packed = p;
+    w->packed = p; /* filled by pack_worker */
     w->packed_stride = stride;
     w->dot4 = dot4;
     w->gemm = gemm;
     w->act = HL_ACT_Q8X;
     return HL_OK;
+}
+
+/* Fills the repacked copies, each thread a share of every matrix's groups (the first touch of
+ * fresh memory, the kernel zeroing it, is most of the cost). */
+static void pack_worker(void *ctx, int ith, int nth) {
+    hl_model *m = ctx;
+    for (uint32_t l = 0; l <= m->hp.n_layers; l++) {
+        hl_model_layer *L = l < m->hp.n_layers ? &m->layers[l] : NULL;
+        hl_model_mat *mats[] = {L ? &L->wq : &m->output, L ? &L->wk : NULL, L ? &L->wv : NULL,
+                                L ? &L->wo : NULL, L ? &L->w_gate : NULL, L ? &L->w_up : NULL,
+                                L ? &L->w_down : NULL};
+        for (int i = 0; i < 7; i++) {
+            const hl_model_mat *w = mats[i];
+            if (!w || !w->packed) continue;
+            uint32_t groups = w->rows / 4;
+            uint32_t g0 = (uint32_t)((uint64_t)groups * ith / nth), g1 = (uint32_t)((uint64_t)groups * (ith + 1) / nth);
+            if (g1 > g0)
+                hl_quant_x4_pack(w->type, (const uint8_t *)w->data + (size_t)g0 * 4 * w->row_bytes, w->row_bytes,
+                                 4 * (g1 - g0), w->cols, w->packed + (size_t)g0 * w->packed_stride);
+        }
+    }
 }
 
 static hl_err repack(loader *ld) {
@@ -346,6 +366,7 @@ static hl_err repack(loader *ld) {
         hl_model_mat *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
         for (int i = 0; !e && i < 7; i++) e = repack_mat(ld, mats[i]);
     }
+    if (!e) hl_engine_pool_run(m->pool, pack_worker, m);
     return e;
 }
 
