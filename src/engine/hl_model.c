@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -475,12 +476,12 @@ typedef struct mm_job {
     bool gemm[3];          /* through mat->gemm, act being the token-interleaved layout */
     size_t act_stride[3];  /* bytes between tokens' activations */
     uint32_t total_rows;
+    uint32_t chunk;        /* rows per piece of work handed out */
+    atomic_uint next;      /* the next piece */
 } mm_job;
 
-static void mm_worker(void *ctx, int ith, int nth) {
-    const mm_job *j = ctx;
-    uint32_t r0 = (uint32_t)((uint64_t)j->total_rows * ith / nth);
-    uint32_t r1 = (uint32_t)((uint64_t)j->total_rows * (ith + 1) / nth);
+/* Rows [r0, r1) of the job's matrices taken end to end. */
+static void mm_rows(const mm_job *j, uint32_t r0, uint32_t r1) {
     uint32_t base = 0;
     for (int k = 0; k < j->n_mats; k++) {
         const hl_model_mat *w = j->mat[k];
@@ -514,6 +515,24 @@ static void mm_worker(void *ctx, int ith, int nth) {
                     w->dot((int)w->cols, row, j->act[k] + b * j->act_stride[k]);
         }
         base += w->rows;
+    }
+}
+
+/* The threads take pieces of the rows as they come free rather than a fixed share each, so
+ * that a thread the OS has descheduled (a busy machine) does not hold up the matmul. Each
+ * row's arithmetic is the same whoever computes it. */
+static void mm_worker(void *ctx, int ith, int nth) {
+    mm_job *j = ctx;
+    (void)ith;
+    if (nth == 1) {
+        mm_rows(j, 0, j->total_rows);
+        return;
+    }
+    for (;;) {
+        uint32_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if ((uint64_t)c * j->chunk >= j->total_rows) break;
+        uint32_t r0 = c * j->chunk, r1 = j->total_rows - r0 < j->chunk ? j->total_rows : r0 + j->chunk;
+        mm_rows(j, r0, r1);
     }
 }
 
@@ -552,6 +571,11 @@ static void matmul(hl_model *m, int n_tok, const float *in, size_t in_stride, in
             done[w->act] = true;
         }
     }
+    /* About 8 pieces per thread, whole multiples of 16 rows (the GEMM's output block). */
+    uint32_t nth = (uint32_t)hl_engine_pool_size(m->pool);
+    j.chunk = (j.total_rows + 8 * nth - 1) / (8 * nth);
+    j.chunk = j.chunk < 16 ? 16 : (j.chunk + 15) / 16 * 16;
+    atomic_init(&j.next, 0);
     hl_engine_pool_run(m->pool, mm_worker, &j);
 }
 
