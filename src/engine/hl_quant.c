@@ -320,6 +320,7 @@ static void quantize_act_q8q(const float *x, hl_act_q8q *p, int n) {
 
 /* The same, with both offsets of the repacked-weight kernels. */
 static void quantize_act_q8x(const float *x, hl_act_q8x *p, int n) {
+    if (hl_quant_x86_quantize_q8x(x, p, n)) return;
     for (int i = 0; i < n / 32; i++) {
         hl_act_q8 b;
         quantize_act_q8_scalar(x + 32 * i, &b, 32);

@@ -728,6 +728,31 @@ T_AVX512 static void actx_pack_avx512(const float *x, size_t x_stride, int nt, i
     }
 }
 
+/* hl_act_q8x blocks for decoding with the same roundings (so the same bytes) as the scalar
+ * quantization. */
+T_AVX512 static void quantize_q8x_avx512(const float *x, hl_act_q8x *p, int n) {
+    const __m128i ones = _mm_set1_epi8(1);
+    for (int i = 0; i < n / 32; i++, x += 32) {
+        __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+        float id = amax != 0 ? 127.0f / amax : 0;
+        __m512 vid = _mm512_set1_ps(id);
+        __m128i q0 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x0, vid)));
+        __m128i q1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x1, vid)));
+        /* sums of each 4 consecutive values: groups 0-3 and 4-7 */
+        __m128i s0 = _mm_dpbusd_epi32(_mm_setzero_si128(), ones, q0);
+        __m128i s1 = _mm_dpbusd_epi32(_mm_setzero_si128(), ones, q1);
+        memset(&p[i], 0, sizeof p[i]);
+        _mm_storeu_si128((__m128i *)p[i].qs, q0);
+        _mm_storeu_si128((__m128i *)(p[i].qs + 16), q1);
+        _mm_storeu_si128((__m128i *)p[i].off4,
+                         _mm_sub_epi32(_mm_setzero_si128(), _mm_slli_epi32(_mm_add_epi32(s0, s1), 3)));
+        _mm_storeu_si128((__m128i *)p[i].off8, _mm_sub_epi32(_mm_setzero_si128(), _mm_slli_epi32(s0, 7)));
+        _mm_storeu_si128((__m128i *)(p[i].off8 + 4), _mm_sub_epi32(_mm_setzero_si128(), _mm_slli_epi32(s1, 7)));
+        p[i].d = _cvtsh_ss(_cvtss_sh(amax / 127, _MM_FROUND_TO_NEAREST_INT));
+    }
+}
+
 static void gemm_q4_0_avx512(int n, const void *w, size_t ws, int nr, const void *actx, int nt,
                              float *out, size_t os) {
     gemm_any(n, w, ws, nr, actx, nt, out, os, 0, 0);
@@ -931,12 +956,30 @@ hl_quant_gemm_fn hl_quant_x86_gemm(uint32_t type, hl_quant_isa isa) {
     return NULL;
 }
 
-bool hl_quant_x86_actx_pack(const float *x, size_t x_stride, int nt, int n, void *dst) {
 #if defined(__x86_64__)
+/* hl_quant_x86_has_avx512(), asked once: CPUID is slow under some hypervisors. */
+static bool have_avx512(void) {
     static atomic_int have = -1;
     int h = atomic_load_explicit(&have, memory_order_relaxed);
     if (h < 0) atomic_store_explicit(&have, h = hl_quant_x86_has_avx512(), memory_order_relaxed);
-    if (h) {
+    return h;
+}
+#endif
+
+bool hl_quant_x86_quantize_q8x(const float *x, hl_act_q8x *dst, int n) {
+#if defined(__x86_64__)
+    if (have_avx512()) {
+        quantize_q8x_avx512(x, dst, n);
+        return true;
+    }
+#endif
+    (void)x, (void)dst, (void)n;
+    return false;
+}
+
+bool hl_quant_x86_actx_pack(const float *x, size_t x_stride, int nt, int n, void *dst) {
+#if defined(__x86_64__)
+    if (have_avx512()) {
         actx_pack_avx512(x, x_stride, nt, n, dst);
         return true;
     }

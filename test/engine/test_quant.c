@@ -397,6 +397,35 @@ HL_TEST(actx_pack_matches_q8) {
     HL_CHECK(memcmp(ax[0], ax[1], sizeof ax[0]) == 0);
 }
 
+/* The activations for the repacked-weight kernels (quantized with SIMD where the CPU has it)
+ * hold exactly hl_act_q8's values and scale, and the offsets spelled out in hl_act_q8x. */
+HL_TEST(act_q8x_matches_q8) {
+    enum { N = 160 };
+    float x[N];
+    hl_act_q8 q[N / 32];
+    hl_act_q8x p[N / 32];
+    for (int trial = 0; trial < 20; trial++) {
+        for (int i = 0; i < N; i++) x[i] = rndf() * (float)(1 + trial);
+        if (trial == 3)
+            for (int i = 32; i < 64; i++) x[i] = 0;
+        hl_quant_act_quantize(HL_ACT_Q8, x, q, N);
+        hl_quant_act_quantize(HL_ACT_Q8X, x, p, N);
+        for (int b = 0; b < N / 32; b++) {
+            HL_CHECK(memcmp(&q[b].d, &p[b].d, 4) == 0);
+            HL_CHECK(memcmp(q[b].qs, p[b].qs, 32) == 0);
+            for (int l = 0; l < 8; l++) {
+                int s = q[b].qs[4 * l] + q[b].qs[4 * l + 1] + q[b].qs[4 * l + 2] + q[b].qs[4 * l + 3];
+                HL_CHECK_INT_EQ(p[b].off8[l], -128 * s);
+            }
+            for (int l = 0; l < 4; l++) {
+                int s = 0;
+                for (int j = 4 * l; j < 4 * l + 4; j++) s += q[b].qs[j] + q[b].qs[16 + j];
+                HL_CHECK_INT_EQ(p[b].off4[l], -8 * s);
+            }
+        }
+    }
+}
+
 /* GEMM kernels: exactly the numbers of hl_quant_gemm_ref() (the arithmetic spelled out in
  * C), for every shape the kernel splits into (4-row tiles and single rows; pairs of 16-token
  * groups and single groups, padding lanes), odd block counts and more than one chunk of
