@@ -4,7 +4,10 @@
  *
  * Hyper-parameters come from the file's "<arch>.*" metadata with llama.cpp's defaults (RoPE
  * base 10000, KV heads = heads, RoPE dimensions = head size, rms epsilon 1e-5). Weights are
- * used in place in the mmap, whatever their type (hl_quant); nothing quantized is copied.
+ * used in place in the mmap, whatever their type (hl_quant), except that Q4_0 and Q8_0
+ * matrices, where the CPU has the AVX-512 kernels, are copied once at load repacked four rows
+ * at a time (hl_quant_x4_pack; the copy is the faster one to read) unless params.keep_layout,
+ * or when memory for the copy is short.
  * Every activation buffer and the KV cache are allocated once in hl_model_load(), sized for
  * n_ctx positions and batches of up to max_batch tokens, so hl_model_forward() never
  * allocates.
