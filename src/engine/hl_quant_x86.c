@@ -486,7 +486,9 @@ T_AVX512 static void x4_q4_0_avx512(int n, const void *w, const void *act, float
     const __m512i didx = _mm512_load_si512(x4_q4_didx), m4 = _mm512_set1_epi8(0x0f);
     __m512 acc = _mm512_setzero_ps();
     for (int i = 0; i < n / 32; i++, g += 72, a++) {
-        dot_prefetch(g, 1);
+        /* One stream, usually in huge pages, which the hardware prefetcher follows; asking 4 KiB
+         * ahead measured the same or slightly better (2 KiB: slightly worse). */
+        __builtin_prefetch(g + 4096, 0, 3);
         __m512i z = _mm512_loadu_si512(g + 8);
         __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
         __m512i s = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)a->off4));
