@@ -836,10 +836,12 @@ static hl_err check_backend_kind(cfg_ctx *c, const yaml_node_t *item, hl_backend
             path_push_key(c, "location", 8);
             err = fail(c, line_of(item), "a builtin backend runs on this machine: expected local");
         } else {
+            if (!b->max_sequences) b->max_sequences = 4;
             return HL_OK;
         }
     } else {
-        const char *bad = b->model_path ? "model_path" : b->chat_template ? "chat_template" : NULL;
+        const char *bad = b->model_path ? "model_path" : b->chat_template ? "chat_template"
+                          : b->max_sequences ? "max_sequences" : NULL;
         if (!b->n_base_urls) {
             path_push_key(c, "base_url", 8);
             err = fail(c, line_of(item), "required key is missing");
@@ -878,7 +880,6 @@ static hl_err h_backends(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, voi
         b->breaker_open_ms = 15000;
         b->line = line_of(item);
         b->max_queue = 16;
-        b->max_sequences = 4;
         if ((err = map_walk(c, item, backend_keys, ARRAY_LEN(backend_keys), b))) return err;
         if (b->warmup == HL_ANY) b->warmup = b->location == HL_LOCATION_LOCAL ? HL_YES : HL_NO;
         if ((err = check_backend_kind(c, item, b))) return err;

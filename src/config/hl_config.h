@@ -66,7 +66,8 @@ typedef struct hl_backend_cfg {
     long context_size;      /* tokens; 0: the model's, at most 4096 */
     char *chat_template;    /* template family name; NULL: from the model's metadata */
     int max_queue;          /* requests waiting for the engine before 503; default 16 */
-    int max_sequences;      /* requests generated together (one KV cache each); default 4 */
+    int max_sequences;      /* requests generated together (one KV cache each); builtin only,
+                               default 4 */
     int line;               /* where it was declared, for later diagnostics */
 } hl_backend_cfg;
 

@@ -454,6 +454,8 @@ static const struct bad_case {
     {MIN_BACKENDS "    api_key_env: 9KEY\n" MIN_ROUTES,
      "t.yaml:7: backends[0].api_key_env: expected the name of an environment variable (letters, "
      "digits and _, not starting with a digit), not its value"},
+    {MIN_BACKENDS "    max_sequences: 8\n" MIN_ROUTES,
+     "t.yaml:2: backends[0].max_sequences: only a builtin backend takes this key"},
     {MIN_BACKENDS "    modle: x\n" MIN_ROUTES,
      "t.yaml:7: backends[0].modle: unknown key 'modle' (expected one of: name, kind, location, "
      "base_url, api_key_env, model, models, hourly_cost_usd, timeout_ms, connect_timeout_ms, "
