@@ -30,6 +30,10 @@ struct hl_builtin {
     hl_builtin_call *head, *tail; /* queue, under mu */
     int queued;
     bool stop;
+    /* The generation thread's own: the call and engine sequence in each of max_sequences
+     * slots (NULL: free). */
+    hl_builtin_call **active;
+    hl_engine_seq **seqs;
 };
 
 struct hl_builtin_mailbox {
@@ -171,8 +175,8 @@ static void call_finish(hl_builtin_call *c, const hl_engine_result *res, hl_err 
  * finishes the calls whose generation ended. */
 static void *generation_main(void *arg) {
     hl_builtin *b = arg;
-    hl_builtin_call **active = calloc((size_t)b->cfg->max_sequences, sizeof *active);
-    hl_engine_seq **seqs = calloc((size_t)b->cfg->max_sequences, sizeof *seqs);
+    hl_builtin_call **active = b->active;
+    hl_engine_seq **seqs = b->seqs;
     int n_active = 0;
     for (;;) {
         pthread_mutex_lock(&b->mu);
@@ -195,8 +199,8 @@ static void *generation_main(void *arg) {
         while (admit) {
             hl_builtin_call *c = admit;
             admit = c->q_next;
-            if (stopping || atomic_load(&c->cancelled) || !active || !seqs) {
-                call_finish(c, NULL, active && seqs ? HL_OK : HL_ERR_NOMEM);
+            if (stopping || atomic_load(&c->cancelled)) {
+                call_finish(c, NULL, HL_OK);
                 continue;
             }
             hl_engine_request r = {
@@ -246,8 +250,6 @@ static void *generation_main(void *arg) {
             n_active--;
         }
     }
-    free(active);
-    free(seqs);
     return NULL;
 }
 
@@ -589,13 +591,19 @@ hl_err hl_builtin_open(hl_builtin **out, const hl_backend_cfg *cfg, char *err, s
              recognised ? "" : ", none in the model", p.n_threads, cfg->max_sequences);
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cv, NULL);
-    if (pthread_create(&b->thread, NULL, generation_main, b) != 0) {
-        snprintf(err, err_len, "cannot start the generation thread");
+    b->active = calloc((size_t)cfg->max_sequences, sizeof *b->active);
+    b->seqs = calloc((size_t)cfg->max_sequences, sizeof *b->seqs);
+    e = !b->active || !b->seqs ? HL_ERR_NOMEM
+        : pthread_create(&b->thread, NULL, generation_main, b) != 0 ? HL_ERR_IO : HL_OK;
+    if (e) {
+        snprintf(err, err_len, "cannot start the generation thread: %s", hl_err_str(e));
         pthread_mutex_destroy(&b->mu);
         pthread_cond_destroy(&b->cv);
         hl_engine_free(b->engine);
+        free(b->active);
+        free(b->seqs);
         free(b);
-        return HL_ERR_IO;
+        return e;
     }
     *out = b;
     return HL_OK;
@@ -612,6 +620,8 @@ void hl_builtin_free(hl_builtin *b) {
     pthread_mutex_destroy(&b->mu);
     pthread_cond_destroy(&b->cv);
     hl_engine_free(b->engine);
+    free(b->active);
+    free(b->seqs);
     free(b);
 }
 
