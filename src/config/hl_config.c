@@ -814,6 +814,7 @@ static const cfg_key backend_keys[] = {
     {"chat_template", h_template_name, offsetof(hl_backend_cfg, chat_template), 0, 0, 0},
     {"max_queue", h_int, offsetof(hl_backend_cfg, max_queue), 1, 100000, 0},
     {"max_sequences", h_int, offsetof(hl_backend_cfg, max_sequences), 1, 256, 0},
+    {"repack_weights", h_tristate, offsetof(hl_backend_cfg, repack_weights), 0, 0, 0},
     {"api_key", h_secret_backend, 0, 0, 0, KEY_SECRET},
     {"apiKey", h_secret_backend, 0, 0, 0, KEY_SECRET},
     {"key", h_secret_backend, 0, 0, 0, KEY_SECRET},
@@ -841,7 +842,8 @@ static hl_err check_backend_kind(cfg_ctx *c, const yaml_node_t *item, hl_backend
         }
     } else {
         const char *bad = b->model_path ? "model_path" : b->chat_template ? "chat_template"
-                          : b->max_sequences ? "max_sequences" : NULL;
+                          : b->max_sequences ? "max_sequences"
+                          : b->repack_weights != HL_ANY ? "repack_weights" : NULL;
         if (!b->n_base_urls) {
             path_push_key(c, "base_url", 8);
             err = fail(c, line_of(item), "required key is missing");

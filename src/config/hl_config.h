@@ -68,6 +68,9 @@ typedef struct hl_backend_cfg {
     int max_queue;          /* requests waiting for the engine before 503; default 16 */
     int max_sequences;      /* requests generated together (one KV cache each); builtin only,
                                default 4 */
+    hl_tristate repack_weights; /* HL_NO: run Q4_0/Q8_0 weights in the file's layout instead of
+                               a copy repacked for the fastest kernels (saves their size in
+                               memory, costs decode speed); builtin only, default yes */
     int line;               /* where it was declared, for later diagnostics */
 } hl_backend_cfg;
 

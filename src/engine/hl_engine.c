@@ -49,7 +49,7 @@ hl_err hl_engine_open(hl_engine **out, const hl_engine_params *p, char *err, siz
     hl_engine *e = calloc(1, sizeof *e);
     if (!e) return HL_ERR_NOMEM;
     hl_model_params mp = {.n_ctx = p->n_ctx, .max_batch = p->n_batch, .n_threads = p->n_threads,
-                          .n_seq = p->n_seq};
+                          .n_seq = p->n_seq, .keep_layout = p->keep_layout};
     hl_err r = hl_model_load(&e->model, p->model_path, &mp, err, err_size);
     if (r) goto fail;
     char msg[HL_GGUF_ERR_MAX];

@@ -45,6 +45,7 @@ typedef struct hl_engine_params {
     uint32_t n_ctx;     /* 0: the model's trained context, capped at 4096 */
     uint32_t n_batch;   /* tokens per forward pass; 0: 64 */
     uint32_t n_seq;     /* sequences generated together (KV cache slots); 0: 1 */
+    bool keep_layout;   /* hl_model_params.keep_layout: no repacked copy of the weights */
 } hl_engine_params;
 
 typedef struct hl_engine_sampling {

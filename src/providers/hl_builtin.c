@@ -563,6 +563,7 @@ hl_err hl_builtin_open(hl_builtin **out, const hl_backend_cfg *cfg, char *err, s
         .n_threads = cfg->threads > 0 ? cfg->threads : (int)uv_available_parallelism(),
         .n_ctx = (uint32_t)cfg->context_size,
         .n_seq = (uint32_t)cfg->max_sequences,
+        .keep_layout = cfg->repack_weights == HL_NO,
     };
     hl_err e = hl_engine_open(&b->engine, &p, err, err_len);
     if (e) {

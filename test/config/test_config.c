@@ -456,12 +456,14 @@ static const struct bad_case {
      "digits and _, not starting with a digit), not its value"},
     {MIN_BACKENDS "    max_sequences: 8\n" MIN_ROUTES,
      "t.yaml:2: backends[0].max_sequences: only a builtin backend takes this key"},
+    {MIN_BACKENDS "    repack_weights: false\n" MIN_ROUTES,
+     "t.yaml:2: backends[0].repack_weights: only a builtin backend takes this key"},
     {MIN_BACKENDS "    modle: x\n" MIN_ROUTES,
      "t.yaml:7: backends[0].modle: unknown key 'modle' (expected one of: name, kind, location, "
      "base_url, api_key_env, model, models, hourly_cost_usd, timeout_ms, connect_timeout_ms, "
      "max_retries, retry_base_ms, retry_max_ms, breaker_failures, breaker_window_ms, "
      "breaker_open_ms, context_window, warmup, keep_warm_ms, model_path, threads, context_size, "
-     "chat_template, max_queue, max_sequences)"},
+     "chat_template, max_queue, max_sequences, repack_weights)"},
     {"backends:\n  - name: a\n    kind: openai\n    location: local\n    base_url: ftp://x\n"
      "    model: m\n" MIN_ROUTES,
      "t.yaml:5: backends[0].base_url: expected an http:// or https:// URL; got 'ftp://x'"},
