@@ -225,12 +225,12 @@ static int cmd_serve(int argc, char **argv) {
                             "OPENAI_API_KEY, or start vLLM (:8000), a llama.cpp server (:8080) or "
                             "Ollama (:11434), then restart. GET /readyz shows the details.");
     size_t replayed = 0;
-    if (shared_budgets) {
-        /* already loaded from the shared store */
-    } else if (hl_budgets_load_ledger(budgets, cfg->ledger_path, time(NULL), &replayed) != HL_OK)
-        hl_log(HL_LOG_WARN, "could not read %s for the budgets' running totals: %m", cfg->ledger_path);
-    else if (budgets)
-        hl_log(HL_LOG_INFO, "budgets: %zu ledger lines of the current periods replayed", replayed);
+    if (!shared_budgets) { /* else the shared store's figures are already in */
+        if (hl_budgets_load_ledger(budgets, cfg->ledger_path, time(NULL), &replayed) != HL_OK)
+            hl_log(HL_LOG_WARN, "could not read %s for the budgets' running totals: %m", cfg->ledger_path);
+        else if (budgets)
+            hl_log(HL_LOG_INFO, "budgets: %zu ledger lines of the current periods replayed", replayed);
+    }
     if (hl_gateway_init(&gw, cfg, &bs, &ledger, budgets) != HL_OK) goto out;
     hl_gateway_set_store(gw, store);
 

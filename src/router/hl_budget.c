@@ -252,7 +252,9 @@ hl_err hl_budgets_load_ledger(hl_budgets *b, const char *path, time_t now, size_
     /* Lines are written when an attempt ends but stamped when it began, so near the period
      * start they are not strictly ordered: read on for an hour past it. */
     time_t stop_before = since - 3600;
+    pthread_mutex_lock(&b->mu); /* a shared store's indexer may be syncing already */
     for (size_t i = 0; i < b->n; i++) roll(&b->v[i], now);
+    pthread_mutex_unlock(&b->mu);
 
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return HL_OK; /* no ledger yet */
