@@ -22,11 +22,8 @@ NDEC=${HL_BENCH_DECODE:-64}
 CC=${CC:-cc}
 mkdir -p "$DIR"
 
-SRC="src/core/hl_buf.c src/core/hl_err.c src/engine/hl_gguf.c src/engine/hl_gguf_write.c
-     src/engine/hl_quant.c src/engine/hl_quant_x86.c src/engine/hl_model.c
-     src/engine/hl_engine_pool.c"
-CFLAGS="-std=c11 -D_GNU_SOURCE -O2 -Isrc/core -Isrc/engine"
 cd "$ROOT"
+. bench/engine/engine_src.sh
 # shellcheck disable=SC2086
 $CC $CFLAGS $SRC bench/engine/hl_bench.c -lm -lpthread -o "$DIR/hl_bench"
 # shellcheck disable=SC2086
