@@ -56,6 +56,9 @@ struct hl_builtin_call {
     atomic_bool cancelled;
     hl_builtin_call *q_next;  /* queue link, under b->mu */
     hl_builtin_call *mb_next; /* mailbox link, under mb->mu */
+    hl_builtin_call *run_next; /* the loop's copy of mb_next while it works through a to-do list:
+                                  once the lock is released the engine may post the call again,
+                                  which rewrites mb_next */
     bool in_mb;               /* under mb->mu */
     /* set before queueing, then read-only: */
     char *prompt;
@@ -435,11 +438,14 @@ static void on_async(uv_async_t *a) {
     pthread_mutex_lock(&mb->mu);
     hl_builtin_call *list = mb->todo;
     mb->todo = NULL;
-    for (hl_builtin_call *c = list; c; c = c->mb_next) c->in_mb = false;
+    for (hl_builtin_call *c = list; c; c = c->mb_next) {
+        c->run_next = c->mb_next;
+        c->in_mb = false;
+    }
     pthread_mutex_unlock(&mb->mu);
     while (list) {
         hl_builtin_call *c = list;
-        list = c->mb_next;
+        list = c->run_next;
         process(c);
         call_release(c); /* the to-do list's reference */
     }

@@ -56,7 +56,8 @@ describe('builtin engine provider', { skip }, () => {
       const lines = gw.ledger();
       assert.ok(lines.length >= 4 && lines.every((l) => l.source === 'local' && l.status === 'ok' && l.backend === 'embedded'));
     } finally {
-      assert.equal((await gw.stop()).code, 0);
+      const { code } = await gw.stop();
+      assert.equal(code, 0, `the gateway exited with ${code}; its last output:\n${gw.output().slice(-4000)}`);
     }
   });
 
@@ -99,7 +100,8 @@ describe('builtin engine provider', { skip }, () => {
       assert.equal(lines.length, 16);
       assert.ok(lines.every((l) => l.backend === 'embedded' && ['ok', 'cancelled'].includes(l.status)));
     } finally {
-      assert.equal((await gw.stop()).code, 0);
+      const { code } = await gw.stop();
+      assert.equal(code, 0, `the gateway exited with ${code}; its last output:\n${gw.output().slice(-4000)}`);
     }
   });
 
