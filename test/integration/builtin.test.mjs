@@ -83,6 +83,14 @@ describe('builtin engine provider', { skip }, () => {
         return text;
       }));
       assert.deepEqual(together, alone);
+      // Many streams at once, on both event loops: the engine posts tokens of several calls
+      // while the loops deliver them (this is what once freed a call twice).
+      const streams = await Promise.all([...prompts, ...prompts].map(async (p) => {
+        let text = '';
+        for await (const chunk of await c.chat.completions.create(ask(p, { stream: true }))) text += chunk.choices[0]?.delta?.content ?? '';
+        return text;
+      }));
+      assert.deepEqual(streams, [...alone, ...alone]);
       // A client that goes away mid-stream: its slot is freed and the others still finish.
       const ac = new AbortController();
       const gone = (async () => {
@@ -92,12 +100,12 @@ describe('builtin engine provider', { skip }, () => {
       assert.equal(await gone, 'aborted');
       const after = await Promise.all(prompts.slice(0, 3).map(async (p) => (await c.chat.completions.create(ask(p))).choices[0].message.content));
       assert.deepEqual(after, alone.slice(0, 3));
-      // One ledger line per request: 6 alone, 6 together, the abandoned one (cancelled, or ok
-      // when the tiny model finished first), 3 after.
+      // One ledger line per request: 6 alone, 6 together, 12 streams, the abandoned one
+      // (cancelled, or ok when the tiny model finished first), 3 after.
       const deadline = Date.now() + 5000;
-      while (gw.ledger().length < 16 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while (gw.ledger().length < 28 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       const lines = gw.ledger();
-      assert.equal(lines.length, 16);
+      assert.equal(lines.length, 28);
       assert.ok(lines.every((l) => l.backend === 'embedded' && ['ok', 'cancelled'].includes(l.status)));
     } finally {
       const { code } = await gw.stop();
