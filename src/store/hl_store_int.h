@@ -90,6 +90,9 @@ struct hl_store {
 /* Formats the store's error message (what hl_store_errmsg returns). */
 void hl_store_set_error(hl_store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A record's status column (NULL: none) as the scan reports it. */
+hl_store_status hl_store_status_parse(const char *s);
+
 extern const hl_store_ops hl_store_sqlite_ops;
 extern const hl_store_ops hl_store_pg_ops;
 

@@ -566,14 +566,6 @@ static const char scan_fmt[] =
     "  AND j.attempt < i.attempt AND j.ts >= $1 AND j.ts < $2)"
     " FROM inferences i WHERE i.ts >= $1 AND i.ts < $2";
 
-static hl_store_status status_of(const char *t) {
-    if (!strcmp(t, "ok")) return HL_STORE_STATUS_OK;
-    if (!strcmp(t, "error")) return HL_STORE_STATUS_ERROR;
-    if (!strcmp(t, "escalated")) return HL_STORE_STATUS_ESCALATED;
-    if (!strcmp(t, "cancelled")) return HL_STORE_STATUS_CANCELLED;
-    return HL_STORE_STATUS_OTHER;
-}
-
 static bool is_t(const PGresult *r, int row, int col) { return PQgetvalue(r, row, col)[0] == 't'; }
 
 /* Rows come through a cursor in a read-only snapshot, FETCH_ROWS at a time: memory stays
@@ -622,7 +614,7 @@ static hl_err pg_scan(hl_store *s, hl_store_group g, long long from_ms, long lon
             w.ttft_ms = PQgetisnull(r, k, 8) ? -1 : strtod(PQgetvalue(r, k, 8), NULL);
             w.cost_known = !PQgetisnull(r, k, 9);
             w.cost_usd = w.cost_known ? strtod(PQgetvalue(r, k, 9), NULL) : 0;
-            w.status = PQgetisnull(r, k, 10) ? HL_STORE_STATUS_OTHER : status_of(PQgetvalue(r, k, 10));
+            w.status = hl_store_status_parse(PQgetisnull(r, k, 10) ? NULL : PQgetvalue(r, k, 10));
             w.stream = is_t(r, k, 11);
             w.first_in_group = is_t(r, k, 12);
             w.first_in_range = is_t(r, k, 13);

@@ -433,16 +433,6 @@ static const char scan_fmt[] =
     "  WHERE j.request_id = i.request_id AND j.attempt < i.attempt AND +j.ts >= ?1 AND +j.ts < ?2) END"
     " FROM inferences i NOT INDEXED WHERE i.id BETWEEN ?3 AND ?4 AND i.ts >= ?1 AND i.ts < ?2";
 
-static hl_store_status status_of(const unsigned char *t) {
-    const char *s = (const char *)t;
-    if (!s) return HL_STORE_STATUS_OTHER;
-    if (!strcmp(s, "ok")) return HL_STORE_STATUS_OK;
-    if (!strcmp(s, "error")) return HL_STORE_STATUS_ERROR;
-    if (!strcmp(s, "escalated")) return HL_STORE_STATUS_ESCALATED;
-    if (!strcmp(s, "cancelled")) return HL_STORE_STATUS_CANCELLED;
-    return HL_STORE_STATUS_OTHER;
-}
-
 static hl_err sq_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
                       hl_store_row_fn fn, void *ctx) {
     sq *q = s->impl;
@@ -494,7 +484,7 @@ static hl_err sq_scan(hl_store *s, hl_store_group g, long long from_ms, long lon
         r.ttft_ms = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_double(st, 8);
         r.cost_known = sqlite3_column_type(st, 9) != SQLITE_NULL;
         r.cost_usd = r.cost_known ? sqlite3_column_double(st, 9) : 0;
-        r.status = status_of(sqlite3_column_text(st, 10));
+        r.status = hl_store_status_parse((const char *)sqlite3_column_text(st, 10));
         r.stream = sqlite3_column_int(st, 11) != 0;
         r.first_in_group = sqlite3_column_int(st, 12) != 0;
         r.first_in_range = sqlite3_column_int(st, 13) != 0;
