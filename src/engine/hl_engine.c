@@ -22,6 +22,7 @@ struct hl_engine_seq {
     double t_start, t_first;
     hl_engine_result res;
     hl_err err;
+    bool held;              /* skipped by the steps until released (its reader is slow) */
 };
 
 struct hl_engine {
@@ -324,13 +325,13 @@ hl_err hl_engine_step(hl_engine *e, int *active) {
     /* The next token of every sequence that is generating, then prompt chunks. */
     for (uint32_t i = 0; i < e->n_seq; i++) {
         hl_engine_seq *s = e->slots[i];
-        if (!s || s->state != SEQ_DECODE || (uint32_t)n == batch) continue;
+        if (!s || s->held || s->state != SEQ_DECODE || (uint32_t)n == batch) continue;
         e->items[n++] = (hl_model_item){s->pending, s->slot, s->pos, true};
         e->owner[n_out++] = s;
     }
     for (uint32_t i = 0; i < e->n_seq && (uint32_t)n < batch; i++) {
         hl_engine_seq *s = e->slots[i];
-        if (!s || s->state != SEQ_PREFILL) continue;
+        if (!s || s->held || s->state != SEQ_PREFILL) continue;
         uint32_t k = s->n_prompt - s->fed;
         if (k > batch - (uint32_t)n) k = batch - (uint32_t)n;
         for (uint32_t j = 0; j < k; j++, s->fed++) {
@@ -369,6 +370,8 @@ bool hl_engine_seq_finished(const hl_engine_seq *s, hl_engine_result *res, hl_er
     if (err) *err = s->err;
     return true;
 }
+
+void hl_engine_seq_hold(hl_engine_seq *s, bool hold) { s->held = hold; }
 
 void hl_engine_seq_cancel(hl_engine_seq *s) { seq_finish(s, HL_ENGINE_STOP_CANCELLED, HL_OK); }
 

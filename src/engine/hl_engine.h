@@ -123,6 +123,9 @@ int hl_engine_free_slots(const hl_engine *e);
 hl_err hl_engine_step(hl_engine *e, int *active);
 /* True once s has finished; then *res and *err (each may be NULL) say how. */
 bool hl_engine_seq_finished(const hl_engine_seq *s, hl_engine_result *res, hl_err *err);
+/* A held sequence keeps its slot and its cache but takes no part in the steps (no tokens, no
+ * callbacks) until released with hold false: backpressure from a slow reader. */
+void hl_engine_seq_hold(hl_engine_seq *s, bool hold);
 /* Finishes s now as cancelled (no callback) and frees its slot. */
 void hl_engine_seq_cancel(hl_engine_seq *s);
 /* Cancels s if it is unfinished, then frees it. NULL ok. */

@@ -1,8 +1,8 @@
 /* hl_builtin: the embedded engine as a provider (see hl_builtin.h).
  *
  * A call is shared by two threads: the backend's generation thread (which fills `text` and
- * `toks` under the call's lock) and the event loop that started it (which turns them into
- * OpenAI-format bytes for the caller). It is reference-counted: one reference for the engine
+ * `toks` under the call's lock) and the event loop that started it (which hands them to the
+ * caller as events or a response). It is reference-counted: one reference for the engine
  * side (queue and generation), one for the loop side (until on_done or cancel), one while the
  * call sits in the mailbox's to-do list. The mailbox is reference-counted the same way, so the
  * engine can post to a mailbox whose loop has already closed it. */
@@ -15,9 +15,12 @@
 #include <string.h>
 #include <time.h>
 #include "hl_buf.h"
+#include "hl_chat.h"
 #include "hl_engine.h"
 #include "hl_log.h"
 #include "hl_template.h"
+
+typedef struct hl_builtin_call hl_builtin_call;
 
 struct hl_builtin {
     const hl_backend_cfg *cfg;
@@ -54,6 +57,7 @@ struct hl_builtin_call {
     hl_builtin_mailbox *mb;
     atomic_int refs;
     atomic_bool cancelled;
+    atomic_bool paused;       /* the client is slow: the engine holds this sequence */
     hl_builtin_call *q_next;  /* queue link, under b->mu */
     hl_builtin_call *mb_next; /* mailbox link, under mb->mu */
     hl_builtin_call *run_next; /* the loop's copy of mb_next while it works through a to-do list:
@@ -77,15 +81,14 @@ struct hl_builtin_call {
     hl_err gen_err;
     hl_engine_result res;
     /* loop side only: */
-    hl_upstream_handlers h;
+    hl_provider_events ev;
     void *ud;
     bool detached;            /* cancelled by the caller: no callbacks */
-    bool status_sent;
-    size_t delivered;         /* bytes of text turned into output */
+    bool status_sent, started;
+    size_t delivered;         /* bytes of text handed over as events */
     size_t toks_delivered;
     char model[128], id[48];
     long created;
-    hl_buf out;
 };
 
 /* ------------------------------------------------------------------ lifetimes */
@@ -102,7 +105,6 @@ static void call_release(hl_builtin_call *c) {
     for (size_t i = 0; i < c->n_stop; i++) free(c->stop[i]);
     free(c->stop);
     hl_buf_release(&c->text);
-    hl_buf_release(&c->out);
     free(c->toks);
     pthread_mutex_destroy(&c->mu);
     hl_builtin_mailbox *mb = c->mb;
@@ -173,6 +175,17 @@ static void call_finish(hl_builtin_call *c, const hl_engine_result *res, hl_err 
     call_release(c); /* the engine side's reference */
 }
 
+/* Does an admitted call need the engine (neither paused nor gone)? Cancelled ones count: the
+ * thread must see them to free their slots. Under b->mu, so that resume and cancel, which
+ * signal b->cv under it, are never missed. */
+static bool runnable(const hl_builtin *b) {
+    for (int i = 0; i < b->cfg->max_sequences; i++) {
+        const hl_builtin_call *c = b->active[i];
+        if (c && (!atomic_load(&c->paused) || atomic_load(&c->cancelled))) return true;
+    }
+    return false;
+}
+
 /* The backend's thread: admits queued calls while the engine has free slots, then runs one
  * engine step for all admitted ones (their next tokens, and prompt chunks of new ones), and
  * finishes the calls whose generation ended. */
@@ -183,7 +196,7 @@ static void *generation_main(void *arg) {
     int n_active = 0;
     for (;;) {
         pthread_mutex_lock(&b->mu);
-        while (!b->stop && !b->head && !n_active) pthread_cond_wait(&b->cv, &b->mu);
+        while (!b->stop && !b->head && !runnable(b)) pthread_cond_wait(&b->cv, &b->mu);
         bool stopping = b->stop;
         /* As many as there are free slots (cancelled ones take none: they end at once). */
         hl_builtin_call *admit = NULL, **tail = &admit;
@@ -238,9 +251,12 @@ static void *generation_main(void *arg) {
             }
             break;
         }
-        /* Clients gone: their sequences stop before this step. */
-        for (int i = 0; i < b->cfg->max_sequences; i++)
-            if (active[i] && atomic_load(&active[i]->cancelled)) hl_engine_seq_cancel(seqs[i]);
+        /* Clients gone: their sequences stop before this step. Slow clients: theirs wait. */
+        for (int i = 0; i < b->cfg->max_sequences; i++) {
+            if (!active[i]) continue;
+            if (atomic_load(&active[i]->cancelled)) hl_engine_seq_cancel(seqs[i]);
+            else hl_engine_seq_hold(seqs[i], atomic_load(&active[i]->paused));
+        }
         if (n_active) hl_engine_step(b->engine, NULL);
         for (int i = 0; i < b->cfg->max_sequences; i++) {
             hl_engine_result res;
@@ -256,7 +272,7 @@ static void *generation_main(void *arg) {
     return NULL;
 }
 
-/* ------------------------------------------------------------------ loop side: output */
+/* ------------------------------------------------------------------ loop side: events */
 
 /* The longest prefix of s[0..n) that does not end inside a UTF-8 sequence. */
 static size_t utf8_complete(const char *s, size_t n) {
@@ -268,120 +284,166 @@ static size_t utf8_complete(const char *s, size_t n) {
     return need == back + 1 || need == 1 ? n : i - 1;
 }
 
-/* Appends s as a JSON string, replacing bytes that are not valid UTF-8 with U+FFFD (a model
- * can emit a stray byte; JSON must stay valid). */
-static hl_err put_text(hl_buf *out, const char *s, size_t n) {
-    hl_buf clean;
-    hl_buf_init(&clean, 0);
-    hl_err e = HL_OK;
+/* s[0..n) into out (reset first, NUL-terminated) with every byte that is not valid UTF-8
+ * replaced by U+FFFD: a model can emit a stray byte, and what reaches a client must be text. */
+static hl_err utf8_clean(const char *s, size_t n, hl_buf *out) {
+    hl_buf_reset(out);
+    hl_err e = hl_buf_reserve(out, n + 1);
     for (size_t i = 0; i < n && !e;) {
         unsigned char ch = (unsigned char)s[i];
         size_t len = ch < 0x80 ? 1 : ch >= 0xF0 && ch < 0xF5 ? 4 : ch >= 0xE0 ? 3 : ch >= 0xC2 && ch < 0xE0 ? 2 : 0;
         bool ok = len && i + len <= n;
         for (size_t k = 1; ok && k < len; k++) ok = ((unsigned char)s[i + k] & 0xC0) == 0x80;
         if (ok) {
-            e = hl_buf_append(&clean, s + i, len);
+            e = hl_buf_append(out, s + i, len);
             i += len;
         } else {
-            e = hl_buf_append(&clean, "\xEF\xBF\xBD", 3);
+            e = hl_buf_append(out, "\xEF\xBF\xBD", 3);
             i++;
         }
     }
-    if (!e) e = hl_buf_json_str(out, clean.data ? clean.data : "", clean.len);
-    hl_buf_release(&clean);
+    if (!e) e = hl_buf_reserve(out, 1);
+    if (!e) out->data[out->len] = '\0';
     return e;
 }
 
-static hl_err put_logprobs(hl_buf *out, hl_builtin_call *c, size_t from, size_t to) {
-    hl_err e = hl_buf_puts(out, "{\"content\":[");
-    for (size_t i = from; i < to && !e; i++) {
+/* OpenAI's logprobs content entries for tokens [from, to): token, logprob, bytes. NULL when
+ * out of memory. */
+static json_t *logprobs_array(hl_builtin_call *c, size_t from, size_t to) {
+    json_t *arr = json_array();
+    hl_buf tok;
+    hl_buf_init(&tok, 0);
+    for (size_t i = from; arr && i < to; i++) {
         const tok_rec *t = &c->toks[i];
         size_t len = t->off + t->len <= c->text.len ? t->len : (t->off < c->text.len ? c->text.len - t->off : 0);
-        e = hl_buf_puts(out, i > from ? ",{\"token\":" : "{\"token\":");
-        if (!e) e = put_text(out, c->text.data + t->off, len);
-        if (!e) e = hl_buf_printf(out, ",\"logprob\":%.6f,\"bytes\":[", (double)t->logprob);
-        for (size_t k = 0; k < len && !e; k++)
-            e = hl_buf_printf(out, "%s%u", k ? "," : "", (unsigned char)c->text.data[t->off + k]);
-        if (!e) e = hl_buf_puts(out, "],\"top_logprobs\":[]}");
+        json_t *bytes = json_array();
+        for (size_t k = 0; bytes && k < len; k++)
+            if (json_array_append_new(bytes, json_integer((unsigned char)c->text.data[t->off + k]))) bytes = NULL;
+        json_t *text = bytes && !utf8_clean(c->text.data + t->off, len, &tok) ? json_stringn(tok.data, tok.len) : NULL;
+        json_t *o = text ? json_pack("{s:o,s:f,s:o,s:[]}", "token", text, "logprob", (double)t->logprob, "bytes", bytes,
+                                     "top_logprobs")
+                         : NULL;
+        if (!text) json_decref(bytes);
+        if (!o || json_array_append_new(arr, o)) {
+            json_decref(arr);
+            arr = NULL;
+        }
     }
-    if (!e) e = hl_buf_puts(out, "],\"refusal\":null}");
-    return e;
+    hl_buf_release(&tok);
+    return arr;
 }
 
-static const char *finish_of(const hl_builtin_call *c) {
-    if (c->stopped_by_seq) return "stop";
-    return c->res.stop == HL_ENGINE_STOP_LENGTH || c->res.stop == HL_ENGINE_STOP_CONTEXT ? "length" : "stop";
+static hl_finish finish_of(const hl_builtin_call *c) {
+    if (c->stopped_by_seq) return HL_FINISH_STOP;
+    return c->res.stop == HL_ENGINE_STOP_LENGTH || c->res.stop == HL_ENGINE_STOP_CONTEXT ? HL_FINISH_LENGTH
+                                                                                          : HL_FINISH_STOP;
 }
 
-static hl_err chunk_head(hl_buf *out, hl_builtin_call *c) {
-    hl_err e = hl_buf_printf(out, "data: {\"id\":\"%s\",\"object\":\"chat.completion.chunk\",\"created\":%ld,\"model\":",
-                             c->id, c->created);
-    if (!e) e = hl_buf_json_str(out, c->model, strlen(c->model));
-    return e ? e : hl_buf_puts(out, ",\"choices\":[");
+static hl_usage usage_of(const hl_builtin_call *c) {
+    return (hl_usage){.input_tokens = c->res.n_prompt, .output_tokens = c->res.n_gen, .known = true};
 }
 
-static hl_err usage(hl_buf *out, const hl_engine_result *r) {
-    return hl_buf_printf(out, "{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}", r->n_prompt,
-                         r->n_gen, r->n_prompt + r->n_gen);
+/* Hands one event to the caller. Returns false when the caller aborted. */
+static bool emit(hl_builtin_call *c, const hl_stream_event *ev) {
+    return c->ev.on_event(c->ud, ev) != HL_PROVIDER_ABORT;
 }
 
-/* Stream: one chunk with the text that is safe to send (complete UTF-8, not possibly the start
- * of a stop sequence). */
-static hl_err stream_delta(hl_builtin_call *c, size_t upto, size_t toks_upto) {
-    if (upto <= c->delivered) return HL_OK;
-    hl_err e = chunk_head(&c->out, c);
-    if (!e) e = hl_buf_puts(&c->out, "{\"index\":0,\"delta\":{\"content\":");
-    if (!e) e = put_text(&c->out, c->text.data + c->delivered, upto - c->delivered);
-    if (!e) e = hl_buf_puts(&c->out, "},\"logprobs\":");
-    if (!e && c->logprobs && toks_upto > c->toks_delivered) e = put_logprobs(&c->out, c, c->toks_delivered, toks_upto);
-    else if (!e) e = hl_buf_puts(&c->out, "null");
-    if (!e) e = hl_buf_puts(&c->out, ",\"finish_reason\":null}],\"usage\":null}\n\n");
+/* Stream: the text that is safe to send (complete UTF-8, not possibly the start of a stop
+ * sequence), with its tokens' logprobs when asked. Returns false when the caller aborted or
+ * memory ran out (*oom). */
+static bool stream_delta(hl_builtin_call *c, size_t upto, size_t toks_upto, bool *oom) {
+    if (upto <= c->delivered) return true;
+    hl_buf clean;
+    hl_buf_init(&clean, 0);
+    *oom = utf8_clean(c->text.data + c->delivered, upto - c->delivered, &clean) != HL_OK;
+    bool go = !*oom && emit(c, &(hl_stream_event){.type = HL_EV_TEXT, .text = clean.data, .text_len = clean.len});
+    hl_buf_release(&clean);
+    if (go && c->logprobs && toks_upto > c->toks_delivered) {
+        json_t *lp = logprobs_array(c, c->toks_delivered, toks_upto);
+        *oom = !lp;
+        go = lp && emit(c, &(hl_stream_event){.type = HL_EV_LOGPROBS, .logprobs = lp});
+        json_decref(lp);
+    }
     c->delivered = upto;
     c->toks_delivered = toks_upto;
-    return e;
+    return go;
 }
 
-static hl_err stream_end(hl_builtin_call *c) {
-    hl_err e = chunk_head(&c->out, c);
-    if (!e) e = hl_buf_printf(&c->out, "{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"%s\"}],"
-                                       "\"usage\":null}\n\n", finish_of(c));
-    if (!e) e = chunk_head(&c->out, c);
-    if (!e) e = hl_buf_puts(&c->out, "],\"usage\":");
-    if (!e) e = usage(&c->out, &c->res);
-    if (!e) e = hl_buf_puts(&c->out, "}\n\ndata: [DONE]\n\n");
-    return e;
+static bool stream_end(hl_builtin_call *c) {
+    return emit(c, &(hl_stream_event){.type = HL_EV_FINISH, .finish = finish_of(c)}) &&
+           emit(c, &(hl_stream_event){.type = HL_EV_USAGE, .usage = usage_of(c)}) &&
+           emit(c, &(hl_stream_event){.type = HL_EV_DONE});
 }
 
-static hl_err whole_body(hl_builtin_call *c) {
-    hl_err e = hl_buf_printf(&c->out, "{\"id\":\"%s\",\"object\":\"chat.completion\",\"created\":%ld,\"model\":",
-                             c->id, c->created);
-    if (!e) e = hl_buf_json_str(&c->out, c->model, strlen(c->model));
-    if (!e) e = hl_buf_puts(&c->out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
-    if (!e) e = put_text(&c->out, c->text.data ? c->text.data : "", c->text.len);
-    if (!e) e = hl_buf_puts(&c->out, "},\"logprobs\":");
-    if (!e) e = put_logprobs(&c->out, c, 0, c->n_toks);
-    if (!e) e = hl_buf_printf(&c->out, ",\"finish_reason\":\"%s\"}],\"usage\":", finish_of(c));
-    if (!e) e = usage(&c->out, &c->res);
-    return e ? e : hl_buf_puts(&c->out, "}");
+/* The whole answer, for a call that does not stream. */
+static hl_err whole_response(hl_builtin_call *c, hl_chat_response *r) {
+    hl_buf clean;
+    hl_buf_init(&clean, 0);
+    hl_err e = utf8_clean(c->text.data ? c->text.data : "", c->text.len, &clean);
+    r->text = e ? NULL : hl_buf_steal(&clean);
+    hl_buf_release(&clean);
+    r->id = strdup(c->id);
+    r->model = strdup(c->model);
+    r->created = c->created;
+    r->finish = finish_of(c);
+    r->usage = usage_of(c);
+    json_t *content = logprobs_array(c, 0, c->n_toks);
+    r->logprobs = content ? json_pack("{s:o,s:n}", "content", content, "refusal") : NULL;
+    return r->text && r->id && r->model && r->logprobs ? HL_OK : HL_ERR_NOMEM;
 }
 
-/* Hands c->out to the caller. Returns false when the caller aborted. */
-static bool deliver_out(hl_builtin_call *c) {
-    if (!c->out.len) return true;
-    int r = c->h.on_data(c->ud, c->out.data, c->out.len);
-    hl_buf_reset(&c->out);
-    return r != HL_UPSTREAM_ABORT;
-}
-
-static void finish(hl_builtin_call *c, hl_err err, const char *msg) {
+/* Ends the call on the loop side: on_done, then the loop's reference goes. */
+static void finish(hl_builtin_call *c, hl_provider_result *r) {
     c->detached = true;
     atomic_store(&c->cancelled, true); /* in case the engine is still at it (abort) */
-    c->h.on_done(c->ud, err, msg);
+    c->ev.on_done(c->ud, r);
     call_release(c); /* the loop side's reference */
 }
 
+static void finish_err(hl_builtin_call *c, hl_err err, const char *msg) {
+    finish(c, &(hl_provider_result){.err = err, .errmsg = msg, .status = c->status_sent ? 200 : 0,
+                                    .retry_after_ms = -1, .should_retry = -1});
+}
+
+/* The engine could not generate: the error an OpenAI-compatible server would answer. */
+static void finish_gen_error(hl_builtin_call *c, hl_err gen_err) {
+    bool too_long = gen_err == HL_ERR_LIMIT;
+    int status = too_long ? 400 : 500;
+    if (!c->status_sent) c->ev.on_status(c->ud, status);
+    c->status_sent = true;
+    finish(c, &(hl_provider_result){
+                  .status = status, .retry_after_ms = -1, .should_retry = -1,
+                  .error_message = too_long ? "The prompt does not fit in the builtin model's context window."
+                                            : "The builtin engine failed to generate.",
+                  .error_type = too_long ? "invalid_request_error" : "server_error"});
+}
+
+/* The stream's news since the last visit: start, the safe text, and the end when done. */
+static void process_stream(hl_builtin_call *c, bool done, size_t len, size_t n_toks) {
+    bool oom = false;
+    if (!c->started) {
+        c->started = true;
+        if (!emit(c, &(hl_stream_event){.type = HL_EV_START, .id = c->id, .model = c->model})) goto aborted;
+    }
+    size_t safe = len;
+    if (!done) {
+        safe = utf8_complete(c->text.data, len);
+        safe = safe > c->max_stop_len ? safe - c->max_stop_len : 0; /* could begin a stop sequence */
+        safe = utf8_complete(c->text.data, safe);
+    }
+    size_t toks = n_toks;
+    while (!done && toks > 0 && c->toks[toks - 1].off + c->toks[toks - 1].len > safe) toks--;
+    if (!stream_delta(c, safe, toks, &oom) || (done && !stream_end(c))) goto aborted;
+    if (c->ev.on_flush) c->ev.on_flush(c->ud);
+    if (done) finish(c, &(hl_provider_result){.status = 200, .retry_after_ms = -1, .should_retry = -1});
+    return;
+aborted:
+    if (oom) finish_err(c, HL_ERR_UPSTREAM, "out of memory");
+    else finish_err(c, HL_ERR_CANCELLED, "aborted by the gateway");
+}
+
 static void process(hl_builtin_call *c) {
-    if (c->detached) return;
+    if (c->detached || atomic_load(&c->paused)) return; /* resume posts the call again */
     pthread_mutex_lock(&c->mu);
     bool done = c->done;
     hl_err gen_err = c->gen_err;
@@ -389,48 +451,22 @@ static void process(hl_builtin_call *c) {
     pthread_mutex_unlock(&c->mu);
     /* Past this point the engine only appends: bytes below len are stable. */
     if (done && gen_err) {
-        if (!c->status_sent) {
-            c->status_sent = true;
-            bool too_long = gen_err == HL_ERR_LIMIT;
-            c->h.on_status(c->ud, too_long ? 400 : 500, "application/json");
-            hl_buf_printf(&c->out, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":null,\"code\":%s}}",
-                          too_long ? "The prompt does not fit in the builtin model's context window."
-                                   : "The builtin engine failed to generate.",
-                          too_long ? "invalid_request_error" : "server_error",
-                          too_long ? "\"context_length_exceeded\"" : "null");
-            deliver_out(c);
-        }
-        finish(c, HL_OK, "");
+        finish_gen_error(c, gen_err);
         return;
     }
     if (!c->status_sent) {
         c->status_sent = true;
-        c->h.on_status(c->ud, 200, c->stream ? "text/event-stream" : "application/json");
+        c->ev.on_status(c->ud, 200);
     }
     if (c->stream) {
-        size_t safe = len;
-        if (!done) {
-            safe = utf8_complete(c->text.data, len);
-            safe = safe > c->max_stop_len ? safe - c->max_stop_len : 0; /* could begin a stop sequence */
-            safe = utf8_complete(c->text.data, safe);
-        }
-        size_t toks = n_toks;
-        while (toks > 0 && c->toks[toks - 1].off + c->toks[toks - 1].len > safe) toks--;
-        if (stream_delta(c, safe, done ? n_toks : toks) || (done && stream_end(c))) {
-            finish(c, HL_ERR_UPSTREAM, "out of memory");
-            return;
-        }
-        if (!deliver_out(c)) {
-            finish(c, HL_ERR_CANCELLED, "aborted by the gateway");
-            return;
-        }
+        process_stream(c, done, len, n_toks);
     } else if (done) {
-        if (whole_body(c) || !deliver_out(c)) {
-            finish(c, HL_ERR_UPSTREAM, "out of memory");
-            return;
-        }
+        hl_chat_response resp;
+        hl_chat_response_init(&resp);
+        if (whole_response(c, &resp) != HL_OK) finish_err(c, HL_ERR_UPSTREAM, "out of memory");
+        else finish(c, &(hl_provider_result){.status = 200, .response = &resp, .retry_after_ms = -1, .should_retry = -1});
+        hl_chat_response_release(&resp);
     }
-    if (done) finish(c, HL_OK, "");
 }
 
 static void on_async(uv_async_t *a) {
@@ -485,9 +521,12 @@ void hl_builtin_mailbox_close(hl_builtin_mailbox *mb) {
 
 /* ------------------------------------------------------------------ start / cancel */
 
-hl_err hl_builtin_start(hl_builtin *b, hl_builtin_mailbox *mb, const hl_chat_request *req,
-                        const char *model, bool stream, const hl_upstream_handlers *h, void *ud,
-                        hl_builtin_call **out) {
+static hl_err builtin_start(const hl_provider_env *env, const hl_provider_spec *spec, const hl_provider_events *ev,
+                            void *ud, hl_provider_call **out) {
+    hl_builtin *b = spec->backend->builtin;
+    hl_builtin_mailbox *mb = env->mailbox;
+    if (!b) return HL_ERR_INVAL; /* not loaded: the backend is not ready */
+    const hl_chat_request *req = spec->req;
     hl_builtin_call *c = calloc(1, sizeof *c);
     if (!c) return HL_ERR_NOMEM;
     hl_buf prompt;
@@ -513,7 +552,6 @@ hl_err hl_builtin_start(hl_builtin *b, hl_builtin_mailbox *mb, const hl_chat_req
     atomic_store(&c->refs, 2); /* engine side + loop side */
     pthread_mutex_init(&c->mu, NULL);
     hl_buf_init(&c->text, 16u << 20);
-    hl_buf_init(&c->out, 0);
     c->prompt_len = prompt.len;
     c->prompt = prompt.data ? hl_buf_steal(&prompt) : strdup("");
     c->max_tokens = req->max_tokens > 0 ? (int)req->max_tokens : 0;
@@ -524,12 +562,12 @@ hl_err hl_builtin_start(hl_builtin *b, hl_builtin_mailbox *mb, const hl_chat_req
     c->sampling.seed = json_is_integer(seed) ? (uint64_t)json_integer_value(seed) : (uint64_t)uv_hrtime();
     const json_t *top_k = json_object_get(req->passthrough, "top_k");
     if (json_is_integer(top_k)) c->sampling.top_k = (int)json_integer_value(top_k);
-    c->stream = stream;
-    c->logprobs = req->logprobs;
-    c->h = *h;
+    c->stream = spec->stream;
+    c->logprobs = req->logprobs || spec->logprobs;
+    c->ev = *ev;
     c->ud = ud;
     c->created = (long)time(NULL);
-    snprintf(c->model, sizeof c->model, "%s", model);
+    snprintf(c->model, sizeof c->model, "%s", spec->model);
     snprintf(c->id, sizeof c->id, "chatcmpl-builtin-%llx", (unsigned long long)uv_hrtime());
 
     pthread_mutex_lock(&b->mu);
@@ -547,16 +585,40 @@ hl_err hl_builtin_start(hl_builtin *b, hl_builtin_mailbox *mb, const hl_chat_req
         call_release(c);
         return HL_ERR_LIMIT;
     }
-    *out = c;
+    *out = (hl_provider_call *)c;
     return HL_OK;
 }
 
-void hl_builtin_cancel(hl_builtin_call *c) {
+/* Wakes the generation thread: a paused or cancelled sequence changed. */
+static void wake(hl_builtin *b) {
+    pthread_mutex_lock(&b->mu);
+    pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void builtin_cancel(hl_provider_call *pc) {
+    hl_builtin_call *c = (hl_builtin_call *)pc;
     if (c->detached) return;
     c->detached = true;
     atomic_store(&c->cancelled, true);
+    wake(c->b); /* a paused sequence must still be freed */
     call_release(c); /* the loop side's reference */
 }
+
+static void builtin_pause(hl_provider_call *pc) {
+    hl_builtin_call *c = (hl_builtin_call *)pc;
+    atomic_store(&c->paused, true);
+}
+
+static void builtin_resume(hl_provider_call *pc) {
+    hl_builtin_call *c = (hl_builtin_call *)pc;
+    if (!atomic_exchange(&c->paused, false)) return;
+    wake(c->b);
+    post(c); /* what was held back is delivered from the loop, not from inside resume */
+}
+
+const hl_provider hl_provider_builtin = {"builtin", NULL, builtin_start, builtin_cancel, builtin_pause,
+                                         builtin_resume, NULL};
 
 /* ------------------------------------------------------------------ open / free */
 

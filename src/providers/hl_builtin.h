@@ -7,18 +7,19 @@
  * once, so the router can try another backend);
  * the thread renders nothing and allocates little: the prompt is rendered on the event loop
  * when the call starts, tokens are appended to the call's buffer under its lock, and the
- * worker's mailbox (a uv_async) wakes the loop, which turns them into exactly the bytes an
- * OpenAI-compatible server would send (SSE chunks with a final usage chunk, or one
- * chat.completion with usage and per-token logprobs) and hands them to the caller's
- * hl_upstream_handlers. The gateway then decodes them with the OpenAI provider, so streaming,
- * ledger, confidence escalation and both client formats work unchanged.
+ * worker's mailbox (a uv_async) wakes the loop, which hands them to the gateway in the
+ * internal model (hl_provider.h): stream events (text, per-token logprobs, finish, usage), or
+ * one hl_chat_response with usage and per-token logprobs. Nothing is rendered as a wire
+ * format and parsed again.
  *
+ * The calls are hl_provider_builtin's (hl_provider.h): start, cancel, pause, resume.
  * Cancellation (client gone) sets a flag that the thread checks before every step and the
  * engine's token callback reads: the sequence stops at once and its slot goes to the next
- * queued request.
+ * queued request. Pause (a slow client) holds the sequence: the engine skips it in its steps,
+ * keeping its KV slot, until resume; the thread sleeps when every sequence it has is held.
  *
- * Threads: hl_builtin_start/cancel and the mailbox run on the event-loop thread that owns the
- * mailbox; the engine runs on the backend's thread. */
+ * Threads: the calls and the mailbox run on the event-loop thread that owns the mailbox; the
+ * engine runs on the backend's thread. */
 #ifndef HL_BUILTIN_H
 #define HL_BUILTIN_H
 
@@ -26,10 +27,9 @@
 #include <uv.h>
 #include "hl_chat.h"
 #include "hl_config.h"
-#include "hl_upstream.h"
+#include "hl_provider.h"
 
 typedef struct hl_builtin hl_builtin;
-typedef struct hl_builtin_call hl_builtin_call;
 typedef struct hl_builtin_mailbox hl_builtin_mailbox;
 
 /* Loads cfg->model_path, starts the generation thread and runs a 1-token warm-up. On error
@@ -44,13 +44,5 @@ const char *hl_builtin_describe(const hl_builtin *b);
 /* One per event loop; closed (asynchronously) with hl_builtin_mailbox_close(). */
 hl_err hl_builtin_mailbox_new(hl_builtin_mailbox **out, uv_loop_t *loop);
 void hl_builtin_mailbox_close(hl_builtin_mailbox *mb);
-
-/* Starts a generation for req (copied: req may go away). model is the name reported back.
- * stream: SSE bytes, else one JSON body. HL_ERR_LIMIT when the queue is full. */
-hl_err hl_builtin_start(hl_builtin *b, hl_builtin_mailbox *mb, const hl_chat_request *req,
-                        const char *model, bool stream, const hl_upstream_handlers *h, void *ud,
-                        hl_builtin_call **out);
-/* Stops a call: no callback follows; its memory goes when the engine lets go of it. */
-void hl_builtin_cancel(hl_builtin_call *c);
 
 #endif

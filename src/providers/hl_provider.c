@@ -1,40 +1,54 @@
-/* hl_provider: the OpenAI-compatible and Anthropic provider tables (see hl_provider.h). */
+/* hl_provider: the HTTP kinds (OpenAI-compatible, Anthropic) and their one call driver (see
+ * hl_provider.h).
+ *
+ * The driver owns everything about the wire of an attempt: it builds the request through the
+ * kind's wire table, runs it on the loop's hl_upstream, reads the retry hints in the response
+ * headers, buffers a whole body or feeds an event stream to the kind's decoder, and ends with
+ * one hl_provider_result. The gateway only sees events and results. */
 #include "hl_provider.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 #include "hl_openai.h"
+#include "hl_upstream.h"
 
-/* Appends "Name: value" to *list, building the line on the stack and wiping it after, so a
- * key does not linger in freed memory longer than curl's own copy. */
-static hl_err add_header(struct curl_slist **list, const char *name, const char *value) {
-    char line[1024];
-    int n = snprintf(line, sizeof line, "%s: %s", name, value);
-    if (n < 0 || (size_t)n >= sizeof line) return HL_ERR_LIMIT;
-    struct curl_slist *l = curl_slist_append(*list, line);
-    explicit_bzero(line, sizeof line);
-    if (!l) return HL_ERR_NOMEM;
-    *list = l;
-    return HL_OK;
+#define MAX_UPSTREAM_BODY (64u << 20)
+#define MAX_SSE_EVENT (16u << 20)
+
+/* ------------------------------------------------------------------ wire tables */
+
+hl_err hl_provider_header_add(hl_buf *headers, const char *name, const char *value) {
+    if (strpbrk(value, "\r\n")) return HL_ERR_INVAL;
+    size_t start = headers->len;
+    hl_err e = hl_buf_printf(headers, "%s: %s", name, value);
+    if (!e) e = hl_buf_append(headers, "", 1); /* the line's NUL */
+    if (e) {
+        if (headers->data) explicit_bzero(headers->data + start, headers->len - start);
+        headers->len = start;
+    }
+    return e;
 }
 
-static hl_err common_headers(struct curl_slist **h, const hl_chat_request *req) {
-    hl_err e = add_header(h, "Content-Type", "application/json");
-    if (!e) e = add_header(h, "Accept", req->stream ? "text/event-stream" : "application/json");
+static hl_err common_headers(hl_buf *h, const hl_chat_request *req) {
+    hl_err e = hl_provider_header_add(h, "Content-Type", "application/json");
+    if (!e) e = hl_provider_header_add(h, "Accept", req->stream ? "text/event-stream" : "application/json");
     /* curl would otherwise send "Expect: 100-continue" for large bodies and wait. */
-    if (!e) e = add_header(h, "Expect", "");
+    if (!e) e = hl_provider_header_add(h, "Expect", "");
     return e;
 }
 
 static hl_err openai_build(const hl_backend *b, const hl_chat_request *req, const char *model,
-                           hl_buf *url, hl_buf *body, struct curl_slist **headers) {
+                           hl_buf *url, hl_buf *body, hl_buf *headers) {
     hl_err e = hl_buf_printf(url, "%s/chat/completions", b->base_url);
     if (!e) e = hl_openai_write_upstream_request(body, req, model);
     if (!e) e = common_headers(headers, req);
     if (!e && b->api_key) {
         char bearer[600];
         int n = snprintf(bearer, sizeof bearer, "Bearer %s", b->api_key);
-        e = (n < 0 || (size_t)n >= sizeof bearer) ? HL_ERR_LIMIT : add_header(headers, "Authorization", bearer);
+        e = (n < 0 || (size_t)n >= sizeof bearer) ? HL_ERR_LIMIT : hl_provider_header_add(headers, "Authorization", bearer);
         explicit_bzero(bearer, sizeof bearer);
     }
     return e;
@@ -47,12 +61,12 @@ static int openai_decode(hl_provider_decoder *d, const hl_sse_event *ev, hl_stre
 }
 
 static hl_err anthropic_build(const hl_backend *b, const hl_chat_request *req, const char *model,
-                              hl_buf *url, hl_buf *body, struct curl_slist **headers) {
+                              hl_buf *url, hl_buf *body, hl_buf *headers) {
     hl_err e = hl_buf_printf(url, "%s/v1/messages", b->base_url);
     if (!e) e = hl_anthropic_write_upstream_request(body, req, model);
     if (!e) e = common_headers(headers, req);
-    if (!e) e = add_header(headers, "anthropic-version", HL_ANTHROPIC_VERSION);
-    if (!e && b->api_key) e = add_header(headers, "x-api-key", b->api_key);
+    if (!e) e = hl_provider_header_add(headers, "anthropic-version", HL_ANTHROPIC_VERSION);
+    if (!e && b->api_key) e = hl_provider_header_add(headers, "x-api-key", b->api_key);
     return e;
 }
 
@@ -65,15 +79,232 @@ static int anthropic_decode(hl_provider_decoder *d, const hl_sse_event *ev, hl_s
     return hl_anthropic_decode_stream_event(&d->anthropic, ev, sink, ud);
 }
 
-static const hl_provider providers[] = {
-    [HL_PROVIDER_OPENAI] = {"openai", NULL, openai_build, hl_openai_parse_upstream_response,
-                            openai_decoder_init, openai_decode},
-    [HL_PROVIDER_ANTHROPIC] = {"anthropic", hl_anthropic_check_request, anthropic_build,
-                               hl_anthropic_parse_upstream_response, anthropic_decoder_init,
-                               anthropic_decode},
-    /* The builtin engine emits what an OpenAI-compatible server would (hl_builtin.h). */
-    [HL_PROVIDER_BUILTIN] = {"builtin", NULL, NULL, hl_openai_parse_upstream_response,
-                             openai_decoder_init, openai_decode},
+static const hl_provider_wire openai_wire = {openai_build, hl_openai_parse_upstream_response,
+                                             openai_decoder_init, openai_decode};
+static const hl_provider_wire anthropic_wire = {anthropic_build, hl_anthropic_parse_upstream_response,
+                                                anthropic_decoder_init, anthropic_decode};
+
+/* ------------------------------------------------------------------ the HTTP call driver */
+
+struct hl_provider_call {
+    const hl_provider_wire *wire;
+    hl_upstream_call *up;      /* NULL once ended */
+    hl_provider_events ev;
+    void *ud;
+    bool stream;
+    int status;                /* 0 until known */
+    bool is_sse;               /* the reply is an event stream */
+    bool ended;                /* the decoder saw the stream's end (done or error event) */
+    bool want_pause, paused;   /* pause asked; the upstream is paused */
+    bool aborted;              /* a handler asked to stop */
+    const char *stream_failure;
+    double retry_after_ms;
+    int should_retry;
+    hl_buf body;               /* whole bodies and error bodies */
+    hl_sse sse;
+    hl_provider_decoder dec;
 };
 
-const hl_provider *hl_provider_for(hl_provider_kind kind) { return &providers[kind]; }
+static double wall_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static bool name_is(const char *p, size_t n, const char *lit) {
+    return n == strlen(lit) && !strncasecmp(p, lit, n);
+}
+
+/* Retry hints: retry-after-ms (milliseconds), retry-after (seconds or an HTTP date),
+ * x-should-retry (true/false, overrides the status). */
+static void up_header(void *ud, const char *name, size_t nlen, const char *value, size_t vlen) {
+    hl_provider_call *c = ud;
+    char v[64];
+    if (vlen >= sizeof v) return;
+    memcpy(v, value, vlen);
+    v[vlen] = '\0';
+    if (name_is(name, nlen, "retry-after-ms")) {
+        char *end;
+        double ms = strtod(v, &end);
+        if (end != v && ms >= 0) c->retry_after_ms = ms;
+    } else if (name_is(name, nlen, "retry-after") && c->retry_after_ms < 0) {
+        char *end;
+        double secs = strtod(v, &end);
+        struct tm tm = {0};
+        if (end != v && *end == '\0' && secs >= 0) {
+            c->retry_after_ms = secs * 1000.0;
+        } else if (strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm)) {
+            double d = ((double)timegm(&tm) - wall_now()) * 1000.0;
+            c->retry_after_ms = d > 0 ? d : 0;
+        }
+    } else if (name_is(name, nlen, "x-should-retry")) {
+        c->should_retry = !strcasecmp(v, "true") ? 1 : !strcasecmp(v, "false") ? 0 : -1;
+    }
+}
+
+static void up_status(void *ud, int status, const char *content_type) {
+    hl_provider_call *c = ud;
+    c->status = status;
+    c->is_sse = !strncasecmp(content_type, "text/event-stream", 17);
+    c->ev.on_status(c->ud, status);
+}
+
+static int on_decoded(void *ud, const hl_stream_event *ev) {
+    hl_provider_call *c = ud;
+    if (ev->type == HL_EV_DONE || ev->type == HL_EV_ERROR) c->ended = true;
+    if (c->ev.on_event(c->ud, ev) == HL_PROVIDER_ABORT) c->aborted = true;
+    return 0;
+}
+
+static int on_sse(void *ud, const hl_sse_event *sse) {
+    hl_provider_call *c = ud;
+    if (c->ended || c->aborted) return 0; /* nothing after the end counts */
+    if (c->wire->decode(&c->dec, sse, on_decoded, c) == HL_ERR_PARSE) {
+        c->ended = true;
+        c->stream_failure = "malformed stream event";
+    }
+    return 0;
+}
+
+static bool streaming_now(const hl_provider_call *c) { return c->stream && c->status / 100 == 2 && c->is_sse; }
+
+static int up_data(void *ud, const char *data, size_t len) {
+    hl_provider_call *c = ud;
+    if (!streaming_now(c))
+        return hl_buf_append(&c->body, data, len) ? HL_UPSTREAM_ABORT : HL_UPSTREAM_CONTINUE;
+    if (hl_sse_feed(&c->sse, data, len, on_sse, c) != 0) {
+        c->stream_failure = "stream event over the size limit";
+        return HL_UPSTREAM_ABORT;
+    }
+    if (c->ev.on_flush) c->ev.on_flush(c->ud);
+    if (c->aborted) return HL_UPSTREAM_ABORT;
+    if (c->want_pause) {
+        c->want_pause = false;
+        c->paused = true;
+        return HL_UPSTREAM_PAUSE;
+    }
+    return HL_UPSTREAM_CONTINUE;
+}
+
+static void call_free(hl_provider_call *c) {
+    hl_buf_release(&c->body);
+    hl_sse_release(&c->sse);
+    free(c);
+}
+
+static void up_done(void *ud, hl_err err, const char *errmsg) {
+    hl_provider_call *c = ud;
+    c->up = NULL;
+    hl_provider_result r = {.err = err, .errmsg = errmsg, .status = c->status,
+                            .retry_after_ms = c->retry_after_ms, .should_retry = c->should_retry};
+    char msg[300], type[64];
+    hl_chat_response resp;
+    hl_chat_response_init(&resp);
+    if (err == HL_OK && c->status / 100 != 2) {
+        hl_upstream_error_parse(c->body.data, c->body.len, msg, sizeof msg, type, sizeof type);
+        r.error_message = msg;
+        r.error_type = type;
+        /* OpenAI's insufficient_quota is a 429 for a spend limit: no retry can fix it. */
+        r.spend_limit = c->status == 429 && c->body.data && strstr(c->body.data, "insufficient_quota");
+    } else if (err == HL_OK && c->stream) {
+        r.not_streaming = !c->is_sse;
+        if (c->is_sse) {
+            hl_sse_finish(&c->sse);
+            if (c->ev.on_flush) c->ev.on_flush(c->ud);
+        }
+    } else if (err == HL_OK) {
+        if (c->wire->parse_response(c->body.data ? c->body.data : "", c->body.len, &resp) == HL_OK) r.response = &resp;
+    }
+    if (c->stream_failure) r.stream_failure = c->stream_failure;
+    c->ev.on_done(c->ud, &r);
+    hl_chat_response_release(&resp);
+    call_free(c);
+}
+
+static const hl_upstream_handlers up_handlers = {up_status, up_data, up_header, up_done};
+
+static hl_err http_start(const hl_provider_env *env, const hl_provider_spec *s, const hl_provider_wire *wire,
+                         const hl_provider_events *ev, void *ud, hl_provider_call **out) {
+    hl_provider_call *c = calloc(1, sizeof *c);
+    if (!c) return HL_ERR_NOMEM;
+    c->wire = wire;
+    c->ev = *ev;
+    c->ud = ud;
+    c->stream = s->stream;
+    c->retry_after_ms = -1;
+    c->should_retry = -1;
+    hl_buf_init(&c->body, MAX_UPSTREAM_BODY);
+    hl_sse_init(&c->sse, MAX_SSE_EVENT);
+    wire->decoder_init(&c->dec);
+
+    /* The kind's writer reads stream and logprobs from the request: lend it the attempt's. */
+    hl_chat_request *req = (hl_chat_request *)s->req;
+    bool stream = req->stream, logprobs = req->logprobs;
+    req->stream = s->stream;
+    req->logprobs = logprobs || s->logprobs;
+    hl_buf url, body, headers;
+    hl_buf_init(&url, 4096);
+    hl_buf_init(&body, 0);
+    hl_buf_init(&headers, 0);
+    hl_err e = wire->build(s->backend, req, s->model, &url, &body, &headers);
+    req->stream = stream;
+    req->logprobs = logprobs;
+    if (!e) {
+        hl_upstream_opts o = {
+            .url = url.data,
+            .headers_len = headers.len,
+            .body_len = body.len,
+            .timeout_ms = s->timeout_ms,
+            .connect_timeout_ms = s->connect_timeout_ms,
+        };
+        o.headers = hl_buf_steal(&headers);
+        o.body = hl_buf_steal(&body);
+        e = hl_upstream_start(env->up, &o, &up_handlers, c, &c->up);
+    }
+    if (headers.data) explicit_bzero(headers.data, headers.len);
+    hl_buf_release(&headers);
+    hl_buf_release(&url);
+    hl_buf_release(&body);
+    if (e) {
+        call_free(c);
+        return e;
+    }
+    *out = c;
+    return HL_OK;
+}
+
+static hl_err openai_start(const hl_provider_env *env, const hl_provider_spec *s, const hl_provider_events *ev,
+                           void *ud, hl_provider_call **out) {
+    return http_start(env, s, &openai_wire, ev, ud, out);
+}
+
+static hl_err anthropic_start(const hl_provider_env *env, const hl_provider_spec *s, const hl_provider_events *ev,
+                              void *ud, hl_provider_call **out) {
+    return http_start(env, s, &anthropic_wire, ev, ud, out);
+}
+
+static void http_cancel(hl_provider_call *c) {
+    if (c->up) hl_upstream_cancel(c->up);
+    call_free(c);
+}
+
+static void http_pause(hl_provider_call *c) {
+    if (!c->paused) c->want_pause = true;
+}
+
+static void http_resume(hl_provider_call *c) {
+    c->want_pause = false;
+    if (!c->paused || !c->up) return;
+    c->paused = false;
+    hl_upstream_resume(c->up);
+}
+
+static const hl_provider providers[] = {
+    [HL_PROVIDER_OPENAI] = {"openai", NULL, openai_start, http_cancel, http_pause, http_resume, &openai_wire},
+    [HL_PROVIDER_ANTHROPIC] = {"anthropic", hl_anthropic_check_request, anthropic_start, http_cancel, http_pause,
+                               http_resume, &anthropic_wire},
+};
+
+const hl_provider *hl_provider_for(hl_provider_kind kind) {
+    return kind == HL_PROVIDER_BUILTIN ? &hl_provider_builtin : &providers[kind];
+}

@@ -205,20 +205,41 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *ud, void *soc
     return 0;
 }
 
+/* A header block (hl_upstream_opts.headers) as curl's list; curl reads the same conventions.
+ * *ok false when a line could not be added. */
+static struct curl_slist *curl_headers(const char *block, size_t len, bool *ok) {
+    struct curl_slist *list = NULL;
+    *ok = true;
+    for (const char *line = block, *end = block ? block + len : NULL; line && line < end; line += strlen(line) + 1) {
+        struct curl_slist *l = curl_slist_append(list, line);
+        if (!l) {
+            *ok = false;
+            break;
+        }
+        list = l;
+    }
+    return list;
+}
+
 static hl_err curl_start(hl_upstream *u, hl_upstream_opts *o, const hl_upstream_handlers *h, void *ud,
                          hl_upstream_call **out) {
     curl_call *c = calloc(1, sizeof *c);
     CURL *e = c ? curl_easy_init() : NULL;
-    if (!e) {
+    bool headers_ok = false;
+    struct curl_slist *headers = e ? curl_headers(o->headers, o->headers_len, &headers_ok) : NULL;
+    if (o->headers) explicit_bzero(o->headers, o->headers_len); /* credentials: curl has its copy */
+    free(o->headers);
+    o->headers = NULL;
+    if (!e || !headers_ok) {
+        if (e) curl_easy_cleanup(e);
+        curl_slist_free_all(headers);
         free(c);
-        curl_slist_free_all(o->headers);
         free(o->body);
-        o->headers = NULL;
         o->body = NULL;
         return HL_ERR_NOMEM;
     }
     c->easy = e;
-    c->headers = o->headers;
+    c->headers = headers;
     c->body = o->body;
     c->base.h = *h;
     c->base.ud = ud;
@@ -243,7 +264,6 @@ static hl_err curl_start(hl_upstream *u, hl_upstream_opts *o, const hl_upstream_
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
     }
-    o->headers = NULL;
     o->body = NULL;
     if (curl_multi_add_handle(u->multi, e) != CURLM_OK) {
         curl_easy_cleanup(e);
@@ -327,3 +347,5 @@ void hl_upstream_cancel(hl_upstream_call *c) {
 }
 
 size_t hl_upstream_active(const hl_upstream *u) { return u->active; }
+
+hl_err hl_upstream_header_line(hl_buf *h, const char *line) { return hl_buf_append(h, line, strlen(line) + 1); }

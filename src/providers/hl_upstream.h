@@ -16,9 +16,9 @@
 #ifndef HL_UPSTREAM_H
 #define HL_UPSTREAM_H
 
-#include <curl/curl.h>
 #include <stddef.h>
 #include <uv.h>
+#include "hl_buf.h"
 #include "hl_err.h"
 
 typedef struct hl_upstream hl_upstream;
@@ -41,12 +41,19 @@ typedef struct hl_upstream_handlers {
 
 typedef struct hl_upstream_opts {
     const char *url;
-    struct curl_slist *headers; /* takes ownership */
+    /* Request header lines back to back, each NUL-terminated (hl_upstream_header_line):
+     * "Name: value" is sent as is, "Name:" suppresses a header the client would add, "Name;"
+     * sends it empty. Takes ownership (freed with free()); NULL: none. */
+    char *headers;
+    size_t headers_len;
     char *body;                 /* takes ownership (freed with free()); POST when non-NULL */
     size_t body_len;
     long timeout_ms;
     long connect_timeout_ms;
 } hl_upstream_opts;
+
+/* Appends one header line to a block for hl_upstream_opts.headers (line copied, NUL added). */
+hl_err hl_upstream_header_line(hl_buf *h, const char *line);
 
 /* Creates the client for loop. Caller frees with hl_upstream_close() on the same loop. */
 hl_err hl_upstream_init(hl_upstream **out, uv_loop_t *loop);

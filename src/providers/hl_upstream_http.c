@@ -122,7 +122,6 @@ struct http_call {
     up_conn *conn;
     http_call *wait_next;
     uv_timer_t timer;      /* deadlines, then the deferred on_done; memory freed when it closes */
-    struct curl_slist *headers; /* owned (only freed: the head below is built from it) */
     char *body;            /* owned */
     size_t body_len;
     long timeout_ms, connect_timeout_ms;
@@ -289,7 +288,6 @@ static void call_closed(uv_handle_t *h) { free(h->data); }
 /* Releases what the call owns and unlinks it; the memory goes when its timer has closed. */
 static void call_free(http_call *c) {
     hl__upstream_unlink(&c->base);
-    curl_slist_free_all(c->headers);
     free(c->body);
     explicit_bzero(c->head, c->head_len); /* it may hold an API key */
     uv_close((uv_handle_t *)&c->timer, call_closed);
@@ -799,7 +797,7 @@ hl_err hl__upstream_http_start(hl_upstream *u, const hl__upstream_url *url, hl_u
     hl_err err = HL_OK;
     http_call *c = NULL;
     up_host *host = NULL;
-    size_t head_len = hl__upstream_build_head(NULL, url, o->headers, o->body, o->body_len);
+    size_t head_len = hl__upstream_build_head(NULL, url, o->headers, o->headers_len, o->body, o->body_len);
     if (head_len == 0) {
         err = HL_ERR_INVAL;
         goto out;
@@ -815,12 +813,13 @@ hl_err hl__upstream_http_start(hl_upstream *u, const hl__upstream_url *url, hl_u
         goto out;
     }
     memset(c, 0, sizeof *c);
-    c->head_len = hl__upstream_build_head(c->head, url, o->headers, o->body, o->body_len);
+    c->head_len = hl__upstream_build_head(c->head, url, o->headers, o->headers_len, o->body, o->body_len);
     c->base.h = *h;
     c->base.ud = ud;
     c->base.builtin = true;
     c->host = host;
-    c->headers = o->headers;
+    explicit_bzero(o->headers, o->headers_len); /* credentials: the head has its copy */
+    free(o->headers);
     c->body = o->body;
     c->body_len = o->body_len;
     o->headers = NULL;
@@ -837,7 +836,8 @@ hl_err hl__upstream_http_start(hl_upstream *u, const hl__upstream_url *url, hl_u
     if (call_open(c, false)) c->defer_done = false;
     return HL_OK;
 out:
-    curl_slist_free_all(o->headers);
+    if (o->headers) explicit_bzero(o->headers, o->headers_len);
+    free(o->headers);
     free(o->body);
     o->headers = NULL;
     o->body = NULL;

@@ -20,6 +20,7 @@
 #ifndef HL_UPSTREAM_INT_H
 #define HL_UPSTREAM_INT_H
 
+#include <curl/curl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include "hl_http.h"
@@ -93,7 +94,7 @@ bool hl__upstream_http_url(const char *url, hl__upstream_url *out);
 /* Writes the request head for url, headers and body (POST when body is non-NULL, else GET)
  * into out, or only measures it when out is NULL. Returns its length, or 0 when a header
  * line is unusable (CR or LF in it, no field name). */
-size_t hl__upstream_build_head(char *out, const hl__upstream_url *url, const struct curl_slist *headers,
+size_t hl__upstream_build_head(char *out, const hl__upstream_url *url, const char *headers, size_t headers_len,
                                const char *body, size_t body_len);
 
 enum {

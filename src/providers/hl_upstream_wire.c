@@ -365,15 +365,15 @@ static size_t put_u64(char *out, size_t at, uint64_t v) {
  * value" sent as is, "Name:" with an empty value suppresses the header (we add none of those
  * but Host), "Name;" sends it empty. The caller's Content-Length and Transfer-Encoding are
  * dropped: the body's length is ours to state. */
-size_t hl__upstream_build_head(char *out, const hl__upstream_url *url, const struct curl_slist *headers,
+size_t hl__upstream_build_head(char *out, const hl__upstream_url *url, const char *headers, size_t headers_len,
                                const char *body, size_t body_len) {
     size_t at = 0;
     bool own_host = false;
     at = body ? put(out, at, "POST ", 5) : put(out, at, "GET ", 4);
     at = put(out, at, url->target.p, url->target.n);
     at = put(out, at, " HTTP/1.1\r\n", 11);
-    for (const struct curl_slist *l = headers; l; l = l->next) {
-        const char *line = l->data;
+    for (const char *line = headers, *end = headers ? headers + headers_len : NULL; line && line < end;
+         line += strlen(line) + 1) {
         size_t n = strlen(line), name_len = 0;
         while (name_len < n && is_tchar((unsigned char)line[name_len])) name_len++;
         if (name_len == 0 || name_len == n || (line[name_len] != ':' && line[name_len] != ';')) return 0;

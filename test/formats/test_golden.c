@@ -266,7 +266,7 @@ static int on_stream_event(void *ud, const hl_stream_event *ev) {
 static int on_sse(void *ud, const hl_sse_event *sse) {
     exchange *ex = ud;
     if (ex->got_done || ex->stream_error) return 0; /* anything after the end is ignored */
-    int rc = ex->prov->decode(&ex->dec, sse, on_stream_event, ex);
+    int rc = ex->prov->wire->decode(&ex->dec, sse, on_stream_event, ex);
     if (rc == HL_ERR_PARSE) {
         ex->stream_error = true;
         snprintf(ex->stream_errmsg, sizeof ex->stream_errmsg, "malformed stream event");
@@ -285,7 +285,7 @@ static bool run_stream(const hl_ingress *ing, const hl_provider *prov, const hl_
     hl_buf_init(&ex.out, 0);
     char chat_id[64];
     snprintf(chat_id, sizeof chat_id, "%s%s", ing->id_prefix, GOLDEN_REQUEST_ID);
-    prov->decoder_init(&ex.dec);
+    prov->wire->decoder_init(&ex.dec);
     ing->encoder_init(&ex.enc, chat_id, model, GOLDEN_CREATED, req->include_usage, GOLDEN_REQUEST_ID);
     hl_sse sse;
     hl_sse_init(&sse, GOLDEN_MAX_SSE_EVENT);
@@ -334,7 +334,7 @@ static bool run_plain(const hl_ingress *ing, const hl_provider *prov, const hl_c
                       const char *model, const hl_buf *up, hl_buf *client) {
     hl_chat_response resp;
     hl_chat_response_init(&resp);
-    bool ok = prov->parse_response(up->data, up->len, &resp) == HL_OK;
+    bool ok = prov->wire->parse_response(up->data, up->len, &resp) == HL_OK;
     if (!ok) {
         fprintf(stderr, "  parse_response refused the upstream reply\n");
     } else {
@@ -394,7 +394,8 @@ static bool run_case(const char *dir) {
     hl_buf_init(&client, 0);
     hl_chat_request req;
     hl_chat_request_init(&req);
-    struct curl_slist *headers = NULL;
+    hl_buf headers;
+    hl_buf_init(&headers, 0);
     bool ok = true;
     bool have_up = false;
 
@@ -433,13 +434,14 @@ static bool run_case(const char *dir) {
     backend.base_url = base;
     backend.api_key = key;
     backend.model = model;
-    if (prov->build(&backend, &req, model, &url, &body, &headers) != HL_OK) {
+    if (prov->wire->build(&backend, &req, model, &url, &body, &headers) != HL_OK) {
         fprintf(stderr, "  %s provider could not build the request\n", prov_name);
         ok = false;
         goto out;
     }
     hl_buf_printf(&http, "POST %s\n", url.data);
-    for (struct curl_slist *h = headers; h; h = h->next) hl_buf_printf(&http, "%s\n", h->data);
+    for (const char *h = headers.data, *end = h + headers.len; h && h < end; h += strlen(h) + 1)
+        hl_buf_printf(&http, "%s\n", h);
     ok &= check_expected(dir, "upstream_request.json", body.data ? body.data : "", body.len);
     ok &= check_expected(dir, "upstream_http.txt", http.data, http.len);
 
@@ -487,7 +489,7 @@ static bool run_case(const char *dir) {
     ok &= check_expected(dir, client_name, client.data ? client.data : "", client.len);
 
 out:
-    curl_slist_free_all(headers);
+    hl_buf_release(&headers);
     hl_chat_request_release(&req);
     hl_buf_release(&creq);
     if (have_up) hl_buf_release(&up);

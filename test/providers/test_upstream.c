@@ -44,17 +44,18 @@ HL_TEST(url_split) {
 HL_TEST(request_head_bytes) {
     hl__upstream_url u;
     HL_REQUIRE(hl__upstream_http_url("http://127.0.0.1:8000/v1/chat/completions", &u));
-    struct curl_slist *h = NULL;
-    h = curl_slist_append(h, "Content-Type: application/json");
-    h = curl_slist_append(h, "Accept: text/event-stream");
-    h = curl_slist_append(h, "Expect:"); /* curl's "do not send" */
-    h = curl_slist_append(h, "Authorization: Bearer sk-1");
-    h = curl_slist_append(h, "Content-Length: 99"); /* ours to state */
-    h = curl_slist_append(h, "X-Empty;");
+    hl_buf h;
+    hl_buf_init(&h, 0);
+    hl_upstream_header_line(&h, "Content-Type: application/json");
+    hl_upstream_header_line(&h, "Accept: text/event-stream");
+    hl_upstream_header_line(&h, "Expect:"); /* "do not send" */
+    hl_upstream_header_line(&h, "Authorization: Bearer sk-1");
+    hl_upstream_header_line(&h, "Content-Length: 99"); /* ours to state */
+    hl_upstream_header_line(&h, "X-Empty;");
     char out[512];
-    size_t n = hl__upstream_build_head(NULL, &u, h, "{}", 2);
+    size_t n = hl__upstream_build_head(NULL, &u, h.data, h.len, "{}", 2);
     HL_REQUIRE(n > 0 && n < sizeof out);
-    HL_CHECK_INT_EQ(hl__upstream_build_head(out, &u, h, "{}", 2), n);
+    HL_CHECK_INT_EQ(hl__upstream_build_head(out, &u, h.data, h.len, "{}", 2), n);
     out[n] = '\0';
     HL_CHECK_STR_EQ(out, "POST /v1/chat/completions HTTP/1.1\r\n"
                          "Content-Type: application/json\r\n"
@@ -63,13 +64,13 @@ HL_TEST(request_head_bytes) {
                          "X-Empty:\r\n"
                          "Host: 127.0.0.1:8000\r\n"
                          "Content-Length: 2\r\n\r\n");
-    n = hl__upstream_build_head(out, &u, NULL, NULL, 0);
+    n = hl__upstream_build_head(out, &u, NULL, 0, NULL, 0);
     out[n] = '\0';
     HL_CHECK_STR_EQ(out, "GET /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n");
-    curl_slist_free_all(h);
-    h = curl_slist_append(NULL, "X-Bad: a\r\nInjected: 1");
-    HL_CHECK_INT_EQ(hl__upstream_build_head(NULL, &u, h, NULL, 0), 0);
-    curl_slist_free_all(h);
+    hl_buf_reset(&h);
+    hl_upstream_header_line(&h, "X-Bad: a\r\nInjected: 1");
+    HL_CHECK_INT_EQ(hl__upstream_build_head(NULL, &u, h.data, h.len, NULL, 0), 0);
+    hl_buf_release(&h);
 }
 
 typedef struct parsed {
@@ -525,14 +526,17 @@ static const hl_upstream_handlers handlers = {on_status, on_data, on_header, on_
 
 static hl_err start_call(hl_upstream *u, const char *url, const char *body, rec *r, long timeout_ms,
                          long connect_timeout_ms) {
-    struct curl_slist *h = NULL;
-    h = curl_slist_append(h, "Content-Type: application/json");
-    h = curl_slist_append(h, "Accept: application/json");
-    h = curl_slist_append(h, "Expect:");
-    h = curl_slist_append(h, "Authorization: Bearer sk-test");
+    hl_buf h;
+    hl_buf_init(&h, 0);
+    hl_upstream_header_line(&h, "Content-Type: application/json");
+    hl_upstream_header_line(&h, "Accept: application/json");
+    hl_upstream_header_line(&h, "Expect:");
+    hl_upstream_header_line(&h, "Authorization: Bearer sk-test");
+    size_t headers_len = h.len;
     hl_upstream_opts o = {
         .url = url,
-        .headers = h,
+        .headers_len = headers_len,
+        .headers = hl_buf_steal(&h),
         .body = body ? strdup(body) : NULL,
         .body_len = body ? strlen(body) : 0,
         .timeout_ms = timeout_ms,

@@ -1,0 +1,961 @@
+/* hl_exchange: one request's life as a state machine (see hl_exchange.h).
+ *
+ * Phases and the transitions between them:
+ *
+ *                 (refused: parse, privacy, route, budget)
+ *     ROUTING ----------------------------------------------+
+ *        |                                                  |
+ *        | first attempt                                    |
+ *        v            retry / fallback / escalation         v
+ *     ATTEMPTING ----------------------> WAITING -------> FINISHING --> DONE
+ *      |  ^    \                         ^  |  ^   (all      ^   ^       ^
+ *      |  |     \ judged below           |  |  |   failed)   |   |       |
+ *      |  +------\--- threshold: held ---+  |  |             |   |       |
+ *      |          \                         v  | fails       |   |       |
+ *      |           +----------------->   HOLDING ------------+   |       |
+ *      | first bytes                        | first bytes        |       |
+ *      v                                    v                    |       |
+ *     STREAMING <----------------------------                    |       |
+ *        |   answer, or the error in the stream                  |       |
+ *        +-------------------------------------------------------+       |
+ *     any phase before FINISHING, client gone (hl_exchange_abort) -------+
+ *
+ *  - ROUTING: the body is parsed, privacy decided, the route and budgets checked; all
+ *    synchronous, inside hl_exchange_start.
+ *  - ATTEMPTING / HOLDING: one provider call in flight (struct attempt), nothing sent to the
+ *    client yet, so a failure can still go elsewhere. HOLDING is the same with a local answer
+ *    held (struct held) because its confidence was below the route's threshold: the
+ *    escalation targets are being asked, and should they all fail the held answer is served.
+ *  - WAITING: the next attempt is scheduled on the exchange's timer: after a backoff for a
+ *    retry, or on the next loop turn for a fallback or an escalation. Attempts never start
+ *    each other by recursion.
+ *  - STREAMING: the client has the response head and the first events; what happens next can
+ *    only end this response (a mid-stream error is reported in the stream).
+ *  - FINISHING: the last ledger line is written and the answer is going out; the connection
+ *    no longer points at the exchange, so no server callback can reach it.
+ *  - DONE: freed.
+ *
+ * Every callback checks its phase first (hl_ex_phase_ok): a callback in a phase that cannot
+ * receive it is a bug; debug builds abort on it, others log and ignore it. Every transition
+ * goes through ex_enter, which checks it against the diagram. */
+#include "hl_exchange.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include "hl_log.h"
+#include "hl_pricing.h"
+#include "hl_privacy.h"
+#include "hl_task.h"
+
+/* ------------------------------------------------------------------ phases */
+
+static const char *const phase_names[HL_EX_N_PHASES] = {"routing", "waiting", "attempting", "holding",
+                                                        "streaming", "finishing", "done"};
+
+/* transitions[from]: the phases `from` may go to (the diagram above). */
+#define B(p) HL_EX_BIT(HL_EX_##p)
+static const unsigned transitions[HL_EX_N_PHASES] = {
+    [HL_EX_ROUTING] = B(ATTEMPTING) | B(WAITING) | B(FINISHING) | B(DONE),
+    [HL_EX_WAITING] = B(ATTEMPTING) | B(HOLDING) | B(WAITING) | B(FINISHING) | B(DONE),
+    [HL_EX_ATTEMPTING] = B(STREAMING) | B(WAITING) | B(FINISHING) | B(DONE),
+    [HL_EX_HOLDING] = B(STREAMING) | B(WAITING) | B(FINISHING) | B(DONE),
+    [HL_EX_STREAMING] = B(FINISHING) | B(DONE),
+    [HL_EX_FINISHING] = B(DONE),
+    [HL_EX_DONE] = 0,
+};
+/* A call of the exchange's is in flight. */
+#define IN_CALL (B(ATTEMPTING) | B(HOLDING) | B(STREAMING))
+/* The connection still points at the exchange. */
+#define LIVE (B(WAITING) | IN_CALL)
+
+const char *hl_ex_phase_name(hl_ex_phase p) { return p < HL_EX_N_PHASES ? phase_names[p] : "?"; }
+
+bool hl_ex_debug_checks(void) {
+#if !defined(NDEBUG) || defined(HL_DEBUG)
+    return true;
+#else
+    return false;
+#endif
+}
+
+bool hl_ex_transition_ok(hl_ex_phase from, hl_ex_phase to) {
+    return from < HL_EX_N_PHASES && to < HL_EX_N_PHASES && (transitions[from] & HL_EX_BIT(to));
+}
+
+bool hl_ex_phase_ok(hl_ex_phase phase, unsigned allowed, const char *where) {
+    if (phase < HL_EX_N_PHASES && (allowed & HL_EX_BIT(phase))) return true;
+    hl_log(HL_LOG_ERROR, "bug: %s called on an exchange in phase %s", where, hl_ex_phase_name(phase));
+    if (hl_ex_debug_checks()) abort();
+    return false;
+}
+
+/* ------------------------------------------------------------------ the exchange */
+
+/* One upstream call: reset as a whole when the next one starts. */
+typedef struct attempt {
+    int n;                   /* 1-based count of the request's upstream calls */
+    hl_backend *backend;
+    const char *model;
+    const hl_provider *prov;
+    hl_provider_call *call;  /* in flight; NULL once it ended */
+    bool probe;              /* its backend's half-open breaker probe */
+    bool stream;             /* events as they come (else one whole answer) */
+    bool judged;             /* its answer is judged on confidence */
+    bool paused;             /* its provider was asked to pause (slow client) */
+    double t0, wall0;        /* start: monotonic ms, Unix time */
+    double ttft_ms;          /* < 0: no token yet */
+    int status;              /* upstream HTTP status, 0 when none */
+    double retry_after_ms;   /* the upstream's retry hints (hl_provider_result) */
+    int should_retry;
+    bool no_retry;           /* a spend limit: retrying cannot help */
+    hl_usage usage;
+    hl_finish finish;
+    bool got_done;           /* the stream ended properly */
+    bool stream_error;
+    char errmsg[256];
+    char errtype[48];        /* the upstream's error type ("overloaded_error", ...) */
+    size_t out_bytes;        /* generated text bytes seen, for estimates */
+    double confidence;       /* of a judged answer; < 0 unknown */
+} attempt;
+
+/* A local answer below the confidence threshold, kept while the escalation targets try. */
+typedef struct held {
+    bool present;
+    hl_chat_response resp;
+    double cost;
+    hl_backend *backend;
+    const char *model;
+} held;
+
+struct hl_exchange {
+    hl_ex_phase phase;
+    hl_exchange_env *env;
+    hl_conn *conn;
+    const hl_ingress *ing;     /* the client's API format */
+    char request_id[64];
+    char chat_id[80];
+    char tenant[64];           /* "" when none */
+    hl_privacy_verdict privacy;
+    long created;
+    hl_chat_request req;
+    hl_route route;
+    int cand;                  /* index into route.candidates of the current attempt */
+    int retries;               /* retries done on the current candidate */
+    double deadline;           /* ms (uv_hrtime clock): the request's whole life ends here */
+    bool escalation_armed;     /* the next local attempt is the one to judge */
+    bool client_logprobs;      /* the client asked for logprobs itself */
+    bool counted;              /* still in the in-flight gauge */
+    attempt at;
+    held held;
+    uv_timer_t timer;          /* schedules the next attempt */
+    bool timer_inited;
+    /* client side of a stream: */
+    hl_stream_encoder enc;
+    hl_buf out;
+};
+
+static double now_ms(void) { return (double)uv_hrtime() / 1e6; }
+
+static double wall_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t rng_next(uint64_t *s) {
+    /* splitmix64: ids need to be unique, not secret. */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void hl_exchange_new_id(uint64_t *rng, char *out, size_t n) {
+    uint64_t a = rng_next(rng), b = rng_next(rng);
+    snprintf(out, n, "req_%016llx%08llx", (unsigned long long)a, (unsigned long long)(b >> 32));
+}
+
+static bool ex_expect(const hl_exchange *ex, unsigned allowed, const char *where) {
+    return hl_ex_phase_ok(ex->phase, allowed, where);
+}
+
+static void ex_enter(hl_exchange *ex, hl_ex_phase to) {
+    if (!hl_ex_transition_ok(ex->phase, to)) {
+        hl_log(HL_LOG_ERROR, "bug: exchange %s went from %s to %s", ex->request_id, hl_ex_phase_name(ex->phase),
+               hl_ex_phase_name(to));
+        if (hl_ex_debug_checks()) abort();
+    }
+    ex->phase = to;
+}
+
+/* ------------------------------------------------------------------ responses */
+
+void hl_exchange_id_headers(const hl_ingress *ing, const char *request_id, hl_buf *h) {
+    hl_buf_header(h, "x-request-id", request_id);
+    if (ing == &hl_ingress_anthropic) hl_buf_header(h, "request-id", request_id);
+}
+
+void hl_exchange_respond_error(hl_conn *c, const hl_ingress *ing, const char *request_id,
+                               const hl_api_error *err, const char *extra_headers) {
+    hl_buf body, hdr;
+    hl_buf_init(&body, 0);
+    hl_buf_init(&hdr, 0);
+    int status = ing->write_error(&body, err, request_id);
+    hl_exchange_id_headers(ing, request_id, &hdr);
+    if (extra_headers) hl_buf_puts(&hdr, extra_headers);
+    hl_conn_respond(c, status, hdr.data, "application/json", body.data ? body.data : "", body.len);
+    hl_buf_release(&body);
+    hl_buf_release(&hdr);
+}
+
+/* Leaves the in-flight gauge once: before the response's last byte is written, so a client
+ * that reads /metrics right after its answer never sees its own request still counted. */
+static void leave_in_flight(hl_exchange *ex) {
+    if (!ex->counted) return;
+    ex->counted = false;
+    hl_metrics_in_flight(ex->env->metrics, -1);
+}
+
+/* The answer is about to go out: from here a failing write must not make the server call
+ * hl_exchange_abort, and the caller frees the exchange itself. */
+static void enter_finishing(hl_exchange *ex) {
+    ex_enter(ex, HL_EX_FINISHING);
+    leave_in_flight(ex);
+    if (ex->conn) hl_conn_set_data(ex->conn, NULL);
+}
+
+static void exchange_closed(uv_handle_t *h) { free(h->data); }
+
+/* The one place an exchange is freed. */
+static void ex_free(hl_exchange *ex) {
+    ex_enter(ex, HL_EX_DONE);
+    leave_in_flight(ex);
+    if (ex->at.call) ex->at.prov->cancel(ex->at.call);
+    hl_chat_request_release(&ex->req);
+    hl_buf_release(&ex->out);
+    hl_chat_response_release(&ex->held.resp);
+    if (ex->timer_inited) {
+        /* The timer handle lives in ex: free ex once the loop is done with it. */
+        ex->timer.data = ex;
+        uv_close((uv_handle_t *)&ex->timer, exchange_closed);
+        return;
+    }
+    free(ex);
+}
+
+static void route_headers(const hl_exchange *ex, hl_buf *h) {
+    hl_exchange_id_headers(ex->ing, ex->request_id, h);
+    if (ex->at.backend) hl_buf_header(h, "x-hybridllm-backend", ex->at.backend->cfg->name);
+    if (ex->route.reason[0]) hl_buf_header(h, "x-hybridllm-route-reason", ex->route.reason);
+    if (ex->at.model) hl_buf_header(h, "x-hybridllm-model", ex->at.model);
+    if (ex->privacy.pii[0]) hl_buf_header(h, "x-hybridllm-pii-detected", ex->privacy.pii);
+}
+
+/* What an error response says besides the request id. */
+typedef enum { HDR_ID, HDR_REASON /* + route reason, PII found */, HDR_ROUTE /* + backend, model */ } hdr_mode;
+
+/* Ends the exchange with err. */
+static void finish_error(hl_exchange *ex, const hl_api_error *err, hdr_mode mode, const char *extra) {
+    hl_buf h;
+    hl_buf_init(&h, 0);
+    if (mode == HDR_ROUTE) {
+        route_headers(ex, &h);
+    } else {
+        hl_exchange_id_headers(ex->ing, ex->request_id, &h);
+        if (mode == HDR_REASON && ex->route.reason[0]) hl_buf_header(&h, "x-hybridllm-route-reason", ex->route.reason);
+        if (mode == HDR_REASON && ex->privacy.pii[0]) hl_buf_header(&h, "x-hybridllm-pii-detected", ex->privacy.pii);
+    }
+    if (extra) hl_buf_puts(&h, extra);
+    hl_buf body;
+    hl_buf_init(&body, 0);
+    int status = ex->ing->write_error(&body, err, ex->request_id);
+    enter_finishing(ex);
+    hl_conn_respond(ex->conn, status, h.data, "application/json", body.data ? body.data : "", body.len);
+    hl_buf_release(&h);
+    hl_buf_release(&body);
+    ex_free(ex);
+}
+
+/* ------------------------------------------------------------------ the ledger */
+
+/* Final usage for the ledger: the upstream's, or an estimate marked as such. */
+static hl_usage final_usage(const hl_exchange *ex) {
+    hl_usage u = ex->at.usage;
+    if (!u.known) {
+        u.input_tokens = hl_tokens_estimate(ex->req.text_bytes);
+        u.output_tokens = hl_tokens_estimate(ex->at.out_bytes);
+        u.estimated = true;
+    }
+    return u;
+}
+
+/* Writes the ledger line of the current attempt; returns its cost. */
+static double record_attempt(hl_exchange *ex, const char *status, const hl_usage *u, const char *error) {
+    const attempt *at = &ex->at;
+    const hl_exchange_env *env = ex->env;
+    double latency = now_ms() - at->t0;
+    hl_ledger_record r = {
+        .timestamp = at->wall0,
+        .request_id = ex->request_id,
+        .attempt = at->n,
+        .cloud = hl_backend_is_cloud(at->backend),
+        .backend = at->backend->cfg->name,
+        .model = at->model,
+        .route_reason = ex->route.reason,
+        .status = status,
+        .tenant = ex->tenant[0] ? ex->tenant : NULL,
+        .pii = ex->privacy.pii[0] ? ex->privacy.pii : NULL,
+        .task_type = ex->route.task_type,
+        .task_inferred = !ex->req.task_type && ex->route.task_type,
+        .sensitive = ex->privacy.sensitive,
+        .stream = ex->req.stream,
+        .usage = *u,
+        .latency_ms = latency,
+        .ttft_ms = at->ttft_ms,
+        .confidence = at->judged ? at->confidence : -1,
+        .http_status = at->status,
+        .error = error,
+    };
+    if (r.cloud) {
+        const hl_price *p = hl_config_price(env->cfg, at->model);
+        r.cost_known = p != NULL;
+        r.cost_usd = p ? hl_pricing_cloud(p, u) : 0;
+    } else {
+        r.cost_known = true;
+        r.cost_usd = hl_pricing_local(at->backend->cfg->hourly_cost_usd, latency);
+    }
+    hl_metrics_attempt(env->metrics, (size_t)(at->backend - env->bs->v), hl_metrics_status_of(status),
+                       u->input_tokens, u->output_tokens, r.cost_usd, latency, at->ttft_ms);
+    if (r.cloud && r.cost_known) hl_budgets_add(env->budgets, r.tenant, r.cost_usd, (time_t)wall_now());
+    if (hl_ledger_append(env->ledger, &r) != HL_OK)
+        hl_log(HL_LOG_ERROR, "ledger write failed for %s: %m", ex->request_id);
+    return r.cost_usd;
+}
+
+/* ------------------------------------------------------------------ scheduling attempts */
+
+static void run_attempt(hl_exchange *ex);
+
+static void on_timer(uv_timer_t *t) {
+    hl_exchange *ex = t->data;
+    if (!ex_expect(ex, B(WAITING), "the attempt timer")) return;
+    run_attempt(ex);
+}
+
+/* The next attempt runs after delay_ms (0: on the next loop turn), never from here. */
+static void schedule(hl_exchange *ex, double delay_ms) {
+    ex_enter(ex, HL_EX_WAITING);
+    if (!ex->timer_inited) {
+        uv_timer_init(hl_worker_loop(hl_conn_worker(ex->conn)), &ex->timer);
+        ex->timer_inited = true;
+    }
+    ex->timer.data = ex;
+    uv_timer_start(&ex->timer, on_timer, (uint64_t)delay_ms, 0);
+}
+
+/* Sends a complete answer in the client's shape. Ends the exchange. */
+static void deliver(hl_exchange *ex, hl_chat_response *resp, double cost, double confidence);
+
+/* Nothing was sent yet and the current candidate is out: the next one, the held answer, or
+ * the error. */
+static void fail_or_fallback(hl_exchange *ex, const hl_api_error *err) {
+    if (ex->cand + 1 < ex->route.n && now_ms() < ex->deadline) {
+        ex->cand++;
+        ex->retries = 0;
+        schedule(ex, 0);
+        return;
+    }
+    if (ex->held.present) {
+        /* Escalation failed everywhere: the local answer is better than an error. */
+        hl_log(HL_LOG_WARN, "%s: escalation failed (%s); serving the local answer", ex->request_id, err->message);
+        ex->at.backend = ex->held.backend;
+        ex->at.model = ex->held.model;
+        deliver(ex, &ex->held.resp, ex->held.cost, -1);
+        return;
+    }
+    finish_error(ex, err, HDR_ROUTE, NULL);
+}
+
+/* Backoff before retry n (0-based) on b: base x 2^n capped at max, minus up to 25% jitter,
+ * as the official SDKs do; an upstream's retry-after wins when it asks for at most a minute. */
+static double retry_delay_ms(hl_exchange *ex) {
+    if (ex->at.retry_after_ms >= 0 && ex->at.retry_after_ms <= 60000) return ex->at.retry_after_ms;
+    const hl_backend_cfg *c = ex->at.backend->cfg;
+    double d = (double)c->retry_base_ms;
+    for (int i = 0; i < ex->retries && d < (double)c->retry_max_ms; i++) d *= 2;
+    if (d > (double)c->retry_max_ms) d = (double)c->retry_max_ms;
+    double jitter = (double)(rng_next(&ex->env->rng) >> 11) / (double)(1ull << 53);
+    return d * (1.0 - 0.25 * jitter);
+}
+
+/* An attempt failed before anything reached the client. retryable: the failure may pass
+ * (connection errors, timeouts, 408/409/429/5xx/529); backend_fault: it counts against the
+ * backend's circuit breaker. */
+static void attempt_failed(hl_exchange *ex, const hl_api_error *err, bool retryable, bool backend_fault) {
+    hl_backend_report(ex->at.backend, !backend_fault, ex->at.probe, now_ms());
+    ex->at.probe = false;
+    if (ex->at.should_retry >= 0) retryable = ex->at.should_retry == 1;
+    if (ex->at.no_retry) retryable = false;
+    if (!retryable) {
+        ex->cand = ex->route.n; /* another backend would fail the same way */
+        fail_or_fallback(ex, err);
+        return;
+    }
+    if (ex->retries < ex->at.backend->cfg->max_retries) {
+        double delay = retry_delay_ms(ex);
+        if (now_ms() + delay < ex->deadline) {
+            ex->retries++;
+            schedule(ex, delay);
+            return;
+        }
+    }
+    fail_or_fallback(ex, err);
+}
+
+/* ------------------------------------------------------------------ the client side */
+
+/* The response head of a stream: the client has its first bytes from here. */
+static void open_stream(hl_exchange *ex) {
+    hl_buf h;
+    hl_buf_init(&h, 0);
+    route_headers(ex, &h);
+    hl_conn_stream_begin(ex->conn, 200, h.data, "text/event-stream; charset=utf-8");
+    hl_buf_release(&h);
+    ex_enter(ex, HL_EX_STREAMING);
+}
+
+static void flush_out(hl_exchange *ex) {
+    if (!ex->out.len) return;
+    if (ex->phase != HL_EX_STREAMING) open_stream(ex);
+    hl_conn_stream_write(ex->conn, ex->out.data, ex->out.len);
+    hl_buf_reset(&ex->out);
+}
+
+/* The stream's last bytes (in ex->out) and its end; the in-flight gauge is left first. */
+static void end_stream(hl_exchange *ex) {
+    if (ex->out.len && ex->phase != HL_EX_STREAMING) open_stream(ex);
+    enter_finishing(ex);
+    if (ex->out.len) hl_conn_stream_write(ex->conn, ex->out.data, ex->out.len);
+    hl_buf_reset(&ex->out);
+    hl_conn_stream_end(ex->conn);
+}
+
+/* Ends a streamed answer: its ledger line, the end or an error event, the last bytes. */
+static void finish_stream(hl_exchange *ex, hl_err err, const char *errmsg) {
+    attempt *at = &ex->at;
+    hl_usage u = final_usage(ex);
+    bool ok = err == HL_OK && !at->stream_error && (at->got_done || at->finish != HL_FINISH_NONE);
+    char why[320];
+    if (ok) {
+        if (at->ttft_ms >= 0) hl_backend_record_latency(at->backend, at->ttft_ms);
+        record_attempt(ex, "ok", &u, NULL);
+        ex->ing->encode_end(&ex->enc, &u, &ex->out);
+    } else {
+        if (at->stream_error) snprintf(why, sizeof why, "upstream stream error: %s", at->errmsg);
+        else if (err) snprintf(why, sizeof why, "upstream connection failed mid-stream: %s", errmsg);
+        else snprintf(why, sizeof why, "upstream stream ended without finishing");
+        record_attempt(ex, "error", &u, why);
+        /* Keep what kind of failure it was: clients treat overload and rate limits apart. */
+        hl_api_error e;
+        bool overloaded = !strcmp(at->errtype, "overloaded_error");
+        bool limited = !strcmp(at->errtype, "rate_limit_error");
+        hl_api_error_set(&e, overloaded ? 529 : limited ? 429 : 502,
+                         overloaded ? HL_AE_OVERLOADED : limited ? HL_AE_RATE_LIMIT : HL_AE_API, NULL,
+                         "upstream_stream_error", "Backend '%s': %s", at->backend->cfg->name, why);
+        ex->ing->encode_error(&ex->enc, &e, &ex->out);
+    }
+    end_stream(ex);
+    ex_free(ex);
+}
+
+/* Replays a whole answer through the stream encoder, for a client that asked to stream while
+ * the attempt did not (a judged or held answer). */
+static void replay_as_stream(hl_exchange *ex, hl_chat_response *resp) {
+    const hl_ingress *ing = ex->ing;
+    hl_stream_event ev = {.type = HL_EV_START, .id = resp->id, .model = resp->model};
+    ing->encode_event(&ex->enc, &ev, &ex->out);
+    if (resp->text && resp->text[0]) {
+        ev = (hl_stream_event){.type = HL_EV_TEXT, .text = resp->text, .text_len = strlen(resp->text)};
+        ing->encode_event(&ex->enc, &ev, &ex->out);
+    }
+    for (size_t i = 0; i < resp->n_tool_calls; i++) {
+        const hl_tool_call *tc = &resp->tool_calls[i];
+        ev = (hl_stream_event){.type = HL_EV_TOOL_CALL, .index = (int)i, .tool_id = tc->id, .tool_name = tc->name,
+                               .text = tc->arguments, .text_len = tc->arguments ? strlen(tc->arguments) : 0};
+        ing->encode_event(&ex->enc, &ev, &ex->out);
+    }
+    ev = (hl_stream_event){.type = HL_EV_FINISH, .finish = resp->finish, .stop_sequence = resp->stop_sequence};
+    ing->encode_event(&ex->enc, &ev, &ex->out);
+    ing->encode_end(&ex->enc, &resp->usage, &ex->out);
+    end_stream(ex);
+}
+
+static void deliver(hl_exchange *ex, hl_chat_response *resp, double cost, double confidence) {
+    if (!ex->client_logprobs) {
+        json_decref(resp->logprobs); /* asked for our confidence, not the client's */
+        resp->logprobs = NULL;
+    }
+    if (ex->req.stream) {
+        replay_as_stream(ex, resp);
+        ex_free(ex);
+        return;
+    }
+    hl_buf body, h;
+    hl_buf_init(&body, 0);
+    hl_buf_init(&h, 0);
+    ex->ing->write_response(&body, resp, ex->chat_id, ex->created);
+    route_headers(ex, &h);
+    hl_buf_puts(&h, "x-hybridllm-cost-usd: ");
+    hl_buf_fixed(&h, cost, 10);
+    hl_buf_puts(&h, "\r\n");
+    if (confidence >= 0) hl_buf_printf(&h, "x-hybridllm-confidence: %.4f\r\n", confidence);
+    enter_finishing(ex);
+    hl_conn_respond(ex->conn, 200, h.data, "application/json", body.data ? body.data : "", body.len);
+    hl_buf_release(&body);
+    hl_buf_release(&h);
+    ex_free(ex);
+}
+
+/* ------------------------------------------------------------------ provider callbacks */
+
+static void on_status(void *ud, int status) {
+    hl_exchange *ex = ud;
+    if (!ex_expect(ex, IN_CALL, "provider on_status")) return;
+    ex->at.status = status;
+}
+
+/* Stream events: tracked for the ledger, encoded for the client. */
+static int on_event(void *ud, const hl_stream_event *ev) {
+    hl_exchange *ex = ud;
+    if (!ex_expect(ex, IN_CALL, "provider on_event")) return HL_PROVIDER_ABORT;
+    attempt *at = &ex->at;
+    switch (ev->type) {
+    case HL_EV_TEXT:
+    case HL_EV_TOOL_CALL:
+        if (at->ttft_ms < 0) at->ttft_ms = now_ms() - at->t0;
+        at->out_bytes += ev->text_len;
+        break;
+    case HL_EV_FINISH:
+        at->finish = ev->finish;
+        break;
+    case HL_EV_USAGE:
+        at->usage = ev->usage; /* cumulative: replace, never add */
+        break;
+    case HL_EV_ERROR:
+        at->stream_error = true;
+        snprintf(at->errmsg, sizeof at->errmsg, "%.*s", (int)ev->text_len, ev->text);
+        snprintf(at->errtype, sizeof at->errtype, "%s", ev->error_type ? ev->error_type : "");
+        return HL_PROVIDER_CONTINUE;
+    case HL_EV_DONE:
+        at->got_done = true;
+        return HL_PROVIDER_CONTINUE;
+    default:
+        break;
+    }
+    return ex->ing->encode_event(&ex->enc, ev, &ex->out) ? HL_PROVIDER_ABORT : HL_PROVIDER_CONTINUE;
+}
+
+/* A run of events is encoded: out to the client, and a pause while it cannot keep up. */
+static void on_flush(void *ud) {
+    hl_exchange *ex = ud;
+    if (!ex_expect(ex, IN_CALL, "provider on_flush")) return;
+    flush_out(ex);
+    if (!ex->at.paused && ex->at.call && hl_conn_congested(ex->conn)) {
+        ex->at.paused = true;
+        ex->at.prov->pause(ex->at.call);
+    }
+}
+
+/* Maps an upstream's refusal to the client's error. */
+static void upstream_http_error(const hl_exchange *ex, const hl_provider_result *r, hl_api_error *err) {
+    const char *msg = r->error_message ? r->error_message : "";
+    int s = r->status;
+    const hl_backend_cfg *bc = ex->at.backend->cfg;
+    const char *name = bc->name;
+    if (s == 429)
+        hl_api_error_set(err, 429, HL_AE_RATE_LIMIT, NULL, "upstream_rate_limited",
+                         "Backend '%s' is rate limited: %s", name, msg);
+    else if (s == 401 || s == 403)
+        hl_api_error_set(err, 502, HL_AE_API, NULL, "upstream_auth_failed",
+                         "Backend '%s' refused the gateway's credentials (HTTP %d): %s. Check %s.", name, s, msg,
+                         bc->api_key_env ? bc->api_key_env : "its API key");
+    else if (s == 413)
+        hl_api_error_set(err, 413, HL_AE_TOO_LARGE, NULL, "upstream_request_too_large", "Backend '%s': %s", name, msg);
+    else if (s >= 400 && s < 500)
+        hl_api_error_set(err, s == 404 ? 404 : 400, s == 404 ? HL_AE_NOT_FOUND : HL_AE_INVALID_REQUEST, NULL,
+                         "upstream_invalid_request", "Backend '%s' rejected the request (HTTP %d): %s", name, s, msg);
+    else if (s == 529 || s == 503)
+        hl_api_error_set(err, 503, HL_AE_OVERLOADED, NULL, "upstream_overloaded",
+                         "Backend '%s' is overloaded (HTTP %d): %s", name, s, msg);
+    else
+        hl_api_error_set(err, 502, HL_AE_API, NULL, "upstream_error", "Backend '%s' failed (HTTP %d): %s", name, s, msg);
+}
+
+static bool retryable_status(int s) { return s == 408 || s == 409 || s == 429 || s >= 500; }
+
+/* The call ended without an answer: connection refused, reset, timeout. */
+static void transport_failed(hl_exchange *ex, const hl_provider_result *r) {
+    hl_api_error cerr;
+    hl_usage none = {0};
+    const char *name = ex->at.backend->cfg->name;
+    record_attempt(ex, "error", &none, r->errmsg);
+    hl_log(HL_LOG_WARN, "%s: backend %s: %s", ex->request_id, name, r->errmsg);
+    if (r->err == HL_ERR_TIMEOUT)
+        hl_api_error_set(&cerr, 504, HL_AE_TIMEOUT, NULL, "upstream_timeout",
+                         "Backend '%s' did not answer in time: %s", name, r->errmsg);
+    else if (r->status)
+        hl_api_error_set(&cerr, 502, HL_AE_API, NULL, "upstream_connection_lost",
+                         "Backend '%s' dropped the connection mid-response: %s", name, r->errmsg);
+    else
+        hl_api_error_set(&cerr, 502, HL_AE_API, NULL, "upstream_unreachable", "Backend '%s' could not be reached: %s",
+                         name, r->errmsg);
+    attempt_failed(ex, &cerr, true, true);
+}
+
+/* The escalation targets become the candidates (privacy-filtered by the router already). */
+static void escalate(hl_exchange *ex) {
+    hl_route *r = &ex->route;
+    for (int i = 0; i < r->n_escalate; i++) {
+        r->candidates[i] = r->escalate[i];
+        r->models[i] = r->escalate[i]->model;
+    }
+    r->n = r->n_escalate;
+    r->n_escalate = 0;
+    size_t n = strlen(r->reason);
+    snprintf(r->reason + n, sizeof r->reason - n, "+escalated");
+    ex->cand = 0;
+    ex->retries = 0;
+    ex->escalation_armed = false;
+    schedule(ex, 0);
+}
+
+/* A whole answer arrived (resp NULL: the body was not a valid completion). */
+static void answered(hl_exchange *ex, hl_chat_response *resp) {
+    attempt *at = &ex->at;
+    hl_usage none = {0};
+    if (!resp) {
+        hl_api_error cerr;
+        hl_api_error_set(&cerr, 502, HL_AE_API, NULL, "upstream_invalid_response",
+                         "Backend '%s' sent a response that is not a valid completion.", at->backend->cfg->name);
+        record_attempt(ex, "error", &none, cerr.message);
+        attempt_failed(ex, &cerr, true, true);
+        return;
+    }
+    hl_backend_report(at->backend, true, at->probe, now_ms());
+    at->probe = false;
+    at->usage = resp->usage;
+    at->out_bytes = resp->text ? strlen(resp->text) : 0;
+    hl_backend_record_latency(at->backend, now_ms() - at->t0);
+    hl_usage u = final_usage(ex);
+    resp->usage = u;
+    if (!resp->model || !resp->model[0]) {
+        free(resp->model);
+        resp->model = strdup(at->model);
+    }
+    if (at->judged) {
+        at->confidence = hl_confidence(resp->logprobs);
+        if (at->confidence >= 0 && at->confidence < ex->route.escalate_below && ex->route.n_escalate) {
+            /* Not sure enough: hold this answer, ask the escalation targets. */
+            ex->held = (held){.present = true, .resp = *resp, .backend = at->backend, .model = at->model,
+                              .cost = record_attempt(ex, "escalated", &u, NULL)};
+            hl_chat_response_init(resp); /* taken */
+            escalate(ex);
+            return;
+        }
+    }
+    double cost = record_attempt(ex, "ok", &u, NULL);
+    deliver(ex, resp, cost, at->judged ? at->confidence : -1);
+}
+
+static void on_done(void *ud, hl_provider_result *r) {
+    hl_exchange *ex = ud;
+    if (!ex_expect(ex, IN_CALL, "provider on_done")) return;
+    attempt *at = &ex->at;
+    at->call = NULL;
+    at->retry_after_ms = r->retry_after_ms;
+    at->should_retry = r->should_retry;
+    at->no_retry = r->spend_limit;
+    if (r->stream_failure && !at->stream_error) {
+        at->stream_error = true;
+        snprintf(at->errmsg, sizeof at->errmsg, "%s", r->stream_failure);
+    }
+    if (ex->phase == HL_EX_STREAMING) {
+        finish_stream(ex, r->err, r->errmsg);
+        return;
+    }
+    if (r->err != HL_OK) {
+        transport_failed(ex, r);
+        return;
+    }
+    hl_api_error cerr;
+    hl_usage none = {0};
+    if (r->status / 100 != 2) {
+        upstream_http_error(ex, r, &cerr);
+        record_attempt(ex, "error", &none, cerr.message);
+        attempt_failed(ex, &cerr, retryable_status(r->status), r->status >= 500);
+        return;
+    }
+    if (at->stream && r->not_streaming) {
+        hl_api_error_set(&cerr, 502, HL_AE_API, NULL, "upstream_not_streaming",
+                         "Backend '%s' answered a streaming request without an event stream.", at->backend->cfg->name);
+        record_attempt(ex, "error", &none, cerr.message);
+        attempt_failed(ex, &cerr, false, true);
+        return;
+    }
+    if (at->stream) {
+        hl_backend_report(at->backend, true, at->probe, now_ms());
+        at->probe = false;
+        finish_stream(ex, HL_OK, "");
+        return;
+    }
+    answered(ex, r->response);
+}
+
+static const hl_provider_events provider_events = {on_status, on_event, on_flush, on_done};
+
+/* ------------------------------------------------------------------ attempts */
+
+/* The backend's own timeout, cut to what is left of the request's. */
+static long attempt_timeout_ms(const hl_exchange *ex, const hl_backend *b) {
+    double left = ex->deadline - now_ms();
+    long t = b->cfg->timeout_ms;
+    if (left < (double)t) t = left < 1 ? 1 : (long)left;
+    return t;
+}
+
+/* Moves ex->cand to the first candidate, from the current one, that may take the request:
+ * privacy (checked again right before data leaves), the provider's own limits, the circuit
+ * breaker. err receives why the skipped ones could not. Returns false when none is left. */
+static bool pick_candidate(hl_exchange *ex, bool *probe, hl_api_error *err) {
+    for (; ex->cand < ex->route.n; ex->cand++) {
+        hl_backend *b = ex->route.candidates[ex->cand];
+        if (ex->privacy.sensitive && hl_backend_is_cloud(b)) {
+            hl_log(HL_LOG_ERROR, "%s: refused to send a sensitive request to cloud backend %s", ex->request_id,
+                   b->cfg->name);
+            continue;
+        }
+        const hl_provider *p = hl_provider_for(b->cfg->kind);
+        if (p->check && p->check(&ex->req, err) != HL_OK) continue;
+        if (!hl_backend_admit(b, now_ms(), probe)) {
+            if (!err->message[0])
+                hl_api_error_set(err, 503, HL_AE_UNAVAILABLE, NULL, "circuit_open",
+                                 "Backend '%s' is failing (circuit breaker open); no other backend "
+                                 "could take the request.", b->cfg->name);
+            ex->retries = 0;
+            continue;
+        }
+        return true;
+    }
+    return false;
+}
+
+/* Starts the attempt on the current candidate (or the next usable one). */
+static void run_attempt(hl_exchange *ex) {
+    hl_api_error err = {0};
+    bool probe = false;
+    if (!pick_candidate(ex, &probe, &err)) {
+        if (!err.message[0])
+            hl_api_error_set(&err, 503, HL_AE_UNAVAILABLE, NULL, "no_backend", "No backend can serve this request.");
+        if (!ex->at.backend) {
+            finish_error(ex, &err, HDR_ID, NULL);
+            return;
+        }
+        ex->cand = ex->route.n - 1;
+        fail_or_fallback(ex, &err);
+        return;
+    }
+    hl_backend *b = ex->route.candidates[ex->cand];
+    const hl_provider *prov = hl_provider_for(b->cfg->kind);
+    /* A local answer to be judged on confidence is asked for whole, with logprobs (Messages
+     * backends have none and are not judged). */
+    bool judged = ex->escalation_armed && !hl_backend_is_cloud(b) && b->cfg->kind != HL_PROVIDER_ANTHROPIC;
+    ex->at = (attempt){
+        .n = ex->at.n + 1, .backend = b, .model = ex->route.models[ex->cand], .prov = prov, .probe = probe,
+        .stream = ex->req.stream && !judged, .judged = judged, .t0 = now_ms(), .wall0 = wall_now(),
+        .ttft_ms = -1, .retry_after_ms = -1, .should_retry = -1, .confidence = -1,
+    };
+    atomic_store(&b->last_used_ms, ex->at.t0);
+    ex->ing->encoder_init(&ex->enc, ex->chat_id, ex->at.model, ex->created, ex->req.include_usage, ex->request_id);
+    hl_buf_reset(&ex->out);
+    ex_enter(ex, ex->held.present ? HL_EX_HOLDING : HL_EX_ATTEMPTING);
+    hl_provider_spec spec = {
+        .backend = b, .req = &ex->req, .model = ex->at.model, .stream = ex->at.stream, .logprobs = judged,
+        .timeout_ms = attempt_timeout_ms(ex, b), .connect_timeout_ms = b->cfg->connect_timeout_ms,
+    };
+    hl_err e = prov->start(&ex->env->prov, &spec, &provider_events, ex, &ex->at.call);
+    if (e == HL_OK) return;
+    if (e == HL_ERR_LIMIT) {
+        hl_api_error_set(&err, 503, HL_AE_UNAVAILABLE, NULL, "backend_busy",
+                         "Backend '%s' has %d requests waiting already.", b->cfg->name, b->cfg->max_queue);
+        attempt_failed(ex, &err, true, false);
+        return;
+    }
+    hl_api_error_set(&err, 500, HL_AE_API, NULL, NULL, "Could not start the upstream call: %s.", hl_err_str(e));
+    finish_error(ex, &err, HDR_ID, NULL);
+}
+
+/* ------------------------------------------------------------------ routing */
+
+static bool header_truthy(const hl_http_req *req, const char *name) {
+    const hl_slice *v = hl_http_header_get(req, name);
+    if (!v) return false;
+    return (v->n == 4 && !strncasecmp(v->p, "true", 4)) || (v->n == 1 && v->p[0] == '1') ||
+           (v->n == 3 && !strncasecmp(v->p, "yes", 3));
+}
+
+/* A non-negative integer header, 0 when absent or malformed. */
+static long header_long(const hl_http_req *req, const char *name) {
+    const hl_slice *v = hl_http_header_get(req, name);
+    if (!v || v->n == 0 || v->n > 9) return 0;
+    long x = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->p[i] < '0' || v->p[i] > '9') return 0;
+        x = x * 10 + (v->p[i] - '0');
+    }
+    return x;
+}
+
+/* The tenant a request belongs to: x-hybridllm-tenant when it is a sane token, else the name of
+ * the client key it used. NULL when neither. */
+static const char *request_tenant(const hl_http_req *req, const char *key_tenant, char *buf, size_t len) {
+    const hl_slice *v = hl_http_header_get(req, "x-hybridllm-tenant");
+    if (v && v->n > 0 && v->n < len) {
+        for (size_t i = 0; i < v->n; i++) {
+            char ch = v->p[i];
+            if (!(isalnum((unsigned char)ch) || ch == '-' || ch == '_' || ch == '.')) return key_tenant;
+        }
+        memcpy(buf, v->p, v->n);
+        buf[v->n] = '\0';
+        return buf;
+    }
+    return key_tenant;
+}
+
+void hl_exchange_read_hints(hl_chat_request *req, const hl_http_req *hreq) {
+    const hl_slice *tt = hl_http_header_get(hreq, "x-hybridllm-task-type");
+    if (tt && tt->n && tt->n < 64) {
+        char *t = strndup(tt->p, tt->n);
+        if (t) {
+            free(req->task_type);
+            req->task_type = t;
+        }
+    }
+    if (header_truthy(hreq, "x-hybridllm-regulated")) req->regulated = true;
+    if (header_truthy(hreq, "x-hybridllm-pii")) req->pii = true;
+}
+
+void hl_exchange_route_input(const hl_chat_request *req, const hl_http_req *hreq, const char *key_tenant,
+                             const char *sticky_key, bool sensitive, char *tenant, size_t tenant_len,
+                             hl_route_input *in) {
+    const char *t = request_tenant(hreq, key_tenant, tenant, tenant_len);
+    if (t != tenant) snprintf(tenant, tenant_len, "%s", t ? t : "");
+    *in = (hl_route_input){
+        .model = req->model,
+        .task_type = req->task_type,
+        .inferred_task = req->task_type ? NULL : hl_task_infer(req),
+        .sensitive = sensitive,
+        .tenant = tenant[0] ? tenant : NULL,
+        .sticky_key = sticky_key,
+        .prompt_tokens = hl_tokens_estimate(req->text_bytes),
+        .max_tokens = req->max_tokens,
+        .latency_budget_ms = header_long(hreq, "x-hybridllm-latency-budget-ms"),
+        .now_ms = now_ms(),
+    };
+}
+
+/* Refuses a request whose route needs the cloud while its budget says reject. */
+static bool budget_refuses(hl_exchange *ex, const hl_budget_cfg *over, const hl_route_input *in, double spent,
+                           double limit) {
+    if (!over || over->action != HL_BUDGET_REJECT || !hl_backend_is_cloud(ex->route.candidates[0])) return false;
+    hl_api_error err;
+    hl_api_error_set(&err, 429, HL_AE_RATE_LIMIT, NULL, "budget_exceeded",
+                     "The cloud budget '%s' is spent ($%.2f of $%.2f this %s%s%s); requests that need "
+                     "the cloud are refused until it resets.", over->name, spent, limit,
+                     over->period == HL_BUDGET_MONTH ? "month" : "day", in->tenant ? " for tenant " : "",
+                     in->tenant ? in->tenant : "");
+    finish_error(ex, &err, HDR_ID, "x-should-retry: false\r\n");
+    return true;
+}
+
+/* ROUTING: privacy, the route, the budgets. Returns false when the request was refused (the
+ * exchange is then answered and freed). */
+static bool route(hl_exchange *ex, const hl_http_req *hreq, const char *key_tenant) {
+    hl_exchange_env *env = ex->env;
+    hl_exchange_read_hints(&ex->req, hreq);
+    hl_privacy_decide(env->pii, env->cfg->privacy.redact, &ex->req, &ex->privacy);
+    hl_route_input in;
+    hl_exchange_route_input(&ex->req, hreq, key_tenant, ex->request_id, ex->privacy.sensitive, ex->tenant,
+                            sizeof ex->tenant, &in);
+    double spent, limit;
+    const hl_budget_cfg *over = hl_budgets_exceeded(env->budgets, in.tenant, (time_t)wall_now(), &spent, &limit);
+    if (over && over->action == HL_BUDGET_LOCAL) in.budget_local = over->name;
+    hl_api_error err = {0};
+    if (hl_router_route(env->cfg, env->bs, &in, &ex->route, &err, NULL) != HL_OK) {
+        finish_error(ex, &err, HDR_REASON, NULL);
+        return false;
+    }
+    return !budget_refuses(ex, over, &in, spent, limit);
+}
+
+void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, const hl_http_req *hreq,
+                       const char *body, size_t len, const char *request_id, const char *key_tenant) {
+    hl_exchange *ex = calloc(1, sizeof *ex);
+    hl_api_error err = {0};
+    if (!ex) {
+        hl_api_error_set(&err, 500, HL_AE_API, NULL, NULL, "Out of memory.");
+        hl_exchange_respond_error(c, ing, request_id, &err, NULL);
+        return;
+    }
+    ex->phase = HL_EX_ROUTING;
+    ex->env = env;
+    ex->conn = c;
+    ex->ing = ing;
+    ex->counted = true;
+    hl_metrics_in_flight(env->metrics, 1);
+    snprintf(ex->request_id, sizeof ex->request_id, "%s", request_id);
+    snprintf(ex->chat_id, sizeof ex->chat_id, "%s%s", ing->id_prefix, request_id);
+    ex->created = (long)time(NULL);
+    hl_buf_init(&ex->out, 0);
+    hl_chat_request_init(&ex->req);
+    hl_chat_response_init(&ex->held.resp);
+    if (ing->parse_request(body, len, &ex->req, &err) != HL_OK) {
+        if (!err.status) hl_api_error_set(&err, 500, HL_AE_API, NULL, NULL, "Out of memory.");
+        finish_error(ex, &err, HDR_ID, NULL);
+        return;
+    }
+    if (!route(ex, hreq, key_tenant)) return;
+    hl_conn_set_data(c, ex);
+    ex->deadline = now_ms() + (double)env->cfg->request_timeout_ms;
+    ex->client_logprobs = ex->req.logprobs;
+    ex->escalation_armed = ex->route.escalate_below > 0 && ex->route.n_escalate > 0 &&
+                           (!ex->req.stream || ex->route.escalate_streams);
+    ex_enter(ex, HL_EX_WAITING); /* the first attempt runs now, not on the timer */
+    run_attempt(ex);
+}
+
+/* ------------------------------------------------------------------ the client's events */
+
+void hl_exchange_abort(hl_exchange *ex) {
+    if (!ex_expect(ex, LIVE, "hl_exchange_abort")) return;
+    attempt *at = &ex->at;
+    if (at->call) {
+        at->prov->cancel(at->call);
+        at->call = NULL;
+        hl_usage u = final_usage(ex);
+        record_attempt(ex, "cancelled", &u, "client disconnected");
+        if (at->probe) hl_backend_probe_abandoned(at->backend, now_ms());
+    }
+    ex_free(ex);
+}
+
+void hl_exchange_drain(hl_exchange *ex) {
+    if (!ex_expect(ex, LIVE, "hl_exchange_drain")) return;
+    if (ex->at.paused && ex->at.call) {
+        ex->at.paused = false;
+        ex->at.prov->resume(ex->at.call);
+    }
+}

@@ -1,0 +1,95 @@
+/* hl_exchange: the life of one inference request, from its parsed body to the last byte of
+ * its answer, as one state machine (the phases and their diagram are in hl_exchange.c).
+ *
+ * The gateway (hl_gateway.c) authenticates a request and hands it here; the exchange decides
+ * privacy, routes, runs the attempts through the providers (retries, fallbacks, confidence
+ * escalation), writes one ledger line per attempt before the client gets the last byte, and
+ * answers in the client's API format. It is owned by its connection (hl_conn_set_data) and
+ * freed in exactly one place, once it is done: after its response was written, or when its
+ * client went away (hl_exchange_abort).
+ *
+ * Threads: an exchange lives on the event loop of its connection. */
+#ifndef HL_EXCHANGE_H
+#define HL_EXCHANGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "hl_backend.h"
+#include "hl_budget.h"
+#include "hl_config.h"
+#include "hl_http.h"
+#include "hl_ingress.h"
+#include "hl_ledger.h"
+#include "hl_metrics.h"
+#include "hl_pii.h"
+#include "hl_provider.h"
+#include "hl_router.h"
+#include "hl_server.h"
+
+/* What one worker (event loop) lends its exchanges; every pointer borrowed. */
+typedef struct hl_exchange_env {
+    const hl_config *cfg;
+    hl_backends *bs;
+    hl_ledger *ledger;
+    hl_budgets *budgets;        /* NULL when no budget is configured */
+    const hl_pii_detector *pii; /* NULL when privacy.detect_pii is off */
+    hl_metrics *metrics;        /* this worker's */
+    hl_provider_env prov;       /* this worker's upstream client and engine mailbox */
+    uint64_t rng;               /* this worker's generator for ids and jitter */
+} hl_exchange_env;
+
+typedef struct hl_exchange hl_exchange;
+
+/* Serves one chat request (Chat Completions or Messages, as ing says) on c: parses body,
+ * decides privacy and the route, and runs it. Every outcome, errors included, is answered on
+ * c. key_tenant: the tenant of the client key used, or NULL. */
+void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, const hl_http_req *hreq,
+                       const char *body, size_t len, const char *request_id, const char *key_tenant);
+/* The client went away: the attempt in flight is cancelled and recorded, the exchange freed. */
+void hl_exchange_abort(hl_exchange *ex);
+/* The client's socket drained: a paused stream goes on. */
+void hl_exchange_drain(hl_exchange *ex);
+
+/* ---- shared with the gateway's other endpoints and `route --explain` ---- */
+
+/* Reads the routing hints in the headers of hreq into req (task type, regulated, PII). */
+void hl_exchange_read_hints(hl_chat_request *req, const hl_http_req *hreq);
+/* The router's input for req (hints read, privacy decided). tenant receives the tenant's
+ * name (in->tenant points there or is NULL). */
+void hl_exchange_route_input(const hl_chat_request *req, const hl_http_req *hreq, const char *key_tenant,
+                             const char *sticky_key, bool sensitive, char *tenant, size_t tenant_len,
+                             hl_route_input *in);
+/* Answers an error in ing's shape with the request id headers (and extra header lines). */
+void hl_exchange_respond_error(hl_conn *c, const hl_ingress *ing, const char *request_id,
+                               const hl_api_error *err, const char *extra_headers);
+/* Appends x-request-id (and request-id for Anthropic clients). */
+void hl_exchange_id_headers(const hl_ingress *ing, const char *request_id, hl_buf *h);
+/* A fresh request id "req_<24 hex>" from rng. */
+void hl_exchange_new_id(uint64_t *rng, char *out, size_t n);
+
+/* ---- the phases (exposed for tests) ---- */
+
+typedef enum hl_ex_phase {
+    HL_EX_ROUTING,    /* parsed: privacy, route and budgets are being decided */
+    HL_EX_WAITING,    /* the next attempt is scheduled (backoff, or the next loop turn) */
+    HL_EX_ATTEMPTING, /* a call is in flight; the client has nothing yet */
+    HL_EX_HOLDING,    /* ditto, while a local answer is held for escalation */
+    HL_EX_STREAMING,  /* a call is in flight and the client has its first bytes */
+    HL_EX_FINISHING,  /* the answer is being written; nothing may call in any more */
+    HL_EX_DONE,       /* over: freed */
+    HL_EX_N_PHASES
+} hl_ex_phase;
+
+#define HL_EX_BIT(p) (1u << (p))
+
+const char *hl_ex_phase_name(hl_ex_phase p);
+/* Is the transition from -> to in the diagram? */
+bool hl_ex_transition_ok(hl_ex_phase from, hl_ex_phase to);
+/* Whether `phase` is one of `allowed` (HL_EX_BIT mask) for the callback `where`. A wrong phase
+ * is a bug: debug builds (hl_ex_debug_checks()) abort on it, others log it and return false
+ * so that the callback can be ignored. */
+bool hl_ex_phase_ok(hl_ex_phase phase, unsigned allowed, const char *where);
+/* True in builds that abort on a wrong phase (NDEBUG unset, or HL_DEBUG). */
+bool hl_ex_debug_checks(void);
+
+#endif
