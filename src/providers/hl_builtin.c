@@ -28,6 +28,7 @@ struct hl_builtin {
     hl_template tpl;
     char desc[256];
     pthread_t thread;
+    atomic_ulong tokens;          /* generated for calls since open, all sequences */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     hl_builtin_call *head, *tail; /* queue, under mu */
@@ -130,6 +131,7 @@ static void post(hl_builtin_call *c) {
 
 static int on_token(void *ctx, const hl_engine_token *tok) {
     hl_builtin_call *c = ctx;
+    atomic_fetch_add(&c->b->tokens, 1);
     if (atomic_load(&c->cancelled)) return 1;
     int stop = 0;
     pthread_mutex_lock(&c->mu);
@@ -433,8 +435,11 @@ static void process_stream(hl_builtin_call *c, bool done, size_t len, size_t n_t
     }
     size_t toks = n_toks;
     while (!done && toks > 0 && c->toks[toks - 1].off + c->toks[toks - 1].len > safe) toks--;
-    if (!stream_delta(c, safe, toks, &oom) || (done && !stream_end(c))) goto aborted;
+    if (!stream_delta(c, safe, toks, &oom)) goto aborted;
     if (c->ev.on_flush) c->ev.on_flush(c->ud);
+    if (atomic_load(&c->paused)) return; /* the rest after resume */
+    if (done && !stream_end(c)) goto aborted;
+    if (done && c->ev.on_flush) c->ev.on_flush(c->ud);
     if (done) finish(c, &(hl_provider_result){.status = 200, .retry_after_ms = -1, .should_retry = -1});
     return;
 aborted:
@@ -695,3 +700,5 @@ void hl_builtin_free(hl_builtin *b) {
 }
 
 const char *hl_builtin_describe(const hl_builtin *b) { return b->desc; }
+
+unsigned long hl_builtin_tokens(const hl_builtin *b) { return atomic_load(&((hl_builtin *)b)->tokens); }

@@ -41,6 +41,9 @@ void hl_builtin_free(hl_builtin *b);
 /* A description for logs and /readyz: "stories260K.gguf (llama, 0.26M params, template plain)". */
 const char *hl_builtin_describe(const hl_builtin *b);
 
+/* Tokens generated for calls since open (any thread may ask). */
+unsigned long hl_builtin_tokens(const hl_builtin *b);
+
 /* One per event loop; closed (asynchronously) with hl_builtin_mailbox_close(). */
 hl_err hl_builtin_mailbox_new(hl_builtin_mailbox **out, uv_loop_t *loop);
 void hl_builtin_mailbox_close(hl_builtin_mailbox *mb);
