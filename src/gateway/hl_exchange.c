@@ -2,23 +2,22 @@
  *
  * Phases and the transitions between them:
  *
- *                 (refused: parse, privacy, route, budget)
- *     ROUTING ----------------------------------------------+
- *        |                                                  |
- *        | first attempt                                    |
- *        v            retry / fallback / escalation         v
- *     ATTEMPTING ----------------------> WAITING -------> FINISHING --> DONE
- *      |  ^    \                         ^  |  ^   (all      ^   ^       ^
- *      |  |     \ judged below           |  |  |   failed)   |   |       |
- *      |  +------\--- threshold: held ---+  |  |             |   |       |
- *      |          \                         v  | fails       |   |       |
- *      |           +----------------->   HOLDING ------------+   |       |
- *      | first bytes                        | first bytes        |       |
- *      v                                    v                    |       |
- *     STREAMING <----------------------------                    |       |
- *        |   answer, or the error in the stream                  |       |
- *        +-------------------------------------------------------+       |
- *     any phase before FINISHING, client gone (hl_exchange_abort) -------+
+ *              refused (parse, privacy, route, budget)
+ *   ROUTING ----------------------------------------------------------+
+ *      |                                                              v
+ *      | first attempt     failed (retry, next candidate),        FINISHING --> DONE
+ *      v                   or answer held for escalation              ^
+ *   ATTEMPTING -----------------------------------> WAITING ---------+ nothing left to try
+ *      |  ^ \--------- answered whole --------------|---|-----------> ^
+ *      |  +----------------- timer ------------------+   |            |
+ *      |                      timer, an answer held      v            |
+ *      |                                              HOLDING --------+ answered, or all
+ *      | first bytes                                     |  \          failed: the held one
+ *      v                       first bytes               |   \ failed: back to WAITING
+ *   STREAMING <------------------------------------------+
+ *      +---------- the stream ended (its end, or an error event) ---> FINISHING
+ *
+ *   The client gone (hl_exchange_abort) in WAITING, ATTEMPTING, HOLDING or STREAMING: DONE.
  *
  *  - ROUTING: the body is parsed, privacy decided, the route and budgets checked; all
  *    synchronous, inside hl_exchange_start.
@@ -59,8 +58,8 @@ static const char *const phase_names[HL_EX_N_PHASES] = {"routing", "waiting", "a
 /* transitions[from]: the phases `from` may go to (the diagram above). */
 #define B(p) HL_EX_BIT(HL_EX_##p)
 static const unsigned transitions[HL_EX_N_PHASES] = {
-    [HL_EX_ROUTING] = B(ATTEMPTING) | B(WAITING) | B(FINISHING) | B(DONE),
-    [HL_EX_WAITING] = B(ATTEMPTING) | B(HOLDING) | B(WAITING) | B(FINISHING) | B(DONE),
+    [HL_EX_ROUTING] = B(ATTEMPTING) | B(FINISHING),
+    [HL_EX_WAITING] = B(ATTEMPTING) | B(HOLDING) | B(FINISHING) | B(DONE),
     [HL_EX_ATTEMPTING] = B(STREAMING) | B(WAITING) | B(FINISHING) | B(DONE),
     [HL_EX_HOLDING] = B(STREAMING) | B(WAITING) | B(FINISHING) | B(DONE),
     [HL_EX_STREAMING] = B(FINISHING) | B(DONE),
@@ -933,7 +932,6 @@ void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, 
     ex->client_logprobs = ex->req.logprobs;
     ex->escalation_armed = ex->route.escalate_below > 0 && ex->route.n_escalate > 0 &&
                            (!ex->req.stream || ex->route.escalate_streams);
-    ex_enter(ex, HL_EX_WAITING); /* the first attempt runs now, not on the timer */
     run_attempt(ex);
 }
 

@@ -11,13 +11,13 @@
 
 HL_TEST(transitions_are_the_diagram) {
     static const struct { hl_ex_phase from, to; } allowed[] = {
-        {P(ROUTING), P(WAITING)},      {P(ROUTING), P(ATTEMPTING)},   {P(ROUTING), P(FINISHING)},
-        {P(WAITING), P(ATTEMPTING)},   {P(WAITING), P(HOLDING)},      {P(WAITING), P(WAITING)},
+        {P(ROUTING), P(ATTEMPTING)},   {P(ROUTING), P(FINISHING)},
+        {P(WAITING), P(ATTEMPTING)},   {P(WAITING), P(HOLDING)},
         {P(WAITING), P(FINISHING)},    {P(ATTEMPTING), P(STREAMING)}, {P(ATTEMPTING), P(WAITING)},
         {P(ATTEMPTING), P(FINISHING)}, {P(HOLDING), P(STREAMING)},    {P(HOLDING), P(WAITING)},
         {P(HOLDING), P(FINISHING)},    {P(STREAMING), P(FINISHING)},  {P(FINISHING), P(DONE)},
         {P(WAITING), P(DONE)},         {P(ATTEMPTING), P(DONE)},      {P(HOLDING), P(DONE)},
-        {P(STREAMING), P(DONE)},       {P(ROUTING), P(DONE)},
+        {P(STREAMING), P(DONE)},
     };
     int n_allowed = 0;
     for (int from = 0; from < HL_EX_N_PHASES; from++)
