@@ -1,5 +1,6 @@
 /* hl_cli_store: `hybridllm ledger index` and `hybridllm report` (see hl_cli_store.h). Flags
- * are parsed here; the work is hl_store's and hl_report's. */
+ * are parsed here (hl_opt tables) and the files named are checked before a store is opened,
+ * so that a typo creates nothing; the work is hl_store's and hl_report's. */
 #include "hl_cli_store.h"
 
 #include <errno.h>
