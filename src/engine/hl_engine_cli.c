@@ -56,7 +56,7 @@ int hl_engine_cli_run(int argc, char **argv) {
     int rc = hl_opt_parse(&c, opts, sizeof opts / sizeof opts[0], &pos, argc, argv);
     if (rc != HL_OPT_GO) return rc;
     if (!model || !prompt) return hl_opt_usage_error(&c, "%s", !model ? "missing MODEL.gguf" : "missing -p PROMPT");
-    bool seed_set = opts[9].seen > 0;
+    bool seed_set = opts[9].seen > 0; /* --seed */
     if (!seed_set) seed = (uint64_t)time(NULL);
     s.seed = seed;
     hl_engine *e;
