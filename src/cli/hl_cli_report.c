@@ -1,17 +1,16 @@
 /* hl_cli_report: `hybridllm advise` and `hybridllm simulate` (see hl_cli_report.h). Flags are
  * parsed here into hl_advise / hl_simulate inputs; the arithmetic and the reports live there.
- * The commands write to the streams they are given so that tests can run them in-process. */
+ * The commands write to the streams they are given so that tests can run them in-process.
+ * Options are hl_opt tables (hl_opt.h): --help, unknown options and bad values are its. */
 #include "hl_cli_report.h"
 
-#include <errno.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "hl_advise.h"
 #include "hl_buf.h"
 #include "hl_config.h"
+#include "hl_opt.h"
 #include "hl_simulate.h"
 
 #define MAX_POLICIES 4
@@ -68,50 +67,6 @@ static const char simulate_usage[] =
     "output:\n"
     "  --json                 JSON instead of text\n";
 
-static int usage_error(FILE *err, const char *usage, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int usage_error(FILE *err, const char *usage, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(err, fmt, ap);
-    va_end(ap);
-    fputc('\n', err);
-    fputs(usage, err);
-    return 2;
-}
-
-/* A number, all of s; with suffixes, K/M/G multiply by 1e3/1e6/1e9. */
-static bool parse_num(const char *s, bool suffixes, double *out) {
-    char *end;
-    errno = 0;
-    double x = strtod(s, &end);
-    if (end == s || errno || !isfinite(x)) return false;
-    if (suffixes && *end) {
-        if (*end == 'k' || *end == 'K') x *= 1e3;
-        else if (*end == 'm' || *end == 'M') x *= 1e6;
-        else if (*end == 'g' || *end == 'G') x *= 1e9;
-        else return false;
-        end++;
-    }
-    if (*end) return false;
-    *out = x;
-    return true;
-}
-
-/* Is a one of the NULL-terminated names? */
-static bool is_one_of(const char *a, const char *const *names) {
-    for (; *names; names++)
-        if (!strcmp(a, *names)) return true;
-    return false;
-}
-
-static const char *const advise_flags[] = {"--tokens-per-month", "--input-share", "--cloud-model", "--hardware-usd",
-                                           "--amortize-months", "--power-usd-month", "--busy-usd-hour", "--privacy",
-                                           "--accuracy", "--ledger", "--period-days", "--config", NULL};
-static const char *const simulate_flags[] = {"--tokens-per-month", "--sensitive-share", "--seed", "--ledger",
-                                             "--period-days", "--policy", "--cloud-model", "--local-model",
-                                             "--local-usd-hour", "--config", "--latency", "--hardware-usd",
-                                             "--amortize-months", "--power-usd-month", NULL};
-
 static int write_out(FILE *out, FILE *err, hl_err e, hl_buf *b) {
     if (e) {
         fprintf(err, "hybridllm: could not format the report: %s\n", hl_err_str(e));
@@ -121,81 +76,63 @@ static int write_out(FILE *out, FILE *err, hl_err e, hl_buf *b) {
     return fflush(out) == 0 ? 0 : 1;
 }
 
-static int run_advise(int argc, char **argv, FILE *out, FILE *err) {
-    hl_advise_input in;
-    hl_advise_input_defaults(&in);
-    const char *config_path = NULL, *ledger_path = NULL;
-    double period_days = 0;
-    bool json = false, share_given = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        double x;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(advise_usage, out);
-            return 0;
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-            continue;
-        }
-        if (!is_one_of(a, advise_flags)) return usage_error(err, advise_usage, "hybridllm advise: unknown option '%s'", a);
-        if (!v) return usage_error(err, advise_usage, "hybridllm advise: %s wants a value", a);
-        i++;
-        if (!strcmp(a, "--tokens-per-month")) {
-            if (!parse_num(v, true, &x) || x < 0)
-                return usage_error(err, advise_usage, "hybridllm advise: --tokens-per-month wants a number >= 0, got '%s'", v);
-            in.tokens_per_month = x;
-            in.brief_scenario = false;
-        } else if (!strcmp(a, "--input-share")) {
-            if (!parse_num(v, false, &x) || x < 0 || x > 1)
-                return usage_error(err, advise_usage, "hybridllm advise: --input-share wants a number within 0..1, got '%s'", v);
-            in.input_share = x;
-            share_given = true;
-            in.brief_scenario = false;
-        } else if (!strcmp(a, "--cloud-model")) {
-            in.cloud_model = v;
-        } else if (!strcmp(a, "--hardware-usd")) {
-            if (!parse_num(v, false, &x) || x < 0)
-                return usage_error(err, advise_usage, "hybridllm advise: --hardware-usd wants a number >= 0, got '%s'", v);
-            in.hardware_usd = x;
-        } else if (!strcmp(a, "--amortize-months")) {
-            if (!parse_num(v, false, &x) || !(x > 0))
-                return usage_error(err, advise_usage, "hybridllm advise: --amortize-months wants a number > 0, got '%s'", v);
-            in.amortize_months = x;
-        } else if (!strcmp(a, "--power-usd-month")) {
-            if (!parse_num(v, false, &x) || x < 0)
-                return usage_error(err, advise_usage, "hybridllm advise: --power-usd-month wants a number >= 0, got '%s'", v);
-            in.power_usd_month = x;
-        } else if (!strcmp(a, "--busy-usd-hour")) {
-            if (!parse_num(v, false, &x) || x < 0)
-                return usage_error(err, advise_usage, "hybridllm advise: --busy-usd-hour wants a number >= 0, got '%s'", v);
-            in.busy_usd_hour = x;
-        } else if (!strcmp(a, "--privacy")) {
-            if (!strcmp(v, "required") || !strcmp(v, "yes")) in.privacy = HL_PRIVACY_REQUIRED;
-            else if (!strcmp(v, "no")) in.privacy = HL_PRIVACY_NO;
-            else return usage_error(err, advise_usage, "hybridllm advise: --privacy is required or no, not '%s'", v);
-        } else if (!strcmp(a, "--accuracy")) {
-            if (!strcmp(v, "classification") || !strcmp(v, "extraction")) in.accuracy = HL_ACCURACY_CLASSIFICATION;
-            else if (!strcmp(v, "reasoning") || !strcmp(v, "code")) in.accuracy = HL_ACCURACY_REASONING;
-            else if (!strcmp(v, "unsure")) in.accuracy = HL_ACCURACY_UNSURE;
-            else return usage_error(err, advise_usage,
-                                    "hybridllm advise: --accuracy is classification, reasoning or unsure, not '%s'", v);
-        } else if (!strcmp(a, "--ledger")) {
-            ledger_path = v;
-        } else if (!strcmp(a, "--period-days")) {
-            if (!parse_num(v, false, &x) || !(x > 0))
-                return usage_error(err, advise_usage, "hybridllm advise: --period-days wants a number > 0, got '%s'", v);
-            period_days = x;
-        } else if (!strcmp(a, "--config")) {
-            config_path = v;
-        } else {
-            return usage_error(err, advise_usage, "hybridllm advise: unknown option '%s'", a);
-        }
-    }
-    if (ledger_path && (!in.brief_scenario || share_given))
-        return usage_error(err, advise_usage, "hybridllm advise: %s", "--ledger measures the workload: drop --tokens-per-month and --input-share");
-    if (period_days > 0 && !ledger_path)
-        return usage_error(err, advise_usage, "hybridllm advise: %s", "--period-days goes with --ledger");
+/* ---- advise ---- */
 
+typedef struct advise_args {
+    hl_advise_input in;
+    const char *config_path, *ledger_path; /* borrowed from argv; NULL: none */
+    double period_days;                    /* 0: from the ledger's timestamps */
+    bool json;
+} advise_args;
+
+static const hl_opt_choice privacy_choices[] = {
+    {"required", HL_PRIVACY_REQUIRED}, {"yes", HL_PRIVACY_REQUIRED}, {"no", HL_PRIVACY_NO}, {NULL, 0}};
+static const hl_opt_choice accuracy_choices[] = {
+    {"classification", HL_ACCURACY_CLASSIFICATION}, {"extraction", HL_ACCURACY_CLASSIFICATION},
+    {"reasoning", HL_ACCURACY_REASONING}, {"code", HL_ACCURACY_REASONING},
+    {"unsure", HL_ACCURACY_UNSURE}, {NULL, 0}};
+
+/* Fills a from argv. Returns HL_OPT_GO, or the exit status (0 after --help, 2 after a usage
+ * error, printed). */
+static int advise_parse(advise_args *a, int argc, char **argv, FILE *out, FILE *err) {
+    hl_advise_input_defaults(&a->in);
+    int privacy = (int)a->in.privacy, accuracy = (int)a->in.accuracy;
+    hl_opt opts[] = {
+        {.name = "--tokens-per-month", .kind = HL_OPT_DOUBLE, .target = &a->in.tokens_per_month,
+         .flags = HL_OPT_SUFFIX, .want = "a number >= 0"},
+        {.name = "--input-share", .kind = HL_OPT_DOUBLE, .target = &a->in.input_share, .max = 1,
+         .want = "a number within 0..1"},
+        {.name = "--cloud-model", .kind = HL_OPT_STR, .target = &a->in.cloud_model},
+        {.name = "--hardware-usd", .kind = HL_OPT_DOUBLE, .target = &a->in.hardware_usd, .want = "a number >= 0"},
+        {.name = "--amortize-months", .kind = HL_OPT_DOUBLE, .target = &a->in.amortize_months,
+         .flags = HL_OPT_ABOVE_MIN, .want = "a number > 0"},
+        {.name = "--power-usd-month", .kind = HL_OPT_DOUBLE, .target = &a->in.power_usd_month, .want = "a number >= 0"},
+        {.name = "--busy-usd-hour", .kind = HL_OPT_DOUBLE, .target = &a->in.busy_usd_hour, .want = "a number >= 0"},
+        {.name = "--privacy", .kind = HL_OPT_CHOICE, .target = &privacy, .choices = privacy_choices,
+         .want = "required or no"},
+        {.name = "--accuracy", .kind = HL_OPT_CHOICE, .target = &accuracy, .choices = accuracy_choices,
+         .want = "classification, reasoning or unsure"},
+        {.name = "--ledger", .kind = HL_OPT_STR, .target = &a->ledger_path},
+        {.name = "--period-days", .kind = HL_OPT_DOUBLE, .target = &a->period_days, .flags = HL_OPT_ABOVE_MIN,
+         .want = "a number > 0"},
+        {.name = "--config", .kind = HL_OPT_STR, .target = &a->config_path},
+        {.name = "--json", .kind = HL_OPT_FLAG, .target = &a->json},
+    };
+    hl_opt_cmd c = {"advise", advise_usage, out, err};
+    int rc = hl_opt_parse(&c, opts, sizeof opts / sizeof opts[0], NULL, argc, argv);
+    if (rc != HL_OPT_GO) return rc;
+    a->in.privacy = (hl_advise_privacy)privacy;
+    a->in.accuracy = (hl_advise_accuracy)accuracy;
+    bool workload_flags = opts[0].seen || opts[1].seen; /* --tokens-per-month, --input-share */
+    if (workload_flags) a->in.brief_scenario = false;
+    if (a->ledger_path && workload_flags)
+        return hl_opt_usage_error(&c, "--ledger measures the workload: drop --tokens-per-month and --input-share");
+    if (a->period_days > 0 && !a->ledger_path) return hl_opt_usage_error(&c, "--period-days goes with --ledger");
+    return HL_OPT_GO;
+}
+
+/* Measures the ledger (when given), computes and renders. Returns 0 or 1. */
+static int advise_run(advise_args *a, FILE *out, FILE *err) {
     char msg[512] = "";
     int rc = 1;
     hl_config *cfg = NULL;
@@ -203,56 +140,73 @@ static int run_advise(int argc, char **argv, FILE *out, FILE *err) {
     hl_advise_result *r = NULL;
     hl_buf b;
     hl_buf_init(&b, 0);
-    if (config_path && hl_config_load(config_path, &cfg, msg, sizeof msg) != HL_OK) {
+    if (a->config_path && hl_config_load(a->config_path, &cfg, msg, sizeof msg) != HL_OK) {
         fprintf(err, "hybridllm: bad config: %s\n", msg);
         goto out;
     }
-    in.prices = cfg;
-    if (ledger_path) {
-        hl_err e = hl_advise_measure(ledger_path, period_days, &m, msg, sizeof msg);
+    a->in.prices = cfg;
+    if (a->ledger_path) {
+        hl_err e = hl_advise_measure(a->ledger_path, a->period_days, &m, msg, sizeof msg);
         if (e) {
             fprintf(err, "hybridllm advise: %s\n", msg);
             goto out;
         }
         if (m.bad_lines) fprintf(err, "hybridllm advise: warning: %zu lines skipped; the first: %s\n", m.bad_lines, msg);
-        in.measured = &m;
-        in.brief_scenario = false;
+        a->in.measured = &m;
+        a->in.brief_scenario = false;
     }
     if (!(r = malloc(sizeof *r))) goto out;
-    if (hl_advise_compute(&in, r, msg, sizeof msg) != HL_OK) {
+    if (hl_advise_compute(&a->in, r, msg, sizeof msg) != HL_OK) {
         fprintf(err, "hybridllm advise: %s\n", msg);
         goto out;
     }
-    rc = write_out(out, err, json ? hl_advise_render_json(&in, r, &b) : hl_advise_render_text(&in, r, &b), &b);
+    rc = write_out(out, err, a->json ? hl_advise_render_json(&a->in, r, &b) : hl_advise_render_text(&a->in, r, &b), &b);
 out:
     free(r);
     hl_buf_release(&b);
     hl_config_free(cfg);
+    a->in.prices = NULL;
+    a->in.measured = NULL;
     return rc;
 }
 
-/* "NAME=LO-HI" (or NAME=MS for a fixed latency); the name is copied into name. */
-static bool parse_latency(const char *s, char *name, size_t name_len, hl_sim_latency *l) {
+int hl_cli_advise_io(int argc, char **argv, FILE *out, FILE *err) {
+    advise_args a = {0};
+    int rc = advise_parse(&a, argc, argv, out, err);
+    return rc != HL_OPT_GO ? rc : advise_run(&a, out, err);
+}
+
+/* ---- simulate ---- */
+
+/* The --latency ranges given. */
+typedef struct latency_set {
+    hl_sim_latency v[MAX_LATENCY];
+    char names[MAX_LATENCY][128];
+    size_t n;
+} latency_set;
+
+/* --latency "NAME=LO-HI" (or NAME=MS for a fixed latency) into the set (hl_opt's HL_OPT_FN). */
+static bool add_latency(void *target, const char *s) {
+    latency_set *set = target;
     const char *eq = strrchr(s, '=');
-    if (!eq || eq == s || (size_t)(eq - s) >= name_len) return false;
+    if (set->n >= MAX_LATENCY || !eq || eq == s || (size_t)(eq - s) >= sizeof set->names[0]) return false;
     char range[64];
     if (snprintf(range, sizeof range, "%s", eq + 1) >= (int)sizeof range) return false;
     char *dash = strchr(range, '-');
     double lo, hi;
     if (dash) {
         *dash = '\0';
-        if (!parse_num(range, false, &lo) || !parse_num(dash + 1, false, &hi)) return false;
-    } else if (!parse_num(range, false, &lo)) {
+        if (!hl_opt_number(range, false, &lo) || !hl_opt_number(dash + 1, false, &hi)) return false;
+    } else if (!hl_opt_number(range, false, &lo)) {
         return false;
     } else {
         hi = lo;
     }
     if (!(lo >= 0) || !(hi >= lo)) return false;
+    char *name = set->names[set->n];
     memcpy(name, s, (size_t)(eq - s));
     name[eq - s] = '\0';
-    l->name = name;
-    l->lo_ms = lo;
-    l->hi_ms = hi;
+    set->v[set->n++] = (hl_sim_latency){.name = name, .lo_ms = lo, .hi_ms = hi};
     return true;
 }
 
@@ -265,155 +219,149 @@ static void policy_name(const char *path, char *buf, size_t len) {
     if (dot && dot != buf) *dot = '\0';
 }
 
-static int run_simulate(int argc, char **argv, FILE *out, FILE *err) {
+typedef struct simulate_args {
     hl_sim_gen gen;
-    hl_sim_gen_defaults(&gen);
-    const char *config_path = NULL, *ledger_path = NULL, *cloud_model = NULL, *local_model = NULL;
+    const char *config_path, *ledger_path, *cloud_model, *local_model; /* borrowed; NULL: none */
     const char *policy_paths[MAX_POLICIES];
-    size_t n_policies = 0, n_latency = 0;
-    hl_sim_latency latency[MAX_LATENCY];
-    char latency_names[MAX_LATENCY][128];
-    double period_days = 0, local_usd_hour = HL_ADVISE_BUSY_USD_HOUR;
-    double hardware = HL_ADVISE_HARDWARE_USD, months = HL_ADVISE_AMORTIZE_MONTHS, power = HL_ADVISE_POWER_USD_MONTH;
-    bool json = false, generator_flags = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        double x;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(simulate_usage, out);
-            return 0;
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-            continue;
-        }
-        if (!is_one_of(a, simulate_flags))
-            return usage_error(err, simulate_usage, "hybridllm simulate: unknown option '%s'", a);
-        if (!v) return usage_error(err, simulate_usage, "hybridllm simulate: %s wants a value", a);
-        i++;
-        if (!strcmp(a, "--tokens-per-month")) {
-            if (!parse_num(v, true, &x) || !(x > 0))
-                return usage_error(err, simulate_usage, "hybridllm simulate: --tokens-per-month wants a number > 0, got '%s'", v);
-            gen.tokens_per_month = x;
-            generator_flags = true;
-        } else if (!strcmp(a, "--sensitive-share")) {
-            if (!parse_num(v, false, &x) || x < 0 || x > 1)
-                return usage_error(err, simulate_usage, "hybridllm simulate: --sensitive-share wants 0..1, got '%s'", v);
-            gen.sensitive_share = x;
-            generator_flags = true;
-        } else if (!strcmp(a, "--seed")) {
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(v, &end, 10);
-            if (!*v || *end || errno || *v == '-')
-                return usage_error(err, simulate_usage, "hybridllm simulate: --seed wants an unsigned integer, got '%s'", v);
-            gen.seed = s;
-        } else if (!strcmp(a, "--ledger")) {
-            ledger_path = v;
-        } else if (!strcmp(a, "--period-days")) {
-            if (!parse_num(v, false, &x) || !(x > 0))
-                return usage_error(err, simulate_usage, "hybridllm simulate: --period-days wants a number > 0, got '%s'", v);
-            period_days = x;
-        } else if (!strcmp(a, "--policy")) {
-            if (n_policies >= MAX_POLICIES)
-                return usage_error(err, simulate_usage, "hybridllm simulate: %s", "at most 4 --policy files");
-            policy_paths[n_policies++] = v;
-        } else if (!strcmp(a, "--cloud-model")) {
-            cloud_model = v;
-        } else if (!strcmp(a, "--local-model")) {
-            local_model = v;
-        } else if (!strcmp(a, "--local-usd-hour")) {
-            if (!parse_num(v, false, &x) || x < 0)
-                return usage_error(err, simulate_usage, "hybridllm simulate: --local-usd-hour wants a number >= 0, got '%s'", v);
-            local_usd_hour = x;
-        } else if (!strcmp(a, "--config")) {
-            config_path = v;
-        } else if (!strcmp(a, "--latency")) {
-            if (n_latency >= MAX_LATENCY ||
-                !parse_latency(v, latency_names[n_latency], sizeof latency_names[0], &latency[n_latency]))
-                return usage_error(err, simulate_usage, "hybridllm simulate: --latency wants NAME=LO-HI in ms (16 at most), got '%s'", v);
-            n_latency++;
-        } else if (!strcmp(a, "--hardware-usd")) {
-            if (!parse_num(v, false, &x) || x < 0)
-                return usage_error(err, simulate_usage, "hybridllm simulate: --hardware-usd wants a number >= 0, got '%s'", v);
-            hardware = x;
-        } else if (!strcmp(a, "--amortize-months")) {
-            if (!parse_num(v, false, &x) || !(x > 0))
-                return usage_error(err, simulate_usage, "hybridllm simulate: --amortize-months wants a number > 0, got '%s'", v);
-            months = x;
-        } else if (!strcmp(a, "--power-usd-month")) {
-            if (!parse_num(v, false, &x) || x < 0)
-                return usage_error(err, simulate_usage, "hybridllm simulate: --power-usd-month wants a number >= 0, got '%s'", v);
-            power = x;
-        } else {
-            return usage_error(err, simulate_usage, "hybridllm simulate: unknown option '%s'", a);
-        }
-    }
-    if (ledger_path && generator_flags)
-        return usage_error(err, simulate_usage, "hybridllm simulate: %s",
-                           "--ledger is the workload: drop --tokens-per-month and --sensitive-share");
-    if (period_days > 0 && !ledger_path)
-        return usage_error(err, simulate_usage, "hybridllm simulate: %s", "--period-days goes with --ledger");
+    hl_opt_list policies;   /* over policy_paths */
+    latency_set latency;
+    double period_days, local_usd_hour, hardware, months, power;
+    bool json;
+} simulate_args;
 
+/* Fills a from argv. Returns HL_OPT_GO, or the exit status (0 after --help, 2 after a usage
+ * error, printed). */
+static int simulate_parse(simulate_args *a, int argc, char **argv, FILE *out, FILE *err) {
+    hl_sim_gen_defaults(&a->gen);
+    a->policies = (hl_opt_list){a->policy_paths, 0, MAX_POLICIES};
+    a->local_usd_hour = HL_ADVISE_BUSY_USD_HOUR;
+    a->hardware = HL_ADVISE_HARDWARE_USD;
+    a->months = HL_ADVISE_AMORTIZE_MONTHS;
+    a->power = HL_ADVISE_POWER_USD_MONTH;
+    hl_opt opts[] = {
+        {.name = "--tokens-per-month", .kind = HL_OPT_DOUBLE, .target = &a->gen.tokens_per_month,
+         .flags = HL_OPT_SUFFIX | HL_OPT_ABOVE_MIN, .want = "a number > 0"},
+        {.name = "--sensitive-share", .kind = HL_OPT_DOUBLE, .target = &a->gen.sensitive_share, .max = 1,
+         .want = "0..1"},
+        {.name = "--seed", .kind = HL_OPT_U64, .target = &a->gen.seed},
+        {.name = "--ledger", .kind = HL_OPT_STR, .target = &a->ledger_path},
+        {.name = "--period-days", .kind = HL_OPT_DOUBLE, .target = &a->period_days, .flags = HL_OPT_ABOVE_MIN,
+         .want = "a number > 0"},
+        {.name = "--policy", .kind = HL_OPT_LIST, .target = &a->policies},
+        {.name = "--cloud-model", .kind = HL_OPT_STR, .target = &a->cloud_model},
+        {.name = "--local-model", .kind = HL_OPT_STR, .target = &a->local_model},
+        {.name = "--local-usd-hour", .kind = HL_OPT_DOUBLE, .target = &a->local_usd_hour, .want = "a number >= 0"},
+        {.name = "--config", .kind = HL_OPT_STR, .target = &a->config_path},
+        {.name = "--latency", .kind = HL_OPT_FN, .target = &a->latency, .fn = add_latency,
+         .want = "NAME=LO-HI in ms (16 at most)"},
+        {.name = "--hardware-usd", .kind = HL_OPT_DOUBLE, .target = &a->hardware, .want = "a number >= 0"},
+        {.name = "--amortize-months", .kind = HL_OPT_DOUBLE, .target = &a->months, .flags = HL_OPT_ABOVE_MIN,
+         .want = "a number > 0"},
+        {.name = "--power-usd-month", .kind = HL_OPT_DOUBLE, .target = &a->power, .want = "a number >= 0"},
+        {.name = "--json", .kind = HL_OPT_FLAG, .target = &a->json},
+    };
+    hl_opt_cmd c = {"simulate", simulate_usage, out, err};
+    int rc = hl_opt_parse(&c, opts, sizeof opts / sizeof opts[0], NULL, argc, argv);
+    if (rc != HL_OPT_GO) return rc;
+    if (a->ledger_path && (opts[0].seen || opts[1].seen)) /* --tokens-per-month, --sensitive-share */
+        return hl_opt_usage_error(&c, "--ledger is the workload: drop --tokens-per-month and --sensitive-share");
+    if (a->period_days > 0 && !a->ledger_path) return hl_opt_usage_error(&c, "--period-days goes with --ledger");
+    return HL_OPT_GO;
+}
+
+/* The policies compared: the three built on the brief's config, then each --policy file. */
+typedef struct policy_set {
+    hl_config *brief, *files[MAX_POLICIES]; /* owned */
+    hl_sim_policy v[3 + MAX_POLICIES];
+    size_t n;
+} policy_set;
+
+/* Loads the policies into p (released by policies_release even on failure). Returns 0 or 1. */
+static int policies_load(const simulate_args *a, policy_set *p, FILE *err) {
+    char msg[512] = "";
+    if (hl_sim_brief_config(a->cloud_model, a->local_model, a->local_usd_hour, &p->brief, msg, sizeof msg) != HL_OK) {
+        fprintf(err, "hybridllm simulate: %s\n", msg);
+        return 1;
+    }
+    p->v[p->n++] = (hl_sim_policy){"all-cloud", HL_SIM_ALL_CLOUD, p->brief};
+    p->v[p->n++] = (hl_sim_policy){"all-local", HL_SIM_ALL_LOCAL, p->brief};
+    p->v[p->n++] = (hl_sim_policy){"hybrid (brief)", HL_SIM_ROUTER, p->brief};
+    for (size_t i = 0; i < a->policies.n; i++) {
+        if (hl_config_load(a->policy_paths[i], &p->files[i], msg, sizeof msg) != HL_OK) {
+            fprintf(err, "hybridllm: bad policy: %s\n", msg);
+            return 1;
+        }
+        p->v[p->n] = (hl_sim_policy){"", HL_SIM_ROUTER, p->files[i]};
+        policy_name(a->policy_paths[i], p->v[p->n].name, sizeof p->v[p->n].name);
+        p->n++;
+    }
+    return 0;
+}
+
+static void policies_release(policy_set *p) {
+    for (size_t i = 0; i < MAX_POLICIES; i++) hl_config_free(p->files[i]);
+    hl_config_free(p->brief);
+}
+
+/* Loads the prices, the policies and the workload, runs every policy and renders. Returns 0
+ * or 1. */
+static int simulate_run(const simulate_args *a, FILE *out, FILE *err) {
     char msg[512] = "";
     int rc = 1;
-    hl_config *prices = NULL, *brief = NULL, *files[MAX_POLICIES] = {0};
+    hl_config *prices = NULL;
+    policy_set p = {0};
     hl_sim_workload w = {0};
-    hl_sim_policy policies[3 + MAX_POLICIES];
     hl_sim_result *results = NULL;
-    size_t n = 0;
     hl_buf b;
     hl_buf_init(&b, 0);
-    if (config_path && hl_config_load(config_path, &prices, msg, sizeof msg) != HL_OK) {
+    if (a->config_path && hl_config_load(a->config_path, &prices, msg, sizeof msg) != HL_OK) {
         fprintf(err, "hybridllm: bad config: %s\n", msg);
         goto out;
     }
-    if (hl_sim_brief_config(cloud_model, local_model, local_usd_hour, &brief, msg, sizeof msg) != HL_OK) {
-        fprintf(err, "hybridllm simulate: %s\n", msg);
-        goto out;
-    }
-    policies[n++] = (hl_sim_policy){"all-cloud", HL_SIM_ALL_CLOUD, brief};
-    policies[n++] = (hl_sim_policy){"all-local", HL_SIM_ALL_LOCAL, brief};
-    policies[n++] = (hl_sim_policy){"hybrid (brief)", HL_SIM_ROUTER, brief};
-    for (size_t i = 0; i < n_policies; i++) {
-        if (hl_config_load(policy_paths[i], &files[i], msg, sizeof msg) != HL_OK) {
-            fprintf(err, "hybridllm: bad policy: %s\n", msg);
-            goto out;
-        }
-        policies[n] = (hl_sim_policy){"", HL_SIM_ROUTER, files[i]};
-        policy_name(policy_paths[i], policies[n].name, sizeof policies[n].name);
-        n++;
-    }
-    hl_err e = ledger_path ? hl_sim_load_ledger(ledger_path, period_days, gen.seed, &w, msg, sizeof msg)
-                           : hl_sim_generate(&gen, &w);
+    if (policies_load(a, &p, err)) goto out;
+    hl_err e = a->ledger_path ? hl_sim_load_ledger(a->ledger_path, a->period_days, a->gen.seed, &w, msg, sizeof msg)
+                              : hl_sim_generate(&a->gen, &w);
     if (e) {
         fprintf(err, "hybridllm simulate: %s\n", msg[0] ? msg : hl_err_str(e));
         goto out;
     }
     if (msg[0]) fprintf(err, "hybridllm simulate: warning: lines skipped; the first: %s\n", msg);
     hl_sim_options opt = {
-        .seed = gen.seed,
+        .seed = a->gen.seed,
         .prices = prices,
-        .latency = latency,
-        .n_latency = n_latency,
-        .local_fixed_usd_month = hardware / months + power,
+        .latency = a->latency.v,
+        .n_latency = a->latency.n,
+        .local_fixed_usd_month = a->hardware / a->months + a->power,
     };
-    if (!(results = calloc(n, sizeof *results))) goto out;
-    for (size_t i = 0; i < n; i++)
-        if (hl_sim_run(&w, &policies[i], &opt, &results[i], msg, sizeof msg) != HL_OK) {
+    if (!(results = calloc(p.n, sizeof *results))) goto out;
+    for (size_t i = 0; i < p.n; i++)
+        if (hl_sim_run(&w, &p.v[i], &opt, &results[i], msg, sizeof msg) != HL_OK) {
             fprintf(err, "hybridllm simulate: %s\n", msg);
             goto out;
         }
-    rc = write_out(out, err, json ? hl_sim_render_json(&w, results, n, &b) : hl_sim_render_text(&w, results, n, &b), &b);
+    rc = write_out(out, err, a->json ? hl_sim_render_json(&w, results, p.n, &b) : hl_sim_render_text(&w, results, p.n, &b),
+                   &b);
 out:
     free(results);
     hl_buf_release(&b);
     hl_sim_workload_release(&w);
-    for (size_t i = 0; i < n_policies; i++) hl_config_free(files[i]);
-    hl_config_free(brief);
+    policies_release(&p);
     hl_config_free(prices);
     return rc;
 }
 
-int hl_cli_advise(int argc, char **argv) { return run_advise(argc, argv, stdout, stderr); }
+int hl_cli_simulate_io(int argc, char **argv, FILE *out, FILE *err) {
+    simulate_args *a = calloc(1, sizeof *a); /* the latency names are 2 KiB */
+    if (!a) {
+        fprintf(err, "hybridllm simulate: out of memory\n");
+        return 1;
+    }
+    int rc = simulate_parse(a, argc, argv, out, err);
+    if (rc == HL_OPT_GO) rc = simulate_run(a, out, err);
+    free(a);
+    return rc;
+}
 
-int hl_cli_simulate(int argc, char **argv) { return run_simulate(argc, argv, stdout, stderr); }
+int hl_cli_advise(int argc, char **argv) { return hl_cli_advise_io(argc, argv, stdout, stderr); }
+
+int hl_cli_simulate(int argc, char **argv) { return hl_cli_simulate_io(argc, argv, stdout, stderr); }

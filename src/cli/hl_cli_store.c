@@ -1,41 +1,46 @@
 /* hl_cli_store: `hybridllm ledger index` and `hybridllm report` (see hl_cli_store.h). Flags
- * are parsed here; the work is hl_store's and hl_report's. */
+ * are parsed here (hl_opt tables) and the files named are checked before a store is opened,
+ * so that a typo creates nothing; the work is hl_store's and hl_report's. */
 #include "hl_cli_store.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include "hl_buf.h"
 #include "hl_config.h"
+#include "hl_opt.h"
 #include "hl_report.h"
 #include "hl_store.h"
 
-const char hl_cli_store_usage[] =
-    "  ledger index --journal FILE --db FILE|URI\n"
-    "                         index the JSONL ledger into a SQLite file or a PostgreSQL\n"
-    "                         database (postgresql://...), from where the last run stopped;\n"
-    "                         safe to run again at any time\n"
-    "  report --db FILE|URI [--journal FILE] [--from ISO] [--to ISO]\n"
+static const char ledger_usage[] =
+    "usage: hybridllm ledger index --journal FILE --db FILE|URI\n"
+    "  Indexes the JSONL ledger into a SQLite file (created if missing) or a PostgreSQL\n"
+    "  database (postgresql://...), from where the last run stopped; safe to run again at any\n"
+    "  time. The journal must exist, and a journal read from its start must hold at least one\n"
+    "  ledger record. A SQLite file of another program is refused, untouched.\n"
+    "  --journal FILE     the gateway's JSONL ledger\n"
+    "  --db FILE|URI      the store\n";
+
+static const char report_usage[] =
+    "usage: hybridllm report --db FILE|URI [--journal FILE] [--from ISO] [--to ISO]\n"
     "         [--group-by source|backend|model|task_type|route_reason|tenant|day|none]\n"
     "         [--format table|json|csv]\n"
     "         [--cloud-model NAME --config FILE | --cloud-price IN/OUT[/CACHED]]\n"
-    "                         requests, tokens, cost, cost per inference, latency p50/p95/p99,\n"
-    "                         TTFT, error and escalation rates, and savings against all-cloud\n"
-    "                         (local answers priced at the cloud model's USD per 1M tokens);\n"
-    "                         --journal indexes it first; --from is inclusive, --to exclusive\n";
-
-__attribute__((format(printf, 2, 3))) static int usage_error(const char *cmd, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "hybridllm %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\nusage:\n%s", hl_cli_store_usage);
-    va_end(ap);
-    return 2;
-}
+    "  Requests, tokens, cost, cost per inference, latency p50/p95/p99, TTFT, error and\n"
+    "  escalation rates, and savings against all-cloud (local answers priced at the cloud\n"
+    "  model's USD per 1M tokens).\n"
+    "  --db FILE|URI      the store: a hybridllm SQLite ledger (it must exist unless --journal\n"
+    "                     is given) or a PostgreSQL URI\n"
+    "  --journal FILE     index this journal into the store first\n"
+    "  --from, --to ISO   the time range; --from is inclusive, --to exclusive\n"
+    "  --group-by KEY     default source\n"
+    "  --format F         table (default), json or csv\n"
+    "  --cloud-model NAME --config FILE   price local answers at this model's `prices`\n"
+    "  --cloud-price IN/OUT[/CACHED]      or at these USD per 1M tokens\n";
 
 static double now_s(void) {
     struct timespec t;
@@ -43,15 +48,39 @@ static double now_s(void) {
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-static hl_store *open_store(const char *cmd, const char *db) {
+/* A journal to index must be a readable file: the indexer takes a missing one for a gateway
+ * that has not written yet, which on the command line is a typo. Returns 0, or 1 (printed). */
+static int check_journal(const char *cmd, const char *journal) {
+    struct stat st;
+    if (stat(journal, &st) != 0 || access(journal, R_OK) != 0) {
+        fprintf(stderr, "hybridllm %s: cannot read the journal %s: %s\n", cmd, journal, strerror(errno));
+        return 1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fprintf(stderr, "hybridllm %s: the journal %s is not a regular file\n", cmd, journal);
+        return 1;
+    }
+    return 0;
+}
+
+/* Opens the store at db; with must_exist, an existing hybridllm ledger only. NULL (printed)
+ * on failure. */
+static hl_store *open_store(const char *cmd, const char *db, bool must_exist) {
     char err[600];
     hl_store *s = NULL;
-    if (hl_store_open(&s, db, err, sizeof err) != HL_OK) fprintf(stderr, "hybridllm %s: %s\n", cmd, err);
+    if (must_exist && !hl_store_location_is_pg(db) && access(db, F_OK) != 0) {
+        fprintf(stderr, "hybridllm %s: %s: %s (index a journal first: hybridllm ledger index, or give --journal)\n",
+                cmd, db, strerror(errno));
+        return NULL;
+    }
+    hl_err e = must_exist ? hl_store_open_existing(&s, db, err, sizeof err) : hl_store_open(&s, db, err, sizeof err);
+    if (e != HL_OK) fprintf(stderr, "hybridllm %s: %s\n", cmd, err);
     return s;
 }
 
 /* Indexes journal into s and prints what happened (on stderr when quiet_stdout: the report
- * owns stdout). Returns 0 or 1. */
+ * owns stdout). Returns 0, or 1 when indexing failed or found no record where it should have:
+ * lines read and all malformed, or a pass from the journal's start with no record at all. */
 static int run_index(const char *cmd, hl_store *s, const char *journal, const char *db, bool quiet_stdout) {
     hl_store_index_stats st;
     double t0 = now_s();
@@ -69,23 +98,33 @@ static int run_index(const char *cmd, hl_store *s, const char *journal, const ch
             journal, where, st.lines, st.inserted, st.duplicates, st.malformed, st.conflicts, st.offset,
             st.size, st.restarted ? "; the journal was rotated or truncated, so it was read from the start" : "",
             dt);
+    bool from_start = st.offset == (long long)st.bytes;
+    if (st.malformed == st.lines && (st.lines > 0 || from_start)) {
+        fprintf(stderr, "hybridllm %s: %s holds no valid ledger record%s\n", cmd, journal,
+                st.lines ? " in the lines read (see the log for the first malformed ones)" : "");
+        return 1;
+    }
     return 0;
 }
 
 int hl_cli_store_ledger(int argc, char **argv) {
-    const char *cmd = "ledger";
-    if (argc < 2 || strcmp(argv[1], "index") != 0)
-        return usage_error(cmd, "%s", argc < 2 ? "a subcommand is required" : "unknown subcommand");
+    hl_opt_cmd c = {"ledger", ledger_usage, stdout, stderr};
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) return hl_opt_help(&c);
+    if (argc < 2) return hl_opt_usage_error(&c, "a subcommand is required");
+    if (strcmp(argv[1], "index") != 0) return hl_opt_usage_error(&c, "unknown subcommand '%s'", argv[1]);
+    c.name = "ledger index";
     const char *journal = NULL, *db = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--journal") && i + 1 < argc) journal = argv[++i];
-        else if (!strcmp(argv[i], "--db") && i + 1 < argc) db = argv[++i];
-        else return usage_error(cmd, "unexpected argument '%s'", argv[i]);
-    }
-    if (!journal || !db) return usage_error(cmd, "%s", "index: --journal FILE and --db FILE|URI are required");
-    hl_store *s = open_store(cmd, db);
+    hl_opt opts[] = {
+        {.name = "--journal", .kind = HL_OPT_STR, .target = &journal},
+        {.name = "--db", .kind = HL_OPT_STR, .target = &db},
+    };
+    int rc = hl_opt_parse(&c, opts, sizeof opts / sizeof opts[0], NULL, argc - 1, argv + 1);
+    if (rc != HL_OPT_GO) return rc;
+    if (!journal || !db) return hl_opt_usage_error(&c, "--journal FILE and --db FILE|URI are required");
+    if (check_journal(c.name, journal)) return 1;
+    hl_store *s = open_store(c.name, db, false);
     if (!s) return 1;
-    int rc = run_index(cmd, s, journal, db, false);
+    rc = run_index(c.name, s, journal, db, false);
     hl_store_close(s);
     return rc;
 }
@@ -113,74 +152,88 @@ static bool parse_price(const char *text, hl_price *p) {
     return true;
 }
 
-int hl_cli_store_report(int argc, char **argv) {
-    const char *cmd = "report";
-    const char *db = NULL, *journal = NULL, *from = NULL, *to = NULL, *group = "source";
-    const char *format = "table", *cloud_model = NULL, *config = NULL, *cloud_price = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = !strcmp(a, "--db")            ? &db
-                            : !strcmp(a, "--journal")     ? &journal
-                            : !strcmp(a, "--from")        ? &from
-                            : !strcmp(a, "--to")          ? &to
-                            : !strcmp(a, "--group-by")    ? &group
-                            : !strcmp(a, "--format")      ? &format
-                            : !strcmp(a, "--cloud-model") ? &cloud_model
-                            : !strcmp(a, "--config")      ? &config
-                            : !strcmp(a, "--cloud-price") ? &cloud_price
-                                                          : NULL;
-        if (!slot || i + 1 >= argc) return usage_error(cmd, "unexpected argument '%s'", a);
-        *slot = argv[++i];
-    }
-    if (!db) return usage_error(cmd, "%s", "--db FILE|URI is required");
-    hl_report_opts o = {.from_ms = HL_STORE_TIME_MIN, .to_ms = HL_STORE_TIME_MAX};
+typedef struct report_args {
+    const char *db, *journal, *config, *cloud_model; /* borrowed from argv; NULL: none */
+    hl_report_opts o;
     hl_report_format fmt;
-    if (hl_store_group_parse(group, &o.group_by) != HL_OK)
-        return usage_error(cmd, "unknown --group-by '%s'", group);
-    if (hl_report_format_parse(format, &fmt) != HL_OK)
-        return usage_error(cmd, "unknown --format '%s'", format);
-    if (from && hl_store_parse_time(from, strlen(from), &o.from_ms) != HL_OK)
-        return usage_error(cmd, "--from: '%s' is not an ISO 8601 time (2024-05-01 or 2024-05-01T12:00:00Z)", from);
-    if (to && hl_store_parse_time(to, strlen(to), &o.to_ms) != HL_OK)
-        return usage_error(cmd, "--to: '%s' is not an ISO 8601 time (2024-06-01 or 2024-06-01T00:00:00Z)", to);
-    if (o.from_ms >= o.to_ms) return usage_error(cmd, "%s", "--from must be before --to");
-    if (cloud_price && cloud_model) return usage_error(cmd, "%s", "give --cloud-price or --cloud-model, not both");
-    if (!!cloud_model != !!config) return usage_error(cmd, "%s", "--cloud-model NAME and --config FILE go together");
+    hl_price price;    /* o.cloud_price points here when a price was given */
+    hl_config *cfg;    /* owned: --config's, whose price price copies */
+} report_args;
 
-    hl_price price;
-    hl_config *cfg = NULL;
-    if (cloud_price && !parse_price(cloud_price, &price))
-        return usage_error(cmd, "--cloud-price: '%s' is not IN/OUT or IN/OUT/CACHED (USD per 1M tokens)", cloud_price);
-    if (cloud_model) {
-        char err[512];
-        if (hl_config_load(config, &cfg, err, sizeof err) != HL_OK) {
-            fprintf(stderr, "hybridllm report: bad config: %s\n", err);
-            return 1;
-        }
-        const hl_price *p = hl_config_price(cfg, cloud_model);
-        if (!p) {
-            fprintf(stderr, "hybridllm report: %s has no price for '%s' (see `prices`)\n", config, cloud_model);
-            hl_config_free(cfg);
-            return 1;
-        }
-        price = *p;
-        price.model = (char *)cloud_model;
+/* Fills a from argv and checks it. Returns HL_OPT_GO, or the exit status (0 after --help,
+ * 2 after a usage error, printed). */
+static int report_parse(report_args *a, int argc, char **argv) {
+    const char *from = NULL, *to = NULL, *group = "source", *format = "table", *cloud_price = NULL;
+    hl_opt opts[] = {
+        {.name = "--db", .kind = HL_OPT_STR, .target = &a->db},
+        {.name = "--journal", .kind = HL_OPT_STR, .target = &a->journal},
+        {.name = "--from", .kind = HL_OPT_STR, .target = &from},
+        {.name = "--to", .kind = HL_OPT_STR, .target = &to},
+        {.name = "--group-by", .kind = HL_OPT_STR, .target = &group},
+        {.name = "--format", .kind = HL_OPT_STR, .target = &format},
+        {.name = "--cloud-model", .kind = HL_OPT_STR, .target = &a->cloud_model},
+        {.name = "--config", .kind = HL_OPT_STR, .target = &a->config},
+        {.name = "--cloud-price", .kind = HL_OPT_STR, .target = &cloud_price},
+    };
+    hl_opt_cmd c = {"report", report_usage, stdout, stderr};
+    int rc = hl_opt_parse(&c, opts, sizeof opts / sizeof opts[0], NULL, argc, argv);
+    if (rc != HL_OPT_GO) return rc;
+    if (!a->db) return hl_opt_usage_error(&c, "--db FILE|URI is required");
+    a->o = (hl_report_opts){.from_ms = HL_STORE_TIME_MIN, .to_ms = HL_STORE_TIME_MAX};
+    if (hl_store_group_parse(group, &a->o.group_by) != HL_OK)
+        return hl_opt_usage_error(&c, "unknown --group-by '%s'", group);
+    if (hl_report_format_parse(format, &a->fmt) != HL_OK) return hl_opt_usage_error(&c, "unknown --format '%s'", format);
+    if (from && hl_store_parse_time(from, strlen(from), &a->o.from_ms) != HL_OK)
+        return hl_opt_usage_error(&c, "--from: '%s' is not an ISO 8601 time (2024-05-01 or 2024-05-01T12:00:00Z)", from);
+    if (to && hl_store_parse_time(to, strlen(to), &a->o.to_ms) != HL_OK)
+        return hl_opt_usage_error(&c, "--to: '%s' is not an ISO 8601 time (2024-06-01 or 2024-06-01T00:00:00Z)", to);
+    if (a->o.from_ms >= a->o.to_ms) return hl_opt_usage_error(&c, "--from must be before --to");
+    if (cloud_price && a->cloud_model) return hl_opt_usage_error(&c, "give --cloud-price or --cloud-model, not both");
+    if (!!a->cloud_model != !!a->config)
+        return hl_opt_usage_error(&c, "--cloud-model NAME and --config FILE go together");
+    if (cloud_price && !parse_price(cloud_price, &a->price))
+        return hl_opt_usage_error(&c, "--cloud-price: '%s' is not IN/OUT or IN/OUT/CACHED (USD per 1M tokens)",
+                                  cloud_price);
+    if (cloud_price) a->o.cloud_price = &a->price;
+    return HL_OPT_GO;
+}
+
+/* --cloud-model's price from --config into a->price. Returns 0 or 1 (printed). */
+static int load_cloud_price(report_args *a) {
+    char err[512];
+    if (hl_config_load(a->config, &a->cfg, err, sizeof err) != HL_OK) {
+        fprintf(stderr, "hybridllm report: bad config: %s\n", err);
+        return 1;
     }
-    if (cloud_price || cloud_model) o.cloud_price = &price;
+    const hl_price *p = hl_config_price(a->cfg, a->cloud_model);
+    if (!p) {
+        fprintf(stderr, "hybridllm report: %s has no price for '%s' (see `prices`)\n", a->config, a->cloud_model);
+        return 1;
+    }
+    a->price = *p;
+    a->price.model = (char *)a->cloud_model;
+    a->o.cloud_price = &a->price;
+    return 0;
+}
 
+/* Without --journal the store must be a hybridllm ledger already: report never creates one,
+ * nor touches another program's database. */
+static int report_run(report_args *a) {
     int rc = 1;
     hl_report *r = NULL;
+    hl_store *s = NULL;
     hl_buf out;
     hl_buf_init(&out, 0);
-    hl_store *s = open_store(cmd, db);
-    if (!s) goto out;
-    if (journal && run_index(cmd, s, journal, db, true) != 0) goto out;
+    if (a->cloud_model && load_cloud_price(a)) goto out;
+    if (a->journal && check_journal("report", a->journal)) goto out;
+    if (!(s = open_store("report", a->db, !a->journal))) goto out;
+    if (a->journal && run_index("report", s, a->journal, a->db, true) != 0) goto out;
     char err[600];
-    if (hl_report_build(s, &o, &r, err, sizeof err) != HL_OK) {
+    if (hl_report_build(s, &a->o, &r, err, sizeof err) != HL_OK) {
         fprintf(stderr, "hybridllm report: %s\n", err);
         goto out;
     }
-    if (hl_report_render(r, fmt, &out) != HL_OK) {
+    if (hl_report_render(r, a->fmt, &out) != HL_OK) {
         fprintf(stderr, "hybridllm report: out of memory\n");
         goto out;
     }
@@ -190,6 +243,13 @@ out:
     hl_buf_release(&out);
     hl_report_free(r);
     hl_store_close(s);
-    hl_config_free(cfg);
+    return rc;
+}
+
+int hl_cli_store_report(int argc, char **argv) {
+    report_args a = {0};
+    int rc = report_parse(&a, argc, argv);
+    if (rc == HL_OPT_GO) rc = report_run(&a);
+    hl_config_free(a.cfg);
     return rc;
 }

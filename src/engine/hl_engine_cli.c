@@ -1,5 +1,5 @@
 /* hl_engine_cli: `hybridllm run` and `hybridllm gguf info`; see hl_engine_cli.h. Options are
- * a table of {name, kind, target}. */
+ * an hl_opt table (hl_opt.h), as for every command. */
 #include "hl_engine_cli.h"
 
 #include <errno.h>
@@ -11,6 +11,7 @@
 
 #include "hl_engine.h"
 #include "hl_gguf.h"
+#include "hl_opt.h"
 
 static const char run_usage[] =
     "usage: hybridllm run MODEL.gguf -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]\n"
@@ -25,41 +26,6 @@ static const char run_usage[] =
 
 static const char gguf_usage[] = "usage: hybridllm gguf info MODEL.gguf\n";
 
-typedef enum { OPT_INT, OPT_FLOAT, OPT_STR, OPT_U64 } opt_kind;
-
-typedef struct opt {
-    const char *name, *alt;
-    opt_kind kind;
-    void *target;
-} opt;
-
-static int parse_value(const opt *o, const char *v) {
-    char *end;
-    errno = 0;
-    switch (o->kind) {
-    case OPT_INT: {
-        long x = strtol(v, &end, 10);
-        if (*end || end == v || errno || x < -1 || x > 1000000000) return -1;
-        *(int *)o->target = (int)x;
-        return 0;
-    }
-    case OPT_U64: {
-        unsigned long long x = strtoull(v, &end, 10);
-        if (*end || end == v || errno || v[0] == '-') return -1;
-        *(uint64_t *)o->target = x;
-        return 0;
-    }
-    case OPT_FLOAT: {
-        float x = strtof(v, &end);
-        if (*end || end == v || errno || !(x >= 0 && x < 1e6f)) return -1;
-        *(float *)o->target = x;
-        return 0;
-    }
-    case OPT_STR: *(const char **)o->target = v; return 0;
-    }
-    return -1;
-}
-
 static int stream_token(void *ctx, const hl_engine_token *tk) {
     (void)ctx;
     fwrite(tk->text, 1, tk->len, stdout);
@@ -71,55 +37,26 @@ int hl_engine_cli_run(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL;
     int n = 128, threads = 1, ctx = 0;
     uint64_t seed = 0;
-    int seed_set = 0;
     hl_engine_sampling s = hl_engine_sampling_default();
-    const opt opts[] = {
-        {"-p", "--prompt", OPT_STR, &prompt},
-        {"-n", "--n-predict", OPT_INT, &n},
-        {"--temp", NULL, OPT_FLOAT, &s.temperature},
-        {"--top-k", NULL, OPT_INT, &s.top_k},
-        {"--top-p", NULL, OPT_FLOAT, &s.top_p},
-        {"--min-p", NULL, OPT_FLOAT, &s.min_p},
-        {"--repeat-penalty", NULL, OPT_FLOAT, &s.repeat_penalty},
-        {"--threads", "-t", OPT_INT, &threads},
-        {"--ctx", "-c", OPT_INT, &ctx},
-        {"--seed", "-s", OPT_U64, &seed},
+    hl_opt opts[] = {
+        {.name = "--prompt", .letter = 'p', .kind = HL_OPT_STR, .target = &prompt},
+        {.name = "--n-predict", .letter = 'n', .kind = HL_OPT_INT, .target = &n, .max = 1e9},
+        {.name = "--temp", .kind = HL_OPT_FLOAT, .target = &s.temperature, .max = 1e6},
+        {.name = "--top-k", .kind = HL_OPT_INT, .target = &s.top_k, .min = -1, .max = 1e9},
+        {.name = "--top-p", .kind = HL_OPT_FLOAT, .target = &s.top_p, .max = 1e6},
+        {.name = "--min-p", .kind = HL_OPT_FLOAT, .target = &s.min_p, .max = 1e6},
+        {.name = "--repeat-penalty", .kind = HL_OPT_FLOAT, .target = &s.repeat_penalty, .max = 1e6},
+        {.name = "--threads", .letter = 't', .kind = HL_OPT_INT, .target = &threads, .min = 1, .max = 256,
+         .want = "an integer within 1..256"},
+        {.name = "--ctx", .letter = 'c', .kind = HL_OPT_INT, .target = &ctx, .max = 1e9},
+        {.name = "--seed", .letter = 's', .kind = HL_OPT_U64, .target = &seed},
     };
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            fputs(run_usage, stdout);
-            return 0;
-        }
-        if (a[0] != '-' || a[1] == 0) {
-            if (model) {
-                fprintf(stderr, "hybridllm run: unexpected argument '%s'\n%s", a, run_usage);
-                return 2;
-            }
-            model = a;
-            continue;
-        }
-        const opt *o = NULL;
-        for (size_t k = 0; k < sizeof opts / sizeof *opts; k++)
-            if (strcmp(a, opts[k].name) == 0 || (opts[k].alt && strcmp(a, opts[k].alt) == 0))
-                o = &opts[k];
-        if (!o) {
-            fprintf(stderr, "hybridllm run: unknown option '%s'\n%s", a, run_usage);
-            return 2;
-        }
-        if (i + 1 >= argc || parse_value(o, argv[i + 1]) != 0) {
-            fprintf(stderr, "hybridllm run: %s needs a valid value\n%s", a, run_usage);
-            return 2;
-        }
-        if (o->target == &seed) seed_set = 1;
-        i++;
-    }
-    if (!model || !prompt || n < 0 || threads < 1 || threads > 256 || ctx < 0) {
-        fprintf(stderr, "hybridllm run: %s\n%s",
-                !model ? "missing MODEL.gguf" : !prompt ? "missing -p PROMPT" : "bad value",
-                run_usage);
-        return 2;
-    }
+    hl_opt_list pos = {&model, 0, 1};
+    hl_opt_cmd c = {"run", run_usage, stdout, stderr};
+    int rc = hl_opt_parse(&c, opts, sizeof opts / sizeof opts[0], &pos, argc, argv);
+    if (rc != HL_OPT_GO) return rc;
+    if (!model || !prompt) return hl_opt_usage_error(&c, "%s", !model ? "missing MODEL.gguf" : "missing -p PROMPT");
+    bool seed_set = opts[9].seen > 0; /* --seed */
     if (!seed_set) seed = (uint64_t)time(NULL);
     s.seed = seed;
     hl_engine *e;
@@ -204,21 +141,21 @@ static void print_kv(const hl_gguf_kv *kv) {
 }
 
 int hl_engine_cli_gguf(int argc, char **argv) {
-    if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-        fputs(gguf_usage, stdout);
-        return 0;
-    }
-    if (argc != 3 || strcmp(argv[1], "info") != 0) {
-        fputs(gguf_usage, stderr);
-        return 2;
-    }
+    const char *words[2] = {NULL, NULL};
+    hl_opt_list pos = {words, 0, 2};
+    hl_opt_cmd c = {"gguf", gguf_usage, stdout, stderr};
+    int rc = hl_opt_parse(&c, NULL, 0, &pos, argc, argv);
+    if (rc != HL_OPT_GO) return rc;
+    if (pos.n != 2 || strcmp(words[0], "info") != 0)
+        return hl_opt_usage_error(&c, "%s", pos.n ? "the subcommand is info, then MODEL.gguf" : "a subcommand is required");
+    const char *path = words[1];
     hl_gguf *g;
     char err[HL_GGUF_ERR_MAX];
-    if (hl_gguf_open(&g, argv[2], err, sizeof err) != HL_OK) {
+    if (hl_gguf_open(&g, path, err, sizeof err) != HL_OK) {
         fprintf(stderr, "hybridllm gguf: %s\n", err);
         return 1;
     }
-    printf("%s: GGUF v%u, %zu bytes, alignment %u, data at %" PRIu64 "\n", argv[2], g->version,
+    printf("%s: GGUF v%u, %zu bytes, alignment %u, data at %" PRIu64 "\n", path, g->version,
            g->size, g->alignment, g->data_offset);
     printf("metadata (%" PRIu64 "):\n", g->n_kv);
     for (uint64_t i = 0; i < g->n_kv; i++) print_kv(&g->kv[i]);

@@ -172,7 +172,7 @@ hl_err hl_store_group_parse(const char *name, hl_store_group *out) {
 
 /* ---- open, close, reading ---- */
 
-hl_err hl_store_open(hl_store **out, const char *location, char *errbuf, size_t errbuf_len) {
+static hl_err open_store(hl_store **out, const char *location, bool must_exist, char *errbuf, size_t errbuf_len) {
     *out = NULL;
     if (errbuf_len) errbuf[0] = '\0';
     if (!location || !*location) {
@@ -186,6 +186,7 @@ hl_err hl_store_open(hl_store **out, const char *location, char *errbuf, size_t 
         return HL_ERR_NOMEM;
     }
     s->ops = hl_store_location_is_pg(location) ? &hl_store_pg_ops : &hl_store_sqlite_ops;
+    s->must_exist = must_exist;
     hl_err e = s->ops->open(s, location, errbuf, errbuf_len);
     if (e) {
         free(s->location);
@@ -194,6 +195,14 @@ hl_err hl_store_open(hl_store **out, const char *location, char *errbuf, size_t 
     }
     *out = s;
     return HL_OK;
+}
+
+hl_err hl_store_open(hl_store **out, const char *location, char *errbuf, size_t errbuf_len) {
+    return open_store(out, location, false, errbuf, errbuf_len);
+}
+
+hl_err hl_store_open_existing(hl_store **out, const char *location, char *errbuf, size_t errbuf_len) {
+    return open_store(out, location, true, errbuf, errbuf_len);
 }
 
 hl_err hl_store_open_later(hl_store **out, const char *location) {

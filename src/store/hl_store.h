@@ -50,6 +50,13 @@ typedef struct hl_store hl_store;
  * On error returns non-zero, *out is NULL and errbuf holds one line naming the store (any
  * password masked) and the problem. Caller frees with hl_store_close(). */
 hl_err hl_store_open(hl_store **out, const char *location, char *errbuf, size_t errbuf_len);
+/* As hl_store_open, for a reader of a ledger that must already be there (`hybridllm report`):
+ * a SQLite file that does not exist is not created (HL_ERR_IO), and one that is not a
+ * hybridllm ledger (no schema_version table, or no table at all) is refused before anything
+ * writes to it (HL_ERR_UNSUPPORTED). hl_store_open refuses another program's database too,
+ * but creates a missing file and migrates an empty one. A PostgreSQL URI opens as with
+ * hl_store_open. */
+hl_err hl_store_open_existing(hl_store **out, const char *location, char *errbuf, size_t errbuf_len);
 /* For a gateway that must start while its database is down: a handle on location that is not
  * connected. Only the indexer functions, hl_store_kind/shared and close work on it; the
  * indexer connects (and migrates) from its own thread, retrying every interval until it can,

@@ -54,7 +54,8 @@ typedef struct hl_store_journal_state {
 
 typedef struct hl_store_ops {
     const char *name;
-    /* Connects to location and migrates. Sets s->impl. On error fills errbuf. */
+    /* Connects to location and migrates (see s->must_exist). Sets s->impl. On error fills
+     * errbuf. */
     hl_err (*open)(hl_store *s, const char *location, char *errbuf, size_t errbuf_len);
     void (*close)(hl_store *s);
     int (*schema_version)(hl_store *s);
@@ -83,6 +84,7 @@ struct hl_store {
     void *impl;               /* the backend's connection state (owned by the backend); NULL:
                                  opened with hl_store_open_later, not connected */
     char *location;           /* owned copy: the indexer thread opens its own connection */
+    bool must_exist;          /* hl_store_open_existing: open a hybridllm ledger, create nothing */
     char errmsg[512];
     hl_store_indexer *indexer; /* owned; NULL when no background indexer runs */
 };

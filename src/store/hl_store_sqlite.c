@@ -199,6 +199,30 @@ static void sq_close(hl_store *s) {
     s->impl = NULL;
 }
 
+/* Refuses, before anything writes to it, a database that is not a hybridllm ledger: one with
+ * objects but no schema_version table (another program's), or, when the store must exist, an
+ * empty one. Returns 0, or a SQLite code (errbuf left to the caller), or -1 with errbuf
+ * filled. */
+static int check_ours(hl_store *s, sq *q, const char *location, char *errbuf, size_t errbuf_len) {
+    sqlite3_stmt *st = NULL;
+    int rc = prep(q->db, "SELECT count(*), coalesce(sum(type = 'table' AND name = 'schema_version'), 0)"
+                         " FROM sqlite_master", &st);
+    if (rc) return rc;
+    rc = sqlite3_step(st);
+    long long objects = sqlite3_column_int64(st, 0), versioned = sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) return rc;
+    if (objects && !versioned)
+        snprintf(errbuf, errbuf_len, "%s: a SQLite database but not a hybridllm ledger (no schema_version "
+                 "table): refusing to change it", location);
+    else if (!objects && s->must_exist)
+        snprintf(errbuf, errbuf_len, "%s: an empty database, not a hybridllm ledger (index a journal into "
+                 "it first: hybridllm ledger index)", location);
+    else
+        return 0;
+    return -1;
+}
+
 static hl_err sq_open(hl_store *s, const char *location, char *errbuf, size_t errbuf_len) {
     sq *q = calloc(1, sizeof *q);
     if (!q) {
@@ -207,12 +231,18 @@ static hl_err sq_open(hl_store *s, const char *location, char *errbuf, size_t er
     }
     s->impl = q;
     /* NOMUTEX: a connection is used by one thread at a time (hl_store.h says so). */
-    int rc = sqlite3_open_v2(location, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+    int rc = sqlite3_open_v2(location, &q->db, SQLITE_OPEN_READWRITE | (s->must_exist ? 0 : SQLITE_OPEN_CREATE) |
                              SQLITE_OPEN_NOMUTEX, NULL);
     const char *doing = "opening";
     if (rc) goto fail;
     sqlite3_busy_timeout(q->db, 10000);
     sqlite3_extended_result_codes(q->db, 1);
+    doing = "reading its schema";
+    if ((rc = check_ours(s, q, location, errbuf, errbuf_len)) != 0) {
+        if (rc > 0) goto fail;
+        sq_close(s);
+        return HL_ERR_UNSUPPORTED;
+    }
     /* journal_mode answers the mode it got: an in-memory database stays "memory". */
     sqlite3_stmt *wal = NULL;
     doing = "setting WAL mode";

@@ -1,10 +1,12 @@
 /* Tests for `hybridllm advise` and `hybridllm simulate` as a user runs them: flags, exit
  * statuses (0 done, 1 runtime failure, 2 usage error with the usage printed) and the reports.
- * The CLI entry points live in the binary, not in hlcore, so their source is compiled in here
- * and run in-process on temporary streams. */
+ * The commands come from the CLI library (hlcli) and run in-process on temporary streams. */
 #include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
-#include "../../src/cli/hl_cli_report.c"
+#include "hl_cli_report.h"
 #include "hl_test.h"
 
 typedef struct outcome {
@@ -35,7 +37,7 @@ static outcome cli(const char *const *args) {
     FILE *out = tmpfile(), *err = tmpfile();
     if (!out || !err) exit(1);
     outcome o;
-    o.rc = !strcmp(argv[0], "advise") ? run_advise(argc, argv, out, err) : run_simulate(argc, argv, out, err);
+    o.rc = !strcmp(argv[0], "advise") ? hl_cli_advise_io(argc, argv, out, err) : hl_cli_simulate_io(argc, argv, out, err);
     o.out = slurp(out);
     o.err = slurp(err);
     return o;

@@ -1,0 +1,119 @@
+/* hl_cli: the table of commands and what every command shares: dispatch, `help`, `--help`,
+ * `--version` (see hl_cli.h). A command's own usage lives beside its code; `help CMD` runs
+ * `CMD --help`, so there is one usage text per command. */
+#include "hl_cli.h"
+
+#include <stdio.h>
+#include <string.h>
+#include "hl_cli_report.h"
+#include "hl_cli_store.h"
+#include "hl_engine_cli.h"
+#include "hl_opt.h"
+
+typedef struct command {
+    const char *name;
+    const char *synopsis; /* the line under the name in `hybridllm help` */
+    const char *summary;
+    int (*run)(int argc, char **argv);
+} command;
+
+static int cmd_version(int argc, char **argv);
+static int cmd_help(int argc, char **argv);
+
+static const command commands[] = {
+    {"serve", "serve --config FILE [--log-level debug|info|warn|error]",
+     "run the gateway (OpenAI- and Anthropic-compatible HTTP API)", hl_cli_serve},
+    {"route", "route --explain --config FILE [--format openai|anthropic] [--header 'Name: value']...",
+     "read a request body on stdin and print the routing decision and every rule that matched\n"
+     "or not; calls no backend", hl_cli_route},
+    {"ledger", "ledger index --journal FILE --db FILE|URI",
+     "index a JSONL ledger into SQLite (a file) or PostgreSQL (postgresql://...); idempotent,\n"
+     "resumable", hl_cli_store_ledger},
+    {"report", "report --db FILE|URI [--journal FILE] [--from ISO] [--to ISO] [--group-by KEY] ...",
+     "requests, tokens, cost, latency, errors, escalations and savings against all-cloud,\n"
+     "grouped", hl_cli_store_report},
+    {"advise", "advise [--tokens-per-month N | --ledger FILE] [--privacy required|no] ...",
+     "cloud or local: the brief's decision matrix and break-even arithmetic, from flags or a\n"
+     "measured ledger", hl_cli_advise},
+    {"simulate", "simulate [--policy FILE]... [--ledger FILE] [--seed N] [--json] ...",
+     "replay a workload through the router, policies side by side", hl_cli_simulate},
+    {"run", "run MODEL.gguf -p PROMPT [-n N] [--temp T] [--threads T] [--seed S] ...",
+     "generate with the embedded CPU engine; prints tokens/s", hl_engine_cli_run},
+    {"gguf", "gguf info MODEL.gguf", "print a GGUF file's metadata and tensors", hl_engine_cli_gguf},
+    {"version", "version", "print the version (also: hybridllm --version)", cmd_version},
+    {"help", "help [COMMAND]", "print this help, or a command's usage (also: COMMAND --help)", cmd_help},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+/* The list of commands, each with its synopsis and its summary indented under it. */
+static void print_overview(FILE *f) {
+    fputs("usage: hybridllm <command> [options]\n"
+          "       hybridllm --help | --version\n"
+          "\n"
+          "commands:\n", f);
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        fprintf(f, "  %s\n", commands[i].synopsis);
+        for (const char *s = commands[i].summary; *s;) {
+            size_t n = strcspn(s, "\n");
+            fprintf(f, "      %.*s\n", (int)n, s);
+            s += n + (s[n] == '\n');
+        }
+    }
+    fputs("\n`hybridllm help COMMAND` or `hybridllm COMMAND --help` prints a command's options.\n", f);
+}
+
+static const command *find_command(const char *name) {
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(name, commands[i].name)) return &commands[i];
+    return NULL;
+}
+
+static const char version_usage[] = "usage: hybridllm version\n  prints \"hybridllm " HL_VERSION "\"\n";
+
+static int cmd_version(int argc, char **argv) {
+    hl_opt_cmd c = {"version", version_usage, stdout, stderr};
+    int rc = hl_opt_parse(&c, NULL, 0, NULL, argc, argv);
+    if (rc != HL_OPT_GO) return rc;
+    printf("hybridllm %s\n", HL_VERSION);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static const char help_usage[] = "usage: hybridllm help [COMMAND [SUBCOMMAND]]\n"
+                                 "  the list of commands, or a command's usage and options\n";
+
+/* help CMD [SUB] is CMD [SUB] --help. */
+static int cmd_help(int argc, char **argv) {
+    hl_opt_cmd c = {"help", help_usage, stdout, stderr};
+    const char *pos[2];
+    hl_opt_list words = {pos, 0, 2};
+    int rc = hl_opt_parse(&c, NULL, 0, &words, argc, argv);
+    if (rc != HL_OPT_GO) return rc;
+    if (!words.n) {
+        print_overview(stdout);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
+    const command *cmd = find_command(pos[0]);
+    if (!cmd) return hl_opt_usage_error(&c, "unknown command '%s'", pos[0]);
+    char *args[4] = {(char *)pos[0], NULL, NULL, NULL};
+    int n = 1;
+    if (words.n > 1) args[n++] = (char *)pos[1];
+    args[n++] = "--help";
+    return cmd->run(n, args);
+}
+
+int hl_cli_main(int argc, char **argv) {
+    if (argc < 2) {
+        print_overview(stderr);
+        return 2;
+    }
+    const char *a = argv[1];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return cmd_help(1, argv + 1);
+    if (!strcmp(a, "--version") || !strcmp(a, "-V")) return cmd_version(1, argv + 1);
+    const command *cmd = find_command(a);
+    if (!cmd) {
+        fprintf(stderr, "hybridllm: unknown %s '%s'\n\n", a[0] == '-' ? "option" : "command", a);
+        print_overview(stderr);
+        return 2;
+    }
+    return cmd->run(argc - 1, argv + 1);
+}
