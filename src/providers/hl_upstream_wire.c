@@ -128,6 +128,53 @@ static size_t line_end(const char *buf, size_t s, size_t len, size_t *e) {
     return end + 1;
 }
 
+/* The status code of the status line buf[0..e) ("HTTP/1.x NNN reason"), or -1. */
+static int status_line(const char *buf, size_t e) {
+    if (e < 12 || memcmp(buf, "HTTP/1.", 7) != 0 || (buf[7] != '0' && buf[7] != '1') || buf[8] != ' ' ||
+        (e > 12 && buf[12] != ' '))
+        return -1;
+    int status = 0;
+    for (int i = 9; i < 12; i++) {
+        if (buf[i] < '0' || buf[i] > '9') return -1;
+        status = status * 10 + (buf[i] - '0');
+    }
+    for (size_t k = 12; k < e; k++)
+        if (!is_field_byte((unsigned char)buf[k])) return -1;
+    return status < 100 ? -1 : status;
+}
+
+/* How the body is delimited, and whether the connection stays open after it (RFC 9112 6.3). */
+static hl_err body_framing(const head_state *st, int status, bool http10, hl__upstream_head *out,
+                           const char **why) {
+    out->keep_alive = http10 ? st->conn_keep_alive && !st->conn_close : !st->conn_close;
+    if (status < 200 || status == 204 || status == 304) {
+        out->body = HL__UPSTREAM_BODY_NONE;
+    } else if (st->te) {
+        if (st->te_bad) {
+            *why = "unsupported Transfer-Encoding in the response";
+            return HL_ERR_UNSUPPORTED;
+        }
+        if (st->te_chunked) {
+            out->body = HL__UPSTREAM_BODY_CHUNKED;
+        } else {
+            out->body = HL__UPSTREAM_BODY_CLOSE;
+            out->keep_alive = false;
+        }
+        if (st->cl) out->keep_alive = false; /* a smuggling attempt or a broken server */
+    } else if (st->cl) {
+        if (st->cl_bad) {
+            *why = "malformed Content-Length in the response";
+            return HL_ERR_PARSE;
+        }
+        out->body = st->cl_value ? HL__UPSTREAM_BODY_LENGTH : HL__UPSTREAM_BODY_NONE;
+        out->content_length = st->cl_value;
+    } else {
+        out->body = HL__UPSTREAM_BODY_CLOSE;
+        out->keep_alive = false;
+    }
+    return HL_OK;
+}
+
 hl_err hl__upstream_parse_head(const char *buf, size_t len, size_t *scan, hl__upstream_head *out,
                                size_t *head_len, const char **why) {
     /* Find the blank line. *scan always sits at the start of a line not yet seen whole. */
@@ -159,26 +206,8 @@ hl_err hl__upstream_parse_head(const char *buf, size_t len, size_t *scan, hl__up
     /* The status line. */
     size_t s = 0, e;
     p = line_end(buf, s, end, &e);
-    if (e - s < 12 || memcmp(buf, "HTTP/1.", 7) != 0 || (buf[7] != '0' && buf[7] != '1') ||
-        buf[8] != ' ' || (e - s > 12 && buf[12] != ' ')) {
-        *why = "malformed response status line";
-        return HL_ERR_PARSE;
-    }
-    int status = 0;
-    for (int i = 9; i < 12; i++) {
-        if (buf[i] < '0' || buf[i] > '9') {
-            *why = "malformed response status line";
-            return HL_ERR_PARSE;
-        }
-        status = status * 10 + (buf[i] - '0');
-    }
-    for (size_t k = 12; k < e; k++) {
-        if (!is_field_byte((unsigned char)buf[k])) {
-            *why = "malformed response status line";
-            return HL_ERR_PARSE;
-        }
-    }
-    if (status < 100) {
+    int status = status_line(buf, e);
+    if (status < 0) {
         *why = "malformed response status line";
         return HL_ERR_PARSE;
     }
@@ -219,32 +248,8 @@ hl_err hl__upstream_parse_head(const char *buf, size_t len, size_t *scan, hl__up
     memset(out, 0, sizeof *out);
     out->status = status;
     out->content_type = ct;
-    out->keep_alive = http10 ? st.conn_keep_alive && !st.conn_close : !st.conn_close;
-    if (status < 200 || status == 204 || status == 304) {
-        out->body = HL__UPSTREAM_BODY_NONE;
-    } else if (st.te) {
-        if (st.te_bad) {
-            *why = "unsupported Transfer-Encoding in the response";
-            return HL_ERR_UNSUPPORTED;
-        }
-        if (st.te_chunked) {
-            out->body = HL__UPSTREAM_BODY_CHUNKED;
-        } else {
-            out->body = HL__UPSTREAM_BODY_CLOSE;
-            out->keep_alive = false;
-        }
-        if (st.cl) out->keep_alive = false; /* RFC 9112 6.3: a smuggling attempt or a broken server */
-    } else if (st.cl) {
-        if (st.cl_bad) {
-            *why = "malformed Content-Length in the response";
-            return HL_ERR_PARSE;
-        }
-        out->body = st.cl_value ? HL__UPSTREAM_BODY_LENGTH : HL__UPSTREAM_BODY_NONE;
-        out->content_length = st.cl_value;
-    } else {
-        out->body = HL__UPSTREAM_BODY_CLOSE;
-        out->keep_alive = false;
-    }
+    hl_err err = body_framing(&st, status, http10, out, why);
+    if (err) return err;
     *head_len = end;
     *scan = 0;
     return HL_OK;
