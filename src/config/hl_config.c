@@ -97,6 +97,7 @@ struct cfg_key {
     hl_yaml_check_fn check; /* T_STRS: each string */
     const cfg_table *sub; /* T_MAP, T_SEQ */
     cfg_fn fn;            /* T_CUSTOM */
+    const char *shown;    /* T_CUSTOM: the type named in the reference; NULL: "string" */
 };
 
 /* A mapping's rows; for a list of mappings, also the item and its limits. */
@@ -282,7 +283,8 @@ static hl_err set_scalar(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, voi
         if (!(err = hl_yaml_word(y, v, k->words, k->n_words, &i))) *FIELD_PTR(obj, k, int) = i;
         return err;
     case T_CHOICE:
-        if (!(err = hl_yaml_word(y, v, k->words, k->n_words, &i))) *FIELD_PTR(obj, k, bool) = i == 1;
+        if (!(err = hl_yaml_word(y, v, k->words, k->n_words, &i)))
+            *FIELD_PTR(obj, k, bool) = i == 1;
         return err;
     case T_WORD_STR:
         if ((err = hl_yaml_word(y, v, k->words, k->n_words, &i))) return err;
@@ -493,11 +495,15 @@ _Static_assert(sizeof(hl_provider_kind) == sizeof(int) && sizeof(hl_location) ==
                sizeof(hl_budget_period) == sizeof(int) && sizeof(hl_budget_action) == sizeof(int),
                "enum fields are filled as int");
 
-#define MAX_SEQUENCES_DEFAULT 4 /* see the max_sequences row */
+/* A builtin backend's max_sequences when not given; the others must leave it 0. */
+#define MAX_SEQUENCES_DEFAULT 4
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static const cfg_key backend_keys[] = {
     {KF("name", HL_YAML_REQUIRED), .type = T_CUSTOM, FIELD(hl_backend_cfg, name),
-     .fn = h_backend_name, .help = "unique; a client may also send it as `model` to force it"},
+     .fn = h_backend_name, .shown = "name",
+     .help = "unique; a client may also send it as `model` to force it"},
     {KF("kind", HL_YAML_REQUIRED), .type = T_ENUM, FIELD(hl_backend_cfg, kind), WORDS(kind_words),
      .help = "openai (and compatible servers), anthropic, or builtin (a GGUF model in process)"},
     {KF("location", HL_YAML_REQUIRED), .type = T_ENUM, FIELD(hl_backend_cfg, location),
@@ -551,7 +557,7 @@ static const cfg_key backend_keys[] = {
      .def = 16, .help = "requests waiting for the engine before 503"},
     {K("max_sequences"), .type = T_INT, FIELD(hl_backend_cfg, max_sequences), .lo = 1, .hi = 256,
      .def = 0, .help = "builtin only: requests generated together (one KV cache each); "
-                       "default 4 (MAX_SEQUENCES_DEFAULT)"},
+                       "default " STR(MAX_SEQUENCES_DEFAULT)},
     {K("repack_weights"), .type = T_TRISTATE, FIELD(hl_backend_cfg, repack_weights),
      .help = "builtin only: false runs Q4_0/Q8_0 weights in the file's layout (less memory, "
              "slower decode); default true"},
@@ -618,6 +624,7 @@ static hl_err h_price_model(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, 
 
 static const cfg_key price_keys[] = {
     {KF("model", HL_YAML_REQUIRED), .type = T_CUSTOM, FIELD(hl_price, model), .fn = h_price_model,
+     .shown = "name",
      .what = "a model name", .help = "upstream model name; also prices names it starts (gpt-4o "
                                      "prices gpt-4o-2024-08-06)"},
     {KF("input_per_mtok", HL_YAML_REQUIRED), .type = T_DOUBLE, FIELD(hl_price, input_per_mtok),
@@ -714,8 +721,8 @@ static hl_err h_escalate_below(cfg_ctx *c, const yaml_node_t *v, const cfg_key *
 static const char *const stream_words[] = {"off", "buffer"};
 static const cfg_key escalate_keys[] = {
     {KF("below", HL_YAML_REQUIRED), .type = T_CUSTOM, FIELD(hl_route_rule, escalate_below),
-     .lo = 0, .fn = h_escalate_below, .help = "escalate when the local answer's confidence is "
-                                              "below this, in (0, 1]"},
+     .lo = 0, .fn = h_escalate_below, .shown = "number",
+     .help = "escalate when the local answer's confidence is below this, in (0, 1]"},
     {KF("to", HL_YAML_REQUIRED), .type = T_STRS, FIELD(hl_route_rule, escalate_to),
      .off_n = offsetof(hl_route_rule, n_escalate_to), .flags = F_SCALAR_OK,
      .what = "backend name", .check = check_backend_ref, .help = "backends to escalate to"},
@@ -728,7 +735,8 @@ static const char *const sticky_words[] = {[HL_STICKY_REQUEST] = "request",
                                            [HL_STICKY_TENANT] = "tenant"};
 static const cfg_key route_keys[] = {
     {KF("name", HL_YAML_REQUIRED), .type = T_CUSTOM, FIELD(hl_route_rule, name),
-     .fn = h_route_name, .help = "shown in x-hybridllm-route-reason and the ledger"},
+     .fn = h_route_name, .shown = "name",
+     .help = "shown in x-hybridllm-route-reason and the ledger"},
     {K("when"), .type = T_MAP, .sub = &when_table,
      .help = "conditions, all of which must hold; unset ones match anything"},
     {K("to"), .type = T_STRS, FIELD(hl_route_rule, to), .off_n = offsetof(hl_route_rule, n_to),
@@ -777,7 +785,7 @@ static const char *const action_words[] = {[HL_BUDGET_LOCAL] = "local",
                                            [HL_BUDGET_REJECT] = "reject"};
 static const cfg_key budget_keys[] = {
     {KF("name", HL_YAML_REQUIRED), .type = T_CUSTOM, FIELD(hl_budget_cfg, name),
-     .fn = h_budget_name, .help = "unique"},
+     .fn = h_budget_name, .shown = "name", .help = "unique"},
     {KF("period", HL_YAML_REQUIRED), .type = T_ENUM, FIELD(hl_budget_cfg, period),
      WORDS(period_words), .help = "calendar month or day, UTC"},
     {KF("limit_usd", HL_YAML_REQUIRED), .type = T_DOUBLE, FIELD(hl_budget_cfg, limit_usd),
@@ -934,7 +942,7 @@ static const cfg_key privacy_keys[] = {
      .help = "detected PII makes a request sensitive"},
     {K("redact"), .type = T_BOOL, FIELD(hl_privacy_cfg, redact), .def = false,
      .help = "replace detected values with typed placeholders before any upstream call instead"},
-    {K("custom_patterns"), .type = T_CUSTOM, .fn = h_custom_patterns,
+    {K("custom_patterns"), .type = T_CUSTOM, .fn = h_custom_patterns, .shown = "list",
      .help = "more PII types: a list of {name, pattern}"},
 };
 
@@ -979,7 +987,7 @@ static void print_kind(FILE *f, const cfg_key *k) {
         fputc('(', f);
         for (size_t i = 0; i < k->n_words; i++) fprintf(f, "%s%s", i ? "|" : "", k->words[i]);
     } else {
-        fprintf(f, "(%s", names[k->type] ? names[k->type] : "value");
+        fprintf(f, "(%s", k->shown ? k->shown : names[k->type] ? names[k->type] : "value");
     }
     if (k->type == T_INT || k->type == T_SIZE) fprintf(f, " %lld..%lld", k->lo, k->hi);
     if (k->type == T_DOUBLE) fprintf(f, " >= %lld", k->lo);
@@ -1010,7 +1018,7 @@ static void print_table(FILE *f, const cfg_table *t, const char *prefix) {
         if (k->type == T_MAP || k->type == T_SEQ) {
             strncat(path, k->type == T_SEQ ? "[]." : ".", sizeof path - strlen(path) - 1);
             print_table(f, k->sub, path);
-        } else if (k->fn == h_custom_patterns) {
+        } else if (k->fn == h_custom_patterns) { /* a list read by its handler */
             strncat(path, "[].", sizeof path - strlen(path) - 1);
             print_table(f, &patterns_table, path);
         }

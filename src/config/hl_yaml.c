@@ -160,8 +160,8 @@ hl_err hl_yaml_plain(hl_yaml *y, const yaml_node_t *v, const char *what, const c
     hl_err err = hl_yaml_text(y, v, what, out);
     if (err) return err;
     if (v->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return hl_yaml_fail(y, hl_yaml_line(v), "expected %s; got a quoted string (remove the quotes)",
-                            what);
+        return hl_yaml_fail(y, hl_yaml_line(v),
+                            "expected %s; got a quoted string (remove the quotes)", what);
     return HL_OK;
 }
 
@@ -429,7 +429,8 @@ hl_err hl_yaml_map(hl_yaml *y, const yaml_node_t *m, const void *rows, size_t st
     map_scan sc = {.n_order = 0};
     char d[64];
     hl_err err;
-    if (nrows > HL_YAML_MAX_KEYS) return hl_yaml_fail(y, hl_yaml_line(m), "internal: table too large");
+    if (nrows > HL_YAML_MAX_KEYS)
+        return hl_yaml_fail(y, hl_yaml_line(m), "internal: table too large");
     if (m && m->type != YAML_MAPPING_NODE && !hl_yaml_is_null(m))
         return hl_yaml_fail(y, hl_yaml_line(m), "expected a mapping (key: value lines); got %s",
                             hl_yaml_describe(m, d, sizeof d));
@@ -485,7 +486,8 @@ static hl_err load_one(hl_yaml *y, yaml_parser_t *parser) {
     int extra_line = (int)extra.start_mark.line + 1;
     yaml_document_delete(&extra);
     if (more)
-        return hl_yaml_fail(y, extra_line, "only one YAML document is allowed (found a second '---')");
+        return hl_yaml_fail(y, extra_line,
+                            "only one YAML document is allowed (found a second '---')");
     return HL_OK;
 }
 
