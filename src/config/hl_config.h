@@ -1,7 +1,9 @@
 /* hl_config: the gateway's configuration, loaded from YAML.
  *
- * The file is parsed with libyaml into a node tree and mapped onto the structs below through
- * tables of {key, handler}. Every error names file, line and key and says what was expected,
+ * The file is parsed with libyaml into a node tree (hl_yaml.h) and mapped onto the structs
+ * below by the schema in hl_config.c: one table row per key, with its type, default, bounds
+ * and help (hl_config_print_reference() prints them; the comments below say what a field
+ * means, not its default). Every error names file, line and key and says what was expected,
  * e.g. "gw.yaml:12: backends[1].kind: expected one of openai, anthropic; got 'ollama'".
  * Unknown keys are errors (a typo must not silently fall back to a default). Secrets never
  * live in the file: a backend names the environment variable that holds its key.
@@ -14,7 +16,14 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include "hl_err.h"
+
+/* Bounds that the modules using the config rely on (test_config checks they match theirs:
+ * HL_HTTP_MAX_HEADERS, HL_PII_MAX_CUSTOM, HL_PII_MAX_NAME). */
+#define HL_CONFIG_MAX_HEADERS 128      /* server.max_headers at most */
+#define HL_CONFIG_MAX_PII_PATTERNS 32  /* privacy.custom_patterns at most */
+#define HL_CONFIG_MAX_PII_NAME 32      /* bytes in a custom pattern's name */
 
 typedef enum hl_provider_kind {
     HL_PROVIDER_OPENAI,    /* OpenAI API and OpenAI-compatible servers (vLLM, llama.cpp, Ollama) */
@@ -41,36 +50,36 @@ typedef struct hl_backend_cfg {
     char *model;            /* default upstream model; "auto": first id from GET /models */
     char **models;          /* more model names this backend serves (forced by name) */
     size_t n_models;
-    double hourly_cost_usd; /* local cost model: busy time x this (default 0.05, the brief's) */
-    long timeout_ms;        /* whole upstream attempt (default 600000) */
-    long connect_timeout_ms;/* default 5000 */
+    double hourly_cost_usd; /* local cost model: busy time x this */
+    long timeout_ms;        /* whole upstream attempt */
+    long connect_timeout_ms;
     /* Retries of a failed attempt on this backend before the next candidate is tried:
      * exponential backoff from retry_base_ms (x2 per retry, up to retry_max_ms, minus up to
      * 25% jitter), or what the upstream's retry-after-ms / retry-after asks for. */
-    int max_retries;        /* default 2 */
-    long retry_base_ms;     /* default 500 */
-    long retry_max_ms;      /* default 8000 */
+    int max_retries;
+    long retry_base_ms;
+    long retry_max_ms;
     /* Circuit breaker: open after breaker_failures failed attempts within breaker_window_ms;
      * while open the backend is skipped; after breaker_open_ms one probe request is let
      * through (half-open) and its outcome closes or re-opens the breaker. */
-    int breaker_failures;   /* default 5 */
-    long breaker_window_ms; /* default 30000 */
-    long breaker_open_ms;   /* default 15000 */
+    int breaker_failures;
+    long breaker_window_ms;
+    long breaker_open_ms;
     long context_window;    /* tokens the model takes; 0: unknown (not checked) */
     hl_tristate warmup;     /* HL_YES: send one tiny completion at start (the brief's cold-start
-                               failure mode); default: HL_YES for local backends */
-    long keep_warm_ms;      /* ping a local backend idle this long; 0: off (default) */
+                               failure mode); never HL_ANY once loaded */
+    long keep_warm_ms;      /* ping a local backend idle this long; 0: off */
     /* kind builtin only: */
     char *model_path;       /* GGUF file (required) */
     int threads;            /* matmul threads; 0: one per core */
     long context_size;      /* tokens; 0: the model's, at most 4096 */
     char *chat_template;    /* template family name; NULL: from the model's metadata */
-    int max_queue;          /* requests waiting for the engine before 503; default 16 */
-    int max_sequences;      /* requests generated together (one KV cache each); builtin only,
-                               default 4 */
+    int max_queue;          /* requests waiting for the engine before 503 */
+    int max_sequences;      /* requests generated together (one KV cache each); builtin only
+                               (0 for the others) */
     hl_tristate repack_weights; /* HL_NO: run Q4_0/Q8_0 weights in the file's layout instead of
                                a copy repacked for the fastest kernels (saves their size in
-                               memory, costs decode speed); builtin only, default yes */
+                               memory, costs decode speed); builtin only; HL_ANY: yes */
     int line;               /* where it was declared, for later diagnostics */
 } hl_backend_cfg;
 
@@ -78,8 +87,8 @@ typedef struct hl_price {
     char *model;               /* exact upstream model name */
     double input_per_mtok;     /* USD per 1M input tokens */
     double output_per_mtok;    /* USD per 1M output tokens */
-    double cached_input_per_mtok; /* cache reads; default: input_per_mtok */
-    double cache_write_per_mtok;  /* cache creation (Anthropic); default: input_per_mtok */
+    double cached_input_per_mtok; /* cache reads */
+    double cache_write_per_mtok;  /* cache creation (Anthropic) */
 } hl_price;
 
 /* One routing rule. A rule matches when every condition it sets holds (unset conditions
@@ -120,7 +129,7 @@ typedef struct hl_route_rule {
     double escalate_below; /* 0: no escalation; else threshold on confidence in (0, 1] */
     char **escalate_to;
     size_t n_escalate_to;
-    bool escalate_streams; /* escalate.stream: buffer (true, default) or off */
+    bool escalate_streams; /* escalate.stream: buffer (true) or off */
     int line;
 } hl_route_rule;
 
@@ -143,8 +152,8 @@ typedef struct hl_budget_cfg {
 
 /* Privacy: the PII detector the router runs on every request (src/router/hl_pii.h). */
 typedef struct hl_privacy_cfg {
-    bool detect_pii;        /* default true: detected PII makes a request sensitive */
-    bool redact;            /* default false: replace detected values with typed placeholders
+    bool detect_pii;        /* detected PII makes a request sensitive */
+    bool redact;            /* replace detected values with typed placeholders
                                before any upstream call instead (declared sensitivity still
                                keeps a request local) */
     char **custom_names;    /* custom PCRE2 patterns and their names (parallel arrays) */
@@ -155,26 +164,26 @@ typedef struct hl_privacy_cfg {
 typedef struct hl_config {
     char *path;                /* the file it came from */
     /* server: */
-    char *listen_host;         /* default "127.0.0.1" */
-    int listen_port;           /* default 8741 */
-    int threads;               /* event loops; 0 = one per core (default) */
-    size_t max_body_bytes;     /* default 4 MiB */
-    size_t max_header_bytes;   /* whole request head; default 16 KiB */
-    int max_headers;           /* default 64 */
-    long read_timeout_ms;      /* a request must arrive completely within this; default 30000 */
-    long idle_timeout_ms;      /* keep-alive idle close; default 60000 */
-    long shutdown_timeout_ms;  /* graceful drain limit on SIGTERM; default 30000 */
-    long request_timeout_ms;   /* a chat request's whole life, retries included; default 600000 */
-    long health_interval_ms;   /* re-probe backends that are not ready; default 10000 */
+    char *listen_host;
+    int listen_port;
+    int threads;               /* event loops; 0 = one per core */
+    size_t max_body_bytes;
+    size_t max_header_bytes;   /* whole request head */
+    int max_headers;           /* <= HL_CONFIG_MAX_HEADERS */
+    long read_timeout_ms;      /* a request must arrive completely within this */
+    long idle_timeout_ms;      /* keep-alive idle close */
+    long shutdown_timeout_ms;  /* graceful drain limit on SIGTERM */
+    long request_timeout_ms;   /* a chat request's whole life, retries included */
+    long health_interval_ms;   /* re-probe backends that are not ready */
     char *api_keys_env;        /* env var with comma-separated client keys; NULL: no auth */
     /* ledger: */
-    char *ledger_path;         /* default "hybridllm-ledger.jsonl" */
+    char *ledger_path;         /* the journal */
     char *ledger_store_path;   /* index of the journal, kept by a background thread: a SQLite
                                   file, or a postgresql:// URI (shared by several gateways,
-                                  with their budgets); NULL (default): the journal's path with
-                                  ".db" for its extension; "" turns it off */
+                                  with their budgets); NULL: the journal's path with ".db" for
+                                  its extension; "" turns it off */
     long ledger_index_interval_ms; /* how often the store catches up with the journal (and a
-                                      shared store's spend is re-read); default 1000 */
+                                      shared store's spend is re-read) */
     /* backends, prices, routes: */
     hl_backend_cfg *backends;
     size_t n_backends;
@@ -194,6 +203,10 @@ hl_err hl_config_load(const char *path, hl_config **out, char *errbuf, size_t er
 hl_err hl_config_parse(const char *name, const char *text, size_t len, hl_config **out,
                        char *errbuf, size_t errbuf_len);
 void hl_config_free(hl_config *cfg);
+
+/* Writes every key (as a path such as "backends[].timeout_ms") with its type, bounds, default
+ * and help, one line each, from the schema's tables. */
+void hl_config_print_reference(FILE *out);
 
 const hl_backend_cfg *hl_config_backend(const hl_config *cfg, const char *name);
 /* Price for an upstream model name: exact match first, then the longest configured name that

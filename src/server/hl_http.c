@@ -142,163 +142,163 @@ static int note_header(head_state *st, const char *name, size_t nn, const char *
     return 0;
 }
 
+/* The head parser's steps share a cursor and answer with one int: STEP_OK (go on), STEP_AGAIN
+ * (a byte that decides is not there yet), STEP_END (the empty line ending the head was read),
+ * or the HTTP status to fail with. */
+enum { STEP_OK = 0, STEP_AGAIN = -1, STEP_END = -2, STEP_NOT_EOL = -3 };
+
+typedef struct head_cursor {
+    const char *buf;
+    const unsigned char *s; /* buf, as bytes */
+    size_t n;               /* bytes that may hold the head */
+    size_t i;               /* next byte */
+} head_cursor;
+
+/* A line end at the cursor: CRLF or a bare LF, consumed (STEP_OK); a CR without its LF is
+ * 400; anything else is STEP_NOT_EOL, with nothing consumed. */
+static int eat_eol(head_cursor *h) {
+    if (h->i == h->n) return STEP_AGAIN;
+    if (h->s[h->i] == '\r') {
+        if (h->i + 1 == h->n) return STEP_AGAIN;
+        if (h->s[h->i + 1] != '\n') return 400;
+        h->i += 2;
+        return STEP_OK;
+    }
+    if (h->s[h->i] == '\n') {
+        h->i++;
+        return STEP_OK;
+    }
+    return STEP_NOT_EOL;
+}
+
+/* RFC 9112 2.2: empty lines before the request-line are ignored (clients may send a stray
+ * CRLF after a body). They still count toward the head's size. */
+static int skip_empty_lines(head_cursor *h) {
+    for (;;) {
+        if (h->i == h->n) return STEP_OK; /* the method's scan asks for more */
+        int v = eat_eol(h);
+        if (v != STEP_OK) return v == STEP_NOT_EOL ? STEP_OK : v;
+    }
+}
+
+/* method SP request-target SP: origin-form or "*" (absolute- and authority-form are
+ * refused); a target longer than max_target is 414. */
+static int parse_method_target(head_cursor *h, size_t max_target, hl_http_req *req) {
+    const unsigned char *s = h->s;
+    size_t i = h->i, j, n = h->n;
+    for (j = i; j < n && (cclass[s[j]] & C_TCHAR); j++) {}
+    if (j == n) return STEP_AGAIN;
+    if (j == i || s[j] != ' ') return 400;
+    req->method = (hl_slice){h->buf + i, j - i};
+    i = j + 1;
+    if (i == n) return STEP_AGAIN;
+    if (s[i] != '/' && s[i] != '*') return 400;
+    for (j = i; j < n && (cclass[s[j]] & C_TARGET); j++)
+        if (j - i == max_target) return 414;
+    if (j == n) return STEP_AGAIN;
+    if (s[j] != ' ' || (s[i] == '*' && j - i != 1)) return 400;
+    req->target = (hl_slice){h->buf + i, j - i};
+    const char *q = memchr(h->buf + i, '?', j - i);
+    req->path = (hl_slice){h->buf + i, q ? (size_t)(q - (h->buf + i)) : j - i};
+    h->i = j + 1;
+    return STEP_OK;
+}
+
+/* HTTP-version and the line end, with "HTTP/" matched byte by byte so a prefix can be told
+ * apart from a mismatch. A version other than 1.0 or 1.1 is 505, once the line is whole. */
+static int parse_version(head_cursor *h, hl_http_req *req) {
+    static const char ver[] = "HTTP/d.d";
+    const unsigned char *s = h->s;
+    for (size_t j = 0; j < sizeof ver - 1; j++, h->i++) {
+        if (h->i == h->n) return STEP_AGAIN;
+        if (ver[j] == 'd' ? (s[h->i] < '0' || s[h->i] > '9') : s[h->i] != (unsigned char)ver[j])
+            return 400;
+    }
+    int major = s[h->i - 3] - '0', minor = s[h->i - 1] - '0';
+    int v = eat_eol(h);
+    if (v != STEP_OK) return v == STEP_NOT_EOL ? 400 : v;
+    if (major != 1 || minor > 1) return 505;
+    req->minor_version = minor;
+    return STEP_OK;
+}
+
+/* One header field line, or the empty line that ends the head (STEP_END). No whitespace
+ * before the colon (RFC 9112 5.1), and a line that starts with whitespace is obs-fold, which
+ * is refused (5.2). The value is stored without surrounding whitespace. */
+static int parse_header_line(head_cursor *h, int max_headers, hl_http_req *req,
+                             head_state *st) {
+    int v = eat_eol(h);
+    if (v != STEP_NOT_EOL) return v == STEP_OK ? STEP_END : v;
+    if (req->n_headers >= max_headers) return 431;
+    const unsigned char *s = h->s;
+    size_t i = h->i, j, n = h->n;
+    for (j = i; j < n && (cclass[s[j]] & C_TCHAR); j++) {}
+    if (j == n) return STEP_AGAIN;
+    if (j == i || s[j] != ':') return 400;
+    size_t name_start = i, name_len = j - i;
+    for (i = j + 1; i < n && is_ows(s[i]); i++) {}
+    size_t vstart = i;
+    for (; i < n && (cclass[s[i]] & C_FIELD); i++) {}
+    size_t vend = i;
+    h->i = i;
+    v = eat_eol(h);
+    if (v != STEP_OK) return v == STEP_NOT_EOL ? 400 : v; /* NUL, a control character, DEL */
+    while (vend > vstart && is_ows(s[vend - 1])) vend--;
+    hl_http_header *hd = &req->headers[req->n_headers++];
+    hd->name = (hl_slice){h->buf + name_start, name_len};
+    hd->value = (hl_slice){h->buf + vstart, vend - vstart};
+    v = note_header(st, hd->name.p, name_len, hd->value.p, hd->value.n);
+    return v ? v : STEP_OK;
+}
+
+/* The head is complete: judge the framing (RFC 9112 6.1-6.3) and the connection. */
+static int judge_framing(const head_state *st, const hl_http_limits *limits, hl_http_req *req) {
+    int minor = req->minor_version;
+    if (st->have_te && (st->have_cl || minor == 0)) return 400; /* smuggling; TE in 1.0 */
+    if (st->te_bad) return 501;
+    if (st->have_cl) {
+        if (st->content_length > limits->max_body_bytes || st->content_length > INT64_MAX)
+            return 413;
+        req->content_length = (int64_t)st->content_length;
+    }
+    req->chunked = st->have_te;
+    req->keep_alive = !st->conn_close && (minor == 1 || st->conn_keep_alive);
+    req->expect_continue = st->expect && minor == 1; /* RFC 9110 10.1.1: ignore in 1.0 */
+    return STEP_OK;
+}
+
 hl_err hl_http_parse_head(const char *buf, size_t len, const hl_http_limits *limits,
                           hl_http_req *req, size_t *head_len, int *status) {
-    const unsigned char *s = (const unsigned char *)buf;
     /* Only the first max_head_bytes may hold the head: running out of bytes there means
      * "too large" when more were sent, "need more" otherwise. */
-    size_t n = len < limits->max_head_bytes ? len : limits->max_head_bytes;
+    head_cursor h = {buf, (const unsigned char *)buf,
+                     len < limits->max_head_bytes ? len : limits->max_head_bytes, 0};
     size_t max_target = limits->max_target_bytes ? limits->max_target_bytes
                                                  : HL_HTTP_DEFAULT_TARGET;
     int max_headers = limits->max_headers;
     if (max_headers > HL_HTTP_MAX_HEADERS) max_headers = HL_HTTP_MAX_HEADERS;
     head_state st = {0};
-    size_t i = 0, j;
-    int code = 400;
 
     req->n_headers = 0;
     req->content_length = -1;
     req->chunked = req->keep_alive = req->expect_continue = false;
     *status = 0;
 
-    /* RFC 9112 2.2: empty lines before the request-line are ignored (clients may send a
-     * stray CRLF after a body). They still count toward the head's size. */
-    for (;;) {
-        if (i < n && s[i] == '\n') {
-            i++;
-        } else if (i < n && s[i] == '\r') {
-            if (i + 1 >= n) goto again;
-            if (s[i + 1] != '\n') goto fail;
-            i += 2;
-        } else {
-            break;
-        }
+    int v = skip_empty_lines(&h);
+    if (v == STEP_OK) v = parse_method_target(&h, max_target, req);
+    if (v == STEP_OK) v = parse_version(&h, req);
+    while (v == STEP_OK) v = parse_header_line(&h, max_headers, req, &st);
+    if (v == STEP_END) v = judge_framing(&st, limits, req);
+    if (v == STEP_OK) {
+        *head_len = h.i;
+        return HL_OK;
     }
-
-    /* method SP */
-    for (j = i; j < n && (cclass[s[j]] & C_TCHAR); j++) {}
-    if (j == n) goto again;
-    if (j == i || s[j] != ' ') goto fail;
-    req->method = (hl_slice){buf + i, j - i};
-    i = j + 1;
-
-    /* request-target SP: origin-form or "*"; absolute- and authority-form are refused. */
-    if (i == n) goto again;
-    if (s[i] != '/' && s[i] != '*') goto fail;
-    for (j = i; j < n && (cclass[s[j]] & C_TARGET); j++) {
-        if (j - i == max_target) {
-            code = 414;
-            goto fail;
-        }
+    if (v == STEP_AGAIN) {
+        if (len <= limits->max_head_bytes) return HL_ERR_AGAIN;
+        v = 431;
     }
-    if (j == n) goto again;
-    if (s[j] != ' ' || (s[i] == '*' && j - i != 1)) goto fail;
-    req->target = (hl_slice){buf + i, j - i};
-    const char *q = memchr(buf + i, '?', j - i);
-    req->path = (hl_slice){buf + i, q ? (size_t)(q - (buf + i)) : j - i};
-    i = j + 1;
-
-    /* HTTP-version CRLF, with "HTTP/" matched byte by byte so a prefix can be told apart
-     * from a mismatch. */
-    static const char ver[] = "HTTP/d.d";
-    for (j = 0; j < sizeof ver - 1; j++, i++) {
-        if (i == n) goto again;
-        if (ver[j] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != (unsigned char)ver[j])
-            goto fail;
-    }
-    int major = s[i - 3] - '0', minor = s[i - 1] - '0';
-    if (i == n) goto again;
-    if (s[i] == '\r') {
-        if (i + 1 == n) goto again;
-        if (s[i + 1] != '\n') goto fail;
-        i++;
-    } else if (s[i] != '\n') {
-        goto fail;
-    }
-    i++;
-    if (major != 1 || minor > 1) {
-        code = 505;
-        goto fail;
-    }
-    req->minor_version = minor;
-
-    /* header fields, then the empty line */
-    for (;;) {
-        if (i == n) goto again;
-        if (s[i] == '\r') {
-            if (i + 1 == n) goto again;
-            if (s[i + 1] != '\n') goto fail;
-            i += 2;
-            break;
-        }
-        if (s[i] == '\n') {
-            i++;
-            break;
-        }
-        if (req->n_headers >= max_headers) {
-            code = 431;
-            goto fail;
-        }
-        /* field-name ":" -- no whitespace before the colon (RFC 9112 5.1), and a line that
-         * starts with whitespace is obs-fold, which we refuse (5.2). */
-        for (j = i; j < n && (cclass[s[j]] & C_TCHAR); j++) {}
-        if (j == n) goto again;
-        if (j == i || s[j] != ':') goto fail;
-        size_t name_start = i, name_len = j - i;
-        for (i = j + 1; i < n && is_ows(s[i]); i++) {}
-        size_t vstart = i;
-        for (; i < n && (cclass[s[i]] & C_FIELD); i++) {}
-        if (i == n) goto again;
-        size_t vend = i;
-        if (s[i] == '\r') {
-            if (i + 1 == n) goto again;
-            if (s[i + 1] != '\n') goto fail;
-            i += 2;
-        } else if (s[i] == '\n') {
-            i++;
-        } else {
-            goto fail; /* NUL, a control character or DEL */
-        }
-        while (vend > vstart && is_ows(s[vend - 1])) vend--;
-        hl_http_header *h = &req->headers[req->n_headers++];
-        h->name = (hl_slice){buf + name_start, name_len};
-        h->value = (hl_slice){buf + vstart, vend - vstart};
-        int bad = note_header(&st, h->name.p, name_len, h->value.p, h->value.n);
-        if (bad) {
-            code = bad;
-            goto fail;
-        }
-    }
-
-    /* The head is complete: judge the framing (RFC 9112 6.1-6.3). */
-    if (st.have_te && (st.have_cl || minor == 0)) goto fail; /* smuggling; TE in 1.0 */
-    if (st.te_bad) {
-        code = 501;
-        goto fail;
-    }
-    if (st.have_cl) {
-        if (st.content_length > limits->max_body_bytes || st.content_length > INT64_MAX) {
-            code = 413;
-            goto fail;
-        }
-        req->content_length = (int64_t)st.content_length;
-    }
-    req->chunked = st.have_te;
-    req->keep_alive = !st.conn_close && (minor == 1 || st.conn_keep_alive);
-    req->expect_continue = st.expect && minor == 1; /* RFC 9110 10.1.1: ignore in 1.0 */
-    *head_len = i;
-    return HL_OK;
-
-again:
-    if (len > limits->max_head_bytes) {
-        *status = 431;
-        return HL_ERR_LIMIT;
-    }
-    return HL_ERR_AGAIN;
-
-fail:
-    *status = code;
-    switch (code) {
+    *status = v;
+    switch (v) {
     case 413: case 414: case 431: return HL_ERR_LIMIT;
     case 501: case 505: return HL_ERR_UNSUPPORTED;
     default: return HL_ERR_PARSE;
@@ -351,134 +351,147 @@ static int hex_value(unsigned char ch) {
     return -1;
 }
 
+/* What one framing byte did, for the decoder's loop. */
+enum {
+    B_LINE,     /* a byte of a size or trailer line: counts toward the line's ceiling */
+    B_NOT_LINE, /* a CR or LF of such a line: counts only toward the trailers' ceiling */
+    B_SKIP,     /* a framing byte that counts toward neither */
+    B_DONE,     /* the LF ending the body */
+    B_BAD,      /* 400 */
+    B_TOO_LARGE,/* 413 */
+};
+
+/* The chunk-size line: hex digits, optional whitespace, extensions (skipped), CRLF. The size
+ * is checked against the body's ceiling digit by digit, before it can overflow. */
+static int chunk_size_byte(hl_http_chunked *c, unsigned char ch) {
+    int d;
+    switch (c->state) {
+    case CH_SIZE_FIRST:
+    case CH_SIZE:
+        if ((d = hex_value(ch)) >= 0) {
+            if (c->remaining > (UINT64_MAX >> 4)) return B_BAD;
+            c->remaining = c->remaining << 4 | (uint64_t)d;
+            if (c->remaining > c->max_body - c->total) return B_TOO_LARGE;
+            c->state = CH_SIZE;
+            return B_LINE;
+        }
+        if (c->state == CH_SIZE_FIRST) return B_BAD;
+        if (ch == '\r') c->state = CH_SIZE_LF;
+        else if (ch == ';') c->state = CH_EXT;
+        else if (is_ows(ch)) c->state = CH_SIZE_BWS;
+        else return B_BAD;
+        return ch == '\r' ? B_NOT_LINE : B_LINE;
+    case CH_SIZE_BWS:
+        if (ch == ';') c->state = CH_EXT;
+        else if (!is_ows(ch)) return B_BAD;
+        return B_LINE;
+    case CH_EXT:
+        if (ch == '\r') {
+            c->state = CH_SIZE_LF;
+            return B_NOT_LINE;
+        }
+        return cclass[ch] & C_FIELD ? B_LINE : B_BAD;
+    default: /* CH_SIZE_LF */
+        if (ch != '\n') return B_BAD;
+        c->line_len = 0;
+        /* After the last chunk, remaining counts the trailer section's bytes. */
+        c->state = c->remaining ? CH_DATA : CH_TRAILER_FIRST;
+        return B_SKIP;
+    }
+}
+
+/* The trailer section: field lines, skipped (no obs-fold), then the final CRLF. */
+static int chunk_trailer_byte(hl_http_chunked *c, unsigned char ch) {
+    switch (c->state) {
+    case CH_TRAILER_FIRST:
+        if (ch == '\r') {
+            c->state = CH_END_LF;
+            return B_NOT_LINE;
+        }
+        if (!(cclass[ch] & C_TCHAR)) return B_BAD; /* a field name */
+        c->state = CH_TRAILER;
+        return B_LINE;
+    case CH_TRAILER:
+        if (ch == '\r') {
+            c->state = CH_TRAILER_LF;
+            return B_NOT_LINE;
+        }
+        return cclass[ch] & C_FIELD ? B_LINE : B_BAD;
+    case CH_TRAILER_LF:
+        if (ch != '\n') return B_BAD;
+        c->line_len = 0;
+        c->state = CH_TRAILER_FIRST;
+        return B_NOT_LINE;
+    default: /* CH_END_LF */
+        if (ch != '\n') return B_BAD;
+        c->state = CH_DONE;
+        return B_DONE;
+    }
+}
+
+/* One framing byte (any state but CH_DATA and the final ones), with the ceilings on the
+ * lines that are only skipped: per line, and for the trailer section as a whole. */
+static int chunk_framing_byte(hl_http_chunked *c, unsigned char ch) {
+    int b;
+    if (c->state <= CH_SIZE_LF) {
+        b = chunk_size_byte(c, ch);
+    } else if (c->state == CH_DATA_CR || c->state == CH_DATA_LF) {
+        /* the CRLF after a chunk's data */
+        if (ch != (c->state == CH_DATA_CR ? '\r' : '\n')) return B_BAD;
+        c->state = c->state == CH_DATA_CR ? CH_DATA_LF : CH_SIZE_FIRST;
+        return B_SKIP;
+    } else {
+        b = chunk_trailer_byte(c, ch);
+    }
+    if (b != B_LINE && b != B_NOT_LINE) return b;
+    if (b == B_LINE && ++c->line_len > HL_CHUNK_LINE_MAX) return B_TOO_LARGE;
+    if (c->state >= CH_TRAILER_FIRST && ++c->remaining > HL_CHUNK_TRAILERS_MAX)
+        return B_TOO_LARGE;
+    return B_SKIP;
+}
+
+/* Moves the current chunk's data that is in buf[r..len) down to buf[w..). */
+static void chunk_data(hl_http_chunked *c, char *buf, size_t len, size_t *r, size_t *w) {
+    size_t n = len - *r;
+    if (n > c->remaining) n = (size_t)c->remaining;
+    if (*w != *r) memmove(buf + *w, buf + *r, n);
+    *w += n;
+    *r += n;
+    c->remaining -= n;
+    c->total += n;
+    if (c->remaining == 0) c->state = CH_DATA_CR;
+}
+
 hl_err hl_http_chunked_decode(hl_http_chunked *c, char *buf, size_t len, size_t *consumed,
                               size_t *out_len, int *status) {
     size_t r = 0, w = 0; /* read and write positions; w <= r, so decoding in place is safe */
-    hl_err err = HL_ERR_AGAIN;
+    int b = B_SKIP;
     *status = 0;
-
-    while (r < len && err == HL_ERR_AGAIN) {
-        if (c->state == CH_DATA) {
-            size_t n = len - r;
-            if (n > c->remaining) n = (size_t)c->remaining;
-            if (w != r) memmove(buf + w, buf + r, n);
-            w += n;
-            r += n;
-            c->remaining -= n;
-            c->total += n;
-            if (c->remaining == 0) c->state = CH_DATA_CR;
-            continue;
-        }
-        unsigned char ch = (unsigned char)buf[r++];
-        bool line_byte = true; /* part of a size or trailer line, CRLF excluded */
-        int d;
-        switch (c->state) {
-        case CH_SIZE_FIRST:
-        case CH_SIZE:
-            if ((d = hex_value(ch)) >= 0) {
-                if (c->remaining > (UINT64_MAX >> 4)) goto bad;
-                c->remaining = c->remaining << 4 | (uint64_t)d;
-                if (c->remaining > c->max_body - c->total) goto too_large;
-                c->state = CH_SIZE;
-            } else if (c->state == CH_SIZE_FIRST) {
-                goto bad;
-            } else if (ch == '\r') {
-                c->state = CH_SIZE_LF;
-                line_byte = false;
-            } else if (ch == ';') {
-                c->state = CH_EXT;
-            } else if (is_ows(ch)) {
-                c->state = CH_SIZE_BWS;
-            } else {
-                goto bad;
-            }
-            break;
-        case CH_SIZE_BWS:
-            if (ch == ';') c->state = CH_EXT;
-            else if (!is_ows(ch)) goto bad;
-            break;
-        case CH_EXT:
-            if (ch == '\r') {
-                c->state = CH_SIZE_LF;
-                line_byte = false;
-            } else if (!(cclass[ch] & C_FIELD)) {
-                goto bad;
-            }
-            break;
-        case CH_SIZE_LF:
-            if (ch != '\n') goto bad;
-            c->line_len = 0;
-            /* After the last chunk, remaining counts the trailer section's bytes. */
-            c->state = c->remaining ? CH_DATA : CH_TRAILER_FIRST;
-            continue;
-        case CH_DATA_CR:
-            if (ch != '\r') goto bad;
-            c->state = CH_DATA_LF;
-            continue;
-        case CH_DATA_LF:
-            if (ch != '\n') goto bad;
-            c->state = CH_SIZE_FIRST;
-            continue;
-        case CH_TRAILER_FIRST:
-            if (ch == '\r') {
-                c->state = CH_END_LF;
-                line_byte = false;
-            } else if (cclass[ch] & C_TCHAR) { /* a field name; no obs-fold */
-                c->state = CH_TRAILER;
-            } else {
-                goto bad;
-            }
-            break;
-        case CH_TRAILER:
-            if (ch == '\r') {
-                c->state = CH_TRAILER_LF;
-                line_byte = false;
-            } else if (!(cclass[ch] & C_FIELD)) {
-                goto bad;
-            }
-            break;
-        case CH_TRAILER_LF:
-            if (ch != '\n') goto bad;
-            c->line_len = 0;
-            c->state = CH_TRAILER_FIRST;
-            line_byte = false;
-            break;
-        case CH_END_LF:
-            if (ch != '\n') goto bad;
-            c->state = CH_DONE;
-            err = HL_OK;
-            continue;
-        default:
-            r--; /* done or failed: the byte is not ours */
-            goto sticky;
-        }
-        /* Size lines and trailer lines are only skipped, so they get fixed ceilings: per
-         * line, and for the trailer section as a whole. */
-        if (line_byte && ++c->line_len > HL_CHUNK_LINE_MAX) goto too_large;
-        if (c->state >= CH_TRAILER_FIRST && ++c->remaining > HL_CHUNK_TRAILERS_MAX)
-            goto too_large;
+    /* Done or failed: consume nothing and give the same answer (errors are sticky). */
+    bool over = c->state == CH_DONE || c->state == CH_FAIL_400 || c->state == CH_FAIL_413;
+    while (!over && r < len && b == B_SKIP) {
+        if (c->state == CH_DATA)
+            chunk_data(c, buf, len, &r, &w);
+        else
+            b = chunk_framing_byte(c, (unsigned char)buf[r++]);
     }
-    if (err == HL_ERR_AGAIN && len == 0) goto sticky;
-    goto out;
-
-sticky:
-    if (c->state == CH_DONE) err = HL_OK;
-    else if (c->state == CH_FAIL_400) goto bad;
-    else if (c->state == CH_FAIL_413) goto too_large;
-    goto out;
-bad:
-    c->state = CH_FAIL_400;
-    *status = 400;
-    err = HL_ERR_PARSE;
-    goto out;
-too_large:
-    c->state = CH_FAIL_413;
-    *status = 413;
-    err = HL_ERR_LIMIT;
-out:
+    if (over) b = c->state == CH_DONE ? B_DONE : c->state == CH_FAIL_400 ? B_BAD : B_TOO_LARGE;
     *consumed = r;
     *out_len = w;
-    return err;
+    switch (b) {
+    case B_DONE:
+        return HL_OK;
+    case B_BAD:
+        c->state = CH_FAIL_400;
+        *status = 400;
+        return HL_ERR_PARSE;
+    case B_TOO_LARGE:
+        c->state = CH_FAIL_413;
+        *status = 413;
+        return HL_ERR_LIMIT;
+    default:
+        return HL_ERR_AGAIN;
+    }
 }
 
 const char *hl_http_reason(int status) {

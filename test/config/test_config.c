@@ -6,7 +6,14 @@
 #include <string.h>
 
 #include "hl_config.h"
+#include "hl_http.h"
+#include "hl_pii.h"
 #include "hl_test.h"
+
+/* The config bounds what other modules size arrays by; it does not include their headers. */
+_Static_assert(HL_CONFIG_MAX_HEADERS == HL_HTTP_MAX_HEADERS, "server.max_headers bound");
+_Static_assert(HL_CONFIG_MAX_PII_PATTERNS == HL_PII_MAX_CUSTOM, "custom_patterns bound");
+_Static_assert(HL_CONFIG_MAX_PII_NAME == HL_PII_MAX_NAME, "custom pattern name bound");
 
 /* The smallest valid config; bad cases below are built around it so line numbers are easy
  * to count. */
@@ -541,6 +548,57 @@ static const struct bad_case {
      "latency_budget_below_ms)"},
     {MIN_BACKENDS "routes:\n  - name: r\n    when: sensitive\n    to: a\n",
      "t.yaml:9: routes[0].when: expected a mapping (key: value lines); got 'sensitive'"},
+    /* lists of mappings, all read by the one walker */
+    {MIN_BACKENDS "routes:\n  - name: r\n    split:\n      - {to: a, weight: 1}\n"
+                  "      - {to: a, weight: x}\n",
+     "t.yaml:11: routes[0].split[1].weight: expected an integer; got 'x'"},
+    {MIN_BACKENDS "routes:\n  - name: r\n    split:\n      - {to: a, weight: 1}\n"
+                  "      - {to: a, weight: 1000001}\n",
+     "t.yaml:11: routes[0].split[1].weight: must be between 1 and 1000000; got '1000001'"},
+    {MIN_BACKENDS "routes:\n  - name: r\n    split:\n      - {to: a, weight: 1}\n",
+     "t.yaml:10: routes[0].split: a split needs at least two entries ({to, weight})"},
+    {MIN_BACKENDS "routes:\n  - name: r\n    split:\n      - {to: a, weight: 1}\n"
+                  "      - [a, 1]\n",
+     "t.yaml:11: routes[0].split[1]: expected a mapping (key: value lines); got a list"},
+    {MIN "budgets:\n  - {name: b, period: week, limit_usd: 1}\n",
+     "t.yaml:11: budgets[0].period: expected one of month, day; got 'week'"},
+    {MIN "budgets:\n  - {name: b, period: day, limit_usd: 1, limit: 2}\n",
+     "t.yaml:11: budgets[0].limit: unknown key 'limit' (expected one of: name, period, "
+     "limit_usd, scope, tenant, action)"},
+    {MIN "budgets:\n  - {name: b, period: day, limit_usd: 1}\n"
+         "  - {name: b, period: day, limit_usd: 2}\n",
+     "t.yaml:12: budgets[1].name: duplicate budget name 'b'"},
+    {MIN "budgets:\n  - {name: b, period: day, limit_usd: [1]}\n",
+     "t.yaml:11: budgets[0].limit_usd: expected a number; got a list"},
+    {MIN "prices:\n  - gpt-4o\n",
+     "t.yaml:11: prices[0]: expected a mapping (key: value lines); got 'gpt-4o'"},
+    {MIN_BACKENDS "privacy:\n  custom_patterns:\n    - {name: x, pattern: a}\n"
+                  "    - {name: x, pattern: b}\n" MIN_ROUTES,
+     "t.yaml:10: privacy.custom_patterns[1]: duplicate pattern name 'x'"},
+    {MIN_BACKENDS "privacy:\n  custom_patterns:\n    - {name: \"a b\", pattern: a}\n" MIN_ROUTES,
+     "t.yaml:9: privacy.custom_patterns[0].name: expected 1-32 letters, digits or _"},
+    {MIN_BACKENDS "privacy:\n  custom_patterns:\n    - {name: secret, pattern: \"(?i)secret\\\\w*\"}\n"
+                  MIN_ROUTES,
+     "t.yaml:9: privacy.custom_patterns[0].pattern: custom PII pattern 'secret' matches the "
+     "placeholder [SECRET_1], so redacted text could never come out clean"},
+    {MIN_BACKENDS "    kind: openai\n" MIN_ROUTES,
+     "t.yaml:7: backends[0].kind: duplicate key (first set on line 3)"},
+    {"backends:\n  - name: a\n    kind: builtin\n    location: local\n    model: m\n" MIN_ROUTES,
+     "t.yaml:2: backends[0].model_path: required key is missing (the GGUF file of a builtin "
+     "backend)"},
+    {"backends:\n  - name: a\n    kind: builtin\n    location: cloud\n    model: m\n"
+     "    model_path: /m.gguf\n" MIN_ROUTES,
+     "t.yaml:2: backends[0].location: a builtin backend runs on this machine: expected local"},
+    {MIN_BACKENDS "routes:\n  - name: r\n    to: a\n    escalate: {below: 0, to: a}\n",
+     "t.yaml:10: routes[0].escalate.below: must be in (0, 1]"},
+    {MIN_BACKENDS "routes:\n  - name: r\n    to: a\n    escalate: {below: 0.5, to: a, stream: on}\n",
+     "t.yaml:10: routes[0].escalate.stream: expected one of off, buffer; got 'on'"},
+    {MIN_BACKENDS "routes:\n  - name: r\n    to: a\n    sticky: user\n",
+     "t.yaml:10: routes[0].sticky: expected one of request, tenant; got 'user'"},
+    {"ledger: {index_interval_ms: 9}\n" MIN,
+     "t.yaml:1: ledger.index_interval_ms: must be between 10 and 86400000; got '9'"},
+    {"server: {health_interval_ms: 99}\n" MIN,
+     "t.yaml:1: server.health_interval_ms: must be between 100 and 86400000; got '99'"},
 };
 
 HL_TEST(bad_configs) {
@@ -622,6 +680,164 @@ HL_TEST(messages_stay_on_one_line) {
     HL_CHECK(strchr(err, '\n') == NULL);
     const char want[] = "t.yaml:2: server.th?re??ds: unknown key 'th?re??ds' (expected";
     HL_CHECK(strncmp(err, want, sizeof want - 1) == 0);
+}
+
+/* Every default, as the schema's rows give them (a key left out keeps its row's default). */
+HL_TEST(defaults_every_key) {
+    hl_config *cfg = parse_ok(
+        "backends:\n"
+        "  - {name: a, kind: openai, location: local, base_url: http://x, model: m}\n"
+        "  - {name: c, kind: openai, location: cloud, base_url: http://y, model: m}\n"
+        "  - {name: e, kind: builtin, location: local, model: m, model_path: /m.gguf}\n"
+        "prices:\n"
+        "  - {model: m, input_per_mtok: 2, output_per_mtok: 3}\n"
+        "budgets:\n"
+        "  - {name: b, period: day, limit_usd: 1}\n"
+        "routes:\n"
+        "  - name: r\n"
+        "    to: a\n"
+        "    escalate: {below: 0.5, to: c}\n");
+    HL_REQUIRE(cfg);
+    HL_CHECK_INT_EQ(cfg->request_timeout_ms, 600000);
+    HL_CHECK_INT_EQ(cfg->health_interval_ms, 10000);
+    HL_CHECK_INT_EQ(cfg->ledger_index_interval_ms, 1000);
+    HL_CHECK(cfg->ledger_store_path == NULL);
+    HL_CHECK(cfg->privacy.detect_pii);
+    HL_CHECK(!cfg->privacy.redact);
+    HL_CHECK_INT_EQ(cfg->privacy.n_custom, 0);
+    const hl_backend_cfg *a = &cfg->backends[0], *c = &cfg->backends[1], *e = &cfg->backends[2];
+    HL_CHECK_INT_EQ(a->max_retries, 2);
+    HL_CHECK_INT_EQ(a->retry_base_ms, 500);
+    HL_CHECK_INT_EQ(a->retry_max_ms, 8000);
+    HL_CHECK_INT_EQ(a->breaker_failures, 5);
+    HL_CHECK_INT_EQ(a->breaker_window_ms, 30000);
+    HL_CHECK_INT_EQ(a->breaker_open_ms, 15000);
+    HL_CHECK_INT_EQ(a->context_window, 0);
+    HL_CHECK_INT_EQ(a->keep_warm_ms, 0);
+    HL_CHECK_INT_EQ(a->max_queue, 16);
+    HL_CHECK_INT_EQ(a->threads, 0);
+    HL_CHECK_INT_EQ(a->context_size, 0);
+    HL_CHECK(a->chat_template == NULL);
+    HL_CHECK_INT_EQ(a->warmup, HL_YES); /* local */
+    HL_CHECK_INT_EQ(c->warmup, HL_NO);  /* cloud */
+    HL_CHECK_INT_EQ(a->max_sequences, 0);
+    HL_CHECK_INT_EQ(a->repack_weights, HL_ANY);
+    HL_CHECK_INT_EQ(e->max_sequences, 4); /* builtin */
+    HL_CHECK_INT_EQ(e->repack_weights, HL_ANY);
+    HL_CHECK_INT_EQ(e->n_base_urls, 0);
+    HL_CHECK_NEAR(cfg->prices[0].cached_input_per_mtok, 2.0, 0);
+    HL_CHECK_NEAR(cfg->prices[0].cache_write_per_mtok, 2.0, 0);
+    HL_CHECK_INT_EQ(cfg->budgets[0].per_tenant, false);
+    HL_CHECK_INT_EQ(cfg->budgets[0].action, HL_BUDGET_LOCAL);
+    HL_CHECK(cfg->budgets[0].tenant == NULL);
+    HL_CHECK_INT_EQ(cfg->budgets[0].line, 8);
+    const hl_route_rule *r = &cfg->routes[0];
+    HL_CHECK_INT_EQ(r->sticky, HL_STICKY_REQUEST);
+    HL_CHECK(r->escalate_streams); /* escalate.stream: buffer */
+    HL_CHECK_NEAR(r->escalate_below, 0.5, 0);
+    HL_CHECK_INT_EQ(r->min_prompt_tokens, 0);
+    HL_CHECK_INT_EQ(r->max_prompt_tokens, 0);
+    HL_CHECK_INT_EQ(r->latency_budget_below_ms, 0);
+    hl_config_free(cfg);
+}
+
+/* A custom pattern that matches a built-in type's placeholder ([EMAIL_1], ...) is refused at
+ * load, with its line: the config keeps its own list of those tags, checked here against the
+ * detector's type names. */
+HL_TEST(custom_pattern_vs_every_builtin_placeholder) {
+    for (int t = 0; t < HL_PII_CUSTOM; t++) {
+        char tag[64], text[1024], want[256], err[512];
+        const char *name = hl_pii_type_name((hl_pii_type)t);
+        size_t i = 0;
+        for (; name[i] && i < sizeof tag - 1; i++)
+            tag[i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 32 : name[i]);
+        tag[i] = '\0';
+        snprintf(text, sizeof text,
+                 MIN_BACKENDS "privacy:\n  custom_patterns:\n    - name: x\n"
+                              "      pattern: \"\\\\[%s_\"\n" MIN_ROUTES, tag);
+        snprintf(want, sizeof want,
+                 "t.yaml:10: privacy.custom_patterns[0].pattern: custom PII pattern 'x' matches "
+                 "the placeholder [%s_1], so redacted text could never come out clean", tag);
+        hl_config *cfg = NULL;
+        HL_CHECK_INT_EQ(hl_config_parse("t.yaml", text, strlen(text), &cfg, err, sizeof err),
+                        HL_ERR_INVAL);
+        HL_CHECK_STR_EQ(err, want);
+        hl_config_free(cfg);
+    }
+    /* A pattern clear of every placeholder loads, and is kept. */
+    hl_config *cfg = parse_ok(MIN_BACKENDS "privacy:\n  custom_patterns:\n"
+                              "    - {name: emp, pattern: \"EMP-[0-9]{6}\"}\n" MIN_ROUTES);
+    HL_REQUIRE(cfg && cfg->privacy.n_custom == 1);
+    HL_CHECK_STR_EQ(cfg->privacy.custom_names[0], "emp");
+    HL_CHECK_STR_EQ(cfg->privacy.custom_patterns[0], "EMP-[0-9]{6}");
+    hl_config_free(cfg);
+}
+
+HL_TEST(too_many_custom_patterns) {
+    char text[8192];
+    size_t o = (size_t)snprintf(text, sizeof text, MIN_BACKENDS "privacy:\n  custom_patterns:\n");
+    for (int i = 0; i <= HL_CONFIG_MAX_PII_PATTERNS; i++)
+        o += (size_t)snprintf(text + o, sizeof text - o, "    - {name: p%d, pattern: x%d}\n", i, i);
+    snprintf(text + o, sizeof text - o, MIN_ROUTES);
+    hl_config *cfg = NULL;
+    char err[512];
+    HL_CHECK_INT_EQ(hl_config_parse("t.yaml", text, strlen(text), &cfg, err, sizeof err),
+                    HL_ERR_INVAL);
+    HL_CHECK_STR_EQ(err, "t.yaml:9: privacy.custom_patterns: at most 32 custom patterns");
+}
+
+/* From a file on disk: each kind of mistake names the file, the line and the key path. */
+HL_TEST(file_errors_name_file_line_key) {
+    static const struct { const char *text, *where, *msg; } cases[] = {
+        {"server:\n  threads: many\n" MIN, ":2: server.threads: ",
+         "expected an integer; got 'many'"},                                   /* bad value */
+        {"server:\n  max_headers: 0\n" MIN, ":2: server.max_headers: ",
+         "must be between 1 and 128; got '0'"},                                /* out of bounds */
+        {MIN_BACKENDS "    retries: 3\n" MIN_ROUTES, ":7: backends[0].retries: ",
+         "unknown key 'retries' (expected one of: name, "},                     /* unknown key */
+        {MIN "prices:\n  - {model: m, input_per_mtok: 1, output_per_mtok: {x: 1}}\n",
+         ":11: prices[0].output_per_mtok: ", "expected a number; got a mapping"}, /* wrong type */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[] = "/tmp/hl_config_test_XXXXXX";
+        int fd = mkstemp(path);
+        HL_REQUIRE(fd >= 0);
+        FILE *f = fdopen(fd, "w");
+        HL_REQUIRE(f);
+        fputs(cases[i].text, f);
+        fclose(f);
+        hl_config *cfg = NULL;
+        char err[1024], want[600];
+        HL_CHECK_INT_EQ(hl_config_load(path, &cfg, err, sizeof err), HL_ERR_INVAL);
+        snprintf(want, sizeof want, "%s%s%s", path, cases[i].where, cases[i].msg);
+        if (strncmp(err, want, strlen(want)) != 0)
+            HL_FAIL_("case %zu:\n    got:      %s\n    expected: %s...", i, err, want);
+        remove(path);
+    }
+}
+
+/* The reference is printed from the same rows that set the defaults and check the bounds. */
+HL_TEST(reference_from_the_table) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    HL_REQUIRE(f);
+    hl_config_print_reference(f);
+    fclose(f);
+    HL_REQUIRE(text);
+    HL_CHECK(strstr(text, "server.max_headers (integer 1..128, default 64): ") != NULL);
+    HL_CHECK(strstr(text, "server.max_body_bytes (bytes 1..1073741824, default 4194304): ") != NULL);
+    HL_CHECK(strstr(text, "server.listen (host:port, default 127.0.0.1:8741): ") != NULL);
+    HL_CHECK(strstr(text, "backends[].timeout_ms (integer 1..86400000, default 600000): ") != NULL);
+    HL_CHECK(strstr(text, "backends[].hourly_cost_usd (number >= 0, default 0.05): ") != NULL);
+    HL_CHECK(strstr(text, "backends[].kind (openai|anthropic|builtin, required): ") != NULL);
+    HL_CHECK(strstr(text, "routes[].split[].weight (integer 1..1000000, required): ") != NULL);
+    HL_CHECK(strstr(text, "routes[].escalate.stream (off|buffer, default buffer): ") != NULL);
+    HL_CHECK(strstr(text, "privacy.custom_patterns[].pattern ") != NULL);
+    HL_CHECK(strstr(text, "privacy.detect_pii (true|false, default true): ") != NULL);
+    HL_CHECK(strstr(text, "api_key ") == NULL); /* refused keys are not offered */
+    HL_CHECK(strstr(text, "\n\n") == NULL);
+    free(text);
 }
 
 HL_TEST_MAIN()

@@ -120,6 +120,9 @@ static const head_case head_cases[] = {
     OK_("obs-text value", "GET / HTTP/1.1\r\nX-Name: caf\xc3\xa9\r\n\r\n", -1, false, true,
         false),
     OK_("token method", "M-SEARCH! / HTTP/1.1\r\n\r\n", -1, false, true, false),
+    OK_("tabs around value", "POST / HTTP/1.1\r\nTransfer-Encoding:\t chunked\t\r\n\r\n", -1,
+        true, true, false),
+    OK_("leading lf lines", "\n\nGET / HTTP/1.1\r\n\r\n", -1, false, true, false),
     {"body not part of head", "POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody", HL_OK, 0,
      38, 4, false, true, false, 0},
 
@@ -179,6 +182,15 @@ static const head_case head_cases[] = {
          HL_ERR_PARSE, 400),
     ERRN_("error before end stops early", "GET / HTTP/1.1\r\nA\0", HL_ERR_PARSE, 400),
 
+    /* The order of the checks: the line end before the version, the framing's smuggling
+     * checks before the coding and the length's size. */
+    ERR_("http/2 bare cr", "GET / HTTP/2.0\rx\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("http/2 trailing space", "GET / HTTP/2.0 \r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("unknown coding in 1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("huge length and chunked", "POST / HTTP/1.1\r\nContent-Length: 99999999999\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("bare cr after empty lines", "\r\n\n\rGET / HTTP/1.1\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("http/2", "GET / HTTP/2.0\r\n\r\n", HL_ERR_UNSUPPORTED, 505),
     ERR_("http/1.2", "GET / HTTP/1.2\r\n\r\n", HL_ERR_UNSUPPORTED, 505),
     ERR_("http/0.9", "GET / HTTP/0.9\r\n\r\n", HL_ERR_UNSUPPORTED, 505),
@@ -532,6 +544,14 @@ static const chunk_case chunk_cases[] = {
     {"folded trailer", "0\r\nA: b\r\n c\r\n\r\n", 100, HL_ERR_PARSE, 400, 0, 0},
     {"bad trailer char", "0\r\nA: b\x7f\r\n\r\n", 100, HL_ERR_PARSE, 400, 0, 0},
     {"bare cr trailer", "0\r\nA: b\rx\r\n\r\n", 100, HL_ERR_PARSE, 400, 0, 0},
+    {"lf only trailer", "0\r\nA: b\n\r\n", 100, HL_ERR_PARSE, 400, 0, 0},
+    {"lf only after extension", "5;x\nhello\r\n0\r\n\r\n", 100, HL_ERR_PARSE, 400, 0, 0},
+    {"junk after whitespace", "5 x\r\nhello\r\n0\r\n\r\n", 100, HL_ERR_PARSE, 400, 0, 0},
+    {"cr only after data", "5\r\nhello\r\r0\r\n\r\n", 100, HL_ERR_PARSE, 400, 0, 0},
+    {"trailer starts with colon", "0\r\n: b\r\n\r\n", 100, HL_ERR_PARSE, 400, 0, 0},
+    {"tab in extension", "5;a=\"b\tc\"\r\nhello\r\n0\r\n\r\n", 100, HL_OK, 0, "hello", 0},
+    {"zero limit, empty body", "0\r\n\r\n", 0, HL_OK, 0, "", 0},
+    {"zero limit, one byte", "1\r\n", 0, HL_ERR_LIMIT, 413, 0, 0},
 };
 
 /* Decodes raw in pieces of the given sizes (cycled; 0: all at once) the way the server
@@ -675,6 +695,36 @@ HL_TEST(chunked_line_limits) {
         n += 4094 + (size_t)extra;
         memcpy(raw + n, "\r\nx\r\n0\r\n\r\n", 10);
         n += 10;
+        hl_err err = decode_in_pieces(raw, n, 100, NULL, 0, out, &out_n, &status, &consumed);
+        HL_CHECK_INT_EQ(err, extra ? HL_ERR_LIMIT : HL_OK);
+        HL_CHECK_INT_EQ(status, extra ? 413 : 0);
+    }
+    /* The digits count toward the size line's ceiling too (leading zeros). */
+    for (int extra = 0; extra <= 1; extra++) {
+        size_t n = 4095 + (size_t)extra;
+        memset(raw, '0', n);
+        memcpy(raw + n, "1\r\nx\r\n0\r\n\r\n", 11);
+        n += 11;
+        hl_err err = decode_in_pieces(raw, n, 100, NULL, 0, out, &out_n, &status, &consumed);
+        HL_CHECK_INT_EQ(err, extra ? HL_ERR_LIMIT : HL_OK);
+        HL_CHECK_INT_EQ(status, extra ? 413 : 0);
+    }
+    /* The trailer ceiling counts every byte after the last chunk's size line except the
+     * final LF: 16384 is accepted, one more is not. */
+    for (int extra = 0; extra <= 1; extra++) {
+        static const size_t lens[4] = {4094, 4094, 4094, 4093}; /* +CRLF each, +CR: 16384 */
+        size_t n = 0;
+        memcpy(raw, "0\r\n", 3);
+        n = 3;
+        for (int i = 0; i < 4; i++) {
+            size_t len = lens[i] + (i == 3 ? (size_t)extra : 0);
+            memcpy(raw + n, "X:", 2);
+            memset(raw + n + 2, 'v', len - 2);
+            memcpy(raw + n + len, "\r\n", 2);
+            n += len + 2;
+        }
+        memcpy(raw + n, "\r\n", 2);
+        n += 2;
         hl_err err = decode_in_pieces(raw, n, 100, NULL, 0, out, &out_n, &status, &consumed);
         HL_CHECK_INT_EQ(err, extra ? HL_ERR_LIMIT : HL_OK);
         HL_CHECK_INT_EQ(status, extra ? 413 : 0);
