@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "hl_cli_report.h"
+#include "hl_config.h"
 #include "hl_cli_store.h"
 #include "hl_engine_cli.h"
 #include "hl_opt.h"
@@ -19,6 +20,7 @@ typedef struct command {
 
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
+static int cmd_config(int argc, char **argv);
 
 static const command commands[] = {
     {"serve", "serve --config FILE [--log-level debug|info|warn|error]",
@@ -40,6 +42,7 @@ static const command commands[] = {
     {"run", "run MODEL.gguf -p PROMPT [-n N] [--temp T] [--threads T] [--seed S] ...",
      "generate with the embedded CPU engine; prints tokens/s", hl_engine_cli_run},
     {"gguf", "gguf info MODEL.gguf", "print a GGUF file's metadata and tensors", hl_engine_cli_gguf},
+    {"config", "config keys", "print every config key: its type, bounds, default and help", cmd_config},
     {"version", "version", "print the version (also: hybridllm --version)", cmd_version},
     {"help", "help [COMMAND]", "print this help, or a command's usage (also: COMMAND --help)", cmd_help},
 };
@@ -75,6 +78,23 @@ static int cmd_version(int argc, char **argv) {
     int rc = hl_opt_parse(&c, NULL, 0, NULL, argc, argv);
     if (rc != HL_OPT_GO) return rc;
     printf("hybridllm %s\n", HL_VERSION);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static const char config_usage[] = "usage: hybridllm config keys\n"
+                                   "  every key of the YAML config, with its type, bounds, default and help,\n"
+                                   "  from the loader's own tables\n";
+
+static int cmd_config(int argc, char **argv) {
+    hl_opt_cmd c = {"config", config_usage, stdout, stderr};
+    const char *pos[1];
+    hl_opt_list words = {pos, 0, 1};
+    int rc = hl_opt_parse(&c, NULL, 0, &words, argc, argv);
+    if (rc != HL_OPT_GO) return rc;
+    if (words.n != 1 || strcmp(pos[0], "keys") != 0)
+        return words.n ? hl_opt_usage_error(&c, "unknown subcommand '%s'", pos[0])
+                       : hl_opt_usage_error(&c, "a subcommand is required");
+    hl_config_print_reference(stdout);
     return fflush(stdout) == 0 ? 0 : 1;
 }
 

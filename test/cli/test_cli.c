@@ -217,7 +217,7 @@ static outcome *run(const char *const *args) {
     } while (0)
 
 static const char *const commands[] = {"serve", "route", "ledger", "report", "advise",
-                                       "simulate", "run", "gguf", "version", "help"};
+                                       "simulate", "run", "gguf", "config", "version", "help"};
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 HL_TEST(top_level_help_and_version) {
@@ -261,7 +261,7 @@ HL_TEST(every_command_answers_help) {
     NEED_BIN();
     static const char *const cases[][3] = {
         {"serve"}, {"route"}, {"ledger"}, {"ledger", "index"}, {"report"}, {"advise"},
-        {"simulate"}, {"run"}, {"gguf"}, {"gguf", "info"}, {"version"}, {"help"},
+        {"simulate"}, {"run"}, {"gguf"}, {"gguf", "info"}, {"config"}, {"config", "keys"}, {"version"}, {"help"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *cmd = cases[i][0], *sub = cases[i][1];
@@ -317,6 +317,8 @@ HL_TEST(usage_errors_exit_2_on_stderr) {
          "usage: hybridllm run"},
         {{"gguf", "info"}, "hybridllm gguf: the subcommand is info, then MODEL.gguf", "usage: hybridllm gguf"},
         {{"version", "--bogus"}, "hybridllm version: unknown option '--bogus'", "usage: hybridllm version"},
+        {{"config"}, "hybridllm config: a subcommand is required", "usage: hybridllm config"},
+        {{"config", "frob"}, "hybridllm config: unknown subcommand 'frob'", "usage: hybridllm config"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         outcome *o = run(cases[i].args);
@@ -324,6 +326,19 @@ HL_TEST(usage_errors_exit_2_on_stderr) {
             HL_FAIL_("case %zu (%s %s): exit %d, stderr '%.300s', stdout '%.80s'", i, cases[i].args[0],
                      cases[i].args[1] ? cases[i].args[1] : "", o->rc, o->err, o->out);
     }
+}
+
+/* `config keys` prints the loader's own tables: every section, and keys inside lists. */
+HL_TEST(config_keys_lists_the_schema) {
+    NEED_BIN();
+    outcome *o = run((const char *[]){"config", "keys", NULL});
+    HL_CHECK_INT_EQ(o->rc, 0);
+    HL_CHECK_STR_EQ(o->err, "");
+    static const char *const want[] = {"\nserver.listen (", "\nledger.path (", "\nbackends (list, required)",
+                                       "\nbackends[].kind (openai|anthropic|builtin, required)",
+                                       "server.threads (integer 0..256, default 0)"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(o->out, want[i])) HL_FAIL_("config keys lacks '%s'", want[i] + (want[i][0] == '\n'));
 }
 
 /* ---- the ledger commands' refusals ---- */
