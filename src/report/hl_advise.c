@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "hl_ledger.h"
 
 /* ---- prices ---- */
 
@@ -115,158 +116,6 @@ static numstr pct(double share) {
 
 /* ---- the ledger ---- */
 
-double hl_advise_parse_time(const char *s) {
-    if (!s) return -1;
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    int n = 0;
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &n) != 6 || n != 19)
-        return -1;
-    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
-        tm.tm_min > 59 || tm.tm_sec > 60)
-        return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    double frac = 0, scale = 0.1;
-    const char *p = s + n;
-    if (*p == '.') {
-        for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10) frac += (*p - '0') * scale;
-    }
-    double offset = 0;
-    if (*p == 'Z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int hh, mm, k = 0;
-        if (sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &k) != 2 || k != 5) return -1;
-        offset = (hh * 3600.0 + mm * 60.0) * (*p == '+' ? 1 : -1);
-        p += 6;
-    }
-    if (*p) return -1;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1) return -1;
-    return (double)t + frac - offset;
-}
-
-static long json_long(const json_t *v) {
-    if (json_is_integer(v)) return (long)json_integer_value(v);
-    if (json_is_real(v)) return (long)json_real_value(v);
-    return 0;
-}
-
-static const char *json_str_or(const json_t *o, const char *key, const char *dflt) {
-    const char *s = json_string_value(json_object_get(o, key));
-    return s ? s : dflt;
-}
-
-/* Parses one line; *ok false when it is not a record. */
-static hl_err scan_line(const char *data, size_t len, size_t line_no, hl_advise_ledger_fn fn, void *ud,
-                        bool *ok) {
-    *ok = false;
-    json_t *o = json_loadb(data, len, 0, NULL);
-    const char *source = json_string_value(json_object_get(o, "source"));
-    if (!json_is_object(o) || !source) {
-        json_decref(o);
-        return HL_OK;
-    }
-    *ok = true;
-    hl_advise_ledger_line l;
-    memset(&l, 0, sizeof l);
-    l.line_no = line_no;
-    const json_t *ts = json_object_get(o, "timestamp");
-    l.timestamp = json_is_number(ts) ? json_number_value(ts) : hl_advise_parse_time(json_string_value(ts));
-    l.cloud = !strcmp(source, "cloud");
-    l.input_tokens = json_long(json_object_get(o, "input_tokens"));
-    l.output_tokens = json_long(json_object_get(o, "output_tokens"));
-    if (l.input_tokens < 0) l.input_tokens = 0;
-    if (l.output_tokens < 0) l.output_tokens = 0;
-    const json_t *v = json_object_get(o, "latency_ms");
-    l.latency_ms = json_is_number(v) ? json_number_value(v) : 0;
-    v = json_object_get(o, "cost_usd");
-    l.cost_known = json_is_number(v);
-    l.cost_usd = l.cost_known ? json_number_value(v) : 0;
-    l.status = json_str_or(o, "status", "ok");
-    l.task_type = json_str_or(o, "task_type", NULL);
-    l.request_id = json_str_or(o, "request_id", NULL);
-    l.model = json_str_or(o, "model", NULL);
-    l.backend = json_str_or(o, "backend", NULL);
-    l.sensitive = json_is_true(json_object_get(o, "sensitive"));
-    v = json_object_get(o, "confidence");
-    l.confidence = json_is_number(v) ? json_number_value(v) : -1;
-    hl_err e = fn(&l, ud);
-    json_decref(o);
-    return e;
-}
-
-static bool blank(const char *p, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r') return false;
-    return true;
-}
-
-hl_err hl_advise_ledger_scan(const char *path, hl_advise_ledger_fn fn, void *ud, size_t *lines, size_t *bad,
-                             char *errbuf, size_t errbuf_len) {
-    *lines = *bad = 0;
-    if (errbuf_len) errbuf[0] = '\0';
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        int saved = errno;
-        snprintf(errbuf, errbuf_len, "%s: %s", path, strerror(saved));
-        errno = saved;
-        return HL_ERR_IO;
-    }
-    hl_err rc = HL_OK;
-    hl_buf line;
-    hl_buf_init(&line, HL_ADVISE_MAX_LINE);
-    char chunk[65536];
-    size_t n, line_no = 0;
-    bool eof = false;
-    while (!rc && !eof) {
-        n = fread(chunk, 1, sizeof chunk, f);
-        if (n == 0) {
-            if (ferror(f)) {
-                snprintf(errbuf, errbuf_len, "%s: read error", path);
-                rc = HL_ERR_IO;
-                break;
-            }
-            eof = true;
-            if (!line.len) break;
-        }
-        size_t off = 0;
-        while (!rc && (off < n || (eof && line.len))) {
-            const char *nl = off < n ? memchr(chunk + off, '\n', n - off) : NULL;
-            size_t take = nl ? (size_t)(nl - (chunk + off)) : n - off;
-            if (take && (rc = hl_buf_append(&line, chunk + off, take))) {
-                if (rc == HL_ERR_LIMIT)
-                    snprintf(errbuf, errbuf_len, "%s:%zu: line longer than %u bytes", path, line_no + 1,
-                             HL_ADVISE_MAX_LINE);
-                break;
-            }
-            off += take + (nl ? 1 : 0);
-            if (!nl && !eof) break; /* the line goes on in the next chunk */
-            line_no++;
-            if (!blank(line.data ? line.data : "", line.len)) {
-                bool ok;
-                rc = scan_line(line.data, line.len, line_no, fn, ud, &ok);
-                if (ok) {
-                    (*lines)++;
-                } else if ((*bad)++ == 0) {
-                    snprintf(errbuf, errbuf_len, "%s:%zu: not a ledger record (a JSON object with \"source\")",
-                             path, line_no);
-                }
-            }
-            hl_buf_reset(&line);
-        }
-    }
-    hl_buf_release(&line);
-    fclose(f);
-    return rc;
-}
-
-typedef struct measure_ctx {
-    hl_advise_measured *m;
-} measure_ctx;
-
 static bool is_simple_task(const char *t) {
     return t && (!strcmp(t, "classification") || !strcmp(t, "extraction"));
 }
@@ -275,12 +124,12 @@ static bool is_complex_task(const char *t) {
     return t && (!strcmp(t, "code_generation") || !strcmp(t, "analysis") || !strcmp(t, "reasoning"));
 }
 
-static hl_err measure_line(const hl_advise_ledger_line *l, void *ud) {
-    hl_advise_measured *m = ((measure_ctx *)ud)->m;
-    if (l->timestamp >= 0) {
-        if (m->first_ts < 0 || l->timestamp < m->first_ts) m->first_ts = l->timestamp;
-        if (l->timestamp > m->last_ts) m->last_ts = l->timestamp;
-    }
+static hl_err measure_line(void *ud, const hl_ledger_entry *e, size_t line_no) {
+    (void)line_no;
+    hl_advise_measured *m = ud;
+    const hl_ledger_record *l = &e->rec;
+    if (m->first_ts < 0 || l->timestamp < m->first_ts) m->first_ts = l->timestamp;
+    if (l->timestamp > m->last_ts) m->last_ts = l->timestamp;
     if (l->cost_known) {
         if (l->cloud) m->cloud_cost_usd += l->cost_usd;
         else m->local_cost_usd += l->cost_usd;
@@ -289,16 +138,17 @@ static hl_err measure_line(const hl_advise_ledger_line *l, void *ud) {
     }
     if (!l->cloud) {
         m->local_busy_ms += l->latency_ms;
-        m->local_tokens += l->input_tokens + l->output_tokens;
+        m->local_tokens += l->usage.input_tokens + l->usage.output_tokens;
     }
-    if (!strcmp(l->status, "escalated")) {
+    const char *status = l->status ? l->status : "ok"; /* the brief's records have none */
+    if (!strcmp(status, "escalated")) {
         m->escalated++;
-    } else if (!strcmp(l->status, "ok")) {
+    } else if (!strcmp(status, "ok")) {
         m->requests++;
         if (l->cloud) m->cloud_requests++;
         else m->local_requests++;
-        m->input_tokens += l->input_tokens;
-        m->output_tokens += l->output_tokens;
+        m->input_tokens += l->usage.input_tokens;
+        m->output_tokens += l->usage.output_tokens;
         m->sensitive += l->sensitive;
         m->simple_tasks += is_simple_task(l->task_type);
         m->complex_tasks += is_complex_task(l->task_type);
@@ -313,24 +163,28 @@ hl_err hl_advise_measure(const char *path, double period_days, hl_advise_measure
     memset(m, 0, sizeof *m);
     m->path = path;
     m->first_ts = m->last_ts = -1;
-    measure_ctx ctx = {m};
-    hl_err rc = hl_advise_ledger_scan(path, measure_line, &ctx, &m->lines, &m->bad_lines, errbuf, errbuf_len);
+    hl_ledger_read_stats st;
+    hl_err rc = hl_ledger_read(path, 0, measure_line, m, &st, errbuf, errbuf_len);
     if (rc) return rc;
+    m->lines = st.records;
+    m->bad_lines = st.malformed;
+    m->duplicate_lines = st.duplicates + st.conflicts;
     if (!m->requests || m->input_tokens + m->output_tokens <= 0) {
-        snprintf(errbuf, errbuf_len, "%s: no served request with tokens (status \"ok\") in %zu records", path,
-                 m->lines);
+        snprintf(errbuf, errbuf_len, "%s: no served request with tokens (status \"ok\") in %zu records%s%s", path,
+                 m->lines, st.malformed ? "; the first line skipped: " : "", st.malformed ? st.first_bad : "");
         return HL_ERR_INVAL;
     }
     m->period_days = period_days > 0 ? period_days : (m->last_ts - m->first_ts) / 86400.0;
     if (!(m->period_days > 0)) {
         snprintf(errbuf, errbuf_len,
-                 "%s: the records cover no span of time (%s); pass --period-days D to say how long the "
-                 "ledger covers",
-                 path, m->first_ts < 0 ? "no timestamps" : "one timestamp");
+                 "%s: the records cover no span of time (one timestamp); pass --period-days D to say how long "
+                 "the ledger covers",
+                 path);
         return HL_ERR_INVAL;
     }
     m->month_factor = 30.0 / m->period_days;
-    if (errbuf_len && !m->bad_lines) errbuf[0] = '\0';
+    if (st.malformed)
+        snprintf(errbuf, errbuf_len, "%s:%zu: not a ledger record: %s", path, st.first_bad_line, st.first_bad);
     return HL_OK;
 }
 
@@ -420,11 +274,15 @@ static void workload_steps(const hl_advise_input *in, hl_advise_result *r) {
     if (m) {
         double served = (double)(m->input_tokens + m->output_tokens);
         snprintf(v, sizeof v, "%zu lines", m->lines);
-        if (m->bad_lines)
-            add_step(r, 0, "ledger records", v, "%s (%zu more lines skipped: not a ledger record)", m->path,
-                     m->bad_lines);
-        else
-            add_step(r, 0, "ledger records", v, "%s", m->path);
+        char skipped[160] = "";
+        if (m->bad_lines && m->duplicate_lines)
+            snprintf(skipped, sizeof skipped, " (%zu more lines skipped: not a ledger record; %zu repeated a record)",
+                     m->bad_lines, m->duplicate_lines);
+        else if (m->bad_lines)
+            snprintf(skipped, sizeof skipped, " (%zu more lines skipped: not a ledger record)", m->bad_lines);
+        else if (m->duplicate_lines)
+            snprintf(skipped, sizeof skipped, " (%zu more lines skipped: they repeated a record)", m->duplicate_lines);
+        add_step(r, 0, "ledger records", v, "%s%s", m->path, skipped);
         char a[32] = "?", b[32] = "?";
         if (m->first_ts >= 0) iso_time(m->first_ts, a, sizeof a), iso_time(m->last_ts, b, sizeof b);
         snprintf(v, sizeof v, "%.2f days", m->period_days);
@@ -812,6 +670,7 @@ hl_err hl_advise_render_json(const hl_advise_input *in, const hl_advise_result *
         jset(lg, "path", json_string(m->path));
         jset(lg, "records", json_integer((json_int_t)m->lines));
         jset(lg, "skipped_lines", json_integer((json_int_t)m->bad_lines));
+        jset(lg, "duplicate_lines", json_integer((json_int_t)m->duplicate_lines));
         jset(lg, "period_days", json_real(m->period_days));
         jset(lg, "month_factor", json_real(m->month_factor));
         jset(lg, "requests", json_integer((json_int_t)m->requests));
