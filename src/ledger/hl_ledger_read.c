@@ -6,8 +6,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,44 +20,340 @@ enum { READ_CHUNK = 1 << 20 }; /* bytes read per read() */
 
 /* ---- one line ---- */
 
-/* Each getter: missing or null leaves the default and succeeds; a value of another type
- * fails (the line is malformed). */
-static bool get_str(json_t *o, const char *k, const char **out) {
-    json_t *v = json_object_get(o, k);
-    if (!v || json_is_null(v)) return true;
-    if (!json_is_string(v)) return false;
-    *out = json_string_value(v);
+/* ---- the JSON of one line ----
+ *
+ * A line is one flat JSON object (RFC 8259), read by hand rather than through a JSON tree:
+ * every reader goes through here, the budgets' replay at start over a month of lines, and a
+ * tree costs an allocation per value. Values of the known keys (the fields of hl_ledger.h) are
+ * kept; the values of other keys are checked as JSON and skipped (nested arrays and objects
+ * allowed, 256 levels at most). Strings are checked as UTF-8 and decoded (escapes, surrogate
+ * pairs) into one buffer the size of the line; "\u0000" is refused (fields are C strings). A
+ * known key given twice makes the line malformed. */
+
+enum field {
+    F_TIMESTAMP, F_SOURCE, F_INPUT_TOKENS, F_OUTPUT_TOKENS, F_LATENCY_MS, F_COST_USD, F_REQUEST_ID, F_ATTEMPT,
+    F_BACKEND, F_MODEL, F_ROUTE_REASON, F_STATUS, F_STREAM, F_TTFT_MS, F_CACHED_INPUT_TOKENS,
+    F_CACHE_WRITE_TOKENS, F_USAGE_ESTIMATED, F_TENANT, F_TASK_TYPE, F_TASK_INFERRED, F_SENSITIVE, F_PII,
+    F_CONFIDENCE, F_HTTP_STATUS, F_ERROR, F_COUNT
+};
+
+static const char *const field_names[F_COUNT] = {
+    "timestamp", "source", "input_tokens", "output_tokens", "latency_ms", "cost_usd", "request_id", "attempt",
+    "backend", "model", "route_reason", "status", "stream", "ttft_ms", "cached_input_tokens",
+    "cache_write_tokens", "usage_estimated", "tenant", "task_type", "task_inferred", "sensitive", "pii",
+    "confidence", "http_status", "error",
+};
+
+typedef enum vkind { V_ABSENT = 0, V_NULL, V_STR, V_INT, V_REAL, V_BOOL, V_OTHER } vkind;
+
+typedef struct val {
+    vkind k;
+    const char *s;            /* V_STR: in the decode buffer */
+    long long i;              /* V_INT */
+    double d;                 /* V_INT and V_REAL */
+    bool b;                   /* V_BOOL */
+} val;
+
+typedef struct scan {
+    const char *p, *end;
+    char *out;                /* the decode buffer's free end */
+    const char *err;          /* why the line is not JSON */
+    char msg[64];             /* a message naming a key */
+    val f[F_COUNT];
+} scan;
+
+enum { MAX_DEPTH = 256 };
+
+static bool bad(scan *sc, const char *why) {
+    if (!sc->err) sc->err = why;
+    return false;
+}
+
+static void skip_ws(scan *sc) {
+    while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\t' || *sc->p == '\n' || *sc->p == '\r')) sc->p++;
+}
+
+static int hex4(const char *p) {
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+static char *put_utf8(char *o, unsigned cp) {
+    if (cp < 0x80) {
+        *o++ = (char)cp;
+    } else if (cp < 0x800) {
+        *o++ = (char)(0xc0 | cp >> 6);
+        *o++ = (char)(0x80 | (cp & 0x3f));
+    } else if (cp < 0x10000) {
+        *o++ = (char)(0xe0 | cp >> 12);
+        *o++ = (char)(0x80 | (cp >> 6 & 0x3f));
+        *o++ = (char)(0x80 | (cp & 0x3f));
+    } else {
+        *o++ = (char)(0xf0 | cp >> 18);
+        *o++ = (char)(0x80 | (cp >> 12 & 0x3f));
+        *o++ = (char)(0x80 | (cp >> 6 & 0x3f));
+        *o++ = (char)(0x80 | (cp & 0x3f));
+    }
+    return o;
+}
+
+/* Length of the valid UTF-8 sequence at p (non-ASCII lead byte), 0 when invalid. */
+static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
+    unsigned c = p[0], cp, n;
+    if (c >= 0xc2 && c <= 0xdf) n = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef) n = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4) n = 4, cp = c & 0x07;
+    else return 0;
+    if ((size_t)(end - p) < n) return 0;
+    for (unsigned i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return n;
+}
+
+/* A \u escape at sc->p (just past the 'u'), a surrogate pair included. */
+static bool read_u_escape(scan *sc, char **o) {
+    int hi = sc->end - sc->p >= 4 ? hex4(sc->p) : -1;
+    if (hi < 0) return bad(sc, "bad \\u escape");
+    sc->p += 4;
+    unsigned cp = (unsigned)hi;
+    if (cp >= 0xdc00 && cp <= 0xdfff) return bad(sc, "lone low surrogate");
+    if (cp >= 0xd800 && cp <= 0xdbff) {
+        int lo = sc->end - sc->p >= 6 && sc->p[0] == '\\' && sc->p[1] == 'u' ? hex4(sc->p + 2) : -1;
+        if (lo < 0xdc00 || lo > 0xdfff) return bad(sc, "lone high surrogate");
+        sc->p += 6;
+        cp = 0x10000 + ((cp - 0xd800) << 10) + ((unsigned)lo - 0xdc00);
+    }
+    if (cp == 0) return bad(sc, "\\u0000 in a string");
+    *o = put_utf8(*o, cp);
     return true;
 }
 
-static bool get_num(json_t *o, const char *k, double *out, bool *present) {
-    json_t *v = json_object_get(o, k);
+/* A string at sc->p (on its opening quote), decoded and terminated at sc->out; *s points to
+ * it and sc->out moves past it. */
+static bool read_string(scan *sc, const char **s) {
+    char *o = sc->out;
+    sc->p++;
+    while (sc->p < sc->end) {
+        unsigned char c = (unsigned char)*sc->p;
+        if (c == '"') {
+            sc->p++;
+            *o++ = '\0';
+            *s = sc->out;
+            sc->out = o;
+            return true;
+        }
+        if (c < 0x20) return bad(sc, "control character in a string");
+        if (c == '\\') {
+            if (++sc->p >= sc->end) break;
+            char e = *sc->p++;
+            const char *from = "\"\\/bfnrt", *to = "\"\\/\b\f\n\r\t", *k = strchr(from, e);
+            if (e == 'u') {
+                if (!read_u_escape(sc, &o)) return false;
+            } else if (e && k) {
+                *o++ = to[k - from];
+            } else {
+                return bad(sc, "bad escape in a string");
+            }
+            continue;
+        }
+        size_t n = c < 0x80 ? 1 : utf8_len((const unsigned char *)sc->p, (const unsigned char *)sc->end);
+        if (!n) return bad(sc, "invalid UTF-8 in a string");
+        memcpy(o, sc->p, n);
+        o += n;
+        sc->p += n;
+    }
+    return bad(sc, "unterminated string");
+}
+
+static bool read_number(scan *sc, val *v) {
+    const char *st = sc->p, *p = sc->p, *end = sc->end;
+    bool is_int = true;
+    if (p < end && *p == '-') p++;
+    if (p < end && *p == '0') p++;
+    else if (p < end && *p >= '1' && *p <= '9') while (p < end && *p >= '0' && *p <= '9') p++;
+    else return bad(sc, "bad number");
+    if (p < end && *p == '.') {
+        is_int = false;
+        if (++p >= end || *p < '0' || *p > '9') return bad(sc, "bad number");
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        is_int = false;
+        if (++p < end && (*p == '+' || *p == '-')) p++;
+        if (p >= end || *p < '0' || *p > '9') return bad(sc, "bad number");
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    /* strtoll/strtod need a terminated copy: the decode buffer's free end holds it briefly */
+    memcpy(sc->out, st, (size_t)(p - st));
+    sc->out[p - st] = '\0';
+    errno = 0;
+    if (is_int) {
+        v->i = strtoll(sc->out, NULL, 10);
+        if (errno == ERANGE) return bad(sc, "integer out of range");
+        v->k = V_INT;
+        v->d = (double)v->i;
+    } else {
+        v->d = strtod(sc->out, NULL);
+        if (isinf(v->d)) return bad(sc, "number out of range");
+        v->k = V_REAL;
+    }
+    sc->p = p;
+    return true;
+}
+
+static bool read_value(scan *sc, val *v, int depth);
+
+/* An array or object: checked, not kept (sc->out is rewound). */
+static bool skip_container(scan *sc, int depth) {
+    if (depth >= MAX_DEPTH) return bad(sc, "nested too deep");
+    char close = *sc->p == '{' ? '}' : ']';
+    char *mark = sc->out;
+    val tmp;
+    sc->p++;
+    skip_ws(sc);
+    if (sc->p < sc->end && *sc->p == close) {
+        sc->p++;
+        return true;
+    }
+    for (;;) {
+        if (close == '}') {
+            const char *key;
+            if (sc->p >= sc->end || *sc->p != '"') return bad(sc, "object key expected");
+            if (!read_string(sc, &key)) return false;
+            skip_ws(sc);
+            if (sc->p >= sc->end || *sc->p++ != ':') return bad(sc, "':' expected");
+        }
+        if (!read_value(sc, &tmp, depth + 1)) return false;
+        sc->out = mark;
+        skip_ws(sc);
+        if (sc->p < sc->end && *sc->p == ',') {
+            sc->p++;
+            skip_ws(sc);
+            continue;
+        }
+        if (sc->p < sc->end && *sc->p == close) {
+            sc->p++;
+            return true;
+        }
+        return bad(sc, "',' or the end of an array or object expected");
+    }
+}
+
+static bool literal(scan *sc, const char *word) {
+    size_t n = strlen(word);
+    if ((size_t)(sc->end - sc->p) < n || memcmp(sc->p, word, n) != 0) return bad(sc, "invalid token");
+    sc->p += n;
+    return true;
+}
+
+static bool read_value(scan *sc, val *v, int depth) {
+    skip_ws(sc);
+    memset(v, 0, sizeof *v);
+    if (sc->p >= sc->end) return bad(sc, "value expected");
+    switch (*sc->p) {
+    case '"': v->k = V_STR; return read_string(sc, &v->s);
+    case '{': case '[': v->k = V_OTHER; return skip_container(sc, depth);
+    case 't': v->k = V_BOOL; v->b = true; return literal(sc, "true");
+    case 'f': v->k = V_BOOL; return literal(sc, "false");
+    case 'n': v->k = V_NULL; return literal(sc, "null");
+    default: return read_number(sc, v);
+    }
+}
+
+static int field_of(const char *key) {
+    for (int i = 0; i < F_COUNT; i++)
+        if (field_names[i][0] == key[0] && !strcmp(field_names[i], key)) return i;
+    return -1;
+}
+
+/* The object of a line into sc->f. NULL, or why the line is not a flat JSON object. */
+static const char *read_object(scan *sc) {
+    skip_ws(sc);
+    if (sc->p >= sc->end || *sc->p != '{') {
+        if (sc->p < sc->end && *sc->p == '[') return "not a JSON object";
+        return "not JSON: '{' expected";
+    }
+    sc->p++;
+    skip_ws(sc);
+    bool first = true;
+    while (!(first && sc->p < sc->end && *sc->p == '}')) {
+        const char *key;
+        char *mark = sc->out;
+        if (sc->p >= sc->end || *sc->p != '"') return "not JSON: object key expected";
+        if (!read_string(sc, &key)) return NULL; /* sc->err says why */
+        int f = field_of(key);
+        sc->out = mark;
+        skip_ws(sc);
+        if (sc->p >= sc->end || *sc->p++ != ':') return "not JSON: ':' expected";
+        val v;
+        if (!read_value(sc, &v, 1)) return NULL; /* sc->err says why */
+        if (f >= 0 && sc->f[f].k != V_ABSENT) {
+            snprintf(sc->msg, sizeof sc->msg, "%s given twice", field_names[f]);
+            return sc->msg;
+        }
+        if (f >= 0) sc->f[f] = v;
+        else sc->out = mark; /* an unknown key's value is not kept */
+        first = false;
+        skip_ws(sc);
+        if (sc->p < sc->end && *sc->p == ',') {
+            sc->p++;
+            skip_ws(sc);
+            continue;
+        }
+        if (sc->p < sc->end && *sc->p == '}') break;
+        return "not JSON: ',' or '}' expected";
+    }
+    sc->p++;
+    skip_ws(sc);
+    return sc->p == sc->end ? NULL : "not JSON: bytes after the object";
+}
+
+/* Each getter: missing or null leaves the default and succeeds; a value of another type
+ * fails (the line is malformed). */
+static bool get_str(const scan *sc, enum field k, const char **out) {
+    const val *v = &sc->f[k];
+    if (v->k == V_ABSENT || v->k == V_NULL) return true;
+    if (v->k != V_STR) return false;
+    *out = v->s;
+    return true;
+}
+
+static bool get_num(const scan *sc, enum field k, double *out, bool *present) {
+    const val *v = &sc->f[k];
     *present = false;
-    if (!v || json_is_null(v)) return true;
-    if (!json_is_number(v)) return false;
-    *out = json_number_value(v);
+    if (v->k == V_ABSENT || v->k == V_NULL) return true;
+    if (v->k != V_INT && v->k != V_REAL) return false;
+    *out = v->d;
     *present = true;
     return true;
 }
 
 /* An integer within [lo, hi]. */
-static bool get_int(json_t *o, const char *k, long long lo, long long hi, long long *out, bool *present) {
-    json_t *v = json_object_get(o, k);
+static bool get_int(const scan *sc, enum field k, long long lo, long long hi, long long *out, bool *present) {
+    const val *v = &sc->f[k];
     *present = false;
-    if (!v || json_is_null(v)) return true;
-    if (!json_is_integer(v)) return false;
-    long long x = (long long)json_integer_value(v);
-    if (x < lo || x > hi) return false;
-    *out = x;
+    if (v->k == V_ABSENT || v->k == V_NULL) return true;
+    if (v->k != V_INT || v->i < lo || v->i > hi) return false;
+    *out = v->i;
     *present = true;
     return true;
 }
 
-static bool get_bool(json_t *o, const char *k, bool *out) {
-    json_t *v = json_object_get(o, k);
-    if (!v || json_is_null(v)) return true;
-    if (!json_is_boolean(v)) return false;
-    *out = json_is_true(v);
+static bool get_bool(const scan *sc, enum field k, bool *out) {
+    const val *v = &sc->f[k];
+    if (v->k == V_ABSENT || v->k == V_NULL) return true;
+    if (v->k != V_BOOL) return false;
+    *out = v->b;
     return true;
 }
 
@@ -109,71 +405,71 @@ static void derive_id(hl_ledger_entry *e) {
 }
 
 /* The brief's six fields. NULL, or why the line is not a record. */
-static const char *parse_required(json_t *root, hl_ledger_entry *e) {
+static const char *parse_required(scan *root, hl_ledger_entry *e) {
     hl_ledger_record *r = &e->rec;
     const char *ts = NULL, *source = NULL;
     bool present;
     long long v;
-    if (!get_str(root, "timestamp", &ts) || !ts) return "timestamp missing or not a string";
+    if (!get_str(root, F_TIMESTAMP, &ts) || !ts) return "timestamp missing or not a string";
     if (hl_time_parse_us(ts, strlen(ts), &e->ts_us) != HL_OK) return "timestamp is not ISO 8601";
     if (e->ts_us < 0) return "timestamp before 1970";
     e->ts_ms = e->ts_us / 1000;
     r->timestamp = (double)e->ts_us / 1e6;
-    if (!get_str(root, "source", &source) || !source) return "source missing or not a string";
+    if (!get_str(root, F_SOURCE, &source) || !source) return "source missing or not a string";
     if (!strcmp(source, "cloud")) r->cloud = true;
     else if (strcmp(source, "local") != 0) return "source is neither cloud nor local";
-    if (!get_int(root, "input_tokens", 0, LONG_MAX, &v, &present) || !present)
+    if (!get_int(root, F_INPUT_TOKENS, 0, LONG_MAX, &v, &present) || !present)
         return "input_tokens missing or not a count";
     r->usage.input_tokens = (long)v;
-    if (!get_int(root, "output_tokens", 0, LONG_MAX, &v, &present) || !present)
+    if (!get_int(root, F_OUTPUT_TOKENS, 0, LONG_MAX, &v, &present) || !present)
         return "output_tokens missing or not a count";
     r->usage.output_tokens = (long)v;
     r->usage.known = true;
-    if (!get_num(root, "latency_ms", &r->latency_ms, &present) || !present) return "latency_ms missing or not a number";
+    if (!get_num(root, F_LATENCY_MS, &r->latency_ms, &present) || !present) return "latency_ms missing or not a number";
     if (r->latency_ms < 0) return "latency_ms is negative";
-    if (!json_object_get(root, "cost_usd")) return "cost_usd missing";
-    if (!get_num(root, "cost_usd", &r->cost_usd, &r->cost_known)) return "cost_usd is not a number";
+    if (root->f[F_COST_USD].k == V_ABSENT) return "cost_usd missing";
+    if (!get_num(root, F_COST_USD, &r->cost_usd, &r->cost_known)) return "cost_usd is not a number";
     if (!r->cost_known) r->cost_usd = 0;
     return NULL;
 }
 
 /* Identity: request_id and attempt, or a derived id. */
-static const char *parse_identity(json_t *root, hl_ledger_entry *e) {
+static const char *parse_identity(scan *root, hl_ledger_entry *e) {
     hl_ledger_record *r = &e->rec;
     long long v = 1;
     bool present;
-    if (!get_str(root, "request_id", &r->request_id)) return "request_id is not a string";
+    if (!get_str(root, F_REQUEST_ID, &r->request_id)) return "request_id is not a string";
     if (r->request_id && !r->request_id[0]) return "request_id is empty";
-    if (!get_int(root, "attempt", 1, INT_MAX, &v, &present)) return "attempt is not an integer >= 1";
+    if (!get_int(root, F_ATTEMPT, 1, INT_MAX, &v, &present)) return "attempt is not an integer >= 1";
     if (r->request_id && !present) return "attempt missing (required with request_id)";
     r->attempt = r->request_id ? (int)v : 1;
     if (!r->request_id) derive_id(e);
     return NULL;
 }
 
-static const char *parse_optional(json_t *root, hl_ledger_entry *e) {
+static const char *parse_optional(scan *root, hl_ledger_entry *e) {
     hl_ledger_record *r = &e->rec;
-    if (!get_str(root, "backend", &r->backend) || !get_str(root, "model", &r->model) ||
-        !get_str(root, "route_reason", &r->route_reason) || !get_str(root, "status", &r->status) ||
-        !get_str(root, "tenant", &r->tenant) || !get_str(root, "task_type", &r->task_type) ||
-        !get_str(root, "pii", &r->pii) || !get_str(root, "error", &r->error))
+    if (!get_str(root, F_BACKEND, &r->backend) || !get_str(root, F_MODEL, &r->model) ||
+        !get_str(root, F_ROUTE_REASON, &r->route_reason) || !get_str(root, F_STATUS, &r->status) ||
+        !get_str(root, F_TENANT, &r->tenant) || !get_str(root, F_TASK_TYPE, &r->task_type) ||
+        !get_str(root, F_PII, &r->pii) || !get_str(root, F_ERROR, &r->error))
         return "a text field holds a non-string";
     bool present;
     r->ttft_ms = r->confidence = -1;
     double d;
-    if (!get_num(root, "ttft_ms", &d, &present) || (present && d < 0)) return "ttft_ms is not a number >= 0";
+    if (!get_num(root, F_TTFT_MS, &d, &present) || (present && d < 0)) return "ttft_ms is not a number >= 0";
     if (present) r->ttft_ms = d;
-    if (!get_num(root, "confidence", &d, &present) || (present && d < 0)) return "confidence is not a number >= 0";
+    if (!get_num(root, F_CONFIDENCE, &d, &present) || (present && d < 0)) return "confidence is not a number >= 0";
     if (present) r->confidence = d;
     long long v;
-    if (!get_int(root, "cached_input_tokens", 0, LONG_MAX, &v, &present)) return "cached_input_tokens is not a count";
+    if (!get_int(root, F_CACHED_INPUT_TOKENS, 0, LONG_MAX, &v, &present)) return "cached_input_tokens is not a count";
     if (present) r->usage.cached_input_tokens = (long)v;
-    if (!get_int(root, "cache_write_tokens", 0, LONG_MAX, &v, &present)) return "cache_write_tokens is not a count";
+    if (!get_int(root, F_CACHE_WRITE_TOKENS, 0, LONG_MAX, &v, &present)) return "cache_write_tokens is not a count";
     if (present) r->usage.cache_write_tokens = (long)v;
-    if (!get_int(root, "http_status", 0, 999, &v, &present)) return "http_status is not an integer 0..999";
+    if (!get_int(root, F_HTTP_STATUS, 0, 999, &v, &present)) return "http_status is not an integer 0..999";
     if (present) r->http_status = (int)v;
-    if (!get_bool(root, "stream", &r->stream) || !get_bool(root, "usage_estimated", &r->usage.estimated) ||
-        !get_bool(root, "task_inferred", &r->task_inferred) || !get_bool(root, "sensitive", &r->sensitive))
+    if (!get_bool(root, F_STREAM, &r->stream) || !get_bool(root, F_USAGE_ESTIMATED, &r->usage.estimated) ||
+        !get_bool(root, F_TASK_INFERRED, &r->task_inferred) || !get_bool(root, F_SENSITIVE, &r->sensitive))
         return "a boolean field holds something else";
     return NULL;
 }
@@ -200,26 +496,31 @@ hl_err hl_ledger_parse_line(const char *line, size_t len, hl_ledger_entry *e, ch
     if (why_len) why[0] = '\0';
     if (hl_ledger_blank(line, len)) return fail(why, why_len, "blank line");
     if (len > HL_LEDGER_MAX_LINE) return fail(why, why_len, "line longer than 1 MiB");
-    json_error_t je;
-    json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
-    if (!root) return fail(why, why_len, "not JSON: %s", je.text);
-    const char *bad = json_is_object(root) ? NULL : "not a JSON object";
-    e->rec.attempt = 1;
-    if (!bad) bad = parse_required(root, e);
-    if (!bad) bad = parse_optional(root, e);
-    if (!bad) bad = parse_identity(root, e);
-    if (bad) {
-        json_decref(root);
-        memset(e, 0, sizeof *e);
-        return fail(why, why_len, "%s", bad);
+    char *buf = malloc(len + 1);
+    if (!buf) return fail(why, why_len, "out of memory");
+    scan sc = {.p = line, .end = line + len, .out = buf};
+    const char *bad_line = read_object(&sc);
+    if (!bad_line && sc.err) bad_line = sc.err;
+    if (bad_line) {
+        free(buf);
+        return fail(why, why_len, "%s%s", sc.err && bad_line == sc.err ? "not JSON: " : "", bad_line);
     }
-    e->doc = root;
+    e->rec.attempt = 1;
+    const char *wrong = parse_required(&sc, e);
+    if (!wrong) wrong = parse_optional(&sc, e);
+    if (!wrong) wrong = parse_identity(&sc, e);
+    if (wrong) {
+        free(buf);
+        memset(e, 0, sizeof *e);
+        return fail(why, why_len, "%s", wrong);
+    }
+    e->doc = buf;
     return HL_OK;
 }
 
 void hl_ledger_entry_release(hl_ledger_entry *e) {
     if (!e) return;
-    json_decref(e->doc);
+    free(e->doc);
     e->doc = NULL;
 }
 

@@ -269,7 +269,29 @@ HL_TEST(malformed_lines_say_why) {
         {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
          "\"latency_ms\":1,\"cost_usd\":1,\"stream\":\"yes\"}", "a boolean field holds something else"},
         {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"source\":\"local\",\"input_tokens\":1,"
-         "\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":1}", "duplicate"},
+         "\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":1}", "source given twice"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1,\"tenant\":\"a\\ud800\"}", "lone high surrogate"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1,\"tenant\":\"\xc3\"}", "invalid UTF-8"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1,\"tenant\":\"a\\u0000\"}", "\\u0000"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1e3,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1}", "input_tokens missing or not a count"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":99999999999999999999,"
+         "\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":1}", "integer out of range"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1e999,\"cost_usd\":1}", "number out of range"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":01,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1}", "not JSON"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1,}", "not JSON"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1} {}", "bytes after the object"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1,\"x\":[1,{\"a\":[tru]}]}", "invalid token"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1,\"model\":[\"m\"]}", "a text field holds a non-string"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         hl_ledger_entry e;
@@ -279,6 +301,27 @@ HL_TEST(malformed_lines_say_why) {
             HL_FAIL_("case %zu: rc %d, why \"%s\", expected \"%s\"", i, rc, why, cases[i].why);
         hl_ledger_entry_release(&e);
     }
+}
+
+HL_TEST(any_valid_json_spelling_is_read) {
+    /* escaped key names, nested unknown values, whitespace everywhere, exponents, escapes and
+     * a surrogate pair in strings */
+    static const char line[] =
+        " { \"\\u0074imestamp\" : \"2025-03-01T00:00:00Z\" ,\"extra\":{\"a\":[1,2.5e-3,true,null,{\"b\":\"\\\"\"}],\"c\":{}},"
+        "\"source\":\"local\",\"input_tokens\":-0,\"output_tokens\":7,\"latency_ms\":1.5E+2,\"cost_usd\":null,"
+        "\"tenant\":\"caf\\u00e9 \\ud83d\\ude00\\t\\/\\\\\",\"model\":\"\xe6\x97\xa5\xe6\x9c\xac\",\"other\":[] } \r";
+    hl_ledger_entry e;
+    char why[160];
+    HL_REQUIRE(hl_ledger_parse_line(line, sizeof line - 1, &e, why, sizeof why) == HL_OK);
+    HL_CHECK_INT_EQ(e.ts_ms, 1740787200000LL);
+    HL_CHECK(!e.rec.cloud);
+    HL_CHECK_INT_EQ(e.rec.usage.input_tokens, 0);
+    HL_CHECK_INT_EQ(e.rec.usage.output_tokens, 7);
+    HL_CHECK_NEAR(e.rec.latency_ms, 150, 0);
+    HL_CHECK(!e.rec.cost_known);
+    HL_CHECK_STR_EQ(e.rec.tenant, "caf\xc3\xa9 \xf0\x9f\x98\x80\t/\\");
+    HL_CHECK_STR_EQ(e.rec.model, "\xe6\x97\xa5\xe6\x9c\xac");
+    hl_ledger_entry_release(&e);
 }
 
 HL_TEST(line_time_fast_path_and_fallback) {
