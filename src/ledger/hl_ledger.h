@@ -13,9 +13,10 @@
  * A reader sees whole lines plus, at most, the start of one still being written at the end of
  * the file: an unterminated last line is not read (it is counted as partial). Keys may come in
  * any order and with any JSON whitespace; the writer puts timestamp first, which
- * hl_ledger_line_time() uses as a fast path (and falls back to a full parse otherwise). A key
- * given twice makes the line malformed. Unknown keys are ignored. "null" and a missing key
- * mean the same. Field by field (R: required, else optional with the default shown):
+ * hl_ledger_line_time() uses as a fast path (and falls back to a full parse otherwise). A
+ * known key given twice makes the line malformed. Unknown keys are ignored (their values must
+ * still be JSON). "null" and a missing key mean the same. Strings are UTF-8; "\u0000" is
+ * refused. Field by field (R: required, else optional with the default shown):
  *
  *   timestamp      R  string, ISO 8601 as hl_time.h accepts it; no zone means UTC. When the
  *                     attempt started. The writer: "2025-03-01T12:00:00.250Z" (milliseconds,
