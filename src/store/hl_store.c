@@ -139,7 +139,7 @@ int hl_store_schema_version(hl_store *s) {
 const char *hl_store_kind(const hl_store *s) { return s->ops->name; }
 
 hl_store_status hl_store_status_parse(const char *s) {
-    if (!s) return HL_STORE_STATUS_OTHER;
+    if (!s) return HL_STORE_STATUS_OK; /* no status: a served answer (hl_ledger.h) */
     if (!strcmp(s, "ok")) return HL_STORE_STATUS_OK;
     if (!strcmp(s, "error")) return HL_STORE_STATUS_ERROR;
     if (!strcmp(s, "escalated")) return HL_STORE_STATUS_ESCALATED;

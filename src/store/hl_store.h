@@ -168,7 +168,9 @@ typedef enum hl_store_status {
     HL_STORE_STATUS_ERROR,
     HL_STORE_STATUS_CANCELLED,
     HL_STORE_STATUS_ESCALATED,
-    HL_STORE_STATUS_OTHER, /* NULL or a value this build does not know */
+    HL_STORE_STATUS_OTHER, /* a value this build does not know (no status at all is OK: the
+                              brief's CostTracker lines have none, and every reader takes a
+                              record without one as a served answer, see hl_ledger.h) */
 } hl_store_status;
 
 /* One record as a scan hands it out. */

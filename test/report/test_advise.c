@@ -480,6 +480,11 @@ static const char cost_tracker[] =
     "{\"timestamp\": \"2025-03-03T12:00:00.123456\", \"source\": \"cloud\", \"input_tokens\": 450, "
     "\"output_tokens\": 200, \"latency_ms\": 850, \"cost_usd\": 0.00435}\n";
 
+static hl_err count_ok(void *ctx, const hl_store_row *row) {
+    *(size_t *)ctx += row->status == HL_STORE_STATUS_OK;
+    return HL_OK;
+}
+
 HL_TEST(cost_tracker_lines_count_as_report_counts_them) {
     char one[64], two[64], db[80], err[256];
     size_t f = sizeof cost_tracker - 1;
@@ -516,6 +521,10 @@ HL_TEST(cost_tracker_lines_count_as_report_counts_them) {
     unsigned long long count;
     HL_CHECK_INT_EQ(hl_store_count(s, &count), HL_OK);
     HL_CHECK_INT_EQ(count, a.lines);
+    /* no status: served answers for report too (their latency counts in its percentiles) */
+    size_t ok = 0;
+    HL_CHECK_INT_EQ(hl_store_scan(s, HL_STORE_GROUP_NONE, HL_STORE_TIME_MIN, HL_STORE_TIME_MAX, count_ok, &ok), HL_OK);
+    HL_CHECK_INT_EQ(ok, 4);
     hl_store_close(s);
     char side[96];
     const char *suffix[] = {"", "-wal", "-shm"};
