@@ -1,7 +1,9 @@
 /* hl_ledger_read: the one reader of ledger lines (see "The line" in hl_ledger.h). The store's
  * indexer parses with hl_ledger_parse_line; advise, simulate and the budgets' replay read a
  * journal file with hl_ledger_read, which validates and deduplicates exactly as the indexer
- * does, so every command counts the same records. */
+ * does, so every command counts the same records. In three parts: the line's JSON (read by
+ * hand), its fields (types, ranges, the derived id of a CostTracker line), and a journal file
+ * (lines, the set of keys already read). */
 #include "hl_ledger.h"
 
 #include <errno.h>
@@ -17,8 +19,6 @@
 #include "hl_time.h"
 
 enum { READ_CHUNK = 1 << 20 }; /* bytes read per read() */
-
-/* ---- one line ---- */
 
 /* ---- the JSON of one line ----
  *
@@ -356,6 +356,8 @@ static bool get_bool(const scan *sc, enum field k, bool *out) {
     *out = v->b;
     return true;
 }
+
+/* ---- one line: the fields ---- */
 
 /* Two 64-bit multiplicative hashes (FNV-1a, and the same walk with another basis and
  * multiplier), each through a splitmix64 finalizer: a 128-bit hash for keys and derived ids. Not cryptographic: ledger lines are
