@@ -376,6 +376,15 @@ static hl_err pass_line(pass *p, const char *line, size_t n, long long off) {
     return ++p->n == p->s->ops->batch ? pass_flush(p) : HL_OK;
 }
 
+/* Same file as last time: same identity, not shorter than what was read, and the same first
+ * bytes (a file truncated and written again past the offset keeps its inode). */
+static bool same_journal(int fd, const struct stat *sb, const hl_store_journal_state *st) {
+    if (st->dev != (long long)sb->st_dev || st->ino != (long long)sb->st_ino || st->offset > (long long)sb->st_size)
+        return false;
+    uint64_t h;
+    return st->head_len <= 0 || (head_hash(fd, st->head_len, &h) && h == st->head_hash);
+}
+
 /* Indexes the open journal fd, known as key. */
 static hl_err index_fd(hl_store *s, const char *key, int fd, hl_store_index_stats *stats) {
     memset(stats, 0, sizeof *stats);
@@ -401,14 +410,7 @@ static hl_err index_fd(hl_store *s, const char *key, int fd, hl_store_index_stat
         goto out;
     }
     if ((e = s->ops->load_state(s, key, &p.st, &found))) goto out;
-    /* Same file as last time: same identity, not shorter than what was read, and the same
-     * first bytes (a file truncated and written again past the offset keeps its inode). */
-    bool same = found && p.st.dev == (long long)sb.st_dev && p.st.ino == (long long)sb.st_ino &&
-                p.st.offset <= (long long)sb.st_size;
-    if (same && p.st.head_len > 0) {
-        uint64_t h;
-        same = head_hash(fd, p.st.head_len, &h) && h == p.st.head_hash;
-    }
+    bool same = found && same_journal(fd, &sb, &p.st);
     if (!same) {
         if (found) {
             stats->restarted = true;
