@@ -1,4 +1,4 @@
-/* hl_ledger: see hl_ledger.h. */
+/* hl_ledger: the writer (see hl_ledger.h); the reader is hl_ledger_read.c. */
 #include "hl_ledger.h"
 
 #include <errno.h>
@@ -44,12 +44,14 @@ static char *put_digits(char *p, unsigned v, int n) {
 
 hl_err hl_ledger_format(const hl_ledger_record *r, hl_buf *b) {
     char ts[32], *p = ts;
-    time_t secs = (time_t)r->timestamp;
+    /* Rounded to the millisecond, not cut: a time read back from a line (x.123 is
+     * x.12299999...) formats as it was written. */
+    long long tms = llround(r->timestamp * 1000.0);
+    long long sec_ll = tms >= 0 ? tms / 1000 : -((-tms + 999) / 1000);
+    time_t secs = (time_t)sec_ll;
+    int ms = (int)(tms - sec_ll * 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
-    int ms = (int)((r->timestamp - (double)secs) * 1000.0);
-    if (ms < 0) ms = 0;
-    if (ms > 999) ms = 999;
     p = put_digits(p, (unsigned)tm.tm_year + 1900, 4);
     *p++ = '-';
     p = put_digits(p, (unsigned)tm.tm_mon + 1, 2);

@@ -1,4 +1,5 @@
-/* hl_ledger: the cost ledger, one JSON line per inference attempt.
+/* hl_ledger: the cost ledger, one JSON line per inference attempt: its writer, and the one
+ * reader every consumer uses (the store's indexer, advise, simulate, the budgets' replay).
  *
  * Each record is formatted in memory and handed to the kernel with a single write() on an
  * O_APPEND descriptor before the client receives the last byte of its response, so a gateway
@@ -6,10 +7,50 @@
  * hl_ledger_close() fsyncs for machine crashes). O_APPEND keeps lines from several event-loop
  * threads whole without a lock.
  *
- * Fields: the brief's (timestamp, source, input_tokens, output_tokens, latency_ms, cost_usd)
- * plus request_id, attempt, backend, model, route_reason, status, stream, ttft_ms,
- * cached_input_tokens, cache_write_tokens, usage_estimated, tenant, task_type, task_inferred,
- * sensitive, pii, confidence, http_status and error. */
+ * ---- The line ----
+ *
+ * UTF-8 text, one flat JSON object per line, ended by '\n', at most HL_LEDGER_MAX_LINE bytes.
+ * A reader sees whole lines plus, at most, the start of one still being written at the end of
+ * the file: an unterminated last line is not read (it is counted as partial). Keys may come in
+ * any order and with any JSON whitespace; the writer puts timestamp first, which
+ * hl_ledger_line_time() uses as a fast path (and falls back to a full parse otherwise). A
+ * known key given twice makes the line malformed. Unknown keys are ignored (their values must
+ * still be JSON). "null" and a missing key mean the same. Strings are UTF-8; "\u0000" is
+ * refused. Field by field (R: required, else optional with the default shown):
+ *
+ *   timestamp      R  string, ISO 8601 as hl_time.h accepts it; no zone means UTC. When the
+ *                     attempt started. The writer: "2025-03-01T12:00:00.250Z" (milliseconds,
+ *                     rounded); the brief's CostTracker: "2025-03-01T12:00:00.250000".
+ *                     Must not be before 1970.
+ *   source         R  "cloud" or "local".
+ *   input_tokens   R  integer >= 0: every prompt token, cached or not.
+ *   output_tokens  R  integer >= 0.
+ *   latency_ms     R  number: wall time of the attempt.
+ *   cost_usd       R  number, or null: a cloud model with no configured price. The key itself
+ *                     must be present.
+ *   request_id        string, not empty; see "identity" below.
+ *   attempt           integer 1..INT_MAX: 1 for the first upstream call of a request; required
+ *                     when request_id is given, else 1.
+ *   backend, model, route_reason, tenant, task_type, pii, error      string; null.
+ *   status            string: ok | error | cancelled | escalated (a local answer below the
+ *                     confidence threshold, held while the cloud was asked); null. Readers
+ *                     that count served requests take a missing status as "ok" (the brief's
+ *                     records have none).
+ *   stream, usage_estimated, task_inferred, sensitive                boolean; false.
+ *   ttft_ms           number; null (not streamed, or no token arrived).
+ *   cached_input_tokens, cache_write_tokens                          integer >= 0; 0.
+ *   confidence        number: of a local answer judged for escalation; null (not judged).
+ *   http_status       integer 0..999: what the upstream answered; 0.
+ *
+ * Identity. A record is keyed by (request_id, attempt): a reader keeps the first line with a
+ * key and skips later ones (the same line again: a duplicate; another timestamp: a conflict,
+ * e.g. a client reusing x-request-id). The brief's CostTracker lines have no request id: their
+ * key is derived from their content, request_id "ct-" and 32 hex digits of a 128-bit hash of
+ * the six brief fields (timestamp to the microsecond, source, both token counts, latency_ms
+ * and cost_usd as parsed), attempt 1. So the same line read twice (a journal concatenated with
+ * itself) counts once, and two records differing in any of those fields count twice; two
+ * records equal in all six (same microsecond, same tokens, latency and cost) are
+ * indistinguishable and count once. */
 #ifndef HL_LEDGER_H
 #define HL_LEDGER_H
 
@@ -17,6 +58,10 @@
 #include <stdbool.h>
 #include "hl_buf.h"
 #include "hl_chat.h"
+
+/* Ceiling on one line: the writer formats a record into a 1 MiB buffer, so anything longer is
+ * not a ledger record (readers skip it as malformed). */
+#define HL_LEDGER_MAX_LINE (1u << 20)
 
 typedef struct hl_ledger {
     int fd;
@@ -57,5 +102,62 @@ hl_err hl_ledger_format(const hl_ledger_record *rec, hl_buf *out);
 hl_err hl_ledger_append(hl_ledger *l, const hl_ledger_record *rec);
 /* fsyncs and closes. */
 void hl_ledger_close(hl_ledger *l);
+
+/* ---- reading (hl_ledger_read.c) ---- */
+
+/* One line, parsed and validated. rec holds the fields as the writer takes them, so
+ * hl_ledger_format(&e.rec, ...) writes the record back (rec.timestamp is ts_us / 1e6). Its
+ * strings are borrowed from the entry: valid until hl_ledger_entry_release(). */
+typedef struct hl_ledger_entry {
+    hl_ledger_record rec;
+    long long ts_us;           /* timestamp, microseconds since 1970 (>= 0) */
+    long long ts_ms;           /* the same in milliseconds, rounded down */
+    bool id_derived;           /* the line had no request_id: rec.request_id is derived */
+    char id_buf[40];           /* the derived id */
+    void *doc;                 /* owned: the parsed line the strings point into */
+} hl_ledger_entry;
+
+/* Parses one line (line[0..len), no '\n'; need not be terminated) into *e. HL_OK, or
+ * HL_ERR_PARSE with why (one short phrase, e.g. "latency_ms missing") in why[0..why_len) and
+ * *e holding nothing to release. Blank lines are HL_ERR_PARSE too ("blank line"): callers that
+ * skip them check first (hl_ledger_blank). Release a parsed entry with
+ * hl_ledger_entry_release() (safe on a failed or zeroed one). */
+hl_err hl_ledger_parse_line(const char *line, size_t len, hl_ledger_entry *e, char *why, size_t why_len);
+void hl_ledger_entry_release(hl_ledger_entry *e);
+/* True when line[0..len) is only spaces, tabs and '\r'. */
+bool hl_ledger_blank(const char *line, size_t len);
+/* The line's timestamp in milliseconds, cheaply when the line starts with {"timestamp":"...
+ * (as the writer writes it), else by parsing the whole line. HL_ERR_PARSE when the line is not
+ * a valid record (on the fast path: when its timestamp is not valid). */
+hl_err hl_ledger_line_time(const char *line, size_t len, long long *ms_out);
+
+/* What a read saw. Every complete line is one of: blank, malformed, duplicate, conflict, or a
+ * record handed to the callback. */
+typedef struct hl_ledger_read_stats {
+    size_t lines;              /* complete lines read */
+    size_t blank;
+    size_t records;            /* valid and first with their key: handed to the callback */
+    size_t malformed;          /* not a ledger record (or longer than HL_LEDGER_MAX_LINE) */
+    size_t duplicates;         /* key and timestamp already read: the same record again */
+    size_t conflicts;          /* key already read with another timestamp: the first is kept */
+    bool partial;              /* the file ends with an unterminated line (not read) */
+    long long end_offset;      /* file offset just past the last complete line */
+    size_t first_bad_line;     /* 1-based line number of the first malformed line; 0: none */
+    char first_bad[160];       /* why it is malformed */
+} hl_ledger_read_stats;
+
+/* Called once per record, in file order. line_no is 1-based (counting from offset). The entry
+ * is valid during the call only. Return non-zero to stop the read with that error. */
+typedef hl_err (*hl_ledger_entry_fn)(void *ctx, const hl_ledger_entry *e, size_t line_no);
+
+/* Reads the journal at path from byte offset (0: the start; must be a line start) to its last
+ * complete line, and calls fn for each valid record that is the first with its key, as the
+ * store's indexer would keep it: the same lines, validated by hl_ledger_parse_line, deduplicated
+ * by (request_id, attempt). Duplicates are told from conflicts as the indexer does. The set of
+ * keys seen is held in memory (24 bytes a record: a 128-bit hash of the key and the timestamp).
+ * st is zeroed first. HL_ERR_IO (errno set; errbuf names the file) when it cannot be opened or
+ * read; HL_ERR_NOMEM; or fn's error. A missing file is HL_ERR_IO with errno ENOENT. */
+hl_err hl_ledger_read(const char *path, long long offset, hl_ledger_entry_fn fn, void *ctx,
+                      hl_ledger_read_stats *st, char *errbuf, size_t errbuf_len);
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "hl_ledger.h"
 
 /* ---- prices ---- */
 
@@ -115,158 +116,6 @@ static numstr pct(double share) {
 
 /* ---- the ledger ---- */
 
-double hl_advise_parse_time(const char *s) {
-    if (!s) return -1;
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    int n = 0;
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &n) != 6 || n != 19)
-        return -1;
-    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
-        tm.tm_min > 59 || tm.tm_sec > 60)
-        return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    double frac = 0, scale = 0.1;
-    const char *p = s + n;
-    if (*p == '.') {
-        for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10) frac += (*p - '0') * scale;
-    }
-    double offset = 0;
-    if (*p == 'Z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int hh, mm, k = 0;
-        if (sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &k) != 2 || k != 5) return -1;
-        offset = (hh * 3600.0 + mm * 60.0) * (*p == '+' ? 1 : -1);
-        p += 6;
-    }
-    if (*p) return -1;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1) return -1;
-    return (double)t + frac - offset;
-}
-
-static long json_long(const json_t *v) {
-    if (json_is_integer(v)) return (long)json_integer_value(v);
-    if (json_is_real(v)) return (long)json_real_value(v);
-    return 0;
-}
-
-static const char *json_str_or(const json_t *o, const char *key, const char *dflt) {
-    const char *s = json_string_value(json_object_get(o, key));
-    return s ? s : dflt;
-}
-
-/* Parses one line; *ok false when it is not a record. */
-static hl_err scan_line(const char *data, size_t len, size_t line_no, hl_advise_ledger_fn fn, void *ud,
-                        bool *ok) {
-    *ok = false;
-    json_t *o = json_loadb(data, len, 0, NULL);
-    const char *source = json_string_value(json_object_get(o, "source"));
-    if (!json_is_object(o) || !source) {
-        json_decref(o);
-        return HL_OK;
-    }
-    *ok = true;
-    hl_advise_ledger_line l;
-    memset(&l, 0, sizeof l);
-    l.line_no = line_no;
-    const json_t *ts = json_object_get(o, "timestamp");
-    l.timestamp = json_is_number(ts) ? json_number_value(ts) : hl_advise_parse_time(json_string_value(ts));
-    l.cloud = !strcmp(source, "cloud");
-    l.input_tokens = json_long(json_object_get(o, "input_tokens"));
-    l.output_tokens = json_long(json_object_get(o, "output_tokens"));
-    if (l.input_tokens < 0) l.input_tokens = 0;
-    if (l.output_tokens < 0) l.output_tokens = 0;
-    const json_t *v = json_object_get(o, "latency_ms");
-    l.latency_ms = json_is_number(v) ? json_number_value(v) : 0;
-    v = json_object_get(o, "cost_usd");
-    l.cost_known = json_is_number(v);
-    l.cost_usd = l.cost_known ? json_number_value(v) : 0;
-    l.status = json_str_or(o, "status", "ok");
-    l.task_type = json_str_or(o, "task_type", NULL);
-    l.request_id = json_str_or(o, "request_id", NULL);
-    l.model = json_str_or(o, "model", NULL);
-    l.backend = json_str_or(o, "backend", NULL);
-    l.sensitive = json_is_true(json_object_get(o, "sensitive"));
-    v = json_object_get(o, "confidence");
-    l.confidence = json_is_number(v) ? json_number_value(v) : -1;
-    hl_err e = fn(&l, ud);
-    json_decref(o);
-    return e;
-}
-
-static bool blank(const char *p, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r') return false;
-    return true;
-}
-
-hl_err hl_advise_ledger_scan(const char *path, hl_advise_ledger_fn fn, void *ud, size_t *lines, size_t *bad,
-                             char *errbuf, size_t errbuf_len) {
-    *lines = *bad = 0;
-    if (errbuf_len) errbuf[0] = '\0';
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        int saved = errno;
-        snprintf(errbuf, errbuf_len, "%s: %s", path, strerror(saved));
-        errno = saved;
-        return HL_ERR_IO;
-    }
-    hl_err rc = HL_OK;
-    hl_buf line;
-    hl_buf_init(&line, HL_ADVISE_MAX_LINE);
-    char chunk[65536];
-    size_t n, line_no = 0;
-    bool eof = false;
-    while (!rc && !eof) {
-        n = fread(chunk, 1, sizeof chunk, f);
-        if (n == 0) {
-            if (ferror(f)) {
-                snprintf(errbuf, errbuf_len, "%s: read error", path);
-                rc = HL_ERR_IO;
-                break;
-            }
-            eof = true;
-            if (!line.len) break;
-        }
-        size_t off = 0;
-        while (!rc && (off < n || (eof && line.len))) {
-            const char *nl = off < n ? memchr(chunk + off, '\n', n - off) : NULL;
-            size_t take = nl ? (size_t)(nl - (chunk + off)) : n - off;
-            if (take && (rc = hl_buf_append(&line, chunk + off, take))) {
-                if (rc == HL_ERR_LIMIT)
-                    snprintf(errbuf, errbuf_len, "%s:%zu: line longer than %u bytes", path, line_no + 1,
-                             HL_ADVISE_MAX_LINE);
-                break;
-            }
-            off += take + (nl ? 1 : 0);
-            if (!nl && !eof) break; /* the line goes on in the next chunk */
-            line_no++;
-            if (!blank(line.data ? line.data : "", line.len)) {
-                bool ok;
-                rc = scan_line(line.data, line.len, line_no, fn, ud, &ok);
-                if (ok) {
-                    (*lines)++;
-                } else if ((*bad)++ == 0) {
-                    snprintf(errbuf, errbuf_len, "%s:%zu: not a ledger record (a JSON object with \"source\")",
-                             path, line_no);
-                }
-            }
-            hl_buf_reset(&line);
-        }
-    }
-    hl_buf_release(&line);
-    fclose(f);
-    return rc;
-}
-
-typedef struct measure_ctx {
-    hl_advise_measured *m;
-} measure_ctx;
-
 static bool is_simple_task(const char *t) {
     return t && (!strcmp(t, "classification") || !strcmp(t, "extraction"));
 }
@@ -275,12 +124,12 @@ static bool is_complex_task(const char *t) {
     return t && (!strcmp(t, "code_generation") || !strcmp(t, "analysis") || !strcmp(t, "reasoning"));
 }
 
-static hl_err measure_line(const hl_advise_ledger_line *l, void *ud) {
-    hl_advise_measured *m = ((measure_ctx *)ud)->m;
-    if (l->timestamp >= 0) {
-        if (m->first_ts < 0 || l->timestamp < m->first_ts) m->first_ts = l->timestamp;
-        if (l->timestamp > m->last_ts) m->last_ts = l->timestamp;
-    }
+static hl_err measure_line(void *ud, const hl_ledger_entry *e, size_t line_no) {
+    (void)line_no;
+    hl_advise_measured *m = ud;
+    const hl_ledger_record *l = &e->rec;
+    if (m->first_ts < 0 || l->timestamp < m->first_ts) m->first_ts = l->timestamp;
+    if (l->timestamp > m->last_ts) m->last_ts = l->timestamp;
     if (l->cost_known) {
         if (l->cloud) m->cloud_cost_usd += l->cost_usd;
         else m->local_cost_usd += l->cost_usd;
@@ -289,16 +138,17 @@ static hl_err measure_line(const hl_advise_ledger_line *l, void *ud) {
     }
     if (!l->cloud) {
         m->local_busy_ms += l->latency_ms;
-        m->local_tokens += l->input_tokens + l->output_tokens;
+        m->local_tokens += l->usage.input_tokens + l->usage.output_tokens;
     }
-    if (!strcmp(l->status, "escalated")) {
+    const char *status = l->status ? l->status : "ok"; /* the brief's records have none */
+    if (!strcmp(status, "escalated")) {
         m->escalated++;
-    } else if (!strcmp(l->status, "ok")) {
+    } else if (!strcmp(status, "ok")) {
         m->requests++;
         if (l->cloud) m->cloud_requests++;
         else m->local_requests++;
-        m->input_tokens += l->input_tokens;
-        m->output_tokens += l->output_tokens;
+        m->input_tokens += l->usage.input_tokens;
+        m->output_tokens += l->usage.output_tokens;
         m->sensitive += l->sensitive;
         m->simple_tasks += is_simple_task(l->task_type);
         m->complex_tasks += is_complex_task(l->task_type);
@@ -313,24 +163,28 @@ hl_err hl_advise_measure(const char *path, double period_days, hl_advise_measure
     memset(m, 0, sizeof *m);
     m->path = path;
     m->first_ts = m->last_ts = -1;
-    measure_ctx ctx = {m};
-    hl_err rc = hl_advise_ledger_scan(path, measure_line, &ctx, &m->lines, &m->bad_lines, errbuf, errbuf_len);
+    hl_ledger_read_stats st;
+    hl_err rc = hl_ledger_read(path, 0, measure_line, m, &st, errbuf, errbuf_len);
     if (rc) return rc;
+    m->lines = st.records;
+    m->bad_lines = st.malformed;
+    m->duplicate_lines = st.duplicates + st.conflicts;
     if (!m->requests || m->input_tokens + m->output_tokens <= 0) {
-        snprintf(errbuf, errbuf_len, "%s: no served request with tokens (status \"ok\") in %zu records", path,
-                 m->lines);
+        snprintf(errbuf, errbuf_len, "%s: no served request with tokens (status \"ok\") in %zu records%s%s", path,
+                 m->lines, st.malformed ? "; the first line skipped: " : "", st.malformed ? st.first_bad : "");
         return HL_ERR_INVAL;
     }
     m->period_days = period_days > 0 ? period_days : (m->last_ts - m->first_ts) / 86400.0;
     if (!(m->period_days > 0)) {
         snprintf(errbuf, errbuf_len,
-                 "%s: the records cover no span of time (%s); pass --period-days D to say how long the "
-                 "ledger covers",
-                 path, m->first_ts < 0 ? "no timestamps" : "one timestamp");
+                 "%s: the records cover no span of time (one timestamp); pass --period-days D to say how long "
+                 "the ledger covers",
+                 path);
         return HL_ERR_INVAL;
     }
     m->month_factor = 30.0 / m->period_days;
-    if (errbuf_len && !m->bad_lines) errbuf[0] = '\0';
+    if (st.malformed)
+        snprintf(errbuf, errbuf_len, "%s:%zu: not a ledger record: %s", path, st.first_bad_line, st.first_bad);
     return HL_OK;
 }
 
@@ -420,11 +274,15 @@ static void workload_steps(const hl_advise_input *in, hl_advise_result *r) {
     if (m) {
         double served = (double)(m->input_tokens + m->output_tokens);
         snprintf(v, sizeof v, "%zu lines", m->lines);
-        if (m->bad_lines)
-            add_step(r, 0, "ledger records", v, "%s (%zu more lines skipped: not a ledger record)", m->path,
-                     m->bad_lines);
-        else
-            add_step(r, 0, "ledger records", v, "%s", m->path);
+        char skipped[160] = "";
+        if (m->bad_lines && m->duplicate_lines)
+            snprintf(skipped, sizeof skipped, " (%zu more lines skipped: not a ledger record; %zu repeated a record)",
+                     m->bad_lines, m->duplicate_lines);
+        else if (m->bad_lines)
+            snprintf(skipped, sizeof skipped, " (%zu more lines skipped: not a ledger record)", m->bad_lines);
+        else if (m->duplicate_lines)
+            snprintf(skipped, sizeof skipped, " (%zu more lines skipped: they repeated a record)", m->duplicate_lines);
+        add_step(r, 0, "ledger records", v, "%s%s", m->path, skipped);
         char a[32] = "?", b[32] = "?";
         if (m->first_ts >= 0) iso_time(m->first_ts, a, sizeof a), iso_time(m->last_ts, b, sizeof b);
         snprintf(v, sizeof v, "%.2f days", m->period_days);
@@ -465,8 +323,9 @@ static void workload_steps(const hl_advise_input *in, hl_advise_result *r) {
              tok(r->input_tokens).s);
 }
 
-hl_err hl_advise_compute(const hl_advise_input *in, hl_advise_result *r, char *errbuf, size_t errbuf_len) {
-    memset(r, 0, sizeof *r);
+/* Checks the inputs, sets the workload (tokens per month, input share) and finds the price. */
+static hl_err compute_inputs(const hl_advise_input *in, hl_advise_result *r, const hl_price **pp, const char **psource,
+                             char *errbuf, size_t errbuf_len) {
     const hl_advise_measured *m = in->measured;
     if (!in->cloud_model || !*in->cloud_model) {
         snprintf(errbuf, errbuf_len, "no cloud model given");
@@ -503,10 +362,14 @@ hl_err hl_advise_compute(const hl_advise_input *in, hl_advise_result *r, char *e
                  in->cloud_model);
         return HL_ERR_NOTFOUND;
     }
-    r->price = *p;
-    snprintf(r->price_source, sizeof r->price_source, "%s", source);
+    *pp = p;
+    *psource = source;
+    return HL_OK;
+}
 
-    /* the arithmetic */
+/* The arithmetic: every figure of the result from the workload and the price. */
+static void compute_figures(const hl_advise_input *in, hl_advise_result *r, const hl_price *p) {
+    const hl_advise_measured *m = in->measured;
     const double T = r->tokens_per_month, share = r->input_share;
     r->input_tokens = T * share;
     r->output_tokens = T - r->input_tokens;
@@ -534,8 +397,12 @@ hl_err hl_advise_compute(const hl_advise_input *in, hl_advise_result *r, char *e
     r->brief_note = !m && fabs(T - HL_ADVISE_BRIEF_TOKENS) < 0.5 &&
                     (in->brief_scenario || hl_advise_brief_headline(in->cloud_model, NULL, NULL, NULL));
 
-    /* the arithmetic, written down */
-    workload_steps(in, r);
+}
+
+/* Section 1 of the steps: the cloud's cost. */
+static void cloud_steps(const hl_advise_input *in, hl_advise_result *r, const hl_price *p, const char *source) {
+    const hl_advise_measured *m = in->measured;
+    const double share = r->input_share;
     char v[72];
     snprintf(v, sizeof v, "%s / %s", usd(p->input_per_mtok).s, usd(p->output_per_mtok).s);
     add_step(r, 1, "price per 1M in / out", v, "%s%s%s (%s)", in->cloud_model, strcmp(p->model, in->cloud_model) ? " priced as " : "",
@@ -556,6 +423,12 @@ hl_err hl_advise_compute(const hl_advise_input *in, hl_advise_result *r, char *e
         add_step(r, 1, "saved against all-cloud", usd(period_cloud - spend).s, "= %s - %s measured; %s per month",
                  usd(period_cloud).s, usd(spend).s, usd((period_cloud - spend) * m->month_factor).s);
     }
+}
+
+/* Section 2: the local hardware's cost, and the brief's busy-time view of it. */
+static void local_steps(const hl_advise_input *in, hl_advise_result *r) {
+    const double T = r->tokens_per_month;
+    char v[72];
     bool hw_default = in->hardware_usd == HL_ADVISE_HARDWARE_USD && in->amortize_months == HL_ADVISE_AMORTIZE_MONTHS;
     add_step(r, 2, "hardware", usd(r->hardware_month_usd).s, "= %s / %g months%s", usd(in->hardware_usd).s,
              in->amortize_months, hw_default ? " (the brief: RTX 4070 ~$550, 3-year amortization)" : "");
@@ -578,6 +451,11 @@ hl_err hl_advise_compute(const hl_advise_input *in, hl_advise_result *r, char *e
         add_step(r, 2, "busy rate pays local at", v, "= %s / $%g per hour (%.0f%% of a 720-hour month)",
                  usd(r->local_usd).s, in->busy_usd_hour, r->cover_hours / 720.0 * 100);
     }
+}
+
+/* Section 3: break-even. */
+static void break_even_steps(const hl_advise_input *in, hl_advise_result *r) {
+    char v[72];
     snprintf(v, sizeof v, "%s per month", usd(r->saving_usd).s);
     add_step(r, 3, "saving with local", v, "= %s cloud - %s local%s", usd(r->cloud_usd).s, usd(r->local_usd).s,
              r->saving_usd < 0 ? ": the cloud is cheaper" : "");
@@ -598,11 +476,12 @@ hl_err hl_advise_compute(const hl_advise_input *in, hl_advise_result *r, char *e
                  usd(in->power_usd_month).s, usd(r->blended_per_mtok).s);
     }
 
-    /* question 1: volume, the brief's tiers, checked against the arithmetic */
+}
+
+/* Question 1: volume, the brief's tiers, checked against the arithmetic. */
+static void volume_question(hl_advise_result *r, const char *months) {
+    const double T = r->tokens_per_month;
     char (*q)[320] = r->matrix[0];
-    char months[64];
-    if (r->months_to_recover >= 0) snprintf(months, sizeof months, "%.1f months", r->months_to_recover);
-    else snprintf(months, sizeof months, "never (the cloud costs no more than the power)");
     if (T < 500e3) {
         snprintf(r->tier, sizeof r->tier, "under 500K");
         snprintf(q[0], sizeof q[0], "%s tokens/month is under 500K: \"Cloud APIs are cheaper. Use Claude 3.5 Sonnet.\"",
@@ -631,7 +510,12 @@ hl_err hl_advise_compute(const hl_advise_input *in, hl_advise_result *r, char *e
             snprintf(q[1], sizeof q[1], "does not hold: the hardware is never recovered, the cloud costs no more "
                                         "than the power");
     }
-    /* question 2: privacy */
+}
+
+/* Questions 2 and 3: privacy and accuracy, as answered, and what the ledger measured. */
+static void privacy_accuracy_questions(const hl_advise_input *in, hl_advise_result *r) {
+    const hl_advise_measured *m = in->measured;
+    char (*q)[320];
     q = r->matrix[1];
     if (in->privacy == HL_PRIVACY_REQUIRED)
         snprintf(q[0], sizeof q[0], "required: \"Go local, no debate. GDPR, HIPAA, and customer contracts often require it.\"");
@@ -642,7 +526,6 @@ hl_err hl_advise_compute(const hl_advise_input *in, hl_advise_result *r, char *e
     if (m && m->sensitive)
         snprintf(q[1], sizeof q[1], "the ledger has %zu sensitive requests (%s): they must stay local, whatever the rest does",
                  m->sensitive, pct((double)m->sensitive / (double)m->requests).s);
-    /* question 3: accuracy */
     q = r->matrix[2];
     if (in->accuracy == HL_ACCURACY_CLASSIFICATION)
         snprintf(q[0], sizeof q[0], "classification/extraction: \"Local 7B models work fine. Use Mistral 7B.\"");
@@ -657,8 +540,12 @@ hl_err hl_advise_compute(const hl_advise_input *in, hl_advise_result *r, char *e
                  pct((double)m->simple_tasks / (double)m->requests).s, pct((double)m->complex_tasks / (double)m->requests).s,
                  pct((double)(m->requests - m->simple_tasks - m->complex_tasks) / (double)m->requests).s);
 
-    /* the recommendation: privacy first, then accuracy, then volume (the matrix's order of
-     * strength: privacy is "no debate", accuracy decides what local can do at all). */
+}
+
+/* The recommendation: privacy first, then accuracy, then volume (the matrix's order of
+ * strength: privacy is "no debate", accuracy decides what local can do at all). */
+static void recommend(const hl_advise_input *in, hl_advise_result *r, const char *months) {
+    const double T = r->tokens_per_month;
     if (in->privacy == HL_PRIVACY_REQUIRED) {
         r->advice = HL_ADVICE_LOCAL;
         add_reason(r, "Privacy is required: the data must not leave your hardware, whatever the volume or the price.");
@@ -716,6 +603,27 @@ hl_err hl_advise_compute(const hl_advise_input *in, hl_advise_result *r, char *e
         if (in->accuracy == HL_ACCURACY_UNSURE)
             add_reason(r, "Accuracy unsure: start the local share on 10%% of the traffic and measure quality.");
     }
+}
+
+hl_err hl_advise_compute(const hl_advise_input *in, hl_advise_result *r, char *errbuf, size_t errbuf_len) {
+    memset(r, 0, sizeof *r);
+    const hl_price *p = NULL;
+    const char *source = NULL;
+    HL_TRY(compute_inputs(in, r, &p, &source, errbuf, errbuf_len));
+    r->price = *p;
+    snprintf(r->price_source, sizeof r->price_source, "%s", source);
+    compute_figures(in, r, p);
+    /* the arithmetic, written down */
+    workload_steps(in, r);
+    cloud_steps(in, r, p, source);
+    local_steps(in, r);
+    break_even_steps(in, r);
+    char months[64];
+    if (r->months_to_recover >= 0) snprintf(months, sizeof months, "%.1f months", r->months_to_recover);
+    else snprintf(months, sizeof months, "never (the cloud costs no more than the power)");
+    volume_question(r, months);
+    privacy_accuracy_questions(in, r);
+    recommend(in, r, months);
     return HL_OK;
 }
 
@@ -795,40 +703,50 @@ static int jset(json_t *o, const char *k, json_t *v) { return json_object_set_ne
 
 static json_t *jnum_or_null(double x, bool ok) { return ok ? json_real(x) : json_null(); }
 
-hl_err hl_advise_render_json(const hl_advise_input *in, const hl_advise_result *r, hl_buf *out) {
+static json_t *json_ledger(const hl_advise_measured *m, const hl_advise_result *r) {
+    json_t *lg = json_object();
+    if (!lg) return NULL;
+    jset(lg, "path", json_string(m->path));
+    jset(lg, "records", json_integer((json_int_t)m->lines));
+    jset(lg, "skipped_lines", json_integer((json_int_t)m->bad_lines));
+    jset(lg, "duplicate_lines", json_integer((json_int_t)m->duplicate_lines));
+    jset(lg, "period_days", json_real(m->period_days));
+    jset(lg, "month_factor", json_real(m->month_factor));
+    jset(lg, "requests", json_integer((json_int_t)m->requests));
+    jset(lg, "local_requests", json_integer((json_int_t)m->local_requests));
+    jset(lg, "cloud_requests", json_integer((json_int_t)m->cloud_requests));
+    jset(lg, "escalated", json_integer((json_int_t)m->escalated));
+    jset(lg, "failed_attempts", json_integer((json_int_t)m->failed));
+    jset(lg, "sensitive_requests", json_integer((json_int_t)m->sensitive));
+    jset(lg, "input_tokens", json_integer((json_int_t)m->input_tokens));
+    jset(lg, "output_tokens", json_integer((json_int_t)m->output_tokens));
+    jset(lg, "cloud_cost_usd", json_real(m->cloud_cost_usd));
+    jset(lg, "local_cost_usd", json_real(m->local_cost_usd));
+    jset(lg, "unpriced_records", json_integer((json_int_t)m->unknown_cost));
+    jset(lg, "spend_usd_per_month", json_real((m->cloud_cost_usd + m->local_cost_usd) * m->month_factor));
+    jset(lg, "all_cloud_usd_per_month", json_real(r->cloud_usd));
+    return lg;
+}
+
+static json_t *json_workload(const hl_advise_input *in, const hl_advise_result *r) {
     const hl_advise_measured *m = in->measured;
-    json_t *root = json_object(), *w = json_object(), *c = json_object(), *l = json_object(), *b = json_object(),
-           *d = json_object(), *steps = json_array(), *matrix = json_array(), *reasons = json_array();
-    hl_err rc = HL_ERR_NOMEM;
-    if (!root || !w || !c || !l || !b || !d || !steps || !matrix || !reasons) goto out;
+    json_t *w = json_object(), *lg = NULL;
+    if (!w || (m && !(lg = json_ledger(m, r)))) {
+        json_decref(w);
+        return NULL;
+    }
     jset(w, "source", json_string(m ? "ledger" : in->brief_scenario ? "brief" : "flags"));
     jset(w, "tokens_per_month", json_real(r->tokens_per_month));
     jset(w, "input_share", json_real(r->input_share));
     jset(w, "input_tokens_per_month", json_real(r->input_tokens));
     jset(w, "output_tokens_per_month", json_real(r->output_tokens));
-    if (m) {
-        json_t *lg = json_object();
-        if (!lg) goto out;
-        jset(lg, "path", json_string(m->path));
-        jset(lg, "records", json_integer((json_int_t)m->lines));
-        jset(lg, "skipped_lines", json_integer((json_int_t)m->bad_lines));
-        jset(lg, "period_days", json_real(m->period_days));
-        jset(lg, "month_factor", json_real(m->month_factor));
-        jset(lg, "requests", json_integer((json_int_t)m->requests));
-        jset(lg, "local_requests", json_integer((json_int_t)m->local_requests));
-        jset(lg, "cloud_requests", json_integer((json_int_t)m->cloud_requests));
-        jset(lg, "escalated", json_integer((json_int_t)m->escalated));
-        jset(lg, "failed_attempts", json_integer((json_int_t)m->failed));
-        jset(lg, "sensitive_requests", json_integer((json_int_t)m->sensitive));
-        jset(lg, "input_tokens", json_integer((json_int_t)m->input_tokens));
-        jset(lg, "output_tokens", json_integer((json_int_t)m->output_tokens));
-        jset(lg, "cloud_cost_usd", json_real(m->cloud_cost_usd));
-        jset(lg, "local_cost_usd", json_real(m->local_cost_usd));
-        jset(lg, "unpriced_records", json_integer((json_int_t)m->unknown_cost));
-        jset(lg, "spend_usd_per_month", json_real((m->cloud_cost_usd + m->local_cost_usd) * m->month_factor));
-        jset(lg, "all_cloud_usd_per_month", json_real(r->cloud_usd));
-        jset(w, "ledger", lg);
-    }
+    if (lg) jset(w, "ledger", lg);
+    return w;
+}
+
+static json_t *json_cloud(const hl_advise_input *in, const hl_advise_result *r) {
+    json_t *c = json_object();
+    if (!c) return NULL;
     jset(c, "model", json_string(in->cloud_model));
     jset(c, "priced_as", json_string(r->price.model));
     jset(c, "price_source", json_string(r->price_source));
@@ -838,6 +756,12 @@ hl_err hl_advise_render_json(const hl_advise_input *in, const hl_advise_result *
     jset(c, "output_usd", json_real(r->cloud_output_usd));
     jset(c, "usd_per_month", json_real(r->cloud_usd));
     jset(c, "blended_per_mtok", json_real(r->blended_per_mtok));
+    return c;
+}
+
+static json_t *json_local(const hl_advise_input *in, const hl_advise_result *r) {
+    json_t *l = json_object();
+    if (!l) return NULL;
     jset(l, "hardware_usd", json_real(in->hardware_usd));
     jset(l, "amortize_months", json_real(in->amortize_months));
     jset(l, "hardware_usd_per_month", json_real(r->hardware_month_usd));
@@ -848,68 +772,93 @@ hl_err hl_advise_render_json(const hl_advise_input *in, const hl_advise_result *
     jset(l, "busy_hours_per_month", json_real(r->busy_hours));
     jset(l, "busy_usd_per_month", json_real(r->busy_usd));
     jset(l, "busy_hours_to_pay_local", jnum_or_null(r->cover_hours, r->cover_hours >= 0));
+    return l;
+}
+
+static json_t *json_break_even(const hl_advise_result *r) {
+    json_t *b = json_object();
+    if (!b) return NULL;
     jset(b, "saving_usd_per_month", json_real(r->saving_usd));
     jset(b, "months_to_recover", jnum_or_null(r->months_to_recover, r->months_to_recover >= 0));
     jset(b, "break_even_tokens_per_month", jnum_or_null(r->break_even_tokens, r->break_even_tokens >= 0));
     jset(b, "six_month_payback_tokens_per_month", jnum_or_null(r->six_month_tokens, r->six_month_tokens >= 0));
+    return b;
+}
+
+static json_t *json_decision(const hl_advise_result *r) {
     static const char *const qn[] = {"tokens_per_month", "privacy", "accuracy"};
-    for (int i = 0; i < 3; i++) {
+    json_t *d = json_object(), *matrix = json_array(), *reasons = json_array();
+    bool ok = d && matrix && reasons;
+    for (int i = 0; ok && i < 3; i++) {
         json_t *q = json_pack("{s:s, s:s, s:s?}", "question", qn[i], "brief", r->matrix[i][0], "check",
                               r->matrix[i][1][0] ? r->matrix[i][1] : NULL);
-        if (!q || json_array_append_new(matrix, q)) goto out;
+        ok = q && !json_array_append_new(matrix, q);
     }
-    for (int i = 0; i < r->n_reasons; i++)
-        if (json_array_append_new(reasons, json_string(r->reasons[i]))) goto out;
+    for (int i = 0; ok && i < r->n_reasons; i++) ok = !json_array_append_new(reasons, json_string(r->reasons[i]));
+    if (!ok) {
+        json_decref(d);
+        json_decref(matrix);
+        json_decref(reasons);
+        return NULL;
+    }
     jset(d, "tier", json_string(r->tier));
     jset(d, "matrix", matrix);
-    matrix = NULL;
     jset(d, "advice", json_string(hl_advice_name(r->advice)));
     jset(d, "reasons", reasons);
-    reasons = NULL;
+    return d;
+}
+
+static json_t *json_steps(const hl_advise_result *r) {
     static const char *const sn[] = {"workload", "cloud", "local", "break_even"};
-    for (int i = 0; i < r->n_steps; i++) {
+    json_t *steps = json_array();
+    for (int i = 0; steps && i < r->n_steps; i++) {
         const hl_advise_step *s = &r->steps[i];
         json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "section", sn[s->section], "label", s->label, "value", s->value,
                               "formula", s->formula);
-        if (!j || json_array_append_new(steps, j)) goto out;
-    }
-    jset(root, "workload", w);
-    jset(root, "cloud", c);
-    jset(root, "local", l);
-    jset(root, "break_even", b);
-    jset(root, "decision", d);
-    jset(root, "arithmetic", steps);
-    w = c = l = b = d = steps = NULL;
-    if (r->brief_note) {
-        json_t *note = json_array();
-        if (!note) goto out;
-        for (size_t i = 0; i < sizeof brief_headlines / sizeof brief_headlines[0]; i++) {
-            const brief_headline *h = &brief_headlines[i];
-            json_t *j = json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:f}", "model", h->name, "brief_usd_per_month",
-                                  h->headline, "input_per_mtok", h->in, "output_per_mtok", h->out, "all_input_usd",
-                                  10 * h->in, "all_output_usd", 10 * h->out, "at_input_share_usd",
-                                  10 * (r->input_share * h->in + (1 - r->input_share) * h->out));
-            if (!j || json_array_append_new(note, j)) {
-                json_decref(note);
-                goto out;
-            }
+        if (!j || json_array_append_new(steps, j)) {
+            json_decref(steps);
+            return NULL;
         }
-        jset(root, "brief_discrepancy", note);
     }
-    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
-    if (!text) goto out;
-    rc = hl_buf_puts(out, text);
-    if (!rc) rc = hl_buf_puts(out, "\n");
-    free(text);
-out:
+    return steps;
+}
+
+static json_t *json_brief_note(const hl_advise_result *r) {
+    json_t *note = json_array();
+    for (size_t i = 0; note && i < sizeof brief_headlines / sizeof brief_headlines[0]; i++) {
+        const brief_headline *h = &brief_headlines[i];
+        json_t *j = json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:f}", "model", h->name, "brief_usd_per_month",
+                              h->headline, "input_per_mtok", h->in, "output_per_mtok", h->out, "all_input_usd",
+                              10 * h->in, "all_output_usd", 10 * h->out, "at_input_share_usd",
+                              10 * (r->input_share * h->in + (1 - r->input_share) * h->out));
+        if (!j || json_array_append_new(note, j)) {
+            json_decref(note);
+            return NULL;
+        }
+    }
+    return note;
+}
+
+hl_err hl_advise_render_json(const hl_advise_input *in, const hl_advise_result *r, hl_buf *out) {
+    json_t *root = json_object();
+    static const char *const keys[] = {"workload", "cloud", "local", "break_even", "decision", "arithmetic",
+                                       "brief_discrepancy"};
+    json_t *parts[] = {json_workload(in, r), json_cloud(in, r), json_local(in, r), json_break_even(r),
+                       json_decision(r), json_steps(r), r->brief_note ? json_brief_note(r) : NULL};
+    bool ok = root != NULL;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        bool wanted = i < 6 || r->brief_note;
+        if (wanted && (!ok || !parts[i])) ok = false;
+        if (ok && wanted) jset(root, keys[i], parts[i]);
+        else json_decref(parts[i]);
+    }
+    hl_err rc = HL_ERR_NOMEM;
+    char *text = ok ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12)) : NULL;
+    if (text) {
+        rc = hl_buf_puts(out, text);
+        if (!rc) rc = hl_buf_puts(out, "\n");
+        free(text);
+    }
     json_decref(root);
-    json_decref(w);
-    json_decref(c);
-    json_decref(l);
-    json_decref(b);
-    json_decref(d);
-    json_decref(steps);
-    json_decref(matrix);
-    json_decref(reasons);
     return rc;
 }

@@ -14,8 +14,9 @@
  * 10M GPT-4o tokens) do not follow from its per-token prices ($5/$15 per 1M gives $50-$150);
  * they are never used in the arithmetic, only reported as a discrepancy.
  *
- * The ledger reader is shared with hl_simulate. Nothing here allocates beyond the scan's line
- * buffer and the JSON renderer's tree; results live in caller-owned structs. */
+ * The ledger is read with hl_ledger_read, as the store's indexer reads it. Nothing here
+ * allocates beyond that reader and the JSON renderer's tree; results live in caller-owned
+ * structs. */
 #ifndef HL_ADVISE_H
 #define HL_ADVISE_H
 
@@ -35,7 +36,6 @@
 #define HL_ADVISE_BUSY_USD_HOUR 0.05       /* CostTracker's local_cost_per_hour */
 #define HL_ADVISE_REQ_TOKENS 650.0         /* CostTracker's example request: 450 in + 200 out */
 #define HL_ADVISE_REQ_LOCAL_MS 1800.0      /* ... served locally in 1,800 ms */
-#define HL_ADVISE_MAX_LINE (1u << 20)      /* longest ledger line accepted */
 
 /* ---- prices ---- */
 
@@ -53,46 +53,17 @@ void hl_advise_fmt_usd(double x, char *buf, size_t len);
 
 /* ---- the ledger ---- */
 
-/* One ledger line, as the scanner hands it to its callback. Strings are borrowed and valid
- * only during the callback. Lines in the brief's minimal format (timestamp, source, tokens,
- * latency_ms, cost_usd) are accepted: missing fields take the defaults noted. */
-typedef struct hl_advise_ledger_line {
-    size_t line_no;          /* 1-based line in the file */
-    double timestamp;        /* Unix seconds (ISO 8601 string or number); < 0 when absent */
-    bool cloud;              /* source: "cloud"; anything else is local */
-    long input_tokens, output_tokens; /* 0 when absent */
-    double latency_ms;       /* 0 when absent */
-    double cost_usd;         /* valid when cost_known */
-    bool cost_known;         /* false: cost_usd null or absent */
-    const char *status;      /* "ok" when absent (the brief's records have none) */
-    const char *task_type;   /* NULL when none */
-    const char *request_id;  /* NULL when none */
-    const char *model, *backend; /* NULL when none */
-    bool sensitive;
-    double confidence;       /* of a judged local answer; < 0: none */
-} hl_advise_ledger_line;
-
-/* Return non-zero to stop the scan with that error. */
-typedef hl_err (*hl_advise_ledger_fn)(const hl_advise_ledger_line *line, void *ud);
-
-/* Reads the JSONL ledger at path and calls fn for each record. Blank lines are ignored; lines
- * that are not a JSON object with a "source" are skipped and counted in *bad (the first one's
- * number in err as a warning, when errbuf_len allows; the scan goes on). A line longer than
- * HL_ADVISE_MAX_LINE is HL_ERR_LIMIT. HL_ERR_IO (errno set) when the file cannot be read.
- * On failure errbuf says why. */
-hl_err hl_advise_ledger_scan(const char *path, hl_advise_ledger_fn fn, void *ud, size_t *lines,
-                             size_t *bad, char *errbuf, size_t errbuf_len);
-
-/* Parses "2025-03-01T12:00:00.123Z" (fraction, 'Z' and a +hh:mm offset optional) into Unix
- * seconds; -1 when it is not such a timestamp. */
-double hl_advise_parse_time(const char *s);
+/* The ledger is read with hl_ledger_read (hl_ledger.h): the records `report` would count,
+ * valid and deduplicated by (request_id, attempt), the brief's CostTracker lines included. */
 
 /* What a ledger says about the workload. Requests are the served answers: lines with status
  * "ok" (or none); their tokens are the workload. Costs add up every attempt, since escalated
  * and failed attempts were paid for too. */
 typedef struct hl_advise_measured {
     const char *path;        /* borrowed */
-    size_t lines, bad_lines;
+    size_t lines;            /* records read: valid, first with their key */
+    size_t bad_lines;        /* malformed lines skipped */
+    size_t duplicate_lines;  /* lines whose key was already read (duplicates and conflicts) */
     size_t requests, local_requests, cloud_requests;
     size_t escalated;        /* local answers held for a cloud retry (status "escalated") */
     size_t failed;           /* attempts with another status (error, cancelled) */
@@ -111,7 +82,9 @@ typedef struct hl_advise_measured {
 
 /* Summarizes the ledger at path into *m. period_days > 0 overrides the covered period
  * (first to last timestamp). HL_ERR_INVAL when the ledger has no served request or covers no
- * time and there is no override; errbuf says why. */
+ * time and there is no override; HL_ERR_IO (errno set) when it cannot be read; errbuf says
+ * why. On success errbuf is "" or, when lines were skipped, names the first one
+ * ("path:8: not a ledger record: latency_ms missing"), for a warning. */
 hl_err hl_advise_measure(const char *path, double period_days, hl_advise_measured *m,
                          char *errbuf, size_t errbuf_len);
 

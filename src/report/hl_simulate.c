@@ -9,6 +9,7 @@
 #include <string.h>
 #include "hl_advise.h"
 #include "hl_backend.h"
+#include "hl_ledger.h"
 #include "hl_pricing.h"
 #include "hl_router.h"
 
@@ -188,55 +189,103 @@ static const hl_sim_task_profile *default_profile(const char *task) {
     return none;
 }
 
+/* A request id with a number: an escalated line's confidence, or the index of a served
+ * request still waiting for one. */
+typedef struct id_num {
+    char *id;                 /* owned */
+    double conf;
+    size_t idx;
+} id_num;
+
+typedef struct id_list {
+    id_num *v;
+    size_t n, cap;
+} id_list;
+
+static hl_err id_list_push(id_list *l, const char *id, double conf, size_t idx) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        id_num *v = realloc(l->v, cap * sizeof *v);
+        if (!v) return HL_ERR_NOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    char *copy = strdup(id);
+    if (!copy) return HL_ERR_NOMEM;
+    l->v[l->n++] = (id_num){copy, conf, idx};
+    return HL_OK;
+}
+
+static void id_list_free(id_list *l) {
+    for (size_t i = 0; i < l->n; i++) free(l->v[i].id);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+static int cmp_id(const void *a, const void *b) { return strcmp(((const id_num *)a)->id, ((const id_num *)b)->id); }
+
 typedef struct ledger_ctx {
     hl_sim_workload *w;
-    uint64_t seed;
     double first_ts, last_ts;
-    /* The gateway writes a held local answer's confidence on its "escalated" line; the
-     * served cloud answer follows with the same request id and no confidence. */
-    char escalated_id[128];
-    double escalated_conf;
+    /* The gateway writes a held local answer's confidence on its "escalated" line and the
+     * served cloud answer on another line of the same request, with no confidence. Lines of
+     * concurrent requests interleave, so the two are matched by request id once every line
+     * is read, not by adjacency. */
+    id_list escalated;        /* request id -> the escalated line's confidence (first kept) */
+    id_list waiting;          /* served requests without a confidence of their own */
 } ledger_ctx;
 
-static hl_err ledger_line(const hl_advise_ledger_line *l, void *ud) {
+static hl_err ledger_line(void *ud, const hl_ledger_entry *e, size_t line_no) {
+    (void)line_no;
     ledger_ctx *c = ud;
-    if (l->timestamp >= 0) {
-        if (c->first_ts < 0 || l->timestamp < c->first_ts) c->first_ts = l->timestamp;
-        if (l->timestamp > c->last_ts) c->last_ts = l->timestamp;
-    }
-    if (!strcmp(l->status, "escalated") && l->request_id && l->confidence >= 0 &&
-        strlen(l->request_id) < sizeof c->escalated_id) {
-        snprintf(c->escalated_id, sizeof c->escalated_id, "%s", l->request_id);
-        c->escalated_conf = l->confidence;
-    }
-    if (strcmp(l->status, "ok") != 0) return HL_OK;
-    hl_sim_request q = {.sensitive = l->sensitive, .input_tokens = l->input_tokens, .output_tokens = l->output_tokens};
+    const hl_ledger_record *l = &e->rec;
+    if (c->first_ts < 0 || l->timestamp < c->first_ts) c->first_ts = l->timestamp;
+    if (l->timestamp > c->last_ts) c->last_ts = l->timestamp;
+    const char *status = l->status ? l->status : "ok";
+    if (!strcmp(status, "escalated") && l->confidence >= 0)
+        return id_list_push(&c->escalated, l->request_id, l->confidence, 0);
+    if (strcmp(status, "ok") != 0) return HL_OK;
+    hl_sim_request q = {.sensitive = l->sensitive, .input_tokens = l->usage.input_tokens,
+                        .output_tokens = l->usage.output_tokens, .confidence = l->confidence};
     hl_err rc = intern_task(c->w, l->task_type, &q.task);
-    if (rc) return rc;
-    double conf = l->confidence;
-    if (conf < 0 && l->request_id && c->escalated_id[0] && !strcmp(l->request_id, c->escalated_id))
-        conf = c->escalated_conf;
-    c->escalated_id[0] = '\0';
-    if (conf >= 0) {
-        q.confidence = conf > 1 ? 1 : conf;
-    } else {
-        const hl_sim_task_profile *p = default_profile(l->task_type);
-        q.confidence = draw_confidence(req_hash(c->seed, c->w->n), p->conf_mean, p->conf_sd);
+    if (!rc && q.confidence > 1) q.confidence = 1;
+    if (!rc && q.confidence < 0) rc = id_list_push(&c->waiting, l->request_id, 0, c->w->n);
+    return rc ? rc : push(c->w, &q);
+}
+
+/* Gives each served request without a confidence its escalated line's, else one drawn from
+ * the default mix's profile for its task type (request i draws from its own stream). */
+static void resolve_confidences(ledger_ctx *c, uint64_t seed) {
+    id_list *es = &c->escalated, *wt = &c->waiting;
+    if (es->n) qsort(es->v, es->n, sizeof *es->v, cmp_id);
+    size_t j = 0;
+    if (wt->n) qsort(wt->v, wt->n, sizeof *wt->v, cmp_id);
+    for (size_t i = 0; i < wt->n; i++) {
+        hl_sim_request *q = &c->w->v[wt->v[i].idx];
+        int d = 1;
+        while (j < es->n && (d = strcmp(es->v[j].id, wt->v[i].id)) < 0) j++;
+        if (j < es->n && d == 0) {
+            q->confidence = es->v[j].conf > 1 ? 1 : es->v[j].conf;
+        } else {
+            const hl_sim_task_profile *p = default_profile(q->task >= 0 ? c->w->tasks[q->task] : NULL);
+            q->confidence = draw_confidence(req_hash(seed, wt->v[i].idx), p->conf_mean, p->conf_sd);
+        }
     }
-    return push(c->w, &q);
 }
 
 hl_err hl_sim_load_ledger(const char *path, double period_days, uint64_t seed, hl_sim_workload *w, char *errbuf,
                           size_t errbuf_len) {
     memset(w, 0, sizeof *w);
-    ledger_ctx c = {.w = w, .seed = seed, .first_ts = -1, .last_ts = -1};
-    size_t lines, bad;
-    hl_err rc = hl_advise_ledger_scan(path, ledger_line, &c, &lines, &bad, errbuf, errbuf_len);
-    if (rc == HL_ERR_LIMIT && !errbuf[0])
+    ledger_ctx c = {.w = w, .first_ts = -1, .last_ts = -1};
+    hl_ledger_read_stats st;
+    hl_err rc = hl_ledger_read(path, 0, ledger_line, &c, &st, errbuf, errbuf_len);
+    if (rc == HL_ERR_LIMIT)
         snprintf(errbuf, errbuf_len, "%s: more than %u served requests or %d task types", path, HL_SIM_MAX_REQUESTS,
                  HL_SIM_MAX_TASKS);
+    else if (rc == HL_ERR_NOMEM)
+        snprintf(errbuf, errbuf_len, "%s: out of memory", path);
     if (!rc && !w->n) {
-        snprintf(errbuf, errbuf_len, "%s: no served request (status \"ok\") in %zu records", path, lines);
+        snprintf(errbuf, errbuf_len, "%s: no served request (status \"ok\") in %zu records", path, st.records);
         rc = HL_ERR_INVAL;
     }
     double days = period_days > 0 ? period_days : (c.last_ts - c.first_ts) / 86400.0;
@@ -244,14 +293,18 @@ hl_err hl_sim_load_ledger(const char *path, double period_days, uint64_t seed, h
         snprintf(errbuf, errbuf_len, "%s: the records cover no span of time; pass --period-days D", path);
         rc = HL_ERR_INVAL;
     }
+    if (!rc) resolve_confidences(&c, seed);
+    id_list_free(&c.escalated);
+    id_list_free(&c.waiting);
     if (rc) {
         hl_sim_workload_release(w);
         return rc;
     }
     w->month_factor = 30.0 / days;
+    size_t skipped = st.malformed + st.duplicates + st.conflicts;
     snprintf(w->source, sizeof w->source, "ledger %s: %zu served requests over %.2f days (money x %.3f to 30 days)%s",
-             path, w->n, days, w->month_factor, bad ? "; some lines skipped" : "");
-    if (!bad && errbuf_len) errbuf[0] = '\0';
+             path, w->n, days, w->month_factor, skipped ? "; some lines skipped" : "");
+    if (st.malformed) snprintf(errbuf, errbuf_len, "%s:%zu: not a ledger record: %s", path, st.first_bad_line, st.first_bad);
     return HL_OK;
 }
 

@@ -78,11 +78,14 @@ void hl_sim_gen_defaults(hl_sim_gen *g);
  * scaled up by month_factor). w is overwritten, not released: pass an empty one. The caller
  * releases it with hl_sim_workload_release(). HL_ERR_INVAL for a mix or volume out of range. */
 hl_err hl_sim_generate(const hl_sim_gen *g, hl_sim_workload *w);
-/* One request per served ledger record (status ok): its task type, sensitivity and tokens;
- * its confidence when the record (or the request's "escalated" line just before it) has one,
- * else drawn from the default mix's profile for its task type with seed. Money is scaled from
- * the covered period (or period_days) to 30 days. w is overwritten as for hl_sim_generate();
- * on failure it is left empty and errbuf says why. */
+/* One request per served ledger record (status ok, or none) among the records hl_ledger_read
+ * hands out (valid, deduplicated: what `report` counts): its task type, sensitivity and
+ * tokens; its confidence when the record has one, else that of an "escalated" line of the same
+ * request id anywhere in the file (lines of concurrent requests interleave), else drawn from
+ * the default mix's profile for its task type with seed. Money is scaled from the covered
+ * period (or period_days) to 30 days. w is overwritten as for hl_sim_generate(); on failure it
+ * is left empty and errbuf says why; on success errbuf names the first malformed line, or is
+ * "". */
 hl_err hl_sim_load_ledger(const char *path, double period_days, uint64_t seed, hl_sim_workload *w,
                           char *errbuf, size_t errbuf_len);
 void hl_sim_workload_release(hl_sim_workload *w);

@@ -2,7 +2,7 @@
 #include "hl_budget.h"
 
 #include <fcntl.h>
-#include <jansson.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "hl_buf.h"
+#include "hl_ledger.h"
 
 #define TENANT_SLOTS 4096 /* per per-tenant budget; more tenants than this share one bucket */
 
@@ -217,26 +218,82 @@ void hl_budgets_sync_end(hl_budgets *b, time_t now) {
 
 /* ---- ledger replay ---- */
 
-/* Unix time of "YYYY-MM-DDTHH:MM:SS" at the start of a ledger line, or -1. Ledger lines start
- * with {"timestamp":"...", which the ledger module guarantees. */
-static time_t line_time(const char *line, size_t n) {
-    static const char pre[] = "{\"timestamp\":\"";
-    if (n < sizeof pre - 1 + 19 || memcmp(line, pre, sizeof pre - 1) != 0) return -1;
-    struct tm tm = {0};
-    char ts[20];
-    memcpy(ts, line + sizeof pre - 1, 19);
-    ts[19] = '\0';
-    if (!strptime(ts, "%Y-%m-%dT%H:%M:%S", &tm)) return -1;
-    return timegm(&tm);
+/* Replay in two steps: read backwards from the end, timestamps only (hl_ledger_line_time's
+ * fast path), to find the first line of the period; then read forwards from there with
+ * hl_ledger_read, which validates and deduplicates as every other reader does. */
+
+typedef struct replay {
+    hl_budgets *b;
+    long long since_ms;
+    size_t lines;
+} replay;
+
+static hl_err replay_entry(void *ctx, const hl_ledger_entry *e, size_t line_no) {
+    (void)line_no;
+    replay *rp = ctx;
+    if (e->ts_ms < rp->since_ms) return HL_OK;
+    rp->lines++;
+    if (e->rec.cloud && e->rec.cost_known)
+        hl_budgets_add(rp->b, e->rec.tenant, e->rec.cost_usd, (time_t)(e->ts_ms / 1000));
+    return HL_OK;
 }
 
-static void replay_line(hl_budgets *b, const char *line, size_t n, time_t when) {
-    if (!memmem(line, n, "\"source\":\"cloud\"", 16)) return;
-    json_t *root = json_loadb(line, n, 0, NULL);
-    const json_t *cost = json_object_get(root, "cost_usd");
-    if (json_is_number(cost))
-        hl_budgets_add(b, json_string_value(json_object_get(root, "tenant")), json_number_value(cost), when);
-    json_decref(root);
+/* Walks the lines of block[0..len) from the last one back; sets *start to the offset (in the
+ * file: block starts at pos) of the line after the first one older than stop_ms, and *found.
+ * The first line of the block, when it may be cut (pos > 0), is left in *carry_len. */
+static void scan_block_back(const char *block, size_t len, long long pos, long long stop_ms, long long *start,
+                            bool *found, size_t *carry_len) {
+    size_t end = len;
+    *carry_len = 0;
+    while (end > 0) {
+        size_t startl = end;
+        while (startl > 0 && block[startl - 1] != '\n') startl--;
+        if (startl == 0 && pos > 0) {
+            *carry_len = end;
+            return;
+        }
+        long long t;
+        if (end > startl && hl_ledger_line_time(block + startl, end - startl, &t) == HL_OK && t < stop_ms) {
+            *start = pos + (long long)end + 1;
+            *found = true;
+            return;
+        }
+        if (startl == 0) return;
+        end = startl - 1;
+    }
+}
+
+/* The offset of the first line at or after stop_ms, reading fd backwards (0 when every line
+ * is). Lines after the last '\n' are not looked at: the forward read skips them. */
+static hl_err find_start(int fd, long long size, long long stop_ms, long long *start) {
+    enum { BLOCK = 1 << 20 };
+    hl_buf block;
+    hl_buf_init(&block, 0);
+    long long pos = size;
+    size_t carry = 0;
+    bool found = false;
+    hl_err rc = HL_OK;
+    *start = 0;
+    while (pos > 0 && !found && !rc) {
+        size_t want = pos > BLOCK ? BLOCK : (size_t)pos;
+        pos -= (long long)want;
+        /* block = the chunk at pos, then the carried start of a line cut by the last edge */
+        if (carry + want > 64u << 20) { /* no newline in 64 MiB: not a ledger */
+            rc = HL_ERR_LIMIT;
+            break;
+        }
+        block.len = carry;
+        if ((rc = hl_buf_reserve(&block, want))) break;
+        memmove(block.data + want, block.data, carry);
+        if (pread(fd, block.data, want, (off_t)pos) != (ssize_t)want) {
+            rc = HL_ERR_IO;
+            break;
+        }
+        block.len = want + carry;
+        scan_block_back(block.data, block.len, pos, stop_ms, start, &found, &carry);
+    }
+    hl_buf_release(&block);
+    return rc;
 }
 
 hl_err hl_budgets_load_ledger(hl_budgets *b, const char *path, time_t now, size_t *lines) {
@@ -249,9 +306,6 @@ hl_err hl_budgets_load_ledger(hl_budgets *b, const char *path, time_t now, size_
     for (size_t i = 0; i < b->n; i++)
         if (b->v[i].cfg->period == HL_BUDGET_MONTH) tm.tm_mday = 1;
     time_t since = timegm(&tm);
-    /* Lines are written when an attempt ends but stamped when it began, so near the period
-     * start they are not strictly ordered: read on for an hour past it. */
-    time_t stop_before = since - 3600;
     pthread_mutex_lock(&b->mu); /* a shared store's indexer may be syncing already */
     for (size_t i = 0; i < b->n; i++) roll(&b->v[i], now);
     pthread_mutex_unlock(&b->mu);
@@ -259,59 +313,17 @@ hl_err hl_budgets_load_ledger(hl_budgets *b, const char *path, time_t now, size_
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return HL_OK; /* no ledger yet */
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return HL_ERR_IO;
-    }
-    /* Read backwards in blocks; `carry` holds the start of a line cut by a block edge. */
-    enum { BLOCK = 1 << 20 };
-    hl_buf carry, block;
-    hl_buf_init(&carry, 64u << 20);
-    hl_buf_init(&block, 0);
-    off_t pos = st.st_size;
-    bool done = false;
-    hl_err rc = HL_OK;
-    while (pos > 0 && !done) {
-        size_t want = pos > BLOCK ? BLOCK : (size_t)pos;
-        pos -= (off_t)want;
-        hl_buf_reset(&block);
-        if ((rc = hl_buf_reserve(&block, want + carry.len))) break;
-        if (pread(fd, block.data, want, pos) != (ssize_t)want) {
-            rc = HL_ERR_IO;
-            break;
-        }
-        block.len = want;
-        if ((rc = hl_buf_append(&block, carry.data ? carry.data : "", carry.len))) break;
-        hl_buf_reset(&carry);
-        /* Lines from the end of the block backwards; the first (partial) one is carried. */
-        size_t end = block.len;
-        while (end > 0) {
-            size_t startl = end;
-            while (startl > 0 && block.data[startl - 1] != '\n') startl--;
-            if (startl == 0 && pos > 0) {
-                rc = hl_buf_append(&carry, block.data, end);
-                break;
-            }
-            size_t n = end - startl;
-            if (n > 0 && block.data[startl + n - 1] == '\n') n--;
-            if (n > 0) {
-                time_t t = line_time(block.data + startl, n);
-                if (t >= 0 && t < stop_before) {
-                    done = true;
-                    break;
-                }
-                if (t >= since) {
-                    replay_line(b, block.data + startl, n, t);
-                    (*lines)++;
-                }
-            }
-            end = startl > 0 ? startl - 1 : 0;
-            if (startl == 0) break;
-        }
-        if (rc) break;
-    }
-    hl_buf_release(&carry);
-    hl_buf_release(&block);
+    long long start = 0;
+    /* Lines are written when an attempt ends but stamped when it began, so near the period
+     * start they are not strictly ordered: read on for an hour past it. */
+    hl_err rc = fstat(fd, &st) != 0 ? HL_ERR_IO : find_start(fd, (long long)st.st_size, (since - 3600) * 1000LL, &start);
     close(fd);
+    if (rc) return rc;
+    replay rp = {.b = b, .since_ms = (long long)since * 1000};
+    hl_ledger_read_stats rs;
+    char err[256];
+    rc = hl_ledger_read(path, start, replay_entry, &rp, &rs, err, sizeof err);
+    if (rc == HL_ERR_IO && errno == ENOENT) rc = HL_OK; /* replaced meanwhile */
+    *lines = rp.lines;
     return rc;
 }

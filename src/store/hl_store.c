@@ -3,18 +3,14 @@
  * offset, and the background indexer thread. The database work is behind hl_store_ops
  * (hl_store_int.h).
  *
- * The journal, as hl_ledger writes it: UTF-8 text, one JSON object per line, each line ended
- * by '\n' and written with a single write(), so a reader sees whole lines plus, at most, the
- * beginning of one line still being written at the end. Lines are at most HL_STORE_MAX_LINE
- * bytes. The object is flat; its fields are listed in hl_ledger.h. Required here: timestamp,
- * source, input_tokens, output_tokens, latency_ms, cost_usd (number or null), request_id and
- * attempt (>= 1); the others may be missing (older journals) and default to null, 0 or
- * false. */
+ * The journal's lines are read, validated and keyed by hl_ledger_parse_line (the line is
+ * documented field by field in hl_ledger.h), the same parser advise, simulate and the budgets
+ * use, so they all count the same records. Lines are at most HL_LEDGER_MAX_LINE bytes; a
+ * partial last line waits for the next pass. */
 #include "hl_store_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
@@ -26,7 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 #include "hl_buf.h"
+#include "hl_ledger.h"
 #include "hl_log.h"
+#include "hl_time.h"
 
 enum {
     READ_CHUNK = 1 << 20, /* bytes read per pread() */
@@ -54,99 +52,11 @@ const char *hl_store_errmsg(const hl_store *s) {
 
 /* ---- time ---- */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
-static long long days_from_civil(long long y, unsigned m, unsigned d) {
-    y -= m <= 2;
-    long long era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (long long)doe - 719468;
-}
-
-static void civil_from_days(long long z, int *y, unsigned *m, unsigned *d) {
-    z += 719468;
-    long long era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    long long yy = (long long)yoe + era * 400;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = (int)(yy + (*m <= 2));
-}
-
-/* Reads exactly w digits at s[*i]. */
-static bool digits(const char *s, size_t n, size_t *i, int w, int *out) {
-    int v = 0;
-    for (int k = 0; k < w; k++) {
-        if (*i >= n || s[*i] < '0' || s[*i] > '9') return false;
-        v = v * 10 + (s[(*i)++] - '0');
-    }
-    *out = v;
-    return true;
-}
-
 hl_err hl_store_parse_time(const char *s, size_t n, long long *ms_out) {
-    size_t i = 0;
-    int y, mo, d, h = 0, mi = 0, sec = 0, ms = 0;
-    if (!digits(s, n, &i, 4, &y) || i >= n || s[i++] != '-' || !digits(s, n, &i, 2, &mo) ||
-        i >= n || s[i++] != '-' || !digits(s, n, &i, 2, &d))
-        return HL_ERR_PARSE;
-    static const unsigned char mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (mo < 1 || mo > 12 || d < 1) return HL_ERR_PARSE;
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (d > mdays[mo - 1] + (mo == 2 && leap)) return HL_ERR_PARSE;
-    long long offset_min = 0;
-    if (i < n && (s[i] == 'T' || s[i] == ' ')) {
-        i++;
-        if (!digits(s, n, &i, 2, &h) || i >= n || s[i++] != ':' || !digits(s, n, &i, 2, &mi))
-            return HL_ERR_PARSE;
-        if (i < n && s[i] == ':') {
-            i++;
-            if (!digits(s, n, &i, 2, &sec)) return HL_ERR_PARSE;
-            if (i < n && s[i] == '.') {
-                i++;
-                int nd = 0;
-                while (i < n && s[i] >= '0' && s[i] <= '9') {
-                    if (nd < 3) ms = ms * 10 + (s[i] - '0');
-                    nd++;
-                    i++;
-                }
-                if (nd == 0 || nd > 9) return HL_ERR_PARSE;
-                for (int k = nd; k < 3; k++) ms *= 10;
-            }
-        }
-        if (h > 23 || mi > 59 || sec > 59) return HL_ERR_PARSE;
-        if (i < n && s[i] == 'Z') {
-            i++;
-        } else if (i < n && (s[i] == '+' || s[i] == '-')) {
-            int sign = s[i++] == '-' ? -1 : 1, oh, om;
-            if (!digits(s, n, &i, 2, &oh)) return HL_ERR_PARSE;
-            if (i < n && s[i] == ':') i++;
-            if (!digits(s, n, &i, 2, &om) || oh > 23 || om > 59) return HL_ERR_PARSE;
-            offset_min = sign * (oh * 60 + om);
-        }
-    } else if (i < n && s[i] == 'Z') {
-        i++;
-    }
-    if (i != n) return HL_ERR_PARSE;
-    long long secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400LL + h * 3600LL +
-                     mi * 60LL + sec - offset_min * 60;
-    *ms_out = secs * 1000 + ms;
-    return HL_OK;
+    return hl_time_parse_ms(s, n, ms_out);
 }
 
-void hl_store_format_time(long long ms, char *out, size_t out_len) {
-    long long days = ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
-    long long rem = ms - days * 86400000;
-    int y;
-    unsigned m, d;
-    civil_from_days(days, &y, &m, &d);
-    snprintf(out, out_len, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", y, m, d, (int)(rem / 3600000),
-             (int)(rem / 60000 % 60), (int)(rem / 1000 % 60), (int)(rem % 1000));
-}
+void hl_store_format_time(long long ms, char *out, size_t out_len) { hl_time_format_ms(ms, out, out_len); }
 
 /* ---- groups ---- */
 
@@ -238,7 +148,7 @@ int hl_store_schema_version(hl_store *s) {
 const char *hl_store_kind(const hl_store *s) { return s->ops->name; }
 
 hl_store_status hl_store_status_parse(const char *s) {
-    if (!s) return HL_STORE_STATUS_OTHER;
+    if (!s) return HL_STORE_STATUS_OK; /* no status: a served answer (hl_ledger.h) */
     if (!strcmp(s, "ok")) return HL_STORE_STATUS_OK;
     if (!strcmp(s, "error")) return HL_STORE_STATUS_ERROR;
     if (!strcmp(s, "escalated")) return HL_STORE_STATUS_ESCALATED;
@@ -285,8 +195,8 @@ hl_err hl_store_cloud_spend(hl_store *s, long long now_ms, hl_store_spend_fn fn,
     long long day = now_ms / 86400000;
     int y;
     unsigned m, d;
-    civil_from_days(day, &y, &m, &d);
-    return s->ops->cloud_spend(s, day, days_from_civil(y, m, 1), fn, ctx);
+    hl_time_civil_from_days(day, &y, &m, &d);
+    return s->ops->cloud_spend(s, day, hl_time_days_from_civil(y, m, 1), fn, ctx);
 }
 
 hl_err hl_store_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
@@ -305,91 +215,38 @@ hl_err hl_store_count(hl_store *s, unsigned long long *out) {
     return s->ops->count(s, out);
 }
 
-/* ---- parsing one line ---- */
+/* ---- one line ---- */
 
-/* Each getter: missing or null is the default; a value of another type makes the line
- * malformed (returns false). */
-static bool get_str(json_t *o, const char *k, const char **out) {
-    json_t *v = json_object_get(o, k);
-    *out = NULL;
-    if (!v || json_is_null(v)) return true;
-    if (!json_is_string(v)) return false;
-    *out = json_string_value(v);
-    return true;
-}
-
-static bool get_num(json_t *o, const char *k, double *out, bool *present) {
-    json_t *v = json_object_get(o, k);
-    *present = false;
-    if (!v || json_is_null(v)) return true;
-    if (!json_is_number(v)) return false;
-    *out = json_number_value(v);
-    *present = true;
-    return true;
-}
-
-static bool get_int(json_t *o, const char *k, long long *out) {
-    json_t *v = json_object_get(o, k);
-    if (!v || json_is_null(v)) return true;
-    if (!json_is_integer(v)) return false;
-    *out = (long long)json_integer_value(v);
-    return true;
-}
-
-static bool get_bool(json_t *o, const char *k, bool *out) {
-    json_t *v = json_object_get(o, k);
-    if (!v || json_is_null(v)) return true;
-    if (!json_is_boolean(v)) return false;
-    *out = json_is_true(v);
-    return true;
-}
-
-/* Fills r from a parsed line (strings borrowed from root). Returns NULL, or why the line is
- * not a ledger record. */
-static const char *record_from_json(json_t *root, hl_store_record *r) {
-    memset(r, 0, sizeof *r);
-    if (!json_is_object(root)) return "not a JSON object";
-    const char *ts, *source;
-    if (!get_str(root, "timestamp", &ts) || !ts) return "timestamp missing or not a string";
-    if (hl_store_parse_time(ts, strlen(ts), &r->ts_ms) != HL_OK) return "timestamp is not ISO 8601";
-    if (r->ts_ms < 0) return "timestamp before 1970";
-    if (!get_str(root, "source", &source) || !source) return "source missing";
-    if (!strcmp(source, "cloud")) r->cloud = true;
-    else if (strcmp(source, "local") != 0) return "source is neither cloud nor local";
-    if (!json_is_integer(json_object_get(root, "input_tokens")) ||
-        !json_is_integer(json_object_get(root, "output_tokens")))
-        return "input_tokens/output_tokens missing";
-    get_int(root, "input_tokens", &r->input_tokens);
-    get_int(root, "output_tokens", &r->output_tokens);
-    bool present;
-    if (!get_num(root, "latency_ms", &r->latency_ms, &present) || !present)
-        return "latency_ms missing";
-    if (!json_object_get(root, "cost_usd") || !get_num(root, "cost_usd", &r->cost_usd, &r->cost_known))
-        return "cost_usd missing or not a number";
-    if (!r->cost_known) r->cost_usd = 0;
-    if (!get_str(root, "request_id", &r->request_id) || !r->request_id || !r->request_id[0])
-        return "request_id missing";
-    r->attempt = 0;
-    if (!get_int(root, "attempt", &r->attempt) || r->attempt < 1) return "attempt missing or < 1";
-    r->ttft_ms = r->confidence = -1;
-    if (!get_str(root, "backend", &r->backend) || !get_str(root, "model", &r->model) ||
-        !get_str(root, "route_reason", &r->route_reason) || !get_str(root, "status", &r->status) ||
-        !get_str(root, "tenant", &r->tenant) || !get_str(root, "task_type", &r->task_type) ||
-        !get_str(root, "error", &r->error))
-        return "a text field holds a non-string";
-    double d;
-    if (!get_num(root, "ttft_ms", &d, &present)) return "ttft_ms is not a number";
-    if (present) r->ttft_ms = d;
-    if (!get_num(root, "confidence", &d, &present)) return "confidence is not a number";
-    if (present) r->confidence = d;
-    if (!get_int(root, "cached_input_tokens", &r->cached_input_tokens) ||
-        !get_int(root, "cache_write_tokens", &r->cache_write_tokens) ||
-        !get_int(root, "http_status", &r->http_status))
-        return "an integer field holds something else";
-    if (!get_bool(root, "stream", &r->stream) || !get_bool(root, "usage_estimated", &r->usage_estimated) ||
-        !get_bool(root, "task_inferred", &r->task_inferred) || !get_bool(root, "sensitive", &r->sensitive))
-        return "a boolean field holds something else";
-    return NULL;
+/* r from a parsed line (strings borrowed from e). */
+static void record_from_entry(const hl_ledger_entry *e, hl_store_record *r) {
+    const hl_ledger_record *l = &e->rec;
+    *r = (hl_store_record){
+        .ts_ms = e->ts_ms,
+        .cloud = l->cloud,
+        .input_tokens = l->usage.input_tokens,
+        .output_tokens = l->usage.output_tokens,
+        .latency_ms = l->latency_ms,
+        .cost_usd = l->cost_usd,
+        .cost_known = l->cost_known,
+        .request_id = l->request_id,
+        .attempt = l->attempt,
+        .backend = l->backend,
+        .model = l->model,
+        .route_reason = l->route_reason,
+        .status = l->status,
+        .stream = l->stream,
+        .ttft_ms = l->ttft_ms,
+        .cached_input_tokens = l->usage.cached_input_tokens,
+        .cache_write_tokens = l->usage.cache_write_tokens,
+        .usage_estimated = l->usage.estimated,
+        .tenant = l->tenant,
+        .task_type = l->task_type,
+        .task_inferred = l->task_inferred,
+        .sensitive = l->sensitive,
+        .confidence = l->confidence,
+        .http_status = l->http_status,
+        .error = l->error,
+    };
 }
 
 /* ---- one index pass over an open journal ---- */
@@ -440,7 +297,7 @@ typedef struct pass {
     /* Records parsed but not yet inserted (the backend takes them ops->batch at a time),
      * with the parsed lines their strings live in and the lines' offsets, for messages. */
     hl_store_record *recs;
-    json_t **roots;
+    hl_ledger_entry *ents;
     long long *offs;
     hl_store_insert_result *res;
     size_t n;
@@ -454,7 +311,7 @@ static hl_err pass_begin(pass *p) {
 }
 
 static void pass_drop(pass *p) {
-    for (size_t i = 0; i < p->n; i++) json_decref(p->roots[i]);
+    for (size_t i = 0; i < p->n; i++) hl_ledger_entry_release(&p->ents[i]);
     p->n = 0;
 }
 
@@ -517,23 +374,24 @@ static void pass_malformed(pass *p, long long off, const char *why) {
 
 static hl_err pass_line(pass *p, const char *line, size_t n, long long off) {
     p->pending.lines++;
-    while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t')) n--;
-    if (n == 0) return HL_OK;
-    json_error_t je;
-    json_t *root = json_loadb(line, n, 0, &je);
-    if (!root) {
-        pass_malformed(p, off, je.text);
-        return HL_OK;
-    }
-    const char *why = record_from_json(root, &p->recs[p->n]);
-    if (why) {
+    if (hl_ledger_blank(line, n)) return HL_OK;
+    char why[160];
+    if (hl_ledger_parse_line(line, n, &p->ents[p->n], why, sizeof why) != HL_OK) {
         pass_malformed(p, off, why);
-        json_decref(root);
         return HL_OK;
     }
-    p->roots[p->n] = root;
+    record_from_entry(&p->ents[p->n], &p->recs[p->n]);
     p->offs[p->n] = off;
     return ++p->n == p->s->ops->batch ? pass_flush(p) : HL_OK;
+}
+
+/* Same file as last time: same identity, not shorter than what was read, and the same first
+ * bytes (a file truncated and written again past the offset keeps its inode). */
+static bool same_journal(int fd, const struct stat *sb, const hl_store_journal_state *st) {
+    if (st->dev != (long long)sb->st_dev || st->ino != (long long)sb->st_ino || st->offset > (long long)sb->st_size)
+        return false;
+    uint64_t h;
+    return st->head_len <= 0 || (head_hash(fd, st->head_len, &h) && h == st->head_hash);
 }
 
 /* Indexes the open journal fd, known as key. */
@@ -547,7 +405,7 @@ static hl_err index_fd(hl_store *s, const char *key, int fd, hl_store_index_stat
     pass p = {.s = s, .key = key, .fd = fd, .stats = stats};
     size_t nb = s->ops->batch;
     p.recs = malloc(nb * sizeof *p.recs);
-    p.roots = malloc(nb * sizeof *p.roots);
+    p.ents = malloc(nb * sizeof *p.ents);
     p.offs = malloc(nb * sizeof *p.offs);
     p.res = malloc(nb * sizeof *p.res);
     hl_buf buf;
@@ -555,20 +413,13 @@ static hl_err index_fd(hl_store *s, const char *key, int fd, hl_store_index_stat
     bool found = false;
     hl_err e = HL_OK;
     long long start = 0;
-    if (!p.recs || !p.roots || !p.offs || !p.res) {
+    if (!p.recs || !p.ents || !p.offs || !p.res) {
         hl_store_set_error(s, "%s: out of memory", key);
         e = HL_ERR_NOMEM;
         goto out;
     }
     if ((e = s->ops->load_state(s, key, &p.st, &found))) goto out;
-    /* Same file as last time: same identity, not shorter than what was read, and the same
-     * first bytes (a file truncated and written again past the offset keeps its inode). */
-    bool same = found && p.st.dev == (long long)sb.st_dev && p.st.ino == (long long)sb.st_ino &&
-                p.st.offset <= (long long)sb.st_size;
-    if (same && p.st.head_len > 0) {
-        uint64_t h;
-        same = head_hash(fd, p.st.head_len, &h) && h == p.st.head_hash;
-    }
+    bool same = found && same_journal(fd, &sb, &p.st);
     if (!same) {
         if (found) {
             stats->restarted = true;
@@ -632,7 +483,7 @@ out:
     stats->bytes = (unsigned long long)(stats->offset - start);
     hl_buf_release(&buf);
     free(p.recs);
-    free(p.roots);
+    free(p.ents);
     free(p.offs);
     free(p.res);
     return e;

@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "hl_err.h"
+#include "hl_ledger.h"
 
 typedef struct hl_store hl_store;
 
@@ -42,7 +43,7 @@ typedef struct hl_store hl_store;
 
 /* Ceiling on one journal line: the ledger formats a record into a 1 MiB buffer, so anything
  * longer is not a ledger record (it is skipped and counted as malformed). */
-#define HL_STORE_MAX_LINE (1u << 20)
+#define HL_STORE_MAX_LINE HL_LEDGER_MAX_LINE
 
 /* Opens the store at location and applies any schema migrations it lacks: a SQLite file path
  * (created if needed), or a PostgreSQL URI "postgresql://[user@]host[:port]/dbname[?...]"
@@ -174,7 +175,9 @@ typedef enum hl_store_status {
     HL_STORE_STATUS_ERROR,
     HL_STORE_STATUS_CANCELLED,
     HL_STORE_STATUS_ESCALATED,
-    HL_STORE_STATUS_OTHER, /* NULL or a value this build does not know */
+    HL_STORE_STATUS_OTHER, /* a value this build does not know (no status at all is OK: the
+                              brief's CostTracker lines have none, and every reader takes a
+                              record without one as a served answer, see hl_ledger.h) */
 } hl_store_status;
 
 /* One record as a scan hands it out. */
@@ -207,12 +210,12 @@ hl_err hl_store_count(hl_store *s, unsigned long long *out);
 
 /* ---- time ---- */
 
-/* Parses an ISO 8601 UTC time as the ledger writes it ("2024-05-01T12:00:00.250Z") and the
- * shorter forms a person types: "2024-05-01", "2024-05-01T12:00", "2024-05-01 12:00:00",
- * with an optional fraction and "Z" or "+HH:MM"/"-HH:MM" offset. s need not be terminated.
- * HL_ERR_PARSE when it is none of these. */
+/* hl_time_parse_ms (hl_time.h: the ledger's form "2024-05-01T12:00:00.250Z" and the shorter
+ * forms a person types: "2024-05-01", "2024-05-01T12:00", "2024-05-01 12:00:00", with an
+ * optional fraction and "Z" or "+HH:MM"/"-HH:MM" offset), kept for --from/--to. s need not be
+ * terminated. HL_ERR_PARSE when it is none of these. */
 hl_err hl_store_parse_time(const char *s, size_t n, long long *ms_out);
-/* Formats ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" (out: at least 25 bytes). */
+/* hl_time_format_ms: "YYYY-MM-DDTHH:MM:SS.mmmZ" (out: at least 25 bytes). */
 void hl_store_format_time(long long ms, char *out, size_t out_len);
 
 #endif

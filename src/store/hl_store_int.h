@@ -92,7 +92,7 @@ struct hl_store {
 /* Formats the store's error message (what hl_store_errmsg returns). */
 void hl_store_set_error(hl_store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* A record's status column (NULL: none) as the scan reports it. */
+/* A record's status column as the scan reports it (NULL, none: HL_STORE_STATUS_OK). */
 hl_store_status hl_store_status_parse(const char *s);
 
 extern const hl_store_ops hl_store_sqlite_ops;

@@ -1,5 +1,7 @@
 /* Tests for hl_ledger and hl_pricing: record bytes, one whole line per append even from
- * several threads, cloud and local cost arithmetic (cached tokens at their own rate). */
+ * several threads, cloud and local cost arithmetic (cached tokens at their own rate), and the
+ * one reader: writer -> parser field by field, the brief's CostTracker lines and their derived
+ * ids, malformed lines with their reasons, first-line-per-key reading of a journal. */
 #include <pthread.h>
 #include <unistd.h>
 #include "hl_ledger.h"
@@ -94,6 +96,296 @@ HL_TEST(concurrent_appends_keep_lines_whole) {
 HL_TEST(open_failure_is_reported) {
     hl_ledger l;
     HL_CHECK_INT_EQ(hl_ledger_open(&l, "/nonexistent-dir/x/ledger.jsonl"), HL_ERR_IO);
+}
+
+/* ---- the reader ---- */
+
+static hl_ledger_record full_record(void) {
+    hl_ledger_record r = {0};
+    r.timestamp = 1740787200.123; /* 2025-03-01T00:00:00.123Z: a time that is not a binary fraction */
+    r.request_id = "req_\"quoted\"\\n";
+    r.attempt = 2;
+    r.cloud = true;
+    r.backend = "anthropic";
+    r.model = "claude-3-5-sonnet";
+    r.route_reason = "rule:complex";
+    r.status = "escalated";
+    r.tenant = "team-a";
+    r.pii = "email:1";
+    r.task_type = "reasoning";
+    r.task_inferred = true;
+    r.sensitive = true;
+    r.stream = true;
+    r.usage = (hl_usage){.input_tokens = 450, .output_tokens = 200, .cached_input_tokens = 100,
+                         .cache_write_tokens = 50, .estimated = true, .known = true};
+    r.latency_ms = 850.125;
+    r.ttft_ms = 120.5;
+    r.confidence = 0.55;
+    r.cost_usd = 0.00435;
+    r.cost_known = true;
+    r.http_status = 529;
+    r.error = "overloaded \xc3\xa9";
+    return r;
+}
+
+HL_TEST(writer_to_parser_field_by_field) {
+    hl_ledger_record r = full_record();
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_ledger_format(&r, &b) == HL_OK);
+    HL_CHECK(strstr(b.data, "\"timestamp\":\"2025-03-01T00:00:00.123Z\"") != NULL);
+    hl_ledger_entry e;
+    char why[160];
+    HL_REQUIRE(hl_ledger_parse_line(b.data, b.len - 1, &e, why, sizeof why) == HL_OK);
+    const hl_ledger_record *p = &e.rec;
+    HL_CHECK_INT_EQ(e.ts_ms, 1740787200123LL);
+    HL_CHECK_INT_EQ(e.ts_us, 1740787200123000LL);
+    HL_CHECK_NEAR(p->timestamp, r.timestamp, 1e-6);
+    HL_CHECK_STR_EQ(p->request_id, r.request_id);
+    HL_CHECK(!e.id_derived);
+    HL_CHECK_INT_EQ(p->attempt, 2);
+    HL_CHECK(p->cloud);
+    HL_CHECK_STR_EQ(p->backend, "anthropic");
+    HL_CHECK_STR_EQ(p->model, "claude-3-5-sonnet");
+    HL_CHECK_STR_EQ(p->route_reason, "rule:complex");
+    HL_CHECK_STR_EQ(p->status, "escalated");
+    HL_CHECK_STR_EQ(p->tenant, "team-a");
+    HL_CHECK_STR_EQ(p->pii, "email:1");
+    HL_CHECK_STR_EQ(p->task_type, "reasoning");
+    HL_CHECK_STR_EQ(p->error, "overloaded \xc3\xa9");
+    HL_CHECK(p->task_inferred && p->sensitive && p->stream && p->usage.estimated);
+    HL_CHECK_INT_EQ(p->usage.input_tokens, 450);
+    HL_CHECK_INT_EQ(p->usage.output_tokens, 200);
+    HL_CHECK_INT_EQ(p->usage.cached_input_tokens, 100);
+    HL_CHECK_INT_EQ(p->usage.cache_write_tokens, 50);
+    HL_CHECK_NEAR(p->latency_ms, 850.125, 0);
+    HL_CHECK_NEAR(p->ttft_ms, 120.5, 0);
+    HL_CHECK_NEAR(p->confidence, 0.55, 0);
+    HL_CHECK_NEAR(p->cost_usd, 0.00435, 0);
+    HL_CHECK(p->cost_known);
+    HL_CHECK_INT_EQ(p->http_status, 529);
+    /* and back: the same bytes */
+    hl_buf b2;
+    hl_buf_init(&b2, 0);
+    HL_REQUIRE(hl_ledger_format(p, &b2) == HL_OK);
+    HL_CHECK_STR_EQ(b2.data, b.data);
+    hl_ledger_entry_release(&e);
+    /* nulls come back as nulls */
+    r.tenant = r.pii = r.task_type = r.error = r.backend = NULL;
+    r.ttft_ms = r.confidence = -1;
+    r.cost_known = false;
+    hl_buf_reset(&b);
+    HL_REQUIRE(hl_ledger_format(&r, &b) == HL_OK);
+    HL_REQUIRE(hl_ledger_parse_line(b.data, b.len - 1, &e, why, sizeof why) == HL_OK);
+    HL_CHECK(!e.rec.tenant && !e.rec.pii && !e.rec.task_type && !e.rec.error && !e.rec.backend);
+    HL_CHECK(e.rec.ttft_ms < 0 && e.rec.confidence < 0 && !e.rec.cost_known);
+    hl_ledger_entry_release(&e);
+    hl_buf_release(&b);
+    hl_buf_release(&b2);
+}
+
+/* The brief's CostTracker: json.dumps({timestamp: datetime.utcnow().isoformat(), source,
+ * input_tokens, output_tokens, latency_ms, cost_usd}). */
+static const char brief_line[] = "{\"timestamp\": \"2025-03-01T12:00:00.123456\", \"source\": \"cloud\", "
+                                 "\"input_tokens\": 450, \"output_tokens\": 200, \"latency_ms\": 850, "
+                                 "\"cost_usd\": 0.00435}";
+
+HL_TEST(cost_tracker_lines_get_a_stable_derived_id) {
+    hl_ledger_entry a, b, c;
+    char why[160];
+    HL_REQUIRE(hl_ledger_parse_line(brief_line, strlen(brief_line), &a, why, sizeof why) == HL_OK);
+    HL_CHECK_INT_EQ(a.ts_us, 1740830400123456LL);
+    HL_CHECK_INT_EQ(a.ts_ms, 1740830400123LL);
+    HL_CHECK(a.rec.cloud);
+    HL_CHECK_INT_EQ(a.rec.usage.input_tokens, 450);
+    HL_CHECK_INT_EQ(a.rec.usage.output_tokens, 200);
+    HL_CHECK_NEAR(a.rec.latency_ms, 850, 0);
+    HL_CHECK_NEAR(a.rec.cost_usd, 0.00435, 0);
+    HL_CHECK(a.rec.cost_known && !a.rec.status && a.rec.attempt == 1);
+    HL_CHECK(a.id_derived);
+    HL_CHECK_INT_EQ(strlen(a.rec.request_id), 35);
+    HL_CHECK(!strncmp(a.rec.request_id, "ct-", 3));
+    /* The same record serialized another way (no spaces, keys reordered, a zone): same id. */
+    static const char same[] = "{\"source\":\"cloud\",\"timestamp\":\"2025-03-01T13:00:00.123456+01:00\",\"input_tokens\":450,"
+                               "\"output_tokens\":200,\"latency_ms\":850.0,\"cost_usd\":4.35e-3}";
+    HL_REQUIRE(hl_ledger_parse_line(same, strlen(same), &b, why, sizeof why) == HL_OK);
+    HL_CHECK_STR_EQ(b.rec.request_id, a.rec.request_id);
+    /* One microsecond later: another record. */
+    static const char later[] = "{\"timestamp\": \"2025-03-01T12:00:00.123457\", \"source\": \"cloud\", "
+                                "\"input_tokens\": 450, \"output_tokens\": 200, \"latency_ms\": 850, \"cost_usd\": 0.00435}";
+    HL_REQUIRE(hl_ledger_parse_line(later, strlen(later), &c, why, sizeof why) == HL_OK);
+    HL_CHECK(strcmp(c.rec.request_id, a.rec.request_id) != 0);
+    hl_ledger_entry_release(&c);
+    /* Written back by the writer, the line carries the derived id and keeps its key. */
+    hl_buf out;
+    hl_buf_init(&out, 0);
+    HL_REQUIRE(hl_ledger_format(&a.rec, &out) == HL_OK);
+    HL_REQUIRE(hl_ledger_parse_line(out.data, out.len - 1, &c, why, sizeof why) == HL_OK);
+    HL_CHECK(!c.id_derived);
+    HL_CHECK_STR_EQ(c.rec.request_id, a.rec.request_id);
+    HL_CHECK_INT_EQ(c.rec.attempt, 1);
+    HL_CHECK_INT_EQ(c.ts_ms, a.ts_ms);
+    hl_buf_release(&out);
+    hl_ledger_entry_release(&a);
+    hl_ledger_entry_release(&b);
+    hl_ledger_entry_release(&c);
+}
+
+HL_TEST(malformed_lines_say_why) {
+    static const struct {
+        const char *line, *why;
+    } cases[] = {
+        {"   \t\r", "blank line"},
+        {"not json", "not JSON"},
+        {"[1, 2]", "not a JSON object"},
+        {"{\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":1}",
+         "timestamp missing"},
+        {"{\"timestamp\":12,\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":1}",
+         "timestamp missing or not a string"},
+        {"{\"timestamp\":\"2025-02-29T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1}", "timestamp is not ISO 8601"},
+        {"{\"timestamp\":\"1969-12-31T23:59:59Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1}", "timestamp before 1970"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"edge\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1}", "source is neither cloud nor local"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1.5,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1}", "input_tokens missing or not a count"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":-1,"
+         "\"latency_ms\":1,\"cost_usd\":1}", "output_tokens missing or not a count"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"cost_usd\":1}", "latency_ms missing"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1}", "cost_usd missing"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":\"1\"}", "cost_usd is not a number"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1,\"request_id\":\"r\"}", "attempt missing"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1,\"request_id\":\"r\",\"attempt\":0}", "attempt is not an integer >= 1"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1,\"request_id\":\"\",\"attempt\":1}", "request_id is empty"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1,\"status\":3}", "a text field holds a non-string"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1,\"stream\":\"yes\"}", "a boolean field holds something else"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"source\":\"local\",\"input_tokens\":1,"
+         "\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":1}", "source given twice"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1,\"tenant\":\"a\\ud800\"}", "lone high surrogate"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1,\"tenant\":\"\xc3\"}", "invalid UTF-8"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1,\"tenant\":\"a\\u0000\"}", "\\u0000"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1e3,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1}", "input_tokens missing or not a count"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":99999999999999999999,"
+         "\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":1}", "integer out of range"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1e999,\"cost_usd\":1}", "number out of range"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":01,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1}", "not JSON"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1,}", "not JSON"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1} {}", "bytes after the object"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1,\"x\":[1,{\"a\":[tru]}]}", "invalid token"},
+        {"{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+         "\"latency_ms\":1,\"cost_usd\":1,\"model\":[\"m\"]}", "a text field holds a non-string"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        hl_ledger_entry e;
+        char why[160] = "unset";
+        hl_err rc = hl_ledger_parse_line(cases[i].line, strlen(cases[i].line), &e, why, sizeof why);
+        if (rc != HL_ERR_PARSE || !strstr(why, cases[i].why))
+            HL_FAIL_("case %zu: rc %d, why \"%s\", expected \"%s\"", i, rc, why, cases[i].why);
+        hl_ledger_entry_release(&e);
+    }
+}
+
+HL_TEST(any_valid_json_spelling_is_read) {
+    /* escaped key names, nested unknown values, whitespace everywhere, exponents, escapes and
+     * a surrogate pair in strings */
+    static const char line[] =
+        " { \"\\u0074imestamp\" : \"2025-03-01T00:00:00Z\" ,\"extra\":{\"a\":[1,2.5e-3,true,null,{\"b\":\"\\\"\"}],\"c\":{}},"
+        "\"source\":\"local\",\"input_tokens\":-0,\"output_tokens\":7,\"latency_ms\":1.5E+2,\"cost_usd\":null,"
+        "\"tenant\":\"caf\\u00e9 \\ud83d\\ude00\\t\\/\\\\\",\"model\":\"\xe6\x97\xa5\xe6\x9c\xac\",\"other\":[] } \r";
+    hl_ledger_entry e;
+    char why[160];
+    HL_REQUIRE(hl_ledger_parse_line(line, sizeof line - 1, &e, why, sizeof why) == HL_OK);
+    HL_CHECK_INT_EQ(e.ts_ms, 1740787200000LL);
+    HL_CHECK(!e.rec.cloud);
+    HL_CHECK_INT_EQ(e.rec.usage.input_tokens, 0);
+    HL_CHECK_INT_EQ(e.rec.usage.output_tokens, 7);
+    HL_CHECK_NEAR(e.rec.latency_ms, 150, 0);
+    HL_CHECK(!e.rec.cost_known);
+    HL_CHECK_STR_EQ(e.rec.tenant, "caf\xc3\xa9 \xf0\x9f\x98\x80\t/\\");
+    HL_CHECK_STR_EQ(e.rec.model, "\xe6\x97\xa5\xe6\x9c\xac");
+    hl_ledger_entry_release(&e);
+}
+
+HL_TEST(line_time_fast_path_and_fallback) {
+    long long ms;
+    static const char first[] = "{\"timestamp\":\"2025-03-01T00:00:00.250Z\",\"source\":\"local\"}";
+    HL_CHECK_INT_EQ(hl_ledger_line_time(first, strlen(first), &ms), HL_OK); /* the fast path reads the time only */
+    HL_CHECK_INT_EQ(ms, 1740787200250LL);
+    HL_CHECK_INT_EQ(hl_ledger_line_time(brief_line, strlen(brief_line), &ms), HL_OK);
+    HL_CHECK_INT_EQ(ms, 1740830400123LL);
+    static const char later[] = "{\"source\":\"local\",\"input_tokens\":1,\"output_tokens\":1,\"latency_ms\":1,"
+                                "\"cost_usd\":1,\"timestamp\":\"2025-03-01T00:00:01Z\"}";
+    HL_CHECK_INT_EQ(hl_ledger_line_time(later, strlen(later), &ms), HL_OK);
+    HL_CHECK_INT_EQ(ms, 1740787201000LL);
+    HL_CHECK_INT_EQ(hl_ledger_line_time("{\"timestamp\":\"yesterday\"}", 25, &ms), HL_ERR_PARSE);
+}
+
+static hl_err collect(void *ctx, const hl_ledger_entry *e, size_t line_no) {
+    hl_buf *b = ctx;
+    return hl_buf_printf(b, "%zu:%s/%d ", line_no, e->rec.request_id, e->rec.attempt);
+}
+
+HL_TEST(read_keeps_the_first_line_of_each_key) {
+    static const char text[] =
+        "{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"local\",\"input_tokens\":1,\"output_tokens\":1,"
+        "\"latency_ms\":1,\"cost_usd\":0,\"request_id\":\"a\",\"attempt\":1}\n"
+        "\n"
+        "{\"timestamp\":\"2025-03-01T00:00:01Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+        "\"latency_ms\":1,\"cost_usd\":0,\"request_id\":\"a\",\"attempt\":2}\n"
+        "{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"local\",\"input_tokens\":1,\"output_tokens\":1,"
+        "\"latency_ms\":1,\"cost_usd\":0,\"request_id\":\"a\",\"attempt\":1}\n" /* duplicate */
+        "{\"timestamp\":\"2025-03-01T00:00:05Z\",\"source\":\"local\",\"input_tokens\":9,\"output_tokens\":1,"
+        "\"latency_ms\":1,\"cost_usd\":0,\"request_id\":\"a\",\"attempt\":2}\n" /* conflict */
+        "{\"timestamp\":\"2025-03-01T00:00:00Z\"}\n"
+        "{\"timestamp\":\"2025-03-01T00:00:02Z\",\"source\":\"local\",\"input_tokens\":1,\"output_tokens\":1,"
+        "\"latency_ms\":1,\"cost_usd\":0,\"request_id\":\"a\\u0000x\"";
+    char path[] = "/tmp/hl_ledger_read_XXXXXX", err[256];
+    int fd = mkstemp(path);
+    HL_REQUIRE(fd >= 0);
+    HL_REQUIRE(write(fd, text, sizeof text - 1) == (ssize_t)(sizeof text - 1));
+    close(fd);
+    hl_buf seen;
+    hl_buf_init(&seen, 0);
+    hl_ledger_read_stats st;
+    HL_REQUIRE(hl_ledger_read(path, 0, collect, &seen, &st, err, sizeof err) == HL_OK);
+    HL_CHECK_STR_EQ(seen.data, "1:a/1 3:a/2 ");
+    HL_CHECK_INT_EQ(st.lines, 6);
+    HL_CHECK_INT_EQ(st.blank, 1);
+    HL_CHECK_INT_EQ(st.records, 2);
+    HL_CHECK_INT_EQ(st.duplicates, 1);
+    HL_CHECK_INT_EQ(st.conflicts, 1);
+    HL_CHECK_INT_EQ(st.malformed, 1);
+    HL_CHECK_INT_EQ(st.first_bad_line, 6);
+    HL_CHECK(strstr(st.first_bad, "source missing") != NULL);
+    HL_CHECK(st.partial); /* the unterminated last line is not read */
+    HL_CHECK(st.end_offset > 0 && text[st.end_offset - 1] == '\n');
+    /* From an offset: the line at it is line 1. */
+    long long third = (long long)(strchr(strchr(text, '\n') + 1, '\n') + 1 - text);
+    hl_buf_reset(&seen);
+    HL_REQUIRE(hl_ledger_read(path, third, collect, &seen, &st, err, sizeof err) == HL_OK);
+    HL_CHECK_STR_EQ(seen.data, "1:a/2 2:a/1 ");
+    hl_buf_release(&seen);
+    unlink(path);
+    HL_CHECK_INT_EQ(hl_ledger_read(path, 0, collect, &seen, &st, err, sizeof err), HL_ERR_IO);
+    HL_CHECK(strstr(err, path) != NULL);
 }
 
 HL_TEST_MAIN()

@@ -1,12 +1,15 @@
 /* Tests for hl_advise: the break-even arithmetic pinned on the product brief's numbers (and on
  * the brief's headline totals that do not follow from them), the decision matrix, prices from
- * a config before the built-in table, and ledger figures against a hand-computed fixture. */
+ * a config before the built-in table, and ledger figures against a hand-computed fixture:
+ * the records `report` counts (valid, deduplicated, the brief's CostTracker lines included). */
 #include <jansson.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include "hl_advise.h"
+#include "hl_ledger.h"
+#include "hl_store.h"
 #include "hl_test.h"
 
 /* Writes n bytes of text to a fresh temporary file; its path goes into path (caller unlinks). */
@@ -280,18 +283,6 @@ HL_TEST(bad_inputs_are_refused) {
     HL_CHECK_INT_EQ(hl_advise_compute(&in, &r, err, sizeof err), HL_ERR_INVAL);
 }
 
-HL_TEST(timestamps) {
-    HL_CHECK_NEAR(hl_advise_parse_time("2025-03-01T00:00:00Z"), 1740787200.0, 0);
-    HL_CHECK_NEAR(hl_advise_parse_time("2025-03-01T00:00:00.250Z"), 1740787200.25, 1e-6);
-    HL_CHECK_NEAR(hl_advise_parse_time("2025-03-01T01:00:00+01:00"), 1740787200.0, 0);
-    /* the brief's CostTracker: datetime.utcnow().isoformat(), no zone */
-    HL_CHECK_NEAR(hl_advise_parse_time("2025-03-01T00:00:00.123456"), 1740787200.123456, 1e-6);
-    HL_CHECK(hl_advise_parse_time("2025-03-01") < 0);
-    HL_CHECK(hl_advise_parse_time("2025-13-01T00:00:00Z") < 0);
-    HL_CHECK(hl_advise_parse_time("2025-03-01T00:00:00Zjunk") < 0);
-    HL_CHECK(hl_advise_parse_time(NULL) < 0);
-}
-
 /* Two days of a gateway's ledger, by hand:
  *   r1 local ok  classification  400 + 100   1,800 ms  $0.000025
  *   r2 cloud ok  code_generation 700 + 300     850 ms  $0.0066   (700 x $3 + 300 x $15 per 1M)
@@ -324,7 +315,7 @@ static const char fixture[] =
     "\"task_type\":\"extraction\",\"sensitive\":true}\n"
     "this is not json\n"
     "{\"timestamp\":\"2025-03-03T00:00:00\",\"source\":\"local\",\"input_tokens\":300,\"output_tokens\":150,"
-    "\"latency_ms\":1080,\"cost_usd\":null}";
+    "\"latency_ms\":1080,\"cost_usd\":null}\n";
 
 HL_TEST(ledger_figures_match_the_hand_computed_fixture) {
     char path[64], err[256];
@@ -333,7 +324,8 @@ HL_TEST(ledger_figures_match_the_hand_computed_fixture) {
     HL_REQUIRE(hl_advise_measure(path, 0, &m, err, sizeof err) == HL_OK);
     HL_CHECK_INT_EQ(m.lines, 7);
     HL_CHECK_INT_EQ(m.bad_lines, 1);
-    HL_CHECK(strstr(err, ":8: not a ledger record") != NULL);
+    HL_CHECK(strstr(err, ":8: not a ledger record: not JSON") != NULL);
+    HL_CHECK_INT_EQ(m.duplicate_lines, 0);
     HL_CHECK_INT_EQ(m.requests, 5);
     HL_CHECK_INT_EQ(m.local_requests, 3);
     HL_CHECK_INT_EQ(m.cloud_requests, 2);
@@ -397,7 +389,8 @@ HL_TEST(ledger_figures_match_the_hand_computed_fixture) {
 
 HL_TEST(ledger_without_a_time_span_needs_period_days) {
     char path[64], err[256];
-    write_temp("{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":700,\"output_tokens\":300}\n",
+    write_temp("{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":700,\"output_tokens\":300,"
+               "\"latency_ms\":850,\"cost_usd\":0.0066}\n",
                path, sizeof path);
     hl_advise_measured m;
     HL_CHECK_INT_EQ(hl_advise_measure(path, 0, &m, err, sizeof err), HL_ERR_INVAL);
@@ -409,30 +402,157 @@ HL_TEST(ledger_without_a_time_span_needs_period_days) {
     HL_CHECK(strstr(err, "/nonexistent/ledger.jsonl") != NULL);
 }
 
-HL_TEST(ledger_line_over_the_ceiling_is_an_error) {
+HL_TEST(ledger_line_over_the_ceiling_is_skipped) {
+    /* As the store's indexer: a line longer than any ledger line is one malformed line. */
     char path[64], err[256];
-    size_t n = HL_ADVISE_MAX_LINE + 16;
-    char *big = malloc(n + 1);
+    size_t n = HL_LEDGER_MAX_LINE + 16, f = sizeof fixture - 1;
+    char *big = malloc(n + 1 + f);
     HL_REQUIRE(big);
     memset(big, 'x', n);
-    big[n] = '\0';
-    write_temp(big, path, sizeof path);
+    big[n] = '\n';
+    memcpy(big + n + 1, fixture, f);
+    write_temp_n(big, n + 1 + f, path, sizeof path);
     free(big);
     hl_advise_measured m;
-    HL_CHECK_INT_EQ(hl_advise_measure(path, 0, &m, err, sizeof err), HL_ERR_LIMIT);
-    HL_CHECK(strstr(err, "longer than") != NULL);
+    HL_REQUIRE(hl_advise_measure(path, 0, &m, err, sizeof err) == HL_OK);
+    HL_CHECK_INT_EQ(m.lines, 7);
+    HL_CHECK_INT_EQ(m.bad_lines, 2);
+    HL_CHECK(strstr(err, ":1: not a ledger record: line longer than 1 MiB") != NULL);
+    HL_CHECK_INT_EQ(m.requests, 5);
     unlink(path);
 }
 
-static hl_err count_line(const hl_advise_ledger_line *l, void *ud) {
-    (void)l;
-    (*(size_t *)ud)++;
+/* Every figure of two measurements, side by side. */
+static void check_same_measure(const hl_advise_measured *a, const hl_advise_measured *b) {
+    HL_CHECK_INT_EQ(a->lines, b->lines);
+    HL_CHECK_INT_EQ(a->requests, b->requests);
+    HL_CHECK_INT_EQ(a->local_requests, b->local_requests);
+    HL_CHECK_INT_EQ(a->cloud_requests, b->cloud_requests);
+    HL_CHECK_INT_EQ(a->escalated, b->escalated);
+    HL_CHECK_INT_EQ(a->failed, b->failed);
+    HL_CHECK_INT_EQ(a->sensitive, b->sensitive);
+    HL_CHECK_INT_EQ(a->simple_tasks, b->simple_tasks);
+    HL_CHECK_INT_EQ(a->complex_tasks, b->complex_tasks);
+    HL_CHECK_INT_EQ(a->input_tokens, b->input_tokens);
+    HL_CHECK_INT_EQ(a->output_tokens, b->output_tokens);
+    HL_CHECK_INT_EQ(a->local_tokens, b->local_tokens);
+    HL_CHECK_INT_EQ(a->unknown_cost, b->unknown_cost);
+    HL_CHECK_NEAR(a->cloud_cost_usd, b->cloud_cost_usd, 1e-9);
+    HL_CHECK_NEAR(a->local_cost_usd, b->local_cost_usd, 1e-9);
+    HL_CHECK_NEAR(a->local_busy_ms, b->local_busy_ms, 1e-3 * (double)(a->lines + 1));
+    HL_CHECK_NEAR(a->first_ts, b->first_ts, 1e-3);
+    HL_CHECK_NEAR(a->last_ts, b->last_ts, 1e-3);
+    HL_CHECK_NEAR(a->month_factor, b->month_factor, 1e-6 * a->month_factor);
+}
+
+HL_TEST(a_journal_concatenated_twice_counts_once) {
+    char one[64], two[64], err[256];
+    size_t f = sizeof fixture - 1;
+    char *text = malloc(2 * f);
+    HL_REQUIRE(text);
+    memcpy(text, fixture, f);
+    memcpy(text + f, fixture, f);
+    write_temp(fixture, one, sizeof one);
+    write_temp_n(text, 2 * f, two, sizeof two);
+    free(text);
+    hl_advise_measured a, b;
+    HL_REQUIRE(hl_advise_measure(one, 0, &a, err, sizeof err) == HL_OK);
+    HL_REQUIRE(hl_advise_measure(two, 0, &b, err, sizeof err) == HL_OK);
+    check_same_measure(&a, &b);
+    HL_CHECK_INT_EQ(a.duplicate_lines, 0);
+    HL_CHECK_INT_EQ(b.duplicate_lines, 7);
+    HL_CHECK_INT_EQ(b.bad_lines, 2);
+    HL_CHECK_INT_EQ(b.requests, 5);
+    unlink(one);
+    unlink(two);
+}
+
+/* The brief's CostTracker writes json.dumps() of {timestamp: utcnow().isoformat(), source,
+ * input_tokens, output_tokens, latency_ms, cost_usd}: no request id, ", " separators,
+ * microseconds and no zone. 4 requests over exactly 2 days. */
+static const char cost_tracker[] =
+    "{\"timestamp\": \"2025-03-01T12:00:00.123456\", \"source\": \"cloud\", \"input_tokens\": 450, "
+    "\"output_tokens\": 200, \"latency_ms\": 850, \"cost_usd\": 0.00435}\n"
+    "{\"timestamp\": \"2025-03-01T12:00:01.654321\", \"source\": \"local\", \"input_tokens\": 450, "
+    "\"output_tokens\": 200, \"latency_ms\": 1800, \"cost_usd\": 2.5e-05}\n"
+    "{\"timestamp\": \"2025-03-02T12:00:00\", \"source\": \"local\", \"input_tokens\": 300, "
+    "\"output_tokens\": 100, \"latency_ms\": 900.5, \"cost_usd\": 1.3e-05}\n"
+    "{\"timestamp\": \"2025-03-03T12:00:00.123456\", \"source\": \"cloud\", \"input_tokens\": 450, "
+    "\"output_tokens\": 200, \"latency_ms\": 850, \"cost_usd\": 0.00435}\n";
+
+static hl_err count_ok(void *ctx, const hl_store_row *row) {
+    *(size_t *)ctx += row->status == HL_STORE_STATUS_OK;
     return HL_OK;
 }
 
-/* The scanner's input is whatever is on disk, torn lines included: 2,000 mutated copies of the
- * fixture (bytes flipped, lines cut) must scan without error or crash (run under ASan). */
-HL_TEST(ledger_scan_survives_garbage) {
+HL_TEST(cost_tracker_lines_count_as_report_counts_them) {
+    char one[64], two[64], db[80], err[256];
+    size_t f = sizeof cost_tracker - 1;
+    char text[2 * sizeof cost_tracker];
+    memcpy(text, cost_tracker, f);
+    memcpy(text + f, cost_tracker, f);
+    write_temp(cost_tracker, one, sizeof one);
+    write_temp_n(text, 2 * f, two, sizeof two);
+    hl_advise_measured a, b;
+    HL_REQUIRE(hl_advise_measure(one, 0, &a, err, sizeof err) == HL_OK);
+    HL_CHECK_STR_EQ(err, "");
+    HL_CHECK_INT_EQ(a.lines, 4);
+    HL_CHECK_INT_EQ(a.requests, 4);
+    HL_CHECK_INT_EQ(a.cloud_requests, 2);
+    HL_CHECK_INT_EQ(a.local_requests, 2);
+    HL_CHECK_INT_EQ(a.input_tokens, 1650);
+    HL_CHECK_INT_EQ(a.output_tokens, 700);
+    HL_CHECK_NEAR(a.cloud_cost_usd, 0.0087, 1e-12);
+    HL_CHECK_NEAR(a.local_cost_usd, 0.000038, 1e-12);
+    HL_CHECK_NEAR(a.local_busy_ms, 2700.5, 1e-9);
+    HL_CHECK_NEAR(a.period_days, 2.0, 1e-9);
+    HL_REQUIRE(hl_advise_measure(two, 0, &b, err, sizeof err) == HL_OK);
+    check_same_measure(&a, &b);
+    HL_CHECK_INT_EQ(b.duplicate_lines, 4);
+    /* The store's indexer takes the same 4 records from the doubled journal. */
+    snprintf(db, sizeof db, "%s.db", two);
+    hl_store *s;
+    HL_REQUIRE(hl_store_open(&s, db, err, sizeof err) == HL_OK);
+    hl_store_index_stats ist;
+    HL_CHECK_INT_EQ(hl_store_index(s, two, &ist), HL_OK);
+    HL_CHECK_INT_EQ(ist.inserted, 4);
+    HL_CHECK_INT_EQ(ist.duplicates, 4);
+    HL_CHECK_INT_EQ(ist.malformed, 0);
+    unsigned long long count;
+    HL_CHECK_INT_EQ(hl_store_count(s, &count), HL_OK);
+    HL_CHECK_INT_EQ(count, a.lines);
+    /* no status: served answers for report too (their latency counts in its percentiles) */
+    size_t ok = 0;
+    HL_CHECK_INT_EQ(hl_store_scan(s, HL_STORE_GROUP_NONE, HL_STORE_TIME_MIN, HL_STORE_TIME_MAX, count_ok, &ok), HL_OK);
+    HL_CHECK_INT_EQ(ok, 4);
+    hl_store_close(s);
+    char side[96];
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(side, sizeof side, "%s%s", db, suffix[i]);
+        unlink(side);
+    }
+    unlink(one);
+    unlink(two);
+}
+
+typedef struct rewrite_ctx {
+    hl_buf *out;
+    size_t seen;
+} rewrite_ctx;
+
+static hl_err rewrite(void *ud, const hl_ledger_entry *e, size_t line_no) {
+    (void)line_no;
+    rewrite_ctx *c = ud;
+    c->seen++;
+    return hl_ledger_format(&e->rec, c->out);
+}
+
+/* The reader's input is whatever is on disk, torn lines included: 2,000 mutated copies of the
+ * fixture (bytes flipped, lines cut). Properties: every line is accounted for once; the
+ * store's indexer classifies the lines exactly as the reader does; and advise's figures on the
+ * garbled journal are those of the records the reader kept, written back by the writer. */
+HL_TEST(garbled_journals_read_as_the_indexer_reads_them) {
     size_t n = sizeof fixture - 1, copies = 2000;
     char *text = malloc(n * copies);
     HL_REQUIRE(text);
@@ -445,17 +565,48 @@ HL_TEST(ledger_scan_survives_garbage) {
             p[(x >> 33) % n] = (char)(x >> 17);
         }
     }
-    char path[64], err[256];
+    char path[64], clean[64], db[80], err[256];
     write_temp_n(text, n * copies, path, sizeof path);
     free(text);
-    size_t seen = 0, lines, bad;
-    HL_CHECK_INT_EQ(hl_advise_ledger_scan(path, count_line, &seen, &lines, &bad, err, sizeof err), HL_OK);
-    HL_CHECK_INT_EQ(seen, lines);
-    HL_CHECK(lines > copies && bad > 0);
-    hl_advise_measured m;
-    hl_err e = hl_advise_measure(path, 0, &m, err, sizeof err);
-    HL_CHECK(e == HL_OK || e == HL_ERR_INVAL);
+    hl_buf out;
+    hl_buf_init(&out, 0);
+    rewrite_ctx rc = {&out, 0};
+    hl_ledger_read_stats st;
+    HL_REQUIRE(hl_ledger_read(path, 0, rewrite, &rc, &st, err, sizeof err) == HL_OK);
+    HL_CHECK_INT_EQ(rc.seen, st.records);
+    HL_CHECK_INT_EQ(st.lines, st.blank + st.records + st.malformed + st.duplicates + st.conflicts);
+    HL_CHECK(st.records > 7 && st.malformed > 0 && st.duplicates > 0 && st.conflicts > 0);
+    write_temp_n(out.data, out.len, clean, sizeof clean);
+    hl_buf_release(&out);
+
+    snprintf(db, sizeof db, "%s.db", path);
+    hl_store *s;
+    HL_REQUIRE(hl_store_open(&s, db, err, sizeof err) == HL_OK);
+    hl_store_index_stats ist;
+    HL_CHECK_INT_EQ(hl_store_index(s, path, &ist), HL_OK);
+    HL_CHECK_INT_EQ(ist.lines, st.lines);
+    HL_CHECK_INT_EQ(ist.inserted, st.records);
+    HL_CHECK_INT_EQ(ist.malformed, st.malformed);
+    HL_CHECK_INT_EQ(ist.duplicates, st.duplicates);
+    HL_CHECK_INT_EQ(ist.conflicts, st.conflicts);
+    hl_store_close(s);
+
+    hl_advise_measured a, b;
+    hl_err ea = hl_advise_measure(path, 0, &a, err, sizeof err);
+    hl_err eb = hl_advise_measure(clean, 0, &b, err, sizeof err);
+    HL_CHECK_INT_EQ(ea, HL_OK);
+    HL_CHECK_INT_EQ(eb, HL_OK);
+    check_same_measure(&a, &b);
+    HL_CHECK_INT_EQ(b.bad_lines, 0);
+    HL_CHECK_INT_EQ(b.duplicate_lines, 0);
+    char side[96];
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(side, sizeof side, "%s%s", db, suffix[i]);
+        unlink(side);
+    }
     unlink(path);
+    unlink(clean);
 }
 
 HL_TEST_MAIN()

@@ -136,8 +136,8 @@ HL_TEST(advise_runtime_failures_exit_1) {
 
 HL_TEST(advise_from_a_ledger) {
     char path[] = "/tmp/hl_test_cli_XXXXXX";
-    write_file(path, "{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":700000,\"output_tokens\":300000,\"cost_usd\":6.6,\"status\":\"ok\"}\n"
-                     "{\"timestamp\":\"2025-03-04T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":700000,\"output_tokens\":300000,\"cost_usd\":6.6,\"status\":\"ok\"}\n");
+    write_file(path, "{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":700000,\"output_tokens\":300000,\"latency_ms\":850,\"cost_usd\":6.6,\"status\":\"ok\"}\n"
+                     "{\"timestamp\":\"2025-03-04T00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":700000,\"output_tokens\":300000,\"latency_ms\":850,\"cost_usd\":6.6,\"status\":\"ok\"}\n");
     /* 2M tokens over 3 days: x10 = 20M tokens a month, $132 on Claude */
     outcome o = cli((const char *[]){"advise", "--ledger", path, NULL});
     HL_CHECK_INT_EQ(o.rc, 0);

@@ -1,6 +1,8 @@
 /* Tests for hl_simulate: the brief's scenario generated deterministically from a seed, pinned
  * outputs for seed 1, costs that add up to the prices, escalation at the threshold, ledger
- * replay, and no privacy violation for any policy that goes through the router. */
+ * replay (the records `report` counts; escalations matched by request id however lines
+ * interleave; the brief's CostTracker lines), and no privacy violation for any policy that goes
+ * through the router. */
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -325,18 +327,18 @@ HL_TEST(brief_config_refuses_odd_model_names) {
  * confidence 0.55, carried from its "escalated" line to the served one. */
 static const char fixture[] =
     "{\"timestamp\":\"2025-03-01T00:00:00.000Z\",\"source\":\"local\",\"input_tokens\":400,\"output_tokens\":100,"
-    "\"latency_ms\":1800,\"cost_usd\":0.000025,\"request_id\":\"r1\",\"status\":\"ok\",\"task_type\":\"classification\"}\n"
+    "\"latency_ms\":1800,\"cost_usd\":0.000025,\"request_id\":\"r1\",\"attempt\":1,\"status\":\"ok\",\"task_type\":\"classification\"}\n"
     "{\"timestamp\":\"2025-03-01T12:00:00.000Z\",\"source\":\"cloud\",\"input_tokens\":700,\"output_tokens\":300,"
-    "\"latency_ms\":850,\"cost_usd\":0.0066,\"request_id\":\"r2\",\"status\":\"ok\",\"task_type\":\"code_generation\"}\n"
+    "\"latency_ms\":850,\"cost_usd\":0.0066,\"request_id\":\"r2\",\"attempt\":1,\"status\":\"ok\",\"task_type\":\"code_generation\"}\n"
     "{\"timestamp\":\"2025-03-02T00:00:00.000Z\",\"source\":\"local\",\"input_tokens\":600,\"output_tokens\":200,"
-    "\"latency_ms\":3600,\"cost_usd\":0.00005,\"request_id\":\"r3\",\"status\":\"escalated\","
+    "\"latency_ms\":3600,\"cost_usd\":0.00005,\"request_id\":\"r3\",\"attempt\":1,\"status\":\"escalated\","
     "\"task_type\":\"summarization\",\"confidence\":0.55}\n"
     "{\"timestamp\":\"2025-03-02T00:00:04.000Z\",\"source\":\"cloud\",\"input_tokens\":600,\"output_tokens\":200,"
-    "\"latency_ms\":900,\"cost_usd\":0.0048,\"request_id\":\"r3\",\"status\":\"ok\",\"task_type\":\"summarization\"}\n"
+    "\"latency_ms\":900,\"cost_usd\":0.0048,\"request_id\":\"r3\",\"attempt\":2,\"status\":\"ok\",\"task_type\":\"summarization\"}\n"
     "{\"timestamp\":\"2025-03-02T06:00:00.000Z\",\"source\":\"cloud\",\"input_tokens\":0,\"output_tokens\":0,"
-    "\"latency_ms\":100,\"cost_usd\":0,\"request_id\":\"r4\",\"status\":\"error\"}\n"
+    "\"latency_ms\":100,\"cost_usd\":0,\"request_id\":\"r4\",\"attempt\":1,\"status\":\"error\"}\n"
     "{\"timestamp\":\"2025-03-02T06:00:01.000Z\",\"source\":\"local\",\"input_tokens\":300,\"output_tokens\":50,"
-    "\"latency_ms\":720,\"cost_usd\":0.00001,\"request_id\":\"r4\",\"status\":\"ok\",\"task_type\":\"extraction\","
+    "\"latency_ms\":720,\"cost_usd\":0.00001,\"request_id\":\"r4\",\"attempt\":2,\"status\":\"ok\",\"task_type\":\"extraction\","
     "\"sensitive\":true}\n"
     "{\"timestamp\":\"2025-03-03T00:00:00\",\"source\":\"local\",\"input_tokens\":300,\"output_tokens\":150,"
     "\"latency_ms\":1080,\"cost_usd\":null,\"confidence\":0.9}\n";
@@ -376,6 +378,110 @@ HL_TEST(ledger_replay) {
     hl_config_free(cfg);
     unlink(path);
     HL_CHECK_INT_EQ(hl_sim_load_ledger("/nonexistent.jsonl", 0, 1, &w, err, sizeof err), HL_ERR_IO);
+}
+
+static void write_file(char *path, const char *text, size_t n) {
+    int fd = mkstemp(path);
+    if (fd < 0 || write(fd, text, n) != (ssize_t)n) exit(1);
+    close(fd);
+}
+
+/* Under load the lines of concurrent requests interleave: here 200 requests are each escalated
+ * (a local answer at confidence 0.3, then the cloud's), and every escalated line is written
+ * before any served one, with 100 plain requests in between. Each escalation is replayed. */
+HL_TEST(escalations_are_matched_by_request_id_not_adjacency) {
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    const char *fmt = "{\"timestamp\":\"2025-03-0%dT%02d:%02d:%02d.000Z\",\"source\":\"%s\",\"input_tokens\":300,"
+                      "\"output_tokens\":100,\"latency_ms\":900,\"cost_usd\":0.0001,\"request_id\":\"%s%d\","
+                      "\"attempt\":%d,\"status\":\"%s\"%s}\n";
+    for (int i = 0; i < 200; i++)
+        hl_buf_printf(&b, fmt, 1, i / 60, i % 60, 0, "local", "esc", i, 1, "escalated", ",\"confidence\":0.3");
+    for (int i = 0; i < 100; i++)
+        hl_buf_printf(&b, fmt, 1, 4, i / 60, i % 60, "local", "plain", i, 1, "ok", ",\"confidence\":0.95");
+    for (int i = 199; i >= 0; i--) /* the served lines in another order */
+        hl_buf_printf(&b, fmt, 2, i / 60, i % 60, 1, "cloud", "esc", i, 2, "ok", "");
+    char path[] = "/tmp/hl_test_sim_XXXXXX", err[256];
+    write_file(path, b.data, b.len);
+    hl_buf_release(&b);
+    hl_sim_workload w;
+    HL_REQUIRE(hl_sim_load_ledger(path, 0, 1, &w, err, sizeof err) == HL_OK);
+    HL_CHECK_INT_EQ(w.n, 300);
+    size_t low = 0;
+    for (size_t i = 0; i < w.n; i++) low += w.v[i].confidence == 0.3;
+    HL_CHECK_INT_EQ(low, 200);
+    hl_config *cfg = brief();
+    hl_sim_options o = default_options();
+    hl_sim_result hybrid;
+    run(&w, "hybrid", HL_SIM_ROUTER, cfg, &o, &hybrid);
+    HL_CHECK_INT_EQ(hybrid.escalated, 200);
+    HL_CHECK_INT_EQ(hybrid.served_cloud, 200);
+    HL_CHECK_INT_EQ(hybrid.served_local, 100);
+    hl_sim_workload_release(&w);
+    hl_config_free(cfg);
+    unlink(path);
+}
+
+static void check_same_workload(const hl_sim_workload *a, const hl_sim_workload *b) {
+    HL_REQUIRE(a->n == b->n);
+    HL_CHECK_INT_EQ(a->input_tokens, b->input_tokens);
+    HL_CHECK_INT_EQ(a->output_tokens, b->output_tokens);
+    HL_CHECK_INT_EQ(a->sensitive, b->sensitive);
+    HL_CHECK_NEAR(a->month_factor, b->month_factor, 0);
+    for (size_t i = 0; i < a->n; i++) {
+        HL_CHECK_INT_EQ(a->v[i].task, b->v[i].task);
+        HL_CHECK_NEAR(a->v[i].confidence, b->v[i].confidence, 0);
+    }
+}
+
+HL_TEST(a_journal_concatenated_twice_replays_once) {
+    char one[] = "/tmp/hl_test_sim_XXXXXX", two[] = "/tmp/hl_test_sim_XXXXXX", err[256];
+    size_t f = sizeof fixture - 1;
+    char *text = malloc(2 * f);
+    HL_REQUIRE(text);
+    memcpy(text, fixture, f);
+    memcpy(text + f, fixture, f);
+    write_file(one, fixture, f);
+    write_file(two, text, 2 * f);
+    free(text);
+    hl_sim_workload a, b;
+    HL_REQUIRE(hl_sim_load_ledger(one, 0, 1, &a, err, sizeof err) == HL_OK);
+    HL_REQUIRE(hl_sim_load_ledger(two, 0, 1, &b, err, sizeof err) == HL_OK);
+    HL_CHECK_INT_EQ(b.n, 5);
+    check_same_workload(&a, &b);
+    hl_sim_workload_release(&a);
+    hl_sim_workload_release(&b);
+    unlink(one);
+    unlink(two);
+}
+
+/* The brief's CostTracker lines (no request id, no status, no task type): each one a served
+ * request, with the untyped profile's drawn confidence. */
+HL_TEST(cost_tracker_journal) {
+    static const char ct[] =
+        "{\"timestamp\": \"2025-03-01T12:00:00.123456\", \"source\": \"cloud\", \"input_tokens\": 450, "
+        "\"output_tokens\": 200, \"latency_ms\": 850, \"cost_usd\": 0.00435}\n"
+        "{\"timestamp\": \"2025-03-01T12:00:01.654321\", \"source\": \"local\", \"input_tokens\": 450, "
+        "\"output_tokens\": 200, \"latency_ms\": 1800, \"cost_usd\": 2.5e-05}\n"
+        "{\"timestamp\": \"2025-03-01T12:00:01.654321\", \"source\": \"local\", \"input_tokens\": 450, "
+        "\"output_tokens\": 200, \"latency_ms\": 1800, \"cost_usd\": 2.5e-05}\n"
+        "{\"timestamp\": \"2025-03-03T12:00:00.123456\", \"source\": \"cloud\", \"input_tokens\": 300, "
+        "\"output_tokens\": 100, \"latency_ms\": 850, \"cost_usd\": 0.0024}\n";
+    char path[] = "/tmp/hl_test_sim_XXXXXX", err[256];
+    write_file(path, ct, sizeof ct - 1);
+    hl_sim_workload w;
+    HL_REQUIRE(hl_sim_load_ledger(path, 0, 7, &w, err, sizeof err) == HL_OK);
+    HL_CHECK_STR_EQ(err, "");
+    HL_CHECK_INT_EQ(w.n, 3); /* the repeated line counts once */
+    HL_CHECK_INT_EQ(w.input_tokens, 1200);
+    HL_CHECK_INT_EQ(w.output_tokens, 500);
+    HL_CHECK_NEAR(w.month_factor, 15.0, 1e-9);
+    for (size_t i = 0; i < w.n; i++) {
+        HL_CHECK_INT_EQ(w.v[i].task, -1);
+        HL_CHECK(w.v[i].confidence >= 0 && w.v[i].confidence <= 1);
+    }
+    hl_sim_workload_release(&w);
+    unlink(path);
 }
 
 HL_TEST(a_big_month_is_a_scaled_sample) {

@@ -67,12 +67,22 @@ HL_TEST(rebuilt_from_the_ledger) {
     int fd = mkstemp(path);
     HL_REQUIRE(fd >= 0);
     FILE *f = fdopen(fd, "w");
-    /* last month (ignored), this month, a local line (free), today; big enough to span blocks */
-    fprintf(f, "{\"timestamp\":\"2026-10-31T23:00:00.000Z\",\"source\":\"cloud\",\"cost_usd\":100.0,\"tenant\":null}\n");
+    /* last month (ignored), this month, a local line (free), today; big enough to span blocks.
+     * Every line is a whole record: the replay reads what every reader reads. */
+#define REC "\"input_tokens\":1,\"output_tokens\":1,\"latency_ms\":5"
+    fprintf(f, "{\"timestamp\":\"2026-10-31T23:00:00.000Z\",\"source\":\"cloud\"," REC ",\"cost_usd\":100.0,\"tenant\":null}\n");
     for (int i = 0; i < 30000; i++)
-        fprintf(f, "{\"timestamp\":\"2026-11-02T10:00:00.000Z\",\"source\":\"cloud\",\"cost_usd\":0.0001,\"tenant\":\"team-a\",\"pad\":\"%040d\"}\n", i);
-    fprintf(f, "{\"timestamp\":\"2026-11-25T08:00:00.000Z\",\"source\":\"local\",\"cost_usd\":5.0,\"tenant\":\"team-a\"}\n");
-    fprintf(f, "{\"timestamp\":\"2026-11-25T09:00:00.000Z\",\"source\":\"cloud\",\"cost_usd\":0.7,\"tenant\":\"team-a\"}\n");
+        fprintf(f, "{\"timestamp\":\"2026-11-02T10:00:00.000Z\",\"source\":\"cloud\"," REC ",\"cost_usd\":0.0001,"
+                   "\"tenant\":\"team-a\",\"request_id\":\"r%d\",\"attempt\":1,\"pad\":\"%040d\"}\n", i, i);
+    /* not a record (no tokens): skipped, as the store's indexer skips it */
+    fprintf(f, "{\"timestamp\":\"2026-11-20T09:00:00.000Z\",\"source\":\"cloud\",\"cost_usd\":50.0}\n");
+    fprintf(f, "{\"timestamp\":\"2026-11-25T08:00:00.000Z\",\"source\":\"local\"," REC ",\"cost_usd\":5.0,\"tenant\":\"team-a\"}\n");
+    /* today's, written twice (a journal concatenated with its tail): counted once; the brief's
+     * key order and spacing */
+    for (int i = 0; i < 2; i++)
+        fprintf(f, "{\"source\": \"cloud\", \"timestamp\": \"2026-11-25T09:00:00.000000\", \"input_tokens\": 1, "
+                   "\"output_tokens\": 1, \"latency_ms\": 5, \"cost_usd\": 0.7, \"tenant\": \"team-a\"}\n");
+#undef REC
     fclose(f);
     hl_config *cfg = load();
     hl_budgets *b;

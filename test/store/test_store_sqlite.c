@@ -380,7 +380,9 @@ HL_TEST(malformed_and_conflicting_lines) {
         "\n",
         "[1, 2, 3]\n",
         "{\"timestamp\":\"2024-05-01T00:00:00.000Z\",\"source\":\"local\",\"input_tokens\":1,"
-        "\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":0,\"attempt\":1}\n", /* no request_id */
+        "\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":0,\"request_id\":\"\",\"attempt\":1}\n", /* empty id */
+        "{\"timestamp\":\"2024-05-01T00:00:00.000Z\",\"source\":\"local\",\"input_tokens\":1,"
+        "\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":0,\"request_id\":\"y\"}\n", /* id without attempt */
         "{\"timestamp\":\"2024-05-01T00:00:00.000Z\",\"source\":\"local\",\"input_tokens\":1,"
         "\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":0,\"request_id\":\"x\",\"attempt\":0}\n",
         "{\"timestamp\":\"May 1st\",\"source\":\"local\",\"input_tokens\":1,"
@@ -399,6 +401,12 @@ HL_TEST(malformed_and_conflicting_lines) {
     junk[big] = '\n';
     append_bytes(p.journal, junk, big + 1);
     free(junk);
+    /* The brief's CostTracker lines have no request id: a record, keyed by a derived id; the
+     * same line again is a duplicate. */
+    const char *ct = "{\"timestamp\": \"2024-05-01T00:00:02.123456\", \"source\": \"cloud\", \"input_tokens\": 450, "
+                     "\"output_tokens\": 200, \"latency_ms\": 850, \"cost_usd\": 0.00435}\n";
+    append_bytes(p.journal, ct, strlen(ct));
+    append_bytes(p.journal, ct, strlen(ct));
     /* The oldest journals lack the newer fields: still records. */
     const char *old = "{\"timestamp\":\"2024-05-01T00:00:01.000Z\",\"source\":\"local\",\"input_tokens\":3,"
                       "\"output_tokens\":4,\"latency_ms\":5.5,\"cost_usd\":null,\"request_id\":\"old\",\"attempt\":1}\n";
@@ -419,8 +427,9 @@ HL_TEST(malformed_and_conflicting_lines) {
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
     hl_store_index_stats st;
     HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
-    HL_CHECK_INT_EQ(st.inserted, 5); /* req_0..3 and "old" */
-    HL_CHECK_INT_EQ(st.malformed, 8);
+    HL_CHECK_INT_EQ(st.inserted, 6); /* req_0..3, the CostTracker line and "old" */
+    HL_CHECK_INT_EQ(st.malformed, 9);
+    HL_CHECK_INT_EQ(st.duplicates, 1);
     HL_CHECK_INT_EQ(st.conflicts, 1);
     HL_CHECK_INT_EQ(st.offset, size);
     HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
@@ -428,6 +437,8 @@ HL_TEST(malformed_and_conflicting_lines) {
     hl_store_close(s);
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM inferences WHERE request_id = 'old'"
                                   " AND cost_usd IS NULL AND status IS NULL AND stream = 0"), 1);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM inferences WHERE request_id LIKE 'ct-%'"
+                                  " AND attempt = 1 AND input_tokens = 450 AND ts = 1714521602123"), 1);
     /* The first of the two conflicting lines is the one kept. */
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT ts FROM inferences WHERE request_id = 'req_000000'"),
                     1714521600500LL);
