@@ -19,7 +19,7 @@ if ((${#names[@]} == 0)); then
 fi
 dir=build-fuzz
 CC=clang cmake -S . -B "$dir" -DHL_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$dir" -j"$(nproc)" --target "${names[@]/#/fuzz_}"
+cmake --build "$dir" -j"$(nproc)" --target "${names[@]/#/fuzz_}" >"$dir/build.log" 2>&1 || { cat "$dir/build.log"; exit 1; }
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -32,7 +32,7 @@ for name in "${names[@]}"; do
     if ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         "$dir/fuzz_$name" "$work/corpus" -max_total_time="$secs" -artifact_prefix="$work/crash/" \
         >"$work/log" 2>&1; then
-        grep -E "inline 8-bit counters|INITED|DONE" "$work/log" | sed 's/^/    /'
+        grep -E "inline 8-bit counters|^#[0-9]+[[:space:]]+(INITED|DONE)" "$work/log" | sed 's/^/    /'
     else
         status=1
         tail -n 60 "$work/log"
