@@ -35,7 +35,8 @@ for name in "${names[@]}"; do
         grep -E "inline 8-bit counters|^#[0-9]+[[:space:]]+(INITED|DONE)" "$work/log" | sed 's/^/    /'
     else
         status=1
-        tail -n 60 "$work/log"
+        # The report: from the sanitizer's or libFuzzer's first word of it to the end.
+        awk 'f || /ERROR|runtime error|deadly signal/ {f = 1; print}' "$work/log" | head -n 80
         for f in "$work/crash"/*; do
             [[ -e $f ]] || continue
             dest="test/fuzz/corpus/$name/$(basename "$f")"
