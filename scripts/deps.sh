@@ -6,11 +6,15 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libyaml-dev
       libjansson-dev libpcre2-dev libsqlite3-dev libpq-dev ca-certificates)
 if [[ "${1:-}" == "--test" ]]; then
-    # clang: libFuzzer targets; nodejs/npm: the official SDK clients in the integration tests;
-    # postgresql: the real server the PostgreSQL store is tested against (scripts/pg.sh).
-    pkgs+=(clang postgresql)
+    # nodejs/npm: the official SDK clients in the integration tests; postgresql: the real
+    # server the PostgreSQL store is tested against (scripts/pg.sh).
+    pkgs+=(postgresql)
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
     command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+fi
+if [[ "${1:-}" == "--fuzz" ]]; then
+    # clang and its runtimes (libFuzzer, sanitizers): scripts/fuzz.sh.
+    pkgs+=(clang libclang-rt-dev)
 fi
 if [[ "${1:-}" == "--bench" ]]; then
     pkgs+=(wrk nginx-light)

@@ -3,9 +3,20 @@
 # AddressSanitizer + UndefinedBehaviorSanitizer) and runs, against each build, the C unit
 # tests, the fuzz-corpus replays and the integration tests that drive the real gateway with
 # the official OpenAI and Anthropic SDKs (installed with npm ci from package-lock.json). The
-# PostgreSQL store is tested against a real server started here (scripts/pg.sh).
+# PostgreSQL store is tested against a real server started here (scripts/pg.sh). The engine
+# is tested against the shared test models (../shared/models, or $HL_MODELS_DIR): here,
+# without them the run fails instead of skipping those tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# HL_REQUIRE_MODELS=1: a missing model fails the engine tests instead of skipping them.
+models=${HL_MODELS_DIR:-$PWD/../shared/models}
+if [[ ! -f $models/stories260K.gguf ]]; then
+    echo "scripts/test.sh: the test models are missing: no $models/stories260K.gguf" >&2
+    echo "  (the engine tests need ../shared/models beside the checkout, or HL_MODELS_DIR)" >&2
+    exit 1
+fi
+export HL_REQUIRE_MODELS=1
 bash scripts/deps.sh --test
 npm ci --no-audit --no-fund --loglevel=error
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Writes src/engine/hl_tok_unicode.h: the Unicode letter (L*) and number (N*) code point
+"""Writes src/engine/internal/hl_tok_unicode.h: the Unicode letter (L*) and number (N*) code point
 ranges the Llama 3 pre-tokenizer needs, from Python's unicodedata (whose Unicode version is
-recorded in the header). Usage: tools/hl_gen_unicode.py > src/engine/hl_tok_unicode.h"""
+recorded in the header). Usage: tools/hl_gen_unicode.py > src/engine/internal/hl_tok_unicode.h"""
 import sys
 import unicodedata
 

@@ -198,51 +198,49 @@ static int32_t get_id(const hl_gguf *g, const char *key, int32_t def, uint32_t n
     return (int32_t)v;
 }
 
-hl_err hl_tok_load(hl_tok **out, const hl_gguf *g, char *err, size_t err_size) {
-    *out = NULL;
-    hl_gguf_str model, pre = {"default", 7};
-    if (hl_gguf_get_str(g, "tokenizer.ggml.model", &model) != HL_OK)
-        return errf(err, err_size, HL_ERR_PARSE, "missing tokenizer.ggml.model");
+/* ---- loading: hl_tok_load's steps, in order; each fills part of t or says what is wrong -- */
+
+/* The tokenizer model and, for BPE, the pre-tokenizer, which must be one we have written. */
+static hl_err load_kind(hl_tok *t, const hl_gguf *g, hl_gguf_str model, char *err,
+                        size_t err_size) {
+    hl_gguf_str pre = {"default", 7};
     (void)hl_gguf_get_str(g, "tokenizer.ggml.pre", &pre);
-    hl_tok *t = calloc(1, sizeof *t);
-    if (!t) return errf(err, err_size, HL_ERR_NOMEM, "out of memory");
-    hl_err e = HL_OK;
     if (hl_gguf_str_eq(model, "llama")) {
         t->kind = HL_TOK_SPM;
-    } else if (hl_gguf_str_eq(model, "gpt2")) {
-        t->kind = HL_TOK_BPE;
-        /* The Llama 3 and Qwen2 pre-tokenizers are written (they differ only in how many
-         * digits go together); others split text differently, so they are refused. Llama 3
-         * also looks whole pieces up before merging, as llama.cpp does for it. */
-        if (hl_gguf_str_eq(pre, "llama-bpe") || hl_gguf_str_eq(pre, "llama3")) {
-            t->ignore_merges = true;
-            t->max_digits = 3;
-        } else if (hl_gguf_str_eq(pre, "qwen2")) {
-            t->max_digits = 1;
-        } else {
-            e = errf(err, err_size, HL_ERR_UNSUPPORTED, "BPE pre-tokenizer '%.*s' is not "
-                     "supported (llama-bpe, qwen2)", (int)(pre.n < 32 ? pre.n : 32), pre.p);
-            goto out;
-        }
-    } else {
-        e = errf(err, err_size, HL_ERR_UNSUPPORTED, "tokenizer model '%.*s' is not supported",
-                 (int)(model.n < 32 ? model.n : 32), model.p);
-        goto out;
+        return HL_OK;
     }
+    if (!hl_gguf_str_eq(model, "gpt2"))
+        return errf(err, err_size, HL_ERR_UNSUPPORTED, "tokenizer model '%.*s' is not supported",
+                    (int)(model.n < 32 ? model.n : 32), model.p);
+    t->kind = HL_TOK_BPE;
+    /* The Llama 3 and Qwen2 pre-tokenizers are written (they differ only in how many
+     * digits go together); others split text differently, so they are refused. Llama 3
+     * also looks whole pieces up before merging, as llama.cpp does for it. */
+    if (hl_gguf_str_eq(pre, "llama-bpe") || hl_gguf_str_eq(pre, "llama3")) {
+        t->ignore_merges = true;
+        t->max_digits = 3;
+    } else if (hl_gguf_str_eq(pre, "qwen2")) {
+        t->max_digits = 1;
+    } else {
+        return errf(err, err_size, HL_ERR_UNSUPPORTED, "BPE pre-tokenizer '%.*s' is not "
+                    "supported (llama-bpe, qwen2)", (int)(pre.n < 32 ? pre.n : 32), pre.p);
+    }
+    return HL_OK;
+}
+
+/* The token strings (required), their scores and types (optional: 0 and normal), and the
+ * map from text to id. */
+static hl_err load_vocab(hl_tok *t, const hl_gguf *g, char *err, size_t err_size) {
     const hl_gguf_kv *kv = hl_gguf_find_kv(g, "tokenizer.ggml.tokens");
     if (!kv || kv->type != HL_GGUF_V_ARRAY || kv->arr_type != HL_GGUF_V_STRING ||
-        kv->arr_n == 0 || kv->arr_n > (1u << 24)) {
-        e = errf(err, err_size, HL_ERR_PARSE, "missing or bad tokenizer.ggml.tokens");
-        goto out;
-    }
+        kv->arr_n == 0 || kv->arr_n > (1u << 24))
+        return errf(err, err_size, HL_ERR_PARSE, "missing or bad tokenizer.ggml.tokens");
     t->n_vocab = (uint32_t)kv->arr_n;
     t->text = malloc(t->n_vocab * sizeof *t->text);
     t->score = calloc(t->n_vocab, sizeof *t->score);
     t->type = malloc(t->n_vocab);
-    if (!t->text || !t->score || !t->type) {
-        e = errf(err, err_size, HL_ERR_NOMEM, "out of memory");
-        goto out;
-    }
+    if (!t->text || !t->score || !t->type)
+        return errf(err, err_size, HL_ERR_NOMEM, "out of memory");
     hl_gguf_arr_strings(kv, t->text);
     memset(t->type, TT_NORMAL, t->n_vocab);
     const hl_gguf_kv *sk = hl_gguf_find_kv(g, "tokenizer.ggml.scores");
@@ -255,11 +253,14 @@ hl_err hl_tok_load(hl_tok **out, const hl_gguf *g, char *err, size_t err_size) {
             double v = hl_gguf_arr_num(tk, i);
             t->type[i] = v >= 1 && v <= 6 ? (uint8_t)v : TT_NORMAL;
         }
-    if ((e = strmap_build(&t->vocab, t->text, t->n_vocab))) {
-        errf(err, err_size, e, "out of memory");
-        goto out;
-    }
+    hl_err e = strmap_build(&t->vocab, t->text, t->n_vocab);
+    if (e) errf(err, err_size, e, "out of memory");
+    return e;
+}
 
+/* The special ids (with the defaults of each kind), whether to add BOS and a space prefix,
+ * and the end-of-generation set: EOS, EOT, EOM, and the control tokens known to end a turn. */
+static void load_special_ids(hl_tok *t, const hl_gguf *g) {
     t->bos = get_id(g, "tokenizer.ggml.bos_token_id", t->kind == HL_TOK_SPM ? 1 : -1, t->n_vocab);
     t->eos = get_id(g, "tokenizer.ggml.eos_token_id", t->kind == HL_TOK_SPM ? 2 : -1, t->n_vocab);
     t->unk = get_id(g, "tokenizer.ggml.unknown_token_id", t->kind == HL_TOK_SPM ? 0 : -1, t->n_vocab);
@@ -277,7 +278,11 @@ hl_err hl_tok_load(hl_tok **out, const hl_gguf *g, char *err, size_t err_size) {
         int32_t id = strmap_get(&t->vocab, eog_names[i], strlen(eog_names[i]));
         if (id >= 0 && (t->type[id] == TT_CONTROL || t->type[id] == TT_USER)) add_eog(t, id);
     }
+}
 
+/* Bytes to characters (BPE) and back, and each byte's token: <0xXX> for SPM, the byte's
+ * mapped character for BPE (-1 where the vocabulary has none). */
+static void build_byte_maps(hl_tok *t) {
     for (int i = 0; i < 512; i++) t->cp_byte[i] = -1;
     for (int b = 0; b < 256; b++) {
         t->byte_cp[b] = (uint16_t)byte_to_cp((uint8_t)b);
@@ -290,13 +295,13 @@ hl_err hl_tok_load(hl_tok **out, const hl_gguf *g, char *err, size_t err_size) {
         else n = utf8_encode(t->byte_cp[b], s);
         t->byte_token[b] = strmap_get(&t->vocab, s, n);
     }
+}
 
-    /* Special tokens to find in text, longest first so that a longer one wins. */
+/* Special tokens to find in text, longest first so that a longer one wins, with the bitmap
+ * of their first bytes; and the longest token text. */
+static hl_err index_special(hl_tok *t, char *err, size_t err_size) {
     t->special = malloc(t->n_vocab * sizeof *t->special);
-    if (!t->special) {
-        e = errf(err, err_size, HL_ERR_NOMEM, "out of memory");
-        goto out;
-    }
+    if (!t->special) return errf(err, err_size, HL_ERR_NOMEM, "out of memory");
     for (uint32_t i = 0; i < t->n_vocab; i++) {
         if (t->text[i].n > t->max_piece) t->max_piece = (size_t)t->text[i].n;
         if ((t->type[i] == TT_CONTROL || t->type[i] == TT_USER) && t->text[i].n > 0) {
@@ -306,27 +311,39 @@ hl_err hl_tok_load(hl_tok **out, const hl_gguf *g, char *err, size_t err_size) {
         }
     }
     qsort_r(t->special, t->n_special, sizeof *t->special, cmp_special_len, t);
+    return HL_OK;
+}
 
-    if (t->kind == HL_TOK_BPE) {
-        const hl_gguf_kv *mk = hl_gguf_find_kv(g, "tokenizer.ggml.merges");
-        if (!mk || mk->type != HL_GGUF_V_ARRAY || mk->arr_type != HL_GGUF_V_STRING ||
-            mk->arr_n > (1u << 24)) {
-            e = errf(err, err_size, HL_ERR_PARSE, "missing or bad tokenizer.ggml.merges");
-            goto out;
-        }
-        t->n_merges = (uint32_t)mk->arr_n;
-        t->merges = malloc((t->n_merges ? t->n_merges : 1) * sizeof *t->merges);
-        if (!t->merges) {
-            e = errf(err, err_size, HL_ERR_NOMEM, "out of memory");
-            goto out;
-        }
-        hl_gguf_arr_strings(mk, t->merges);
-        if ((e = strmap_build(&t->merge_rank, t->merges, t->n_merges))) {
-            errf(err, err_size, e, "out of memory");
-            goto out;
-        }
+/* BPE only: the merges ("left right", in rank order) and the map from a merge to its rank. */
+static hl_err load_merges(hl_tok *t, const hl_gguf *g, char *err, size_t err_size) {
+    const hl_gguf_kv *mk = hl_gguf_find_kv(g, "tokenizer.ggml.merges");
+    if (!mk || mk->type != HL_GGUF_V_ARRAY || mk->arr_type != HL_GGUF_V_STRING ||
+        mk->arr_n > (1u << 24))
+        return errf(err, err_size, HL_ERR_PARSE, "missing or bad tokenizer.ggml.merges");
+    t->n_merges = (uint32_t)mk->arr_n;
+    t->merges = malloc((t->n_merges ? t->n_merges : 1) * sizeof *t->merges);
+    if (!t->merges) return errf(err, err_size, HL_ERR_NOMEM, "out of memory");
+    hl_gguf_arr_strings(mk, t->merges);
+    hl_err e = strmap_build(&t->merge_rank, t->merges, t->n_merges);
+    if (e) errf(err, err_size, e, "out of memory");
+    return e;
+}
+
+hl_err hl_tok_load(hl_tok **out, const hl_gguf *g, char *err, size_t err_size) {
+    *out = NULL;
+    hl_gguf_str model;
+    if (hl_gguf_get_str(g, "tokenizer.ggml.model", &model) != HL_OK)
+        return errf(err, err_size, HL_ERR_PARSE, "missing tokenizer.ggml.model");
+    hl_tok *t = calloc(1, sizeof *t);
+    if (!t) return errf(err, err_size, HL_ERR_NOMEM, "out of memory");
+    hl_err e = load_kind(t, g, model, err, err_size);
+    if (!e) e = load_vocab(t, g, err, err_size);
+    if (!e) {
+        load_special_ids(t, g);
+        build_byte_maps(t);
+        e = index_special(t, err, err_size);
     }
-out:
+    if (!e && t->kind == HL_TOK_BPE) e = load_merges(t, g, err, err_size);
     if (e) {
         hl_tok_free(t);
         return e;

@@ -210,10 +210,7 @@ static outcome *run(const char *const *args) {
 
 #define NEED_BIN()                                                  \
     do {                                                            \
-        if (!bin()) {                                               \
-            printf("  (skipped: HL_BIN is not set)\n");             \
-            return;                                                 \
-        }                                                           \
+        if (!bin()) HL_SKIP("HL_BIN is not set");                  \
     } while (0)
 
 static const char *const commands[] = {"serve", "route", "ledger", "report", "advise",

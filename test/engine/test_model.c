@@ -61,7 +61,10 @@ static int load_ref(ref *r, const char *name) {
     snprintf(rel, sizeof rel, "reference/%s.greedy.txt", name);
     if (!hl_test_model_path(path, sizeof path, rel)) return 0;
     FILE *f = fopen(path, "r");
-    if (!f) return 0;
+    if (!f) {
+        HL_FAIL_("cannot read %s", path);
+        return 0;
+    }
     while (fgets(line, sizeof line, f)) {
         int k;
         if ((k = read_ids(line, "prompt_ids ", r->prompt, 16)) >= 0) r->n_prompt = k;
@@ -70,7 +73,11 @@ static int load_ref(ref *r, const char *name) {
     }
     fclose(f);
     snprintf(rel, sizeof rel, "reference/%s.step1_logits.tsv", name);
-    if (!hl_test_model_path(path, sizeof path, rel) || r->n_vocab <= 0) return 0;
+    if (!hl_test_model_path(path, sizeof path, rel)) return 0;
+    if (r->n_vocab <= 0) {
+        HL_FAIL_("%s: no n_vocab line", name);
+        return 0;
+    }
     r->logits = calloc((size_t)r->n_vocab, sizeof *r->logits);
     f = fopen(path, "r");
     int id;
@@ -471,7 +478,7 @@ static void check_tiny_vs_llama_cpp(bool llama, const char *refname, const char 
     snprintf(refpath, sizeof refpath, "%s/test/engine/data/%s", src && *src ? src : ".", refname);
     FILE *f = fopen(refpath, "r");
     if (!f) {
-        printf("SKIP: reference not found at %s\n", refpath);
+        HL_FAIL_("reference not found at %s", refpath);
         hl_model_free(m);
         return;
     }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include "hl_anthropic.h"
 #include "hl_openai.h"
+#include "fuzz_roundtrip.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     hl_chat_request req;
@@ -13,6 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     hl_buf b;
     hl_buf_init(&b, 0);
     if (hl_anthropic_parse_request((const char *)data, size, &req, &err) == HL_OK) {
+        roundtrip_request(&req);
         hl_openai_write_upstream_request(&b, &req, "m");
         hl_buf_reset(&b);
         if (hl_anthropic_check_request(&req, &err) == HL_OK) hl_anthropic_write_upstream_request(&b, &req, "m");

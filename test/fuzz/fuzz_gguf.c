@@ -5,7 +5,9 @@
  * would be, it loads the tokenizer (tokenizing and decoding a short text) and the model
  * (with a tiny context, running one token): their checks of metadata and tensor shapes are
  * parsing of untrusted input too. The corpus (test/fuzz/corpus/gguf/) holds tiny valid GGUFs
- * written by tools/hl_mkcorpus_gguf, a complete miniature llama model among them. */
+ * written by tools/hl_mkcorpus_gguf, a complete miniature llama model among them.
+ * Properties, any broken one aborts: a key finds its own entry; the same bytes open to the
+ * same keys and tensors; the tokenizer gives the same ids for the same text twice. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +70,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         static const char text[] = "Hello world, 'tis 33 caf\xc3\xa9s\n <s>";
         int32_t ids[64];
         size_t n;
-        (void)hl_tok_encode(tok, text, sizeof text - 1, true, true, ids, 64, &n);
+        int32_t ids2[64];
+        size_t n2;
+        hl_err e1 = hl_tok_encode(tok, text, sizeof text - 1, true, true, ids, 64, &n);
+        hl_err e2 = hl_tok_encode(tok, text, sizeof text - 1, true, true, ids2, 64, &n2);
+        if (e1 != e2 || (e1 == HL_OK && (n != n2 || memcmp(ids, ids2, n * sizeof *ids) != 0)))
+            abort();
+        if (e1 != HL_OK) n = 0;
         char piece[64];
         for (size_t i = 0; i < n; i++) (void)hl_tok_piece(tok, ids[i], true, piece, sizeof piece);
         for (int32_t id = -1; id < 8; id++) (void)hl_tok_piece(tok, id, false, piece, sizeof piece);
@@ -76,7 +84,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     /* The model takes ownership of its own view of the same bytes. */
     hl_gguf *g2;
-    if (hl_gguf_open_buffer(&g2, data, size, err, sizeof err) == HL_OK) {
+    if (hl_gguf_open_buffer(&g2, data, size, err, sizeof err) != HL_OK) abort();
+    if (g2->n_kv != g->n_kv || g2->n_tensors != g->n_tensors) abort();
+    for (uint64_t i = 0; i < g->n_kv; i++)
+        if (g2->kv[i].key.n != g->kv[i].key.n ||
+            memcmp(g2->kv[i].key.p, g->kv[i].key.p, g->kv[i].key.n) != 0 ||
+            g2->kv[i].type != g->kv[i].type)
+            abort();
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (g2->tensors[i].nbytes != g->tensors[i].nbytes || g2->tensors[i].data != g->tensors[i].data)
+            abort();
+    {
         hl_model *m;
         hl_model_params p = {.n_ctx = 4, .max_batch = 2, .n_threads = 1};
         if (hl_model_load_gguf(&m, g2, &p, err, sizeof err) == HL_OK) {

@@ -4,12 +4,14 @@
 #include <string.h>
 #include "hl_anthropic.h"
 #include "hl_openai.h"
+#include "fuzz_roundtrip.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     hl_chat_request req;
     hl_api_error err;
     hl_chat_request_init(&req);
     if (hl_openai_parse_request((const char *)data, size, &req, &err) == HL_OK) {
+        roundtrip_request(&req);
         hl_buf b;
         hl_buf_init(&b, 0);
         hl_openai_write_upstream_request(&b, &req, "m");

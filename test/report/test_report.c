@@ -632,7 +632,7 @@ HL_TEST(cli_report_and_index) {
     char cmd[1024];
     if (bin) snprintf(cmd, sizeof cmd, "'%s' help 2>&1", bin);
     if (!bin || run_cmd(cmd, out, sizeof out) != 0 || !strstr(out, "report --db")) {
-        printf("  (skipped: HL_BIN is not a hybridllm with `report`)\n");
+        HL_SKIP_MARK("HL_BIN is not a hybridllm with `report`");
         return;
     }
     env v;
