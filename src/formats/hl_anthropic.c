@@ -31,6 +31,14 @@ hl_err hl_anthropic_check_request(const hl_chat_request *req, hl_api_error *err)
             return HL_ERR_UNSUPPORTED;
         }
     }
+    bool conversation = false;
+    for (size_t i = 0; i < req->n_messages && !conversation; i++) conversation = req->messages[i].role != HL_ROLE_SYSTEM;
+    if (!conversation) {
+        hl_api_error_set(err, 400, HL_AE_INVALID_REQUEST, "messages", "unsupported_parameter",
+                         "The request has only system messages; this backend (Anthropic Messages) needs at "
+                         "least one user message.");
+        return HL_ERR_UNSUPPORTED;
+    }
     const json_t *rf = json_object_get(req->passthrough, "response_format");
     const char *rft = json_string_value(json_object_get(rf, "type"));
     if (rf && !(rft && !strcmp(rft, "text"))) {

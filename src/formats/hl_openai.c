@@ -16,6 +16,25 @@ static hl_err bad(hl_api_error *err, const char *param, const char *fmt, const c
     return hl_api_error_set(err, 400, HL_AE_INVALID_REQUEST, param, NULL, fmt, detail);
 }
 
+/* A function tool must name its function: without a name no backend can call it (OpenAI
+ * refuses it, and an Anthropic backend would be sent tool_choice naming a tool it never got). */
+static hl_err check_tools(const json_t *tools, hl_api_error *err) {
+    size_t i;
+    const json_t *t;
+    char param[64];
+    json_array_foreach(tools, i, t) {
+        snprintf(param, sizeof param, "tools[%zu]", i);
+        if (!json_is_object(t)) return bad(err, param, "Invalid type for '%s': expected an object.", param);
+        const char *type = json_string_value(json_object_get(t, "type"));
+        if (type && strcmp(type, "function") != 0) continue; /* other kinds pass through */
+        const json_t *name = json_object_get(json_object_get(t, "function"), "name");
+        snprintf(param, sizeof param, "tools[%zu].function.name", i);
+        if (!json_is_string(name) || json_string_length(name) == 0)
+            return bad(err, param, "Missing required parameter: '%s'.", param);
+    }
+    return HL_OK;
+}
+
 /* Joins the text of a content value (string, null, or an array of parts) into *out. */
 static hl_err parse_content(const json_t *content, const char *param, char **out,
                             hl_api_error *err) {
@@ -251,6 +270,7 @@ hl_err hl_openai_parse_request(const char *body, size_t len, hl_chat_request *re
     }
     if ((v = json_object_get(root, "tools")) && !json_is_null(v)) {
         if (!json_is_array(v)) { rc = bad(err, "tools", "Invalid type for '%s': expected an array.", "tools"); goto out; }
+        if ((rc = check_tools(v, err))) goto out;
         req->tools = json_incref((json_t *)v);
     }
     if ((v = json_object_get(root, "tool_choice")) && !json_is_null(v))

@@ -97,8 +97,7 @@ static void handle_readyz(hl_gateway *gw, hl_conn *c, const char *rid) {
         hl_buf_printf(&b, "%s{\"name\":", i ? "," : "");
         hl_buf_json_str(&b, be->cfg->name, strlen(be->cfg->name));
         hl_buf_printf(&b, ",\"kind\":\"%s\",\"location\":\"%s\",\"ready\":%s,\"warm\":%s,\"breaker\":\"%s\"",
-                      be->cfg->kind == HL_PROVIDER_ANTHROPIC ? "anthropic"
-                      : be->cfg->kind == HL_PROVIDER_BUILTIN ? "builtin" : "openai",
+                      hl_provider_for(be->cfg->kind)->name,
                       hl_backend_is_cloud(be) ? "cloud" : "local", atomic_load(&be->ready) ? "true" : "false",
                       atomic_load(&be->warm) ? "true" : "false", hl_breaker_state_name(be));
         double p95 = hl_backend_p95(be);

@@ -53,6 +53,11 @@ HL_TEST(refuses_what_it_cannot_honour) {
     parse("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"seed\":1,\"temperature\":1}", &r);
     HL_CHECK_INT_EQ(hl_anthropic_check_request(&r, &e), HL_OK);
     hl_chat_request_release(&r);
+    /* Only system messages: Messages would get "messages": [], which it refuses. */
+    parse("{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"}]}", &r);
+    HL_CHECK_INT_EQ(hl_anthropic_check_request(&r, &e), HL_ERR_UNSUPPORTED);
+    HL_CHECK_STR_EQ(e.param, "messages");
+    hl_chat_request_release(&r);
 }
 
 HL_TEST(response_with_tools_and_cache_usage) {

@@ -57,6 +57,13 @@ HL_TEST(rejects_bad_requests_with_param) {
         {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stream_options\":{}}", "stream_options", "only allowed"},
         {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[1]}", "stop", "at most 4"},
         {"{\"model\":\"m\",\"model\":\"n\",\"messages\":[]}", NULL, "could not parse"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[3]}", "tools[0]",
+         "expected an object"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":\"function\","
+         "\"function\":{\"name\":\"f\"}},{\"type\":\"function\",\"function\":{\"description\":\"d\"}}]}",
+         "tools[1].function.name", "Missing required parameter"},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"function\":{\"name\":\"\"}}]}",
+         "tools[0].function.name", "Missing required parameter"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         hl_chat_request r;
