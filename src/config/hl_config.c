@@ -446,6 +446,8 @@ static const cfg_key server_keys[] = {
     {K("api_keys_env"), .type = T_ENV, FIELD(hl_config, api_keys_env),
      .help = "environment variable with the comma-separated client keys; unset: no auth"},
     SECRET("api_keys", "keys", "api_keys_env"),
+    {K("status_requires_key"), .type = T_BOOL, FIELD(hl_config, status_requires_key), .def = false,
+     .help = "/metrics and /readyz answer only with a client key (/healthz stays open)"},
 };
 
 static const cfg_key ledger_keys[] = {

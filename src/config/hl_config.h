@@ -176,6 +176,7 @@ typedef struct hl_config {
     long request_timeout_ms;   /* a chat request's whole life, retries included */
     long health_interval_ms;   /* re-probe backends that are not ready */
     char *api_keys_env;        /* env var with comma-separated client keys; NULL: no auth */
+    bool status_requires_key;  /* /metrics and /readyz need a client key too */
     /* ledger: */
     char *ledger_path;         /* the journal */
     char *ledger_store_path;   /* index of the journal, kept by a background thread: a SQLite

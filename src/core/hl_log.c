@@ -1,9 +1,12 @@
-/* hl_log: see hl_log.h. One fprintf per line keeps lines from different threads whole. */
+/* hl_log: see hl_log.h. One fprintf per line keeps lines from different threads whole; URLs in
+ * a line are shown with their credentials masked (hl_url.h). */
 #include "hl_log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
+#include "hl_url.h"
 
 static hl_log_level min_level = HL_LOG_INFO;
 
@@ -22,5 +25,8 @@ void hl_log(hl_log_level level, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s.%03ldZ %-5s %s\n", ts, now.tv_nsec / 1000000, names[level], msg);
+    /* A URL with credentials in it (a backend's, in a status line) is shown masked. */
+    char shown[1024];
+    const char *line = strstr(msg, "://") ? hl_url_redact(msg, shown, sizeof shown) : msg;
+    fprintf(stderr, "%s.%03ldZ %-5s %s\n", ts, now.tv_nsec / 1000000, names[level], line);
 }

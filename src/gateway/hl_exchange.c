@@ -135,7 +135,8 @@ struct hl_exchange {
     hl_exchange_env *env;
     hl_conn *conn;
     const hl_ingress *ing;     /* the client's API format */
-    char request_id[64];
+    char request_id[64];       /* the gateway's own: the ledger's key, the response ids */
+    char client_id[64];        /* the client's x-request-id (echoed, recorded); "" when none */
     char chat_id[80];
     char tenant[64];           /* "" when none */
     hl_privacy_verdict privacy;
@@ -177,6 +178,9 @@ void hl_exchange_new_id(uint64_t *rng, char *out, size_t n) {
     uint64_t a = rng_next(rng), b = rng_next(rng);
     snprintf(out, n, "req_%016llx%08llx", (unsigned long long)a, (unsigned long long)(b >> 32));
 }
+
+/* The id the client sees in x-request-id: its own when it sent one. */
+static const char *echo_id(const hl_exchange *ex) { return ex->client_id[0] ? ex->client_id : ex->request_id; }
 
 static bool ex_expect(const hl_exchange *ex, unsigned allowed, const char *where) {
     return hl_ex_phase_ok(ex->phase, allowed, where);
@@ -247,7 +251,8 @@ static void ex_free(hl_exchange *ex) {
 }
 
 static void route_headers(const hl_exchange *ex, hl_buf *h) {
-    hl_exchange_id_headers(ex->ing, ex->request_id, h);
+    hl_exchange_id_headers(ex->ing, echo_id(ex), h);
+    hl_buf_header(h, "x-hybridllm-request-id", ex->request_id);
     if (ex->at.backend) hl_buf_header(h, "x-hybridllm-backend", ex->at.backend->cfg->name);
     if (ex->route.reason[0]) hl_buf_header(h, "x-hybridllm-route-reason", ex->route.reason);
     if (ex->at.model) hl_buf_header(h, "x-hybridllm-model", ex->at.model);
@@ -264,14 +269,15 @@ static void finish_error(hl_exchange *ex, const hl_api_error *err, hdr_mode mode
     if (mode == HDR_ROUTE) {
         route_headers(ex, &h);
     } else {
-        hl_exchange_id_headers(ex->ing, ex->request_id, &h);
+        hl_exchange_id_headers(ex->ing, echo_id(ex), &h);
+        hl_buf_header(&h, "x-hybridllm-request-id", ex->request_id);
         if (mode == HDR_REASON && ex->route.reason[0]) hl_buf_header(&h, "x-hybridllm-route-reason", ex->route.reason);
         if (mode == HDR_REASON && ex->privacy.pii[0]) hl_buf_header(&h, "x-hybridllm-pii-detected", ex->privacy.pii);
     }
     if (extra) hl_buf_puts(&h, extra);
     hl_buf body;
     hl_buf_init(&body, 0);
-    int status = ex->ing->write_error(&body, err, ex->request_id);
+    int status = ex->ing->write_error(&body, err, echo_id(ex));
     enter_finishing(ex);
     hl_conn_respond(ex->conn, status, h.data, "application/json", body.data ? body.data : "", body.len);
     hl_buf_release(&h);
@@ -300,6 +306,7 @@ static double record_attempt(hl_exchange *ex, const char *status, const hl_usage
     hl_ledger_record r = {
         .timestamp = at->wall0,
         .request_id = ex->request_id,
+        .client_request_id = ex->client_id[0] ? ex->client_id : NULL,
         .attempt = at->n,
         .cloud = hl_backend_is_cloud(at->backend),
         .backend = at->backend->cfg->name,
@@ -376,7 +383,12 @@ static void fail_or_fallback(hl_exchange *ex, const hl_api_error *err) {
         deliver(ex, &ex->held.resp, ex->held.cost, -1);
         return;
     }
-    finish_error(ex, err, HDR_ROUTE, NULL);
+    /* A rate limit that stays: the client's SDK waits as long as the upstream asked. */
+    char extra[96] = "";
+    if (err->status == 429 && ex->at.retry_after_ms >= 0)
+        snprintf(extra, sizeof extra, "retry-after-ms: %.0f\r\nretry-after: %lld\r\n", ex->at.retry_after_ms,
+                 ((long long)ex->at.retry_after_ms + 999) / 1000); /* whole seconds, rounded up */
+    finish_error(ex, err, HDR_ROUTE, extra);
 }
 
 /* Backoff before retry n (0-based) on b: base x 2^n capped at max, minus up to 25% jitter,
@@ -778,7 +790,7 @@ static void run_attempt(hl_exchange *ex) {
         .ttft_ms = -1, .retry_after_ms = -1, .should_retry = -1, .confidence = -1,
     };
     atomic_store(&b->last_used_ms, ex->at.t0);
-    ex->ing->encoder_init(&ex->enc, ex->chat_id, ex->at.model, ex->created, ex->req.include_usage, ex->request_id);
+    ex->ing->encoder_init(&ex->enc, ex->chat_id, ex->at.model, ex->created, ex->req.include_usage, echo_id(ex));
     hl_buf_reset(&ex->out);
     ex_enter(ex, ex->held.present ? HL_EX_HOLDING : HL_EX_ATTEMPTING);
     hl_provider_spec spec = {
@@ -818,10 +830,12 @@ static long header_long(const hl_http_req *req, const char *name) {
     return x;
 }
 
-/* The tenant a request belongs to: x-hybridllm-tenant when it is a sane token, else the name of
- * the client key it used. NULL when neither. */
-static const char *request_tenant(const hl_http_req *req, const char *key_tenant, char *buf, size_t len) {
-    const hl_slice *v = hl_http_header_get(req, "x-hybridllm-tenant");
+/* The tenant a request belongs to. With client keys the key decides: its name, or none (a
+ * header naming another tenant would spend that tenant's budget, or escape its own). Without
+ * keys (no identity at all): x-hybridllm-tenant when it is a sane token. NULL when neither. */
+static const char *request_tenant(const hl_http_req *req, const char *key_tenant, bool header_allowed, char *buf,
+                                  size_t len) {
+    const hl_slice *v = header_allowed ? hl_http_header_get(req, "x-hybridllm-tenant") : NULL;
     if (v && v->n > 0 && v->n < len) {
         for (size_t i = 0; i < v->n; i++) {
             char ch = v->p[i];
@@ -848,9 +862,9 @@ void hl_exchange_read_hints(hl_chat_request *req, const hl_http_req *hreq) {
 }
 
 void hl_exchange_route_input(const hl_chat_request *req, const hl_http_req *hreq, const char *key_tenant,
-                             const char *sticky_key, bool sensitive, char *tenant, size_t tenant_len,
-                             hl_route_input *in) {
-    const char *t = request_tenant(hreq, key_tenant, tenant, tenant_len);
+                             bool header_tenant, const char *sticky_key, bool sensitive, char *tenant,
+                             size_t tenant_len, hl_route_input *in) {
+    const char *t = request_tenant(hreq, key_tenant, header_tenant, tenant, tenant_len);
     if (t != tenant) snprintf(tenant, tenant_len, "%s", t ? t : "");
     *in = (hl_route_input){
         .model = req->model,
@@ -887,7 +901,8 @@ static bool route(hl_exchange *ex, const hl_http_req *hreq, const char *key_tena
     hl_exchange_read_hints(&ex->req, hreq);
     hl_privacy_decide(env->pii, env->cfg->privacy.redact, &ex->req, &ex->privacy);
     hl_route_input in;
-    hl_exchange_route_input(&ex->req, hreq, key_tenant, ex->request_id, ex->privacy.sensitive, ex->tenant,
+    hl_exchange_route_input(&ex->req, hreq, key_tenant, !env->keys_decide_tenant, ex->request_id,
+                            ex->privacy.sensitive, ex->tenant,
                             sizeof ex->tenant, &in);
     double spent, limit;
     const hl_budget_cfg *over = hl_budgets_exceeded(env->budgets, in.tenant, (time_t)wall_now(), &spent, &limit);
@@ -901,12 +916,13 @@ static bool route(hl_exchange *ex, const hl_http_req *hreq, const char *key_tena
 }
 
 void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, const hl_http_req *hreq,
-                       const char *body, size_t len, const char *request_id, const char *key_tenant) {
+                       const char *body, size_t len, const char *request_id, const char *client_id,
+                       const char *key_tenant) {
     hl_exchange *ex = calloc(1, sizeof *ex);
     hl_api_error err = {0};
     if (!ex) {
         hl_api_error_set(&err, 500, HL_AE_API, NULL, NULL, "Out of memory.");
-        hl_exchange_respond_error(c, ing, request_id, &err, NULL);
+        hl_exchange_respond_error(c, ing, client_id[0] ? client_id : request_id, &err, NULL);
         return;
     }
     ex->phase = HL_EX_ROUTING;
@@ -916,6 +932,7 @@ void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, 
     ex->counted = true;
     hl_metrics_in_flight(env->metrics, 1);
     snprintf(ex->request_id, sizeof ex->request_id, "%s", request_id);
+    snprintf(ex->client_id, sizeof ex->client_id, "%s", client_id);
     snprintf(ex->chat_id, sizeof ex->chat_id, "%s%s", ing->id_prefix, request_id);
     ex->created = (long)time(NULL);
     hl_buf_init(&ex->out, 0);

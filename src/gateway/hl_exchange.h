@@ -36,15 +36,20 @@ typedef struct hl_exchange_env {
     hl_metrics *metrics;        /* this worker's */
     hl_provider_env prov;       /* this worker's upstream client and engine mailbox */
     uint64_t rng;               /* this worker's generator for ids and jitter */
+    bool keys_decide_tenant;    /* client keys are configured: the key, never a header, names
+                                   the tenant */
 } hl_exchange_env;
 
 typedef struct hl_exchange hl_exchange;
 
 /* Serves one chat request (Chat Completions or Messages, as ing says) on c: parses body,
  * decides privacy and the route, and runs it. Every outcome, errors included, is answered on
- * c. key_tenant: the tenant of the client key used, or NULL. */
+ * c. request_id: the gateway's own unique id, the ledger's key; client_id: the client's
+ * x-request-id ("" when none), echoed and recorded beside it, never a key. key_tenant: the
+ * tenant of the client key used, or NULL. */
 void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, const hl_http_req *hreq,
-                       const char *body, size_t len, const char *request_id, const char *key_tenant);
+                       const char *body, size_t len, const char *request_id, const char *client_id,
+                       const char *key_tenant);
 /* The client went away: the attempt in flight is cancelled and recorded, the exchange freed. */
 void hl_exchange_abort(hl_exchange *ex);
 /* The client's socket drained: a paused stream goes on. */
@@ -55,10 +60,11 @@ void hl_exchange_drain(hl_exchange *ex);
 /* Reads the routing hints in the headers of hreq into req (task type, regulated, PII). */
 void hl_exchange_read_hints(hl_chat_request *req, const hl_http_req *hreq);
 /* The router's input for req (hints read, privacy decided). tenant receives the tenant's
- * name (in->tenant points there or is NULL). */
+ * name (in->tenant points there or is NULL): key_tenant, or with header_tenant (no client
+ * keys configured) x-hybridllm-tenant when it is a sane token. */
 void hl_exchange_route_input(const hl_chat_request *req, const hl_http_req *hreq, const char *key_tenant,
-                             const char *sticky_key, bool sensitive, char *tenant, size_t tenant_len,
-                             hl_route_input *in);
+                             bool header_tenant, const char *sticky_key, bool sensitive, char *tenant,
+                             size_t tenant_len, hl_route_input *in);
 /* Answers an error in ing's shape with the request id headers (and extra header lines). */
 void hl_exchange_respond_error(hl_conn *c, const hl_ingress *ing, const char *request_id,
                                const hl_api_error *err, const char *extra_headers);

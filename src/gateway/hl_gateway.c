@@ -21,6 +21,7 @@
 #include "hl_privacy.h"
 #include "hl_router.h"
 #include "hl_upstream.h"
+#include "hl_url.h"
 
 #define MAX_CLIENT_KEYS 64
 #define HL_MAX_WORKERS 256 /* the config caps server.threads at 256 */
@@ -59,22 +60,19 @@ static bool ct_equal(const char *a, size_t alen, const char *b, size_t blen) {
     return diff == 0;
 }
 
-/* Takes the client's x-request-id when it is a sane token, else makes one. */
-static void make_request_id(gw_worker *gwk, const hl_http_req *req, char *out, size_t n) {
+/* The client's x-request-id when it is a sane token (echoed, and recorded beside the
+ * gateway's own id, which alone keys the ledger), else "". */
+static void client_request_id(const hl_http_req *req, char *out, size_t n) {
     const hl_slice *v = hl_http_header_get(req, "x-request-id");
-    if (v && v->n > 0 && v->n < 64) {
-        bool ok = true;
-        for (size_t i = 0; i < v->n && ok; i++) {
-            char ch = v->p[i];
-            ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                 ch == '-' || ch == '_' || ch == '.';
-        }
-        if (ok) {
-            snprintf(out, n, "%.*s", (int)v->n, v->p);
+    out[0] = '\0';
+    if (!v || v->n == 0 || v->n >= n) return;
+    for (size_t i = 0; i < v->n; i++) {
+        char ch = v->p[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+              ch == '_' || ch == '.'))
             return;
-        }
     }
-    hl_exchange_new_id(&gwk->env.rng, out, n);
+    snprintf(out, n, "%.*s", (int)v->n, v->p);
 }
 
 /* ------------------------------------------------------------------ other endpoints */
@@ -105,10 +103,13 @@ static void handle_readyz(hl_gateway *gw, hl_conn *c, const char *rid) {
         pthread_mutex_lock(&be->mu);
         hl_buf_puts(&b, ",\"model\":");
         hl_buf_json_str(&b, be->model, strlen(be->model));
+        char shown[512];
         hl_buf_puts(&b, ",\"base_url\":");
-        hl_buf_json_str(&b, be->base_url, strlen(be->base_url));
+        hl_url_redact(be->base_url, shown, sizeof shown);
+        hl_buf_json_str(&b, shown, strlen(shown));
         hl_buf_puts(&b, ",\"status\":");
-        hl_buf_json_str(&b, be->status, strlen(be->status));
+        hl_url_redact(be->status, shown, sizeof shown);
+        hl_buf_json_str(&b, shown, strlen(shown));
         pthread_mutex_unlock(&be->mu);
         hl_buf_puts(&b, "}");
     }
@@ -217,16 +218,27 @@ static const hl_ingress *ingress_of(hl_slice path) {
 static void on_request(hl_conn *c, const hl_http_req *req, const char *body, size_t len) {
     gw_worker *gwk = hl_worker_data(hl_conn_worker(c));
     hl_gateway *gw = gwk->gw;
-    char rid[64];
-    make_request_id(gwk, req, rid, sizeof rid);
+    char own[64], cid[64];
+    hl_exchange_new_id(&gwk->env.rng, own, sizeof own);
+    client_request_id(req, cid, sizeof cid);
+    const char *rid = cid[0] ? cid : own; /* what the client sees in x-request-id */
     hl_api_error err = {0};
     hl_slice path = req->path;
     const hl_ingress *ing = ingress_of(path);
     bool get = slice_eq(req->method, "GET"), post = slice_eq(req->method, "POST");
     bool is_chat = slice_eq(path, "/v1/chat/completions") || slice_eq(path, "/v1/messages");
     bool is_models = slice_eq(path, "/v1/models");
+    bool is_metrics = slice_eq(path, "/metrics"), is_readyz = slice_eq(path, "/readyz");
+    const char *key_tenant;
+    if ((is_metrics || is_readyz) && gw->cfg->status_requires_key && !authorized(gw, req, &key_tenant)) {
+        hl_api_error_set(&err, 401, HL_AE_AUTHENTICATION, NULL, "invalid_api_key",
+                         "%.*s needs a client key (server.status_requires_key). Send it as "
+                         "'Authorization: Bearer <key>' or 'x-api-key: <key>'.", (int)path.n, path.p);
+        hl_exchange_respond_error(c, ing, rid, &err, NULL);
+        return;
+    }
 
-    if (slice_eq(path, "/metrics")) {
+    if (is_metrics) {
         if (!get) goto method;
         hl_buf b;
         hl_buf_init(&b, 0);
@@ -239,7 +251,7 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
         hl_buf_release(&b);
         return;
     }
-    if (slice_eq(path, "/healthz") || slice_eq(path, "/readyz")) {
+    if (slice_eq(path, "/healthz") || is_readyz) {
         if (!get) goto method;
         if (path.p[1] == 'h') handle_healthz(c, rid);
         else handle_readyz(gw, c, rid);
@@ -251,7 +263,6 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
         hl_exchange_respond_error(c, ing, rid, &err, NULL);
         return;
     }
-    const char *key_tenant;
     if (!authorized(gw, req, &key_tenant)) {
         hl_api_error_set(&err, 401, HL_AE_AUTHENTICATION, NULL, "invalid_api_key",
                          "Missing or incorrect API key for this gateway. Send it as "
@@ -265,7 +276,7 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
         return;
     }
     if (!post) goto method;
-    hl_exchange_start(&gwk->env, c, ing, req, body, len, rid, key_tenant);
+    hl_exchange_start(&gwk->env, c, ing, req, body, len, own, cid, key_tenant);
     return;
 method:
     hl_api_error_set(&err, 405, HL_AE_INVALID_REQUEST, NULL, "method_not_allowed",
@@ -314,7 +325,7 @@ static void *worker_start(hl_worker *w, void *ud) {
     hl_exchange_env *env = &gwk->env;
     gwk->gw = gw;
     *env = (hl_exchange_env){.cfg = gw->cfg, .bs = gw->bs, .ledger = gw->ledger, .budgets = gw->budgets,
-                             .pii = gw->pii};
+                             .pii = gw->pii, .keys_decide_tenant = gw->cfg->api_keys_env != NULL};
     if (getrandom(&env->rng, sizeof env->rng, 0) != sizeof env->rng)
         env->rng = uv_hrtime() ^ (uint64_t)hl_worker_index(w) << 32;
     env->metrics = hl_metrics_new(gw->bs->n);
@@ -341,6 +352,68 @@ static void worker_stop(void *data) {
     free(gwk);
 }
 
+static bool has_control(const char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) return true;
+    return false;
+}
+
+/* Reads the client keys from $cfg->api_keys_env: "key" or "name:key" entries, separated by
+ * commas or spaces; the name becomes the tenant. An entry with an empty key ("team-b:", as an
+ * unset shell variable leaves it) or a control character is refused: it would let in an empty
+ * x-api-key, or never match. Messages name the entry, never a key. */
+static hl_err read_client_keys(hl_gateway *gw, const char *var) {
+    const char *env = getenv(var);
+    char *copy = env ? strdup(env) : NULL;
+    if (env && !copy) return HL_ERR_NOMEM;
+    char *save = NULL;
+    hl_err e = HL_OK;
+    int entry = 0;
+    for (char *tok = copy ? strtok_r(copy, ", ", &save) : NULL; tok && !e; tok = strtok_r(NULL, ", ", &save)) {
+        entry++;
+        char *colon = strchr(tok, ':');
+        if (colon) *colon = '\0';
+        const char *key = colon ? colon + 1 : tok;
+        if (!*key || has_control(key) || (colon && !*tok)) {
+            hl_log(HL_LOG_ERROR, "%s: entry %d%s%s%s has %s; refusing to start", var, entry, colon ? " ('" : "",
+                   colon ? tok : "", colon ? ":...')" : "", !*key ? "an empty key" : has_control(key)
+                                                                ? "a control character in its key" : "an empty name");
+            e = HL_ERR_INVAL;
+        } else if (gw->n_keys == MAX_CLIENT_KEYS) {
+            hl_log(HL_LOG_ERROR, "%s: more than %d keys; refusing to start", var, MAX_CLIENT_KEYS);
+            e = HL_ERR_LIMIT;
+        } else {
+            gw->key_names[gw->n_keys] = colon ? strdup(tok) : NULL;
+            gw->keys[gw->n_keys++] = strdup(key);
+        }
+    }
+    if (copy) explicit_bzero(copy, strlen(copy));
+    free(copy);
+    if (!e && !gw->n_keys)
+        hl_log(HL_LOG_WARN, "server.api_keys_env names %s, but it is empty or unset: every "
+                            "/v1 request will be refused with 401", var);
+    return e;
+}
+
+/* Settings that would fail every request, or expose the gateway, found before it serves. */
+static hl_err check_start(const hl_gateway *gw) {
+    const hl_config *cfg = gw->cfg;
+    for (size_t i = 0; i < gw->bs->n; i++) {
+        const hl_backend *b = &gw->bs->v[i];
+        if (b->api_key && has_control(b->api_key)) {
+            hl_log(HL_LOG_ERROR, "backend %s: the API key in %s contains a control character (a stray newline?); "
+                                 "refusing to start", b->cfg->name, b->cfg->api_key_env ? b->cfg->api_key_env : "its key");
+            return HL_ERR_INVAL;
+        }
+    }
+    const char *h = cfg->listen_host ? cfg->listen_host : "";
+    bool loopback = !strncmp(h, "127.", 4) || !strcmp(h, "::1") || !strcmp(h, "localhost");
+    if (!loopback && !cfg->api_keys_env)
+        hl_log(HL_LOG_WARN, "listening on %s:%d without client keys: anyone who can reach it can use your "
+                            "backends and spend your cloud budget; set server.api_keys_env", h, cfg->listen_port);
+    return HL_OK;
+}
+
 hl_err hl_gateway_init(hl_gateway **out, const hl_config *cfg, hl_backends *bs, hl_ledger *ledger,
                        hl_budgets *budgets) {
     hl_gateway *gw = calloc(1, sizeof *gw);
@@ -350,23 +423,11 @@ hl_err hl_gateway_init(hl_gateway **out, const hl_config *cfg, hl_backends *bs, 
     gw->ledger = ledger;
     gw->budgets = budgets;
     gw->started = (long)time(NULL);
-    if (cfg->api_keys_env) {
-        const char *env = getenv(cfg->api_keys_env);
-        char *copy = env ? strdup(env) : NULL;
-        char *save = NULL;
-        /* "key" or "name:key" entries, comma-separated; the name becomes the tenant. */
-        for (char *tok = copy ? strtok_r(copy, ", ", &save) : NULL; tok && gw->n_keys < MAX_CLIENT_KEYS;
-             tok = strtok_r(NULL, ", ", &save)) {
-            char *colon = strchr(tok, ':');
-            if (colon) *colon = '\0';
-            gw->key_names[gw->n_keys] = colon ? strdup(tok) : NULL;
-            gw->keys[gw->n_keys++] = strdup(colon ? colon + 1 : tok);
-        }
-        if (copy) explicit_bzero(copy, strlen(copy));
-        free(copy);
-        if (!gw->n_keys)
-            hl_log(HL_LOG_WARN, "server.api_keys_env names %s, but it is empty or unset: every "
-                                "/v1 request will be refused with 401", cfg->api_keys_env);
+    hl_err e = cfg->api_keys_env ? read_client_keys(gw, cfg->api_keys_env) : HL_OK;
+    if (!e) e = check_start(gw);
+    if (e) {
+        hl_gateway_free(gw);
+        return e;
     }
     gw->hooks = (hl_server_hooks){worker_start, worker_stop, on_request, on_abort, on_drain, render_error, gw};
     if (cfg->privacy.detect_pii) {
@@ -428,7 +489,8 @@ hl_err hl_gateway_explain(const hl_config *cfg, hl_backends *bs, bool anthropic_
     if (pv.pii[0]) hl_buf_printf(out, "PII detected: %s%s\n", pv.pii, cfg->privacy.redact ? " (redacted)" : "");
     char tenant[64];
     hl_route_input in;
-    hl_exchange_route_input(&req, hreq, NULL, "explain", pv.sensitive, tenant, sizeof tenant, &in);
+    hl_exchange_route_input(&req, hreq, NULL, !cfg->api_keys_env, "explain", pv.sensitive, tenant, sizeof tenant,
+                            &in);
     hl_route route;
     hl_route_trace trace = {0};
     rc = hl_router_route(cfg, bs, &in, &route, &err, &trace);

@@ -80,6 +80,7 @@ hl_err hl_ledger_format(const hl_ledger_record *r, hl_buf *b) {
     PUT(put_opt_str(b, "request_id", r->request_id));
     PUT(hl_buf_puts(b, ",\"attempt\":"));
     PUT(hl_buf_i64(b, r->attempt));
+    if (r->client_request_id) PUT(put_opt_str(b, "client_request_id", r->client_request_id));
     PUT(put_opt_str(b, "backend", r->backend));
     PUT(put_opt_str(b, "model", r->model));
     PUT(put_opt_str(b, "route_reason", r->route_reason));

@@ -28,7 +28,10 @@
  *   latency_ms     R  number: wall time of the attempt.
  *   cost_usd       R  number, or null: a cloud model with no configured price. The key itself
  *                     must be present.
- *   request_id        string, not empty; see "identity" below.
+ *   request_id        string, not empty; see "identity" below. The gateway writes its own
+ *                     id ("req_" and 24 hex digits), never one a client chose.
+ *   client_request_id string: the x-request-id the client sent (echoed to it), for
+ *                     correlation only; absent when it sent none.
  *   attempt           integer 1..INT_MAX: 1 for the first upstream call of a request; required
  *                     when request_id is given, else 1.
  *   backend, model, route_reason, tenant, task_type, pii, error      string; null.
@@ -72,7 +75,8 @@ typedef struct hl_ledger {
 
 typedef struct hl_ledger_record {
     double timestamp;          /* Unix time, seconds (start of the attempt) */
-    const char *request_id;
+    const char *request_id;    /* the gateway's own id of the request, unique */
+    const char *client_request_id; /* the client's x-request-id, NULL when it sent none */
     int attempt;               /* 1 for the first upstream call of a request */
     bool cloud;                /* source: "cloud" or "local" */
     const char *backend, *model, *route_reason;

@@ -34,14 +34,14 @@ enum field {
     F_TIMESTAMP, F_SOURCE, F_INPUT_TOKENS, F_OUTPUT_TOKENS, F_LATENCY_MS, F_COST_USD, F_REQUEST_ID, F_ATTEMPT,
     F_BACKEND, F_MODEL, F_ROUTE_REASON, F_STATUS, F_STREAM, F_TTFT_MS, F_CACHED_INPUT_TOKENS,
     F_CACHE_WRITE_TOKENS, F_USAGE_ESTIMATED, F_TENANT, F_TASK_TYPE, F_TASK_INFERRED, F_SENSITIVE, F_PII,
-    F_CONFIDENCE, F_HTTP_STATUS, F_ERROR, F_COUNT
+    F_CONFIDENCE, F_HTTP_STATUS, F_ERROR, F_CLIENT_REQUEST_ID, F_COUNT
 };
 
 static const char *const field_names[F_COUNT] = {
     "timestamp", "source", "input_tokens", "output_tokens", "latency_ms", "cost_usd", "request_id", "attempt",
     "backend", "model", "route_reason", "status", "stream", "ttft_ms", "cached_input_tokens",
     "cache_write_tokens", "usage_estimated", "tenant", "task_type", "task_inferred", "sensitive", "pii",
-    "confidence", "http_status", "error",
+    "confidence", "http_status", "error", "client_request_id",
 };
 
 typedef enum vkind { V_ABSENT = 0, V_NULL, V_STR, V_INT, V_REAL, V_BOOL, V_OTHER } vkind;
@@ -454,7 +454,8 @@ static const char *parse_optional(scan *root, hl_ledger_entry *e) {
     if (!get_str(root, F_BACKEND, &r->backend) || !get_str(root, F_MODEL, &r->model) ||
         !get_str(root, F_ROUTE_REASON, &r->route_reason) || !get_str(root, F_STATUS, &r->status) ||
         !get_str(root, F_TENANT, &r->tenant) || !get_str(root, F_TASK_TYPE, &r->task_type) ||
-        !get_str(root, F_PII, &r->pii) || !get_str(root, F_ERROR, &r->error))
+        !get_str(root, F_PII, &r->pii) || !get_str(root, F_ERROR, &r->error) ||
+        !get_str(root, F_CLIENT_REQUEST_ID, &r->client_request_id))
         return "a text field holds a non-string";
     bool present;
     r->ttft_ms = r->confidence = -1;

@@ -540,6 +540,7 @@ const char *hl_http_reason(int status) {
     case 504: return "Gateway Timeout";
     case 505: return "HTTP Version Not Supported";
     case 507: return "Insufficient Storage";
+    case 529: return "Overloaded"; /* Anthropic's, passed on to Anthropic clients */
     }
     return "Unknown";
 }

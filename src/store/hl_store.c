@@ -533,6 +533,9 @@ struct hl_store_indexer {
     unsigned long long served;    /* requests covered by a finished pass */
     hl_err last_err;              /* of the last finished pass */
     hl_store_indexer_stats stats;
+    dev_t cur_dev;                /* the file stats.offset is in; cur_known false: none */
+    ino_t cur_ino;
+    bool cur_known;
     /* Owned by the thread once it runs: */
     hl_store *conn;           /* its own connection; NULL until it could connect */
     char *path;
@@ -596,9 +599,13 @@ static void indexer_pass_end(hl_store_indexer *ix, hl_err e, const hl_store_inde
     ix->stats.passes++;
     add_stats(&ix->stats, old_file);
     add_stats(&ix->stats, cur);
+    struct stat fs;
     if (ix->fd >= 0) {
         ix->stats.offset = cur->offset;
         ix->stats.lag_bytes = cur->size > cur->offset ? cur->size - cur->offset : 0;
+        ix->cur_known = fstat(ix->fd, &fs) == 0;
+        ix->cur_dev = fs.st_dev;
+        ix->cur_ino = fs.st_ino;
     }
     if (e) {
         ix->stats.errors++;
@@ -740,7 +747,15 @@ void hl_store_indexer_stats_get(hl_store *s, hl_store_indexer_stats *out) {
     memset(out, 0, sizeof *out);
     hl_store_indexer *ix = s ? s->indexer : NULL;
     if (!ix) return;
+    /* The lag is measured now, not at the end of the last pass (when it is 0 by
+     * construction): the journal's size now, less what the index has of that file. */
+    struct stat ps;
+    bool have = stat(ix->path, &ps) == 0;
     pthread_mutex_lock(&ix->mu);
     *out = ix->stats;
+    if (have) {
+        long long indexed = ix->cur_known && ix->cur_dev == ps.st_dev && ix->cur_ino == ps.st_ino ? out->offset : 0;
+        out->lag_bytes = (long long)ps.st_size > indexed ? (long long)ps.st_size - indexed : 0;
+    }
     pthread_mutex_unlock(&ix->mu);
 }

@@ -521,10 +521,18 @@ HL_TEST(background_indexer_follows_rotation_and_finishes_on_stop) {
     HL_CHECK_INT_EQ(ist.inserted, 10);
     HL_CHECK_INT_EQ(ist.lag_bytes, 0);
     HL_CHECK_INT_EQ(ist.errors, 0);
+    /* Lines written since the last pass are the lag, read when asked (not at the pass's end). */
+    struct stat before, after;
+    HL_REQUIRE(stat(p.journal, &before) == 0);
+    append_records(p.journal, 10, 12, "req_");
+    HL_REQUIRE(stat(p.journal, &after) == 0);
+    hl_store_indexer_stats_get(s, &ist);
+    HL_CHECK(after.st_size > before.st_size);
+    HL_CHECK_INT_EQ(ist.lag_bytes, after.st_size - before.st_size);
 
     /* Lines reach the old file after the last pass, then it is rotated: they are indexed
      * before the new file. */
-    append_records(p.journal, 10, 15, "req_");
+    append_records(p.journal, 12, 15, "req_");
     char rotated[192];
     snprintf(rotated, sizeof rotated, "%s.1", p.journal);
     HL_REQUIRE(rename(p.journal, rotated) == 0);
