@@ -79,6 +79,7 @@ struct hl_builtin_call {
     tok_rec *toks;
     size_t n_toks, cap_toks;
     bool done, stopped_by_seq;
+    size_t stop_idx;          /* stopped_by_seq: which one */
     hl_err gen_err;
     hl_engine_result res;
     /* loop side only: */
@@ -157,6 +158,7 @@ static int on_token(void *ctx, const hl_engine_token *tok) {
                 c->text.len = (size_t)(hit - c->text.data);
                 c->text.data[c->text.len] = '\0';
                 c->stopped_by_seq = true;
+                c->stop_idx = i;
                 stop = 1;
             }
         }
@@ -372,7 +374,8 @@ static bool stream_delta(hl_builtin_call *c, size_t upto, size_t toks_upto, bool
 }
 
 static bool stream_end(hl_builtin_call *c) {
-    return emit(c, &(hl_stream_event){.type = HL_EV_FINISH, .finish = finish_of(c)}) &&
+    return emit(c, &(hl_stream_event){.type = HL_EV_FINISH, .finish = finish_of(c),
+                                      .stop_sequence = c->stopped_by_seq ? c->stop[c->stop_idx] : NULL}) &&
            emit(c, &(hl_stream_event){.type = HL_EV_USAGE, .usage = usage_of(c)}) &&
            emit(c, &(hl_stream_event){.type = HL_EV_DONE});
 }
@@ -388,10 +391,11 @@ static hl_err whole_response(hl_builtin_call *c, hl_chat_response *r) {
     r->model = strdup(c->model);
     r->created = c->created;
     r->finish = finish_of(c);
+    if (c->stopped_by_seq && !(r->stop_sequence = strdup(c->stop[c->stop_idx]))) e = HL_ERR_NOMEM;
     r->usage = usage_of(c);
     json_t *content = logprobs_array(c, 0, c->n_toks);
     r->logprobs = content ? json_pack("{s:o,s:n}", "content", content, "refusal") : NULL;
-    return r->text && r->id && r->model && r->logprobs ? HL_OK : HL_ERR_NOMEM;
+    return !e && r->text && r->id && r->model && r->logprobs ? HL_OK : HL_ERR_NOMEM;
 }
 
 /* Ends the call on the loop side: on_done, then the loop's reference goes. */
@@ -414,7 +418,7 @@ static void finish_gen_error(hl_builtin_call *c, hl_err gen_err) {
     if (!c->status_sent) c->ev.on_status(c->ud, status);
     c->status_sent = true;
     finish(c, &(hl_provider_result){
-                  .status = status, .retry_after_ms = -1, .should_retry = -1,
+                  .status = status, .retry_after_ms = -1, .should_retry = -1, .context_overflow = too_long,
                   .error_message = too_long ? "The prompt does not fit in the builtin model's context window."
                                             : "The builtin engine failed to generate.",
                   .error_type = too_long ? "invalid_request_error" : "server_error"});

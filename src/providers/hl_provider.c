@@ -84,6 +84,29 @@ static const hl_provider_wire openai_wire = {openai_build, hl_openai_parse_upstr
 static const hl_provider_wire anthropic_wire = {anthropic_build, hl_anthropic_parse_upstream_response,
                                                 anthropic_decoder_init, anthropic_decode};
 
+/* ------------------------------------------------------------------ context overflow */
+
+bool hl_provider_context_overflow(int status, const char *body, size_t len) {
+    static const char *const says[] = {
+        "exceeds the available context size", /* llama.cpp server */
+        "exceed_context_size",                /* llama.cpp's error type */
+        "maximum context length",             /* vLLM, OpenAI */
+        "context_length_exceeded",            /* OpenAI's code */
+        "exceeds the context length",         /* Ollama */
+        "context window",                     /* "... exceeds the context window" */
+        "prompt is too long",                 /* Anthropic */
+        "too many tokens in the prompt",
+    };
+    if (status < 400 || status >= 500 || status == 429 || !body || !len) return false;
+    if (len > 8192) len = 8192; /* the message is near the start */
+    for (size_t i = 0; i < sizeof says / sizeof says[0]; i++) {
+        size_t n = strlen(says[i]);
+        for (size_t k = 0; k + n <= len; k++)
+            if (!strncasecmp(body + k, says[i], n)) return true;
+    }
+    return false;
+}
+
 /* ------------------------------------------------------------------ the HTTP call driver */
 
 struct hl_provider_call {
@@ -206,6 +229,7 @@ static void up_done(void *ud, hl_err err, const char *errmsg) {
         r.error_type = type;
         /* OpenAI's insufficient_quota is a 429 for a spend limit: no retry can fix it. */
         r.spend_limit = c->status == 429 && c->body.data && strstr(c->body.data, "insufficient_quota");
+        r.context_overflow = hl_provider_context_overflow(c->status, c->body.data, c->body.len);
     } else if (err == HL_OK && c->stream) {
         r.not_streaming = !c->is_sse;
         if (c->is_sse) {
@@ -240,8 +264,10 @@ static hl_err http_start(const hl_provider_env *env, const hl_provider_spec *s, 
     /* The kind's writer reads stream and logprobs from the request: lend it the attempt's. */
     hl_chat_request *req = (hl_chat_request *)s->req;
     bool stream = req->stream, logprobs = req->logprobs;
+    size_t n_stop = req->n_stop;
     req->stream = s->stream;
     req->logprobs = logprobs || s->logprobs;
+    if (s->no_stop) req->n_stop = 0;
     hl_buf url, body, headers;
     hl_buf_init(&url, 4096);
     hl_buf_init(&body, 0);
@@ -249,6 +275,7 @@ static hl_err http_start(const hl_provider_env *env, const hl_provider_spec *s, 
     hl_err e = wire->build(s->backend, req, s->model, &url, &body, &headers);
     req->stream = stream;
     req->logprobs = logprobs;
+    req->n_stop = n_stop;
     if (!e) {
         hl_upstream_opts o = {
             .url = url.data,
