@@ -90,7 +90,7 @@ describe('local servers: context, failover, stops, usage', { skip: skip ?? false
     assert.equal(posts(cloud).length, 0);
   });
 
-  test('a stream whose upstream goes silent mid-way ends with an error event and an error line', async () => {
+  test('a stream whose upstream goes silent mid-way ends with an error event and an error line', { timeout: 10000 }, async () => {
     local.control({ silent_after_chunks: 3 });
     const t0 = Date.now();
     const stream = await oa.chat.completions.create({ model: 'auto', stream: true, messages: [{ role: 'user', content: 'one two three four five' }] });
@@ -109,7 +109,7 @@ describe('local servers: context, failover, stops, usage', { skip: skip ?? false
     await waitFor(() => local.requests.find((r) => r.wentSilent)?.closed, 3000, 'the silent upstream call closed');
   });
 
-  test('a stream silent before its first byte goes to the next candidate', async () => {
+  test('a stream silent before its first byte goes to the next candidate', { timeout: 10000 }, async () => {
     local.control({ silent_after_chunks: 0 });
     const { data: stream, response } = await oa.chat.completions
       .create({ model: 'auto', stream: true, messages: [{ role: 'user', content: 'hello there' }] })
