@@ -54,9 +54,10 @@ static json_t *probe_json(const char *url, const char *api_key, const char *post
     return root;
 }
 
-/* GET {url}/models; on 2xx returns the first model id (caller frees) or an empty string, and
- * *max_len its vLLM max_model_len (0 when absent); else NULL. */
-static char *probe_models(const char *url, const char *api_key, long *max_len) {
+/* GET {url}/models; on 2xx returns the first model id (caller frees) or an empty string,
+ * *max_len its vLLM max_model_len (0 when absent) and *ollama whether Ollama lists it; else
+ * NULL. */
+static char *probe_models(const char *url, const char *api_key, long *max_len, bool *ollama) {
     char full[1024];
     snprintf(full, sizeof full, "%s/models", url);
     json_t *root = probe_json(full, api_key, NULL);
@@ -65,6 +66,9 @@ static char *probe_models(const char *url, const char *api_key, long *max_len) {
     const char *id = json_string_value(json_object_get(first, "id"));
     json_int_t ml = json_integer_value(json_object_get(first, "max_model_len"));
     *max_len = ml > 0 && ml < 100000000 ? (long)ml : 0;
+    /* Ollama says owned_by "library" (or the model's namespace); llama.cpp "llamacpp", vLLM "vllm". */
+    const char *owner = json_string_value(json_object_get(first, "owned_by"));
+    *ollama = (owner && (!strcmp(owner, "library") || !strcmp(owner, "ollama"))) || strstr(url, ":11434");
     char *model = strdup(id ? id : "");
     json_decref(root);
     return model;
@@ -79,9 +83,9 @@ static void server_root(const char *url, char *out, size_t len) {
 }
 
 /* The context window a local server runs with: llama.cpp's GET /props (the slot's n_ctx),
- * else Ollama's POST /api/show (num_ctx when set, else the model's context_length). 0 when
- * neither says. Blocking, short timeouts. */
-static long probe_context(const char *url, const char *api_key, const char *model) {
+ * else for Ollama its POST /api/show (num_ctx when set, else the model's context_length). 0
+ * when neither says. Blocking, short timeouts. */
+static long probe_context(const char *url, const char *api_key, const char *model, bool ollama) {
     char root[1024], full[1100];
     server_root(url, root, sizeof root);
     snprintf(full, sizeof full, "%s/props", root);
@@ -94,6 +98,7 @@ static long probe_context(const char *url, const char *api_key, const char *mode
         json_decref(j);
         if (n) return n;
     }
+    if (!ollama) return 0;
     hl_buf q;
     hl_buf_init(&q, 0);
     hl_buf_puts(&q, "{\"model\":");
@@ -164,7 +169,8 @@ static hl_err probe_into(hl_backend *b, const hl_config *cfg) {
     const hl_backend_cfg *c = b->cfg;
     for (size_t i = 0; i < c->n_base_urls; i++) {
         long max_len = 0;
-        char *first = probe_models(c->base_urls[i], b->api_key, &max_len);
+        bool ollama = false;
+        char *first = probe_models(c->base_urls[i], b->api_key, &max_len, &ollama);
         if (!first) continue;
         char *url = strdup(c->base_urls[i]);
         char *model = !strcmp(c->model, "auto") && first[0] ? first : strdup(c->model);
@@ -180,7 +186,7 @@ static hl_err probe_into(hl_backend *b, const hl_config *cfg) {
             return HL_OK;
         }
         if (c->location == HL_LOCATION_LOCAL && c->kind == HL_PROVIDER_OPENAI && !max_len)
-            max_len = probe_context(c->base_urls[i], b->api_key, model);
+            max_len = probe_context(c->base_urls[i], b->api_key, model, ollama);
         atomic_store(&b->n_ctx, max_len);
         b->price = hl_config_price(cfg, model);
         set_state(b, url, model, true, "ready");

@@ -51,6 +51,7 @@ struct hl_builtin_mailbox {
 typedef struct tok_rec {
     size_t off, len; /* bytes of the token in text */
     float logprob;
+    int n_top;       /* its alternatives in the call's alts (row i: alts[i * top_n ...]) */
 } tok_rec;
 
 struct hl_builtin_call {
@@ -73,10 +74,12 @@ struct hl_builtin_call {
     char **stop;
     size_t n_stop, max_stop_len;
     bool stream, logprobs;
+    int top_n;                /* top_logprobs asked for: the most likely tokens at each step */
     /* engine -> loop, under mu: */
     pthread_mutex_t mu;
     hl_buf text;
     tok_rec *toks;
+    hl_engine_alt *alts;      /* cap_toks x top_n */
     size_t n_toks, cap_toks;
     bool done, stopped_by_seq;
     size_t stop_idx;          /* stopped_by_seq: which one */
@@ -108,6 +111,7 @@ static void call_release(hl_builtin_call *c) {
     free(c->stop);
     hl_buf_release(&c->text);
     free(c->toks);
+    free(c->alts);
     pthread_mutex_destroy(&c->mu);
     hl_builtin_mailbox *mb = c->mb;
     free(c);
@@ -142,13 +146,19 @@ static int on_token(void *ctx, const hl_engine_token *tok) {
     } else {
         if (c->n_toks == c->cap_toks) {
             size_t cap = c->cap_toks ? c->cap_toks * 2 : 64;
-            tok_rec *t = realloc(c->toks, cap * sizeof *t);
+            hl_engine_alt *a = c->top_n ? realloc(c->alts, cap * (size_t)c->top_n * sizeof *a) : NULL;
+            if (a) c->alts = a;
+            tok_rec *t = !c->top_n || a ? realloc(c->toks, cap * sizeof *t) : NULL;
             if (t) {
                 c->toks = t;
                 c->cap_toks = cap;
             }
         }
-        if (c->n_toks < c->cap_toks) c->toks[c->n_toks++] = (tok_rec){before, tok->len, tok->logprob};
+        if (c->n_toks < c->cap_toks) {
+            int k = tok->n_top < c->top_n ? tok->n_top : c->top_n;
+            if (k > 0) memcpy(c->alts + c->n_toks * (size_t)c->top_n, tok->top, (size_t)k * sizeof *tok->top);
+            c->toks[c->n_toks++] = (tok_rec){before, tok->len, tok->logprob, k > 0 ? k : 0};
+        }
         /* Stop sequences: look where the new token could have completed one. */
         for (size_t i = 0; i < c->n_stop && !stop; i++) {
             size_t sl = strlen(c->stop[i]);
@@ -232,6 +242,7 @@ static void *generation_main(void *arg) {
                 .sampling = c->sampling,
                 .on_token = on_token,
                 .cb_ctx = c,
+                .top_logprobs = c->top_n,
             };
             int i = 0;
             while (i < b->cfg->max_sequences && active[i]) i++;
@@ -311,28 +322,64 @@ static hl_err utf8_clean(const char *s, size_t n, hl_buf *out) {
     return e;
 }
 
-/* OpenAI's logprobs content entries for tokens [from, to): token, logprob, bytes. NULL when
- * out of memory. */
-static json_t *logprobs_array(hl_builtin_call *c, size_t from, size_t to) {
+/* One logprobs entry: token (its text made valid UTF-8), logprob, bytes; top_logprobs when
+ * `top` is set. NULL when out of memory. */
+static json_t *logprob_entry(const char *p, size_t len, float logprob, json_t *top, hl_buf *tok) {
+    json_t *bytes = json_array();
+    for (size_t k = 0; bytes && k < len; k++)
+        if (json_array_append_new(bytes, json_integer((unsigned char)p[k]))) bytes = NULL;
+    hl_buf_reset(tok);
+    json_t *text = bytes && !utf8_clean(p, len, tok) ? json_stringn(tok->data ? tok->data : "", tok->len) : NULL;
+    json_t *o = text ? json_pack("{s:o,s:f,s:o}", "token", text, "logprob", (double)logprob, "bytes", bytes) : NULL;
+    if (!text) json_decref(bytes);
+    if (o && top && json_object_set_new(o, "top_logprobs", top)) {
+        json_decref(o);
+        return NULL;
+    }
+    if (!o) json_decref(top);
+    return o;
+}
+
+/* The top_logprobs of token i: its most likely alternatives, each with its text. */
+static json_t *top_array(hl_builtin_call *c, size_t i, char *piece, size_t cap, hl_buf *tok) {
     json_t *arr = json_array();
-    hl_buf tok;
-    hl_buf_init(&tok, 0);
-    for (size_t i = from; arr && i < to; i++) {
-        const tok_rec *t = &c->toks[i];
-        size_t len = t->off + t->len <= c->text.len ? t->len : (t->off < c->text.len ? c->text.len - t->off : 0);
-        json_t *bytes = json_array();
-        for (size_t k = 0; bytes && k < len; k++)
-            if (json_array_append_new(bytes, json_integer((unsigned char)c->text.data[t->off + k]))) bytes = NULL;
-        json_t *text = bytes && !utf8_clean(c->text.data + t->off, len, &tok) ? json_stringn(tok.data, tok.len) : NULL;
-        json_t *o = text ? json_pack("{s:o,s:f,s:o,s:[]}", "token", text, "logprob", (double)t->logprob, "bytes", bytes,
-                                     "top_logprobs")
-                         : NULL;
-        if (!text) json_decref(bytes);
+    const hl_tok *t = hl_engine_tok(c->b->engine);
+    const hl_engine_alt *row = c->alts ? c->alts + i * (size_t)c->top_n : NULL;
+    for (int k = 0; arr && row && k < c->toks[i].n_top; k++) {
+        int n = hl_tok_piece(t, row[k].id, false, piece, cap);
+        if (n < 0 || (size_t)n > cap) n = 0;
+        json_t *o = logprob_entry(piece, (size_t)n, row[k].logprob, NULL, tok);
         if (!o || json_array_append_new(arr, o)) {
             json_decref(arr);
             arr = NULL;
         }
     }
+    return arr;
+}
+
+/* OpenAI's logprobs content entries for tokens [from, to): token, logprob, bytes, and the
+ * top_logprobs asked for (an empty list when none were). NULL when out of memory. */
+static json_t *logprobs_array(hl_builtin_call *c, size_t from, size_t to) {
+    json_t *arr = json_array();
+    hl_buf tok;
+    hl_buf_init(&tok, 0);
+    size_t cap = c->top_n ? hl_tok_max_piece(hl_engine_tok(c->b->engine)) + 1 : 0;
+    char *piece = cap ? malloc(cap) : NULL;
+    if (cap && !piece) {
+        json_decref(arr);
+        arr = NULL;
+    }
+    for (size_t i = from; arr && i < to; i++) {
+        const tok_rec *t = &c->toks[i];
+        size_t len = t->off + t->len <= c->text.len ? t->len : (t->off < c->text.len ? c->text.len - t->off : 0);
+        json_t *top = c->top_n ? top_array(c, i, piece, cap, &tok) : json_array();
+        json_t *o = top ? logprob_entry(c->text.data + t->off, len, t->logprob, top, &tok) : NULL;
+        if (!o || json_array_append_new(arr, o)) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    free(piece);
     hl_buf_release(&tok);
     return arr;
 }
@@ -573,6 +620,9 @@ static hl_err builtin_start(const hl_provider_env *env, const hl_provider_spec *
     if (json_is_integer(top_k)) c->sampling.top_k = (int)json_integer_value(top_k);
     c->stream = spec->stream;
     c->logprobs = req->logprobs || spec->logprobs;
+    c->top_n = c->logprobs && req->logprobs && req->top_logprobs > 0
+                   ? (req->top_logprobs < HL_ENGINE_MAX_TOP ? req->top_logprobs : HL_ENGINE_MAX_TOP)
+                   : 0;
     c->ev = *ev;
     c->ud = ud;
     c->created = (long)time(NULL);
