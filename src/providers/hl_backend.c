@@ -74,8 +74,7 @@ static char *probe_models(const char *url, const char *api_key, long *max_len, b
     return model;
 }
 
-/* The server's root from an OpenAI base URL (".../v1" off). */
-static void server_root(const char *url, char *out, size_t len) {
+void hl_backend_server_root(const char *url, char *out, size_t len) {
     snprintf(out, len, "%s", url);
     size_t n = strlen(out);
     while (n && out[n - 1] == '/') out[--n] = '\0';
@@ -85,9 +84,9 @@ static void server_root(const char *url, char *out, size_t len) {
 /* The context window a local server runs with: llama.cpp's GET /props (the slot's n_ctx),
  * else for Ollama its POST /api/show (num_ctx when set, else the model's context_length). 0
  * when neither says. Blocking, short timeouts. */
-static long probe_context(const char *url, const char *api_key, const char *model, bool ollama) {
+static long probe_context(const char *url, const char *api_key, const char *model, bool ollama, bool *llama) {
     char root[1024], full[1100];
-    server_root(url, root, sizeof root);
+    hl_backend_server_root(url, root, sizeof root);
     snprintf(full, sizeof full, "%s/props", root);
     long n = 0;
     json_t *j = probe_json(full, api_key, NULL);
@@ -96,6 +95,7 @@ static long probe_context(const char *url, const char *api_key, const char *mode
         if (v <= 0) v = json_integer_value(json_object_get(j, "n_ctx"));
         n = v > 0 && v < 100000000 ? (long)v : 0;
         json_decref(j);
+        *llama = n > 0;
         if (n) return n;
     }
     if (!ollama) return 0;
@@ -185,8 +185,13 @@ static hl_err probe_into(hl_backend *b, const hl_config *cfg) {
                       "for backend %s", c->base_urls[i], c->name);
             return HL_OK;
         }
+        int tokenizer = max_len ? HL_TOKENIZE_VLLM : HL_TOKENIZE_NONE; /* vLLM says max_model_len */
+        bool llama = false;
         if (c->location == HL_LOCATION_LOCAL && c->kind == HL_PROVIDER_OPENAI && !max_len)
-            max_len = probe_context(c->base_urls[i], b->api_key, model, ollama);
+            max_len = probe_context(c->base_urls[i], b->api_key, model, ollama, &llama);
+        if (llama) tokenizer = HL_TOKENIZE_LLAMA;
+        if (c->location != HL_LOCATION_LOCAL) tokenizer = HL_TOKENIZE_NONE;
+        atomic_store(&b->tokenizer, tokenizer);
         atomic_store(&b->n_ctx, max_len);
         b->price = hl_config_price(cfg, model);
         set_state(b, url, model, true, "ready");

@@ -16,6 +16,10 @@
 #include <stdbool.h>
 #include "hl_config.h"
 
+/* How a local server counts tokens for the gateway (POST {root}/tokenize). */
+enum { HL_TOKENIZE_NONE, HL_TOKENIZE_LLAMA /* {"content"} -> {"tokens"} */,
+       HL_TOKENIZE_VLLM /* {"model","prompt"} -> {"count"} */ };
+
 /* Circuit breaker state (see hl_backend_cfg for the policy). Shared by all event loops. */
 typedef enum hl_breaker_state { HL_BREAKER_CLOSED, HL_BREAKER_OPEN, HL_BREAKER_HALF_OPEN } hl_breaker_state;
 
@@ -45,6 +49,7 @@ typedef struct hl_backend {
     _Atomic long n_ctx;        /* the context window the server reported (llama.cpp /props,
                                   vLLM max_model_len, Ollama /api/show); 0: unknown */
     atomic_bool suspect;       /* a connection failed: the health thread probes it soon */
+    atomic_int tokenizer;      /* the server's POST /tokenize: HL_TOKENIZE_* */
     const hl_price *price;     /* borrowed; NULL when the model has no price */
     atomic_bool ready;
     atomic_bool warm;          /* a warm-up or keep-warm completion succeeded */
@@ -85,6 +90,8 @@ void hl_backend_suspect(hl_backend *b);
 /* The context window in tokens: the configured context_window, else what the server
  * reported; 0 when unknown. */
 long hl_backend_context_window(hl_backend *b);
+/* The server's root from an OpenAI base URL (a trailing "/v1" off), into out. */
+void hl_backend_server_root(const char *url, char *out, size_t len);
 /* Whether b can take requests now, and why not (into why: its status line, or its circuit
  * breaker): ready, and the breaker not open. now_ms: monotonic ms. For /readyz. */
 bool hl_backend_readiness(hl_backend *b, double now_ms, char *why, size_t len);

@@ -12,11 +12,14 @@
 // Local servers (opts is read on every request: a test may change opts.models or opts.n_ctx
 // to play a server restarted with another model or context):
 //   flavor: 'llama'  plays llama.cpp's llama-server: GET /props (default_generation_settings.
-//                    n_ctx), POST /tokenize ({content} -> {tokens}, one per word), and a prompt of
+//                    n_ctx), and a prompt of
 //                    more than n_ctx tokens gets its 400 "exceeds the available context size";
 //   flavor: 'vllm'   GET /v1/models carries max_model_len: n_ctx, and a prompt over it gets
 //                    vLLM's 400 "This model's maximum context length is ...".
 //   n_ctx            the context window (default 4096); prompt tokens as promptTokens() counts.
+//   POST /tokenize   both flavors (llama: {content} -> {tokens}; vllm: {model, prompt} ->
+//                    {count, max_model_len, tokens}), one token a word; tokenize: false turns
+//                    it off (an older server).
 //
 // Reply: "echo: " + text of the last user message, cut to max_completion_tokens/max_tokens
 // words (finish_reason "length"). Tools: when `tools` is set and the last user message says
@@ -293,10 +296,11 @@ export function startFakeOpenAI(opts = {}) {
           total_slots: 1, model_path: `/models/${(opts.models ?? ['model'])[0]}.gguf`, chat_template: '', build_info: 'fake',
         });
       }
-      if (opts.flavor === 'llama' && p === '/tokenize' && req.method === 'POST') {
-        const text = typeof body?.content === 'string' ? body.content : '';
+      if (opts.flavor && opts.tokenize !== false && p === '/tokenize' && req.method === 'POST') {
+        const text = String((opts.flavor === 'llama' ? body?.content : body?.prompt) ?? '');
+        const tokens = tokenize(text).map((_, i) => 1000 + i);
         rec.response = { status: 200 };
-        return sendJSON(res, 200, { tokens: tokenize(text).map((_, i) => 1000 + i) });
+        return sendJSON(res, 200, opts.flavor === 'llama' ? { tokens } : { count: tokens.length, max_model_len: opts.n_ctx ?? 4096, tokens });
       }
       if (!isChat && !isModels) {
         rec.response = { status: 404 };

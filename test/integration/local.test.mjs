@@ -70,7 +70,25 @@ describe('local servers: context, failover, stops, usage', { skip: skip ?? false
     assert.equal(chats(local).length, 0);
   });
 
-  test('a context overflow 400 from the local server goes to the next candidate', async () => {
+  test('near the window the prompt is counted with the server\'s tokenizer (POST /tokenize)', async () => {
+    const { data, response } = await oa.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: sneaky }] }).withResponse();
+    assert.equal(response.headers.get('x-hybridllm-backend'), 'cloud');
+    assert.match(data.choices[0].message.content, /^echo: a a/);
+    const counted = posts(local).filter((r) => r.path === '/tokenize');
+    assert.equal(counted.length, 1);
+    assert.equal(counted[0].body.content, sneaky);
+    assert.equal(chats(local).length, 0, 'the completion was never sent');
+    const l = await linesOf(gw, response.headers.get('x-request-id'), 2);
+    assert.deepEqual(l.map((x) => [x.backend, x.status]), [['local', 'error'], ['cloud', 'ok']]);
+    assert.match(l[0].error, /server's own tokenizer/);
+    // a short prompt is not counted
+    await oa.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: 'hi' }] });
+    assert.equal(posts(local).filter((r) => r.path === '/tokenize').length, 1);
+  });
+
+  test('a context overflow 400 from the local server goes to the next candidate', async (t) => {
+    localOpts.tokenize = false; // a server that cannot count for us
+    t.after(() => delete localOpts.tokenize);
     const { data, response } = await oa.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: sneaky }] }).withResponse();
     assert.equal(response.headers.get('x-hybridllm-backend'), 'cloud');
     assert.match(data.choices[0].message.content, /^echo: a a/);
@@ -80,7 +98,9 @@ describe('local servers: context, failover, stops, usage', { skip: skip ?? false
     assert.deepEqual(l.map((x) => [x.backend, x.status]), [['local', 'error'], ['cloud', 'ok']]);
   });
 
-  test('a sensitive prompt too long for every local backend gets a clear 400', async () => {
+  test('a sensitive prompt too long for every local backend gets a clear 400', async (t) => {
+    localOpts.tokenize = false;
+    t.after(() => delete localOpts.tokenize);
     const err = await oa.chat.completions
       .create({ model: 'auto', messages: [{ role: 'user', content: sneaky }] }, { headers: { 'x-hybridllm-pii': 'true' } })
       .catch((e) => e);
