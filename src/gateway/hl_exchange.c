@@ -583,8 +583,9 @@ static void went_silent(hl_exchange *ex, long limit) {
     bool first = at->ttft_ms < 0;
     char msg[200];
     snprintf(msg, sizeof msg, "the upstream sent nothing for %ld ms (%s)", limit,
-             first && at->backend->cfg->first_token_timeout_ms > 0 ? "first_token_timeout_ms"
-                                                                   : "stream_idle_timeout_ms");
+             !first ? "stream_idle_timeout_ms"
+             : at->backend->cfg->first_token_timeout_ms > 0 ? "first_token_timeout_ms"
+                                                            : "before the first token: 4 x stream_idle_timeout_ms");
     hl_log(HL_LOG_WARN, "%s: backend %s: %s; closed", ex->request_id, at->backend->cfg->name, msg);
     hl_backend_report(at->backend, false, at->probe, now_ms());
     at->probe = false;
