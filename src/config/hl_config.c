@@ -442,7 +442,7 @@ static const cfg_key server_keys[] = {
     {K("request_timeout_ms"), .type = T_INT, FIELD(hl_config, request_timeout_ms), .lo = 1,
      .hi = CFG_MAX_MS, .def = 600000, .help = "a chat request's whole life, retries included"},
     {K("health_interval_ms"), .type = T_INT, FIELD(hl_config, health_interval_ms), .lo = 100,
-     .hi = CFG_MAX_MS, .def = 10000, .help = "how often backends that are not ready are probed"},
+     .hi = CFG_MAX_MS, .def = 10000, .help = "how often backends that are not ready, local ones and auto models are probed"},
     {K("api_keys_env"), .type = T_ENV, FIELD(hl_config, api_keys_env),
      .help = "environment variable with the comma-separated client keys; unset: no auth"},
     SECRET("api_keys", "keys", "api_keys_env"),
@@ -541,7 +541,14 @@ static const cfg_key backend_keys[] = {
      .hi = CFG_MAX_MS, .def = 15000, .help = "how long an open breaker skips the backend before "
                                              "one probe request"},
     {K("context_window"), .type = T_INT, FIELD(hl_backend_cfg, context_window), .lo = 1,
-     .hi = MAX_TOKENS, .def = 0, .help = "tokens the model takes; unset: not checked"},
+     .hi = MAX_TOKENS, .def = 0, .help = "tokens the model takes; unset: what the server says "
+                                         "(llama.cpp /props, vLLM max_model_len, Ollama), else not checked"},
+    {K("stream_idle_timeout_ms"), .type = T_INT, FIELD(hl_backend_cfg, stream_idle_timeout_ms), .lo = 0,
+     .hi = CFG_MAX_MS, .def = 60000, .help = "a stream silent this long is ended (next candidate "
+                                             "when nothing reached the client); 0: off"},
+    {K("first_token_timeout_ms"), .type = T_INT, FIELD(hl_backend_cfg, first_token_timeout_ms), .lo = 0,
+     .hi = CFG_MAX_MS, .def = 0, .help = "the same before the stream's first byte (a cold model "
+                                         "loading); unset: 4 x stream_idle_timeout_ms"},
     {K("warmup"), .type = T_TRISTATE, FIELD(hl_backend_cfg, warmup),
      .help = "send one tiny completion at start; default: true for local backends"},
     {K("keep_warm_ms"), .type = T_INT, FIELD(hl_backend_cfg, keep_warm_ms), .lo = 1000,

@@ -66,6 +66,12 @@ typedef struct hl_backend_cfg {
     long breaker_window_ms;
     long breaker_open_ms;
     long context_window;    /* tokens the model takes; 0: unknown (not checked) */
+    /* A streamed attempt whose upstream sends nothing for this long is ended (closed, an error
+     * frame for the client, or the next candidate when nothing was sent yet); 0: off. The
+     * first byte gets first_token_timeout_ms instead (a cold local model loading); 0 there:
+     * stream_idle_timeout_ms. */
+    long stream_idle_timeout_ms;
+    long first_token_timeout_ms;
     hl_tristate warmup;     /* HL_YES: send one tiny completion at start (the brief's cold-start
                                failure mode); never HL_ANY once loaded */
     long keep_warm_ms;      /* ping a local backend idle this long; 0: off */
@@ -174,7 +180,7 @@ typedef struct hl_config {
     long idle_timeout_ms;      /* keep-alive idle close */
     long shutdown_timeout_ms;  /* graceful drain limit on SIGTERM */
     long request_timeout_ms;   /* a chat request's whole life, retries included */
-    long health_interval_ms;   /* re-probe backends that are not ready */
+    long health_interval_ms;   /* re-probe backends that are not ready, local ones, auto models */
     char *api_keys_env;        /* env var with comma-separated client keys; NULL: no auth */
     bool status_requires_key;  /* /metrics and /readyz need a client key too */
     /* ledger: */

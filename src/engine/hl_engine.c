@@ -220,13 +220,31 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static float logprob_of(const float *logits, int n, int32_t id) {
+/* log(sum(exp(logits))): a token's logprob is its logit minus this. */
+static double log_sum_exp(const float *logits, int n) {
     float mx = logits[0];
     for (int i = 1; i < n; i++)
         if (logits[i] > mx) mx = logits[i];
     double sum = 0;
     for (int i = 0; i < n; i++) sum += exp((double)logits[i] - mx);
-    return (float)((double)logits[id] - mx - log(sum));
+    return mx + log(sum);
+}
+
+/* The k most likely of n logits, most likely first (a short sorted list: k <= 20). */
+static int top_k(const float *logits, int n, int k, double lse, hl_engine_alt *out) {
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        float l = logits[i];
+        if (m == k && l <= logits[out[m - 1].id]) continue;
+        int j = m < k ? m++ : m - 1;
+        while (j > 0 && logits[out[j - 1].id] < l) {
+            out[j] = out[j - 1];
+            j--;
+        }
+        out[j].id = i;
+    }
+    for (int j = 0; j < m; j++) out[j].logprob = (float)((double)logits[out[j].id] - lse);
+    return m;
 }
 
 /* ---- sequences ------------------------------------------------------------------------ */
@@ -305,7 +323,12 @@ static void seq_next(hl_engine *e, hl_engine_seq *s, const float *logits) {
             seq_finish(s, HL_ENGINE_STOP_CANCELLED, HL_ERR_INVAL);
             return;
         }
-        hl_engine_token tk = {id, e->piece, (size_t)len, logprob_of(logits, (int)e->vocab, id)};
+        double lse = log_sum_exp(logits, (int)e->vocab);
+        hl_engine_alt top[HL_ENGINE_MAX_TOP];
+        int k = s->req.top_logprobs;
+        k = k < 0 ? 0 : k > HL_ENGINE_MAX_TOP ? HL_ENGINE_MAX_TOP : k;
+        int n_top = k ? top_k(logits, (int)e->vocab, k, lse, top) : 0;
+        hl_engine_token tk = {id, e->piece, (size_t)len, (float)((double)logits[id] - lse), n_top ? top : NULL, n_top};
         if (s->req.on_token(s->req.cb_ctx, &tk) != 0) {
             seq_finish(s, HL_ENGINE_STOP_CANCELLED, HL_OK);
             return;

@@ -61,12 +61,23 @@ typedef struct hl_engine_sampling {
 /* llama.cpp's defaults: temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, no penalty. */
 hl_engine_sampling hl_engine_sampling_default(void);
 
+/* One of the most likely tokens at a position (OpenAI's top_logprobs). */
+typedef struct hl_engine_alt {
+    int32_t id;
+    float logprob;
+} hl_engine_alt;
+
+#define HL_ENGINE_MAX_TOP 20
+
 typedef struct hl_engine_token {
     int32_t id;
     const char *text; /* the token's bytes (may be part of a UTF-8 character); borrowed */
     size_t len;
     float logprob;    /* log-probability under the model's distribution (before sampling
                          settings), the figure the router's confidence check reads */
+    const hl_engine_alt *top; /* the request's top_logprobs most likely tokens, most likely
+                                 first (borrowed, valid during the callback); NULL when none */
+    int n_top;
 } hl_engine_token;
 
 /* Returns 0 to go on, anything else to stop (cancellation). */
@@ -88,6 +99,7 @@ typedef struct hl_engine_request {
     hl_engine_sampling sampling;
     hl_engine_token_cb on_token; /* may be NULL */
     void *cb_ctx;
+    int top_logprobs;     /* 0..HL_ENGINE_MAX_TOP: the most likely tokens each token gets */
 } hl_engine_request;
 
 typedef struct hl_engine_result {

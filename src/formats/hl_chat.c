@@ -77,6 +77,18 @@ const char *hl_finish_openai(hl_finish f) {
 
 long hl_tokens_estimate(size_t bytes) { return (long)((bytes + 3) / 4); }
 
+long hl_chat_input_estimate(const hl_chat_request *req) {
+    /* Templates wrap each message in role markers (ChatML: <|im_start|>role\n ... <|im_end|>\n,
+     * about 5 tokens; Llama 3: 4 to 5) and open the answer (3 or so), plus a BOS. */
+    long n = hl_tokens_estimate(req->text_bytes) + 5 * (long)req->n_messages + 4;
+    for (size_t i = 0; i < req->n_messages; i++)
+        for (size_t k = 0; k < req->messages[i].n_tool_calls; k++) {
+            const hl_tool_call *tc = &req->messages[i].tool_calls[k];
+            n += hl_tokens_estimate((tc->name ? strlen(tc->name) : 0) + (tc->arguments ? strlen(tc->arguments) : 0)) + 4;
+        }
+    return n;
+}
+
 hl_err hl_strdup(char **dst, const char *s) {
     *dst = s ? strdup(s) : NULL;
     return (s && !*dst) ? HL_ERR_NOMEM : HL_OK;

@@ -176,6 +176,9 @@ const char *hl_finish_openai(hl_finish f);
 /* A rough token count for text when an upstream gives none: 1 token per 4 bytes, rounded
  * up, as OpenAI's own rule of thumb. Always marked `estimated` in the ledger. */
 long hl_tokens_estimate(size_t bytes);
+/* Estimated prompt tokens of a request as a chat model sees it: the text (4 bytes a token)
+ * plus what a chat template adds around each message and before the answer. */
+long hl_chat_input_estimate(const hl_chat_request *req);
 
 /* The confidence of an answer from its OpenAI-style logprobs object ({"content":[{"logprob"}]}):
  * the geometric mean of the token probabilities, exp(mean logprob), in [0, 1]. It rewards

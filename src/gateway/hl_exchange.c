@@ -48,6 +48,7 @@
 #include "hl_log.h"
 #include "hl_pricing.h"
 #include "hl_privacy.h"
+#include "hl_stop.h"
 #include "hl_task.h"
 
 /* ------------------------------------------------------------------ phases */
@@ -118,6 +119,12 @@ typedef struct attempt {
     char errmsg[256];
     char errtype[48];        /* the upstream's error type ("overloaded_error", ...) */
     size_t out_bytes;        /* generated text bytes seen, for estimates */
+    size_t out_events;       /* text events seen: about one token each from a local server */
+    double last_activity_ms; /* when the upstream last sent something (idle timer) */
+    bool gw_stops;           /* the gateway applies the stop sequences (the upstream would not
+                                say which matched): `stops` filters the text */
+    bool stop_hit;           /* gw_stops: one matched; the rest of the upstream's answer is dropped */
+    hl_stop_filter stops;
     double confidence;       /* of a judged answer; < 0 unknown */
 } attempt;
 
@@ -128,6 +135,7 @@ typedef struct held {
     double cost;
     hl_backend *backend;
     const char *model;
+    double confidence;
 } held;
 
 struct hl_exchange {
@@ -153,6 +161,14 @@ struct hl_exchange {
     held held;
     uv_timer_t timer;          /* schedules the next attempt */
     bool timer_inited;
+    uv_timer_t idle;           /* a streamed attempt's upstream going silent */
+    bool idle_inited;
+    int closing;               /* handles still closing in ex_free */
+    /* Backends that said the prompt does not fit their context, and the error for the
+     * client when no other backend can take it. */
+    bool overflowed;
+    char overflow_names[200];
+    hl_api_error overflow_err;
     /* client side of a stream: */
     hl_stream_encoder enc;
     hl_buf out;
@@ -231,7 +247,10 @@ static void enter_finishing(hl_exchange *ex) {
     if (ex->conn) hl_conn_set_data(ex->conn, NULL);
 }
 
-static void exchange_closed(uv_handle_t *h) { free(h->data); }
+static void exchange_closed(uv_handle_t *h) {
+    hl_exchange *ex = h->data;
+    if (--ex->closing == 0) free(ex);
+}
 
 /* The one place an exchange is freed. */
 static void ex_free(hl_exchange *ex) {
@@ -241,13 +260,19 @@ static void ex_free(hl_exchange *ex) {
     hl_chat_request_release(&ex->req);
     hl_buf_release(&ex->out);
     hl_chat_response_release(&ex->held.resp);
+    hl_stop_release(&ex->at.stops);
+    /* The timer handles live in ex: free ex once the loop is done with them. */
     if (ex->timer_inited) {
-        /* The timer handle lives in ex: free ex once the loop is done with it. */
         ex->timer.data = ex;
+        ex->closing++;
         uv_close((uv_handle_t *)&ex->timer, exchange_closed);
-        return;
     }
-    free(ex);
+    if (ex->idle_inited) {
+        ex->idle.data = ex;
+        ex->closing++;
+        uv_close((uv_handle_t *)&ex->idle, exchange_closed);
+    }
+    if (!ex->closing) free(ex);
 }
 
 static void route_headers(const hl_exchange *ex, hl_buf *h) {
@@ -291,8 +316,12 @@ static void finish_error(hl_exchange *ex, const hl_api_error *err, hdr_mode mode
 static hl_usage final_usage(const hl_exchange *ex) {
     hl_usage u = ex->at.usage;
     if (!u.known) {
-        u.input_tokens = hl_tokens_estimate(ex->req.text_bytes);
-        u.output_tokens = hl_tokens_estimate(ex->at.out_bytes);
+        /* The prompt as the chat template makes it; the output as delivered: a local server
+         * sends about one token an event, which 4 bytes a token undercounts for small
+         * vocabularies. */
+        long by_bytes = hl_tokens_estimate(ex->at.out_bytes);
+        u.input_tokens = hl_chat_input_estimate(&ex->req);
+        u.output_tokens = (long)ex->at.out_events > by_bytes ? (long)ex->at.out_events : by_bytes;
         u.estimated = true;
     }
     return u;
@@ -378,8 +407,14 @@ static void fail_or_fallback(hl_exchange *ex, const hl_api_error *err) {
     if (ex->held.present) {
         /* Escalation failed everywhere: the local answer is better than an error. */
         hl_log(HL_LOG_WARN, "%s: escalation failed (%s); serving the local answer", ex->request_id, err->message);
-        ex->at.backend = ex->held.backend;
-        ex->at.model = ex->held.model;
+        /* The answer served gets its `ok` line (its cost is on the `escalated` line). */
+        hl_stop_release(&ex->at.stops);
+        ex->at = (attempt){.n = ex->at.n + 1, .backend = ex->held.backend, .model = ex->held.model,
+                           .prov = hl_provider_for(ex->held.backend->cfg->kind), .judged = true,
+                           .confidence = ex->held.confidence, .t0 = now_ms(), .wall0 = wall_now(),
+                           .ttft_ms = -1, .status = 200, .retry_after_ms = -1, .should_retry = -1};
+        hl_usage u = ex->held.resp.usage;
+        record_attempt(ex, "ok", &u, NULL);
         deliver(ex, &ex->held.resp, ex->held.cost, -1);
         return;
     }
@@ -537,6 +572,123 @@ static void on_status(void *ud, int status) {
     hl_exchange *ex = ud;
     if (!ex_expect(ex, IN_CALL, "provider on_status")) return;
     ex->at.status = status;
+    ex->at.last_activity_ms = now_ms();
+}
+
+/* ------------------------------------------------------------------ the idle timer */
+
+/* How long the current streamed attempt's upstream may stay silent now (0: no limit): the
+ * backend's stream_idle_timeout_ms, and before the first token its first_token_timeout_ms
+ * (unset: 4 x the idle timeout), for a cold local model loading. */
+static long idle_limit_ms(const attempt *at) {
+    const hl_backend_cfg *c = at->backend->cfg;
+    if (at->ttft_ms >= 0) return c->stream_idle_timeout_ms;
+    return c->first_token_timeout_ms > 0 ? c->first_token_timeout_ms : 4 * c->stream_idle_timeout_ms;
+}
+
+/* The upstream sent nothing for `limit` ms: the call is closed. Nothing reached the client
+ * yet: the next candidate; else the stream ends with an error event. */
+static void went_silent(hl_exchange *ex, long limit) {
+    attempt *at = &ex->at;
+    at->prov->cancel(at->call);
+    at->call = NULL;
+    bool first = at->ttft_ms < 0;
+    char msg[200];
+    snprintf(msg, sizeof msg, "the upstream sent nothing for %ld ms (%s)", limit,
+             !first ? "stream_idle_timeout_ms"
+             : at->backend->cfg->first_token_timeout_ms > 0 ? "first_token_timeout_ms"
+                                                            : "before the first token: 4 x stream_idle_timeout_ms");
+    hl_log(HL_LOG_WARN, "%s: backend %s: %s; closed", ex->request_id, at->backend->cfg->name, msg);
+    hl_backend_report(at->backend, false, at->probe, now_ms());
+    at->probe = false;
+    if (ex->phase == HL_EX_STREAMING) {
+        at->stream_error = true;
+        at->errtype[0] = '\0';
+        snprintf(at->errmsg, sizeof at->errmsg, "%s", msg);
+        finish_stream(ex, HL_ERR_TIMEOUT, msg);
+        return;
+    }
+    hl_usage none = {0};
+    record_attempt(ex, "error", &none, msg);
+    hl_api_error cerr;
+    hl_api_error_set(&cerr, 504, HL_AE_TIMEOUT, NULL, "upstream_timeout", "Backend '%s' went silent: %s.",
+                     at->backend->cfg->name, msg);
+    fail_or_fallback(ex, &cerr);
+}
+
+static void on_idle(uv_timer_t *t) {
+    hl_exchange *ex = t->data;
+    attempt *at = &ex->at;
+    /* A late tick after the call ended is not an error: the timer is only stopped then. */
+    if (!(HL_EX_BIT(ex->phase) & IN_CALL) || !at->call || !at->stream) return;
+    long limit = idle_limit_ms(at);
+    if (limit <= 0) return;
+    double quiet = now_ms() - at->last_activity_ms;
+    if (at->paused || quiet < (double)limit) {
+        /* A paused upstream is silent because we asked it to be. */
+        double wait = at->paused ? (double)limit : (double)limit - quiet;
+        uv_timer_start(&ex->idle, on_idle, (uint64_t)(wait < 1 ? 1 : wait), 0);
+        return;
+    }
+    went_silent(ex, limit);
+}
+
+/* (Re)arms the idle timer of a streamed attempt for its current limit. */
+static void arm_idle(hl_exchange *ex) {
+    attempt *at = &ex->at;
+    long limit = at->stream ? idle_limit_ms(at) : 0;
+    if (limit <= 0) {
+        if (ex->idle_inited) uv_timer_stop(&ex->idle);
+        return;
+    }
+    if (!ex->idle_inited) {
+        uv_timer_init(hl_worker_loop(hl_conn_worker(ex->conn)), &ex->idle);
+        ex->idle_inited = true;
+    }
+    ex->idle.data = ex;
+    uv_timer_start(&ex->idle, on_idle, (uint64_t)limit, 0);
+}
+
+static void arm_idle(hl_exchange *ex);
+
+/* gw_stops: a text event through the stop filter. What may begin a stop sequence is held
+ * back; at a match the text before it and a finish naming the stop go to the client, and the
+ * upstream call ends (its on_done then finishes the stream). */
+static int stop_text(hl_exchange *ex, const hl_stream_event *ev) {
+    attempt *at = &ex->at;
+    if (at->stop_hit) return HL_PROVIDER_ABORT;
+    hl_buf pass;
+    hl_buf_init(&pass, 0);
+    int m = hl_stop_feed(&at->stops, ev->text, ev->text_len, &pass);
+    int rc = m == -2 ? HL_PROVIDER_ABORT : HL_PROVIDER_CONTINUE;
+    if (pass.len) {
+        hl_stream_event t = *ev;
+        t.text = pass.data;
+        t.text_len = pass.len;
+        if (ex->ing->encode_event(&ex->enc, &t, &ex->out)) rc = HL_PROVIDER_ABORT;
+    }
+    hl_buf_release(&pass);
+    if (m >= 0) {
+        at->stop_hit = true;
+        at->finish = HL_FINISH_STOP;
+        hl_stream_event f = {.type = HL_EV_FINISH, .finish = HL_FINISH_STOP, .stop_sequence = ex->req.stop[m]};
+        ex->ing->encode_event(&ex->enc, &f, &ex->out);
+        rc = HL_PROVIDER_ABORT;
+    }
+    return rc;
+}
+
+/* gw_stops: the text held back was not a stop after all (the answer went on otherwise). */
+static int stop_flush(hl_exchange *ex) {
+    attempt *at = &ex->at;
+    if (!at->stops.held.len) return HL_PROVIDER_CONTINUE;
+    hl_buf pass;
+    hl_buf_init(&pass, 0);
+    int rc = hl_stop_flush(&at->stops, &pass) ? HL_PROVIDER_ABORT : HL_PROVIDER_CONTINUE;
+    hl_stream_event t = {.type = HL_EV_TEXT, .text = pass.data, .text_len = pass.len};
+    if (!rc && pass.len && ex->ing->encode_event(&ex->enc, &t, &ex->out)) rc = HL_PROVIDER_ABORT;
+    hl_buf_release(&pass);
+    return rc;
 }
 
 /* Stream events: tracked for the ledger, encoded for the client. */
@@ -544,14 +696,23 @@ static int on_event(void *ud, const hl_stream_event *ev) {
     hl_exchange *ex = ud;
     if (!ex_expect(ex, IN_CALL, "provider on_event")) return HL_PROVIDER_ABORT;
     attempt *at = &ex->at;
+    at->last_activity_ms = now_ms();
+    if (at->stop_hit) return HL_PROVIDER_ABORT; /* past the stop: nothing more is wanted */
     switch (ev->type) {
     case HL_EV_TEXT:
     case HL_EV_TOOL_CALL:
-        if (at->ttft_ms < 0) at->ttft_ms = now_ms() - at->t0;
+        if (at->ttft_ms < 0) {
+            at->ttft_ms = at->last_activity_ms - at->t0;
+            arm_idle(ex); /* the first token's longer allowance is over */
+        }
         at->out_bytes += ev->text_len;
+        at->out_events++;
+        if (at->gw_stops && ev->type == HL_EV_TEXT) return stop_text(ex, ev);
+        if (at->gw_stops && stop_flush(ex)) return HL_PROVIDER_ABORT;
         break;
     case HL_EV_FINISH:
         at->finish = ev->finish;
+        if (at->gw_stops && stop_flush(ex)) return HL_PROVIDER_ABORT;
         break;
     case HL_EV_USAGE:
         at->usage = ev->usage; /* cumulative: replace, never add */
@@ -615,6 +776,7 @@ static void transport_failed(hl_exchange *ex, const hl_provider_result *r) {
     const char *name = ex->at.backend->cfg->name;
     record_attempt(ex, "error", &none, r->errmsg);
     hl_log(HL_LOG_WARN, "%s: backend %s: %s", ex->request_id, name, r->errmsg);
+    if (!r->status && r->err != HL_ERR_TIMEOUT) hl_backend_suspect(ex->at.backend); /* gone? restarted? */
     if (r->err == HL_ERR_TIMEOUT)
         hl_api_error_set(&cerr, 504, HL_AE_TIMEOUT, NULL, "upstream_timeout",
                          "Backend '%s' did not answer in time: %s", name, r->errmsg);
@@ -658,6 +820,14 @@ static void answered(hl_exchange *ex, hl_chat_response *resp) {
     }
     hl_backend_report(at->backend, true, at->probe, now_ms());
     at->probe = false;
+    if (at->gw_stops) {
+        int m = hl_stop_cut(ex->req.stop, ex->req.n_stop, resp->text);
+        if (m >= 0) {
+            free(resp->stop_sequence);
+            resp->stop_sequence = strdup(ex->req.stop[m]);
+            resp->finish = HL_FINISH_STOP;
+        }
+    }
     at->usage = resp->usage;
     at->out_bytes = resp->text ? strlen(resp->text) : 0;
     hl_backend_record_latency(at->backend, now_ms() - at->t0);
@@ -672,7 +842,7 @@ static void answered(hl_exchange *ex, hl_chat_response *resp) {
         if (at->confidence >= 0 && at->confidence < ex->route.escalate_below && ex->route.n_escalate) {
             /* Not sure enough: hold this answer, ask the escalation targets. */
             ex->held = (held){.present = true, .resp = *resp, .backend = at->backend, .model = at->model,
-                              .cost = record_attempt(ex, "escalated", &u, NULL)};
+                              .confidence = at->confidence, .cost = record_attempt(ex, "escalated", &u, NULL)};
             hl_chat_response_init(resp); /* taken */
             escalate(ex);
             return;
@@ -680,6 +850,35 @@ static void answered(hl_exchange *ex, hl_chat_response *resp) {
     }
     double cost = record_attempt(ex, "ok", &u, NULL);
     deliver(ex, resp, cost, at->judged ? at->confidence : -1);
+}
+
+/* Notes that backend b cannot take the prompt (its context is too small) and sets the error
+ * the client gets should no other backend take it. */
+static void note_overflow(hl_exchange *ex, const hl_backend *b) {
+    size_t n = strlen(ex->overflow_names);
+    snprintf(ex->overflow_names + n, sizeof ex->overflow_names - n, "%s'%s'", n ? ", " : "", b->cfg->name);
+    ex->overflowed = true;
+    if (ex->privacy.sensitive)
+        hl_api_error_set(&ex->overflow_err, 400, HL_AE_INVALID_REQUEST, NULL, "context_length_exceeded",
+                         "The prompt is too long for the context window of every local backend (%s); the "
+                         "request is sensitive, so it may not go to a cloud backend. Shorten the prompt or "
+                         "give a local backend a longer context.", ex->overflow_names);
+    else
+        hl_api_error_set(&ex->overflow_err, 400, HL_AE_INVALID_REQUEST, NULL, "context_length_exceeded",
+                         "The prompt is too long for the context window of every backend that could take "
+                         "it (%s).", ex->overflow_names);
+}
+
+/* The backend said the prompt does not fit its context: not its fault, and not the
+ * request's either while another backend may have a longer context. The next candidate. */
+static void context_overflow(hl_exchange *ex) {
+    attempt *at = &ex->at;
+    hl_backend_report(at->backend, true, at->probe, now_ms());
+    at->probe = false;
+    hl_log(HL_LOG_INFO, "%s: the prompt does not fit backend %s's context; trying the next candidate",
+           ex->request_id, at->backend->cfg->name);
+    note_overflow(ex, at->backend);
+    fail_or_fallback(ex, &ex->overflow_err);
 }
 
 static void on_done(void *ud, hl_provider_result *r) {
@@ -690,9 +889,17 @@ static void on_done(void *ud, hl_provider_result *r) {
     at->retry_after_ms = r->retry_after_ms;
     at->should_retry = r->should_retry;
     at->no_retry = r->spend_limit;
+    if (ex->idle_inited) uv_timer_stop(&ex->idle);
     if (r->stream_failure && !at->stream_error) {
         at->stream_error = true;
         snprintf(at->errmsg, sizeof at->errmsg, "%s", r->stream_failure);
+    }
+    if (at->stop_hit && at->stream) {
+        /* The gateway ended the call at a stop sequence: a whole answer. */
+        hl_backend_report(at->backend, true, at->probe, now_ms());
+        at->probe = false;
+        finish_stream(ex, HL_OK, "");
+        return;
     }
     if (ex->phase == HL_EX_STREAMING) {
         finish_stream(ex, r->err, r->errmsg);
@@ -707,6 +914,10 @@ static void on_done(void *ud, hl_provider_result *r) {
     if (r->status / 100 != 2) {
         upstream_http_error(ex, r, &cerr);
         record_attempt(ex, "error", &none, cerr.message);
+        if (r->context_overflow) {
+            context_overflow(ex);
+            return;
+        }
         attempt_failed(ex, &cerr, retryable_status(r->status), r->status >= 500);
         return;
     }
@@ -751,6 +962,15 @@ static bool pick_candidate(hl_exchange *ex, bool *probe, hl_api_error *err) {
         }
         const hl_provider *p = hl_provider_for(b->cfg->kind);
         if (p->check && p->check(&ex->req, err) != HL_OK) continue;
+        /* The router checks a configured context_window; this one is what the server said. */
+        long window = b->cfg->context_window ? 0 : hl_backend_context_window(b);
+        if (window > 0 && hl_chat_input_estimate(&ex->req) > window) {
+            hl_log(HL_LOG_INFO, "%s: skipped backend %s: the prompt needs ~%ld tokens, its context is %ld",
+                   ex->request_id, b->cfg->name, hl_chat_input_estimate(&ex->req), window);
+            note_overflow(ex, b);
+            ex->retries = 0;
+            continue;
+        }
         if (!hl_backend_admit(b, now_ms(), probe)) {
             if (!err->message[0])
                 hl_api_error_set(err, 503, HL_AE_UNAVAILABLE, NULL, "circuit_open",
@@ -769,6 +989,7 @@ static void run_attempt(hl_exchange *ex) {
     hl_api_error err = {0};
     bool probe = false;
     if (!pick_candidate(ex, &probe, &err)) {
+        if (!err.message[0] && ex->overflowed) err = ex->overflow_err;
         if (!err.message[0])
             hl_api_error_set(&err, 503, HL_AE_UNAVAILABLE, NULL, "no_backend", "No backend can serve this request.");
         if (!ex->at.backend) {
@@ -784,11 +1005,17 @@ static void run_attempt(hl_exchange *ex) {
     /* A local answer to be judged on confidence is asked for whole, with logprobs (Messages
      * backends have none and are not judged). */
     bool judged = ex->escalation_armed && !hl_backend_is_cloud(b) && b->cfg->kind != HL_PROVIDER_ANTHROPIC;
+    /* An Anthropic client is told which stop sequence matched; OpenAI-compatible servers do not
+     * say, so the gateway applies them itself. */
+    bool gw_stops = ex->ing == &hl_ingress_anthropic && ex->req.n_stop > 0 && b->cfg->kind == HL_PROVIDER_OPENAI;
+    hl_stop_release(&ex->at.stops);
     ex->at = (attempt){
         .n = ex->at.n + 1, .backend = b, .model = ex->route.models[ex->cand], .prov = prov, .probe = probe,
         .stream = ex->req.stream && !judged, .judged = judged, .t0 = now_ms(), .wall0 = wall_now(),
-        .ttft_ms = -1, .retry_after_ms = -1, .should_retry = -1, .confidence = -1,
+        .ttft_ms = -1, .retry_after_ms = -1, .should_retry = -1, .confidence = -1, .gw_stops = gw_stops,
     };
+    ex->at.last_activity_ms = ex->at.t0;
+    hl_stop_init(&ex->at.stops, ex->req.stop, gw_stops ? ex->req.n_stop : 0);
     atomic_store(&b->last_used_ms, ex->at.t0);
     ex->ing->encoder_init(&ex->enc, ex->chat_id, ex->at.model, ex->created, ex->req.include_usage, echo_id(ex));
     hl_buf_reset(&ex->out);
@@ -796,9 +1023,13 @@ static void run_attempt(hl_exchange *ex) {
     hl_provider_spec spec = {
         .backend = b, .req = &ex->req, .model = ex->at.model, .stream = ex->at.stream, .logprobs = judged,
         .timeout_ms = attempt_timeout_ms(ex, b), .connect_timeout_ms = b->cfg->connect_timeout_ms,
+        .no_stop = gw_stops,
     };
     hl_err e = prov->start(&ex->env->prov, &spec, &provider_events, ex, &ex->at.call);
-    if (e == HL_OK) return;
+    if (e == HL_OK) {
+        arm_idle(ex);
+        return;
+    }
     if (e == HL_ERR_LIMIT) {
         hl_api_error_set(&err, 503, HL_AE_UNAVAILABLE, NULL, "backend_busy",
                          "Backend '%s' has %d requests waiting already.", b->cfg->name, b->cfg->max_queue);

@@ -94,9 +94,11 @@ static void handle_readyz(hl_gateway *gw, hl_conn *c, const char *rid) {
         hl_backend *be = &gw->bs->v[i];
         hl_buf_printf(&b, "%s{\"name\":", i ? "," : "");
         hl_buf_json_str(&b, be->cfg->name, strlen(be->cfg->name));
+        char why[400]; /* its status line, or why it cannot take requests now */
+        bool rdy = hl_backend_readiness(be, (double)uv_hrtime() / 1e6, why, sizeof why);
         hl_buf_printf(&b, ",\"kind\":\"%s\",\"location\":\"%s\",\"ready\":%s,\"warm\":%s,\"breaker\":\"%s\"",
                       hl_provider_for(be->cfg->kind)->name,
-                      hl_backend_is_cloud(be) ? "cloud" : "local", atomic_load(&be->ready) ? "true" : "false",
+                      hl_backend_is_cloud(be) ? "cloud" : "local", rdy ? "true" : "false",
                       atomic_load(&be->warm) ? "true" : "false", hl_breaker_state_name(be));
         double p95 = hl_backend_p95(be);
         if (p95 >= 0) hl_buf_printf(&b, ",\"p95_ms\":%.1f", p95);
@@ -108,7 +110,7 @@ static void handle_readyz(hl_gateway *gw, hl_conn *c, const char *rid) {
         hl_url_redact(be->base_url, shown, sizeof shown);
         hl_buf_json_str(&b, shown, strlen(shown));
         hl_buf_puts(&b, ",\"status\":");
-        hl_url_redact(be->status, shown, sizeof shown);
+        hl_url_redact(why, shown, sizeof shown);
         hl_buf_json_str(&b, shown, strlen(shown));
         pthread_mutex_unlock(&be->mu);
         hl_buf_puts(&b, "}");

@@ -10,63 +10,148 @@
 #include <string.h>
 #include <time.h>
 #include "hl_buf.h"
+#include "hl_log.h"
 
 static size_t probe_write(char *p, size_t size, size_t n, void *ud) {
     return hl_buf_append(ud, p, size * n) ? 0 : size * n;
 }
 
-/* GET {url}/models with short timeouts; on 2xx returns the first model id (caller frees)
- * or an empty string, else NULL. */
-static char *probe_models(const char *url, const char *api_key) {
+/* GET url (post NULL) or POST the JSON `post` to it, with short timeouts. Returns the parsed
+ * body of a 2xx answer (caller decrefs; an unparsable body gives an empty object), else NULL. */
+static json_t *probe_json(const char *url, const char *api_key, const char *post) {
     CURL *h = curl_easy_init();
     if (!h) return NULL;
-    char full[1024];
-    snprintf(full, sizeof full, "%s/models", url);
     hl_buf body;
     hl_buf_init(&body, 1 << 20);
     struct curl_slist *hdrs = NULL;
-    char auth[512];
+    char auth[512] = "";
     if (api_key) {
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", api_key);
         hdrs = curl_slist_append(hdrs, auth);
     }
-    curl_easy_setopt(h, CURLOPT_URL, full);
+    if (post) {
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, post);
+    }
+    curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 300L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 1500L);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, probe_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
-    char *model = NULL;
+    json_t *root = NULL;
     long code = 0;
     if (curl_easy_perform(h) == CURLE_OK &&
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && code / 100 == 2) {
-        json_t *root = json_loadb(body.data ? body.data : "", body.len, 0, NULL);
-        const char *id = json_string_value(json_object_get(json_array_get(json_object_get(root, "data"), 0), "id"));
-        model = strdup(id ? id : "");
-        json_decref(root);
+        root = json_loadb(body.data ? body.data : "", body.len, 0, NULL);
+        if (!root) root = json_object();
     }
     explicit_bzero(auth, sizeof auth);
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(h);
     hl_buf_release(&body);
+    return root;
+}
+
+/* GET {url}/models; on 2xx returns the first model id (caller frees) or an empty string,
+ * *max_len its vLLM max_model_len (0 when absent) and *ollama whether Ollama lists it; else
+ * NULL. */
+static char *probe_models(const char *url, const char *api_key, long *max_len, bool *ollama) {
+    char full[1024];
+    snprintf(full, sizeof full, "%s/models", url);
+    json_t *root = probe_json(full, api_key, NULL);
+    if (!root) return NULL;
+    json_t *first = json_array_get(json_object_get(root, "data"), 0);
+    const char *id = json_string_value(json_object_get(first, "id"));
+    json_int_t ml = json_integer_value(json_object_get(first, "max_model_len"));
+    *max_len = ml > 0 && ml < 100000000 ? (long)ml : 0;
+    /* Ollama says owned_by "library" (or the model's namespace); llama.cpp "llamacpp", vLLM "vllm". */
+    const char *owner = json_string_value(json_object_get(first, "owned_by"));
+    *ollama = (owner && (!strcmp(owner, "library") || !strcmp(owner, "ollama"))) || strstr(url, ":11434");
+    char *model = strdup(id ? id : "");
+    json_decref(root);
     return model;
 }
 
+void hl_backend_server_root(const char *url, char *out, size_t len) {
+    snprintf(out, len, "%s", url);
+    size_t n = strlen(out);
+    while (n && out[n - 1] == '/') out[--n] = '\0';
+    if (n >= 3 && !strcmp(out + n - 3, "/v1")) out[n - 3] = '\0';
+}
+
+/* The context window a local server runs with: llama.cpp's GET /props (the slot's n_ctx),
+ * else for Ollama its POST /api/show (num_ctx when set, else the model's context_length). 0
+ * when neither says. Blocking, short timeouts. */
+static long probe_context(const char *url, const char *api_key, const char *model, bool ollama, bool *llama) {
+    char root[1024], full[1100];
+    hl_backend_server_root(url, root, sizeof root);
+    snprintf(full, sizeof full, "%s/props", root);
+    long n = 0;
+    json_t *j = probe_json(full, api_key, NULL);
+    if (j) {
+        json_int_t v = json_integer_value(json_object_get(json_object_get(j, "default_generation_settings"), "n_ctx"));
+        if (v <= 0) v = json_integer_value(json_object_get(j, "n_ctx"));
+        n = v > 0 && v < 100000000 ? (long)v : 0;
+        json_decref(j);
+        *llama = n > 0;
+        if (n) return n;
+    }
+    if (!ollama) return 0;
+    hl_buf q;
+    hl_buf_init(&q, 0);
+    hl_buf_puts(&q, "{\"model\":");
+    hl_buf_json_str(&q, model, strlen(model));
+    hl_buf_puts(&q, "}");
+    snprintf(full, sizeof full, "%s/api/show", root);
+    j = q.data ? probe_json(full, api_key, q.data) : NULL;
+    hl_buf_release(&q);
+    if (!j) return 0;
+    const char *params = json_string_value(json_object_get(j, "parameters"));
+    const char *nc = params ? strstr(params, "num_ctx") : NULL;
+    if (nc) n = strtol(nc + 7, NULL, 10);
+    if (n <= 0) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(j, "model_info"), k, v) {
+            size_t kl = strlen(k);
+            if (kl > 15 && !strcmp(k + kl - 15, ".context_length") && json_integer_value(v) > 0)
+                n = (long)json_integer_value(v);
+        }
+    }
+    json_decref(j);
+    return n > 0 && n < 100000000 ? n : 0;
+}
+
+/* Keeps a replaced string until release (requests may still hold it). Under b->mu. */
+static void retire(hl_backend *b, char *old) {
+    if (!old) return;
+    char **v = realloc(b->retired, (b->n_retired + 1) * sizeof *v);
+    if (!v) return; /* leak it rather than free it under a reader */
+    b->retired = v;
+    b->retired[b->n_retired++] = old;
+}
+
 /* Sets the URL, model and status of b under its lock (they are read by /readyz and error
- * messages while the health thread may change them). Takes ownership of url and model. */
+ * messages while the health thread may change them), then `ready`. Takes ownership of url and
+ * model (NULL: unchanged; equal to the current one: freed). */
 static void set_state(hl_backend *b, char *url, char *model, bool ready, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 static void set_state(hl_backend *b, char *url, char *model, bool ready, const char *fmt, ...) {
     pthread_mutex_lock(&b->mu);
-    /* Old strings are retired, not freed: a worker that saw the backend ready keeps using its
-     * pointers; a backend only ever goes from not ready to ready, so at most one swap each. */
-    if (url) {
-        if (b->base_url) b->retired_url = b->base_url;
+    if (url && b->base_url && !strcmp(url, b->base_url)) {
+        free(url);
+    } else if (url) {
+        retire(b, b->base_url);
         b->base_url = url;
     }
-    if (model) {
-        if (b->model) b->retired_model = b->model;
+    if (model && b->model && !strcmp(model, b->model)) {
+        free(model);
+    } else if (model) {
+        if (b->model && atomic_load(&b->ready))
+            hl_log(HL_LOG_WARN, "backend %s now serves model %s (was %s)", b->cfg->name, model, b->model);
+        retire(b, b->model);
         b->model = model;
     }
     va_list ap;
@@ -74,15 +159,18 @@ static void set_state(hl_backend *b, char *url, char *model, bool ready, const c
     vsnprintf(b->status, sizeof b->status, fmt, ap);
     va_end(ap);
     pthread_mutex_unlock(&b->mu);
-    if (ready) atomic_store(&b->ready, true); /* after the strings: readers check ready first */
+    atomic_store(&b->ready, ready); /* after the strings: readers check ready first */
 }
 
-/* Probes b's base URLs; on the first that answers, takes it (and its first model for "auto")
- * and marks b ready. Blocking (short timeouts). */
+/* Probes b's base URLs; on the first that answers, takes it, its first model for "auto" and
+ * the context window a local server reports, and marks b ready; when none answers, not ready
+ * with why. Blocking (short timeouts). */
 static hl_err probe_into(hl_backend *b, const hl_config *cfg) {
     const hl_backend_cfg *c = b->cfg;
     for (size_t i = 0; i < c->n_base_urls; i++) {
-        char *first = probe_models(c->base_urls[i], b->api_key);
+        long max_len = 0;
+        bool ollama = false;
+        char *first = probe_models(c->base_urls[i], b->api_key, &max_len, &ollama);
         if (!first) continue;
         char *url = strdup(c->base_urls[i]);
         char *model = !strcmp(c->model, "auto") && first[0] ? first : strdup(c->model);
@@ -97,6 +185,14 @@ static hl_err probe_into(hl_backend *b, const hl_config *cfg) {
                       "for backend %s", c->base_urls[i], c->name);
             return HL_OK;
         }
+        int tokenizer = max_len ? HL_TOKENIZE_VLLM : HL_TOKENIZE_NONE; /* vLLM says max_model_len */
+        bool llama = false;
+        if (c->location == HL_LOCATION_LOCAL && c->kind == HL_PROVIDER_OPENAI && !max_len)
+            max_len = probe_context(c->base_urls[i], b->api_key, model, ollama, &llama);
+        if (llama) tokenizer = HL_TOKENIZE_LLAMA;
+        if (c->location != HL_LOCATION_LOCAL) tokenizer = HL_TOKENIZE_NONE;
+        atomic_store(&b->tokenizer, tokenizer);
+        atomic_store(&b->n_ctx, max_len);
         b->price = hl_config_price(cfg, model);
         set_state(b, url, model, true, "ready");
         return HL_OK;
@@ -146,11 +242,42 @@ static hl_err resolve(hl_backend *b, const hl_config *cfg, bool probe) {
     return HL_OK;
 }
 
+bool hl_backend_probes_when_ready(const hl_backend *b) {
+    return wants_probe(b->cfg) && (b->cfg->location == HL_LOCATION_LOCAL || !strcmp(b->cfg->model, "auto"));
+}
+
 bool hl_backend_reprobe(hl_backend *b, const hl_config *cfg) {
-    if (atomic_load(&b->ready)) return true;
-    if (!wants_probe(b->cfg)) return false; /* a missing key does not appear by itself */
+    bool ready = atomic_load(&b->ready);
+    atomic_store(&b->suspect, false);
+    if (ready && !hl_backend_probes_when_ready(b)) return true;
+    if (!wants_probe(b->cfg)) return ready; /* a missing key does not appear by itself */
     probe_into(b, cfg);
     return atomic_load(&b->ready);
+}
+
+void hl_backend_suspect(hl_backend *b) {
+    if (hl_backend_probes_when_ready(b)) atomic_store(&b->suspect, true);
+}
+
+long hl_backend_context_window(hl_backend *b) {
+    return b->cfg->context_window > 0 ? b->cfg->context_window : atomic_load(&b->n_ctx);
+}
+
+bool hl_backend_readiness(hl_backend *b, double now_ms, char *why, size_t len) {
+    hl_backend_status(b, why, len);
+    if (!atomic_load(&b->ready)) return false;
+    hl_breaker *br = &b->breaker;
+    pthread_mutex_lock(&br->mu);
+    hl_breaker_state st = br->state;
+    double left = (double)b->cfg->breaker_open_ms - (now_ms - br->opened_at);
+    pthread_mutex_unlock(&br->mu);
+    if (st == HL_BREAKER_OPEN)
+        snprintf(why, len, "circuit breaker open: %d attempts failed within %ld ms; %s", b->cfg->breaker_failures,
+                 b->cfg->breaker_window_ms, left > 0 ? "a probe request is let through once it has been open for "
+                                                     "breaker_open_ms" : "the next request is a probe");
+    else if (st == HL_BREAKER_HALF_OPEN)
+        snprintf(why, len, "circuit breaker half-open: a probe request is in flight");
+    return st == HL_BREAKER_CLOSED;
 }
 
 void hl_backend_status(hl_backend *b, char *buf, size_t len) {
@@ -229,8 +356,8 @@ void hl_backends_release(hl_backends *bs) {
         free(bs->v[i].api_key);
         free(bs->v[i].base_url);
         free(bs->v[i].model);
-        free(bs->v[i].retired_url);
-        free(bs->v[i].retired_model);
+        for (size_t k = 0; k < bs->v[i].n_retired; k++) free(bs->v[i].retired[k]);
+        free(bs->v[i].retired);
         pthread_mutex_destroy(&bs->v[i].mu);
         free(bs->v[i].breaker.failures);
         pthread_mutex_destroy(&bs->v[i].breaker.mu);

@@ -16,6 +16,10 @@
 #include <stdbool.h>
 #include "hl_config.h"
 
+/* How a local server counts tokens for the gateway (POST {root}/tokenize). */
+enum { HL_TOKENIZE_NONE, HL_TOKENIZE_LLAMA /* {"content"} -> {"tokens"} */,
+       HL_TOKENIZE_VLLM /* {"model","prompt"} -> {"count"} */ };
+
 /* Circuit breaker state (see hl_backend_cfg for the policy). Shared by all event loops. */
 typedef enum hl_breaker_state { HL_BREAKER_CLOSED, HL_BREAKER_OPEN, HL_BREAKER_HALF_OPEN } hl_breaker_state;
 
@@ -32,12 +36,20 @@ typedef struct hl_breaker {
 typedef struct hl_backend {
     const hl_backend_cfg *cfg; /* borrowed from the config */
     char *api_key;             /* owned; NULL when none; never logged */
-    /* base_url, model and status change only while the backend is not ready (the health thread
-     * re-probes it), under `mu`. The request path reads them only after seeing `ready`. */
+    /* base_url, model and status change when the health thread probes the backend (at start,
+     * every health_interval_ms for local backends and those that are not ready, and soon after
+     * a connection to it failed), under `mu`. A replaced string is retired, not freed: a
+     * request that read the old pointer keeps using it; they are freed at release (one per
+     * change of server or model, which is rare). */
     pthread_mutex_t mu;
     char *base_url;            /* owned; the URL in use */
     char *model;               /* owned; resolved default upstream model */
-    char *retired_url, *retired_model; /* replaced strings, freed at release */
+    char **retired;            /* replaced strings, freed at release */
+    size_t n_retired;
+    _Atomic long n_ctx;        /* the context window the server reported (llama.cpp /props,
+                                  vLLM max_model_len, Ollama /api/show); 0: unknown */
+    atomic_bool suspect;       /* a connection failed: the health thread probes it soon */
+    atomic_int tokenizer;      /* the server's POST /tokenize: HL_TOKENIZE_* */
     const hl_price *price;     /* borrowed; NULL when the model has no price */
     atomic_bool ready;
     atomic_bool warm;          /* a warm-up or keep-warm completion succeeded */
@@ -65,9 +77,24 @@ typedef struct hl_backends {
 hl_err hl_backends_init(hl_backends *bs, const hl_config *cfg, bool probe);
 void hl_backends_release(hl_backends *bs);
 hl_backend *hl_backends_find(hl_backends *bs, const char *name);
-/* Probes a backend that is not ready again (blocking, short timeouts); true when ready now.
- * Called by the health thread. */
+/* Probes a backend again (blocking, short timeouts): one that is not ready, or a local or
+ * `model: auto` one whose server may have gone, restarted or switched models (the model and
+ * the context window are rediscovered; a failed probe marks it not ready, with why). True
+ * when ready now. Called by the health thread. */
 bool hl_backend_reprobe(hl_backend *b, const hl_config *cfg);
+/* Should the health thread probe b even while it is ready? (local servers, auto models) */
+bool hl_backend_probes_when_ready(const hl_backend *b);
+/* A connection to b failed: have the health thread probe it soon (server restarted, model
+ * switched). Any thread. */
+void hl_backend_suspect(hl_backend *b);
+/* The context window in tokens: the configured context_window, else what the server
+ * reported; 0 when unknown. */
+long hl_backend_context_window(hl_backend *b);
+/* The server's root from an OpenAI base URL (a trailing "/v1" off), into out. */
+void hl_backend_server_root(const char *url, char *out, size_t len);
+/* Whether b can take requests now, and why not (into why: its status line, or its circuit
+ * breaker): ready, and the breaker not open. now_ms: monotonic ms. For /readyz. */
+bool hl_backend_readiness(hl_backend *b, double now_ms, char *why, size_t len);
 /* Copies the status line into buf. */
 void hl_backend_status(hl_backend *b, char *buf, size_t len);
 /* Sends one 1-token completion; its latency in ms, or -1 on failure. Blocking. */

@@ -51,6 +51,7 @@ struct hl_builtin_mailbox {
 typedef struct tok_rec {
     size_t off, len; /* bytes of the token in text */
     float logprob;
+    int n_top;       /* its alternatives in the call's alts (row i: alts[i * top_n ...]) */
 } tok_rec;
 
 struct hl_builtin_call {
@@ -73,12 +74,15 @@ struct hl_builtin_call {
     char **stop;
     size_t n_stop, max_stop_len;
     bool stream, logprobs;
+    int top_n;                /* top_logprobs asked for: the most likely tokens at each step */
     /* engine -> loop, under mu: */
     pthread_mutex_t mu;
     hl_buf text;
     tok_rec *toks;
+    hl_engine_alt *alts;      /* cap_toks x top_n */
     size_t n_toks, cap_toks;
     bool done, stopped_by_seq;
+    size_t stop_idx;          /* stopped_by_seq: which one */
     hl_err gen_err;
     hl_engine_result res;
     /* loop side only: */
@@ -107,6 +111,7 @@ static void call_release(hl_builtin_call *c) {
     free(c->stop);
     hl_buf_release(&c->text);
     free(c->toks);
+    free(c->alts);
     pthread_mutex_destroy(&c->mu);
     hl_builtin_mailbox *mb = c->mb;
     free(c);
@@ -141,13 +146,19 @@ static int on_token(void *ctx, const hl_engine_token *tok) {
     } else {
         if (c->n_toks == c->cap_toks) {
             size_t cap = c->cap_toks ? c->cap_toks * 2 : 64;
-            tok_rec *t = realloc(c->toks, cap * sizeof *t);
+            hl_engine_alt *a = c->top_n ? realloc(c->alts, cap * (size_t)c->top_n * sizeof *a) : NULL;
+            if (a) c->alts = a;
+            tok_rec *t = !c->top_n || a ? realloc(c->toks, cap * sizeof *t) : NULL;
             if (t) {
                 c->toks = t;
                 c->cap_toks = cap;
             }
         }
-        if (c->n_toks < c->cap_toks) c->toks[c->n_toks++] = (tok_rec){before, tok->len, tok->logprob};
+        if (c->n_toks < c->cap_toks) {
+            int k = tok->n_top < c->top_n ? tok->n_top : c->top_n;
+            if (k > 0) memcpy(c->alts + c->n_toks * (size_t)c->top_n, tok->top, (size_t)k * sizeof *tok->top);
+            c->toks[c->n_toks++] = (tok_rec){before, tok->len, tok->logprob, k > 0 ? k : 0};
+        }
         /* Stop sequences: look where the new token could have completed one. */
         for (size_t i = 0; i < c->n_stop && !stop; i++) {
             size_t sl = strlen(c->stop[i]);
@@ -157,6 +168,7 @@ static int on_token(void *ctx, const hl_engine_token *tok) {
                 c->text.len = (size_t)(hit - c->text.data);
                 c->text.data[c->text.len] = '\0';
                 c->stopped_by_seq = true;
+                c->stop_idx = i;
                 stop = 1;
             }
         }
@@ -230,6 +242,7 @@ static void *generation_main(void *arg) {
                 .sampling = c->sampling,
                 .on_token = on_token,
                 .cb_ctx = c,
+                .top_logprobs = c->top_n,
             };
             int i = 0;
             while (i < b->cfg->max_sequences && active[i]) i++;
@@ -309,28 +322,64 @@ static hl_err utf8_clean(const char *s, size_t n, hl_buf *out) {
     return e;
 }
 
-/* OpenAI's logprobs content entries for tokens [from, to): token, logprob, bytes. NULL when
- * out of memory. */
-static json_t *logprobs_array(hl_builtin_call *c, size_t from, size_t to) {
+/* One logprobs entry: token (its text made valid UTF-8), logprob, bytes; top_logprobs when
+ * `top` is set. NULL when out of memory. */
+static json_t *logprob_entry(const char *p, size_t len, float logprob, json_t *top, hl_buf *tok) {
+    json_t *bytes = json_array();
+    for (size_t k = 0; bytes && k < len; k++)
+        if (json_array_append_new(bytes, json_integer((unsigned char)p[k]))) bytes = NULL;
+    hl_buf_reset(tok);
+    json_t *text = bytes && !utf8_clean(p, len, tok) ? json_stringn(tok->data ? tok->data : "", tok->len) : NULL;
+    json_t *o = text ? json_pack("{s:o,s:f,s:o}", "token", text, "logprob", (double)logprob, "bytes", bytes) : NULL;
+    if (!text) json_decref(bytes);
+    if (o && top && json_object_set_new(o, "top_logprobs", top)) {
+        json_decref(o);
+        return NULL;
+    }
+    if (!o) json_decref(top);
+    return o;
+}
+
+/* The top_logprobs of token i: its most likely alternatives, each with its text. */
+static json_t *top_array(hl_builtin_call *c, size_t i, char *piece, size_t cap, hl_buf *tok) {
     json_t *arr = json_array();
-    hl_buf tok;
-    hl_buf_init(&tok, 0);
-    for (size_t i = from; arr && i < to; i++) {
-        const tok_rec *t = &c->toks[i];
-        size_t len = t->off + t->len <= c->text.len ? t->len : (t->off < c->text.len ? c->text.len - t->off : 0);
-        json_t *bytes = json_array();
-        for (size_t k = 0; bytes && k < len; k++)
-            if (json_array_append_new(bytes, json_integer((unsigned char)c->text.data[t->off + k]))) bytes = NULL;
-        json_t *text = bytes && !utf8_clean(c->text.data + t->off, len, &tok) ? json_stringn(tok.data, tok.len) : NULL;
-        json_t *o = text ? json_pack("{s:o,s:f,s:o,s:[]}", "token", text, "logprob", (double)t->logprob, "bytes", bytes,
-                                     "top_logprobs")
-                         : NULL;
-        if (!text) json_decref(bytes);
+    const hl_tok *t = hl_engine_tok(c->b->engine);
+    const hl_engine_alt *row = c->alts ? c->alts + i * (size_t)c->top_n : NULL;
+    for (int k = 0; arr && row && k < c->toks[i].n_top; k++) {
+        int n = hl_tok_piece(t, row[k].id, false, piece, cap);
+        if (n < 0 || (size_t)n > cap) n = 0;
+        json_t *o = logprob_entry(piece, (size_t)n, row[k].logprob, NULL, tok);
         if (!o || json_array_append_new(arr, o)) {
             json_decref(arr);
             arr = NULL;
         }
     }
+    return arr;
+}
+
+/* OpenAI's logprobs content entries for tokens [from, to): token, logprob, bytes, and the
+ * top_logprobs asked for (an empty list when none were). NULL when out of memory. */
+static json_t *logprobs_array(hl_builtin_call *c, size_t from, size_t to) {
+    json_t *arr = json_array();
+    hl_buf tok;
+    hl_buf_init(&tok, 0);
+    size_t cap = c->top_n ? hl_tok_max_piece(hl_engine_tok(c->b->engine)) + 1 : 0;
+    char *piece = cap ? malloc(cap) : NULL;
+    if (cap && !piece) {
+        json_decref(arr);
+        arr = NULL;
+    }
+    for (size_t i = from; arr && i < to; i++) {
+        const tok_rec *t = &c->toks[i];
+        size_t len = t->off + t->len <= c->text.len ? t->len : (t->off < c->text.len ? c->text.len - t->off : 0);
+        json_t *top = c->top_n ? top_array(c, i, piece, cap, &tok) : json_array();
+        json_t *o = top ? logprob_entry(c->text.data + t->off, len, t->logprob, top, &tok) : NULL;
+        if (!o || json_array_append_new(arr, o)) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    free(piece);
     hl_buf_release(&tok);
     return arr;
 }
@@ -372,7 +421,8 @@ static bool stream_delta(hl_builtin_call *c, size_t upto, size_t toks_upto, bool
 }
 
 static bool stream_end(hl_builtin_call *c) {
-    return emit(c, &(hl_stream_event){.type = HL_EV_FINISH, .finish = finish_of(c)}) &&
+    return emit(c, &(hl_stream_event){.type = HL_EV_FINISH, .finish = finish_of(c),
+                                      .stop_sequence = c->stopped_by_seq ? c->stop[c->stop_idx] : NULL}) &&
            emit(c, &(hl_stream_event){.type = HL_EV_USAGE, .usage = usage_of(c)}) &&
            emit(c, &(hl_stream_event){.type = HL_EV_DONE});
 }
@@ -388,10 +438,11 @@ static hl_err whole_response(hl_builtin_call *c, hl_chat_response *r) {
     r->model = strdup(c->model);
     r->created = c->created;
     r->finish = finish_of(c);
+    if (c->stopped_by_seq && !(r->stop_sequence = strdup(c->stop[c->stop_idx]))) e = HL_ERR_NOMEM;
     r->usage = usage_of(c);
     json_t *content = logprobs_array(c, 0, c->n_toks);
     r->logprobs = content ? json_pack("{s:o,s:n}", "content", content, "refusal") : NULL;
-    return r->text && r->id && r->model && r->logprobs ? HL_OK : HL_ERR_NOMEM;
+    return !e && r->text && r->id && r->model && r->logprobs ? HL_OK : HL_ERR_NOMEM;
 }
 
 /* Ends the call on the loop side: on_done, then the loop's reference goes. */
@@ -414,7 +465,7 @@ static void finish_gen_error(hl_builtin_call *c, hl_err gen_err) {
     if (!c->status_sent) c->ev.on_status(c->ud, status);
     c->status_sent = true;
     finish(c, &(hl_provider_result){
-                  .status = status, .retry_after_ms = -1, .should_retry = -1,
+                  .status = status, .retry_after_ms = -1, .should_retry = -1, .context_overflow = too_long,
                   .error_message = too_long ? "The prompt does not fit in the builtin model's context window."
                                             : "The builtin engine failed to generate.",
                   .error_type = too_long ? "invalid_request_error" : "server_error"});
@@ -569,6 +620,9 @@ static hl_err builtin_start(const hl_provider_env *env, const hl_provider_spec *
     if (json_is_integer(top_k)) c->sampling.top_k = (int)json_integer_value(top_k);
     c->stream = spec->stream;
     c->logprobs = req->logprobs || spec->logprobs;
+    c->top_n = c->logprobs && req->logprobs && req->top_logprobs > 0
+                   ? (req->top_logprobs < HL_ENGINE_MAX_TOP ? req->top_logprobs : HL_ENGINE_MAX_TOP)
+                   : 0;
     c->ev = *ev;
     c->ud = ud;
     c->created = (long)time(NULL);

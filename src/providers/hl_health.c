@@ -34,15 +34,21 @@ void hl_health_warmup(hl_backends *bs) {
     }
 }
 
+/* Wakes every TICK_MS (or health_interval_ms when shorter): backends a request found
+ * unreachable (suspect) are probed at once, the others every health_interval_ms. */
+#define TICK_MS 200
+
 static void *health_main(void *arg) {
     hl_health *h = arg;
+    long interval = h->cfg->health_interval_ms;
+    long tick = interval < TICK_MS ? interval : TICK_MS;
+    double next_round = (double)uv_hrtime() / 1e6 + (double)interval;
     pthread_mutex_lock(&h->mu);
     while (!h->stop) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        long ms = h->cfg->health_interval_ms;
-        until.tv_sec += ms / 1000;
-        until.tv_nsec += (ms % 1000) * 1000000L;
+        until.tv_sec += tick / 1000;
+        until.tv_nsec += (tick % 1000) * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
@@ -51,15 +57,27 @@ static void *health_main(void *arg) {
         if (h->stop) break;
         pthread_mutex_unlock(&h->mu);
         double now = (double)uv_hrtime() / 1e6;
+        bool round = now >= next_round;
+        if (round) next_round = now + (double)interval;
         for (size_t i = 0; i < h->bs->n; i++) {
             hl_backend *b = &h->bs->v[i];
-            if (!atomic_load(&b->ready)) {
-                if (hl_backend_reprobe(b, h->cfg)) {
+            bool ready = atomic_load(&b->ready);
+            bool due = atomic_load(&b->suspect) || (round && (!ready || hl_backend_probes_when_ready(b)));
+            if (due) {
+                bool now_ready = hl_backend_reprobe(b, h->cfg);
+                char st[320];
+                hl_backend_status(b, st, sizeof st);
+                if (now_ready && !ready) {
+                    pthread_mutex_lock(&b->mu);
                     hl_log(HL_LOG_INFO, "backend %s is ready now (%s, model %s)", b->cfg->name, b->base_url, b->model);
+                    pthread_mutex_unlock(&b->mu);
                     if (b->cfg->warmup == HL_YES) ping_and_log(b, "warm-up");
+                } else if (!now_ready && ready) {
+                    hl_log(HL_LOG_WARN, "backend %s is not ready: %s", b->cfg->name, st);
                 }
-                continue;
+                if (!now_ready) continue;
             }
+            if (!round || !atomic_load(&b->ready)) continue;
             if (b->cfg->keep_warm_ms > 0 && !b->builtin && now - atomic_load(&b->last_used_ms) >= (double)b->cfg->keep_warm_ms) {
                 atomic_store(&b->last_used_ms, now);
                 ping_and_log(b, "keep-warm");

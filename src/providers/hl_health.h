@@ -4,7 +4,11 @@
  * by default) one 1-token completion, so the first real request does not pay the model's load
  * time (the brief's cold-start failure mode). Then a thread wakes every health_interval_ms:
  * backends that were not ready (a local server started after the gateway) are probed again
- * and join the routing as soon as they answer; backends with keep_warm_ms that have been idle
+ * and join the routing as soon as they answer; local and `model: auto` backends are probed
+ * even while ready (a server gone, restarted with another model, or with another context
+ * window), and any of them as soon as a request could not connect to it (it checks every
+ * 200 ms for those); a failed probe takes a backend out of routing, with why, until one
+ * succeeds; backends with keep_warm_ms that have been idle
  * that long get a ping. All of it is blocking curl with short timeouts, on its own thread. */
 #ifndef HL_HEALTH_H
 #define HL_HEALTH_H

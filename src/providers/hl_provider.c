@@ -14,6 +14,7 @@
 #include <time.h>
 #include "hl_openai.h"
 #include "hl_upstream.h"
+#include <jansson.h>
 
 #define MAX_UPSTREAM_BODY (64u << 20)
 #define MAX_SSE_EVENT (16u << 20)
@@ -84,6 +85,29 @@ static const hl_provider_wire openai_wire = {openai_build, hl_openai_parse_upstr
 static const hl_provider_wire anthropic_wire = {anthropic_build, hl_anthropic_parse_upstream_response,
                                                 anthropic_decoder_init, anthropic_decode};
 
+/* ------------------------------------------------------------------ context overflow */
+
+bool hl_provider_context_overflow(int status, const char *body, size_t len) {
+    static const char *const says[] = {
+        "exceeds the available context size", /* llama.cpp server */
+        "exceed_context_size",                /* llama.cpp's error type */
+        "maximum context length",             /* vLLM, OpenAI */
+        "context_length_exceeded",            /* OpenAI's code */
+        "exceeds the context length",         /* Ollama */
+        "context window",                     /* "... exceeds the context window" */
+        "prompt is too long",                 /* Anthropic */
+        "too many tokens in the prompt",
+    };
+    if (status < 400 || status >= 500 || status == 429 || !body || !len) return false;
+    if (len > 8192) len = 8192; /* the message is near the start */
+    for (size_t i = 0; i < sizeof says / sizeof says[0]; i++) {
+        size_t n = strlen(says[i]);
+        for (size_t k = 0; k + n <= len; k++)
+            if (!strncasecmp(body + k, says[i], n)) return true;
+    }
+    return false;
+}
+
 /* ------------------------------------------------------------------ the HTTP call driver */
 
 struct hl_provider_call {
@@ -103,6 +127,14 @@ struct hl_provider_call {
     hl_buf body;               /* whole bodies and error bodies */
     hl_sse sse;
     hl_provider_decoder dec;
+    /* Counting first: a prompt near a local server's context window is counted with the
+     * server's own tokenizer (POST /tokenize) before the completion is sent. */
+    bool counting;             /* the tokenize call is the one in `up` */
+    int count_status;
+    long window, overhead;     /* tokens: the server's context; what the chat template adds */
+    hl_upstream *upc;          /* where the completion starts afterwards */
+    hl_upstream_opts pending;  /* the completion, built (owns body and headers) */
+    hl_buf pending_url;
 };
 
 static double wall_now(void) {
@@ -187,6 +219,10 @@ static int up_data(void *ud, const char *data, size_t len) {
 }
 
 static void call_free(hl_provider_call *c) {
+    if (c->pending.headers) explicit_bzero(c->pending.headers, c->pending.headers_len);
+    free(c->pending.headers);
+    free(c->pending.body);
+    hl_buf_release(&c->pending_url);
     hl_buf_release(&c->body);
     hl_sse_release(&c->sse);
     free(c);
@@ -206,6 +242,7 @@ static void up_done(void *ud, hl_err err, const char *errmsg) {
         r.error_type = type;
         /* OpenAI's insufficient_quota is a 429 for a spend limit: no retry can fix it. */
         r.spend_limit = c->status == 429 && c->body.data && strstr(c->body.data, "insufficient_quota");
+        r.context_overflow = hl_provider_context_overflow(c->status, c->body.data, c->body.len);
     } else if (err == HL_OK && c->stream) {
         r.not_streaming = !c->is_sse;
         if (c->is_sse) {
@@ -222,6 +259,122 @@ static void up_done(void *ud, hl_err err, const char *errmsg) {
 }
 
 static const hl_upstream_handlers up_handlers = {up_status, up_data, up_header, up_done};
+
+/* ---- counting first ---- */
+
+static void count_status(void *ud, int status, const char *content_type) {
+    (void)content_type;
+    ((hl_provider_call *)ud)->count_status = status;
+}
+
+static int count_data(void *ud, const char *data, size_t len) {
+    hl_provider_call *c = ud;
+    return hl_buf_append(&c->body, data, len) ? HL_UPSTREAM_ABORT : HL_UPSTREAM_CONTINUE;
+}
+
+/* The count is in: over the window, the call ends as the server itself would answer (a 400
+ * saying the context is exceeded); else (or when the server could not count) the completion
+ * goes out. */
+static void count_done(void *ud, hl_err err, const char *errmsg) {
+    (void)errmsg;
+    hl_provider_call *c = ud;
+    c->up = NULL;
+    c->counting = false;
+    long n = -1;
+    if (err == HL_OK && c->count_status / 100 == 2) {
+        json_t *j = json_loadb(c->body.data ? c->body.data : "", c->body.len, 0, NULL);
+        json_t *tokens = json_object_get(j, "tokens");
+        if (json_is_integer(json_object_get(j, "count"))) n = (long)json_integer_value(json_object_get(j, "count"));
+        else if (json_is_array(tokens)) n = (long)json_array_size(tokens);
+        json_decref(j);
+    }
+    hl_buf_reset(&c->body);
+    if (n >= 0 && n + c->overhead > c->window) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "the prompt has about %ld tokens by the server's own tokenizer (%ld of text, "
+                 "about %ld of chat template); its context window is %ld", n + c->overhead, n, c->overhead, c->window);
+        c->status = 400;
+        c->ev.on_status(c->ud, 400);
+        hl_provider_result r = {.status = 400, .error_message = msg, .error_type = "invalid_request_error",
+                                .context_overflow = true, .retry_after_ms = -1, .should_retry = -1};
+        c->ev.on_done(c->ud, &r);
+        call_free(c);
+        return;
+    }
+    c->pending.url = c->pending_url.data;
+    hl_err e = hl_upstream_start(c->upc, &c->pending, &up_handlers, c, &c->up);
+    c->pending.headers = c->pending.body = NULL; /* taken (or released) by hl_upstream_start */
+    if (e) {
+        hl_provider_result r = {.err = HL_ERR_UPSTREAM, .errmsg = "could not start the upstream call",
+                                .retry_after_ms = -1, .should_retry = -1};
+        c->ev.on_done(c->ud, &r);
+        call_free(c);
+    }
+}
+
+static const hl_upstream_handlers count_handlers = {count_status, count_data, NULL, count_done};
+
+/* Should this completion be counted first? A local OpenAI-compatible server with a tokenizer
+ * endpoint and a known window, and a prompt whose 4-bytes-a-token estimate is within a factor
+ * of two of it (the estimate undercounts small vocabularies and non-English text that much). */
+static bool count_first(const hl_provider_spec *s, long *window) {
+    hl_backend *b = s->backend;
+    if (b->cfg->kind != HL_PROVIDER_OPENAI || atomic_load(&b->tokenizer) == HL_TOKENIZE_NONE) return false;
+    *window = hl_backend_context_window(b);
+    return *window > 0 && 2 * hl_chat_input_estimate(s->req) >= *window;
+}
+
+/* Starts the POST /tokenize of the prompt's text (the messages' text, one a line). */
+static hl_err start_count(hl_provider_call *c, const hl_provider_env *env, const hl_provider_spec *s) {
+    const hl_chat_request *req = s->req;
+    hl_backend *b = s->backend;
+    hl_buf text, body, headers;
+    hl_buf_init(&text, 0);
+    hl_buf_init(&body, 0);
+    hl_buf_init(&headers, 0);
+    hl_err e = HL_OK;
+    for (size_t i = 0; i < req->n_messages && !e; i++) {
+        const hl_message *m = &req->messages[i];
+        e = hl_buf_printf(&text, "%s%s", i ? "\n" : "", m->text ? m->text : "");
+        for (size_t k = 0; k < m->n_tool_calls && !e; k++)
+            e = hl_buf_printf(&text, "\n%s %s", m->tool_calls[k].name ? m->tool_calls[k].name : "",
+                              m->tool_calls[k].arguments ? m->tool_calls[k].arguments : "");
+    }
+    const char *t = text.data ? text.data : "";
+    if (!e && atomic_load(&b->tokenizer) == HL_TOKENIZE_VLLM) {
+        e = hl_buf_puts(&body, "{\"model\":");
+        if (!e) e = hl_buf_json_str(&body, s->model, strlen(s->model));
+        if (!e) e = hl_buf_puts(&body, ",\"prompt\":");
+    } else if (!e) {
+        e = hl_buf_puts(&body, "{\"content\":");
+    }
+    if (!e) e = hl_buf_json_str(&body, t, text.len);
+    if (!e) e = hl_buf_puts(&body, "}");
+    if (!e) e = hl_provider_header_add(&headers, "Content-Type", "application/json");
+    if (!e && b->api_key) {
+        char bearer[600];
+        int n = snprintf(bearer, sizeof bearer, "Bearer %s", b->api_key);
+        e = (n < 0 || (size_t)n >= sizeof bearer) ? HL_ERR_LIMIT : hl_provider_header_add(&headers, "Authorization", bearer);
+        explicit_bzero(bearer, sizeof bearer);
+    }
+    char root[1024], url[1100];
+    hl_backend_server_root(b->base_url, root, sizeof root);
+    snprintf(url, sizeof url, "%s/tokenize", root);
+    hl_buf_release(&text);
+    if (!e) {
+        hl_upstream_opts o = {.url = url, .headers_len = headers.len, .body_len = body.len,
+                              .timeout_ms = s->timeout_ms < 5000 ? s->timeout_ms : 5000,
+                              .connect_timeout_ms = s->connect_timeout_ms};
+        o.headers = hl_buf_steal(&headers);
+        o.body = hl_buf_steal(&body);
+        e = hl_upstream_start(env->up, &o, &count_handlers, c, &c->up);
+    }
+    if (headers.data) explicit_bzero(headers.data, headers.len);
+    hl_buf_release(&headers);
+    hl_buf_release(&body);
+    if (!e) c->counting = true;
+    return e;
+}
 
 static hl_err http_start(const hl_provider_env *env, const hl_provider_spec *s, const hl_provider_wire *wire,
                          const hl_provider_events *ev, void *ud, hl_provider_call **out) {
@@ -240,8 +393,10 @@ static hl_err http_start(const hl_provider_env *env, const hl_provider_spec *s, 
     /* The kind's writer reads stream and logprobs from the request: lend it the attempt's. */
     hl_chat_request *req = (hl_chat_request *)s->req;
     bool stream = req->stream, logprobs = req->logprobs;
+    size_t n_stop = req->n_stop;
     req->stream = s->stream;
     req->logprobs = logprobs || s->logprobs;
+    if (s->no_stop) req->n_stop = 0;
     hl_buf url, body, headers;
     hl_buf_init(&url, 4096);
     hl_buf_init(&body, 0);
@@ -249,7 +404,22 @@ static hl_err http_start(const hl_provider_env *env, const hl_provider_spec *s, 
     hl_err e = wire->build(s->backend, req, s->model, &url, &body, &headers);
     req->stream = stream;
     req->logprobs = logprobs;
-    if (!e) {
+    req->n_stop = n_stop;
+    long window = 0;
+    if (!e && count_first(s, &window)) {
+        /* The completion waits, built, for the count (count_done starts it). */
+        c->window = window;
+        c->overhead = hl_chat_input_estimate(s->req) - hl_tokens_estimate(s->req->text_bytes);
+        c->upc = env->up;
+        c->pending = (hl_upstream_opts){.headers_len = headers.len, .body_len = body.len,
+                                        .timeout_ms = s->timeout_ms, .connect_timeout_ms = s->connect_timeout_ms};
+        c->pending.headers = hl_buf_steal(&headers);
+        c->pending.body = hl_buf_steal(&body);
+        c->pending_url = url;
+        hl_buf_init(&url, 0);
+        if ((!c->pending.headers && c->pending.headers_len) || !c->pending.body) e = HL_ERR_NOMEM;
+        if (!e) e = start_count(c, env, s);
+    } else if (!e) {
         hl_upstream_opts o = {
             .url = url.data,
             .headers_len = headers.len,

@@ -68,6 +68,7 @@ typedef struct hl_provider_spec {
     const char *model;          /* upstream model */
     bool stream;                /* deliver events as they come, else one whole response */
     bool logprobs;              /* ask for per-token logprobs */
+    bool no_stop;               /* keep req->stop from the upstream: the gateway applies them */
     long timeout_ms, connect_timeout_ms;
 } hl_provider_spec;
 
@@ -80,6 +81,8 @@ typedef struct hl_provider_result {
     /* status not 2xx: the upstream's error.message and error.type (best effort) */
     const char *error_message, *error_type;
     bool spend_limit;           /* a 429 for a spend limit (insufficient_quota): no retry helps */
+    bool context_overflow;      /* a 4xx saying the prompt does not fit the model's context:
+                                   a failure of this backend for this request only */
     double retry_after_ms;      /* retry-after-ms / retry-after; < 0: none */
     int should_retry;           /* x-should-retry: -1 absent, 0 false, 1 true */
     /* 2xx, not streamed: the answer, NULL when the body was not a valid completion. The
@@ -127,6 +130,11 @@ const hl_provider *hl_provider_for(hl_provider_kind kind);
 /* Appends one header line "name: value" to a header block (hl_provider_wire.build). A value
  * with CR or LF is refused (HL_ERR_INVAL): no header injection. */
 hl_err hl_provider_header_add(hl_buf *headers, const char *name, const char *value);
+
+/* Does an upstream's error answer (status, body) say the prompt is longer than the model's
+ * context? llama.cpp ("exceeds the available context size"), vLLM and OpenAI ("maximum context
+ * length", code context_length_exceeded), Ollama, Anthropic ("prompt is too long"). */
+bool hl_provider_context_overflow(int status, const char *body, size_t len);
 
 /* The builtin kind's table (hl_builtin.c). */
 extern const hl_provider hl_provider_builtin;

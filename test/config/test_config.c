@@ -469,7 +469,7 @@ static const struct bad_case {
      "t.yaml:7: backends[0].modle: unknown key 'modle' (expected one of: name, kind, location, "
      "base_url, api_key_env, model, models, hourly_cost_usd, timeout_ms, connect_timeout_ms, "
      "max_retries, retry_base_ms, retry_max_ms, breaker_failures, breaker_window_ms, "
-     "breaker_open_ms, context_window, warmup, keep_warm_ms, model_path, threads, context_size, "
+     "breaker_open_ms, context_window, stream_idle_timeout_ms, first_token_timeout_ms, warmup, keep_warm_ms, model_path, threads, context_size, "
      "chat_template, max_queue, max_sequences, repack_weights)"},
     {"backends:\n  - name: a\n    kind: openai\n    location: local\n    base_url: ftp://x\n"
      "    model: m\n" MIN_ROUTES,

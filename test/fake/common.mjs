@@ -16,6 +16,8 @@
 //   chunk_delay_ms       wait this long between stream chunks (every streamed request)
 //   disconnect_after_chunks  destroy the socket after writing N stream chunks
 //   error_after_chunks   send the provider's in-stream error event after N chunks, then end
+//   silent_after_chunks  (OpenAI only) after N stream chunks send nothing more and keep the
+//                        connection open until the client closes it (0: headers only)
 //   reply                fixed reply text instead of "echo: <last user text>"
 //   tool_text            when the reply is a tool call: text said before it (OpenAI: content
 //                        along with tool_calls; Anthropic: a text block before the tool_use)

@@ -9,6 +9,17 @@
 //
 // Options: port, host, key (require `Authorization: Bearer <key>`), models (when set, other
 // models get 404 model_not_found and GET /v1/models lists these; default: any model accepted).
+// Local servers (opts is read on every request: a test may change opts.models or opts.n_ctx
+// to play a server restarted with another model or context):
+//   flavor: 'llama'  plays llama.cpp's llama-server: GET /props (default_generation_settings.
+//                    n_ctx), and a prompt of
+//                    more than n_ctx tokens gets its 400 "exceeds the available context size";
+//   flavor: 'vllm'   GET /v1/models carries max_model_len: n_ctx, and a prompt over it gets
+//                    vLLM's 400 "This model's maximum context length is ...".
+//   n_ctx            the context window (default 4096); prompt tokens as promptTokens() counts.
+//   POST /tokenize   both flavors (llama: {content} -> {tokens}; vllm: {model, prompt} ->
+//                    {count, max_model_len, tokens}), one token a word; tokenize: false turns
+//                    it off (an older server).
 //
 // Reply: "echo: " + text of the last user message, cut to max_completion_tokens/max_tokens
 // words (finish_reason "length"). Tools: when `tools` is set and the last user message says
@@ -126,11 +137,26 @@ function validate(body, opts) {
   return null;
 }
 
+// A local server's refusal of a prompt longer than its context, in its own words.
+function contextOverflow(opts, n) {
+  const nCtx = opts.n_ctx ?? 4096;
+  if (!opts.flavor || n <= nCtx) return null;
+  if (opts.flavor === 'llama') {
+    return { error: { code: 400, message: 'the request exceeds the available context size, try increasing it', type: 'exceed_context_size_error', n_prompt_tokens: n, n_ctx: nCtx } };
+  }
+  return { object: 'error', message: `This model's maximum context length is ${nCtx} tokens. However, you requested ${n} tokens in the messages, Please reduce the length of the messages.`, type: 'BadRequestError', param: null, code: 400 };
+}
+
 async function handleChat(req, res, rec, body, ctl, reqId, opts) {
   const bad = validate(body, opts);
   if (bad) {
     rec.response = { status: bad[0], error: bad[1] };
     return sendJSON(res, bad[0], bad[1], { 'x-request-id': reqId });
+  }
+  const over = contextOverflow(opts, promptTokens(body.messages));
+  if (over) {
+    rec.response = { status: 400, error: over };
+    return sendJSON(res, 400, over, { 'x-request-id': reqId });
   }
   const id = randomId('chatcmpl-', 29);
   const created = Math.floor(Date.now() / 1000);
@@ -234,6 +260,13 @@ async function handleChat(req, res, rec, body, ctl, reqId, opts) {
   frames.push('data: [DONE]\n\n');
 
   for (let i = 0; i < frames.length; i++) {
+    if (ctl.silent_after_chunks != null && i === ctl.silent_after_chunks) {
+      // A server that keeps the connection open and sends nothing more (llama-server on
+      // SIGTERM): wait for the client to give up.
+      rec.wentSilent = true;
+      await new Promise((resolve) => { if (res.destroyed || rec.closed) resolve(); else res.on('close', resolve); });
+      return;
+    }
     if (ctl.error_after_chunks != null && i === ctl.error_after_chunks) {
       await w.write(errorFrame());
       rec.erroredMidStream = true;
@@ -256,6 +289,19 @@ export function startFakeOpenAI(opts = {}) {
       const p = rec.path;
       const isChat = p === '/v1/chat/completions';
       const isModels = p === '/v1/models';
+      if (opts.flavor === 'llama' && p === '/props' && req.method === 'GET') {
+        rec.response = { status: 200 };
+        return sendJSON(res, 200, {
+          default_generation_settings: { id: 0, n_ctx: opts.n_ctx ?? 4096, is_processing: false, params: {} },
+          total_slots: 1, model_path: `/models/${(opts.models ?? ['model'])[0]}.gguf`, chat_template: '', build_info: 'fake',
+        });
+      }
+      if (opts.flavor && opts.tokenize !== false && p === '/tokenize' && req.method === 'POST') {
+        const text = String((opts.flavor === 'llama' ? body?.content : body?.prompt) ?? '');
+        const tokens = tokenize(text).map((_, i) => 1000 + i);
+        rec.response = { status: 200 };
+        return sendJSON(res, 200, opts.flavor === 'llama' ? { tokens } : { count: tokens.length, max_model_len: opts.n_ctx ?? 4096, tokens });
+      }
       if (!isChat && !isModels) {
         rec.response = { status: 404 };
         return sendJSON(res, 404, openaiError(404, { message: `Invalid URL (${req.method} ${p})`, code: null }), { 'x-request-id': reqId });
@@ -281,7 +327,8 @@ export function startFakeOpenAI(opts = {}) {
         rec.response = { status: 200 };
         return sendJSON(res, 200, {
           object: 'list',
-          data: ids.map((id) => ({ id, object: 'model', created: 1715367049, owned_by: 'system' })),
+          data: ids.map((id) => ({ id, object: 'model', created: 1715367049, owned_by: 'system',
+            ...(opts.flavor === 'vllm' ? { max_model_len: opts.n_ctx ?? 4096 } : {}) })),
         }, { 'x-request-id': reqId });
       }
       if (req.method !== 'POST') {

@@ -3,7 +3,7 @@
 // llama.cpp's greedy reference, its logprobs feeding confidence escalation, and the ledger.
 // Needs ../shared/models (or HL_MODELS_DIR); says so plainly and skips when absent, unless
 // HL_REQUIRE_MODELS=1 (scripts/test.sh sets it: there a missing model fails).
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -138,5 +138,60 @@ describe('builtin engine provider', { skip }, () => {
       await gw.stop();
       await cloud.close();
     }
+  });
+
+  describe('stops, top_logprobs, context', () => {
+    let cloud, gw, a, c;
+    before(async () => {
+      cloud = await startFakeAnthropic({ key: KEYS.HL_TEST_ANTHROPIC_KEY, models: [MODELS.anthropic] });
+      gw = await startGateway({
+        backends: [
+          { ...embedded, context_size: 32 },
+          { name: 'cloud', kind: 'anthropic', location: 'cloud', base_url: cloud.url, api_key_env: 'HL_TEST_ANTHROPIC_KEY', model: MODELS.anthropic, max_retries: 0 },
+        ],
+        routes: [{ name: 'default', to: ['embedded', 'cloud'] }],
+      });
+      a = new Anthropic({ baseURL: gw.url, apiKey: 'unused', maxRetries: 0 });
+      c = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    });
+    after(async () => {
+      await gw?.stop();
+      await cloud?.close();
+    });
+
+    test('Anthropic stop_sequences: stop_reason "stop_sequence" and the stop that matched', async () => {
+      const ask = { model: 'auto', max_tokens: 20, temperature: 0, stop_sequences: ['nowhere', 'Lily'], messages: [{ role: 'user', content: 'Once upon a time' }] };
+      const whole = await a.messages.create(ask);
+      assert.equal(whole.content[0].text, ', there was a little girl named ');
+      assert.equal(whole.stop_reason, 'stop_sequence');
+      assert.equal(whole.stop_sequence, 'Lily');
+      const streamed = await a.messages.stream(ask).finalMessage();
+      assert.equal(streamed.content[0].text, ', there was a little girl named ');
+      assert.equal(streamed.stop_reason, 'stop_sequence');
+      assert.equal(streamed.stop_sequence, 'Lily');
+    });
+
+    test('top_logprobs are filled, most likely first', async () => {
+      const lp = await c.chat.completions.create({ model: 'auto', max_tokens: 4, temperature: 0, logprobs: true, top_logprobs: 3,
+        messages: [{ role: 'user', content: 'Once upon a time' }] });
+      const content = lp.choices[0].logprobs.content;
+      assert.equal(content.length, 4);
+      for (const e of content) {
+        assert.equal(e.top_logprobs.length, 3);
+        // greedy: the token chosen is the most likely one
+        assert.equal(e.top_logprobs[0].token, e.token);
+        assert.ok(Math.abs(e.top_logprobs[0].logprob - e.logprob) < 1e-4);
+        assert.ok(e.top_logprobs[0].logprob >= e.top_logprobs[1].logprob && e.top_logprobs[1].logprob >= e.top_logprobs[2].logprob);
+      }
+    });
+
+    test('a prompt over the engine\'s context goes to the next candidate', async () => {
+      const long = 'Once upon a time there was a little girl who loved to play in the park with her friends every day of the week';
+      const { data, response } = await c.chat.completions.create({ model: 'auto', max_tokens: 5, messages: [{ role: 'user', content: long }] }).withResponse();
+      assert.equal(response.headers.get('x-hybridllm-backend'), 'cloud');
+      assert.equal(data.choices[0].message.content, `echo: ${long}`.split(' ').slice(0, 5).join(' '));
+      const l = gw.ledger().filter((x) => x.request_id === response.headers.get('x-request-id'));
+      assert.deepEqual(l.map((x) => [x.backend, x.status]), [['embedded', 'error'], ['cloud', 'ok']]);
+    });
   });
 });
