@@ -69,6 +69,10 @@ typedef struct hl_backend_cfg {
     hl_tristate warmup;     /* HL_YES: send one tiny completion at start (the brief's cold-start
                                failure mode); never HL_ANY once loaded */
     long keep_warm_ms;      /* ping a local backend idle this long; 0: off */
+    char *ca_file;          /* PEM bundle of the CAs trusted for https:// (instead of the
+                               system's); NULL: the system's. The global upstream.ca_file is
+                               copied here at load when a backend sets none */
+    bool allow_insecure_http; /* a cloud backend may use http:// outside loopback */
     /* kind builtin only: */
     char *model_path;       /* GGUF file (required) */
     int threads;            /* matmul threads; 0: one per core */
@@ -176,6 +180,8 @@ typedef struct hl_config {
     long request_timeout_ms;   /* a chat request's whole life, retries included */
     long health_interval_ms;   /* re-probe backends that are not ready */
     char *api_keys_env;        /* env var with comma-separated client keys; NULL: no auth */
+    /* upstream: */
+    char *upstream_ca_file;    /* every backend's ca_file unless it sets its own; NULL: none */
     /* ledger: */
     char *ledger_path;         /* the journal */
     char *ledger_store_path;   /* index of the journal, kept by a background thread: a SQLite

@@ -17,7 +17,7 @@ static size_t probe_write(char *p, size_t size, size_t n, void *ud) {
 
 /* GET {url}/models with short timeouts; on 2xx returns the first model id (caller frees)
  * or an empty string, else NULL. */
-static char *probe_models(const char *url, const char *api_key) {
+static char *probe_models(const char *url, const char *api_key, const char *ca_file) {
     CURL *h = curl_easy_init();
     if (!h) return NULL;
     char full[1024];
@@ -34,6 +34,7 @@ static char *probe_models(const char *url, const char *api_key) {
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 300L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 1500L);
+    if (ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, ca_file); /* the backend's ca_file */
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, probe_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
@@ -82,7 +83,7 @@ static void set_state(hl_backend *b, char *url, char *model, bool ready, const c
 static hl_err probe_into(hl_backend *b, const hl_config *cfg) {
     const hl_backend_cfg *c = b->cfg;
     for (size_t i = 0; i < c->n_base_urls; i++) {
-        char *first = probe_models(c->base_urls[i], b->api_key);
+        char *first = probe_models(c->base_urls[i], b->api_key, c->ca_file);
         if (!first) continue;
         char *url = strdup(c->base_urls[i]);
         char *model = !strcmp(c->model, "auto") && first[0] ? first : strdup(c->model);
@@ -184,6 +185,7 @@ double hl_backend_ping(hl_backend *b) {
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, b->cfg->connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 120000L); /* a model may take a while to load */
+    if (b->cfg->ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, b->cfg->ca_file);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, probe_write);

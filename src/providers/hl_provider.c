@@ -256,6 +256,7 @@ static hl_err http_start(const hl_provider_env *env, const hl_provider_spec *s, 
             .body_len = body.len,
             .timeout_ms = s->timeout_ms,
             .connect_timeout_ms = s->connect_timeout_ms,
+            .ca_file = s->backend->cfg->ca_file,
         };
         o.headers = hl_buf_steal(&headers);
         o.body = hl_buf_steal(&body);
