@@ -18,7 +18,7 @@
 # are a report.
 #
 # Knobs: SOAK_SECONDS (default 60), SOAK_CONNS (skip the ramp: this concurrency),
-# SOAK_RAMP (default 8,16,32,64,128), SOAK_CHUNK_DELAY_MS (the fakes' delay between stream
+# SOAK_RAMP (default 8,16,32,64,128,256), SOAK_CHUNK_DELAY_MS (the fakes' delay between stream
 # chunks, default 2), SOAK_BIN (a hybridllm binary; default: a Release build in build-bench/),
 # SOAK_KEEP=1 (keep the temp dir).
 set -euo pipefail
@@ -26,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 SECONDS_=${SOAK_SECONDS:-60}
-RAMP=${SOAK_RAMP:-8,16,32,64,128}
+RAMP=${SOAK_RAMP:-8,16,32,64,128,256}
 CHUNK_DELAY=${SOAK_CHUNK_DELAY_MS:-2}
 
 die() { echo "bench/soak.sh: error: $*" >&2; exit 1; }
@@ -72,7 +72,8 @@ trap 'exit 130' INT TERM
 start_fake() { # SCRIPT NAME [ARGS...]: starts a fake on a free port; sets FAKE_PORT
     local script=$1 name=$2 i
     shift 2
-    node "$ROOT/test/fake/$script" --port 0 "$@" >"$TMP/$name.log" 2>&1 &
+    : >"$TMP/$name.log" # before the child opens it: awk below may run first
+    node "$ROOT/test/fake/$script" --port 0 "$@" >>"$TMP/$name.log" 2>&1 &
     PIDS+=($!)
     for ((i = 0; i < 100; i++)); do
         FAKE_PORT=$(awk '/^listening /{print $2; exit}' "$TMP/$name.log")
@@ -94,6 +95,9 @@ CLOUD_PORT=$FAKE_PORT
 control "$LOCAL_PORT" "{\"chunk_delay_ms\": $CHUNK_DELAY}"
 control "$CLOUD_PORT" "{\"chunk_delay_ms\": $CHUNK_DELAY}"
 
+# SOAK_LEDGER_STORE="" turns the SQLite index off (its page cache is most of the RSS growth).
+STORE_LINE=""
+[[ -n ${SOAK_LEDGER_STORE+x} ]] && STORE_LINE="  store: \"${SOAK_LEDGER_STORE}\""
 HL_PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 cat >"$TMP/hybridllm.yaml" <<EOF
 server:
@@ -101,6 +105,7 @@ server:
   threads: 2
 ledger:
   path: $TMP/ledger.jsonl
+$STORE_LINE
 backends:
   - name: local
     kind: openai
@@ -160,13 +165,13 @@ const k = s.rss.map((r) => r.kib).filter((x) => x != null);
 const mib = (x) => (x / 1024).toFixed(1) + " MiB";
 console.log(`load: ${s.conns} connections, ${s.n} requests in ${s.seconds.toFixed(1)} s (${s.rps.toFixed(0)}/s): ${s.answered} answered, ${s.dropped} client disconnects`);
 console.log(`RSS: start ${mib(k[0])}, end ${mib(k[k.length - 1])}, highest ${mib(Math.max(...k))} (${k.length} samples)`);
-console.log(`errors: ${s.errors}`);' "$TMP/summary.json"
+console.log(`errors: ${s.errors} (ramp: ${s.ramp_errors})`);' "$TMP/summary.json"
 echo "gateway exit after SIGTERM: $EXIT"
 set +e
 node "$ROOT/bench/soak/ledger_check.mjs" "$TMP/ledger.jsonl" "$TMP"
 LEDGER_RC=$?
 set -e
-ERRORS=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).errors)' "$TMP/summary.json")
+ERRORS=$(node -e 'const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); console.log(s.errors + s.ramp_errors)' "$TMP/summary.json")
 [[ $EXIT == 0 ]] || die "the gateway did not exit 0 after SIGTERM ($EXIT)"
 ((ERRORS == 0)) || die "$ERRORS requests failed"
 ((LEDGER_RC == 0)) || die "the ledger check failed"

@@ -1,6 +1,7 @@
 // The closing check of bench/soak.sh: every request the gateway answered completely has
 // exactly one ledger line with status "ok"; no request has two; a stream the client dropped
-// has one final line (cancelled, or ok when it had finished first).
+// has one final line (cancelled, or ok when it had finished first); no ok line belongs to a
+// request the load generator did not see answered.
 //
 //   node bench/soak/ledger_check.mjs LEDGER.jsonl DIR    (DIR: load.mjs's answered/dropped.json)
 // Prints the figures and "ledger check: PASS" or "ledger check: FAIL (...)"; exits 1 on FAIL.
@@ -45,6 +46,7 @@ for (const id of dropped) {
 if (dropFinal.none) problems.push(`${dropFinal.none} dropped streams have no ledger line`);
 const known = new Set([...answered, ...dropped]);
 const strays = [...byId.keys()].filter((id) => !known.has(id) && okCount(id) > 0).length;
+if (strays) problems.push(`${strays} ok lines of requests the load generator never sent or never saw answered`);
 console.log(`ledger: ${lines.length} lines; answered ${answered.length}, each with exactly one ok line: ${answered.length - missing.length}; ` +
   `requests with more than one ok line: ${doubled.length}; dropped streams ${dropped.length}: ${dropFinal.cancelled} cancelled, ` +
   `${dropFinal.ok} ok (finished first), ${dropFinal.other} other, ${dropFinal.none} without a line; ok lines of other requests: ${strays}`);

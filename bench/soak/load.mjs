@@ -2,7 +2,7 @@
 // collect response ids). Node's http client with a keep-alive pool, no dependencies.
 //
 //   node bench/soak/load.mjs --url http://127.0.0.1:PORT --pid GATEWAY_PID --out DIR
-//        [--ramp 8,16,32,64,128] [--ramp-seconds 3] [--seconds 60] [--conns N]
+//        [--ramp 8,16,32,64,128,256] [--ramp-seconds 3] [--seconds 60] [--conns N]
 //
 // 1. Ramp (unless --conns): a few seconds at each concurrency of --ramp; the soak uses the
 //    highest one whose throughput is still at least 97% of the best seen and had no errors.
@@ -10,7 +10,8 @@
 //    answers, 45% streams read to the end, 15% streams the client drops after the first chunk
 //    (a client disconnect). The gateway's RSS (/proc/PID/status VmRSS) is sampled every 5 s.
 // Writes DIR/answered.json (x-request-id of every request answered completely: 200, whole
-// body, streams up to [DONE]), DIR/dropped.json (ids of the dropped streams), DIR/summary.json;
+// body, streams up to [DONE]; the ramp's too), DIR/dropped.json (ids of the dropped streams),
+// DIR/summary.json (the soak's figures; the ramp's errors apart);
 // prints a line per RSS sample and per ramp step.
 import http from 'node:http';
 import fs from 'node:fs';
@@ -23,7 +24,7 @@ const url = new URL(args.url);
 const pid = Number(args.pid);
 const outDir = args.out;
 const seconds = Number(args.seconds ?? 60);
-const ramp = String(args.ramp ?? '8,16,32,64,128').split(',').map(Number);
+const ramp = String(args.ramp ?? '8,16,32,64,128,256').split(',').map(Number);
 const rampSeconds = Number(args['ramp-seconds'] ?? 3);
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
@@ -112,11 +113,13 @@ async function run(conns, secs, sink) {
   return stats;
 }
 
+// Every request, ramp included, goes to the ledger check.
+const sink = { answered: [], dropped: [], errors: [] };
 let conns = args.conns ? Number(args.conns) : null;
 const rampResults = [];
 if (!conns) {
   for (const c of ramp) {
-    const s = await run(c, rampSeconds, null);
+    const s = await run(c, rampSeconds, sink);
     rampResults.push({ conns: c, rps: s.rps, errors: s.errors });
     console.log(`ramp: ${c} connections: ${s.rps.toFixed(0)} requests/s, ${s.errors} errors`);
   }
@@ -127,7 +130,6 @@ if (!conns) {
   console.log(`soak at ${conns} connections (the most that still gives the best throughput, without errors)`);
 }
 
-const sink = { answered: [], dropped: [], errors: [] };
 const rss = [{ t: 0, kib: rssKiB() }];
 console.log(`rss t=0s ${rss[0].kib} KiB`);
 const t0 = Date.now();
@@ -143,7 +145,8 @@ agent.destroy();
 
 fs.writeFileSync(path.join(outDir, 'answered.json'), JSON.stringify(sink.answered));
 fs.writeFileSync(path.join(outDir, 'dropped.json'), JSON.stringify(sink.dropped));
-const summary = { conns, ramp: rampResults, ...stats, rss, error_samples: sink.errors };
+const rampErrors = rampResults.reduce((n, r) => n + r.errors, 0);
+const summary = { conns, ramp: rampResults, ramp_errors: rampErrors, ...stats, rss, error_samples: sink.errors };
 fs.writeFileSync(path.join(outDir, 'summary.json'), JSON.stringify(summary, null, 1));
 console.log(`soak: ${stats.n} requests in ${stats.seconds.toFixed(1)} s (${stats.rps.toFixed(0)}/s): ${stats.answered} answered, ${stats.dropped} dropped by the client, ${stats.errors} errors`);
 for (const e of sink.errors.slice(0, 5)) console.log(`  error: ${e}`);
