@@ -6,8 +6,8 @@
 #
 # Two fake upstreams (test/fake: an OpenAI-compatible "local" server and a "cloud" Anthropic)
 # behind hybridllm (2 event loops, a 50/50 split between them, the default ledger and SQLite
-# index). bench/soak/load.mjs first ramps through a few concurrencies (3 s each) and keeps the
-# highest that still gives the best throughput without errors, then runs SOAK_SECONDS at it:
+# index). bench/soak/load.mjs first ramps up the concurrency (3 s a step, doubling) while the
+# throughput still grows and nothing fails, then runs SOAK_SECONDS at the last step that gained:
 # 40% whole answers, 45% streams read to the end, 15% streams dropped by the client after the
 # first chunk. The gateway's RSS is sampled every 5 s. Then SIGTERM (the gateway must drain and
 # exit 0) and bench/soak/ledger_check.mjs: every answered request has exactly one ledger line
@@ -18,7 +18,8 @@
 # are a report.
 #
 # Knobs: SOAK_SECONDS (default 60), SOAK_CONNS (skip the ramp: this concurrency),
-# SOAK_RAMP (default 8,16,32,64,128,256), SOAK_CHUNK_DELAY_MS (the fakes' delay between stream
+# SOAK_RAMP (the ramp's concurrencies; default 8, 16, ... while throughput grows, up to 1024),
+# SOAK_CHUNK_DELAY_MS (the fakes' delay between stream
 # chunks, default 2), SOAK_BIN (a hybridllm binary; default: a Release build in build-bench/),
 # SOAK_KEEP=1 (keep the temp dir).
 set -euo pipefail
@@ -26,7 +27,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 SECONDS_=${SOAK_SECONDS:-60}
-RAMP=${SOAK_RAMP:-8,16,32,64,128,256}
 CHUNK_DELAY=${SOAK_CHUNK_DELAY_MS:-2}
 
 die() { echo "bench/soak.sh: error: $*" >&2; exit 1; }
@@ -141,7 +141,8 @@ done
 ((i < 100)) || die "the gateway was not ready within 10 s"
 
 echo "== soak: $SECONDS_ s against hybridllm (pid $HL_PID, $(nproc) cores), binary $BIN"
-LOAD_ARGS=(--url "http://127.0.0.1:$HL_PORT" --pid "$HL_PID" --out "$TMP" --seconds "$SECONDS_" --ramp "$RAMP")
+LOAD_ARGS=(--url "http://127.0.0.1:$HL_PORT" --pid "$HL_PID" --out "$TMP" --seconds "$SECONDS_")
+[[ -n ${SOAK_RAMP:-} ]] && LOAD_ARGS+=(--ramp "$SOAK_RAMP")
 [[ -n ${SOAK_CONNS:-} ]] && LOAD_ARGS+=(--conns "$SOAK_CONNS")
 node "$ROOT/bench/soak/load.mjs" "${LOAD_ARGS[@]}" | tee "$TMP/load.out"
 

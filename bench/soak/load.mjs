@@ -2,10 +2,11 @@
 // collect response ids). Node's http client with a keep-alive pool, no dependencies.
 //
 //   node bench/soak/load.mjs --url http://127.0.0.1:PORT --pid GATEWAY_PID --out DIR
-//        [--ramp 8,16,32,64,128,256] [--ramp-seconds 3] [--seconds 60] [--conns N]
+//        [--ramp 8,16,32] [--ramp-seconds 3] [--seconds 60] [--conns N]
 //
-// 1. Ramp (unless --conns): a few seconds at each concurrency of --ramp; the soak uses the
-//    highest one whose throughput is still at least 97% of the best seen and had no errors.
+// 1. Ramp (unless --conns): a few seconds at each concurrency (8, 16, ... 1024, or --ramp's
+//    list) while throughput still grows by 3% a step and no request fails; the soak runs at
+//    the last concurrency that gained.
 // 2. Soak: --seconds at that concurrency. Each worker loops over a mix of requests: 40% whole
 //    answers, 45% streams read to the end, 15% streams the client drops after the first chunk
 //    (a client disconnect). The gateway's RSS (/proc/PID/status VmRSS) is sampled every 5 s.
@@ -24,7 +25,7 @@ const url = new URL(args.url);
 const pid = Number(args.pid);
 const outDir = args.out;
 const seconds = Number(args.seconds ?? 60);
-const ramp = String(args.ramp ?? '8,16,32,64,128,256').split(',').map(Number);
+const ramp = String(args.ramp ?? '').split(',').filter(Boolean).map(Number);
 const rampSeconds = Number(args['ramp-seconds'] ?? 3);
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
@@ -118,16 +119,21 @@ const sink = { answered: [], dropped: [], errors: [] };
 let conns = args.conns ? Number(args.conns) : null;
 const rampResults = [];
 if (!conns) {
-  for (const c of ramp) {
+  // Doubling from the first step (or the given list) until throughput stops growing by 3%, a
+  // step has errors, or the list / 1024 connections ends.
+  const steps = args.ramp ? ramp : [8, 16, 32, 64, 128, 256, 512, 1024];
+  let best = 0;
+  for (const c of steps) {
     const s = await run(c, rampSeconds, sink);
     rampResults.push({ conns: c, rps: s.rps, errors: s.errors });
     console.log(`ramp: ${c} connections: ${s.rps.toFixed(0)} requests/s, ${s.errors} errors`);
+    if (s.errors) break;
+    if (s.rps < best * 1.03) break;
+    best = s.rps;
+    conns = c;
   }
-  const clean = rampResults.filter((r) => r.errors === 0);
-  const best = Math.max(...clean.map((r) => r.rps), 0);
-  const pick = clean.filter((r) => r.rps >= 0.97 * best).pop();
-  conns = pick ? pick.conns : ramp[0];
-  console.log(`soak at ${conns} connections (the most that still gives the best throughput, without errors)`);
+  conns ??= steps[0];
+  console.log(`soak at ${conns} connections (more gave no more throughput, or errors, or the ramp ended)`);
 }
 
 const rss = [{ t: 0, kib: rssKiB() }];
