@@ -7,8 +7,9 @@ pkgs=(build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libyaml-d
       libjansson-dev libpcre2-dev libsqlite3-dev libpq-dev ca-certificates)
 if [[ "${1:-}" == "--test" ]]; then
     # nodejs/npm: the official SDK clients in the integration tests; postgresql: the real
-    # server the PostgreSQL store is tested against (scripts/pg.sh).
-    pkgs+=(postgresql)
+    # server the PostgreSQL store is tested against (scripts/pg.sh); openssl: the throwaway CA of
+    # the https:// tests (test/fake/tls.mjs).
+    pkgs+=(postgresql openssl)
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
     command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -450,6 +451,15 @@ static const cfg_key server_keys[] = {
      .help = "/metrics and /readyz answer only with a client key (/healthz stays open)"},
 };
 
+static hl_err h_ca_file(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj);
+
+static const cfg_key upstream_keys[] = {
+    {K("ca_file"), .type = T_CUSTOM, FIELD(hl_config, upstream_ca_file), .fn = h_ca_file,
+     .shown = "file", .help = "PEM file of the CAs trusted for every https:// backend instead of "
+                              "the system's; a backend's ca_file wins. Proxies: HTTPS_PROXY, "
+                              "NO_PROXY from the environment"},
+};
+
 static const cfg_key ledger_keys[] = {
     {K("path"), .type = T_STR, FIELD(hl_config, ledger_path), .def_s = "hybridllm-ledger.jsonl",
      .help = "the JSON-lines journal of every request"},
@@ -481,6 +491,40 @@ static hl_err h_backend_name(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k,
                             "line %d)", hl_yaml_describe(v, d, sizeof d),
                             (size_t)(o - c->cfg->backends), o->line);
     return hl_yaml_set_str(&c->y, v, FIELD_PTR(obj, k, char *), s);
+}
+
+/* A CA bundle: a file that must be readable now (a typo fails at start, not at the first
+ * cloud call as a TLS error). The contents are read by libcurl, as PEM, per connection. */
+static hl_err h_ca_file(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    const char *s = NULL;
+    char d[64];
+    hl_err err = hl_yaml_text(&c->y, v, "a file name", &s);
+    if (err) return err;
+    if (!*s) return hl_yaml_fail(&c->y, hl_yaml_line(v), "must not be empty");
+    FILE *f = fopen(s, "rb");
+    if (!f)
+        return hl_yaml_fail(&c->y, hl_yaml_line(v), "cannot read the CA file %s: %s",
+                            hl_yaml_describe(v, d, sizeof d), strerror(errno));
+    fclose(f);
+    return hl_yaml_set_str(&c->y, v, FIELD_PTR(obj, k, char *), s);
+}
+
+/* Whether an http:// or https:// URL's host is a loopback address (127.0.0.0/8, ::1,
+ * localhost): traffic that never leaves the machine. */
+static bool url_is_loopback(const char *url) {
+    const char *h = strstr(url, "://");
+    if (!h) return false;
+    h += 3;
+    const char *at = h + strcspn(h, "/?#"), *u = memchr(h, '@', (size_t)(at - h));
+    if (u) h = u + 1; /* user info */
+    size_t n = strcspn(h, "/?#");
+    if (n && h[0] == '[') return n >= 5 && !strncmp(h, "[::1]", 5);
+    size_t hn = strcspn(h, ":/?#");
+    if (hn == 9 && !strncasecmp(h, "localhost", 9)) return true;
+    if (hn < 4 || strncmp(h, "127.", 4)) return false;
+    for (size_t i = 4; i < hn; i++)
+        if (!((h[i] >= '0' && h[i] <= '9') || h[i] == '.')) return false;
+    return true;
 }
 
 static const char *const kind_words[] = {
@@ -553,6 +597,12 @@ static const cfg_key backend_keys[] = {
      .help = "send one tiny completion at start; default: true for local backends"},
     {K("keep_warm_ms"), .type = T_INT, FIELD(hl_backend_cfg, keep_warm_ms), .lo = 1000,
      .hi = CFG_MAX_MS, .def = 0, .help = "ping a local backend idle this long; unset: off"},
+    {K("ca_file"), .type = T_CUSTOM, FIELD(hl_backend_cfg, ca_file), .fn = h_ca_file,
+     .shown = "file", .help = "PEM file of the CAs trusted for https:// instead of the system's; "
+                              "default: upstream.ca_file"},
+    {K("allow_insecure_http"), .type = T_BOOL, FIELD(hl_backend_cfg, allow_insecure_http),
+     .def = false, .help = "let a cloud backend use http:// to a host outside loopback (its key "
+                           "and prompts cross the network unencrypted)"},
     {K("model_path"), .type = T_STR, FIELD(hl_backend_cfg, model_path),
      .help = "builtin only, required: the GGUF file"},
     {K("threads"), .type = T_INT, FIELD(hl_backend_cfg, threads), .lo = 0, .hi = 256, .def = 0,
@@ -605,6 +655,14 @@ static hl_err check_backend(cfg_ctx *c, const yaml_node_t *item, void *elem, siz
                       : b->repack_weights != HL_ANY ? "repack_weights" : NULL;
     if (!b->n_base_urls) return fail_key(c, item, "base_url", "required key is missing");
     if (bad) return fail_key(c, item, bad, "only a builtin backend takes this key");
+    for (size_t u = 0; b->location == HL_LOCATION_CLOUD && !b->allow_insecure_http && u < b->n_base_urls; u++) {
+        if (strncmp(b->base_urls[u], "http://", 7) || url_is_loopback(b->base_urls[u])) continue;
+        char msg[200];
+        snprintf(msg, sizeof msg, "a cloud backend's http:// URL outside loopback sends its key "
+                 "and prompts unencrypted (base_url[%zu]): use https://, or set "
+                 "allow_insecure_http: true", u);
+        return fail_key(c, item, "base_url", msg);
+    }
     return HL_OK;
 }
 
@@ -958,12 +1016,15 @@ static const cfg_key privacy_keys[] = {
 
 static const cfg_table server_table = {TABLE(server_keys)};
 static const cfg_table ledger_table = {TABLE(ledger_keys)};
+static const cfg_table upstream_table = {TABLE(upstream_keys)};
 static const cfg_table privacy_table = {TABLE(privacy_keys)};
 
 /* routes comes last so that it can check its targets against backends. */
 static const cfg_key root_keys[] = {
     {K("server"), .type = T_MAP, .off = 0, .sub = &server_table, .help = "the HTTP listener"},
     {K("ledger"), .type = T_MAP, .off = 0, .sub = &ledger_table, .help = "the cost ledger"},
+    {K("upstream"), .type = T_MAP, .off = 0, .sub = &upstream_table,
+     .help = "how backends are reached (TLS trust)"},
     {KF("backends", HL_YAML_REQUIRED), .type = T_SEQ, FIELD(hl_config, backends),
      .off_n = offsetof(hl_config, n_backends), .sub = &backends_table,
      .help = "the upstreams, at least one"},
@@ -1055,6 +1116,11 @@ hl_err hl_config_parse(const char *name, const char *text, size_t len, hl_config
     hl_err err = hl_yaml_open(&c.y, name, text, len, CFG_MAX_BYTES, errbuf, errbuf_len, &root);
     if (!err) err = config_new(&c, name);
     if (!err) err = walk_map(&c, root, &root_table, c.cfg);
+    /* upstream.ca_file may come after backends in the file: apply it once all is read. */
+    for (size_t i = 0; !err && c.cfg->upstream_ca_file && i < c.cfg->n_backends; i++) {
+        hl_backend_cfg *b = &c.cfg->backends[i];
+        if (!b->ca_file && !(b->ca_file = strdup(c.cfg->upstream_ca_file))) err = HL_ERR_NOMEM;
+    }
     hl_yaml_close(&c.y);
     if (err)
         hl_config_free(c.cfg);
@@ -1116,6 +1182,7 @@ void hl_config_free(hl_config *cfg) {
         free_strv(b->models, b->n_models);
         free(b->model_path);
         free(b->chat_template);
+        free(b->ca_file);
     }
     for (size_t i = 0; i < cfg->n_prices; i++) free(cfg->prices[i].model);
     for (size_t i = 0; i < cfg->n_routes; i++) {
@@ -1142,6 +1209,7 @@ void hl_config_free(hl_config *cfg) {
     free(cfg->path);
     free(cfg->listen_host);
     free(cfg->api_keys_env);
+    free(cfg->upstream_ca_file);
     free(cfg->ledger_path);
     free(cfg->ledger_store_path);
     free(cfg);

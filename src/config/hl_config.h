@@ -75,6 +75,10 @@ typedef struct hl_backend_cfg {
     hl_tristate warmup;     /* HL_YES: send one tiny completion at start (the brief's cold-start
                                failure mode); never HL_ANY once loaded */
     long keep_warm_ms;      /* ping a local backend idle this long; 0: off */
+    char *ca_file;          /* PEM bundle of the CAs trusted for https:// (instead of the
+                               system's); NULL: the system's. The global upstream.ca_file is
+                               copied here at load when a backend sets none */
+    bool allow_insecure_http; /* a cloud backend may use http:// outside loopback */
     /* kind builtin only: */
     char *model_path;       /* GGUF file (required) */
     int threads;            /* matmul threads; 0: one per core */
@@ -183,6 +187,8 @@ typedef struct hl_config {
     long health_interval_ms;   /* re-probe backends that are not ready, local ones, auto models */
     char *api_keys_env;        /* env var with comma-separated client keys; NULL: no auth */
     bool status_requires_key;  /* /metrics and /readyz need a client key too */
+    /* upstream: */
+    char *upstream_ca_file;    /* every backend's ca_file unless it sets its own; NULL: none */
     /* ledger: */
     char *ledger_path;         /* the journal */
     char *ledger_store_path;   /* index of the journal, kept by a background thread: a SQLite

@@ -26,7 +26,7 @@
 
 #define HL_YAML_PATH_MAX 160 /* key paths are short: routes[12].when.task_type[3] */
 #define HL_YAML_SHOW_MAX 40  /* longest piece of user text quoted back in a message */
-#define HL_YAML_MAX_KEYS 32  /* most rows one mapping table may have */
+#define HL_YAML_MAX_KEYS 48  /* most rows one mapping table may have */
 
 /* One document being read. Fields are the walker's; callers use the functions below. A
  * schema may embed it as the first member of its own context to reach its state from

@@ -16,9 +16,10 @@ static size_t probe_write(char *p, size_t size, size_t n, void *ud) {
     return hl_buf_append(ud, p, size * n) ? 0 : size * n;
 }
 
-/* GET url (post NULL) or POST the JSON `post` to it, with short timeouts. Returns the parsed
- * body of a 2xx answer (caller decrefs; an unparsable body gives an empty object), else NULL. */
-static json_t *probe_json(const char *url, const char *api_key, const char *post) {
+/* GET url (post NULL) or POST the JSON `post` to it, with short timeouts, trusting ca_file
+ * (NULL: the system's CAs). Returns the parsed body of a 2xx answer (caller decrefs; an
+ * unparsable body gives an empty object), else NULL. */
+static json_t *probe_json(const char *url, const char *api_key, const char *ca_file, const char *post) {
     CURL *h = curl_easy_init();
     if (!h) return NULL;
     hl_buf body;
@@ -37,6 +38,7 @@ static json_t *probe_json(const char *url, const char *api_key, const char *post
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 300L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 1500L);
+    if (ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, ca_file); /* the backend's ca_file */
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, probe_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
@@ -57,10 +59,10 @@ static json_t *probe_json(const char *url, const char *api_key, const char *post
 /* GET {url}/models; on 2xx returns the first model id (caller frees) or an empty string,
  * *max_len its vLLM max_model_len (0 when absent) and *ollama whether Ollama lists it; else
  * NULL. */
-static char *probe_models(const char *url, const char *api_key, long *max_len, bool *ollama) {
+static char *probe_models(const char *url, const char *api_key, const char *ca_file, long *max_len, bool *ollama) {
     char full[1024];
     snprintf(full, sizeof full, "%s/models", url);
-    json_t *root = probe_json(full, api_key, NULL);
+    json_t *root = probe_json(full, api_key, ca_file, NULL);
     if (!root) return NULL;
     json_t *first = json_array_get(json_object_get(root, "data"), 0);
     const char *id = json_string_value(json_object_get(first, "id"));
@@ -84,12 +86,13 @@ void hl_backend_server_root(const char *url, char *out, size_t len) {
 /* The context window a local server runs with: llama.cpp's GET /props (the slot's n_ctx),
  * else for Ollama its POST /api/show (num_ctx when set, else the model's context_length). 0
  * when neither says. Blocking, short timeouts. */
-static long probe_context(const char *url, const char *api_key, const char *model, bool ollama, bool *llama) {
+static long probe_context(const char *url, const char *api_key, const char *ca_file, const char *model, bool ollama,
+                          bool *llama) {
     char root[1024], full[1100];
     hl_backend_server_root(url, root, sizeof root);
     snprintf(full, sizeof full, "%s/props", root);
     long n = 0;
-    json_t *j = probe_json(full, api_key, NULL);
+    json_t *j = probe_json(full, api_key, ca_file, NULL);
     if (j) {
         json_int_t v = json_integer_value(json_object_get(json_object_get(j, "default_generation_settings"), "n_ctx"));
         if (v <= 0) v = json_integer_value(json_object_get(j, "n_ctx"));
@@ -105,7 +108,7 @@ static long probe_context(const char *url, const char *api_key, const char *mode
     hl_buf_json_str(&q, model, strlen(model));
     hl_buf_puts(&q, "}");
     snprintf(full, sizeof full, "%s/api/show", root);
-    j = q.data ? probe_json(full, api_key, q.data) : NULL;
+    j = q.data ? probe_json(full, api_key, ca_file, q.data) : NULL;
     hl_buf_release(&q);
     if (!j) return 0;
     const char *params = json_string_value(json_object_get(j, "parameters"));
@@ -170,7 +173,7 @@ static hl_err probe_into(hl_backend *b, const hl_config *cfg) {
     for (size_t i = 0; i < c->n_base_urls; i++) {
         long max_len = 0;
         bool ollama = false;
-        char *first = probe_models(c->base_urls[i], b->api_key, &max_len, &ollama);
+        char *first = probe_models(c->base_urls[i], b->api_key, c->ca_file, &max_len, &ollama);
         if (!first) continue;
         char *url = strdup(c->base_urls[i]);
         char *model = !strcmp(c->model, "auto") && first[0] ? first : strdup(c->model);
@@ -188,7 +191,7 @@ static hl_err probe_into(hl_backend *b, const hl_config *cfg) {
         int tokenizer = max_len ? HL_TOKENIZE_VLLM : HL_TOKENIZE_NONE; /* vLLM says max_model_len */
         bool llama = false;
         if (c->location == HL_LOCATION_LOCAL && c->kind == HL_PROVIDER_OPENAI && !max_len)
-            max_len = probe_context(c->base_urls[i], b->api_key, model, ollama, &llama);
+            max_len = probe_context(c->base_urls[i], b->api_key, c->ca_file, model, ollama, &llama);
         if (llama) tokenizer = HL_TOKENIZE_LLAMA;
         if (c->location != HL_LOCATION_LOCAL) tokenizer = HL_TOKENIZE_NONE;
         atomic_store(&b->tokenizer, tokenizer);
@@ -311,6 +314,7 @@ double hl_backend_ping(hl_backend *b) {
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, b->cfg->connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 120000L); /* a model may take a while to load */
+    if (b->cfg->ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, b->cfg->ca_file);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, probe_write);

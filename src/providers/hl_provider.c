@@ -364,7 +364,7 @@ static hl_err start_count(hl_provider_call *c, const hl_provider_env *env, const
     if (!e) {
         hl_upstream_opts o = {.url = url, .headers_len = headers.len, .body_len = body.len,
                               .timeout_ms = s->timeout_ms < 5000 ? s->timeout_ms : 5000,
-                              .connect_timeout_ms = s->connect_timeout_ms};
+                              .connect_timeout_ms = s->connect_timeout_ms, .ca_file = s->backend->cfg->ca_file};
         o.headers = hl_buf_steal(&headers);
         o.body = hl_buf_steal(&body);
         e = hl_upstream_start(env->up, &o, &count_handlers, c, &c->up);
@@ -412,7 +412,8 @@ static hl_err http_start(const hl_provider_env *env, const hl_provider_spec *s, 
         c->overhead = hl_chat_input_estimate(s->req) - hl_tokens_estimate(s->req->text_bytes);
         c->upc = env->up;
         c->pending = (hl_upstream_opts){.headers_len = headers.len, .body_len = body.len,
-                                        .timeout_ms = s->timeout_ms, .connect_timeout_ms = s->connect_timeout_ms};
+                                        .timeout_ms = s->timeout_ms, .connect_timeout_ms = s->connect_timeout_ms,
+                                        .ca_file = s->backend->cfg->ca_file};
         c->pending.headers = hl_buf_steal(&headers);
         c->pending.body = hl_buf_steal(&body);
         c->pending_url = url;
@@ -426,6 +427,7 @@ static hl_err http_start(const hl_provider_env *env, const hl_provider_spec *s, 
             .body_len = body.len,
             .timeout_ms = s->timeout_ms,
             .connect_timeout_ms = s->connect_timeout_ms,
+            .ca_file = s->backend->cfg->ca_file,
         };
         o.headers = hl_buf_steal(&headers);
         o.body = hl_buf_steal(&body);

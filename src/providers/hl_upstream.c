@@ -40,6 +40,17 @@ void hl__upstream_unlink(hl_upstream_call *c) {
     u->active--;
 }
 
+/* An environment variable curl reads for a proxy of plain http:// (curl reads http_proxy in
+ * lower case only, ALL_PROXY in either), set and not empty. */
+bool hl__upstream_http_proxy_set(void) {
+    static const char *const names[] = {"http_proxy", "all_proxy", "ALL_PROXY"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *v = getenv(names[i]);
+        if (v && *v) return true;
+    }
+    return false;
+}
+
 void hl__upstream_ref(hl_upstream *u) { u->refs++; }
 
 void hl__upstream_unref(hl_upstream *u) {
@@ -260,6 +271,8 @@ static hl_err curl_start(hl_upstream *u, hl_upstream_opts *o, const hl_upstream_
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* gzip/deflate/br if built in */
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* Verification stays on (curl's default); a private CA replaces the system bundle. */
+    if (o->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file);
     if (c->body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
@@ -292,7 +305,7 @@ hl_err hl_upstream_init(hl_upstream **out, uv_loop_t *loop) {
     u->loop = loop;
     u->refs = 1; /* open; hl_upstream_close() drops it */
     const char *env = getenv("HL_UPSTREAM_CURL");
-    u->curl_only = env && !strcmp(env, "1");
+    u->curl_only = (env && !strcmp(env, "1")) || hl__upstream_http_proxy_set();
     u->multi = curl_multi_init();
     if (!u->multi) {
         free(u);

@@ -8,6 +8,9 @@
  *  - https:// (cloud APIs: TLS, HTTP/2, proxies) goes to a libcurl multi handle driven through
  *    the multi-socket interface, whose connection cache reuses TLS connections.
  * HL_UPSTREAM_CURL=1 in the environment sends every URL to libcurl.
+ * Proxies are libcurl's: https_proxy / HTTPS_PROXY, http_proxy, ALL_PROXY and NO_PROXY are read
+ * from the environment per call. When an http_proxy or ALL_PROXY is set, plain http:// URLs go to
+ * libcurl too (the built-in client speaks no proxy), so NO_PROXY decides exactly as for curl.
  *
  * A call streams: on_data receives the body as it arrives (after on_status), and may return
  * HL_UPSTREAM_PAUSE to stop the flow until hl_upstream_resume() (backpressure from a slow
@@ -50,6 +53,9 @@ typedef struct hl_upstream_opts {
     size_t body_len;
     long timeout_ms;
     long connect_timeout_ms;
+    /* PEM file of the CAs to trust for https:// instead of the system's (CURLOPT_CAINFO);
+     * NULL: the system's. Borrowed, read during hl_upstream_start() only. */
+    const char *ca_file;
 } hl_upstream_opts;
 
 /* Appends one header line to a block for hl_upstream_opts.headers (line copied, NUL added). */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hl_config.h"
 #include "hl_http.h"
@@ -221,6 +222,7 @@ HL_TEST(every_setting) {
         "    kind: anthropic\n"
         "    location: cloud\n"
         "    base_url: [\"https://h.example/v1///\", http://h2]\n"
+        "    allow_insecure_http: true\n"
         "    api_key_env: K\n"
         "    model: m\n"
         "    models: [x, y]\n"
@@ -335,7 +337,7 @@ static const struct bad_case {
     {"- a\n", "t.yaml:1: expected a mapping (key: value lines); got a list"},
     {MIN_BACKENDS, "t.yaml:1: routes: required key is missing"},
     {"serverr: {}\n" MIN,
-     "t.yaml:1: serverr: unknown key 'serverr' (expected one of: server, ledger, backends, "
+     "t.yaml:1: serverr: unknown key 'serverr' (expected one of: server, ledger, upstream, backends, "
      "prices, budgets, privacy, routes)"},
     {"server:\n  threds: 4\n" MIN,
      "t.yaml:2: server.threds: unknown key 'threds' (expected one of: listen, threads, "
@@ -366,7 +368,7 @@ static const struct bad_case {
      "for character class at offset 6"},
     {MIN_BACKENDS "privacy:\n  detect_pii: maybe\n" MIN_ROUTES,
      "t.yaml:8: privacy.detect_pii: expected true or false; got 'maybe'"},
-    {"x: &a [*a]\n", "t.yaml:1: x: unknown key 'x' (expected one of: server, ledger, backends, "
+    {"x: &a [*a]\n", "t.yaml:1: x: unknown key 'x' (expected one of: server, ledger, upstream, backends, "
      "prices, budgets, privacy, routes)"},
     {"backends: &a [*a]\n" MIN_ROUTES,
      "t.yaml:1: backends[0]: YAML aliases (*name) are not supported; write the value out"},
@@ -469,7 +471,7 @@ static const struct bad_case {
      "t.yaml:7: backends[0].modle: unknown key 'modle' (expected one of: name, kind, location, "
      "base_url, api_key_env, model, models, hourly_cost_usd, timeout_ms, connect_timeout_ms, "
      "max_retries, retry_base_ms, retry_max_ms, breaker_failures, breaker_window_ms, "
-     "breaker_open_ms, context_window, stream_idle_timeout_ms, first_token_timeout_ms, warmup, keep_warm_ms, model_path, threads, context_size, "
+     "breaker_open_ms, context_window, stream_idle_timeout_ms, first_token_timeout_ms, warmup, keep_warm_ms, ca_file, allow_insecure_http, model_path, threads, context_size, "
      "chat_template, max_queue, max_sequences, repack_weights)"},
     {"backends:\n  - name: a\n    kind: openai\n    location: local\n    base_url: ftp://x\n"
      "    model: m\n" MIN_ROUTES,
@@ -599,7 +601,73 @@ static const struct bad_case {
      "t.yaml:1: ledger.index_interval_ms: must be between 10 and 86400000; got '9'"},
     {"server: {health_interval_ms: 99}\n" MIN,
      "t.yaml:1: server.health_interval_ms: must be between 100 and 86400000; got '99'"},
+    /* A cloud backend over plain http:// outside loopback (its key would cross the network in
+     * clear text), unless the config says so. */
+    {MIN_BACKENDS "  - {name: c, kind: openai, location: cloud, base_url: http://api.example.com/v1, "
+                  "model: m}\n" MIN_ROUTES,
+     "t.yaml:7: backends[1].base_url: a cloud backend's http:// URL outside loopback sends its key "
+     "and prompts unencrypted (base_url[0]): use https://, or set allow_insecure_http: true"},
+    {MIN_BACKENDS "  - {name: c, kind: anthropic, location: cloud, base_url: [https://a.example, "
+                  "\"http://user:pw@127.0.0.1.evil.example:80\"], model: m}\n" MIN_ROUTES,
+     "t.yaml:7: backends[1].base_url: a cloud backend's http:// URL outside loopback sends its key "
+     "and prompts unencrypted (base_url[1]): use https://, or set allow_insecure_http: true"},
+    {MIN_BACKENDS "  - {name: c, kind: openai, location: cloud, base_url: http://10.0.0.5:8000/v1, "
+                  "model: m, allow_insecure_http: yes}\n" MIN_ROUTES,
+     "t.yaml:7: backends[1].allow_insecure_http: expected true or false; got 'yes'"},
+    {MIN_BACKENDS "    ca_file: /nonexistent/ca.pem\n" MIN_ROUTES,
+     "t.yaml:7: backends[0].ca_file: cannot read the CA file '/nonexistent/ca.pem': No such file "
+     "or directory"},
+    {"upstream: {ca_file: \"\"}\n" MIN, "t.yaml:1: upstream.ca_file: must not be empty"},
+    {"upstream: {ca_file: /nonexistent/ca.pem}\n" MIN,
+     "t.yaml:1: upstream.ca_file: cannot read the CA file '/nonexistent/ca.pem': No such file or "
+     "directory"},
 };
+
+/* https:// and loopback http:// need nothing; a cloud backend elsewhere over http:// needs
+ * allow_insecure_http. The global upstream.ca_file reaches every backend without its own, wherever
+ * the section is in the file. */
+HL_TEST(cloud_tls_settings) {
+    char dir[] = "/tmp/hl_cfg_caXXXXXX";
+    HL_REQUIRE(mkdtemp(dir));
+    char ca1[64], ca2[64];
+    snprintf(ca1, sizeof ca1, "%s/one.pem", dir);
+    snprintf(ca2, sizeof ca2, "%s/two.pem", dir);
+    FILE *f = fopen(ca1, "w");
+    HL_REQUIRE(f);
+    fclose(f);
+    HL_REQUIRE((f = fopen(ca2, "w")));
+    fclose(f);
+    char text[2048];
+    snprintf(text, sizeof text,
+             MIN_BACKENDS
+             "  - {name: c1, kind: openai, location: cloud, base_url: https://api.example.com/v1, "
+             "model: m}\n"
+             "  - {name: c2, kind: openai, location: cloud, base_url: http://127.0.0.9:9/v1, model: m,"
+             " ca_file: %s}\n"
+             "  - {name: c3, kind: openai, location: cloud, base_url: \"http://[::1]:9\", model: m}\n"
+             "  - {name: c4, kind: openai, location: cloud, base_url: http://LocalHost:9, model: m}\n"
+             "  - {name: c5, kind: openai, location: cloud, base_url: http://10.0.0.5:8000/v1, "
+             "model: m, allow_insecure_http: true}\n"
+             "upstream:\n  ca_file: %s\n" MIN_ROUTES,
+             ca2, ca1);
+    hl_config *cfg = parse_ok(text);
+    HL_REQUIRE(cfg);
+    HL_CHECK_STR_EQ(cfg->upstream_ca_file, ca1);
+    HL_CHECK_STR_EQ(cfg->backends[0].ca_file, ca1);
+    HL_CHECK_STR_EQ(cfg->backends[1].ca_file, ca1);
+    HL_CHECK_STR_EQ(cfg->backends[2].ca_file, ca2);
+    HL_CHECK(!cfg->backends[1].allow_insecure_http);
+    HL_CHECK(cfg->backends[5].allow_insecure_http);
+    hl_config_free(cfg);
+    /* Without upstream.ca_file: the system's CAs (NULL). */
+    cfg = parse_ok(MIN);
+    HL_REQUIRE(cfg);
+    HL_CHECK(cfg->upstream_ca_file == NULL && cfg->backends[0].ca_file == NULL);
+    hl_config_free(cfg);
+    remove(ca1);
+    remove(ca2);
+    rmdir(dir);
+}
 
 HL_TEST(bad_configs) {
     for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
@@ -687,7 +755,7 @@ HL_TEST(defaults_every_key) {
     hl_config *cfg = parse_ok(
         "backends:\n"
         "  - {name: a, kind: openai, location: local, base_url: http://x, model: m}\n"
-        "  - {name: c, kind: openai, location: cloud, base_url: http://y, model: m}\n"
+        "  - {name: c, kind: openai, location: cloud, base_url: https://y, model: m}\n"
         "  - {name: e, kind: builtin, location: local, model: m, model_path: /m.gguf}\n"
         "prices:\n"
         "  - {model: m, input_per_mtok: 2, output_per_mtok: 3}\n"

@@ -1,6 +1,8 @@
 // Shared machinery for the fake upstream servers (fake OpenAI, fake Anthropic).
 //
-// A fake is a node:http server on 127.0.0.1 that:
+// A fake is a node:http server on 127.0.0.1 (node:https with opts.tls = {key, cert}: PEM text,
+// e.g. from tls.mjs's makeTestPKI(); its url is then https://<opts.hostname ?? 127.0.0.1>:PORT)
+// that:
 //   - records every API request in `requests` (control endpoints are not recorded),
 //   - obeys injected behaviour set with control({...}) in-process or POST /_control over HTTP,
 //   - exposes GET /_requests and POST /_reset for out-of-process use (shell scripts, benches).
@@ -28,12 +30,13 @@
 //   logprob              (OpenAI only) every token's logprob, when logprobs are requested (a
 //                        model that is unsure of its answer: -1 gives a confidence of e^-1)
 //
-// Each request record: {id, method, path, headers, body, raw, time, closed, closedAt,
+// Each request record: {id, tls, method, path, headers, body, raw, time, closed, closedAt,
 //   finished, disconnected, response: {status, usage?, text?}}
 //   closed: the client's connection closed before our response finished (e.g. the gateway
 //   cancelled the upstream call after its own client went away).
 
 import http from 'node:http';
+import https from 'node:https';
 import { randomBytes } from 'node:crypto';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -166,7 +169,7 @@ export function createFake({ name, opts = {}, handler, errorReply, requestIdHead
     errorBudget = 0;
   }
 
-  const server = http.createServer(async (req, res) => {
+  const serve = async (req, res) => {
     const url = new URL(req.url, 'http://x');
     const path = url.pathname;
     let raw;
@@ -205,6 +208,7 @@ export function createFake({ name, opts = {}, handler, errorReply, requestIdHead
     }
     const rec = {
       id: ++seq,
+      tls: Boolean(req.socket.encrypted),
       method: req.method,
       path,
       query: url.search,
@@ -257,8 +261,12 @@ export function createFake({ name, opts = {}, handler, errorReply, requestIdHead
       if (!res.headersSent) sendJSON(res, 500, { error: String(err) });
       else res.destroy();
     }
-  });
+  };
+  const server = opts.tls ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert }, serve) : http.createServer(serve);
   server.keepAliveTimeout = 5000;
+  // TLS handshakes that fail (a client that does not trust our CA) are counted, not logged.
+  let tlsErrors = 0;
+  server.on('tlsClientError', () => tlsErrors++);
 
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -271,8 +279,11 @@ export function createFake({ name, opts = {}, handler, errorReply, requestIdHead
       });
       resolve({
         name,
-        url: `http://127.0.0.1:${port}`,
+        url: `${opts.tls ? 'https' : 'http'}://${opts.hostname ?? '127.0.0.1'}:${port}`,
         port,
+        get tlsErrors() {
+          return tlsErrors;
+        },
         requests,
         control,
         reset,

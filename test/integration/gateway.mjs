@@ -122,6 +122,7 @@ process.on('exit', () => {
 //                              a given one is kept, not deleted with the temp dir)
 //   extraServer                merged into the `server:` section (e.g. {max_body_bytes: 65536})
 //   extraLedger                merged into the `ledger:` section (e.g. {store: 'postgresql://...'})
+//   upstream                   the `upstream:` section (e.g. {ca_file: pki.caFile}; default: none)
 //   env                        extra environment for the child (default: KEYS)
 //   unsetEnv                   names removed from the child's environment
 //   startTimeoutMs             how long /healthz may take to answer 200 (default 10000)
@@ -135,6 +136,7 @@ export async function startGateway({
   ledgerPath: givenLedger = undefined,
   extraServer = {},
   extraLedger = {},
+  upstream = undefined,
   env = KEYS,
   unsetEnv = [],
   startTimeoutMs = 10000,
@@ -147,6 +149,7 @@ export async function startGateway({
   const config = {
     server: { listen: `127.0.0.1:${port}`, threads: 2, ...extraServer },
     ledger: { path: ledgerPath, ...extraLedger },
+    ...(upstream ? { upstream } : {}),
     backends,
     prices,
     ...(budgets ? { budgets } : {}),
@@ -253,18 +256,28 @@ export async function startGateway({
 
 // Three fakes (cloud Anthropic, cloud OpenAI, a second fake OpenAI playing the local vLLM) and a
 // gateway configured with the standard backends/prices/routes.
-export async function startStack({ extraServer = {}, routes = ROUTES } = {}) {
-  const anthropic = await startFakeAnthropic({ key: KEYS.HL_TEST_ANTHROPIC_KEY, models: [MODELS.anthropic] });
-  const openai = await startFakeOpenAI({ key: KEYS.HL_TEST_OPENAI_KEY, models: [MODELS.openai] });
-  const local = await startFakeOpenAI({ models: [MODELS.local] });
+// tls: a test PKI (../fake/tls.mjs makeTestPKI()): the fakes speak https:// with its server
+// certificate and the gateway trusts its CA through upstream.ca_file.
+// backendOverrides: {name: {...}} merged into the standard backends (e.g. a retry policy).
+export async function startStack({ extraServer = {}, routes = ROUTES, tls = undefined, backendOverrides = {}, env = KEYS, unsetEnv = [] } = {}) {
+  const t = tls ? { tls: tls.server } : {};
+  const anthropic = await startFakeAnthropic({ key: KEYS.HL_TEST_ANTHROPIC_KEY, models: [MODELS.anthropic], ...t });
+  const openai = await startFakeOpenAI({ key: KEYS.HL_TEST_OPENAI_KEY, models: [MODELS.openai], ...t });
+  const local = await startFakeOpenAI({ models: [MODELS.local], ...t });
   const fakes = { anthropic, openai, local };
   const closeFakes = () => Promise.all(Object.values(fakes).map((f) => f.close()));
   let gw;
   try {
     gw = await startGateway({
-      backends: standardBackends({ anthropicUrl: anthropic.url, openaiUrl: openai.url, localUrl: local.url }),
+      backends: standardBackends({ anthropicUrl: anthropic.url, openaiUrl: openai.url, localUrl: local.url }).map((b) => ({
+        ...b,
+        ...(backendOverrides[b.name] ?? {}),
+      })),
       routes,
       extraServer,
+      upstream: tls ? { ca_file: tls.caFile } : undefined,
+      env,
+      unsetEnv,
     });
   } catch (e) {
     await closeFakes();

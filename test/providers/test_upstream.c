@@ -1126,3 +1126,37 @@ HL_TEST(error_status_with_empty_body) {
 }
 
 HL_TEST_MAIN()
+
+/* An http proxy in the environment sends plain http:// to libcurl, which applies it and
+ * NO_PROXY (the built-in client speaks no proxy); without one the built-in client keeps them.
+ * https:// is never the built-in client's (url_split). */
+HL_TEST(http_proxy_in_the_environment_means_libcurl) {
+    static const char *const names[] = {"http_proxy", "all_proxy", "ALL_PROXY", "HL_UPSTREAM_CURL"};
+    char *saved[4];
+    for (size_t i = 0; i < 4; i++) {
+        const char *v = getenv(names[i]);
+        saved[i] = v ? strdup(v) : NULL;
+        unsetenv(names[i]);
+    }
+    uv_loop_t loop;
+    HL_REQUIRE(uv_loop_init(&loop) == 0);
+    for (int round = 0; round < 4; round++) {
+        if (round == 1) setenv("http_proxy", "http://127.0.0.1:3128", 1);
+        if (round == 2) {
+            unsetenv("http_proxy");
+            setenv("ALL_PROXY", "socks5h://127.0.0.1:1080", 1);
+        }
+        if (round == 3) setenv("ALL_PROXY", "", 1); /* empty: none, as for curl */
+        hl_upstream *u;
+        HL_REQUIRE(hl_upstream_init(&u, &loop) == HL_OK);
+        if (u->curl_only != (round == 1 || round == 2)) HL_FAIL_("round %d: curl_only %d", round, u->curl_only);
+        hl_upstream_close(u);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
+    HL_CHECK(uv_loop_close(&loop) == 0);
+    for (size_t i = 0; i < 4; i++) {
+        if (saved[i]) setenv(names[i], saved[i], 1);
+        else unsetenv(names[i]);
+        free(saved[i]);
+    }
+}

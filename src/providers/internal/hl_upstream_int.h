@@ -34,7 +34,8 @@ struct hl_upstream {
     struct hl_upstream_call *calls; /* in flight, doubly linked */
     unsigned refs;                  /* see the top of this file */
     bool closing;
-    bool curl_only; /* HL_UPSTREAM_CURL=1 in the environment: every URL goes to libcurl */
+    bool curl_only; /* HL_UPSTREAM_CURL=1, or an http proxy, in the environment: every URL goes
+                       to libcurl */
     /* libcurl */
     CURLM *multi;
     uv_timer_t timer;
@@ -56,6 +57,8 @@ void hl__upstream_link(hl_upstream *u, hl_upstream_call *c);
 void hl__upstream_unlink(hl_upstream_call *c);
 /* Reference counting of u (see above); the last unref frees u and the built-in client. */
 void hl__upstream_ref(hl_upstream *u);
+/* Whether the environment names a proxy for plain http:// (http_proxy, ALL_PROXY, all_proxy). */
+bool hl__upstream_http_proxy_set(void);
 void hl__upstream_unref(hl_upstream *u);
 
 /* ---- the built-in client (hl_upstream_http.c) */
