@@ -63,10 +63,18 @@ struct hl_pii_detector {
 };
 
 static const char *const type_names[HL_PII_NTYPES] = {
-    "email", "phone", "ssn", "credit_card", "iban", "ipv4", "ipv6", "custom",
+    "email", "phone", "ssn", "credit_card", "iban", "ipv4", "ipv6",
+    "uk_nino", "es_dni", "nl_bsn", "it_codice_fiscale", "fr_nir", "de_steuer_id",
+    "openai_key", "anthropic_key", "aws_access_key", "aws_secret", "github_token",
+    "gitlab_token", "slack_token", "stripe_key", "google_api_key", "private_key", "jwt",
+    "password_in_url", "env_secret", "custom",
 };
 static const char *const type_tags[HL_PII_NTYPES] = {
-    "EMAIL", "PHONE", "SSN", "CREDIT_CARD", "IBAN", "IPV4", "IPV6", "CUSTOM",
+    "EMAIL", "PHONE", "SSN", "CREDIT_CARD", "IBAN", "IPV4", "IPV6",
+    "UK_NINO", "ES_DNI", "NL_BSN", "IT_CODICE_FISCALE", "FR_NIR", "DE_STEUER_ID",
+    "OPENAI_KEY", "ANTHROPIC_KEY", "AWS_ACCESS_KEY", "AWS_SECRET", "GITHUB_TOKEN",
+    "GITLAB_TOKEN", "SLACK_TOKEN", "STRIPE_KEY", "GOOGLE_API_KEY", "PRIVATE_KEY", "JWT",
+    "PASSWORD_IN_URL", "ENV_SECRET", "CUSTOM",
 };
 
 const char *hl_pii_type_name(hl_pii_type t) {
@@ -237,6 +245,8 @@ typedef struct span {
  * overlap, so there are at most len * (1 + n_custom) of them. */
 typedef struct sink {
     hl_pii_report *r;
+    const uint8_t *txt;  /* the bytes spans index: the scan view, or the raw text */
+    const size_t *map;   /* view offset -> original offset (n + 1 entries); NULL: identity */
     bool collect;
     bool nomem;
     bool limit; /* a custom pattern hit PCRE2's match limit */
@@ -249,10 +259,46 @@ static void bump(int *c) {
     if (*c < INT_MAX) (*c)++;
 }
 
+/* Has the report counted this value already? Values are told apart by type (and custom
+ * pattern) and their letters and digits, case aside. Remembers it when not; when the
+ * report's table is three quarters full, says "new" without remembering (over-counting is
+ * the safe side). An empty span (a custom pattern that failed closed) is always new. */
+static bool seen_before(hl_pii_report *r, const uint8_t *txt, unsigned tag, size_t start,
+                        size_t end) {
+    if (start >= end) return false;
+    uint64_t h = 1469598103934665603ull ^ (tag * 0x9E3779B97F4A7C15ull);
+    for (size_t i = start; i < end; i++) {
+        unsigned c = txt[i];
+        if (c < 0x80 && !((c | 0x20u) - 'a' < 26u || c - '0' < 10u)) continue;
+        if (c - 'A' < 26u) c |= 0x20u;
+        h = (h ^ c) * 1099511628211ull;
+    }
+    h |= 1;
+    size_t slot = (size_t)(h >> 7) & (HL_PII_SEEN - 1);
+    for (int probes = 0; probes < HL_PII_SEEN; probes++) {
+        if (r->seen[slot] == h) return true;
+        if (r->seen[slot] == 0) {
+            if (r->n_seen >= HL_PII_SEEN * 3 / 4) return false;
+            r->seen[slot] = h;
+            r->n_seen++;
+            return false;
+        }
+        slot = (slot + 1) & (HL_PII_SEEN - 1);
+    }
+    return false;
+}
+
 static void sink_add(sink *k, hl_pii_type t, unsigned custom, size_t start, size_t end) {
-    bump(&k->r->counts[t]);
-    if (t == HL_PII_CUSTOM) bump(&k->r->custom[custom]);
-    bump(&k->r->total);
+    unsigned tag = t == HL_PII_CUSTOM ? HL_PII_CUSTOM + custom : t;
+    if (!seen_before(k->r, k->txt, tag, start, end)) {
+        bump(&k->r->counts[t]);
+        if (t == HL_PII_CUSTOM) bump(&k->r->custom[custom]);
+        bump(&k->r->total);
+    }
+    if (k->map) {
+        start = k->map[start];
+        end = k->map[end];
+    }
     if (!k->collect || k->nomem) return;
     if (k->n == k->cap) {
         size_t cap = k->cap * 2;
@@ -419,17 +465,17 @@ static void emit(scanner *sc, hl_pii_type t, size_t start, size_t end) {
 /* Is [i, end) "_<digits>]", the tail of one of our own placeholders ("[PHONE_1]")? Then the
  * word before it is no phone or SSN word: redacted text, scanned again, must come out clean
  * ("[PHONE_1] 4155550132" was "+14155550100 4155550132", whose second number had no word). */
-static bool placeholder_tail(const scanner *sc, size_t i, size_t end) {
-    if (i >= end || sc->s[i] != '_') return false;
+static bool placeholder_tail(const uint8_t *s, size_t i, size_t end) {
+    if (i >= end || s[i] != '_') return false;
     size_t j = i + 1;
-    while (j < end && is_digit(sc->s[j])) j++;
-    return j > i + 1 && j < end && sc->s[j] == ']';
+    while (j < end && is_digit(s[j])) j++;
+    return j > i + 1 && j < end && s[j] == ']';
 }
 
 /* Does one of words occur (case-insensitively) in the 48 bytes before pos? Words marked
  * with a leading '^' must start a word ("tel" but not "hotel"). */
 #define KEYWORD_WINDOW 48
-static bool keyword_before(const scanner *sc, size_t pos, const char *const *words) {
+static bool keyword_before_s(const uint8_t *s, size_t pos, const char *const *words) {
     size_t from = pos > KEYWORD_WINDOW ? pos - KEYWORD_WINDOW : 0;
     uint64_t first[4] = {0}; /* the words' first bytes: most positions need no comparison */
     for (const char *const *w = words; *w; w++) {
@@ -437,25 +483,31 @@ static bool keyword_before(const scanner *sc, size_t pos, const char *const *wor
         first[c >> 6] |= 1ull << (c & 63);
     }
     for (size_t i = from; i < pos; i++) {
-        unsigned c0 = lower(sc->s[i]);
+        unsigned c0 = lower(s[i]);
         if (!(first[c0 >> 6] >> (c0 & 63) & 1)) continue;
         for (const char *const *w = words; *w; w++) {
             const char *k = *w;
             bool at_start = k[0] == '^';
             if (at_start) {
                 k++;
-                if (i > 0 && is_alpha(sc->s[i - 1])) continue;
+                if (i > 0 && is_alpha(s[i - 1])) continue;
             }
             size_t j = 0;
-            while (k[j] && i + j < pos && lower(sc->s[i + j]) == (unsigned char)k[j]) j++;
-            if (!k[j] && !placeholder_tail(sc, i + j, pos)) return true;
+            while (k[j] && i + j < pos && lower(s[i + j]) == (unsigned char)k[j]) j++;
+            if (!k[j] && !placeholder_tail(s, i + j, pos)) return true;
         }
     }
     return false;
 }
 
+static bool keyword_before(const scanner *sc, size_t pos, const char *const *words) {
+    return keyword_before_s(sc->s, pos, words);
+}
+
 static const char *const phone_words[] = {
     "phone", "^tel", "^mobile", "^cell", "^call", "^fax", "^sms", "^whatsapp", "^handy",
+    "text me", "text us", "reach me", "reach us", "^ring me", "^mob:", "^mob.", "^ph:",
+    "^ph.", "wa.me/", "^dial", "^telefon", "^t\xc3\xa9l", "^portable", "^móvil",
     "\xe7\x94\xb5\xe8\xaf\x9d", /* 电话 */
     "\xe6\x89\x8b\xe6\x9c\xba", /* 手机 */
     "\xe9\x9b\xbb\xe8\xa9\xb1", /* 電話 */
@@ -574,7 +626,9 @@ static bool card_prefix_ok(const uint8_t *d, int nd) {
     case 4: return nd == 13 || nd == 16 || nd == 19;
     case 5: return p2 >= 51 && p2 <= 55 ? nd == 16 : true;
     case 6: return true;
-    case 3: return p2 == 34 || p2 == 37 ? nd == 15 : p2 == 30 || (p2 >= 35 && p2 <= 39);
+    /* JCB and Diners issue 14 or 16-19 digits, never 15: a 15-digit run starting 35 or 86
+     * that passes Luhn is an IMEI. */
+    case 3: return p2 == 34 || p2 == 37 ? nd == 15 : (p2 == 30 || (p2 >= 35 && p2 <= 39)) && nd != 15;
     case 2: return p4 >= 2221 && p4 <= 2720 && nd == 16;
     default: return false;
     }
@@ -692,22 +746,34 @@ static bool check_phone(const scanner *sc, const numrun *r, int k, int nd, int *
         uint8_t plain = seps & (uint8_t)~SEP_PAREN;
         bool zeros = true, all_lead0 = true;
         for (int j = 0; j < r->glen[0]; j++) zeros &= d[j] == 0;
+        /* "00" and a country code may be followed by one-digit groups ("0033 6 12 34 56
+         * 78", "00 31 6 1234 5678"). */
+        bool intl = d[0] == 0 && d[1] == 0 && r->glen[0] <= 4 && nd >= 11;
         if (d[0] == 0 && !zeros && nd >= 10 && (plain & (plain - 1)) == 0) {
             bool ok = true;
             for (int g = 1; g <= k && ok; g++) {
-                ok = r->glen[g] >= 2 && r->glen[g] <= 8;
+                ok = r->glen[g] >= (intl ? 1 : 2) && r->glen[g] <= 8;
                 all_lead0 &= d[r->gpos[g]] == 0;
             }
             if (ok && !all_lead0) return true;
         }
     }
+    /* Indian mobiles in 5-5 groups ("98765 43210"): 6-9 first, one separator. */
+    if (ng == 2 && r->glen[0] == 5 && r->glen[1] == 5 && d[0] >= 6 &&
+        (r->sep[1] == SEP_SPACE || r->sep[1] == SEP_DASH))
+        return true;
     /* The shapes a phone word lets through; checked before looking for the word, since
-     * most digit runs in text are short numbers that need no look-back. */
+     * most digit runs in text are short numbers that need no look-back. A grouping needs
+     * one kind of separator and must not be a date ("Tel 2024-01-05 10:30"). */
     bool shape = ng == 1 ? nd >= 10
                          : (ng == 2 && r->glen[0] == 3 && r->glen[1] == 4 && d[0] >= 2);
     if (!shape && ng > 1 && nd >= 10) {
-        shape = true;
+        uint8_t plain = seps & (uint8_t)~SEP_PAREN;
+        shape = (plain & (plain - 1)) == 0;
         for (int g = 1; g <= k; g++) shape &= r->glen[g] >= 2;
+        bool date = (r->glen[0] == 4 && (d[0] == 1 || d[0] == 2) && r->glen[1] == 2) ||
+                    (r->glen[0] <= 2 && r->glen[1] <= 2 && ng > 2 && r->glen[2] == 4);
+        if (date) shape = false;
     }
     if (!shape) return false;
     if (*kw < 0) *kw = keyword_before(sc, r->start, phone_words);
@@ -745,6 +811,16 @@ static size_t try_numbers(scanner *sc, size_t start) {
             continue;
         emit(sc, t, start, r.gend[k]);
         return r.gend[k];
+    }
+    /* A card- or ICCID-shaped run that failed its checks (four or more groups, the first
+     * of 4 digits, 13-20 digits) is skipped whole: its groups are no phone number. */
+    if (!r.plus && r.ng >= 4 && r.glen[0] == 4 && cum[r.ng - 1] >= 13 && cum[r.ng - 1] <= 20 &&
+        r.sep[0] == 0) {
+        bool cardlike = true;
+        for (int g = 1; g < r.ng; g++)
+            cardlike &= r.sep[g] == r.sep[1] && (r.sep[1] == SEP_SPACE || r.sep[1] == SEP_DASH) &&
+                        r.glen[g] >= 2 && r.glen[g] <= 6;
+        if (cardlike) return r.gend[r.ng - 1];
     }
     return 0;
 }
@@ -925,7 +1001,7 @@ static size_t obf_word(const scanner *sc, size_t i, const char *word) {
 enum { AT_PLAIN, AT_PCT, AT_OBF };
 
 static bool local_char(unsigned c) {
-    return is_alnum(c) || c == '.' || c == '_' || c == '+' || c == '-';
+    return is_alnum(c) || c == '.' || c == '_' || c == '+' || c == '-' || c == '\'';
 }
 
 /* Where a domain whose last label is [ls, le) may end: after the whole label when it is a
@@ -976,7 +1052,8 @@ static size_t try_email(const scanner *sc, size_t at, size_t aw, int kind, size_
     bool alnum = false;
     for (size_t i = ls; i < le; i += w) {
         unsigned c = ch_at(sc, i, &w);
-        if (c == '.' && !alnum) ls = i + w; /* leading dots ("...joe@") are prose */
+        /* leading dots ("...joe@") and quotes ("'joe@x.com'") are prose */
+        if ((c == '.' || c == '\'') && !alnum) ls = i + w;
         alnum |= is_alnum(c) || c == NA;
     }
     if (!alnum) return 0;
@@ -986,6 +1063,7 @@ static size_t try_email(const scanner *sc, size_t at, size_t aw, int kind, size_
     size_t pos = at + aw;
     if (kind == AT_OBF && ch_at(sc, pos, &w) == ' ') pos += w;
     size_t ds = pos, first_end = 0, end = 0;
+    if (ch_at(sc, pos, &w) == '-') return 0; /* no label starts with '-' */
     int labels = 0, end_labels = 0;
     for (;;) {
         size_t lstart = pos;
@@ -1110,6 +1188,13 @@ static size_t on_digit(scanner *sc, size_t i) {
         size_t ws;
         bool hex;
         int n = letters_before(sc, i, &ws, &hex);
+        size_t w1;
+        if (n == 3 && lower(sc->s[ws]) == 'i' && lower(sc->s[ws + 1]) == 'p' &&
+            lower(sc->s[ws + 2]) == 'v' && ch_at(sc, i, &w) == '6' && ch_at(sc, i + 1, &w1) == ':') {
+            /* "[IPv6:2001:db8::1]" in a Received: header: the address follows the tag. */
+            r = try_ipv6(sc, i + 2);
+            return r ? r : skip_cluster(sc, i + 2);
+        }
         if (n < 5 && starts_token(sc, ws)) {
             if (n == 2) r = try_iban(sc, ws);
             if (!r && hex && hex_then_colon(sc, ws)) r = try_ipv6(sc, ws);
@@ -1175,6 +1260,680 @@ static void scan_builtin(scanner *sc) {
             break;
         }
         i = next ? next : i + w;
+    }
+}
+
+/* ---- The scan view ------------------------------------------------------------------- */
+
+/* The text as every built-in rule reads it, built once per scan: Unicode spaces (no-break,
+ * thin, narrow no-break, figure, ideographic, ...) read as ' ', dashes and minus signs
+ * (U+2010-2015, U+2212, U+FE63) as '-', full-width forms as their ASCII twins, zero-width
+ * characters (U+200B-200D, U+2060, U+FEFF, LRM/RLM, soft hyphen) are dropped, and a line
+ * break inside a number ("4111 1111\n> 1111 1111": a digit, optionally a separator, then
+ * the break, optional '>' quote markers and spaces, then a digit) reads as one space. map[j]
+ * is the original offset of view byte j (map[n] = the text's length), so spans found in the
+ * view redact the right original bytes. Plain ASCII without such line breaks is scanned in
+ * place (map NULL). The token pass (secrets, national ids) writes over what it claims
+ * ("[xxxx]", the shape of a placeholder), so buf is made on the first claim when the scan
+ * runs in place. */
+typedef struct view {
+    const uint8_t *s;
+    size_t n;
+    uint8_t *buf; /* owned; NULL while s is the caller's text */
+    size_t *map;  /* owned; NULL: identity */
+    bool nomem;
+} view;
+
+static bool view_needed(const uint8_t *t, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = t[i];
+        if (c >= 0x80) return true;
+        if (c == '\n' && i > 0) {
+            size_t j = i;
+            while (j > 0 && (t[j - 1] == '\r' || t[j - 1] == ' ' || t[j - 1] == '-')) j--;
+            if (j > 0 && is_digit(t[j - 1])) return true;
+        }
+    }
+    return false;
+}
+
+/* What the UTF-8 sequence at t[i] reads as: *w bytes, returns the ASCII byte, -1 to drop,
+ * or -2 to keep the bytes as they are. */
+static int fold_utf8(const uint8_t *t, size_t len, size_t i, size_t *w) {
+    uint8_t c = t[i];
+    *w = 1;
+    if (c == 0xC2 && i + 1 < len) {
+        *w = 2;
+        if (t[i + 1] == 0xA0) return ' ';
+        if (t[i + 1] == 0xAD) return -1;
+        return -2;
+    }
+    if (i + 2 >= len) return -2;
+    uint8_t b = t[i + 1], x = t[i + 2];
+    *w = 3;
+    if (c == 0xE2 && b == 0x80) {
+        if (x <= 0x8A || x == 0xAF) return ' ';
+        if (x >= 0x8B && x <= 0x8F) return -1;
+        if (x >= 0x90 && x <= 0x95) return '-';
+        if (x == 0xA4) return '.'; /* one dot leader */
+    }
+    if (c == 0xE2 && b == 0x81) {
+        if (x == 0x9F) return ' ';
+        if (x >= 0xA0 && x <= 0xA4) return -1;
+    }
+    if (c == 0xE2 && b == 0x88 && x == 0x92) return '-';
+    if (c == 0xE3 && b == 0x80 && x == 0x80) return ' ';
+    if (c == 0xEF && b == 0xBB && x == 0xBF) return -1;
+    if (c == 0xEF && b == 0xB9 && x == 0xA3) return '-';
+    if (c == 0xEF && b == 0xBC && x >= 0x81) return 0x21 + (x - 0x81);
+    if (c == 0xEF && b == 0xBD && x >= 0x80 && x <= 0x9E) return 0x60 + (x - 0x80);
+    *w = 1;
+    return -2;
+}
+
+static void view_build(view *v, const uint8_t *t, size_t len) {
+    memset(v, 0, sizeof *v);
+    v->s = t;
+    v->n = len;
+    if (!view_needed(t, len)) return;
+    v->buf = malloc(len + 1);
+    v->map = malloc((len + 1) * sizeof *v->map);
+    if (!v->buf || !v->map) {
+        free(v->buf);
+        free(v->map);
+        v->buf = NULL;
+        v->map = NULL;
+        v->nomem = true;
+        return;
+    }
+    size_t j = 0;
+    for (size_t i = 0; i < len;) {
+        uint8_t c = t[i];
+        if (c == '\n' || (c == '\r' && i + 1 < len && t[i + 1] == '\n')) {
+            uint8_t p = j ? v->buf[j - 1] : 0;
+            bool after_digit = is_digit(p) || ((p == ' ' || p == '-') && j > 1 && is_digit(v->buf[j - 2]));
+            if (after_digit) {
+                size_t k = i + (c == '\r' ? 2 : 1), lim = k + 16;
+                while (k < len && k < lim && (t[k] == ' ' || t[k] == '\t' || t[k] == '>')) k++;
+                size_t w;
+                int f = k < len ? (t[k] < 0x80 ? t[k] : fold_utf8(t, len, k, &w)) : -2;
+                if (f >= 0 && is_digit((unsigned)f)) {
+                    if (is_digit(p)) {
+                        v->buf[j] = ' ';
+                        v->map[j++] = i;
+                    }
+                    i = k;
+                    continue;
+                }
+            }
+        }
+        if (c < 0x80) {
+            v->buf[j] = c;
+            v->map[j++] = i++;
+            continue;
+        }
+        size_t w;
+        int f = fold_utf8(t, len, i, &w);
+        if (f == -1) {
+            i += w;
+        } else if (f >= 0) {
+            v->buf[j] = (uint8_t)f;
+            v->map[j++] = i;
+            i += w;
+        } else {
+            v->buf[j] = c;
+            v->map[j++] = i++;
+        }
+    }
+    v->map[j] = len;
+    v->buf[j] = 0;
+    v->s = v->buf;
+    v->n = j;
+}
+
+static void view_free(view *v) {
+    free(v->buf);
+    free(v->map);
+}
+
+/* Makes the view writable (a copy of the caller's text when scanning in place). */
+static uint8_t *view_writable(view *v) {
+    if (v->buf) return v->buf;
+    if (v->nomem) return NULL;
+    v->buf = malloc(v->n + 1);
+    if (!v->buf) {
+        v->nomem = true;
+        return NULL;
+    }
+    memcpy(v->buf, v->s, v->n);
+    v->buf[v->n] = 0;
+    v->s = v->buf;
+    return v->buf;
+}
+
+/* ---- The token pass: secrets and national ids ---------------------------------------- */
+
+typedef struct tokscan {
+    view *v;
+    sink *k;
+} tokscan;
+
+static inline bool is_word(unsigned c) { return is_alnum(c) || c == '_'; }
+static inline bool is_upper(unsigned c) { return c - 'A' < 26u; }
+static inline bool is_lower_c(unsigned c) { return c - 'a' < 26u; }
+static inline bool b64url(unsigned c) { return is_alnum(c) || c == '_' || c == '-'; }
+
+/* Counts a value and writes "[xx..x]" over it in the view, so that the main pass and the
+ * rest of this one read it as they will read its placeholder. */
+static size_t claim(tokscan *ts, hl_pii_type t, size_t start, size_t end) {
+    sink_add(ts->k, t, 0, start, end);
+    uint8_t *b = view_writable(ts->v);
+    if (b && end - start >= 2) {
+        b[start] = '[';
+        memset(b + start + 1, 'x', end - start - 2);
+        b[end - 1] = ']';
+    }
+    ts->k->txt = ts->v->s;
+    return end;
+}
+
+static bool has_prefix(const uint8_t *s, size_t n, size_t i, const char *p) {
+    size_t l = strlen(p);
+    return i + l <= n && memcmp(s + i, p, l) == 0;
+}
+
+/* Length of the run at i of bytes that ok() accepts, up to max + 1. */
+static size_t run_len(const uint8_t *s, size_t n, size_t i, bool (*ok)(unsigned), size_t max) {
+    size_t j = i;
+    while (j < n && j - i <= max && ok(s[j])) j++;
+    return j - i;
+}
+
+static bool alnum_ok(unsigned c) { return is_alnum(c); }
+static bool b64url_ok(unsigned c) { return b64url(c); }
+static bool upper_digit_ok(unsigned c) { return is_upper(c) || is_digit(c); }
+static bool b64_ok(unsigned c) { return is_alnum(c) || c == '/' || c == '+'; }
+static bool word_ok(unsigned c) { return is_word(c); }
+static bool slack_ok(unsigned c) { return is_alnum(c) || c == '-'; }
+static bool hook_ok(unsigned c) { return is_alnum(c) || c == '/'; }
+
+/* A token of prefix p followed by at least min bytes that ok() accepts, ending at a
+ * boundary (no more such bytes). Returns its end or 0. */
+static size_t prefixed(const uint8_t *s, size_t n, size_t i, const char *p, bool (*ok)(unsigned),
+                       size_t min, size_t max) {
+    if (!has_prefix(s, n, i, p)) return 0;
+    size_t at = i + strlen(p), l = run_len(s, n, at, ok, max);
+    if (l < min || l > max) return 0;
+    if (at + l < n && (is_alnum(s[at + l]))) return 0;
+    return at + l;
+}
+
+/* Does [a, b) mix letters and digits (a random token rather than a word)? */
+static bool mixed(const uint8_t *s, size_t a, size_t b) {
+    bool d = false, l = false;
+    for (size_t i = a; i < b; i++) {
+        d |= is_digit(s[i]);
+        l |= is_alpha(s[i]);
+    }
+    return d && l;
+}
+
+/* A 40-character AWS secret access key at i (base64 alphabet, mixed). */
+static size_t aws_secret_at(const uint8_t *s, size_t n, size_t i) {
+    if (i > 0 && b64_ok(s[i - 1])) return 0;
+    size_t l = run_len(s, n, i, b64_ok, 40);
+    if (l != 40 || !mixed(s, i, i + 40)) return 0;
+    bool up = false, lo = false;
+    for (size_t j = i; j < i + 40; j++) {
+        up |= is_upper(s[j]);
+        lo |= is_lower_c(s[j]);
+    }
+    return up && lo ? i + 40 : 0;
+}
+
+static size_t try_key_word(tokscan *ts, size_t i) {
+    const uint8_t *s = ts->v->s;
+    size_t n = ts->v->n, e;
+    switch (s[i]) {
+    case 's':
+        if ((e = prefixed(s, n, i, "sk-ant-", b64url_ok, 20, 400)))
+            return claim(ts, HL_PII_ANTHROPIC_KEY, i, e);
+        if ((e = prefixed(s, n, i, "sk-", b64url_ok, 20, 400)) && mixed(s, i + 3, e))
+            return claim(ts, HL_PII_OPENAI_KEY, i, e);
+        if ((e = prefixed(s, n, i, "sk_live_", alnum_ok, 16, 200)) ||
+            (e = prefixed(s, n, i, "sk_test_", alnum_ok, 16, 200)))
+            return claim(ts, HL_PII_STRIPE_KEY, i, e);
+        return 0;
+    case 'r':
+        if ((e = prefixed(s, n, i, "rk_live_", alnum_ok, 16, 200)) ||
+            (e = prefixed(s, n, i, "rk_test_", alnum_ok, 16, 200)))
+            return claim(ts, HL_PII_STRIPE_KEY, i, e);
+        return 0;
+    case 'w':
+        if ((e = prefixed(s, n, i, "whsec_", alnum_ok, 24, 200)))
+            return claim(ts, HL_PII_STRIPE_KEY, i, e);
+        return 0;
+    case 'A':
+        if (((e = prefixed(s, n, i, "AKIA", upper_digit_ok, 16, 16)) ||
+             (e = prefixed(s, n, i, "ASIA", upper_digit_ok, 16, 16))) && e - i == 20) {
+            size_t end = claim(ts, HL_PII_AWS_ACCESS_KEY, i, e);
+            /* The secret that comes with it, on the same line ("AKIA... wJalr..."). */
+            size_t j = end;
+            while (j < n && j < end + 8 && (s[j] == ' ' || s[j] == ',' || s[j] == ':' || s[j] == '/' ||
+                                            s[j] == '|' || s[j] == '\t' || s[j] == '"' || s[j] == '\'' ||
+                                            s[j] == ';' || s[j] == '='))
+                j++;
+            size_t se = j > end ? aws_secret_at(s, n, j) : 0;
+            if (se) return claim(ts, HL_PII_AWS_SECRET, j, se);
+            return end;
+        }
+        if ((e = prefixed(s, n, i, "AIza", b64url_ok, 35, 35)))
+            return claim(ts, HL_PII_GOOGLE_API_KEY, i, e);
+        return 0;
+    case 'g':
+        if (i + 4 <= n && s[i + 1] == 'h' && s[i + 3] == '_' && strchr("pousr", s[i + 2]) &&
+            (e = prefixed(s, n, i + 4, "", alnum_ok, 30, 255)))
+            return claim(ts, HL_PII_GITHUB_TOKEN, i, e);
+        if ((e = prefixed(s, n, i, "github_pat_", word_ok, 40, 255)))
+            return claim(ts, HL_PII_GITHUB_TOKEN, i, e);
+        if ((e = prefixed(s, n, i, "glpat-", b64url_ok, 20, 255)))
+            return claim(ts, HL_PII_GITLAB_TOKEN, i, e);
+        return 0;
+    case 'x':
+        if (i + 5 <= n && has_prefix(s, n, i, "xox") && strchr("abposr", s[i + 3]) && s[i + 4] == '-' &&
+            (e = prefixed(s, n, i + 5, "", slack_ok, 10, 255)) && mixed(s, i + 5, e))
+            return claim(ts, HL_PII_SLACK_TOKEN, i, e);
+        if ((e = prefixed(s, n, i, "xapp-", slack_ok, 10, 255)) && mixed(s, i + 5, e))
+            return claim(ts, HL_PII_SLACK_TOKEN, i, e);
+        return 0;
+    case 'h':
+        if ((e = prefixed(s, n, i, "hooks.slack.com/services/", hook_ok, 20, 255)))
+            return claim(ts, HL_PII_SLACK_TOKEN, i, e);
+        return 0;
+    case 'e': {
+        /* JWT: header "eyJ...", '.', payload (a JSON object: "ey..." or "ew..."), '.',
+         * signature (may be empty: alg none). */
+        if (!has_prefix(s, n, i, "eyJ")) return 0;
+        size_t a = run_len(s, n, i, b64url_ok, 4096);
+        if (a < 10 || a > 4096 || i + a >= n || s[i + a] != '.') return 0;
+        size_t p = i + a + 1;
+        if (p + 2 > n || s[p] != 'e' || (s[p + 1] != 'y' && s[p + 1] != 'w')) return 0;
+        size_t b = run_len(s, n, p, b64url_ok, 65536);
+        if (b < 10 || b > 65536 || p + b >= n || s[p + b] != '.') return 0;
+        size_t q = p + b + 1, c = run_len(s, n, q, b64url_ok, 4096);
+        if (c > 4096) return 0;
+        return claim(ts, HL_PII_JWT, i, q + c);
+    }
+    default:
+        return 0;
+    }
+}
+
+/* -- National ids -- */
+
+static const char *const bsn_words[] = {"^bsn", "burgerservice", "^sofi", NULL};
+static const char *const steuer_words[] = {"steuer", "^idnr", "identifikationsnummer", "^tin", "tax id", NULL};
+
+/* Reads digits at i with single separators from seps between them, up to max digits;
+ * returns the end and fills d[], *nd, and the digit counts before each separator in
+ * *sepmask (bit k: a separator after the k-th digit). */
+static size_t read_digits(const uint8_t *s, size_t n, size_t i, const char *seps, uint8_t *d, int max,
+                          int *nd, uint32_t *sepmask) {
+    *nd = 0;
+    *sepmask = 0;
+    size_t end = i;
+    while (i < n) {
+        if (is_digit(s[i])) {
+            if (*nd == max) return 0; /* longer than any id here */
+            d[(*nd)++] = (uint8_t)(s[i] - '0');
+            end = ++i;
+            continue;
+        }
+        if (*nd > 0 && strchr(seps, s[i]) && s[i] && i + 1 < n && is_digit(s[i + 1])) {
+            *sepmask |= 1u << *nd;
+            i++;
+            continue;
+        }
+        break;
+    }
+    return end;
+}
+
+static bool nir_ok(const uint8_t *d) {
+    if (d[0] != 1 && d[0] != 2) return false;
+    int mm = d[3] * 10 + d[4];
+    if (mm == 0 || (mm > 12 && mm < 20) || (mm > 42 && mm < 50)) return false;
+    uint64_t v = 0;
+    for (int j = 0; j < 13; j++) v = v * 10 + d[j];
+    return (int)(97 - v % 97) == d[13] * 10 + d[14];
+}
+
+static bool steuer_ok(const uint8_t *d) {
+    if (d[0] == 0) return false;
+    int cnt[10] = {0}, twice = 0, missing = 0;
+    for (int j = 0; j < 10; j++) cnt[d[j]]++;
+    for (int j = 0; j < 10; j++) {
+        if (cnt[j] == 0) missing++;
+        else if (cnt[j] == 2 || cnt[j] == 3) twice++;
+        else if (cnt[j] > 3) return false;
+    }
+    if (twice != 1 || missing < 1 || missing > 2) return false;
+    int product = 10;
+    for (int j = 0; j < 10; j++) {
+        int sum = (d[j] + product) % 10;
+        if (sum == 0) sum = 10;
+        product = (sum * 2) % 11;
+    }
+    int check = 11 - product;
+    if (check == 10) check = 0;
+    return check == d[10];
+}
+
+static bool bsn_ok(const uint8_t *d) {
+    int sum = 0;
+    for (int j = 0; j < 8; j++) sum += (9 - j) * d[j];
+    sum -= d[8];
+    return sum % 11 == 0 && !(d[0] == 0 && d[1] == 0);
+}
+
+static const char dni_letters[] = "TRWAGMYFPDXBNJZSQVHLCKE";
+
+/* A digit at a word start: DNI (8 digits and a letter), NIR, BSN, Steuer-ID. */
+static size_t try_id_digits(tokscan *ts, size_t i) {
+    const uint8_t *s = ts->v->s;
+    size_t n = ts->v->n;
+    uint8_t d[16];
+    int nd;
+    uint32_t sm;
+    size_t e = read_digits(s, n, i, " .", d, 15, &nd, &sm);
+    if (!e || (e < n && (is_alpha(s[e]) && nd != 8))) return 0;
+    if (nd == 8 && sm == 0 && e < n) {
+        size_t l = e + ((s[e] == '-' || s[e] == ' ') && e + 1 < n ? 1 : 0);
+        unsigned c = l < n ? s[l] : 0;
+        if (is_upper(c) && (l + 1 >= n || !is_word(s[l + 1]))) {
+            uint32_t v = 0;
+            for (int j = 0; j < 8; j++) v = v * 10 + d[j];
+            if (dni_letters[v % 23] == (char)c) return claim(ts, HL_PII_ES_DNI, i, l + 1);
+        }
+        return 0;
+    }
+    if (e < n && (is_word(s[e]) || s[e] == '@')) return 0;
+    if (e + 1 < n && (s[e] == '.' || s[e] == '-') && is_alnum(s[e + 1])) return 0;
+    if (nd == 15 && (sm == 0 || sm == ((1u << 1) | (1u << 3) | (1u << 5) | (1u << 7) | (1u << 10) | (1u << 13))) &&
+        nir_ok(d))
+        return claim(ts, HL_PII_FR_NIR, i, e);
+    if (nd == 9 && (sm == 0 || sm == ((1u << 4) | (1u << 6))) && bsn_ok(d) && keyword_before_s(s, i, bsn_words))
+        return claim(ts, HL_PII_NL_BSN, i, e);
+    if (nd == 11 && (sm == 0 || sm == ((1u << 2) | (1u << 5) | (1u << 8))) && steuer_ok(d) &&
+        keyword_before_s(s, i, steuer_words))
+        return claim(ts, HL_PII_DE_STEUER_ID, i, e);
+    return 0;
+}
+
+static int cf_odd(unsigned c) {
+    static const uint8_t odd[26] = {1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20,
+                                    11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24, 23};
+    return odd[is_digit(c) ? c - '0' : c - 'A'];
+}
+
+/* An uppercase letter at a word start: UK NINO, Spanish NIE, Italian codice fiscale. */
+static size_t try_id_letters(tokscan *ts, size_t i) {
+    const uint8_t *s = ts->v->s;
+    size_t n = ts->v->n;
+    if (i + 9 > n || !is_upper(s[i + 1])) {
+        /* NIE: X/Y/Z, 7 digits, letter. */
+        if (i + 9 <= n && (s[i] == 'X' || s[i] == 'Y' || s[i] == 'Z')) {
+            uint32_t v = (uint32_t)(s[i] - 'X');
+            size_t j = i + 1;
+            for (; j < i + 8 && is_digit(s[j]); j++) v = v * 10 + (s[j] - '0');
+            if (j != i + 8) return 0;
+            if (s[j] == '-' && j + 1 < n) j++;
+            if (j < n && is_upper(s[j]) && (j + 1 >= n || !is_word(s[j + 1])) && dni_letters[v % 23] == (char)s[j])
+                return claim(ts, HL_PII_ES_DNI, i, j + 1);
+        }
+        return 0;
+    }
+    /* NINO: two letters, 6 digits (optionally in spaced pairs), A-D. */
+    if (is_digit(s[i + 2]) || (s[i + 2] == ' ' && is_digit(s[i + 3]))) {
+        unsigned a = s[i], b = s[i + 1];
+        if (strchr("DFIQUV", (int)a) || strchr("DFIOQUV", (int)b)) return 0;
+        static const char *const bad[] = {"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"};
+        for (size_t j = 0; j < 7; j++)
+            if (bad[j][0] == (char)a && bad[j][1] == (char)b) return 0;
+        size_t j = i + 2;
+        bool spaced = s[j] == ' ';
+        for (int g = 0; g < 3; g++) {
+            if (spaced) {
+                if (j >= n || s[j] != ' ') return 0;
+                j++;
+            }
+            if (j + 2 > n || !is_digit(s[j]) || !is_digit(s[j + 1])) return 0;
+            j += 2;
+        }
+        if (spaced && j < n && s[j] == ' ') j++;
+        if (j < n && s[j] >= 'A' && s[j] <= 'D' && (j + 1 >= n || !is_word(s[j + 1])))
+            return claim(ts, HL_PII_UK_NINO, i, j + 1);
+        if (!spaced && (j >= n || !is_word(s[j])) && j - i == 8 && keyword_before_s(s, i, (const char *const[]){"^nino", "national insurance", "^ni number", "^ni no", NULL}))
+            return claim(ts, HL_PII_UK_NINO, i, j);
+        return 0;
+    }
+    /* Codice fiscale: 6 letters, 2 digits, month letter, 2 digits, letter, 3 digits, check
+     * letter (digits may be replaced by LMNPQRSTUV: omocodia). */
+    if (i + 16 > n || (i + 16 < n && is_word(s[i + 16]))) return 0;
+    static const char pat[] = "LLLLLLDDMDDLDDDC";
+    int sum = 0;
+    for (int j = 0; j < 16; j++) {
+        unsigned c = s[i + (size_t)j];
+        switch (pat[j]) {
+        case 'L': case 'C':
+            if (!is_upper(c)) return 0;
+            break;
+        case 'M':
+            if (!strchr("ABCDEHLMPRST", (int)c) || !c) return 0;
+            break;
+        default:
+            if (!is_digit(c) && !(c && strchr("LMNPQRSTUV", (int)c))) return 0;
+        }
+        if (j == 15) return sum % 26 == (int)(c - 'A') ? claim(ts, HL_PII_IT_CODICE_FISCALE, i, i + 16) : 0;
+        sum += j % 2 == 0 ? cf_odd(c) : (int)(is_digit(c) ? c - '0' : c - 'A');
+    }
+    return 0;
+}
+
+/* -- Assignments: NAME=value, "name": "value", Password=...; in connection strings -- */
+
+static bool has_sub(const char *h, const char *needle) { return strstr(h, needle) != NULL; }
+
+static bool ends_with(const char *h, size_t hl, const char *t) {
+    size_t tl = strlen(t);
+    return hl >= tl && memcmp(h + hl - tl, t, tl) == 0;
+}
+
+/* How secret a lower-cased name says its value is: 0 not, else the value's minimum length. */
+static int secret_name(const char *nm, size_t l) {
+    static const char *const not_values[] = {
+        "limit", "count", "max", "min", "length", "len", "size", "ttl", "expiry", "expires",
+        "timeout", "url", "uri", "file", "path", "name", "id", "type", "header", "prefix",
+        "field", "env", "version", "policy", "hint", "mode", "dir", "enabled", "required",
+        "rotation", "ref", "endpoint", "host", "user", "username", "format", "algorithm", NULL,
+    };
+    size_t seg = l;
+    while (seg > 0 && nm[seg - 1] != '_' && nm[seg - 1] != '-' && nm[seg - 1] != '.') seg--;
+    for (const char *const *w = not_values; *w; w++)
+        if (strcmp(nm + seg, *w) == 0) return 0;
+    if (has_sub(nm, "password") || has_sub(nm, "passwd") || has_sub(nm, "passphrase") ||
+        strcmp(nm + seg, "pwd") == 0 || strcmp(nm + seg, "pass") == 0)
+        return 6;
+    if (has_sub(nm, "secret") || has_sub(nm, "credential")) return 8;
+    if (ends_with(nm, l, "token")) return 8;
+    if (ends_with(nm, l, "apikey") || ends_with(nm, l, "api_key") || ends_with(nm, l, "api-key")) return 8;
+    if (ends_with(nm, l, "key") &&
+        (has_sub(nm, "private") || has_sub(nm, "access") || has_sub(nm, "auth") || has_sub(nm, "signing") ||
+         has_sub(nm, "encryption") || has_sub(nm, "master") || has_sub(nm, "client") || has_sub(nm, "license") ||
+         has_sub(nm, "service") || has_sub(nm, "app_key") || has_sub(nm, "webhook")))
+        return 8;
+    if (strcmp(nm, "authorization") == 0) return 8;
+    return 0;
+}
+
+/* Values that stand in for a secret rather than being one. */
+static bool placeholder_value(const uint8_t *s, size_t a, size_t b) {
+    unsigned c = s[a];
+    if (c == '$' || c == '<' || c == '{' || c == '%' || c == '[' || c == '*' || c == '(') return true;
+    bool same = true;
+    for (size_t j = a + 1; j < b; j++) same &= lower(s[j]) == lower(c) || s[j] == '*' || s[j] == '.';
+    if (same) return true;
+    char low[40];
+    size_t l = b - a < sizeof low - 1 ? b - a : sizeof low - 1;
+    for (size_t j = 0; j < l; j++) low[j] = (char)lower(s[a + j]);
+    low[l] = '\0';
+    static const char *const words[] = {
+        "your", "changeme", "change_me", "redacted", "placeholder", "example", "secret", "password",
+        "null", "none", "true", "false", "undefined", "todo", "xxx", "...", "dummy", "sample",
+        "insert", "replace", "process.env", "os.environ", "getenv", "env(", "env.", NULL,
+    };
+    for (const char *const *w = words; *w; w++)
+        if (strstr(low, *w) == low || (strlen(*w) >= 4 && strstr(low, *w))) return true;
+    return false;
+}
+
+static size_t try_assign(tokscan *ts, size_t at) {
+    const uint8_t *s = ts->v->s;
+    size_t n = ts->v->n;
+    /* The name, backwards over an optional closing quote and spaces. */
+    size_t e = at;
+    while (e > 0 && at - e < 2 && s[e - 1] == ' ') e--;
+    bool quoted = e > 0 && (s[e - 1] == '"' || s[e - 1] == '\'');
+    if (quoted) e--;
+    size_t b = e;
+    while (b > 0 && e - b < 64 && (is_word(s[b - 1]) || s[b - 1] == '-' || s[b - 1] == '.')) b--;
+    if (b == e || e - b >= 64 || (b > 0 && is_word(s[b - 1]))) return 0;
+    char nm[65];
+    size_t l = e - b;
+    for (size_t j = 0; j < l; j++) nm[j] = (char)lower(s[b + j]);
+    nm[l] = '\0';
+    int min = secret_name(nm, l);
+    if (!min) return 0;
+    /* The value. */
+    size_t v = at + 1;
+    while (v < n && v - at < 3 && s[v] == ' ') v++;
+    unsigned q = v < n && (s[v] == '"' || s[v] == '\'' || s[v] == '`') ? s[v] : 0;
+    if (q) v++;
+    if (v + 7 <= n && (memcmp(s + v, "Bearer ", 7) == 0 || memcmp(s + v, "bearer ", 7) == 0)) v += 7;
+    else if (v + 6 <= n && memcmp(s + v, "Basic ", 6) == 0) v += 6;
+    if (v >= n) return 0;
+    if (is_word(s[v])) {
+        size_t r = try_key_word(ts, v);
+        if (r) return r;
+    }
+    size_t ve = v;
+    while (ve < n && ve - v <= 512) {
+        unsigned c = s[ve];
+        if (q ? c == q || c == '\n' : (c <= ' ' || c == ';' || c == ',' || c == '"' || c == '\'' || c == '&' ||
+                                       c == ')' || c == ']' || c == '}' || c == '<' || c == '>' || c == '`'))
+            break;
+        ve++;
+    }
+    if (ve - v < (size_t)min || ve - v > 512 || placeholder_value(s, v, ve)) return 0;
+    /* A name that says secret, and a value of only letters, reads as prose after ':'
+     * ("password: forgotten") unless it mixes in digits or symbols. */
+    if (s[at] == ':' && !quoted) {
+        bool plain = true;
+        for (size_t j = v; j < ve; j++) plain &= is_alpha(s[j]);
+        if (plain) return 0;
+    }
+    bool aws = (has_sub(nm, "aws") || has_sub(nm, "secret_access") || has_sub(nm, "secretaccess")) &&
+               ve - v == 40 && aws_secret_at(s, n, v) == ve;
+    bool conn = min == 6 && ve < n && s[ve] == ';';
+    return claim(ts, aws ? HL_PII_AWS_SECRET : conn ? HL_PII_PASSWORD_IN_URL : HL_PII_ENV_SECRET, v, ve);
+}
+
+/* scheme://user:password@host: the password. */
+static size_t try_url_password(tokscan *ts, size_t colon) {
+    const uint8_t *s = ts->v->s;
+    size_t n = ts->v->n;
+    if (colon + 3 > n || s[colon + 1] != '/' || s[colon + 2] != '/' || colon < 2 || !is_alpha(s[colon - 1]))
+        return 0;
+    size_t u = colon + 3, j = u, pw = 0, at = 0;
+    for (; j < n && j - u < 256; j++) {
+        unsigned c = s[j];
+        if (c <= ' ' || c == '/' || c == '?' || c == '#' || c == '"' || c == '\'' || c == '<' || c == '>') break;
+        if (c == ':' && !pw) pw = j + 1;
+        if (c == '@') at = j;
+    }
+    if (!pw || !at || at <= pw) return 0;
+    if (placeholder_value(s, pw, at) || at - pw > 200) return colon + 3;
+    return claim(ts, HL_PII_PASSWORD_IN_URL, pw, at);
+}
+
+/* -- Private key blocks -- */
+static size_t try_pem(tokscan *ts, size_t i) {
+    const uint8_t *s = ts->v->s;
+    size_t n = ts->v->n;
+    if (!has_prefix(s, n, i, "-----BEGIN ")) return 0;
+    size_t j = i + 11;
+    while (j < n && j - i < 64 && (is_upper(s[j]) || s[j] == ' ' || is_digit(s[j]))) j++;
+    if (!has_prefix(s, n, j, "-----")) return 0;
+    const uint8_t *pk = NULL;
+    for (size_t k = i + 11; k + 11 <= j; k++)
+        if (memcmp(s + k, "PRIVATE KEY", 11) == 0) pk = s + k;
+    if (!pk) return j + 5;
+    const uint8_t *end = memmem(s + j + 5, n - j - 5, "-----END ", 9);
+    size_t e = n;
+    if (end) {
+        e = (size_t)(end - s) + 9;
+        while (e < n && e - (size_t)(end - s) < 80 && s[e] != '-' && s[e] != '\n') e++;
+        while (e < n && s[e] == '-') e++;
+    }
+    return claim(ts, HL_PII_PRIVATE_KEY, i, e);
+}
+
+/* Bytes that start something in the token pass: 1 letters and digits that can start a
+ * value at a word start, 2 '=' and ':', 3 '-'. */
+static const uint8_t tok_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 0, 0, 2, 0, 0,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+static void scan_tokens(view *v, sink *k) {
+    tokscan ts = {v, k};
+    size_t n = v->n;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *s = v->s;
+        uint8_t cls = tok_class[s[i]];
+        if (!cls) continue;
+        size_t r = 0;
+        if (cls == 1) {
+            if (i > 0 && (is_word(s[i - 1]) || s[i - 1] == '-' || s[i - 1] == '.')) {
+                /* inside a word: skip to its end */
+                continue;
+            }
+            if (is_digit(s[i])) r = try_id_digits(&ts, i);
+            else {
+                r = try_key_word(&ts, i);
+                if (!r && is_upper(s[i])) r = try_id_letters(&ts, i);
+            }
+        } else if (cls == 2) {
+            if (s[i] == ':') r = try_url_password(&ts, i);
+            if (!r) r = try_assign(&ts, i);
+        } else if (i + 11 <= n && s[i + 1] == '-') {
+            r = try_pem(&ts, i);
+        }
+        if (r > i) i = r - 1;
     }
 }
 
@@ -1245,11 +2004,23 @@ out:
     pcre2_general_context_free(gc);
 }
 
+/* The normalized view, then the token pass (secrets, national ids) over it, then the main
+ * pass over what the token pass left, then the custom patterns over the raw bytes. */
 static void scan_all(const hl_pii_detector *d, const char *text, size_t len, sink *k) {
-    scanner sc = {(const uint8_t *)text, len, len, 0, false, SIZE_MAX, SIZE_MAX,
+    view v;
+    view_build(&v, (const uint8_t *)text, len);
+    k->txt = v.s;
+    k->map = v.map;
+    scan_tokens(&v, k);
+    if (v.nomem) k->r->incomplete = 1;
+    k->txt = v.s;
+    scanner sc = {v.s, v.n, v.n, 0, false, SIZE_MAX, SIZE_MAX,
                   {SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX}, k};
     scan_builtin(&sc);
+    k->txt = (const uint8_t *)text;
+    k->map = NULL;
     if (d) scan_custom(d, (const uint8_t *)text, len, k);
+    view_free(&v);
 }
 
 void hl_pii_scan(const hl_pii_detector *d, const char *text, size_t len, hl_pii_report *report) {

@@ -109,6 +109,27 @@ typedef enum hl_pii_type {
     HL_PII_IBAN,
     HL_PII_IPV4,
     HL_PII_IPV6,
+    /* National identifiers (see "National ids" above). */
+    HL_PII_UK_NINO,
+    HL_PII_ES_DNI,
+    HL_PII_NL_BSN,
+    HL_PII_IT_CODICE_FISCALE,
+    HL_PII_FR_NIR,
+    HL_PII_DE_STEUER_ID,
+    /* Secrets (see "Secrets" above). */
+    HL_PII_OPENAI_KEY,
+    HL_PII_ANTHROPIC_KEY,
+    HL_PII_AWS_ACCESS_KEY,
+    HL_PII_AWS_SECRET,
+    HL_PII_GITHUB_TOKEN,
+    HL_PII_GITLAB_TOKEN,
+    HL_PII_SLACK_TOKEN,
+    HL_PII_STRIPE_KEY,
+    HL_PII_GOOGLE_API_KEY,
+    HL_PII_PRIVATE_KEY,
+    HL_PII_JWT,
+    HL_PII_PASSWORD_IN_URL,
+    HL_PII_ENV_SECRET,
     HL_PII_CUSTOM,
     HL_PII_NTYPES
 } hl_pii_type;
@@ -116,13 +137,25 @@ typedef enum hl_pii_type {
 #define HL_PII_MAX_CUSTOM 32 /* custom patterns per detector */
 #define HL_PII_MAX_NAME 32   /* bytes in a custom pattern's name */
 
-/* What a scan found: occurrences, never values. Zero it before the first scan
- * (hl_pii_report r = {0};); scans add to it, so one report can cover all of a request's
- * texts. Counts saturate at INT_MAX. */
+#define HL_PII_SEEN 256 /* distinct values a report remembers (see hl_pii_report) */
+
+/* What a scan found: distinct values per type, never the values. Zero it before the first
+ * scan (hl_pii_report r = {0};); scans add to it, so one report can cover all of a
+ * request's texts, and a value seen again (in another message, in a mailto: link and its
+ * text, in an Anthropic system block and the system message made from it) counts once. Two
+ * occurrences are the same value when their letters and digits agree, case aside
+ * ("415-555-2671" and "(415) 555 2671"). The report remembers HL_PII_SEEN value hashes;
+ * past that, every occurrence counts (over-counting is the safe side). Counts saturate at
+ * INT_MAX. incomplete: a scan could not allocate its normalized view and read the raw bytes
+ * only (values hidden by Unicode separators or line wraps may be missed); callers treat
+ * the text as sensitive. */
 typedef struct hl_pii_report {
     int counts[HL_PII_NTYPES];     /* per type; counts[HL_PII_CUSTOM] is the sum of custom[] */
     int custom[HL_PII_MAX_CUSTOM]; /* per custom pattern, in the order given at creation */
     int total;                     /* sum of counts[] */
+    int n_seen;
+    unsigned long long seen[HL_PII_SEEN]; /* hashes of the values counted (never 0) */
+    int incomplete;
 } hl_pii_report;
 
 typedef struct hl_pii_detector hl_pii_detector;

@@ -314,9 +314,13 @@ HL_TEST(mixed_and_boundaries) {
     HL_CHECK_INT_EQ(r.total, 0);
     hl_pii_scan(NULL, t, strlen(t), &r);
     HL_CHECK_INT_EQ(r.counts[HL_PII_CREDIT_CARD], 1);
-    /* Scans add up. */
+    /* Scans add up; a value seen again (in another text of the request, or written
+     * differently) counts once. */
     hl_pii_scan(NULL, "a@example.com", 13, &r);
     hl_pii_scan(NULL, t, strlen(t), &r);
+    hl_pii_scan(NULL, "card 4111-1111-1111-1111", 24, &r);
+    HL_CHECK_INT_EQ(r.counts[HL_PII_CREDIT_CARD], 1);
+    hl_pii_scan(NULL, "card 4242 4242 4242 4242", 24, &r);
     HL_CHECK_INT_EQ(r.counts[HL_PII_CREDIT_CARD], 2);
     HL_CHECK_INT_EQ(r.counts[HL_PII_EMAIL], 1);
     HL_CHECK_INT_EQ(r.total, 3);
@@ -361,7 +365,7 @@ HL_TEST(redact_report_matches_scan) {
     size_t n = 0;
     HL_REQUIRE(hl_pii_redact(NULL, t, strlen(t), &out, &n, &r) == HL_OK);
     HL_CHECK(memcmp(&s, &r, sizeof s) == 0);
-    HL_CHECK_INT_EQ(r.counts[HL_PII_EMAIL], 2); /* occurrences, not distinct values */
+    HL_CHECK_INT_EQ(r.counts[HL_PII_EMAIL], 1); /* distinct values, not occurrences */
     HL_CHECK_STR_EQ(out, "x [EMAIL_1] [CREDIT_CARD_1] [EMAIL_1] [IPV4_1]");
     free(out);
 }
@@ -395,7 +399,7 @@ HL_TEST(custom_patterns) {
     HL_CHECK(hl_pii_custom_name(d, 3) == NULL);
 
     const char *t = "EMP-123456 on Project  Falcon, EMP-123456 again, EMP-654321 too";
-    HL_CHECK_STR_EQ(found(d, t), "custom.employee_id:3,custom.codename:1");
+    HL_CHECK_STR_EQ(found(d, t), "custom.employee_id:2,custom.codename:1");
     HL_CHECK_STR_EQ(redacted(d, t), "[EMPLOYEE_ID_1] on [CODENAME_1], [EMPLOYEE_ID_1] again, "
                                     "[EMPLOYEE_ID_2] too");
     /* Empty matches do not count; non-empty ones do. */
@@ -405,9 +409,9 @@ HL_TEST(custom_patterns) {
     hl_pii_scan(d, t, strlen(t), &r);
     char buf[64];
     HL_CHECK_INT_EQ(hl_pii_report_format(&r, NULL, buf, sizeof buf), HL_OK);
-    HL_CHECK_STR_EQ(buf, "custom:4");
-    HL_CHECK_INT_EQ(r.counts[HL_PII_CUSTOM], 4);
-    HL_CHECK_INT_EQ(r.custom[0], 3);
+    HL_CHECK_STR_EQ(buf, "custom:3");
+    HL_CHECK_INT_EQ(r.counts[HL_PII_CUSTOM], 3);
+    HL_CHECK_INT_EQ(r.custom[0], 2);
     /* Invalid UTF-8 in the text does not stop a pattern. */
     const char bad[] = "\xff\xfe EMP-111111 \xc3";
     hl_pii_report r2 = {0};
@@ -464,7 +468,7 @@ HL_TEST(custom_errors) {
     const char *greedy_name[] = {"secret"};
     HL_CHECK_INT_EQ(hl_pii_detector_new(&d, greedy, greedy_name, 1, err, sizeof err),
                     HL_ERR_INVAL);
-    HL_CHECK_STR_EQ(err, "custom PII pattern 'secret' matches the placeholder [SECRET_1], so "
+    HL_CHECK_STR_EQ(err, "custom PII pattern 'secret' matches the placeholder [AWS_SECRET_1], so "
                          "redacted text could never come out clean");
     const char *digits[] = {"EMP-\\d+", "\\d+"};
     const char *digit_names[] = {"emp", "any_number"};
@@ -694,13 +698,13 @@ HL_TEST(shared_detector_threads) {
     scan_job jobs[4];
     pthread_t th[4];
     for (int i = 0; i < 4; i++) {
-        jobs[i] = (scan_job){d, text, ul * reps, {{0}, {0}, 0}};
+        jobs[i] = (scan_job){.d = d, .text = text, .len = ul * reps};
         HL_REQUIRE(pthread_create(&th[i], NULL, scan_thread, &jobs[i]) == 0);
     }
     for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
     for (int i = 0; i < 4; i++) {
-        HL_CHECK_INT_EQ(jobs[i].report.total, 5 * (int)reps);
-        HL_CHECK_INT_EQ(jobs[i].report.custom[1], (int)reps);
+        HL_CHECK_INT_EQ(jobs[i].report.total, 5); /* distinct values */
+        HL_CHECK_INT_EQ(jobs[i].report.custom[1], 1);
     }
     free(text);
     hl_pii_detector_free(d);
