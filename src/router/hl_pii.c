@@ -267,6 +267,13 @@ static bool seen_before(hl_pii_report *r, const uint8_t *txt, unsigned tag, size
                         size_t end) {
     if (start >= end) return false;
     uint64_t h = 1469598103934665603ull ^ (tag * 0x9E3779B97F4A7C15ull);
+    if (tag == HL_PII_PHONE) { /* "+1 415 555 0132" and "(415) 555-0132": the last 9 digits */
+        int nd = 0;
+        size_t i = end;
+        while (i > start && nd < 9)
+            if ((unsigned)txt[--i] - (unsigned)'0' < 10u) nd++;
+        start = i;
+    }
     for (size_t i = start; i < end; i++) {
         unsigned c = txt[i];
         if (c < 0x80 && !((c | 0x20u) - 'a' < 26u || c - '0' < 10u)) continue;
@@ -748,8 +755,9 @@ static bool check_phone(const scanner *sc, const numrun *r, int k, int nd, int *
         for (int j = 0; j < r->glen[0]; j++) zeros &= d[j] == 0;
         /* "00" and a country code may be followed by one-digit groups ("0033 6 12 34 56
          * 78", "00 31 6 1234 5678"). */
-        bool intl = d[0] == 0 && d[1] == 0 && r->glen[0] <= 4 && nd >= 11;
-        if (d[0] == 0 && !zeros && nd >= 10 && (plain & (plain - 1)) == 0) {
+        bool intl = d[0] == 0 && d[1] == 0 && nd >= 11 && k >= 1 &&
+                    (r->glen[0] == 2 ? d[r->gpos[1]] != 0 : r->glen[0] <= 4 && d[2] != 0);
+        if (d[0] == 0 && (!zeros || intl) && nd >= 10 && (plain & (plain - 1)) == 0) {
             bool ok = true;
             for (int g = 1; g <= k && ok; g++) {
                 ok = r->glen[g] >= (intl ? 1 : 2) && r->glen[g] <= 8;
@@ -812,9 +820,9 @@ static size_t try_numbers(scanner *sc, size_t start) {
         emit(sc, t, start, r.gend[k]);
         return r.gend[k];
     }
-    /* A card- or ICCID-shaped run that failed its checks (four or more groups, the first
+    /* A card- or ICCID-shaped run that failed its checks (three or more groups, the first
      * of 4 digits, 13-20 digits) is skipped whole: its groups are no phone number. */
-    if (!r.plus && r.ng >= 4 && r.glen[0] == 4 && cum[r.ng - 1] >= 13 && cum[r.ng - 1] <= 20 &&
+    if (!r.plus && r.ng >= 3 && r.glen[0] == 4 && cum[r.ng - 1] >= 13 && cum[r.ng - 1] <= 20 &&
         r.sep[0] == 0) {
         bool cardlike = true;
         for (int g = 1; g < r.ng; g++)
@@ -1519,7 +1527,7 @@ static size_t try_key_word(tokscan *ts, size_t i) {
             size_t end = claim(ts, HL_PII_AWS_ACCESS_KEY, i, e);
             /* The secret that comes with it, on the same line ("AKIA... wJalr..."). */
             size_t j = end;
-            while (j < n && j < end + 8 && (s[j] == ' ' || s[j] == ',' || s[j] == ':' || s[j] == '/' ||
+            while (j < n && j < end + 8 && (s[j] == ' ' || s[j] == ',' || s[j] == ':' ||
                                             s[j] == '|' || s[j] == '\t' || s[j] == '"' || s[j] == '\'' ||
                                             s[j] == ';' || s[j] == '='))
                 j++;
@@ -1638,6 +1646,14 @@ static bool bsn_ok(const uint8_t *d) {
 
 static const char dni_letters[] = "TRWAGMYFPDXBNJZSQVHLCKE";
 
+/* May an id end at e? Not glued to a word character or '@', nor followed by '-' or '.'
+ * and a letter or digit ("12345678A-rev" is a part number). */
+static bool id_end_ok(const uint8_t *s, size_t n, size_t e) {
+    if (e >= n) return true;
+    if (is_word(s[e]) || s[e] == '@') return false;
+    return !((s[e] == '-' || s[e] == '.') && e + 1 < n && is_alnum(s[e + 1]));
+}
+
 /* A digit at a word start: DNI (8 digits and a letter), NIR, BSN, Steuer-ID. */
 static size_t try_id_digits(tokscan *ts, size_t i) {
     const uint8_t *s = ts->v->s;
@@ -1650,7 +1666,7 @@ static size_t try_id_digits(tokscan *ts, size_t i) {
     if (nd == 8 && sm == 0 && e < n) {
         size_t l = e + ((s[e] == '-' || s[e] == ' ') && e + 1 < n ? 1 : 0);
         unsigned c = l < n ? s[l] : 0;
-        if (is_upper(c) && (l + 1 >= n || !is_word(s[l + 1]))) {
+        if (is_upper(c) && id_end_ok(s, n, l + 1)) {
             uint32_t v = 0;
             for (int j = 0; j < 8; j++) v = v * 10 + d[j];
             if (dni_letters[v % 23] == (char)c) return claim(ts, HL_PII_ES_DNI, i, l + 1);
@@ -1688,7 +1704,7 @@ static size_t try_id_letters(tokscan *ts, size_t i) {
             for (; j < i + 8 && is_digit(s[j]); j++) v = v * 10 + (s[j] - '0');
             if (j != i + 8) return 0;
             if (s[j] == '-' && j + 1 < n) j++;
-            if (j < n && is_upper(s[j]) && (j + 1 >= n || !is_word(s[j + 1])) && dni_letters[v % 23] == (char)s[j])
+            if (j < n && is_upper(s[j]) && id_end_ok(s, n, j + 1) && dni_letters[v % 23] == (char)s[j])
                 return claim(ts, HL_PII_ES_DNI, i, j + 1);
         }
         return 0;
@@ -1711,15 +1727,15 @@ static size_t try_id_letters(tokscan *ts, size_t i) {
             j += 2;
         }
         if (spaced && j < n && s[j] == ' ') j++;
-        if (j < n && s[j] >= 'A' && s[j] <= 'D' && (j + 1 >= n || !is_word(s[j + 1])))
+        if (j < n && s[j] >= 'A' && s[j] <= 'D' && id_end_ok(s, n, j + 1))
             return claim(ts, HL_PII_UK_NINO, i, j + 1);
-        if (!spaced && (j >= n || !is_word(s[j])) && j - i == 8 && keyword_before_s(s, i, (const char *const[]){"^nino", "national insurance", "^ni number", "^ni no", NULL}))
+        if (!spaced && id_end_ok(s, n, j) && j - i == 8 && keyword_before_s(s, i, (const char *const[]){"^nino", "national insurance", "^ni number", "^ni no", NULL}))
             return claim(ts, HL_PII_UK_NINO, i, j);
         return 0;
     }
     /* Codice fiscale: 6 letters, 2 digits, month letter, 2 digits, letter, 3 digits, check
      * letter (digits may be replaced by LMNPQRSTUV: omocodia). */
-    if (i + 16 > n || (i + 16 < n && is_word(s[i + 16]))) return 0;
+    if (i + 16 > n || !id_end_ok(s, n, i + 16)) return 0;
     static const char pat[] = "LLLLLLDDMDDLDDDC";
     int sum = 0;
     for (int j = 0; j < 16; j++) {
@@ -1826,25 +1842,29 @@ static size_t try_assign(tokscan *ts, size_t at) {
         size_t r = try_key_word(ts, v);
         if (r) return r;
     }
+    /* In a connection string ("...;User Id=sa;Password=x&y;") only ';' ends the value. */
+    bool conn = min == 6 && b > 0 && s[b - 1] == ';';
     size_t ve = v;
     while (ve < n && ve - v <= 512) {
         unsigned c = s[ve];
-        if (q ? c == q || c == '\n' : (c <= ' ' || c == ';' || c == ',' || c == '"' || c == '\'' || c == '&' ||
-                                       c == ')' || c == ']' || c == '}' || c == '<' || c == '>' || c == '`'))
+        if (q ? c == q || c == '\n'
+              : conn ? c <= ' ' || c == ';' || c == '"' || c == '\''
+                     : (c <= ' ' || c == ';' || c == ',' || c == '"' || c == '\'' || c == '&' || c == ')' ||
+                        c == ']' || c == '}' || c == '<' || c == '>' || c == '`'))
             break;
         ve++;
     }
     if (ve - v < (size_t)min || ve - v > 512 || placeholder_value(s, v, ve)) return 0;
     /* A name that says secret, and a value of only letters, reads as prose after ':'
      * ("password: forgotten") unless it mixes in digits or symbols. */
-    if (s[at] == ':' && !quoted) {
+    if (s[at] == ':' && !quoted && !q) {
         bool plain = true;
         for (size_t j = v; j < ve; j++) plain &= is_alpha(s[j]);
         if (plain) return 0;
     }
     bool aws = (has_sub(nm, "aws") || has_sub(nm, "secret_access") || has_sub(nm, "secretaccess")) &&
                ve - v == 40 && aws_secret_at(s, n, v) == ve;
-    bool conn = min == 6 && ve < n && s[ve] == ';';
+    conn |= min == 6 && ve < n && s[ve] == ';';
     return claim(ts, aws ? HL_PII_AWS_SECRET : conn ? HL_PII_PASSWORD_IN_URL : HL_PII_ENV_SECRET, v, ve);
 }
 
@@ -1857,7 +1877,7 @@ static size_t try_url_password(tokscan *ts, size_t colon) {
     size_t u = colon + 3, j = u, pw = 0, at = 0;
     for (; j < n && j - u < 256; j++) {
         unsigned c = s[j];
-        if (c <= ' ' || c == '/' || c == '?' || c == '#' || c == '"' || c == '\'' || c == '<' || c == '>') break;
+        if (c <= ' ' || c == '/' || c == '"' || c == '\'' || c == '<' || c == '>') break;
         if (c == ':' && !pw) pw = j + 1;
         if (c == '@') at = j;
     }
