@@ -357,6 +357,12 @@ typedef struct scanner {
     size_t em_end;
     size_t trig[6];  /* next offset of each email trigger byte (SIZE_MAX: not looked yet) */
     sink *k;
+    /* Keyword look-backs, one per word list (phone, SSN), done incrementally: text before
+     * kw_scanned[w] has been searched once, and kw_last[w] is 1 + the start of the latest
+     * word found there (0: none). Numbers are looked up in increasing order, so every byte
+     * is searched once per list, however many numbers a text holds. */
+    size_t kw_scanned[2], kw_last[2];
+    uint64_t kw_first[2][4]; /* the lists' first bytes; [w][0] == 0: not computed yet */
 } scanner;
 
 /* The character at i, folded: ASCII as is; U+FF01-U+FF5E (full-width forms, 3 bytes) as
@@ -507,8 +513,45 @@ static bool keyword_before_s(const uint8_t *s, size_t pos, const char *const *wo
     return false;
 }
 
-static bool keyword_before(const scanner *sc, size_t pos, const char *const *words) {
-    return keyword_before_s(sc->s, pos, words);
+static const char *const phone_words[];
+static const char *const ssn_words[];
+
+/* Does a word of words start at i and end at or before pos? */
+static bool keyword_at(const uint8_t *s, size_t i, size_t pos, const char *const *words) {
+    for (const char *const *w = words; *w; w++) {
+        const char *k = *w;
+        if (k[0] == '^') {
+            k++;
+            if (i > 0 && is_alpha(s[i - 1])) continue;
+        }
+        if (lower(s[i]) != (unsigned char)k[0]) continue;
+        size_t j = 0;
+        while (k[j] && i + j < pos && lower(s[i + j]) == (unsigned char)k[j]) j++;
+        if (!k[j] && !placeholder_tail(s, i + j, pos)) return true;
+    }
+    return false;
+}
+
+static bool keyword_before(scanner *sc, size_t pos, const char *const *words) {
+    int w = words == ssn_words;
+    size_t from = pos > KEYWORD_WINDOW ? pos - KEYWORD_WINDOW : 0;
+    if (pos < sc->kw_scanned[w]) return keyword_before_s(sc->s, pos, words);
+    size_t i = sc->kw_scanned[w] > from ? sc->kw_scanned[w] : from;
+    if (i < pos) {
+        uint64_t *first = sc->kw_first[w]; /* the words' first bytes: most positions need no comparison */
+        if (!first[0] && !first[1] && !first[2] && !first[3]) {
+            for (const char *const *x = words; *x; x++) {
+                unsigned c = (unsigned char)(*x)[(*x)[0] == '^'];
+                first[c >> 6] |= 1ull << (c & 63);
+            }
+        }
+        for (; i < pos; i++) {
+            unsigned c0 = lower(sc->s[i]);
+            if ((first[c0 >> 6] >> (c0 & 63) & 1) && keyword_at(sc->s, i, pos, words)) sc->kw_last[w] = i + 1;
+        }
+    }
+    sc->kw_scanned[w] = pos;
+    return sc->kw_last[w] > from;
 }
 
 static const char *const phone_words[] = {
@@ -529,7 +572,7 @@ static const char *const ssn_words[] = {
 /* ---- Digit runs: IPv4, SSN, card, phone ---------------------------------------------- */
 
 enum { SEP_SPACE = 1, SEP_DASH = 2, SEP_DOT = 4, SEP_SLASH = 8, SEP_PAREN = 16 };
-#define NR_MAXG 12
+#define NR_MAXG 8 /* more than any value has ("00 33 6 12 34 56 78": 7) */
 #define NR_MAXD 40
 
 typedef struct numrun {
@@ -701,7 +744,7 @@ static nr_verdict check_ipv4(const scanner *sc, const numrun *r, int k, bool end
     return NR_MATCH;
 }
 
-static bool check_ssn(const scanner *sc, const numrun *r, int k) {
+static bool check_ssn(scanner *sc, const numrun *r, int k) {
     if (r->plus || r->sep[0]) return false;
     const uint8_t *d = r->dig;
     if (k == 2) {
@@ -732,7 +775,7 @@ static bool check_card(const numrun *r, int k, int nd) {
     return card_prefix_ok(r->dig, nd) && luhn_ok(r->dig, nd);
 }
 
-static bool check_phone(const scanner *sc, const numrun *r, int k, int nd, int *kw) {
+static bool check_phone(scanner *sc, const numrun *r, int k, int nd, int *kw) {
     if (nd > 15) return false;
     if (r->plus) return nd >= 8;
     int ng = k + 1;
@@ -797,7 +840,25 @@ static size_t try_numbers(scanner *sc, size_t start) {
     int kw = -1; /* phone word before the run: unknown until needed */
     int cum[NR_MAXG];
     for (int g = 0, t = 0; g < r.ng; g++) cum[g] = t += r.glen[g];
+    /* Most runs in text can only be a phone number with a phone word before them (their
+     * first group rules out every other shape): look for the word once, and give up
+     * without trying each candidate end when there is none. */
+    int g0 = r.glen[0];
+    bool two = r.ng >= 2;
+    bool lead0 = r.dig[0] == 0; /* a trunk 0, unless every group is zero-padded */
+    if (lead0 && !(r.dig[1] == 0 && g0 <= 4)) {
+        bool all0 = true;
+        for (int g = 1; g < r.ng && all0; g++) all0 = r.dig[r.gpos[g]] == 0;
+        lead0 = !all0 || r.ng == 1;
+    }
+    bool other = r.plus || lead0 || (r.sep[0] & SEP_PAREN) || g0 >= 9 ||
+                 (two && (r.sep[1] & SEP_DOT) && g0 <= 3) ||
+                 (g0 == 1 && r.dig[0] == 1 && two && r.glen[1] == 3) ||
+                 (g0 == 3 && two && (r.glen[1] == 3 || r.glen[1] == 2)) || (g0 == 4 && two) ||
+                 (g0 == 5 && two && r.glen[1] == 5);
+    if (!other && !(kw = keyword_before(sc, r.start, phone_words))) return 0;
     for (int k = r.ng - 1; k >= 0; k--) {
+        if (cum[k] > 19) continue; /* longer than any value */
         bool true_end = k == r.ng - 1 && !r.truncated;
         bool end_ok = true_end ? ends_token(sc, r.gend[k])
                                : k + 1 < r.ng && (r.sep[k + 1] & ~SEP_PAREN) == SEP_SPACE;
@@ -1597,8 +1658,17 @@ static size_t read_digits(const uint8_t *s, size_t n, size_t i, const char *seps
             end = ++i;
             continue;
         }
-        if (*nd > 0 && strchr(seps, s[i]) && s[i] && i + 1 < n && is_digit(s[i + 1])) {
-            *sepmask |= 1u << *nd;
+        if (*nd > 0 && (s[i] == seps[0] || s[i] == seps[1]) && i + 1 < n && is_digit(s[i + 1])) {
+            /* Only the ids' printed groupings (NIR 1-2-2-2-3-3-2, Steuer-ID 2-3-3-3, BSN
+             * 4.2.3) have separators: stop at the first one that fits none of them, so that
+             * spaced digits are not read again from every digit. */
+            static const uint32_t forms[] = {(1u << 1) | (1u << 3) | (1u << 5) | (1u << 7) | (1u << 10) | (1u << 13),
+                                             (1u << 2) | (1u << 5) | (1u << 8), (1u << 4) | (1u << 6)};
+            uint32_t m = *sepmask | 1u << *nd, upto = (2u << *nd) - 1;
+            bool fits = false;
+            for (int f = 0; f < 3; f++) fits |= (forms[f] & upto) == m;
+            if (!fits) return 0;
+            *sepmask = m;
             i++;
             continue;
         }
@@ -1767,6 +1837,20 @@ static bool ends_with(const char *h, size_t hl, const char *t) {
 
 /* How secret a lower-cased name says its value is: 0 not, else the value's minimum length. */
 static int secret_name(const char *nm, size_t l) {
+    /* Most names say nothing secret: look for the stems first. */
+    bool stem = false;
+    for (size_t i = 0; i + 3 <= l && !stem; i++) {
+        switch (nm[i]) {
+        case 'p': stem = nm[i + 1] == 'a' || nm[i + 1] == 'w'; break;
+        case 's': stem = nm[i + 1] == 'e' && nm[i + 2] == 'c'; break;
+        case 't': stem = nm[i + 1] == 'o' && nm[i + 2] == 'k'; break;
+        case 'k': stem = nm[i + 1] == 'e' && nm[i + 2] == 'y'; break;
+        case 'c': stem = nm[i + 1] == 'r' && nm[i + 2] == 'e'; break;
+        case 'a': stem = nm[i + 1] == 'u' && nm[i + 2] == 't'; break;
+        default: break;
+        }
+    }
+    if (!stem) return 0;
     static const char *const not_values[] = {
         "limit", "count", "max", "min", "length", "len", "size", "ttl", "expiry", "expires",
         "timeout", "url", "uri", "file", "path", "name", "id", "type", "header", "prefix",
@@ -1854,7 +1938,8 @@ static size_t try_assign(tokscan *ts, size_t at) {
             break;
         ve++;
     }
-    if (ve - v < (size_t)min || ve - v > 512 || placeholder_value(s, v, ve)) return 0;
+    if (ve - v > 512) return ve; /* no secret is that long; do not read it again */
+    if (ve - v < (size_t)min || placeholder_value(s, v, ve)) return 0;
     /* A name that says secret, and a value of only letters, reads as prose after ':'
      * ("password: forgotten") unless it mixes in digits or symbols. */
     if (s[at] == ':' && !quoted && !q) {
@@ -2035,7 +2120,7 @@ static void scan_all(const hl_pii_detector *d, const char *text, size_t len, sin
     if (v.nomem) k->r->incomplete = 1;
     k->txt = v.s;
     scanner sc = {v.s, v.n, v.n, 0, false, SIZE_MAX, SIZE_MAX,
-                  {SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX}, k};
+                  {SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX}, k, {0, 0}, {0, 0}, {{0}}};
     scan_builtin(&sc);
     k->txt = (const uint8_t *)text;
     k->map = NULL;
