@@ -587,7 +587,8 @@ typedef struct numrun {
     uint8_t dig[NR_MAXD];  /* digit values */
 } numrun;
 
-static void numrun_read(const scanner *sc, size_t pos, numrun *r) {
+/* Reads the run at pos, at most maxg groups (NR_MAXG: the whole run, as far as it goes). */
+static void numrun_read(const scanner *sc, size_t pos, numrun *r, int maxg) {
     size_t w;
     r->start = pos;
     r->plus = r->truncated = false;
@@ -598,7 +599,7 @@ static void numrun_read(const scanner *sc, size_t pos, numrun *r) {
     }
     uint8_t sep = 0;
     for (;;) {
-        if (r->ng == NR_MAXG) {
+        if (r->ng == maxg) {
             r->truncated = true;
             return;
         }
@@ -835,28 +836,30 @@ static bool check_phone(scanner *sc, const numrun *r, int k, int nd, int *kw) {
  * Returns where to go on (past a match or an excluded value), or 0. */
 static size_t try_numbers(scanner *sc, size_t start) {
     numrun r;
-    numrun_read(sc, start, &r);
+    /* Most runs in text can only be a phone number with a phone word before them (their
+     * first two groups rule out every other shape): read those, look for the word once,
+     * and give up without reading the rest or trying each candidate end when there is
+     * none. */
+    numrun_read(sc, start, &r, 2);
     if (r.ng == 0) return 0;
     int kw = -1; /* phone word before the run: unknown until needed */
-    int cum[NR_MAXG];
-    for (int g = 0, t = 0; g < r.ng; g++) cum[g] = t += r.glen[g];
-    /* Most runs in text can only be a phone number with a phone word before them (their
-     * first group rules out every other shape): look for the word once, and give up
-     * without trying each candidate end when there is none. */
     int g0 = r.glen[0];
     bool two = r.ng >= 2;
-    bool lead0 = r.dig[0] == 0; /* a trunk 0, unless every group is zero-padded */
-    if (lead0 && !(r.dig[1] == 0 && g0 <= 4)) {
-        bool all0 = true;
-        for (int g = 1; g < r.ng && all0; g++) all0 = r.dig[r.gpos[g]] == 0;
-        lead0 = !all0 || r.ng == 1;
-    }
-    bool other = r.plus || lead0 || (r.sep[0] & SEP_PAREN) || g0 >= 9 ||
+    bool other = r.plus || r.dig[0] == 0 || (r.sep[0] & SEP_PAREN) || g0 >= 9 ||
                  (two && (r.sep[1] & SEP_DOT) && g0 <= 3) ||
                  (g0 == 1 && r.dig[0] == 1 && two && r.glen[1] == 3) ||
                  (g0 == 3 && two && (r.glen[1] == 3 || r.glen[1] == 2)) || (g0 == 4 && two) ||
                  (g0 == 5 && two && r.glen[1] == 5);
     if (!other && !(kw = keyword_before(sc, r.start, phone_words))) return 0;
+    if (r.truncated) numrun_read(sc, start, &r, NR_MAXG);
+    if (kw < 0 && !r.plus && r.dig[0] == 0 && r.dig[1] != 0 && r.ng > 1 && g0 < 9 && !(r.sep[1] & SEP_DOT)) {
+        /* Zero-padded groups ("01 02 03"): no trunk prefix, so only a phone word helps. */
+        bool all0 = true;
+        for (int g = 1; g < r.ng && all0; g++) all0 = r.dig[r.gpos[g]] == 0;
+        if (all0 && !(kw = keyword_before(sc, r.start, phone_words))) return 0;
+    }
+    int cum[NR_MAXG];
+    for (int g = 0, t = 0; g < r.ng; g++) cum[g] = t += r.glen[g];
     for (int k = r.ng - 1; k >= 0; k--) {
         if (cum[k] > 19) continue; /* longer than any value */
         bool true_end = k == r.ng - 1 && !r.truncated;
