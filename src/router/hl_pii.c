@@ -1930,14 +1930,21 @@ static size_t try_assign(tokscan *ts, size_t at) {
         if (r) return r;
     }
     /* In a connection string ("...;User Id=sa;Password=x&y;") only ';' ends the value. */
+    /* On a line of its own ("NAME=value", "export NAME=value": a .env file) the value
+     * runs to the end of the line; in a URL query only to the next '&'; in prose also to
+     * punctuation. */
     bool conn = min == 6 && b > 0 && s[b - 1] == ';';
+    bool line = b == 0 || s[b - 1] == '\n' || (b >= 7 && memcmp(s + b - 7, "export ", 7) == 0);
+    bool query = b > 0 && (s[b - 1] == '?' || s[b - 1] == '&');
     size_t ve = v;
     while (ve < n && ve - v <= 512) {
         unsigned c = s[ve];
         if (q ? c == q || c == '\n'
               : conn ? c <= ' ' || c == ';' || c == '"' || c == '\''
-                     : (c <= ' ' || c == ';' || c == ',' || c == '"' || c == '\'' || c == '&' || c == ')' ||
-                        c == ']' || c == '}' || c == '<' || c == '>' || c == '`'))
+              : line ? c <= ' ' || c == '"' || c == '\''
+              : query ? c <= ' ' || c == '&' || c == '#' || c == '"' || c == '\''
+                      : (c <= ' ' || c == ';' || c == ',' || c == '"' || c == '\'' || c == '&' || c == ')' ||
+                         c == ']' || c == '}' || c == '<' || c == '>' || c == '`'))
             break;
         ve++;
     }
