@@ -247,6 +247,7 @@ typedef struct sink {
     hl_pii_report *r;
     const uint8_t *txt;  /* the bytes spans index: the scan view, or the raw text */
     const size_t *map;   /* view offset -> original offset (n + 1 entries); NULL: identity */
+    const uint8_t *raw;  /* the original text, when map is set */
     bool collect;
     bool nomem;
     bool limit; /* a custom pattern hit PCRE2's match limit */
@@ -302,9 +303,15 @@ static void sink_add(sink *k, hl_pii_type t, unsigned custom, size_t start, size
         if (t == HL_PII_CUSTOM) bump(&k->r->custom[custom]);
         bump(&k->r->total);
     }
-    if (k->map) {
+    if (k->map && end > start) {
+        /* The value ends after its last character in the original (which may be a folded
+         * multi-byte one), not at the next one: dropped zero-width characters after it stay. */
+        size_t last = k->map[end - 1];
+        uint8_t c = k->raw[last];
         start = k->map[start];
-        end = k->map[end];
+        end = last + (c < 0xC0 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2);
+    } else if (k->map) {
+        start = end = k->map[start];
     }
     if (!k->collect || k->nomem) return;
     if (k->n == k->cap) {
@@ -2126,6 +2133,7 @@ static void scan_all(const hl_pii_detector *d, const char *text, size_t len, sin
     view_build(&v, (const uint8_t *)text, len);
     k->txt = v.s;
     k->map = v.map;
+    k->raw = (const uint8_t *)text;
     scan_tokens(&v, k);
     if (v.nomem) k->r->incomplete = 1;
     k->txt = v.s;

@@ -505,6 +505,129 @@ HL_TEST(custom_match_limit_fails_closed) {
     hl_pii_detector_free(d);
 }
 
+/* ---- Issue 11: what real text hides --------------------------------------------------- */
+
+HL_TEST(unicode_separators_and_wrapping) {
+    static const pii_case cases[] = {
+        {"card 4111\xc2\xa0" "1111\xc2\xa0" "1111\xc2\xa0" "1111", "credit_card:1"},       /* NBSP */
+        {"card 4111\xe2\x80\x89" "1111\xe2\x80\x89" "1111\xe2\x80\x89" "1111", "credit_card:1"}, /* thin */
+        {"card 4111\xe2\x80\xaf" "1111\xe2\x80\xaf" "1111\xe2\x80\xaf" "1111", "credit_card:1"}, /* NNBSP */
+        {"card 4111\xe2\x80\x87" "1111\xe2\x80\x87" "1111\xe2\x80\x87" "1111", "credit_card:1"}, /* figure */
+        {"card 4111\xe2\x80\x93" "1111\xe2\x80\x93" "1111\xe2\x80\x93" "1111", "credit_card:1"}, /* en dash */
+        {"ssn 123\xe2\x80\x91" "45\xe2\x80\x91" "6789", "ssn:1"},                         /* nb hyphen */
+        {"ssn 123\xe2\x88\x92" "45\xe2\x88\x92" "6789", "ssn:1"},                         /* minus */
+        {"tel 415\xe2\x80\x94" "555\xe2\x80\x94" "0132", "phone:1"},                       /* em dash */
+        {"4\xe2\x80\x8b" "111 1111 1111 1111", "credit_card:1"},                           /* zero width */
+        {"joe\xe2\x80\x8b@example.com", "email:1"},
+        {"joe@\xef\xbb\xbf" "example.com", "email:1"},
+        {"card 4111 1111\n1111 1111", "credit_card:1"},
+        {"> card 4111 1111\n> 1111 1111\n> thanks", "credit_card:1"},
+        {"IBAN DE89 3704\r\n>> 0044 0532 0130 00", "iban:1"},
+        {"call 020 7946\n0958 today", "phone:1"},
+        /* Not joined: a line that ends in a word, a list of years. */
+        {"total 1200\nitems 4111", ""},
+        {"2019\n2020\n2021\n2022", ""},
+    };
+    CHECK_CASES(NULL, cases);
+    /* Redaction replaces the original bytes, separators and line break included. */
+    HL_CHECK_STR_EQ(redacted(NULL, "pay 4111\xc2\xa0" "1111 1111\n> 1111 now"), "pay [CREDIT_CARD_1] now");
+    HL_CHECK_STR_EQ(redacted(NULL, "\xe2\x80\x8bjoe\xe2\x80\x8b@example.com\xe2\x80\x8b!"),
+                    "\xe2\x80\x8b[EMAIL_1]\xe2\x80\x8b!");
+}
+
+HL_TEST(phones_informal_and_international) {
+    static const pii_case cases[] = {
+        {"0033 6 12 34 56 78", "phone:1"},
+        {"00 31 6 1234 5678", "phone:1"},
+        {"ring 98765 43210", "phone:1"},
+        {"98765-43210", "phone:1"},
+        {"text me at 4155550132", "phone:1"},
+        {"reach me on 4155550132", "phone:1"},
+        {"<a href=\"tel:+14155550132\">(415) 555-0132</a>", "phone:1"},
+        {"https://wa.me/14155550132", "phone:1"},
+        /* Not phones. */
+        {"Tel 2024-01-05 10:30", ""},
+        {"Tel. 05.01.2024 10", ""},
+        {"card 4111 1111 1111 1112 declined, Tel desk", ""},
+        {"card 3782 822463 10006 declined", ""},
+        {"IMEI 356938035643809", ""},
+    };
+    CHECK_CASES(NULL, cases);
+}
+
+HL_TEST(headers_and_addresses) {
+    static const pii_case cases[] = {
+        {"Received: from x ([IPv6:2001:db8::1234]) by y", "ipv6:1"},
+        {"Received: from x ([IPv6:2001:db8:85a3::8a2e:370:7334])", "ipv6:1"},
+        {"write to o'brien@example.ie", "email:1"},
+        {"'joe@example.com'", "email:1"},
+        {"bad user@-example.com", ""},
+        {"<a href=\"mailto:ana@example.com\">ana@example.com</a>", "email:1"},
+    };
+    CHECK_CASES(NULL, cases);
+    HL_CHECK_STR_EQ(redacted(NULL, "'joe@example.com'"), "'[EMAIL_1]'");
+}
+
+HL_TEST(secrets) {
+    static const pii_case cases[] = {
+        {"key sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2M3n4", "openai_key:1"},
+        {"sk-ant-api03-A1b2C3d4E5f6G7h8I9j0K1l2M3n4", "anthropic_key:1"},
+        {"AKIAIOSFODNN7EXAMPLE", "aws_access_key:1"},
+        {"AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "aws_access_key:1,aws_secret:1"},
+        {"aws_secret_access_key = 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", "aws_secret:1"},
+        {"ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8", "github_token:1"},
+        {"glpat-A1b2C3d4E5f6G7h8I9j0", "gitlab_token:1"},
+        {"xoxb-123456789012-123456789012-A1b2C3d4E5f6", "slack_token:1"},
+        {"sk_live_A1b2C3d4E5f6G7h8I9j0", "stripe_key:1"},
+        {"AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q", "google_api_key:1"},
+        {"-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----", "private_key:1"},
+        {"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk (cut)", "private_key:1"},
+        {"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dBjftJeZ4CVPmB92K27uhbUJU1p1r_wW1gFWFOEjXk", "jwt:1"},
+        {"postgres://app:S3cure99@db.example/app", "password_in_url:1"},
+        {"Server=x;User Id=sa;Password=Hunter2x;", "password_in_url:1"},
+        {"DB_PASSWORD=Hunter2x", "env_secret:1"},
+        {"\"client_secret\": \"A1b2C3d4E5f6\"", "env_secret:1"},
+        {"Authorization: Bearer A1b2C3d4E5f6G7h8I9j0", "env_secret:1"},
+        /* Not secrets. */
+        {"TOKEN_LIMIT=4096 max_tokens=1024 PASSWORD_MIN_LENGTH=8", ""},
+        {"API_KEY=${API_KEY} SECRET_KEY=<your key> DB_PASSWORD=changeme", ""},
+        {"OPENAI_API_KEY=your_api_key_here", ""},
+        {"postgres://user:password@localhost/db", ""},
+        {"the password: forgotten", ""},
+        {"pip install scikit-learn sk-learn", ""},
+        {"-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----", ""},
+        {"primary_key=id sort_key=created_at", ""},
+    };
+    CHECK_CASES(NULL, cases);
+    HL_CHECK_STR_EQ(redacted(NULL, "OPENAI_API_KEY=sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2M3n4\nDB_PASSWORD=a&b,c;d9"),
+                    "OPENAI_API_KEY=[OPENAI_KEY_1]\nDB_PASSWORD=[ENV_SECRET_1]");
+    HL_CHECK_STR_EQ(redacted(NULL, "mongodb://u:p4ss#w0rd@h.example/x"), "mongodb://u:[PASSWORD_IN_URL_1]@h.example/x");
+}
+
+HL_TEST(national_ids) {
+    static const pii_case cases[] = {
+        {"NI number AB123456C", "uk_nino:1"},
+        {"AB 12 34 56 C", "uk_nino:1"},
+        {"DNI 12345678Z", "es_dni:1"},
+        {"NIE X1234567L", "es_dni:1"},
+        {"BSN 111222333", "nl_bsn:1"},
+        {"BSN 1112.22.333", "nl_bsn:1"},
+        {"CF RSSMRA85T10A562S", "it_codice_fiscale:1"},
+        {"NIR 1 85 05 78 006 084 91", "fr_nir:1"},
+        {"Steuer-ID 86095742719", "de_steuer_id:1"},
+        /* Not ids: wrong letter or check, no keyword, bad prefix, part numbers. */
+        {"DNI 12345678A", ""},
+        {"invoice 12345678Z-rev", ""},
+        {"order 111222333", ""},
+        {"BSN 111222334", ""},
+        {"code DA123456C", ""},
+        {"CF RSSMRA85T10A562T", ""},
+        {"NIR 185057800608437", ""},
+        {"ticket 86095742719", ""},
+    };
+    CHECK_CASES(NULL, cases);
+}
+
 /* ---- Report -------------------------------------------------------------------------- */
 
 HL_TEST(report_format) {
