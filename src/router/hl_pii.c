@@ -306,10 +306,11 @@ static void sink_add(sink *k, hl_pii_type t, unsigned custom, size_t start, size
     if (k->map && end > start) {
         /* The value ends after its last character in the original (which may be a folded
          * multi-byte one), not at the next one: dropped zero-width characters after it stay. */
-        size_t last = k->map[end - 1];
+        size_t last = k->map[end - 1], next = k->map[end];
         uint8_t c = k->raw[last];
+        size_t w = c < 0xC0 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
         start = k->map[start];
-        end = last + (c < 0xC0 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2);
+        end = last + w < next ? last + w : next; /* a cut sequence ends where the next begins */
     } else if (k->map) {
         start = end = k->map[start];
     }
