@@ -1,5 +1,13 @@
 /* hl_pii: see hl_pii.h for what counts as PII and why.
  *
+ * A scan first builds the normalized view (view_build(): Unicode separators, dashes,
+ * zero-width and full-width forms folded, wrapped numbers joined, with a map back to the
+ * original offsets), then runs the token pass (scan_tokens(): secrets and national ids, which
+ * start at word starts, '=', ':' or "-----") and writes "[xx..x]" over what it claims, then
+ * the main pass below over what is left, then the custom patterns over the raw bytes. Every
+ * match goes through sink_add(), which counts a value once per report and maps its span back
+ * to the original text for redaction.
+ *
  * The built-in types are found by one hand-written left-to-right pass. The main loop looks
  * only at digits and a few trigger bytes ('(', '+', ':', and the lead byte of full-width
  * forms); letters and spaces go by at the cost of a table lookup. A digit that starts a

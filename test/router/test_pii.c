@@ -628,6 +628,47 @@ HL_TEST(national_ids) {
     CHECK_CASES(NULL, cases);
 }
 
+/* How often a random look-alike of each national id passes its check: the false-positive
+ * rate on the hardest negatives there are (right shape, right context word, random digits).
+ * Printed for the README; the bounds are the checksums' own odds with room for noise. */
+HL_TEST(national_id_false_positive_rates) {
+    static const struct {
+        const char *type, *prefix, *shape; /* shape: 9 a digit, A an uppercase letter, L one of A-D */
+        hl_pii_type t;
+        double bound;
+    } ids[] = {
+        {"es_dni", "DNI ", "99999999A", HL_PII_ES_DNI, 0.07},
+        {"nl_bsn", "BSN ", "999999999", HL_PII_NL_BSN, 0.12},
+        {"de_steuer_id", "Steuer-ID ", "99999999999", HL_PII_DE_STEUER_ID, 0.03},
+        {"fr_nir", "NIR ", "199999999999999", HL_PII_FR_NIR, 0.02},
+        {"it_codice_fiscale", "CF ", "AAAAAA99A99A999A", HL_PII_IT_CODICE_FISCALE, 0.07},
+        {"uk_nino (no checksum)", "NI ", "AA999999L", HL_PII_UK_NINO, 1.0},
+    };
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++) {
+        int hits = 0, n = 20000;
+        for (int i = 0; i < n; i++) {
+            char buf[64];
+            size_t pl = strlen(ids[k].prefix), sl = strlen(ids[k].shape);
+            memcpy(buf, ids[k].prefix, pl);
+            for (size_t j = 0; j < sl; j++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                char c = ids[k].shape[j];
+                buf[pl + j] = c == '9' ? (char)('0' + x % 10) : c == 'L' ? (char)('A' + x % 4)
+                              : c == 'A' ? (char)('A' + x % 26) : c;
+            }
+            if (ids[k].t == HL_PII_FR_NIR) buf[pl] = (char)('1' + x % 2);
+            buf[pl + sl] = '\0';
+            hl_pii_report r = {0};
+            hl_pii_scan(NULL, buf, pl + sl, &r);
+            hits += r.counts[ids[k].t] > 0;
+        }
+        double rate = (double)hits / n;
+        printf("  %-22s random look-alikes detected: %.4f\n", ids[k].type, rate);
+        HL_CHECK(rate <= ids[k].bound);
+    }
+}
+
 /* ---- Report -------------------------------------------------------------------------- */
 
 HL_TEST(report_format) {
