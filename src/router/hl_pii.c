@@ -379,6 +379,14 @@ typedef struct scanner {
      * is searched once per list, however many numbers a text holds. */
     size_t kw_scanned[2], kw_last[2];
     uint64_t kw_first[2][4]; /* the lists' first bytes; [w][0] == 0: not computed yet */
+    /* CSV: when the text's first line is a header, the columns whose name says phone
+     * (csv_cols, bit per column, separator csv_sep), and how far the column count of the
+     * current line has been followed (csv_pos, csv_col, csv_line). csv_state 0: header not
+     * read yet; 1: no phone column; 2: some. */
+    int csv_state;
+    uint8_t csv_sep;
+    uint64_t csv_cols;
+    size_t csv_pos, csv_col, csv_line, csv_line_start;
 } scanner;
 
 /* The character at i, folded: ASCII as is; U+FF01-U+FF5E (full-width forms, 3 bytes) as
@@ -548,6 +556,60 @@ static bool keyword_at(const uint8_t *s, size_t i, size_t pos, const char *const
     return false;
 }
 
+static void csv_header(scanner *sc) {
+    const uint8_t *s = sc->s;
+    size_t n = sc->n < 4096 ? sc->n : 4096, e = 0;
+    while (e < n && s[e] != '\n') e++;
+    int cnt[3] = {0};
+    static const uint8_t seps[3] = {',', ';', '\t'};
+    for (size_t i = 0; i < e; i++)
+        for (int k = 0; k < 3; k++) cnt[k] += s[i] == seps[k];
+    int best = cnt[0] >= cnt[1] ? (cnt[0] >= cnt[2] ? 0 : 2) : (cnt[1] >= cnt[2] ? 1 : 2);
+    sc->csv_state = 1;
+    if (e == n || cnt[best] < 2) return; /* a header names three columns or more */
+    sc->csv_sep = seps[best];
+    /* Column names are short and are not sentences. */
+    for (size_t i = 0, cs = 0; i <= e; i++) {
+        if (i < e && s[i] != sc->csv_sep) {
+            if (s[i] == '.' || s[i] == '!' || s[i] == '?' || s[i] == ':') return;
+            continue;
+        }
+        if (i - cs > 24) return;
+        cs = i + 1;
+    }
+    static const char *const words[] = {"phone", "^tel", "^mobile", "^mob", "^cell", "^fax", "whatsapp",
+                                        "msisdn", "^handy", "^contact_n", NULL};
+    size_t col = 0, cs = 0;
+    for (size_t i = 0; i <= e && col < 64; i++) {
+        if (i < e && s[i] != sc->csv_sep) continue;
+        for (size_t j = cs; j < i; j++)
+            if (keyword_at(s, j, i, words)) {
+                sc->csv_cols |= 1ull << col;
+                break;
+            }
+        col++;
+        cs = i + 1;
+    }
+    if (sc->csv_cols) sc->csv_state = 2;
+}
+
+/* Is pos in a CSV column whose header (the text's first line) says phone? */
+static bool csv_phone_column(scanner *sc, size_t pos) {
+    if (sc->csv_state == 0) csv_header(sc);
+    if (sc->csv_state != 2 || pos < sc->csv_pos) return false;
+    for (size_t i = sc->csv_pos; i < pos; i++) {
+        if (sc->s[i] == '\n') {
+            sc->csv_line++;
+            sc->csv_col = 0;
+            sc->csv_line_start = i + 1;
+        } else if (sc->s[i] == sc->csv_sep) {
+            sc->csv_col++;
+        }
+    }
+    sc->csv_pos = pos;
+    return sc->csv_line > 0 && sc->csv_col < 64 && (sc->csv_cols >> sc->csv_col & 1);
+}
+
 static bool keyword_before(scanner *sc, size_t pos, const char *const *words) {
     int w = words == ssn_words;
     size_t from = pos > KEYWORD_WINDOW ? pos - KEYWORD_WINDOW : 0;
@@ -584,6 +646,17 @@ static const char *const phone_words[] = {
 static const char *const ssn_words[] = {
     "^ssn", "social security", "^ss#", "^ss no", NULL,
 };
+
+/* Does something say that the number at pos is a phone number: a phone word before it, or
+ * the header of the CSV column it stands in? */
+static bool phone_context(scanner *sc, size_t pos) {
+    bool col = csv_phone_column(sc, pos);
+    if (col) return true;
+    if (!keyword_before(sc, pos, phone_words)) return false;
+    /* In the body of a CSV export a phone word counts only on the number's own line: the
+     * header's "phone" says nothing about an order id in the next row. */
+    return !(sc->csv_state == 2 && sc->csv_line > 0 && sc->kw_last[0] - 1 < sc->csv_line_start);
+}
 
 /* ---- Digit runs: IPv4, SSN, card, phone ---------------------------------------------- */
 
@@ -844,7 +917,7 @@ static bool check_phone(scanner *sc, const numrun *r, int k, int nd, int *kw) {
         if (date) shape = false;
     }
     if (!shape) return false;
-    if (*kw < 0) *kw = keyword_before(sc, r->start, phone_words);
+    if (*kw < 0) *kw = phone_context(sc, r->start);
     return *kw;
 }
 
@@ -866,13 +939,13 @@ static size_t try_numbers(scanner *sc, size_t start) {
                  (g0 == 1 && r.dig[0] == 1 && two && r.glen[1] == 3) ||
                  (g0 == 3 && two && (r.glen[1] == 3 || r.glen[1] == 2)) || (g0 == 4 && two) ||
                  (g0 == 5 && two && r.glen[1] == 5);
-    if (!other && !(kw = keyword_before(sc, r.start, phone_words))) return 0;
+    if (!other && !(kw = phone_context(sc, r.start))) return 0;
     if (r.truncated) numrun_read(sc, start, &r, NR_MAXG);
     if (kw < 0 && !r.plus && r.dig[0] == 0 && r.dig[1] != 0 && r.ng > 1 && g0 < 9 && !(r.sep[1] & SEP_DOT)) {
         /* Zero-padded groups ("01 02 03"): no trunk prefix, so only a phone word helps. */
         bool all0 = true;
         for (int g = 1; g < r.ng && all0; g++) all0 = r.dig[r.gpos[g]] == 0;
-        if (all0 && !(kw = keyword_before(sc, r.start, phone_words))) return 0;
+        if (all0 && !(kw = phone_context(sc, r.start))) return 0;
     }
     int cum[NR_MAXG];
     for (int g = 0, t = 0; g < r.ng; g++) cum[g] = t += r.glen[g];
@@ -1440,12 +1513,27 @@ static void view_build(view *v, const uint8_t *t, size_t len) {
         if (c == '\n' || (c == '\r' && i + 1 < len && t[i + 1] == '\n')) {
             uint8_t p = j ? v->buf[j - 1] : 0;
             bool after_digit = is_digit(p) || ((p == ' ' || p == '-') && j > 1 && is_digit(v->buf[j - 2]));
+            /* A wrapped value continues a group sequence: the line's last token follows a
+             * space, dash or parenthesis on its line (not a CSV ';' or ',', not the line's
+             * start unless it starts with letters, as an IBAN does), and the next line's
+             * first token is followed by one or ends there. */
+            if (after_digit) {
+                size_t b = j - (is_digit(p) ? 0 : 1), lo = b > 40 ? b - 40 : 0;
+                while (b > lo && is_alnum(v->buf[b - 1])) b--;
+                uint8_t q = b ? v->buf[b - 1] : 0;
+                after_digit = b < j && (q == ' ' || q == '-' || q == '(' || q == ')' ||
+                                        (is_alpha(v->buf[b]) && (q == '\n' || q == 0))); /* "DE89\n3704" */
+            }
             if (after_digit) {
                 size_t k = i + (c == '\r' ? 2 : 1), lim = k + 16;
                 while (k < len && k < lim && (t[k] == ' ' || t[k] == '\t' || t[k] == '>')) k++;
-                size_t w;
+                size_t w, e = k;
                 int f = k < len ? (t[k] < 0x80 ? t[k] : fold_utf8(t, len, k, &w)) : -2;
-                if (f >= 0 && is_digit((unsigned)f)) {
+                while (e < len && e - k < 40 && is_digit(t[e])) e++;
+                bool follows = e == len || e - k >= 40 || (e > k && (t[e] == ' ' || t[e] == '\t' || t[e] == '\n' ||
+                                                                    t[e] == '\r' || t[e] == '-' || t[e] == '.' ||
+                                                                    t[e] == ',' || t[e] == ')' || t[e] >= 0x80));
+                if (f >= 0 && is_digit((unsigned)f) && (follows || t[k] >= 0x80)) {
                     if (is_digit(p)) {
                         v->buf[j] = ' ';
                         v->map[j++] = i;
@@ -2147,7 +2235,7 @@ static void scan_all(const hl_pii_detector *d, const char *text, size_t len, sin
     if (v.nomem) k->r->incomplete = 1;
     k->txt = v.s;
     scanner sc = {v.s, v.n, v.n, 0, false, SIZE_MAX, SIZE_MAX,
-                  {SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX}, k, {0, 0}, {0, 0}, {{0}}};
+                  {SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX}, k, {0, 0}, {0, 0}, {{0}}, 0, 0, 0, 0, 0, 0, 0};
     scan_builtin(&sc);
     k->txt = (const uint8_t *)text;
     k->map = NULL;

@@ -346,6 +346,26 @@ gen(110, () => { const name = pick(['DB_PASSWORD', 'SECRET_KEY', 'JWT_SECRET', '
   else if (k === 1) add(`${name}: "${v}"`, [['env_secret', v]]);
   else add(`settings.${name} = '${v}'`, [['env_secret', v]]);
 });
+// CSV exports whose phone column is far from its header; negatives: the same with an id
+// column instead.
+gen(120, () => {
+  const rows = ri(2, 6), cols = ['id', 'name', 'email', 'city', 'country', 'notes', pick(['phone', 'Mobile', 'tel', 'Phone Number', 'cell'])];
+  const sep = pick([',', ';', '\t']);
+  const labels = [];
+  const lines = [cols.join(sep)];
+  for (let r = 0; r < rows; r++) {
+    const e = email(), p = `${ri(2, 9)}${digits(9)}`;
+    labels.push(['email', e], ['phone', p]);
+    lines.push([digits(6), pick(NAMES), e, pick(['Lyon', 'Pune', 'Leeds', 'Graz']), pick(['FR', 'IN', 'UK', 'AT']), pick(['vip', 'n/a', 'call after 6']), p].join(sep));
+  }
+  add(lines.join('\n'), labels);
+});
+gen(80, () => {
+  const sep = pick([',', ';']);
+  const lines = [['order_id', 'sku', 'qty', 'price', 'phone'].join(sep)];
+  for (let r = 0; r < ri(2, 5); r++) lines.push([`${ri(1, 9)}${digits(9)}`, chars(8, UPDIG), ri(1, 9), `${ri(1, 99)}.${digits(2)}`, ''].join(sep));
+  add(lines.join('\n'), []);
+});
 // Mixed texts: several types and a repeated value (counted once).
 gen(150, () => {
   const e = email(), p = phone(), c = card();

@@ -551,6 +551,11 @@ HL_TEST(phones_informal_and_international) {
         {"card 4111 1111 1111 1112 declined, Tel desk", ""},
         {"card 3782 822463 10006 declined", ""},
         {"IMEI 356938035643809", ""},
+        /* CSV: the header names the column, however far the value is from it. */
+        {"id,name,email,city,notes,phone\n1,Ana,x,Lyon,vip,4155550132\n2,Bo,y,Graz,n/a,4155550133",
+         "phone:2"},
+        {"order_id;sku;qty;phone\n4155550132;AB12;3;\n4155550199;CD34;1;", ""},
+        {"a;b;c\n1;2;4155550132\n4155550133;x;y", ""}, /* rows end and start with digits */
     };
     CHECK_CASES(NULL, cases);
 }
