@@ -688,7 +688,7 @@ static void numrun_read(const scanner *sc, size_t pos, numrun *r, int maxg) {
     }
     uint8_t sep = 0;
     for (;;) {
-        if (r->ng == maxg) {
+        if (r->ng == maxg || r->nd > 19) { /* no value has more than 19 digits */
             r->truncated = true;
             return;
         }
