@@ -2141,10 +2141,29 @@ static void scan_tokens(view *v, sink *k) {
                 /* inside a word: skip to its end */
                 continue;
             }
-            if (is_digit(s[i])) r = try_id_digits(&ts, i);
-            else {
-                r = try_key_word(&ts, i);
-                if (!r && is_upper(s[i])) r = try_id_letters(&ts, i);
+            unsigned c1 = i + 1 < n ? s[i + 1] : 0;
+            if (is_digit(s[i])) {
+                r = try_id_digits(&ts, i);
+            } else if (is_upper(s[i])) {
+                /* Keys and ids that start with a capital go on with a capital or digit
+                 * ("AKIA", "AIza", "AB123456C", "X1234567L"): prose words ("The") do not. */
+                if (is_upper(c1) || is_digit(c1) || (s[i] == 'A' && c1 == 'I')) {
+                    r = try_key_word(&ts, i);
+                    if (!r) r = try_id_letters(&ts, i);
+                }
+            } else {
+                /* The second letter of each lower-case prefix: sk- sk_ rk_ whsec_ gh*_
+                 * github_pat_ glpat- xox* xapp- hooks. eyJ. */
+                bool maybe = false;
+                switch (s[i]) {
+                case 's': case 'r': maybe = c1 == 'k'; break;
+                case 'w': case 'h': maybe = c1 == 'h' || c1 == 'o'; break;
+                case 'g': maybe = c1 == 'h' || c1 == 'i' || c1 == 'l'; break;
+                case 'x': maybe = c1 == 'o' || c1 == 'a'; break;
+                case 'e': maybe = c1 == 'y'; break;
+                default: break;
+                }
+                if (maybe) r = try_key_word(&ts, i);
             }
         } else if (cls == 2) {
             if (s[i] == ':') r = try_url_password(&ts, i);
