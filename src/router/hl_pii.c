@@ -1477,6 +1477,7 @@ static int fold_utf8(const uint8_t *t, size_t len, size_t i, size_t *w) {
         if (x >= 0x8B && x <= 0x8F) return -1;
         if (x >= 0x90 && x <= 0x95) return '-';
         if (x == 0xA4) return '.'; /* one dot leader */
+        if (x == 0x99) return '\''; /* right single quotation mark, the typographic apostrophe */
     }
     if (c == 0xE2 && b == 0x81) {
         if (x == 0x9F) return ' ';

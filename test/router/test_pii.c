@@ -571,6 +571,7 @@ HL_TEST(headers_and_addresses) {
     };
     CHECK_CASES(NULL, cases);
     HL_CHECK_STR_EQ(redacted(NULL, "'joe@example.com'"), "'[EMAIL_1]'");
+    HL_CHECK_STR_EQ(redacted(NULL, "to joe.o\xe2\x80\x99" "brien@example.com now"), "to [EMAIL_1] now");
 }
 
 HL_TEST(secrets) {
