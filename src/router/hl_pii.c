@@ -941,8 +941,10 @@ static size_t try_numbers(scanner *sc, size_t start) {
                  (g0 == 5 && two && r.glen[1] == 5);
     if (!other && !(kw = phone_context(sc, r.start))) return 0;
     if (r.truncated) numrun_read(sc, start, &r, NR_MAXG);
-    if (kw < 0 && !r.plus && r.dig[0] == 0 && r.dig[1] != 0 && r.ng > 1 && g0 < 9 && !(r.sep[1] & SEP_DOT)) {
-        /* Zero-padded groups ("01 02 03"): no trunk prefix, so only a phone word helps. */
+    if (kw < 0 && !r.plus && r.dig[0] == 0 && r.dig[1] != 0 && r.ng > 1 && g0 <= 2 && r.glen[1] <= 2 &&
+        !(r.sep[1] & SEP_DOT)) {
+        /* Zero-padded short groups ("01 02 03"): no trunk prefix, no SSN or card shape, so
+         * only a phone word helps. */
         bool all0 = true;
         for (int g = 1; g < r.ng && all0; g++) all0 = r.dig[r.gpos[g]] == 0;
         if (all0 && !(kw = phone_context(sc, r.start))) return 0;
@@ -1451,7 +1453,7 @@ static bool view_needed(const uint8_t *t, size_t len) {
         if (c >= 0x80) return true;
         if (c == '\n' && i > 0) {
             size_t j = i;
-            while (j > 0 && (t[j - 1] == '\r' || t[j - 1] == ' ' || t[j - 1] == '-')) j--;
+            while (j > 0 && (t[j - 1] == '\r' || t[j - 1] == ' ' || t[j - 1] == '-' || t[j - 1] == ')')) j--;
             if (j > 0 && is_digit(t[j - 1])) return true;
         }
     }
@@ -1513,19 +1515,22 @@ static void view_build(view *v, const uint8_t *t, size_t len) {
         uint8_t c = t[i];
         if (c == '\n' || (c == '\r' && i + 1 < len && t[i + 1] == '\n')) {
             uint8_t p = j ? v->buf[j - 1] : 0;
-            bool after_digit = is_digit(p) || ((p == ' ' || p == '-') && j > 1 && is_digit(v->buf[j - 2]));
+            bool line_start = false; /* the line's last token is also its first */
+            bool after_digit = is_digit(p) || ((p == ' ' || p == '-' || p == ')') && j > 1 && is_digit(v->buf[j - 2]));
             /* A wrapped value continues a group sequence: the line's last token follows a
-             * space, dash or parenthesis on its line (not a CSV ';' or ',', not the line's
+             * space, dash, '+' or parenthesis on its line (not a CSV ';' or ',', not the line's
              * start unless it starts with letters, as an IBAN does), and the next line's
              * first token is followed by one or ends there. */
             if (after_digit) {
                 size_t b = j - (is_digit(p) ? 0 : 1), lo = b > 40 ? b - 40 : 0;
                 while (b > lo && is_alnum(v->buf[b - 1])) b--;
                 uint8_t q = b ? v->buf[b - 1] : 0;
-                after_digit = b < j && (q == ' ' || q == '-' || q == '(' || q == ')' ||
-                                        (is_alpha(v->buf[b]) && (q == '\n' || q == 0))); /* "DE89\n3704" */
+                line_start = q == '\n' || q == 0;
+                after_digit = b < j && (q == ' ' || q == '-' || q == '(' || q == ')' || q == '+' ||
+                                        (is_alpha(v->buf[b]) && line_start)); /* "DE89\n3704" */
+                line_start &= b < j && !after_digit;
             }
-            if (after_digit) {
+            if (after_digit || line_start) {
                 size_t k = i + (c == '\r' ? 2 : 1), lim = k + 16;
                 while (k < len && k < lim && (t[k] == ' ' || t[k] == '\t' || t[k] == '>')) k++;
                 size_t w, e = k;
@@ -1534,7 +1539,11 @@ static void view_build(view *v, const uint8_t *t, size_t len) {
                 bool follows = e == len || e - k >= 40 || (e > k && (t[e] == ' ' || t[e] == '\t' || t[e] == '\n' ||
                                                                     t[e] == '\r' || t[e] == '-' || t[e] == '.' ||
                                                                     t[e] == ',' || t[e] == ')' || t[e] >= 0x80));
-                if (f >= 0 && is_digit((unsigned)f) && (follows || t[k] >= 0x80)) {
+                /* A number alone on its line ("4903\n7164 9980 4368") joins only a line that
+                 * goes on in groups: a list of numbers, one a line, stays a list. */
+                if (line_start && !after_digit)
+                    follows = e > k && e + 1 < len && (t[e] == ' ' || t[e] == '-') && is_digit(t[e + 1]);
+                if (f >= 0 && is_digit((unsigned)f) && (follows || (t[k] >= 0x80 && !line_start))) {
                     if (is_digit(p)) {
                         v->buf[j] = ' ';
                         v->map[j++] = i;

@@ -516,6 +516,9 @@ HL_TEST(unicode_separators_and_wrapping) {
         {"card 4111\xe2\x80\x93" "1111\xe2\x80\x93" "1111\xe2\x80\x93" "1111", "credit_card:1"}, /* en dash */
         {"ssn 123\xe2\x80\x91" "45\xe2\x80\x91" "6789", "ssn:1"},                         /* nb hyphen */
         {"ssn 123\xe2\x88\x92" "45\xe2\x88\x92" "6789", "ssn:1"},                         /* minus */
+        {"\xef\xbc\x90\xef\xbc\x97\xef\xbc\x94-\xef\xbc\x90\xef\xbc\x98-\xef\xbc\x90\xef\xbc\x98\xef\xbc\x95\xef\xbc\x99",
+         "ssn:1"}, /* full width, every group led by 0 */
+        {"ssn 074-08-0859", "ssn:1"},
         {"tel 415\xe2\x80\x94" "555\xe2\x80\x94" "0132", "phone:1"},                       /* em dash */
         {"4\xe2\x80\x8b" "111 1111 1111 1111", "credit_card:1"},                           /* zero width */
         {"joe\xe2\x80\x8b@example.com", "email:1"},
@@ -524,6 +527,10 @@ HL_TEST(unicode_separators_and_wrapping) {
         {"> card 4111 1111\n> 1111 1111\n> thanks", "credit_card:1"},
         {"IBAN DE89 3704\r\n>> 0044 0532 0130 00", "iban:1"},
         {"call 020 7946\n0958 today", "phone:1"},
+        {"note +44\n>> 20 7946 7248 thanks", "phone:1"},
+        {"ring (415)\n555-0132", "phone:1"},
+        {"4903\n7164 9980 4368", "credit_card:1"},
+        {"98765\n43210", ""}, /* a list, one number a line */
         /* Not joined: a line that ends in a word, a list of years. */
         {"total 1200\nitems 4111", ""},
         {"2019\n2020\n2021\n2022", ""},
