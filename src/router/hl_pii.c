@@ -254,7 +254,7 @@ typedef struct span {
 typedef struct sink {
     hl_pii_report *r;
     const uint8_t *txt;  /* the bytes spans index: the scan view, or the raw text */
-    const size_t *map;   /* view offset -> original offset (n + 1 entries); NULL: identity */
+    const uint32_t *map; /* view offset -> original offset (n + 1 entries); NULL: identity */
     const uint8_t *raw;  /* the original text, when map is set */
     bool collect;
     bool nomem;
@@ -1443,7 +1443,7 @@ typedef struct view {
     const uint8_t *s;
     size_t n;
     uint8_t *buf; /* owned; NULL while s is the caller's text */
-    size_t *map;  /* owned; NULL: identity */
+    uint32_t *map; /* owned; NULL: identity. 32 bits: 5 bytes of view per byte of text */
     bool nomem;
 } view;
 
@@ -1500,6 +1500,10 @@ static void view_build(view *v, const uint8_t *t, size_t len) {
     v->s = t;
     v->n = len;
     if (!view_needed(t, len)) return;
+    if (len >= UINT32_MAX) { /* far past any request body: scanned as it is */
+        v->nomem = true;
+        return;
+    }
     v->buf = malloc(len + 1);
     v->map = malloc((len + 1) * sizeof *v->map);
     if (!v->buf || !v->map) {
@@ -1546,7 +1550,7 @@ static void view_build(view *v, const uint8_t *t, size_t len) {
                 if (f >= 0 && is_digit((unsigned)f) && (follows || (t[k] >= 0x80 && !line_start))) {
                     if (is_digit(p)) {
                         v->buf[j] = ' ';
-                        v->map[j++] = i;
+                        v->map[j++] = (uint32_t)i;
                     }
                     i = k;
                     continue;
@@ -1555,7 +1559,7 @@ static void view_build(view *v, const uint8_t *t, size_t len) {
         }
         if (c < 0x80) {
             v->buf[j] = c;
-            v->map[j++] = i++;
+            v->map[j++] = (uint32_t)i++;
             continue;
         }
         size_t w;
@@ -1564,14 +1568,14 @@ static void view_build(view *v, const uint8_t *t, size_t len) {
             i += w;
         } else if (f >= 0) {
             v->buf[j] = (uint8_t)f;
-            v->map[j++] = i;
+            v->map[j++] = (uint32_t)i;
             i += w;
         } else {
             v->buf[j] = c;
-            v->map[j++] = i++;
+            v->map[j++] = (uint32_t)i++;
         }
     }
-    v->map[j] = len;
+    v->map[j] = (uint32_t)len;
     v->buf[j] = 0;
     v->s = v->buf;
     v->n = j;
@@ -1717,7 +1721,7 @@ static size_t try_key_word(tokscan *ts, size_t i) {
             return claim(ts, HL_PII_GOOGLE_API_KEY, i, e);
         return 0;
     case 'g':
-        if (i + 4 <= n && s[i + 1] == 'h' && s[i + 3] == '_' && strchr("pousr", s[i + 2]) &&
+        if (i + 4 <= n && s[i + 1] == 'h' && s[i + 3] == '_' && s[i + 2] && strchr("pousr", s[i + 2]) &&
             (e = prefixed(s, n, i + 4, "", alnum_ok, 30, 255)))
             return claim(ts, HL_PII_GITHUB_TOKEN, i, e);
         if ((e = prefixed(s, n, i, "github_pat_", word_ok, 40, 255)))
@@ -1726,7 +1730,7 @@ static size_t try_key_word(tokscan *ts, size_t i) {
             return claim(ts, HL_PII_GITLAB_TOKEN, i, e);
         return 0;
     case 'x':
-        if (i + 5 <= n && has_prefix(s, n, i, "xox") && strchr("abposr", s[i + 3]) && s[i + 4] == '-' &&
+        if (i + 5 <= n && has_prefix(s, n, i, "xox") && s[i + 3] && strchr("abposr", s[i + 3]) && s[i + 4] == '-' &&
             (e = prefixed(s, n, i + 5, "", slack_ok, 10, 255)) && mixed(s, i + 5, e))
             return claim(ts, HL_PII_SLACK_TOKEN, i, e);
         if ((e = prefixed(s, n, i, "xapp-", slack_ok, 10, 255)) && mixed(s, i + 5, e))
