@@ -8,6 +8,11 @@
  *   parse      the OpenAI request body into the internal model (jansson)
  *   full       parse an OpenAI request body + PII scan + inference + route: the gateway's
  *              whole decision before an upstream call
+ * and the PII scan's cost per KiB on 256 KiB of ordinary text (English prose, a chat with
+ * PII, a mail thread with quoted replies and Unicode spaces, a .env file, code) and on
+ * adversarial patterns built to make a scanner re-read (spaced digit pairs, digits broken by
+ * no-break spaces or line wraps, '@' and ':' storms, secret-looking names, unterminated key
+ * blocks), the median and the worst; the targets are 10 us/KiB ordinary, 50 worst.
  * Usage: bench_router [iterations] (default 200000). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +127,103 @@ static void bench_full(void *p, long i) {
     hl_chat_request_release(&req);
 }
 
+typedef struct kib_ctx {
+    const char *text;
+    size_t len;
+    volatile long sink;
+} kib_ctx;
+
+static void bench_kib(void *p, long i) {
+    kib_ctx *c = p;
+    (void)i;
+    hl_pii_report rep = {0};
+    hl_pii_scan(NULL, c->text, c->len, &rep);
+    c->sink += rep.total;
+}
+
+/* 256 KiB of unit repeated; caller frees. */
+static char *repeat(const char *unit, size_t *len) {
+    size_t ul = strlen(unit), n = 256 * 1024 / ul + 1;
+    char *t = malloc(n * ul + 1);
+    if (!t) exit(1);
+    for (size_t i = 0; i < n; i++) memcpy(t + i * ul, unit, ul);
+    t[n * ul] = '\0';
+    *len = n * ul;
+    return t;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void bench_per_kib(void) {
+    static const struct { const char *name, *unit; } ordinary[] = {
+        {"prose", "The quarterly report shows revenue growth in three regions, with churn down. "},
+        {"chat with PII", "Hi, I'm Ana (ana.lima@example.com, +44 20 7946 0958); my card 4111 1111 1111 1111 "
+                          "was charged twice on 2024-03-05, order 123456789. Can you help? "},
+        {"mail thread", "> On Mon, 4 Mar 2024 at 10:12, Bob <bob@example.org> wrote:\n> Call me on "
+                        "020\xc2\xa0" "7946\xc2\xa0" "0958" " or\n> 0612\n> 345678 tomorrow \xe2\x80\x94 thanks!\n"},
+        {".env file", "NODE_ENV=production\nPORT=3000\nDB_PASSWORD=Tr0ub4dor&3\nOPENAI_API_KEY=sk-proj-"
+                      "A1b2C3d4E5f6G7h8I9j0K1l2M3n4\nLOG_LEVEL=info\n"},
+        {"code", "for (int i = 0; i < n; i++) { sum += v[i] * 0x1F; if (x == 10.5) return a[i:j]; }\n"},
+    };
+    static const struct { const char *name, *unit; } adversarial[] = {
+        {"spaced digit pairs", "12 34 "},
+        {"spaced single digits", "1 "},
+        {"spaced zero pairs", "01 "},
+        {"spaced 4-digit groups", "4111 "},
+        {"spaced 3-digit groups", "415 "},
+        {"phone word + digits", "tel 12 34 "},
+        {"digits + NBSP", "12\xc2\xa0"},
+        {"digits + wraps", "12\n> "},
+        {"long digit run", "1234567890"},
+        {"dashed digits", "0-"},
+        {"dotted octets", "1.2."},
+        {"@ storm", "a@"},
+        {"dotted @", "a.b@c."},
+        {"colon storm", "a:"},
+        {"hex colons", "ab:"},
+        {"secret names", "PASSWORD="},
+        {"url userinfo", "s://a:b"},
+        {"begin key", "-----BEGIN RSA PRIVATE KEY-----"},
+        {"sk- prefixes", "sk-"},
+        {"jwt heads", "eyJabcdefghijk."},
+        {"full-width digits", "\xef\xbc\x91\xef\xbc\x92 "},
+        {"zero-width digits", "1\xe2\x80\x8b"},
+        {"uppercase words", "AB12 "},
+    };
+    double ord[8], adv[40];
+    size_t no = sizeof ordinary / sizeof ordinary[0], na = sizeof adversarial / sizeof adversarial[0];
+    printf("PII scan per KiB (256 KiB texts, median of 7 runs)\n");
+    for (size_t k = 0; k < no; k++) {
+        kib_ctx c = {0};
+        char *t = repeat(ordinary[k].unit, &c.len);
+        c.text = t;
+        ord[k] = median_ns(bench_kib, &c, 5) / 1000.0 / ((double)c.len / 1024.0);
+        printf("  ordinary     %-22s %7.2f us/KiB\n", ordinary[k].name, ord[k]);
+        free(t);
+    }
+    double worst = 0;
+    const char *worst_name = "";
+    for (size_t k = 0; k < na; k++) {
+        kib_ctx c = {0};
+        char *t = repeat(adversarial[k].unit, &c.len);
+        c.text = t;
+        adv[k] = median_ns(bench_kib, &c, 3) / 1000.0 / ((double)c.len / 1024.0);
+        printf("  adversarial  %-22s %7.2f us/KiB\n", adversarial[k].name, adv[k]);
+        if (adv[k] > worst) {
+            worst = adv[k];
+            worst_name = adversarial[k].name;
+        }
+        free(t);
+    }
+    qsort(ord, no, sizeof ord[0], cmp_d);
+    printf("  ordinary median %.2f us/KiB (target <= 10); adversarial worst %.2f us/KiB, %s "
+           "(target <= 50)\n",
+           ord[no / 2], worst, worst_name);
+}
+
 int main(int argc, char **argv) {
     long n = argc > 1 ? atol(argv[1]) : 200000;
     if (n <= 0) {
@@ -153,6 +255,7 @@ int main(int argc, char **argv) {
     printf("  PII scan (%5zu bytes)        %8.0f ns\n", c.req.text_bytes, median_ns(bench_pii, &c, n / 10 + 1));
     printf("  parse the OpenAI body        %8.0f ns\n", median_ns(bench_parse, &c, n / 10 + 1));
     printf("  full: parse+PII+infer+route  %8.0f ns\n", median_ns(bench_full, &c, n / 10 + 1));
+    bench_per_kib();
     hl_chat_request_release(&c.req);
     hl_pii_detector_free(c.pii);
     hl_backends_release(&c.bs);

@@ -906,8 +906,11 @@ static const cfg_key pattern_keys[] = {
 /* The detector's placeholders for its built-in types ([EMAIL_1], ...): a custom pattern that
  * matches one would make every redaction fail. test_config checks this list against the
  * detector's type names. */
-static const char *const builtin_pii_tags[] = {"EMAIL", "PHONE", "SSN", "CREDIT_CARD",
-                                               "IBAN", "IPV4", "IPV6"};
+static const char *const builtin_pii_tags[] = {
+    "EMAIL", "PHONE", "SSN", "CREDIT_CARD", "IBAN", "IPV4", "IPV6", "UK_NINO", "ES_DNI", "NL_BSN",
+    "IT_CODICE_FISCALE", "FR_NIR", "DE_STEUER_ID", "OPENAI_KEY", "ANTHROPIC_KEY", "AWS_ACCESS_KEY",
+    "AWS_SECRET", "GITHUB_TOKEN", "GITLAB_TOKEN", "SLACK_TOKEN", "STRIPE_KEY", "GOOGLE_API_KEY",
+    "PRIVATE_KEY", "JWT", "PASSWORD_IN_URL", "ENV_SECRET"};
 
 /* Whether re matches a non-empty part of text (an empty match proves nothing). */
 static bool matches_some(const pcre2_code *re, const char *text, pcre2_match_data *md) {

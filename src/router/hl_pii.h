@@ -1,7 +1,8 @@
-/* hl_pii: the PII detector the router runs on every request's text (all message text, the
- * system prompt, tool arguments) before it picks a backend. A request in which it finds
- * anything is sensitive and is never sent to a backend marked cloud; the ledger records the
- * types found. The detector reports types and counts, never the values. hl_pii_redact()
+/* hl_pii: the PII and secrets detector the router runs on every request's text (all message
+ * text, the system prompt, tool arguments) before it picks a backend. A request in which it
+ * finds anything is sensitive and is never sent to a backend marked cloud; the ledger records
+ * the types found. The detector reports types and counts of distinct values, never the
+ * values. hl_pii_redact()
  * instead replaces each value with a typed placeholder ("[EMAIL_1]") for the optional redact
  * mode.
  *
@@ -26,7 +27,9 @@
  *                optional spaces, dots then as "." or "[dot]"/"(dot)"/"{dot}". Not counted:
  *                bare " at " / " dot " (too common in prose), npm-style "pkg@1.2.3" (numeric
  *                TLD), Retina assets "icon@2x.png", scp/URL targets "git@host:path" (a ':'
- *                and a non-space right after the domain). Known misses: CJK local parts,
+ *                and a non-space right after the domain), domains starting with '-'. An
+ *                apostrophe belongs to the local part ("o'brien@"), except leading ones
+ *                (quotes: "'joe@x.com'"). Known misses: CJK local parts,
  *                Unicode TLDs, quoted local parts. Known false positive: Python matmul on
  *                attributes ("a@b.shape").
  *   phone        7-15 digits (E.164 caps at 15) in groups separated by single ' ', '-',
@@ -38,12 +41,17 @@
  *                  - it starts with a trunk '0' ("020 7946 0958", "06 12 34 56 78",
  *                    "0044 20 7946 0958"), has 10-15 digits, at least one separator, one
  *                    kind of separator (parentheses aside), every group after the first of
- *                    2-8 digits, a first group that is not all zeros, and not every
- *                    group starting with 0 (zero-padded lists: "001 002 003 004");
+ *                    2-8 digits (1-8 after "00" and a country code: "0033 6 12 34 56 78",
+ *                    "00 31 6 1234 5678"), a first group that is not all zeros (but "00"),
+ *                    and not every group starting with 0 (zero-padded lists: "001 002 003");
+ *                  - Indian mobile shape: two groups of 5, the first digit 6-9 ("98765
+ *                    43210");
  *                  - a phone word precedes it within 48 bytes ("phone", "tel", "mobile",
- *                    "cell", "call", "fax", "sms", "whatsapp", "handy", 电话, 手机, 電話,
- *                    携帯, 전화) and it is a bare run of 10-15 digits ("手机13800138000"),
- *                    a grouping of 10-15 digits, or a local "555-2671".
+ *                    "cell", "call", "fax", "sms", "whatsapp", "handy", "text me", "reach
+ *                    me", "ring me", "dial", "wa.me/", "tel:", 电话, 手机, 電話, 携帯, 전화)
+ *                    and it is a bare run of 10-15 digits ("手机13800138000"), a grouping of
+ *                    10-15 digits with one kind of separator that is not a date ("Tel
+ *                    2024-01-05 10:30"), or a local "555-2671".
  *                Bare 10-15 digit runs without '+' or a phone word are NOT phones: they are
  *                far more often epoch timestamps, order ids and account numbers. Dates
  *                (8 digits), version numbers (1-digit groups), number lists ("100 200 300
@@ -58,8 +66,11 @@
  *                19, Mastercard 51-55 and 2221-2720: 16, Amex 34/37: 15, Diners/JCB 30,
  *                35-39, Maestro/Discover/UnionPay 50, 56-69: 13-19) and a valid Luhn check
  *                digit. The prefix rule drops epoch-millisecond timestamps and "2024..."
- *                date stamps that happen to pass Luhn (1 in 10 do). Published test numbers
- *                (4111..., 4242...) count: their shape is a real card's.
+ *                date stamps that happen to pass Luhn (1 in 10 do); JCB and Diners never
+ *                issue 15 digits, so 15-digit IMEIs ("35...", Luhn-valid) are no card. A
+ *                card-shaped run (3+ groups, the first of 4) that fails is skipped whole:
+ *                its groups are no phone number. Published test numbers (4111..., 4242...)
+ *                count: their shape is a real card's.
  *   iban         A known country code, 2 check digits and that country's exact length,
  *                bare or in groups of 4 separated by single spaces or dashes, letters in
  *                either case, passing the ISO 13616 mod-97 check. An IBAN-shaped value
@@ -78,23 +89,79 @@
  *                an IPv4 tail ("::ffff:192.0.2.1"); a "%zone" is left out of the value.
  *                A compressed form must contain a decimal digit and a group of 3-4 hex
  *                digits, which keeps C++/Rust paths ("Cafe::add") and Python slices
- *                ("a[1::2]") out. "::" and "::1" are not counted.
+ *                ("a[1::2]") out. "::" and "::1" are not counted. Mail headers' "[IPv6:...]"
+ *                literals count.
+ *
+ * National ids (each a type of its own). Values must stand alone (no word character, '@',
+ * or '-'/'.' and a letter or digit glued on):
+ *   uk_nino      two letters (not D F I Q U V first, not D F I O Q U V second, not BG GB
+ *                KN NK NT TN ZZ), six digits (or three spaced pairs), A-D. No check digit;
+ *                the suffix may be left out after "NINO"/"national insurance".
+ *   es_dni       8 digits and the mod-23 check letter (DNI, "-" or " " allowed), or X/Y/Z, 7
+ *                digits and the letter (NIE).
+ *   nl_bsn       9 digits (or 4.2.3 dotted) passing the 11-proof, after "BSN",
+ *                "burgerservicenummer" or "sofi" within 48 bytes.
+ *   it_codice_fiscale  16 characters in the official pattern (omocodia letters allowed) with
+ *                the right check letter.
+ *   fr_nir       15 digits (bare or 1-2-2-2-3-3-2 spaced), sex 1/2, a valid month, and the
+ *                key 97 - (first 13 mod 97). Corsican "2A"/"2B" departments are missed.
+ *   de_steuer_id 11 digits (or 2-3-3-3), ISO 7064 mod 11,10 check digit and the digit-count
+ *                rule (one digit twice or thrice), after "Steuer", "IdNr", "TIN" or "tax id".
+ *
+ * Secrets (each a type of its own; a secret is reported by type, never by value, and under
+ * redact replaced by its placeholder):
+ *   openai_key "sk-" (also "sk-proj-", "sk-svcacct-") and 20+ of [A-Za-z0-9_-] with letters
+ *              and digits; anthropic_key "sk-ant-" and 20+; aws_access_key "AKIA"/"ASIA" and
+ *              16 of [A-Z0-9]; aws_secret 40 of [A-Za-z0-9/+] (upper, lower and digits) right
+ *              after an access key id on the same line or assigned to a name with "aws" or
+ *              "secret_access"; github_token "ghp_ gho_ ghu_ ghs_ ghr_" and 30+ alphanumerics,
+ *              "github_pat_" and 40+; gitlab_token "glpat-" and 20+; slack_token "xox[abposr]-"
+ *              or "xapp-" and 10+ with digits, and hooks.slack.com/services/ URLs;
+ *              stripe_key "sk_live_ sk_test_ rk_live_ rk_test_" and 16+, "whsec_";
+ *              google_api_key "AIza" and 35; private_key a "-----BEGIN ... PRIVATE KEY-----"
+ *              block to its END line (or to the end of the text when cut); jwt
+ *              "eyJ<header>.<ey|ew payload>.<signature>".
+ *   password_in_url  the password of scheme://user:password@host, and "Password=...;" or
+ *              "Pwd=...;" in a connection string.
+ *   env_secret NAME=value, NAME: value, "name": "value" where the name says password,
+ *              passwd, pwd, pass, passphrase, secret, credential, token, api key, or a key
+ *              qualified as private/access/auth/signing/encryption/master/client/license/
+ *              service/app/webhook, or is "Authorization" (Bearer/Basic values). Not counted:
+ *              names whose last part is a limit, count, length, url, path, name, id, type,
+ *              ... ("TOKEN_LIMIT", "max_tokens", "PASSWORD_MIN_LENGTH"); values shorter than
+ *              6 (passwords) or 8 characters; stand-ins ("${VAR}", "<your key>", "changeme",
+ *              "your_api_key_here", "xxxx", "****", "password", "example"); after ':' without
+ *              quotes, a value of letters only ("password: forgotten"). On a line of its own
+ *              the value runs to the end of the line; in prose to punctuation.
  *   custom       Each configured PCRE2 pattern (compiled with UTF and JIT); every
  *                non-empty match counts, independently of the built-in types.
  *
  * Encodings. JSON escapes are gone by the time text gets here (the JSON parser undid them).
- * Full-width forms (U+FF01-U+FF5E: "４１１１", "＠") and the ideographic space read as their
- * ASCII twins in every built-in rule. Other Unicode digits (Arabic-Indic, Devanagari) are
- * not read as digits. Percent-encoding is decoded for '@' only ("%40"); a phone or card
- * number is digits either way. Custom patterns see the raw bytes.
+ * Every built-in rule reads a normalized view of the text, built once per scan: Unicode
+ * spaces (U+00A0, U+2000-200A, U+202F, U+205F, U+3000) read as ' ', dashes and minus signs
+ * (U+2010-2015, U+2212, U+FE63) as '-', full-width forms (U+FF01-U+FF5E: "４１１１", "＠") as
+ * their ASCII twins, zero-width characters (U+200B-200F, U+2060-2064, U+FEFF, soft hyphen)
+ * as nothing, and a line break inside a number (a digit, optionally a separator, the break,
+ * optional '>' quote markers and spaces, a digit: "4111 1111\n> 1111 1111") as one space.
+ * Redaction maps what it finds back to the original bytes. Other Unicode digits
+ * (Arabic-Indic, Devanagari) are not read as digits. Percent-encoding is decoded for '@'
+ * only ("%40"); a phone or card number is digits either way. Custom patterns see the raw
+ * bytes.
  *
  * Failing closed. A custom pattern that hits PCRE2's match limit (pathological
  * backtracking) counts as one match of that pattern: the text is treated as sensitive
  * rather than waved through unchecked.
  *
+ * Cost. One left-to-right pass for secrets and ids, one for the rest, each linear in the
+ * text: a phone word is looked for once per text however many numbers follow, and a digit
+ * run that only a phone word could make a phone is given up after its first two groups
+ * (bench/router.sh prints µs per KiB on ordinary and adversarial text).
+ *
  * Threads. A detector is immutable once created and may be shared by any number of threads;
- * scans keep all their state on the stack (PCRE2's match data comes from an on-stack arena),
- * so hl_pii_scan() never allocates. */
+ * scans keep their state on the stack (PCRE2's match data comes from an on-stack arena). A
+ * scan allocates only the normalized view, and only for text that is not plain ASCII or that
+ * wraps a number across lines (or that holds a secret or id, whose span is blanked in a copy);
+ * if that allocation fails the raw bytes are scanned and the report says incomplete. */
 #ifndef HL_PII_H
 #define HL_PII_H
 
@@ -109,6 +176,27 @@ typedef enum hl_pii_type {
     HL_PII_IBAN,
     HL_PII_IPV4,
     HL_PII_IPV6,
+    /* National identifiers (see "National ids" above). */
+    HL_PII_UK_NINO,
+    HL_PII_ES_DNI,
+    HL_PII_NL_BSN,
+    HL_PII_IT_CODICE_FISCALE,
+    HL_PII_FR_NIR,
+    HL_PII_DE_STEUER_ID,
+    /* Secrets (see "Secrets" above). */
+    HL_PII_OPENAI_KEY,
+    HL_PII_ANTHROPIC_KEY,
+    HL_PII_AWS_ACCESS_KEY,
+    HL_PII_AWS_SECRET,
+    HL_PII_GITHUB_TOKEN,
+    HL_PII_GITLAB_TOKEN,
+    HL_PII_SLACK_TOKEN,
+    HL_PII_STRIPE_KEY,
+    HL_PII_GOOGLE_API_KEY,
+    HL_PII_PRIVATE_KEY,
+    HL_PII_JWT,
+    HL_PII_PASSWORD_IN_URL,
+    HL_PII_ENV_SECRET,
     HL_PII_CUSTOM,
     HL_PII_NTYPES
 } hl_pii_type;
@@ -116,13 +204,25 @@ typedef enum hl_pii_type {
 #define HL_PII_MAX_CUSTOM 32 /* custom patterns per detector */
 #define HL_PII_MAX_NAME 32   /* bytes in a custom pattern's name */
 
-/* What a scan found: occurrences, never values. Zero it before the first scan
- * (hl_pii_report r = {0};); scans add to it, so one report can cover all of a request's
- * texts. Counts saturate at INT_MAX. */
+#define HL_PII_SEEN 256 /* distinct values a report remembers (see hl_pii_report) */
+
+/* What a scan found: distinct values per type, never the values. Zero it before the first
+ * scan (hl_pii_report r = {0};); scans add to it, so one report can cover all of a
+ * request's texts, and a value seen again (in another message, in a mailto: link and its
+ * text, in an Anthropic system block and the system message made from it) counts once. Two
+ * occurrences are the same value when their letters and digits agree, case aside
+ * ("415-555-2671" and "(415) 555 2671"). The report remembers HL_PII_SEEN value hashes;
+ * past that, every occurrence counts (over-counting is the safe side). Counts saturate at
+ * INT_MAX. incomplete: a scan could not allocate its normalized view and read the raw bytes
+ * only (values hidden by Unicode separators or line wraps may be missed); callers treat
+ * the text as sensitive. */
 typedef struct hl_pii_report {
     int counts[HL_PII_NTYPES];     /* per type; counts[HL_PII_CUSTOM] is the sum of custom[] */
     int custom[HL_PII_MAX_CUSTOM]; /* per custom pattern, in the order given at creation */
     int total;                     /* sum of counts[] */
+    int n_seen;
+    unsigned long long seen[HL_PII_SEEN]; /* hashes of the values counted (never 0) */
+    int incomplete;
 } hl_pii_report;
 
 typedef struct hl_pii_detector hl_pii_detector;
@@ -141,13 +241,14 @@ hl_err hl_pii_detector_new(hl_pii_detector **out, const char *const *patterns,
 void hl_pii_detector_free(hl_pii_detector *d);
 
 /* Scans len bytes of text (borrowed; need not be NUL-terminated or valid UTF-8) and adds
- * what it finds to *report (NULL: discard). d may be NULL: built-in types only. Never
- * allocates; safe to call from many threads at once. */
+ * what it finds to *report (NULL: discard). d may be NULL: built-in types only. Allocates
+ * only its normalized view (freed before it returns); safe to call from many threads at
+ * once. */
 void hl_pii_scan(const hl_pii_detector *d, const char *text, size_t len, hl_pii_report *report);
 
 /* Like hl_pii_scan(), and also produces a copy of text in which every detected value is
- * replaced by "[TYPE_n]": TYPE is EMAIL, PHONE, SSN, CREDIT_CARD, IBAN, IPV4, IPV6 or the
- * custom pattern's upper-cased name; n counts distinct values of that type within this call
+ * replaced by "[TYPE_n]": TYPE is the type's name upper-cased (EMAIL, PHONE, ..., UK_NINO,
+ * OPENAI_KEY, ENV_SECRET, ...) or the custom pattern's upper-cased name; n counts distinct values of that type within this call
  * from 1, so the same value gets the same placeholder each time it appears. Where a custom
  * match overlaps another value, one placeholder (the earlier-starting value's type) covers
  * both.
@@ -167,8 +268,9 @@ void hl_pii_scan(const hl_pii_detector *d, const char *text, size_t len, hl_pii_
 hl_err hl_pii_redact(const hl_pii_detector *d, const char *text, size_t len, char **out,
                      size_t *out_len, hl_pii_report *report);
 
-/* "email", "phone", "ssn", "credit_card", "iban", "ipv4", "ipv6", "custom"; "unknown" for
- * anything else. Static strings. */
+/* "email", "phone", "ssn", "credit_card", "iban", "ipv4", "ipv6", "uk_nino", ...,
+ * "env_secret", "custom" (the enum's names in lower case); "unknown" for anything else.
+ * Static strings. */
 const char *hl_pii_type_name(hl_pii_type t);
 /* The name of custom pattern i, NULL when there is none. Borrowed from d. */
 const char *hl_pii_custom_name(const hl_pii_detector *d, size_t i);

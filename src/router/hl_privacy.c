@@ -69,9 +69,12 @@ static void scan_arguments(const hl_pii_detector *d, bool redact, char **args, h
     json_decref(root);
 }
 
-/* Runs the detector over everything of req that could reach an upstream. Fills pii with the
- * types found; *clean says whether redaction (when on) removed everything. Returns whether
- * anything was found (before redaction). */
+/* Runs the detector over everything of req that could reach an upstream. One report covers
+ * the whole request, so a value counts once however often it appears (an Anthropic
+ * client's system blocks are scanned as blocks and as the system message made from them).
+ * Fills pii with the types found; *clean says whether redaction (when on) removed
+ * everything. Returns whether anything was found (before redaction), or a text could not
+ * be fully scanned. */
 static bool scan_request(const hl_pii_detector *d, bool redact, hl_chat_request *req, char *pii, size_t pii_len,
                          bool *clean) {
     hl_pii_report rep = {0};
@@ -91,7 +94,11 @@ static bool scan_request(const hl_pii_detector *d, bool redact, hl_chat_request 
         if (rep.total > before && redact) *clean = false;
     }
     if (hl_pii_report_format(&rep, d, pii, pii_len) != HL_OK) snprintf(pii, pii_len, "many");
-    return rep.total > 0;
+    if (rep.incomplete) { /* a text could not be fully scanned: keep it local */
+        if (!pii[0]) snprintf(pii, pii_len, "unscanned");
+        *clean = false;
+    }
+    return rep.total > 0 || rep.incomplete;
 }
 
 void hl_privacy_decide(const hl_pii_detector *d, bool redact, hl_chat_request *req, hl_privacy_verdict *out) {

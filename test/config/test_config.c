@@ -582,7 +582,7 @@ static const struct bad_case {
     {MIN_BACKENDS "privacy:\n  custom_patterns:\n    - {name: secret, pattern: \"(?i)secret\\\\w*\"}\n"
                   MIN_ROUTES,
      "t.yaml:9: privacy.custom_patterns[0].pattern: custom PII pattern 'secret' matches the "
-     "placeholder [SECRET_1], so redacted text could never come out clean"},
+     "placeholder [AWS_SECRET_1], so redacted text could never come out clean"},
     {MIN_BACKENDS "    kind: openai\n" MIN_ROUTES,
      "t.yaml:7: backends[0].kind: duplicate key (first set on line 3)"},
     {"backends:\n  - name: a\n    kind: builtin\n    location: local\n    model: m\n" MIN_ROUTES,

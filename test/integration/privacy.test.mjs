@@ -2,7 +2,10 @@
 // phones, SSNs, Luhn-valid cards, mod-97-valid IBANs, IPv4/IPv6 addresses) planted in random
 // places (system prompt, user text, multi-part content, tool-call arguments, tool results, the
 // `user` field, Anthropic system blocks and tool_result blocks) and in random encodings
-// (plain, full-width digits, %40 for '@', surrounded by punctuation), through random routing
+// (plain, full-width digits, %40 for '@', surrounded by punctuation, Unicode spaces and dashes
+// inside the value, zero-width characters between digits, the value wrapped across lines or
+// across a quoted reply's "> " lines), and secrets (API keys, AWS pairs, GitHub tokens, .env
+// lines, passwords in connection URLs) and national ids, through random routing
 // policies (cloud-first lists, splits, escalation to the cloud) and random model names
 // (auto, cloud backends, cloud models), in both API formats, streaming or not. The cloud fakes'
 // own records must contain none of the planted values; clean requests do reach the cloud, so
@@ -65,13 +68,35 @@ const GENERATORS = {
   // Loopback (127/8) names no one and is not PII by the detector's documented rule.
   ipv4: () => `${pick([int(11, 126), int(128, 223)])}.${int(0, 255)}.${int(0, 255)}.${int(1, 254)}`,
   ipv6: () => `2001:db8:${int(1, 0xffff).toString(16)}::${int(1, 0xffff).toString(16)}:${int(0x1000, 0xffff).toString(16)}`,
+  openai_key: () => `sk-proj-A${digits(4)}${alnum(36)}`,
+  aws_pair: () => `AKIA${upper(16)} ${awsSecret()}`,
+  github_token: () => `ghp_${alnum(36)}`,
+  env_secret: () => `DB_PASSWORD=Tr0ub4dor${digits(4)}${pick(['&', '#', '!'])}x`,
+  password_in_url: () => `postgres://app:S3cure${digits(6)}@db.internal.example:5432/app`,
+  uk_nino: () => `${pick(['AB', 'CE', 'JK', 'PR'])}${digits(6)}${pick(['A', 'B', 'C', 'D'])}`,
+  es_dni: () => { const n = String(int(10000000, 99999999)); return n + 'TRWAGMYFPDXBNJZSQVHLCKE'[Number(n) % 23]; },
 };
+function alnum(n) { const a = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'; return Array.from({ length: n }, () => pick([...a])).join(''); }
+function upper(n) { const a = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'; return Array.from({ length: n }, () => pick([...a])).join(''); }
+function awsSecret() { let s; do s = alnum(38) + pick(['/', '+']) + alnum(1); while (!/[0-9]/.test(s) || !/[a-z]/.test(s) || !/[A-Z]/.test(s)); return s; }
+const SECRET_KINDS = new Set(['openai_key', 'aws_pair', 'github_token', 'env_secret', 'password_in_url']);
 
 const FULLWIDTH = (s) => s.replace(/[0-9]/g, (d) => String.fromCharCode(0xff10 + Number(d)));
+const USEPS = ['\u00a0', '\u2009', '\u202f', '\u2007', '\u3000'];
+const UDASH = ['\u2013', '\u2014', '\u2011', '\u2212', '\u2010'];
 function encode(kind, value) {
   const forms = [(v) => v, (v) => `(${v})`, (v) => `"${v}",`, (v) => `\n${v}\n`];
+  if (SECRET_KINDS.has(kind)) return pick(forms)(value);
   if (/[0-9]/.test(value) && kind !== 'ipv6' && kind !== 'ipv4') forms.push(FULLWIDTH);
-  if (kind === 'email') forms.push((v) => v.replace('@', '%40'));
+  if (kind === 'email') forms.push((v) => v.replace('@', '%40'), (v) => v.replace('@', '\u200b@'));
+  if (/\d [0-9]/.test(value)) {
+    const sep = pick(USEPS);
+    forms.push((v) => v.replace(/(\d) (?=\d)/g, `$1${sep}`));
+    // Wrapped at one space between digit groups, plain or inside a quoted reply.
+    forms.push((v) => v.replace(/(\d) (?=\d)/, `$1${pick(['\n', '\n> ', '\r\n', '\n>> '])}`));
+  }
+  if (/\d-\d/.test(value)) { const d = pick(UDASH); forms.push((v) => v.replace(/(\d)-(?=\d)/g, `$1${d}`)); }
+  if (/\d{2}/.test(value) && kind !== 'ipv6') forms.push((v) => v.replace(/(\d)(?=\d)/g, (m) => (rand() < 0.3 ? `${m}\u200b` : m)));
   return pick(forms)(value);
 }
 
@@ -80,8 +105,14 @@ function leakProbes(value) {
   const probes = [value];
   const d = value.replace(/[^0-9]/g, '');
   if (d.length >= 9) probes.push(d);
+  // A secret's distinctive part: any 12 characters of it must not reach the cloud.
+  for (const tok of value.split(/[\s=:@/]+/)) if (tok.length >= 12) probes.push(tok.slice(-12));
   return probes;
 }
+// What a cloud body would hold if the value leaked in any encoding: its ASCII characters
+// with separators, zero-width characters and line wraps taken out.
+const flatten = (b) => b.replace(/\\u[0-9a-fA-F]{4}|\\[nr]|[\u00a0\u2000-\u200f\u2010-\u2015\u2212\u202f\u3000\s>-]/g, '')
+  .replace(/[\uff10-\uff19]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xfee0));
 
 const FILLER = ['Please help with this.', 'Here is the record:', 'Summarize the following customer note.',
   'Classify this ticket.', 'Write a Python function that validates the input.'];
@@ -197,9 +228,14 @@ describe('privacy property', { skip: skip ?? false }, () => {
     const cloudBodies = [...posts(cloudA), ...posts(cloudO)].map((r) => (typeof r.body === 'string' ? r.body : JSON.stringify(r.body)));
     assert.ok(cloudBodies.length >= 60, `the clean requests reached the cloud (${cloudBodies.length})`);
     const leaks = [];
+    const flatBodies = cloudBodies.map(flatten);
     for (const { kind, value } of planted)
-      for (const probe of leakProbes(value))
-        for (const b of cloudBodies) if (b.includes(probe) || b.includes(FULLWIDTH(probe))) leaks.push(`${kind} ${probe}`);
+      for (const probe of leakProbes(value)) {
+        const flat = flatten(probe);
+        for (let i = 0; i < cloudBodies.length; i++)
+          if (cloudBodies[i].includes(probe) || cloudBodies[i].includes(FULLWIDTH(probe)) || (flat.length >= 9 && flatBodies[i].includes(flat)))
+            leaks.push(`${kind} ${probe}`);
+      }
     assert.deepEqual(leaks, [], `PII reached a cloud backend: ${leaks.slice(0, 10).join('; ')}`);
     const allowed = gateways.flatMap((g) => g.ledger()).filter((l) => l.source === 'cloud' && l.pii);
     assert.deepEqual(allowed, [], 'no cloud ledger line carries detected PII');
@@ -230,9 +266,13 @@ describe('privacy: redact mode', { skip: skip ?? false }, () => {
       assert.equal(r.headers.get('x-hybridllm-pii-detected'), 'email:1,credit_card:1,custom.employee_id:1');
       const sent = posts(cloud)[0].body.messages[0].content;
       assert.equal(sent, 'Mail [EMAIL_1] about [EMPLOYEE_ID_1], card [CREDIT_CARD_1]');
+      const key = await ask('why does OPENAI_API_KEY=sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2M3n4 fail? card 4111\u00a01111\n> 1111 1111');
+      assert.equal(key.headers.get('x-hybridllm-backend'), 'cloud');
+      assert.equal(key.headers.get('x-hybridllm-pii-detected'), 'credit_card:1,openai_key:1');
+      assert.equal(posts(cloud)[1].body.messages[0].content, 'why does OPENAI_API_KEY=[OPENAI_KEY_1] fail? card [CREDIT_CARD_1]');
       const declared = await ask('nothing detectable here', { 'x-hybridllm-pii': 'true' });
       assert.equal(declared.headers.get('x-hybridllm-backend'), 'local');
-      assert.equal(posts(cloud).length, 1);
+      assert.equal(posts(cloud).length, 2);
     } finally {
       await gw.stop();
       await cloud.close();
