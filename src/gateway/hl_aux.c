@@ -225,13 +225,16 @@ hl_err hl_embed_render(const char *up, size_t up_len, bool base64, const char *m
                 rc = HL_ERR_PARSE;
                 break;
             }
-            float f = (float)json_number_value(x);
+            double val = json_number_value(x);
+            float f = (float)val;
             if (base64) {
                 uint32_t u;
                 memcpy(&u, &f, 4);
                 for (int b = 0; b < 4; b++) bytes[4 * k + (size_t)b] = (unsigned char)(u >> (8 * b)); /* LE */
             } else {
-                rc = hl_buf_printf(out, k ? ",%.9g" : "%.9g", (double)f);
+                /* the upstream's value, unchanged (shortest round-trip form) */
+                rc = k ? hl_buf_puts(out, ",") : HL_OK;
+                if (!rc) rc = hl_buf_double(out, val);
             }
         }
         if (!rc) rc = base64 ? put_base64(out, bytes, dims * 4) : hl_buf_puts(out, "]");
