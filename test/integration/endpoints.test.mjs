@@ -293,3 +293,57 @@ describe('endpoints beside chat', missing ? { skip: missing } : {}, () => {
     assert.equal(posts(fakes.local)[0].headers['anthropic-beta'], undefined);
   });
 });
+
+// The builtin engine: completions as raw text (no chat template), token counts with the
+// model's own tokenizer, embeddings refused plainly. Needs ../shared/models (skips without).
+const MODELS_DIR = process.env.HL_MODELS_DIR ?? new URL('../../../shared/models', import.meta.url).pathname;
+const STORIES = `${MODELS_DIR}/stories260K.gguf`;
+const GREEDY_32 = ', there was a little girl named Lily. She loved to play outside in the park. One day, she saw';
+const { existsSync } = await import('node:fs');
+const noModel = missing ?? (existsSync(STORIES) ? null : `test models not found at ${MODELS_DIR}`);
+
+describe('endpoints on the builtin engine', noModel ? { skip: noModel } : {}, () => {
+  let gw;
+  before(async () => {
+    gw = await startGateway({
+      backends: [{ name: 'embedded', kind: 'builtin', location: 'local', model_path: STORIES, model: 'stories260K', threads: 1 }],
+      routes: [{ name: 'default', to: ['embedded'] }],
+    });
+  });
+  after(async () => { await gw?.stop(); });
+  const openai = () => new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 15000 });
+
+  it('completions: the raw prompt, greedy text equal to llama.cpp, streamed and not', async () => {
+    const c = await openai().completions.create({ model: 'auto', prompt: 'Once upon a time', max_tokens: 32, temperature: 0 });
+    assert.equal(c.choices[0].text, GREEDY_32);
+    assert.equal(c.choices[0].finish_reason, 'length');
+    assert.deepEqual([c.usage.prompt_tokens, c.usage.completion_tokens], [5, 32]);
+    let text = '';
+    let usage = null;
+    const s = await openai().completions.create({ model: 'auto', prompt: 'Once upon a time', max_tokens: 32, temperature: 0,
+      stream: true, stream_options: { include_usage: true } });
+    for await (const chunk of s) {
+      text += chunk.choices[0]?.text ?? '';
+      if (chunk.usage) usage = chunk.usage;
+    }
+    assert.equal(text, GREEDY_32);
+    assert.equal(usage.completion_tokens, 32);
+    await assert.rejects(openai().completions.create({ model: 'auto', prompt: 'x', echo: true }), (e) => e.status === 400 && e.param === 'echo');
+  });
+
+  it('count_tokens: the model tokenizer counts what a chat would send', async () => {
+    const a = new Anthropic({ baseURL: gw.url, apiKey: 'unused', maxRetries: 0 });
+    const { data, response } = await a.messages.countTokens({ model: 'auto', messages: [{ role: 'user', content: 'Once upon a time' }] }).withResponse();
+    assert.equal(response.headers.get('x-hybridllm-token-count'), 'tokenizer');
+    const chat = await openai().chat.completions.create({ model: 'auto', max_tokens: 1, messages: [{ role: 'user', content: 'Once upon a time' }] });
+    assert.equal(data.input_tokens, chat.usage.prompt_tokens);
+  });
+
+  it('embeddings on the builtin engine are refused with a clear 400', async () => {
+    await assert.rejects(openai().embeddings.create({ model: 'auto', input: 'hello' }), (e) => {
+      assert.equal(e.status, 400);
+      assert.match(e.message, /builtin engine.*does not serve embeddings/);
+      return true;
+    });
+  });
+});
