@@ -9,8 +9,9 @@
 /* OpenAI fields we cannot honour on a Messages backend and refuse. `user`, `top_k` and
  * `parallel_tool_calls` are translated; the rest of the passthrough set (seed, penalties,
  * logit_bias, service_tier, store) has no Messages equivalent and is dropped, as documented in
- * the README. */
-static const char *const refused_fields[] = {"audio", "modalities", "prediction", NULL};
+ * the README. `echo` and `suffix` come from legacy completions: a Messages backend can do
+ * neither. */
+static const char *const refused_fields[] = {"audio", "modalities", "prediction", "echo", "suffix", NULL};
 
 hl_err hl_anthropic_check_request(const hl_chat_request *req, hl_api_error *err) {
     if (req->logprobs || req->top_logprobs > 0) {

@@ -39,6 +39,7 @@ void hl_chat_request_release(hl_chat_request *r) {
     json_decref(r->passthrough);
     json_decref(r->system_blocks);
     free(r->task_type);
+    free(r->anthropic_beta);
     hl_chat_request_init(r);
 }
 
@@ -79,7 +80,9 @@ long hl_tokens_estimate(size_t bytes) { return (long)((bytes + 3) / 4); }
 
 long hl_chat_input_estimate(const hl_chat_request *req) {
     /* Templates wrap each message in role markers (ChatML: <|im_start|>role\n ... <|im_end|>\n,
-     * about 5 tokens; Llama 3: 4 to 5) and open the answer (3 or so), plus a BOS. */
+     * about 5 tokens; Llama 3: 4 to 5) and open the answer (3 or so), plus a BOS. A raw
+     * prompt (legacy completions) has no template: its text and a BOS. */
+    if (req->raw_prompt) return hl_tokens_estimate(req->text_bytes) + 1;
     long n = hl_tokens_estimate(req->text_bytes) + 5 * (long)req->n_messages + 4;
     for (size_t i = 0; i < req->n_messages; i++)
         for (size_t k = 0; k < req->messages[i].n_tool_calls; k++) {

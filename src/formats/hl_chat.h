@@ -63,6 +63,12 @@ typedef struct hl_chat_request {
     bool regulated;            /* declared regulated data */
     bool pii;                  /* declared PII-bearing */
     size_t text_bytes;         /* total bytes of message text, for token estimates */
+    /* Legacy completions (/v1/completions): the one user message is a raw prompt. OpenAI-kind
+     * backends get it as sent (POST /completions, `prompt`), the builtin engine without a chat
+     * template, Anthropic backends as one user turn. */
+    bool raw_prompt;
+    char *anthropic_beta;      /* the client's anthropic-beta header, for Anthropic backends
+                                  only; NULL when none (owned) */
 } hl_chat_request;
 
 typedef enum hl_finish {

@@ -61,3 +61,23 @@ const hl_ingress hl_ingress_anthropic = {
     anthropic_write_error, anthropic_encoder_init, anthropic_encode_event, anthropic_encode_end,
     anthropic_encode_error,
 };
+
+/* Legacy completions: OpenAI's error shape; the stream state is an OpenAI encoder's. */
+static void completions_encoder_init(hl_stream_encoder *enc, const char *id, const char *model, long created,
+                                     bool include_usage, const char *request_id) {
+    hl_openai_encoder_init(&enc->u.openai, id, model, created, include_usage);
+    enc->request_id = request_id;
+}
+
+static hl_err completions_encode_event(hl_stream_encoder *enc, const hl_stream_event *ev, hl_buf *out) {
+    return hl_completions_encode_event(&enc->u.openai, ev, out);
+}
+
+static hl_err completions_encode_end(hl_stream_encoder *enc, const hl_usage *usage, hl_buf *out) {
+    return hl_completions_encode_end(&enc->u.openai, usage, out);
+}
+
+const hl_ingress hl_ingress_completions = {
+    "completions", "cmpl-", hl_completions_parse_request, hl_completions_write_response, openai_write_error,
+    completions_encoder_init, completions_encode_event, completions_encode_end, openai_encode_error,
+};

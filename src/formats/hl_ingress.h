@@ -10,6 +10,7 @@
 #include "hl_anthropic.h"
 #include "hl_buf.h"
 #include "hl_chat.h"
+#include "hl_completions.h"
 #include "hl_openai.h"
 
 typedef struct hl_stream_encoder {
@@ -36,5 +37,6 @@ typedef struct hl_ingress {
 
 extern const hl_ingress hl_ingress_openai;
 extern const hl_ingress hl_ingress_anthropic;
+extern const hl_ingress hl_ingress_completions; /* /v1/completions (hl_completions.h) */
 
 #endif

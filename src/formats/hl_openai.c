@@ -506,8 +506,75 @@ hl_err hl_openai_encode_error(const hl_api_error *err, hl_buf *out) {
 
 /* ------------------------------------------------------------------ provider side */
 
+/* A legacy completions body ({base_url}/completions): the prompt as sent, logprobs as the
+ * integer that API takes. */
+json_t *hl_openai_logprobs_from_completion(const json_t *lp) {
+    const json_t *tokens = json_object_get(lp, "tokens");
+    const json_t *lps = json_object_get(lp, "token_logprobs");
+    const json_t *tops = json_object_get(lp, "top_logprobs");
+    if (!json_is_array(tokens)) return NULL;
+    json_t *content = json_array();
+    size_t i;
+    const json_t *tok;
+    json_array_foreach(tokens, i, tok) {
+        const json_t *l = json_array_get(lps, i);
+        if (!json_is_string(tok)) continue;
+        json_t *top = json_array();
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)json_array_get(tops, i), k, v)
+            if (json_is_number(v) && top) json_array_append_new(top, json_pack("{s:s, s:f, s:n}", "token", k, "logprob",
+                                                                       json_number_value(v), "bytes"));
+        json_t *e = json_pack("{s:O, s:f, s:n, s:o}", "token", tok, "logprob", json_is_number(l) ? json_number_value(l) : 0.0,
+                              "bytes", "top_logprobs", top ? top : json_array());
+        if (!e || !content || json_array_append_new(content, e)) {
+            json_decref(content);
+            return NULL;
+        }
+    }
+    return content;
+}
+
+static hl_err write_completion_request(hl_buf *out, const hl_chat_request *req, const char *model) {
+    HL_TRY(hl_buf_puts(out, "{\"model\":"));
+    HL_TRY(hl_json_put_str(out, model));
+    HL_TRY(hl_buf_puts(out, ",\"prompt\":"));
+    HL_TRY(hl_json_put_str(out, req->n_messages ? req->messages[req->n_messages - 1].text : ""));
+    if (req->max_tokens > 0) HL_TRY(hl_buf_printf(out, ",\"max_tokens\":%ld", req->max_tokens));
+    if (req->has_temperature) {
+        HL_TRY(hl_buf_puts(out, ",\"temperature\":"));
+        HL_TRY(hl_buf_double(out, req->temperature));
+    }
+    if (req->has_top_p) {
+        HL_TRY(hl_buf_puts(out, ",\"top_p\":"));
+        HL_TRY(hl_buf_double(out, req->top_p));
+    }
+    if (req->n_stop) {
+        HL_TRY(hl_buf_puts(out, ",\"stop\":["));
+        for (size_t i = 0; i < req->n_stop; i++) {
+            if (i) HL_TRY(hl_buf_puts(out, ","));
+            HL_TRY(hl_json_put_str(out, req->stop[i]));
+        }
+        HL_TRY(hl_buf_puts(out, "]"));
+    }
+    if (req->stream) HL_TRY(hl_buf_puts(out, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"));
+    if (req->logprobs) HL_TRY(hl_buf_printf(out, ",\"logprobs\":%d", req->top_logprobs > 0 ? req->top_logprobs : 0));
+    if (req->passthrough) {
+        const char *key;
+        json_t *val;
+        json_object_foreach(req->passthrough, key, val) {
+            HL_TRY(hl_buf_puts(out, ","));
+            HL_TRY(hl_json_put_str(out, key));
+            HL_TRY(hl_buf_puts(out, ":"));
+            HL_TRY(hl_json_put(out, val));
+        }
+    }
+    return hl_buf_puts(out, "}");
+}
+
 hl_err hl_openai_write_upstream_request(hl_buf *out, const hl_chat_request *req,
                                         const char *model) {
+    if (req->raw_prompt) return write_completion_request(out, req, model);
     HL_TRY(hl_buf_puts(out, "{\"model\":"));
     HL_TRY(hl_json_put_str(out, model));
     HL_TRY(hl_buf_puts(out, ",\"messages\":["));
@@ -604,11 +671,12 @@ hl_err hl_openai_parse_upstream_response(const char *body, size_t len, hl_chat_r
     if (!json_is_object(root)) goto out;
     const json_t *choice = json_array_get(json_object_get(root, "choices"), 0);
     const json_t *msg = json_object_get(choice, "message");
-    if (!json_is_object(msg)) goto out;
+    const json_t *ctext = json_object_get(choice, "text"); /* a text_completion's choice */
+    if (!json_is_object(msg) && !json_is_string(ctext)) goto out;
     if ((rc = hl_strdup(&resp->id, json_string_value(json_object_get(root, "id"))))) goto out;
     if ((rc = hl_strdup(&resp->model, json_string_value(json_object_get(root, "model"))))) goto out;
     resp->created = get_long(root, "created");
-    const json_t *content = json_object_get(msg, "content");
+    const json_t *content = msg ? json_object_get(msg, "content") : ctext;
     if (json_is_string(content) && (rc = hl_strdup(&resp->text, json_string_value(content)))) goto out;
     const json_t *tcs = json_object_get(msg, "tool_calls");
     if (json_is_array(tcs) && json_array_size(tcs)) {
@@ -625,7 +693,13 @@ hl_err hl_openai_parse_upstream_response(const char *body, size_t len, hl_chat_r
     }
     resp->finish = parse_finish(json_string_value(json_object_get(choice, "finish_reason")));
     const json_t *lp = json_object_get(choice, "logprobs");
-    if (json_is_object(lp)) resp->logprobs = json_incref((json_t *)lp);
+    if (json_is_object(lp) && !msg) {
+        json_t *content_lp = hl_openai_logprobs_from_completion(lp);
+        if (content_lp && !(resp->logprobs = json_pack("{s:o, s:n}", "content", content_lp, "refusal")))
+            json_decref(content_lp);
+    } else if (json_is_object(lp)) {
+        resp->logprobs = json_incref((json_t *)lp);
+    }
     parse_usage(json_object_get(root, "usage"), &resp->usage);
     rc = HL_OK;
 out:
@@ -669,7 +743,7 @@ int hl_openai_decode_stream_event(bool *started, const hl_sse_event *sse, hl_str
     const json_t *choice = json_array_get(json_object_get(root, "choices"), 0);
     if (choice) {
         const json_t *delta = json_object_get(choice, "delta");
-        const json_t *content = json_object_get(delta, "content");
+        const json_t *content = delta ? json_object_get(delta, "content") : json_object_get(choice, "text");
         if (json_is_string(content) && json_string_length(content)) {
             memset(&ev, 0, sizeof ev);
             ev.type = HL_EV_TEXT;
@@ -692,13 +766,18 @@ int hl_openai_decode_stream_event(bool *started, const hl_sse_event *sse, hl_str
             ev.text_len = strlen(ev.text);
             if ((rc = sink(ud, &ev))) goto out;
         }
-        const json_t *lp = json_object_get(json_object_get(choice, "logprobs"), "content");
+        const json_t *clp = json_object_get(choice, "logprobs");
+        const json_t *lp = json_object_get(clp, "content");
+        json_t *converted = NULL; /* a text_completion chunk's logprobs, as chat entries */
+        if (json_is_array(json_object_get(clp, "tokens"))) lp = converted = hl_openai_logprobs_from_completion(clp);
         if (json_is_array(lp) && json_array_size(lp)) {
             memset(&ev, 0, sizeof ev);
             ev.type = HL_EV_LOGPROBS;
             ev.logprobs = lp;
-            if ((rc = sink(ud, &ev))) goto out;
+            rc = sink(ud, &ev);
         }
+        json_decref(converted);
+        if (rc) goto out;
         const char *fr = json_string_value(json_object_get(choice, "finish_reason"));
         if (fr) {
             memset(&ev, 0, sizeof ev);

@@ -54,13 +54,20 @@ hl_err hl_openai_encode_error(const hl_api_error *err, hl_buf *out);
 
 /* ---- provider side ---- */
 
-/* Writes the body for POST {base_url}/chat/completions. model is the upstream model.
+/* Writes the body for POST {base_url}/chat/completions (a raw_prompt request: the legacy
+ * body for POST {base_url}/completions). model is the upstream model.
  * Streams always ask for usage (stream_options.include_usage) so the ledger gets real
  * figures. */
 hl_err hl_openai_write_upstream_request(hl_buf *out, const hl_chat_request *req,
                                         const char *model);
 
-/* Parses an upstream chat.completion body. HL_ERR_PARSE when it is not one. */
+/* A legacy completions logprobs object ({tokens, token_logprobs, top_logprobs: [{token: lp}],
+ * text_offset}) as chat entries ([{token, logprob, bytes, top_logprobs: [{token, logprob,
+ * bytes}]}]): the internal form (hl_chat_response.logprobs.content). New reference, NULL
+ * when lp has no token list (or out of memory). */
+json_t *hl_openai_logprobs_from_completion(const json_t *lp);
+
+/* Parses an upstream chat.completion body (or a legacy text_completion one: choices[0].text). HL_ERR_PARSE when it is not one. */
 hl_err hl_openai_parse_upstream_response(const char *body, size_t len, hl_chat_response *resp);
 
 /* Decodes one SSE event of an upstream stream into zero or more hl_stream_event.

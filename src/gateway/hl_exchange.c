@@ -1174,6 +1174,14 @@ void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, 
         finish_error(ex, &err, HDR_ID, NULL);
         return;
     }
+    /* Anthropic's beta features, named by the client: for Anthropic backends only. */
+    const hl_slice *beta = hl_http_header_get(hreq, "anthropic-beta");
+    if (beta && beta->n && beta->n < 1024 && !memchr(beta->p, '\r', beta->n) && !memchr(beta->p, '\n', beta->n) &&
+        !(ex->req.anthropic_beta = strndup(beta->p, beta->n))) {
+        hl_api_error_set(&err, 500, HL_AE_API, NULL, NULL, "Out of memory.");
+        finish_error(ex, &err, HDR_ID, NULL);
+        return;
+    }
     if (!route(ex, hreq, key_tenant)) return;
     hl_conn_set_data(c, ex);
     ex->deadline = now_ms() + (double)env->cfg->request_timeout_ms;

@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <time.h>
 #include "hl_builtin.h"
+#include "hl_aux.h"
 #include "hl_exchange.h"
 #include "hl_ingress.h"
 #include "hl_log.h"
@@ -141,45 +142,78 @@ static void handle_readyz(hl_gateway *gw, hl_conn *c, const char *rid) {
     hl_buf_release(&b);
 }
 
-static void models_add(hl_buf *b, bool *first, const char *id, const char *owner, long created,
-                       const char **seen, size_t *n_seen) {
-    for (size_t i = 0; i < *n_seen; i++)
-        if (!strcmp(seen[i], id)) return;
-    seen[(*n_seen)++] = id;
-    hl_buf_puts(b, *first ? "{\"id\":" : ",{\"id\":");
-    *first = false;
-    hl_buf_json_str(b, id, strlen(id));
-    hl_buf_printf(b, ",\"object\":\"model\",\"created\":%ld,\"owned_by\":", created);
-    hl_buf_json_str(b, owner, strlen(owner));
-    hl_buf_puts(b, "}");
+typedef struct model_row {
+    const char *id, *owner;
+} model_row;
+
+static void models_add(model_row *rows, size_t *n, const char *id, const char *owner) {
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp(rows[i].id, id)) return;
+    rows[(*n)++] = (model_row){id, owner};
 }
 
-static void handle_models(hl_gateway *gw, hl_conn *c, const char *rid) {
+/* GET /v1/models: "auto", the backends' names, their models. In OpenAI's shape, or in
+ * Anthropic's when the client sent anthropic-version (the Anthropic SDK always does; Claude
+ * Code lists models at startup): {data:[{type:"model", id, display_name, created_at}],
+ * has_more, first_id, last_id}, every model on one page. */
+static void handle_models(hl_gateway *gw, hl_conn *c, const char *rid, bool anthropic) {
     hl_buf b;
     hl_buf_init(&b, 0);
-    hl_buf_puts(&b, "{\"object\":\"list\",\"data\":[");
-    bool first = true;
-    size_t cap = 1, n_seen = 0;
+    size_t cap = 1, n = 0;
     for (size_t i = 0; i < gw->bs->n; i++) cap += 2 + gw->bs->v[i].cfg->n_models;
-    const char **seen = calloc(cap, sizeof *seen);
-    if (seen) {
-        models_add(&b, &first, "auto", "hybridllm", gw->started, seen, &n_seen);
-        for (size_t i = 0; i < gw->bs->n; i++)
-            models_add(&b, &first, gw->bs->v[i].cfg->name, "hybridllm", gw->started, seen, &n_seen);
+    model_row *rows = calloc(cap, sizeof *rows);
+    /* Backend model names can change (rediscovery): copied under the lock, freed below. */
+    char **held = calloc(gw->bs->n + 1, sizeof *held);
+    if (rows && held) {
+        models_add(rows, &n, "auto", "hybridllm");
+        for (size_t i = 0; i < gw->bs->n; i++) models_add(rows, &n, gw->bs->v[i].cfg->name, "hybridllm");
         for (size_t i = 0; i < gw->bs->n; i++) {
             hl_backend *be = &gw->bs->v[i];
             pthread_mutex_lock(&be->mu);
-            if (strcmp(be->model, "auto") != 0)
-                models_add(&b, &first, be->model, be->cfg->name, gw->started, seen, &n_seen);
+            if (strcmp(be->model, "auto") != 0) held[i] = strdup(be->model);
             pthread_mutex_unlock(&be->mu);
-            for (size_t j = 0; j < be->cfg->n_models; j++)
-                models_add(&b, &first, be->cfg->models[j], be->cfg->name, gw->started, seen, &n_seen);
+            if (held[i]) models_add(rows, &n, held[i], be->cfg->name);
+            for (size_t j = 0; j < be->cfg->n_models; j++) models_add(rows, &n, be->cfg->models[j], be->cfg->name);
         }
-        free(seen);
     }
-    hl_buf_puts(&b, "]}");
-    char h[128];
-    snprintf(h, sizeof h, "x-request-id: %s\r\n", rid);
+    if (anthropic) {
+        char at[32];
+        time_t t = (time_t)gw->started;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        hl_buf_puts(&b, "{\"data\":[");
+        for (size_t i = 0; i < n; i++) {
+            hl_buf_puts(&b, i ? ",{\"type\":\"model\",\"id\":" : "{\"type\":\"model\",\"id\":");
+            hl_buf_json_str(&b, rows[i].id, strlen(rows[i].id));
+            hl_buf_puts(&b, ",\"display_name\":");
+            hl_buf_json_str(&b, rows[i].id, strlen(rows[i].id));
+            hl_buf_printf(&b, ",\"created_at\":\"%s\"}", at);
+        }
+        hl_buf_puts(&b, "],\"has_more\":false,\"first_id\":");
+        if (n) hl_buf_json_str(&b, rows[0].id, strlen(rows[0].id));
+        else hl_buf_puts(&b, "null");
+        hl_buf_puts(&b, ",\"last_id\":");
+        if (n) hl_buf_json_str(&b, rows[n - 1].id, strlen(rows[n - 1].id));
+        else hl_buf_puts(&b, "null");
+        hl_buf_puts(&b, "}");
+    } else {
+        hl_buf_puts(&b, "{\"object\":\"list\",\"data\":[");
+        for (size_t i = 0; i < n; i++) {
+            hl_buf_puts(&b, i ? ",{\"id\":" : "{\"id\":");
+            hl_buf_json_str(&b, rows[i].id, strlen(rows[i].id));
+            hl_buf_printf(&b, ",\"object\":\"model\",\"created\":%ld,\"owned_by\":", gw->started);
+            hl_buf_json_str(&b, rows[i].owner, strlen(rows[i].owner));
+            hl_buf_puts(&b, "}");
+        }
+        hl_buf_puts(&b, "]}");
+    }
+    for (size_t i = 0; held && i < gw->bs->n; i++) free(held[i]);
+    free(held);
+    free(rows);
+    char h[160];
+    snprintf(h, sizeof h, "x-request-id: %s\r\n%s%s%s", rid, anthropic ? "request-id: " : "", anthropic ? rid : "",
+             anthropic ? "\r\n" : "");
     hl_conn_respond(c, 200, h, "application/json", b.data, b.len);
     hl_buf_release(&b);
 }
@@ -214,7 +248,9 @@ static bool authorized(const hl_gateway *gw, const hl_http_req *req, const char 
 
 /* The API format of a path: Anthropic's for /v1/messages, OpenAI's for everything else. */
 static const hl_ingress *ingress_of(hl_slice path) {
-    return slice_eq(path, "/v1/messages") ? &hl_ingress_anthropic : &hl_ingress_openai;
+    if (slice_eq(path, "/v1/messages") || slice_eq(path, "/v1/messages/count_tokens")) return &hl_ingress_anthropic;
+    if (slice_eq(path, "/v1/completions")) return &hl_ingress_completions;
+    return &hl_ingress_openai;
 }
 
 static void on_request(hl_conn *c, const hl_http_req *req, const char *body, size_t len) {
@@ -228,7 +264,10 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
     hl_slice path = req->path;
     const hl_ingress *ing = ingress_of(path);
     bool get = slice_eq(req->method, "GET"), post = slice_eq(req->method, "POST");
-    bool is_chat = slice_eq(path, "/v1/chat/completions") || slice_eq(path, "/v1/messages");
+    bool is_chat = slice_eq(path, "/v1/chat/completions") || slice_eq(path, "/v1/messages") ||
+                   slice_eq(path, "/v1/completions");
+    /* Not chats: embeddings and token counts have their own small path (hl_aux.c). */
+    bool is_aux = slice_eq(path, "/v1/embeddings") || slice_eq(path, "/v1/messages/count_tokens");
     bool is_models = slice_eq(path, "/v1/models");
     bool is_metrics = slice_eq(path, "/metrics"), is_readyz = slice_eq(path, "/readyz");
     const char *key_tenant;
@@ -259,7 +298,7 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
         else handle_readyz(gw, c, rid);
         return;
     }
-    if (!is_chat && !is_models) {
+    if (!is_chat && !is_models && !is_aux) {
         hl_api_error_set(&err, 404, HL_AE_NOT_FOUND, NULL, "unknown_url", "Unknown request URL: %s %.*s.",
                          post ? "POST" : get ? "GET" : "?", (int)(path.n > 200 ? 200 : path.n), path.p);
         hl_exchange_respond_error(c, ing, rid, &err, NULL);
@@ -274,27 +313,33 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
     }
     if (is_models) {
         if (!get) goto method;
-        handle_models(gw, c, rid);
+        handle_models(gw, c, rid, hl_http_header_get(req, "anthropic-version") != NULL);
         return;
     }
     if (!post) goto method;
+    if (is_aux) {
+        hl_aux_start(&gwk->env, c, req, body, len, own, cid, key_tenant,
+                     path.p[4] == 'e' ? HL_AUX_EMBEDDINGS : HL_AUX_COUNT_TOKENS);
+        return;
+    }
     hl_exchange_start(&gwk->env, c, ing, req, body, len, own, cid, key_tenant);
     return;
 method:
     hl_api_error_set(&err, 405, HL_AE_INVALID_REQUEST, NULL, "method_not_allowed",
                      "Method %.*s is not allowed for %.*s.", (int)(req->method.n > 16 ? 16 : req->method.n),
                      req->method.p, (int)(path.n > 200 ? 200 : path.n), path.p);
-    hl_exchange_respond_error(c, ing, rid, &err, is_chat ? "Allow: POST\r\n" : "Allow: GET\r\n");
+    hl_exchange_respond_error(c, ing, rid, &err, is_chat || is_aux ? "Allow: POST\r\n" : "Allow: GET\r\n");
 }
 
 static void on_abort(hl_conn *c) {
-    hl_exchange *ex = hl_conn_data(c);
-    if (ex) hl_exchange_abort(ex);
+    void *d = hl_conn_data(c);
+    if (hl_aux_owns(d)) hl_aux_abort(d);
+    else if (d) hl_exchange_abort(d);
 }
 
 static void on_drain(hl_conn *c) {
-    hl_exchange *ex = hl_conn_data(c);
-    if (ex) hl_exchange_drain(ex);
+    void *d = hl_conn_data(c);
+    if (d && !hl_aux_owns(d)) hl_exchange_drain(d); /* embeddings and counts never stream */
 }
 
 static void render_error(hl_worker *w, int status, const char *path, const char *message,
@@ -307,7 +352,8 @@ static void render_error(hl_worker *w, int status, const char *path, const char 
     hl_api_error_kind k = status == 413 || status == 431 ? HL_AE_TOO_LARGE
                           : status == 408 ? HL_AE_TIMEOUT : HL_AE_INVALID_REQUEST;
     hl_api_error_set(&err, status, k, NULL, NULL, "%s", message);
-    const hl_ingress *ing = path && !strcmp(path, "/v1/messages") ? &hl_ingress_anthropic : &hl_ingress_openai;
+    const hl_ingress *ing = path && (!strcmp(path, "/v1/messages") || !strcmp(path, "/v1/messages/count_tokens"))
+                                ? &hl_ingress_anthropic : &hl_ingress_openai;
     hl_buf h;
     hl_buf_init(&h, headers_len - 1);
     hl_exchange_id_headers(ing, rid, &h);

@@ -587,7 +587,9 @@ static hl_err builtin_start(const hl_provider_env *env, const hl_provider_spec *
     if (!c) return HL_ERR_NOMEM;
     hl_buf prompt;
     hl_buf_init(&prompt, 0);
-    hl_err e = hl_template_apply(b->tpl, req, &prompt);
+    /* A legacy completion's prompt is the model's input as it is: no chat template. */
+    hl_err e = req->raw_prompt ? hl_buf_append(&prompt, req->messages[0].text, strlen(req->messages[0].text))
+                               : hl_template_apply(b->tpl, req, &prompt);
     if (!e && req->n_stop && !(c->stop = calloc(req->n_stop, sizeof *c->stop))) e = HL_ERR_NOMEM;
     for (size_t i = 0; !e && i < req->n_stop; i++) {
         if (!(c->stop[i] = strdup(req->stop[i]))) e = HL_ERR_NOMEM;
@@ -676,7 +678,37 @@ static void builtin_resume(hl_provider_call *pc) {
     post(c); /* what was held back is delivered from the loop, not from inside resume */
 }
 
-const hl_provider hl_provider_builtin = {"builtin", NULL, builtin_start, builtin_cancel, builtin_pause,
+hl_err hl_builtin_count_tokens(const hl_builtin *b, const hl_chat_request *req, long *n) {
+    hl_buf prompt;
+    hl_buf_init(&prompt, 0);
+    hl_err e = req->raw_prompt && req->n_messages
+                   ? hl_buf_append(&prompt, req->messages[0].text, strlen(req->messages[0].text))
+                   : hl_template_apply(b->tpl, req, &prompt);
+    const hl_tok *t = hl_engine_tok(b->engine);
+    size_t cap = prompt.len + 2, got = 0;
+    int32_t *ids = e ? NULL : malloc(cap * sizeof *ids); /* a token is at least one byte */
+    if (!e && !ids) e = HL_ERR_NOMEM;
+    if (!e) e = hl_tok_encode(t, prompt.data ? prompt.data : "", prompt.len, hl_tok_add_bos(t),
+                              hl_template_uses_special(b->tpl), ids, cap, &got);
+    if (!e) *n = (long)got;
+    free(ids);
+    hl_buf_release(&prompt);
+    return e;
+}
+
+/* What the engine cannot do: the legacy completions' echo and suffix. */
+static hl_err builtin_check(const hl_chat_request *req, hl_api_error *err) {
+    static const char *const refused[] = {"echo", "suffix"};
+    for (int i = 0; i < 2; i++)
+        if (json_object_get(req->passthrough, refused[i])) {
+            hl_api_error_set(err, 400, HL_AE_INVALID_REQUEST, refused[i], "unsupported_parameter",
+                             "'%s' is not supported by this backend (the builtin engine).", refused[i]);
+            return HL_ERR_UNSUPPORTED;
+        }
+    return HL_OK;
+}
+
+const hl_provider hl_provider_builtin = {"builtin", builtin_check, builtin_start, builtin_cancel, builtin_pause,
                                          builtin_resume, NULL};
 
 /* ------------------------------------------------------------------ open / free */

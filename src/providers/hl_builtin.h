@@ -44,6 +44,11 @@ const char *hl_builtin_describe(const hl_builtin *b);
 /* Tokens generated for calls since open (any thread may ask). */
 unsigned long hl_builtin_tokens(const hl_builtin *b);
 
+/* Counts req's prompt tokens with the model's own tokenizer, as a completion would see it
+ * (chat template applied, or the raw prompt, BOS included) into *n. The tokenizer is
+ * read-only once loaded: any thread may call this. HL_ERR_NOMEM on allocation failure. */
+hl_err hl_builtin_count_tokens(const hl_builtin *b, const hl_chat_request *req, long *n);
+
 /* One per event loop; closed (asynchronously) with hl_builtin_mailbox_close(). */
 hl_err hl_builtin_mailbox_new(hl_builtin_mailbox **out, uv_loop_t *loop);
 void hl_builtin_mailbox_close(hl_builtin_mailbox *mb);

@@ -43,7 +43,7 @@ static hl_err common_headers(hl_buf *h, const hl_chat_request *req) {
 
 static hl_err openai_build(const hl_backend *b, const hl_chat_request *req, const char *model,
                            hl_buf *url, hl_buf *body, hl_buf *headers) {
-    hl_err e = hl_buf_printf(url, "%s/chat/completions", b->base_url);
+    hl_err e = hl_buf_printf(url, req->raw_prompt ? "%s/completions" : "%s/chat/completions", b->base_url);
     if (!e) e = hl_openai_write_upstream_request(body, req, model);
     if (!e) e = common_headers(headers, req);
     if (!e && b->api_key) {
@@ -67,6 +67,7 @@ static hl_err anthropic_build(const hl_backend *b, const hl_chat_request *req, c
     if (!e) e = hl_anthropic_write_upstream_request(body, req, model);
     if (!e) e = common_headers(headers, req);
     if (!e) e = hl_provider_header_add(headers, "anthropic-version", HL_ANTHROPIC_VERSION);
+    if (!e && req->anthropic_beta) e = hl_provider_header_add(headers, "anthropic-beta", req->anthropic_beta);
     if (!e && b->api_key) e = hl_provider_header_add(headers, "x-api-key", b->api_key);
     return e;
 }

@@ -295,7 +295,7 @@ export function startFakeAnthropic(opts = {}) {
     requestIdHeader: 'request-id',
     requestIdPrefix: 'req_011',
     errorReply,
-    inferencePaths: ['/v1/messages'],
+    inferencePaths: ['/v1/messages', '/v1/messages/count_tokens'],
     async handler(req, res, rec, body, ctl, reqId) {
       const send = (status, message, type) => {
         const err = anthropicError(status, { message, type }, reqId);
@@ -303,7 +303,8 @@ export function startFakeAnthropic(opts = {}) {
         return sendJSON(res, status, err, { 'request-id': reqId });
       };
       const isModels = rec.path === '/v1/models';
-      if (rec.path !== '/v1/messages' && !isModels) return send(404, 'Not found');
+      const isCount = rec.path === '/v1/messages/count_tokens';
+      if (rec.path !== '/v1/messages' && !isModels && !isCount) return send(404, 'Not found');
       if (req.method !== (isModels ? 'GET' : 'POST')) return send(405, `Method Not Allowed`, 'invalid_request_error');
       if (opts.key) {
         const xkey = req.headers['x-api-key'];
@@ -318,6 +319,16 @@ export function startFakeAnthropic(opts = {}) {
         const data = ids.map((id) => ({ type: 'model', id, display_name: id, created_at: '2024-10-22T00:00:00Z' }));
         rec.response = { status: 200 };
         return sendJSON(res, 200, { data, has_more: false, first_id: ids[0] ?? null, last_id: ids.at(-1) ?? null }, { 'request-id': reqId });
+      }
+      if (isCount) {
+        // POST /v1/messages/count_tokens (messages.ts MessageCountTokensParams): model and
+        // messages required; no max_tokens. {input_tokens} as inputTokens() counts.
+        if (typeof body?.model !== 'string') return send(400, 'model: Field required', 'invalid_request_error');
+        if (!Array.isArray(body?.messages) || !body.messages.length) return send(400, 'messages: Field required', 'invalid_request_error');
+        if ('max_tokens' in body || 'stream' in body) return send(400, `${'max_tokens' in body ? 'max_tokens' : 'stream'}: Extra inputs are not permitted`, 'invalid_request_error');
+        const input_tokens = inputTokens(body);
+        rec.response = { status: 200, usage: { input_tokens } };
+        return sendJSON(res, 200, { input_tokens }, { 'request-id': reqId });
       }
       return handleMessages(req, res, rec, body, ctl, reqId, opts);
     },

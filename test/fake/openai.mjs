@@ -277,6 +277,102 @@ async function handleChat(req, res, rec, body, ctl, reqId, opts) {
   w.end();
 }
 
+// Legacy completions (POST /v1/completions), as openai-node's completions.ts types them: the
+// reply is "echo: <prompt>" cut to max_tokens words (default 16); echo: true puts the prompt
+// in front; logprobs: N gives {tokens, token_logprobs, top_logprobs, text_offset}. Usage:
+// prompt_tokens = words of the prompt. Streams are text_completion chunks, usage on a last
+// chunk with choices [] when stream_options.include_usage.
+async function handleCompletion(req, res, rec, body, ctl, reqId, opts) {
+  const prompts = typeof body?.prompt === 'string' ? [body.prompt] : body?.prompt;
+  if (typeof body?.model !== 'string') {
+    rec.response = { status: 400 };
+    return sendJSON(res, 400, openaiError(400, { message: 'you must provide a model parameter' }), { 'x-request-id': reqId });
+  }
+  if (!Array.isArray(prompts) || prompts.length !== 1 || typeof prompts[0] !== 'string') {
+    rec.response = { status: 400 };
+    return sendJSON(res, 400, openaiError(400, { message: "Invalid 'prompt'.", param: 'prompt' }), { 'x-request-id': reqId });
+  }
+  if (opts.models && !opts.models.includes(body.model)) {
+    rec.response = { status: 404 };
+    return sendJSON(res, 404, openaiError(404, { message: `The model \`${body.model}\` does not exist.`, code: 'model_not_found' }), { 'x-request-id': reqId });
+  }
+  const prompt = prompts[0];
+  const maxTok = body.max_tokens ?? 16;
+  const all = tokenize(ctl.reply ?? `echo: ${prompt}`);
+  const pieces = all.slice(0, maxTok);
+  const finish_reason = all.length > maxTok ? 'length' : 'stop';
+  const text = (body.echo ? prompt : '') + pieces.join('');
+  const prompt_tokens = countWords(prompt);
+  const usage = { prompt_tokens, completion_tokens: pieces.length, total_tokens: prompt_tokens + pieces.length };
+  const id = randomId('cmpl-', 29);
+  const created = Math.floor(Date.now() / 1000);
+  const lp = (ps) => Number.isInteger(body.logprobs) ? {
+    tokens: ps, token_logprobs: ps.map((_, i) => ctl.logprob ?? -0.01 * ((i % 7) + 1)),
+    top_logprobs: ps.map((p, i) => ({ [p]: ctl.logprob ?? -0.01 * ((i % 7) + 1) })),
+    text_offset: ps.map((_, i) => ps.slice(0, i).join('').length),
+  } : null;
+  rec.response = { status: 200, usage, text, finish_reason, id, stream: !!body.stream };
+  const headers = { 'x-request-id': reqId };
+  if (!body.stream) {
+    return sendJSON(res, 200, { id, object: 'text_completion', created, model: body.model,
+      choices: [{ text, index: 0, logprobs: lp(pieces), finish_reason }], usage, system_fingerprint: 'fp_fake' }, headers);
+  }
+  const includeUsage = body.stream_options?.include_usage === true;
+  const w = sseWriter(req, res, rec, ctl, headers);
+  const frame = (choices, extra = {}) => `data: ${JSON.stringify({ id, object: 'text_completion', created, model: body.model, choices, system_fingerprint: 'fp_fake', ...(includeUsage ? { usage: null } : {}), ...extra })}\n\n`;
+  const frames = pieces.map((p, i) => frame([{ text: (i === 0 && body.echo ? prompt : '') + p, index: 0, logprobs: lp([p]), finish_reason: null }]));
+  frames.push(frame([{ text: '', index: 0, logprobs: null, finish_reason }]));
+  if (includeUsage) frames.push(frame([], { usage }));
+  frames.push('data: [DONE]\n\n');
+  for (const f of frames) if (!(await w.write(f))) return;
+  w.end();
+}
+
+// Embeddings (POST /v1/embeddings), as openai-node's embeddings.ts types them: one vector a
+// string input, opts.embed_dims (default 8) or `dimensions` long, deterministic from the
+// text, normalized; base64 when encoding_format is "base64" (float32 little-endian). Usage:
+// prompt_tokens = words of the inputs. opts.embeddings === false plays llama-server started
+// without --embeddings (501 not_supported_error).
+export function fakeEmbedding(text, dims) {
+  const v = [];
+  let h = 2166136261;
+  for (const ch of Buffer.from(String(text), 'utf8')) h = Math.imul(h ^ ch, 16777619) >>> 0;
+  for (let k = 0; k < dims; k++) {
+    h = Math.imul(h ^ (k + 1), 2246822519) >>> 0;
+    v.push((h % 2000) / 1000 - 1);
+  }
+  const n = Math.hypot(...v) || 1;
+  return v.map((x) => Math.fround(x / n));
+}
+
+async function handleEmbeddings(req, res, rec, body, ctl, reqId, opts) {
+  if (opts.embeddings === false) {
+    rec.response = { status: 501 };
+    return sendJSON(res, 501, { error: { code: 501, message: 'This server does not support embeddings. Start it with `--embeddings`', type: 'not_supported_error' } });
+  }
+  const inputs = typeof body?.input === 'string' ? [body.input]
+    : Array.isArray(body?.input) && body.input.every((x) => typeof x === 'string') ? body.input
+    : Array.isArray(body?.input) && body.input.every(Number.isInteger) ? [body.input]
+    : Array.isArray(body?.input) && body.input.every(Array.isArray) ? body.input : null;
+  if (typeof body?.model !== 'string' || !inputs || inputs.length === 0) {
+    rec.response = { status: 400 };
+    return sendJSON(res, 400, openaiError(400, { message: "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.", param: null }), { 'x-request-id': reqId });
+  }
+  if (opts.models && !opts.models.includes(body.model)) {
+    rec.response = { status: 404 };
+    return sendJSON(res, 404, openaiError(404, { message: `The model \`${body.model}\` does not exist.`, code: 'model_not_found' }), { 'x-request-id': reqId });
+  }
+  const dims = Number.isInteger(body.dimensions) ? body.dimensions : opts.embed_dims ?? 8;
+  const prompt_tokens = inputs.reduce((n, x) => n + (typeof x === 'string' ? countWords(x) : x.length), 0);
+  const data = inputs.map((x, index) => {
+    const v = fakeEmbedding(typeof x === 'string' ? x : x.join(','), dims);
+    const embedding = body.encoding_format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v;
+    return { object: 'embedding', index, embedding };
+  });
+  rec.response = { status: 200, usage: { prompt_tokens, total_tokens: prompt_tokens } };
+  return sendJSON(res, 200, { object: 'list', data, model: body.model, usage: { prompt_tokens, total_tokens: prompt_tokens } }, { 'x-request-id': reqId });
+}
+
 export function startFakeOpenAI(opts = {}) {
   return createFake({
     name: 'openai',
@@ -284,10 +380,10 @@ export function startFakeOpenAI(opts = {}) {
     requestIdHeader: 'x-request-id',
     requestIdPrefix: 'req_',
     errorReply,
-    inferencePaths: ['/v1/chat/completions'],
+    inferencePaths: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings'],
     async handler(req, res, rec, body, ctl, reqId) {
       const p = rec.path;
-      const isChat = p === '/v1/chat/completions';
+      const isChat = p === '/v1/chat/completions' || p === '/v1/completions' || p === '/v1/embeddings';
       const isModels = p === '/v1/models';
       if (opts.flavor === 'llama' && p === '/props' && req.method === 'GET') {
         rec.response = { status: 200 };
@@ -335,6 +431,8 @@ export function startFakeOpenAI(opts = {}) {
         rec.response = { status: 405 };
         return sendJSON(res, 405, openaiError(405, { message: `Invalid method for URL (${req.method} ${p})`, code: null }), { 'x-request-id': reqId });
       }
+      if (p === '/v1/completions') return handleCompletion(req, res, rec, body, ctl, reqId, opts);
+      if (p === '/v1/embeddings') return handleEmbeddings(req, res, rec, body, ctl, reqId, opts);
       return handleChat(req, res, rec, body, ctl, reqId, opts);
     },
   });

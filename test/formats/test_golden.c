@@ -3,7 +3,8 @@
  * exact bytes back to the client.
  *
  * Each directory test/golden/<case>/ holds:
- *   ingress                  "openai" or "anthropic": the format the client speaks
+ *   ingress                  "openai", "anthropic" or "completions" (legacy /v1/completions):
+ *                            the format the client speaks
  *   provider                 "openai" or "anthropic": the upstream's kind
  *   model                    optional: the upstream model name (default "upstream-model")
  *   client_request.json      the body the client sends
@@ -360,6 +361,7 @@ static bool run_plain(const hl_ingress *ing, const hl_provider *prov, const hl_c
 static const hl_ingress *ingress_named(const char *s) {
     if (!strcmp(s, "openai")) return &hl_ingress_openai;
     if (!strcmp(s, "anthropic")) return &hl_ingress_anthropic;
+    if (!strcmp(s, "completions")) return &hl_ingress_completions;
     return NULL;
 }
 

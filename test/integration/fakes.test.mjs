@@ -551,3 +551,51 @@ describe('standalone fakes (node test/fake/<x>.mjs --port N --key K)', () => {
     });
   }
 });
+
+// The fakes' legacy completions, embeddings and count_tokens, read by the official SDKs (their
+// types: openai-node completions.ts / embeddings.ts, anthropic messages.ts countTokens).
+describe('fake endpoints beside chat, through the official SDKs', () => {
+  let oa, an;
+  before(async () => {
+    oa = await startFakeOpenAI({ key: OPENAI_KEY });
+    an = await startFakeAnthropic({ key: ANTHROPIC_KEY });
+  });
+  after(async () => {
+    await oa.close();
+    await an.close();
+  });
+  const client = () => new OpenAI({ baseURL: `${oa.url}/v1`, apiKey: OPENAI_KEY, maxRetries: 0 });
+
+  it('completions.create, whole and streamed', async () => {
+    const c = await client().completions.create({ model: 'm', prompt: 'a b c', max_tokens: 2, logprobs: 1 });
+    assert.equal(c.object, 'text_completion');
+    assert.equal(c.choices[0].text, 'echo: a');
+    assert.equal(c.choices[0].finish_reason, 'length');
+    assert.deepEqual(c.choices[0].logprobs.tokens, ['echo:', ' a']);
+    assert.deepEqual(c.usage, { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 });
+    let text = '';
+    let usage;
+    for await (const ch of await client().completions.create({ model: 'm', prompt: 'x y', stream: true, stream_options: { include_usage: true } })) {
+      text += ch.choices[0]?.text ?? '';
+      if (ch.usage) usage = ch.usage;
+    }
+    assert.equal(text, 'echo: x y');
+    assert.equal(usage.completion_tokens, 3);
+  });
+
+  it('embeddings.create: floats, and base64 the SDK decodes', async () => {
+    const f = await client().embeddings.create({ model: 'e', input: ['one', 'two'], encoding_format: 'float' });
+    assert.equal(f.data.length, 2);
+    assert.equal(f.data[1].index, 1);
+    assert.equal(f.data[0].embedding.length, 8);
+    const b = await client().embeddings.create({ model: 'e', input: ['one', 'two'] });
+    assert.deepEqual(b.data[0].embedding, f.data[0].embedding, 'base64 float32 decodes to the same vector');
+    assert.equal(oa.requests.at(-1).body.encoding_format, 'base64', 'the SDK asked for base64');
+  });
+
+  it('messages.countTokens', async () => {
+    const a = new Anthropic({ baseURL: an.url, apiKey: ANTHROPIC_KEY, maxRetries: 0 });
+    const r = await a.messages.countTokens({ model: 'claude', messages: [{ role: 'user', content: 'three words here' }] });
+    assert.equal(r.input_tokens, 6);
+  });
+});
