@@ -32,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -77,8 +79,8 @@ struct hl_conn {
     bool eof;
     bool out_blocked;      /* the next pipelined request waits for output to drain */
     size_t pending;        /* response bytes queued in write requests */
-    size_t queued_total;   /* bytes ever handed to uv_write (progress = this - queue size) */
-    size_t written_mark;   /* bytes written at the last sign of progress */
+    size_t out_total;      /* response bytes ever handed to the socket or libuv's queue */
+    size_t delivered_mark; /* bytes_delivered() at the last sign of progress */
     uint64_t progress_at;  /* loop time of the last sign of progress */
     uint64_t idle_since;   /* loop time the connection last became idle (for shedding) */
     void *data;            /* the hooks' per-request state */
@@ -195,20 +197,32 @@ static void after_close(uv_handle_t *h) {
     if (w->draining && w->n_conns == 0) uv_async_send(&w->wake);
 }
 
-/* Write timeout. While response bytes wait in write requests, a tick checks how many libuv
- * got into the kernel since the last one; none for write_timeout_ms cuts the connection. */
+/* Response bytes the client's side has taken: those handed to the socket, less what waits in
+ * libuv's queue and in the kernel's send queue (SIOCOUTQ: not yet acknowledged). Counting at
+ * the kernel matters: Linux reports a full socket writable again only once a good part of its
+ * buffer drained, which for a slow but steady reader can take longer than the timeout. */
+static size_t bytes_delivered(hl_conn *c) {
+    size_t d = c->out_total - uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    uv_os_fd_t fd;
+    int outq = 0;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &outq) == 0 && outq > 0)
+        d -= (size_t)outq < d ? (size_t)outq : d;
+    return d;
+}
+
+/* Write timeout. While response bytes wait in write requests, a tick checks whether the
+ * client took any since the last one; none for write_timeout_ms cuts the connection. */
 static void on_write_tick(uv_timer_t *t) {
     hl_conn *c = t->data;
     if (c->state == CONN_CLOSING) return;
-    size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-    if (c->pending == 0 || queued == 0) {
+    if (c->pending == 0 || uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
         uv_timer_stop(t); /* all with the kernel: the write callbacks follow */
         return;
     }
-    size_t written = c->queued_total - queued;
+    size_t delivered = bytes_delivered(c);
     uint64_t now = uv_now(&c->w->loop);
-    if (written != c->written_mark) {
-        c->written_mark = written;
+    if (delivered != c->delivered_mark) {
+        c->delivered_mark = delivered;
         c->progress_at = now;
     } else if (now - c->progress_at >= (uint64_t)c->w->s->cfg->write_timeout_ms) {
         conn_close(c); /* a request in progress is aborted (on_abort records it) */
@@ -219,7 +233,7 @@ static void watch_writes(hl_conn *c) {
     if (uv_is_active((uv_handle_t *)&c->wtimer)) return;
     long t = c->w->s->cfg->write_timeout_ms;
     uint64_t tick = (uint64_t)(t >= 4000 ? 1000 : t >= 4 ? t / 4 : 1);
-    c->written_mark = c->queued_total - uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    c->delivered_mark = bytes_delivered(c);
     c->progress_at = uv_now(&c->w->loop);
     uv_timer_start(&c->wtimer, on_write_tick, tick, tick);
 }
@@ -265,6 +279,7 @@ static hl_err conn_writev(hl_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
     size_t skip = 0;
     if (c->pending == 0) {
         int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+        if (n > 0) c->out_total += (size_t)n;
         if (n >= 0 && (size_t)n == total) return HL_OK;
         if (n > 0) skip = (size_t)n;
         else if (n != UV_EAGAIN) return HL_ERR_IO;
@@ -292,7 +307,7 @@ static hl_err conn_writev(hl_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
         return HL_ERR_IO;
     }
     c->pending += len;
-    c->queued_total += len;
+    c->out_total += len;
     watch_writes(c);
     return HL_OK;
 }
