@@ -181,6 +181,9 @@ describe('limits: file descriptors', { skip: skipLimits ?? false }, () => {
 
 describe('limits: clients that stop reading', { skip: skipProc ?? false }, () => {
   const REPLY_MB = 8;
+  // Long enough that this process (which also runs the fake upstream) does not stall its
+  // own reading client for that long on a busy machine.
+  const WRITE_TIMEOUT_MS = 1500;
   let local;
   let gw;
   before(async () => {
@@ -188,7 +191,7 @@ describe('limits: clients that stop reading', { skip: skipProc ?? false }, () =>
     gw = await startGateway({
       backends: [{ name: 'local', kind: 'openai', location: 'local', base_url: `${local.url}/v1`, model: MODELS.local, max_retries: 0 }],
       routes: ROUTES,
-      extraServer: { write_timeout_ms: 500 },
+      extraServer: { write_timeout_ms: WRITE_TIMEOUT_MS },
       // A fixed mmap threshold: glibc's sliding one keeps freed multi-MiB buffers in the heap,
       // and RSS would then measure the allocator's history instead of what is held.
       env: { MALLOC_MMAP_THRESHOLD_: '131072' },
@@ -237,6 +240,36 @@ describe('limits: clients that stop reading', { skip: skipProc ?? false }, () =>
     assert.ok(rss[2] - rss[0] < 3 * REPLY_MB, `RSS after each round: ${rss.map((x) => x.toFixed(0)).join(', ')} MiB`);
   });
 
+  it('a streaming client that stops reading is cut after write_timeout_ms, and the request recorded as cancelled', async () => {
+    local.control({ reply: ('z'.repeat(1023) + ' ').repeat(REPLY_MB * 1024) });
+    const t0 = Date.now();
+    const body = JSON.stringify({ model: 'auto', stream: true, messages: [{ role: 'user', content: 'stream a long answer' }] });
+    const c = client(gw.port, `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    c.sock.pause();
+    await waitFor(() => local.requests.find((r) => r.method === 'POST' && r.time >= t0), 5000, 'the upstream request');
+    await waitFor(() => clientSockets(gw.proc.pid, gw.port) === 0, 5000, 'the gateway closing the connection');
+    const line = await waitFor(() => gw.ledger().find((l) => l.stream === true && Date.parse(l.timestamp) >= t0 - 1000), 5000, 'a ledger line');
+    assert.equal(line.status, 'cancelled', JSON.stringify(line));
+    c.sock.destroy();
+  });
+
+  it('a keep-alive client that pipelines requests and reads nothing: answers stop at the buffer bound, then it is cut', async () => {
+    local.control({ reply: ('p'.repeat(1023) + ' ').repeat(512) }); // ~512 KiB an answer
+    const t0 = Date.now();
+    const one = chat('1.1');
+    const c = client(gw.port, one.repeat(64));
+    c.sock.pause();
+    await waitFor(() => local.requests.find((r) => r.method === 'POST' && r.time >= t0), 5000, 'the first upstream request');
+    await waitFor(() => clientSockets(gw.proc.pid, gw.port) === 0, 10000, 'the gateway closing the connection');
+    const sent = local.requests.filter((r) => r.method === 'POST' && r.time >= t0).length;
+    // 64 answers would be 32 MiB; the gateway stops taking requests once about its high
+    // watermark (1 MiB) waits beyond what the kernel holds.
+    assert.ok(sent > 0 && sent < 40, `upstream calls made for 64 pipelined requests: ${sent}`);
+    c.sock.destroy();
+    const calls = () => local.requests.filter((r) => r.method === 'POST' && r.time >= t0);
+    await waitFor(() => calls().every((r) => r.finished || r.closed), 5000, 'the upstream calls over');
+  });
+
   it('a client that reads a large response slowly but steadily gets all of it', async () => {
     local.control({ reply: ('y'.repeat(1023) + ' ').repeat(REPLY_MB * 1024) });
     const c = client(gw.port, chat('1.0'));
@@ -251,7 +284,7 @@ describe('limits: clients that stop reading', { skip: skipProc ?? false }, () =>
     const len = Number(/\r\ncontent-length: (\d+)/i.exec(c.headers)?.[1]);
     assert.equal(c.status, 200);
     assert.equal(c.bytes - c.headers.length - 4, len, 'the whole body arrived');
-    assert.ok(Date.now() - t0 > 1000, 'the transfer outlasted the write timeout');
+    assert.ok(Date.now() - t0 > WRITE_TIMEOUT_MS, 'the transfer outlasted the write timeout');
   });
 });
 
