@@ -80,51 +80,63 @@ static const head_case head_cases[] = {
     OK_("simple get", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", -1, false, true, false),
     OK_("post with length",
         "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
-        "application/json\r\nContent-Length: 17\r\n\r\n", 17, false, true, false),
+        "application/json\r\nContent-Length: 17\r\n\r\n",
+        17, false, true, false),
     OK_("no headers", "GET /x HTTP/1.1\r\nHost: a\r\n\r\n", -1, false, true, false),
     OK_("lf only", "GET / HTTP/1.1\nHost: a\nContent-Length: 3\n\n", 3, false, true, false),
-    OK_("mixed line ends", "GET / HTTP/1.1\r\nHost: a\r\nA: 1\nB: 2\r\n\n", -1, false, true, false),
-    OK_("leading empty lines", "\r\n\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", -1, false, true, false),
+    OK_("mixed line ends", "GET / HTTP/1.1\r\nHost: a\r\nA: 1\nB: 2\r\n\n", -1, false, true,
+        false),
+    OK_("leading empty lines", "\r\n\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", -1, false, true,
+        false),
     OK_("http/1.0 closes", "GET / HTTP/1.0\r\n\r\n", -1, false, false, false),
-    OK_("http/1.0 keep-alive", "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", -1,
-        false, true, false),
-    OK_("1.1 close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", -1, false, false, false),
-    OK_("close wins", "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, CLOSE\r\n\r\n", -1, false,
-        false, false),
-    OK_("close in second field", "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nConnection: "
-        "close\r\n\r\n", -1, false, false, false),
-    OK_("closed is not close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: closed\r\n\r\n", -1, false,
+    OK_("http/1.0 keep-alive", "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", -1, false,
         true, false),
-    OK_("chunked", "POST /v1/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", -1, true,
-        true, false),
-    OK_("chunked any case", "POST / HTTP/1.1\r\nHost: a\r\nTRANSFER-ENCODING:  Chunked \r\n\r\n", -1,
-        true, true, false),
-    OK_("expect", "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
-        2, false, true, true),
-    OK_("expect any case", "POST / HTTP/1.1\r\nHost: a\r\nexpect: 100-Continue\r\n\r\n", -1, false,
-        true, true),
-    OK_("expect ignored in 1.0", "POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n", -1,
+    OK_("1.1 close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", -1, false, false,
+        false),
+    OK_("close wins", "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, CLOSE\r\n\r\n", -1,
         false, false, false),
-    OK_("other expect ignored", "POST / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", -1, false,
-        true, false),
-    OK_("identical lengths", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n"
-        "\r\n", 5, false, true, false),
-    OK_("length list", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7 ,7,  7\r\n\r\n", 7, false, true,
-        false),
-    OK_("length zero", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 0, false, true, false),
-    OK_("length leading zeros", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0042\r\n\r\n", 42, false,
-        true, false),
-    OK_("asterisk", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", -1, false, true, false),
-    OK_("empty value", "GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Blank:   \t\r\n\r\n", -1, false,
-        true, false),
-    OK_("obs-text value", "GET / HTTP/1.1\r\nHost: a\r\nX-Name: caf\xc3\xa9\r\n\r\n", -1, false, true,
-        false),
-    OK_("token method", "M-SEARCH! / HTTP/1.1\r\nHost: a\r\n\r\n", -1, false, true, false),
-    OK_("tabs around value", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\t chunked\t\r\n\r\n", -1,
+    OK_("close in second field",
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nConnection: "
+        "close\r\n\r\n",
+        -1, false, false, false),
+    OK_("closed is not close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: closed\r\n\r\n", -1,
+        false, true, false),
+    OK_("chunked", "POST /v1/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", -1,
         true, true, false),
+    OK_("chunked any case",
+        "POST / HTTP/1.1\r\nHost: a\r\nTRANSFER-ENCODING:  Chunked \r\n\r\n", -1, true, true,
+        false),
+    OK_("expect",
+        "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", 2,
+        false, true, true),
+    OK_("expect any case", "POST / HTTP/1.1\r\nHost: a\r\nexpect: 100-Continue\r\n\r\n", -1,
+        false, true, true),
+    OK_("expect ignored in 1.0", "POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n", -1, false,
+        false, false),
+    OK_("other expect ignored", "POST / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", -1,
+        false, true, false),
+    OK_("identical lengths",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n"
+        "\r\n",
+        5, false, true, false),
+    OK_("length list", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7 ,7,  7\r\n\r\n", 7,
+        false, true, false),
+    OK_("length zero", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 0, false,
+        true, false),
+    OK_("length leading zeros", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0042\r\n\r\n",
+        42, false, true, false),
+    OK_("asterisk", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", -1, false, true, false),
+    OK_("empty value", "GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Blank:   \t\r\n\r\n", -1,
+        false, true, false),
+    OK_("obs-text value", "GET / HTTP/1.1\r\nHost: a\r\nX-Name: caf\xc3\xa9\r\n\r\n", -1, false,
+        true, false),
+    OK_("token method", "M-SEARCH! / HTTP/1.1\r\nHost: a\r\n\r\n", -1, false, true, false),
+    OK_("tabs around value",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\t chunked\t\r\n\r\n", -1, true, true,
+        false),
     OK_("leading lf lines", "\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", -1, false, true, false),
-    {"body not part of head", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody", HL_OK, 0,
-     47, 4, false, true, false, 0},
+    {"body not part of head", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody",
+     HL_OK, 0, 47, 4, false, true, false, 0},
 
     ERR_("lowercase version", "GET / http/1.1\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("double space", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", HL_ERR_PARSE, 400),
@@ -144,43 +156,57 @@ static const head_case head_cases[] = {
     ERR_("version two digits", "GET / HTTP/11.1\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("bare cr after line", "GET / HTTP/1.1\rHost: a\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("bare cr in value", "GET / HTTP/1.1\r\nHost: a\r\nA: b\rc\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("bare cr in blank line", "GET / HTTP/1.1\r\nHost: a\r\nA: b\r\n\rx", HL_ERR_PARSE, 400),
+    ERR_("bare cr in blank line", "GET / HTTP/1.1\r\nHost: a\r\nA: b\r\n\rx", HL_ERR_PARSE,
+         400),
     ERR_("bare cr before line", "\rGET / HTTP/1.1\r\nHost: a\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nA: b\r\n  c\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("space before first header", "GET / HTTP/1.1\r\n Host: a\r\n\r\n", HL_ERR_PARSE,
-         400),
+    ERR_("space before first header", "GET / HTTP/1.1\r\n Host: a\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("space before colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("empty name", "GET / HTTP/1.1\r\nHost: a\r\n: a\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("no colon", "GET / HTTP/1.1\r\nHost\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("bad name char", "GET / HTTP/1.1\r\nHost: a\r\nA(b: c\r\n\r\n", HL_ERR_PARSE, 400),
     ERRN_("nul in name", "GET / HTTP/1.1\r\nHost: a\r\nA\0b: c\r\n\r\n", HL_ERR_PARSE, 400),
     ERRN_("nul in value", "GET / HTTP/1.1\r\nHost: a\r\nA: b\0c\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("control in value", "GET / HTTP/1.1\r\nHost: a\r\nA: b\x1b[c\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("control in value", "GET / HTTP/1.1\r\nHost: a\r\nA: b\x1b[c\r\n\r\n", HL_ERR_PARSE,
+         400),
     ERR_("del in value", "GET / HTTP/1.1\r\nHost: a\r\nA: b\x7f\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("two hosts", "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("length and chunked", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: "
-         "chunked\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("chunked and length", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
-         "Content-Length: 5\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("unknown coding and length", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n"
-         "Content-Length: 5\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("length and chunked",
+         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: "
+         "chunked\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("chunked and length",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+         "Content-Length: 5\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("unknown coding and length",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n"
+         "Content-Length: 5\r\n\r\n",
+         HL_ERR_PARSE, 400),
     ERR_("chunked in 1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
          HL_ERR_PARSE, 400),
-    ERR_("conflicting lengths", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: "
-         "6\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("conflicting list", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n", HL_ERR_PARSE,
+    ERR_("conflicting lengths",
+         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: "
+         "6\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("conflicting list", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("length plus", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("length negative", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("length hex", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("length junk", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5a\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("length inner space", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("length empty", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n", HL_ERR_PARSE,
          400),
-    ERR_("length plus", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("length negative", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", HL_ERR_PARSE,
-         400),
-    ERR_("length hex", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("length junk", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5a\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("length inner space", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2\r\n\r\n", HL_ERR_PARSE,
-         400),
-    ERR_("length empty", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("length empty list item", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,\r\n\r\n",
          HL_ERR_PARSE, 400),
-    ERRN_("error before end stops early", "GET / HTTP/1.1\r\nHost: a\r\nA\0", HL_ERR_PARSE, 400),
+    ERRN_("error before end stops early", "GET / HTTP/1.1\r\nHost: a\r\nA\0", HL_ERR_PARSE,
+          400),
 
     /* The order of the checks: the line end before the version, the framing's smuggling
      * checks before the coding and the length's size. */
@@ -188,31 +214,41 @@ static const head_case head_cases[] = {
     ERR_("http/2 trailing space", "GET / HTTP/2.0 \r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("unknown coding in 1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n\r\n",
          HL_ERR_PARSE, 400),
-    ERR_("huge length and chunked", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999\r\n"
-         "Transfer-Encoding: chunked\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("bare cr after empty lines", "\r\n\n\rGET / HTTP/1.1\r\nHost: a\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("huge length and chunked",
+         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("bare cr after empty lines", "\r\n\n\rGET / HTTP/1.1\r\nHost: a\r\n\r\n", HL_ERR_PARSE,
+         400),
     ERR_("http/2", "GET / HTTP/2.0\r\n\r\n", HL_ERR_UNSUPPORTED, 505),
     ERR_("http/1.2", "GET / HTTP/1.2\r\n\r\n", HL_ERR_UNSUPPORTED, 505),
     ERR_("http/0.9", "GET / HTTP/0.9\r\n\r\n", HL_ERR_UNSUPPORTED, 505),
-    ERR_("gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", HL_ERR_UNSUPPORTED,
-         501),
-    ERR_("gzip, chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+    ERR_("gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
          HL_ERR_UNSUPPORTED, 501),
-    ERR_("chunked twice", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+    ERR_("gzip, chunked",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
          HL_ERR_UNSUPPORTED, 501),
-    ERR_("two te fields", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
-         "Transfer-Encoding: chunked\r\n\r\n", HL_ERR_UNSUPPORTED, 501),
+    ERR_("chunked twice",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+         HL_ERR_UNSUPPORTED, 501),
+    ERR_("two te fields",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n",
+         HL_ERR_UNSUPPORTED, 501),
     ERR_("identity", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n",
          HL_ERR_UNSUPPORTED, 501),
-    ERR_("empty te", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n", HL_ERR_UNSUPPORTED, 501),
+    ERR_("empty te", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n",
+         HL_ERR_UNSUPPORTED, 501),
     ERR_("chunkedx", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunkedx\r\n\r\n",
          HL_ERR_UNSUPPORTED, 501),
 
     /* Host (RFC 9112 3.2): required in 1.1, where it may be empty; 1.0 may omit it. The
      * framing's errors come first. */
     ERR_("1.1 without host", "GET / HTTP/1.1\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("1.1 post without host", "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\n"
-         "Connection: close\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("1.1 post without host",
+         "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\n"
+         "Connection: close\r\n\r\n",
+         HL_ERR_PARSE, 400),
     ERR_("1.1 host-like name", "GET / HTTP/1.1\r\nHosts: a\r\nX-Host: b\r\n\r\n", HL_ERR_PARSE,
          400),
     OK_("1.1 empty host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", -1, false, true, false),
@@ -225,10 +261,14 @@ static const head_case head_cases[] = {
 
     ERR_("length over limit", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048577\r\n\r\n",
          HL_ERR_LIMIT, 413),
-    ERR_("length overflows", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "
-         "99999999999999999999999999\r\n\r\n", HL_ERR_LIMIT, 413),
-    ERR_("length over int64", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775808\r\n"
-         "\r\n", HL_ERR_LIMIT, 413),
+    ERR_("length overflows",
+         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "
+         "99999999999999999999999999\r\n\r\n",
+         HL_ERR_LIMIT, 413),
+    ERR_("length over int64",
+         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775808\r\n"
+         "\r\n",
+         HL_ERR_LIMIT, 413),
 };
 
 /* The missing Host is the one 400 whose reason the status does not say: req.error names it
@@ -239,8 +279,9 @@ HL_TEST(missing_host_reason) {
     size_t head_len = 0;
     int status = 0;
     const char *no_host = "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n";
-    HL_CHECK_INT_EQ(hl_http_parse_head(no_host, strlen(no_host), &lim, &req, &head_len, &status),
-                    HL_ERR_PARSE);
+    HL_CHECK_INT_EQ(
+        hl_http_parse_head(no_host, strlen(no_host), &lim, &req, &head_len, &status),
+        HL_ERR_PARSE);
     HL_CHECK_INT_EQ(status, 400);
     HL_CHECK(req.error && strstr(req.error, "Host"));
     const char *bad = "GET / HTTP/1.1\r\nA: b\x01\r\n\r\n";
@@ -319,8 +360,9 @@ HL_TEST(head_struct_reused) {
     hl_http_req req;
     size_t head_len;
     int status;
-    const char a[] = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n"
-                     "Connection: close\r\n\r\n";
+    const char a[] =
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n"
+        "Connection: close\r\n\r\n";
     const char b[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     HL_REQUIRE(hl_http_parse_head(a, sizeof a - 1, &lim, &req, &head_len, &status) == HL_OK);
     HL_REQUIRE(hl_http_parse_head(b, sizeof b - 1, &lim, &req, &head_len, &status) == HL_OK);
@@ -330,7 +372,8 @@ HL_TEST(head_struct_reused) {
 }
 
 /* Builds "GET <target> HTTP/1.1\r\nHost: a\r\n" + n_headers - 1 "X-<i>: v\r\n" (n_headers
- * fields, at least Host) + one header padded so the whole head is total bytes long (when total > 0) + "\r\n". */
+ * fields, at least Host) + one header padded so the whole head is total bytes long (when total
+ * > 0) + "\r\n". */
 static size_t build_head(char *out, size_t cap, size_t target_len, int n_headers,
                          size_t total) {
     size_t n = 0;
@@ -463,9 +506,11 @@ HL_TEST(limit_body) {
     HL_CHECK_INT_EQ(parse_n(at, sizeof at - 1, &lim, &req).status, 413);
 
     lim.max_body_bytes = SIZE_MAX; /* still capped by what content_length can hold */
-    const char big[] = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n";
+    const char big[] =
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n";
     HL_CHECK_INT_EQ(parse_n(big, sizeof big - 1, &lim, &req).status, 413);
-    const char max64[] = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775807\r\n\r\n";
+    const char max64[] =
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775807\r\n\r\n";
     HL_CHECK_INT_EQ(parse_n(max64, sizeof max64 - 1, &lim, &req).err, HL_OK);
     HL_CHECK_INT_EQ(req.content_length, INT64_MAX);
 }
@@ -549,19 +594,16 @@ static const chunk_case chunk_cases[] = {
      "01234567890123456789A", 0},
     {"leading zeros", "0005\r\nhello\r\n000\r\n\r\n", 100, HL_OK, 0, "hello", 0},
     {"crlf in data", "4\r\n\r\n\r\n\r\n0\r\n\r\n", 100, HL_OK, 0, "\r\n\r\n", 0},
-    {"extensions", "5;name=value\r\nhello\r\n0;last;q=\"a b\"\r\n\r\n", 100, HL_OK, 0,
+    {"extensions", "5;name=value\r\nhello\r\n0;last;q=\"a b\"\r\n\r\n", 100, HL_OK, 0, "hello",
+     0},
+    {"whitespace before extension", "5 \t;x\r\nhello\r\n0\r\n\r\n", 100, HL_OK, 0, "hello", 0},
+    {"trailers", "5\r\nhello\r\n0\r\nX-Checksum: 1\r\nX-Other:  two \r\n\r\n", 100, HL_OK, 0,
      "hello", 0},
-    {"whitespace before extension", "5 \t;x\r\nhello\r\n0\r\n\r\n", 100, HL_OK, 0, "hello",
-     0},
-    {"trailers", "5\r\nhello\r\n0\r\nX-Checksum: 1\r\nX-Other:  two \r\n\r\n", 100, HL_OK,
-     0, "hello", 0},
-    {"next request follows", "2\r\nhi\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 100, HL_OK, 0,
-     "hi", 12},
-    {"body at limit", "6\r\nabcdef\r\n4\r\nghij\r\n0\r\n\r\n", 10, HL_OK, 0, "abcdefghij",
-     0},
+    {"next request follows", "2\r\nhi\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 100,
+     HL_OK, 0, "hi", 12},
+    {"body at limit", "6\r\nabcdef\r\n4\r\nghij\r\n0\r\n\r\n", 10, HL_OK, 0, "abcdefghij", 0},
 
-    {"body past limit", "6\r\nabcdef\r\n5\r\nghijk\r\n0\r\n\r\n", 10, HL_ERR_LIMIT, 413, 0,
-     0},
+    {"body past limit", "6\r\nabcdef\r\n5\r\nghijk\r\n0\r\n\r\n", 10, HL_ERR_LIMIT, 413, 0, 0},
     {"chunk past limit", "b\r\n", 10, HL_ERR_LIMIT, 413, 0, 0},
     {"huge size", "ffffffffffffffff\r\n", 100, HL_ERR_LIMIT, 413, 0, 0},
     {"size overflows", "10000000000000000\r\n", SIZE_MAX, HL_ERR_PARSE, 400, 0, 0},
