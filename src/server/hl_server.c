@@ -673,8 +673,9 @@ static void refuse(hl_server *s, int fd) {
 }
 
 /* This worker's connection idle the longest (no request in progress, nothing read, nothing
- * waiting to be written) is closed to free a descriptor. One that never sent a request must
- * have been idle a moment, so that a connection just accepted keeps its chance to. */
+ * waiting to be written) is closed to free a descriptor: a keep-alive connection between
+ * requests, or one that never sent any. It must have been idle a moment (SHED_FRESH_AFTER_MS),
+ * so that a connection just accepted, whose request may be on its way, keeps its chance. */
 #define SHED_FRESH_AFTER_MS 100
 static bool shed_idle(hl_worker *w) {
     uint64_t now = uv_now(&w->loop);
