@@ -440,6 +440,13 @@ static const cfg_key server_keys[] = {
      .hi = CFG_MAX_MS, .def = 60000, .help = "an idle keep-alive connection is closed after this"},
     {K("shutdown_timeout_ms"), .type = T_INT, FIELD(hl_config, shutdown_timeout_ms), .lo = 1,
      .hi = CFG_MAX_MS, .def = 30000, .help = "how long SIGTERM waits for requests to finish"},
+    {K("write_timeout_ms"), .type = T_INT, FIELD(hl_config, write_timeout_ms), .lo = 1,
+     .hi = CFG_MAX_MS, .def = 30000,
+     .help = "a client that takes none of its response for this long is disconnected"},
+    {K("max_connections"), .type = T_INT, FIELD(hl_config, max_connections), .lo = 0,
+     .hi = 16777216, .def = 0,
+     .help = "open client connections at most, above which new ones get a 503 at once; 0: "
+             "from the file-descriptor limit"},
     {K("request_timeout_ms"), .type = T_INT, FIELD(hl_config, request_timeout_ms), .lo = 1,
      .hi = CFG_MAX_MS, .def = 600000, .help = "a chat request's whole life, retries included"},
     {K("health_interval_ms"), .type = T_INT, FIELD(hl_config, health_interval_ms), .lo = 100,

@@ -183,6 +183,9 @@ typedef struct hl_config {
     long read_timeout_ms;      /* a request must arrive completely within this */
     long idle_timeout_ms;      /* keep-alive idle close */
     long shutdown_timeout_ms;  /* graceful drain limit on SIGTERM */
+    long write_timeout_ms;     /* a client that takes no response bytes for this long is cut */
+    int max_connections;       /* open client connections at most (all event loops); 0: from
+                                  the fd limit (see hl_server.h) */
     long request_timeout_ms;   /* a chat request's whole life, retries included */
     long health_interval_ms;   /* re-probe backends that are not ready, local ones, auto models */
     char *api_keys_env;        /* env var with comma-separated client keys; NULL: no auth */

@@ -261,6 +261,12 @@ static int judge_framing(const head_state *st, const hl_http_limits *limits, hl_
             return 413;
         req->content_length = (int64_t)st->content_length;
     }
+    /* RFC 9112 3.2: an HTTP/1.1 request must have Host (it may be empty); 1.0 may omit it.
+     * Judged after the framing, whose errors say more. */
+    if (minor == 1 && !st->have_host) {
+        req->error = "An HTTP/1.1 request must have a Host header.";
+        return 400;
+    }
     req->chunked = st->have_te;
     req->keep_alive = !st->conn_close && (minor == 1 || st->conn_keep_alive);
     req->expect_continue = st->expect && minor == 1; /* RFC 9110 10.1.1: ignore in 1.0 */
@@ -282,6 +288,7 @@ hl_err hl_http_parse_head(const char *buf, size_t len, const hl_http_limits *lim
     req->n_headers = 0;
     req->content_length = -1;
     req->chunked = req->keep_alive = req->expect_continue = false;
+    req->error = NULL;
     *status = 0;
 
     int v = skip_empty_lines(&h);

@@ -14,7 +14,8 @@
  * their limit, 501 unknown Transfer-Encoding, 505 version other than HTTP/1.0 or 1.1.
  * Requests with both Content-Length and Transfer-Encoding, or with conflicting
  * Content-Length values, are rejected (request smuggling); so are Transfer-Encoding in an
- * HTTP/1.0 request, two Host fields, obs-fold, bare CR, and NUL or control bytes (400). Only
+ * HTTP/1.0 request, an HTTP/1.1 request without Host (RFC 9112 3.2; HTTP/1.0 may omit it),
+ * two Host fields, obs-fold, bare CR, and NUL or control bytes (400). Only
  * origin-form targets and "*" are accepted. A bare LF is accepted as a line end in the head
  * but not in chunked framing, which must use CRLF. The result never depends on how the
  * bytes were split: a prefix of a request gives HL_ERR_AGAIN or the whole request's answer. */
@@ -57,6 +58,8 @@ typedef struct hl_http_req {
     bool chunked;           /* Transfer-Encoding: chunked */
     bool keep_alive;        /* HTTP/1.1 unless "Connection: close"; 1.0 only with keep-alive */
     bool expect_continue;   /* Expect: 100-continue */
+    const char *error;      /* after an error: what was wrong, for the client (static), when
+                               the status alone would not say it; else NULL */
 } hl_http_req;
 
 /* Parses the head at the start of buf[0..len). Returns HL_OK and sets *head_len, or

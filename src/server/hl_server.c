@@ -6,8 +6,21 @@
  * progress ends. Response bytes the kernel does not take at once are copied into write
  * requests (freed in their callbacks); hl_conn_congested() lets the producer pause.
  *
- * Lifetimes: a connection is freed in the close callback of its last handle (TCP and timer);
- * CONN_CLOSING guards every path that could touch it in between. */
+ * Response bytes are bounded too: a streaming producer pauses past the high watermark, and a
+ * pipelining client's next request is not even parsed while more than that waits for it. A
+ * client that takes no bytes for write_timeout_ms is cut, whatever the state (a response in
+ * progress, or the last one before closing): progress is measured on libuv's write queue, so
+ * a slow reader of a large response is not cut while it reads.
+ *
+ * Accepting: each worker polls its listening socket itself and calls accept4() (libuv's own
+ * accept loop retries EMFILE in a tight loop, with a reserve-fd trick that fails once another
+ * thread takes the descriptor it frees: both loops then spin). Out of descriptors (EMFILE,
+ * ENFILE), a worker sheds its oldest idle keep-alive connection and retries, or stops polling
+ * for ACCEPT_PAUSE_MS. Past max_connections (over all workers) a new connection gets a canned
+ * 503 and is closed at once, before anything is allocated or parsed.
+ *
+ * Lifetimes: a connection is freed in the close callback of its last handle (TCP and two
+ * timers); CONN_CLOSING guards every path that could touch it in between. */
 #include "hl_server.h"
 
 #include <errno.h>
@@ -19,14 +32,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include "hl_buf.h"
+#include "hl_log.h"
 
 #define HIGH_WATERMARK (1u << 20) /* queued response bytes before producers pause */
 #define LOW_WATERMARK (256u << 10)
 #define READ_CHUNK 65536
+#define ACCEPT_BATCH 64      /* accepts per poll wakeup, so one loop's clients do not starve */
+#define ACCEPT_PAUSE_MS 50   /* no descriptor left and nothing to shed: retry after this */
+#define FD_RESERVE 64        /* descriptors kept for the ledger, store, logs, models, health */
+#define FD_RESERVE_PER_WORKER 8 /* a loop's epoll, wake-up pipes and timers */
 
 /* CONN_LINGER: the response is out and our side is shut down; what the client still sends
  * (say the rest of a body we refused) is read and dropped for a moment before closing, so
@@ -36,7 +57,8 @@ enum conn_state { CONN_HEAD, CONN_BODY, CONN_BUSY, CONN_LINGER, CONN_CLOSING };
 
 struct hl_conn {
     uv_tcp_t tcp;
-    uv_timer_t timer;
+    uv_timer_t timer;      /* read, idle and linger timeouts */
+    uv_timer_t wtimer;     /* write timeout: runs while response bytes wait for the client */
     hl_worker *w;
     hl_conn *prev, *next;
     enum conn_state state;
@@ -55,7 +77,12 @@ struct hl_conn {
     bool in_process;       /* conn_process() is on the stack */
     bool read_paused;
     bool eof;
+    bool out_blocked;      /* the next pipelined request waits for output to drain */
     size_t pending;        /* response bytes queued in write requests */
+    size_t out_total;      /* response bytes ever handed to the socket or libuv's queue */
+    size_t delivered_mark; /* bytes_delivered() at the last sign of progress */
+    uint64_t progress_at;  /* loop time of the last sign of progress */
+    uint64_t idle_since;   /* loop time the connection last became idle (for shedding) */
     void *data;            /* the hooks' per-request state */
 };
 
@@ -64,7 +91,10 @@ struct hl_worker {
     int index;
     uv_loop_t loop;
     uv_thread_t thread;
-    uv_tcp_t listener;
+    uv_poll_t listener;    /* readable: connections to accept on fd */
+    uv_timer_t accept_timer; /* resumes polling after a pause for descriptors */
+    bool accept_paused;
+    uint64_t emfile_logged; /* loop time of the last "out of descriptors" warning */
     uv_async_t wake;
     uv_timer_t drain_timer;
     int fd;
@@ -84,6 +114,11 @@ struct hl_server {
     hl_worker *workers;
     int n_workers;
     int port;
+    int max_conns;          /* open connections at most, over all workers */
+    atomic_int n_open;      /* open connections, over all workers */
+    atomic_ulong refused;   /* connections refused at max_conns */
+    char refusal[512];      /* the canned 503 */
+    size_t refusal_len;
     atomic_bool stopping;
 };
 
@@ -125,7 +160,7 @@ static hl_err bind_socket(const hl_config *cfg, int *fd_out, int *port_out, char
         }
         close(probe);
     }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
         bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
@@ -154,12 +189,58 @@ static void after_close(uv_handle_t *h) {
     else w->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     w->n_conns--;
+    atomic_fetch_sub(&w->s->n_open, 1);
     hl_buf_release(&c->in);
     hl_buf_release(&c->head);
     hl_buf_release(&c->body);
     free(c);
     if (w->draining && w->n_conns == 0) uv_async_send(&w->wake);
 }
+
+/* Response bytes the client's side has taken: those handed to the socket, less what waits in
+ * libuv's queue and in the kernel's send queue (SIOCOUTQ: not yet acknowledged). Counting at
+ * the kernel matters: Linux reports a full socket writable again only once a good part of its
+ * buffer drained, which for a slow but steady reader can take longer than the timeout. */
+static size_t bytes_delivered(hl_conn *c) {
+    size_t d = c->out_total - uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    uv_os_fd_t fd;
+    int outq = 0;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &outq) == 0 && outq > 0)
+        d -= (size_t)outq < d ? (size_t)outq : d;
+    return d;
+}
+
+/* Write timeout. While response bytes wait in write requests, a tick checks whether the
+ * client took any since the last one; none for write_timeout_ms cuts the connection. */
+static void on_write_tick(uv_timer_t *t) {
+    hl_conn *c = t->data;
+    if (c->state == CONN_CLOSING) return;
+    if (c->pending == 0 || uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
+        uv_timer_stop(t); /* all with the kernel: the write callbacks follow */
+        return;
+    }
+    size_t delivered = bytes_delivered(c);
+    uint64_t now = uv_now(&c->w->loop);
+    if (delivered != c->delivered_mark) {
+        c->delivered_mark = delivered;
+        c->progress_at = now;
+    } else if (now - c->progress_at >= (uint64_t)c->w->s->cfg->write_timeout_ms) {
+        conn_close(c); /* a request in progress is aborted (on_abort records it) */
+    }
+}
+
+static void watch_writes(hl_conn *c) {
+    if (uv_is_active((uv_handle_t *)&c->wtimer)) return;
+    long t = c->w->s->cfg->write_timeout_ms;
+    uint64_t tick = (uint64_t)(t >= 4000 ? 1000 : t >= 4 ? t / 4 : 1);
+    c->delivered_mark = bytes_delivered(c);
+    c->progress_at = uv_now(&c->w->loop);
+    uv_timer_start(&c->wtimer, on_write_tick, tick, tick);
+}
+
+static void conn_process(hl_conn *c);
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
 static void on_written(uv_write_t *req, int status) {
     write_req *wr = (write_req *)req;
@@ -171,36 +252,69 @@ static void on_written(uv_write_t *req, int status) {
         conn_close(c);
         return;
     }
+    if (c->pending == 0) uv_timer_stop(&c->wtimer);
     if (c->state == CONN_BUSY && c->pending < LOW_WATERMARK && c->w->s->hooks->on_drain)
         c->w->s->hooks->on_drain(c);
+    if (c->state == CONN_CLOSING) return;
+    if (c->out_blocked && c->pending < LOW_WATERMARK) {
+        /* The pipelined requests that waited for the client to read go on. */
+        c->out_blocked = false;
+        if (!c->in_process) conn_process(c);
+        if (c->state == CONN_HEAD && !c->out_blocked && c->read_paused) {
+            c->read_paused = false;
+            uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+        }
+    } else if (c->pending == 0 && c->w->draining && c->state == CONN_HEAD && c->in.len == 0) {
+        conn_close(c); /* shutting down: the last response went out */
+    }
 }
 
-static hl_err conn_write(hl_conn *c, const char *data, size_t len) {
+/* Sends bufs: what the kernel takes now is written at once, the rest is copied into one
+ * write request. */
+static hl_err conn_writev(hl_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
     if (c->state == CONN_CLOSING) return HL_ERR_IO;
-    if (!len) return HL_OK;
+    size_t total = 0;
+    for (unsigned i = 0; i < nbufs; i++) total += bufs[i].len;
+    if (!total) return HL_OK;
+    size_t skip = 0;
     if (c->pending == 0) {
-        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (n == (int)len) return HL_OK;
-        if (n > 0) {
-            data += n;
-            len -= (size_t)n;
-        } else if (n != UV_EAGAIN) {
-            return HL_ERR_IO;
-        }
+        int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+        if (n > 0) c->out_total += (size_t)n;
+        if (n >= 0 && (size_t)n == total) return HL_OK;
+        if (n > 0) skip = (size_t)n;
+        else if (n != UV_EAGAIN) return HL_ERR_IO;
     }
+    size_t len = total - skip;
     write_req *wr = malloc(sizeof *wr + len);
     if (!wr) return HL_ERR_NOMEM;
     wr->c = c;
     wr->len = len;
-    memcpy(wr->data, data, len);
+    size_t off = 0;
+    for (unsigned i = 0; i < nbufs; i++) {
+        size_t bl = bufs[i].len, from = 0;
+        if (skip >= bl) {
+            skip -= bl;
+            continue;
+        }
+        from = skip;
+        skip = 0;
+        memcpy(wr->data + off, bufs[i].base + from, bl - from);
+        off += bl - from;
+    }
     uv_buf_t b = uv_buf_init(wr->data, (unsigned)len);
     if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
         free(wr);
         return HL_ERR_IO;
     }
     c->pending += len;
+    c->out_total += len;
+    watch_writes(c);
     return HL_OK;
+}
+
+static hl_err conn_write(hl_conn *c, const char *data, size_t len) {
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    return conn_writev(c, &b, 1);
 }
 
 static const char *date_header(hl_worker *w) {
@@ -244,9 +358,6 @@ static void on_timeout(uv_timer_t *t);
 
 static void timer_arm(hl_conn *c, long ms) { uv_timer_start(&c->timer, on_timeout, (uint64_t)ms, 0); }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-
 static void on_shutdown(uv_shutdown_t *req, int status) {
     hl_conn *c = req->data;
     free(req);
@@ -289,6 +400,7 @@ static void request_done(hl_conn *c) {
     }
     c->state = CONN_HEAD;
     c->sent_continue = false;
+    c->idle_since = uv_now(&c->w->loop);
     timer_arm(c, c->in.len ? c->w->s->cfg->read_timeout_ms : c->w->s->cfg->idle_timeout_ms);
     if (c->read_paused) {
         c->read_paused = false;
@@ -355,10 +467,21 @@ static void conn_process(hl_conn *c) {
         int status = 400;
         if (c->state == CONN_HEAD) {
             if (!c->in.len) break;
+            if (c->pending > HIGH_WATERMARK) {
+                /* A pipelining client that does not read: answer nothing more until it
+                 * takes what waits (on_written resumes), so output stays bounded. */
+                c->out_blocked = true;
+                if (!c->read_paused) {
+                    uv_read_stop((uv_stream_t *)&c->tcp);
+                    c->read_paused = true;
+                }
+                break;
+            }
             hl_err e = hl_http_parse_head(c->in.data, c->in.len, &s->limits, &c->req, &c->head_len, &status);
             if (e == HL_ERR_AGAIN) break;
             if (e) {
-                protocol_error(c, status, status == 431 ? "Request header fields too large."
+                protocol_error(c, status, c->req.error ? c->req.error
+                               : status == 431 ? "Request header fields too large."
                                : status == 413 ? "Request body too large."
                                : status == 414 ? "Request target too long."
                                : status == 501 ? "Transfer-Encoding not implemented."
@@ -471,6 +594,12 @@ static void on_timeout(uv_timer_t *t) {
         conn_close(c);
         return;
     }
+    if (c->state == CONN_HEAD && (c->out_blocked || c->pending)) {
+        /* A response is still going out (or a pipelined request waits for it): the write
+         * timeout decides. */
+        timer_arm(c, c->in.len ? c->w->s->cfg->read_timeout_ms : c->w->s->cfg->idle_timeout_ms);
+        return;
+    }
     if (c->state == CONN_HEAD && c->in.len == 0) {
         conn_close(c); /* idle keep-alive connection */
         return;
@@ -489,32 +618,35 @@ static void conn_close(hl_conn *c) {
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->tcp, after_close);
     uv_close((uv_handle_t *)&c->timer, after_close);
+    uv_close((uv_handle_t *)&c->wtimer, after_close);
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-    hl_worker *w = server->data;
-    if (status < 0 || w->draining) return;
+/* ------------------------------------------------------------------ accepting */
+
+static void free_owner(uv_handle_t *h) { free(h->data); }
+
+/* A connection on an accepted, non-blocking socket; fd is closed on failure. */
+static void conn_open(hl_worker *w, int fd) {
     hl_conn *c = calloc(1, sizeof *c);
-    if (!c) return;
-    uv_tcp_init(&w->loop, &c->tcp);
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-        c->w = w;
-        c->open_handles = 1;
-        c->tcp.data = c;
-        w->n_conns++;
-        c->next = w->conns;
-        if (w->conns) w->conns->prev = c;
-        w->conns = c;
-        c->state = CONN_CLOSING;
-        uv_close((uv_handle_t *)&c->tcp, after_close);
+    if (!c || uv_tcp_init(&w->loop, &c->tcp) != 0) {
+        free(c);
+        close(fd);
+        return;
+    }
+    c->tcp.data = c;
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
+        uv_close((uv_handle_t *)&c->tcp, free_owner);
         return;
     }
     uv_timer_init(&w->loop, &c->timer);
+    uv_timer_init(&w->loop, &c->wtimer);
     c->w = w;
-    c->tcp.data = c;
     c->timer.data = c;
-    c->open_handles = 2;
+    c->wtimer.data = c;
+    c->open_handles = 3;
     c->state = CONN_HEAD;
+    c->idle_since = uv_now(&w->loop);
     hl_buf_init(&c->in, w->s->cfg->max_header_bytes + w->s->cfg->max_body_bytes + READ_CHUNK);
     hl_buf_init(&c->head, w->s->cfg->max_header_bytes);
     hl_buf_init(&c->body, w->s->cfg->max_body_bytes);
@@ -522,9 +654,98 @@ static void on_connection(uv_stream_t *server, int status) {
     if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
+    atomic_fetch_add(&w->s->n_open, 1);
     uv_tcp_nodelay(&c->tcp, 1);
     timer_arm(c, w->s->cfg->idle_timeout_ms);
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+}
+
+/* Past max_connections: the canned 503, without reading the request or allocating. What the
+ * client already sent is read and dropped first, so that closing does not reset the
+ * connection under the answer. */
+static void refuse(hl_server *s, int fd) {
+    char sink[4096];
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {}
+    ssize_t n = send(fd, s->refusal, s->refusal_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)n;
+    close(fd);
+    atomic_fetch_add(&s->refused, 1);
+}
+
+/* This worker's connection idle the longest (no request in progress, nothing read, nothing
+ * waiting to be written) is closed to free a descriptor: a keep-alive connection between
+ * requests, or one that never sent any. It must have been idle a moment (SHED_FRESH_AFTER_MS),
+ * so that a connection just accepted, whose request may be on its way, keeps its chance. */
+#define SHED_FRESH_AFTER_MS 100
+static bool shed_idle(hl_worker *w) {
+    uint64_t now = uv_now(&w->loop);
+    hl_conn *oldest = NULL;
+    for (hl_conn *c = w->conns; c; c = c->next) {
+        if (c->state != CONN_HEAD || c->in.len || c->pending || c->out_blocked) continue;
+        if (now - c->idle_since < SHED_FRESH_AFTER_MS) continue;
+        if (!oldest || c->idle_since <= oldest->idle_since) oldest = c;
+    }
+    if (!oldest) return false;
+    conn_close(oldest); /* closes the descriptor now; the struct goes in the close callback */
+    return true;
+}
+
+static void on_listen(uv_poll_t *p, int status, int events);
+
+static void on_accept_timer(uv_timer_t *t) {
+    hl_worker *w = t->data;
+    if (!w->accept_paused || w->draining) return;
+    w->accept_paused = false;
+    uv_poll_start(&w->listener, UV_READABLE, on_listen);
+}
+
+static void pause_accepting(hl_worker *w, int err) {
+    if (w->accept_paused) return;
+    w->accept_paused = true;
+    uv_poll_stop(&w->listener);
+    uv_timer_start(&w->accept_timer, on_accept_timer, ACCEPT_PAUSE_MS, 0);
+    uint64_t now = uv_now(&w->loop);
+    if (!w->emfile_logged || now - w->emfile_logged >= 10000) {
+        w->emfile_logged = now;
+        hl_log(HL_LOG_WARN, "event loop %d: cannot accept connections: %s (%d open); pausing "
+               "accepts and closing idle connections; raise the file-descriptor limit (ulimit "
+               "-n) or lower server.max_connections", w->index, strerror(err),
+               atomic_load(&w->s->n_open));
+    }
+}
+
+static void on_listen(uv_poll_t *p, int status, int events) {
+    (void)events;
+    hl_worker *w = p->data;
+    hl_server *s = w->s;
+    if (w->draining) return;
+    if (status < 0) {
+        pause_accepting(w, -status);
+        return;
+    }
+    bool just_shed = false;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int err = errno;
+            if (err == EAGAIN || err == EWOULDBLOCK) return;
+            if (err == EINTR || err == ECONNABORTED || err == EPROTO || err == EPERM) continue;
+            /* Out of descriptors (or memory): make room by shedding an idle connection and
+             * retry; if that did not help, stop polling a moment rather than spin. */
+            if ((err == EMFILE || err == ENFILE) && !just_shed && shed_idle(w)) {
+                just_shed = true;
+                continue;
+            }
+            pause_accepting(w, err);
+            return;
+        }
+        just_shed = false;
+        if (atomic_load(&s->n_open) >= s->max_conns) {
+            refuse(s, fd);
+            continue;
+        }
+        conn_open(w, fd);
+    }
 }
 
 /* ------------------------------------------------------------------ response API */
@@ -535,8 +756,11 @@ hl_err hl_conn_respond(hl_conn *c, int status, const char *headers, const char *
     hl_buf b;
     hl_buf_init(&b, 0);
     hl_err e = write_head(c, &b, status, headers, content_type, (long long)len);
-    if (!e) e = hl_buf_append(&b, body, len);
-    if (!e) e = conn_write(c, b.data, b.len);
+    if (!e) {
+        /* Head and body in one write; the body is copied only if the kernel does not take it. */
+        uv_buf_t v[2] = {uv_buf_init(b.data, (unsigned)b.len), uv_buf_init((char *)body, (unsigned)len)};
+        e = conn_writev(c, v, 2);
+    }
     hl_buf_release(&b);
     if (e) {
         conn_close(c);
@@ -563,17 +787,12 @@ hl_err hl_conn_stream_write(hl_conn *c, const char *data, size_t len) {
     if (c->state == CONN_CLOSING) return HL_ERR_IO;
     if (!len) return HL_OK;
     if (!c->chunked_out) return conn_write(c, data, len);
-    /* Frame and payload in one buffer so that one write carries the chunk. */
+    /* Frame and payload in one write so that one segment carries the chunk. */
     char frame[24];
     int n = snprintf(frame, sizeof frame, "%zx\r\n", len);
-    hl_buf b;
-    hl_buf_init(&b, 0);
-    hl_err e = hl_buf_append(&b, frame, (size_t)n);
-    if (!e) e = hl_buf_append(&b, data, len);
-    if (!e) e = hl_buf_append(&b, "\r\n", 2);
-    if (!e) e = conn_write(c, b.data, b.len);
-    hl_buf_release(&b);
-    return e;
+    uv_buf_t v[3] = {uv_buf_init(frame, (unsigned)n), uv_buf_init((char *)data, (unsigned)len),
+                     uv_buf_init((char *)"\r\n", 2)};
+    return conn_writev(c, v, 3);
 }
 
 void hl_conn_stream_end(hl_conn *c) {
@@ -618,14 +837,22 @@ static void on_drain_timeout(uv_timer_t *t) {
     }
 }
 
+static void listener_closed(uv_handle_t *h) {
+    hl_worker *w = h->data;
+    if (w->fd >= 0) close(w->fd);
+    w->fd = -1;
+}
+
 static void on_wake(uv_async_t *a) {
     hl_worker *w = a->data;
     if (!w->draining) {
         w->draining = true;
-        if (!uv_is_closing((uv_handle_t *)&w->listener)) uv_close((uv_handle_t *)&w->listener, NULL);
+        uv_timer_stop(&w->accept_timer);
+        if (!uv_is_closing((uv_handle_t *)&w->listener))
+            uv_close((uv_handle_t *)&w->listener, listener_closed);
         for (hl_conn *c = w->conns, *next; c; c = next) {
             next = c->next;
-            if (c->state == CONN_HEAD && c->in.len == 0) conn_close(c);
+            if (c->state == CONN_HEAD && c->in.len == 0 && c->pending == 0) conn_close(c);
         }
         uv_timer_start(&w->drain_timer, on_drain_timeout, (uint64_t)w->s->cfg->shutdown_timeout_ms, 0);
     }
@@ -638,6 +865,32 @@ static void worker_main(void *arg) {
     uv_run(&w->loop, UV_RUN_DEFAULT);
     worker_finish(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+/* The connection cap: the configured one, or what the descriptor limit leaves once the
+ * process's own descriptors are set aside, halved (each client connection with a request in
+ * flight may hold an upstream socket too). The soft limit is raised to the hard one first. */
+static int connection_cap(const hl_config *cfg, int n_workers) {
+    struct rlimit rl;
+    long long limit = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max && rl.rlim_max != RLIM_INFINITY) {
+            struct rlimit raised = {rl.rlim_max, rl.rlim_max};
+            if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl.rlim_cur = rl.rlim_max;
+        }
+        limit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 24) ? (1 << 24)
+                                                                        : (long long)rl.rlim_cur;
+    }
+    long long room = limit - FD_RESERVE - (long long)FD_RESERVE_PER_WORKER * n_workers;
+    if (cfg->max_connections > 0) {
+        if (cfg->max_connections > room)
+            hl_log(HL_LOG_WARN, "server.max_connections %d is more than the file-descriptor limit "
+                   "(%lld) leaves for clients; when descriptors run out, accepts pause and idle "
+                   "connections are closed", cfg->max_connections, limit);
+        return cfg->max_connections;
+    }
+    long long cap = room / 2;
+    return cap < 8 ? 8 : (int)cap;
 }
 
 hl_err hl_server_init(hl_server **out, const hl_config *cfg, const hl_server_hooks *hooks,
@@ -657,6 +910,16 @@ hl_err hl_server_init(hl_server **out, const hl_config *cfg, const hl_server_hoo
         return HL_ERR_NOMEM;
     }
     signal(SIGPIPE, SIG_IGN);
+    s->max_conns = connection_cap(cfg, s->n_workers);
+    static const char refusal_body[] =
+        "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"The gateway "
+        "is at its connection limit (server.max_connections); retry shortly.\",\"param\":null,"
+        "\"code\":\"too_many_connections\"}}";
+    int rn = snprintf(s->refusal, sizeof s->refusal,
+                      "HTTP/1.1 503 Service Unavailable\r\nServer: hybridllm\r\nContent-Type: "
+                      "application/json\r\nContent-Length: %zu\r\nRetry-After: 1\r\nConnection: "
+                      "close\r\n\r\n%s", sizeof refusal_body - 1, refusal_body);
+    s->refusal_len = rn > 0 && (size_t)rn < sizeof s->refusal ? (size_t)rn : 0;
     int port = 0;
     for (int i = 0; i < s->n_workers; i++) {
         hl_worker *w = &s->workers[i];
@@ -670,14 +933,16 @@ hl_err hl_server_init(hl_server **out, const hl_config *cfg, const hl_server_hoo
             return e;
         }
         uv_loop_init(&w->loop);
-        uv_tcp_init(&w->loop, &w->listener);
-        w->listener.data = w;
-        uv_tcp_open(&w->listener, w->fd);
         uv_async_init(&w->loop, &w->wake, on_wake);
         w->wake.data = w;
         uv_timer_init(&w->loop, &w->drain_timer);
         w->drain_timer.data = w;
-        if (uv_listen((uv_stream_t *)&w->listener, 1024, on_connection) != 0) {
+        uv_timer_init(&w->loop, &w->accept_timer);
+        w->accept_timer.data = w;
+        int rc = uv_poll_init_socket(&w->loop, &w->listener, w->fd);
+        w->listener.data = w;
+        if (rc == 0) rc = uv_poll_start(&w->listener, UV_READABLE, on_listen);
+        if (rc != 0) {
             snprintf(errbuf, errbuf_len, "cannot listen on port %d", port);
             s->n_workers = i + 1;
             hl_server_free(s);
@@ -708,10 +973,13 @@ void hl_server_free(hl_server *s) {
         uv_walk(&w->loop, close_walk, NULL);
         uv_run(&w->loop, UV_RUN_DEFAULT);
         uv_loop_close(&w->loop);
+        if (w->fd >= 0) close(w->fd);
     }
     free(s->workers);
     free(s);
 }
 
 int hl_server_port(const hl_server *s) { return s->port; }
+int hl_server_max_connections(const hl_server *s) { return s->max_conns; }
+unsigned long hl_server_refused(const hl_server *s) { return atomic_load(&s->refused); }
 int hl_server_workers(const hl_server *s) { return s->n_workers; }

@@ -13,7 +13,16 @@
  *
  * Shutdown (SIGTERM/SIGINT, or hl_server_stop()): listeners close at once, idle connections
  * are closed, requests in flight finish and their connections close after the response; after
- * shutdown_timeout_ms whatever is left is aborted (the hooks' on_abort records it). */
+ * shutdown_timeout_ms whatever is left is aborted (the hooks' on_abort records it).
+ *
+ * Hostile or careless clients: at most server.max_connections connections are open (default:
+ * half of what the file-descriptor limit leaves after a reserve for the process's own files;
+ * the soft limit is raised to the hard one at start); past it a new connection gets a canned
+ * 503 with Retry-After and is closed, unparsed. When descriptors run out anyway (EMFILE,
+ * ENFILE), a loop closes its oldest idle connection to make room, or stops accepting for a
+ * moment; it never spins. A client that takes no response bytes for server.write_timeout_ms
+ * is disconnected in any state, and the response bytes a connection holds are bounded (a
+ * stream's producer pauses, see hl_conn_congested; pipelined requests wait). */
 #ifndef HL_SERVER_H
 #define HL_SERVER_H
 
@@ -61,6 +70,9 @@ void hl_server_free(hl_server *s);
 /* The port actually bound (useful with port 0). */
 int hl_server_port(const hl_server *s);
 int hl_server_workers(const hl_server *s);
+/* The connection cap in force, and how many connections it refused so far. */
+int hl_server_max_connections(const hl_server *s);
+unsigned long hl_server_refused(const hl_server *s);
 
 uv_loop_t *hl_worker_loop(hl_worker *w);
 void *hl_worker_data(hl_worker *w);

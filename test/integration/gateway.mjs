@@ -126,6 +126,8 @@ process.on('exit', () => {
 //   env                        extra environment for the child (default: KEYS)
 //   unsetEnv                   names removed from the child's environment
 //   startTimeoutMs             how long /healthz may take to answer 200 (default 10000)
+//   wrap                       a command line the binary runs under, which must exec it (e.g.
+//                              ['prlimit', '--nofile=256:256', '--']), so that proc is the gateway
 // Resolves to {url, port, ledgerPath, configPath, dir, proc, output(), ledger(), exited, stop()}.
 export async function startGateway({
   backends = [],
@@ -140,6 +142,7 @@ export async function startGateway({
   env = KEYS,
   unsetEnv = [],
   startTimeoutMs = 10000,
+  wrap = [],
 } = {}) {
   const missing = gatewayBinaryMissing();
   if (missing) throw new Error(missing);
@@ -161,7 +164,8 @@ export async function startGateway({
 
   const childEnv = { ...process.env, ...env };
   for (const k of unsetEnv) delete childEnv[k];
-  const proc = spawn(HL_BIN, ['serve', '--config', configPath], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [...wrap, HL_BIN, 'serve', '--config', configPath];
+  const proc = spawn(argv[0], argv.slice(1), { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(proc);
 
   let out = '';

@@ -80,107 +80,133 @@ static const head_case head_cases[] = {
     OK_("simple get", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", -1, false, true, false),
     OK_("post with length",
         "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
-        "application/json\r\nContent-Length: 17\r\n\r\n", 17, false, true, false),
-    OK_("no headers", "GET /x HTTP/1.1\r\n\r\n", -1, false, true, false),
+        "application/json\r\nContent-Length: 17\r\n\r\n",
+        17, false, true, false),
+    OK_("no headers", "GET /x HTTP/1.1\r\nHost: a\r\n\r\n", -1, false, true, false),
     OK_("lf only", "GET / HTTP/1.1\nHost: a\nContent-Length: 3\n\n", 3, false, true, false),
-    OK_("mixed line ends", "GET / HTTP/1.1\r\nA: 1\nB: 2\r\n\n", -1, false, true, false),
-    OK_("leading empty lines", "\r\n\n\r\nGET / HTTP/1.1\r\n\r\n", -1, false, true, false),
+    OK_("mixed line ends", "GET / HTTP/1.1\r\nHost: a\r\nA: 1\nB: 2\r\n\n", -1, false, true,
+        false),
+    OK_("leading empty lines", "\r\n\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", -1, false, true,
+        false),
     OK_("http/1.0 closes", "GET / HTTP/1.0\r\n\r\n", -1, false, false, false),
-    OK_("http/1.0 keep-alive", "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", -1,
-        false, true, false),
-    OK_("1.1 close", "GET / HTTP/1.1\r\nConnection: close\r\n\r\n", -1, false, false, false),
-    OK_("close wins", "GET / HTTP/1.1\r\nConnection: keep-alive, CLOSE\r\n\r\n", -1, false,
-        false, false),
-    OK_("close in second field", "GET / HTTP/1.1\r\nConnection: upgrade\r\nConnection: "
-        "close\r\n\r\n", -1, false, false, false),
-    OK_("closed is not close", "GET / HTTP/1.1\r\nConnection: closed\r\n\r\n", -1, false,
+    OK_("http/1.0 keep-alive", "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", -1, false,
         true, false),
-    OK_("chunked", "POST /v1/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", -1, true,
-        true, false),
-    OK_("chunked any case", "POST / HTTP/1.1\r\nTRANSFER-ENCODING:  Chunked \r\n\r\n", -1,
-        true, true, false),
-    OK_("expect", "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
-        2, false, true, true),
-    OK_("expect any case", "POST / HTTP/1.1\r\nexpect: 100-Continue\r\n\r\n", -1, false,
-        true, true),
-    OK_("expect ignored in 1.0", "POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n", -1,
+    OK_("1.1 close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", -1, false, false,
+        false),
+    OK_("close wins", "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, CLOSE\r\n\r\n", -1,
         false, false, false),
-    OK_("other expect ignored", "POST / HTTP/1.1\r\nExpect: something\r\n\r\n", -1, false,
-        true, false),
-    OK_("identical lengths", "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n"
-        "\r\n", 5, false, true, false),
-    OK_("length list", "POST / HTTP/1.1\r\nContent-Length: 7 ,7,  7\r\n\r\n", 7, false, true,
-        false),
-    OK_("length zero", "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 0, false, true, false),
-    OK_("length leading zeros", "POST / HTTP/1.1\r\nContent-Length: 0042\r\n\r\n", 42, false,
-        true, false),
-    OK_("asterisk", "OPTIONS * HTTP/1.1\r\n\r\n", -1, false, true, false),
-    OK_("empty value", "GET / HTTP/1.1\r\nX-Empty:\r\nX-Blank:   \t\r\n\r\n", -1, false,
-        true, false),
-    OK_("obs-text value", "GET / HTTP/1.1\r\nX-Name: caf\xc3\xa9\r\n\r\n", -1, false, true,
-        false),
-    OK_("token method", "M-SEARCH! / HTTP/1.1\r\n\r\n", -1, false, true, false),
-    OK_("tabs around value", "POST / HTTP/1.1\r\nTransfer-Encoding:\t chunked\t\r\n\r\n", -1,
+    OK_("close in second field",
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nConnection: "
+        "close\r\n\r\n",
+        -1, false, false, false),
+    OK_("closed is not close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: closed\r\n\r\n", -1,
+        false, true, false),
+    OK_("chunked", "POST /v1/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", -1,
         true, true, false),
-    OK_("leading lf lines", "\n\nGET / HTTP/1.1\r\n\r\n", -1, false, true, false),
-    {"body not part of head", "POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody", HL_OK, 0,
-     38, 4, false, true, false, 0},
+    OK_("chunked any case",
+        "POST / HTTP/1.1\r\nHost: a\r\nTRANSFER-ENCODING:  Chunked \r\n\r\n", -1, true, true,
+        false),
+    OK_("expect",
+        "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", 2,
+        false, true, true),
+    OK_("expect any case", "POST / HTTP/1.1\r\nHost: a\r\nexpect: 100-Continue\r\n\r\n", -1,
+        false, true, true),
+    OK_("expect ignored in 1.0", "POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n", -1, false,
+        false, false),
+    OK_("other expect ignored", "POST / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", -1,
+        false, true, false),
+    OK_("identical lengths",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n"
+        "\r\n",
+        5, false, true, false),
+    OK_("length list", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7 ,7,  7\r\n\r\n", 7,
+        false, true, false),
+    OK_("length zero", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 0, false,
+        true, false),
+    OK_("length leading zeros", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0042\r\n\r\n",
+        42, false, true, false),
+    OK_("asterisk", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", -1, false, true, false),
+    OK_("empty value", "GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Blank:   \t\r\n\r\n", -1,
+        false, true, false),
+    OK_("obs-text value", "GET / HTTP/1.1\r\nHost: a\r\nX-Name: caf\xc3\xa9\r\n\r\n", -1, false,
+        true, false),
+    OK_("token method", "M-SEARCH! / HTTP/1.1\r\nHost: a\r\n\r\n", -1, false, true, false),
+    OK_("tabs around value",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\t chunked\t\r\n\r\n", -1, true, true,
+        false),
+    OK_("leading lf lines", "\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", -1, false, true, false),
+    {"body not part of head", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody",
+     HL_OK, 0, 47, 4, false, true, false, 0},
 
     ERR_("lowercase version", "GET / http/1.1\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("double space", "GET  / HTTP/1.1\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("space before version", "GET /  HTTP/1.1\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("double space", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("space before version", "GET /  HTTP/1.1\r\nHost: a\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("trailing space", "GET / HTTP/1.1 \r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("http/0.9 request", "GET /\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("tab separator", "GET\t/ HTTP/1.1\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("leading space", " GET / HTTP/1.1\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("empty method", " / HTTP/1.1\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("bad method char", "G(T / HTTP/1.1\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("absolute form", "GET http://a/ HTTP/1.1\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("authority form", "CONNECT a:443 HTTP/1.1\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("asterisk with more", "OPTIONS *x HTTP/1.1\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("control in target", "GET /a\x01 HTTP/1.1\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("non-ascii target", "GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("tab separator", "GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("leading space", " GET / HTTP/1.1\r\nHost: a\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("empty method", " / HTTP/1.1\r\nHost: a\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("bad method char", "G(T / HTTP/1.1\r\nHost: a\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("absolute form", "GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("authority form", "CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("asterisk with more", "OPTIONS *x HTTP/1.1\r\nHost: a\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("control in target", "GET /a\x01 HTTP/1.1\r\nHost: a\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("non-ascii target", "GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("version junk", "GET / HTTP/1.1x\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("version two digits", "GET / HTTP/11.1\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("bare cr after line", "GET / HTTP/1.1\rHost: a\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("bare cr in value", "GET / HTTP/1.1\r\nA: b\rc\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("bare cr in blank line", "GET / HTTP/1.1\r\nA: b\r\n\rx", HL_ERR_PARSE, 400),
-    ERR_("bare cr before line", "\rGET / HTTP/1.1\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("obs-fold", "GET / HTTP/1.1\r\nA: b\r\n  c\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("space before first header", "GET / HTTP/1.1\r\n Host: a\r\n\r\n", HL_ERR_PARSE,
+    ERR_("bare cr in value", "GET / HTTP/1.1\r\nHost: a\r\nA: b\rc\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("bare cr in blank line", "GET / HTTP/1.1\r\nHost: a\r\nA: b\r\n\rx", HL_ERR_PARSE,
          400),
+    ERR_("bare cr before line", "\rGET / HTTP/1.1\r\nHost: a\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nA: b\r\n  c\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("space before first header", "GET / HTTP/1.1\r\n Host: a\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("space before colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("empty name", "GET / HTTP/1.1\r\n: a\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("empty name", "GET / HTTP/1.1\r\nHost: a\r\n: a\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("no colon", "GET / HTTP/1.1\r\nHost\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("bad name char", "GET / HTTP/1.1\r\nA(b: c\r\n\r\n", HL_ERR_PARSE, 400),
-    ERRN_("nul in name", "GET / HTTP/1.1\r\nA\0b: c\r\n\r\n", HL_ERR_PARSE, 400),
-    ERRN_("nul in value", "GET / HTTP/1.1\r\nA: b\0c\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("control in value", "GET / HTTP/1.1\r\nA: b\x1b[c\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("del in value", "GET / HTTP/1.1\r\nA: b\x7f\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("bad name char", "GET / HTTP/1.1\r\nHost: a\r\nA(b: c\r\n\r\n", HL_ERR_PARSE, 400),
+    ERRN_("nul in name", "GET / HTTP/1.1\r\nHost: a\r\nA\0b: c\r\n\r\n", HL_ERR_PARSE, 400),
+    ERRN_("nul in value", "GET / HTTP/1.1\r\nHost: a\r\nA: b\0c\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("control in value", "GET / HTTP/1.1\r\nHost: a\r\nA: b\x1b[c\r\n\r\n", HL_ERR_PARSE,
+         400),
+    ERR_("del in value", "GET / HTTP/1.1\r\nHost: a\r\nA: b\x7f\r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("two hosts", "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("length and chunked", "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: "
-         "chunked\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("chunked and length", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
-         "Content-Length: 5\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("unknown coding and length", "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n"
-         "Content-Length: 5\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("length and chunked",
+         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: "
+         "chunked\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("chunked and length",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+         "Content-Length: 5\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("unknown coding and length",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n"
+         "Content-Length: 5\r\n\r\n",
+         HL_ERR_PARSE, 400),
     ERR_("chunked in 1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
          HL_ERR_PARSE, 400),
-    ERR_("conflicting lengths", "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: "
-         "6\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("conflicting list", "POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n", HL_ERR_PARSE,
-         400),
-    ERR_("length plus", "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("length negative", "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", HL_ERR_PARSE,
-         400),
-    ERR_("length hex", "POST / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("length junk", "POST / HTTP/1.1\r\nContent-Length: 5a\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("length inner space", "POST / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n", HL_ERR_PARSE,
-         400),
-    ERR_("length empty", "POST / HTTP/1.1\r\nContent-Length:\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("length empty list item", "POST / HTTP/1.1\r\nContent-Length: 5,\r\n\r\n",
+    ERR_("conflicting lengths",
+         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: "
+         "6\r\n\r\n",
          HL_ERR_PARSE, 400),
-    ERRN_("error before end stops early", "GET / HTTP/1.1\r\nA\0", HL_ERR_PARSE, 400),
+    ERR_("conflicting list", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("length plus", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("length negative", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("length hex", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("length junk", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5a\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("length inner space", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("length empty", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n", HL_ERR_PARSE,
+         400),
+    ERR_("length empty list item", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERRN_("error before end stops early", "GET / HTTP/1.1\r\nHost: a\r\nA\0", HL_ERR_PARSE,
+          400),
 
     /* The order of the checks: the line end before the version, the framing's smuggling
      * checks before the coding and the length's size. */
@@ -188,33 +214,84 @@ static const head_case head_cases[] = {
     ERR_("http/2 trailing space", "GET / HTTP/2.0 \r\n\r\n", HL_ERR_PARSE, 400),
     ERR_("unknown coding in 1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n\r\n",
          HL_ERR_PARSE, 400),
-    ERR_("huge length and chunked", "POST / HTTP/1.1\r\nContent-Length: 99999999999\r\n"
-         "Transfer-Encoding: chunked\r\n\r\n", HL_ERR_PARSE, 400),
-    ERR_("bare cr after empty lines", "\r\n\n\rGET / HTTP/1.1\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("huge length and chunked",
+         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("bare cr after empty lines", "\r\n\n\rGET / HTTP/1.1\r\nHost: a\r\n\r\n", HL_ERR_PARSE,
+         400),
     ERR_("http/2", "GET / HTTP/2.0\r\n\r\n", HL_ERR_UNSUPPORTED, 505),
     ERR_("http/1.2", "GET / HTTP/1.2\r\n\r\n", HL_ERR_UNSUPPORTED, 505),
     ERR_("http/0.9", "GET / HTTP/0.9\r\n\r\n", HL_ERR_UNSUPPORTED, 505),
-    ERR_("gzip", "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", HL_ERR_UNSUPPORTED,
-         501),
-    ERR_("gzip, chunked", "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+    ERR_("gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
          HL_ERR_UNSUPPORTED, 501),
-    ERR_("chunked twice", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+    ERR_("gzip, chunked",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
          HL_ERR_UNSUPPORTED, 501),
-    ERR_("two te fields", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
-         "Transfer-Encoding: chunked\r\n\r\n", HL_ERR_UNSUPPORTED, 501),
-    ERR_("identity", "POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n",
+    ERR_("chunked twice",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
          HL_ERR_UNSUPPORTED, 501),
-    ERR_("empty te", "POST / HTTP/1.1\r\nTransfer-Encoding:\r\n\r\n", HL_ERR_UNSUPPORTED, 501),
-    ERR_("chunkedx", "POST / HTTP/1.1\r\nTransfer-Encoding: chunkedx\r\n\r\n",
+    ERR_("two te fields",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n",
+         HL_ERR_UNSUPPORTED, 501),
+    ERR_("identity", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n",
+         HL_ERR_UNSUPPORTED, 501),
+    ERR_("empty te", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n",
+         HL_ERR_UNSUPPORTED, 501),
+    ERR_("chunkedx", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunkedx\r\n\r\n",
          HL_ERR_UNSUPPORTED, 501),
 
-    ERR_("length over limit", "POST / HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n",
+    /* Host (RFC 9112 3.2): required in 1.1, where it may be empty; 1.0 may omit it. The
+     * framing's errors come first. */
+    ERR_("1.1 without host", "GET / HTTP/1.1\r\n\r\n", HL_ERR_PARSE, 400),
+    ERR_("1.1 post without host",
+         "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\n"
+         "Connection: close\r\n\r\n",
+         HL_ERR_PARSE, 400),
+    ERR_("1.1 host-like name", "GET / HTTP/1.1\r\nHosts: a\r\nX-Host: b\r\n\r\n", HL_ERR_PARSE,
+         400),
+    OK_("1.1 empty host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", -1, false, true, false),
+    OK_("1.1 host any case", "GET / HTTP/1.1\r\nhOST: a\r\n\r\n", -1, false, true, false),
+    OK_("1.0 without host", "GET / HTTP/1.0\r\n\r\n", -1, false, false, false),
+    OK_("1.0 post without host", "POST / HTTP/1.0\r\nContent-Length: 2\r\n\r\n", 2, false,
+        false, false),
+    ERR_("gzip without host", "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+         HL_ERR_UNSUPPORTED, 501),
+
+    ERR_("length over limit", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048577\r\n\r\n",
          HL_ERR_LIMIT, 413),
-    ERR_("length overflows", "POST / HTTP/1.1\r\nContent-Length: "
-         "99999999999999999999999999\r\n\r\n", HL_ERR_LIMIT, 413),
-    ERR_("length over int64", "POST / HTTP/1.1\r\nContent-Length: 9223372036854775808\r\n"
-         "\r\n", HL_ERR_LIMIT, 413),
+    ERR_("length overflows",
+         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "
+         "99999999999999999999999999\r\n\r\n",
+         HL_ERR_LIMIT, 413),
+    ERR_("length over int64",
+         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775808\r\n"
+         "\r\n",
+         HL_ERR_LIMIT, 413),
 };
+
+/* The missing Host is the one 400 whose reason the status does not say: req.error names it
+ * (the server sends it to the client); other errors leave it NULL. */
+HL_TEST(missing_host_reason) {
+    hl_http_limits lim = test_limits();
+    hl_http_req req;
+    size_t head_len = 0;
+    int status = 0;
+    const char *no_host = "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n";
+    HL_CHECK_INT_EQ(
+        hl_http_parse_head(no_host, strlen(no_host), &lim, &req, &head_len, &status),
+        HL_ERR_PARSE);
+    HL_CHECK_INT_EQ(status, 400);
+    HL_CHECK(req.error && strstr(req.error, "Host"));
+    const char *bad = "GET / HTTP/1.1\r\nA: b\x01\r\n\r\n";
+    HL_CHECK_INT_EQ(hl_http_parse_head(bad, strlen(bad), &lim, &req, &head_len, &status),
+                    HL_ERR_PARSE);
+    HL_CHECK(req.error == NULL);
+    const char *ok = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    HL_CHECK_INT_EQ(hl_http_parse_head(ok, strlen(ok), &lim, &req, &head_len, &status), HL_OK);
+    HL_CHECK(req.error == NULL);
+}
 
 HL_TEST(head_table) {
     hl_http_limits lim = test_limits();
@@ -283,25 +360,27 @@ HL_TEST(head_struct_reused) {
     hl_http_req req;
     size_t head_len;
     int status;
-    const char a[] = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n"
-                     "Connection: close\r\n\r\n";
-    const char b[] = "GET / HTTP/1.1\r\n\r\n";
+    const char a[] =
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n"
+        "Connection: close\r\n\r\n";
+    const char b[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     HL_REQUIRE(hl_http_parse_head(a, sizeof a - 1, &lim, &req, &head_len, &status) == HL_OK);
     HL_REQUIRE(hl_http_parse_head(b, sizeof b - 1, &lim, &req, &head_len, &status) == HL_OK);
-    HL_CHECK_INT_EQ(req.n_headers, 0);
+    HL_CHECK_INT_EQ(req.n_headers, 1);
     HL_CHECK(!req.chunked && !req.expect_continue && req.keep_alive);
     HL_CHECK_INT_EQ(req.content_length, -1);
 }
 
-/* Builds "GET <target> HTTP/1.1\r\n" + n_headers "X-<i>: v\r\n" + one header padded so the
- * whole head is total bytes long (when total > 0) + "\r\n". */
+/* Builds "GET <target> HTTP/1.1\r\nHost: a\r\n" + n_headers - 1 "X-<i>: v\r\n" (n_headers
+ * fields, at least Host) + one header padded so the whole head is total bytes long (when total
+ * > 0) + "\r\n". */
 static size_t build_head(char *out, size_t cap, size_t target_len, int n_headers,
                          size_t total) {
     size_t n = 0;
     n += (size_t)snprintf(out + n, cap - n, "GET /");
     for (size_t i = 1; i < target_len; i++) out[n++] = 'a';
-    n += (size_t)snprintf(out + n, cap - n, " HTTP/1.1\r\n");
-    for (int i = 0; i < n_headers; i++)
+    n += (size_t)snprintf(out + n, cap - n, " HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 1; i < n_headers; i++)
         n += (size_t)snprintf(out + n, cap - n, "X-%d: v\r\n", i);
     if (total) {
         /* "P: " + pad + "\r\n" + "\r\n" */
@@ -334,7 +413,7 @@ HL_TEST(limit_head_bytes) {
 
     /* An unfinished head: waiting at exactly the ceiling, 431 one byte past it. */
     memset(raw, 'x', sizeof raw);
-    memcpy(raw, "GET / HTTP/1.1\r\nX: ", 19);
+    memcpy(raw, "GET / HTTP/1.1\r\nHost: a\r\nX: ", 19);
     r = parse_n(raw, 1000, &lim, &req);
     HL_CHECK_INT_EQ(r.err, HL_ERR_AGAIN);
     r = parse_n(raw, 1001, &lim, &req);
@@ -412,8 +491,8 @@ HL_TEST(limit_body) {
     hl_http_limits lim = test_limits();
     lim.max_body_bytes = 100;
     hl_http_req req;
-    const char at[] = "POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n";
-    const char past[] = "POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n";
+    const char at[] = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n";
+    const char past[] = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n";
     result r = parse_all_prefixes(at, sizeof at - 1, &lim, &req);
     HL_CHECK_INT_EQ(r.err, HL_OK);
     HL_CHECK_INT_EQ(req.content_length, 100);
@@ -422,14 +501,16 @@ HL_TEST(limit_body) {
     HL_CHECK_INT_EQ(r.status, 413);
 
     lim.max_body_bytes = 0; /* no body at all */
-    const char zero[] = "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    const char zero[] = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n";
     HL_CHECK_INT_EQ(parse_n(zero, sizeof zero - 1, &lim, &req).err, HL_OK);
     HL_CHECK_INT_EQ(parse_n(at, sizeof at - 1, &lim, &req).status, 413);
 
     lim.max_body_bytes = SIZE_MAX; /* still capped by what content_length can hold */
-    const char big[] = "POST / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n";
+    const char big[] =
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n";
     HL_CHECK_INT_EQ(parse_n(big, sizeof big - 1, &lim, &req).status, 413);
-    const char max64[] = "POST / HTTP/1.1\r\nContent-Length: 9223372036854775807\r\n\r\n";
+    const char max64[] =
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775807\r\n\r\n";
     HL_CHECK_INT_EQ(parse_n(max64, sizeof max64 - 1, &lim, &req).err, HL_OK);
     HL_CHECK_INT_EQ(req.content_length, INT64_MAX);
 }
@@ -437,9 +518,9 @@ HL_TEST(limit_body) {
 /* Three requests back to back in one buffer, as a pipelining client sends them: the
  * caller steps over each head and its body. */
 HL_TEST(pipelined) {
-    const char raw[] = "POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
-                       "GET /b HTTP/1.1\r\n\r\n"
-                       "\r\nPOST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    const char raw[] = "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+                       "GET /b HTTP/1.1\r\nHost: a\r\n\r\n"
+                       "\r\nPOST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
                        "3\r\nabc\r\n0\r\n\r\n"
                        "GET /d HTTP/1.0\r\n\r\n";
     const char *want_paths[] = {"/a", "/b", "/c", "/d"};
@@ -476,7 +557,7 @@ HL_TEST(pipelined) {
     hl_http_req req;
     result r = parse_all_prefixes(raw, len, &lim, &req);
     HL_CHECK_INT_EQ(r.err, HL_OK);
-    HL_CHECK_INT_EQ(r.head_len, 39);
+    HL_CHECK_INT_EQ(r.head_len, 48);
 }
 
 HL_TEST(reason_phrases) {
@@ -513,19 +594,16 @@ static const chunk_case chunk_cases[] = {
      "01234567890123456789A", 0},
     {"leading zeros", "0005\r\nhello\r\n000\r\n\r\n", 100, HL_OK, 0, "hello", 0},
     {"crlf in data", "4\r\n\r\n\r\n\r\n0\r\n\r\n", 100, HL_OK, 0, "\r\n\r\n", 0},
-    {"extensions", "5;name=value\r\nhello\r\n0;last;q=\"a b\"\r\n\r\n", 100, HL_OK, 0,
+    {"extensions", "5;name=value\r\nhello\r\n0;last;q=\"a b\"\r\n\r\n", 100, HL_OK, 0, "hello",
+     0},
+    {"whitespace before extension", "5 \t;x\r\nhello\r\n0\r\n\r\n", 100, HL_OK, 0, "hello", 0},
+    {"trailers", "5\r\nhello\r\n0\r\nX-Checksum: 1\r\nX-Other:  two \r\n\r\n", 100, HL_OK, 0,
      "hello", 0},
-    {"whitespace before extension", "5 \t;x\r\nhello\r\n0\r\n\r\n", 100, HL_OK, 0, "hello",
-     0},
-    {"trailers", "5\r\nhello\r\n0\r\nX-Checksum: 1\r\nX-Other:  two \r\n\r\n", 100, HL_OK,
-     0, "hello", 0},
-    {"next request follows", "2\r\nhi\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n", 100, HL_OK, 0,
-     "hi", 12},
-    {"body at limit", "6\r\nabcdef\r\n4\r\nghij\r\n0\r\n\r\n", 10, HL_OK, 0, "abcdefghij",
-     0},
+    {"next request follows", "2\r\nhi\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 100,
+     HL_OK, 0, "hi", 12},
+    {"body at limit", "6\r\nabcdef\r\n4\r\nghij\r\n0\r\n\r\n", 10, HL_OK, 0, "abcdefghij", 0},
 
-    {"body past limit", "6\r\nabcdef\r\n5\r\nghijk\r\n0\r\n\r\n", 10, HL_ERR_LIMIT, 413, 0,
-     0},
+    {"body past limit", "6\r\nabcdef\r\n5\r\nghijk\r\n0\r\n\r\n", 10, HL_ERR_LIMIT, 413, 0, 0},
     {"chunk past limit", "b\r\n", 10, HL_ERR_LIMIT, 413, 0, 0},
     {"huge size", "ffffffffffffffff\r\n", 100, HL_ERR_LIMIT, 413, 0, 0},
     {"size overflows", "10000000000000000\r\n", SIZE_MAX, HL_ERR_PARSE, 400, 0, 0},
