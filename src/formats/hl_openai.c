@@ -498,6 +498,30 @@ hl_err hl_openai_encode_end(hl_openai_encoder *enc, const hl_usage *usage, hl_bu
     return hl_buf_puts(out, "data: [DONE]\n\n");
 }
 
+
+/* The sampling settings and streaming switch both upstream bodies (chat and legacy
+ * completions) carry the same way. */
+static hl_err put_sampling(hl_buf *out, const hl_chat_request *req) {
+    if (req->has_temperature) {
+        HL_TRY(hl_buf_puts(out, ",\"temperature\":"));
+        HL_TRY(hl_buf_double(out, req->temperature));
+    }
+    if (req->has_top_p) {
+        HL_TRY(hl_buf_puts(out, ",\"top_p\":"));
+        HL_TRY(hl_buf_double(out, req->top_p));
+    }
+    if (req->n_stop) {
+        HL_TRY(hl_buf_puts(out, ",\"stop\":["));
+        for (size_t i = 0; i < req->n_stop; i++) {
+            if (i) HL_TRY(hl_buf_puts(out, ","));
+            HL_TRY(hl_json_put_str(out, req->stop[i]));
+        }
+        HL_TRY(hl_buf_puts(out, "]"));
+    }
+    if (req->stream) HL_TRY(hl_buf_puts(out, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"));
+    return HL_OK;
+}
+
 hl_err hl_openai_encode_error(const hl_api_error *err, hl_buf *out) {
     HL_TRY(hl_buf_puts(out, "data: "));
     HL_TRY(put_error_object(out, err));
@@ -541,23 +565,7 @@ static hl_err write_completion_request(hl_buf *out, const hl_chat_request *req, 
     HL_TRY(hl_buf_puts(out, ",\"prompt\":"));
     HL_TRY(hl_json_put_str(out, req->n_messages ? req->messages[req->n_messages - 1].text : ""));
     if (req->max_tokens > 0) HL_TRY(hl_buf_printf(out, ",\"max_tokens\":%ld", req->max_tokens));
-    if (req->has_temperature) {
-        HL_TRY(hl_buf_puts(out, ",\"temperature\":"));
-        HL_TRY(hl_buf_double(out, req->temperature));
-    }
-    if (req->has_top_p) {
-        HL_TRY(hl_buf_puts(out, ",\"top_p\":"));
-        HL_TRY(hl_buf_double(out, req->top_p));
-    }
-    if (req->n_stop) {
-        HL_TRY(hl_buf_puts(out, ",\"stop\":["));
-        for (size_t i = 0; i < req->n_stop; i++) {
-            if (i) HL_TRY(hl_buf_puts(out, ","));
-            HL_TRY(hl_json_put_str(out, req->stop[i]));
-        }
-        HL_TRY(hl_buf_puts(out, "]"));
-    }
-    if (req->stream) HL_TRY(hl_buf_puts(out, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"));
+    HL_TRY(put_sampling(out, req));
     if (req->logprobs) HL_TRY(hl_buf_printf(out, ",\"logprobs\":%d", req->top_logprobs > 0 ? req->top_logprobs : 0));
     if (req->passthrough) {
         const char *key;
@@ -601,23 +609,7 @@ hl_err hl_openai_write_upstream_request(hl_buf *out, const hl_chat_request *req,
     if (req->max_tokens > 0)
         HL_TRY(hl_buf_printf(out, ",\"%s\":%ld", req->max_completion_tokens ? "max_completion_tokens" : "max_tokens",
                           req->max_tokens));
-    if (req->has_temperature) {
-        HL_TRY(hl_buf_puts(out, ",\"temperature\":"));
-        HL_TRY(hl_buf_double(out, req->temperature));
-    }
-    if (req->has_top_p) {
-        HL_TRY(hl_buf_puts(out, ",\"top_p\":"));
-        HL_TRY(hl_buf_double(out, req->top_p));
-    }
-    if (req->n_stop) {
-        HL_TRY(hl_buf_puts(out, ",\"stop\":["));
-        for (size_t i = 0; i < req->n_stop; i++) {
-            if (i) HL_TRY(hl_buf_puts(out, ","));
-            HL_TRY(hl_json_put_str(out, req->stop[i]));
-        }
-        HL_TRY(hl_buf_puts(out, "]"));
-    }
-    if (req->stream) HL_TRY(hl_buf_puts(out, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"));
+    HL_TRY(put_sampling(out, req));
     if (req->logprobs) HL_TRY(hl_buf_puts(out, ",\"logprobs\":true"));
     if (req->top_logprobs >= 0) HL_TRY(hl_buf_printf(out, ",\"top_logprobs\":%d", req->top_logprobs));
     if (req->tools) {
