@@ -256,8 +256,9 @@ HL_TEST(sampler_filters) {
 }
 
 /* A miniature model whose every output favours token 2 (EOS): all blocks are zero, so the
- * residual stream is the token embedding (all ones), and only output row 2 is non-zero. */
-static int write_eos_model(char *path, size_t n) {
+ * residual stream is the token embedding (all ones), and only output row 2 is non-zero.
+ * pooling_type >= 0: written as llama.pooling_type. */
+static int write_eos_model(char *path, size_t n, int pooling_type) {
     snprintf(path, n, "/tmp/hl_test_eos_XXXXXX");
     int fd = mkstemp(path);
     if (fd < 0) return 0;
@@ -270,6 +271,7 @@ static int write_eos_model(char *path, size_t n) {
     hl_gguf_writer_kv_u32(&w, "llama.block_count", 1);
     hl_gguf_writer_kv_u32(&w, "llama.feed_forward_length", FFN);
     hl_gguf_writer_kv_u32(&w, "llama.attention.head_count", 2);
+    if (pooling_type >= 0) hl_gguf_writer_kv_u32(&w, "llama.pooling_type", (uint32_t)pooling_type);
     hl_gguf_writer_kv_str(&w, "tokenizer.ggml.model", "llama");
     const char *toks[VOCAB] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b", ("\xe2\x96\x81" "a"), "c"};
     int32_t types[VOCAB] = {2, 3, 3, 1, 1, 1, 1, 1};
@@ -311,7 +313,7 @@ static int write_eos_model(char *path, size_t n) {
 
 HL_TEST(stops_at_eos) {
     char path[64];
-    HL_REQUIRE(write_eos_model(path, sizeof path));
+    HL_REQUIRE(write_eos_model(path, sizeof path, -1));
     hl_engine *e;
     char err[512];
     hl_engine_params p = {.model_path = path};
@@ -463,6 +465,32 @@ HL_TEST(embedding_errors) {
     HL_CHECK_INT_EQ(hl_engine_embed(e, "Hi", 2, HL_ENGINE_POOL_MEAN, v, 64, &n), HL_ERR_AGAIN);
     hl_engine_seq_free(s);
     hl_engine_free(e);
+}
+
+/* The model's pooling comes from <arch>.pooling_type: 1 mean, 2 cls, 3 last; else mean. */
+HL_TEST(pooling_from_the_model) {
+    static const struct { int type; hl_engine_pooling want; } cases[] = {
+        {-1, HL_ENGINE_POOL_MEAN}, {0, HL_ENGINE_POOL_MEAN}, {1, HL_ENGINE_POOL_MEAN},
+        {2, HL_ENGINE_POOL_CLS},   {3, HL_ENGINE_POOL_LAST}, {4, HL_ENGINE_POOL_MEAN},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char path[64];
+        HL_REQUIRE(write_eos_model(path, sizeof path, cases[i].type));
+        hl_engine *e;
+        char err[512];
+        hl_engine_params p = {.model_path = path};
+        HL_REQUIRE(hl_engine_open(&e, &p, err, sizeof err) == HL_OK);
+        HL_CHECK_INT_EQ(hl_engine_pooling_of(e), cases[i].want);
+        /* Every hidden state is the same here (blocks are zero): each pooling gives the
+         * normalised output norm of the all-ones embedding, 1/sqrt(32) in every component. */
+        float v[32];
+        int n = 0;
+        HL_REQUIRE(hl_engine_embed(e, "a b", 3, HL_ENGINE_POOL_MODEL, v, 32, &n) == HL_OK);
+        HL_CHECK(n >= 2);
+        for (int k = 0; k < 32; k++) HL_CHECK_NEAR(v[k], 1 / sqrtf(32), 1e-6);
+        hl_engine_free(e);
+        unlink(path);
+    }
 }
 
 /* An embedding between the steps of a generation leaves the generation as it was alone. */
