@@ -16,6 +16,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import { OpenAIEmbeddings } from '@langchain/openai';
 import { startFakeOpenAI, fakeEmbedding } from '../fake/openai.mjs';
 import { startFakeAnthropic, inputTokens } from '../fake/anthropic.mjs';
+import { waitFor } from './util.mjs';
 import {
   HL_BIN, KEYS, MODELS, PRICES, ROUTES, LOCAL_HOURLY_COST_USD, gatewayBinaryMissing, posts, ledgerLine, assertCloseTo,
   startGateway, standardBackends,
@@ -372,6 +373,24 @@ describe('endpoints on the builtin engine', noModel ? { skip: noModel } : {}, ()
     assert.equal(raw.status, 200, JSON.stringify(t));
     assert.equal(t.data.length, 2);
     assert.deepEqual(t.usage, { prompt_tokens: 5, total_tokens: 5 });
+  });
+
+  it('embeddings on the builtin engine: a client gone cancels the job (ledger: cancelled), the engine goes on serving', async () => {
+    // About 8 s of work on one thread (2000 inputs of ~100 tokens): long past the abort.
+    const inputs = Array.from({ length: 2000 }, (_, i) => `Lily went to the park number ${i} and saw a big tree. `.repeat(4));
+    const ac = new AbortController();
+    const p = fetch(`${gw.url}/v1/embeddings`, { method: 'POST', signal: ac.signal,
+      headers: { 'content-type': 'application/json', 'x-request-id': 'emb-gone-1' },
+      body: JSON.stringify({ model: 'auto', input: inputs }) }).catch((e) => e.name);
+    await new Promise((r) => setTimeout(r, 100));
+    ac.abort();
+    assert.equal(await p, 'AbortError');
+    await waitFor(() => gw.ledger().some((l) => l.client_request_id === 'emb-gone-1'), 10000, 'the cancelled line');
+    const l = gw.ledger().find((x) => x.client_request_id === 'emb-gone-1');
+    assert.equal(l.status, 'cancelled');
+    assert.equal(l.backend, 'embedded');
+    const c = await openai().completions.create({ model: 'auto', prompt: 'Once upon a time', max_tokens: 32, temperature: 0 });
+    assert.equal(c.choices[0].text, GREEDY_32);
   });
 
   it('embeddings on the builtin engine: dimensions it cannot give, and a token id outside the vocabulary, get a 400', async () => {
