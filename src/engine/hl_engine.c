@@ -483,7 +483,7 @@ hl_err hl_engine_embed(hl_engine *e, const char *text, size_t len, hl_engine_poo
     int32_t *ids = malloc(((size_t)n_ctx + 1) * sizeof *ids);
     if (!ids) return HL_ERR_NOMEM;
     size_t n = 0;
-    hl_err r = hl_tok_encode(e->tok, text, len, hl_tok_add_bos(e->tok), false, ids, (size_t)n_ctx + 1, &n);
+    hl_err r = hl_tok_encode(e->tok, text, len, hl_tok_add_bos(e->tok), true, ids, (size_t)n_ctx + 1, &n);
     if (!r && n > n_ctx) r = HL_ERR_LIMIT;
     if (!r && n == 0) r = HL_ERR_INVAL;
     if (!r) r = hl_engine_embed_tokens(e, ids, n, pooling, out, dim);

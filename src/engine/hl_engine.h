@@ -157,8 +157,8 @@ typedef enum hl_engine_pooling {
  * or anything else: mean. */
 hl_engine_pooling hl_engine_pooling_of(const hl_engine *e);
 
-/* The embedding of text (len bytes): tokenized as the model wants (BOS if it asks for one,
- * special tokens as text), run through the model in chunks of the batch size in a KV slot
+/* The embedding of text (len bytes): tokenized as llama-server does for embeddings (BOS if
+ * the model asks for one, special tokens such as <s> recognised in the text), run through the model in chunks of the batch size in a KV slot
  * that no sequence holds (used for the call only: sequences in the other slots are
  * untouched and go on at the next step), the final hidden states (after the output norm)
  * pooled and L2-normalised into out[0..dim) (dim must be the model's). *n_tokens (may be

@@ -457,6 +457,12 @@ HL_TEST(embedding_errors) {
     HL_REQUIRE(hl_tok_encode(hl_engine_tok(e), "Lily was happy", 14, true, false, ids, 16, &k) == HL_OK);
     HL_REQUIRE(hl_engine_embed_tokens(e, ids, k, HL_ENGINE_POOL_LAST, w, 64) == HL_OK);
     HL_CHECK(memcmp(v, w, sizeof v) == 0);
+    /* Special tokens in the text are recognised, as llama-server does for embeddings: it
+     * counts 3 tokens for "hi" and 4 for "<s>hi" (BOS, <s>, then the two of "hi"). */
+    HL_REQUIRE(hl_engine_embed(e, "hi", 2, HL_ENGINE_POOL_MEAN, v, 64, &n) == HL_OK);
+    HL_CHECK_INT_EQ(n, 3);
+    HL_REQUIRE(hl_engine_embed(e, "<s>hi", 5, HL_ENGINE_POOL_MEAN, v, 64, &n) == HL_OK);
+    HL_CHECK_INT_EQ(n, 4);
     /* Every slot held by a sequence: none left for an embedding. */
     collect c = {0};
     hl_engine_request req = request(&c, 4, (hl_engine_sampling){.temperature = 0});
