@@ -479,6 +479,7 @@ hl_err hl_engine_embed_tokens(hl_engine *e, const int32_t *ids, size_t n, hl_eng
 
 hl_err hl_engine_embed(hl_engine *e, const char *text, size_t len, hl_engine_pooling pooling, float *out,
                        uint32_t dim, int *n_tokens) {
+    if (hl_engine_free_slots(e) == 0) return HL_ERR_AGAIN; /* before the tokenizer's work */
     uint32_t n_ctx = hl_model_n_ctx(e->model);
     int32_t *ids = malloc(((size_t)n_ctx + 1) * sizeof *ids);
     if (!ids) return HL_ERR_NOMEM;

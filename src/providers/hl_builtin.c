@@ -343,7 +343,8 @@ static void *generation_main(void *arg) {
             if (atomic_load(&active[i]->cancelled)) hl_engine_seq_cancel(seqs[i]);
             else hl_engine_seq_hold(seqs[i], atomic_load(&active[i]->paused));
         }
-        if (emb && embed_next(b, emb)) emb = NULL;
+        /* (With every slot taken it waits; a cancelled one ends at once.) */
+        if (emb && (n_active < max || atomic_load(&emb->cancelled)) && embed_next(b, emb)) emb = NULL;
         if (n_active) hl_engine_step(b->engine, NULL);
         for (int i = 0; i < b->cfg->max_sequences; i++) {
             hl_engine_result res;
