@@ -540,6 +540,8 @@ static const char *const kind_words[] = {
 };
 static const char *const location_words[] = {[HL_LOCATION_LOCAL] = "local",
                                              [HL_LOCATION_CLOUD] = "cloud"};
+/* In hl_engine_pooling's order (hl_engine.h): the index is the engine's value. */
+static const char *const pooling_words[] = {"model", "mean", "cls", "last"};
 static const char *const template_words[] = {"plain", "chatml", "llama-2", "llama-3", "mistral",
                                              "phi-3"};
 _Static_assert(sizeof(hl_provider_kind) == sizeof(int) && sizeof(hl_location) == sizeof(int) &&
@@ -626,6 +628,9 @@ static const cfg_key backend_keys[] = {
     {K("repack_weights"), .type = T_TRISTATE, FIELD(hl_backend_cfg, repack_weights),
      .help = "builtin only: false runs Q4_0/Q8_0 weights in the file's layout (less memory, "
              "slower decode); default true"},
+    {K("pooling"), .type = T_ENUM, FIELD(hl_backend_cfg, pooling), WORDS(pooling_words),
+     .help = "builtin only: how /v1/embeddings pools the hidden states (mean, cls or last "
+             "token); default model: the GGUF's pooling_type, else mean"},
     SECRET("api_key", "key", "api_key_env"),
     SECRET("apiKey", "key", "api_key_env"),
     SECRET("key", "key", "api_key_env"),
@@ -659,7 +664,8 @@ static hl_err check_backend(cfg_ctx *c, const yaml_node_t *item, void *elem, siz
     }
     const char *bad = b->model_path ? "model_path" : b->chat_template ? "chat_template"
                       : b->max_sequences ? "max_sequences"
-                      : b->repack_weights != HL_ANY ? "repack_weights" : NULL;
+                      : b->repack_weights != HL_ANY ? "repack_weights"
+                      : b->pooling ? "pooling" : NULL;
     if (!b->n_base_urls) return fail_key(c, item, "base_url", "required key is missing");
     if (bad) return fail_key(c, item, bad, "only a builtin backend takes this key");
     for (size_t u = 0; b->location == HL_LOCATION_CLOUD && !b->allow_insecure_http && u < b->n_base_urls; u++) {

@@ -90,6 +90,8 @@ typedef struct hl_backend_cfg {
     hl_tristate repack_weights; /* HL_NO: run Q4_0/Q8_0 weights in the file's layout instead of
                                a copy repacked for the fastest kernels (saves their size in
                                memory, costs decode speed); builtin only; HL_ANY: yes */
+    int pooling;            /* embeddings' pooling, an hl_engine_pooling: 0 as the model
+                               says, 1 mean, 2 cls, 3 last; builtin only */
     int line;               /* where it was declared, for later diagnostics */
 } hl_backend_cfg;
 

@@ -416,3 +416,79 @@ hl_err hl_engine_generate(hl_engine *e, const hl_engine_request *req, hl_engine_
     hl_engine_seq_free(s);
     return r;
 }
+
+
+/* ---- embeddings ------------------------------------------------------------------------ */
+
+hl_engine_pooling hl_engine_pooling_of(const hl_engine *e) {
+    const hl_gguf *g = hl_model_gguf(e->model);
+    hl_gguf_str arch;
+    char key[96];
+    uint32_t t = 0;
+    if (hl_gguf_get_str(g, "general.architecture", &arch) != HL_OK) return HL_ENGINE_POOL_MEAN;
+    snprintf(key, sizeof key, "%.*s.pooling_type", (int)(arch.n < 64 ? arch.n : 64), arch.p);
+    if (hl_gguf_get_u32(g, key, &t) != HL_OK) {
+        int64_t v; /* some converters write it signed */
+        if (hl_gguf_get_i64(g, key, &v) == HL_OK && v >= 0 && v < 16) t = (uint32_t)v;
+    }
+    return t == 2 ? HL_ENGINE_POOL_CLS : t == 3 ? HL_ENGINE_POOL_LAST : HL_ENGINE_POOL_MEAN;
+}
+
+hl_err hl_engine_embed_tokens(hl_engine *e, const int32_t *ids, size_t n, hl_engine_pooling pooling, float *out,
+                              uint32_t dim) {
+    hl_model *m = e->model;
+    uint32_t d = hl_model_hp(m)->dim, batch = hl_model_max_batch(m);
+    if (dim != d || n == 0) return HL_ERR_INVAL;
+    if (n > hl_model_n_ctx(m)) return HL_ERR_LIMIT;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || (uint32_t)ids[i] >= e->vocab) return HL_ERR_INVAL;
+    uint32_t slot = 0;
+    while (slot < e->n_seq && e->slots[slot]) slot++;
+    if (slot == e->n_seq) return HL_ERR_AGAIN;
+    if (pooling == HL_ENGINE_POOL_MODEL) pooling = hl_engine_pooling_of(e);
+    float *hidden = malloc((size_t)batch * d * sizeof *hidden);
+    double *acc = calloc(d, sizeof *acc);
+    hl_err r = hidden && acc ? HL_OK : HL_ERR_NOMEM;
+    /* e->items is free between steps: the chunks are built there. */
+    for (size_t at = 0; !r && at < n; at += batch) {
+        int k = (int)(n - at < batch ? n - at : batch);
+        for (int j = 0; j < k; j++)
+            e->items[j] = (hl_model_item){ids[at + (size_t)j], slot, (uint32_t)(at + (size_t)j), false};
+        if ((r = hl_model_forward_hidden(m, e->items, k, hidden))) break;
+        for (int j = 0; j < k; j++) {
+            size_t pos = at + (size_t)j;
+            bool take = pooling == HL_ENGINE_POOL_MEAN || (pooling == HL_ENGINE_POOL_CLS && pos == 0) ||
+                        (pooling == HL_ENGINE_POOL_LAST && pos == n - 1);
+            if (take)
+                for (uint32_t i = 0; i < d; i++) acc[i] += hidden[(size_t)j * d + i];
+        }
+    }
+    if (!r) {
+        double ss = 0, scale = pooling == HL_ENGINE_POOL_MEAN ? 1.0 / (double)n : 1.0;
+        for (uint32_t i = 0; i < d; i++) {
+            acc[i] *= scale;
+            ss += acc[i] * acc[i];
+        }
+        double inv = ss > 0 ? 1.0 / sqrt(ss) : 0; /* a zero vector stays zero (llama.cpp's rule) */
+        for (uint32_t i = 0; i < d; i++) out[i] = (float)(acc[i] * inv);
+    }
+    free(hidden);
+    free(acc);
+    return r;
+}
+
+hl_err hl_engine_embed(hl_engine *e, const char *text, size_t len, hl_engine_pooling pooling, float *out,
+                       uint32_t dim, int *n_tokens) {
+    if (hl_engine_free_slots(e) == 0) return HL_ERR_AGAIN; /* before the tokenizer's work */
+    uint32_t n_ctx = hl_model_n_ctx(e->model);
+    int32_t *ids = malloc(((size_t)n_ctx + 1) * sizeof *ids);
+    if (!ids) return HL_ERR_NOMEM;
+    size_t n = 0;
+    hl_err r = hl_tok_encode(e->tok, text, len, hl_tok_add_bos(e->tok), true, ids, (size_t)n_ctx + 1, &n);
+    if (!r && n > n_ctx) r = HL_ERR_LIMIT;
+    if (!r && n == 0) r = HL_ERR_INVAL;
+    if (!r) r = hl_engine_embed_tokens(e, ids, n, pooling, out, dim);
+    if (n_tokens) *n_tokens = (int)n;
+    free(ids);
+    return r;
+}

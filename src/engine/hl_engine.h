@@ -143,6 +143,35 @@ void hl_engine_seq_cancel(hl_engine_seq *s);
 /* Cancels s if it is unfinished, then frees it. NULL ok. */
 void hl_engine_seq_free(hl_engine_seq *s);
 
+/* ---- embeddings ---- */
+
+/* How the hidden states of a prompt's tokens become one vector. */
+typedef enum hl_engine_pooling {
+    HL_ENGINE_POOL_MODEL = 0, /* as the model says (hl_engine_pooling_of) */
+    HL_ENGINE_POOL_MEAN,      /* the mean over every token, BOS included (llama.cpp's "mean") */
+    HL_ENGINE_POOL_CLS,       /* the first token's */
+    HL_ENGINE_POOL_LAST,      /* the last token's */
+} hl_engine_pooling;
+
+/* The model's pooling: GGUF "<arch>.pooling_type" 1 mean, 2 cls, 3 last; absent, 0 (none)
+ * or anything else: mean. */
+hl_engine_pooling hl_engine_pooling_of(const hl_engine *e);
+
+/* The embedding of text (len bytes): tokenized as llama-server does for embeddings (BOS if
+ * the model asks for one, special tokens such as <s> recognised in the text), run through the model in chunks of the batch size in a KV slot
+ * that no sequence holds (used for the call only: sequences in the other slots are
+ * untouched and go on at the next step), the final hidden states (after the output norm)
+ * pooled and L2-normalised into out[0..dim) (dim must be the model's). *n_tokens (may be
+ * NULL) receives the prompt's tokens. Runs on the thread that owns the engine, between
+ * steps. Errors: HL_ERR_LIMIT when the prompt is longer than the context, HL_ERR_AGAIN
+ * when every slot is held, HL_ERR_INVAL for an empty prompt or a wrong dim, HL_ERR_NOMEM. */
+hl_err hl_engine_embed(hl_engine *e, const char *text, size_t len, hl_engine_pooling pooling, float *out,
+                       uint32_t dim, int *n_tokens);
+/* The same for token ids given as they are (no BOS added); HL_ERR_INVAL for an id outside
+ * the vocabulary. */
+hl_err hl_engine_embed_tokens(hl_engine *e, const int32_t *ids, size_t n, hl_engine_pooling pooling, float *out,
+                              uint32_t dim);
+
 /* Picks the next token from logits (vocab entries) under s, given the recent tokens for the
  * repetition penalty; rng is the generator state (seeded from s->seed by the caller).
  * Exposed for tests; uses the engine's scratch, so it does not allocate. */

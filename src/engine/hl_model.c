@@ -677,16 +677,18 @@ hl_err hl_model_forward(hl_model *m, const int32_t *tokens, int n, uint32_t pos)
     return hl_model_forward_batch(m, m->run, n);
 }
 
-hl_err hl_model_forward_batch(hl_model *m, const hl_model_item *items, int n) {
+/* Checks the batch (at most max_out items asking for logits), then runs every layer: each
+ * item's residual stream ends in m->x (row b), its keys and values in the cache. */
+static hl_err forward_layers(hl_model *m, const hl_model_item *items, int n, uint32_t max_out) {
     const hl_model_hparams *hp = &m->hp;
     if (n < 1 || (uint32_t)n > m->max_batch) return HL_ERR_INVAL;
-    int n_out = 0;
+    uint32_t n_out = 0;
     for (int b = 0; b < n; b++) {
         if (items[b].token < 0 || (uint32_t)items[b].token >= hp->vocab) return HL_ERR_INVAL;
         if (items[b].seq >= m->n_seq || items[b].pos >= m->n_ctx) return HL_ERR_LIMIT;
         n_out += items[b].logits;
     }
-    if ((uint32_t)n_out > m->n_seq) return HL_ERR_INVAL;
+    if (n_out > max_out) return HL_ERR_INVAL;
     m->items = items;
     uint32_t dim = hp->dim, ffn = hp->ffn, hd = hp->head_dim;
 
@@ -758,7 +760,15 @@ hl_err hl_model_forward_batch(hl_model *m, const hl_model_item *items, int n) {
         }
         for (size_t i = 0; i < (size_t)n * dim; i++) m->x[i] += m->xb2[i];
     }
+    m->items = NULL;
+    return HL_OK;
+}
 
+hl_err hl_model_forward_batch(hl_model *m, const hl_model_item *items, int n) {
+    const hl_model_hparams *hp = &m->hp;
+    hl_err r = forward_layers(m, items, n, m->n_seq);
+    if (r) return r;
+    uint32_t dim = hp->dim;
     int k = 0;
     for (int b = 0; b < n; b++)
         if (items[b].logits) rmsnorm(m->xb + (size_t)k++ * dim, m->x + (size_t)b * dim, m->out_norm, dim, hp->norm_eps);
@@ -766,6 +776,14 @@ hl_err hl_model_forward_batch(hl_model *m, const hl_model_item *items, int n) {
     float *outs[1] = {m->logits};
     size_t strides[1] = {hp->vocab};
     if (k) matmul(m, k, m->xb, dim, 1, mats, outs, strides);
-    m->items = NULL;
+    return HL_OK;
+}
+
+hl_err hl_model_forward_hidden(hl_model *m, const hl_model_item *items, int n, float *out) {
+    const hl_model_hparams *hp = &m->hp;
+    hl_err r = forward_layers(m, items, n, UINT32_MAX);
+    if (r) return r;
+    for (int b = 0; b < n; b++)
+        rmsnorm(out + (size_t)b * hp->dim, m->x + (size_t)b * hp->dim, m->out_norm, hp->dim, hp->norm_eps);
     return HL_OK;
 }

@@ -142,5 +142,10 @@ uint32_t hl_model_n_seq(const hl_model *m);
  * range, HL_ERR_INVAL for a bad token or too many logits. */
 hl_err hl_model_forward_batch(hl_model *m, const hl_model_item *items, int n);
 const float *hl_model_logits_at(const hl_model *m, int k);
+/* The same pass without the output matrix: writes each item's final hidden state after the
+ * output norm (what llama.cpp pools for embeddings) into out, row b for item b (n x dim
+ * floats, caller-owned). The items' `logits` flags are ignored; logits are left as they were.
+ * Errors as forward_batch(). */
+hl_err hl_model_forward_hidden(hl_model *m, const hl_model_item *items, int n, float *out);
 
 #endif

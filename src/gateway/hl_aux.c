@@ -46,6 +46,7 @@ struct hl_aux {
     int status;
     double retry_after_ms;
     hl_upstream_call *up;
+    hl_builtin_embed *job;     /* a builtin backend's embeddings job in flight */
     hl_buf body;
     uv_timer_t timer;
     bool timer_inited;
@@ -254,12 +255,55 @@ out:
     return rc;
 }
 
+/* A float in the shortest form that reads back as the same float. */
+static hl_err put_float(hl_buf *out, float f) {
+    char tmp[32];
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, (double)f);
+        if (strtof(tmp, NULL) == f) break;
+    }
+    return hl_buf_puts(out, tmp);
+}
+
+hl_err hl_embed_render_vectors(const float *vecs, size_t n, uint32_t dim, bool base64, const char *model,
+                               long prompt_tokens, hl_buf *out) {
+    unsigned char *bytes = base64 ? malloc((size_t)dim * 4 + 1) : NULL;
+    hl_err rc = base64 && !bytes ? HL_ERR_NOMEM : hl_buf_puts(out, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < n && !rc; i++) {
+        const float *v = vecs + i * dim;
+        rc = hl_buf_printf(out, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", i ? "," : "", i);
+        if (base64) {
+            for (uint32_t k = 0; k < dim; k++) {
+                uint32_t u;
+                memcpy(&u, &v[k], 4);
+                for (int b = 0; b < 4; b++) bytes[4 * (size_t)k + (size_t)b] = (unsigned char)(u >> (8 * b)); /* LE */
+            }
+            if (!rc) rc = put_base64(out, bytes, (size_t)dim * 4);
+        } else {
+            if (!rc) rc = hl_buf_puts(out, "[");
+            for (uint32_t k = 0; k < dim && !rc; k++) {
+                rc = k ? hl_buf_puts(out, ",") : HL_OK;
+                if (!rc) rc = put_float(out, v[k]);
+            }
+            if (!rc) rc = hl_buf_puts(out, "]");
+        }
+        if (!rc) rc = hl_buf_puts(out, "}");
+    }
+    if (!rc) rc = hl_buf_puts(out, "],\"model\":");
+    if (!rc) rc = hl_json_put_str(out, model);
+    if (!rc) rc = hl_buf_printf(out, ",\"usage\":{\"prompt_tokens\":%ld,\"total_tokens\":%ld}}", prompt_tokens,
+                                prompt_tokens);
+    free(bytes);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ ending */
 
 static void aux_closed(uv_handle_t *h) { free(h->data); }
 
 static void aux_free(hl_aux *a) {
     if (a->up) hl_upstream_cancel(a->up);
+    if (a->job) hl_builtin_embed_cancel(a->job);
     hl_chat_request_release(&a->req);
     hl_embed_request_release(&a->er);
     json_decref(a->count_body);
@@ -568,6 +612,92 @@ static hl_err start_call(hl_aux *a) {
     return e;
 }
 
+/* A builtin backend's embeddings are back (on this loop, from its engine's thread). */
+static void builtin_embedded(void *ud, const hl_builtin_embed_result *r) {
+    hl_aux *a = ud;
+    a->job = NULL;
+    hl_api_error e = {0};
+    long tokens = 0;
+    for (size_t i = 0; i < r->n; i++) tokens += r->n_tokens[i];
+    if (r->err) {
+        if (r->err == HL_ERR_LIMIT) {
+            a->status = 400;
+            hl_api_error_set(&e, 400, HL_AE_INVALID_REQUEST, "input", "context_length_exceeded",
+                             "Input %zu is longer than the context window of backend '%s' (the builtin engine).",
+                             r->failed, a->backend->cfg->name);
+        } else if (r->err == HL_ERR_INVAL) {
+            a->status = 400;
+            hl_api_error_set(&e, 400, HL_AE_INVALID_REQUEST, "input", NULL,
+                             "Input %zu is empty or holds a token id outside the vocabulary of backend '%s'.",
+                             r->failed, a->backend->cfg->name);
+        } else {
+            a->status = 500;
+            hl_api_error_set(&e, 500, HL_AE_API, NULL, NULL, "Backend '%s' (the builtin engine) failed: %s.",
+                             a->backend->cfg->name, hl_err_str(r->err));
+        }
+        record(a, "error", 0, false, e.message);
+        /* The input's fault, not the backend's: another candidate (a longer context) may serve it. */
+        hl_backend_report(a->backend, a->status == 400, a->probe, now_ms());
+        a->probe = false;
+        a->last_err = e;
+        a->cand++;
+        a->retries = 0;
+        schedule(a, 0);
+        return;
+    }
+    a->status = 200;
+    hl_backend_report(a->backend, true, a->probe, now_ms());
+    a->probe = false;
+    hl_buf out;
+    hl_buf_init(&out, 0);
+    if (hl_embed_render_vectors(r->vecs, r->n, r->dim, a->er.base64, a->model, tokens, &out) != HL_OK) {
+        hl_buf_release(&out);
+        hl_api_error_set(&e, 500, HL_AE_API, NULL, NULL, "Out of memory.");
+        record(a, "error", tokens, false, e.message);
+        finish_error(a, &e);
+        return;
+    }
+    double cost = record(a, "ok", tokens, false, NULL);
+    char extra[96];
+    snprintf(extra, sizeof extra, "x-hybridllm-cost-usd: %.10f\r\n", cost);
+    finish_ok(a, &out, extra);
+    hl_buf_release(&out);
+}
+
+/* Queues the inputs (as privacy left them; token arrays as sent) on the builtin backend b. */
+static hl_err start_builtin_embed(hl_aux *a, hl_backend *b) {
+    size_t n = a->er.n_inputs;
+    hl_builtin_input *in = calloc(n, sizeof *in);
+    int32_t **ids = a->er.tokens ? calloc(n, sizeof *ids) : NULL;
+    hl_err e = !in || (a->er.tokens && !ids) ? HL_ERR_NOMEM : HL_OK;
+    const json_t *input = json_object_get(a->er.body, "input");
+    bool single = a->er.tokens && json_is_array(input) && json_is_integer(json_array_get(input, 0));
+    for (size_t i = 0; !e && i < n; i++) {
+        if (!a->er.tokens) {
+            const char *t = a->req.messages[i].text ? a->req.messages[i].text : "";
+            in[i] = (hl_builtin_input){.text = t, .len = strlen(t)};
+            continue;
+        }
+        const json_t *arr = single ? input : json_array_get(input, i);
+        size_t k = json_array_size(arr);
+        if (!(ids[i] = malloc((k ? k : 1) * sizeof **ids))) {
+            e = HL_ERR_NOMEM;
+            break;
+        }
+        for (size_t j = 0; j < k; j++) {
+            json_int_t v = json_integer_value(json_array_get(arr, j));
+            ids[i][j] = v > INT32_MAX ? INT32_MAX : (int32_t)v; /* too big: refused by the engine */
+        }
+        in[i] = (hl_builtin_input){.ids = ids[i], .n_ids = k};
+    }
+    hl_builtin_mailbox *mb = a->env->prov.mailbox;
+    if (!e) e = hl_builtin_embed_start(b->builtin, mb, in, n, builtin_embedded, a, &a->job);
+    for (size_t i = 0; ids && i < n; i++) free(ids[i]);
+    free(ids);
+    free(in);
+    return e;
+}
+
 /* Starts the call on the current candidate or the next usable one; answers when none is. */
 static void run(hl_aux *a) {
     hl_api_error skip = {0};
@@ -583,11 +713,18 @@ static void run(hl_aux *a) {
             continue;
         }
         if (a->kind == HL_AUX_EMBEDDINGS && k == HL_PROVIDER_BUILTIN) {
-            hl_api_error_set(&skip, 400, HL_AE_INVALID_REQUEST, "model", "unsupported_endpoint",
-                             "Backend '%s' (the builtin engine) does not serve embeddings yet: pooling its hidden "
-                             "states is not implemented. Route embeddings to an OpenAI-compatible server.",
-                             b->cfg->name);
-            continue;
+            if (!b->builtin) {
+                hl_api_error_set(&skip, 503, HL_AE_UNAVAILABLE, NULL, "backend_not_ready",
+                                 "Backend '%s' (the builtin engine) has no model loaded.", b->cfg->name);
+                continue;
+            }
+            uint32_t dim = hl_builtin_dim(b->builtin);
+            if (a->er.dimensions && (uint32_t)a->er.dimensions != dim) {
+                hl_api_error_set(&skip, 400, HL_AE_INVALID_REQUEST, "dimensions", "unsupported_value",
+                                 "Backend '%s' (the builtin engine) gives %u-dimensional embeddings; "
+                                 "'dimensions' cannot change that.", b->cfg->name, dim);
+                continue;
+            }
         }
         a->backend = b;
         a->model = a->route.models[a->cand];
@@ -612,6 +749,22 @@ static void run(hl_aux *a) {
         a->t0 = now_ms();
         a->wall0 = wall_now();
         atomic_store(&b->last_used_ms, a->t0);
+        if (a->kind == HL_AUX_EMBEDDINGS && k == HL_PROVIDER_BUILTIN) {
+            a->status = 0;
+            hl_err e = start_builtin_embed(a, b);
+            if (e == HL_OK) {
+                hl_conn_set_data(a->conn, a);
+                return;
+            }
+            hl_backend_probe_abandoned(b, now_ms());
+            if (e == HL_ERR_LIMIT) {
+                hl_api_error_set(&skip, 503, HL_AE_UNAVAILABLE, NULL, "queue_full",
+                                 "Backend '%s' (the builtin engine) has too many requests waiting.", b->cfg->name);
+                continue;
+            }
+            hl_api_error_set(&skip, 500, HL_AE_API, NULL, NULL, "Out of memory.");
+            continue;
+        }
         if (start_call(a) == HL_OK) {
             hl_conn_set_data(a->conn, a);
             return;
@@ -633,6 +786,12 @@ static void run(hl_aux *a) {
 }
 
 void hl_aux_abort(hl_aux *a) {
+    if (a->job) {
+        hl_builtin_embed_cancel(a->job);
+        a->job = NULL;
+        record(a, "cancelled", 0, true, "client disconnected");
+        if (a->probe) hl_backend_probe_abandoned(a->backend, now_ms());
+    }
     if (a->up) {
         hl_upstream_cancel(a->up);
         a->up = NULL;

@@ -8,8 +8,10 @@
  *
  *  - embeddings go to OpenAI-kind backends (POST {base_url}/embeddings, always asked for
  *    floats; base64 is encoded here, so a server that ignores encoding_format cannot hand the
- *    client wrong vectors). Anthropic backends serve none and are skipped; the builtin engine
- *    is refused with a 400 (pooling its hidden states is not implemented). A sensitive input
+ *    client wrong vectors). Anthropic backends serve none and are skipped. The builtin engine
+ *    embeds on its own thread (hl_builtin_embed_start: the final hidden states pooled as the
+ *    GGUF's pooling_type or the backend's `pooling` says, L2-normalised, as llama.cpp does);
+ *    `dimensions` other than the model's is refused there. A sensitive input
  *    (PII found, or declared) never goes to a cloud backend; token-array inputs cannot be
  *    inspected and count as sensitive. Failures retry on the same backend (backoff as the
  *    exchange's) and then fall to the next candidate; one ledger line per attempt (task type
@@ -65,6 +67,12 @@ void hl_embed_request_release(hl_embed_request *er);
  * embeddings. */
 hl_err hl_embed_render(const char *up, size_t up_len, bool base64, const char *model, hl_buf *out,
                        long *prompt_tokens);
+
+/* Renders the client's answer from vectors computed here (the builtin engine): n x dim floats,
+ * data in float (each in its shortest round-trip form) or base64 (float32 little-endian),
+ * model as given, usage with prompt_tokens. HL_ERR_NOMEM. */
+hl_err hl_embed_render_vectors(const float *vecs, size_t n, uint32_t dim, bool base64, const char *model,
+                               long prompt_tokens, hl_buf *out);
 
 /* Parses a count_tokens body (Anthropic Messages fields but max_tokens; `thinking` allowed)
  * into req. HL_ERR_INVAL with err filled for a bad request. */

@@ -5,7 +5,11 @@
  * caller as events or a response). It is reference-counted: one reference for the engine
  * side (queue and generation), one for the loop side (until on_done or cancel), one while the
  * call sits in the mailbox's to-do list. The mailbox is reference-counted the same way, so the
- * engine can post to a mailbox whose loop has already closed it. */
+ * engine can post to a mailbox whose loop has already closed it.
+ *
+ * An embeddings job is a call too (emb_n > 0: same references, flags and mailbox), queued on
+ * its own list (ehead) and run by the thread one input at a time between steps; it is posted
+ * once, when every input is done. */
 #include "hl_builtin.h"
 
 #include <pthread.h>
@@ -33,6 +37,8 @@ struct hl_builtin {
     pthread_cond_t cv;
     hl_builtin_call *head, *tail; /* queue, under mu */
     int queued;
+    hl_builtin_call *ehead, *etail; /* embeddings jobs waiting, under mu */
+    int equeued;
     bool stop;
     /* The generation thread's own: the call and engine sequence in each of max_sequences
      * slots (NULL: free). */
@@ -91,6 +97,15 @@ struct hl_builtin_call {
     bool detached;            /* cancelled by the caller: no callbacks */
     bool status_sent, started;
     size_t delivered;         /* bytes of text handed over as events */
+    /* an embeddings job (emb_n > 0) instead of a generation: */
+    hl_builtin_input *emb_in; /* [emb_n] copies (text and ids owned), read-only once queued */
+    size_t emb_n;
+    size_t emb_next;          /* the thread's: inputs embedded so far */
+    float *emb_vecs;          /* [emb_n x emb_dim], written by the thread before done */
+    int *emb_tokens;          /* [emb_n] */
+    uint32_t emb_dim;
+    size_t emb_failed;        /* the input the error (gen_err) is about */
+    hl_builtin_embed_cb emb_cb;
     size_t toks_delivered;
     char model[128], id[48];
     long created;
@@ -112,6 +127,13 @@ static void call_release(hl_builtin_call *c) {
     hl_buf_release(&c->text);
     free(c->toks);
     free(c->alts);
+    for (size_t i = 0; i < c->emb_n; i++) {
+        free((char *)c->emb_in[i].text);
+        free((int32_t *)c->emb_in[i].ids);
+    }
+    free(c->emb_in);
+    free(c->emb_vecs);
+    free(c->emb_tokens);
     pthread_mutex_destroy(&c->mu);
     hl_builtin_mailbox *mb = c->mb;
     free(c);
@@ -200,21 +222,56 @@ static bool runnable(const hl_builtin *b) {
     return false;
 }
 
-/* The backend's thread: admits queued calls while the engine has free slots, then runs one
- * engine step for all admitted ones (their next tokens, and prompt chunks of new ones), and
- * finishes the calls whose generation ended. */
+/* The next input of the embeddings job c, in a slot no sequence holds; true once the job is
+ * over (every input done, an error, or cancelled), its result handed to the loop. */
+static bool embed_next(hl_builtin *b, hl_builtin_call *c) {
+    hl_err e = HL_OK;
+    if (atomic_load(&c->cancelled)) {
+        e = HL_ERR_CANCELLED;
+    } else {
+        const hl_builtin_input *in = &c->emb_in[c->emb_next];
+        float *v = c->emb_vecs + c->emb_next * c->emb_dim;
+        hl_engine_pooling pool = (hl_engine_pooling)b->cfg->pooling;
+        int n = (int)in->n_ids;
+        e = in->text ? hl_engine_embed(b->engine, in->text, in->len, pool, v, c->emb_dim, &n)
+                     : hl_engine_embed_tokens(b->engine, in->ids, in->n_ids, pool, v, c->emb_dim);
+        if (e == HL_ERR_AGAIN) return false; /* every slot held: after the next step */
+        c->emb_tokens[c->emb_next] = n;
+        if (!e && ++c->emb_next < c->emb_n) return false;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->emb_failed = c->emb_next;
+    pthread_mutex_unlock(&c->mu);
+    call_finish(c, NULL, e);
+    return true;
+}
+
+/* The backend's thread: admits queued calls while the engine has free slots, runs the next
+ * input of the embeddings job in hand, then runs one engine step for all admitted calls
+ * (their next tokens, and prompt chunks of new ones), and finishes the calls whose generation
+ * ended. */
 static void *generation_main(void *arg) {
     hl_builtin *b = arg;
     hl_builtin_call **active = b->active;
     hl_engine_seq **seqs = b->seqs;
-    int n_active = 0;
+    hl_builtin_call *emb = NULL; /* the embeddings job in hand */
+    int n_active = 0, max = b->cfg->max_sequences;
     for (;;) {
         pthread_mutex_lock(&b->mu);
-        while (!b->stop && !b->head && !runnable(b)) pthread_cond_wait(&b->cv, &b->mu);
+        while (!b->stop && !b->head && !runnable(b) && !((emb || b->ehead) && n_active < max))
+            pthread_cond_wait(&b->cv, &b->mu);
         bool stopping = b->stop;
-        /* As many as there are free slots (cancelled ones take none: they end at once). */
+        if (!emb && b->ehead) {
+            emb = b->ehead;
+            b->ehead = emb->q_next;
+            if (!b->ehead) b->etail = NULL;
+            b->equeued--;
+            emb->q_next = NULL;
+        }
+        /* As many as there are free slots (cancelled ones take none: they end at once), less
+         * one kept for the embeddings job in hand. */
         hl_builtin_call *admit = NULL, **tail = &admit;
-        for (int room = b->cfg->max_sequences - n_active; b->head && (stopping || room > 0);) {
+        for (int room = max - n_active - (emb != NULL); b->head && (stopping || room > 0);) {
             hl_builtin_call *c = b->head;
             b->head = c->q_next;
             if (!b->head) b->tail = NULL;
@@ -255,6 +312,20 @@ static void *generation_main(void *arg) {
             n_active++;
         }
         if (stopping) {
+            pthread_mutex_lock(&b->mu);
+            hl_builtin_call *rest = b->ehead;
+            b->ehead = b->etail = NULL;
+            pthread_mutex_unlock(&b->mu);
+            if (emb) {
+                emb->q_next = rest;
+                rest = emb;
+            }
+            while (rest) { /* each ends at once, cancelled */
+                hl_builtin_call *j = rest;
+                rest = j->q_next;
+                atomic_store(&j->cancelled, true);
+                embed_next(b, j);
+            }
             for (int i = 0; i < b->cfg->max_sequences; i++) {
                 if (!active[i]) continue;
                 hl_engine_result res;
@@ -272,6 +343,8 @@ static void *generation_main(void *arg) {
             if (atomic_load(&active[i]->cancelled)) hl_engine_seq_cancel(seqs[i]);
             else hl_engine_seq_hold(seqs[i], atomic_load(&active[i]->paused));
         }
+        /* (With every slot taken it waits; a cancelled one ends at once.) */
+        if (emb && (n_active < max || atomic_load(&emb->cancelled)) && embed_next(b, emb)) emb = NULL;
         if (n_active) hl_engine_step(b->engine, NULL);
         for (int i = 0; i < b->cfg->max_sequences; i++) {
             hl_engine_result res;
@@ -498,7 +571,26 @@ aborted:
     else finish_err(c, HL_ERR_CANCELLED, "aborted by the gateway");
 }
 
+/* An embeddings job is posted once, at its end: the callback, then the loop's reference goes. */
+static void process_embed(hl_builtin_call *c) {
+    pthread_mutex_lock(&c->mu);
+    bool done = c->done;
+    hl_err err = c->gen_err;
+    size_t failed = c->emb_failed;
+    pthread_mutex_unlock(&c->mu);
+    if (c->detached || !done) return;
+    c->detached = true;
+    hl_builtin_embed_result r = {.err = err, .failed = failed, .vecs = c->emb_vecs, .dim = c->emb_dim,
+                                 .n_tokens = c->emb_tokens, .n = c->emb_n};
+    c->emb_cb(c->ud, &r);
+    call_release(c); /* the loop side's reference */
+}
+
 static void process(hl_builtin_call *c) {
+    if (c->emb_n) {
+        process_embed(c);
+        return;
+    }
     if (c->detached || atomic_load(&c->paused)) return; /* resume posts the call again */
     pthread_mutex_lock(&c->mu);
     bool done = c->done;
@@ -678,6 +770,72 @@ static void builtin_resume(hl_provider_call *pc) {
     post(c); /* what was held back is delivered from the loop, not from inside resume */
 }
 
+hl_err hl_builtin_embed_start(hl_builtin *b, hl_builtin_mailbox *mb, const hl_builtin_input *in, size_t n,
+                              hl_builtin_embed_cb cb, void *ud, hl_builtin_embed **out) {
+    *out = NULL;
+    if (!n) return HL_ERR_INVAL;
+    hl_builtin_call *c = calloc(1, sizeof *c);
+    if (!c) return HL_ERR_NOMEM;
+    uint32_t dim = hl_builtin_dim(b);
+    c->emb_in = calloc(n, sizeof *c->emb_in);
+    c->emb_vecs = calloc(n * dim, sizeof *c->emb_vecs);
+    c->emb_tokens = calloc(n, sizeof *c->emb_tokens);
+    bool ok = c->emb_in && c->emb_vecs && c->emb_tokens;
+    for (size_t i = 0; ok && i < n; i++) {
+        c->emb_n = i + 1;
+        hl_builtin_input *x = &c->emb_in[i];
+        if (in[i].text) {
+            char *t = malloc(in[i].len + 1);
+            if ((ok = t != NULL)) {
+                memcpy(t, in[i].text, in[i].len);
+                t[in[i].len] = '\0';
+                *x = (hl_builtin_input){.text = t, .len = in[i].len};
+            }
+        } else {
+            int32_t *ids = malloc((in[i].n_ids ? in[i].n_ids : 1) * sizeof *ids);
+            if ((ok = ids != NULL)) {
+                if (in[i].n_ids) memcpy(ids, in[i].ids, in[i].n_ids * sizeof *ids);
+                *x = (hl_builtin_input){.ids = ids, .n_ids = in[i].n_ids};
+            }
+        }
+    }
+    c->b = b;
+    c->mb = mb;
+    atomic_fetch_add(&mb->refs, 1);
+    pthread_mutex_init(&c->mu, NULL);
+    hl_buf_init(&c->text, 0);
+    if (!ok) {
+        atomic_store(&c->refs, 1);
+        call_release(c);
+        return HL_ERR_NOMEM;
+    }
+    atomic_store(&c->refs, 2); /* engine side + loop side */
+    c->emb_dim = dim;
+    c->emb_cb = cb;
+    c->ud = ud;
+    pthread_mutex_lock(&b->mu);
+    bool full = b->equeued >= b->cfg->max_queue;
+    if (!full) {
+        if (b->etail) b->etail->q_next = c;
+        else b->ehead = c;
+        b->etail = c;
+        b->equeued++;
+        pthread_cond_signal(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (full) {
+        atomic_store(&c->refs, 1);
+        call_release(c);
+        return HL_ERR_LIMIT;
+    }
+    *out = (hl_builtin_embed *)c;
+    return HL_OK;
+}
+
+void hl_builtin_embed_cancel(hl_builtin_embed *job) { builtin_cancel((hl_provider_call *)job); }
+
+uint32_t hl_builtin_dim(const hl_builtin *b) { return hl_model_hp(hl_engine_model(b->engine))->dim; }
+
 hl_err hl_builtin_count_tokens(const hl_builtin *b, const hl_chat_request *req, long *n) {
     hl_buf prompt;
     hl_buf_init(&prompt, 0);
@@ -774,6 +932,7 @@ void hl_builtin_free(hl_builtin *b) {
     pthread_mutex_lock(&b->mu);
     b->stop = true;
     for (hl_builtin_call *c = b->head; c; c = c->q_next) atomic_store(&c->cancelled, true);
+    for (hl_builtin_call *c = b->ehead; c; c = c->q_next) atomic_store(&c->cancelled, true);
     pthread_cond_signal(&b->cv);
     pthread_mutex_unlock(&b->mu);
     pthread_join(b->thread, NULL);

@@ -49,6 +49,51 @@ unsigned long hl_builtin_tokens(const hl_builtin *b);
  * read-only once loaded: any thread may call this. HL_ERR_NOMEM on allocation failure. */
 hl_err hl_builtin_count_tokens(const hl_builtin *b, const hl_chat_request *req, long *n);
 
+/* ---- embeddings (POST /v1/embeddings) ----
+ *
+ * An embeddings job queues on the backend's thread beside the generations (at most max_queue
+ * waiting). The thread runs it one input at a time between engine steps, each in a KV slot no
+ * sequence holds (hl_engine_embed): generations in progress keep their slots and go on between
+ * the inputs, unchanged. While a job waits, one slot is kept from new generations, so that a
+ * job never waits behind the whole queue. The vectors come back through the mailbox: the
+ * callback runs once on the loop thread, unless the job was cancelled first. */
+
+typedef struct hl_builtin_embed hl_builtin_embed;
+
+/* One input: a text (tokenized with BOS as the model wants), or, when text is NULL, token ids
+ * used as they are. */
+typedef struct hl_builtin_input {
+    const char *text;
+    size_t len;
+    const int32_t *ids;
+    size_t n_ids;
+} hl_builtin_input;
+
+typedef struct hl_builtin_embed_result {
+    hl_err err;          /* HL_OK; HL_ERR_LIMIT: input `failed` is longer than the context;
+                            HL_ERR_INVAL: input `failed` is empty or has an id outside the
+                            vocabulary; HL_ERR_CANCELLED: the backend is closing; other: the
+                            engine failed */
+    size_t failed;       /* the input that failed (err != HL_OK) */
+    const float *vecs;   /* n x dim, each L2-normalised; borrowed for the callback */
+    uint32_t dim;
+    const int *n_tokens; /* [n] tokens of each input */
+    size_t n;
+} hl_builtin_embed_result;
+
+typedef void (*hl_builtin_embed_cb)(void *ud, const hl_builtin_embed_result *r);
+
+/* Queues the embeddings of in[0..n) (copied) with the backend's pooling (cfg->pooling, else
+ * the model's). HL_ERR_LIMIT when the queue is full, HL_ERR_NOMEM. On success *out is the job,
+ * valid until the callback has run or hl_builtin_embed_cancel(). Loop thread only. */
+hl_err hl_builtin_embed_start(hl_builtin *b, hl_builtin_mailbox *mb, const hl_builtin_input *in, size_t n,
+                              hl_builtin_embed_cb cb, void *ud, hl_builtin_embed **out);
+/* The caller no longer wants the result (client gone): no callback; the engine skips the
+ * inputs not yet embedded. */
+void hl_builtin_embed_cancel(hl_builtin_embed *job);
+/* The model's embedding length. */
+uint32_t hl_builtin_dim(const hl_builtin *b);
+
 /* One per event loop; closed (asynchronously) with hl_builtin_mailbox_close(). */
 hl_err hl_builtin_mailbox_new(hl_builtin_mailbox **out, uv_loop_t *loop);
 void hl_builtin_mailbox_close(hl_builtin_mailbox *mb);

@@ -468,12 +468,14 @@ static const struct bad_case {
      "t.yaml:2: backends[0].max_sequences: only a builtin backend takes this key"},
     {MIN_BACKENDS "    repack_weights: false\n" MIN_ROUTES,
      "t.yaml:2: backends[0].repack_weights: only a builtin backend takes this key"},
+    {MIN_BACKENDS "    pooling: last\n" MIN_ROUTES,
+     "t.yaml:2: backends[0].pooling: only a builtin backend takes this key"},
     {MIN_BACKENDS "    modle: x\n" MIN_ROUTES,
      "t.yaml:7: backends[0].modle: unknown key 'modle' (expected one of: name, kind, location, "
      "base_url, api_key_env, model, models, hourly_cost_usd, timeout_ms, connect_timeout_ms, "
      "max_retries, retry_base_ms, retry_max_ms, breaker_failures, breaker_window_ms, "
      "breaker_open_ms, context_window, stream_idle_timeout_ms, first_token_timeout_ms, warmup, keep_warm_ms, ca_file, allow_insecure_http, model_path, threads, context_size, "
-     "chat_template, max_queue, max_sequences, repack_weights)"},
+     "chat_template, max_queue, max_sequences, repack_weights, pooling)"},
     {"backends:\n  - name: a\n    kind: openai\n    location: local\n    base_url: ftp://x\n"
      "    model: m\n" MIN_ROUTES,
      "t.yaml:5: backends[0].base_url: expected an http:// or https:// URL; got 'ftp://x'"},
@@ -592,6 +594,9 @@ static const struct bad_case {
     {"backends:\n  - name: a\n    kind: builtin\n    location: cloud\n    model: m\n"
      "    model_path: /m.gguf\n" MIN_ROUTES,
      "t.yaml:2: backends[0].location: a builtin backend runs on this machine: expected local"},
+    {"backends:\n  - name: a\n    kind: builtin\n    location: local\n    model: m\n"
+     "    model_path: /m.gguf\n    pooling: first\n" MIN_ROUTES,
+     "t.yaml:7: backends[0].pooling: expected one of model, mean, cls, last; got 'first'"},
     {MIN_BACKENDS "routes:\n  - name: r\n    to: a\n    escalate: {below: 0, to: a}\n",
      "t.yaml:10: routes[0].escalate.below: must be in (0, 1]"},
     {MIN_BACKENDS "routes:\n  - name: r\n    to: a\n    escalate: {below: 0.5, to: a, stream: on}\n",
@@ -757,7 +762,7 @@ HL_TEST(defaults_every_key) {
         "backends:\n"
         "  - {name: a, kind: openai, location: local, base_url: http://x, model: m}\n"
         "  - {name: c, kind: openai, location: cloud, base_url: https://y, model: m}\n"
-        "  - {name: e, kind: builtin, location: local, model: m, model_path: /m.gguf}\n"
+        "  - {name: e, kind: builtin, location: local, model: m, model_path: /m.gguf, pooling: last}\n"
         "prices:\n"
         "  - {model: m, input_per_mtok: 2, output_per_mtok: 3}\n"
         "budgets:\n"
@@ -793,6 +798,7 @@ HL_TEST(defaults_every_key) {
     HL_CHECK_INT_EQ(a->repack_weights, HL_ANY);
     HL_CHECK_INT_EQ(e->max_sequences, 4); /* builtin */
     HL_CHECK_INT_EQ(e->repack_weights, HL_ANY);
+    HL_CHECK_INT_EQ(e->pooling, 3); /* last: hl_engine_pooling's HL_ENGINE_POOL_LAST */
     HL_CHECK_INT_EQ(e->n_base_urls, 0);
     HL_CHECK_NEAR(cfg->prices[0].cached_input_per_mtok, 2.0, 0);
     HL_CHECK_NEAR(cfg->prices[0].cache_write_per_mtok, 2.0, 0);

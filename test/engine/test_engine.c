@@ -2,6 +2,8 @@
  * entry points in hl_engine_cli. */
 #include <fcntl.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -254,8 +256,9 @@ HL_TEST(sampler_filters) {
 }
 
 /* A miniature model whose every output favours token 2 (EOS): all blocks are zero, so the
- * residual stream is the token embedding (all ones), and only output row 2 is non-zero. */
-static int write_eos_model(char *path, size_t n) {
+ * residual stream is the token embedding (all ones), and only output row 2 is non-zero.
+ * pooling_type >= 0: written as llama.pooling_type. */
+static int write_eos_model(char *path, size_t n, int pooling_type) {
     snprintf(path, n, "/tmp/hl_test_eos_XXXXXX");
     int fd = mkstemp(path);
     if (fd < 0) return 0;
@@ -268,6 +271,7 @@ static int write_eos_model(char *path, size_t n) {
     hl_gguf_writer_kv_u32(&w, "llama.block_count", 1);
     hl_gguf_writer_kv_u32(&w, "llama.feed_forward_length", FFN);
     hl_gguf_writer_kv_u32(&w, "llama.attention.head_count", 2);
+    if (pooling_type >= 0) hl_gguf_writer_kv_u32(&w, "llama.pooling_type", (uint32_t)pooling_type);
     hl_gguf_writer_kv_str(&w, "tokenizer.ggml.model", "llama");
     const char *toks[VOCAB] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b", ("\xe2\x96\x81" "a"), "c"};
     int32_t types[VOCAB] = {2, 3, 3, 1, 1, 1, 1, 1};
@@ -309,7 +313,7 @@ static int write_eos_model(char *path, size_t n) {
 
 HL_TEST(stops_at_eos) {
     char path[64];
-    HL_REQUIRE(write_eos_model(path, sizeof path));
+    HL_REQUIRE(write_eos_model(path, sizeof path, -1));
     hl_engine *e;
     char err[512];
     hl_engine_params p = {.model_path = path};
@@ -371,6 +375,163 @@ HL_TEST(cli_usage_and_errors) {
     HL_CHECK_INT_EQ(quietly(hl_engine_cli_gguf, 3, g4), 0);
     char *r1[] = {"run", path, "-p", "Once upon a time", "-n", "8", "--temp", "0", "--threads", "2"};
     HL_CHECK_INT_EQ(quietly(hl_engine_cli_run, 10, r1), 0);
+}
+
+/* ---- embeddings ---- */
+
+/* test/engine/data/stories260K_embeddings.tsv holds llama.cpp's vectors (llama-server
+ * --embeddings, mean and last pooling; how it was made is in its header). Ours pool the same
+ * hidden states (after the output norm) with the same attention arithmetic, which agrees
+ * with llama.cpp's logits to about 1e-5 (see hl_model.c); the vectors' components are about
+ * 0.1, so agreement to 1e-3 in every component (and a cosine above 0.9999) is what the same
+ * computation gives, while any change of pooling, norm or token gives differences of 1e-2
+ * and more. */
+HL_TEST(embeddings_match_llama_cpp) {
+    char path[4096], ref[4096];
+    if (!hl_test_model_path(path, sizeof path, "stories260K.gguf")) return;
+    const char *src = getenv("HL_SRC_DIR");
+    snprintf(ref, sizeof ref, "%s/test/engine/data/stories260K_embeddings.tsv", src && *src ? src : ".");
+    FILE *f = fopen(ref, "r");
+    HL_REQUIRE(f);
+    hl_engine *e;
+    char err[512];
+    /* A batch of 8 makes the 22-token input run in three chunks. */
+    hl_engine_params p = {.model_path = path, .n_threads = 2, .n_ctx = 256, .n_batch = 8};
+    HL_REQUIRE(hl_engine_open(&e, &p, err, sizeof err) == HL_OK);
+    HL_CHECK_INT_EQ(hl_engine_pooling_of(e), HL_ENGINE_POOL_MEAN); /* no pooling_type key */
+    static char line[65536];
+    int rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#' || line[0] == '\n') continue;
+        char *pool = strtok(line, "\t"), *ntok = strtok(NULL, "\t"), *text = strtok(NULL, "\t");
+        char *vec = strtok(NULL, "\t\n");
+        HL_REQUIRE(pool && ntok && text && vec);
+        float want[64], got[64];
+        int d = 0;
+        for (char *t = strtok(vec, ","); t && d < 64; t = strtok(NULL, ",")) want[d++] = strtof(t, NULL);
+        HL_REQUIRE(d == 64);
+        int n = 0;
+        hl_engine_pooling pl = !strcmp(pool, "last") ? HL_ENGINE_POOL_LAST : HL_ENGINE_POOL_MEAN;
+        HL_REQUIRE(hl_engine_embed(e, text, strlen(text), pl, got, 64, &n) == HL_OK);
+        HL_CHECK_INT_EQ(n, atoi(ntok));
+        double dot = 0, na = 0, nb = 0, maxd = 0;
+        for (int i = 0; i < 64; i++) {
+            dot += (double)got[i] * want[i];
+            na += (double)got[i] * got[i];
+            nb += (double)want[i] * want[i];
+            double df = fabs((double)got[i] - want[i]);
+            if (df > maxd) maxd = df;
+        }
+        double cos = dot / sqrt(na * nb);
+        printf("# %s %-60s cosine %.9f max|diff| %.3g\n", pool, text, cos, maxd);
+        HL_CHECK_NEAR(na, 1.0, 1e-5); /* normalised */
+        HL_CHECK(cos > 0.9999);
+        HL_CHECK(maxd < 1e-3);
+        rows++;
+    }
+    fclose(f);
+    HL_CHECK_INT_EQ(rows, 6);
+    hl_engine_free(e);
+}
+
+HL_TEST(embedding_errors) {
+    char path[4096];
+    if (!hl_test_model_path(path, sizeof path, "stories260K.gguf")) return;
+    hl_engine *e;
+    char err[512];
+    hl_engine_params p = {.model_path = path, .n_threads = 1, .n_ctx = 16, .n_batch = 8};
+    HL_REQUIRE(hl_engine_open(&e, &p, err, sizeof err) == HL_OK);
+    float v[64];
+    int n = 0;
+    /* 16 positions: a long text does not fit. */
+    static const char longer[] = "The little dog ran to the park and played with a red ball all day long.";
+    HL_CHECK_INT_EQ(hl_engine_embed(e, longer, sizeof longer - 1, HL_ENGINE_POOL_MEAN, v, 64, &n), HL_ERR_LIMIT);
+    HL_CHECK_INT_EQ(hl_engine_embed(e, "Hi", 2, HL_ENGINE_POOL_MEAN, v, 32, &n), HL_ERR_INVAL); /* wrong dim */
+    int32_t bad[2] = {1, 100000};
+    HL_CHECK_INT_EQ(hl_engine_embed_tokens(e, bad, 2, HL_ENGINE_POOL_MEAN, v, 64), HL_ERR_INVAL);
+    /* Token ids as given equal the text they encode (BOS included by hand). */
+    float w[64];
+    HL_REQUIRE(hl_engine_embed(e, "Lily was happy", 14, HL_ENGINE_POOL_LAST, v, 64, &n) == HL_OK);
+    int32_t ids[16];
+    size_t k = 0;
+    HL_REQUIRE(hl_tok_encode(hl_engine_tok(e), "Lily was happy", 14, true, false, ids, 16, &k) == HL_OK);
+    HL_REQUIRE(hl_engine_embed_tokens(e, ids, k, HL_ENGINE_POOL_LAST, w, 64) == HL_OK);
+    HL_CHECK(memcmp(v, w, sizeof v) == 0);
+    /* Special tokens in the text are recognised, as llama-server does for embeddings: it
+     * counts 3 tokens for "hi" and 4 for "<s>hi" (BOS, <s>, then the two of "hi"). */
+    HL_REQUIRE(hl_engine_embed(e, "hi", 2, HL_ENGINE_POOL_MEAN, v, 64, &n) == HL_OK);
+    HL_CHECK_INT_EQ(n, 3);
+    HL_REQUIRE(hl_engine_embed(e, "<s>hi", 5, HL_ENGINE_POOL_MEAN, v, 64, &n) == HL_OK);
+    HL_CHECK_INT_EQ(n, 4);
+    /* Every slot held by a sequence: none left for an embedding. */
+    collect c = {0};
+    hl_engine_request req = request(&c, 4, (hl_engine_sampling){.temperature = 0});
+    hl_engine_seq *s;
+    HL_REQUIRE(hl_engine_seq_start(e, &req, &s) == HL_OK);
+    HL_CHECK_INT_EQ(hl_engine_embed(e, "Hi", 2, HL_ENGINE_POOL_MEAN, v, 64, &n), HL_ERR_AGAIN);
+    hl_engine_seq_free(s);
+    hl_engine_free(e);
+}
+
+/* The model's pooling comes from <arch>.pooling_type: 1 mean, 2 cls, 3 last; else mean. */
+HL_TEST(pooling_from_the_model) {
+    static const struct { int type; hl_engine_pooling want; } cases[] = {
+        {-1, HL_ENGINE_POOL_MEAN}, {0, HL_ENGINE_POOL_MEAN}, {1, HL_ENGINE_POOL_MEAN},
+        {2, HL_ENGINE_POOL_CLS},   {3, HL_ENGINE_POOL_LAST}, {4, HL_ENGINE_POOL_MEAN},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char path[64];
+        HL_REQUIRE(write_eos_model(path, sizeof path, cases[i].type));
+        hl_engine *e;
+        char err[512];
+        hl_engine_params p = {.model_path = path};
+        HL_REQUIRE(hl_engine_open(&e, &p, err, sizeof err) == HL_OK);
+        HL_CHECK_INT_EQ(hl_engine_pooling_of(e), cases[i].want);
+        /* Every hidden state is the same here (blocks are zero): each pooling gives the
+         * normalised output norm of the all-ones embedding, 1/sqrt(32) in every component. */
+        float v[32];
+        int n = 0;
+        HL_REQUIRE(hl_engine_embed(e, "a b", 3, HL_ENGINE_POOL_MODEL, v, 32, &n) == HL_OK);
+        HL_CHECK(n >= 2);
+        for (int k = 0; k < 32; k++) HL_CHECK_NEAR(v[k], 1 / sqrtf(32), 1e-6);
+        hl_engine_free(e);
+        unlink(path);
+    }
+}
+
+/* An embedding between the steps of a generation leaves the generation as it was alone. */
+HL_TEST(embedding_between_steps_leaves_generation_alone) {
+    char path[4096];
+    if (!hl_test_model_path(path, sizeof path, "stories260K.gguf")) return;
+    hl_engine *e;
+    char err[512];
+    hl_engine_params p = {.model_path = path, .n_threads = 2, .n_ctx = 256, .n_batch = 8, .n_seq = 2};
+    HL_REQUIRE(hl_engine_open(&e, &p, err, sizeof err) == HL_OK);
+    collect *alone = calloc(2, sizeof *alone);
+    HL_REQUIRE(alone);
+    hl_engine_request req = request(&alone[0], 32, (hl_engine_sampling){.temperature = 0});
+    hl_engine_result res;
+    HL_REQUIRE(hl_engine_generate(e, &req, &res) == HL_OK);
+    float before[64], during[64];
+    static const char text[] = "The little dog ran to the park and played with a red ball.";
+    HL_REQUIRE(hl_engine_embed(e, text, sizeof text - 1, HL_ENGINE_POOL_MEAN, before, 64, NULL) == HL_OK);
+    req.cb_ctx = &alone[1];
+    hl_engine_seq *s;
+    HL_REQUIRE(hl_engine_seq_start(e, &req, &s) == HL_OK);
+    int active = 1, steps = 0;
+    while (active > 0) {
+        if (steps % 5 == 2)
+            HL_REQUIRE(hl_engine_embed(e, text, sizeof text - 1, HL_ENGINE_POOL_MEAN, during, 64, NULL) == HL_OK);
+        HL_REQUIRE(hl_engine_step(e, &active) == HL_OK);
+        HL_REQUIRE(++steps < 100);
+    }
+    HL_CHECK_INT_EQ(alone[1].n, alone[0].n);
+    HL_CHECK(memcmp(alone[1].ids, alone[0].ids, (size_t)alone[0].n * sizeof(int32_t)) == 0);
+    HL_CHECK_STR_EQ(alone[1].text, alone[0].text);
+    HL_CHECK(memcmp(before, during, sizeof before) == 0);
+    hl_engine_seq_free(s);
+    free(alone);
+    hl_engine_free(e);
 }
 
 HL_TEST_MAIN()

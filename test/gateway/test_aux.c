@@ -82,6 +82,21 @@ HL_TEST(embed_render_float_and_base64) {
     hl_buf_release(&b);
 }
 
+HL_TEST(embed_render_vectors_float_and_base64) {
+    /* 0.1f has no short exact decimal: its shortest round-trip form is printed. */
+    const float v[6] = {1, -0.5f, 0.25f, 0.1f, 0, 3};
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_embed_render_vectors(v, 2, 3, false, "stories", 7, &b) == HL_OK);
+    HL_CHECK_STR_EQ(b.data, "{\"object\":\"list\",\"data\":[{\"object\":\"embedding\",\"index\":0,\"embedding\":"
+                            "[1,-0.5,0.25]},{\"object\":\"embedding\",\"index\":1,\"embedding\":[0.1,0,3]}],"
+                            "\"model\":\"stories\",\"usage\":{\"prompt_tokens\":7,\"total_tokens\":7}}");
+    hl_buf_reset(&b);
+    HL_REQUIRE(hl_embed_render_vectors(v, 1, 3, true, "stories", 7, &b) == HL_OK);
+    HL_CHECK(strstr(b.data, "\"embedding\":\"AACAPwAAAL8AAIA+\"") != NULL); /* as hl_embed_render's */
+    hl_buf_release(&b);
+}
+
 HL_TEST(count_parse) {
     hl_chat_request r;
     hl_api_error e = {0};

@@ -10,11 +10,13 @@
 //   HL_BIN=/path/to/hybridllm node --test test/integration/endpoints.test.mjs
 import { describe, it as nodeIt, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import { OpenAIEmbeddings } from '@langchain/openai';
 import { startFakeOpenAI, fakeEmbedding } from '../fake/openai.mjs';
 import { startFakeAnthropic, inputTokens } from '../fake/anthropic.mjs';
+import { waitFor } from './util.mjs';
 import {
   HL_BIN, KEYS, MODELS, PRICES, ROUTES, LOCAL_HOURLY_COST_USD, gatewayBinaryMissing, posts, ledgerLine, assertCloseTo,
   startGateway, standardBackends,
@@ -295,7 +297,7 @@ describe('endpoints beside chat', missing ? { skip: missing } : {}, () => {
 });
 
 // The builtin engine: completions as raw text (no chat template), token counts with the
-// model's own tokenizer, embeddings refused plainly. Needs ../shared/models (skips without).
+// model's own tokenizer, embeddings pooled from its hidden states (checked against llama.cpp's). Needs ../shared/models (skips without).
 const MODELS_DIR = process.env.HL_MODELS_DIR ?? new URL('../../../shared/models', import.meta.url).pathname;
 const STORIES = `${MODELS_DIR}/stories260K.gguf`;
 const GREEDY_32 = ', there was a little girl named Lily. She loved to play outside in the park. One day, she saw';
@@ -339,11 +341,127 @@ describe('endpoints on the builtin engine', noModel ? { skip: noModel } : {}, ()
     assert.equal(data.input_tokens, chat.usage.prompt_tokens);
   });
 
-  it('embeddings on the builtin engine are refused with a clear 400', async () => {
-    await assert.rejects(openai().embeddings.create({ model: 'auto', input: 'hello' }), (e) => {
+  it('embeddings.create on the builtin engine: normalized vectors of the model dim, equal to llama.cpp, float and base64', async () => {
+    const ref = embeddingRef();
+    const texts = ref.filter((r) => r.pooling === 'mean').map((r) => r.text);
+    const { data: f, response } = await openai().embeddings
+      .create({ model: 'auto', input: texts, encoding_format: 'float' }).withResponse();
+    assert.equal(response.headers.get('x-hybridllm-backend'), 'embedded');
+    assert.equal(f.object, 'list');
+    assert.equal(f.data.length, texts.length);
+    const want = ref.filter((r) => r.pooling === 'mean');
+    f.data.forEach((d, i) => {
+      assert.equal(d.index, i);
+      assert.equal(d.embedding.length, 64, 'stories260K: dim 64');
+      assertCloseTo(Math.hypot(...d.embedding), 1, 1e-5, 'L2-normalized');
+      assertSameVector(d.embedding, want[i].vec, `llama.cpp's mean vector of ${JSON.stringify(texts[i])}`);
+    });
+    const tokens = want.reduce((n, r) => n + r.tokens, 0);
+    assert.deepEqual(f.usage, { prompt_tokens: tokens, total_tokens: tokens });
+    const l = await ledgerLine(gw, response.headers.get('x-hybridllm-request-id'));
+    assert.equal(l.backend, 'embedded');
+    assert.equal(l.status, 'ok');
+    assert.equal(l.task_type, 'embedding');
+    assert.equal(l.input_tokens, tokens);
+    // base64 (the SDK's default; it decodes): the same floats, bit for bit.
+    const b = await openai().embeddings.create({ model: 'auto', input: texts });
+    b.data.forEach((d, i) => assert.deepEqual(Array.from(d.embedding), f.data[i].embedding.map(Math.fround)));
+    // Token ids as they are: BOS (1) and the text's ids give the text's vector.
+    const raw = await fetch(`${gw.url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'auto', input: [[1, 2, 3], [1, 5]] }) });
+    const t = await raw.json();
+    assert.equal(raw.status, 200, JSON.stringify(t));
+    assert.equal(t.data.length, 2);
+    assert.deepEqual(t.usage, { prompt_tokens: 5, total_tokens: 5 });
+  });
+
+  it('embeddings on the builtin engine: a client gone cancels the job (ledger: cancelled), the engine goes on serving', async () => {
+    // About 8 s of work on one thread (2000 inputs of ~100 tokens): long past the abort.
+    const inputs = Array.from({ length: 2000 }, (_, i) => `Lily went to the park number ${i} and saw a big tree. `.repeat(4));
+    const ac = new AbortController();
+    const p = fetch(`${gw.url}/v1/embeddings`, { method: 'POST', signal: ac.signal,
+      headers: { 'content-type': 'application/json', 'x-request-id': 'emb-gone-1' },
+      body: JSON.stringify({ model: 'auto', input: inputs }) }).catch((e) => e.name);
+    await new Promise((r) => setTimeout(r, 100));
+    ac.abort();
+    assert.equal(await p, 'AbortError');
+    await waitFor(() => gw.ledger().some((l) => l.client_request_id === 'emb-gone-1'), 10000, 'the cancelled line');
+    const l = gw.ledger().find((x) => x.client_request_id === 'emb-gone-1');
+    assert.equal(l.status, 'cancelled');
+    assert.equal(l.backend, 'embedded');
+    const c = await openai().completions.create({ model: 'auto', prompt: 'Once upon a time', max_tokens: 32, temperature: 0 });
+    assert.equal(c.choices[0].text, GREEDY_32);
+  });
+
+  it('embeddings on the builtin engine: dimensions it cannot give, and a token id outside the vocabulary, get a 400', async () => {
+    await assert.rejects(openai().embeddings.create({ model: 'auto', input: 'hello', dimensions: 16 }), (e) => {
       assert.equal(e.status, 400);
-      assert.match(e.message, /builtin engine.*does not serve embeddings/);
+      assert.equal(e.param, 'dimensions');
       return true;
     });
+    await assert.rejects(openai().embeddings.create({ model: 'auto', input: [1, 99999] }), (e) => {
+      assert.equal(e.status, 400);
+      assert.equal(e.param, 'input');
+      return true;
+    });
+  });
+});
+
+// llama.cpp's vectors for stories260K (test/engine/data/stories260K_embeddings.tsv; how they
+// were made is in its header).
+function embeddingRef() {
+  const text = fs.readFileSync(new URL('../engine/data/stories260K_embeddings.tsv', import.meta.url), 'utf8');
+  return text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => {
+    const [pooling, tokens, t, vec] = l.split('\t');
+    return { pooling, tokens: Number(tokens), text: t, vec: vec.split(',').map(Number) };
+  });
+}
+
+// Within 1e-3 in every component (what the engine test allows; see test_engine.c).
+function assertSameVector(got, want, what) {
+  assert.equal(got.length, want.length, what);
+  const worst = Math.max(...got.map((x, i) => Math.abs(x - want[i])));
+  assert.ok(worst < 1e-3, `${what}: max |diff| ${worst}`);
+}
+
+// Privacy with a cloud and a builtin backend: a text with an e-mail address is embedded by the
+// builtin engine only (with the backend's `pooling: last`), a plain one goes to the cloud.
+describe('embeddings: cloud and builtin, privacy', noModel ? { skip: noModel } : {}, () => {
+  let gw, cloud;
+  before(async () => {
+    cloud = await startFakeOpenAI({ key: KEYS.HL_TEST_OPENAI_KEY, models: [EMBED_CLOUD] });
+    const backends = standardBackends({ anthropicUrl: 'http://127.0.0.1:9', openaiUrl: cloud.url, localUrl: 'http://127.0.0.1:9' })
+      .filter((b) => b.name === 'cloud-openai');
+    backends[0].model = EMBED_CLOUD;
+    backends.push({ name: 'embedded', kind: 'builtin', location: 'local', model_path: STORIES, model: 'stories260K', threads: 1,
+      pooling: 'last' });
+    gw = await startGateway({
+      backends,
+      routes: [{ name: 'privacy', when: { sensitive: true }, to: ['embedded'] }, { name: 'default', to: ['cloud-openai'] }],
+      prices: [{ model: EMBED_CLOUD, input_per_mtok: EMBED_PRICE, output_per_mtok: 0 }],
+    });
+  });
+  after(async () => {
+    await gw?.stop();
+    await cloud?.close();
+  });
+  const openai = () => new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 15000 });
+
+  it('an input with an e-mail address is embedded by the builtin engine, never sent to the cloud', async () => {
+    const text = 'Once upon a time bob.7@example.org wrote';
+    const { data: r, response } = await openai().embeddings.create({ model: 'auto', input: text, encoding_format: 'float' }).withResponse();
+    assert.equal(response.headers.get('x-hybridllm-backend'), 'embedded');
+    assert.match(response.headers.get('x-hybridllm-pii-detected') ?? '', /email/);
+    assert.equal(r.data[0].embedding.length, 64);
+    assertCloseTo(Math.hypot(...r.data[0].embedding), 1, 1e-5, 'L2-normalized');
+    assert.equal(posts(cloud).length, 0, 'the cloud never saw it');
+    // A plain text goes to the cloud; the builtin one pools the last token as configured.
+    const p = await openai().embeddings.create({ model: 'auto', input: 'plain text' });
+    assert.equal(posts(cloud).length, 1);
+    assert.equal(p.data.length, 1);
+    const last = embeddingRef().find((x) => x.pooling === 'last');
+    const { data: l } = await openai().embeddings
+      .create({ model: 'auto', input: last.text, encoding_format: 'float' }, { headers: { 'x-hybridllm-pii': 'true' } }).withResponse();
+    assertSameVector(l.data[0].embedding, last.vec, `llama.cpp's last-token vector of ${JSON.stringify(last.text)}`);
   });
 });
