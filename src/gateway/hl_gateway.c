@@ -212,8 +212,10 @@ static bool authorized(const hl_gateway *gw, const hl_http_req *req, const char 
 
 /* ------------------------------------------------------------------ server hooks */
 
-/* The API format of a path: Anthropic's for /v1/messages, OpenAI's for everything else. */
+/* The API format of a path: Anthropic's for /v1/messages, Responses for /v1/responses,
+ * OpenAI's for everything else. */
 static const hl_ingress *ingress_of(hl_slice path) {
+    if (slice_eq(path, "/v1/responses")) return &hl_ingress_responses;
     return slice_eq(path, "/v1/messages") ? &hl_ingress_anthropic : &hl_ingress_openai;
 }
 
@@ -228,7 +230,8 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
     hl_slice path = req->path;
     const hl_ingress *ing = ingress_of(path);
     bool get = slice_eq(req->method, "GET"), post = slice_eq(req->method, "POST");
-    bool is_chat = slice_eq(path, "/v1/chat/completions") || slice_eq(path, "/v1/messages");
+    bool is_chat = slice_eq(path, "/v1/chat/completions") || slice_eq(path, "/v1/messages") ||
+                   slice_eq(path, "/v1/responses");
     bool is_models = slice_eq(path, "/v1/models");
     bool is_metrics = slice_eq(path, "/metrics"), is_readyz = slice_eq(path, "/readyz");
     const char *key_tenant;

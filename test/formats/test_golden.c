@@ -3,7 +3,7 @@
  * exact bytes back to the client.
  *
  * Each directory test/golden/<case>/ holds:
- *   ingress                  "openai" or "anthropic": the format the client speaks
+ *   ingress                  "openai", "anthropic" or "responses": the format the client speaks
  *   provider                 "openai" or "anthropic": the upstream's kind
  *   model                    optional: the upstream model name (default "upstream-model")
  *   client_request.json      the body the client sends
@@ -326,6 +326,7 @@ static bool run_stream(const hl_ingress *ing, const hl_provider *prov, const hl_
         }
         if (e || hl_buf_append(client, ex.out.data ? ex.out.data : "", ex.out.len)) ok = false;
     }
+    if (ing->encoder_release) ing->encoder_release(&ex.enc);
     hl_buf_release(&ex.out);
     return ok;
 }
@@ -360,6 +361,7 @@ static bool run_plain(const hl_ingress *ing, const hl_provider *prov, const hl_c
 static const hl_ingress *ingress_named(const char *s) {
     if (!strcmp(s, "openai")) return &hl_ingress_openai;
     if (!strcmp(s, "anthropic")) return &hl_ingress_anthropic;
+    if (!strcmp(s, "responses")) return &hl_ingress_responses;
     return NULL;
 }
 
