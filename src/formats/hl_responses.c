@@ -510,7 +510,8 @@ hl_err hl_responses_write_response(hl_buf *out, const hl_chat_response *resp, co
     return rc;
 }
 
-/* Chat parameter names a backend's check may report, in Responses terms. */
+/* Chat parameter names a backend's check may report, in Responses terms; a message, when
+ * set, goes before the backend's own. */
 static const struct {
     const char *chat, *responses, *message;
 } param_names[] = {
@@ -518,9 +519,9 @@ static const struct {
     {"max_completion_tokens", "max_output_tokens", NULL},
     {"messages", "input", NULL},
     {"response_format", "text.format",
-     "'text.format' other than 'text' (json_schema, json_object) is not supported by the backend this "
-     "request was routed to (Anthropic Messages); send it to an OpenAI-compatible backend, or ask for "
-     "plain text."},
+     "'text.format' other than 'text' (json_schema, json_object) cannot be honoured by the backend this "
+     "request was routed to; send it to an OpenAI-compatible backend, or ask for plain text. The "
+     "backend said: "},
     {"reasoning_effort", "reasoning.effort", NULL},
 };
 
@@ -529,7 +530,8 @@ hl_err hl_responses_write_error(hl_buf *out, const hl_api_error *err) {
     for (size_t i = 0; i < sizeof param_names / sizeof param_names[0]; i++) {
         if (strcmp(e.param, param_names[i].chat)) continue;
         snprintf(e.param, sizeof e.param, "%s", param_names[i].responses);
-        if (param_names[i].message) snprintf(e.message, sizeof e.message, "%s", param_names[i].message);
+        if (param_names[i].message)
+            snprintf(e.message, sizeof e.message, "%s%.*s", param_names[i].message, 700, err->message);
         break;
     }
     return hl_openai_write_error(out, &e);

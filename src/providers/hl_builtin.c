@@ -676,7 +676,21 @@ static void builtin_resume(hl_provider_call *pc) {
     post(c); /* what was held back is delivered from the loop, not from inside resume */
 }
 
-const hl_provider hl_provider_builtin = {"builtin", NULL, builtin_start, builtin_cancel, builtin_pause,
+/* The engine samples freely: it cannot hold an answer to a JSON schema or to JSON at all, so
+ * a request that asks for one is refused rather than answered with whatever text comes. */
+static hl_err builtin_check(const hl_chat_request *req, hl_api_error *err) {
+    const json_t *rf = json_object_get(req->passthrough, "response_format");
+    const char *t = json_string_value(json_object_get(rf, "type"));
+    if (rf && !(t && !strcmp(t, "text"))) {
+        hl_api_error_set(err, 400, HL_AE_INVALID_REQUEST, "response_format", "unsupported_parameter",
+                         "'response_format' other than text is not supported by this backend (the builtin "
+                         "engine cannot constrain its output to JSON).");
+        return HL_ERR_UNSUPPORTED;
+    }
+    return HL_OK;
+}
+
+const hl_provider hl_provider_builtin = {"builtin", builtin_check, builtin_start, builtin_cancel, builtin_pause,
                                          builtin_resume, NULL};
 
 /* ------------------------------------------------------------------ open / free */

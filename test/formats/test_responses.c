@@ -2,6 +2,7 @@
  * errors in OpenAI's shape with the Responses parameter names, the response object, and the
  * stream encoder's event sequence (names, sequence numbers, item bookkeeping). */
 #include "hl_anthropic.h"
+#include "hl_provider.h"
 #include "hl_responses.h"
 #include "hl_test.h"
 
@@ -153,8 +154,9 @@ HL_TEST(rejects_bad_requests_in_openai_shape_with_param) {
     }
 }
 
-/* An Anthropic backend cannot honour a JSON schema: its check refuses the request, and the
- * Responses client is told in its own terms (text.format), not chat's (response_format). */
+/* Anthropic backends and the builtin engine cannot honour a JSON schema: their checks refuse
+ * the request, and the Responses client is told in its own terms (text.format), not chat's
+ * (response_format). */
 HL_TEST(json_schema_refused_by_anthropic_in_responses_terms) {
     hl_chat_request r;
     hl_api_error e;
@@ -169,11 +171,23 @@ HL_TEST(json_schema_refused_by_anthropic_in_responses_terms) {
     HL_CHECK(strstr(b.data, "'text.format'") != NULL);
     HL_CHECK(strstr(b.data, "Anthropic") != NULL);
     HL_CHECK(strstr(b.data, "\"code\":\"unsupported_parameter\"") != NULL);
+    /* Nor can the builtin engine (it samples freely). */
+    const hl_provider *builtin = hl_provider_for(HL_PROVIDER_BUILTIN);
+    HL_REQUIRE(builtin->check != NULL);
+    memset(&e, 0, sizeof e);
+    HL_CHECK(builtin->check(&r, &e) != HL_OK);
+    hl_buf_reset(&b);
+    HL_REQUIRE(hl_responses_write_error(&b, &e) == HL_OK);
+    HL_CHECK(strstr(b.data, "\"param\":\"text.format\"") != NULL);
+    HL_CHECK(strstr(b.data, "builtin engine") != NULL);
+    /* OpenAI-kind backends take it (the format goes upstream as response_format). */
+    HL_CHECK(hl_provider_for(HL_PROVIDER_OPENAI)->check == NULL);
     hl_buf_release(&b);
     hl_chat_request_release(&r);
     /* Plain text passes. */
     HL_REQUIRE(parse("{\"model\":\"m\",\"input\":\"x\",\"text\":{\"format\":{\"type\":\"text\"}}}", &r, &e) == HL_OK);
     HL_CHECK(hl_anthropic_check_request(&r, &e) == HL_OK);
+    HL_CHECK(builtin->check(&r, &e) == HL_OK);
     hl_chat_request_release(&r);
 }
 

@@ -405,6 +405,10 @@ describe('builtin engine behind /v1/responses', { skip: builtinSkip }, () => {
       assert.equal(events.at(-1).type, 'response.incomplete');
       assert.equal(events.filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta).join(''), GREEDY_32);
       assert.equal(events.at(-1).response.usage.output_tokens, 32);
+
+      // The engine cannot hold its answer to a schema: refused, not ignored.
+      const format = { type: 'json_schema', name: 'n', schema: { type: 'object' } };
+      await assert.rejects(c.responses.create({ ...ask, text: { format } }), (e) => e.status === 400 && e.param === 'text.format' && /builtin engine/.test(e.message));
     } finally {
       const { code } = await gw.stop();
       assert.equal(code, 0, 'the gateway exits cleanly');
