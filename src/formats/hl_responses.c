@@ -399,8 +399,11 @@ static const char *id_base(const char *id) {
     return strncmp(id, "resp_", 5) ? id : id + 5;
 }
 
+/* An output item's id: prefix + the response id's base + "_" + its output index. */
 static hl_err put_item_id(hl_buf *b, const char *prefix, const char *resp_id, int index) {
-    return hl_buf_printf(b, "\"%s%s_%d\"", prefix, id_base(resp_id), index);
+    char id[160];
+    int n = snprintf(id, sizeof id, "%s%s_%d", prefix, id_base(resp_id), index);
+    return hl_buf_json_str(b, id, n < 0 ? 0 : (size_t)n < sizeof id ? (size_t)n : sizeof id - 1);
 }
 
 static hl_err put_usage(hl_buf *b, const hl_usage *u) {
