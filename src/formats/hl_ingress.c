@@ -1,4 +1,4 @@
-/* hl_ingress: the OpenAI and Anthropic ingress tables (see hl_ingress.h). */
+/* hl_ingress: the OpenAI, Anthropic and Responses ingress tables (see hl_ingress.h). */
 #include "hl_ingress.h"
 
 static int openai_write_error(hl_buf *out, const hl_api_error *err, const char *request_id) {
@@ -28,7 +28,7 @@ static hl_err openai_encode_error(hl_stream_encoder *enc, const hl_api_error *er
 
 const hl_ingress hl_ingress_openai = {
     "openai", "chatcmpl-", hl_openai_parse_request, hl_openai_write_response, openai_write_error,
-    openai_encoder_init, openai_encode_event, openai_encode_end, openai_encode_error,
+    openai_encoder_init, openai_encode_event, openai_encode_end, openai_encode_error, NULL,
 };
 
 static int anthropic_write_error(hl_buf *out, const hl_api_error *err, const char *request_id) {
@@ -59,7 +59,42 @@ static hl_err anthropic_encode_error(hl_stream_encoder *enc, const hl_api_error 
 const hl_ingress hl_ingress_anthropic = {
     "anthropic", "msg_", hl_anthropic_parse_request, hl_anthropic_write_response,
     anthropic_write_error, anthropic_encoder_init, anthropic_encode_event, anthropic_encode_end,
-    anthropic_encode_error,
+    anthropic_encode_error, NULL,
+};
+
+static int responses_write_error(hl_buf *out, const hl_api_error *err, const char *request_id) {
+    (void)request_id; /* OpenAI clients read it from the x-request-id header */
+    hl_responses_write_error(out, err);
+    return err->status;
+}
+
+static void responses_encoder_init(hl_stream_encoder *enc, const char *id, const char *model,
+                                   long created, bool include_usage, const char *request_id) {
+    (void)include_usage; /* response.completed always carries usage */
+    hl_responses_encoder_init(&enc->u.responses, id, model, created);
+    enc->request_id = request_id;
+}
+
+static hl_err responses_encode_event(hl_stream_encoder *enc, const hl_stream_event *ev, hl_buf *out) {
+    return hl_responses_encode_event(&enc->u.responses, ev, out);
+}
+
+static hl_err responses_encode_end(hl_stream_encoder *enc, const hl_usage *usage, hl_buf *out) {
+    return hl_responses_encode_end(&enc->u.responses, usage, out);
+}
+
+static hl_err responses_encode_error(hl_stream_encoder *enc, const hl_api_error *err, hl_buf *out) {
+    return hl_responses_encode_error(&enc->u.responses, err, out);
+}
+
+static void responses_encoder_release(hl_stream_encoder *enc) {
+    hl_responses_encoder_release(&enc->u.responses);
+}
+
+const hl_ingress hl_ingress_responses = {
+    "responses", "resp_", hl_responses_parse_request, hl_responses_write_response, responses_write_error,
+    responses_encoder_init, responses_encode_event, responses_encode_end, responses_encode_error,
+    responses_encoder_release,
 };
 
 /* Legacy completions: OpenAI's error shape; the stream state is an OpenAI encoder's. */
@@ -79,5 +114,5 @@ static hl_err completions_encode_end(hl_stream_encoder *enc, const hl_usage *usa
 
 const hl_ingress hl_ingress_completions = {
     "completions", "cmpl-", hl_completions_parse_request, hl_completions_write_response, openai_write_error,
-    completions_encoder_init, completions_encode_event, completions_encode_end, openai_encode_error,
+    completions_encoder_init, completions_encode_event, completions_encode_end, openai_encode_error, NULL,
 };

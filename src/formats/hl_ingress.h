@@ -1,7 +1,7 @@
 /* hl_ingress: the client-facing API formats behind one table.
  *
  * The gateway serves each request in the format its client spoke: OpenAI Chat Completions at
- * /v1/chat/completions, Anthropic Messages at /v1/messages. Everything between parsing the
+ * /v1/chat/completions, Anthropic Messages at /v1/messages, OpenAI Responses at /v1/responses. Everything between parsing the
  * request and rendering the answer (routing, providers, ledger) works on the internal model
  * and does not know which format the client used. */
 #ifndef HL_INGRESS_H
@@ -12,11 +12,13 @@
 #include "hl_chat.h"
 #include "hl_completions.h"
 #include "hl_openai.h"
+#include "hl_responses.h"
 
 typedef struct hl_stream_encoder {
     union {
         hl_openai_encoder openai;
         hl_anthropic_encoder anthropic;
+        hl_responses_encoder responses;
     } u;
     const char *request_id; /* borrowed, for error frames */
 } hl_stream_encoder;
@@ -33,10 +35,14 @@ typedef struct hl_ingress {
     hl_err (*encode_event)(hl_stream_encoder *enc, const hl_stream_event *ev, hl_buf *out);
     hl_err (*encode_end)(hl_stream_encoder *enc, const hl_usage *usage, hl_buf *out);
     hl_err (*encode_error)(hl_stream_encoder *enc, const hl_api_error *err, hl_buf *out);
+    /* Frees what the encoder holds; NULL when it holds nothing. Safe on a zeroed encoder and
+     * on one already released; encoder_init may follow it. */
+    void (*encoder_release)(hl_stream_encoder *enc);
 } hl_ingress;
 
 extern const hl_ingress hl_ingress_openai;
 extern const hl_ingress hl_ingress_anthropic;
 extern const hl_ingress hl_ingress_completions; /* /v1/completions (hl_completions.h) */
+extern const hl_ingress hl_ingress_responses;
 
 #endif

@@ -259,6 +259,7 @@ static void ex_free(hl_exchange *ex) {
     if (ex->at.call) ex->at.prov->cancel(ex->at.call);
     hl_chat_request_release(&ex->req);
     hl_buf_release(&ex->out);
+    if (ex->ing->encoder_release) ex->ing->encoder_release(&ex->enc);
     hl_chat_response_release(&ex->held.resp);
     hl_stop_release(&ex->at.stops);
     /* The timer handles live in ex: free ex once the loop is done with them. */
@@ -1017,6 +1018,7 @@ static void run_attempt(hl_exchange *ex) {
     ex->at.last_activity_ms = ex->at.t0;
     hl_stop_init(&ex->at.stops, ex->req.stop, gw_stops ? ex->req.n_stop : 0);
     atomic_store(&b->last_used_ms, ex->at.t0);
+    if (ex->ing->encoder_release) ex->ing->encoder_release(&ex->enc);
     ex->ing->encoder_init(&ex->enc, ex->chat_id, ex->at.model, ex->created, ex->req.include_usage, echo_id(ex));
     hl_buf_reset(&ex->out);
     ex_enter(ex, ex->held.present ? HL_EX_HOLDING : HL_EX_ATTEMPTING);

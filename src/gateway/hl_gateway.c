@@ -246,10 +246,12 @@ static bool authorized(const hl_gateway *gw, const hl_http_req *req, const char 
 
 /* ------------------------------------------------------------------ server hooks */
 
-/* The API format of a path: Anthropic's for /v1/messages, OpenAI's for everything else. */
+/* The API format of a path: Anthropic's for /v1/messages, Responses for /v1/responses,
+ * OpenAI's for everything else. */
 static const hl_ingress *ingress_of(hl_slice path) {
     if (slice_eq(path, "/v1/messages") || slice_eq(path, "/v1/messages/count_tokens")) return &hl_ingress_anthropic;
     if (slice_eq(path, "/v1/completions")) return &hl_ingress_completions;
+    if (slice_eq(path, "/v1/responses")) return &hl_ingress_responses;
     return &hl_ingress_openai;
 }
 
@@ -265,7 +267,7 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
     const hl_ingress *ing = ingress_of(path);
     bool get = slice_eq(req->method, "GET"), post = slice_eq(req->method, "POST");
     bool is_chat = slice_eq(path, "/v1/chat/completions") || slice_eq(path, "/v1/messages") ||
-                   slice_eq(path, "/v1/completions");
+                   slice_eq(path, "/v1/completions") || slice_eq(path, "/v1/responses");
     /* Not chats: embeddings and token counts have their own small path (hl_aux.c). */
     bool is_aux = slice_eq(path, "/v1/embeddings") || slice_eq(path, "/v1/messages/count_tokens");
     bool is_models = slice_eq(path, "/v1/models");

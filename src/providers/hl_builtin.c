@@ -854,7 +854,9 @@ hl_err hl_builtin_count_tokens(const hl_builtin *b, const hl_chat_request *req, 
     return e;
 }
 
-/* What the engine cannot do: the legacy completions' echo and suffix. */
+/* What the engine cannot do: the legacy completions' echo and suffix, and an answer held to
+ * JSON or a JSON schema (it samples freely: refused rather than answered with whatever text
+ * comes). */
 static hl_err builtin_check(const hl_chat_request *req, hl_api_error *err) {
     static const char *const refused[] = {"echo", "suffix"};
     for (int i = 0; i < 2; i++)
@@ -863,6 +865,14 @@ static hl_err builtin_check(const hl_chat_request *req, hl_api_error *err) {
                              "'%s' is not supported by this backend (the builtin engine).", refused[i]);
             return HL_ERR_UNSUPPORTED;
         }
+    const json_t *rf = json_object_get(req->passthrough, "response_format");
+    const char *t = json_string_value(json_object_get(rf, "type"));
+    if (rf && !(t && !strcmp(t, "text"))) {
+        hl_api_error_set(err, 400, HL_AE_INVALID_REQUEST, "response_format", "unsupported_parameter",
+                         "'response_format' other than text is not supported by this backend (the builtin "
+                         "engine cannot constrain its output to JSON).");
+        return HL_ERR_UNSUPPORTED;
+    }
     return HL_OK;
 }
 

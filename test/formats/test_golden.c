@@ -3,8 +3,8 @@
  * exact bytes back to the client.
  *
  * Each directory test/golden/<case>/ holds:
- *   ingress                  "openai", "anthropic" or "completions" (legacy /v1/completions):
- *                            the format the client speaks
+ *   ingress                  "openai", "anthropic", "completions" (legacy /v1/completions) or
+ *                            "responses": the format the client speaks
  *   provider                 "openai" or "anthropic": the upstream's kind
  *   model                    optional: the upstream model name (default "upstream-model")
  *   client_request.json      the body the client sends
@@ -327,6 +327,7 @@ static bool run_stream(const hl_ingress *ing, const hl_provider *prov, const hl_
         }
         if (e || hl_buf_append(client, ex.out.data ? ex.out.data : "", ex.out.len)) ok = false;
     }
+    if (ing->encoder_release) ing->encoder_release(&ex.enc);
     hl_buf_release(&ex.out);
     return ok;
 }
@@ -362,6 +363,7 @@ static const hl_ingress *ingress_named(const char *s) {
     if (!strcmp(s, "openai")) return &hl_ingress_openai;
     if (!strcmp(s, "anthropic")) return &hl_ingress_anthropic;
     if (!strcmp(s, "completions")) return &hl_ingress_completions;
+    if (!strcmp(s, "responses")) return &hl_ingress_responses;
     return NULL;
 }
 
@@ -578,15 +580,16 @@ HL_TEST(golden_coverage) {
     golden_root(root, sizeof root);
     size_t n;
     char **cases = list_cases(root, &n);
+    static const char *const ingresses[] = {"openai", "anthropic", "responses"};
     static const char *const kinds[] = {"openai", "anthropic"};
-    bool seen[2][2][2] = {{{false}}};      /* ingress, provider, stream */
-    bool tools[2][2][2] = {{{false}}};     /* ... with tool definitions */
+    bool seen[3][2][2] = {{{false}}};      /* ingress, provider, stream */
+    bool tools[3][2][2] = {{{false}}};     /* ... with tool definitions */
     for (size_t i = 0; i < n; i++) {
         char dir[1536], in[32], pv[32];
         snprintf(dir, sizeof dir, "%s/%s", root, cases[i]);
         if (!read_word(dir, "ingress", in, sizeof in) || !read_word(dir, "provider", pv, sizeof pv))
             continue;
-        int a = !strcmp(in, "anthropic"), b = !strcmp(pv, "anthropic");
+        int a = !strcmp(in, "anthropic") ? 1 : !strcmp(in, "responses") ? 2 : 0, b = !strcmp(pv, "anthropic");
         int s = file_exists(dir, "upstream_response.sse");
         seen[a][b][s] = true;
         hl_buf req;
@@ -594,11 +597,11 @@ HL_TEST(golden_coverage) {
             tools[a][b][s] = true;
         hl_buf_release(&req);
     }
-    for (int a = 0; a < 2; a++)
+    for (int a = 0; a < 3; a++)
         for (int b = 0; b < 2; b++)
             for (int s = 0; s < 2; s++) {
                 if (!seen[a][b][s] || !tools[a][b][s])
-                    HL_FAIL_("no golden case %s -> %s, %s%s", kinds[a], kinds[b],
+                    HL_FAIL_("no golden case %s -> %s, %s%s", ingresses[a], kinds[b],
                              s ? "streaming" : "non-streaming", seen[a][b][s] ? ", with tools" : "");
             }
     free_cases(cases, n);
