@@ -246,13 +246,46 @@ static bool authorized(const hl_gateway *gw, const hl_http_req *req, const char 
 
 /* ------------------------------------------------------------------ server hooks */
 
-/* The API format of a path: Anthropic's for /v1/messages, Responses for /v1/responses,
- * OpenAI's for everything else. */
-static const hl_ingress *ingress_of(hl_slice path) {
-    if (slice_eq(path, "/v1/messages") || slice_eq(path, "/v1/messages/count_tokens")) return &hl_ingress_anthropic;
-    if (slice_eq(path, "/v1/completions")) return &hl_ingress_completions;
-    if (slice_eq(path, "/v1/responses")) return &hl_ingress_responses;
-    return &hl_ingress_openai;
+/* Every path the gateway answers: what serves it, the method it takes, and the API format
+ * its errors are written in (an unknown path answers in OpenAI's). */
+typedef enum ep_kind { EP_CHAT, EP_EMBEDDINGS, EP_COUNT_TOKENS, EP_MODELS, EP_METRICS, EP_HEALTHZ, EP_READYZ } ep_kind;
+
+typedef struct endpoint {
+    const char *path;
+    ep_kind kind;
+    const hl_ingress *ing;
+} endpoint;
+
+static const endpoint endpoints[] = {
+    {"/v1/chat/completions", EP_CHAT, &hl_ingress_openai},
+    {"/v1/messages", EP_CHAT, &hl_ingress_anthropic},
+    {"/v1/completions", EP_CHAT, &hl_ingress_completions},
+    {"/v1/responses", EP_CHAT, &hl_ingress_responses},
+    {"/v1/embeddings", EP_EMBEDDINGS, &hl_ingress_openai},
+    {"/v1/messages/count_tokens", EP_COUNT_TOKENS, &hl_ingress_anthropic},
+    {"/v1/models", EP_MODELS, &hl_ingress_openai},
+    {"/metrics", EP_METRICS, &hl_ingress_openai},
+    {"/healthz", EP_HEALTHZ, &hl_ingress_openai},
+    {"/readyz", EP_READYZ, &hl_ingress_openai},
+};
+
+/* The endpoint of a path, or NULL. */
+static const endpoint *endpoint_of(hl_slice path) {
+    for (size_t i = 0; i < sizeof endpoints / sizeof endpoints[0]; i++)
+        if (slice_eq(path, endpoints[i].path)) return &endpoints[i];
+    return NULL;
+}
+
+static void handle_metrics(hl_gateway *gw, hl_conn *c, const char *rid) {
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    char h[128];
+    snprintf(h, sizeof h, "x-request-id: %s\r\n", rid);
+    if (hl_metrics_render(gw->metrics, HL_MAX_WORKERS, gw->bs, gw->cfg, gw->budgets, gw->ledger, gw->store, &b) == HL_OK)
+        hl_conn_respond(c, 200, h, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+    else
+        hl_conn_respond(c, 500, h, "text/plain", "out of memory\n", 14);
+    hl_buf_release(&b);
 }
 
 static void on_request(hl_conn *c, const hl_http_req *req, const char *body, size_t len) {
@@ -264,73 +297,48 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
     const char *rid = cid[0] ? cid : own; /* what the client sees in x-request-id */
     hl_api_error err = {0};
     hl_slice path = req->path;
-    const hl_ingress *ing = ingress_of(path);
+    const endpoint *ep = endpoint_of(path);
+    const hl_ingress *ing = ep ? ep->ing : &hl_ingress_openai;
     bool get = slice_eq(req->method, "GET"), post = slice_eq(req->method, "POST");
-    bool is_chat = slice_eq(path, "/v1/chat/completions") || slice_eq(path, "/v1/messages") ||
-                   slice_eq(path, "/v1/completions") || slice_eq(path, "/v1/responses");
-    /* Not chats: embeddings and token counts have their own small path (hl_aux.c). */
-    bool is_aux = slice_eq(path, "/v1/embeddings") || slice_eq(path, "/v1/messages/count_tokens");
-    bool is_models = slice_eq(path, "/v1/models");
-    bool is_metrics = slice_eq(path, "/metrics"), is_readyz = slice_eq(path, "/readyz");
-    const char *key_tenant;
-    if ((is_metrics || is_readyz) && gw->cfg->status_requires_key && !authorized(gw, req, &key_tenant)) {
-        hl_api_error_set(&err, 401, HL_AE_AUTHENTICATION, NULL, "invalid_api_key",
-                         "%.*s needs a client key (server.status_requires_key). Send it as "
-                         "'Authorization: Bearer <key>' or 'x-api-key: <key>'.", (int)path.n, path.p);
-        hl_exchange_respond_error(c, ing, rid, &err, NULL);
-        return;
-    }
-
-    if (is_metrics) {
-        if (!get) goto method;
-        hl_buf b;
-        hl_buf_init(&b, 0);
-        char h[128];
-        snprintf(h, sizeof h, "x-request-id: %s\r\n", rid);
-        if (hl_metrics_render(gw->metrics, HL_MAX_WORKERS, gw->bs, gw->cfg, gw->budgets, gw->ledger, gw->store, &b) == HL_OK)
-            hl_conn_respond(c, 200, h, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
-        else
-            hl_conn_respond(c, 500, h, "text/plain", "out of memory\n", 14);
-        hl_buf_release(&b);
-        return;
-    }
-    if (slice_eq(path, "/healthz") || is_readyz) {
-        if (!get) goto method;
-        if (path.p[1] == 'h') handle_healthz(c, rid);
-        else handle_readyz(gw, c, rid);
-        return;
-    }
-    if (!is_chat && !is_models && !is_aux) {
+    if (!ep) {
         hl_api_error_set(&err, 404, HL_AE_NOT_FOUND, NULL, "unknown_url", "Unknown request URL: %s %.*s.",
                          post ? "POST" : get ? "GET" : "?", (int)(path.n > 200 ? 200 : path.n), path.p);
         hl_exchange_respond_error(c, ing, rid, &err, NULL);
         return;
     }
-    if (!authorized(gw, req, &key_tenant)) {
+    /* /healthz is always open; the status pages when status_requires_key says so; the API always. */
+    const char *key_tenant = NULL;
+    bool needs_key = ep->kind != EP_HEALTHZ &&
+                     (gw->cfg->status_requires_key || (ep->kind != EP_METRICS && ep->kind != EP_READYZ));
+    if (needs_key && !authorized(gw, req, &key_tenant)) {
         hl_api_error_set(&err, 401, HL_AE_AUTHENTICATION, NULL, "invalid_api_key",
-                         "Missing or incorrect API key for this gateway. Send it as "
-                         "'Authorization: Bearer <key>' or 'x-api-key: <key>'.");
+                         "Missing or incorrect API key for this gateway%s. Send it as "
+                         "'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
+                         ep->kind == EP_METRICS || ep->kind == EP_READYZ ? " (server.status_requires_key)" : "");
         hl_exchange_respond_error(c, ing, rid, &err, NULL);
         return;
     }
-    if (is_models) {
-        if (!get) goto method;
-        handle_models(gw, c, rid, hl_http_header_get(req, "anthropic-version") != NULL);
+    bool wants_post = ep->kind == EP_CHAT || ep->kind == EP_EMBEDDINGS || ep->kind == EP_COUNT_TOKENS;
+    if (wants_post ? !post : !get) {
+        hl_api_error_set(&err, 405, HL_AE_INVALID_REQUEST, NULL, "method_not_allowed",
+                         "Method %.*s is not allowed for %.*s.", (int)(req->method.n > 16 ? 16 : req->method.n),
+                         req->method.p, (int)path.n, path.p);
+        hl_exchange_respond_error(c, ing, rid, &err, wants_post ? "Allow: POST\r\n" : "Allow: GET\r\n");
         return;
     }
-    if (!post) goto method;
-    if (is_aux) {
+    switch (ep->kind) {
+    case EP_METRICS: handle_metrics(gw, c, rid); break;
+    case EP_HEALTHZ: handle_healthz(c, rid); break;
+    case EP_READYZ: handle_readyz(gw, c, rid); break;
+    case EP_MODELS: handle_models(gw, c, rid, hl_http_header_get(req, "anthropic-version") != NULL); break;
+    case EP_EMBEDDINGS:
+    case EP_COUNT_TOKENS:
+        /* Not chats: they have their own small path (hl_aux.c). */
         hl_aux_start(&gwk->env, c, req, body, len, own, cid, key_tenant,
-                     path.p[4] == 'e' ? HL_AUX_EMBEDDINGS : HL_AUX_COUNT_TOKENS);
-        return;
+                     ep->kind == EP_EMBEDDINGS ? HL_AUX_EMBEDDINGS : HL_AUX_COUNT_TOKENS);
+        break;
+    case EP_CHAT: hl_exchange_start(&gwk->env, c, ing, req, body, len, own, cid, key_tenant); break;
     }
-    hl_exchange_start(&gwk->env, c, ing, req, body, len, own, cid, key_tenant);
-    return;
-method:
-    hl_api_error_set(&err, 405, HL_AE_INVALID_REQUEST, NULL, "method_not_allowed",
-                     "Method %.*s is not allowed for %.*s.", (int)(req->method.n > 16 ? 16 : req->method.n),
-                     req->method.p, (int)(path.n > 200 ? 200 : path.n), path.p);
-    hl_exchange_respond_error(c, ing, rid, &err, is_chat || is_aux ? "Allow: POST\r\n" : "Allow: GET\r\n");
 }
 
 static void on_abort(hl_conn *c) {
@@ -346,7 +354,6 @@ static void on_drain(hl_conn *c) {
 
 static void render_error(hl_worker *w, int status, const char *path, const char *message,
                          char *headers, size_t headers_len, char *out, size_t out_len) {
-    (void)path;
     gw_worker *gwk = hl_worker_data(w);
     char rid[64];
     hl_exchange_new_id(&gwk->env.rng, rid, sizeof rid);
@@ -354,8 +361,8 @@ static void render_error(hl_worker *w, int status, const char *path, const char 
     hl_api_error_kind k = status == 413 || status == 431 ? HL_AE_TOO_LARGE
                           : status == 408 ? HL_AE_TIMEOUT : HL_AE_INVALID_REQUEST;
     hl_api_error_set(&err, status, k, NULL, NULL, "%s", message);
-    const hl_ingress *ing = path && (!strcmp(path, "/v1/messages") || !strcmp(path, "/v1/messages/count_tokens"))
-                                ? &hl_ingress_anthropic : &hl_ingress_openai;
+    const endpoint *ep = path ? endpoint_of((hl_slice){path, strlen(path)}) : NULL;
+    const hl_ingress *ing = ep ? ep->ing : &hl_ingress_openai;
     hl_buf h;
     hl_buf_init(&h, headers_len - 1);
     hl_exchange_id_headers(ing, rid, &h);
