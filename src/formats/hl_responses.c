@@ -981,14 +981,16 @@ out:
 
 void hl_responses_decoder_init(hl_responses_decoder *d) { memset(d, 0, sizeof *d); }
 
-static int emit_error(const json_t *e, hl_stream_sink sink, void *ud) {
+/* e: an error object ({type, code, message}); flat: it is the `error` event itself, whose
+ * "type" is the event's name, so its code names the error. */
+static int emit_error(const json_t *e, bool flat, hl_stream_sink sink, void *ud) {
     hl_stream_event ev;
     memset(&ev, 0, sizeof ev);
     ev.type = HL_EV_ERROR;
     ev.text = json_string_value(json_object_get(e, "message"));
     if (!ev.text) ev.text = "upstream stream error";
     ev.text_len = strlen(ev.text);
-    ev.error_type = json_string_value(json_object_get(e, "type"));
+    ev.error_type = flat ? NULL : json_string_value(json_object_get(e, "type"));
     if (!ev.error_type) ev.error_type = json_string_value(json_object_get(e, "code"));
     return sink(ud, &ev);
 }
@@ -1026,10 +1028,10 @@ int hl_responses_decode_stream_event(hl_responses_decoder *d, const hl_sse_event
     int rc = 0;
     if (!strcmp(type, "error")) {
         const json_t *e = json_object_get(root, "error");
-        rc = emit_error(json_is_object(e) ? e : root, sink, ud);
+        rc = emit_error(json_is_object(e) ? e : root, !json_is_object(e), sink, ud);
     } else if (!strcmp(type, "response.failed")) {
         const json_t *e = json_object_get(r, "error");
-        rc = emit_error(json_is_object(e) ? e : root, sink, ud);
+        rc = emit_error(json_is_object(e) ? e : root, !json_is_object(e), sink, ud);
     } else if (!strcmp(type, "response.created") || !strcmp(type, "response.in_progress")) {
         rc = emit_start(d, r, sink, ud);
     } else if (!strcmp(type, "response.output_text.delta")) {
