@@ -113,6 +113,8 @@ static int responses_decode(hl_provider_decoder *d, const hl_sse_event *ev, hl_s
 static const hl_provider_wire responses_wire = {responses_build, hl_responses_parse_upstream_response,
                                                 responses_decoder_init, responses_decode};
 
+const hl_provider_wire *hl_provider_responses_wire(void) { return &responses_wire; }
+
 /* ------------------------------------------------------------------ context overflow */
 
 bool hl_provider_context_overflow(int status, const char *body, size_t len) {

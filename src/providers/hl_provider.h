@@ -141,6 +141,9 @@ hl_err hl_provider_header_add(hl_buf *headers, const char *name, const char *val
  * length", code context_length_exceeded), Ollama, Anthropic ("prompt is too long"). */
 bool hl_provider_context_overflow(int status, const char *body, size_t len);
 
+/* The wire of kind openai for spec.native_responses (POST {base_url}/responses); static. */
+const hl_provider_wire *hl_provider_responses_wire(void);
+
 /* The builtin kind's table (hl_builtin.c). */
 extern const hl_provider hl_provider_builtin;
 
