@@ -762,3 +762,332 @@ hl_err hl_responses_encode_error(hl_responses_encoder *enc, const hl_api_error *
     snprintf(e.code, sizeof e.code, "%s", code);
     return ev_response(enc, out, "response.failed", false, NULL, &e);
 }
+
+/* ------------------------------------------------------------------ upstream (native Responses) */
+
+static hl_err put_key(hl_buf *b, const char *key) {
+    HL_TRY(hl_buf_puts(b, ","));
+    HL_TRY(hl_json_put_str(b, key));
+    return hl_buf_puts(b, ":");
+}
+
+/* A chat tool {"type":"function","function":{...}} flattened to {"type":"function",...}. */
+static hl_err put_flat_tool(hl_buf *b, const json_t *t) {
+    const json_t *fn = json_object_get(t, "function");
+    if (!json_is_object(fn)) return hl_json_put(b, t);
+    HL_TRY(hl_buf_puts(b, "{\"type\":\"function\""));
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)fn, key, v) {
+        HL_TRY(put_key(b, key));
+        HL_TRY(hl_json_put(b, v));
+    }
+    return hl_buf_puts(b, "}");
+}
+
+static hl_err put_input_message(hl_buf *b, bool *first, const char *role, const char *text) {
+    HL_TRY(hl_buf_printf(b, "%s{\"type\":\"message\",\"role\":\"%s\",\"content\":", *first ? "" : ",", role));
+    *first = false;
+    HL_TRY(hl_json_put_str(b, text));
+    return hl_buf_puts(b, "}");
+}
+
+/* response_format (chat shape) as text.format (Responses shape: json_schema's fields flat). */
+static hl_err put_text_format(hl_buf *b, const json_t *rf) {
+    const char *type = json_string_value(json_object_get(rf, "type"));
+    const json_t *js = json_object_get(rf, "json_schema");
+    if (!type || strcmp(type, "json_schema") || !json_is_object(js)) return hl_json_put(b, rf);
+    HL_TRY(hl_buf_puts(b, "{\"type\":\"json_schema\""));
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)js, key, v) {
+        HL_TRY(put_key(b, key));
+        HL_TRY(hl_json_put(b, v));
+    }
+    return hl_buf_puts(b, "}");
+}
+
+hl_err hl_responses_write_upstream_request(hl_buf *out, const hl_chat_request *req, const char *model) {
+    HL_TRY(hl_buf_puts(out, "{\"model\":"));
+    HL_TRY(hl_json_put_str(out, model));
+    size_t i0 = 0;
+    if (req->n_messages && req->messages[0].role == HL_ROLE_SYSTEM) {
+        HL_TRY(hl_buf_puts(out, ",\"instructions\":"));
+        HL_TRY(hl_json_put_str(out, req->messages[0].text));
+        i0 = 1;
+    }
+    HL_TRY(hl_buf_puts(out, ",\"input\":["));
+    bool first = true;
+    for (size_t i = i0; i < req->n_messages; i++) {
+        const hl_message *m = &req->messages[i];
+        switch (m->role) {
+        case HL_ROLE_SYSTEM:
+        case HL_ROLE_USER:
+            HL_TRY(put_input_message(out, &first, hl_role_name(m->role), m->text));
+            break;
+        case HL_ROLE_ASSISTANT:
+            if (m->text[0] || !m->n_tool_calls) HL_TRY(put_input_message(out, &first, "assistant", m->text));
+            for (size_t k = 0; k < m->n_tool_calls; k++) {
+                const hl_tool_call *tc = &m->tool_calls[k];
+                HL_TRY(hl_buf_puts(out, first ? "{\"type\":\"function_call\",\"call_id\":"
+                                              : ",{\"type\":\"function_call\",\"call_id\":"));
+                first = false;
+                HL_TRY(hl_json_put_str(out, tc->id));
+                HL_TRY(hl_buf_puts(out, ",\"name\":"));
+                HL_TRY(hl_json_put_str(out, tc->name));
+                HL_TRY(hl_buf_puts(out, ",\"arguments\":"));
+                HL_TRY(hl_json_put_str(out, tc->arguments && tc->arguments[0] ? tc->arguments : "{}"));
+                HL_TRY(hl_buf_puts(out, "}"));
+            }
+            break;
+        case HL_ROLE_TOOL:
+            HL_TRY(hl_buf_puts(out, first ? "{\"type\":\"function_call_output\",\"call_id\":"
+                                          : ",{\"type\":\"function_call_output\",\"call_id\":"));
+            first = false;
+            HL_TRY(hl_json_put_str(out, m->tool_call_id));
+            HL_TRY(hl_buf_puts(out, ",\"output\":"));
+            HL_TRY(hl_json_put_str(out, m->text));
+            HL_TRY(hl_buf_puts(out, "}"));
+            break;
+        }
+    }
+    HL_TRY(hl_buf_puts(out, "]"));
+    if (req->max_tokens > 0) HL_TRY(hl_buf_printf(out, ",\"max_output_tokens\":%ld", req->max_tokens));
+    if (req->has_temperature) HL_TRY(hl_buf_printf(out, ",\"temperature\":%.17g", req->temperature));
+    if (req->has_top_p) HL_TRY(hl_buf_printf(out, ",\"top_p\":%.17g", req->top_p));
+    if (json_is_array(req->tools) && json_array_size(req->tools)) {
+        HL_TRY(hl_buf_puts(out, ",\"tools\":["));
+        size_t i;
+        const json_t *t;
+        json_array_foreach(req->tools, i, t) {
+            if (i) HL_TRY(hl_buf_puts(out, ","));
+            HL_TRY(put_flat_tool(out, t));
+        }
+        HL_TRY(hl_buf_puts(out, "]"));
+    }
+    if (req->tool_choice) {
+        HL_TRY(hl_buf_puts(out, ",\"tool_choice\":"));
+        const char *name = json_string_value(json_object_get(json_object_get(req->tool_choice, "function"), "name"));
+        if (name) {
+            HL_TRY(hl_buf_puts(out, "{\"type\":\"function\",\"name\":"));
+            HL_TRY(hl_json_put_str(out, name));
+            HL_TRY(hl_buf_puts(out, "}"));
+        } else {
+            HL_TRY(hl_json_put(out, req->tool_choice));
+        }
+    }
+    const json_t *rf = json_object_get(req->passthrough, "response_format");
+    if (json_is_object(rf)) {
+        HL_TRY(hl_buf_puts(out, ",\"text\":{\"format\":"));
+        HL_TRY(put_text_format(out, rf));
+        HL_TRY(hl_buf_puts(out, "}"));
+    }
+    const json_t *effort = json_object_get(req->passthrough, "reasoning_effort");
+    if (json_is_string(effort)) {
+        HL_TRY(hl_buf_puts(out, ",\"reasoning\":{\"effort\":"));
+        HL_TRY(hl_json_put(out, effort));
+        HL_TRY(hl_buf_puts(out, "}"));
+    }
+    static const char *const kept[] = {"parallel_tool_calls", "user", NULL};
+    for (int k = 0; kept[k]; k++) {
+        const json_t *v = json_object_get(req->passthrough, kept[k]);
+        if (!v) continue;
+        HL_TRY(put_key(out, kept[k]));
+        HL_TRY(hl_json_put(out, v));
+    }
+    if (req->stream) HL_TRY(hl_buf_puts(out, ",\"stream\":true"));
+    return hl_buf_puts(out, ",\"store\":false}");
+}
+
+static long up_long(const json_t *obj, const char *key) {
+    const json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) ? (long)json_integer_value(v) : 0;
+}
+
+static void up_usage(const json_t *u, hl_usage *out) {
+    memset(out, 0, sizeof *out);
+    if (!json_is_object(u)) return;
+    out->known = true;
+    out->input_tokens = up_long(u, "input_tokens");
+    out->output_tokens = up_long(u, "output_tokens");
+    out->cached_input_tokens = up_long(json_object_get(u, "input_tokens_details"), "cached_tokens");
+    out->reasoning_tokens = up_long(json_object_get(u, "output_tokens_details"), "reasoning_tokens");
+}
+
+/* The finish of a response object: incomplete is a cut (content_filter when it says so),
+ * else tool calls when it made any, else stop. */
+static hl_finish up_finish(const json_t *r, bool calls) {
+    const char *status = json_string_value(json_object_get(r, "status"));
+    if (status && !strcmp(status, "incomplete")) {
+        const char *why = json_string_value(json_object_get(json_object_get(r, "incomplete_details"), "reason"));
+        return why && !strcmp(why, "content_filter") ? HL_FINISH_CONTENT_FILTER : HL_FINISH_LENGTH;
+    }
+    return calls ? HL_FINISH_TOOL_CALLS : HL_FINISH_STOP;
+}
+
+hl_err hl_responses_parse_upstream_response(const char *body, size_t len, hl_chat_response *resp) {
+    json_t *root = json_loadb(body, len, 0, NULL);
+    hl_err rc = HL_ERR_PARSE;
+    hl_buf text;
+    hl_buf_init(&text, 0);
+    const json_t *output = json_object_get(root, "output");
+    if (!json_is_object(root) || !json_is_array(output)) goto out;
+    if ((rc = hl_strdup(&resp->id, json_string_value(json_object_get(root, "id"))))) goto out;
+    if ((rc = hl_strdup(&resp->model, json_string_value(json_object_get(root, "model"))))) goto out;
+    resp->created = up_long(root, "created_at");
+    size_t n_calls = 0, i;
+    const json_t *item;
+    json_array_foreach(output, i, item) {
+        const char *type = json_string_value(json_object_get(item, "type"));
+        n_calls += type && !strcmp(type, "function_call");
+    }
+    if (n_calls && !(resp->tool_calls = calloc(n_calls, sizeof *resp->tool_calls))) {
+        rc = HL_ERR_NOMEM;
+        goto out;
+    }
+    json_array_foreach(output, i, item) {
+        const char *type = json_string_value(json_object_get(item, "type"));
+        if (!type) continue;
+        if (!strcmp(type, "message")) {
+            size_t k;
+            const json_t *part;
+            json_array_foreach(json_object_get(item, "content"), k, part) {
+                const char *pt = json_string_value(json_object_get(part, "type"));
+                const json_t *t = json_object_get(part, pt && !strcmp(pt, "refusal") ? "refusal" : "text");
+                if (!pt || (strcmp(pt, "output_text") && strcmp(pt, "refusal")) || !json_is_string(t)) continue;
+                if ((rc = hl_buf_append(&text, json_string_value(t), json_string_length(t)))) goto out;
+            }
+        } else if (!strcmp(type, "function_call")) {
+            hl_tool_call *tc = &resp->tool_calls[resp->n_tool_calls++];
+            const char *args = json_string_value(json_object_get(item, "arguments"));
+            if ((rc = hl_strdup(&tc->id, json_string_value(json_object_get(item, "call_id")))) ||
+                (rc = hl_strdup(&tc->name, json_string_value(json_object_get(item, "name")))) ||
+                (rc = hl_strdup(&tc->arguments, args ? args : "")))
+                goto out;
+        }
+    }
+    if (text.len || !n_calls) {
+        if ((rc = hl_buf_append(&text, "", 1))) goto out;
+        if ((rc = hl_strdup(&resp->text, text.data))) goto out;
+    }
+    resp->finish = up_finish(root, n_calls > 0);
+    up_usage(json_object_get(root, "usage"), &resp->usage);
+    rc = HL_OK;
+out:
+    hl_buf_release(&text);
+    json_decref(root);
+    return rc;
+}
+
+void hl_responses_decoder_init(hl_responses_decoder *d) { memset(d, 0, sizeof *d); }
+
+/* e: an error object ({type, code, message}); flat: it is the `error` event itself, whose
+ * "type" is the event's name, so its code names the error. */
+static int emit_error(const json_t *e, bool flat, hl_stream_sink sink, void *ud) {
+    hl_stream_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = HL_EV_ERROR;
+    ev.text = json_string_value(json_object_get(e, "message"));
+    if (!ev.text) ev.text = "upstream stream error";
+    ev.text_len = strlen(ev.text);
+    ev.error_type = flat ? NULL : json_string_value(json_object_get(e, "type"));
+    if (!ev.error_type) ev.error_type = json_string_value(json_object_get(e, "code"));
+    return sink(ud, &ev);
+}
+
+static int emit_start(hl_responses_decoder *d, const json_t *r, hl_stream_sink sink, void *ud) {
+    if (d->started) return 0;
+    d->started = true;
+    hl_stream_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = HL_EV_START;
+    ev.id = json_string_value(json_object_get(r, "id"));
+    ev.model = json_string_value(json_object_get(r, "model"));
+    return sink(ud, &ev);
+}
+
+/* The tool index of the function call at output_index, or -1. */
+static int call_index(const hl_responses_decoder *d, long output_index) {
+    for (int i = 0; i < d->n_calls; i++)
+        if (d->call_output_index[i] == output_index) return i;
+    return -1;
+}
+
+int hl_responses_decode_stream_event(hl_responses_decoder *d, const hl_sse_event *sse, hl_stream_sink sink,
+                                     void *ud) {
+    json_t *root = json_loadb(sse->data, sse->data_len, 0, NULL);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return HL_ERR_PARSE;
+    }
+    const char *type = json_string_value(json_object_get(root, "type"));
+    if (!type) type = sse->event;
+    const json_t *r = json_object_get(root, "response");
+    hl_stream_event ev;
+    memset(&ev, 0, sizeof ev);
+    int rc = 0;
+    if (!strcmp(type, "error")) {
+        const json_t *e = json_object_get(root, "error");
+        rc = emit_error(json_is_object(e) ? e : root, !json_is_object(e), sink, ud);
+    } else if (!strcmp(type, "response.failed")) {
+        const json_t *e = json_object_get(r, "error");
+        rc = emit_error(json_is_object(e) ? e : root, !json_is_object(e), sink, ud);
+    } else if (!strcmp(type, "response.created") || !strcmp(type, "response.in_progress")) {
+        rc = emit_start(d, r, sink, ud);
+    } else if (!strcmp(type, "response.output_text.delta")) {
+        const json_t *delta = json_object_get(root, "delta");
+        if (json_is_string(delta) && json_string_length(delta)) {
+            ev.type = HL_EV_TEXT;
+            ev.text = json_string_value(delta);
+            ev.text_len = json_string_length(delta);
+            rc = sink(ud, &ev);
+        }
+    } else if (!strcmp(type, "response.output_item.added")) {
+        const json_t *item = json_object_get(root, "item");
+        const char *it = json_string_value(json_object_get(item, "type"));
+        if (it && !strcmp(it, "function_call")) {
+            if (d->n_calls >= HL_RESPONSES_MAX_CALLS) {
+                json_decref(root);
+                return HL_ERR_PARSE;
+            }
+            d->call_output_index[d->n_calls] = (int)up_long(root, "output_index");
+            ev.type = HL_EV_TOOL_CALL;
+            ev.index = d->n_calls++;
+            ev.tool_id = json_string_value(json_object_get(item, "call_id"));
+            ev.tool_name = json_string_value(json_object_get(item, "name"));
+            const char *args = json_string_value(json_object_get(item, "arguments"));
+            ev.text = args ? args : "";
+            ev.text_len = strlen(ev.text);
+            rc = sink(ud, &ev);
+        }
+    } else if (!strcmp(type, "response.function_call_arguments.delta")) {
+        const json_t *delta = json_object_get(root, "delta");
+        int idx = call_index(d, up_long(root, "output_index"));
+        if (idx >= 0 && json_is_string(delta) && json_string_length(delta)) {
+            ev.type = HL_EV_TOOL_CALL;
+            ev.index = idx;
+            ev.text = json_string_value(delta);
+            ev.text_len = json_string_length(delta);
+            rc = sink(ud, &ev);
+        }
+    } else if (!strcmp(type, "response.completed") || !strcmp(type, "response.incomplete")) {
+        if (!(rc = emit_start(d, r, sink, ud))) {
+            ev.type = HL_EV_FINISH;
+            ev.finish = up_finish(r, d->n_calls > 0);
+            rc = sink(ud, &ev);
+        }
+        if (!rc && json_is_object(json_object_get(r, "usage"))) {
+            memset(&ev, 0, sizeof ev);
+            ev.type = HL_EV_USAGE;
+            up_usage(json_object_get(r, "usage"), &ev.usage);
+            rc = sink(ud, &ev);
+        }
+        if (!rc) {
+            memset(&ev, 0, sizeof ev);
+            ev.type = HL_EV_DONE;
+            rc = sink(ud, &ev);
+        }
+    }
+    json_decref(root);
+    return rc;
+}

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include "hl_buf.h"
 #include "hl_chat.h"
+#include "hl_sse.h"
 
 /* Parses and validates a client's Responses body into req (initialized by the caller):
  * `instructions` becomes the first system message, `input` items become messages (a
@@ -68,5 +69,40 @@ hl_err hl_responses_encode_end(hl_responses_encoder *enc, const hl_usage *usage,
 /* Appends an `error` event (spec fields flat, and nested under "error" as the openai SDK
  * needs to raise it) and then response.failed, for a stream that cannot go on. */
 hl_err hl_responses_encode_error(hl_responses_encoder *enc, const hl_api_error *err, hl_buf *out);
+
+/* ---- upstream: OpenAI cloud backends that speak Responses natively ---- */
+
+/* Renders a Responses request (POST {base_url}/responses) from the internal request, for a
+ * Responses client on an OpenAI cloud backend: a leading system message becomes
+ * `instructions`, later ones system input items; user and assistant turns become message
+ * items, assistant tool calls `function_call` items and tool results `function_call_output`
+ * items; chat tools are flattened, tool_choice likewise; max_tokens is max_output_tokens,
+ * response_format text.format, reasoning_effort reasoning.effort; store is false (nothing is
+ * kept upstream either). Other passthrough fields have no Responses name and are dropped.
+ * Fails only with the buffer's errors. */
+hl_err hl_responses_write_upstream_request(hl_buf *out, const hl_chat_request *req, const char *model);
+
+/* Parses a Responses `response` object into resp (initialized by the caller, released by the
+ * caller in every case): output_text parts joined as the text, function_call items as tool
+ * calls (call_id their id), usage, status incomplete as LENGTH (CONTENT_FILTER when
+ * incomplete_details says so). HL_ERR_PARSE when the body is no response object. */
+hl_err hl_responses_parse_upstream_response(const char *body, size_t len, hl_chat_response *resp);
+
+/* Per-stream state of the Responses event decoder. */
+#define HL_RESPONSES_MAX_CALLS 128
+typedef struct hl_responses_decoder {
+    bool started;
+    int n_calls;                            /* function_call items seen: the next tool index */
+    int call_output_index[HL_RESPONSES_MAX_CALLS]; /* output_index of each tool index */
+} hl_responses_decoder;
+
+void hl_responses_decoder_init(hl_responses_decoder *d);
+/* Decodes one Responses SSE event into hl_stream_event(s) for sink: response.created START,
+ * response.output_text.delta TEXT, response.output_item.added of a function_call and
+ * response.function_call_arguments.delta TOOL_CALL, response.completed / .incomplete FINISH,
+ * USAGE and DONE, `error` / response.failed ERROR; others are skipped. Returns the sink's
+ * non-zero return, HL_ERR_PARSE for data that is not a JSON object, else 0. */
+int hl_responses_decode_stream_event(hl_responses_decoder *d, const hl_sse_event *ev, hl_stream_sink sink,
+                                     void *ud);
 
 #endif

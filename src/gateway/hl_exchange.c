@@ -1026,6 +1026,8 @@ static void run_attempt(hl_exchange *ex) {
         .backend = b, .req = &ex->req, .model = ex->at.model, .stream = ex->at.stream, .logprobs = judged,
         .timeout_ms = attempt_timeout_ms(ex, b), .connect_timeout_ms = b->cfg->connect_timeout_ms,
         .no_stop = gw_stops,
+        .native_responses = ex->ing == &hl_ingress_responses && b->cfg->kind == HL_PROVIDER_OPENAI &&
+                            b->cfg->location == HL_LOCATION_CLOUD,
     };
     hl_err e = prov->start(&ex->env->prov, &spec, &provider_events, ex, &ex->at.call);
     if (e == HL_OK) {

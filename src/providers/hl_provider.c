@@ -86,6 +86,35 @@ static const hl_provider_wire openai_wire = {openai_build, hl_openai_parse_upstr
 static const hl_provider_wire anthropic_wire = {anthropic_build, hl_anthropic_parse_upstream_response,
                                                 anthropic_decoder_init, anthropic_decode};
 
+/* A Responses client on an OpenAI cloud backend: the Responses API as such, same credentials. */
+static hl_err responses_build(const hl_backend *b, const hl_chat_request *req, const char *model,
+                              hl_buf *url, hl_buf *body, hl_buf *headers) {
+    hl_err e = hl_buf_printf(url, "%s/responses", b->base_url);
+    if (!e) e = hl_responses_write_upstream_request(body, req, model);
+    if (!e) e = common_headers(headers, req);
+    if (!e && b->api_key) {
+        char bearer[600];
+        int n = snprintf(bearer, sizeof bearer, "Bearer %s", b->api_key);
+        e = (n < 0 || (size_t)n >= sizeof bearer) ? HL_ERR_LIMIT : hl_provider_header_add(headers, "Authorization", bearer);
+        explicit_bzero(bearer, sizeof bearer);
+    }
+    return e;
+}
+
+static void responses_decoder_init(hl_provider_decoder *d) {
+    memset(d, 0, sizeof *d);
+    hl_responses_decoder_init(&d->responses);
+}
+
+static int responses_decode(hl_provider_decoder *d, const hl_sse_event *ev, hl_stream_sink sink, void *ud) {
+    return hl_responses_decode_stream_event(&d->responses, ev, sink, ud);
+}
+
+static const hl_provider_wire responses_wire = {responses_build, hl_responses_parse_upstream_response,
+                                                responses_decoder_init, responses_decode};
+
+const hl_provider_wire *hl_provider_responses_wire(void) { return &responses_wire; }
+
 /* ------------------------------------------------------------------ context overflow */
 
 bool hl_provider_context_overflow(int status, const char *body, size_t len) {
@@ -448,7 +477,7 @@ static hl_err http_start(const hl_provider_env *env, const hl_provider_spec *s, 
 
 static hl_err openai_start(const hl_provider_env *env, const hl_provider_spec *s, const hl_provider_events *ev,
                            void *ud, hl_provider_call **out) {
-    return http_start(env, s, &openai_wire, ev, ud, out);
+    return http_start(env, s, s->native_responses ? &responses_wire : &openai_wire, ev, ud, out);
 }
 
 static hl_err anthropic_start(const hl_provider_env *env, const hl_provider_spec *s, const hl_provider_events *ev,

@@ -28,6 +28,7 @@
 #include "hl_backend.h"
 #include "hl_buf.h"
 #include "hl_chat.h"
+#include "hl_responses.h"
 #include "hl_sse.h"
 
 struct hl_upstream;
@@ -39,6 +40,7 @@ struct hl_builtin_mailbox;
 typedef struct hl_provider_decoder {
     bool openai_started;
     hl_anthropic_decoder anthropic;
+    hl_responses_decoder responses;
 } hl_provider_decoder;
 
 typedef struct hl_provider_wire {
@@ -69,6 +71,9 @@ typedef struct hl_provider_spec {
     bool stream;                /* deliver events as they come, else one whole response */
     bool logprobs;              /* ask for per-token logprobs */
     bool no_stop;               /* keep req->stop from the upstream: the gateway applies them */
+    bool native_responses;      /* kind openai: POST {base_url}/responses in the Responses
+                                   format instead of chat completions (a Responses client on
+                                   an OpenAI cloud backend) */
     long timeout_ms, connect_timeout_ms;
 } hl_provider_spec;
 
@@ -135,6 +140,9 @@ hl_err hl_provider_header_add(hl_buf *headers, const char *name, const char *val
  * context? llama.cpp ("exceeds the available context size"), vLLM and OpenAI ("maximum context
  * length", code context_length_exceeded), Ollama, Anthropic ("prompt is too long"). */
 bool hl_provider_context_overflow(int status, const char *body, size_t len);
+
+/* The wire of kind openai for spec.native_responses (POST {base_url}/responses); static. */
+const hl_provider_wire *hl_provider_responses_wire(void);
 
 /* The builtin kind's table (hl_builtin.c). */
 extern const hl_provider hl_provider_builtin;

@@ -1,4 +1,4 @@
-// Fake OpenAI Chat Completions upstream (also plays an OpenAI-compatible local server, vLLM).
+// Fake OpenAI Chat Completions and Responses upstream (also plays an OpenAI-compatible local server, vLLM).
 //
 //   import { startFakeOpenAI } from './openai.mjs';
 //   const fake = await startFakeOpenAI({ key: 'sk-test', models: ['gpt-4o'] });
@@ -373,6 +373,128 @@ async function handleEmbeddings(req, res, rec, body, ctl, reqId, opts) {
   return sendJSON(res, 200, { object: 'list', data, model: body.model, usage: { prompt_tokens, total_tokens: prompt_tokens } }, { 'x-request-id': reqId });
 }
 
+// Responses (POST /v1/responses), as openai-node's resources/responses/responses.d.ts types
+// them: `input` a string or items (messages, function_call, function_call_output), optional
+// `instructions`. Reply as chat's: "echo: " + the last user text (or the last
+// function_call_output's output), cut to max_output_tokens words (status "incomplete",
+// incomplete_details.reason "max_output_tokens"); with function tools and "call a tool" in the
+// last user text, a function_call of the first tool with arguments {"text": <that text>}.
+// Usage: input_tokens = words of instructions and items + 3 per item; output_tokens = words of
+// the reply. Streams: response.created, response.in_progress, output_item.added,
+// content_part.added, output_text.delta..., output_text.done, content_part.done,
+// output_item.done (function calls: function_call_arguments.delta / .done), response.completed
+// (or response.incomplete), each with sequence_number; error_after_chunks sends `error`.
+export function responsesInputTokens(body) {
+  const items = typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : body.input;
+  let n = typeof body.instructions === 'string' ? 3 + countWords(body.instructions) : 0;
+  for (const it of items) {
+    n += 3;
+    if (it.type === 'function_call') n += countWords(it.arguments ?? '');
+    else if (it.type === 'function_call_output') n += countWords(typeof it.output === 'string' ? it.output : '');
+    else n += countWords(contentText(it.content));
+  }
+  return n;
+}
+
+async function handleResponses(req, res, rec, body, ctl, reqId, opts) {
+  const fail = (status, message, param = null, code = null) => {
+    rec.response = { status };
+    return sendJSON(res, status, openaiError(status, { message, param, code }), { 'x-request-id': reqId });
+  };
+  if (typeof body?.model !== 'string') return fail(400, "Missing required parameter: 'model'.", 'model', 'missing_required_parameter');
+  if (!(typeof body.input === 'string' || Array.isArray(body.input))) return fail(400, "Invalid type for 'input'.", 'input', 'invalid_type');
+  if (body.messages !== undefined) return fail(400, "Unknown parameter: 'messages'.", 'messages', 'unknown_parameter');
+  if (opts.models && !opts.models.includes(body.model)) return fail(404, `The model \`${body.model}\` does not exist or you do not have access to it.`, null, 'model_not_found');
+  const items = typeof body.input === 'string' ? [{ type: 'message', role: 'user', content: body.input }] : body.input;
+  for (let i = 0; i < items.length; i++) {
+    const it = items[i];
+    const type = it?.type ?? 'message';
+    if (!['message', 'function_call', 'function_call_output'].includes(type)) return fail(400, `Invalid value: '${type}'.`, `input[${i}].type`, 'invalid_value');
+    if (type === 'message' && !['user', 'assistant', 'system', 'developer'].includes(it.role)) return fail(400, `Invalid value: '${it.role}'.`, `input[${i}].role`, 'invalid_value');
+    if (type !== 'message' && typeof it.call_id !== 'string') return fail(400, `Missing required parameter: 'input[${i}].call_id'.`, `input[${i}].call_id`, 'missing_required_parameter');
+  }
+  const mt = body.max_output_tokens;
+  if (mt != null && !(Number.isInteger(mt) && mt >= 16)) return fail(400, `Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got ${mt} instead.`, 'max_output_tokens', 'integer_below_min_value');
+  const id = randomId('resp_', 48);
+  const created_at = Math.floor(Date.now() / 1000);
+  const model = body.model;
+  const last = items[items.length - 1];
+  const afterTool = last?.type === 'function_call_output';
+  let userText = '';
+  for (const it of items) if ((it.type ?? 'message') === 'message' && it.role === 'user') userText = contentText(it.content);
+  const tools = Array.isArray(body.tools) ? body.tools.filter((t) => t?.type === 'function') : [];
+  const wantTool = !afterTool && tools.length > 0 && /call a tool/i.test(userText) && body.tool_choice !== 'none';
+  const input_tokens = responsesInputTokens(body);
+  let pieces = [];
+  let call = null;
+  let incomplete = false;
+  if (wantTool) {
+    call = { id: randomId('fc_', 48), type: 'function_call', status: 'completed', arguments: JSON.stringify({ text: userText }), call_id: randomId('call_', 24), name: tools[0].name };
+  } else {
+    const all = tokenize(ctl.reply ?? `echo: ${afterTool ? String(last.output) : userText}`);
+    pieces = all.slice(0, mt ?? Infinity);
+    incomplete = all.length > pieces.length;
+  }
+  const text = pieces.join('');
+  const output_tokens = call ? countWords(call.arguments) : pieces.length;
+  const usage = {
+    input_tokens,
+    input_tokens_details: { cached_tokens: ctl.cached_tokens ?? 0 },
+    output_tokens,
+    output_tokens_details: { reasoning_tokens: ctl.reasoning_tokens ?? 0 },
+    total_tokens: input_tokens + output_tokens,
+  };
+  const msgId = randomId('msg_', 48);
+  const part = { type: 'output_text', text, annotations: [], logprobs: [] };
+  const message = { id: msgId, type: 'message', status: incomplete ? 'incomplete' : 'completed', role: 'assistant', content: [part] };
+  const output = call ? [call] : [message];
+  const status = incomplete ? 'incomplete' : 'completed';
+  const response = (st, out, u) => ({
+    id, object: 'response', created_at, status: st, background: false, error: null,
+    incomplete_details: st === 'incomplete' ? { reason: 'max_output_tokens' } : null,
+    instructions: body.instructions ?? null, max_output_tokens: mt ?? null, model, output: out,
+    parallel_tool_calls: body.parallel_tool_calls ?? true, previous_response_id: null,
+    reasoning: { effort: body.reasoning?.effort ?? null, summary: null }, store: body.store ?? true,
+    temperature: body.temperature ?? 1, text: body.text ?? { format: { type: 'text' } },
+    tool_choice: body.tool_choice ?? 'auto', tools: body.tools ?? [], top_p: body.top_p ?? 1,
+    truncation: 'disabled', usage: u, user: body.user ?? null, metadata: {},
+  });
+  rec.response = { status: 200, usage, text, id, stream: !!body.stream, response_status: status, ...(call ? { tool_call: call } : {}) };
+  const headers = { 'x-request-id': reqId, 'openai-processing-ms': '1' };
+  if (!body.stream) return sendJSON(res, 200, response(status, output, usage), headers);
+
+  const w = sseWriter(req, res, rec, ctl, headers);
+  let seq = 0;
+  const ev = (type, fields) => `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: seq++, ...fields })}\n\n`;
+  const frames = [ev('response.created', { response: response('in_progress', [], null) }),
+    ev('response.in_progress', { response: response('in_progress', [], null) })];
+  if (call) {
+    frames.push(ev('response.output_item.added', { output_index: 0, item: { ...call, status: 'in_progress', arguments: '' } }));
+    const args = call.arguments;
+    const half = Math.floor(args.length / 2);
+    for (const d of [args.slice(0, half), args.slice(half)]) frames.push(ev('response.function_call_arguments.delta', { item_id: call.id, output_index: 0, delta: d }));
+    frames.push(ev('response.function_call_arguments.done', { item_id: call.id, output_index: 0, name: call.name, arguments: args }));
+    frames.push(ev('response.output_item.done', { output_index: 0, item: call }));
+  } else {
+    frames.push(ev('response.output_item.added', { output_index: 0, item: { ...message, status: 'in_progress', content: [] } }));
+    frames.push(ev('response.content_part.added', { item_id: msgId, output_index: 0, content_index: 0, part: { ...part, text: '' } }));
+    for (const p of pieces) frames.push(ev('response.output_text.delta', { item_id: msgId, output_index: 0, content_index: 0, delta: p, logprobs: [] }));
+    frames.push(ev('response.output_text.done', { item_id: msgId, output_index: 0, content_index: 0, text, logprobs: [] }));
+    frames.push(ev('response.content_part.done', { item_id: msgId, output_index: 0, content_index: 0, part }));
+    frames.push(ev('response.output_item.done', { output_index: 0, item: message }));
+  }
+  frames.push(ev(incomplete ? 'response.incomplete' : 'response.completed', { response: response(status, output, usage) }));
+  for (let i = 0; i < frames.length; i++) {
+    if (ctl.error_after_chunks != null && i === ctl.error_after_chunks) {
+      await w.write(ev('error', { code: 'server_error', message: ctl.message ?? 'The server had an error while processing your request.', param: null }));
+      rec.erroredMidStream = true;
+      return w.end();
+    }
+    if (!(await w.write(frames[i]))) return;
+  }
+  w.end();
+}
+
 export function startFakeOpenAI(opts = {}) {
   return createFake({
     name: 'openai',
@@ -380,10 +502,10 @@ export function startFakeOpenAI(opts = {}) {
     requestIdHeader: 'x-request-id',
     requestIdPrefix: 'req_',
     errorReply,
-    inferencePaths: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings'],
+    inferencePaths: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses'],
     async handler(req, res, rec, body, ctl, reqId) {
       const p = rec.path;
-      const isChat = p === '/v1/chat/completions' || p === '/v1/completions' || p === '/v1/embeddings';
+      const isChat = p === '/v1/chat/completions' || p === '/v1/completions' || p === '/v1/embeddings' || p === '/v1/responses';
       const isModels = p === '/v1/models';
       if (opts.flavor === 'llama' && p === '/props' && req.method === 'GET') {
         rec.response = { status: 200 };
@@ -433,6 +555,7 @@ export function startFakeOpenAI(opts = {}) {
       }
       if (p === '/v1/completions') return handleCompletion(req, res, rec, body, ctl, reqId, opts);
       if (p === '/v1/embeddings') return handleEmbeddings(req, res, rec, body, ctl, reqId, opts);
+      if (p === '/v1/responses') return handleResponses(req, res, rec, body, ctl, reqId, opts);
       return handleChat(req, res, rec, body, ctl, reqId, opts);
     },
   });

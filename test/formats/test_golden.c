@@ -5,7 +5,9 @@
  * Each directory test/golden/<case>/ holds:
  *   ingress                  "openai", "anthropic", "completions" (legacy /v1/completions) or
  *                            "responses": the format the client speaks
- *   provider                 "openai" or "anthropic": the upstream's kind
+ *   provider                 "openai" or "anthropic": the upstream's kind; "openai-responses":
+ *                            kind openai spoken natively in the Responses API (what an OpenAI
+ *                            cloud backend gets from a Responses client: spec.native_responses)
  *   model                    optional: the upstream model name (default "upstream-model")
  *   client_request.json      the body the client sends
  *   upstream_request.json    expected: the exact body the gateway sends upstream
@@ -368,7 +370,7 @@ static const hl_ingress *ingress_named(const char *s) {
 }
 
 static bool provider_named(const char *s, hl_provider_kind *k) {
-    if (!strcmp(s, "openai")) *k = HL_PROVIDER_OPENAI;
+    if (!strcmp(s, "openai") || !strcmp(s, "openai-responses")) *k = HL_PROVIDER_OPENAI;
     else if (!strcmp(s, "anthropic")) *k = HL_PROVIDER_ANTHROPIC;
     else return false;
     return true;
@@ -390,6 +392,11 @@ static bool run_case(const char *dir) {
         return false;
     }
     const hl_provider *prov = hl_provider_for(kind);
+    hl_provider native = *prov;
+    if (!strcmp(prov_name, "openai-responses")) {
+        native.wire = hl_provider_responses_wire();
+        prov = &native;
+    }
 
     hl_buf creq, up, url, body, http, client;
     hl_buf_init(&url, 0);
@@ -587,7 +594,8 @@ HL_TEST(golden_coverage) {
     for (size_t i = 0; i < n; i++) {
         char dir[1536], in[32], pv[32];
         snprintf(dir, sizeof dir, "%s/%s", root, cases[i]);
-        if (!read_word(dir, "ingress", in, sizeof in) || !read_word(dir, "provider", pv, sizeof pv))
+        if (!read_word(dir, "ingress", in, sizeof in) || !read_word(dir, "provider", pv, sizeof pv) ||
+            !strcmp(pv, "openai-responses"))
             continue;
         int a = !strcmp(in, "anthropic") ? 1 : !strcmp(in, "responses") ? 2 : 0, b = !strcmp(pv, "anthropic");
         int s = file_exists(dir, "upstream_response.sse");

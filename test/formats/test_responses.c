@@ -351,4 +351,187 @@ HL_TEST(stream_error_then_failed) {
     hl_buf_release(&out);
 }
 
+/* ---- upstream: OpenAI cloud backends get the Responses API natively ---- */
+
+HL_TEST(upstream_request_rendered_from_internal_model) {
+    hl_chat_request r;
+    hl_api_error e;
+    const char *body =
+        "{\"model\":\"auto\",\"instructions\":\"be brief\",\"stream\":true,"
+        "\"input\":[{\"role\":\"user\",\"content\":\"hi \\\"there\\\"\"},"
+        "{\"type\":\"message\",\"role\":\"assistant\",\"content\":[{\"type\":\"output_text\",\"text\":\"looking\"}]},"
+        "{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"f\",\"arguments\":\"{\\\"x\\\":1}\"},"
+        "{\"type\":\"function_call_output\",\"call_id\":\"c1\",\"output\":\"one\"},"
+        "{\"role\":\"developer\",\"content\":\"later rule\"}],"
+        "\"tools\":[{\"type\":\"function\",\"name\":\"f\",\"parameters\":{\"type\":\"object\"},\"strict\":true}],"
+        "\"tool_choice\":{\"type\":\"function\",\"name\":\"f\"},\"max_output_tokens\":64,\"temperature\":0.5,"
+        "\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"out\",\"schema\":{\"type\":\"object\"},\"strict\":true}},"
+        "\"reasoning\":{\"effort\":\"high\"},\"parallel_tool_calls\":false,\"metadata\":{\"task_type\":\"coding\"}}";
+    HL_REQUIRE(parse(body, &r, &e) == HL_OK);
+    hl_buf out;
+    hl_buf_init(&out, 0);
+    HL_REQUIRE(hl_responses_write_upstream_request(&out, &r, "gpt-4o") == HL_OK);
+    json_t *j = json_loadb(out.data, out.len, 0, NULL);
+    HL_REQUIRE(json_is_object(j));
+    HL_CHECK_STR_EQ(json_string_value(json_object_get(j, "model")), "gpt-4o");
+    HL_CHECK_STR_EQ(json_string_value(json_object_get(j, "instructions")), "be brief");
+    HL_CHECK(!json_object_get(j, "messages"));
+    const json_t *in = json_object_get(j, "input");
+    HL_REQUIRE(json_array_size(in) == 5);
+    json_t *want = json_loads(
+        "[{\"type\":\"message\",\"role\":\"user\",\"content\":\"hi \\\"there\\\"\"},"
+        "{\"type\":\"message\",\"role\":\"assistant\",\"content\":\"looking\"},"
+        "{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"f\",\"arguments\":\"{\\\"x\\\":1}\"},"
+        "{\"type\":\"function_call_output\",\"call_id\":\"c1\",\"output\":\"one\"},"
+        "{\"type\":\"message\",\"role\":\"system\",\"content\":\"later rule\"}]", 0, NULL);
+    HL_CHECK(json_equal(in, want));
+    json_decref(want);
+    want = json_loads("[{\"type\":\"function\",\"name\":\"f\",\"parameters\":{\"type\":\"object\"},\"strict\":true}]", 0, NULL);
+    HL_CHECK(json_equal(json_object_get(j, "tools"), want));
+    json_decref(want);
+    want = json_loads("{\"type\":\"function\",\"name\":\"f\"}", 0, NULL);
+    HL_CHECK(json_equal(json_object_get(j, "tool_choice"), want));
+    json_decref(want);
+    want = json_loads("{\"format\":{\"type\":\"json_schema\",\"name\":\"out\",\"schema\":{\"type\":\"object\"},\"strict\":true}}", 0, NULL);
+    HL_CHECK(json_equal(json_object_get(j, "text"), want));
+    json_decref(want);
+    HL_CHECK_INT_EQ(json_integer_value(json_object_get(j, "max_output_tokens")), 64);
+    HL_CHECK(json_real_value(json_object_get(j, "temperature")) == 0.5);
+    HL_CHECK_STR_EQ(json_string_value(json_object_get(json_object_get(j, "reasoning"), "effort")), "high");
+    HL_CHECK(json_is_false(json_object_get(j, "parallel_tool_calls")));
+    HL_CHECK(json_is_true(json_object_get(j, "stream")));
+    HL_CHECK(json_is_false(json_object_get(j, "store")));
+    /* Routing hints and chat-only names never go upstream. */
+    HL_CHECK(!json_object_get(j, "metadata") && !json_object_get(j, "response_format") &&
+             !json_object_get(j, "reasoning_effort") && !json_object_get(j, "max_tokens"));
+    json_decref(j);
+    hl_buf_release(&out);
+    hl_chat_request_release(&r);
+
+    /* A plain string tool_choice passes as is; no stream field when not streaming. */
+    HL_REQUIRE(parse("{\"model\":\"m\",\"input\":\"x\",\"tool_choice\":\"required\","
+                     "\"tools\":[{\"type\":\"function\",\"name\":\"f\"}]}", &r, &e) == HL_OK);
+    hl_buf_init(&out, 0);
+    HL_REQUIRE(hl_responses_write_upstream_request(&out, &r, "m") == HL_OK);
+    j = json_loadb(out.data, out.len, 0, NULL);
+    HL_CHECK_STR_EQ(json_string_value(json_object_get(j, "tool_choice")), "required");
+    HL_CHECK(!json_object_get(j, "stream") && !json_object_get(j, "instructions"));
+    json_decref(j);
+    hl_buf_release(&out);
+    hl_chat_request_release(&r);
+}
+
+HL_TEST(upstream_response_object_parsed) {
+    const char *body =
+        "{\"id\":\"resp_1\",\"object\":\"response\",\"created_at\":1700,\"status\":\"completed\",\"model\":\"gpt-4o\","
+        "\"output\":[{\"type\":\"reasoning\",\"id\":\"rs_1\",\"summary\":[]},"
+        "{\"type\":\"message\",\"id\":\"msg_1\",\"role\":\"assistant\",\"content\":["
+        "{\"type\":\"output_text\",\"text\":\"hel\",\"annotations\":[]},{\"type\":\"output_text\",\"text\":\"lo\",\"annotations\":[]}]},"
+        "{\"type\":\"function_call\",\"id\":\"fc_1\",\"call_id\":\"call_9\",\"name\":\"f\",\"arguments\":\"{}\"}],"
+        "\"usage\":{\"input_tokens\":10,\"input_tokens_details\":{\"cached_tokens\":4},\"output_tokens\":7,"
+        "\"output_tokens_details\":{\"reasoning_tokens\":3},\"total_tokens\":17}}";
+    hl_chat_response r;
+    hl_chat_response_init(&r);
+    HL_REQUIRE(hl_responses_parse_upstream_response(body, strlen(body), &r) == HL_OK);
+    HL_CHECK_STR_EQ(r.id, "resp_1");
+    HL_CHECK_STR_EQ(r.model, "gpt-4o");
+    HL_CHECK_INT_EQ(r.created, 1700);
+    HL_CHECK_STR_EQ(r.text, "hello");
+    HL_REQUIRE(r.n_tool_calls == 1);
+    HL_CHECK_STR_EQ(r.tool_calls[0].id, "call_9");
+    HL_CHECK_STR_EQ(r.tool_calls[0].name, "f");
+    HL_CHECK_STR_EQ(r.tool_calls[0].arguments, "{}");
+    HL_CHECK_INT_EQ(r.finish, HL_FINISH_TOOL_CALLS);
+    HL_CHECK(r.usage.known);
+    HL_CHECK_INT_EQ(r.usage.input_tokens, 10);
+    HL_CHECK_INT_EQ(r.usage.cached_input_tokens, 4);
+    HL_CHECK_INT_EQ(r.usage.output_tokens, 7);
+    HL_CHECK_INT_EQ(r.usage.reasoning_tokens, 3);
+    hl_chat_response_release(&r);
+
+    const char *cut = "{\"id\":\"resp_2\",\"model\":\"m\",\"status\":\"incomplete\","
+                      "\"incomplete_details\":{\"reason\":\"max_output_tokens\"},"
+                      "\"output\":[{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"abc\"}]}]}";
+    hl_chat_response_init(&r);
+    HL_REQUIRE(hl_responses_parse_upstream_response(cut, strlen(cut), &r) == HL_OK);
+    HL_CHECK_STR_EQ(r.text, "abc");
+    HL_CHECK_INT_EQ(r.finish, HL_FINISH_LENGTH);
+    HL_CHECK(!r.usage.known);
+    hl_chat_response_release(&r);
+
+    hl_chat_response_init(&r);
+    HL_CHECK(hl_responses_parse_upstream_response("{\"choices\":[]}", 14, &r) == HL_ERR_PARSE);
+    hl_chat_response_release(&r);
+    hl_chat_response_init(&r);
+    HL_CHECK(hl_responses_parse_upstream_response("nope", 4, &r) == HL_ERR_PARSE);
+    hl_chat_response_release(&r);
+}
+
+/* Records decoded events as a compact trace: "S(id) T(text) C0(id,name,args) F2 U10/7/4/3 D E(msg)". */
+static int trace_sink(void *ud, const hl_stream_event *ev) {
+    hl_buf *b = ud;
+    switch (ev->type) {
+    case HL_EV_START: return hl_buf_printf(b, "S(%s) ", ev->id ? ev->id : "");
+    case HL_EV_TEXT: return hl_buf_printf(b, "T(%.*s) ", (int)ev->text_len, ev->text);
+    case HL_EV_TOOL_CALL:
+        return hl_buf_printf(b, "C%d(%s,%s,%.*s) ", ev->index, ev->tool_id ? ev->tool_id : "",
+                             ev->tool_name ? ev->tool_name : "", (int)ev->text_len, ev->text);
+    case HL_EV_FINISH: return hl_buf_printf(b, "F%d ", (int)ev->finish);
+    case HL_EV_USAGE:
+        return hl_buf_printf(b, "U%ld/%ld/%ld/%ld ", ev->usage.input_tokens, ev->usage.output_tokens,
+                             ev->usage.cached_input_tokens, ev->usage.reasoning_tokens);
+    case HL_EV_DONE: return hl_buf_puts(b, "D ");
+    case HL_EV_ERROR: return hl_buf_printf(b, "E(%.*s,%s) ", (int)ev->text_len, ev->text, ev->error_type ? ev->error_type : "");
+    default: return hl_buf_puts(b, "? ");
+    }
+}
+
+static int feed(hl_responses_decoder *d, const char *type, const char *data, hl_buf *trace) {
+    hl_sse_event ev = {.event = type, .data = data, .data_len = strlen(data), .id = ""};
+    return hl_responses_decode_stream_event(d, &ev, trace_sink, trace);
+}
+
+HL_TEST(upstream_stream_events_decoded) {
+    hl_responses_decoder d;
+    hl_responses_decoder_init(&d);
+    hl_buf t;
+    hl_buf_init(&t, 0);
+    const char *resp = "\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-4o\",\"status\":\"in_progress\",\"output\":[]}";
+    char buf[512];
+    snprintf(buf, sizeof buf, "{\"type\":\"response.created\",\"sequence_number\":0,%s}", resp);
+    HL_CHECK(feed(&d, "response.created", buf, &t) == 0);
+    snprintf(buf, sizeof buf, "{\"type\":\"response.in_progress\",\"sequence_number\":1,%s}", resp);
+    HL_CHECK(feed(&d, "response.in_progress", buf, &t) == 0);
+    HL_CHECK(feed(&d, "response.output_item.added", "{\"type\":\"response.output_item.added\",\"output_index\":0,"
+                  "\"item\":{\"type\":\"message\",\"id\":\"msg_1\",\"content\":[]}}", &t) == 0);
+    HL_CHECK(feed(&d, "response.output_text.delta", "{\"type\":\"response.output_text.delta\",\"output_index\":0,\"delta\":\"he\"}", &t) == 0);
+    HL_CHECK(feed(&d, "response.output_text.delta", "{\"type\":\"response.output_text.delta\",\"output_index\":0,\"delta\":\"y\"}", &t) == 0);
+    HL_CHECK(feed(&d, "response.output_text.done", "{\"type\":\"response.output_text.done\",\"output_index\":0,\"text\":\"hey\"}", &t) == 0);
+    HL_CHECK(feed(&d, "response.output_item.added", "{\"type\":\"response.output_item.added\",\"output_index\":1,"
+                  "\"item\":{\"type\":\"function_call\",\"id\":\"fc_1\",\"call_id\":\"call_1\",\"name\":\"f\",\"arguments\":\"\"}}", &t) == 0);
+    HL_CHECK(feed(&d, "response.output_item.added", "{\"type\":\"response.output_item.added\",\"output_index\":2,"
+                  "\"item\":{\"type\":\"function_call\",\"id\":\"fc_2\",\"call_id\":\"call_2\",\"name\":\"g\",\"arguments\":\"\"}}", &t) == 0);
+    HL_CHECK(feed(&d, "response.function_call_arguments.delta", "{\"type\":\"response.function_call_arguments.delta\",\"output_index\":2,\"delta\":\"{}\"}", &t) == 0);
+    HL_CHECK(feed(&d, "response.function_call_arguments.delta", "{\"type\":\"response.function_call_arguments.delta\",\"output_index\":1,\"delta\":\"{\\\"a\\\":1}\"}", &t) == 0);
+    HL_CHECK(feed(&d, "response.completed", "{\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\","
+                  "\"usage\":{\"input_tokens\":10,\"input_tokens_details\":{\"cached_tokens\":4},\"output_tokens\":7,"
+                  "\"output_tokens_details\":{\"reasoning_tokens\":3}}}}", &t) == 0);
+    HL_CHECK(hl_buf_append(&t, "", 1) == HL_OK);
+    HL_CHECK_STR_EQ(t.data, "S(resp_1) T(he) T(y) C0(call_1,f,) C1(call_2,g,) C1(,,{}) C0(,,{\"a\":1}) F3 U10/7/4/3 D ");
+    hl_buf_release(&t);
+
+    /* A cut answer finishes LENGTH; a failure is an ERROR; `error` events too; junk is a parse error. */
+    hl_responses_decoder_init(&d);
+    hl_buf_init(&t, 0);
+    HL_CHECK(feed(&d, "response.incomplete", "{\"type\":\"response.incomplete\",\"response\":{\"id\":\"r2\",\"status\":\"incomplete\","
+                  "\"incomplete_details\":{\"reason\":\"max_output_tokens\"}}}", &t) == 0);
+    HL_CHECK(feed(&d, "response.failed", "{\"type\":\"response.failed\",\"response\":{\"id\":\"r2\",\"status\":\"failed\","
+                  "\"error\":{\"code\":\"server_error\",\"message\":\"boom\"}}}", &t) == 0);
+    HL_CHECK(feed(&d, "error", "{\"type\":\"error\",\"code\":\"rate_limit_exceeded\",\"message\":\"slow down\",\"param\":null}", &t) == 0);
+    HL_CHECK(feed(&d, "", "not json", &t) == HL_ERR_PARSE);
+    HL_CHECK(hl_buf_append(&t, "", 1) == HL_OK);
+    HL_CHECK_STR_EQ(t.data, "S(r2) F2 D E(boom,server_error) E(slow down,rate_limit_exceeded) ");
+    hl_buf_release(&t);
+}
+
 HL_TEST_MAIN()

@@ -3,6 +3,7 @@
 // Vercel AI SDK's default OpenAI provider (@ai-sdk/openai: generateText, streamText, a tool
 // loop) and LangChain's ChatOpenAI with useResponsesApi. Every backend kind: the OpenAI-kind
 // fakes (cloud and local) and the Anthropic fake, through the gateway's translation to chat;
+// an OpenAI cloud backend gets the request natively (POST /v1/responses), a local one as chat;
 // the builtin engine when the test models are present. Stateless (store: false) as Codex CLI
 // sends it; previous_response_id is refused with a 400.
 //
@@ -28,7 +29,7 @@ const suiteOpts = missing ? { skip: missing } : reference ? { skip: 'the referen
 
 const KINDS = [
   { name: 'anthropic backend', fake: 'anthropic', backend: 'cloud-anthropic', model: 'auto', headers: { 'x-hybridllm-task-type': 'analysis' }, reason: 'rule:complex-task' },
-  { name: 'cloud-openai backend', fake: 'openai', backend: 'cloud-openai', model: 'cloud-openai', headers: {}, reason: /^forced/ },
+  { name: 'cloud-openai backend', fake: 'openai', backend: 'cloud-openai', model: 'cloud-openai', headers: {}, reason: /^forced/, native: true },
   { name: 'local openai-kind backend', fake: 'local', backend: 'local', model: 'auto', headers: {}, reason: 'rule:default' },
 ];
 
@@ -46,12 +47,22 @@ function upstreamCall(k, rec) {
   }
   const tc = rec.response.tool_call;
   assert.ok(tc, `the openai fake replied with a tool call: ${JSON.stringify(rec.response)}`);
+  if (k.native) return { id: tc.call_id, name: tc.name, args: JSON.parse(tc.arguments) };
   return { id: tc.id, name: tc.function.name, args: JSON.parse(tc.function.arguments) };
 }
 
 // The second turn as the upstream got it: the assistant's call and the tool's result.
 function checkRoundTripBody(k, rec, call) {
   assert.equal(rec.response.status, 200, `upstream accepted the tool round trip: ${JSON.stringify(rec.response)} body ${rec.raw}`);
+  if (k.native) {
+    assert.equal(rec.path, '/v1/responses');
+    assert.deepEqual(rec.body.input, [
+      { type: 'message', role: 'user', content: TOOL_PROMPT },
+      { type: 'function_call', call_id: call.id, name: 'lookup', arguments: JSON.stringify(call.args) },
+      { type: 'function_call_output', call_id: call.id, output: TOOL_RESULT },
+    ], rec.raw);
+    return;
+  }
   const msgs = rec.body.messages;
   if (k.fake === 'anthropic') {
     assert.deepEqual(msgs.map((m) => m.role), ['user', 'assistant', 'user'], `roles: ${rec.raw}`);
@@ -121,8 +132,16 @@ describe('Responses API with the openai SDK (/v1/responses)', suiteOpts, () => {
         assert.match(data.output[0].id, /^msg_/);
         assert.equal(data.output[0].role, 'assistant');
         const rec = posts(fake)[0];
-        // The upstream got a chat request: instructions as the system prompt.
-        if (k.fake === 'anthropic') {
+        // The upstream got a chat request: instructions as the system prompt (an OpenAI cloud
+        // backend: the Responses request itself).
+        if (k.native) {
+          assert.equal(rec.path, '/v1/responses');
+          assert.equal(rec.body.instructions, 'Be brief.', rec.raw);
+          assert.deepEqual(rec.body.input, [{ type: 'message', role: 'user', content: prompt }], rec.raw);
+          assert.equal(rec.body.max_output_tokens, 200);
+          assert.equal(rec.body.store, false);
+          assert.equal(rec.body.messages, undefined);
+        } else if (k.fake === 'anthropic') {
           assert.equal(rec.body.system, 'Be brief.', rec.raw);
           assert.equal(rec.body.max_tokens, 200);
         } else {
@@ -181,6 +200,7 @@ describe('Responses API with the openai SDK (/v1/responses)', suiteOpts, () => {
         assert.deepEqual(JSON.parse(calls[0].arguments), { text: TOOL_PROMPT });
         assert.equal(r1.output_text, '', 'no text beside the call');
         if (k.fake === 'anthropic') assert.deepEqual(posts(fake)[0].body.tools, [{ name: 'lookup', description: 'Looks a text up.', input_schema: PARAMS }]);
+        else if (k.native) assert.deepEqual(posts(fake)[0].body.tools, TOOLS);
         else assert.deepEqual(posts(fake)[0].body.tools, [{ type: 'function', function: { name: 'lookup', description: 'Looks a text up.', parameters: PARAMS, strict: false } }]);
 
         // Codex-style stateless history: the whole conversation again, with the call's output.
@@ -239,7 +259,11 @@ describe('Responses API with the openai SDK (/v1/responses)', suiteOpts, () => {
     if (!h.ready(t)) return;
     const format = { type: 'json_schema', name: 'answer', schema: { type: 'object', properties: { a: { type: 'string' } }, required: ['a'] }, strict: true };
     await api.responses.create({ model: 'cloud-openai', input: 'x', text: { format }, reasoning: { effort: 'low' } });
-    const body = posts(h.stack.openai)[0].body;
+    const native = posts(h.stack.openai)[0].body;
+    assert.deepEqual(native.text, { format }, 'cloud OpenAI: text.format as sent');
+    assert.deepEqual(native.reasoning, { effort: 'low' });
+    await api.responses.create({ model: 'auto', input: 'x', text: { format }, reasoning: { effort: 'low' } });
+    const body = posts(h.stack.local)[0].body;
     assert.deepEqual(body.response_format, { type: 'json_schema', json_schema: { name: 'answer', schema: format.schema, strict: true } });
     assert.equal(body.reasoning_effort, 'low');
     await assert.rejects(
@@ -293,7 +317,7 @@ describe('Vercel AI SDK default OpenAI provider (Responses API)', suiteOpts, () 
     const r = await generateText({ model: provider('cloud-openai'), prompt: 'hello vercel', maxRetries: 0 });
     assert.equal(r.text, 'echo: hello vercel');
     const rec = posts(h.stack.openai)[0];
-    assert.equal(rec.path, '/v1/chat/completions', 'the gateway translated to chat for the backend');
+    assert.equal(rec.path, '/v1/responses', 'an OpenAI cloud backend gets the Responses request natively');
     const usage = fakeUsage(rec);
     assert.equal(r.usage.inputTokens, usage.input);
     assert.equal(r.usage.outputTokens, usage.output);
@@ -371,6 +395,98 @@ describe('LangChain ChatOpenAI with useResponsesApi', suiteOpts, () => {
       checkRoundTripBody(k, posts(fake)[3], call);
     });
   }
+});
+
+describe('OpenAI cloud backends receive /v1/responses natively', suiteOpts, () => {
+  const h = useStack({ before, after, beforeEach, afterEach });
+  let api;
+  before(() => {
+    if (h.gw) api = new OpenAI({ baseURL: h.gw.url + '/v1', apiKey: 'unused', maxRetries: 0, timeout: 15000 });
+  });
+  const paths = (fake) => posts(fake).map((r) => r.path);
+
+  it('create: POST /v1/responses upstream (not chat); text, cached and reasoning tokens; ledger', async (t) => {
+    if (!h.ready(t)) return;
+    h.stack.openai.control({ cached_tokens: 2, reasoning_tokens: 1 });
+    const prompt = 'native responses please';
+    const { data, response } = await api.responses
+      .create({ model: 'cloud-openai', instructions: 'Be brief.', input: prompt, store: false, temperature: 0.5 })
+      .withResponse();
+    assert.deepEqual(paths(h.stack.openai), ['/v1/responses']);
+    const rec = posts(h.stack.openai)[0];
+    assert.equal(rec.body.model, BACKEND_MODEL['cloud-openai']);
+    assert.equal(rec.body.temperature, 0.5);
+    assert.equal(rec.body.stream, undefined);
+    assert.equal(data.output_text, `echo: ${prompt}`);
+    assert.equal(data.status, 'completed');
+    const usage = fakeUsage(rec);
+    assert.equal(data.usage.input_tokens, usage.input);
+    assert.equal(data.usage.output_tokens, usage.output);
+    assert.equal(data.usage.input_tokens_details.cached_tokens, 2);
+    assert.equal(data.usage.output_tokens_details.reasoning_tokens, 1);
+    const rid = response.headers.get('x-request-id');
+    const line = await ledgerLine(h.gw, rid);
+    checkLedger(line, { requestId: rid, backend: 'cloud-openai', reason: /^forced/, stream: false, usage });
+    assert.equal(line.cached_input_tokens, 2);
+  });
+
+  it('stream: the upstream Responses events decode into the client\'s event stream; usage; ledger', async (t) => {
+    if (!h.ready(t)) return;
+    const prompt = 'stream natively to me';
+    const s = api.responses.stream({ model: 'cloud-openai', input: prompt, store: false });
+    const events = [];
+    for await (const e of s) events.push(e);
+    const last = checkEvents(events);
+    assert.deepEqual(paths(h.stack.openai), ['/v1/responses']);
+    const rec = posts(h.stack.openai)[0];
+    assert.equal(rec.body.stream, true);
+    assert.ok(events.filter((e) => e.type === 'response.output_text.delta').length >= 2);
+    assert.equal(outputText(last), `echo: ${prompt}`);
+    const usage = fakeUsage(rec);
+    assert.equal(last.usage.input_tokens, usage.input);
+    assert.equal(last.usage.output_tokens, usage.output);
+    const rid = (await ledgerLineByBackend(h.gw, 'cloud-openai')).request_id;
+    checkLedger(await ledgerLine(h.gw, rid), { requestId: rid, backend: 'cloud-openai', reason: /^forced/, stream: true, usage });
+  });
+
+  it('max_output_tokens cut: the upstream\'s incomplete response is incomplete for the client (create and stream)', async (t) => {
+    if (!h.ready(t)) return;
+    const long = Array.from({ length: 30 }, (_, i) => `w${i}`).join(' ');
+    const r = await api.responses.create({ model: 'cloud-openai', input: long, max_output_tokens: 16 });
+    assert.equal(posts(h.stack.openai)[0].body.max_output_tokens, 16);
+    assert.equal(posts(h.stack.openai)[0].response.response_status, 'incomplete');
+    assert.equal(r.status, 'incomplete');
+    assert.equal(r.incomplete_details.reason, 'max_output_tokens');
+    assert.equal(r.usage.output_tokens, 16);
+    const s = api.responses.stream({ model: 'cloud-openai', input: long, max_output_tokens: 16 });
+    const types = [];
+    for await (const e of s) types.push(e.type);
+    assert.equal(types.at(-1), 'response.incomplete');
+  });
+
+  it('an upstream `error` event mid-stream reaches the client as an error; the ledger says error', async (t) => {
+    if (!h.ready(t)) return;
+    h.stack.openai.control({ error_after_chunks: 4, message: 'upstream broke' });
+    const s = api.responses.stream({ model: 'cloud-openai', input: 'this native stream will break', store: false });
+    const types = [];
+    await assert.rejects(async () => {
+      for await (const e of s) types.push(e.type);
+    }, (e) => e instanceof OpenAI.APIError && /upstream broke/.test(e.message));
+    assert.ok(!types.includes('response.completed'), `no completion after a failure: ${types}`);
+    assert.deepEqual(paths(h.stack.openai), ['/v1/responses']);
+    assert.equal((await ledgerLineByBackend(h.gw, 'cloud-openai')).status, 'error');
+  });
+
+  it('a local OpenAI-kind backend still gets /chat/completions (create and stream)', async (t) => {
+    if (!h.ready(t)) return;
+    const r = await api.responses.create({ model: 'auto', input: 'local please', store: false });
+    assert.equal(r.output_text, 'echo: local please');
+    const s = api.responses.stream({ model: 'auto', input: 'local stream please', store: false });
+    for await (const e of s) void e;
+    assert.equal(outputText(await s.finalResponse()), 'echo: local stream please');
+    assert.deepEqual(paths(h.stack.local), ['/v1/chat/completions', '/v1/chat/completions']);
+    assert.deepEqual(paths(h.stack.openai), []);
+  });
 });
 
 // The builtin engine behind /v1/responses (needs the shared test models).
