@@ -539,7 +539,7 @@ static hl_err build_body(hl_aux *a, hl_buf *url, hl_buf *body) {
     hl_backend *b = a->backend;
     json_t *j = NULL;
     if (a->kind == HL_AUX_EMBEDDINGS) {
-        HL_TRY(hl_buf_printf(url, "%s/embeddings", b->base_url));
+        HL_TRY(hl_buf_printf(url, "%s/embeddings", hl_backend_base_url(b)));
         j = json_copy(a->er.body);
         if (!j) return HL_ERR_NOMEM;
         json_object_del(j, "encoding_format");
@@ -553,7 +553,7 @@ static hl_err build_body(hl_aux *a, hl_buf *url, hl_buf *body) {
         }
     } else if (a->tokenize) {
         char root[1024];
-        hl_backend_server_root(b->base_url, root, sizeof root);
+        hl_backend_server_root(hl_backend_base_url(b), root, sizeof root);
         HL_TRY(hl_buf_printf(url, "%s/tokenize", root));
         hl_buf text;
         hl_buf_init(&text, 0);
@@ -564,7 +564,7 @@ static hl_err build_body(hl_aux *a, hl_buf *url, hl_buf *body) {
                  : json_pack("{s:s#}", "content", text.data ? text.data : "", text.len);
         hl_buf_release(&text);
     } else {
-        HL_TRY(hl_buf_printf(url, "%s/v1/messages/count_tokens", b->base_url));
+        HL_TRY(hl_buf_printf(url, "%s/v1/messages/count_tokens", hl_backend_base_url(b)));
         j = json_copy(a->count_body);
     }
     if (!j) return HL_ERR_NOMEM;

@@ -795,7 +795,7 @@ static void escalate(hl_exchange *ex) {
     hl_route *r = &ex->route;
     for (int i = 0; i < r->n_escalate; i++) {
         r->candidates[i] = r->escalate[i];
-        r->models[i] = r->escalate[i]->model;
+        r->models[i] = hl_backend_model(r->escalate[i]);
     }
     r->n = r->n_escalate;
     r->n_escalate = 0;

@@ -147,7 +147,7 @@ static void set_state(hl_backend *b, char *url, char *model, bool ready, const c
         free(url);
     } else if (url) {
         retire(b, b->base_url);
-        b->base_url = url;
+        __atomic_store_n(&b->base_url, url, __ATOMIC_RELEASE); /* read without the lock */
     }
     if (model && b->model && !strcmp(model, b->model)) {
         free(model);
@@ -155,7 +155,7 @@ static void set_state(hl_backend *b, char *url, char *model, bool ready, const c
         if (b->model && atomic_load(&b->ready))
             hl_log(HL_LOG_WARN, "backend %s now serves model %s (was %s)", b->cfg->name, model, b->model);
         retire(b, b->model);
-        b->model = model;
+        __atomic_store_n(&b->model, model, __ATOMIC_RELEASE); /* read without the lock */
     }
     va_list ap;
     va_start(ap, fmt);
@@ -385,7 +385,8 @@ size_t hl_backends_ready_count(const hl_backends *bs) {
 }
 
 bool hl_backend_serves(const hl_backend *b, const char *model) {
-    if (b->model && !strcmp(b->model, model)) return true;
+    const char *current = hl_backend_model(b);
+    if (current && !strcmp(current, model)) return true;
     if (strcmp(b->cfg->model, "auto") != 0 && !strcmp(b->cfg->model, model)) return true;
     for (size_t i = 0; i < b->cfg->n_models; i++)
         if (!strcmp(b->cfg->models[i], model)) return true;

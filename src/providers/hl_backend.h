@@ -119,6 +119,14 @@ static inline double hl_backend_p95(hl_backend *b) { return atomic_load(&b->lat_
 void hl_backend_probe_abandoned(hl_backend *b, double now_ms);
 const char *hl_breaker_state_name(hl_backend *b);
 
+/* The URL and upstream model in use. The health thread may replace them while requests run
+ * (under b->mu, the old strings kept until release), so the request path, which takes no
+ * lock, reads them through these. */
+static inline const char *hl_backend_model(const hl_backend *b) { return __atomic_load_n(&b->model, __ATOMIC_ACQUIRE); }
+static inline const char *hl_backend_base_url(const hl_backend *b) {
+    return __atomic_load_n(&b->base_url, __ATOMIC_ACQUIRE);
+}
+
 static inline bool hl_backend_is_cloud(const hl_backend *b) {
     return b->cfg->location == HL_LOCATION_CLOUD;
 }

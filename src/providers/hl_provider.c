@@ -43,7 +43,8 @@ static hl_err common_headers(hl_buf *h, const hl_chat_request *req) {
 
 static hl_err openai_build(const hl_backend *b, const hl_chat_request *req, const char *model,
                            hl_buf *url, hl_buf *body, hl_buf *headers) {
-    hl_err e = hl_buf_printf(url, req->raw_prompt ? "%s/completions" : "%s/chat/completions", b->base_url);
+    hl_err e = hl_buf_printf(url, req->raw_prompt ? "%s/completions" : "%s/chat/completions",
+                             hl_backend_base_url(b));
     if (!e) e = hl_openai_write_upstream_request(body, req, model);
     if (!e) e = common_headers(headers, req);
     if (!e && b->api_key) {
@@ -63,7 +64,7 @@ static int openai_decode(hl_provider_decoder *d, const hl_sse_event *ev, hl_stre
 
 static hl_err anthropic_build(const hl_backend *b, const hl_chat_request *req, const char *model,
                               hl_buf *url, hl_buf *body, hl_buf *headers) {
-    hl_err e = hl_buf_printf(url, "%s/v1/messages", b->base_url);
+    hl_err e = hl_buf_printf(url, "%s/v1/messages", hl_backend_base_url(b));
     if (!e) e = hl_anthropic_write_upstream_request(body, req, model);
     if (!e) e = common_headers(headers, req);
     if (!e) e = hl_provider_header_add(headers, "anthropic-version", HL_ANTHROPIC_VERSION);
@@ -89,7 +90,7 @@ static const hl_provider_wire anthropic_wire = {anthropic_build, hl_anthropic_pa
 /* A Responses client on an OpenAI cloud backend: the Responses API as such, same credentials. */
 static hl_err responses_build(const hl_backend *b, const hl_chat_request *req, const char *model,
                               hl_buf *url, hl_buf *body, hl_buf *headers) {
-    hl_err e = hl_buf_printf(url, "%s/responses", b->base_url);
+    hl_err e = hl_buf_printf(url, "%s/responses", hl_backend_base_url(b));
     if (!e) e = hl_responses_write_upstream_request(body, req, model);
     if (!e) e = common_headers(headers, req);
     if (!e && b->api_key) {
@@ -388,7 +389,7 @@ static hl_err start_count(hl_provider_call *c, const hl_provider_env *env, const
         explicit_bzero(bearer, sizeof bearer);
     }
     char root[1024], url[1100];
-    hl_backend_server_root(b->base_url, root, sizeof root);
+    hl_backend_server_root(hl_backend_base_url(b), root, sizeof root);
     snprintf(url, sizeof url, "%s/tokenize", root);
     hl_buf_release(&text);
     if (!e) {

@@ -99,7 +99,7 @@ static void consider(hl_route *route, hl_backend *b, const char *model, const hl
         return;
     }
     if (route->n < HL_ROUTE_MAX_CANDIDATES) {
-        route->models[route->n] = model ? model : b->model;
+        route->models[route->n] = model ? model : hl_backend_model(b);
         route->candidates[route->n++] = b;
         note(t, "  candidate %s (model %s)", b->cfg->name, route->models[route->n - 1]);
     }
