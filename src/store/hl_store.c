@@ -199,6 +199,34 @@ hl_err hl_store_cloud_spend(hl_store *s, long long now_ms, hl_store_spend_fn fn,
     return s->ops->cloud_spend(s, day, hl_time_days_from_civil(y, m, 1), fn, ctx);
 }
 
+hl_err hl_store_key_insert(hl_store *s, const hl_store_key *k, long long *id_out) {
+    if (!connected(s)) return HL_ERR_IO;
+    if (!k || !k->name || !k->prefix || !k->hash || strlen(k->hash) != 64) {
+        hl_store_set_error(s, "key insert: invalid arguments");
+        return HL_ERR_INVAL;
+    }
+    return s->ops->key_insert(s, k, id_out);
+}
+
+hl_err hl_store_key_update(hl_store *s, const hl_store_key *k) {
+    if (!connected(s)) return HL_ERR_IO;
+    if (!k || !k->name) {
+        hl_store_set_error(s, "key update: invalid arguments");
+        return HL_ERR_INVAL;
+    }
+    return s->ops->key_update(s, k);
+}
+
+hl_err hl_store_keys_list(hl_store *s, hl_store_key_fn fn, void *ctx) {
+    if (!connected(s)) return HL_ERR_IO;
+    return s->ops->keys_list(s, fn, ctx);
+}
+
+hl_err hl_store_key_touch(hl_store *s, long long id, long long ms) {
+    if (!connected(s)) return HL_ERR_IO;
+    return s->ops->key_touch(s, id, ms);
+}
+
 hl_err hl_store_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
                      hl_store_row_fn fn, void *ctx) {
     if ((unsigned)g > HL_STORE_GROUP_DAY || from_ms > to_ms || !fn) {

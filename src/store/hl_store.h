@@ -208,6 +208,42 @@ hl_err hl_store_scan(hl_store *s, hl_store_group g, long long from_ms, long long
 /* Number of records in the store. */
 hl_err hl_store_count(hl_store *s, unsigned long long *out);
 
+/* ---- client keys (table client_keys, migration 3) ----
+ *
+ * Virtual keys issued by an administrator (`hybridllm keys`, POST /admin/keys). The store
+ * keeps a key's SHA-256 (hex), never the key; the gateway loads every key at start and again
+ * after each indexer pass, so a revocation or change reaches every gateway on the store within
+ * one ledger.index_interval_ms. */
+typedef struct hl_store_key {
+    long long id;               /* assigned by hl_store_key_insert */
+    const char *name;           /* unique among keys; never NULL */
+    const char *prefix;         /* "hl-" and the key's next 8 characters, for lists; never NULL */
+    const char *hash;           /* 64 lower-case hex digits: SHA-256 of the key; never NULL */
+    const char *tenant;         /* NULL: the key's name is the tenant */
+    const char *backends;       /* comma-separated backend names the key may use; NULL: any */
+    const char *models;         /* comma-separated model names the key may ask for; NULL: any */
+    bool cloud_allowed;         /* false: the key's traffic stays local (as if sensitive) */
+    double budget_day_usd, budget_month_usd; /* < 0: none */
+    long long rpm, tpm;         /* requests / tokens per minute; 0: no limit */
+    long long expires_at_ms;    /* 0: never */
+    long long created_at_ms;
+    long long last_used_at_ms;  /* 0: never */
+    bool revoked;
+} hl_store_key;
+
+/* Receives one key; its strings are borrowed until the callback returns. HL_OK to go on. */
+typedef hl_err (*hl_store_key_fn)(void *ctx, const hl_store_key *k);
+/* Inserts k (its id ignored) and sets *id_out. A name already taken: HL_ERR_INVAL with the
+ * store's message saying so. */
+hl_err hl_store_key_insert(hl_store *s, const hl_store_key *k, long long *id_out);
+/* Writes every field of k but id, hash, prefix and created_at to the key k->id.
+ * HL_ERR_NOTFOUND when there is none; a name already taken: HL_ERR_INVAL. */
+hl_err hl_store_key_update(hl_store *s, const hl_store_key *k);
+/* Calls fn for every key (revoked ones too), in id order. */
+hl_err hl_store_keys_list(hl_store *s, hl_store_key_fn fn, void *ctx);
+/* Records that key id was used at ms (only ever moves forward). */
+hl_err hl_store_key_touch(hl_store *s, long long id, long long ms);
+
 /* ---- time ---- */
 
 /* hl_time_parse_ms (hl_time.h: the ledger's form "2024-05-01T12:00:00.250Z" and the shorter

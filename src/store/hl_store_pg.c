@@ -112,7 +112,28 @@ static const char *const migrations[] = {
     "END $$;\n"
     "CREATE TRIGGER inferences_cloud_spend AFTER INSERT ON inferences\n"
     "  REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT\n"
-    "  EXECUTE FUNCTION hybridllm_cloud_spend_add();\n",
+    "  EXECUTE FUNCTION hybridllm_cloud_spend_add();\n",    /* 3: client keys (hl_store.h: hl_store_key), stored as SHA-256 hashes; the key each
+     * ledger record was made with. */
+    "CREATE TABLE client_keys (\n"
+    "    id               BIGSERIAL PRIMARY KEY,\n"
+    "    name             TEXT NOT NULL UNIQUE,\n"
+    "    prefix           TEXT NOT NULL,     -- 'hl-' and 8 characters, shown in lists\n"
+    "    key_hash         TEXT NOT NULL UNIQUE, -- SHA-256 of the key, hex\n"
+    "    tenant           TEXT,              -- NULL: the name\n"
+    "    backends         TEXT,              -- comma-separated; NULL: any\n"
+    "    models           TEXT,              -- comma-separated; NULL: any\n"
+    "    cloud_allowed    BOOLEAN NOT NULL DEFAULT true,\n"
+    "    budget_day_usd   DOUBLE PRECISION,  -- NULL: none\n"
+    "    budget_month_usd DOUBLE PRECISION,\n"
+    "    rpm              BIGINT NOT NULL DEFAULT 0, -- 0: no limit\n"
+    "    tpm              BIGINT NOT NULL DEFAULT 0,\n"
+    "    expires_at       BIGINT,            -- Unix ms; NULL: never\n"
+    "    created_at       BIGINT NOT NULL,   -- Unix ms\n"
+    "    last_used_at     BIGINT,\n"
+    "    revoked          BOOLEAN NOT NULL DEFAULT false\n"
+    ");\n"
+    "ALTER TABLE inferences ADD COLUMN key_id BIGINT;\n"
+    "ALTER TABLE inferences ADD COLUMN key_name TEXT;\n",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -646,6 +667,139 @@ static hl_err pg_cloud_spend(hl_store *s, long long day, long long month_day, hl
     return e;
 }
 
+/* ---- client keys ---- */
+
+#define KEY_COLS "id, name, prefix, key_hash, tenant, backends, models, cloud_allowed, budget_day_usd," \
+                 " budget_month_usd, rpm, tpm, expires_at, created_at, last_used_at, revoked"
+
+/* The text parameters $1..$11 that insert and update both write; bufs holds the numbers. */
+static void key_params(const hl_store_key *k, const char *p[11], char bufs[6][32]) {
+    p[0] = k->name;
+    p[1] = k->tenant;
+    p[2] = k->backends;
+    p[3] = k->models;
+    p[4] = k->cloud_allowed ? "t" : "f";
+    p[5] = NULL;
+    p[6] = NULL;
+    if (k->budget_day_usd >= 0) snprintf(bufs[0], 32, "%.17g", k->budget_day_usd), p[5] = bufs[0];
+    if (k->budget_month_usd >= 0) snprintf(bufs[1], 32, "%.17g", k->budget_month_usd), p[6] = bufs[1];
+    p[7] = num_ll(bufs[2], k->rpm);
+    p[8] = num_ll(bufs[3], k->tpm);
+    p[9] = k->expires_at_ms ? num_ll(bufs[4], k->expires_at_ms) : NULL;
+    p[10] = k->revoked ? "t" : "f";
+}
+
+/* A failed write: a UNIQUE violation (SQLSTATE 23505) is the caller's (a name taken). */
+static hl_err key_write_result(hl_store *s, PGresult *r, const char *doing) {
+    pg *q = s->impl;
+    hl_err e = HL_OK;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (state && !strcmp(state, "23505")) {
+            hl_store_set_error(s, "%s: %s: a key with this name already exists", q->where, doing);
+            e = HL_ERR_INVAL;
+        } else {
+            e = fail(s, doing, r);
+        }
+    }
+    return e;
+}
+
+static hl_err pg_key_insert(hl_store *s, const hl_store_key *k, long long *id_out) {
+    pg *q = s->impl;
+    hl_err e = ensure_connected(s);
+    if (e) return e;
+    const char *p[14];
+    char bufs[6][32];
+    key_params(k, p, bufs);
+    p[11] = k->prefix;
+    p[12] = k->hash;
+    p[13] = num_ll(bufs[5], k->created_at_ms);
+    PGresult *r = PQexecParams(q->c,
+                               "INSERT INTO client_keys (name, tenant, backends, models, cloud_allowed,"
+                               " budget_day_usd, budget_month_usd, rpm, tpm, expires_at, revoked, prefix,"
+                               " key_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+                               " $12, $13, $14) RETURNING id", 14, NULL, p, NULL, NULL, 0);
+    e = key_write_result(s, r, "inserting a key");
+    if (!e && id_out) *id_out = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return e;
+}
+
+static hl_err pg_key_update(hl_store *s, const hl_store_key *k) {
+    pg *q = s->impl;
+    hl_err e = ensure_connected(s);
+    if (e) return e;
+    const char *p[12];
+    char bufs[6][32];
+    key_params(k, p, bufs);
+    p[11] = num_ll(bufs[5], k->id);
+    PGresult *r = PQexecParams(q->c,
+                               "UPDATE client_keys SET name = $1, tenant = $2, backends = $3, models = $4,"
+                               " cloud_allowed = $5, budget_day_usd = $6, budget_month_usd = $7, rpm = $8,"
+                               " tpm = $9, expires_at = $10, revoked = $11 WHERE id = $12", 12, NULL, p, NULL,
+                               NULL, 0);
+    e = key_write_result(s, r, "updating a key");
+    if (!e && atoll(PQcmdTuples(r)) == 0) {
+        hl_store_set_error(s, "%s: no key with id %lld", q->where, k->id);
+        e = HL_ERR_NOTFOUND;
+    }
+    PQclear(r);
+    return e;
+}
+
+static const char *opt_val(const PGresult *r, int row, int col) {
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static hl_err pg_keys_list(hl_store *s, hl_store_key_fn fn, void *ctx) {
+    pg *q = s->impl;
+    hl_err e = ensure_connected(s);
+    if (e) return e;
+    PGresult *r = PQexec(q->c, "SELECT " KEY_COLS " FROM client_keys ORDER BY id");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        e = fail(s, "listing keys", r);
+        PQclear(r);
+        return e;
+    }
+    for (int i = 0; i < PQntuples(r) && !e; i++) {
+        hl_store_key k = {
+            .id = atoll(PQgetvalue(r, i, 0)),
+            .name = PQgetvalue(r, i, 1),
+            .prefix = PQgetvalue(r, i, 2),
+            .hash = PQgetvalue(r, i, 3),
+            .tenant = opt_val(r, i, 4),
+            .backends = opt_val(r, i, 5),
+            .models = opt_val(r, i, 6),
+            .cloud_allowed = is_t(r, i, 7),
+            .budget_day_usd = PQgetisnull(r, i, 8) ? -1 : strtod(PQgetvalue(r, i, 8), NULL),
+            .budget_month_usd = PQgetisnull(r, i, 9) ? -1 : strtod(PQgetvalue(r, i, 9), NULL),
+            .rpm = atoll(PQgetvalue(r, i, 10)),
+            .tpm = atoll(PQgetvalue(r, i, 11)),
+            .expires_at_ms = atoll(PQgetvalue(r, i, 12)),
+            .created_at_ms = atoll(PQgetvalue(r, i, 13)),
+            .last_used_at_ms = atoll(PQgetvalue(r, i, 14)),
+            .revoked = is_t(r, i, 15),
+        };
+        e = fn(ctx, &k);
+    }
+    PQclear(r);
+    return e;
+}
+
+static hl_err pg_key_touch(hl_store *s, long long id, long long ms) {
+    pg *q = s->impl;
+    hl_err e = ensure_connected(s);
+    if (e) return e;
+    char b0[32], b1[32];
+    const char *p[2] = {num_ll(b0, id), num_ll(b1, ms)};
+    PGresult *r = PQexecParams(q->c, "UPDATE client_keys SET last_used_at = $2 WHERE id = $1 AND"
+                                     " coalesce(last_used_at, 0) < $2", 2, NULL, p, NULL, NULL, 0);
+    e = PQresultStatus(r) == PGRES_COMMAND_OK ? HL_OK : fail(s, "recording a key's use", r);
+    PQclear(r);
+    return e;
+}
+
 const hl_store_ops hl_store_pg_ops = {
     .name = "postgresql",
     .open = pg_open,
@@ -661,5 +815,9 @@ const hl_store_ops hl_store_pg_ops = {
     .scan = pg_scan,
     .count = pg_count,
     .cloud_spend = pg_cloud_spend,
+    .key_insert = pg_key_insert,
+    .key_update = pg_key_update,
+    .keys_list = pg_keys_list,
+    .key_touch = pg_key_touch,
     .shared = true,
 };

@@ -90,6 +90,28 @@ static const char *const migrations[] = {
     "      VALUES (coalesce(NEW.tenant, ''), NEW.ts / 86400000, NEW.cost_usd)\n"
     "      ON CONFLICT (tenant, day) DO UPDATE SET cost_usd = cost_usd + excluded.cost_usd;\n"
     "  END;\n",
+    /* 3: client keys (hl_store.h: hl_store_key), stored as SHA-256 hashes; the key each
+     * ledger record was made with. */
+    "CREATE TABLE client_keys (\n"
+    "    id               INTEGER PRIMARY KEY,\n"
+    "    name             TEXT NOT NULL UNIQUE,\n"
+    "    prefix           TEXT NOT NULL,     -- 'hl-' and 8 characters, shown in lists\n"
+    "    key_hash         TEXT NOT NULL UNIQUE, -- SHA-256 of the key, hex\n"
+    "    tenant           TEXT,              -- NULL: the name\n"
+    "    backends         TEXT,              -- comma-separated; NULL: any\n"
+    "    models           TEXT,              -- comma-separated; NULL: any\n"
+    "    cloud_allowed    INTEGER NOT NULL DEFAULT 1,\n"
+    "    budget_day_usd   REAL,              -- NULL: none\n"
+    "    budget_month_usd REAL,\n"
+    "    rpm              INTEGER NOT NULL DEFAULT 0, -- 0: no limit\n"
+    "    tpm              INTEGER NOT NULL DEFAULT 0,\n"
+    "    expires_at       INTEGER,           -- Unix ms; NULL: never\n"
+    "    created_at       INTEGER NOT NULL,  -- Unix ms\n"
+    "    last_used_at     INTEGER,\n"
+    "    revoked          INTEGER NOT NULL DEFAULT 0\n"
+    ");\n"
+    "ALTER TABLE inferences ADD COLUMN key_id INTEGER;\n"
+    "ALTER TABLE inferences ADD COLUMN key_name TEXT;\n",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -536,6 +558,130 @@ static hl_err sq_cloud_spend(hl_store *s, long long day, long long month_day, hl
     return rc == SQLITE_DONE ? HL_OK : fail(s, rc, "reading cloud_spend");
 }
 
+/* ---- client keys ---- */
+
+#define KEY_COLS "id, name, prefix, key_hash, tenant, backends, models, cloud_allowed, budget_day_usd," \
+                 " budget_month_usd, rpm, tpm, expires_at, created_at, last_used_at, revoked"
+
+static void bind_opt_text(sqlite3_stmt *st, int i, const char *v) {
+    if (v) sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+    else sqlite3_bind_null(st, i);
+}
+
+static void bind_opt_ll(sqlite3_stmt *st, int i, long long v) {
+    if (v) sqlite3_bind_int64(st, i, v);
+    else sqlite3_bind_null(st, i);
+}
+
+/* Binds the fields both insert and update write, at ?1..?11. */
+static void bind_key_fields(sqlite3_stmt *st, const hl_store_key *k) {
+    sqlite3_bind_text(st, 1, k->name, -1, SQLITE_STATIC);
+    bind_opt_text(st, 2, k->tenant);
+    bind_opt_text(st, 3, k->backends);
+    bind_opt_text(st, 4, k->models);
+    sqlite3_bind_int(st, 5, k->cloud_allowed);
+    bind_opt_double(st, 6, k->budget_day_usd, k->budget_day_usd >= 0);
+    bind_opt_double(st, 7, k->budget_month_usd, k->budget_month_usd >= 0);
+    sqlite3_bind_int64(st, 8, k->rpm);
+    sqlite3_bind_int64(st, 9, k->tpm);
+    bind_opt_ll(st, 10, k->expires_at_ms);
+    sqlite3_bind_int(st, 11, k->revoked);
+}
+
+/* A failed insert or update: a UNIQUE violation is the caller's (a name taken). */
+static hl_err key_write_fail(hl_store *s, sqlite3_stmt *st, int rc, const char *doing) {
+    bool taken = (rc & 0xff) == SQLITE_CONSTRAINT;
+    hl_store_set_error(s, "%s: %s: %s", s->location, doing,
+                       taken ? "a key with this name already exists" : sqlite3_errmsg(((sq *)s->impl)->db));
+    sqlite3_finalize(st);
+    return taken ? HL_ERR_INVAL : map_rc(rc);
+}
+
+static hl_err sq_key_insert(hl_store *s, const hl_store_key *k, long long *id_out) {
+    sq *q = s->impl;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(q->db,
+                                "INSERT INTO client_keys (name, tenant, backends, models, cloud_allowed,"
+                                " budget_day_usd, budget_month_usd, rpm, tpm, expires_at, revoked, prefix,"
+                                " key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
+                                " ?12, ?13, ?14)", -1, &st, NULL);
+    if (rc) return fail(s, rc, "preparing the key insert");
+    bind_key_fields(st, k);
+    sqlite3_bind_text(st, 12, k->prefix, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 13, k->hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 14, k->created_at_ms);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) return key_write_fail(s, st, rc, "inserting a key");
+    sqlite3_finalize(st);
+    if (id_out) *id_out = sqlite3_last_insert_rowid(q->db);
+    return HL_OK;
+}
+
+static hl_err sq_key_update(hl_store *s, const hl_store_key *k) {
+    sq *q = s->impl;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(q->db,
+                                "UPDATE client_keys SET name = ?1, tenant = ?2, backends = ?3, models = ?4,"
+                                " cloud_allowed = ?5, budget_day_usd = ?6, budget_month_usd = ?7, rpm = ?8,"
+                                " tpm = ?9, expires_at = ?10, revoked = ?11 WHERE id = ?12", -1, &st, NULL);
+    if (rc) return fail(s, rc, "preparing the key update");
+    bind_key_fields(st, k);
+    sqlite3_bind_int64(st, 12, k->id);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) return key_write_fail(s, st, rc, "updating a key");
+    sqlite3_finalize(st);
+    if (sqlite3_changes(q->db) == 0) {
+        hl_store_set_error(s, "%s: no key with id %lld", s->location, k->id);
+        return HL_ERR_NOTFOUND;
+    }
+    return HL_OK;
+}
+
+static hl_err sq_keys_list(hl_store *s, hl_store_key_fn fn, void *ctx) {
+    sq *q = s->impl;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(q->db, "SELECT " KEY_COLS " FROM client_keys ORDER BY id", -1, &st, NULL);
+    if (rc) return fail(s, rc, "preparing the key list");
+    hl_err e = HL_OK;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        hl_store_key k = {
+            .id = sqlite3_column_int64(st, 0),
+            .name = (const char *)sqlite3_column_text(st, 1),
+            .prefix = (const char *)sqlite3_column_text(st, 2),
+            .hash = (const char *)sqlite3_column_text(st, 3),
+            .tenant = (const char *)sqlite3_column_text(st, 4),
+            .backends = (const char *)sqlite3_column_text(st, 5),
+            .models = (const char *)sqlite3_column_text(st, 6),
+            .cloud_allowed = sqlite3_column_int(st, 7) != 0,
+            .budget_day_usd = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_double(st, 8),
+            .budget_month_usd = sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 : sqlite3_column_double(st, 9),
+            .rpm = sqlite3_column_int64(st, 10),
+            .tpm = sqlite3_column_int64(st, 11),
+            .expires_at_ms = sqlite3_column_int64(st, 12),
+            .created_at_ms = sqlite3_column_int64(st, 13),
+            .last_used_at_ms = sqlite3_column_int64(st, 14),
+            .revoked = sqlite3_column_int(st, 15) != 0,
+        };
+        if ((e = fn(ctx, &k))) break;
+    }
+    if (!e && rc != SQLITE_DONE) e = fail(s, rc, "listing keys");
+    sqlite3_finalize(st);
+    return e;
+}
+
+static hl_err sq_key_touch(hl_store *s, long long id, long long ms) {
+    sq *q = s->impl;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(q->db, "UPDATE client_keys SET last_used_at = ?2 WHERE id = ?1 AND"
+                                       " coalesce(last_used_at, 0) < ?2", -1, &st, NULL);
+    if (rc) return fail(s, rc, "preparing the key touch");
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, ms);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? HL_OK : fail(s, rc, "recording a key's use");
+}
+
 const hl_store_ops hl_store_sqlite_ops = {
     .name = "sqlite",
     .open = sq_open,
@@ -551,4 +697,8 @@ const hl_store_ops hl_store_sqlite_ops = {
     .scan = sq_scan,
     .count = sq_count,
     .cloud_spend = sq_cloud_spend,
+    .key_insert = sq_key_insert,
+    .key_update = sq_key_update,
+    .keys_list = sq_keys_list,
+    .key_touch = sq_key_touch,
 };

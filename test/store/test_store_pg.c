@@ -25,6 +25,7 @@
 #include "hl_store.h"
 #include "hl_test.h"
 #include "store_crash.h"
+#include "store_keys.h"
 
 /* ---- fixtures ---- */
 
@@ -193,7 +194,7 @@ HL_TEST(migrations_fresh_reopen_concurrent_and_newer) {
         if (kids[k] == 0) {
             char err[512];
             hl_store *s = NULL;
-            int ok = hl_store_open(&s, f.uri, err, sizeof err) == HL_OK && hl_store_schema_version(s) == 2;
+            int ok = hl_store_open(&s, f.uri, err, sizeof err) == HL_OK && hl_store_schema_version(s) == 3;
             if (!ok) fprintf(stderr, "  child: %s\n", err);
             hl_store_close(s);
             _exit(ok ? 0 : 1);
@@ -204,12 +205,12 @@ HL_TEST(migrations_fresh_reopen_concurrent_and_newer) {
         waitpid(kids[k], &st, 0);
         HL_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     }
-    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 2);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 3);
     HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM pg_class WHERE relname IN ('inferences', 'journal_state',"
                                   " 'ledger', 'cloud_spend', 'inferences_ts', 'inferences_source_ts',"
                                   " 'inferences_backend_ts', 'inferences_tenant_ts')"), 8);
     /* Every ledger field is a column, as in SQLite. */
-    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'inferences'"), 25);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'inferences'"), 27);
 
     char err[512];
     hl_store *s = NULL;
@@ -218,7 +219,7 @@ HL_TEST(migrations_fresh_reopen_concurrent_and_newer) {
     HL_CHECK(hl_store_shared(s));
     HL_CHECK_INT_EQ(count(s), 0);
     hl_store_close(s);
-    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 2);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 3);
 
     /* A database migrated by a newer hybridllm is refused, not downgraded. */
     HL_CHECK_INT_EQ(pg_int(f.uri, "INSERT INTO schema_version (version) VALUES (99)"), 0);
@@ -547,6 +548,17 @@ HL_TEST(crash_replay_sigkill_during_load) {
     HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT max(substr(request_id, 7)::int) + 1 FROM inferences"), lines);
     /* The spend counts each cloud line once: half the lines, $0.50 each. */
     HL_CHECK(fabs(pg_double(f.uri, "SELECT sum(cost_usd) FROM cloud_spend") - 0.5 * (double)(lines / 2)) < 1e-6);
+    fixture_cleanup(&f);
+}
+
+HL_TEST(client_key_lifecycle) {
+    fixture f;
+    NEED_SERVER(&f);
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, f.uri, err, sizeof err) == HL_OK);
+    check_key_lifecycle(s);
+    hl_store_close(s);
     fixture_cleanup(&f);
 }
 

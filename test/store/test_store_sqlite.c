@@ -15,6 +15,7 @@
 #include "hl_store.h"
 #include "hl_test.h"
 #include "store_crash.h"
+#include "store_keys.h"
 
 /* ---- fixtures ---- */
 
@@ -147,23 +148,23 @@ HL_TEST(migrations_from_an_empty_file_and_reopen) {
     char err[512];
     hl_store *s = NULL;
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
-    HL_CHECK_INT_EQ(hl_store_schema_version(s), 2);
+    HL_CHECK_INT_EQ(hl_store_schema_version(s), 3);
     HL_CHECK_INT_EQ(count(s), 0);
     hl_store_close(s);
-    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 2);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 3);
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM sqlite_master WHERE name IN "
                                   "('inferences', 'journal_state', 'ledger', 'inferences_ts',"
                                   " 'inferences_source_ts', 'inferences_backend_ts',"
                                   " 'inferences_tenant_ts', 'cloud_spend', 'inferences_cloud_spend')"), 9);
     /* Every ledger field is a column. */
-    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM pragma_table_info('inferences')"), 25);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM pragma_table_info('inferences')"), 27);
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
 
     /* Reopening applies nothing again. */
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
-    HL_CHECK_INT_EQ(hl_store_schema_version(s), 2);
+    HL_CHECK_INT_EQ(hl_store_schema_version(s), 3);
     hl_store_close(s);
-    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 2);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 3);
 
     /* A store written by a newer hybridllm is refused, not downgraded. */
     HL_CHECK_INT_EQ(sql_int(p.db, "INSERT INTO schema_version VALUES (99, 'future')"), 0);
@@ -605,6 +606,19 @@ HL_TEST(crash_replay_sigkill_during_load) {
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM (SELECT DISTINCT request_id, attempt FROM inferences)"), lines);
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT max(CAST(substr(request_id, 7) AS INTEGER)) + 1 FROM inferences"), lines);
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+    paths_cleanup(&p);
+}
+
+/* ---- client keys ---- */
+
+HL_TEST(client_key_lifecycle) {
+    paths p;
+    paths_init(&p);
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    check_key_lifecycle(s);
+    hl_store_close(s);
     paths_cleanup(&p);
 }
 

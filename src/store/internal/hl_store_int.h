@@ -74,6 +74,11 @@ typedef struct hl_store_ops {
     hl_err (*count)(hl_store *s, unsigned long long *out);
     /* Cloud spend per tenant since day and since month_day (UTC days since 1970). */
     hl_err (*cloud_spend)(hl_store *s, long long day, long long month_day, hl_store_spend_fn fn, void *ctx);
+    /* Client keys (hl_store.h); see there. */
+    hl_err (*key_insert)(hl_store *s, const hl_store_key *k, long long *id_out);
+    hl_err (*key_update)(hl_store *s, const hl_store_key *k);
+    hl_err (*keys_list)(hl_store *s, hl_store_key_fn fn, void *ctx);
+    hl_err (*key_touch)(hl_store *s, long long id, long long ms);
     bool shared;              /* several gateways can use one store at once */
 } hl_store_ops;
 
