@@ -83,12 +83,28 @@ typedef struct serve_state {
     hl_budgets *budgets;
     hl_health *health;
     hl_store *store;
-    hl_store_indexer_hooks hooks; /* the budgets' sync around the indexer's passes */
+    hl_store_indexer_hooks hooks; /* the budgets' sync and the keys' reload around each pass */
+    bool budget_hooks;   /* the budgets are synced around each pass (a shared store) */
+    hl_keys *keys;       /* the store's virtual keys, reloaded after each pass */
     bool shared_budgets; /* the budgets' totals come from the shared store */
 } serve_state;
 
 static const hl_opt_choice log_levels[] = {
     {"debug", HL_LOG_DEBUG}, {"info", HL_LOG_INFO}, {"warn", HL_LOG_WARN}, {"error", HL_LOG_ERROR}, {NULL, 0}};
+
+/* Around every indexer pass: the budgets' sync (a shared store) and the keys' reload, so a
+ * key revoked anywhere is refused here within one index interval. */
+static void serve_before_pass(void *ctx) {
+    serve_state *st = ctx;
+    if (st->budget_hooks) budget_sync_before(st->budgets);
+}
+
+static void serve_after_pass(void *ctx, hl_store *conn) {
+    serve_state *st = ctx;
+    if (st->budget_hooks) budget_sync_after(st->budgets, conn);
+    if (st->keys && hl_keys_reload(st->keys, conn) != HL_OK)
+        hl_log(HL_LOG_WARN, "keys: cannot reload the client keys: %s", hl_store_errmsg(conn));
+}
 
 /* The store's location: ledger.store, or a SQLite file beside the journal (ledger.jsonl ->
  * ledger.db). */
@@ -110,7 +126,7 @@ static void serve_open_store(serve_state *st) {
     store_location(st->cfg, path, sizeof path);
     if (!path[0]) return;
     hl_store_redact(path, where, sizeof where);
-    st->hooks = (hl_store_indexer_hooks){budget_sync_before, budget_sync_after, st->budgets};
+    st->hooks = (hl_store_indexer_hooks){serve_before_pass, serve_after_pass, st};
     if (hl_store_open(&st->store, path, serr, sizeof serr) != HL_OK) {
         /* A database that is down now may be up in a minute: its indexer keeps trying.
          * A SQLite file that cannot be opened is a configuration problem. */
@@ -120,9 +136,14 @@ static void serve_open_store(serve_state *st) {
             hl_log(HL_LOG_WARN, "ledger store disabled: %s", serr);
     }
     if (!st->store) return;
+    /* The keys as the store has them now, before serving (a store opened for later has none
+     * yet: its indexer loads them once it connects). */
+    if (st->keys && hl_store_schema_version(st->store) > 0 && hl_keys_reload(st->keys, st->store) != HL_OK)
+        hl_log(HL_LOG_WARN, "keys: cannot load the client keys: %s", hl_store_errmsg(st->store));
     bool shared = st->budgets && hl_store_shared(st->store);
+    st->budget_hooks = shared;
     if (hl_store_indexer_start(st->store, st->cfg->ledger_path, st->cfg->ledger_index_interval_ms,
-                               shared ? &st->hooks : NULL) != HL_OK) {
+                               &st->hooks) != HL_OK) {
         hl_log(HL_LOG_WARN, "ledger indexer not started: %s", hl_store_errmsg(st->store));
     } else if (shared) {
         /* The first pass, before serving: the budgets start from the fleet's spend. */
@@ -187,6 +208,7 @@ static int serve_open(serve_state *st) {
         return 1;
     }
     if (hl_budgets_new(&st->budgets, st->cfg) != HL_OK) return 1;
+    if (!(st->keys = hl_keys_new())) return 1;
     serve_open_store(st);
     if (hl_backends_init(&st->bs, st->cfg, true) != HL_OK) {
         hl_log(HL_LOG_ERROR, "out of memory while resolving backends");
@@ -209,6 +231,7 @@ static int serve_run(serve_state *st) {
     char err[1024];
     if (hl_gateway_init(&st->gw, st->cfg, &st->bs, &st->ledger, st->budgets) != HL_OK) return 1;
     hl_gateway_set_store(st->gw, st->store);
+    hl_gateway_set_keys(st->gw, st->keys);
     if (hl_server_init(&st->srv, st->cfg, hl_gateway_hooks(st->gw), err, sizeof err) != HL_OK) {
         hl_log(HL_LOG_ERROR, "%s", err);
         return 1;
@@ -234,6 +257,7 @@ static void serve_release(serve_state *st) {
     hl_server_free(st->srv);
     hl_gateway_free(st->gw);
     hl_store_close(st->store); /* its indexer's final pass takes the last lines */
+    hl_keys_free(st->keys);
     hl_budgets_free(st->budgets);
     for (size_t i = 0; i < st->bs.n; i++) hl_builtin_free(st->bs.v[i].builtin);
     hl_backends_release(&st->bs);

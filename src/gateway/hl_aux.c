@@ -823,7 +823,7 @@ static hl_err embed_as_chat(hl_aux *a) {
 }
 
 void hl_aux_start(hl_exchange_env *env, hl_conn *c, const hl_http_req *hreq, const char *body, size_t len,
-                  const char *request_id, const char *client_id, const char *key_tenant, hl_aux_kind kind) {
+                  const char *request_id, const char *client_id, const hl_key_info *key, hl_aux_kind kind) {
     const hl_ingress *ing = kind == HL_AUX_EMBEDDINGS ? &hl_ingress_openai : &hl_ingress_anthropic;
     hl_aux *a = calloc(1, sizeof *a);
     hl_api_error err = {0};
@@ -867,8 +867,10 @@ void hl_aux_start(hl_exchange_env *env, hl_conn *c, const hl_http_req *hreq, con
     hl_privacy_decide(env->pii, env->cfg->privacy.redact, &a->req, &a->privacy);
     /* A count is forwarded as the client wrote it: redaction cannot reach that body. */
     if (kind == HL_AUX_COUNT_TOKENS && a->privacy.pii[0]) a->privacy.sensitive = true;
+    if (!key->cloud_allowed) a->privacy.sensitive = true; /* the key's traffic stays local */
     hl_route_input in;
-    hl_exchange_route_input(&a->req, hreq, key_tenant, !env->keys_decide_tenant, a->request_id, a->privacy.sensitive,
+    hl_exchange_route_input(&a->req, hreq, key->tenant[0] ? key->tenant : NULL, !env->keys_decide_tenant && !key->id,
+                            a->request_id, a->privacy.sensitive,
                             a->tenant, sizeof a->tenant, &in);
     double spent, limit;
     const hl_budget_cfg *over = kind == HL_AUX_EMBEDDINGS
@@ -882,6 +884,10 @@ void hl_aux_start(hl_exchange_env *env, hl_conn *c, const hl_http_req *hreq, con
             answer_count(a, hl_chat_input_estimate(&a->req), "estimate");
             return;
         }
+        finish_error(a, &err);
+        return;
+    }
+    if (!hl_exchange_key_permits(key, a->req.model, &a->route, &err)) {
         finish_error(a, &err);
         return;
     }

@@ -36,7 +36,7 @@ typedef struct hl_aux hl_aux;
 /* Serves one request of `kind` on c; every outcome is answered on c. Arguments as for
  * hl_exchange_start. */
 void hl_aux_start(hl_exchange_env *env, hl_conn *c, const hl_http_req *hreq, const char *body, size_t len,
-                  const char *request_id, const char *client_id, const char *key_tenant, hl_aux_kind kind);
+                  const char *request_id, const char *client_id, const hl_key_info *key, hl_aux_kind kind);
 /* Is this connection data an hl_aux (not an hl_exchange)? */
 bool hl_aux_owns(const void *conn_data);
 /* The client went away: the call in flight is cancelled (and recorded), the request freed. */

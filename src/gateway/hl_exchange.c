@@ -147,6 +147,7 @@ struct hl_exchange {
     char client_id[64];        /* the client's x-request-id (echoed, recorded); "" when none */
     char chat_id[80];
     char tenant[64];           /* "" when none */
+    hl_key_info key;           /* what the client's key decides */
     hl_privacy_verdict privacy;
     long created;
     hl_chat_request req;
@@ -1115,6 +1116,33 @@ void hl_exchange_route_input(const hl_chat_request *req, const hl_http_req *hreq
     };
 }
 
+/* Drops the backends in v[0..*n) that list does not allow (keeping models[] aligned when
+ * given). */
+static void keep_allowed(const char *list, hl_backend **v, const char **models, int *n) {
+    int k = 0;
+    for (int i = 0; i < *n; i++) {
+        if (!hl_keys_list_allows(list, v[i]->cfg->name)) continue;
+        if (models) models[k] = models[i];
+        v[k++] = v[i];
+    }
+    *n = k;
+}
+
+bool hl_exchange_key_permits(const hl_key_info *key, const char *model, hl_route *route, hl_api_error *err) {
+    if (key->models[0] && !hl_keys_list_allows(key->models, model)) {
+        hl_api_error_set(err, 403, HL_AE_PERMISSION, "model", "model_not_allowed",
+                         "This API key may not use model '%.100s'.", model ? model : "");
+        return false;
+    }
+    if (!key->backends[0]) return true;
+    keep_allowed(key->backends, route->candidates, route->models, &route->n);
+    keep_allowed(key->backends, route->escalate, NULL, &route->n_escalate);
+    if (route->n) return true;
+    hl_api_error_set(err, 403, HL_AE_PERMISSION, NULL, "backend_not_allowed",
+                     "This API key may not use any backend that serves this request.");
+    return false;
+}
+
 /* Refuses a request whose route needs the cloud while its budget says reject. */
 static bool budget_refuses(hl_exchange *ex, const hl_budget_cfg *over, const hl_route_input *in, double spent,
                            double limit) {
@@ -1131,19 +1159,23 @@ static bool budget_refuses(hl_exchange *ex, const hl_budget_cfg *over, const hl_
 
 /* ROUTING: privacy, the route, the budgets. Returns false when the request was refused (the
  * exchange is then answered and freed). */
-static bool route(hl_exchange *ex, const hl_http_req *hreq, const char *key_tenant) {
+static bool route(hl_exchange *ex, const hl_http_req *hreq) {
     hl_exchange_env *env = ex->env;
     hl_exchange_read_hints(&ex->req, hreq);
     hl_privacy_decide(env->pii, env->cfg->privacy.redact, &ex->req, &ex->privacy);
+    /* A key whose traffic stays local makes every request of it sensitive. */
+    if (!ex->key.cloud_allowed) ex->privacy.sensitive = true;
     hl_route_input in;
-    hl_exchange_route_input(&ex->req, hreq, key_tenant, !env->keys_decide_tenant, ex->request_id,
+    const char *key_tenant = ex->key.tenant[0] ? ex->key.tenant : NULL;
+    hl_exchange_route_input(&ex->req, hreq, key_tenant, !env->keys_decide_tenant && !ex->key.id, ex->request_id,
                             ex->privacy.sensitive, ex->tenant,
                             sizeof ex->tenant, &in);
     double spent, limit;
     const hl_budget_cfg *over = hl_budgets_exceeded(env->budgets, in.tenant, (time_t)wall_now(), &spent, &limit);
     if (over && over->action == HL_BUDGET_LOCAL) in.budget_local = over->name;
     hl_api_error err = {0};
-    if (hl_router_route(env->cfg, env->bs, &in, &ex->route, &err, NULL) != HL_OK) {
+    if (hl_router_route(env->cfg, env->bs, &in, &ex->route, &err, NULL) != HL_OK ||
+        !hl_exchange_key_permits(&ex->key, ex->req.model, &ex->route, &err)) {
         finish_error(ex, &err, HDR_REASON, NULL);
         return false;
     }
@@ -1152,7 +1184,7 @@ static bool route(hl_exchange *ex, const hl_http_req *hreq, const char *key_tena
 
 void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, const hl_http_req *hreq,
                        const char *body, size_t len, const char *request_id, const char *client_id,
-                       const char *key_tenant) {
+                       const hl_key_info *key) {
     hl_exchange *ex = calloc(1, sizeof *ex);
     hl_api_error err = {0};
     if (!ex) {
@@ -1165,6 +1197,7 @@ void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, 
     ex->conn = c;
     ex->ing = ing;
     ex->counted = true;
+    ex->key = *key;
     hl_metrics_in_flight(env->metrics, 1);
     snprintf(ex->request_id, sizeof ex->request_id, "%s", request_id);
     snprintf(ex->client_id, sizeof ex->client_id, "%s", client_id);
@@ -1186,7 +1219,7 @@ void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, 
         finish_error(ex, &err, HDR_ID, NULL);
         return;
     }
-    if (!route(ex, hreq, key_tenant)) return;
+    if (!route(ex, hreq)) return;
     hl_conn_set_data(c, ex);
     ex->deadline = now_ms() + (double)env->cfg->request_timeout_ms;
     ex->client_logprobs = ex->req.logprobs;

@@ -19,6 +19,7 @@
 #include "hl_config.h"
 #include "hl_http.h"
 #include "hl_ingress.h"
+#include "hl_keys.h"
 #include "hl_ledger.h"
 #include "hl_metrics.h"
 #include "hl_pii.h"
@@ -45,11 +46,12 @@ typedef struct hl_exchange hl_exchange;
 /* Serves one chat request (Chat Completions or Messages, as ing says) on c: parses body,
  * decides privacy and the route, and runs it. Every outcome, errors included, is answered on
  * c. request_id: the gateway's own unique id, the ledger's key; client_id: the client's
- * x-request-id ("" when none), echoed and recorded beside it, never a key. key_tenant: the
- * tenant of the client key used, or NULL. */
+ * x-request-id ("" when none), echoed and recorded beside it, never a key. key: what the
+ * client's key decides (copied; never NULL): its tenant, whether its traffic stays local,
+ * the backends and models it may use. */
 void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, const hl_http_req *hreq,
                        const char *body, size_t len, const char *request_id, const char *client_id,
-                       const char *key_tenant);
+                       const hl_key_info *key);
 /* The client went away: the attempt in flight is cancelled and recorded, the exchange freed. */
 void hl_exchange_abort(hl_exchange *ex);
 /* The client's socket drained: a paused stream goes on. */
@@ -65,6 +67,10 @@ void hl_exchange_read_hints(hl_chat_request *req, const hl_http_req *hreq);
 void hl_exchange_route_input(const hl_chat_request *req, const hl_http_req *hreq, const char *key_tenant,
                              bool header_tenant, const char *sticky_key, bool sensitive, char *tenant,
                              size_t tenant_len, hl_route_input *in);
+/* Applies a key's rights to a routed request: a model the key may not ask for is refused
+ * (403, param "model"); candidates on backends it may not use are dropped, and when none is
+ * left the request is refused (403). False with *err set when refused. */
+bool hl_exchange_key_permits(const hl_key_info *key, const char *model, hl_route *route, hl_api_error *err);
 /* Answers an error in ing's shape with the request id headers (and extra header lines). */
 void hl_exchange_respond_error(hl_conn *c, const hl_ingress *ing, const char *request_id,
                                const hl_api_error *err, const char *extra_headers);

@@ -40,6 +40,7 @@ struct hl_gateway {
     hl_metrics *metrics[HL_MAX_WORKERS]; /* per worker, set at worker start */
     hl_pii_detector *pii;      /* NULL when privacy.detect_pii is off */
     hl_store *store;           /* the ledger's SQLite index, for /metrics; may be NULL */
+    hl_keys *vkeys;            /* the store's virtual keys (hl_keys.h); borrowed, may be NULL */
 };
 
 typedef struct gw_worker {
@@ -218,27 +219,35 @@ static void handle_models(hl_gateway *gw, hl_conn *c, const char *rid, bool anth
     hl_buf_release(&b);
 }
 
-/* True when the client presented one of the configured keys (or none are configured);
- * *tenant is then the key's name, or NULL. */
-static bool authorized(const hl_gateway *gw, const hl_http_req *req, const char **tenant) {
-    *tenant = NULL;
-    if (!gw->n_keys) return true;
+/* True when the client presented one of the configured keys or an active virtual key (or
+ * neither kind is configured); *key is then what the key decides (id 0, name "" and no
+ * tenant when no key was needed). */
+static bool authorized(const hl_gateway *gw, const hl_http_req *req, hl_key_info *key) {
+    memset(key, 0, sizeof *key);
+    key->cloud_allowed = true;
+    key->budget_day_usd = key->budget_month_usd = -1;
+    bool virtual_keys = hl_keys_total(gw->vkeys) > 0;
+    if (!gw->n_keys && !virtual_keys) return true;
     const hl_slice *v = hl_http_header_get(req, "authorization");
-    const char *key = NULL;
+    const char *k = NULL;
     size_t klen = 0;
     if (v && v->n > 7 && !strncasecmp(v->p, "Bearer ", 7)) {
-        key = v->p + 7;
+        k = v->p + 7;
         klen = v->n - 7;
     } else if ((v = hl_http_header_get(req, "x-api-key"))) {
-        key = v->p;
+        k = v->p;
         klen = v->n;
     }
-    if (!key) return false;
+    if (!k) return false;
+    if (virtual_keys && hl_keys_lookup(gw->vkeys, k, klen, (long long)time(NULL) * 1000, key)) return true;
     bool ok = false;
     for (int i = 0; i < gw->n_keys; i++) {
         /* Every key is compared, matched or not, so timing says nothing about which. */
-        bool eq = gw->keys[i] && ct_equal(key, klen, gw->keys[i], strlen(gw->keys[i]));
-        if (eq) *tenant = gw->key_names[i];
+        bool eq = gw->keys[i] && ct_equal(k, klen, gw->keys[i], strlen(gw->keys[i]));
+        if (eq && gw->key_names[i]) {
+            snprintf(key->name, sizeof key->name, "%s", gw->key_names[i]);
+            snprintf(key->tenant, sizeof key->tenant, "%s", gw->key_names[i]);
+        }
         ok |= eq;
     }
     return ok;
@@ -307,10 +316,10 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
         return;
     }
     /* /healthz is always open; the status pages when status_requires_key says so; the API always. */
-    const char *key_tenant = NULL;
+    hl_key_info key;
     bool needs_key = ep->kind != EP_HEALTHZ &&
                      (gw->cfg->status_requires_key || (ep->kind != EP_METRICS && ep->kind != EP_READYZ));
-    if (needs_key && !authorized(gw, req, &key_tenant)) {
+    if (needs_key && !authorized(gw, req, &key)) {
         hl_api_error_set(&err, 401, HL_AE_AUTHENTICATION, NULL, "invalid_api_key",
                          "Missing or incorrect API key for this gateway%s. Send it as "
                          "'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
@@ -334,10 +343,10 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
     case EP_EMBEDDINGS:
     case EP_COUNT_TOKENS:
         /* Not chats: they have their own small path (hl_aux.c). */
-        hl_aux_start(&gwk->env, c, req, body, len, own, cid, key_tenant,
+        hl_aux_start(&gwk->env, c, req, body, len, own, cid, &key,
                      ep->kind == EP_EMBEDDINGS ? HL_AUX_EMBEDDINGS : HL_AUX_COUNT_TOKENS);
         break;
-    case EP_CHAT: hl_exchange_start(&gwk->env, c, ing, req, body, len, own, cid, key_tenant); break;
+    case EP_CHAT: hl_exchange_start(&gwk->env, c, ing, req, body, len, own, cid, &key); break;
     }
 }
 
@@ -520,6 +529,8 @@ void hl_gateway_free(hl_gateway *gw) {
 const hl_server_hooks *hl_gateway_hooks(hl_gateway *gw) { return &gw->hooks; }
 
 void hl_gateway_set_store(hl_gateway *gw, hl_store *store) { gw->store = store; }
+
+void hl_gateway_set_keys(hl_gateway *gw, hl_keys *keys) { gw->vkeys = keys; }
 
 hl_err hl_gateway_explain(const hl_config *cfg, hl_backends *bs, bool anthropic_format,
                           const hl_http_req *hreq, const char *body, size_t len, hl_buf *out) {

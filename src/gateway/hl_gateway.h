@@ -19,6 +19,7 @@
 #include "hl_budget.h"
 #include "hl_buf.h"
 #include "hl_config.h"
+#include "hl_keys.h"
 #include "hl_ledger.h"
 #include "hl_server.h"
 #include "hl_store.h"
@@ -32,6 +33,9 @@ hl_err hl_gateway_init(hl_gateway **out, const hl_config *cfg, hl_backends *bs, 
 void hl_gateway_free(hl_gateway *gw);
 /* The SQLite index of the ledger, for /metrics (borrowed; may stay unset). */
 void hl_gateway_set_store(hl_gateway *gw, hl_store *store);
+/* The virtual keys the gateway accepts besides server.api_keys_env's (borrowed; the caller
+ * reloads them from the store at start and after each indexer pass). */
+void hl_gateway_set_keys(hl_gateway *gw, hl_keys *keys);
 /* The server hooks that run this gateway (ud is set to gw). */
 const hl_server_hooks *hl_gateway_hooks(hl_gateway *gw);
 
