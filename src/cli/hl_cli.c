@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include "hl_cli_keys.h"
 #include "hl_cli_report.h"
 #include "hl_config.h"
 #include "hl_cli_store.h"
@@ -34,6 +35,9 @@ static const command commands[] = {
     {"report", "report --db FILE|URI [--journal FILE] [--from ISO] [--to ISO] [--group-by KEY] ...",
      "requests, tokens, cost, latency, errors, escalations and savings against all-cloud,\n"
      "grouped", hl_cli_store_report},
+    {"keys", "keys create|list|update|revoke --db FILE|URI ...",
+     "issue, list, change and revoke client keys in the store (gateways pick changes up\n"
+     "within one index interval)", hl_cli_keys},
     {"advise", "advise [--tokens-per-month N | --ledger FILE] [--privacy required|no] ...",
      "cloud or local: the brief's decision matrix and break-even arithmetic, from flags or a\n"
      "measured ledger", hl_cli_advise},

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/random.h>
 #include "hl_sha256.h"
+#include "hl_time.h"
+#include <jansson.h>
 
 typedef struct key_entry {
     unsigned char hash[HL_SHA256_LEN];
@@ -162,4 +164,129 @@ hl_err hl_keys_generate(char *key, char *prefix, char *hash_hex) {
     prefix[HL_KEY_PREFIX_LEN] = '\0';
     hl_sha256_hex(key, HL_KEY_LEN, hash_hex);
     return HL_OK;
+}
+
+void hl_key_record_set(hl_key_record *r, const hl_store_key *k) {
+    hl_key_record tmp;
+    tmp.k = *k;
+    snprintf(tmp.name, sizeof tmp.name, "%s", k->name ? k->name : "");
+    snprintf(tmp.prefix, sizeof tmp.prefix, "%s", k->prefix ? k->prefix : "");
+    snprintf(tmp.hash, sizeof tmp.hash, "%s", k->hash ? k->hash : "");
+    snprintf(tmp.tenant, sizeof tmp.tenant, "%s", k->tenant ? k->tenant : "");
+    snprintf(tmp.backends, sizeof tmp.backends, "%s", k->backends ? k->backends : "");
+    snprintf(tmp.models, sizeof tmp.models, "%s", k->models ? k->models : "");
+    tmp.k.name = tmp.name;
+    tmp.k.prefix = tmp.prefix;
+    tmp.k.hash = tmp.hash;
+    *r = tmp;
+    r->k.name = r->name;
+    r->k.prefix = r->prefix;
+    r->k.hash = r->hash;
+    r->k.tenant = k->tenant ? r->tenant : NULL;
+    r->k.backends = k->backends ? r->backends : NULL;
+    r->k.models = k->models ? r->models : NULL;
+}
+
+typedef struct getting {
+    long long id;
+    hl_key_record *out;
+    bool found;
+} getting;
+
+static hl_err get_one(void *ctx, const hl_store_key *k) {
+    getting *g = ctx;
+    if (k->id != g->id) return HL_OK;
+    hl_key_record_set(g->out, k);
+    g->found = true;
+    return HL_OK;
+}
+
+hl_err hl_keys_get(hl_store *s, long long id, hl_key_record *out) {
+    getting g = {id, out, false};
+    hl_err e = hl_store_keys_list(s, get_one, &g);
+    if (e) return e;
+    return g.found ? HL_OK : HL_ERR_NOTFOUND;
+}
+
+/* A name or tenant: 1..63 characters of [A-Za-z0-9._-]. */
+static bool token_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 63) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* A comma-separated list of names without control characters, at most 255 bytes. */
+static bool list_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 255) return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f || s[i] == '"') return false;
+    return true;
+}
+
+const char *hl_keys_check(const hl_store_key *k, char *msg, size_t msg_len) {
+    if (!k->name || !token_ok(k->name)) {
+        snprintf(msg, msg_len, "'name' must be 1 to 63 characters of letters, digits, '.', '_' and '-'.");
+        return "name";
+    }
+    if (k->tenant && !token_ok(k->tenant)) {
+        snprintf(msg, msg_len, "'tenant' must be 1 to 63 characters of letters, digits, '.', '_' and '-'.");
+        return "tenant";
+    }
+    if (k->backends && !list_ok(k->backends)) {
+        snprintf(msg, msg_len, "'backends' must be a non-empty list of backend names (at most 255 bytes).");
+        return "backends";
+    }
+    if (k->models && !list_ok(k->models)) {
+        snprintf(msg, msg_len, "'models' must be a non-empty list of model names (at most 255 bytes).");
+        return "models";
+    }
+    if (!(k->budget_day_usd < 0 || k->budget_day_usd <= 1e9) || k->budget_day_usd != k->budget_day_usd) {
+        snprintf(msg, msg_len, "'budget_day_usd' must be a number of USD >= 0 (or null for none).");
+        return "budget_day_usd";
+    }
+    if (!(k->budget_month_usd < 0 || k->budget_month_usd <= 1e9) || k->budget_month_usd != k->budget_month_usd) {
+        snprintf(msg, msg_len, "'budget_month_usd' must be a number of USD >= 0 (or null for none).");
+        return "budget_month_usd";
+    }
+    if (k->rpm < 0 || k->rpm > 1000000000) {
+        snprintf(msg, msg_len, "'rpm' must be an integer from 0 (no limit) to 1e9.");
+        return "rpm";
+    }
+    if (k->tpm < 0 || k->tpm > 1000000000000LL) {
+        snprintf(msg, msg_len, "'tpm' must be an integer from 0 (no limit) to 1e12.");
+        return "tpm";
+    }
+    if (k->expires_at_ms < 0) {
+        snprintf(msg, msg_len, "'expires_at' must be a time (ISO 8601) or null.");
+        return "expires_at";
+    }
+    return NULL;
+}
+
+static json_t *opt_str(const char *s) { return s ? json_string(s) : json_null(); }
+static json_t *opt_usd(double v) { return v >= 0 ? json_real(v) : json_null(); }
+
+static json_t *opt_time(long long ms) {
+    if (!ms) return json_null();
+    char t[32];
+    hl_time_format_ms(ms, t, sizeof t);
+    return json_string(t);
+}
+
+json_t *hl_keys_to_json(const hl_store_key *k) {
+    return json_pack("{s:I, s:s, s:s, s:s, s:o, s:o, s:o, s:b, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:b}",
+                     "id", (json_int_t)k->id, "object", "api_key", "name", k->name, "prefix", k->prefix,
+                     "tenant", json_string(k->tenant ? k->tenant : k->name), "backends", opt_str(k->backends),
+                     "models", opt_str(k->models), "cloud_allowed", k->cloud_allowed, "budget_day_usd",
+                     opt_usd(k->budget_day_usd), "budget_month_usd", opt_usd(k->budget_month_usd), "rpm",
+                     (json_int_t)k->rpm, "tpm", (json_int_t)k->tpm, "expires_at", opt_time(k->expires_at_ms),
+                     "created_at", opt_time(k->created_at_ms), "last_used_at", opt_time(k->last_used_at_ms),
+                     "revoked", k->revoked);
 }

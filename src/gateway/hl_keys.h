@@ -53,6 +53,28 @@ bool hl_keys_lookup(hl_keys *ks, const char *key, size_t len, long long now_ms, 
 /* True when name is in the comma-separated list (an empty list allows everything). */
 bool hl_keys_list_allows(const char *list, const char *name);
 
+/* ---- administration (`hybridllm keys`, /admin/keys) ---- */
+
+/* One key with its strings held in place (no allocation); k's pointers point into it. */
+typedef struct hl_key_record {
+    hl_store_key k;
+    char name[64], prefix[16], hash[65], tenant[64], backends[256], models[256];
+} hl_key_record;
+
+/* Copies k into r (strings longer than r's fields are cut: hl_keys_check refuses them
+ * before they reach the store). */
+void hl_key_record_set(hl_key_record *r, const hl_store_key *k);
+/* The key id from the store. HL_ERR_NOTFOUND when there is none (the store's message says so). */
+hl_err hl_keys_get(hl_store *s, long long id, hl_key_record *out);
+/* Checks the fields an administrator sets. NULL when k is acceptable; else the field at
+ * fault ("name", "budget_day_usd"...) with a sentence in msg. */
+const char *hl_keys_check(const hl_store_key *k, char *msg, size_t msg_len);
+
+/* k as the admin API and `keys list --json` show it: every field but the hash. New
+ * reference (jansson's json_t *), NULL when out of memory. */
+struct json_t;
+struct json_t *hl_keys_to_json(const hl_store_key *k);
+
 /* A new key: key (HL_KEY_LEN + 1 bytes) "hl-" + 64 hex digits, its prefix
  * (HL_KEY_PREFIX_LEN + 1) and its SHA-256 in hex (65). HL_ERR_IO when getrandom fails. */
 hl_err hl_keys_generate(char *key, char *prefix, char *hash_hex);
