@@ -257,6 +257,7 @@ static int keys_change(int argc, char **argv, bool revoke) {
         hl_store_close(s);
         return 1;
     }
+    rc = 0;
     if (revoke) r.k.revoked = true;
     else if ((rc = apply_opts(&c, &o, opts, &r.k))) {
         hl_store_close(s);

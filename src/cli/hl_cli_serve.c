@@ -232,6 +232,9 @@ static int serve_run(serve_state *st) {
     if (hl_gateway_init(&st->gw, st->cfg, &st->bs, &st->ledger, st->budgets) != HL_OK) return 1;
     hl_gateway_set_store(st->gw, st->store);
     hl_gateway_set_keys(st->gw, st->keys);
+    char store_path[4096];
+    store_location(st->cfg, store_path, sizeof store_path);
+    if (hl_gateway_enable_admin(st->gw, st->store && store_path[0] ? store_path : NULL) != HL_OK) return 1;
     if (hl_server_init(&st->srv, st->cfg, hl_gateway_hooks(st->gw), err, sizeof err) != HL_OK) {
         hl_log(HL_LOG_ERROR, "%s", err);
         return 1;

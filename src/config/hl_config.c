@@ -454,6 +454,10 @@ static const cfg_key server_keys[] = {
     {K("api_keys_env"), .type = T_ENV, FIELD(hl_config, api_keys_env),
      .help = "environment variable with the comma-separated client keys; unset: no auth"},
     SECRET("api_keys", "keys", "api_keys_env"),
+    {K("admin_key_env"), .type = T_ENV, FIELD(hl_config, admin_key_env),
+     .help = "environment variable with the key of the admin API (/admin/keys); unset: /admin/ "
+             "answers 404"},
+    SECRET("admin_key", "admin key", "admin_key_env"),
     {K("status_requires_key"), .type = T_BOOL, FIELD(hl_config, status_requires_key), .def = false,
      .help = "/metrics and /readyz answer only with a client key (/healthz stays open)"},
 };
@@ -1225,6 +1229,7 @@ void hl_config_free(hl_config *cfg) {
     free(cfg->path);
     free(cfg->listen_host);
     free(cfg->api_keys_env);
+    free(cfg->admin_key_env);
     free(cfg->upstream_ca_file);
     free(cfg->ledger_path);
     free(cfg->ledger_store_path);

@@ -191,6 +191,7 @@ typedef struct hl_config {
     long request_timeout_ms;   /* a chat request's whole life, retries included */
     long health_interval_ms;   /* re-probe backends that are not ready, local ones, auto models */
     char *api_keys_env;        /* env var with comma-separated client keys; NULL: no auth */
+    char *admin_key_env;       /* env var with the admin API's key; NULL: no /admin/ */
     bool status_requires_key;  /* /metrics and /readyz need a client key too */
     /* upstream: */
     char *upstream_ca_file;    /* every backend's ca_file unless it sets its own; NULL: none */

@@ -17,6 +17,7 @@
 #include "hl_exchange.h"
 #include "hl_ingress.h"
 #include "hl_log.h"
+#include "hl_admin.h"
 #include "hl_metrics.h"
 #include "hl_pii.h"
 #include "hl_privacy.h"
@@ -41,6 +42,7 @@ struct hl_gateway {
     hl_pii_detector *pii;      /* NULL when privacy.detect_pii is off */
     hl_store *store;           /* the ledger's SQLite index, for /metrics; may be NULL */
     hl_keys *vkeys;            /* the store's virtual keys (hl_keys.h); borrowed, may be NULL */
+    hl_admin *admin;           /* the admin API; owned; NULL: /admin/ answers 404 */
 };
 
 typedef struct gw_worker {
@@ -306,6 +308,10 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
     const char *rid = cid[0] ? cid : own; /* what the client sees in x-request-id */
     hl_api_error err = {0};
     hl_slice path = req->path;
+    if (gw->admin && hl_admin_path(path)) {
+        hl_admin_handle(gw->admin, c, req, body, len, rid);
+        return;
+    }
     const endpoint *ep = endpoint_of(path);
     const hl_ingress *ing = ep ? ep->ing : &hl_ingress_openai;
     bool get = slice_eq(req->method, "GET"), post = slice_eq(req->method, "POST");
@@ -517,6 +523,7 @@ hl_err hl_gateway_init(hl_gateway **out, const hl_config *cfg, hl_backends *bs, 
 void hl_gateway_free(hl_gateway *gw) {
     if (!gw) return;
     hl_pii_detector_free(gw->pii);
+    hl_admin_free(gw->admin);
     for (int i = 0; i < HL_MAX_WORKERS; i++) hl_metrics_free(gw->metrics[i]);
     for (int i = 0; i < gw->n_keys; i++) {
         if (gw->keys[i]) explicit_bzero(gw->keys[i], strlen(gw->keys[i]));
@@ -531,6 +538,24 @@ const hl_server_hooks *hl_gateway_hooks(hl_gateway *gw) { return &gw->hooks; }
 void hl_gateway_set_store(hl_gateway *gw, hl_store *store) { gw->store = store; }
 
 void hl_gateway_set_keys(hl_gateway *gw, hl_keys *keys) { gw->vkeys = keys; }
+
+hl_err hl_gateway_enable_admin(hl_gateway *gw, const char *store_location) {
+    const char *var = gw->cfg->admin_key_env;
+    if (!var) return HL_OK;
+    const char *key = getenv(var);
+    if (!key || !*key) {
+        hl_log(HL_LOG_WARN, "server.admin_key_env names %s, but it is empty or unset: /admin/ is off", var);
+        return HL_OK;
+    }
+    if (has_control(key) || strlen(key) < 16) {
+        hl_log(HL_LOG_ERROR, "the admin key in %s is shorter than 16 characters or holds a control character; "
+                             "refusing to start", var);
+        return HL_ERR_INVAL;
+    }
+    if (!(gw->admin = hl_admin_new(key, store_location, gw->vkeys))) return HL_ERR_NOMEM;
+    hl_log(HL_LOG_INFO, "admin API on /admin/ (key from %s)", var);
+    return HL_OK;
+}
 
 hl_err hl_gateway_explain(const hl_config *cfg, hl_backends *bs, bool anthropic_format,
                           const hl_http_req *hreq, const char *body, size_t len, hl_buf *out) {

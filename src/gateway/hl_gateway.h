@@ -36,6 +36,10 @@ void hl_gateway_set_store(hl_gateway *gw, hl_store *store);
 /* The virtual keys the gateway accepts besides server.api_keys_env's (borrowed; the caller
  * reloads them from the store at start and after each indexer pass). */
 void hl_gateway_set_keys(hl_gateway *gw, hl_keys *keys);
+/* Turns the admin API on when server.admin_key_env names a set variable (its value is the
+ * admin key); store_location: where keys live (NULL: the API answers 503). Call after
+ * hl_gateway_set_keys. HL_ERR_INVAL (logged) for an unusable admin key. */
+hl_err hl_gateway_enable_admin(hl_gateway *gw, const char *store_location);
 /* The server hooks that run this gateway (ud is set to gw). */
 const hl_server_hooks *hl_gateway_hooks(hl_gateway *gw);
 

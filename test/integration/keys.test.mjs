@@ -1,0 +1,219 @@
+// Virtual keys (issue 14, items 1, 2 and 5): keys issued through the admin API and the CLI,
+// used with the official OpenAI SDK; a revoked key refused within an index interval; a
+// local-only key never reaching the cloud; bad admin input answered 400 naming the field;
+// /admin/ absent without server.admin_key_env.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import OpenAI from 'openai';
+import { startGateway, standardBackends, KEYS, MODELS, HL_BIN, gatewayBinaryMissing, posts } from './gateway.mjs';
+import { startFakeOpenAI } from '../fake/openai.mjs';
+import { startFakeAnthropic } from '../fake/anthropic.mjs';
+import { waitFor } from './util.mjs';
+
+const skip = gatewayBinaryMissing();
+const ADMIN = 'admin-key-0123456789abcdef';
+const INTERVAL_MS = 100;
+
+const admin = (gw, method, p, body, key = ADMIN) =>
+  fetch(`${gw.url}${p}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+
+const client = (gw, apiKey) => new OpenAI({ apiKey, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+const hello = { model: 'auto', messages: [{ role: 'user', content: 'hello there' }] };
+
+describe('virtual keys', { skip: skip ?? false }, () => {
+  let anthropic, openai, local, gw, storePath;
+  before(async () => {
+    anthropic = await startFakeAnthropic({ key: KEYS.HL_TEST_ANTHROPIC_KEY, models: [MODELS.anthropic] });
+    openai = await startFakeOpenAI({ key: KEYS.HL_TEST_OPENAI_KEY, models: [MODELS.openai] });
+    local = await startFakeOpenAI({ models: [MODELS.local] });
+    gw = await startGateway({
+      backends: standardBackends({ anthropicUrl: anthropic.url, openaiUrl: openai.url, localUrl: local.url }),
+      extraServer: { admin_key_env: 'HL_TEST_ADMIN_KEY' },
+      extraLedger: { index_interval_ms: INTERVAL_MS },
+      env: { ...KEYS, HL_TEST_ADMIN_KEY: ADMIN },
+    });
+    storePath = path.join(path.dirname(gw.ledgerPath), 'ledger.db');
+  });
+  after(async () => {
+    await gw?.stop();
+    await Promise.all([anthropic, openai, local].map((f) => f?.close()));
+  });
+
+  it('the admin API wants its key', async () => {
+    for (const key of [null, 'wrong-admin-key-0123456789']) {
+      const r = await admin(gw, 'GET', '/admin/keys', undefined, key);
+      assert.equal(r.status, 401);
+      const j = await r.json();
+      assert.equal(j.error.type, 'authentication_error');
+    }
+  });
+
+  it('a created key works with the OpenAI SDK, decides the tenant, and is listed without its secret', async () => {
+    const r = await admin(gw, 'POST', '/admin/keys', { name: 'alice', budget_day_usd: 5, rpm: 100 });
+    assert.equal(r.status, 201);
+    const k = await r.json();
+    assert.match(k.key, /^hl-[0-9a-f]{64}$/);
+    assert.equal(k.prefix, k.key.slice(0, 11));
+    assert.equal(k.tenant, 'alice');
+    assert.equal(k.budget_day_usd, 5);
+    const res = await client(gw, k.key).chat.completions.create(hello);
+    assert.ok(res.choices[0].message.content.length > 0);
+    await waitFor(() => gw.ledger().some((l) => l.tenant === 'alice'), 5000, 'a ledger line for tenant alice');
+
+    const list = await (await admin(gw, 'GET', '/admin/keys')).json();
+    assert.equal(list.object, 'list');
+    const mine = list.data.find((x) => x.id === k.id);
+    assert.equal(mine.name, 'alice');
+    assert.equal(mine.key, undefined, 'a listed key never carries its secret');
+    assert.ok(!JSON.stringify(list).includes(k.key.slice(11)));
+    const one = await (await admin(gw, 'GET', `/admin/keys/${k.id}`)).json();
+    assert.equal(one.name, 'alice');
+    assert.equal((await admin(gw, 'GET', '/admin/keys/999999')).status, 404);
+
+    // With keys in the store, a request without one (or with a made-up one) is refused.
+    await assert.rejects(client(gw, 'hl-' + '0'.repeat(64)).chat.completions.create(hello), (e) => e.status === 401);
+    const anon = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(hello) });
+    assert.equal(anon.status, 401);
+    // The admin key is not a client key, and never appears in the gateway's output or ledger.
+    await assert.rejects(client(gw, ADMIN).chat.completions.create(hello), (e) => e.status === 401);
+    assert.ok(!gw.output().includes(ADMIN));
+    assert.ok(!JSON.stringify(gw.ledger()).includes(ADMIN));
+    assert.ok(!gw.output().includes(k.key));
+  });
+
+  it('bad admin input gets a 400 in the OpenAI error shape naming the field', async () => {
+    const cases = [
+      [{ name: 5 }, 'name'],
+      [{ name: 'has space' }, 'name'],
+      [{ name: 'b1', rpm: -1 }, 'rpm'],
+      [{ name: 'b2', rpm: 1.5 }, 'rpm'],
+      [{ name: 'b3', budget_day_usd: 'ten' }, 'budget_day_usd'],
+      [{ name: 'b4', models: [] }, 'models'],
+      [{ name: 'b5', models: ['a', 7] }, 'models'],
+      [{ name: 'b6', cloud_allowed: 'no' }, 'cloud_allowed'],
+      [{ name: 'b7', expires_at: 'soon' }, 'expires_at'],
+      [{ name: 'b8', colour: 'blue' }, 'colour'],
+      [{ tenant: 'x' }, 'name'],
+      [{ name: 'alice' }, 'name'], // taken
+    ];
+    for (const [body, param] of cases) {
+      const r = await admin(gw, 'POST', '/admin/keys', body);
+      assert.equal(r.status, 400, JSON.stringify(body));
+      const j = await r.json();
+      assert.equal(j.error.type, 'invalid_request_error');
+      assert.equal(j.error.param, param, JSON.stringify(body));
+      assert.equal(typeof j.error.message, 'string');
+    }
+    for (const raw of ['{', '[1,2]', '"name"', '']) {
+      const r = await admin(gw, 'POST', '/admin/keys', raw);
+      assert.equal(r.status, 400, raw);
+      assert.equal((await r.json()).error.type, 'invalid_request_error');
+    }
+    const list = await (await admin(gw, 'GET', '/admin/keys')).json();
+    assert.ok(!list.data.some((x) => /^b\d$/.test(x.name)), 'no refused key was created');
+  });
+
+  it("a local-only key's requests never reach the cloud, even those routed there", async () => {
+    const k = await (await admin(gw, 'POST', '/admin/keys', { name: 'private', cloud_allowed: false })).json();
+    assert.equal(k.cloud_allowed, false);
+    anthropic.reset();
+    openai.reset();
+    const c = client(gw, k.key);
+    for (const task of ['code_generation', 'analysis', 'classification']) {
+      const res = await c.chat.completions.create(hello, { headers: { 'x-hybridllm-task-type': task } });
+      assert.ok(res.choices[0].message.content.length > 0);
+    }
+    // Asking for a cloud model by name is refused, not sent.
+    await assert.rejects(c.chat.completions.create({ ...hello, model: MODELS.anthropic }), (e) => e.status === 403);
+    assert.equal(posts(anthropic).length, 0);
+    assert.equal(posts(openai).length, 0);
+    await waitFor(() => gw.ledger().filter((l) => l.tenant === 'private').length >= 3, 5000, 'three ledger lines');
+    for (const l of gw.ledger().filter((x) => x.tenant === 'private' && x.status !== 'error')) assert.equal(l.source, 'local');
+
+    // The same request with a key that may use the cloud goes there: the route is real.
+    const open = await (await admin(gw, 'POST', '/admin/keys', { name: 'open' })).json();
+    await client(gw, open.key).chat.completions.create(hello, { headers: { 'x-hybridllm-task-type': 'code_generation' } });
+    assert.equal(posts(anthropic).length, 1);
+  });
+
+  it('a key may be limited to some models', async () => {
+    const k = await (await admin(gw, 'POST', '/admin/keys', { name: 'narrow', models: [MODELS.local] })).json();
+    const c = client(gw, k.key);
+    await c.chat.completions.create({ ...hello, model: MODELS.local });
+    await assert.rejects(c.chat.completions.create({ ...hello, model: MODELS.openai }), (e) => e.status === 403 && e.param === 'model');
+  });
+
+  it('a key revoked by the CLI is refused within an index interval; one revoked by the API at once', async () => {
+    const out = execFileSync(HL_BIN, ['keys', 'create', '--db', storePath, '--name', 'cli-key'], { encoding: 'utf8' }).trim();
+    assert.match(out, /^hl-[0-9a-f]{64}$/);
+    const c = client(gw, out);
+    // Created outside the gateway: accepted once a pass reloaded the keys.
+    await waitFor(async () => {
+      try {
+        await c.chat.completions.create(hello);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 20 * INTERVAL_MS, 'the CLI-created key accepted');
+    const id = JSON.parse(execFileSync(HL_BIN, ['keys', 'list', '--db', storePath, '--json'], { encoding: 'utf8' })).find((x) => x.name === 'cli-key').id;
+    execFileSync(HL_BIN, ['keys', 'revoke', '--db', storePath, '--id', String(id)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const t0 = Date.now();
+    await waitFor(async () => {
+      try {
+        await c.chat.completions.create(hello);
+        return false;
+      } catch (e) {
+        return e.status === 401;
+      }
+    }, 20 * INTERVAL_MS, 'the revoked key refused');
+    assert.ok(Date.now() - t0 < 20 * INTERVAL_MS);
+
+    const k = await (await admin(gw, 'POST', '/admin/keys', { name: 'short-lived' })).json();
+    await client(gw, k.key).chat.completions.create(hello);
+    const r = await admin(gw, 'POST', `/admin/keys/${k.id}/revoke`);
+    assert.equal(r.status, 200);
+    assert.equal((await r.json()).revoked, true);
+    await assert.rejects(client(gw, k.key).chat.completions.create(hello), (e) => e.status === 401);
+  });
+
+  it('PATCH changes the fields given and checks them', async () => {
+    const k = await (await admin(gw, 'POST', '/admin/keys', { name: 'patchy', tpm: 10 })).json();
+    let r = await admin(gw, 'PATCH', `/admin/keys/${k.id}`, { budget_month_usd: 12.5, models: null });
+    assert.equal(r.status, 200);
+    const j = await r.json();
+    assert.equal(j.budget_month_usd, 12.5);
+    assert.equal(j.tpm, 10, 'fields not given keep their values');
+    r = await admin(gw, 'PATCH', `/admin/keys/${k.id}`, { tpm: 'lots' });
+    assert.equal(r.status, 400);
+    assert.equal((await r.json()).error.param, 'tpm');
+  });
+});
+
+describe('the admin API without server.admin_key_env', { skip: skip ?? false }, () => {
+  let local, gw;
+  before(async () => {
+    local = await startFakeOpenAI({ models: [MODELS.local] });
+    gw = await startGateway({
+      backends: [{ name: 'local', kind: 'openai', location: 'local', base_url: `${local.url}/v1`, model: MODELS.local, max_retries: 0 }],
+      routes: [{ name: 'default', to: ['local'] }],
+    });
+  });
+  after(async () => {
+    await gw?.stop();
+    await local?.close();
+  });
+
+  it('answers 404 for every /admin path, with or without a key', async () => {
+    for (const [m, p] of [['GET', '/admin/keys'], ['POST', '/admin/keys'], ['GET', '/admin'], ['GET', '/admin/keys/1']]) {
+      const r = await admin(gw, m, p, m === 'POST' ? { name: 'x' } : undefined);
+      assert.equal(r.status, 404, `${m} ${p}`);
+    }
+  });
+});
