@@ -213,7 +213,7 @@ static outcome *run(const char *const *args) {
         if (!bin()) HL_SKIP("HL_BIN is not set");                  \
     } while (0)
 
-static const char *const commands[] = {"serve", "route", "ledger", "report", "advise",
+static const char *const commands[] = {"serve", "route", "ledger", "report", "keys", "advise",
                                        "simulate", "run", "gguf", "config", "version", "help"};
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -259,6 +259,7 @@ HL_TEST(every_command_answers_help) {
     static const char *const cases[][3] = {
         {"serve"}, {"route"}, {"ledger"}, {"ledger", "index"}, {"report"}, {"advise"},
         {"simulate"}, {"run"}, {"gguf"}, {"gguf", "info"}, {"config"}, {"config", "keys"}, {"version"}, {"help"},
+        {"keys"}, {"keys", "create"}, {"keys", "list"}, {"keys", "update"}, {"keys", "revoke"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *cmd = cases[i][0], *sub = cases[i][1];
@@ -475,6 +476,42 @@ HL_TEST(ledger_index_refuses_a_missing_or_empty_journal) {
     /* a directory is not a journal */
     o = run((const char *[]){"ledger", "index", "--journal", d.path, "--db", d.db, NULL});
     HL_CHECK_INT_EQ(o->rc, 1);
+    dir_cleanup(&d);
+}
+
+/* `keys`: create prints the key once, list shows its prefix and never the key, update and
+ * revoke exit 0, and mistakes get their own exit status. */
+HL_TEST(keys_lifecycle_and_exit_statuses) {
+    NEED_BIN();
+    dir d;
+    dir_init(&d);
+    outcome *o = run((const char *[]){"keys", "create", "--db", d.db, "--name", "alice", "--budget-day", "2", NULL});
+    HL_CHECK_INT_EQ(o->rc, 0);
+    char key[80];
+    snprintf(key, sizeof key, "%.67s", o->out);
+    HL_CHECK(strncmp(key, "hl-", 3) == 0 && strlen(key) == 67);
+    o = run((const char *[]){"keys", "list", "--db", d.db, NULL});
+    HL_CHECK_INT_EQ(o->rc, 0);
+    HL_CHECK(strstr(o->out, "alice") != NULL);
+    char prefix[12];
+    snprintf(prefix, sizeof prefix, "%.11s", key);
+    HL_CHECK(strstr(o->out, prefix) != NULL);
+    HL_CHECK(strstr(o->out, key + 11) == NULL);
+    o = run((const char *[]){"keys", "update", "--db", d.db, "--id", "1", "--cloud", "no", "--rpm", "5", NULL});
+    HL_CHECK_INT_EQ(o->rc, 0);
+    o = run((const char *[]){"keys", "revoke", "--db", d.db, "--id", "1", NULL});
+    HL_CHECK_INT_EQ(o->rc, 0);
+    o = run((const char *[]){"keys", "list", "--db", d.db, NULL});
+    HL_CHECK(strstr(o->out, "revoked") != NULL);
+    o = run((const char *[]){"keys", "revoke", "--db", d.db, "--id", "7", NULL});
+    HL_CHECK_INT_EQ(o->rc, 1);
+    o = run((const char *[]){"keys", "create", "--db", d.db, "--name", "alice", NULL});
+    HL_CHECK_INT_EQ(o->rc, 1);
+    HL_CHECK(strstr(o->err, "already exists") != NULL);
+    o = run((const char *[]){"keys", "create", "--db", d.db, "--name", "no spaces", NULL});
+    HL_CHECK_INT_EQ(o->rc, 2);
+    o = run((const char *[]){"keys", "update", "--db", d.db, "--id", "1", "--cloud", "maybe", NULL});
+    HL_CHECK_INT_EQ(o->rc, 2);
     dir_cleanup(&d);
 }
 
