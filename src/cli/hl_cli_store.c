@@ -27,7 +27,7 @@ static const char ledger_usage[] =
 
 static const char report_usage[] =
     "usage: hybridllm report --db FILE|URI [--journal FILE] [--from ISO] [--to ISO]\n"
-    "         [--group-by source|backend|model|task_type|route_reason|tenant|day|none]\n"
+    "         [--group-by source|backend|model|task_type|route_reason|tenant|key|day|none]\n"
     "         [--format table|json|csv]\n"
     "         [--cloud-model NAME --config FILE | --cloud-price IN/OUT[/CACHED]]\n"
     "  Requests, tokens, cost, cost per inference, latency p50/p95/p99, TTFT, error and\n"

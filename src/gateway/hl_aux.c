@@ -29,6 +29,8 @@ struct hl_aux {
     hl_conn *conn;
     const hl_ingress *ing;     /* the error shape: OpenAI (embeddings) or Anthropic (count) */
     char request_id[64], client_id[64], tenant[64];
+    long long key_id;          /* the client key's store id, 0: none */
+    char key_name[64];         /* its name, "" none */
     hl_chat_request req;       /* for privacy, routing and counting */
     hl_embed_request er;       /* embeddings */
     json_t *count_body;        /* count_tokens: the client's body (owned) */
@@ -371,6 +373,7 @@ static double record(hl_aux *a, const char *status, long input_tokens, bool esti
         .client_request_id = a->client_id[0] ? a->client_id : NULL, .attempt = a->n_attempt,
         .cloud = hl_backend_is_cloud(a->backend), .backend = a->backend->cfg->name, .model = a->model,
         .route_reason = a->route.reason, .status = status, .tenant = a->tenant[0] ? a->tenant : NULL,
+        .key_id = a->key_id, .key_name = a->key_name[0] ? a->key_name : NULL,
         .pii = a->privacy.pii[0] ? a->privacy.pii : NULL, .task_type = a->req.task_type,
         .sensitive = a->privacy.sensitive, .usage = u, .latency_ms = latency, .ttft_ms = -1, .confidence = -1,
         .http_status = a->status, .error = error,
@@ -868,6 +871,8 @@ void hl_aux_start(hl_exchange_env *env, hl_conn *c, const hl_http_req *hreq, con
     /* A count is forwarded as the client wrote it: redaction cannot reach that body. */
     if (kind == HL_AUX_COUNT_TOKENS && a->privacy.pii[0]) a->privacy.sensitive = true;
     if (!key->cloud_allowed) a->privacy.sensitive = true; /* the key's traffic stays local */
+    a->key_id = key->id;
+    snprintf(a->key_name, sizeof a->key_name, "%s", key->id ? key->name : "");
     hl_route_input in;
     hl_exchange_route_input(&a->req, hreq, key->tenant[0] ? key->tenant : NULL, !env->keys_decide_tenant && !key->id,
                             a->request_id, a->privacy.sensitive,

@@ -345,6 +345,8 @@ static double record_attempt(hl_exchange *ex, const char *status, const hl_usage
         .route_reason = ex->route.reason,
         .status = status,
         .tenant = ex->tenant[0] ? ex->tenant : NULL,
+        .key_id = ex->key.id,
+        .key_name = ex->key.id ? ex->key.name : NULL,
         .pii = ex->privacy.pii[0] ? ex->privacy.pii : NULL,
         .task_type = ex->route.task_type,
         .task_inferred = !ex->req.task_type && ex->route.task_type,

@@ -102,6 +102,11 @@ hl_err hl_ledger_format(const hl_ledger_record *r, hl_buf *b) {
     PUT(hl_buf_puts(b, ",\"http_status\":"));
     PUT(hl_buf_i64(b, r->http_status));
     PUT(put_opt_str(b, "error", r->error));
+    if (r->key_id > 0) {
+        PUT(hl_buf_puts(b, ",\"key_id\":"));
+        PUT(hl_buf_i64(b, r->key_id));
+    }
+    if (r->key_name) PUT(put_opt_str(b, "key_name", r->key_name));
     PUT(hl_buf_puts(b, "}\n"));
     return e;
 }

@@ -44,6 +44,9 @@
  *   cached_input_tokens, cache_write_tokens                          integer >= 0; 0.
  *   confidence        number: of a local answer judged for escalation; null (not judged).
  *   http_status       integer 0..999: what the upstream answered; 0.
+ *   key_id            integer >= 1: the store's id of the client key the request came with;
+ *                     absent when none (no key, or one from server.api_keys_env).
+ *   key_name          string: that key's name, never the key; absent when none.
  *
  * Identity. A record is keyed by (request_id, attempt): a reader keeps the first line with a
  * key and skips later ones (the same line again: a duplicate; another timestamp: a conflict,
@@ -83,6 +86,9 @@ typedef struct hl_ledger_record {
     const char *status;        /* ok | error | cancelled | escalated (a local answer below the
                                   confidence threshold, held while the cloud was asked) */
     const char *tenant;        /* NULL when none */
+    long long key_id;          /* the store's id of the client key used; 0: none (or a key
+                                  from server.api_keys_env) */
+    const char *key_name;      /* that key's name (never the key); NULL when none */
     const char *pii;           /* PII types the detector found ("email:1"), NULL when none */
     const char *task_type;     /* declared or inferred; NULL when neither */
     bool task_inferred;        /* task_type is the router's guess, not the client's */

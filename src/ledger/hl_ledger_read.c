@@ -34,14 +34,14 @@ enum field {
     F_TIMESTAMP, F_SOURCE, F_INPUT_TOKENS, F_OUTPUT_TOKENS, F_LATENCY_MS, F_COST_USD, F_REQUEST_ID, F_ATTEMPT,
     F_BACKEND, F_MODEL, F_ROUTE_REASON, F_STATUS, F_STREAM, F_TTFT_MS, F_CACHED_INPUT_TOKENS,
     F_CACHE_WRITE_TOKENS, F_USAGE_ESTIMATED, F_TENANT, F_TASK_TYPE, F_TASK_INFERRED, F_SENSITIVE, F_PII,
-    F_CONFIDENCE, F_HTTP_STATUS, F_ERROR, F_CLIENT_REQUEST_ID, F_COUNT
+    F_CONFIDENCE, F_HTTP_STATUS, F_ERROR, F_CLIENT_REQUEST_ID, F_KEY_ID, F_KEY_NAME, F_COUNT
 };
 
 static const char *const field_names[F_COUNT] = {
     "timestamp", "source", "input_tokens", "output_tokens", "latency_ms", "cost_usd", "request_id", "attempt",
     "backend", "model", "route_reason", "status", "stream", "ttft_ms", "cached_input_tokens",
     "cache_write_tokens", "usage_estimated", "tenant", "task_type", "task_inferred", "sensitive", "pii",
-    "confidence", "http_status", "error", "client_request_id",
+    "confidence", "http_status", "error", "client_request_id", "key_id", "key_name",
 };
 
 typedef enum vkind { V_ABSENT = 0, V_NULL, V_STR, V_INT, V_REAL, V_BOOL, V_OTHER } vkind;
@@ -455,7 +455,7 @@ static const char *parse_optional(scan *root, hl_ledger_entry *e) {
         !get_str(root, F_ROUTE_REASON, &r->route_reason) || !get_str(root, F_STATUS, &r->status) ||
         !get_str(root, F_TENANT, &r->tenant) || !get_str(root, F_TASK_TYPE, &r->task_type) ||
         !get_str(root, F_PII, &r->pii) || !get_str(root, F_ERROR, &r->error) ||
-        !get_str(root, F_CLIENT_REQUEST_ID, &r->client_request_id))
+        !get_str(root, F_CLIENT_REQUEST_ID, &r->client_request_id) || !get_str(root, F_KEY_NAME, &r->key_name))
         return "a text field holds a non-string";
     bool present;
     r->ttft_ms = r->confidence = -1;
@@ -465,6 +465,8 @@ static const char *parse_optional(scan *root, hl_ledger_entry *e) {
     if (!get_num(root, F_CONFIDENCE, &d, &present) || (present && d < 0)) return "confidence is not a number >= 0";
     if (present) r->confidence = d;
     long long v;
+    if (!get_int(root, F_KEY_ID, 1, LLONG_MAX, &v, &present)) return "key_id is not an integer >= 1";
+    if (present) r->key_id = v;
     if (!get_int(root, F_CACHED_INPUT_TOKENS, 0, LONG_MAX, &v, &present)) return "cached_input_tokens is not a count";
     if (present) r->usage.cached_input_tokens = (long)v;
     if (!get_int(root, F_CACHE_WRITE_TOKENS, 0, LONG_MAX, &v, &present)) return "cache_write_tokens is not a count";

@@ -64,7 +64,8 @@ static const char *const group_names[] = {
     [HL_STORE_GROUP_NONE] = "none",          [HL_STORE_GROUP_SOURCE] = "source",
     [HL_STORE_GROUP_BACKEND] = "backend",    [HL_STORE_GROUP_MODEL] = "model",
     [HL_STORE_GROUP_TASK_TYPE] = "task_type", [HL_STORE_GROUP_ROUTE_REASON] = "route_reason",
-    [HL_STORE_GROUP_TENANT] = "tenant",      [HL_STORE_GROUP_DAY] = "day",
+    [HL_STORE_GROUP_TENANT] = "tenant",      [HL_STORE_GROUP_KEY] = "key",
+    [HL_STORE_GROUP_DAY] = "day",
 };
 
 const char *hl_store_group_name(hl_store_group g) {
@@ -268,6 +269,8 @@ static void record_from_entry(const hl_ledger_entry *e, hl_store_record *r) {
         .cache_write_tokens = l->usage.cache_write_tokens,
         .usage_estimated = l->usage.estimated,
         .tenant = l->tenant,
+        .key_id = l->key_id,
+        .key_name = l->key_name,
         .task_type = l->task_type,
         .task_inferred = l->task_inferred,
         .sensitive = l->sensitive,

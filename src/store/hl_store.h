@@ -162,6 +162,7 @@ typedef enum hl_store_group {
     HL_STORE_GROUP_TASK_TYPE,
     HL_STORE_GROUP_ROUTE_REASON,
     HL_STORE_GROUP_TENANT,
+    HL_STORE_GROUP_KEY,        /* the client key's name (key_name) */
     HL_STORE_GROUP_DAY,
 } hl_store_group;
 

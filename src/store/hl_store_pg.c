@@ -150,7 +150,8 @@ static const char fetch_sql[] = "FETCH 10000 FROM hl_scan";
 #define INSERT_COLS                                                                              \
     "ts, source, input_tokens, output_tokens, latency_ms, cost_usd, request_id, attempt, backend," \
     " model, route_reason, status, stream, ttft_ms, cached_input_tokens, cache_write_tokens,"     \
-    " usage_estimated, tenant, task_type, task_inferred, sensitive, confidence, http_status, error"
+    " usage_estimated, tenant, task_type, task_inferred, sensitive, confidence, http_status, error," \
+    " key_id, key_name"
 
 /* The session's batch table (gone with the session) and the statement that empties it into
  * inferences. The final SELECT of a CTE sees the table as it was before the INSERT, so e is
@@ -161,7 +162,7 @@ static const char batch_table[] =
     " attempt bigint, backend text, model text, route_reason text, status text, stream bool,"
     " ttft_ms float8, cached_input_tokens bigint, cache_write_tokens bigint, usage_estimated bool,"
     " tenant text, task_type text, task_inferred bool, sensitive bool, confidence float8,"
-    " http_status bigint, error text)";
+    " http_status bigint, error text, key_id bigint, key_name text)";
 static const char batch_copy[] = "COPY hl_batch (ord, " INSERT_COLS ") FROM STDIN";
 static const char batch_insert[] =
     "WITH ins AS (INSERT INTO inferences (" INSERT_COLS ") SELECT " INSERT_COLS
@@ -415,6 +416,9 @@ static void copy_record(hl_buf *b, size_t ord, const hl_store_record *x) {
     copy_d(b, x->confidence, x->confidence >= 0);
     copy_ll(b, x->http_status);
     copy_str(b, x->error);
+    if (x->key_id > 0) copy_ll(b, x->key_id);
+    else copy_str(b, NULL);
+    copy_str(b, x->key_name);
     if (b->len) b->data[b->len - 1] = '\n'; /* the last column ends the row */
 }
 
@@ -574,6 +578,7 @@ static const struct {
     [HL_STORE_GROUP_TASK_TYPE] = {"i.task_type", "j.task_type IS NOT DISTINCT FROM i.task_type"},
     [HL_STORE_GROUP_ROUTE_REASON] = {"i.route_reason", "j.route_reason IS NOT DISTINCT FROM i.route_reason"},
     [HL_STORE_GROUP_TENANT] = {"i.tenant", "j.tenant IS NOT DISTINCT FROM i.tenant"},
+    [HL_STORE_GROUP_KEY] = {"i.key_name", "j.key_name IS NOT DISTINCT FROM i.key_name"},
     [HL_STORE_GROUP_DAY] = {"(i.ts / 86400000)::text", "j.ts / 86400000 = i.ts / 86400000"},
 };
 

@@ -295,9 +295,9 @@ static hl_err sq_open(hl_store *s, const char *location, char *errbuf, size_t er
                    "INSERT OR IGNORE INTO inferences (ts, source, input_tokens, output_tokens,"
                    " latency_ms, cost_usd, request_id, attempt, backend, model, route_reason, status,"
                    " stream, ttft_ms, cached_input_tokens, cache_write_tokens, usage_estimated, tenant,"
-                   " task_type, task_inferred, sensitive, confidence, http_status, error)"
+                   " task_type, task_inferred, sensitive, confidence, http_status, error, key_id, key_name)"
                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
-                   " ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)", &q->insert)) ||
+                   " ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)", &q->insert)) ||
         (rc = prep(q->db, "SELECT ts FROM inferences WHERE request_id = ?1 AND attempt = ?2", &q->lookup)) ||
         (rc = prep(q->db, "SELECT dev, inode, byte_offset, size, head_len, head_hash"
                           " FROM journal_state WHERE journal = ?1", &q->load_state)) ||
@@ -373,6 +373,8 @@ static hl_err sq_insert_one(hl_store *s, const hl_store_record *r, hl_store_inse
     bind_opt_double(st, 22, r->confidence, r->confidence >= 0);
     sqlite3_bind_int64(st, 23, r->http_status);
     sqlite3_bind_text(st, 24, r->error, -1, SQLITE_STATIC);
+    if (r->key_id > 0) sqlite3_bind_int64(st, 25, r->key_id);
+    sqlite3_bind_text(st, 26, r->key_name, -1, SQLITE_STATIC);
     int rc = run(st);
     sqlite3_clear_bindings(st);
     if (rc) return fail(s, rc, "inserting a record");
@@ -464,6 +466,7 @@ static const struct {
     [HL_STORE_GROUP_TASK_TYPE] = {"i.task_type", "+j.task_type IS i.task_type"},
     [HL_STORE_GROUP_ROUTE_REASON] = {"i.route_reason", "+j.route_reason IS i.route_reason"},
     [HL_STORE_GROUP_TENANT] = {"i.tenant", "+j.tenant IS i.tenant"},
+    [HL_STORE_GROUP_KEY] = {"i.key_name", "+j.key_name IS i.key_name"},
     [HL_STORE_GROUP_DAY] = {"i.ts / 86400000", "+j.ts / 86400000 = i.ts / 86400000"},
 };
 

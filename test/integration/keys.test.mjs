@@ -65,6 +65,15 @@ describe('virtual keys', { skip: skip ?? false }, () => {
     const res = await client(gw, k.key).chat.completions.create(hello);
     assert.ok(res.choices[0].message.content.length > 0);
     await waitFor(() => gw.ledger().some((l) => l.tenant === 'alice'), 5000, 'a ledger line for tenant alice');
+    const line = gw.ledger().find((l) => l.tenant === 'alice');
+    assert.equal(line.key_id, k.id);
+    assert.equal(line.key_name, 'alice');
+    assert.ok(!JSON.stringify(gw.ledger()).includes(k.key.slice(3)), 'the key itself is never in the ledger');
+    // report --group-by key: one row for alice's key.
+    await waitFor(() => {
+      const csv = execFileSync(HL_BIN, ['report', '--db', storePath, '--group-by', 'key', '--format', 'csv'], { encoding: 'utf8' });
+      return csv.split('\n').some((r) => r.startsWith('key,alice,1,'));
+    }, 20 * INTERVAL_MS, 'a report row for key alice');
 
     const list = await (await admin(gw, 'GET', '/admin/keys')).json();
     assert.equal(list.object, 'list');

@@ -184,6 +184,36 @@ HL_TEST(writer_to_parser_field_by_field) {
     hl_buf_release(&b2);
 }
 
+/* The client key's id and name travel through the ledger (and are absent without a key). */
+HL_TEST(key_id_and_name_round_trip) {
+    hl_ledger_record r = full_record();
+    r.key_id = 42;
+    r.key_name = "alice";
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_ledger_format(&r, &b) == HL_OK);
+    HL_CHECK(strstr(b.data, "\"key_id\":42,\"key_name\":\"alice\"}") != NULL);
+    hl_ledger_entry e;
+    char why[160];
+    HL_REQUIRE(hl_ledger_parse_line(b.data, b.len - 1, &e, why, sizeof why) == HL_OK);
+    HL_CHECK_INT_EQ(e.rec.key_id, 42);
+    HL_CHECK_STR_EQ(e.rec.key_name, "alice");
+    hl_ledger_entry_release(&e);
+    r.key_id = 0;
+    r.key_name = NULL;
+    hl_buf_reset(&b);
+    HL_REQUIRE(hl_ledger_format(&r, &b) == HL_OK);
+    HL_CHECK(strstr(b.data, "key_") == NULL);
+    HL_REQUIRE(hl_ledger_parse_line(b.data, b.len - 1, &e, why, sizeof why) == HL_OK);
+    HL_CHECK(e.rec.key_id == 0 && e.rec.key_name == NULL);
+    hl_ledger_entry_release(&e);
+    static const char bad[] = "{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"local\",\"input_tokens\":1,"
+                              "\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":0,\"key_id\":0}";
+    HL_CHECK(hl_ledger_parse_line(bad, sizeof bad - 1, &e, why, sizeof why) != HL_OK);
+    HL_CHECK(strstr(why, "key_id") != NULL);
+    hl_buf_release(&b);
+}
+
 /* The brief's CostTracker: json.dumps({timestamp: datetime.utcnow().isoformat(), source,
  * input_tokens, output_tokens, latency_ms, cost_usd}). */
 static const char brief_line[] = "{\"timestamp\": \"2025-03-01T12:00:00.123456\", \"source\": \"cloud\", "

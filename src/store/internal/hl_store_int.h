@@ -31,6 +31,8 @@ typedef struct hl_store_record {
     long long cached_input_tokens, cache_write_tokens;
     bool usage_estimated;
     const char *tenant, *task_type;
+    long long key_id;         /* 0: null */
+    const char *key_name;
     bool task_inferred, sensitive;
     double confidence;        /* < 0: null */
     long long http_status;
