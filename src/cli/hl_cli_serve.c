@@ -16,6 +16,7 @@
 #include "hl_config.h"
 #include "hl_gateway.h"
 #include "hl_health.h"
+#include "hl_keybudget.h"
 #include "hl_ledger.h"
 #include "hl_log.h"
 #include "hl_opt.h"
@@ -86,6 +87,7 @@ typedef struct serve_state {
     hl_store_indexer_hooks hooks; /* the budgets' sync and the keys' reload around each pass */
     bool budget_hooks;   /* the budgets are synced around each pass (a shared store) */
     hl_keys *keys;       /* the store's virtual keys, reloaded after each pass */
+    hl_key_budgets *key_budgets; /* their budgets' totals, synced around each pass */
     bool shared_budgets; /* the budgets' totals come from the shared store */
 } serve_state;
 
@@ -97,6 +99,7 @@ static const hl_opt_choice log_levels[] = {
 static void serve_before_pass(void *ctx) {
     serve_state *st = ctx;
     if (st->budget_hooks) budget_sync_before(st->budgets);
+    hl_key_budgets_sync_begin(st->key_budgets);
 }
 
 static void serve_after_pass(void *ctx, hl_store *conn) {
@@ -104,6 +107,8 @@ static void serve_after_pass(void *ctx, hl_store *conn) {
     if (st->budget_hooks) budget_sync_after(st->budgets, conn);
     if (st->keys && hl_keys_reload(st->keys, conn) != HL_OK)
         hl_log(HL_LOG_WARN, "keys: cannot reload the client keys: %s", hl_store_errmsg(conn));
+    if (hl_key_budgets_sync(st->key_budgets, conn, (long long)time(NULL) * 1000) != HL_OK)
+        hl_log(HL_LOG_WARN, "keys: cannot read the keys' spend: %s", hl_store_errmsg(conn));
 }
 
 /* The store's location: ledger.store, or a SQLite file beside the journal (ledger.jsonl ->
@@ -145,6 +150,10 @@ static void serve_open_store(serve_state *st) {
     if (hl_store_indexer_start(st->store, st->cfg->ledger_path, st->cfg->ledger_index_interval_ms,
                                &st->hooks) != HL_OK) {
         hl_log(HL_LOG_WARN, "ledger indexer not started: %s", hl_store_errmsg(st->store));
+    } else if (!shared && hl_keys_total(st->keys) > 0) {
+        /* The first pass, before serving: the keys' budgets start from every line written. */
+        if (hl_store_indexer_sync(st->store) != HL_OK)
+            hl_log(HL_LOG_WARN, "keys: the first index pass failed: the keys' spend is read at the next one");
     } else if (shared) {
         /* The first pass, before serving: the budgets start from the fleet's spend. */
         if (hl_store_indexer_sync(st->store) == HL_OK) {
@@ -208,7 +217,7 @@ static int serve_open(serve_state *st) {
         return 1;
     }
     if (hl_budgets_new(&st->budgets, st->cfg) != HL_OK) return 1;
-    if (!(st->keys = hl_keys_new())) return 1;
+    if (!(st->keys = hl_keys_new()) || !(st->key_budgets = hl_key_budgets_new())) return 1;
     serve_open_store(st);
     if (hl_backends_init(&st->bs, st->cfg, true) != HL_OK) {
         hl_log(HL_LOG_ERROR, "out of memory while resolving backends");
@@ -231,7 +240,7 @@ static int serve_run(serve_state *st) {
     char err[1024];
     if (hl_gateway_init(&st->gw, st->cfg, &st->bs, &st->ledger, st->budgets) != HL_OK) return 1;
     hl_gateway_set_store(st->gw, st->store);
-    hl_gateway_set_keys(st->gw, st->keys);
+    hl_gateway_set_keys(st->gw, st->keys, st->key_budgets);
     char store_path[4096];
     store_location(st->cfg, store_path, sizeof store_path);
     if (hl_gateway_enable_admin(st->gw, st->store && store_path[0] ? store_path : NULL) != HL_OK) return 1;
@@ -261,6 +270,7 @@ static void serve_release(serve_state *st) {
     hl_gateway_free(st->gw);
     hl_store_close(st->store); /* its indexer's final pass takes the last lines */
     hl_keys_free(st->keys);
+    hl_key_budgets_free(st->key_budgets);
     hl_budgets_free(st->budgets);
     for (size_t i = 0; i < st->bs.n; i++) hl_builtin_free(st->bs.v[i].builtin);
     hl_backends_release(&st->bs);

@@ -38,6 +38,7 @@
  * receive it is a bug; debug builds abort on it, others log and ignore it. Every transition
  * goes through ex_enter, which checks it against the diagram. */
 #include "hl_exchange.h"
+#include "hl_keybudget.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -148,6 +149,7 @@ struct hl_exchange {
     char chat_id[80];
     char tenant[64];           /* "" when none */
     hl_key_info key;           /* what the client's key decides */
+    double key_reserved;       /* USD reserved against the key's budgets, released at the end */
     hl_privacy_verdict privacy;
     long created;
     hl_chat_request req;
@@ -256,6 +258,8 @@ static void exchange_closed(uv_handle_t *h) {
 /* The one place an exchange is freed. */
 static void ex_free(hl_exchange *ex) {
     ex_enter(ex, HL_EX_DONE);
+    if (ex->key_reserved > 0) hl_key_budgets_release(ex->env->key_budgets, ex->key.id, ex->key_reserved);
+    ex->key_reserved = 0;
     leave_in_flight(ex);
     if (ex->at.call) ex->at.prov->cancel(ex->at.call);
     hl_chat_request_release(&ex->req);
@@ -370,6 +374,7 @@ static double record_attempt(hl_exchange *ex, const char *status, const hl_usage
     hl_metrics_attempt(env->metrics, (size_t)(at->backend - env->bs->v), hl_metrics_status_of(status),
                        u->input_tokens, u->output_tokens, r.cost_usd, latency, at->ttft_ms);
     if (r.cloud && r.cost_known) hl_budgets_add(env->budgets, r.tenant, r.cost_usd, (time_t)wall_now());
+    if (r.cloud && r.cost_known) hl_key_budgets_add(env->key_budgets, ex->key.id, r.cost_usd, (long long)(wall_now() * 1000));
     if (hl_ledger_append(env->ledger, &r) != HL_OK)
         hl_log(HL_LOG_ERROR, "ledger write failed for %s: %m", ex->request_id);
     return r.cost_usd;
@@ -1145,6 +1150,40 @@ bool hl_exchange_key_permits(const hl_key_info *key, const char *model, hl_route
     return false;
 }
 
+/* Output tokens reserved for a request without max_tokens. */
+#define KEY_RESERVE_MAX_TOKENS 4096
+
+/* Reserves the worst case of the route against the key's budgets: the prompt's estimated
+ * tokens plus max_tokens (or KEY_RESERVE_MAX_TOKENS) at the dearest cloud candidate's prices.
+ * False when the budget cannot hold it (answered 429). */
+static bool key_budget_admits(hl_exchange *ex, const hl_route_input *in) {
+    const hl_key_info *k = &ex->key;
+    if (!k->id || (k->budget_day_usd < 0 && k->budget_month_usd < 0)) return true;
+    long out = in->max_tokens > 0 ? in->max_tokens : KEY_RESERVE_MAX_TOKENS;
+    double est = 0;
+    for (int i = 0; i < ex->route.n; i++) {
+        if (!hl_backend_is_cloud(ex->route.candidates[i])) continue;
+        const hl_price *p = hl_config_price(ex->env->cfg, ex->route.models[i]);
+        if (!p) continue;
+        double c = ((double)in->prompt_tokens * p->input_per_mtok + (double)out * p->output_per_mtok) / 1e6;
+        if (c > est) est = c;
+    }
+    if (est <= 0) return true; /* nothing priced in the cloud: nothing to reserve */
+    double spent = 0, limit = 0;
+    bool month = false;
+    if (hl_key_budgets_reserve(ex->env->key_budgets, k, est, (long long)(wall_now() * 1000), &spent, &limit, &month)) {
+        ex->key_reserved = est;
+        return true;
+    }
+    hl_api_error err;
+    hl_api_error_set(&err, 429, HL_AE_RATE_LIMIT, NULL, "budget_exceeded",
+                     "The %s budget of this API key is spent or reserved ($%.4f of $%.2f, this request may cost "
+                     "up to $%.4f); requests that need the cloud are refused until it resets.",
+                     month ? "monthly" : "daily", spent, limit, est);
+    finish_error(ex, &err, HDR_ID, "x-should-retry: false\r\n");
+    return false;
+}
+
 /* Refuses a request whose route needs the cloud while its budget says reject. */
 static bool budget_refuses(hl_exchange *ex, const hl_budget_cfg *over, const hl_route_input *in, double spent,
                            double limit) {
@@ -1181,7 +1220,7 @@ static bool route(hl_exchange *ex, const hl_http_req *hreq) {
         finish_error(ex, &err, HDR_REASON, NULL);
         return false;
     }
-    return !budget_refuses(ex, over, &in, spent, limit);
+    return !budget_refuses(ex, over, &in, spent, limit) && key_budget_admits(ex, &in);
 }
 
 void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, const hl_http_req *hreq,

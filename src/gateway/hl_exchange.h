@@ -37,6 +37,7 @@ typedef struct hl_exchange_env {
     hl_metrics *metrics;        /* this worker's */
     hl_provider_env prov;       /* this worker's upstream client and engine mailbox */
     uint64_t rng;               /* this worker's generator for ids and jitter */
+    struct hl_key_budgets *key_budgets; /* virtual keys' budgets (hl_keybudget.h); may be NULL */
     bool keys_decide_tenant;    /* client keys are configured: the key, never a header, names
                                    the tenant */
 } hl_exchange_env;

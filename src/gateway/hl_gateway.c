@@ -18,6 +18,7 @@
 #include "hl_ingress.h"
 #include "hl_log.h"
 #include "hl_admin.h"
+#include "hl_keybudget.h"
 #include "hl_metrics.h"
 #include "hl_pii.h"
 #include "hl_privacy.h"
@@ -43,6 +44,7 @@ struct hl_gateway {
     hl_store *store;           /* the ledger's SQLite index, for /metrics; may be NULL */
     hl_keys *vkeys;            /* the store's virtual keys (hl_keys.h); borrowed, may be NULL */
     hl_admin *admin;           /* the admin API; owned; NULL: /admin/ answers 404 */
+    hl_key_budgets *kbudgets;  /* the virtual keys' budgets; borrowed, may be NULL */
 };
 
 typedef struct gw_worker {
@@ -397,7 +399,7 @@ static void *worker_start(hl_worker *w, void *ud) {
     hl_exchange_env *env = &gwk->env;
     gwk->gw = gw;
     *env = (hl_exchange_env){.cfg = gw->cfg, .bs = gw->bs, .ledger = gw->ledger, .budgets = gw->budgets,
-                             .pii = gw->pii, .keys_decide_tenant = gw->cfg->api_keys_env != NULL};
+                             .pii = gw->pii, .key_budgets = gw->kbudgets, .keys_decide_tenant = gw->cfg->api_keys_env != NULL};
     if (getrandom(&env->rng, sizeof env->rng, 0) != sizeof env->rng)
         env->rng = uv_hrtime() ^ (uint64_t)hl_worker_index(w) << 32;
     env->metrics = hl_metrics_new(gw->bs->n);
@@ -537,7 +539,10 @@ const hl_server_hooks *hl_gateway_hooks(hl_gateway *gw) { return &gw->hooks; }
 
 void hl_gateway_set_store(hl_gateway *gw, hl_store *store) { gw->store = store; }
 
-void hl_gateway_set_keys(hl_gateway *gw, hl_keys *keys) { gw->vkeys = keys; }
+void hl_gateway_set_keys(hl_gateway *gw, hl_keys *keys, hl_key_budgets *budgets) {
+    gw->vkeys = keys;
+    gw->kbudgets = budgets;
+}
 
 hl_err hl_gateway_enable_admin(hl_gateway *gw, const char *store_location) {
     const char *var = gw->cfg->admin_key_env;

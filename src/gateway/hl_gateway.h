@@ -33,9 +33,11 @@ hl_err hl_gateway_init(hl_gateway **out, const hl_config *cfg, hl_backends *bs, 
 void hl_gateway_free(hl_gateway *gw);
 /* The SQLite index of the ledger, for /metrics (borrowed; may stay unset). */
 void hl_gateway_set_store(hl_gateway *gw, hl_store *store);
-/* The virtual keys the gateway accepts besides server.api_keys_env's (borrowed; the caller
- * reloads them from the store at start and after each indexer pass). */
-void hl_gateway_set_keys(hl_gateway *gw, hl_keys *keys);
+/* The virtual keys the gateway accepts besides server.api_keys_env's, and their budgets
+ * (both borrowed; the caller reloads them from the store at start and after each indexer
+ * pass). Before the server starts. */
+struct hl_key_budgets;
+void hl_gateway_set_keys(hl_gateway *gw, hl_keys *keys, struct hl_key_budgets *budgets);
 /* Turns the admin API on when server.admin_key_env names a set variable (its value is the
  * admin key); store_location: where keys live (NULL: the API answers 503). Call after
  * hl_gateway_set_keys. HL_ERR_INVAL (logged) for an unusable admin key. */

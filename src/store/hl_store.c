@@ -223,6 +223,15 @@ hl_err hl_store_keys_list(hl_store *s, hl_store_key_fn fn, void *ctx) {
     return s->ops->keys_list(s, fn, ctx);
 }
 
+hl_err hl_store_key_spend(hl_store *s, long long now_ms, hl_store_key_spend_fn fn, void *ctx) {
+    if (!connected(s)) return HL_ERR_IO;
+    long long day = now_ms / 86400000;
+    int y;
+    unsigned m, d;
+    hl_time_civil_from_days(day, &y, &m, &d);
+    return s->ops->key_spend(s, day, hl_time_days_from_civil(y, m, 1), fn, ctx);
+}
+
 hl_err hl_store_key_touch(hl_store *s, long long id, long long ms) {
     if (!connected(s)) return HL_ERR_IO;
     return s->ops->key_touch(s, id, ms);

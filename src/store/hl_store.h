@@ -242,6 +242,11 @@ hl_err hl_store_key_insert(hl_store *s, const hl_store_key *k, long long *id_out
 hl_err hl_store_key_update(hl_store *s, const hl_store_key *k);
 /* Calls fn for every key (revoked ones too), in id order. */
 hl_err hl_store_keys_list(hl_store *s, hl_store_key_fn fn, void *ctx);
+/* Receives one key's cloud spend. */
+typedef void (*hl_store_key_spend_fn)(void *ctx, long long key_id, double day_usd, double month_usd);
+/* Calls fn for every key with cloud spend in the current UTC month as of now_ms (from the
+ * ledger records indexed), with its spend in the current UTC day and month. */
+hl_err hl_store_key_spend(hl_store *s, long long now_ms, hl_store_key_spend_fn fn, void *ctx);
 /* Records that key id was used at ms (only ever moves forward). */
 hl_err hl_store_key_touch(hl_store *s, long long id, long long ms);
 

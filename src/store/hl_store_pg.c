@@ -133,7 +133,8 @@ static const char *const migrations[] = {
     "    revoked          BOOLEAN NOT NULL DEFAULT false\n"
     ");\n"
     "ALTER TABLE inferences ADD COLUMN key_id BIGINT;\n"
-    "ALTER TABLE inferences ADD COLUMN key_name TEXT;\n",
+    "ALTER TABLE inferences ADD COLUMN key_name TEXT;\n"
+    "CREATE INDEX inferences_key_ts ON inferences (key_id, ts) WHERE key_id IS NOT NULL;\n",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -805,6 +806,26 @@ static hl_err pg_key_touch(hl_store *s, long long id, long long ms) {
     return e;
 }
 
+static hl_err pg_key_spend(hl_store *s, long long day, long long month_day, hl_store_key_spend_fn fn, void *ctx) {
+    pg *q = s->impl;
+    hl_err e = ensure_connected(s);
+    if (e) return e;
+    char b0[32], b1[32];
+    const char *p[2] = {num_ll(b0, day * 86400000), num_ll(b1, month_day * 86400000)};
+    PGresult *r = PQexecParams(q->c, "SELECT key_id, coalesce(sum(cost_usd) FILTER (WHERE ts >= $1), 0),"
+                                     " coalesce(sum(cost_usd), 0) FROM inferences WHERE key_id IS NOT NULL"
+                                     " AND source = 'cloud' AND ts >= $2 GROUP BY key_id",
+                               2, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        e = fail(s, "reading the key spend", r);
+    } else {
+        for (int k = 0; k < PQntuples(r); k++)
+            fn(ctx, atoll(PQgetvalue(r, k, 0)), strtod(PQgetvalue(r, k, 1), NULL), strtod(PQgetvalue(r, k, 2), NULL));
+    }
+    PQclear(r);
+    return e;
+}
+
 const hl_store_ops hl_store_pg_ops = {
     .name = "postgresql",
     .open = pg_open,
@@ -824,5 +845,6 @@ const hl_store_ops hl_store_pg_ops = {
     .key_update = pg_key_update,
     .keys_list = pg_keys_list,
     .key_touch = pg_key_touch,
+    .key_spend = pg_key_spend,
     .shared = true,
 };

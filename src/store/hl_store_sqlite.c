@@ -111,7 +111,8 @@ static const char *const migrations[] = {
     "    revoked          INTEGER NOT NULL DEFAULT 0\n"
     ");\n"
     "ALTER TABLE inferences ADD COLUMN key_id INTEGER;\n"
-    "ALTER TABLE inferences ADD COLUMN key_name TEXT;\n",
+    "ALTER TABLE inferences ADD COLUMN key_name TEXT;\n"
+    "CREATE INDEX inferences_key_ts ON inferences (key_id, ts) WHERE key_id IS NOT NULL;\n",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -685,6 +686,22 @@ static hl_err sq_key_touch(hl_store *s, long long id, long long ms) {
     return rc == SQLITE_DONE ? HL_OK : fail(s, rc, "recording a key's use");
 }
 
+static hl_err sq_key_spend(hl_store *s, long long day, long long month_day, hl_store_key_spend_fn fn, void *ctx) {
+    sq *q = s->impl;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(q->db,
+                                "SELECT key_id, total(cost_usd) FILTER (WHERE ts >= ?1 * 86400000), total(cost_usd)"
+                                " FROM inferences WHERE key_id IS NOT NULL AND source = 'cloud'"
+                                " AND ts >= ?2 * 86400000 GROUP BY key_id", -1, &st, NULL);
+    if (rc) return fail(s, rc, "preparing the key spend");
+    sqlite3_bind_int64(st, 1, day);
+    sqlite3_bind_int64(st, 2, month_day);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        fn(ctx, sqlite3_column_int64(st, 0), sqlite3_column_double(st, 1), sqlite3_column_double(st, 2));
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? HL_OK : fail(s, rc, "reading the key spend");
+}
+
 const hl_store_ops hl_store_sqlite_ops = {
     .name = "sqlite",
     .open = sq_open,
@@ -704,4 +721,5 @@ const hl_store_ops hl_store_sqlite_ops = {
     .key_update = sq_key_update,
     .keys_list = sq_keys_list,
     .key_touch = sq_key_touch,
+    .key_spend = sq_key_spend,
 };

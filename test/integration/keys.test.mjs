@@ -226,3 +226,47 @@ describe('the admin API without server.admin_key_env', { skip: skip ?? false }, 
     }
   });
 });
+
+describe("a key's budget under a burst", { skip: skip ?? false }, () => {
+  let anthropic, openai, local, gw;
+  before(async () => {
+    anthropic = await startFakeAnthropic({ key: KEYS.HL_TEST_ANTHROPIC_KEY, models: [MODELS.anthropic] });
+    openai = await startFakeOpenAI({ key: KEYS.HL_TEST_OPENAI_KEY, models: [MODELS.openai] });
+    local = await startFakeOpenAI({ models: [MODELS.local] });
+    gw = await startGateway({
+      backends: standardBackends({ anthropicUrl: anthropic.url, openaiUrl: openai.url, localUrl: local.url }),
+      extraServer: { admin_key_env: 'HL_TEST_ADMIN_KEY' },
+      extraLedger: { index_interval_ms: INTERVAL_MS },
+      env: { ...KEYS, HL_TEST_ADMIN_KEY: ADMIN },
+    });
+  });
+  after(async () => {
+    await gw?.stop();
+    await Promise.all([anthropic, openai, local].map((f) => f?.close()));
+  });
+
+  it('200 concurrent requests never spend more than the cap plus one reservation', async () => {
+    const CAP = 0.002;
+    const k = await (await admin(gw, 'POST', '/admin/keys', { name: 'burst', budget_day_usd: CAP })).json();
+    const c = client(gw, k.key);
+    const body = { model: MODELS.openai, max_tokens: 20, messages: [{ role: 'user', content: 'hello there, please answer' }] };
+    const results = await Promise.all(
+      Array.from({ length: 200 }, () => c.chat.completions.create(body).then(() => 200, (e) => e.status)),
+    );
+    const ok = results.filter((s) => s === 200).length;
+    const refused = results.filter((s) => s === 429).length;
+    assert.equal(ok + refused, 200, `only 200s and 429s: ${[...new Set(results)]}`);
+    assert.ok(refused > 0, 'the cap refused some');
+    assert.ok(ok > 0, 'the cap admitted some');
+    await waitFor(() => gw.ledger().filter((l) => l.key_name === 'burst').length >= ok, 5000, 'every answer in the ledger');
+    const spent = gw.ledger().filter((l) => l.key_name === 'burst').reduce((s, l) => s + (l.cost_usd ?? 0), 0);
+    // One request's reservation: its prompt (estimated at 4 bytes a token) plus max_tokens at gpt-4o's prices.
+    const prompt = Math.ceil(JSON.stringify(body.messages).length / 4) + 16;
+    const reservation = (prompt * 5 + body.max_tokens * 15) / 1e6;
+    if (process.env.HL_TEST_VERBOSE_KEYS) console.error({ ok, refused, spent, reservation });
+    assert.ok(spent <= CAP + reservation, `spent ${spent} <= cap ${CAP} + one reservation ${reservation}`);
+    // Requests that would cost nothing in the cloud still go: a local model is not refused.
+    const res = await c.chat.completions.create({ ...hello, model: MODELS.local });
+    assert.ok(res.choices[0].message.content.length > 0);
+  });
+});

@@ -81,6 +81,8 @@ typedef struct hl_store_ops {
     hl_err (*key_update)(hl_store *s, const hl_store_key *k);
     hl_err (*keys_list)(hl_store *s, hl_store_key_fn fn, void *ctx);
     hl_err (*key_touch)(hl_store *s, long long id, long long ms);
+    /* Cloud spend per key since day and since month_day (UTC days since 1970). */
+    hl_err (*key_spend)(hl_store *s, long long day, long long month_day, hl_store_key_spend_fn fn, void *ctx);
     bool shared;              /* several gateways can use one store at once */
 } hl_store_ops;
 
