@@ -1,0 +1,161 @@
+/* test_keys: virtual keys in memory (hl_keys) and their budgets with reservations
+ * (hl_keybudget), against a SQLite store. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "hl_keybudget.h"
+#include "hl_keys.h"
+#include "hl_sha256.h"
+#include "hl_store.h"
+#include "hl_test.h"
+
+typedef struct tmpdb {
+    char dir[64], db[128];
+} tmpdb;
+
+static hl_store *open_tmp(tmpdb *t) {
+    snprintf(t->dir, sizeof t->dir, "/tmp/hl_keys_test_XXXXXX");
+    if (!mkdtemp(t->dir)) abort();
+    snprintf(t->db, sizeof t->db, "%s/k.db", t->dir);
+    char err[512];
+    hl_store *s = NULL;
+    if (hl_store_open(&s, t->db, err, sizeof err) != HL_OK) return NULL;
+    return s;
+}
+
+static void close_tmp(tmpdb *t, hl_store *s) {
+    hl_store_close(s);
+    char p[160];
+    const char *sfx[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", t->db, sfx[i]);
+        unlink(p);
+    }
+    rmdir(t->dir);
+}
+
+HL_TEST(generate_lookup_revoke_expire) {
+    tmpdb t;
+    hl_store *s = open_tmp(&t);
+    HL_REQUIRE(s != NULL);
+    char k1[HL_KEY_LEN + 1], p1[HL_KEY_PREFIX_LEN + 1], h1[65];
+    char k2[HL_KEY_LEN + 1], p2[HL_KEY_PREFIX_LEN + 1], h2[65];
+    HL_REQUIRE(hl_keys_generate(k1, p1, h1) == HL_OK);
+    HL_REQUIRE(hl_keys_generate(k2, p2, h2) == HL_OK);
+    HL_CHECK(strncmp(k1, "hl-", 3) == 0 && strlen(k1) == HL_KEY_LEN);
+    HL_CHECK(strncmp(k1, p1, HL_KEY_PREFIX_LEN) == 0);
+    HL_CHECK(strcmp(k1, k2) != 0);
+    char want[65];
+    hl_sha256_hex(k1, strlen(k1), want);
+    HL_CHECK_STR_EQ(h1, want);
+
+    hl_store_key a = {.name = "alice", .prefix = p1, .hash = h1, .tenant = "team-a", .cloud_allowed = false,
+                      .models = "m1", .budget_day_usd = 2, .budget_month_usd = -1, .created_at_ms = 1};
+    hl_store_key b = {.name = "bob", .prefix = p2, .hash = h2, .cloud_allowed = true, .budget_day_usd = -1,
+                      .budget_month_usd = -1, .expires_at_ms = 5000, .created_at_ms = 1};
+    HL_REQUIRE(hl_store_key_insert(s, &a, &a.id) == HL_OK);
+    HL_REQUIRE(hl_store_key_insert(s, &b, &b.id) == HL_OK);
+    hl_keys *ks = hl_keys_new();
+    HL_REQUIRE(ks != NULL);
+    HL_CHECK_INT_EQ(hl_keys_total(ks), 0);
+    HL_REQUIRE(hl_keys_reload(ks, s) == HL_OK);
+    HL_CHECK_INT_EQ(hl_keys_total(ks), 2);
+    hl_key_info in;
+    HL_REQUIRE(hl_keys_lookup(ks, k1, strlen(k1), 1000, &in));
+    HL_CHECK_INT_EQ(in.id, a.id);
+    HL_CHECK_STR_EQ(in.name, "alice");
+    HL_CHECK_STR_EQ(in.tenant, "team-a");
+    HL_CHECK(!in.cloud_allowed);
+    HL_CHECK_STR_EQ(in.models, "m1");
+    HL_REQUIRE(hl_keys_lookup(ks, k2, strlen(k2), 1000, &in));
+    HL_CHECK_STR_EQ(in.tenant, "bob"); /* no tenant: the name */
+    HL_CHECK(!hl_keys_lookup(ks, k2, strlen(k2), 5000, &in)); /* expired */
+    HL_CHECK(!hl_keys_lookup(ks, k1, strlen(k1) - 1, 1000, &in));
+    HL_CHECK(!hl_keys_lookup(ks, h1, strlen(h1), 1000, &in)); /* the hash is not the key */
+    /* revoked in the store: refused after the next reload, still counted */
+    a.revoked = true;
+    HL_REQUIRE(hl_store_key_update(s, &a) == HL_OK);
+    HL_CHECK(hl_keys_lookup(ks, k1, strlen(k1), 1000, &in));
+    HL_REQUIRE(hl_keys_reload(ks, s) == HL_OK);
+    HL_CHECK(!hl_keys_lookup(ks, k1, strlen(k1), 1000, &in));
+    HL_CHECK_INT_EQ(hl_keys_total(ks), 2);
+    hl_keys_free(ks);
+    close_tmp(&t, s);
+}
+
+HL_TEST(list_allows) {
+    HL_CHECK(hl_keys_list_allows(NULL, "x"));
+    HL_CHECK(hl_keys_list_allows("", "x"));
+    HL_CHECK(hl_keys_list_allows("a,b", "b"));
+    HL_CHECK(hl_keys_list_allows("a, b ", "b"));
+    HL_CHECK(!hl_keys_list_allows("a,bb", "b"));
+    HL_CHECK(!hl_keys_list_allows("a,b", NULL));
+    HL_CHECK(!hl_keys_list_allows("a,b", ""));
+}
+
+HL_TEST(budget_reservations_hold_a_burst) {
+    hl_key_budgets *kb = hl_key_budgets_new();
+    HL_REQUIRE(kb != NULL);
+    hl_key_info k = {.id = 7, .budget_day_usd = 1.0, .budget_month_usd = -1};
+    long long now = 1765000000000LL;
+    double spent, limit;
+    bool month;
+    int admitted = 0;
+    for (int i = 0; i < 100; i++) admitted += hl_key_budgets_reserve(kb, &k, 0.3, now, &spent, &limit, &month);
+    HL_CHECK_INT_EQ(admitted, 3); /* 0.9 reserved; a fourth would pass 1.0 */
+    HL_CHECK(!month && limit == 1.0);
+    /* Two settle cheaper than reserved: room again. */
+    hl_key_budgets_add(kb, 7, 0.1, now);
+    hl_key_budgets_release(kb, 7, 0.3);
+    hl_key_budgets_add(kb, 7, 0.1, now);
+    hl_key_budgets_release(kb, 7, 0.3);
+    double d, m;
+    hl_key_budgets_spent(kb, 7, now, &d, &m);
+    HL_CHECK_NEAR(d, 0.2, 1e-12);
+    HL_CHECK(hl_key_budgets_reserve(kb, &k, 0.3, now, &spent, &limit, &month)); /* 0.2 + 0.3 + 0.3 */
+    HL_CHECK(!hl_key_budgets_reserve(kb, &k, 0.3, now, &spent, &limit, &month));
+    /* The next UTC day starts from nothing spent (reservations still held). */
+    HL_CHECK(hl_key_budgets_reserve(kb, &k, 0.3, now + 86400000LL, &spent, &limit, &month));
+    /* A key without budgets is never refused; a month budget is checked too. */
+    hl_key_info free_key = {.id = 8, .budget_day_usd = -1, .budget_month_usd = -1};
+    HL_CHECK(hl_key_budgets_reserve(kb, &free_key, 1e9, now, &spent, &limit, &month));
+    hl_key_info monthly = {.id = 9, .budget_day_usd = -1, .budget_month_usd = 0.5};
+    HL_CHECK(!hl_key_budgets_reserve(kb, &monthly, 0.6, now, &spent, &limit, &month));
+    HL_CHECK(month);
+    hl_key_budgets_free(kb);
+}
+
+HL_TEST(budget_sync_takes_the_store_figures_without_counting_twice) {
+    tmpdb t;
+    hl_store *s = open_tmp(&t);
+    HL_REQUIRE(s != NULL);
+    char jp[160];
+    snprintf(jp, sizeof jp, "%s/l.jsonl", t.dir);
+    FILE *f = fopen(jp, "w");
+    HL_REQUIRE(f != NULL);
+    long long now = 1765000000000LL; /* 2025-12-06 */
+    fprintf(f, "{\"timestamp\":\"2025-12-06T05:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,\"output_tokens\":1,"
+               "\"latency_ms\":1,\"cost_usd\":0.25,\"request_id\":\"r1\",\"attempt\":1,\"key_id\":3,\"key_name\":\"k\"}\n");
+    fclose(f);
+    hl_key_budgets *kb = hl_key_budgets_new();
+    /* This process added 0.25 itself (the line above), then a pass indexed it. */
+    hl_key_budgets_add(kb, 3, 0.25, now);
+    hl_key_budgets_sync_begin(kb);
+    HL_REQUIRE(hl_store_index(s, jp, NULL) == HL_OK);
+    HL_REQUIRE(hl_key_budgets_sync(kb, s, now) == HL_OK);
+    double d, m;
+    hl_key_budgets_spent(kb, 3, now, &d, &m);
+    HL_CHECK_NEAR(d, 0.25, 1e-12);
+    HL_CHECK_NEAR(m, 0.25, 1e-12);
+    /* Spend added during the pass stays on top of the store's figure. */
+    hl_key_budgets_sync_begin(kb);
+    hl_key_budgets_add(kb, 3, 0.5, now);
+    HL_REQUIRE(hl_key_budgets_sync(kb, s, now) == HL_OK);
+    hl_key_budgets_spent(kb, 3, now, &d, &m);
+    HL_CHECK_NEAR(d, 0.75, 1e-12);
+    hl_key_budgets_free(kb);
+    unlink(jp);
+    close_tmp(&t, s);
+}
+
+HL_TEST_MAIN()
