@@ -374,6 +374,7 @@ static double record_attempt(hl_exchange *ex, const char *status, const hl_usage
     hl_metrics_attempt(env->metrics, (size_t)(at->backend - env->bs->v), hl_metrics_status_of(status),
                        u->input_tokens, u->output_tokens, r.cost_usd, latency, at->ttft_ms);
     if (r.cloud && r.cost_known) hl_budgets_add(env->budgets, r.tenant, r.cost_usd, (time_t)wall_now());
+    hl_key_budgets_rate_charge(env->key_budgets, &ex->key, (long)u->output_tokens, (long long)(wall_now() * 1000));
     if (r.cloud && r.cost_known) hl_key_budgets_add(env->key_budgets, ex->key.id, r.cost_usd, (long long)(wall_now() * 1000));
     if (hl_ledger_append(env->ledger, &r) != HL_OK)
         hl_log(HL_LOG_ERROR, "ledger write failed for %s: %m", ex->request_id);
@@ -1150,6 +1151,53 @@ bool hl_exchange_key_permits(const hl_key_info *key, const char *model, hl_route
     return false;
 }
 
+/* OpenAI's spelling of a duration in x-ratelimit-reset-*: "250ms", "1.5s", "6m0s". */
+static void reset_str(double s, char *out, size_t n) {
+    if (s < 1) snprintf(out, n, "%dms", (int)(s * 1000 + 0.5));
+    else if (s < 60) snprintf(out, n, "%.3gs", s);
+    else snprintf(out, n, "%dm%ds", (int)(s / 60), (int)s % 60);
+}
+
+/* The x-ratelimit-* header lines of r (the kinds that have a limit) into out. */
+void hl_exchange_rate_headers(const hl_key_rate *r, char *out, size_t n) {
+    char a[32], b[32];
+    size_t k = 0;
+    out[0] = '\0';
+    if (r->retry_after_s > 0) {
+        long sec = (long)r->retry_after_s + ((double)(long)r->retry_after_s < r->retry_after_s);
+        k += (size_t)snprintf(out + k, n - k, "retry-after: %ld\r\nretry-after-ms: %ld\r\n", sec < 1 ? 1 : sec,
+                              (long)(r->retry_after_s * 1000 + 0.5));
+    }
+    if (r->limit_requests && k < n) {
+        reset_str(r->reset_requests_s, a, sizeof a);
+        k += (size_t)snprintf(out + k, n - k,
+                              "x-ratelimit-limit-requests: %lld\r\nx-ratelimit-remaining-requests: %lld\r\n"
+                              "x-ratelimit-reset-requests: %s\r\n", r->limit_requests, r->remaining_requests, a);
+    }
+    if (r->limit_tokens && k < n) {
+        reset_str(r->reset_tokens_s, b, sizeof b);
+        snprintf(out + k, n - k,
+                 "x-ratelimit-limit-tokens: %lld\r\nx-ratelimit-remaining-tokens: %lld\r\n"
+                 "x-ratelimit-reset-tokens: %s\r\n", r->limit_tokens, r->remaining_tokens, b);
+    }
+}
+
+/* The key's requests and tokens per minute: false when over (answered 429 with the headers
+ * OpenAI clients read to wait). */
+static bool key_rate_admits(hl_exchange *ex, const hl_route_input *in) {
+    hl_key_rate r;
+    if (hl_key_budgets_rate(ex->env->key_budgets, &ex->key, in->prompt_tokens, (long long)(wall_now() * 1000), &r))
+        return true;
+    char h[768];
+    hl_exchange_rate_headers(&r, h, sizeof h);
+    hl_api_error err;
+    hl_api_error_set(&err, 429, HL_AE_RATE_LIMIT, NULL, "rate_limit_exceeded",
+                     "Rate limit of this API key reached (%lld requests, %lld tokens per minute); retry in %.1f s.",
+                     r.limit_requests, r.limit_tokens, r.retry_after_s);
+    finish_error(ex, &err, HDR_ID, h);
+    return false;
+}
+
 /* Output tokens reserved for a request without max_tokens. */
 #define KEY_RESERVE_MAX_TOKENS 4096
 
@@ -1211,6 +1259,7 @@ static bool route(hl_exchange *ex, const hl_http_req *hreq) {
     hl_exchange_route_input(&ex->req, hreq, key_tenant, !env->keys_decide_tenant && !ex->key.id, ex->request_id,
                             ex->privacy.sensitive, ex->tenant,
                             sizeof ex->tenant, &in);
+    if (!key_rate_admits(ex, &in)) return false;
     double spent, limit;
     const hl_budget_cfg *over = hl_budgets_exceeded(env->budgets, in.tenant, (time_t)wall_now(), &spent, &limit);
     if (over && over->action == HL_BUDGET_LOCAL) in.budget_local = over->name;

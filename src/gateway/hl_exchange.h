@@ -19,6 +19,7 @@
 #include "hl_config.h"
 #include "hl_http.h"
 #include "hl_ingress.h"
+#include "hl_keybudget.h"
 #include "hl_keys.h"
 #include "hl_ledger.h"
 #include "hl_metrics.h"
@@ -72,6 +73,8 @@ void hl_exchange_route_input(const hl_chat_request *req, const hl_http_req *hreq
  * (403, param "model"); candidates on backends it may not use are dropped, and when none is
  * left the request is refused (403). False with *err set when refused. */
 bool hl_exchange_key_permits(const hl_key_info *key, const char *model, hl_route *route, hl_api_error *err);
+/* The retry-after and x-ratelimit-* header lines for r (CRLF-terminated) into out. */
+void hl_exchange_rate_headers(const hl_key_rate *r, char *out, size_t n);
 /* Answers an error in ing's shape with the request id headers (and extra header lines). */
 void hl_exchange_respond_error(hl_conn *c, const hl_ingress *ing, const char *request_id,
                                const hl_api_error *err, const char *extra_headers);

@@ -11,10 +11,16 @@ typedef struct total {
     double base, transit, local, stage;
 } total;
 
+typedef struct bucket {
+    double level;              /* what is left; starts full */
+    long long at_ms;           /* when level was computed; 0: never used */
+} bucket;
+
 typedef struct entry {
     long long id;
     total day, month;
     double reserved;
+    bucket req, tok;
 } entry;
 
 struct hl_key_budgets {
@@ -197,4 +203,68 @@ hl_err hl_key_budgets_sync(hl_key_budgets *kb, hl_store *conn, long long now_ms)
     pthread_mutex_unlock(&kb->mu);
     free(st.v);
     return e;
+}
+
+/* Refills b (capacity per minute) up to now. */
+static void refill(bucket *b, double per_min, long long now_ms) {
+    if (!b->at_ms) b->level = per_min;
+    else if (now_ms > b->at_ms) b->level += per_min * (double)(now_ms - b->at_ms) / 60000.0;
+    if (b->level > per_min) b->level = per_min;
+    if (now_ms > b->at_ms || !b->at_ms) b->at_ms = now_ms;
+}
+
+static double secs_to(double missing, double per_min) { return missing <= 0 ? 0 : missing * 60.0 / per_min; }
+
+bool hl_key_budgets_rate(hl_key_budgets *kb, const hl_key_info *key, long prompt_tokens, long long now_ms,
+                         hl_key_rate *out) {
+    memset(out, 0, sizeof *out);
+    if (!kb || !key->id || (key->rpm <= 0 && key->tpm <= 0)) return true;
+    if (prompt_tokens < 0) prompt_tokens = 0;
+    pthread_mutex_lock(&kb->mu);
+    entry *e = find(kb, key->id, true);
+    bool ok = true;
+    if (e) {
+        double rpm = (double)key->rpm, tpm = (double)key->tpm;
+        /* A request larger than a minute's tokens could never pass: it needs a full bucket. */
+        double need_tok = tpm > 0 && (double)prompt_tokens > tpm ? tpm : (double)prompt_tokens;
+        if (rpm > 0) refill(&e->req, rpm, now_ms);
+        if (tpm > 0) refill(&e->tok, tpm, now_ms);
+        double wait = 0;
+        if (rpm > 0 && e->req.level < 1) wait = secs_to(1 - e->req.level, rpm);
+        if (tpm > 0 && e->tok.level < need_tok) {
+            double w = secs_to(need_tok - e->tok.level, tpm);
+            if (w > wait) wait = w;
+        }
+        if (wait > 0) {
+            ok = false;
+            out->retry_after_s = wait;
+        } else {
+            if (rpm > 0) e->req.level -= 1;
+            if (tpm > 0) e->tok.level -= need_tok;
+        }
+        if (rpm > 0) {
+            out->limit_requests = key->rpm;
+            out->remaining_requests = e->req.level > 0 ? (long long)e->req.level : 0;
+            out->reset_requests_s = secs_to(rpm - e->req.level, rpm);
+        }
+        if (tpm > 0) {
+            out->limit_tokens = key->tpm;
+            out->remaining_tokens = e->tok.level > 0 ? (long long)e->tok.level : 0;
+            out->reset_tokens_s = secs_to(tpm - e->tok.level, tpm);
+        }
+    }
+    pthread_mutex_unlock(&kb->mu);
+    return ok;
+}
+
+void hl_key_budgets_rate_charge(hl_key_budgets *kb, const hl_key_info *key, long tokens, long long now_ms) {
+    if (!kb || !key->id || key->tpm <= 0 || tokens <= 0) return;
+    pthread_mutex_lock(&kb->mu);
+    entry *e = find(kb, key->id, true);
+    if (e) {
+        refill(&e->tok, (double)key->tpm, now_ms);
+        e->tok.level -= (double)tokens;
+        if (e->tok.level < -(double)key->tpm) e->tok.level = -(double)key->tpm; /* at most a minute's debt */
+    }
+    pthread_mutex_unlock(&kb->mu);
 }

@@ -16,6 +16,11 @@
  * arrives within one index interval; their reservations are not seen (a fleet can pass a
  * budget by what is in flight on the other instances).
  *
+ * Rate limits live here too (one table per key): token buckets for requests and tokens per
+ * minute, per gateway instance. A bucket holds a minute's allowance and refills continuously;
+ * a request takes one request and its prompt's estimated tokens at admission, and its output
+ * tokens are taken when it completes (the bucket may go below zero: the next requests wait).
+ *
  * Thread-safe: one mutex around small critical sections. */
 #ifndef HL_KEYBUDGET_H
 #define HL_KEYBUDGET_H
@@ -41,6 +46,21 @@ void hl_key_budgets_release(hl_key_budgets *kb, long long key_id, double est_usd
 void hl_key_budgets_add(hl_key_budgets *kb, long long key_id, double cost_usd, long long now_ms);
 /* Spend of key_id in the current day and month (reservations excluded). */
 void hl_key_budgets_spent(hl_key_budgets *kb, long long key_id, long long now_ms, double *day, double *month);
+/* What the rate limits say about a request (for the x-ratelimit-* headers). */
+typedef struct hl_key_rate {
+    long long limit_requests, remaining_requests; /* limit 0: no request limit */
+    long long limit_tokens, remaining_tokens;     /* limit 0: no token limit */
+    double reset_requests_s, reset_tokens_s;      /* until the bucket is full again */
+    double retry_after_s;                         /* refused: until it would be admitted */
+} hl_key_rate;
+
+/* Admission by the key's rpm and tpm: true (and the request's share taken) or false with
+ * out->retry_after_s set. out is always filled. A key without limits is always admitted. */
+bool hl_key_budgets_rate(hl_key_budgets *kb, const hl_key_info *key, long prompt_tokens, long long now_ms,
+                         hl_key_rate *out);
+/* Takes tokens (a completed request's output) from the key's token bucket. */
+void hl_key_budgets_rate_charge(hl_key_budgets *kb, const hl_key_info *key, long tokens, long long now_ms);
+
 /* Sync with the store, from the indexer thread: begin before a pass reads the journal, then
  * after it committed reload (reads every key's spend through conn and makes it the base). */
 void hl_key_budgets_sync_begin(hl_key_budgets *kb);

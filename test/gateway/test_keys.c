@@ -158,4 +158,34 @@ HL_TEST(budget_sync_takes_the_store_figures_without_counting_twice) {
     close_tmp(&t, s);
 }
 
+HL_TEST(rate_buckets_refill_and_say_when) {
+    hl_key_budgets *kb = hl_key_budgets_new();
+    HL_REQUIRE(kb != NULL);
+    hl_key_info k = {.id = 1, .rpm = 60, .tpm = 1000, .budget_day_usd = -1, .budget_month_usd = -1};
+    long long now = 1000000;
+    hl_key_rate r;
+    int ok = 0;
+    for (int i = 0; i < 100; i++) ok += hl_key_budgets_rate(kb, &k, 1, now, &r);
+    HL_CHECK_INT_EQ(ok, 60);
+    HL_CHECK_INT_EQ(r.limit_requests, 60);
+    HL_CHECK_INT_EQ(r.remaining_requests, 0);
+    HL_CHECK_NEAR(r.retry_after_s, 1.0, 1e-9); /* one request a second */
+    HL_CHECK(hl_key_budgets_rate(kb, &k, 1, now + 1000, &r)); /* refilled one */
+    HL_CHECK(!hl_key_budgets_rate(kb, &k, 1, now + 1000, &r));
+    /* tokens: a prompt beyond what is left waits for the refill */
+    hl_key_info t = {.id = 2, .tpm = 600, .budget_day_usd = -1, .budget_month_usd = -1};
+    HL_CHECK(hl_key_budgets_rate(kb, &t, 500, now, &r));
+    HL_CHECK_INT_EQ(r.remaining_tokens, 100);
+    HL_CHECK(!hl_key_budgets_rate(kb, &t, 200, now, &r));
+    HL_CHECK_NEAR(r.retry_after_s, 10.0, 1e-9); /* 100 missing at 10 a second */
+    hl_key_budgets_rate_charge(kb, &t, 100, now); /* output tokens: the bucket is empty */
+    HL_CHECK(!hl_key_budgets_rate(kb, &t, 1, now, &r));
+    /* a prompt larger than a minute's tokens waits for a full bucket, not forever */
+    HL_CHECK(hl_key_budgets_rate(kb, &t, 5000, now + 120000, &r));
+    /* no limits: always */
+    hl_key_info none = {.id = 3, .budget_day_usd = -1, .budget_month_usd = -1};
+    for (int i = 0; i < 1000; i++) HL_CHECK(hl_key_budgets_rate(kb, &none, 1000000, now, &r));
+    hl_key_budgets_free(kb);
+}
+
 HL_TEST_MAIN()

@@ -192,6 +192,40 @@ describe('virtual keys', { skip: skip ?? false }, () => {
     await assert.rejects(client(gw, k.key).chat.completions.create(hello), (e) => e.status === 401);
   });
 
+  it('rate limits per key: 429 with retry-after and the x-ratelimit headers OpenAI clients read', async () => {
+    const k = await (await admin(gw, 'POST', '/admin/keys', { name: 'slow', rpm: 3 })).json();
+    const send = () => fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${k.key}` }, body: JSON.stringify(hello) });
+    for (let i = 0; i < 3; i++) {
+      const r = await send();
+      assert.equal(r.status, 200);
+      await r.json();
+    }
+    const r = await send();
+    assert.equal(r.status, 429);
+    const j = await r.json();
+    assert.equal(j.error.type, 'rate_limit_error');
+    assert.equal(j.error.code, 'rate_limit_exceeded');
+    const retry = Number(r.headers.get('retry-after'));
+    assert.ok(retry >= 1 && retry <= 20, `retry-after ${retry}`);
+    assert.equal(r.headers.get('x-ratelimit-limit-requests'), '3');
+    assert.equal(r.headers.get('x-ratelimit-remaining-requests'), '0');
+    assert.match(r.headers.get('x-ratelimit-reset-requests'), /^\d+(\.\d+)?(ms|s)$|^\d+m\d+s$/);
+    // The SDK sees a RateLimitError; another key is not limited by this one's use.
+    await assert.rejects(client(gw, k.key).chat.completions.create(hello), (e) => e.status === 429);
+    const other = await (await admin(gw, 'POST', '/admin/keys', { name: 'fast' })).json();
+    await client(gw, other.key).chat.completions.create(hello);
+
+    // Tokens per minute: a 40-token allowance holds one ~30-token prompt, not two.
+    const t = await (await admin(gw, 'POST', '/admin/keys', { name: 'tokens', tpm: 40 })).json();
+    const long = { ...hello, messages: [{ role: 'user', content: 'x'.repeat(100) }] };
+    await client(gw, t.key).chat.completions.create(long);
+    const r2 = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${t.key}` }, body: JSON.stringify(long) });
+    assert.equal(r2.status, 429);
+    await r2.json();
+    assert.equal(r2.headers.get('x-ratelimit-limit-tokens'), '40');
+    assert.equal(r2.headers.get('x-ratelimit-limit-requests'), null, 'no request limit, no request headers');
+  });
+
   it('PATCH changes the fields given and checks them', async () => {
     const k = await (await admin(gw, 'POST', '/admin/keys', { name: 'patchy', tpm: 10 })).json();
     let r = await admin(gw, 'PATCH', `/admin/keys/${k.id}`, { budget_month_usd: 12.5, models: null });
