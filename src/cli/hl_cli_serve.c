@@ -105,6 +105,8 @@ static void serve_before_pass(void *ctx) {
 static void serve_after_pass(void *ctx, hl_store *conn) {
     serve_state *st = ctx;
     if (st->budget_hooks) budget_sync_after(st->budgets, conn);
+    if (st->keys && hl_keys_flush_used(st->keys, conn) != HL_OK)
+        hl_log(HL_LOG_WARN, "keys: cannot record the keys' last use: %s", hl_store_errmsg(conn));
     if (st->keys && hl_keys_reload(st->keys, conn) != HL_OK)
         hl_log(HL_LOG_WARN, "keys: cannot reload the client keys: %s", hl_store_errmsg(conn));
     if (hl_key_budgets_sync(st->key_budgets, conn, (long long)time(NULL) * 1000) != HL_OK)

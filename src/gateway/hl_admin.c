@@ -12,6 +12,7 @@
 #include "hl_chat.h"
 #include "hl_exchange.h"
 #include "hl_ingress.h"
+#include "hl_keybudget.h"
 #include "hl_log.h"
 #include "hl_time.h"
 
@@ -19,11 +20,13 @@ struct hl_admin {
     char *key;                 /* the admin key; owned, wiped on free */
     char *location;            /* the store's location; owned; NULL: none */
     hl_keys *keys;             /* borrowed */
+    hl_key_budgets *budgets;   /* borrowed; may be NULL */
     pthread_mutex_t mu;        /* one admin call at a time on conn */
     hl_store *conn;            /* opened on first use */
 };
 
-hl_admin *hl_admin_new(const char *admin_key, const char *store_location, hl_keys *keys) {
+hl_admin *hl_admin_new(const char *admin_key, const char *store_location, hl_keys *keys,
+                       struct hl_key_budgets *budgets) {
     hl_admin *a = calloc(1, sizeof *a);
     if (!a) return NULL;
     a->key = strdup(admin_key);
@@ -35,6 +38,7 @@ hl_admin *hl_admin_new(const char *admin_key, const char *store_location, hl_key
         return NULL;
     }
     a->keys = keys;
+    a->budgets = budgets;
     pthread_mutex_init(&a->mu, NULL);
     return a;
 }
@@ -307,6 +311,23 @@ static bool key_path(hl_slice path, long long *id, hl_slice *rest) {
     return rest->n == 0 || rest->p[0] == '/';
 }
 
+static json_t *left(double budget, double spent) {
+    if (budget < 0) return json_null();
+    return json_real(budget > spent ? budget - spent : 0);
+}
+
+static json_t *spend_json(hl_admin *a, const hl_store_key *k) {
+    double day = 0, month = 0;
+    hl_key_budgets_spent(a->budgets, k->id, wall_ms(), &day, &month);
+    return json_pack("{s:s, s:I, s:s, s:f, s:f, s:o, s:o, s:o, s:o, s:I, s:I}", "object", "api_key.spend", "id",
+                     (json_int_t)k->id, "name", k->name, "day_usd", day, "month_usd", month, "budget_day_usd",
+                     k->budget_day_usd >= 0 ? json_real(k->budget_day_usd) : json_null(), "remaining_day_usd",
+                     left(k->budget_day_usd, day), "budget_month_usd",
+                     k->budget_month_usd >= 0 ? json_real(k->budget_month_usd) : json_null(),
+                     "remaining_month_usd", left(k->budget_month_usd, month), "rpm", (json_int_t)k->rpm, "tpm",
+                     (json_int_t)k->tpm);
+}
+
 static bool is(hl_slice s, const char *lit) {
     size_t n = strlen(lit);
     return s.n == n && !memcmp(s.p, lit, n);
@@ -345,10 +366,11 @@ void hl_admin_handle(hl_admin *a, hl_conn *c, const hl_http_req *req, const char
     } else if (key_path(path, &id, &rest)) {
         bool revoke = (is(m, "POST") && is(rest, "/revoke")) || (is(m, "DELETE") && rest.n == 0);
         bool patch = is(m, "PATCH") && rest.n == 0, get = is(m, "GET") && rest.n == 0;
-        hl_store *s = revoke || patch || get ? conn(a, c, rid) : NULL;
+        bool spend = is(m, "GET") && is(rest, "/spend");
+        hl_store *s = revoke || patch || get || spend ? conn(a, c, rid) : NULL;
         hl_key_record r;
         hl_err e = HL_OK;
-        if (!revoke && !patch && !get) {
+        if (!revoke && !patch && !get && !spend) {
             respond_err(c, rid, 404, HL_AE_NOT_FOUND, NULL, "unknown_url", "Unknown admin request.");
         } else if (!s) {
             /* answered */
@@ -358,6 +380,8 @@ void hl_admin_handle(hl_admin *a, hl_conn *c, const hl_http_req *req, const char
             store_failed(a, c, rid, "reading a key");
         } else if (get) {
             respond_json(c, 200, rid, hl_keys_to_json(&r.k));
+        } else if (spend) {
+            respond_json(c, 200, rid, spend_json(a, &r.k));
         } else {
             char param[64], msg[256];
             if (patch && hl_admin_parse_key(body, len, false, &r, param, sizeof param, msg, sizeof msg) != HL_OK) {

@@ -6,6 +6,8 @@
  *   GET    /admin/keys/{id}            one key
  *   PATCH  /admin/keys/{id}            change the fields given
  *   POST   /admin/keys/{id}/revoke     revoke (also DELETE /admin/keys/{id})
+ *   GET    /admin/keys/{id}/spend      cloud spend today and this month (UTC), what is left
+ *                                      of its budgets, its rate limits
  *
  * Why here: an operator issues a key per person or application from a script, against the
  * running gateway. It is protected by its own key (server.admin_key_env), compared in
@@ -30,9 +32,12 @@
 typedef struct hl_admin hl_admin;
 
 /* admin_key: the admin API's key (copied); store_location: the store the keys live in
- * (copied; NULL: the API answers 503); keys: the gateway's key set to reload after a change
- * (borrowed, may be NULL). NULL when out of memory. */
-hl_admin *hl_admin_new(const char *admin_key, const char *store_location, hl_keys *keys);
+ * (copied; NULL: the API answers 503); keys: the gateway's key set to reload after a change,
+ * budgets: the keys' spend for /spend (both borrowed, may be NULL). NULL when out of
+ * memory. */
+struct hl_key_budgets;
+hl_admin *hl_admin_new(const char *admin_key, const char *store_location, hl_keys *keys,
+                       struct hl_key_budgets *budgets);
 /* Wipes the key, closes the connection, frees. NULL ok. */
 void hl_admin_free(hl_admin *a);
 /* True when path is under /admin (the caller sends such requests to hl_admin_handle). */

@@ -557,7 +557,7 @@ hl_err hl_gateway_enable_admin(hl_gateway *gw, const char *store_location) {
                              "refusing to start", var);
         return HL_ERR_INVAL;
     }
-    if (!(gw->admin = hl_admin_new(key, store_location, gw->vkeys))) return HL_ERR_NOMEM;
+    if (!(gw->admin = hl_admin_new(key, store_location, gw->vkeys, gw->kbudgets))) return HL_ERR_NOMEM;
     hl_log(HL_LOG_INFO, "admin API on /admin/ (key from %s)", var);
     return HL_OK;
 }

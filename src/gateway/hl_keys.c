@@ -14,6 +14,7 @@ typedef struct key_entry {
     unsigned char hash[HL_SHA256_LEN];
     long long expires_at_ms;   /* 0: never */
     bool revoked;
+    long long used_ms;         /* last accepted here, not yet written to the store; 0: none */
     hl_key_info info;
 } key_entry;
 
@@ -122,6 +123,7 @@ bool hl_keys_lookup(hl_keys *ks, const char *key, size_t len, long long now_ms, 
         const key_entry *e = &ks->v[i];
         if (diff == 0 && !e->revoked && (!e->expires_at_ms || now_ms < e->expires_at_ms)) {
             *out = e->info;
+            ks->v[i].used_ms = now_ms;
             found = true;
         }
     }
@@ -289,4 +291,21 @@ json_t *hl_keys_to_json(const hl_store_key *k) {
                      (json_int_t)k->rpm, "tpm", (json_int_t)k->tpm, "expires_at", opt_time(k->expires_at_ms),
                      "created_at", opt_time(k->created_at_ms), "last_used_at", opt_time(k->last_used_at_ms),
                      "revoked", k->revoked);
+}
+
+hl_err hl_keys_flush_used(hl_keys *ks, hl_store *conn) {
+    if (!ks) return HL_OK;
+    long long ids[256], ms[256];
+    size_t n = 0;
+    pthread_mutex_lock(&ks->mu);
+    for (size_t i = 0; i < ks->n && n < 256; i++) {
+        if (!ks->v[i].used_ms) continue;
+        ids[n] = ks->v[i].info.id;
+        ms[n++] = ks->v[i].used_ms;
+        ks->v[i].used_ms = 0;
+    }
+    pthread_mutex_unlock(&ks->mu);
+    hl_err e = HL_OK;
+    for (size_t i = 0; i < n && !e; i++) e = hl_store_key_touch(conn, ids[i], ms[i]);
+    return e;
 }

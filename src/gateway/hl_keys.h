@@ -50,6 +50,10 @@ size_t hl_keys_total(hl_keys *ks);
 /* True when key[0..len) is an active key (not revoked, not expired at now_ms); *out is then
  * filled. Time does not depend on which key matched or where a wrong one differs. */
 bool hl_keys_lookup(hl_keys *ks, const char *key, size_t len, long long now_ms, hl_key_info *out);
+/* Writes the last-used times of the keys accepted since the last call to the store (conn,
+ * the calling thread's), at most 256 keys a call (the rest at the next). Call before
+ * hl_keys_reload. */
+hl_err hl_keys_flush_used(hl_keys *ks, hl_store *conn);
 /* True when name is in the comma-separated list (an empty list allows everything). */
 bool hl_keys_list_allows(const char *list, const char *name);
 

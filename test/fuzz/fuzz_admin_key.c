@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "hl_admin.h"
+#include "hl_keys.h"
 
 static void one(const char *data, size_t size, bool create) {
     hl_key_record r;

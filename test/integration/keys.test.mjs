@@ -23,6 +23,7 @@ const admin = (gw, method, p, body, key = ADMIN) =>
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   });
 
+const assertClose = (a, b, what) => assert.ok(Math.abs(a - b) < 1e-9, `${what}: ${a} vs ${b}`);
 const client = (gw, apiKey) => new OpenAI({ apiKey, baseURL: `${gw.url}/v1`, maxRetries: 0 });
 const hello = { model: 'auto', messages: [{ role: 'user', content: 'hello there' }] };
 
@@ -83,6 +84,9 @@ describe('virtual keys', { skip: skip ?? false }, () => {
     assert.ok(!JSON.stringify(list).includes(k.key.slice(11)));
     const one = await (await admin(gw, 'GET', `/admin/keys/${k.id}`)).json();
     assert.equal(one.name, 'alice');
+    assert.equal(one.created_at.slice(0, 2), '20');
+    // Its last use reaches the store at the next index pass.
+    await waitFor(async () => (await (await admin(gw, 'GET', `/admin/keys/${k.id}`)).json()).last_used_at !== null, 20 * INTERVAL_MS, 'last_used_at');
     assert.equal((await admin(gw, 'GET', '/admin/keys/999999')).status, 404);
 
     // With keys in the store, a request without one (or with a made-up one) is refused.
@@ -299,6 +303,13 @@ describe("a key's budget under a burst", { skip: skip ?? false }, () => {
     const reservation = (prompt * 5 + body.max_tokens * 15) / 1e6;
     if (process.env.HL_TEST_VERBOSE_KEYS) console.error({ ok, refused, spent, reservation });
     assert.ok(spent <= CAP + reservation, `spent ${spent} <= cap ${CAP} + one reservation ${reservation}`);
+    const sp = await (await admin(gw, 'GET', `/admin/keys/${k.id}/spend`)).json();
+    assert.equal(sp.object, 'api_key.spend');
+    assertClose(sp.day_usd, spent, 'spend today, as the ledger says');
+    assertClose(sp.month_usd, spent, 'spend this month');
+    assert.equal(sp.budget_day_usd, CAP);
+    assertClose(sp.remaining_day_usd, Math.max(0, CAP - spent), 'what is left');
+    assert.equal(sp.remaining_month_usd, null, 'no month budget, nothing to be left');
     // Requests that would cost nothing in the cloud still go: a local model is not refused.
     const res = await c.chat.completions.create({ ...hello, model: MODELS.local });
     assert.ok(res.choices[0].message.content.length > 0);
