@@ -315,3 +315,60 @@ describe("a key's budget under a burst", { skip: skip ?? false }, () => {
     assert.ok(res.choices[0].message.content.length > 0);
   });
 });
+
+// Two gateways on one PostgreSQL: a key created on one works on the other, and a revocation on
+// one reaches the other within an index interval.
+const PG = process.env.HL_TEST_PG;
+describe('keys across a fleet on PostgreSQL', { skip: skip ?? (PG ? false : 'HL_TEST_PG is not set (eval "$(bash scripts/pg.sh start)" gives one)') }, () => {
+  let local, a, b, db;
+  const psql = (uri, sql) => execFileSync('psql', [uri, '-v', 'ON_ERROR_STOP=1', '-Atqc', sql], { encoding: 'utf8', env: { ...process.env, PGOPTIONS: '-c client_min_messages=warning' } });
+  before(async () => {
+    db = `hl_keys_${process.pid}`;
+    psql(PG, `DROP DATABASE IF EXISTS ${db}`);
+    psql(PG, `CREATE DATABASE ${db}`);
+    const uri = `${PG}${PG.includes('?') ? '&' : '?'}dbname=${db}`;
+    local = await startFakeOpenAI({ models: [MODELS.local] });
+    const gw = () => startGateway({
+      backends: [{ name: 'local', kind: 'openai', location: 'local', base_url: `${local.url}/v1`, model: MODELS.local, max_retries: 0 }],
+      routes: [{ name: 'default', to: ['local'] }],
+      extraServer: { admin_key_env: 'HL_TEST_ADMIN_KEY' },
+      extraLedger: { store: uri, index_interval_ms: INTERVAL_MS },
+      env: { ...KEYS, HL_TEST_ADMIN_KEY: ADMIN },
+    });
+    a = await gw();
+    b = await gw();
+  });
+  after(async () => {
+    await a?.stop();
+    await b?.stop();
+    await local?.close();
+    if (db) psql(PG, `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+  });
+
+  it('create on one, use on both, revoke on one: refused by the other within an interval', async () => {
+    const k = await (await admin(a, 'POST', '/admin/keys', { name: 'fleet-key' })).json();
+    await client(a, k.key).chat.completions.create(hello);
+    const cb = client(b, k.key);
+    await waitFor(async () => {
+      try {
+        await cb.chat.completions.create(hello);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 20 * INTERVAL_MS, 'the key accepted by the other gateway');
+    const r = await admin(a, 'POST', `/admin/keys/${k.id}/revoke`);
+    assert.equal(r.status, 200);
+    await assert.rejects(client(a, k.key).chat.completions.create(hello), (e) => e.status === 401);
+    const t0 = Date.now();
+    await waitFor(async () => {
+      try {
+        await cb.chat.completions.create(hello);
+        return false;
+      } catch (e) {
+        return e.status === 401;
+      }
+    }, 20 * INTERVAL_MS, 'the revocation reaching the other gateway');
+    assert.ok(Date.now() - t0 < 20 * INTERVAL_MS);
+  });
+});
