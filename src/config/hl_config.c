@@ -458,6 +458,10 @@ static const cfg_key server_keys[] = {
      .help = "environment variable with the key of the admin API (/admin/keys); unset: /admin/ "
              "answers 404"},
     SECRET("admin_key", "admin key", "admin_key_env"),
+    {K("key_reserve_max_tokens"), .type = T_INT, FIELD(hl_config, key_reserve_max_tokens), .lo = 1,
+     .hi = 10000000, .def = 4096,
+     .help = "output tokens reserved against a virtual key's budget for a request that sets no "
+             "max_tokens"},
     {K("status_requires_key"), .type = T_BOOL, FIELD(hl_config, status_requires_key), .def = false,
      .help = "/metrics and /readyz answer only with a client key (/healthz stays open)"},
 };

@@ -192,6 +192,7 @@ typedef struct hl_config {
     long health_interval_ms;   /* re-probe backends that are not ready, local ones, auto models */
     char *api_keys_env;        /* env var with comma-separated client keys; NULL: no auth */
     char *admin_key_env;       /* env var with the admin API's key; NULL: no /admin/ */
+    long key_reserve_max_tokens; /* output tokens a key's budget reserves without max_tokens */
     bool status_requires_key;  /* /metrics and /readyz need a client key too */
     /* upstream: */
     char *upstream_ca_file;    /* every backend's ca_file unless it sets its own; NULL: none */

@@ -1198,16 +1198,14 @@ static bool key_rate_admits(hl_exchange *ex, const hl_route_input *in) {
     return false;
 }
 
-/* Output tokens reserved for a request without max_tokens. */
-#define KEY_RESERVE_MAX_TOKENS 4096
-
 /* Reserves the worst case of the route against the key's budgets: the prompt's estimated
- * tokens plus max_tokens (or KEY_RESERVE_MAX_TOKENS) at the dearest cloud candidate's prices.
+ * tokens plus max_tokens (or server.key_reserve_max_tokens) at the dearest cloud candidate's
+ * prices.
  * False when the budget cannot hold it (answered 429). */
 static bool key_budget_admits(hl_exchange *ex, const hl_route_input *in) {
     const hl_key_info *k = &ex->key;
     if (!k->id || (k->budget_day_usd < 0 && k->budget_month_usd < 0)) return true;
-    long out = in->max_tokens > 0 ? in->max_tokens : KEY_RESERVE_MAX_TOKENS;
+    long out = in->max_tokens > 0 ? in->max_tokens : ex->env->cfg->key_reserve_max_tokens;
     double est = 0;
     for (int i = 0; i < ex->route.n; i++) {
         if (!hl_backend_is_cloud(ex->route.candidates[i])) continue;

@@ -343,7 +343,7 @@ static const struct bad_case {
      "t.yaml:2: server.threds: unknown key 'threds' (expected one of: listen, threads, "
      "max_body_bytes, max_header_bytes, max_headers, read_timeout_ms, idle_timeout_ms, "
      "shutdown_timeout_ms, write_timeout_ms, max_connections, request_timeout_ms, "
-     "health_interval_ms, api_keys_env, admin_key_env, status_requires_key)"},
+     "health_interval_ms, api_keys_env, admin_key_env, key_reserve_max_tokens, status_requires_key)"},
     {"server:\n  threads: 1\n  threads: 2\n" MIN,
      "t.yaml:3: server.threads: duplicate key (first set on line 2)"},
     {"server: [1]\n" MIN, "t.yaml:1: server: expected a mapping (key: value lines); got a list"},

@@ -273,7 +273,7 @@ describe("a key's budget under a burst", { skip: skip ?? false }, () => {
     local = await startFakeOpenAI({ models: [MODELS.local] });
     gw = await startGateway({
       backends: standardBackends({ anthropicUrl: anthropic.url, openaiUrl: openai.url, localUrl: local.url }),
-      extraServer: { admin_key_env: 'HL_TEST_ADMIN_KEY' },
+      extraServer: { admin_key_env: 'HL_TEST_ADMIN_KEY', key_reserve_max_tokens: 20 },
       extraLedger: { index_interval_ms: INTERVAL_MS },
       env: { ...KEYS, HL_TEST_ADMIN_KEY: ADMIN },
     });
@@ -281,6 +281,26 @@ describe("a key's budget under a burst", { skip: skip ?? false }, () => {
   after(async () => {
     await gw?.stop();
     await Promise.all([anthropic, openai, local].map((f) => f?.close()));
+  });
+
+  it('without max_tokens, server.key_reserve_max_tokens is what a request reserves', async () => {
+    const body = { model: MODELS.openai, messages: [{ role: 'user', content: 'hi' }] };
+    // Here 20 tokens are reserved: a $0.01 budget holds it.
+    const k = await (await admin(gw, 'POST', '/admin/keys', { name: 'capped', budget_day_usd: 0.01 })).json();
+    await client(gw, k.key).chat.completions.create(body);
+    // The same without the setting reserves 4096 tokens ($0.06 at gpt-4o's output price): refused.
+    const other = await startGateway({
+      backends: standardBackends({ anthropicUrl: anthropic.url, openaiUrl: openai.url, localUrl: local.url }),
+      extraServer: { admin_key_env: 'HL_TEST_ADMIN_KEY' },
+      env: { ...KEYS, HL_TEST_ADMIN_KEY: ADMIN },
+    });
+    try {
+      const k2 = await (await admin(other, 'POST', '/admin/keys', { name: 'capped', budget_day_usd: 0.01 })).json();
+      await assert.rejects(client(other, k2.key).chat.completions.create(body), (e) => e.status === 429 && e.code === 'budget_exceeded');
+      await client(other, k2.key).chat.completions.create({ ...body, max_tokens: 50 });
+    } finally {
+      await other.stop();
+    }
   });
 
   it('200 concurrent requests never spend more than the cap plus one reservation', async () => {
