@@ -150,6 +150,7 @@ struct hl_exchange {
     char tenant[64];           /* "" when none */
     hl_key_info key;           /* what the client's key decides */
     double key_reserved;       /* USD reserved against the key's budgets, released at the end */
+    hl_key_rate rate;          /* the key's rate limits at admission (x-ratelimit-* headers) */
     hl_privacy_verdict privacy;
     long created;
     hl_chat_request req;
@@ -288,6 +289,11 @@ static void route_headers(const hl_exchange *ex, hl_buf *h) {
     if (ex->route.reason[0]) hl_buf_header(h, "x-hybridllm-route-reason", ex->route.reason);
     if (ex->at.model) hl_buf_header(h, "x-hybridllm-model", ex->at.model);
     if (ex->privacy.pii[0]) hl_buf_header(h, "x-hybridllm-pii-detected", ex->privacy.pii);
+    if (ex->rate.limit_requests || ex->rate.limit_tokens) {
+        char r[512];
+        hl_exchange_rate_headers(&ex->rate, r, sizeof r);
+        hl_buf_puts(h, r);
+    }
 }
 
 /* What an error response says besides the request id. */
@@ -1186,8 +1192,10 @@ void hl_exchange_rate_headers(const hl_key_rate *r, char *out, size_t n) {
  * OpenAI clients read to wait). */
 static bool key_rate_admits(hl_exchange *ex, const hl_route_input *in) {
     hl_key_rate r;
-    if (hl_key_budgets_rate(ex->env->key_budgets, &ex->key, in->prompt_tokens, (long long)(wall_now() * 1000), &r))
+    if (hl_key_budgets_rate(ex->env->key_budgets, &ex->key, in->prompt_tokens, (long long)(wall_now() * 1000), &r)) {
+        ex->rate = r;
         return true;
+    }
     char h[768];
     hl_exchange_rate_headers(&r, h, sizeof h);
     hl_api_error err;

@@ -203,6 +203,10 @@ describe('virtual keys', { skip: skip ?? false }, () => {
       const r = await send();
       assert.equal(r.status, 200);
       await r.json();
+      // Answers carry the limits too, as OpenAI's do.
+      assert.equal(r.headers.get('x-ratelimit-limit-requests'), '3');
+      assert.equal(r.headers.get('x-ratelimit-remaining-requests'), String(2 - i));
+      assert.equal(r.headers.get('retry-after'), null);
     }
     const r = await send();
     assert.equal(r.status, 429);
