@@ -307,6 +307,26 @@ describe("a key's budget under a burst", { skip: skip ?? false }, () => {
     }
   });
 
+  it('a stream whose upstream sends no usage counts against the key at its counted tokens, never $0', async () => {
+    const k = await (await admin(gw, 'POST', '/admin/keys', { name: 'streamer', budget_month_usd: 1 })).json();
+    openai.control({ stream_usage: 'never' });
+    try {
+      const stream = await client(gw, k.key).chat.completions.create({ model: MODELS.openai, max_tokens: 20, stream: true, messages: [{ role: 'user', content: 'tell me something' }] });
+      let text = '';
+      for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+      assert.ok(text.length > 0);
+    } finally {
+      openai.reset();
+    }
+    await waitFor(() => gw.ledger().some((l) => l.key_name === 'streamer'), 5000, 'the stream in the ledger');
+    const line = gw.ledger().find((l) => l.key_name === 'streamer');
+    assert.equal(line.usage_estimated, true);
+    assert.ok(line.cost_usd > 0);
+    const sp = await (await admin(gw, 'GET', `/admin/keys/${k.id}/spend`)).json();
+    assertClose(sp.month_usd, line.cost_usd, 'the key spent what the ledger says');
+    assertClose(sp.remaining_month_usd, 1 - line.cost_usd, 'and has the rest');
+  });
+
   it('200 concurrent requests never spend more than the cap plus one reservation', async () => {
     const CAP = 0.002;
     const k = await (await admin(gw, 'POST', '/admin/keys', { name: 'burst', budget_day_usd: CAP })).json();
