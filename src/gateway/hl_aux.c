@@ -389,6 +389,7 @@ static double record(hl_aux *a, const char *status, long input_tokens, bool esti
     hl_metrics_attempt(env->metrics, (size_t)(a->backend - env->bs->v), hl_metrics_status_of(status), input_tokens, 0,
                        r.cost_usd, latency, -1);
     if (r.cloud && r.cost_known) hl_budgets_add(env->budgets, r.tenant, r.cost_usd, (time_t)wall_now());
+    if (r.cloud && r.cost_known) hl_key_budgets_add(env->key_budgets, a->key_id, r.cost_usd, (long long)(wall_now() * 1000));
     if (hl_ledger_append(env->ledger, &r) != HL_OK) hl_log(HL_LOG_ERROR, "ledger write failed for %s", a->request_id);
     return r.cost_usd;
 }
@@ -877,6 +878,24 @@ void hl_aux_start(hl_exchange_env *env, hl_conn *c, const hl_http_req *hreq, con
     hl_exchange_route_input(&a->req, hreq, key->tenant[0] ? key->tenant : NULL, !env->keys_decide_tenant && !key->id,
                             a->request_id, a->privacy.sensitive,
                             a->tenant, sizeof a->tenant, &in);
+    /* A key's rate limits hold for embeddings too (counting tokens is free). */
+    hl_key_rate rate;
+    if (kind == HL_AUX_EMBEDDINGS &&
+        !hl_key_budgets_rate(env->key_budgets, key, in.prompt_tokens, (long long)(wall_now() * 1000), &rate)) {
+        char rh[768];
+        hl_exchange_rate_headers(&rate, rh, sizeof rh);
+        hl_buf h;
+        hl_buf_init(&h, 0);
+        base_headers(a, &h);
+        hl_buf_puts(&h, rh);
+        hl_api_error_set(&err, 429, HL_AE_RATE_LIMIT, NULL, "rate_limit_exceeded",
+                         "Rate limit of this API key reached; retry in %.1f s.", rate.retry_after_s);
+        hl_conn_set_data(a->conn, NULL);
+        hl_exchange_respond_error(a->conn, a->ing, echo_id(a), &err, h.data);
+        hl_buf_release(&h);
+        aux_free(a);
+        return;
+    }
     double spent, limit;
     const hl_budget_cfg *over = kind == HL_AUX_EMBEDDINGS
                                     ? hl_budgets_exceeded(env->budgets, in.tenant, (time_t)wall_now(), &spent, &limit)

@@ -223,6 +223,18 @@ describe('virtual keys', { skip: skip ?? false }, () => {
     const other = await (await admin(gw, 'POST', '/admin/keys', { name: 'fast' })).json();
     await client(gw, other.key).chat.completions.create(hello);
 
+    // Embeddings are limited too.
+    const e = await (await admin(gw, 'POST', '/admin/keys', { name: 'embedder', rpm: 1 })).json();
+    const emb = () => fetch(`${gw.url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${e.key}` }, body: JSON.stringify({ model: MODELS.openai, input: 'hi' }) });
+    const first = await emb();
+    await first.text();
+    assert.notEqual(first.status, 429);
+    const second = await emb();
+    assert.equal(second.status, 429);
+    assert.equal((await second.json()).error.code, 'rate_limit_exceeded');
+    assert.equal(second.headers.get('x-ratelimit-limit-requests'), '1');
+    assert.ok(Number(second.headers.get('retry-after')) >= 1);
+
     // Tokens per minute: a 40-token allowance holds one ~30-token prompt, not two.
     const t = await (await admin(gw, 'POST', '/admin/keys', { name: 'tokens', tpm: 40 })).json();
     const long = { ...hello, messages: [{ role: 'user', content: 'x'.repeat(100) }] };
