@@ -95,4 +95,44 @@ static void check_key_lifecycle(hl_store *s) {
     HL_CHECK(!seen.revoked[0] && seen.revoked[1]);
 }
 
+typedef struct spend_seen {
+    int n;
+    long long id[4];
+    double day[4], month[4];
+} spend_seen;
+
+static void spend_collect(void *ctx, long long key_id, double day_usd, double month_usd) {
+    spend_seen *s = ctx;
+    if (s->n >= 4) return;
+    s->id[s->n] = key_id;
+    s->day[s->n] = day_usd;
+    s->month[s->n++] = month_usd;
+}
+
+/* Cloud spend per key: today's and this month's, local answers and other months left out;
+ * key_id and key_name are indexed. journal: a path the helper may write. */
+static void check_key_spend(hl_store *s, const char *journal) {
+    FILE *f = fopen(journal, "w");
+    HL_REQUIRE(f != NULL);
+    const char *fmt = "{\"timestamp\":\"%s\",\"source\":\"%s\",\"input_tokens\":1,\"output_tokens\":1,"
+                      "\"latency_ms\":1,\"cost_usd\":%s,\"request_id\":\"%s\",\"attempt\":1%s}\n";
+    fprintf(f, fmt, "2025-12-06T01:00:00Z", "cloud", "0.5", "a", ",\"key_id\":3,\"key_name\":\"k3\"");
+    fprintf(f, fmt, "2025-12-02T01:00:00Z", "cloud", "0.25", "b", ",\"key_id\":3,\"key_name\":\"k3\"");
+    fprintf(f, fmt, "2025-11-30T01:00:00Z", "cloud", "4", "c", ",\"key_id\":3,\"key_name\":\"k3\"");
+    fprintf(f, fmt, "2025-12-06T02:00:00Z", "local", "9", "d", ",\"key_id\":3,\"key_name\":\"k3\"");
+    fprintf(f, fmt, "2025-12-06T03:00:00Z", "cloud", "1", "e", "");
+    fprintf(f, fmt, "2025-12-06T04:00:00Z", "cloud", "0.125", "f", ",\"key_id\":4,\"key_name\":\"k4\"");
+    fclose(f);
+    HL_REQUIRE(hl_store_index(s, journal, NULL) == HL_OK);
+    spend_seen seen = {0};
+    HL_REQUIRE(hl_store_key_spend(s, 1765000000000LL /* 2025-12-06T05:46Z */, spend_collect, &seen) == HL_OK);
+    HL_REQUIRE(seen.n == 2);
+    int i3 = seen.id[0] == 3 ? 0 : 1, i4 = 1 - i3;
+    HL_CHECK_INT_EQ(seen.id[i3], 3);
+    HL_CHECK_INT_EQ(seen.id[i4], 4);
+    HL_CHECK(seen.day[i3] == 0.5 && seen.month[i3] == 0.75);
+    HL_CHECK(seen.day[i4] == 0.125 && seen.month[i4] == 0.125);
+    remove(journal);
+}
+
 #endif

@@ -558,6 +558,7 @@ HL_TEST(client_key_lifecycle) {
     hl_store *s = NULL;
     HL_REQUIRE(hl_store_open(&s, f.uri, err, sizeof err) == HL_OK);
     check_key_lifecycle(s);
+    check_key_spend(s, f.journal);
     hl_store_close(s);
     fixture_cleanup(&f);
 }

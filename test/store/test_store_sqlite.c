@@ -618,6 +618,7 @@ HL_TEST(client_key_lifecycle) {
     hl_store *s = NULL;
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
     check_key_lifecycle(s);
+    check_key_spend(s, p.journal);
     hl_store_close(s);
     paths_cleanup(&p);
 }
