@@ -219,7 +219,9 @@ static int serve_open(serve_state *st) {
         return 1;
     }
     if (hl_budgets_new(&st->budgets, st->cfg) != HL_OK) return 1;
-    if (!(st->keys = hl_keys_new()) || !(st->key_budgets = hl_key_budgets_new())) return 1;
+    if (!(st->keys = hl_keys_new()) || !(st->key_budgets = hl_key_budgets_new()) ||
+        hl_key_budgets_set_tenants(st->key_budgets, st->cfg->tenants, st->cfg->n_tenants) != HL_OK)
+        return 1;
     serve_open_store(st);
     if (hl_backends_init(&st->bs, st->cfg, true) != HL_OK) {
         hl_log(HL_LOG_ERROR, "out of memory while resolving backends");

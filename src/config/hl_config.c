@@ -890,6 +890,32 @@ static const cfg_table budgets_table = {
     .line_off = offsetof(hl_budget_cfg, line), .what = "budgets",
 };
 
+/* ---- tenants ----------------------------------------------------------------------------- */
+
+static hl_err h_tenant_name(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    const char *s = NULL;
+    char d[64];
+    hl_err err = get_name(&c->y, v, &s);
+    if (err) return err;
+    if (find_earlier(c->cfg->tenants, obj, sizeof(hl_tenant_cfg), offsetof(hl_tenant_cfg, name), s))
+        return hl_yaml_fail(&c->y, hl_yaml_line(v), "duplicate tenant name %s",
+                            hl_yaml_describe(v, d, sizeof d));
+    return hl_yaml_set_str(&c->y, v, FIELD_PTR(obj, k, char *), s);
+}
+
+static const cfg_key tenant_keys[] = {
+    {KF("name", HL_YAML_REQUIRED), .type = T_CUSTOM, FIELD(hl_tenant_cfg, name),
+     .fn = h_tenant_name, .shown = "name", .help = "the tenant of virtual keys (keys create --tenant)"},
+    {K("rpm"), .type = T_INT, FIELD(hl_tenant_cfg, rpm), .lo = 0, .hi = 1000000000, .def = 0,
+     .help = "requests per minute for all the tenant's keys together; 0: no limit"},
+    {K("tpm"), .type = T_INT, FIELD(hl_tenant_cfg, tpm), .lo = 0, .hi = 1000000000000LL, .def = 0,
+     .help = "tokens per minute for all the tenant's keys together; 0: no limit"},
+};
+static const cfg_table tenants_table = {
+    TABLE(tenant_keys), .item_size = sizeof(hl_tenant_cfg),
+    .line_off = offsetof(hl_tenant_cfg, line), .what = "tenants",
+};
+
 /* ---- privacy ----------------------------------------------------------------------------- */
 
 typedef struct custom_pattern {
@@ -1056,6 +1082,9 @@ static const cfg_key root_keys[] = {
      .sub = &prices_table, .help = "USD per million tokens, per upstream model"},
     {K("budgets"), .type = T_SEQ, FIELD(hl_config, budgets),
      .off_n = offsetof(hl_config, n_budgets), .sub = &budgets_table, .help = "cloud spend caps"},
+    {K("tenants"), .type = T_SEQ, FIELD(hl_config, tenants),
+     .off_n = offsetof(hl_config, n_tenants), .sub = &tenants_table,
+     .help = "rate limits per tenant of virtual keys, divided among live instances"},
     {K("privacy"), .type = T_MAP, .off = offsetof(hl_config, privacy), .sub = &privacy_table,
      .help = "the PII detector run on every request"},
     {KF("routes", HL_YAML_REQUIRED | HL_YAML_LAST), .type = T_SEQ, FIELD(hl_config, routes),
@@ -1227,6 +1256,8 @@ void hl_config_free(hl_config *cfg) {
         free(cfg->budgets[i].tenant);
     }
     free(cfg->budgets);
+    for (size_t i = 0; i < cfg->n_tenants; i++) free(cfg->tenants[i].name);
+    free(cfg->tenants);
     free(cfg->backends);
     free(cfg->prices);
     free(cfg->routes);

@@ -162,6 +162,14 @@ typedef struct hl_budget_cfg {
     int line;
 } hl_budget_cfg;
 
+/* A tenant's rate limits (tenants:), shared by all its virtual keys on top of each key's own
+ * (src/gateway/hl_keybudget.h); 0: no limit. */
+typedef struct hl_tenant_cfg {
+    char *name;
+    long rpm, tpm;
+    int line;
+} hl_tenant_cfg;
+
 /* Privacy: the PII detector the router runs on every request (src/router/hl_pii.h). */
 typedef struct hl_privacy_cfg {
     bool detect_pii;        /* detected PII makes a request sensitive */
@@ -213,6 +221,8 @@ typedef struct hl_config {
     size_t n_routes;
     hl_budget_cfg *budgets;
     size_t n_budgets;
+    hl_tenant_cfg *tenants;
+    size_t n_tenants;
     hl_privacy_cfg privacy;
 } hl_config;
 

@@ -2,6 +2,7 @@
 #include "hl_keybudget.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "hl_time.h"
@@ -23,11 +24,20 @@ typedef struct entry {
     bucket req, tok;
 } entry;
 
+typedef struct tenant {
+    char name[64];
+    long rpm, tpm;             /* the fleet's limits (tenants: in the config) */
+    bucket req, tok;
+} tenant;
+
 struct hl_key_budgets {
     pthread_mutex_t mu;
     entry *v;
     size_t n, cap;
     bool syncing;
+    tenant *tenants;
+    size_t n_tenants;
+    int instances;             /* live gateways sharing the rate limits; >= 1 */
 };
 
 static long long day_of(long long ms) { return ms / 86400000; }
@@ -46,7 +56,7 @@ static double total_of(total *t, long long period) {
 
 hl_key_budgets *hl_key_budgets_new(void) {
     hl_key_budgets *kb = calloc(1, sizeof *kb);
-    if (kb) pthread_mutex_init(&kb->mu, NULL);
+    if (kb) pthread_mutex_init(&kb->mu, NULL), kb->instances = 1;
     return kb;
 }
 
@@ -54,6 +64,7 @@ void hl_key_budgets_free(hl_key_budgets *kb) {
     if (!kb) return;
     pthread_mutex_destroy(&kb->mu);
     free(kb->v);
+    free(kb->tenants);
     free(kb);
 }
 
@@ -215,56 +226,124 @@ static void refill(bucket *b, double per_min, long long now_ms) {
 
 static double secs_to(double missing, double per_min) { return missing <= 0 ? 0 : missing * 60.0 / per_min; }
 
+/* The share of a limit of this instance: limit / live instances, at least 1 (0: no limit). */
+static double share(long limit, int instances) {
+    if (limit <= 0) return 0;
+    double v = (double)limit / (instances > 1 ? instances : 1);
+    return v < 1 ? 1 : v;
+}
+
+/* Refills req and tok (per minute: rpm, tpm; 0 none) and returns how long until a request of
+ * need tokens would pass (0: now). */
+static double rate_wait(bucket *req, bucket *tok, double rpm, double tpm, long prompt_tokens, long long now_ms,
+                        double *need) {
+    /* A request larger than a minute's tokens could never pass: it needs a full bucket. */
+    *need = tpm > 0 && (double)prompt_tokens > tpm ? tpm : (double)prompt_tokens;
+    if (rpm > 0) refill(req, rpm, now_ms);
+    if (tpm > 0) refill(tok, tpm, now_ms);
+    double wait = 0;
+    if (rpm > 0 && req->level < 1) wait = secs_to(1 - req->level, rpm);
+    if (tpm > 0 && tok->level < *need) {
+        double w = secs_to(*need - tok->level, tpm);
+        if (w > wait) wait = w;
+    }
+    return wait;
+}
+
+static void rate_fill(const bucket *req, const bucket *tok, double rpm, double tpm, hl_key_rate *out) {
+    if (rpm > 0) {
+        out->limit_requests = (long long)rpm;
+        out->remaining_requests = req->level > 0 ? (long long)req->level : 0;
+        out->reset_requests_s = secs_to(rpm - req->level, rpm);
+    }
+    if (tpm > 0) {
+        out->limit_tokens = (long long)tpm;
+        out->remaining_tokens = tok->level > 0 ? (long long)tok->level : 0;
+        out->reset_tokens_s = secs_to(tpm - tok->level, tpm);
+    }
+}
+
+/* The tenant named name with limits, or NULL. Under mu. */
+static tenant *find_tenant(hl_key_budgets *kb, const char *name) {
+    if (!name[0]) return NULL;
+    for (size_t i = 0; i < kb->n_tenants; i++)
+        if (!strcmp(kb->tenants[i].name, name)) return &kb->tenants[i];
+    return NULL;
+}
+
 bool hl_key_budgets_rate(hl_key_budgets *kb, const hl_key_info *key, long prompt_tokens, long long now_ms,
                          hl_key_rate *out) {
     memset(out, 0, sizeof *out);
-    if (!kb || !key->id || (key->rpm <= 0 && key->tpm <= 0)) return true;
+    if (!kb || !key->id) return true;
     if (prompt_tokens < 0) prompt_tokens = 0;
     pthread_mutex_lock(&kb->mu);
-    entry *e = find(kb, key->id, true);
-    bool ok = true;
-    if (e) {
-        double rpm = (double)key->rpm, tpm = (double)key->tpm;
-        /* A request larger than a minute's tokens could never pass: it needs a full bucket. */
-        double need_tok = tpm > 0 && (double)prompt_tokens > tpm ? tpm : (double)prompt_tokens;
-        if (rpm > 0) refill(&e->req, rpm, now_ms);
-        if (tpm > 0) refill(&e->tok, tpm, now_ms);
-        double wait = 0;
-        if (rpm > 0 && e->req.level < 1) wait = secs_to(1 - e->req.level, rpm);
-        if (tpm > 0 && e->tok.level < need_tok) {
-            double w = secs_to(need_tok - e->tok.level, tpm);
-            if (w > wait) wait = w;
-        }
-        if (wait > 0) {
-            ok = false;
-            out->retry_after_s = wait;
-        } else {
-            if (rpm > 0) e->req.level -= 1;
-            if (tpm > 0) e->tok.level -= need_tok;
-        }
-        if (rpm > 0) {
-            out->limit_requests = key->rpm;
-            out->remaining_requests = e->req.level > 0 ? (long long)e->req.level : 0;
-            out->reset_requests_s = secs_to(rpm - e->req.level, rpm);
-        }
-        if (tpm > 0) {
-            out->limit_tokens = key->tpm;
-            out->remaining_tokens = e->tok.level > 0 ? (long long)e->tok.level : 0;
-            out->reset_tokens_s = secs_to(tpm - e->tok.level, tpm);
-        }
+    int n = kb->instances;
+    double rpm = share(key->rpm, n), tpm = share(key->tpm, n);
+    entry *e = rpm > 0 || tpm > 0 ? find(kb, key->id, true) : NULL;
+    tenant *t = find_tenant(kb, key->tenant);
+    double trpm = t ? share(t->rpm, n) : 0, ttpm = t ? share(t->tpm, n) : 0;
+    double need = 0, tneed = 0, wait = 0, twait = 0;
+    if (e) wait = rate_wait(&e->req, &e->tok, rpm, tpm, prompt_tokens, now_ms, &need);
+    if (t) twait = rate_wait(&t->req, &t->tok, trpm, ttpm, prompt_tokens, now_ms, &tneed);
+    bool ok = wait <= 0 && twait <= 0;
+    if (ok) {
+        if (e && rpm > 0) e->req.level -= 1;
+        if (e && tpm > 0) e->tok.level -= need;
+        if (t && trpm > 0) t->req.level -= 1;
+        if (t && ttpm > 0) t->tok.level -= tneed;
+    } else {
+        out->retry_after_s = wait > twait ? wait : twait;
     }
+    /* The headers describe the key's limits, or the tenant's when they refused or the key has
+     * none. */
+    if (t && (twait > 0 || !e)) rate_fill(&t->req, &t->tok, trpm, ttpm, out);
+    else if (e) rate_fill(&e->req, &e->tok, rpm, tpm, out);
     pthread_mutex_unlock(&kb->mu);
     return ok;
 }
 
+static void charge(bucket *tok, double tpm, long tokens, long long now_ms) {
+    refill(tok, tpm, now_ms);
+    tok->level -= (double)tokens;
+    if (tok->level < -tpm) tok->level = -tpm; /* at most a minute's debt */
+}
+
 void hl_key_budgets_rate_charge(hl_key_budgets *kb, const hl_key_info *key, long tokens, long long now_ms) {
-    if (!kb || !key->id || key->tpm <= 0 || tokens <= 0) return;
+    if (!kb || !key->id || tokens <= 0) return;
     pthread_mutex_lock(&kb->mu);
-    entry *e = find(kb, key->id, true);
-    if (e) {
-        refill(&e->tok, (double)key->tpm, now_ms);
-        e->tok.level -= (double)tokens;
-        if (e->tok.level < -(double)key->tpm) e->tok.level = -(double)key->tpm; /* at most a minute's debt */
+    int n = kb->instances;
+    double tpm = share(key->tpm, n);
+    entry *e = tpm > 0 ? find(kb, key->id, true) : NULL;
+    if (e) charge(&e->tok, tpm, tokens, now_ms);
+    tenant *t = find_tenant(kb, key->tenant);
+    if (t && t->tpm > 0) charge(&t->tok, share(t->tpm, n), tokens, now_ms);
+    pthread_mutex_unlock(&kb->mu);
+}
+
+hl_err hl_key_budgets_set_tenants(hl_key_budgets *kb, const hl_tenant_cfg *v, size_t n) {
+    tenant *nt = n ? calloc(n, sizeof *nt) : NULL;
+    if (n && !nt) return HL_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(nt[i].name, sizeof nt[i].name, "%s", v[i].name);
+        nt[i].rpm = v[i].rpm;
+        nt[i].tpm = v[i].tpm;
     }
+    pthread_mutex_lock(&kb->mu);
+    /* Buckets of tenants kept by name survive a reload. */
+    for (size_t i = 0; i < n; i++) {
+        tenant *o = find_tenant(kb, nt[i].name);
+        if (o) nt[i].req = o->req, nt[i].tok = o->tok;
+    }
+    free(kb->tenants);
+    kb->tenants = nt;
+    kb->n_tenants = n;
+    pthread_mutex_unlock(&kb->mu);
+    return HL_OK;
+}
+
+void hl_key_budgets_set_instances(hl_key_budgets *kb, int live) {
+    if (!kb) return;
+    pthread_mutex_lock(&kb->mu);
+    kb->instances = live > 1 ? live : 1;
     pthread_mutex_unlock(&kb->mu);
 }

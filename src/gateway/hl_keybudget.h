@@ -16,8 +16,11 @@
  * arrives within one index interval; their reservations are not seen (a fleet can pass a
  * budget by what is in flight on the other instances).
  *
- * Rate limits live here too (one table per key): token buckets for requests and tokens per
- * minute, per gateway instance. A bucket holds a minute's allowance and refills continuously;
+ * Rate limits live here too (one table per key, one per tenant of the config's tenants:):
+ * token buckets for requests and tokens per minute. A request passes when both its key's and
+ * its tenant's buckets admit it, and takes from both. Limits are the fleet's: each instance's
+ * buckets hold limit / live instances (hl_key_budgets_set_instances, from the heartbeats in
+ * the store), at least 1. A bucket holds a minute's allowance and refills continuously;
  * a request takes one request and its prompt's estimated tokens at admission, and its output
  * tokens are taken when it completes (the bucket may go below zero: the next requests wait).
  *
@@ -28,6 +31,7 @@
 #include <stdbool.h>
 #include "hl_err.h"
 #include "hl_keys.h"
+#include "hl_config.h"
 #include "hl_store.h"
 
 typedef struct hl_key_budgets hl_key_budgets;
@@ -60,6 +64,12 @@ bool hl_key_budgets_rate(hl_key_budgets *kb, const hl_key_info *key, long prompt
                          hl_key_rate *out);
 /* Takes tokens (a completed request's output) from the key's token bucket. */
 void hl_key_budgets_rate_charge(hl_key_budgets *kb, const hl_key_info *key, long tokens, long long now_ms);
+
+/* Replaces the tenants' limits (copied; buckets of tenants kept by name survive).
+ * HL_ERR_NOMEM leaves the old ones. */
+hl_err hl_key_budgets_set_tenants(hl_key_budgets *kb, const hl_tenant_cfg *v, size_t n);
+/* How many live instances share the limits (< 1 counts as 1). */
+void hl_key_budgets_set_instances(hl_key_budgets *kb, int live);
 
 /* Sync with the store, from the indexer thread: begin before a pass reads the journal, then
  * after it committed reload (reads every key's spend through conn and makes it the base). */

@@ -338,7 +338,7 @@ static const struct bad_case {
     {MIN_BACKENDS, "t.yaml:1: routes: required key is missing"},
     {"serverr: {}\n" MIN,
      "t.yaml:1: serverr: unknown key 'serverr' (expected one of: server, ledger, upstream, backends, "
-     "prices, budgets, privacy, routes)"},
+     "prices, budgets, tenants, privacy, routes)"},
     {"server:\n  threds: 4\n" MIN,
      "t.yaml:2: server.threds: unknown key 'threds' (expected one of: listen, threads, "
      "max_body_bytes, max_header_bytes, max_headers, read_timeout_ms, idle_timeout_ms, "
@@ -370,7 +370,7 @@ static const struct bad_case {
     {MIN_BACKENDS "privacy:\n  detect_pii: maybe\n" MIN_ROUTES,
      "t.yaml:8: privacy.detect_pii: expected true or false; got 'maybe'"},
     {"x: &a [*a]\n", "t.yaml:1: x: unknown key 'x' (expected one of: server, ledger, upstream, backends, "
-     "prices, budgets, privacy, routes)"},
+     "prices, budgets, tenants, privacy, routes)"},
     {"backends: &a [*a]\n" MIN_ROUTES,
      "t.yaml:1: backends[0]: YAML aliases (*name) are not supported; write the value out"},
     /* server */
@@ -573,6 +573,12 @@ static const struct bad_case {
     {MIN "budgets:\n  - {name: b, period: day, limit_usd: 1}\n"
          "  - {name: b, period: day, limit_usd: 2}\n",
      "t.yaml:12: budgets[1].name: duplicate budget name 'b'"},
+    {MIN "tenants:\n  - {name: acme, rpm: 10}\n  - {name: acme, tpm: 5}\n",
+     "t.yaml:12: tenants[1].name: duplicate tenant name 'acme'"},
+    {MIN "tenants:\n  - {name: acme, rpm: -1}\n",
+     "t.yaml:11: tenants[0].rpm: must be between 0 and 1000000000; got '-1'"},
+    {MIN "tenants:\n  - {rpm: 1}\n",
+     "t.yaml:11: tenants[0].name: required key is missing"},
     {MIN "budgets:\n  - {name: b, period: day, limit_usd: [1]}\n",
      "t.yaml:11: budgets[0].limit_usd: expected a number; got a list"},
     {MIN "prices:\n  - gpt-4o\n",

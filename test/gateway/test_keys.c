@@ -1,5 +1,6 @@
 /* test_keys: virtual keys in memory (hl_keys) and their budgets with reservations
  * (hl_keybudget), against a SQLite store. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -185,6 +186,81 @@ HL_TEST(rate_buckets_refill_and_say_when) {
     /* no limits: always */
     hl_key_info none = {.id = 3, .budget_day_usd = -1, .budget_month_usd = -1};
     for (int i = 0; i < 1000; i++) HL_CHECK(hl_key_budgets_rate(kb, &none, 1000000, now, &r));
+    hl_key_budgets_free(kb);
+}
+
+HL_TEST(tenant_buckets_are_shared_by_its_keys) {
+    hl_key_budgets *kb = hl_key_budgets_new();
+    HL_REQUIRE(kb != NULL);
+    hl_tenant_cfg tc[] = {{.name = "acme", .rpm = 10, .tpm = 0}, {.name = "tok", .tpm = 600}};
+    HL_REQUIRE(hl_key_budgets_set_tenants(kb, tc, 2) == HL_OK);
+    long long now = 1000000;
+    hl_key_rate r;
+    /* two keys of acme without limits of their own: ten requests a minute between them */
+    hl_key_info a = {.id = 1, .budget_day_usd = -1, .budget_month_usd = -1};
+    hl_key_info b = a;
+    b.id = 2;
+    snprintf(a.tenant, sizeof a.tenant, "acme");
+    snprintf(b.tenant, sizeof b.tenant, "acme");
+    int ok = 0;
+    for (int i = 0; i < 8; i++) ok += hl_key_budgets_rate(kb, &a, 1, now, &r);
+    for (int i = 0; i < 8; i++) ok += hl_key_budgets_rate(kb, &b, 1, now, &r);
+    HL_CHECK_INT_EQ(ok, 10);
+    HL_CHECK_INT_EQ(r.limit_requests, 10); /* the tenant's limit is the one that refused */
+    HL_CHECK_INT_EQ(r.remaining_requests, 0);
+    HL_CHECK_NEAR(r.retry_after_s, 6.0, 1e-9);
+    /* a key of another tenant is not affected */
+    hl_key_info c = a;
+    c.id = 3;
+    snprintf(c.tenant, sizeof c.tenant, "other");
+    HL_CHECK(hl_key_budgets_rate(kb, &c, 1, now, &r));
+    /* the key's own tighter limit and the tenant's both apply: the key's refuses first */
+    hl_key_info d = {.id = 4, .rpm = 2, .budget_day_usd = -1, .budget_month_usd = -1};
+    snprintf(d.tenant, sizeof d.tenant, "tok");
+    HL_CHECK(hl_key_budgets_rate(kb, &d, 100, now, &r));
+    HL_CHECK(hl_key_budgets_rate(kb, &d, 100, now, &r));
+    HL_CHECK(!hl_key_budgets_rate(kb, &d, 100, now, &r));
+    HL_CHECK_INT_EQ(r.limit_requests, 2);
+    /* the tenant's tokens: output charged to the tenant too */
+    hl_key_info e = {.id = 5, .budget_day_usd = -1, .budget_month_usd = -1};
+    snprintf(e.tenant, sizeof e.tenant, "tok");
+    hl_key_budgets_rate_charge(kb, &e, 350, now); /* 600 - 200 - 350 = 50 left */
+    HL_CHECK(!hl_key_budgets_rate(kb, &e, 100, now, &r));
+    HL_CHECK_INT_EQ(r.limit_tokens, 600);
+    HL_CHECK_NEAR(r.retry_after_s, 5.0, 1e-9); /* 50 missing at 10 a second */
+    HL_CHECK(hl_key_budgets_rate(kb, &e, 50, now, &r));
+    /* a reload keeps the buckets of the tenants it keeps */
+    HL_REQUIRE(hl_key_budgets_set_tenants(kb, tc, 1) == HL_OK);
+    HL_CHECK(!hl_key_budgets_rate(kb, &a, 1, now, &r));
+    HL_CHECK(hl_key_budgets_rate(kb, &e, 100000, now, &r)); /* tok: no longer limited */
+    hl_key_budgets_free(kb);
+}
+
+HL_TEST(live_instances_share_the_limits) {
+    hl_key_budgets *kb = hl_key_budgets_new();
+    HL_REQUIRE(kb != NULL);
+    hl_tenant_cfg tc[] = {{.name = "acme", .rpm = 30}};
+    HL_REQUIRE(hl_key_budgets_set_tenants(kb, tc, 1) == HL_OK);
+    hl_key_budgets_set_instances(kb, 2);
+    long long now = 1000000;
+    hl_key_rate r;
+    hl_key_info k = {.id = 1, .rpm = 60, .budget_day_usd = -1, .budget_month_usd = -1};
+    int ok = 0;
+    for (int i = 0; i < 100; i++) ok += hl_key_budgets_rate(kb, &k, 1, now, &r);
+    HL_CHECK_INT_EQ(ok, 30); /* half of 60 */
+    HL_CHECK_INT_EQ(r.limit_requests, 30);
+    HL_CHECK_NEAR(r.retry_after_s, 2.0, 1e-9); /* 30 a minute here */
+    hl_key_info t = {.id = 2, .budget_day_usd = -1, .budget_month_usd = -1};
+    snprintf(t.tenant, sizeof t.tenant, "acme");
+    ok = 0;
+    for (int i = 0; i < 100; i++) ok += hl_key_budgets_rate(kb, &t, 1, now, &r);
+    HL_CHECK_INT_EQ(ok, 15); /* half of the tenant's 30 */
+    /* more instances than the limit: each still admits one a minute */
+    hl_key_info s = {.id = 3, .rpm = 2, .budget_day_usd = -1, .budget_month_usd = -1};
+    hl_key_budgets_set_instances(kb, 5);
+    ok = 0;
+    for (int i = 0; i < 10; i++) ok += hl_key_budgets_rate(kb, &s, 1, now, &r);
+    HL_CHECK_INT_EQ(ok, 1);
     hl_key_budgets_free(kb);
 }
 
