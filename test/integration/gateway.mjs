@@ -118,6 +118,7 @@ process.on('exit', () => {
 // Starts the gateway. Options:
 //   backends, routes, prices   config sections (defaults: none / ROUTES / PRICES)
 //   budgets, privacy           the `budgets` and `privacy` sections (default: none)
+//   tenants                    the `tenants` section (default: none)
 //   ledgerPath                 an existing ledger to continue (default: a new one in the temp dir;
 //                              a given one is kept, not deleted with the temp dir)
 //   extraServer                merged into the `server:` section (e.g. {max_body_bytes: 65536})
@@ -135,6 +136,7 @@ export async function startGateway({
   prices = PRICES,
   budgets = undefined,
   privacy = undefined,
+  tenants = undefined,
   ledgerPath: givenLedger = undefined,
   extraServer = {},
   extraLedger = {},
@@ -156,6 +158,7 @@ export async function startGateway({
     backends,
     prices,
     ...(budgets ? { budgets } : {}),
+    ...(tenants ? { tenants } : {}),
     ...(privacy ? { privacy } : {}),
     routes,
   };

@@ -37,6 +37,7 @@ describe('virtual keys', { skip: skip ?? false }, () => {
       backends: standardBackends({ anthropicUrl: anthropic.url, openaiUrl: openai.url, localUrl: local.url }),
       extraServer: { admin_key_env: 'HL_TEST_ADMIN_KEY' },
       extraLedger: { index_interval_ms: INTERVAL_MS },
+      tenants: [{ name: 'team-slow', rpm: 2 }],
       env: { ...KEYS, HL_TEST_ADMIN_KEY: ADMIN },
     });
     storePath = path.join(path.dirname(gw.ledgerPath), 'ledger.db');
@@ -194,6 +195,35 @@ describe('virtual keys', { skip: skip ?? false }, () => {
     assert.equal(r.status, 200);
     assert.equal((await r.json()).revoked, true);
     await assert.rejects(client(gw, k.key).chat.completions.create(hello), (e) => e.status === 401);
+  });
+
+  it('rate limits per tenant: the keys of a tenant share its bucket, with the same 429 and headers', async () => {
+    const a = await (await admin(gw, 'POST', '/admin/keys', { name: 'slow-a', tenant: 'team-slow' })).json();
+    const b = await (await admin(gw, 'POST', '/admin/keys', { name: 'slow-b', tenant: 'team-slow' })).json();
+    const c = await (await admin(gw, 'POST', '/admin/keys', { name: 'quick-c', tenant: 'team-quick' })).json();
+    const send = (key) => fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: JSON.stringify(hello) });
+    for (const [key, left] of [[a.key, '1'], [b.key, '0']]) {
+      const r = await send(key);
+      assert.equal(r.status, 200);
+      await r.json();
+      assert.equal(r.headers.get('x-ratelimit-limit-requests'), '2');
+      assert.equal(r.headers.get('x-ratelimit-remaining-requests'), left);
+    }
+    for (const key of [a.key, b.key]) {
+      const r = await send(key);
+      assert.equal(r.status, 429);
+      const j = await r.json();
+      assert.equal(j.error.code, 'rate_limit_exceeded');
+      const retry = Number(r.headers.get('retry-after'));
+      assert.ok(retry >= 1 && retry <= 31, `retry-after ${retry}`);
+      assert.equal(r.headers.get('x-ratelimit-limit-requests'), '2');
+      assert.equal(r.headers.get('x-ratelimit-remaining-requests'), '0');
+    }
+    // Another tenant's key is not limited by it.
+    const r = await send(c.key);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('x-ratelimit-limit-requests'), null);
+    await r.json();
   });
 
   it('rate limits per key: 429 with retry-after and the x-ratelimit headers OpenAI clients read', async () => {
