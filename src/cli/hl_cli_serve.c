@@ -89,6 +89,7 @@ typedef struct serve_state {
     hl_keys *keys;       /* the store's virtual keys, reloaded after each pass */
     hl_key_budgets *key_budgets; /* their budgets' totals, synced around each pass */
     bool shared_budgets; /* the budgets' totals come from the shared store */
+    char instance[160];  /* this gateway's heartbeat id: host name and listen port */
 } serve_state;
 
 static const hl_opt_choice log_levels[] = {
@@ -111,6 +112,14 @@ static void serve_after_pass(void *ctx, hl_store *conn) {
         hl_log(HL_LOG_WARN, "keys: cannot reload the client keys: %s", hl_store_errmsg(conn));
     if (hl_key_budgets_sync(st->key_budgets, conn, (long long)time(NULL) * 1000) != HL_OK)
         hl_log(HL_LOG_WARN, "keys: cannot read the keys' spend: %s", hl_store_errmsg(conn));
+    /* The heartbeat: the gateways seen within three index intervals share the rate limits. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long now_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int live = 1;
+    if (hl_store_heartbeat(conn, st->instance, now_ms, now_ms - 3 * st->cfg->ledger_index_interval_ms, &live) != HL_OK)
+        hl_log(HL_LOG_WARN, "keys: cannot record this gateway's heartbeat: %s", hl_store_errmsg(conn));
+    hl_key_budgets_set_instances(st->key_budgets, live);
 }
 
 /* The store's location: ledger.store, or a SQLite file beside the journal (ledger.jsonl ->
@@ -219,6 +228,9 @@ static int serve_open(serve_state *st) {
         return 1;
     }
     if (hl_budgets_new(&st->budgets, st->cfg) != HL_OK) return 1;
+    char host[128] = "";
+    if (gethostname(host, sizeof host - 1) != 0 || !host[0]) snprintf(host, sizeof host, "localhost");
+    snprintf(st->instance, sizeof st->instance, "%s:%d", host, st->cfg->listen_port);
     if (!(st->keys = hl_keys_new()) || !(st->key_budgets = hl_key_budgets_new()) ||
         hl_key_budgets_set_tenants(st->key_budgets, st->cfg->tenants, st->cfg->n_tenants) != HL_OK)
         return 1;

@@ -237,6 +237,18 @@ hl_err hl_store_key_touch(hl_store *s, long long id, long long ms) {
     return s->ops->key_touch(s, id, ms);
 }
 
+hl_err hl_store_heartbeat(hl_store *s, const char *id, long long now_ms, long long since_ms, int *live) {
+    if (!connected(s)) return HL_ERR_IO;
+    if (!id || !id[0] || strlen(id) > 128 || !live) {
+        hl_store_set_error(s, "heartbeat: invalid arguments");
+        return HL_ERR_INVAL;
+    }
+    *live = 1;
+    hl_err e = s->ops->heartbeat(s, id, now_ms, since_ms, live);
+    if (*live < 1) *live = 1;
+    return e;
+}
+
 hl_err hl_store_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
                      hl_store_row_fn fn, void *ctx) {
     if ((unsigned)g > HL_STORE_GROUP_DAY || from_ms > to_ms || !fn) {

@@ -250,6 +250,16 @@ hl_err hl_store_key_spend(hl_store *s, long long now_ms, hl_store_key_spend_fn f
 /* Records that key id was used at ms (only ever moves forward). */
 hl_err hl_store_key_touch(hl_store *s, long long id, long long ms);
 
+/* ---- instances (table instances, migration 4) ----
+ *
+ * Each gateway records a heartbeat at every index pass, so the gateways on one store know how
+ * many of them are live and divide the rate limits of keys and tenants among them. */
+
+/* Records that instance id (non-empty, at most 128 bytes) was seen at now_ms (only ever moves
+ * forward) and sets *live to the number of instances seen at or after since_ms, this one
+ * included (>= 1). HL_ERR_INVAL for a bad id. */
+hl_err hl_store_heartbeat(hl_store *s, const char *id, long long now_ms, long long since_ms, int *live);
+
 /* ---- time ---- */
 
 /* hl_time_parse_ms (hl_time.h: the ledger's form "2024-05-01T12:00:00.250Z" and the shorter

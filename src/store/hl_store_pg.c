@@ -135,6 +135,11 @@ static const char *const migrations[] = {
     "ALTER TABLE inferences ADD COLUMN key_id BIGINT;\n"
     "ALTER TABLE inferences ADD COLUMN key_name TEXT;\n"
     "CREATE INDEX inferences_key_ts ON inferences (key_id, ts) WHERE key_id IS NOT NULL;\n",
+    /* 4: as in hl_store_sqlite.c. */
+    "CREATE TABLE instances (\n"
+    "    id        TEXT PRIMARY KEY,\n"
+    "    last_seen BIGINT NOT NULL\n"
+    ");\n",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -806,6 +811,26 @@ static hl_err pg_key_touch(hl_store *s, long long id, long long ms) {
     return e;
 }
 
+static hl_err pg_heartbeat(hl_store *s, const char *id, long long now_ms, long long since_ms, int *live) {
+    pg *q = s->impl;
+    hl_err e = ensure_connected(s);
+    if (e) return e;
+    char b0[32], b1[32];
+    const char *p[2] = {id, num_ll(b0, now_ms)};
+    PGresult *r = PQexecParams(q->c, "INSERT INTO instances (id, last_seen) VALUES ($1, $2) ON CONFLICT (id)"
+                                     " DO UPDATE SET last_seen = GREATEST(instances.last_seen, EXCLUDED.last_seen)",
+                               2, NULL, p, NULL, NULL, 0);
+    e = PQresultStatus(r) == PGRES_COMMAND_OK ? HL_OK : fail(s, "recording the heartbeat", r);
+    PQclear(r);
+    if (e) return e;
+    const char *p1[1] = {num_ll(b1, since_ms)};
+    r = PQexecParams(q->c, "SELECT count(*) FROM instances WHERE last_seen >= $1", 1, NULL, p1, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) *live = atoi(PQgetvalue(r, 0, 0));
+    else e = fail(s, "counting live instances", r);
+    PQclear(r);
+    return e;
+}
+
 static hl_err pg_key_spend(hl_store *s, long long day, long long month_day, hl_store_key_spend_fn fn, void *ctx) {
     pg *q = s->impl;
     hl_err e = ensure_connected(s);
@@ -845,6 +870,7 @@ const hl_store_ops hl_store_pg_ops = {
     .key_update = pg_key_update,
     .keys_list = pg_keys_list,
     .key_touch = pg_key_touch,
+    .heartbeat = pg_heartbeat,
     .key_spend = pg_key_spend,
     .shared = true,
 };

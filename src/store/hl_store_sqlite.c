@@ -113,6 +113,11 @@ static const char *const migrations[] = {
     "ALTER TABLE inferences ADD COLUMN key_id INTEGER;\n"
     "ALTER TABLE inferences ADD COLUMN key_name TEXT;\n"
     "CREATE INDEX inferences_key_ts ON inferences (key_id, ts) WHERE key_id IS NOT NULL;\n",
+    /* 4: the gateways' heartbeats (hl_store.h: hl_store_heartbeat). */
+    "CREATE TABLE instances (\n"
+    "    id        TEXT PRIMARY KEY,  -- the gateway's instance id\n"
+    "    last_seen INTEGER NOT NULL   -- Unix ms of its last index pass\n"
+    ");\n",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -686,6 +691,26 @@ static hl_err sq_key_touch(hl_store *s, long long id, long long ms) {
     return rc == SQLITE_DONE ? HL_OK : fail(s, rc, "recording a key's use");
 }
 
+static hl_err sq_heartbeat(hl_store *s, const char *id, long long now_ms, long long since_ms, int *live) {
+    sq *q = s->impl;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(q->db, "INSERT INTO instances (id, last_seen) VALUES (?1, ?2) ON CONFLICT (id)"
+                                       " DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)", -1, &st, NULL);
+    if (rc) return fail(s, rc, "preparing the heartbeat");
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ms);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return fail(s, rc, "recording the heartbeat");
+    rc = sqlite3_prepare_v2(q->db, "SELECT count(*) FROM instances WHERE last_seen >= ?1", -1, &st, NULL);
+    if (rc) return fail(s, rc, "preparing the count of live instances");
+    sqlite3_bind_int64(st, 1, since_ms);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *live = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? HL_OK : fail(s, rc, "counting live instances");
+}
+
 static hl_err sq_key_spend(hl_store *s, long long day, long long month_day, hl_store_key_spend_fn fn, void *ctx) {
     sq *q = s->impl;
     sqlite3_stmt *st = NULL;
@@ -721,5 +746,6 @@ const hl_store_ops hl_store_sqlite_ops = {
     .key_update = sq_key_update,
     .keys_list = sq_keys_list,
     .key_touch = sq_key_touch,
+    .heartbeat = sq_heartbeat,
     .key_spend = sq_key_spend,
 };

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include "hl_keybudget.h"
 #include "hl_store.h"
 #include "hl_test.h"
 
@@ -133,6 +134,36 @@ static void check_key_spend(hl_store *s, const char *journal) {
     HL_CHECK(seen.day[i3] == 0.5 && seen.month[i3] == 0.75);
     HL_CHECK(seen.day[i4] == 0.125 && seen.month[i4] == 0.125);
     remove(journal);
+}
+
+/* Heartbeats through two connections to one store (two gateways): each sees the other while
+ * it is within the window, and its rate limits are divided by what it sees. */
+static void check_heartbeat(hl_store *a, hl_store *b) {
+    int live = 0;
+    long long t = 1700000000000LL, win = 3000; /* three index intervals of 1 s */
+    HL_CHECK(hl_store_heartbeat(a, "", t, t - win, &live) == HL_ERR_INVAL);
+    HL_REQUIRE(hl_store_heartbeat(a, "gw-a", t, t - win, &live) == HL_OK);
+    HL_CHECK_INT_EQ(live, 1);
+    HL_REQUIRE(hl_store_heartbeat(b, "gw-b", t + 500, t + 500 - win, &live) == HL_OK);
+    HL_CHECK_INT_EQ(live, 2);
+    HL_REQUIRE(hl_store_heartbeat(a, "gw-a", t + 1000, t + 1000 - win, &live) == HL_OK);
+    HL_CHECK_INT_EQ(live, 2);
+    /* each gets half of a key's and a tenant's limit */
+    hl_key_budgets *kb = hl_key_budgets_new();
+    HL_REQUIRE(kb != NULL);
+    hl_key_budgets_set_instances(kb, live);
+    hl_key_info k = {.id = 1, .rpm = 10, .budget_day_usd = -1, .budget_month_usd = -1};
+    hl_key_rate r;
+    int ok = 0;
+    for (int i = 0; i < 20; i++) ok += hl_key_budgets_rate(kb, &k, 1, t, &r);
+    HL_CHECK_INT_EQ(ok, 5);
+    hl_key_budgets_free(kb);
+    /* a heartbeat older than now never moves last_seen back */
+    HL_REQUIRE(hl_store_heartbeat(b, "gw-b", t, t + 1000 - win, &live) == HL_OK);
+    HL_CHECK_INT_EQ(live, 2);
+    /* b stops: once its last heartbeat is out of a's window, a is alone */
+    HL_REQUIRE(hl_store_heartbeat(a, "gw-a", t + 3600, t + 3600 - win, &live) == HL_OK);
+    HL_CHECK_INT_EQ(live, 1);
 }
 
 #endif

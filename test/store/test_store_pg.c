@@ -194,7 +194,7 @@ HL_TEST(migrations_fresh_reopen_concurrent_and_newer) {
         if (kids[k] == 0) {
             char err[512];
             hl_store *s = NULL;
-            int ok = hl_store_open(&s, f.uri, err, sizeof err) == HL_OK && hl_store_schema_version(s) == 3;
+            int ok = hl_store_open(&s, f.uri, err, sizeof err) == HL_OK && hl_store_schema_version(s) == 4;
             if (!ok) fprintf(stderr, "  child: %s\n", err);
             hl_store_close(s);
             _exit(ok ? 0 : 1);
@@ -205,7 +205,7 @@ HL_TEST(migrations_fresh_reopen_concurrent_and_newer) {
         waitpid(kids[k], &st, 0);
         HL_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     }
-    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 3);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 4);
     HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM pg_class WHERE relname IN ('inferences', 'journal_state',"
                                   " 'ledger', 'cloud_spend', 'inferences_ts', 'inferences_source_ts',"
                                   " 'inferences_backend_ts', 'inferences_tenant_ts')"), 8);
@@ -219,7 +219,7 @@ HL_TEST(migrations_fresh_reopen_concurrent_and_newer) {
     HL_CHECK(hl_store_shared(s));
     HL_CHECK_INT_EQ(count(s), 0);
     hl_store_close(s);
-    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 3);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 4);
 
     /* A database migrated by a newer hybridllm is refused, not downgraded. */
     HL_CHECK_INT_EQ(pg_int(f.uri, "INSERT INTO schema_version (version) VALUES (99)"), 0);
@@ -560,6 +560,19 @@ HL_TEST(client_key_lifecycle) {
     check_key_lifecycle(s);
     check_key_spend(s, f.journal);
     hl_store_close(s);
+    fixture_cleanup(&f);
+}
+
+HL_TEST(heartbeats_count_live_instances) {
+    fixture f;
+    NEED_SERVER(&f);
+    char err[512];
+    hl_store *a = NULL, *b = NULL;
+    HL_REQUIRE(hl_store_open(&a, f.uri, err, sizeof err) == HL_OK);
+    HL_REQUIRE(hl_store_open(&b, f.uri, err, sizeof err) == HL_OK);
+    check_heartbeat(a, b);
+    hl_store_close(a);
+    hl_store_close(b);
     fixture_cleanup(&f);
 }
 

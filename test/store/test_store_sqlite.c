@@ -148,10 +148,10 @@ HL_TEST(migrations_from_an_empty_file_and_reopen) {
     char err[512];
     hl_store *s = NULL;
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
-    HL_CHECK_INT_EQ(hl_store_schema_version(s), 3);
+    HL_CHECK_INT_EQ(hl_store_schema_version(s), 4);
     HL_CHECK_INT_EQ(count(s), 0);
     hl_store_close(s);
-    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 3);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 4);
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM sqlite_master WHERE name IN "
                                   "('inferences', 'journal_state', 'ledger', 'inferences_ts',"
                                   " 'inferences_source_ts', 'inferences_backend_ts',"
@@ -162,9 +162,9 @@ HL_TEST(migrations_from_an_empty_file_and_reopen) {
 
     /* Reopening applies nothing again. */
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
-    HL_CHECK_INT_EQ(hl_store_schema_version(s), 3);
+    HL_CHECK_INT_EQ(hl_store_schema_version(s), 4);
     hl_store_close(s);
-    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 3);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 4);
 
     /* A store written by a newer hybridllm is refused, not downgraded. */
     HL_CHECK_INT_EQ(sql_int(p.db, "INSERT INTO schema_version VALUES (99, 'future')"), 0);
@@ -620,6 +620,19 @@ HL_TEST(client_key_lifecycle) {
     check_key_lifecycle(s);
     check_key_spend(s, p.journal);
     hl_store_close(s);
+    paths_cleanup(&p);
+}
+
+HL_TEST(heartbeats_count_live_instances) {
+    paths p;
+    paths_init(&p);
+    char err[512];
+    hl_store *a = NULL, *b = NULL;
+    HL_REQUIRE(hl_store_open(&a, p.db, err, sizeof err) == HL_OK);
+    HL_REQUIRE(hl_store_open(&b, p.db, err, sizeof err) == HL_OK);
+    check_heartbeat(a, b);
+    hl_store_close(a);
+    hl_store_close(b);
     paths_cleanup(&p);
 }
 

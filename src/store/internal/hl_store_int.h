@@ -83,6 +83,8 @@ typedef struct hl_store_ops {
     hl_err (*key_touch)(hl_store *s, long long id, long long ms);
     /* Cloud spend per key since day and since month_day (UTC days since 1970). */
     hl_err (*key_spend)(hl_store *s, long long day, long long month_day, hl_store_key_spend_fn fn, void *ctx);
+    /* Instances' heartbeats (hl_store.h: hl_store_heartbeat). */
+    hl_err (*heartbeat)(hl_store *s, const char *id, long long now_ms, long long since_ms, int *live);
     bool shared;              /* several gateways can use one store at once */
 } hl_store_ops;
 
