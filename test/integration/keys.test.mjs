@@ -457,4 +457,27 @@ describe('keys across a fleet on PostgreSQL', { skip: skip ?? (PG ? false : 'HL_
     }, 20 * INTERVAL_MS, 'the revocation reaching the other gateway');
     assert.ok(Date.now() - t0 < 20 * INTERVAL_MS);
   });
+
+  it('rate limits are shared among the live gateways: each of two admits half', async () => {
+    const uri = `${PG}${PG.includes('?') ? '&' : '?'}dbname=${db}`;
+    // Both gateways have recorded a heartbeat, and each has made an index pass since.
+    await waitFor(() => Number(psql(uri, `SELECT count(*) FROM instances WHERE last_seen >= (extract(epoch from now()) * 1000)::bigint - ${2 * INTERVAL_MS}`).trim()) === 2, 50 * INTERVAL_MS, 'two live instances');
+    await new Promise((r) => setTimeout(r, 3 * INTERVAL_MS));
+    const k = await (await admin(a, 'POST', '/admin/keys', { name: 'fleet-rpm', rpm: 10 })).json();
+    const send = (gw) => fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${k.key}` }, body: JSON.stringify(hello) });
+    const statuses = [];
+    for (let i = 0; i < 7; i++) {
+      const r = await send(a);
+      await r.json();
+      statuses.push(r.status);
+      if (r.status === 200) assert.equal(r.headers.get('x-ratelimit-limit-requests'), '5');
+    }
+    assert.deepEqual(statuses, [200, 200, 200, 200, 200, 429, 429]);
+    // The other gateway has its own half.
+    await waitFor(async () => {
+      const r = await send(b);
+      await r.json();
+      return r.status === 200 && r.headers.get('x-ratelimit-limit-requests') === '5';
+    }, 20 * INTERVAL_MS, 'the key admitted by the other gateway with half the limit');
+  });
 });
