@@ -530,11 +530,7 @@ static const hl_upstream_handlers handlers = {up_status, up_data, up_header, up_
 static hl_err add_auth(hl_buf *h, const hl_backend *b) {
     if (!b->api_key) return HL_OK;
     if (b->cfg->kind == HL_PROVIDER_ANTHROPIC) return hl_provider_header_add(h, "x-api-key", b->api_key);
-    char bearer[600];
-    int n = snprintf(bearer, sizeof bearer, "Bearer %s", b->api_key);
-    hl_err e = (n < 0 || (size_t)n >= sizeof bearer) ? HL_ERR_LIMIT : hl_provider_header_add(h, "Authorization", bearer);
-    explicit_bzero(bearer, sizeof bearer);
-    return e;
+    return hl_provider_bearer_add(h, b->api_key);
 }
 
 /* The body for the current candidate: the client's, with the route's model (and for

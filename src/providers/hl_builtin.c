@@ -669,6 +669,28 @@ void hl_builtin_mailbox_close(hl_builtin_mailbox *mb) {
 
 /* ------------------------------------------------------------------ start / cancel */
 
+/* Appends c to one of b's queues (the generations' or the embeddings'), at most max_queue
+ * long, and wakes the thread. HL_ERR_LIMIT when that queue is full: c is released. */
+static hl_err enqueue(hl_builtin *b, hl_builtin_call **head, hl_builtin_call **tail, int *queued,
+                      hl_builtin_call *c) {
+    pthread_mutex_lock(&b->mu);
+    bool full = *queued >= b->cfg->max_queue;
+    if (!full) {
+        if (*tail) (*tail)->q_next = c;
+        else *head = c;
+        *tail = c;
+        (*queued)++;
+        pthread_cond_signal(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (full) {
+        atomic_store(&c->refs, 1);
+        call_release(c);
+        return HL_ERR_LIMIT;
+    }
+    return HL_OK;
+}
+
 static hl_err builtin_start(const hl_provider_env *env, const hl_provider_spec *spec, const hl_provider_events *ev,
                             void *ud, hl_provider_call **out) {
     hl_builtin *b = spec->backend->builtin;
@@ -723,23 +745,9 @@ static hl_err builtin_start(const hl_provider_env *env, const hl_provider_spec *
     snprintf(c->model, sizeof c->model, "%s", spec->model);
     snprintf(c->id, sizeof c->id, "chatcmpl-builtin-%llx", (unsigned long long)uv_hrtime());
 
-    pthread_mutex_lock(&b->mu);
-    bool full = b->queued >= b->cfg->max_queue;
-    if (!full) {
-        if (b->tail) b->tail->q_next = c;
-        else b->head = c;
-        b->tail = c;
-        b->queued++;
-        pthread_cond_signal(&b->cv);
-    }
-    pthread_mutex_unlock(&b->mu);
-    if (full) {
-        atomic_store(&c->refs, 1);
-        call_release(c);
-        return HL_ERR_LIMIT;
-    }
-    *out = (hl_provider_call *)c;
-    return HL_OK;
+    e = enqueue(b, &b->head, &b->tail, &b->queued, c);
+    if (!e) *out = (hl_provider_call *)c;
+    return e;
 }
 
 /* Wakes the generation thread: a paused or cancelled sequence changed. */
@@ -813,23 +821,9 @@ hl_err hl_builtin_embed_start(hl_builtin *b, hl_builtin_mailbox *mb, const hl_bu
     c->emb_dim = dim;
     c->emb_cb = cb;
     c->ud = ud;
-    pthread_mutex_lock(&b->mu);
-    bool full = b->equeued >= b->cfg->max_queue;
-    if (!full) {
-        if (b->etail) b->etail->q_next = c;
-        else b->ehead = c;
-        b->etail = c;
-        b->equeued++;
-        pthread_cond_signal(&b->cv);
-    }
-    pthread_mutex_unlock(&b->mu);
-    if (full) {
-        atomic_store(&c->refs, 1);
-        call_release(c);
-        return HL_ERR_LIMIT;
-    }
-    *out = (hl_builtin_embed *)c;
-    return HL_OK;
+    hl_err e = enqueue(b, &b->ehead, &b->etail, &b->equeued, c);
+    if (!e) *out = (hl_builtin_embed *)c;
+    return e;
 }
 
 void hl_builtin_embed_cancel(hl_builtin_embed *job) { builtin_cancel((hl_provider_call *)job); }

@@ -41,18 +41,21 @@ static hl_err common_headers(hl_buf *h, const hl_chat_request *req) {
     return e;
 }
 
+hl_err hl_provider_bearer_add(hl_buf *headers, const char *key) {
+    char bearer[600];
+    int n = snprintf(bearer, sizeof bearer, "Bearer %s", key);
+    hl_err e = (n < 0 || (size_t)n >= sizeof bearer) ? HL_ERR_LIMIT : hl_provider_header_add(headers, "Authorization", bearer);
+    explicit_bzero(bearer, sizeof bearer);
+    return e;
+}
+
 static hl_err openai_build(const hl_backend *b, const hl_chat_request *req, const char *model,
                            hl_buf *url, hl_buf *body, hl_buf *headers) {
     hl_err e = hl_buf_printf(url, req->raw_prompt ? "%s/completions" : "%s/chat/completions",
                              hl_backend_base_url(b));
     if (!e) e = hl_openai_write_upstream_request(body, req, model);
     if (!e) e = common_headers(headers, req);
-    if (!e && b->api_key) {
-        char bearer[600];
-        int n = snprintf(bearer, sizeof bearer, "Bearer %s", b->api_key);
-        e = (n < 0 || (size_t)n >= sizeof bearer) ? HL_ERR_LIMIT : hl_provider_header_add(headers, "Authorization", bearer);
-        explicit_bzero(bearer, sizeof bearer);
-    }
+    if (!e && b->api_key) e = hl_provider_bearer_add(headers, b->api_key);
     return e;
 }
 
@@ -93,12 +96,7 @@ static hl_err responses_build(const hl_backend *b, const hl_chat_request *req, c
     hl_err e = hl_buf_printf(url, "%s/responses", hl_backend_base_url(b));
     if (!e) e = hl_responses_write_upstream_request(body, req, model);
     if (!e) e = common_headers(headers, req);
-    if (!e && b->api_key) {
-        char bearer[600];
-        int n = snprintf(bearer, sizeof bearer, "Bearer %s", b->api_key);
-        e = (n < 0 || (size_t)n >= sizeof bearer) ? HL_ERR_LIMIT : hl_provider_header_add(headers, "Authorization", bearer);
-        explicit_bzero(bearer, sizeof bearer);
-    }
+    if (!e && b->api_key) e = hl_provider_bearer_add(headers, b->api_key);
     return e;
 }
 
@@ -382,12 +380,7 @@ static hl_err start_count(hl_provider_call *c, const hl_provider_env *env, const
     if (!e) e = hl_buf_json_str(&body, t, text.len);
     if (!e) e = hl_buf_puts(&body, "}");
     if (!e) e = hl_provider_header_add(&headers, "Content-Type", "application/json");
-    if (!e && b->api_key) {
-        char bearer[600];
-        int n = snprintf(bearer, sizeof bearer, "Bearer %s", b->api_key);
-        e = (n < 0 || (size_t)n >= sizeof bearer) ? HL_ERR_LIMIT : hl_provider_header_add(&headers, "Authorization", bearer);
-        explicit_bzero(bearer, sizeof bearer);
-    }
+    if (!e && b->api_key) e = hl_provider_bearer_add(&headers, b->api_key);
     char root[1024], url[1100];
     hl_backend_server_root(hl_backend_base_url(b), root, sizeof root);
     snprintf(url, sizeof url, "%s/tokenize", root);

@@ -144,6 +144,10 @@ bool hl_provider_context_overflow(int status, const char *body, size_t len);
 /* The wire of kind openai for spec.native_responses (POST {base_url}/responses); static. */
 const hl_provider_wire *hl_provider_responses_wire(void);
 
+/* Appends "Authorization: Bearer KEY" (the OpenAI kind's credentials); the line is wiped from
+ * the stack after. */
+hl_err hl_provider_bearer_add(hl_buf *headers, const char *key);
+
 /* The builtin kind's table (hl_builtin.c). */
 extern const hl_provider hl_provider_builtin;
 
