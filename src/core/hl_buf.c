@@ -123,6 +123,7 @@ char *hl_buf_steal(hl_buf *b) {
 
 hl_err hl_buf_double(hl_buf *b, double x) {
     char tmp[40];
+    if (x == 0) x = 0; /* -0 as 0: a JSON reader takes "-0" for the integer 0, so -0 would not survive a round trip */
     for (int prec = 15; prec <= 17; prec++) {
         snprintf(tmp, sizeof tmp, "%.*g", prec, x);
         if (strtod(tmp, NULL) == x) break;

@@ -64,4 +64,21 @@ HL_TEST(numbers_without_printf) {
     hl_buf_release(&b);
 }
 
+/* Shortest form that reads back; -0 is written 0 (JSON readers take "-0" for the integer 0,
+ * so a written -0 would change on a round trip: a fuzzer found it). */
+HL_TEST(doubles_round_trip) {
+    static const struct { double x; const char *want; } cases[] = {
+        {0.9, "0.9"}, {2.3, "2.3"}, {-0.0, "0"}, {0.0, "0"}, {1e-7, "1e-07"},
+        {-1.5, "-1.5"},
+    };
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        hl_buf_reset(&b);
+        hl_buf_double(&b, cases[i].x);
+        HL_CHECK_STR_EQ(b.data, cases[i].want);
+    }
+    hl_buf_release(&b);
+}
+
 HL_TEST_MAIN()
