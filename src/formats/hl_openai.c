@@ -499,6 +499,21 @@ hl_err hl_openai_encode_end(hl_openai_encoder *enc, const hl_usage *usage, hl_bu
 }
 
 
+/* The fields passed through as the client sent them, then the body's closing brace. */
+static hl_err put_passthrough_and_close(hl_buf *out, const hl_chat_request *req) {
+    if (req->passthrough) {
+        const char *key;
+        json_t *val;
+        json_object_foreach(req->passthrough, key, val) {
+            HL_TRY(hl_buf_puts(out, ","));
+            HL_TRY(hl_json_put_str(out, key));
+            HL_TRY(hl_buf_puts(out, ":"));
+            HL_TRY(hl_json_put(out, val));
+        }
+    }
+    return hl_buf_puts(out, "}");
+}
+
 /* The sampling settings and streaming switch both upstream bodies (chat and legacy
  * completions) carry the same way. */
 static hl_err put_sampling(hl_buf *out, const hl_chat_request *req) {
@@ -567,17 +582,7 @@ static hl_err write_completion_request(hl_buf *out, const hl_chat_request *req, 
     if (req->max_tokens > 0) HL_TRY(hl_buf_printf(out, ",\"max_tokens\":%ld", req->max_tokens));
     HL_TRY(put_sampling(out, req));
     if (req->logprobs) HL_TRY(hl_buf_printf(out, ",\"logprobs\":%d", req->top_logprobs > 0 ? req->top_logprobs : 0));
-    if (req->passthrough) {
-        const char *key;
-        json_t *val;
-        json_object_foreach(req->passthrough, key, val) {
-            HL_TRY(hl_buf_puts(out, ","));
-            HL_TRY(hl_json_put_str(out, key));
-            HL_TRY(hl_buf_puts(out, ":"));
-            HL_TRY(hl_json_put(out, val));
-        }
-    }
-    return hl_buf_puts(out, "}");
+    return put_passthrough_and_close(out, req);
 }
 
 hl_err hl_openai_write_upstream_request(hl_buf *out, const hl_chat_request *req,
@@ -620,17 +625,7 @@ hl_err hl_openai_write_upstream_request(hl_buf *out, const hl_chat_request *req,
         HL_TRY(hl_buf_puts(out, ",\"tool_choice\":"));
         HL_TRY(hl_json_put(out, req->tool_choice));
     }
-    if (req->passthrough) {
-        const char *key;
-        json_t *val;
-        json_object_foreach(req->passthrough, key, val) {
-            HL_TRY(hl_buf_puts(out, ","));
-            HL_TRY(hl_json_put_str(out, key));
-            HL_TRY(hl_buf_puts(out, ":"));
-            HL_TRY(hl_json_put(out, val));
-        }
-    }
-    return hl_buf_puts(out, "}");
+    return put_passthrough_and_close(out, req);
 }
 
 static long get_long(const json_t *obj, const char *key) {
