@@ -107,6 +107,23 @@ hl_err hl_ledger_format(const hl_ledger_record *r, hl_buf *b) {
         PUT(hl_buf_i64(b, r->key_id));
     }
     if (r->key_name) PUT(put_opt_str(b, "key_name", r->key_name));
+    if (r->signals) {
+        PUT(hl_buf_puts(b, ",\"confidence_margin\":"));
+        PUT(hl_buf_fixed(b, r->confidence_margin, 4));
+        PUT(hl_buf_puts(b, ",\"confidence_min\":"));
+        PUT(hl_buf_fixed(b, r->confidence_min, 4));
+    }
+    if (r->shadow) PUT(hl_buf_puts(b, ",\"shadow\":true"));
+    if (r->scored) {
+        PUT(hl_buf_puts(b, ",\"score\":"));
+        PUT(hl_buf_fixed(b, r->score, 4));
+        PUT(put_opt_str(b, "score_method", r->score_method));
+        PUT(hl_buf_puts(b, r->agree ? ",\"agree\":true" : ",\"agree\":false"));
+        PUT(put_opt_str(b, "reference", r->reference));
+        PUT(hl_buf_puts(b, ",\"ref_output_tokens\":"));
+        PUT(hl_buf_i64(b, r->ref_output_tokens));
+    }
+    if (r->eval_run) PUT(put_opt_str(b, "eval_run", r->eval_run));
     PUT(hl_buf_puts(b, "}\n"));
     return e;
 }

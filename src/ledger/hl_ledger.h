@@ -42,11 +42,36 @@
  *   stream, usage_estimated, task_inferred, sensitive                boolean; false.
  *   ttft_ms           number; null (not streamed, or no token arrived).
  *   cached_input_tokens, cache_write_tokens                          integer >= 0; 0.
- *   confidence        number: of a local answer judged for escalation; null (not judged).
+ *   confidence        number 0..1: of a local answer, the geometric mean of its token
+ *                     probabilities; written when it was judged for escalation or is one side
+ *                     of a comparison (score); null (not known).
+ *   confidence_margin number 0..1: of the same answer, the first token's top-1 minus top-2
+ *                     probability; null (not known). Given with confidence_min or not at all.
+ *   confidence_min    number 0..1: of the same answer, its least likely token's probability;
+ *                     null (not known).
  *   http_status       integer 0..999: what the upstream answered; 0.
  *   key_id            integer >= 1: the store's id of the client key the request came with;
  *                     absent when none (no key, or one from server.api_keys_env).
  *   key_name          string: that key's name, never the key; absent when none.
+ *
+ * Quality (shadow comparisons and `hybridllm eval`):
+ *   shadow            boolean; false. The attempt ran after the client had its answer, only to
+ *                     be compared with it: the client never saw it. Its cost is spent (budgets
+ *                     count it) but it answered no request: readers that count served
+ *                     requests, latency or errors skip it. It carries the request_id of the
+ *                     request it shadows and an attempt number after the served ones.
+ *   score             number 0..1: how far this answer agrees with its reference; null (not
+ *                     compared).
+ *   score_method      string, with score: exact | json | tools | token_f1 | rouge_l |
+ *                     embedding | judge (how score was computed); null.
+ *   agree             boolean, with score: whether score reached the comparison's threshold
+ *                     (1.0 for exact, json and tools); null.
+ *   reference         string, with score: what it was compared with: "served" (the answer the
+ *                     client got), "expected" (an eval dataset's expected answer), or the name
+ *                     of an eval's reference backend; null.
+ *   ref_output_tokens integer >= 0, with score: the reference answer's output tokens; null.
+ *   eval_run          string: the id of the `hybridllm eval` run that wrote the line (not
+ *                     gateway traffic); null.
  *
  * Identity. A record is keyed by (request_id, attempt): a reader keeps the first line with a
  * key and skips later ones (the same line again: a duplicate; another timestamp: a conflict,
@@ -97,11 +122,25 @@ typedef struct hl_ledger_record {
     hl_usage usage;
     double latency_ms;
     double ttft_ms;            /* < 0: none (not streamed or no token arrived) */
-    double confidence;         /* of a local answer judged for escalation; < 0: not judged */
+    double confidence;         /* of a local answer: geometric mean of token probabilities;
+                                  < 0: not known */
+    bool signals;              /* the two below are known (both or neither: they come from
+                                  the same token probabilities) */
+    double confidence_margin;  /* its first token's top-1 minus top-2 probability */
+    double confidence_min;     /* its least likely token's probability */
     double cost_usd;
     bool cost_known;           /* false: a cloud model with no configured price */
     int http_status;           /* status the upstream answered, 0 when none */
     const char *error;         /* NULL on success */
+    /* Quality: see "Quality" above. */
+    bool shadow;               /* compared only, never served */
+    bool scored;               /* compared: score and the four below are set */
+    double score;              /* 0..1 */
+    const char *score_method;  /* with score: how it was computed */
+    bool agree;                /* with score: it reached the comparison's threshold */
+    const char *reference;     /* with score: "served", "expected" or a backend name */
+    long long ref_output_tokens; /* with score: the reference answer's output tokens */
+    const char *eval_run;      /* the eval run that wrote it; NULL: gateway traffic */
 } hl_ledger_record;
 
 /* Opens (creating, mode 0640) path for appending. HL_ERR_IO with errno set on failure. */

@@ -34,7 +34,9 @@ enum field {
     F_TIMESTAMP, F_SOURCE, F_INPUT_TOKENS, F_OUTPUT_TOKENS, F_LATENCY_MS, F_COST_USD, F_REQUEST_ID, F_ATTEMPT,
     F_BACKEND, F_MODEL, F_ROUTE_REASON, F_STATUS, F_STREAM, F_TTFT_MS, F_CACHED_INPUT_TOKENS,
     F_CACHE_WRITE_TOKENS, F_USAGE_ESTIMATED, F_TENANT, F_TASK_TYPE, F_TASK_INFERRED, F_SENSITIVE, F_PII,
-    F_CONFIDENCE, F_HTTP_STATUS, F_ERROR, F_CLIENT_REQUEST_ID, F_KEY_ID, F_KEY_NAME, F_COUNT
+    F_CONFIDENCE, F_HTTP_STATUS, F_ERROR, F_CLIENT_REQUEST_ID, F_KEY_ID, F_KEY_NAME,
+    F_CONFIDENCE_MARGIN, F_CONFIDENCE_MIN, F_SHADOW, F_SCORE, F_SCORE_METHOD, F_AGREE, F_REFERENCE,
+    F_REF_OUTPUT_TOKENS, F_EVAL_RUN, F_COUNT
 };
 
 static const char *const field_names[F_COUNT] = {
@@ -42,6 +44,8 @@ static const char *const field_names[F_COUNT] = {
     "backend", "model", "route_reason", "status", "stream", "ttft_ms", "cached_input_tokens",
     "cache_write_tokens", "usage_estimated", "tenant", "task_type", "task_inferred", "sensitive", "pii",
     "confidence", "http_status", "error", "client_request_id", "key_id", "key_name",
+    "confidence_margin", "confidence_min", "shadow", "score", "score_method", "agree", "reference",
+    "ref_output_tokens", "eval_run",
 };
 
 typedef enum vkind { V_ABSENT = 0, V_NULL, V_STR, V_INT, V_REAL, V_BOOL, V_OTHER } vkind;
@@ -479,6 +483,38 @@ static const char *parse_optional(scan *root, hl_ledger_entry *e) {
     return NULL;
 }
 
+/* A number in 0..1 or null: *present tells which. */
+static bool get_unit(const scan *sc, enum field k, double *out, bool *present) {
+    return get_num(sc, k, out, present) && (!*present || (*out >= 0 && *out <= 1));
+}
+
+/* The quality fields: shadow, the comparison (all of score, score_method, agree, reference and
+ * ref_output_tokens, or none), the extra confidence signals (both or neither), eval_run. */
+static const char *parse_quality(scan *root, hl_ledger_entry *e) {
+    hl_ledger_record *r = &e->rec;
+    bool margin, min;
+    if (!get_unit(root, F_CONFIDENCE_MARGIN, &r->confidence_margin, &margin) ||
+        !get_unit(root, F_CONFIDENCE_MIN, &r->confidence_min, &min))
+        return "confidence_margin or confidence_min is not a number 0..1";
+    if (margin != min) return "confidence_margin and confidence_min come together";
+    r->signals = margin;
+    if (!get_bool(root, F_SHADOW, &r->shadow)) return "shadow is not a boolean";
+    if (!get_str(root, F_EVAL_RUN, &r->eval_run)) return "eval_run is not a string";
+    if (!get_unit(root, F_SCORE, &r->score, &r->scored)) return "score is not a number 0..1";
+    bool agree_present = root->f[F_AGREE].k == V_BOOL;
+    long long v;
+    bool tokens;
+    if (!get_str(root, F_SCORE_METHOD, &r->score_method) || !get_str(root, F_REFERENCE, &r->reference) ||
+        !get_bool(root, F_AGREE, &r->agree) ||
+        !get_int(root, F_REF_OUTPUT_TOKENS, 0, LLONG_MAX, &v, &tokens))
+        return "a comparison field has the wrong type";
+    if (tokens) r->ref_output_tokens = v;
+    bool any = r->score_method || r->reference || agree_present || tokens;
+    if (r->scored != any || (r->scored && !(r->score_method && r->reference && agree_present && tokens)))
+        return "score, score_method, agree, reference and ref_output_tokens come together";
+    return NULL;
+}
+
 bool hl_ledger_blank(const char *line, size_t len) {
     for (size_t i = 0; i < len; i++)
         if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r') return false;
@@ -513,6 +549,7 @@ hl_err hl_ledger_parse_line(const char *line, size_t len, hl_ledger_entry *e, ch
     e->rec.attempt = 1;
     const char *wrong = parse_required(&sc, e);
     if (!wrong) wrong = parse_optional(&sc, e);
+    if (!wrong) wrong = parse_quality(&sc, e);
     if (!wrong) wrong = parse_identity(&sc, e);
     if (wrong) {
         free(buf);

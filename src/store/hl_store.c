@@ -298,6 +298,17 @@ static void record_from_entry(const hl_ledger_entry *e, hl_store_record *r) {
         .confidence = l->confidence,
         .http_status = l->http_status,
         .error = l->error,
+        .signals = l->signals,
+        .confidence_margin = l->confidence_margin,
+        .confidence_min = l->confidence_min,
+        .shadow = l->shadow,
+        .scored = l->scored,
+        .score = l->score,
+        .score_method = l->score_method,
+        .agree = l->agree,
+        .reference = l->reference,
+        .ref_output_tokens = l->ref_output_tokens,
+        .eval_run = l->eval_run,
     };
 }
 

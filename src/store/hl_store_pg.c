@@ -140,6 +140,16 @@ static const char *const migrations[] = {
     "    id        TEXT PRIMARY KEY,\n"
     "    last_seen BIGINT NOT NULL\n"
     ");\n",
+    /* 5: as in hl_store_sqlite.c. */
+    "ALTER TABLE inferences ADD COLUMN shadow BOOLEAN NOT NULL DEFAULT false;\n"
+    "ALTER TABLE inferences ADD COLUMN score DOUBLE PRECISION;\n"
+    "ALTER TABLE inferences ADD COLUMN score_method TEXT;\n"
+    "ALTER TABLE inferences ADD COLUMN agree BOOLEAN;\n"
+    "ALTER TABLE inferences ADD COLUMN reference TEXT;\n"
+    "ALTER TABLE inferences ADD COLUMN ref_output_tokens BIGINT;\n"
+    "ALTER TABLE inferences ADD COLUMN confidence_margin DOUBLE PRECISION;\n"
+    "ALTER TABLE inferences ADD COLUMN confidence_min DOUBLE PRECISION;\n"
+    "ALTER TABLE inferences ADD COLUMN eval_run TEXT;\n",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -157,7 +167,8 @@ static const char fetch_sql[] = "FETCH 10000 FROM hl_scan";
     "ts, source, input_tokens, output_tokens, latency_ms, cost_usd, request_id, attempt, backend," \
     " model, route_reason, status, stream, ttft_ms, cached_input_tokens, cache_write_tokens,"     \
     " usage_estimated, tenant, task_type, task_inferred, sensitive, confidence, http_status, error," \
-    " key_id, key_name"
+    " key_id, key_name, shadow, score, score_method, agree, reference, ref_output_tokens,"      \
+    " confidence_margin, confidence_min, eval_run"
 
 /* The session's batch table (gone with the session) and the statement that empties it into
  * inferences. The final SELECT of a CTE sees the table as it was before the INSERT, so e is
@@ -168,7 +179,9 @@ static const char batch_table[] =
     " attempt bigint, backend text, model text, route_reason text, status text, stream bool,"
     " ttft_ms float8, cached_input_tokens bigint, cache_write_tokens bigint, usage_estimated bool,"
     " tenant text, task_type text, task_inferred bool, sensitive bool, confidence float8,"
-    " http_status bigint, error text, key_id bigint, key_name text)";
+    " http_status bigint, error text, key_id bigint, key_name text, shadow bool, score float8,"
+    " score_method text, agree bool, reference text, ref_output_tokens bigint,"
+    " confidence_margin float8, confidence_min float8, eval_run text)";
 static const char batch_copy[] = "COPY hl_batch (ord, " INSERT_COLS ") FROM STDIN";
 static const char batch_insert[] =
     "WITH ins AS (INSERT INTO inferences (" INSERT_COLS ") SELECT " INSERT_COLS
@@ -425,6 +438,17 @@ static void copy_record(hl_buf *b, size_t ord, const hl_store_record *x) {
     if (x->key_id > 0) copy_ll(b, x->key_id);
     else copy_str(b, NULL);
     copy_str(b, x->key_name);
+    copy_bool(b, x->shadow);
+    copy_d(b, x->score, x->scored);
+    copy_str(b, x->scored ? x->score_method : NULL);
+    if (x->scored) copy_bool(b, x->agree);
+    else copy_str(b, NULL);
+    copy_str(b, x->scored ? x->reference : NULL);
+    if (x->scored) copy_ll(b, x->ref_output_tokens);
+    else copy_str(b, NULL);
+    copy_d(b, x->confidence_margin, x->signals);
+    copy_d(b, x->confidence_min, x->signals);
+    copy_str(b, x->eval_run);
     if (b->len) b->data[b->len - 1] = '\n'; /* the last column ends the row */
 }
 

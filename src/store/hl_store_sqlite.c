@@ -118,6 +118,17 @@ static const char *const migrations[] = {
     "    id        TEXT PRIMARY KEY,  -- the gateway's instance id\n"
     "    last_seen INTEGER NOT NULL   -- Unix ms of its last index pass\n"
     ");\n",
+    /* 5: quality (hl_ledger.h "Quality"): shadow attempts, comparisons, confidence signals,
+     * eval runs. */
+    "ALTER TABLE inferences ADD COLUMN shadow INTEGER NOT NULL DEFAULT 0;\n"
+    "ALTER TABLE inferences ADD COLUMN score REAL;             -- NULL: not compared\n"
+    "ALTER TABLE inferences ADD COLUMN score_method TEXT;\n"
+    "ALTER TABLE inferences ADD COLUMN agree INTEGER;\n"
+    "ALTER TABLE inferences ADD COLUMN reference TEXT;\n"
+    "ALTER TABLE inferences ADD COLUMN ref_output_tokens INTEGER;\n"
+    "ALTER TABLE inferences ADD COLUMN confidence_margin REAL;\n"
+    "ALTER TABLE inferences ADD COLUMN confidence_min REAL;\n"
+    "ALTER TABLE inferences ADD COLUMN eval_run TEXT;\n",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -301,9 +312,12 @@ static hl_err sq_open(hl_store *s, const char *location, char *errbuf, size_t er
                    "INSERT OR IGNORE INTO inferences (ts, source, input_tokens, output_tokens,"
                    " latency_ms, cost_usd, request_id, attempt, backend, model, route_reason, status,"
                    " stream, ttft_ms, cached_input_tokens, cache_write_tokens, usage_estimated, tenant,"
-                   " task_type, task_inferred, sensitive, confidence, http_status, error, key_id, key_name)"
+                   " task_type, task_inferred, sensitive, confidence, http_status, error, key_id, key_name,"
+                   " shadow, score, score_method, agree, reference, ref_output_tokens, confidence_margin,"
+                   " confidence_min, eval_run)"
                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
-                   " ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)", &q->insert)) ||
+                   " ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32,"
+                   " ?33, ?34, ?35)", &q->insert)) ||
         (rc = prep(q->db, "SELECT ts FROM inferences WHERE request_id = ?1 AND attempt = ?2", &q->lookup)) ||
         (rc = prep(q->db, "SELECT dev, inode, byte_offset, size, head_len, head_hash"
                           " FROM journal_state WHERE journal = ?1", &q->load_state)) ||
@@ -381,6 +395,17 @@ static hl_err sq_insert_one(hl_store *s, const hl_store_record *r, hl_store_inse
     sqlite3_bind_text(st, 24, r->error, -1, SQLITE_STATIC);
     if (r->key_id > 0) sqlite3_bind_int64(st, 25, r->key_id);
     sqlite3_bind_text(st, 26, r->key_name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 27, r->shadow);
+    if (r->scored) {
+        sqlite3_bind_double(st, 28, r->score);
+        sqlite3_bind_text(st, 29, r->score_method, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 30, r->agree);
+        sqlite3_bind_text(st, 31, r->reference, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 32, r->ref_output_tokens);
+    }
+    bind_opt_double(st, 33, r->confidence_margin, r->signals);
+    bind_opt_double(st, 34, r->confidence_min, r->signals);
+    sqlite3_bind_text(st, 35, r->eval_run, -1, SQLITE_STATIC);
     int rc = run(st);
     sqlite3_clear_bindings(st);
     if (rc) return fail(s, rc, "inserting a record");

@@ -214,6 +214,73 @@ HL_TEST(key_id_and_name_round_trip) {
     hl_buf_release(&b);
 }
 
+/* The quality fields (shadow, comparison, confidence signals, eval run) round-trip, are
+ * absent when unset, and come together or not at all. */
+HL_TEST(quality_fields_round_trip) {
+    hl_ledger_record r = full_record();
+    r.shadow = true;
+    r.scored = true;
+    r.score = 0.8125;
+    r.score_method = "token_f1";
+    r.agree = true;
+    r.reference = "served";
+    r.ref_output_tokens = 17;
+    r.signals = true;
+    r.confidence_margin = 0.5;
+    r.confidence_min = 0.0625;
+    r.eval_run = "ev_1";
+    hl_buf b, b2;
+    hl_buf_init(&b, 0);
+    hl_buf_init(&b2, 0);
+    HL_REQUIRE(hl_ledger_format(&r, &b) == HL_OK);
+    hl_ledger_entry e;
+    char why[160];
+    HL_REQUIRE(hl_ledger_parse_line(b.data, b.len - 1, &e, why, sizeof why) == HL_OK);
+    HL_CHECK(e.rec.shadow && e.rec.scored && e.rec.agree && e.rec.signals);
+    HL_CHECK_NEAR(e.rec.score, 0.8125, 0);
+    HL_CHECK_STR_EQ(e.rec.score_method, "token_f1");
+    HL_CHECK_STR_EQ(e.rec.reference, "served");
+    HL_CHECK_INT_EQ(e.rec.ref_output_tokens, 17);
+    HL_CHECK_NEAR(e.rec.confidence_margin, 0.5, 0);
+    HL_CHECK_NEAR(e.rec.confidence_min, 0.0625, 0);
+    HL_CHECK_STR_EQ(e.rec.eval_run, "ev_1");
+    HL_REQUIRE(hl_ledger_format(&e.rec, &b2) == HL_OK);
+    HL_CHECK_STR_EQ(b2.data, b.data);
+    hl_ledger_entry_release(&e);
+    /* unset: none of the keys is written, and they read back unset */
+    r = full_record();
+    hl_buf_reset(&b);
+    HL_REQUIRE(hl_ledger_format(&r, &b) == HL_OK);
+    HL_CHECK(!strstr(b.data, "shadow") && !strstr(b.data, "score") && !strstr(b.data, "eval_run") &&
+             !strstr(b.data, "confidence_m"));
+    HL_REQUIRE(hl_ledger_parse_line(b.data, b.len - 1, &e, why, sizeof why) == HL_OK);
+    HL_CHECK(!e.rec.shadow && !e.rec.scored && !e.rec.signals && !e.rec.eval_run);
+    hl_ledger_entry_release(&e);
+    /* partial or out-of-range quality fields make the line malformed, naming the field */
+    static const struct { const char *tail, *says; } bad[] = {
+        {"\"score\":0.5}", "come together"},
+        {"\"score\":1.5,\"score_method\":\"exact\",\"agree\":true,\"reference\":\"served\",\"ref_output_tokens\":1}",
+         "score is not"},
+        {"\"agree\":true}", "come together"},
+        {"\"score\":1,\"score_method\":\"exact\",\"agree\":1,\"reference\":\"served\",\"ref_output_tokens\":1}",
+         "wrong type"},
+        {"\"confidence_margin\":0.2}", "come together"},
+        {"\"confidence_margin\":-0.2,\"confidence_min\":0.1}", "0..1"},
+        {"\"shadow\":\"yes\"}", "shadow"},
+        {"\"eval_run\":3}", "eval_run"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char line[512];
+        snprintf(line, sizeof line,
+                 "{\"timestamp\":\"2025-03-01T00:00:00Z\",\"source\":\"local\",\"input_tokens\":1,"
+                 "\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":0,%s", bad[i].tail);
+        HL_CHECK(hl_ledger_parse_line(line, strlen(line), &e, why, sizeof why) != HL_OK);
+        HL_CHECK(strstr(why, bad[i].says) != NULL);
+    }
+    hl_buf_release(&b);
+    hl_buf_release(&b2);
+}
+
 /* The brief's CostTracker: json.dumps({timestamp: datetime.utcnow().isoformat(), source,
  * input_tokens, output_tokens, latency_ms, cost_usd}). */
 static const char brief_line[] = "{\"timestamp\": \"2025-03-01T12:00:00.123456\", \"source\": \"cloud\", "

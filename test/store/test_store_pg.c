@@ -152,6 +152,16 @@ static void format_record(int i, const char *prefix, double base_ts, hl_buf *out
     r.cost_usd = r.cloud ? 0.001 * (1 + i % 13) : 0;
     r.cost_known = true;
     r.http_status = 200;
+    if (i % 10 == 6) { /* a shadow comparison, with the local answer's confidence signals */
+        r.shadow = r.scored = r.signals = true;
+        r.score = 0.5;
+        r.score_method = "token_f1";
+        r.agree = i % 20 == 6;
+        r.reference = "served";
+        r.ref_output_tokens = i;
+        r.confidence_margin = 0.25;
+        r.confidence_min = 0.125;
+    }
     hl_buf_reset(out);
     if (hl_ledger_format(&r, out) != HL_OK) abort();
 }
@@ -194,7 +204,7 @@ HL_TEST(migrations_fresh_reopen_concurrent_and_newer) {
         if (kids[k] == 0) {
             char err[512];
             hl_store *s = NULL;
-            int ok = hl_store_open(&s, f.uri, err, sizeof err) == HL_OK && hl_store_schema_version(s) == 4;
+            int ok = hl_store_open(&s, f.uri, err, sizeof err) == HL_OK && hl_store_schema_version(s) == 5;
             if (!ok) fprintf(stderr, "  child: %s\n", err);
             hl_store_close(s);
             _exit(ok ? 0 : 1);
@@ -205,12 +215,12 @@ HL_TEST(migrations_fresh_reopen_concurrent_and_newer) {
         waitpid(kids[k], &st, 0);
         HL_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     }
-    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 4);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 5);
     HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM pg_class WHERE relname IN ('inferences', 'journal_state',"
                                   " 'ledger', 'cloud_spend', 'inferences_ts', 'inferences_source_ts',"
                                   " 'inferences_backend_ts', 'inferences_tenant_ts')"), 8);
     /* Every ledger field is a column, as in SQLite. */
-    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'inferences'"), 27);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'inferences'"), 36);
 
     char err[512];
     hl_store *s = NULL;
@@ -219,7 +229,7 @@ HL_TEST(migrations_fresh_reopen_concurrent_and_newer) {
     HL_CHECK(hl_store_shared(s));
     HL_CHECK_INT_EQ(count(s), 0);
     hl_store_close(s);
-    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 4);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 5);
 
     /* A database migrated by a newer hybridllm is refused, not downgraded. */
     HL_CHECK_INT_EQ(pg_int(f.uri, "INSERT INTO schema_version (version) VALUES (99)"), 0);
@@ -290,6 +300,14 @@ HL_TEST(batched_index_conflicts_repeats_and_replay) {
                                   " AND ttft_ms = 21 AND stream AND backend = 'vllm' AND tenant = 'globex'"
                                   " AND task_type = 'code' AND status = 'ok' AND http_status = 200"
                                   " AND cost_usd = 0 AND confidence IS NULL"), 1);
+    /* The quality columns (every 10th record from the 6th; the others have none). */
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM inferences WHERE request_id = 'req_000026' AND shadow"
+                                  " AND score = 0.5 AND score_method = 'token_f1' AND agree"
+                                  " AND reference = 'served' AND ref_output_tokens = 26"
+                                  " AND confidence_margin = 0.25 AND confidence_min = 0.125 AND eval_run IS NULL"), 1);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM inferences WHERE request_id = 'req_000016' AND NOT agree"), 1);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM inferences WHERE request_id = 'req_000017'"
+                                  " AND NOT shadow AND score IS NULL AND agree IS NULL AND confidence_margin IS NULL"), 1);
     /* A second attempt (every 7th record) and a cloud one with its cost. */
     HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM ledger WHERE request_id = 'req_000013' AND attempt = 2"
                                   " AND backend = 'ollama' AND timestamp = '2024-05-01T00:00:14.250Z'"), 1);

@@ -37,6 +37,17 @@ typedef struct hl_store_record {
     double confidence;        /* < 0: null */
     long long http_status;
     const char *error;
+    /* Quality (hl_ledger.h): */
+    bool signals;             /* confidence_margin and confidence_min known */
+    double confidence_margin, confidence_min;
+    bool shadow;
+    bool scored;              /* score and the four after it are set */
+    double score;
+    const char *score_method;
+    bool agree;
+    const char *reference;
+    long long ref_output_tokens;
+    const char *eval_run;
 } hl_store_record;
 
 typedef enum hl_store_insert_result {
