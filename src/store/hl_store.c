@@ -65,7 +65,7 @@ static const char *const group_names[] = {
     [HL_STORE_GROUP_BACKEND] = "backend",    [HL_STORE_GROUP_MODEL] = "model",
     [HL_STORE_GROUP_TASK_TYPE] = "task_type", [HL_STORE_GROUP_ROUTE_REASON] = "route_reason",
     [HL_STORE_GROUP_TENANT] = "tenant",      [HL_STORE_GROUP_KEY] = "key",
-    [HL_STORE_GROUP_DAY] = "day",
+    [HL_STORE_GROUP_DAY] = "day",            [HL_STORE_GROUP_PROMPT_LENGTH] = "prompt_length",
 };
 
 const char *hl_store_group_name(hl_store_group g) {
@@ -251,7 +251,7 @@ hl_err hl_store_heartbeat(hl_store *s, const char *id, long long now_ms, long lo
 
 hl_err hl_store_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
                      hl_store_row_fn fn, void *ctx) {
-    if ((unsigned)g > HL_STORE_GROUP_DAY || from_ms > to_ms || !fn) {
+    if ((unsigned)g > HL_STORE_GROUP_PROMPT_LENGTH || from_ms > to_ms || !fn) {
         hl_store_set_error(s, "scan: invalid arguments");
         return HL_ERR_INVAL;
     }

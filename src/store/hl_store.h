@@ -164,6 +164,9 @@ typedef enum hl_store_group {
     HL_STORE_GROUP_TENANT,
     HL_STORE_GROUP_KEY,        /* the client key's name (key_name) */
     HL_STORE_GROUP_DAY,
+    HL_STORE_GROUP_PROMPT_LENGTH, /* input_tokens in buckets: "0-1k" (<= 1000), "1k-4k" (<= 4000),
+                                     "4k-8k" (<= 8000), "8k+": the brief's "measure output
+                                     quality at 1000, 4000 and 8000 tokens" */
 } hl_store_group;
 
 /* Name of g as the CLI spells it ("source", "day"...). */
@@ -194,6 +197,12 @@ typedef struct hl_store_row {
     bool cost_known;         /* false: cost_usd was null (a cloud model without a price) */
     hl_store_status status;
     bool stream;
+    /* Quality (hl_ledger.h "Quality"): */
+    bool shadow;             /* compared only, never served: answered no client */
+    bool scored;             /* compared: score and agree are set */
+    double score;            /* 0..1; 0 when !scored */
+    bool agree;              /* false when !scored */
+    bool eval;               /* written by `hybridllm eval` (eval_run set): not gateway traffic */
     /* For counting requests (distinct request ids) without a hash set: */
     bool first_in_group;     /* no earlier attempt of this request is in the range and group */
     bool first_in_range;     /* no earlier attempt of this request is in the range */

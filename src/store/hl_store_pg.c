@@ -598,6 +598,9 @@ static hl_err pg_count(hl_store *s, unsigned long long *out) {
 
 /* Per group: the value selected and the condition that an earlier attempt j is in the same
  * group as row i (constant text, as in hl_store_sqlite.c). */
+#define PROMPT_BUCKET(t)                                                                           \
+    "(CASE WHEN " t ".input_tokens <= 1000 THEN '0-1k' WHEN " t ".input_tokens <= 4000 THEN '1k-4k'" \
+    " WHEN " t ".input_tokens <= 8000 THEN '4k-8k' ELSE '8k+' END)"
 static const struct {
     const char *col, *same;
 } group_sql[] = {
@@ -610,6 +613,7 @@ static const struct {
     [HL_STORE_GROUP_TENANT] = {"i.tenant", "j.tenant IS NOT DISTINCT FROM i.tenant"},
     [HL_STORE_GROUP_KEY] = {"i.key_name", "j.key_name IS NOT DISTINCT FROM i.key_name"},
     [HL_STORE_GROUP_DAY] = {"(i.ts / 86400000)::text", "j.ts / 86400000 = i.ts / 86400000"},
+    [HL_STORE_GROUP_PROMPT_LENGTH] = {PROMPT_BUCKET("i"), PROMPT_BUCKET("j") " = " PROMPT_BUCKET("i")},
 };
 
 static const char scan_fmt[] =
@@ -619,7 +623,8 @@ static const char scan_fmt[] =
     " i.attempt <= 1 OR NOT EXISTS (SELECT 1 FROM inferences j WHERE j.request_id = i.request_id"
     "  AND j.attempt < i.attempt AND j.ts >= $1 AND j.ts < $2 AND %s),"
     " i.attempt <= 1 OR NOT EXISTS (SELECT 1 FROM inferences j WHERE j.request_id = i.request_id"
-    "  AND j.attempt < i.attempt AND j.ts >= $1 AND j.ts < $2)"
+    "  AND j.attempt < i.attempt AND j.ts >= $1 AND j.ts < $2),"
+    " i.shadow, i.score, i.agree, i.eval_run IS NOT NULL"
     " FROM inferences i WHERE i.ts >= $1 AND i.ts < $2";
 
 static bool is_t(const PGresult *r, int row, int col) { return PQgetvalue(r, row, col)[0] == 't'; }
@@ -631,7 +636,7 @@ static hl_err pg_scan(hl_store *s, hl_store_group g, long long from_ms, long lon
     pg *q = s->impl;
     hl_err e = ensure_connected(s);
     if (e) return e;
-    char sql[sizeof scan_fmt + 160];
+    char sql[sizeof scan_fmt + 640];
     snprintf(sql, sizeof sql, scan_fmt, group_sql[g].col, group_sql[g].same);
     char b0[32], b1[32];
     const char *p[2] = {num_ll(b0, from_ms), num_ll(b1, to_ms)};
@@ -674,6 +679,11 @@ static hl_err pg_scan(hl_store *s, hl_store_group g, long long from_ms, long lon
             w.stream = is_t(r, k, 11);
             w.first_in_group = is_t(r, k, 12);
             w.first_in_range = is_t(r, k, 13);
+            w.shadow = is_t(r, k, 14);
+            w.scored = !PQgetisnull(r, k, 15);
+            w.score = w.scored ? strtod(PQgetvalue(r, k, 15), NULL) : 0;
+            w.agree = w.scored && !PQgetisnull(r, k, 16) && is_t(r, k, 16);
+            w.eval = is_t(r, k, 17);
             e = fn(ctx, &w);
         }
         PQclear(r);

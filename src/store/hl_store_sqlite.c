@@ -141,7 +141,7 @@ typedef struct sq {
     sqlite3_stmt *insert, *lookup;
     sqlite3_stmt *load_state, *save_state;
     sqlite3_stmt *count, *bounds, *spend;
-    sqlite3_stmt *scan[HL_STORE_GROUP_DAY + 1]; /* prepared on first use */
+    sqlite3_stmt *scan[HL_STORE_GROUP_PROMPT_LENGTH + 1]; /* prepared on first use */
 } sq;
 
 static hl_err map_rc(int rc) {
@@ -487,6 +487,9 @@ static hl_err sq_count(hl_store *s, unsigned long long *out) {
  * keeps these terms (and j's ts range below) from being used to pick an index: the probe
  * must go through (request_id, attempt). Left free, the planner takes (source, ts) or
  * (backend, ts) and each probe scans a whole source: quadratic (minutes at 1M records). */
+#define PROMPT_BUCKET(t)                                                                           \
+    "(CASE WHEN " t ".input_tokens <= 1000 THEN '0-1k' WHEN " t ".input_tokens <= 4000 THEN '1k-4k'" \
+    " WHEN " t ".input_tokens <= 8000 THEN '4k-8k' ELSE '8k+' END)"
 static const struct {
     const char *col, *same;
 } group_sql[] = {
@@ -499,6 +502,7 @@ static const struct {
     [HL_STORE_GROUP_TENANT] = {"i.tenant", "+j.tenant IS i.tenant"},
     [HL_STORE_GROUP_KEY] = {"i.key_name", "+j.key_name IS i.key_name"},
     [HL_STORE_GROUP_DAY] = {"i.ts / 86400000", "+j.ts / 86400000 = i.ts / 86400000"},
+    [HL_STORE_GROUP_PROMPT_LENGTH] = {PROMPT_BUCKET("i"), PROMPT_BUCKET("+j") " = " PROMPT_BUCKET("i")},
 };
 
 /* The scan reads the table in id order (the journal's order, so nearly time order) between
@@ -516,7 +520,8 @@ static const char scan_fmt[] =
     "  WHERE j.request_id = i.request_id AND j.attempt < i.attempt AND +j.ts >= ?1 AND +j.ts < ?2"
     "  AND %s) END,"
     " CASE WHEN i.attempt <= 1 THEN 1 ELSE NOT EXISTS (SELECT 1 FROM inferences j"
-    "  WHERE j.request_id = i.request_id AND j.attempt < i.attempt AND +j.ts >= ?1 AND +j.ts < ?2) END"
+    "  WHERE j.request_id = i.request_id AND j.attempt < i.attempt AND +j.ts >= ?1 AND +j.ts < ?2) END,"
+    " i.shadow, i.score, i.agree, i.eval_run IS NOT NULL"
     " FROM inferences i NOT INDEXED WHERE i.id BETWEEN ?3 AND ?4 AND i.ts >= ?1 AND i.ts < ?2";
 
 static hl_err sq_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
@@ -524,7 +529,7 @@ static hl_err sq_scan(hl_store *s, hl_store_group g, long long from_ms, long lon
     sq *q = s->impl;
     int rc;
     if (!q->scan[g]) {
-        char sql[sizeof scan_fmt + 128];
+        char sql[sizeof scan_fmt + 640];
         snprintf(sql, sizeof sql, scan_fmt, group_sql[g].col, group_sql[g].same);
         if ((rc = prep(q->db, sql, &q->scan[g]))) return fail(s, rc, "preparing the scan");
     }
@@ -574,6 +579,11 @@ static hl_err sq_scan(hl_store *s, hl_store_group g, long long from_ms, long lon
         r.stream = sqlite3_column_int(st, 11) != 0;
         r.first_in_group = sqlite3_column_int(st, 12) != 0;
         r.first_in_range = sqlite3_column_int(st, 13) != 0;
+        r.shadow = sqlite3_column_int(st, 14) != 0;
+        r.scored = sqlite3_column_type(st, 15) != SQLITE_NULL;
+        r.score = r.scored ? sqlite3_column_double(st, 15) : 0;
+        r.agree = r.scored && sqlite3_column_int(st, 16) != 0;
+        r.eval = sqlite3_column_int(st, 17) != 0;
         if ((e = fn(ctx, &r))) break;
     }
     if (!e && rc != SQLITE_DONE) e = fail(s, rc, "scanning");

@@ -162,6 +162,7 @@ static void format_record(int i, const char *prefix, double base_ts, hl_buf *out
         r.confidence_margin = 0.25;
         r.confidence_min = 0.125;
     }
+    if (i % 13 == 5) r.eval_run = "run-1"; /* an eval line: not gateway traffic */
     hl_buf_reset(out);
     if (hl_ledger_format(&r, out) != HL_OK) abort();
 }
@@ -438,6 +439,8 @@ HL_TEST(two_instances_share_one_ledger_and_exact_cloud_spend) {
 typedef struct agg {
     double cost, latency, ttft;
     long long rows, in, out, first_group, first_range, cloud, errors, streams, known;
+    long long shadow, scored, agree, eval;
+    double score;
     unsigned long long group_hash;
 } agg;
 
@@ -455,6 +458,11 @@ static hl_err on_row(void *ctx, const hl_store_row *r) {
     a->errors += r->status == HL_STORE_STATUS_ERROR;
     a->streams += r->stream;
     a->known += r->cost_known;
+    a->shadow += r->shadow;
+    a->scored += r->scored;
+    a->agree += r->agree;
+    a->eval += r->eval;
+    a->score += r->score;
     /* Order-independent digest of the group values seen. */
     unsigned long long h = 1469598103934665603ULL;
     for (const char *p = r->group ? r->group : "(null)"; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
@@ -478,7 +486,7 @@ HL_TEST(scans_match_sqlite_for_every_grouping) {
                   /* cuts between first and second attempts: first_in_range differs */
                   {(long long)(MAY_1 - 1000) * 1000 + 500, (long long)(MAY_1 + 1000) * 1000}};
     for (size_t k = 0; k < sizeof ranges / sizeof ranges[0]; k++) {
-        for (int g = HL_STORE_GROUP_NONE; g <= HL_STORE_GROUP_DAY; g++) {
+        for (int g = HL_STORE_GROUP_NONE; g <= HL_STORE_GROUP_PROMPT_LENGTH; g++) {
             agg a = {0}, b = {0};
             HL_REQUIRE(hl_store_scan(pg, (hl_store_group)g, ranges[k].from, ranges[k].to, on_row, &a) == HL_OK);
             HL_REQUIRE(hl_store_scan(sq, (hl_store_group)g, ranges[k].from, ranges[k].to, on_row, &b) == HL_OK);
@@ -492,6 +500,12 @@ HL_TEST(scans_match_sqlite_for_every_grouping) {
             HL_CHECK_INT_EQ(a.errors, b.errors);
             HL_CHECK_INT_EQ(a.streams, b.streams);
             HL_CHECK_INT_EQ(a.known, b.known);
+            HL_CHECK_INT_EQ(a.shadow, b.shadow);
+            HL_CHECK_INT_EQ(a.scored, b.scored);
+            HL_CHECK_INT_EQ(a.agree, b.agree);
+            HL_CHECK_INT_EQ(a.eval, b.eval);
+            HL_CHECK(a.shadow > 0 && a.scored == a.shadow && a.agree > 0 && a.agree < a.scored && a.eval > 0);
+            HL_CHECK(fabs(a.score - b.score) < 1e-9 && fabs(a.score - 0.5 * (double)a.scored) < 1e-9);
             HL_CHECK(a.group_hash == b.group_hash);
             HL_CHECK(fabs(a.cost - b.cost) < 1e-9 && fabs(a.latency - b.latency) < 1e-6 && fabs(a.ttft - b.ttft) < 1e-6);
         }

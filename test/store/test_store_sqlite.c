@@ -301,6 +301,83 @@ HL_TEST(every_field_round_trips) {
     paths_cleanup(&p);
 }
 
+/* The scan hands out the quality fields (shadow, score, agree, eval) and groups by prompt
+ * length in the brief's buckets: 1000, 4000 and 8000 input tokens are the bounds, inclusive. */
+typedef struct qscan {
+    int rows, shadow, scored, agree, eval;
+    double score;
+    char groups[8][16];
+    int n_groups;
+} qscan;
+
+static hl_err on_quality_row(void *ctx, const hl_store_row *r) {
+    qscan *q = ctx;
+    q->rows++;
+    q->shadow += r->shadow;
+    q->scored += r->scored;
+    q->agree += r->agree;
+    q->eval += r->eval;
+    q->score += r->score;
+    if (q->n_groups < 8) snprintf(q->groups[q->n_groups++], sizeof q->groups[0], "%s", r->group ? r->group : "(null)");
+    return HL_OK;
+}
+
+HL_TEST(scan_carries_quality_fields_and_prompt_length_buckets) {
+    paths p;
+    paths_init(&p);
+    static const long inputs[] = {1000, 1001, 4000, 4001, 8000, 8001};
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    for (int i = 0; i < 6; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "q%d", i);
+        hl_ledger_record r = {0};
+        r.timestamp = 1714566896.0 + i;
+        r.request_id = id;
+        r.attempt = 1;
+        r.backend = "vllm";
+        r.model = "m";
+        r.route_reason = "rule:default";
+        r.status = "ok";
+        r.usage = (hl_usage){.input_tokens = inputs[i], .output_tokens = 5, .known = true};
+        r.latency_ms = 10;
+        r.ttft_ms = -1;
+        r.confidence = -1;
+        r.cost_known = true;
+        r.http_status = 200;
+        r.shadow = i % 2 == 1;
+        r.scored = i >= 2;
+        r.score = r.scored ? 0.25 * (i - 1) : 0;
+        r.score_method = "token_f1";
+        r.agree = i >= 4;
+        r.reference = "served";
+        r.eval_run = i == 5 ? "ev" : NULL;
+        hl_buf_reset(&b);
+        HL_REQUIRE(hl_ledger_format(&r, &b) == HL_OK);
+        append_bytes(p.journal, b.data, b.len);
+    }
+    hl_buf_release(&b);
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    HL_REQUIRE(hl_store_index(s, p.journal, NULL) == HL_OK);
+    qscan q = {0};
+    HL_REQUIRE(hl_store_scan(s, HL_STORE_GROUP_PROMPT_LENGTH, HL_STORE_TIME_MIN, HL_STORE_TIME_MAX, on_quality_row,
+                             &q) == HL_OK);
+    HL_CHECK_INT_EQ(q.rows, 6);
+    HL_CHECK_INT_EQ(q.shadow, 3);
+    HL_CHECK_INT_EQ(q.scored, 4);
+    HL_CHECK_INT_EQ(q.agree, 2);
+    HL_CHECK_INT_EQ(q.eval, 1);
+    HL_CHECK_NEAR(q.score, 0.25 + 0.5 + 0.75 + 1.0, 1e-12);
+    static const char *const want[] = {"0-1k", "1k-4k", "1k-4k", "4k-8k", "4k-8k", "8k+"};
+    for (int i = 0; i < 6; i++) HL_CHECK_STR_EQ(q.groups[i], want[i]);
+    hl_store_group g;
+    HL_CHECK(hl_store_group_parse("prompt_length", &g) == HL_OK && g == HL_STORE_GROUP_PROMPT_LENGTH);
+    hl_store_close(s);
+    paths_cleanup(&p);
+}
+
 /* A pass whose commit never happened (the process died, or the database was restored from an
  * older copy): the offset is behind the records. Re-indexing replays the tail. */
 HL_TEST(replay_after_a_lost_offset_no_duplicates_no_gaps) {
