@@ -27,17 +27,20 @@ static const char ledger_usage[] =
 
 static const char report_usage[] =
     "usage: hybridllm report --db FILE|URI [--journal FILE] [--from ISO] [--to ISO]\n"
-    "         [--group-by source|backend|model|task_type|route_reason|tenant|key|day|none]\n"
-    "         [--format table|json|csv]\n"
+    "         [--group-by source|backend|model|task_type|route_reason|tenant|key|day|prompt_length|none]\n"
+    "         [--format table|json|csv] [--include-eval]\n"
     "         [--cloud-model NAME --config FILE | --cloud-price IN/OUT[/CACHED]]\n"
     "  Requests, tokens, cost, cost per inference, latency p50/p95/p99, TTFT, error and\n"
     "  escalation rates, and savings against all-cloud (local answers priced at the cloud\n"
-    "  model's USD per 1M tokens).\n"
+    "  model's USD per 1M tokens). Shadow attempts (shadow comparisons) are counted in cost\n"
+    "  and shadow $ only; scored lines give agreement (with its 95% Wilson interval), the\n"
+    "  sample count and the mean score.\n"
     "  --db FILE|URI      the store: a hybridllm SQLite ledger (it must exist unless --journal\n"
     "                     is given) or a PostgreSQL URI\n"
     "  --journal FILE     index this journal into the store first\n"
     "  --from, --to ISO   the time range; --from is inclusive, --to exclusive\n"
-    "  --group-by KEY     default source\n"
+    "  --group-by KEY     default source; prompt_length: input tokens up to 1k, 1k-4k, 4k-8k, 8k+\n"
+    "  --include-eval     count `hybridllm eval` lines too (not gateway traffic: left out by default)\n"
     "  --format F         table (default), json or csv\n"
     "  --cloud-model NAME --config FILE   price local answers at this model's `prices`\n"
     "  --cloud-price IN/OUT[/CACHED]      or at these USD per 1M tokens\n";
@@ -164,6 +167,7 @@ typedef struct report_args {
  * 2 after a usage error, printed). */
 static int report_parse(report_args *a, int argc, char **argv) {
     const char *from = NULL, *to = NULL, *group = "source", *format = "table", *cloud_price = NULL;
+    bool include_eval = false;
     hl_opt opts[] = {
         {.name = "--db", .kind = HL_OPT_STR, .target = &a->db},
         {.name = "--journal", .kind = HL_OPT_STR, .target = &a->journal},
@@ -174,12 +178,13 @@ static int report_parse(report_args *a, int argc, char **argv) {
         {.name = "--cloud-model", .kind = HL_OPT_STR, .target = &a->cloud_model},
         {.name = "--config", .kind = HL_OPT_STR, .target = &a->config},
         {.name = "--cloud-price", .kind = HL_OPT_STR, .target = &cloud_price},
+        {.name = "--include-eval", .kind = HL_OPT_FLAG, .target = &include_eval},
     };
     hl_opt_cmd c = {"report", report_usage, stdout, stderr};
     int rc = hl_opt_parse(&c, opts, sizeof opts / sizeof opts[0], NULL, argc, argv);
     if (rc != HL_OPT_GO) return rc;
     if (!a->db) return hl_opt_usage_error(&c, "--db FILE|URI is required");
-    a->o = (hl_report_opts){.from_ms = HL_STORE_TIME_MIN, .to_ms = HL_STORE_TIME_MAX};
+    a->o = (hl_report_opts){.from_ms = HL_STORE_TIME_MIN, .to_ms = HL_STORE_TIME_MAX, .include_eval = include_eval};
     if (hl_store_group_parse(group, &a->o.group_by) != HL_OK)
         return hl_opt_usage_error(&c, "unknown --group-by '%s'", group);
     if (hl_report_format_parse(format, &a->fmt) != HL_OK) return hl_opt_usage_error(&c, "unknown --format '%s'", format);

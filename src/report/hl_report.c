@@ -38,6 +38,7 @@ typedef struct acc {
 
 typedef struct ctx {
     const hl_report_opts *o;
+    unsigned long long eval_skipped;
     acc total;
     acc *groups;         /* n_groups of them, in order of first appearance */
     size_t n_groups, cap_groups;
@@ -115,13 +116,23 @@ static hl_err find_group(ctx *c, const char *name, acc **out) {
 
 static hl_err add(ctx *c, acc *a, const hl_store_row *r, bool first) {
     hl_report_row *w = &a->row;
+    if (r->scored) {
+        w->scored++;
+        w->agreed += r->agree;
+        w->score_sum += r->score;
+    }
+    if (r->cost_known) w->cost_usd += r->cost_usd;
+    else w->unpriced++;
+    if (r->shadow) { /* answered no client: its cost and its score only */
+        w->shadow++;
+        w->shadow_usd += r->cost_usd;
+        return HL_OK;
+    }
     w->attempts++;
     w->requests += first;
     w->input_tokens += r->input_tokens;
     w->output_tokens += r->output_tokens;
     w->cached_input_tokens += r->cached_input_tokens;
-    if (r->cost_known) w->cost_usd += r->cost_usd;
-    else w->unpriced++;
     w->errors += r->status == HL_STORE_STATUS_ERROR;
     w->escalations += r->status == HL_STORE_STATUS_ESCALATED;
     if (!r->cloud) {
@@ -147,6 +158,10 @@ static hl_err add(ctx *c, acc *a, const hl_store_row *r, bool first) {
 
 static hl_err on_row(void *p, const hl_store_row *r) {
     ctx *c = p;
+    if (r->eval && !c->o->include_eval) {
+        c->eval_skipped++;
+        return HL_OK;
+    }
     hl_err e = add(c, &c->total, r, r->first_in_range);
     if (e || c->o->group_by == HL_STORE_GROUP_NONE) return e;
     acc *a;
@@ -208,7 +223,10 @@ static void finish(acc *a, bool priced) {
     double unused1, unused2;
     percentiles(&a->latency, &w->latency_p50_ms, &w->latency_p95_ms, &w->latency_p99_ms);
     percentiles(&a->ttft, &w->ttft_p50_ms, &unused1, &unused2);
-    w->cost_per_inference = w->requests ? w->cost_usd / (double)w->requests : NAN;
+    w->cost_per_inference = w->requests ? (w->cost_usd - w->shadow_usd) / (double)w->requests : NAN;
+    w->agreement = w->scored ? (double)w->agreed / (double)w->scored : NAN;
+    w->mean_score = w->scored ? w->score_sum / (double)w->scored : NAN;
+    hl_report_wilson(w->agreed, w->scored, &w->agreement_lo, &w->agreement_hi);
     w->error_rate = w->attempts ? (double)w->errors / (double)w->attempts : 0;
     w->escalation_rate = w->requests ? (double)w->escalations / (double)w->requests : 0;
     if (priced) w->savings_usd = w->cloud_equiv_usd - w->local_cost_usd;
@@ -216,6 +234,19 @@ static void finish(acc *a, bool priced) {
     free(a->latency.v);
     free(a->ttft.v);
     a->latency = a->ttft = (dvec){0};
+}
+
+void hl_report_wilson(unsigned long long k, unsigned long long n, double *lo, double *hi) {
+    if (!n || k > n) {
+        *lo = *hi = NAN;
+        return;
+    }
+    const double z = 1.959963984540054; /* the normal's 97.5th percentile */
+    double nn = (double)n, p = (double)k / nn, z2 = z * z;
+    double centre = (p + z2 / (2 * nn)) / (1 + z2 / nn);
+    double half = z / (1 + z2 / nn) * sqrt(p * (1 - p) / nn + z2 / (4 * nn * nn));
+    *lo = k == 0 ? 0 : fmax(0, centre - half);
+    *hi = k == n ? 1 : fmin(1, centre + half);
 }
 
 static int cmp_rows(const void *pa, const void *pb) {
@@ -252,6 +283,8 @@ hl_err hl_report_build(hl_store *s, const hl_report_opts *o, hl_report **out, ch
         return e;
     }
     r->group_by = o->group_by;
+    r->include_eval = o->include_eval;
+    r->eval_skipped = c.eval_skipped;
     r->from_ms = o->from_ms;
     r->to_ms = o->to_ms;
     if (o->cloud_price) {
@@ -305,16 +338,28 @@ static void range_text(long long ms, bool lower, char *out, size_t n) {
 }
 
 /* Columns, in every format. Values are written through fmt_cell. */
-typedef enum col_kind { C_COUNT, C_TOKENS, C_USD, C_USD_SMALL, C_MS, C_RATE, C_SAVINGS } col_kind;
+typedef enum col_kind {
+    C_COUNT, C_TOKENS, C_USD, C_USD_SMALL, C_MS, C_RATE, C_SAVINGS,
+    C_SHADOW_N,        /* shadow figures: in the table only when the range has shadows */
+    C_SHADOW_USD,
+    C_SCORED,          /* a count of scored lines: in the table only when the range has some */
+    C_AGREE,           /* an agreement rate: likewise */
+    C_SCORE,           /* a mean score, 0..1: likewise */
+    C_CI,              /* the table's "lo-hi%" of agreement_lo and agreement_hi */
+} col_kind;
+
+typedef enum col_where { W_ALL, W_TABLE, W_DATA } col_where; /* W_DATA: JSON and CSV only */
 
 typedef struct col {
     const char *name;  /* JSON key and CSV header */
     const char *title; /* table header */
     col_kind kind;
     size_t off;        /* offset in hl_report_row */
+    col_where where;
 } col;
 
-#define COL(n, t, k) {#n, t, k, offsetof(hl_report_row, n)}
+#define COL(n, t, k) {#n, t, k, offsetof(hl_report_row, n), W_ALL}
+#define COLW(n, t, k, w) {#n, t, k, offsetof(hl_report_row, n), w}
 static const col cols[] = {
     COL(requests, "requests", C_COUNT),
     COL(attempts, "attempts", C_COUNT),
@@ -328,16 +373,27 @@ static const col cols[] = {
     COL(ttft_p50_ms, "ttft p50", C_MS),
     COL(error_rate, "errors", C_RATE),
     COL(escalation_rate, "escal.", C_RATE),
+    COL(shadow, "shadows", C_SHADOW_N),
+    COL(shadow_usd, "shadow $", C_SHADOW_USD),
+    COL(scored, "n scored", C_SCORED),
+    COL(agreement, "agree", C_AGREE),
+    COLW(agreement_lo, "95% CI", C_CI, W_TABLE),
+    COLW(agreement_lo, "agree lo", C_AGREE, W_DATA),
+    COLW(agreement_hi, "agree hi", C_AGREE, W_DATA),
+    COL(mean_score, "score", C_SCORE),
     COL(unpriced, "unpriced", C_COUNT),
     COL(cloud_equiv_usd, "all-cloud $", C_SAVINGS),
     COL(savings_usd, "saved $", C_SAVINGS),
 };
 #define N_COLS (sizeof cols / sizeof cols[0])
 
+/* Columns of unsigned long long counts. */
+static bool is_count(col_kind k) { return k == C_COUNT || k == C_SCORED || k == C_SHADOW_N; }
+
 /* The field of w that c names, as a double (counts are exact below 2^53). */
 static double num_of(const hl_report_row *w, const col *c) {
     const char *p = (const char *)w + c->off;
-    if (c->kind == C_COUNT) {
+    if (is_count(c->kind)) {
         unsigned long long v;
         memcpy(&v, p, sizeof v);
         return (double)v;
@@ -356,8 +412,13 @@ static double num_of(const hl_report_row *w, const col *c) {
  * CSV, "-" in the table; JSON turns NAN into null itself. */
 static void cell(const hl_report_row *w, const col *c, bool human, char *out, size_t n) {
     double x = num_of(w, c);
-    if (c->kind == C_COUNT || c->kind == C_TOKENS) {
+    if (is_count(c->kind) || c->kind == C_TOKENS) {
         snprintf(out, n, "%.0f", x);
+        return;
+    }
+    if (c->kind == C_CI) {
+        if (isnan(w->agreement_lo)) snprintf(out, n, "-");
+        else snprintf(out, n, "%.1f-%.1f%%", w->agreement_lo * 100, w->agreement_hi * 100);
         return;
     }
     if (isnan(x)) {
@@ -368,8 +429,10 @@ static void cell(const hl_report_row *w, const col *c, bool human, char *out, si
         if (hl_buf_double(&b, x) == HL_OK) snprintf(out, n, "%s", b.data);
         else snprintf(out, n, "%.17g", x);
         hl_buf_release(&b);
-    } else if (c->kind == C_RATE) {
+    } else if (c->kind == C_RATE || c->kind == C_AGREE) {
         snprintf(out, n, "%.1f%%", x * 100);
+    } else if (c->kind == C_SCORE) {
+        snprintf(out, n, "%.3f", x);
     } else if (c->kind == C_MS) {
         snprintf(out, n, "%.0f", x);
     } else if (c->kind == C_USD_SMALL) {
@@ -380,6 +443,10 @@ static void cell(const hl_report_row *w, const col *c, bool human, char *out, si
 }
 
 static bool col_shown(const hl_report *r, const col *c, bool table) {
+    if (c->where == (table ? W_DATA : W_TABLE)) return false;
+    if (table && (c->kind == C_SHADOW_N || c->kind == C_SHADOW_USD)) return r->total.shadow > 0;
+    if (table && (c->kind == C_SCORED || c->kind == C_AGREE || c->kind == C_SCORE || c->kind == C_CI))
+        return r->total.scored > 0;
     if (c->kind == C_SAVINGS && !r->has_cloud_price) return !table;
     if (table && c->kind == C_COUNT && !strcmp(c->name, "unpriced")) return r->total.unpriced > 0;
     return true;
@@ -440,6 +507,15 @@ static hl_err render_table(const hl_report *r, hl_buf *out) {
     if (!e && r->total.unpriced)
         e = hl_buf_printf(out, "\nnote: %llu cloud attempts have no price (cost_usd null) and are not "
                                "in the cost figures: add their models to `prices`.\n", r->total.unpriced);
+    if (!e && r->total.shadow)
+        e = hl_buf_printf(out, "\nnote: %llu shadow attempts answered no client: they are in cost $ (and shadow $) "
+                               "only, not in requests, latency or rates.\n", r->total.shadow);
+    if (!e && r->total.scored)
+        e = hl_buf_puts(out, "\nagree: share of scored lines whose answer agreed with its reference, with its 95% "
+                             "Wilson interval;\nscore: their mean score (0..1).\n");
+    if (!e && r->eval_skipped)
+        e = hl_buf_printf(out, "\nnote: %llu eval lines (`hybridllm eval` runs, not gateway traffic) are left out: "
+                               "--include-eval counts them.\n", r->eval_skipped);
     if (!e && !r->has_cloud_price)
         e = hl_buf_puts(out, "\nsavings against all-cloud: give --cloud-model NAME --config FILE or "
                              "--cloud-price IN/OUT.\n");
@@ -488,6 +564,8 @@ static hl_err render_json(const hl_report *r, hl_buf *out) {
         hl_store_format_time(r->to_ms, t, sizeof t);
         e = hl_buf_printf(out, "\"%s\"", t);
     }
+    if (!e) e = hl_buf_printf(out, ",\"include_eval\":%s,\"eval_lines_skipped\":%llu", r->include_eval ? "true" : "false",
+                              r->eval_skipped);
     if (!e) e = hl_buf_puts(out, ",\"cloud_price\":");
     if (!e && r->has_cloud_price) {
         const hl_price *p = &r->cloud_price;
@@ -528,7 +606,8 @@ static hl_err csv_field(hl_buf *out, const char *s) {
 
 static hl_err render_csv(const hl_report *r, hl_buf *out) {
     hl_err e = hl_buf_puts(out, "group_by,group");
-    for (size_t j = 0; j < N_COLS && !e; j++) e = hl_buf_printf(out, ",%s", cols[j].name);
+    for (size_t j = 0; j < N_COLS && !e; j++)
+        if (cols[j].where != W_TABLE) e = hl_buf_printf(out, ",%s", cols[j].name);
     if (!e) e = hl_buf_puts(out, "\n");
     for (size_t i = 0; i <= r->n_rows && !e; i++) {
         bool total = i == r->n_rows;
@@ -537,6 +616,7 @@ static hl_err render_csv(const hl_report *r, hl_buf *out) {
         if (!e && !total) e = hl_buf_puts(out, ",");
         if (!e && !total && w->group) e = csv_field(out, w->group);
         for (size_t j = 0; j < N_COLS && !e; j++) {
+            if (cols[j].where == W_TABLE) continue;
             char buf[64];
             cell(w, &cols[j], false, buf, sizeof buf);
             e = hl_buf_puts(out, ",");

@@ -19,6 +19,22 @@
  *   savings_usd       cloud_equiv_usd minus the cost of every local attempt (answered or
  *                     not: an escalated or failed local attempt saved nothing)
  *
+ * Shadow attempts (shadow: true) answered no client: they are left out of every figure above
+ * but cost_usd, which is the whole spend (shadows included, as budgets count it);
+ * cost_per_inference is the served spend only ((cost_usd - shadow_usd) / requests).
+ *   shadow            shadow attempts in the group
+ *   shadow_usd        their cost
+ * Quality, over the scored lines of the group (score set: shadow comparisons, and eval lines
+ * when they are included):
+ *   scored            the sample count n
+ *   agreement         agreeing lines / n (agree: the score reached the comparison's threshold)
+ *   agreement_lo/hi   its 95% Wilson score interval (hl_report_wilson)
+ *   mean_score        the mean score
+ * NAN when n is 0.
+ *
+ * Lines written by `hybridllm eval` (eval_run set) are not gateway traffic: they are skipped
+ * (counted in eval_skipped) unless include_eval, which counts them like any other line.
+ *
  * Percentiles are exact, by the nearest-rank rule: the p-th percentile of n values is the
  * ceil(p*n/100)-th smallest. They are selected (quickselect) from every value in the group,
  * which costs 8 bytes per attempt twice over (group and total); HL_REPORT_MAX_ROWS bounds it.
@@ -44,6 +60,7 @@ typedef struct hl_report_opts {
     long long from_ms, to_ms;    /* from <= timestamp < to; HL_STORE_TIME_MIN/MAX: unbounded */
     const hl_price *cloud_price; /* borrowed during hl_report_build (copied into the report);
                                     NULL: no savings figures */
+    bool include_eval;           /* count eval lines (eval_run set) too */
 } hl_report_opts;
 
 typedef struct hl_report_row {
@@ -57,6 +74,11 @@ typedef struct hl_report_row {
     double error_rate, escalation_rate;
     double local_cost_usd;
     double cloud_equiv_usd, savings_usd; /* NAN without a cloud price */
+    unsigned long long shadow;   /* shadow attempts */
+    double shadow_usd;
+    unsigned long long scored, agreed;
+    double score_sum;
+    double agreement, agreement_lo, agreement_hi, mean_score; /* NAN when scored == 0 */
 } hl_report_row;
 
 typedef struct hl_report {
@@ -68,6 +90,8 @@ typedef struct hl_report {
     hl_report_row *rows;         /* sorted by group, the NULL group last */
     size_t n_rows;
     hl_report_row total;
+    bool include_eval;
+    unsigned long long eval_skipped; /* eval lines in the range left out (0 with include_eval) */
 } hl_report;
 
 /* Builds the report from s. On error *out is NULL and errbuf says why. */
@@ -76,6 +100,10 @@ hl_err hl_report_build(hl_store *s, const hl_report_opts *o, hl_report **out, ch
 void hl_report_free(hl_report *r);
 /* Appends the report to out in format f. */
 hl_err hl_report_render(const hl_report *r, hl_report_format f, hl_buf *out);
+/* The 95% Wilson score interval of k successes in n trials, in [0, 1]; NAN, NAN when n is 0.
+ * Unlike the normal approximation it stays inside [0, 1] and keeps its coverage near 0 and 1
+ * and on small n, where agreement rates live. */
+void hl_report_wilson(unsigned long long k, unsigned long long n, double *lo, double *hi);
 /* Parses "table", "json" or "csv". HL_ERR_INVAL otherwise. */
 hl_err hl_report_format_parse(const char *name, hl_report_format *out);
 

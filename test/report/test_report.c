@@ -8,6 +8,7 @@
 #include <math.h>
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -497,26 +498,27 @@ HL_TEST(csv_shape) {
     const char *header =
         "group_by,group,requests,attempts,input_tokens,output_tokens,cost_usd,cost_per_inference,"
         "latency_p50_ms,latency_p95_ms,latency_p99_ms,ttft_p50_ms,error_rate,escalation_rate,"
+        "shadow,shadow_usd,scored,agreement,agreement_lo,agreement_hi,mean_score,"
         "unpriced,cloud_equiv_usd,savings_usd\n";
     HL_REQUIRE(strncmp(b.data, header, strlen(header)) == 0);
-    /* Header, two groups, the total; every record 17 fields. */
+    /* Header, two groups, the total; every record 24 fields. */
     char *lines[8];
     int nl = 0;
     for (char *p = b.data; *p && nl < 8; p = strchr(p, '\n') + 1) lines[nl++] = p;
     HL_CHECK_INT_EQ(nl, 4);
-    char f[20][64];
-    for (int i = 0; i < nl; i++) HL_CHECK_INT_EQ(csv_split(lines[i], f, 20), 17);
-    HL_CHECK(strncmp(lines[1], "tenant,\"acme, \"\"inc\"\"\",1,1,1,2,0.5,0.5,10,10,10,,0,0,0,,\n",
-                     strlen("tenant,\"acme, \"\"inc\"\"\",1,1,1,2,0.5,0.5,10,10,10,,0,0,0,,\n")) == 0);
-    csv_split(lines[1], f, 20);
+    char f[30][64];
+    for (int i = 0; i < nl; i++) HL_CHECK_INT_EQ(csv_split(lines[i], f, 30), 24);
+    HL_CHECK(strncmp(lines[1], "tenant,\"acme, \"\"inc\"\"\",1,1,1,2,0.5,0.5,10,10,10,,0,0,0,0,0,,,,,0,,\n",
+                     strlen("tenant,\"acme, \"\"inc\"\"\",1,1,1,2,0.5,0.5,10,10,10,,0,0,0,0,0,,,,,0,,\n")) == 0);
+    csv_split(lines[1], f, 30);
     HL_CHECK_STR_EQ(f[1], "acme, \"inc\"");
-    csv_split(lines[2], f, 20);
+    csv_split(lines[2], f, 30);
     HL_CHECK_STR_EQ(f[1], ""); /* no tenant */
-    HL_CHECK_STR_EQ(f[14], "1"); /* unpriced */
-    csv_split(lines[3], f, 20);
+    HL_CHECK_STR_EQ(f[21], "1"); /* unpriced */
+    csv_split(lines[3], f, 30);
     HL_CHECK_STR_EQ(f[0], "total");
     HL_CHECK_STR_EQ(f[2], "2");
-    HL_CHECK_STR_EQ(f[15], ""); /* no price given */
+    HL_CHECK_STR_EQ(f[22], ""); /* no price given */
     hl_buf_release(&b);
     hl_report_free(r);
     env_cleanup(&v);
@@ -547,8 +549,8 @@ HL_TEST(json_shape) {
     static const char *const keys[] = {
         "requests", "attempts", "input_tokens", "output_tokens", "cost_usd", "cost_per_inference",
         "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "ttft_p50_ms", "error_rate",
-        "escalation_rate", "unpriced", "cloud_equiv_usd", "savings_usd"};
-    HL_CHECK_INT_EQ(json_object_size(acme), 16);
+        "escalation_rate", "shadow", "shadow_usd", "scored", "unpriced", "cloud_equiv_usd", "savings_usd"};
+    HL_CHECK_INT_EQ(json_object_size(acme), 23);
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         json_t *x = json_object_get(acme, keys[i]);
         HL_CHECK(json_is_number(x));
@@ -558,7 +560,11 @@ HL_TEST(json_shape) {
     HL_CHECK_INT_EQ(json_integer_value(json_object_get(acme, "requests")), 3);
     HL_CHECK_NEAR(json_number_value(json_object_get(acme, "savings_usd")), 0.018 - 0.0006, 1e-12);
     json_t *total = json_object_get(root, "total");
-    HL_CHECK_INT_EQ(json_object_size(total), 15); /* no "group" */
+    HL_CHECK_INT_EQ(json_object_size(total), 22); /* no "group" */
+    /* Nothing scored: agreement and its interval are null, not 0. */
+    HL_CHECK(json_is_null(json_object_get(total, "agreement")));
+    HL_CHECK(json_is_null(json_object_get(total, "agreement_lo")));
+    HL_CHECK(json_is_null(json_object_get(total, "mean_score")));
     HL_CHECK_INT_EQ(json_integer_value(json_object_get(total, "requests")), 7);
     json_decref(root);
     hl_buf_release(&b);
@@ -610,6 +616,186 @@ HL_TEST(table_shape) {
     HL_CHECK(strstr(b.data, "savings against all-cloud: give --cloud-model") != NULL);
     HL_CHECK(strstr(b.data, "2024-05-01T10:00:02.000Z .. 2024-05-01T10:00:05.000Z") != NULL);
     hl_buf_release(&b);
+    hl_report_free(r);
+    env_cleanup(&v);
+}
+
+/* ---- quality: shadows, agreement, eval lines ---- */
+
+HL_TEST(wilson_interval_pinned) {
+    double lo, hi;
+    hl_report_wilson(96, 100, &lo, &hi);
+    HL_CHECK_NEAR(lo, 0.9016292856, 1e-9);
+    HL_CHECK_NEAR(hi, 0.9843366960, 1e-9);
+    hl_report_wilson(1152, 1200, &lo, &hi);
+    HL_CHECK_NEAR(lo, 0.9473657152, 1e-9);
+    HL_CHECK_NEAR(hi, 0.9696985643, 1e-9);
+    hl_report_wilson(0, 10, &lo, &hi); /* stays inside [0, 1] where p(1-p) = 0 */
+    HL_CHECK_NEAR(lo, 0, 0);
+    HL_CHECK_NEAR(hi, 0.2775327999, 1e-9);
+    hl_report_wilson(10, 10, &lo, &hi);
+    HL_CHECK_NEAR(lo, 0.7224672001, 1e-9);
+    HL_CHECK_NEAR(hi, 1, 0);
+    hl_report_wilson(0, 0, &lo, &hi);
+    HL_CHECK(isnan(lo) && isnan(hi));
+}
+
+static uint64_t mix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static double unit(uint64_t seed, uint64_t i) { return (double)(mix64(seed ^ mix64(i)) >> 11) * 0x1p-53; }
+
+/* A served line, then for `shadowed` requests a local shadow line scored against it, agreeing
+ * with probability p_agree (drawn from a fixed seed). */
+typedef struct qline {
+    const char *task;
+    long in;
+    bool shadow, scored, agree, eval;
+    const char *status;
+    double cost, latency;
+} qline;
+
+static void write_q(int fd, hl_buf *b, const char *id, int attempt, double ts, const qline *q) {
+    hl_ledger_record r = {0};
+    r.timestamp = ts;
+    r.request_id = id;
+    r.attempt = attempt;
+    r.cloud = !q->shadow;
+    r.backend = q->shadow ? "vllm" : "anthropic";
+    r.model = q->shadow ? "local-model" : "cloud-model";
+    r.route_reason = "rule:default";
+    r.status = q->status;
+    r.task_type = q->task;
+    r.usage = (hl_usage){.input_tokens = q->in, .output_tokens = 20, .known = true};
+    r.latency_ms = q->latency;
+    r.ttft_ms = -1;
+    r.confidence = -1;
+    r.cost_known = true;
+    r.cost_usd = q->cost;
+    r.http_status = 200;
+    r.shadow = q->shadow;
+    r.scored = q->scored;
+    r.score = q->agree ? 1 : 0;
+    r.score_method = "exact";
+    r.agree = q->agree;
+    r.reference = q->eval ? "expected" : "served";
+    r.eval_run = q->eval ? "ev-1" : NULL;
+    hl_buf_reset(b);
+    if (hl_ledger_format(&r, b) != HL_OK || write(fd, b->data, b->len) != (ssize_t)b->len) abort();
+}
+
+/* The planted ledger: classification 1,200 requests shadowed at 96% agreement (prompts under
+ * 1k tokens); free text 600 at 75% on 2,000-token prompts and 45% on 9,000-token ones (60%
+ * overall); 40 shadows that failed (not scored); 50 eval lines. */
+static void write_planted(const char *journal) {
+    int fd = open(journal, O_WRONLY | O_APPEND | O_CREAT, 0640);
+    if (fd < 0) abort();
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    double ts = 1714521600.0;
+    char id[32];
+    for (int i = 0; i < 1800; i++) {
+        bool cls = i < 1200;
+        long in = cls ? 300 + i % 600 : i % 2 ? 2000 : 9000;
+        double p = cls ? 0.96 : in == 2000 ? 0.75 : 0.45;
+        snprintf(id, sizeof id, "q%d", i);
+        qline served = {cls ? "classification" : "free_text", in, false, false, false, false, "ok", 0.002, 500};
+        write_q(fd, &b, id, 1, ts + i, &served);
+        qline sh = {served.task, in, true, true, unit(42, (uint64_t)i) < p, false, "ok", 0.0005, 5000};
+        write_q(fd, &b, id, 2, ts + i + 0.5, &sh);
+    }
+    for (int i = 0; i < 40; i++) { /* shadows that failed: a cost, no score, no error rate */
+        snprintf(id, sizeof id, "q%d", i);
+        qline sh = {"classification", 300, true, false, false, false, "error", 0.0001, 50};
+        write_q(fd, &b, id, 3, ts + i + 0.75, &sh);
+    }
+    for (int i = 0; i < 50; i++) { /* an eval run: never agrees, not gateway traffic */
+        snprintf(id, sizeof id, "ev%d", i);
+        qline ev = {"classification", 300, false, true, false, true, "ok", 0.001, 100};
+        write_q(fd, &b, id, 1, ts + 2000 + i, &ev);
+    }
+    hl_buf_release(&b);
+    close(fd);
+}
+
+HL_TEST(planted_agreement_is_recovered_and_shadows_are_not_traffic) {
+    env v;
+    env_init(&v);
+    write_planted(v.journal);
+    HL_REQUIRE(open_and_index(&v));
+    hl_report *r = build(&v, HL_STORE_GROUP_TASK_TYPE, NULL, NULL, NULL);
+    HL_REQUIRE(r);
+    const hl_report_row *c = row(r, "classification"), *f = row(r, "free_text");
+    HL_REQUIRE(c && f && r->n_rows == 2);
+    HL_CHECK_INT_EQ(c->requests, 1200);
+    HL_CHECK_INT_EQ(c->attempts, 1200);   /* the served ones only */
+    HL_CHECK_INT_EQ(c->shadow, 1240);
+    HL_CHECK_INT_EQ(c->scored, 1200);
+    HL_CHECK_INT_EQ(c->input_tokens, 1200 * 300 + 2 * (599 * 600 / 2)); /* served tokens only */
+    HL_CHECK_NEAR(c->error_rate, 0, 0);   /* the failed shadows are not errors of the traffic */
+    HL_CHECK_NEAR(c->latency_p99_ms, 500, 0); /* nor are the shadows' 5 s in the latency */
+    HL_CHECK_NEAR(c->shadow_usd, 1200 * 0.0005 + 40 * 0.0001, 1e-9);
+    HL_CHECK_NEAR(c->cost_usd, 1200 * 0.002 + c->shadow_usd, 1e-9); /* the spend, shadows in */
+    HL_CHECK_NEAR(c->cost_per_inference, 0.002, 1e-12);             /* serving only */
+    HL_CHECK(c->agreement_lo <= 0.96 && 0.96 <= c->agreement_hi);
+    HL_CHECK(c->agreement_hi - c->agreement_lo < 0.03);
+    HL_CHECK_NEAR(c->mean_score, c->agreement, 1e-12); /* exact: score 1 iff agree */
+    HL_CHECK(f->agreement_lo <= 0.60 && 0.60 <= f->agreement_hi);
+    HL_CHECK_INT_EQ(f->scored, 600);
+    HL_CHECK(c->agreement_lo > f->agreement_hi);
+    HL_CHECK_INT_EQ(r->eval_skipped, 50);
+    HL_CHECK_INT_EQ(r->total.requests, 1800);
+    HL_CHECK_INT_EQ(r->total.scored, 1800);
+
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_report_render(r, HL_REPORT_TABLE, &b) == HL_OK);
+    HL_CHECK(strstr(b.data, "n scored") && strstr(b.data, "agree") && strstr(b.data, "95% CI") &&
+             strstr(b.data, "shadow $"));
+    HL_CHECK(strstr(b.data, "note: 50 eval lines"));
+    char want[64];
+    snprintf(want, sizeof want, "%.1f-%.1f%%", c->agreement_lo * 100, c->agreement_hi * 100);
+    HL_CHECK(strstr(b.data, want));
+    hl_buf_reset(&b);
+    HL_REQUIRE(hl_report_render(r, HL_REPORT_JSON, &b) == HL_OK);
+    json_error_t je;
+    json_t *root = json_loadb(b.data, b.len, 0, &je);
+    HL_REQUIRE(root);
+    json_t *g0 = json_array_get(json_object_get(root, "groups"), 0);
+    HL_CHECK_NEAR(json_number_value(json_object_get(g0, "agreement_lo")), c->agreement_lo, 1e-12);
+    HL_CHECK_INT_EQ(json_integer_value(json_object_get(g0, "scored")), 1200);
+    HL_CHECK_INT_EQ(json_integer_value(json_object_get(root, "eval_lines_skipped")), 50);
+    json_decref(root);
+    hl_buf_release(&b);
+    hl_report_free(r);
+
+    /* By prompt length: the planted drop on long prompts. */
+    r = build(&v, HL_STORE_GROUP_PROMPT_LENGTH, NULL, NULL, NULL);
+    HL_REQUIRE(r);
+    const hl_report_row *k1 = row(r, "0-1k"), *k4 = row(r, "1k-4k"), *k8 = row(r, "8k+");
+    HL_REQUIRE(k1 && k4 && k8 && !row(r, "4k-8k"));
+    HL_CHECK_STR_EQ(r->rows[0].group, "0-1k");
+    HL_CHECK_STR_EQ(r->rows[2].group, "8k+");
+    HL_CHECK_INT_EQ(k4->scored, 300);
+    HL_CHECK(k4->agreement_lo <= 0.75 && 0.75 <= k4->agreement_hi);
+    HL_CHECK(k8->agreement_lo <= 0.45 && 0.45 <= k8->agreement_hi);
+    HL_CHECK(k4->agreement_lo > k8->agreement_hi);
+    hl_report_free(r);
+
+    /* --include-eval: the eval lines count, as traffic and as scored lines. */
+    hl_report_opts o = {.group_by = HL_STORE_GROUP_TASK_TYPE, .from_ms = HL_STORE_TIME_MIN,
+                        .to_ms = HL_STORE_TIME_MAX, .include_eval = true};
+    char err[256];
+    HL_REQUIRE(hl_report_build(v.s, &o, &r, err, sizeof err) == HL_OK);
+    c = row(r, "classification");
+    HL_REQUIRE(c);
+    HL_CHECK_INT_EQ(r->eval_skipped, 0);
+    HL_CHECK_INT_EQ(c->requests, 1250);
+    HL_CHECK_INT_EQ(c->scored, 1250);
     hl_report_free(r);
     env_cleanup(&v);
 }
