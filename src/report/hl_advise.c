@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include "hl_ledger.h"
+#include "hl_report.h"
 
 /* ---- prices ---- */
 
@@ -124,10 +125,41 @@ static bool is_complex_task(const char *t) {
     return t && (!strcmp(t, "code_generation") || !strcmp(t, "analysis") || !strcmp(t, "reasoning"));
 }
 
+/* The task type entry of name (NULL: ""), added when new; past HL_ADVISE_MAX_TASKS, the last
+ * entry takes the rest as "(other)". */
+static hl_advise_task *task_of(hl_advise_measured *m, const char *name) {
+    if (!name) name = "";
+    for (size_t i = 0; i < m->n_tasks; i++)
+        if (!strcmp(m->tasks[i].name, name)) return &m->tasks[i];
+    if (m->n_tasks == HL_ADVISE_MAX_TASKS) {
+        hl_advise_task *t = &m->tasks[HL_ADVISE_MAX_TASKS - 1];
+        snprintf(t->name, sizeof t->name, "(other)");
+        return t;
+    }
+    hl_advise_task *t = &m->tasks[m->n_tasks++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    return t;
+}
+
+/* A scored line measures a local answer: a local line's score, or a cloud shadow's score
+ * against the local answer it shadowed. A cloud eval line measures the cloud: not counted. */
+static void measure_score(hl_advise_measured *m, const hl_ledger_record *l) {
+    if (!l->scored || (l->cloud && !l->shadow)) return;
+    hl_advise_task *t = task_of(m, l->task_type);
+    t->scored++;
+    t->agreed += l->agree;
+    m->scored++;
+}
+
 static hl_err measure_line(void *ud, const hl_ledger_entry *e, size_t line_no) {
     (void)line_no;
     hl_advise_measured *m = ud;
     const hl_ledger_record *l = &e->rec;
+    if (l->eval_run) { /* an offline eval run, not gateway traffic: its scores only */
+        m->eval_lines++;
+        measure_score(m, l);
+        return HL_OK;
+    }
     if (m->first_ts < 0 || l->timestamp < m->first_ts) m->first_ts = l->timestamp;
     if (l->timestamp > m->last_ts) m->last_ts = l->timestamp;
     if (l->cost_known) {
@@ -135,6 +167,16 @@ static hl_err measure_line(void *ud, const hl_ledger_entry *e, size_t line_no) {
         else m->local_cost_usd += l->cost_usd;
     } else {
         m->unknown_cost++;
+    }
+    if (!l->cloud && l->usage.output_tokens > 0 && l->latency_ms > 0) {
+        m->local_output_tokens += l->usage.output_tokens;
+        m->local_gen_ms += l->latency_ms;
+    }
+    measure_score(m, l);
+    if (l->shadow) { /* spent, but it answered no client */
+        m->shadow_lines++;
+        if (l->cost_known) m->shadow_cost_usd += l->cost_usd;
+        return HL_OK;
     }
     if (!l->cloud) {
         m->local_busy_ms += l->latency_ms;
@@ -152,6 +194,9 @@ static hl_err measure_line(void *ud, const hl_ledger_entry *e, size_t line_no) {
         m->sensitive += l->sensitive;
         m->simple_tasks += is_simple_task(l->task_type);
         m->complex_tasks += is_complex_task(l->task_type);
+        hl_advise_task *t = task_of(m, l->task_type);
+        t->requests++;
+        t->tokens += l->usage.input_tokens + l->usage.output_tokens;
     } else {
         m->failed++;
     }
@@ -200,6 +245,8 @@ void hl_advise_input_defaults(hl_advise_input *in) {
     in->power_usd_month = HL_ADVISE_POWER_USD_MONTH;
     in->busy_usd_hour = HL_ADVISE_BUSY_USD_HOUR;
     in->brief_scenario = true;
+    in->target = HL_ADVISE_TARGET;
+    in->min_samples = HL_ADVISE_MIN_SAMPLES;
 }
 
 const char *hl_advice_name(hl_advice a) {
@@ -207,7 +254,7 @@ const char *hl_advice_name(hl_advice a) {
     case HL_ADVICE_CLOUD: return "cloud";
     case HL_ADVICE_LOCAL: return "local";
     case HL_ADVICE_HYBRID: return "hybrid";
-    case HL_ADVICE_BREAK_EVEN: return "break-even";
+    case HL_ADVICE_MEASURE: return "measure (cloud now, local on a shadow share)";
     }
     return "?";
 }
@@ -336,6 +383,12 @@ static hl_err compute_inputs(const hl_advise_input *in, hl_advise_result *r, con
         snprintf(errbuf, errbuf_len, "hardware and power must be >= 0 and the amortization > 0 months");
         return HL_ERR_INVAL;
     }
+    if (!(in->target > 0 && in->target <= 1) || in->min_samples < 1 || !(in->throughput_tps >= 0) ||
+        !isfinite(in->throughput_tps)) {
+        snprintf(errbuf, errbuf_len, "the target must be within (0, 1], the minimum samples >= 1 and the "
+                                     "throughput >= 0");
+        return HL_ERR_INVAL;
+    }
     if (m) {
         double served = (double)(m->input_tokens + m->output_tokens);
         if (!(served > 0) || !(m->month_factor > 0)) {
@@ -367,6 +420,40 @@ static hl_err compute_inputs(const hl_advise_input *in, hl_advise_result *r, con
     return HL_OK;
 }
 
+/* Local throughput (output tokens per second of latency): stated, measured, or the brief's. */
+static void throughput(const hl_advise_input *in, hl_advise_result *r) {
+    const hl_advise_measured *m = in->measured;
+    if (in->throughput_tps > 0) {
+        r->throughput_tps = in->throughput_tps;
+        r->throughput_source = "--throughput";
+    } else if (m && m->local_output_tokens > 0 && m->local_gen_ms > 0) {
+        r->throughput_tps = (double)m->local_output_tokens / (m->local_gen_ms / 1000.0);
+        r->throughput_source = "measured: the ledger's local output tokens / their latency, one request at a time";
+    } else {
+        r->throughput_tps = HL_ADVISE_REQ_OUTPUT_TOKENS / (HL_ADVISE_REQ_LOCAL_MS / 1000.0);
+        r->throughput_source = "the brief's CostTracker example: 200 output tokens in 1,800 ms";
+    }
+}
+
+/* Machines for a load of busy hours: each gives HL_ADVISE_MACHINE_HOURS; at least one. */
+static int machines_for(double hours) {
+    double k = ceil(hours / HL_ADVISE_MACHINE_HOURS - 1e-9);
+    return k < 1 ? 1 : k > 1e6 ? 1000000 : (int)k;
+}
+
+/* The smallest local share of the tokens at which a hybrid costs less than all-cloud: at share
+ * s it needs k = machines_for(s x gpu_hours) machines and saves s x cloud - k x machine. Within
+ * k machines the least s is k x machine / cloud, if k machines can serve it. < 0: none. */
+static double break_even_share(const hl_advise_result *r) {
+    if (!(r->cloud_usd > 0)) return -1;
+    for (int k = 1; k <= r->machines; k++) {
+        double s = k * r->machine_usd / r->cloud_usd;
+        if (s > 1) return -1;
+        if (s * r->gpu_hours <= k * HL_ADVISE_MACHINE_HOURS + 1e-9) return s;
+    }
+    return -1;
+}
+
 /* The arithmetic: every figure of the result from the workload and the price. */
 static void compute_figures(const hl_advise_input *in, hl_advise_result *r, const hl_price *p) {
     const hl_advise_measured *m = in->measured;
@@ -377,14 +464,23 @@ static void compute_figures(const hl_advise_input *in, hl_advise_result *r, cons
     r->cloud_output_usd = r->output_tokens / 1e6 * p->output_per_mtok;
     r->cloud_usd = r->cloud_input_usd + r->cloud_output_usd;
     r->blended_per_mtok = share * p->input_per_mtok + (1 - share) * p->output_per_mtok;
-    r->hardware_month_usd = in->hardware_usd / in->amortize_months;
-    r->local_usd = r->hardware_month_usd + in->power_usd_month;
+    throughput(in, r);
+    r->gpu_hours = r->output_tokens / r->throughput_tps / 3600.0;
+    r->machines = machines_for(r->gpu_hours);
+    r->machine_usd = in->hardware_usd / in->amortize_months + in->power_usd_month;
+    r->hardware_month_usd = r->machines * in->hardware_usd / in->amortize_months;
+    r->local_usd = r->hardware_month_usd + r->machines * in->power_usd_month;
     r->saving_usd = r->cloud_usd - r->local_usd;
-    double net = r->cloud_usd - in->power_usd_month;
-    r->months_to_recover = net > 0 ? in->hardware_usd / net : -1;
-    r->break_even_tokens = r->blended_per_mtok > 0 ? r->local_usd / r->blended_per_mtok * 1e6 : -1;
+    double net = r->cloud_usd - r->machines * in->power_usd_month;
+    r->months_to_recover = net > 0 ? r->machines * in->hardware_usd / net : -1;
+    r->pays_back = r->months_to_recover >= 0 && r->months_to_recover <= in->amortize_months;
+    /* Break-even for one machine, if one machine can serve that volume. */
+    double per_machine_tokens = share < 1 ? r->throughput_tps * 3600.0 * HL_ADVISE_MACHINE_HOURS / (1 - share) : INFINITY;
+    r->break_even_tokens = r->blended_per_mtok > 0 ? r->machine_usd / r->blended_per_mtok * 1e6 : -1;
+    if (r->break_even_tokens > per_machine_tokens) r->break_even_tokens = -1;
     r->six_month_tokens =
         r->blended_per_mtok > 0 ? (in->hardware_usd / 6.0 + in->power_usd_month) / r->blended_per_mtok * 1e6 : -1;
+    r->break_even_share = break_even_share(r);
     r->busy_ms_per_token = HL_ADVISE_REQ_LOCAL_MS / HL_ADVISE_REQ_TOKENS;
     if (m && m->local_tokens > 0 && m->local_busy_ms > 0) {
         r->busy_ms_per_token = m->local_busy_ms / (double)m->local_tokens;
@@ -396,7 +492,6 @@ static void compute_figures(const hl_advise_input *in, hl_advise_result *r, cons
     r->cover_hours = in->busy_usd_hour > 0 ? r->local_usd / in->busy_usd_hour : -1;
     r->brief_note = !m && fabs(T - HL_ADVISE_BRIEF_TOKENS) < 0.5 &&
                     (in->brief_scenario || hl_advise_brief_headline(in->cloud_model, NULL, NULL, NULL));
-
 }
 
 /* Section 1 of the steps: the cloud's cost. */
@@ -430,14 +525,31 @@ static void local_steps(const hl_advise_input *in, hl_advise_result *r) {
     const double T = r->tokens_per_month;
     char v[72];
     bool hw_default = in->hardware_usd == HL_ADVISE_HARDWARE_USD && in->amortize_months == HL_ADVISE_AMORTIZE_MONTHS;
-    add_step(r, 2, "hardware", usd(r->hardware_month_usd).s, "= %s / %g months%s", usd(in->hardware_usd).s,
-             in->amortize_months, hw_default ? " (the brief: RTX 4070 ~$550, 3-year amortization)" : "");
+    snprintf(v, sizeof v, "%.1f tokens/s", r->throughput_tps);
+    add_step(r, 2, "local throughput", v, "output tokens per second of latency: %s", r->throughput_source);
+    snprintf(v, sizeof v, "%s h/month", grouped(r->gpu_hours, 1).s);
+    add_step(r, 2, "busy GPU hours", v, "= %s output tokens / %.1f per s / 3,600", tok(r->output_tokens).s,
+             r->throughput_tps);
+    snprintf(v, sizeof v, "%d", r->machines);
+    add_step(r, 2, "machines needed", v, "= %s h / %.0f busy hours a machine gives a month, rounded up", 
+             grouped(r->gpu_hours, 1).s, HL_ADVISE_MACHINE_HOURS);
+    if (r->machines == 1)
+        add_step(r, 2, "hardware", usd(r->hardware_month_usd).s, "= %s / %g months%s", usd(in->hardware_usd).s,
+                 in->amortize_months, hw_default ? " (the brief: RTX 4070 ~$550, 3-year amortization)" : "");
+    else
+        add_step(r, 2, "hardware", usd(r->hardware_month_usd).s, "= %d machines x %s / %g months%s", r->machines,
+                 usd(in->hardware_usd).s, in->amortize_months,
+                 hw_default ? " (the brief: RTX 4070 ~$550, 3-year amortization)" : "");
     add_step(r, 2, "power", usd(in->power_usd_month).s, "%s",
              in->power_usd_month == HL_ADVISE_POWER_USD_MONTH
                  ? "per month: our default, the brief gives no electricity figure (--power-usd-month)"
                  : "per month (--power-usd-month)");
-    add_step(r, 2, "local per month", usd(r->local_usd).s, "= %s + %s", usd(r->hardware_month_usd).s,
-             usd(in->power_usd_month).s);
+    if (r->machines == 1)
+        add_step(r, 2, "local per month", usd(r->local_usd).s, "= %s + %s", usd(r->hardware_month_usd).s,
+                 usd(in->power_usd_month).s);
+    else
+        add_step(r, 2, "local per month", usd(r->local_usd).s, "= %s + %d x %s power", usd(r->hardware_month_usd).s,
+                 r->machines, usd(in->power_usd_month).s);
     if (r->busy_measured)
         add_step(r, 2, "busy-time view", usd(r->busy_usd).s,
                  "= %s tokens x %.3f ms/token (measured locally) = %.3g h x $%g/h", tok(T).s, r->busy_ms_per_token,
@@ -459,29 +571,47 @@ static void break_even_steps(const hl_advise_input *in, hl_advise_result *r) {
     snprintf(v, sizeof v, "%s per month", usd(r->saving_usd).s);
     add_step(r, 3, "saving with local", v, "= %s cloud - %s local%s", usd(r->cloud_usd).s, usd(r->local_usd).s,
              r->saving_usd < 0 ? ": the cloud is cheaper" : "");
-    if (r->months_to_recover >= 0) {
+    char power[48];
+    if (r->machines == 1) snprintf(power, sizeof power, "%s power", usd(in->power_usd_month).s);
+    else snprintf(power, sizeof power, "%d x %s power", r->machines, usd(in->power_usd_month).s);
+    if (r->pays_back) {
         snprintf(v, sizeof v, "%.1f months", r->months_to_recover);
-        add_step(r, 3, "hardware recovered in", v, "= %s / (%s cloud - %s power)", usd(in->hardware_usd).s,
-                 usd(r->cloud_usd).s, usd(in->power_usd_month).s);
+        add_step(r, 3, "hardware recovered in", v, "= %s%s / (%s cloud - %s)", r->machines > 1 ? "machines x " : "",
+                 usd(in->hardware_usd).s, usd(r->cloud_usd).s, power);
+    } else if (r->months_to_recover >= 0) {
+        add_step(r, 3, "hardware recovered in", "never",
+                 "%.1f months, longer than the hardware's %g-month life: it never pays back", r->months_to_recover,
+                 in->amortize_months);
     } else {
         add_step(r, 3, "hardware recovered in", "never", "the cloud costs %s a month, no more than the power (%s)",
-                 usd(r->cloud_usd).s, usd(in->power_usd_month).s);
+                 usd(r->cloud_usd).s, usd(r->machines * in->power_usd_month).s);
     }
     if (r->break_even_tokens >= 0) {
         snprintf(v, sizeof v, "%s tokens/month", tok(r->break_even_tokens).s);
-        add_step(r, 3, "break-even volume", v, "= %s / %s per 1M: above it local is cheaper", usd(r->local_usd).s,
+        add_step(r, 3, "break-even volume", v, "= %s / %s per 1M: above it local is cheaper", usd(r->machine_usd).s,
                  usd(r->blended_per_mtok).s);
         snprintf(v, sizeof v, "%s tokens/month", tok(r->six_month_tokens).s);
         add_step(r, 3, "6-month payback from", v, "= (%s / 6 + %s) / %s per 1M", usd(in->hardware_usd).s,
                  usd(in->power_usd_month).s, usd(r->blended_per_mtok).s);
+    } else if (r->blended_per_mtok > 0) {
+        add_step(r, 3, "break-even volume", "none",
+                 "a machine's month of output at this throughput is worth less in the cloud than the machine");
     }
-
+    if (r->break_even_share >= 0) {
+        snprintf(v, sizeof v, "%s of the tokens", pct(r->break_even_share).s);
+        add_step(r, 3, "hybrid break-even share", v,
+                 "= %s hardware and power / %s cloud: the hardware costs the same whatever share it serves",
+                 usd(r->break_even_share * r->cloud_usd).s, usd(r->cloud_usd).s);
+    } else {
+        add_step(r, 3, "hybrid break-even share", "none", "even all-local costs more than the cloud (%s vs %s)",
+                 usd(r->local_usd).s, usd(r->cloud_usd).s);
+    }
 }
 
 /* Question 1: volume, the brief's tiers, checked against the arithmetic. */
 static void volume_question(hl_advise_result *r, const char *months) {
     const double T = r->tokens_per_month;
-    char (*q)[320] = r->matrix[0];
+    char (*q)[480] = r->matrix[0];
     if (T < 500e3) {
         snprintf(r->tier, sizeof r->tier, "under 500K");
         snprintf(q[0], sizeof q[0], "%s tokens/month is under 500K: \"Cloud APIs are cheaper. Use Claude 3.5 Sonnet.\"",
@@ -493,8 +623,16 @@ static void volume_question(hl_advise_result *r, const char *months) {
         snprintf(q[0], sizeof q[0],
                  "%s tokens/month is 500K-5M: \"Break-even zone. Depends on accuracy needs and privacy constraints.\"",
                  tok(T).s);
-        snprintf(q[1], sizeof q[1], "local %s vs cloud %s per month; hardware recovered: %s", usd(r->local_usd).s,
-                 usd(r->cloud_usd).s, months);
+        snprintf(q[1], sizeof q[1], "%s", ""); /* which side wins, by how much */
+        if (r->saving_usd <= 0)
+            snprintf(q[1], sizeof q[1], "no zone at these prices: the cloud wins, %s vs local %s per month (local costs "
+                                        "%.1fx as much)%s",
+                     usd(r->cloud_usd).s, usd(r->local_usd).s, r->cloud_usd > 0 ? r->local_usd / r->cloud_usd : INFINITY,
+                     r->break_even_tokens >= 0 ? "; local wins from the break-even volume below" : "");
+        else
+            snprintf(q[1], sizeof q[1], "local wins on price: %s vs cloud %s per month (%s saved, the cloud costs %.1fx "
+                                        "as much); hardware recovered: %s",
+                     usd(r->local_usd).s, usd(r->cloud_usd).s, usd(r->saving_usd).s, r->cloud_usd / r->local_usd, months);
     } else {
         snprintf(r->tier, sizeof r->tier, "5M+");
         snprintf(q[0], sizeof q[0],
@@ -502,6 +640,8 @@ static void volume_question(hl_advise_result *r, const char *months) {
                  tok(T).s);
         if (r->months_to_recover >= 0 && r->months_to_recover <= 6)
             snprintf(q[1], sizeof q[1], "holds: the hardware is recovered in %s", months);
+        else if (r->months_to_recover >= 0 && !r->pays_back)
+            snprintf(q[1], sizeof q[1], "does not hold at these prices: the hardware %s", months);
         else if (r->months_to_recover >= 0)
             snprintf(q[1], sizeof q[1],
                      "does not hold at these prices: the hardware takes %s (6 months needs %s tokens/month)", months,
@@ -515,7 +655,7 @@ static void volume_question(hl_advise_result *r, const char *months) {
 /* Questions 2 and 3: privacy and accuracy, as answered, and what the ledger measured. */
 static void privacy_accuracy_questions(const hl_advise_input *in, hl_advise_result *r) {
     const hl_advise_measured *m = in->measured;
-    char (*q)[320];
+    char (*q)[480];
     q = r->matrix[1];
     if (in->privacy == HL_PRIVACY_REQUIRED)
         snprintf(q[0], sizeof q[0], "required: \"Go local, no debate. GDPR, HIPAA, and customer contracts often require it.\"");
@@ -539,13 +679,113 @@ static void privacy_accuracy_questions(const hl_advise_input *in, hl_advise_resu
         snprintf(q[1], sizeof q[1], "measured mix: %s classification/extraction, %s code/analysis/reasoning, %s other",
                  pct((double)m->simple_tasks / (double)m->requests).s, pct((double)m->complex_tasks / (double)m->requests).s,
                  pct((double)(m->requests - m->simple_tasks - m->complex_tasks) / (double)m->requests).s);
-
+    if (r->measured_agreement)
+        snprintf(q[1] + strlen(q[1]), sizeof q[1] - strlen(q[1]),
+                 "; agreement measured on %zu scored lines decides instead of --accuracy (below)", m->scored);
 }
 
-/* The recommendation: privacy first, then accuracy, then volume (the matrix's order of
- * strength: privacy is "no debate", accuracy decides what local can do at all). */
+/* Per task type of the ledger: its measured agreement against the target. */
+static void measured_verdicts(const hl_advise_input *in, hl_advise_result *r) {
+    const hl_advise_measured *m = in->measured;
+    if (!m || !m->scored) return;
+    r->measured_agreement = true;
+    double served = (double)(m->input_tokens + m->output_tokens), local_hours = 0;
+    for (size_t i = 0; i < m->n_tasks; i++) {
+        const hl_advise_task *t = &m->tasks[i];
+        hl_advise_verdict *v = &r->verdicts[r->n_verdicts++];
+        snprintf(v->task, sizeof v->task, "%s", t->name[0] ? t->name : "(no task type)");
+        v->n = t->scored;
+        v->agreed = t->agreed;
+        v->rate = t->scored ? (double)t->agreed / (double)t->scored : NAN;
+        hl_report_wilson(t->agreed, t->scored, &v->lo, &v->hi);
+        v->token_share = served > 0 ? (double)t->tokens / served : 0;
+        v->cloud_usd_month = v->token_share * r->cloud_usd;
+        v->kind = t->scored < in->min_samples ? HL_VERDICT_MEASURING
+                  : v->lo >= in->target - 1e-12 ? HL_VERDICT_LOCAL
+                                                 : HL_VERDICT_CLOUD;
+        if (v->kind == HL_VERDICT_LOCAL) {
+            r->local_share += v->token_share;
+            local_hours += v->token_share * r->gpu_hours;
+        }
+    }
+    r->hybrid_machines = machines_for(local_hours);
+    r->hybrid_usd = (1 - r->local_share) * r->cloud_usd + r->hybrid_machines * r->machine_usd;
+}
+
+/* The route config that measures before anything moves: the cloud serves, a local backend
+ * answers 10% of the requests again, off the client's path, and the ledger scores them. */
+static void measure_snippet(hl_advise_result *r) {
+    snprintf(r->snippet, sizeof r->snippet,
+             "routes:\n"
+             "  - {name: privacy, when: {sensitive: true}, to: [local]}\n"
+             "  - {name: default, to: [cloud], shadow: {rate: 0.1, to: [local]}}\n");
+}
+
+static void add_measure_reasons(hl_advise_result *r) {
+    add_reason(r, "Measure before moving anything: keep the cloud serving and shadow 10%% of the requests to the "
+                  "local model (the config below); the ledger scores every shadow answer against the served one.");
+    add_reason(r, "After a few weeks `hybridllm report --group-by task_type` shows agreement per task type, and "
+                  "`hybridllm advise --ledger` routes local the task types that reach the target.");
+    measure_snippet(r);
+}
+
+/* The recommendation from measured agreement: the task types that reach the target go local
+ * when their cloud spend pays for the machines they need. */
+static void recommend_measured(const hl_advise_input *in, hl_advise_result *r) {
+    int n_local = 0, n_measuring = 0;
+    double moved = 0;
+    for (int i = 0; i < r->n_verdicts; i++) {
+        const hl_advise_verdict *v = &r->verdicts[i];
+        n_local += v->kind == HL_VERDICT_LOCAL;
+        n_measuring += v->kind == HL_VERDICT_MEASURING;
+        if (v->kind == HL_VERDICT_LOCAL) moved += v->cloud_usd_month;
+    }
+    double saving = r->cloud_usd - r->hybrid_usd;
+    if (!n_local) {
+        r->advice = n_measuring ? HL_ADVICE_MEASURE : HL_ADVICE_CLOUD;
+        add_reason(r, "No task type reaches the %s agreement target on enough samples: keep the cloud%s.",
+                   pct(in->target).s, n_measuring ? " and the shadow running until the measurement is done" : "");
+        if (n_measuring) measure_snippet(r);
+        return;
+    }
+    if (saving <= 0) {
+        r->advice = HL_ADVICE_CLOUD;
+        add_reason(r, "The task types that reach the target carry %s of the tokens, %s of cloud spend a month: less "
+                      "than the %d local machine(s) they need (%s); a hybrid needs %s of the tokens local to break "
+                      "even.",
+                   pct(r->local_share).s, usd(moved).s, r->hybrid_machines, usd(r->hybrid_machines * r->machine_usd).s,
+                   r->break_even_share >= 0 ? pct(r->break_even_share).s : "more than 100%");
+        return;
+    }
+    r->advice = n_local == r->n_verdicts ? HL_ADVICE_LOCAL : HL_ADVICE_HYBRID;
+    add_reason(r, "Route the task types marked local above (%s of the tokens) to the local model: %s of cloud spend a "
+                  "month moves to %d machine(s) at %s, saving %s a month.",
+               pct(r->local_share).s, usd(moved).s, r->hybrid_machines, usd(r->hybrid_machines * r->machine_usd).s,
+               usd(saving).s);
+    if (n_local < r->n_verdicts)
+        add_reason(r, "Keep the others in the cloud%s.",
+                   n_measuring ? ", and the shadow running where the measurement is still short of samples" : "");
+}
+
+/* The hybrid's arithmetic with fixed hardware: what local share it needs to save at all. */
+static void add_hybrid_share_reason(hl_advise_result *r) {
+    if (r->break_even_share >= 0)
+        add_reason(r, "A hybrid pays only above %s of the tokens local: the hardware costs %s a month whatever share it "
+                      "serves, and each 10%% of the tokens moved local saves %s of cloud spend (`hybridllm simulate` "
+                      "replays a split).",
+                   pct(r->break_even_share).s, usd(r->break_even_share * r->cloud_usd).s, usd(r->cloud_usd / 10).s);
+    else
+        add_reason(r, "No local share pays: even all-local (%s) costs more than all-cloud (%s).", usd(r->local_usd).s,
+                   usd(r->cloud_usd).s);
+}
+
+/* The recommendation: privacy first, then accuracy (measured, else as answered), then volume
+ * (the matrix's order of strength: privacy is "no debate", accuracy decides what local can
+ * do at all). */
 static void recommend(const hl_advise_input *in, hl_advise_result *r, const char *months) {
     const double T = r->tokens_per_month;
+    double ratio = r->cloud_usd > 0 && r->local_usd > 0 ? fmax(r->cloud_usd, r->local_usd) / fmin(r->cloud_usd, r->local_usd)
+                                                         : INFINITY;
     if (in->privacy == HL_PRIVACY_REQUIRED) {
         r->advice = HL_ADVICE_LOCAL;
         add_reason(r, "Privacy is required: the data must not leave your hardware, whatever the volume or the price.");
@@ -555,6 +795,8 @@ static void recommend(const hl_advise_input *in, hl_advise_result *r, const char
         if (r->saving_usd < 0)
             add_reason(r, "Local costs %s a month more than the cloud would at this volume; privacy decides, not price.",
                        usd(-r->saving_usd).s);
+    } else if (r->measured_agreement) {
+        recommend_measured(in, r);
     } else if (in->accuracy == HL_ACCURACY_REASONING) {
         r->advice = HL_ADVICE_CLOUD;
         add_reason(r, "Reasoning and code generation: cloud models are significantly better; use Claude 3.5 Sonnet.");
@@ -567,41 +809,33 @@ static void recommend(const hl_advise_input *in, hl_advise_result *r, const char
         add_reason(r, "Under 500K tokens a month the cloud is %s a month against %s for local hardware, with no "
                       "infrastructure to run.",
                    usd(r->cloud_usd).s, usd(r->local_usd).s);
-    } else if (T < 5e6) {
-        if (in->accuracy == HL_ACCURACY_CLASSIFICATION) {
-            r->advice = r->saving_usd > 0 ? HL_ADVICE_LOCAL : HL_ADVICE_CLOUD;
-            add_reason(r, "Classification/extraction runs fine on a local 7B model, so price decides: local %s vs "
-                          "cloud %s a month.",
-                       usd(r->local_usd).s, usd(r->cloud_usd).s);
-        } else {
-            r->advice = HL_ADVICE_BREAK_EVEN;
-            add_reason(r, "Break-even zone: local %s vs cloud %s a month; hardware recovered: %s.",
-                       usd(r->local_usd).s, usd(r->cloud_usd).s, months);
-            if (T >= 2e6)
-                add_reason(r, "From 2M tokens a month the brief's advice: run the hybrid router on 10%% of the "
-                              "workload for 30 days, measure cost per inference on both sides, then decide.");
-            else
-                add_reason(r, "Start with the cloud, measure quality and cost in the ledger, and revisit.");
-        }
     } else if (r->saving_usd <= 0) {
         r->advice = HL_ADVICE_CLOUD;
-        add_reason(r, "The brief's 5M+ tier assumes local is cheaper; at these prices it is not (cloud %s vs local "
-                      "%s a month).",
-                   usd(r->cloud_usd).s, usd(r->local_usd).s);
+        add_reason(r, "%s: the cloud wins at these prices, %s a month against %s for local hardware (local costs "
+                      "%.1fx as much; hardware recovered: %s).",
+                   T < 5e6 ? "The brief calls 500K-5M the break-even zone" : "The brief's 5M+ tier assumes local is cheaper",
+                   usd(r->cloud_usd).s, usd(r->local_usd).s, ratio, months);
+        if (r->break_even_tokens >= 0)
+            add_reason(r, "Local wins from %s tokens a month at these prices.", tok(r->break_even_tokens).s);
     } else if (in->accuracy == HL_ACCURACY_CLASSIFICATION) {
         r->advice = HL_ADVICE_LOCAL;
-        add_reason(r, "A narrow classification/extraction workload at %s tokens/month: a local 7B model (Mistral "
-                      "7B) takes all of it and saves %s a month; hardware recovered: %s.",
-                   tok(T).s, usd(r->saving_usd).s, months);
+        add_reason(r, "A narrow classification/extraction workload at %s tokens/month: a local 7B model (Mistral 7B) "
+                      "takes all of it: local %s against cloud %s a month, %s saved (the cloud costs %.1fx as much); "
+                      "hardware recovered: %s.",
+                   tok(T).s, usd(r->local_usd).s, usd(r->cloud_usd).s, usd(r->saving_usd).s, ratio, months);
+    } else if (in->accuracy == HL_ACCURACY_UNSURE || T < 5e6) {
+        r->advice = HL_ADVICE_MEASURE;
+        add_reason(r, "Local would win on price (%s against %s a month, %s saved; hardware recovered: %s) if its "
+                      "quality holds, which nothing has measured yet: \"Start with cloud, measure quality, swap to "
+                      "local if it meets thresholds.\"",
+                   usd(r->local_usd).s, usd(r->cloud_usd).s, usd(r->saving_usd).s, months);
+        add_measure_reasons(r);
     } else {
         r->advice = HL_ADVICE_HYBRID;
         add_reason(r, "Route classification, extraction and summarization to a local 7B model and reasoning and "
                       "code to the cloud; sensitive requests stay local.");
-        add_reason(r, "All-local would save %s a month and recover the hardware in %s; the hybrid saves less, in "
-                      "proportion to its local share (`hybridllm simulate`).",
-                   usd(r->saving_usd).s, months);
-        if (in->accuracy == HL_ACCURACY_UNSURE)
-            add_reason(r, "Accuracy unsure: start the local share on 10%% of the traffic and measure quality.");
+        add_reason(r, "All-local would save %s a month and recover the hardware in %s.", usd(r->saving_usd).s, months);
+        add_hybrid_share_reason(r);
     }
 }
 
@@ -618,10 +852,16 @@ hl_err hl_advise_compute(const hl_advise_input *in, hl_advise_result *r, char *e
     cloud_steps(in, r, p, source);
     local_steps(in, r);
     break_even_steps(in, r);
-    char months[64];
-    if (r->months_to_recover >= 0) snprintf(months, sizeof months, "%.1f months", r->months_to_recover);
-    else snprintf(months, sizeof months, "never (the cloud costs no more than the power)");
+    char months[160];
+    if (r->pays_back)
+        snprintf(months, sizeof months, "%.1f months", r->months_to_recover);
+    else if (r->months_to_recover >= 0)
+        snprintf(months, sizeof months, "never pays back (%.1f months, longer than its %g-month life)",
+                 r->months_to_recover, in->amortize_months);
+    else
+        snprintf(months, sizeof months, "never (the cloud costs no more than the power)");
     volume_question(r, months);
+    measured_verdicts(in, r);
     privacy_accuracy_questions(in, r);
     recommend(in, r, months);
     return HL_OK;
@@ -674,6 +914,38 @@ static hl_err render_brief_note(const hl_advise_result *r, hl_buf *o) {
     return e;
 }
 
+/* One verdict as a sentence: "route classification to local: 96.1% agreement (95% interval
+ * 94.8%-97.0%) on 1,214 samples, saves $X a month". */
+static hl_err render_verdict(const hl_advise_input *in, const hl_advise_verdict *v, hl_buf *o) {
+    if (v->kind == HL_VERDICT_MEASURING)
+        return hl_buf_printf(o, "  keep %s in the cloud: measurement still running, %s of %s samples%s%s\n", v->task,
+                             tok((double)v->n).s, tok((double)in->min_samples).s, v->n ? " so far at " : "",
+                             v->n ? pct(v->rate).s : "");
+    char interval[200];
+    snprintf(interval, sizeof interval, "%s agreement (95%% interval %s-%s) on %s samples", pct(v->rate).s, pct(v->lo).s,
+             pct(v->hi).s, tok((double)v->n).s);
+    if (v->kind == HL_VERDICT_LOCAL)
+        return hl_buf_printf(o, "  route %s to local: %s, saves %s a month of cloud spend\n", v->task, interval,
+                             usd(v->cloud_usd_month).s);
+    return hl_buf_printf(o, "  keep %s in the cloud: %s, the lower bound is below the %s target\n", v->task, interval,
+                         pct(in->target).s);
+}
+
+static hl_err render_verdicts(const hl_advise_input *in, const hl_advise_result *r, hl_buf *o) {
+    hl_err e = hl_buf_printf(o, "\nMeasured agreement of the local model (target %s on the interval's lower bound, at "
+                                "least %zu samples)\n",
+                             pct(in->target).s, in->min_samples);
+    for (int k = HL_VERDICT_LOCAL; k <= HL_VERDICT_MEASURING; k++) /* local first */
+        for (int i = 0; !e && i < r->n_verdicts; i++)
+            if ((int)r->verdicts[i].kind == k) e = render_verdict(in, &r->verdicts[i], o);
+    if (!e && r->local_share > 0)
+        e = hl_buf_printf(o, "  local: %s of the tokens; hybrid %s a month (%s cloud + %d machine(s) x %s) against "
+                             "all-cloud %s\n",
+                          pct(r->local_share).s, usd(r->hybrid_usd).s, usd((1 - r->local_share) * r->cloud_usd).s,
+                          r->hybrid_machines, usd(r->machine_usd).s, usd(r->cloud_usd).s);
+    return e;
+}
+
 hl_err hl_advise_render_text(const hl_advise_input *in, const hl_advise_result *r, hl_buf *o) {
     hl_err e = hl_buf_printf(o, "hybridllm advise: cloud or local, from the product brief's decision matrix\n");
     if (!e && !in->measured && in->brief_scenario)
@@ -693,8 +965,11 @@ hl_err hl_advise_render_text(const hl_advise_input *in, const hl_advise_result *
         e = hl_buf_printf(o, "  %-16s %s\n", questions[i], r->matrix[i][0]);
         if (!e && r->matrix[i][1][0]) e = hl_buf_printf(o, "  %-16s check: %s\n", "", r->matrix[i][1]);
     }
+    if (!e && r->measured_agreement) e = render_verdicts(in, r, o);
     if (!e) e = hl_buf_printf(o, "\nRecommendation: %s\n", hl_advice_name(r->advice));
     for (int i = 0; !e && i < r->n_reasons; i++) e = hl_buf_printf(o, "  - %s\n", r->reasons[i]);
+    if (!e && r->snippet[0])
+        e = hl_buf_printf(o, "\nRoute config to measure with (backend names are yours):\n%s", r->snippet);
     if (!e && r->brief_note) e = render_brief_note(r, o);
     return e;
 }
@@ -772,6 +1047,11 @@ static json_t *json_local(const hl_advise_input *in, const hl_advise_result *r) 
     jset(l, "busy_hours_per_month", json_real(r->busy_hours));
     jset(l, "busy_usd_per_month", json_real(r->busy_usd));
     jset(l, "busy_hours_to_pay_local", jnum_or_null(r->cover_hours, r->cover_hours >= 0));
+    jset(l, "throughput_tokens_per_s", json_real(r->throughput_tps));
+    jset(l, "throughput_source", json_string(r->throughput_source));
+    jset(l, "gpu_hours_per_month", json_real(r->gpu_hours));
+    jset(l, "machines", json_integer(r->machines));
+    jset(l, "machine_usd_per_month", json_real(r->machine_usd));
     return l;
 }
 
@@ -780,6 +1060,8 @@ static json_t *json_break_even(const hl_advise_result *r) {
     if (!b) return NULL;
     jset(b, "saving_usd_per_month", json_real(r->saving_usd));
     jset(b, "months_to_recover", jnum_or_null(r->months_to_recover, r->months_to_recover >= 0));
+    jset(b, "pays_back", json_boolean(r->pays_back));
+    jset(b, "hybrid_break_even_share", jnum_or_null(r->break_even_share, r->break_even_share >= 0));
     jset(b, "break_even_tokens_per_month", jnum_or_null(r->break_even_tokens, r->break_even_tokens >= 0));
     jset(b, "six_month_payback_tokens_per_month", jnum_or_null(r->six_month_tokens, r->six_month_tokens >= 0));
     return b;
@@ -805,7 +1087,38 @@ static json_t *json_decision(const hl_advise_result *r) {
     jset(d, "matrix", matrix);
     jset(d, "advice", json_string(hl_advice_name(r->advice)));
     jset(d, "reasons", reasons);
+    jset(d, "config_snippet", r->snippet[0] ? json_string(r->snippet) : json_null());
     return d;
+}
+
+static const char *verdict_name(hl_advise_verdict_kind k) {
+    return k == HL_VERDICT_LOCAL ? "local" : k == HL_VERDICT_CLOUD ? "cloud" : "measuring";
+}
+
+static json_t *json_measured(const hl_advise_input *in, const hl_advise_result *r) {
+    json_t *o = json_object(), *tasks = json_array();
+    bool ok = o && tasks;
+    for (int i = 0; ok && i < r->n_verdicts; i++) {
+        const hl_advise_verdict *v = &r->verdicts[i];
+        json_t *t = json_pack("{s:s, s:s, s:I, s:I, s:o, s:o, s:o, s:f, s:f}", "task_type", v->task, "verdict",
+                              verdict_name(v->kind), "samples", (json_int_t)v->n, "agreed", (json_int_t)v->agreed,
+                              "agreement", jnum_or_null(v->rate, v->n > 0), "agreement_lo",
+                              jnum_or_null(v->lo, v->n > 0), "agreement_hi", jnum_or_null(v->hi, v->n > 0),
+                              "token_share", v->token_share, "cloud_usd_per_month", v->cloud_usd_month);
+        ok = t && !json_array_append_new(tasks, t);
+    }
+    if (!ok) {
+        json_decref(o);
+        json_decref(tasks);
+        return NULL;
+    }
+    jset(o, "target", json_real(in->target));
+    jset(o, "min_samples", json_integer((json_int_t)in->min_samples));
+    jset(o, "task_types", tasks);
+    jset(o, "local_share", json_real(r->local_share));
+    jset(o, "hybrid_usd_per_month", json_real(r->hybrid_usd));
+    jset(o, "hybrid_machines", json_integer(r->hybrid_machines));
+    return o;
 }
 
 static json_t *json_steps(const hl_advise_result *r) {
@@ -842,12 +1155,13 @@ static json_t *json_brief_note(const hl_advise_result *r) {
 hl_err hl_advise_render_json(const hl_advise_input *in, const hl_advise_result *r, hl_buf *out) {
     json_t *root = json_object();
     static const char *const keys[] = {"workload", "cloud", "local", "break_even", "decision", "arithmetic",
-                                       "brief_discrepancy"};
+                                       "measured_agreement", "brief_discrepancy"};
     json_t *parts[] = {json_workload(in, r), json_cloud(in, r), json_local(in, r), json_break_even(r),
-                       json_decision(r), json_steps(r), r->brief_note ? json_brief_note(r) : NULL};
+                       json_decision(r), json_steps(r), r->measured_agreement ? json_measured(in, r) : NULL,
+                       r->brief_note ? json_brief_note(r) : NULL};
     bool ok = root != NULL;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        bool wanted = i < 6 || r->brief_note;
+        bool wanted = i < 6 || (i == 6 ? r->measured_agreement : r->brief_note);
         if (wanted && (!ok || !parts[i])) ok = false;
         if (ok && wanted) jset(root, keys[i], parts[i]);
         else json_decref(parts[i]);

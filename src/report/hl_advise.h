@@ -8,6 +8,22 @@
  *   local $/month  = hardware price / amortization months + power per month
  *   months to recover the hardware = hardware price / (cloud $/month - power per month)
  *
+ * Capacity: one machine serves at most 720 busy hours a month. The output tokens a month
+ * divided by the local throughput (output tokens per second of local latency: --throughput,
+ * else measured from the ledger's local lines, else the brief's CostTracker example, 200
+ * tokens in 1,800 ms) give the busy hours, hence the machines needed, each charged its
+ * hardware and power. A payback longer than the amortization (the hardware's life) never
+ * pays back. With fixed hardware a hybrid saves (local share x cloud $/month) - local $/month:
+ * the break-even share is the local share at which that reaches 0.
+ *
+ * Measured agreement (`advise --ledger` when the ledger has scored lines, from shadow
+ * comparisons or eval runs): per task type, the share of scored lines that measure a local
+ * answer (a local line's score, or a cloud shadow's score against the local answer it
+ * shadowed) whose answer agreed, with its 95% Wilson interval. A task type whose interval's
+ * lower bound reaches the target (default 0.95) on at least min_samples lines is routed
+ * local; fewer lines: the measurement is still running, keep it in the cloud. This replaces
+ * --accuracy.
+ *
  * The workload comes from flags or from the gateway's JSONL ledger, extrapolated to a 30-day
  * month. Prices come from a gateway config's `prices` when it has the model, else from a
  * built-in table of the brief's models. The brief's own headline totals (~$1,800/month for
@@ -36,6 +52,11 @@
 #define HL_ADVISE_BUSY_USD_HOUR 0.05       /* CostTracker's local_cost_per_hour */
 #define HL_ADVISE_REQ_TOKENS 650.0         /* CostTracker's example request: 450 in + 200 out */
 #define HL_ADVISE_REQ_LOCAL_MS 1800.0      /* ... served locally in 1,800 ms */
+#define HL_ADVISE_REQ_OUTPUT_TOKENS 200.0  /* ... of which 200 output tokens */
+#define HL_ADVISE_MACHINE_HOURS 720.0      /* busy hours one machine gives in a 30-day month */
+#define HL_ADVISE_TARGET 0.95              /* default agreement target */
+#define HL_ADVISE_MIN_SAMPLES 100          /* default scored lines a task type needs */
+#define HL_ADVISE_MAX_TASKS 64             /* task types tracked from a ledger (the rest: one "other") */
 
 /* ---- prices ---- */
 
@@ -59,6 +80,14 @@ void hl_advise_fmt_usd(double x, char *buf, size_t len);
 /* What a ledger says about the workload. Requests are the served answers: lines with status
  * "ok" (or none); their tokens are the workload. Costs add up every attempt, since escalated
  * and failed attempts were paid for too. */
+/* One task type of a ledger ("" for lines without one). */
+typedef struct hl_advise_task {
+    char name[64];
+    size_t requests;         /* served */
+    long long tokens;        /* served input + output */
+    size_t scored, agreed;   /* scored lines measuring a local answer */
+} hl_advise_task;
+
 typedef struct hl_advise_measured {
     const char *path;        /* borrowed */
     size_t lines;            /* records read: valid, first with their key */
@@ -78,6 +107,14 @@ typedef struct hl_advise_measured {
     double first_ts, last_ts;
     double period_days;      /* last - first, or the override */
     double month_factor;     /* 30 / period_days */
+    long long local_output_tokens; /* of local attempts with output, shadows included ... */
+    double local_gen_ms;     /* ... and their latency: the measured throughput */
+    size_t shadow_lines;     /* shadow attempts: spend, never served requests */
+    double shadow_cost_usd;  /* their cost (also in cloud_cost_usd / local_cost_usd) */
+    size_t eval_lines;       /* `hybridllm eval` lines: only their scores are used */
+    size_t scored;           /* scored lines measuring a local answer, all task types */
+    hl_advise_task tasks[HL_ADVISE_MAX_TASKS];
+    size_t n_tasks;
 } hl_advise_measured;
 
 /* Summarizes the ledger at path into *m. period_days > 0 overrides the covered period
@@ -97,7 +134,10 @@ typedef enum hl_advise_accuracy {
     HL_ACCURACY_REASONING,      /* reasoning/code generation */
     HL_ACCURACY_UNSURE,
 } hl_advise_accuracy;
-typedef enum hl_advice { HL_ADVICE_CLOUD, HL_ADVICE_LOCAL, HL_ADVICE_HYBRID, HL_ADVICE_BREAK_EVEN } hl_advice;
+/* HL_ADVICE_MEASURE: start with the cloud and measure the local model on a shadow share of
+ * the traffic (the brief's "Start with cloud, measure quality, swap to local if it meets
+ * thresholds"). */
+typedef enum hl_advice { HL_ADVICE_CLOUD, HL_ADVICE_LOCAL, HL_ADVICE_HYBRID, HL_ADVICE_MEASURE } hl_advice;
 
 typedef struct hl_advise_input {
     double tokens_per_month;  /* ignored with measured: the ledger's, extrapolated */
@@ -110,6 +150,9 @@ typedef struct hl_advise_input {
     const hl_config *prices;  /* borrowed; NULL: the built-in table only */
     const hl_advise_measured *measured; /* borrowed; NULL: the workload comes from the flags */
     bool brief_scenario;      /* no workload flags were given: the brief's scenario */
+    double target;            /* agreement a task type needs to go local (0..1] */
+    size_t min_samples;       /* scored lines it needs before it is judged (>= 1) */
+    double throughput_tps;    /* local output tokens per second; 0: measured, else the brief's */
 } hl_advise_input;
 
 /* The brief's scenario and defaults. */
@@ -121,6 +164,22 @@ typedef struct hl_advise_step {
     char value[72];
     char formula[240];        /* how value was computed, or where it came from */
 } hl_advise_step;
+
+typedef enum hl_advise_verdict_kind {
+    HL_VERDICT_LOCAL,         /* the interval's lower bound reaches the target */
+    HL_VERDICT_CLOUD,         /* it does not */
+    HL_VERDICT_MEASURING,     /* fewer than min_samples scored lines: keep the cloud */
+} hl_advise_verdict_kind;
+
+/* Measured agreement of one task type, and what it decides. */
+typedef struct hl_advise_verdict {
+    char task[64];
+    hl_advise_verdict_kind kind;
+    size_t n, agreed;
+    double rate, lo, hi;      /* NAN when n == 0 */
+    double cloud_usd_month;   /* its cloud spend a month: what going local saves in the cloud */
+    double token_share;       /* of served tokens */
+} hl_advise_verdict;
 
 typedef struct hl_advise_result {
     hl_price price;           /* price.model borrowed from the table or the config */
@@ -137,12 +196,26 @@ typedef struct hl_advise_result {
     double busy_ms_per_token; /* measured, or the brief's example (1,800 ms / 650 tokens) */
     bool busy_measured;
     double cover_hours;       /* busy hours a month at which busy_usd_hour pays local_usd */
+    double throughput_tps;    /* local output tokens per second of latency */
+    const char *throughput_source; /* "--throughput", "measured ..." or the brief's; static */
+    double gpu_hours;         /* output tokens a month / throughput */
+    int machines;             /* ceil(gpu_hours / 720), at least 1: charged in local_usd */
+    double machine_usd;       /* one machine's hardware / amortization + power, per month */
+    bool pays_back;           /* months_to_recover within the amortization (the hardware's life) */
+    double break_even_share;  /* local share of the tokens a hybrid needs to save; < 0: none */
+    bool measured_agreement;  /* the ledger has scored lines: verdicts replace --accuracy */
+    hl_advise_verdict verdicts[HL_ADVISE_MAX_TASKS];
+    int n_verdicts;
+    double local_share;       /* of served tokens, in task types judged local */
+    double hybrid_usd;        /* with those local: the rest's cloud + their machines, per month */
+    int hybrid_machines;
+    char snippet[400];        /* a route config to measure with (advice MEASURE), else "" */
     hl_advice advice;
     char tier[24];            /* "under 500K", "500K-5M", "5M+" */
-    char matrix[3][2][320];   /* per question: the brief's answer, our check of it */
-    char reasons[6][400];
+    char matrix[3][2][480];   /* per question: the brief's answer, our check of it */
+    char reasons[10][400];
     int n_reasons;
-    hl_advise_step steps[32];
+    hl_advise_step steps[40];
     int n_steps;
     bool brief_note;          /* the brief's scenario: show its headline discrepancy */
 } hl_advise_result;

@@ -212,8 +212,11 @@ HL_TEST(decision_matrix) {
         /* volume alone */
         {100e3, NULL, HL_PRIVACY_UNSET, HL_ACCURACY_UNSET, HL_ADVICE_CLOUD, "under 500K"},
         {499999, NULL, HL_PRIVACY_NO, HL_ACCURACY_UNSURE, HL_ADVICE_CLOUD, "under 500K"},
-        {500e3, NULL, HL_PRIVACY_UNSET, HL_ACCURACY_UNSET, HL_ADVICE_BREAK_EVEN, "500K-5M"},
-        {3e6, NULL, HL_PRIVACY_UNSET, HL_ACCURACY_UNSURE, HL_ADVICE_BREAK_EVEN, "500K-5M"},
+        /* 500K-5M: the arithmetic says which side wins; where local would, measure first */
+        {500e3, NULL, HL_PRIVACY_UNSET, HL_ACCURACY_UNSET, HL_ADVICE_CLOUD, "500K-5M"},   /* $3.30 < $25.28 */
+        {3e6, NULL, HL_PRIVACY_UNSET, HL_ACCURACY_UNSURE, HL_ADVICE_CLOUD, "500K-5M"},    /* $19.80 */
+        {4.5e6, NULL, HL_PRIVACY_UNSET, HL_ACCURACY_UNSURE, HL_ADVICE_MEASURE, "500K-5M"}, /* $29.70 */
+        {10e6, NULL, HL_PRIVACY_UNSET, HL_ACCURACY_UNSURE, HL_ADVICE_MEASURE, "5M+"},
         {5e6, NULL, HL_PRIVACY_UNSET, HL_ACCURACY_UNSET, HL_ADVICE_HYBRID, "5M+"},
         /* privacy: local, no debate, whatever the volume or the accuracy */
         {100e3, NULL, HL_PRIVACY_REQUIRED, HL_ACCURACY_UNSET, HL_ADVICE_LOCAL, "under 500K"},
@@ -247,6 +250,144 @@ HL_TEST(decision_matrix) {
         HL_CHECK_STR_EQ(r.tier, c->tier);
         HL_CHECK(r.n_reasons >= 1);
     }
+}
+
+/* ---- the conclusions (issue 13): each pinned where the old advisor went wrong ---- */
+
+static void compute_at(double tokens, const char *model, hl_advise_accuracy acc, hl_advise_result *r) {
+    hl_advise_input in;
+    hl_advise_input_defaults(&in);
+    in.brief_scenario = false;
+    in.tokens_per_month = tokens;
+    if (model) in.cloud_model = model;
+    in.accuracy = acc;
+    char err[256];
+    if (hl_advise_compute(&in, r, err, sizeof err) != HL_OK) abort();
+}
+
+static bool has_reason(const hl_advise_result *r, const char *s) {
+    for (int i = 0; i < r->n_reasons; i++)
+        if (strstr(r->reasons[i], s)) return true;
+    return false;
+}
+
+/* 500K-5M was "break-even zone" where the figures show the cloud 7.7x cheaper (500K: $3.30
+ * against $25.28): say which side wins and by how much. */
+HL_TEST(break_even_zone_says_which_side_wins_and_by_how_much) {
+    hl_advise_result r;
+    compute_at(500e3, NULL, HL_ACCURACY_UNSET, &r);
+    HL_CHECK_INT_EQ(r.advice, HL_ADVICE_CLOUD);
+    HL_CHECK(strstr(r.matrix[0][1], "the cloud wins, $3.30 vs local $25.28 per month (local costs 7.7x as much)"));
+    HL_CHECK(has_reason(&r, "the cloud wins at these prices, $3.30 a month against $25.28"));
+    HL_CHECK(has_reason(&r, "Local wins from 3,829,966 tokens a month"));
+    compute_at(3.8e6, NULL, HL_ACCURACY_UNSET, &r); /* $25.08: the cloud, barely */
+    HL_CHECK_INT_EQ(r.advice, HL_ADVICE_CLOUD);
+    HL_CHECK(strstr(r.matrix[0][1], "(local costs 1.0x as much)"));
+    compute_at(4.5e6, NULL, HL_ACCURACY_UNSET, &r); /* $29.70: local wins by $4.42 */
+    HL_CHECK(strstr(r.matrix[0][1], "local wins on price: $25.28 vs cloud $29.70 per month ($4.42 saved"));
+    for (int i = 0; i < 3; i++) HL_CHECK(!strstr(r.matrix[0][1], "Break-even zone:"));
+}
+
+/* --accuracy unsure at 10M gave "hybrid"; the brief says "start with cloud, measure": the
+ * advice is the shadow set-up that measures it, with its route config. */
+HL_TEST(unsure_means_measure_with_a_shadow_share) {
+    hl_advise_result r;
+    compute_at(10e6, NULL, HL_ACCURACY_UNSURE, &r);
+    HL_CHECK_INT_EQ(r.advice, HL_ADVICE_MEASURE);
+    HL_CHECK(strstr(r.snippet, "shadow: {rate: 0.1, to: [local]}") != NULL);
+    HL_CHECK(strstr(r.snippet, "to: [cloud]") != NULL);
+    HL_CHECK(strstr(r.snippet, "when: {sensitive: true}, to: [local]") != NULL);
+    hl_advise_input in;
+    hl_advise_input_defaults(&in);
+    in.accuracy = HL_ACCURACY_UNSURE;
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_advise_render_text(&in, &r, &b) == HL_OK);
+    HL_CHECK(contains(&b, "Recommendation: measure"));
+    HL_CHECK(contains(&b, "Route config to measure with"));
+    HL_CHECK(contains(&b, "shadow: {rate: 0.1, to: [local]}"));
+    hl_buf_reset(&b);
+    HL_REQUIRE(hl_advise_render_json(&in, &r, &b) == HL_OK);
+    json_t *j = json_loads(b.data, 0, NULL);
+    HL_REQUIRE(j);
+    HL_CHECK(strstr(json_string_value(json_object_get(json_object_get(j, "decision"), "config_snippet")),
+                    "shadow: {rate: 0.1") != NULL);
+    json_decref(j);
+    hl_buf_release(&b);
+    /* Not given at all, 5M+: still the hybrid (the brief's router) */
+    compute_at(10e6, NULL, HL_ACCURACY_UNSET, &r);
+    HL_CHECK_INT_EQ(r.advice, HL_ADVICE_HYBRID);
+    HL_CHECK(!r.snippet[0]);
+}
+
+/* A payback longer than the 36-month hardware life is no payback: 2M tokens on Claude
+ * ($13.20) recover $550 at $3.20 a month in 171.9 months; gpt-4o-mini at 50M ($14.25) in
+ * 129.4. */
+HL_TEST(payback_past_the_hardware_life_never_pays_back) {
+    hl_advise_result r;
+    compute_at(2e6, NULL, HL_ACCURACY_UNSET, &r);
+    HL_CHECK_NEAR(r.months_to_recover, 550.0 / 3.2, 1e-9);
+    HL_CHECK(!r.pays_back);
+    hl_advise_input in;
+    hl_advise_input_defaults(&in);
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_advise_render_text(&in, &r, &b) == HL_OK);
+    HL_CHECK(contains(&b, "hardware recovered in    never"));
+    HL_CHECK(contains(&b, "171.9 months, longer than the hardware's 36-month life: it never pays back"));
+    HL_CHECK(has_reason(&r, "never pays back (171.9 months"));
+    hl_buf_release(&b);
+    compute_at(50e6, "gpt-4o-mini", HL_ACCURACY_UNSET, &r);
+    HL_CHECK(!r.pays_back);
+    HL_CHECK(strstr(r.matrix[0][1], "the hardware never pays back (129.4 months") != NULL);
+    compute_at(10e6, NULL, HL_ACCURACY_UNSET, &r); /* 9.8 months: pays back */
+    HL_CHECK(r.pays_back);
+}
+
+/* 10G tokens a month is 3G output tokens: at the brief's 200 tokens in 1.8 s (111.1/s) that is
+ * 7,500 busy hours, 11 machines of 720 hours, each charged. */
+HL_TEST(capacity_model_charges_the_machines_the_volume_needs) {
+    hl_advise_result r;
+    compute_at(10e9, NULL, HL_ACCURACY_UNSET, &r);
+    HL_CHECK_NEAR(r.throughput_tps, 200.0 / 1.8, 1e-9);
+    HL_CHECK_NEAR(r.gpu_hours, 3e9 / (200.0 / 1.8) / 3600.0, 1e-6);
+    HL_CHECK_NEAR(r.gpu_hours, 7500, 1e-6);
+    HL_CHECK_INT_EQ(r.machines, 11);
+    HL_CHECK_NEAR(r.local_usd, 11 * (550.0 / 36.0 + 10.0), 1e-9);
+    HL_CHECK_NEAR(r.months_to_recover, 11 * 550.0 / (66000.0 - 110.0), 1e-9);
+    /* A stated throughput: 1,000 tokens/s needs 834 hours, 2 machines. */
+    hl_advise_input in;
+    hl_advise_input_defaults(&in);
+    in.brief_scenario = false;
+    in.tokens_per_month = 10e9;
+    in.throughput_tps = 1000;
+    char err[256];
+    HL_REQUIRE(hl_advise_compute(&in, &r, err, sizeof err) == HL_OK);
+    HL_CHECK_INT_EQ(r.machines, 2);
+    HL_CHECK_NEAR(r.local_usd, 2 * (550.0 / 36.0 + 10.0), 1e-9);
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_advise_render_text(&in, &r, &b) == HL_OK);
+    HL_CHECK(contains(&b, "machines needed          2"));
+    HL_CHECK(contains(&b, "= 2 machines x $550.00 / 36 months"));
+    hl_buf_release(&b);
+    in.throughput_tps = -1;
+    HL_CHECK_INT_EQ(hl_advise_compute(&in, &r, err, sizeof err), HL_ERR_INVAL);
+    /* The brief's 10M is one machine, busy 7.5 hours. */
+    compute_at(10e6, NULL, HL_ACCURACY_UNSET, &r);
+    HL_CHECK_INT_EQ(r.machines, 1);
+}
+
+/* "the hybrid saves less, in proportion to its local share" is wrong with fixed hardware: at
+ * 10M on Claude the hardware ($25.28) pays only above 25.28 / 66 = 38.3% of the tokens local. */
+HL_TEST(hybrid_needs_a_break_even_local_share) {
+    hl_advise_result r;
+    compute_at(10e6, NULL, HL_ACCURACY_UNSET, &r);
+    HL_CHECK_NEAR(r.break_even_share, (550.0 / 36.0 + 10.0) / 66.0, 1e-12);
+    HL_CHECK(has_reason(&r, "A hybrid pays only above 38.3% of the tokens local"));
+    for (int i = 0; i < r.n_reasons; i++) HL_CHECK(!strstr(r.reasons[i], "in proportion to its local share"));
+    compute_at(1e6, NULL, HL_ACCURACY_UNSET, &r); /* all-local costs more than all-cloud: no share pays */
+    HL_CHECK(r.break_even_share < 0);
 }
 
 /* Cloud cheaper than the power bill: the hardware is never recovered. 1M tokens on Claude at
