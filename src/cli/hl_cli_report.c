@@ -35,9 +35,17 @@ static const char advise_usage[] =
     "  --amortize-months N    default 36 (the brief's 3 years)\n"
     "  --power-usd-month X    default 10 (ours: the brief gives no figure)\n"
     "  --busy-usd-hour X      the brief's busy-time rate, shown for comparison (default 0.05)\n"
+    "  --throughput TPS       local output tokens per second (default: measured from --ledger, else\n"
+    "                         the brief's 200 tokens in 1,800 ms): sets how many machines the\n"
+    "                         volume needs, at 720 busy hours each a month\n"
     "the brief's questions:\n"
     "  --privacy required|no\n"
     "  --accuracy classification|reasoning|unsure\n"
+    "measured agreement (--ledger with scored lines from shadow comparisons or eval runs;\n"
+    "it replaces --accuracy):\n"
+    "  --target F             agreement a task type needs, on its 95% interval's lower bound,\n"
+    "                         to be routed local (default 0.95)\n"
+    "  --min-samples N        scored lines a task type needs before it is judged (default 100)\n"
     "output:\n"
     "  --json                 JSON instead of text\n";
 
@@ -96,7 +104,7 @@ static const hl_opt_choice accuracy_choices[] = {
  * error, printed). */
 static int advise_parse(advise_args *a, int argc, char **argv, FILE *out, FILE *err) {
     hl_advise_input_defaults(&a->in);
-    int privacy = (int)a->in.privacy, accuracy = (int)a->in.accuracy;
+    int privacy = (int)a->in.privacy, accuracy = (int)a->in.accuracy, min_samples = (int)a->in.min_samples;
     hl_opt opts[] = {
         {.name = "--tokens-per-month", .kind = HL_OPT_DOUBLE, .target = &a->in.tokens_per_month,
          .flags = HL_OPT_SUFFIX, .want = "a number >= 0"},
@@ -117,12 +125,19 @@ static int advise_parse(advise_args *a, int argc, char **argv, FILE *out, FILE *
          .want = "a number > 0"},
         {.name = "--config", .kind = HL_OPT_STR, .target = &a->config_path},
         {.name = "--json", .kind = HL_OPT_FLAG, .target = &a->json},
+        {.name = "--target", .kind = HL_OPT_DOUBLE, .target = &a->in.target, .max = 1, .flags = HL_OPT_ABOVE_MIN,
+         .want = "a number within (0, 1]"},
+        {.name = "--min-samples", .kind = HL_OPT_INT, .target = &min_samples, .min = 1, .max = 1e9,
+         .want = "an integer >= 1"},
+        {.name = "--throughput", .kind = HL_OPT_DOUBLE, .target = &a->in.throughput_tps, .flags = HL_OPT_ABOVE_MIN,
+         .want = "a number > 0 (output tokens per second)"},
     };
     hl_opt_cmd c = {"advise", advise_usage, out, err};
     int rc = hl_opt_parse(&c, opts, sizeof opts / sizeof opts[0], NULL, argc, argv);
     if (rc != HL_OPT_GO) return rc;
     a->in.privacy = (hl_advise_privacy)privacy;
     a->in.accuracy = (hl_advise_accuracy)accuracy;
+    a->in.min_samples = (size_t)min_samples;
     bool workload_flags = opts[0].seen || opts[1].seen; /* --tokens-per-month, --input-share */
     if (workload_flags) a->in.brief_scenario = false;
     if (a->ledger_path && workload_flags)

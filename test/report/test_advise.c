@@ -390,6 +390,194 @@ HL_TEST(hybrid_needs_a_break_even_local_share) {
     HL_CHECK(r.break_even_share < 0);
 }
 
+/* ---- measured agreement from a ledger ---- */
+
+static uint64_t mix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static double unit(uint64_t i) { return (double)(mix64(0x5eed ^ mix64(i)) >> 11) * 0x1p-53; }
+
+typedef struct planted {
+    const char *task;
+    int n;
+    double p;
+} planted;
+
+/* Planted rates: classification 96% on 1,200 shadows, extraction 99% on 800, free text 60%
+ * on 600, summarization 100% but only 50 (short of the 100 samples); every request served by
+ * the cloud (5,000 in + 500 out at $3/$15 = $0.0225) over exactly 30 days, and shadowed by a
+ * local answer of 100 tokens in 2 s (50 tokens/s). Eval lines: 5 local translation lines
+ * (they count: they measure a local answer) and 30 cloud free-text ones (they do not). */
+static const planted planted_tasks[] = {
+    {"classification", 1200, 0.96}, {"extraction", 800, 0.99}, {"free_text", 600, 0.60}, {"summarization", 50, 1.0}};
+
+static void write_planted_ledger(char *path, size_t len) {
+    hl_buf all, b;
+    hl_buf_init(&all, 0);
+    hl_buf_init(&b, 0);
+    int total = 0, k = 0;
+    for (size_t t = 0; t < 4; t++) total += planted_tasks[t].n;
+    for (size_t t = 0; t < 4; t++) {
+        for (int i = 0; i < planted_tasks[t].n; i++, k++) {
+            char id[32];
+            snprintf(id, sizeof id, "p%d", k);
+            hl_ledger_record r = {0};
+            r.timestamp = 1740787200.0 + 30 * 86400.0 * k / (total - 1);
+            r.request_id = id;
+            r.attempt = 1;
+            r.cloud = true;
+            r.backend = "cloud";
+            r.model = "claude-3-5-sonnet-20241022";
+            r.route_reason = "rule:default";
+            r.status = "ok";
+            r.task_type = planted_tasks[t].task;
+            r.usage = (hl_usage){.input_tokens = 5000, .output_tokens = 500, .known = true};
+            r.latency_ms = 800;
+            r.ttft_ms = -1;
+            r.confidence = -1;
+            r.cost_known = true;
+            r.cost_usd = 0.0225;
+            r.http_status = 200;
+            hl_buf_reset(&b);
+            if (hl_ledger_format(&r, &b) || hl_buf_append(&all, b.data, b.len)) abort();
+            r.attempt = 2;
+            r.cloud = false;
+            r.backend = "local";
+            r.model = "mistral-7b";
+            r.shadow = r.scored = true;
+            r.usage.output_tokens = 100;
+            r.latency_ms = 2000;
+            r.cost_usd = 0.00003;
+            r.score = 1;
+            r.score_method = "exact";
+            r.agree = unit((uint64_t)k) < planted_tasks[t].p;
+            r.score = r.agree ? 1 : 0;
+            r.reference = "served";
+            hl_buf_reset(&b);
+            if (hl_ledger_format(&r, &b) || hl_buf_append(&all, b.data, b.len)) abort();
+        }
+    }
+    for (int i = 0; i < 35; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "ev%d", i);
+        hl_ledger_record r = {0};
+        r.timestamp = 1740787200.0 + 40 * 86400.0; /* outside the period: eval lines do not set it */
+        r.request_id = id;
+        r.attempt = 1;
+        r.cloud = i >= 5;
+        r.backend = r.cloud ? "cloud" : "local";
+        r.model = "m";
+        r.route_reason = "eval";
+        r.status = "ok";
+        r.task_type = r.cloud ? "free_text" : "translation";
+        r.usage = (hl_usage){.input_tokens = 100000, .output_tokens = 100, .known = true};
+        r.latency_ms = 100;
+        r.ttft_ms = -1;
+        r.confidence = -1;
+        r.cost_known = true;
+        r.http_status = 200;
+        r.scored = true;
+        r.score = 0;
+        r.agree = false;
+        r.score_method = "exact";
+        r.reference = "expected";
+        r.eval_run = "ev-1";
+        hl_buf_reset(&b);
+        if (hl_ledger_format(&r, &b) || hl_buf_append(&all, b.data, b.len)) abort();
+    }
+    write_temp_n(all.data, all.len, path, len);
+    hl_buf_release(&all);
+    hl_buf_release(&b);
+}
+
+static const hl_advise_verdict *verdict(const hl_advise_result *r, const char *task) {
+    for (int i = 0; i < r->n_verdicts; i++)
+        if (!strcmp(r->verdicts[i].task, task)) return &r->verdicts[i];
+    return NULL;
+}
+
+HL_TEST(measured_agreement_recommends_exactly_the_planted_good_task_types) {
+    char path[64], err[256];
+    write_planted_ledger(path, sizeof path);
+    hl_advise_measured m;
+    HL_REQUIRE(hl_advise_measure(path, 0, &m, err, sizeof err) == HL_OK);
+    HL_CHECK_INT_EQ(m.requests, 2650);      /* shadows and eval lines are not served requests */
+    HL_CHECK_INT_EQ(m.shadow_lines, 2650);
+    HL_CHECK_INT_EQ(m.eval_lines, 35);
+    HL_CHECK_INT_EQ(m.scored, 2650 + 5);    /* the cloud eval lines measure the cloud */
+    HL_CHECK_NEAR(m.period_days, 30, 1e-6);
+    HL_CHECK_NEAR(m.shadow_cost_usd, 2650 * 0.00003, 1e-9);
+
+    hl_advise_input in;
+    hl_advise_input_defaults(&in);
+    in.measured = &m;
+    in.brief_scenario = false;
+    in.accuracy = HL_ACCURACY_REASONING; /* measured agreement replaces it */
+    in.target = 0.93;
+    hl_advise_result r;
+    HL_REQUIRE(hl_advise_compute(&in, &r, err, sizeof err) == HL_OK);
+    HL_CHECK(r.measured_agreement);
+    HL_CHECK_NEAR(r.throughput_tps, 50, 1e-9); /* 100 tokens in 2 s */
+    for (size_t t = 0; t < 3; t++) {
+        const hl_advise_verdict *v = verdict(&r, planted_tasks[t].task);
+        HL_REQUIRE(v);
+        HL_CHECK_INT_EQ(v->n, planted_tasks[t].n);
+        if (!(v->lo <= planted_tasks[t].p && planted_tasks[t].p <= v->hi))
+            HL_FAIL_("%s: planted %.2f outside [%.4f, %.4f]", v->task, planted_tasks[t].p, v->lo, v->hi);
+    }
+    HL_CHECK_INT_EQ(verdict(&r, "classification")->kind, HL_VERDICT_LOCAL);
+    HL_CHECK_INT_EQ(verdict(&r, "extraction")->kind, HL_VERDICT_LOCAL);
+    HL_CHECK_INT_EQ(verdict(&r, "free_text")->kind, HL_VERDICT_CLOUD);
+    HL_CHECK_INT_EQ(verdict(&r, "summarization")->kind, HL_VERDICT_MEASURING);
+    HL_REQUIRE(verdict(&r, "translation"));
+    HL_CHECK_INT_EQ(verdict(&r, "translation")->n, 5);
+    HL_CHECK_INT_EQ(verdict(&r, "translation")->kind, HL_VERDICT_MEASURING);
+    HL_CHECK_NEAR(r.cloud_usd, 2650 * 0.0225, 1e-9);
+    HL_CHECK_NEAR(r.local_share, 2000.0 / 2650.0, 1e-12);
+    HL_CHECK_NEAR(r.hybrid_usd, 650 * 0.0225 + (550.0 / 36.0 + 10.0), 1e-9);
+    HL_CHECK_INT_EQ(r.advice, HL_ADVICE_HYBRID);
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_advise_render_text(&in, &r, &b) == HL_OK);
+    char want[200];
+    const hl_advise_verdict *c = verdict(&r, "classification");
+    snprintf(want, sizeof want, "route classification to local: %.1f%% agreement (95%% interval %.1f%%-%.1f%%) on 1,200 "
+                                "samples, saves $27.00 a month", c->rate * 100, c->lo * 100, c->hi * 100);
+    HL_CHECK(contains(&b, want));
+    HL_CHECK(contains(&b, "keep free_text in the cloud: "));
+    HL_CHECK(contains(&b, "keep summarization in the cloud: measurement still running, 50 of 100 samples"));
+    HL_CHECK(contains(&b, "Recommendation: hybrid"));
+    hl_buf_reset(&b);
+    HL_REQUIRE(hl_advise_render_json(&in, &r, &b) == HL_OK);
+    json_t *j = json_loads(b.data, 0, NULL);
+    HL_REQUIRE(j);
+    json_t *ma = json_object_get(j, "measured_agreement");
+    HL_CHECK_NEAR(json_number_value(json_object_get(ma, "target")), 0.93, 1e-12);
+    HL_CHECK_INT_EQ(json_array_size(json_object_get(ma, "task_types")), 5);
+    json_decref(j);
+    hl_buf_release(&b);
+
+    /* Target 0.97: extraction alone reaches it, and its $18 of cloud spend does not pay for a
+     * machine ($25.28): the cloud. */
+    in.target = 0.97;
+    HL_REQUIRE(hl_advise_compute(&in, &r, err, sizeof err) == HL_OK);
+    HL_CHECK_INT_EQ(verdict(&r, "extraction")->kind, HL_VERDICT_LOCAL);
+    HL_CHECK_INT_EQ(verdict(&r, "classification")->kind, HL_VERDICT_CLOUD);
+    HL_CHECK_INT_EQ(r.advice, HL_ADVICE_CLOUD);
+    HL_CHECK(has_reason(&r, "less than the 1 local machine(s) they need"));
+    /* Too few samples everywhere: measurement still running, keep the cloud and the shadow. */
+    in.target = 0.93;
+    in.min_samples = 5000;
+    HL_REQUIRE(hl_advise_compute(&in, &r, err, sizeof err) == HL_OK);
+    HL_CHECK_INT_EQ(r.advice, HL_ADVICE_MEASURE);
+    HL_CHECK(strstr(r.snippet, "shadow: {rate: 0.1") != NULL);
+    unlink(path);
+}
+
 /* Cloud cheaper than the power bill: the hardware is never recovered. 1M tokens on Claude at
  * 70/30 = $6.60 < $10. */
 HL_TEST(never_recovered_when_the_cloud_costs_less_than_power) {
