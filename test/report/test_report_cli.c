@@ -2,6 +2,7 @@
  * statuses (0 done, 1 runtime failure, 2 usage error with the usage printed) and the reports.
  * The commands come from the CLI library (hlcli) and run in-process on temporary streams. */
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,10 @@ HL_TEST(advise_usage_errors_exit_2) {
         (const char *[]){"advise", "--ledger", "x.jsonl", "--tokens-per-month", "1M", NULL},
         (const char *[]){"advise", "--period-days", "3", NULL},
         (const char *[]){"advise", "extra", NULL},
+        (const char *[]){"advise", "--target", "0", NULL},
+        (const char *[]){"advise", "--target", "1.5", NULL},
+        (const char *[]){"advise", "--min-samples", "0", NULL},
+        (const char *[]){"advise", "--throughput", "0", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         outcome o = cli(cases[i]);
@@ -145,6 +150,62 @@ HL_TEST(advise_from_a_ledger) {
     HL_CHECK(strstr(o.out, "cloud per month          $132.00") != NULL);
     HL_CHECK(strstr(o.out, "measured per month       $132.00") != NULL);
     HL_CHECK(strstr(o.out, "Recommendation: hybrid") != NULL);
+    release(&o);
+    unlink(path);
+}
+
+/* Two task types shadowed: classification agreeing 150 times out of 150, free text 30 of 150.
+ * --target and --min-samples decide; --throughput sets the machines. */
+HL_TEST(advise_ledger_with_measured_agreement) {
+    char path[] = "/tmp/hl_test_cli_XXXXXX";
+    int fd = mkstemp(path);
+    HL_REQUIRE(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    HL_REQUIRE(f);
+    for (int i = 0; i < 300; i++) {
+        const char *task = i < 150 ? "classification" : "free_text";
+        bool agree = i < 150 || i % 5 == 0;
+        fprintf(f,
+                "{\"timestamp\":\"2025-03-%02dT00:00:00Z\",\"source\":\"cloud\",\"input_tokens\":70000,"
+                "\"output_tokens\":30000,\"latency_ms\":850,\"cost_usd\":0.66,\"status\":\"ok\",\"request_id\":\"r%d\","
+                "\"attempt\":1,\"task_type\":\"%s\"}\n",
+                1 + i % 30, i, task);
+        fprintf(f,
+                "{\"timestamp\":\"2025-03-%02dT00:00:01Z\",\"source\":\"local\",\"input_tokens\":70000,"
+                "\"output_tokens\":300,\"latency_ms\":3000,\"cost_usd\":0,\"status\":\"ok\",\"request_id\":\"r%d\","
+                "\"attempt\":2,\"task_type\":\"%s\",\"shadow\":true,\"score\":%d,\"score_method\":\"exact\","
+                "\"agree\":%s,\"reference\":\"served\",\"ref_output_tokens\":30000}\n",
+                1 + i % 30, i, task, agree, agree ? "true" : "false");
+    }
+    fclose(f);
+    outcome o = cli((const char *[]){"advise", "--ledger", path, "--json", NULL});
+    HL_CHECK_INT_EQ(o.rc, 0);
+    json_t *j = json_loads(o.out, 0, NULL);
+    HL_REQUIRE(j);
+    json_t *tasks = json_object_get(json_object_get(j, "measured_agreement"), "task_types");
+    HL_CHECK_INT_EQ(json_array_size(tasks), 2);
+    for (size_t i = 0; i < json_array_size(tasks); i++) {
+        json_t *t = json_array_get(tasks, i);
+        const char *name = json_string_value(json_object_get(t, "task_type"));
+        const char *v = json_string_value(json_object_get(t, "verdict"));
+        HL_CHECK_STR_EQ(v, !strcmp(name, "classification") ? "local" : "cloud");
+    }
+    HL_CHECK_STR_EQ(json_string_value(json_object_get(json_object_get(j, "decision"), "advice")), "hybrid");
+    HL_CHECK_NEAR(json_number_value(json_object_get(json_object_get(j, "local"), "throughput_tokens_per_s")), 100, 1e-9);
+    json_decref(j);
+    release(&o);
+    o = cli((const char *[]){"advise", "--ledger", path, "--min-samples", "200", NULL});
+    HL_CHECK_INT_EQ(o.rc, 0);
+    HL_CHECK(strstr(o.out, "keep classification in the cloud: measurement still running, 150 of 200 samples") != NULL);
+    HL_CHECK(strstr(o.out, "Recommendation: measure") != NULL);
+    release(&o);
+    o = cli((const char *[]){"advise", "--ledger", path, "--throughput", "0.001", "--json", NULL});
+    HL_CHECK_INT_EQ(o.rc, 0);
+    j = json_loads(o.out, 0, NULL);
+    HL_REQUIRE(j);
+    /* 9M output tokens over 29 days, 9.31M a month, at 0.001/s: 2.59M busy hours, 3,592 machines */
+    HL_CHECK_INT_EQ(json_integer_value(json_object_get(json_object_get(j, "local"), "machines")), 3592);
+    json_decref(j);
     release(&o);
     unlink(path);
 }
