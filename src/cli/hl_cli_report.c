@@ -63,6 +63,11 @@ static const char simulate_usage[] =
     "  --ledger FILE.jsonl    replay a gateway ledger's served requests instead\n"
     "  --period-days D        the span the ledger covers (default: first to last timestamp)\n"
     "policies:\n"
+    "  (a ledger with scored lines, from shadow comparisons or eval runs, adds \"measured\": the\n"
+    "  task types whose agreement reaches --target local, the rest cloud; every policy then\n"
+    "  shows its expected agreement with the cloud's answers)\n"
+    "  --target F             agreement on the 95% interval's lower bound (default 0.95)\n"
+    "  --min-samples N        scored lines a task type needs (default 100)\n"
     "  --policy FILE          a gateway config: its backends and routes (repeatable, 4 at most)\n"
     "  --cloud-model M        the built-in policies' cloud model (default claude-3-5-sonnet-20241022)\n"
     "  --local-model M        their local model (default mistral-7b)\n"
@@ -240,7 +245,8 @@ typedef struct simulate_args {
     const char *policy_paths[MAX_POLICIES];
     hl_opt_list policies;   /* over policy_paths */
     latency_set latency;
-    double period_days, local_usd_hour, hardware, months, power;
+    double period_days, local_usd_hour, hardware, months, power, target;
+    int min_samples;
     bool json;
 } simulate_args;
 
@@ -253,6 +259,8 @@ static int simulate_parse(simulate_args *a, int argc, char **argv, FILE *out, FI
     a->hardware = HL_ADVISE_HARDWARE_USD;
     a->months = HL_ADVISE_AMORTIZE_MONTHS;
     a->power = HL_ADVISE_POWER_USD_MONTH;
+    a->target = HL_ADVISE_TARGET;
+    a->min_samples = HL_ADVISE_MIN_SAMPLES;
     hl_opt opts[] = {
         {.name = "--tokens-per-month", .kind = HL_OPT_DOUBLE, .target = &a->gen.tokens_per_month,
          .flags = HL_OPT_SUFFIX | HL_OPT_ABOVE_MIN, .want = "a number > 0"},
@@ -274,6 +282,10 @@ static int simulate_parse(simulate_args *a, int argc, char **argv, FILE *out, FI
          .want = "a number > 0"},
         {.name = "--power-usd-month", .kind = HL_OPT_DOUBLE, .target = &a->power, .want = "a number >= 0"},
         {.name = "--json", .kind = HL_OPT_FLAG, .target = &a->json},
+        {.name = "--target", .kind = HL_OPT_DOUBLE, .target = &a->target, .max = 1, .flags = HL_OPT_ABOVE_MIN,
+         .want = "a number within (0, 1]"},
+        {.name = "--min-samples", .kind = HL_OPT_INT, .target = &a->min_samples, .min = 1, .max = 1e9,
+         .want = "an integer >= 1"},
     };
     hl_opt_cmd c = {"simulate", simulate_usage, out, err};
     int rc = hl_opt_parse(&c, opts, sizeof opts / sizeof opts[0], NULL, argc, argv);
@@ -284,15 +296,16 @@ static int simulate_parse(simulate_args *a, int argc, char **argv, FILE *out, FI
     return HL_OPT_GO;
 }
 
-/* The policies compared: the three built on the brief's config, then each --policy file. */
+/* The policies compared: the three built on the brief's config, the measured one when the
+ * workload has scored lines, then each --policy file. */
 typedef struct policy_set {
-    hl_config *brief, *files[MAX_POLICIES]; /* owned */
-    hl_sim_policy v[3 + MAX_POLICIES];
+    hl_config *brief, *measured, *files[MAX_POLICIES]; /* owned */
+    hl_sim_policy v[4 + MAX_POLICIES];
     size_t n;
 } policy_set;
 
 /* Loads the policies into p (released by policies_release even on failure). Returns 0 or 1. */
-static int policies_load(const simulate_args *a, policy_set *p, FILE *err) {
+static int policies_load(const simulate_args *a, const hl_sim_workload *w, policy_set *p, FILE *err) {
     char msg[512] = "";
     if (hl_sim_brief_config(a->cloud_model, a->local_model, a->local_usd_hour, &p->brief, msg, sizeof msg) != HL_OK) {
         fprintf(err, "hybridllm simulate: %s\n", msg);
@@ -301,6 +314,19 @@ static int policies_load(const simulate_args *a, policy_set *p, FILE *err) {
     p->v[p->n++] = (hl_sim_policy){"all-cloud", HL_SIM_ALL_CLOUD, p->brief};
     p->v[p->n++] = (hl_sim_policy){"all-local", HL_SIM_ALL_LOCAL, p->brief};
     p->v[p->n++] = (hl_sim_policy){"hybrid (brief)", HL_SIM_ROUTER, p->brief};
+    if (w->scored) {
+        size_t n_local;
+        char names[400];
+        if (hl_sim_measured_config(a->cloud_model, a->local_model, a->local_usd_hour, w, a->target,
+                                   (size_t)a->min_samples, &p->measured, &n_local, names, sizeof names, msg,
+                                   sizeof msg) != HL_OK) {
+            fprintf(err, "hybridllm simulate: %s\n", msg);
+            return 1;
+        }
+        p->v[p->n] = (hl_sim_policy){"", HL_SIM_ROUTER, p->measured};
+        snprintf(p->v[p->n].name, sizeof p->v[p->n].name, "measured (%g%%)", a->target * 100);
+        p->n++;
+    }
     for (size_t i = 0; i < a->policies.n; i++) {
         if (hl_config_load(a->policy_paths[i], &p->files[i], msg, sizeof msg) != HL_OK) {
             fprintf(err, "hybridllm: bad policy: %s\n", msg);
@@ -315,6 +341,7 @@ static int policies_load(const simulate_args *a, policy_set *p, FILE *err) {
 
 static void policies_release(policy_set *p) {
     for (size_t i = 0; i < MAX_POLICIES; i++) hl_config_free(p->files[i]);
+    hl_config_free(p->measured);
     hl_config_free(p->brief);
 }
 
@@ -333,7 +360,6 @@ static int simulate_run(const simulate_args *a, FILE *out, FILE *err) {
         fprintf(err, "hybridllm: bad config: %s\n", msg);
         goto out;
     }
-    if (policies_load(a, &p, err)) goto out;
     hl_err e = a->ledger_path ? hl_sim_load_ledger(a->ledger_path, a->period_days, a->gen.seed, &w, msg, sizeof msg)
                               : hl_sim_generate(&a->gen, &w);
     if (e) {
@@ -341,6 +367,7 @@ static int simulate_run(const simulate_args *a, FILE *out, FILE *err) {
         goto out;
     }
     if (msg[0]) fprintf(err, "hybridllm simulate: warning: lines skipped; the first: %s\n", msg);
+    if (policies_load(a, &w, &p, err)) goto out;
     hl_sim_options opt = {
         .seed = a->gen.seed,
         .prices = prices,

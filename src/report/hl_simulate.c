@@ -11,6 +11,7 @@
 #include "hl_backend.h"
 #include "hl_ledger.h"
 #include "hl_pricing.h"
+#include "hl_report.h"
 #include "hl_router.h"
 
 /* The built-in workload is the brief's scenario, 10M tokens a month. The brief gives no task
@@ -239,8 +240,20 @@ static hl_err ledger_line(void *ud, const hl_ledger_entry *e, size_t line_no) {
     (void)line_no;
     ledger_ctx *c = ud;
     const hl_ledger_record *l = &e->rec;
-    if (c->first_ts < 0 || l->timestamp < c->first_ts) c->first_ts = l->timestamp;
-    if (l->timestamp > c->last_ts) c->last_ts = l->timestamp;
+    if (!l->eval_run) {
+        if (c->first_ts < 0 || l->timestamp < c->first_ts) c->first_ts = l->timestamp;
+        if (l->timestamp > c->last_ts) c->last_ts = l->timestamp;
+    }
+    if (l->scored && (!l->cloud || l->shadow)) { /* a local answer's measured agreement */
+        int t;
+        hl_err rc = intern_task(c->w, l->task_type, &t);
+        if (rc) return rc;
+        size_t slot = t >= 0 ? (size_t)t : HL_SIM_MAX_TASKS;
+        c->w->agree_n[slot]++;
+        c->w->agree_k[slot] += l->agree;
+        c->w->scored++;
+    }
+    if (l->shadow || l->eval_run) return HL_OK; /* answered no client of the gateway */
     const char *status = l->status ? l->status : "ok";
     if (!strcmp(status, "escalated") && l->confidence >= 0)
         return id_list_push(&c->escalated, l->request_id, l->confidence, 0);
@@ -427,7 +440,8 @@ hl_err hl_sim_run(const hl_sim_workload *w, const hl_sim_policy *p, const hl_sim
             goto out;
         }
     }
-    size_t n_lat = 0;
+    size_t n_lat = 0, agree_count = 0;
+    double agree_sum = 0;
     for (size_t i = 0; i < w->n; i++) {
         const hl_sim_request *q = &w->v[i];
         uint64_t h = req_hash(o->seed, i);
@@ -477,8 +491,20 @@ hl_err hl_sim_run(const hl_sim_workload *w, const hl_sim_policy *p, const hl_sim
         }
         if (q->sensitive && reached_cloud) r->violations++;
         if (esc >= 0) r->escalated++;
-        if (sb[esc >= 0 ? esc : first].cloud) r->served_cloud++;
-        else r->served_local++;
+        size_t slot = q->task >= 0 ? (size_t)q->task : HL_SIM_MAX_TASKS;
+        if (sb[esc >= 0 ? esc : first].cloud) {
+            r->served_cloud++;
+            agree_sum += 1;
+            agree_count++;
+        } else {
+            r->served_local++;
+            if (w->agree_n[slot]) {
+                agree_sum += (double)w->agree_k[slot] / (double)w->agree_n[slot];
+                agree_count++;
+            } else {
+                r->unmeasured_local++;
+            }
+        }
         r->tokens += q->input_tokens + q->output_tokens;
         lat[n_lat++] = ms;
     }
@@ -487,6 +513,7 @@ hl_err hl_sim_run(const hl_sim_workload *w, const hl_sim_policy *p, const hl_sim
     r->p95_ms = percentile(lat, n_lat, 0.95);
     r->usd_month = (r->cloud_usd + r->local_usd) * w->month_factor;
     r->per_1k_requests = n_lat ? (r->cloud_usd + r->local_usd) / (double)n_lat * 1000.0 : 0;
+    r->expected_agreement = agree_count ? agree_sum / (double)agree_count : NAN;
     describe_backends(&bs, sb, r);
     rc = HL_OK;
 out:
@@ -535,6 +562,52 @@ hl_err hl_sim_brief_config(const char *cloud_model, const char *local_model, dou
     return hl_config_parse("(built-in brief router)", text, (size_t)n, out, errbuf, errbuf_len);
 }
 
+hl_err hl_sim_measured_config(const char *cloud_model, const char *local_model, double local_usd_hour,
+                              const hl_sim_workload *w, double target, size_t min_samples, hl_config **out,
+                              size_t *n_local, char *names, size_t names_len, char *errbuf, size_t errbuf_len) {
+    *out = NULL;
+    *n_local = 0;
+    if (names_len) names[0] = '\0';
+    if (!cloud_model) cloud_model = HL_ADVISE_CLOUD_MODEL;
+    if (!local_model) local_model = "mistral-7b";
+    if (!safe_name(cloud_model) || !safe_name(local_model) || !(local_usd_hour >= 0) || !isfinite(local_usd_hour) ||
+        !(target > 0 && target <= 1) || min_samples < 1) {
+        snprintf(errbuf, errbuf_len, "model names are letters, digits and ._:/-, the hourly cost >= 0, the target "
+                                     "within (0, 1] and the minimum samples >= 1");
+        return HL_ERR_INVAL;
+    }
+    hl_buf b;
+    hl_buf_init(&b, 2048);
+    bool anthropic = !strncmp(cloud_model, "claude", 6);
+    hl_err e = hl_buf_printf(
+        &b,
+        "# Routes from measured agreement: task types whose agreement reaches the target go local.\n"
+        "backends:\n"
+        "  - {name: cloud, kind: %s, location: cloud, base_url: %s, model: \"%s\"}\n"
+        "  - {name: local, kind: openai, location: local, base_url: http://127.0.0.1:8000/v1, model: \"%s\", "
+        "hourly_cost_usd: %.17g}\n"
+        "routes:\n"
+        "  - {name: privacy, when: {sensitive: true}, to: [local]}\n",
+        anthropic ? "anthropic" : "openai", anthropic ? "https://api.anthropic.com" : "https://api.openai.com/v1",
+        cloud_model, local_model, local_usd_hour);
+    size_t off = 0;
+    for (size_t t = 0; !e && t < w->n_tasks; t++) {
+        double lo, hi;
+        hl_report_wilson(w->agree_k[t], w->agree_n[t], &lo, &hi);
+        if (w->agree_n[t] < min_samples || !(lo >= target - 1e-12) || !safe_name(w->tasks[t])) continue;
+        e = hl_buf_printf(&b, "%s%s", *n_local ? ", " : "  - {name: measured-local, when: {task_type: [", w->tasks[t]);
+        int n = snprintf(names + off, names_len > off ? names_len - off : 0, "%s%s", *n_local ? ", " : "", w->tasks[t]);
+        if (n > 0 && off + (size_t)n < names_len) off += (size_t)n;
+        (*n_local)++;
+    }
+    if (!e && *n_local) e = hl_buf_puts(&b, "]}, to: [local]}\n");
+    if (!e) e = hl_buf_puts(&b, "  - {name: default, to: [cloud]}\n");
+    if (!e) e = hl_config_parse("(measured-agreement router)", b.data, b.len, out, errbuf, errbuf_len);
+    else snprintf(errbuf, errbuf_len, "out of memory");
+    hl_buf_release(&b);
+    return e;
+}
+
 /* ---- reports ---- */
 
 typedef struct cell {
@@ -577,6 +650,14 @@ static cell f_all_in(const hl_sim_result *r, const hl_sim_workload *w) { (void)w
 static cell f_p50(const hl_sim_result *r, const hl_sim_workload *w) { (void)w; return c_count(r->p50_ms); }
 static cell f_p95(const hl_sim_result *r, const hl_sim_workload *w) { (void)w; return c_count(r->p95_ms); }
 static cell f_violations(const hl_sim_result *r, const hl_sim_workload *w) { (void)w; return c_count((double)r->violations); }
+static cell f_agreement(const hl_sim_result *r, const hl_sim_workload *w) {
+    (void)w;
+    cell c;
+    if (isnan(r->expected_agreement)) snprintf(c.s, sizeof c.s, "-");
+    else if (r->unmeasured_local) snprintf(c.s, sizeof c.s, "%.1f%% (%zu unmeasured)", r->expected_agreement * 100, r->unmeasured_local);
+    else snprintf(c.s, sizeof c.s, "%.1f%%", r->expected_agreement * 100);
+    return c;
+}
 
 static const struct {
     const char *label;
@@ -598,7 +679,26 @@ static const struct {
     {"p50 latency ms", f_p50},
     {"p95 latency ms", f_p95},
     {"privacy violations", f_violations},
+    {"expected agreement", f_agreement}, /* shown when the ledger measured agreement */
 };
+
+/* The measured agreement per task type the replay used. */
+static hl_err render_measured(const hl_sim_workload *w, hl_buf *o) {
+    hl_err e = hl_buf_puts(o, "\n\nmeasured agreement of local answers (the ledger's scored lines; 95% Wilson interval)");
+    for (size_t t = 0; !e && t <= HL_SIM_MAX_TASKS; t++) {
+        if ((t < HL_SIM_MAX_TASKS && t >= w->n_tasks) || !w->agree_n[t]) continue;
+        double lo, hi;
+        hl_report_wilson(w->agree_k[t], w->agree_n[t], &lo, &hi);
+        e = hl_buf_printf(o, "\n  %-24s %5.1f%% (%.1f%%-%.1f%%) on %s samples",
+                          t < HL_SIM_MAX_TASKS ? w->tasks[t] : "(no task type)",
+                          (double)w->agree_k[t] / (double)w->agree_n[t] * 100, lo * 100, hi * 100,
+                          c_count((double)w->agree_n[t]).s);
+    }
+    if (!e)
+        e = hl_buf_puts(o, "\n  expected agreement: a cloud answer counts 1 (the reference), a local one its task "
+                           "type's measured rate");
+    return e;
+}
 
 hl_err hl_sim_render_text(const hl_sim_workload *w, const hl_sim_result *rs, size_t n, hl_buf *o) {
     hl_err e = hl_buf_printf(o, "hybridllm simulate: policies side by side, replayed through the router\n\nworkload: %s\n",
@@ -623,9 +723,11 @@ hl_err hl_sim_render_text(const hl_sim_workload *w, const hl_sim_result *rs, siz
     if (!e) e = hl_buf_printf(o, "%-26s", "");
     for (size_t j = 0; !e && j < n; j++) e = hl_buf_printf(o, " %16.16s", rs[j].name);
     for (size_t i = 0; !e && i < sizeof rows / sizeof rows[0]; i++) {
+        if (rows[i].fn == f_agreement && !w->scored) continue;
         e = hl_buf_printf(o, "\n%-26s", rows[i].label);
         for (size_t j = 0; !e && j < n; j++) e = hl_buf_printf(o, " %16s", rows[i].fn(&rs[j], w).s);
     }
+    if (!e && w->scored) e = render_measured(w, o);
     if (!e) e = hl_buf_puts(o, "\n\nbackends\n");
     for (size_t j = 0; !e && j < n; j++) e = hl_buf_printf(o, "  %-16s %s\n", rs[j].name, rs[j].backends);
     for (size_t j = 0; !e && j < n; j++)
@@ -674,7 +776,11 @@ hl_err hl_sim_render_json(const hl_sim_workload *w, const hl_sim_result *rs, siz
             r->usd_month, "usd_per_1k_requests", r->per_1k_requests, "local_hardware_usd_per_month", r->fixed_usd_month,
             "p50_ms", r->p50_ms, "p95_ms", r->p95_ms, "first_refusal", r->refusal[0] ? r->refusal : NULL, "backends",
             r->backends);
-        if (!p || json_array_append_new(pol, p)) goto out;
+        if (!p || json_object_set_new(p, "expected_agreement",
+                                      isnan(r->expected_agreement) ? json_null() : json_real(r->expected_agreement)) ||
+            json_object_set_new(p, "unmeasured_local", json_integer((json_int_t)r->unmeasured_local)) ||
+            json_array_append_new(pol, p))
+            goto out;
     }
     json_object_set_new(root, "policies", pol);
     pol = NULL;

@@ -48,6 +48,10 @@ typedef struct hl_sim_workload {
     char *tasks[HL_SIM_MAX_TASKS]; /* owned names */
     size_t n_tasks;
     double month_factor;      /* multiplies the workload's money into a 30-day month */
+    /* Measured agreement of a local answer per task type (index HL_SIM_MAX_TASKS: untyped), from
+     * a ledger's scored lines (see hl_sim_load_ledger); all 0 for a generated workload. */
+    size_t agree_n[HL_SIM_MAX_TASKS + 1], agree_k[HL_SIM_MAX_TASKS + 1];
+    size_t scored;            /* their sum */
     long long input_tokens, output_tokens;
     size_t sensitive;
     char source[320];         /* what the workload is, for the report */
@@ -78,12 +82,15 @@ void hl_sim_gen_defaults(hl_sim_gen *g);
  * scaled up by month_factor). w is overwritten, not released: pass an empty one. The caller
  * releases it with hl_sim_workload_release(). HL_ERR_INVAL for a mix or volume out of range. */
 hl_err hl_sim_generate(const hl_sim_gen *g, hl_sim_workload *w);
-/* One request per served ledger record (status ok, or none) among the records hl_ledger_read
- * hands out (valid, deduplicated: what `report` counts): its task type, sensitivity and
+/* One request per served ledger record (status ok, or none; not a shadow attempt, not an eval
+ * line) among the records hl_ledger_read hands out (valid, deduplicated: what `report`
+ * counts): its task type, sensitivity and
  * tokens; its confidence when the record has one, else that of an "escalated" line of the same
  * request id anywhere in the file (lines of concurrent requests interleave), else drawn from
  * the default mix's profile for its task type with seed. Money is scaled from the covered
- * period (or period_days) to 30 days. w is overwritten as for hl_sim_generate(); on failure it
+ * period (or period_days) to 30 days. Scored lines that measure a local answer (as advise
+ * counts them: a local line's score, or a cloud shadow's) fill agree_n/agree_k per task type.
+ * w is overwritten as for hl_sim_generate(); on failure it
  * is left empty and errbuf says why; on success errbuf names the first malformed line, or is
  * "". */
 hl_err hl_sim_load_ledger(const char *path, double period_days, uint64_t seed, hl_sim_workload *w,
@@ -127,6 +134,10 @@ typedef struct hl_sim_result {
     double per_1k_requests;   /* (cloud + local) / served x 1000 */
     double fixed_usd_month;   /* local hardware when the policy uses a local backend */
     double p50_ms, p95_ms;    /* of served requests, escalation included */
+    double expected_agreement; /* served requests agreeing with the cloud's answer, expected:
+                                  1 for a cloud answer, the task type's measured rate for a local
+                                  one; over the requests whose rate is known; NAN: none */
+    size_t unmeasured_local;  /* local answers of a task type without a measured rate */
     char refusal[240];        /* the first refusal's reason, "" when none */
     char backends[600];       /* the simulated backends: name, model, latency, price */
 } hl_sim_result;
@@ -143,6 +154,15 @@ hl_err hl_sim_run(const hl_sim_workload *w, const hl_sim_policy *p, const hl_sim
  * hl_config_free(). */
 hl_err hl_sim_brief_config(const char *cloud_model, const char *local_model, double local_usd_hour,
                            hl_config **out, char *errbuf, size_t errbuf_len);
+
+/* The policy that follows measured agreement: sensitive requests local, the task types of w
+ * whose agreement's 95% Wilson lower bound reaches target on at least min_samples scored lines
+ * local, everything else cloud. Models and cost as hl_sim_brief_config. *n_local gets how
+ * many task types go local; their names are written, comma-separated, into names. Caller
+ * frees with hl_config_free(). */
+hl_err hl_sim_measured_config(const char *cloud_model, const char *local_model, double local_usd_hour,
+                              const hl_sim_workload *w, double target, size_t min_samples, hl_config **out,
+                              size_t *n_local, char *names, size_t names_len, char *errbuf, size_t errbuf_len);
 
 /* Side-by-side report of n results. */
 hl_err hl_sim_render_text(const hl_sim_workload *w, const hl_sim_result *rs, size_t n, hl_buf *out);

@@ -199,6 +199,20 @@ HL_TEST(advise_ledger_with_measured_agreement) {
     HL_CHECK(strstr(o.out, "keep classification in the cloud: measurement still running, 150 of 200 samples") != NULL);
     HL_CHECK(strstr(o.out, "Recommendation: measure") != NULL);
     release(&o);
+    /* simulate replays it with a policy from the measured agreement */
+    o = cli((const char *[]){"simulate", "--ledger", path, "--json", NULL});
+    HL_CHECK_INT_EQ(o.rc, 0);
+    j = json_loads(o.out, 0, NULL);
+    HL_REQUIRE(j);
+    json_t *pol = json_object_get(j, "policies");
+    HL_REQUIRE(json_array_size(pol) == 4);
+    json_t *mp = json_array_get(pol, 3);
+    HL_CHECK_STR_EQ(json_string_value(json_object_get(mp, "name")), "measured (95%)");
+    HL_CHECK_INT_EQ(json_integer_value(json_object_get(mp, "served_local")), 150); /* classification */
+    HL_CHECK_NEAR(json_number_value(json_object_get(mp, "expected_agreement")), 1.0, 1e-12);
+    HL_CHECK_NEAR(json_number_value(json_object_get(json_array_get(pol, 1), "expected_agreement")), 180.0 / 300.0, 1e-12);
+    json_decref(j);
+    release(&o);
     o = cli((const char *[]){"advise", "--ledger", path, "--throughput", "0.001", "--json", NULL});
     HL_CHECK_INT_EQ(o.rc, 0);
     j = json_loads(o.out, 0, NULL);
@@ -253,6 +267,8 @@ HL_TEST(simulate_usage_errors_exit_2) {
         (const char *[]){"simulate", "--ledger", "x.jsonl", "--sensitive-share", "0.2", NULL},
         (const char *[]){"simulate", "--policy", "a", "--policy", "b", "--policy", "c", "--policy", "d", "--policy", "e", NULL},
         (const char *[]){"simulate", "--policy", NULL},
+        (const char *[]){"simulate", "--target", "1.01", NULL},
+        (const char *[]){"simulate", "--min-samples", "0", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         outcome o = cli(cases[i]);

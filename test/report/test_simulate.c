@@ -498,4 +498,71 @@ HL_TEST(a_big_month_is_a_scaled_sample) {
     HL_CHECK_INT_EQ(hl_sim_generate(&g, &w), HL_ERR_INVAL);
 }
 
+/* A ledger with shadow comparisons at planted rates: classification 60 of 60 agree (lower
+ * bound 94.0%), extraction 150 of 150 (97.5%), free text 90 of 150. Every request served by
+ * the cloud; the shadows are not replayed as requests, their scores are the rates. At target
+ * 0.95 and 100 samples only extraction goes local (classification is short of samples). */
+HL_TEST(measured_agreement_policy_routes_the_planted_good_task_types) {
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    static const struct {
+        const char *task;
+        int n, agree;
+    } plant[] = {{"classification", 60, 60}, {"extraction", 150, 150}, {"free_text", 150, 90}};
+    int k = 0;
+    for (size_t t = 0; t < 3; t++)
+        for (int i = 0; i < plant[t].n; i++, k++) {
+            const char *line = "{\"timestamp\":\"2025-03-%02dT00:00:%02d.000Z\",\"source\":\"%s\",\"input_tokens\":400,"
+                               "\"output_tokens\":100,\"latency_ms\":900,\"cost_usd\":0.0027,\"request_id\":\"m%d\","
+                               "\"attempt\":%d,\"status\":\"ok\",\"task_type\":\"%s\"%s}\n";
+            hl_buf_printf(&b, line, 1 + k % 28, 0, "cloud", k, 1, plant[t].task, "");
+            hl_buf_printf(&b, line, 1 + k % 28, 1, "local", k, 2, plant[t].task,
+                          i < plant[t].agree ? ",\"shadow\":true,\"score\":1,\"score_method\":\"exact\",\"agree\":true,"
+                                               "\"reference\":\"served\",\"ref_output_tokens\":100"
+                                             : ",\"shadow\":true,\"score\":0,\"score_method\":\"exact\",\"agree\":false,"
+                                               "\"reference\":\"served\",\"ref_output_tokens\":100");
+        }
+    char path[] = "/tmp/hl_test_sim_XXXXXX", err[256];
+    write_file(path, b.data, b.len);
+    hl_buf_release(&b);
+    hl_sim_workload w;
+    HL_REQUIRE(hl_sim_load_ledger(path, 0, 1, &w, err, sizeof err) == HL_OK);
+    HL_CHECK_INT_EQ(w.n, 360); /* the 360 shadows are not requests */
+    HL_CHECK_INT_EQ(w.scored, 360);
+    HL_REQUIRE(w.n_tasks == 3);
+    HL_CHECK_INT_EQ(w.agree_n[2], 150);
+    HL_CHECK_INT_EQ(w.agree_k[2], 90);
+    hl_config *cfg = NULL;
+    size_t n_local;
+    char names[128];
+    HL_REQUIRE(hl_sim_measured_config(NULL, NULL, 0.05, &w, 0.95, 100, &cfg, &n_local, names, sizeof names, err,
+                                      sizeof err) == HL_OK);
+    HL_CHECK_INT_EQ(n_local, 1);
+    HL_CHECK_STR_EQ(names, "extraction");
+    hl_sim_options o = default_options();
+    hl_sim_result cloud, local, measured;
+    run(&w, "all-cloud", HL_SIM_ALL_CLOUD, cfg, &o, &cloud);
+    run(&w, "all-local", HL_SIM_ALL_LOCAL, cfg, &o, &local);
+    run(&w, "measured", HL_SIM_ROUTER, cfg, &o, &measured);
+    HL_CHECK_INT_EQ(measured.served_local, 150);
+    HL_CHECK_INT_EQ(measured.served_cloud, 210);
+    HL_CHECK_NEAR(cloud.expected_agreement, 1, 0);
+    HL_CHECK_NEAR(local.expected_agreement, 300.0 / 360.0, 1e-12);
+    HL_CHECK_NEAR(measured.expected_agreement, 1, 1e-12); /* extraction agreed every time */
+    HL_CHECK_NEAR(measured.cloud_usd, 210 * (400 * 3e-6 + 100 * 15e-6), 1e-12);
+    hl_config_free(cfg);
+    /* Target 0.9 with 50 samples: classification joins; free text never does. */
+    HL_REQUIRE(hl_sim_measured_config(NULL, NULL, 0.05, &w, 0.9, 50, &cfg, &n_local, names, sizeof names, err,
+                                      sizeof err) == HL_OK);
+    HL_CHECK_STR_EQ(names, "classification, extraction");
+    hl_config_free(cfg);
+    hl_buf out;
+    hl_buf_init(&out, 0);
+    HL_REQUIRE(hl_sim_render_text(&w, &measured, 1, &out) == HL_OK);
+    HL_CHECK(strstr(out.data, "expected agreement") && strstr(out.data, "free_text                 60.0%"));
+    hl_buf_release(&out);
+    hl_sim_workload_release(&w);
+    unlink(path);
+}
+
 HL_TEST_MAIN()
