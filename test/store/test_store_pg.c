@@ -25,6 +25,7 @@
 #include "hl_store.h"
 #include "hl_test.h"
 #include "store_crash.h"
+#include "hl_report.h"
 #include "store_keys.h"
 
 /* ---- fixtures ---- */
@@ -516,6 +517,110 @@ HL_TEST(scans_match_sqlite_for_every_grouping) {
                              (long long)(MAY_1 - 2000 + 8) * 1000, on_row, &a) == HL_OK);
     HL_CHECK_INT_EQ(a.rows, 1);
     HL_CHECK_INT_EQ(a.first_range, 1);
+    hl_store_close(pg);
+    hl_store_close(sq);
+    fixture_cleanup(&f);
+}
+
+/* `report` over PostgreSQL gives the figures it gives over SQLite with the quality fields:
+ * shadows out of the traffic, agreement per task type and per prompt length, eval lines left
+ * out. The journal: 300 classification requests (5,000-token prompts) shadowed at 90%, 100
+ * free-text ones (9,000 tokens) at 50%, 10 eval lines. */
+static void append_quality(const char *path) {
+    hl_buf b, all;
+    hl_buf_init(&b, 0);
+    hl_buf_init(&all, 0);
+    for (int i = 0; i < 410; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "q%d", i);
+        bool eval = i >= 400, cls = i < 300;
+        hl_ledger_record r = {0};
+        r.timestamp = MAY_1 + i;
+        r.request_id = id;
+        r.attempt = 1;
+        r.cloud = true;
+        r.backend = "anthropic";
+        r.model = "claude-3-5-sonnet-20241022";
+        r.route_reason = "rule:default";
+        r.task_type = cls || eval ? "classification" : "free_text";
+        r.status = "ok";
+        r.usage = (hl_usage){.input_tokens = cls ? 5000 : 9000, .output_tokens = 50, .known = true};
+        r.latency_ms = 700;
+        r.ttft_ms = -1;
+        r.confidence = -1;
+        r.cost_usd = 0.01;
+        r.cost_known = true;
+        r.http_status = 200;
+        if (eval) {
+            r.scored = true;
+            r.score_method = "exact";
+            r.reference = "expected";
+            r.eval_run = "ev";
+        }
+        hl_buf_reset(&b);
+        if (hl_ledger_format(&r, &b) || hl_buf_append(&all, b.data, b.len)) abort();
+        if (eval) continue;
+        r.attempt = 2;
+        r.cloud = false;
+        r.backend = "vllm";
+        r.shadow = r.scored = true;
+        r.agree = cls ? i % 10 != 0 : i % 2 == 0;
+        r.score = r.agree ? 1 : 0.25;
+        r.score_method = "rouge_l";
+        r.reference = "served";
+        r.latency_ms = 4000;
+        r.cost_usd = 0.001;
+        hl_buf_reset(&b);
+        if (hl_ledger_format(&r, &b) || hl_buf_append(&all, b.data, b.len)) abort();
+    }
+    append_bytes(path, all.data, all.len);
+    hl_buf_release(&b);
+    hl_buf_release(&all);
+}
+
+HL_TEST(report_quality_figures_match_sqlite) {
+    fixture f;
+    NEED_SERVER(&f);
+    append_quality(f.journal);
+    char err[512];
+    hl_store *pg = NULL, *sq = NULL;
+    HL_REQUIRE(hl_store_open(&pg, f.uri, err, sizeof err) == HL_OK);
+    HL_REQUIRE(hl_store_open(&sq, f.sqlite, err, sizeof err) == HL_OK);
+    HL_REQUIRE(hl_store_index(pg, f.journal, NULL) == HL_OK);
+    HL_REQUIRE(hl_store_index(sq, f.journal, NULL) == HL_OK);
+    static const hl_store_group groups[] = {HL_STORE_GROUP_TASK_TYPE, HL_STORE_GROUP_PROMPT_LENGTH};
+    for (size_t g = 0; g < 2; g++) {
+        hl_report_opts o = {.group_by = groups[g], .from_ms = HL_STORE_TIME_MIN, .to_ms = HL_STORE_TIME_MAX};
+        hl_report *a = NULL, *b = NULL;
+        HL_REQUIRE(hl_report_build(pg, &o, &a, err, sizeof err) == HL_OK);
+        HL_REQUIRE(hl_report_build(sq, &o, &b, err, sizeof err) == HL_OK);
+        HL_REQUIRE(a->n_rows == 2 && b->n_rows == 2);
+        HL_CHECK_INT_EQ(a->eval_skipped, 10);
+        HL_CHECK_INT_EQ(b->eval_skipped, 10);
+        for (size_t i = 0; i < 2; i++) {
+            const hl_report_row *x = &a->rows[i], *y = &b->rows[i];
+            HL_CHECK_STR_EQ(x->group, y->group);
+            HL_CHECK_INT_EQ(x->requests, y->requests);
+            HL_CHECK_INT_EQ(x->attempts, y->attempts);
+            HL_CHECK_INT_EQ(x->shadow, y->shadow);
+            HL_CHECK_INT_EQ(x->scored, y->scored);
+            HL_CHECK_INT_EQ(x->agreed, y->agreed);
+            HL_CHECK_NEAR(x->shadow_usd, y->shadow_usd, 1e-9);
+            HL_CHECK_NEAR(x->mean_score, y->mean_score, 1e-12);
+            HL_CHECK_NEAR(x->latency_p99_ms, 700, 0); /* the shadows' 4 s are not latency */
+        }
+        const hl_report_row *c = &a->rows[0], *t = &a->rows[1]; /* sorted: the 5,000-token classification first */
+        HL_CHECK_STR_EQ(c->group, g ? "4k-8k" : "classification");
+        HL_CHECK_STR_EQ(t->group, g ? "8k+" : "free_text");
+        HL_CHECK_INT_EQ(c->requests, 300);
+        HL_CHECK_INT_EQ(c->shadow, 300);
+        HL_CHECK_INT_EQ(c->agreed, 270);
+        HL_CHECK(c->agreement_lo <= 0.9 && 0.9 <= c->agreement_hi);
+        HL_CHECK_INT_EQ(t->agreed, 50);
+        HL_CHECK_NEAR(c->cost_usd, 300 * 0.011, 1e-9);
+        hl_report_free(a);
+        hl_report_free(b);
+    }
     hl_store_close(pg);
     hl_store_close(sq);
     fixture_cleanup(&f);
