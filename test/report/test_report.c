@@ -839,6 +839,23 @@ HL_TEST(cli_report_and_index) {
     snprintf(cmd, sizeof cmd, "'%s' report --db '%s' --from 2024-05-02 --to 2024-05-01 2>&1", bin, v.db);
     HL_CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 2);
     env_cleanup(&v);
+
+    /* The planted ledger: agreement by prompt length, eval lines in with --include-eval. */
+    env_init(&v);
+    write_planted(v.journal);
+    snprintf(cmd, sizeof cmd, "'%s' report --db '%s' --journal '%s' --format csv --group-by prompt_length 2>/dev/null",
+             bin, v.db, v.journal);
+    HL_CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 0);
+    HL_CHECK(strstr(out, "\nprompt_length,0-1k,1200,1200,") != NULL);
+    HL_CHECK(strstr(out, "\nprompt_length,8k+,300,300,") != NULL);
+    snprintf(cmd, sizeof cmd, "'%s' report --db '%s' --format json --group-by none --include-eval", bin, v.db);
+    HL_CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 0);
+    HL_CHECK(strstr(out, "\"include_eval\":true,\"eval_lines_skipped\":0") != NULL);
+    HL_CHECK(strstr(out, "\"requests\":1850,") != NULL);
+    snprintf(cmd, sizeof cmd, "'%s' report --db '%s' --group-by task_type", bin, v.db);
+    HL_CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 0);
+    HL_CHECK(strstr(out, "95% CI") && strstr(out, "note: 50 eval lines"));
+    env_cleanup(&v);
 }
 
 HL_TEST_MAIN()
