@@ -763,6 +763,19 @@ hl_err hl_sim_render_json(const hl_sim_workload *w, const hl_sim_result *rs, siz
                            "input_tokens", (json_int_t)w->input_tokens, "output_tokens", (json_int_t)w->output_tokens,
                            "sensitive", (json_int_t)w->sensitive, "month_factor", w->month_factor, "mix", mix);
     mix = NULL;
+    if (wj && w->scored) { /* measured agreement per task type: {samples, agreed} */
+        json_t *ag = json_object();
+        for (size_t t = 0; ag && t <= HL_SIM_MAX_TASKS; t++) {
+            if ((t < HL_SIM_MAX_TASKS && t >= w->n_tasks) || !w->agree_n[t]) continue;
+            json_object_set_new(ag, t < HL_SIM_MAX_TASKS ? w->tasks[t] : "(none)",
+                                json_pack("{s:I, s:I}", "samples", (json_int_t)w->agree_n[t], "agreed",
+                                          (json_int_t)w->agree_k[t]));
+        }
+        if (!ag || json_object_set_new(wj, "agreement", ag)) {
+            json_decref(wj);
+            wj = NULL;
+        }
+    }
     if (!wj || json_object_set_new(root, "workload", wj)) goto out;
     for (size_t j = 0; j < n; j++) {
         const hl_sim_result *r = &rs[j];

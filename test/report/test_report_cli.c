@@ -204,6 +204,9 @@ HL_TEST(advise_ledger_with_measured_agreement) {
     HL_CHECK_INT_EQ(o.rc, 0);
     j = json_loads(o.out, 0, NULL);
     HL_REQUIRE(j);
+    json_t *ag = json_object_get(json_object_get(j, "workload"), "agreement");
+    HL_CHECK_INT_EQ(json_integer_value(json_object_get(json_object_get(ag, "free_text"), "agreed")), 30);
+    HL_CHECK_INT_EQ(json_integer_value(json_object_get(json_object_get(ag, "classification"), "samples")), 150);
     json_t *pol = json_object_get(j, "policies");
     HL_REQUIRE(json_array_size(pol) == 4);
     json_t *mp = json_array_get(pol, 3);
