@@ -136,7 +136,14 @@ static void answered(slot *s, hl_chat_response *resp) {
     c->usage = c->resp.usage;
     c->status = HL_EVAL_OK;
     c->error[0] = '\0';
-    if (s->logprobs) c->confidence = hl_confidence(c->resp.logprobs);
+    if (s->logprobs) {
+        hl_conf_signals sig;
+        hl_confidence_signals(c->resp.logprobs, &sig);
+        c->confidence = sig.geomean;
+        c->signals = sig.margin >= 0 && sig.min >= 0; /* the ledger takes both or neither */
+        c->confidence_margin = sig.margin;
+        c->confidence_min = sig.min;
+    }
     set_cost(r, b, c);
     job_done(s);
 }
