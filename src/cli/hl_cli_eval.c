@@ -115,13 +115,12 @@ static void warn_line(void *ud, const char *msg) {
 }
 
 /* Writes a failed attempt that is retried (the final outcome is written after scoring). */
-static void retried(void *ud, size_t item, size_t backend, const hl_eval_call *c) {
+static void retried(void *ud, size_t item, size_t backend, const hl_privacy_verdict *pv, const hl_eval_call *c) {
     eval_cli *e = ud;
     if (!e->ledger_open) return;
     hl_ledger_record rec;
     char id[128];
-    hl_privacy_verdict none = {0};
-    hl_eval_ledger_record(&e->su, item, &e->ds.v[item], backend, &none, c, NULL, id, sizeof id, &rec);
+    hl_eval_ledger_record(&e->su, item, &e->ds.v[item], backend, pv, c, NULL, id, sizeof id, &rec);
     hl_ledger_append(&e->journal, &rec);
 }
 

@@ -97,7 +97,8 @@ static void attempt_failed(slot *s, bool retryable, double retry_after_ms) {
     c->status = HL_EVAL_ERROR;
     set_cost(r, b, c);
     if (retryable && c->retries < b->cfg->max_retries) {
-        if (r->o->retried) r->o->retried(r->o->ud, s->job / r->o->n_backends, s->job % r->o->n_backends, c);
+        size_t item = s->job / r->o->n_backends;
+        if (r->o->retried) r->o->retried(r->o->ud, item, s->job % r->o->n_backends, &r->res->privacy[item], c);
         double delay = retry_delay(r, b->cfg, c->retries, retry_after_ms);
         c->retries++;
         uv_timer_start(&s->timer, on_timer, (uint64_t)delay, 0);

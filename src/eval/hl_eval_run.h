@@ -58,8 +58,9 @@ typedef struct hl_eval_opts {
     long timeout_ms;          /* per attempt; 0: each backend's timeout_ms */
     /* Called on the loop thread after each item-backend pair is done (may be NULL). */
     void (*progress)(void *ud, size_t done, size_t total);
-    /* Called for each failed attempt that is retried (its ledger line; may be NULL). */
-    void (*retried)(void *ud, size_t item, size_t backend, const hl_eval_call *c);
+    /* Called for each failed attempt that is retried (its ledger line; may be NULL), with the
+     * item's privacy verdict. */
+    void (*retried)(void *ud, size_t item, size_t backend, const hl_privacy_verdict *pv, const hl_eval_call *c);
     void *ud;
 } hl_eval_opts;
 

@@ -95,6 +95,7 @@ describe('hybridllm eval', { skip: skip ?? false }, () => {
       backends: [
         { name: 'local', kind: 'openai', location: 'local', base_url: `${local.url}/v1`, model: 'mistral-7b', hourly_cost_usd: 0.05, ...noRetry },
         { name: 'cloud', kind: 'openai', location: 'cloud', base_url: `${cloud.url}/v1`, model: 'gpt-4o', api_key_env: 'HL_TEST_OPENAI_KEY', allow_insecure_http: true, ...noRetry },
+        { name: 'flaky', kind: 'openai', location: 'cloud', base_url: `${cloud.url}/v1`, model: 'gpt-4o', api_key_env: 'HL_TEST_OPENAI_KEY', allow_insecure_http: true, max_retries: 1, retry_base_ms: 10, retry_max_ms: 20 },
         { name: 'down', kind: 'openai', location: 'local', base_url: 'http://127.0.0.1:9/v1', model: 'm', connect_timeout_ms: 2000, ...noRetry },
       ],
       prices: [{ model: 'gpt-4o', input_per_mtok: 5, output_per_mtok: 15 }],
@@ -278,6 +279,21 @@ describe('hybridllm eval', { skip: skip ?? false }, () => {
     const lines = readJSONL(ledgerPath).filter((l) => l.eval_run === out.run && l.backend === 'down');
     assert.equal(lines.length, 5);
     assert.ok(lines.every((l) => l.status === 'error' && l.error && l.score == null));
+  });
+
+  test("retries follow the backend's max_retries; each attempt is a ledger line", async () => {
+    cloud.control({ status: 503, count: 1 });
+    const r = await run(['eval', dataset, '--backends', 'local,flaky', '--config', configPath, '--format', 'json', '--limit', '1', '--concurrency', '1']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.equal(out.backends[1].overall.errors, 0);
+    assert.equal(out.backends[1].overall.n, 1);
+    assert.equal(out.backends[1].overall.agree, 1);
+    const lines = readJSONL(ledgerPath).filter((l) => l.eval_run === out.run && l.backend === 'flaky');
+    // attempt numbers: backend index + 1, then + the number of backends per retry
+    assert.deepEqual(lines.map((l) => [l.attempt, l.status, l.http_status]), [[2, 'error', 503], [4, 'ok', 200]]);
+    assert.equal(lines[0].request_id, lines[1].request_id);
+    assert.equal(lines[1].agree, true);
   });
 
   test('--help, usage errors, and a bad dataset line before any call', async () => {
