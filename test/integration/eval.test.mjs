@@ -15,6 +15,8 @@ import { gatewayBinaryMissing, HL_BIN, KEYS, ROOT, toYAML } from './gateway.mjs'
 import { readJSONL } from './util.mjs';
 
 const skip = gatewayBinaryMissing();
+const MODELS_DIR = process.env.HL_MODELS_DIR ?? path.join(ROOT, '..', 'shared', 'models');
+const STORIES = path.join(MODELS_DIR, 'stories260K.gguf');
 
 // Runs the binary; resolves {code, stdout, stderr}. Killed (and the test failed) after timeoutMs.
 function run(args, { timeoutMs = 30000, env = KEYS } = {}) {
@@ -334,6 +336,29 @@ describe('hybridllm eval', { skip: skip ?? false }, () => {
     const out = JSON.parse(s.stdout);
     assert.equal(out.items, 3);
     assert.equal(out.skipped, 1);
+  });
+
+  test('the builtin engine as a backend: answers with their three confidence signals', {
+    skip: fs.existsSync(STORIES) || process.env.HL_REQUIRE_MODELS === '1' ? false : `SKIP: test models not found at ${MODELS_DIR}`,
+  }, async () => {
+    const cfg = path.join(dir, 'builtin.yaml');
+    const ledger = path.join(dir, 'builtin.jsonl');
+    fs.writeFileSync(cfg, toYAML({
+      ledger: { path: ledger, store: '' },
+      backends: [{ name: 'embedded', kind: 'builtin', location: 'local', model_path: STORIES, model: 'stories260K', threads: 1 }],
+      routes: [{ name: 'default', to: ['embedded'] }],
+    }));
+    const r = await run(['eval', dataset, '--backends', 'embedded', '--config', cfg, '--format', 'json', '--limit', '3']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.equal(out.backends[0].overall.n, 3);
+    assert.equal(out.backends[0].overall.errors, 0);
+    const lines = readJSONL(ledger);
+    assert.equal(lines.length, 3);
+    for (const l of lines) {
+      for (const k of ['confidence', 'confidence_margin', 'confidence_min']) assert.ok(l[k] >= 0 && l[k] <= 1, `${k} ${l[k]}`);
+      assert.ok(l.output_tokens > 0 && l.source === 'local');
+    }
   });
 
   test('the shipped example dataset runs', async () => {
