@@ -43,6 +43,9 @@ static const command commands[] = {
      "measured ledger", hl_cli_advise},
     {"simulate", "simulate [--policy FILE]... [--ledger FILE] [--seed N] [--json] ...",
      "replay a workload through the router, policies side by side", hl_cli_simulate},
+    {"eval", "eval DATASET.jsonl --backends A[,B...] --config FILE [--reference B] [--format table|json|csv] ...",
+     "run a JSONL dataset through backends: accuracy with a 95% interval, latency, tokens and\n"
+     "cost per backend, by task type and prompt length; ledger lines for `report`", hl_cli_eval},
     {"run", "run MODEL.gguf -p PROMPT [-n N] [--temp T] [--threads T] [--seed S] ...",
      "generate with the embedded CPU engine; prints tokens/s", hl_engine_cli_run},
     {"gguf", "gguf info MODEL.gguf", "print a GGUF file's metadata and tensors", hl_engine_cli_gguf},

@@ -23,5 +23,7 @@ int hl_cli_main(int argc, char **argv);
 int hl_cli_serve(int argc, char **argv);
 /* hybridllm route --explain --config FILE: a routing decision for a request on stdin. */
 int hl_cli_route(int argc, char **argv);
+/* hybridllm eval DATASET --backends A,B --config FILE: a dataset through backends (hl_cli_eval.c). */
+int hl_cli_eval(int argc, char **argv);
 
 #endif

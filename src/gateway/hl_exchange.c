@@ -127,6 +127,7 @@ typedef struct attempt {
     bool stop_hit;           /* gw_stops: one matched; the rest of the upstream's answer is dropped */
     hl_stop_filter stops;
     double confidence;       /* of a judged answer; < 0 unknown */
+    hl_conf_signals signals; /* of a judged answer: all its confidence signals (-1 unknown) */
 } attempt;
 
 /* A local answer below the confidence threshold, kept while the escalation targets try. */
@@ -137,6 +138,7 @@ typedef struct held {
     hl_backend *backend;
     const char *model;
     double confidence;
+    hl_conf_signals signals;
 } held;
 
 struct hl_exchange {
@@ -366,6 +368,11 @@ static double record_attempt(hl_exchange *ex, const char *status, const hl_usage
         .latency_ms = latency,
         .ttft_ms = at->ttft_ms,
         .confidence = at->judged ? at->confidence : -1,
+        /* The ledger takes margin and min together (a backend that gave no alternatives
+         * leaves both out). */
+        .signals = at->judged && at->signals.margin >= 0 && at->signals.min >= 0,
+        .confidence_margin = at->signals.margin,
+        .confidence_min = at->signals.min,
         .http_status = at->status,
         .error = error,
     };
@@ -427,7 +434,8 @@ static void fail_or_fallback(hl_exchange *ex, const hl_api_error *err) {
         hl_stop_release(&ex->at.stops);
         ex->at = (attempt){.n = ex->at.n + 1, .backend = ex->held.backend, .model = ex->held.model,
                            .prov = hl_provider_for(ex->held.backend->cfg->kind), .judged = true,
-                           .confidence = ex->held.confidence, .t0 = now_ms(), .wall0 = wall_now(),
+                           .confidence = ex->held.confidence, .signals = ex->held.signals,
+                           .t0 = now_ms(), .wall0 = wall_now(),
                            .ttft_ms = -1, .status = 200, .retry_after_ms = -1, .should_retry = -1};
         hl_usage u = ex->held.resp.usage;
         record_attempt(ex, "ok", &u, NULL);
@@ -554,6 +562,29 @@ static void replay_as_stream(hl_exchange *ex, hl_chat_response *resp) {
     ing->encode_event(&ex->enc, &ev, &ex->out);
     ing->encode_end(&ex->enc, &resp->usage, &ex->out);
     end_stream(ex);
+}
+
+/* The signal a route's escalate.signal names; < 0 when the answer did not give it (then the
+ * answer is served, as one without logprobs is). */
+static double judged_signal(const hl_conf_signals *s, hl_conf_signal which) {
+    switch (which) {
+    case HL_SIGNAL_MARGIN: return s->margin;
+    case HL_SIGNAL_MIN: return s->min;
+    case HL_SIGNAL_GEOMEAN: break;
+    }
+    return s->geomean;
+}
+
+/* A judged answer was asked for 2 alternatives a token (for its margin); a client that asked
+ * for logprobs itself gets the number it asked for (top_logprobs, -1 unset: none). */
+static void trim_top_logprobs(json_t *logprobs, int keep) {
+    size_t i;
+    json_t *tok;
+    if (keep < 0) keep = 0;
+    json_array_foreach(json_object_get(logprobs, "content"), i, tok) {
+        json_t *top = json_object_get(tok, "top_logprobs");
+        while (json_array_size(top) > (size_t)keep) json_array_remove(top, json_array_size(top) - 1);
+    }
 }
 
 static void deliver(hl_exchange *ex, hl_chat_response *resp, double cost, double confidence) {
@@ -854,11 +885,15 @@ static void answered(hl_exchange *ex, hl_chat_response *resp) {
         resp->model = strdup(at->model);
     }
     if (at->judged) {
-        at->confidence = hl_confidence(resp->logprobs);
-        if (at->confidence >= 0 && at->confidence < ex->route.escalate_below && ex->route.n_escalate) {
+        hl_confidence_signals(resp->logprobs, &at->signals);
+        at->confidence = at->signals.geomean;
+        if (ex->client_logprobs) trim_top_logprobs(resp->logprobs, ex->req.top_logprobs);
+        double signal = judged_signal(&at->signals, ex->route.escalate_signal);
+        if (signal >= 0 && signal < ex->route.escalate_below && ex->route.n_escalate) {
             /* Not sure enough: hold this answer, ask the escalation targets. */
             ex->held = (held){.present = true, .resp = *resp, .backend = at->backend, .model = at->model,
-                              .confidence = at->confidence, .cost = record_attempt(ex, "escalated", &u, NULL)};
+                              .confidence = at->confidence, .signals = at->signals,
+                              .cost = record_attempt(ex, "escalated", &u, NULL)};
             hl_chat_response_init(resp); /* taken */
             escalate(ex);
             return;

@@ -28,6 +28,7 @@ import {
   countWords,
   contentText,
   lastUserText,
+  replyFor,
   sendJSON,
   sseWriter,
   runStandalone,
@@ -184,7 +185,7 @@ async function handleMessages(req, res, rec, body, ctl, reqId, opts) {
     // control tool_text: a text block before the tool_use block
     if (ctl.tool_text) pieces = tokenize(ctl.tool_text);
   } else {
-    let full = ctl.reply ?? `echo: ${userText}`;
+    let full = replyFor(ctl, userText) ?? `echo: ${userText}`;
     if (Array.isArray(body.stop_sequences)) {
       let at = -1;
       for (const s of body.stop_sequences) {

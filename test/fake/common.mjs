@@ -21,6 +21,9 @@
 //   silent_after_chunks  (OpenAI only) after N stream chunks send nothing more and keep the
 //                        connection open until the client closes it (0: headers only)
 //   reply                fixed reply text instead of "echo: <last user text>"
+//   replies              {"<last user text>": "<reply>"}: per-prompt replies (chat requests;
+//                        planted answers for eval datasets), before `reply`; a prompt not in
+//                        it gets `reply` or the echo
 //   tool_text            when the reply is a tool call: text said before it (OpenAI: content
 //                        along with tool_calls; Anthropic: a text block before the tool_use)
 //   stream_usage         (OpenAI only) "requested" (default, like vLLM/OpenAI: usage chunk only
@@ -75,6 +78,13 @@ export function contentText(content) {
       .join('\n');
   }
   return '';
+}
+
+// The reply control planted for a chat request whose last user message is userText, if any.
+export function replyFor(ctl, userText) {
+  const r = ctl.replies;
+  if (r && typeof r === 'object' && Object.hasOwn(r, userText) && typeof r[userText] === 'string') return r[userText];
+  return ctl.reply;
 }
 
 export function lastUserText(messages) {

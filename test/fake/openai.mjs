@@ -36,6 +36,7 @@ import {
   countWords,
   contentText,
   lastUserText,
+  replyFor,
   sendJSON,
   sseWriter,
   runStandalone,
@@ -182,7 +183,7 @@ async function handleChat(req, res, rec, body, ctl, reqId, opts) {
     // control tool_text: content sent along with the tool call (before it, when streamed)
     if (ctl.tool_text) pieces = tokenize(ctl.tool_text);
   } else {
-    let full = ctl.reply ?? `echo: ${afterTool ? contentText(lastMsg.content) : userText}`;
+    let full = replyFor(ctl, userText) ?? `echo: ${afterTool ? contentText(lastMsg.content) : userText}`;
     const stops = typeof body.stop === 'string' ? [body.stop] : Array.isArray(body.stop) ? body.stop : [];
     let at = -1;
     for (const s of stops) {
