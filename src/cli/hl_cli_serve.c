@@ -122,6 +122,16 @@ static void serve_after_pass(void *ctx, hl_store *conn) {
     hl_key_budgets_set_instances(st->key_budgets, live);
 }
 
+/* The indexer thread was poked: budget leases that admissions wait for (a fleet). */
+static void serve_poked(void *ctx, hl_store *conn) {
+    serve_state *st = ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    hl_key_budgets_lease_work(st->key_budgets, conn, (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+static void serve_poke(void *ctx) { hl_store_indexer_poke(ctx); }
+
 /* The store's location: ledger.store, or a SQLite file beside the journal (ledger.jsonl ->
  * ledger.db). */
 static void store_location(const hl_config *cfg, char *out, size_t len) {
@@ -142,7 +152,7 @@ static void serve_open_store(serve_state *st) {
     store_location(st->cfg, path, sizeof path);
     if (!path[0]) return;
     hl_store_redact(path, where, sizeof where);
-    st->hooks = (hl_store_indexer_hooks){serve_before_pass, serve_after_pass, st};
+    st->hooks = (hl_store_indexer_hooks){serve_before_pass, serve_after_pass, serve_poked, st};
     if (hl_store_open(&st->store, path, serr, sizeof serr) != HL_OK) {
         /* A database that is down now may be up in a minute: its indexer keeps trying.
          * A SQLite file that cannot be opened is a configuration problem. */
@@ -158,6 +168,9 @@ static void serve_open_store(serve_state *st) {
         hl_log(HL_LOG_WARN, "keys: cannot load the client keys: %s", hl_store_errmsg(st->store));
     bool shared = st->budgets && hl_store_shared(st->store);
     st->budget_hooks = shared;
+    /* A fleet: the keys' budgets through leases in the store (hl_keybudget.h). */
+    if (hl_store_shared(st->store) && hl_store_set_instance(st->store, st->instance) == HL_OK)
+        hl_key_budgets_set_fleet(st->key_budgets, serve_poke, st->store, 3 * st->cfg->ledger_index_interval_ms);
     if (hl_store_indexer_start(st->store, st->cfg->ledger_path, st->cfg->ledger_index_interval_ms,
                                &st->hooks) != HL_OK) {
         hl_log(HL_LOG_WARN, "ledger indexer not started: %s", hl_store_errmsg(st->store));

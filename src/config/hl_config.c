@@ -601,6 +601,9 @@ static const cfg_key backend_keys[] = {
     {K("breaker_open_ms"), .type = T_INT, FIELD(hl_backend_cfg, breaker_open_ms), .lo = 1,
      .hi = CFG_MAX_MS, .def = 15000, .help = "how long an open breaker skips the backend before "
                                              "one probe request"},
+    {K("max_tokens"), .type = T_INT, FIELD(hl_backend_cfg, max_tokens), .lo = 1, .hi = MAX_TOKENS, .def = 0,
+     .help = "output tokens asked for when a request sets none (sent upstream; virtual keys' budgets "
+             "reserve it); unset: the upstream's default"},
     {K("context_window"), .type = T_INT, FIELD(hl_backend_cfg, context_window), .lo = 1,
      .hi = MAX_TOKENS, .def = 0, .help = "tokens the model takes; unset: what the server says "
                                          "(llama.cpp /props, vLLM max_model_len, Ollama), else not checked"},
@@ -921,6 +924,10 @@ static const cfg_key tenant_keys[] = {
      .help = "requests per minute for all the tenant's keys together; 0: no limit"},
     {K("tpm"), .type = T_INT, FIELD(hl_tenant_cfg, tpm), .lo = 0, .hi = 1000000000000LL, .def = 0,
      .help = "tokens per minute for all the tenant's keys together; 0: no limit"},
+    {K("budget_day_usd"), .type = T_DOUBLE, FIELD(hl_tenant_cfg, budget_day_usd), .lo = 0, .def_d = NAN,
+     .help = "cloud spend per UTC day of all the tenant's keys together, reserved at admission; unset: none"},
+    {K("budget_month_usd"), .type = T_DOUBLE, FIELD(hl_tenant_cfg, budget_month_usd), .lo = 0, .def_d = NAN,
+     .help = "the same per UTC calendar month; unset: none"},
 };
 static const cfg_table tenants_table = {
     TABLE(tenant_keys), .item_size = sizeof(hl_tenant_cfg),

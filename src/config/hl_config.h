@@ -66,6 +66,8 @@ typedef struct hl_backend_cfg {
     long breaker_window_ms;
     long breaker_open_ms;
     long context_window;    /* tokens the model takes; 0: unknown (not checked) */
+    long max_tokens;        /* output tokens asked for when a request sets none (sent upstream,
+                               and what virtual keys' budgets reserve); 0: none */
     /* A streamed attempt whose upstream sends nothing for this long is ended (closed, an error
      * frame for the client, or the next candidate when nothing was sent yet); 0: off. The
      * first byte gets first_token_timeout_ms instead (a cold local model loading); 0 there:
@@ -171,10 +173,12 @@ typedef struct hl_budget_cfg {
 } hl_budget_cfg;
 
 /* A tenant's rate limits (tenants:), shared by all its virtual keys on top of each key's own
- * (src/gateway/hl_keybudget.h); 0: no limit. */
+ * (src/gateway/hl_keybudget.h); 0: no limit. Its budgets likewise, reserved against by every
+ * request of its keys; < 0: none. */
 typedef struct hl_tenant_cfg {
     char *name;
     long rpm, tpm;
+    double budget_day_usd, budget_month_usd;
     int line;
 } hl_tenant_cfg;
 

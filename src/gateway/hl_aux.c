@@ -31,6 +31,11 @@ struct hl_aux {
     char request_id[64], client_id[64], tenant[64];
     long long key_id;          /* the client key's store id, 0: none */
     char key_name[64];         /* its name, "" none */
+    hl_key_info key;           /* the client key (its budgets: embeddings reserve too) */
+    double key_est, key_reserved; /* USD to reserve / reserved, released at the end */
+    hl_kb_ticket key_ticket;   /* its place in the line for a fleet lease */
+    bool budget_wait;          /* the timer polls admission, not a retry */
+    double budget_wait_until;
     hl_chat_request req;       /* for privacy, routing and counting */
     hl_embed_request er;       /* embeddings */
     json_t *count_body;        /* count_tokens: the client's body (owned) */
@@ -304,6 +309,8 @@ hl_err hl_embed_render_vectors(const float *vecs, size_t n, uint32_t dim, bool b
 static void aux_closed(uv_handle_t *h) { free(h->data); }
 
 static void aux_free(hl_aux *a) {
+    if (a->key_reserved > 0) hl_key_budgets_release(a->env->key_budgets, &a->key, a->key_reserved);
+    a->key_reserved = 0;
     if (a->up) hl_upstream_cancel(a->up);
     if (a->job) hl_builtin_embed_cancel(a->job);
     hl_chat_request_release(&a->req);
@@ -389,8 +396,9 @@ static double record(hl_aux *a, const char *status, long input_tokens, bool esti
     hl_metrics_attempt(env->metrics, (size_t)(a->backend - env->bs->v), hl_metrics_status_of(status), input_tokens, 0,
                        r.cost_usd, latency, -1);
     if (r.cloud && r.cost_known) hl_budgets_add(env->budgets, r.tenant, r.cost_usd, (time_t)wall_now());
-    if (r.cloud && r.cost_known) hl_key_budgets_add(env->key_budgets, a->key_id, r.cost_usd, (long long)(wall_now() * 1000));
     if (hl_ledger_append(env->ledger, &r) != HL_OK) hl_log(HL_LOG_ERROR, "ledger write failed for %s", a->request_id);
+    /* After the line: the indexer settles a fleet lease by the lines it finds. */
+    if (r.cloud && r.cost_known) hl_key_budgets_add(env->key_budgets, &a->key, r.cost_usd, (long long)(wall_now() * 1000));
     return r.cost_usd;
 }
 
@@ -398,7 +406,46 @@ static double record(hl_aux *a, const char *status, long input_tokens, bool esti
 
 static void run(hl_aux *a);
 
-static void on_timer(uv_timer_t *t) { run(t->data); }
+static void schedule(hl_aux *a, double delay_ms);
+
+/* Admission of an embeddings request against its key's (and tenant's) budgets with
+ * a->key_est: true admitted; false answered (refused) or waiting (a fleet lease: the timer
+ * asks again). */
+static bool key_budget_poll(hl_aux *a) {
+    hl_kb_refusal why = {0};
+    hl_kb_verdict v = hl_key_budgets_admit(a->env->key_budgets, &a->key, a->key_est, (long long)(wall_now() * 1000),
+                                           &a->key_ticket, &why);
+    a->budget_wait = false;
+    if (v == HL_KB_ADMIT) {
+        a->key_reserved = a->key_est;
+        return true;
+    }
+    hl_api_error err;
+    if (v == HL_KB_WAIT && now_ms() < a->budget_wait_until) {
+        a->budget_wait = true;
+        hl_conn_set_data(a->conn, a);
+        schedule(a, HL_KB_POLL_MS);
+        return false;
+    }
+    if (v == HL_KB_WAIT)
+        hl_api_error_set(&err, 503, HL_AE_UNAVAILABLE, NULL, "budget_unavailable",
+                         "The budget of this API key could not be reserved: the ledger store did not answer "
+                         "in time. Retry later.");
+    else
+        hl_api_error_set(&err, 429, HL_AE_RATE_LIMIT, NULL, "budget_exceeded",
+                         "The %s budget of this API key%s is spent or reserved ($%.4f of $%.2f, this request may "
+                         "cost up to $%.4f); requests that need the cloud are refused until it resets.",
+                         why.month ? "monthly" : "daily", why.tenant ? "'s tenant" : "", why.spent, why.limit,
+                         a->key_est);
+    finish_error(a, &err);
+    return false;
+}
+
+static void on_timer(uv_timer_t *t) {
+    hl_aux *a = t->data;
+    if (a->budget_wait && !key_budget_poll(a)) return;
+    run(a);
+}
 
 static void schedule(hl_aux *a, double delay_ms) {
     if (!a->timer_inited) {
@@ -869,6 +916,7 @@ void hl_aux_start(hl_exchange_env *env, hl_conn *c, const hl_http_req *hreq, con
     if (kind == HL_AUX_COUNT_TOKENS && a->privacy.pii[0]) a->privacy.sensitive = true;
     if (!key->cloud_allowed) a->privacy.sensitive = true; /* the key's traffic stays local */
     a->key_id = key->id;
+    a->key = *key;
     snprintf(a->key_name, sizeof a->key_name, "%s", key->id ? key->name : "");
     hl_route_input in;
     hl_exchange_route_input(&a->req, hreq, key->tenant[0] ? key->tenant : NULL, !env->keys_decide_tenant && !key->id,
@@ -919,5 +967,17 @@ void hl_aux_start(hl_exchange_env *env, hl_conn *c, const hl_http_req *hreq, con
         return;
     }
     a->deadline = now_ms() + (double)env->cfg->request_timeout_ms;
+    /* Embeddings reserve as chat does: the input's estimated tokens at the dearest cloud
+     * candidate's input price (there is no output to bound). */
+    if (kind == HL_AUX_EMBEDDINGS && key->id) {
+        for (int i = 0; i < a->route.n; i++) {
+            if (!hl_backend_is_cloud(a->route.candidates[i]) || a->privacy.sensitive) continue;
+            const hl_price *p = hl_config_price(env->cfg, a->route.models[i]);
+            double usd = p ? (double)in.prompt_tokens * p->input_per_mtok / 1e6 : 0;
+            if (usd > a->key_est) a->key_est = usd;
+        }
+        a->budget_wait_until = now_ms() + HL_KB_WAIT_MS;
+        if (a->key_est > 0 && !key_budget_poll(a)) return;
+    }
     run(a);
 }

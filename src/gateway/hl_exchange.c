@@ -4,7 +4,7 @@
  *
  *              refused (parse, privacy, route, budget)
  *   ROUTING ----------------------------------------------------------+
- *      |                                                              v
+ *      |  \ a fleet budget lease to wait for: WAITING (budget_wait)     v
  *      | first attempt     failed (retry, next candidate),        FINISHING --> DONE
  *      v                   or answer held for escalation              ^
  *   ATTEMPTING -----------------------------------> WAITING ---------+ nothing left to try
@@ -27,7 +27,9 @@
  *    escalation targets are being asked, and should they all fail the held answer is served.
  *  - WAITING: the next attempt is scheduled on the exchange's timer: after a backoff for a
  *    retry, or on the next loop turn for a fallback or an escalation. Attempts never start
- *    each other by recursion.
+ *    each other by recursion. Also, before the first attempt, a request whose key's budget
+ *    needs more of its fleet lease (hl_keybudget.h) polls admission on the timer until it is
+ *    admitted (ATTEMPTING) or refused (FINISHING).
  *  - STREAMING: the client has the response head and the first events; what happens next can
  *    only end this response (a mid-stream error is reported in the stream).
  *  - FINISHING: the last ledger line is written and the answer is going out; the connection
@@ -46,6 +48,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include "hl_anthropic.h"
 #include "hl_log.h"
 #include "hl_pricing.h"
 #include "hl_privacy.h"
@@ -60,7 +63,7 @@ static const char *const phase_names[HL_EX_N_PHASES] = {"routing", "waiting", "a
 /* transitions[from]: the phases `from` may go to (the diagram above). */
 #define B(p) HL_EX_BIT(HL_EX_##p)
 static const unsigned transitions[HL_EX_N_PHASES] = {
-    [HL_EX_ROUTING] = B(ATTEMPTING) | B(FINISHING),
+    [HL_EX_ROUTING] = B(ATTEMPTING) | B(WAITING) | B(FINISHING),
     [HL_EX_WAITING] = B(ATTEMPTING) | B(HOLDING) | B(FINISHING) | B(DONE),
     [HL_EX_ATTEMPTING] = B(STREAMING) | B(WAITING) | B(FINISHING) | B(DONE),
     [HL_EX_HOLDING] = B(STREAMING) | B(WAITING) | B(FINISHING) | B(DONE),
@@ -152,6 +155,10 @@ struct hl_exchange {
     char tenant[64];           /* "" when none */
     hl_key_info key;           /* what the client's key decides */
     double key_reserved;       /* USD reserved against the key's budgets, released at the end */
+    double key_est;            /* what admission reserves (while waiting for a lease) */
+    hl_kb_ticket key_ticket;   /* its place in the line for the fleet's budget */
+    bool budget_wait;          /* WAITING for a budget lease, not for an attempt */
+    double budget_wait_until;  /* then refused */
     hl_key_rate rate;          /* the key's rate limits at admission (x-ratelimit-* headers) */
     hl_privacy_verdict privacy;
     long created;
@@ -261,7 +268,7 @@ static void exchange_closed(uv_handle_t *h) {
 /* The one place an exchange is freed. */
 static void ex_free(hl_exchange *ex) {
     ex_enter(ex, HL_EX_DONE);
-    if (ex->key_reserved > 0) hl_key_budgets_release(ex->env->key_budgets, ex->key.id, ex->key_reserved);
+    if (ex->key_reserved > 0) hl_key_budgets_release(ex->env->key_budgets, &ex->key, ex->key_reserved);
     ex->key_reserved = 0;
     leave_in_flight(ex);
     if (ex->at.call) ex->at.prov->cancel(ex->at.call);
@@ -388,9 +395,10 @@ static double record_attempt(hl_exchange *ex, const char *status, const hl_usage
                        u->input_tokens, u->output_tokens, r.cost_usd, latency, at->ttft_ms);
     if (r.cloud && r.cost_known) hl_budgets_add(env->budgets, r.tenant, r.cost_usd, (time_t)wall_now());
     hl_key_budgets_rate_charge(env->key_budgets, &ex->key, (long)u->output_tokens, (long long)(wall_now() * 1000));
-    if (r.cloud && r.cost_known) hl_key_budgets_add(env->key_budgets, ex->key.id, r.cost_usd, (long long)(wall_now() * 1000));
     if (hl_ledger_append(env->ledger, &r) != HL_OK)
         hl_log(HL_LOG_ERROR, "ledger write failed for %s: %m", ex->request_id);
+    /* After the line: the indexer settles a fleet lease by the lines it finds (hl_keybudget.h). */
+    if (r.cloud && r.cost_known) hl_key_budgets_add(env->key_budgets, &ex->key, r.cost_usd, (long long)(wall_now() * 1000));
     return r.cost_usd;
 }
 
@@ -398,9 +406,17 @@ static double record_attempt(hl_exchange *ex, const char *status, const hl_usage
 
 static void run_attempt(hl_exchange *ex);
 
+static int key_budget_poll(hl_exchange *ex);
+
 static void on_timer(uv_timer_t *t) {
     hl_exchange *ex = t->data;
     if (!ex_expect(ex, B(WAITING), "the attempt timer")) return;
+    if (ex->budget_wait) {
+        int v = key_budget_poll(ex);
+        if (v == 2) uv_timer_start(&ex->timer, on_timer, HL_KB_POLL_MS, 0);
+        if (v != 1) return; /* waiting still, or refused (answered) */
+        ex->budget_wait = false;
+    }
     run_attempt(ex);
 }
 
@@ -1079,7 +1095,11 @@ static void run_attempt(hl_exchange *ex) {
         .native_responses = ex->ing == &hl_ingress_responses && b->cfg->kind == HL_PROVIDER_OPENAI &&
                             b->cfg->location == HL_LOCATION_CLOUD,
     };
+    /* A backend's max_tokens stands in for a request without one (what its reservation counted). */
+    long asked = ex->req.max_tokens;
+    if (asked <= 0 && b->cfg->max_tokens > 0) ex->req.max_tokens = b->cfg->max_tokens;
     hl_err e = prov->start(&ex->env->prov, &spec, &provider_events, ex, &ex->at.call);
+    ex->req.max_tokens = asked;
     if (e == HL_OK) {
         arm_idle(ex);
         return;
@@ -1241,36 +1261,67 @@ static bool key_rate_admits(hl_exchange *ex, const hl_route_input *in) {
     return false;
 }
 
-/* Reserves the worst case of the route against the key's budgets: the prompt's estimated
- * tokens plus max_tokens (or server.key_reserve_max_tokens) at the dearest cloud candidate's
- * prices.
- * False when the budget cannot hold it (answered 429). */
-static bool key_budget_admits(hl_exchange *ex, const hl_route_input *in) {
-    const hl_key_info *k = &ex->key;
-    if (!k->id || (k->budget_day_usd < 0 && k->budget_month_usd < 0)) return true;
-    long out = in->max_tokens > 0 ? in->max_tokens : ex->env->cfg->key_reserve_max_tokens;
+/* The order is documented in hl_exchange.h (and README, virtual keys). */
+long hl_exchange_reserve_tokens(const hl_config *cfg, const hl_backend_cfg *b, long max_tokens) {
+    if (max_tokens > 0) return max_tokens;
+    if (b && b->max_tokens > 0) return b->max_tokens;
+    if (b && b->kind == HL_PROVIDER_ANTHROPIC) return HL_ANTHROPIC_DEFAULT_MAX_TOKENS;
+    return cfg->key_reserve_max_tokens;
+}
+
+/* Answers a budget refusal (429, no retry). */
+static void key_budget_refused(hl_exchange *ex, const hl_kb_refusal *why) {
+    hl_api_error err;
+    hl_api_error_set(&err, 429, HL_AE_RATE_LIMIT, NULL, "budget_exceeded",
+                     "The %s budget of this API key%s is spent or reserved ($%.4f of $%.2f, this request may cost "
+                     "up to $%.4f); requests that need the cloud are refused until it resets.",
+                     why->month ? "monthly" : "daily", why->tenant ? "'s tenant" : "", why->spent, why->limit,
+                     ex->key_est);
+    finish_error(ex, &err, HDR_ID, "x-should-retry: false\r\n");
+}
+
+/* Admission against the key's (and its tenant's) budgets with ex->key_est: 1 admitted, 0
+ * refused (answered), 2 wait (a fleet lease is being asked for; poll again). */
+static int key_budget_poll(hl_exchange *ex) {
+    hl_kb_refusal why = {0};
+    hl_kb_verdict v = hl_key_budgets_admit(ex->env->key_budgets, &ex->key, ex->key_est, (long long)(wall_now() * 1000),
+                                           &ex->key_ticket, &why);
+    if (v == HL_KB_ADMIT) {
+        ex->key_reserved = ex->key_est;
+        return 1;
+    }
+    if (v == HL_KB_WAIT && now_ms() < ex->budget_wait_until) return 2;
+    if (v == HL_KB_WAIT) {
+        hl_api_error err;
+        hl_api_error_set(&err, 503, HL_AE_UNAVAILABLE, NULL, "budget_unavailable",
+                         "The budget of this API key could not be reserved: the ledger store did not answer "
+                         "in time. Retry later.");
+        finish_error(ex, &err, HDR_ID, NULL);
+        return 0;
+    }
+    key_budget_refused(ex, &why);
+    return 0;
+}
+
+/* Reserves the worst case of the route against the key's and its tenant's budgets: the
+ * prompt's estimated tokens plus the output tokens of hl_exchange_reserve_tokens at the
+ * dearest cloud candidate's prices. 1 admitted, 0 refused (answered 429), 2 wait (a fleet
+ * lease: the caller polls key_budget_poll). */
+static int key_budget_admits(hl_exchange *ex, const hl_route_input *in) {
+    if (!ex->key.id) return 1;
     double est = 0;
     for (int i = 0; i < ex->route.n; i++) {
         if (!hl_backend_is_cloud(ex->route.candidates[i])) continue;
         const hl_price *p = hl_config_price(ex->env->cfg, ex->route.models[i]);
         if (!p) continue;
+        long out = hl_exchange_reserve_tokens(ex->env->cfg, ex->route.candidates[i]->cfg, in->max_tokens);
         double c = ((double)in->prompt_tokens * p->input_per_mtok + (double)out * p->output_per_mtok) / 1e6;
         if (c > est) est = c;
     }
-    if (est <= 0) return true; /* nothing priced in the cloud: nothing to reserve */
-    double spent = 0, limit = 0;
-    bool month = false;
-    if (hl_key_budgets_reserve(ex->env->key_budgets, k, est, (long long)(wall_now() * 1000), &spent, &limit, &month)) {
-        ex->key_reserved = est;
-        return true;
-    }
-    hl_api_error err;
-    hl_api_error_set(&err, 429, HL_AE_RATE_LIMIT, NULL, "budget_exceeded",
-                     "The %s budget of this API key is spent or reserved ($%.4f of $%.2f, this request may cost "
-                     "up to $%.4f); requests that need the cloud are refused until it resets.",
-                     month ? "monthly" : "daily", spent, limit, est);
-    finish_error(ex, &err, HDR_ID, "x-should-retry: false\r\n");
-    return false;
+    if (est <= 0) return 1; /* nothing priced in the cloud: nothing to reserve */
+    ex->key_est = est;
+    ex->budget_wait_until = now_ms() + HL_KB_WAIT_MS;
+    return key_budget_poll(ex);
 }
 
 /* Refuses a request whose route needs the cloud while its budget says reject. */
@@ -1287,9 +1338,10 @@ static bool budget_refuses(hl_exchange *ex, const hl_budget_cfg *over, const hl_
     return true;
 }
 
-/* ROUTING: privacy, the route, the budgets. Returns false when the request was refused (the
- * exchange is then answered and freed). */
-static bool route(hl_exchange *ex, const hl_http_req *hreq) {
+/* ROUTING: privacy, the route, the budgets. Returns 0 when the request was refused (the
+ * exchange is then answered and freed), 1 when it goes on, 2 when it waits for a budget
+ * lease. */
+static int route(hl_exchange *ex, const hl_http_req *hreq) {
     hl_exchange_env *env = ex->env;
     hl_exchange_read_hints(&ex->req, hreq);
     hl_privacy_decide(env->pii, env->cfg->privacy.redact, &ex->req, &ex->privacy);
@@ -1300,7 +1352,7 @@ static bool route(hl_exchange *ex, const hl_http_req *hreq) {
     hl_exchange_route_input(&ex->req, hreq, key_tenant, !env->keys_decide_tenant && !ex->key.id, ex->request_id,
                             ex->privacy.sensitive, ex->tenant,
                             sizeof ex->tenant, &in);
-    if (!key_rate_admits(ex, &in)) return false;
+    if (!key_rate_admits(ex, &in)) return 0;
     double spent, limit;
     const hl_budget_cfg *over = hl_budgets_exceeded(env->budgets, in.tenant, (time_t)wall_now(), &spent, &limit);
     if (over && over->action == HL_BUDGET_LOCAL) in.budget_local = over->name;
@@ -1308,9 +1360,9 @@ static bool route(hl_exchange *ex, const hl_http_req *hreq) {
     if (hl_router_route(env->cfg, env->bs, &in, &ex->route, &err, NULL) != HL_OK ||
         !hl_exchange_key_permits(&ex->key, ex->req.model, &ex->route, &err)) {
         finish_error(ex, &err, HDR_REASON, NULL);
-        return false;
+        return 0;
     }
-    return !budget_refuses(ex, over, &in, spent, limit) && key_budget_admits(ex, &in);
+    return budget_refuses(ex, over, &in, spent, limit) ? 0 : key_budget_admits(ex, &in);
 }
 
 void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, const hl_http_req *hreq,
@@ -1350,12 +1402,18 @@ void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, 
         finish_error(ex, &err, HDR_ID, NULL);
         return;
     }
-    if (!route(ex, hreq)) return;
+    int go = route(ex, hreq);
+    if (!go) return;
     hl_conn_set_data(c, ex);
     ex->deadline = now_ms() + (double)env->cfg->request_timeout_ms;
     ex->client_logprobs = ex->req.logprobs;
     ex->escalation_armed = ex->route.escalate_below > 0 && ex->route.n_escalate > 0 &&
                            (!ex->req.stream || ex->route.escalate_streams);
+    if (go == 2) {
+        ex->budget_wait = true;
+        schedule(ex, HL_KB_POLL_MS);
+        return;
+    }
     run_attempt(ex);
 }
 

@@ -75,6 +75,10 @@ void hl_exchange_route_input(const hl_chat_request *req, const hl_http_req *hreq
 bool hl_exchange_key_permits(const hl_key_info *key, const char *model, hl_route *route, hl_api_error *err);
 /* The retry-after and x-ratelimit-* header lines for r (CRLF-terminated) into out. */
 void hl_exchange_rate_headers(const hl_key_rate *r, char *out, size_t n);
+/* Output tokens a virtual key's reservation counts on backend b (NULL: none known): the
+ * request's max_tokens (> 0), else b's max_tokens (sent upstream for a request without
+ * one), else the default an Anthropic backend is sent, else server.key_reserve_max_tokens. */
+long hl_exchange_reserve_tokens(const hl_config *cfg, const hl_backend_cfg *b, long max_tokens);
 /* Answers an error in ing's shape with the request id headers (and extra header lines). */
 void hl_exchange_respond_error(hl_conn *c, const hl_ingress *ing, const char *request_id,
                                const hl_api_error *err, const char *extra_headers);

@@ -249,6 +249,83 @@ hl_err hl_store_heartbeat(hl_store *s, const char *id, long long now_ms, long lo
     return e;
 }
 
+/* ---- budget leases ---- */
+
+double hl_store_lease_grant(double cap_day, double cap_month, double spend_day, double spend_month, double others,
+                            double mine, double want) {
+    if (!(want > 0)) return 0;
+    if (cap_day < 0 && cap_month < 0) return want;
+    double room = 1e300;
+    if (cap_day >= 0) room = cap_day - spend_day;
+    if (cap_month >= 0 && cap_month - spend_month < room) room = cap_month - spend_month;
+    room -= others + mine;
+    if (room <= 0) return 0;
+    return want < room ? want : room;
+}
+
+void hl_store_lease_subject(long long key_id, const char *tenant, char *out, size_t out_len) {
+    if (key_id) snprintf(out, out_len, "key:%lld", key_id);
+    else snprintf(out, out_len, "tenant:%s", tenant ? tenant : "");
+}
+
+hl_err hl_store_set_instance(hl_store *s, const char *id) {
+    if (!id || strlen(id) >= sizeof s->instance) {
+        hl_store_set_error(s, "instance: invalid id");
+        return HL_ERR_INVAL;
+    }
+    snprintf(s->instance, sizeof s->instance, "%s", id);
+    return HL_OK;
+}
+
+hl_err hl_store_lease_adjust(hl_store *s, const hl_store_lease_ask *a, long long now_ms, long long live_since_ms,
+                             hl_store_lease_result *out) {
+    memset(out, 0, sizeof *out);
+    if (!connected(s)) return HL_ERR_IO;
+    if (!s->instance[0] || !a || (!a->key_id && (!a->tenant || !a->tenant[0]))) {
+        hl_store_set_error(s, "lease: %s", s->instance[0] ? "invalid arguments" : "no instance id set");
+        return HL_ERR_INVAL;
+    }
+    char subj[200];
+    hl_store_lease_subject(a->key_id, a->tenant, subj, sizeof subj);
+    long long day = now_ms / 86400000;
+    int y;
+    unsigned m, d;
+    hl_time_civil_from_days(day, &y, &m, &d);
+    double mine = 0;
+    hl_err e = s->ops->begin(s);
+    if (e) return e;
+    if ((e = s->ops->lease_read(s, subj, a, day, hl_time_days_from_civil(y, m, 1), now_ms, live_since_ms, out,
+                                &mine)))
+        goto fail;
+    double delta = a->delta > 0 ? hl_store_lease_grant(a->cap_day, a->cap_month, out->spend_day, out->spend_month,
+                                                      out->others, mine, a->delta)
+                                : (a->delta < -mine ? -mine : a->delta);
+    if (a->delta > 0 && delta >= a->delta && a->extra > 0) {
+        /* Headroom: a share of what is left, so one busy instance cannot hold it all. */
+        double left = hl_store_lease_grant(a->cap_day, a->cap_month, out->spend_day, out->spend_month, out->others,
+                                           mine + delta, 1e300);
+        double share = left / (2.0 * (a->sharers > 1 ? a->sharers : 1));
+        delta += a->extra < share ? a->extra : share;
+    }
+    if (delta != 0 && (e = s->ops->lease_add(s, subj, delta, now_ms))) goto fail;
+    if ((e = s->ops->commit(s))) goto fail;
+    out->granted = delta;
+    out->lease = mine + delta < 0 ? 0 : mine + delta;
+    return HL_OK;
+fail:
+    s->ops->rollback(s);
+    return e;
+}
+
+hl_err hl_store_leases_mine(hl_store *s, hl_store_lease_fn fn, void *ctx) {
+    if (!connected(s)) return HL_ERR_IO;
+    if (!s->instance[0]) {
+        hl_store_set_error(s, "lease: no instance id set");
+        return HL_ERR_INVAL;
+    }
+    return s->ops->leases_list(s, fn, ctx);
+}
+
 hl_err hl_store_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
                      hl_store_row_fn fn, void *ctx) {
     if ((unsigned)g > HL_STORE_GROUP_PROMPT_LENGTH || from_ms > to_ms || !fn) {
@@ -378,11 +455,65 @@ static void pass_drop(pass *p) {
     p->n = 0;
 }
 
+/* The leases settled by one batch: cost per subject. */
+typedef struct settle_sum {
+    char subject[200];
+    double usd;
+} settle_sum;
+
+enum { SETTLE_MAX = 32 };
+
+static hl_err settle_apply(hl_store *s, settle_sum *v, size_t *n) {
+    hl_err e = HL_OK;
+    long long now = (long long)time(NULL) * 1000;
+    for (size_t i = 0; i < *n && !e; i++) e = s->ops->lease_add(s, v[i].subject, -v[i].usd, now);
+    *n = 0;
+    return e;
+}
+
+static hl_err settle_add(hl_store *s, settle_sum *v, size_t *n, const char *subject, double usd) {
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp(v[i].subject, subject)) {
+            v[i].usd += usd;
+            return HL_OK;
+        }
+    hl_err e = *n == SETTLE_MAX ? settle_apply(s, v, n) : HL_OK;
+    if (e) return e;
+    snprintf(v[*n].subject, sizeof v[*n].subject, "%s", subject);
+    v[(*n)++].usd = usd;
+    return HL_OK;
+}
+
+/* In the transaction that inserted them: the cloud cost of the batch's new records made
+ * with a virtual key leaves this instance's leases of their key and tenant (hl_store.h,
+ * budget leases), so it is counted in the spend instead, once. */
+static hl_err pass_settle(pass *p) {
+    hl_store *s = p->s;
+    if (!s->instance[0]) return HL_OK;
+    settle_sum v[SETTLE_MAX];
+    size_t n = 0;
+    char subj[200];
+    hl_err e = HL_OK;
+    for (size_t i = 0; i < p->n && !e; i++) {
+        const hl_store_record *r = &p->recs[i];
+        if (p->res[i] != HL_STORE_INSERTED || !r->key_id || !r->cloud || !r->cost_known || !(r->cost_usd > 0))
+            continue;
+        hl_store_lease_subject(r->key_id, NULL, subj, sizeof subj);
+        e = settle_add(s, v, &n, subj, r->cost_usd);
+        if (!e && r->tenant && r->tenant[0]) {
+            hl_store_lease_subject(0, r->tenant, subj, sizeof subj);
+            e = settle_add(s, v, &n, subj, r->cost_usd);
+        }
+    }
+    return e ? e : settle_apply(s, v, &n);
+}
+
 /* Inserts the records waiting in p's batch. */
 static hl_err pass_flush(pass *p) {
     if (!p->n) return HL_OK;
     hl_err e = pass_begin(p);
     if (!e) e = p->s->ops->insert(p->s, p->recs, p->n, p->res);
+    if (!e) e = pass_settle(p);
     for (size_t i = 0; i < p->n && !e; i++) {
         if (p->res[i] == HL_STORE_INSERTED) {
             p->pending.inserted++;
@@ -591,7 +722,7 @@ struct hl_store_indexer {
     pthread_cond_t cv;        /* signalled by kick and stop */
     pthread_cond_t done_cv;   /* broadcast after each pass */
     /* Under mu: */
-    bool stop, kick;
+    bool stop, kick, poke;
     unsigned long long requested; /* sync requests made */
     unsigned long long served;    /* requests covered by a finished pass */
     hl_err last_err;              /* of the last finished pass */
@@ -605,6 +736,7 @@ struct hl_store_indexer {
     char key[PATH_MAX + 8];
     long interval_ms;
     char *location;           /* where to connect while conn is NULL */
+    char instance[129];       /* set on conn (hl_store_set_instance) */
     char open_err[512];       /* why the last connection attempt failed */
     int fd;                   /* the journal file being followed; -1: none yet */
     bool failing;             /* the last pass failed (logged once until it recovers) */
@@ -629,6 +761,7 @@ static void indexer_pass(hl_store_indexer *ix) {
         indexer_pass_end(ix, HL_ERR_IO, &old_file, &cur);
         return;
     }
+    snprintf(ix->conn->instance, sizeof ix->conn->instance, "%s", ix->instance);
     struct stat ps;
     bool path_ok = stat(ix->path, &ps) == 0;
     if (ix->fd >= 0) {
@@ -682,21 +815,35 @@ static void indexer_pass_end(hl_store_indexer *ix, hl_err e, const hl_store_inde
     ix->failing = e != HL_OK;
 }
 
+/* Runs hooks.poked (the mutex released meanwhile). Under mu. */
+static void indexer_poked(hl_store_indexer *ix) {
+    ix->poke = false;
+    if (!ix->hooks.poked || !ix->conn) return;
+    pthread_mutex_unlock(&ix->mu);
+    ix->hooks.poked(ix->hooks.ctx, ix->conn);
+    pthread_mutex_lock(&ix->mu);
+}
+
 static void *indexer_main(void *arg) {
     hl_store_indexer *ix = arg;
     pthread_mutex_lock(&ix->mu);
     while (!ix->stop) {
-        if (!ix->kick) {
-            struct timespec until;
-            clock_gettime(CLOCK_MONOTONIC, &until);
-            until.tv_sec += ix->interval_ms / 1000;
-            until.tv_nsec += (ix->interval_ms % 1000) * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
+        /* The next pass is due interval_ms after the last one began; pokes in between run
+         * their hook without moving it. */
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += ix->interval_ms / 1000;
+        until.tv_nsec += (ix->interval_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (!ix->stop && !ix->kick) {
+            if (ix->poke) {
+                indexer_poked(ix);
+                continue;
             }
-            while (!ix->stop && !ix->kick)
-                if (pthread_cond_timedwait(&ix->cv, &ix->mu, &until) != 0) break;
+            if (pthread_cond_timedwait(&ix->cv, &ix->mu, &until) != 0) break;
         }
         if (ix->stop) break;
         ix->kick = false;
@@ -732,6 +879,7 @@ hl_err hl_store_indexer_start(hl_store *s, const char *journal_path, long interv
     }
     ix->fd = -1;
     ix->interval_ms = interval_ms;
+    snprintf(ix->instance, sizeof ix->instance, "%s", s->instance);
     if (hooks) ix->hooks = *hooks;
     journal_key(journal_path, ix->key, sizeof ix->key);
     char err[512];
@@ -770,6 +918,15 @@ void hl_store_indexer_kick(hl_store *s) {
     if (!ix) return;
     pthread_mutex_lock(&ix->mu);
     ix->kick = true;
+    pthread_cond_signal(&ix->cv);
+    pthread_mutex_unlock(&ix->mu);
+}
+
+void hl_store_indexer_poke(hl_store *s) {
+    hl_store_indexer *ix = s ? s->indexer : NULL;
+    if (!ix) return;
+    pthread_mutex_lock(&ix->mu);
+    ix->poke = true;
     pthread_cond_signal(&ix->cv);
     pthread_mutex_unlock(&ix->mu);
 }

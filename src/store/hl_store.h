@@ -126,6 +126,9 @@ typedef struct hl_store_indexer_stats {
 typedef struct hl_store_indexer_hooks {
     void (*before_pass)(void *ctx);
     void (*after_pass)(void *ctx, hl_store *conn);
+    /* Called on the indexer thread with its connection when hl_store_indexer_poke woke it
+     * (no pass runs then; passes keep their interval). NULL: pokes do nothing. */
+    void (*poked)(void *ctx, hl_store *conn);
     void *ctx;
 } hl_store_indexer_hooks;
 
@@ -139,6 +142,9 @@ hl_err hl_store_indexer_start(hl_store *s, const char *journal_path, long interv
                               const hl_store_indexer_hooks *hooks);
 /* Asks for a pass now instead of at the next interval. Never blocks on the database. */
 void hl_store_indexer_kick(hl_store *s);
+/* Wakes the indexer thread to run hooks.poked soon (several pokes before it runs: one
+ * call). Never blocks on the database. */
+void hl_store_indexer_poke(hl_store *s);
 /* Asks for a pass and waits until one that started after the call has finished, so every
  * line complete before the call is indexed (unless the pass failed: its error is returned and
  * hl_store_indexer_stats_get() has the message). HL_ERR_INVAL when no indexer runs. Blocks:
@@ -268,6 +274,72 @@ hl_err hl_store_key_touch(hl_store *s, long long id, long long ms);
  * forward) and sets *live to the number of instances seen at or after since_ms, this one
  * included (>= 1). HL_ERR_INVAL for a bad id. */
 hl_err hl_store_heartbeat(hl_store *s, const char *id, long long now_ms, long long since_ms, int *live);
+/* The leases of the instances not seen since since_ms (other than id) are deleted too
+ * (budget_leases above): their budget returns to the fleet. */
+
+/* ---- budget leases (table budget_leases, migration 6) ----
+ *
+ * How a fleet of gateways on one PostgreSQL keeps the budgets of virtual keys and of their
+ * tenants exact (src/gateway/hl_keybudget.h has the gateway's side). A subject ("key:ID" or
+ * "tenant:NAME") has a spend (the ledger records indexed: a key's cloud records, a tenant's
+ * cloud_spend) and one lease per instance: budget an instance has taken to admit requests
+ * with, not yet spent. The invariant, for every subject with a budget:
+ *
+ *     spend + sum(leases of live instances) <= cap    (day and month caps alike)
+ *
+ * is kept by three operations: hl_store_lease_adjust takes budget (in a transaction that
+ * locks the subject, so grants are serialized, and reads spend and leases in one statement,
+ * so one snapshot) only when the invariant still holds after it, or gives budget back; the
+ * indexer's insert of a batch of this instance's journal lines settles them (lowers this
+ * instance's lease of each line's key and tenant by the line's cloud cost, never below 0) in
+ * the transaction that inserts them, so a cost moves from lease to spend at once and is never
+ * counted twice nor missed; and leases of instances whose heartbeat is older than the live
+ * window are deleted (their budget returns) by every adjust and heartbeat. A request that
+ * costs more than the lease held for it (a retry, an escalation) can pass the cap by that
+ * excess; nothing else can. */
+
+/* What hl_store_lease_adjust asks for. */
+typedef struct hl_store_lease_ask {
+    long long key_id;            /* the subject is key:key_id; 0: the subject is tenant */
+    const char *tenant;          /* with key_id 0: the tenant (a non-empty name) */
+    double cap_day, cap_month;   /* the subject's budgets in USD; < 0: none */
+    double delta;                /* > 0: budget wanted (granted as far as the caps allow);
+                                    < 0: budget given back (never below 0) */
+    double extra;                /* with delta > 0 granted in full: headroom also wanted, granted
+                                    up to (what the caps leave) / (2 * sharers) */
+    int sharers;                 /* live instances (< 1: 1) */
+} hl_store_lease_ask;
+
+typedef struct hl_store_lease_result {
+    double lease;                /* this instance's lease after the call */
+    double granted;              /* the change applied: <= delta when delta > 0 */
+    double spend_day, spend_month; /* the subject's spend as read under the lock */
+    double others;               /* the other live instances' leases */
+} hl_store_lease_result;
+
+/* The lease arithmetic: how much of want (> 0) can be granted to an instance holding mine
+ * when the subject has spent spend_day / spend_month and the other instances hold others:
+ * min(want, min(cap_day - spend_day, cap_month - spend_month) - others - mine), at least 0
+ * (a cap < 0 is none; no cap at all: want). */
+double hl_store_lease_grant(double cap_day, double cap_month, double spend_day, double spend_month, double others,
+                            double mine, double want);
+/* The subject's name in budget_leases ("key:12", "tenant:team-a") into out. */
+void hl_store_lease_subject(long long key_id, const char *tenant, char *out, size_t out_len);
+/* The instance whose leases this connection takes and settles (hl_store_heartbeat's id; at
+ * most 128 bytes). A store without one takes no leases (HL_ERR_INVAL) and its index passes
+ * settle nothing (`hybridllm ledger index`). The background indexer's connection inherits
+ * it (set it before hl_store_indexer_start). HL_ERR_INVAL for a bad id. */
+hl_err hl_store_set_instance(hl_store *s, const char *id);
+/* Takes or gives back budget of a subject for this instance, in one transaction: records
+ * this instance's heartbeat at now_ms, deletes the leases of instances not seen since
+ * live_since_ms, reads the spend in the UTC day and month of now_ms and the leases, and
+ * applies hl_store_lease_grant (or the give-back). */
+hl_err hl_store_lease_adjust(hl_store *s, const hl_store_lease_ask *a, long long now_ms, long long live_since_ms,
+                             hl_store_lease_result *out);
+/* Receives one lease of this instance. */
+typedef void (*hl_store_lease_fn)(void *ctx, const char *subject, double amount);
+/* Calls fn for every lease this instance holds. */
+hl_err hl_store_leases_mine(hl_store *s, hl_store_lease_fn fn, void *ctx);
 
 /* ---- time ---- */
 

@@ -150,6 +150,14 @@ static const char *const migrations[] = {
     "ALTER TABLE inferences ADD COLUMN confidence_margin DOUBLE PRECISION;\n"
     "ALTER TABLE inferences ADD COLUMN confidence_min DOUBLE PRECISION;\n"
     "ALTER TABLE inferences ADD COLUMN eval_run TEXT;\n",
+    /* 6: as in hl_store_sqlite.c. */
+    "CREATE TABLE budget_leases (\n"
+    "    subject  TEXT NOT NULL,\n"
+    "    instance TEXT NOT NULL,\n"
+    "    amount   DOUBLE PRECISION NOT NULL,\n"
+    "    updated  BIGINT NOT NULL,\n"
+    "    PRIMARY KEY (subject, instance)\n"
+    ");\n",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -845,22 +853,110 @@ static hl_err pg_key_touch(hl_store *s, long long id, long long ms) {
     return e;
 }
 
+/* Runs sql with n text parameters; HL_OK when the server answered `want`. */
+static hl_err exec_params(hl_store *s, const char *sql, int n, const char *const *p, ExecStatusType want,
+                          const char *doing) {
+    PGresult *r = PQexecParams(((pg *)s->impl)->c, sql, n, NULL, p, NULL, NULL, 0);
+    hl_err e = PQresultStatus(r) == want ? HL_OK : fail(s, doing, r);
+    PQclear(r);
+    return e;
+}
+
+static hl_err heartbeat_only(hl_store *s, const char *id, long long now_ms) {
+    char b0[32];
+    const char *p[2] = {id, num_ll(b0, now_ms)};
+    return exec_params(s, "INSERT INTO instances (id, last_seen) VALUES ($1, $2) ON CONFLICT (id)"
+                          " DO UPDATE SET last_seen = GREATEST(instances.last_seen, EXCLUDED.last_seen)",
+                       2, p, PGRES_COMMAND_OK, "recording the heartbeat");
+}
+
 static hl_err pg_heartbeat(hl_store *s, const char *id, long long now_ms, long long since_ms, int *live) {
     pg *q = s->impl;
     hl_err e = ensure_connected(s);
-    if (e) return e;
-    char b0[32], b1[32];
-    const char *p[2] = {id, num_ll(b0, now_ms)};
-    PGresult *r = PQexecParams(q->c, "INSERT INTO instances (id, last_seen) VALUES ($1, $2) ON CONFLICT (id)"
-                                     " DO UPDATE SET last_seen = GREATEST(instances.last_seen, EXCLUDED.last_seen)",
-                               2, NULL, p, NULL, NULL, 0);
-    e = PQresultStatus(r) == PGRES_COMMAND_OK ? HL_OK : fail(s, "recording the heartbeat", r);
-    PQclear(r);
-    if (e) return e;
+    if (e || (e = heartbeat_only(s, id, now_ms))) return e;
+    char b1[32];
+    const char *pd[2] = {id, num_ll(b1, since_ms)};
+    if ((e = exec_params(s, "DELETE FROM budget_leases WHERE instance <> $1 AND instance"
+                            " NOT IN (SELECT id FROM instances WHERE last_seen >= $2)",
+                         2, pd, PGRES_COMMAND_OK, "expiring the leases of dead instances")))
+        return e;
+    PGresult *r;
     const char *p1[1] = {num_ll(b1, since_ms)};
     r = PQexecParams(q->c, "SELECT count(*) FROM instances WHERE last_seen >= $1", 1, NULL, p1, NULL, NULL, 0);
     if (PQresultStatus(r) == PGRES_TUPLES_OK) *live = atoi(PQgetvalue(r, 0, 0));
     else e = fail(s, "counting live instances", r);
+    PQclear(r);
+    return e;
+}
+
+/* Any constant: with hashtext(subject), the advisory lock that serializes a subject's grants. */
+#define LEASE_LOCK "72364910"
+
+static hl_err pg_lease_read(hl_store *s, const char *subject, const hl_store_lease_ask *a, long long day,
+                           long long month_day, long long now_ms, long long live_since_ms,
+                           hl_store_lease_result *out, double *mine) {
+    pg *q = s->impl;
+    char b0[32], b1[32], b2[32], b3[32];
+    const char *pl[1] = {subject};
+    const char *pd[3] = {subject, s->instance, num_ll(b0, live_since_ms)};
+    hl_err e;
+    if ((e = exec_params(s, "SELECT pg_advisory_xact_lock(" LEASE_LOCK ", hashtext($1))", 1, pl, PGRES_TUPLES_OK,
+                         "taking the lease lock")) ||
+        (e = heartbeat_only(s, s->instance, now_ms)) ||
+        (e = exec_params(s, "DELETE FROM budget_leases WHERE subject = $1 AND instance <> $2 AND instance"
+                            " NOT IN (SELECT id FROM instances WHERE last_seen >= $3)",
+                         3, pd, PGRES_COMMAND_OK, "expiring the leases of dead instances")))
+        return e;
+    /* One statement: one snapshot of the spend and the leases (READ COMMITTED). */
+    const char *p[6] = {subject, s->instance, a->key_id ? num_ll(b1, a->key_id) : NULL, num_ll(b2, day * 86400000),
+                        num_ll(b3, month_day * 86400000), a->tenant ? a->tenant : ""};
+    PGresult *r = PQexecParams(q->c, a->key_id
+        ? "SELECT coalesce(sum(cost_usd) FILTER (WHERE ts >= $4::bigint), 0), coalesce(sum(cost_usd), 0),"
+          " (SELECT coalesce(sum(amount), 0) FROM budget_leases WHERE subject = $1 AND instance <> $2),"
+          " (SELECT coalesce(sum(amount), 0) FROM budget_leases WHERE subject = $1 AND instance = $2),"
+          " $6::text FROM inferences WHERE key_id = $3::bigint AND source = 'cloud' AND ts >= $5::bigint"
+        : "SELECT coalesce(sum(cost_usd) FILTER (WHERE day >= $4::bigint / 86400000), 0), coalesce(sum(cost_usd), 0),"
+          " (SELECT coalesce(sum(amount), 0) FROM budget_leases WHERE subject = $1 AND instance <> $2),"
+          " (SELECT coalesce(sum(amount), 0) FROM budget_leases WHERE subject = $1 AND instance = $2),"
+          " $3::bigint FROM cloud_spend WHERE tenant = $6 AND day >= $5::bigint / 86400000",
+        6, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        out->spend_day = strtod(PQgetvalue(r, 0, 0), NULL);
+        out->spend_month = strtod(PQgetvalue(r, 0, 1), NULL);
+        out->others = strtod(PQgetvalue(r, 0, 2), NULL);
+        *mine = strtod(PQgetvalue(r, 0, 3), NULL);
+    } else {
+        e = fail(s, "reading the spend and leases", r);
+    }
+    PQclear(r);
+    return e;
+}
+
+static hl_err pg_lease_add(hl_store *s, const char *subject, double delta, long long now_ms) {
+    char b0[40], b1[32];
+    snprintf(b0, sizeof b0, "%.17g", delta);
+    const char *p[4] = {subject, s->instance, b0, num_ll(b1, now_ms)};
+    return exec_params(s, delta > 0
+        ? "INSERT INTO budget_leases (subject, instance, amount, updated) VALUES ($1, $2, $3, $4)"
+          " ON CONFLICT (subject, instance) DO UPDATE SET amount = GREATEST(0, budget_leases.amount +"
+          " EXCLUDED.amount), updated = EXCLUDED.updated"
+        : "UPDATE budget_leases SET amount = GREATEST(0, amount + $3::float8), updated = $4"
+          " WHERE subject = $1 AND instance = $2",
+        4, p, PGRES_COMMAND_OK, "changing a lease");
+}
+
+static hl_err pg_leases_list(hl_store *s, hl_store_lease_fn fn, void *ctx) {
+    pg *q = s->impl;
+    hl_err e = ensure_connected(s);
+    if (e) return e;
+    const char *p[1] = {s->instance};
+    PGresult *r = PQexecParams(q->c, "SELECT subject, amount FROM budget_leases WHERE instance = $1 ORDER BY subject",
+                               1, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+        for (int k = 0; k < PQntuples(r); k++) fn(ctx, PQgetvalue(r, k, 0), strtod(PQgetvalue(r, k, 1), NULL));
+    } else {
+        e = fail(s, "listing the leases", r);
+    }
     PQclear(r);
     return e;
 }
@@ -906,5 +1002,8 @@ const hl_store_ops hl_store_pg_ops = {
     .key_touch = pg_key_touch,
     .heartbeat = pg_heartbeat,
     .key_spend = pg_key_spend,
+    .lease_read = pg_lease_read,
+    .lease_add = pg_lease_add,
+    .leases_list = pg_leases_list,
     .shared = true,
 };

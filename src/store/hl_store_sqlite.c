@@ -129,6 +129,14 @@ static const char *const migrations[] = {
     "ALTER TABLE inferences ADD COLUMN confidence_margin REAL;\n"
     "ALTER TABLE inferences ADD COLUMN confidence_min REAL;\n"
     "ALTER TABLE inferences ADD COLUMN eval_run TEXT;\n",
+    /* 6: budget leases (hl_store.h): budget an instance has taken to admit requests with. */
+    "CREATE TABLE budget_leases (\n"
+    "    subject  TEXT NOT NULL,     -- 'key:ID' or 'tenant:NAME'\n"
+    "    instance TEXT NOT NULL,     -- instances.id\n"
+    "    amount   REAL NOT NULL,     -- USD taken, not yet spent\n"
+    "    updated  INTEGER NOT NULL,  -- Unix ms\n"
+    "    PRIMARY KEY (subject, instance)\n"
+    ");\n",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -726,7 +734,8 @@ static hl_err sq_key_touch(hl_store *s, long long id, long long ms) {
     return rc == SQLITE_DONE ? HL_OK : fail(s, rc, "recording a key's use");
 }
 
-static hl_err sq_heartbeat(hl_store *s, const char *id, long long now_ms, long long since_ms, int *live) {
+/* Records the heartbeat; since_ms >= 0: counts the live instances too. */
+static hl_err sq_heartbeat_only(hl_store *s, const char *id, long long now_ms, long long since_ms, int *live) {
     sq *q = s->impl;
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(q->db, "INSERT INTO instances (id, last_seen) VALUES (?1, ?2) ON CONFLICT (id)"
@@ -737,6 +746,7 @@ static hl_err sq_heartbeat(hl_store *s, const char *id, long long now_ms, long l
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return fail(s, rc, "recording the heartbeat");
+    if (since_ms < 0) return HL_OK;
     rc = sqlite3_prepare_v2(q->db, "SELECT count(*) FROM instances WHERE last_seen >= ?1", -1, &st, NULL);
     if (rc) return fail(s, rc, "preparing the count of live instances");
     sqlite3_bind_int64(st, 1, since_ms);
@@ -744,6 +754,97 @@ static hl_err sq_heartbeat(hl_store *s, const char *id, long long now_ms, long l
     if (rc == SQLITE_ROW) *live = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     return rc == SQLITE_ROW ? HL_OK : fail(s, rc, "counting live instances");
+}
+
+static hl_err sq_heartbeat(hl_store *s, const char *id, long long now_ms, long long since_ms, int *live) {
+    hl_err e = sq_heartbeat_only(s, id, now_ms, since_ms < 0 ? 0 : since_ms, live);
+    if (e) return e;
+    sq *q = s->impl;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(q->db, "DELETE FROM budget_leases WHERE instance <> ?1 AND instance"
+                                       " NOT IN (SELECT id FROM instances WHERE last_seen >= ?2)", -1, &st, NULL);
+    if (rc) return fail(s, rc, "preparing the lease expiry");
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, since_ms);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? HL_OK : fail(s, rc, "expiring the leases of dead instances");
+}
+
+static hl_err sq_lease_read(hl_store *s, const char *subject, const hl_store_lease_ask *a, long long day,
+                           long long month_day, long long now_ms, long long live_since_ms,
+                           hl_store_lease_result *out, double *mine) {
+    sq *q = s->impl;
+    int live = 0;
+    hl_err e = sq_heartbeat_only(s, s->instance, now_ms, -1, &live);
+    if (e) return e;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(q->db, "DELETE FROM budget_leases WHERE subject = ?1 AND instance <> ?2 AND instance"
+                                       " NOT IN (SELECT id FROM instances WHERE last_seen >= ?3)", -1, &st, NULL);
+    if (rc) return fail(s, rc, "preparing the lease expiry");
+    sqlite3_bind_text(st, 1, subject, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, s->instance, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, live_since_ms);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return fail(s, rc, "expiring the leases of dead instances");
+    rc = sqlite3_prepare_v2(q->db, a->key_id
+        ? "SELECT (SELECT total(cost_usd) FROM inferences WHERE key_id = ?3 AND source = 'cloud' AND ts >= ?4),"
+          " (SELECT total(cost_usd) FROM inferences WHERE key_id = ?3 AND source = 'cloud' AND ts >= ?5),"
+          " (SELECT total(amount) FROM budget_leases WHERE subject = ?1 AND instance <> ?2),"
+          " (SELECT total(amount) FROM budget_leases WHERE subject = ?1 AND instance = ?2)"
+        : "SELECT (SELECT total(cost_usd) FROM cloud_spend WHERE tenant = ?6 AND day >= ?4 / 86400000),"
+          " (SELECT total(cost_usd) FROM cloud_spend WHERE tenant = ?6 AND day >= ?5 / 86400000),"
+          " (SELECT total(amount) FROM budget_leases WHERE subject = ?1 AND instance <> ?2),"
+          " (SELECT total(amount) FROM budget_leases WHERE subject = ?1 AND instance = ?2)", -1, &st, NULL);
+    if (rc) return fail(s, rc, "preparing the lease read");
+    sqlite3_bind_text(st, 1, subject, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, s->instance, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, a->key_id);
+    sqlite3_bind_int64(st, 4, day * 86400000);
+    sqlite3_bind_int64(st, 5, month_day * 86400000);
+    sqlite3_bind_text(st, 6, a->tenant ? a->tenant : "", -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->spend_day = sqlite3_column_double(st, 0);
+        out->spend_month = sqlite3_column_double(st, 1);
+        out->others = sqlite3_column_double(st, 2);
+        *mine = sqlite3_column_double(st, 3);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? HL_OK : fail(s, rc, "reading the spend and leases");
+}
+
+static hl_err sq_lease_add(hl_store *s, const char *subject, double delta, long long now_ms) {
+    sq *q = s->impl;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(q->db, delta > 0
+        ? "INSERT INTO budget_leases (subject, instance, amount, updated) VALUES (?1, ?2, ?3, ?4)"
+          " ON CONFLICT (subject, instance) DO UPDATE SET amount = max(0, amount + excluded.amount),"
+          " updated = excluded.updated"
+        : "UPDATE budget_leases SET amount = max(0, amount + ?3), updated = ?4 WHERE subject = ?1 AND instance = ?2",
+        -1, &st, NULL);
+    if (rc) return fail(s, rc, "preparing the lease change");
+    sqlite3_bind_text(st, 1, subject, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, s->instance, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 3, delta);
+    sqlite3_bind_int64(st, 4, now_ms);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? HL_OK : fail(s, rc, "changing a lease");
+}
+
+static hl_err sq_leases_list(hl_store *s, hl_store_lease_fn fn, void *ctx) {
+    sq *q = s->impl;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(q->db, "SELECT subject, amount FROM budget_leases WHERE instance = ?1 ORDER BY subject",
+                                -1, &st, NULL);
+    if (rc) return fail(s, rc, "preparing the lease list");
+    sqlite3_bind_text(st, 1, s->instance, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        fn(ctx, (const char *)sqlite3_column_text(st, 0), sqlite3_column_double(st, 1));
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? HL_OK : fail(s, rc, "listing the leases");
 }
 
 static hl_err sq_key_spend(hl_store *s, long long day, long long month_day, hl_store_key_spend_fn fn, void *ctx) {
@@ -783,4 +884,7 @@ const hl_store_ops hl_store_sqlite_ops = {
     .key_touch = sq_key_touch,
     .heartbeat = sq_heartbeat,
     .key_spend = sq_key_spend,
+    .lease_read = sq_lease_read,
+    .lease_add = sq_lease_add,
+    .leases_list = sq_leases_list,
 };

@@ -229,6 +229,10 @@ HL_TEST(every_setting) {
         "    hourly_cost_usd: 0\n"
         "    timeout_ms: 7\n"
         "    connect_timeout_ms: 8\n"
+        "    max_tokens: 300\n"
+        "tenants:\n"
+        "  - {name: t1, rpm: 3, budget_day_usd: 2.5}\n"
+        "  - {name: t2, budget_month_usd: 0}\n"
         "prices:\n"
         "  - {model: m, input_per_mtok: 1, output_per_mtok: 2.5e0, cache_write_per_mtok: 1.25}\n");
     HL_REQUIRE(cfg);
@@ -256,7 +260,13 @@ HL_TEST(every_setting) {
     HL_CHECK_NEAR(b->hourly_cost_usd, 0.0, 0);
     HL_CHECK_INT_EQ(b->timeout_ms, 7);
     HL_CHECK_INT_EQ(b->connect_timeout_ms, 8);
+    HL_CHECK_INT_EQ(b->max_tokens, 300);
     HL_CHECK_INT_EQ(b->line, 18);
+    HL_REQUIRE(cfg->n_tenants == 2);
+    HL_CHECK_INT_EQ(cfg->tenants[0].rpm, 3);
+    HL_CHECK_NEAR(cfg->tenants[0].budget_day_usd, 2.5, 0);
+    HL_CHECK(isnan(cfg->tenants[0].budget_month_usd)); /* unset: none */
+    HL_CHECK_NEAR(cfg->tenants[1].budget_month_usd, 0, 0);
     HL_REQUIRE(cfg->n_prices == 1);
     HL_CHECK_NEAR(cfg->prices[0].input_per_mtok, 1.0, 0);
     HL_CHECK_NEAR(cfg->prices[0].output_per_mtok, 2.5, 0);
@@ -474,7 +484,7 @@ static const struct bad_case {
      "t.yaml:7: backends[0].modle: unknown key 'modle' (expected one of: name, kind, location, "
      "base_url, api_key_env, model, models, hourly_cost_usd, timeout_ms, connect_timeout_ms, "
      "max_retries, retry_base_ms, retry_max_ms, breaker_failures, breaker_window_ms, "
-     "breaker_open_ms, context_window, stream_idle_timeout_ms, first_token_timeout_ms, warmup, keep_warm_ms, ca_file, allow_insecure_http, model_path, threads, context_size, "
+     "breaker_open_ms, max_tokens, context_window, stream_idle_timeout_ms, first_token_timeout_ms, warmup, keep_warm_ms, ca_file, allow_insecure_http, model_path, threads, context_size, "
      "chat_template, max_queue, max_sequences, repack_weights, pooling)"},
     {"backends:\n  - name: a\n    kind: openai\n    location: local\n    base_url: ftp://x\n"
      "    model: m\n" MIN_ROUTES,
@@ -579,6 +589,15 @@ static const struct bad_case {
      "t.yaml:11: tenants[0].rpm: must be between 0 and 1000000000; got '-1'"},
     {MIN "tenants:\n  - {rpm: 1}\n",
      "t.yaml:11: tenants[0].name: required key is missing"},
+    {MIN "tenants:\n  - {name: acme, budget_day_usd: -1}\n",
+     "t.yaml:11: tenants[0].budget_day_usd: must be >= 0; got '-1'"},
+    {MIN "tenants:\n  - {name: acme, budget_month_usd: lots}\n",
+     "t.yaml:11: tenants[0].budget_month_usd: expected a number; got 'lots'"},
+    {MIN "tenants:\n  - {name: acme, budget_usd: 5}\n",
+     "t.yaml:11: tenants[0].budget_usd: unknown key 'budget_usd' (expected one of: name, rpm, tpm, "
+     "budget_day_usd, budget_month_usd)"},
+    {MIN_ROUTES "backends:\n  - {name: a, kind: openai, location: local, base_url: 'http://h/v1', model: m, max_tokens: 0}\n",
+     "t.yaml:5: backends[0].max_tokens: must be between 1 and 100000000; got '0'"},
     {MIN "budgets:\n  - {name: b, period: day, limit_usd: [1]}\n",
      "t.yaml:11: budgets[0].limit_usd: expected a number; got a list"},
     {MIN "prices:\n  - gpt-4o\n",

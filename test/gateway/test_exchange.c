@@ -11,7 +11,7 @@
 
 HL_TEST(transitions_are_the_diagram) {
     static const struct { hl_ex_phase from, to; } allowed[] = {
-        {P(ROUTING), P(ATTEMPTING)},   {P(ROUTING), P(FINISHING)},
+        {P(ROUTING), P(ATTEMPTING)},   {P(ROUTING), P(FINISHING)},    {P(ROUTING), P(WAITING)},
         {P(WAITING), P(ATTEMPTING)},   {P(WAITING), P(HOLDING)},
         {P(WAITING), P(FINISHING)},    {P(ATTEMPTING), P(STREAMING)}, {P(ATTEMPTING), P(WAITING)},
         {P(ATTEMPTING), P(FINISHING)}, {P(HOLDING), P(STREAMING)},    {P(HOLDING), P(WAITING)},

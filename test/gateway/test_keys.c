@@ -94,6 +94,16 @@ HL_TEST(list_allows) {
     HL_CHECK(!hl_keys_list_allows("a,b", ""));
 }
 
+/* One admission without a fleet: ADMIT or REFUSE, never WAIT. */
+static bool reserve(hl_key_budgets *kb, const hl_key_info *k, double est, long long now, double *spent, double *limit,
+                    bool *month) {
+    hl_kb_ticket t = {{0, 0}};
+    hl_kb_refusal why = {0};
+    hl_kb_verdict v = hl_key_budgets_admit(kb, k, est, now, &t, &why);
+    *spent = why.spent, *limit = why.limit, *month = why.month;
+    return v == HL_KB_ADMIT;
+}
+
 HL_TEST(budget_reservations_hold_a_burst) {
     hl_key_budgets *kb = hl_key_budgets_new();
     HL_REQUIRE(kb != NULL);
@@ -102,26 +112,26 @@ HL_TEST(budget_reservations_hold_a_burst) {
     double spent, limit;
     bool month;
     int admitted = 0;
-    for (int i = 0; i < 100; i++) admitted += hl_key_budgets_reserve(kb, &k, 0.3, now, &spent, &limit, &month);
+    for (int i = 0; i < 100; i++) admitted += reserve(kb, &k, 0.3, now, &spent, &limit, &month);
     HL_CHECK_INT_EQ(admitted, 3); /* 0.9 reserved; a fourth would pass 1.0 */
     HL_CHECK(!month && limit == 1.0);
     /* Two settle cheaper than reserved: room again. */
-    hl_key_budgets_add(kb, 7, 0.1, now);
-    hl_key_budgets_release(kb, 7, 0.3);
-    hl_key_budgets_add(kb, 7, 0.1, now);
-    hl_key_budgets_release(kb, 7, 0.3);
+    hl_key_budgets_add(kb, &k, 0.1, now);
+    hl_key_budgets_release(kb, &k, 0.3);
+    hl_key_budgets_add(kb, &k, 0.1, now);
+    hl_key_budgets_release(kb, &k, 0.3);
     double d, m;
     hl_key_budgets_spent(kb, 7, now, &d, &m);
     HL_CHECK_NEAR(d, 0.2, 1e-12);
-    HL_CHECK(hl_key_budgets_reserve(kb, &k, 0.3, now, &spent, &limit, &month)); /* 0.2 + 0.3 + 0.3 */
-    HL_CHECK(!hl_key_budgets_reserve(kb, &k, 0.3, now, &spent, &limit, &month));
+    HL_CHECK(reserve(kb, &k, 0.3, now, &spent, &limit, &month)); /* 0.2 + 0.3 + 0.3 */
+    HL_CHECK(!reserve(kb, &k, 0.3, now, &spent, &limit, &month));
     /* The next UTC day starts from nothing spent (reservations still held). */
-    HL_CHECK(hl_key_budgets_reserve(kb, &k, 0.3, now + 86400000LL, &spent, &limit, &month));
+    HL_CHECK(reserve(kb, &k, 0.3, now + 86400000LL, &spent, &limit, &month));
     /* A key without budgets is never refused; a month budget is checked too. */
     hl_key_info free_key = {.id = 8, .budget_day_usd = -1, .budget_month_usd = -1};
-    HL_CHECK(hl_key_budgets_reserve(kb, &free_key, 1e9, now, &spent, &limit, &month));
+    HL_CHECK(reserve(kb, &free_key, 1e9, now, &spent, &limit, &month));
     hl_key_info monthly = {.id = 9, .budget_day_usd = -1, .budget_month_usd = 0.5};
-    HL_CHECK(!hl_key_budgets_reserve(kb, &monthly, 0.6, now, &spent, &limit, &month));
+    HL_CHECK(!reserve(kb, &monthly, 0.6, now, &spent, &limit, &month));
     HL_CHECK(month);
     hl_key_budgets_free(kb);
 }
@@ -139,8 +149,9 @@ HL_TEST(budget_sync_takes_the_store_figures_without_counting_twice) {
                "\"latency_ms\":1,\"cost_usd\":0.25,\"request_id\":\"r1\",\"attempt\":1,\"key_id\":3,\"key_name\":\"k\"}\n");
     fclose(f);
     hl_key_budgets *kb = hl_key_budgets_new();
+    hl_key_info k3 = {.id = 3, .budget_day_usd = -1, .budget_month_usd = -1};
     /* This process added 0.25 itself (the line above), then a pass indexed it. */
-    hl_key_budgets_add(kb, 3, 0.25, now);
+    hl_key_budgets_add(kb, &k3, 0.25, now);
     hl_key_budgets_sync_begin(kb);
     HL_REQUIRE(hl_store_index(s, jp, NULL) == HL_OK);
     HL_REQUIRE(hl_key_budgets_sync(kb, s, now) == HL_OK);
@@ -150,7 +161,7 @@ HL_TEST(budget_sync_takes_the_store_figures_without_counting_twice) {
     HL_CHECK_NEAR(m, 0.25, 1e-12);
     /* Spend added during the pass stays on top of the store's figure. */
     hl_key_budgets_sync_begin(kb);
-    hl_key_budgets_add(kb, 3, 0.5, now);
+    hl_key_budgets_add(kb, &k3, 0.5, now);
     HL_REQUIRE(hl_key_budgets_sync(kb, s, now) == HL_OK);
     hl_key_budgets_spent(kb, 3, now, &d, &m);
     HL_CHECK_NEAR(d, 0.75, 1e-12);

@@ -9,7 +9,8 @@
  * replay after a lost offset, two instances' journals in one database, the cloud spend the
  * budgets read (exact, and unchanged by replays), report scans equal to SQLite's on the same
  * journal, the background indexer's hooks, and the crash test of issue 5 (SIGKILL during
- * load, restart, every line exactly once).
+ * load, restart, every line exactly once), and budget leases (concurrent grants within a cap,
+ * settled by the insert, expired with their instance).
  *
  * Without HL_TEST_PG the tests that need a server are skipped (ctest reports it), unless
  * HL_REQUIRE_PG=1 (the test script sets it: there, a missing server is a failure). */
@@ -206,7 +207,7 @@ HL_TEST(migrations_fresh_reopen_concurrent_and_newer) {
         if (kids[k] == 0) {
             char err[512];
             hl_store *s = NULL;
-            int ok = hl_store_open(&s, f.uri, err, sizeof err) == HL_OK && hl_store_schema_version(s) == 5;
+            int ok = hl_store_open(&s, f.uri, err, sizeof err) == HL_OK && hl_store_schema_version(s) == 6;
             if (!ok) fprintf(stderr, "  child: %s\n", err);
             hl_store_close(s);
             _exit(ok ? 0 : 1);
@@ -217,7 +218,7 @@ HL_TEST(migrations_fresh_reopen_concurrent_and_newer) {
         waitpid(kids[k], &st, 0);
         HL_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     }
-    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 5);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 6);
     HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM pg_class WHERE relname IN ('inferences', 'journal_state',"
                                   " 'ledger', 'cloud_spend', 'inferences_ts', 'inferences_source_ts',"
                                   " 'inferences_backend_ts', 'inferences_tenant_ts')"), 8);
@@ -231,7 +232,7 @@ HL_TEST(migrations_fresh_reopen_concurrent_and_newer) {
     HL_CHECK(hl_store_shared(s));
     HL_CHECK_INT_EQ(count(s), 0);
     hl_store_close(s);
-    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 5);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 6);
 
     /* A database migrated by a newer hybridllm is refused, not downgraded. */
     HL_CHECK_INT_EQ(pg_int(f.uri, "INSERT INTO schema_version (version) VALUES (99)"), 0);
@@ -649,7 +650,7 @@ HL_TEST(indexer_hooks_run_around_each_pass_with_the_spend) {
     hl_store *s = NULL;
     HL_REQUIRE(hl_store_open(&s, f.uri, err, sizeof err) == HL_OK);
     hook_log h = {0};
-    hl_store_indexer_hooks hooks = {hook_before, hook_after, &h};
+    hl_store_indexer_hooks hooks = {.before_pass = hook_before, .after_pass = hook_after, .ctx = &h};
     HL_REQUIRE(hl_store_indexer_start(s, f.journal, 3600 * 1000, &hooks) == HL_OK);
     append_records(f.journal, 0, 30, "req_", MAY_1);
     HL_REQUIRE(hl_store_indexer_sync(s) == HL_OK);
@@ -710,6 +711,91 @@ HL_TEST(heartbeats_count_live_instances) {
     check_heartbeat(a, b);
     hl_store_close(a);
     hl_store_close(b);
+    fixture_cleanup(&f);
+}
+
+/* Budget leases (hl_store.h): four instances, each on its own connection and thread, take
+ * small leases of one key at once as fast as they can; the advisory lock and the one-snapshot
+ * read keep spend + leases within the cap, to the cent, whatever the interleaving. */
+typedef struct leaser {
+    const char *uri;
+    char id[16];
+    double got;
+    int errors;
+} leaser;
+
+static const long long LEASE_NOW = 1765000000000LL;
+
+static void *leaser_main(void *arg) {
+    leaser *l = arg;
+    char err[512];
+    hl_store *s = NULL;
+    if (hl_store_open(&s, l->uri, err, sizeof err) != HL_OK || hl_store_set_instance(s, l->id) != HL_OK) {
+        l->errors++;
+        hl_store_close(s);
+        return NULL;
+    }
+    hl_store_lease_ask ask = {.key_id = 5, .cap_day = 1.0, .cap_month = -1, .delta = 0.03};
+    for (int i = 0; i < 30; i++) {
+        hl_store_lease_result r;
+        if (hl_store_lease_adjust(s, &ask, LEASE_NOW, LEASE_NOW - 60000, &r) != HL_OK) l->errors++;
+        else l->got += r.granted;
+    }
+    hl_store_close(s);
+    return NULL;
+}
+
+HL_TEST(leases_hold_the_cap_under_concurrent_grants_and_settle_in_the_insert) {
+    fixture f;
+    NEED_SERVER(&f);
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, f.uri, err, sizeof err) == HL_OK);
+    leaser ls[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        ls[i] = (leaser){.uri = f.uri};
+        snprintf(ls[i].id, sizeof ls[i].id, "host:%d", 9000 + i);
+        HL_REQUIRE(pthread_create(&th[i], NULL, leaser_main, &ls[i]) == 0);
+    }
+    double total = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        HL_CHECK_INT_EQ(ls[i].errors, 0);
+        total += ls[i].got;
+    }
+    /* 120 asks of 0.03 against 1.0: granted exactly the cap, no more. */
+    HL_CHECK_NEAR(total, 1.0, 1e-9);
+    HL_CHECK_NEAR(pg_double(f.uri, "SELECT sum(amount) FROM budget_leases WHERE subject = 'key:5'"), 1.0, 1e-9);
+    /* host:9000's indexer inserts a line of key 5 costing 0.02: its lease pays for it, in the
+     * insert's transaction; a replay settles nothing twice. */
+    HL_REQUIRE(hl_store_set_instance(s, "host:9000") == HL_OK);
+    FILE *fp = fopen(f.journal, "w");
+    HL_REQUIRE(fp != NULL);
+    fprintf(fp, "{\"timestamp\":\"2025-12-06T05:00:00Z\",\"source\":\"cloud\",\"input_tokens\":1,"
+                "\"output_tokens\":1,\"latency_ms\":1,\"cost_usd\":0.02,\"request_id\":\"r1\",\"attempt\":1,"
+                "\"key_id\":5,\"key_name\":\"k\",\"tenant\":\"k\"}\n");
+    fclose(fp);
+    double before = pg_double(f.uri, "SELECT amount FROM budget_leases WHERE subject = 'key:5' AND instance = 'host:9000'");
+    HL_REQUIRE(hl_store_index(s, f.journal, NULL) == HL_OK);
+    double after = pg_double(f.uri, "SELECT amount FROM budget_leases WHERE subject = 'key:5' AND instance = 'host:9000'");
+    HL_CHECK_NEAR(before - after, before >= 0.02 ? 0.02 : before, 1e-12);
+    HL_REQUIRE(hl_store_index(s, f.journal, NULL) == HL_OK); /* nothing new */
+    HL_CHECK_NEAR(pg_double(f.uri, "SELECT amount FROM budget_leases WHERE subject = 'key:5' AND instance = 'host:9000'"),
+                  after, 1e-12);
+    /* Everyone's heartbeat is from LEASE_NOW: a minute later a new instance's heartbeat expires
+     * their leases, and it can take the whole cap less the spend. */
+    int live = 0;
+    HL_REQUIRE(hl_store_heartbeat(s, "host:9999", LEASE_NOW + 120000, LEASE_NOW + 60000, &live) == HL_OK);
+    HL_CHECK_INT_EQ(live, 1);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM budget_leases"), 0);
+    HL_REQUIRE(hl_store_set_instance(s, "host:9999") == HL_OK);
+    hl_store_lease_ask ask = {.key_id = 5, .cap_day = 1.0, .cap_month = -1, .delta = 5};
+    hl_store_lease_result r;
+    HL_REQUIRE(hl_store_lease_adjust(s, &ask, LEASE_NOW + 120000, LEASE_NOW + 60000, &r) == HL_OK);
+    HL_CHECK_NEAR(r.spend_day, 0.02, 1e-12);
+    HL_CHECK_NEAR(r.granted, 0.98, 1e-12);
+    hl_store_close(s);
     fixture_cleanup(&f);
 }
 

@@ -96,6 +96,19 @@ typedef struct hl_store_ops {
     hl_err (*key_spend)(hl_store *s, long long day, long long month_day, hl_store_key_spend_fn fn, void *ctx);
     /* Instances' heartbeats (hl_store.h: hl_store_heartbeat). */
     hl_err (*heartbeat)(hl_store *s, const char *id, long long now_ms, long long since_ms, int *live);
+    /* Budget leases (hl_store.h), inside begin/commit. lease_read takes the subject's lock
+     * (PostgreSQL: an advisory transaction lock; SQLite: BEGIN IMMEDIATE holds the write
+     * lock already), records this instance as seen at now_ms, deletes the subject's leases of
+     * other instances not seen since live_since_ms (only this subject's rows: a transaction
+     * holding one subject's lock never waits for rows another one holds), then
+     * reads in one statement the subject's spend since day / month_day (UTC days) and the
+     * leases (this instance's: *mine; the others': *others). lease_add sets this instance's
+     * lease to max(0, lease + delta), creating the row only when delta > 0. */
+    hl_err (*lease_read)(hl_store *s, const char *subject, const hl_store_lease_ask *a, long long day,
+                         long long month_day, long long now_ms, long long live_since_ms,
+                         hl_store_lease_result *out, double *mine);
+    hl_err (*lease_add)(hl_store *s, const char *subject, double delta, long long now_ms);
+    hl_err (*leases_list)(hl_store *s, hl_store_lease_fn fn, void *ctx);
     bool shared;              /* several gateways can use one store at once */
 } hl_store_ops;
 
@@ -108,6 +121,7 @@ struct hl_store {
     char *location;           /* owned copy: the indexer thread opens its own connection */
     bool must_exist;          /* hl_store_open_existing: open a hybridllm ledger, create nothing */
     char errmsg[512];
+    char instance[129];       /* hl_store_set_instance; "": takes and settles no leases */
     hl_store_indexer *indexer; /* owned; NULL when no background indexer runs */
 };
 
