@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hl_quant_k.h"
 #include "hl_quant_x86.h"
 
 _Static_assert(sizeof(hl_block_q8_0) == 34, "Q8_0 block is 34 bytes");
@@ -67,7 +68,7 @@ uint16_t hl_quant_f32_to_bf16(float f) {
 bool hl_quant_supported(uint32_t type) {
     switch (type) {
     case HL_GGUF_F32: case HL_GGUF_F16: case HL_GGUF_BF16: case HL_GGUF_Q8_0:
-    case HL_GGUF_Q4_0: case HL_GGUF_Q4_K: case HL_GGUF_Q6_K:
+    case HL_GGUF_Q4_0: case HL_GGUF_Q4_K: case HL_GGUF_Q5_K: case HL_GGUF_Q6_K:
         return true;
     default:
         return false;
@@ -160,6 +161,10 @@ void hl_quant_dequant_row(uint32_t type, const void *src, float *dst, int64_t n)
         for (int64_t i = 0; i < n / 256; i++)
             dequant_q4_k((const hl_block_q4_k *)p + i, dst + 256 * i);
         break;
+    case HL_GGUF_Q5_K:
+        for (int64_t i = 0; i < n / 256; i++)
+            hl_quant_k_dequant_q5k((const hl_block_q5_k *)p + i, dst + 256 * i);
+        break;
     case HL_GGUF_Q6_K:
         for (int64_t i = 0; i < n / 256; i++)
             dequant_q6_k((const hl_block_q6_k *)p + i, dst + 256 * i);
@@ -220,7 +225,7 @@ void hl_quant_quantize_q4_0(const float *x, void *dst, int64_t n) {
 hl_quant_act hl_quant_act_for(uint32_t type) {
     switch (type) {
     case HL_GGUF_Q8_0: case HL_GGUF_Q4_0: return HL_ACT_Q8;
-    case HL_GGUF_Q4_K: case HL_GGUF_Q6_K: return HL_ACT_Q8K;
+    case HL_GGUF_Q4_K: case HL_GGUF_Q5_K: case HL_GGUF_Q6_K: return HL_ACT_Q8K;
     case HL_GGUF_F16: return HL_ACT_F16;
     default: return HL_ACT_F32;
     }
@@ -453,6 +458,7 @@ static hl_quant_dot_fn scalar_kernel(uint32_t type) {
     case HL_GGUF_Q8_0: return dot_q8_0;
     case HL_GGUF_Q4_0: return dot_q4_0;
     case HL_GGUF_Q4_K: return dot_q4_k;
+    case HL_GGUF_Q5_K: return hl_quant_k_dot_q5k;
     case HL_GGUF_Q6_K: return dot_q6_k;
     default: return NULL;
     }
@@ -488,8 +494,13 @@ hl_quant_isa hl_quant_best_isa(void) {
     return HL_ISA_SCALAR;
 }
 
+static bool is_kquant(uint32_t type) {
+    return type == HL_GGUF_Q4_K || type == HL_GGUF_Q5_K || type == HL_GGUF_Q6_K;
+}
+
 hl_quant_dot_fn hl_quant_kernel(uint32_t type, hl_quant_isa isa) {
     if (!cpu_has(isa)) return NULL;
+    if (is_kquant(type) && isa != HL_ISA_SCALAR) return hl_quant_k_x86_kernel(type, isa);
     switch (isa) {
     case HL_ISA_SCALAR: return scalar_kernel(type);
     case HL_ISA_AVX2: return hl_quant_x86_kernel_avx2(type);
@@ -560,6 +571,7 @@ hl_quant_gemm_fn hl_quant_gemm_x4_fn_for(uint32_t type) {
 
 hl_quant_gemm_fn hl_quant_gemm(uint32_t type, hl_quant_isa isa) {
     if (!cpu_has(isa) || isa == HL_ISA_SCALAR) return NULL;
+    if (is_kquant(type)) return hl_quant_k_x86_gemm(type, isa);
     return hl_quant_x86_gemm(type, isa);
 }
 

@@ -19,6 +19,9 @@
  *         with a 6-bit scale s and a 6-bit min m each (packing: hl_quant_q4k_scale_min()).
  *         qs[32*p + l] holds value 64*p + l (low nibble, sub-block 2p) and value 64*p+32+l
  *         (high nibble, sub-block 2p+1).                           x = d*s*q - dmin*m
+ *   Q5_K 256 values, 176 bytes: d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]. Q4_K's
+ *         layout plus a fifth bit: value 64p+l takes bit 2p of qh[l] as its bit 4, value
+ *         64p+32+l bit 2p+1 (q in 0..31).                          x = d*s*q - dmin*m
  *   Q6_K 256 values, 210 bytes: u8 ql[128]; u8 qh[64]; int8 scales[16]; d. Two halves of
  *         128; in half h, for l < 32, the four values l, l+32, l+64, l+96 take their low 4
  *         bits from ql[64h+l] (low nibble), ql[64h+l+32] (low), ql[64h+l] (high),
@@ -48,6 +51,14 @@ typedef struct hl_block_q4_k {
     uint8_t scales[12];
     uint8_t qs[128];
 } hl_block_q4_k;
+
+typedef struct hl_block_q5_k {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[12];
+    uint8_t qh[32];
+    uint8_t qs[128];
+} hl_block_q5_k;
 
 typedef struct hl_block_q6_k {
     uint8_t ql[128];
@@ -114,7 +125,7 @@ typedef struct hl_act_q8x {
 typedef enum hl_quant_act {
     HL_ACT_F32,  /* plain floats (F32 and BF16 weights) */
     HL_ACT_Q8,   /* hl_act_q8 blocks (Q8_0, Q4_0) */
-    HL_ACT_Q8K,  /* hl_act_q8k blocks (Q4_K, Q6_K) */
+    HL_ACT_Q8K,  /* hl_act_q8k blocks (Q4_K, Q5_K, Q6_K) */
     HL_ACT_F16,  /* half floats (F16 weights) */
     HL_ACT_Q8P,  /* hl_act_q8p pairs (Q8_0 with the AVX-512 kernel) */
     HL_ACT_Q8Q,  /* hl_act_q8q quads (Q4_0 with the AVX-512 kernel) */
@@ -151,7 +162,7 @@ float hl_quant_bf16_to_f32(uint16_t h);
 uint16_t hl_quant_f32_to_bf16(float f); /* round to nearest even */
 
 /* Whether the engine can compute with this tensor type (F32, F16, BF16, Q8_0, Q4_0, Q4_K,
- * Q6_K). */
+ * Q5_K, Q6_K). */
 bool hl_quant_supported(uint32_t type);
 
 /* Unpacks the 6-bit scale and min of sub-block j (0..7) of a Q4_K block. */

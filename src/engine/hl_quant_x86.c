@@ -1,11 +1,12 @@
-/* hl_quant_x86: AVX2/FMA and AVX-512/VNNI dot-product kernels; see hl_quant_x86.h.
+/* hl_quant_x86: AVX2/FMA and AVX-512/VNNI dot-product kernels; see hl_quant_x86.h (the
+ * K-quants' are in hl_quant_k_x86.c).
  *
  * Integer kernels use one of two tricks to multiply signed 8-bit weights by signed 8-bit
  * activations with instructions that want one unsigned operand: for Q8_0 the weight's sign
- * moves onto the activation (|w| * sign(w)*a); Q4_0, Q4_K and Q6_K weights are unsigned
- * before their offsets (0..15, 0..63), and the offsets are applied afterwards through the
- * activation block sums. The AVX2 versions multiply with vpmaddubsw (pairs into 16 bits,
- * never overflowing here: at most 2 * 63 * 127) and widen with vpmaddwd; the AVX-512
+ * moves onto the activation (|w| * sign(w)*a); Q4_0 weights are unsigned before their
+ * offset (0..15), which is applied afterwards through the activation block sums. The AVX2
+ * versions multiply with vpmaddubsw (pairs into 16 bits, never overflowing here) and widen
+ * with vpmaddwd; the AVX-512
  * versions use VNNI's vpdpbusd, which does both in one instruction, on 256-bit vectors
  * (AVX512VL), since a block is 32 values. */
 #include "hl_quant_x86.h"
@@ -28,13 +29,6 @@ T_AVX2 static inline float hsum8(__m256 v) {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
-}
-
-T_AVX2 static inline int hsum8i(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
 }
 
 /* Sum of u8 x s8 products, in 8 int32 lanes (each lane: 4 adjacent products). */
@@ -123,78 +117,6 @@ T_AVX2 static float dot_q4_0_avx2(int n, const void *w, const void *act) {
         off += d * (float)a[i].sum;
     }
     return hsum8(acc) - 8 * off;
-}
-
-T_AVX2 static float dot_q4_k_avx2(int n, const void *w, const void *act) {
-    const hl_block_q4_k *b = w;
-    const hl_act_q8k *a = act;
-    float s = 0;
-    for (int i = 0; i < n / 256; i++) {
-        __m256i acc = _mm256_setzero_si256();
-        int sum_mins = 0;
-        for (int p = 0; p < 4; p++) {
-            uint8_t s0, m0, s1, m1;
-            hl_quant_q4k_scale_min(b[i].scales, 2 * p, &s0, &m0);
-            hl_quant_q4k_scale_min(b[i].scales, 2 * p + 1, &s1, &m1);
-            __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * p));
-            __m256i lo = _mm256_and_si256(q, _mm256_set1_epi8(0x0f));
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0f));
-            __m256i y0 = _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * p));
-            __m256i y1 = _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * p + 32));
-            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), _mm256_set1_epi16(s0));
-            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), _mm256_set1_epi16(s1));
-            acc = _mm256_add_epi32(acc, _mm256_add_epi32(p0, p1));
-            sum_mins += m0 * (a[i].bsums[4 * p] + a[i].bsums[4 * p + 1]) +
-                        m1 * (a[i].bsums[4 * p + 2] + a[i].bsums[4 * p + 3]);
-        }
-        s += a[i].d * (_cvtsh_ss(b[i].d) * (float)hsum8i(acc) -
-                       _cvtsh_ss(b[i].dmin) * (float)sum_mins);
-    }
-    return s;
-}
-
-/* The four 32-value quarters of one 128-value half of a Q6_K block, unsigned (0..63). */
-T_AVX2 static inline void q6k_quarters(const uint8_t *ql, const uint8_t *qh, __m256i q[4]) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
-    __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-    __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-    __m256i h = _mm256_loadu_si256((const __m256i *)qh);
-    q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m2), 4));
-    q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m2), 4));
-    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m2), 4));
-    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m2), 4));
-}
-
-/* Scale vector for vpmaddwd over a quarter: 16-bit lanes 0-7 (values 0-15) get scale a,
- * lanes 8-15 (values 16-31) scale b. */
-T_AVX2 static inline __m256i scale_pair(int8_t a, int8_t b) {
-    return _mm256_set_m128i(_mm_set1_epi16(b), _mm_set1_epi16(a));
-}
-
-T_AVX2 static float dot_q6_k_avx2(int n, const void *w, const void *act) {
-    const hl_block_q6_k *b = w;
-    const hl_act_q8k *a = act;
-    float s = 0;
-    for (int i = 0; i < n / 256; i++) {
-        __m256i acc = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            __m256i q[4];
-            q6k_quarters(b[i].ql + 64 * h, b[i].qh + 32 * h, q);
-            for (int k = 0; k < 4; k++) {
-                const int8_t *sc = b[i].scales + 8 * h + 2 * k;
-                __m256i y = _mm256_loadu_si256((const __m256i *)(a[i].qs + 128 * h + 32 * k));
-                __m256i p = _mm256_maddubs_epi16(q[k], y);
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scale_pair(sc[0], sc[1])));
-            }
-        }
-        int off = 0;
-        for (int g = 0; g < 16; g++) off += b[i].scales[g] * a[i].bsums[g];
-        s += a[i].d * _cvtsh_ss(b[i].d) * (float)(hsum8i(acc) - 32 * off);
-    }
-    return s;
 }
 
 /* Vector helpers over halves. */
@@ -293,78 +215,6 @@ T_AVX512 static float dot_bf16_avx512(int n, const void *w, const void *act) {
                              _mm512_maskz_loadu_ps(m, x + i), s0);
     }
     return _mm512_reduce_add_ps(s0);
-}
-
-T_AVX512 static inline int hsum8i_512(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
-
-T_AVX512 static float dot_q4_k_avx512(int n, const void *w, const void *act) {
-    const hl_block_q4_k *b = w;
-    const hl_act_q8k *a = act;
-    float s = 0;
-    for (int i = 0; i < n / 256; i++) {
-        __m256i acc = _mm256_setzero_si256();
-        int sum_mins = 0;
-        for (int p = 0; p < 4; p++) {
-            uint8_t s0, m0, s1, m1;
-            hl_quant_q4k_scale_min(b[i].scales, 2 * p, &s0, &m0);
-            hl_quant_q4k_scale_min(b[i].scales, 2 * p + 1, &s1, &m1);
-            __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * p));
-            __m256i lo = _mm256_and_si256(q, _mm256_set1_epi8(0x0f));
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0f));
-            __m256i y0 = _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * p));
-            __m256i y1 = _mm256_loadu_si256((const __m256i *)(a[i].qs + 64 * p + 32));
-            __m256i p0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, y0);
-            __m256i p1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), hi, y1);
-            acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_mullo_epi32(p0, _mm256_set1_epi32(s0)),
-                                                         _mm256_mullo_epi32(p1, _mm256_set1_epi32(s1))));
-            sum_mins += m0 * (a[i].bsums[4 * p] + a[i].bsums[4 * p + 1]) +
-                        m1 * (a[i].bsums[4 * p + 2] + a[i].bsums[4 * p + 3]);
-        }
-        s += a[i].d * (_cvtsh_ss(b[i].d) * (float)hsum8i_512(acc) -
-                       _cvtsh_ss(b[i].dmin) * (float)sum_mins);
-    }
-    return s;
-}
-
-T_AVX512 static float dot_q6_k_avx512(int n, const void *w, const void *act) {
-    const hl_block_q6_k *b = w;
-    const hl_act_q8k *a = act;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
-    float s = 0;
-    for (int i = 0; i < n / 256; i++) {
-        __m256i acc = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            const uint8_t *ql = b[i].ql + 64 * h, *qh = b[i].qh + 32 * h;
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
-            __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
-            for (int k = 0; k < 4; k++) {
-                const int8_t *sc = b[i].scales + 8 * h + 2 * k;
-                __m256i y = _mm256_loadu_si256((const __m256i *)(a[i].qs + 128 * h + 32 * k));
-                /* int32 lanes 0-3 hold values 0-15 (scale sc[0]), lanes 4-7 values 16-31. */
-                __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q[k], y);
-                __m256i scv = _mm256_set_m128i(_mm_set1_epi32(sc[1]), _mm_set1_epi32(sc[0]));
-                acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(p, scv));
-            }
-        }
-        int off = 0;
-        for (int g = 0; g < 16; g++) off += b[i].scales[g] * a[i].bsums[g];
-        s += a[i].d * _cvtsh_ss(b[i].d) * (float)(hsum8i_512(acc) - 32 * off);
-    }
-    return s;
 }
 
 /* Q4_0 and Q8_0 dot products for one token (decoding). Several blocks' quantized values are
@@ -904,8 +754,6 @@ hl_quant_dot_fn hl_quant_x86_kernel_avx2(uint32_t type) {
     case HL_GGUF_BF16: return dot_bf16_avx2;
     case HL_GGUF_Q8_0: return dot_q8_0_avx2;
     case HL_GGUF_Q4_0: return dot_q4_0_avx2;
-    case HL_GGUF_Q4_K: return dot_q4_k_avx2;
-    case HL_GGUF_Q6_K: return dot_q6_k_avx2;
     }
 #endif
     (void)type;
@@ -920,8 +768,6 @@ hl_quant_dot_fn hl_quant_x86_kernel_avx512(uint32_t type) {
     case HL_GGUF_BF16: return dot_bf16_avx512;
     case HL_GGUF_Q8_0: return dot_q8_0_avx512;
     case HL_GGUF_Q4_0: return dot_q4_0_avx512;
-    case HL_GGUF_Q4_K: return dot_q4_k_avx512;
-    case HL_GGUF_Q6_K: return dot_q6_k_avx512;
     }
 #endif
     (void)type;

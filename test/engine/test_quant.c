@@ -8,6 +8,7 @@
 
 #include "hl_gguf.h"
 #include "hl_quant.h"
+#include "hl_quant_x86.h"
 #include "hl_test.h"
 #include "test_models_dir.h"
 
@@ -118,6 +119,27 @@ HL_TEST(q4_k_known_block) {
     for (int k = 0; k < 256; k++) HL_CHECK_NEAR(y[k], s[k / 32] * (k % 16) - 0.5 * m[k / 32], 0);
 }
 
+HL_TEST(q5_k_known_block) {
+    uint8_t s[8] = {7, 2, 63, 4, 5, 33, 62, 17}, m[8] = {3, 9, 63, 1, 47, 2, 31, 0};
+    hl_block_q5_k b;
+    memset(&b, 0, sizeof b);
+    pack_q4k_scales(s, m, b.scales);
+    b.d = 0x3c00;    /* 1 */
+    b.dmin = 0x3800; /* 0.5 */
+    /* value k gets q = (k * 7 + 3) % 32: low nibble in qs, bit 4 in qh */
+    int q[256];
+    for (int k = 0; k < 256; k++) q[k] = (k * 7 + 3) % 32;
+    for (int p = 0; p < 4; p++)
+        for (int l = 0; l < 32; l++) {
+            int k0 = 64 * p + l, k1 = 64 * p + 32 + l;
+            b.qs[32 * p + l] = (uint8_t)((q[k0] & 15) | (q[k1] & 15) << 4);
+            b.qh[l] |= (uint8_t)((q[k0] >> 4) << (2 * p) | (q[k1] >> 4) << (2 * p + 1));
+        }
+    float y[256];
+    hl_quant_dequant_row(HL_GGUF_Q5_K, &b, y, 256);
+    for (int k = 0; k < 256; k++) HL_CHECK_NEAR(y[k], s[k / 32] * q[k] - 0.5 * m[k / 32], 0);
+}
+
 HL_TEST(q6_k_known_block) {
     hl_block_q6_k b;
     memset(&b, 0, sizeof b);
@@ -200,14 +222,14 @@ static void random_row(uint32_t type, uint8_t *w, int n) {
         case HL_GGUF_F16: { uint16_t h = hl_quant_f32_to_f16(rndf()); memcpy(p, &h, 2); break; }
         case HL_GGUF_BF16: { uint16_t h = hl_quant_f32_to_bf16(rndf()); memcpy(p, &h, 2); break; }
         case HL_GGUF_Q8_0: case HL_GGUF_Q4_0: memcpy(p, &d, 2); break;
-        case HL_GGUF_Q4_K: memcpy(p, &d, 2); memcpy(p + 2, &dm, 2); break;
+        case HL_GGUF_Q4_K: case HL_GGUF_Q5_K: memcpy(p, &d, 2); memcpy(p + 2, &dm, 2); break;
         case HL_GGUF_Q6_K: memcpy(p + 208, &d, 2); break;
         }
     }
 }
 
 static const uint32_t all_types[] = {HL_GGUF_F32, HL_GGUF_F16, HL_GGUF_BF16, HL_GGUF_Q8_0,
-                                     HL_GGUF_Q4_0, HL_GGUF_Q4_K, HL_GGUF_Q6_K};
+                                     HL_GGUF_Q4_0, HL_GGUF_Q4_K, HL_GGUF_Q5_K, HL_GGUF_Q6_K};
 
 /* The activation a kernel actually sees, back in floats. */
 static void act_to_f32(hl_quant_act act, const void *a, float *x, int n) {
@@ -291,6 +313,61 @@ HL_TEST(kernels_match_reference) {
     free(w);
     free(act);
     free(act_isa);
+}
+
+/* A K-quant row with extreme fields where `extreme` (scales, mins and values at their
+ * largest, activations at +-127), random ones otherwise. */
+static void k_row(uint32_t type, uint8_t *w, int n, int extreme) {
+    random_row(type, w, n);
+    if (!extreme) return;
+    size_t bs = hl_gguf_type_size(type);
+    for (int b = 0; b < n / 256; b++) {
+        uint8_t *p = w + (size_t)b * bs;
+        if (type == HL_GGUF_Q6_K) {
+            memset(p, 0xff, 192); /* every value 63 */
+            memset(p + 192, extreme > 1 ? 0x80 : 0x7f, 16); /* scales -128 or 127 */
+        } else {
+            memset(p + 4, 0xff, bs - 4); /* scales, mins 63; values 15 or 31 */
+        }
+    }
+}
+
+/* The K-quant SIMD kernels give the scalar kernel's float bit for bit (hl_quant_k.h states
+ * the rule), at every level this CPU has: AVX2 (the path of AVX2-only machines) and AVX-512;
+ * random rows and rows at the integer sums' extremes, row lengths up to 14336. */
+HL_TEST(k_kernels_bit_exact) {
+    static const uint32_t types[] = {HL_GGUF_Q4_K, HL_GGUF_Q5_K, HL_GGUF_Q6_K};
+    static const int lens[] = {256, 512, 2048, 5632, 14336};
+    enum { NMAX = 14336 };
+    float *x = malloc(NMAX * sizeof *x);
+    uint8_t *w = malloc(NMAX), *act = malloc(hl_quant_act_size(HL_ACT_Q8K, NMAX));
+    HL_REQUIRE(x && w && act);
+    int checked = 0;
+    for (size_t t = 0; t < sizeof types / sizeof *types; t++)
+        for (size_t li = 0; li < sizeof lens / sizeof *lens; li++)
+            for (int trial = 0; trial < 12; trial++) {
+                int n = lens[li], extreme = trial < 3 ? trial : 0;
+                k_row(types[t], w, n, extreme);
+                for (int i = 0; i < n; i++)
+                    x[i] = extreme ? (i % 3 ? 1.f : -1.f) * (extreme == 2 ? -1 : 1) : rndf() * (trial % 2 ? 50 : 1);
+                hl_quant_act_quantize(HL_ACT_Q8K, x, act, n);
+                float want = hl_quant_kernel(types[t], HL_ISA_SCALAR)(n, w, act);
+                for (int isa = HL_ISA_AVX2; isa < HL_ISA_COUNT; isa++) {
+                    hl_quant_dot_fn f = hl_quant_kernel(types[t], (hl_quant_isa)isa);
+                    if (!f) continue;
+                    HL_CHECK_INT_EQ(hl_quant_act_for_isa(types[t], (hl_quant_isa)isa), HL_ACT_Q8K);
+                    float got = f(n, w, act);
+                    if (memcmp(&got, &want, 4) != 0)
+                        HL_FAIL_("%s %s n=%d trial %d: %.9g vs scalar %.9g", hl_gguf_type_name(types[t]),
+                                 hl_quant_isa_name((hl_quant_isa)isa), n, trial, got, want);
+                    checked++;
+                }
+            }
+    printf("  %d K-quant kernel results checked\n", checked);
+    if (hl_quant_x86_has_avx2()) HL_CHECK(checked > 0);
+    free(x);
+    free(w);
+    free(act);
 }
 
 /* Weights repacked four rows at a time: the four-row kernel agrees with the plain-C reference

@@ -1,0 +1,307 @@
+/* hl_quant_k_x86: AVX2 and AVX-512 VNNI decode kernels for Q4_K, Q5_K and Q6_K; see
+ * hl_quant_k.h for the result each must give (the scalar reference's, bit for bit).
+ *
+ * A super-block's 6-bit scales are applied in 16-bit lanes: vpmaddubsw multiplies the
+ * unsigned weights (0..15, 0..31, 0..63) by the signed activations into pairs (at most
+ * 2 * 63 * 127, no saturation), and a multiply-add with the scales spread over the lanes
+ * (vpdpwssd with VNNI, vpmaddwd + vpaddd with AVX2) widens them into int32 lanes. The mins
+ * (Q4_K, Q5_K) and the -32 offset (Q6_K) go through the activation's 16-value sums. The
+ * integer sums are reduced once per super-block and finished in scalar float, in the
+ * reference's order. */
+#include "hl_quant_k.h"
+
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define T_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+/* ---- the float steps, shared by both levels ------------------------------------------ */
+
+/* One statement per operation, so that nothing is fused into an fma. */
+static inline float k4_finish(float s, float da, float d, float dmin, int32_t sq, int32_t sm) {
+    float t1 = d * (float)sq;
+    float t2 = dmin * (float)sm;
+    float t3 = t1 - t2;
+    float t4 = da * t3;
+    return s + t4;
+}
+
+static inline float k6_finish(float s, float da, float d, int32_t isum) {
+    float t1 = da * d;
+    float t2 = t1 * (float)isum;
+    return s + t2;
+}
+
+/* [sum of a's 8 lanes, sum of b's 8 lanes] */
+T_AVX2 static inline __m128i k_reduce2(__m256i a, __m256i b) {
+    __m256i h = _mm256_hadd_epi32(a, b);
+    h = _mm256_hadd_epi32(h, h);
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+/* Each of the 8 mins twice, as 16-bit lanes (one per 16-value activation sum). */
+T_AVX2 static inline __m256i k_mins16(uint64_t mn) {
+    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    return _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_cvtsi64_si128((long long)mn), dup));
+}
+
+/* ---- AVX2 ------------------------------------------------------------------------------ */
+
+/* Control for vpshufb over a 64-bit word of 8 scale bytes (in both 64-bit halves of each
+ * 128-bit lane): every 16-bit lane gets byte j, zero-extended. */
+T_AVX2 static inline __m256i k_pick16(int j) {
+    return _mm256_set1_epi16((short)(0x8000 | j));
+}
+
+/* sum over one 64-value pair of sub-blocks: lo (values 0-31) with scale j, hi with j + 1 */
+T_AVX2 static inline __m256i k4_pair_avx2(__m256i acc, __m256i lo, __m256i hi, const int8_t *y,
+                                          __m256i scv, int j) {
+    __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y));
+    __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y + 32)));
+    p0 = _mm256_madd_epi16(p0, _mm256_shuffle_epi8(scv, k_pick16(j)));
+    p1 = _mm256_madd_epi16(p1, _mm256_shuffle_epi8(scv, k_pick16(j + 1)));
+    return _mm256_add_epi32(acc, _mm256_add_epi32(p0, p1));
+}
+
+T_AVX2 static float dot_q4k_avx2(int n, const void *w, const void *act) {
+    const hl_block_q4_k *b = w;
+    const hl_act_q8k *a = act;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    float s = 0;
+    for (int i = 0; i < n / 256; i++) {
+        uint64_t sc, mn;
+        hl_quant_k_scales(b[i].scales, &sc, &mn);
+        __m256i scv = _mm256_set1_epi64x((long long)sc), acc = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * p));
+            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            acc = k4_pair_avx2(acc, lo, hi, a[i].qs + 64 * p, scv, 2 * p);
+        }
+        __m256i ms = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[i].bsums), k_mins16(mn));
+        __m128i r = k_reduce2(acc, ms);
+        s = k4_finish(s, a[i].d, _cvtsh_ss(b[i].d), _cvtsh_ss(b[i].dmin), _mm_cvtsi128_si32(r), _mm_extract_epi32(r, 1));
+    }
+    return s;
+}
+
+/* Bit 4 of each byte: bit k of h's bytes, for k = 0..7. */
+T_AVX2 static inline __m256i k5_bit_avx2(__m256i h, int k) {
+    __m256i v = k <= 4 ? _mm256_sll_epi16(h, _mm_cvtsi32_si128(4 - k))
+                       : _mm256_srl_epi16(h, _mm_cvtsi32_si128(k - 4));
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+T_AVX2 static float dot_q5k_avx2(int n, const void *w, const void *act) {
+    const hl_block_q5_k *b = w;
+    const hl_act_q8k *a = act;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    float s = 0;
+    for (int i = 0; i < n / 256; i++) {
+        uint64_t sc, mn;
+        hl_quant_k_scales(b[i].scales, &sc, &mn);
+        __m256i scv = _mm256_set1_epi64x((long long)sc), acc = _mm256_setzero_si256();
+        __m256i hb = _mm256_loadu_si256((const __m256i *)b[i].qh);
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * p));
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), k5_bit_avx2(hb, 2 * p));
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                                         k5_bit_avx2(hb, 2 * p + 1));
+            acc = k4_pair_avx2(acc, lo, hi, a[i].qs + 64 * p, scv, 2 * p);
+        }
+        __m256i ms = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[i].bsums), k_mins16(mn));
+        __m128i r = k_reduce2(acc, ms);
+        s = k4_finish(s, a[i].d, _cvtsh_ss(b[i].d), _cvtsh_ss(b[i].dmin), _mm_cvtsi128_si32(r), _mm_extract_epi32(r, 1));
+    }
+    return s;
+}
+
+T_AVX2 static float dot_q6k_avx2(int n, const void *w, const void *act) {
+    const hl_block_q6_k *b = w;
+    const hl_act_q8k *a = act;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    float s = 0;
+    for (int i = 0; i < n / 256; i++) {
+        __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b[i].scales));
+        __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = b[i].ql + 64 * h;
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i hb = _mm256_loadu_si256((const __m256i *)(b[i].qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m30));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
+            /* both 128-bit lanes: scales 8h..8h+7 as 16-bit values */
+            __m256i sh = h ? _mm256_permute2x128_si256(s16, s16, 0x11) : _mm256_permute2x128_si256(s16, s16, 0x00);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                /* values 0-15 of the quarter: scale 8h+2k, values 16-31: 8h+2k+1 */
+                __m256i ctl = _mm256_setr_epi8(4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k,
+                                               4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+                                               4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
+                                               4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
+                                               4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3);
+                __m256i y = _mm256_loadu_si256((const __m256i *)(a[i].qs + 128 * h + 32 * k));
+                __m256i p = _mm256_maddubs_epi16(q[k], y);
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sh, ctl)));
+            }
+        }
+        __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[i].bsums), s16);
+        __m128i r = k_reduce2(acc, off);
+        s = k6_finish(s, a[i].d, _cvtsh_ss(b[i].d), _mm_cvtsi128_si32(r) - 32 * _mm_extract_epi32(r, 1));
+    }
+    return s;
+}
+
+/* ---- AVX-512 VNNI ------------------------------------------------------------------------ */
+
+/* vpshufb controls over a 64-bit word of 8 scales in every 64-bit lane: 16-bit lanes 0-15
+ * get scale 2p, lanes 16-31 scale 2p + 1 (zero-extended). */
+T_AVX512 static inline __m512i k_pick_pair512(int p) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)(0x8000 | 2 * p))),
+                              _mm256_set1_epi16((short)(0x8000 | (2 * p + 1))), 1);
+}
+
+/* 16-bit lane shift counts: a in lanes 0-15, b in lanes 16-31 */
+T_AVX512 static inline __m512i k_counts(int a, int b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)a)), _mm256_set1_epi16((short)b), 1);
+}
+
+/* Sub-blocks 2p and 2p+1 of a Q4_K/Q5_K block as one vector of 64 unsigned nibbles in the
+ * activation's order: the 32 bytes of qs twice, the second copy shifted down 4. */
+T_AVX512 static inline __m512i k4_nibbles512(const uint8_t *qs) {
+    __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qs));
+    return _mm512_and_si512(_mm512_srlv_epi16(q, k_counts(0, 4)), _mm512_set1_epi8(0x0f));
+}
+
+T_AVX512 static inline __m512i k4_step512(__m512i acc, __m512i q, const int8_t *y, __m512i scv, int p) {
+    __m512i pr = _mm512_maddubs_epi16(q, _mm512_loadu_si512(y));
+    return _mm512_dpwssd_epi32(acc, pr, _mm512_shuffle_epi8(scv, k_pick_pair512(p)));
+}
+
+T_AVX512 static inline __m256i k_fold512(__m512i v) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
+
+T_AVX512 static float dot_q4k_avx512(int n, const void *w, const void *act) {
+    const hl_block_q4_k *b = w;
+    const hl_act_q8k *a = act;
+    float s = 0;
+    for (int i = 0; i < n / 256; i++) {
+        uint64_t sc, mn;
+        hl_quant_k_scales(b[i].scales, &sc, &mn);
+        __m512i scv = _mm512_set1_epi64((long long)sc), acc = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++)
+            acc = k4_step512(acc, k4_nibbles512(b[i].qs + 32 * p), a[i].qs + 64 * p, scv, p);
+        __m256i ms = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[i].bsums), k_mins16(mn));
+        __m128i r = k_reduce2(k_fold512(acc), ms);
+        s = k4_finish(s, a[i].d, _cvtsh_ss(b[i].d), _cvtsh_ss(b[i].dmin), _mm_cvtsi128_si32(r), _mm_extract_epi32(r, 1));
+    }
+    return s;
+}
+
+/* Bit 4 of each byte: lanes 0-15 bit 2p of hb's bytes, lanes 16-31 bit 2p+1. */
+T_AVX512 static inline __m512i k5_bits512(__m512i hb, int p) {
+    __m512i v;
+    if (p == 0) v = _mm512_sllv_epi16(hb, k_counts(4, 3));
+    else if (p == 1) v = _mm512_sllv_epi16(hb, k_counts(2, 1));
+    else if (p == 2) v = _mm512_srlv_epi16(hb, k_counts(0, 1));
+    else v = _mm512_srlv_epi16(hb, k_counts(2, 3));
+    return _mm512_and_si512(v, _mm512_set1_epi8(0x10));
+}
+
+T_AVX512 static float dot_q5k_avx512(int n, const void *w, const void *act) {
+    const hl_block_q5_k *b = w;
+    const hl_act_q8k *a = act;
+    float s = 0;
+    for (int i = 0; i < n / 256; i++) {
+        uint64_t sc, mn;
+        hl_quant_k_scales(b[i].scales, &sc, &mn);
+        __m512i scv = _mm512_set1_epi64((long long)sc), acc = _mm512_setzero_si512();
+        __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b[i].qh));
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            __m512i q = _mm512_or_si512(k4_nibbles512(b[i].qs + 32 * p), k5_bits512(hb, p));
+            acc = k4_step512(acc, q, a[i].qs + 64 * p, scv, p);
+        }
+        __m256i ms = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[i].bsums), k_mins16(mn));
+        __m128i r = k_reduce2(k_fold512(acc), ms);
+        s = k4_finish(s, a[i].d, _cvtsh_ss(b[i].d), _cvtsh_ss(b[i].dmin), _mm_cvtsi128_si32(r), _mm_extract_epi32(r, 1));
+    }
+    return s;
+}
+
+/* vpermw indices spreading 16 scales over 4 groups of 8 lanes: groups g0..g0+3. */
+static const uint16_t k6_idx[4][32] __attribute__((aligned(64))) = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9, 10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13,
+     14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
+
+T_AVX512 static float dot_q6k_avx512(int n, const void *w, const void *act) {
+    const hl_block_q6_k *b = w;
+    const hl_act_q8k *a = act;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const __m512i cA = k_counts(4, 2), cB = k_counts(0, 2);
+    float s = 0;
+    for (int i = 0; i < n / 256; i++) {
+        __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b[i].scales));
+        __m512i s512 = _mm512_castsi256_si512(s16), acc = _mm512_setzero_si512();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            /* values 128h + 0..63 (quarters 0, 1) and 128h + 64..127 (quarters 2, 3) */
+            __m512i l = _mm512_loadu_si512(b[i].ql + 64 * h);
+            __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b[i].qh + 32 * h)));
+            __m512i bA = _mm512_and_si512(_mm512_sllv_epi16(hb, cA), m30);
+            __m512i bB = _mm512_and_si512(_mm512_srlv_epi16(hb, cB), m30);
+            /* (a & b) | c */
+            __m512i qA = _mm512_ternarylogic_epi32(l, m4, bA, 0xEA);
+            __m512i qB = _mm512_ternarylogic_epi32(_mm512_srli_epi16(l, 4), m4, bB, 0xEA);
+            __m512i pA = _mm512_maddubs_epi16(qA, _mm512_loadu_si512(a[i].qs + 128 * h));
+            __m512i pB = _mm512_maddubs_epi16(qB, _mm512_loadu_si512(a[i].qs + 128 * h + 64));
+            acc = _mm512_dpwssd_epi32(acc, pA, _mm512_permutexvar_epi16(_mm512_load_si512(k6_idx[2 * h]), s512));
+            acc = _mm512_dpwssd_epi32(acc, pB, _mm512_permutexvar_epi16(_mm512_load_si512(k6_idx[2 * h + 1]), s512));
+        }
+        __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[i].bsums), s16);
+        __m128i r = k_reduce2(k_fold512(acc), off);
+        s = k6_finish(s, a[i].d, _cvtsh_ss(b[i].d), _mm_cvtsi128_si32(r) - 32 * _mm_extract_epi32(r, 1));
+    }
+    return s;
+}
+
+#endif /* __x86_64__ */
+
+hl_quant_dot_fn hl_quant_k_x86_kernel(uint32_t type, hl_quant_isa isa) {
+#if defined(__x86_64__)
+    if (isa == HL_ISA_AVX2) {
+        if (type == HL_GGUF_Q4_K) return dot_q4k_avx2;
+        if (type == HL_GGUF_Q5_K) return dot_q5k_avx2;
+        if (type == HL_GGUF_Q6_K) return dot_q6k_avx2;
+    }
+    if (isa == HL_ISA_AVX512) {
+        if (type == HL_GGUF_Q4_K) return dot_q4k_avx512;
+        if (type == HL_GGUF_Q5_K) return dot_q5k_avx512;
+        if (type == HL_GGUF_Q6_K) return dot_q6k_avx512;
+    }
+#endif
+    (void)type;
+    (void)isa;
+    return NULL;
+}
+
+hl_quant_gemm_fn hl_quant_k_x86_gemm(uint32_t type, hl_quant_isa isa) {
+    (void)type;
+    (void)isa;
+    return NULL;
+}

@@ -1,0 +1,38 @@
+/* hl_quant_k: the K-quant (Q4_K, Q5_K, Q6_K) kernels behind hl_quant (private to hl_quant.c
+ * and its tests). They live apart from the Q4_0/Q8_0 ones because their blocks carry
+ * sub-block scales (and mins) that the kernels unpack per super-block of 256 values.
+ *
+ * Results. Each SIMD decode kernel gives the scalar reference's float, bit for bit: per
+ * super-block the integer sums are exact (any order), and the float steps are the scalar
+ * ones in the same order, one operation per statement (never fused into an fma):
+ *   Q4_K, Q5_K: s += da * (d * (float)sum_qs - dmin * (float)sum_mins)
+ *   Q6_K:       s += (da * d) * (float)(sum_qs - 32 * sum_offsets)
+ * The GEMM kernels give hl_quant_k_gemm_ref()'s floats bit for bit (see there). */
+#ifndef HL_QUANT_K_H
+#define HL_QUANT_K_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "hl_quant.h"
+
+/* Q5_K: dequantize one block of 256; the scalar reference dot product (act: hl_act_q8k). */
+void hl_quant_k_dequant_q5k(const hl_block_q5_k *b, float *y);
+float hl_quant_k_dot_q5k(int n, const void *w, const void *act);
+
+/* The unpacked 6-bit scales and mins of a Q4_K/Q5_K block (8 each), as one little-endian
+ * 64-bit word per kind: byte j is sub-block j's. */
+static inline void hl_quant_k_scales(const uint8_t *q, uint64_t *sc, uint64_t *mn) {
+    uint32_t u0 = (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+    uint32_t u1 = (uint32_t)q[4] | (uint32_t)q[5] << 8 | (uint32_t)q[6] << 16 | (uint32_t)q[7] << 24;
+    uint32_t u2 = (uint32_t)q[8] | (uint32_t)q[9] << 8 | (uint32_t)q[10] << 16 | (uint32_t)q[11] << 24;
+    *sc = (u0 & 0x3f3f3f3fu) | (uint64_t)((u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u)) << 32;
+    *mn = (u1 & 0x3f3f3f3fu) | (uint64_t)(((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u)) << 32;
+}
+
+/* SIMD decode kernels (x86, in hl_quant_k_x86.c) for a K-quant type at an ISA level, NULL
+ * where none or not a K-quant. The caller checks the CPU. */
+hl_quant_dot_fn hl_quant_k_x86_kernel(uint32_t type, hl_quant_isa isa);
+/* SIMD GEMM kernels (AVX-512 only), same conventions. */
+hl_quant_gemm_fn hl_quant_k_x86_gemm(uint32_t type, hl_quant_isa isa);
+
+#endif
