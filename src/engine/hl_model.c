@@ -315,13 +315,16 @@ static hl_err alloc_state(loader *ld, const hl_model_params *p) {
     return HL_OK;
 }
 
-/* Repacks a Q4_0/Q8_0 matrix four rows at a time where the CPU has kernels for it. */
+/* Repacks a Q4_0/Q8_0/K-quant matrix four rows at a time where the CPU has kernels for it
+ * (K-quants have no GEMM on the copy: prompts run the four-row kernel per token). */
 static hl_err repack_mat(loader *ld, hl_model_mat *w) {
     size_t bb = hl_quant_x4_block_bytes(w->type);
+    uint32_t blk = hl_gguf_type_block(w->type);
     hl_quant_x4_fn dot4 = hl_quant_x4_fn_for(w->type);
     hl_quant_gemm_fn gemm = hl_quant_gemm_x4_fn_for(w->type);
-    if (!bb || !dot4 || !gemm || w->rows % 4 || w->cols % 32 || w->packed) return HL_OK;
-    size_t stride = (size_t)(w->cols / 32) * bb, size = (size_t)(w->rows / 4) * stride;
+    if (!bb || !dot4 || (!gemm && blk != 256) || w->rows % 4 || w->cols % blk || w->packed)
+        return HL_OK;
+    size_t stride = (size_t)(w->cols / blk) * bb, size = (size_t)(w->rows / 4) * stride;
     /* 2 MiB aligned so that the kernel can give it huge pages (fewer TLB misses). */
     size_t align = (size_t)2 << 20, cap = (size + align - 1) / align * align;
     void *p = NULL;
@@ -334,7 +337,7 @@ static hl_err repack_mat(loader *ld, hl_model_mat *w) {
     w->packed_stride = stride;
     w->dot4 = dot4;
     w->gemm = gemm;
-    w->act = HL_ACT_Q8X;
+    w->act = hl_quant_x4_act(w->type);
     return HL_OK;
 }
 

@@ -524,6 +524,7 @@ hl_quant_dot_fn hl_quant_dot_fn_for(uint32_t type) {
 }
 
 size_t hl_quant_x4_block_bytes(uint32_t type) {
+    if (is_kquant(type)) return hl_quant_k_x4_bytes(type);
     if (type == HL_GGUF_Q4_0) return 8 + 4 * 16;
     if (type == HL_GGUF_Q8_0) return 8 + 4 * 32;
     return 0;
@@ -531,6 +532,10 @@ size_t hl_quant_x4_block_bytes(uint32_t type) {
 
 void hl_quant_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32_t rows,
                       uint32_t cols, void *dst) {
+    if (is_kquant(type)) {
+        hl_quant_k_x4_pack(type, src, row_bytes, rows, cols, dst);
+        return;
+    }
     size_t bb = hl_quant_x4_block_bytes(type), bs = type == HL_GGUF_Q8_0 ? 34 : 18, qs = bs - 2;
     uint32_t nb = cols / 32;
     uint8_t *o = dst;
@@ -543,8 +548,13 @@ void hl_quant_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32_t
             }
 }
 
+hl_quant_act hl_quant_x4_act(uint32_t type) {
+    return is_kquant(type) ? HL_ACT_Q8K : HL_ACT_Q8X;
+}
+
 hl_quant_x4_fn hl_quant_x4(uint32_t type, hl_quant_isa isa) {
     if (!cpu_has(isa) || isa == HL_ISA_SCALAR) return NULL;
+    if (is_kquant(type)) return hl_quant_k_x86_x4(type, isa);
     return hl_quant_x86_x4(type, isa);
 }
 
@@ -558,6 +568,7 @@ hl_quant_x4_fn hl_quant_x4_fn_for(uint32_t type) {
 
 hl_quant_gemm_fn hl_quant_gemm_x4(uint32_t type, hl_quant_isa isa) {
     if (!cpu_has(isa) || isa == HL_ISA_SCALAR) return NULL;
+    if (is_kquant(type)) return NULL; /* prompts run the x4 decode kernel per token */
     return hl_quant_x86_gemm_x4(type, isa);
 }
 

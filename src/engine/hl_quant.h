@@ -202,7 +202,11 @@ hl_quant_dot_fn hl_quant_dot_fn_for(uint32_t type);
 size_t hl_quant_x4_block_bytes(uint32_t type);
 void hl_quant_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32_t rows,
                       uint32_t cols, void *dst);
-/* out[r] = dot(row r of the group at g, act) for r < 4, act in HL_ACT_Q8X. */
+/* K-quants (Q4_K so far) have their own 4-row layouts (hl_quant_k.h), per super-block of
+ * 256 values; hl_quant_x4_block_bytes() is then per super-block. */
+/* out[r] = dot(row r of the group at g, act) for r < 4, act in hl_quant_x4_act(type)
+ * (HL_ACT_Q8X; HL_ACT_Q8K for K-quants). */
+hl_quant_act hl_quant_x4_act(uint32_t type);
 typedef void (*hl_quant_x4_fn)(int n, const void *g, const void *act, float *out);
 hl_quant_x4_fn hl_quant_x4(uint32_t type, hl_quant_isa isa); /* NULL where none */
 hl_quant_x4_fn hl_quant_x4_fn_for(uint32_t type);

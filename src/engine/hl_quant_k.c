@@ -3,6 +3,8 @@
  * hl_quant_k_x86.c. */
 #include "hl_quant_k.h"
 
+#include <string.h>
+
 _Static_assert(sizeof(hl_block_q5_k) == 176, "Q5_K block is 176 bytes");
 
 void hl_quant_k_dequant_q5k(const hl_block_q5_k *b, float *y) {
@@ -50,4 +52,36 @@ float hl_quant_k_dot_q5k(int n, const void *w, const void *act) {
         s = s + t4;
     }
     return s;
+}
+
+size_t hl_quant_k_x4_bytes(uint32_t type) {
+    return type == HL_GGUF_Q4_K ? HL_K_X4_Q4K : 0;
+}
+
+/* One super-block of 4 Q4_K rows (blocks b[r]) into o. */
+static void pack_q4k(const hl_block_q4_k *const b[4], uint8_t *o) {
+    for (int r = 0; r < 4; r++) {
+        memcpy(o + 2 * r, &b[r]->d, 2);
+        memcpy(o + 8 + 2 * r, &b[r]->dmin, 2);
+        for (int j = 0; j < 8; j++) hl_quant_q4k_scale_min(b[r]->scales, j, o + 16 + 8 * r + j, o + 48 + 8 * r + j);
+        for (int j = 0; j < 8; j++)
+            for (int k = 0; k < 16; k++) {
+                /* sub-block j = 2p + h: nibble h of qs[32p + l] is value 32j + l */
+                const uint8_t *q = b[r]->qs + 32 * (j / 2);
+                int sh = 4 * (j % 2);
+                o[80 + 64 * j + 16 * r + k] = (uint8_t)(((q[k] >> sh) & 15) | ((q[k + 16] >> sh) & 15) << 4);
+            }
+    }
+}
+
+void hl_quant_k_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32_t rows,
+                        uint32_t cols, void *dst) {
+    size_t bb = hl_quant_k_x4_bytes(type), bs = hl_gguf_type_size(type);
+    uint8_t *o = dst;
+    for (uint32_t g = 0; g < rows / 4; g++)
+        for (uint32_t i = 0; i < cols / 256; i++, o += bb) {
+            const void *b[4];
+            for (int r = 0; r < 4; r++) b[r] = (const uint8_t *)src + (size_t)(4 * g + r) * row_bytes + i * bs;
+            if (type == HL_GGUF_Q4_K) pack_q4k((const hl_block_q4_k *const *)b, o);
+        }
 }

@@ -280,6 +280,72 @@ T_AVX512 static float dot_q6k_avx512(int n, const void *w, const void *act) {
     return s;
 }
 
+
+/* ---- repacked four rows at a time (hl_quant_k_x4_pack), AVX-512 -----------------------
+ *
+ * A 128-bit lane per row: a sub-block of 32 values of the 4 rows is one 512-bit load
+ * (lane r = row r's 16 bytes, values k and k+16 in one byte), multiplied by the sub-block's
+ * activations broadcast to the 4 lanes; the scales, stored as bytes in row order, widen to
+ * 16-bit lanes in the same places. The per-row sums are reduced within the lane and
+ * finished with the scalar reference's float steps, lane by lane (the same bits). */
+
+/* vpshufb control: every 16-bit lane of each 128-bit lane gets that lane's word j. */
+T_AVX512 static inline __m512i k_word512(int j) {
+    return _mm512_set1_epi16((short)((2 * j) | (2 * j + 1) << 8));
+}
+
+/* v's four 32-bit lanes summed, in every lane of each 128-bit lane. */
+T_AVX512 static inline __m512i k_lane_sum(__m512i v) {
+    v = _mm512_add_epi32(v, _mm512_shuffle_epi32(v, (_MM_PERM_ENUM)0x4e));
+    return _mm512_add_epi32(v, _mm512_shuffle_epi32(v, (_MM_PERM_ENUM)0xb1));
+}
+
+/* The 4 rows' half-precision values at p (d at p, dmin at p + 8) spread over their lanes. */
+static const uint32_t k_didx[2][16] __attribute__((aligned(64))) = {
+    {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3}, {4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7}};
+
+/* The 16 activation sums of a super-block paired (sub-block j's two at word j), in every
+ * 128-bit lane. */
+T_AVX512 static inline __m512i k_pairs512(const int16_t *bsums) {
+    const __m128i one = _mm_set1_epi16(1);
+    __m128i a = _mm_madd_epi16(_mm_loadu_si128((const __m128i *)bsums), one);
+    __m128i b = _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(bsums + 8)), one);
+    return _mm512_broadcast_i32x4(_mm_packs_epi32(a, b));
+}
+
+T_AVX512 static void x4_q4k_avx512(int n, const void *w, const void *act, float *out) {
+    const uint8_t *g = w;
+    const hl_act_q8k *a = act;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i di = _mm512_load_si512(k_didx[0]), mi = _mm512_load_si512(k_didx[1]);
+    __m512 res = _mm512_setzero_ps();
+    for (int i = 0; i < n / 256; i++, g += HL_K_X4_Q4K, a++) {
+        __builtin_prefetch(g + 4096, 0, 3);
+        __m512i sc = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(g + 16)));
+        __m512i mn = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(g + 48)));
+        __m512i acc = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m512i z = _mm512_loadu_si512(g + 80 + 64 * j);
+            __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+            __m512i plo = _mm512_maddubs_epi16(lo, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a->qs + 32 * j))));
+            __m512i phi = _mm512_maddubs_epi16(hi, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a->qs + 32 * j + 16))));
+            /* at most 2 * 2 * 15 * 127 in a 16-bit lane */
+            acc = _mm512_dpwssd_epi32(acc, _mm512_add_epi16(plo, phi), _mm512_shuffle_epi8(sc, k_word512(j)));
+        }
+        __m512i sq = k_lane_sum(acc), sm = k_lane_sum(_mm512_madd_epi16(mn, k_pairs512(a->bsums)));
+        __m512 dd = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g)));
+        __m512 t1 = _mm512_mul_ps(_mm512_permutexvar_ps(di, dd), _mm512_cvtepi32_ps(sq));
+        __m512 t2 = _mm512_mul_ps(_mm512_permutexvar_ps(mi, dd), _mm512_cvtepi32_ps(sm));
+        __m512 t3 = _mm512_sub_ps(t1, t2);
+        __m512 t4 = _mm512_mul_ps(_mm512_set1_ps(a->d), t3);
+        res = _mm512_add_ps(res, t4);
+    }
+    float v[16];
+    _mm512_storeu_ps(v, res);
+    for (int r = 0; r < 4; r++) out[r] = v[4 * r];
+}
+
 #endif /* __x86_64__ */
 
 hl_quant_dot_fn hl_quant_k_x86_kernel(uint32_t type, hl_quant_isa isa) {
@@ -294,6 +360,15 @@ hl_quant_dot_fn hl_quant_k_x86_kernel(uint32_t type, hl_quant_isa isa) {
         if (type == HL_GGUF_Q5_K) return dot_q5k_avx512;
         if (type == HL_GGUF_Q6_K) return dot_q6k_avx512;
     }
+#endif
+    (void)type;
+    (void)isa;
+    return NULL;
+}
+
+hl_quant_x4_fn hl_quant_k_x86_x4(uint32_t type, hl_quant_isa isa) {
+#if defined(__x86_64__)
+    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q4_K) return x4_q4k_avx512;
 #endif
     (void)type;
     (void)isa;

@@ -370,6 +370,52 @@ HL_TEST(k_kernels_bit_exact) {
     free(act);
 }
 
+/* K-quant rows repacked four at a time: the four-row kernel gives each row's scalar result
+ * bit for bit (random and extreme rows). */
+HL_TEST(k_x4_bit_exact) {
+    static const uint32_t types[] = {HL_GGUF_Q4_K, HL_GGUF_Q5_K, HL_GGUF_Q6_K};
+    static const int lens[] = {256, 2048, 5632};
+    enum { NR = 8, NMAX = 5632 };
+    float *x = malloc(NMAX * sizeof *x);
+    uint8_t *w = malloc((size_t)NR * NMAX), *wp = malloc((size_t)NR * NMAX * 2);
+    uint8_t *act = malloc(hl_quant_act_size(HL_ACT_Q8K, NMAX));
+    HL_REQUIRE(x && w && wp && act);
+    int checked = 0;
+    for (size_t t = 0; t < sizeof types / sizeof *types; t++)
+        for (int isa = 0; isa < HL_ISA_COUNT; isa++) {
+            hl_quant_x4_fn dot4 = hl_quant_x4(types[t], (hl_quant_isa)isa);
+            if (!dot4) continue;
+            HL_CHECK_INT_EQ(hl_quant_x4_act(types[t]), HL_ACT_Q8K);
+            for (size_t li = 0; li < sizeof lens / sizeof *lens; li++)
+                for (int trial = 0; trial < 6; trial++) {
+                    int n = lens[li];
+                    size_t rs = hl_gguf_row_size(types[t], (uint64_t)n);
+                    size_t gs = (size_t)(n / 256) * hl_quant_x4_block_bytes(types[t]);
+                    for (int r = 0; r < NR; r++) k_row(types[t], w + r * rs, n, trial < 3 && r % 2 ? trial : 0);
+                    for (int i = 0; i < n; i++) x[i] = rndf() * (trial % 2 ? 30 : 1);
+                    hl_quant_act_quantize(HL_ACT_Q8K, x, act, n);
+                    hl_quant_x4_pack(types[t], w, rs, NR, (uint32_t)n, wp);
+                    for (int g = 0; g < NR / 4; g++) {
+                        float out[4];
+                        dot4(n, wp + g * gs, act, out);
+                        for (int r = 0; r < 4; r++) {
+                            float want = hl_quant_kernel(types[t], HL_ISA_SCALAR)(n, w + (4 * g + r) * rs, act);
+                            if (memcmp(&out[r], &want, 4) != 0)
+                                HL_FAIL_("%s n=%d row %d: %.9g vs scalar %.9g", hl_gguf_type_name(types[t]),
+                                         n, 4 * g + r, out[r], want);
+                            checked++;
+                        }
+                    }
+                }
+        }
+    printf("  %d repacked K-quant rows checked\n", checked);
+    if (hl_quant_x86_has_avx512()) HL_CHECK(checked > 0);
+    free(x);
+    free(w);
+    free(wp);
+    free(act);
+}
+
 /* Weights repacked four rows at a time: the four-row kernel agrees with the plain-C reference
  * on the file's layout within float rounding, and the GEMM on the repacked copy gives the
  * GEMM's numbers on the file's layout bit for bit. */

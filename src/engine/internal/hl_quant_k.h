@@ -29,6 +29,17 @@ static inline void hl_quant_k_scales(const uint8_t *q, uint64_t *sc, uint64_t *m
     *mn = (u1 & 0x3f3f3f3fu) | (uint64_t)(((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u)) << 32;
 }
 
+/* Four rows repacked for decoding (see hl_quant.h's hl_quant_x4_*), per super-block of the
+ * 4 rows. Q4_K, 592 bytes: d of rows 0-3 (halves), dmin of rows 0-3, the 8 scales of row 0,
+ * of row 1, ... (bytes), the 8 mins likewise, then for each sub-block j of 32 values the
+ * rows' 16 bytes in row order, byte k = value 32j+k | value 32j+16+k << 4. The kernels give
+ * each row's hl_quant_dot_fn result bit for bit. */
+#define HL_K_X4_Q4K 592
+size_t hl_quant_k_x4_bytes(uint32_t type); /* 0 where no layout */
+void hl_quant_k_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32_t rows,
+                        uint32_t cols, void *dst);
+hl_quant_x4_fn hl_quant_k_x86_x4(uint32_t type, hl_quant_isa isa);
+
 /* SIMD decode kernels (x86, in hl_quant_k_x86.c) for a K-quant type at an ISA level, NULL
  * where none or not a K-quant. The caller checks the CPU. */
 hl_quant_dot_fn hl_quant_k_x86_kernel(uint32_t type, hl_quant_isa isa);
