@@ -55,7 +55,7 @@ float hl_quant_k_dot_q5k(int n, const void *w, const void *act) {
 }
 
 size_t hl_quant_k_x4_bytes(uint32_t type) {
-    return type == HL_GGUF_Q4_K ? HL_K_X4_Q4K : 0;
+    return type == HL_GGUF_Q4_K ? HL_K_X4_Q4K : type == HL_GGUF_Q6_K ? HL_K_X4_Q6K : 0;
 }
 
 /* One super-block of 4 Q4_K rows (blocks b[r]) into o. */
@@ -74,6 +74,31 @@ static void pack_q4k(const hl_block_q4_k *const b[4], uint8_t *o) {
     }
 }
 
+/* The 6-bit value k (0..255) of a Q6_K block, before its -32. */
+static int q6k_value(const hl_block_q6_k *b, int k) {
+    int h = k / 128, r = k % 128, quarter = r / 32, l = r % 32;
+    int lo = b->ql[64 * h + l + (quarter & 1 ? 32 : 0)];
+    lo = quarter & 2 ? lo >> 4 : lo & 0xf;
+    return lo | ((b->qh[32 * h + l] >> (2 * quarter)) & 3) << 4;
+}
+
+static void pack_q6k(const hl_block_q6_k *const b[4], uint8_t *o) {
+    for (int r = 0; r < 4; r++) {
+        memcpy(o + 2 * r, &b[r]->d, 2);
+        memcpy(o + 8 + 8 * r, b[r]->scales, 8);
+        memcpy(o + 40 + 8 * r, b[r]->scales + 8, 8);
+        for (int j = 0; j < 8; j++) {
+            uint8_t *sub = o + 72 + 96 * j;
+            int v[32];
+            for (int k = 0; k < 32; k++) v[k] = q6k_value(b[r], 32 * j + k);
+            for (int k = 0; k < 16; k++) sub[16 * r + k] = (uint8_t)((v[k] & 15) | (v[k + 16] & 15) << 4);
+            for (int c = 0; c < 8; c++)
+                sub[64 + 8 * r + c] = (uint8_t)((v[2 * c] >> 4) | (v[2 * c + 1] >> 4) << 2 |
+                                                (v[2 * c + 16] >> 4) << 4 | (v[2 * c + 17] >> 4) << 6);
+        }
+    }
+}
+
 void hl_quant_k_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32_t rows,
                         uint32_t cols, void *dst) {
     size_t bb = hl_quant_k_x4_bytes(type), bs = hl_gguf_type_size(type);
@@ -83,5 +108,6 @@ void hl_quant_k_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32
             const void *b[4];
             for (int r = 0; r < 4; r++) b[r] = (const uint8_t *)src + (size_t)(4 * g + r) * row_bytes + i * bs;
             if (type == HL_GGUF_Q4_K) pack_q4k((const hl_block_q4_k *const *)b, o);
+            else if (type == HL_GGUF_Q6_K) pack_q6k((const hl_block_q6_k *const *)b, o);
         }
 }

@@ -346,6 +346,51 @@ T_AVX512 static void x4_q4k_avx512(int n, const void *w, const void *act, float 
     for (int r = 0; r < 4; r++) out[r] = v[4 * r];
 }
 
+/* Q6_K: a sub-block's 4-bit parts as Q4_K's, its top 2 bits as 8 bytes per row (byte b:
+ * values 2b, 2b+1, 2b+16, 2b+17, 2 bits each), widened to 16-bit words (lane r = row r)
+ * and shifted into bits 4-5 of each value's byte. Scales per 16 values: the lo values of
+ * sub-block j are scale group 2j, the hi values 2j+1. */
+T_AVX512 static void x4_q6k_avx512(int n, const void *w, const void *act, float *out) {
+    const uint8_t *g = w;
+    const hl_act_q8k *a = act;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const __m512i di = _mm512_load_si512(k_didx[0]);
+    __m512 res = _mm512_setzero_ps();
+    for (int i = 0; i < n / 256; i++, g += HL_K_X4_Q6K, a++) {
+        __builtin_prefetch(g + 4096, 0, 3);
+        __m512i sa = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(g + 8)));
+        __m512i sb = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(g + 40)));
+        __m512i acc = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *sub = g + 72 + 96 * j;
+            __m512i z = _mm512_loadu_si512(sub);
+            __m512i wd = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(sub + 64)));
+            /* (a | b) & c, then (a & b) | c */
+            __m512i hl = _mm512_ternarylogic_epi32(_mm512_slli_epi16(wd, 4), _mm512_slli_epi16(wd, 10), m30, 0xA8);
+            __m512i hh = _mm512_ternarylogic_epi32(wd, _mm512_slli_epi16(wd, 6), m30, 0xA8);
+            __m512i qlo = _mm512_ternarylogic_epi32(z, m4, hl, 0xEA);
+            __m512i qhi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(z, 4), m4, hh, 0xEA);
+            __m512i plo = _mm512_maddubs_epi16(qlo, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a->qs + 32 * j))));
+            __m512i phi = _mm512_maddubs_epi16(qhi, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a->qs + 32 * j + 16))));
+            __m512i sv = j < 4 ? sa : sb;
+            acc = _mm512_dpwssd_epi32(acc, plo, _mm512_shuffle_epi8(sv, k_word512(2 * (j % 4))));
+            acc = _mm512_dpwssd_epi32(acc, phi, _mm512_shuffle_epi8(sv, k_word512(2 * (j % 4) + 1)));
+        }
+        __m512i off = _mm512_add_epi32(
+            _mm512_madd_epi16(sa, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)a->bsums))),
+            _mm512_madd_epi16(sb, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a->bsums + 8)))));
+        __m512i isum = _mm512_sub_epi32(k_lane_sum(acc), _mm512_slli_epi32(k_lane_sum(off), 5));
+        __m512 dd = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)g)));
+        __m512 t1 = _mm512_mul_ps(_mm512_set1_ps(a->d), _mm512_permutexvar_ps(di, dd));
+        __m512 t2 = _mm512_mul_ps(t1, _mm512_cvtepi32_ps(isum));
+        res = _mm512_add_ps(res, t2);
+    }
+    float v[16];
+    _mm512_storeu_ps(v, res);
+    for (int r = 0; r < 4; r++) out[r] = v[4 * r];
+}
+
 #endif /* __x86_64__ */
 
 hl_quant_dot_fn hl_quant_k_x86_kernel(uint32_t type, hl_quant_isa isa) {
@@ -369,6 +414,7 @@ hl_quant_dot_fn hl_quant_k_x86_kernel(uint32_t type, hl_quant_isa isa) {
 hl_quant_x4_fn hl_quant_k_x86_x4(uint32_t type, hl_quant_isa isa) {
 #if defined(__x86_64__)
     if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q4_K) return x4_q4k_avx512;
+    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q6_K) return x4_q6k_avx512;
 #endif
     (void)type;
     (void)isa;
