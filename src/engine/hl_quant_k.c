@@ -55,7 +55,12 @@ float hl_quant_k_dot_q5k(int n, const void *w, const void *act) {
 }
 
 size_t hl_quant_k_x4_bytes(uint32_t type) {
-    return type == HL_GGUF_Q4_K ? HL_K_X4_Q4K : type == HL_GGUF_Q6_K ? HL_K_X4_Q6K : 0;
+    switch (type) {
+    case HL_GGUF_Q4_K: return HL_K_X4_Q4K;
+    case HL_GGUF_Q5_K: return HL_K_X4_Q5K;
+    case HL_GGUF_Q6_K: return HL_K_X4_Q6K;
+    default: return 0;
+    }
 }
 
 /* One super-block of 4 Q4_K rows (blocks b[r]) into o. */
@@ -71,6 +76,25 @@ static void pack_q4k(const hl_block_q4_k *const b[4], uint8_t *o) {
                 int sh = 4 * (j % 2);
                 o[80 + 64 * j + 16 * r + k] = (uint8_t)(((q[k] >> sh) & 15) | ((q[k + 16] >> sh) & 15) << 4);
             }
+    }
+}
+
+/* Q4_K's part of a Q5_K block (the same fields, their offsets apart), then the fifth bits. */
+static void pack_q5k(const hl_block_q5_k *const b[4], uint8_t *o) {
+    for (int r = 0; r < 4; r++) {
+        memcpy(o + 2 * r, &b[r]->d, 2);
+        memcpy(o + 8 + 2 * r, &b[r]->dmin, 2);
+        for (int j = 0; j < 8; j++) hl_quant_q4k_scale_min(b[r]->scales, j, o + 16 + 8 * r + j, o + 48 + 8 * r + j);
+        for (int j = 0; j < 8; j++) {
+            uint8_t *sub = o + 80 + 80 * j;
+            const uint8_t *q = b[r]->qs + 32 * (j / 2);
+            int sh = 4 * (j % 2);
+            uint32_t bits = 0;
+            for (int k = 0; k < 16; k++)
+                sub[16 * r + k] = (uint8_t)(((q[k] >> sh) & 15) | ((q[k + 16] >> sh) & 15) << 4);
+            for (int k = 0; k < 32; k++) bits |= (uint32_t)((b[r]->qh[k] >> j) & 1) << k;
+            for (int c = 0; c < 4; c++) sub[64 + 4 * r + c] = (uint8_t)(bits >> (8 * c));
+        }
     }
 }
 
@@ -108,6 +132,7 @@ void hl_quant_k_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32
             const void *b[4];
             for (int r = 0; r < 4; r++) b[r] = (const uint8_t *)src + (size_t)(4 * g + r) * row_bytes + i * bs;
             if (type == HL_GGUF_Q4_K) pack_q4k((const hl_block_q4_k *const *)b, o);
+            else if (type == HL_GGUF_Q5_K) pack_q5k((const hl_block_q5_k *const *)b, o);
             else if (type == HL_GGUF_Q6_K) pack_q6k((const hl_block_q6_k *const *)b, o);
         }
 }

@@ -391,6 +391,53 @@ T_AVX512 static void x4_q6k_avx512(int n, const void *w, const void *act, float 
     for (int r = 0; r < 4; r++) out[r] = v[4 * r];
 }
 
+/* Q5_K: Q4_K's layout plus each sub-block's fifth bits, 4 bytes per row (bit k: value
+ * 32j+k's), moved to the row's lane, spread one byte per value and tested into bit 4. */
+static const uint8_t k5_sel[3][16] __attribute__((aligned(16))) = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
+    {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128}};
+
+T_AVX512 static void x4_q5k_avx512(int n, const void *w, const void *act, float *out) {
+    const uint8_t *g = w;
+    const hl_act_q8k *a = act;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), b4 = _mm512_set1_epi8(0x10);
+    const __m512i di = _mm512_load_si512(k_didx[0]), mi = _mm512_load_si512(k_didx[1]);
+    const __m512i slo = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)k5_sel[0]));
+    const __m512i shi = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)k5_sel[1]));
+    const __m512i bit = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)k5_sel[2]));
+    __m512 res = _mm512_setzero_ps();
+    for (int i = 0; i < n / 256; i++, g += HL_K_X4_Q5K, a++) {
+        __builtin_prefetch(g + 4096, 0, 3);
+        __m512i sc = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(g + 16)));
+        __m512i mn = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(g + 48)));
+        __m512i acc = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *sub = g + 80 + 80 * j;
+            __m512i z = _mm512_loadu_si512(sub);
+            __m512i hz = _mm512_permutexvar_epi32(di, _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(sub + 64))));
+            __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+            lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(_mm512_shuffle_epi8(hz, slo), bit), lo, b4);
+            hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(_mm512_shuffle_epi8(hz, shi), bit), hi, b4);
+            __m512i plo = _mm512_maddubs_epi16(lo, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a->qs + 32 * j))));
+            __m512i phi = _mm512_maddubs_epi16(hi, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a->qs + 32 * j + 16))));
+            /* at most 2 * 2 * 31 * 127 in a 16-bit lane */
+            acc = _mm512_dpwssd_epi32(acc, _mm512_add_epi16(plo, phi), _mm512_shuffle_epi8(sc, k_word512(j)));
+        }
+        __m512i sq = k_lane_sum(acc), sm = k_lane_sum(_mm512_madd_epi16(mn, k_pairs512(a->bsums)));
+        __m512 dd = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g)));
+        __m512 t1 = _mm512_mul_ps(_mm512_permutexvar_ps(di, dd), _mm512_cvtepi32_ps(sq));
+        __m512 t2 = _mm512_mul_ps(_mm512_permutexvar_ps(mi, dd), _mm512_cvtepi32_ps(sm));
+        __m512 t3 = _mm512_sub_ps(t1, t2);
+        __m512 t4 = _mm512_mul_ps(_mm512_set1_ps(a->d), t3);
+        res = _mm512_add_ps(res, t4);
+    }
+    float v[16];
+    _mm512_storeu_ps(v, res);
+    for (int r = 0; r < 4; r++) out[r] = v[4 * r];
+}
+
 #endif /* __x86_64__ */
 
 hl_quant_dot_fn hl_quant_k_x86_kernel(uint32_t type, hl_quant_isa isa) {
@@ -414,6 +461,7 @@ hl_quant_dot_fn hl_quant_k_x86_kernel(uint32_t type, hl_quant_isa isa) {
 hl_quant_x4_fn hl_quant_k_x86_x4(uint32_t type, hl_quant_isa isa) {
 #if defined(__x86_64__)
     if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q4_K) return x4_q4k_avx512;
+    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q5_K) return x4_q5k_avx512;
     if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q6_K) return x4_q6k_avx512;
 #endif
     (void)type;

@@ -37,8 +37,12 @@ static inline void hl_quant_k_scales(const uint8_t *q, uint64_t *sc, uint64_t *m
  * Q6_K, 840 bytes: d of rows 0-3 (halves), the scales of groups 0-7 of row 0, of row 1, ...,
  * then of groups 8-15 likewise (int8), then for each sub-block j of 32 values: the rows' 16
  * bytes of low 4 bits (as Q4_K's nibbles), then the rows' 8 bytes of top 2 bits (byte b:
- * values 32j + 2b, 2b+1, 2b+16, 2b+17 in bits 0-1, 2-3, 4-5, 6-7). */
+ * values 32j + 2b, 2b+1, 2b+16, 2b+17 in bits 0-1, 2-3, 4-5, 6-7).
+ * Q5_K, 720 bytes: Q4_K's first 80 bytes, then per sub-block Q4_K's 64 bytes of low 4
+ * bits and the rows' fifth bits, 4 bytes per row (bit k of the little-endian word: value
+ * 32j + k's). */
 #define HL_K_X4_Q4K 592
+#define HL_K_X4_Q5K 720
 #define HL_K_X4_Q6K 840
 size_t hl_quant_k_x4_bytes(uint32_t type); /* 0 where no layout */
 void hl_quant_k_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32_t rows,
