@@ -568,7 +568,7 @@ hl_quant_x4_fn hl_quant_x4_fn_for(uint32_t type) {
 
 hl_quant_gemm_fn hl_quant_gemm_x4(uint32_t type, hl_quant_isa isa) {
     if (!cpu_has(isa) || isa == HL_ISA_SCALAR) return NULL;
-    if (is_kquant(type)) return NULL; /* prompts run the x4 decode kernel per token */
+    if (is_kquant(type)) return hl_quant_k_x86_gemm_x4(type, isa);
     return hl_quant_x86_gemm_x4(type, isa);
 }
 
@@ -582,7 +582,7 @@ hl_quant_gemm_fn hl_quant_gemm_x4_fn_for(uint32_t type) {
 
 hl_quant_gemm_fn hl_quant_gemm(uint32_t type, hl_quant_isa isa) {
     if (!cpu_has(isa) || isa == HL_ISA_SCALAR) return NULL;
-    if (is_kquant(type)) return hl_quant_k_x86_gemm(type, isa);
+    if (is_kquant(type)) return NULL; /* K-quants: on the repacked layout only */
     return hl_quant_x86_gemm(type, isa);
 }
 

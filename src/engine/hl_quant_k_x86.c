@@ -10,6 +10,7 @@
  * reference's order. */
 #include "hl_quant_k.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -438,6 +439,229 @@ T_AVX512 static void x4_q5k_avx512(int n, const void *w, const void *act, float 
     for (int r = 0; r < 4; r++) out[r] = v[4 * r];
 }
 
+/* ---- GEMM for prompts on the repacked K-quants (AVX-512 VNNI) ------------------------
+ *
+ * The scheme of hl_quant_x86.c's GEMM (16 tokens per vector, one vpdpbusd per 4 weight
+ * values and row, a 4-row x 32-token register tile, rows unpacked a chunk of columns at a
+ * time into signed bytes), per sub-block of 32 values: Q4_K/Q5_K weights are unpacked to
+ * their unsigned values q with the float scale d*s and min dmin*m, so a sub-block adds
+ * fma(isum, d*s * da) and then -dmin*m * (da * sum of the token's activations); Q6_K
+ * weights to q - 32 with a scale per half (16 values), two fmas. hl_quant_k_gemm_ref()
+ * spells out the same arithmetic. */
+#define KG_KB 64    /* sub-blocks per chunk of columns */
+#define KG_TOK 128  /* tokens per pass */
+#define KG_ROWS 16  /* rows whose sums are kept before they are written out */
+#define KG_ACTX 576 /* bytes per (16 tokens, 32-value block) of hl_quant_actx_pack() */
+
+typedef struct kg_rows {
+    int8_t q[4][KG_KB * 32];
+    float d[4][KG_KB][2];     /* scale of values 0-15 and 16-31 (the same but for Q6_K) */
+    int32_t corr[4][KG_KB][2]; /* -128 * the sum of each half's q */
+    float mn[4][KG_KB];       /* dmin * m (Q4_K, Q5_K) */
+} kg_rows;
+
+/* Sub-blocks [j0, j0 + nj) of row r of the group at grp (rows' stride: the group's bytes
+ * per super-block bb) into slot r. */
+T_AVX512 static void kg_unpack(kg_rows *u, int r, uint32_t type, const uint8_t *grp, size_t bb,
+                               int j0, int nj) {
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    for (int jj = 0; jj < nj; jj++) {
+        int j = j0 + jj, sb = j / 8, js = j % 8;
+        const uint8_t *G = grp + (size_t)sb * bb;
+        uint16_t dh;
+        memcpy(&dh, G + 2 * r, 2);
+        float d = _cvtsh_ss(dh);
+        const uint8_t *sub;
+        __m128i lo, hi;
+        if (type == HL_GGUF_Q6_K) {
+            sub = G + 72 + 96 * js;
+            const int8_t *sc = (const int8_t *)G + 8 + (js < 4 ? 0 : 32) + 8 * r + 2 * (js % 4);
+            __m128i z = _mm_loadu_si128((const __m128i *)(sub + 16 * r));
+            __m128i wd = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sub + 64 + 8 * r)));
+            __m128i m30 = _mm_set1_epi8(0x30);
+            __m128i hl = _mm_and_si128(_mm_or_si128(_mm_slli_epi16(wd, 4), _mm_slli_epi16(wd, 10)), m30);
+            __m128i hh = _mm_and_si128(_mm_or_si128(wd, _mm_slli_epi16(wd, 6)), m30);
+            lo = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(z, m4), hl), _mm_set1_epi8(32));
+            hi = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(_mm_srli_epi16(z, 4), m4), hh), _mm_set1_epi8(32));
+            u->d[r][jj][0] = d * (float)sc[0];
+            u->d[r][jj][1] = d * (float)sc[1];
+            u->mn[r][jj] = 0;
+        } else {
+            int q5 = type == HL_GGUF_Q5_K;
+            sub = G + 80 + (q5 ? 80 : 64) * js;
+            __m128i z = _mm_loadu_si128((const __m128i *)(sub + 16 * r));
+            lo = _mm_and_si128(z, m4);
+            hi = _mm_and_si128(_mm_srli_epi16(z, 4), m4);
+            if (q5) {
+                uint32_t bits;
+                memcpy(&bits, sub + 64 + 4 * r, 4);
+                lo = _mm_mask_add_epi8(lo, (__mmask16)(bits & 0xffff), lo, _mm_set1_epi8(16));
+                hi = _mm_mask_add_epi8(hi, (__mmask16)(bits >> 16), hi, _mm_set1_epi8(16));
+            }
+            uint16_t mh;
+            memcpy(&mh, G + 8 + 2 * r, 2);
+            u->d[r][jj][0] = u->d[r][jj][1] = d * (float)G[16 + 8 * r + js];
+            u->mn[r][jj] = _cvtsh_ss(mh) * (float)G[48 + 8 * r + js];
+        }
+        _mm_storeu_si128((__m128i *)(u->q[r] + 32 * jj), lo);
+        _mm_storeu_si128((__m128i *)(u->q[r] + 32 * jj + 16), hi);
+        /* sums of signed bytes: |sum| <= 16 * 128 */
+        __m128i one = _mm_set1_epi8(1);
+        __m128i sl = _mm_madd_epi16(_mm_maddubs_epi16(one, lo), _mm_set1_epi16(1));
+        __m128i sh = _mm_madd_epi16(_mm_maddubs_epi16(one, hi), _mm_set1_epi16(1));
+        sl = _mm_add_epi32(sl, _mm_shuffle_epi32(sl, 0x4e));
+        sh = _mm_add_epi32(sh, _mm_shuffle_epi32(sh, 0x4e));
+        sl = _mm_add_epi32(sl, _mm_shuffle_epi32(sl, 0xb1));
+        sh = _mm_add_epi32(sh, _mm_shuffle_epi32(sh, 0xb1));
+        u->corr[r][jj][0] = -128 * _mm_cvtsi128_si32(sl);
+        u->corr[r][jj][1] = -128 * _mm_cvtsi128_si32(sh);
+    }
+}
+
+static inline int32_t kg_w4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* NR rows (slots r0..) x NV vectors of 16 tokens over nj sub-blocks; K6: two scales per
+ * sub-block, no min. asum: da * (sum of the token's values) per (group, sub-block), the
+ * first group's at the chunk's first sub-block, the second group's asg floats further. */
+T_AVX512 static inline __attribute__((always_inline)) void
+kg_tile(const kg_rows *u, int r0, int nj, const uint8_t *ax, size_t gs, const float *asum,
+        size_t asg, float *acc, size_t acc_stride, const int NR, const int NV, const int K6) {
+    __m512 f[4][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) f[r][v] = _mm512_loadu_ps(acc + (r0 + r) * acc_stride + 16 * v);
+    for (int i = 0; i < nj; i++, ax += KG_ACTX, asum += 16) {
+        __m512i s[4][2][2];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++)
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++) {
+                s[r][v][0] = _mm512_set1_epi32(u->corr[r0 + r][i][0] + (K6 ? 0 : u->corr[r0 + r][i][1]));
+                s[r][v][1] = _mm512_set1_epi32(u->corr[r0 + r][i][1]);
+            }
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            __m512i a0 = _mm512_loadu_si512(ax + 64 * g), a1 = a0;
+            if (NV == 2) a1 = _mm512_loadu_si512(ax + gs + 64 * g);
+            int h = K6 && g >= 4;
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) {
+                __m512i wv = _mm512_set1_epi32(kg_w4(u->q[r0 + r] + 32 * i + 4 * g));
+                s[r][0][h] = _mm512_dpbusd_epi32(s[r][0][h], a0, wv);
+                if (NV == 2) s[r][1][h] = _mm512_dpbusd_epi32(s[r][1][h], a1, wv);
+            }
+        }
+        __m512 da[2] = {_mm512_loadu_ps(ax + 512), _mm512_setzero_ps()};
+        __m512 as[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+        if (NV == 2) da[1] = _mm512_loadu_ps(ax + gs + 512);
+        if (!K6) {
+            as[0] = _mm512_loadu_ps(asum);
+            if (NV == 2) as[1] = _mm512_loadu_ps(asum + asg);
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            __m512 d0 = _mm512_set1_ps(u->d[r0 + r][i][0]);
+            __m512 d1 = _mm512_set1_ps(u->d[r0 + r][i][1]);
+            __m512 mn = _mm512_set1_ps(u->mn[r0 + r][i]);
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++) {
+                f[r][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][v][0]), _mm512_mul_ps(d0, da[v]), f[r][v]);
+                if (K6)
+                    f[r][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][v][1]), _mm512_mul_ps(d1, da[v]), f[r][v]);
+                else
+                    f[r][v] = _mm512_fnmadd_ps(mn, as[v], f[r][v]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) _mm512_storeu_ps(acc + (r0 + r) * acc_stride + 16 * v, f[r][v]);
+}
+
+#define KG_TILE(NAME, NR, NV, K6)                                                            \
+    T_AVX512 static void NAME(const kg_rows *u, int r0, int nj, const uint8_t *ax, size_t gs, \
+                              const float *asum, size_t asg, float *acc, size_t acc_stride) { \
+        kg_tile(u, r0, nj, ax, gs, asum, asg, acc, acc_stride, NR, NV, K6);                 \
+    }
+KG_TILE(kg_tile_4x2, 4, 2, 0)
+KG_TILE(kg_tile_4x1, 4, 1, 0)
+KG_TILE(kg_tile_4x2_k6, 4, 2, 1)
+KG_TILE(kg_tile_4x1_k6, 4, 1, 1)
+
+typedef void (*kg_tile_fn)(const kg_rows *, int, int, const uint8_t *, size_t, const float *, size_t,
+                           float *, size_t);
+
+/* da * (sum of the values) of every token (group g's 16 lanes) and sub-block: the bytes
+ * hold value + 128. */
+T_AVX512 static void kg_asums(const uint8_t *actx, int ng, int nb, float *out) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int g = 0; g < ng; g++)
+        for (int i = 0; i < nb; i++) {
+            const uint8_t *ax = actx + ((size_t)g * nb + i) * KG_ACTX;
+            __m512i s = _mm512_set1_epi32(-32 * 128);
+            for (int k = 0; k < 8; k++) s = _mm512_dpbusd_epi32(s, _mm512_loadu_si512(ax + 64 * k), ones);
+            _mm512_storeu_ps(out + ((size_t)g * nb + i) * 16,
+                             _mm512_mul_ps(_mm512_loadu_ps(ax + 512), _mm512_cvtepi32_ps(s)));
+        }
+}
+
+T_AVX512 static void kg_gemm(uint32_t type, int n, const void *w, size_t ws, int nr, const void *actx,
+                             int nt, float *out, size_t os) {
+    int nb = n / 32, ng = (nt + 15) / 16, k6 = type == HL_GGUF_Q6_K;
+    size_t gs = (size_t)nb * KG_ACTX, bb = hl_quant_k_x4_bytes(type);
+    kg_tile_fn t2 = k6 ? kg_tile_4x2_k6 : kg_tile_4x2, t1 = k6 ? kg_tile_4x1_k6 : kg_tile_4x1;
+    float *asum = k6 ? NULL : malloc(sizeof(float) * 16 * (size_t)ng * nb);
+    static const float zero16[16];
+    if (asum) kg_asums(actx, ng, nb, asum);
+    kg_rows *u = malloc(sizeof *u);
+    float(*acc)[KG_TOK] = aligned_alloc(64, sizeof(float) * KG_ROWS * KG_TOK);
+    if (!u || !acc || (!k6 && !asum)) abort(); /* a few hundred KiB: no way to report it */
+    for (int g0 = 0; g0 < ng; g0 += KG_TOK / 16) {
+        int g1 = g0 + KG_TOK / 16 < ng ? g0 + KG_TOK / 16 : ng;
+        for (int R0 = 0; R0 < nr; R0 += KG_ROWS) {
+            int Rn = nr - R0 < KG_ROWS ? nr - R0 : KG_ROWS;
+            memset(acc, 0, sizeof(float) * KG_ROWS * KG_TOK);
+            for (int i0 = 0; i0 < nb; i0 += KG_KB) {
+                int nj = nb - i0 < KG_KB ? nb - i0 : KG_KB;
+                for (int r0 = 0; r0 < Rn; r0 += 4) {
+                    const uint8_t *grp = (const uint8_t *)w + (size_t)((R0 + r0) / 4) * ws;
+                    for (int r = 0; r < 4; r++) kg_unpack(u, r, type, grp, bb, i0, nj);
+                    for (int g = g0; g < g1; g += 2) {
+                        const uint8_t *ax = (const uint8_t *)actx + (size_t)g * gs + (size_t)i0 * KG_ACTX;
+                        const float *as = asum ? asum + ((size_t)g * nb + i0) * 16 : zero16;
+                        size_t asg = asum ? (size_t)nb * 16 : 0;
+                        float *a = &acc[r0][16 * (g - g0)];
+                        if (g + 1 < g1) t2(u, 0, nj, ax, gs, as, asg, a, KG_TOK);
+                        else t1(u, 0, nj, ax, gs, as, asg, a, KG_TOK);
+                    }
+                }
+            }
+            int t1e = 16 * g1 < nt ? 16 * g1 : nt;
+            for (int t = 16 * g0; t < t1e; t++)
+                for (int r = 0; r < Rn; r++) out[(size_t)t * os + R0 + r] = acc[r][t - 16 * g0];
+        }
+    }
+    free(asum);
+    free(u);
+    free(acc);
+}
+
+static void kg_gemm_q4k(int n, const void *w, size_t ws, int nr, const void *actx, int nt, float *out, size_t os) {
+    kg_gemm(HL_GGUF_Q4_K, n, w, ws, nr, actx, nt, out, os);
+}
+static void kg_gemm_q5k(int n, const void *w, size_t ws, int nr, const void *actx, int nt, float *out, size_t os) {
+    kg_gemm(HL_GGUF_Q5_K, n, w, ws, nr, actx, nt, out, os);
+}
+static void kg_gemm_q6k(int n, const void *w, size_t ws, int nr, const void *actx, int nt, float *out, size_t os) {
+    kg_gemm(HL_GGUF_Q6_K, n, w, ws, nr, actx, nt, out, os);
+}
+
 #endif /* __x86_64__ */
 
 hl_quant_dot_fn hl_quant_k_x86_kernel(uint32_t type, hl_quant_isa isa) {
@@ -469,7 +693,12 @@ hl_quant_x4_fn hl_quant_k_x86_x4(uint32_t type, hl_quant_isa isa) {
     return NULL;
 }
 
-hl_quant_gemm_fn hl_quant_k_x86_gemm(uint32_t type, hl_quant_isa isa) {
+hl_quant_gemm_fn hl_quant_k_x86_gemm_x4(uint32_t type, hl_quant_isa isa) {
+#if defined(__x86_64__)
+    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q4_K) return kg_gemm_q4k;
+    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q5_K) return kg_gemm_q5k;
+    if (isa == HL_ISA_AVX512 && type == HL_GGUF_Q6_K) return kg_gemm_q6k;
+#endif
     (void)type;
     (void)isa;
     return NULL;

@@ -52,7 +52,16 @@ hl_quant_x4_fn hl_quant_k_x86_x4(uint32_t type, hl_quant_isa isa);
 /* SIMD decode kernels (x86, in hl_quant_k_x86.c) for a K-quant type at an ISA level, NULL
  * where none or not a K-quant. The caller checks the CPU. */
 hl_quant_dot_fn hl_quant_k_x86_kernel(uint32_t type, hl_quant_isa isa);
-/* SIMD GEMM kernels (AVX-512 only), same conventions. */
-hl_quant_gemm_fn hl_quant_k_x86_gemm(uint32_t type, hl_quant_isa isa);
+/* SIMD GEMM kernels on the repacked layout (AVX-512 only), same conventions; the rows
+ * given (nr) a multiple of 4, w_stride the bytes of a group of 4 rows. */
+hl_quant_gemm_fn hl_quant_k_x86_gemm_x4(uint32_t type, hl_quant_isa isa);
+/* Their arithmetic in plain C (same bits), on the same repacked rows: for each (row,
+ * token), acc = 0 and for each sub-block j of 32 values in order, with isum the exact
+ * integer dot product of the weights' integers (Q4_K/Q5_K: q; Q6_K: q - 32, per half of 16)
+ * with the token's Q8 values, da the token's block scale and asum the sum of its values:
+ *   Q4_K, Q5_K: acc = fmaf(isum, (d * s) * da, acc); acc = fmaf(-(dmin * m), da * asum, acc)
+ *   Q6_K:       acc = fmaf(isum_lo, (d * sc_lo) * da, acc); acc = fmaf(isum_hi, (d * sc_hi) * da, acc) */
+void hl_quant_k_gemm_ref(uint32_t type, int n, const void *w, size_t w_stride, int nr,
+                         const void *actx, int nt, float *out, size_t out_stride);
 
 #endif
