@@ -48,6 +48,7 @@ struct hl_model {
     void *act[HL_ACT_COUNT];   /* [B][act_cap] activations in each non-F32 format */
     size_t act_cap;            /* bytes per token in each act buffer */
     void *actx;                /* B tokens' activations for the GEMM kernels */
+    void *actxk;               /* the same quantized per 256 values, for the K-quants' */
 };
 
 /* ---- loading ---------------------------------------------------------------------------- */
@@ -303,6 +304,7 @@ static hl_err alloc_state(loader *ld, const hl_model_params *p) {
     for (int a = HL_ACT_Q8; a < HL_ACT_COUNT; a++)
         act_ok &= (m->act[a] = malloc(m->act_cap * B)) != NULL;
     act_ok &= (m->actx = malloc(hl_quant_actx_size((int)wmax, (int)B))) != NULL;
+    act_ok &= (m->actxk = malloc(hl_quant_actx_size((int)wmax, (int)B))) != NULL;
     if (!m->k_cache || !m->v_cache || !m->x || !m->xb || !m->xb2 || !m->q || !m->hb ||
         !m->hb2 || !m->k || !m->v || !m->q16 || !m->acc16 || !m->rope_cs ||
         !m->rope_inv_freq || !m->logits || !m->run || !act_ok)
@@ -440,6 +442,7 @@ void hl_model_free(hl_model *m) {
     free(m->run);
     for (int i = 0; i < HL_ACT_COUNT; i++) free(m->act[i]);
     free(m->actx);
+    free(m->actxk);
     hl_gguf_free(m->g);
     free(m);
 }
@@ -547,7 +550,7 @@ static void mm_worker(void *ctx, int ith, int nth) {
 static void matmul(hl_model *m, int n_tok, const float *in, size_t in_stride, int n_mats,
                    const hl_model_mat *const *mats, float *const *outs, const size_t *out_strides) {
     mm_job j = {.n_mats = n_mats, .n_tok = n_tok};
-    bool done[HL_ACT_COUNT] = {false}, packed = false;
+    bool done[HL_ACT_COUNT] = {false}, packed[2] = {false, false};
     for (int k = 0; k < n_mats; k++) {
         const hl_model_mat *w = mats[k];
         j.mat[k] = w;
@@ -557,9 +560,12 @@ static void matmul(hl_model *m, int n_tok, const float *in, size_t in_stride, in
         /* Several tokens: the GEMM kernels, where the type has one (they read each weight
          * block once for up to 32 tokens). */
         if (w->gemm && n_tok >= HL_MODEL_GEMM_MIN) {
-            if (!packed) hl_quant_actx_pack(in, in_stride, n_tok, (int)w->cols, m->actx);
-            packed = true;
-            j.act[k] = m->actx;
+            /* K-quants: quantized per 256 values, as their decode kernels see them */
+            bool kq = hl_quant_actx_k(w->type);
+            void *ax = kq ? m->actxk : m->actx;
+            if (!packed[kq]) hl_quant_actx_pack_for(w->type, in, in_stride, n_tok, (int)w->cols, ax);
+            packed[kq] = true;
+            j.act[k] = ax;
             j.gemm[k] = true;
             continue;
         }

@@ -622,6 +622,15 @@ void hl_quant_actx_pack(const float *x, size_t x_stride, int nt, int n, void *ds
     }
 }
 
+bool hl_quant_actx_k(uint32_t type) {
+    return is_kquant(type);
+}
+
+void hl_quant_actx_pack_for(uint32_t type, const float *x, size_t x_stride, int nt, int n, void *dst) {
+    if (is_kquant(type)) hl_quant_k_actx_pack(x, x_stride, nt, n, dst);
+    else hl_quant_actx_pack(x, x_stride, nt, n, dst);
+}
+
 void hl_quant_gemm_ref(uint32_t type, int n, const void *w, size_t w_stride, int nr,
                        const void *actx, int nt, float *out, size_t out_stride) {
     int nb = n / 32;

@@ -221,6 +221,13 @@ hl_quant_gemm_fn hl_quant_gemm_x4_fn_for(uint32_t type);
  * 0). x holds nt rows of n floats (n a multiple of 32), x_stride floats apart. */
 size_t hl_quant_actx_size(int n, int nt);
 void hl_quant_actx_pack(const float *x, size_t x_stride, int nt, int n, void *dst);
+/* The K-quants' GEMM takes the same layout quantized as hl_act_q8k is (one scale per 256
+ * values, repeated in each of their 8 blocks; value and scale roundings of Q8K), so that a
+ * prompt sees the activations a decode step does: hl_quant_actx_k() says whether a type's
+ * GEMM wants that, hl_quant_actx_pack_for() packs what the type wants (n a multiple of 256
+ * for K-quants). */
+bool hl_quant_actx_k(uint32_t type);
+void hl_quant_actx_pack_for(uint32_t type, const float *x, size_t x_stride, int nt, int n, void *dst);
 /* The GEMM kernel at an ISA level (NULL where none or unavailable: only AVX-512 has one, for
  * Q4_0 and Q8_0), and the best one available. */
 hl_quant_gemm_fn hl_quant_gemm(uint32_t type, hl_quant_isa isa);

@@ -3,7 +3,6 @@
  * hl_quant_k_x86.c. */
 #include "hl_quant_k.h"
 
-#include <math.h>
 #include <string.h>
 
 _Static_assert(sizeof(hl_block_q5_k) == 176, "Q5_K block is 176 bytes");
@@ -138,63 +137,19 @@ void hl_quant_k_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32
         }
 }
 
-/* Row r (0..3) of a repacked super-block G: the integers of sub-block j (Q6_K: q - 32) and
- * its scales (two: per half) and min. */
-static void x4_sub(uint32_t type, const uint8_t *G, int r, int j, int q[32], float d[2], float *mn) {
-    float dd = hl_quant_f16_to_f32((uint16_t)(G[2 * r] | G[2 * r + 1] << 8));
-    if (type == HL_GGUF_Q6_K) {
-        const uint8_t *sub = G + 72 + 96 * j;
-        for (int k = 0; k < 32; k++) {
-            int lo = (sub[16 * r + k % 16] >> (k < 16 ? 0 : 4)) & 15, kk = k % 16;
-            int top = (sub[64 + 8 * r + kk / 2] >> (2 * (kk % 2) + (k < 16 ? 0 : 4))) & 3;
-            q[k] = (lo | top << 4) - 32;
-        }
-        const int8_t *sc = (const int8_t *)G + 8 + (j < 4 ? 0 : 32) + 8 * r + 2 * (j % 4);
-        d[0] = dd * (float)sc[0];
-        d[1] = dd * (float)sc[1];
-        *mn = 0;
-        return;
-    }
-    int q5 = type == HL_GGUF_Q5_K;
-    const uint8_t *sub = G + 80 + (q5 ? 80 : 64) * j;
-    uint32_t bits = q5 ? (uint32_t)sub[64 + 4 * r] | (uint32_t)sub[65 + 4 * r] << 8 |
-                             (uint32_t)sub[66 + 4 * r] << 16 | (uint32_t)sub[67 + 4 * r] << 24
-                       : 0;
-    for (int k = 0; k < 32; k++)
-        q[k] = ((sub[16 * r + k % 16] >> (k < 16 ? 0 : 4)) & 15) + (int)((bits >> k) & 1) * 16;
-    d[0] = d[1] = dd * (float)G[16 + 8 * r + j];
-    *mn = hl_quant_f16_to_f32((uint16_t)(G[8 + 2 * r] | G[9 + 2 * r] << 8)) * (float)G[48 + 8 * r + j];
-}
-
-void hl_quant_k_gemm_ref(uint32_t type, int n, const void *w, size_t w_stride, int nr,
-                         const void *actx, int nt, float *out, size_t out_stride) {
-    int nb = n / 32;
-    size_t bb = hl_quant_k_x4_bytes(type);
-    const uint8_t *A = actx;
-    for (int R = 0; R < nr; R++)
-        for (int t = 0; t < nt; t++) {
-            float acc = 0;
-            for (int i = 0; i < nb; i++) {
-                const uint8_t *G = (const uint8_t *)w + (size_t)(R / 4) * w_stride + (size_t)(i / 8) * bb;
-                const uint8_t *ga = A + ((size_t)(t / 16) * nb + i) * 576 + 4 * (t % 16);
-                int q[32];
-                float d[2], mn, da;
-                x4_sub(type, G, R % 4, i % 8, q, d, &mn);
-                memcpy(&da, ga + 512, 4);
-                int32_t is[2] = {0, 0}, asum = 0;
-                for (int k = 0; k < 32; k++) {
-                    int x = ga[64 * (k / 4) + k % 4] - 128;
-                    is[k / 16] += q[k] * x;
-                    asum += x;
-                }
-                if (type == HL_GGUF_Q6_K) {
-                    acc = fmaf((float)is[0], d[0] * da, acc);
-                    acc = fmaf((float)is[1], d[1] * da, acc);
-                } else {
-                    acc = fmaf((float)(is[0] + is[1]), d[0] * da, acc);
-                    acc = fmaf(-mn, da * (float)asum, acc);
-                }
+void hl_quant_k_actx_pack(const float *x, size_t x_stride, int nt, int n, void *dst) {
+    int nb = n / 32, ng = (nt + 15) / 16;
+    uint8_t *o = dst;
+    for (int t = 0; t < ng * 16; t++) {
+        uint8_t *g = o + (size_t)(t / 16) * nb * 576 + 4 * (t % 16);
+        for (int s = 0; s < n / 256; s++) {
+            hl_act_q8k q;
+            if (t < nt) hl_quant_act_quantize(HL_ACT_Q8K, x + (size_t)t * x_stride + 256 * s, &q, 256);
+            else memset(&q, 0, sizeof q);
+            for (int i = 8 * s; i < 8 * s + 8; i++, g += 576) {
+                for (int j = 0; j < 32; j++) g[64 * (j / 4) + j % 4] = (uint8_t)(q.qs[32 * (i % 8) + j] + 128);
+                memcpy(g + 512, &q.d, 4);
             }
-            out[(size_t)t * out_stride + R] = acc;
         }
+    }
 }

@@ -443,38 +443,44 @@ T_AVX512 static void x4_q5k_avx512(int n, const void *w, const void *act, float 
  *
  * The scheme of hl_quant_x86.c's GEMM (16 tokens per vector, one vpdpbusd per 4 weight
  * values and row, a 4-row x 32-token register tile, rows unpacked a chunk of columns at a
- * time into signed bytes), per sub-block of 32 values: Q4_K/Q5_K weights are unpacked to
- * their unsigned values q with the float scale d*s and min dmin*m, so a sub-block adds
- * fma(isum, d*s * da) and then -dmin*m * (da * sum of the token's activations); Q6_K
- * weights to q - 32 with a scale per half (16 values), two fmas. hl_quant_k_gemm_ref()
- * spells out the same arithmetic. */
-#define KG_KB 64    /* sub-blocks per chunk of columns */
+ * time into signed bytes), with the integer arithmetic of the decode kernels: per
+ * super-block, each sub-block's (Q6_K: half's) integer sum times its integer scale is
+ * added up exactly, the mins through the tokens' sub-block sums (16-bit pairs, vpdpwssd),
+ * and only then the float steps of the scalar reference. The activations are quantized as
+ * a decode step's (hl_quant_k_actx_pack), so every (row, token) result is the decode
+ * kernel's, bit for bit: a prompt and one token at a time give the same numbers. */
+#define KG_KB 64    /* sub-blocks per chunk of columns (8 super-blocks) */
 #define KG_TOK 128  /* tokens per pass */
 #define KG_ROWS 16  /* rows whose sums are kept before they are written out */
 #define KG_ACTX 576 /* bytes per (16 tokens, 32-value block) of hl_quant_actx_pack() */
 
 typedef struct kg_rows {
     int8_t q[4][KG_KB * 32];
-    float d[4][KG_KB][2];     /* scale of values 0-15 and 16-31 (the same but for Q6_K) */
     int32_t corr[4][KG_KB][2]; /* -128 * the sum of each half's q */
-    float mn[4][KG_KB];       /* dmin * m (Q4_K, Q5_K) */
+    int32_t sc[4][KG_KB][2];   /* each half's integer scale */
+    int32_t mp[4][KG_KB / 2];  /* Q4_K/Q5_K: the mins of sub-blocks 2k, 2k+1 as 16-bit pair */
+    float d[4][KG_KB / 8];     /* per super-block */
+    float dmin[4][KG_KB / 8];
 } kg_rows;
 
-/* Sub-blocks [j0, j0 + nj) of row r of the group at grp (rows' stride: the group's bytes
- * per super-block bb) into slot r. */
+/* Sub-blocks [j0, j0 + nj) of row r of the group at grp (super-blocks bb bytes apart) into
+ * slot r; j0 and nj multiples of 8. */
 T_AVX512 static void kg_unpack(kg_rows *u, int r, uint32_t type, const uint8_t *grp, size_t bb,
                                int j0, int nj) {
     const __m128i m4 = _mm_set1_epi8(0x0f);
     for (int jj = 0; jj < nj; jj++) {
-        int j = j0 + jj, sb = j / 8, js = j % 8;
-        const uint8_t *G = grp + (size_t)sb * bb;
-        uint16_t dh;
+        int j = j0 + jj, js = j % 8;
+        const uint8_t *G = grp + (size_t)(j / 8) * bb;
+        uint16_t dh, mh;
         memcpy(&dh, G + 2 * r, 2);
-        float d = _cvtsh_ss(dh);
-        const uint8_t *sub;
+        memcpy(&mh, G + 8 + 2 * r, 2);
+        if (js == 0) {
+            u->d[r][jj / 8] = _cvtsh_ss(dh);
+            u->dmin[r][jj / 8] = type == HL_GGUF_Q6_K ? 0 : _cvtsh_ss(mh);
+        }
         __m128i lo, hi;
         if (type == HL_GGUF_Q6_K) {
-            sub = G + 72 + 96 * js;
+            const uint8_t *sub = G + 72 + 96 * js;
             const int8_t *sc = (const int8_t *)G + 8 + (js < 4 ? 0 : 32) + 8 * r + 2 * (js % 4);
             __m128i z = _mm_loadu_si128((const __m128i *)(sub + 16 * r));
             __m128i wd = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sub + 64 + 8 * r)));
@@ -483,12 +489,11 @@ T_AVX512 static void kg_unpack(kg_rows *u, int r, uint32_t type, const uint8_t *
             __m128i hh = _mm_and_si128(_mm_or_si128(wd, _mm_slli_epi16(wd, 6)), m30);
             lo = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(z, m4), hl), _mm_set1_epi8(32));
             hi = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(_mm_srli_epi16(z, 4), m4), hh), _mm_set1_epi8(32));
-            u->d[r][jj][0] = d * (float)sc[0];
-            u->d[r][jj][1] = d * (float)sc[1];
-            u->mn[r][jj] = 0;
+            u->sc[r][jj][0] = sc[0];
+            u->sc[r][jj][1] = sc[1];
         } else {
             int q5 = type == HL_GGUF_Q5_K;
-            sub = G + 80 + (q5 ? 80 : 64) * js;
+            const uint8_t *sub = G + 80 + (q5 ? 80 : 64) * js;
             __m128i z = _mm_loadu_si128((const __m128i *)(sub + 16 * r));
             lo = _mm_and_si128(z, m4);
             hi = _mm_and_si128(_mm_srli_epi16(z, 4), m4);
@@ -498,10 +503,8 @@ T_AVX512 static void kg_unpack(kg_rows *u, int r, uint32_t type, const uint8_t *
                 lo = _mm_mask_add_epi8(lo, (__mmask16)(bits & 0xffff), lo, _mm_set1_epi8(16));
                 hi = _mm_mask_add_epi8(hi, (__mmask16)(bits >> 16), hi, _mm_set1_epi8(16));
             }
-            uint16_t mh;
-            memcpy(&mh, G + 8 + 2 * r, 2);
-            u->d[r][jj][0] = u->d[r][jj][1] = d * (float)G[16 + 8 * r + js];
-            u->mn[r][jj] = _cvtsh_ss(mh) * (float)G[48 + 8 * r + js];
+            u->sc[r][jj][0] = u->sc[r][jj][1] = G[16 + 8 * r + js];
+            if (js % 2 == 0) u->mp[r][jj / 2] = G[48 + 8 * r + js] | G[49 + 8 * r + js] << 16;
         }
         _mm_storeu_si128((__m128i *)(u->q[r] + 32 * jj), lo);
         _mm_storeu_si128((__m128i *)(u->q[r] + 32 * jj + 16), hi);
@@ -524,57 +527,82 @@ static inline int32_t kg_w4(const int8_t *p) {
     return v;
 }
 
-/* NR rows (slots r0..) x NV vectors of 16 tokens over nj sub-blocks; K6: two scales per
- * sub-block, no min. asum: da * (sum of the token's values) per (group, sub-block), the
- * first group's at the chunk's first sub-block, the second group's asg floats further. */
+/* NR rows (slots r0..) x NV vectors of 16 tokens over nj sub-blocks (whole super-blocks);
+ * K6: Q6_K (a scale per half, no mins). pairs: per (token group, sub-block pair) the
+ * tokens' two sub-block sums as 16-bit halves of a lane, the first group's at the chunk's
+ * first pair, the second group's pg lanes further. */
 T_AVX512 static inline __attribute__((always_inline)) void
-kg_tile(const kg_rows *u, int r0, int nj, const uint8_t *ax, size_t gs, const float *asum,
-        size_t asg, float *acc, size_t acc_stride, const int NR, const int NV, const int K6) {
+kg_tile(const kg_rows *u, int r0, int nj, const uint8_t *ax, size_t gs, const int32_t *pairs,
+        size_t pg, float *acc, size_t acc_stride, const int NR, const int NV, const int K6) {
     __m512 f[4][2];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
 #pragma GCC unroll 2
         for (int v = 0; v < NV; v++) f[r][v] = _mm512_loadu_ps(acc + (r0 + r) * acc_stride + 16 * v);
-    for (int i = 0; i < nj; i++, ax += KG_ACTX, asum += 16) {
-        __m512i s[4][2][2];
+    for (int i0 = 0; i0 < nj; i0 += 8) {
+        __m512i sq[4][2];
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++)
 #pragma GCC unroll 2
-            for (int v = 0; v < NV; v++) {
-                s[r][v][0] = _mm512_set1_epi32(u->corr[r0 + r][i][0] + (K6 ? 0 : u->corr[r0 + r][i][1]));
-                s[r][v][1] = _mm512_set1_epi32(u->corr[r0 + r][i][1]);
-            }
+            for (int v = 0; v < NV; v++) sq[r][v] = _mm512_setzero_si512();
+        for (int i = i0; i < i0 + 8; i++, ax += KG_ACTX) {
+            __m512i s[4][2][2];
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++)
+#pragma GCC unroll 2
+                for (int v = 0; v < NV; v++) {
+                    s[r][v][0] = _mm512_set1_epi32(u->corr[r0 + r][i][0] + (K6 ? 0 : u->corr[r0 + r][i][1]));
+                    if (K6) s[r][v][1] = _mm512_set1_epi32(u->corr[r0 + r][i][1]);
+                }
 #pragma GCC unroll 8
-        for (int g = 0; g < 8; g++) {
-            __m512i a0 = _mm512_loadu_si512(ax + 64 * g), a1 = a0;
-            if (NV == 2) a1 = _mm512_loadu_si512(ax + gs + 64 * g);
-            int h = K6 && g >= 4;
+            for (int g = 0; g < 8; g++) {
+                __m512i a0 = _mm512_loadu_si512(ax + 64 * g), a1 = a0;
+                if (NV == 2) a1 = _mm512_loadu_si512(ax + gs + 64 * g);
+                int h = K6 && g >= 4;
+#pragma GCC unroll 4
+                for (int r = 0; r < NR; r++) {
+                    __m512i wv = _mm512_set1_epi32(kg_w4(u->q[r0 + r] + 32 * i + 4 * g));
+                    s[r][0][h] = _mm512_dpbusd_epi32(s[r][0][h], a0, wv);
+                    if (NV == 2) s[r][1][h] = _mm512_dpbusd_epi32(s[r][1][h], a1, wv);
+                }
+            }
 #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
-                __m512i wv = _mm512_set1_epi32(kg_w4(u->q[r0 + r] + 32 * i + 4 * g));
-                s[r][0][h] = _mm512_dpbusd_epi32(s[r][0][h], a0, wv);
-                if (NV == 2) s[r][1][h] = _mm512_dpbusd_epi32(s[r][1][h], a1, wv);
+                __m512i c0 = _mm512_set1_epi32(u->sc[r0 + r][i][0]), c1 = _mm512_set1_epi32(u->sc[r0 + r][i][1]);
+#pragma GCC unroll 2
+                for (int v = 0; v < NV; v++) {
+                    sq[r][v] = _mm512_add_epi32(sq[r][v], _mm512_mullo_epi32(s[r][v][0], c0));
+                    if (K6) sq[r][v] = _mm512_add_epi32(sq[r][v], _mm512_mullo_epi32(s[r][v][1], c1));
+                }
             }
         }
-        __m512 da[2] = {_mm512_loadu_ps(ax + 512), _mm512_setzero_ps()};
-        __m512 as[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-        if (NV == 2) da[1] = _mm512_loadu_ps(ax + gs + 512);
-        if (!K6) {
-            as[0] = _mm512_loadu_ps(asum);
-            if (NV == 2) as[1] = _mm512_loadu_ps(asum + asg);
-        }
+        /* the float steps of the super-block, as the decode kernels take them */
+        const uint8_t *axs = ax - KG_ACTX; /* its scale is the super-block's */
+        __m512 da[2] = {_mm512_loadu_ps(axs + 512), _mm512_setzero_ps()};
+        if (NV == 2) da[1] = _mm512_loadu_ps(axs + gs + 512);
+        int sb = i0 / 8;
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
-            __m512 d0 = _mm512_set1_ps(u->d[r0 + r][i][0]);
-            __m512 d1 = _mm512_set1_ps(u->d[r0 + r][i][1]);
-            __m512 mn = _mm512_set1_ps(u->mn[r0 + r][i]);
+            __m512 d = _mm512_set1_ps(u->d[r0 + r][sb]);
 #pragma GCC unroll 2
             for (int v = 0; v < NV; v++) {
-                f[r][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][v][0]), _mm512_mul_ps(d0, da[v]), f[r][v]);
-                if (K6)
-                    f[r][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][v][1]), _mm512_mul_ps(d1, da[v]), f[r][v]);
-                else
-                    f[r][v] = _mm512_fnmadd_ps(mn, as[v], f[r][v]);
+                if (K6) {
+                    __m512 t1 = _mm512_mul_ps(da[v], d);
+                    __m512 t2 = _mm512_mul_ps(t1, _mm512_cvtepi32_ps(sq[r][v]));
+                    f[r][v] = _mm512_add_ps(f[r][v], t2);
+                } else {
+                    __m512i sm = _mm512_setzero_si512();
+                    const int32_t *pp = pairs + (size_t)v * pg + (size_t)(i0 / 2) * 16;
+#pragma GCC unroll 4
+                    for (int k = 0; k < 4; k++)
+                        sm = _mm512_dpwssd_epi32(sm, _mm512_loadu_si512(pp + 16 * k),
+                                                 _mm512_set1_epi32(u->mp[r0 + r][i0 / 2 + k]));
+                    __m512 t1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sq[r][v]));
+                    __m512 t2 = _mm512_mul_ps(_mm512_set1_ps(u->dmin[r0 + r][sb]), _mm512_cvtepi32_ps(sm));
+                    __m512 t3 = _mm512_sub_ps(t1, t2);
+                    __m512 t4 = _mm512_mul_ps(da[v], t3);
+                    f[r][v] = _mm512_add_ps(f[r][v], t4);
+                }
             }
         }
     }
@@ -586,42 +614,44 @@ kg_tile(const kg_rows *u, int r0, int nj, const uint8_t *ax, size_t gs, const fl
 
 #define KG_TILE(NAME, NR, NV, K6)                                                            \
     T_AVX512 static void NAME(const kg_rows *u, int r0, int nj, const uint8_t *ax, size_t gs, \
-                              const float *asum, size_t asg, float *acc, size_t acc_stride) { \
-        kg_tile(u, r0, nj, ax, gs, asum, asg, acc, acc_stride, NR, NV, K6);                 \
+                              const int32_t *pairs, size_t pg, float *acc, size_t acc_stride) { \
+        kg_tile(u, r0, nj, ax, gs, pairs, pg, acc, acc_stride, NR, NV, K6);                 \
     }
 KG_TILE(kg_tile_4x2, 4, 2, 0)
 KG_TILE(kg_tile_4x1, 4, 1, 0)
 KG_TILE(kg_tile_4x2_k6, 4, 2, 1)
 KG_TILE(kg_tile_4x1_k6, 4, 1, 1)
 
-typedef void (*kg_tile_fn)(const kg_rows *, int, int, const uint8_t *, size_t, const float *, size_t,
+typedef void (*kg_tile_fn)(const kg_rows *, int, int, const uint8_t *, size_t, const int32_t *, size_t,
                            float *, size_t);
 
-/* da * (sum of the values) of every token (group g's 16 lanes) and sub-block: the bytes
- * hold value + 128. */
-T_AVX512 static void kg_asums(const uint8_t *actx, int ng, int nb, float *out) {
+/* Every token's sub-block sums (the bytes hold value + 128), two sub-blocks per lane as
+ * 16-bit halves: out[((g * nb/2) + k) * 16 + lane]. */
+T_AVX512 static void kg_pairs(const uint8_t *actx, int ng, int nb, int32_t *out) {
     const __m512i ones = _mm512_set1_epi8(1);
     for (int g = 0; g < ng; g++)
-        for (int i = 0; i < nb; i++) {
-            const uint8_t *ax = actx + ((size_t)g * nb + i) * KG_ACTX;
-            __m512i s = _mm512_set1_epi32(-32 * 128);
-            for (int k = 0; k < 8; k++) s = _mm512_dpbusd_epi32(s, _mm512_loadu_si512(ax + 64 * k), ones);
-            _mm512_storeu_ps(out + ((size_t)g * nb + i) * 16,
-                             _mm512_mul_ps(_mm512_loadu_ps(ax + 512), _mm512_cvtepi32_ps(s)));
+        for (int i = 0; i < nb; i += 2) {
+            __m512i s[2];
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *ax = actx + ((size_t)g * nb + i + h) * KG_ACTX;
+                s[h] = _mm512_set1_epi32(-32 * 128);
+                for (int k = 0; k < 8; k++) s[h] = _mm512_dpbusd_epi32(s[h], _mm512_loadu_si512(ax + 64 * k), ones);
+            }
+            __m512i p = _mm512_or_si512(_mm512_and_si512(s[0], _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(s[1], 16));
+            _mm512_storeu_si512(out + ((size_t)g * (nb / 2) + i / 2) * 16, p);
         }
 }
 
 T_AVX512 static void kg_gemm(uint32_t type, int n, const void *w, size_t ws, int nr, const void *actx,
                              int nt, float *out, size_t os) {
     int nb = n / 32, ng = (nt + 15) / 16, k6 = type == HL_GGUF_Q6_K;
-    size_t gs = (size_t)nb * KG_ACTX, bb = hl_quant_k_x4_bytes(type);
+    size_t gs = (size_t)nb * KG_ACTX, bb = hl_quant_k_x4_bytes(type), pg = (size_t)nb / 2 * 16;
     kg_tile_fn t2 = k6 ? kg_tile_4x2_k6 : kg_tile_4x2, t1 = k6 ? kg_tile_4x1_k6 : kg_tile_4x1;
-    float *asum = k6 ? NULL : malloc(sizeof(float) * 16 * (size_t)ng * nb);
-    static const float zero16[16];
-    if (asum) kg_asums(actx, ng, nb, asum);
+    int32_t *pairs = k6 ? NULL : malloc(sizeof(int32_t) * pg * (size_t)ng);
     kg_rows *u = malloc(sizeof *u);
     float(*acc)[KG_TOK] = aligned_alloc(64, sizeof(float) * KG_ROWS * KG_TOK);
-    if (!u || !acc || (!k6 && !asum)) abort(); /* a few hundred KiB: no way to report it */
+    if (!u || !acc || (!k6 && !pairs)) abort(); /* a few hundred KiB: no way to report it */
+    if (pairs) kg_pairs(actx, ng, nb, pairs);
     for (int g0 = 0; g0 < ng; g0 += KG_TOK / 16) {
         int g1 = g0 + KG_TOK / 16 < ng ? g0 + KG_TOK / 16 : ng;
         for (int R0 = 0; R0 < nr; R0 += KG_ROWS) {
@@ -634,20 +664,19 @@ T_AVX512 static void kg_gemm(uint32_t type, int n, const void *w, size_t ws, int
                     for (int r = 0; r < 4; r++) kg_unpack(u, r, type, grp, bb, i0, nj);
                     for (int g = g0; g < g1; g += 2) {
                         const uint8_t *ax = (const uint8_t *)actx + (size_t)g * gs + (size_t)i0 * KG_ACTX;
-                        const float *as = asum ? asum + ((size_t)g * nb + i0) * 16 : zero16;
-                        size_t asg = asum ? (size_t)nb * 16 : 0;
+                        const int32_t *pp = pairs ? pairs + (size_t)g * pg + (size_t)i0 / 2 * 16 : NULL;
                         float *a = &acc[r0][16 * (g - g0)];
-                        if (g + 1 < g1) t2(u, 0, nj, ax, gs, as, asg, a, KG_TOK);
-                        else t1(u, 0, nj, ax, gs, as, asg, a, KG_TOK);
+                        if (g + 1 < g1) t2(u, 0, nj, ax, gs, pp, pg, a, KG_TOK);
+                        else t1(u, 0, nj, ax, gs, pp, pg, a, KG_TOK);
                     }
                 }
             }
-            int t1e = 16 * g1 < nt ? 16 * g1 : nt;
-            for (int t = 16 * g0; t < t1e; t++)
+            int te = 16 * g1 < nt ? 16 * g1 : nt;
+            for (int t = 16 * g0; t < te; t++)
                 for (int r = 0; r < Rn; r++) out[(size_t)t * os + R0 + r] = acc[r][t - 16 * g0];
         }
     }
-    free(asum);
+    free(pairs);
     free(u);
     free(acc);
 }

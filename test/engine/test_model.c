@@ -313,6 +313,7 @@ static void check_sequences_batched(const char *rel) {
         for (int s = 0; s < NS; s++) items[s] = (hl_model_item){next[s][t], (uint32_t)s, (uint32_t)(lens[s] + t), true};
         HL_REQUIRE(hl_model_forward_batch(many, items, NS) == HL_OK);
     }
+    printf("  %s: batched vs alone max |diff| %.3g\n", rel, worst);
     HL_CHECK(worst < 1e-4);
     /* Limits: a slot out of range, a position past the context, more logits than slots. */
     hl_model_item bad = {1, NS, 0, true};

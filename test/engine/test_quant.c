@@ -417,62 +417,82 @@ HL_TEST(k_x4_bit_exact) {
     free(act);
 }
 
-/* The K-quant GEMM on repacked rows: exactly hl_quant_k_gemm_ref()'s numbers (every tile
- * shape: pairs of 16-token groups and single groups, more than one chunk of columns), and
- * within float rounding of the plain definition (dequantized weights times the token's
- * quantized activations, in double). */
-HL_TEST(k_gemm_matches_reference) {
+/* The K-quant GEMM on repacked rows gives every (row, token) the scalar decode kernel's
+ * float on the file's row and the token's Q8K activations, bit for bit: every tile shape
+ * (pairs of 16-token groups and single groups, more than one chunk of columns, several
+ * passes of tokens), random rows and rows at the extremes. */
+HL_TEST(k_gemm_equals_decode) {
     static const uint32_t types[] = {HL_GGUF_Q4_K, HL_GGUF_Q5_K, HL_GGUF_Q6_K};
-    static const int lens[] = {256, 2560, 5632};
-    static const int nts[] = {1, 5, 16, 17, 33, 130};
-    enum { NR = 20, NT = 130, NMAX = 5632 };
+    static const int lens[] = {256, 768, 2560, 5632};
+    static const int nts[] = {1, 5, 14, 16, 17, 33, 130};
+    enum { NR = 20, NT = 130 };
     int tested = 0;
     for (size_t ti = 0; ti < 3; ti++) {
         hl_quant_gemm_fn gemm = hl_quant_gemm_x4_fn_for(types[ti]);
         if (!gemm) continue;
         HL_CHECK(hl_quant_gemm_fn_for(types[ti]) == NULL); /* none on the file's layout */
+        HL_CHECK(hl_quant_actx_k(types[ti]));
+        hl_quant_dot_fn dot = hl_quant_kernel(types[ti], HL_ISA_SCALAR);
         for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
             int n = lens[li];
             size_t rs = hl_gguf_row_size(types[ti], (uint64_t)n);
             size_t gsz = (size_t)(n / 256) * hl_quant_x4_block_bytes(types[ti]);
             uint8_t *w = malloc(rs * NR), *wp = malloc(gsz * NR / 4), *ax = malloc(hl_quant_actx_size(n, NT));
-            float *x = malloc((size_t)n * NT * sizeof *x), *xs = malloc((size_t)n * sizeof *xs);
-            float *wf = malloc((size_t)n * sizeof *wf);
+            uint8_t *aq = malloc(hl_quant_act_size(HL_ACT_Q8K, n));
+            float *x = malloc((size_t)n * NT * sizeof *x);
             float *o = malloc(sizeof(float) * NR * NT), *want = malloc(sizeof(float) * NR * NT);
-            HL_REQUIRE(w && wp && ax && x && xs && wf && o && want);
+            HL_REQUIRE(w && wp && ax && aq && x && o && want);
             for (int r = 0; r < NR; r++) k_row(types[ti], w + r * rs, n, r == 3 ? 1 : r == 6 ? 2 : 0);
             for (int i = 0; i < n * NT; i++) x[i] = rndf() * (i % 7 == 0 ? 20 : 1);
             hl_quant_x4_pack(types[ti], w, rs, NR, (uint32_t)n, wp);
+            for (int t = 0; t < NT; t++) {
+                hl_quant_act_quantize(HL_ACT_Q8K, x + (size_t)t * n, aq, n);
+                for (int r = 0; r < NR; r++) want[t * NR + r] = dot(n, w + (size_t)r * rs, aq);
+            }
             for (size_t b = 0; b < sizeof nts / sizeof *nts; b++) {
                 int nt = nts[b];
-                hl_quant_actx_pack(x, (size_t)n, nt, n, ax);
+                hl_quant_actx_pack_for(types[ti], x, (size_t)n, nt, n, ax);
                 for (int nr = 4; nr <= NR; nr += 16) {
-                    for (int i = 0; i < NR * NT; i++) o[i] = want[i] = -1234.5f;
+                    for (int i = 0; i < NR * NT; i++) o[i] = -1234.5f;
                     gemm(n, wp, gsz, nr, ax, nt, o, NR);
-                    hl_quant_k_gemm_ref(types[ti], n, wp, gsz, nr, ax, nt, want, NR);
-                    HL_CHECK(memcmp(o, want, sizeof(float) * NR * NT) == 0);
+                    for (int t = 0; t < nt; t++)
+                        for (int r = 0; r < nr; r++)
+                            if (memcmp(&o[t * NR + r], &want[t * NR + r], 4) != 0)
+                                HL_FAIL_("%s n=%d nt=%d row %d token %d: %.9g vs decode %.9g",
+                                         hl_gguf_type_name(types[ti]), n, nt, r, t, o[t * NR + r], want[t * NR + r]);
+                    HL_CHECK(o[nt * NR] == -1234.5f || nt == NT); /* nothing past nt tokens */
                     tested++;
                 }
-                /* the reference against the definition, on a few (row, token) pairs */
-                for (int t = 0; t < nt; t += 7)
-                    for (int r = 0; r < NR; r += 3) {
-                        const uint8_t *row = w + (size_t)r * rs;
-                        hl_act_q8 q8[NMAX / 32];
-                        hl_quant_act_quantize(HL_ACT_Q8, x + (size_t)t * n, q8, n);
-                        for (int i = 0; i < n; i++) xs[i] = q8[i / 32].d * q8[i / 32].qs[i % 32];
-                        double ref = hl_quant_dot_ref(types[ti], row, xs, n), mag = 0;
-                        hl_quant_dequant_row(types[ti], row, wf, n);
-                        for (int i = 0; i < n; i++) mag += fabs((double)wf[i] * xs[i]);
-                        if (!(fabs(o[t * NR + r] - ref) <= 1e-5 * mag + 1e-30))
-                            HL_FAIL_("%s n=%d row %d token %d: %.9g vs %.9g", hl_gguf_type_name(types[ti]),
-                                     n, r, t, o[t * NR + r], ref);
-                    }
             }
-            free(w); free(wp); free(ax); free(x); free(xs); free(wf); free(o); free(want);
+            free(w); free(wp); free(ax); free(aq); free(x); free(o); free(want);
         }
     }
     printf("  %d K-quant GEMM shapes checked\n", tested);
     if (hl_quant_x86_has_avx512()) HL_CHECK(tested > 0);
+}
+
+/* The K-quants' token-interleaved activations hold each token's Q8K values (plus 128) and
+ * its super-block scale in each of the 8 blocks; padding tokens are zero. */
+HL_TEST(k_actx_pack_matches_q8k) {
+    enum { N = 512, NT = 19 };
+    static float x[NT][N];
+    static uint8_t ax[((NT + 15) / 16) * (N / 32) * 576];
+    hl_act_q8k q[N / 256];
+    for (int t = 0; t < NT; t++)
+        for (int i = 0; i < N; i++) x[t][i] = rndf() * (float)(1 + t);
+    HL_REQUIRE(hl_quant_actx_size(N, NT) == sizeof ax);
+    hl_quant_actx_pack_for(HL_GGUF_Q4_K, &x[0][0], N, NT, N, ax);
+    for (int t = 0; t < 32; t++) {
+        if (t < NT) hl_quant_act_quantize(HL_ACT_Q8K, x[t], q, N);
+        for (int b = 0; b < N / 32; b++) {
+            const uint8_t *g = ax + ((size_t)(t / 16) * (N / 32) + b) * 576 + 4 * (t % 16);
+            float d;
+            memcpy(&d, g + 512, 4);
+            HL_CHECK(memcmp(&d, t < NT ? &q[b / 8].d : &(float){0}, 4) == 0);
+            for (int j = 0; j < 32; j++)
+                HL_CHECK_INT_EQ(g[64 * (j / 4) + j % 4], t < NT ? q[b / 8].qs[32 * (b % 8) + j] + 128 : 128);
+        }
+    }
 }
 
 /* Weights repacked four rows at a time: the four-row kernel agrees with the plain-C reference

@@ -7,7 +7,8 @@
  * ones in the same order, one operation per statement (never fused into an fma):
  *   Q4_K, Q5_K: s += da * (d * (float)sum_qs - dmin * (float)sum_mins)
  *   Q6_K:       s += (da * d) * (float)(sum_qs - 32 * sum_offsets)
- * The GEMM kernels give hl_quant_k_gemm_ref()'s floats bit for bit (see there). */
+ * The GEMM kernels give, for every (row, token), the decode kernel's float on that row and
+ * the token's HL_ACT_Q8K activations, bit for bit (same integers, same float steps). */
 #ifndef HL_QUANT_K_H
 #define HL_QUANT_K_H
 
@@ -52,16 +53,12 @@ hl_quant_x4_fn hl_quant_k_x86_x4(uint32_t type, hl_quant_isa isa);
 /* SIMD decode kernels (x86, in hl_quant_k_x86.c) for a K-quant type at an ISA level, NULL
  * where none or not a K-quant. The caller checks the CPU. */
 hl_quant_dot_fn hl_quant_k_x86_kernel(uint32_t type, hl_quant_isa isa);
+/* hl_quant_actx_pack()'s layout with Q8K's quantization (hl_quant.h). */
+void hl_quant_k_actx_pack(const float *x, size_t x_stride, int nt, int n, void *dst);
+
 /* SIMD GEMM kernels on the repacked layout (AVX-512 only), same conventions; the rows
- * given (nr) a multiple of 4, w_stride the bytes of a group of 4 rows. */
+ * given (nr) a multiple of 4, w_stride the bytes of a group of 4 rows, the activations from
+ * hl_quant_k_actx_pack(). */
 hl_quant_gemm_fn hl_quant_k_x86_gemm_x4(uint32_t type, hl_quant_isa isa);
-/* Their arithmetic in plain C (same bits), on the same repacked rows: for each (row,
- * token), acc = 0 and for each sub-block j of 32 values in order, with isum the exact
- * integer dot product of the weights' integers (Q4_K/Q5_K: q; Q6_K: q - 32, per half of 16)
- * with the token's Q8 values, da the token's block scale and asum the sum of its values:
- *   Q4_K, Q5_K: acc = fmaf(isum, (d * s) * da, acc); acc = fmaf(-(dmin * m), da * asum, acc)
- *   Q6_K:       acc = fmaf(isum_lo, (d * sc_lo) * da, acc); acc = fmaf(isum_hi, (d * sc_hi) * da, acc) */
-void hl_quant_k_gemm_ref(uint32_t type, int n, const void *w, size_t w_stride, int nr,
-                         const void *actx, int nt, float *out, size_t out_stride);
 
 #endif
