@@ -373,6 +373,18 @@ void hl_gguf_free(hl_gguf *g) {
     free(g);
 }
 
+void hl_gguf_release(hl_gguf *g, const void *p, size_t n) {
+    if (!g || !g->mapped || !n) return;
+    uintptr_t ps = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)p, hi = lo + n;
+    uintptr_t base = (uintptr_t)g->base, end = base + g->size;
+    if (lo < base || hi > end) return;
+    lo = (lo + ps - 1) / ps * ps; /* whole pages only: the neighbours' bytes stay */
+    hi = hi / ps * ps;
+    if (hi <= lo) return;
+    mprotect((void *)lo, hi - lo, PROT_NONE);
+    madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 static hl_err open_common(hl_gguf **out, const uint8_t *base, size_t size, bool mapped,
                           const char *label, char *err, size_t err_size) {
     *out = NULL;

@@ -154,6 +154,10 @@ hl_err hl_gguf_open_buffer(hl_gguf **out, const void *data, size_t size, char *e
                            size_t err_size);
 /* Unmaps and frees. NULL is fine. */
 void hl_gguf_free(hl_gguf *g);
+/* The caller promises never to read [p, p + n) (inside g's tensor data) again: on a mapped
+ * file, the whole pages inside it leave the process's memory and become inaccessible, so a
+ * read after all is a crash, not a silent page-in. A no-op for buffers (not ours to drop). */
+void hl_gguf_release(hl_gguf *g, const void *p, size_t n);
 
 /* Lookups by exact key or name; NULL when absent. */
 const hl_gguf_kv *hl_gguf_find_kv(const hl_gguf *g, const char *key);

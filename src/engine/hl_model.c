@@ -26,6 +26,7 @@ struct hl_model {
     hl_model_layer *layers;    /* [n_layers]; owned */
     uint32_t n_ctx, max_batch, n_seq;
     hl_engine_pool *pool;      /* owned */
+    uint8_t *packed_arena;     /* every matrix's repacked copy, owned (NULL: none) */
     uint32_t q_dim, kv_dim;    /* n_heads * head_dim, n_kv_heads * head_dim */
     /* KV cache in half precision, owned: [n_seq][n_layers][n_ctx][kv_dim] each. */
     uint16_t *k_cache, *v_cache;
@@ -317,63 +318,75 @@ static hl_err alloc_state(loader *ld, const hl_model_params *p) {
     return HL_OK;
 }
 
-/* Repacks a Q4_0/Q8_0/K-quant matrix four rows at a time where the CPU has kernels for it
- * (K-quants have no GEMM on the copy: prompts run the four-row kernel per token). */
-static hl_err repack_mat(loader *ld, hl_model_mat *w) {
+/* Repacks a Q4_0/Q8_0/K-quant matrix four rows at a time where the CPU has kernels for it.
+ * Sizing pass (arena NULL): adds the copy's bytes to *total; then places it at arena +
+ * *total. One allocation for all: each in its own would round up to a huge page. */
+static void repack_mat(hl_model_mat *w, uint8_t *arena, size_t *total) {
     size_t bb = hl_quant_x4_block_bytes(w->type);
     uint32_t blk = hl_gguf_type_block(w->type);
     hl_quant_x4_fn dot4 = hl_quant_x4_fn_for(w->type);
     hl_quant_gemm_fn gemm = hl_quant_gemm_x4_fn_for(w->type);
-    if (!bb || !dot4 || (!gemm && blk != 256) || w->rows % 4 || w->cols % blk || w->packed)
-        return HL_OK;
+    if (!bb || !dot4 || !gemm || w->rows % 4 || w->cols % blk || w->packed) return;
     size_t stride = (size_t)(w->cols / blk) * bb, size = (size_t)(w->rows / 4) * stride;
-    /* 2 MiB aligned so that the kernel can give it huge pages (fewer TLB misses). */
-    size_t align = (size_t)2 << 20, cap = (size + align - 1) / align * align;
-    void *p = NULL;
-    (void)ld;
-    if (posix_memalign(&p, align, cap)) return HL_OK; /* no room for the copy: the file's layout */
-#ifdef MADV_HUGEPAGE
-    madvise(p, cap, MADV_HUGEPAGE);
-#endif
-    w->packed = p; /* filled by pack_worker */
+    size_t at = *total;
+    *total += (size + 4095) / 4096 * 4096;
+    if (!arena) return;
+    w->packed = arena + at; /* filled by pack_worker */
     w->packed_stride = stride;
     w->dot4 = dot4;
     w->gemm = gemm;
     w->act = hl_quant_x4_act(w->type);
-    return HL_OK;
 }
 
-/* Fills the repacked copies, each thread a share of every matrix's groups (the first touch of
+/* Fills one matrix's repacked copy, each thread a share of its groups (the first touch of
  * fresh memory, the kernel zeroing it, is most of the cost). */
 static void pack_worker(void *ctx, int ith, int nth) {
-    hl_model *m = ctx;
-    for (uint32_t l = 0; l <= m->hp.n_layers; l++) {
-        hl_model_layer *L = l < m->hp.n_layers ? &m->layers[l] : NULL;
-        hl_model_mat *mats[] = {L ? &L->wq : &m->output, L ? &L->wk : NULL, L ? &L->wv : NULL,
-                                L ? &L->wo : NULL, L ? &L->w_gate : NULL, L ? &L->w_up : NULL,
-                                L ? &L->w_down : NULL};
-        for (int i = 0; i < 7; i++) {
-            const hl_model_mat *w = mats[i];
-            if (!w || !w->packed) continue;
-            uint32_t groups = w->rows / 4;
-            uint32_t g0 = (uint32_t)((uint64_t)groups * ith / nth), g1 = (uint32_t)((uint64_t)groups * (ith + 1) / nth);
-            if (g1 > g0)
-                hl_quant_x4_pack(w->type, (const uint8_t *)w->data + (size_t)g0 * 4 * w->row_bytes, w->row_bytes,
-                                 4 * (g1 - g0), w->cols, w->packed + (size_t)g0 * w->packed_stride);
-        }
-    }
+    const hl_model_mat *w = ctx;
+    uint32_t groups = w->rows / 4;
+    uint32_t g0 = (uint32_t)((uint64_t)groups * ith / nth), g1 = (uint32_t)((uint64_t)groups * (ith + 1) / nth);
+    if (g1 > g0)
+        hl_quant_x4_pack(w->type, (const uint8_t *)w->data + (size_t)g0 * 4 * w->row_bytes, w->row_bytes,
+                         4 * (g1 - g0), w->cols, w->packed + (size_t)g0 * w->packed_stride);
+}
+
+/* Packs w and gives back the file's pages of it (never read again: every kernel reads the
+ * copy), so that the weights are in memory once, not twice, from the start: matrix by
+ * matrix, the peak is the copies plus one matrix. Not when the output matrix is the token
+ * embeddings (tied), whose rows are still looked up. */
+static void pack_release(hl_model *m, hl_model_mat *w) {
+    if (!w->packed) return;
+    hl_engine_pool_run(m->pool, pack_worker, w);
+    if (w->data != m->tok_embd.data) hl_gguf_release(m->g, w->data, (size_t)w->rows * w->row_bytes);
 }
 
 static hl_err repack(loader *ld) {
     hl_model *m = ld->m;
-    hl_err e = repack_mat(ld, &m->output);
-    for (uint32_t l = 0; !e && l < m->hp.n_layers; l++) {
+    uint8_t *arena = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t total = 0;
+        repack_mat(&m->output, arena, &total);
+        for (uint32_t l = 0; l < m->hp.n_layers; l++) {
+            hl_model_layer *L = &m->layers[l];
+            hl_model_mat *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+            for (int i = 0; i < 7; i++) repack_mat(mats[i], arena, &total);
+        }
+        if (pass || !total) break;
+        /* 2 MiB aligned so that the kernel can give it huge pages (fewer TLB misses) */
+        size_t align = (size_t)2 << 20, cap = (total + align - 1) / align * align;
+        void *p = NULL;
+        if (posix_memalign(&p, align, cap)) return HL_OK; /* no room: the file's layout */
+#ifdef MADV_HUGEPAGE
+        madvise(p, cap, MADV_HUGEPAGE);
+#endif
+        m->packed_arena = arena = p;
+    }
+    pack_release(m, &m->output);
+    for (uint32_t l = 0; l < m->hp.n_layers; l++) {
         hl_model_layer *L = &m->layers[l];
         hl_model_mat *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (int i = 0; !e && i < 7; i++) e = repack_mat(ld, mats[i]);
+        for (int i = 0; i < 7; i++) pack_release(m, mats[i]);
     }
-    if (!e) hl_engine_pool_run(m->pool, pack_worker, m);
-    return e;
+    return HL_OK;
 }
 
 hl_err hl_model_load_gguf(hl_model **out, hl_gguf *g, const hl_model_params *params,
@@ -417,12 +430,7 @@ hl_err hl_model_load(hl_model **out, const char *path, const hl_model_params *pa
 void hl_model_free(hl_model *m) {
     if (!m) return;
     hl_engine_pool_free(m->pool);
-    for (uint32_t l = 0; m->layers && l < m->hp.n_layers; l++) {
-        hl_model_layer *L = &m->layers[l];
-        hl_model_mat *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (int i = 0; i < 7; i++) free(mats[i]->packed);
-    }
-    free(m->output.packed);
+    free(m->packed_arena);
     free(m->layers);
     free(m->k_cache);
     free(m->v_cache);

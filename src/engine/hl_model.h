@@ -76,8 +76,9 @@ typedef struct hl_model_mat {
     size_t row_bytes;
     hl_quant_dot_fn dot; /* kernel for this type on this CPU */
     hl_quant_gemm_fn gemm; /* several rows x tokens at once, when the type has one; else NULL */
-    /* Q4_0/Q8_0 on AVX-512: a copy repacked four rows at a time (hl_quant_x4_pack), owned by
-     * the model, which every matmul reads instead of data; NULL otherwise. */
+    /* Q4_0/Q8_0/K-quants on AVX-512: a copy repacked four rows at a time (hl_quant_x4_pack),
+     * in one allocation owned by the model, which every matmul reads instead of data (whose
+     * mapped pages are then dropped: data must not be read); NULL otherwise. */
     uint8_t *packed;
     size_t packed_stride;  /* bytes per group of 4 rows */
     hl_quant_x4_fn dot4;   /* four rows x one token on packed */
