@@ -2,7 +2,12 @@
  * (truncation at each byte, bad counts, offsets, alignment, types, duplicates) is a clean
  * HL_ERR_PARSE/HL_ERR_UNSUPPORTED with a message, never a crash (the ASan build checks the
  * "never reads out of bounds" half). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "hl_gguf.h"
 #include "hl_gguf_write.h"
@@ -272,6 +277,60 @@ HL_TEST(stories260k_file) {
     HL_CHECK_INT_EQ(hl_gguf_get_u32(g, "llama.attention.head_count_kv", &n), HL_OK);
     HL_CHECK_INT_EQ(n, 4);
     hl_gguf_free(g);
+}
+
+/* hl_gguf_release: the whole pages inside a tensor's bytes become unreadable (a read is a
+ * crash, seen from a child process), the bytes around them stay as they were, and a
+ * buffer-backed file is left alone. */
+static int child_reads(const volatile uint8_t *p) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        uint8_t v = *p;
+        _exit(v == 0xA5 ? 3 : 0);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFSIGNALED(st) ? -WTERMSIG(st) : WEXITSTATUS(st);
+}
+
+HL_TEST(release_drops_pages) {
+    char path[4096];
+    if (!hl_test_model_path(path, sizeof path, "derived/synth-tiny256-f32.gguf")) return;
+    hl_gguf *g;
+    HL_REQUIRE(hl_gguf_open(&g, path, NULL, 0) == HL_OK);
+    const hl_gguf_tensor *t = hl_gguf_find_tensor(g, "blk.0.ffn_up.weight");
+    HL_REQUIRE(t);
+    size_t n = (size_t)t->ne[0] * t->ne[1] * 4, ps = (size_t)sysconf(_SC_PAGESIZE);
+    const uint8_t *p = t->data;
+    uintptr_t lo = ((uintptr_t)p + ps - 1) / ps * ps, hi = ((uintptr_t)p + n) / ps * ps;
+    HL_REQUIRE(hi > lo + ps);
+    uint8_t before = p[0], after = p[n - 1];
+    HL_CHECK_INT_EQ(child_reads((const uint8_t *)lo), 0);
+    hl_gguf_release(g, p, n);
+    HL_CHECK_INT_EQ(child_reads((const uint8_t *)lo), -SIGSEGV);
+    HL_CHECK_INT_EQ(child_reads((const uint8_t *)hi - 1), -SIGSEGV);
+    /* the partial pages at either end (other tensors' bytes too) are untouched */
+    HL_CHECK_INT_EQ(p[0], before);
+    HL_CHECK_INT_EQ(p[n - 1], after);
+    hl_gguf_free(g);
+    /* the same file from a buffer (the caller's memory): nothing happens */
+    FILE *f = fopen(path, "rb");
+    HL_REQUIRE(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc((size_t)size);
+    HL_REQUIRE(buf && fread(buf, 1, (size_t)size, f) == (size_t)size);
+    fclose(f);
+    HL_REQUIRE(hl_gguf_open_buffer(&g, buf, (size_t)size, NULL, 0) == HL_OK);
+    t = hl_gguf_find_tensor(g, "blk.0.ffn_up.weight");
+    HL_REQUIRE(t);
+    uint8_t *q = (uint8_t *)t->data + n / 2;
+    *q = 0xA5;
+    hl_gguf_release(g, t->data, n);
+    HL_CHECK_INT_EQ(child_reads(q), 3);
+    hl_gguf_free(g);
+    free(buf);
 }
 
 HL_TEST_MAIN()
