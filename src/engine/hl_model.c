@@ -305,7 +305,7 @@ static hl_err alloc_state(loader *ld, const hl_model_params *p) {
     for (int a = HL_ACT_Q8; a < HL_ACT_COUNT; a++)
         act_ok &= (m->act[a] = malloc(m->act_cap * B)) != NULL;
     act_ok &= (m->actx = malloc(hl_quant_actx_size((int)wmax, (int)B))) != NULL;
-    act_ok &= (m->actxk = malloc(hl_quant_actx_size((int)wmax, (int)B))) != NULL;
+    act_ok &= (m->actxk = malloc(hl_quant_actx_size_for(HL_GGUF_Q4_K, (int)wmax, (int)B))) != NULL;
     if (!m->k_cache || !m->v_cache || !m->x || !m->xb || !m->xb2 || !m->q || !m->hb ||
         !m->hb2 || !m->k || !m->v || !m->q16 || !m->acc16 || !m->rope_cs ||
         !m->rope_inv_freq || !m->logits || !m->run || !act_ok)

@@ -626,6 +626,10 @@ bool hl_quant_actx_k(uint32_t type) {
     return is_kquant(type);
 }
 
+size_t hl_quant_actx_size_for(uint32_t type, int n, int nt) {
+    return is_kquant(type) ? hl_quant_k_actx_size(n, nt) : hl_quant_actx_size(n, nt);
+}
+
 void hl_quant_actx_pack_for(uint32_t type, const float *x, size_t x_stride, int nt, int n, void *dst) {
     if (is_kquant(type)) hl_quant_k_actx_pack(x, x_stride, nt, n, dst);
     else hl_quant_actx_pack(x, x_stride, nt, n, dst);

@@ -227,6 +227,7 @@ void hl_quant_actx_pack(const float *x, size_t x_stride, int nt, int n, void *ds
  * GEMM wants that, hl_quant_actx_pack_for() packs what the type wants (n a multiple of 256
  * for K-quants). */
 bool hl_quant_actx_k(uint32_t type);
+size_t hl_quant_actx_size_for(uint32_t type, int n, int nt);
 void hl_quant_actx_pack_for(uint32_t type, const float *x, size_t x_stride, int nt, int n, void *dst);
 /* The GEMM kernel at an ISA level (NULL where none or unavailable: only AVX-512 has one, for
  * Q4_0 and Q8_0), and the best one available. */

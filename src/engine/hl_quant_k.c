@@ -137,11 +137,17 @@ void hl_quant_k_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32
         }
 }
 
+size_t hl_quant_k_actx_size(int n, int nt) {
+    return hl_quant_actx_size(n, nt) + (size_t)((nt + 15) / 16) * (size_t)(n / 64) * 16 * sizeof(int32_t);
+}
+
 void hl_quant_k_actx_pack(const float *x, size_t x_stride, int nt, int n, void *dst) {
     int nb = n / 32, ng = (nt + 15) / 16;
     uint8_t *o = dst;
+    int32_t *pairs = (int32_t *)(o + hl_quant_actx_size(n, nt));
     for (int t = 0; t < ng * 16; t++) {
         uint8_t *g = o + (size_t)(t / 16) * nb * 576 + 4 * (t % 16);
+        int32_t *pt = pairs + (size_t)(t / 16) * (nb / 2) * 16 + t % 16;
         for (int s = 0; s < n / 256; s++) {
             hl_act_q8k q;
             if (t < nt) hl_quant_act_quantize(HL_ACT_Q8K, x + (size_t)t * x_stride + 256 * s, &q, 256);
@@ -149,6 +155,10 @@ void hl_quant_k_actx_pack(const float *x, size_t x_stride, int nt, int n, void *
             for (int i = 8 * s; i < 8 * s + 8; i++, g += 576) {
                 for (int j = 0; j < 32; j++) g[64 * (j / 4) + j % 4] = (uint8_t)(q.qs[32 * (i % 8) + j] + 128);
                 memcpy(g + 512, &q.d, 4);
+            }
+            for (int k = 0; k < 4; k++) {
+                int32_t s0 = q.bsums[4 * k] + q.bsums[4 * k + 1], s1 = q.bsums[4 * k + 2] + q.bsums[4 * k + 3];
+                pt[(size_t)(4 * s + k) * 16] = (int32_t)((uint32_t)s0 & 0xffff) | (int32_t)((uint32_t)s1 << 16);
             }
         }
     }

@@ -10,7 +10,6 @@
  * reference's order. */
 #include "hl_quant_k.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -625,33 +624,15 @@ KG_TILE(kg_tile_4x1_k6, 4, 1, 1)
 typedef void (*kg_tile_fn)(const kg_rows *, int, int, const uint8_t *, size_t, const int32_t *, size_t,
                            float *, size_t);
 
-/* Every token's sub-block sums (the bytes hold value + 128), two sub-blocks per lane as
- * 16-bit halves: out[((g * nb/2) + k) * 16 + lane]. */
-T_AVX512 static void kg_pairs(const uint8_t *actx, int ng, int nb, int32_t *out) {
-    const __m512i ones = _mm512_set1_epi8(1);
-    for (int g = 0; g < ng; g++)
-        for (int i = 0; i < nb; i += 2) {
-            __m512i s[2];
-            for (int h = 0; h < 2; h++) {
-                const uint8_t *ax = actx + ((size_t)g * nb + i + h) * KG_ACTX;
-                s[h] = _mm512_set1_epi32(-32 * 128);
-                for (int k = 0; k < 8; k++) s[h] = _mm512_dpbusd_epi32(s[h], _mm512_loadu_si512(ax + 64 * k), ones);
-            }
-            __m512i p = _mm512_or_si512(_mm512_and_si512(s[0], _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(s[1], 16));
-            _mm512_storeu_si512(out + ((size_t)g * (nb / 2) + i / 2) * 16, p);
-        }
-}
-
 T_AVX512 static void kg_gemm(uint32_t type, int n, const void *w, size_t ws, int nr, const void *actx,
                              int nt, float *out, size_t os) {
     int nb = n / 32, ng = (nt + 15) / 16, k6 = type == HL_GGUF_Q6_K;
     size_t gs = (size_t)nb * KG_ACTX, bb = hl_quant_k_x4_bytes(type), pg = (size_t)nb / 2 * 16;
     kg_tile_fn t2 = k6 ? kg_tile_4x2_k6 : kg_tile_4x2, t1 = k6 ? kg_tile_4x1_k6 : kg_tile_4x1;
-    int32_t *pairs = k6 ? NULL : malloc(sizeof(int32_t) * pg * (size_t)ng);
-    kg_rows *u = malloc(sizeof *u);
-    float(*acc)[KG_TOK] = aligned_alloc(64, sizeof(float) * KG_ROWS * KG_TOK);
-    if (!u || !acc || (!k6 && !pairs)) abort(); /* a few hundred KiB: no way to report it */
-    if (pairs) kg_pairs(actx, ng, nb, pairs);
+    /* the tokens' sub-block sums, after the activations (hl_quant_k_actx_pack) */
+    const int32_t *pairs = k6 ? NULL : (const int32_t *)((const uint8_t *)actx + hl_quant_actx_size(n, nt));
+    kg_rows u_, *u = &u_;
+    float acc[KG_ROWS][KG_TOK] __attribute__((aligned(64)));
     for (int g0 = 0; g0 < ng; g0 += KG_TOK / 16) {
         int g1 = g0 + KG_TOK / 16 < ng ? g0 + KG_TOK / 16 : ng;
         for (int R0 = 0; R0 < nr; R0 += KG_ROWS) {
@@ -676,9 +657,6 @@ T_AVX512 static void kg_gemm(uint32_t type, int n, const void *w, size_t ws, int
                 for (int r = 0; r < Rn; r++) out[(size_t)t * os + R0 + r] = acc[r][t - 16 * g0];
         }
     }
-    free(pairs);
-    free(u);
-    free(acc);
 }
 
 static void kg_gemm_q4k(int n, const void *w, size_t ws, int nr, const void *actx, int nt, float *out, size_t os) {

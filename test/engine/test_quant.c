@@ -437,7 +437,7 @@ HL_TEST(k_gemm_equals_decode) {
             int n = lens[li];
             size_t rs = hl_gguf_row_size(types[ti], (uint64_t)n);
             size_t gsz = (size_t)(n / 256) * hl_quant_x4_block_bytes(types[ti]);
-            uint8_t *w = malloc(rs * NR), *wp = malloc(gsz * NR / 4), *ax = malloc(hl_quant_actx_size(n, NT));
+            uint8_t *w = malloc(rs * NR), *wp = malloc(gsz * NR / 4), *ax = malloc(hl_quant_actx_size_for(types[ti], n, NT));
             uint8_t *aq = malloc(hl_quant_act_size(HL_ACT_Q8K, n));
             float *x = malloc((size_t)n * NT * sizeof *x);
             float *o = malloc(sizeof(float) * NR * NT), *want = malloc(sizeof(float) * NR * NT);
@@ -476,11 +476,11 @@ HL_TEST(k_gemm_equals_decode) {
 HL_TEST(k_actx_pack_matches_q8k) {
     enum { N = 512, NT = 19 };
     static float x[NT][N];
-    static uint8_t ax[((NT + 15) / 16) * (N / 32) * 576];
+    static uint8_t ax[((NT + 15) / 16) * (N / 32) * 576 + ((NT + 15) / 16) * (N / 64) * 64];
     hl_act_q8k q[N / 256];
     for (int t = 0; t < NT; t++)
         for (int i = 0; i < N; i++) x[t][i] = rndf() * (float)(1 + t);
-    HL_REQUIRE(hl_quant_actx_size(N, NT) == sizeof ax);
+    HL_REQUIRE(hl_quant_actx_size_for(HL_GGUF_Q4_K, N, NT) == sizeof ax);
     hl_quant_actx_pack_for(HL_GGUF_Q4_K, &x[0][0], N, NT, N, ax);
     for (int t = 0; t < 32; t++) {
         if (t < NT) hl_quant_act_quantize(HL_ACT_Q8K, x[t], q, N);
@@ -489,8 +489,15 @@ HL_TEST(k_actx_pack_matches_q8k) {
             float d;
             memcpy(&d, g + 512, 4);
             HL_CHECK(memcmp(&d, t < NT ? &q[b / 8].d : &(float){0}, 4) == 0);
-            for (int j = 0; j < 32; j++)
+            int sum = 0;
+            for (int j = 0; j < 32; j++) {
                 HL_CHECK_INT_EQ(g[64 * (j / 4) + j % 4], t < NT ? q[b / 8].qs[32 * (b % 8) + j] + 128 : 128);
+                sum += t < NT ? q[b / 8].qs[32 * (b % 8) + j] : 0;
+            }
+            /* the sub-block sums after the values: pairs of 16-bit halves */
+            int32_t pr;
+            memcpy(&pr, ax + hl_quant_actx_size(N, NT) + 4 * (((size_t)(t / 16) * (N / 64) + b / 2) * 16 + t % 16), 4);
+            HL_CHECK_INT_EQ(b % 2 ? pr >> 16 : (int16_t)(pr & 0xffff), sum);
         }
     }
 }

@@ -53,7 +53,10 @@ hl_quant_x4_fn hl_quant_k_x86_x4(uint32_t type, hl_quant_isa isa);
 /* SIMD decode kernels (x86, in hl_quant_k_x86.c) for a K-quant type at an ISA level, NULL
  * where none or not a K-quant. The caller checks the CPU. */
 hl_quant_dot_fn hl_quant_k_x86_kernel(uint32_t type, hl_quant_isa isa);
-/* hl_quant_actx_pack()'s layout with Q8K's quantization (hl_quant.h). */
+/* hl_quant_actx_pack()'s layout with Q8K's quantization (hl_quant.h), followed by each
+ * token's sums of sub-blocks 2k and 2k+1 as the low and high 16 bits of an int32, per group
+ * of 16 tokens and k: int32 [group][n / 64][16 tokens]; hl_quant_k_actx_size() bytes. */
+size_t hl_quant_k_actx_size(int n, int nt);
 void hl_quant_k_actx_pack(const float *x, size_t x_stride, int nt, int n, void *dst);
 
 /* SIMD GEMM kernels on the repacked layout (AVX-512 only), same conventions; the rows
