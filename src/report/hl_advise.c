@@ -111,7 +111,9 @@ void hl_advise_fmt_usd(double x, char *buf, size_t len) { snprintf(buf, len, "%s
 
 static numstr pct(double share) {
     numstr r;
-    snprintf(r.s, sizeof r.s, "%.1f%%", share * 100.0);
+    /* Under 1%, two significant digits: 0.04% is not "0.0%". */
+    if (share > 0 && share < 0.01) snprintf(r.s, sizeof r.s, "%.2g%%", share * 100.0);
+    else snprintf(r.s, sizeof r.s, "%.1f%%", share * 100.0);
     return r;
 }
 
@@ -600,7 +602,7 @@ static void break_even_steps(const hl_advise_input *in, hl_advise_result *r) {
     if (r->break_even_share >= 0) {
         snprintf(v, sizeof v, "%s of the tokens", pct(r->break_even_share).s);
         add_step(r, 3, "hybrid break-even share", v,
-                 "= %s hardware and power / %s cloud: the hardware costs the same whatever share it serves",
+                 "= %s hardware and power / %s cloud: a machine costs the same whatever share it serves",
                  usd(r->break_even_share * r->cloud_usd).s, usd(r->cloud_usd).s);
     } else {
         add_step(r, 3, "hybrid break-even share", "none", "even all-local costs more than the cloud (%s vs %s)",
@@ -770,8 +772,8 @@ static void recommend_measured(const hl_advise_input *in, hl_advise_result *r) {
 /* The hybrid's arithmetic with fixed hardware: what local share it needs to save at all. */
 static void add_hybrid_share_reason(hl_advise_result *r) {
     if (r->break_even_share >= 0)
-        add_reason(r, "A hybrid pays only above %s of the tokens local: the hardware costs %s a month whatever share it "
-                      "serves, and each 10%% of the tokens moved local saves %s of cloud spend (`hybridllm simulate` "
+        add_reason(r, "A hybrid pays only above %s of the tokens local: its machines cost %s a month whatever share they "
+                      "serve, and each 10%% of the tokens moved local saves %s of cloud spend (`hybridllm simulate` "
                       "replays a split).",
                    pct(r->break_even_share).s, usd(r->break_even_share * r->cloud_usd).s, usd(r->cloud_usd / 10).s);
     else
