@@ -638,6 +638,15 @@ HL_TEST(wilson_interval_pinned) {
     HL_CHECK_NEAR(hi, 1, 0);
     hl_report_wilson(0, 0, &lo, &hi);
     HL_CHECK(isnan(lo) && isnan(hi));
+    hl_report_wilson(95, 100, &lo, &hi); /* the textbook figures: 0.8882 .. 0.9785 */
+    HL_CHECK_NEAR(lo, 0.8882, 1e-4);
+    HL_CHECK_NEAR(hi, 0.9785, 1e-4);
+    /* symmetric: k of n mirrors n-k of n */
+    double lo2, hi2;
+    hl_report_wilson(3, 17, &lo, &hi);
+    hl_report_wilson(14, 17, &lo2, &hi2);
+    HL_CHECK_NEAR(lo, 1 - hi2, 1e-12);
+    HL_CHECK_NEAR(hi, 1 - lo2, 1e-12);
 }
 
 static uint64_t mix64(uint64_t x) {
