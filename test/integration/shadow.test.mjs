@@ -231,7 +231,9 @@ describe('shadow comparisons', { skip: skip ?? false }, () => {
       await sleep(200); // anything else in flight would land now
       const sent = posts(cloud).map((r) => JSON.stringify(r.body));
       for (const x of cases.filter((k) => k.kind !== 'clean'))
-        assert.ok(!sent.some((b) => b.includes(x.text.slice(0, 9) + ' ')), `sensitive case reached the cloud: ${x.text}`);
+        assert.ok(!sent.some((b) => b.includes(JSON.stringify(x.text).slice(1, -1))), `sensitive case reached the cloud: ${x.text}`);
+      for (const x of clean)
+        assert.ok(sent.some((b) => b.includes(JSON.stringify(x.text).slice(1, -1))), `clean case shadowed: ${x.text}`);
       for (const x of cases.filter((k) => k.secret))
         assert.ok(!sent.some((b) => b.includes(x.secret)), `PII reached the cloud: ${x.secret}`);
       assert.equal(posts(cloud).length, clean.length, 'every clean request was shadowed to the cloud');
