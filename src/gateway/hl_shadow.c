@@ -3,6 +3,7 @@
 #include "hl_shadow.h"
 
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -637,33 +638,37 @@ static int up_data(void *ud, const char *data, size_t len) {
     return hl_buf_append(&j->body, data, len) ? HL_UPSTREAM_ABORT : HL_UPSTREAM_CONTINUE;
 }
 
-/* An OpenAI embeddings answer: data[0..2).embedding into vecs (2 x dim, dim of the first). */
-static bool parse_vectors(const char *body, size_t len, float **vecs, size_t *dim, long *tokens) {
-    json_t *root = json_loadb(body, len, 0, NULL);
+hl_err hl_shadow_embeddings_parse(const char *body, size_t len, float **vecs, size_t *dim, long *tokens) {
+    *vecs = NULL;
+    *dim = 0;
+    *tokens = -1;
+    json_t *root = json_loadb(body ? body : "", len, 0, NULL);
     json_t *data = json_object_get(root, "data");
     bool ok = json_array_size(data) == 2;
     size_t d = ok ? json_array_size(json_object_get(json_array_get(data, 0), "embedding")) : 0;
-    float *v = d ? calloc(2 * d, sizeof *v) : NULL;
+    ok = ok && d > 0 && d <= HL_SHADOW_MAX_DIM;
+    float *v = ok ? calloc(2 * d, sizeof *v) : NULL;
     ok = ok && v;
     for (size_t i = 0; ok && i < 2; i++) {
         json_t *e = json_object_get(json_array_get(data, i), "embedding");
         ok = json_array_size(e) == d;
         for (size_t k = 0; ok && k < d; k++) {
             json_t *x = json_array_get(e, k);
-            ok = json_is_number(x);
-            v[i * d + k] = (float)json_number_value(x);
+            ok = json_is_number(x) && fabs(json_number_value(x)) <= FLT_MAX; /* finite as a float */
+            if (ok) v[i * d + k] = (float)json_number_value(x);
         }
     }
     json_t *pt = json_object_get(json_object_get(root, "usage"), "prompt_tokens");
-    *tokens = json_is_integer(pt) ? (long)json_integer_value(pt) : -1;
+    long t = json_is_integer(pt) && json_integer_value(pt) >= 0 ? (long)json_integer_value(pt) : -1;
     json_decref(root);
     if (!ok) {
         free(v);
-        return false;
+        return HL_ERR_PARSE;
     }
     *vecs = v;
     *dim = d;
-    return true;
+    *tokens = t;
+    return HL_OK;
 }
 
 static void up_done(void *ud, hl_err err, const char *errmsg) {
@@ -676,7 +681,7 @@ static void up_done(void *ud, hl_err err, const char *errmsg) {
     if (err != HL_OK) {
         snprintf(why, sizeof why, "embeddings: %s", errmsg ? errmsg : hl_err_str(err));
         embed_failed(j, 0, why);
-    } else if (j->status / 100 != 2 || !parse_vectors(j->body.data, j->body.len, &v, &dim, &tokens)) {
+    } else if (j->status / 100 != 2 || hl_shadow_embeddings_parse(j->body.data, j->body.len, &v, &dim, &tokens)) {
         snprintf(why, sizeof why, "embeddings: HTTP %d, no two vectors", j->status);
         embed_failed(j, j->status, why);
     } else {

@@ -105,4 +105,11 @@ void hl_shadow_offer(hl_exchange_env *env, const hl_route_rule *rule, const hl_s
  * 0 a tie; HL_ERR_PARSE when the reply is none of A, B, TIE. */
 hl_err hl_shadow_judge_verdict(const char *reply, int *out);
 
+/* An upstream's embeddings answer for both answers (OpenAI's list: data[0] and data[1], each an
+ * embedding of the same length, 1..HL_SHADOW_MAX_DIM numbers finite as floats) into *vecs (2 x *dim
+ * floats, the caller frees) and *tokens (usage.prompt_tokens, -1 when absent). HL_ERR_PARSE
+ * (nothing allocated) for anything else. */
+#define HL_SHADOW_MAX_DIM 65536
+hl_err hl_shadow_embeddings_parse(const char *body, size_t len, float **vecs, size_t *dim, long *tokens);
+
 #endif

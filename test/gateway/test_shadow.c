@@ -2,6 +2,7 @@
  * draw from the request id, the queue policy, the capture of a streamed answer and the judge's
  * verdicts. The calls themselves run in test/integration/shadow.test.mjs. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "hl_shadow.h"
 #include "hl_test.h"
@@ -132,6 +133,32 @@ HL_TEST(judge_verdict) {
         hl_err e = hl_shadow_judge_verdict(cases[i].reply, &v);
         if (e != cases[i].err || (e == HL_OK && v != cases[i].v))
             HL_FAIL_("reply '%s': err %d verdict %d", cases[i].reply ? cases[i].reply : "(null)", e, v);
+    }
+}
+
+/* Two vectors of one length, or nothing. */
+HL_TEST(embeddings_parse) {
+    float *v = NULL;
+    size_t dim = 0;
+    long tokens = 0;
+    const char *ok = "{\"data\":[{\"embedding\":[1,0,0.5]},{\"embedding\":[0,1,-0.5]}],\"usage\":{\"prompt_tokens\":9}}";
+    HL_REQUIRE(hl_shadow_embeddings_parse(ok, strlen(ok), &v, &dim, &tokens) == HL_OK);
+    HL_CHECK_INT_EQ((int)dim, 3);
+    HL_CHECK_INT_EQ((int)tokens, 9);
+    HL_CHECK(v[2] == 0.5f && v[3] == 0 && v[5] == -0.5f);
+    free(v);
+    static const char *const bad[] = {
+        "", "{}", "{\"data\":[]}", "{\"data\":[{\"embedding\":[1]}]}",
+        "{\"data\":[{\"embedding\":[1,2]},{\"embedding\":[1]}]}",
+        "{\"data\":[{\"embedding\":[1,\"x\"]},{\"embedding\":[1,2]}]}",
+        "{\"data\":[{\"embedding\":[1e39]},{\"embedding\":[1]}]}",
+        "{\"data\":[{\"embedding\":[]},{\"embedding\":[]}]}",
+        "{\"data\":[{\"embedding\":[1]},{\"embedding\":[1]},{\"embedding\":[1]}]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        v = (float *)1;
+        if (hl_shadow_embeddings_parse(bad[i], strlen(bad[i]), &v, &dim, &tokens) != HL_ERR_PARSE || v)
+            HL_FAIL_("accepted: %s", bad[i]);
     }
 }
 
