@@ -315,6 +315,51 @@ describe('shadow comparisons', { skip: skip ?? false }, () => {
     }
   });
 
+  test('failed shadows, answers over the capture cap, and the optional sample store', async () => {
+    const local = await startFakeOpenAI({ models: [MODELS.local] });
+    const other = await startFakeOpenAI({ models: [MODELS.local] });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hlsamples-'));
+    const samples = path.join(dir, 'samples.jsonl');
+    const gw = await startGateway({
+      backends: [localBackend(local), localBackend(other, 'other')],
+      routes: [{ name: 'default', to: ['local'], shadow: { rate: 1, to: ['other'] } }],
+      shadow: { max_capture_bytes: 1024, samples },
+    });
+    try {
+      const c = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      // compared: both texts go to the sample file (0600), never to the ledger
+      other.control({ reply: 'a shadow reply to review' });
+      await c.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: 'sample me please' }] });
+      await waitFor(async () => (await shadowCounts(gw)).compared === 1, 5000, 'compared');
+      const [sample] = fs.readFileSync(samples, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      assert.equal(sample.served_text, 'echo: sample me please');
+      assert.equal(sample.shadow_text, 'a shadow reply to review');
+      assert.equal(sample.shadow_backend, 'other');
+      assert.equal(fs.statSync(samples).mode & 0o777, 0o600);
+      assert.ok(!fs.readFileSync(gw.ledgerPath, 'utf8').includes('review'), 'no texts in the ledger');
+      // failed: the shadow backend errs; an error line, no score
+      other.control({ status: 500, count: 1 });
+      const r = await c.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: 'fail it' }] }).withResponse();
+      assert.equal(r.data.choices[0].message.content, 'echo: fail it');
+      await waitFor(async () => (await shadowCounts(gw)).failed === 1, 5000, 'failed');
+      const rid = r.response.headers.get('x-hybridllm-request-id');
+      const [err] = gw.ledger().filter((x) => x.request_id === rid && x.shadow);
+      assert.deepEqual([err.status, err.http_status, err.score ?? null], ['error', 500, null]);
+      // skipped_size: a served answer over max_capture_bytes, whole or streamed
+      local.control({ reply: 'word '.repeat(400) });
+      await c.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: 'long one' }] });
+      const st = await c.chat.completions.create({ model: 'auto', stream: true, messages: [{ role: 'user', content: 'long two' }] });
+      for await (const _ of st);
+      await waitFor(async () => (await shadowCounts(gw)).skipped_size === 2, 5000, 'skipped twice');
+      assert.equal(posts(other).length, 2, 'no shadow call for the long answers');
+    } finally {
+      await gw.stop();
+      await local.close();
+      await other.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('an LLM judge, asked twice with the answers swapped, cancels its order bias', async () => {
     const local = await startFakeOpenAI({ models: [MODELS.local] });
     const other = await startFakeOpenAI({ models: [MODELS.local] });
