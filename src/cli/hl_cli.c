@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include "hl_cli_calibrate.h"
 #include "hl_cli_keys.h"
 #include "hl_cli_report.h"
 #include "hl_config.h"
@@ -43,10 +44,14 @@ static const command commands[] = {
      "measured ledger", hl_cli_advise},
     {"simulate", "simulate [--policy FILE]... [--ledger FILE] [--seed N] [--json] ...",
      "replay a workload through the router, policies side by side", hl_cli_simulate},
+    {"calibrate", "calibrate [--target 0.95] [--ledger FILE] [--task-type T] [--signal auto|...] ...",
+     "escalation thresholds per task type from measured agreement: the curve, the choice,\n"
+     "which confidence signal separates best; --write-config writes them as routes", hl_cli_calibrate},
     {"run", "run MODEL.gguf -p PROMPT [-n N] [--temp T] [--threads T] [--seed S] ...",
      "generate with the embedded CPU engine; prints tokens/s", hl_engine_cli_run},
     {"gguf", "gguf info MODEL.gguf", "print a GGUF file's metadata and tensors", hl_engine_cli_gguf},
-    {"config", "config keys", "print every config key: its type, bounds, default and help", cmd_config},
+    {"config", "config keys | config check FILE",
+     "print every config key: its type, bounds, default and help; or check a config file", cmd_config},
     {"version", "version", "print the version (also: hybridllm --version)", cmd_version},
     {"help", "help [COMMAND]", "print this help, or a command's usage (also: COMMAND --help)", cmd_help},
 };
@@ -85,16 +90,30 @@ static int cmd_version(int argc, char **argv) {
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
-static const char config_usage[] = "usage: hybridllm config keys\n"
-                                   "  every key of the YAML config, with its type, bounds, default and help,\n"
-                                   "  from the loader's own tables\n";
+static const char config_usage[] = "usage: hybridllm config keys | config check FILE\n"
+                                   "  keys: every key of the YAML config, with its type, bounds, default and\n"
+                                   "  help, from the loader's own tables\n"
+                                   "  check: loads FILE as `serve` would (probes nothing); prints the first\n"
+                                   "  error (file, line and key) and exits 1, or \"FILE: ok\"\n";
 
 static int cmd_config(int argc, char **argv) {
     hl_opt_cmd c = {"config", config_usage, stdout, stderr};
-    const char *pos[1];
-    hl_opt_list words = {pos, 0, 1};
+    const char *pos[2];
+    hl_opt_list words = {pos, 0, 2};
     int rc = hl_opt_parse(&c, NULL, 0, &words, argc, argv);
     if (rc != HL_OPT_GO) return rc;
+    if (words.n >= 1 && !strcmp(pos[0], "check")) {
+        if (words.n != 2) return hl_opt_usage_error(&c, "config check wants the FILE");
+        char err[512];
+        hl_config *cfg = NULL;
+        if (hl_config_load(pos[1], &cfg, err, sizeof err) != HL_OK) {
+            fprintf(stderr, "hybridllm config: %s\n", err);
+            return 1;
+        }
+        hl_config_free(cfg);
+        printf("%s: ok\n", pos[1]);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
     if (words.n != 1 || strcmp(pos[0], "keys") != 0)
         return words.n ? hl_opt_usage_error(&c, "unknown subcommand '%s'", pos[0])
                        : hl_opt_usage_error(&c, "a subcommand is required");

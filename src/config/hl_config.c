@@ -806,6 +806,13 @@ static hl_err h_escalate_below(cfg_ctx *c, const yaml_node_t *v, const cfg_key *
 }
 
 static const char *const stream_words[] = {"off", "buffer"};
+static const char *const signal_words[] = {[HL_SIGNAL_GEOMEAN] = "geomean", [HL_SIGNAL_MARGIN] = "margin",
+                                           [HL_SIGNAL_MIN] = "min"};
+
+const char *hl_conf_signal_name(hl_conf_signal s) {
+    return (size_t)s < sizeof signal_words / sizeof signal_words[0] ? signal_words[s] : "geomean";
+}
+
 static const cfg_key escalate_keys[] = {
     {KF("below", HL_YAML_REQUIRED), .type = T_CUSTOM, FIELD(hl_route_rule, escalate_below),
      .lo = 0, .fn = h_escalate_below, .shown = "number",
@@ -815,6 +822,10 @@ static const cfg_key escalate_keys[] = {
      .what = "backend name", .check = check_backend_ref, .help = "backends to escalate to"},
     {K("stream"), .type = T_CHOICE, FIELD(hl_route_rule, escalate_streams), WORDS(stream_words),
      .def = 1, .help = "streamed requests: buffer them to escalate, or off"},
+    {K("signal"), .type = T_ENUM, FIELD(hl_route_rule, escalate_signal), WORDS(signal_words),
+     .def = HL_SIGNAL_GEOMEAN,
+     .help = "the confidence `below` reads: geomean (of token probabilities), margin (first "
+             "token's top-1 minus top-2 probability) or min (least token probability)"},
 };
 static const cfg_table escalate_table = {TABLE(escalate_keys)};
 

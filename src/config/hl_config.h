@@ -111,6 +111,13 @@ typedef struct hl_split {
     unsigned weight;       /* relative share, > 0 */
 } hl_split;
 
+/* A local answer's confidence signal (see hl_confidence_signals in hl_chat.h): the geometric
+ * mean of its token probabilities, its first token's top-1 minus top-2 probability, or its
+ * least likely token's probability. */
+typedef enum hl_conf_signal { HL_SIGNAL_GEOMEAN = 0, HL_SIGNAL_MARGIN, HL_SIGNAL_MIN } hl_conf_signal;
+/* "geomean", "margin", "min" (static strings). */
+const char *hl_conf_signal_name(hl_conf_signal s);
+
 typedef enum hl_sticky {
     HL_STICKY_REQUEST = 0, /* each request draws anew (hash of its request id) */
     HL_STICKY_TENANT,      /* a tenant (x-hybridllm-tenant, else the client's API key) always
@@ -139,6 +146,7 @@ typedef struct hl_route_rule {
     hl_sticky sticky;
     /* escalate: local first, cloud when the local answer's confidence is low */
     double escalate_below; /* 0: no escalation; else threshold on confidence in (0, 1] */
+    hl_conf_signal escalate_signal; /* escalate.signal: which confidence escalate_below reads */
     char **escalate_to;
     size_t n_escalate_to;
     bool escalate_streams; /* escalate.stream: buffer (true) or off */

@@ -156,20 +156,53 @@ hl_err hl_chat_parse_metadata(const json_t *md, hl_chat_request *req, hl_api_err
     return HL_OK;
 }
 
-double hl_confidence(const json_t *logprobs) {
+/* The probability of a logprob value; -1 when it is not a number. */
+static double prob_of(const json_t *lp) {
+    if (!json_is_number(lp)) return -1;
+    double x = json_number_value(lp);
+    return x > 0 ? 1 : exp(x);
+}
+
+/* top-1 minus top-2 probability among a token's alternatives; -1 with fewer than 2. */
+static double first_margin(const json_t *tok) {
+    double p1 = -1, p2 = -1;
+    size_t i;
+    const json_t *alt;
+    json_array_foreach(json_object_get(tok, "top_logprobs"), i, alt) {
+        double p = prob_of(json_object_get(alt, "logprob"));
+        if (p < 0) continue;
+        if (p > p1) p2 = p1, p1 = p;
+        else if (p > p2) p2 = p;
+    }
+    return p2 < 0 ? -1 : p1 - p2;
+}
+
+void hl_confidence_signals(const json_t *logprobs, hl_conf_signals *out) {
+    *out = (hl_conf_signals){-1, -1, -1};
     const json_t *content = json_object_get(logprobs, "content");
-    double sum = 0;
+    double sum = 0, min = 2;
     size_t n = 0, i;
     const json_t *tok;
     json_array_foreach(content, i, tok) {
         const json_t *lp = json_object_get(tok, "logprob");
         if (!json_is_number(lp)) continue;
         double x = json_number_value(lp);
-        if (x > 0) x = 0; /* a probability cannot exceed 1 */
+        if (x > 0) x = 0;
+        if (n == 0) out->margin = first_margin(tok);
         sum += x;
         n++;
+        double p = exp(x);
+        if (p < min) min = p;
     }
-    return n ? exp(sum / (double)n) : -1;
+    if (!n) return;
+    out->geomean = exp(sum / (double)n);
+    out->min = min;
+}
+
+double hl_confidence(const json_t *logprobs) {
+    hl_conf_signals s;
+    hl_confidence_signals(logprobs, &s);
+    return s.geomean;
 }
 
 hl_err hl_json_put_str(hl_buf *b, const char *s) { return hl_buf_json_str(b, s ? s : "", s ? strlen(s) : 0); }

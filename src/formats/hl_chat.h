@@ -192,6 +192,20 @@ long hl_chat_input_estimate(const hl_chat_request *req);
  * has no token logprobs. */
 double hl_confidence(const json_t *logprobs);
 
+/* The confidence signals of an answer, from the same OpenAI-style logprobs object. Each is a
+ * probability in [0, 1], -1 when not known. */
+typedef struct hl_conf_signals {
+    double geomean; /* hl_confidence: exp(mean logprob); -1 when there are no token logprobs */
+    double margin;  /* the first token's top-1 minus top-2 probability, from its top_logprobs
+                       (the two most likely, in whatever order they come); -1 when the first
+                       token has fewer than 2 alternatives */
+    double min;     /* the least likely token's probability; -1 when no token logprobs */
+} hl_conf_signals;
+
+/* Computes all three signals (borrows logprobs; NULL or any other shape gives all -1). A
+ * logprob above 0 counts as 0 (a probability cannot exceed 1). */
+void hl_confidence_signals(const json_t *logprobs, hl_conf_signals *out);
+
 /* Appends a NUL-terminated string as a JSON string literal ("" for NULL). */
 hl_err hl_json_put_str(hl_buf *b, const char *s);
 /* Appends v serialized compactly. */

@@ -128,6 +128,7 @@ typedef struct attempt {
     bool stop_hit;           /* gw_stops: one matched; the rest of the upstream's answer is dropped */
     hl_stop_filter stops;
     double confidence;       /* of a judged answer; < 0 unknown */
+    hl_conf_signals signals; /* of a judged answer: all its confidence signals (-1 unknown) */
 } attempt;
 
 /* A local answer below the confidence threshold, kept while the escalation targets try. */
@@ -138,6 +139,7 @@ typedef struct held {
     hl_backend *backend;
     const char *model;
     double confidence;
+    hl_conf_signals signals;
 } held;
 
 struct hl_exchange {
@@ -371,6 +373,11 @@ static double record_attempt(hl_exchange *ex, const char *status, const hl_usage
         .latency_ms = latency,
         .ttft_ms = at->ttft_ms,
         .confidence = at->confidence, /* judged, or the served side of a shadow; else -1 */
+        /* The ledger takes margin and min together (a backend that gave no alternatives
+         * leaves both out). */
+        .signals = at->confidence >= 0 && at->signals.margin >= 0 && at->signals.min >= 0,
+        .confidence_margin = at->signals.margin,
+        .confidence_min = at->signals.min,
         .http_status = at->status,
         .error = error,
     };
@@ -429,6 +436,8 @@ static void offer_shadow(hl_exchange *ex, long output_tokens) {
         .task_inferred = !ex->req.task_type && ex->route.task_type, .key = &ex->key,
         .sensitive = ex->privacy.sensitive, .backend = at->backend, .attempts = at->n,
         .output_tokens = output_tokens, .confidence = hl_backend_is_cloud(at->backend) ? -1 : at->confidence,
+        .signals = at->signals.margin >= 0 && at->signals.min >= 0, .confidence_margin = at->signals.margin,
+        .confidence_min = at->signals.min,
     };
     hl_shadow_offer(ex->env, ex->route.rule, &s, &ex->req, &ex->cap);
 }
@@ -449,7 +458,8 @@ static void fail_or_fallback(hl_exchange *ex, const hl_api_error *err) {
         hl_stop_release(&ex->at.stops);
         ex->at = (attempt){.n = ex->at.n + 1, .backend = ex->held.backend, .model = ex->held.model,
                            .prov = hl_provider_for(ex->held.backend->cfg->kind), .judged = true,
-                           .confidence = ex->held.confidence, .t0 = now_ms(), .wall0 = wall_now(),
+                           .confidence = ex->held.confidence, .signals = ex->held.signals,
+                           .t0 = now_ms(), .wall0 = wall_now(),
                            .ttft_ms = -1, .status = 200, .retry_after_ms = -1, .should_retry = -1};
         hl_usage u = ex->held.resp.usage;
         record_attempt(ex, "ok", &u, NULL);
@@ -538,7 +548,8 @@ static void finish_stream(hl_exchange *ex, hl_err err, const char *errmsg) {
         if (at->ttft_ms >= 0) hl_backend_record_latency(at->backend, at->ttft_ms);
         if (ex->shadowed && ex->cap.logprobs && !hl_backend_is_cloud(at->backend)) {
             json_t *lp = json_pack("{s:O}", "content", ex->cap.logprobs);
-            at->confidence = hl_confidence(lp);
+            hl_confidence_signals(lp, &at->signals);
+            at->confidence = at->signals.geomean;
             json_decref(lp);
         }
         record_attempt(ex, "ok", &u, NULL);
@@ -583,6 +594,29 @@ static void replay_as_stream(hl_exchange *ex, hl_chat_response *resp) {
     ing->encode_event(&ex->enc, &ev, &ex->out);
     ing->encode_end(&ex->enc, &resp->usage, &ex->out);
     end_stream(ex);
+}
+
+/* The signal a route's escalate.signal names; < 0 when the answer did not give it (then the
+ * answer is served, as one without logprobs is). */
+static double judged_signal(const hl_conf_signals *s, hl_conf_signal which) {
+    switch (which) {
+    case HL_SIGNAL_MARGIN: return s->margin;
+    case HL_SIGNAL_MIN: return s->min;
+    case HL_SIGNAL_GEOMEAN: break;
+    }
+    return s->geomean;
+}
+
+/* A judged answer was asked for 2 alternatives a token (for its margin); a client that asked
+ * for logprobs itself gets the number it asked for (top_logprobs, -1 unset: none). */
+static void trim_top_logprobs(json_t *logprobs, int keep) {
+    size_t i;
+    json_t *tok;
+    if (keep < 0) keep = 0;
+    json_array_foreach(json_object_get(logprobs, "content"), i, tok) {
+        json_t *top = json_object_get(tok, "top_logprobs");
+        while (json_array_size(top) > (size_t)keep) json_array_remove(top, json_array_size(top) - 1);
+    }
 }
 
 static void deliver(hl_exchange *ex, hl_chat_response *resp, double cost, double confidence) {
@@ -742,6 +776,19 @@ static int stop_flush(hl_exchange *ex) {
     return rc;
 }
 
+/* A streamed answer asked with 2 alternatives a token for a shadow's confidence: the client
+ * gets the number it asked for. */
+static int client_logprobs_event(hl_exchange *ex, const hl_stream_event *ev) {
+    json_t *lp = json_pack("{s:o}", "content", json_deep_copy(ev->logprobs));
+    if (!lp) return HL_PROVIDER_ABORT;
+    trim_top_logprobs(lp, ex->req.top_logprobs);
+    hl_stream_event t = *ev;
+    t.logprobs = json_object_get(lp, "content");
+    int rc = ex->ing->encode_event(&ex->enc, &t, &ex->out) ? HL_PROVIDER_ABORT : HL_PROVIDER_CONTINUE;
+    json_decref(lp);
+    return rc;
+}
+
 /* Stream events: tracked for the ledger, encoded for the client. */
 static int on_event(void *ud, const hl_stream_event *ev) {
     hl_exchange *ex = ud;
@@ -751,8 +798,9 @@ static int on_event(void *ud, const hl_stream_event *ev) {
     if (at->stop_hit) return HL_PROVIDER_ABORT; /* past the stop: nothing more is wanted */
     if (ex->shadowed) {
         hl_shadow_capture_event(&ex->cap, ev, ex->env->cfg->shadow_max_capture);
-        /* asked for the shadow's confidence, not the client's */
+        /* asked for the shadow's confidence (2 alternatives a token), not the client's */
         if (ev->type == HL_EV_LOGPROBS && !ex->client_logprobs) return HL_PROVIDER_CONTINUE;
+        if (ev->type == HL_EV_LOGPROBS && ex->req.top_logprobs < 2) return client_logprobs_event(ex, ev);
     }
     switch (ev->type) {
     case HL_EV_TEXT:
@@ -893,14 +941,19 @@ static void answered(hl_exchange *ex, hl_chat_response *resp) {
         free(resp->model);
         resp->model = strdup(at->model);
     }
-    if (ex->shadowed && !at->judged && !hl_backend_is_cloud(at->backend))
-        at->confidence = hl_confidence(resp->logprobs); /* the served side of a comparison */
+    if (at->judged || (ex->shadowed && !hl_backend_is_cloud(at->backend))) {
+        /* judged, or the served side of a comparison: asked with 2 alternatives a token */
+        hl_confidence_signals(resp->logprobs, &at->signals);
+        at->confidence = at->signals.geomean;
+        if (ex->client_logprobs) trim_top_logprobs(resp->logprobs, ex->req.top_logprobs);
+    }
     if (at->judged) {
-        at->confidence = hl_confidence(resp->logprobs);
-        if (at->confidence >= 0 && at->confidence < ex->route.escalate_below && ex->route.n_escalate) {
+        double signal = judged_signal(&at->signals, ex->route.escalate_signal);
+        if (signal >= 0 && signal < ex->route.escalate_below && ex->route.n_escalate) {
             /* Not sure enough: hold this answer, ask the escalation targets. */
             ex->held = (held){.present = true, .resp = *resp, .backend = at->backend, .model = at->model,
-                              .confidence = at->confidence, .cost = record_attempt(ex, "escalated", &u, NULL)};
+                              .confidence = at->confidence, .signals = at->signals,
+                              .cost = record_attempt(ex, "escalated", &u, NULL)};
             hl_chat_response_init(resp); /* taken */
             escalate(ex);
             return;
@@ -1074,6 +1127,7 @@ static void run_attempt(hl_exchange *ex) {
         .n = ex->at.n + 1, .backend = b, .model = ex->route.models[ex->cand], .prov = prov, .probe = probe,
         .stream = ex->req.stream && !judged, .judged = judged, .t0 = now_ms(), .wall0 = wall_now(),
         .ttft_ms = -1, .retry_after_ms = -1, .should_retry = -1, .confidence = -1, .gw_stops = gw_stops,
+        .signals = {-1, -1, -1},
     };
     ex->at.last_activity_ms = ex->at.t0;
     hl_stop_init(&ex->at.stops, ex->req.stop, gw_stops ? ex->req.n_stop : 0);

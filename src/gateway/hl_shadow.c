@@ -207,7 +207,7 @@ typedef struct job {
     int status;
     hl_usage usage;
     hl_chat_response cand;
-    double cand_conf;
+    hl_conf_signals cand_sig;  /* the shadow answer's when local (-1 unknown) */
     /* an auxiliary call (judge or embeddings) */
     hl_backend *aux;
     const char *aux_model;
@@ -316,10 +316,13 @@ static void record_shadow(job *j, const char *error, const hl_cmp_result *cmp, c
         r.ref_output_tokens = j->of->served_tokens;
         /* The local answer's confidence, whichever side is local. */
         if (!hl_backend_is_cloud(j->backend)) {
-            r.confidence = j->cand_conf;
+            r.confidence = j->cand_sig.geomean;
+            r.signals = j->cand_sig.geomean >= 0 && j->cand_sig.margin >= 0 && j->cand_sig.min >= 0;
+            r.confidence_margin = j->cand_sig.margin;
+            r.confidence_min = j->cand_sig.min;
         } else if (!hl_backend_is_cloud(j->of->served_backend)) {
             r.confidence = j->of->conf;
-            r.signals = j->of->signals;
+            r.signals = j->of->signals && j->of->conf >= 0;
             r.confidence_margin = j->of->margin;
             r.confidence_min = j->of->min;
         }
@@ -441,7 +444,7 @@ static void call_done(void *ud, hl_provider_result *r) {
         j->usage.output_tokens = hl_tokens_estimate(j->cand.text ? strlen(j->cand.text) : 0);
         j->usage.estimated = true;
     }
-    if (!hl_backend_is_cloud(j->backend)) j->cand_conf = hl_confidence(j->cand.logprobs);
+    if (!hl_backend_is_cloud(j->backend)) hl_confidence_signals(j->cand.logprobs, &j->cand_sig);
     score(j);
 }
 
@@ -880,7 +883,7 @@ static void enqueue(hl_exchange_env *env, const hl_route_rule *rule, offer *o, h
         return;
     }
     *j = (job){.sh = sh, .env = env, .rule = rule, .of = o, .phase = J_QUEUED, .backend = b,
-               .attempt = attempt, .queued_at = now_ms(), .cand_conf = -1};
+               .attempt = attempt, .queued_at = now_ms(), .cand_sig = {-1, -1, -1}};
     hl_chat_response_init(&j->cand);
     hl_chat_request_init(&j->jreq);
     hl_buf_init(&j->body, EMBED_BODY_MAX);

@@ -738,9 +738,11 @@ static hl_err builtin_start(const hl_provider_env *env, const hl_provider_spec *
     if (json_is_integer(top_k)) c->sampling.top_k = (int)json_integer_value(top_k);
     c->stream = spec->stream;
     c->logprobs = req->logprobs || spec->logprobs;
-    c->top_n = c->logprobs && req->logprobs && req->top_logprobs > 0
-                   ? (req->top_logprobs < HL_ENGINE_MAX_TOP ? req->top_logprobs : HL_ENGINE_MAX_TOP)
-                   : 0;
+    /* The gateway's own judgement wants 2 alternatives a token (the first token's margin); the
+     * exchange trims them to what a client that asked for logprobs itself wanted. */
+    int top = req->logprobs && req->top_logprobs > 0 ? req->top_logprobs : 0;
+    if (spec->logprobs && top < 2) top = 2;
+    c->top_n = c->logprobs ? (top < HL_ENGINE_MAX_TOP ? top : HL_ENGINE_MAX_TOP) : 0;
     c->ev = *ev;
     c->ud = ud;
     c->created = (long)time(NULL);

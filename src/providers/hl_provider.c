@@ -417,9 +417,13 @@ static hl_err http_start(const hl_provider_env *env, const hl_provider_spec *s, 
     /* The kind's writer reads stream and logprobs from the request: lend it the attempt's. */
     hl_chat_request *req = (hl_chat_request *)s->req;
     bool stream = req->stream, logprobs = req->logprobs;
+    int top_logprobs = req->top_logprobs;
     size_t n_stop = req->n_stop;
     req->stream = s->stream;
     req->logprobs = logprobs || s->logprobs;
+    /* Asked for the gateway's judgement: two alternatives a token give the first token's margin
+     * (the exchange trims them to what a client that asked for logprobs itself wanted). */
+    if (s->logprobs && req->top_logprobs < 2) req->top_logprobs = 2;
     if (s->no_stop) req->n_stop = 0;
     hl_buf url, body, headers;
     hl_buf_init(&url, 4096);
@@ -428,6 +432,7 @@ static hl_err http_start(const hl_provider_env *env, const hl_provider_spec *s, 
     hl_err e = wire->build(s->backend, req, s->model, &url, &body, &headers);
     req->stream = stream;
     req->logprobs = logprobs;
+    req->top_logprobs = top_logprobs;
     req->n_stop = n_stop;
     long window = 0;
     if (!e && count_first(s, &window)) {

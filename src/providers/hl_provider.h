@@ -69,7 +69,8 @@ typedef struct hl_provider_spec {
     const hl_chat_request *req; /* req->stream and req->logprobs are ignored: see below */
     const char *model;          /* upstream model */
     bool stream;                /* deliver events as they come, else one whole response */
-    bool logprobs;              /* ask for per-token logprobs */
+    bool logprobs;              /* ask for per-token logprobs, and at least 2 alternatives a
+                                   token (the gateway judges the answer: its first token's margin) */
     bool no_stop;               /* keep req->stop from the upstream: the gateway applies them */
     bool native_responses;      /* kind openai: POST {base_url}/responses in the Responses
                                    format instead of chat completions (a Responses client on

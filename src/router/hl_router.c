@@ -201,6 +201,7 @@ static void rule_escalation(const hl_route_rule *r, hl_backends *bs, const hl_ro
                             hl_route *route, hl_route_trace *t) {
     if (r->escalate_below <= 0) return;
     route->escalate_below = r->escalate_below;
+    route->escalate_signal = r->escalate_signal;
     route->escalate_streams = r->escalate_streams;
     for (size_t j = 0; j < r->n_escalate_to && route->n_escalate < HL_ROUTE_MAX_CANDIDATES; j++) {
         hl_backend *b = hl_backends_find(bs, r->escalate_to[j]);
@@ -227,6 +228,7 @@ hl_err hl_router_route(const hl_config *cfg, hl_backends *bs, const hl_route_inp
     route->reason[0] = '\0';
     route->escalate_below = 0;
     route->rule = NULL;
+    route->escalate_signal = HL_SIGNAL_GEOMEAN;
     route->task_type = in->task_type ? in->task_type : in->inferred_task;
     skips sk = {0};
     note(t, "request: model=%s task_type=%s%s sensitive=%s tenant=%s prompt~%ld tokens latency_budget=%ld ms",

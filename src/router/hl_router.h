@@ -53,6 +53,7 @@ typedef struct hl_route {
     /* Escalation (from the matched rule): candidates to re-run on when the local answer's
      * confidence is below `escalate_below`; privacy-filtered like the rest. */
     double escalate_below;     /* 0: none */
+    hl_conf_signal escalate_signal; /* which confidence signal escalate_below reads */
     bool escalate_streams;
     hl_backend *escalate[HL_ROUTE_MAX_CANDIDATES];
     int n_escalate;

@@ -214,7 +214,7 @@ static outcome *run(const char *const *args) {
     } while (0)
 
 static const char *const commands[] = {"serve", "route", "ledger", "report", "keys", "advise",
-                                       "simulate", "run", "gguf", "config", "version", "help"};
+                                       "simulate", "calibrate", "run", "gguf", "config", "version", "help"};
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 HL_TEST(top_level_help_and_version) {
@@ -258,7 +258,7 @@ HL_TEST(every_command_answers_help) {
     NEED_BIN();
     static const char *const cases[][3] = {
         {"serve"}, {"route"}, {"ledger"}, {"ledger", "index"}, {"report"}, {"advise"},
-        {"simulate"}, {"run"}, {"gguf"}, {"gguf", "info"}, {"config"}, {"config", "keys"}, {"version"}, {"help"},
+        {"simulate"}, {"run"}, {"gguf"}, {"gguf", "info"}, {"config"}, {"config", "keys"}, {"config", "check"}, {"version"}, {"help"}, {"calibrate"},
         {"keys"}, {"keys", "create"}, {"keys", "list"}, {"keys", "update"}, {"keys", "revoke"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -317,6 +317,12 @@ HL_TEST(usage_errors_exit_2_on_stderr) {
         {{"version", "--bogus"}, "hybridllm version: unknown option '--bogus'", "usage: hybridllm version"},
         {{"config"}, "hybridllm config: a subcommand is required", "usage: hybridllm config"},
         {{"config", "frob"}, "hybridllm config: unknown subcommand 'frob'", "usage: hybridllm config"},
+        {{"config", "check"}, "hybridllm config: config check wants the FILE", "usage: hybridllm config"},
+        {{"calibrate", "--bogus"}, "hybridllm calibrate: unknown option '--bogus'", "usage: hybridllm calibrate"},
+        {{"calibrate", "--target", "2"}, "hybridllm calibrate: --target wants a number in (0, 1]",
+         "usage: hybridllm calibrate"},
+        {{"calibrate", "--signal", "best"}, "hybridllm calibrate: --signal wants auto, geomean, margin or min",
+         "usage: hybridllm calibrate"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         outcome *o = run(cases[i].args);
@@ -324,6 +330,33 @@ HL_TEST(usage_errors_exit_2_on_stderr) {
             HL_FAIL_("case %zu (%s %s): exit %d, stderr '%.300s', stdout '%.80s'", i, cases[i].args[0],
                      cases[i].args[1] ? cases[i].args[1] : "", o->rc, o->err, o->out);
     }
+}
+
+/* `config check FILE` loads a config as serve would: ok, or the error naming file, line and key. */
+HL_TEST(config_check_names_the_error) {
+    NEED_BIN();
+    char good[64], bad[64];
+    snprintf(good, sizeof good, "/tmp/hl_test_check_good_%d.yaml", (int)getpid());
+    snprintf(bad, sizeof bad, "/tmp/hl_test_check_bad_%d.yaml", (int)getpid());
+    static const char backends[] =
+        "backends:\n  - {name: local, kind: openai, location: local, base_url: 'http://127.0.0.1:9/v1', model: m}\n"
+        "routes:\n  - name: r\n    to: [local]\n";
+    FILE *f = fopen(good, "w");
+    HL_REQUIRE(f);
+    fprintf(f, "%s    escalate: {below: 0.5, signal: margin, to: [local]}\n", backends);
+    fclose(f);
+    HL_REQUIRE((f = fopen(bad, "w")));
+    fprintf(f, "%s    escalate: {below: 0.5, signal: loudest, to: [local]}\n", backends);
+    fclose(f);
+    outcome *o = run((const char *[]){"config", "check", good, NULL});
+    HL_CHECK_INT_EQ(o->rc, 0);
+    HL_CHECK(strstr(o->out, ": ok") != NULL);
+    o = run((const char *[]){"config", "check", bad, NULL});
+    HL_CHECK_INT_EQ(o->rc, 1);
+    if (!strstr(o->err, bad) || !strstr(o->err, ":6") || !strstr(o->err, "signal"))
+        HL_FAIL_("config check: '%s'", o->err);
+    unlink(good);
+    unlink(bad);
 }
 
 /* `config keys` prints the loader's own tables: every section, and keys inside lists. */

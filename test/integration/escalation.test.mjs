@@ -25,6 +25,8 @@ describe('confidence escalation', { skip: skip ?? false }, () => {
       ],
       routes: [
         { name: 'privacy', when: { sensitive: true }, to: ['local'], escalate: { below: 0.7, to: ['cloud'] } },
+        { name: 'by-margin', when: { task_type: ['margin_task'] }, to: ['local'],
+          escalate: { below: 0.6, signal: 'margin', to: ['cloud'] } },
         { name: 'default', to: ['local'], escalate: { below: 0.7, to: ['cloud'] } },
       ],
     });
@@ -60,6 +62,49 @@ describe('confidence escalation', { skip: skip ?? false }, () => {
     const [l] = await lines(response.headers.get('x-request-id'), 1);
     assert.equal(l.status, 'ok');
     assert.ok(Math.abs(l.confidence - conf) < 1e-3);
+  });
+
+  test('a judged answer is asked for 2 alternatives a token; its ledger line has margin and min', async () => {
+    local.control({ logprob: -0.1 });
+    const { response } = await ask();
+    assert.equal(response.headers.get('x-hybridllm-backend'), 'local');
+    assert.equal(posts(local)[0].body.top_logprobs, 2);
+    const [l] = await lines(response.headers.get('x-request-id'), 1);
+    // the fake's alternatives: the token at logprob -0.1, the next at -1.1
+    assert.ok(Math.abs(l.confidence - Math.exp(-0.1)) < 1e-3, `confidence ${l.confidence}`);
+    assert.ok(Math.abs(l.confidence_margin - (Math.exp(-0.1) - Math.exp(-1.1))) < 1e-3, `margin ${l.confidence_margin}`);
+    assert.ok(Math.abs(l.confidence_min - Math.exp(-0.1)) < 1e-3, `min ${l.confidence_min}`);
+  });
+
+  test('a client that asked for logprobs gets the alternatives it asked for, not the judgement\'s', async () => {
+    const none = await ask({ logprobs: true });
+    assert.equal(posts(local)[0].body.top_logprobs, 2);
+    const content = none.data.choices[0].logprobs.content;
+    assert.ok(content.length > 0);
+    assert.ok(content.every((t) => Array.isArray(t.top_logprobs) && t.top_logprobs.length === 0));
+    local.reset();
+    const one = await ask({ logprobs: true, top_logprobs: 1 });
+    assert.ok(one.data.choices[0].logprobs.content.every((t) => t.top_logprobs.length === 1));
+    local.reset();
+    const three = await ask({ logprobs: true, top_logprobs: 3 });
+    assert.equal(posts(local)[0].body.top_logprobs, 3);
+    assert.ok(three.data.choices[0].logprobs.content.every((t) => t.top_logprobs.length === 3));
+    const [l] = await lines(three.response.headers.get('x-request-id'), 1);
+    assert.ok(l.confidence_margin > 0 && l.confidence_min > 0);
+  });
+
+  test('escalate.signal: margin judges on the first token\'s margin, not the geometric mean', async () => {
+    // geometric mean e^-0.1 = 0.905 (>= 0.7: the default route serves it); margin
+    // e^-0.1 - e^-1.1 = 0.572 (< 0.6: the margin route escalates)
+    local.control({ logprob: -0.1 });
+    const plain = await ask();
+    assert.equal(plain.response.headers.get('x-hybridllm-backend'), 'local');
+    const byMargin = await ask({}, { headers: { 'x-hybridllm-task-type': 'margin_task' } });
+    assert.equal(byMargin.response.headers.get('x-hybridllm-backend'), 'cloud');
+    assert.equal(byMargin.response.headers.get('x-hybridllm-route-reason'), 'rule:by-margin+escalated');
+    const l = await lines(byMargin.response.headers.get('x-request-id'), 2);
+    assert.deepEqual(l.map((x) => [x.backend, x.status]), [['local', 'escalated'], ['cloud', 'ok']]);
+    assert.ok(Math.abs(l[0].confidence_margin - 0.572) < 1e-3, `margin ${l[0].confidence_margin}`);
   });
 
   test('an unsure local answer is escalated: the client gets the cloud answer, the ledger has both', async () => {
