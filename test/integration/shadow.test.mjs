@@ -89,6 +89,9 @@ describe('shadow comparisons', { skip: skip ?? false }, () => {
           assert.ok(!('text' in x) && !JSON.stringify(x).includes('planted set'), 'no texts in the ledger');
           // The local side's planted confidence: >= 0.8 exactly when they agree.
           assert.equal(x.confidence >= 0.8, x.agree, `confidence ${x.confidence} agree ${x.agree}`);
+          // and the other signals as planted: min = c, first-token margin = c - (1 - c) / 2
+          assert.ok(Math.abs(x.confidence_min - x.confidence) < 1e-3, `min ${x.confidence_min}`);
+          assert.ok(Math.abs(x.confidence_margin - (x.confidence - (1 - x.confidence) / 2)) < 1e-3, `margin ${x.confidence_margin}`);
         }
         const p = RATES[task];
         const got = l.filter((x) => x.agree).length / N;
@@ -170,6 +173,22 @@ describe('shadow comparisons', { skip: skip ?? false }, () => {
       for await (const ch of s) assert.ok(!ch.choices[0]?.logprobs, 'no logprobs in the stream');
       const r = await c.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: '[text] nor here' }] });
       assert.equal(r.choices[0].logprobs, null);
+      // A client that asks for logprobs gets the alternatives it asked for (none here), not the
+      // two the gateway asked for its own confidence; the served line has all three signals.
+      const s2 = await c.chat.completions.create({ model: 'auto', stream: true, logprobs: true,
+        messages: [{ role: 'user', content: '[text] my own logprobs' }] }).withResponse();
+      let entries = 0;
+      for await (const ch of s2.data) {
+        for (const e of ch.choices[0]?.logprobs?.content ?? []) {
+          entries++;
+          assert.deepEqual(e.top_logprobs, []);
+        }
+      }
+      assert.ok(entries > 0, 'the client got its logprobs');
+      assert.equal(posts(local).at(-1).body.top_logprobs, 2);
+      const rid = s2.response.headers.get('x-hybridllm-request-id');
+      const served = await waitFor(() => gw.ledger().find((x) => x.request_id === rid && !x.shadow), 5000, 'served line');
+      assert.ok(served.confidence > 0 && served.confidence_margin > 0 && served.confidence_min > 0);
     });
 
     test('client latency with and without shadowing, measured side by side (printed)', async () => {
