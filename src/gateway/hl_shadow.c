@@ -163,8 +163,8 @@ hl_err hl_shadow_judge_verdict(const char *reply, int *out) {
         return HL_OK;
     }
     char ch = p[0];
-    bool alone = !((p[1] >= 'a' && p[1] <= 'z') || (p[1] >= 'A' && p[1] <= 'Z') || (p[1] >= '0' && p[1] <= '9'));
-    if ((ch == 'A' || ch == 'B') && alone) {
+    if ((ch == 'A' || ch == 'B') &&
+        !((p[1] >= 'a' && p[1] <= 'z') || (p[1] >= 'A' && p[1] <= 'Z') || (p[1] >= '0' && p[1] <= '9'))) {
         *out = ch == 'B' ? 1 : -1;
         return HL_OK;
     }
