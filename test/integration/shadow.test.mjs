@@ -13,10 +13,13 @@ import path from 'node:path';
 import OpenAI from 'openai';
 import { startFakeOpenAI } from '../fake/openai.mjs';
 import { RATES } from '../fake/planted.mjs';
-import { gatewayBinaryMissing, HL_BIN, KEYS, MODELS, posts, startGateway, toYAML } from './gateway.mjs';
+import { gatewayBinaryMissing, HL_BIN, KEYS, MODELS, posts, ROOT, startGateway, toYAML } from './gateway.mjs';
 import { sleep, waitFor } from './util.mjs';
 
 const skip = gatewayBinaryMissing();
+const MODELS_DIR = process.env.HL_MODELS_DIR ?? path.join(ROOT, '..', 'shared', 'models');
+const STORIES = path.join(MODELS_DIR, 'stories260K.gguf');
+const noModel = fs.existsSync(STORIES) || process.env.HL_REQUIRE_MODELS === '1' ? false : `SKIP: test models not found at ${MODELS_DIR}`;
 
 const cloudBackend = (fake) => ({ name: 'cloud', kind: 'openai', location: 'cloud', base_url: `${fake.url}/v1`,
   api_key_env: 'HL_TEST_OPENAI_KEY', model: MODELS.openai, max_retries: 0 });
@@ -445,6 +448,35 @@ describe('shadow comparisons', { skip: skip ?? false }, () => {
       await cloud.close();
       await local.close();
       await emb.close();
+    }
+  });
+
+  test('a builtin engine with an idle sequence is shadowed; its confidence signals are recorded', { skip: noModel }, async () => {
+    const cloud = await startFakeOpenAI({ key: KEYS.HL_TEST_OPENAI_KEY, models: [MODELS.openai] });
+    const gw = await startGateway({
+      backends: [cloudBackend(cloud),
+        { name: 'embedded', kind: 'builtin', location: 'local', model_path: STORIES, model: 'stories260K', threads: 1, max_sequences: 1 }],
+      routes: [{ name: 'default', to: ['cloud'], shadow: { rate: 1, to: ['embedded'], compare: 'token_f1' } }],
+    });
+    try {
+      const c = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const n = 4;
+      for (let i = 0; i < n; i++)
+        await c.chat.completions.create({ model: 'auto', max_tokens: 16, temperature: 0, messages: [{ role: 'user', content: `Once upon a time ${i}` }] });
+      const lines = await waitFor(() => {
+        const v = gw.ledger().filter((x) => x.shadow && x.score_method);
+        return v.length >= n ? v : null;
+      }, 20000, 'the builtin shadows');
+      for (const x of lines) {
+        assert.equal(x.backend, 'embedded');
+        assert.equal(x.score_method, 'token_f1');
+        assert.ok(x.output_tokens > 0 && x.output_tokens <= 16);
+        assert.ok(x.confidence > 0 && x.confidence <= 1, `confidence ${x.confidence}`);
+        assert.ok(x.confidence_margin >= 0 && x.confidence_min > 0 && x.confidence_min <= x.confidence);
+      }
+    } finally {
+      await gw.stop();
+      await cloud.close();
     }
   });
 
