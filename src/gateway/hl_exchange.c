@@ -31,7 +31,10 @@
  *  - STREAMING: the client has the response head and the first events; what happens next can
  *    only end this response (a mid-stream error is reported in the stream).
  *  - FINISHING: the last ledger line is written and the answer is going out; the connection
- *    no longer points at the exchange, so no server callback can reach it.
+ *    no longer points at the exchange, so no server callback can reach it. Once the answer's
+ *    last byte was handed to the connection, a request drawn for its route's shadow hands its
+ *    request and captured answer to hl_shadow (offer_shadow), which starts nothing before a
+ *    later loop turn: shadows are never on the client's path.
  *  - DONE: freed.
  *
  * Every callback checks its phase first (hl_ex_phase_ok): a callback in a phase that cannot
