@@ -455,18 +455,23 @@ describe('shadow comparisons', { skip: skip ?? false }, () => {
     const cloud = await startFakeOpenAI({ key: KEYS.HL_TEST_OPENAI_KEY, models: [MODELS.openai] });
     const gw = await startGateway({
       backends: [cloudBackend(cloud),
-        { name: 'embedded', kind: 'builtin', location: 'local', model_path: STORIES, model: 'stories260K', threads: 1, max_sequences: 1 }],
+        { name: 'embedded', kind: 'builtin', location: 'local', model_path: STORIES, model: 'stories260K', threads: 1, max_sequences: 1, warmup: false }],
       routes: [{ name: 'default', to: ['cloud'], shadow: { rate: 1, to: ['embedded'], compare: 'token_f1' } }],
     });
     try {
       const c = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
       const n = 4;
-      for (let i = 0; i < n; i++)
+      let lines = [];
+      // One at a time: a shadow finds the engine's only sequence idle only once the previous
+      // shadow is done (else it is dropped busy, as the clients come first).
+      for (let i = 0; i < n; i++) {
         await c.chat.completions.create({ model: 'auto', max_tokens: 16, temperature: 0, messages: [{ role: 'user', content: `Once upon a time ${i}` }] });
-      const lines = await waitFor(() => {
-        const v = gw.ledger().filter((x) => x.shadow && x.score_method);
-        return v.length >= n ? v : null;
-      }, 20000, 'the builtin shadows');
+        lines = await waitFor(() => {
+          const v = gw.ledger().filter((x) => x.shadow && x.score_method);
+          return v.length > i ? v : null;
+        }, 20000, `builtin shadow ${i}`);
+      }
+      assert.equal((await shadowCounts(gw)).dropped_busy, 0);
       for (const x of lines) {
         assert.equal(x.backend, 'embedded');
         assert.equal(x.score_method, 'token_f1');
