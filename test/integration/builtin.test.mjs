@@ -134,6 +134,10 @@ describe('builtin engine provider', { skip }, () => {
       const [local] = gw.ledger().filter((l) => l.backend === 'embedded');
       assert.equal(local.status, 'escalated');
       assert.ok(local.confidence > 0 && local.confidence < 0.999, `confidence ${local.confidence}`);
+      // the engine was asked for 2 alternatives a token: the first token's margin is known,
+      // and no token is likelier than the geometric mean's least
+      assert.ok(local.confidence_margin >= 0 && local.confidence_margin <= 1, `margin ${local.confidence_margin}`);
+      assert.ok(local.confidence_min > 0 && local.confidence_min <= local.confidence, `min ${local.confidence_min}`);
     } finally {
       await gw.stop();
       await cloud.close();
