@@ -270,6 +270,40 @@ describe('shadow comparisons', { skip: skip ?? false }, () => {
     }
   });
 
+  test("a virtual key whose traffic stays local is never shadowed to the cloud", async () => {
+    const ADMIN = 'admin-key-0123456789abcdef';
+    const cloud = await startFakeOpenAI({ key: KEYS.HL_TEST_OPENAI_KEY, models: [MODELS.openai] });
+    const local = await startFakeOpenAI({ models: [MODELS.local] });
+    const gw = await startGateway({
+      backends: [cloudBackend(cloud), localBackend(local)],
+      routes: [{ name: 'default', to: ['local'], shadow: { rate: 1, to: ['cloud'], cloud: true } }],
+      extraServer: { admin_key_env: 'HL_TEST_ADMIN_KEY' },
+      extraLedger: { index_interval_ms: 100 },
+      env: { ...KEYS, HL_TEST_ADMIN_KEY: ADMIN },
+    });
+    try {
+      const mk = async (body) => (await fetch(`${gw.url}/admin/keys`, { method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` }, body: JSON.stringify(body) })).json();
+      const priv = await mk({ name: 'private', cloud_allowed: false });
+      const open = await mk({ name: 'open' });
+      const ask = (key, text) => new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: key, maxRetries: 0 })
+        .chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: text }] });
+      await ask(priv.key, 'from the private key');
+      await waitFor(async () => (await shadowCounts(gw)).dropped_privacy === 1, 5000, 'dropped for privacy');
+      await ask(open.key, 'from the open key');
+      await waitFor(async () => (await shadowCounts(gw)).compared === 1, 5000, 'compared');
+      const sent = posts(cloud).map((r) => JSON.stringify(r.body));
+      assert.equal(sent.length, 1);
+      assert.ok(sent[0].includes('from the open key'));
+      const [line] = gw.ledger().filter((x) => x.shadow);
+      assert.equal(line.key_name, 'open');
+    } finally {
+      await gw.stop();
+      await cloud.close();
+      await local.close();
+    }
+  });
+
   test('shadows to the cloud stop when the budget is spent; their spend is counted', async () => {
     const cloud = await startFakeOpenAI({ key: KEYS.HL_TEST_OPENAI_KEY, models: [MODELS.openai] });
     const local = await startFakeOpenAI({ models: [MODELS.local] });
