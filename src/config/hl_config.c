@@ -915,6 +915,10 @@ static hl_err check_shadow(cfg_ctx *c, const yaml_node_t *item, hl_route_rule *r
         return fail_key(c, item, "shadow.embeddings", "compare: embedding needs embeddings: BACKEND");
     if (r->shadow_compare == HL_SHADOW_JUDGE && !r->shadow_judge)
         return fail_key(c, item, "shadow.judge", "compare: judge needs judge: BACKEND");
+    const hl_backend_cfg *eb = r->shadow_embeddings ? hl_config_backend(cfg, r->shadow_embeddings) : NULL;
+    if (eb && eb->kind == HL_PROVIDER_ANTHROPIC)
+        return fail_key(c, item, "shadow.embeddings", "an anthropic backend serves no embeddings: name an "
+                        "openai-kind or builtin one");
     if (r->shadow_embeddings && r->shadow_compare != HL_SHADOW_EMBEDDING)
         return fail_key(c, item, "shadow.embeddings", "is used only with compare: embedding");
     if (r->shadow_judge && r->shadow_compare != HL_SHADOW_JUDGE)

@@ -653,6 +653,10 @@ static const struct bad_case {
      "t.yaml:11: routes[0].shadow.threshold: must be in (0, 1]"},
     {SH_BACKENDS "routes:\n  - name: r\n    to: c\n    shadow: {rate: 0.1, to: a, judge: a}\n",
      "t.yaml:9: routes[0].shadow.judge: is used only with compare: judge"},
+    {SH_BACKENDS "  - {name: an, kind: anthropic, location: local, base_url: http://127.0.0.1:9, model: m}\n"
+                 "routes:\n  - name: r\n    to: c\n    shadow: {rate: 0.1, to: a, compare: embedding, embeddings: an}\n",
+     "t.yaml:10: routes[0].shadow.embeddings: an anthropic backend serves no embeddings: name an openai-kind "
+     "or builtin one"},
     {"shadow: {max_concurrent: 0}\n" MIN, "t.yaml:1: shadow.max_concurrent: must be between 1 and 1024; got '0'"},
     {"shadow: {samples: \"\"}\n" MIN, "t.yaml:1: shadow.samples: must not be empty"},
     {"upstream: {ca_file: /nonexistent/ca.pem}\n" MIN,
