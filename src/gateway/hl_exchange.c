@@ -33,7 +33,10 @@
  *  - STREAMING: the client has the response head and the first events; what happens next can
  *    only end this response (a mid-stream error is reported in the stream).
  *  - FINISHING: the last ledger line is written and the answer is going out; the connection
- *    no longer points at the exchange, so no server callback can reach it.
+ *    no longer points at the exchange, so no server callback can reach it. Once the answer's
+ *    last byte was handed to the connection, a request drawn for its route's shadow hands its
+ *    request and captured answer to hl_shadow (offer_shadow), which starts nothing before a
+ *    later loop turn: shadows are never on the client's path.
  *  - DONE: freed.
  *
  * Every callback checks its phase first (hl_ex_phase_ok): a callback in a phase that cannot
@@ -52,6 +55,7 @@
 #include "hl_log.h"
 #include "hl_pricing.h"
 #include "hl_privacy.h"
+#include "hl_shadow.h"
 #include "hl_stop.h"
 #include "hl_task.h"
 
@@ -169,6 +173,9 @@ struct hl_exchange {
     double deadline;           /* ms (uv_hrtime clock): the request's whole life ends here */
     bool escalation_armed;     /* the next local attempt is the one to judge */
     bool client_logprobs;      /* the client asked for logprobs itself */
+    bool shadowed;             /* drawn for its route's shadow: the answer is captured and, once
+                                  the client has it, offered to hl_shadow */
+    hl_shadow_capture cap;     /* the served answer, for the comparison */
     bool counted;              /* still in the in-flight gauge */
     attempt at;
     held held;
@@ -276,6 +283,7 @@ static void ex_free(hl_exchange *ex) {
     hl_buf_release(&ex->out);
     if (ex->ing->encoder_release) ex->ing->encoder_release(&ex->enc);
     hl_chat_response_release(&ex->held.resp);
+    hl_shadow_capture_release(&ex->cap);
     hl_stop_release(&ex->at.stops);
     /* The timer handles live in ex: free ex once the loop is done with them. */
     if (ex->timer_inited) {
@@ -374,10 +382,10 @@ static double record_attempt(hl_exchange *ex, const char *status, const hl_usage
         .usage = *u,
         .latency_ms = latency,
         .ttft_ms = at->ttft_ms,
-        .confidence = at->judged ? at->confidence : -1,
+        .confidence = at->confidence, /* judged, or the served side of a shadow; else -1 */
         /* The ledger takes margin and min together (a backend that gave no alternatives
          * leaves both out). */
-        .signals = at->judged && at->signals.margin >= 0 && at->signals.min >= 0,
+        .signals = at->confidence >= 0 && at->signals.margin >= 0 && at->signals.min >= 0,
         .confidence_margin = at->signals.margin,
         .confidence_min = at->signals.min,
         .http_status = at->status,
@@ -433,6 +441,25 @@ static void schedule(hl_exchange *ex, double delay_ms) {
 
 /* Sends a complete answer in the client's shape. Ends the exchange. */
 static void deliver(hl_exchange *ex, hl_chat_response *resp, double cost, double confidence);
+
+/* The client has its whole answer (FINISHING): a drawn request's shadows are offered, with the
+ * request and the captured answer handed over. Nothing here can delay the client. */
+static void offer_shadow(hl_exchange *ex, long output_tokens) {
+    if (!ex->shadowed) return;
+    ex->shadowed = false;
+    const attempt *at = &ex->at;
+    hl_shadow_served s = {
+        .request_id = ex->request_id, .client_id = ex->client_id[0] ? ex->client_id : NULL,
+        .tenant = ex->tenant[0] ? ex->tenant : NULL, .route_reason = ex->route.reason,
+        .task_type = ex->route.task_type, .pii = ex->privacy.pii[0] ? ex->privacy.pii : NULL,
+        .task_inferred = !ex->req.task_type && ex->route.task_type, .key = &ex->key,
+        .sensitive = ex->privacy.sensitive, .backend = at->backend, .attempts = at->n,
+        .output_tokens = output_tokens, .confidence = hl_backend_is_cloud(at->backend) ? -1 : at->confidence,
+        .signals = at->signals.margin >= 0 && at->signals.min >= 0, .confidence_margin = at->signals.margin,
+        .confidence_min = at->signals.min,
+    };
+    hl_shadow_offer(ex->env, ex->route.rule, &s, &ex->req, &ex->cap);
+}
 
 /* Nothing was sent yet and the current candidate is out: the next one, the held answer, or
  * the error. */
@@ -538,6 +565,12 @@ static void finish_stream(hl_exchange *ex, hl_err err, const char *errmsg) {
     char why[320];
     if (ok) {
         if (at->ttft_ms >= 0) hl_backend_record_latency(at->backend, at->ttft_ms);
+        if (ex->shadowed && ex->cap.logprobs && !hl_backend_is_cloud(at->backend)) {
+            json_t *lp = json_pack("{s:O}", "content", ex->cap.logprobs);
+            hl_confidence_signals(lp, &at->signals);
+            at->confidence = at->signals.geomean;
+            json_decref(lp);
+        }
         record_attempt(ex, "ok", &u, NULL);
         ex->ing->encode_end(&ex->enc, &u, &ex->out);
     } else {
@@ -553,8 +586,10 @@ static void finish_stream(hl_exchange *ex, hl_err err, const char *errmsg) {
                          overloaded ? HL_AE_OVERLOADED : limited ? HL_AE_RATE_LIMIT : HL_AE_API, NULL,
                          "upstream_stream_error", "Backend '%s': %s", at->backend->cfg->name, why);
         ex->ing->encode_error(&ex->enc, &e, &ex->out);
+        ex->shadowed = false; /* nothing whole to compare with */
     }
     end_stream(ex);
+    offer_shadow(ex, u.output_tokens);
     ex_free(ex);
 }
 
@@ -608,8 +643,12 @@ static void deliver(hl_exchange *ex, hl_chat_response *resp, double cost, double
         json_decref(resp->logprobs); /* asked for our confidence, not the client's */
         resp->logprobs = NULL;
     }
+    size_t cap = ex->env->cfg->shadow_max_capture;
+    long out_tokens = resp->usage.output_tokens;
     if (ex->req.stream) {
         replay_as_stream(ex, resp);
+        if (ex->shadowed) hl_shadow_capture_take(&ex->cap, resp, cap);
+        offer_shadow(ex, out_tokens);
         ex_free(ex);
         return;
     }
@@ -626,6 +665,8 @@ static void deliver(hl_exchange *ex, hl_chat_response *resp, double cost, double
     hl_conn_respond(ex->conn, 200, h.data, "application/json", body.data ? body.data : "", body.len);
     hl_buf_release(&body);
     hl_buf_release(&h);
+    if (ex->shadowed) hl_shadow_capture_take(&ex->cap, resp, cap);
+    offer_shadow(ex, out_tokens);
     ex_free(ex);
 }
 
@@ -754,6 +795,19 @@ static int stop_flush(hl_exchange *ex) {
     return rc;
 }
 
+/* A streamed answer asked with 2 alternatives a token for a shadow's confidence: the client
+ * gets the number it asked for. */
+static int client_logprobs_event(hl_exchange *ex, const hl_stream_event *ev) {
+    json_t *lp = json_pack("{s:o}", "content", json_deep_copy(ev->logprobs));
+    if (!lp) return HL_PROVIDER_ABORT;
+    trim_top_logprobs(lp, ex->req.top_logprobs);
+    hl_stream_event t = *ev;
+    t.logprobs = json_object_get(lp, "content");
+    int rc = ex->ing->encode_event(&ex->enc, &t, &ex->out) ? HL_PROVIDER_ABORT : HL_PROVIDER_CONTINUE;
+    json_decref(lp);
+    return rc;
+}
+
 /* Stream events: tracked for the ledger, encoded for the client. */
 static int on_event(void *ud, const hl_stream_event *ev) {
     hl_exchange *ex = ud;
@@ -761,6 +815,12 @@ static int on_event(void *ud, const hl_stream_event *ev) {
     attempt *at = &ex->at;
     at->last_activity_ms = now_ms();
     if (at->stop_hit) return HL_PROVIDER_ABORT; /* past the stop: nothing more is wanted */
+    if (ex->shadowed) {
+        hl_shadow_capture_event(&ex->cap, ev, ex->env->cfg->shadow_max_capture);
+        /* asked for the shadow's confidence (2 alternatives a token), not the client's */
+        if (ev->type == HL_EV_LOGPROBS && !ex->client_logprobs) return HL_PROVIDER_CONTINUE;
+        if (ev->type == HL_EV_LOGPROBS && ex->req.top_logprobs < 2) return client_logprobs_event(ex, ev);
+    }
     switch (ev->type) {
     case HL_EV_TEXT:
     case HL_EV_TOOL_CALL:
@@ -900,10 +960,13 @@ static void answered(hl_exchange *ex, hl_chat_response *resp) {
         free(resp->model);
         resp->model = strdup(at->model);
     }
-    if (at->judged) {
+    if (at->judged || (ex->shadowed && !hl_backend_is_cloud(at->backend))) {
+        /* judged, or the served side of a comparison: asked with 2 alternatives a token */
         hl_confidence_signals(resp->logprobs, &at->signals);
         at->confidence = at->signals.geomean;
         if (ex->client_logprobs) trim_top_logprobs(resp->logprobs, ex->req.top_logprobs);
+    }
+    if (at->judged) {
         double signal = judged_signal(&at->signals, ex->route.escalate_signal);
         if (signal >= 0 && signal < ex->route.escalate_below && ex->route.n_escalate) {
             /* Not sure enough: hold this answer, ask the escalation targets. */
@@ -1072,6 +1135,9 @@ static void run_attempt(hl_exchange *ex) {
     /* A local answer to be judged on confidence is asked for whole, with logprobs (Messages
      * backends have none and are not judged). */
     bool judged = ex->escalation_armed && !hl_backend_is_cloud(b) && b->cfg->kind != HL_PROVIDER_ANTHROPIC;
+    /* A local answer that a shadow will be compared with: its confidence is wanted too. */
+    bool shadow_lp = ex->shadowed && !hl_backend_is_cloud(b) && b->cfg->kind != HL_PROVIDER_ANTHROPIC;
+    hl_shadow_capture_release(&ex->cap); /* a new attempt: a new answer */
     /* An Anthropic client is told which stop sequence matched; OpenAI-compatible servers do not
      * say, so the gateway applies them itself. */
     bool gw_stops = ex->ing == &hl_ingress_anthropic && ex->req.n_stop > 0 && b->cfg->kind == HL_PROVIDER_OPENAI;
@@ -1080,6 +1146,7 @@ static void run_attempt(hl_exchange *ex) {
         .n = ex->at.n + 1, .backend = b, .model = ex->route.models[ex->cand], .prov = prov, .probe = probe,
         .stream = ex->req.stream && !judged, .judged = judged, .t0 = now_ms(), .wall0 = wall_now(),
         .ttft_ms = -1, .retry_after_ms = -1, .should_retry = -1, .confidence = -1, .gw_stops = gw_stops,
+        .signals = {-1, -1, -1},
     };
     ex->at.last_activity_ms = ex->at.t0;
     hl_stop_init(&ex->at.stops, ex->req.stop, gw_stops ? ex->req.n_stop : 0);
@@ -1089,7 +1156,7 @@ static void run_attempt(hl_exchange *ex) {
     hl_buf_reset(&ex->out);
     ex_enter(ex, ex->held.present ? HL_EX_HOLDING : HL_EX_ATTEMPTING);
     hl_provider_spec spec = {
-        .backend = b, .req = &ex->req, .model = ex->at.model, .stream = ex->at.stream, .logprobs = judged,
+        .backend = b, .req = &ex->req, .model = ex->at.model, .stream = ex->at.stream, .logprobs = judged || shadow_lp,
         .timeout_ms = attempt_timeout_ms(ex, b), .connect_timeout_ms = b->cfg->connect_timeout_ms,
         .no_stop = gw_stops,
         .native_responses = ex->ing == &hl_ingress_responses && b->cfg->kind == HL_PROVIDER_OPENAI &&
@@ -1389,6 +1456,7 @@ void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, 
     hl_buf_init(&ex->out, 0);
     hl_chat_request_init(&ex->req);
     hl_chat_response_init(&ex->held.resp);
+    hl_shadow_capture_init(&ex->cap);
     if (ing->parse_request(body, len, &ex->req, &err) != HL_OK) {
         if (!err.status) hl_api_error_set(&err, 500, HL_AE_API, NULL, NULL, "Out of memory.");
         finish_error(ex, &err, HDR_ID, NULL);
@@ -1407,6 +1475,8 @@ void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, 
     hl_conn_set_data(c, ex);
     ex->deadline = now_ms() + (double)env->cfg->request_timeout_ms;
     ex->client_logprobs = ex->req.logprobs;
+    ex->shadowed = env->shadow && ex->route.rule && ex->route.rule->n_shadow_to &&
+                   hl_shadow_draw(ex->request_id, ex->route.rule->shadow_rate);
     ex->escalation_armed = ex->route.escalate_below > 0 && ex->route.n_escalate > 0 &&
                            (!ex->req.stream || ex->route.escalate_streams);
     if (go == 2) {

@@ -20,6 +20,7 @@
 #include "hl_admin.h"
 #include "hl_keybudget.h"
 #include "hl_metrics.h"
+#include "hl_shadow.h"
 #include "hl_pii.h"
 #include "hl_privacy.h"
 #include "hl_router.h"
@@ -414,6 +415,7 @@ static void *worker_start(hl_worker *w, void *ud) {
         free(gwk);
         return NULL;
     }
+    env->shadow = hl_shadow_new(hl_worker_loop(w)); /* NULL (out of memory): no shadows */
     if (hl_worker_index(w) < HL_MAX_WORKERS) gw->metrics[hl_worker_index(w)] = env->metrics;
     return gwk;
 }
@@ -421,6 +423,7 @@ static void *worker_start(hl_worker *w, void *ud) {
 static void worker_stop(void *data) {
     gw_worker *gwk = data;
     if (!gwk) return;
+    hl_shadow_close(gwk->env.shadow);
     hl_upstream_close(gwk->env.prov.up);
     hl_builtin_mailbox_close(gwk->env.prov.mailbox);
     free(gwk);

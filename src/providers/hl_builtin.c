@@ -33,6 +33,7 @@ struct hl_builtin {
     char desc[256];
     pthread_t thread;
     atomic_ulong tokens;          /* generated for calls since open, all sequences */
+    atomic_int gens;              /* generation calls queued or running (hl_builtin_idle) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     hl_builtin_call *head, *tail; /* queue, under mu */
@@ -202,6 +203,7 @@ static int on_token(void *ctx, const hl_engine_token *tok) {
 
 /* The generation is over (or never started): hand the result to the loop. */
 static void call_finish(hl_builtin_call *c, const hl_engine_result *res, hl_err e) {
+    if (!c->emb_n) atomic_fetch_sub(&c->b->gens, 1);
     pthread_mutex_lock(&c->mu);
     if (res) c->res = *res;
     c->gen_err = e;
@@ -747,9 +749,15 @@ static hl_err builtin_start(const hl_provider_env *env, const hl_provider_spec *
     snprintf(c->model, sizeof c->model, "%s", spec->model);
     snprintf(c->id, sizeof c->id, "chatcmpl-builtin-%llx", (unsigned long long)uv_hrtime());
 
+    atomic_fetch_add(&b->gens, 1); /* before the thread can finish it */
     e = enqueue(b, &b->head, &b->tail, &b->queued, c);
     if (!e) *out = (hl_provider_call *)c;
+    else atomic_fetch_sub(&b->gens, 1);
     return e;
+}
+
+bool hl_builtin_idle(const hl_builtin *b) {
+    return atomic_load(&((hl_builtin *)b)->gens) < b->cfg->max_sequences;
 }
 
 /* Wakes the generation thread: a paused or cancelled sequence changed. */

@@ -41,6 +41,11 @@ void hl_builtin_free(hl_builtin *b);
 /* A description for logs and /readyz: "stories260K.gguf (llama, 0.26M params, template plain)". */
 const char *hl_builtin_describe(const hl_builtin *b);
 
+/* Whether a generation started now would get a sequence at once: fewer calls are queued or
+ * running than max_sequences (any thread may ask; a hint, it may change right after). Work
+ * of the lowest priority (shadow comparisons) runs only then. */
+bool hl_builtin_idle(const hl_builtin *b);
+
 /* Tokens generated for calls since open (any thread may ask). */
 unsigned long hl_builtin_tokens(const hl_builtin *b);
 

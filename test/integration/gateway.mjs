@@ -119,6 +119,7 @@ process.on('exit', () => {
 //   backends, routes, prices   config sections (defaults: none / ROUTES / PRICES)
 //   budgets, privacy           the `budgets` and `privacy` sections (default: none)
 //   tenants                    the `tenants` section (default: none)
+//   shadow                     the `shadow` section (limits of shadow comparisons; default: none)
 //   ledgerPath                 an existing ledger to continue (default: a new one in the temp dir;
 //                              a given one is kept, not deleted with the temp dir)
 //   extraServer                merged into the `server:` section (e.g. {max_body_bytes: 65536})
@@ -137,6 +138,7 @@ export async function startGateway({
   budgets = undefined,
   privacy = undefined,
   tenants = undefined,
+  shadow = undefined,
   ledgerPath: givenLedger = undefined,
   extraServer = {},
   extraLedger = {},
@@ -160,6 +162,7 @@ export async function startGateway({
     ...(budgets ? { budgets } : {}),
     ...(tenants ? { tenants } : {}),
     ...(privacy ? { privacy } : {}),
+    ...(shadow ? { shadow } : {}),
     routes,
   };
   const configPath = path.join(dir, 'hybridllm.yaml');
