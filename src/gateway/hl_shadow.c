@@ -199,6 +199,7 @@ typedef struct job {
     hl_backend *backend;       /* the shadow target */
     const char *model;
     int attempt;               /* the shadow call's; the judge's or embeddings' follow it */
+    double key_reserved;       /* USD reserved against the key's budgets, released when freed */
     double queued_at;
     /* the shadow call, then its outcome */
     hl_provider_call *call;
@@ -250,6 +251,7 @@ static void job_free(job *j) {
         kick(sh);
     }
     j->phase = J_DONE;
+    if (j->key_reserved > 0) hl_key_budgets_release(j->env->key_budgets, &j->of->key, j->key_reserved);
     hl_chat_response_release(&j->cand);
     hl_chat_request_release(&j->jreq);
     hl_buf_release(&j->body);
@@ -289,12 +291,12 @@ static double record(job *j, hl_ledger_record *r, const hl_backend *b, double la
     hl_metrics_attempt(env->metrics, (size_t)(b - env->bs->v), hl_metrics_status_of(r->status),
                        r->usage.input_tokens, r->usage.output_tokens, r->cost_usd, latency_ms, -1);
     double now = wall_now();
-    if (r->cloud && r->cost_known) {
-        hl_budgets_add(env->budgets, r->tenant, r->cost_usd, (time_t)now);
-        hl_key_budgets_add(env->key_budgets, o->key.id, r->cost_usd, (long long)(now * 1000));
-    }
     if (hl_ledger_append(env->ledger, r) != HL_OK)
         hl_log(HL_LOG_ERROR, "ledger write failed for shadow of %s", o->request_id);
+    if (r->cloud && r->cost_known) { /* after the line: the indexer must find every cost counted */
+        hl_budgets_add(env->budgets, r->tenant, r->cost_usd, (time_t)now);
+        hl_key_budgets_add(env->key_budgets, &o->key, r->cost_usd, (long long)(now * 1000));
+    }
     return r->cost_usd;
 }
 
@@ -818,17 +820,40 @@ static bool privacy_permits(const hl_route_rule *rule, const offer *o, const hl_
            hl_keys_list_allows(o->key.backends, b->cfg->name);
 }
 
-/* Is a budget this request's cloud spend counts against spent? */
+/* Is a configured cloud budget this request's spend counts against spent? */
 static bool budget_spent(hl_exchange_env *env, const offer *o) {
     double spent, limit;
-    if (hl_budgets_exceeded(env->budgets, o->tenant[0] ? o->tenant : NULL, (time_t)wall_now(), &spent, &limit))
-        return true;
-    const hl_key_info *k = &o->key;
-    if (!k->id || (k->budget_day_usd < 0 && k->budget_month_usd < 0)) return false;
-    double day = 0, month = 0;
-    hl_key_budgets_spent(env->key_budgets, k->id, (long long)(wall_now() * 1000), &day, &month);
-    return (k->budget_day_usd >= 0 && day >= k->budget_day_usd) ||
-           (k->budget_month_usd >= 0 && month >= k->budget_month_usd);
+    return hl_budgets_exceeded(env->budgets, o->tenant[0] ? o->tenant : NULL, (time_t)wall_now(), &spent, &limit);
+}
+
+/* The worst case of one call of o's request to b when b is a priced cloud backend, else 0. */
+static double cloud_worst_case(hl_exchange_env *env, const offer *o, const hl_backend *b) {
+    if (!b || !hl_backend_is_cloud(b)) return 0;
+    const hl_price *p = hl_config_price(env->cfg, hl_backend_model(b));
+    if (!p) return 0;
+    long out = hl_exchange_reserve_tokens(env->cfg, b->cfg, o->req.max_tokens);
+    return ((double)hl_chat_input_estimate(&o->req) * p->input_per_mtok + (double)out * p->output_per_mtok) / 1e6;
+}
+
+/* Reserves the worst case of a shadow to b (and of its judge's two calls, answers
+ * included, counted as the prompt again) against the key's and its tenant's budgets, as a
+ * request would be. *reserved: what to release when the job is freed (0: nothing). False:
+ * the budget cannot hold it now (a fleet lease that is not there yet counts as that: a
+ * shadow never waits). */
+static bool key_budget_admits(hl_exchange_env *env, const hl_route_rule *rule, const offer *o, const hl_backend *b,
+                              double *reserved) {
+    *reserved = 0;
+    if (!o->key.id) return true;
+    const hl_backend *judge = rule->shadow_judge ? hl_backends_find(env->bs, rule->shadow_judge) : NULL;
+    double est = cloud_worst_case(env, o, b) + 2 * 2 * cloud_worst_case(env, o, judge);
+    if (est <= 0) return true;
+    hl_kb_ticket ticket = {0};
+    hl_kb_refusal why;
+    if (hl_key_budgets_admit(env->key_budgets, &o->key, est, (long long)(wall_now() * 1000), &ticket, &why) !=
+        HL_KB_ADMIT)
+        return false;
+    *reserved = est;
+    return true;
 }
 
 /* What a shadow to b would come to before it is queued: admitted (N_RESULTS) or dropped. */
@@ -868,22 +893,25 @@ static offer *offer_new(const hl_shadow_served *s, hl_chat_request *req, hl_shad
     return o;
 }
 
-/* Queues one job of o on b (already screened), or drops it when the scheduler is full. */
-static void enqueue(hl_exchange_env *env, const hl_route_rule *rule, offer *o, hl_backend *b, int attempt) {
+/* Queues one job of o on b (already screened, reserved against the key's budgets: the job
+ * owns that reservation), or drops it when the scheduler is full. */
+static void enqueue(hl_exchange_env *env, const hl_route_rule *rule, offer *o, hl_backend *b, int attempt,
+                    double reserved) {
     hl_shadow *sh = env->shadow;
     const hl_config *cfg = env->cfg;
+    job *j = NULL;
     if (hl_shadow_admission(sh->running, sh->queued, cfg->shadow_max_concurrent, cfg->shadow_max_queue) ==
         HL_SHADOW_DROP) {
         count(env, HL_SHADOW_DROPPED_BUSY);
-        return;
-    }
-    job *j = calloc(1, sizeof *j);
-    if (!j) {
+    } else if (!(j = calloc(1, sizeof *j))) {
         count(env, HL_SHADOW_FAILED);
+    }
+    if (!j) {
+        if (reserved > 0) hl_key_budgets_release(env->key_budgets, &o->key, reserved);
         return;
     }
     *j = (job){.sh = sh, .env = env, .rule = rule, .of = o, .phase = J_QUEUED, .backend = b,
-               .attempt = attempt, .queued_at = now_ms(), .cand_sig = {-1, -1, -1}};
+               .attempt = attempt, .key_reserved = reserved, .queued_at = now_ms(), .cand_sig = {-1, -1, -1}};
     hl_chat_response_init(&j->cand);
     hl_chat_request_init(&j->jreq);
     hl_buf_init(&j->body, EMBED_BODY_MAX);
@@ -909,11 +937,13 @@ void hl_shadow_offer(hl_exchange_env *env, const hl_route_rule *rule, const hl_s
         hl_backend *b = hl_backends_find(env->bs, rule->shadow_to[i]);
         if (!b || b == served->backend) continue; /* nothing to compare with itself */
         hl_shadow_result r = screen(env, rule, o, b);
+        double reserved = 0;
+        if (r == HL_SHADOW_N_RESULTS && !key_budget_admits(env, rule, o, b, &reserved)) r = HL_SHADOW_DROPPED_BUDGET;
         if (r != HL_SHADOW_N_RESULTS) {
             count(env, r);
             continue;
         }
-        enqueue(env, rule, o, b, attempt);
+        enqueue(env, rule, o, b, attempt, reserved);
         attempt += ATTEMPTS_PER_JOB;
     }
     offer_unref(o);

@@ -341,6 +341,48 @@ describe('shadow comparisons', { skip: skip ?? false }, () => {
     }
   });
 
+  test("a virtual key's budget holds shadows to the cloud: reserved at their worst case, never passed", async () => {
+    const ADMIN = 'admin-key-0123456789abcdef';
+    const cloud = await startFakeOpenAI({ key: KEYS.HL_TEST_OPENAI_KEY, models: [MODELS.openai] });
+    const local = await startFakeOpenAI({ models: [MODELS.local] });
+    const gw = await startGateway({
+      backends: [cloudBackend(cloud), localBackend(local)],
+      prices: [{ model: MODELS.openai, input_per_mtok: 5000, output_per_mtok: 15000 }],
+      routes: [{ name: 'default', to: ['local'], shadow: { rate: 1, to: ['cloud'], cloud: true } }],
+      extraServer: { admin_key_env: 'HL_TEST_ADMIN_KEY' },
+      env: { ...KEYS, HL_TEST_ADMIN_KEY: ADMIN },
+    });
+    try {
+      const made = await (await fetch(`${gw.url}/admin/keys`, { method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` },
+        body: JSON.stringify({ name: 'capped', budget_month_usd: 0.5 }) })).json();
+      const c = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: made.key, maxRetries: 0 });
+      let dropped = 0;
+      for (let i = 0; i < 30 && dropped < 2; i++) {
+        const before = await shadowCounts(gw);
+        // served locally (nothing to reserve), shadowed to the priced cloud: each shadow reserves
+        // its worst case, 10 output tokens at $15,000 per 1M = $0.15 plus the prompt
+        await c.chat.completions.create({ model: 'auto', max_tokens: 10,
+          messages: [{ role: 'user', content: `key budget probe ${i}` }] });
+        const m = await waitFor(async () => {
+          const x = await shadowCounts(gw);
+          return x.compared + x.dropped_budget > before.compared + before.dropped_budget ? x : null;
+        }, 5000, 'the shadow');
+        dropped = m.dropped_budget;
+      }
+      assert.equal(dropped, 2, 'shadows were dropped once the key could not hold another');
+      const sh = gw.ledger().filter((x) => x.shadow);
+      assert.ok(sh.length >= 1 && sh.every((x) => x.key_name === 'capped'));
+      const spent = sh.reduce((a, x) => a + x.cost_usd, 0);
+      assert.ok(spent <= 0.5, `the key's shadow spend ${spent} stays within its $0.50 budget`);
+      assert.equal(posts(cloud).length, sh.length, 'no dropped shadow reached the cloud');
+    } finally {
+      await gw.stop();
+      await cloud.close();
+      await local.close();
+    }
+  });
+
   test('dropped when busy: no free slot and no queue (counted)', async () => {
     const local = await startFakeOpenAI({ models: [MODELS.local] });
     const other = await startFakeOpenAI({ models: [MODELS.local] });
