@@ -103,6 +103,36 @@ describe('shadow comparisons', { skip: skip ?? false }, () => {
         console.log(`# ${task}: agreement ${got.toFixed(3)} (planted ${p}, interval +/- ${half.toFixed(3)}, n=${N})`);
         assert.ok(Math.abs(got - p) <= half, `${task}: ${got} vs planted ${p} +/- ${half}`);
       }
+      // `report` over this ledger gives the same agreement per task type, with intervals that
+      // hold the planted rates; `calibrate` finds the planted threshold (confidence 0.8: the
+      // local answer agrees exactly when its confidence reaches it).
+      const db = path.join(os.tmpdir(), `hl-shadow-report-${process.pid}.db`);
+      try {
+        const rep = spawnSync(HL_BIN, ['report', '--db', db, '--journal', gw.ledgerPath, '--group-by', 'task_type',
+          '--format', 'json'], { encoding: 'utf8' });
+        assert.equal(rep.status, 0, rep.stderr);
+        const rows = JSON.parse(rep.stdout).groups;
+        for (const task of tasks) {
+          const row = rows.find((r) => r.group === task);
+          const l = lines.filter((x) => x.task_type === task);
+          assert.equal(row.scored, N, task);
+          assert.ok(Math.abs(row.agreement - l.filter((x) => x.agree).length / N) < 1e-9, task);
+          assert.ok(row.agreement_lo <= RATES[task] + 0.03 && RATES[task] - 0.03 <= row.agreement_hi,
+            `${task}: planted ${RATES[task]} near [${row.agreement_lo}, ${row.agreement_hi}]`);
+          assert.equal(row.requests, N, `${task}: shadows are not requests`);
+        }
+      } finally {
+        for (const f of [db, `${db}-wal`, `${db}-shm`]) fs.rmSync(f, { force: true });
+      }
+      // (target 1: at 0.99 it may rightly keep the few disagreeing answers just under 0.65 local)
+      const cal = spawnSync(HL_BIN, ['calibrate', '--ledger', gw.ledgerPath, '--target', '1', '--format', 'json'],
+        { encoding: 'utf8' });
+      assert.equal(cal.status, 0, cal.stderr);
+      for (const t of JSON.parse(cal.stdout).task_types) {
+        const th = t.chosen.threshold;
+        console.log(`# calibrate ${t.task_type}: ${t.signal} threshold ${th}`);
+        assert.ok(th > 0.65 && th < 0.85, `threshold ${th} separates the planted 0.35-0.65 from 0.80-0.99`);
+      }
       // Every shadow went to the local fake, none to the cloud twice.
       assert.equal(posts(cloud).length, jobs.length);
       assert.equal(posts(local).length, jobs.length);
