@@ -12,6 +12,7 @@
 #include "hl_backend.h"
 #include "hl_buf.h"
 #include "hl_builtin.h"
+#include "hl_models.h"
 #include "hl_cli.h"
 #include "hl_config.h"
 #include "hl_gateway.h"
@@ -202,10 +203,14 @@ static void serve_open_builtins(hl_backends *bs) {
         char berr[512], st[320];
         if (hl_builtin_open(&b->builtin, b->cfg, berr, sizeof berr) == HL_OK) {
             snprintf(st, sizeof st, "ready: %.250s", hl_builtin_describe(b->builtin));
+            if (!strcmp(b->cfg->model, "auto")) hl_backend_set_model(b, hl_builtin_model_name(b->builtin));
             hl_backend_set_ready(b, true, st);
             atomic_store(&b->warm, true);
         } else {
-            snprintf(st, sizeof st, "cannot load %.100s: %.200s", b->cfg->model_path, berr);
+            if (hl_models_is_pulled(b->cfg->model_path))
+                snprintf(st, sizeof st, "%.300s", berr);
+            else
+                snprintf(st, sizeof st, "cannot load %.100s: %.200s", b->cfg->model_path, berr);
             hl_backend_set_ready(b, false, st);
         }
     }

@@ -221,6 +221,14 @@ void hl_backend_set_ready(hl_backend *b, bool ready, const char *status) {
     set_state(b, NULL, NULL, ready, "%s", status);
 }
 
+hl_err hl_backend_set_model(hl_backend *b, const char *model) {
+    char *m = strdup(model), status[sizeof b->status];
+    if (!m) return HL_ERR_NOMEM;
+    hl_backend_status(b, status, sizeof status);
+    set_state(b, NULL, m, atomic_load(&b->ready), "%s", status);
+    return HL_OK;
+}
+
 static hl_err resolve(hl_backend *b, const hl_config *cfg, bool probe) {
     const hl_backend_cfg *c = b->cfg;
     if (c->api_key_env) {

@@ -133,5 +133,8 @@ static inline bool hl_backend_is_cloud(const hl_backend *b) {
 
 /* Marks a backend ready or not, with a status line (for builtin backends, once loaded). */
 void hl_backend_set_ready(hl_backend *b, bool ready, const char *status);
+/* A builtin backend with `model: auto` serves as the loaded file's name (copied). Before the
+ * event loops start. */
+hl_err hl_backend_set_model(hl_backend *b, const char *model);
 
 #endif
