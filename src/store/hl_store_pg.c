@@ -158,8 +158,8 @@ static const char *const migrations[] = {
     "    updated  BIGINT NOT NULL,\n"
     "    PRIMARY KEY (subject, instance)\n"
     ");\n",
-    /* 7, 8: as in hl_store_sqlite.c. */
-    "SELECT 1;\n",
+    /* 7, 8: as in hl_store_sqlite.c (7, reserved, is a statement that changes nothing). */
+    "SET LOCAL lock_timeout TO DEFAULT;\n",
     "ALTER TABLE inferences ADD COLUMN replica TEXT;\n",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

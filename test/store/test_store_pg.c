@@ -165,6 +165,7 @@ static void format_record(int i, const char *prefix, double base_ts, hl_buf *out
         r.confidence_min = 0.125;
     }
     if (i % 13 == 5) r.eval_run = "run-1"; /* an eval line: not gateway traffic */
+    if (i % 7 == 2) r.replica = "http://127.0.0.1:8002/v1"; /* a replica of its backend */
     hl_buf_reset(out);
     if (hl_ledger_format(&r, out) != HL_OK) abort();
 }
@@ -223,7 +224,7 @@ HL_TEST(migrations_fresh_reopen_concurrent_and_newer) {
                                   " 'ledger', 'cloud_spend', 'inferences_ts', 'inferences_source_ts',"
                                   " 'inferences_backend_ts', 'inferences_tenant_ts')"), 8);
     /* Every ledger field is a column, as in SQLite. */
-    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'inferences'"), 36);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'inferences'"), 37);
 
     char err[512];
     hl_store *s = NULL;
@@ -307,7 +308,10 @@ HL_TEST(batched_index_conflicts_repeats_and_replay) {
     HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM inferences WHERE request_id = 'req_000026' AND shadow"
                                   " AND score = 0.5 AND score_method = 'token_f1' AND agree"
                                   " AND reference = 'served' AND ref_output_tokens = 26"
-                                  " AND confidence_margin = 0.25 AND confidence_min = 0.125 AND eval_run IS NULL"), 1);
+                                  " AND confidence_margin = 0.25 AND confidence_min = 0.125 AND eval_run IS NULL"
+                                  " AND replica IS NULL"), 1);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM inferences WHERE request_id = 'req_000016'"
+                                  " AND replica = 'http://127.0.0.1:8002/v1'"), 1);
     HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM inferences WHERE request_id = 'req_000016' AND NOT agree"), 1);
     HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM inferences WHERE request_id = 'req_000017'"
                                   " AND NOT shadow AND score IS NULL AND agree IS NULL AND confidence_margin IS NULL"), 1);
