@@ -263,7 +263,8 @@ static int serve_open(serve_state *st) {
     if (!hl_backends_ready_count(&st->bs))
         hl_log(HL_LOG_WARN, "no backend is ready: requests will get 503. Set ANTHROPIC_API_KEY or "
                             "OPENAI_API_KEY, or start vLLM (:8000), a llama.cpp server (:8080) or "
-                            "Ollama (:11434), then restart. GET /readyz shows the details.");
+                            "Ollama (:11434), or `hybridllm pull OWNER/NAME:QUANT` a GGUF model for the "
+                            "builtin backend, then restart. GET /readyz shows the details.");
     serve_replay_budgets(st);
     return 0;
 }
