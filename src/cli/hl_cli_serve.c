@@ -12,6 +12,7 @@
 #include "hl_backend.h"
 #include "hl_buf.h"
 #include "hl_builtin.h"
+#include "hl_models.h"
 #include "hl_cli.h"
 #include "hl_config.h"
 #include "hl_gateway.h"
@@ -202,10 +203,14 @@ static void serve_open_builtins(hl_backends *bs) {
         char berr[512], st[320];
         if (hl_builtin_open(&b->builtin, b->cfg, berr, sizeof berr) == HL_OK) {
             snprintf(st, sizeof st, "ready: %.250s", hl_builtin_describe(b->builtin));
+            if (!strcmp(b->cfg->model, "auto")) hl_backend_set_model(b, hl_builtin_model_name(b->builtin));
             hl_backend_set_ready(b, true, st);
             atomic_store(&b->warm, true);
         } else {
-            snprintf(st, sizeof st, "cannot load %.100s: %.200s", b->cfg->model_path, berr);
+            if (hl_models_is_pulled(b->cfg->model_path))
+                snprintf(st, sizeof st, "%.300s", berr);
+            else
+                snprintf(st, sizeof st, "cannot load %.100s: %.200s", b->cfg->model_path, berr);
             hl_backend_set_ready(b, false, st);
         }
     }
@@ -258,7 +263,8 @@ static int serve_open(serve_state *st) {
     if (!hl_backends_ready_count(&st->bs))
         hl_log(HL_LOG_WARN, "no backend is ready: requests will get 503. Set ANTHROPIC_API_KEY or "
                             "OPENAI_API_KEY, or start vLLM (:8000), a llama.cpp server (:8080) or "
-                            "Ollama (:11434), then restart. GET /readyz shows the details.");
+                            "Ollama (:11434), or `hybridllm pull OWNER/NAME:QUANT` a GGUF model for the "
+                            "builtin backend, then restart. GET /readyz shows the details.");
     serve_replay_budgets(st);
     return 0;
 }

@@ -120,6 +120,17 @@ static void handle_readyz(hl_gateway *gw, hl_conn *c, const char *rid) {
         hl_url_redact(why, shown, sizeof shown);
         hl_buf_json_str(&b, shown, strlen(shown));
         pthread_mutex_unlock(&be->mu);
+        for (size_t r = 0; r < be->n_replicas; r++) { /* each replica's own state */
+            hl_replica *rp = &be->replicas[r];
+            hl_buf_puts(&b, r ? ",{\"url\":" : ",\"replicas\":[{\"url\":");
+            hl_url_redact(rp->url, shown, sizeof shown);
+            hl_buf_json_str(&b, shown, strlen(shown));
+            hl_buf_printf(&b, ",\"ready\":%s,\"breaker\":\"%s\",\"in_flight\":%d",
+                          atomic_load(&rp->ready) ? "true" : "false", hl_replica_breaker_name(rp),
+                          atomic_load(&rp->in_flight));
+            if (atomic_load(&rp->lat_p95) >= 0) hl_buf_printf(&b, ",\"p95_ms\":%.1f", atomic_load(&rp->lat_p95));
+            hl_buf_puts(&b, r + 1 == be->n_replicas ? "}]" : "}");
+        }
         hl_buf_puts(&b, "}");
     }
     hl_buf_puts(&b, "],\"budgets\":[");

@@ -386,6 +386,7 @@ static void record_from_entry(const hl_ledger_entry *e, hl_store_record *r) {
         .reference = l->reference,
         .ref_output_tokens = l->ref_output_tokens,
         .eval_run = l->eval_run,
+        .replica = l->replica,
     };
 }
 

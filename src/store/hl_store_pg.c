@@ -158,6 +158,9 @@ static const char *const migrations[] = {
     "    updated  BIGINT NOT NULL,\n"
     "    PRIMARY KEY (subject, instance)\n"
     ");\n",
+    /* 7, 8: as in hl_store_sqlite.c (7, reserved, is a statement that changes nothing). */
+    "SET LOCAL lock_timeout TO DEFAULT;\n",
+    "ALTER TABLE inferences ADD COLUMN replica TEXT;\n",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -176,7 +179,7 @@ static const char fetch_sql[] = "FETCH 10000 FROM hl_scan";
     " model, route_reason, status, stream, ttft_ms, cached_input_tokens, cache_write_tokens,"     \
     " usage_estimated, tenant, task_type, task_inferred, sensitive, confidence, http_status, error," \
     " key_id, key_name, shadow, score, score_method, agree, reference, ref_output_tokens,"      \
-    " confidence_margin, confidence_min, eval_run"
+    " confidence_margin, confidence_min, eval_run, replica"
 
 /* The session's batch table (gone with the session) and the statement that empties it into
  * inferences. The final SELECT of a CTE sees the table as it was before the INSERT, so e is
@@ -189,7 +192,7 @@ static const char batch_table[] =
     " tenant text, task_type text, task_inferred bool, sensitive bool, confidence float8,"
     " http_status bigint, error text, key_id bigint, key_name text, shadow bool, score float8,"
     " score_method text, agree bool, reference text, ref_output_tokens bigint,"
-    " confidence_margin float8, confidence_min float8, eval_run text)";
+    " confidence_margin float8, confidence_min float8, eval_run text, replica text)";
 static const char batch_copy[] = "COPY hl_batch (ord, " INSERT_COLS ") FROM STDIN";
 static const char batch_insert[] =
     "WITH ins AS (INSERT INTO inferences (" INSERT_COLS ") SELECT " INSERT_COLS
@@ -457,6 +460,7 @@ static void copy_record(hl_buf *b, size_t ord, const hl_store_record *x) {
     copy_d(b, x->confidence_margin, x->signals);
     copy_d(b, x->confidence_min, x->signals);
     copy_str(b, x->eval_run);
+    copy_str(b, x->replica);
     if (b->len) b->data[b->len - 1] = '\n'; /* the last column ends the row */
 }
 

@@ -137,6 +137,10 @@ static const char *const migrations[] = {
     "    updated  INTEGER NOT NULL,  -- Unix ms\n"
     "    PRIMARY KEY (subject, instance)\n"
     ");\n",
+    /* 7: reserved for the rollups (branch `rollup`), which merge before this one; a no-op here. */
+    "SELECT 1;\n",
+    /* 8: the replica an attempt went to (hl_ledger.h "Replicas"). */
+    "ALTER TABLE inferences ADD COLUMN replica TEXT;\n",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -322,10 +326,10 @@ static hl_err sq_open(hl_store *s, const char *location, char *errbuf, size_t er
                    " stream, ttft_ms, cached_input_tokens, cache_write_tokens, usage_estimated, tenant,"
                    " task_type, task_inferred, sensitive, confidence, http_status, error, key_id, key_name,"
                    " shadow, score, score_method, agree, reference, ref_output_tokens, confidence_margin,"
-                   " confidence_min, eval_run)"
+                   " confidence_min, eval_run, replica)"
                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
                    " ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32,"
-                   " ?33, ?34, ?35)", &q->insert)) ||
+                   " ?33, ?34, ?35, ?36)", &q->insert)) ||
         (rc = prep(q->db, "SELECT ts FROM inferences WHERE request_id = ?1 AND attempt = ?2", &q->lookup)) ||
         (rc = prep(q->db, "SELECT dev, inode, byte_offset, size, head_len, head_hash"
                           " FROM journal_state WHERE journal = ?1", &q->load_state)) ||
@@ -414,6 +418,7 @@ static hl_err sq_insert_one(hl_store *s, const hl_store_record *r, hl_store_inse
     bind_opt_double(st, 33, r->confidence_margin, r->signals);
     bind_opt_double(st, 34, r->confidence_min, r->signals);
     sqlite3_bind_text(st, 35, r->eval_run, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 36, r->replica, -1, SQLITE_STATIC);
     int rc = run(st);
     sqlite3_clear_bindings(st);
     if (rc) return fail(s, rc, "inserting a record");

@@ -165,6 +165,7 @@ static void format_record(int i, const char *prefix, double base_ts, hl_buf *out
         r.confidence_min = 0.125;
     }
     if (i % 13 == 5) r.eval_run = "run-1"; /* an eval line: not gateway traffic */
+    if (i % 7 == 2) r.replica = "http://127.0.0.1:8002/v1"; /* a replica of its backend */
     hl_buf_reset(out);
     if (hl_ledger_format(&r, out) != HL_OK) abort();
 }
@@ -207,7 +208,7 @@ HL_TEST(migrations_fresh_reopen_concurrent_and_newer) {
         if (kids[k] == 0) {
             char err[512];
             hl_store *s = NULL;
-            int ok = hl_store_open(&s, f.uri, err, sizeof err) == HL_OK && hl_store_schema_version(s) == 6;
+            int ok = hl_store_open(&s, f.uri, err, sizeof err) == HL_OK && hl_store_schema_version(s) == 8;
             if (!ok) fprintf(stderr, "  child: %s\n", err);
             hl_store_close(s);
             _exit(ok ? 0 : 1);
@@ -218,12 +219,12 @@ HL_TEST(migrations_fresh_reopen_concurrent_and_newer) {
         waitpid(kids[k], &st, 0);
         HL_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     }
-    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 6);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 8);
     HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM pg_class WHERE relname IN ('inferences', 'journal_state',"
                                   " 'ledger', 'cloud_spend', 'inferences_ts', 'inferences_source_ts',"
                                   " 'inferences_backend_ts', 'inferences_tenant_ts')"), 8);
     /* Every ledger field is a column, as in SQLite. */
-    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'inferences'"), 36);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'inferences'"), 37);
 
     char err[512];
     hl_store *s = NULL;
@@ -232,7 +233,7 @@ HL_TEST(migrations_fresh_reopen_concurrent_and_newer) {
     HL_CHECK(hl_store_shared(s));
     HL_CHECK_INT_EQ(count(s), 0);
     hl_store_close(s);
-    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 6);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM schema_version"), 8);
 
     /* A database migrated by a newer hybridllm is refused, not downgraded. */
     HL_CHECK_INT_EQ(pg_int(f.uri, "INSERT INTO schema_version (version) VALUES (99)"), 0);
@@ -307,7 +308,10 @@ HL_TEST(batched_index_conflicts_repeats_and_replay) {
     HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM inferences WHERE request_id = 'req_000026' AND shadow"
                                   " AND score = 0.5 AND score_method = 'token_f1' AND agree"
                                   " AND reference = 'served' AND ref_output_tokens = 26"
-                                  " AND confidence_margin = 0.25 AND confidence_min = 0.125 AND eval_run IS NULL"), 1);
+                                  " AND confidence_margin = 0.25 AND confidence_min = 0.125 AND eval_run IS NULL"
+                                  " AND replica IS NULL"), 1);
+    HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM inferences WHERE request_id = 'req_000016'"
+                                  " AND replica = 'http://127.0.0.1:8002/v1'"), 1);
     HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM inferences WHERE request_id = 'req_000016' AND NOT agree"), 1);
     HL_CHECK_INT_EQ(pg_int(f.uri, "SELECT count(*) FROM inferences WHERE request_id = 'req_000017'"
                                   " AND NOT shadow AND score IS NULL AND agree IS NULL AND confidence_margin IS NULL"), 1);

@@ -48,6 +48,7 @@ typedef struct hl_store_record {
     const char *reference;
     long long ref_output_tokens;
     const char *eval_run;
+    const char *replica;      /* the replica's URL (hl_ledger.h "Replicas"); NULL */
 } hl_store_record;
 
 typedef enum hl_store_insert_result {
