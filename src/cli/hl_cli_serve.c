@@ -273,6 +273,7 @@ static int serve_run(serve_state *st) {
     char store_path[4096];
     store_location(st->cfg, store_path, sizeof store_path);
     if (hl_gateway_enable_admin(st->gw, st->store && store_path[0] ? store_path : NULL) != HL_OK) return 1;
+    if (hl_gateway_enable_ui(st->gw, st->store && store_path[0] ? store_path : NULL) != HL_OK) return 1;
     if (hl_server_init(&st->srv, st->cfg, hl_gateway_hooks(st->gw), err, sizeof err) != HL_OK) {
         hl_log(HL_LOG_ERROR, "%s", err);
         return 1;
