@@ -320,6 +320,10 @@ int hl_cli_serve(int argc, char **argv) {
     if (rc != HL_OPT_GO) return rc;
     if (!config_path) return hl_opt_usage_error(&c, "--config FILE is required");
     if (level >= 0) hl_log_set_level((hl_log_level)level);
+    /* libuv's thread pool resolves upstream host names and runs the dashboard's queries
+     * (hl_ui.h, at most 4 at once): 8 threads leave name lookups room. Set before any thread
+     * starts (setenv is not safe beside a getenv on another thread). */
+    setenv("UV_THREADPOOL_SIZE", "8", 0);
 
     /* Every thread started from here on (engines, workers, health) inherits this mask: only
      * the signal thread sees SIGINT/SIGTERM, so a signal never lands on a thread that would

@@ -4,6 +4,7 @@
 #include "hl_ui.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,11 @@
 #define UI_SESSIONS 64                /* browsers logged in at once (the oldest goes first) */
 #define UI_SESSION_MS (12LL * 3600 * 1000)
 #define UI_COOKIE "hl_ui_session"
+/* Queries in libuv's thread pool at once. The pool also resolves upstream host names
+ * (uv_getaddrinfo), so the dashboard must never hold all of it: `serve` makes it 8 threads
+ * (UV_THREADPOOL_SIZE, unless set), and a query past this many gets a 503 to retry (the page
+ * does). */
+#define UI_MAX_JOBS 4
 
 typedef struct ui_session {
     char token[65];                   /* 64 hex digits; "" when free */
@@ -29,6 +35,7 @@ struct hl_ui {
     char *key;                        /* the admin key; owned, wiped on free; NULL: none */
     char *location;                   /* the store's location; owned; NULL: none */
     hl_ui_sources src;
+    atomic_int jobs;                  /* queries in the thread pool */
     pthread_mutex_t mu;               /* sessions: the loops share them */
     ui_session sessions[UI_SESSIONS];
 };
@@ -282,6 +289,7 @@ static void job_work(uv_work_t *w) {
     j->e = HL_OK;
     if (j->ui->location && j->view != HL_UI_PRIVACY && j->view != HL_UI_ADVISE)
         j->e = hl_store_open_existing(&s, j->ui->location, j->err, sizeof j->err);
+    if (j->e && j->view == HL_UI_BUDGETS) j->e = HL_OK; /* the configured budgets still answer */
     hl_ui_sources src = j->ui->src;
     src.now_ms = j->now_ms;
     if (!j->e) j->e = hl_ui_build(j->view, &j->q, s, &src, &j->out, j->err, sizeof j->err);
@@ -302,6 +310,7 @@ static void job_done(uv_work_t *w, int status) {
             hl_conn_respond(j->c, 200, h, "application/json", j->out.data, j->out.len);
         }
     }
+    atomic_fetch_sub(&j->ui->jobs, 1);
     hl_buf_release(&j->out);
     free(j);
 }
@@ -319,8 +328,15 @@ static void api(hl_ui *ui, hl_conn *c, const hl_http_req *req, const char *rid) 
                     "advise, agreement.", NULL);
         return;
     }
+    if (atomic_fetch_add(&ui->jobs, 1) >= UI_MAX_JOBS) {
+        atomic_fetch_sub(&ui->jobs, 1);
+        respond_err(c, rid, 503, "api_error", NULL, "busy", "The dashboard is answering other queries; retry.",
+                    "retry-after: 1\r\n");
+        return;
+    }
     ui_job *j = calloc(1, sizeof *j);
     if (!j) {
+        atomic_fetch_sub(&ui->jobs, 1);
         respond_err(c, rid, 500, "api_error", NULL, "out_of_memory", "Out of memory.", NULL);
         return;
     }
@@ -328,6 +344,7 @@ static void api(hl_ui *ui, hl_conn *c, const hl_http_req *req, const char *rid) 
     size_t qn = q ? req->target.n - (size_t)(q + 1 - req->target.p) : 0;
     char param[64], msg[256];
     if (hl_ui_query_parse(q ? q + 1 : "", qn, &j->q, param, sizeof param, msg, sizeof msg) != HL_OK) {
+        atomic_fetch_sub(&ui->jobs, 1);
         free(j);
         respond_err(c, rid, 400, "invalid_request_error", param, "invalid_value", msg, NULL);
         return;
@@ -343,6 +360,8 @@ static void api(hl_ui *ui, hl_conn *c, const hl_http_req *req, const char *rid) 
     hl_conn_set_data(c, j);
     if (uv_queue_work(hl_worker_loop(hl_conn_worker(c)), &j->work, job_work, job_done) != 0) {
         hl_conn_set_data(c, NULL);
+        atomic_fetch_sub(&ui->jobs, 1);
+        hl_buf_release(&j->out);
         free(j);
         respond_err(c, rid, 503, "api_error", NULL, "busy", "The dashboard cannot queue a query now.", NULL);
     }
