@@ -15,6 +15,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startGateway, gatewayBinaryMissing, HL_BIN, ROOT, KEYS, PRICES } from './gateway.mjs';
+import os from 'node:os';
 import { waitFor } from './util.mjs';
 
 const CHROMIUM = process.env.HL_CHROMIUM || '/usr/bin/chromium';
@@ -373,6 +374,25 @@ describe('the dashboard without an admin key', { skip: gatewayBinaryMissing() ??
       r = await fetch(`${gw.url}/ui/chart.js`);
       assert.equal(r.status, 200);
       assert.match(await r.text(), /Chart\.js v3/, 'Debian\'s Chart.js, compiled in');
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  // A peer on this machine's own non-loopback address is not loopback: refused.
+  const lan = Object.values(os.networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal);
+  it('refuses a peer that is not loopback', { skip: lan ? false : 'no non-loopback IPv4 address here' }, async () => {
+    const gw = await startGateway({ backends: LOCAL_ONLY, routes: [{ name: 'default', to: ['local'] }],
+      listenHost: '0.0.0.0' });
+    const port = gw.port;
+    try {
+      let r = await fetch(`http://${lan.address}:${port}/api/filters`);
+      assert.equal(r.status, 403);
+      assert.equal((await r.json()).error.code, 'loopback_only');
+      r = await fetch(`http://${lan.address}:${port}/ui`);
+      assert.equal(r.status, 403);
+      r = await fetch(`http://127.0.0.1:${port}/api/filters`);
+      assert.equal(r.status, 200, 'the same gateway answers loopback');
     } finally {
       await gw.stop();
     }
