@@ -150,7 +150,7 @@ function drawPrivacy(v) {
 }
 
 function drawBudgets(v) {
-  const names = v.budgets.map((b) => `${b.kind === 'key' ? 'key ' : ''}${b.name} (${b.period})`);
+  const names = v.budgets.map((b) => `${b.kind === 'config' ? '' : b.kind + ' '}${b.name} (${b.period})`);
   draw('chart-budgets', {
     type: 'bar',
     data: { labels: names, datasets: [

@@ -7,7 +7,8 @@
  *   GET /api/requests    requests by route reason and by backend; error, fallback, escalation
  *   GET /api/latency     latency p50/p95/p99 and TTFT p50 per backend, per day and in all
  *   GET /api/privacy     sensitive requests by detected PII type; cloud calls for them (0)
- *   GET /api/budgets     each budget's spend in its period, with a forecast to its end
+ *   GET /api/budgets     each budget (config, tenants, virtual keys): spend in its period and
+ *                        a forecast to its end
  *   GET /api/advise      the advisor's break-even arithmetic on this gateway's own ledger
  *   GET /api/agreement   agreement by task type, with 95% Wilson intervals
  *

@@ -442,6 +442,40 @@ static hl_err on_key(void *ctx, const hl_store_key *k) {
     return c->e;
 }
 
+/* The config's tenants' budgets (tenants:), against the store's cloud spend per tenant. */
+typedef struct tenant_spend {
+    const hl_config *cfg;
+    double *day, *month;      /* per cfg->tenants[i] */
+} tenant_spend;
+
+static void on_tenant_spend(void *ctx, const char *tenant, double day_usd, double month_usd) {
+    tenant_spend *t = ctx;
+    for (size_t i = 0; i < t->cfg->n_tenants; i++)
+        if (tenant && !strcmp(t->cfg->tenants[i].name, tenant)) {
+            t->day[i] = day_usd;
+            t->month[i] = month_usd;
+        }
+}
+
+static hl_err put_tenant_budgets(view_ctx *v, bool *first) {
+    const hl_config *cfg = v->src->cfg;
+    size_t n = cfg ? cfg->n_tenants : 0;
+    if (!n || !v->s) return HL_OK;
+    tenant_spend t = {cfg, calloc(n, sizeof(double)), calloc(n, sizeof(double))};
+    hl_err e = t.day && t.month ? hl_store_cloud_spend(v->s, v->src->now_ms, on_tenant_spend, &t) : HL_ERR_NOMEM;
+    if (e && e != HL_ERR_NOMEM) snprintf(v->err, v->err_len, "%s", hl_store_errmsg(v->s));
+    for (size_t i = 0; i < n && !e; i++) {
+        const hl_tenant_cfg *tc = &cfg->tenants[i];
+        if (tc->budget_month_usd >= 0)
+            e = put_budget(v, first, "tenant", tc->name, tc->name, true, tc->budget_month_usd, t.month[i]);
+        if (!e && tc->budget_day_usd >= 0)
+            e = put_budget(v, first, "tenant", tc->name, tc->name, false, tc->budget_day_usd, t.day[i]);
+    }
+    free(t.day);
+    free(t.month);
+    return e;
+}
+
 static hl_err view_budgets(view_ctx *v) {
     const hl_config *cfg = v->src->cfg;
     bool first = true;
@@ -452,6 +486,7 @@ static hl_err view_budgets(view_ctx *v) {
         double spent = hl_budgets_spent(v->src->budgets, i, b->tenant, now);
         e = put_budget(v, &first, "config", b->name, b->tenant, b->period == HL_BUDGET_MONTH, b->limit_usd, spent);
     }
+    if (!e) e = put_tenant_budgets(v, &first);
     if (!e && v->s && v->src->key_budgets) {
         key_budget_ctx c = {v, &first, HL_OK};
         e = hl_store_keys_list(v->s, on_key, &c);

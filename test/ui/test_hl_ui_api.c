@@ -2,7 +2,8 @@
  * 400 naming it), the views' paths, the loopback rule, and each view's JSON over a small
  * hand-computed ledger: the figures are the report's, a tenant or backend filter narrows them
  * as a group would (a request counted at its first attempt that passes), the rates count
- * fallbacks, privacy counts PII types and cloud calls, budgets forecast to the period's end. */
+ * fallbacks, privacy counts PII types and cloud calls, budgets (the config's and its
+ * tenants') forecast to the period's end. */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -197,6 +198,7 @@ static bool env_init(env *v) {
             "    model: mistral-7b\n"
             "prices:\n  - model: claude-3-5-sonnet-20241022\n    input_per_mtok: 3\n    output_per_mtok: 15\n"
             "budgets:\n  - name: cloud-month\n    period: month\n    limit_usd: 10\n    action: local\n"
+            "tenants:\n  - name: beta\n    budget_month_usd: 1\n"
             "routes:\n  - name: default\n    to: [local]\n",
             v->journal);
     fclose(f);
@@ -386,6 +388,13 @@ HL_TEST(budgets_forecast_to_the_period_end) {
     HL_CHECK_NEAR(json_number_value(json_object_get(b, "limit_usd")), 10, 0);
     HL_CHECK_NEAR(json_number_value(json_object_get(b, "spent_usd")), 2, 1e-12);
     HL_CHECK_NEAR(json_number_value(json_object_get(b, "forecast_usd")), 2.0 * 31 / 10, 1e-9);
+    /* the tenant's budget, against its cloud spend in the store (r3's cloud answer) */
+    json_t *t = json_array_get(json_object_get(j, "budgets"), 1);
+    HL_REQUIRE(t);
+    HL_CHECK_STR_EQ(json_string_value(json_object_get(t, "kind")), "tenant");
+    HL_CHECK_STR_EQ(json_string_value(json_object_get(t, "name")), "beta");
+    HL_CHECK_NEAR(json_number_value(json_object_get(t, "spent_usd")), 0.03, 1e-12);
+    HL_CHECK_INT_EQ(json_array_size(json_object_get(j, "budgets")), 2);
     json_decref(j);
     env_cleanup(&v);
 }
