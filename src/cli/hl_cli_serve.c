@@ -279,6 +279,7 @@ static int serve_run(serve_state *st) {
     char store_path[4096];
     store_location(st->cfg, store_path, sizeof store_path);
     if (hl_gateway_enable_admin(st->gw, st->store && store_path[0] ? store_path : NULL) != HL_OK) return 1;
+    if (hl_gateway_enable_ui(st->gw, st->store && store_path[0] ? store_path : NULL) != HL_OK) return 1;
     if (hl_server_init(&st->srv, st->cfg, hl_gateway_hooks(st->gw), err, sizeof err) != HL_OK) {
         hl_log(HL_LOG_ERROR, "%s", err);
         return 1;
@@ -325,6 +326,10 @@ int hl_cli_serve(int argc, char **argv) {
     if (rc != HL_OPT_GO) return rc;
     if (!config_path) return hl_opt_usage_error(&c, "--config FILE is required");
     if (level >= 0) hl_log_set_level((hl_log_level)level);
+    /* libuv's thread pool resolves upstream host names and runs the dashboard's queries
+     * (hl_ui.h, at most 4 at once): 8 threads leave name lookups room. Set before any thread
+     * starts (setenv is not safe beside a getenv on another thread). */
+    setenv("UV_THREADPOOL_SIZE", "8", 0);
 
     /* Every thread started from here on (engines, workers, health) inherits this mask: only
      * the signal thread sees SIGINT/SIGTERM, so a signal never lands on a thread that would

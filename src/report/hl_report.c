@@ -274,7 +274,7 @@ hl_err hl_report_build(hl_store *s, const hl_report_opts *o, hl_report **out, ch
     ctx c = {.o = o, .null_group = -1};
     hl_report *r = calloc(1, sizeof *r);
     hl_err e = r ? HL_OK : HL_ERR_NOMEM;
-    if (!e) e = hl_store_scan(s, o->group_by, o->from_ms, o->to_ms, on_row, &c);
+    if (!e) e = hl_store_scan_filtered(s, o->group_by, o->from_ms, o->to_ms, o->filter, on_row, &c);
     if (e) {
         snprintf(errbuf, errbuf_len, "%s", c.err[0] ? c.err : e == HL_ERR_NOMEM ? "out of memory"
                                                                                 : hl_store_errmsg(s));

@@ -61,6 +61,7 @@ typedef struct hl_report_opts {
     const hl_price *cloud_price; /* borrowed during hl_report_build (copied into the report);
                                     NULL: no savings figures */
     bool include_eval;           /* count eval lines (eval_run set) too */
+    const hl_store_filter *filter; /* borrowed during hl_report_build; NULL: every record */
 } hl_report_opts;
 
 typedef struct hl_report_row {

@@ -328,12 +328,18 @@ hl_err hl_store_leases_mine(hl_store *s, hl_store_lease_fn fn, void *ctx) {
 
 hl_err hl_store_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
                      hl_store_row_fn fn, void *ctx) {
+    return hl_store_scan_filtered(s, g, from_ms, to_ms, NULL, fn, ctx);
+}
+
+hl_err hl_store_scan_filtered(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
+                              const hl_store_filter *f, hl_store_row_fn fn, void *ctx) {
     if ((unsigned)g > HL_STORE_GROUP_PROMPT_LENGTH || from_ms > to_ms || !fn) {
         hl_store_set_error(s, "scan: invalid arguments");
         return HL_ERR_INVAL;
     }
     if (!connected(s)) return HL_ERR_IO;
-    return s->ops->scan(s, g, from_ms, to_ms, fn, ctx);
+    static const hl_store_filter all = {0};
+    return s->ops->scan(s, g, from_ms, to_ms, f ? f : &all, fn, ctx);
 }
 
 hl_err hl_store_count(hl_store *s, unsigned long long *out) {

@@ -221,6 +221,18 @@ typedef hl_err (*hl_store_row_fn)(void *ctx, const hl_store_row *row);
  * storage order. */
 hl_err hl_store_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
                      hl_store_row_fn fn, void *ctx);
+
+/* Records a scan keeps: each field set (non-NULL) must equal the record's column. A filter
+ * acts like a group chosen in advance: a request is counted (first_in_*) at its earliest
+ * attempt that passes it. Strings borrowed for the call. */
+typedef struct hl_store_filter {
+    const char *tenant, *backend, *task_type;
+    const char *source;        /* "cloud" or "local" */
+} hl_store_filter;
+
+/* hl_store_scan over the records that pass f (NULL: all of them). */
+hl_err hl_store_scan_filtered(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
+                              const hl_store_filter *f, hl_store_row_fn fn, void *ctx);
 /* Number of records in the store. */
 hl_err hl_store_count(hl_store *s, unsigned long long *out);
 

@@ -628,33 +628,38 @@ static const struct {
     [HL_STORE_GROUP_PROMPT_LENGTH] = {PROMPT_BUCKET("i"), PROMPT_BUCKET("j") " = " PROMPT_BUCKET("i")},
 };
 
+/* The filter (hl_store_filter): $3..$6, NULL for a field not filtered on; it applies to the
+ * earlier attempts j too, as a group does. */
+#define PG_FILTER(t)                                                                               \
+    " AND ($3::text IS NULL OR " t "tenant = $3) AND ($4::text IS NULL OR " t "backend = $4)"    \
+    " AND ($5::text IS NULL OR " t "task_type = $5) AND ($6::text IS NULL OR " t "source = $6)"
 static const char scan_fmt[] =
     "DECLARE hl_scan NO SCROLL CURSOR FOR"
     " SELECT %s, i.ts, i.source = 'cloud', i.input_tokens, i.output_tokens, i.cached_input_tokens,"
     " i.cache_write_tokens, i.latency_ms, i.ttft_ms, i.cost_usd, i.status, i.stream,"
     " i.attempt <= 1 OR NOT EXISTS (SELECT 1 FROM inferences j WHERE j.request_id = i.request_id"
-    "  AND j.attempt < i.attempt AND j.ts >= $1 AND j.ts < $2 AND %s),"
+    "  AND j.attempt < i.attempt AND j.ts >= $1 AND j.ts < $2 AND %s" PG_FILTER("j.") "),"
     " i.attempt <= 1 OR NOT EXISTS (SELECT 1 FROM inferences j WHERE j.request_id = i.request_id"
-    "  AND j.attempt < i.attempt AND j.ts >= $1 AND j.ts < $2),"
+    "  AND j.attempt < i.attempt AND j.ts >= $1 AND j.ts < $2" PG_FILTER("j.") "),"
     " i.shadow, i.score, i.agree, i.eval_run IS NOT NULL"
-    " FROM inferences i WHERE i.ts >= $1 AND i.ts < $2";
+    " FROM inferences i WHERE i.ts >= $1 AND i.ts < $2" PG_FILTER("i.");
 
 static bool is_t(const PGresult *r, int row, int col) { return PQgetvalue(r, row, col)[0] == 't'; }
 
 /* Rows come through a cursor in a read-only snapshot, FETCH_ROWS at a time: memory stays
  * flat on any ledger size, and the report sees one consistent state while indexers write. */
 static hl_err pg_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
-                      hl_store_row_fn fn, void *ctx) {
+                      const hl_store_filter *f, hl_store_row_fn fn, void *ctx) {
     pg *q = s->impl;
     hl_err e = ensure_connected(s);
     if (e) return e;
     char sql[sizeof scan_fmt + 640];
     snprintf(sql, sizeof sql, scan_fmt, group_sql[g].col, group_sql[g].same);
     char b0[32], b1[32];
-    const char *p[2] = {num_ll(b0, from_ms), num_ll(b1, to_ms)};
+    const char *p[6] = {num_ll(b0, from_ms), num_ll(b1, to_ms), f->tenant, f->backend, f->task_type, f->source};
     if ((e = exec(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK, "starting the scan")))
         return e;
-    PGresult *r = PQexecParams(q->c, sql, 2, NULL, p, NULL, NULL, 0);
+    PGresult *r = PQexecParams(q->c, sql, 6, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) e = fail(s, "declaring the scan", r);
     PQclear(r);
     char day[32];

@@ -526,19 +526,26 @@ static const struct {
  * request is counted at its earliest attempt within the range (and group). Most rows are
  * first attempts, which the CASE settles without the subquery; the others cost one probe of
  * the (request_id, attempt) index. */
+/* The filter (hl_store_filter) is bound as ?5..?8, NULL for a field not filtered on; it
+ * applies to the earlier attempts j too, as a group does. */
+#define SQ_FILTER(t)                                                                               \
+    " AND (?5 IS NULL OR " t "tenant IS ?5) AND (?6 IS NULL OR " t "backend IS ?6)"              \
+    " AND (?7 IS NULL OR " t "task_type IS ?7) AND (?8 IS NULL OR " t "source IS ?8)"
 static const char scan_fmt[] =
     "SELECT %s, i.ts, i.source = 'cloud', i.input_tokens, i.output_tokens, i.cached_input_tokens,"
     " i.cache_write_tokens, i.latency_ms, i.ttft_ms, i.cost_usd, i.status, i.stream,"
     " CASE WHEN i.attempt <= 1 THEN 1 ELSE NOT EXISTS (SELECT 1 FROM inferences j"
     "  WHERE j.request_id = i.request_id AND j.attempt < i.attempt AND +j.ts >= ?1 AND +j.ts < ?2"
-    "  AND %s) END,"
+    "  AND %s" SQ_FILTER("+j.") ") END,"
     " CASE WHEN i.attempt <= 1 THEN 1 ELSE NOT EXISTS (SELECT 1 FROM inferences j"
-    "  WHERE j.request_id = i.request_id AND j.attempt < i.attempt AND +j.ts >= ?1 AND +j.ts < ?2) END,"
+    "  WHERE j.request_id = i.request_id AND j.attempt < i.attempt AND +j.ts >= ?1 AND +j.ts < ?2"
+    SQ_FILTER("+j.") ") END,"
     " i.shadow, i.score, i.agree, i.eval_run IS NOT NULL"
-    " FROM inferences i NOT INDEXED WHERE i.id BETWEEN ?3 AND ?4 AND i.ts >= ?1 AND i.ts < ?2";
+    " FROM inferences i NOT INDEXED WHERE i.id BETWEEN ?3 AND ?4 AND i.ts >= ?1 AND i.ts < ?2"
+    SQ_FILTER("i.");
 
 static hl_err sq_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
-                      hl_store_row_fn fn, void *ctx) {
+                      const hl_store_filter *f, hl_store_row_fn fn, void *ctx) {
     sq *q = s->impl;
     int rc;
     if (!q->scan[g]) {
@@ -567,6 +574,10 @@ static hl_err sq_scan(hl_store *s, hl_store_group g, long long from_ms, long lon
     sqlite3_bind_int64(st, 2, to_ms);
     sqlite3_bind_int64(st, 3, lo);
     sqlite3_bind_int64(st, 4, hi);
+    const char *fv[4] = {f->tenant, f->backend, f->task_type, f->source};
+    for (int k = 0; k < 4; k++)
+        if (fv[k]) sqlite3_bind_text(st, 5 + k, fv[k], -1, SQLITE_STATIC);
+        else sqlite3_bind_null(st, 5 + k);
     hl_err e = HL_OK;
     char day[32];
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -601,6 +612,7 @@ static hl_err sq_scan(hl_store *s, hl_store_group g, long long from_ms, long lon
     }
     if (!e && rc != SQLITE_DONE) e = fail(s, rc, "scanning");
     sqlite3_reset(st);
+    sqlite3_clear_bindings(st); /* the filter's strings are the caller's */
     return e;
 }
 

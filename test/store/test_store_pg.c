@@ -516,6 +516,23 @@ HL_TEST(scans_match_sqlite_for_every_grouping) {
             HL_CHECK(fabs(a.cost - b.cost) < 1e-9 && fabs(a.latency - b.latency) < 1e-6 && fabs(a.ttft - b.ttft) < 1e-6);
         }
     }
+    /* Filtered scans (the dashboard's): the same rows and first-attempt counts as SQLite. */
+    const hl_store_filter filters[] = {{.tenant = "acme"}, {.backend = "ollama"}, {.task_type = "code", .source = "local"},
+                                       {.tenant = "globex", .backend = "vllm", .task_type = "chat"}, {.tenant = "nobody"}};
+    for (size_t k = 0; k < sizeof filters / sizeof filters[0]; k++) {
+        for (int g = HL_STORE_GROUP_NONE; g <= HL_STORE_GROUP_DAY; g += HL_STORE_GROUP_DAY) {
+            agg a = {0}, b = {0};
+            HL_REQUIRE(hl_store_scan_filtered(pg, (hl_store_group)g, ranges[1].from, ranges[1].to, &filters[k], on_row,
+                                              &a) == HL_OK);
+            HL_REQUIRE(hl_store_scan_filtered(sq, (hl_store_group)g, ranges[1].from, ranges[1].to, &filters[k], on_row,
+                                              &b) == HL_OK);
+            HL_CHECK(k == 4 ? a.rows == 0 : a.rows > 0);
+            HL_CHECK_INT_EQ(a.rows, b.rows);
+            HL_CHECK_INT_EQ(a.first_group, b.first_group);
+            HL_CHECK_INT_EQ(a.first_range, b.first_range);
+            HL_CHECK(fabs(a.cost - b.cost) < 1e-9);
+        }
+    }
     /* A range with a second attempt whose first is outside it: counted as first there. */
     agg a = {0};
     HL_REQUIRE(hl_store_scan(pg, HL_STORE_GROUP_NONE, (long long)(MAY_1 - 2000 + 7) * 1000,

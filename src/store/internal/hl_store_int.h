@@ -84,7 +84,7 @@ typedef struct hl_store_ops {
     hl_err (*commit)(hl_store *s);
     void (*rollback)(hl_store *s);
     hl_err (*scan)(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
-                   hl_store_row_fn fn, void *ctx);
+                   const hl_store_filter *f, hl_store_row_fn fn, void *ctx); /* f never NULL */
     hl_err (*count)(hl_store *s, unsigned long long *out);
     /* Cloud spend per tenant since day and since month_day (UTC days since 1970). */
     hl_err (*cloud_spend)(hl_store *s, long long day, long long month_day, hl_store_spend_fn fn, void *ctx);
