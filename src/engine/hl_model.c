@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 
 #include "hl_engine_pool.h"
+#include "hl_swiglu.h"
 
 
 struct hl_model {
@@ -38,6 +39,7 @@ struct hl_model {
     uint16_t *q16;             /* [B][q_dim] queries in half precision */
     uint16_t *acc16;           /* [n_threads][head_dim] attention accumulators */
     const hl_quant_vec_ops *vec;
+    int swiglu_width;          /* hl_swiglu_width() */
     float *hb, *hb2;           /* [B][ffn] gate and up */
     float *rope_cs;            /* [B][rope_dim] cos/sin pairs per position */
     float *rope_inv_freq;      /* [rope_dim / 2] */
@@ -281,6 +283,7 @@ static hl_err alloc_state(loader *ld, const hl_model_params *p) {
     m->q16 = (uint16_t *)alloc_f(B, (m->q_dim + 1) / 2, 1);
     m->acc16 = (uint16_t *)alloc_f((uint64_t)nt, (hp->head_dim + 1) / 2, 1);
     m->vec = hl_quant_vec_best();
+    m->swiglu_width = hl_swiglu_width();
     m->x = alloc_f(B, hp->dim, 1);
     m->xb = alloc_f(B, xdim, 1);
     m->xb2 = alloc_f(B, hp->dim, 1);
@@ -320,6 +323,15 @@ static hl_err repack_mat(loader *ld, hl_model_mat *w) {
     size_t bb = hl_quant_x4_block_bytes(w->type);
     hl_quant_x4_fn dot4 = hl_quant_x4_fn_for(w->type);
     hl_quant_gemm_fn gemm = hl_quant_gemm_x4_fn_for(w->type);
+    /* Q4_0 matrices whose rows are not a multiple of 8 llama.cpp does not repack: it runs
+     * them in another summation order, which the AVX2 kernel follows (see hl_quant_x86.c). */
+    if (w->type == HL_GGUF_Q4_0 && w->rows % 8 && hl_quant_kernel(w->type, HL_ISA_AVX2) &&
+        hl_quant_best_isa() >= HL_ISA_AVX2) {
+        w->dot = hl_quant_kernel(w->type, HL_ISA_AVX2);
+        w->act = hl_quant_act_for_isa(w->type, HL_ISA_AVX2);
+        w->gemm = NULL;
+        return HL_OK;
+    }
     if (!bb || !dot4 || !gemm || w->rows % 4 || w->cols % 32 || w->packed) return HL_OK;
     size_t stride = (size_t)(w->cols / 32) * bb, size = (size_t)(w->rows / 4) * stride;
     /* 2 MiB aligned so that the kernel can give it huge pages (fewer TLB misses). */
@@ -582,10 +594,13 @@ static void matmul(hl_model *m, int n_tok, const float *in, size_t in_stride, in
     hl_engine_pool_run(m->pool, mm_worker, &j);
 }
 
+/* llama.cpp's roundings: squares in float summed in double, the mean and the scale in float
+ * (squares or scale in double moved stories260K's norms by an ulp, enough to flip a Q8_0
+ * rounding of the next matmul's input now and then). */
 static void rmsnorm(float *o, const float *x, const float *w, uint32_t n, float eps) {
     double ss = 0;
-    for (uint32_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float s = (float)(1.0 / sqrt(ss / n + eps));
+    for (uint32_t i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
+    float mean = (float)(ss / n), s = 1.0f / sqrtf(mean + eps);
     for (uint32_t i = 0; i < n; i++) o[i] = x[i] * s * w[i];
 }
 
@@ -748,10 +763,8 @@ static hl_err forward_layers(hl_model *m, const hl_model_item *items, int n, uin
             size_t strides[2] = {ffn, ffn};
             matmul(m, n, m->xb, dim, 2, mats, outs, strides);
         }
-        for (size_t i = 0; i < (size_t)n * ffn; i++) {
-            float g = m->hb[i];
-            m->hb[i] = g / (1.0f + expf(-g)) * m->hb2[i];
-        }
+        for (int b = 0; b < n; b++)
+            hl_swiglu(m->hb + (size_t)b * ffn, m->hb2 + (size_t)b * ffn, ffn, m->swiglu_width);
         {
             const hl_model_mat *mats[1] = {&L->w_down};
             float *outs[1] = {m->xb2};

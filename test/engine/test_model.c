@@ -176,6 +176,82 @@ HL_TEST(stories260k_q4_0) {
     check_model("derived/stories260K-Q4_0.gguf", "stories260K-Q4_0", 2.67, 0.98, 1);
 }
 
+/* ---- greedy parity on many prompts -------------------------------------------------------
+ *
+ * test/engine/data/<name>.greedy.tsv: llama.cpp's greedy continuations of the prompts in
+ * test/engine/data/stories_prompts.txt (tools/llama_ref/regen.sh made them: llama.cpp v0.4.0,
+ * 80fb11a, one CPU thread; see test/engine/data/README.md). One line per prompt: the prompt,
+ * its ids (BOS first), 32 greedy ids, llama.cpp's top-2 logit gap at each step. We feed the
+ * same ids and require llama.cpp's top-1 at every step of every prompt. */
+static int split_ids(char *s, int32_t *out, int max) {
+    int n = 0;
+    for (char *tok = strtok(s, " "); tok && n < max; tok = strtok(NULL, " ")) out[n++] = atoi(tok);
+    return n;
+}
+
+static void check_greedy_parity(const char *rel, const char *refname, int n_threads) {
+    char path[4096], refpath[4096];
+    if (!hl_test_model_path(path, sizeof path, rel)) return;
+    const char *src = getenv("HL_SRC_DIR");
+    snprintf(refpath, sizeof refpath, "%s/test/engine/data/%s", src && *src ? src : ".", refname);
+    FILE *f = fopen(refpath, "r");
+    if (!f) {
+        HL_FAIL_("reference not found at %s", refpath);
+        return;
+    }
+    hl_model *m;
+    char err[HL_GGUF_ERR_MAX];
+    hl_model_params p = {.n_ctx = 96, .n_threads = n_threads};
+    HL_REQUIRE(hl_model_load(&m, path, &p, err, sizeof err) == HL_OK);
+    uint32_t nv = hl_model_hp(m)->vocab;
+    char line[8192];
+    int prompts = 0, steps = 0, bad = 0;
+    double least = INFINITY;
+    while (fgets(line, sizeof line, f)) {
+        char *tab1 = strchr(line, '\t'), *tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
+        char *tab3 = tab2 ? strchr(tab2 + 1, '\t') : NULL;
+        if (!tab3) continue;
+        *tab1 = *tab2 = *tab3 = 0;
+        int32_t prompt[64], gen[64];
+        int np = split_ids(tab1 + 1, prompt, 64), ng = split_ids(tab2 + 1, gen, 64);
+        HL_REQUIRE(np > 0 && ng > 0);
+        prompts++;
+        HL_REQUIRE(hl_model_forward(m, prompt, np, 0) == HL_OK);
+        for (int i = 0; i < ng; i++) {
+            float gap;
+            int tok = argmax(hl_model_logits(m), (int)nv, &gap);
+            if (gap < least) least = gap;
+            steps++;
+            if (tok != gen[i]) {
+                bad++;
+                HL_FAIL_("%s \"%s\" step %d: %d, llama.cpp %d (our logits %.6g vs %.6g)", rel,
+                         line, i, tok, gen[i], hl_model_logits(m)[tok], hl_model_logits(m)[gen[i]]);
+                break;
+            }
+            HL_REQUIRE(hl_model_forward(m, &tok, 1, (uint32_t)(np + i)) == HL_OK);
+        }
+    }
+    fclose(f);
+    printf("  %s: %d prompts, %d greedy steps, %d diverged; least top-2 gap on the way %.4g\n",
+           rel, prompts, steps, bad, least);
+    HL_CHECK(prompts >= 20);
+    HL_CHECK_INT_EQ(bad, 0);
+    hl_model_free(m);
+}
+
+HL_TEST(greedy_parity_stories260k_q4_0) {
+    check_greedy_parity("derived/stories260K-Q4_0.gguf", "stories260K-Q4_0.greedy.tsv", 1);
+    check_greedy_parity("derived/stories260K-Q4_0.gguf", "stories260K-Q4_0.greedy.tsv", 2);
+}
+
+HL_TEST(greedy_parity_stories260k_q8_0) {
+    check_greedy_parity("derived/stories260K-Q8_0.gguf", "stories260K-Q8_0.greedy.tsv", 1);
+}
+
+HL_TEST(greedy_parity_stories260k_f32) {
+    check_greedy_parity("stories260K.gguf", "stories260K.greedy.tsv", 1);
+}
+
 HL_TEST(synth_f32) {
     check_model("derived/synth-tiny256-f32.gguf", "synth-tiny256-f32", 1e-3, 1e-3, 1);
 }
