@@ -4,8 +4,9 @@
  * tools/llama_ref/regen.sh compiles it against a llama.cpp build made by
  * ../shared/tools/build-llama-cpp.sh and runs it.
  *
- * Everything runs on the CPU with one thread, default context parameters otherwise (so
- * flash attention is whatever llama.cpp picks on the CPU, as for llama-completion).
+ * Everything runs on the CPU with one thread, a context of 256 positions ($LLAMA_REF_CTX:
+ * another size; it picks Phi-3's long or short RoPE factors), default context parameters
+ * otherwise (so flash attention is whatever llama.cpp picks on the CPU, as llama-completion).
  *
  *   llama_ref probs MODEL ID...      next-token probabilities after the prompt ids (no BOS is
  *                                    added), one "id<TAB>probability" line per vocab entry,
@@ -53,9 +54,10 @@ static bool dump_cb(struct ggml_tensor *t, bool ask, void *ud) {
 static struct llama_context *open_ctx(struct llama_model *model) {
     struct llama_context_params cp = llama_context_default_params();
     cp.cb_eval = dump_cb;
-    cp.n_ctx = 256;
-    cp.n_batch = 256;
-    cp.n_ubatch = 256;
+    const char *nc = getenv("LLAMA_REF_CTX");
+    cp.n_ctx = nc && atoi(nc) > 0 ? (uint32_t)atoi(nc) : 256;
+    cp.n_batch = cp.n_ctx;
+    cp.n_ubatch = cp.n_ctx;
     cp.n_threads = 1;
     cp.n_threads_batch = 1;
     cp.no_perf = true;
