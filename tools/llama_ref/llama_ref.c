@@ -18,7 +18,8 @@
  *                                    batch, then one token per call, as a chat would.
  *   llama_ref dump MODEL STEP PROMPT  greedy as above; during call STEP (0: the prompt, k: the
  *                                    k-th single-token step) prints every F32 tensor the
- *                                    graph computes, its last row: "name n v0 v1 ...". For
+ *                                    graph computes, its last row: "name n v0 v1 ..." (every
+ *                                    row, "name@row ...", with $LLAMA_REF_ALL_ROWS set). For
  *                                    finding where two engines part. */
 #include <math.h>
 #include <stdio.h>
