@@ -180,7 +180,8 @@ HL_TEST(stories260k_q4_0) {
  *
  * test/engine/data/<name>.greedy.tsv: llama.cpp's greedy continuations of the prompts in
  * test/engine/data/stories_prompts.txt (tools/llama_ref/regen.sh made them: llama.cpp v0.4.0,
- * 80fb11a, one CPU thread; see test/engine/data/README.md). One line per prompt: the prompt,
+ * 80fb11a, one CPU thread; see test/engine/data/README.md): 28 prompts of 4 to 56 tokens
+ * (the longer ones go through the GEMM kernels). One line per prompt: the prompt,
  * its ids (BOS first), 32 greedy ids, llama.cpp's top-2 logit gap at each step. We feed the
  * same ids and require llama.cpp's top-1 at every step of every prompt. */
 static int split_ids(char *s, int32_t *out, int max) {
