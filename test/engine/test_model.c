@@ -194,7 +194,7 @@ static void check_greedy_parity(const char *rel, const char *refname, int n_thre
     char path[4096], refpath[4096];
     /* The references come from llama.cpp built for AVX-512, and exact parity needs the same
      * roundings: with the AVX2 or scalar kernels (another CPU, or HL_QUANT_ISA) a step here
-     * and there legitimately goes the other way at a near-tie (we saw 2 of 24 prompts). */
+     * and there legitimately goes the other way at a near-tie (we saw 2 of the prompts). */
     if (hl_quant_best_isa() != HL_ISA_AVX512) {
         HL_SKIP_MARK("greedy parity: references made with AVX-512 kernels, this run has %s",
                      hl_quant_isa_name(hl_quant_best_isa()));
