@@ -551,7 +551,7 @@ static const char *const location_words[] = {[HL_LOCATION_LOCAL] = "local",
 /* In hl_engine_pooling's order (hl_engine.h): the index is the engine's value. */
 static const char *const pooling_words[] = {"model", "mean", "cls", "last"};
 static const char *const template_words[] = {"plain", "chatml", "llama-2", "llama-3", "mistral",
-                                             "phi-3"};
+                                             "phi-3", "qwen3"};
 _Static_assert(sizeof(hl_provider_kind) == sizeof(int) && sizeof(hl_location) == sizeof(int) &&
                sizeof(hl_tristate) == sizeof(int) && sizeof(hl_sticky) == sizeof(int) &&
                sizeof(hl_budget_period) == sizeof(int) && sizeof(hl_budget_action) == sizeof(int),
