@@ -157,12 +157,12 @@ static void request(gen *g, int i, double t) {
     }
 }
 
-/* n requests over four days, plus eval lines. */
+/* n requests over nine days (two weeks), plus eval lines. */
 static void write_ledger(const char *path, int n, unsigned long long s0) {
     gen g;
     hl_buf_init(&g.out, 0);
     seed = s0;
-    for (int i = 0; i < n; i++) request(&g, i, DAY0 + (double)i * (4 * 86400.0 / n) + rnd(60));
+    for (int i = 0; i < n; i++) request(&g, i, DAY0 + (double)i * (9 * 86400.0 / n) + rnd(60));
     for (int i = 0; i < n / 20; i++) {
         char id[32];
         snprintf(id, sizeof id, "eval-%04d", i);
@@ -257,7 +257,7 @@ static void compare_all(hl_store *s) {
     for (size_t i = 0; i < sizeof groupings / sizeof groupings[0]; i++) {
         HL_REQUIRE(hl_report_parse_group_by(groupings[i], &o) == HL_OK);
         size_t n = compare(s, o, groupings[i]);
-        /* four days of May: one month, the rest several groups */
+        /* nine days of May: one month, the rest several groups */
         if (strcmp(groupings[i], "none")) HL_CHECK(n >= (strcmp(groupings[i], "month") ? 2u : 1u));
     }
     HL_REQUIRE(hl_report_parse_group_by("source,tenant", &o) == HL_OK);
