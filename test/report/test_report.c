@@ -799,6 +799,218 @@ static void write_planted(const char *journal) {
     close(fd);
 }
 
+/* ---- savings, several keys, filters, widths ---- */
+
+typedef struct srec {
+    const char *ts, *id;
+    int attempt;
+    bool cloud, sensitive;
+    const char *backend, *status, *tenant;
+    long in, out;
+    double latency, cost;
+} srec;
+
+static void write_srecs(const char *journal, const srec *rs, size_t n) {
+    int fd = open(journal, O_WRONLY | O_APPEND | O_CREAT, 0640);
+    if (fd < 0) abort();
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    for (size_t i = 0; i < n; i++) {
+        const srec *x = &rs[i];
+        long long ms;
+        if (hl_store_parse_time(x->ts, strlen(x->ts), &ms) != HL_OK) abort();
+        hl_ledger_record r = {.timestamp = (double)ms / 1000.0, .request_id = x->id, .attempt = x->attempt,
+                              .cloud = x->cloud, .backend = x->backend, .model = x->cloud ? "cloud-model" : "local-model",
+                              .route_reason = "rule:default", .status = x->status, .tenant = x->tenant,
+                              .sensitive = x->sensitive, .latency_ms = x->latency, .ttft_ms = -1, .confidence = -1,
+                              .cost_usd = x->cost, .cost_known = true, .http_status = 200,
+                              .usage = {.input_tokens = x->in, .output_tokens = x->out, .known = true}};
+        hl_buf_reset(&b);
+        if (hl_ledger_format(&r, &b) != HL_OK || write(fd, b.data, b.len) != (ssize_t)b.len) abort();
+    }
+    hl_buf_release(&b);
+    close(fd);
+}
+
+static const srec savings_fixture[] = {
+    {"2024-05-01T00:10:00Z", "s1", 1, false, false, "vllm-a", "ok", "café", 1000, 100, 1000, 0.001},
+    {"2024-05-01T00:11:00Z", "s2", 1, false, true, "vllm-b", "ok", "日本語チーム", 2000, 200, 3000, 0.002},
+    {"2024-05-01T00:12:00Z", "s3", 1, true, false, "openai", "ok", "plain", 1000, 100, 500, 0.0045},
+    {"2024-05-01T00:13:00Z", "s4", 1, false, false, "vllm-a", "escalated", "café", 500, 50, 1000, 0.0005},
+    {"2024-05-01T00:14:00Z", "s4", 2, true, false, "openai", "ok", "café", 500, 50, 700, 0.003},
+};
+
+static hl_report *build_savings(env *v, const char *group, const char *backend, bool bounded) {
+    hl_report_opts o;
+    hl_report_opts_init(&o);
+    if (hl_report_parse_group_by(group, &o) != HL_OK) return NULL;
+    o.exact = exact_mode;
+    o.cloud_price = &price;
+    o.hardware_usd = 0.72; /* over 1 month of 720 hours: $0.001 an hour */
+    o.amortize_months = 1;
+    o.filter.backend = backend;
+    if (bounded) {
+        o.from_ms = 1714521600000LL; /* 2024-05-01, 24 hours */
+        o.to_ms = o.from_ms + 86400000LL;
+    }
+    hl_report *r = NULL;
+    char err[512];
+    if (hl_report_build(v->s, &o, &r, err, sizeof err) != HL_OK) fprintf(stderr, "  report: %s\n", err);
+    return r;
+}
+
+/* All-cloud is the whole workload at the cloud price, the sensitive request is on neither
+ * side, and the hardware (amortized over the range, shared by local busy time) is subtracted. */
+static void savings_read_right_in(void) {
+    env v;
+    env_init(&v);
+    write_srecs(v.journal, savings_fixture, sizeof savings_fixture / sizeof savings_fixture[0]);
+    HL_REQUIRE(open_and_index(&v));
+    hl_report *r = build_savings(&v, "source", NULL, true);
+    HL_REQUIRE(r);
+    const hl_report_row *t = &r->total, *l = row(r, "local"), *c = row(r, "cloud");
+    HL_REQUIRE(l && c);
+    /* s1 (1000x3 + 100x15 = 0.0045), s3 (0.0045), s4/2 (500x3 + 50x15 = 0.00225); not s2 */
+    HL_CHECK_NEAR(t->cloud_equiv_usd, 0.01125, 1e-12);
+    HL_CHECK_NEAR(t->compared_usd, 0.009, 1e-12);     /* every cost but s2's 0.002 */
+    HL_CHECK_NEAR(t->cost_usd, 0.011, 1e-12);
+    HL_CHECK_INT_EQ(t->sensitive, 1);
+    HL_CHECK_NEAR(r->period_hours, 24, 0);
+    HL_CHECK_NEAR(t->hardware_usd, 0.024, 1e-12);     /* 24 hours at $0.001 */
+    HL_CHECK_NEAR(t->savings_usd, 0.01125 - 0.009 - 0.024, 1e-12);
+    HL_CHECK_NEAR(l->cloud_equiv_usd, 0.0045, 1e-12); /* s1 only: s4/1 escalated, s2 sensitive */
+    HL_CHECK_NEAR(l->compared_usd, 0.0015, 1e-12);
+    HL_CHECK_NEAR(l->hardware_usd, 0.024, 1e-12);     /* all the local busy time */
+    HL_CHECK_INT_EQ(l->sensitive, 1);
+    HL_CHECK_NEAR(c->cloud_equiv_usd, 0.00675, 1e-12);
+    HL_CHECK_NEAR(c->compared_usd, 0.0075, 1e-12);
+    HL_CHECK_NEAR(c->hardware_usd, 0, 0);
+    HL_CHECK_NEAR(c->savings_usd, 0.00675 - 0.0075, 1e-12);
+    hl_report_free(r);
+    /* Filtered to vllm-b (s2, sensitive): its share of the hardware is its busy time in the
+     * whole range, 3000 of 5000 ms, and nothing is compared. */
+    r = build_savings(&v, "none", "vllm-b", true);
+    HL_REQUIRE(r);
+    HL_CHECK_NEAR(r->total.hardware_usd, 0.024 * 3000 / 5000, 1e-12);
+    HL_CHECK_NEAR(r->total.cloud_equiv_usd, 0, 0);
+    HL_CHECK_NEAR(r->total.savings_usd, -0.024 * 3000 / 5000, 1e-12);
+    hl_report_free(r);
+    /* Unbounded: the period is the hours with records, one here. */
+    r = build_savings(&v, "none", NULL, false);
+    HL_REQUIRE(r);
+    HL_CHECK_NEAR(r->period_hours, 1, 0);
+    HL_CHECK_NEAR(r->total.hardware_usd, 0.001, 1e-12);
+    hl_report_free(r);
+    env_cleanup(&v);
+}
+
+HL_TEST(savings_read_right) {
+    exact_mode = true;
+    savings_read_right_in();
+    exact_mode = false;
+    savings_read_right_in();
+    exact_mode = true;
+}
+
+/* Table columns count characters, not bytes: names in UTF-8 line up. */
+HL_TEST(table_widths_count_characters) {
+    env v;
+    env_init(&v);
+    write_srecs(v.journal, savings_fixture, sizeof savings_fixture / sizeof savings_fixture[0]);
+    HL_REQUIRE(open_and_index(&v));
+    hl_report *r = build_savings(&v, "tenant", NULL, true);
+    HL_REQUIRE(r);
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_report_render(r, HL_REPORT_TABLE, &b) == HL_OK);
+    char *p = strstr(b.data, "\n\n");
+    HL_REQUIRE(p);
+    p += 2;
+    char *end = strstr(p, "\n\n");
+    HL_REQUIRE(end);
+    size_t width = 0, lines = 0;
+    bool cafe = false;
+    while (p < end) {
+        char *nl = strchr(p, '\n');
+        size_t chars = 0;
+        for (char *q = p; q < nl; q++) chars += ((unsigned char)*q & 0xC0) != 0x80;
+        if (!lines) width = chars;
+        HL_CHECK_INT_EQ(chars, width);
+        if (!strncmp(p, "café ", 6)) cafe = true;
+        lines++;
+        p = nl + 1;
+    }
+    HL_CHECK_INT_EQ(lines, 6); /* header, three tenants, dashes, total */
+    HL_CHECK(cafe);
+    HL_CHECK(strstr(b.data, "日本語チーム") != NULL);
+    hl_buf_release(&b);
+    hl_report_free(r);
+    env_cleanup(&v);
+}
+
+/* Several keys at once, and filters, on the hand-computed ledger. */
+static void several_keys_and_filters_in(void) {
+    env v;
+    HL_REQUIRE(setup_fixture(&v));
+    hl_report_opts o;
+    hl_report_opts_init(&o);
+    o.exact = exact_mode;
+    HL_REQUIRE(hl_report_parse_group_by("day,source", &o) == HL_OK);
+    hl_report *r = NULL;
+    char err[512];
+    HL_REQUIRE(hl_report_build(v.s, &o, &r, err, sizeof err) == HL_OK);
+    HL_CHECK_INT_EQ(r->n_keys, 2);
+    HL_REQUIRE(r->n_rows == 4);
+    const char *groups[] = {"2024-05-01, cloud", "2024-05-01, local", "2024-05-02, cloud", "2024-05-02, local"};
+    const unsigned long long requests[] = {2, 3, 2, 2}, attempts[] = {3, 3, 2, 2};
+    for (int i = 0; i < 4; i++) {
+        HL_CHECK_STR_EQ(r->rows[i].group, groups[i]);
+        HL_CHECK_INT_EQ(r->rows[i].requests, requests[i]);
+        HL_CHECK_INT_EQ(r->rows[i].attempts, attempts[i]);
+    }
+    HL_CHECK_STR_EQ(r->rows[1].values[0], "2024-05-01");
+    HL_CHECK_STR_EQ(r->rows[1].values[1], "local");
+    HL_CHECK_INT_EQ(r->total.requests, 7);
+    hl_report_free(r);
+    /* Filters: vllm only; then the tenant acme (r1 r2 r3) by backend. */
+    o.filter.backend = "vllm";
+    HL_REQUIRE(hl_report_parse_group_by("source", &o) == HL_OK);
+    HL_REQUIRE(hl_report_build(v.s, &o, &r, err, sizeof err) == HL_OK);
+    HL_CHECK_INT_EQ(r->n_rows, 1);
+    HL_CHECK_INT_EQ(r->total.attempts, 5);
+    hl_report_free(r);
+    o.filter.backend = NULL;
+    o.filter.tenant = "acme";
+    HL_REQUIRE(hl_report_parse_group_by("backend", &o) == HL_OK);
+    HL_REQUIRE(hl_report_build(v.s, &o, &r, err, sizeof err) == HL_OK);
+    HL_CHECK_INT_EQ(r->total.attempts, 4);
+    HL_CHECK_INT_EQ(r->total.requests, 3);
+    HL_CHECK_INT_EQ(row(r, "anthropic")->requests, 1);
+    hl_report_free(r);
+    env_cleanup(&v);
+}
+
+HL_TEST(several_keys_and_filters) {
+    exact_mode = true;
+    several_keys_and_filters_in();
+    exact_mode = false;
+    several_keys_and_filters_in();
+    exact_mode = true;
+}
+
+HL_TEST(group_by_lists) {
+    hl_report_opts o;
+    hl_report_opts_init(&o);
+    HL_CHECK(hl_report_parse_group_by("day,source,tenant,key", &o) == HL_OK);
+    HL_CHECK(o.group_by == HL_STORE_GROUP_DAY && o.then_by[0] == HL_STORE_GROUP_SOURCE &&
+             o.then_by[2] == HL_STORE_GROUP_KEY);
+    HL_CHECK(hl_report_parse_group_by("none", &o) == HL_OK && o.group_by == HL_STORE_GROUP_NONE &&
+             o.then_by[0] == HL_STORE_GROUP_NONE);
+    HL_CHECK(hl_report_parse_group_by("week", &o) == HL_OK && o.group_by == HL_STORE_GROUP_WEEK);
+    const char *bad[] = {"", "day,", ",day", "day,day", "day,none", "a,b", "day,source,tenant,key,model", "weekday"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) HL_CHECK(hl_report_parse_group_by(bad[i], &o) == HL_ERR_INVAL);
+}
+
 HL_TEST(planted_agreement_is_recovered_and_shadows_are_not_traffic) {
     env v;
     env_init(&v);
@@ -910,6 +1122,22 @@ HL_TEST(cli_report_and_index) {
     HL_CHECK(strncmp(out, "group_by,group,requests,", 24) == 0);
     HL_CHECK(strstr(out, "\nday,2024-05-01,4,6,") != NULL);
     HL_CHECK(strstr(out, "\ntotal,,7,10,") != NULL);
+    /* Several keys, filters, JSON from the rollups; --exact from the rows. */
+    snprintf(cmd, sizeof cmd, "'%s' report --db '%s' --group-by day,source --tenant acme --format json", bin, v.db);
+    HL_CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 0);
+    HL_CHECK(strstr(out, "\"group_by\":\"day,source\",\"computed_from\":\"rollups\"") != NULL);
+    HL_CHECK(strstr(out, "\"keys\":{\"day\":\"2024-05-01\",\"source\":\"local\"}") != NULL);
+    HL_CHECK(strstr(out, "\"total\":{\"requests\":3,\"attempts\":4,") != NULL);
+    snprintf(cmd, sizeof cmd, "'%s' report --db '%s' --exact --group-by none --format json", bin, v.db);
+    HL_CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 0);
+    HL_CHECK(strstr(out, "\"computed_from\":\"rows\"") != NULL);
+    snprintf(cmd, sizeof cmd, "'%s' report --db '%s' --cloud-model gpt-4o --hardware-usd 0 --group-by none", bin, v.db);
+    HL_CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 0);
+    HL_CHECK(strstr(out, "savings against gpt-4o at $2.5 in / $10 out") != NULL); /* the built-in table */
+    snprintf(cmd, sizeof cmd, "'%s' report --db '%s' --group-by day,day 2>&1", bin, v.db);
+    HL_CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 2);
+    snprintf(cmd, sizeof cmd, "'%s' report --db '%s' --source nowhere 2>&1", bin, v.db);
+    HL_CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 2);
     snprintf(cmd, sizeof cmd, "'%s' report --db '%s' --group-by weekday 2>&1", bin, v.db);
     HL_CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 2);
     HL_CHECK(strstr(out, "--group-by 'weekday'") != NULL);
