@@ -223,6 +223,7 @@ static hl_err add_item(ctx *c, const item *it, long long hour) {
 }
 
 static long long hour_of(long long ms) { return ms >= 0 ? ms / 3600000 : -((-ms + 3599999) / 3600000); }
+static long long day_of_hour(long long h) { return h >= 0 ? h / 24 : -((-h + 23) / 24); }
 
 static hl_err on_row(void *p, const hl_store_row *r) {
     ctx *c = p;
@@ -508,8 +509,10 @@ static hl_err run_passes(hl_store *s, const hl_report_opts *o, ctx *c, busy_ctx 
     hl_err e;
     if (c->rollups) {
         long long fh = hour_bound(o->from_ms, true), th = hour_bound(o->to_ms, false);
-        e = hl_store_rollup_scan(s, fh, th, &o->filter, on_cell, c);
-        if (!e && has_filter(&o->filter) && o->cloud_price) e = hl_store_rollup_scan(s, fh, th, NULL, busy_cell, b);
+        bool hourly = false;
+        for (size_t k = 0; k < c->n_keys; k++) hourly |= c->keys[k] == HL_STORE_GROUP_HOUR;
+        e = hl_store_rollup_scan(s, fh, th, &o->filter, hourly, on_cell, c);
+        if (!e && has_filter(&o->filter) && o->cloud_price) e = hl_store_rollup_scan(s, fh, th, NULL, hourly, busy_cell, b);
     } else {
         hl_store_query q = {.from_ms = o->from_ms, .to_ms = o->to_ms, .filter = o->filter, .same = c->same};
         e = hl_store_scan_query(s, &q, on_row, c);
@@ -573,7 +576,8 @@ hl_err hl_report_build(hl_store *s, const hl_report_opts *o, hl_report **out, ch
     r->hardware_usd = o->hardware_usd > 0 && o->amortize_months > 0 ? o->hardware_usd : 0;
     r->amortize_months = o->amortize_months;
     if (o->from_ms > HL_STORE_TIME_MIN && o->to_ms < HL_STORE_TIME_MAX) r->period_hours = (double)(o->to_ms - o->from_ms) / 3.6e6;
-    else if (b.max_hour >= b.min_hour) r->period_hours = (double)(b.max_hour - b.min_hour + 1);
+    else if (b.max_hour >= b.min_hour) /* whole UTC days: the first with records to the end of the last */
+        r->period_hours = (double)((day_of_hour(b.max_hour) - day_of_hour(b.min_hour) + 1) * 24);
     double hardware_total = b.busy_ms > 0 && r->hardware_usd > 0
                                 ? r->hardware_usd / r->amortize_months / (30 * 24.0) * r->period_hours : 0;
     if (o->cloud_price) {

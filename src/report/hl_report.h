@@ -29,8 +29,9 @@
  *   compared_usd      "hybrid $": what those requests did cost: every attempt of a request
  *                     not sensitive (escalated, failed and shadow attempts included)
  *   hardware_usd      the local hardware, amortized: hardware_usd / amortize_months per 30
- *                     days, over the report's period (the range; unbounded: the first to the
- *                     last hour with records), when the period has local attempts; groups get
+ *                     days, over the report's period (the range; unbounded: from the start of
+ *                     the first UTC day with records to the end of the last), when the
+ *                     period has local attempts; groups get
  *                     shares in proportion to their local busy time (latency of local lines)
  *                     in the whole range, filters or not. The ledger's local cost_usd is the
  *                     busy-time running cost, so power is not added again.

@@ -85,6 +85,7 @@ typedef struct agg {
     size_t n, cap;
     uint32_t *slots;          /* open addressing: index + 1 */
     size_t n_slots;
+    bool day;                 /* cells per UTC day (rollups_day), else per hour */
 } agg;
 
 static uint64_t fnv(const char *s, size_t n) {
@@ -117,7 +118,9 @@ static void agg_free(agg *a) {
     free(a->keys);
     free(a->key_len);
     free(a->slots);
+    bool day = a->day;
     memset(a, 0, sizeof *a);
+    a->day = day;
 }
 
 static hl_err agg_grow(agg *a) {
@@ -158,6 +161,7 @@ static hl_err agg_grow(agg *a) {
 static hl_err agg_cell(agg *a, const hl_store_record *r, unsigned flags, unsigned firsts, hl_rollup_cell **out) {
     char head[64];
     long long hour = hour_of(r->ts_ms);
+    if (a->day) hour -= ((hour % 24) + 24) % 24;
     snprintf(head, sizeof head, "%lld:%u:%u", hour, flags, firsts);
     const char *parts[8] = {head, r->cloud ? "cloud" : "local", r->backend, r->model, r->route_reason,
                             r->tenant, r->key_name, r->task_type};
@@ -242,7 +246,7 @@ static hl_err agg_add(agg *a, const hl_store_record *r, unsigned firsts) {
 }
 
 static hl_err agg_flush(hl_store *s, agg *a) {
-    hl_err e = a->n ? s->ops->rollup_merge(s, a->cells, a->n) : HL_OK;
+    hl_err e = a->n ? s->ops->rollup_merge(s, a->day, a->cells, a->n) : HL_OK;
     agg_free(a);
     return e;
 }
@@ -283,7 +287,7 @@ static hl_rollup_dims dims_of(const hl_store_record *r) {
 }
 
 hl_err hl_rollup_index_batch(hl_store *s, const hl_store_record *r, const hl_store_insert_result *res, size_t n) {
-    agg a = {0};
+    agg a = {0}, d = {.day = true};
     hl_err e = HL_OK;
     for (size_t i = 0; i < n && !e; i++) {
         if (res[i] != HL_STORE_INSERTED) continue;
@@ -296,19 +300,20 @@ hl_err hl_rollup_index_batch(hl_store *s, const hl_store_record *r, const hl_sto
             prior_free(&p);
         }
         if (!e) e = agg_add(&a, &r[i], firsts);
+        if (!e) e = agg_add(&d, &r[i], firsts);
     }
-    if (e) {
-        agg_free(&a);
-        return e;
-    }
-    return agg_flush(s, &a);
+    if (!e) e = agg_flush(s, &a);
+    if (!e) e = agg_flush(s, &d);
+    agg_free(&a);
+    agg_free(&d);
+    return e;
 }
 
 /* ---- the backfill ---- */
 
 typedef struct backfill {
     hl_store *s;
-    agg a;
+    agg a, d;
     char *request;            /* the request whose attempts p holds */
     prior_list p;
 } backfill;
@@ -324,20 +329,22 @@ static hl_err on_record(void *ctx, const hl_store_record *r) {
     unsigned firsts = hl_rollup_firsts(&self, b->p.v, b->p.n);
     on_prior(&b->p, &self);
     hl_err e = agg_add(&b->a, r, firsts);
+    if (!e) e = agg_add(&b->d, r, firsts);
     if (!e && b->a.n >= FLUSH_CELLS) e = agg_flush(b->s, &b->a);
+    if (!e && b->d.n >= FLUSH_CELLS) e = agg_flush(b->s, &b->d);
     return e;
 }
 
 hl_err hl_rollup_backfill(hl_store *s) {
-    backfill b = {.s = s};
+    backfill b = {.s = s, .d = {.day = true}};
     hl_err e = s->ops->each_record(s, on_record, &b);
     prior_free(&b.p);
     free(b.request);
-    if (e) {
-        agg_free(&b.a);
-        return e;
-    }
-    return agg_flush(s, &b.a);
+    if (!e) e = agg_flush(s, &b.a);
+    if (!e) e = agg_flush(s, &b.d);
+    agg_free(&b.a);
+    agg_free(&b.d);
+    return e;
 }
 
 /* ---- reading ---- */
@@ -346,8 +353,10 @@ bool hl_store_has_rollups(hl_store *s) {
     return s && s->impl && s->ops->schema_version(s) >= 7;
 }
 
+static long long floor24(long long h) { return h - ((h % 24) + 24) % 24; }
+
 hl_err hl_store_rollup_scan(hl_store *s, long long from_hour, long long to_hour, const hl_store_filter *f,
-                            hl_rollup_row_fn fn, void *ctx) {
+                            bool hourly, hl_rollup_row_fn fn, void *ctx) {
     if (!s || !s->impl) return HL_ERR_IO;
     if (!fn || from_hour > to_hour) {
         hl_store_set_error(s, "rollup scan: invalid arguments");
@@ -358,5 +367,11 @@ hl_err hl_store_rollup_scan(hl_store *s, long long from_hour, long long to_hour,
         return HL_ERR_UNSUPPORTED;
     }
     hl_store_filter none = {0};
-    return s->ops->rollup_scan(s, from_hour, to_hour, f ? f : &none, fn, ctx);
+    if (!f) f = &none;
+    long long d0 = floor24(from_hour) == from_hour ? from_hour : floor24(from_hour) + 24, d1 = floor24(to_hour);
+    if (hourly || d0 >= d1) return s->ops->rollup_scan(s, false, from_hour, to_hour, f, fn, ctx);
+    hl_err e = d0 > from_hour ? s->ops->rollup_scan(s, false, from_hour, d0, f, fn, ctx) : HL_OK;
+    if (!e) e = s->ops->rollup_scan(s, true, d0, d1, f, fn, ctx);
+    if (!e && to_hour > d1) e = s->ops->rollup_scan(s, false, d1, to_hour, f, fn, ctx);
+    return e;
 }

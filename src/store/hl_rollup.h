@@ -6,6 +6,10 @@
  *     UTC hour x source x backend x model x route_reason x tenant x key_name x task_type
  *       x status x flags (shadow, eval, sensitive) x firsts
  *
+ * and table rollups_day the same per UTC day (its hour: the day's first), so a report over
+ * whole days reads one cell where the hourly table has up to 24: hl_store_rollup_scan takes
+ * whole days from rollups_day and the hours at either end from rollups.
+ *
  * with the sums report needs (attempts, tokens, cost, unpriced lines, scored/agreed lines and
  * score sum, local busy time) and two mergeable histograms: the latency of every line of the
  * cell, and the TTFT of its streamed lines that saw a first token.
@@ -90,9 +94,11 @@ typedef struct hl_rollup_row {
 typedef hl_err (*hl_rollup_row_fn)(void *ctx, const hl_rollup_row *row);
 
 /* Calls fn for every cell with from_hour <= hour < to_hour that passes f (NULL: none; a
- * filter's value compared with the cell's, a NULL filter value matches anything). */
+ * filter's value compared with the cell's, a NULL filter value matches anything). hourly:
+ * hourly cells only; else the UTC days wholly in the range come as daily cells (row->hour
+ * the day's first hour), the rest as hourly ones. */
 hl_err hl_store_rollup_scan(hl_store *s, long long from_hour, long long to_hour, const hl_store_filter *f,
-                            hl_rollup_row_fn fn, void *ctx);
+                            bool hourly, hl_rollup_row_fn fn, void *ctx);
 /* Whether the store has rollups (schema 7 or later). */
 bool hl_store_has_rollups(hl_store *s);
 

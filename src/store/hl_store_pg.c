@@ -189,6 +189,7 @@ static const char *const migrations[] = {
     "    ttft_hist          BIGINT[],\n"
     "    PRIMARY KEY (hour, source, backend, model, route_reason, tenant, key_name, task_type, status, flags, firsts)\n"
     ");\n"
+    "CREATE TABLE rollups_day (LIKE rollups INCLUDING ALL);\n"
     "CREATE FUNCTION hybridllm_hist_add(a BIGINT[], b BIGINT[]) RETURNS BIGINT[] LANGUAGE sql IMMUTABLE AS $$\n"
     "  SELECT array_agg((k << 40) | c ORDER BY k) FROM (\n"
     "    SELECT e >> 40 AS k, sum(e & 1099511627775)::bigint AS c\n"
@@ -823,6 +824,13 @@ static hl_err pg_each_record(hl_store *s, hl_store_record_fn fn, void *ctx) {
     "attempts, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, plain_input_tokens,"  \
     " cost_usd, unpriced, scored, agreed, score_sum, latency_sum_ms"
 #define ROLLUP_ADD(c) " " c " = rollups." c " + EXCLUDED." c
+#define ROLLUP_UPDATE                                                                                          \
+    ROLLUP_ADD("attempts") "," ROLLUP_ADD("input_tokens") "," ROLLUP_ADD("output_tokens") ","                 \
+    ROLLUP_ADD("cached_input_tokens") "," ROLLUP_ADD("cache_write_tokens") "," ROLLUP_ADD("plain_input_tokens") \
+    "," ROLLUP_ADD("cost_usd") "," ROLLUP_ADD("unpriced") "," ROLLUP_ADD("scored") "," ROLLUP_ADD("agreed")     \
+    "," ROLLUP_ADD("score_sum") "," ROLLUP_ADD("latency_sum_ms")                                                \
+    ", latency_hist = hybridllm_hist_add(rollups.latency_hist, EXCLUDED.latency_hist)"                          \
+    ", ttft_hist = hybridllm_hist_add(rollups.ttft_hist, EXCLUDED.ttft_hist)"
 
 static void copy_hist(hl_buf *b, const uint64_t *w, size_t n) {
     if (!n) {
@@ -836,7 +844,7 @@ static void copy_hist(hl_buf *b, const uint64_t *w, size_t n) {
 
 /* The cells go by COPY into a session table, then one upsert adds them in key order (so two
  * gateways adding to the same cells take their row locks in the same order). */
-static hl_err pg_rollup_merge(hl_store *s, const hl_rollup_cell *c, size_t n) {
+static hl_err pg_rollup_merge(hl_store *s, bool day, const hl_rollup_cell *c, size_t n) {
     pg *q = s->impl;
     hl_err e = exec(s, "CREATE TEMP TABLE IF NOT EXISTS hl_cells (LIKE rollups); TRUNCATE hl_cells",
                     PGRES_COMMAND_OK, "creating the cells table");
@@ -877,14 +885,10 @@ static hl_err pg_rollup_merge(hl_store *s, const hl_rollup_cell *c, size_t n) {
         PQclear(r);
     }
     if (e) return e;
-    return exec(s, "INSERT INTO rollups SELECT * FROM hl_cells ORDER BY " ROLLUP_KEY
-                   " ON CONFLICT (" ROLLUP_KEY ") DO UPDATE SET" ROLLUP_ADD("attempts") "," ROLLUP_ADD("input_tokens")
-                   "," ROLLUP_ADD("output_tokens") "," ROLLUP_ADD("cached_input_tokens") "," ROLLUP_ADD("cache_write_tokens")
-                   "," ROLLUP_ADD("plain_input_tokens") "," ROLLUP_ADD("cost_usd") "," ROLLUP_ADD("unpriced")
-                   "," ROLLUP_ADD("scored") "," ROLLUP_ADD("agreed") "," ROLLUP_ADD("score_sum")
-                   "," ROLLUP_ADD("latency_sum_ms")
-                   ", latency_hist = hybridllm_hist_add(rollups.latency_hist, EXCLUDED.latency_hist)"
-                   ", ttft_hist = hybridllm_hist_add(rollups.ttft_hist, EXCLUDED.ttft_hist)",
+    return exec(s, day ? "INSERT INTO rollups_day AS rollups SELECT * FROM hl_cells ORDER BY " ROLLUP_KEY
+                     " ON CONFLICT (" ROLLUP_KEY ") DO UPDATE SET" ROLLUP_UPDATE
+                   : "INSERT INTO rollups SELECT * FROM hl_cells ORDER BY " ROLLUP_KEY
+                     " ON CONFLICT (" ROLLUP_KEY ") DO UPDATE SET" ROLLUP_UPDATE,
                 PGRES_COMMAND_OK, "adding to the rollups");
 }
 
@@ -913,7 +917,7 @@ static hl_err parse_hist(uint64_t **words, size_t *cap, const char *t, size_t at
 
 static const char *none_null(const char *v) { return v && *v ? v : NULL; }
 
-static hl_err pg_rollup_scan(hl_store *s, long long from_hour, long long to_hour, const hl_store_filter *f,
+static hl_err pg_rollup_scan(hl_store *s, bool day, long long from_hour, long long to_hour, const hl_store_filter *f,
                              hl_rollup_row_fn fn, void *ctx) {
     pg *q = s->impl;
     hl_err e = ensure_connected(s);
@@ -923,12 +927,14 @@ static hl_err pg_rollup_scan(hl_store *s, long long from_hour, long long to_hour
     filter_params(f, p + 2);
     if ((e = exec(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK, "starting the scan")))
         return e;
-    PGresult *r = PQexecParams(q->c, "DECLARE hl_scan NO SCROLL CURSOR FOR SELECT " ROLLUP_KEY ", " ROLLUP_SUMS
-                                     ", latency_hist, ttft_hist FROM rollups WHERE hour >= $1 AND hour < $2"
+    char sql[1024];
+    snprintf(sql, sizeof sql, "DECLARE hl_scan NO SCROLL CURSOR FOR SELECT " ROLLUP_KEY ", " ROLLUP_SUMS
+                                     ", latency_hist, ttft_hist FROM %s WHERE hour >= $1 AND hour < $2"
                                      " AND ($3::text IS NULL OR tenant = $3::text) AND ($4::text IS NULL OR key_name = $4::text)"
                                      " AND ($5::text IS NULL OR backend = $5::text) AND ($6::text IS NULL OR model = $6::text)"
                                      " AND ($7::text IS NULL OR task_type = $7::text) AND ($8::text IS NULL OR source = $8::text)",
-                               8, NULL, p, NULL, NULL, 0);
+             day ? "rollups_day" : "rollups");
+    PGresult *r = PQexecParams(q->c, sql, 8, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) e = fail(s, "declaring the rollup scan", r);
     PQclear(r);
     uint64_t *words = NULL;

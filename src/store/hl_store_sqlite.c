@@ -20,6 +20,35 @@
 
 /* ---- migrations ---- */
 
+/* The columns of migration 7's two rollup tables. */
+#define ROLLUP_COLUMNS \
+    "    hour               INTEGER NOT NULL,  -- ts / 3600000\n" \
+    "    source             TEXT NOT NULL,\n" \
+    "    backend            TEXT NOT NULL,\n" \
+    "    model              TEXT NOT NULL,\n" \
+    "    route_reason       TEXT NOT NULL,\n" \
+    "    tenant             TEXT NOT NULL,\n" \
+    "    key_name           TEXT NOT NULL,\n" \
+    "    task_type          TEXT NOT NULL,\n" \
+    "    status             TEXT NOT NULL,     -- ok | error | cancelled | escalated | other\n" \
+    "    flags              INTEGER NOT NULL,  -- 1 shadow, 2 eval, 4 sensitive\n" \
+    "    firsts             INTEGER NOT NULL,  -- hl_rollup.h: which groupings count these lines as requests\n" \
+    "    attempts           INTEGER NOT NULL,\n" \
+    "    input_tokens       INTEGER NOT NULL,\n" \
+    "    output_tokens      INTEGER NOT NULL,\n" \
+    "    cached_input_tokens INTEGER NOT NULL,\n" \
+    "    cache_write_tokens INTEGER NOT NULL,\n" \
+    "    plain_input_tokens INTEGER NOT NULL,\n" \
+    "    cost_usd           REAL NOT NULL,\n" \
+    "    unpriced           INTEGER NOT NULL,\n" \
+    "    scored             INTEGER NOT NULL,\n" \
+    "    agreed             INTEGER NOT NULL,\n" \
+    "    score_sum          REAL NOT NULL,\n" \
+    "    latency_sum_ms     REAL NOT NULL,\n" \
+    "    latency_hist       BLOB,              -- (bucket << 40 | count) little-endian words\n" \
+    "    ttft_hist          BLOB,\n" \
+    "    PRIMARY KEY (hour, source, backend, model, route_reason, tenant, key_name, task_type, status, flags, firsts)\n" \
+
 static const char *const migrations[] = {
     /* 1: the ledger's records, one row per journal line, every field a column; where the
      * indexer is in each journal; a view that shows timestamps as the journal writes them. */
@@ -140,34 +169,9 @@ static const char *const migrations[] = {
     /* 7: rollups (hl_rollup.h): per hour and dimensions, the sums and histograms report reads
      * instead of the rows. Strings are '' for none. Filled from the existing rows by
      * hl_rollup_backfill in this migration's transaction. */
-    "CREATE TABLE rollups (\n"
-    "    hour               INTEGER NOT NULL,  -- ts / 3600000\n"
-    "    source             TEXT NOT NULL,\n"
-    "    backend            TEXT NOT NULL,\n"
-    "    model              TEXT NOT NULL,\n"
-    "    route_reason       TEXT NOT NULL,\n"
-    "    tenant             TEXT NOT NULL,\n"
-    "    key_name           TEXT NOT NULL,\n"
-    "    task_type          TEXT NOT NULL,\n"
-    "    status             TEXT NOT NULL,     -- ok | error | cancelled | escalated | other\n"
-    "    flags              INTEGER NOT NULL,  -- 1 shadow, 2 eval, 4 sensitive\n"
-    "    firsts             INTEGER NOT NULL,  -- hl_rollup.h: which groupings count these lines as requests\n"
-    "    attempts           INTEGER NOT NULL,\n"
-    "    input_tokens       INTEGER NOT NULL,\n"
-    "    output_tokens      INTEGER NOT NULL,\n"
-    "    cached_input_tokens INTEGER NOT NULL,\n"
-    "    cache_write_tokens INTEGER NOT NULL,\n"
-    "    plain_input_tokens INTEGER NOT NULL,\n"
-    "    cost_usd           REAL NOT NULL,\n"
-    "    unpriced           INTEGER NOT NULL,\n"
-    "    scored             INTEGER NOT NULL,\n"
-    "    agreed             INTEGER NOT NULL,\n"
-    "    score_sum          REAL NOT NULL,\n"
-    "    latency_sum_ms     REAL NOT NULL,\n"
-    "    latency_hist       BLOB,              -- (bucket << 40 | count) little-endian words\n"
-    "    ttft_hist          BLOB,\n"
-    "    PRIMARY KEY (hour, source, backend, model, route_reason, tenant, key_name, task_type, status, flags, firsts)\n"
-    ") WITHOUT ROWID;\n",
+    "CREATE TABLE rollups (\n" ROLLUP_COLUMNS ") WITHOUT ROWID;\n"
+    "-- the same per UTC day (hour: the day's first hour): what reports over whole days read\n"
+    "CREATE TABLE rollups_day (\n" ROLLUP_COLUMNS ") WITHOUT ROWID;\n",
 };
 #define ROLLUP_MIGRATION 7
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -182,7 +186,7 @@ typedef struct sq {
     sqlite3_stmt *load_state, *save_state;
     sqlite3_stmt *count, *bounds, *spend;
     sqlite3_stmt *scan[16];    /* per `same` set; prepared on first use */
-    sqlite3_stmt *prior, *merge, *rollup_scan; /* prepared on first use */
+    sqlite3_stmt *prior, *merge[2], *rollup_scan[2]; /* prepared on first use; [1]: rollups_day */
     uint64_t *words;           /* decoded histograms of the rollup scan */
     size_t words_cap;
 } sq;
@@ -321,8 +325,10 @@ static void sq_close(hl_store *s) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
     for (size_t i = 0; i < sizeof q->scan / sizeof q->scan[0]; i++) sqlite3_finalize(q->scan[i]);
     sqlite3_finalize(q->prior);
-    sqlite3_finalize(q->merge);
-    sqlite3_finalize(q->rollup_scan);
+    for (int i = 0; i < 2; i++) {
+        sqlite3_finalize(q->merge[i]);
+        sqlite3_finalize(q->rollup_scan[i]);
+    }
     free(q->words);
     sqlite3_close(q->db);
     free(q);
@@ -767,12 +773,12 @@ static hl_err bind_hist(sqlite3_stmt *st, int i, const uint64_t *w, size_t n) {
     return HL_OK;
 }
 
-static hl_err sq_rollup_merge(hl_store *s, const hl_rollup_cell *c, size_t n) {
+static hl_err sq_rollup_merge(hl_store *s, bool day, const hl_rollup_cell *c, size_t n) {
     sq *q = s->impl;
     int rc;
-    if (!q->merge &&
-        (rc = prep(q->db,
-                   "INSERT INTO rollups (" ROLLUP_KEY ", " ROLLUP_SUMS ", latency_hist, ttft_hist)"
+    char sql[2048];
+    snprintf(sql, sizeof sql,
+                   "INSERT INTO %s (" ROLLUP_KEY ", " ROLLUP_SUMS ", latency_hist, ttft_hist)"
                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,"
                    " ?20, ?21, ?22, ?23, ?24, ?25)"
                    " ON CONFLICT (" ROLLUP_KEY ") DO UPDATE SET attempts = attempts + excluded.attempts,"
@@ -786,9 +792,9 @@ static hl_err sq_rollup_merge(hl_store *s, const hl_rollup_cell *c, size_t n) {
                    " score_sum = score_sum + excluded.score_sum,"
                    " latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms,"
                    " latency_hist = hl_hist_add(latency_hist, excluded.latency_hist),"
-                   " ttft_hist = hl_hist_add(ttft_hist, excluded.ttft_hist)", &q->merge)))
-        return fail(s, rc, "preparing the rollup upsert");
-    sqlite3_stmt *st = q->merge;
+                   " ttft_hist = hl_hist_add(ttft_hist, excluded.ttft_hist)", day ? "rollups_day" : "rollups");
+    if (!q->merge[day] && (rc = prep(q->db, sql, &q->merge[day]))) return fail(s, rc, "preparing the rollup upsert");
+    sqlite3_stmt *st = q->merge[day];
     for (size_t i = 0; i < n; i++) {
         const hl_rollup_cell *x = &c[i];
         const char *txt[9] = {x->source, x->backend, x->model, x->route_reason, x->tenant,
@@ -834,18 +840,20 @@ static hl_err column_hist(sq *q, sqlite3_stmt *st, int i, size_t at, size_t *n) 
     return HL_OK;
 }
 
-static hl_err sq_rollup_scan(hl_store *s, long long from_hour, long long to_hour, const hl_store_filter *f,
+static hl_err sq_rollup_scan(hl_store *s, bool day, long long from_hour, long long to_hour, const hl_store_filter *f,
                              hl_rollup_row_fn fn, void *ctx) {
     sq *q = s->impl;
     int rc;
-    if (!q->rollup_scan &&
-        (rc = prep(q->db, "SELECT " ROLLUP_KEY ", " ROLLUP_SUMS ", latency_hist, ttft_hist FROM rollups"
+    char sql[1024];
+    snprintf(sql, sizeof sql, "SELECT " ROLLUP_KEY ", " ROLLUP_SUMS ", latency_hist, ttft_hist FROM %s"
                           " WHERE hour >= ?1 AND hour < ?2"
                           " AND (?3 IS NULL OR tenant = ?3) AND (?4 IS NULL OR key_name = ?4)"
                           " AND (?5 IS NULL OR backend = ?5) AND (?6 IS NULL OR model = ?6)"
-                          " AND (?7 IS NULL OR task_type = ?7) AND (?8 IS NULL OR source = ?8)", &q->rollup_scan)))
+                          " AND (?7 IS NULL OR task_type = ?7) AND (?8 IS NULL OR source = ?8)",
+             day ? "rollups_day" : "rollups");
+    if (!q->rollup_scan[day] && (rc = prep(q->db, sql, &q->rollup_scan[day])))
         return fail(s, rc, "preparing the rollup scan");
-    sqlite3_stmt *st = q->rollup_scan;
+    sqlite3_stmt *st = q->rollup_scan[day];
     sqlite3_bind_int64(st, 1, from_hour);
     sqlite3_bind_int64(st, 2, to_hour);
     bind_filter(st, 3, f);

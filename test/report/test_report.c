@@ -895,11 +895,11 @@ static void savings_read_right_in(void) {
     HL_CHECK_NEAR(r->total.cloud_equiv_usd, 0, 0);
     HL_CHECK_NEAR(r->total.savings_usd, -0.024 * 3000 / 5000, 1e-12);
     hl_report_free(r);
-    /* Unbounded: the period is the hours with records, one here. */
+    /* Unbounded: the period is the whole UTC days with records, one here. */
     r = build_savings(&v, "none", NULL, false);
     HL_REQUIRE(r);
-    HL_CHECK_NEAR(r->period_hours, 1, 0);
-    HL_CHECK_NEAR(r->total.hardware_usd, 0.001, 1e-12);
+    HL_CHECK_NEAR(r->period_hours, 24, 0);
+    HL_CHECK_NEAR(r->total.hardware_usd, 0.024, 1e-12);
     hl_report_free(r);
     env_cleanup(&v);
 }

@@ -267,6 +267,11 @@ static void compare_all(hl_store *s) {
     o.from_ms = (long long)(DAY0 + 86400 + 5 * 3600) * 1000; /* whole hours */
     o.to_ms = (long long)(DAY0 + 3 * 86400) * 1000;
     compare(s, o, "a range");
+    o.to_ms = (long long)(DAY0 + 5 * 86400 + 7 * 3600) * 1000; /* whole days between ragged ends */
+    compare(s, o, "a range with whole days inside");
+    HL_REQUIRE(hl_report_parse_group_by("hour", &o) == HL_OK);
+    compare(s, o, "hours of a range");
+    HL_REQUIRE(hl_report_parse_group_by("source,tenant", &o) == HL_OK);
     o.filter.tenant = "acme";
     compare(s, o, "tenant acme");
     o.filter.tenant = NULL;
@@ -398,7 +403,7 @@ HL_TEST(migration_7_builds_the_rollups_of_existing_rows) {
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
     HL_REQUIRE(hl_store_index(s, p.journal, NULL) == HL_OK);
     hl_store_close(s);
-    HL_REQUIRE(sql_exec(p.db, "DROP TABLE rollups; DELETE FROM schema_version WHERE version = 7") == 0);
+    HL_REQUIRE(sql_exec(p.db, "DROP TABLE rollups; DROP TABLE rollups_day; DELETE FROM schema_version WHERE version = 7") == 0);
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
     HL_CHECK_INT_EQ(hl_store_schema_version(s), 7);
     mismatches = 0;
@@ -476,7 +481,7 @@ HL_TEST(rollups_give_the_rows_figures_on_postgresql) {
     hl_report_free(b);
     hl_store_close(s);
     /* Migration 7 on a store at 6: the rollups come from the rows. */
-    HL_REQUIRE(pg_exec(uri, "DROP TABLE rollups; DROP FUNCTION hybridllm_hist_add(bigint[], bigint[]);"
+    HL_REQUIRE(pg_exec(uri, "DROP TABLE rollups, rollups_day; DROP FUNCTION hybridllm_hist_add(bigint[], bigint[]);"
                             " DELETE FROM schema_version WHERE version = 7"));
     HL_REQUIRE(hl_store_open(&s, uri, err, sizeof err) == HL_OK);
     HL_CHECK_INT_EQ(hl_store_schema_version(s), 7);

@@ -124,8 +124,10 @@ typedef struct hl_store_ops {
      * cells c[0..n) (distinct keys) to the rollups, in the open transaction. */
     hl_err (*prior)(hl_store *s, const char *request_id, long long attempt, hl_store_prior_fn fn, void *ctx);
     hl_err (*each_record)(hl_store *s, hl_store_record_fn fn, void *ctx);
-    hl_err (*rollup_merge)(hl_store *s, const hl_rollup_cell *c, size_t n);
-    hl_err (*rollup_scan)(hl_store *s, long long from_hour, long long to_hour, const hl_store_filter *f,
+    /* rollup_merge: into rollups_day when day (c's hours are days' first hours). */
+    hl_err (*rollup_merge)(hl_store *s, bool day, const hl_rollup_cell *c, size_t n);
+    /* day: table rollups_day (cells per UTC day), else rollups (per hour). */
+    hl_err (*rollup_scan)(hl_store *s, bool day, long long from_hour, long long to_hour, const hl_store_filter *f,
                           hl_rollup_row_fn fn, void *ctx);
     hl_err (*count)(hl_store *s, unsigned long long *out);
     /* Cloud spend per tenant since day and since month_day (UTC days since 1970). */
