@@ -63,6 +63,8 @@ typedef struct ctx {
     hl_store_group keys[HL_REPORT_MAX_KEYS];
     size_t n_keys;
     unsigned same;       /* the varying dimensions among the keys (hl_rollup.h) */
+    long long time_hour[HL_REPORT_MAX_KEYS]; /* rollups: the hour whose time key time_text holds */
+    char time_text[HL_REPORT_MAX_KEYS][40];
     bool rollups;
     unsigned long long eval_skipped;
     long long min_hour, max_hour; /* of the lines counted: the period of an unbounded range */
@@ -80,12 +82,19 @@ static uint64_t hash_str(const char *s) {
     return h;
 }
 
-/* The lookup text of a group: its values separated by \x1f, \x1e for none. */
+/* The lookup text of a group: its values separated by \x1f, \x1e for none (cut at n - 1
+ * bytes: only a hash, the values themselves are compared). */
 static void group_text(const ctx *c, const item *it, char *out, size_t n) {
     size_t o = 0;
-    out[0] = '\0';
-    for (size_t k = 0; k < c->n_keys && o < n; k++)
-        o += (size_t)snprintf(out + o, n - o, "%s%s", k ? "\x1f" : "", it->values[k] ? it->values[k] : "\x1e");
+    for (size_t k = 0; k < c->n_keys; k++) {
+        const char *v = it->values[k] ? it->values[k] : "\x1e";
+        if (k && o + 1 < n) out[o++] = '\x1f';
+        size_t l = strlen(v);
+        if (l > n - 1 - o) l = n - 1 - o;
+        memcpy(out + o, v, l);
+        o += l;
+    }
+    out[o] = '\0';
 }
 
 static hl_err rehash(ctx *c, size_t n_slots) {
@@ -257,8 +266,21 @@ static hl_err on_cell(void *p, const hl_rollup_row *r) {
     hl_store_row row = {.ts_ms = r->hour * 3600000, .status = r->status, .source = r->source, .backend = r->backend,
                         .model = r->model, .route_reason = r->route_reason, .tenant = r->tenant,
                         .key_name = r->key_name, .task_type = r->task_type};
-    char bufs[HL_REPORT_MAX_KEYS][40];
-    for (size_t k = 0; k < c->n_keys; k++) it.values[k] = hl_store_group_value(c->keys[k], &row, bufs[k], sizeof bufs[k]);
+    for (size_t k = 0; k < c->n_keys; k++) {
+        hl_store_group g = c->keys[k];
+        bool timed = g == HL_STORE_GROUP_HOUR || g == HL_STORE_GROUP_DAY || g == HL_STORE_GROUP_WEEK ||
+                     g == HL_STORE_GROUP_MONTH;
+        if (!timed) {
+            it.values[k] = hl_store_group_value(g, &row, c->time_text[k], sizeof c->time_text[k]);
+            continue;
+        }
+        /* Cells come in hour order: format a time key once per hour, not once per cell. */
+        if (c->time_hour[k] != r->hour || !c->time_text[k][0]) {
+            hl_store_group_value(g, &row, c->time_text[k], sizeof c->time_text[k]);
+            c->time_hour[k] = r->hour;
+        }
+        it.values[k] = c->time_text[k];
+    }
     return add_item(c, &it, r->hour);
 }
 
