@@ -23,7 +23,8 @@
  *
  * Both keep, in the transaction that inserts records, the cloud spend per tenant and UTC day
  * (table cloud_spend, maintained by the database from the rows actually inserted, so a
- * replayed journal adds nothing twice): the figure budgets are checked against.
+ * replayed journal adds nothing twice): the figure budgets are checked against; and the
+ * rollups `report` reads (hl_rollup.h), from the same inserted rows only.
  *
  * Threads: one hl_store is one connection, used by one thread at a time. The background
  * indexer opens a second connection of its own. */
