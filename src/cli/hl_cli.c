@@ -34,9 +34,9 @@ static const command commands[] = {
     {"ledger", "ledger index --journal FILE --db FILE|URI",
      "index a JSONL ledger into SQLite (a file) or PostgreSQL (postgresql://...); idempotent,\n"
      "resumable", hl_cli_store_ledger},
-    {"report", "report --db FILE|URI [--journal FILE] [--from ISO] [--to ISO] [--group-by KEY] ...",
+    {"report", "report --db FILE|URI [--journal FILE] [--from ISO] [--to ISO] [--group-by KEY,...] ...",
      "requests, tokens, cost, latency, errors, escalations and savings against all-cloud,\n"
-     "grouped", hl_cli_store_report},
+     "grouped by up to 4 keys and filtered, from the store's rollups (--exact: the rows)", hl_cli_store_report},
     {"keys", "keys create|list|update|revoke --db FILE|URI ...",
      "issue, list, change and revoke client keys in the store (gateways pick changes up\n"
      "within one index interval)", hl_cli_keys},

@@ -168,20 +168,28 @@ typedef struct view_ctx {
     size_t err_len;
 } view_ctx;
 
+/* o as `report` has it (hl_report_opts_init) for the query's range, grouped by g, with the
+ * query's filters when filtered. */
+static void report_opts(const view_ctx *v, hl_report_opts *o, hl_store_group g, bool filtered) {
+    hl_report_opts_init(o);
+    o->group_by = g;
+    o->from_ms = v->q->from_ms;
+    o->to_ms = v->q->to_ms;
+    if (!filtered) return;
+    o->filter.tenant = v->q->tenant[0] ? v->q->tenant : NULL;
+    o->filter.backend = v->q->backend[0] ? v->q->backend : NULL;
+    o->filter.task_type = v->q->task_type[0] ? v->q->task_type : NULL;
+}
+
 /* Appends `"key":` and the report's JSON (grouped by g, the query's filters plus source, with
  * the savings' cloud price) to the output. keep: NULL, or receives the report (the caller
  * frees it with hl_report_free). */
 static hl_err put_report_keep(view_ctx *v, const char *key, hl_store_group g, const char *source, bool filtered,
                               hl_report **keep) {
-    hl_store_filter f = {0};
-    if (filtered) {
-        f.tenant = v->q->tenant[0] ? v->q->tenant : NULL;
-        f.backend = v->q->backend[0] ? v->q->backend : NULL;
-        f.task_type = v->q->task_type[0] ? v->q->task_type : NULL;
-    }
-    f.source = source;
-    hl_report_opts o = {.group_by = g, .from_ms = v->q->from_ms, .to_ms = v->q->to_ms,
-                        .cloud_price = hl_ui_cloud_price(v->src->cfg), .filter = &f};
+    hl_report_opts o;
+    report_opts(v, &o, g, filtered);
+    o.filter.source = source;
+    o.cloud_price = hl_ui_cloud_price(v->src->cfg);
     hl_report *r = NULL;
     hl_err e = hl_report_build(v->s, &o, &r, v->err, v->err_len);
     if (!e) e = hl_buf_printf(v->out, "\"%s\":", key);
@@ -268,11 +276,8 @@ static hl_err view_requests(view_ctx *v) {
 
 /* Per backend in the range: its figures by day. */
 static hl_err view_latency(view_ctx *v) {
-    hl_store_filter f = {.tenant = v->q->tenant[0] ? v->q->tenant : NULL,
-                         .backend = v->q->backend[0] ? v->q->backend : NULL,
-                         .task_type = v->q->task_type[0] ? v->q->task_type : NULL};
-    hl_report_opts o = {.group_by = HL_STORE_GROUP_BACKEND, .from_ms = v->q->from_ms, .to_ms = v->q->to_ms,
-                        .filter = &f};
+    hl_report_opts o;
+    report_opts(v, &o, HL_STORE_GROUP_BACKEND, true);
     hl_report *r = NULL;
     hl_err e = hl_report_build(v->s, &o, &r, v->err, v->err_len);
     if (e) return e;

@@ -155,7 +155,7 @@ HL_TEST(migrations_from_an_empty_file_and_reopen) {
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM sqlite_master WHERE name IN "
                                   "('inferences', 'journal_state', 'ledger', 'inferences_ts',"
                                   " 'inferences_source_ts', 'inferences_backend_ts',"
-                                  " 'inferences_tenant_ts', 'cloud_spend', 'inferences_cloud_spend')"), 9);
+                                  " 'inferences_tenant_ts', 'cloud_spend', 'inferences_cloud_spend', 'rollups')"), 10);
     /* Every ledger field is a column. */
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM pragma_table_info('inferences')"), 37);
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
