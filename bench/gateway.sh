@@ -8,10 +8,14 @@
 #   (a) direct   the upstream itself                         (the floor)
 #   (b) hybrid   hybridllm in front of it (2 event loops)    (what we measure)
 #   (c) nginx    nginx proxy_pass in front of it (2 workers, upstream keepalive)
-# Runs are interleaved a b c a b c a b c, each after a 2 s warm-up, and the medians are
+#   (d) shadow   hybridllm as (b) with the route's shadow.rate 0.1 (a tenth of the requests
+#                asked again of a second backend on the same upstream, after the answer, and
+#                compared): its cost against (b), which is shadow.rate 0
+# Runs are interleaved a b d c a b d c ..., each after a 2 s warm-up, and the medians are
 # reported: requests/s, p50 and p99 latency, the p99 latency each proxy adds over (a), the
 # ratio of hybridllm's added p99 to nginx's, the throughput ratio hybridllm / nginx, and
-# hybridllm's peak RSS. It also prints the CPU time each server spent per request (steadier
+# hybridllm's peak RSS; and the throughput, p99 and CPU per request of (d) against (b), with
+# the shadow comparisons (d) made and dropped (not a target). It also prints the CPU time each server spent per request (steadier
 # than requests/s when other work shares the machine) and checks that hybridllm wrote one
 # ledger line per request it served.
 #
@@ -117,6 +121,7 @@ wait_status() { # PID PORT PATH WANT NAME: polls for up to 10 s
 free_port; UP_PORT=$PORT
 free_port; HL_PORT=$PORT
 free_port; NX_PORT=$PORT
+free_port; SH_PORT=$PORT
 
 CHAT_JSON='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"fake-model","choices":[{"index":0,"message":{"role":"assistant","content":"positive"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":1,"total_tokens":15}}'
 MODELS_JSON='{"object":"list","data":[{"id":"fake-model","object":"model","created":1700000000,"owned_by":"bench"}]}'
@@ -219,8 +224,38 @@ HL_PID=$!
 PIDS+=("$HL_PID")
 wait_status "$HL_PID" "$HL_PORT" /healthz 200 "hybridllm"
 
+# ------------------------------------------------------------------ (d) hybridllm, shadow.rate 0.1
+cat >"$TMP/shadow.yaml" <<EOF
+server:
+  listen: "127.0.0.1:$SH_PORT"
+  threads: 2
+  shutdown_timeout_ms: 2000
+ledger:
+  path: $TMP/ledger-shadow.jsonl
+  store: "${BENCH_LEDGER_STORE:+$BENCH_LEDGER_STORE.shadow}"
+backends:
+  - name: local
+    kind: openai
+    location: local
+    base_url: http://127.0.0.1:$UP_PORT/v1
+    model: fake-model
+  - name: local-b
+    kind: openai
+    location: local
+    base_url: http://127.0.0.1:$UP_PORT/v1
+    model: fake-model
+routes:
+  - name: default
+    to: [local]
+    shadow: {rate: 0.1, to: [local-b]}
+EOF
+"$BIN" serve --config "$TMP/shadow.yaml" >"$TMP/shadow.log" 2>&1 &
+SH_PID=$!
+PIDS+=("$SH_PID")
+wait_status "$SH_PID" "$SH_PORT" /healthz 200 "hybridllm (shadow)"
+
 # One request through each target before loading them: the same answer must come back.
-for t in "direct $UP_PORT" "hybridllm $HL_PORT" "nginx $NX_PORT"; do
+for t in "direct $UP_PORT" "hybridllm $HL_PORT" "shadow $SH_PORT" "nginx $NX_PORT"; do
     read -r name port <<<"$t"
     resp=$(http POST "$port" /v1/chat/completions "$BODY" || true)
     [[ $(head -n 1 <<<"$resp") == *" 200 "* && $resp == *'"chat.completion"'* && $resp == *positive* ]] ||
@@ -231,9 +266,9 @@ hl_rss_kib() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$HL_PID/status"; }
 RSS_START=$(hl_rss_kib VmRSS)
 
 # ------------------------------------------------------------------ load
-declare -A PORT_OF=([direct]=$UP_PORT [hybridllm]=$HL_PORT [nginx]=$NX_PORT)
-declare -A PID_OF=([direct]=$UP_PID [hybridllm]=$HL_PID [nginx]=$NX_PID)
-TARGETS=(direct hybridllm nginx)
+declare -A PORT_OF=([direct]=$UP_PORT [hybridllm]=$HL_PORT [shadow]=$SH_PORT [nginx]=$NX_PORT)
+declare -A PID_OF=([direct]=$UP_PID [hybridllm]=$HL_PID [shadow]=$SH_PID [nginx]=$NX_PID)
+TARGETS=(direct hybridllm shadow nginx)
 declare -A RPS P50 P99 CPU
 HL_WRK_REQUESTS=0
 HZ=$(getconf CLK_TCK)
@@ -245,6 +280,7 @@ server_pids() {
     local m
     case $1 in
         hybridllm) echo "$HL_PID"; return ;;
+        shadow) echo "$SH_PID"; return ;;
         direct) m=$UP_PID ;;
         nginx) m=$NX_PID ;;
     esac
@@ -345,6 +381,7 @@ for t in "${TARGETS[@]}"; do
         direct) label="(a) upstream direct" ;;
         hybridllm) label="(b) hybridllm -> upstream" ;;
         nginx) label="(c) nginx -> upstream" ;;
+        shadow) label="(d) hybridllm, shadow 0.1" ;;
     esac
     printf '   %-26s %10.0f %10.3f %10.3f %14s\n' "$label" "${M_RPS[$t]}" "${M_P50[$t]}" "${M_P99[$t]}" \
         "$(awk -v v="${M_CPU[$t]}" 'BEGIN { if (v < 0) print "n/a"; else printf "%.0f", v }')"
@@ -374,6 +411,18 @@ verdicts=$(awk -v a="${M_P99[direct]}" -v b="${M_P99[hybridllm]}" -v c="${M_P99[
         exit 1
     }') && targets_ok=1 || targets_ok=0
 echo "$verdicts"
+
+# (d) against (b): what shadowing a tenth of the requests costs the clients.
+SH_METRICS=$(http GET "$SH_PORT" /metrics || true)
+shadow_count() { awk -v r="$1" -F'"' '/^hybridllm_shadow_total\{result="/ && $2 == r {split($3, v, " "); print v[2]}' <<<"$SH_METRICS"; }
+SH_LINES=$(grep -c '"shadow":true' "$TMP/ledger-shadow.jsonl" || true)
+awk -v r0="${M_RPS[hybridllm]}" -v r1="${M_RPS[shadow]}" -v p0="${M_P99[hybridllm]}" -v p1="${M_P99[shadow]}" \
+    -v c0="${M_CPU[hybridllm]}" -v c1="${M_CPU[shadow]}" 'BEGIN {
+    printf "   shadow.rate 0.1 vs 0: throughput ratio %.2f, p99 %+.3f ms", r1 / r0, p1 - p0
+    if (c0 > 0 && c1 > 0) printf ", CPU per request %.2fx", c1 / c0
+    printf "   (not a target)\n" }'
+printf '   shadow comparisons: %s compared, %s dropped busy, %s failed; %d shadow ledger lines\n' \
+    "$(shadow_count compared)" "$(shadow_count dropped_busy)" "$(shadow_count failed)" "$SH_LINES"
 
 # wrk counts only the responses it received. When it stops, each connection may have a request
 # in flight: hybridllm still answers it (status ok) or records it as cancelled ("client

@@ -551,7 +551,7 @@ static const char *const location_words[] = {[HL_LOCATION_LOCAL] = "local",
 /* In hl_engine_pooling's order (hl_engine.h): the index is the engine's value. */
 static const char *const pooling_words[] = {"model", "mean", "cls", "last"};
 static const char *const template_words[] = {"plain", "chatml", "llama-2", "llama-3", "mistral",
-                                             "phi-3"};
+                                             "phi-3", "qwen3"};
 _Static_assert(sizeof(hl_provider_kind) == sizeof(int) && sizeof(hl_location) == sizeof(int) &&
                sizeof(hl_tristate) == sizeof(int) && sizeof(hl_sticky) == sizeof(int) &&
                sizeof(hl_budget_period) == sizeof(int) && sizeof(hl_budget_action) == sizeof(int),
@@ -572,8 +572,12 @@ static const cfg_key backend_keys[] = {
      WORDS(location_words), .help = "local (data stays on the machine) or cloud"},
     {K("base_url"), .type = T_STRS, FIELD(hl_backend_cfg, base_urls),
      .off_n = offsetof(hl_backend_cfg, n_base_urls), .flags = F_SCALAR_OK, .what = "URL",
-     .check = check_url, .help = "required unless builtin; several: the first that answers at "
-                                 "start wins"},
+     .check = check_url, .help = "required unless builtin; several: the first that answers "
+                                 "(or, with replicas: true, all of them, balanced)"},
+    {K("replicas"), .type = T_BOOL, FIELD(hl_backend_cfg, replicas), .def = false,
+     .help = "the base_url list is replicas of one server: each request goes to the healthy one "
+             "with fewer requests in flight of two picked at random; each has its own probe, "
+             "circuit breaker and latency"},
     {K("api_key_env"), .type = T_ENV, FIELD(hl_backend_cfg, api_key_env),
      .help = "environment variable holding the upstream key"},
     {KF("model", HL_YAML_REQUIRED), .type = T_TOKEN, FIELD(hl_backend_cfg, model),
@@ -660,7 +664,8 @@ static hl_err check_backend(cfg_ctx *c, const yaml_node_t *item, void *elem, siz
     (void)i;
     if (b->warmup == HL_ANY) b->warmup = b->location == HL_LOCATION_LOCAL ? HL_YES : HL_NO;
     if (b->kind == HL_PROVIDER_BUILTIN) {
-        const char *bad = b->n_base_urls ? "base_url" : b->api_key_env ? "api_key_env" : NULL;
+        const char *bad = b->n_base_urls ? "base_url" : b->api_key_env ? "api_key_env"
+                          : b->replicas ? "replicas" : NULL;
         if (bad)
             return fail_key(c, item, bad, "not used by a builtin backend (it runs model_path in "
                                           "this process)");
@@ -832,6 +837,51 @@ static const cfg_key escalate_keys[] = {
 };
 static const cfg_table escalate_table = {TABLE(escalate_keys)};
 
+/* A share in [0, 1]. */
+static hl_err h_rate(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    double x = 0;
+    hl_err err = hl_yaml_double(&c->y, v, 0, &x);
+    if (err) return err;
+    if (!(x >= 0 && x <= 1)) return hl_yaml_fail(&c->y, hl_yaml_line(v), "must be in [0, 1]");
+    *FIELD_PTR(obj, k, double) = x;
+    return HL_OK;
+}
+
+/* One backend's name, which must be declared. */
+static hl_err h_backend_ref(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    const char *s = NULL;
+    hl_err err = get_name(&c->y, v, &s);
+    if (!err) err = check_backend_ref(&c->y, v, (char *)s); /* only reads */
+    return err ? err : hl_yaml_set_str(&c->y, v, FIELD_PTR(obj, k, char *), s);
+}
+
+/* hl_shadow_compare's order. */
+static const char *const compare_words[] = {"auto", "exact", "json", "tools", "token_f1", "rouge_l",
+                                            "embedding", "judge"};
+static const cfg_key shadow_route_keys[] = {
+    {KF("rate", HL_YAML_REQUIRED), .type = T_CUSTOM, FIELD(hl_route_rule, shadow_rate),
+     .fn = h_rate, .shown = "number", .help = "share of the route's requests shadowed, in [0, 1] "
+                                              "(drawn from the request id)"},
+    {KF("to", HL_YAML_REQUIRED), .type = T_STRS, FIELD(hl_route_rule, shadow_to),
+     .off_n = offsetof(hl_route_rule, n_shadow_to), .flags = F_SCALAR_OK,
+     .what = "backend name", .check = check_backend_ref,
+     .help = "backends asked the same request after the client has its answer"},
+    {K("compare"), .type = T_ENUM, FIELD(hl_route_rule, shadow_compare), WORDS(compare_words),
+     .def = HL_SHADOW_AUTO, .help = "how the answers are scored; auto: by task type (exact for "
+                                    "classification, json for extraction, tools, else rouge_l)"},
+    {K("threshold"), .type = T_CUSTOM, FIELD(hl_route_rule, shadow_threshold), .def_d = 0.5,
+     .fn = h_escalate_below, .shown = "number",
+     .help = "token_f1, rouge_l, embedding, judge: the answers agree at this score, in (0, 1]; default 0.5"},
+    {K("embeddings"), .type = T_CUSTOM, FIELD(hl_route_rule, shadow_embeddings),
+     .fn = h_backend_ref, .shown = "name", .help = "compare embedding: the backend that embeds both answers"},
+    {K("judge"), .type = T_CUSTOM, FIELD(hl_route_rule, shadow_judge), .fn = h_backend_ref,
+     .shown = "name", .help = "compare judge: the backend asked which answer is better (twice, "
+                              "positions swapped)"},
+    {K("cloud"), .type = T_BOOL, FIELD(hl_route_rule, shadow_cloud), .def = false,
+     .help = "allow cloud backends in to, judge and embeddings (never for sensitive requests)"},
+};
+static const cfg_table shadow_route_table = {TABLE(shadow_route_keys)};
+
 static const char *const sticky_words[] = {[HL_STICKY_REQUEST] = "request",
                                            [HL_STICKY_TENANT] = "tenant"};
 static const cfg_key route_keys[] = {
@@ -850,15 +900,47 @@ static const cfg_key route_keys[] = {
      .def = HL_STICKY_REQUEST, .help = "a split draws per request, or per tenant"},
     {K("escalate"), .type = T_MAP, .sub = &escalate_table,
      .help = "local first, cloud when the local answer's confidence is low"},
+    {K("shadow"), .type = T_MAP, .sub = &shadow_route_table,
+     .help = "compare another backend's answer with the served one, off the critical path"},
 };
 
+/* A shadow's backends: cloud ones only with the opt-in; what compare needs. */
+static hl_err check_shadow(cfg_ctx *c, const yaml_node_t *item, hl_route_rule *r) {
+    char msg[200];
+    if (r->shadow_threshold <= 0) r->shadow_threshold = 0.5; /* the row's default */
+    const hl_config *cfg = c->cfg;
+    for (size_t j = 0; j < r->n_shadow_to + 2; j++) {
+        const char *name = j < r->n_shadow_to ? r->shadow_to[j] : j == r->n_shadow_to ? r->shadow_judge
+                                                                                       : r->shadow_embeddings;
+        const hl_backend_cfg *b = name ? hl_config_backend(cfg, name) : NULL;
+        if (!b || b->location != HL_LOCATION_CLOUD || r->shadow_cloud) continue;
+        snprintf(msg, sizeof msg, "backend '%s' is a cloud backend: set shadow.cloud: true to "
+                 "allow it (sensitive requests are never shadowed to the cloud)", name);
+        return fail_key(c, item, j < r->n_shadow_to ? "shadow.to" : j == r->n_shadow_to ? "shadow.judge"
+                                                                                        : "shadow.embeddings", msg);
+    }
+    if (r->shadow_compare == HL_SHADOW_EMBEDDING && !r->shadow_embeddings)
+        return fail_key(c, item, "shadow.embeddings", "compare: embedding needs embeddings: BACKEND");
+    if (r->shadow_compare == HL_SHADOW_JUDGE && !r->shadow_judge)
+        return fail_key(c, item, "shadow.judge", "compare: judge needs judge: BACKEND");
+    const hl_backend_cfg *eb = r->shadow_embeddings ? hl_config_backend(cfg, r->shadow_embeddings) : NULL;
+    if (eb && eb->kind == HL_PROVIDER_ANTHROPIC)
+        return fail_key(c, item, "shadow.embeddings", "an anthropic backend serves no embeddings: name an "
+                        "openai-kind or builtin one");
+    if (r->shadow_embeddings && r->shadow_compare != HL_SHADOW_EMBEDDING)
+        return fail_key(c, item, "shadow.embeddings", "is used only with compare: embedding");
+    if (r->shadow_judge && r->shadow_compare != HL_SHADOW_JUDGE)
+        return fail_key(c, item, "shadow.judge", "is used only with compare: judge");
+    return HL_OK;
+}
+
 static hl_err check_route(cfg_ctx *c, const yaml_node_t *item, void *elem, size_t i) {
-    const hl_route_rule *r = elem;
-    (void)item, (void)i;
+    hl_route_rule *r = elem;
+    (void)i;
     if (!r->n_to == !r->n_split)
         return hl_yaml_fail(&c->y, r->line, "a route needs exactly one of `to` (a preference "
                             "list) and `split` (weighted backends)");
-    return HL_OK;
+    return r->n_shadow_to ? check_shadow(c, item, r) : HL_OK;
 }
 
 static const cfg_table routes_table = {
@@ -1080,12 +1162,37 @@ static const cfg_key privacy_keys[] = {
      .help = "more PII types: a list of {name, pattern}"},
 };
 
+static hl_err h_samples(cfg_ctx *c, const yaml_node_t *v, const cfg_key *k, void *obj) {
+    const char *s = NULL;
+    hl_err err = hl_yaml_text(&c->y, v, "a file name", &s);
+    if (err) return err;
+    if (!*s) return hl_yaml_fail(&c->y, hl_yaml_line(v), "must not be empty");
+    return hl_yaml_set_str(&c->y, v, FIELD_PTR(obj, k, char *), s);
+}
+
+static const cfg_key shadow_keys[] = {
+    {K("max_concurrent"), .type = T_INT, FIELD(hl_config, shadow_max_concurrent), .lo = 1,
+     .hi = 1024, .def = 2, .help = "shadow calls in flight at most, per event loop"},
+    {K("max_queue"), .type = T_INT, FIELD(hl_config, shadow_max_queue), .lo = 0, .hi = 100000,
+     .def = 16, .help = "shadows waiting for a slot at most, per event loop; more are dropped "
+                        "and counted"},
+    {K("timeout_ms"), .type = T_INT, FIELD(hl_config, shadow_timeout_ms), .lo = 1,
+     .hi = CFG_MAX_MS, .def = 60000, .help = "one shadow call, and how long a shadow may wait for a slot"},
+    {K("max_capture_bytes"), .type = T_SIZE, FIELD(hl_config, shadow_max_capture), .lo = KIB,
+     .hi = 64 * MIB, .def = 256 * KIB,
+     .help = "a served answer longer than this (text and tool calls) is not shadowed (counted)"},
+    {K("samples"), .type = T_CUSTOM, FIELD(hl_config, shadow_samples_path), .fn = h_samples,
+     .shown = "file", .help = "a local JSONL file (mode 0600) where both answers' texts are kept "
+                              "for a person to review; unset: texts are never kept"},
+};
+
 /* ---- the top level ----------------------------------------------------------------------- */
 
 static const cfg_table server_table = {TABLE(server_keys)};
 static const cfg_table ledger_table = {TABLE(ledger_keys)};
 static const cfg_table upstream_table = {TABLE(upstream_keys)};
 static const cfg_table privacy_table = {TABLE(privacy_keys)};
+static const cfg_table shadow_table = {TABLE(shadow_keys)};
 
 /* routes comes last so that it can check its targets against backends. */
 static const cfg_key root_keys[] = {
@@ -1105,6 +1212,8 @@ static const cfg_key root_keys[] = {
      .help = "rate limits per tenant of virtual keys, divided among live instances"},
     {K("privacy"), .type = T_MAP, .off = offsetof(hl_config, privacy), .sub = &privacy_table,
      .help = "the PII detector run on every request"},
+    {K("shadow"), .type = T_MAP, .off = 0, .sub = &shadow_table,
+     .help = "limits of the shadow comparisons routes ask for (routes[].shadow)"},
     {KF("routes", HL_YAML_REQUIRED | HL_YAML_LAST), .type = T_SEQ, FIELD(hl_config, routes),
      .off_n = offsetof(hl_config, n_routes), .sub = &routes_table,
      .help = "routing rules, tried in order; the first match wins"},
@@ -1264,6 +1373,9 @@ void hl_config_free(hl_config *cfg) {
         free_strv(r->models, r->n_models);
         free_strv(r->tenants, r->n_tenants);
         free_strv(r->escalate_to, r->n_escalate_to);
+        free_strv(r->shadow_to, r->n_shadow_to);
+        free(r->shadow_embeddings);
+        free(r->shadow_judge);
         for (size_t j = 0; j < r->n_split; j++) free(r->split[j].to);
         free(r->split);
     }
@@ -1286,6 +1398,7 @@ void hl_config_free(hl_config *cfg) {
     free(cfg->upstream_ca_file);
     free(cfg->ledger_path);
     free(cfg->ledger_store_path);
+    free(cfg->shadow_samples_path);
     free(cfg);
 }
 

@@ -81,6 +81,8 @@ typedef struct hl_backend_cfg {
                                system's); NULL: the system's. The global upstream.ca_file is
                                copied here at load when a backend sets none */
     bool allow_insecure_http; /* a cloud backend may use http:// outside loopback */
+    bool replicas;            /* base_urls are replicas of one server: requests are balanced
+                                 across the healthy ones (else: the first that answers) */
     /* kind builtin only: */
     char *model_path;       /* GGUF file (required) */
     int threads;            /* matmul threads; 0: one per core */
@@ -152,8 +154,25 @@ typedef struct hl_route_rule {
     char **escalate_to;
     size_t n_escalate_to;
     bool escalate_streams; /* escalate.stream: buffer (true) or off */
+    /* shadow: after the client has its answer, the same request also goes to shadow_to, off
+     * the critical path, and the two answers are compared (src/gateway/hl_shadow.h) */
+    double shadow_rate;    /* share of the rule's requests shadowed, [0, 1] */
+    char **shadow_to;      /* backends asked; NULL/0: no shadow */
+    size_t n_shadow_to;
+    int shadow_compare;    /* an hl_shadow_compare */
+    double shadow_threshold; /* agree at this score (token_f1, rouge_l, embedding, judge) */
+    char *shadow_embeddings; /* compare embedding: the backend that embeds both answers */
+    char *shadow_judge;    /* compare judge: the backend that judges both answers */
+    bool shadow_cloud;     /* the opt-in: shadow_to, judge or embeddings may be cloud backends */
     int line;
 } hl_route_rule;
+
+/* How a route's shadow answers are scored: the first six are hl_compare's methods
+ * (src/quality/hl_compare.h) in its order; then cosine of embeddings and an LLM judge. */
+typedef enum hl_shadow_compare {
+    HL_SHADOW_AUTO = 0, HL_SHADOW_EXACT, HL_SHADOW_JSON, HL_SHADOW_TOOLS, HL_SHADOW_TOKEN_F1,
+    HL_SHADOW_ROUGE_L, HL_SHADOW_EMBEDDING, HL_SHADOW_JUDGE
+} hl_shadow_compare;
 
 /* A cloud spend cap, from the ledger's running totals. */
 typedef enum hl_budget_period { HL_BUDGET_MONTH, HL_BUDGET_DAY } hl_budget_period;
@@ -236,6 +255,12 @@ typedef struct hl_config {
     hl_tenant_cfg *tenants;
     size_t n_tenants;
     hl_privacy_cfg privacy;
+    /* shadow: limits of the shadow comparisons routes ask for, per event loop */
+    int shadow_max_concurrent; /* shadow calls in flight at most */
+    int shadow_max_queue;      /* waiting for a slot at most; more are dropped (counted) */
+    long shadow_timeout_ms;    /* one shadow call (and a queued one's wait) */
+    size_t shadow_max_capture; /* bytes of a served answer kept for comparison; over: skipped */
+    char *shadow_samples_path; /* JSONL of both texts for a person to review; NULL: none */
 } hl_config;
 
 /* Loads and validates path. On error returns non-zero, *out is NULL and errbuf holds one

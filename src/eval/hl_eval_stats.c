@@ -4,24 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-void hl_eval_wilson(size_t k, size_t n, double *lo, double *hi) {
-    if (n == 0) {
-        *lo = 0;
-        *hi = 1;
-        return;
-    }
-    if (k > n) k = n;
-    const double z = 1.959963984540054; /* the 97.5th percentile of the standard normal */
-    double nn = (double)n, p = (double)k / nn, z2 = z * z;
-    double centre = (p + z2 / (2 * nn)) / (1 + z2 / nn);
-    double half = z * sqrt(p * (1 - p) / nn + z2 / (4 * nn * nn)) / (1 + z2 / nn);
-    *lo = centre - half < 0 ? 0 : centre - half;
-    *hi = centre + half > 1 ? 1 : centre + half;
-    /* exact at the ends: no rounding error may move them inside */
-    if (k == 0) *lo = 0;
-    if (k == n) *hi = 1;
-}
+#include "hl_report.h"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -95,7 +78,8 @@ void hl_eval_acc_summary(hl_eval_acc *a, hl_eval_summary *s) {
     s->agree = a->agree;
     s->accuracy = a->n ? (double)a->agree / (double)a->n : -1;
     s->mean_score = a->n ? a->score_sum / (double)a->n : -1;
-    hl_eval_wilson(a->agree, a->n, &s->ci_lo, &s->ci_hi);
+    if (a->n) hl_report_wilson(a->agree, a->n, &s->ci_lo, &s->ci_hi);
+    else s->ci_lo = 0, s->ci_hi = 1;
     s->p50_ms = hl_eval_percentile(a->lat, a->n_lat, 50);
     s->p95_ms = hl_eval_percentile(a->lat, a->n_lat, 95);
     s->input_tokens = a->input_tokens;

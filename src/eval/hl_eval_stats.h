@@ -14,10 +14,6 @@
 #include <stddef.h>
 #include "hl_err.h"
 
-/* The 95% Wilson score interval of k successes in n trials into [*lo, *hi]; n == 0 gives
- * [0, 1]. k is clamped to [0, n]. */
-void hl_eval_wilson(size_t k, size_t n, double *lo, double *hi);
-
 /* Nearest-rank p-th percentile (0 < p <= 100) of v[0..n), which it sorts in place; -1 when
  * n == 0. */
 double hl_eval_percentile(double *v, size_t n, double p);

@@ -33,7 +33,10 @@
  *  - STREAMING: the client has the response head and the first events; what happens next can
  *    only end this response (a mid-stream error is reported in the stream).
  *  - FINISHING: the last ledger line is written and the answer is going out; the connection
- *    no longer points at the exchange, so no server callback can reach it.
+ *    no longer points at the exchange, so no server callback can reach it. Once the answer's
+ *    last byte was handed to the connection, a request drawn for its route's shadow hands its
+ *    request and captured answer to hl_shadow (offer_shadow), which starts nothing before a
+ *    later loop turn: shadows are never on the client's path.
  *  - DONE: freed.
  *
  * Every callback checks its phase first (hl_ex_phase_ok): a callback in a phase that cannot
@@ -52,8 +55,10 @@
 #include "hl_log.h"
 #include "hl_pricing.h"
 #include "hl_privacy.h"
+#include "hl_shadow.h"
 #include "hl_stop.h"
 #include "hl_task.h"
+#include "hl_url.h"
 
 /* ------------------------------------------------------------------ phases */
 
@@ -106,7 +111,9 @@ typedef struct attempt {
     const char *model;
     const hl_provider *prov;
     hl_provider_call *call;  /* in flight; NULL once it ended */
-    bool probe;              /* its backend's half-open breaker probe */
+    bool probe;              /* its backend's (or replica's) half-open breaker probe */
+    int replica;             /* the backend's replica it went to (hl_backend_admit_at); -1: none */
+    bool replica_busy;       /* counted in the replica's in-flight: until its ledger line */
     bool stream;             /* events as they come (else one whole answer) */
     bool judged;             /* its answer is judged on confidence */
     bool paused;             /* its provider was asked to pause (slow client) */
@@ -169,6 +176,9 @@ struct hl_exchange {
     double deadline;           /* ms (uv_hrtime clock): the request's whole life ends here */
     bool escalation_armed;     /* the next local attempt is the one to judge */
     bool client_logprobs;      /* the client asked for logprobs itself */
+    bool shadowed;             /* drawn for its route's shadow: the answer is captured and, once
+                                  the client has it, offered to hl_shadow */
+    hl_shadow_capture cap;     /* the served answer, for the comparison */
     bool counted;              /* still in the in-flight gauge */
     attempt at;
     held held;
@@ -266,16 +276,25 @@ static void exchange_closed(uv_handle_t *h) {
 }
 
 /* The one place an exchange is freed. */
+/* The attempt no longer counts in its replica's in-flight. */
+static void replica_done(hl_exchange *ex) {
+    if (!ex->at.replica_busy) return;
+    hl_backend_replica_done(ex->at.backend, ex->at.replica);
+    ex->at.replica_busy = false;
+}
+
 static void ex_free(hl_exchange *ex) {
     ex_enter(ex, HL_EX_DONE);
     if (ex->key_reserved > 0) hl_key_budgets_release(ex->env->key_budgets, &ex->key, ex->key_reserved);
     ex->key_reserved = 0;
     leave_in_flight(ex);
     if (ex->at.call) ex->at.prov->cancel(ex->at.call);
+    replica_done(ex);
     hl_chat_request_release(&ex->req);
     hl_buf_release(&ex->out);
     if (ex->ing->encoder_release) ex->ing->encoder_release(&ex->enc);
     hl_chat_response_release(&ex->held.resp);
+    hl_shadow_capture_release(&ex->cap);
     hl_stop_release(&ex->at.stops);
     /* The timer handles live in ex: free ex once the loop is done with them. */
     if (ex->timer_inited) {
@@ -350,9 +369,13 @@ static hl_usage final_usage(const hl_exchange *ex) {
 
 /* Writes the ledger line of the current attempt; returns its cost. */
 static double record_attempt(hl_exchange *ex, const char *status, const hl_usage *u, const char *error) {
+    replica_done(ex);
     const attempt *at = &ex->at;
     const hl_exchange_env *env = ex->env;
     double latency = now_ms() - at->t0;
+    char replica[256];
+    const char *rurl = hl_backend_replica_url(at->backend, at->replica);
+    if (rurl) hl_url_redact(rurl, replica, sizeof replica);
     hl_ledger_record r = {
         .timestamp = at->wall0,
         .request_id = ex->request_id,
@@ -374,14 +397,15 @@ static double record_attempt(hl_exchange *ex, const char *status, const hl_usage
         .usage = *u,
         .latency_ms = latency,
         .ttft_ms = at->ttft_ms,
-        .confidence = at->judged ? at->confidence : -1,
+        .confidence = at->confidence, /* judged, or the served side of a shadow; else -1 */
         /* The ledger takes margin and min together (a backend that gave no alternatives
          * leaves both out). */
-        .signals = at->judged && at->signals.margin >= 0 && at->signals.min >= 0,
+        .signals = at->confidence >= 0 && at->signals.margin >= 0 && at->signals.min >= 0,
         .confidence_margin = at->signals.margin,
         .confidence_min = at->signals.min,
         .http_status = at->status,
         .error = error,
+        .replica = rurl ? replica : NULL,
     };
     if (r.cloud) {
         const hl_price *p = hl_config_price(env->cfg, at->model);
@@ -434,6 +458,25 @@ static void schedule(hl_exchange *ex, double delay_ms) {
 /* Sends a complete answer in the client's shape. Ends the exchange. */
 static void deliver(hl_exchange *ex, hl_chat_response *resp, double cost, double confidence);
 
+/* The client has its whole answer (FINISHING): a drawn request's shadows are offered, with the
+ * request and the captured answer handed over. Nothing here can delay the client. */
+static void offer_shadow(hl_exchange *ex, long output_tokens) {
+    if (!ex->shadowed) return;
+    ex->shadowed = false;
+    const attempt *at = &ex->at;
+    hl_shadow_served s = {
+        .request_id = ex->request_id, .client_id = ex->client_id[0] ? ex->client_id : NULL,
+        .tenant = ex->tenant[0] ? ex->tenant : NULL, .route_reason = ex->route.reason,
+        .task_type = ex->route.task_type, .pii = ex->privacy.pii[0] ? ex->privacy.pii : NULL,
+        .task_inferred = !ex->req.task_type && ex->route.task_type, .key = &ex->key,
+        .sensitive = ex->privacy.sensitive, .backend = at->backend, .attempts = at->n,
+        .output_tokens = output_tokens, .confidence = hl_backend_is_cloud(at->backend) ? -1 : at->confidence,
+        .signals = at->signals.margin >= 0 && at->signals.min >= 0, .confidence_margin = at->signals.margin,
+        .confidence_min = at->signals.min,
+    };
+    hl_shadow_offer(ex->env, ex->route.rule, &s, &ex->req, &ex->cap);
+}
+
 /* Nothing was sent yet and the current candidate is out: the next one, the held answer, or
  * the error. */
 static void fail_or_fallback(hl_exchange *ex, const hl_api_error *err) {
@@ -448,7 +491,8 @@ static void fail_or_fallback(hl_exchange *ex, const hl_api_error *err) {
         hl_log(HL_LOG_WARN, "%s: escalation failed (%s); serving the local answer", ex->request_id, err->message);
         /* The answer served gets its `ok` line (its cost is on the `escalated` line). */
         hl_stop_release(&ex->at.stops);
-        ex->at = (attempt){.n = ex->at.n + 1, .backend = ex->held.backend, .model = ex->held.model,
+        replica_done(ex);
+        ex->at = (attempt){.n = ex->at.n + 1, .backend = ex->held.backend, .model = ex->held.model, .replica = -1,
                            .prov = hl_provider_for(ex->held.backend->cfg->kind), .judged = true,
                            .confidence = ex->held.confidence, .signals = ex->held.signals,
                            .t0 = now_ms(), .wall0 = wall_now(),
@@ -482,7 +526,7 @@ static double retry_delay_ms(hl_exchange *ex) {
  * (connection errors, timeouts, 408/409/429/5xx/529); backend_fault: it counts against the
  * backend's circuit breaker. */
 static void attempt_failed(hl_exchange *ex, const hl_api_error *err, bool retryable, bool backend_fault) {
-    hl_backend_report(ex->at.backend, !backend_fault, ex->at.probe, now_ms());
+    hl_backend_report_at(ex->at.backend, ex->at.replica, !backend_fault, ex->at.probe, now_ms());
     ex->at.probe = false;
     if (ex->at.should_retry >= 0) retryable = ex->at.should_retry == 1;
     if (ex->at.no_retry) retryable = false;
@@ -537,7 +581,13 @@ static void finish_stream(hl_exchange *ex, hl_err err, const char *errmsg) {
     bool ok = err == HL_OK && !at->stream_error && (at->got_done || at->finish != HL_FINISH_NONE);
     char why[320];
     if (ok) {
-        if (at->ttft_ms >= 0) hl_backend_record_latency(at->backend, at->ttft_ms);
+        if (at->ttft_ms >= 0) hl_backend_record_latency_at(at->backend, at->replica, at->ttft_ms);
+        if (ex->shadowed && ex->cap.logprobs && !hl_backend_is_cloud(at->backend)) {
+            json_t *lp = json_pack("{s:O}", "content", ex->cap.logprobs);
+            hl_confidence_signals(lp, &at->signals);
+            at->confidence = at->signals.geomean;
+            json_decref(lp);
+        }
         record_attempt(ex, "ok", &u, NULL);
         ex->ing->encode_end(&ex->enc, &u, &ex->out);
     } else {
@@ -553,8 +603,10 @@ static void finish_stream(hl_exchange *ex, hl_err err, const char *errmsg) {
                          overloaded ? HL_AE_OVERLOADED : limited ? HL_AE_RATE_LIMIT : HL_AE_API, NULL,
                          "upstream_stream_error", "Backend '%s': %s", at->backend->cfg->name, why);
         ex->ing->encode_error(&ex->enc, &e, &ex->out);
+        ex->shadowed = false; /* nothing whole to compare with */
     }
     end_stream(ex);
+    offer_shadow(ex, u.output_tokens);
     ex_free(ex);
 }
 
@@ -608,8 +660,12 @@ static void deliver(hl_exchange *ex, hl_chat_response *resp, double cost, double
         json_decref(resp->logprobs); /* asked for our confidence, not the client's */
         resp->logprobs = NULL;
     }
+    size_t cap = ex->env->cfg->shadow_max_capture;
+    long out_tokens = resp->usage.output_tokens;
     if (ex->req.stream) {
         replay_as_stream(ex, resp);
+        if (ex->shadowed) hl_shadow_capture_take(&ex->cap, resp, cap);
+        offer_shadow(ex, out_tokens);
         ex_free(ex);
         return;
     }
@@ -626,6 +682,8 @@ static void deliver(hl_exchange *ex, hl_chat_response *resp, double cost, double
     hl_conn_respond(ex->conn, 200, h.data, "application/json", body.data ? body.data : "", body.len);
     hl_buf_release(&body);
     hl_buf_release(&h);
+    if (ex->shadowed) hl_shadow_capture_take(&ex->cap, resp, cap);
+    offer_shadow(ex, out_tokens);
     ex_free(ex);
 }
 
@@ -662,7 +720,7 @@ static void went_silent(hl_exchange *ex, long limit) {
              : at->backend->cfg->first_token_timeout_ms > 0 ? "first_token_timeout_ms"
                                                             : "before the first token: 4 x stream_idle_timeout_ms");
     hl_log(HL_LOG_WARN, "%s: backend %s: %s; closed", ex->request_id, at->backend->cfg->name, msg);
-    hl_backend_report(at->backend, false, at->probe, now_ms());
+    hl_backend_report_at(at->backend, at->replica, false, at->probe, now_ms());
     at->probe = false;
     if (ex->phase == HL_EX_STREAMING) {
         at->stream_error = true;
@@ -754,6 +812,19 @@ static int stop_flush(hl_exchange *ex) {
     return rc;
 }
 
+/* A streamed answer asked with 2 alternatives a token for a shadow's confidence: the client
+ * gets the number it asked for. */
+static int client_logprobs_event(hl_exchange *ex, const hl_stream_event *ev) {
+    json_t *lp = json_pack("{s:o}", "content", json_deep_copy(ev->logprobs));
+    if (!lp) return HL_PROVIDER_ABORT;
+    trim_top_logprobs(lp, ex->req.top_logprobs);
+    hl_stream_event t = *ev;
+    t.logprobs = json_object_get(lp, "content");
+    int rc = ex->ing->encode_event(&ex->enc, &t, &ex->out) ? HL_PROVIDER_ABORT : HL_PROVIDER_CONTINUE;
+    json_decref(lp);
+    return rc;
+}
+
 /* Stream events: tracked for the ledger, encoded for the client. */
 static int on_event(void *ud, const hl_stream_event *ev) {
     hl_exchange *ex = ud;
@@ -761,6 +832,12 @@ static int on_event(void *ud, const hl_stream_event *ev) {
     attempt *at = &ex->at;
     at->last_activity_ms = now_ms();
     if (at->stop_hit) return HL_PROVIDER_ABORT; /* past the stop: nothing more is wanted */
+    if (ex->shadowed) {
+        hl_shadow_capture_event(&ex->cap, ev, ex->env->cfg->shadow_max_capture);
+        /* asked for the shadow's confidence (2 alternatives a token), not the client's */
+        if (ev->type == HL_EV_LOGPROBS && !ex->client_logprobs) return HL_PROVIDER_CONTINUE;
+        if (ev->type == HL_EV_LOGPROBS && ex->req.top_logprobs < 2) return client_logprobs_event(ex, ev);
+    }
     switch (ev->type) {
     case HL_EV_TEXT:
     case HL_EV_TOOL_CALL:
@@ -839,7 +916,7 @@ static void transport_failed(hl_exchange *ex, const hl_provider_result *r) {
     const char *name = ex->at.backend->cfg->name;
     record_attempt(ex, "error", &none, r->errmsg);
     hl_log(HL_LOG_WARN, "%s: backend %s: %s", ex->request_id, name, r->errmsg);
-    if (!r->status && r->err != HL_ERR_TIMEOUT) hl_backend_suspect(ex->at.backend); /* gone? restarted? */
+    if (!r->status && r->err != HL_ERR_TIMEOUT) hl_backend_suspect_at(ex->at.backend, ex->at.replica); /* gone? restarted? */
     if (r->err == HL_ERR_TIMEOUT)
         hl_api_error_set(&cerr, 504, HL_AE_TIMEOUT, NULL, "upstream_timeout",
                          "Backend '%s' did not answer in time: %s", name, r->errmsg);
@@ -881,7 +958,7 @@ static void answered(hl_exchange *ex, hl_chat_response *resp) {
         attempt_failed(ex, &cerr, true, true);
         return;
     }
-    hl_backend_report(at->backend, true, at->probe, now_ms());
+    hl_backend_report_at(at->backend, at->replica, true, at->probe, now_ms());
     at->probe = false;
     if (at->gw_stops) {
         int m = hl_stop_cut(ex->req.stop, ex->req.n_stop, resp->text);
@@ -893,17 +970,20 @@ static void answered(hl_exchange *ex, hl_chat_response *resp) {
     }
     at->usage = resp->usage;
     at->out_bytes = resp->text ? strlen(resp->text) : 0;
-    hl_backend_record_latency(at->backend, now_ms() - at->t0);
+    hl_backend_record_latency_at(at->backend, at->replica, now_ms() - at->t0);
     hl_usage u = final_usage(ex);
     resp->usage = u;
     if (!resp->model || !resp->model[0]) {
         free(resp->model);
         resp->model = strdup(at->model);
     }
-    if (at->judged) {
+    if (at->judged || (ex->shadowed && !hl_backend_is_cloud(at->backend))) {
+        /* judged, or the served side of a comparison: asked with 2 alternatives a token */
         hl_confidence_signals(resp->logprobs, &at->signals);
         at->confidence = at->signals.geomean;
         if (ex->client_logprobs) trim_top_logprobs(resp->logprobs, ex->req.top_logprobs);
+    }
+    if (at->judged) {
         double signal = judged_signal(&at->signals, ex->route.escalate_signal);
         if (signal >= 0 && signal < ex->route.escalate_below && ex->route.n_escalate) {
             /* Not sure enough: hold this answer, ask the escalation targets. */
@@ -940,7 +1020,7 @@ static void note_overflow(hl_exchange *ex, const hl_backend *b) {
  * request's either while another backend may have a longer context. The next candidate. */
 static void context_overflow(hl_exchange *ex) {
     attempt *at = &ex->at;
-    hl_backend_report(at->backend, true, at->probe, now_ms());
+    hl_backend_report_at(at->backend, at->replica, true, at->probe, now_ms());
     at->probe = false;
     hl_log(HL_LOG_INFO, "%s: the prompt does not fit backend %s's context; trying the next candidate",
            ex->request_id, at->backend->cfg->name);
@@ -963,7 +1043,7 @@ static void on_done(void *ud, hl_provider_result *r) {
     }
     if (at->stop_hit && at->stream) {
         /* The gateway ended the call at a stop sequence: a whole answer. */
-        hl_backend_report(at->backend, true, at->probe, now_ms());
+        hl_backend_report_at(at->backend, at->replica, true, at->probe, now_ms());
         at->probe = false;
         finish_stream(ex, HL_OK, "");
         return;
@@ -996,7 +1076,7 @@ static void on_done(void *ud, hl_provider_result *r) {
         return;
     }
     if (at->stream) {
-        hl_backend_report(at->backend, true, at->probe, now_ms());
+        hl_backend_report_at(at->backend, at->replica, true, at->probe, now_ms());
         at->probe = false;
         finish_stream(ex, HL_OK, "");
         return;
@@ -1019,7 +1099,7 @@ static long attempt_timeout_ms(const hl_exchange *ex, const hl_backend *b) {
 /* Moves ex->cand to the first candidate, from the current one, that may take the request:
  * privacy (checked again right before data leaves), the provider's own limits, the circuit
  * breaker. err receives why the skipped ones could not. Returns false when none is left. */
-static bool pick_candidate(hl_exchange *ex, bool *probe, hl_api_error *err) {
+static bool pick_candidate(hl_exchange *ex, bool *probe, int *replica, hl_api_error *err) {
     for (; ex->cand < ex->route.n; ex->cand++) {
         hl_backend *b = ex->route.candidates[ex->cand];
         if (ex->privacy.sensitive && hl_backend_is_cloud(b)) {
@@ -1038,7 +1118,7 @@ static bool pick_candidate(hl_exchange *ex, bool *probe, hl_api_error *err) {
             ex->retries = 0;
             continue;
         }
-        if (!hl_backend_admit(b, now_ms(), probe)) {
+        if (!hl_backend_admit_at(b, now_ms(), rng_next(&ex->env->rng), probe, replica)) {
             if (!err->message[0])
                 hl_api_error_set(err, 503, HL_AE_UNAVAILABLE, NULL, "circuit_open",
                                  "Backend '%s' is failing (circuit breaker open); no other backend "
@@ -1055,7 +1135,9 @@ static bool pick_candidate(hl_exchange *ex, bool *probe, hl_api_error *err) {
 static void run_attempt(hl_exchange *ex) {
     hl_api_error err = {0};
     bool probe = false;
-    if (!pick_candidate(ex, &probe, &err)) {
+    int replica = -1;
+    replica_done(ex); /* the last attempt's, should it have no line */
+    if (!pick_candidate(ex, &probe, &replica, &err)) {
         if (!err.message[0] && ex->overflowed) err = ex->overflow_err;
         if (!err.message[0])
             hl_api_error_set(&err, 503, HL_AE_UNAVAILABLE, NULL, "no_backend", "No backend can serve this request.");
@@ -1072,14 +1154,19 @@ static void run_attempt(hl_exchange *ex) {
     /* A local answer to be judged on confidence is asked for whole, with logprobs (Messages
      * backends have none and are not judged). */
     bool judged = ex->escalation_armed && !hl_backend_is_cloud(b) && b->cfg->kind != HL_PROVIDER_ANTHROPIC;
+    /* A local answer that a shadow will be compared with: its confidence is wanted too. */
+    bool shadow_lp = ex->shadowed && !hl_backend_is_cloud(b) && b->cfg->kind != HL_PROVIDER_ANTHROPIC;
+    hl_shadow_capture_release(&ex->cap); /* a new attempt: a new answer */
     /* An Anthropic client is told which stop sequence matched; OpenAI-compatible servers do not
      * say, so the gateway applies them itself. */
     bool gw_stops = ex->ing == &hl_ingress_anthropic && ex->req.n_stop > 0 && b->cfg->kind == HL_PROVIDER_OPENAI;
     hl_stop_release(&ex->at.stops);
     ex->at = (attempt){
         .n = ex->at.n + 1, .backend = b, .model = ex->route.models[ex->cand], .prov = prov, .probe = probe,
+        .replica = replica, .replica_busy = replica >= 0,
         .stream = ex->req.stream && !judged, .judged = judged, .t0 = now_ms(), .wall0 = wall_now(),
         .ttft_ms = -1, .retry_after_ms = -1, .should_retry = -1, .confidence = -1, .gw_stops = gw_stops,
+        .signals = {-1, -1, -1},
     };
     ex->at.last_activity_ms = ex->at.t0;
     hl_stop_init(&ex->at.stops, ex->req.stop, gw_stops ? ex->req.n_stop : 0);
@@ -1089,7 +1176,8 @@ static void run_attempt(hl_exchange *ex) {
     hl_buf_reset(&ex->out);
     ex_enter(ex, ex->held.present ? HL_EX_HOLDING : HL_EX_ATTEMPTING);
     hl_provider_spec spec = {
-        .backend = b, .req = &ex->req, .model = ex->at.model, .stream = ex->at.stream, .logprobs = judged,
+        .backend = b, .base_url = hl_backend_replica_url(b, replica), .req = &ex->req, .model = ex->at.model,
+        .stream = ex->at.stream, .logprobs = judged || shadow_lp,
         .timeout_ms = attempt_timeout_ms(ex, b), .connect_timeout_ms = b->cfg->connect_timeout_ms,
         .no_stop = gw_stops,
         .native_responses = ex->ing == &hl_ingress_responses && b->cfg->kind == HL_PROVIDER_OPENAI &&
@@ -1389,6 +1477,7 @@ void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, 
     hl_buf_init(&ex->out, 0);
     hl_chat_request_init(&ex->req);
     hl_chat_response_init(&ex->held.resp);
+    hl_shadow_capture_init(&ex->cap);
     if (ing->parse_request(body, len, &ex->req, &err) != HL_OK) {
         if (!err.status) hl_api_error_set(&err, 500, HL_AE_API, NULL, NULL, "Out of memory.");
         finish_error(ex, &err, HDR_ID, NULL);
@@ -1407,6 +1496,8 @@ void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, 
     hl_conn_set_data(c, ex);
     ex->deadline = now_ms() + (double)env->cfg->request_timeout_ms;
     ex->client_logprobs = ex->req.logprobs;
+    ex->shadowed = env->shadow && ex->route.rule && ex->route.rule->n_shadow_to &&
+                   hl_shadow_draw(ex->request_id, ex->route.rule->shadow_rate);
     ex->escalation_armed = ex->route.escalate_below > 0 && ex->route.n_escalate > 0 &&
                            (!ex->req.stream || ex->route.escalate_streams);
     if (go == 2) {
@@ -1427,7 +1518,7 @@ void hl_exchange_abort(hl_exchange *ex) {
         at->call = NULL;
         hl_usage u = final_usage(ex);
         record_attempt(ex, "cancelled", &u, "client disconnected");
-        if (at->probe) hl_backend_probe_abandoned(at->backend, now_ms());
+        if (at->probe) hl_backend_probe_abandoned_at(at->backend, at->replica, now_ms());
     }
     ex_free(ex);
 }

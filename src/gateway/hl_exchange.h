@@ -28,6 +28,8 @@
 #include "hl_router.h"
 #include "hl_server.h"
 
+typedef struct hl_shadow hl_shadow;
+
 /* What one worker (event loop) lends its exchanges; every pointer borrowed. */
 typedef struct hl_exchange_env {
     const hl_config *cfg;
@@ -41,6 +43,7 @@ typedef struct hl_exchange_env {
     struct hl_key_budgets *key_budgets; /* virtual keys' budgets (hl_keybudget.h); may be NULL */
     bool keys_decide_tenant;    /* client keys are configured: the key, never a header, names
                                    the tenant */
+    hl_shadow *shadow;          /* this worker's shadow scheduler (hl_shadow.h); may be NULL */
 } hl_exchange_env;
 
 typedef struct hl_exchange hl_exchange;

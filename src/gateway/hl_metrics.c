@@ -22,9 +22,13 @@ typedef struct backend_metrics {
     histogram duration, ttft;
 } backend_metrics;
 
+const char *const hl_metrics_shadow_names[HL_METRICS_SHADOW_RESULTS] = {
+    "compared", "dropped_busy", "dropped_privacy", "dropped_budget", "failed", "skipped_size"};
+
 struct hl_metrics {
     size_t n;
     atomic_llong in_flight;
+    atomic_ullong shadow[HL_METRICS_SHADOW_RESULTS];
     backend_metrics b[];
 };
 
@@ -64,6 +68,10 @@ void hl_metrics_attempt(hl_metrics *m, size_t backend, hl_metrics_status st, lon
     if (cost_usd > 0) add(&b->cost_nusd, (unsigned long long)(cost_usd * 1e9 + 0.5));
     observe(&b->duration, latency_ms);
     if (ttft_ms >= 0) observe(&b->ttft, ttft_ms);
+}
+
+void hl_metrics_shadow(hl_metrics *m, int result) {
+    if (m && result >= 0 && result < HL_METRICS_SHADOW_RESULTS) add(&m->shadow[result], 1);
 }
 
 void hl_metrics_in_flight(hl_metrics *m, int delta) {
@@ -135,6 +143,13 @@ hl_err hl_metrics_render(hl_metrics *const *w, size_t nw, hl_backends *bs, const
     for (size_t k = 0; k < nw; k++) if (w[k]) inflight += atomic_load_explicit(&w[k]->in_flight, memory_order_relaxed);
     HL_TRY(hl_buf_printf(out, "# HELP hybridllm_requests_in_flight Chat requests being served.\n"
                            "# TYPE hybridllm_requests_in_flight gauge\nhybridllm_requests_in_flight %lld\n", inflight));
+    HL_TRY(hl_buf_puts(out, "# HELP hybridllm_shadow_total Shadow comparisons by what they came to.\n"
+                         "# TYPE hybridllm_shadow_total counter\n"));
+    for (int r = 0; r < HL_METRICS_SHADOW_RESULTS; r++) {
+        unsigned long long n = 0;
+        for (size_t k = 0; k < nw; k++) if (w[k]) n += load(&w[k]->shadow[r]);
+        HL_TRY(hl_buf_printf(out, "hybridllm_shadow_total{result=\"%s\"} %llu\n", hl_metrics_shadow_names[r], n));
+    }
     HL_TRY(hl_buf_puts(out, "# HELP hybridllm_backend_ready 1 when the backend can be routed to.\n"
                          "# TYPE hybridllm_backend_ready gauge\n"));
     for (size_t i = 0; i < bs->n; i++)

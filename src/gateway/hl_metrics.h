@@ -13,7 +13,7 @@
  * hybridllm_ledger_write_errors_total, and for the SQLite index of the ledger
  * hybridllm_ledger_index_lag_bytes (journal bytes not indexed yet: the only queue there is, since
  * every journal line is written before its response ends) and
- * hybridllm_ledger_index_errors_total. */
+ * hybridllm_ledger_index_errors_total; hybridllm_shadow_total{result} (shadow comparisons). */
 #ifndef HL_METRICS_H
 #define HL_METRICS_H
 
@@ -38,6 +38,11 @@ hl_metrics_status hl_metrics_status_of(const char *ledger_status);
 void hl_metrics_attempt(hl_metrics *m, size_t backend, hl_metrics_status st, long input_tokens,
                         long output_tokens, double cost_usd, double latency_ms, double ttft_ms);
 void hl_metrics_in_flight(hl_metrics *m, int delta);
+/* Shadow comparisons (hl_shadow.h): one more of result, an hl_shadow_result; the names, in its
+ * order, label hybridllm_shadow_total{result}. */
+#define HL_METRICS_SHADOW_RESULTS 6
+extern const char *const hl_metrics_shadow_names[HL_METRICS_SHADOW_RESULTS];
+void hl_metrics_shadow(hl_metrics *m, int result);
 /* Renders the text exposition format (version 0.0.4) for all workers' metrics. */
 hl_err hl_metrics_render(hl_metrics *const *workers, size_t n_workers, hl_backends *bs,
                          const hl_config *cfg, hl_budgets *budgets, hl_ledger *ledger,

@@ -12,50 +12,13 @@
 #include <string.h>
 #include <time.h>
 #include "hl_ledger.h"
+#include "hl_pricing.h"
 #include "hl_report.h"
 
 /* ---- prices ---- */
 
-typedef struct builtin_price {
-    hl_price p;
-    const char *source;
-} builtin_price;
-
-/* The brief's models at the brief's prices. gpt-4o-mini is here only so that the prefix rule
- * does not bill it at gpt-4o's rate. */
-static const builtin_price builtin_prices[] = {
-    {{"gpt-4o", 5.00, 15.00, 5.00, 5.00},
-     "built-in: the product brief's table (March 2025); OpenAI lists $2.50/$10 for current gpt-4o "
-     "snapshots, use --config to price those"},
-    {{"gpt-4o-mini", 0.15, 0.60, 0.075, 0.15},
-     "built-in: OpenAI pricing page, https://openai.com/api/pricing/ (March 2025)"},
-    {{"claude-3-5-sonnet", 3.00, 15.00, 0.30, 3.75},
-     "built-in: the product brief's table, March 2025; Anthropic's pricing page agrees"},
-};
-
 const hl_price *hl_advise_price(const hl_config *cfg, const char *model, const char **source) {
-    if (!model) return NULL;
-    const hl_price *p = hl_config_price(cfg, model);
-    if (p) {
-        if (source) *source = cfg->path ? cfg->path : "config";
-        return p;
-    }
-    const builtin_price *best = NULL;
-    size_t best_len = 0;
-    for (size_t i = 0; i < sizeof builtin_prices / sizeof builtin_prices[0]; i++) {
-        const builtin_price *b = &builtin_prices[i];
-        size_t n = strlen(b->p.model);
-        if (!strcmp(b->p.model, model)) {
-            best = b;
-            break;
-        }
-        if (n > best_len && !strncmp(model, b->p.model, n) && model[n] == '-') {
-            best = b;
-            best_len = n;
-        }
-    }
-    if (best && source) *source = best->source;
-    return best ? &best->p : NULL;
+    return hl_pricing_lookup(cfg, model, source);
 }
 
 /* ---- numbers as people read them ---- */
@@ -111,7 +74,9 @@ void hl_advise_fmt_usd(double x, char *buf, size_t len) { snprintf(buf, len, "%s
 
 static numstr pct(double share) {
     numstr r;
-    snprintf(r.s, sizeof r.s, "%.1f%%", share * 100.0);
+    /* Under 1%, two significant digits: 0.04% is not "0.0%". */
+    if (share > 0 && share < 0.01) snprintf(r.s, sizeof r.s, "%.2g%%", share * 100.0);
+    else snprintf(r.s, sizeof r.s, "%.1f%%", share * 100.0);
     return r;
 }
 
@@ -600,7 +565,7 @@ static void break_even_steps(const hl_advise_input *in, hl_advise_result *r) {
     if (r->break_even_share >= 0) {
         snprintf(v, sizeof v, "%s of the tokens", pct(r->break_even_share).s);
         add_step(r, 3, "hybrid break-even share", v,
-                 "= %s hardware and power / %s cloud: the hardware costs the same whatever share it serves",
+                 "= %s hardware and power / %s cloud: a machine costs the same whatever share it serves",
                  usd(r->break_even_share * r->cloud_usd).s, usd(r->cloud_usd).s);
     } else {
         add_step(r, 3, "hybrid break-even share", "none", "even all-local costs more than the cloud (%s vs %s)",
@@ -770,8 +735,8 @@ static void recommend_measured(const hl_advise_input *in, hl_advise_result *r) {
 /* The hybrid's arithmetic with fixed hardware: what local share it needs to save at all. */
 static void add_hybrid_share_reason(hl_advise_result *r) {
     if (r->break_even_share >= 0)
-        add_reason(r, "A hybrid pays only above %s of the tokens local: the hardware costs %s a month whatever share it "
-                      "serves, and each 10%% of the tokens moved local saves %s of cloud spend (`hybridllm simulate` "
+        add_reason(r, "A hybrid pays only above %s of the tokens local: its machines cost %s a month whatever share they "
+                      "serve, and each 10%% of the tokens moved local saves %s of cloud spend (`hybridllm simulate` "
                       "replays a split).",
                    pct(r->break_even_share).s, usd(r->break_even_share * r->cloud_usd).s, usd(r->cloud_usd / 10).s);
     else

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "hl_ledger.h"
+#include "hl_report.h"
 
 static const char *const signal_names[HL_CAL_SIGNALS] = {"geomean", "margin", "min"};
 
@@ -188,15 +189,6 @@ static double auc_sorted(const pair *p, size_t n) {
     return (rank_sum - (double)pos * (double)(pos + 1) / 2) / ((double)pos * (double)neg);
 }
 
-void hl_cal_wilson(size_t k, size_t n, double *lo, double *hi) {
-    const double z = 1.959963984540054;
-    double nn = (double)n, p = (double)k / nn, z2 = z * z;
-    double centre = (p + z2 / (2 * nn)) / (1 + z2 / nn);
-    double half = z / (1 + z2 / nn) * sqrt(p * (1 - p) / nn + z2 / (4 * nn * nn));
-    *lo = centre - half < 0 ? 0 : centre - half;
-    *hi = centre + half > 1 ? 1 : centre + half;
-}
-
 /* The samples with signal k known, sorted by it descending, into p (room for t->n). */
 static size_t known(const hl_cal_task *t, int k, pair *p, size_t *agreeing) {
     size_t n = 0;
@@ -247,7 +239,7 @@ hl_err hl_cal_compute(const hl_cal_data *d, const hl_cal_task *t, double target,
     if (e || !r->enough) return e;
     for (size_t i = 0; i < r->n_curve; i++) /* smallest cloud share reaching the target */
         if (r->curve[i].agreement >= target && r->curve[i].escalated <= r->curve[r->chosen].escalated) r->chosen = i;
-    hl_cal_wilson(r->curve[r->chosen].agreeing, n, &r->ci_lo, &r->ci_hi);
+    hl_report_wilson(r->curve[r->chosen].agreeing, n, &r->ci_lo, &r->ci_hi);
     r->cloud_cost = cloud_cost >= 0      ? cloud_cost
                     : t->cloud_cost_n    ? t->cloud_cost_sum / (double)t->cloud_cost_n
                     : d->cloud_cost_n    ? d->cloud_cost_sum / (double)d->cloud_cost_n

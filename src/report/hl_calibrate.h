@@ -97,9 +97,6 @@ hl_err hl_cal_compute(const hl_cal_data *d, const hl_cal_task *t, double target,
                       hl_cal_result *r);
 void hl_cal_result_release(hl_cal_result *r);
 
-/* 95% Wilson score interval of k successes in n (n > 0). */
-void hl_cal_wilson(size_t k, size_t n, double *lo, double *hi);
-
 /* Renders results (n of them, for target) as a table or JSON into out. */
 hl_err hl_cal_render_text(const hl_cal_data *d, const hl_cal_result *r, size_t n, double target, hl_buf *out);
 hl_err hl_cal_render_json(const hl_cal_data *d, const hl_cal_result *r, size_t n, double target, hl_buf *out);

@@ -227,6 +227,7 @@ hl_err hl_router_route(const hl_config *cfg, hl_backends *bs, const hl_route_inp
     route->n = route->n_escalate = 0;
     route->reason[0] = '\0';
     route->escalate_below = 0;
+    route->rule = NULL;
     route->escalate_signal = HL_SIGNAL_GEOMEAN;
     route->task_type = in->task_type ? in->task_type : in->inferred_task;
     skips sk = {0};
@@ -283,6 +284,7 @@ hl_err hl_router_route(const hl_config *cfg, hl_backends *bs, const hl_route_inp
         }
         note(t, "rule %s: matches", r->name);
         snprintf(route->reason, sizeof route->reason, "rule:%s", r->name);
+        route->rule = r;
         rule_candidates(r, bs, in, route, &sk, t);
         rule_escalation(r, bs, in, route, t);
         if (!route->n && sk.budget) {

@@ -57,6 +57,7 @@ typedef struct hl_route {
     bool escalate_streams;
     hl_backend *escalate[HL_ROUTE_MAX_CANDIDATES];
     int n_escalate;
+    const hl_route_rule *rule; /* the rule that matched (its shadow settings); NULL: forced */
 } hl_route;
 
 typedef struct hl_route_trace {

@@ -61,7 +61,7 @@ HL_TEST(shipped_config) {
     HL_CHECK(cfg->api_keys_env == NULL);
     HL_CHECK_STR_EQ(cfg->ledger_path, "hybridllm-ledger.jsonl");
 
-    HL_REQUIRE(cfg->n_backends == 3);
+    HL_REQUIRE(cfg->n_backends == 4);
     const hl_backend_cfg *an = hl_config_backend(cfg, "anthropic");
     HL_REQUIRE(an == &cfg->backends[0]);
     HL_CHECK_INT_EQ(an->kind, HL_PROVIDER_ANTHROPIC);
@@ -95,6 +95,15 @@ HL_TEST(shipped_config) {
     HL_CHECK(lo->api_key_env == NULL);
     HL_CHECK_STR_EQ(lo->model, "auto");
     HL_CHECK_NEAR(lo->hourly_cost_usd, 0.05, 1e-12);
+    HL_CHECK(!lo->replicas); /* discovery: the first server that answers */
+
+    /* The model `hybridllm pull` downloaded, when no local server answers. */
+    const hl_backend_cfg *pu = hl_config_backend(cfg, "pulled");
+    HL_REQUIRE(pu == &cfg->backends[3]);
+    HL_CHECK_INT_EQ(pu->kind, HL_PROVIDER_BUILTIN);
+    HL_CHECK_INT_EQ(pu->location, HL_LOCATION_LOCAL);
+    HL_CHECK_STR_EQ(pu->model_path, "pulled:");
+    HL_CHECK_STR_EQ(pu->model, "auto");
 
     HL_REQUIRE(cfg->n_prices == 5);
     const hl_price *p = hl_config_price(cfg, "gpt-4o-2024-08-06");
@@ -131,8 +140,9 @@ HL_TEST(shipped_config) {
     HL_CHECK_STR_EQ(r->name, "privacy");
     HL_CHECK_INT_EQ(r->sensitive, HL_YES);
     HL_CHECK_INT_EQ(r->n_task_types, 0);
-    HL_REQUIRE(r->n_to == 1);
+    HL_REQUIRE(r->n_to == 2);
     HL_CHECK_STR_EQ(r->to[0], "local");
+    HL_CHECK_STR_EQ(r->to[1], "pulled");
 
     r = &cfg->routes[1];
     HL_CHECK_STR_EQ(r->name, "complex-task");
@@ -150,17 +160,19 @@ HL_TEST(shipped_config) {
     HL_REQUIRE(r->n_task_types == 2);
     HL_CHECK_STR_EQ(r->task_types[0], "classification");
     HL_CHECK_STR_EQ(r->task_types[1], "extraction");
-    HL_REQUIRE(r->n_to == 1);
+    HL_REQUIRE(r->n_to == 2);
     HL_CHECK_STR_EQ(r->to[0], "local");
+    HL_CHECK_STR_EQ(r->to[1], "pulled");
 
     r = &cfg->routes[3];
     HL_CHECK_STR_EQ(r->name, "default");
     HL_CHECK_INT_EQ(r->sensitive, HL_ANY);
     HL_CHECK_INT_EQ(r->n_task_types, 0);
-    HL_REQUIRE(r->n_to == 3);
+    HL_REQUIRE(r->n_to == 4);
     HL_CHECK_STR_EQ(r->to[0], "local");
-    HL_CHECK_STR_EQ(r->to[1], "anthropic");
-    HL_CHECK_STR_EQ(r->to[2], "openai");
+    HL_CHECK_STR_EQ(r->to[1], "pulled");
+    HL_CHECK_STR_EQ(r->to[2], "anthropic");
+    HL_CHECK_STR_EQ(r->to[3], "openai");
     hl_config_free(cfg);
 }
 
@@ -348,7 +360,7 @@ static const struct bad_case {
     {MIN_BACKENDS, "t.yaml:1: routes: required key is missing"},
     {"serverr: {}\n" MIN,
      "t.yaml:1: serverr: unknown key 'serverr' (expected one of: server, ledger, upstream, backends, "
-     "prices, budgets, tenants, privacy, routes)"},
+     "prices, budgets, tenants, privacy, shadow, routes)"},
     {"server:\n  threds: 4\n" MIN,
      "t.yaml:2: server.threds: unknown key 'threds' (expected one of: listen, threads, "
      "max_body_bytes, max_header_bytes, max_headers, read_timeout_ms, idle_timeout_ms, "
@@ -380,7 +392,7 @@ static const struct bad_case {
     {MIN_BACKENDS "privacy:\n  detect_pii: maybe\n" MIN_ROUTES,
      "t.yaml:8: privacy.detect_pii: expected true or false; got 'maybe'"},
     {"x: &a [*a]\n", "t.yaml:1: x: unknown key 'x' (expected one of: server, ledger, upstream, backends, "
-     "prices, budgets, tenants, privacy, routes)"},
+     "prices, budgets, tenants, privacy, shadow, routes)"},
     {"backends: &a [*a]\n" MIN_ROUTES,
      "t.yaml:1: backends[0]: YAML aliases (*name) are not supported; write the value out"},
     /* server */
@@ -482,7 +494,7 @@ static const struct bad_case {
      "t.yaml:2: backends[0].pooling: only a builtin backend takes this key"},
     {MIN_BACKENDS "    modle: x\n" MIN_ROUTES,
      "t.yaml:7: backends[0].modle: unknown key 'modle' (expected one of: name, kind, location, "
-     "base_url, api_key_env, model, models, hourly_cost_usd, timeout_ms, connect_timeout_ms, "
+     "base_url, replicas, api_key_env, model, models, hourly_cost_usd, timeout_ms, connect_timeout_ms, "
      "max_retries, retry_base_ms, retry_max_ms, breaker_failures, breaker_window_ms, "
      "breaker_open_ms, max_tokens, context_window, stream_idle_timeout_ms, first_token_timeout_ms, warmup, keep_warm_ms, ca_file, allow_insecure_http, model_path, threads, context_size, "
      "chat_template, max_queue, max_sequences, repack_weights, pooling)"},
@@ -649,6 +661,35 @@ static const struct bad_case {
      "t.yaml:7: backends[0].ca_file: cannot read the CA file '/nonexistent/ca.pem': No such file "
      "or directory"},
     {"upstream: {ca_file: \"\"}\n" MIN, "t.yaml:1: upstream.ca_file: must not be empty"},
+    /* shadow comparisons */
+#define SH_BACKENDS MIN_BACKENDS "  - {name: c, kind: openai, location: cloud, base_url: https://c.example/v1, model: m}\n"
+    {SH_BACKENDS "routes:\n  - name: r\n    to: a\n    shadow: {rate: 0.1, to: nope}\n",
+     "t.yaml:11: routes[0].shadow.to: unknown backend 'nope' (declared: a, c)"},
+    {SH_BACKENDS "routes:\n  - name: r\n    to: a\n    shadow: {rate: 1.5, to: a}\n",
+     "t.yaml:11: routes[0].shadow.rate: must be in [0, 1]"},
+    {SH_BACKENDS "routes:\n  - name: r\n    to: a\n    shadow: {to: a}\n",
+     "t.yaml:11: routes[0].shadow.rate: required key is missing"},
+    {SH_BACKENDS "routes:\n  - name: r\n    to: a\n    shadow: {rate: 0.1, to: c}\n",
+     "t.yaml:9: routes[0].shadow.to: backend 'c' is a cloud backend: set shadow.cloud: true to allow "
+     "it (sensitive requests are never shadowed to the cloud)"},
+    {SH_BACKENDS "routes:\n  - name: r\n    to: c\n    shadow: {rate: 0.1, to: a, compare: judge, judge: c}\n",
+     "t.yaml:9: routes[0].shadow.judge: backend 'c' is a cloud backend: set shadow.cloud: true to "
+     "allow it (sensitive requests are never shadowed to the cloud)"},
+    {SH_BACKENDS "routes:\n  - name: r\n    to: c\n    shadow: {rate: 0.1, to: a, compare: embedding}\n",
+     "t.yaml:9: routes[0].shadow.embeddings: compare: embedding needs embeddings: BACKEND"},
+    {SH_BACKENDS "routes:\n  - name: r\n    to: c\n    shadow: {rate: 0.1, to: a, compare: bleu}\n",
+     "t.yaml:11: routes[0].shadow.compare: expected one of auto, exact, json, tools, token_f1, "
+     "rouge_l, embedding, judge; got 'bleu'"},
+    {SH_BACKENDS "routes:\n  - name: r\n    to: c\n    shadow: {rate: 0.1, to: a, threshold: 0}\n",
+     "t.yaml:11: routes[0].shadow.threshold: must be in (0, 1]"},
+    {SH_BACKENDS "routes:\n  - name: r\n    to: c\n    shadow: {rate: 0.1, to: a, judge: a}\n",
+     "t.yaml:9: routes[0].shadow.judge: is used only with compare: judge"},
+    {SH_BACKENDS "  - {name: an, kind: anthropic, location: local, base_url: http://127.0.0.1:9, model: m}\n"
+                 "routes:\n  - name: r\n    to: c\n    shadow: {rate: 0.1, to: a, compare: embedding, embeddings: an}\n",
+     "t.yaml:10: routes[0].shadow.embeddings: an anthropic backend serves no embeddings: name an openai-kind "
+     "or builtin one"},
+    {"shadow: {max_concurrent: 0}\n" MIN, "t.yaml:1: shadow.max_concurrent: must be between 1 and 1024; got '0'"},
+    {"shadow: {samples: \"\"}\n" MIN, "t.yaml:1: shadow.samples: must not be empty"},
     {"upstream: {ca_file: /nonexistent/ca.pem}\n" MIN,
      "t.yaml:1: upstream.ca_file: cannot read the CA file '/nonexistent/ca.pem': No such file or "
      "directory"},
@@ -698,6 +739,37 @@ HL_TEST(cloud_tls_settings) {
     remove(ca1);
     remove(ca2);
     rmdir(dir);
+}
+
+/* A route's shadow, its defaults, and the top-level limits. */
+HL_TEST(shadow_settings) {
+    hl_config *cfg = parse_ok(SH_BACKENDS "routes:\n  - name: r\n    to: a\n"
+                              "    shadow: {rate: 0.25, to: [a, c], cloud: true, compare: judge, judge: c}\n"
+                              "  - name: s\n    to: c\n    shadow: {rate: 0, to: a}\n"
+                              "  - name: t\n    to: c\n"
+                              "shadow: {max_concurrent: 3, max_queue: 0, timeout_ms: 500, samples: /tmp/s.jsonl}\n");
+    HL_REQUIRE(cfg);
+    const hl_route_rule *r = &cfg->routes[0];
+    HL_CHECK(r->shadow_rate == 0.25 && r->n_shadow_to == 2 && r->shadow_cloud);
+    HL_CHECK_STR_EQ(r->shadow_to[1], "c");
+    HL_CHECK_INT_EQ(r->shadow_compare, HL_SHADOW_JUDGE);
+    HL_CHECK_STR_EQ(r->shadow_judge, "c");
+    HL_CHECK(r->shadow_threshold == 0.5);
+    r = &cfg->routes[1];
+    HL_CHECK(r->shadow_rate == 0 && r->n_shadow_to == 1 && !r->shadow_cloud);
+    HL_CHECK_INT_EQ(r->shadow_compare, HL_SHADOW_AUTO);
+    HL_CHECK(cfg->routes[2].n_shadow_to == 0 && cfg->routes[2].shadow_to == NULL);
+    HL_CHECK_INT_EQ(cfg->shadow_max_concurrent, 3);
+    HL_CHECK_INT_EQ(cfg->shadow_max_queue, 0);
+    HL_CHECK_INT_EQ(cfg->shadow_timeout_ms, 500);
+    HL_CHECK_STR_EQ(cfg->shadow_samples_path, "/tmp/s.jsonl");
+    hl_config_free(cfg);
+    cfg = parse_ok(MIN);
+    HL_REQUIRE(cfg);
+    HL_CHECK_INT_EQ(cfg->shadow_max_concurrent, 2);
+    HL_CHECK_INT_EQ(cfg->shadow_max_queue, 16);
+    HL_CHECK(cfg->shadow_samples_path == NULL); /* texts are kept only when asked */
+    hl_config_free(cfg);
 }
 
 HL_TEST(bad_configs) {

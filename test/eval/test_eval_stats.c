@@ -1,36 +1,10 @@
-/* Tests for hl_eval_stats: the Wilson interval against values computed by hand, nearest-rank
+/* Tests for hl_eval_stats: nearest-rank
  * percentiles, the prompt-length buckets' edges, and a row's accumulation (errors and refusals
  * outside n, unknown costs flagged). */
 #include <math.h>
 #include "hl_eval_stats.h"
+#include "hl_report.h"
 #include "hl_test.h"
-
-HL_TEST(wilson_matches_known_values) {
-    double lo, hi;
-    /* 8 of 10: centre (0.8 + 1.92/10) / 1.384 = 0.7168, half 0.2066 */
-    hl_eval_wilson(8, 10, &lo, &hi);
-    HL_CHECK_NEAR(lo, 0.4902, 1e-4);
-    HL_CHECK_NEAR(hi, 0.9433, 1e-4);
-    /* 45 of 50 */
-    hl_eval_wilson(45, 50, &lo, &hi);
-    HL_CHECK_NEAR(lo, 0.7864, 1e-4);
-    HL_CHECK_NEAR(hi, 0.9565, 1e-4);
-    /* the ends stay exact, and the interval is not degenerate there */
-    hl_eval_wilson(0, 10, &lo, &hi);
-    HL_CHECK(lo == 0);
-    HL_CHECK_NEAR(hi, 0.2775, 1e-4);
-    hl_eval_wilson(10, 10, &lo, &hi);
-    HL_CHECK(hi == 1);
-    HL_CHECK_NEAR(lo, 0.7225, 1e-4);
-    hl_eval_wilson(0, 0, &lo, &hi);
-    HL_CHECK(lo == 0 && hi == 1);
-    /* symmetric: k of n mirrors n-k of n */
-    double lo2, hi2;
-    hl_eval_wilson(3, 17, &lo, &hi);
-    hl_eval_wilson(14, 17, &lo2, &hi2);
-    HL_CHECK_NEAR(lo, 1 - hi2, 1e-12);
-    HL_CHECK_NEAR(hi, 1 - lo2, 1e-12);
-}
 
 HL_TEST(percentiles_are_nearest_rank) {
     double v[] = {50, 10, 40, 20, 30};
@@ -85,7 +59,7 @@ HL_TEST(a_row_counts_answers_errors_and_refusals) {
     HL_CHECK_NEAR(s.accuracy, 0.75, 1e-12);
     HL_CHECK_NEAR(s.mean_score, (30 + 10 * 0.25) / 40.0, 1e-12);
     double lo, hi;
-    hl_eval_wilson(30, 40, &lo, &hi);
+    hl_report_wilson(30, 40, &lo, &hi);
     HL_CHECK(s.ci_lo == lo && s.ci_hi == hi);
     /* latencies of the 41 answers (1..40 and 1000); the failed call's 5000 is not one */
     HL_CHECK(s.p50_ms == 21);

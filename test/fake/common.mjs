@@ -32,6 +32,9 @@
 //   delta_usage_full     (Anthropic only) message_delta.usage also carries the input/cache counts
 //   logprob              (OpenAI only) every token's logprob, when logprobs are requested (a
 //                        model that is unsure of its answer: -1 gives a confidence of e^-1)
+//   hold                 true: inference requests wait (after delay_ms) until release() is
+//                        called in-process (or POST /_release); `held` counts those waiting
+//   planted              (OpenAI only) {role, rates}: answers and logprobs of planted.mjs
 //
 // Each request record: {id, tls, method, path, headers, body, raw, time, closed, closedAt,
 //   finished, disconnected, response: {status, usage?, text?}}
@@ -163,6 +166,7 @@ export function createFake({ name, opts = {}, handler, errorReply, requestIdHead
   let ctl = {};
   let errorBudget = 0;
   let seq = 0;
+  let waiting = []; // resolvers of held requests
 
   function control(obj = {}) {
     const o = { ...obj };
@@ -173,10 +177,17 @@ export function createFake({ name, opts = {}, handler, errorReply, requestIdHead
     ctl = { ...ctl, ...o };
     return { ...ctl, count: errorBudget };
   }
+  function release() {
+    const w = waiting;
+    waiting = [];
+    for (const r of w) r();
+    return w.length;
+  }
   function reset() {
     requests.length = 0;
     ctl = {};
     errorBudget = 0;
+    release();
   }
 
   const serve = async (req, res) => {
@@ -198,6 +209,9 @@ export function createFake({ name, opts = {}, handler, errorReply, requestIdHead
         return sendJSON(res, 400, { error: 'bad control JSON' });
       }
       return sendJSON(res, 200, control(obj));
+    }
+    if (path === '/_release' && req.method === 'POST') {
+      return sendJSON(res, 200, { released: release() });
     }
     if (path === '/_reset' && req.method === 'POST') {
       reset();
@@ -254,6 +268,13 @@ export function createFake({ name, opts = {}, handler, errorReply, requestIdHead
         await sleep(snap.delay_ms);
         if (rec.closed) return;
       }
+      if (snap.hold) {
+        rec.held = true;
+        await new Promise((r) => waiting.push(r));
+        rec.held = false;
+        rec.releasedAt = Date.now();
+        if (rec.closed) return;
+      }
       if (inference && errorBudget > 0 && snap.status != null) {
         errorBudget--;
         const status = Number(snap.status);
@@ -297,6 +318,10 @@ export function createFake({ name, opts = {}, handler, errorReply, requestIdHead
         requests,
         control,
         reset,
+        release,
+        get held() {
+          return waiting.length;
+        },
         get state() {
           return { ...ctl, count: errorBudget };
         },

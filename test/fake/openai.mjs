@@ -27,8 +27,12 @@
 // (finish_reason "tool_calls"); when the last message is a tool result (role "tool"), the reply
 // is "echo: " + the result's text and no tool is called. Usage: prompt_tokens = words of all messages + 3 per message;
 // completion_tokens = words of the reply. See common.mjs for the control keys.
+// planted (option or control key): {role: 'reference'|'candidate', rates?}: the reply and its
+// logprobs follow planted.mjs (answers that agree with the other role's at planted rates per
+// task type, confidence planted with agreement).
 
 import { pathToFileURL } from 'node:url';
+import { plantedAnswer } from './planted.mjs';
 import {
   createFake,
   randomId,
@@ -83,13 +87,14 @@ export function promptTokens(messages) {
   return n;
 }
 
-function logprobEntry(token, i, topN, fixed) {
+function logprobEntry(token, i, topN, fixed, second) {
   const bytes = Array.from(Buffer.from(token, 'utf8'));
   const logprob = fixed ?? -Math.round((0.01 * ((i % 7) + 1)) * 1e6) / 1e6;
   const top = [];
   for (let k = 0; k < topN; k++) {
     const t = k === 0 ? token : `${token}~${k}`;
-    top.push({ token: t, logprob: k === 0 ? logprob : logprob - k, bytes: Array.from(Buffer.from(t, 'utf8')) });
+    const lp = k === 0 ? logprob : k === 1 && second != null ? second : logprob - k;
+    top.push({ token: t, logprob: lp, bytes: Array.from(Buffer.from(t, 'utf8')) });
   }
   return { token, logprob, bytes, top_logprobs: top };
 }
@@ -172,6 +177,9 @@ async function handleChat(req, res, rec, body, ctl, reqId, opts) {
   const maxTok = body.max_completion_tokens ?? body.max_tokens ?? Infinity;
   const wantLogprobs = body.logprobs === true;
   const topN = Number.isInteger(body.top_logprobs) ? body.top_logprobs : 0;
+  const plant = ctl.planted ?? opts.planted;
+  const planted = plant ? plantedAnswer(userText, plant) : null;
+  const fixedLp = planted ? planted.logprob : ctl.logprob;
 
   let pieces = [];
   let finish_reason = 'stop';
@@ -183,7 +191,7 @@ async function handleChat(req, res, rec, body, ctl, reqId, opts) {
     // control tool_text: content sent along with the tool call (before it, when streamed)
     if (ctl.tool_text) pieces = tokenize(ctl.tool_text);
   } else {
-    let full = replyFor(ctl, userText) ?? `echo: ${afterTool ? contentText(lastMsg.content) : userText}`;
+    let full = planted?.text ?? replyFor(ctl, userText) ?? `echo: ${afterTool ? contentText(lastMsg.content) : userText}`;
     const stops = typeof body.stop === 'string' ? [body.stop] : Array.isArray(body.stop) ? body.stop : [];
     let at = -1;
     for (const s of stops) {
@@ -213,7 +221,7 @@ async function handleChat(req, res, rec, body, ctl, reqId, opts) {
     const choice = {
       index: 0,
       message,
-      logprobs: wantLogprobs ? { content: pieces.map((p, i) => logprobEntry(p, i, topN, ctl.logprob)), refusal: null } : null,
+      logprobs: wantLogprobs ? { content: pieces.map((p, i) => logprobEntry(p, i, topN, fixedLp, planted?.alt)), refusal: null } : null,
       finish_reason,
     };
     return sendJSON(res, 200, {
@@ -253,7 +261,7 @@ async function handleChat(req, res, rec, body, ctl, reqId, opts) {
   } else {
     frames.push(frame([{ index: 0, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }]));
     pieces.forEach((p, i) => {
-      frames.push(frame([{ index: 0, delta: { content: p }, logprobs: wantLogprobs ? { content: [logprobEntry(p, i, topN)], refusal: null } : null, finish_reason: null }]));
+      frames.push(frame([{ index: 0, delta: { content: p }, logprobs: wantLogprobs ? { content: [logprobEntry(p, i, topN, fixedLp, planted?.alt)], refusal: null } : null, finish_reason: null }]));
     });
   }
   frames.push(frame([{ index: 0, delta: {}, logprobs: null, finish_reason }]));

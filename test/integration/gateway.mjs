@@ -119,9 +119,11 @@ process.on('exit', () => {
 //   backends, routes, prices   config sections (defaults: none / ROUTES / PRICES)
 //   budgets, privacy           the `budgets` and `privacy` sections (default: none)
 //   tenants                    the `tenants` section (default: none)
+//   shadow                     the `shadow` section (limits of shadow comparisons; default: none)
 //   ledgerPath                 an existing ledger to continue (default: a new one in the temp dir;
 //                              a given one is kept, not deleted with the temp dir)
 //   extraServer                merged into the `server:` section (e.g. {max_body_bytes: 65536})
+//   listenHost                 the address it listens on (default 127.0.0.1; url stays loopback)
 //   extraLedger                merged into the `ledger:` section (e.g. {store: 'postgresql://...'})
 //   upstream                   the `upstream:` section (e.g. {ca_file: pki.caFile}; default: none)
 //   env                        extra environment for the child (default: KEYS)
@@ -137,8 +139,10 @@ export async function startGateway({
   budgets = undefined,
   privacy = undefined,
   tenants = undefined,
+  shadow = undefined,
   ledgerPath: givenLedger = undefined,
   extraServer = {},
+  listenHost = '127.0.0.1',
   extraLedger = {},
   upstream = undefined,
   env = KEYS,
@@ -152,7 +156,7 @@ export async function startGateway({
   const port = await freePort();
   const ledgerPath = givenLedger ?? path.join(dir, 'ledger.jsonl');
   const config = {
-    server: { listen: `127.0.0.1:${port}`, threads: 2, ...extraServer },
+    server: { listen: `${listenHost}:${port}`, threads: 2, ...extraServer },
     ledger: { path: ledgerPath, ...extraLedger },
     ...(upstream ? { upstream } : {}),
     backends,
@@ -160,6 +164,7 @@ export async function startGateway({
     ...(budgets ? { budgets } : {}),
     ...(tenants ? { tenants } : {}),
     ...(privacy ? { privacy } : {}),
+    ...(shadow ? { shadow } : {}),
     routes,
   };
   const configPath = path.join(dir, 'hybridllm.yaml');

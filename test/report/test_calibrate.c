@@ -99,16 +99,6 @@ static const hl_cal_task *task_named(const hl_cal_data *d, const char *name) {
     return NULL;
 }
 
-HL_TEST(wilson_interval) {
-    double lo, hi;
-    hl_cal_wilson(95, 100, &lo, &hi); /* the textbook figures: 0.8882 .. 0.9785 */
-    HL_CHECK_NEAR(lo, 0.8882, 1e-4);
-    HL_CHECK_NEAR(hi, 0.9785, 1e-4);
-    hl_cal_wilson(10, 10, &lo, &hi);
-    HL_CHECK_NEAR(hi, 1, 1e-12);
-    HL_CHECK(lo > 0.69 && lo < 0.73);
-}
-
 HL_TEST(loads_only_the_samples) {
     char msg[256] = "";
     hl_cal_data d;
