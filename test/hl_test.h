@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "hl_jarena.h"
 
 typedef void (*hl_test_fn)(void);
 typedef struct { const char *name; hl_test_fn fn; } hl_test_case;
@@ -77,7 +76,6 @@ static int hl_test_skipped_now;
 
 #define HL_TEST_MAIN()                                                            \
     int main(int argc, char **argv) {                                             \
-        hl_jarena_install(); /* as the binary's main: the scopes are exercised */ \
         int passed = 0, failed = 0, skipped = 0;                                  \
         for (int i = 0; i < hl_test_count; i++) {                                 \
             if (argc > 1 && strcmp(argv[1], hl_test_cases[i].name) != 0) continue; \

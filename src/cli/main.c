@@ -1,9 +1,5 @@
 /* hybridllm: the binary's entry point. The command line itself is a library (hl_cli.h) so
  * that tests run it in-process; usage errors exit 2, runtime failures 1. */
 #include "hl_cli.h"
-#include "hl_jarena.h"
 
-int main(int argc, char **argv) {
-    hl_jarena_install(); /* before any JSON is allocated */
-    return hl_cli_main(argc, argv);
-}
+int main(int argc, char **argv) { return hl_cli_main(argc, argv); }

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "hl_jarena.h"
+
 
 /* ------------------------------------------------------------------ ingress parsing */
 
@@ -200,7 +200,8 @@ static bool is_known_field(const char *k) {
     return false;
 }
 
-static hl_err parse_request(const char *body, size_t len, hl_chat_request *req, hl_api_error *err) {
+hl_err hl_openai_parse_request(const char *body, size_t len, hl_chat_request *req,
+                               hl_api_error *err) {
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     hl_err rc = HL_OK;
@@ -289,26 +290,6 @@ static hl_err parse_request(const char *body, size_t len, hl_chat_request *req, 
 out:
     json_decref(root);
     return rc;
-}
-
-/* The JSON values a scope made that the caller keeps, copied out of it (hl_jarena.h). */
-static hl_err keep(json_t **v) {
-    if (!*v) return HL_OK;
-    *v = hl_jarena_export(*v);
-    return *v ? HL_OK : HL_ERR_NOMEM;
-}
-
-/* The parse's transient tree lives in the thread's arena; what the request keeps (tools,
- * tool_choice, the passthrough fields) is copied out of it before the scope ends. */
-hl_err hl_openai_parse_request(const char *body, size_t len, hl_chat_request *req,
-                               hl_api_error *err) {
-    hl_jarena_begin();
-    hl_err rc = parse_request(body, len, req, err);
-    hl_err kept = keep(&req->tools);
-    if (!kept) kept = keep(&req->tool_choice);
-    if (!kept) kept = keep(&req->passthrough);
-    hl_jarena_end();
-    return rc ? rc : kept;
 }
 
 /* ------------------------------------------------------------------ rendering helpers */
@@ -671,7 +652,7 @@ static hl_finish parse_finish(const char *s) {
     return HL_FINISH_STOP;
 }
 
-static hl_err parse_upstream_response(const char *body, size_t len, hl_chat_response *resp) {
+hl_err hl_openai_parse_upstream_response(const char *body, size_t len, hl_chat_response *resp) {
     json_t *root = json_loadb(body, len, 0, NULL);
     hl_err rc = HL_ERR_PARSE;
     if (!json_is_object(root)) goto out;
@@ -711,15 +692,6 @@ static hl_err parse_upstream_response(const char *body, size_t len, hl_chat_resp
 out:
     json_decref(root);
     return rc;
-}
-
-/* As the request: the reply's tree lives in the arena, the logprobs kept are copied out. */
-hl_err hl_openai_parse_upstream_response(const char *body, size_t len, hl_chat_response *resp) {
-    hl_jarena_begin();
-    hl_err rc = parse_upstream_response(body, len, resp);
-    hl_err kept = keep(&resp->logprobs);
-    hl_jarena_end();
-    return rc ? rc : kept;
 }
 
 int hl_openai_decode_stream_event(bool *started, const hl_sse_event *sse, hl_stream_sink sink,
