@@ -305,8 +305,8 @@ static hl_err sq_open(hl_store *s, const char *location, char *errbuf, size_t er
         return HL_ERR_UNSUPPORTED;
     }
     doing = "setting pragmas";
-    if ((rc = exec(q->db, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;"
-                          "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 268435456")))
+    if ((rc = exec(q->db, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;"
+                          "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0")))
         goto fail;
     hl_err e = migrate(s, q, errbuf, errbuf_len);
     if (e) {
