@@ -3,13 +3,15 @@
 # only calls apt-get when something is missing. Run as root (or with sudo).
 set -euo pipefail
 
+# libjs-chart.js: Debian's Chart.js, compiled into the binary for the dashboard (/ui).
 pkgs=(build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libyaml-dev
-      libjansson-dev libpcre2-dev libsqlite3-dev libpq-dev ca-certificates)
+      libjansson-dev libpcre2-dev libsqlite3-dev libpq-dev ca-certificates libjs-chart.js)
 if [[ "${1:-}" == "--test" ]]; then
     # nodejs/npm: the official SDK clients in the integration tests; postgresql: the real
     # server the PostgreSQL store is tested against (scripts/pg.sh); openssl: the throwaway CA of
-    # the https:// tests (test/fake/tls.mjs).
-    pkgs+=(postgresql openssl)
+    # the https:// tests (test/fake/tls.mjs); chromium: the headless browser the dashboard's
+    # tests drive with puppeteer-core (test/integration/ui.test.mjs).
+    pkgs+=(postgresql openssl chromium)
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
     command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi

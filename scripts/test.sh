@@ -28,6 +28,14 @@ if [[ -z ${HL_TEST_PG:-} ]]; then
 fi
 export HL_TEST_PG HL_REQUIRE_PG=1
 
+# The dashboard's browser tests: here a missing chromium fails them instead of skipping them.
+if ! command -v "${HL_CHROMIUM:-chromium}" >/dev/null 2>&1; then
+    echo "scripts/test.sh: chromium is missing (scripts/deps.sh --test installs it): the dashboard's" >&2
+    echo "  browser tests (test/integration/ui.test.mjs) cannot run" >&2
+    exit 1
+fi
+export HL_REQUIRE_CHROMIUM=1
+
 jobs=$(nproc)
 status=0
 for variant in release asan; do

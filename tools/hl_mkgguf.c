@@ -7,12 +7,22 @@
  * no more memory than one row.
  *
  * --arch qwen2 writes the Qwen2 variant instead (qwen2.* keys, Q/K/V biases, which llama.cpp
- * runs with NeoX-style RoPE), for checking that architecture against llama.cpp.
+ * runs with NeoX-style RoPE), for checking that architecture against llama.cpp. --arch qwen3:
+ * no biases, per-head RMS norms of Q and K (attn_q_norm, attn_k_norm). --arch phi3: fused QKV
+ * (attn_qkv) and gate+up (ffn_up, 2 x ffn rows, gate first) matrices and LongRoPE: the
+ * rope_factors_long/short tensors (distinct made-up factors), rope.scaling.original_context_length
+ * (--orig-ctx, default ctx / 4) and rope.scaling.attn_factor sqrt(1 + ln(ctx/orig) / ln(orig)),
+ * as llama.cpp's converter writes them for Phi-3 128k. For qwen3 and phi3 the norm weights are
+ * random in [0.5, 1.5] rather than 1, so that a norm applied with the wrong weights shows.
+ * --amp sets the weights' amplitude (default 0.05).
  *
- * Usage: hl_mkgguf OUT.gguf [--type F32|Q8_0|Q4_0] [--arch llama|qwen2] [--tinyllama]
+ * Usage: hl_mkgguf OUT.gguf [--type F32|Q8_0|Q4_0] [--arch llama|qwen2|qwen3|phi3] [--tinyllama]
  *                  [--dim N] [--layers N] [--heads N] [--kv-heads N] [--ffn N] [--vocab N]
- *                  [--ctx N] [--seed N] */
+ *                  [--ctx N] [--orig-ctx N] [--head-dim N] [--seed N] [--amp X]
+ * --head-dim sets attention.key_length/value_length (queries of heads x head-dim values, as
+ * Qwen3's, whose head size is not dim / heads). */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,18 +35,37 @@ typedef struct shape {
 } shape;
 
 static uint64_t rng;
+static float amp = 0.05f;
 
-static float rnd_weight(void) {
+static float rnd_unit(void) {
     rng ^= rng << 13;
     rng ^= rng >> 7;
     rng ^= rng << 17;
-    return ((float)(rng >> 40) / 16777216.0f * 2.0f - 1.0f) * 0.05f;
+    return (float)(rng >> 40) / 16777216.0f * 2.0f - 1.0f;
 }
 
+static float rnd_weight(void) { return rnd_unit() * amp; }
+
+/* What a tensor holds: random weights, ones, norm weights in [0.5, 1.5], or LongRoPE factors
+ * (long: 1 + i, short: 1 + i / 4 for pair i). */
+enum { FILL_RANDOM, FILL_ONES, FILL_NORM, FILL_ROPE_LONG, FILL_ROPE_SHORT };
+
+static float fill_value(int fill, uint64_t c) {
+    switch (fill) {
+    case FILL_ONES: return 1.0f;
+    case FILL_NORM: return 1.0f + 0.5f * rnd_unit();
+    case FILL_ROPE_LONG: return 1.0f + (float)c;
+    case FILL_ROPE_SHORT: return 1.0f + 0.25f * (float)c;
+    default: return rnd_weight();
+    }
+}
+
+static int phi3_arch(const char *arch) { return strcmp(arch, "phi3") == 0; }
+
 static int usage(void) {
-    fputs("usage: hl_mkgguf OUT.gguf [--type F32|Q8_0|Q4_0] [--arch llama|qwen2] [--tinyllama]\n"
+    fputs("usage: hl_mkgguf OUT.gguf [--type F32|Q8_0|Q4_0] [--arch llama|qwen2|qwen3|phi3] [--tinyllama]\n"
           "                 [--dim N] [--layers N] [--heads N] [--kv-heads N] [--ffn N] [--vocab N]\n"
-          "                 [--ctx N] [--seed N]\n"
+          "                 [--ctx N] [--orig-ctx N] [--head-dim N] [--seed N] [--amp X]\n"
           "  default shape: dim 256, 2 layers, 4 heads, 2 KV heads, ffn 768, vocab 512, ctx 2048\n"
           "  --tinyllama: dim 2048, 22 layers, 32 heads, 4 KV heads, ffn 5632, vocab 32000\n",
           stderr);
@@ -48,7 +77,7 @@ static int write_tensor(FILE *f, const hl_gguf_writer *w, hl_gguf_type t, uint64
                         uint64_t rows, int ones, float *row, void *qrow) {
     size_t rb = hl_gguf_row_size(t, cols);
     for (uint64_t r = 0; r < rows; r++) {
-        for (uint64_t c = 0; c < cols; c++) row[c] = ones ? 1.0f : rnd_weight();
+        for (uint64_t c = 0; c < cols; c++) row[c] = fill_value(ones, c);
         const void *out = row;
         if (t == HL_GGUF_Q8_0) {
             hl_quant_quantize_q8_0(row, qrow, (int64_t)cols);
@@ -71,6 +100,7 @@ int main(int argc, char **argv) {
     hl_gguf_type type = HL_GGUF_F32;
     const char *arch = "llama";
     unsigned long long seed = 1;
+    unsigned orig_ctx = 0, head_dim = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--tinyllama") == 0) {
@@ -80,7 +110,9 @@ int main(int argc, char **argv) {
         if (i + 1 >= argc) return usage();
         const char *v = argv[++i];
         if (strcmp(a, "--arch") == 0) {
-            if (strcmp(v, "llama") != 0 && strcmp(v, "qwen2") != 0) return usage();
+            if (strcmp(v, "llama") != 0 && strcmp(v, "qwen2") != 0 && strcmp(v, "qwen3") != 0 &&
+                strcmp(v, "phi3") != 0)
+                return usage();
             arch = v;
             continue;
         }
@@ -92,6 +124,11 @@ int main(int argc, char **argv) {
             continue;
         }
         char *end;
+        if (strcmp(a, "--amp") == 0) {
+            amp = strtof(v, &end);
+            if (*end || end == v || !(amp > 0) || amp > 100) return usage();
+            continue;
+        }
         errno = 0;
         unsigned long long x = strtoull(v, &end, 10);
         if (*end || end == v || errno || x == 0 || (strcmp(a, "--seed") && x > (1u << 24)))
@@ -103,6 +140,8 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--ffn") == 0) s.ffn = (unsigned)x;
         else if (strcmp(a, "--vocab") == 0) s.vocab = (unsigned)x;
         else if (strcmp(a, "--ctx") == 0) s.ctx = (unsigned)x;
+        else if (strcmp(a, "--orig-ctx") == 0) orig_ctx = (unsigned)x;
+        else if (strcmp(a, "--head-dim") == 0) head_dim = (unsigned)x;
         else if (strcmp(a, "--seed") == 0) seed = x;
         else return usage();
     }
@@ -114,7 +153,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     rng = seed * 0x9e3779b97f4a7c15ull + 1;
-    unsigned hd = s.dim / s.heads, kv_dim = hd * s.kv_heads;
+    unsigned hd = head_dim ? head_dim : s.dim / s.heads, kv_dim = hd * s.kv_heads, q_dim = hd * s.heads;
+    if (hd % 2 || q_dim % blk || (phi3_arch(arch) && q_dim != s.dim)) {
+        fprintf(stderr, "hl_mkgguf: head size must be even (and heads x head size = dim for phi3)\n");
+        return 2;
+    }
 
     hl_gguf_writer w;
     hl_gguf_writer_init(&w);
@@ -130,11 +173,24 @@ int main(int argc, char **argv) {
     hl_gguf_writer_kv_u32(&w, ARCH_KEY("attention.head_count"), s.heads);
     hl_gguf_writer_kv_u32(&w, ARCH_KEY("attention.head_count_kv"), s.kv_heads);
     hl_gguf_writer_kv_u32(&w, ARCH_KEY("rope.dimension_count"), hd);
+    if (head_dim) {
+        hl_gguf_writer_kv_u32(&w, ARCH_KEY("attention.key_length"), hd);
+        hl_gguf_writer_kv_u32(&w, ARCH_KEY("attention.value_length"), hd);
+    }
     hl_gguf_writer_kv_f32(&w, ARCH_KEY("rope.freq_base"), 10000.0f);
     hl_gguf_writer_kv_f32(&w, ARCH_KEY("attention.layer_norm_rms_epsilon"), 1e-5f);
     hl_gguf_writer_kv_u32(&w, ARCH_KEY("vocab_size"), s.vocab);
+    int biases = strcmp(arch, "qwen2") == 0, qk_norm = strcmp(arch, "qwen3") == 0;
+    int phi3 = strcmp(arch, "phi3") == 0, norm_fill = phi3 || qk_norm ? FILL_NORM : FILL_ONES;
+    if (phi3) {
+        if (!orig_ctx) orig_ctx = s.ctx / 4 ? s.ctx / 4 : 1;
+        double scale = (double)s.ctx / orig_ctx;
+        float af = scale > 1 && orig_ctx > 1 ? (float)sqrt(1 + log(scale) / log((double)orig_ctx)) : 1.0f;
+        hl_gguf_writer_kv_u32(&w, ARCH_KEY("rope.scaling.original_context_length"), orig_ctx);
+        hl_gguf_writer_kv_f32(&w, ARCH_KEY("rope.scaling.attn_factor"), af);
+        hl_gguf_writer_kv_u32(&w, ARCH_KEY("attention.sliding_window"), 0);
+    }
 #undef ARCH_KEY
-    int biases = strcmp(arch, "qwen2") == 0;
 
     /* Vocabulary: 3 specials, 256 bytes, then "▁" + a base-26 word per id. */
     char **toks = calloc(s.vocab, sizeof *toks);
@@ -172,36 +228,46 @@ int main(int argc, char **argv) {
 
     /* Tensors in llama.cpp's usual order. */
     typedef struct { char name[64]; uint64_t cols, rows; int ones; hl_gguf_type t; } tdesc;
-    unsigned nt = 3 + 12 * s.layers;
+    unsigned nt = 5 + 14 * s.layers;
     tdesc *td = calloc(nt, sizeof *td);
     if (!td) return 1;
     unsigned n = 0;
     td[n++] = (tdesc){"token_embd.weight", s.dim, s.vocab, 0, type};
     for (unsigned l = 0; l < s.layers; l++) {
-        struct { const char *nm; uint64_t c, r; int ones; } L[9] = {
-            {"attn_norm", s.dim, 1, 1},     {"attn_q", s.dim, s.dim, 0},
+        struct { const char *nm; uint64_t c, r; int ones; } L[11] = {
+            {"attn_norm", s.dim, 1, norm_fill},     {"attn_q", s.dim, q_dim, 0},
             {"attn_k", s.dim, kv_dim, 0},   {"attn_v", s.dim, kv_dim, 0},
-            {"attn_output", s.dim, s.dim, 0}, {"ffn_norm", s.dim, 1, 1},
+            {"attn_q_norm", hd, 1, FILL_NORM}, {"attn_k_norm", hd, 1, FILL_NORM},
+            {"attn_output", q_dim, s.dim, 0}, {"ffn_norm", s.dim, 1, norm_fill},
             {"ffn_gate", s.dim, s.ffn, 0},  {"ffn_up", s.dim, s.ffn, 0},
             {"ffn_down", s.ffn, s.dim, 0},
         };
-        for (int k = 0; k < 9; k++) {
+        if (phi3) {
+            L[1].nm = "attn_qkv";
+            L[1].r = (uint64_t)s.dim + 2 * kv_dim;
+            L[9].r = 2 * (uint64_t)s.ffn; /* gate rows, then up rows */
+        }
+        for (int k = 0; k < 11; k++) {
+            if ((phi3 && (k == 2 || k == 3 || k == 8)) || (!qk_norm && (k == 4 || k == 5))) continue;
             snprintf(td[n].name, sizeof td[n].name, "blk.%u.%s.weight", l, L[k].nm);
             td[n].cols = L[k].c;
             td[n].rows = L[k].r;
             td[n].ones = L[k].ones;
-            td[n].t = L[k].ones ? HL_GGUF_F32 : type;
+            td[n].t = L[k].r == 1 ? HL_GGUF_F32 : type;
             n++;
             if (biases && k >= 1 && k <= 3) {
-                snprintf(td[n].name, sizeof td[n].name, "blk.%u.%s.bias", l, L[k].nm);
                 td[n] = (tdesc){"", L[k].r, 1, 0, HL_GGUF_F32};
                 snprintf(td[n].name, sizeof td[n].name, "blk.%u.%s.bias", l, L[k].nm);
                 n++;
             }
         }
     }
-    td[n++] = (tdesc){"output_norm.weight", s.dim, 1, 1, HL_GGUF_F32};
+    td[n++] = (tdesc){"output_norm.weight", s.dim, 1, norm_fill, HL_GGUF_F32};
     td[n++] = (tdesc){"output.weight", s.dim, s.vocab, 0, type};
+    if (phi3) {
+        td[n++] = (tdesc){"rope_factors_long.weight", hd / 2, 1, FILL_ROPE_LONG, HL_GGUF_F32};
+        td[n++] = (tdesc){"rope_factors_short.weight", hd / 2, 1, FILL_ROPE_SHORT, HL_GGUF_F32};
+    }
     for (unsigned i = 0; i < n; i++) {
         uint64_t ne[2] = {td[i].cols, td[i].rows};
         if (hl_gguf_writer_tensor(&w, td[i].name, td[i].t, td[i].rows > 1 ? 2 : 1, ne)) return 1;
@@ -215,6 +281,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     uint64_t maxc = s.dim > s.ffn ? s.dim : s.ffn;
+    if (q_dim > maxc) maxc = q_dim;
     float *row = malloc(maxc * sizeof *row);
     void *qrow = malloc(maxc * sizeof *row);
     int rc = fwrite(head.data, 1, head.len, f) == head.len ? 0 : -1;

@@ -5,8 +5,10 @@
  * For each size N it writes N synthetic ledger lines with hl_ledger_format (30 days, 70%
  * local, 5% of requests retried or escalated, 20 tenants, streaming, a few errors), indexes
  * them into a fresh store in one hl_store_index() call, re-runs the index (nothing to do),
- * then times `report` grouped by source, backend, model, tenant and day over all of it and
- * by source over the last 7 days.
+ * then times `report` grouped by source, backend, tenant, day and day,source over all of it
+ * and by source over the last 7 days, each from the rollups and from the rows (--exact) side
+ * by side: medians of HL_BENCH_REPS runs (default 5; rows: HL_BENCH_EXACT_REPS, default 3)
+ * and their ratio, and whether both give the same counts.
  *
  *   bench_ledger                 1M records
  *   bench_ledger 200000 5000000  the sizes given
@@ -124,27 +126,64 @@ static void rm_db(const char *db) {
     unlink(p);
 }
 
-static int report(hl_store *s, hl_store_group g, long long from, const char *what, unsigned long long n) {
-    static const hl_price price = {"gpt-4o", 2.5, 10, 1.25, 2.5};
-    hl_report_opts o = {.group_by = g, .from_ms = from, .to_ms = HL_STORE_TIME_MAX, .cloud_price = &price};
-    hl_report *r = NULL;
-    char err[512];
-    double t0 = now_s();
-    if (hl_report_build(s, &o, &r, err, sizeof err) != HL_OK) {
-        fprintf(stderr, "report: %s\n", err);
-        return 1;
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The median time of reps builds (and renders) of o; *out keeps the last report. */
+static double time_report(hl_store *s, const hl_report_opts *o, int reps, hl_report **out) {
+    double t[16];
+    if (reps > 16) reps = 16;
+    *out = NULL;
+    for (int i = 0; i < reps; i++) {
+        hl_report *r = NULL;
+        char err[512];
+        double t0 = now_s();
+        if (hl_report_build(s, o, &r, err, sizeof err) != HL_OK) {
+            fprintf(stderr, "report: %s\n", err);
+            return -1;
+        }
+        hl_buf b;
+        hl_buf_init(&b, 0);
+        hl_report_render(r, HL_REPORT_TABLE, &b);
+        t[i] = now_s() - t0;
+        hl_buf_release(&b);
+        hl_report_free(*out);
+        *out = r;
     }
-    hl_buf out;
-    hl_buf_init(&out, 0);
-    hl_report_render(r, HL_REPORT_TABLE, &out);
-    double dt = now_s() - t0;
-    printf("  report %-22s %8.2f s  %6.2f M records/s  (%zu groups, %llu attempts in range)\n", what, dt,
-           (double)r->total.attempts / dt / 1e6, r->n_rows, r->total.attempts);
-    if (g == HL_STORE_GROUP_SOURCE && from == HL_STORE_TIME_MIN) printf("%s", out.data);
-    (void)n;
-    hl_buf_release(&out);
-    hl_report_free(r);
-    return 0;
+    qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+    return t[reps / 2];
+}
+
+/* One report from the rollups and from the rows (--exact), side by side: medians of
+ * HL_BENCH_REPS runs (default 5) and of HL_BENCH_EXACT_REPS (default 3), their ratio, and
+ * whether the two agree on the counts. */
+static int report(hl_store *s, const char *group, long long from, const char *what) {
+    static const hl_price price = {"gpt-4o", 2.5, 10, 1.25, 2.5};
+    hl_report_opts o;
+    hl_report_opts_init(&o);
+    o.from_ms = from;
+    o.cloud_price = &price;
+    if (hl_report_parse_group_by(group, &o) != HL_OK) return 1;
+    int reps = getenv("HL_BENCH_REPS") ? atoi(getenv("HL_BENCH_REPS")) : 5;
+    int exact_reps = getenv("HL_BENCH_EXACT_REPS") ? atoi(getenv("HL_BENCH_EXACT_REPS")) : 3;
+    hl_report *a = NULL, *b = NULL;
+    double ta = time_report(s, &o, reps < 1 ? 1 : reps, &a);
+    o.exact = true;
+    double tb = time_report(s, &o, exact_reps < 1 ? 1 : exact_reps, &b);
+    int rc = ta < 0 || tb < 0 || !a || !b || !a->from_rollups;
+    if (!rc) {
+        bool agree = a->n_rows == b->n_rows && a->total.requests == b->total.requests &&
+                     a->total.attempts == b->total.attempts && a->total.input_tokens == b->total.input_tokens &&
+                     fabs(a->total.latency_p95_ms - b->total.latency_p95_ms) <= 0.02 * b->total.latency_p95_ms;
+        printf("  report %-24s rollups %8.4f s   rows %8.3f s   %7.1fx   (%zu groups, %llu attempts%s)\n", what, ta,
+               tb, tb / ta, a->n_rows, a->total.attempts, agree ? "; figures agree" : "; FIGURES DIFFER");
+        rc = !agree;
+    }
+    hl_report_free(a);
+    hl_report_free(b);
+    return rc;
 }
 
 /* Empties the PostgreSQL database at uri of hybridllm's tables, so each run starts fresh. */
@@ -152,8 +191,10 @@ static int pg_reset(const char *uri) {
     PGconn *c = PQconnectdb(uri);
     PGresult *r = PQstatus(c) == CONNECTION_OK
                       ? PQexec(c, "SET client_min_messages = warning; DROP VIEW IF EXISTS ledger;"
-                                  " DROP TABLE IF EXISTS inferences, journal_state, cloud_spend, schema_version;"
-                                  " DROP FUNCTION IF EXISTS hybridllm_cloud_spend_add()")
+                                  " DROP TABLE IF EXISTS inferences, journal_state, cloud_spend, schema_version, client_keys,"
+                                  " instances, budget_leases, rollups, rollups_day CASCADE;"
+                                  " DROP FUNCTION IF EXISTS hybridllm_cloud_spend_add();"
+                                  " DROP FUNCTION IF EXISTS hybridllm_hist_add(bigint[], bigint[])")
                       : NULL;
     int ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok) fprintf(stderr, "%s: %s", uri, r ? PQresultErrorMessage(r) : PQerrorMessage(c));
@@ -193,12 +234,12 @@ static int bench_store(const char *journal, const char *location, bool pg) {
     hl_store_index(s, journal, &st);
     printf("  index again (no-op)       %8.4f s  (%llu lines)\n", now_s() - t0, st.lines);
     int rc = 0;
-    rc |= report(s, HL_STORE_GROUP_SOURCE, HL_STORE_TIME_MIN, "by source", st.lines);
-    rc |= report(s, HL_STORE_GROUP_BACKEND, HL_STORE_TIME_MIN, "by backend", st.lines);
-    rc |= report(s, HL_STORE_GROUP_MODEL, HL_STORE_TIME_MIN, "by model", st.lines);
-    rc |= report(s, HL_STORE_GROUP_TENANT, HL_STORE_TIME_MIN, "by tenant", st.lines);
-    rc |= report(s, HL_STORE_GROUP_DAY, HL_STORE_TIME_MIN, "by day", st.lines);
-    rc |= report(s, HL_STORE_GROUP_SOURCE, (1714521600LL + 23 * 86400) * 1000, "by source, last 7 days", st.lines);
+    rc |= report(s, "source", HL_STORE_TIME_MIN, "by source");
+    rc |= report(s, "backend", HL_STORE_TIME_MIN, "by backend");
+    rc |= report(s, "tenant", HL_STORE_TIME_MIN, "by tenant");
+    rc |= report(s, "day", HL_STORE_TIME_MIN, "by day");
+    rc |= report(s, "day,source", HL_STORE_TIME_MIN, "by day,source");
+    rc |= report(s, "source", (1714521600LL + 23 * 86400) * 1000, "by source, last 7 days");
     hl_store_close(s);
     if (!pg && !getenv("HL_BENCH_KEEP")) rm_db(location);
     return rc;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include "hl_cli_calibrate.h"
 #include "hl_cli_keys.h"
+#include "hl_cli_pull.h"
 #include "hl_cli_report.h"
 #include "hl_config.h"
 #include "hl_cli_store.h"
@@ -33,9 +34,9 @@ static const command commands[] = {
     {"ledger", "ledger index --journal FILE --db FILE|URI",
      "index a JSONL ledger into SQLite (a file) or PostgreSQL (postgresql://...); idempotent,\n"
      "resumable", hl_cli_store_ledger},
-    {"report", "report --db FILE|URI [--journal FILE] [--from ISO] [--to ISO] [--group-by KEY] ...",
+    {"report", "report --db FILE|URI [--journal FILE] [--from ISO] [--to ISO] [--group-by KEY,...] ...",
      "requests, tokens, cost, latency, errors, escalations and savings against all-cloud,\n"
-     "grouped", hl_cli_store_report},
+     "grouped by up to 4 keys and filtered, from the store's rollups (--exact: the rows)", hl_cli_store_report},
     {"keys", "keys create|list|update|revoke --db FILE|URI ...",
      "issue, list, change and revoke client keys in the store (gateways pick changes up\n"
      "within one index interval)", hl_cli_keys},
@@ -52,6 +53,11 @@ static const command commands[] = {
      "which confidence signal separates best; --write-config writes them as routes", hl_cli_calibrate},
     {"run", "run MODEL.gguf -p PROMPT [-n N] [--temp T] [--threads T] [--seed S] ...",
      "generate with the embedded CPU engine; prints tokens/s", hl_engine_cli_run},
+    {"pull", "pull OWNER/NAME[:QUANT|/FILE.gguf] [--dir DIR]",
+     "download a GGUF model from the Hugging Face Hub (HF_TOKEN, HF_ENDPOINT) into the models\n"
+     "directory; resumes, verifies its SHA-256", hl_cli_pull},
+    {"models", "models [--dir DIR] [--json]", "list the pulled GGUF models: size, quantization, architecture",
+     hl_cli_models},
     {"gguf", "gguf info MODEL.gguf", "print a GGUF file's metadata and tensors", hl_engine_cli_gguf},
     {"config", "config keys | config check FILE",
      "print every config key: its type, bounds, default and help; or check a config file", cmd_config},

@@ -186,8 +186,10 @@ static void open_builtins(eval_cli *e) {
         char berr[512];
         if (hl_builtin_open(&b->builtin, b->cfg, berr, sizeof berr) != HL_OK)
             fprintf(stderr, "hybridllm eval: backend %s: cannot load %s: %s\n", b->cfg->name, b->cfg->model_path, berr);
-        else
+        else {
+            if (!strcmp(b->cfg->model, "auto")) hl_backend_set_model(b, hl_builtin_model_name(b->builtin));
             hl_backend_set_ready(b, true, "ready");
+        }
     }
 }
 

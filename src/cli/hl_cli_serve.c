@@ -12,6 +12,7 @@
 #include "hl_backend.h"
 #include "hl_buf.h"
 #include "hl_builtin.h"
+#include "hl_models.h"
 #include "hl_cli.h"
 #include "hl_config.h"
 #include "hl_gateway.h"
@@ -202,10 +203,14 @@ static void serve_open_builtins(hl_backends *bs) {
         char berr[512], st[320];
         if (hl_builtin_open(&b->builtin, b->cfg, berr, sizeof berr) == HL_OK) {
             snprintf(st, sizeof st, "ready: %.250s", hl_builtin_describe(b->builtin));
+            if (!strcmp(b->cfg->model, "auto")) hl_backend_set_model(b, hl_builtin_model_name(b->builtin));
             hl_backend_set_ready(b, true, st);
             atomic_store(&b->warm, true);
         } else {
-            snprintf(st, sizeof st, "cannot load %.100s: %.200s", b->cfg->model_path, berr);
+            if (hl_models_is_pulled(b->cfg->model_path))
+                snprintf(st, sizeof st, "%.300s", berr);
+            else
+                snprintf(st, sizeof st, "cannot load %.100s: %.200s", b->cfg->model_path, berr);
             hl_backend_set_ready(b, false, st);
         }
     }
@@ -258,7 +263,8 @@ static int serve_open(serve_state *st) {
     if (!hl_backends_ready_count(&st->bs))
         hl_log(HL_LOG_WARN, "no backend is ready: requests will get 503. Set ANTHROPIC_API_KEY or "
                             "OPENAI_API_KEY, or start vLLM (:8000), a llama.cpp server (:8080) or "
-                            "Ollama (:11434), then restart. GET /readyz shows the details.");
+                            "Ollama (:11434), or `hybridllm pull OWNER/NAME:QUANT` a GGUF model for the "
+                            "builtin backend, then restart. GET /readyz shows the details.");
     serve_replay_budgets(st);
     return 0;
 }
@@ -273,6 +279,7 @@ static int serve_run(serve_state *st) {
     char store_path[4096];
     store_location(st->cfg, store_path, sizeof store_path);
     if (hl_gateway_enable_admin(st->gw, st->store && store_path[0] ? store_path : NULL) != HL_OK) return 1;
+    if (hl_gateway_enable_ui(st->gw, st->store && store_path[0] ? store_path : NULL) != HL_OK) return 1;
     if (hl_server_init(&st->srv, st->cfg, hl_gateway_hooks(st->gw), err, sizeof err) != HL_OK) {
         hl_log(HL_LOG_ERROR, "%s", err);
         return 1;
@@ -319,6 +326,10 @@ int hl_cli_serve(int argc, char **argv) {
     if (rc != HL_OPT_GO) return rc;
     if (!config_path) return hl_opt_usage_error(&c, "--config FILE is required");
     if (level >= 0) hl_log_set_level((hl_log_level)level);
+    /* libuv's thread pool resolves upstream host names and runs the dashboard's queries
+     * (hl_ui.h, at most 4 at once): 8 threads leave name lookups room. Set before any thread
+     * starts (setenv is not safe beside a getenv on another thread). */
+    setenv("UV_THREADPOOL_SIZE", "8", 0);
 
     /* Every thread started from here on (engines, workers, health) inherits this mask: only
      * the signal thread sees SIGINT/SIGTERM, so a signal never lands on a thread that would

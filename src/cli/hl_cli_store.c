@@ -13,6 +13,7 @@
 #include "hl_buf.h"
 #include "hl_config.h"
 #include "hl_opt.h"
+#include "hl_pricing.h"
 #include "hl_report.h"
 #include "hl_store.h"
 
@@ -27,23 +28,36 @@ static const char ledger_usage[] =
 
 static const char report_usage[] =
     "usage: hybridllm report --db FILE|URI [--journal FILE] [--from ISO] [--to ISO]\n"
-    "         [--group-by source|backend|model|task_type|route_reason|tenant|key|day|prompt_length|none]\n"
-    "         [--format table|json|csv] [--include-eval]\n"
-    "         [--cloud-model NAME --config FILE | --cloud-price IN/OUT[/CACHED]]\n"
+    "         [--group-by KEY[,KEY...]] [--tenant T] [--key K] [--backend B] [--model M]\n"
+    "         [--task-type T] [--source local|cloud] [--format table|json|csv] [--include-eval]\n"
+    "         [--exact] [--cloud-model NAME [--config FILE] | --cloud-price IN/OUT[/CACHED]]\n"
+    "         [--hardware-usd X] [--amortize-months N]\n"
     "  Requests, tokens, cost, cost per inference, latency p50/p95/p99, TTFT, error and\n"
-    "  escalation rates, and savings against all-cloud (local answers priced at the cloud\n"
-    "  model's USD per 1M tokens). Shadow attempts (shadow comparisons) are counted in cost\n"
-    "  and shadow $ only; scored lines give agreement (with its 95% Wilson interval), the\n"
-    "  sample count and the mean score.\n"
+    "  escalation rates, and savings against all-cloud: every answered request priced at the\n"
+    "  cloud model's USD per 1M tokens, against what those requests cost here and the local\n"
+    "  hardware amortized; sensitive requests (they could never go to the cloud) are left out\n"
+    "  of the comparison. Shadow attempts are counted in cost and shadow $ only; scored lines\n"
+    "  give agreement (with its 95% Wilson interval), the sample count and the mean score.\n"
+    "  Answers from the store's rollups (percentiles within 2%) unless --exact, a range not on\n"
+    "  whole UTC hours, or --group-by prompt_length: those read the rows.\n"
     "  --db FILE|URI      the store: a hybridllm SQLite ledger (it must exist unless --journal\n"
     "                     is given) or a PostgreSQL URI\n"
     "  --journal FILE     index this journal into the store first\n"
     "  --from, --to ISO   the time range; --from is inclusive, --to exclusive\n"
-    "  --group-by KEY     default source; prompt_length: input tokens up to 1k, 1k-4k, 4k-8k, 8k+\n"
+    "  --group-by KEYS    up to 4 of source, backend, model, task_type, route_reason, tenant,\n"
+    "                     key, status, hour, day, week, month, prompt_length (input tokens up\n"
+    "                     to 1k, 1k-4k, 4k-8k, 8k+), comma-separated (day,source); none: the\n"
+    "                     total only (default source)\n"
+    "  --tenant, --key, --backend, --model, --task-type, --source V   only records with V\n"
+    "  --exact            read the rows: exact percentiles (slower on large ledgers)\n"
     "  --include-eval     count `hybridllm eval` lines too (not gateway traffic: left out by default)\n"
     "  --format F         table (default), json or csv\n"
-    "  --cloud-model NAME --config FILE   price local answers at this model's `prices`\n"
-    "  --cloud-price IN/OUT[/CACHED]      or at these USD per 1M tokens\n";
+    "  --cloud-model NAME price at this model: --config FILE's `prices` first, else the built-in\n"
+    "                     table (the one `advise` uses)\n"
+    "  --cloud-price IN/OUT[/CACHED]      or at these USD per 1M tokens\n"
+    "  --hardware-usd X   local hardware subtracted from savings, amortized (default 550, as advise;\n"
+    "                     0: none)\n"
+    "  --amortize-months N  over this many months (default 36)\n";
 
 static double now_s(void) {
     struct timespec t;
@@ -167,7 +181,8 @@ typedef struct report_args {
  * 2 after a usage error, printed). */
 static int report_parse(report_args *a, int argc, char **argv) {
     const char *from = NULL, *to = NULL, *group = "source", *format = "table", *cloud_price = NULL;
-    bool include_eval = false;
+    bool include_eval = false, exact = false;
+    hl_report_opts_init(&a->o);
     hl_opt opts[] = {
         {.name = "--db", .kind = HL_OPT_STR, .target = &a->db},
         {.name = "--journal", .kind = HL_OPT_STR, .target = &a->journal},
@@ -179,14 +194,29 @@ static int report_parse(report_args *a, int argc, char **argv) {
         {.name = "--config", .kind = HL_OPT_STR, .target = &a->config},
         {.name = "--cloud-price", .kind = HL_OPT_STR, .target = &cloud_price},
         {.name = "--include-eval", .kind = HL_OPT_FLAG, .target = &include_eval},
+        {.name = "--exact", .kind = HL_OPT_FLAG, .target = &exact},
+        {.name = "--tenant", .kind = HL_OPT_STR, .target = &a->o.filter.tenant},
+        {.name = "--key", .kind = HL_OPT_STR, .target = &a->o.filter.key_name},
+        {.name = "--backend", .kind = HL_OPT_STR, .target = &a->o.filter.backend},
+        {.name = "--model", .kind = HL_OPT_STR, .target = &a->o.filter.model},
+        {.name = "--task-type", .kind = HL_OPT_STR, .target = &a->o.filter.task_type},
+        {.name = "--source", .kind = HL_OPT_STR, .target = &a->o.filter.source},
+        {.name = "--hardware-usd", .kind = HL_OPT_DOUBLE, .target = &a->o.hardware_usd, .want = "a number >= 0"},
+        {.name = "--amortize-months", .kind = HL_OPT_DOUBLE, .target = &a->o.amortize_months,
+         .flags = HL_OPT_ABOVE_MIN, .want = "a number > 0"},
     };
     hl_opt_cmd c = {"report", report_usage, stdout, stderr};
     int rc = hl_opt_parse(&c, opts, sizeof opts / sizeof opts[0], NULL, argc, argv);
     if (rc != HL_OPT_GO) return rc;
     if (!a->db) return hl_opt_usage_error(&c, "--db FILE|URI is required");
-    a->o = (hl_report_opts){.from_ms = HL_STORE_TIME_MIN, .to_ms = HL_STORE_TIME_MAX, .include_eval = include_eval};
-    if (hl_store_group_parse(group, &a->o.group_by) != HL_OK)
-        return hl_opt_usage_error(&c, "unknown --group-by '%s'", group);
+    a->o.include_eval = include_eval;
+    a->o.exact = exact;
+    if (hl_report_parse_group_by(group, &a->o) != HL_OK)
+        return hl_opt_usage_error(&c, "--group-by '%s': give up to 4 distinct keys of source, backend, model, "
+                                      "task_type, route_reason, tenant, key, status, hour, day, week, month, "
+                                      "prompt_length (or none), comma-separated", group);
+    if (a->o.filter.source && strcmp(a->o.filter.source, "local") && strcmp(a->o.filter.source, "cloud"))
+        return hl_opt_usage_error(&c, "--source: '%s' is neither local nor cloud", a->o.filter.source);
     if (hl_report_format_parse(format, &a->fmt) != HL_OK) return hl_opt_usage_error(&c, "unknown --format '%s'", format);
     if (from && hl_store_parse_time(from, strlen(from), &a->o.from_ms) != HL_OK)
         return hl_opt_usage_error(&c, "--from: '%s' is not an ISO 8601 time (2024-05-01 or 2024-05-01T12:00:00Z)", from);
@@ -194,8 +224,7 @@ static int report_parse(report_args *a, int argc, char **argv) {
         return hl_opt_usage_error(&c, "--to: '%s' is not an ISO 8601 time (2024-06-01 or 2024-06-01T00:00:00Z)", to);
     if (a->o.from_ms >= a->o.to_ms) return hl_opt_usage_error(&c, "--from must be before --to");
     if (cloud_price && a->cloud_model) return hl_opt_usage_error(&c, "give --cloud-price or --cloud-model, not both");
-    if (!!a->cloud_model != !!a->config)
-        return hl_opt_usage_error(&c, "--cloud-model NAME and --config FILE go together");
+    if (a->config && !a->cloud_model) return hl_opt_usage_error(&c, "--config FILE goes with --cloud-model NAME");
     if (cloud_price && !parse_price(cloud_price, &a->price))
         return hl_opt_usage_error(&c, "--cloud-price: '%s' is not IN/OUT or IN/OUT/CACHED (USD per 1M tokens)",
                                   cloud_price);
@@ -203,16 +232,18 @@ static int report_parse(report_args *a, int argc, char **argv) {
     return HL_OPT_GO;
 }
 
-/* --cloud-model's price from --config into a->price. Returns 0 or 1 (printed). */
+/* --cloud-model's price (--config's `prices`, else the built-in table: hl_pricing.h) into
+ * a->price. Returns 0 or 1 (printed). */
 static int load_cloud_price(report_args *a) {
     char err[512];
-    if (hl_config_load(a->config, &a->cfg, err, sizeof err) != HL_OK) {
+    if (a->config && hl_config_load(a->config, &a->cfg, err, sizeof err) != HL_OK) {
         fprintf(stderr, "hybridllm report: bad config: %s\n", err);
         return 1;
     }
-    const hl_price *p = hl_config_price(a->cfg, a->cloud_model);
+    const hl_price *p = hl_pricing_lookup(a->cfg, a->cloud_model, NULL);
     if (!p) {
-        fprintf(stderr, "hybridllm report: %s has no price for '%s' (see `prices`)\n", a->config, a->cloud_model);
+        fprintf(stderr, "hybridllm report: no price for '%s': add it to `prices` in a config given with --config, "
+                        "or use a built-in model (gpt-4o, gpt-4o-mini, claude-3-5-sonnet-20241022)\n", a->cloud_model);
         return 1;
     }
     a->price = *p;

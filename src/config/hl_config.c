@@ -551,7 +551,7 @@ static const char *const location_words[] = {[HL_LOCATION_LOCAL] = "local",
 /* In hl_engine_pooling's order (hl_engine.h): the index is the engine's value. */
 static const char *const pooling_words[] = {"model", "mean", "cls", "last"};
 static const char *const template_words[] = {"plain", "chatml", "llama-2", "llama-3", "mistral",
-                                             "phi-3"};
+                                             "phi-3", "qwen3"};
 _Static_assert(sizeof(hl_provider_kind) == sizeof(int) && sizeof(hl_location) == sizeof(int) &&
                sizeof(hl_tristate) == sizeof(int) && sizeof(hl_sticky) == sizeof(int) &&
                sizeof(hl_budget_period) == sizeof(int) && sizeof(hl_budget_action) == sizeof(int),
@@ -572,8 +572,12 @@ static const cfg_key backend_keys[] = {
      WORDS(location_words), .help = "local (data stays on the machine) or cloud"},
     {K("base_url"), .type = T_STRS, FIELD(hl_backend_cfg, base_urls),
      .off_n = offsetof(hl_backend_cfg, n_base_urls), .flags = F_SCALAR_OK, .what = "URL",
-     .check = check_url, .help = "required unless builtin; several: the first that answers at "
-                                 "start wins"},
+     .check = check_url, .help = "required unless builtin; several: the first that answers "
+                                 "(or, with replicas: true, all of them, balanced)"},
+    {K("replicas"), .type = T_BOOL, FIELD(hl_backend_cfg, replicas), .def = false,
+     .help = "the base_url list is replicas of one server: each request goes to the healthy one "
+             "with fewer requests in flight of two picked at random; each has its own probe, "
+             "circuit breaker and latency"},
     {K("api_key_env"), .type = T_ENV, FIELD(hl_backend_cfg, api_key_env),
      .help = "environment variable holding the upstream key"},
     {KF("model", HL_YAML_REQUIRED), .type = T_TOKEN, FIELD(hl_backend_cfg, model),
@@ -660,7 +664,8 @@ static hl_err check_backend(cfg_ctx *c, const yaml_node_t *item, void *elem, siz
     (void)i;
     if (b->warmup == HL_ANY) b->warmup = b->location == HL_LOCATION_LOCAL ? HL_YES : HL_NO;
     if (b->kind == HL_PROVIDER_BUILTIN) {
-        const char *bad = b->n_base_urls ? "base_url" : b->api_key_env ? "api_key_env" : NULL;
+        const char *bad = b->n_base_urls ? "base_url" : b->api_key_env ? "api_key_env"
+                          : b->replicas ? "replicas" : NULL;
         if (bad)
             return fail_key(c, item, bad, "not used by a builtin backend (it runs model_path in "
                                           "this process)");

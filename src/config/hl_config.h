@@ -81,6 +81,8 @@ typedef struct hl_backend_cfg {
                                system's); NULL: the system's. The global upstream.ca_file is
                                copied here at load when a backend sets none */
     bool allow_insecure_http; /* a cloud backend may use http:// outside loopback */
+    bool replicas;            /* base_urls are replicas of one server: requests are balanced
+                                 across the healthy ones (else: the first that answers) */
     /* kind builtin only: */
     char *model_path;       /* GGUF file (required) */
     int threads;            /* matmul threads; 0: one per core */

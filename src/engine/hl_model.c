@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 
 #include "hl_engine_pool.h"
+#include "hl_swiglu.h"
 
 
 struct hl_model {
@@ -38,10 +39,12 @@ struct hl_model {
     uint16_t *q16;             /* [B][q_dim] queries in half precision */
     uint16_t *acc16;           /* [n_threads][head_dim] attention accumulators */
     const hl_quant_vec_ops *vec;
+    int swiglu_width;          /* hl_swiglu_width() */
     float *hb, *hb2;           /* [B][ffn] gate and up */
     float *rope_cs;            /* [B][rope_dim] cos/sin pairs per position */
-    float *rope_inv_freq;      /* [rope_dim / 2] */
     const float *rope_freqs;   /* [rope_dim / 2] frequency factors (borrows the mmap), or NULL */
+    const float *rope_long, *rope_short; /* phi3's LongRoPE factor sets, or NULL */
+    float att_scale;           /* applied to q.k: 1/sqrt(head_dim), or 1 with q_prescale */
     float *logits;             /* [n_seq][vocab] */
     const hl_model_item *items; /* the batch being run (borrowed during forward_batch) */
     hl_model_item *run;        /* [max_batch] forward()'s batch, owned */
@@ -121,6 +124,16 @@ static hl_err get_mat(loader *ld, hl_model_mat *mat, const char *name, uint32_t 
     return HL_OK;
 }
 
+/* Rows [row0, row0 + rows) of a tensor of total_rows rows: one part of a fused matrix. */
+static hl_err get_mat_part(loader *ld, hl_model_mat *mat, const char *name, uint32_t cols,
+                           uint32_t total_rows, uint32_t row0, uint32_t rows) {
+    hl_err e = get_mat(ld, mat, name, cols, total_rows);
+    if (e) return e;
+    mat->data = (const uint8_t *)mat->data + (size_t)row0 * mat->row_bytes;
+    mat->rows = rows;
+    return HL_OK;
+}
+
 static hl_err get_vec(loader *ld, const float **v, const char *name, uint32_t n) {
     const hl_gguf_tensor *t = hl_gguf_find_tensor(ld->m->g, name);
     if (!t) return errf(ld->err, ld->err_size, HL_ERR_PARSE, "missing tensor %s", name);
@@ -142,9 +155,13 @@ static hl_err read_hparams(loader *ld) {
         hp->rope_neox = false;
     } else if (hl_gguf_str_eq(arch, "qwen2")) {
         hp->rope_neox = true;
+    } else if (hl_gguf_str_eq(arch, "qwen3")) {
+        hp->rope_neox = hp->qk_norm = true;
+    } else if (hl_gguf_str_eq(arch, "phi3")) {
+        hp->rope_neox = hp->q_prescale = true;
     } else {
         return errf(ld->err, ld->err_size, HL_ERR_UNSUPPORTED, "architecture '%.*s' is not "
-                    "supported (llama, qwen2)", (int)(arch.n < 32 ? arch.n : 32), arch.p);
+                    "supported (llama, qwen2, qwen3, phi3)", (int)(arch.n < 32 ? arch.n : 32), arch.p);
     }
     snprintf(ld->arch, sizeof ld->arch, "%.*s", (int)arch.n, arch.p);
     hl_err e;
@@ -192,6 +209,19 @@ static hl_err read_hparams(loader *ld) {
         if ((e = arch_f32(ld, "rope.scaling.factor", &lin))) return e;
     }
     if (lin > 0) hp->rope_scale = 1.0f / lin;
+    hp->n_ctx_orig = hp->n_ctx_train;
+    hp->rope_attn_factor = 1.0f;
+    if ((e = arch_u32(ld, "rope.scaling.original_context_length", &hp->n_ctx_orig, false)) ||
+        (e = arch_f32(ld, "rope.scaling.attn_factor", &hp->rope_attn_factor)))
+        return e;
+    if (!(hp->rope_attn_factor > 0) || hp->n_ctx_orig == 0)
+        return errf(ld->err, ld->err_size, HL_ERR_PARSE, "bad rope.scaling.attn_factor or "
+                    "original_context_length");
+    /* Phi-3's LongRoPE factor sets (alloc_state picks one for the context size). */
+    if (hl_gguf_find_tensor(m->g, "rope_factors_long.weight") &&
+        ((e = get_vec(ld, &m->rope_long, "rope_factors_long.weight", hp->rope_dim / 2)) ||
+         (e = get_vec(ld, &m->rope_short, "rope_factors_short.weight", hp->rope_dim / 2))))
+        return e;
     /* Llama 3.1/3.2 files carry their RoPE scaling as per-dimension frequency factors: pair i
      * turns at base^(-2i/rope_dim) / factor[i] (llama.cpp's freq_factors). */
     if (hl_gguf_find_tensor(m->g, "rope_freqs.weight") &&
@@ -238,15 +268,41 @@ static hl_err load_weights(loader *ld) {
                 return e;
         }
         if ((e = get_vec(ld, &L->attn_norm, n[0], hp->dim)) ||
-            (e = get_mat(ld, &L->wq, n[1], hp->dim, m->q_dim)) ||
-            (e = get_mat(ld, &L->wk, n[2], hp->dim, m->kv_dim)) ||
-            (e = get_mat(ld, &L->wv, n[3], hp->dim, m->kv_dim)) ||
             (e = get_mat(ld, &L->wo, n[4], m->q_dim, hp->dim)) ||
             (e = get_vec(ld, &L->ffn_norm, n[5], hp->dim)) ||
-            (e = get_mat(ld, &L->w_gate, n[6], hp->dim, hp->ffn)) ||
-            (e = get_mat(ld, &L->w_up, n[7], hp->dim, hp->ffn)) ||
             (e = get_mat(ld, &L->w_down, n[8], hp->ffn, hp->dim)))
             return e;
+        /* Q, K and V: one fused tensor (phi3's attn_qkv, rows Q then K then V) or three. */
+        char qkv[64];
+        snprintf(qkv, sizeof qkv, "blk.%u.attn_qkv.weight", l);
+        uint32_t qkv_rows = m->q_dim + 2 * m->kv_dim;
+        if (hl_gguf_find_tensor(m->g, qkv)) {
+            if ((e = get_mat_part(ld, &L->wq, qkv, hp->dim, qkv_rows, 0, m->q_dim)) ||
+                (e = get_mat_part(ld, &L->wk, qkv, hp->dim, qkv_rows, m->q_dim, m->kv_dim)) ||
+                (e = get_mat_part(ld, &L->wv, qkv, hp->dim, qkv_rows, m->q_dim + m->kv_dim, m->kv_dim)))
+                return e;
+        } else if ((e = get_mat(ld, &L->wq, n[1], hp->dim, m->q_dim)) ||
+                   (e = get_mat(ld, &L->wk, n[2], hp->dim, m->kv_dim)) ||
+                   (e = get_mat(ld, &L->wv, n[3], hp->dim, m->kv_dim))) {
+            return e;
+        }
+        /* Gate and up: phi3 fuses them in ffn_up (gate rows first), without ffn_gate. */
+        if (!hl_gguf_find_tensor(m->g, n[6]) && hl_gguf_find_tensor(m->g, n[7])) {
+            if ((e = get_mat_part(ld, &L->w_gate, n[7], hp->dim, 2 * hp->ffn, 0, hp->ffn)) ||
+                (e = get_mat_part(ld, &L->w_up, n[7], hp->dim, 2 * hp->ffn, hp->ffn, hp->ffn)))
+                return e;
+        } else if ((e = get_mat(ld, &L->w_gate, n[6], hp->dim, hp->ffn)) ||
+                   (e = get_mat(ld, &L->w_up, n[7], hp->dim, hp->ffn))) {
+            return e;
+        }
+        if (hp->qk_norm) {
+            char qn[64], kn[64];
+            snprintf(qn, sizeof qn, "blk.%u.attn_q_norm.weight", l);
+            snprintf(kn, sizeof kn, "blk.%u.attn_k_norm.weight", l);
+            if ((e = get_vec(ld, &L->q_norm, qn, hp->head_dim)) ||
+                (e = get_vec(ld, &L->k_norm, kn, hp->head_dim)))
+                return e;
+        }
     }
     return HL_OK;
 }
@@ -281,6 +337,7 @@ static hl_err alloc_state(loader *ld, const hl_model_params *p) {
     m->q16 = (uint16_t *)alloc_f(B, (m->q_dim + 1) / 2, 1);
     m->acc16 = (uint16_t *)alloc_f((uint64_t)nt, (hp->head_dim + 1) / 2, 1);
     m->vec = hl_quant_vec_best();
+    m->swiglu_width = hl_swiglu_width();
     m->x = alloc_f(B, hp->dim, 1);
     m->xb = alloc_f(B, xdim, 1);
     m->xb2 = alloc_f(B, hp->dim, 1);
@@ -288,7 +345,6 @@ static hl_err alloc_state(loader *ld, const hl_model_params *p) {
     m->hb = alloc_f(B, hp->ffn, 1);
     m->hb2 = alloc_f(B, hp->ffn, 1);
     m->rope_cs = alloc_f(B, hp->rope_dim, 1);
-    m->rope_inv_freq = alloc_f(hp->rope_dim / 2, 1, 1);
     m->logits = alloc_f(m->n_seq, hp->vocab, 1);
     m->run = calloc(B, sizeof *m->run);
     /* Quantized activations for the widest input (dim, q_dim or ffn), rounded up to whole
@@ -305,13 +361,13 @@ static hl_err alloc_state(loader *ld, const hl_model_params *p) {
     act_ok &= (m->actx = malloc(hl_quant_actx_size((int)wmax, (int)B))) != NULL;
     if (!m->k_cache || !m->v_cache || !m->x || !m->xb || !m->xb2 || !m->q || !m->hb ||
         !m->hb2 || !m->k || !m->v || !m->q16 || !m->acc16 || !m->rope_cs ||
-        !m->rope_inv_freq || !m->logits || !m->run || !act_ok)
+        !m->logits || !m->run || !act_ok)
         return errf(ld->err, ld->err_size, HL_ERR_NOMEM, "out of memory for the KV cache "
                     "(%u positions x %u sequences) and activations", m->n_ctx, m->n_seq);
-    for (uint32_t i = 0; i < hp->rope_dim / 2; i++) {
-        m->rope_inv_freq[i] = (float)pow(hp->rope_base, -2.0 * i / hp->rope_dim);
-        if (m->rope_freqs) m->rope_inv_freq[i] /= m->rope_freqs[i];
-    }
+    /* LongRoPE: the long factors when this context exceeds the original one (as llama.cpp
+     * chooses, by the context per sequence). */
+    if (m->rope_long) m->rope_freqs = m->n_ctx > hp->n_ctx_orig ? m->rope_long : m->rope_short;
+    m->att_scale = hp->q_prescale ? 1.0f : 1.0f / sqrtf((float)hp->head_dim);
     return HL_OK;
 }
 
@@ -320,6 +376,15 @@ static hl_err repack_mat(loader *ld, hl_model_mat *w) {
     size_t bb = hl_quant_x4_block_bytes(w->type);
     hl_quant_x4_fn dot4 = hl_quant_x4_fn_for(w->type);
     hl_quant_gemm_fn gemm = hl_quant_gemm_x4_fn_for(w->type);
+    /* Q4_0 matrices whose rows are not a multiple of 8 llama.cpp does not repack: it runs
+     * them in another summation order, which the AVX2 kernel follows (see hl_quant_x86.c). */
+    if (w->type == HL_GGUF_Q4_0 && w->rows % 8 && hl_quant_kernel(w->type, HL_ISA_AVX2) &&
+        hl_quant_best_isa() >= HL_ISA_AVX2) {
+        w->dot = hl_quant_kernel(w->type, HL_ISA_AVX2);
+        w->act = hl_quant_act_for_isa(w->type, HL_ISA_AVX2);
+        w->gemm = NULL;
+        return HL_OK;
+    }
     if (!bb || !dot4 || !gemm || w->rows % 4 || w->cols % 32 || w->packed) return HL_OK;
     size_t stride = (size_t)(w->cols / 32) * bb, size = (size_t)(w->rows / 4) * stride;
     /* 2 MiB aligned so that the kernel can give it huge pages (fewer TLB misses). */
@@ -432,7 +497,6 @@ void hl_model_free(hl_model *m) {
     free(m->q16);
     free(m->acc16);
     free(m->rope_cs);
-    free(m->rope_inv_freq);
     free(m->logits);
     free(m->run);
     for (int i = 0; i < HL_ACT_COUNT; i++) free(m->act[i]);
@@ -582,10 +646,13 @@ static void matmul(hl_model *m, int n_tok, const float *in, size_t in_stride, in
     hl_engine_pool_run(m->pool, mm_worker, &j);
 }
 
+/* llama.cpp's roundings: squares in float summed in double, the mean and the scale in float
+ * (squares or scale in double moved stories260K's norms by an ulp, enough to flip a Q8_0
+ * rounding of the next matmul's input now and then). */
 static void rmsnorm(float *o, const float *x, const float *w, uint32_t n, float eps) {
     double ss = 0;
-    for (uint32_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float s = (float)(1.0 / sqrt(ss / n + eps));
+    for (uint32_t i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
+    float mean = (float)(ss / n), s = 1.0f / sqrtf(mean + eps);
     for (uint32_t i = 0; i < n; i++) o[i] = x[i] * s * w[i];
 }
 
@@ -654,7 +721,7 @@ static void att_worker(void *ctx, int ith, int nth) {
     const hl_quant_vec_ops *vec = m->vec;
     uint32_t hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads;
     uint16_t *acc = m->acc16 + (size_t)ith * hd;
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = m->att_scale;
     int tasks = j->n_tok * (int)hp->n_heads;
     for (int t = ith; t < tasks; t += nth) {
         int b = t / (int)hp->n_heads;
@@ -696,12 +763,18 @@ static hl_err forward_layers(hl_model *m, const hl_model_item *items, int n, uin
         hl_quant_dequant_row(m->tok_embd.type,
                              (const uint8_t *)m->tok_embd.data + (size_t)items[b].token * m->tok_embd.row_bytes,
                              m->x + (size_t)b * dim, dim);
+    /* The angles in llama.cpp's float arithmetic: pos * theta_scale^i by repeated
+     * multiplication, divided by the pair's frequency factor, times the linear scale; cos and
+     * sin times LongRoPE's attention factor. */
+    float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->rope_dim);
     for (int b = 0; b < n; b++) {
-        double p = (double)items[b].pos * hp->rope_scale;
+        float theta = (float)items[b].pos;
+        float *cs = m->rope_cs + (size_t)b * hp->rope_dim;
         for (uint32_t i = 0; i < hp->rope_dim / 2; i++) {
-            double th = p * m->rope_inv_freq[i];
-            m->rope_cs[(size_t)b * hp->rope_dim + 2 * i] = (float)cos(th);
-            m->rope_cs[(size_t)b * hp->rope_dim + 2 * i + 1] = (float)sin(th);
+            float th = hp->rope_scale * (theta / (m->rope_freqs ? m->rope_freqs[i] : 1.0f));
+            cs[2 * i] = cosf(th) * hp->rope_attn_factor;
+            cs[2 * i + 1] = sinf(th) * hp->rope_attn_factor;
+            theta *= theta_scale;
         }
     }
     for (uint32_t l = 0; l < hp->n_layers; l++) {
@@ -717,10 +790,20 @@ static hl_err forward_layers(hl_model *m, const hl_model_item *items, int n, uin
         add_bias(m->q, L->bq, m->q_dim, n, m->q_dim);
         add_bias(m->k, L->bk, m->kv_dim, n, m->kv_dim);
         add_bias(m->v, L->bv, m->kv_dim, n, m->kv_dim);
+        if (L->q_norm) {
+            for (uint32_t i = 0; i < (uint32_t)n * hp->n_heads; i++)
+                rmsnorm(m->q + (size_t)i * hd, m->q + (size_t)i * hd, L->q_norm, hd, hp->norm_eps);
+            for (uint32_t i = 0; i < (uint32_t)n * hp->n_kv_heads; i++)
+                rmsnorm(m->k + (size_t)i * hd, m->k + (size_t)i * hd, L->k_norm, hd, hp->norm_eps);
+        }
         for (int b = 0; b < n; b++) {
             const float *cs = m->rope_cs + (size_t)b * hp->rope_dim;
             rope(m->q + (size_t)b * m->q_dim, hp->n_heads, hd, hp->rope_dim, cs, hp->rope_neox);
             rope(m->k + (size_t)b * m->kv_dim, hp->n_kv_heads, hd, hp->rope_dim, cs, hp->rope_neox);
+        }
+        if (hp->q_prescale) {
+            float qs = 1.0f / sqrtf((float)hd);
+            for (size_t i = 0; i < (size_t)n * m->q_dim; i++) m->q[i] *= qs;
         }
         m->vec->to_f16((int)(n * m->q_dim), m->q, m->q16);
         /* Keys and values into each token's slot: a run of one sequence's consecutive
@@ -748,10 +831,8 @@ static hl_err forward_layers(hl_model *m, const hl_model_item *items, int n, uin
             size_t strides[2] = {ffn, ffn};
             matmul(m, n, m->xb, dim, 2, mats, outs, strides);
         }
-        for (size_t i = 0; i < (size_t)n * ffn; i++) {
-            float g = m->hb[i];
-            m->hb[i] = g / (1.0f + expf(-g)) * m->hb2[i];
-        }
+        for (int b = 0; b < n; b++)
+            hl_swiglu(m->hb + (size_t)b * ffn, m->hb2 + (size_t)b * ffn, ffn, m->swiglu_width);
         {
             const hl_model_mat *mats[1] = {&L->w_down};
             float *outs[1] = {m->xb2};

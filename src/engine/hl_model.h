@@ -1,6 +1,10 @@
 /* hl_model: the llama-architecture transformer (Llama 2/3, Mistral, TinyLlama, the stories
  * models, and Qwen2, which differs by Q/K/V biases and NeoX-style RoPE) over a GGUF file, in
- * the spirit of llama2.c's run.c.
+ * the spirit of llama2.c's run.c. Also its close relatives: Qwen3 (no biases; each head's
+ * query and key RMS-normed before RoPE) and Phi-3 (fused QKV and gate+up matrices, NeoX RoPE,
+ * LongRoPE: per-dimension frequency factors, the long set when the context exceeds the
+ * trained original length and the short set otherwise, and RoPE'd queries and keys scaled by
+ * rope.scaling.attn_factor). Other architectures are refused, naming them.
  *
  * Hyper-parameters come from the file's "<arch>.*" metadata with llama.cpp's defaults (RoPE
  * base 10000, KV heads = heads, RoPE dimensions = head size, rms epsilon 1e-5). Weights are
@@ -65,10 +69,16 @@ typedef struct hl_model_hparams {
     float rope_base;      /* rope.freq_base; default 10000 */
     float rope_scale;     /* position multiplier: 1 / rope.scaling.factor for "linear" */
     float norm_eps;       /* attention.layer_norm_rms_epsilon; default 1e-5 */
-    bool rope_neox;       /* rotate dimension pairs (i, i + rope_dim/2): qwen2 */
+    bool rope_neox;       /* rotate dimension pairs (i, i + rope_dim/2): qwen2, qwen3, phi3 */
+    bool qk_norm;         /* qwen3: per-head RMS norms of queries and keys */
+    bool q_prescale;      /* phi3: queries scaled by 1/sqrt(head_dim) before attention (as
+                             llama.cpp does; the same maths, its rounding) */
+    uint32_t n_ctx_orig;  /* rope.scaling.original_context_length; default n_ctx_train */
+    float rope_attn_factor; /* rope.scaling.attn_factor (LongRoPE); default 1 */
 } hl_model_hparams;
 
-/* A weight matrix in place in the file: rows x cols, row-major, each row row_bytes long. */
+/* A weight matrix in place in the file: rows x cols, row-major, each row row_bytes long (for
+ * fused tensors, phi3's attn_qkv and ffn_up, a run of the tensor's rows). */
 typedef struct hl_model_mat {
     const void *data;    /* borrows the mmap */
     hl_gguf_type type;
@@ -90,6 +100,7 @@ typedef struct hl_model_layer {
     hl_model_mat wk;        /* [n_kv_heads * head_dim, dim] */
     hl_model_mat wv;        /* [n_kv_heads * head_dim, dim] */
     const float *bq, *bk, *bv; /* [q_dim], [kv_dim], [kv_dim] biases, or NULL (qwen2 has them) */
+    const float *q_norm, *k_norm; /* [head_dim] per-head norm weights (qwen3), or NULL */
     hl_model_mat wo;        /* [dim, n_heads * head_dim] */
     const float *ffn_norm;  /* [dim] */
     hl_model_mat w_gate;    /* [ffn, dim] */

@@ -110,19 +110,21 @@ T_AVX2 static float dot_q8_0_avx2(int n, const void *w, const void *act) {
     return hsum8(acc);
 }
 
+/* llama.cpp's order for Q4_0 matrices it does not repack (its vec_dot on AVX2 and AVX-512):
+ * signed weights (nibble - 8), 8 lanes of 4 products, one fma per lane and block, the lanes
+ * summed at the end; hl_model uses it for Q4_0 matrices whose rows are not a multiple of 8. */
 T_AVX2 static float dot_q4_0_avx2(int n, const void *w, const void *act) {
     const hl_block_q4_0 *b = w;
     const hl_act_q8 *a = act;
     __m256 acc = _mm256_setzero_ps();
-    float off = 0;
     for (int i = 0; i < n / 32; i++) {
         __m256i qa = _mm256_loadu_si256((const __m256i *)a[i].qs);
-        __m256i p = dot_us8_avx2(q4_unpack(b[i].qs), qa);
+        __m256i qw = _mm256_sub_epi8(q4_unpack(b[i].qs), _mm256_set1_epi8(8));
+        __m256i p = dot_us8_avx2(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qa, qw));
         float d = _cvtsh_ss(b[i].d) * a[i].d;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc);
-        off += d * (float)a[i].sum;
     }
-    return hsum8(acc) - 8 * off;
+    return hsum8(acc);
 }
 
 T_AVX2 static float dot_q4_k_avx2(int n, const void *w, const void *act) {
@@ -262,19 +264,20 @@ T_AVX512 static float dot_f32_avx512(int n, const void *w, const void *act) {
     return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
 
+/* llama.cpp's order (its ggml_vec_dot_f16 on AVX-512), so that F16 matrices and attention
+ * scores round as its do: four accumulators over steps of 64, summed (0+2, 1+3, then the two),
+ * the total taken to double, and the last n % 64 products added one by one in double. */
 T_AVX512 static float dot_f16_avx512(int n, const void *w, const void *act) {
     const uint16_t *a = w, *x = act;
-    __m512 s0 = _mm512_setzero_ps();
+    __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     int i = 0;
-    for (; i + 16 <= n; i += 16)
-        s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i))),
-                             _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i))), s0);
-    if (i < n) {
-        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-        s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, a + i)),
-                             _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i)), s0);
-    }
-    return _mm512_reduce_add_ps(s0);
+    for (; i + 64 <= n; i += 64)
+        for (int j = 0; j < 4; j++)
+            s[j] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i + 16 * j))),
+                                   _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i + 16 * j))), s[j]);
+    double sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3])));
+    for (; i < n; i++) sum += (double)(_cvtsh_ss(a[i]) * _cvtsh_ss(x[i]));
+    return (float)sum;
 }
 
 T_AVX512 static float dot_bf16_avx512(int n, const void *w, const void *act) {
@@ -494,14 +497,17 @@ T_AVX512 static void x4_q4_0_avx512(int n, const void *w, const void *act, float
         __m512i s = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)a->off4));
         s = _mm512_dpbusd_epi32(s, lo, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)a->qs)));
         s = _mm512_dpbusd_epi32(s, hi, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a->qs + 16))));
+        /* Each row's block total, exact in integers, in all 4 of its lanes: then one fma per
+         * block, llama.cpp's order for Q4_0 (its repacked kernels), so that a greedy decode
+         * rounds as its does. */
+        s = _mm512_add_epi32(s, _mm512_shuffle_epi32(s, _MM_PERM_CDAB));
+        s = _mm512_add_epi32(s, _mm512_shuffle_epi32(s, _MM_PERM_BADC));
         __m512 sc = _mm512_permutexvar_ps(didx, _mm512_castps128_ps512(x4_scales(g, a->d)));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, acc);
     }
-    /* lanes 4r..4r+3 are row r's */
-    __m512 t = _mm512_add_ps(acc, _mm512_permute_ps(acc, _MM_SHUFFLE(2, 3, 0, 1)));
-    t = _mm512_add_ps(t, _mm512_permute_ps(t, _MM_SHUFFLE(1, 0, 3, 2)));
+    /* lanes 4r..4r+3 all hold row r's sum */
     float v[16];
-    _mm512_storeu_ps(v, t);
+    _mm512_storeu_ps(v, acc);
     for (int r = 0; r < 4; r++) out[r] = v[4 * r];
 }
 
@@ -834,10 +840,15 @@ T_AVX512 static float vattn_f16_avx512(int hd, int n_pos, const uint16_t *q, con
     }
     for (int s = 0; s < n_pos; s++) {
         const uint16_t *ks = k + (size_t)s * stride, *vs_ = v + (size_t)s * stride;
-        __m512 d = _mm512_setzero_ps();
-        for (int c = 0; c < nc; c++)
-            d = _mm512_fmadd_ps(qv[c], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ks + 16 * c))), d);
-        float sc = _mm512_reduce_add_ps(d) * scale;
+        /* The score in dot_f16_avx512's order: 4 accumulators over steps of 64, the rest
+         * in double. */
+        __m512 d[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        int full = nc / 4 * 4;
+        for (int c = 0; c < full; c++)
+            d[c % 4] = _mm512_fmadd_ps(qv[c], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ks + 16 * c))), d[c % 4]);
+        double sd = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(d[0], d[2]), _mm512_add_ps(d[1], d[3])));
+        for (int i = 16 * full; i < hd; i++) sd += (double)(_cvtsh_ss(q[i]) * _cvtsh_ss(ks[i]));
+        float sc = (float)sd * scale;
         float ms = 1, vs = 1;
         if (sc > mx) {
             ms = expf(mx - sc);

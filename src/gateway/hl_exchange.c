@@ -58,6 +58,7 @@
 #include "hl_shadow.h"
 #include "hl_stop.h"
 #include "hl_task.h"
+#include "hl_url.h"
 
 /* ------------------------------------------------------------------ phases */
 
@@ -110,7 +111,9 @@ typedef struct attempt {
     const char *model;
     const hl_provider *prov;
     hl_provider_call *call;  /* in flight; NULL once it ended */
-    bool probe;              /* its backend's half-open breaker probe */
+    bool probe;              /* its backend's (or replica's) half-open breaker probe */
+    int replica;             /* the backend's replica it went to (hl_backend_admit_at); -1: none */
+    bool replica_busy;       /* counted in the replica's in-flight: until its ledger line */
     bool stream;             /* events as they come (else one whole answer) */
     bool judged;             /* its answer is judged on confidence */
     bool paused;             /* its provider was asked to pause (slow client) */
@@ -278,12 +281,20 @@ static void exchange_closed(uv_handle_t *h) {
 }
 
 /* The one place an exchange is freed. */
+/* The attempt no longer counts in its replica's in-flight. */
+static void replica_done(hl_exchange *ex) {
+    if (!ex->at.replica_busy) return;
+    hl_backend_replica_done(ex->at.backend, ex->at.replica);
+    ex->at.replica_busy = false;
+}
+
 static void ex_free(hl_exchange *ex) {
     ex_enter(ex, HL_EX_DONE);
     if (ex->key_reserved > 0) hl_key_budgets_release(ex->env->key_budgets, &ex->key, ex->key_reserved);
     ex->key_reserved = 0;
     leave_in_flight(ex);
     if (ex->at.call) ex->at.prov->cancel(ex->at.call);
+    replica_done(ex);
     hl_chat_request_release(&ex->req);
     hl_buf_release(&ex->out);
     if (ex->ing->encoder_release) ex->ing->encoder_release(&ex->enc);
@@ -363,9 +374,13 @@ static hl_usage final_usage(const hl_exchange *ex) {
 
 /* Writes the ledger line of the current attempt; returns its cost. */
 static double record_attempt(hl_exchange *ex, const char *status, const hl_usage *u, const char *error) {
+    replica_done(ex);
     const attempt *at = &ex->at;
     const hl_exchange_env *env = ex->env;
     double latency = now_ms() - at->t0;
+    char replica[256];
+    const char *rurl = hl_backend_replica_url(at->backend, at->replica);
+    if (rurl) hl_url_redact(rurl, replica, sizeof replica);
     hl_ledger_record r = {
         .timestamp = at->wall0,
         .request_id = ex->request_id,
@@ -395,6 +410,7 @@ static double record_attempt(hl_exchange *ex, const char *status, const hl_usage
         .confidence_min = at->signals.min,
         .http_status = at->status,
         .error = error,
+        .replica = rurl ? replica : NULL,
     };
     if (r.cloud) {
         const hl_price *p = hl_config_price(env->cfg, at->model);
@@ -480,7 +496,8 @@ static void fail_or_fallback(hl_exchange *ex, const hl_api_error *err) {
         hl_log(HL_LOG_WARN, "%s: escalation failed (%s); serving the local answer", ex->request_id, err->message);
         /* The answer served gets its `ok` line (its cost is on the `escalated` line). */
         hl_stop_release(&ex->at.stops);
-        ex->at = (attempt){.n = ex->at.n + 1, .backend = ex->held.backend, .model = ex->held.model,
+        replica_done(ex);
+        ex->at = (attempt){.n = ex->at.n + 1, .backend = ex->held.backend, .model = ex->held.model, .replica = -1,
                            .prov = hl_provider_for(ex->held.backend->cfg->kind), .judged = true,
                            .confidence = ex->held.confidence, .signals = ex->held.signals,
                            .t0 = now_ms(), .wall0 = wall_now(),
@@ -514,7 +531,7 @@ static double retry_delay_ms(hl_exchange *ex) {
  * (connection errors, timeouts, 408/409/429/5xx/529); backend_fault: it counts against the
  * backend's circuit breaker. */
 static void attempt_failed(hl_exchange *ex, const hl_api_error *err, bool retryable, bool backend_fault) {
-    hl_backend_report(ex->at.backend, !backend_fault, ex->at.probe, now_ms());
+    hl_backend_report_at(ex->at.backend, ex->at.replica, !backend_fault, ex->at.probe, now_ms());
     ex->at.probe = false;
     if (ex->at.should_retry >= 0) retryable = ex->at.should_retry == 1;
     if (ex->at.no_retry) retryable = false;
@@ -569,7 +586,7 @@ static void finish_stream(hl_exchange *ex, hl_err err, const char *errmsg) {
     bool ok = err == HL_OK && !at->stream_error && (at->got_done || at->finish != HL_FINISH_NONE);
     char why[320];
     if (ok) {
-        if (at->ttft_ms >= 0) hl_backend_record_latency(at->backend, at->ttft_ms);
+        if (at->ttft_ms >= 0) hl_backend_record_latency_at(at->backend, at->replica, at->ttft_ms);
         if (ex->shadowed && ex->cap.logprobs && !hl_backend_is_cloud(at->backend)) {
             json_t *lp = json_pack("{s:O}", "content", ex->cap.logprobs);
             hl_confidence_signals(lp, &at->signals);
@@ -708,7 +725,7 @@ static void went_silent(hl_exchange *ex, long limit) {
              : at->backend->cfg->first_token_timeout_ms > 0 ? "first_token_timeout_ms"
                                                             : "before the first token: 4 x stream_idle_timeout_ms");
     hl_log(HL_LOG_WARN, "%s: backend %s: %s; closed", ex->request_id, at->backend->cfg->name, msg);
-    hl_backend_report(at->backend, false, at->probe, now_ms());
+    hl_backend_report_at(at->backend, at->replica, false, at->probe, now_ms());
     at->probe = false;
     if (ex->phase == HL_EX_STREAMING) {
         at->stream_error = true;
@@ -904,7 +921,7 @@ static void transport_failed(hl_exchange *ex, const hl_provider_result *r) {
     const char *name = ex->at.backend->cfg->name;
     record_attempt(ex, "error", &none, r->errmsg);
     hl_log(HL_LOG_WARN, "%s: backend %s: %s", ex->request_id, name, r->errmsg);
-    if (!r->status && r->err != HL_ERR_TIMEOUT) hl_backend_suspect(ex->at.backend); /* gone? restarted? */
+    if (!r->status && r->err != HL_ERR_TIMEOUT) hl_backend_suspect_at(ex->at.backend, ex->at.replica); /* gone? restarted? */
     if (r->err == HL_ERR_TIMEOUT)
         hl_api_error_set(&cerr, 504, HL_AE_TIMEOUT, NULL, "upstream_timeout",
                          "Backend '%s' did not answer in time: %s", name, r->errmsg);
@@ -946,7 +963,7 @@ static void answered(hl_exchange *ex, hl_chat_response *resp) {
         attempt_failed(ex, &cerr, true, true);
         return;
     }
-    hl_backend_report(at->backend, true, at->probe, now_ms());
+    hl_backend_report_at(at->backend, at->replica, true, at->probe, now_ms());
     at->probe = false;
     if (at->gw_stops) {
         int m = hl_stop_cut(ex->req.stop, ex->req.n_stop, resp->text);
@@ -958,7 +975,7 @@ static void answered(hl_exchange *ex, hl_chat_response *resp) {
     }
     at->usage = resp->usage;
     at->out_bytes = resp->text ? strlen(resp->text) : 0;
-    hl_backend_record_latency(at->backend, now_ms() - at->t0);
+    hl_backend_record_latency_at(at->backend, at->replica, now_ms() - at->t0);
     hl_usage u = final_usage(ex);
     resp->usage = u;
     if (!resp->model || !resp->model[0]) {
@@ -1008,7 +1025,7 @@ static void note_overflow(hl_exchange *ex, const hl_backend *b) {
  * request's either while another backend may have a longer context. The next candidate. */
 static void context_overflow(hl_exchange *ex) {
     attempt *at = &ex->at;
-    hl_backend_report(at->backend, true, at->probe, now_ms());
+    hl_backend_report_at(at->backend, at->replica, true, at->probe, now_ms());
     at->probe = false;
     hl_log(HL_LOG_INFO, "%s: the prompt does not fit backend %s's context; trying the next candidate",
            ex->request_id, at->backend->cfg->name);
@@ -1031,7 +1048,7 @@ static void on_done(void *ud, hl_provider_result *r) {
     }
     if (at->stop_hit && at->stream) {
         /* The gateway ended the call at a stop sequence: a whole answer. */
-        hl_backend_report(at->backend, true, at->probe, now_ms());
+        hl_backend_report_at(at->backend, at->replica, true, at->probe, now_ms());
         at->probe = false;
         finish_stream(ex, HL_OK, "");
         return;
@@ -1064,7 +1081,7 @@ static void on_done(void *ud, hl_provider_result *r) {
         return;
     }
     if (at->stream) {
-        hl_backend_report(at->backend, true, at->probe, now_ms());
+        hl_backend_report_at(at->backend, at->replica, true, at->probe, now_ms());
         at->probe = false;
         finish_stream(ex, HL_OK, "");
         return;
@@ -1087,7 +1104,7 @@ static long attempt_timeout_ms(const hl_exchange *ex, const hl_backend *b) {
 /* Moves ex->cand to the first candidate, from the current one, that may take the request:
  * privacy (checked again right before data leaves), the provider's own limits, the circuit
  * breaker. err receives why the skipped ones could not. Returns false when none is left. */
-static bool pick_candidate(hl_exchange *ex, bool *probe, hl_api_error *err) {
+static bool pick_candidate(hl_exchange *ex, bool *probe, int *replica, hl_api_error *err) {
     for (; ex->cand < ex->route.n; ex->cand++) {
         hl_backend *b = ex->route.candidates[ex->cand];
         if (ex->privacy.sensitive && hl_backend_is_cloud(b)) {
@@ -1106,7 +1123,7 @@ static bool pick_candidate(hl_exchange *ex, bool *probe, hl_api_error *err) {
             ex->retries = 0;
             continue;
         }
-        if (!hl_backend_admit(b, now_ms(), probe)) {
+        if (!hl_backend_admit_at(b, now_ms(), rng_next(&ex->env->rng), probe, replica)) {
             if (!err->message[0])
                 hl_api_error_set(err, 503, HL_AE_UNAVAILABLE, NULL, "circuit_open",
                                  "Backend '%s' is failing (circuit breaker open); no other backend "
@@ -1123,7 +1140,9 @@ static bool pick_candidate(hl_exchange *ex, bool *probe, hl_api_error *err) {
 static void run_attempt(hl_exchange *ex) {
     hl_api_error err = {0};
     bool probe = false;
-    if (!pick_candidate(ex, &probe, &err)) {
+    int replica = -1;
+    replica_done(ex); /* the last attempt's, should it have no line */
+    if (!pick_candidate(ex, &probe, &replica, &err)) {
         if (!err.message[0] && ex->overflowed) err = ex->overflow_err;
         if (!err.message[0])
             hl_api_error_set(&err, 503, HL_AE_UNAVAILABLE, NULL, "no_backend", "No backend can serve this request.");
@@ -1149,6 +1168,7 @@ static void run_attempt(hl_exchange *ex) {
     hl_stop_release(&ex->at.stops);
     ex->at = (attempt){
         .n = ex->at.n + 1, .backend = b, .model = ex->route.models[ex->cand], .prov = prov, .probe = probe,
+        .replica = replica, .replica_busy = replica >= 0,
         .stream = ex->req.stream && !judged, .judged = judged, .t0 = now_ms(), .wall0 = wall_now(),
         .ttft_ms = -1, .retry_after_ms = -1, .should_retry = -1, .confidence = -1, .gw_stops = gw_stops,
         .signals = {-1, -1, -1},
@@ -1161,7 +1181,8 @@ static void run_attempt(hl_exchange *ex) {
     hl_buf_reset(&ex->out);
     ex_enter(ex, ex->held.present ? HL_EX_HOLDING : HL_EX_ATTEMPTING);
     hl_provider_spec spec = {
-        .backend = b, .req = &ex->req, .model = ex->at.model, .stream = ex->at.stream, .logprobs = judged || shadow_lp,
+        .backend = b, .base_url = hl_backend_replica_url(b, replica), .req = &ex->req, .model = ex->at.model,
+        .stream = ex->at.stream, .logprobs = judged || shadow_lp,
         .timeout_ms = attempt_timeout_ms(ex, b), .connect_timeout_ms = b->cfg->connect_timeout_ms,
         .no_stop = gw_stops,
         .native_responses = ex->ing == &hl_ingress_responses && b->cfg->kind == HL_PROVIDER_OPENAI &&
@@ -1502,7 +1523,7 @@ void hl_exchange_abort(hl_exchange *ex) {
         at->call = NULL;
         hl_usage u = final_usage(ex);
         record_attempt(ex, "cancelled", &u, "client disconnected");
-        if (at->probe) hl_backend_probe_abandoned(at->backend, now_ms());
+        if (at->probe) hl_backend_probe_abandoned_at(at->backend, at->replica, now_ms());
     }
     ex_free(ex);
 }

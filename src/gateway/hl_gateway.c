@@ -24,6 +24,7 @@
 #include "hl_pii.h"
 #include "hl_privacy.h"
 #include "hl_router.h"
+#include "hl_ui.h"
 #include "hl_upstream.h"
 #include "hl_url.h"
 
@@ -46,6 +47,7 @@ struct hl_gateway {
     hl_keys *vkeys;            /* the store's virtual keys (hl_keys.h); borrowed, may be NULL */
     hl_admin *admin;           /* the admin API; owned; NULL: /admin/ answers 404 */
     hl_key_budgets *kbudgets;  /* the virtual keys' budgets; borrowed, may be NULL */
+    hl_ui *ui;                 /* the dashboard; owned; NULL: /ui and /api/ answer 404 */
 };
 
 typedef struct gw_worker {
@@ -120,6 +122,17 @@ static void handle_readyz(hl_gateway *gw, hl_conn *c, const char *rid) {
         hl_url_redact(why, shown, sizeof shown);
         hl_buf_json_str(&b, shown, strlen(shown));
         pthread_mutex_unlock(&be->mu);
+        for (size_t r = 0; r < be->n_replicas; r++) { /* each replica's own state */
+            hl_replica *rp = &be->replicas[r];
+            hl_buf_puts(&b, r ? ",{\"url\":" : ",\"replicas\":[{\"url\":");
+            hl_url_redact(rp->url, shown, sizeof shown);
+            hl_buf_json_str(&b, shown, strlen(shown));
+            hl_buf_printf(&b, ",\"ready\":%s,\"breaker\":\"%s\",\"in_flight\":%d",
+                          atomic_load(&rp->ready) ? "true" : "false", hl_replica_breaker_name(rp),
+                          atomic_load(&rp->in_flight));
+            if (atomic_load(&rp->lat_p95) >= 0) hl_buf_printf(&b, ",\"p95_ms\":%.1f", atomic_load(&rp->lat_p95));
+            hl_buf_puts(&b, r + 1 == be->n_replicas ? "}]" : "}");
+        }
         hl_buf_puts(&b, "}");
     }
     hl_buf_puts(&b, "],\"budgets\":[");
@@ -315,6 +328,10 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
         hl_admin_handle(gw->admin, c, req, body, len, rid);
         return;
     }
+    if (gw->ui && hl_ui_path(path)) {
+        hl_ui_handle(gw->ui, c, req, body, len, rid);
+        return;
+    }
     const endpoint *ep = endpoint_of(path);
     const hl_ingress *ing = ep ? ep->ing : &hl_ingress_openai;
     bool get = slice_eq(req->method, "GET"), post = slice_eq(req->method, "POST");
@@ -362,12 +379,13 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
 static void on_abort(hl_conn *c) {
     void *d = hl_conn_data(c);
     if (hl_aux_owns(d)) hl_aux_abort(d);
+    else if (hl_ui_owns(d)) hl_ui_abort(d);
     else if (d) hl_exchange_abort(d);
 }
 
 static void on_drain(hl_conn *c) {
     void *d = hl_conn_data(c);
-    if (d && !hl_aux_owns(d)) hl_exchange_drain(d); /* embeddings and counts never stream */
+    if (d && !hl_aux_owns(d) && !hl_ui_owns(d)) hl_exchange_drain(d); /* embeddings and counts never stream */
 }
 
 static void render_error(hl_worker *w, int status, const char *path, const char *message,
@@ -529,6 +547,7 @@ void hl_gateway_free(hl_gateway *gw) {
     if (!gw) return;
     hl_pii_detector_free(gw->pii);
     hl_admin_free(gw->admin);
+    hl_ui_free(gw->ui);
     for (int i = 0; i < HL_MAX_WORKERS; i++) hl_metrics_free(gw->metrics[i]);
     for (int i = 0; i < gw->n_keys; i++) {
         if (gw->keys[i]) explicit_bzero(gw->keys[i], strlen(gw->keys[i]));
@@ -562,6 +581,23 @@ hl_err hl_gateway_enable_admin(hl_gateway *gw, const char *store_location) {
     }
     if (!(gw->admin = hl_admin_new(key, store_location, gw->vkeys, gw->kbudgets))) return HL_ERR_NOMEM;
     hl_log(HL_LOG_INFO, "admin API on /admin/ (key from %s)", var);
+    return HL_OK;
+}
+
+hl_err hl_gateway_enable_ui(hl_gateway *gw, const char *store_location) {
+    const char *var = gw->cfg->admin_key_env;
+    const char *key = var ? getenv(var) : NULL;
+    hl_ui_access access = !var ? HL_UI_LOOPBACK : HL_UI_KEY;
+    if (var && (!key || strlen(key) < 16 || has_control(key))) {
+        access = HL_UI_CLOSED; /* never open because a variable was forgotten */
+        key = NULL;
+    }
+    hl_ui_sources src = {.cfg = gw->cfg, .budgets = gw->budgets, .key_budgets = gw->kbudgets};
+    if (!(gw->ui = hl_ui_new(access, key, store_location, &src))) return HL_ERR_NOMEM;
+    hl_log(access == HL_UI_CLOSED ? HL_LOG_WARN : HL_LOG_INFO, "dashboard on /ui: %s",
+           access == HL_UI_LOOPBACK ? "loopback clients only (no server.admin_key_env)"
+           : access == HL_UI_KEY    ? "the admin key opens it"
+                                    : "closed (the admin key's variable is empty or unusable)");
     return HL_OK;
 }
 

@@ -42,6 +42,11 @@ void hl_gateway_set_keys(hl_gateway *gw, hl_keys *keys, struct hl_key_budgets *b
  * admin key); store_location: where keys live (NULL: the API answers 503). Call after
  * hl_gateway_set_keys. HL_ERR_INVAL (logged) for an unusable admin key. */
 hl_err hl_gateway_enable_admin(hl_gateway *gw, const char *store_location);
+/* Turns the dashboard on (/ui and /api/, hl_ui.h): opened by the admin key when
+ * server.admin_key_env is set (closed when its variable is empty), else by loopback clients.
+ * store_location: the ledger's store (NULL: the views over it answer 503). Call after
+ * hl_gateway_set_keys. HL_ERR_NOMEM only. */
+hl_err hl_gateway_enable_ui(hl_gateway *gw, const char *store_location);
 /* The server hooks that run this gateway (ud is set to gw). */
 const hl_server_hooks *hl_gateway_hooks(hl_gateway *gw);
 

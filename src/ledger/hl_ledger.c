@@ -124,6 +124,7 @@ hl_err hl_ledger_format(const hl_ledger_record *r, hl_buf *b) {
         PUT(hl_buf_i64(b, r->ref_output_tokens));
     }
     if (r->eval_run) PUT(put_opt_str(b, "eval_run", r->eval_run));
+    if (r->replica) PUT(put_opt_str(b, "replica", r->replica));
     PUT(hl_buf_puts(b, "}\n"));
     return e;
 }

@@ -73,6 +73,10 @@
  *   eval_run          string: the id of the `hybridllm eval` run that wrote the line (not
  *                     gateway traffic); null.
  *
+ * Replicas. replica   string: the URL of the replica the attempt went to, for a backend whose
+ *                     base_url lists replicas (`replicas: true`), credentials masked; absent
+ *                     otherwise.
+ *
  * Identity. A record is keyed by (request_id, attempt): a reader keeps the first line with a
  * key and skips later ones (the same line again: a duplicate; another timestamp: a conflict,
  * e.g. a client reusing x-request-id). The brief's CostTracker lines have no request id: their
@@ -141,6 +145,7 @@ typedef struct hl_ledger_record {
     const char *reference;     /* with score: "served", "expected" or a backend name */
     long long ref_output_tokens; /* with score: the reference answer's output tokens */
     const char *eval_run;      /* the eval run that wrote it; NULL: gateway traffic */
+    const char *replica;       /* the replica's URL (credentials masked); NULL: none */
 } hl_ledger_record;
 
 /* Opens (creating, mode 0640) path for appending. HL_ERR_IO with errno set on failure. */

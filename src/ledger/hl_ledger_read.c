@@ -36,7 +36,7 @@ enum field {
     F_CACHE_WRITE_TOKENS, F_USAGE_ESTIMATED, F_TENANT, F_TASK_TYPE, F_TASK_INFERRED, F_SENSITIVE, F_PII,
     F_CONFIDENCE, F_HTTP_STATUS, F_ERROR, F_CLIENT_REQUEST_ID, F_KEY_ID, F_KEY_NAME,
     F_CONFIDENCE_MARGIN, F_CONFIDENCE_MIN, F_SHADOW, F_SCORE, F_SCORE_METHOD, F_AGREE, F_REFERENCE,
-    F_REF_OUTPUT_TOKENS, F_EVAL_RUN, F_COUNT
+    F_REF_OUTPUT_TOKENS, F_EVAL_RUN, F_REPLICA, F_COUNT
 };
 
 static const char *const field_names[F_COUNT] = {
@@ -45,7 +45,7 @@ static const char *const field_names[F_COUNT] = {
     "cache_write_tokens", "usage_estimated", "tenant", "task_type", "task_inferred", "sensitive", "pii",
     "confidence", "http_status", "error", "client_request_id", "key_id", "key_name",
     "confidence_margin", "confidence_min", "shadow", "score", "score_method", "agree", "reference",
-    "ref_output_tokens", "eval_run",
+    "ref_output_tokens", "eval_run", "replica",
 };
 
 typedef enum vkind { V_ABSENT = 0, V_NULL, V_STR, V_INT, V_REAL, V_BOOL, V_OTHER } vkind;
@@ -500,6 +500,7 @@ static const char *parse_quality(scan *root, hl_ledger_entry *e) {
     r->signals = margin;
     if (!get_bool(root, F_SHADOW, &r->shadow)) return "shadow is not a boolean";
     if (!get_str(root, F_EVAL_RUN, &r->eval_run)) return "eval_run is not a string";
+    if (!get_str(root, F_REPLICA, &r->replica)) return "replica is not a string";
     if (!get_unit(root, F_SCORE, &r->score, &r->scored)) return "score is not a number 0..1";
     bool agree_present = root->f[F_AGREE].k == V_BOOL;
     long long v;

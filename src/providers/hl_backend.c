@@ -168,9 +168,29 @@ static void set_state(hl_backend *b, char *url, char *model, bool ready, const c
 /* Probes b's base URLs; on the first that answers, takes it, its first model for "auto" and
  * the context window a local server reports, and marks b ready; when none answers, not ready
  * with why. Blocking (short timeouts). */
+/* Replicas: probes each (GET /models) and sets its ready flag; returns how many answer. */
+static size_t probe_replicas(hl_backend *b) {
+    size_t up = 0;
+    for (size_t i = 0; i < b->n_replicas; i++) {
+        hl_replica *r = &b->replicas[i];
+        long max_len = 0;
+        bool ollama = false;
+        char *m = probe_models(r->url, b->api_key, b->cfg->ca_file, &max_len, &ollama);
+        bool ok = m != NULL;
+        free(m);
+        up += ok;
+        if (atomic_exchange(&r->ready, ok) != ok)
+            hl_log(ok ? HL_LOG_INFO : HL_LOG_WARN, "backend %s: replica %s %s", b->cfg->name, r->url,
+                   ok ? "answers: back in the balancing" : "does not answer: out of the balancing");
+    }
+    return up;
+}
+
 static hl_err probe_into(hl_backend *b, const hl_config *cfg) {
     const hl_backend_cfg *c = b->cfg;
+    size_t up = b->n_replicas ? probe_replicas(b) : 0;
     for (size_t i = 0; i < c->n_base_urls; i++) {
+        if (b->n_replicas && !atomic_load(&b->replicas[i].ready)) continue;
         long max_len = 0;
         bool ollama = false;
         char *first = probe_models(c->base_urls[i], b->api_key, c->ca_file, &max_len, &ollama);
@@ -197,7 +217,8 @@ static hl_err probe_into(hl_backend *b, const hl_config *cfg) {
         atomic_store(&b->tokenizer, tokenizer);
         atomic_store(&b->n_ctx, max_len);
         b->price = hl_config_price(cfg, model);
-        set_state(b, url, model, true, "ready");
+        if (b->n_replicas) set_state(b, url, model, true, "ready: %zu of %zu replicas answer", up, b->n_replicas);
+        else set_state(b, url, model, true, "ready");
         return HL_OK;
     }
     hl_buf tried;
@@ -219,6 +240,14 @@ static bool wants_probe(const hl_backend_cfg *c) {
 
 void hl_backend_set_ready(hl_backend *b, bool ready, const char *status) {
     set_state(b, NULL, NULL, ready, "%s", status);
+}
+
+hl_err hl_backend_set_model(hl_backend *b, const char *model) {
+    char *m = strdup(model), status[sizeof b->status];
+    if (!m) return HL_ERR_NOMEM;
+    hl_backend_status(b, status, sizeof status);
+    set_state(b, NULL, m, atomic_load(&b->ready), "%s", status);
+    return HL_OK;
 }
 
 static hl_err resolve(hl_backend *b, const hl_config *cfg, bool probe) {
@@ -246,7 +275,8 @@ static hl_err resolve(hl_backend *b, const hl_config *cfg, bool probe) {
 }
 
 bool hl_backend_probes_when_ready(const hl_backend *b) {
-    return wants_probe(b->cfg) && (b->cfg->location == HL_LOCATION_LOCAL || !strcmp(b->cfg->model, "auto"));
+    return wants_probe(b->cfg) &&
+           (b->cfg->location == HL_LOCATION_LOCAL || !strcmp(b->cfg->model, "auto") || b->n_replicas);
 }
 
 bool hl_backend_reprobe(hl_backend *b, const hl_config *cfg) {
@@ -269,6 +299,12 @@ long hl_backend_context_window(hl_backend *b) {
 bool hl_backend_readiness(hl_backend *b, double now_ms, char *why, size_t len) {
     hl_backend_status(b, why, len);
     if (!atomic_load(&b->ready)) return false;
+    if (b->n_replicas) { /* ready while one replica is, its breaker closed */
+        for (size_t r = 0; r < b->n_replicas; r++)
+            if (atomic_load(&b->replicas[r].ready) && !atomic_load(&b->replicas[r].breaker.open_flag)) return true;
+        snprintf(why, len, "no replica can take requests: each is down or its circuit breaker is open");
+        return false;
+    }
     hl_breaker *br = &b->breaker;
     pthread_mutex_lock(&br->mu);
     hl_breaker_state st = br->state;
@@ -348,6 +384,21 @@ hl_err hl_backends_init(hl_backends *bs, const hl_config *cfg, bool probe) {
         atomic_store(&bs->v[i].lat_p95, -1.0);
         bs->v[i].breaker.failures = calloc((size_t)cfg->backends[i].breaker_failures + 1, sizeof(double));
         if (!bs->v[i].breaker.failures) return HL_ERR_NOMEM;
+        if (cfg->backends[i].replicas && cfg->backends[i].kind != HL_PROVIDER_BUILTIN) {
+            size_t n = cfg->backends[i].n_base_urls;
+            if (!(bs->v[i].replicas = calloc(n, sizeof *bs->v[i].replicas))) return HL_ERR_NOMEM;
+            for (size_t r = 0; r < n; r++) {
+                hl_replica *rp = &bs->v[i].replicas[r];
+                rp->url = cfg->backends[i].base_urls[r];
+                atomic_store(&rp->ready, true); /* until a probe says otherwise */
+                atomic_store(&rp->lat_p95, -1.0);
+                pthread_mutex_init(&rp->breaker.mu, NULL);
+                pthread_mutex_init(&rp->lat_mu, NULL);
+                bs->v[i].n_replicas = r + 1;
+                rp->breaker.failures = calloc((size_t)cfg->backends[i].breaker_failures + 1, sizeof(double));
+                if (!rp->breaker.failures) return HL_ERR_NOMEM;
+            }
+        }
         hl_err e = resolve(&bs->v[i], cfg, probe);
         if (e) return e;
     }
@@ -366,6 +417,12 @@ void hl_backends_release(hl_backends *bs) {
         free(bs->v[i].breaker.failures);
         pthread_mutex_destroy(&bs->v[i].breaker.mu);
         pthread_mutex_destroy(&bs->v[i].lat_mu);
+        for (size_t r = 0; r < bs->v[i].n_replicas; r++) {
+            free(bs->v[i].replicas[r].breaker.failures);
+            pthread_mutex_destroy(&bs->v[i].replicas[r].breaker.mu);
+            pthread_mutex_destroy(&bs->v[i].replicas[r].lat_mu);
+        }
+        free(bs->v[i].replicas);
     }
     free(bs->v);
     bs->v = NULL;
@@ -400,24 +457,22 @@ static void breaker_set(hl_breaker *br, hl_breaker_state st) {
     atomic_store(&br->open_flag, st != HL_BREAKER_CLOSED);
 }
 
-bool hl_backend_breaker_allows(hl_backend *b, double now_ms) {
-    if (!atomic_load(&b->breaker.open_flag)) return true;
-    pthread_mutex_lock(&b->breaker.mu);
-    bool ok = b->breaker.state == HL_BREAKER_OPEN &&
-              now_ms - b->breaker.opened_at >= (double)b->cfg->breaker_open_ms;
-    pthread_mutex_unlock(&b->breaker.mu);
+static bool breaker_allows(hl_breaker *br, const hl_backend_cfg *c, double now_ms) {
+    if (!atomic_load(&br->open_flag)) return true;
+    pthread_mutex_lock(&br->mu);
+    bool ok = br->state == HL_BREAKER_OPEN && now_ms - br->opened_at >= (double)c->breaker_open_ms;
+    pthread_mutex_unlock(&br->mu);
     return ok;
 }
 
-bool hl_backend_admit(hl_backend *b, double now_ms, bool *probe) {
+static bool breaker_admit(hl_breaker *br, const hl_backend_cfg *c, double now_ms, bool *probe) {
     *probe = false;
-    if (!atomic_load(&b->breaker.open_flag)) return true;
-    hl_breaker *br = &b->breaker;
+    if (!atomic_load(&br->open_flag)) return true;
     bool ok = false;
     pthread_mutex_lock(&br->mu);
     if (br->state == HL_BREAKER_CLOSED) {
         ok = true;
-    } else if (br->state == HL_BREAKER_OPEN && now_ms - br->opened_at >= (double)b->cfg->breaker_open_ms) {
+    } else if (br->state == HL_BREAKER_OPEN && now_ms - br->opened_at >= (double)c->breaker_open_ms) {
         breaker_set(br, HL_BREAKER_HALF_OPEN);
         br->probe_out = true;
         *probe = ok = true;
@@ -426,9 +481,8 @@ bool hl_backend_admit(hl_backend *b, double now_ms, bool *probe) {
     return ok;
 }
 
-void hl_backend_report(hl_backend *b, bool ok, bool probe, double now_ms) {
-    hl_breaker *br = &b->breaker;
-    int n = b->cfg->breaker_failures;
+static void breaker_report(hl_breaker *br, const hl_backend_cfg *c, bool ok, bool probe, double now_ms) {
+    int n = c->breaker_failures;
     if (ok && !probe && !atomic_load(&br->open_flag)) return; /* the common case: no lock */
     pthread_mutex_lock(&br->mu);
     if (probe) {
@@ -446,7 +500,7 @@ void hl_backend_report(hl_backend *b, bool ok, bool probe, double now_ms) {
         if (br->count < n) br->count++;
         /* the oldest of the last n failures */
         double oldest = br->failures[br->count < n ? 0 : br->head];
-        if (br->count >= n && now_ms - oldest <= (double)b->cfg->breaker_window_ms) {
+        if (br->count >= n && now_ms - oldest <= (double)c->breaker_window_ms) {
             breaker_set(br, HL_BREAKER_OPEN);
             br->opened_at = now_ms;
         }
@@ -454,19 +508,109 @@ void hl_backend_report(hl_backend *b, bool ok, bool probe, double now_ms) {
     pthread_mutex_unlock(&br->mu);
 }
 
-void hl_backend_probe_abandoned(hl_backend *b, double now_ms) {
-    pthread_mutex_lock(&b->breaker.mu);
-    b->breaker.probe_out = false;
-    breaker_set(&b->breaker, HL_BREAKER_OPEN);
-    b->breaker.opened_at = now_ms - (double)b->cfg->breaker_open_ms;
-    pthread_mutex_unlock(&b->breaker.mu);
+static void breaker_abandoned(hl_breaker *br, const hl_backend_cfg *c, double now_ms) {
+    pthread_mutex_lock(&br->mu);
+    br->probe_out = false;
+    breaker_set(br, HL_BREAKER_OPEN);
+    br->opened_at = now_ms - (double)c->breaker_open_ms;
+    pthread_mutex_unlock(&br->mu);
 }
 
-const char *hl_breaker_state_name(hl_backend *b) {
-    pthread_mutex_lock(&b->breaker.mu);
-    hl_breaker_state st = b->breaker.state;
-    pthread_mutex_unlock(&b->breaker.mu);
+static const char *breaker_name(hl_breaker *br) {
+    pthread_mutex_lock(&br->mu);
+    hl_breaker_state st = br->state;
+    pthread_mutex_unlock(&br->mu);
     return st == HL_BREAKER_CLOSED ? "closed" : st == HL_BREAKER_OPEN ? "open" : "half_open";
+}
+
+/* May replica r take an attempt now (ready, breaker closed or its open period over)? */
+static bool replica_usable(hl_backend *b, size_t r, double now_ms) {
+    return atomic_load(&b->replicas[r].ready) && breaker_allows(&b->replicas[r].breaker, b->cfg, now_ms);
+}
+
+bool hl_backend_breaker_allows(hl_backend *b, double now_ms) {
+    if (!b->n_replicas) return breaker_allows(&b->breaker, b->cfg, now_ms);
+    for (size_t r = 0; r < b->n_replicas; r++)
+        if (replica_usable(b, r, now_ms)) return true;
+    return false;
+}
+
+bool hl_backend_admit(hl_backend *b, double now_ms, bool *probe) {
+    return breaker_admit(&b->breaker, b->cfg, now_ms, probe);
+}
+
+void hl_backend_report(hl_backend *b, bool ok, bool probe, double now_ms) {
+    breaker_report(&b->breaker, b->cfg, ok, probe, now_ms);
+}
+
+void hl_backend_probe_abandoned(hl_backend *b, double now_ms) { breaker_abandoned(&b->breaker, b->cfg, now_ms); }
+
+const char *hl_breaker_state_name(hl_backend *b) { return breaker_name(&b->breaker); }
+
+const char *hl_replica_breaker_name(hl_replica *r) { return breaker_name(&r->breaker); }
+
+/* ---- replicas ---- */
+
+/* The better of replicas x and y for the next attempt: fewer in flight, then the lower p95. */
+static size_t better(hl_backend *b, size_t x, size_t y) {
+    int fx = atomic_load(&b->replicas[x].in_flight), fy = atomic_load(&b->replicas[y].in_flight);
+    if (fx != fy) return fx < fy ? x : y;
+    double px = atomic_load(&b->replicas[x].lat_p95), py = atomic_load(&b->replicas[y].lat_p95);
+    return px >= 0 && py >= 0 && py < px ? y : x;
+}
+
+bool hl_backend_admit_at(hl_backend *b, double now_ms, uint64_t rnd, bool *probe, int *replica) {
+    *replica = -1;
+    if (!b->n_replicas) return hl_backend_admit(b, now_ms, probe);
+    *probe = false;
+    size_t usable[64], k = 0;
+    for (size_t r = 0; r < b->n_replicas && k < 64; r++)
+        if (replica_usable(b, r, now_ms)) usable[k++] = r;
+    while (k) {
+        size_t i = (size_t)(rnd % k), pick = usable[i], at = i;
+        if (k > 1) {
+            size_t j = (i + 1 + (size_t)((rnd >> 32) % (k - 1))) % k; /* another one */
+            pick = better(b, usable[i], usable[j]);
+            at = pick == usable[i] ? i : j;
+        }
+        hl_replica *rp = &b->replicas[pick];
+        if (breaker_admit(&rp->breaker, b->cfg, now_ms, probe)) {
+            atomic_fetch_add(&rp->in_flight, 1);
+            *replica = (int)pick;
+            return true;
+        }
+        usable[at] = usable[--k]; /* its half-open probe was taken meanwhile: another one */
+        rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+    }
+    return false;
+}
+
+void hl_backend_report_at(hl_backend *b, int replica, bool ok, bool probe, double now_ms) {
+    if (replica < 0 || (size_t)replica >= b->n_replicas) hl_backend_report(b, ok, probe, now_ms);
+    else breaker_report(&b->replicas[replica].breaker, b->cfg, ok, probe, now_ms);
+}
+
+void hl_backend_probe_abandoned_at(hl_backend *b, int replica, double now_ms) {
+    if (replica < 0 || (size_t)replica >= b->n_replicas) hl_backend_probe_abandoned(b, now_ms);
+    else breaker_abandoned(&b->replicas[replica].breaker, b->cfg, now_ms);
+}
+
+void hl_backend_replica_done(hl_backend *b, int replica) {
+    if (replica >= 0 && (size_t)replica < b->n_replicas) atomic_fetch_sub(&b->replicas[replica].in_flight, 1);
+}
+
+void hl_backend_suspect_at(hl_backend *b, int replica) {
+    if (replica < 0 || (size_t)replica >= b->n_replicas) {
+        hl_backend_suspect(b);
+        return;
+    }
+    if (atomic_exchange(&b->replicas[replica].ready, false))
+        hl_log(HL_LOG_WARN, "backend %s: replica %s failed to connect: out of the balancing until a probe answers",
+               b->cfg->name, b->replicas[replica].url);
+    atomic_store(&b->suspect, true);
+    for (size_t r = 0; r < b->n_replicas; r++)
+        if (atomic_load(&b->replicas[r].ready)) return;
+    set_state(b, NULL, NULL, false, "no replica answers (the last failed to connect); probing them");
 }
 
 /* ---- latency ---- */
@@ -476,20 +620,36 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-void hl_backend_record_latency(hl_backend *b, double ms) {
-    enum { CAP = sizeof b->lat / sizeof b->lat[0] };
+/* Adds a sample to a latency ring and refreshes its p95 (every 8 samples while the window
+ * fills, then every 64). */
+static void latency_add(pthread_mutex_t *mu, double *ring, int *n_, int *head, _Atomic double *p95, double ms) {
+    enum { CAP = 128 };
     double copy[CAP];
     int n = 0;
-    pthread_mutex_lock(&b->lat_mu);
-    b->lat[b->lat_head] = ms;
-    b->lat_head = (b->lat_head + 1) % CAP;
-    if (b->lat_n < CAP) b->lat_n++;
-    if (b->lat_n >= 16 && (b->lat_n < 128 ? b->lat_head % 8 : b->lat_head % 64) == 0) {
-        n = b->lat_n;
-        memcpy(copy, b->lat, (size_t)n * sizeof copy[0]);
+    pthread_mutex_lock(mu);
+    ring[*head] = ms;
+    *head = (*head + 1) % CAP;
+    if (*n_ < CAP) (*n_)++;
+    if (*n_ >= 16 && (*n_ < CAP ? *head % 8 : *head % 64) == 0) {
+        n = *n_;
+        memcpy(copy, ring, (size_t)n * sizeof copy[0]);
     }
-    pthread_mutex_unlock(&b->lat_mu);
+    pthread_mutex_unlock(mu);
     if (!n) return;
     qsort(copy, (size_t)n, sizeof copy[0], cmp_double);
-    atomic_store(&b->lat_p95, copy[(int)ceil(0.95 * n) - 1]);
+    atomic_store(p95, copy[(int)ceil(0.95 * n) - 1]);
+}
+
+_Static_assert(sizeof ((hl_backend *)0)->lat == 128 * sizeof(double) &&
+               sizeof ((hl_replica *)0)->lat == 128 * sizeof(double), "latency rings of 128");
+
+void hl_backend_record_latency(hl_backend *b, double ms) {
+    latency_add(&b->lat_mu, b->lat, &b->lat_n, &b->lat_head, &b->lat_p95, ms);
+}
+
+void hl_backend_record_latency_at(hl_backend *b, int replica, double ms) {
+    hl_backend_record_latency(b, ms);
+    if (replica < 0 || (size_t)replica >= b->n_replicas) return;
+    hl_replica *r = &b->replicas[replica];
+    latency_add(&r->lat_mu, r->lat, &r->lat_n, &r->lat_head, &r->lat_p95, ms);
 }

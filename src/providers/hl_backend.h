@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include "hl_config.h"
 
 /* How a local server counts tokens for the gateway (POST {root}/tokenize). */
@@ -32,6 +33,20 @@ typedef struct hl_breaker {
     bool probe_out;        /* half-open: the one probe is in flight */
     atomic_int open_flag;  /* state != CLOSED, readable without the lock */
 } hl_breaker;
+
+/* One URL of a backend whose base_url lists replicas of one server (cfg->replicas): requests
+ * are balanced across the ready ones (hl_backend_admit_at). Each has its own probe result,
+ * circuit breaker and latency; one whose connection fails is out until a probe answers. */
+typedef struct hl_replica {
+    const char *url;           /* borrowed from the config */
+    atomic_bool ready;         /* its last probe answered and no connection failed since */
+    atomic_int in_flight;      /* attempts sent to it and not yet done */
+    hl_breaker breaker;
+    pthread_mutex_t lat_mu;
+    double lat[128];           /* ring of recent latencies, ms */
+    int lat_n, lat_head;
+    _Atomic double lat_p95;    /* -1 until 16 samples exist */
+} hl_replica;
 
 typedef struct hl_backend {
     const hl_backend_cfg *cfg; /* borrowed from the config */
@@ -63,6 +78,8 @@ typedef struct hl_backend {
     double lat[128];           /* ring of recent samples, ms */
     int lat_n, lat_head;
     _Atomic double lat_p95;    /* -1 until 16 samples exist */
+    hl_replica *replicas;      /* owned; cfg->replicas: one per base URL; else NULL */
+    size_t n_replicas;
 } hl_backend;
 
 typedef struct hl_backends {
@@ -131,7 +148,34 @@ static inline bool hl_backend_is_cloud(const hl_backend *b) {
     return b->cfg->location == HL_LOCATION_CLOUD;
 }
 
+/* ---- replicas (cfg->replicas) ----
+ * An attempt takes a replica with hl_backend_admit_at (replica -1: the backend has none, and
+ * the backend-wide breaker applies, as with hl_backend_admit), reports to it with the *_at
+ * functions, and ends with hl_backend_replica_done. */
+
+/* Picks the replica for an attempt: of the ready ones whose breaker admits, two at random
+ * (rnd: a random number) and the one with fewer attempts in flight (then the lower p95);
+ * admits it (*probe: it is its breaker's half-open probe) and counts the attempt in flight.
+ * False when none can take it. For a backend without replicas: hl_backend_admit, *replica -1. */
+bool hl_backend_admit_at(hl_backend *b, double now_ms, uint64_t rnd, bool *probe, int *replica);
+void hl_backend_report_at(hl_backend *b, int replica, bool ok, bool probe, double now_ms);
+void hl_backend_record_latency_at(hl_backend *b, int replica, double ms);
+void hl_backend_probe_abandoned_at(hl_backend *b, int replica, double now_ms);
+/* A connection to the replica failed: it leaves the balancing until a probe answers (the
+ * health thread probes soon); with no replica left the backend is not ready. */
+void hl_backend_suspect_at(hl_backend *b, int replica);
+/* The attempt on the replica ended (its ledger line is written). replica -1: nothing. */
+void hl_backend_replica_done(hl_backend *b, int replica);
+/* The replica's URL; NULL for -1. */
+static inline const char *hl_backend_replica_url(const hl_backend *b, int replica) {
+    return replica >= 0 && (size_t)replica < b->n_replicas ? b->replicas[replica].url : NULL;
+}
+const char *hl_replica_breaker_name(hl_replica *r);
+
 /* Marks a backend ready or not, with a status line (for builtin backends, once loaded). */
 void hl_backend_set_ready(hl_backend *b, bool ready, const char *status);
+/* A builtin backend with `model: auto` serves as the loaded file's name (copied). Before the
+ * event loops start. */
+hl_err hl_backend_set_model(hl_backend *b, const char *model);
 
 #endif

@@ -17,8 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include "hl_buf.h"
+#include "hl_models.h"
 #include "hl_chat.h"
 #include "hl_engine.h"
 #include "hl_log.h"
@@ -31,6 +33,8 @@ struct hl_builtin {
     hl_engine *engine;
     hl_template tpl;
     char desc[256];
+    char path[4096];              /* the model file (a "pulled:" model_path resolved) */
+    char name[128];               /* the file's name without .gguf, for `model: auto` */
     pthread_t thread;
     atomic_ulong tokens;          /* generated for calls since open, all sequences */
     atomic_int gens;              /* generation calls queued or running (hl_builtin_idle) */
@@ -889,14 +893,24 @@ hl_err hl_builtin_open(hl_builtin **out, const hl_backend_cfg *cfg, char *err, s
     hl_builtin *b = calloc(1, sizeof *b);
     if (!b) return HL_ERR_NOMEM;
     b->cfg = cfg;
+    hl_err e = hl_models_resolve(cfg->model_path, b->path, sizeof b->path, err, err_len);
+    if (e) {
+        free(b);
+        return e;
+    }
+    const char *base = strrchr(b->path, '/');
+    base = base ? base + 1 : b->path;
+    size_t bl = strlen(base);
+    if (bl > 5 && !strcasecmp(base + bl - 5, ".gguf")) bl -= 5;
+    snprintf(b->name, sizeof b->name, "%.*s", (int)(bl < sizeof b->name ? bl : sizeof b->name - 1), base);
     hl_engine_params p = {
-        .model_path = cfg->model_path,
+        .model_path = b->path,
         .n_threads = cfg->threads > 0 ? cfg->threads : (int)uv_available_parallelism(),
         .n_ctx = (uint32_t)cfg->context_size,
         .n_seq = (uint32_t)cfg->max_sequences,
         .keep_layout = cfg->repack_weights == HL_NO,
     };
-    hl_err e = hl_engine_open(&b->engine, &p, err, err_len);
+    e = hl_engine_open(&b->engine, &p, err, err_len);
     if (e) {
         free(b);
         return e;
@@ -916,9 +930,8 @@ hl_err hl_builtin_open(hl_builtin **out, const hl_backend_cfg *cfg, char *err, s
     if (!cfg->chat_template || hl_template_by_name(cfg->chat_template, &b->tpl) != HL_OK)
         b->tpl = hl_template_detect(hl_model_gguf(hl_engine_model(b->engine)), &recognised);
     const hl_model_hparams *hp = hl_model_hp(hl_engine_model(b->engine));
-    const char *base = strrchr(cfg->model_path, '/');
     snprintf(b->desc, sizeof b->desc, "%s (%u layers, dim %u, context %u, template %s%s, %d threads, "
-             "%d sequences at once)", base ? base + 1 : cfg->model_path, hp->n_layers, hp->dim,
+             "%d sequences at once)", base, hp->n_layers, hp->dim,
              hl_model_n_ctx(hl_engine_model(b->engine)), hl_template_name(b->tpl),
              recognised ? "" : ", none in the model", p.n_threads, cfg->max_sequences);
     pthread_mutex_init(&b->mu, NULL);
@@ -959,5 +972,7 @@ void hl_builtin_free(hl_builtin *b) {
 }
 
 const char *hl_builtin_describe(const hl_builtin *b) { return b->desc; }
+
+const char *hl_builtin_model_name(const hl_builtin *b) { return b->name; }
 
 unsigned long hl_builtin_tokens(const hl_builtin *b) { return atomic_load(&((hl_builtin *)b)->tokens); }

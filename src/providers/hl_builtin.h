@@ -32,7 +32,7 @@
 typedef struct hl_builtin hl_builtin;
 typedef struct hl_builtin_mailbox hl_builtin_mailbox;
 
-/* Loads cfg->model_path, starts the generation thread and runs a 1-token warm-up. On error
+/* Loads cfg->model_path (a "pulled:..." one resolved in the models directory, hl_models.h), starts the generation thread and runs a 1-token warm-up. On error
  * returns non-zero with a message in err. Caller frees with hl_builtin_free(). */
 hl_err hl_builtin_open(hl_builtin **out, const hl_backend_cfg *cfg, char *err, size_t err_len);
 /* Stops the thread (waiting for the generation in progress to see its cancel flag) and frees
@@ -40,6 +40,8 @@ hl_err hl_builtin_open(hl_builtin **out, const hl_backend_cfg *cfg, char *err, s
 void hl_builtin_free(hl_builtin *b);
 /* A description for logs and /readyz: "stories260K.gguf (llama, 0.26M params, template plain)". */
 const char *hl_builtin_describe(const hl_builtin *b);
+/* The model file's name without ".gguf": what a backend with `model: auto` serves as. */
+const char *hl_builtin_model_name(const hl_builtin *b);
 
 /* Whether a generation started now would get a sequence at once: fewer calls are queued or
  * running than max_sequences (any thread may ask; a hint, it may change right after). Work

@@ -49,10 +49,10 @@ hl_err hl_provider_bearer_add(hl_buf *headers, const char *key) {
     return e;
 }
 
-static hl_err openai_build(const hl_backend *b, const hl_chat_request *req, const char *model,
+static hl_err openai_build(const hl_backend *b, const char *base, const hl_chat_request *req, const char *model,
                            hl_buf *url, hl_buf *body, hl_buf *headers) {
     hl_err e = hl_buf_printf(url, req->raw_prompt ? "%s/completions" : "%s/chat/completions",
-                             hl_backend_base_url(b));
+                             base ? base : hl_backend_base_url(b));
     if (!e) e = hl_openai_write_upstream_request(body, req, model);
     if (!e) e = common_headers(headers, req);
     if (!e && b->api_key) e = hl_provider_bearer_add(headers, b->api_key);
@@ -65,9 +65,9 @@ static int openai_decode(hl_provider_decoder *d, const hl_sse_event *ev, hl_stre
     return hl_openai_decode_stream_event(&d->openai_started, ev, sink, ud);
 }
 
-static hl_err anthropic_build(const hl_backend *b, const hl_chat_request *req, const char *model,
+static hl_err anthropic_build(const hl_backend *b, const char *base, const hl_chat_request *req, const char *model,
                               hl_buf *url, hl_buf *body, hl_buf *headers) {
-    hl_err e = hl_buf_printf(url, "%s/v1/messages", hl_backend_base_url(b));
+    hl_err e = hl_buf_printf(url, "%s/v1/messages", base ? base : hl_backend_base_url(b));
     if (!e) e = hl_anthropic_write_upstream_request(body, req, model);
     if (!e) e = common_headers(headers, req);
     if (!e) e = hl_provider_header_add(headers, "anthropic-version", HL_ANTHROPIC_VERSION);
@@ -91,9 +91,9 @@ static const hl_provider_wire anthropic_wire = {anthropic_build, hl_anthropic_pa
                                                 anthropic_decoder_init, anthropic_decode};
 
 /* A Responses client on an OpenAI cloud backend: the Responses API as such, same credentials. */
-static hl_err responses_build(const hl_backend *b, const hl_chat_request *req, const char *model,
+static hl_err responses_build(const hl_backend *b, const char *base, const hl_chat_request *req, const char *model,
                               hl_buf *url, hl_buf *body, hl_buf *headers) {
-    hl_err e = hl_buf_printf(url, "%s/responses", hl_backend_base_url(b));
+    hl_err e = hl_buf_printf(url, "%s/responses", base ? base : hl_backend_base_url(b));
     if (!e) e = hl_responses_write_upstream_request(body, req, model);
     if (!e) e = common_headers(headers, req);
     if (!e && b->api_key) e = hl_provider_bearer_add(headers, b->api_key);
@@ -382,7 +382,7 @@ static hl_err start_count(hl_provider_call *c, const hl_provider_env *env, const
     if (!e) e = hl_provider_header_add(&headers, "Content-Type", "application/json");
     if (!e && b->api_key) e = hl_provider_bearer_add(&headers, b->api_key);
     char root[1024], url[1100];
-    hl_backend_server_root(hl_backend_base_url(b), root, sizeof root);
+    hl_backend_server_root(s->base_url ? s->base_url : hl_backend_base_url(b), root, sizeof root);
     snprintf(url, sizeof url, "%s/tokenize", root);
     hl_buf_release(&text);
     if (!e) {
@@ -429,7 +429,7 @@ static hl_err http_start(const hl_provider_env *env, const hl_provider_spec *s, 
     hl_buf_init(&url, 4096);
     hl_buf_init(&body, 0);
     hl_buf_init(&headers, 0);
-    hl_err e = wire->build(s->backend, req, s->model, &url, &body, &headers);
+    hl_err e = wire->build(s->backend, s->base_url, req, s->model, &url, &body, &headers);
     req->stream = stream;
     req->logprobs = logprobs;
     req->top_logprobs = top_logprobs;

@@ -45,8 +45,9 @@ typedef struct hl_provider_decoder {
 
 typedef struct hl_provider_wire {
     /* Fills url, body and headers: header lines "Name: value", each NUL-terminated, back to
-     * back (hl_upstream_header_add). The backend's credentials go only there. */
-    hl_err (*build)(const hl_backend *b, const hl_chat_request *req, const char *model,
+     * back (hl_upstream_header_add). The backend's credentials go only there. base_url: the
+     * replica's (hl_backend.h); NULL: the backend's. */
+    hl_err (*build)(const hl_backend *b, const char *base_url, const hl_chat_request *req, const char *model,
                     hl_buf *url, hl_buf *body, hl_buf *headers);
     hl_err (*parse_response)(const char *body, size_t len, hl_chat_response *resp);
     void (*decoder_init)(hl_provider_decoder *d);
@@ -66,6 +67,8 @@ typedef struct hl_provider_env {
 /* One attempt: everything borrowed for the duration of start() only. */
 typedef struct hl_provider_spec {
     hl_backend *backend;
+    const char *base_url;       /* the replica the attempt goes to (hl_backend_admit_at); NULL:
+                                   the backend's base URL */
     const hl_chat_request *req; /* req->stream and req->logprobs are ignored: see below */
     const char *model;          /* upstream model */
     bool stream;                /* deliver events as they come, else one whole response */

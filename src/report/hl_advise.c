@@ -12,50 +12,13 @@
 #include <string.h>
 #include <time.h>
 #include "hl_ledger.h"
+#include "hl_pricing.h"
 #include "hl_report.h"
 
 /* ---- prices ---- */
 
-typedef struct builtin_price {
-    hl_price p;
-    const char *source;
-} builtin_price;
-
-/* The brief's models at the brief's prices. gpt-4o-mini is here only so that the prefix rule
- * does not bill it at gpt-4o's rate. */
-static const builtin_price builtin_prices[] = {
-    {{"gpt-4o", 5.00, 15.00, 5.00, 5.00},
-     "built-in: the product brief's table (March 2025); OpenAI lists $2.50/$10 for current gpt-4o "
-     "snapshots, use --config to price those"},
-    {{"gpt-4o-mini", 0.15, 0.60, 0.075, 0.15},
-     "built-in: OpenAI pricing page, https://openai.com/api/pricing/ (March 2025)"},
-    {{"claude-3-5-sonnet", 3.00, 15.00, 0.30, 3.75},
-     "built-in: the product brief's table, March 2025; Anthropic's pricing page agrees"},
-};
-
 const hl_price *hl_advise_price(const hl_config *cfg, const char *model, const char **source) {
-    if (!model) return NULL;
-    const hl_price *p = hl_config_price(cfg, model);
-    if (p) {
-        if (source) *source = cfg->path ? cfg->path : "config";
-        return p;
-    }
-    const builtin_price *best = NULL;
-    size_t best_len = 0;
-    for (size_t i = 0; i < sizeof builtin_prices / sizeof builtin_prices[0]; i++) {
-        const builtin_price *b = &builtin_prices[i];
-        size_t n = strlen(b->p.model);
-        if (!strcmp(b->p.model, model)) {
-            best = b;
-            break;
-        }
-        if (n > best_len && !strncmp(model, b->p.model, n) && model[n] == '-') {
-            best = b;
-            best_len = n;
-        }
-    }
-    if (best && source) *source = best->source;
-    return best ? &best->p : NULL;
+    return hl_pricing_lookup(cfg, model, source);
 }
 
 /* ---- numbers as people read them ---- */

@@ -893,6 +893,12 @@ static void close_walk(uv_handle_t *h, void *arg) {
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+hl_err hl_conn_peer(hl_conn *c, struct sockaddr_storage *out) {
+    int len = (int)sizeof *out;
+    memset(out, 0, sizeof *out);
+    return uv_tcp_getpeername(&c->tcp, (struct sockaddr *)out, &len) == 0 ? HL_OK : HL_ERR_IO;
+}
+
 static void worker_finish(hl_worker *w) {
     if (w->stopped) return;
     w->stopped = true;

@@ -81,6 +81,8 @@ int hl_worker_index(const hl_worker *w);
 hl_worker *hl_conn_worker(hl_conn *c);
 void hl_conn_set_data(hl_conn *c, void *data);
 void *hl_conn_data(hl_conn *c);
+/* The peer's address into *out. HL_ERR_IO when the socket has none (it closed). */
+hl_err hl_conn_peer(hl_conn *c, struct sockaddr_storage *out);
 
 /* Sends a whole response and ends the request. headers: extra header lines, each ending in
  * "\r\n", or NULL. The body is copied. */

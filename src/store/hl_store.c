@@ -66,6 +66,8 @@ static const char *const group_names[] = {
     [HL_STORE_GROUP_TASK_TYPE] = "task_type", [HL_STORE_GROUP_ROUTE_REASON] = "route_reason",
     [HL_STORE_GROUP_TENANT] = "tenant",      [HL_STORE_GROUP_KEY] = "key",
     [HL_STORE_GROUP_DAY] = "day",            [HL_STORE_GROUP_PROMPT_LENGTH] = "prompt_length",
+    [HL_STORE_GROUP_HOUR] = "hour",          [HL_STORE_GROUP_WEEK] = "week",
+    [HL_STORE_GROUP_MONTH] = "month",        [HL_STORE_GROUP_STATUS] = "status",
 };
 
 const char *hl_store_group_name(hl_store_group g) {
@@ -326,14 +328,86 @@ hl_err hl_store_leases_mine(hl_store *s, hl_store_lease_fn fn, void *ctx) {
     return s->ops->leases_list(s, fn, ctx);
 }
 
+/* The attempt-varying dimension a group is keyed on (hl_rollup.h), 0 for the others. */
+static unsigned same_of(hl_store_group g) {
+    switch (g) {
+    case HL_STORE_GROUP_SOURCE: return HL_ROLLUP_SAME_SOURCE;
+    case HL_STORE_GROUP_BACKEND: return HL_ROLLUP_SAME_BACKEND;
+    case HL_STORE_GROUP_MODEL: return HL_ROLLUP_SAME_MODEL;
+    case HL_STORE_GROUP_ROUTE_REASON: return HL_ROLLUP_SAME_ROUTE;
+    default: return 0;
+    }
+}
+
+static const char *status_name(hl_store_status st) {
+    static const char *const names[] = {"ok", "error", "cancelled", "escalated", "other"};
+    return (unsigned)st < 5 ? names[st] : "other";
+}
+
+const char *hl_store_group_value(hl_store_group g, const hl_store_row *r, char *buf, size_t len) {
+    char t[40];
+    switch (g) {
+    case HL_STORE_GROUP_SOURCE: return r->source;
+    case HL_STORE_GROUP_BACKEND: return r->backend;
+    case HL_STORE_GROUP_MODEL: return r->model;
+    case HL_STORE_GROUP_TASK_TYPE: return r->task_type;
+    case HL_STORE_GROUP_ROUTE_REASON: return r->route_reason;
+    case HL_STORE_GROUP_TENANT: return r->tenant;
+    case HL_STORE_GROUP_KEY: return r->key_name;
+    case HL_STORE_GROUP_STATUS: return status_name(r->status);
+    case HL_STORE_GROUP_PROMPT_LENGTH:
+        return r->input_tokens <= 1000 ? "0-1k" : r->input_tokens <= 4000 ? "1k-4k" : r->input_tokens <= 8000 ? "4k-8k" : "8k+";
+    case HL_STORE_GROUP_DAY:
+    case HL_STORE_GROUP_HOUR:
+    case HL_STORE_GROUP_MONTH:
+        hl_store_format_time(r->ts_ms, t, sizeof t);
+        t[g == HL_STORE_GROUP_DAY ? 10 : g == HL_STORE_GROUP_HOUR ? 13 : 7] = '\0';
+        snprintf(buf, len, "%s", t);
+        return buf;
+    case HL_STORE_GROUP_WEEK: {
+        long long day = r->ts_ms >= 0 ? r->ts_ms / 86400000 : -((-r->ts_ms + 86399999) / 86400000);
+        long long monday = day - ((day % 7 + 7 + 3) % 7); /* 1970-01-01 was a Thursday */
+        hl_store_format_time(monday * 86400000, t, sizeof t);
+        t[10] = '\0';
+        snprintf(buf, len, "%s", t);
+        return buf;
+    }
+    default: return NULL;
+    }
+}
+
+typedef struct group_scan {
+    hl_store_group g;
+    hl_store_row_fn fn;
+    void *ctx;
+} group_scan;
+
+static hl_err on_group_row(void *p, const hl_store_row *r) {
+    group_scan *gs = p;
+    char buf[64];
+    hl_store_row w = *r;
+    w.group = hl_store_group_value(gs->g, r, buf, sizeof buf);
+    return gs->fn(gs->ctx, &w);
+}
+
 hl_err hl_store_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
                      hl_store_row_fn fn, void *ctx) {
-    if ((unsigned)g > HL_STORE_GROUP_PROMPT_LENGTH || from_ms > to_ms || !fn) {
+    if ((unsigned)g > HL_STORE_GROUP_LAST || from_ms > to_ms || !fn) {
+        hl_store_set_error(s, "scan: invalid arguments");
+        return HL_ERR_INVAL;
+    }
+    hl_store_query q = {.from_ms = from_ms, .to_ms = to_ms, .same = same_of(g)};
+    group_scan gs = {g, fn, ctx};
+    return hl_store_scan_query(s, &q, on_group_row, &gs);
+}
+
+hl_err hl_store_scan_query(hl_store *s, const hl_store_query *q, hl_store_row_fn fn, void *ctx) {
+    if (!q || q->from_ms > q->to_ms || !fn || q->same > 15 || q->same_total > 15) {
         hl_store_set_error(s, "scan: invalid arguments");
         return HL_ERR_INVAL;
     }
     if (!connected(s)) return HL_ERR_IO;
-    return s->ops->scan(s, g, from_ms, to_ms, fn, ctx);
+    return s->ops->scan(s, q, fn, ctx);
 }
 
 hl_err hl_store_count(hl_store *s, unsigned long long *out) {
@@ -386,6 +460,7 @@ static void record_from_entry(const hl_ledger_entry *e, hl_store_record *r) {
         .reference = l->reference,
         .ref_output_tokens = l->ref_output_tokens,
         .eval_run = l->eval_run,
+        .replica = l->replica,
     };
 }
 
@@ -514,6 +589,7 @@ static hl_err pass_flush(pass *p) {
     hl_err e = pass_begin(p);
     if (!e) e = p->s->ops->insert(p->s, p->recs, p->n, p->res);
     if (!e) e = pass_settle(p);
+    if (!e) e = hl_rollup_index_batch(p->s, p->recs, p->res, p->n);
     for (size_t i = 0; i < p->n && !e; i++) {
         if (p->res[i] == HL_STORE_INSERTED) {
             p->pending.inserted++;

@@ -23,7 +23,8 @@
  *
  * Both keep, in the transaction that inserts records, the cloud spend per tenant and UTC day
  * (table cloud_spend, maintained by the database from the rows actually inserted, so a
- * replayed journal adds nothing twice): the figure budgets are checked against.
+ * replayed journal adds nothing twice): the figure budgets are checked against; and the
+ * rollups `report` reads (hl_rollup.h), from the same inserted rows only.
  *
  * Threads: one hl_store is one connection, used by one thread at a time. The background
  * indexer opens a second connection of its own. */
@@ -173,7 +174,12 @@ typedef enum hl_store_group {
     HL_STORE_GROUP_PROMPT_LENGTH, /* input_tokens in buckets: "0-1k" (<= 1000), "1k-4k" (<= 4000),
                                      "4k-8k" (<= 8000), "8k+": the brief's "measure output
                                      quality at 1000, 4000 and 8000 tokens" */
+    HL_STORE_GROUP_HOUR,       /* UTC "YYYY-MM-DDTHH" */
+    HL_STORE_GROUP_WEEK,       /* the UTC week's Monday, "YYYY-MM-DD" */
+    HL_STORE_GROUP_MONTH,      /* UTC "YYYY-MM" */
+    HL_STORE_GROUP_STATUS,     /* ok | error | cancelled | escalated | other */
 } hl_store_group;
+#define HL_STORE_GROUP_LAST HL_STORE_GROUP_STATUS
 
 /* Name of g as the CLI spells it ("source", "day"...). */
 const char *hl_store_group_name(hl_store_group g);
@@ -209,10 +215,32 @@ typedef struct hl_store_row {
     double score;            /* 0..1; 0 when !scored */
     bool agree;              /* false when !scored */
     bool eval;               /* written by `hybridllm eval` (eval_run set): not gateway traffic */
-    /* For counting requests (distinct request ids) without a hash set: */
-    bool first_in_group;     /* no earlier attempt of this request is in the range and group */
-    bool first_in_range;     /* no earlier attempt of this request is in the range */
+    /* For counting requests (distinct request ids) without a hash set (hl_rollup.h, "Counting
+     * requests": a request counts where its first attempt is, time included): */
+    bool first_in_group;     /* no earlier attempt of this request (anywhere in the ledger) is
+                                in the same group (hl_store_scan) or has the same values on
+                                the query's `same` dimensions (hl_store_scan_query) */
+    bool first_in_range;     /* no earlier attempt of this request at all (attempt 1), or none
+                                that agrees on the query's `same_total` dimensions */
+    /* Set by hl_store_scan_query only (NULL for none; borrowed like group): */
+    const char *source, *backend, *model, *route_reason, *tenant, *key_name, *task_type;
+    bool sensitive;
 } hl_store_row;
+
+/* Filters of a query: a record passes when it has every value given (NULL: any). */
+typedef struct hl_store_filter {
+    const char *tenant, *key_name, *backend, *model, *task_type, *source;
+} hl_store_filter;
+
+/* What hl_store_scan_query reads. */
+typedef struct hl_store_query {
+    long long from_ms, to_ms;    /* from <= ts < to */
+    hl_store_filter filter;
+    unsigned same;               /* HL_ROLLUP_SAME_* bits (hl_rollup.h): first_in_group is
+                                    "no earlier attempt agrees on these" */
+    unsigned same_total;         /* the same for first_in_range (0: no earlier attempt at all);
+                                    a filter on source, backend or model puts its bits here */
+} hl_store_query;
 
 /* Returns HL_OK to go on; anything else stops the scan and is returned by hl_store_scan(). */
 typedef hl_err (*hl_store_row_fn)(void *ctx, const hl_store_row *row);
@@ -221,6 +249,12 @@ typedef hl_err (*hl_store_row_fn)(void *ctx, const hl_store_row *row);
  * storage order. */
 hl_err hl_store_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
                      hl_store_row_fn fn, void *ctx);
+/* Calls fn for every record of q, with every dimension set (group is NULL). */
+hl_err hl_store_scan_query(hl_store *s, const hl_store_query *q, hl_store_row_fn fn, void *ctx);
+/* The text of group g for row r into buf (day, hour, week, month, prompt_length, status are
+ * computed; the others point into r): NULL when r has none. r must come from
+ * hl_store_scan_query. */
+const char *hl_store_group_value(hl_store_group g, const hl_store_row *r, char *buf, size_t len);
 /* Number of records in the store. */
 hl_err hl_store_count(hl_store *s, unsigned long long *out);
 

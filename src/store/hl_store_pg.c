@@ -158,7 +158,47 @@ static const char *const migrations[] = {
     "    updated  BIGINT NOT NULL,\n"
     "    PRIMARY KEY (subject, instance)\n"
     ");\n",
+    /* 7: as in hl_store_sqlite.c; histograms are bigint[] of (bucket << 40 | count) entries,
+     * merged by hybridllm_hist_add in the upsert (atomic: two gateways adding to one cell
+     * both land). */
+    "CREATE TABLE rollups (\n"
+    "    hour               BIGINT NOT NULL,\n"
+    "    source             TEXT NOT NULL,\n"
+    "    backend            TEXT NOT NULL,\n"
+    "    model              TEXT NOT NULL,\n"
+    "    route_reason       TEXT NOT NULL,\n"
+    "    tenant             TEXT NOT NULL,\n"
+    "    key_name           TEXT NOT NULL,\n"
+    "    task_type          TEXT NOT NULL,\n"
+    "    status             TEXT NOT NULL,\n"
+    "    flags              INTEGER NOT NULL,\n"
+    "    firsts             INTEGER NOT NULL,\n"
+    "    attempts           BIGINT NOT NULL,\n"
+    "    input_tokens       BIGINT NOT NULL,\n"
+    "    output_tokens      BIGINT NOT NULL,\n"
+    "    cached_input_tokens BIGINT NOT NULL,\n"
+    "    cache_write_tokens BIGINT NOT NULL,\n"
+    "    plain_input_tokens BIGINT NOT NULL,\n"
+    "    cost_usd           DOUBLE PRECISION NOT NULL,\n"
+    "    unpriced           BIGINT NOT NULL,\n"
+    "    scored             BIGINT NOT NULL,\n"
+    "    agreed             BIGINT NOT NULL,\n"
+    "    score_sum          DOUBLE PRECISION NOT NULL,\n"
+    "    latency_sum_ms     DOUBLE PRECISION NOT NULL,\n"
+    "    latency_hist       BIGINT[],\n"
+    "    ttft_hist          BIGINT[],\n"
+    "    PRIMARY KEY (hour, source, backend, model, route_reason, tenant, key_name, task_type, status, flags, firsts)\n"
+    ");\n"
+    "CREATE TABLE rollups_day (LIKE rollups INCLUDING ALL);\n"
+    "CREATE FUNCTION hybridllm_hist_add(a BIGINT[], b BIGINT[]) RETURNS BIGINT[] LANGUAGE sql IMMUTABLE AS $$\n"
+    "  SELECT array_agg((k << 40) | c ORDER BY k) FROM (\n"
+    "    SELECT e >> 40 AS k, sum(e & 1099511627775)::bigint AS c\n"
+    "    FROM unnest(coalesce(a, '{}') || coalesce(b, '{}')) AS e GROUP BY 1) t\n"
+    "$$;\n",
+    /* 8: as in hl_store_sqlite.c. */
+    "ALTER TABLE inferences ADD COLUMN replica TEXT;\n",
 };
+#define ROLLUP_MIGRATION 7
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
 /* Any constant: the advisory lock that serializes migrations between gateways. */
@@ -176,7 +216,7 @@ static const char fetch_sql[] = "FETCH 10000 FROM hl_scan";
     " model, route_reason, status, stream, ttft_ms, cached_input_tokens, cache_write_tokens,"     \
     " usage_estimated, tenant, task_type, task_inferred, sensitive, confidence, http_status, error," \
     " key_id, key_name, shadow, score, score_method, agree, reference, ref_output_tokens,"      \
-    " confidence_margin, confidence_min, eval_run"
+    " confidence_margin, confidence_min, eval_run, replica"
 
 /* The session's batch table (gone with the session) and the statement that empties it into
  * inferences. The final SELECT of a CTE sees the table as it was before the INSERT, so e is
@@ -189,7 +229,7 @@ static const char batch_table[] =
     " tenant text, task_type text, task_inferred bool, sensitive bool, confidence float8,"
     " http_status bigint, error text, key_id bigint, key_name text, shadow bool, score float8,"
     " score_method text, agree bool, reference text, ref_output_tokens bigint,"
-    " confidence_margin float8, confidence_min float8, eval_run text)";
+    " confidence_margin float8, confidence_min float8, eval_run text, replica text)";
 static const char batch_copy[] = "COPY hl_batch (ord, " INSERT_COLS ") FROM STDIN";
 static const char batch_insert[] =
     "WITH ins AS (INSERT INTO inferences (" INSERT_COLS ") SELECT " INSERT_COLS
@@ -285,6 +325,7 @@ static hl_err migrate(hl_store *s) {
         char rec[96];
         snprintf(rec, sizeof rec, "INSERT INTO schema_version (version) VALUES (%d)", v);
         if ((e = exec(s, migrations[v - 1], PGRES_COMMAND_OK, "applying a migration")) ||
+            (v == ROLLUP_MIGRATION && (e = hl_rollup_backfill(s))) ||
             (e = exec(s, rec, PGRES_COMMAND_OK, "recording a migration")))
             goto fail;
     }
@@ -457,6 +498,7 @@ static void copy_record(hl_buf *b, size_t ord, const hl_store_record *x) {
     copy_d(b, x->confidence_margin, x->signals);
     copy_d(b, x->confidence_min, x->signals);
     copy_str(b, x->eval_run);
+    copy_str(b, x->replica);
     if (b->len) b->data[b->len - 1] = '\n'; /* the last column ends the row */
 }
 
@@ -604,56 +646,68 @@ static hl_err pg_count(hl_store *s, unsigned long long *out) {
     return e;
 }
 
-/* Per group: the value selected and the condition that an earlier attempt j is in the same
- * group as row i (constant text, as in hl_store_sqlite.c). */
-#define PROMPT_BUCKET(t)                                                                           \
-    "(CASE WHEN " t ".input_tokens <= 1000 THEN '0-1k' WHEN " t ".input_tokens <= 4000 THEN '1k-4k'" \
-    " WHEN " t ".input_tokens <= 8000 THEN '4k-8k' ELSE '8k+' END)"
-static const struct {
-    const char *col, *same;
-} group_sql[] = {
-    [HL_STORE_GROUP_NONE] = {"NULL::text", "true"},
-    [HL_STORE_GROUP_SOURCE] = {"i.source", "j.source IS NOT DISTINCT FROM i.source"},
-    [HL_STORE_GROUP_BACKEND] = {"i.backend", "j.backend IS NOT DISTINCT FROM i.backend"},
-    [HL_STORE_GROUP_MODEL] = {"i.model", "j.model IS NOT DISTINCT FROM i.model"},
-    [HL_STORE_GROUP_TASK_TYPE] = {"i.task_type", "j.task_type IS NOT DISTINCT FROM i.task_type"},
-    [HL_STORE_GROUP_ROUTE_REASON] = {"i.route_reason", "j.route_reason IS NOT DISTINCT FROM i.route_reason"},
-    [HL_STORE_GROUP_TENANT] = {"i.tenant", "j.tenant IS NOT DISTINCT FROM i.tenant"},
-    [HL_STORE_GROUP_KEY] = {"i.key_name", "j.key_name IS NOT DISTINCT FROM i.key_name"},
-    [HL_STORE_GROUP_DAY] = {"(i.ts / 86400000)::text", "j.ts / 86400000 = i.ts / 86400000"},
-    [HL_STORE_GROUP_PROMPT_LENGTH] = {PROMPT_BUCKET("i"), PROMPT_BUCKET("j") " = " PROMPT_BUCKET("i")},
-};
+/* The condition that an earlier attempt j agrees with row i on one varying dimension (bit k
+ * of a `same` set): constant text, as in hl_store_sqlite.c. */
+static const char *const same_sql[4] = {" AND j.source IS NOT DISTINCT FROM i.source",
+                                        " AND j.backend IS NOT DISTINCT FROM i.backend",
+                                        " AND j.model IS NOT DISTINCT FROM i.model",
+                                        " AND j.route_reason IS NOT DISTINCT FROM i.route_reason"};
 
+/* The filter (hl_store_filter): $3..$6, NULL for a field not filtered on; it applies to the
+ * earlier attempts j too, as a group does. */
+#define PG_FILTER(t)                                                                               \
+    " AND ($3::text IS NULL OR " t "tenant = $3) AND ($4::text IS NULL OR " t "backend = $4)"    \
+    " AND ($5::text IS NULL OR " t "task_type = $5) AND ($6::text IS NULL OR " t "source = $6)"
 static const char scan_fmt[] =
     "DECLARE hl_scan NO SCROLL CURSOR FOR"
-    " SELECT %s, i.ts, i.source = 'cloud', i.input_tokens, i.output_tokens, i.cached_input_tokens,"
+    " SELECT NULL, i.ts, i.source = 'cloud', i.input_tokens, i.output_tokens, i.cached_input_tokens,"
     " i.cache_write_tokens, i.latency_ms, i.ttft_ms, i.cost_usd, i.status, i.stream,"
     " i.attempt <= 1 OR NOT EXISTS (SELECT 1 FROM inferences j WHERE j.request_id = i.request_id"
-    "  AND j.attempt < i.attempt AND j.ts >= $1 AND j.ts < $2 AND %s),"
+    "  AND j.attempt < i.attempt%s),"
     " i.attempt <= 1 OR NOT EXISTS (SELECT 1 FROM inferences j WHERE j.request_id = i.request_id"
-    "  AND j.attempt < i.attempt AND j.ts >= $1 AND j.ts < $2),"
-    " i.shadow, i.score, i.agree, i.eval_run IS NOT NULL"
-    " FROM inferences i WHERE i.ts >= $1 AND i.ts < $2";
+    "  AND j.attempt < i.attempt%s),"
+    " i.shadow, i.score, i.agree, i.eval_run IS NOT NULL,"
+    " i.source, i.backend, i.model, i.route_reason, i.tenant, i.key_name, i.task_type, i.sensitive"
+    " FROM inferences i WHERE i.ts >= $1 AND i.ts < $2"
+    " AND ($3::text IS NULL OR i.tenant = $3::text) AND ($4::text IS NULL OR i.key_name = $4::text)"
+    " AND ($5::text IS NULL OR i.backend = $5::text) AND ($6::text IS NULL OR i.model = $6::text)"
+    " AND ($7::text IS NULL OR i.task_type = $7::text) AND ($8::text IS NULL OR i.source = $8::text)";
 
 static bool is_t(const PGresult *r, int row, int col) { return PQgetvalue(r, row, col)[0] == 't'; }
 
+static const char *val_or_null(const PGresult *r, int row, int col) {
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static void filter_params(const hl_store_filter *f, const char **p) {
+    p[0] = f->tenant;
+    p[1] = f->key_name;
+    p[2] = f->backend;
+    p[3] = f->model;
+    p[4] = f->task_type;
+    p[5] = f->source;
+}
+
 /* Rows come through a cursor in a read-only snapshot, FETCH_ROWS at a time: memory stays
  * flat on any ledger size, and the report sees one consistent state while indexers write. */
-static hl_err pg_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
-                      hl_store_row_fn fn, void *ctx) {
+static hl_err pg_scan(hl_store *s, const hl_store_query *qu, hl_store_row_fn fn, void *ctx) {
     pg *q = s->impl;
     hl_err e = ensure_connected(s);
     if (e) return e;
-    char sql[sizeof scan_fmt + 640];
-    snprintf(sql, sizeof sql, scan_fmt, group_sql[g].col, group_sql[g].same);
+    char cond[2][256] = {"", ""}, sql[sizeof scan_fmt + 512];
+    for (int k = 0; k < 4; k++) {
+        if (qu->same & (1u << k)) strcat(cond[0], same_sql[k]);
+        if (qu->same_total & (1u << k)) strcat(cond[1], same_sql[k]);
+    }
+    snprintf(sql, sizeof sql, scan_fmt, cond[0], cond[1]);
     char b0[32], b1[32];
-    const char *p[2] = {num_ll(b0, from_ms), num_ll(b1, to_ms)};
+    const char *p[8] = {num_ll(b0, qu->from_ms), num_ll(b1, qu->to_ms)};
+    filter_params(&qu->filter, p + 2);
     if ((e = exec(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK, "starting the scan")))
         return e;
-    PGresult *r = PQexecParams(q->c, sql, 2, NULL, p, NULL, NULL, 0);
+    PGresult *r = PQexecParams(q->c, sql, 8, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) e = fail(s, "declaring the scan", r);
     PQclear(r);
-    char day[32];
     while (!e) {
         r = PQexec(q->c, fetch_sql);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -664,15 +718,7 @@ static hl_err pg_scan(hl_store *s, hl_store_group g, long long from_ms, long lon
         int rows = PQntuples(r);
         for (int k = 0; k < rows && !e; k++) {
             hl_store_row w;
-            if (PQgetisnull(r, k, 0)) {
-                w.group = NULL;
-            } else if (g == HL_STORE_GROUP_DAY) {
-                hl_store_format_time(strtoll(PQgetvalue(r, k, 0), NULL, 10) * 86400000LL, day, sizeof day);
-                day[10] = '\0';
-                w.group = day;
-            } else {
-                w.group = PQgetvalue(r, k, 0);
-            }
+            w.group = NULL;
             w.ts_ms = strtoll(PQgetvalue(r, k, 1), NULL, 10);
             w.cloud = is_t(r, k, 2);
             w.input_tokens = strtoll(PQgetvalue(r, k, 3), NULL, 10);
@@ -683,7 +729,7 @@ static hl_err pg_scan(hl_store *s, hl_store_group g, long long from_ms, long lon
             w.ttft_ms = PQgetisnull(r, k, 8) ? -1 : strtod(PQgetvalue(r, k, 8), NULL);
             w.cost_known = !PQgetisnull(r, k, 9);
             w.cost_usd = w.cost_known ? strtod(PQgetvalue(r, k, 9), NULL) : 0;
-            w.status = hl_store_status_parse(PQgetisnull(r, k, 10) ? NULL : PQgetvalue(r, k, 10));
+            w.status = hl_store_status_parse(val_or_null(r, k, 10));
             w.stream = is_t(r, k, 11);
             w.first_in_group = is_t(r, k, 12);
             w.first_in_range = is_t(r, k, 13);
@@ -692,12 +738,262 @@ static hl_err pg_scan(hl_store *s, hl_store_group g, long long from_ms, long lon
             w.score = w.scored ? strtod(PQgetvalue(r, k, 15), NULL) : 0;
             w.agree = w.scored && !PQgetisnull(r, k, 16) && is_t(r, k, 16);
             w.eval = is_t(r, k, 17);
+            w.source = val_or_null(r, k, 18);
+            w.backend = val_or_null(r, k, 19);
+            w.model = val_or_null(r, k, 20);
+            w.route_reason = val_or_null(r, k, 21);
+            w.tenant = val_or_null(r, k, 22);
+            w.key_name = val_or_null(r, k, 23);
+            w.task_type = val_or_null(r, k, 24);
+            w.sensitive = is_t(r, k, 25);
             e = fn(ctx, &w);
         }
         PQclear(r);
         if (rows < FETCH_ROWS) break;
     }
     pg_rollback(s); /* read only: ends the snapshot and closes the cursor */
+    return e;
+}
+
+/* ---- rollups (hl_rollup.h) ---- */
+
+static hl_err pg_prior(hl_store *s, const char *request_id, long long attempt, hl_store_prior_fn fn, void *ctx) {
+    pg *q = s->impl;
+    char b[32];
+    const char *p[2] = {request_id, num_ll(b, attempt)};
+    PGresult *r = PQexecParams(q->c, "SELECT source, backend, model, route_reason FROM inferences"
+                                     " WHERE request_id = $1 AND attempt < $2::bigint", 2, NULL, p, NULL, NULL, 0);
+    hl_err e = HL_OK;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        e = fail(s, "looking up earlier attempts", r);
+    } else {
+        for (int k = 0; k < PQntuples(r); k++) {
+            hl_rollup_dims d = {val_or_null(r, k, 0), val_or_null(r, k, 1), val_or_null(r, k, 2), val_or_null(r, k, 3)};
+            fn(ctx, &d);
+        }
+    }
+    PQclear(r);
+    return e;
+}
+
+/* Within the open transaction (the migration's), through a cursor. */
+static hl_err pg_each_record(hl_store *s, hl_store_record_fn fn, void *ctx) {
+    pg *q = s->impl;
+    hl_err e = exec(s, "DECLARE hl_all NO SCROLL CURSOR FOR SELECT ts, source = 'cloud', input_tokens,"
+                       " output_tokens, latency_ms, cost_usd, request_id, attempt, backend, model, route_reason,"
+                       " status, stream, ttft_ms, cached_input_tokens, cache_write_tokens, tenant, task_type,"
+                       " key_name, sensitive, shadow, score, agree, eval_run FROM inferences"
+                       " ORDER BY request_id, attempt", PGRES_COMMAND_OK, "declaring the backfill");
+    while (!e) {
+        PGresult *r = PQexec(q->c, "FETCH 10000 FROM hl_all");
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            e = fail(s, "reading the records", r);
+            PQclear(r);
+            break;
+        }
+        int rows = PQntuples(r);
+        for (int k = 0; k < rows && !e; k++) {
+            hl_store_record x = {0};
+            x.ts_ms = strtoll(PQgetvalue(r, k, 0), NULL, 10);
+            x.cloud = is_t(r, k, 1);
+            x.input_tokens = strtoll(PQgetvalue(r, k, 2), NULL, 10);
+            x.output_tokens = strtoll(PQgetvalue(r, k, 3), NULL, 10);
+            x.latency_ms = strtod(PQgetvalue(r, k, 4), NULL);
+            x.cost_known = !PQgetisnull(r, k, 5);
+            x.cost_usd = x.cost_known ? strtod(PQgetvalue(r, k, 5), NULL) : 0;
+            x.request_id = PQgetvalue(r, k, 6);
+            x.attempt = strtoll(PQgetvalue(r, k, 7), NULL, 10);
+            x.backend = val_or_null(r, k, 8);
+            x.model = val_or_null(r, k, 9);
+            x.route_reason = val_or_null(r, k, 10);
+            x.status = val_or_null(r, k, 11);
+            x.stream = is_t(r, k, 12);
+            x.ttft_ms = PQgetisnull(r, k, 13) ? -1 : strtod(PQgetvalue(r, k, 13), NULL);
+            x.cached_input_tokens = strtoll(PQgetvalue(r, k, 14), NULL, 10);
+            x.cache_write_tokens = strtoll(PQgetvalue(r, k, 15), NULL, 10);
+            x.tenant = val_or_null(r, k, 16);
+            x.task_type = val_or_null(r, k, 17);
+            x.key_name = val_or_null(r, k, 18);
+            x.sensitive = is_t(r, k, 19);
+            x.shadow = is_t(r, k, 20);
+            x.scored = !PQgetisnull(r, k, 21);
+            x.score = x.scored ? strtod(PQgetvalue(r, k, 21), NULL) : 0;
+            x.agree = x.scored && !PQgetisnull(r, k, 22) && is_t(r, k, 22);
+            x.eval_run = val_or_null(r, k, 23);
+            e = fn(ctx, &x);
+        }
+        PQclear(r);
+        if (rows < 10000) break;
+    }
+    PQclear(PQexec(q->c, "CLOSE hl_all"));
+    return e;
+}
+
+#define ROLLUP_KEY "hour, source, backend, model, route_reason, tenant, key_name, task_type, status, flags, firsts"
+#define ROLLUP_SUMS                                                                                          \
+    "attempts, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, plain_input_tokens,"  \
+    " cost_usd, unpriced, scored, agreed, score_sum, latency_sum_ms"
+#define ROLLUP_ADD(c) " " c " = rollups." c " + EXCLUDED." c
+#define ROLLUP_UPDATE                                                                                          \
+    ROLLUP_ADD("attempts") "," ROLLUP_ADD("input_tokens") "," ROLLUP_ADD("output_tokens") ","                 \
+    ROLLUP_ADD("cached_input_tokens") "," ROLLUP_ADD("cache_write_tokens") "," ROLLUP_ADD("plain_input_tokens") \
+    "," ROLLUP_ADD("cost_usd") "," ROLLUP_ADD("unpriced") "," ROLLUP_ADD("scored") "," ROLLUP_ADD("agreed")     \
+    "," ROLLUP_ADD("score_sum") "," ROLLUP_ADD("latency_sum_ms")                                                \
+    ", latency_hist = hybridllm_hist_add(rollups.latency_hist, EXCLUDED.latency_hist)"                          \
+    ", ttft_hist = hybridllm_hist_add(rollups.ttft_hist, EXCLUDED.ttft_hist)"
+
+static void copy_hist(hl_buf *b, const uint64_t *w, size_t n) {
+    if (!n) {
+        copy_str(b, NULL);
+        return;
+    }
+    hl_buf_puts(b, "{");
+    for (size_t i = 0; i < n; i++) hl_buf_printf(b, "%s%llu", i ? "," : "", (unsigned long long)w[i]);
+    hl_buf_puts(b, "}\t");
+}
+
+/* The cells go by COPY into a session table, then one upsert adds them in key order (so two
+ * gateways adding to the same cells take their row locks in the same order). */
+static hl_err pg_rollup_merge(hl_store *s, bool day, const hl_rollup_cell *c, size_t n) {
+    pg *q = s->impl;
+    hl_err e = exec(s, "CREATE TEMP TABLE IF NOT EXISTS hl_cells (LIKE rollups); TRUNCATE hl_cells",
+                    PGRES_COMMAND_OK, "creating the cells table");
+    if (e) return e;
+    hl_buf_reset(&q->copy);
+    for (size_t i = 0; i < n; i++) {
+        const hl_rollup_cell *x = &c[i];
+        copy_ll(&q->copy, x->hour);
+        const char *txt[8] = {x->source, x->backend, x->model, x->route_reason, x->tenant,
+                              x->key_name, x->task_type, x->status};
+        for (int k = 0; k < 8; k++) copy_str(&q->copy, txt[k]);
+        copy_ll(&q->copy, x->flags);
+        copy_ll(&q->copy, x->firsts);
+        long long ints[6] = {x->attempts, x->input_tokens, x->output_tokens, x->cached_input_tokens,
+                             x->cache_write_tokens, x->plain_input_tokens};
+        for (int k = 0; k < 6; k++) copy_ll(&q->copy, ints[k]);
+        copy_d(&q->copy, x->cost_usd, true);
+        copy_ll(&q->copy, x->unpriced);
+        copy_ll(&q->copy, x->scored);
+        copy_ll(&q->copy, x->agreed);
+        copy_d(&q->copy, x->score_sum, true);
+        copy_d(&q->copy, x->latency_sum_ms, true);
+        copy_hist(&q->copy, x->lat, x->lat_n);
+        copy_hist(&q->copy, x->ttft, x->ttft_n);
+        q->copy.data[q->copy.len - 1] = '\n';
+    }
+    PGresult *r = PQexec(q->c, "COPY hl_cells FROM STDIN");
+    if (PQresultStatus(r) != PGRES_COPY_IN) {
+        e = fail(s, "starting COPY of the cells", r);
+        PQclear(r);
+        return e;
+    }
+    PQclear(r);
+    if (PQputCopyData(q->c, q->copy.data, (int)q->copy.len) != 1 || PQputCopyEnd(q->c, NULL) != 1)
+        e = fail(s, "sending the cells", NULL);
+    while ((r = PQgetResult(q->c))) {
+        if (!e && PQresultStatus(r) != PGRES_COMMAND_OK) e = fail(s, "COPY of the cells", r);
+        PQclear(r);
+    }
+    if (e) return e;
+    return exec(s, day ? "INSERT INTO rollups_day AS rollups SELECT * FROM hl_cells ORDER BY " ROLLUP_KEY
+                     " ON CONFLICT (" ROLLUP_KEY ") DO UPDATE SET" ROLLUP_UPDATE
+                   : "INSERT INTO rollups SELECT * FROM hl_cells ORDER BY " ROLLUP_KEY
+                     " ON CONFLICT (" ROLLUP_KEY ") DO UPDATE SET" ROLLUP_UPDATE,
+                PGRES_COMMAND_OK, "adding to the rollups");
+}
+
+/* Parses a bigint[] text ("{1,2}") into q's words from offset at; sets *n. */
+static hl_err parse_hist(uint64_t **words, size_t *cap, const char *t, size_t at, size_t *n) {
+    *n = 0;
+    if (!t || *t != '{') return HL_OK;
+    size_t count = 1;
+    for (const char *p = t; *p; p++) count += *p == ',';
+    if (at + count > *cap) {
+        size_t c = (at + count) * 2;
+        uint64_t *w = realloc(*words, c * sizeof *w);
+        if (!w) return HL_ERR_NOMEM;
+        *words = w;
+        *cap = c;
+    }
+    const char *p = t + 1;
+    while (*p && *p != '}') {
+        char *end;
+        (*words)[at + (*n)++] = strtoull(p, &end, 10);
+        if (end == p) break;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return HL_OK;
+}
+
+static const char *none_null(const char *v) { return v && *v ? v : NULL; }
+
+static hl_err pg_rollup_scan(hl_store *s, bool day, long long from_hour, long long to_hour, const hl_store_filter *f,
+                             hl_rollup_row_fn fn, void *ctx) {
+    pg *q = s->impl;
+    hl_err e = ensure_connected(s);
+    if (e) return e;
+    char b0[32], b1[32];
+    const char *p[8] = {num_ll(b0, from_hour), num_ll(b1, to_hour)};
+    filter_params(f, p + 2);
+    if ((e = exec(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK, "starting the scan")))
+        return e;
+    char sql[1024];
+    snprintf(sql, sizeof sql, "DECLARE hl_scan NO SCROLL CURSOR FOR SELECT " ROLLUP_KEY ", " ROLLUP_SUMS
+                                     ", latency_hist, ttft_hist FROM %s WHERE hour >= $1 AND hour < $2"
+                                     " AND ($3::text IS NULL OR tenant = $3::text) AND ($4::text IS NULL OR key_name = $4::text)"
+                                     " AND ($5::text IS NULL OR backend = $5::text) AND ($6::text IS NULL OR model = $6::text)"
+                                     " AND ($7::text IS NULL OR task_type = $7::text) AND ($8::text IS NULL OR source = $8::text)",
+             day ? "rollups_day" : "rollups");
+    PGresult *r = PQexecParams(q->c, sql, 8, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) e = fail(s, "declaring the rollup scan", r);
+    PQclear(r);
+    uint64_t *words = NULL;
+    size_t cap = 0;
+    while (!e) {
+        r = PQexec(q->c, fetch_sql);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            e = fail(s, "reading the rollups", r);
+            PQclear(r);
+            break;
+        }
+        int rows = PQntuples(r);
+        for (int k = 0; k < rows && !e; k++) {
+            hl_rollup_row w;
+            w.hour = strtoll(PQgetvalue(r, k, 0), NULL, 10);
+            w.source = none_null(PQgetvalue(r, k, 1));
+            w.backend = none_null(PQgetvalue(r, k, 2));
+            w.model = none_null(PQgetvalue(r, k, 3));
+            w.route_reason = none_null(PQgetvalue(r, k, 4));
+            w.tenant = none_null(PQgetvalue(r, k, 5));
+            w.key_name = none_null(PQgetvalue(r, k, 6));
+            w.task_type = none_null(PQgetvalue(r, k, 7));
+            w.status = hl_store_status_parse(PQgetvalue(r, k, 8));
+            w.flags = (unsigned)strtoul(PQgetvalue(r, k, 9), NULL, 10);
+            w.firsts = (unsigned)strtoul(PQgetvalue(r, k, 10), NULL, 10);
+            w.attempts = strtoll(PQgetvalue(r, k, 11), NULL, 10);
+            w.input_tokens = strtoll(PQgetvalue(r, k, 12), NULL, 10);
+            w.output_tokens = strtoll(PQgetvalue(r, k, 13), NULL, 10);
+            w.cached_input_tokens = strtoll(PQgetvalue(r, k, 14), NULL, 10);
+            w.cache_write_tokens = strtoll(PQgetvalue(r, k, 15), NULL, 10);
+            w.plain_input_tokens = strtoll(PQgetvalue(r, k, 16), NULL, 10);
+            w.cost_usd = strtod(PQgetvalue(r, k, 17), NULL);
+            w.unpriced = strtoll(PQgetvalue(r, k, 18), NULL, 10);
+            w.scored = strtoll(PQgetvalue(r, k, 19), NULL, 10);
+            w.agreed = strtoll(PQgetvalue(r, k, 20), NULL, 10);
+            w.score_sum = strtod(PQgetvalue(r, k, 21), NULL);
+            w.latency_sum_ms = strtod(PQgetvalue(r, k, 22), NULL);
+            if ((e = parse_hist(&words, &cap, val_or_null(r, k, 23), 0, &w.latency_n)) ||
+                (e = parse_hist(&words, &cap, val_or_null(r, k, 24), w.latency_n, &w.ttft_n)))
+                break;
+            w.latency_hist = words;
+            w.ttft_hist = words + w.latency_n;
+            e = fn(ctx, &w);
+        }
+        PQclear(r);
+        if (rows < FETCH_ROWS) break;
+    }
+    free(words);
+    pg_rollback(s);
     return e;
 }
 
@@ -994,6 +1290,10 @@ const hl_store_ops hl_store_pg_ops = {
     .commit = pg_commit,
     .rollback = pg_rollback,
     .scan = pg_scan,
+    .prior = pg_prior,
+    .each_record = pg_each_record,
+    .rollup_merge = pg_rollup_merge,
+    .rollup_scan = pg_rollup_scan,
     .count = pg_count,
     .cloud_spend = pg_cloud_spend,
     .key_insert = pg_key_insert,

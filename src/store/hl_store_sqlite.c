@@ -20,6 +20,35 @@
 
 /* ---- migrations ---- */
 
+/* The columns of migration 7's two rollup tables. */
+#define ROLLUP_COLUMNS \
+    "    hour               INTEGER NOT NULL,  -- ts / 3600000\n" \
+    "    source             TEXT NOT NULL,\n" \
+    "    backend            TEXT NOT NULL,\n" \
+    "    model              TEXT NOT NULL,\n" \
+    "    route_reason       TEXT NOT NULL,\n" \
+    "    tenant             TEXT NOT NULL,\n" \
+    "    key_name           TEXT NOT NULL,\n" \
+    "    task_type          TEXT NOT NULL,\n" \
+    "    status             TEXT NOT NULL,     -- ok | error | cancelled | escalated | other\n" \
+    "    flags              INTEGER NOT NULL,  -- 1 shadow, 2 eval, 4 sensitive\n" \
+    "    firsts             INTEGER NOT NULL,  -- hl_rollup.h: which groupings count these lines as requests\n" \
+    "    attempts           INTEGER NOT NULL,\n" \
+    "    input_tokens       INTEGER NOT NULL,\n" \
+    "    output_tokens      INTEGER NOT NULL,\n" \
+    "    cached_input_tokens INTEGER NOT NULL,\n" \
+    "    cache_write_tokens INTEGER NOT NULL,\n" \
+    "    plain_input_tokens INTEGER NOT NULL,\n" \
+    "    cost_usd           REAL NOT NULL,\n" \
+    "    unpriced           INTEGER NOT NULL,\n" \
+    "    scored             INTEGER NOT NULL,\n" \
+    "    agreed             INTEGER NOT NULL,\n" \
+    "    score_sum          REAL NOT NULL,\n" \
+    "    latency_sum_ms     REAL NOT NULL,\n" \
+    "    latency_hist       BLOB,              -- (bucket << 40 | count) little-endian words\n" \
+    "    ttft_hist          BLOB,\n" \
+    "    PRIMARY KEY (hour, source, backend, model, route_reason, tenant, key_name, task_type, status, flags, firsts)\n" \
+
 static const char *const migrations[] = {
     /* 1: the ledger's records, one row per journal line, every field a column; where the
      * indexer is in each journal; a view that shows timestamps as the journal writes them. */
@@ -137,7 +166,16 @@ static const char *const migrations[] = {
     "    updated  INTEGER NOT NULL,  -- Unix ms\n"
     "    PRIMARY KEY (subject, instance)\n"
     ");\n",
+    /* 7: rollups (hl_rollup.h): per hour and dimensions, the sums and histograms report reads
+     * instead of the rows. Strings are '' for none. Filled from the existing rows by
+     * hl_rollup_backfill in this migration's transaction. */
+    "CREATE TABLE rollups (\n" ROLLUP_COLUMNS ") WITHOUT ROWID;\n"
+    "-- the same per UTC day (hour: the day's first hour): what reports over whole days read\n"
+    "CREATE TABLE rollups_day (\n" ROLLUP_COLUMNS ") WITHOUT ROWID;\n",
+    /* 8: the replica an attempt went to (hl_ledger.h "Replicas"). */
+    "ALTER TABLE inferences ADD COLUMN replica TEXT;\n",
 };
+#define ROLLUP_MIGRATION 7
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
 /* ---- the connection ---- */
@@ -149,7 +187,10 @@ typedef struct sq {
     sqlite3_stmt *insert, *lookup;
     sqlite3_stmt *load_state, *save_state;
     sqlite3_stmt *count, *bounds, *spend;
-    sqlite3_stmt *scan[HL_STORE_GROUP_PROMPT_LENGTH + 1]; /* prepared on first use */
+    sqlite3_stmt *scan[256];   /* per `same` | `same_total` << 4; prepared on first use */
+    sqlite3_stmt *prior, *merge[2], *rollup_scan[2]; /* prepared on first use; [1]: rollups_day */
+    uint64_t *words;           /* decoded histograms of the rollup scan */
+    size_t words_cap;
 } sq;
 
 static hl_err map_rc(int rc) {
@@ -186,6 +227,43 @@ static int exec(sqlite3 *db, const char *sql) {
     return sqlite3_exec(db, sql, NULL, NULL, NULL);
 }
 
+/* ---- histograms as blobs (hl_rollup.h) ---- */
+
+static void put_words(unsigned char *out, const uint64_t *w, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        for (int b = 0; b < 8; b++) out[i * 8 + b] = (unsigned char)(w[i] >> (8 * b));
+}
+
+static void get_words(const unsigned char *in, size_t n, uint64_t *w) {
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = 0;
+        for (int b = 7; b >= 0; b--) v = (v << 8) | in[i * 8 + b];
+        w[i] = v;
+    }
+}
+
+/* hl_hist_add(a, b): the merged histogram (either may be NULL). Only this program's writes
+ * use it (the indexer's upsert), so the schema does not depend on it. */
+static void hist_add_fn(sqlite3_context *cx, int argc, sqlite3_value **argv) {
+    (void)argc;
+    size_t na = (size_t)sqlite3_value_bytes(argv[0]) / 8, nb = (size_t)sqlite3_value_bytes(argv[1]) / 8;
+    const unsigned char *pa = sqlite3_value_blob(argv[0]), *pb = sqlite3_value_blob(argv[1]);
+    uint64_t *w = malloc((2 * (na + nb) + 1) * sizeof *w);
+    unsigned char *out = malloc((na + nb) * 8 + 1);
+    if (!w || !out) {
+        free(w);
+        free(out);
+        sqlite3_result_error_nomem(cx);
+        return;
+    }
+    get_words(pa, pa ? na : 0, w);
+    get_words(pb, pb ? nb : 0, w + na);
+    size_t n = hl_hist_merge(w, pa ? na : 0, w + na, pb ? nb : 0, w + na + nb);
+    put_words(out, w + na + nb, n);
+    free(w);
+    sqlite3_result_blob(cx, out, (int)(n * 8), free);
+}
+
 /* Applies the migrations the file lacks, in one transaction. */
 static hl_err migrate(hl_store *s, sq *q, char *errbuf, size_t errbuf_len) {
     const char *doing = "starting the migration";
@@ -217,6 +295,13 @@ static hl_err migrate(hl_store *s, sq *q, char *errbuf, size_t errbuf_len) {
     for (int v = have + 1; v <= N_MIGRATIONS; v++) {
         doing = "applying a migration";
         if ((rc = exec(q->db, migrations[v - 1]))) goto fail;
+        if (v == ROLLUP_MIGRATION && hl_rollup_backfill(s)) {
+            snprintf(errbuf, errbuf_len, "%s: building the rollups: %s", s->location, hl_store_errmsg(s));
+            sqlite3_finalize(cur);
+            sqlite3_finalize(rec);
+            exec(q->db, "ROLLBACK");
+            return HL_ERR_IO;
+        }
         sqlite3_bind_int(rec, 1, v);
         if ((rc = run(rec))) goto fail;
     }
@@ -241,6 +326,12 @@ static void sq_close(hl_store *s) {
                            q->load_state, q->save_state, q->count, q->bounds, q->spend};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
     for (size_t i = 0; i < sizeof q->scan / sizeof q->scan[0]; i++) sqlite3_finalize(q->scan[i]);
+    sqlite3_finalize(q->prior);
+    for (int i = 0; i < 2; i++) {
+        sqlite3_finalize(q->merge[i]);
+        sqlite3_finalize(q->rollup_scan[i]);
+    }
+    free(q->words);
     sqlite3_close(q->db);
     free(q);
     s->impl = NULL;
@@ -308,6 +399,10 @@ static hl_err sq_open(hl_store *s, const char *location, char *errbuf, size_t er
     if ((rc = exec(q->db, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;"
                           "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0")))
         goto fail;
+    doing = "registering functions";
+    if ((rc = sqlite3_create_function(q->db, "hl_hist_add", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, hist_add_fn,
+                                      NULL, NULL)))
+        goto fail;
     hl_err e = migrate(s, q, errbuf, errbuf_len);
     if (e) {
         sq_close(s);
@@ -322,10 +417,10 @@ static hl_err sq_open(hl_store *s, const char *location, char *errbuf, size_t er
                    " stream, ttft_ms, cached_input_tokens, cache_write_tokens, usage_estimated, tenant,"
                    " task_type, task_inferred, sensitive, confidence, http_status, error, key_id, key_name,"
                    " shadow, score, score_method, agree, reference, ref_output_tokens, confidence_margin,"
-                   " confidence_min, eval_run)"
+                   " confidence_min, eval_run, replica)"
                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
                    " ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32,"
-                   " ?33, ?34, ?35)", &q->insert)) ||
+                   " ?33, ?34, ?35, ?36)", &q->insert)) ||
         (rc = prep(q->db, "SELECT ts FROM inferences WHERE request_id = ?1 AND attempt = ?2", &q->lookup)) ||
         (rc = prep(q->db, "SELECT dev, inode, byte_offset, size, head_len, head_hash"
                           " FROM journal_state WHERE journal = ?1", &q->load_state)) ||
@@ -414,6 +509,7 @@ static hl_err sq_insert_one(hl_store *s, const hl_store_record *r, hl_store_inse
     bind_opt_double(st, 33, r->confidence_margin, r->signals);
     bind_opt_double(st, 34, r->confidence_min, r->signals);
     sqlite3_bind_text(st, 35, r->eval_run, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 36, r->replica, -1, SQLITE_STATIC);
     int rc = run(st);
     sqlite3_clear_bindings(st);
     if (rc) return fail(s, rc, "inserting a record");
@@ -490,58 +586,58 @@ static hl_err sq_count(hl_store *s, unsigned long long *out) {
     return rc == SQLITE_ROW ? HL_OK : fail(s, rc, "counting records");
 }
 
-/* Per group: the value selected, and the condition that an earlier attempt j is in the same
- * group as row i. Constant text: the only SQL not written out in full above. The unary +
- * keeps these terms (and j's ts range below) from being used to pick an index: the probe
- * must go through (request_id, attempt). Left free, the planner takes (source, ts) or
- * (backend, ts) and each probe scans a whole source: quadratic (minutes at 1M records). */
-#define PROMPT_BUCKET(t)                                                                           \
-    "(CASE WHEN " t ".input_tokens <= 1000 THEN '0-1k' WHEN " t ".input_tokens <= 4000 THEN '1k-4k'" \
-    " WHEN " t ".input_tokens <= 8000 THEN '4k-8k' ELSE '8k+' END)"
-static const struct {
-    const char *col, *same;
-} group_sql[] = {
-    [HL_STORE_GROUP_NONE] = {"NULL", "1"},
-    [HL_STORE_GROUP_SOURCE] = {"i.source", "+j.source IS i.source"},
-    [HL_STORE_GROUP_BACKEND] = {"i.backend", "+j.backend IS i.backend"},
-    [HL_STORE_GROUP_MODEL] = {"i.model", "+j.model IS i.model"},
-    [HL_STORE_GROUP_TASK_TYPE] = {"i.task_type", "+j.task_type IS i.task_type"},
-    [HL_STORE_GROUP_ROUTE_REASON] = {"i.route_reason", "+j.route_reason IS i.route_reason"},
-    [HL_STORE_GROUP_TENANT] = {"i.tenant", "+j.tenant IS i.tenant"},
-    [HL_STORE_GROUP_KEY] = {"i.key_name", "+j.key_name IS i.key_name"},
-    [HL_STORE_GROUP_DAY] = {"i.ts / 86400000", "+j.ts / 86400000 = i.ts / 86400000"},
-    [HL_STORE_GROUP_PROMPT_LENGTH] = {PROMPT_BUCKET("i"), PROMPT_BUCKET("+j") " = " PROMPT_BUCKET("i")},
-};
+/* The condition that an earlier attempt j agrees with row i on one varying dimension (bit k
+ * of a `same` set). Constant text: with the filters below, the only SQL not written out in
+ * full. The unary + keeps these terms from being used to pick an index: the probe must go
+ * through (request_id, attempt). Left free, the planner takes (source, ts) or (backend, ts)
+ * and each probe scans a whole source: quadratic (minutes at 1M records). */
+static const char *const same_sql[4] = {" AND +j.source IS i.source", " AND +j.backend IS i.backend",
+                                        " AND +j.model IS i.model", " AND +j.route_reason IS i.route_reason"};
 
 /* The scan reads the table in id order (the journal's order, so nearly time order) between
  * the first and last id in the range, which the ts index finds, and filters on ts again:
  * sequential reads instead of one table lookup per index entry.
  *
- * first_in_group / first_in_range let the caller count distinct requests in one pass: a
- * request is counted at its earliest attempt within the range (and group). Most rows are
- * first attempts, which the CASE settles without the subquery; the others cost one probe of
- * the (request_id, attempt) index. */
+ * first_in_group / first_in_range let the caller count distinct requests in one pass
+ * (hl_rollup.h, "Counting requests"). Most rows are first attempts, which the CASE settles
+ * without the subquery; the others cost one probe of the (request_id, attempt) index. */
 static const char scan_fmt[] =
-    "SELECT %s, i.ts, i.source = 'cloud', i.input_tokens, i.output_tokens, i.cached_input_tokens,"
+    "SELECT NULL, i.ts, i.source = 'cloud', i.input_tokens, i.output_tokens, i.cached_input_tokens,"
     " i.cache_write_tokens, i.latency_ms, i.ttft_ms, i.cost_usd, i.status, i.stream,"
     " CASE WHEN i.attempt <= 1 THEN 1 ELSE NOT EXISTS (SELECT 1 FROM inferences j"
-    "  WHERE j.request_id = i.request_id AND j.attempt < i.attempt AND +j.ts >= ?1 AND +j.ts < ?2"
-    "  AND %s) END,"
+    "  WHERE j.request_id = i.request_id AND j.attempt < i.attempt%s) END,"
     " CASE WHEN i.attempt <= 1 THEN 1 ELSE NOT EXISTS (SELECT 1 FROM inferences j"
-    "  WHERE j.request_id = i.request_id AND j.attempt < i.attempt AND +j.ts >= ?1 AND +j.ts < ?2) END,"
-    " i.shadow, i.score, i.agree, i.eval_run IS NOT NULL"
-    " FROM inferences i NOT INDEXED WHERE i.id BETWEEN ?3 AND ?4 AND i.ts >= ?1 AND i.ts < ?2";
+    "  WHERE j.request_id = i.request_id AND j.attempt < i.attempt%s) END,"
+    " i.shadow, i.score, i.agree, i.eval_run IS NOT NULL,"
+    " i.source, i.backend, i.model, i.route_reason, i.tenant, i.key_name, i.task_type, i.sensitive"
+    " FROM inferences i NOT INDEXED WHERE i.id BETWEEN ?3 AND ?4 AND i.ts >= ?1 AND i.ts < ?2"
+    " AND (?5 IS NULL OR i.tenant = ?5) AND (?6 IS NULL OR i.key_name = ?6) AND (?7 IS NULL OR i.backend = ?7)"
+    " AND (?8 IS NULL OR i.model = ?8) AND (?9 IS NULL OR i.task_type = ?9) AND (?10 IS NULL OR i.source = ?10)";
 
-static hl_err sq_scan(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
-                      hl_store_row_fn fn, void *ctx) {
+static void bind_filter(sqlite3_stmt *st, int first, const hl_store_filter *f) {
+    const char *v[6] = {f->tenant, f->key_name, f->backend, f->model, f->task_type, f->source};
+    for (int k = 0; k < 6; k++) {
+        if (v[k]) sqlite3_bind_text(st, first + k, v[k], -1, SQLITE_STATIC);
+        else sqlite3_bind_null(st, first + k);
+    }
+}
+
+static const char *col_text(sqlite3_stmt *st, int i) { return (const char *)sqlite3_column_text(st, i); }
+
+static hl_err sq_scan(hl_store *s, const hl_store_query *qu, hl_store_row_fn fn, void *ctx) {
     sq *q = s->impl;
     int rc;
-    if (!q->scan[g]) {
-        char sql[sizeof scan_fmt + 640];
-        snprintf(sql, sizeof sql, scan_fmt, group_sql[g].col, group_sql[g].same);
-        if ((rc = prep(q->db, sql, &q->scan[g]))) return fail(s, rc, "preparing the scan");
+    unsigned same = (qu->same & 15) | (qu->same_total & 15) << 4;
+    if (!q->scan[same]) {
+        char cond[2][256] = {"", ""}, sql[sizeof scan_fmt + 512];
+        for (int k = 0; k < 4; k++) {
+            if (qu->same & (1u << k)) strcat(cond[0], same_sql[k]);
+            if (qu->same_total & (1u << k)) strcat(cond[1], same_sql[k]);
+        }
+        snprintf(sql, sizeof sql, scan_fmt, cond[0], cond[1]);
+        if ((rc = prep(q->db, sql, &q->scan[same]))) return fail(s, rc, "preparing the scan");
     }
-    long long lo = 0, hi = -1;
+    long long lo = 0, hi = -1, from_ms = qu->from_ms, to_ms = qu->to_ms;
     if (from_ms <= HL_STORE_TIME_MIN && to_ms >= HL_STORE_TIME_MAX) {
         lo = -(1LL << 62);
         hi = 1LL << 62;
@@ -557,22 +653,16 @@ static hl_err sq_scan(hl_store *s, hl_store_group g, long long from_ms, long lon
         if (rc != SQLITE_ROW) return fail(s, rc, "finding the range");
         if (hi < lo) return HL_OK; /* nothing in the range */
     }
-    sqlite3_stmt *st = q->scan[g];
+    sqlite3_stmt *st = q->scan[same];
     sqlite3_bind_int64(st, 1, from_ms);
     sqlite3_bind_int64(st, 2, to_ms);
     sqlite3_bind_int64(st, 3, lo);
     sqlite3_bind_int64(st, 4, hi);
+    bind_filter(st, 5, &qu->filter);
     hl_err e = HL_OK;
-    char day[32];
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         hl_store_row r;
-        if (g == HL_STORE_GROUP_DAY) {
-            hl_store_format_time(sqlite3_column_int64(st, 0) * 86400000LL, day, sizeof day);
-            day[10] = '\0';
-            r.group = day;
-        } else {
-            r.group = (const char *)sqlite3_column_text(st, 0);
-        }
+        r.group = NULL;
         r.ts_ms = sqlite3_column_int64(st, 1);
         r.cloud = sqlite3_column_int(st, 2) != 0;
         r.input_tokens = sqlite3_column_int64(st, 3);
@@ -583,7 +673,7 @@ static hl_err sq_scan(hl_store *s, hl_store_group g, long long from_ms, long lon
         r.ttft_ms = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_double(st, 8);
         r.cost_known = sqlite3_column_type(st, 9) != SQLITE_NULL;
         r.cost_usd = r.cost_known ? sqlite3_column_double(st, 9) : 0;
-        r.status = hl_store_status_parse((const char *)sqlite3_column_text(st, 10));
+        r.status = hl_store_status_parse(col_text(st, 10));
         r.stream = sqlite3_column_int(st, 11) != 0;
         r.first_in_group = sqlite3_column_int(st, 12) != 0;
         r.first_in_range = sqlite3_column_int(st, 13) != 0;
@@ -592,10 +682,220 @@ static hl_err sq_scan(hl_store *s, hl_store_group g, long long from_ms, long lon
         r.score = r.scored ? sqlite3_column_double(st, 15) : 0;
         r.agree = r.scored && sqlite3_column_int(st, 16) != 0;
         r.eval = sqlite3_column_int(st, 17) != 0;
+        r.source = col_text(st, 18);
+        r.backend = col_text(st, 19);
+        r.model = col_text(st, 20);
+        r.route_reason = col_text(st, 21);
+        r.tenant = col_text(st, 22);
+        r.key_name = col_text(st, 23);
+        r.task_type = col_text(st, 24);
+        r.sensitive = sqlite3_column_int(st, 25) != 0;
         if ((e = fn(ctx, &r))) break;
     }
     if (!e && rc != SQLITE_DONE) e = fail(s, rc, "scanning");
     sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return e;
+}
+
+/* ---- rollups (hl_rollup.h) ---- */
+
+static hl_err sq_prior(hl_store *s, const char *request_id, long long attempt, hl_store_prior_fn fn, void *ctx) {
+    sq *q = s->impl;
+    int rc;
+    if (!q->prior && (rc = prep(q->db, "SELECT source, backend, model, route_reason FROM inferences"
+                                       " WHERE request_id = ?1 AND attempt < ?2", &q->prior)))
+        return fail(s, rc, "preparing the attempts lookup");
+    sqlite3_bind_text(q->prior, 1, request_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q->prior, 2, attempt);
+    while ((rc = sqlite3_step(q->prior)) == SQLITE_ROW) {
+        hl_rollup_dims d = {col_text(q->prior, 0), col_text(q->prior, 1), col_text(q->prior, 2), col_text(q->prior, 3)};
+        fn(ctx, &d);
+    }
+    sqlite3_reset(q->prior);
+    sqlite3_clear_bindings(q->prior);
+    return rc == SQLITE_DONE ? HL_OK : fail(s, rc, "looking up earlier attempts");
+}
+
+static hl_err sq_each_record(hl_store *s, hl_store_record_fn fn, void *ctx) {
+    sq *q = s->impl;
+    sqlite3_stmt *st = NULL;
+    int rc = prep(q->db, "SELECT ts, source = 'cloud', input_tokens, output_tokens, latency_ms, cost_usd, request_id,"
+                         " attempt, backend, model, route_reason, status, stream, ttft_ms, cached_input_tokens,"
+                         " cache_write_tokens, tenant, task_type, key_name, sensitive, shadow, score, agree, eval_run"
+                         " FROM inferences ORDER BY request_id, attempt", &st);
+    if (rc) return fail(s, rc, "preparing the backfill");
+    hl_err e = HL_OK;
+    while (!e && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        hl_store_record r = {0};
+        r.ts_ms = sqlite3_column_int64(st, 0);
+        r.cloud = sqlite3_column_int(st, 1) != 0;
+        r.input_tokens = sqlite3_column_int64(st, 2);
+        r.output_tokens = sqlite3_column_int64(st, 3);
+        r.latency_ms = sqlite3_column_double(st, 4);
+        r.cost_known = sqlite3_column_type(st, 5) != SQLITE_NULL;
+        r.cost_usd = r.cost_known ? sqlite3_column_double(st, 5) : 0;
+        r.request_id = col_text(st, 6);
+        r.attempt = sqlite3_column_int64(st, 7);
+        r.backend = col_text(st, 8);
+        r.model = col_text(st, 9);
+        r.route_reason = col_text(st, 10);
+        r.status = col_text(st, 11);
+        r.stream = sqlite3_column_int(st, 12) != 0;
+        r.ttft_ms = sqlite3_column_type(st, 13) == SQLITE_NULL ? -1 : sqlite3_column_double(st, 13);
+        r.cached_input_tokens = sqlite3_column_int64(st, 14);
+        r.cache_write_tokens = sqlite3_column_int64(st, 15);
+        r.tenant = col_text(st, 16);
+        r.task_type = col_text(st, 17);
+        r.key_name = col_text(st, 18);
+        r.sensitive = sqlite3_column_int(st, 19) != 0;
+        r.shadow = sqlite3_column_int(st, 20) != 0;
+        r.scored = sqlite3_column_type(st, 21) != SQLITE_NULL;
+        r.score = r.scored ? sqlite3_column_double(st, 21) : 0;
+        r.agree = r.scored && sqlite3_column_int(st, 22) != 0;
+        r.eval_run = col_text(st, 23);
+        e = fn(ctx, &r);
+    }
+    if (!e && rc != SQLITE_DONE) e = fail(s, rc, "reading the records");
+    sqlite3_finalize(st);
+    return e;
+}
+
+#define ROLLUP_KEY "hour, source, backend, model, route_reason, tenant, key_name, task_type, status, flags, firsts"
+#define ROLLUP_SUMS                                                                                          \
+    "attempts, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, plain_input_tokens,"  \
+    " cost_usd, unpriced, scored, agreed, score_sum, latency_sum_ms"
+
+static hl_err bind_hist(sqlite3_stmt *st, int i, const uint64_t *w, size_t n) {
+    if (!n) {
+        sqlite3_bind_null(st, i);
+        return HL_OK;
+    }
+    unsigned char *b = malloc(n * 8);
+    if (!b) return HL_ERR_NOMEM;
+    put_words(b, w, n);
+    sqlite3_bind_blob(st, i, b, (int)(n * 8), free);
+    return HL_OK;
+}
+
+static hl_err sq_rollup_merge(hl_store *s, bool day, const hl_rollup_cell *c, size_t n) {
+    sq *q = s->impl;
+    int rc;
+    char sql[2048];
+    snprintf(sql, sizeof sql,
+                   "INSERT INTO %s (" ROLLUP_KEY ", " ROLLUP_SUMS ", latency_hist, ttft_hist)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,"
+                   " ?20, ?21, ?22, ?23, ?24, ?25)"
+                   " ON CONFLICT (" ROLLUP_KEY ") DO UPDATE SET attempts = attempts + excluded.attempts,"
+                   " input_tokens = input_tokens + excluded.input_tokens,"
+                   " output_tokens = output_tokens + excluded.output_tokens,"
+                   " cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,"
+                   " cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,"
+                   " plain_input_tokens = plain_input_tokens + excluded.plain_input_tokens,"
+                   " cost_usd = cost_usd + excluded.cost_usd, unpriced = unpriced + excluded.unpriced,"
+                   " scored = scored + excluded.scored, agreed = agreed + excluded.agreed,"
+                   " score_sum = score_sum + excluded.score_sum,"
+                   " latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms,"
+                   " latency_hist = hl_hist_add(latency_hist, excluded.latency_hist),"
+                   " ttft_hist = hl_hist_add(ttft_hist, excluded.ttft_hist)", day ? "rollups_day" : "rollups");
+    if (!q->merge[day] && (rc = prep(q->db, sql, &q->merge[day]))) return fail(s, rc, "preparing the rollup upsert");
+    sqlite3_stmt *st = q->merge[day];
+    for (size_t i = 0; i < n; i++) {
+        const hl_rollup_cell *x = &c[i];
+        const char *txt[9] = {x->source, x->backend, x->model, x->route_reason, x->tenant,
+                              x->key_name, x->task_type, x->status};
+        sqlite3_bind_int64(st, 1, x->hour);
+        for (int k = 0; k < 8; k++) sqlite3_bind_text(st, 2 + k, txt[k], -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 10, (int)x->flags);
+        sqlite3_bind_int(st, 11, (int)x->firsts);
+        long long ints[6] = {x->attempts, x->input_tokens, x->output_tokens, x->cached_input_tokens,
+                             x->cache_write_tokens, x->plain_input_tokens};
+        for (int k = 0; k < 6; k++) sqlite3_bind_int64(st, 12 + k, ints[k]);
+        sqlite3_bind_double(st, 18, x->cost_usd);
+        sqlite3_bind_int64(st, 19, x->unpriced);
+        sqlite3_bind_int64(st, 20, x->scored);
+        sqlite3_bind_int64(st, 21, x->agreed);
+        sqlite3_bind_double(st, 22, x->score_sum);
+        sqlite3_bind_double(st, 23, x->latency_sum_ms);
+        hl_err e = bind_hist(st, 24, x->lat, x->lat_n);
+        if (!e) e = bind_hist(st, 25, x->ttft, x->ttft_n);
+        rc = e ? SQLITE_OK : run(st);
+        sqlite3_clear_bindings(st);
+        if (e) return e;
+        if (rc) return fail(s, rc, "adding to the rollups");
+    }
+    return HL_OK;
+}
+
+static const char *none_null(const char *v) { return v && *v ? v : NULL; }
+
+/* Decodes column i's histogram into q->words from offset at; sets *n. */
+static hl_err column_hist(sq *q, sqlite3_stmt *st, int i, size_t at, size_t *n) {
+    const unsigned char *b = sqlite3_column_blob(st, i);
+    size_t len = (size_t)sqlite3_column_bytes(st, i) / 8;
+    *n = b ? len : 0;
+    if (at + *n > q->words_cap) {
+        size_t cap = (at + *n) * 2;
+        uint64_t *w = realloc(q->words, cap * sizeof *w);
+        if (!w) return HL_ERR_NOMEM;
+        q->words = w;
+        q->words_cap = cap;
+    }
+    if (*n) get_words(b, *n, q->words + at);
+    return HL_OK;
+}
+
+static hl_err sq_rollup_scan(hl_store *s, bool day, long long from_hour, long long to_hour, const hl_store_filter *f,
+                             hl_rollup_row_fn fn, void *ctx) {
+    sq *q = s->impl;
+    int rc;
+    char sql[1024];
+    snprintf(sql, sizeof sql, "SELECT " ROLLUP_KEY ", " ROLLUP_SUMS ", latency_hist, ttft_hist FROM %s"
+                          " WHERE hour >= ?1 AND hour < ?2"
+                          " AND (?3 IS NULL OR tenant = ?3) AND (?4 IS NULL OR key_name = ?4)"
+                          " AND (?5 IS NULL OR backend = ?5) AND (?6 IS NULL OR model = ?6)"
+                          " AND (?7 IS NULL OR task_type = ?7) AND (?8 IS NULL OR source = ?8)",
+             day ? "rollups_day" : "rollups");
+    if (!q->rollup_scan[day] && (rc = prep(q->db, sql, &q->rollup_scan[day])))
+        return fail(s, rc, "preparing the rollup scan");
+    sqlite3_stmt *st = q->rollup_scan[day];
+    sqlite3_bind_int64(st, 1, from_hour);
+    sqlite3_bind_int64(st, 2, to_hour);
+    bind_filter(st, 3, f);
+    hl_err e = HL_OK;
+    while (!e && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        hl_rollup_row r;
+        r.hour = sqlite3_column_int64(st, 0);
+        r.source = none_null(col_text(st, 1));
+        r.backend = none_null(col_text(st, 2));
+        r.model = none_null(col_text(st, 3));
+        r.route_reason = none_null(col_text(st, 4));
+        r.tenant = none_null(col_text(st, 5));
+        r.key_name = none_null(col_text(st, 6));
+        r.task_type = none_null(col_text(st, 7));
+        r.status = hl_store_status_parse(col_text(st, 8));
+        r.flags = (unsigned)sqlite3_column_int(st, 9);
+        r.firsts = (unsigned)sqlite3_column_int(st, 10);
+        r.attempts = sqlite3_column_int64(st, 11);
+        r.input_tokens = sqlite3_column_int64(st, 12);
+        r.output_tokens = sqlite3_column_int64(st, 13);
+        r.cached_input_tokens = sqlite3_column_int64(st, 14);
+        r.cache_write_tokens = sqlite3_column_int64(st, 15);
+        r.plain_input_tokens = sqlite3_column_int64(st, 16);
+        r.cost_usd = sqlite3_column_double(st, 17);
+        r.unpriced = sqlite3_column_int64(st, 18);
+        r.scored = sqlite3_column_int64(st, 19);
+        r.agreed = sqlite3_column_int64(st, 20);
+        r.score_sum = sqlite3_column_double(st, 21);
+        r.latency_sum_ms = sqlite3_column_double(st, 22);
+        if ((e = column_hist(q, st, 23, 0, &r.latency_n)) || (e = column_hist(q, st, 24, r.latency_n, &r.ttft_n))) break;
+        r.latency_hist = q->words;
+        r.ttft_hist = q->words + r.latency_n;
+        e = fn(ctx, &r);
+    }
+    if (!e && rc != SQLITE_DONE) e = fail(s, rc, "reading the rollups");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     return e;
 }
 
@@ -876,6 +1176,10 @@ const hl_store_ops hl_store_sqlite_ops = {
     .commit = sq_commit,
     .rollback = sq_rollback,
     .scan = sq_scan,
+    .prior = sq_prior,
+    .each_record = sq_each_record,
+    .rollup_merge = sq_rollup_merge,
+    .rollup_scan = sq_rollup_scan,
     .count = sq_count,
     .cloud_spend = sq_cloud_spend,
     .key_insert = sq_key_insert,

@@ -214,7 +214,8 @@ static outcome *run(const char *const *args) {
     } while (0)
 
 static const char *const commands[] = {"serve", "route", "ledger", "report", "keys", "advise",
-                                       "simulate", "calibrate", "run", "gguf", "config", "version", "help"};
+                                       "simulate", "calibrate", "run", "pull", "models", "gguf", "config", "version",
+                                       "help"};
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 HL_TEST(top_level_help_and_version) {
@@ -260,6 +261,7 @@ HL_TEST(every_command_answers_help) {
         {"serve"}, {"route"}, {"ledger"}, {"ledger", "index"}, {"report"}, {"advise"},
         {"simulate"}, {"run"}, {"gguf"}, {"gguf", "info"}, {"config"}, {"config", "keys"}, {"config", "check"}, {"version"}, {"help"}, {"calibrate"},
         {"keys"}, {"keys", "create"}, {"keys", "list"}, {"keys", "update"}, {"keys", "revoke"},
+        {"pull"}, {"models"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *cmd = cases[i][0], *sub = cases[i][1];
@@ -319,6 +321,13 @@ HL_TEST(usage_errors_exit_2_on_stderr) {
         {{"config", "frob"}, "hybridllm config: unknown subcommand 'frob'", "usage: hybridllm config"},
         {{"config", "check"}, "hybridllm config: config check wants the FILE", "usage: hybridllm config"},
         {{"calibrate", "--bogus"}, "hybridllm calibrate: unknown option '--bogus'", "usage: hybridllm calibrate"},
+        {{"pull"}, "hybridllm pull: the repository is required", "usage: hybridllm pull"},
+        {{"pull", "a/b", "c/d"}, "hybridllm pull: one repository at a time", "usage: hybridllm pull"},
+        {{"pull", "nodash"}, "hybridllm pull: 'nodash' is not a repository", "usage: hybridllm pull"},
+        {{"pull", "a/b:Q4 K"}, "hybridllm pull: ':Q4 K' is not a quantization", "usage: hybridllm pull"},
+        {{"pull", "a/b", "--dir"}, "hybridllm pull: --dir wants a value", "usage: hybridllm pull"},
+        {{"models", "extra"}, "hybridllm models: ", "usage: hybridllm models"},
+        {{"models", "--bogus"}, "hybridllm models: unknown option '--bogus'", "usage: hybridllm models"},
         {{"calibrate", "--target", "2"}, "hybridllm calibrate: --target wants a number in (0, 1]",
          "usage: hybridllm calibrate"},
         {{"calibrate", "--signal", "best"}, "hybridllm calibrate: --signal wants auto, geomean, margin or min",

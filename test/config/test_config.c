@@ -61,7 +61,7 @@ HL_TEST(shipped_config) {
     HL_CHECK(cfg->api_keys_env == NULL);
     HL_CHECK_STR_EQ(cfg->ledger_path, "hybridllm-ledger.jsonl");
 
-    HL_REQUIRE(cfg->n_backends == 3);
+    HL_REQUIRE(cfg->n_backends == 4);
     const hl_backend_cfg *an = hl_config_backend(cfg, "anthropic");
     HL_REQUIRE(an == &cfg->backends[0]);
     HL_CHECK_INT_EQ(an->kind, HL_PROVIDER_ANTHROPIC);
@@ -95,6 +95,15 @@ HL_TEST(shipped_config) {
     HL_CHECK(lo->api_key_env == NULL);
     HL_CHECK_STR_EQ(lo->model, "auto");
     HL_CHECK_NEAR(lo->hourly_cost_usd, 0.05, 1e-12);
+    HL_CHECK(!lo->replicas); /* discovery: the first server that answers */
+
+    /* The model `hybridllm pull` downloaded, when no local server answers. */
+    const hl_backend_cfg *pu = hl_config_backend(cfg, "pulled");
+    HL_REQUIRE(pu == &cfg->backends[3]);
+    HL_CHECK_INT_EQ(pu->kind, HL_PROVIDER_BUILTIN);
+    HL_CHECK_INT_EQ(pu->location, HL_LOCATION_LOCAL);
+    HL_CHECK_STR_EQ(pu->model_path, "pulled:");
+    HL_CHECK_STR_EQ(pu->model, "auto");
 
     HL_REQUIRE(cfg->n_prices == 5);
     const hl_price *p = hl_config_price(cfg, "gpt-4o-2024-08-06");
@@ -131,8 +140,9 @@ HL_TEST(shipped_config) {
     HL_CHECK_STR_EQ(r->name, "privacy");
     HL_CHECK_INT_EQ(r->sensitive, HL_YES);
     HL_CHECK_INT_EQ(r->n_task_types, 0);
-    HL_REQUIRE(r->n_to == 1);
+    HL_REQUIRE(r->n_to == 2);
     HL_CHECK_STR_EQ(r->to[0], "local");
+    HL_CHECK_STR_EQ(r->to[1], "pulled");
 
     r = &cfg->routes[1];
     HL_CHECK_STR_EQ(r->name, "complex-task");
@@ -150,17 +160,19 @@ HL_TEST(shipped_config) {
     HL_REQUIRE(r->n_task_types == 2);
     HL_CHECK_STR_EQ(r->task_types[0], "classification");
     HL_CHECK_STR_EQ(r->task_types[1], "extraction");
-    HL_REQUIRE(r->n_to == 1);
+    HL_REQUIRE(r->n_to == 2);
     HL_CHECK_STR_EQ(r->to[0], "local");
+    HL_CHECK_STR_EQ(r->to[1], "pulled");
 
     r = &cfg->routes[3];
     HL_CHECK_STR_EQ(r->name, "default");
     HL_CHECK_INT_EQ(r->sensitive, HL_ANY);
     HL_CHECK_INT_EQ(r->n_task_types, 0);
-    HL_REQUIRE(r->n_to == 3);
+    HL_REQUIRE(r->n_to == 4);
     HL_CHECK_STR_EQ(r->to[0], "local");
-    HL_CHECK_STR_EQ(r->to[1], "anthropic");
-    HL_CHECK_STR_EQ(r->to[2], "openai");
+    HL_CHECK_STR_EQ(r->to[1], "pulled");
+    HL_CHECK_STR_EQ(r->to[2], "anthropic");
+    HL_CHECK_STR_EQ(r->to[3], "openai");
     hl_config_free(cfg);
 }
 
@@ -482,7 +494,7 @@ static const struct bad_case {
      "t.yaml:2: backends[0].pooling: only a builtin backend takes this key"},
     {MIN_BACKENDS "    modle: x\n" MIN_ROUTES,
      "t.yaml:7: backends[0].modle: unknown key 'modle' (expected one of: name, kind, location, "
-     "base_url, api_key_env, model, models, hourly_cost_usd, timeout_ms, connect_timeout_ms, "
+     "base_url, replicas, api_key_env, model, models, hourly_cost_usd, timeout_ms, connect_timeout_ms, "
      "max_retries, retry_base_ms, retry_max_ms, breaker_failures, breaker_window_ms, "
      "breaker_open_ms, max_tokens, context_window, stream_idle_timeout_ms, first_token_timeout_ms, warmup, keep_warm_ms, ca_file, allow_insecure_http, model_path, threads, context_size, "
      "chat_template, max_queue, max_sequences, repack_weights, pooling)"},

@@ -567,4 +567,64 @@ HL_TEST(attn_matches_steps) {
     printf("  %d attention cases checked\n", tested);
 }
 
+/* The Q4_0 summation orders that greedy parity with llama.cpp depends on (test_model's
+ * greedy_parity tests), bit for bit against a plain statement of each: the AVX2 kernel (what
+ * hl_model uses for Q4_0 matrices llama.cpp does not repack) sums 8 lanes of 4 products with
+ * one fma per lane and block and adds the lanes at the end, ((0+4)+(2+6))+((1+5)+(3+7)); the
+ * repacked AVX-512 kernel sums each block exactly and does one fma per block. */
+static int q4_0_value(const uint8_t *blk, int i) {
+    const uint8_t *qs = blk + 2;
+    return (i < 16 ? qs[i] & 15 : qs[i - 16] >> 4) - 8;
+}
+
+HL_TEST(q4_0_llama_cpp_summation_orders) {
+    enum { N = 320, NR = 8 };
+    hl_quant_dot_fn dot = hl_quant_kernel(HL_GGUF_Q4_0, HL_ISA_AVX2);
+    hl_quant_x4_fn dot4 = hl_quant_x4(HL_GGUF_Q4_0, HL_ISA_AVX512);
+    if (!dot) HL_SKIP("no AVX2 on this CPU");
+    size_t rs = hl_gguf_row_size(HL_GGUF_Q4_0, N);
+    static uint8_t w[NR * 180], wp[NR * 180];
+    static float x[N];
+    static hl_act_q8 q8[N / 32];
+    static hl_act_q8x q8x[N / 32];
+    int checked = 0;
+    for (int rep = 0; rep < 50; rep++) {
+        for (int r = 0; r < NR; r++) random_row(HL_GGUF_Q4_0, w + r * rs, N);
+        for (int i = 0; i < N; i++) x[i] = rndf() * (1 + rep % 7);
+        hl_quant_act_quantize(HL_ACT_Q8, x, q8, N);
+        hl_quant_act_quantize(HL_ACT_Q8X, x, q8x, N);
+        if (dot4) hl_quant_x4_pack(HL_GGUF_Q4_0, w, rs, NR, N, wp);
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *row = w + r * rs;
+            float lane[8] = {0}, blockwise = 0;
+            static float bw[NR];
+            for (int b = 0; b < N / 32; b++) {
+                const uint8_t *blk = row + 18 * b;
+                uint16_t dh;
+                memcpy(&dh, blk, 2);
+                float d = hl_quant_f16_to_f32(dh) * q8[b].d;
+                int total = 0;
+                for (int k = 0; k < 8; k++) {
+                    int s = 0;
+                    for (int j = 4 * k; j < 4 * k + 4; j++) s += q4_0_value(blk, j) * q8[b].qs[j];
+                    lane[k] = fmaf(d, (float)s, lane[k]);
+                }
+                for (int j = 0; j < 32; j++) total += q4_0_value(blk, j) * q8x[b].qs[j];
+                blockwise = fmaf((float)total, hl_quant_f16_to_f32(dh) * q8x[b].d, blockwise);
+            }
+            float lanes = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+            float got = dot(N, row, q8);
+            HL_CHECK(memcmp(&got, &lanes, 4) == 0);
+            bw[r] = blockwise;
+            if (dot4 && r % 4 == 3) {
+                float out[4];
+                dot4(N, wp + (size_t)(r / 4) * (N / 32) * hl_quant_x4_block_bytes(HL_GGUF_Q4_0), q8x, out);
+                HL_CHECK(memcmp(out, bw + r - 3, sizeof out) == 0);
+            }
+            checked++;
+        }
+    }
+    printf("  %d rows checked%s\n", checked, dot4 ? " (AVX2 and repacked AVX-512)" : " (AVX2)");
+}
+
 HL_TEST_MAIN()

@@ -445,7 +445,7 @@ static bool run_case(const char *dir) {
     backend.base_url = base;
     backend.api_key = key;
     backend.model = model;
-    if (prov->wire->build(&backend, &req, model, &url, &body, &headers) != HL_OK) {
+    if (prov->wire->build(&backend, NULL, &req, model, &url, &body, &headers) != HL_OK) {
         fprintf(stderr, "  %s provider could not build the request\n", prov_name);
         ok = false;
         goto out;

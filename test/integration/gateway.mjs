@@ -123,6 +123,7 @@ process.on('exit', () => {
 //   ledgerPath                 an existing ledger to continue (default: a new one in the temp dir;
 //                              a given one is kept, not deleted with the temp dir)
 //   extraServer                merged into the `server:` section (e.g. {max_body_bytes: 65536})
+//   listenHost                 the address it listens on (default 127.0.0.1; url stays loopback)
 //   extraLedger                merged into the `ledger:` section (e.g. {store: 'postgresql://...'})
 //   upstream                   the `upstream:` section (e.g. {ca_file: pki.caFile}; default: none)
 //   env                        extra environment for the child (default: KEYS)
@@ -141,6 +142,7 @@ export async function startGateway({
   shadow = undefined,
   ledgerPath: givenLedger = undefined,
   extraServer = {},
+  listenHost = '127.0.0.1',
   extraLedger = {},
   upstream = undefined,
   env = KEYS,
@@ -154,7 +156,7 @@ export async function startGateway({
   const port = await freePort();
   const ledgerPath = givenLedger ?? path.join(dir, 'ledger.jsonl');
   const config = {
-    server: { listen: `127.0.0.1:${port}`, threads: 2, ...extraServer },
+    server: { listen: `${listenHost}:${port}`, threads: 2, ...extraServer },
     ledger: { path: ledgerPath, ...extraLedger },
     ...(upstream ? { upstream } : {}),
     backends,

@@ -229,6 +229,7 @@ HL_TEST(quality_fields_round_trip) {
     r.confidence_margin = 0.5;
     r.confidence_min = 0.0625;
     r.eval_run = "ev_1";
+    r.replica = "http://10.0.0.2:8000/v1";
     hl_buf b, b2;
     hl_buf_init(&b, 0);
     hl_buf_init(&b2, 0);
@@ -244,6 +245,8 @@ HL_TEST(quality_fields_round_trip) {
     HL_CHECK_NEAR(e.rec.confidence_margin, 0.5, 0);
     HL_CHECK_NEAR(e.rec.confidence_min, 0.0625, 0);
     HL_CHECK_STR_EQ(e.rec.eval_run, "ev_1");
+    HL_CHECK_STR_EQ(e.rec.replica, "http://10.0.0.2:8000/v1");
+    HL_CHECK(strstr(b.data, ",\"replica\":\"http://10.0.0.2:8000/v1\"}") != NULL);
     HL_REQUIRE(hl_ledger_format(&e.rec, &b2) == HL_OK);
     HL_CHECK_STR_EQ(b2.data, b.data);
     hl_ledger_entry_release(&e);
@@ -251,10 +254,10 @@ HL_TEST(quality_fields_round_trip) {
     r = full_record();
     hl_buf_reset(&b);
     HL_REQUIRE(hl_ledger_format(&r, &b) == HL_OK);
-    HL_CHECK(!strstr(b.data, "shadow") && !strstr(b.data, "score") && !strstr(b.data, "eval_run") &&
+    HL_CHECK(!strstr(b.data, "shadow") && !strstr(b.data, "score") && !strstr(b.data, "eval_run") && !strstr(b.data, "replica") &&
              !strstr(b.data, "confidence_m"));
     HL_REQUIRE(hl_ledger_parse_line(b.data, b.len - 1, &e, why, sizeof why) == HL_OK);
-    HL_CHECK(!e.rec.shadow && !e.rec.scored && !e.rec.signals && !e.rec.eval_run);
+    HL_CHECK(!e.rec.shadow && !e.rec.scored && !e.rec.signals && !e.rec.eval_run && !e.rec.replica);
     hl_ledger_entry_release(&e);
     /* partial or out-of-range quality fields make the line malformed, naming the field */
     static const struct { const char *tail, *says; } bad[] = {
@@ -268,6 +271,7 @@ HL_TEST(quality_fields_round_trip) {
         {"\"confidence_margin\":-0.2,\"confidence_min\":0.1}", "0..1"},
         {"\"shadow\":\"yes\"}", "shadow"},
         {"\"eval_run\":3}", "eval_run"},
+        {"\"replica\":[\"a\"]}", "replica"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char line[512];

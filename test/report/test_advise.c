@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include "hl_advise.h"
+#include "hl_pricing.h"
 #include "hl_ledger.h"
 #include "hl_store.h"
 #include "hl_test.h"
@@ -25,12 +26,13 @@ static void write_temp(const char *text, char *path, size_t len) { write_temp_n(
 
 static bool contains(const hl_buf *b, const char *s) { return b->data && strstr(b->data, s); }
 
-/* 10M tokens a month on GPT-4o at the brief's $5/$15 with a 70/30 split: 7M x $5 + 3M x $15
- * per 1M = $35 + $45 = $80. The brief says ~$1,800. */
+/* 10M tokens a month on GPT-4o at the brief's $5/$15 (the built-in table keeps that price
+ * under the snapshot it belongs to, gpt-4o-2024-05-13) with a 70/30 split: 7M x $5 + 3M x
+ * $15 per 1M = $35 + $45 = $80. The brief says ~$1,800. */
 HL_TEST(brief_scenario_gpt4o_costs_80_not_1800) {
     hl_advise_input in;
     hl_advise_input_defaults(&in);
-    in.cloud_model = "gpt-4o";
+    in.cloud_model = "gpt-4o-2024-05-13";
     hl_advise_result r;
     char err[256];
     HL_REQUIRE(hl_advise_compute(&in, &r, err, sizeof err) == HL_OK);
@@ -196,6 +198,37 @@ HL_TEST(builtin_prices_do_not_bill_mini_as_gpt4o) {
     HL_REQUIRE(p);
     HL_CHECK_NEAR(p->input_per_mtok, 5.0, 0);
     HL_CHECK(hl_advise_price(NULL, "gpt-4", &src) == NULL);
+}
+
+/* One price table: the built-in one (hl_pricing.c), which report and advise both read, says
+ * what the shipped config's `prices` say for every model both have, so a ledger's cost
+ * (billed by the config) and the all-cloud counterfactual use the same rates. gpt-4o is
+ * $2.50/$10; the brief's $5/$15 belongs to gpt-4o-2024-05-13. */
+HL_TEST(builtin_prices_agree_with_the_shipped_config) {
+    const char *dir = getenv("HL_SRC_DIR");
+    if (!dir) HL_SKIP("HL_SRC_DIR not set");
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/config/hybridllm.yaml", dir);
+    hl_config *cfg = NULL;
+    HL_REQUIRE(hl_config_load(path, &cfg, err, sizeof err) == HL_OK);
+    const char *models[] = {"gpt-4o", "gpt-4o-2024-05-13", "gpt-4o-2024-08-06", "gpt-4o-mini", "claude-3-5-sonnet-20241022"};
+    int compared = 0;
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+        const hl_price *c = hl_config_price(cfg, models[i]), *b = hl_pricing_builtin(models[i], NULL);
+        HL_REQUIRE(b);
+        if (!c) continue;
+        compared++;
+        HL_CHECK_NEAR(b->input_per_mtok, c->input_per_mtok, 0);
+        HL_CHECK_NEAR(b->output_per_mtok, c->output_per_mtok, 0);
+        HL_CHECK_NEAR(b->cached_input_per_mtok, c->cached_input_per_mtok, 0);
+    }
+    HL_CHECK(compared >= 4);
+    const hl_price *g = hl_pricing_builtin("gpt-4o", NULL);
+    HL_CHECK_NEAR(g->input_per_mtok, 2.50, 0);
+    HL_CHECK_NEAR(g->output_per_mtok, 10.0, 0);
+    /* advise prices through the same table */
+    HL_CHECK(hl_advise_price(NULL, "gpt-4o", NULL) == g);
+    hl_config_free(cfg);
 }
 
 typedef struct matrix_case {

@@ -69,7 +69,7 @@ HL_TEST(advise_defaults_to_the_brief_scenario) {
 
 HL_TEST(advise_from_flags) {
     outcome o = cli((const char *[]){"advise", "--tokens-per-month", "10M", "--input-share", "0.7", "--cloud-model",
-                                     "gpt-4o", "--hardware-usd", "550", "--amortize-months", "36", "--power-usd-month",
+                                     "gpt-4o-2024-05-13", "--hardware-usd", "550", "--amortize-months", "36", "--power-usd-month",
                                      "10", "--privacy", "no", "--accuracy", "classification", NULL});
     HL_CHECK_INT_EQ(o.rc, 0);
     HL_CHECK(strstr(o.out, "cloud per month          $80.00") != NULL);
@@ -86,7 +86,7 @@ HL_TEST(advise_from_flags) {
 }
 
 HL_TEST(advise_json) {
-    outcome o = cli((const char *[]){"advise", "--json", "--cloud-model", "gpt-4o", NULL});
+    outcome o = cli((const char *[]){"advise", "--json", "--cloud-model", "gpt-4o-2024-05-13", NULL});
     HL_CHECK_INT_EQ(o.rc, 0);
     json_t *j = json_loads(o.out, 0, NULL);
     HL_REQUIRE(j);
@@ -253,7 +253,7 @@ HL_TEST(simulate_a_policy_file) {
     outcome o = cli((const char *[]){"simulate", "--policy", path, "--latency", "gpt=1000-1000", NULL});
     HL_CHECK_INT_EQ(o.rc, 0);
     HL_CHECK(strstr(o.out, path + 5) != NULL); /* the column is the file's name */
-    HL_CHECK(strstr(o.out, "gpt (gpt-4o): cloud, $5.00/$15.00 per 1M (built-in), 1000-1000 ms") != NULL);
+    HL_CHECK(strstr(o.out, "gpt (gpt-4o): cloud, $2.50/$10.00 per 1M (built-in), 1000-1000 ms") != NULL);
     release(&o);
     unlink(path);
 }

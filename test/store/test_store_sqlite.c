@@ -148,23 +148,23 @@ HL_TEST(migrations_from_an_empty_file_and_reopen) {
     char err[512];
     hl_store *s = NULL;
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
-    HL_CHECK_INT_EQ(hl_store_schema_version(s), 6);
+    HL_CHECK_INT_EQ(hl_store_schema_version(s), 8);
     HL_CHECK_INT_EQ(count(s), 0);
     hl_store_close(s);
-    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 6);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 8);
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM sqlite_master WHERE name IN "
                                   "('inferences', 'journal_state', 'ledger', 'inferences_ts',"
                                   " 'inferences_source_ts', 'inferences_backend_ts',"
-                                  " 'inferences_tenant_ts', 'cloud_spend', 'inferences_cloud_spend')"), 9);
+                                  " 'inferences_tenant_ts', 'cloud_spend', 'inferences_cloud_spend', 'rollups')"), 10);
     /* Every ledger field is a column. */
-    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM pragma_table_info('inferences')"), 36);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM pragma_table_info('inferences')"), 37);
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
 
     /* Reopening applies nothing again. */
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
-    HL_CHECK_INT_EQ(hl_store_schema_version(s), 6);
+    HL_CHECK_INT_EQ(hl_store_schema_version(s), 8);
     hl_store_close(s);
-    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 6);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 8);
 
     /* A store written by a newer hybridllm is refused, not downgraded. */
     HL_CHECK_INT_EQ(sql_int(p.db, "INSERT INTO schema_version VALUES (99, 'future')"), 0);
@@ -275,6 +275,7 @@ HL_TEST(every_field_round_trips) {
     r.confidence_margin = 0.5;
     r.confidence_min = 0.125;
     r.eval_run = "ev_7";
+    r.replica = "http://127.0.0.1:8001/v1";
     hl_buf b;
     hl_buf_init(&b, 0);
     HL_REQUIRE(hl_ledger_format(&r, &b) == HL_OK);
@@ -296,7 +297,8 @@ HL_TEST(every_field_round_trips) {
         " AND http_status = 529 AND error = 'overloaded ' || char(233) || char(10)"
         " AND shadow = 1 AND score = 0.625 AND score_method = 'rouge_l' AND agree = 1"
         " AND reference = 'served' AND ref_output_tokens = 41 AND confidence_margin = 0.5"
-        " AND confidence_min = 0.125 AND eval_run = 'ev_7'"), 1);
+        " AND confidence_min = 0.125 AND eval_run = 'ev_7'"
+        " AND replica = 'http://127.0.0.1:8001/v1'"), 1);
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM ledger WHERE timestamp = '2024-05-01T12:34:56.500Z'"), 1);
     paths_cleanup(&p);
 }

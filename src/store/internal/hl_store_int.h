@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "hl_rollup.h"
 #include "hl_store.h"
 
 /* One ledger line, parsed. Strings are borrowed from the parsed line; NULL means null. */
@@ -48,6 +49,7 @@ typedef struct hl_store_record {
     const char *reference;
     long long ref_output_tokens;
     const char *eval_run;
+    const char *replica;      /* the replica's URL (hl_ledger.h "Replicas"); NULL */
 } hl_store_record;
 
 typedef enum hl_store_insert_result {
@@ -64,6 +66,40 @@ typedef struct hl_store_journal_state {
     long long head_len;       /* bytes hashed at the start of the file (<= HEAD_MAX) */
     uint64_t head_hash;       /* FNV-1a of those bytes: tells a replaced file from a grown one */
 } hl_store_journal_state;
+
+/* One cell of the rollups being built (hl_rollup.h), owned by the aggregator in hl_rollup.c.
+ * Strings are never NULL ("" for none); status is "ok", "error", "cancelled", "escalated" or
+ * "other". Histograms are entry lists (hl_rollup.h), ascending by bucket. */
+typedef struct hl_rollup_cell {
+    long long hour;
+    const char *source, *backend, *model, *route_reason, *tenant, *key_name, *task_type, *status;
+    unsigned flags, firsts;
+    long long attempts, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, plain_input_tokens;
+    double cost_usd;
+    long long unpriced, scored, agreed;
+    double score_sum, latency_sum_ms;
+    uint64_t *lat, *ttft;
+    size_t lat_n, lat_cap, ttft_n, ttft_cap;
+} hl_rollup_cell;
+
+/* An earlier attempt's varying dimensions (NULL: none), for hl_rollup_firsts. */
+typedef struct hl_rollup_dims {
+    const char *source, *backend, *model, *route_reason;
+} hl_rollup_dims;
+typedef void (*hl_store_prior_fn)(void *ctx, const hl_rollup_dims *d);
+/* Receives one stored record (strings borrowed until it returns). */
+typedef hl_err (*hl_store_record_fn)(void *ctx, const hl_store_record *r);
+
+/* The firsts mask of a line with dimensions self whose request has the earlier attempts
+ * e[0..n) (hl_rollup.h: bit V set when none of them agrees with self on all of V). */
+unsigned hl_rollup_firsts(const hl_rollup_dims *self, const hl_rollup_dims *e, size_t n);
+/* Adds the rollups of the records of a batch that were inserted (res[i] INSERTED), in the
+ * open transaction. */
+hl_err hl_rollup_index_batch(hl_store *s, const hl_store_record *r, const hl_store_insert_result *res, size_t n);
+/* Builds the rollups of every stored record (migration 7), in the open transaction. */
+hl_err hl_rollup_backfill(hl_store *s);
+/* Merges two encoded histograms (entry lists) into out (capacity na + nb); returns its length. */
+size_t hl_hist_merge(const uint64_t *a, size_t na, const uint64_t *b, size_t nb, uint64_t *out);
 
 typedef struct hl_store_ops {
     const char *name;
@@ -82,8 +118,18 @@ typedef struct hl_store_ops {
     hl_err (*save_state)(hl_store *s, const char *journal, const hl_store_journal_state *st);
     hl_err (*commit)(hl_store *s);
     void (*rollback)(hl_store *s);
-    hl_err (*scan)(hl_store *s, hl_store_group g, long long from_ms, long long to_ms,
-                   hl_store_row_fn fn, void *ctx);
+    /* The records of q (hl_store_scan_query), every dimension set. */
+    hl_err (*scan)(hl_store *s, const hl_store_query *q, hl_store_row_fn fn, void *ctx);
+    /* Rollups (hl_rollup.h). prior: calls fn with every attempt of request_id below attempt.
+     * each_record: every stored record, ordered by (request_id, attempt). rollup_merge: adds
+     * cells c[0..n) (distinct keys) to the rollups, in the open transaction. */
+    hl_err (*prior)(hl_store *s, const char *request_id, long long attempt, hl_store_prior_fn fn, void *ctx);
+    hl_err (*each_record)(hl_store *s, hl_store_record_fn fn, void *ctx);
+    /* rollup_merge: into rollups_day when day (c's hours are days' first hours). */
+    hl_err (*rollup_merge)(hl_store *s, bool day, const hl_rollup_cell *c, size_t n);
+    /* day: table rollups_day (cells per UTC day), else rollups (per hour). */
+    hl_err (*rollup_scan)(hl_store *s, bool day, long long from_hour, long long to_hour, const hl_store_filter *f,
+                          hl_rollup_row_fn fn, void *ctx);
     hl_err (*count)(hl_store *s, unsigned long long *out);
     /* Cloud spend per tenant since day and since month_day (UTC days since 1970). */
     hl_err (*cloud_spend)(hl_store *s, long long day, long long month_day, hl_store_spend_fn fn, void *ctx);
