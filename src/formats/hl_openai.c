@@ -643,7 +643,7 @@ static void parse_usage(const json_t *u, hl_usage *out) {
     out->reasoning_tokens = get_long(json_object_get(u, "completion_tokens_details"), "reasoning_tokens");
 }
 
-static hl_finish parse_finish(const char *s) {
+hl_finish hl_openai_parse_finish(const char *s) {
     if (!s) return HL_FINISH_NONE;
     if (!strcmp(s, "stop")) return HL_FINISH_STOP;
     if (!strcmp(s, "length")) return HL_FINISH_LENGTH;
@@ -652,7 +652,7 @@ static hl_finish parse_finish(const char *s) {
     return HL_FINISH_STOP;
 }
 
-hl_err hl_openai_parse_upstream_response(const char *body, size_t len, hl_chat_response *resp) {
+hl_err hl_openai_parse_upstream_full(const char *body, size_t len, hl_chat_response *resp) {
     json_t *root = json_loadb(body, len, 0, NULL);
     hl_err rc = HL_ERR_PARSE;
     if (!json_is_object(root)) goto out;
@@ -678,7 +678,7 @@ hl_err hl_openai_parse_upstream_response(const char *body, size_t len, hl_chat_r
         resp->tool_calls = tmp.tool_calls;
         resp->n_tool_calls = tmp.n_tool_calls;
     }
-    resp->finish = parse_finish(json_string_value(json_object_get(choice, "finish_reason")));
+    resp->finish = hl_openai_parse_finish(json_string_value(json_object_get(choice, "finish_reason")));
     const json_t *lp = json_object_get(choice, "logprobs");
     if (json_is_object(lp) && !msg) {
         json_t *content_lp = hl_openai_logprobs_from_completion(lp);
@@ -692,6 +692,12 @@ hl_err hl_openai_parse_upstream_response(const char *body, size_t len, hl_chat_r
 out:
     json_decref(root);
     return rc;
+}
+
+/* The common reply in one pass (hl_openai_reply.c); anything else through jansson. */
+hl_err hl_openai_parse_upstream_response(const char *body, size_t len, hl_chat_response *resp) {
+    hl_err e = hl_openai_reply_fast(body, len, resp);
+    return e == HL_ERR_UNSUPPORTED ? hl_openai_parse_upstream_full(body, len, resp) : e;
 }
 
 int hl_openai_decode_stream_event(bool *started, const hl_sse_event *sse, hl_stream_sink sink,
@@ -769,7 +775,7 @@ int hl_openai_decode_stream_event(bool *started, const hl_sse_event *sse, hl_str
         if (fr) {
             memset(&ev, 0, sizeof ev);
             ev.type = HL_EV_FINISH;
-            ev.finish = parse_finish(fr);
+            ev.finish = hl_openai_parse_finish(fr);
             if ((rc = sink(ud, &ev))) goto out;
         }
     }

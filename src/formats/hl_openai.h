@@ -69,6 +69,14 @@ json_t *hl_openai_logprobs_from_completion(const json_t *lp);
 
 /* Parses an upstream chat.completion body (or a legacy text_completion one: choices[0].text). HL_ERR_PARSE when it is not one. */
 hl_err hl_openai_parse_upstream_response(const char *body, size_t len, hl_chat_response *resp);
+/* The same with jansson only; and the one-pass reader of the common case alone (no tool calls,
+ * no logprobs object, no \u escapes; hl_openai_reply.c), which fills resp only when it returns
+ * HL_OK and gives up with HL_ERR_UNSUPPORTED on anything else (also malformed input), leaving
+ * the verdict to the full parser. Both exposed for tests and the fuzz target. */
+hl_err hl_openai_parse_upstream_full(const char *body, size_t len, hl_chat_response *resp);
+hl_err hl_openai_reply_fast(const char *body, size_t len, hl_chat_response *resp);
+/* An OpenAI finish_reason (NULL: none) as hl_finish. */
+hl_finish hl_openai_parse_finish(const char *s);
 
 /* Decodes one SSE event of an upstream stream into zero or more hl_stream_event.
  * *started tracks whether HL_EV_START was emitted (init false). Returns 0, the sink's

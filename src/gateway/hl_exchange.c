@@ -213,9 +213,14 @@ static uint64_t rng_next(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
+/* Time-ordered, as a UUIDv7: 12 hex digits of the wall clock's milliseconds, then 12 random
+ * ones. The store's unique (request_id, attempt) index then grows at its end instead of
+ * dirtying a random page per insert (the indexer's CPU and page cache). */
 void hl_exchange_new_id(uint64_t *rng, char *out, size_t n) {
-    uint64_t a = rng_next(rng), b = rng_next(rng);
-    snprintf(out, n, "req_%016llx%08llx", (unsigned long long)a, (unsigned long long)(b >> 32));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    unsigned long long ms = (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+    snprintf(out, n, "req_%012llx%012llx", ms & 0xffffffffffffull, (unsigned long long)(rng_next(rng) >> 16));
 }
 
 /* The id the client sees in x-request-id: its own when it sent one. */

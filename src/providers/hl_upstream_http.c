@@ -57,7 +57,7 @@
 
 #define CONNECT_TIMEOUT_DEFAULT_MS 300000 /* curl's, when the caller gives none */
 #define IDLE_TIMEOUT_MS 30000
-#define IDLE_MAX 64                       /* idle connections per host */
+#define IDLE_MAX 256                      /* idle connections per host (per event loop) */
 #define ADDR_TTL_MS 60000                 /* curl's DNS cache lifetime */
 #define MAX_ADDRS 8
 #define RBUF_SIZE (16 * 1024)             /* grows to HL__UPSTREAM_HEAD_MAX for a huge head */

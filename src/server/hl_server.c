@@ -43,6 +43,7 @@
 
 #define HIGH_WATERMARK (1u << 20) /* queued response bytes before producers pause */
 #define LOW_WATERMARK (256u << 10)
+#define HOLD_MAX (64u << 10)      /* held stream bytes written at once past this */
 #define READ_CHUNK 65536
 #define ACCEPT_BATCH 64      /* accepts per poll wakeup, so one loop's clients do not starve */
 #define ACCEPT_PAUSE_MS 50   /* no descriptor left and nothing to shed: retry after this */
@@ -84,6 +85,12 @@ struct hl_conn {
     uint64_t progress_at;  /* loop time of the last sign of progress */
     uint64_t idle_since;   /* loop time the connection last became idle (for shedding) */
     void *data;            /* the hooks' per-request state */
+    hl_buf held;           /* streamed bytes not yet written: the head, until the first chunk
+                              goes out with it; later chunks, until the end of this loop turn
+                              (on_flush) or of the stream: one write for them all */
+    bool chunk_sent;       /* the streamed response's first chunk went out */
+    hl_conn *held_next;    /* in the worker's list of connections holding a head */
+    bool held_listed;
 };
 
 struct hl_worker {
@@ -105,6 +112,8 @@ struct hl_worker {
     void *data;
     time_t date_sec;
     char date[64];         /* "Date: ...\r\n" for date_sec */
+    uv_check_t flush;      /* after this turn's I/O: writes the heads still held */
+    hl_conn *held;         /* connections holding a head */
 };
 
 struct hl_server {
@@ -131,6 +140,7 @@ typedef struct write_req {
 
 static void conn_process(hl_conn *c);
 static void conn_close(hl_conn *c);
+static void on_flush(uv_check_t *h);
 
 /* ------------------------------------------------------------------ listening */
 
@@ -190,9 +200,16 @@ static void after_close(uv_handle_t *h) {
     if (c->next) c->next->prev = c->prev;
     w->n_conns--;
     atomic_fetch_sub(&w->s->n_open, 1);
+    if (c->held_listed)
+        for (hl_conn **p = &w->held; *p; p = &(*p)->held_next)
+            if (*p == c) {
+                *p = c->held_next;
+                break;
+            }
     hl_buf_release(&c->in);
     hl_buf_release(&c->head);
     hl_buf_release(&c->body);
+    hl_buf_release(&c->held);
     free(c);
     if (w->draining && w->n_conns == 0) uv_async_send(&w->wake);
 }
@@ -271,7 +288,7 @@ static void on_written(uv_write_t *req, int status) {
 
 /* Sends bufs: what the kernel takes now is written at once, the rest is copied into one
  * write request. */
-static hl_err conn_writev(hl_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
+static hl_err conn_writev_now(hl_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
     if (c->state == CONN_CLOSING) return HL_ERR_IO;
     size_t total = 0;
     for (unsigned i = 0; i < nbufs; i++) total += bufs[i].len;
@@ -310,6 +327,42 @@ static hl_err conn_writev(hl_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
     c->out_total += len;
     watch_writes(c);
     return HL_OK;
+}
+
+/* conn_writev_now, after the held head if there is one (nbufs <= 3): one write for both. */
+static hl_err conn_writev(hl_conn *c, const uv_buf_t *bufs, unsigned nbufs) {
+    if (!c->held.len) return conn_writev_now(c, bufs, nbufs);
+    uv_buf_t v[4] = {uv_buf_init(c->held.data, (unsigned)c->held.len)};
+    for (unsigned i = 0; i < nbufs && i < 3; i++) v[i + 1] = bufs[i];
+    hl_err e = conn_writev_now(c, v, (nbufs < 3 ? nbufs : 3) + 1);
+    hl_buf_reset(&c->held); /* what the kernel did not take was copied */
+    return e;
+}
+
+/* Lists c for on_flush (its held bytes go out at the end of this loop turn at the latest). */
+static void hold_until_flush(hl_conn *c) {
+    hl_worker *w = c->w;
+    if (!c->held_listed) {
+        c->held_listed = true;
+        c->held_next = w->held;
+        w->held = c;
+    }
+    if (!uv_is_active((uv_handle_t *)&w->flush)) uv_check_start(&w->flush, on_flush);
+}
+
+/* The end of a loop turn: held bytes go out (a head no chunk followed, later chunks). */
+static void on_flush(uv_check_t *h) {
+    hl_worker *w = h->data;
+    uv_check_stop(h);
+    hl_conn *c = w->held;
+    w->held = NULL;
+    while (c) {
+        hl_conn *next = c->held_next;
+        c->held_next = NULL;
+        c->held_listed = false;
+        if (c->held.len && c->state != CONN_CLOSING && conn_writev(c, NULL, 0) != HL_OK) conn_close(c);
+        c = next;
+    }
 }
 
 static hl_err conn_write(hl_conn *c, const char *data, size_t len) {
@@ -650,6 +703,7 @@ static void conn_open(hl_worker *w, int fd) {
     hl_buf_init(&c->in, w->s->cfg->max_header_bytes + w->s->cfg->max_body_bytes + READ_CHUNK);
     hl_buf_init(&c->head, w->s->cfg->max_header_bytes);
     hl_buf_init(&c->body, w->s->cfg->max_body_bytes);
+    hl_buf_init(&c->held, 0);
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;
@@ -775,28 +829,47 @@ hl_err hl_conn_stream_begin(hl_conn *c, int status, const char *headers, const c
     c->streaming = true;
     c->chunked_out = !c->http10;
     if (c->http10) c->keep_alive = false; /* close-delimited */
-    hl_buf b;
-    hl_buf_init(&b, 0);
-    hl_err e = write_head(c, &b, status, headers, content_type, -1);
-    if (!e) e = conn_write(c, b.data, b.len);
-    hl_buf_release(&b);
-    return e;
+    /* The head waits for the first chunk (one write, one segment for the client to wake
+     * up to), at most until the end of this loop turn. */
+    hl_buf_reset(&c->held);
+    hl_err e = write_head(c, &c->held, status, headers, content_type, -1);
+    if (e) {
+        hl_buf_reset(&c->held);
+        return e;
+    }
+    c->chunk_sent = false;
+    hold_until_flush(c);
+    return HL_OK;
 }
 
 hl_err hl_conn_stream_write(hl_conn *c, const char *data, size_t len) {
     if (c->state == CONN_CLOSING) return HL_ERR_IO;
     if (!len) return HL_OK;
-    if (!c->chunked_out) return conn_write(c, data, len);
     /* Frame and payload in one write so that one segment carries the chunk. */
     char frame[24];
-    int n = snprintf(frame, sizeof frame, "%zx\r\n", len);
-    uv_buf_t v[3] = {uv_buf_init(frame, (unsigned)n), uv_buf_init((char *)data, (unsigned)len),
-                     uv_buf_init((char *)"\r\n", 2)};
-    return conn_writev(c, v, 3);
+    int n = c->chunked_out ? snprintf(frame, sizeof frame, "%zx\r\n", len) : 0;
+    uv_buf_t v[3];
+    unsigned nv = 0;
+    if (n) v[nv++] = uv_buf_init(frame, (unsigned)n);
+    v[nv++] = uv_buf_init((char *)data, (unsigned)len);
+    if (c->chunked_out) v[nv++] = uv_buf_init((char *)"\r\n", 2);
+    if (!c->chunk_sent) { /* the first at once, with the head */
+        c->chunk_sent = true;
+        return conn_writev(c, v, nv);
+    }
+    /* Later ones wait for the end of this loop turn, or of the stream, and go out together. */
+    for (unsigned i = 0; i < nv; i++) HL_TRY(hl_buf_append(&c->held, v[i].base, v[i].len));
+    if (c->held.len >= HOLD_MAX) return conn_writev(c, NULL, 0);
+    hold_until_flush(c);
+    return HL_OK;
 }
 
 void hl_conn_stream_end(hl_conn *c) {
     if (c->state == CONN_CLOSING) return;
+    if (c->held.len && !c->chunked_out && conn_writev(c, NULL, 0) != HL_OK) {
+        conn_close(c);
+        return;
+    }
     if (c->chunked_out && conn_write(c, "0\r\n\r\n", 5) != HL_OK) {
         conn_close(c);
         return;
@@ -804,7 +877,7 @@ void hl_conn_stream_end(hl_conn *c) {
     request_done(c);
 }
 
-bool hl_conn_congested(const hl_conn *c) { return c->pending > HIGH_WATERMARK; }
+bool hl_conn_congested(const hl_conn *c) { return c->pending + c->held.len > HIGH_WATERMARK; }
 
 hl_worker *hl_conn_worker(hl_conn *c) { return c->w; }
 void hl_conn_set_data(hl_conn *c, void *data) { c->data = data; }
@@ -943,6 +1016,9 @@ hl_err hl_server_init(hl_server **out, const hl_config *cfg, const hl_server_hoo
         w->wake.data = w;
         uv_timer_init(&w->loop, &w->drain_timer);
         w->drain_timer.data = w;
+        uv_check_init(&w->loop, &w->flush);
+        uv_unref((uv_handle_t *)&w->flush);
+        w->flush.data = w;
         uv_timer_init(&w->loop, &w->accept_timer);
         w->accept_timer.data = w;
         int rc = uv_poll_init_socket(&w->loop, &w->listener, w->fd);

@@ -396,8 +396,8 @@ static hl_err sq_open(hl_store *s, const char *location, char *errbuf, size_t er
         return HL_ERR_UNSUPPORTED;
     }
     doing = "setting pragmas";
-    if ((rc = exec(q->db, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;"
-                          "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 268435456")))
+    if ((rc = exec(q->db, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;"
+                          "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0")))
         goto fail;
     doing = "registering functions";
     if ((rc = sqlite3_create_function(q->db, "hl_hist_add", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, hist_add_fn,

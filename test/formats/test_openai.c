@@ -194,4 +194,67 @@ HL_TEST(no_usage_chunk_without_include_usage) {
     hl_buf_release(&b);
 }
 
+/* The one-pass reader of the common reply (hl_openai_reply.c): same fields as jansson's parse. */
+HL_TEST(reply_fast_path_reads_the_common_reply) {
+    const char *body =
+        "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1700000000,\"model\":\"m-1\","
+        "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"a\\nb \\\"q\\\" \xc3\xa9\","
+        "\"tool_calls\":null},\"logprobs\":null,\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":14,"
+        "\"completion_tokens\":3,\"prompt_tokens_details\":{\"cached_tokens\":4},"
+        "\"completion_tokens_details\":{\"reasoning_tokens\":2}},\"extra\":[1,-2.5e3,true,{\"a\":[]}]}";
+    hl_chat_response fast = {0}, full = {0};
+    HL_CHECK_INT_EQ(hl_openai_reply_fast(body, strlen(body), &fast), HL_OK);
+    HL_CHECK_INT_EQ(hl_openai_parse_upstream_full(body, strlen(body), &full), HL_OK);
+    HL_CHECK_STR_EQ(fast.id, "chatcmpl-1");
+    HL_CHECK_STR_EQ(fast.model, "m-1");
+    HL_CHECK_STR_EQ(fast.text, "a\nb \"q\" \xc3\xa9");
+    HL_CHECK_STR_EQ(fast.text, full.text);
+    HL_CHECK_INT_EQ(fast.created, 1700000000);
+    HL_CHECK_INT_EQ(fast.finish, HL_FINISH_LENGTH);
+    HL_CHECK(fast.usage.known);
+    HL_CHECK_INT_EQ(fast.usage.input_tokens, 14);
+    HL_CHECK_INT_EQ(fast.usage.output_tokens, 3);
+    HL_CHECK_INT_EQ(fast.usage.cached_input_tokens, 4);
+    HL_CHECK_INT_EQ(fast.usage.reasoning_tokens, 2);
+    HL_CHECK(memcmp(&fast.usage, &full.usage, sizeof fast.usage) == 0);
+    hl_chat_response_release(&fast);
+    hl_chat_response_release(&full);
+}
+
+/* What the fast reader does not take it leaves to jansson, which decides as before. */
+HL_TEST(reply_fast_path_gives_up_on_the_rest) {
+    static const char *const bodies[] = {
+        "{\"choices\":[{\"message\":{\"content\":null,\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\","
+        "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},\"finish_reason\":\"tool_calls\"}]}",
+        "{\"choices\":[{\"message\":{\"content\":\"\\u00e9\"}}]}",             /* \u escape */
+        "{\"id\":\"a\",\"id\":\"b\",\"choices\":[{\"message\":{\"content\":\"x\"}}]}", /* jansson keeps b */
+        "{\"choices\":[{\"text\":\"legacy\",\"finish_reason\":\"stop\"}]}",          /* a text completion */
+        "{\"choices\":[{\"message\":{\"content\":\"x\"},\"logprobs\":{\"content\":[]}}]}",
+        "{\"choices\":[{\"message\":{\"content\":\"x\"}}]} trailing",              /* malformed */
+        "{\"choices\":[]}",
+        "[]",
+        "",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        hl_chat_response r = {0};
+        HL_CHECK_INT_EQ(hl_openai_reply_fast(bodies[i], strlen(bodies[i]), &r), HL_ERR_UNSUPPORTED);
+        HL_CHECK(r.id == NULL && r.text == NULL);
+    }
+    hl_chat_response r = {0};
+    HL_CHECK_INT_EQ(hl_openai_parse_upstream_response(bodies[0], strlen(bodies[0]), &r), HL_OK);
+    HL_CHECK_INT_EQ(r.n_tool_calls, 1);
+    HL_CHECK_STR_EQ(r.tool_calls[0].name, "f");
+    hl_chat_response_release(&r);
+    HL_CHECK_INT_EQ(hl_openai_parse_upstream_response(bodies[1], strlen(bodies[1]), &r), HL_OK);
+    HL_CHECK_STR_EQ(r.text, "\xc3\xa9");
+    hl_chat_response_release(&r);
+    memset(&r, 0, sizeof r);
+    HL_CHECK_INT_EQ(hl_openai_parse_upstream_response(bodies[2], strlen(bodies[2]), &r), HL_OK);
+    HL_CHECK_STR_EQ(r.id, "b");
+    hl_chat_response_release(&r);
+    memset(&r, 0, sizeof r);
+    HL_CHECK_INT_EQ(hl_openai_parse_upstream_response(bodies[5], strlen(bodies[5]), &r), HL_ERR_PARSE);
+    hl_chat_response_release(&r);
+}
+
 HL_TEST_MAIN()
