@@ -902,12 +902,48 @@ static hl_err pg_rollup_merge(hl_store *s, bool day, const hl_rollup_cell *c, si
                 PGRES_COMMAND_OK, "adding to the rollups");
 }
 
-/* Parses a bigint[] text ("{1,2}") into q's words from offset at; sets *n. */
-static hl_err parse_hist(uint64_t **words, size_t *cap, const char *t, size_t at, size_t *n) {
+/* Binary results (PostgreSQL's send formats, big-endian): a rollup scan reads a few hundred
+ * thousand cells of 25 columns, and the server's text output of them, bigint[] above all,
+ * cost more than the scan itself. */
+static uint64_t be64(const char *p) {
+    const unsigned char *u = (const unsigned char *)p;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | u[i];
+    return v;
+}
+
+static uint32_t be32(const char *p) {
+    const unsigned char *u = (const unsigned char *)p;
+    return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+}
+
+static long long bin_int(const PGresult *r, int row, int col) {
+    const char *v = PQgetvalue(r, row, col);
+    return PQgetlength(r, row, col) == 8 ? (long long)be64(v) : PQgetlength(r, row, col) == 4 ? (int32_t)be32(v) : 0;
+}
+
+static double bin_double(const PGresult *r, int row, int col) {
+    if (PQgetlength(r, row, col) != 8) return 0;
+    uint64_t u = be64(PQgetvalue(r, row, col));
+    double d;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
+
+/* Reads a bigint[] in binary (ndim, has-nulls, element type, then per dimension its size and
+ * lower bound, then per element its length and value) into words from offset at; sets *n.
+ * NULL, empty or anything but one dimension of non-null 8-byte values: HL_ERR_IO. */
+static hl_err parse_hist(uint64_t **words, size_t *cap, const PGresult *r, int row, int col, size_t at, size_t *n) {
     *n = 0;
-    if (!t || *t != '{') return HL_OK;
-    size_t count = 1;
-    for (const char *p = t; *p; p++) count += *p == ',';
+    if (PQgetisnull(r, row, col)) return HL_OK;
+    const char *p = PQgetvalue(r, row, col);
+    size_t len = (size_t)PQgetlength(r, row, col);
+    if (len < 12) return HL_ERR_IO;
+    uint32_t ndim = be32(p);
+    if (ndim == 0) return HL_OK;
+    if (ndim != 1 || len < 20) return HL_ERR_IO;
+    size_t count = be32(p + 12);
+    if (len != 20 + count * 12) return HL_ERR_IO;
     if (at + count > *cap) {
         size_t c = (at + count) * 2;
         uint64_t *w = realloc(*words, c * sizeof *w);
@@ -915,13 +951,12 @@ static hl_err parse_hist(uint64_t **words, size_t *cap, const char *t, size_t at
         *words = w;
         *cap = c;
     }
-    const char *p = t + 1;
-    while (*p && *p != '}') {
-        char *end;
-        (*words)[at + (*n)++] = strtoull(p, &end, 10);
-        if (end == p) break;
-        p = *end == ',' ? end + 1 : end;
+    for (size_t k = 0; k < count; k++) {
+        const char *e = p + 20 + k * 12;
+        if (be32(e) != 8) return HL_ERR_IO;
+        (*words)[at + k] = be64(e + 4);
     }
+    *n = count;
     return HL_OK;
 }
 
@@ -950,7 +985,7 @@ static hl_err pg_rollup_scan(hl_store *s, bool day, long long from_hour, long lo
     uint64_t *words = NULL;
     size_t cap = 0;
     while (!e) {
-        r = PQexec(q->c, fetch_sql);
+        r = PQexecParams(q->c, fetch_sql, 0, NULL, NULL, NULL, NULL, 1);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             e = fail(s, "reading the rollups", r);
             PQclear(r);
@@ -959,8 +994,8 @@ static hl_err pg_rollup_scan(hl_store *s, bool day, long long from_hour, long lo
         int rows = PQntuples(r);
         for (int k = 0; k < rows && !e; k++) {
             hl_rollup_row w;
-            w.hour = strtoll(PQgetvalue(r, k, 0), NULL, 10);
-            w.source = none_null(PQgetvalue(r, k, 1));
+            w.hour = bin_int(r, k, 0);
+            w.source = none_null(PQgetvalue(r, k, 1)); /* libpq ends every value with a NUL */
             w.backend = none_null(PQgetvalue(r, k, 2));
             w.model = none_null(PQgetvalue(r, k, 3));
             w.route_reason = none_null(PQgetvalue(r, k, 4));
@@ -968,23 +1003,25 @@ static hl_err pg_rollup_scan(hl_store *s, bool day, long long from_hour, long lo
             w.key_name = none_null(PQgetvalue(r, k, 6));
             w.task_type = none_null(PQgetvalue(r, k, 7));
             w.status = hl_store_status_parse(PQgetvalue(r, k, 8));
-            w.flags = (unsigned)strtoul(PQgetvalue(r, k, 9), NULL, 10);
-            w.firsts = (unsigned)strtoul(PQgetvalue(r, k, 10), NULL, 10);
-            w.attempts = strtoll(PQgetvalue(r, k, 11), NULL, 10);
-            w.input_tokens = strtoll(PQgetvalue(r, k, 12), NULL, 10);
-            w.output_tokens = strtoll(PQgetvalue(r, k, 13), NULL, 10);
-            w.cached_input_tokens = strtoll(PQgetvalue(r, k, 14), NULL, 10);
-            w.cache_write_tokens = strtoll(PQgetvalue(r, k, 15), NULL, 10);
-            w.plain_input_tokens = strtoll(PQgetvalue(r, k, 16), NULL, 10);
-            w.cost_usd = strtod(PQgetvalue(r, k, 17), NULL);
-            w.unpriced = strtoll(PQgetvalue(r, k, 18), NULL, 10);
-            w.scored = strtoll(PQgetvalue(r, k, 19), NULL, 10);
-            w.agreed = strtoll(PQgetvalue(r, k, 20), NULL, 10);
-            w.score_sum = strtod(PQgetvalue(r, k, 21), NULL);
-            w.latency_sum_ms = strtod(PQgetvalue(r, k, 22), NULL);
-            if ((e = parse_hist(&words, &cap, val_or_null(r, k, 23), 0, &w.latency_n)) ||
-                (e = parse_hist(&words, &cap, val_or_null(r, k, 24), w.latency_n, &w.ttft_n)))
+            w.flags = (unsigned)bin_int(r, k, 9);
+            w.firsts = (unsigned)bin_int(r, k, 10);
+            w.attempts = bin_int(r, k, 11);
+            w.input_tokens = bin_int(r, k, 12);
+            w.output_tokens = bin_int(r, k, 13);
+            w.cached_input_tokens = bin_int(r, k, 14);
+            w.cache_write_tokens = bin_int(r, k, 15);
+            w.plain_input_tokens = bin_int(r, k, 16);
+            w.cost_usd = bin_double(r, k, 17);
+            w.unpriced = bin_int(r, k, 18);
+            w.scored = bin_int(r, k, 19);
+            w.agreed = bin_int(r, k, 20);
+            w.score_sum = bin_double(r, k, 21);
+            w.latency_sum_ms = bin_double(r, k, 22);
+            if ((e = parse_hist(&words, &cap, r, k, 23, 0, &w.latency_n)) ||
+                (e = parse_hist(&words, &cap, r, k, 24, w.latency_n, &w.ttft_n))) {
+                if (e == HL_ERR_IO) hl_store_set_error(s, "%s: a rollup histogram is not a bigint[]", q->where);
                 break;
+            }
             w.latency_hist = words;
             w.ttft_hist = words + w.latency_n;
             e = fn(ctx, &w);
