@@ -194,7 +194,8 @@ static const hl_sim_task_profile *default_profile(const char *task) {
  * request still waiting for one. */
 typedef struct id_num {
     char *id;                 /* owned */
-    double conf;
+    double conf, margin, min; /* as in hl_sim_request */
+    bool signals;
     size_t idx;
 } id_num;
 
@@ -203,7 +204,14 @@ typedef struct id_list {
     size_t n, cap;
 } id_list;
 
-static hl_err id_list_push(id_list *l, const char *id, double conf, size_t idx) {
+/* The confidence signal sig of q, as the gateway's escalation reads it (the geometric mean
+ * when q does not have the others). */
+static double signal_of(const hl_sim_request *q, hl_conf_signal sig) {
+    if (!q->signals || sig == HL_SIGNAL_GEOMEAN) return q->confidence;
+    return sig == HL_SIGNAL_MARGIN ? q->margin : q->min;
+}
+
+static hl_err id_list_push(id_list *l, const char *id, const hl_sim_request *q, size_t idx) {
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 256;
         id_num *v = realloc(l->v, cap * sizeof *v);
@@ -213,7 +221,7 @@ static hl_err id_list_push(id_list *l, const char *id, double conf, size_t idx) 
     }
     char *copy = strdup(id);
     if (!copy) return HL_ERR_NOMEM;
-    l->v[l->n++] = (id_num){copy, conf, idx};
+    l->v[l->n++] = (id_num){copy, q->confidence, q->margin, q->min, q->signals, idx};
     return HL_OK;
 }
 
@@ -255,14 +263,14 @@ static hl_err ledger_line(void *ud, const hl_ledger_entry *e, size_t line_no) {
     }
     if (l->shadow || l->eval_run) return HL_OK; /* answered no client of the gateway */
     const char *status = l->status ? l->status : "ok";
-    if (!strcmp(status, "escalated") && l->confidence >= 0)
-        return id_list_push(&c->escalated, l->request_id, l->confidence, 0);
-    if (strcmp(status, "ok") != 0) return HL_OK;
     hl_sim_request q = {.sensitive = l->sensitive, .input_tokens = l->usage.input_tokens,
-                        .output_tokens = l->usage.output_tokens, .confidence = l->confidence};
+                        .output_tokens = l->usage.output_tokens, .confidence = l->confidence,
+                        .signals = l->signals, .margin = l->confidence_margin, .min = l->confidence_min};
+    if (!strcmp(status, "escalated") && l->confidence >= 0) return id_list_push(&c->escalated, l->request_id, &q, 0);
+    if (strcmp(status, "ok") != 0) return HL_OK;
     hl_err rc = intern_task(c->w, l->task_type, &q.task);
     if (!rc && q.confidence > 1) q.confidence = 1;
-    if (!rc && q.confidence < 0) rc = id_list_push(&c->waiting, l->request_id, 0, c->w->n);
+    if (!rc && q.confidence < 0) rc = id_list_push(&c->waiting, l->request_id, &q, c->w->n);
     return rc ? rc : push(c->w, &q);
 }
 
@@ -279,6 +287,9 @@ static void resolve_confidences(ledger_ctx *c, uint64_t seed) {
         while (j < es->n && (d = strcmp(es->v[j].id, wt->v[i].id)) < 0) j++;
         if (j < es->n && d == 0) {
             q->confidence = es->v[j].conf > 1 ? 1 : es->v[j].conf;
+            q->signals = es->v[j].signals;
+            q->margin = es->v[j].margin;
+            q->min = es->v[j].min;
         } else {
             const hl_sim_task_profile *p = default_profile(q->task >= 0 ? c->w->tasks[q->task] : NULL);
             q->confidence = draw_confidence(req_hash(seed, wt->v[i].idx), p->conf_mean, p->conf_sd);
@@ -467,7 +478,7 @@ hl_err hl_sim_run(const hl_sim_workload *w, const hl_sim_policy *p, const hl_sim
             first = (int)(route.candidates[0] - bs.v);
             /* As the gateway: a local answer is judged when the rule escalates. */
             if (route.escalate_below > 0 && route.n_escalate > 0 && sb[first].judged &&
-                q->confidence < route.escalate_below)
+                signal_of(q, route.escalate_signal) < route.escalate_below)
                 esc = (int)(route.escalate[0] - bs.v);
         }
         double ms = 0;

@@ -39,7 +39,11 @@ typedef struct hl_sim_request {
     int task;                 /* index into hl_sim_workload.tasks; -1: no task type declared */
     bool sensitive;           /* regulated or PII-bearing */
     long input_tokens, output_tokens;
-    double confidence;        /* a local answer's confidence, in [0, 1] */
+    double confidence;        /* a local answer's confidence (geometric mean), in [0, 1] */
+    bool signals;             /* margin and min are known (a ledger line that has them); when
+                                 not, a rule escalating on either reads `confidence` instead */
+    double margin, min;       /* its first-token margin and least token probability (hl_ledger.h
+                                 "Quality") */
 } hl_sim_request;
 
 typedef struct hl_sim_workload {

@@ -274,6 +274,42 @@ HL_TEST(escalation_follows_the_threshold) {
     hl_config_free(cfg);
 }
 
+/* A rule that escalates on the first-token margin (or the least token probability) reads
+ * that signal, as the gateway does; a request without the signals reads its geometric mean. */
+HL_TEST(escalation_reads_the_rules_signal) {
+    static const char *const signals[] = {"geomean", "margin", "min"};
+    /* geomean 0.95 everywhere; margin and min low on the first two, known on all but the last */
+    static const struct {
+        bool signals;
+        double margin, min;
+    } reqs[] = {{true, 0.10, 0.90}, {true, 0.90, 0.05}, {true, 0.90, 0.90}, {false, 0, 0}};
+    static const int want[] = {0, 1, 1}; /* escalations per signal */
+    for (int k = 0; k < 3; k++) {
+        char yaml[512];
+        snprintf(yaml, sizeof yaml,
+                 "backends:\n"
+                 "  - {name: c, kind: openai, location: cloud, base_url: http://127.0.0.1:1/v1, model: gpt-4o}\n"
+                 "  - {name: l, kind: openai, location: local, base_url: http://127.0.0.1:1/v1, model: llama-3.1-8b}\n"
+                 "routes:\n"
+                 "  - {name: all, to: [l], escalate: {below: 0.5, signal: %s, to: [c]}}\n",
+                 signals[k]);
+        hl_config *cfg = parse(yaml);
+        hl_sim_workload w = {0};
+        w.v = calloc(8, sizeof *w.v);
+        HL_REQUIRE(w.v);
+        for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++)
+            w.v[w.n++] = (hl_sim_request){.task = -1, .input_tokens = 100, .output_tokens = 100, .confidence = 0.95,
+                                          .signals = reqs[i].signals, .margin = reqs[i].margin, .min = reqs[i].min};
+        w.month_factor = 1;
+        hl_sim_options o = default_options();
+        hl_sim_result r;
+        run(&w, signals[k], HL_SIM_ROUTER, cfg, &o, &r);
+        if (r.escalated != (size_t)want[k]) HL_FAIL_("signal %s: %zu escalated, want %d", signals[k], (size_t)r.escalated, want[k]);
+        hl_sim_workload_release(&w);
+        hl_config_free(cfg);
+    }
+}
+
 HL_TEST(unpriced_cloud_models_are_counted) {
     hl_config *cfg = parse("backends:\n"
                            "  - {name: c, kind: openai, location: cloud, base_url: http://127.0.0.1:1/v1, model: mystery-1}\n"
@@ -332,7 +368,7 @@ static const char fixture[] =
     "\"latency_ms\":850,\"cost_usd\":0.0066,\"request_id\":\"r2\",\"attempt\":1,\"status\":\"ok\",\"task_type\":\"code_generation\"}\n"
     "{\"timestamp\":\"2025-03-02T00:00:00.000Z\",\"source\":\"local\",\"input_tokens\":600,\"output_tokens\":200,"
     "\"latency_ms\":3600,\"cost_usd\":0.00005,\"request_id\":\"r3\",\"attempt\":1,\"status\":\"escalated\","
-    "\"task_type\":\"summarization\",\"confidence\":0.55}\n"
+    "\"task_type\":\"summarization\",\"confidence\":0.55,\"confidence_margin\":0.2,\"confidence_min\":0.05}\n"
     "{\"timestamp\":\"2025-03-02T00:00:04.000Z\",\"source\":\"cloud\",\"input_tokens\":600,\"output_tokens\":200,"
     "\"latency_ms\":900,\"cost_usd\":0.0048,\"request_id\":\"r3\",\"attempt\":2,\"status\":\"ok\",\"task_type\":\"summarization\"}\n"
     "{\"timestamp\":\"2025-03-02T06:00:00.000Z\",\"source\":\"cloud\",\"input_tokens\":0,\"output_tokens\":0,"
@@ -357,6 +393,10 @@ HL_TEST(ledger_replay) {
     HL_CHECK_INT_EQ(w.output_tokens, 800);
     HL_CHECK_INT_EQ(w.sensitive, 1);
     HL_CHECK_NEAR(w.v[2].confidence, 0.55, 0); /* r3, from its escalated line */
+    HL_CHECK(w.v[2].signals); /* and its other two signals */
+    HL_CHECK_NEAR(w.v[2].margin, 0.2, 0);
+    HL_CHECK_NEAR(w.v[2].min, 0.05, 0);
+    HL_CHECK(!w.v[4].signals);
     HL_CHECK_NEAR(w.v[4].confidence, 0.9, 0);
     hl_config *cfg = brief();
     hl_sim_options o = default_options();
