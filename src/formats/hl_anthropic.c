@@ -160,12 +160,15 @@ hl_err hl_anthropic_write_upstream_request(hl_buf *out, const hl_chat_request *r
     hl_buf_release(&sys);
     HL_TRY(e);
     HL_TRY(hl_buf_puts(out, ",\"messages\":["));
-    /* Consecutive turns of the same Anthropic role merge into one message. */
+    /* Consecutive turns of the same Anthropic role merge into one message; a turn with no
+     * block (empty text, no tool call) is left out, as the API refuses empty content: so the
+     * turns around it merge now, not on the next trip through a Messages parser. */
     const char *open_role = NULL;
     bool first_block = true;
     for (size_t i = 0; i < req->n_messages; i++) {
         const hl_message *m = &req->messages[i];
         if (m->role == HL_ROLE_SYSTEM) continue;
+        if (m->role != HL_ROLE_TOOL && !(m->text && m->text[0]) && !m->n_tool_calls) continue;
         const char *role = anthropic_role(m->role);
         if (!open_role || strcmp(open_role, role) != 0) {
             if (open_role) HL_TRY(hl_buf_puts(out, "]},"));
@@ -577,9 +580,9 @@ static hl_err parse_tools(const json_t *tools, hl_chat_request *req, hl_api_erro
             return hl_api_error_set(err, 400, HL_AE_INVALID_REQUEST, param, "unsupported_tool",
                                     "%s: server tools ('%.40s') are not supported by this gateway.", param, type);
         }
-        if (!name || !json_is_object(schema)) {
+        if (!name || !name[0] || !json_is_object(schema)) {
             json_decref(out);
-            return bad(err, param, "tools need 'name' and an object 'input_schema'");
+            return bad(err, param, "tools need a non-empty 'name' and an object 'input_schema'");
         }
         json_t *fn = json_pack("{s:s, s:O}", "name", name, "parameters", schema);
         const json_t *desc = json_object_get(t, "description");

@@ -32,8 +32,9 @@ static inline bool request_trip(int kind, const hl_chat_request *req, hl_buf *ou
  * it again gives the same bytes. Anthropic (when the request suits a Messages backend): when
  * the parser takes the body back, the bytes are a fixed point from the second trip on. The
  * Messages writer is allowed those two slacks because the fuzzer found degenerate requests
- * it renders in a form the API (and our parser) would refuse or normalize: a user turn with
- * empty content ("content":[]); a user turn of text followed by tool results (the results
+ * it renders in a form the API (and our parser) would refuse or normalize: a turn with no
+ * content is left out, so the turns around it merge into one message whose text blocks the
+ * parser joins on the next trip; a user turn of text followed by tool results (the results
  * come back first, as Messages wants them). Two more it found are refused at the door now:
  * system messages only (hl_anthropic_check_request) and an OpenAI function tool without a
  * name (the OpenAI parser). Their inputs are in the corpora (roundtrip-*). */
