@@ -197,6 +197,11 @@ static const char *const migrations[] = {
     "$$;\n",
     /* 8: as in hl_store_sqlite.c. */
     "ALTER TABLE inferences ADD COLUMN replica TEXT;\n",
+    /* 9: as in hl_store_sqlite.c, the indexes only: the trigger here runs once per statement
+     * (over its transition table), not once per row. */
+    "DROP INDEX inferences_source_ts;\n"
+    "DROP INDEX inferences_backend_ts;\n"
+    "DROP INDEX inferences_tenant_ts;\n",
 };
 #define ROLLUP_MIGRATION 7
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

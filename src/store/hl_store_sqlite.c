@@ -174,6 +174,15 @@ static const char *const migrations[] = {
     "CREATE TABLE rollups_day (\n" ROLLUP_COLUMNS ") WITHOUT ROWID;\n",
     /* 8: the replica an attempt went to (hl_ledger.h "Replicas"). */
     "ALTER TABLE inferences ADD COLUMN replica TEXT;\n",
+    /* 9: cheaper inserts (issue #17: the indexer was a third of the gateway's CPU). The
+     * (source|backend|tenant, ts) indexes go: reports read the rollups, and the row scan
+     * reads an id range NOT INDEXED, so nothing read them. The cloud_spend trigger goes:
+     * a row trigger makes SQLite open a statement journal for every insert; sq_insert
+     * now adds each batch's spend itself, in the same transaction. */
+    "DROP INDEX inferences_source_ts;\n"
+    "DROP INDEX inferences_backend_ts;\n"
+    "DROP INDEX inferences_tenant_ts;\n"
+    "DROP TRIGGER inferences_cloud_spend;\n",
 };
 #define ROLLUP_MIGRATION 7
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -186,7 +195,7 @@ typedef struct sq {
     sqlite3_stmt *begin, *commit, *rollback;
     sqlite3_stmt *insert, *lookup;
     sqlite3_stmt *load_state, *save_state;
-    sqlite3_stmt *count, *bounds, *spend;
+    sqlite3_stmt *count, *bounds, *spend, *spend_add;
     sqlite3_stmt *scan[256];   /* per `same` | `same_total` << 4; prepared on first use */
     sqlite3_stmt *prior, *merge[2], *rollup_scan[2]; /* prepared on first use; [1]: rollups_day */
     uint64_t *words;           /* decoded histograms of the rollup scan */
@@ -280,6 +289,7 @@ static hl_err migrate(hl_store *s, sq *q, char *errbuf, size_t errbuf_len) {
     if ((rc = prep(q->db, "SELECT coalesce(max(version), 0) FROM schema_version", &cur))) goto fail;
     if ((rc = sqlite3_step(cur)) != SQLITE_ROW) goto fail;
     int have = sqlite3_column_int(cur, 0);
+    sqlite3_reset(cur); /* a statement left running makes DROP fail ("table is locked") */
     rc = SQLITE_OK;
     if (have > N_MIGRATIONS) {
         exec(q->db, "ROLLBACK");
@@ -323,7 +333,8 @@ static void sq_close(hl_store *s) {
     sq *q = s->impl;
     if (!q) return;
     sqlite3_stmt *all[] = {q->begin, q->commit, q->rollback, q->insert, q->lookup,
-                           q->load_state, q->save_state, q->count, q->bounds, q->spend};
+                           q->load_state, q->save_state, q->count, q->bounds, q->spend,
+                           q->spend_add};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
     for (size_t i = 0; i < sizeof q->scan / sizeof q->scan[0]; i++) sqlite3_finalize(q->scan[i]);
     sqlite3_finalize(q->prior);
@@ -431,7 +442,10 @@ static hl_err sq_open(hl_store *s, const char *location, char *errbuf, size_t er
         (rc = prep(q->db, "SELECT count(*) FROM inferences", &q->count)) ||
         (rc = prep(q->db, "SELECT min(id), max(id) FROM inferences WHERE ts >= ?1 AND ts < ?2", &q->bounds)) ||
         (rc = prep(q->db, "SELECT tenant, total(cost_usd) FILTER (WHERE day >= ?1), total(cost_usd)"
-                          " FROM cloud_spend WHERE day >= ?2 GROUP BY tenant", &q->spend)))
+                          " FROM cloud_spend WHERE day >= ?2 GROUP BY tenant", &q->spend)) ||
+        (rc = prep(q->db, "INSERT INTO cloud_spend (tenant, day, cost_usd) VALUES (?1, ?2, ?3)"
+                          " ON CONFLICT (tenant, day) DO UPDATE SET cost_usd = cost_usd + excluded.cost_usd",
+                   &q->spend_add)))
         goto fail;
     return HL_OK;
 fail:
@@ -533,13 +547,50 @@ static hl_err sq_insert_one(hl_store *s, const hl_store_record *r, hl_store_inse
     return HL_OK;
 }
 
+/* The cloud spend of a batch's inserted records, per (tenant, UTC day): what migration 2's
+ * trigger added row by row (migration 9). */
+typedef struct spend_sum {
+    const char *tenant; /* borrowed from the batch; "" for none */
+    long long day;
+    double usd;
+} spend_sum;
+
+enum { SPEND_SUMS = 16 };
+
+static hl_err spend_apply(hl_store *s, spend_sum *v, size_t *n) {
+    sq *q = s->impl;
+    for (size_t i = 0; i < *n; i++) {
+        sqlite3_bind_text(q->spend_add, 1, v[i].tenant, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q->spend_add, 2, v[i].day);
+        sqlite3_bind_double(q->spend_add, 3, v[i].usd);
+        int rc = run(q->spend_add);
+        sqlite3_clear_bindings(q->spend_add);
+        if (rc) return fail(s, rc, "adding to cloud_spend");
+    }
+    *n = 0;
+    return HL_OK;
+}
+
 /* One statement per record: SQLite runs in-process, so a batch costs nothing to send. */
 static hl_err sq_insert(hl_store *s, const hl_store_record *r, size_t n, hl_store_insert_result *res) {
+    spend_sum v[SPEND_SUMS];
+    size_t nv = 0;
     for (size_t i = 0; i < n; i++) {
         hl_err e = sq_insert_one(s, &r[i], &res[i]);
         if (e) return e;
+        if (res[i] != HL_STORE_INSERTED || !r[i].cloud || !r[i].cost_known || !(r[i].cost_usd > 0)) continue;
+        const char *tenant = r[i].tenant ? r[i].tenant : "";
+        long long day = r[i].ts_ms / 86400000; /* as SQLite's integer division: toward zero */
+        size_t k = 0;
+        while (k < nv && (v[k].day != day || strcmp(v[k].tenant, tenant))) k++;
+        if (k == nv) {
+            if (nv == SPEND_SUMS && (e = spend_apply(s, v, &nv))) return e;
+            k = nv++;
+            v[k] = (spend_sum){.tenant = tenant, .day = day};
+        }
+        v[k].usd += r[i].cost_usd;
     }
-    return HL_OK;
+    return spend_apply(s, v, &nv);
 }
 
 static hl_err sq_load_state(hl_store *s, const char *journal, hl_store_journal_state *js, bool *found) {
@@ -589,8 +640,9 @@ static hl_err sq_count(hl_store *s, unsigned long long *out) {
 /* The condition that an earlier attempt j agrees with row i on one varying dimension (bit k
  * of a `same` set). Constant text: with the filters below, the only SQL not written out in
  * full. The unary + keeps these terms from being used to pick an index: the probe must go
- * through (request_id, attempt). Left free, the planner takes (source, ts) or (backend, ts)
- * and each probe scans a whole source: quadratic (minutes at 1M records). */
+ * through (request_id, attempt). Left free, the planner took (source, ts) or (backend, ts)
+ * while those indexes existed (before migration 9) and each probe scanned a whole source:
+ * quadratic (minutes at 1M records). */
 static const char *const same_sql[4] = {" AND +j.source IS i.source", " AND +j.backend IS i.backend",
                                         " AND +j.model IS i.model", " AND +j.route_reason IS i.route_reason"};
 

@@ -403,11 +403,17 @@ HL_TEST(migration_7_builds_the_rollups_of_existing_rows) {
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
     HL_REQUIRE(hl_store_index(s, p.journal, NULL) == HL_OK);
     hl_store_close(s);
-    /* Back to schema 6: without the rollups (7) and the replica column (8). */
+    /* Back to schema 6: without the rollups (7) and the replica column (8), with the indexes
+     * and the trigger 9 drops. */
     HL_REQUIRE(sql_exec(p.db, "DROP TABLE rollups; DROP TABLE rollups_day; ALTER TABLE inferences DROP COLUMN replica;"
+                              " CREATE INDEX inferences_source_ts ON inferences (source, ts);"
+                              " CREATE INDEX inferences_backend_ts ON inferences (backend, ts);"
+                              " CREATE INDEX inferences_tenant_ts ON inferences (tenant, ts);"
+                              " CREATE TRIGGER inferences_cloud_spend AFTER INSERT ON inferences"
+                              "  WHEN NEW.source = 'cloud' AND NEW.cost_usd > 0 BEGIN SELECT 1; END;"
                               " DELETE FROM schema_version WHERE version >= 7") == 0);
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
-    HL_CHECK_INT_EQ(hl_store_schema_version(s), 8);
+    HL_CHECK_INT_EQ(hl_store_schema_version(s), 9);
     mismatches = 0;
     compare_all(s);
     HL_CHECK_INT_EQ(mismatches, 0);
@@ -482,11 +488,15 @@ HL_TEST(rollups_give_the_rows_figures_on_postgresql) {
     hl_report_free(a);
     hl_report_free(b);
     hl_store_close(s);
-    /* Migrations 7 and 8 on a store at 6: the rollups come from the rows. */
+    /* Migrations 7 to 9 on a store at 6: the rollups come from the rows. */
     HL_REQUIRE(pg_exec(uri, "DROP TABLE rollups, rollups_day; DROP FUNCTION hybridllm_hist_add(bigint[], bigint[]);"
-                            " ALTER TABLE inferences DROP COLUMN replica; DELETE FROM schema_version WHERE version >= 7"));
+                            " ALTER TABLE inferences DROP COLUMN replica;"
+                            " CREATE INDEX inferences_source_ts ON inferences (source, ts);"
+                            " CREATE INDEX inferences_backend_ts ON inferences (backend, ts);"
+                            " CREATE INDEX inferences_tenant_ts ON inferences (tenant, ts);"
+                            " DELETE FROM schema_version WHERE version >= 7"));
     HL_REQUIRE(hl_store_open(&s, uri, err, sizeof err) == HL_OK);
-    HL_CHECK_INT_EQ(hl_store_schema_version(s), 8);
+    HL_CHECK_INT_EQ(hl_store_schema_version(s), 9);
     mismatches = 0;
     compare_all(s);
     HL_CHECK_INT_EQ(mismatches, 0);

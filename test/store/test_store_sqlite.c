@@ -148,23 +148,26 @@ HL_TEST(migrations_from_an_empty_file_and_reopen) {
     char err[512];
     hl_store *s = NULL;
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
-    HL_CHECK_INT_EQ(hl_store_schema_version(s), 8);
+    HL_CHECK_INT_EQ(hl_store_schema_version(s), 9);
     HL_CHECK_INT_EQ(count(s), 0);
     hl_store_close(s);
-    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 8);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 9);
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM sqlite_master WHERE name IN "
                                   "('inferences', 'journal_state', 'ledger', 'inferences_ts',"
-                                  " 'inferences_source_ts', 'inferences_backend_ts',"
-                                  " 'inferences_tenant_ts', 'cloud_spend', 'inferences_cloud_spend', 'rollups')"), 10);
+                                  " 'cloud_spend', 'rollups')"), 6);
+    /* Migration 9 dropped what the indexer paid for and nothing read. */
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM sqlite_master WHERE name IN "
+                                  "('inferences_source_ts', 'inferences_backend_ts',"
+                                  " 'inferences_tenant_ts', 'inferences_cloud_spend')"), 0);
     /* Every ledger field is a column. */
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM pragma_table_info('inferences')"), 37);
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
 
     /* Reopening applies nothing again. */
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
-    HL_CHECK_INT_EQ(hl_store_schema_version(s), 8);
+    HL_CHECK_INT_EQ(hl_store_schema_version(s), 9);
     hl_store_close(s);
-    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 8);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM schema_version"), 9);
 
     /* A store written by a newer hybridllm is refused, not downgraded. */
     HL_CHECK_INT_EQ(sql_int(p.db, "INSERT INTO schema_version VALUES (99, 'future')"), 0);
