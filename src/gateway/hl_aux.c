@@ -396,7 +396,7 @@ static double record(hl_aux *a, const char *status, long input_tokens, bool esti
     hl_metrics_attempt(env->metrics, (size_t)(a->backend - env->bs->v), hl_metrics_status_of(status), input_tokens, 0,
                        r.cost_usd, latency, -1);
     if (r.cloud && r.cost_known) hl_budgets_add(env->budgets, r.tenant, r.cost_usd, (time_t)wall_now());
-    if (hl_ledger_append(env->ledger, &r) != HL_OK) hl_log(HL_LOG_ERROR, "ledger write failed for %s", a->request_id);
+    if (hl_exchange_ledger_add(env, &r) != HL_OK) hl_log(HL_LOG_ERROR, "ledger write failed for %s", a->request_id);
     /* After the line: the indexer settles a fleet lease by the lines it finds. */
     if (r.cloud && r.cost_known) hl_key_budgets_add(env->key_budgets, &a->key, r.cost_usd, (long long)(wall_now() * 1000));
     return r.cost_usd;

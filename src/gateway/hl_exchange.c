@@ -357,6 +357,17 @@ static void finish_error(hl_exchange *ex, const hl_api_error *err, hdr_mode mode
 
 /* ------------------------------------------------------------------ the ledger */
 
+hl_err hl_exchange_ledger_add(hl_exchange_env *env, const hl_ledger_record *r) {
+    if (r->cloud) {
+        hl_err e = hl_ledger_batch_flush(&env->lines); /* the lines before it stay before it */
+        hl_err e2 = hl_ledger_append(env->ledger, r);
+        return e ? e : e2;
+    }
+    hl_err e = hl_ledger_batch_add(&env->lines, r);
+    hl_worker_before_send(env->worker);
+    return e;
+}
+
 /* Final usage for the ledger: the upstream's, or an estimate marked as such. */
 static hl_usage final_usage(const hl_exchange *ex) {
     hl_usage u = ex->at.usage;
@@ -376,7 +387,7 @@ static hl_usage final_usage(const hl_exchange *ex) {
 static double record_attempt(hl_exchange *ex, const char *status, const hl_usage *u, const char *error) {
     replica_done(ex);
     const attempt *at = &ex->at;
-    const hl_exchange_env *env = ex->env;
+    hl_exchange_env *env = ex->env;
     double latency = now_ms() - at->t0;
     char replica[256];
     const char *rurl = hl_backend_replica_url(at->backend, at->replica);
@@ -424,7 +435,7 @@ static double record_attempt(hl_exchange *ex, const char *status, const hl_usage
                        u->input_tokens, u->output_tokens, r.cost_usd, latency, at->ttft_ms);
     if (r.cloud && r.cost_known) hl_budgets_add(env->budgets, r.tenant, r.cost_usd, (time_t)wall_now());
     hl_key_budgets_rate_charge(env->key_budgets, &ex->key, (long)u->output_tokens, (long long)(wall_now() * 1000));
-    if (hl_ledger_append(env->ledger, &r) != HL_OK)
+    if (hl_exchange_ledger_add(env, &r) != HL_OK)
         hl_log(HL_LOG_ERROR, "ledger write failed for %s: %m", ex->request_id);
     /* After the line: the indexer settles a fleet lease by the lines it finds (hl_keybudget.h). */
     if (r.cloud && r.cost_known) hl_key_budgets_add(env->key_budgets, &ex->key, r.cost_usd, (long long)(wall_now() * 1000));

@@ -44,7 +44,16 @@ typedef struct hl_exchange_env {
     bool keys_decide_tenant;    /* client keys are configured: the key, never a header, names
                                    the tenant */
     hl_shadow *shadow;          /* this worker's shadow scheduler (hl_shadow.h); may be NULL */
+    hl_worker *worker;          /* the event loop these belong to */
+    hl_ledger_batch lines;      /* this worker's ledger lines not yet written */
 } hl_exchange_env;
+
+/* Adds one ledger line to env's batch: written before the worker's next byte to any client
+ * (hl_worker_before_send), so before its own client has the last byte, and with the turn's
+ * other lines. A cloud line is written at once: the budgets count its cost right after it,
+ * and the indexer settles fleet leases by the lines it finds (hl_keybudget.h). HL_ERR_IO when
+ * a write failed (counted in the ledger's write_errors). */
+hl_err hl_exchange_ledger_add(hl_exchange_env *env, const hl_ledger_record *r);
 
 typedef struct hl_exchange hl_exchange;
 

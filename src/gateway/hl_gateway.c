@@ -434,6 +434,8 @@ static void *worker_start(hl_worker *w, void *ud) {
         return NULL;
     }
     env->shadow = hl_shadow_new(hl_worker_loop(w)); /* NULL (out of memory): no shadows */
+    env->worker = w;
+    hl_ledger_batch_init(&env->lines, gw->ledger);
     if (hl_worker_index(w) < HL_MAX_WORKERS) gw->metrics[hl_worker_index(w)] = env->metrics;
     return gwk;
 }
@@ -444,7 +446,16 @@ static void worker_stop(void *data) {
     hl_shadow_close(gwk->env.shadow);
     hl_upstream_close(gwk->env.prov.up);
     hl_builtin_mailbox_close(gwk->env.prov.mailbox);
+    if (hl_ledger_batch_flush(&gwk->env.lines) != HL_OK) hl_log(HL_LOG_ERROR, "ledger write failed at shutdown: %m");
+    hl_ledger_batch_release(&gwk->env.lines);
     free(gwk);
+}
+
+/* The server is about to send a byte to a client of this worker: the ledger lines of the
+ * turn go first, with one write. */
+static void before_send(void *data) {
+    gw_worker *gwk = data;
+    if (hl_ledger_batch_flush(&gwk->env.lines) != HL_OK) hl_log(HL_LOG_ERROR, "ledger write failed: %m");
 }
 
 static bool has_control(const char *s) {
@@ -524,7 +535,7 @@ hl_err hl_gateway_init(hl_gateway **out, const hl_config *cfg, hl_backends *bs, 
         hl_gateway_free(gw);
         return e;
     }
-    gw->hooks = (hl_server_hooks){worker_start, worker_stop, on_request, on_abort, on_drain, render_error, gw};
+    gw->hooks = (hl_server_hooks){worker_start, worker_stop, on_request, on_abort, on_drain, render_error, before_send, gw};
     if (cfg->privacy.detect_pii) {
         char perr[256];
         if (hl_pii_detector_new(&gw->pii, (const char *const *)cfg->privacy.custom_patterns,

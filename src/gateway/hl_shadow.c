@@ -291,7 +291,7 @@ static double record(job *j, hl_ledger_record *r, const hl_backend *b, double la
     hl_metrics_attempt(env->metrics, (size_t)(b - env->bs->v), hl_metrics_status_of(r->status),
                        r->usage.input_tokens, r->usage.output_tokens, r->cost_usd, latency_ms, -1);
     double now = wall_now();
-    if (hl_ledger_append(env->ledger, r) != HL_OK)
+    if (hl_exchange_ledger_add(env, r) != HL_OK)
         hl_log(HL_LOG_ERROR, "ledger write failed for shadow of %s", o->request_id);
     if (r->cloud && r->cost_known) { /* after the line: the indexer must find every cost counted */
         hl_budgets_add(env->budgets, r->tenant, r->cost_usd, (time_t)now);

@@ -129,29 +129,65 @@ hl_err hl_ledger_format(const hl_ledger_record *r, hl_buf *b) {
     return e;
 }
 
+/* Writes n bytes of whole lines with one write(): with O_APPEND the kernel places it
+ * atomically at the end, so the lines of several threads never interleave. A short write
+ * (disk full) is retried for the rest. Counts the lines as written or lost. */
+static hl_err write_lines(hl_ledger *l, const char *p, size_t n, unsigned long lines) {
+    hl_err e = HL_OK;
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(l->fd, p + off, n - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            e = HL_ERR_IO;
+            break;
+        }
+        off += (size_t)w;
+    }
+    atomic_fetch_add(e ? &l->write_errors : &l->records, lines);
+    return e;
+}
+
 hl_err hl_ledger_append(hl_ledger *l, const hl_ledger_record *rec) {
     hl_buf b;
-    hl_buf_init(&b, 1 << 20);
+    hl_buf_init(&b, HL_LEDGER_MAX_LINE);
     hl_err e = hl_ledger_format(rec, &b);
-    if (!e) {
-        /* One write() per line: with O_APPEND the kernel places it atomically at the end. A
-         * short write (disk full) is retried for the rest; a failure is counted, and the
-         * caller logs it. */
-        size_t off = 0;
-        while (off < b.len) {
-            ssize_t w = write(l->fd, b.data + off, b.len - off);
-            if (w < 0 && errno == EINTR) continue;
-            if (w <= 0) {
-                e = HL_ERR_IO;
-                break;
-            }
-            off += (size_t)w;
-        }
-    }
+    if (!e) e = write_lines(l, b.data, b.len, 1);
+    else atomic_fetch_add(&l->write_errors, 1);
     hl_buf_release(&b);
-    if (e) atomic_fetch_add(&l->write_errors, 1);
-    else atomic_fetch_add(&l->records, 1);
     return e;
+}
+
+enum { BATCH_FLUSH_BYTES = 256 << 10 }; /* a batch this large is written at once */
+
+void hl_ledger_batch_init(hl_ledger_batch *b, hl_ledger *l) {
+    b->l = l;
+    hl_buf_init(&b->buf, 0);
+    b->lines = 0;
+}
+
+hl_err hl_ledger_batch_add(hl_ledger_batch *b, const hl_ledger_record *rec) {
+    size_t mark = b->buf.len;
+    if (hl_ledger_format(rec, &b->buf) != HL_OK || b->buf.len - mark > HL_LEDGER_MAX_LINE) {
+        b->buf.len = mark; /* no partial line, none longer than a reader takes */
+        atomic_fetch_add(&b->l->write_errors, 1);
+        return HL_ERR_IO;
+    }
+    b->lines++;
+    return b->buf.len >= BATCH_FLUSH_BYTES ? hl_ledger_batch_flush(b) : HL_OK;
+}
+
+hl_err hl_ledger_batch_flush(hl_ledger_batch *b) {
+    if (!b->lines) return HL_OK;
+    hl_err e = write_lines(b->l, b->buf.data, b->buf.len, b->lines);
+    b->buf.len = 0;
+    b->lines = 0;
+    return e;
+}
+
+void hl_ledger_batch_release(hl_ledger_batch *b) {
+    hl_ledger_batch_flush(b);
+    hl_buf_release(&b->buf);
 }
 
 void hl_ledger_close(hl_ledger *l) {

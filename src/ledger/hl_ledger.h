@@ -157,6 +157,26 @@ hl_err hl_ledger_append(hl_ledger *l, const hl_ledger_record *rec);
 /* fsyncs and closes. */
 void hl_ledger_close(hl_ledger *l);
 
+/* Lines one thread collects and writes with one write() (group commit). An event loop adds
+ * the lines of a loop turn and flushes them before the next byte goes to any client (the
+ * server's before_send hook), so a line still reaches the file before its client has the
+ * last byte, for one write per turn instead of one per line. Owned by one thread. */
+typedef struct hl_ledger_batch {
+    hl_ledger *l;              /* borrowed */
+    hl_buf buf;                /* whole lines not yet written */
+    unsigned long lines;
+} hl_ledger_batch;
+
+void hl_ledger_batch_init(hl_ledger_batch *b, hl_ledger *l);
+/* Formats rec into the batch (written by the next flush; at once when the batch is large).
+ * HL_ERR_IO only when such a flush failed. */
+hl_err hl_ledger_batch_add(hl_ledger_batch *b, const hl_ledger_record *rec);
+/* Writes the collected lines. HL_ERR_IO when the kernel refused them (counted, as lines, in
+ * write_errors); the batch is empty after it either way. */
+hl_err hl_ledger_batch_flush(hl_ledger_batch *b);
+/* Flushes, then frees the buffer. */
+void hl_ledger_batch_release(hl_ledger_batch *b);
+
 /* ---- reading (hl_ledger_read.c) ---- */
 
 /* One line, parsed and validated. rec holds the fields as the writer takes them, so

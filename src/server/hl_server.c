@@ -112,8 +112,11 @@ struct hl_worker {
     void *data;
     time_t date_sec;
     char date[64];         /* "Date: ...\r\n" for date_sec */
-    uv_check_t flush;      /* after this turn's I/O: writes the heads still held */
-    hl_conn *held;         /* connections holding a head */
+    uv_check_t flush;      /* after this turn's I/O: writes the bytes still held */
+    uv_prepare_t flush_early; /* the same before the loop waits for I/O: bytes held by a
+                              timer's callback do not wait for the next event */
+    hl_conn *held;         /* connections holding bytes */
+    bool before_send;      /* hooks->before_send is due before the next byte goes out */
 };
 
 struct hl_server {
@@ -140,7 +143,7 @@ typedef struct write_req {
 
 static void conn_process(hl_conn *c);
 static void conn_close(hl_conn *c);
-static void on_flush(uv_check_t *h);
+static void flush_arm(hl_worker *w);
 
 /* ------------------------------------------------------------------ listening */
 
@@ -293,6 +296,10 @@ static hl_err conn_writev_now(hl_conn *c, const uv_buf_t *bufs, unsigned nbufs) 
     size_t total = 0;
     for (unsigned i = 0; i < nbufs; i++) total += bufs[i].len;
     if (!total) return HL_OK;
+    if (c->w->before_send) { /* hl_worker_before_send: first, say, the ledger's lines */
+        c->w->before_send = false;
+        c->w->s->hooks->before_send(c->w->data);
+    }
     size_t skip = 0;
     if (c->pending == 0) {
         int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
@@ -347,13 +354,18 @@ static void hold_until_flush(hl_conn *c) {
         c->held_next = w->held;
         w->held = c;
     }
-    if (!uv_is_active((uv_handle_t *)&w->flush)) uv_check_start(&w->flush, on_flush);
+    flush_arm(w);
 }
 
-/* The end of a loop turn: held bytes go out (a head no chunk followed, later chunks). */
-static void on_flush(uv_check_t *h) {
-    hl_worker *w = h->data;
-    uv_check_stop(h);
+/* The end of a loop turn: what is due before sending (hl_worker_before_send), then the held
+ * bytes go out (whole responses, a head no chunk followed, later chunks). */
+static void flush_turn(hl_worker *w) {
+    uv_check_stop(&w->flush);
+    uv_prepare_stop(&w->flush_early);
+    if (w->before_send) {
+        w->before_send = false;
+        w->s->hooks->before_send(w->data);
+    }
     hl_conn *c = w->held;
     w->held = NULL;
     while (c) {
@@ -363,6 +375,22 @@ static void on_flush(uv_check_t *h) {
         if (c->held.len && c->state != CONN_CLOSING && conn_writev(c, NULL, 0) != HL_OK) conn_close(c);
         c = next;
     }
+}
+
+static void on_flush(uv_check_t *h) { flush_turn(h->data); }
+static void on_flush_early(uv_prepare_t *h) { flush_turn(h->data); }
+
+static void flush_arm(hl_worker *w) {
+    if (!uv_is_active((uv_handle_t *)&w->flush)) {
+        uv_check_start(&w->flush, on_flush);
+        uv_prepare_start(&w->flush_early, on_flush_early);
+    }
+}
+
+void hl_worker_before_send(hl_worker *w) {
+    if (!w->s->hooks->before_send) return;
+    w->before_send = true;
+    flush_arm(w);
 }
 
 static hl_err conn_write(hl_conn *c, const char *data, size_t len) {
@@ -807,15 +835,27 @@ static void on_listen(uv_poll_t *p, int status, int events) {
 hl_err hl_conn_respond(hl_conn *c, int status, const char *headers, const char *content_type,
                        const char *body, size_t len) {
     if (c->state == CONN_CLOSING) return HL_ERR_IO;
-    hl_buf b;
-    hl_buf_init(&b, 0);
-    hl_err e = write_head(c, &b, status, headers, content_type, (long long)len);
-    if (!e) {
-        /* Head and body in one write; the body is copied only if the kernel does not take it. */
-        uv_buf_t v[2] = {uv_buf_init(b.data, (unsigned)b.len), uv_buf_init((char *)body, (unsigned)len)};
-        e = conn_writev(c, v, 2);
+    hl_err e;
+    if (c->keep_alive && !c->w->draining && !c->eof && c->held.len + len < HOLD_MAX) {
+        /* The connection stays open: the response waits for the end of this loop turn with
+         * the others (one write of the ledger's lines before them all, hl_worker_before_send). */
+        size_t mark = c->held.len;
+        e = write_head(c, &c->held, status, headers, content_type, (long long)len);
+        if (!e) e = hl_buf_append(&c->held, body, len);
+        if (!e) hold_until_flush(c);
+        else c->held.len = mark;
+    } else {
+        /* It closes after this (a shutdown must follow the bytes): head and body in one
+         * write now; the body is copied only if the kernel does not take it. */
+        hl_buf b;
+        hl_buf_init(&b, 0);
+        e = write_head(c, &b, status, headers, content_type, (long long)len);
+        if (!e) {
+            uv_buf_t v[2] = {uv_buf_init(b.data, (unsigned)b.len), uv_buf_init((char *)body, (unsigned)len)};
+            e = conn_writev(c, v, 2);
+        }
+        hl_buf_release(&b);
     }
-    hl_buf_release(&b);
     if (e) {
         conn_close(c);
         return e;
@@ -831,10 +871,10 @@ hl_err hl_conn_stream_begin(hl_conn *c, int status, const char *headers, const c
     if (c->http10) c->keep_alive = false; /* close-delimited */
     /* The head waits for the first chunk (one write, one segment for the client to wake
      * up to), at most until the end of this loop turn. */
-    hl_buf_reset(&c->held);
+    size_t mark = c->held.len; /* after a pipelined response still held, if any */
     hl_err e = write_head(c, &c->held, status, headers, content_type, -1);
     if (e) {
-        hl_buf_reset(&c->held);
+        c->held.len = mark;
         return e;
     }
     c->chunk_sent = false;
@@ -1019,6 +1059,9 @@ hl_err hl_server_init(hl_server **out, const hl_config *cfg, const hl_server_hoo
         uv_check_init(&w->loop, &w->flush);
         uv_unref((uv_handle_t *)&w->flush);
         w->flush.data = w;
+        uv_prepare_init(&w->loop, &w->flush_early);
+        uv_unref((uv_handle_t *)&w->flush_early);
+        w->flush_early.data = w;
         uv_timer_init(&w->loop, &w->accept_timer);
         w->accept_timer.data = w;
         int rc = uv_poll_init_socket(&w->loop, &w->listener, w->fd);

@@ -54,6 +54,10 @@ typedef struct hl_server_hooks {
      * ending in "\r\n", e.g. x-request-id) into headers and the JSON error body into body. */
     void (*render_error)(hl_worker *w, int status, const char *path, const char *message,
                          char *headers, size_t headers_len, char *body, size_t body_len);
+    /* Called on the worker's thread, after hl_worker_before_send, before the next byte goes
+     * to any of its clients, and at the end of the loop turn at the latest (the gateway
+     * writes its ledger lines there). NULL: none. */
+    void (*before_send)(void *worker_data);
     void *ud;
 } hl_server_hooks;
 
@@ -77,6 +81,9 @@ unsigned long hl_server_refused(const hl_server *s);
 uv_loop_t *hl_worker_loop(hl_worker *w);
 void *hl_worker_data(hl_worker *w);
 int hl_worker_index(const hl_worker *w);
+/* Asks for hooks.before_send before w sends its next byte to a client, and by the end of
+ * this loop turn at the latest. On w's thread. */
+void hl_worker_before_send(hl_worker *w);
 
 hl_worker *hl_conn_worker(hl_conn *c);
 void hl_conn_set_data(hl_conn *c, void *data);
@@ -85,7 +92,8 @@ void *hl_conn_data(hl_conn *c);
 hl_err hl_conn_peer(hl_conn *c, struct sockaddr_storage *out);
 
 /* Sends a whole response and ends the request. headers: extra header lines, each ending in
- * "\r\n", or NULL. The body is copied. */
+ * "\r\n", or NULL. The body is copied. On a connection that stays open the bytes go out at
+ * the end of this loop turn, with the other responses of the turn. */
 hl_err hl_conn_respond(hl_conn *c, int status, const char *headers, const char *content_type,
                        const char *body, size_t len);
 /* Starts a streamed response (head sent now). */
