@@ -142,12 +142,26 @@ static bool read_u_escape(scan *sc, char **o) {
     return true;
 }
 
+/* Bytes a string holds as they are: printable ASCII but the quote and the backslash. */
+static const bool plain_byte[256] = {
+    [0x20] = 1, [0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0x7e] = 1,
+};
+
 /* A string at sc->p (on its opening quote), decoded and terminated at sc->out; *s points to
  * it and sc->out moves past it. */
 static bool read_string(scan *sc, const char **s) {
     char *o = sc->out;
     sc->p++;
     while (sc->p < sc->end) {
+        /* Most bytes are printable ASCII with nothing to decode: copied in a tight loop. */
+        const char *q = sc->p;
+        while (q < sc->end && plain_byte[(unsigned char)*q]) q++;
+        if (q > sc->p) {
+            memcpy(o, sc->p, (size_t)(q - sc->p));
+            o += q - sc->p;
+            sc->p = q;
+            if (q == sc->end) break;
+        }
         unsigned char c = (unsigned char)*sc->p;
         if (c == '"') {
             sc->p++;
@@ -274,7 +288,10 @@ static bool read_value(scan *sc, val *v, int depth) {
     }
 }
 
-static int field_of(const char *key) {
+/* The field named key, trying `next` first: the writer puts the fields in enum order (bar
+ * the optional ones), so the key after field f is most often f + 1. */
+static int field_of(const char *key, int next) {
+    if (next >= 0 && next < F_COUNT && !strcmp(field_names[next], key)) return next;
     for (int i = 0; i < F_COUNT; i++)
         if (field_names[i][0] == key[0] && !strcmp(field_names[i], key)) return i;
     return -1;
@@ -290,12 +307,14 @@ static const char *read_object(scan *sc) {
     sc->p++;
     skip_ws(sc);
     bool first = true;
+    int next = 0;
     while (!(first && sc->p < sc->end && *sc->p == '}')) {
         const char *key;
         char *mark = sc->out;
         if (sc->p >= sc->end || *sc->p != '"') return "not JSON: object key expected";
         if (!read_string(sc, &key)) return NULL; /* sc->err says why */
-        int f = field_of(key);
+        int f = field_of(key, next);
+        if (f >= 0) next = f + 1;
         sc->out = mark;
         skip_ws(sc);
         if (sc->p >= sc->end || *sc->p++ != ':') return "not JSON: ':' expected";

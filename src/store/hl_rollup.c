@@ -9,6 +9,7 @@
 
 #define COUNT_MASK ((1ULL << HL_HIST_COUNT_BITS) - 1)
 #define FLUSH_CELLS 50000  /* the backfill adds its cells to the table this many at a time */
+#define ACC_CELLS 4096     /* so does the indexer, at the latest when its pass commits */
 
 int hl_hist_bucket(double ms) {
     if (!(ms >= HL_HIST_MIN_MS)) return 0;
@@ -82,6 +83,7 @@ typedef struct agg {
     hl_rollup_cell *cells;
     char **keys;              /* owned; keys[i] is cells[i]'s, its strings point into it */
     size_t *key_len;
+    uint64_t *hash;           /* of keys[i] */
     size_t n, cap;
     uint32_t *slots;          /* open addressing: index + 1 */
     size_t n_slots;
@@ -117,6 +119,7 @@ static void agg_free(agg *a) {
     free(a->cells);
     free(a->keys);
     free(a->key_len);
+    free(a->hash);
     free(a->slots);
     bool day = a->day;
     memset(a, 0, sizeof *a);
@@ -135,6 +138,9 @@ static hl_err agg_grow(agg *a) {
         size_t *kl = realloc(a->key_len, c * sizeof *kl);
         if (!kl) return HL_ERR_NOMEM;
         a->key_len = kl;
+        uint64_t *hs = realloc(a->hash, c * sizeof *hs);
+        if (!hs) return HL_ERR_NOMEM;
+        a->hash = hs;
         a->cap = c;
     }
     if ((a->n + 1) * 2 > a->n_slots) {
@@ -142,10 +148,7 @@ static hl_err agg_grow(agg *a) {
         uint32_t *slots = calloc(ns, sizeof *slots);
         if (!slots) return HL_ERR_NOMEM;
         for (size_t i = 0; i < a->n; i++) {
-            const char *k = a->keys[i];
-            size_t len = 0;
-            for (int f = 0; f < 8; f++) len += strlen(k + len) + 1; /* 8 strings after the prefix */
-            size_t j = fnv(k, len) & (ns - 1);
+            size_t j = a->hash[i] & (ns - 1);
             while (slots[j]) j = (j + 1) & (ns - 1);
             slots[j] = (uint32_t)i + 1;
         }
@@ -156,24 +159,30 @@ static hl_err agg_grow(agg *a) {
     return HL_OK;
 }
 
-/* The cell of r (created empty when new). The key: eight NUL-terminated strings, the first
- * holding hour, flags and firsts as text, then the seven dimensions and the status. */
+/* The cell of r (created empty when new). The key: hour, flags and firsts as bytes (HEAD),
+ * then eight NUL-terminated strings: the seven dimensions and the status. */
+enum { HEAD = sizeof(long long) + 2 * sizeof(unsigned) };
+
 static hl_err agg_cell(agg *a, const hl_store_record *r, unsigned flags, unsigned firsts, hl_rollup_cell **out) {
-    char head[64];
+    char head[HEAD];
     long long hour = hour_of(r->ts_ms);
     if (a->day) hour -= ((hour % 24) + 24) % 24;
-    snprintf(head, sizeof head, "%lld:%u:%u", hour, flags, firsts);
+    memcpy(head, &hour, sizeof hour);
+    memcpy(head + sizeof hour, &flags, sizeof flags);
+    memcpy(head + sizeof hour + sizeof flags, &firsts, sizeof firsts);
     const char *parts[8] = {head, r->cloud ? "cloud" : "local", r->backend, r->model, r->route_reason,
                             r->tenant, r->key_name, r->task_type};
-    size_t lens[9], len = 0;
-    for (int i = 0; i < 8; i++) len += (lens[i] = parts[i] ? strlen(parts[i]) : 0) + 1;
+    size_t lens[9], len = HEAD;
+    lens[0] = HEAD;
+    for (int i = 1; i < 8; i++) len += (lens[i] = parts[i] ? strlen(parts[i]) : 0) + 1;
     const char *st = status_text(r->status);
     lens[8] = strlen(st);
     len += lens[8] + 1;
     char stackbuf[1024], *key = len <= sizeof stackbuf ? stackbuf : malloc(len);
     if (!key) return HL_ERR_NOMEM;
-    size_t o = 0;
-    for (int i = 0; i < 9; i++) {
+    memcpy(key, head, HEAD);
+    size_t o = HEAD;
+    for (int i = 1; i < 9; i++) {
         const char *p = i < 8 ? parts[i] : st;
         if (lens[i]) memcpy(key + o, p, lens[i]);
         o += lens[i];
@@ -181,12 +190,11 @@ static hl_err agg_cell(agg *a, const hl_store_record *r, unsigned flags, unsigne
     }
     hl_err e = agg_grow(a);
     if (e) goto out;
-    size_t klen = 0;
-    for (int f = 0; f < 8; f++) klen += lens[f] + 1;
-    size_t j = fnv(key, klen) & (a->n_slots - 1);
+    uint64_t h = fnv(key, len);
+    size_t j = h & (a->n_slots - 1);
     for (; a->slots[j]; j = (j + 1) & (a->n_slots - 1)) {
         size_t i = a->slots[j] - 1;
-        if (a->key_len[i] == len && !memcmp(a->keys[i], key, len)) {
+        if (a->hash[i] == h && a->key_len[i] == len && !memcmp(a->keys[i], key, len)) {
             *out = &a->cells[i];
             goto out;
         }
@@ -201,7 +209,7 @@ static hl_err agg_cell(agg *a, const hl_store_record *r, unsigned flags, unsigne
     memset(c, 0, sizeof *c);
     const char **dims[8] = {NULL, &c->source, &c->backend, &c->model, &c->route_reason, &c->tenant, &c->key_name,
                             &c->task_type};
-    o = lens[0] + 1;
+    o = HEAD;
     for (int i = 1; i < 8; i++) {
         *dims[i] = owned + o;
         o += lens[i] + 1;
@@ -212,6 +220,7 @@ static hl_err agg_cell(agg *a, const hl_store_record *r, unsigned flags, unsigne
     c->firsts = firsts;
     a->keys[a->n] = owned;
     a->key_len[a->n] = len;
+    a->hash[a->n] = h;
     a->slots[j] = (uint32_t)++a->n;
     *out = c;
 out:
@@ -286,8 +295,38 @@ static hl_rollup_dims dims_of(const hl_store_record *r) {
     return (hl_rollup_dims){r->cloud ? "cloud" : "local", r->backend, r->model, r->route_reason};
 }
 
-hl_err hl_rollup_index_batch(hl_store *s, const hl_store_record *r, const hl_store_insert_result *res, size_t n) {
-    agg a = {0}, d = {.day = true};
+/* The cells of the open transaction's batches, per hour and per day. */
+struct hl_rollup_acc {
+    agg a, d;
+};
+
+hl_rollup_acc *hl_rollup_acc_new(void) {
+    hl_rollup_acc *x = calloc(1, sizeof *x);
+    if (x) x->d.day = true;
+    return x;
+}
+
+void hl_rollup_acc_drop(hl_rollup_acc *x) {
+    if (!x) return;
+    agg_free(&x->a);
+    agg_free(&x->d);
+}
+
+void hl_rollup_acc_free(hl_rollup_acc *x) {
+    hl_rollup_acc_drop(x);
+    free(x);
+}
+
+hl_err hl_rollup_acc_flush(hl_rollup_acc *x, hl_store *s) {
+    hl_err e = agg_flush(s, &x->a);
+    if (!e) e = agg_flush(s, &x->d);
+    hl_rollup_acc_drop(x);
+    return e;
+}
+
+hl_err hl_rollup_acc_add(hl_rollup_acc *x, hl_store *s, const hl_store_record *r, const hl_store_insert_result *res,
+                         size_t n) {
+    agg *a = &x->a, *d = &x->d;
     hl_err e = HL_OK;
     for (size_t i = 0; i < n && !e; i++) {
         if (res[i] != HL_STORE_INSERTED) continue;
@@ -299,13 +338,12 @@ hl_err hl_rollup_index_batch(hl_store *s, const hl_store_record *r, const hl_sto
             if (!e) firsts = hl_rollup_firsts(&self, p.v, p.n);
             prior_free(&p);
         }
-        if (!e) e = agg_add(&a, &r[i], firsts);
-        if (!e) e = agg_add(&d, &r[i], firsts);
+        if (!e) e = agg_add(a, &r[i], firsts);
+        if (!e) e = agg_add(d, &r[i], firsts);
     }
-    if (!e) e = agg_flush(s, &a);
-    if (!e) e = agg_flush(s, &d);
-    agg_free(&a);
-    agg_free(&d);
+    /* Distinct cells are few (one per hour and combination of dimensions); past ACC_CELLS
+     * they go to the tables now, which bounds the memory a pass takes. */
+    if (!e && a->n + d->n >= ACC_CELLS) e = hl_rollup_acc_flush(x, s);
     return e;
 }
 

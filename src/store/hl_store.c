@@ -518,6 +518,7 @@ typedef struct pass {
     long long *offs;
     hl_store_insert_result *res;
     size_t n;
+    hl_rollup_acc *acc;       /* the rollups of the open transaction */
 } pass;
 
 static hl_err pass_begin(pass *p) {
@@ -591,7 +592,7 @@ static hl_err pass_flush(pass *p) {
     hl_err e = pass_begin(p);
     if (!e) e = p->s->ops->insert(p->s, p->recs, p->n, p->res);
     if (!e) e = pass_settle(p);
-    if (!e) e = hl_rollup_index_batch(p->s, p->recs, p->res, p->n);
+    if (!e) e = hl_rollup_acc_add(p->acc, p->s, p->recs, p->res, p->n);
     for (size_t i = 0; i < p->n && !e; i++) {
         if (p->res[i] == HL_STORE_INSERTED) {
             p->pending.inserted++;
@@ -614,6 +615,7 @@ static hl_err pass_flush(pass *p) {
 static hl_err pass_commit(pass *p, long long offset) {
     hl_err e = pass_flush(p);
     if (!e) e = pass_begin(p);
+    if (!e) e = hl_rollup_acc_flush(p->acc, p->s);
     if (e) return e;
     p->st.offset = offset;
     if (p->st.head_len < HEAD_MAX && offset > p->st.head_len) {
@@ -680,12 +682,13 @@ static hl_err index_fd(hl_store *s, const char *key, int fd, hl_store_index_stat
     p.ents = malloc(nb * sizeof *p.ents);
     p.offs = malloc(nb * sizeof *p.offs);
     p.res = malloc(nb * sizeof *p.res);
+    p.acc = hl_rollup_acc_new();
     hl_buf buf;
     hl_buf_init(&buf, READ_CHUNK + HL_STORE_MAX_LINE + 1);
     bool found = false;
     hl_err e = HL_OK;
     long long start = 0;
-    if (!p.recs || !p.ents || !p.offs || !p.res) {
+    if (!p.recs || !p.ents || !p.offs || !p.res || !p.acc) {
         hl_store_set_error(s, "%s: out of memory", key);
         e = HL_ERR_NOMEM;
         goto out;
@@ -752,6 +755,7 @@ static hl_err index_fd(hl_store *s, const char *key, int fd, hl_store_index_stat
 out:
     pass_drop(&p);
     if (e && p.in_tx) s->ops->rollback(s);
+    hl_rollup_acc_free(p.acc);
     stats->bytes = (unsigned long long)(stats->offset - start);
     hl_buf_release(&buf);
     free(p.recs);

@@ -93,9 +93,18 @@ typedef hl_err (*hl_store_record_fn)(void *ctx, const hl_store_record *r);
 /* The firsts mask of a line with dimensions self whose request has the earlier attempts
  * e[0..n) (hl_rollup.h: bit V set when none of them agrees with self on all of V). */
 unsigned hl_rollup_firsts(const hl_rollup_dims *self, const hl_rollup_dims *e, size_t n);
-/* Adds the rollups of the records of a batch that were inserted (res[i] INSERTED), in the
- * open transaction. */
-hl_err hl_rollup_index_batch(hl_store *s, const hl_store_record *r, const hl_store_insert_result *res, size_t n);
+/* The rollups of the records a transaction inserts, collected across its batches: a cell
+ * takes one upsert per transaction instead of one per batch. Owned by one pass. */
+typedef struct hl_rollup_acc hl_rollup_acc;
+hl_rollup_acc *hl_rollup_acc_new(void); /* NULL: out of memory */
+/* Adds the records of a batch that were inserted (res[i] INSERTED); may flush (below). */
+hl_err hl_rollup_acc_add(hl_rollup_acc *x, hl_store *s, const hl_store_record *r, const hl_store_insert_result *res,
+                         size_t n);
+/* Adds the collected cells to the rollup tables, in the open transaction, and empties x. */
+hl_err hl_rollup_acc_flush(hl_rollup_acc *x, hl_store *s);
+/* Forgets the collected cells (the transaction rolled back). */
+void hl_rollup_acc_drop(hl_rollup_acc *x);
+void hl_rollup_acc_free(hl_rollup_acc *x);
 /* Builds the rollups of every stored record (migration 7), in the open transaction. */
 hl_err hl_rollup_backfill(hl_store *s);
 /* Merges two encoded histograms (entry lists) into out (capacity na + nb); returns its length. */
