@@ -28,7 +28,7 @@ hl_err hl_buf_reserve(hl_buf *b, size_t extra) {
     if (extra > b->max - b->len) return HL_ERR_LIMIT;
     size_t need = b->len + extra + 1; /* + NUL */
     if (need <= b->cap) return HL_OK;
-    size_t cap = b->cap ? b->cap : 64;
+    size_t cap = b->cap ? b->cap : 256; /* most buffers hold a line, a head or a small body */
     while (cap < need) cap *= 2;
     if (cap > b->max + 1) cap = b->max + 1;
     char *p = realloc(b->data, cap);
@@ -48,6 +48,14 @@ hl_err hl_buf_append(hl_buf *b, const void *p, size_t n) {
 }
 
 hl_err hl_buf_puts(hl_buf *b, const char *s) { return hl_buf_append(b, s, strlen(s)); }
+
+size_t hl_strlcpy(char *dst, const char *src, size_t n) {
+    if (!src) src = "";
+    size_t len = strlen(src), k = len < n ? len : n - 1;
+    memcpy(dst, src, k);
+    dst[k] = '\0';
+    return len;
+}
 
 hl_err hl_buf_vprintf(hl_buf *b, const char *fmt, va_list ap) {
     va_list ap2;

@@ -34,6 +34,10 @@ hl_err hl_buf_vprintf(hl_buf *b, const char *fmt, va_list ap);
 hl_err hl_buf_json_str(hl_buf *b, const char *s, size_t n);
 /* Appends "name: value\r\n" (an HTTP header line). */
 hl_err hl_buf_header(hl_buf *b, const char *name, const char *value);
+/* Copies the string src (NULL: "") into dst of size n, cut to n - 1 bytes, always
+ * terminated (n > 0): snprintf(dst, n, "%s", src) without printf's cost on the request path.
+ * Returns strlen(src), as snprintf does, so a cut shows as a result >= n. */
+size_t hl_strlcpy(char *dst, const char *src, size_t n);
 /* Appends a decimal integer (no printf: this is on the request path). */
 hl_err hl_buf_i64(hl_buf *b, long long v);
 /* Appends x with exactly `decimals` digits after the point (0..12), rounded half away from

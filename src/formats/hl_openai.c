@@ -102,6 +102,20 @@ static hl_err parse_tool_calls(const json_t *arr, size_t mi, hl_message *m, hl_a
     return HL_OK;
 }
 
+
+/* "messages[i]" and suffix into buf (len >= 32): the name errors give, made for every
+ * message without printf's cost. */
+static void msg_param(char *buf, size_t len, size_t i, const char *suffix) {
+    char digits[24];
+    int n = 0;
+    do digits[n++] = (char)('0' + i % 10); while ((i /= 10) && n < (int)sizeof digits);
+    size_t o = hl_strlcpy(buf, "messages[", len);
+    while (n && o + 2 < len) buf[o++] = digits[--n];
+    buf[o++] = ']';
+    buf[o] = '\0';
+    hl_strlcpy(buf + o, suffix, len - o);
+}
+
 static hl_err parse_messages(const json_t *msgs, hl_chat_request *req, hl_api_error *err) {
     if (!msgs) return bad(err, "messages", "Missing required parameter: '%s'.", "messages");
     if (!json_is_array(msgs))
@@ -116,11 +130,11 @@ static hl_err parse_messages(const json_t *msgs, hl_chat_request *req, hl_api_er
         hl_message *out = &req->messages[i];
         req->n_messages = i + 1;
         char param[96];
-        snprintf(param, sizeof param, "messages[%zu]", i);
+        msg_param(param, sizeof param, i, "");
         if (!json_is_object(m))
             return bad(err, param, "Invalid type for '%s': expected an object.", param);
         const char *role = json_string_value(json_object_get(m, "role"));
-        snprintf(param, sizeof param, "messages[%zu].role", i);
+        msg_param(param, sizeof param, i, ".role");
         if (!role) return bad(err, param, "Missing required parameter: '%s'.", param);
         if (!strcmp(role, "system") || !strcmp(role, "developer")) out->role = HL_ROLE_SYSTEM;
         else if (!strcmp(role, "user")) out->role = HL_ROLE_USER;
@@ -131,7 +145,7 @@ static hl_err parse_messages(const json_t *msgs, hl_chat_request *req, hl_api_er
                                     "Invalid value for '%s': '%.40s'. Supported values are: "
                                     "'system', 'developer', 'user', 'assistant' and 'tool'.",
                                     param, role);
-        snprintf(param, sizeof param, "messages[%zu].content", i);
+        msg_param(param, sizeof param, i, ".content");
         const json_t *content = json_object_get(m, "content");
         if (!content && out->role != HL_ROLE_ASSISTANT)
             return bad(err, param, "Missing required parameter: '%s'.", param);
@@ -144,7 +158,7 @@ static hl_err parse_messages(const json_t *msgs, hl_chat_request *req, hl_api_er
             HL_TRY(parse_tool_calls(tcs, i, out, err));
         if (out->role == HL_ROLE_TOOL) {
             const char *tcid = json_string_value(json_object_get(m, "tool_call_id"));
-            snprintf(param, sizeof param, "messages[%zu].tool_call_id", i);
+            msg_param(param, sizeof param, i, ".tool_call_id");
             if (!tcid) return bad(err, param, "Missing required parameter: '%s'.", param);
             HL_TRY(hl_strdup(&out->tool_call_id, tcid));
         }
@@ -389,7 +403,7 @@ void hl_openai_encoder_init(hl_openai_encoder *enc, const char *id, const char *
                             long created, bool include_usage) {
     memset(enc, 0, sizeof *enc);
     enc->id = id;
-    snprintf(enc->model, sizeof enc->model, "%s", model ? model : "");
+    hl_strlcpy(enc->model, model, sizeof enc->model);
     enc->created = created;
     enc->include_usage = include_usage;
 }
@@ -593,7 +607,9 @@ hl_err hl_openai_write_upstream_request(hl_buf *out, const hl_chat_request *req,
     HL_TRY(hl_buf_puts(out, ",\"messages\":["));
     for (size_t i = 0; i < req->n_messages; i++) {
         const hl_message *m = &req->messages[i];
-        HL_TRY(hl_buf_printf(out, "%s{\"role\":\"%s\",\"content\":", i ? "," : "", hl_role_name(m->role)));
+        HL_TRY(hl_buf_puts(out, i ? ",{\"role\":\"" : "{\"role\":\""));
+        HL_TRY(hl_buf_puts(out, hl_role_name(m->role)));
+        HL_TRY(hl_buf_puts(out, "\",\"content\":"));
         if (m->role == HL_ROLE_ASSISTANT && m->n_tool_calls && !m->text[0]) HL_TRY(hl_buf_puts(out, "null"));
         else HL_TRY(hl_json_put_str(out, m->text));
         if (m->name) {
@@ -611,12 +627,16 @@ hl_err hl_openai_write_upstream_request(hl_buf *out, const hl_chat_request *req,
         HL_TRY(hl_buf_puts(out, "}"));
     }
     HL_TRY(hl_buf_puts(out, "]"));
-    if (req->max_tokens > 0)
-        HL_TRY(hl_buf_printf(out, ",\"%s\":%ld", req->max_completion_tokens ? "max_completion_tokens" : "max_tokens",
-                          req->max_tokens));
+    if (req->max_tokens > 0) {
+        HL_TRY(hl_buf_puts(out, req->max_completion_tokens ? ",\"max_completion_tokens\":" : ",\"max_tokens\":"));
+        HL_TRY(hl_buf_i64(out, req->max_tokens));
+    }
     HL_TRY(put_sampling(out, req));
     if (req->logprobs) HL_TRY(hl_buf_puts(out, ",\"logprobs\":true"));
-    if (req->top_logprobs >= 0) HL_TRY(hl_buf_printf(out, ",\"top_logprobs\":%d", req->top_logprobs));
+    if (req->top_logprobs >= 0) {
+        HL_TRY(hl_buf_puts(out, ",\"top_logprobs\":"));
+        HL_TRY(hl_buf_i64(out, req->top_logprobs));
+    }
     if (req->tools) {
         HL_TRY(hl_buf_puts(out, ",\"tools\":"));
         HL_TRY(hl_json_put(out, req->tools));

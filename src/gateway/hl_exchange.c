@@ -220,7 +220,12 @@ void hl_exchange_new_id(uint64_t *rng, char *out, size_t n) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     unsigned long long ms = (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
-    snprintf(out, n, "req_%012llx%012llx", ms & 0xffffffffffffull, (unsigned long long)(rng_next(rng) >> 16));
+    unsigned long long v[2] = {ms & 0xffffffffffffull, (unsigned long long)(rng_next(rng) >> 16)};
+    char id[4 + 24 + 1] = "req_";
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 12; i++) id[4 + k * 12 + i] = "0123456789abcdef"[v[k] >> (4 * (11 - i)) & 15];
+    id[28] = '\0';
+    hl_strlcpy(out, id, n);
 }
 
 /* The id the client sees in x-request-id: its own when it sent one. */
@@ -1274,7 +1279,7 @@ void hl_exchange_route_input(const hl_chat_request *req, const hl_http_req *hreq
                              bool header_tenant, const char *sticky_key, bool sensitive, char *tenant,
                              size_t tenant_len, hl_route_input *in) {
     const char *t = request_tenant(hreq, key_tenant, header_tenant, tenant, tenant_len);
-    if (t != tenant) snprintf(tenant, tenant_len, "%s", t ? t : "");
+    if (t != tenant) hl_strlcpy(tenant, t, tenant_len);
     *in = (hl_route_input){
         .model = req->model,
         .task_type = req->task_type,
@@ -1486,9 +1491,10 @@ void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, 
     ex->counted = true;
     ex->key = *key;
     hl_metrics_in_flight(env->metrics, 1);
-    snprintf(ex->request_id, sizeof ex->request_id, "%s", request_id);
-    snprintf(ex->client_id, sizeof ex->client_id, "%s", client_id);
-    snprintf(ex->chat_id, sizeof ex->chat_id, "%s%s", ing->id_prefix, request_id);
+    hl_strlcpy(ex->request_id, request_id, sizeof ex->request_id);
+    hl_strlcpy(ex->client_id, client_id, sizeof ex->client_id);
+    size_t pl = hl_strlcpy(ex->chat_id, ing->id_prefix, sizeof ex->chat_id);
+    if (pl < sizeof ex->chat_id) hl_strlcpy(ex->chat_id + pl, request_id, sizeof ex->chat_id - pl);
     ex->created = (long)time(NULL);
     hl_buf_init(&ex->out, 0);
     hl_chat_request_init(&ex->req);

@@ -24,7 +24,9 @@
 hl_err hl_provider_header_add(hl_buf *headers, const char *name, const char *value) {
     if (strpbrk(value, "\r\n")) return HL_ERR_INVAL;
     size_t start = headers->len;
-    hl_err e = hl_buf_printf(headers, "%s: %s", name, value);
+    hl_err e = hl_buf_puts(headers, name);
+    if (!e) e = hl_buf_append(headers, ": ", 2);
+    if (!e) e = hl_buf_puts(headers, value);
     if (!e) e = hl_buf_append(headers, "", 1); /* the line's NUL */
     if (e) {
         if (headers->data) explicit_bzero(headers->data + start, headers->len - start);
@@ -51,8 +53,8 @@ hl_err hl_provider_bearer_add(hl_buf *headers, const char *key) {
 
 static hl_err openai_build(const hl_backend *b, const char *base, const hl_chat_request *req, const char *model,
                            hl_buf *url, hl_buf *body, hl_buf *headers) {
-    hl_err e = hl_buf_printf(url, req->raw_prompt ? "%s/completions" : "%s/chat/completions",
-                             base ? base : hl_backend_base_url(b));
+    hl_err e = hl_buf_puts(url, base ? base : hl_backend_base_url(b));
+    if (!e) e = hl_buf_puts(url, req->raw_prompt ? "/completions" : "/chat/completions");
     if (!e) e = hl_openai_write_upstream_request(body, req, model);
     if (!e) e = common_headers(headers, req);
     if (!e && b->api_key) e = hl_provider_bearer_add(headers, b->api_key);
