@@ -35,7 +35,8 @@ enum {
                              (1M lines: 26 s at 8192, 18 s at 65536). A crash replays at most
                              one batch, which the key makes harmless. */
     HEAD_MAX = 4096,      /* bytes of the journal's start hashed to recognize it */
-    URGENT_LAG = 32 << 20, /* journal bytes behind that make a pass run at normal priority */
+    URGENT_LAG = 8 << 20, /* journal bytes to index (about 16,000 lines) that make a pass run
+                             at normal priority */
     LOG_LIMIT = 5,        /* malformed/conflicting lines logged per pass; the rest are counted */
 };
 
@@ -825,7 +826,7 @@ struct hl_store_indexer {
     bool may_idle;            /* a store of this gateway alone: SCHED_IDLE allowed */
     bool idle_policy;         /* the thread runs as SCHED_IDLE now (indexer_priority) */
     long long last_pass_ms;   /* how long the last pass took */
-    long long last_lag;       /* journal bytes behind at the end of the last pass */
+    long long last_offset;    /* where the last pass left ix->fd */
     hl_store_indexer_hooks hooks;
 };
 
@@ -848,13 +849,16 @@ static long long mono_ms(void) {
 /* A pass competes with the event loops for the cores: at normal priority, the tens of
  * milliseconds it takes each interval delay the requests that arrive meanwhile (at one
  * connection, p99 went from 0.3 to 1.5 ms). So the thread runs as SCHED_IDLE, on the CPU
- * time the loops leave, unless that time is not enough to keep up: when the last pass took
- * more than half an interval or ended far behind, the next one runs at normal priority.
+ * time the loops leave, unless that time may not be enough to keep up: when the journal
+ * grew by more than URGENT_LAG since the last pass (a busy gateway: its cores are full) or
+ * the last pass took more than half an interval, the pass runs at normal priority.
  * Never on a shared store: there the passes write this gateway's heartbeat, and a starved
  * thread would let the others take it for dead and its budget leases for free. Where the
  * policy cannot be set the thread stays as it is. */
 static void indexer_priority(hl_store_indexer *ix) {
-    bool idle = ix->may_idle && ix->last_pass_ms * 2 <= ix->interval_ms && ix->last_lag < URGENT_LAG;
+    struct stat fs;
+    long long backlog = ix->fd >= 0 && fstat(ix->fd, &fs) == 0 ? (long long)fs.st_size - ix->last_offset : URGENT_LAG;
+    bool idle = ix->may_idle && ix->last_pass_ms * 2 <= ix->interval_ms && backlog < URGENT_LAG;
     if (idle == ix->idle_policy) return;
     struct sched_param sp = {.sched_priority = 0};
     if (pthread_setschedparam(pthread_self(), idle ? SCHED_IDLE : SCHED_OTHER, &sp) == 0) ix->idle_policy = idle;
@@ -863,7 +867,6 @@ static void indexer_priority(hl_store_indexer *ix) {
 static void indexer_pass(hl_store_indexer *ix) {
     hl_store_index_stats old_file = {0}, cur = {0};
     hl_err e = HL_OK;
-    indexer_priority(ix);
     long long t0 = mono_ms();
     if (ix->hooks.before_pass) ix->hooks.before_pass(ix->hooks.ctx);
     if (!ix->conn && hl_store_open(&ix->conn, ix->location, ix->open_err, sizeof ix->open_err) != HL_OK) {
@@ -890,10 +893,15 @@ static void indexer_pass(hl_store_indexer *ix) {
             e = HL_ERR_IO;
         }
     }
-    if (!e && ix->fd >= 0) e = index_fd(ix->conn, ix->key, ix->fd, &cur);
+    if (!e && ix->fd >= 0) {
+        indexer_priority(ix);
+        e = index_fd(ix->conn, ix->key, ix->fd, &cur);
+        ix->last_offset = cur.offset;
+    } else {
+        ix->last_offset = 0;
+    }
     if (!e && ix->hooks.after_pass) ix->hooks.after_pass(ix->hooks.ctx, ix->conn);
     ix->last_pass_ms = mono_ms() - t0;
-    ix->last_lag = cur.size > cur.offset ? cur.size - cur.offset : 0;
     indexer_pass_end(ix, e, &old_file, &cur);
 }
 
