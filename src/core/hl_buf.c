@@ -38,7 +38,7 @@ hl_err hl_buf_reserve(hl_buf *b, size_t extra) {
     return HL_OK;
 }
 
-hl_err hl_buf_append(hl_buf *b, const void *p, size_t n) {
+hl_err hl_buf_append_grow(hl_buf *b, const void *p, size_t n) {
     hl_err err = hl_buf_reserve(b, n);
     if (err) return err;
     if (n) memcpy(b->data + b->len, p, n);
@@ -46,8 +46,6 @@ hl_err hl_buf_append(hl_buf *b, const void *p, size_t n) {
     b->data[b->len] = '\0';
     return HL_OK;
 }
-
-hl_err hl_buf_puts(hl_buf *b, const char *s) { return hl_buf_append(b, s, strlen(s)); }
 
 size_t hl_strlcpy(char *dst, const char *src, size_t n) {
     if (!src) src = "";

@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 #include "hl_err.h"
 
 typedef struct hl_buf {
@@ -25,9 +26,19 @@ void hl_buf_release(hl_buf *b);
 void hl_buf_reset(hl_buf *b);
 /* Ensures room for extra more bytes. HL_ERR_LIMIT past the ceiling, HL_ERR_NOMEM. */
 hl_err hl_buf_reserve(hl_buf *b, size_t extra);
-/* Appends n bytes from p (copies). */
-hl_err hl_buf_append(hl_buf *b, const void *p, size_t n);
-hl_err hl_buf_puts(hl_buf *b, const char *s);
+/* Appends n bytes from p (copies). Inline: most appends fit the allocation, and the request
+ * path makes hundreds of them; the rest goes to hl_buf_append_grow. */
+hl_err hl_buf_append_grow(hl_buf *b, const void *p, size_t n);
+static inline hl_err hl_buf_append(hl_buf *b, const void *p, size_t n) {
+    if (n < b->cap - b->len) { /* room for the bytes and the NUL; so len + n <= max too */
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return HL_OK;
+    }
+    return hl_buf_append_grow(b, p, n);
+}
+static inline hl_err hl_buf_puts(hl_buf *b, const char *s) { return hl_buf_append(b, s, strlen(s)); }
 hl_err hl_buf_printf(hl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 hl_err hl_buf_vprintf(hl_buf *b, const char *fmt, va_list ap);
 /* Appends s as a JSON string literal, quotes included, escaping as RFC 8259 requires. */
