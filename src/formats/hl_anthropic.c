@@ -451,7 +451,7 @@ static hl_err add_text_message(hl_chat_request *req, size_t *cap, hl_role role, 
     return HL_OK;
 }
 
-static hl_err parse_turn(const json_t *msg, size_t mi, hl_chat_request *req, size_t *cap,
+static hl_err parse_turn(const json_t *msg, size_t mi, bool last, hl_chat_request *req, size_t *cap,
                          hl_api_error *err) {
     char param[96];
     snprintf(param, sizeof param, "messages.%zu.role", mi);
@@ -474,6 +474,13 @@ static hl_err parse_turn(const json_t *msg, size_t mi, hl_chat_request *req, siz
     if (!json_is_array(content)) {
         hl_buf_release(&text);
         return bad(err, param, "expected a string or an array of content blocks");
+    }
+    if (!json_array_size(content) && !(last && !user)) {
+        /* As the API: a turn with nothing in it would vanish in translation (no backend gets
+         * an empty message list). */
+        hl_buf_release(&text);
+        snprintf(param, sizeof param, "messages.%zu", mi);
+        return bad(err, param, "all messages must have non-empty content except for the optional final assistant message");
     }
     hl_message *assistant = NULL; /* the assistant turn, created at the end */
     size_t n_tools = 0, i;
@@ -668,8 +675,18 @@ hl_err hl_anthropic_parse_request(const char *body, size_t len, hl_chat_request 
     if (!json_is_array(msgs) || !json_array_size(msgs)) { rc = bad(err, "messages", "Field required (a non-empty array)"); goto out; }
     size_t i;
     const json_t *m;
+    size_t before = req->n_messages; /* the system turn, if any */
     json_array_foreach(msgs, i, m) {
-        if ((rc = parse_turn(m, i, req, &cap, err))) goto out;
+        if ((rc = parse_turn(m, i, i + 1 == json_array_size(msgs), req, &cap, err))) goto out;
+    }
+    bool any = false; /* a turn with something in it, besides the system's */
+    for (size_t k = before; k < req->n_messages && !any; k++) {
+        const hl_message *t = &req->messages[k];
+        any = (t->text && t->text[0]) || t->n_tool_calls || t->tool_call_id;
+    }
+    if (!any) { /* only an empty final assistant turn */
+        rc = bad(err, "messages", "all messages must have non-empty content except for the optional final assistant message");
+        goto out;
     }
     if ((v = json_object_get(root, "stop_sequences"))) {
         if (!json_is_array(v)) { rc = bad(err, "stop_sequences", "expected an array of strings"); goto out; }

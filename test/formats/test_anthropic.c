@@ -60,6 +60,34 @@ HL_TEST(refuses_what_it_cannot_honour) {
     hl_chat_request_release(&r);
 }
 
+/* A Messages request with a turn of no content: refused as the API does, never translated into
+ * an empty message list (a fuzz input found "messages": [] sent to an OpenAI-kind backend). */
+HL_TEST(messages_parser_refuses_empty_turns) {
+    static const char *const refused[] = {
+        "{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":[]}]}",
+        "{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"assistant\",\"content\":[]},"
+        "{\"role\":\"user\",\"content\":\"hi\"}]}",
+        "{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"assistant\",\"content\":[]}]}",
+    };
+    for (size_t k = 0; k < sizeof refused / sizeof refused[0]; k++) {
+        hl_chat_request r;
+        hl_api_error e;
+        hl_chat_request_init(&r);
+        HL_CHECK_INT_EQ(hl_anthropic_parse_request(refused[k], strlen(refused[k]), &r, &e), HL_ERR_INVAL);
+        HL_CHECK_INT_EQ(e.status, 400);
+        HL_CHECK(strstr(e.message, "non-empty content") != NULL);
+        hl_chat_request_release(&r);
+    }
+    /* The final assistant turn may be empty (a prefill the model continues). */
+    const char *ok = "{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},"
+                     "{\"role\":\"assistant\",\"content\":[]}]}";
+    hl_chat_request r;
+    hl_api_error e;
+    hl_chat_request_init(&r);
+    HL_CHECK_INT_EQ(hl_anthropic_parse_request(ok, strlen(ok), &r, &e), HL_OK);
+    hl_chat_request_release(&r);
+}
+
 HL_TEST(response_with_tools_and_cache_usage) {
     const char *body = "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\","
                        "\"content\":[{\"type\":\"text\",\"text\":\"Let me \"},{\"type\":\"text\",\"text\":\"check.\"},"
