@@ -193,6 +193,42 @@ static bool read_string(scan *sc, const char **s) {
     return bad(sc, "unterminated string");
 }
 
+/* The numbers the writer makes (an integer, or digits with a point: "0.240", "0.0000000033")
+ * without strtoll/strtod when that gives the same value: at most 15 significant digits and 22
+ * after the point, so the digits as an integer and the power of ten are both exact doubles and
+ * one division rounds correctly (Clinger's fast path). Anything else: false. */
+static bool fast_number(const char *p, const char *end, bool is_int, val *v) {
+    static const double pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    bool neg = *p == '-';
+    if (neg) p++;
+    long long m = 0;
+    int digits = 0, frac = 0;
+    bool point = false;
+    for (; p < end; p++) {
+        if (*p == '.') {
+            point = true;
+            continue;
+        }
+        if (*p < '0' || *p > '9') return false; /* an exponent */
+        if (m || *p != '0') digits++;
+        if (digits > 15) return false;
+        m = m * 10 + (*p - '0');
+        frac += point;
+    }
+    if (frac > 22) return false;
+    if (is_int) {
+        v->k = V_INT;
+        v->i = neg ? -m : m;
+        v->d = (double)v->i;
+    } else {
+        v->k = V_REAL;
+        v->d = (double)m / pow10[frac];
+        if (neg) v->d = -v->d;
+    }
+    return true;
+}
+
 static bool read_number(scan *sc, val *v) {
     const char *st = sc->p, *p = sc->p, *end = sc->end;
     bool is_int = true;
@@ -210,6 +246,10 @@ static bool read_number(scan *sc, val *v) {
         if (++p < end && (*p == '+' || *p == '-')) p++;
         if (p >= end || *p < '0' || *p > '9') return bad(sc, "bad number");
         while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    if (fast_number(st, p, is_int, v)) {
+        sc->p = p;
+        return true;
     }
     /* strtoll/strtod need a terminated copy: the decode buffer's free end holds it briefly */
     memcpy(sc->out, st, (size_t)(p - st));

@@ -185,6 +185,61 @@ HL_TEST(writer_to_parser_field_by_field) {
 }
 
 /* The client key's id and name travel through the ledger (and are absent without a key). */
+/* Numbers read without strtod (the reader's fast path for the writer's decimals) equal what
+ * strtod and strtoll give, digit counts and lengths around its limits included. */
+HL_TEST(numbers_read_as_strtod_reads_them) {
+    hl_ledger_record r = full_record();
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    HL_REQUIRE(hl_ledger_format(&r, &b) == HL_OK);
+    const char *at = strstr(b.data, "\"latency_ms\":");
+    HL_REQUIRE(at != NULL);
+    size_t head = (size_t)(at - b.data) + strlen("\"latency_ms\":");
+    const char *tail = strchr(b.data + head, ',');
+    unsigned long long x = 88172645463325252ULL;
+    for (int k = 0; k < 20000; k++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        char num[64];
+        int ip = (int)(x % 7), fp = (int)((x >> 8) % 26); /* up to 6 integer and 25 fraction digits */
+        int n = 0;
+        for (int i = 0; i < ip || i == 0; i++) num[n++] = (char)('0' + (i == 0 && ip > 1 ? 1 + (x >> (12 + i)) % 9 : (x >> (16 + 2 * i)) % 10));
+        if (fp) {
+            num[n++] = '.';
+            for (int i = 0; i < fp; i++) num[n++] = (char)('0' + (x >> (3 * i % 60)) % 10);
+        }
+        if (k % 97 == 0) n += snprintf(num + n, sizeof num - (size_t)n, "e-%d", (int)(x % 30));
+        num[n] = '\0';
+        char line[2048];
+        snprintf(line, sizeof line, "%.*s%s%s", (int)head, b.data, num, tail);
+        hl_ledger_entry e;
+        char why[160];
+        if (hl_ledger_parse_line(line, strlen(line), &e, why, sizeof why) != HL_OK) {
+            HL_CHECK(!"a number the reader refused");
+            fprintf(stderr, "  %s: %s\n", num, why);
+            continue;
+        }
+        if (e.rec.latency_ms != strtod(num, NULL)) {
+            HL_CHECK(!"latency_ms differs from strtod");
+            fprintf(stderr, "  %s: %.17g vs %.17g\n", num, e.rec.latency_ms, strtod(num, NULL));
+        }
+        hl_ledger_entry_release(&e);
+    }
+    /* Integers: up to 15 digits by hand, longer ones by strtoll, out of range refused. */
+    const char *ints[] = {"0", "7", "123456789012345", "1234567890123456", "9223372036854775807"};
+    for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
+        const char *it = strstr(b.data, "\"input_tokens\":");
+        size_t h = (size_t)(it - b.data) + strlen("\"input_tokens\":");
+        char line[2048];
+        snprintf(line, sizeof line, "%.*s%s%s", (int)h, b.data, ints[k], strchr(b.data + h, ','));
+        hl_ledger_entry e;
+        char why[160];
+        HL_REQUIRE(hl_ledger_parse_line(line, strlen(line), &e, why, sizeof why) == HL_OK);
+        HL_CHECK(e.rec.usage.input_tokens == strtoll(ints[k], NULL, 10));
+        hl_ledger_entry_release(&e);
+    }
+    hl_buf_release(&b);
+}
+
 HL_TEST(key_id_and_name_round_trip) {
     hl_ledger_record r = full_record();
     r.key_id = 42;
