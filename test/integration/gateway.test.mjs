@@ -657,6 +657,27 @@ describe('gateway: main stack (3 fakes, standard config)', suiteOpts, () => {
     assert.equal(posts(stack.local).length + posts(stack.anthropic).length + posts(stack.openai).length, 20);
   });
 
+  // The event loops write a loop turn's ledger lines with one write() and hold that turn's
+  // responses until then: whichever response a client holds, its line is already in the file.
+  // (End to end; that the lines go out before any byte of the turn's responses is checked
+  // deterministically in test/server/test_server.c.)
+  it('group commit: every answer a client has is in the ledger file at that moment', async (t) => {
+    if (!ready(t)) return;
+    stack.local.control({ delay_ms: 0 });
+    const missingAt = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < 400) {
+        const i = next++;
+        const { response } = await api.chat.completions.create({ model: 'auto', messages: user(`group ${i}`) }).withResponse();
+        const rid = response.headers.get('x-request-id');
+        if (!gw.ledger().some((l) => l.request_id === rid)) missingAt.push(rid);
+      }
+    };
+    await Promise.all(Array.from({ length: 32 }, worker));
+    assert.deepEqual(missingAt, [], 'answers whose ledger line was not in the file when the client had them');
+  });
+
   it('SIGTERM: an in-flight request completes, then the gateway exits 0', async (t) => {
     if (!ready(t)) return;
     stack.local.control({ delay_ms: 400 });
