@@ -530,6 +530,10 @@ size_t hl_quant_x4_block_bytes(uint32_t type) {
     return 0;
 }
 
+uint32_t hl_quant_x4_rows(uint32_t type) {
+    return is_kquant(type) ? HL_K_X4_ROWS : 4;
+}
+
 void hl_quant_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32_t rows,
                       uint32_t cols, void *dst) {
     if (is_kquant(type)) {

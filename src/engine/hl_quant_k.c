@@ -63,37 +63,55 @@ size_t hl_quant_k_x4_bytes(uint32_t type) {
     }
 }
 
-/* One super-block of 4 Q4_K rows (blocks b[r]) into o. */
-static void pack_q4k(const hl_block_q4_k *const b[4], uint8_t *o) {
-    for (int r = 0; r < 4; r++) {
-        memcpy(o + 2 * r, &b[r]->d, 2);
-        memcpy(o + 8 + 2 * r, &b[r]->dmin, 2);
-        for (int j = 0; j < 8; j++) hl_quant_q4k_scale_min(b[r]->scales, j, o + 16 + 8 * r + j, o + 48 + 8 * r + j);
-        for (int j = 0; j < 8; j++)
-            for (int k = 0; k < 16; k++) {
-                /* sub-block j = 2p + h: nibble h of qs[32p + l] is value 32j + l */
-                const uint8_t *q = b[r]->qs + 32 * (j / 2);
-                int sh = 4 * (j % 2);
-                o[80 + 64 * j + 16 * r + k] = (uint8_t)(((q[k] >> sh) & 15) | ((q[k + 16] >> sh) & 15) << 4);
-            }
+/* The 4-bit part of a sub-block of row r (v: its 32 values) into the 16-row layout's chunks
+ * ch[0..3]: byte 4r + b of chunk c = value 8c + b | value 8c + 4 + b << 4. */
+static void pack_nibbles(const int v[32], int r, uint8_t *const ch[4]) {
+    for (int c = 0; c < 4; c++)
+        for (int b = 0; b < 4; b++) ch[c][4 * r + b] = (uint8_t)((v[8 * c + b] & 15) | (v[8 * c + 4 + b] & 15) << 4);
+}
+
+/* Q4_K/Q5_K: the value k (0..255) of row b, without its fifth bit for Q5_K. */
+static int q4k_value(const uint8_t *qs, int k) {
+    return (qs[32 * (k / 64) + k % 32] >> (4 * ((k / 32) % 2))) & 15;
+}
+
+/* Q4_K's and Q5_K's first 320 bytes: d, dmin, scales and mins of the 16 rows. */
+static void pack_k4_head(const hl_block_q4_k *b, int r, uint8_t *o) {
+    memcpy(o + 2 * r, &b->d, 2);
+    memcpy(o + 32 + 2 * r, &b->dmin, 2);
+    for (int j = 0; j < 8; j++) {
+        uint8_t sc, mn;
+        hl_quant_q4k_scale_min(b->scales, j, &sc, &mn);
+        o[64 + 16 * j + r] = sc;
+        o[192 + 32 * (j / 2) + 2 * r + j % 2] = mn;
     }
 }
 
-/* Q4_K's part of a Q5_K block (the same fields, their offsets apart), then the fifth bits. */
-static void pack_q5k(const hl_block_q5_k *const b[4], uint8_t *o) {
-    for (int r = 0; r < 4; r++) {
-        memcpy(o + 2 * r, &b[r]->d, 2);
-        memcpy(o + 8 + 2 * r, &b[r]->dmin, 2);
-        for (int j = 0; j < 8; j++) hl_quant_q4k_scale_min(b[r]->scales, j, o + 16 + 8 * r + j, o + 48 + 8 * r + j);
-        for (int j = 0; j < 8; j++) {
-            uint8_t *sub = o + 80 + 80 * j;
-            const uint8_t *q = b[r]->qs + 32 * (j / 2);
-            int sh = 4 * (j % 2);
-            uint32_t bits = 0;
-            for (int k = 0; k < 16; k++)
-                sub[16 * r + k] = (uint8_t)(((q[k] >> sh) & 15) | ((q[k + 16] >> sh) & 15) << 4);
-            for (int k = 0; k < 32; k++) bits |= (uint32_t)((b[r]->qh[k] >> j) & 1) << k;
-            for (int c = 0; c < 4; c++) sub[64 + 4 * r + c] = (uint8_t)(bits >> (8 * c));
+static void pack_q4k(const hl_block_q4_k *b, int r, uint8_t *o) {
+    pack_k4_head(b, r, o);
+    for (int j = 0; j < 8; j++) {
+        int v[32];
+        for (int k = 0; k < 32; k++) v[k] = q4k_value(b->qs, 32 * j + k);
+        uint8_t *sub = o + 320 + 256 * j, *const ch[4] = {sub, sub + 64, sub + 128, sub + 192};
+        pack_nibbles(v, r, ch);
+    }
+}
+
+static void pack_q5k(const hl_block_q5_k *b, int r, uint8_t *o) {
+    /* Q5_K's d, dmin, scales and qs are Q4_K's fields, at other offsets */
+    hl_block_q4_k h;
+    memcpy(&h.d, &b->d, 2);
+    memcpy(&h.dmin, &b->dmin, 2);
+    memcpy(h.scales, b->scales, sizeof h.scales);
+    pack_k4_head(&h, r, o);
+    for (int j = 0; j < 8; j++) {
+        uint8_t *sub = o + 320 + 320 * j, *const ch[4] = {sub + 64, sub + 128, sub + 192, sub + 256};
+        int v[32];
+        for (int k = 0; k < 32; k++) v[k] = q4k_value(b->qs, 32 * j + k);
+        pack_nibbles(v, r, ch);
+        for (int k = 0; k < 32; k++) {
+            int c = k / 8, hh = k % 8 / 4, bit = 4 * r + k % 4;
+            if ((b->qh[k] >> j) & 1) sub[8 * (2 * c + hh) + bit / 8] |= (uint8_t)(1 << (bit % 8));
         }
     }
 }
@@ -106,19 +124,18 @@ static int q6k_value(const hl_block_q6_k *b, int k) {
     return lo | ((b->qh[32 * h + l] >> (2 * quarter)) & 3) << 4;
 }
 
-static void pack_q6k(const hl_block_q6_k *const b[4], uint8_t *o) {
-    for (int r = 0; r < 4; r++) {
-        memcpy(o + 2 * r, &b[r]->d, 2);
-        memcpy(o + 8 + 8 * r, b[r]->scales, 8);
-        memcpy(o + 40 + 8 * r, b[r]->scales + 8, 8);
-        for (int j = 0; j < 8; j++) {
-            uint8_t *sub = o + 72 + 96 * j;
-            int v[32];
-            for (int k = 0; k < 32; k++) v[k] = q6k_value(b[r], 32 * j + k);
-            for (int k = 0; k < 16; k++) sub[16 * r + k] = (uint8_t)((v[k] & 15) | (v[k + 16] & 15) << 4);
-            for (int c = 0; c < 8; c++)
-                sub[64 + 8 * r + c] = (uint8_t)((v[2 * c] >> 4) | (v[2 * c + 1] >> 4) << 2 |
-                                                (v[2 * c + 16] >> 4) << 4 | (v[2 * c + 17] >> 4) << 6);
+static void pack_q6k(const hl_block_q6_k *b, int r, uint8_t *o) {
+    memcpy(o + 2 * r, &b->d, 2);
+    for (int j = 0; j < 8; j++) {
+        o[64 + 32 * j + 2 * r] = (uint8_t)b->scales[2 * j];
+        o[64 + 32 * j + 2 * r + 1] = (uint8_t)b->scales[2 * j + 1];
+        uint8_t *sub = o + 320 + 384 * j, *const ch[4] = {sub + 64, sub + 128, sub + 256, sub + 320};
+        int v[32];
+        for (int k = 0; k < 32; k++) v[k] = q6k_value(b, 32 * j + k);
+        pack_nibbles(v, r, ch);
+        for (int k = 0; k < 32; k++) {
+            int c = k / 8, hh = k % 8 / 4;
+            sub[192 * (c / 2) + 4 * r + k % 4] |= (uint8_t)((v[k] >> 4) << (2 * (2 * (c % 2) + hh)));
         }
     }
 }
@@ -127,13 +144,15 @@ void hl_quant_k_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32
                         uint32_t cols, void *dst) {
     size_t bb = hl_quant_k_x4_bytes(type), bs = hl_gguf_type_size(type);
     uint8_t *o = dst;
-    for (uint32_t g = 0; g < rows / 4; g++)
+    for (uint32_t g = 0; g < rows / HL_K_X4_ROWS; g++)
         for (uint32_t i = 0; i < cols / 256; i++, o += bb) {
-            const void *b[4];
-            for (int r = 0; r < 4; r++) b[r] = (const uint8_t *)src + (size_t)(4 * g + r) * row_bytes + i * bs;
-            if (type == HL_GGUF_Q4_K) pack_q4k((const hl_block_q4_k *const *)b, o);
-            else if (type == HL_GGUF_Q5_K) pack_q5k((const hl_block_q5_k *const *)b, o);
-            else if (type == HL_GGUF_Q6_K) pack_q6k((const hl_block_q6_k *const *)b, o);
+            memset(o, 0, bb); /* the bit planes are or-ed in */
+            for (int r = 0; r < HL_K_X4_ROWS; r++) {
+                const void *b = (const uint8_t *)src + (size_t)(HL_K_X4_ROWS * g + r) * row_bytes + i * bs;
+                if (type == HL_GGUF_Q4_K) pack_q4k(b, r, o);
+                else if (type == HL_GGUF_Q5_K) pack_q5k(b, r, o);
+                else if (type == HL_GGUF_Q6_K) pack_q6k(b, r, o);
+            }
         }
 }
 
