@@ -737,7 +737,7 @@ static bool has_f16c(void) {
 #endif
 }
 
-bool hl_quant_x86_has_avx2(void) {
+static bool probe_avx2(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
@@ -746,15 +746,32 @@ bool hl_quant_x86_has_avx2(void) {
 #endif
 }
 
-bool hl_quant_x86_has_avx512(void) {
+static bool probe_avx512(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    return hl_quant_x86_has_avx2() && __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512vnni");
+    return probe_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 #else
     return false;
 #endif
+}
+
+/* Each probed once: CPUID is slow under some hypervisors (a trip out of the virtual machine,
+ * microseconds), and hl_quant_best_isa() is asked on every decode step (hl_swiglu). */
+static bool probed(atomic_int *have, bool (*probe)(void)) {
+    int h = atomic_load_explicit(have, memory_order_relaxed);
+    if (h < 0) atomic_store_explicit(have, h = probe(), memory_order_relaxed);
+    return h;
+}
+
+bool hl_quant_x86_has_avx2(void) {
+    static atomic_int have = -1;
+    return probed(&have, probe_avx2);
+}
+
+bool hl_quant_x86_has_avx512(void) {
+    static atomic_int have = -1;
+    return probed(&have, probe_avx512);
 }
 
 hl_quant_dot_fn hl_quant_x86_kernel_avx2(uint32_t type) {
@@ -815,19 +832,10 @@ hl_quant_gemm_fn hl_quant_x86_gemm(uint32_t type, hl_quant_isa isa) {
     return NULL;
 }
 
-#if defined(__x86_64__)
-/* hl_quant_x86_has_avx512(), asked once: CPUID is slow under some hypervisors. */
-static bool have_avx512(void) {
-    static atomic_int have = -1;
-    int h = atomic_load_explicit(&have, memory_order_relaxed);
-    if (h < 0) atomic_store_explicit(&have, h = hl_quant_x86_has_avx512(), memory_order_relaxed);
-    return h;
-}
-#endif
 
 bool hl_quant_x86_quantize_q8x(const float *x, hl_act_q8x *dst, int n) {
 #if defined(__x86_64__)
-    if (have_avx512()) {
+    if (hl_quant_x86_has_avx512()) {
         quantize_q8x_avx512(x, dst, n);
         return true;
     }
@@ -838,7 +846,7 @@ bool hl_quant_x86_quantize_q8x(const float *x, hl_act_q8x *dst, int n) {
 
 bool hl_quant_x86_actx_pack(const float *x, size_t x_stride, int nt, int n, void *dst) {
 #if defined(__x86_64__)
-    if (have_avx512()) {
+    if (hl_quant_x86_has_avx512()) {
         actx_pack_avx512(x, x_stride, nt, n, dst);
         return true;
     }
