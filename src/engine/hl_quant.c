@@ -347,7 +347,9 @@ void hl_quant_act_quantize(hl_quant_act act, const float *x, void *dst, int n) {
     case HL_ACT_Q8Q: quantize_act_q8q(x, dst, n); break;
     case HL_ACT_Q8X: quantize_act_q8x(x, dst, n); break;
     case HL_ACT_Q8: quantize_act_q8_scalar(x, dst, n); break;
-    case HL_ACT_Q8K: quantize_act_q8k_scalar(x, dst, n); break;
+    case HL_ACT_Q8K:
+        if (!hl_quant_x86_quantize_q8k(x, dst, n)) quantize_act_q8k_scalar(x, dst, n);
+        break;
     case HL_ACT_F16: {
         uint16_t *h = dst;
         for (int i = 0; i < n; i++) h[i] = hl_quant_f32_to_f16(x[i]);

@@ -611,6 +611,25 @@ T_AVX512 static void quantize_q8x_avx512(const float *x, hl_act_q8x *p, int n) {
     }
 }
 
+/* hl_act_q8k blocks with the scalar quantization's roundings (so the same bytes): the
+ * maximum is exact in any order, x * id is one rounded multiply, vcvtps2dq rounds to
+ * nearest even as lrintf does, and each vector of 16 values is one of the 16-value sums. */
+T_AVX512 static void quantize_q8k_avx512(const float *x, hl_act_q8k *b, int n) {
+    for (int i = 0; i < n / 256; i++, x += 256) {
+        __m512 mx = _mm512_setzero_ps();
+        for (int v = 0; v < 16; v++) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(x + 16 * v)));
+        float amax = _mm512_reduce_max_ps(mx);
+        float d = amax / 127, id = d ? 1 / d : 0;
+        __m512 vid = _mm512_set1_ps(id);
+        for (int v = 0; v < 16; v++) {
+            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * v), vid));
+            _mm_storeu_si128((__m128i *)(b[i].qs + 16 * v), _mm512_cvtepi32_epi8(q));
+            b[i].bsums[v] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+        b[i].d = d;
+    }
+}
+
 static void gemm_q4_0_avx512(int n, const void *w, size_t ws, int nr, const void *actx, int nt,
                              float *out, size_t os) {
     gemm_any(n, w, ws, nr, actx, nt, out, os, 0, 0);
@@ -837,6 +856,17 @@ bool hl_quant_x86_quantize_q8x(const float *x, hl_act_q8x *dst, int n) {
 #if defined(__x86_64__)
     if (hl_quant_x86_has_avx512()) {
         quantize_q8x_avx512(x, dst, n);
+        return true;
+    }
+#endif
+    (void)x, (void)dst, (void)n;
+    return false;
+}
+
+bool hl_quant_x86_quantize_q8k(const float *x, hl_act_q8k *dst, int n) {
+#if defined(__x86_64__)
+    if (hl_quant_x86_has_avx512()) {
+        quantize_q8k_avx512(x, dst, n);
         return true;
     }
 #endif

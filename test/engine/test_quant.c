@@ -613,6 +613,38 @@ HL_TEST(actx_pack_matches_q8) {
     HL_CHECK(memcmp(ax[0], ax[1], sizeof ax[0]) == 0);
 }
 
+/* Q8K activations (quantized with SIMD where the CPU has it) are the scalar rule's bytes:
+ * d = amax / 127, each value lrintf(x * (1 / d)) (halves to even), 16-value sums; random
+ * blocks, a zero block and values that land on halves. */
+HL_TEST(act_q8k_matches_scalar_rule) {
+    enum { N = 768 };
+    float x[N];
+    hl_act_q8k q[N / 256];
+    for (int trial = 0; trial < 20; trial++) {
+        for (int i = 0; i < N; i++) x[i] = rndf() * (float)(1 + 10 * trial);
+        if (trial == 3)
+            for (int i = 256; i < 512; i++) x[i] = 0;
+        if (trial == 4)
+            for (int i = 0; i < 256; i++) x[i] = (float)(i % 255 - 127) + (i % 2 ? 0.5f : -0.5f) * (i < 128);
+        hl_quant_act_quantize(HL_ACT_Q8K, x, q, N);
+        for (int b = 0; b < N / 256; b++) {
+            float amax = 0;
+            for (int j = 0; j < 256; j++) amax = fmaxf(amax, fabsf(x[256 * b + j]));
+            float d = amax / 127, id = d ? 1 / d : 0;
+            HL_CHECK(memcmp(&q[b].d, &d, 4) == 0);
+            for (int g = 0; g < 16; g++) {
+                int sum = 0;
+                for (int j = 16 * g; j < 16 * g + 16; j++) {
+                    int v = (int)lrintf(x[256 * b + j] * id);
+                    if (q[b].qs[j] != v) HL_FAIL_("trial %d block %d value %d: %d vs %d", trial, b, j, q[b].qs[j], v);
+                    sum += v;
+                }
+                HL_CHECK_INT_EQ(q[b].bsums[g], sum);
+            }
+        }
+    }
+}
+
 /* The activations for the repacked-weight kernels (quantized with SIMD where the CPU has it)
  * hold exactly hl_act_q8's values and scale, and the offsets spelled out in hl_act_q8x. */
 HL_TEST(act_q8x_matches_q8) {
