@@ -65,78 +65,89 @@ size_t hl_quant_k_x4_bytes(uint32_t type) {
 
 /* The 4-bit part of a sub-block of row r (v: its 32 values) into the 16-row layout's chunks
  * ch[0..3]: byte 4r + b of chunk c = value 8c + b | value 8c + 4 + b << 4. */
-static void pack_nibbles(const int v[32], int r, uint8_t *const ch[4]) {
+static void pack_nibbles(const uint8_t v[32], int r, uint8_t *const ch[4]) {
     for (int c = 0; c < 4; c++)
         for (int b = 0; b < 4; b++) ch[c][4 * r + b] = (uint8_t)((v[8 * c + b] & 15) | (v[8 * c + 4 + b] & 15) << 4);
 }
 
-/* Q4_K/Q5_K: the value k (0..255) of row b, without its fifth bit for Q5_K. */
-static int q4k_value(const uint8_t *qs, int k) {
-    return (qs[32 * (k / 64) + k % 32] >> (4 * ((k / 32) % 2))) & 15;
+/* The 256 4-bit values of a Q4_K/Q5_K block in order (Q5_K's without their fifth bit). */
+static void q4k_values(const uint8_t *qs, uint8_t v[256]) {
+    for (int p = 0; p < 4; p++)
+        for (int l = 0; l < 32; l++) {
+            v[64 * p + l] = qs[32 * p + l] & 15;
+            v[64 * p + 32 + l] = qs[32 * p + l] >> 4;
+        }
 }
 
 /* Q4_K's and Q5_K's first 320 bytes: d, dmin, scales and mins of the 16 rows. */
-static void pack_k4_head(const hl_block_q4_k *b, int r, uint8_t *o) {
-    memcpy(o + 2 * r, &b->d, 2);
-    memcpy(o + 32 + 2 * r, &b->dmin, 2);
+static void pack_k4_head(const uint8_t *d, const uint8_t *dmin, const uint8_t *scales, int r, uint8_t *o) {
+    memcpy(o + 2 * r, d, 2);
+    memcpy(o + 32 + 2 * r, dmin, 2);
     for (int j = 0; j < 8; j++) {
         uint8_t sc, mn;
-        hl_quant_q4k_scale_min(b->scales, j, &sc, &mn);
+        hl_quant_q4k_scale_min(scales, j, &sc, &mn);
         o[64 + 16 * j + r] = sc;
         o[192 + 32 * (j / 2) + 2 * r + j % 2] = mn;
     }
 }
 
 static void pack_q4k(const hl_block_q4_k *b, int r, uint8_t *o) {
-    pack_k4_head(b, r, o);
+    uint8_t v[256];
+    pack_k4_head((const uint8_t *)&b->d, (const uint8_t *)&b->dmin, b->scales, r, o);
+    q4k_values(b->qs, v);
     for (int j = 0; j < 8; j++) {
-        int v[32];
-        for (int k = 0; k < 32; k++) v[k] = q4k_value(b->qs, 32 * j + k);
         uint8_t *sub = o + 320 + 256 * j, *const ch[4] = {sub, sub + 64, sub + 128, sub + 192};
-        pack_nibbles(v, r, ch);
+        pack_nibbles(v + 32 * j, r, ch);
     }
 }
 
 static void pack_q5k(const hl_block_q5_k *b, int r, uint8_t *o) {
-    /* Q5_K's d, dmin, scales and qs are Q4_K's fields, at other offsets */
-    hl_block_q4_k h;
-    memcpy(&h.d, &b->d, 2);
-    memcpy(&h.dmin, &b->dmin, 2);
-    memcpy(h.scales, b->scales, sizeof h.scales);
-    pack_k4_head(&h, r, o);
+    uint8_t v[256];
+    pack_k4_head((const uint8_t *)&b->d, (const uint8_t *)&b->dmin, b->scales, r, o);
+    q4k_values(b->qs, v);
     for (int j = 0; j < 8; j++) {
         uint8_t *sub = o + 320 + 320 * j, *const ch[4] = {sub + 64, sub + 128, sub + 192, sub + 256};
-        int v[32];
-        for (int k = 0; k < 32; k++) v[k] = q4k_value(b->qs, 32 * j + k);
-        pack_nibbles(v, r, ch);
-        for (int k = 0; k < 32; k++) {
-            int c = k / 8, hh = k % 8 / 4, bit = 4 * r + k % 4;
-            if ((b->qh[k] >> j) & 1) sub[8 * (2 * c + hh) + bit / 8] |= (uint8_t)(1 << (bit % 8));
+        pack_nibbles(v + 32 * j, r, ch);
+        /* word 2c + h, bits 4r..4r+3: the fifth bits of values 8c + 4h + 0..3 (rows 2 to a
+         * byte: or-ed into the zeroed super-block) */
+        for (int w = 0; w < 8; w++) {
+            int nib = 0;
+            for (int k = 0; k < 4; k++) nib |= ((b->qh[4 * w + k] >> j) & 1) << k;
+            sub[8 * w + r / 2] |= (uint8_t)(nib << (4 * (r % 2)));
         }
     }
 }
 
-/* The 6-bit value k (0..255) of a Q6_K block, before its -32. */
-static int q6k_value(const hl_block_q6_k *b, int k) {
-    int h = k / 128, r = k % 128, quarter = r / 32, l = r % 32;
-    int lo = b->ql[64 * h + l + (quarter & 1 ? 32 : 0)];
-    lo = quarter & 2 ? lo >> 4 : lo & 0xf;
-    return lo | ((b->qh[32 * h + l] >> (2 * quarter)) & 3) << 4;
+/* The 256 6-bit values of a Q6_K block in order, before their -32. */
+static void q6k_values(const hl_block_q6_k *b, uint8_t v[256]) {
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+        for (int l = 0; l < 32; l++) {
+            v[128 * h + l] = (uint8_t)((ql[l] & 15) | (qh[l] & 3) << 4);
+            v[128 * h + 32 + l] = (uint8_t)((ql[l + 32] & 15) | (qh[l] >> 2 & 3) << 4);
+            v[128 * h + 64 + l] = (uint8_t)((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4);
+            v[128 * h + 96 + l] = (uint8_t)((ql[l + 32] >> 4) | (qh[l] >> 6 & 3) << 4);
+        }
+    }
 }
 
 static void pack_q6k(const hl_block_q6_k *b, int r, uint8_t *o) {
+    uint8_t v[256];
     memcpy(o + 2 * r, &b->d, 2);
+    q6k_values(b, v);
     for (int j = 0; j < 8; j++) {
         o[64 + 32 * j + 2 * r] = (uint8_t)b->scales[2 * j];
         o[64 + 32 * j + 2 * r + 1] = (uint8_t)b->scales[2 * j + 1];
         uint8_t *sub = o + 320 + 384 * j, *const ch[4] = {sub + 64, sub + 128, sub + 256, sub + 320};
-        int v[32];
-        for (int k = 0; k < 32; k++) v[k] = q6k_value(b, 32 * j + k);
-        pack_nibbles(v, r, ch);
-        for (int k = 0; k < 32; k++) {
-            int c = k / 8, hh = k % 8 / 4;
-            sub[192 * (c / 2) + 4 * r + k % 4] |= (uint8_t)((v[k] >> 4) << (2 * (2 * (c % 2) + hh)));
-        }
+        const uint8_t *q = v + 32 * j;
+        pack_nibbles(q, r, ch);
+        /* vector t, byte 4r + k: bits 2m, 2m + 1 the top bits of value 8 (2t + m / 2) + 4 (m % 2) + k */
+        for (int t = 0; t < 2; t++)
+            for (int k = 0; k < 4; k++) {
+                int top = 0;
+                for (int m = 0; m < 4; m++) top |= (q[8 * (2 * t + m / 2) + 4 * (m % 2) + k] >> 4) << (2 * m);
+                sub[192 * t + 4 * r + k] = (uint8_t)top;
+            }
     }
 }
 
