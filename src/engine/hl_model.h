@@ -11,8 +11,7 @@
  * used in place in the mmap, whatever their type (hl_quant), except that Q4_0, Q8_0 and
  * K-quant matrices, where the CPU has the AVX-512 kernels, are copied once at load repacked
  * four rows (K-quants 16) at a time (hl_quant_x4_pack; the copy is the faster one to read)
- * unless params.keep_layout,
- * or when memory for the copy is short.
+ * unless params.keep_layout, or when memory for the copy is short.
  * Every activation buffer and the KV cache are allocated once in hl_model_load(), sized for
  * n_ctx positions and batches of up to max_batch tokens, so hl_model_forward() never
  * allocates.
@@ -51,9 +50,9 @@ typedef struct hl_model_params {
     uint32_t max_batch; /* tokens per forward() call; 0: 64 */
     int n_threads;      /* matmul threads including the caller; 0: 1 */
     uint32_t n_seq;     /* KV cache slots (sequences served together); 0: 1 */
-    /* Read Q4_0/Q8_0 matrices in the file's layout instead of a copy repacked four rows at a
-     * time (the copy costs the weights' size in memory and a moment at load; decoding reads
-     * it about 1.4x as fast). */
+    /* Read Q4_0/Q8_0/K-quant matrices in the file's layout instead of a repacked copy (the
+     * copy costs the weights' size in memory and a moment at load; decoding reads it faster,
+     * about 1.4x for Q4_0). */
     bool keep_layout;
 } hl_model_params;
 
