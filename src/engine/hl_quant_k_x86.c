@@ -309,14 +309,13 @@ T_AVX2 static inline __m128i k_pairs(const int16_t *bsums) {
 
 /* The mins' part of Q4_K/Q5_K: per row, the sum over sub-blocks of min times activation sum. */
 T_AVX512 static inline __m512i k_mins_x16(const uint8_t *g, const hl_act_q8k *a) {
-    __m128i pr = k_pairs(a->bsums);
+    int32_t pr[4];
+    _mm_storeu_si128((__m128i *)pr, k_pairs(a->bsums));
     __m512i sm = _mm512_setzero_si512();
 #pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) {
-        int32_t p = _mm_extract_epi32(pr, k);
+    for (int k = 0; k < 4; k++)
         sm = _mm512_dpwssd_epi32(sm, _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(g + 192 + 32 * k))),
-                                 _mm512_set1_epi32(p));
-    }
+                                 _mm512_set1_epi32(pr[k]));
     return sm;
 }
 
