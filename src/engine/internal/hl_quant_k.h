@@ -43,15 +43,15 @@ static inline void hl_quant_k_scales(const uint8_t *q, uint64_t *sc, uint64_t *m
  * Q5_K, 2880 bytes: Q4_K's first 320 bytes, then per sub-block 8 little-endian 64-bit words
  * of fifth bits (word 2c + h, bit 4r + b: value 32j + 8c + 4h + b's) and its 4 chunks of
  * 4-bit values.
- * Q6_K, 3392 bytes: d of rows 0-15 (halves), 32 bytes of padding (3360 bytes would leave
- * every other super-block's vectors across cache lines, which read markedly slower from
- * memory), the scales in pairs (byte 64 + 32j + 2r + t:
- * row r's scale of the values 32j + 16t .. 32j + 16t + 15, int8), then per sub-block, for
- * t = 0, 1, a 64-byte vector of top 2 bits and chunks 2t and 2t + 1 of low 4 bits: byte
- * 4r + b of vector t holds in bits 2m, 2m + 1 (m = 2 (c - 2t) + h) the top bits of value
- * 32j + 8c + 4h + b.
+ * Q6_K, 3392 bytes: d of rows 0-15 (halves), 32 bytes of padding (with 3360 bytes every
+ * vector load of every other super-block would straddle two cache lines), the scales in
+ * pairs (byte 64 + 32j + 2r + t: row r's scale of the values 32j + 16t .. 32j + 16t + 15,
+ * int8), then per sub-block, for t = 0, 1, a 64-byte vector of top 2 bits and chunks 2t and
+ * 2t + 1 of low 4 bits: byte 4r + b of vector t holds in bits 2m, 2m + 1 (m = 2 (c - 2t) + h)
+ * the top bits of value 32j + 8c + 4h + b.
  * Everything is in the order the kernels read it, so that a super-block is read front to
- * back (the hardware prefetchers keep up best with that). */
+ * back (from memory, Q4_K and Q5_K read faster so than with the head read last and the
+ * fifth bits after the values). */
 #define HL_K_X4_ROWS 16
 #define HL_K_X4_Q4K 2368
 #define HL_K_X4_Q5K 2880
