@@ -374,7 +374,8 @@ static hl_err alloc_state(loader *ld, const hl_model_params *p) {
     return HL_OK;
 }
 
-/* Repacks a Q4_0/Q8_0/K-quant matrix four rows at a time where the CPU has kernels for it.
+/* Repacks a Q4_0/Q8_0/K-quant matrix a group of rows (4, K-quants 16) at a time where the
+ * CPU has kernels for it and the rows are whole groups.
  * Sizing pass (arena NULL): adds the copy's bytes to *total; then places it at arena +
  * *total. One allocation for all: each in its own would round up to a huge page. */
 static void repack_mat(hl_model_mat *w, uint8_t *arena, size_t *total) {
@@ -391,13 +392,15 @@ static void repack_mat(hl_model_mat *w, uint8_t *arena, size_t *total) {
         w->gemm = NULL;
         return;
     }
-    if (!bb || !dot4 || !gemm || w->rows % 4 || w->cols % blk || w->packed) return;
-    size_t stride = (size_t)(w->cols / blk) * bb, size = (size_t)(w->rows / 4) * stride;
+    uint32_t gr = hl_quant_x4_rows(w->type);
+    if (!bb || !dot4 || !gemm || w->rows % gr || w->cols % blk || w->packed) return;
+    size_t stride = (size_t)(w->cols / blk) * bb, size = (size_t)(w->rows / gr) * stride;
     size_t at = *total;
     *total += (size + 4095) / 4096 * 4096;
     if (!arena) return;
     w->packed = arena + at; /* filled by pack_worker */
     w->packed_stride = stride;
+    w->packed_rows = gr;
     w->dot4 = dot4;
     w->gemm = gemm;
     w->act = hl_quant_x4_act(w->type);
@@ -407,11 +410,11 @@ static void repack_mat(hl_model_mat *w, uint8_t *arena, size_t *total) {
  * fresh memory, the kernel zeroing it, is most of the cost). */
 static void pack_worker(void *ctx, int ith, int nth) {
     const hl_model_mat *w = ctx;
-    uint32_t groups = w->rows / 4;
+    uint32_t gr = w->packed_rows, groups = w->rows / gr;
     uint32_t g0 = (uint32_t)((uint64_t)groups * ith / nth), g1 = (uint32_t)((uint64_t)groups * (ith + 1) / nth);
     if (g1 > g0)
-        hl_quant_x4_pack(w->type, (const uint8_t *)w->data + (size_t)g0 * 4 * w->row_bytes, w->row_bytes,
-                         4 * (g1 - g0), w->cols, w->packed + (size_t)g0 * w->packed_stride);
+        hl_quant_x4_pack(w->type, (const uint8_t *)w->data + (size_t)g0 * gr * w->row_bytes, w->row_bytes,
+                         gr * (g1 - g0), w->cols, w->packed + (size_t)g0 * w->packed_stride);
 }
 
 /* Packs w and gives back the file's pages of it (never read again: every kernel reads the
@@ -569,16 +572,17 @@ static void mm_rows(const mm_job *j, uint32_t r0, uint32_t r1) {
         if (r1 <= base) break;
         uint32_t lo = r0 > base ? r0 - base : 0, hi = r1 - base < w->rows ? r1 - base : w->rows;
         if (w->packed) {
-            /* Whole groups of 4 rows: the threads' bounds rounded down alike (rows % 4 == 0). */
-            lo &= ~3u;
-            hi &= ~3u;
+            /* Whole groups: the threads' bounds rounded down alike (rows a multiple of gr). */
+            uint32_t gr = w->packed_rows;
+            lo -= lo % gr;
+            hi -= hi % gr;
             if (j->gemm[k] && hi > lo)
-                w->gemm((int)w->cols, w->packed + (size_t)(lo / 4) * w->packed_stride, w->packed_stride,
+                w->gemm((int)w->cols, w->packed + (size_t)(lo / gr) * w->packed_stride, w->packed_stride,
                         (int)(hi - lo), j->act[k], j->n_tok, j->out[k] + lo, j->out_stride[k]);
             else
-                for (uint32_t r = lo; r < hi; r += 4)
+                for (uint32_t r = lo; r < hi; r += gr)
                     for (int b = 0; b < j->n_tok; b++)
-                        w->dot4((int)w->cols, w->packed + (size_t)(r / 4) * w->packed_stride,
+                        w->dot4((int)w->cols, w->packed + (size_t)(r / gr) * w->packed_stride,
                                 j->act[k] + b * j->act_stride[k], j->out[k] + b * j->out_stride[k] + r);
             base += w->rows;
             continue;

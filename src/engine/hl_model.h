@@ -8,10 +8,10 @@
  *
  * Hyper-parameters come from the file's "<arch>.*" metadata with llama.cpp's defaults (RoPE
  * base 10000, KV heads = heads, RoPE dimensions = head size, rms epsilon 1e-5). Weights are
- * used in place in the mmap, whatever their type (hl_quant), except that Q4_0 and Q8_0
- * matrices, where the CPU has the AVX-512 kernels, are copied once at load repacked four rows
- * at a time (hl_quant_x4_pack; the copy is the faster one to read) unless params.keep_layout,
- * or when memory for the copy is short.
+ * used in place in the mmap, whatever their type (hl_quant), except that Q4_0, Q8_0 and
+ * K-quant matrices, where the CPU has the AVX-512 kernels, are copied once at load repacked
+ * four rows (K-quants 16) at a time (hl_quant_x4_pack; the copy is the faster one to read)
+ * unless params.keep_layout, or when memory for the copy is short.
  * Every activation buffer and the KV cache are allocated once in hl_model_load(), sized for
  * n_ctx positions and batches of up to max_batch tokens, so hl_model_forward() never
  * allocates.
@@ -50,9 +50,9 @@ typedef struct hl_model_params {
     uint32_t max_batch; /* tokens per forward() call; 0: 64 */
     int n_threads;      /* matmul threads including the caller; 0: 1 */
     uint32_t n_seq;     /* KV cache slots (sequences served together); 0: 1 */
-    /* Read Q4_0/Q8_0 matrices in the file's layout instead of a copy repacked four rows at a
-     * time (the copy costs the weights' size in memory and a moment at load; decoding reads
-     * it about 1.4x as fast). */
+    /* Read Q4_0/Q8_0/K-quant matrices in the file's layout instead of a repacked copy (the
+     * copy costs the weights' size in memory and a moment at load; decoding reads it faster,
+     * about 1.4x for Q4_0). */
     bool keep_layout;
 } hl_model_params;
 
@@ -86,12 +86,14 @@ typedef struct hl_model_mat {
     size_t row_bytes;
     hl_quant_dot_fn dot; /* kernel for this type on this CPU */
     hl_quant_gemm_fn gemm; /* several rows x tokens at once, when the type has one; else NULL */
-    /* Q4_0/Q8_0/K-quants on AVX-512: a copy repacked four rows at a time (hl_quant_x4_pack),
-     * in one allocation owned by the model, which every matmul reads instead of data (whose
-     * mapped pages are then dropped: data must not be read); NULL otherwise. */
+    /* Q4_0/Q8_0/K-quants on AVX-512: a copy repacked a group of rows at a time (4 rows,
+     * K-quants 16: hl_quant_x4_pack), in one allocation owned by the model, which every
+     * matmul reads instead of data (whose mapped pages are then dropped: data must not be
+     * read); NULL otherwise. */
     uint8_t *packed;
-    size_t packed_stride;  /* bytes per group of 4 rows */
-    hl_quant_x4_fn dot4;   /* four rows x one token on packed */
+    size_t packed_stride;  /* bytes per group of packed_rows rows */
+    uint32_t packed_rows;  /* rows per group */
+    hl_quant_x4_fn dot4;   /* a group of rows x one token on packed */
     hl_quant_act act;    /* activation format dot wants */
 } hl_model_mat;
 

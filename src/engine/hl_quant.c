@@ -347,7 +347,9 @@ void hl_quant_act_quantize(hl_quant_act act, const float *x, void *dst, int n) {
     case HL_ACT_Q8Q: quantize_act_q8q(x, dst, n); break;
     case HL_ACT_Q8X: quantize_act_q8x(x, dst, n); break;
     case HL_ACT_Q8: quantize_act_q8_scalar(x, dst, n); break;
-    case HL_ACT_Q8K: quantize_act_q8k_scalar(x, dst, n); break;
+    case HL_ACT_Q8K:
+        if (!hl_quant_x86_quantize_q8k(x, dst, n)) quantize_act_q8k_scalar(x, dst, n);
+        break;
     case HL_ACT_F16: {
         uint16_t *h = dst;
         for (int i = 0; i < n; i++) h[i] = hl_quant_f32_to_f16(x[i]);
@@ -528,6 +530,10 @@ size_t hl_quant_x4_block_bytes(uint32_t type) {
     if (type == HL_GGUF_Q4_0) return 8 + 4 * 16;
     if (type == HL_GGUF_Q8_0) return 8 + 4 * 32;
     return 0;
+}
+
+uint32_t hl_quant_x4_rows(uint32_t type) {
+    return is_kquant(type) ? HL_K_X4_ROWS : 4;
 }
 
 void hl_quant_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32_t rows,

@@ -202,10 +202,12 @@ hl_quant_dot_fn hl_quant_dot_fn_for(uint32_t type);
 size_t hl_quant_x4_block_bytes(uint32_t type);
 void hl_quant_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32_t rows,
                       uint32_t cols, void *dst);
-/* K-quants (Q4_K so far) have their own 4-row layouts (hl_quant_k.h), per super-block of
- * 256 values; hl_quant_x4_block_bytes() is then per super-block. */
-/* out[r] = dot(row r of the group at g, act) for r < 4, act in hl_quant_x4_act(type)
- * (HL_ACT_Q8X; HL_ACT_Q8K for K-quants). */
+/* K-quants have their own layouts (hl_quant_k.h), 16 rows to a group, per super-block of
+ * 256 values; hl_quant_x4_block_bytes() is then per super-block of the group, and rows must
+ * be a multiple of hl_quant_x4_rows(). */
+uint32_t hl_quant_x4_rows(uint32_t type); /* rows per group: 4, or 16 for K-quants */
+/* out[r] = dot(row r of the group at g, act) for r < hl_quant_x4_rows(type), act in
+ * hl_quant_x4_act(type) (HL_ACT_Q8X; HL_ACT_Q8K for K-quants). */
 hl_quant_act hl_quant_x4_act(uint32_t type);
 typedef void (*hl_quant_x4_fn)(int n, const void *g, const void *act, float *out);
 hl_quant_x4_fn hl_quant_x4(uint32_t type, hl_quant_isa isa); /* NULL where none */

@@ -63,63 +63,91 @@ size_t hl_quant_k_x4_bytes(uint32_t type) {
     }
 }
 
-/* One super-block of 4 Q4_K rows (blocks b[r]) into o. */
-static void pack_q4k(const hl_block_q4_k *const b[4], uint8_t *o) {
-    for (int r = 0; r < 4; r++) {
-        memcpy(o + 2 * r, &b[r]->d, 2);
-        memcpy(o + 8 + 2 * r, &b[r]->dmin, 2);
-        for (int j = 0; j < 8; j++) hl_quant_q4k_scale_min(b[r]->scales, j, o + 16 + 8 * r + j, o + 48 + 8 * r + j);
-        for (int j = 0; j < 8; j++)
-            for (int k = 0; k < 16; k++) {
-                /* sub-block j = 2p + h: nibble h of qs[32p + l] is value 32j + l */
-                const uint8_t *q = b[r]->qs + 32 * (j / 2);
-                int sh = 4 * (j % 2);
-                o[80 + 64 * j + 16 * r + k] = (uint8_t)(((q[k] >> sh) & 15) | ((q[k + 16] >> sh) & 15) << 4);
+/* The 4-bit part of a sub-block of row r (v: its 32 values) into the 16-row layout's chunks
+ * ch[0..3]: byte 4r + b of chunk c = value 8c + b | value 8c + 4 + b << 4. */
+static void pack_nibbles(const uint8_t v[32], int r, uint8_t *const ch[4]) {
+    for (int c = 0; c < 4; c++)
+        for (int b = 0; b < 4; b++) ch[c][4 * r + b] = (uint8_t)((v[8 * c + b] & 15) | (v[8 * c + 4 + b] & 15) << 4);
+}
+
+/* The 256 4-bit values of a Q4_K/Q5_K block in order (Q5_K's without their fifth bit). */
+static void q4k_values(const uint8_t *qs, uint8_t v[256]) {
+    for (int p = 0; p < 4; p++)
+        for (int l = 0; l < 32; l++) {
+            v[64 * p + l] = qs[32 * p + l] & 15;
+            v[64 * p + 32 + l] = qs[32 * p + l] >> 4;
+        }
+}
+
+/* Q4_K's and Q5_K's first 320 bytes: d, dmin, scales and mins of the 16 rows. */
+static void pack_k4_head(const uint8_t *d, const uint8_t *dmin, const uint8_t *scales, int r, uint8_t *o) {
+    memcpy(o + 2 * r, d, 2);
+    memcpy(o + 32 + 2 * r, dmin, 2);
+    for (int j = 0; j < 8; j++) {
+        uint8_t sc, mn;
+        hl_quant_q4k_scale_min(scales, j, &sc, &mn);
+        o[64 + 16 * j + r] = sc;
+        o[192 + 32 * (j / 2) + 2 * r + j % 2] = mn;
+    }
+}
+
+static void pack_q4k(const hl_block_q4_k *b, int r, uint8_t *o) {
+    uint8_t v[256];
+    pack_k4_head((const uint8_t *)&b->d, (const uint8_t *)&b->dmin, b->scales, r, o);
+    q4k_values(b->qs, v);
+    for (int j = 0; j < 8; j++) {
+        uint8_t *sub = o + 320 + 256 * j, *const ch[4] = {sub, sub + 64, sub + 128, sub + 192};
+        pack_nibbles(v + 32 * j, r, ch);
+    }
+}
+
+static void pack_q5k(const hl_block_q5_k *b, int r, uint8_t *o) {
+    uint8_t v[256];
+    pack_k4_head((const uint8_t *)&b->d, (const uint8_t *)&b->dmin, b->scales, r, o);
+    q4k_values(b->qs, v);
+    for (int j = 0; j < 8; j++) {
+        uint8_t *sub = o + 320 + 320 * j, *const ch[4] = {sub + 64, sub + 128, sub + 192, sub + 256};
+        pack_nibbles(v + 32 * j, r, ch);
+        /* word 2c + h, bits 4r..4r+3: the fifth bits of values 8c + 4h + 0..3 (rows 2 to a
+         * byte: or-ed into the zeroed super-block) */
+        for (int w = 0; w < 8; w++) {
+            int nib = 0;
+            for (int k = 0; k < 4; k++) nib |= ((b->qh[4 * w + k] >> j) & 1) << k;
+            sub[8 * w + r / 2] |= (uint8_t)(nib << (4 * (r % 2)));
+        }
+    }
+}
+
+/* The 256 6-bit values of a Q6_K block in order, before their -32. */
+static void q6k_values(const hl_block_q6_k *b, uint8_t v[256]) {
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+        for (int l = 0; l < 32; l++) {
+            v[128 * h + l] = (uint8_t)((ql[l] & 15) | (qh[l] & 3) << 4);
+            v[128 * h + 32 + l] = (uint8_t)((ql[l + 32] & 15) | (qh[l] >> 2 & 3) << 4);
+            v[128 * h + 64 + l] = (uint8_t)((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4);
+            v[128 * h + 96 + l] = (uint8_t)((ql[l + 32] >> 4) | (qh[l] >> 6 & 3) << 4);
+        }
+    }
+}
+
+static void pack_q6k(const hl_block_q6_k *b, int r, uint8_t *o) {
+    uint8_t v[256];
+    memcpy(o + 2 * r, &b->d, 2);
+    q6k_values(b, v);
+    for (int j = 0; j < 8; j++) {
+        o[64 + 32 * j + 2 * r] = (uint8_t)b->scales[2 * j];
+        o[64 + 32 * j + 2 * r + 1] = (uint8_t)b->scales[2 * j + 1];
+        uint8_t *sub = o + 320 + 384 * j, *const ch[4] = {sub + 64, sub + 128, sub + 256, sub + 320};
+        const uint8_t *q = v + 32 * j;
+        pack_nibbles(q, r, ch);
+        /* vector t, byte 4r + k: bits 2m, 2m + 1 the top bits of value 8 (2t + m / 2) + 4 (m % 2) + k */
+        for (int t = 0; t < 2; t++)
+            for (int k = 0; k < 4; k++) {
+                int top = 0;
+                for (int m = 0; m < 4; m++) top |= (q[8 * (2 * t + m / 2) + 4 * (m % 2) + k] >> 4) << (2 * m);
+                sub[192 * t + 4 * r + k] = (uint8_t)top;
             }
-    }
-}
-
-/* Q4_K's part of a Q5_K block (the same fields, their offsets apart), then the fifth bits. */
-static void pack_q5k(const hl_block_q5_k *const b[4], uint8_t *o) {
-    for (int r = 0; r < 4; r++) {
-        memcpy(o + 2 * r, &b[r]->d, 2);
-        memcpy(o + 8 + 2 * r, &b[r]->dmin, 2);
-        for (int j = 0; j < 8; j++) hl_quant_q4k_scale_min(b[r]->scales, j, o + 16 + 8 * r + j, o + 48 + 8 * r + j);
-        for (int j = 0; j < 8; j++) {
-            uint8_t *sub = o + 80 + 80 * j;
-            const uint8_t *q = b[r]->qs + 32 * (j / 2);
-            int sh = 4 * (j % 2);
-            uint32_t bits = 0;
-            for (int k = 0; k < 16; k++)
-                sub[16 * r + k] = (uint8_t)(((q[k] >> sh) & 15) | ((q[k + 16] >> sh) & 15) << 4);
-            for (int k = 0; k < 32; k++) bits |= (uint32_t)((b[r]->qh[k] >> j) & 1) << k;
-            for (int c = 0; c < 4; c++) sub[64 + 4 * r + c] = (uint8_t)(bits >> (8 * c));
-        }
-    }
-}
-
-/* The 6-bit value k (0..255) of a Q6_K block, before its -32. */
-static int q6k_value(const hl_block_q6_k *b, int k) {
-    int h = k / 128, r = k % 128, quarter = r / 32, l = r % 32;
-    int lo = b->ql[64 * h + l + (quarter & 1 ? 32 : 0)];
-    lo = quarter & 2 ? lo >> 4 : lo & 0xf;
-    return lo | ((b->qh[32 * h + l] >> (2 * quarter)) & 3) << 4;
-}
-
-static void pack_q6k(const hl_block_q6_k *const b[4], uint8_t *o) {
-    for (int r = 0; r < 4; r++) {
-        memcpy(o + 2 * r, &b[r]->d, 2);
-        memcpy(o + 8 + 8 * r, b[r]->scales, 8);
-        memcpy(o + 40 + 8 * r, b[r]->scales + 8, 8);
-        for (int j = 0; j < 8; j++) {
-            uint8_t *sub = o + 72 + 96 * j;
-            int v[32];
-            for (int k = 0; k < 32; k++) v[k] = q6k_value(b[r], 32 * j + k);
-            for (int k = 0; k < 16; k++) sub[16 * r + k] = (uint8_t)((v[k] & 15) | (v[k + 16] & 15) << 4);
-            for (int c = 0; c < 8; c++)
-                sub[64 + 8 * r + c] = (uint8_t)((v[2 * c] >> 4) | (v[2 * c + 1] >> 4) << 2 |
-                                                (v[2 * c + 16] >> 4) << 4 | (v[2 * c + 17] >> 4) << 6);
-        }
     }
 }
 
@@ -127,13 +155,15 @@ void hl_quant_k_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32
                         uint32_t cols, void *dst) {
     size_t bb = hl_quant_k_x4_bytes(type), bs = hl_gguf_type_size(type);
     uint8_t *o = dst;
-    for (uint32_t g = 0; g < rows / 4; g++)
+    for (uint32_t g = 0; g < rows / HL_K_X4_ROWS; g++)
         for (uint32_t i = 0; i < cols / 256; i++, o += bb) {
-            const void *b[4];
-            for (int r = 0; r < 4; r++) b[r] = (const uint8_t *)src + (size_t)(4 * g + r) * row_bytes + i * bs;
-            if (type == HL_GGUF_Q4_K) pack_q4k((const hl_block_q4_k *const *)b, o);
-            else if (type == HL_GGUF_Q5_K) pack_q5k((const hl_block_q5_k *const *)b, o);
-            else if (type == HL_GGUF_Q6_K) pack_q6k((const hl_block_q6_k *const *)b, o);
+            memset(o, 0, bb); /* the bit planes are or-ed in */
+            for (int r = 0; r < HL_K_X4_ROWS; r++) {
+                const void *b = (const uint8_t *)src + (size_t)(HL_K_X4_ROWS * g + r) * row_bytes + i * bs;
+                if (type == HL_GGUF_Q4_K) pack_q4k(b, r, o);
+                else if (type == HL_GGUF_Q5_K) pack_q5k(b, r, o);
+                else if (type == HL_GGUF_Q6_K) pack_q6k(b, r, o);
+            }
         }
 }
 

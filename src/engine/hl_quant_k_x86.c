@@ -281,161 +281,172 @@ T_AVX512 static float dot_q6k_avx512(int n, const void *w, const void *act) {
 }
 
 
-/* ---- repacked four rows at a time (hl_quant_k_x4_pack), AVX-512 -----------------------
+/* ---- repacked sixteen rows at a time (hl_quant_k_x4_pack), AVX-512 ---------------------
  *
- * A 128-bit lane per row: a sub-block of 32 values of the 4 rows is one 512-bit load
- * (lane r = row r's 16 bytes, values k and k+16 in one byte), multiplied by the sub-block's
- * activations broadcast to the 4 lanes; the scales, stored as bytes in row order, widen to
- * 16-bit lanes in the same places. The per-row sums are reduced within the lane and
- * finished with the scalar reference's float steps, lane by lane (the same bits). */
+ * A 32-bit lane per row (hl_quant_k.h): each 64-byte chunk of 4-bit values gives two
+ * vectors of 4 values of the 16 rows (its low and its high nibbles), each multiplied by the
+ * 4 activations it meets, broadcast from memory (vpdpbusd: unsigned weights, signed
+ * activations, exact int32 sums). A sub-block's (Q6_K: half's) sum is multiplied by the
+ * rows' scales, loaded as a vector, and added up; the mins (Q4_K, Q5_K) and the -32 offset
+ * (Q6_K) go through the activation's 16-value sums with vpdpwssd. Every row's sums are in
+ * its lane, so the scalar reference's float steps run on the 16 lanes as they are. Two
+ * chains per sub-block (the low and the high nibbles) halve the vpdpbusd latency in the
+ * way. */
 
-/* vpshufb control: every 16-bit lane of each 128-bit lane gets that lane's word j. */
-T_AVX512 static inline __m512i k_word512(int j) {
-    return _mm512_set1_epi16((short)((2 * j) | (2 * j + 1) << 8));
+/* The 4 activations at y, in every lane. */
+T_AVX512 static inline __m512i k_act4(const int8_t *y) {
+    int32_t v;
+    memcpy(&v, y, 4);
+    return _mm512_set1_epi32(v);
 }
 
-/* v's four 32-bit lanes summed, in every lane of each 128-bit lane. */
-T_AVX512 static inline __m512i k_lane_sum(__m512i v) {
-    v = _mm512_add_epi32(v, _mm512_shuffle_epi32(v, (_MM_PERM_ENUM)0x4e));
-    return _mm512_add_epi32(v, _mm512_shuffle_epi32(v, (_MM_PERM_ENUM)0xb1));
-}
-
-/* The 4 rows' half-precision values at p (d at p, dmin at p + 8) spread over their lanes. */
-static const uint32_t k_didx[2][16] __attribute__((aligned(64))) = {
-    {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3}, {4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7}};
-
-/* The 16 activation sums of a super-block paired (sub-block j's two at word j), in every
- * 128-bit lane. */
-T_AVX512 static inline __m512i k_pairs512(const int16_t *bsums) {
+/* The activation sums of sub-blocks 2k and 2k + 1 as the halves of an int32, for k = 0..3. */
+T_AVX2 static inline __m128i k_pairs(const int16_t *bsums) {
     const __m128i one = _mm_set1_epi16(1);
-    __m128i a = _mm_madd_epi16(_mm_loadu_si128((const __m128i *)bsums), one);
-    __m128i b = _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(bsums + 8)), one);
-    return _mm512_broadcast_i32x4(_mm_packs_epi32(a, b));
+    return _mm_packs_epi32(_mm_madd_epi16(_mm_loadu_si128((const __m128i *)bsums), one),
+                           _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(bsums + 8)), one));
+}
+
+/* The mins' part of Q4_K/Q5_K: per row, the sum over sub-blocks of min times activation sum. */
+T_AVX512 static inline __m512i k_mins_x16(const uint8_t *g, const hl_act_q8k *a) {
+    int32_t pr[4];
+    _mm_storeu_si128((__m128i *)pr, k_pairs(a->bsums));
+    __m512i sm = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++)
+        sm = _mm512_dpwssd_epi32(sm, _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(g + 192 + 32 * k))),
+                                 _mm512_set1_epi32(pr[k]));
+    return sm;
+}
+
+/* The float steps of Q4_K/Q5_K on the 16 rows (d and dmin as floats), one operation each
+ * as in the reference. */
+T_AVX512 static inline __m512 k4_finish_x16(__m512 res, __m512 d, __m512 dmin, float da, __m512i sq, __m512i sm) {
+    __m512 t1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sq));
+    __m512 t2 = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(sm));
+    __m512 t3 = _mm512_sub_ps(t1, t2);
+    __m512 t4 = _mm512_mul_ps(_mm512_set1_ps(da), t3);
+    return _mm512_add_ps(res, t4);
 }
 
 T_AVX512 static void x4_q4k_avx512(int n, const void *w, const void *act, float *out) {
     const uint8_t *g = w;
     const hl_act_q8k *a = act;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const __m512i di = _mm512_load_si512(k_didx[0]), mi = _mm512_load_si512(k_didx[1]);
     __m512 res = _mm512_setzero_ps();
     for (int i = 0; i < n / 256; i++, g += HL_K_X4_Q4K, a++) {
-        __builtin_prefetch(g + 4096, 0, 3);
-        __m512i sc = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(g + 16)));
-        __m512i mn = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(g + 48)));
-        __m512i acc = _mm512_setzero_si512();
+        /* the super-block's head first: its lines are read in order */
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
+        __m512i sm = k_mins_x16(g, a), acc = _mm512_setzero_si512();
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-            __m512i z = _mm512_loadu_si512(g + 80 + 64 * j);
-            __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
-            __m512i plo = _mm512_maddubs_epi16(lo, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a->qs + 32 * j))));
-            __m512i phi = _mm512_maddubs_epi16(hi, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a->qs + 32 * j + 16))));
-            /* at most 2 * 2 * 15 * 127 in a 16-bit lane */
-            acc = _mm512_dpwssd_epi32(acc, _mm512_add_epi16(plo, phi), _mm512_shuffle_epi8(sc, k_word512(j)));
+            __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                __m512i z = _mm512_loadu_si512(g + 320 + 256 * j + 64 * c);
+                const int8_t *y = a->qs + 32 * j + 8 * c;
+                s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(z, m4), k_act4(y));
+                s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(z, 4), m4), k_act4(y + 4));
+            }
+            __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(g + 64 + 16 * j)));
+            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
         }
-        __m512i sq = k_lane_sum(acc), sm = k_lane_sum(_mm512_madd_epi16(mn, k_pairs512(a->bsums)));
-        __m512 dd = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g)));
-        __m512 t1 = _mm512_mul_ps(_mm512_permutexvar_ps(di, dd), _mm512_cvtepi32_ps(sq));
-        __m512 t2 = _mm512_mul_ps(_mm512_permutexvar_ps(mi, dd), _mm512_cvtepi32_ps(sm));
-        __m512 t3 = _mm512_sub_ps(t1, t2);
-        __m512 t4 = _mm512_mul_ps(_mm512_set1_ps(a->d), t3);
-        res = _mm512_add_ps(res, t4);
+        res = k4_finish_x16(res, d, dmin, a->d, acc, sm);
     }
-    float v[16];
-    _mm512_storeu_ps(v, res);
-    for (int r = 0; r < 4; r++) out[r] = v[4 * r];
+    _mm512_storeu_ps(out, res);
 }
-
-/* Q6_K: a sub-block's 4-bit parts as Q4_K's, its top 2 bits as 8 bytes per row (byte b:
- * values 2b, 2b+1, 2b+16, 2b+17, 2 bits each), widened to 16-bit words (lane r = row r)
- * and shifted into bits 4-5 of each value's byte. Scales per 16 values: the lo values of
- * sub-block j are scale group 2j, the hi values 2j+1. */
-T_AVX512 static void x4_q6k_avx512(int n, const void *w, const void *act, float *out) {
-    const uint8_t *g = w;
-    const hl_act_q8k *a = act;
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
-    const __m512i di = _mm512_load_si512(k_didx[0]);
-    __m512 res = _mm512_setzero_ps();
-    for (int i = 0; i < n / 256; i++, g += HL_K_X4_Q6K, a++) {
-        __builtin_prefetch(g + 4096, 0, 3);
-        __m512i sa = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(g + 8)));
-        __m512i sb = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(g + 40)));
-        __m512i acc = _mm512_setzero_si512();
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-            const uint8_t *sub = g + 72 + 96 * j;
-            __m512i z = _mm512_loadu_si512(sub);
-            __m512i wd = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(sub + 64)));
-            /* (a | b) & c, then (a & b) | c */
-            __m512i hl = _mm512_ternarylogic_epi32(_mm512_slli_epi16(wd, 4), _mm512_slli_epi16(wd, 10), m30, 0xA8);
-            __m512i hh = _mm512_ternarylogic_epi32(wd, _mm512_slli_epi16(wd, 6), m30, 0xA8);
-            __m512i qlo = _mm512_ternarylogic_epi32(z, m4, hl, 0xEA);
-            __m512i qhi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(z, 4), m4, hh, 0xEA);
-            __m512i plo = _mm512_maddubs_epi16(qlo, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a->qs + 32 * j))));
-            __m512i phi = _mm512_maddubs_epi16(qhi, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a->qs + 32 * j + 16))));
-            __m512i sv = j < 4 ? sa : sb;
-            acc = _mm512_dpwssd_epi32(acc, plo, _mm512_shuffle_epi8(sv, k_word512(2 * (j % 4))));
-            acc = _mm512_dpwssd_epi32(acc, phi, _mm512_shuffle_epi8(sv, k_word512(2 * (j % 4) + 1)));
-        }
-        __m512i off = _mm512_add_epi32(
-            _mm512_madd_epi16(sa, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)a->bsums))),
-            _mm512_madd_epi16(sb, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a->bsums + 8)))));
-        __m512i isum = _mm512_sub_epi32(k_lane_sum(acc), _mm512_slli_epi32(k_lane_sum(off), 5));
-        __m512 dd = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)g)));
-        __m512 t1 = _mm512_mul_ps(_mm512_set1_ps(a->d), _mm512_permutexvar_ps(di, dd));
-        __m512 t2 = _mm512_mul_ps(t1, _mm512_cvtepi32_ps(isum));
-        res = _mm512_add_ps(res, t2);
-    }
-    float v[16];
-    _mm512_storeu_ps(v, res);
-    for (int r = 0; r < 4; r++) out[r] = v[4 * r];
-}
-
-/* Q5_K: Q4_K's layout plus each sub-block's fifth bits, 4 bytes per row (bit k: value
- * 32j+k's), moved to the row's lane, spread one byte per value and tested into bit 4. */
-static const uint8_t k5_sel[3][16] __attribute__((aligned(16))) = {
-    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
-    {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
-    {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128}};
 
 T_AVX512 static void x4_q5k_avx512(int n, const void *w, const void *act, float *out) {
     const uint8_t *g = w;
     const hl_act_q8k *a = act;
     const __m512i m4 = _mm512_set1_epi8(0x0f), b4 = _mm512_set1_epi8(0x10);
-    const __m512i di = _mm512_load_si512(k_didx[0]), mi = _mm512_load_si512(k_didx[1]);
-    const __m512i slo = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)k5_sel[0]));
-    const __m512i shi = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)k5_sel[1]));
-    const __m512i bit = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)k5_sel[2]));
     __m512 res = _mm512_setzero_ps();
     for (int i = 0; i < n / 256; i++, g += HL_K_X4_Q5K, a++) {
-        __builtin_prefetch(g + 4096, 0, 3);
-        __m512i sc = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(g + 16)));
-        __m512i mn = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(g + 48)));
-        __m512i acc = _mm512_setzero_si512();
+        /* the super-block's head first: its lines are read in order */
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
+        __m512i sm = k_mins_x16(g, a), acc = _mm512_setzero_si512();
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-            const uint8_t *sub = g + 80 + 80 * j;
-            __m512i z = _mm512_loadu_si512(sub);
-            __m512i hz = _mm512_permutexvar_epi32(di, _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(sub + 64))));
-            __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
-            lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(_mm512_shuffle_epi8(hz, slo), bit), lo, b4);
-            hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(_mm512_shuffle_epi8(hz, shi), bit), hi, b4);
-            __m512i plo = _mm512_maddubs_epi16(lo, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a->qs + 32 * j))));
-            __m512i phi = _mm512_maddubs_epi16(hi, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a->qs + 32 * j + 16))));
-            /* at most 2 * 2 * 31 * 127 in a 16-bit lane */
-            acc = _mm512_dpwssd_epi32(acc, _mm512_add_epi16(plo, phi), _mm512_shuffle_epi8(sc, k_word512(j)));
+            const uint8_t *sub = g + 320 + 320 * j;
+            __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                __m512i z = _mm512_loadu_si512(sub + 64 + 64 * c);
+                __mmask64 k0, k1;
+                memcpy(&k0, sub + 16 * c, 8);
+                memcpy(&k1, sub + 8 + 16 * c, 8);
+                __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+                lo = _mm512_mask_add_epi8(lo, k0, lo, b4);
+                hi = _mm512_mask_add_epi8(hi, k1, hi, b4);
+                const int8_t *y = a->qs + 32 * j + 8 * c;
+                s0 = _mm512_dpbusd_epi32(s0, lo, k_act4(y));
+                s1 = _mm512_dpbusd_epi32(s1, hi, k_act4(y + 4));
+            }
+            __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(g + 64 + 16 * j)));
+            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
         }
-        __m512i sq = k_lane_sum(acc), sm = k_lane_sum(_mm512_madd_epi16(mn, k_pairs512(a->bsums)));
-        __m512 dd = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g)));
-        __m512 t1 = _mm512_mul_ps(_mm512_permutexvar_ps(di, dd), _mm512_cvtepi32_ps(sq));
-        __m512 t2 = _mm512_mul_ps(_mm512_permutexvar_ps(mi, dd), _mm512_cvtepi32_ps(sm));
-        __m512 t3 = _mm512_sub_ps(t1, t2);
-        __m512 t4 = _mm512_mul_ps(_mm512_set1_ps(a->d), t3);
-        res = _mm512_add_ps(res, t4);
+        res = k4_finish_x16(res, d, dmin, a->d, acc, sm);
     }
-    float v[16];
-    _mm512_storeu_ps(v, res);
-    for (int r = 0; r < 4; r++) out[r] = v[4 * r];
+    _mm512_storeu_ps(out, res);
+}
+
+/* Top bits m (bits 2m, 2m + 1 of each byte of v) moved to bits 4-5, the rest zero. */
+T_AVX512 static inline __m512i k6_top(__m512i v, int m) {
+    const __m512i m30 = _mm512_set1_epi8(0x30);
+    if (m == 0) v = _mm512_slli_epi16(v, 4);
+    else if (m == 1) v = _mm512_slli_epi16(v, 2);
+    else if (m == 3) v = _mm512_srli_epi16(v, 2);
+    return _mm512_and_si512(v, m30);
+}
+
+T_AVX512 static void x4_q6k_avx512(int n, const void *w, const void *act, float *out) {
+    const uint8_t *g = w;
+    const hl_act_q8k *a = act;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 res = _mm512_setzero_ps();
+    for (int i = 0; i < n / 256; i++, g += HL_K_X4_Q6K, a++) {
+        /* the super-block's head first (d, then the scales for the offsets): its lines are
+         * read in order */
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        __m512i acc = _mm512_setzero_si512(), off = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            int32_t bp;
+            memcpy(&bp, a->bsums + 2 * j, 4);
+            off = _mm512_dpwssd_epi32(off, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(g + 64 + 32 * j))),
+                                      _mm512_set1_epi32(bp));
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *sub = g + 320 + 384 * j;
+            /* the two scales of each row as 16-bit halves of its lane */
+            __m512i sp = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(g + 64 + 32 * j)));
+            __m512i sc[2] = {_mm512_srai_epi32(_mm512_slli_epi32(sp, 16), 16), _mm512_srai_epi32(sp, 16)};
+#pragma GCC unroll 2
+            for (int t = 0; t < 2; t++) {
+                __m512i v = _mm512_loadu_si512(sub + 192 * t);
+                __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 2
+                for (int c = 2 * t; c < 2 * t + 2; c++) {
+                    __m512i z = _mm512_loadu_si512(sub + 192 * t + 64 + 64 * (c - 2 * t));
+                    /* (a & b) | c */
+                    __m512i lo = _mm512_ternarylogic_epi32(z, m4, k6_top(v, 2 * (c - 2 * t)), 0xEA);
+                    __m512i hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(z, 4), m4, k6_top(v, 2 * (c - 2 * t) + 1), 0xEA);
+                    const int8_t *y = a->qs + 32 * j + 8 * c;
+                    s0 = _mm512_dpbusd_epi32(s0, lo, k_act4(y));
+                    s1 = _mm512_dpbusd_epi32(s1, hi, k_act4(y + 4));
+                }
+                acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc[t]));
+            }
+        }
+        __m512i isum = _mm512_sub_epi32(acc, _mm512_slli_epi32(off, 5));
+        __m512 t1 = _mm512_mul_ps(_mm512_set1_ps(a->d), d);
+        __m512 t2 = _mm512_mul_ps(t1, _mm512_cvtepi32_ps(isum));
+        res = _mm512_add_ps(res, t2);
+    }
+    _mm512_storeu_ps(out, res);
 }
 
 /* ---- GEMM for prompts on the repacked K-quants (AVX-512 VNNI) ------------------------
@@ -450,80 +461,82 @@ T_AVX512 static void x4_q5k_avx512(int n, const void *w, const void *act, float 
  * kernel's, bit for bit: a prompt and one token at a time give the same numbers. */
 #define KG_KB 64    /* sub-blocks per chunk of columns (8 super-blocks) */
 #define KG_TOK 128  /* tokens per pass */
-#define KG_ROWS 16  /* rows whose sums are kept before they are written out */
+#define KG_ROWS 16  /* rows whose sums are kept before they are written out: a group */
 #define KG_ACTX 576 /* bytes per (16 tokens, 32-value block) of hl_quant_actx_pack() */
 
+/* A chunk of columns of one group of 16 rows, unpacked: everything per sub-block (and
+ * super-block) as a vector over the rows, as the repacked layout has it. */
+_Static_assert(KG_ROWS == HL_K_X4_ROWS, "the GEMM unpacks one repacked group at a time");
+
 typedef struct kg_rows {
-    int8_t q[4][KG_KB * 32];
-    int32_t corr[4][KG_KB][2]; /* -128 * the sum of each half's q */
-    int32_t sc[4][KG_KB][2];   /* each half's integer scale */
-    int32_t mp[4][KG_KB / 2];  /* Q4_K/Q5_K: the mins of sub-blocks 2k, 2k+1 as 16-bit pair */
-    float d[4][KG_KB / 8];     /* per super-block */
-    float dmin[4][KG_KB / 8];
+    int32_t q[KG_KB][8][16];    /* values 4g..4g+3 of sub-block i, signed bytes, per row */
+    int32_t corr[KG_KB][2][16]; /* -128 * the sum of each half's q */
+    int32_t sc[KG_KB][2][16];   /* each half's integer scale */
+    int32_t mp[KG_KB / 2][16];  /* Q4_K/Q5_K: the mins of sub-blocks 2k, 2k+1 as 16-bit pair */
+    float d[KG_KB / 8][16];     /* per super-block */
+    float dmin[KG_KB / 8][16];
 } kg_rows;
 
-/* Sub-blocks [j0, j0 + nj) of row r of the group at grp (super-blocks bb bytes apart) into
- * slot r; j0 and nj multiples of 8. */
-T_AVX512 static void kg_unpack(kg_rows *u, int r, uint32_t type, const uint8_t *grp, size_t bb,
-                               int j0, int nj) {
-    const __m128i m4 = _mm_set1_epi8(0x0f);
+/* Sub-blocks [j0, j0 + nj) of the group of 16 rows at grp (super-blocks bb bytes apart);
+ * j0 and nj multiples of 8. */
+T_AVX512 static void kg_unpack(kg_rows *u, uint32_t type, const uint8_t *grp, size_t bb, int j0, int nj) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), b4 = _mm512_set1_epi8(0x10), c32 = _mm512_set1_epi8(32);
+    const __m512i one = _mm512_set1_epi8(1);
     for (int jj = 0; jj < nj; jj++) {
         int j = j0 + jj, js = j % 8;
         const uint8_t *G = grp + (size_t)(j / 8) * bb;
-        uint16_t dh, mh;
-        memcpy(&dh, G + 2 * r, 2);
-        memcpy(&mh, G + 8 + 2 * r, 2);
-        if (js == 0) {
-            u->d[r][jj / 8] = _cvtsh_ss(dh);
-            u->dmin[r][jj / 8] = type == HL_GGUF_Q6_K ? 0 : _cvtsh_ss(mh);
-        }
-        __m128i lo, hi;
         if (type == HL_GGUF_Q6_K) {
-            const uint8_t *sub = G + 72 + 96 * js;
-            const int8_t *sc = (const int8_t *)G + 8 + (js < 4 ? 0 : 32) + 8 * r + 2 * (js % 4);
-            __m128i z = _mm_loadu_si128((const __m128i *)(sub + 16 * r));
-            __m128i wd = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sub + 64 + 8 * r)));
-            __m128i m30 = _mm_set1_epi8(0x30);
-            __m128i hl = _mm_and_si128(_mm_or_si128(_mm_slli_epi16(wd, 4), _mm_slli_epi16(wd, 10)), m30);
-            __m128i hh = _mm_and_si128(_mm_or_si128(wd, _mm_slli_epi16(wd, 6)), m30);
-            lo = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(z, m4), hl), _mm_set1_epi8(32));
-            hi = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(_mm_srli_epi16(z, 4), m4), hh), _mm_set1_epi8(32));
-            u->sc[r][jj][0] = sc[0];
-            u->sc[r][jj][1] = sc[1];
+            if (js == 0) {
+                _mm512_storeu_ps(u->d[jj / 8], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)G)));
+                _mm512_storeu_ps(u->dmin[jj / 8], _mm512_setzero_ps());
+            }
+            const uint8_t *sub = G + 320 + 384 * js;
+            __m512i sp = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(G + 64 + 32 * js)));
+            _mm512_storeu_si512(u->sc[jj][0], _mm512_srai_epi32(_mm512_slli_epi32(sp, 16), 16));
+            _mm512_storeu_si512(u->sc[jj][1], _mm512_srai_epi32(sp, 16));
+            for (int c = 0; c < 4; c++) {
+                __m512i z = _mm512_loadu_si512(sub + 192 * (c / 2) + 64 + 64 * (c % 2));
+                __m512i v = _mm512_loadu_si512(sub + 192 * (c / 2));
+                int m = 2 * (c % 2);
+                __m512i lo = _mm512_ternarylogic_epi32(z, m4, k6_top(v, m), 0xEA);
+                __m512i hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(z, 4), m4, k6_top(v, m + 1), 0xEA);
+                _mm512_storeu_si512(u->q[jj][2 * c], _mm512_sub_epi8(lo, c32));
+                _mm512_storeu_si512(u->q[jj][2 * c + 1], _mm512_sub_epi8(hi, c32));
+            }
         } else {
             int q5 = type == HL_GGUF_Q5_K;
-            const uint8_t *sub = G + 80 + (q5 ? 80 : 64) * js;
-            __m128i z = _mm_loadu_si128((const __m128i *)(sub + 16 * r));
-            lo = _mm_and_si128(z, m4);
-            hi = _mm_and_si128(_mm_srli_epi16(z, 4), m4);
-            if (q5) {
-                uint32_t bits;
-                memcpy(&bits, sub + 64 + 4 * r, 4);
-                lo = _mm_mask_add_epi8(lo, (__mmask16)(bits & 0xffff), lo, _mm_set1_epi8(16));
-                hi = _mm_mask_add_epi8(hi, (__mmask16)(bits >> 16), hi, _mm_set1_epi8(16));
+            if (js == 0) {
+                _mm512_storeu_ps(u->d[jj / 8], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)G)));
+                _mm512_storeu_ps(u->dmin[jj / 8], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(G + 32))));
             }
-            u->sc[r][jj][0] = u->sc[r][jj][1] = G[16 + 8 * r + js];
-            if (js % 2 == 0) u->mp[r][jj / 2] = G[48 + 8 * r + js] | G[49 + 8 * r + js] << 16;
+            const uint8_t *sub = G + 320 + (q5 ? 320 : 256) * js;
+            for (int c = 0; c < 4; c++) {
+                __m512i z = _mm512_loadu_si512(sub + (q5 ? 64 : 0) + 64 * c);
+                __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+                if (q5) {
+                    __mmask64 k0, k1;
+                    memcpy(&k0, sub + 16 * c, 8);
+                    memcpy(&k1, sub + 8 + 16 * c, 8);
+                    lo = _mm512_mask_add_epi8(lo, k0, lo, b4);
+                    hi = _mm512_mask_add_epi8(hi, k1, hi, b4);
+                }
+                _mm512_storeu_si512(u->q[jj][2 * c], lo);
+                _mm512_storeu_si512(u->q[jj][2 * c + 1], hi);
+            }
+            __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(G + 64 + 16 * js)));
+            _mm512_storeu_si512(u->sc[jj][0], sc);
+            _mm512_storeu_si512(u->sc[jj][1], sc);
+            if (js % 2 == 0)
+                _mm512_storeu_si512(u->mp[jj / 2],
+                                    _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(G + 192 + 32 * (js / 2)))));
         }
-        _mm_storeu_si128((__m128i *)(u->q[r] + 32 * jj), lo);
-        _mm_storeu_si128((__m128i *)(u->q[r] + 32 * jj + 16), hi);
-        /* sums of signed bytes: |sum| <= 16 * 128 */
-        __m128i one = _mm_set1_epi8(1);
-        __m128i sl = _mm_madd_epi16(_mm_maddubs_epi16(one, lo), _mm_set1_epi16(1));
-        __m128i sh = _mm_madd_epi16(_mm_maddubs_epi16(one, hi), _mm_set1_epi16(1));
-        sl = _mm_add_epi32(sl, _mm_shuffle_epi32(sl, 0x4e));
-        sh = _mm_add_epi32(sh, _mm_shuffle_epi32(sh, 0x4e));
-        sl = _mm_add_epi32(sl, _mm_shuffle_epi32(sl, 0xb1));
-        sh = _mm_add_epi32(sh, _mm_shuffle_epi32(sh, 0xb1));
-        u->corr[r][jj][0] = -128 * _mm_cvtsi128_si32(sl);
-        u->corr[r][jj][1] = -128 * _mm_cvtsi128_si32(sh);
+        /* each row's sums of signed bytes per half: |sum| <= 16 * 128 */
+        for (int h = 0; h < 2; h++) {
+            __m512i t = _mm512_setzero_si512();
+            for (int gg = 4 * h; gg < 4 * h + 4; gg++) t = _mm512_dpbusd_epi32(t, one, _mm512_loadu_si512(u->q[jj][gg]));
+            _mm512_storeu_si512(u->corr[jj][h], _mm512_mullo_epi32(t, _mm512_set1_epi32(-128)));
+        }
     }
-}
-
-static inline int32_t kg_w4(const int8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
 }
 
 /* NR rows (slots r0..) x NV vectors of 16 tokens over nj sub-blocks (whole super-blocks);
@@ -550,8 +563,8 @@ kg_tile(const kg_rows *u, int r0, int nj, const uint8_t *ax, size_t gs, const in
             for (int r = 0; r < NR; r++)
 #pragma GCC unroll 2
                 for (int v = 0; v < NV; v++) {
-                    s[r][v][0] = _mm512_set1_epi32(u->corr[r0 + r][i][0] + (K6 ? 0 : u->corr[r0 + r][i][1]));
-                    if (K6) s[r][v][1] = _mm512_set1_epi32(u->corr[r0 + r][i][1]);
+                    s[r][v][0] = _mm512_set1_epi32(u->corr[i][0][r0 + r] + (K6 ? 0 : u->corr[i][1][r0 + r]));
+                    if (K6) s[r][v][1] = _mm512_set1_epi32(u->corr[i][1][r0 + r]);
                 }
 #pragma GCC unroll 8
             for (int g = 0; g < 8; g++) {
@@ -560,14 +573,14 @@ kg_tile(const kg_rows *u, int r0, int nj, const uint8_t *ax, size_t gs, const in
                 int h = K6 && g >= 4;
 #pragma GCC unroll 4
                 for (int r = 0; r < NR; r++) {
-                    __m512i wv = _mm512_set1_epi32(kg_w4(u->q[r0 + r] + 32 * i + 4 * g));
+                    __m512i wv = _mm512_set1_epi32(u->q[i][g][r0 + r]);
                     s[r][0][h] = _mm512_dpbusd_epi32(s[r][0][h], a0, wv);
                     if (NV == 2) s[r][1][h] = _mm512_dpbusd_epi32(s[r][1][h], a1, wv);
                 }
             }
 #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
-                __m512i c0 = _mm512_set1_epi32(u->sc[r0 + r][i][0]), c1 = _mm512_set1_epi32(u->sc[r0 + r][i][1]);
+                __m512i c0 = _mm512_set1_epi32(u->sc[i][0][r0 + r]), c1 = _mm512_set1_epi32(u->sc[i][1][r0 + r]);
 #pragma GCC unroll 2
                 for (int v = 0; v < NV; v++) {
                     sq[r][v] = _mm512_add_epi32(sq[r][v], _mm512_mullo_epi32(s[r][v][0], c0));
@@ -582,7 +595,7 @@ kg_tile(const kg_rows *u, int r0, int nj, const uint8_t *ax, size_t gs, const in
         int sb = i0 / 8;
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
-            __m512 d = _mm512_set1_ps(u->d[r0 + r][sb]);
+            __m512 d = _mm512_set1_ps(u->d[sb][r0 + r]);
 #pragma GCC unroll 2
             for (int v = 0; v < NV; v++) {
                 if (K6) {
@@ -595,9 +608,9 @@ kg_tile(const kg_rows *u, int r0, int nj, const uint8_t *ax, size_t gs, const in
 #pragma GCC unroll 4
                     for (int k = 0; k < 4; k++)
                         sm = _mm512_dpwssd_epi32(sm, _mm512_loadu_si512(pp + 16 * k),
-                                                 _mm512_set1_epi32(u->mp[r0 + r][i0 / 2 + k]));
+                                                 _mm512_set1_epi32(u->mp[i0 / 2 + k][r0 + r]));
                     __m512 t1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sq[r][v]));
-                    __m512 t2 = _mm512_mul_ps(_mm512_set1_ps(u->dmin[r0 + r][sb]), _mm512_cvtepi32_ps(sm));
+                    __m512 t2 = _mm512_mul_ps(_mm512_set1_ps(u->dmin[sb][r0 + r]), _mm512_cvtepi32_ps(sm));
                     __m512 t3 = _mm512_sub_ps(t1, t2);
                     __m512 t4 = _mm512_mul_ps(da[v], t3);
                     f[r][v] = _mm512_add_ps(f[r][v], t4);
@@ -640,17 +653,15 @@ T_AVX512 static void kg_gemm(uint32_t type, int n, const void *w, size_t ws, int
             memset(acc, 0, sizeof(float) * KG_ROWS * KG_TOK);
             for (int i0 = 0; i0 < nb; i0 += KG_KB) {
                 int nj = nb - i0 < KG_KB ? nb - i0 : KG_KB;
-                for (int r0 = 0; r0 < Rn; r0 += 4) {
-                    const uint8_t *grp = (const uint8_t *)w + (size_t)((R0 + r0) / 4) * ws;
-                    for (int r = 0; r < 4; r++) kg_unpack(u, r, type, grp, bb, i0, nj);
+                kg_unpack(u, type, (const uint8_t *)w + (size_t)(R0 / KG_ROWS) * ws, bb, i0, nj);
+                for (int r0 = 0; r0 < Rn; r0 += 4)
                     for (int g = g0; g < g1; g += 2) {
                         const uint8_t *ax = (const uint8_t *)actx + (size_t)g * gs + (size_t)i0 * KG_ACTX;
                         const int32_t *pp = pairs ? pairs + (size_t)g * pg + (size_t)i0 / 2 * 16 : NULL;
-                        float *a = &acc[r0][16 * (g - g0)];
-                        if (g + 1 < g1) t2(u, 0, nj, ax, gs, pp, pg, a, KG_TOK);
-                        else t1(u, 0, nj, ax, gs, pp, pg, a, KG_TOK);
+                        float *a = &acc[0][16 * (g - g0)];
+                        if (g + 1 < g1) t2(u, r0, nj, ax, gs, pp, pg, a, KG_TOK);
+                        else t1(u, r0, nj, ax, gs, pp, pg, a, KG_TOK);
                     }
-                }
             }
             int te = 16 * g1 < nt ? 16 * g1 : nt;
             for (int t = 16 * g0; t < te; t++)

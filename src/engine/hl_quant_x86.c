@@ -611,6 +611,25 @@ T_AVX512 static void quantize_q8x_avx512(const float *x, hl_act_q8x *p, int n) {
     }
 }
 
+/* hl_act_q8k blocks with the scalar quantization's roundings (so the same bytes): the
+ * maximum is exact in any order, x * id is one rounded multiply, vcvtps2dq rounds to
+ * nearest even as lrintf does, and each vector of 16 values is one of the 16-value sums. */
+T_AVX512 static void quantize_q8k_avx512(const float *x, hl_act_q8k *b, int n) {
+    for (int i = 0; i < n / 256; i++, x += 256) {
+        __m512 mx = _mm512_setzero_ps();
+        for (int v = 0; v < 16; v++) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(x + 16 * v)));
+        float amax = _mm512_reduce_max_ps(mx);
+        float d = amax / 127, id = d ? 1 / d : 0;
+        __m512 vid = _mm512_set1_ps(id);
+        for (int v = 0; v < 16; v++) {
+            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * v), vid));
+            _mm_storeu_si128((__m128i *)(b[i].qs + 16 * v), _mm512_cvtepi32_epi8(q));
+            b[i].bsums[v] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+        b[i].d = d;
+    }
+}
+
 static void gemm_q4_0_avx512(int n, const void *w, size_t ws, int nr, const void *actx, int nt,
                              float *out, size_t os) {
     gemm_any(n, w, ws, nr, actx, nt, out, os, 0, 0);
@@ -737,7 +756,7 @@ static bool has_f16c(void) {
 #endif
 }
 
-bool hl_quant_x86_has_avx2(void) {
+static bool probe_avx2(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
@@ -746,15 +765,32 @@ bool hl_quant_x86_has_avx2(void) {
 #endif
 }
 
-bool hl_quant_x86_has_avx512(void) {
+static bool probe_avx512(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    return hl_quant_x86_has_avx2() && __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512vnni");
+    return probe_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 #else
     return false;
 #endif
+}
+
+/* Each probed once: CPUID is slow under some hypervisors (a trip out of the virtual machine,
+ * microseconds), and hl_quant_best_isa() is asked on every decode step (hl_swiglu). */
+static bool probed(atomic_int *have, bool (*probe)(void)) {
+    int h = atomic_load_explicit(have, memory_order_relaxed);
+    if (h < 0) atomic_store_explicit(have, h = probe(), memory_order_relaxed);
+    return h;
+}
+
+bool hl_quant_x86_has_avx2(void) {
+    static atomic_int have = -1;
+    return probed(&have, probe_avx2);
+}
+
+bool hl_quant_x86_has_avx512(void) {
+    static atomic_int have = -1;
+    return probed(&have, probe_avx512);
 }
 
 hl_quant_dot_fn hl_quant_x86_kernel_avx2(uint32_t type) {
@@ -815,20 +851,22 @@ hl_quant_gemm_fn hl_quant_x86_gemm(uint32_t type, hl_quant_isa isa) {
     return NULL;
 }
 
-#if defined(__x86_64__)
-/* hl_quant_x86_has_avx512(), asked once: CPUID is slow under some hypervisors. */
-static bool have_avx512(void) {
-    static atomic_int have = -1;
-    int h = atomic_load_explicit(&have, memory_order_relaxed);
-    if (h < 0) atomic_store_explicit(&have, h = hl_quant_x86_has_avx512(), memory_order_relaxed);
-    return h;
-}
-#endif
 
 bool hl_quant_x86_quantize_q8x(const float *x, hl_act_q8x *dst, int n) {
 #if defined(__x86_64__)
-    if (have_avx512()) {
+    if (hl_quant_x86_has_avx512()) {
         quantize_q8x_avx512(x, dst, n);
+        return true;
+    }
+#endif
+    (void)x, (void)dst, (void)n;
+    return false;
+}
+
+bool hl_quant_x86_quantize_q8k(const float *x, hl_act_q8k *dst, int n) {
+#if defined(__x86_64__)
+    if (hl_quant_x86_has_avx512()) {
+        quantize_q8k_avx512(x, dst, n);
         return true;
     }
 #endif
@@ -838,7 +876,7 @@ bool hl_quant_x86_quantize_q8x(const float *x, hl_act_q8x *dst, int n) {
 
 bool hl_quant_x86_actx_pack(const float *x, size_t x_stride, int nt, int n, void *dst) {
 #if defined(__x86_64__)
-    if (have_avx512()) {
+    if (hl_quant_x86_has_avx512()) {
         actx_pack_avx512(x, x_stride, nt, n, dst);
         return true;
     }

@@ -371,12 +371,15 @@ HL_TEST(k_kernels_bit_exact) {
     free(act);
 }
 
-/* K-quant rows repacked four at a time: the four-row kernel gives each row's scalar result
- * bit for bit (random and extreme rows). */
+/* K-quant rows repacked 16 at a time: the group kernel gives each row's scalar result bit
+ * for bit (random and extreme rows, two groups). */
 HL_TEST(k_x4_bit_exact) {
     static const uint32_t types[] = {HL_GGUF_Q4_K, HL_GGUF_Q5_K, HL_GGUF_Q6_K};
     static const int lens[] = {256, 2048, 5632};
-    enum { NR = 8, NMAX = 5632 };
+    enum { NR = 32, NMAX = 5632 };
+    /* the generator is left as found: the tests after this one do not depend on how many
+     * rows it draws */
+    uint64_t rng_saved = rng_state;
     float *x = malloc(NMAX * sizeof *x);
     uint8_t *w = malloc((size_t)NR * NMAX), *wp = malloc((size_t)NR * NMAX * 2);
     uint8_t *act = malloc(hl_quant_act_size(HL_ACT_Q8K, NMAX));
@@ -387,6 +390,7 @@ HL_TEST(k_x4_bit_exact) {
             hl_quant_x4_fn dot4 = hl_quant_x4(types[t], (hl_quant_isa)isa);
             if (!dot4) continue;
             HL_CHECK_INT_EQ(hl_quant_x4_act(types[t]), HL_ACT_Q8K);
+            HL_CHECK_INT_EQ(hl_quant_x4_rows(types[t]), 16);
             for (size_t li = 0; li < sizeof lens / sizeof *lens; li++)
                 for (int trial = 0; trial < 6; trial++) {
                     int n = lens[li];
@@ -396,19 +400,20 @@ HL_TEST(k_x4_bit_exact) {
                     for (int i = 0; i < n; i++) x[i] = rndf() * (trial % 2 ? 30 : 1);
                     hl_quant_act_quantize(HL_ACT_Q8K, x, act, n);
                     hl_quant_x4_pack(types[t], w, rs, NR, (uint32_t)n, wp);
-                    for (int g = 0; g < NR / 4; g++) {
-                        float out[4];
+                    for (int g = 0; g < NR / 16; g++) {
+                        float out[16];
                         dot4(n, wp + g * gs, act, out);
-                        for (int r = 0; r < 4; r++) {
-                            float want = hl_quant_kernel(types[t], HL_ISA_SCALAR)(n, w + (4 * g + r) * rs, act);
+                        for (int r = 0; r < 16; r++) {
+                            float want = hl_quant_kernel(types[t], HL_ISA_SCALAR)(n, w + (16 * g + r) * rs, act);
                             if (memcmp(&out[r], &want, 4) != 0)
                                 HL_FAIL_("%s n=%d row %d: %.9g vs scalar %.9g", hl_gguf_type_name(types[t]),
-                                         n, 4 * g + r, out[r], want);
+                                         n, 16 * g + r, out[r], want);
                             checked++;
                         }
                     }
                 }
         }
+    rng_state = rng_saved;
     printf("  %d repacked K-quant rows checked\n", checked);
     if (hl_quant_x86_has_avx512()) HL_CHECK(checked > 0);
     free(x);
@@ -425,7 +430,8 @@ HL_TEST(k_gemm_equals_decode) {
     static const uint32_t types[] = {HL_GGUF_Q4_K, HL_GGUF_Q5_K, HL_GGUF_Q6_K};
     static const int lens[] = {256, 768, 2560, 5632};
     static const int nts[] = {1, 5, 14, 16, 17, 33, 130};
-    enum { NR = 20, NT = 130 };
+    enum { NR = 32, NT = 130 };
+    uint64_t rng_saved = rng_state; /* as in k_x4_bit_exact */
     int tested = 0;
     for (size_t ti = 0; ti < 3; ti++) {
         hl_quant_gemm_fn gemm = hl_quant_gemm_x4_fn_for(types[ti]);
@@ -437,7 +443,7 @@ HL_TEST(k_gemm_equals_decode) {
             int n = lens[li];
             size_t rs = hl_gguf_row_size(types[ti], (uint64_t)n);
             size_t gsz = (size_t)(n / 256) * hl_quant_x4_block_bytes(types[ti]);
-            uint8_t *w = malloc(rs * NR), *wp = malloc(gsz * NR / 4), *ax = malloc(hl_quant_actx_size_for(types[ti], n, NT));
+            uint8_t *w = malloc(rs * NR), *wp = malloc(gsz * NR / 16), *ax = malloc(hl_quant_actx_size_for(types[ti], n, NT));
             uint8_t *aq = malloc(hl_quant_act_size(HL_ACT_Q8K, n));
             float *x = malloc((size_t)n * NT * sizeof *x);
             float *o = malloc(sizeof(float) * NR * NT), *want = malloc(sizeof(float) * NR * NT);
@@ -452,7 +458,7 @@ HL_TEST(k_gemm_equals_decode) {
             for (size_t b = 0; b < sizeof nts / sizeof *nts; b++) {
                 int nt = nts[b];
                 hl_quant_actx_pack_for(types[ti], x, (size_t)n, nt, n, ax);
-                for (int nr = 4; nr <= NR; nr += 16) {
+                for (int nr = 16; nr <= NR; nr += 16) {
                     for (int i = 0; i < NR * NT; i++) o[i] = -1234.5f;
                     gemm(n, wp, gsz, nr, ax, nt, o, NR);
                     for (int t = 0; t < nt; t++)
@@ -467,8 +473,9 @@ HL_TEST(k_gemm_equals_decode) {
             free(w); free(wp); free(ax); free(aq); free(x); free(o); free(want);
         }
     }
+    rng_state = rng_saved;
     printf("  %d K-quant GEMM shapes checked\n", tested);
-    if (hl_quant_x86_has_avx512()) HL_CHECK(tested > 0);
+    if (hl_quant_best_isa() >= HL_ISA_AVX512) HL_CHECK(tested > 0); /* not under HL_QUANT_ISA=avx2 */
 }
 
 /* The K-quants' token-interleaved activations hold each token's Q8K values (plus 128) and
@@ -604,6 +611,38 @@ HL_TEST(actx_pack_matches_q8) {
         }
     }
     HL_CHECK(memcmp(ax[0], ax[1], sizeof ax[0]) == 0);
+}
+
+/* Q8K activations (quantized with SIMD where the CPU has it) are the scalar rule's bytes:
+ * d = amax / 127, each value lrintf(x * (1 / d)) (halves to even), 16-value sums; random
+ * blocks, a zero block and values that land on halves. */
+HL_TEST(act_q8k_matches_scalar_rule) {
+    enum { N = 768 };
+    float x[N];
+    hl_act_q8k q[N / 256];
+    for (int trial = 0; trial < 20; trial++) {
+        for (int i = 0; i < N; i++) x[i] = rndf() * (float)(1 + 10 * trial);
+        if (trial == 3)
+            for (int i = 256; i < 512; i++) x[i] = 0;
+        if (trial == 4)
+            for (int i = 0; i < 256; i++) x[i] = (float)(i % 255 - 127) + (i % 2 ? 0.5f : -0.5f) * (i < 128);
+        hl_quant_act_quantize(HL_ACT_Q8K, x, q, N);
+        for (int b = 0; b < N / 256; b++) {
+            float amax = 0;
+            for (int j = 0; j < 256; j++) amax = fmaxf(amax, fabsf(x[256 * b + j]));
+            float d = amax / 127, id = d ? 1 / d : 0;
+            HL_CHECK(memcmp(&q[b].d, &d, 4) == 0);
+            for (int g = 0; g < 16; g++) {
+                int sum = 0;
+                for (int j = 16 * g; j < 16 * g + 16; j++) {
+                    int v = (int)lrintf(x[256 * b + j] * id);
+                    if (q[b].qs[j] != v) HL_FAIL_("trial %d block %d value %d: %d vs %d", trial, b, j, q[b].qs[j], v);
+                    sum += v;
+                }
+                HL_CHECK_INT_EQ(q[b].bsums[g], sum);
+            }
+        }
+    }
 }
 
 /* The activations for the repacked-weight kernels (quantized with SIMD where the CPU has it)

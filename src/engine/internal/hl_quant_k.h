@@ -30,21 +30,32 @@ static inline void hl_quant_k_scales(const uint8_t *q, uint64_t *sc, uint64_t *m
     *mn = (u1 & 0x3f3f3f3fu) | (uint64_t)(((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u)) << 32;
 }
 
-/* Four rows repacked for decoding (see hl_quant.h's hl_quant_x4_*), per super-block of the
- * 4 rows. Q4_K, 592 bytes: d of rows 0-3 (halves), dmin of rows 0-3, the 8 scales of row 0,
- * of row 1, ... (bytes), the 8 mins likewise, then for each sub-block j of 32 values the
- * rows' 16 bytes in row order, byte k = value 32j+k | value 32j+16+k << 4. The kernels give
- * each row's hl_quant_dot_fn result bit for bit.
- * Q6_K, 840 bytes: d of rows 0-3 (halves), the scales of groups 0-7 of row 0, of row 1, ...,
- * then of groups 8-15 likewise (int8), then for each sub-block j of 32 values: the rows' 16
- * bytes of low 4 bits (as Q4_K's nibbles), then the rows' 8 bytes of top 2 bits (byte b:
- * values 32j + 2b, 2b+1, 2b+16, 2b+17 in bits 0-1, 2-3, 4-5, 6-7).
- * Q5_K, 720 bytes: Q4_K's first 80 bytes, then per sub-block Q4_K's 64 bytes of low 4
- * bits and the rows' fifth bits, 4 bytes per row (bit k of the little-endian word: value
- * 32j + k's). */
-#define HL_K_X4_Q4K 592
-#define HL_K_X4_Q5K 720
-#define HL_K_X4_Q6K 840
+/* Sixteen rows repacked for decoding (see hl_quant.h's hl_quant_x4_*), per super-block of
+ * the 16 rows: a 512-bit vector holds 4 bytes of each row in its 32-bit lane, so that one
+ * vpdpbusd multiplies 4 values of 16 rows by 4 activations broadcast from memory, the
+ * per-row sums stay in their lane (no reduction) and the scales load as vectors. The
+ * 4-bit part of a sub-block j of 32 values is 4 chunks c of 64 bytes: byte 4r + b of chunk c
+ * = value 32j + 8c + b | value 32j + 8c + 4 + b << 4 of row r (b < 4). The kernels give each
+ * row's hl_quant_dot_fn result bit for bit.
+ * Q4_K, 2368 bytes: d of rows 0-15 (halves), dmin of rows 0-15, the scales (byte 64 + 16j + r:
+ * sub-block j's, row r), the mins in pairs (byte 192 + 32k + 2r + t: sub-block 2k + t's, row
+ * r), then the 8 sub-blocks' 256 bytes of 4-bit values.
+ * Q5_K, 2880 bytes: Q4_K's first 320 bytes, then per sub-block 8 little-endian 64-bit words
+ * of fifth bits (word 2c + h, bit 4r + b: value 32j + 8c + 4h + b's) and its 4 chunks of
+ * 4-bit values.
+ * Q6_K, 3392 bytes: d of rows 0-15 (halves), 32 bytes of padding (with 3360 bytes every
+ * vector load of every other super-block would straddle two cache lines), the scales in
+ * pairs (byte 64 + 32j + 2r + t: row r's scale of the values 32j + 16t .. 32j + 16t + 15,
+ * int8), then per sub-block, for t = 0, 1, a 64-byte vector of top 2 bits and chunks 2t and
+ * 2t + 1 of low 4 bits: byte 4r + b of vector t holds in bits 2m, 2m + 1 (m = 2 (c - 2t) + h)
+ * the top bits of value 32j + 8c + 4h + b.
+ * Everything is in the order the kernels read it, so that a super-block is read front to
+ * back (from memory, Q4_K and Q5_K read faster so than with the head read last and the
+ * fifth bits after the values). */
+#define HL_K_X4_ROWS 16
+#define HL_K_X4_Q4K 2368
+#define HL_K_X4_Q5K 2880
+#define HL_K_X4_Q6K 3392
 size_t hl_quant_k_x4_bytes(uint32_t type); /* 0 where no layout */
 void hl_quant_k_x4_pack(uint32_t type, const void *src, size_t row_bytes, uint32_t rows,
                         uint32_t cols, void *dst);
@@ -60,7 +71,7 @@ size_t hl_quant_k_actx_size(int n, int nt);
 void hl_quant_k_actx_pack(const float *x, size_t x_stride, int nt, int n, void *dst);
 
 /* SIMD GEMM kernels on the repacked layout (AVX-512 only), same conventions; the rows
- * given (nr) a multiple of 4, w_stride the bytes of a group of 4 rows, the activations from
+ * given (nr) a multiple of 16, w_stride the bytes of a group of 16 rows, the activations from
  * hl_quant_k_actx_pack(). */
 hl_quant_gemm_fn hl_quant_k_x86_gemm_x4(uint32_t type, hl_quant_isa isa);
 

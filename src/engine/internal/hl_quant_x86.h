@@ -20,6 +20,8 @@ hl_quant_gemm_fn hl_quant_x86_gemm_x4(uint32_t type, hl_quant_isa isa);
 hl_quant_gemm_fn hl_quant_x86_gemm(uint32_t type, hl_quant_isa isa);
 /* HL_ACT_Q8X quantization with SIMD where this CPU has it (same bytes); false where not. */
 bool hl_quant_x86_quantize_q8x(const float *x, hl_act_q8x *dst, int n);
+/* HL_ACT_Q8K quantization likewise (n a multiple of 256). */
+bool hl_quant_x86_quantize_q8k(const float *x, hl_act_q8k *dst, int n);
 /* hl_quant_actx_pack() with SIMD where this CPU has it (same bytes); false where not. */
 bool hl_quant_x86_actx_pack(const float *x, size_t x_stride, int nt, int n, void *dst);
 /* Vector helpers at an ISA level; NULL where none. */
