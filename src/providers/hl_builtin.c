@@ -930,10 +930,11 @@ hl_err hl_builtin_open(hl_builtin **out, const hl_backend_cfg *cfg, char *err, s
     if (!cfg->chat_template || hl_template_by_name(cfg->chat_template, &b->tpl) != HL_OK)
         b->tpl = hl_template_detect(hl_model_gguf(hl_engine_model(b->engine)), &recognised);
     const hl_model_hparams *hp = hl_model_hp(hl_engine_model(b->engine));
-    snprintf(b->desc, sizeof b->desc, "%s (%u layers, dim %u, context %u, template %s%s, %d threads, "
-             "%d sequences at once)", base, hp->n_layers, hp->dim,
-             hl_model_n_ctx(hl_engine_model(b->engine)), hl_template_name(b->tpl),
-             recognised ? "" : ", none in the model", p.n_threads, cfg->max_sequences);
+    int dn = snprintf(b->desc, sizeof b->desc, "%s (%u layers, dim %u, context %u, template %s%s, %d threads, "
+                      "%d sequences at once)", base, hp->n_layers, hp->dim,
+                      hl_model_n_ctx(hl_engine_model(b->engine)), hl_template_name(b->tpl),
+                      recognised ? "" : ", none in the model", p.n_threads, cfg->max_sequences);
+    (void)dn; /* a long model path may cut the description: it is only shown */
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cv, NULL);
     b->active = calloc((size_t)cfg->max_sequences, sizeof *b->active);
