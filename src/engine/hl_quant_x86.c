@@ -851,7 +851,6 @@ hl_quant_gemm_fn hl_quant_x86_gemm(uint32_t type, hl_quant_isa isa) {
     return NULL;
 }
 
-
 bool hl_quant_x86_quantize_q8x(const float *x, hl_act_q8x *dst, int n) {
 #if defined(__x86_64__)
     if (hl_quant_x86_has_avx512()) {

@@ -102,7 +102,6 @@ static hl_err parse_tool_calls(const json_t *arr, size_t mi, hl_message *m, hl_a
     return HL_OK;
 }
 
-
 /* "messages[i]" and suffix into buf (len >= 32): the name errors give, made for every
  * message without printf's cost. */
 static void msg_param(char *buf, size_t len, size_t i, const char *suffix) {
