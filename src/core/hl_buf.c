@@ -84,9 +84,8 @@ hl_err hl_buf_json_str(hl_buf *b, const char *s, size_t n) {
     if (err) return err;
     b->data[b->len++] = '"';
     size_t run = 0; /* start of the pending run of bytes that need no escape */
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; (i += hl_json_plain_len(s + i, n - i, 0)) < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
         if ((err = hl_buf_append(b, s + run, i - run))) return err;
         char esc[6] = {'\\', 0, 0, 0, 0, 0};
         size_t elen = 2;

@@ -1,7 +1,9 @@
 /* hl_openai: OpenAI Chat Completions in and out (see hl_openai.h).
  *
- * Parsing uses jansson; rendering writes JSON by hand into an hl_buf, which is both faster
- * and gives exact control over the bytes SDKs see (field order, null vs absent). */
+ * Parsing uses jansson, after the one-pass readers of the common request and reply
+ * (hl_openai_request.c, hl_openai_reply.c); rendering writes JSON by hand into an hl_buf,
+ * which is both faster and gives exact control over the bytes SDKs see (field order, null vs
+ * absent). */
 #include "hl_openai.h"
 
 #include <math.h>
@@ -215,6 +217,12 @@ static bool is_known_field(const char *k) {
 
 hl_err hl_openai_parse_request(const char *body, size_t len, hl_chat_request *req,
                                hl_api_error *err) {
+    hl_err e = hl_openai_request_fast(body, len, req);
+    return e == HL_ERR_UNSUPPORTED ? hl_openai_parse_request_full(body, len, req, err) : e;
+}
+
+hl_err hl_openai_parse_request_full(const char *body, size_t len, hl_chat_request *req,
+                                    hl_api_error *err) {
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     hl_err rc = HL_OK;

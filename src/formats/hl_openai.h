@@ -23,6 +23,14 @@
  * HL_ERR_NOMEM otherwise. req must be released by the caller in every case. */
 hl_err hl_openai_parse_request(const char *body, size_t len, hl_chat_request *req,
                                hl_api_error *err);
+/* The same with jansson only; and the one-pass reader of the common request alone
+ * (hl_openai_request.c: model, messages of text, the sampling fields; no tools, metadata or
+ * other fields), which fills req only when it returns HL_OK and otherwise gives up with
+ * HL_ERR_UNSUPPORTED (also on malformed input: the full parser gives the error) or fails with
+ * HL_ERR_NOMEM, leaving req as it was. Both exposed for tests and the fuzz target. */
+hl_err hl_openai_parse_request_full(const char *body, size_t len, hl_chat_request *req,
+                                    hl_api_error *err);
+hl_err hl_openai_request_fast(const char *body, size_t len, hl_chat_request *req);
 
 /* Renders a complete chat.completion object. id and model are what the client sees. */
 hl_err hl_openai_write_response(hl_buf *out, const hl_chat_response *resp, const char *id,
@@ -70,7 +78,7 @@ json_t *hl_openai_logprobs_from_completion(const json_t *lp);
 /* Parses an upstream chat.completion body (or a legacy text_completion one: choices[0].text). HL_ERR_PARSE when it is not one. */
 hl_err hl_openai_parse_upstream_response(const char *body, size_t len, hl_chat_response *resp);
 /* The same with jansson only; and the one-pass reader of the common case alone (no tool calls,
- * no logprobs object, no \u escapes; hl_openai_reply.c), which fills resp only when it returns
+ * no logprobs object; hl_openai_reply.c), which fills resp only when it returns
  * HL_OK and gives up with HL_ERR_UNSUPPORTED on anything else (also malformed input), leaving
  * the verdict to the full parser. Both exposed for tests and the fuzz target. */
 hl_err hl_openai_parse_upstream_full(const char *body, size_t len, hl_chat_response *resp);

@@ -23,6 +23,37 @@ HL_TEST(json_escape) {
     hl_buf_release(&b);
 }
 
+/* The eight-bytes-a-step scan against the byte-by-byte rule it stands for: every special byte
+ * at every offset of a run, behind every kind of byte (a borrow in the word must not hide or
+ * invent one), with and without ascii_only. */
+static size_t plain_len_ref(const unsigned char *s, size_t n, int ascii_only) {
+    size_t i = 0;
+    while (i < n && s[i] >= 0x20 && s[i] != '"' && s[i] != '\\' && !(ascii_only && s[i] >= 0x80)) i++;
+    return i;
+}
+
+HL_TEST(json_plain_len_matches_the_byte_rule) {
+    static const unsigned char specials[] = {0x00, 0x01, 0x1f, '"', '\\', 0x80, 0xc3, 0xff};
+    static const unsigned char fillers[] = {0x20, 'a', 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x9f, 0xa0, 0xe9, 0x00, 0x1f};
+    unsigned char s[40];
+    for (size_t f = 0; f < sizeof fillers; f++)
+        for (size_t g = 0; g < sizeof fillers; g++)
+            for (size_t k = 0; k < sizeof specials; k++)
+                for (size_t at = 0; at < 24; at++) {
+                    for (size_t i = 0; i < sizeof s; i++) s[i] = i & 1 ? fillers[f] : fillers[g];
+                    s[at] = specials[k];
+                    for (int ascii = 0; ascii < 2; ascii++)
+                        for (size_t n = at; n <= at + 17; n += 1) {
+                            size_t got = hl_json_plain_len((const char *)s, n, ascii);
+                            size_t want = plain_len_ref(s, n, ascii);
+                            if (got != want) {
+                                HL_CHECK_INT_EQ(got, want);
+                                return;
+                            }
+                        }
+                }
+}
+
 HL_TEST(printf_long) {
     hl_buf b;
     hl_buf_init(&b, 0);

@@ -226,7 +226,7 @@ HL_TEST(reply_fast_path_gives_up_on_the_rest) {
     static const char *const bodies[] = {
         "{\"choices\":[{\"message\":{\"content\":null,\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\","
         "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},\"finish_reason\":\"tool_calls\"}]}",
-        "{\"choices\":[{\"message\":{\"content\":\"\\u00e9\"}}]}",             /* \u escape */
+        "{\"choices\":[{\"message\":{\"content\":\"a\\u0000b\"}}]}",          /* would cut the string */
         "{\"id\":\"a\",\"id\":\"b\",\"choices\":[{\"message\":{\"content\":\"x\"}}]}", /* jansson keeps b */
         "{\"choices\":[{\"text\":\"legacy\",\"finish_reason\":\"stop\"}]}",          /* a text completion */
         "{\"choices\":[{\"message\":{\"content\":\"x\"},\"logprobs\":{\"content\":[]}}]}",
@@ -245,9 +245,6 @@ HL_TEST(reply_fast_path_gives_up_on_the_rest) {
     HL_CHECK_INT_EQ(r.n_tool_calls, 1);
     HL_CHECK_STR_EQ(r.tool_calls[0].name, "f");
     hl_chat_response_release(&r);
-    HL_CHECK_INT_EQ(hl_openai_parse_upstream_response(bodies[1], strlen(bodies[1]), &r), HL_OK);
-    HL_CHECK_STR_EQ(r.text, "\xc3\xa9");
-    hl_chat_response_release(&r);
     memset(&r, 0, sizeof r);
     HL_CHECK_INT_EQ(hl_openai_parse_upstream_response(bodies[2], strlen(bodies[2]), &r), HL_OK);
     HL_CHECK_STR_EQ(r.id, "b");
@@ -255,6 +252,114 @@ HL_TEST(reply_fast_path_gives_up_on_the_rest) {
     memset(&r, 0, sizeof r);
     HL_CHECK_INT_EQ(hl_openai_parse_upstream_response(bodies[5], strlen(bodies[5]), &r), HL_ERR_PARSE);
     hl_chat_response_release(&r);
+}
+
+/* \u escapes: one code point, a surrogate pair, as jansson decodes them. */
+HL_TEST(reply_fast_path_decodes_unicode_escapes) {
+    const char *body = "{\"choices\":[{\"message\":{\"content\":\"\\u00e9\\u20AC\\ud83d\\ude00\\/\"}}]}";
+    hl_chat_response fast = {0}, full = {0};
+    HL_CHECK_INT_EQ(hl_openai_reply_fast(body, strlen(body), &fast), HL_OK);
+    HL_CHECK_INT_EQ(hl_openai_parse_upstream_full(body, strlen(body), &full), HL_OK);
+    HL_CHECK_STR_EQ(fast.text, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80/");
+    HL_CHECK_STR_EQ(fast.text, full.text);
+    hl_chat_response_release(&fast);
+    hl_chat_response_release(&full);
+}
+
+/* The one-pass reader of the common request (hl_openai_request.c): every field it reads, as
+ * jansson's parse fills it. */
+HL_TEST(request_fast_path_reads_the_common_request) {
+    const char *body =
+        " {\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"developer\",\"content\":\"Be brief.\\n\\u00e9\"},"
+        "{\"role\":\"user\",\"name\":\"bob\",\"content\":\"hi \\\"there\\\" \xc3\xa9\"},"
+        "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":null},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"42\"},"
+        "{\"content\":\"x\",\"tool_call_id\":\"ignored\",\"role\":\"user\"}],"
+        "\"max_completion_tokens\":2000000000,\"temperature\":0.7,\"top_p\":1,\"stop\":[\"\\n\",\"END\"],"
+        "\"stream\":true,\"stream_options\":{\"include_usage\":true},\"n\":1,\"logprobs\":false,"
+        "\"top_logprobs\":3} \n";
+    hl_chat_request fast, full;
+    hl_api_error e;
+    hl_chat_request_init(&fast);
+    hl_chat_request_init(&full);
+    HL_REQUIRE(hl_openai_request_fast(body, strlen(body), &fast) == HL_OK);
+    HL_REQUIRE(hl_openai_parse_request_full(body, strlen(body), &full, &e) == HL_OK);
+    HL_CHECK_STR_EQ(fast.model, "gpt-4o");
+    HL_REQUIRE(fast.n_messages == 5 && full.n_messages == 5);
+    for (size_t i = 0; i < 5; i++) {
+        HL_CHECK_INT_EQ(fast.messages[i].role, full.messages[i].role);
+        HL_CHECK_STR_EQ(fast.messages[i].text, full.messages[i].text);
+        HL_CHECK((fast.messages[i].name == NULL) == (full.messages[i].name == NULL));
+        HL_CHECK((fast.messages[i].tool_call_id == NULL) == (full.messages[i].tool_call_id == NULL));
+    }
+    HL_CHECK_STR_EQ(fast.messages[0].text, "Be brief.\n\xc3\xa9");
+    HL_CHECK_STR_EQ(fast.messages[1].name, "bob");
+    HL_CHECK_STR_EQ(fast.messages[2].text, "");
+    HL_CHECK_STR_EQ(fast.messages[3].tool_call_id, "c1");
+    HL_CHECK(fast.messages[4].tool_call_id == NULL);
+    HL_CHECK_INT_EQ(fast.text_bytes, full.text_bytes);
+    HL_CHECK_INT_EQ(fast.max_tokens, 1000000000);
+    HL_CHECK(fast.max_completion_tokens && full.max_completion_tokens);
+    HL_CHECK(fast.has_temperature && fast.temperature == full.temperature && fast.temperature == 0.7);
+    HL_CHECK(fast.has_top_p && fast.top_p == 1);
+    HL_REQUIRE(fast.n_stop == 2);
+    HL_CHECK_STR_EQ(fast.stop[0], "\n");
+    HL_CHECK_STR_EQ(fast.stop[1], "END");
+    HL_CHECK(fast.stream && fast.include_usage && !fast.logprobs);
+    HL_CHECK_INT_EQ(fast.top_logprobs, 3);
+    HL_CHECK(fast.passthrough == NULL && json_object_size(full.passthrough) == 0);
+    hl_chat_request_release(&fast);
+    hl_chat_request_release(&full);
+}
+
+/* What the fast reader does not take it leaves to jansson, untouched: the full parser then
+ * forwards the field or gives the error, as before. */
+HL_TEST(request_fast_path_gives_up_on_the_rest) {
+    static const char *const bodies[] = {
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"seed\":7}",     /* passthrough */
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[]}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"metadata\":{}}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"x\"}]}]}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"role\":\"user\"}]}", /* repeated */
+        "{\"model\":\"m\",\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":\"5\",\"max_completion_tokens\":9}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\\u0000b\"}]}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\ud800x\"}]}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stream_options\":{}}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"temperature\":2.5}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":0}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":5.0}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":2}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]} x",                 /* trailing */
+        "{\"model\":\"m\",\"messages\":[]}",
+        "{\"model\":\"\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"robot\",\"content\":\"x\"}]}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}]}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"name\":null}]}",
+        "{\"mod\\u0065l\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":12345678901234567890}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]",
+        "",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        hl_chat_request r, fresh;
+        hl_chat_request_init(&r);
+        hl_chat_request_init(&fresh);
+        HL_CHECK_INT_EQ(hl_openai_request_fast(bodies[i], strlen(bodies[i]), &r), HL_ERR_UNSUPPORTED);
+        HL_CHECK(memcmp(&r, &fresh, sizeof r) == 0);
+    }
+    hl_chat_request r;
+    hl_api_error e;
+    HL_REQUIRE(parse(bodies[0], &r, &e) == HL_OK); /* through the full parser */
+    HL_CHECK(json_integer_value(json_object_get(r.passthrough, "seed")) == 7);
+    hl_chat_request_release(&r);
+    HL_CHECK(parse(bodies[4], &r, &e) == HL_ERR_INVAL); /* jansson refuses repeated keys */
+    hl_chat_request_release(&r);
+    HL_CHECK(parse(bodies[9], &r, &e) == HL_ERR_INVAL);
+    HL_CHECK_STR_EQ(e.param, "stream_options");
+    hl_chat_request_release(&r);
 }
 
 HL_TEST_MAIN()
