@@ -153,10 +153,11 @@ hl_err hl_js_str_copy(hl_js *r, char **out) {
 
 bool hl_js_number(hl_js *r, bool *is_int, long long *iv, double *dv) {
     const char *s = r->p, *p = r->p;
+    unsigned long long mag = 0; /* the integer part's digits; exact while n <= 18 */
     if (p < r->end && *p == '-') p++;
     if (p >= r->end || *p < '0' || *p > '9') return false;
     if (*p == '0') p++;
-    else while (p < r->end && *p >= '0' && *p <= '9') p++;
+    else while (p < r->end && *p >= '0' && *p <= '9') mag = mag * 10 + (unsigned)(*p++ - '0');
     bool integer = true;
     if (p < r->end && *p == '.') {
         integer = false;
@@ -171,18 +172,17 @@ bool hl_js_number(hl_js *r, bool *is_int, long long *iv, double *dv) {
     }
     size_t n = (size_t)(p - s);
     if (n > HL_JS_MAX_NUMBER) return false;
-    char buf[HL_JS_MAX_NUMBER + 1];
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    errno = 0;
-    if (integer) {
-        *iv = strtoll(buf, NULL, 10); /* 18 characters always fit */
+    if (integer) { /* 18 characters always fit: what strtoll would read */
+        *iv = *s == '-' ? -(long long)mag : (long long)mag;
         *dv = (double)*iv;
     } else {
+        char buf[HL_JS_MAX_NUMBER + 1];
+        memcpy(buf, s, n);
+        buf[n] = '\0';
+        errno = 0;
         *dv = strtod(buf, NULL);
-        if (errno == ERANGE || !isfinite(*dv)) return false;
+        if (errno || !isfinite(*dv)) return false;
     }
-    if (errno) return false;
     *is_int = integer;
     r->p = p;
     return true;

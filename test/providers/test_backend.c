@@ -2,6 +2,7 @@
  * replica (two at random, the one with fewer in flight), skipping replicas that are down or
  * whose breaker is open, each replica's own breaker, the in-flight count, and that a backend
  * without replicas keeps its one breaker. No network: the backends are resolved unprobed. */
+#include <stdlib.h>
 #include <string.h>
 #include "hl_backend.h"
 #include "hl_config.h"
@@ -153,6 +154,40 @@ HL_TEST(a_list_without_replicas_has_one_breaker) {
     HL_CHECK_STR_EQ(hl_backend_base_url(b), "http://127.0.0.1:1/v1");
     for (int i = 0; i < 5; i++) hl_backend_report_at(b, -1, false, false, i);
     HL_CHECK_STR_EQ(hl_breaker_state_name(b), "open");
+    hl_backends_release(&bs);
+    hl_config_free(cfg);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The latency p95 is the exact order statistic of the window (rank ceil(0.95 n)), whatever
+ * the order and repeats of the samples: checked against a sort at every refresh. */
+HL_TEST(latency_p95_is_the_exact_rank_of_the_window) {
+    hl_config *cfg = load(yaml);
+    HL_REQUIRE(cfg);
+    hl_backends bs;
+    HL_REQUIRE(hl_backends_init(&bs, cfg, false) == HL_OK);
+    hl_backend *b = hl_backends_find(&bs, "first");
+    HL_REQUIRE(b);
+    double window[128], sorted[128];
+    uint64_t s = 7;
+    for (int i = 0; i < 600; i++) {
+        double ms = (double)(rnd(&s) % (i < 300 ? 40 : 1000)) / 4; /* many repeats, then few */
+        window[i % 128] = ms;
+        hl_backend_record_latency(b, ms);
+        int n = i + 1 < 128 ? i + 1 : 128, head = (i + 1) % 128;
+        if (n < 16 || (n < 128 ? head % 8 : head % 64) != 0) continue; /* no refresh */
+        memcpy(sorted, window, (size_t)n * sizeof sorted[0]);
+        qsort(sorted, (size_t)n, sizeof sorted[0], cmp_double);
+        int rank = (n * 95 + 99) / 100; /* ceil(0.95 n) */
+        if (hl_backend_p95(b) != sorted[rank - 1]) {
+            HL_CHECK(hl_backend_p95(b) == sorted[rank - 1]);
+            break;
+        }
+    }
     hl_backends_release(&bs);
     hl_config_free(cfg);
 }
