@@ -197,7 +197,7 @@ typedef struct sq {
     sqlite3 *db;
     int version;
     sqlite3_stmt *begin, *commit, *rollback;
-    sqlite3_stmt *insert, *lookup;
+    sqlite3_stmt *insert, *insert_many, *lookup; /* insert_many: INSERT_ROWS records at once */
     sqlite3_stmt *load_state, *save_state;
     sqlite3_stmt *count, *bounds, *spend, *spend_add;
     sqlite3_stmt *scan[256];   /* per `same` | `same_total` << 4; prepared on first use */
@@ -333,10 +333,33 @@ fail:
     return map_rc(rc ? rc : SQLITE_ERROR);
 }
 
+/* The columns of an inferences row as the indexer writes them, bound at ?(36 i + 1).. by
+ * bind_record. */
+#define INSERT_COLUMNS                                                                              \
+    "ts, source, input_tokens, output_tokens, latency_ms, cost_usd, request_id, attempt, backend,"  \
+    " model, route_reason, status, stream, ttft_ms, cached_input_tokens, cache_write_tokens,"       \
+    " usage_estimated, tenant, task_type, task_inferred, sensitive, confidence, http_status, error,"\
+    " key_id, key_name, shadow, score, score_method, agree, reference, ref_output_tokens,"          \
+    " confidence_margin, confidence_min, eval_run, replica"
+enum { INSERT_NCOL = 36, INSERT_ROWS = 16 };
+
+/* INSERT OR IGNORE of `rows` records in one statement: a statement's start and end (opening
+ * the table's and indexes' cursors, halting) cost as much as a row's work, so a full batch goes
+ * INSERT_ROWS rows a step. */
+static int prep_insert(sqlite3 *db, int rows, sqlite3_stmt **out) {
+    char sql[INSERT_ROWS * INSERT_NCOL * 8 + 512];
+    size_t o = (size_t)snprintf(sql, sizeof sql, "INSERT OR IGNORE INTO inferences (" INSERT_COLUMNS ") VALUES ");
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < INSERT_NCOL; c++)
+            o += (size_t)snprintf(sql + o, sizeof sql - o, "%s?%d%s", c ? ", " : r ? ", (" : "(",
+                                  r * INSERT_NCOL + c + 1, c == INSERT_NCOL - 1 ? ")" : "");
+    return prep(db, sql, out);
+}
+
 static void sq_close(hl_store *s) {
     sq *q = s->impl;
     if (!q) return;
-    sqlite3_stmt *all[] = {q->begin, q->commit, q->rollback, q->insert, q->lookup,
+    sqlite3_stmt *all[] = {q->begin, q->commit, q->rollback, q->insert, q->insert_many, q->lookup,
                            q->load_state, q->save_state, q->count, q->bounds, q->spend,
                            q->spend_add};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
@@ -433,18 +456,9 @@ static hl_err sq_open(hl_store *s, const char *location, char *errbuf, size_t er
     }
     doing = "preparing statements";
     if ((rc = prep(q->db, "BEGIN IMMEDIATE", &q->begin)) || (rc = prep(q->db, "COMMIT", &q->commit)) ||
-        (rc = prep(q->db, "ROLLBACK", &q->rollback)) ||
-        (rc = prep(q->db,
-                   "INSERT OR IGNORE INTO inferences (ts, source, input_tokens, output_tokens,"
-                   " latency_ms, cost_usd, request_id, attempt, backend, model, route_reason, status,"
-                   " stream, ttft_ms, cached_input_tokens, cache_write_tokens, usage_estimated, tenant,"
-                   " task_type, task_inferred, sensitive, confidence, http_status, error, key_id, key_name,"
-                   " shadow, score, score_method, agree, reference, ref_output_tokens, confidence_margin,"
-                   " confidence_min, eval_run, replica)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
-                   " ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32,"
-                   " ?33, ?34, ?35, ?36)", &q->insert)) ||
-        (rc = prep(q->db, "SELECT ts FROM inferences WHERE request_id = ?1 AND attempt = ?2", &q->lookup)) ||
+        (rc = prep(q->db, "ROLLBACK", &q->rollback)) || (rc = prep_insert(q->db, 1, &q->insert)) ||
+        (rc = prep_insert(q->db, INSERT_ROWS, &q->insert_many)) ||
+        (rc = prep(q->db, "SELECT ts, id FROM inferences WHERE request_id = ?1 AND attempt = ?2", &q->lookup)) ||
         (rc = prep(q->db, "SELECT dev, inode, byte_offset, size, head_len, head_hash"
                           " FROM journal_state WHERE journal = ?1", &q->load_state)) ||
         (rc = prep(q->db, "INSERT OR REPLACE INTO journal_state (journal, dev, inode, byte_offset,"
@@ -493,69 +507,131 @@ static void bind_opt_double(sqlite3_stmt *st, int i, double v, bool present) {
     else sqlite3_bind_null(st, i);
 }
 
-static hl_err sq_insert_one(hl_store *s, const hl_store_record *r, hl_store_insert_result *res) {
-    sq *q = s->impl;
-    sqlite3_stmt *st = q->insert;
-    /* Strings are bound SQLITE_STATIC: r's strings outlive the step, and the bindings are
-     * cleared before returning. */
-    sqlite3_bind_int64(st, 1, r->ts_ms);
-    sqlite3_bind_text(st, 2, r->cloud ? "cloud" : "local", -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, r->input_tokens);
-    sqlite3_bind_int64(st, 4, r->output_tokens);
-    sqlite3_bind_double(st, 5, r->latency_ms);
-    bind_opt_double(st, 6, r->cost_usd, r->cost_known);
-    sqlite3_bind_text(st, 7, r->request_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 8, r->attempt);
-    sqlite3_bind_text(st, 9, r->backend, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 10, r->model, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 11, r->route_reason, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 12, r->status, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 13, r->stream);
-    bind_opt_double(st, 14, r->ttft_ms, r->ttft_ms >= 0);
-    sqlite3_bind_int64(st, 15, r->cached_input_tokens);
-    sqlite3_bind_int64(st, 16, r->cache_write_tokens);
-    sqlite3_bind_int(st, 17, r->usage_estimated);
-    sqlite3_bind_text(st, 18, r->tenant, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 19, r->task_type, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 20, r->task_inferred);
-    sqlite3_bind_int(st, 21, r->sensitive);
-    bind_opt_double(st, 22, r->confidence, r->confidence >= 0);
-    sqlite3_bind_int64(st, 23, r->http_status);
-    sqlite3_bind_text(st, 24, r->error, -1, SQLITE_STATIC);
-    if (r->key_id > 0) sqlite3_bind_int64(st, 25, r->key_id);
-    sqlite3_bind_text(st, 26, r->key_name, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 27, r->shadow);
+static void bind_opt_text(sqlite3_stmt *st, int i, const char *v) {
+    if (v) sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+    else sqlite3_bind_null(st, i);
+}
+
+/* Binds every column of r at ?(base + 1).. (INSERT_COLUMNS' order), NULL where r has no value:
+ * each step rebinds all, so no bindings need clearing. Strings are bound SQLITE_STATIC: r's
+ * strings outlive the step; the statement is not stepped again before the next bind_record. */
+static void bind_record(sqlite3_stmt *st, int base, const hl_store_record *r) {
+    sqlite3_bind_int64(st, base + 1, r->ts_ms);
+    sqlite3_bind_text(st, base + 2, r->cloud ? "cloud" : "local", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, base + 3, r->input_tokens);
+    sqlite3_bind_int64(st, base + 4, r->output_tokens);
+    sqlite3_bind_double(st, base + 5, r->latency_ms);
+    bind_opt_double(st, base + 6, r->cost_usd, r->cost_known);
+    bind_opt_text(st, base + 7, r->request_id);
+    sqlite3_bind_int64(st, base + 8, r->attempt);
+    bind_opt_text(st, base + 9, r->backend);
+    bind_opt_text(st, base + 10, r->model);
+    bind_opt_text(st, base + 11, r->route_reason);
+    bind_opt_text(st, base + 12, r->status);
+    sqlite3_bind_int(st, base + 13, r->stream);
+    bind_opt_double(st, base + 14, r->ttft_ms, r->ttft_ms >= 0);
+    sqlite3_bind_int64(st, base + 15, r->cached_input_tokens);
+    sqlite3_bind_int64(st, base + 16, r->cache_write_tokens);
+    sqlite3_bind_int(st, base + 17, r->usage_estimated);
+    bind_opt_text(st, base + 18, r->tenant);
+    bind_opt_text(st, base + 19, r->task_type);
+    sqlite3_bind_int(st, base + 20, r->task_inferred);
+    sqlite3_bind_int(st, base + 21, r->sensitive);
+    bind_opt_double(st, base + 22, r->confidence, r->confidence >= 0);
+    sqlite3_bind_int64(st, base + 23, r->http_status);
+    bind_opt_text(st, base + 24, r->error);
+    if (r->key_id > 0) sqlite3_bind_int64(st, base + 25, r->key_id);
+    else sqlite3_bind_null(st, base + 25);
+    bind_opt_text(st, base + 26, r->key_name);
+    sqlite3_bind_int(st, base + 27, r->shadow);
     if (r->scored) {
-        sqlite3_bind_double(st, 28, r->score);
-        sqlite3_bind_text(st, 29, r->score_method, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 30, r->agree);
-        sqlite3_bind_text(st, 31, r->reference, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 32, r->ref_output_tokens);
+        sqlite3_bind_double(st, base + 28, r->score);
+        bind_opt_text(st, base + 29, r->score_method);
+        sqlite3_bind_int(st, base + 30, r->agree);
+        bind_opt_text(st, base + 31, r->reference);
+        sqlite3_bind_int64(st, base + 32, r->ref_output_tokens);
+    } else {
+        for (int c = 28; c <= 32; c++) sqlite3_bind_null(st, base + c);
     }
-    bind_opt_double(st, 33, r->confidence_margin, r->signals);
-    bind_opt_double(st, 34, r->confidence_min, r->signals);
-    sqlite3_bind_text(st, 35, r->eval_run, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 36, r->replica, -1, SQLITE_STATIC);
-    int rc = run(st);
-    sqlite3_clear_bindings(st);
-    if (rc) return fail(s, rc, "inserting a record");
-    if (sqlite3_changes(q->db) == 1) {
-        *res = HL_STORE_INSERTED;
-        return HL_OK;
-    }
-    /* Ignored: tell a replayed line (same timestamp) from another line with the same key. */
+    bind_opt_double(st, base + 33, r->confidence_margin, r->signals);
+    bind_opt_double(st, base + 34, r->confidence_min, r->signals);
+    bind_opt_text(st, base + 35, r->eval_run);
+    bind_opt_text(st, base + 36, r->replica);
+}
+
+/* The row already stored under r's key: its ts and id. HL_ERR_NOTFOUND when there is none. */
+static hl_err lookup(hl_store *s, const hl_store_record *r, long long *ts, long long *id) {
+    sq *q = s->impl;
     sqlite3_bind_text(q->lookup, 1, r->request_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q->lookup, 2, r->attempt);
-    rc = sqlite3_step(q->lookup);
-    long long ts = rc == SQLITE_ROW ? sqlite3_column_int64(q->lookup, 0) : 0;
+    int rc = sqlite3_step(q->lookup);
+    if (rc == SQLITE_ROW) {
+        *ts = sqlite3_column_int64(q->lookup, 0);
+        *id = sqlite3_column_int64(q->lookup, 1);
+    }
     sqlite3_reset(q->lookup);
     sqlite3_clear_bindings(q->lookup);
     if (rc == SQLITE_DONE) {
         hl_store_set_error(s, "%s: record %s/%lld refused by the schema", s->location, r->request_id, r->attempt);
         return HL_ERR_INVAL;
     }
-    if (rc != SQLITE_ROW) return fail(s, rc, "looking up a record");
+    return rc == SQLITE_ROW ? HL_OK : fail(s, rc, "looking up a record");
+}
+
+/* An ignored record: a replayed line (the stored row has its timestamp) or another line with
+ * the same key. */
+static hl_err classify_ignored(hl_store *s, const hl_store_record *r, hl_store_insert_result *res) {
+    long long ts, id;
+    HL_TRY(lookup(s, r, &ts, &id));
     *res = ts == r->ts_ms ? HL_STORE_DUPLICATE : HL_STORE_CONFLICT;
+    return HL_OK;
+}
+
+static hl_err sq_insert_one(hl_store *s, const hl_store_record *r, hl_store_insert_result *res) {
+    sq *q = s->impl;
+    bind_record(q->insert, 0, r);
+    int rc = run(q->insert);
+    if (rc) return fail(s, rc, "inserting a record");
+    if (sqlite3_changes(q->db) == 1) {
+        *res = HL_STORE_INSERTED;
+        return HL_OK;
+    }
+    return classify_ignored(s, r, res);
+}
+
+static bool same_key(const hl_store_record *a, const hl_store_record *b) {
+    return a->attempt == b->attempt && !strcmp(a->request_id, b->request_id);
+}
+
+/* INSERT_ROWS records in one statement. When some were ignored, which ones: the statement gave
+ * its new rows the ids after the table's largest (no AUTOINCREMENT: max(id) + 1 each), so the
+ * inserted are the records whose key now holds an id past last_insert_rowid - changes, bar a
+ * repeat of a key earlier in the same statement (ignored against that one). */
+static hl_err insert_many(hl_store *s, const hl_store_record *r, hl_store_insert_result *res) {
+    sq *q = s->impl;
+    for (int i = 0; i < INSERT_ROWS; i++) bind_record(q->insert_many, i * INSERT_NCOL, &r[i]);
+    int rc = run(q->insert_many);
+    if (rc) return fail(s, rc, "inserting records");
+    int changes = sqlite3_changes(q->db);
+    long long first_new = sqlite3_last_insert_rowid(q->db) - changes + 1;
+    int inserted = 0;
+    for (int i = 0; i < INSERT_ROWS; i++) {
+        if (changes == INSERT_ROWS) {
+            res[i] = HL_STORE_INSERTED;
+            continue;
+        }
+        long long ts, id;
+        HL_TRY(lookup(s, &r[i], &ts, &id));
+        bool repeat = false;
+        for (int k = 0; k < i && !repeat; k++) repeat = same_key(&r[k], &r[i]);
+        if (changes > 0 && id >= first_new && !repeat) res[i] = HL_STORE_INSERTED, inserted++;
+        else res[i] = ts == r[i].ts_ms ? HL_STORE_DUPLICATE : HL_STORE_CONFLICT;
+    }
+    if (changes != INSERT_ROWS && inserted != changes) {
+        hl_store_set_error(s, "%s: %d of %d records inserted, but %d found new", s->location, changes,
+                           INSERT_ROWS, inserted);
+        return HL_ERR_INVAL;
+    }
     return HL_OK;
 }
 
@@ -583,13 +659,18 @@ static hl_err spend_apply(hl_store *s, spend_sum *v, size_t *n) {
     return HL_OK;
 }
 
-/* One statement per record: SQLite runs in-process, so a batch costs nothing to send. */
+/* The batch's full groups of INSERT_ROWS records one statement each, the rest one by one;
+ * then the cloud spend of those inserted. */
 static hl_err sq_insert(hl_store *s, const hl_store_record *r, size_t n, hl_store_insert_result *res) {
+    size_t full = n - n % INSERT_ROWS;
+    for (size_t i = 0; i < n; i += i < full ? INSERT_ROWS : 1) {
+        hl_err e = i < full ? insert_many(s, &r[i], &res[i]) : sq_insert_one(s, &r[i], &res[i]);
+        if (e) return e;
+    }
     spend_sum v[SPEND_SUMS];
     size_t nv = 0;
     for (size_t i = 0; i < n; i++) {
-        hl_err e = sq_insert_one(s, &r[i], &res[i]);
-        if (e) return e;
+        hl_err e;
         if (res[i] != HL_STORE_INSERTED || !r[i].cloud || !r[i].cost_known || !(r[i].cost_usd > 0)) continue;
         const char *tenant = r[i].tenant ? r[i].tenant : "";
         long long day = r[i].ts_ms / 86400000; /* as SQLite's integer division: toward zero */
@@ -978,11 +1059,6 @@ static hl_err sq_cloud_spend(hl_store *s, long long day, long long month_day, hl
 
 #define KEY_COLS "id, name, prefix, key_hash, tenant, backends, models, cloud_allowed, budget_day_usd," \
                  " budget_month_usd, rpm, tpm, expires_at, created_at, last_used_at, revoked"
-
-static void bind_opt_text(sqlite3_stmt *st, int i, const char *v) {
-    if (v) sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
-    else sqlite3_bind_null(st, i);
-}
 
 static void bind_opt_ll(sqlite3_stmt *st, int i, long long v) {
     if (v) sqlite3_bind_int64(st, i, v);

@@ -542,6 +542,58 @@ HL_TEST(malformed_and_conflicting_lines) {
     paths_cleanup(&p);
 }
 
+/* Record i's line with another timestamp (.700 instead of .500 of its second): the same key
+ * from another request. */
+static void append_conflict(const char *path, int i) {
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    format_record(i, "req_", &b);
+    char *ms = strstr(b.data, ".500Z");
+    if (!ms) abort();
+    ms[1] = '7';
+    append_bytes(path, b.data, b.len);
+    hl_buf_release(&b);
+}
+
+/* Full groups of records go in one statement each (hl_store_sqlite.c insert_many): which
+ * records it ignored is found again per record, also for a repeat inside the same group. */
+HL_TEST(grouped_inserts_tell_each_record_apart) {
+    paths p;
+    paths_init(&p);
+    append_records(p.journal, 0, 20, "req_");   /* lines 0..19 */
+    append_records(p.journal, 5, 6, "req_");    /* 20: a replay of 5 */
+    append_conflict(p.journal, 6);              /* 21: 6's key from another request */
+    append_records(p.journal, 20, 26, "req_");  /* 22..27 */
+    append_records(p.journal, 25, 26, "req_");  /* 28: 25 again, in the same group of 16 */
+    append_records(p.journal, 26, 28, "req_");  /* 29, 30 */
+    append_conflict(p.journal, 27);             /* 31: 27's key again, same group */
+    append_records(p.journal, 20, 21, "req_");  /* 32: 20 again, the next group */
+    append_records(p.journal, 28, 61, "req_");  /* 33..65 */
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    hl_store_index_stats st;
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.lines, 66);
+    HL_CHECK_INT_EQ(st.inserted, 61);
+    HL_CHECK_INT_EQ(st.duplicates, 3);
+    HL_CHECK_INT_EQ(st.conflicts, 2);
+    HL_CHECK_INT_EQ(count(s), 61);
+    /* A pass over rows that are all there: every record a duplicate. */
+    HL_CHECK_INT_EQ(sql_int(p.db, "DELETE FROM journal_state"), 0);
+    HL_CHECK_INT_EQ(sql_int(p.db, "DELETE FROM inferences WHERE request_id = 'req_000040'"), 0);
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.inserted, 1);
+    HL_CHECK_INT_EQ(st.duplicates, 63);
+    HL_CHECK_INT_EQ(st.conflicts, 2);
+    hl_store_close(s);
+    /* The first line of a key is the one kept. */
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT ts FROM inferences WHERE request_id = 'req_000027'"), 1714521627500LL);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT ts FROM inferences WHERE request_id = 'req_000006'"), 1714521606500LL);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM inferences"), 61);
+    paths_cleanup(&p);
+}
+
 HL_TEST(batches_commit_with_their_offset) {
     /* More lines than one batch: the offset committed with each batch is just after its last
      * line, and the whole journal ends up indexed. */
