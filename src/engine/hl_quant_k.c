@@ -105,16 +105,19 @@ static void pack_q5k(const hl_block_q5_k *b, int r, uint8_t *o) {
     uint8_t v[256];
     pack_k4_head((const uint8_t *)&b->d, (const uint8_t *)&b->dmin, b->scales, r, o);
     q4k_values(b->qs, v);
+    for (int l = 0; l < 256; l++) v[l] |= (uint8_t)(((b->qh[l % 32] >> (l / 32)) & 1) << 4);
     for (int j = 0; j < 8; j++) {
-        uint8_t *sub = o + 320 + 320 * j, *const ch[4] = {sub + 64, sub + 128, sub + 192, sub + 256};
-        pack_nibbles(v + 32 * j, r, ch);
-        /* word 2c + h, bits 4r..4r+3: the fifth bits of values 8c + 4h + 0..3 (rows 2 to a
-         * byte: or-ed into the zeroed super-block) */
-        for (int w = 0; w < 8; w++) {
-            int nib = 0;
-            for (int k = 0; k < 4; k++) nib |= ((b->qh[4 * w + k] >> j) & 1) << k;
-            sub[8 * w + r / 2] |= (uint8_t)(nib << (4 * (r % 2)));
-        }
+        const uint8_t *q = v + 32 * j;
+        uint8_t *sub = o + 320 + 320 * j;
+        /* chunk c, byte 4r + b: the low 4 bits of value 8c + b and bits 1-4 of value
+         * 8c + 4 + b; byte 4r + b of the bit vector: in bit 2c + 1 the first's fifth bit,
+         * in bit 2c the second's bit 0 */
+        for (int c = 0; c < 4; c++)
+            for (int k = 0; k < 4; k++) {
+                uint8_t v0 = q[8 * c + k], v1 = q[8 * c + 4 + k];
+                sub[64 + 64 * c + 4 * r + k] = (uint8_t)((v0 & 15) | (v1 >> 1) << 4);
+                sub[4 * r + k] |= (uint8_t)((v0 >> 4) << (2 * c + 1) | (v1 & 1) << (2 * c));
+            }
     }
 }
 

@@ -40,9 +40,13 @@ static inline void hl_quant_k_scales(const uint8_t *q, uint64_t *sc, uint64_t *m
  * Q4_K, 2368 bytes: d of rows 0-15 (halves), dmin of rows 0-15, the scales (byte 64 + 16j + r:
  * sub-block j's, row r), the mins in pairs (byte 192 + 32k + 2r + t: sub-block 2k + t's, row
  * r), then the 8 sub-blocks' 256 bytes of 4-bit values.
- * Q5_K, 2880 bytes: Q4_K's first 320 bytes, then per sub-block 8 little-endian 64-bit words
- * of fifth bits (word 2c + h, bit 4r + b: value 32j + 8c + 4h + b's) and its 4 chunks of
- * 4-bit values.
+ * Q5_K, 2880 bytes: Q4_K's first 320 bytes, then per sub-block j a 64-byte vector of bits
+ * and 4 chunks of 64 bytes, split differently from Q4_K's so that one vector of bits gives a
+ * chunk's missing bits for both halves at once: with u = value 32j + 8c + b and v = value
+ * 32j + 8c + 4 + b of row r (5 bits each), byte 4r + b of chunk c = (u & 15) | (v >> 1) << 4
+ * and byte 4r + b of the bit vector holds u >> 4 in bit 2c and v & 1 in bit 2c + 1. The
+ * kernel then reads u as the byte's low 4 bits with bit 4 added, and 8v as its high 4 bits
+ * with bit 3 added (vpternlogd), both bits from one shift of the bit vector.
  * Q6_K, 3392 bytes: d of rows 0-15 (halves), 32 bytes of padding (with 3360 bytes every
  * vector load of every other super-block would straddle two cache lines), the scales in
  * pairs (byte 64 + 32j + 2r + t: row r's scale of the values 32j + 16t .. 32j + 16t + 15,
