@@ -87,6 +87,7 @@ typedef struct agg {
     size_t n, cap;
     uint32_t *slots;          /* open addressing: index + 1 */
     size_t n_slots;
+    size_t last;              /* index + 1 of the cell the last record went to; 0: none */
     bool day;                 /* cells per UTC day (rollups_day), else per hour */
 } agg;
 
@@ -163,10 +164,28 @@ static hl_err agg_grow(agg *a) {
  * then eight NUL-terminated strings: the seven dimensions and the status. */
 enum { HEAD = sizeof(long long) + 2 * sizeof(unsigned) };
 
+/* A dimension of a record (NULL: none) equals a cell's ("" for none, as in the key). */
+static bool same_dim(const char *cell, const char *rec) { return !strcmp(cell, rec ? rec : ""); }
+
+/* Whether r goes to cell c: the same test as equal keys, without building the key. */
+static bool in_cell(const hl_rollup_cell *c, const hl_store_record *r, long long hour, unsigned flags,
+                    unsigned firsts) {
+    return c->hour == hour && c->flags == flags && c->firsts == firsts &&
+           !strcmp(c->source, r->cloud ? "cloud" : "local") && same_dim(c->backend, r->backend) &&
+           same_dim(c->model, r->model) && same_dim(c->route_reason, r->route_reason) &&
+           same_dim(c->tenant, r->tenant) && same_dim(c->key_name, r->key_name) &&
+           same_dim(c->task_type, r->task_type) && !strcmp(c->status, status_text(r->status));
+}
+
 static hl_err agg_cell(agg *a, const hl_store_record *r, unsigned flags, unsigned firsts, hl_rollup_cell **out) {
     char head[HEAD];
     long long hour = hour_of(r->ts_ms);
     if (a->day) hour -= ((hour % 24) + 24) % 24;
+    /* Consecutive lines mostly share a cell: the last one is tried first. */
+    if (a->last && in_cell(&a->cells[a->last - 1], r, hour, flags, firsts)) {
+        *out = &a->cells[a->last - 1];
+        return HL_OK;
+    }
     memcpy(head, &hour, sizeof hour);
     memcpy(head + sizeof hour, &flags, sizeof flags);
     memcpy(head + sizeof hour + sizeof flags, &firsts, sizeof firsts);
@@ -196,6 +215,7 @@ static hl_err agg_cell(agg *a, const hl_store_record *r, unsigned flags, unsigne
         size_t i = a->slots[j] - 1;
         if (a->hash[i] == h && a->key_len[i] == len && !memcmp(a->keys[i], key, len)) {
             *out = &a->cells[i];
+            a->last = i + 1;
             goto out;
         }
     }
@@ -222,6 +242,7 @@ static hl_err agg_cell(agg *a, const hl_store_record *r, unsigned flags, unsigne
     a->key_len[a->n] = len;
     a->hash[a->n] = h;
     a->slots[j] = (uint32_t)++a->n;
+    a->last = a->n;
     *out = c;
 out:
     if (key != stackbuf) free(key);
