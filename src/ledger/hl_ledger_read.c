@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,6 +50,13 @@ static const char *const field_names[F_COUNT] = {
     "ref_output_tokens", "eval_run", "replica",
 };
 
+/* Their lengths, for matching a key in place (hl_ledger_read's hot loop). */
+static unsigned char field_len[F_COUNT];
+
+static void field_len_init(void) {
+    for (int i = 0; i < F_COUNT; i++) field_len[i] = (unsigned char)strlen(field_names[i]);
+}
+
 typedef enum vkind { V_ABSENT = 0, V_NULL, V_STR, V_INT, V_REAL, V_BOOL, V_OTHER } vkind;
 
 typedef struct val {
@@ -75,7 +83,10 @@ static bool bad(scan *sc, const char *why) {
 }
 
 static void skip_ws(scan *sc) {
-    while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\t' || *sc->p == '\n' || *sc->p == '\r')) sc->p++;
+    /* The writer's lines have none: one test settles the common case. */
+    while (sc->p < sc->end && (unsigned char)*sc->p <= ' ' &&
+           (*sc->p == ' ' || *sc->p == '\t' || *sc->p == '\n' || *sc->p == '\r'))
+        sc->p++;
 }
 
 static int hex4(const char *p) {
@@ -303,8 +314,8 @@ static bool skip_container(scan *sc, int depth) {
     }
 }
 
-static bool literal(scan *sc, const char *word) {
-    size_t n = strlen(word);
+/* The literal word (n bytes) at sc->p. */
+static bool literal(scan *sc, const char *word, size_t n) {
     if ((size_t)(sc->end - sc->p) < n || memcmp(sc->p, word, n) != 0) return bad(sc, "invalid token");
     sc->p += n;
     return true;
@@ -317,9 +328,9 @@ static bool read_value(scan *sc, val *v, int depth) {
     switch (*sc->p) {
     case '"': v->k = V_STR; return read_string(sc, &v->s);
     case '{': case '[': v->k = V_OTHER; return skip_container(sc, depth);
-    case 't': v->k = V_BOOL; v->b = true; return literal(sc, "true");
-    case 'f': v->k = V_BOOL; return literal(sc, "false");
-    case 'n': v->k = V_NULL; return literal(sc, "null");
+    case 't': v->k = V_BOOL; v->b = true; return literal(sc, "true", 4);
+    case 'f': v->k = V_BOOL; return literal(sc, "false", 5);
+    case 'n': v->k = V_NULL; return literal(sc, "null", 4);
     default: return read_number(sc, v);
     }
 }
@@ -351,7 +362,7 @@ static const char *read_object(scan *sc) {
         /* The expected key, as the writer spells it (no escapes), is taken in place. */
         int f = -1;
         if (next < F_COUNT) {
-            size_t kl = strlen(field_names[next]);
+            size_t kl = field_len[next];
             if ((size_t)(sc->end - sc->p) > kl + 1 && sc->p[kl + 1] == '"' && !memcmp(sc->p + 1, field_names[next], kl)) {
                 f = next;
                 sc->p += kl + 2;
@@ -606,6 +617,8 @@ hl_err hl_ledger_parse_line(const char *line, size_t len, hl_ledger_entry *e, ch
     if (len > HL_LEDGER_MAX_LINE) return fail(why, why_len, "line longer than 1 MiB");
     char *buf = malloc(len + 1);
     if (!buf) return fail(why, why_len, "out of memory");
+    static pthread_once_t lengths = PTHREAD_ONCE_INIT;
+    pthread_once(&lengths, field_len_init);
     scan sc = {.p = line, .end = line + len, .out = buf};
     const char *bad_line = read_object(&sc);
     if (!bad_line && sc.err) bad_line = sc.err;
