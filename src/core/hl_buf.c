@@ -82,6 +82,15 @@ hl_err hl_buf_json_str(hl_buf *b, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
     hl_err err = hl_buf_reserve(b, n + 2);
     if (err) return err;
+    if (hl_json_plain_len(s, n, 0) == n) { /* nothing to escape: most strings */
+        char *o = b->data + b->len;
+        o[0] = '"';
+        memcpy(o + 1, s, n);
+        o[n + 1] = '"';
+        o[n + 2] = '\0';
+        b->len += n + 2;
+        return HL_OK;
+    }
     b->data[b->len++] = '"';
     size_t run = 0; /* start of the pending run of bytes that need no escape */
     for (size_t i = 0; (i += hl_json_plain_len(s + i, n - i, 0)) < n; i++) {

@@ -43,30 +43,49 @@ hl_err hl_buf_printf(hl_buf *b, const char *fmt, ...) __attribute__((format(prin
 hl_err hl_buf_vprintf(hl_buf *b, const char *fmt, va_list ap);
 /* Appends s as a JSON string literal, quotes included, escaping as RFC 8259 requires. */
 hl_err hl_buf_json_str(hl_buf *b, const char *s, size_t n);
+/* The bytes of the word v (8 bytes of a string, little-endian) that a JSON string cannot carry
+ * as they are, as the high bit of each: '"', '\\', a control character and, with ascii_only,
+ * a byte >= 0x80. Exact for the lowest byte flagged (a borrow only runs upward from a flagged
+ * byte), which is all a scan needs. */
+static inline unsigned long long hl_json_special_bytes(unsigned long long v, int ascii_only) {
+    const unsigned long long ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    unsigned long long q = v ^ (ones * '"'), bs = v ^ (ones * '\\');
+    unsigned long long m = ((q - ones) & ~q) | ((bs - ones) & ~bs) | ((v - ones * 0x20) & ~v);
+    if (ascii_only) m |= v;
+    return m & highs;
+}
+
 /* The length of the longest prefix of s[0..n) that a JSON string carries as it is: no '"',
  * no '\\', no control character and, with ascii_only, no byte >= 0x80 (which a reader must
- * check as UTF-8). Eight bytes a step: the string scans of the request path (the escaper,
+ * check as UTF-8). Eight bytes a step, the last step overlapping the one before (or, under 8
+ * bytes, the string padded with spaces): the string scans of the request path (the escaper,
  * the one-pass readers) spend most of their time here. */
 static inline size_t hl_json_plain_len(const char *s, size_t n, int ascii_only) {
-    const unsigned long long ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    unsigned long long v, m;
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        unsigned long long v, q, bs, m;
         memcpy(&v, s + i, 8);
-        q = v ^ (ones * '"');
-        bs = v ^ (ones * '\\');
-        /* a zero byte of q or bs, a byte below 0x20: each test exact for the lowest byte it
-         * flags (a borrow only runs upward from a flagged byte), and the lowest is the answer */
-        m = ((q - ones) & ~q) | ((bs - ones) & ~bs) | ((v - ones * 0x20) & ~v);
-        if (ascii_only) m |= v;
-        m &= highs;
-        if (m) return i + (size_t)(__builtin_ctzll(m) >> 3);
+        if ((m = hl_json_special_bytes(v, ascii_only))) return i + (size_t)(__builtin_ctzll(m) >> 3);
     }
+    if (i == n) return n;
+    if (n >= 8) { /* bytes before i are plain: the lowest flag is at i or past it */
+        memcpy(&v, s + n - 8, 8);
+        m = hl_json_special_bytes(v, ascii_only);
+        return m ? n - 8 + (size_t)(__builtin_ctzll(m) >> 3) : n;
+    }
+    v = 0x2020202020202020ull;
+    memcpy(&v, s, n);
+    m = hl_json_special_bytes(v, ascii_only);
+    return m ? (size_t)(__builtin_ctzll(m) >> 3) : n;
+#else
+    size_t i = 0;
     for (; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c < 0x20 || c == '"' || c == '\\' || (ascii_only && c >= 0x80)) break;
     }
     return i;
+#endif
 }
 /* Appends "name: value\r\n" (an HTTP header line). */
 hl_err hl_buf_header(hl_buf *b, const char *name, const char *value);
