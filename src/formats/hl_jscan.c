@@ -215,6 +215,21 @@ int hl_js_member(hl_js *r, bool *first, const char **k, size_t *kn) {
     return 1;
 }
 
+int hl_js_element(hl_js *r, bool *first) {
+    hl_js_ws(r);
+    if (hl_js_at(r, ']')) { /* after a comma the element parser refuses it */
+        r->p++;
+        return 0;
+    }
+    if (!*first) {
+        if (!hl_js_at(r, ',')) return -1;
+        r->p++;
+        hl_js_ws(r);
+    }
+    *first = false;
+    return 1;
+}
+
 bool hl_js_skip(hl_js *r, int depth) {
     if (depth > HL_JS_MAX_DEPTH) return false;
     hl_js_ws(r);
@@ -239,21 +254,11 @@ bool hl_js_skip(hl_js *r, int depth) {
     }
     case '[': {
         r->p++;
-        hl_js_ws(r);
-        if (hl_js_at(r, ']')) {
-            r->p++;
-            return true;
-        }
-        for (;;) {
+        bool first = true;
+        int m;
+        while ((m = hl_js_element(r, &first)) == 1)
             if (!hl_js_skip(r, depth + 1)) return false;
-            hl_js_ws(r);
-            if (hl_js_at(r, ']')) {
-                r->p++;
-                return true;
-            }
-            if (!hl_js_at(r, ',')) return false;
-            r->p++;
-        }
+        return m == 0;
     }
     default: return hl_js_number(r, &b, &v, &d);
     }

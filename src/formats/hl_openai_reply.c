@@ -126,19 +126,18 @@ static hl_err choice(hl_js *r, hl_chat_response *t, bool *have_msg) {
 
 static hl_err choices(hl_js *r, hl_chat_response *t, bool *have_msg) {
     r->p++; /* '[' */
-    hl_js_ws(r);
-    if (!hl_js_at(r, '{')) return HL_ERR_UNSUPPORTED; /* empty, or not an object: the full parser */
-    HL_TRY(choice(r, t, have_msg));
-    for (;;) {
-        hl_js_ws(r);
-        if (hl_js_at(r, ']')) {
-            r->p++;
-            return HL_OK;
+    bool first = true;
+    int m, n = 0;
+    for (; (m = hl_js_element(r, &first)) == 1; n++) {
+        if (n > 0) { /* only choices[0] is read */
+            if (!hl_js_skip(r, 1)) return HL_ERR_UNSUPPORTED;
+        } else if (hl_js_at(r, '{')) {
+            HL_TRY(choice(r, t, have_msg));
+        } else {
+            return HL_ERR_UNSUPPORTED; /* not an object: the full parser */
         }
-        if (!hl_js_at(r, ',')) return HL_ERR_UNSUPPORTED;
-        r->p++;
-        if (!hl_js_skip(r, 1)) return HL_ERR_UNSUPPORTED;
     }
+    return m == 0 && n > 0 ? HL_OK : HL_ERR_UNSUPPORTED; /* empty: the full parser */
 }
 
 static hl_err root(hl_js *r, hl_chat_response *t) {

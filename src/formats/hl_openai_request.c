@@ -111,9 +111,9 @@ static hl_err message(hl_js *r, hl_message *m, size_t *text_bytes) {
 static hl_err messages(hl_js *r, rq *q) {
     if (!hl_js_at(r, '[')) return GIVE_UP;
     r->p++;
-    hl_js_ws(r);
-    if (hl_js_at(r, ']')) return GIVE_UP; /* empty: the full parser says so */
-    for (;;) {
+    bool first = true;
+    int more;
+    while ((more = hl_js_element(r, &first)) == 1) {
         if (q->n_msgs == q->cap) {
             size_t cap = q->cap ? 2 * q->cap : 4;
             hl_message *grown = realloc(q->msgs, cap * sizeof *grown);
@@ -123,16 +123,9 @@ static hl_err messages(hl_js *r, rq *q) {
         }
         hl_message *m = &q->msgs[q->n_msgs++];
         memset(m, 0, sizeof *m);
-        hl_js_ws(r);
         HL_TRY(message(r, m, &q->text_bytes));
-        hl_js_ws(r);
-        if (hl_js_at(r, ']')) {
-            r->p++;
-            return HL_OK;
-        }
-        if (!hl_js_at(r, ',')) return GIVE_UP;
-        r->p++;
     }
+    return more == 0 && q->n_msgs ? HL_OK : GIVE_UP; /* empty: the full parser says so */
 }
 
 /* null, a string, or an array of at most 4 strings. */
@@ -144,23 +137,13 @@ static hl_err stop(hl_js *r, rq *q) {
     }
     if (!hl_js_at(r, '[')) return GIVE_UP;
     r->p++;
-    hl_js_ws(r);
-    if (hl_js_at(r, ']')) {
-        r->p++;
-        return HL_OK;
-    }
-    for (;;) {
-        hl_js_ws(r);
+    bool first = true;
+    int more;
+    while ((more = hl_js_element(r, &first)) == 1) {
         if (q->n_stop == 4 || !hl_js_at(r, '"')) return GIVE_UP;
         HL_TRY(hl_js_str_copy(r, &q->stop[q->n_stop++]));
-        hl_js_ws(r);
-        if (hl_js_at(r, ']')) {
-            r->p++;
-            return HL_OK;
-        }
-        if (!hl_js_at(r, ',')) return GIVE_UP;
-        r->p++;
     }
+    return more == 0 ? HL_OK : GIVE_UP;
 }
 
 /* {"include_usage": true|false|null} or {}. */

@@ -64,6 +64,10 @@ bool hl_js_lit(hl_js *r, const char *s, size_t n);
  * see repeated keys inside: a caller whose full parser refuses them must not skip objects. */
 bool hl_js_skip(hl_js *r, int depth);
 
+/* The next element of an array whose '[' was read: 1 with r->p at it, 0 at the closing bracket
+ * (read), -1 to give up. *first starts true. */
+int hl_js_element(hl_js *r, bool *first);
+
 /* The next member of an object whose '{' was read: 1 with its key (r->p at the value), 0 at
  * the closing brace (read), -1 to give up. *first starts true. A key with escapes gives up. */
 int hl_js_member(hl_js *r, bool *first, const char **k, size_t *kn);
