@@ -194,9 +194,12 @@ bool hl_js_lit(hl_js *r, const char *s, size_t n) {
     return true;
 }
 
-int hl_js_member(hl_js *r, bool *first, const char **k, size_t *kn) {
+/* To the next item of an array or object (close: its ']' or '}'): 1 at the item, 0 past the
+ * closing bracket, -1 when neither a comma nor the bracket follows. A bracket right after a
+ * comma is left to the item's reader, which refuses it. */
+static int next_item(hl_js *r, bool *first, char close) {
     hl_js_ws(r);
-    if (hl_js_at(r, '}')) {
+    if (hl_js_at(r, close)) {
         r->p++;
         return 0;
     }
@@ -206,6 +209,12 @@ int hl_js_member(hl_js *r, bool *first, const char **k, size_t *kn) {
         hl_js_ws(r);
     }
     *first = false;
+    return 1;
+}
+
+int hl_js_member(hl_js *r, bool *first, const char **k, size_t *kn) {
+    int m = next_item(r, first, '}');
+    if (m != 1) return m;
     bool esc;
     if (!hl_js_str_span(r, k, kn, &esc) || esc) return -1;
     hl_js_ws(r);
@@ -215,20 +224,7 @@ int hl_js_member(hl_js *r, bool *first, const char **k, size_t *kn) {
     return 1;
 }
 
-int hl_js_element(hl_js *r, bool *first) {
-    hl_js_ws(r);
-    if (hl_js_at(r, ']')) { /* after a comma the element parser refuses it */
-        r->p++;
-        return 0;
-    }
-    if (!*first) {
-        if (!hl_js_at(r, ',')) return -1;
-        r->p++;
-        hl_js_ws(r);
-    }
-    *first = false;
-    return 1;
-}
+int hl_js_element(hl_js *r, bool *first) { return next_item(r, first, ']'); }
 
 bool hl_js_skip(hl_js *r, int depth) {
     if (depth > HL_JS_MAX_DEPTH) return false;
