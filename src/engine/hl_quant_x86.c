@@ -675,11 +675,85 @@ T_AVX512 static void vscale_f16_avx512(int n, uint16_t *y, float v) {
     if (i < n) vscale_f16_avx2(n - i, y + i, v);
 }
 
+#define ATTN_MAXC 16
+#define ATTN_TILE 32
+/* The fast path of vattn_f16_avx512 for nc vectors of 16 per head; inlined with nc a
+ * constant for the common head sizes (64, 128), so that the accumulators stay in registers:
+ * indexed by a variable, they went through the stack, a store and a load in each step's
+ * chain. */
+T_AVX512 static inline __attribute__((always_inline)) float
+attn_tiles_avx512(int nc, int hd, int n_pos, const uint16_t *q, const uint16_t *k,
+                  const uint16_t *v, size_t stride, float scale, uint16_t *acc) {
+    float mx = -INFINITY, sum = 0;
+    __m512 qv[ATTN_MAXC], a[ATTN_MAXC];
+    /* all of them set: the compiler cannot tell that the unrolled loops stop at nc */
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < ATTN_MAXC; c++) {
+        qv[c] = c < nc ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(q + 16 * c)))
+                       : _mm512_setzero_ps();
+        a[c] = _mm512_setzero_ps();
+    }
+    /* A tile of positions at a time, in three passes: the scores, which do not depend on each
+     * other; the running maximum and the exponentials, where only the comparisons are a
+     * chain and the expf calls can overlap; then the accumulator updates, the one chain
+     * left. The arithmetic of each step is the same, in the same order, as one pass position
+     * by position. Head size 64, 190 positions (Zen 4): 26 ns a position in one pass with
+     * the accumulators on the stack, 15 ns now. */
+    for (int s0 = 0; s0 < n_pos; s0 += ATTN_TILE) {
+        int ns = n_pos - s0 < ATTN_TILE ? n_pos - s0 : ATTN_TILE;
+        float sc[ATTN_TILE], msv[ATTN_TILE], vsv[ATTN_TILE];
+        bool up[ATTN_TILE]; /* a new maximum: the accumulator is rescaled by msv first */
+        for (int s = 0; s < ns; s++) {
+            const uint16_t *ks = k + (size_t)(s0 + s) * stride;
+            /* The score in dot_f16_avx512's order: 4 accumulators over steps of 64, the
+             * rest in double. */
+            __m512 d[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            int full = nc / 4 * 4;
+            _Pragma("GCC unroll 16")
+            for (int c = 0; c < full; c++)
+                d[c % 4] = _mm512_fmadd_ps(qv[c], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ks + 16 * c))), d[c % 4]);
+            double sd = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(d[0], d[2]), _mm512_add_ps(d[1], d[3])));
+            for (int i = 16 * full; i < hd; i++) sd += (double)(_cvtsh_ss(q[i]) * _cvtsh_ss(ks[i]));
+            sc[s] = (float)sd * scale;
+        }
+        for (int s = 0; s < ns; s++) {
+            up[s] = sc[s] > mx;
+            msv[s] = vsv[s] = 1;
+            if (up[s]) {
+                msv[s] = expf(mx - sc[s]);
+                mx = sc[s];
+            } else {
+                vsv[s] = expf(sc[s] - mx);
+            }
+            float t = sum * msv[s]; /* two statements: never contracted into an fma */
+            sum = t + vsv[s];
+        }
+        for (int s = 0; s < ns; s++) {
+            const uint16_t *vs_ = v + (size_t)(s0 + s) * stride;
+            if (up[s]) {
+                __m512 m = _mm512_set1_ps(msv[s]);
+                _Pragma("GCC unroll 16")
+                for (int c = 0; c < nc; c++)
+                    a[c] = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(a[c], m), _MM_FROUND_TO_NEAREST_INT));
+            }
+            __m512 w = _mm512_set1_ps(vsv[s]);
+            _Pragma("GCC unroll 16")
+            for (int c = 0; c < nc; c++)
+                a[c] = _mm512_cvtph_ps(_mm512_cvtps_ph(
+                    _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vs_ + 16 * c))), w, a[c]),
+                    _MM_FROUND_TO_NEAREST_INT));
+        }
+    }
+    _Pragma("GCC unroll 16")
+    for (int c = 0; c < nc; c++)
+        _mm256_storeu_si256((__m256i *)(acc + 16 * c), _mm512_cvtps_ph(a[c], _MM_FROUND_TO_NEAREST_INT));
+    return sum;
+}
+
 /* The attention steps of hl_quant_vec_ops.attn_f16 with the accumulator in registers as
  * floats that are always half-representable (each step rounds through half precision, as
  * storing it would). Head sizes that are multiples of 16 up to 256; others take the steps
  * one call at a time. */
-#define ATTN_MAXC 16
 T_AVX512 static float vattn_f16_avx512(int hd, int n_pos, const uint16_t *q, const uint16_t *k,
                                        const uint16_t *v, size_t stride, float scale, uint16_t *acc) {
     float mx = -INFINITY, sum = 0;
@@ -701,44 +775,11 @@ T_AVX512 static float vattn_f16_avx512(int hd, int n_pos, const uint16_t *q, con
         }
         return sum;
     }
-    int nc = hd / 16;
-    __m512 qv[ATTN_MAXC], a[ATTN_MAXC];
-    for (int c = 0; c < nc; c++) {
-        qv[c] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(q + 16 * c)));
-        a[c] = _mm512_setzero_ps();
+    switch (hd / 16) {
+    case 4: return attn_tiles_avx512(4, hd, n_pos, q, k, v, stride, scale, acc);
+    case 8: return attn_tiles_avx512(8, hd, n_pos, q, k, v, stride, scale, acc);
+    default: return attn_tiles_avx512(hd / 16, hd, n_pos, q, k, v, stride, scale, acc);
     }
-    for (int s = 0; s < n_pos; s++) {
-        const uint16_t *ks = k + (size_t)s * stride, *vs_ = v + (size_t)s * stride;
-        /* The score in dot_f16_avx512's order: 4 accumulators over steps of 64, the rest
-         * in double. */
-        __m512 d[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        int full = nc / 4 * 4;
-        for (int c = 0; c < full; c++)
-            d[c % 4] = _mm512_fmadd_ps(qv[c], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ks + 16 * c))), d[c % 4]);
-        double sd = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(d[0], d[2]), _mm512_add_ps(d[1], d[3])));
-        for (int i = 16 * full; i < hd; i++) sd += (double)(_cvtsh_ss(q[i]) * _cvtsh_ss(ks[i]));
-        float sc = (float)sd * scale;
-        float ms = 1, vs = 1;
-        if (sc > mx) {
-            ms = expf(mx - sc);
-            mx = sc;
-            __m512 m = _mm512_set1_ps(ms);
-            for (int c = 0; c < nc; c++)
-                a[c] = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(a[c], m), _MM_FROUND_TO_NEAREST_INT));
-        } else {
-            vs = expf(sc - mx);
-        }
-        __m512 w = _mm512_set1_ps(vs);
-        for (int c = 0; c < nc; c++)
-            a[c] = _mm512_cvtph_ps(_mm512_cvtps_ph(
-                _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vs_ + 16 * c))), w, a[c]),
-                _MM_FROUND_TO_NEAREST_INT));
-        float t = sum * ms;
-        sum = t + vs;
-    }
-    for (int c = 0; c < nc; c++)
-        _mm256_storeu_si256((__m256i *)(acc + 16 * c), _mm512_cvtps_ph(a[c], _MM_FROUND_TO_NEAREST_INT));
-    return sum;
 }
 
 static const hl_quant_vec_ops vec_avx512 = {vdot_f16_avx512, vmad_f16_avx512, vscale_f16_avx512,
