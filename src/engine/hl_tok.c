@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "hl_tok_unicode.h"
+#include "hl_utf8.h"
 
 enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
 
@@ -128,29 +129,6 @@ static uint32_t utf8_decode(const uint8_t *p, size_t n, size_t *len) {
     if (l == 3) return (uint32_t)(p[0] & 0x0f) << 12 | (uint32_t)(p[1] & 0x3f) << 6 | (p[2] & 0x3f);
     return (uint32_t)(p[0] & 0x07) << 18 | (uint32_t)(p[1] & 0x3f) << 12 |
            (uint32_t)(p[2] & 0x3f) << 6 | (p[3] & 0x3f);
-}
-
-static size_t utf8_encode(uint32_t cp, char *out) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xc0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xe0 | cp >> 12);
-        out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-        out[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    out[0] = (char)(0xf0 | cp >> 18);
-    out[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-    out[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-    out[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
 }
 
 /* GPT-2's byte-level alphabet: printable Latin-1 bytes stand for themselves, the other 68
@@ -292,7 +270,7 @@ static void build_byte_maps(hl_tok *t) {
         char s[8];
         size_t n;
         if (t->kind == HL_TOK_SPM) n = (size_t)snprintf(s, sizeof s, "<0x%02X>", b);
-        else n = utf8_encode(t->byte_cp[b], s);
+        else n = hl_utf8_put(s, t->byte_cp[b]);
         t->byte_token[b] = strmap_get(&t->vocab, s, n);
     }
 }
@@ -640,7 +618,7 @@ static hl_err bpe_fragment(session *s, const char *text, size_t n) {
     for (size_t i = 0; i < nc && !e;) {
         size_t k = llama3_match(cps, i, nc, (size_t)t->max_digits);
         size_t b0 = offs[i], b1 = offs[i + k], wl = 0;
-        for (size_t b = b0; b < b1; b++) wl += utf8_encode(t->byte_cp[(uint8_t)text[b]], word + wl);
+        for (size_t b = b0; b < b1; b++) wl += hl_utf8_put(word + wl, t->byte_cp[(uint8_t)text[b]]);
         int32_t id = t->ignore_merges ? strmap_get(&t->vocab, word, wl) : -1;
         if (id >= 0) emit(s, id);
         else e = merge_and_emit(s, word, wl);

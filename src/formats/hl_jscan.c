@@ -1,29 +1,11 @@
 /* hl_jscan: the one-pass JSON reader's primitives (see hl_jscan.h). */
 #include "hl_jscan.h"
 #include "hl_buf.h"
+#include "hl_utf8.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
-
-/* Bytes of the well-formed UTF-8 sequence at p (not ASCII), 0 when it is not one: overlong
- * forms, surrogates and code points past U+10FFFF are refused, as jansson refuses them. */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
-    unsigned c = p[0], cp;
-    size_t n;
-    if (c >= 0xC2 && c <= 0xDF) n = 2, cp = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF) n = 3, cp = c & 0x0F;
-    else if (c >= 0xF0 && c <= 0xF4) n = 4, cp = c & 0x07;
-    else return 0;
-    if ((size_t)(end - p) < n) return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80) return 0;
-        cp = cp << 6 | (p[i] & 0x3F);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
 
 /* The four hex digits at p (before end) as *cp. */
 static bool hex4(const char *p, const char *end, unsigned *cp) {
@@ -84,36 +66,12 @@ bool hl_js_str_span(hl_js *r, const char **s, size_t *n, bool *esc) {
         } else if (c < 0x80) {
             return false; /* a control character */
         } else {
-            size_t k = utf8_len((const unsigned char *)r->p, (const unsigned char *)r->end);
+            size_t k = hl_utf8_valid_len((const unsigned char *)r->p, (const unsigned char *)r->end);
             if (!k) return false;
             r->p += k;
         }
     }
     return false;
-}
-
-/* Appends code point cp as UTF-8 at o; returns the bytes written. */
-static size_t put_utf8(char *o, unsigned cp) {
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | cp >> 6);
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | cp >> 12);
-        o[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | cp >> 18);
-    o[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-    o[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 hl_err hl_js_str_copy(hl_js *r, char **out) {
@@ -138,7 +96,7 @@ hl_err hl_js_str_copy(hl_js *r, char **out) {
             if (c == 'u') {
                 unsigned cp;
                 size_t k = u_escape(s + i - 1, s + n, &cp); /* checked by the span */
-                j += put_utf8(o + j, cp);
+                j += hl_utf8_put(o + j, cp);
                 i += k - 2;
                 continue;
             }

@@ -6,6 +6,7 @@
  * (lines, the set of keys already read). */
 #include "hl_ledger.h"
 #include "hl_buf.h"
+#include "hl_utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -100,42 +101,6 @@ static int hex4(const char *p) {
     return v;
 }
 
-static char *put_utf8(char *o, unsigned cp) {
-    if (cp < 0x80) {
-        *o++ = (char)cp;
-    } else if (cp < 0x800) {
-        *o++ = (char)(0xc0 | cp >> 6);
-        *o++ = (char)(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-        *o++ = (char)(0xe0 | cp >> 12);
-        *o++ = (char)(0x80 | (cp >> 6 & 0x3f));
-        *o++ = (char)(0x80 | (cp & 0x3f));
-    } else {
-        *o++ = (char)(0xf0 | cp >> 18);
-        *o++ = (char)(0x80 | (cp >> 12 & 0x3f));
-        *o++ = (char)(0x80 | (cp >> 6 & 0x3f));
-        *o++ = (char)(0x80 | (cp & 0x3f));
-    }
-    return o;
-}
-
-/* Length of the valid UTF-8 sequence at p (non-ASCII lead byte), 0 when invalid. */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
-    unsigned c = p[0], cp, n;
-    if (c >= 0xc2 && c <= 0xdf) n = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef) n = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4) n = 4, cp = c & 0x07;
-    else return 0;
-    if ((size_t)(end - p) < n) return 0;
-    for (unsigned i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80) return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return n;
-}
-
 /* A \u escape at sc->p (just past the 'u'), a surrogate pair included. */
 static bool read_u_escape(scan *sc, char **o) {
     int hi = sc->end - sc->p >= 4 ? hex4(sc->p) : -1;
@@ -150,7 +115,7 @@ static bool read_u_escape(scan *sc, char **o) {
         cp = 0x10000 + ((cp - 0xd800) << 10) + ((unsigned)lo - 0xdc00);
     }
     if (cp == 0) return bad(sc, "\\u0000 in a string");
-    *o = put_utf8(*o, cp);
+    *o += hl_utf8_put(*o, cp);
     return true;
 }
 
@@ -191,7 +156,7 @@ static bool read_string(scan *sc, const char **s) {
             }
             continue;
         }
-        size_t n = c < 0x80 ? 1 : utf8_len((const unsigned char *)sc->p, (const unsigned char *)sc->end);
+        size_t n = c < 0x80 ? 1 : hl_utf8_valid_len((const unsigned char *)sc->p, (const unsigned char *)sc->end);
         if (!n) return bad(sc, "invalid UTF-8 in a string");
         memcpy(o, sc->p, n);
         o += n;
