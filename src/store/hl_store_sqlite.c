@@ -559,7 +559,8 @@ static void bind_record(sqlite3_stmt *st, int base, const hl_store_record *r) {
     bind_opt_text(st, base + 36, r->replica);
 }
 
-/* The row already stored under r's key: its ts and id. HL_ERR_NOTFOUND when there is none. */
+/* The row already stored under r's key: its ts and id. None (the schema refused the record
+ * rather than ignoring it): HL_ERR_INVAL. */
 static hl_err lookup(hl_store *s, const hl_store_record *r, long long *ts, long long *id) {
     sq *q = s->impl;
     sqlite3_bind_text(q->lookup, 1, r->request_id, -1, SQLITE_STATIC);
