@@ -82,7 +82,8 @@ hl_err hl_buf_json_str(hl_buf *b, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
     hl_err err = hl_buf_reserve(b, n + 2);
     if (err) return err;
-    if (hl_json_plain_len(s, n, 0) == n) { /* nothing to escape: most strings */
+    size_t plain = hl_json_plain_len(s, n, 0);
+    if (plain == n) { /* nothing to escape: most strings */
         char *o = b->data + b->len;
         o[0] = '"';
         memcpy(o + 1, s, n);
@@ -93,7 +94,8 @@ hl_err hl_buf_json_str(hl_buf *b, const char *s, size_t n) {
     }
     b->data[b->len++] = '"';
     size_t run = 0; /* start of the pending run of bytes that need no escape */
-    for (size_t i = 0; (i += hl_json_plain_len(s + i, n - i, 0)) < n; i++) {
+    /* i: the next byte to escape (the first is known), then past it to the next one */
+    for (size_t i = plain; i < n; i++, i += hl_json_plain_len(s + i, n - i, 0)) {
         unsigned char c = (unsigned char)s[i];
         if ((err = hl_buf_append(b, s + run, i - run))) return err;
         char esc[6] = {'\\', 0, 0, 0, 0, 0};
