@@ -152,6 +152,14 @@ typedef struct hl_api_error {
     char code[48];          /* machine-readable code, "" when none (e.g. model_not_found) */
 } hl_api_error;
 
+/* No error, as `= {0}` would give, without clearing the 1 KiB message: a request's path makes
+ * several. */
+static inline void hl_api_error_clear(hl_api_error *e) {
+    e->status = 0;
+    e->kind = (hl_api_error_kind)0;
+    e->message[0] = e->param[0] = e->code[0] = '\0';
+}
+
 /* Fills e; message is printf-style. Returns HL_ERR_INVAL so callers can `return hl_api_error_set(...)`. */
 hl_err hl_api_error_set(hl_api_error *e, int status, hl_api_error_kind kind, const char *param,
                         const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));

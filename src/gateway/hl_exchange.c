@@ -140,6 +140,13 @@ typedef struct attempt {
     hl_conf_signals signals; /* of a judged answer: all its confidence signals (-1 unknown) */
 } attempt;
 
+/* Backends that said the prompt does not fit their context, and the error for the client
+ * should no other backend take it (rare: kept out of the exchange's own allocation). */
+typedef struct overflow {
+    char names[200];
+    hl_api_error err;
+} overflow;
+
 /* A local answer below the confidence threshold, kept while the escalation targets try. */
 typedef struct held {
     bool present;
@@ -189,9 +196,7 @@ struct hl_exchange {
     int closing;               /* handles still closing in ex_free */
     /* Backends that said the prompt does not fit their context, and the error for the
      * client when no other backend can take it. */
-    bool overflowed;
-    char overflow_names[200];
-    hl_api_error overflow_err;
+    overflow *overflow;        /* NULL until the first backend says so */
     /* client side of a stream: */
     hl_stream_encoder enc;
     hl_buf out;
@@ -306,6 +311,8 @@ static void ex_free(hl_exchange *ex) {
     hl_chat_response_release(&ex->held.resp);
     hl_shadow_capture_release(&ex->cap);
     hl_stop_release(&ex->at.stops);
+    free(ex->overflow);
+    ex->overflow = NULL;
     /* The timer handles live in ex: free ex once the loop is done with them. */
     if (ex->timer_inited) {
         ex->timer.data = ex;
@@ -438,12 +445,14 @@ static double record_attempt(hl_exchange *ex, const char *status, const hl_usage
     }
     hl_metrics_attempt(env->metrics, (size_t)(at->backend - env->bs->v), hl_metrics_status_of(status),
                        u->input_tokens, u->output_tokens, r.cost_usd, latency, at->ttft_ms);
-    if (r.cloud && r.cost_known) hl_budgets_add(env->budgets, r.tenant, r.cost_usd, (time_t)wall_now());
-    hl_key_budgets_rate_charge(env->key_budgets, &ex->key, (long)u->output_tokens, (long long)(wall_now() * 1000));
+    bool spent = r.cloud && r.cost_known;
+    double wall = spent || ex->key.id ? wall_now() : 0; /* read once, and only when needed */
+    if (spent) hl_budgets_add(env->budgets, r.tenant, r.cost_usd, (time_t)wall);
+    hl_key_budgets_rate_charge(env->key_budgets, &ex->key, (long)u->output_tokens, (long long)(wall * 1000));
     if (hl_exchange_ledger_add(env, &r) != HL_OK)
         hl_log(HL_LOG_ERROR, "ledger write failed for %s: %m", ex->request_id);
     /* After the line: the indexer settles a fleet lease by the lines it finds (hl_keybudget.h). */
-    if (r.cloud && r.cost_known) hl_key_budgets_add(env->key_budgets, &ex->key, r.cost_usd, (long long)(wall_now() * 1000));
+    if (spent) hl_key_budgets_add(env->key_budgets, &ex->key, r.cost_usd, (long long)(wall * 1000));
     return r.cost_usd;
 }
 
@@ -979,7 +988,8 @@ static void answered(hl_exchange *ex, hl_chat_response *resp) {
         attempt_failed(ex, &cerr, true, true);
         return;
     }
-    hl_backend_report_at(at->backend, at->replica, true, at->probe, now_ms());
+    double now = now_ms();
+    hl_backend_report_at(at->backend, at->replica, true, at->probe, now);
     at->probe = false;
     if (at->gw_stops) {
         int m = hl_stop_cut(ex->req.stop, ex->req.n_stop, resp->text);
@@ -991,7 +1001,7 @@ static void answered(hl_exchange *ex, hl_chat_response *resp) {
     }
     at->usage = resp->usage;
     at->out_bytes = resp->text ? strlen(resp->text) : 0;
-    hl_backend_record_latency_at(at->backend, at->replica, now_ms() - at->t0);
+    hl_backend_record_latency_at(at->backend, at->replica, now - at->t0);
     hl_usage u = final_usage(ex);
     resp->usage = u;
     if (!resp->model || !resp->model[0]) {
@@ -1023,18 +1033,19 @@ static void answered(hl_exchange *ex, hl_chat_response *resp) {
 /* Notes that backend b cannot take the prompt (its context is too small) and sets the error
  * the client gets should no other backend take it. */
 static void note_overflow(hl_exchange *ex, const hl_backend *b) {
-    size_t n = strlen(ex->overflow_names);
-    snprintf(ex->overflow_names + n, sizeof ex->overflow_names - n, "%s'%s'", n ? ", " : "", b->cfg->name);
-    ex->overflowed = true;
+    if (!ex->overflow && !(ex->overflow = calloc(1, sizeof *ex->overflow))) return;
+    overflow *o = ex->overflow;
+    size_t n = strlen(o->names);
+    snprintf(o->names + n, sizeof o->names - n, "%s'%s'", n ? ", " : "", b->cfg->name);
     if (ex->privacy.sensitive)
-        hl_api_error_set(&ex->overflow_err, 400, HL_AE_INVALID_REQUEST, NULL, "context_length_exceeded",
+        hl_api_error_set(&o->err, 400, HL_AE_INVALID_REQUEST, NULL, "context_length_exceeded",
                          "The prompt is too long for the context window of every local backend (%s); the "
                          "request is sensitive, so it may not go to a cloud backend. Shorten the prompt or "
-                         "give a local backend a longer context.", ex->overflow_names);
+                         "give a local backend a longer context.", o->names);
     else
-        hl_api_error_set(&ex->overflow_err, 400, HL_AE_INVALID_REQUEST, NULL, "context_length_exceeded",
+        hl_api_error_set(&o->err, 400, HL_AE_INVALID_REQUEST, NULL, "context_length_exceeded",
                          "The prompt is too long for the context window of every backend that could take "
-                         "it (%s).", ex->overflow_names);
+                         "it (%s).", o->names);
 }
 
 /* The backend said the prompt does not fit its context: not its fault, and not the
@@ -1046,7 +1057,9 @@ static void context_overflow(hl_exchange *ex) {
     hl_log(HL_LOG_INFO, "%s: the prompt does not fit backend %s's context; trying the next candidate",
            ex->request_id, at->backend->cfg->name);
     note_overflow(ex, at->backend);
-    fail_or_fallback(ex, &ex->overflow_err);
+    hl_api_error oom;
+    if (!ex->overflow) hl_api_error_set(&oom, 500, HL_AE_API, NULL, NULL, "Out of memory.");
+    fail_or_fallback(ex, ex->overflow ? &ex->overflow->err : &oom);
 }
 
 static void on_done(void *ud, hl_provider_result *r) {
@@ -1110,8 +1123,8 @@ static const hl_provider_events provider_events = {on_status, on_event, on_flush
 /* ------------------------------------------------------------------ attempts */
 
 /* The backend's own timeout, cut to what is left of the request's. */
-static long attempt_timeout_ms(const hl_exchange *ex, const hl_backend *b) {
-    double left = ex->deadline - now_ms();
+static long attempt_timeout_ms(const hl_exchange *ex, const hl_backend *b, double now) {
+    double left = ex->deadline - now;
     long t = b->cfg->timeout_ms;
     if (left < (double)t) t = left < 1 ? 1 : (long)left;
     return t;
@@ -1120,7 +1133,7 @@ static long attempt_timeout_ms(const hl_exchange *ex, const hl_backend *b) {
 /* Moves ex->cand to the first candidate, from the current one, that may take the request:
  * privacy (checked again right before data leaves), the provider's own limits, the circuit
  * breaker. err receives why the skipped ones could not. Returns false when none is left. */
-static bool pick_candidate(hl_exchange *ex, bool *probe, int *replica, hl_api_error *err) {
+static bool pick_candidate(hl_exchange *ex, double now, bool *probe, int *replica, hl_api_error *err) {
     for (; ex->cand < ex->route.n; ex->cand++) {
         hl_backend *b = ex->route.candidates[ex->cand];
         if (ex->privacy.sensitive && hl_backend_is_cloud(b)) {
@@ -1139,7 +1152,7 @@ static bool pick_candidate(hl_exchange *ex, bool *probe, int *replica, hl_api_er
             ex->retries = 0;
             continue;
         }
-        if (!hl_backend_admit_at(b, now_ms(), rng_next(&ex->env->rng), probe, replica)) {
+        if (!hl_backend_admit_at(b, now, rng_next(&ex->env->rng), probe, replica)) {
             if (!err->message[0])
                 hl_api_error_set(err, 503, HL_AE_UNAVAILABLE, NULL, "circuit_open",
                                  "Backend '%s' is failing (circuit breaker open); no other backend "
@@ -1154,12 +1167,14 @@ static bool pick_candidate(hl_exchange *ex, bool *probe, int *replica, hl_api_er
 
 /* Starts the attempt on the current candidate (or the next usable one). */
 static void run_attempt(hl_exchange *ex) {
-    hl_api_error err = {0};
+    hl_api_error err;
+    hl_api_error_clear(&err);
     bool probe = false;
     int replica = -1;
     replica_done(ex); /* the last attempt's, should it have no line */
-    if (!pick_candidate(ex, &probe, &replica, &err)) {
-        if (!err.message[0] && ex->overflowed) err = ex->overflow_err;
+    double now = now_ms();
+    if (!pick_candidate(ex, now, &probe, &replica, &err)) {
+        if (!err.message[0] && ex->overflow) err = ex->overflow->err;
         if (!err.message[0])
             hl_api_error_set(&err, 503, HL_AE_UNAVAILABLE, NULL, "no_backend", "No backend can serve this request.");
         if (!ex->at.backend) {
@@ -1185,7 +1200,7 @@ static void run_attempt(hl_exchange *ex) {
     ex->at = (attempt){
         .n = ex->at.n + 1, .backend = b, .model = ex->route.models[ex->cand], .prov = prov, .probe = probe,
         .replica = replica, .replica_busy = replica >= 0,
-        .stream = ex->req.stream && !judged, .judged = judged, .t0 = now_ms(), .wall0 = wall_now(),
+        .stream = ex->req.stream && !judged, .judged = judged, .t0 = now, .wall0 = wall_now(),
         .ttft_ms = -1, .retry_after_ms = -1, .should_retry = -1, .confidence = -1, .gw_stops = gw_stops,
         .signals = {-1, -1, -1},
     };
@@ -1199,7 +1214,7 @@ static void run_attempt(hl_exchange *ex) {
     hl_provider_spec spec = {
         .backend = b, .base_url = hl_backend_replica_url(b, replica), .req = &ex->req, .model = ex->at.model,
         .stream = ex->at.stream, .logprobs = judged || shadow_lp,
-        .timeout_ms = attempt_timeout_ms(ex, b), .connect_timeout_ms = b->cfg->connect_timeout_ms,
+        .timeout_ms = attempt_timeout_ms(ex, b, now), .connect_timeout_ms = b->cfg->connect_timeout_ms,
         .no_stop = gw_stops,
         .native_responses = ex->ing == &hl_ingress_responses && b->cfg->kind == HL_PROVIDER_OPENAI &&
                             b->cfg->location == HL_LOCATION_CLOUD,
@@ -1465,7 +1480,8 @@ static int route(hl_exchange *ex, const hl_http_req *hreq) {
     double spent, limit;
     const hl_budget_cfg *over = hl_budgets_exceeded(env->budgets, in.tenant, (time_t)wall_now(), &spent, &limit);
     if (over && over->action == HL_BUDGET_LOCAL) in.budget_local = over->name;
-    hl_api_error err = {0};
+    hl_api_error err;
+    hl_api_error_clear(&err);
     if (hl_router_route(env->cfg, env->bs, &in, &ex->route, &err, NULL) != HL_OK ||
         !hl_exchange_key_permits(&ex->key, ex->req.model, &ex->route, &err)) {
         finish_error(ex, &err, HDR_REASON, NULL);
@@ -1478,7 +1494,8 @@ void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, 
                        const char *body, size_t len, const char *request_id, const char *client_id,
                        const hl_key_info *key) {
     hl_exchange *ex = calloc(1, sizeof *ex);
-    hl_api_error err = {0};
+    hl_api_error err;
+    hl_api_error_clear(&err);
     if (!ex) {
         hl_api_error_set(&err, 500, HL_AE_API, NULL, NULL, "Out of memory.");
         hl_exchange_respond_error(c, ing, client_id[0] ? client_id : request_id, &err, NULL);

@@ -322,7 +322,8 @@ static void on_request(hl_conn *c, const hl_http_req *req, const char *body, siz
     hl_exchange_new_id(&gwk->env.rng, own, sizeof own);
     client_request_id(req, cid, sizeof cid);
     const char *rid = cid[0] ? cid : own; /* what the client sees in x-request-id */
-    hl_api_error err = {0};
+    hl_api_error err;
+    hl_api_error_clear(&err);
     hl_slice path = req->path;
     if (gw->admin && hl_admin_path(path)) {
         hl_admin_handle(gw->admin, c, req, body, len, rid);

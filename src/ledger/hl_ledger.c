@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +23,13 @@ hl_err hl_ledger_open(hl_ledger *l, const char *path) {
     return HL_OK;
 }
 
-static hl_err put_opt_str(hl_buf *b, const char *key, const char *v) {
-    hl_err e = hl_buf_puts(b, ",\"");
-    if (!e) e = hl_buf_puts(b, key);
-    if (!e) e = hl_buf_puts(b, "\":");
+/* ,"key": and v as a JSON string, or null. A macro takes the key so that the lead's length is
+ * a constant. */
+#define put_opt_str(b, key, v) put_lead_str((b), ",\"" key "\":", sizeof(",\"" key "\":") - 1, (v))
+static hl_err put_lead_str(hl_buf *b, const char *lead, size_t lead_len, const char *v) {
+    hl_err e = hl_buf_append(b, lead, lead_len);
     if (e) return e;
-    return v ? hl_buf_json_str(b, v, strlen(v)) : hl_buf_puts(b, "null");
+    return v ? hl_buf_json_str(b, v, strlen(v)) : hl_buf_append(b, "null", 4);
 }
 
 /* Two-digit and four-digit fields of a timestamp, written by hand: strftime and printf show
@@ -48,21 +50,29 @@ hl_err hl_ledger_format(const hl_ledger_record *r, hl_buf *b) {
      * x.12299999...) formats as it was written. */
     long long tms = llround(r->timestamp * 1000.0);
     long long sec_ll = tms >= 0 ? tms / 1000 : -((-tms + 999) / 1000);
-    time_t secs = (time_t)sec_ll;
     int ms = (int)(tms - sec_ll * 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    p = put_digits(p, (unsigned)tm.tm_year + 1900, 4);
-    *p++ = '-';
-    p = put_digits(p, (unsigned)tm.tm_mon + 1, 2);
-    *p++ = '-';
-    p = put_digits(p, (unsigned)tm.tm_mday, 2);
-    *p++ = 'T';
-    p = put_digits(p, (unsigned)tm.tm_hour, 2);
-    *p++ = ':';
-    p = put_digits(p, (unsigned)tm.tm_min, 2);
-    *p++ = ':';
-    p = put_digits(p, (unsigned)tm.tm_sec, 2);
+    /* "YYYY-MM-DDTHH:MM:SS" changes once a second: each thread keeps its last one. */
+    static _Thread_local long long last_sec = LLONG_MIN;
+    static _Thread_local char last[19];
+    if (sec_ll != last_sec) {
+        time_t secs = (time_t)sec_ll;
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        char *q = put_digits(last, (unsigned)tm.tm_year + 1900, 4);
+        *q++ = '-';
+        q = put_digits(q, (unsigned)tm.tm_mon + 1, 2);
+        *q++ = '-';
+        q = put_digits(q, (unsigned)tm.tm_mday, 2);
+        *q++ = 'T';
+        q = put_digits(q, (unsigned)tm.tm_hour, 2);
+        *q++ = ':';
+        q = put_digits(q, (unsigned)tm.tm_min, 2);
+        *q++ = ':';
+        put_digits(q, (unsigned)tm.tm_sec, 2);
+        last_sec = sec_ll;
+    }
+    memcpy(p, last, sizeof last);
+    p += sizeof last;
     *p++ = '.';
     p = put_digits(p, (unsigned)ms, 3);
     *p++ = 'Z';

@@ -48,9 +48,24 @@ static bool is_ows(char ch) { return ch == ' ' || ch == '\t'; }
 /* Visible bytes, SP, HTAB and obs-text: what a field value or reason phrase may hold. */
 static bool is_field_byte(unsigned char ch) { return ch == '\t' || (ch >= 0x20 && ch != 0x7f); }
 
-static bool slice_is(const char *p, size_t n, const char *lit) {
-    return strlen(lit) == n && !strncasecmp(p, lit, n);
+/* Every byte of p[0..n) is a field byte. Eight at a time while none is a control byte or DEL
+ * (the flags are exact for the lowest such byte, which is where the byte loop takes over). */
+static bool field_bytes(const char *p, size_t n) {
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v, del;
+        memcpy(&v, p + i, 8);
+        del = v ^ (ones * 0x7f);
+        if ((((v - ones * 0x20) & ~v) | ((del - ones) & ~del)) & highs) break;
+    }
+    for (; i < n; i++)
+        if (!is_field_byte((unsigned char)p[i])) return false;
+    return true;
 }
+
+/* p[0..n) is lit, ignoring case: a macro so that the literal's length is a constant. */
+#define slice_is(p, n, lit) ((n) == sizeof(lit) - 1 && !strncasecmp((p), (lit), sizeof(lit) - 1))
 
 /* Calls fn for each element of a comma-separated list value; stops when fn returns false. */
 static bool for_each_token(const char *p, size_t n, bool (*fn)(void *, const char *, size_t), void *ud) {
@@ -110,8 +125,7 @@ static bool split_header(const char *buf, size_t s, size_t e, hl_slice *name, hl
     name->p = buf + s;
     name->n = i - s;
     size_t v = i + 1;
-    for (size_t k = v; k < e; k++)
-        if (!is_field_byte((unsigned char)buf[k])) return false;
+    if (!field_bytes(buf + v, e - v)) return false;
     while (v < e && is_ows(buf[v])) v++;
     while (e > v && is_ows(buf[e - 1])) e--;
     value->p = buf + v;
@@ -138,8 +152,7 @@ static int status_line(const char *buf, size_t e) {
         if (buf[i] < '0' || buf[i] > '9') return -1;
         status = status * 10 + (buf[i] - '0');
     }
-    for (size_t k = 12; k < e; k++)
-        if (!is_field_byte((unsigned char)buf[k])) return -1;
+    if (e > 12 && !field_bytes(buf + 12, e - 12)) return -1;
     return status < 100 ? -1 : status;
 }
 
@@ -263,7 +276,15 @@ bool hl__upstream_next_header(const char *head, size_t head_len, size_t *pos, hl
     size_t next = line_end(head, p, head_len, &e);
     if (e == p) return false;
     *pos = next;
-    return split_header(head, p, e, name, value);
+    /* hl__upstream_parse_head checked every line (a name of tchars, a colon, field bytes):
+     * only the split is left to do. */
+    const char *colon = memchr(head + p, ':', e - p);
+    size_t v = (size_t)(colon - head) + 1;
+    while (v < e && is_ows(head[v])) v++;
+    while (e > v && is_ows(head[e - 1])) e--;
+    *name = (hl_slice){head + p, (size_t)(colon - head) - p};
+    *value = (hl_slice){head + v, e - v};
+    return true;
 }
 
 void hl__upstream_body_init(hl__upstream_body *b, const hl__upstream_head *head) {

@@ -312,8 +312,7 @@ hl_err hl_http_parse_head(const char *buf, size_t len, const hl_http_limits *lim
     }
 }
 
-const hl_slice *hl_http_header_get(const hl_http_req *req, const char *name) {
-    size_t n = strlen(name);
+const hl_slice *hl_http_header_get_n(const hl_http_req *req, const char *name, size_t n) {
     for (int i = 0; i < req->n_headers; i++) {
         const hl_slice *h = &req->headers[i].name;
         if (h->n != n) continue;

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "hl_err.h"
 
 #define HL_HTTP_MAX_HEADERS 128 /* hard upper bound for limits->max_headers */
@@ -69,8 +70,11 @@ typedef struct hl_http_req {
 hl_err hl_http_parse_head(const char *buf, size_t len, const hl_http_limits *limits,
                           hl_http_req *req, size_t *head_len, int *status);
 
-/* Case-insensitive header lookup; returns the first match or NULL (borrowed). */
-const hl_slice *hl_http_header_get(const hl_http_req *req, const char *name);
+/* Case-insensitive lookup of the header name[0..n); returns the first match or NULL
+ * (borrowed). hl_http_header_get takes a C string: a macro, so that a literal's length is
+ * counted at compile time. */
+const hl_slice *hl_http_header_get_n(const hl_http_req *req, const char *name, size_t n);
+#define hl_http_header_get(req, name) hl_http_header_get_n((req), (name), strlen(name))
 
 /* Incremental chunked-body decoder. Feed it the bytes after the head; it decodes in place:
  * decoded data is moved to the front of buf. */
