@@ -28,7 +28,7 @@ hl_err hl_buf_reserve(hl_buf *b, size_t extra) {
     if (extra > b->max - b->len) return HL_ERR_LIMIT;
     size_t need = b->len + extra + 1; /* + NUL */
     if (need <= b->cap) return HL_OK;
-    size_t cap = b->cap ? b->cap : 256; /* most buffers hold a line, a head or a small body */
+    size_t cap = b->cap ? b->cap : 1024; /* most buffers hold a line, a head or a small body */
     while (cap < need) cap *= 2;
     if (cap > b->max + 1) cap = b->max + 1;
     char *p = realloc(b->data, cap);
@@ -187,9 +187,3 @@ hl_err hl_buf_fixed(hl_buf *b, double x, int decimals) {
     return hl_buf_append(b, tmp + i, sizeof tmp - (size_t)i);
 }
 
-hl_err hl_buf_header(hl_buf *b, const char *name, const char *value) {
-    hl_err e = hl_buf_puts(b, name);
-    if (!e) e = hl_buf_append(b, ": ", 2);
-    if (!e) e = hl_buf_puts(b, value);
-    return e ? e : hl_buf_append(b, "\r\n", 2);
-}

@@ -38,7 +38,11 @@ static inline hl_err hl_buf_append(hl_buf *b, const void *p, size_t n) {
     }
     return hl_buf_append_grow(b, p, n);
 }
-static inline hl_err hl_buf_puts(hl_buf *b, const char *s) { return hl_buf_append(b, s, strlen(s)); }
+/* Appends the C string s. Always inlined: with a literal, its length is a constant (a call
+ * to strlen costs more than the copy of a short literal). */
+static inline __attribute__((always_inline)) hl_err hl_buf_puts(hl_buf *b, const char *s) {
+    return hl_buf_append(b, s, strlen(s));
+}
 hl_err hl_buf_printf(hl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 hl_err hl_buf_vprintf(hl_buf *b, const char *fmt, va_list ap);
 /* Appends s as a JSON string literal, quotes included, escaping as RFC 8259 requires. */
@@ -87,8 +91,14 @@ static inline size_t hl_json_plain_len(const char *s, size_t n, int ascii_only) 
     return i;
 #endif
 }
-/* Appends "name: value\r\n" (an HTTP header line). */
-hl_err hl_buf_header(hl_buf *b, const char *name, const char *value);
+/* Appends "name: value\r\n" (an HTTP header line). Inline for the same reason as
+ * hl_buf_puts: the names are literals. */
+static inline __attribute__((always_inline)) hl_err hl_buf_header(hl_buf *b, const char *name, const char *value) {
+    hl_err e = hl_buf_puts(b, name);
+    if (!e) e = hl_buf_append(b, ": ", 2);
+    if (!e) e = hl_buf_puts(b, value);
+    return e ? e : hl_buf_append(b, "\r\n", 2);
+}
 /* Copies the string src (NULL: "") into dst of size n, cut to n - 1 bytes, always
  * terminated (n > 0): snprintf(dst, n, "%s", src) without printf's cost on the request path.
  * Returns strlen(src), as snprintf does, so a cut shows as a result >= n. */

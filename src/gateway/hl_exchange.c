@@ -56,6 +56,7 @@
 #include "hl_pricing.h"
 #include "hl_privacy.h"
 #include "hl_shadow.h"
+#include "hl_spare.h"
 #include "hl_stop.h"
 #include "hl_task.h"
 #include "hl_url.h"
@@ -285,9 +286,12 @@ static void enter_finishing(hl_exchange *ex) {
     if (ex->conn) hl_conn_set_data(ex->conn, NULL);
 }
 
+/* An exchange is past glibc's per-thread cache: each thread keeps its last one (hl_spare.h). */
+static hl_spare ex_spare = HL_SPARE_INIT(sizeof(hl_exchange));
+
 static void exchange_closed(uv_handle_t *h) {
     hl_exchange *ex = h->data;
-    if (--ex->closing == 0) free(ex);
+    if (--ex->closing == 0) hl_spare_free(&ex_spare, ex);
 }
 
 /* The one place an exchange is freed. */
@@ -324,7 +328,7 @@ static void ex_free(hl_exchange *ex) {
         ex->closing++;
         uv_close((uv_handle_t *)&ex->idle, exchange_closed);
     }
-    if (!ex->closing) free(ex);
+    if (!ex->closing) hl_spare_free(&ex_spare, ex);
 }
 
 static void route_headers(const hl_exchange *ex, hl_buf *h) {
@@ -1493,7 +1497,7 @@ static int route(hl_exchange *ex, const hl_http_req *hreq) {
 void hl_exchange_start(hl_exchange_env *env, hl_conn *c, const hl_ingress *ing, const hl_http_req *hreq,
                        const char *body, size_t len, const char *request_id, const char *client_id,
                        const hl_key_info *key) {
-    hl_exchange *ex = calloc(1, sizeof *ex);
+    hl_exchange *ex = hl_spare_calloc(&ex_spare);
     hl_api_error err;
     hl_api_error_clear(&err);
     if (!ex) {

@@ -83,11 +83,14 @@ static bool bad(scan *sc, const char *why) {
     return false;
 }
 
-static void skip_ws(scan *sc) {
-    /* The writer's lines have none: one test settles the common case. */
-    while (sc->p < sc->end && (unsigned char)*sc->p <= ' ' &&
-           (*sc->p == ' ' || *sc->p == '\t' || *sc->p == '\n' || *sc->p == '\r'))
-        sc->p++;
+static void skip_ws_run(scan *sc) {
+    while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\t' || *sc->p == '\n' || *sc->p == '\r')) sc->p++;
+}
+
+/* The writer's lines have no whitespace: one inlined test settles the common case (a hundred
+ * calls a line). */
+static inline void skip_ws(scan *sc) {
+    if (sc->p < sc->end && (unsigned char)*sc->p <= ' ') skip_ws_run(sc);
 }
 
 static int hex4(const char *p) {

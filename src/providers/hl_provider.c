@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <time.h>
 #include "hl_openai.h"
+#include "hl_spare.h"
 #include "hl_upstream.h"
 #include <jansson.h>
 
@@ -249,6 +250,9 @@ static int up_data(void *ud, const char *data, size_t len) {
     return HL_UPSTREAM_CONTINUE;
 }
 
+/* A call is past glibc's per-thread cache: each thread keeps its last one (hl_spare.h). */
+static hl_spare call_spare = HL_SPARE_INIT(sizeof(hl_provider_call));
+
 static void call_free(hl_provider_call *c) {
     if (c->pending.headers) explicit_bzero(c->pending.headers, c->pending.headers_len);
     free(c->pending.headers);
@@ -256,7 +260,7 @@ static void call_free(hl_provider_call *c) {
     hl_buf_release(&c->pending_url);
     hl_buf_release(&c->body);
     hl_sse_release(&c->sse);
-    free(c);
+    hl_spare_free(&call_spare, c);
 }
 
 static void up_done(void *ud, hl_err err, const char *errmsg) {
@@ -404,7 +408,7 @@ static hl_err start_count(hl_provider_call *c, const hl_provider_env *env, const
 
 static hl_err http_start(const hl_provider_env *env, const hl_provider_spec *s, const hl_provider_wire *wire,
                          const hl_provider_events *ev, void *ud, hl_provider_call **out) {
-    hl_provider_call *c = calloc(1, sizeof *c);
+    hl_provider_call *c = hl_spare_calloc(&call_spare);
     if (!c) return HL_ERR_NOMEM;
     c->wire = wire;
     c->ev = *ev;
