@@ -9,7 +9,8 @@
  * A spare is a static hl_spare per kind, HL_SPARE_INIT(sizeof that kind). hl_spare_calloc()
  * gives a zeroed block of that size (the thread's spare, else calloc: NULL when out of
  * memory); hl_spare_free() keeps the block as the thread's spare, or frees it when the thread
- * holds one already. A thread's spare is freed when the thread exits. */
+ * holds one already. A thread's spare is freed when the thread exits. Under AddressSanitizer
+ * no block is kept (a use after free must stay visible). */
 #ifndef HL_SPARE_H
 #define HL_SPARE_H
 
