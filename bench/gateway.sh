@@ -371,6 +371,10 @@ parse_wrk() {
 # Connections the fake upstream accepted so far (nginx stub_status; this request is one).
 up_accepts() { http GET "$UP_PORT" /nginx_status | awk 'f { print $1; exit } /server accepts handled requests/ { f = 1 }'; }
 
+# CPU ticks over REQUESTS as microseconds a request, to 0.1 us (whole microseconds, cut, moved
+# a ratio of ~20 us figures by up to 6%).
+per_req() { awk -v t="$1" -v hz="$HZ" -v n="$2" 'BEGIN { printf "%.1f", t * 1000000 / hz / n }'; }
+
 # Runs wrk; sets WRK_LINE to "rps p50 p99 requests non2xx socket_errors cpu_us upstream_cpu_us
 # upstream_connections_opened".
 run_wrk() { # TARGET CONNS SECONDS OUTFILE
@@ -398,8 +402,8 @@ run_wrk() { # TARGET CONNS SECONDS OUTFILE
     if [[ -n ${SERVED[$target]:-} ]]; then
         SERVED[$target]=$((SERVED[$target] + req)) SLACK[$target]=$((SLACK[$target] + conns))
     fi
-    if ((c0 >= 0 && c1 >= c0 && req > 0)); then cpu=$(((c1 - c0) * 1000000 / HZ / req)); fi
-    if ((u0 >= 0 && u1 >= u0 && req > 0)); then ucpu=$(((u1 - u0) * 1000000 / HZ / req)); fi
+    if ((c0 >= 0 && c1 >= c0 && req > 0)); then cpu=$(per_req $((c1 - c0)) "$req"); fi
+    if ((u0 >= 0 && u1 >= u0 && req > 0)); then ucpu=$(per_req $((u1 - u0)) "$req"); fi
     WRK_LINE="$line $cpu $ucpu $((a1 - a0 - 1))"
 }
 
@@ -456,7 +460,7 @@ for conns in $CONNS_LIST; do
                 LAGL[$conns,$r]=$LAG_LINES CATCH[$conns,$r]=$CATCHUP_S
                 extra=", index lag ~$LAG_LINES lines ($LAG_BYTES bytes), caught up in ${CATCHUP_S}s"
             fi
-            printf '   round %d  %-7s %8.0f req/s  p50 %7.3f ms  p99 %7.3f ms  CPU/req %4d us (upstream %3d us)  %d requests, %d upstream connections opened%s\n' \
+            printf '   round %d  %-7s %8.0f req/s  p50 %7.3f ms  p99 %7.3f ms  CPU/req %5.1f us (upstream %4.1f us)  %d requests, %d upstream connections opened%s\n' \
                 "$r" "$t" "$rps" "$p50" "$p99" "$cpu" "$ucpu" "$req" "$newc" "$extra"
         done
     done
