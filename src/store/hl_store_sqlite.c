@@ -197,7 +197,8 @@ typedef struct sq {
     sqlite3 *db;
     int version;
     sqlite3_stmt *begin, *commit, *rollback;
-    sqlite3_stmt *insert, *insert_many, *lookup; /* insert_many: INSERT_ROWS records at once */
+    /* [0]: every column; [1]: a plain record's (is_plain). insert_many: INSERT_ROWS records at once */
+    sqlite3_stmt *insert[2], *insert_many[2], *lookup;
     sqlite3_stmt *load_state, *save_state;
     sqlite3_stmt *count, *bounds, *spend, *spend_add;
     sqlite3_stmt *scan[256];   /* per `same` | `same_total` << 4; prepared on first use */
@@ -333,33 +334,40 @@ fail:
     return map_rc(rc ? rc : SQLITE_ERROR);
 }
 
-/* The columns of an inferences row as the indexer writes them, bound at ?(36 i + 1).. by
- * bind_record. */
-#define INSERT_COLUMNS                                                                              \
+/* The columns of an inferences row as the indexer writes them, bound at ?(ncol i + 1).. by
+ * bind_record: first the INSERT_NCOL_PLAIN every record has, then the key's, the quality
+ * fields and the replica. Most lines have none of the latter (is_plain): their statement names
+ * only the first ones and the rest take the schema's defaults (NULL; shadow 0), a third fewer
+ * values bound and copied a row. */
+#define INSERT_COLUMNS_PLAIN                                                                        \
     "ts, source, input_tokens, output_tokens, latency_ms, cost_usd, request_id, attempt, backend,"  \
     " model, route_reason, status, stream, ttft_ms, cached_input_tokens, cache_write_tokens,"       \
-    " usage_estimated, tenant, task_type, task_inferred, sensitive, confidence, http_status, error,"\
-    " key_id, key_name, shadow, score, score_method, agree, reference, ref_output_tokens,"          \
+    " usage_estimated, tenant, task_type, task_inferred, sensitive, confidence, http_status, error"
+#define INSERT_COLUMNS_REST                                                                         \
+    ", key_id, key_name, shadow, score, score_method, agree, reference, ref_output_tokens,"         \
     " confidence_margin, confidence_min, eval_run, replica"
-enum { INSERT_NCOL = 36, INSERT_ROWS = 16 };
+enum { INSERT_NCOL = 36, INSERT_NCOL_PLAIN = 24, INSERT_ROWS = 16 };
 
 /* INSERT OR IGNORE of `rows` records in one statement: a statement's start and end (opening
  * the table's and indexes' cursors, halting) cost as much as a row's work, so a full batch goes
- * INSERT_ROWS rows a step. */
-static int prep_insert(sqlite3 *db, int rows, sqlite3_stmt **out) {
+ * INSERT_ROWS rows a step. plain: the plain records' columns only. */
+static int prep_insert(sqlite3 *db, int rows, bool plain, sqlite3_stmt **out) {
     char sql[INSERT_ROWS * INSERT_NCOL * 8 + 512];
-    size_t o = (size_t)snprintf(sql, sizeof sql, "INSERT OR IGNORE INTO inferences (" INSERT_COLUMNS ") VALUES ");
+    int ncol = plain ? INSERT_NCOL_PLAIN : INSERT_NCOL;
+    size_t o = (size_t)snprintf(sql, sizeof sql, "INSERT OR IGNORE INTO inferences (%s%s) VALUES ",
+                                INSERT_COLUMNS_PLAIN, plain ? "" : INSERT_COLUMNS_REST);
     for (int r = 0; r < rows; r++)
-        for (int c = 0; c < INSERT_NCOL; c++)
+        for (int c = 0; c < ncol; c++)
             o += (size_t)snprintf(sql + o, sizeof sql - o, "%s?%d%s", c ? ", " : r ? ", (" : "(",
-                                  r * INSERT_NCOL + c + 1, c == INSERT_NCOL - 1 ? ")" : "");
+                                  r * ncol + c + 1, c == ncol - 1 ? ")" : "");
     return prep(db, sql, out);
 }
 
 static void sq_close(hl_store *s) {
     sq *q = s->impl;
     if (!q) return;
-    sqlite3_stmt *all[] = {q->begin, q->commit, q->rollback, q->insert, q->insert_many, q->lookup,
+    sqlite3_stmt *all[] = {q->begin, q->commit, q->rollback, q->insert[0], q->insert[1], q->insert_many[0],
+                           q->insert_many[1], q->lookup,
                            q->load_state, q->save_state, q->count, q->bounds, q->spend,
                            q->spend_add};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
@@ -456,8 +464,10 @@ static hl_err sq_open(hl_store *s, const char *location, char *errbuf, size_t er
     }
     doing = "preparing statements";
     if ((rc = prep(q->db, "BEGIN IMMEDIATE", &q->begin)) || (rc = prep(q->db, "COMMIT", &q->commit)) ||
-        (rc = prep(q->db, "ROLLBACK", &q->rollback)) || (rc = prep_insert(q->db, 1, &q->insert)) ||
-        (rc = prep_insert(q->db, INSERT_ROWS, &q->insert_many)) ||
+        (rc = prep(q->db, "ROLLBACK", &q->rollback)) || (rc = prep_insert(q->db, 1, false, &q->insert[0])) ||
+        (rc = prep_insert(q->db, 1, true, &q->insert[1])) ||
+        (rc = prep_insert(q->db, INSERT_ROWS, false, &q->insert_many[0])) ||
+        (rc = prep_insert(q->db, INSERT_ROWS, true, &q->insert_many[1])) ||
         (rc = prep(q->db, "SELECT ts, id FROM inferences WHERE request_id = ?1 AND attempt = ?2", &q->lookup)) ||
         (rc = prep(q->db, "SELECT dev, inode, byte_offset, size, head_len, head_hash"
                           " FROM journal_state WHERE journal = ?1", &q->load_state)) ||
@@ -512,10 +522,16 @@ static void bind_opt_text(sqlite3_stmt *st, int i, const char *v) {
     else sqlite3_bind_null(st, i);
 }
 
-/* Binds every column of r at ?(base + 1).. (INSERT_COLUMNS' order), NULL where r has no value:
- * each step rebinds all, so no bindings need clearing. Strings are bound SQLITE_STATIC: r's
- * strings outlive the step; the statement is not stepped again before the next bind_record. */
-static void bind_record(sqlite3_stmt *st, int base, const hl_store_record *r) {
+/* A record whose columns past the plain ones all hold their defaults. */
+static bool is_plain(const hl_store_record *r) {
+    return r->key_id <= 0 && !r->key_name && !r->shadow && !r->scored && !r->signals && !r->eval_run && !r->replica;
+}
+
+/* Binds the columns of r at ?(base + 1).. (the order of INSERT_COLUMNS_PLAIN and, unless plain,
+ * INSERT_COLUMNS_REST), NULL where r has no value: each step rebinds all, so no bindings need
+ * clearing. Strings are bound SQLITE_STATIC: r's strings outlive the step; the statement is not
+ * stepped again before the next bind_record. */
+static void bind_record(sqlite3_stmt *st, int base, const hl_store_record *r, bool plain) {
     sqlite3_bind_int64(st, base + 1, r->ts_ms);
     sqlite3_bind_text(st, base + 2, r->cloud ? "cloud" : "local", -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, base + 3, r->input_tokens);
@@ -540,6 +556,7 @@ static void bind_record(sqlite3_stmt *st, int base, const hl_store_record *r) {
     bind_opt_double(st, base + 22, r->confidence, r->confidence >= 0);
     sqlite3_bind_int64(st, base + 23, r->http_status);
     bind_opt_text(st, base + 24, r->error);
+    if (plain) return;
     if (r->key_id > 0) sqlite3_bind_int64(st, base + 25, r->key_id);
     else sqlite3_bind_null(st, base + 25);
     bind_opt_text(st, base + 26, r->key_name);
@@ -590,8 +607,9 @@ static hl_err classify_ignored(hl_store *s, const hl_store_record *r, hl_store_i
 
 static hl_err sq_insert_one(hl_store *s, const hl_store_record *r, hl_store_insert_result *res) {
     sq *q = s->impl;
-    bind_record(q->insert, 0, r);
-    int rc = run(q->insert);
+    bool plain = is_plain(r);
+    bind_record(q->insert[plain], 0, r, plain);
+    int rc = run(q->insert[plain]);
     if (rc) return fail(s, rc, "inserting a record");
     if (sqlite3_changes(q->db) == 1) {
         *res = HL_STORE_INSERTED;
@@ -610,8 +628,11 @@ static bool same_key(const hl_store_record *a, const hl_store_record *b) {
  * repeat of a key earlier in the same statement (ignored against that one). */
 static hl_err insert_many(hl_store *s, const hl_store_record *r, hl_store_insert_result *res) {
     sq *q = s->impl;
-    for (int i = 0; i < INSERT_ROWS; i++) bind_record(q->insert_many, i * INSERT_NCOL, &r[i]);
-    int rc = run(q->insert_many);
+    bool plain = true;
+    for (int i = 0; i < INSERT_ROWS && plain; i++) plain = is_plain(&r[i]);
+    int ncol = plain ? INSERT_NCOL_PLAIN : INSERT_NCOL;
+    for (int i = 0; i < INSERT_ROWS; i++) bind_record(q->insert_many[plain], i * ncol, &r[i], plain);
+    int rc = run(q->insert_many[plain]);
     if (rc) return fail(s, rc, "inserting records");
     int changes = sqlite3_changes(q->db);
     long long first_new = sqlite3_last_insert_rowid(q->db) - changes + 1;

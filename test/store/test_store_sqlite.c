@@ -43,11 +43,10 @@ static void paths_cleanup(paths *p) {
     rmdir(p->dir);
 }
 
-/* The ledger line of record i of a synthetic workload (request req_<i>, attempt 1, one
- * second apart from 2024-05-01T00:00:00Z), formatted by the ledger itself. */
-static void format_record(int i, const char *id_prefix, hl_buf *out) {
-    char id[64];
-    snprintf(id, sizeof id, "%s%06d", id_prefix, i);
+/* Record i of a synthetic workload (request req_<i>, attempt 1, one second apart from
+ * 2024-05-01T00:00:00Z); its request id is written into id[64]. */
+static hl_ledger_record record_of(int i, const char *id_prefix, char *id) {
+    snprintf(id, 64, "%s%06d", id_prefix, i);
     hl_ledger_record r = {0};
     r.timestamp = 1714521600.0 + i + 0.5;
     r.request_id = id;
@@ -65,6 +64,13 @@ static void format_record(int i, const char *id_prefix, hl_buf *out) {
     r.cost_usd = 0.001 * i;
     r.cost_known = true;
     r.http_status = 200;
+    return r;
+}
+
+/* Its ledger line, formatted by the ledger itself. */
+static void format_record(int i, const char *id_prefix, hl_buf *out) {
+    char id[64];
+    hl_ledger_record r = record_of(i, id_prefix, id);
     hl_buf_reset(out);
     if (hl_ledger_format(&r, out) != HL_OK) abort();
 }
@@ -591,6 +597,90 @@ HL_TEST(grouped_inserts_tell_each_record_apart) {
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT ts FROM inferences WHERE request_id = 'req_000027'"), 1714521627500LL);
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT ts FROM inferences WHERE request_id = 'req_000006'"), 1714521606500LL);
     HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM inferences"), 61);
+    paths_cleanup(&p);
+}
+
+/* Records with nothing past the common columns go in with a statement that names only those
+ * (the rest take the schema's defaults); a group holding any other record, and a record on its
+ * own, with every column. Each kind of field that makes a record "not plain" alone in a group
+ * of its own, and in the tail; the plain records around them read back the same. */
+enum { PF_KEY = 1, PF_KEY_ID, PF_KEY_NAME, PF_SHADOW, PF_SCORE, PF_SIGNALS, PF_EVAL, PF_REPLICA };
+
+static int pf_kind(int i) { /* groups of 16 from record 0; 112..115 the tail, one by one */
+    switch (i) {
+    case 20: return PF_KEY;
+    case 35: return PF_SHADOW;
+    case 50: return PF_SCORE;
+    case 66: return PF_SIGNALS;
+    case 90: return PF_EVAL;
+    case 100: return PF_REPLICA;
+    case 112: return PF_KEY_ID;   /* a line may carry either without the other */
+    case 113: return PF_SHADOW;
+    case 114: return PF_KEY_NAME;
+    default: return 0;
+    }
+}
+
+HL_TEST(plain_and_full_records_in_groups_and_alone) {
+    paths p;
+    paths_init(&p);
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    int n = 116, extra = 0;
+    for (int i = 0; i < n; i++) {
+        char id[64];
+        hl_ledger_record r = record_of(i, "req_", id);
+        switch (pf_kind(i)) {
+        case PF_KEY: r.key_id = i, r.key_name = "team-a"; break;
+        case PF_KEY_ID: r.key_id = i; break;
+        case PF_KEY_NAME: r.key_name = "team-b"; break;
+        case PF_SHADOW: r.shadow = true; break;
+        case PF_SCORE:
+            r.scored = true, r.score = 0.5, r.score_method = "exact", r.agree = true, r.reference = "ref";
+            r.ref_output_tokens = 3;
+            break;
+        case PF_SIGNALS: r.confidence = 0.75, r.signals = true, r.confidence_margin = 0.25, r.confidence_min = 0.125; break;
+        case PF_EVAL: r.eval_run = "ev_1"; break;
+        case PF_REPLICA: r.replica = "http://127.0.0.1:8001/v1"; break;
+        }
+        extra += pf_kind(i) != 0;
+        hl_buf_reset(&b);
+        HL_REQUIRE(hl_ledger_format(&r, &b) == HL_OK);
+        append_bytes(p.journal, b.data, b.len);
+    }
+    hl_buf_release(&b);
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    hl_store_index_stats st;
+    HL_REQUIRE(hl_store_index(s, p.journal, &st) == HL_OK);
+    hl_store_close(s);
+    HL_CHECK_INT_EQ(st.inserted, n);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM inferences WHERE key_id IS NULL AND key_name IS NULL"
+                                  " AND shadow = 0 AND score IS NULL AND score_method IS NULL AND agree IS NULL"
+                                  " AND reference IS NULL AND ref_output_tokens IS NULL"
+                                  " AND confidence_margin IS NULL AND confidence_min IS NULL AND eval_run IS NULL"
+                                  " AND replica IS NULL"), n - extra);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM inferences WHERE request_id = 'req_000020' AND key_id = 20"
+                                  " AND key_name = 'team-a' AND shadow = 0"), 1);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM inferences WHERE request_id = 'req_000112' AND key_id = 112"
+                                  " AND key_name IS NULL"), 1);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM inferences WHERE request_id = 'req_000114' AND key_id IS NULL"
+                                  " AND key_name = 'team-b'"), 1);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM inferences WHERE shadow = 1"
+                                  " AND request_id IN ('req_000035', 'req_000113')"), 2);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM inferences WHERE request_id = 'req_000050' AND score = 0.5"
+                                  " AND score_method = 'exact' AND agree = 1 AND reference = 'ref'"
+                                  " AND ref_output_tokens = 3"), 1);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM inferences WHERE request_id = 'req_000066'"
+                                  " AND confidence = 0.75 AND confidence_margin = 0.25 AND confidence_min = 0.125"), 1);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM inferences WHERE request_id = 'req_000090' AND eval_run = 'ev_1'"), 1);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM inferences WHERE request_id = 'req_000100'"
+                                  " AND replica = 'http://127.0.0.1:8001/v1'"), 1);
+    /* the common columns of every row, plain or not, as the workload wrote them */
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM inferences WHERE status = 'ok' AND http_status = 200"
+                                  " AND input_tokens = 100 + CAST(substr(request_id, 5) AS INTEGER)"
+                                  " AND latency_ms = 100 + CAST(substr(request_id, 5) AS INTEGER)"), n);
     paths_cleanup(&p);
 }
 
