@@ -58,7 +58,8 @@ enum conn_state { CONN_HEAD, CONN_BODY, CONN_BUSY, CONN_LINGER, CONN_CLOSING };
 
 struct hl_conn {
     uv_tcp_t tcp;
-    uv_timer_t timer;      /* read, idle and linger timeouts */
+    uv_timer_t timer;      /* read, idle and linger timeouts: fires at `due` or before (timer_arm) */
+    uint64_t due;          /* loop time (ms) the current timeout ends; 0: none (a request is served) */
     uv_timer_t wtimer;     /* write timeout: runs while response bytes wait for the client */
     hl_worker *w;
     hl_conn *prev, *next;
@@ -437,7 +438,20 @@ static hl_err write_head(hl_conn *c, hl_buf *b, int status, const char *headers,
 
 static void on_timeout(uv_timer_t *t);
 
-static void timer_arm(hl_conn *c, long ms) { uv_timer_start(&c->timer, on_timeout, (uint64_t)ms, 0); }
+/* The connection's timeout ends ms from now. The timer is restarted only when it would fire
+ * after that: one due earlier fires, finds `due` later and waits for the rest (on_timeout). In
+ * steady keep-alive traffic (read timeout, served, idle timeout, read timeout...) a request then
+ * costs no timer operation at all, as nginx keeps its timers. */
+static void timer_arm(hl_conn *c, long ms) {
+    uint64_t now = uv_now(&c->w->loop);
+    c->due = now + (uint64_t)ms;
+    if (uv_is_active((uv_handle_t *)&c->timer) && now + uv_timer_get_due_in(&c->timer) <= c->due) return;
+    uv_timer_start(&c->timer, on_timeout, (uint64_t)ms, 0);
+}
+
+/* No timeout (a request is being served: the exchange has its own). The timer, if running,
+ * fires and finds none. */
+static void timer_clear(hl_conn *c) { c->due = 0; }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
     hl_conn *c = req->data;
@@ -464,7 +478,7 @@ static void conn_close_after_writes(hl_conn *c) {
     req->data = c;
     c->state = CONN_BUSY; /* nothing more is read or answered; on_shutdown closes */
     uv_read_stop((uv_stream_t *)&c->tcp);
-    uv_timer_stop(&c->timer);
+    timer_clear(c);
     c->keep_alive = false;
     c->data = NULL;
 }
@@ -537,7 +551,7 @@ static void rebase_head(hl_http_req *r, const char *from, const char *to) {
 
 static void dispatch(hl_conn *c) {
     c->state = CONN_BUSY;
-    uv_timer_stop(&c->timer);
+    timer_clear(c);
     c->w->s->hooks->on_request(c, &c->req, c->body.data ? c->body.data : "", c->body.len);
 }
 
@@ -671,6 +685,13 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
 
 static void on_timeout(uv_timer_t *t) {
     hl_conn *c = t->data;
+    uint64_t now = uv_now(&c->w->loop);
+    if (!c->due) return; /* cleared since it was armed */
+    if (now < c->due) { /* armed again, for later, since it was started */
+        uv_timer_start(&c->timer, on_timeout, c->due - now, 0);
+        return;
+    }
+    c->due = 0;
     if (c->state == CONN_LINGER) {
         conn_close(c);
         return;
