@@ -81,6 +81,15 @@ static void append_bytes(const char *path, const char *p, size_t n) {
     close(fd);
 }
 
+/* Appends r's ledger line, formatted by the ledger itself. */
+static void append_record(const char *path, const hl_ledger_record *r) {
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    if (hl_ledger_format(r, &b) != HL_OK) abort();
+    append_bytes(path, b.data, b.len);
+    hl_buf_release(&b);
+}
+
 /* Appends records [from, to) and returns the journal's size afterwards. */
 static long long append_records(const char *path, int from, int to, const char *prefix) {
     hl_buf b;
@@ -337,8 +346,6 @@ HL_TEST(scan_carries_quality_fields_and_prompt_length_buckets) {
     paths p;
     paths_init(&p);
     static const long inputs[] = {1000, 1001, 4000, 4001, 8000, 8001};
-    hl_buf b;
-    hl_buf_init(&b, 0);
     for (int i = 0; i < 6; i++) {
         char id[16];
         snprintf(id, sizeof id, "q%d", i);
@@ -363,11 +370,8 @@ HL_TEST(scan_carries_quality_fields_and_prompt_length_buckets) {
         r.agree = i >= 4;
         r.reference = "served";
         r.eval_run = i == 5 ? "ev" : NULL;
-        hl_buf_reset(&b);
-        HL_REQUIRE(hl_ledger_format(&r, &b) == HL_OK);
-        append_bytes(p.journal, b.data, b.len);
+        append_record(p.journal, &r);
     }
-    hl_buf_release(&b);
     char err[512];
     hl_store *s = NULL;
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
@@ -624,8 +628,6 @@ static int pf_kind(int i) { /* groups of 16 from record 0; 112..115 the tail, on
 HL_TEST(plain_and_full_records_in_groups_and_alone) {
     paths p;
     paths_init(&p);
-    hl_buf b;
-    hl_buf_init(&b, 0);
     int n = 116, extra = 0;
     for (int i = 0; i < n; i++) {
         char id[64];
@@ -644,11 +646,8 @@ HL_TEST(plain_and_full_records_in_groups_and_alone) {
         case PF_REPLICA: r.replica = "http://127.0.0.1:8001/v1"; break;
         }
         extra += pf_kind(i) != 0;
-        hl_buf_reset(&b);
-        HL_REQUIRE(hl_ledger_format(&r, &b) == HL_OK);
-        append_bytes(p.journal, b.data, b.len);
+        append_record(p.journal, &r);
     }
-    hl_buf_release(&b);
     char err[512];
     hl_store *s = NULL;
     HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
