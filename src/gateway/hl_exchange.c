@@ -195,9 +195,7 @@ struct hl_exchange {
     uv_timer_t idle;           /* a streamed attempt's upstream going silent */
     bool idle_inited;
     int closing;               /* handles still closing in ex_free */
-    /* Backends that said the prompt does not fit their context, and the error for the
-     * client when no other backend can take it. */
-    overflow *overflow;        /* NULL until the first backend says so */
+    overflow *overflow;        /* context overflows seen; NULL until the first */
     /* client side of a stream: */
     hl_stream_encoder enc;
     hl_buf out;
