@@ -38,7 +38,8 @@ struct hl_model {
     float *q;                  /* [B][q_dim] */
     float *k, *v;              /* [B][kv_dim] new keys and values before rounding to half */
     uint16_t *q16;             /* [B][q_dim] queries in half precision */
-    uint16_t *acc16;           /* [n_threads][head_dim] attention accumulators */
+    uint16_t *acc16;           /* [n_threads][n_heads / n_kv_heads][head_dim] attention accumulators */
+    float *att_sum;            /* [n_threads][n_heads / n_kv_heads] their softmax sums */
     const hl_quant_vec_ops *vec;
     int swiglu_width;          /* hl_swiglu_width() */
     float *hb, *hb2;           /* [B][ffn] gate and up */
@@ -337,7 +338,9 @@ static hl_err alloc_state(loader *ld, const hl_model_params *p) {
     m->k = alloc_f(B, m->kv_dim, 1);
     m->v = alloc_f(B, m->kv_dim, 1);
     m->q16 = (uint16_t *)alloc_f(B, (m->q_dim + 1) / 2, 1);
-    m->acc16 = (uint16_t *)alloc_f((uint64_t)nt, (hp->head_dim + 1) / 2, 1);
+    uint32_t group = hp->n_heads / hp->n_kv_heads;
+    m->acc16 = (uint16_t *)alloc_f((uint64_t)nt, group, (hp->head_dim + 1) / 2);
+    m->att_sum = alloc_f((uint64_t)nt, group, 1);
     m->vec = hl_quant_vec_best();
     m->swiglu_width = hl_swiglu_width();
     m->x = alloc_f(B, hp->dim, 1);
@@ -363,7 +366,7 @@ static hl_err alloc_state(loader *ld, const hl_model_params *p) {
     act_ok &= (m->actx = malloc(hl_quant_actx_size((int)wmax, (int)B))) != NULL;
     act_ok &= (m->actxk = malloc(hl_quant_actx_size_for(HL_GGUF_Q4_K, (int)wmax, (int)B))) != NULL;
     if (!m->k_cache || !m->v_cache || !m->x || !m->xb || !m->xb2 || !m->q || !m->hb ||
-        !m->hb2 || !m->k || !m->v || !m->q16 || !m->acc16 || !m->rope_cs ||
+        !m->hb2 || !m->k || !m->v || !m->q16 || !m->acc16 || !m->att_sum || !m->rope_cs ||
         !m->logits || !m->run || !act_ok)
         return errf(ld->err, ld->err_size, HL_ERR_NOMEM, "out of memory for the KV cache "
                     "(%u positions x %u sequences) and activations", m->n_ctx, m->n_seq);
@@ -512,6 +515,7 @@ void hl_model_free(hl_model *m) {
     free(m->v);
     free(m->q16);
     free(m->acc16);
+    free(m->att_sum);
     free(m->rope_cs);
     free(m->logits);
     free(m->run);
@@ -715,7 +719,7 @@ typedef struct att_job {
     int n_tok;
 } att_job;
 
-/* Attention for each (token, head) pair, split over the threads.
+/* Attention for each (token, query head) pair, split over the threads.
  *
  * The arithmetic follows llama.cpp's CPU flash-attention path, which made the reference
  * outputs: keys, values and queries in half precision, one pass with an online softmax, and
@@ -744,26 +748,35 @@ static float attn_steps(const hl_quant_vec_ops *vec, int hd, int n_pos, const ui
     return sum;
 }
 
+/* The tasks are (token, a run of the query heads that share a KV head): the whole group, so
+ * that its keys and values are read and converted once for all of them (attn_f16), unless
+ * that leaves fewer than two tasks per thread, then halves of it. */
 static void att_worker(void *ctx, int ith, int nth) {
     const att_job *j = ctx;
     hl_model *m = j->m;
     const hl_model_hparams *hp = &m->hp;
     const hl_quant_vec_ops *vec = m->vec;
-    uint32_t hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads;
-    uint16_t *acc = m->acc16 + (size_t)ith * hd;
-    float scale = m->att_scale;
-    int tasks = j->n_tok * (int)hp->n_heads;
+    uint32_t hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, run = group;
+    while (run % 2 == 0 && (uint64_t)j->n_tok * (hp->n_heads / run) < 2 * (uint64_t)nth) run /= 2;
+    uint16_t *acc = m->acc16 + (size_t)ith * group * hd;
+    float *sums = m->att_sum + (size_t)ith * group, scale = m->att_scale;
+    int runs = (int)(hp->n_heads / run), tasks = j->n_tok * runs;
     for (int t = ith; t < tasks; t += nth) {
-        int b = t / (int)hp->n_heads;
-        uint32_t h = (uint32_t)t % hp->n_heads, kvh = h / group, p = m->items[b].pos;
+        int b = t / runs;
+        uint32_t h0 = (uint32_t)(t % runs) * run, kvh = h0 / group, p = m->items[b].pos;
         size_t slot = ((size_t)m->items[b].seq * hp->n_layers + j->layer) * m->n_ctx * m->kv_dim;
-        const uint16_t *q = m->q16 + (size_t)b * m->q_dim + h * hd;
+        const uint16_t *q = m->q16 + (size_t)b * m->q_dim + h0 * hd;
         const uint16_t *k = m->k_cache + slot + kvh * hd, *v = m->v_cache + slot + kvh * hd;
-        float sum = vec->attn_f16 ? vec->attn_f16((int)hd, (int)p + 1, q, k, v, m->kv_dim, scale, acc)
-                                  : attn_steps(vec, (int)hd, (int)p + 1, q, k, v, m->kv_dim, scale, acc);
-        float *o = m->xb + (size_t)b * m->q_dim + h * hd, inv = sum != 0 ? 1.0f / sum : 0;
-        vec->from_f16((int)hd, acc, o);
-        for (uint32_t i = 0; i < hd; i++) o[i] *= inv;
+        if (vec->attn_f16)
+            vec->attn_f16((int)hd, (int)run, (int)p + 1, q, k, v, m->kv_dim, scale, acc, sums);
+        else
+            for (uint32_t i = 0; i < run; i++)
+                sums[i] = attn_steps(vec, (int)hd, (int)p + 1, q + i * hd, k, v, m->kv_dim, scale, acc + i * hd);
+        for (uint32_t i = 0; i < run; i++) {
+            float *o = m->xb + (size_t)b * m->q_dim + (h0 + i) * hd, inv = sums[i] != 0 ? 1.0f / sums[i] : 0;
+            vec->from_f16((int)hd, acc + i * hd, o);
+            for (uint32_t e = 0; e < hd; e++) o[e] *= inv;
+        }
     }
 }
 

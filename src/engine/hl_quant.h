@@ -254,14 +254,16 @@ typedef struct hl_quant_vec_ops {
     void (*scale_f16)(int n, uint16_t *y, float v);
     void (*to_f16)(int n, const float *x, uint16_t *y);
     void (*from_f16)(int n, const uint16_t *x, float *y);
-    /* One query's attention over n_pos cached keys and values (rows stride halves apart):
-     * the online softmax of hl_model.c's attention, step for step with the ops above
-     * (score = dot_f16(q, k) * scale; on a new maximum acc = scale_f16(acc, exp(old - new)),
-     * else the weight is exp(score - max); acc = mad_f16(acc, v, weight); sum = sum * m + w),
-     * so the same bits, in one call with the accumulator in registers. Writes acc (hd
-     * halves), returns sum. NULL where a level has none (the caller runs the steps). */
-    float (*attn_f16)(int hd, int n_pos, const uint16_t *q, const uint16_t *k, const uint16_t *v,
-                      size_t stride, float scale, uint16_t *acc);
+    /* The attention of nq query heads (q: hd halves apart) that share n_pos cached keys and
+     * values (rows stride halves apart): for each head, the online softmax of hl_model.c's
+     * attention, step for step with the ops above (score = dot_f16(q, k) * scale; on a new
+     * maximum acc = scale_f16(acc, exp(old - new)), else the weight is exp(score - max);
+     * acc = mad_f16(acc, v, weight); sum = sum * m + w), so the same bits, in one call with
+     * the accumulators in registers and the keys and values converted once for all the
+     * heads. Writes acc (head h's hd halves at acc + h * hd) and sums[h]. NULL where a level
+     * has none (the caller runs the steps). */
+    void (*attn_f16)(int hd, int nq, int n_pos, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                     size_t stride, float scale, uint16_t *acc, float *sums);
 } hl_quant_vec_ops;
 
 const hl_quant_vec_ops *hl_quant_vec(hl_quant_isa isa); /* NULL if isa unavailable */

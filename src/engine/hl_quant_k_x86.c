@@ -293,13 +293,6 @@ T_AVX512 static float dot_q6k_avx512(int n, const void *w, const void *act) {
  * chains per sub-block (the low and the high nibbles) halve the vpdpbusd latency in the
  * way. */
 
-/* The 4 activations at y, in every lane. */
-T_AVX512 static inline __m512i k_act4(const int8_t *y) {
-    int32_t v;
-    memcpy(&v, y, 4);
-    return _mm512_set1_epi32(v);
-}
-
 /* The activation sums of sub-blocks 2k and 2k + 1 as the halves of an int32, for k = 0..3. */
 T_AVX2 static inline __m128i k_pairs(const int16_t *bsums) {
     const __m128i one = _mm_set1_epi16(1);
@@ -329,34 +322,6 @@ T_AVX512 static inline __m512 k4_finish_x16(__m512 res, __m512 d, __m512 dmin, f
     return _mm512_add_ps(res, t4);
 }
 
-T_AVX512 static void x4_q4k_avx512(int n, const void *w, const void *act, float *out) {
-    const uint8_t *g = w;
-    const hl_act_q8k *a = act;
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    __m512 res = _mm512_setzero_ps();
-    for (int i = 0; i < n / 256; i++, g += HL_K_X4_Q4K, a++) {
-        /* the super-block's head first: its lines are read in order */
-        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
-        __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
-        __m512i sm = k_mins_x16(g, a), acc = _mm512_setzero_si512();
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-            __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) {
-                __m512i z = _mm512_loadu_si512(g + 320 + 256 * j + 64 * c);
-                const int8_t *y = a->qs + 32 * j + 8 * c;
-                s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(z, m4), k_act4(y));
-                s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(z, 4), m4), k_act4(y + 4));
-            }
-            __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(g + 64 + 16 * j)));
-            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
-        }
-        res = k4_finish_x16(res, d, dmin, a->d, acc, sm);
-    }
-    _mm512_storeu_ps(out, res);
-}
-
 /* acc + the products of w's 4 unsigned bytes per lane with the 4 activations at y, broadcast
  * by the instruction itself ({1to16}): GCC 12 does not fold a broadcast into vpdpbusd, and
  * a separate vpbroadcastd costs a vector slot per 64 weights. */
@@ -372,6 +337,34 @@ T_AVX512 static inline __m512i k_load_reg(const void *p) {
     __m512i v = _mm512_loadu_si512(p);
     __asm__("" : "+v"(v));
     return v;
+}
+
+T_AVX512 static void x4_q4k_avx512(int n, const void *w, const void *act, float *out) {
+    const uint8_t *g = w;
+    const hl_act_q8k *a = act;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 res = _mm512_setzero_ps();
+    for (int i = 0; i < n / 256; i++, g += HL_K_X4_Q4K, a++) {
+        /* the super-block's head first: its lines are read in order */
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
+        __m512i sm = k_mins_x16(g, a), acc = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                __m512i z = k_load_reg(g + 320 + 256 * j + 64 * c);
+                const int8_t *y = a->qs + 32 * j + 8 * c;
+                s0 = k_dpbusd_bcst(s0, _mm512_and_si512(z, m4), y);
+                s1 = k_dpbusd_bcst(s1, _mm512_and_si512(_mm512_srli_epi16(z, 4), m4), y + 4);
+            }
+            __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(g + 64 + 16 * j)));
+            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
+        }
+        res = k4_finish_x16(res, d, dmin, a->d, acc, sm);
+    }
+    _mm512_storeu_ps(out, res);
 }
 
 /* Chunk c's two missing bits of the Q5_K layout in place: bit 2c + 1 (u's fifth bit) moved to
@@ -458,17 +451,17 @@ T_AVX512 static void x4_q6k_avx512(int n, const void *w, const void *act, float 
             __m512i sc[2] = {_mm512_srai_epi32(_mm512_slli_epi32(sp, 16), 16), _mm512_srai_epi32(sp, 16)};
 #pragma GCC unroll 2
             for (int t = 0; t < 2; t++) {
-                __m512i v = _mm512_loadu_si512(sub + 192 * t);
+                __m512i v = k_load_reg(sub + 192 * t);
                 __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
 #pragma GCC unroll 2
                 for (int c = 2 * t; c < 2 * t + 2; c++) {
-                    __m512i z = _mm512_loadu_si512(sub + 192 * t + 64 + 64 * (c - 2 * t));
+                    __m512i z = k_load_reg(sub + 192 * t + 64 + 64 * (c - 2 * t));
                     /* (a & b) | c */
                     __m512i lo = _mm512_ternarylogic_epi32(z, m4, k6_top(v, 2 * (c - 2 * t)), 0xEA);
                     __m512i hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(z, 4), m4, k6_top(v, 2 * (c - 2 * t) + 1), 0xEA);
                     const int8_t *y = a->qs + 32 * j + 8 * c;
-                    s0 = _mm512_dpbusd_epi32(s0, lo, k_act4(y));
-                    s1 = _mm512_dpbusd_epi32(s1, hi, k_act4(y + 4));
+                    s0 = k_dpbusd_bcst(s0, lo, y);
+                    s1 = k_dpbusd_bcst(s1, hi, y + 4);
                 }
                 acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc[t]));
             }

@@ -773,12 +773,15 @@ HL_TEST(vec_ops_match_scalar) {
     }
 }
 
-/* A fused attention (attn_f16) gives the bits of its level's steps run one call at a time,
- * for head sizes it keeps in registers and others, over positions where the maximum moves. */
+/* A fused attention (attn_f16) gives, for each of its query heads, the bits of its level's
+ * steps run one call at a time, for head sizes it keeps in registers and others, over
+ * positions where the maximum moves, with more heads than it keeps at a time. */
 HL_TEST(attn_matches_steps) {
-    enum { MAXP = 70, STRIDE = 200 };
+    enum { MAXP = 70, STRIDE = 200, MAXQ = 11 };
     static const int hds[] = {16, 64, 128, 24};
-    static uint16_t k[MAXP * STRIDE], v[MAXP * STRIDE], q[128], a0[128], a1[128];
+    static const int nqs[] = {1, 3, 8, MAXQ};
+    static uint16_t k[MAXP * STRIDE], v[MAXP * STRIDE], q[MAXQ * 128], a0[128], a1[MAXQ * 128];
+    static float sums[MAXQ];
     int tested = 0;
     for (int isa = 0; isa < HL_ISA_COUNT; isa++) {
         const hl_quant_vec_ops *ops = hl_quant_vec((hl_quant_isa)isa);
@@ -789,27 +792,33 @@ HL_TEST(attn_matches_steps) {
                 k[i] = hl_quant_f32_to_f16(rndf() * 3);
                 v[i] = hl_quant_f32_to_f16(rndf());
             }
-            for (int i = 0; i < hd; i++) q[i] = hl_quant_f32_to_f16(rndf());
-            for (int n = 1; n <= MAXP; n += 23) {
-                float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY, sum0 = 0;
-                memset(a0, 0, sizeof a0);
-                for (int s = 0; s < n; s++) {
-                    float sc = ops->dot_f16(hd, q, k + s * STRIDE) * scale, ms = 1, w = 1;
-                    if (sc > mx) {
-                        ms = expf(mx - sc);
-                        mx = sc;
-                        ops->scale_f16(hd, a0, ms);
-                    } else {
-                        w = expf(sc - mx);
+            for (int i = 0; i < MAXQ * hd; i++) q[i] = hl_quant_f32_to_f16(rndf());
+            for (size_t qi = 0; qi < sizeof nqs / sizeof *nqs; qi++)
+                for (int n = 1; n <= MAXP; n += 23) {
+                    int nq = nqs[qi];
+                    float scale = 1.0f / sqrtf((float)hd);
+                    ops->attn_f16(hd, nq, n, q, k, v, STRIDE, scale, a1, sums);
+                    for (int h = 0; h < nq; h++) {
+                        const uint16_t *qh = q + h * hd;
+                        float mx = -INFINITY, sum0 = 0;
+                        memset(a0, 0, sizeof a0);
+                        for (int s = 0; s < n; s++) {
+                            float sc = ops->dot_f16(hd, qh, k + s * STRIDE) * scale, ms = 1, w = 1;
+                            if (sc > mx) {
+                                ms = expf(mx - sc);
+                                mx = sc;
+                                ops->scale_f16(hd, a0, ms);
+                            } else {
+                                w = expf(sc - mx);
+                            }
+                            ops->mad_f16(hd, a0, v + s * STRIDE, w);
+                            sum0 = sum0 * ms + w;
+                        }
+                        HL_CHECK(memcmp(&sum0, &sums[h], 4) == 0);
+                        HL_CHECK(memcmp(a0, a1 + h * hd, (size_t)hd * 2) == 0);
                     }
-                    ops->mad_f16(hd, a0, v + s * STRIDE, w);
-                    sum0 = sum0 * ms + w;
+                    tested++;
                 }
-                float sum1 = ops->attn_f16(hd, n, q, k, v, STRIDE, scale, a1);
-                HL_CHECK(memcmp(&sum0, &sum1, 4) == 0);
-                HL_CHECK(memcmp(a0, a1, (size_t)hd * 2) == 0);
-                tested++;
-            }
         }
     }
     printf("  %d attention cases checked\n", tested);
