@@ -725,7 +725,7 @@ static void on_status(void *ud, int status) {
     hl_exchange *ex = ud;
     if (!ex_expect(ex, IN_CALL, "provider on_status")) return;
     ex->at.status = status;
-    ex->at.last_activity_ms = now_ms();
+    if (ex->at.stream) ex->at.last_activity_ms = now_ms(); /* only a stream has an idle timer */
 }
 
 /* ------------------------------------------------------------------ the idle timer */
