@@ -7,6 +7,7 @@
 #include "hl_ledger.h"
 #include "hl_pricing.h"
 #include "hl_test.h"
+#include "hl_time.h"
 
 HL_TEST(cloud_cost_prices_cache_separately) {
     hl_price p = {"m", 3.0, 15.0, 0.30, 3.75};
@@ -50,6 +51,39 @@ HL_TEST(record_format) {
         "\"status\":\"ok\",\"stream\":true,\"ttft_ms\":120.500,\"cached_input_tokens\":0,"
         "\"cache_write_tokens\":0,\"usage_estimated\":false,\"tenant\":null,\"task_type\":null,\"task_inferred\":false,\"sensitive\":false,"
         "\"pii\":null,\"confidence\":null,\"http_status\":200,\"error\":null}\n");
+    hl_buf_release(&b);
+}
+
+/* The line's date and time part is kept per thread for the second it was made for: lines
+ * whose times go forward, back, across midnight and a year, and round up into the next second,
+ * each carry their own time (checked against hl_time_format_ms, the other formatter). */
+HL_TEST(timestamps_in_any_order_format_their_own_second) {
+    static const long long ms[] = {
+        1700000000250LL, 1700000000999LL, 1700000001000LL, 1700000000001LL, /* back a second */
+        1700006399999LL, 1700006400000LL, 1700006399999LL,                  /* across midnight */
+        1704067199500LL, 1704067200000LL, 1704067199999LL,                  /* across a year */
+        1700000000250LL, 0, 1700000000250LL,
+    };
+    hl_ledger_record r = {0};
+    r.request_id = "req_t";
+    r.attempt = 1;
+    r.ttft_ms = r.confidence = -1;
+    hl_buf b;
+    hl_buf_init(&b, 0);
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+        r.timestamp = (double)ms[i] / 1000.0;
+        hl_buf_reset(&b);
+        HL_REQUIRE(hl_ledger_format(&r, &b) == HL_OK);
+        char want[64], line_ts[32];
+        hl_time_format_ms(ms[i], want, sizeof want);
+        snprintf(line_ts, sizeof line_ts, "%.24s", b.data + strlen("{\"timestamp\":\""));
+        if (strcmp(line_ts, want) != 0) HL_FAIL_("%lld ms: line says %s, want %s", ms[i], line_ts, want);
+    }
+    /* 0.9996 s rounds to the next second's first millisecond */
+    r.timestamp = 1700000000.9996;
+    hl_buf_reset(&b);
+    HL_REQUIRE(hl_ledger_format(&r, &b) == HL_OK);
+    HL_CHECK(strncmp(b.data, "{\"timestamp\":\"2023-11-14T22:13:21.000Z\"", 39) == 0);
     hl_buf_release(&b);
 }
 
