@@ -5,7 +5,10 @@
 # unless HL_BENCH_PREBUILT=0, node-llama-cpp's prebuilt CPU build; the sides run interleaved,
 # HL_BENCH_ROUNDS times, and the medians are printed with the ratios, the machine's read
 # bandwidth, the decode ceiling it implies (bandwidth / weight bytes read per token) and the
-# share of it we reach; then the peak RSS of `hybridllm run` and of llama-completion on the
+# share of it we reach; the bandwidth is also read in each round, just before its decodes, and
+# a second share taken against the median of those (this VM's bandwidth, two threads above
+# all, jumps for seconds at a time: a best-of-3 taken once can catch a burst no decode sees);
+# then the peak RSS of `hybridllm run` and of llama-completion on the
 # same files (/usr/bin/time -v). The load average is printed before and after.
 #
 # Usage: bench/engine/bench.sh [MODEL.gguf ...]
@@ -82,13 +85,14 @@ bw1=$(bw 1)
 bw2=$(bw 2)
 echo "memory read bandwidth: $bw1 GB/s (1 thread), $bw2 GB/s (2 threads)"
 echo "medians of $ROUNDS interleaved rounds; src: llama.cpp built from source (llama-bench -p 128 -n $NDEC)"
-printf '%-26s %3s | %7s %7s %6s %7s %6s | %7s %7s %6s %7s %6s | %7s %5s\n' model thr "pf ours" "pf src" ratio \
-    "pf pre" ratio "dec our" "dec src" ratio "dec pre" ratio ceiling "of it"
+printf '%-26s %3s | %7s %7s %6s %7s %6s | %7s %7s %6s %7s %6s | %7s %5s | %5s %5s\n' model thr "pf ours" "pf src" ratio \
+    "pf pre" ratio "dec our" "dec src" ratio "dec pre" ratio ceiling "of it" "rd bw" "of it"
 for m in "$@"; do
     for t in 1 2; do
         : >"$DIR/r.tsv"
         r=0
         while [ "$r" -lt "$ROUNDS" ]; do
+            rbw=$("$DIR/hl_membw" "$t" | field gb_s)
             o=$("$DIR/hl_bench" "$m" "$t" "$NDEC")
             l=$("$LCPP/bin/llama-bench" -m "$m" -t "$t" -p 128 -n "$NDEC" -r 1 -o csv 2>/dev/null |
                 awk -F, 'NR > 1 {gsub(/"/, ""); print $(NF - 1)}' | tr '\n' ' ')
@@ -97,21 +101,23 @@ for m in "$@"; do
                 p=$(cd "$DIR/nlc" && node llama_bench.mjs "$m" "$t" "$NDEC")
                 pre="$(echo "$p" | field prefill_tok_s) $(echo "$p" | field decode_tok_s)"
             fi
-            echo "$(echo "$o" | field prefill_tok_s) $(echo "$o" | field decode_tok_s) $l $pre $(echo "$o" | field weights_bytes)" >>"$DIR/r.tsv"
+            echo "$(echo "$o" | field prefill_tok_s) $(echo "$o" | field decode_tok_s) $l $pre $(echo "$o" | field weights_bytes) $rbw" >>"$DIR/r.tsv"
             r=$((r + 1))
         done
         med() { awk -v c="$1" '{print $c}' "$DIR/r.tsv" | median; }
         bw=$bw1
         [ "$t" = 2 ] && bw=$bw2
         awk -v m="$(basename "$m")" -v t="$t" -v pf="$(med 1)" -v dec="$(med 2)" -v lpf="$(med 3)" \
-            -v ldec="$(med 4)" -v ppf="$(med 5)" -v pdec="$(med 6)" -v wb="$(med 7)" -v bw="$bw" 'BEGIN {
+            -v ldec="$(med 4)" -v ppf="$(med 5)" -v pdec="$(med 6)" -v wb="$(med 7)" -v bw="$bw" \
+            -v rbw="$(med 8)" 'BEGIN {
             c = bw * 1e9 / wb
-            printf "%-26s %3s | %7.1f %7.1f %5.2fx %7.1f %5.2fx | %7.2f %7.2f %5.2fx %7.2f %5.2fx | %7.2f %4.0f%%\n",
+            cr = rbw * 1e9 / wb
+            printf "%-26s %3s | %7.1f %7.1f %5.2fx %7.1f %5.2fx | %7.2f %7.2f %5.2fx %7.2f %5.2fx | %7.2f %4.0f%% | %5.1f %4.0f%%\n",
                 m, t, pf, lpf, pf / lpf, ppf, ppf ? pf / ppf : 0, dec, ldec, dec / ldec, pdec,
-                pdec ? dec / pdec : 0, c, 100 * dec / c }'
+                pdec ? dec / pdec : 0, c, 100 * dec / c, rbw, 100 * dec / cr }'
     done
 done
-echo "(tok/s; ceiling = decode tok/s if every weight byte came at the measured bandwidth; pre: node-llama-cpp's prebuilt build, 0 when left out)"
+echo "(tok/s; ceiling = decode tok/s if every weight byte came at the measured bandwidth; rd bw: the median of the bandwidths read just before each round's decodes, GB/s, and the share of the ceiling it implies; pre: node-llama-cpp's prebuilt build, 0 when left out)"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [ -x "$HL" ]; then
