@@ -22,7 +22,8 @@
 # shares the machine), and the share of requests that reached the upstream on a connection
 # already open (its nginx stub_status counts the connections it accepts). After each run of hybrid: the indexer's lag (journal bytes and about how
 # many lines it is behind, from /metrics' hybridllm_ledger_index_lag_bytes) and how long it
-# then takes to catch up. Then p99 at 1 connection (hybrid, noidx, nginx, interleaved), and the
+# then takes to catch up. Then p99 at 1 connection (hybrid, noidx, nginx, interleaved; each
+# run after `sync`, see settle_writeback), and the
 # time to the first content byte of a streamed answer (bench/gateway/ttfb.py, one connection,
 # hybrid vs nginx, interleaved). Peak RSS is each server's VmHWM at the end.
 #
@@ -477,14 +478,28 @@ for conns in $CONNS_LIST; do
 done
 
 # ------------------------------------------------------------------ p99 at one connection
+# The load runs leave gigabytes of journal and index pages dirty. The kernel writes them back
+# about 30 s later, in worker threads that hold a core for up to a millisecond at a time
+# (perf sched timehist: the chain's tasks waited 0.5-1.3 ms behind kworkers), and that lands
+# on whichever server the one-connection runs measure then: with the index off measured first
+# after a load of its own, its p99 was the one at 1.3 ms. So each of these runs starts after
+# `sync`: what it measures is the server's own work meanwhile, its indexer's included.
+settle_writeback() {
+    local t0 t1
+    t0=$(date +%s%N)
+    sync
+    t1=$(date +%s%N)
+    SYNC_MS=$(((t1 - t0) / 1000000))
+}
 declare -A ONE
-echo "== 1 connection: $ROUNDS rounds x ${ONE_SECS}s per target (hybrid, noidx, nginx)"
+echo "== 1 connection: $ROUNDS rounds x ${ONE_SECS}s per target (hybrid, noidx, nginx), each after sync"
 for ((r = 1; r <= ROUNDS; r++)); do
     for t in hybrid noidx nginx; do
+        settle_writeback
         run_wrk "$t" 1 "$ONE_SECS" "$TMP/wrk-$t-1-$r.txt"
         read -r rps _ p99 _ <<<"$WRK_LINE"
         ONE[$t,$r]=$p99
-        printf '   round %d  %-7s %8.0f req/s  p99 %7.3f ms\n' "$r" "$t" "$rps" "$p99"
+        printf '   round %d  %-7s %8.0f req/s  p99 %7.3f ms  (sync before it: %d ms)\n' "$r" "$t" "$rps" "$p99" "$SYNC_MS"
     done
 done
 declare -A M_ONE
