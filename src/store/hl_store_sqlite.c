@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+enum { WAL_CHECKPOINT_BYTES = 64 << 20 }; /* see above: the checkpoint, an fsync, this often */
+
 /* ---- migrations ---- */
 
 /* The columns of migration 7's two rollup tables. */
@@ -434,6 +436,13 @@ static hl_err sq_open(hl_store *s, const char *location, char *errbuf, size_t er
         sq_close(s);
         return HL_ERR_UNSUPPORTED;
     }
+    /* A new file gets 16 KiB pages (an existing one keeps its own): SQLite writes each WAL
+     * frame as two pwrite()s, its 24-byte header and the page, so 4 KiB pages cost the indexer
+     * about 0.11 pwrite()s a line, 0.6-0.8 us of kernel time, against 0.27-0.30 us with 16
+     * KiB (per-thread CPU under wrk -c32). Records are appended and read in id ranges; a
+     * larger page costs them nothing. Must come before WAL mode, which fixes the size. */
+    doing = "setting the page size";
+    if ((rc = exec(q->db, "PRAGMA page_size = 16384"))) goto fail;
     /* journal_mode answers the mode it got: an in-memory database stays "memory". */
     sqlite3_stmt *wal = NULL;
     doing = "setting WAL mode";
@@ -451,8 +460,16 @@ static hl_err sq_open(hl_store *s, const char *location, char *errbuf, size_t er
     doing = "setting pragmas";
     if ((rc = exec(q->db, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;"
                           "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0;"
-                          "PRAGMA wal_autocheckpoint = 16384; PRAGMA journal_size_limit = 67108864")))
+                          "PRAGMA journal_size_limit = 67108864")))
         goto fail;
+    /* The checkpoint every WAL_CHECKPOINT_BYTES, in pages of this file's size. */
+    sqlite3_stmt *ps = NULL;
+    if ((rc = prep(q->db, "PRAGMA page_size", &ps))) goto fail;
+    rc = sqlite3_step(ps);
+    long page = rc == SQLITE_ROW ? sqlite3_column_int(ps, 0) : 0;
+    sqlite3_finalize(ps);
+    if (rc != SQLITE_ROW) goto fail;
+    sqlite3_wal_autocheckpoint(q->db, (int)(WAL_CHECKPOINT_BYTES / (page > 0 ? page : 4096)));
     doing = "registering functions";
     if ((rc = sqlite3_create_function(q->db, "hl_hist_add", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, hist_add_fn,
                                       NULL, NULL)))

@@ -192,6 +192,37 @@ HL_TEST(migrations_from_an_empty_file_and_reopen) {
     paths_cleanup(&p);
 }
 
+/* A new store gets 16 KiB pages (fewer WAL writes a record); one made before keeps its own
+ * size, which SQLite fixes with the first page written, and is indexed as before. */
+HL_TEST(new_stores_get_16k_pages_old_ones_keep_theirs) {
+    paths p;
+    paths_init(&p);
+    char err[512];
+    hl_store *s = NULL;
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    hl_store_close(s);
+    HL_CHECK_INT_EQ(sql_int(p.db, "PRAGMA page_size"), 16384);
+    paths_cleanup(&p);
+
+    paths_init(&p);
+    sqlite3 *h = NULL;
+    HL_REQUIRE(sqlite3_open(p.db, &h) == SQLITE_OK);
+    HL_REQUIRE(sqlite3_exec(h, "PRAGMA page_size = 4096; PRAGMA user_version = 0; VACUUM", NULL, NULL, NULL) ==
+               SQLITE_OK);
+    sqlite3_close(h);
+    HL_CHECK_INT_EQ(sql_int(p.db, "PRAGMA page_size"), 4096);
+    HL_REQUIRE(hl_store_open(&s, p.db, err, sizeof err) == HL_OK);
+    long long size = append_records(p.journal, 0, 40, "old");
+    hl_store_index_stats st;
+    HL_CHECK(hl_store_index(s, p.journal, &st) == HL_OK);
+    HL_CHECK_INT_EQ(st.inserted, 40);
+    HL_CHECK_INT_EQ(st.offset, size);
+    hl_store_close(s);
+    HL_CHECK_INT_EQ(sql_int(p.db, "PRAGMA page_size"), 4096);
+    HL_CHECK_INT_EQ(sql_int(p.db, "SELECT count(*) FROM inferences"), 40);
+    paths_cleanup(&p);
+}
+
 HL_TEST(open_errors_name_the_file) {
     paths p;
     paths_init(&p);
