@@ -283,7 +283,8 @@ hl_err hl_router_route(const hl_config *cfg, hl_backends *bs, const hl_route_inp
             continue;
         }
         note(t, "rule %s: matches", r->name);
-        snprintf(route->reason, sizeof route->reason, "rule:%s", r->name);
+        memcpy(route->reason, "rule:", 5); /* as snprintf "rule:%s", without its 600 instructions */
+        hl_strlcpy(route->reason + 5, r->name, sizeof route->reason - 5);
         route->rule = r;
         rule_candidates(r, bs, in, route, &sk, t);
         rule_escalation(r, bs, in, route, t);
