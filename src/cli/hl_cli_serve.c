@@ -76,9 +76,12 @@ static void *signal_thread(void *arg) {
 }
 
 /* Everything serve owns; serve_release() frees what was set up, in reverse. */
+enum { WRITEBACK_PERIOD_MS = 100 }; /* how often the journal's new full pages are sent */
+
 typedef struct serve_state {
     hl_config *cfg;
     hl_ledger ledger;
+    hl_ledger_writeback *writeback; /* NULL: not started (the kernel's writeback alone) */
     hl_backends bs;
     hl_gateway *gw;
     hl_server *srv;
@@ -245,6 +248,8 @@ static int serve_open(serve_state *st) {
         hl_log(HL_LOG_ERROR, "cannot open ledger %s: %m", st->cfg->ledger_path);
         return 1;
     }
+    if (hl_ledger_writeback_start(&st->ledger, WRITEBACK_PERIOD_MS, &st->writeback) != HL_OK)
+        hl_log(HL_LOG_WARN, "ledger writeback thread not started (%m): the kernel writes the journal back alone");
     if (hl_budgets_new(&st->budgets, st->cfg) != HL_OK) return 1;
     char host[128] = "";
     if (gethostname(host, sizeof host - 1) != 0 || !host[0]) snprintf(host, sizeof host, "localhost");
@@ -310,6 +315,7 @@ static void serve_release(serve_state *st) {
     hl_budgets_free(st->budgets);
     for (size_t i = 0; i < st->bs.n; i++) hl_builtin_free(st->bs.v[i].builtin);
     hl_backends_release(&st->bs);
+    hl_ledger_writeback_stop(st->writeback);
     if (st->ledger.fd >= 0) hl_ledger_close(&st->ledger);
     hl_config_free(st->cfg);
 }

@@ -5,8 +5,11 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -208,4 +211,111 @@ void hl_ledger_close(hl_ledger *l) {
     l->fd = -1;
     free(l->path);
     l->path = NULL;
+}
+
+/* ---- writeback (see hl_ledger.h) ---- */
+
+struct hl_ledger_writeback {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;        /* signalled by stop */
+    bool stop;                /* under mu */
+    int fd;                   /* the ledger's, borrowed */
+    long period_ms;
+    off_t page;
+    _Atomic unsigned long long done; /* written by the thread, read by anyone */
+};
+
+/* One look at the file: starts writeback of the full pages past `done` when there are enough.
+ * false when the file cannot take it (a pipe, a terminal): the thread then stops trying. */
+static bool writeback_step(hl_ledger_writeback *w) {
+    struct stat st;
+    if (fstat(w->fd, &st) != 0) return true;
+    if (!S_ISREG(st.st_mode)) return false;
+    unsigned long long upto = (unsigned long long)(st.st_size / w->page * w->page);
+    unsigned long long done = atomic_load(&w->done);
+    if (upto < done) { /* truncated under us: follow it */
+        atomic_store(&w->done, upto);
+        return true;
+    }
+    if (upto - done < HL_LEDGER_WRITEBACK_MIN) return true;
+    if (sync_file_range(w->fd, (off_t)done, (off_t)(upto - done), SYNC_FILE_RANGE_WRITE) != 0) {
+        if (errno == ESPIPE || errno == EINVAL) return false;
+        /* EIO, ENOMEM: the kernel's own writeback will meet the same; try the next range. */
+    }
+    atomic_store(&w->done, upto);
+    return true;
+}
+
+static void *writeback_main(void *arg) {
+    hl_ledger_writeback *w = arg;
+    struct sched_param sp = {.sched_priority = 0};
+    pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp); /* best effort */
+    bool working = true;
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += w->period_ms / 1000;
+        until.tv_nsec += (w->period_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (!w->stop && pthread_cond_timedwait(&w->cv, &w->mu, &until) != ETIMEDOUT) {}
+        if (w->stop || !working) continue;
+        pthread_mutex_unlock(&w->mu);
+        working = writeback_step(w);
+        pthread_mutex_lock(&w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+hl_err hl_ledger_writeback_start(hl_ledger *l, long period_ms, hl_ledger_writeback **out) {
+    *out = NULL;
+    hl_ledger_writeback *w = calloc(1, sizeof *w);
+    if (!w) return HL_ERR_NOMEM;
+    w->fd = l->fd;
+    w->period_ms = period_ms > 0 ? period_ms : 1;
+    long page = sysconf(_SC_PAGESIZE);
+    w->page = page > 0 ? page : 4096;
+    struct stat st;
+    if (fstat(w->fd, &st) != 0) {
+        free(w);
+        return HL_ERR_IO;
+    }
+    atomic_init(&w->done, (unsigned long long)(st.st_size / w->page * w->page));
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    int rc = pthread_create(&w->thread, NULL, writeback_main, w);
+    if (rc != 0) {
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        errno = rc;
+        return HL_ERR_IO;
+    }
+    *out = w;
+    return HL_OK;
+}
+
+unsigned long long hl_ledger_writeback_done(const hl_ledger_writeback *w) {
+    return atomic_load(&w->done);
+}
+
+void hl_ledger_writeback_stop(hl_ledger_writeback *w) {
+    if (!w) return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
 }

@@ -177,6 +177,29 @@ hl_err hl_ledger_batch_flush(hl_ledger_batch *b);
 /* Flushes, then frees the buffer. */
 void hl_ledger_batch_release(hl_ledger_batch *b);
 
+/* Writeback: a thread of its own asks the kernel to start writing the journal's full pages
+ * to disk as they fill (sync_file_range, SYNC_FILE_RANGE_WRITE: no wait, no fsync) once at
+ * least HL_LEDGER_WRITEBACK_MIN bytes are new, checking every period_ms. Left to itself the
+ * kernel writes a busy journal back about 30 s after it was written, hundreds of megabytes at
+ * once, in worker threads that hold a core for up to a millisecond at a time: every request
+ * on the machine then waits (perf sched: 0.5-1.3 ms, ~40 times a second). Started this way,
+ * the same work runs in small pieces in this thread, at SCHED_IDLE (best effort), so it
+ * only takes CPU time the event loops leave; when they leave none, the kernel's own
+ * writeback takes over as before. Lines are written by write() and readable at once either
+ * way: this changes when they reach the disk, not what a reader or a crash sees. */
+#define HL_LEDGER_WRITEBACK_MIN (1u << 20)
+
+typedef struct hl_ledger_writeback hl_ledger_writeback;
+
+/* Starts the thread over l's file (l must outlive it). *out NULL and HL_ERR_NOMEM or
+ * HL_ERR_IO (errno set) when it could not start; the journal works without it. */
+hl_err hl_ledger_writeback_start(hl_ledger *l, long period_ms, hl_ledger_writeback **out);
+/* Bytes from the start of the file up to which writeback has been started (a page multiple).
+ * Starts at the file's size when the thread started, rounded down to a page. */
+unsigned long long hl_ledger_writeback_done(const hl_ledger_writeback *w);
+/* Stops and joins the thread, frees w (NULL: nothing). */
+void hl_ledger_writeback_stop(hl_ledger_writeback *w);
+
 /* ---- reading (hl_ledger_read.c) ---- */
 
 /* One line, parsed and validated. rec holds the fields as the writer takes them, so

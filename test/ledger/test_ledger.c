@@ -3,6 +3,7 @@
  * one reader: writer -> parser field by field, the brief's CostTracker lines and their derived
  * ids, malformed lines with their reasons, first-line-per-key reading of a journal. */
 #include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "hl_ledger.h"
 #include "hl_pricing.h"
@@ -125,6 +126,81 @@ HL_TEST(concurrent_appends_keep_lines_whole) {
     unlink(path);
     HL_CHECK_INT_EQ(lines, 2000);
     HL_CHECK_INT_EQ(bad, 0);
+}
+
+/* Polls the writeback thread (period 2 ms, for 2 s at most) until it is done up to within
+ * HL_LEDGER_WRITEBACK_MIN of size; what it is done up to then. */
+static unsigned long long writeback_catches_up(hl_ledger_writeback *w, long long size) {
+    for (int i = 0; i < 1000 && size - (long long)hl_ledger_writeback_done(w) >= HL_LEDGER_WRITEBACK_MIN; i++)
+        usleep(2000);
+    return hl_ledger_writeback_done(w);
+}
+
+static long long file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+HL_TEST(writeback_follows_the_journal_by_whole_pages) {
+    char path[] = "/tmp/hl_ledger_test_XXXXXX";
+    int fd = mkstemp(path);
+    HL_REQUIRE(fd >= 0);
+    char junk[5000];
+    memset(junk, 'x', sizeof junk);
+    HL_REQUIRE(write(fd, junk, sizeof junk) == (ssize_t)sizeof junk);
+    close(fd);
+    long long page = sysconf(_SC_PAGESIZE);
+    hl_ledger l;
+    HL_REQUIRE(hl_ledger_open(&l, path) == HL_OK);
+    hl_ledger_writeback *w = NULL;
+    HL_REQUIRE(hl_ledger_writeback_start(&l, 2, &w) == HL_OK);
+    /* What was there before: counted as done, to the page below the end. */
+    unsigned long long start = (unsigned long long)(5000 / page * page);
+    HL_CHECK_INT_EQ(hl_ledger_writeback_done(w), start);
+
+    hl_ledger_record r = {0};
+    r.request_id = "req_writeback_test_with_a_longer_id_to_make_lines_bigger";
+    r.backend = r.model = r.route_reason = r.status = "x";
+    r.ttft_ms = -1;
+    /* Less than HL_LEDGER_WRITEBACK_MIN new: nothing started yet. */
+    while (file_size(path) < (long long)start + HL_LEDGER_WRITEBACK_MIN / 2) HL_REQUIRE(hl_ledger_append(&l, &r) == HL_OK);
+    usleep(30000);
+    HL_CHECK_INT_EQ(hl_ledger_writeback_done(w), start);
+    /* Past it: every full page, never the one still being filled. */
+    while (file_size(path) < 3 * (long long)HL_LEDGER_WRITEBACK_MIN) HL_REQUIRE(hl_ledger_append(&l, &r) == HL_OK);
+    long long size = file_size(path);
+    unsigned long long done = writeback_catches_up(w, size);
+    HL_CHECK(done > start && done % (unsigned long long)page == 0 && (long long)done <= size);
+    HL_CHECK(size - (long long)done < HL_LEDGER_WRITEBACK_MIN);
+
+    /* Truncated by someone else: it follows the file down, then up again. */
+    HL_REQUIRE(truncate(path, 10000) == 0);
+    for (int i = 0; i < 1000 && hl_ledger_writeback_done(w) > 10000; i++) usleep(2000);
+    HL_CHECK_INT_EQ(hl_ledger_writeback_done(w), 10000 / page * page);
+    while (file_size(path) < 10000 + 2 * (long long)HL_LEDGER_WRITEBACK_MIN) HL_REQUIRE(hl_ledger_append(&l, &r) == HL_OK);
+    size = file_size(path);
+    done = writeback_catches_up(w, size);
+    HL_CHECK(done > 10000 && done % (unsigned long long)page == 0 && (long long)done <= size);
+    HL_CHECK(size - (long long)done < HL_LEDGER_WRITEBACK_MIN);
+    hl_ledger_writeback_stop(w);
+    hl_ledger_close(&l);
+    unlink(path);
+}
+
+/* A journal that is not a file (a pipe, as with path: /dev/stdout): the thread gives up on it
+ * quietly and still stops when asked. */
+HL_TEST(writeback_leaves_a_pipe_alone) {
+    int p[2];
+    HL_REQUIRE(pipe(p) == 0);
+    hl_ledger l = {.fd = p[1]};
+    hl_ledger_writeback *w = NULL;
+    HL_REQUIRE(hl_ledger_writeback_start(&l, 1, &w) == HL_OK);
+    HL_REQUIRE(write(p[1], "{}\n", 3) == 3);
+    usleep(20000);
+    HL_CHECK_INT_EQ(hl_ledger_writeback_done(w), 0);
+    hl_ledger_writeback_stop(w);
+    close(p[0]);
+    close(p[1]);
 }
 
 HL_TEST(open_failure_is_reported) {
