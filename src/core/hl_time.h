@@ -13,6 +13,7 @@
 #define HL_TIME_H
 
 #include <stddef.h>
+#include <time.h>
 #include "hl_err.h"
 
 /* Parses s[0..n) (need not be terminated) into microseconds since 1970-01-01T00:00:00Z
@@ -22,6 +23,9 @@ hl_err hl_time_parse_us(const char *s, size_t n, long long *us_out);
 hl_err hl_time_parse_ms(const char *s, size_t n, long long *ms_out);
 /* Formats ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" (out: at least 25 bytes; cut to out_len). */
 void hl_time_format_ms(long long ms, char *out, size_t out_len);
+/* The time ms milliseconds from now on clock (CLOCK_MONOTONIC, CLOCK_REALTIME): the deadline
+ * of a pthread_cond_timedwait whose condvar runs on that clock. */
+struct timespec hl_time_after(clockid_t clock, long ms);
 /* Days since 1970-01-01 of a proleptic Gregorian date, and back. */
 long long hl_time_days_from_civil(long long y, unsigned m, unsigned d);
 void hl_time_civil_from_days(long long days, int *y, unsigned *m, unsigned *d);

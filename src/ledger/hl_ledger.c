@@ -6,12 +6,12 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "hl_time.h"
 
 hl_err hl_ledger_open(hl_ledger *l, const char *path) {
     memset(l, 0, sizeof *l);
@@ -249,19 +249,10 @@ static bool writeback_step(hl_ledger_writeback *w) {
 
 static void *writeback_main(void *arg) {
     hl_ledger_writeback *w = arg;
-    struct sched_param sp = {.sched_priority = 0};
-    pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp); /* best effort */
     bool working = true;
     pthread_mutex_lock(&w->mu);
     while (!w->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += w->period_ms / 1000;
-        until.tv_nsec += (w->period_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = hl_time_after(CLOCK_MONOTONIC, w->period_ms);
         while (!w->stop && pthread_cond_timedwait(&w->cv, &w->mu, &until) != ETIMEDOUT) {}
         if (w->stop || !working) continue;
         pthread_mutex_unlock(&w->mu);

@@ -183,10 +183,11 @@ void hl_ledger_batch_release(hl_ledger_batch *b);
  * kernel writes a busy journal back about 30 s after it was written, hundreds of megabytes at
  * once, in worker threads that hold a core for up to a millisecond at a time: every request
  * on the machine then waits (perf sched: 0.5-1.3 ms, ~40 times a second). Started this way,
- * the same work runs in small pieces in this thread, at SCHED_IDLE (best effort), so it
- * only takes CPU time the event loops leave; when they leave none, the kernel's own
- * writeback takes over as before. Lines are written by write() and readable at once either
- * way: this changes when they reach the disk, not what a reader or a crash sees. */
+ * the same work runs in pieces of a MiB or two, in this thread. It keeps the normal priority
+ * the kernel's workers have: allocating the journal's blocks takes locks of its inode that the
+ * event loops' write()s need too, and a thread starved while holding them (SCHED_IDLE on busy
+ * cores) would stall the loops behind it. Lines are written by write() and readable at once
+ * either way: this changes when they reach the disk, not what a reader or a crash sees. */
 #define HL_LEDGER_WRITEBACK_MIN (1u << 20)
 
 typedef struct hl_ledger_writeback hl_ledger_writeback;

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <uv.h>
 #include "hl_log.h"
+#include "hl_time.h"
 
 struct hl_health {
     hl_backends *bs;
@@ -45,14 +46,7 @@ static void *health_main(void *arg) {
     double next_round = (double)uv_hrtime() / 1e6 + (double)interval;
     pthread_mutex_lock(&h->mu);
     while (!h->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += tick / 1000;
-        until.tv_nsec += (tick % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = hl_time_after(CLOCK_REALTIME, tick);
         pthread_cond_timedwait(&h->cv, &h->mu, &until);
         if (h->stop) break;
         pthread_mutex_unlock(&h->mu);

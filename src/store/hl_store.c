@@ -949,14 +949,7 @@ static void *indexer_main(void *arg) {
     while (!ix->stop) {
         /* The next pass is due interval_ms after the last one began; pokes in between run
          * their hook without moving it. */
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += ix->interval_ms / 1000;
-        until.tv_nsec += (ix->interval_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = hl_time_after(CLOCK_MONOTONIC, ix->interval_ms);
         while (!ix->stop && !ix->kick) {
             if (ix->poke) {
                 indexer_poked(ix);
