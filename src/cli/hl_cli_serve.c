@@ -75,9 +75,9 @@ static void *signal_thread(void *arg) {
     return NULL;
 }
 
-/* Everything serve owns; serve_release() frees what was set up, in reverse. */
 enum { WRITEBACK_PERIOD_MS = 100 }; /* how often the journal's new full pages are sent */
 
+/* Everything serve owns; serve_release() frees what was set up, in reverse. */
 typedef struct serve_state {
     hl_config *cfg;
     hl_ledger ledger;

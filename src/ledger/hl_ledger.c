@@ -251,16 +251,16 @@ static void *writeback_main(void *arg) {
     hl_ledger_writeback *w = arg;
     bool working = true;
     pthread_mutex_lock(&w->mu);
-    while (!w->stop) {
+    while (!w->stop && working) {
         struct timespec until = hl_time_after(CLOCK_MONOTONIC, w->period_ms);
         while (!w->stop && pthread_cond_timedwait(&w->cv, &w->mu, &until) != ETIMEDOUT) {}
-        if (w->stop || !working) continue;
+        if (w->stop) break;
         pthread_mutex_unlock(&w->mu);
         working = writeback_step(w);
         pthread_mutex_lock(&w->mu);
     }
     pthread_mutex_unlock(&w->mu);
-    return NULL;
+    return NULL; /* stopped, or the file cannot take writeback: stop() still joins */
 }
 
 hl_err hl_ledger_writeback_start(hl_ledger *l, long period_ms, hl_ledger_writeback **out) {

@@ -438,7 +438,7 @@ static hl_err sq_open(hl_store *s, const char *location, char *errbuf, size_t er
     }
     /* A new file gets 16 KiB pages (an existing one keeps its own): SQLite writes each WAL
      * frame as two pwrite()s, its 24-byte header and the page, so 4 KiB pages cost the indexer
-     * about 0.11 pwrite()s a line, 0.6-0.8 us of kernel time, against 0.27-0.30 us with 16
+     * about 0.11 pwrite()s a line, 0.6-0.8 us of kernel time, against 0.27-0.46 us with 16
      * KiB (per-thread CPU under wrk -c32). Records are appended and read in id ranges; a
      * larger page costs them nothing. Must come before WAL mode, which fixes the size. */
     doing = "setting the page size";
