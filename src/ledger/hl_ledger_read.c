@@ -60,12 +60,15 @@ static void field_len_init(void) {
 
 typedef enum vkind { V_ABSENT = 0, V_NULL, V_STR, V_INT, V_REAL, V_BOOL, V_OTHER } vkind;
 
+/* 16 bytes: a line's 38 slots are cleared for every line. */
 typedef struct val {
+    union {
+        const char *s;        /* V_STR: in the decode buffer */
+        long long i;          /* V_INT */
+        double d;             /* V_REAL */
+        bool b;               /* V_BOOL */
+    } u;
     vkind k;
-    const char *s;            /* V_STR: in the decode buffer */
-    long long i;              /* V_INT */
-    double d;                 /* V_INT and V_REAL */
-    bool b;                   /* V_BOOL */
 } val;
 
 typedef struct scan {
@@ -168,61 +171,48 @@ static bool read_string(scan *sc, const char **s) {
     return bad(sc, "unterminated string");
 }
 
-/* The numbers the writer makes (an integer, or digits with a point: "0.240", "0.0000000033")
- * without strtoll/strtod when that gives the same value: at most 15 significant digits and 22
- * after the point, so the digits as an integer and the power of ten are both exact doubles and
- * one division rounds correctly (Clinger's fast path). Anything else: false. */
-static bool fast_number(const char *p, const char *end, bool is_int, val *v) {
+/* A number at sc->p. The numbers the writer makes (an integer, or digits with a point:
+ * "0.240", "0.0000000033") are converted as they are checked, without strtoll/strtod, when
+ * that gives the same value: at most 15 significant digits and 22 after the point, so the
+ * digits as an integer and the power of ten are both exact doubles and one division rounds
+ * correctly (Clinger's fast path). Anything else goes through strtoll/strtod. */
+static bool read_number(scan *sc, val *v) {
     static const double pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                      1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-    bool neg = *p == '-';
-    if (neg) p++;
-    long long m = 0;
-    int digits = 0, frac = 0;
-    bool point = false;
-    for (; p < end; p++) {
-        if (*p == '.') {
-            point = true;
-            continue;
-        }
-        if (*p < '0' || *p > '9') return false; /* an exponent */
-        if (m || *p != '0') digits++;
-        if (digits > 15) return false;
-        m = m * 10 + (*p - '0');
-        frac += point;
-    }
-    if (frac > 22) return false;
-    if (is_int) {
-        v->k = V_INT;
-        v->i = neg ? -m : m;
-        v->d = (double)v->i;
-    } else {
-        v->k = V_REAL;
-        v->d = (double)m / pow10[frac];
-        if (neg) v->d = -v->d;
-    }
-    return true;
-}
-
-static bool read_number(scan *sc, val *v) {
     const char *st = sc->p, *p = sc->p, *end = sc->end;
-    bool is_int = true;
-    if (p < end && *p == '-') p++;
+    bool neg = p < end && *p == '-';
+    p += neg;
+    unsigned long long m = 0; /* the digits, exact while digits <= 15 (wraps harmlessly beyond) */
+    int digits = 0, frac = 0; /* significant digits; digits after the point */
     if (p < end && *p == '0') p++;
-    else if (p < end && *p >= '1' && *p <= '9') while (p < end && *p >= '0' && *p <= '9') p++;
+    else if (p < end && *p >= '1' && *p <= '9')
+        for (; p < end && *p >= '0' && *p <= '9'; p++, digits++) m = m * 10 + (unsigned)(*p - '0');
     else return bad(sc, "bad number");
+    bool is_int = true, exact = true;
     if (p < end && *p == '.') {
         is_int = false;
         if (++p >= end || *p < '0' || *p > '9') return bad(sc, "bad number");
-        while (p < end && *p >= '0' && *p <= '9') p++;
+        for (; p < end && *p >= '0' && *p <= '9'; p++, frac++) {
+            digits += m || *p != '0';
+            m = m * 10 + (unsigned)(*p - '0');
+        }
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         is_int = false;
+        exact = false;
         if (++p < end && (*p == '+' || *p == '-')) p++;
         if (p >= end || *p < '0' || *p > '9') return bad(sc, "bad number");
         while (p < end && *p >= '0' && *p <= '9') p++;
     }
-    if (fast_number(st, p, is_int, v)) {
+    if (exact && digits <= 15 && frac <= 22) {
+        if (is_int) {
+            v->k = V_INT;
+            v->u.i = neg ? -(long long)m : (long long)m;
+        } else {
+            v->k = V_REAL;
+            v->u.d = (double)m / pow10[frac];
+            if (neg) v->u.d = -v->u.d;
+        }
         sc->p = p;
         return true;
     }
@@ -231,13 +221,12 @@ static bool read_number(scan *sc, val *v) {
     sc->out[p - st] = '\0';
     errno = 0;
     if (is_int) {
-        v->i = strtoll(sc->out, NULL, 10);
+        v->u.i = strtoll(sc->out, NULL, 10);
         if (errno == ERANGE) return bad(sc, "integer out of range");
         v->k = V_INT;
-        v->d = (double)v->i;
     } else {
-        v->d = strtod(sc->out, NULL);
-        if (isinf(v->d)) return bad(sc, "number out of range");
+        v->u.d = strtod(sc->out, NULL);
+        if (isinf(v->u.d)) return bad(sc, "number out of range");
         v->k = V_REAL;
     }
     sc->p = p;
@@ -291,13 +280,12 @@ static bool literal(scan *sc, const char *word, size_t n) {
 
 static bool read_value(scan *sc, val *v, int depth) {
     skip_ws(sc);
-    memset(v, 0, sizeof *v);
     if (sc->p >= sc->end) return bad(sc, "value expected");
     switch (*sc->p) {
-    case '"': v->k = V_STR; return read_string(sc, &v->s);
+    case '"': v->k = V_STR; return read_string(sc, &v->u.s);
     case '{': case '[': v->k = V_OTHER; return skip_container(sc, depth);
-    case 't': v->k = V_BOOL; v->b = true; return literal(sc, "true", 4);
-    case 'f': v->k = V_BOOL; return literal(sc, "false", 5);
+    case 't': v->k = V_BOOL; v->u.b = true; return literal(sc, "true", 4);
+    case 'f': v->k = V_BOOL; v->u.b = false; return literal(sc, "false", 5);
     case 'n': v->k = V_NULL; return literal(sc, "null", 4);
     default: return read_number(sc, v);
     }
@@ -373,7 +361,7 @@ static bool get_str(const scan *sc, enum field k, const char **out) {
     const val *v = &sc->f[k];
     if (v->k == V_ABSENT || v->k == V_NULL) return true;
     if (v->k != V_STR) return false;
-    *out = v->s;
+    *out = v->u.s;
     return true;
 }
 
@@ -382,7 +370,7 @@ static bool get_num(const scan *sc, enum field k, double *out, bool *present) {
     *present = false;
     if (v->k == V_ABSENT || v->k == V_NULL) return true;
     if (v->k != V_INT && v->k != V_REAL) return false;
-    *out = v->d;
+    *out = v->k == V_INT ? (double)v->u.i : v->u.d;
     *present = true;
     return true;
 }
@@ -392,8 +380,8 @@ static bool get_int(const scan *sc, enum field k, long long lo, long long hi, lo
     const val *v = &sc->f[k];
     *present = false;
     if (v->k == V_ABSENT || v->k == V_NULL) return true;
-    if (v->k != V_INT || v->i < lo || v->i > hi) return false;
-    *out = v->i;
+    if (v->k != V_INT || v->u.i < lo || v->u.i > hi) return false;
+    *out = v->u.i;
     *present = true;
     return true;
 }
@@ -402,7 +390,7 @@ static bool get_bool(const scan *sc, enum field k, bool *out) {
     const val *v = &sc->f[k];
     if (v->k == V_ABSENT || v->k == V_NULL) return true;
     if (v->k != V_BOOL) return false;
-    *out = v->b;
+    *out = v->u.b;
     return true;
 }
 
