@@ -16,6 +16,18 @@
 #define SPARE_OFF 0
 #endif
 
+/* A thread's kept blocks of one kind: v[0..n), the last freed on top. */
+typedef struct kept {
+    size_t n;
+    void *v[HL_SPARE_MAX];
+} kept;
+
+static void kept_free(void *p) {
+    kept *k = p;
+    for (size_t i = 0; i < k->n; i++) free(k->v[i]);
+    free(k);
+}
+
 static pthread_mutex_t create_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* The key, created on first use; false when the system has no key left (then every block is
@@ -26,21 +38,29 @@ static bool key_ready(hl_spare *s) {
     if (r) return r > 0;
     pthread_mutex_lock(&create_mu);
     if (!atomic_load_explicit(&s->ready, memory_order_relaxed))
-        atomic_store_explicit(&s->ready, pthread_key_create(&s->key, free) == 0 ? 1 : -1, memory_order_release);
+        atomic_store_explicit(&s->ready, pthread_key_create(&s->key, kept_free) == 0 ? 1 : -1, memory_order_release);
     pthread_mutex_unlock(&create_mu);
     return atomic_load_explicit(&s->ready, memory_order_relaxed) > 0;
 }
 
 void *hl_spare_calloc(hl_spare *s) {
-    if (!key_ready(s)) return calloc(1, s->size);
-    void *p = pthread_getspecific(s->key);
-    if (!p) return calloc(1, s->size);
-    pthread_setspecific(s->key, NULL);
-    return memset(p, 0, s->size);
+    kept *k = key_ready(s) ? pthread_getspecific(s->key) : NULL;
+    if (!k || !k->n) return calloc(1, s->size);
+    return memset(k->v[--k->n], 0, s->size);
 }
 
 void hl_spare_free(hl_spare *s, void *p) {
     if (!p) return;
-    if (key_ready(s) && !pthread_getspecific(s->key) && pthread_setspecific(s->key, p) == 0) return;
+    if (key_ready(s)) {
+        kept *k = pthread_getspecific(s->key);
+        if (!k && (k = calloc(1, sizeof *k)) && pthread_setspecific(s->key, k) != 0) {
+            free(k);
+            k = NULL;
+        }
+        if (k && k->n < HL_SPARE_MAX) {
+            k->v[k->n++] = p;
+            return;
+        }
+    }
     free(p);
 }

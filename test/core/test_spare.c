@@ -1,5 +1,5 @@
-/* Tests for hl_spare: a kept block comes back zeroed, one block a thread is kept and the
- * rest freed, each thread has its own. Under AddressSanitizer nothing is kept (the checks of
+/* Tests for hl_spare: a kept block comes back zeroed, blocks come back last freed first, up
+ * to HL_SPARE_MAX a thread are kept and the rest freed, each thread has its own. Under AddressSanitizer nothing is kept (the checks of
  * which block comes back are then left out; the zeroing and the leak check remain). */
 #include <pthread.h>
 #include <stdint.h>
@@ -37,9 +37,9 @@ HL_TEST(a_kept_block_comes_back_zeroed) {
     hl_spare_free(&spare, NULL);
 }
 
-/* Two blocks freed: one is kept, the other really freed (no leak); both allocations after
- * are distinct and zeroed. */
-HL_TEST(one_block_kept_the_other_freed) {
+/* Two blocks in flight at once (an event loop's usual case), both freed: both come back,
+ * the last freed first, zeroed. */
+HL_TEST(blocks_come_back_last_freed_first) {
     block *a = hl_spare_calloc(&spare), *b = hl_spare_calloc(&spare);
     HL_CHECK(a && b && a != b);
     memset(a, 1, sizeof *a);
@@ -48,9 +48,30 @@ HL_TEST(one_block_kept_the_other_freed) {
     hl_spare_free(&spare, b);
     block *c = hl_spare_calloc(&spare), *d = hl_spare_calloc(&spare);
     HL_CHECK(c && d && c != d && all_zero(c) && all_zero(d));
-    if (KEPT) HL_CHECK(c == a); /* the first freed was kept */
+    if (KEPT) HL_CHECK(c == b && d == a);
     hl_spare_free(&spare, c);
     hl_spare_free(&spare, d);
+}
+
+/* More blocks freed than a thread keeps: the first HL_SPARE_MAX come back (last first), the
+ * rest were freed (the leak check of the sanitizer build, which keeps none, would see them). */
+HL_TEST(at_most_max_blocks_kept) {
+    enum { N = HL_SPARE_MAX + 5 };
+    block *v[N];
+    for (int i = 0; i < N; i++) {
+        v[i] = hl_spare_calloc(&spare);
+        HL_CHECK(v[i] != NULL && all_zero(v[i]));
+        if (!v[i]) return;
+        memset(v[i], 4, sizeof *v[i]); /* the blocks kept by the tests before came back first */
+    }
+    for (int i = 0; i < N; i++) hl_spare_free(&spare, v[i]);
+    for (int i = HL_SPARE_MAX - 1; i >= 0; i--) {
+        block *b = hl_spare_calloc(&spare);
+        HL_CHECK(b != NULL && all_zero(b));
+        if (KEPT) HL_CHECK(b == v[i]);
+        v[i] = b;
+    }
+    for (int i = 0; i < HL_SPARE_MAX; i++) hl_spare_free(&spare, v[i]);
 }
 
 static void *thread_keeps_one(void *arg) {
