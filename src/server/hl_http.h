@@ -71,10 +71,12 @@ hl_err hl_http_parse_head(const char *buf, size_t len, const hl_http_limits *lim
                           hl_http_req *req, size_t *head_len, int *status);
 
 /* Case-insensitive lookup of the header name[0..n); returns the first match or NULL
- * (borrowed). hl_http_header_get takes a C string: a macro, so that a literal's length is
+ * (borrowed). hl_http_header_get takes a C string: inline, so that a literal's length is
  * counted at compile time. */
 const hl_slice *hl_http_header_get_n(const hl_http_req *req, const char *name, size_t n);
-#define hl_http_header_get(req, name) hl_http_header_get_n((req), (name), strlen(name))
+static inline const hl_slice *hl_http_header_get(const hl_http_req *req, const char *name) {
+    return hl_http_header_get_n(req, name, strlen(name));
+}
 
 /* Incremental chunked-body decoder. Feed it the bytes after the head; it decodes in place:
  * decoded data is moved to the front of buf. */
