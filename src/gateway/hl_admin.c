@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
+#include <uv.h>
 #include "hl_buf.h"
 #include "hl_chat.h"
 #include "hl_exchange.h"
@@ -21,12 +22,13 @@ struct hl_admin {
     char *location;            /* the store's location; owned; NULL: none */
     hl_keys *keys;             /* borrowed */
     hl_key_budgets *budgets;   /* borrowed; may be NULL */
+    hl_authlimit *limit;       /* borrowed; may be NULL */
     pthread_mutex_t mu;        /* one admin call at a time on conn */
     hl_store *conn;            /* opened on first use */
 };
 
 hl_admin *hl_admin_new(const char *admin_key, const char *store_location, hl_keys *keys,
-                       struct hl_key_budgets *budgets) {
+                       struct hl_key_budgets *budgets, hl_authlimit *limit) {
     hl_admin *a = calloc(1, sizeof *a);
     if (!a) return NULL;
     a->key = strdup(admin_key);
@@ -39,6 +41,7 @@ hl_admin *hl_admin_new(const char *admin_key, const char *store_location, hl_key
     }
     a->keys = keys;
     a->budgets = budgets;
+    a->limit = limit;
     pthread_mutex_init(&a->mu, NULL);
     return a;
 }
@@ -208,7 +211,8 @@ static void respond_err(hl_conn *c, const char *rid, int status, hl_api_error_ki
     hl_exchange_respond_error(c, &hl_ingress_openai, rid, &err, NULL);
 }
 
-static bool authorized(const hl_admin *a, const hl_http_req *req) {
+/* The key the request presents: 1 the admin key, -1 another, 0 none. */
+static int presented_key(const hl_admin *a, const hl_http_req *req) {
     const hl_slice *v = hl_http_header_get(req, "authorization");
     const char *k = NULL;
     size_t n = 0;
@@ -219,11 +223,11 @@ static bool authorized(const hl_admin *a, const hl_http_req *req) {
         k = v->p;
         n = v->n;
     }
-    if (!k) return false;
+    if (!k) return 0;
     size_t kl = strlen(a->key);
     unsigned char diff = (unsigned char)(n != kl);
     for (size_t i = 0; i < kl; i++) diff |= (unsigned char)((i < n ? k[i] : 0) ^ a->key[i]);
-    return diff == 0;
+    return diff == 0 ? 1 : -1;
 }
 
 static long long wall_ms(void) {
@@ -335,7 +339,21 @@ static bool is(hl_slice s, const char *lit) {
 
 void hl_admin_handle(hl_admin *a, hl_conn *c, const hl_http_req *req, const char *body, size_t len,
                      const char *rid) {
-    if (!authorized(a, req)) {
+    struct sockaddr_storage peer;
+    const struct sockaddr *sa = hl_conn_peer(c, &peer) == HL_OK ? (const struct sockaddr *)&peer : NULL;
+    long long now = (long long)(uv_hrtime() / 1000000), wait_ms;
+    int key = presented_key(a, req);
+    if (key && !hl_authlimit_allow(a->limit, sa, now, &wait_ms)) {
+        hl_api_error err;
+        hl_api_error_set(&err, 429, HL_AE_RATE_LIMIT, NULL, "too_many_wrong_keys",
+                         "Too many wrong admin keys from this address: try again in %lld s.", (wait_ms + 999) / 1000);
+        char extra[64];
+        snprintf(extra, sizeof extra, "retry-after: %lld\r\n", (wait_ms + 999) / 1000);
+        hl_exchange_respond_error(c, &hl_ingress_openai, rid, &err, extra);
+        return;
+    }
+    if (key != 1) {
+        if (key) hl_authlimit_failed(a->limit, sa, now);
         respond_err(c, rid, 401, HL_AE_AUTHENTICATION, NULL, "invalid_admin_key",
                     "Missing or incorrect admin key. Send it as 'Authorization: Bearer <admin key>'.");
         return;

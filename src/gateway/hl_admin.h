@@ -27,17 +27,18 @@
 #include "hl_http.h"
 #include "hl_keys.h"
 #include "hl_server.h"
+#include "hl_authlimit.h"
 #include "hl_store.h"
 
 typedef struct hl_admin hl_admin;
 
 /* admin_key: the admin API's key (copied); store_location: the store the keys live in
  * (copied; NULL: the API answers 503); keys: the gateway's key set to reload after a change,
- * budgets: the keys' spend for /spend (both borrowed, may be NULL). NULL when out of
- * memory. */
+ * budgets: the keys' spend for /spend, limit: the wrong keys per address, shared with the
+ * dashboard (all borrowed, may be NULL). NULL when out of memory. */
 struct hl_key_budgets;
 hl_admin *hl_admin_new(const char *admin_key, const char *store_location, hl_keys *keys,
-                       struct hl_key_budgets *budgets);
+                       struct hl_key_budgets *budgets, hl_authlimit *limit);
 /* Wipes the key, closes the connection, frees. NULL ok. */
 void hl_admin_free(hl_admin *a);
 /* True when path is under /admin (the caller sends such requests to hl_admin_handle). */

@@ -48,6 +48,7 @@ struct hl_gateway {
     hl_admin *admin;           /* the admin API; owned; NULL: /admin/ answers 404 */
     hl_key_budgets *kbudgets;  /* the virtual keys' budgets; borrowed, may be NULL */
     hl_ui *ui;                 /* the dashboard; owned; NULL: /ui and /api/ answer 404 */
+    hl_authlimit *authlimit;   /* wrong admin keys per address, for admin and ui; owned */
 };
 
 typedef struct gw_worker {
@@ -560,6 +561,7 @@ void hl_gateway_free(hl_gateway *gw) {
     hl_pii_detector_free(gw->pii);
     hl_admin_free(gw->admin);
     hl_ui_free(gw->ui);
+    hl_authlimit_free(gw->authlimit);
     for (int i = 0; i < HL_MAX_WORKERS; i++) hl_metrics_free(gw->metrics[i]);
     for (int i = 0; i < gw->n_keys; i++) {
         if (gw->keys[i]) explicit_bzero(gw->keys[i], strlen(gw->keys[i]));
@@ -591,7 +593,8 @@ hl_err hl_gateway_enable_admin(hl_gateway *gw, const char *store_location) {
                              "refusing to start", var);
         return HL_ERR_INVAL;
     }
-    if (!(gw->admin = hl_admin_new(key, store_location, gw->vkeys, gw->kbudgets))) return HL_ERR_NOMEM;
+    if (!gw->authlimit && !(gw->authlimit = hl_authlimit_new())) return HL_ERR_NOMEM;
+    if (!(gw->admin = hl_admin_new(key, store_location, gw->vkeys, gw->kbudgets, gw->authlimit))) return HL_ERR_NOMEM;
     hl_log(HL_LOG_INFO, "admin API on /admin/ (key from %s)", var);
     return HL_OK;
 }
@@ -605,7 +608,8 @@ hl_err hl_gateway_enable_ui(hl_gateway *gw, const char *store_location) {
         key = NULL;
     }
     hl_ui_sources src = {.cfg = gw->cfg, .budgets = gw->budgets, .key_budgets = gw->kbudgets};
-    if (!(gw->ui = hl_ui_new(access, key, store_location, &src))) return HL_ERR_NOMEM;
+    if (!gw->authlimit && !(gw->authlimit = hl_authlimit_new())) return HL_ERR_NOMEM;
+    if (!(gw->ui = hl_ui_new(access, key, store_location, &src, gw->authlimit))) return HL_ERR_NOMEM;
     hl_log(access == HL_UI_CLOSED ? HL_LOG_WARN : HL_LOG_INFO, "dashboard on /ui: %s",
            access == HL_UI_LOOPBACK ? "loopback clients only (no server.admin_key_env)"
            : access == HL_UI_KEY    ? "the admin key opens it"

@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/time.h>
+#include <uv.h>
 #include "hl_log.h"
 #include "hl_ui_assets.h"
 
@@ -35,6 +36,7 @@ struct hl_ui {
     char *key;                        /* the admin key; owned, wiped on free; NULL: none */
     char *location;                   /* the store's location; owned; NULL: none */
     hl_ui_sources src;
+    hl_authlimit *limit;              /* wrong keys per address; borrowed; may be NULL */
     atomic_int jobs;                  /* queries in the thread pool */
     pthread_mutex_t mu;               /* sessions: the loops share them */
     ui_session sessions[UI_SESSIONS];
@@ -69,7 +71,7 @@ static bool ct_equal(const char *a, size_t alen, const char *b, size_t blen) {
 }
 
 hl_ui *hl_ui_new(hl_ui_access access, const char *admin_key, const char *store_location,
-                 const hl_ui_sources *src) {
+                 const hl_ui_sources *src, hl_authlimit *limit) {
     hl_ui *ui = calloc(1, sizeof *ui);
     if (!ui) return NULL;
     ui->access = access;
@@ -82,6 +84,7 @@ hl_ui *hl_ui_new(hl_ui_access access, const char *admin_key, const char *store_l
         return NULL;
     }
     ui->src = *src;
+    ui->limit = limit;
     pthread_mutex_init(&ui->mu, NULL);
     return ui;
 }
@@ -220,16 +223,54 @@ static bool key_matches(const hl_ui *ui, const char *k, size_t n) {
     return ui->key && ct_equal(k, n, ui->key, strlen(ui->key));
 }
 
-/* The admin key as a bearer token (scripts), or a live session (browsers). */
-static bool authorized(hl_ui *ui, const hl_http_req *req) {
+/* The admin key as a bearer token (scripts): 1 the right one, -1 another, 0 none given. */
+static int bearer_key(const hl_ui *ui, const hl_http_req *req) {
     const hl_slice *v = hl_http_header_get(req, "authorization");
-    if (v && v->n > 7 && !strncasecmp(v->p, "Bearer ", 7)) return key_matches(ui, v->p + 7, v->n - 7);
-    return session_valid(ui, cookie_token(req), false);
+    if (!v || v->n <= 7 || strncasecmp(v->p, "Bearer ", 7)) return 0;
+    return key_matches(ui, v->p + 7, v->n - 7) ? 1 : -1;
+}
+
+/* The peer of c, into *ss; NULL when it has none (then no limit applies to it). */
+static const struct sockaddr *peer_of(hl_conn *c, struct sockaddr_storage *ss) {
+    return hl_conn_peer(c, ss) == HL_OK ? (const struct sockaddr *)ss : NULL;
+}
+
+static long long mono_ms(void) { return (long long)(uv_hrtime() / 1000000); }
+
+/* Whether c's address may present a key now (hl_authlimit.h); when not, answers 429. */
+static bool key_allowed(hl_ui *ui, hl_conn *c, const char *rid) {
+    struct sockaddr_storage ss;
+    long long wait_ms;
+    if (hl_authlimit_allow(ui->limit, peer_of(c, &ss), mono_ms(), &wait_ms)) return true;
+    char msg[128], extra[64];
+    snprintf(msg, sizeof msg, "Too many wrong admin keys from this address: try again in %lld s.", (wait_ms + 999) / 1000);
+    snprintf(extra, sizeof extra, "retry-after: %lld\r\n", (wait_ms + 999) / 1000);
+    respond_err(c, rid, 429, "rate_limit_error", NULL, "too_many_wrong_keys", msg, extra);
+    return false;
+}
+
+static void key_failed(hl_ui *ui, hl_conn *c) {
+    struct sockaddr_storage ss;
+    hl_authlimit_failed(ui->limit, peer_of(c, &ss), mono_ms());
+}
+
+typedef enum { AUTH_OK, AUTH_NO, AUTH_ANSWERED /* refused with 429 */ } auth_result;
+
+/* The admin key as a bearer token (scripts), which alone decides when given, or a live
+ * session (browsers). */
+static auth_result authorized(hl_ui *ui, hl_conn *c, const hl_http_req *req, const char *rid) {
+    int bearer = bearer_key(ui, req);
+    if (!bearer) return session_valid(ui, cookie_token(req), false) ? AUTH_OK : AUTH_NO;
+    if (!key_allowed(ui, c, rid)) return AUTH_ANSWERED;
+    if (bearer > 0) return AUTH_OK;
+    key_failed(ui, c);
+    return AUTH_NO;
 }
 
 /* POST /ui/login with key=<admin key> (a form): a session cookie and back to /ui, or the form
  * again with why. */
 static void login(hl_ui *ui, hl_conn *c, const char *rid, const char *body, size_t len) {
+    if (!key_allowed(ui, c, rid)) return;
     char key[512];
     bool got = false;
     if (len > 4 && len < sizeof key && !memcmp(body, "key=", 4)) {
@@ -254,6 +295,7 @@ static void login(hl_ui *ui, hl_conn *c, const char *rid, const char *body, size
     explicit_bzero(key, sizeof key);
     char tok[65];
     if (!got) {
+        key_failed(ui, c);
         hl_log(HL_LOG_WARN, "dashboard: a login with a wrong admin key");
         const hl_ui_asset *a = asset_named("login-failed.html");
         respond_asset(c, rid, 401, a, NULL);
@@ -371,6 +413,7 @@ static void api(hl_ui *ui, hl_conn *c, const hl_http_req *req, const char *rid) 
 
 void hl_ui_handle(hl_ui *ui, hl_conn *c, const hl_http_req *req, const char *body, size_t len, const char *rid) {
     hl_slice path = req->path;
+    auth_result auth;
     if (ui->access == HL_UI_CLOSED) {
         respond_err(c, rid, 403, "permission_error", NULL, "dashboard_closed",
                     "The dashboard is closed: server.admin_key_env is set but its variable is empty or unusable.",
@@ -398,7 +441,8 @@ void hl_ui_handle(hl_ui *ui, hl_conn *c, const hl_http_req *req, const char *bod
         return;
     } else if (is(path, "/ui/app.css")) {
         /* the login form's style too: no figures in it */
-    } else if (!authorized(ui, req)) {
+    } else if ((auth = authorized(ui, c, req, rid)) != AUTH_OK) {
+        if (auth == AUTH_ANSWERED) return;
         if (is(path, "/ui") || is(path, "/ui/")) {
             /* a browser: to the form (a 401 page would read as an error in its console) */
             char h[768];

@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include "hl_authlimit.h"
 #include "hl_buf.h"
 #include "hl_config.h"
 #include "hl_err.h"
@@ -95,10 +96,11 @@ const hl_price *hl_ui_cloud_price(const hl_config *cfg);
 bool hl_ui_peer_is_loopback(const struct sockaddr *sa);
 
 /* admin_key: the admin key (copied; NULL: none); access: how it is opened; store_location:
- * the store (copied; NULL: views that need it answer 503); the sources are borrowed and must
- * outlive the dashboard. NULL when out of memory. */
+ * the store (copied; NULL: views that need it answer 503); the sources and limit (the wrong
+ * keys per address, shared with the admin API; may be NULL) are borrowed and must outlive
+ * the dashboard. NULL when out of memory. */
 hl_ui *hl_ui_new(hl_ui_access access, const char *admin_key, const char *store_location,
-                 const hl_ui_sources *src);
+                 const hl_ui_sources *src, hl_authlimit *limit);
 /* Wipes the key and the sessions, frees. NULL ok. Call after the event loops stopped. */
 void hl_ui_free(hl_ui *ui);
 /* True when path is /ui, /ui/... or /api/... (the caller sends such requests to hl_ui_handle). */

@@ -311,6 +311,45 @@ describe('the admin API without server.admin_key_env', { skip: skip ?? false }, 
   });
 });
 
+describe('wrong admin keys are bounded per address', { skip: skip ?? false }, () => {
+  let local, gw;
+  before(async () => {
+    local = await startFakeOpenAI({ models: [MODELS.local] });
+    gw = await startGateway({
+      backends: [{ name: 'local', kind: 'openai', location: 'local', base_url: `${local.url}/v1`, model: MODELS.local, max_retries: 0 }],
+      routes: [{ name: 'default', to: ['local'] }],
+      extraServer: { admin_key_env: 'HL_TEST_ADMIN_KEY' },
+      env: { HL_TEST_ADMIN_KEY: ADMIN },
+    });
+  });
+  after(async () => {
+    await gw?.stop();
+    await local?.close();
+  });
+
+  const login = (key) =>
+    fetch(`${gw.url}/ui/login`, { method: 'POST', body: 'key=' + encodeURIComponent(key), headers: { 'content-type': 'application/x-www-form-urlencoded' }, redirect: 'manual' });
+
+  it('ten wrong keys (admin API and dashboard together), then even the right one gets 429 with retry-after', async () => {
+    for (let i = 0; i < 5; i++) assert.equal((await admin(gw, 'GET', '/admin/keys', undefined, `wrong-admin-key-${i}-0123456789`)).status, 401);
+    for (let i = 0; i < 5; i++) assert.equal((await login(`wrong-admin-key-${i}-0123456789`)).status, 401);
+    // no key at all is not a wrong key: still 401, and it does not count
+    assert.equal((await admin(gw, 'GET', '/admin/keys', undefined, null)).status, 401);
+    for (const r of [await admin(gw, 'GET', '/admin/keys'), await login(ADMIN),
+      await fetch(`${gw.url}/api/summary`, { headers: { authorization: `Bearer ${ADMIN}` } })]) {
+      assert.equal(r.status, 429);
+      const retry = Number(r.headers.get('retry-after'));
+      assert.ok(retry >= 1 && retry <= 60, `retry-after ${r.headers.get('retry-after')}`);
+      const j = await r.json();
+      assert.equal(j.error.type, 'rate_limit_error');
+      assert.equal(j.error.code, 'too_many_wrong_keys');
+    }
+    // the gateway's own API is not the admin key's: it still answers
+    const r = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(hello) });
+    assert.equal(r.status, 200);
+  });
+});
+
 describe("a key's budget under a burst", { skip: skip ?? false }, () => {
   let anthropic, openai, local, gw;
   before(async () => {
