@@ -271,6 +271,23 @@ export async function startGateway({
 // tls: a test PKI (../fake/tls.mjs makeTestPKI()): the fakes speak https:// with its server
 // certificate and the gateway trusts its CA through upstream.ca_file.
 // backendOverrides: {name: {...}} merged into the standard backends (e.g. a retry policy).
+// A gateway whose one backend and route go to a fake OpenAI-compatible local server; opts go
+// to startGateway (backends and routes are these). Returns { local, gw }.
+export async function startLocalGateway(opts = {}) {
+  const local = await startFakeOpenAI({ models: [MODELS.local] });
+  try {
+    const gw = await startGateway({
+      backends: [{ name: 'local', kind: 'openai', location: 'local', base_url: `${local.url}/v1`, model: MODELS.local, max_retries: 0 }],
+      routes: [{ name: 'default', to: ['local'] }],
+      ...opts,
+    });
+    return { local, gw };
+  } catch (e) {
+    await local.close();
+    throw e;
+  }
+}
+
 export async function startStack({ extraServer = {}, routes = ROUTES, tls = undefined, backendOverrides = {}, env = KEYS, unsetEnv = [] } = {}) {
   const t = tls ? { tls: tls.server } : {};
   const anthropic = await startFakeAnthropic({ key: KEYS.HL_TEST_ANTHROPIC_KEY, models: [MODELS.anthropic], ...t });

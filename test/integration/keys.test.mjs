@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import OpenAI from 'openai';
-import { startGateway, standardBackends, KEYS, MODELS, HL_BIN, gatewayBinaryMissing, posts } from './gateway.mjs';
+import { startGateway, startLocalGateway, standardBackends, KEYS, MODELS, HL_BIN, gatewayBinaryMissing, posts } from './gateway.mjs';
 import { startFakeOpenAI } from '../fake/openai.mjs';
 import { startFakeAnthropic } from '../fake/anthropic.mjs';
 import { waitFor } from './util.mjs';
@@ -292,11 +292,7 @@ describe('virtual keys', { skip: skip ?? false }, () => {
 describe('the admin API without server.admin_key_env', { skip: skip ?? false }, () => {
   let local, gw;
   before(async () => {
-    local = await startFakeOpenAI({ models: [MODELS.local] });
-    gw = await startGateway({
-      backends: [{ name: 'local', kind: 'openai', location: 'local', base_url: `${local.url}/v1`, model: MODELS.local, max_retries: 0 }],
-      routes: [{ name: 'default', to: ['local'] }],
-    });
+    ({ local, gw } = await startLocalGateway());
   });
   after(async () => {
     await gw?.stop();
@@ -314,13 +310,7 @@ describe('the admin API without server.admin_key_env', { skip: skip ?? false }, 
 describe('wrong admin keys are bounded per address', { skip: skip ?? false }, () => {
   let local, gw;
   before(async () => {
-    local = await startFakeOpenAI({ models: [MODELS.local] });
-    gw = await startGateway({
-      backends: [{ name: 'local', kind: 'openai', location: 'local', base_url: `${local.url}/v1`, model: MODELS.local, max_retries: 0 }],
-      routes: [{ name: 'default', to: ['local'] }],
-      extraServer: { admin_key_env: 'HL_TEST_ADMIN_KEY' },
-      env: { HL_TEST_ADMIN_KEY: ADMIN },
-    });
+    ({ local, gw } = await startLocalGateway({ extraServer: { admin_key_env: 'HL_TEST_ADMIN_KEY' }, env: { HL_TEST_ADMIN_KEY: ADMIN } }));
   });
   after(async () => {
     await gw?.stop();
